@@ -1,0 +1,3 @@
+from hookshift.cli import main
+
+main()

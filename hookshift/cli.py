@@ -1,0 +1,97 @@
+"""The ``hookshift`` console script: one click group per area, loaded lazily.
+
+Each area owns its commands in its own package (``mirror.cli``, ``verify.cli``, ...). The root
+group only knows their import paths, so ``hookshift --help`` stays fast and an area's heavy
+imports (boto3, duckdb) are paid only by the commands that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from hookshift import __version__
+from hookshift.errors import InputError, OperationError
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "mirror": "mirror.cli:mirror",
+    "doctor": "doctor.cli:doctor",
+    "apigw": "apigw.cli:apigw",
+    "rehearse": "rehearsal.cli:rehearse",
+    "verify": "verify.cli:verify",
+    "cutover": "cutover.cli:cutover",
+    "probe": "cutover.cli:probe",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # the area is not built yet
+                return None
+            raise
+        command = getattr(module, attr, None)
+        return command if isinstance(command, click.Command) else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hookshift")
+def cli() -> None:
+    """Move a webhook receiver from nginx -> app to API Gateway -> SQS without losing a callback.
+
+    \b
+    The migration, in order:
+      hookshift doctor --config /etc/nginx/nginx.conf
+      hookshift mirror plan --config /etc/nginx/nginx.conf --path /callback \\
+          --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod
+      hookshift mirror apply ...        (same options, validated with nginx -t)
+      hookshift verify parity --app nginx:/var/log/nginx/hookshift-parity.log --queue sqs:URL
+      hookshift cutover init|status|advance|rollback --state cutover.json
+    Rehearse all of it locally first:  hookshift rehearse
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI, turning known errors into one line and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="hookshift", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            sys.exit(rv)  # ctx.exit(code) in non-standalone mode comes back as a return value
+        return rv
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except (InputError, OperationError) as exc:
+        click.echo(f"hookshift: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The local rehearsal stack: real nginx, the stage emulator, DNS and SQS on moto, on loopback."""

@@ -1,0 +1,38 @@
+"""Fixtures shared by every area's tests.
+
+Servers are started on free loopback ports and stopped by pid in finalizers; nothing here
+reaches the internet or AWS.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rehearsal.sqs import MotoServer, start_moto
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def nginx_bin() -> str:
+    """The real nginx binary (Debian's package, installed by `make` and `.ci/run`)."""
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        pytest.fail("nginx is not installed: run `make system-deps` (Debian's nginx package)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto SQS server for the session; tests make their own uniquely named queues."""
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
