@@ -1,0 +1,1 @@
+"""Sample vendor callbacks shipped with the package (Bizppurio delivery results)."""
