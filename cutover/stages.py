@@ -1,0 +1,416 @@
+"""The five cut-over stages and the gate of each transition, as pure functions over evidence.
+
+WHY pure: the gates are the whole safety argument of the cut-over ("we moved to the custom domain
+because parity passed over 24 h and 50,000 callbacks"). Keeping them free of I/O means they are
+specified by tests exactly, and the evidence a gate used can be written to the journal verbatim.
+The CLI gathers the evidence (doctor, probes, parity, queue reads) and asks `check_transition`.
+
+Stages, in order:
+
+1. ``baseline``        nginx proxies the callback path to the app.
+2. ``mirror-stage``    nginx also mirrors every callback to the API Gateway stage URL.
+3. ``mirror-domain``   the mirror targets the custom domain (DNS, TLS, base path mapping live).
+4. ``vendor-switched`` the vendor calls the custom domain; nginx forwards stragglers there too.
+5. ``decommissioned``  nginx no longer receives callbacks; mirror and forward are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STAGES: tuple[str, ...] = (
+    "baseline",
+    "mirror-stage",
+    "mirror-domain",
+    "vendor-switched",
+    "decommissioned",
+)
+
+STAGE_SUMMARY: dict[str, str] = {
+    "baseline": "nginx proxies the callback path to the app",
+    "mirror-stage": "nginx mirrors every callback to the API Gateway stage URL",
+    "mirror-domain": "nginx mirrors every callback to the custom domain",
+    "vendor-switched": "the vendor calls the custom domain; nginx forwards stragglers to it",
+    "decommissioned": "mirror and forward removed; nginx no longer serves the callback path",
+}
+
+
+def next_stage(stage: str) -> str | None:
+    """The stage after ``stage`` (None at the end)."""
+    index = STAGES.index(stage)
+    return STAGES[index + 1] if index + 1 < len(STAGES) else None
+
+
+def previous_stage(stage: str) -> str | None:
+    """The stage before ``stage`` (None at the start)."""
+    index = STAGES.index(stage)
+    return STAGES[index - 1] if index > 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Evidence: what the CLI observed. Every field is plain data so it can go into the journal.
+
+
+@dataclass(frozen=True)
+class DoctorEvidence:
+    """`hookshift doctor` on the config: the error-level findings (``file:line: message``)."""
+
+    errors: tuple[str, ...] = ()
+    warnings: int = 0
+
+
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """A probe (`cutover.probe`): did the marker land in the queue, and if not, why."""
+
+    url: str
+    landed: bool
+    findings: tuple[str, ...] = ()  # "code: cause" lines, errors first
+
+
+@dataclass(frozen=True)
+class ParityEvidence:
+    """A parity report (`hookshift verify parity`) over ``[window_start, window_end]``."""
+
+    verdict: str  # "pass" | "fail"
+    reason: str
+    window_start: float  # epoch seconds
+    window_end: float
+    compared: int  # events compared (the app side's count in the window)
+    missing_in_queue: int = 0
+    mismatched: int = 0
+
+
+@dataclass(frozen=True)
+class DrainEvidence:
+    """Mirror-period messages drained into an archive, or the consumer's dedup confirmed."""
+
+    archived: int = 0
+    left_in_queue: int | None = None  # ApproximateNumberOfMessages(+NotVisible) after the drain
+    archive: str | None = None
+    dedup_confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class SwitchEvidence:
+    """After the vendor switch: callbacks without an nginx request id, and nginx's traffic."""
+
+    direct_arrivals: int  # queue messages since the switch without ``nginx_request_id``
+    nginx_before: int  # nginx requests for the path in the span before the switch
+    nginx_after: int  # nginx requests in an equally long span after it
+    span_seconds: float
+
+
+@dataclass(frozen=True)
+class QuietEvidence:
+    """Seconds since nginx last received a callback for the path (None: none since the switch)."""
+
+    seconds_since_last: float | None
+    seconds_in_stage: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a gate may look at; a gate whose evidence is None fails with what to pass."""
+
+    doctor: DoctorEvidence | None = None
+    stage_probe: ProbeEvidence | None = None
+    domain_probe: ProbeEvidence | None = None
+    parity: ParityEvidence | None = None
+    drain: DrainEvidence | None = None
+    switch: SwitchEvidence | None = None
+    quiet: QuietEvidence | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The operator's bar: parity window and events, and the quiet period before decommission."""
+
+    min_window: float = 3600.0
+    min_events: int = 100
+    quiet_period: float = 86400.0
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate: its name, whether it passed, and why (always said, pass or fail)."""
+
+    gate: str
+    passed: bool
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gate": self.gate, "passed": self.passed, "why": self.why}
+
+
+@dataclass(frozen=True)
+class TransitionCheck:
+    """All gates of one transition; it may proceed only when every gate passed."""
+
+    from_stage: str
+    to_stage: str | None
+    results: tuple[GateResult, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return self.to_stage is not None and all(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> tuple[GateResult, ...]:
+        return tuple(r for r in self.results if not r.passed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gates.
+
+
+def _missing(gate: str, what: str) -> GateResult:
+    return GateResult(gate, False, f"no evidence: {what}")
+
+
+def gate_doctor(doctor: DoctorEvidence | None) -> GateResult:
+    if doctor is None:
+        return _missing("doctor", "pass --config so `hookshift doctor` can check it")
+    if doctor.errors:
+        shown = "; ".join(doctor.errors[:3])
+        more = f" (+{len(doctor.errors) - 3} more)" if len(doctor.errors) > 3 else ""
+        return GateResult("doctor", False, f"{len(doctor.errors)} error(s): {shown}{more}")
+    return GateResult("doctor", True, f"no errors ({doctor.warnings} warning(s))")
+
+
+def gate_probe(gate: str, probe: ProbeEvidence | None, what: str) -> GateResult:
+    if probe is None:
+        return _missing(gate, what)
+    if probe.landed:
+        return GateResult(gate, True, f"probe through {probe.url} landed in the queue")
+    cause = probe.findings[0] if probe.findings else "no finding recorded"
+    return GateResult(gate, False, f"probe through {probe.url} did not land: {cause}")
+
+
+def gate_parity(
+    gate: str, parity: ParityEvidence | None, entered_at: float, thresholds: Thresholds
+) -> tuple[GateResult, GateResult]:
+    """The parity verdict, and the window it covered (long enough, enough events, this stage)."""
+    if parity is None:
+        miss = "pass --queue (and the parity log) so the parity report can run"
+        return _missing(gate, miss), _missing(f"{gate}-window", miss)
+    if parity.verdict == "pass":
+        verdict = GateResult(gate, True, f"parity passed ({parity.compared} compared)")
+    else:
+        verdict = GateResult(
+            gate,
+            False,
+            f"parity {parity.verdict}: {parity.reason} (missing_in_queue="
+            f"{parity.missing_in_queue}, mismatched={parity.mismatched})",
+        )
+    length = parity.window_end - parity.window_start
+    problems = []
+    if parity.window_start + 1.0 < entered_at:
+        problems.append("the window starts before this stage was entered")
+    if length < thresholds.min_window:
+        problems.append(f"window {_dur(length)} < --min-window {_dur(thresholds.min_window)}")
+    if parity.compared < thresholds.min_events:
+        problems.append(f"{parity.compared} events < --min-events {thresholds.min_events}")
+    if problems:
+        window = GateResult(f"{gate}-window", False, "; ".join(problems))
+    else:
+        window = GateResult(
+            f"{gate}-window",
+            True,
+            f"window {_dur(length)} >= {_dur(thresholds.min_window)}, "
+            f"{parity.compared} events >= {thresholds.min_events}",
+        )
+    return verdict, window
+
+
+def gate_drain(drain: DrainEvidence | None) -> GateResult:
+    if drain is None:
+        return _missing(
+            "drain",
+            "pass --archive PATH to drain the mirror-period messages, or --dedup-confirmed",
+        )
+    if drain.dedup_confirmed:
+        return GateResult(
+            "drain", True, "the consumer's deduplication was confirmed by the operator"
+        )
+    if drain.left_in_queue is None:
+        return GateResult("drain", False, "the queue's depth after the drain is unknown")
+    if drain.left_in_queue > 0:
+        return GateResult(
+            "drain",
+            False,
+            f"{drain.left_in_queue} message(s) still in the queue after draining "
+            f"{drain.archived}: a consumer started now would process them a second time",
+        )
+    return GateResult(
+        "drain",
+        True,
+        f"{drain.archived} mirror-period message(s) archived at {drain.archive}; queue empty",
+    )
+
+
+def gate_switch(switch: SwitchEvidence | None) -> tuple[GateResult, GateResult]:
+    if switch is None:
+        miss = "pass --queue and the parity log to see where callbacks arrive"
+        return _missing("direct-arrivals", miss), _missing("nginx-falling", miss)
+    if switch.direct_arrivals > 0:
+        direct = GateResult(
+            "direct-arrivals",
+            True,
+            f"{switch.direct_arrivals} callback(s) reached the queue without an nginx request id",
+        )
+    else:
+        direct = GateResult(
+            "direct-arrivals",
+            False,
+            "no callback reached the queue without an nginx request id: the vendor still "
+            "calls nginx (is the new URL registered at the vendor?)",
+        )
+    span = _dur(switch.span_seconds)
+    if switch.nginx_after < switch.nginx_before or switch.nginx_after == 0:
+        falling = GateResult(
+            "nginx-falling",
+            True,
+            f"nginx traffic for the path fell: {switch.nginx_before} -> {switch.nginx_after} "
+            f"per {span}",
+        )
+    else:
+        falling = GateResult(
+            "nginx-falling",
+            False,
+            f"nginx traffic for the path did not fall: {switch.nginx_before} -> "
+            f"{switch.nginx_after} per {span}",
+        )
+    return direct, falling
+
+
+def gate_quiet(quiet: QuietEvidence | None, thresholds: Thresholds) -> GateResult:
+    if quiet is None:
+        return _missing("quiet-period", "pass the parity log so nginx's last callback is known")
+    need = thresholds.quiet_period
+    if quiet.seconds_since_last is None:
+        if quiet.seconds_in_stage >= need:
+            return GateResult(
+                "quiet-period", True, f"no callback at nginx in {_dur(quiet.seconds_in_stage)}"
+            )
+        return GateResult(
+            "quiet-period",
+            False,
+            f"only {_dur(quiet.seconds_in_stage)} since the switch, --quiet-period {_dur(need)}",
+        )
+    if quiet.seconds_since_last >= need:
+        return GateResult(
+            "quiet-period",
+            True,
+            f"last callback at nginx {_dur(quiet.seconds_since_last)} ago >= {_dur(need)}",
+        )
+    return GateResult(
+        "quiet-period",
+        False,
+        f"last callback at nginx {_dur(quiet.seconds_since_last)} ago < --quiet-period "
+        f"{_dur(need)}",
+    )
+
+
+def check_transition(
+    stage: str, evidence: Evidence, *, entered_at: float, thresholds: Thresholds
+) -> TransitionCheck:
+    """Every gate between ``stage`` and the next one, over ``evidence``.
+
+    ``entered_at`` is when the current stage was entered (epoch seconds): parity evidence must
+    come from this stage, not the one before.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    target = next_stage(stage)
+    results: list[GateResult]
+    if target is None:
+        results = [GateResult("final", False, "decommissioned is the last stage")]
+    elif stage == "baseline":
+        results = [
+            gate_doctor(evidence.doctor),
+            gate_probe("stage-probe", evidence.stage_probe, "pass --stage-url and --queue"),
+        ]
+    elif stage == "mirror-stage":
+        results = [
+            *gate_parity("parity-stage", evidence.parity, entered_at, thresholds),
+            gate_probe("domain-probe", evidence.domain_probe, "pass --domain-url and --queue"),
+        ]
+    elif stage == "mirror-domain":
+        results = [
+            *gate_parity("parity-domain", evidence.parity, entered_at, thresholds),
+            gate_drain(evidence.drain),
+        ]
+    else:  # vendor-switched
+        results = [*gate_switch(evidence.switch), gate_quiet(evidence.quiet, thresholds)]
+    return TransitionCheck(stage, target, tuple(results))
+
+
+def needed_evidence(stage: str) -> tuple[str, ...]:
+    """The evidence fields the gate out of ``stage`` reads (so the CLI gathers only those)."""
+    return {
+        "baseline": ("doctor", "stage_probe"),
+        "mirror-stage": ("parity", "domain_probe"),
+        "mirror-domain": ("parity", "drain"),
+        "vendor-switched": ("switch", "quiet"),
+    }.get(stage, ())
+
+
+def nginx_counts(times: list[float], switch_at: float, now: float) -> tuple[int, int, float]:
+    """nginx requests in ``[switch_at - span, switch_at)`` and ``[switch_at, now]``.
+
+    The span is the time since the switch, so both counts cover equally long periods.
+    """
+    span = max(now - switch_at, 0.0)
+    before = sum(1 for t in times if switch_at - span <= t < switch_at)
+    after = sum(1 for t in times if switch_at <= t <= now)
+    return before, after, span
+
+
+def quiet_since(times: list[float], switch_at: float, now: float) -> QuietEvidence:
+    """Quiet evidence from nginx request times (only those after the switch count)."""
+    after = [t for t in times if t >= switch_at]
+    return QuietEvidence(
+        seconds_since_last=(now - max(after)) if after else None,
+        seconds_in_stage=now - switch_at,
+    )
+
+
+def _dur(seconds: float) -> str:
+    """``90`` -> ``1m30s``; short and exact enough for a gate's reason."""
+    total = round(seconds)
+    if total < 60:
+        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.1f}s"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return "".join(parts)
+
+
+def evidence_from_json(data: Mapping[str, Any]) -> Evidence:
+    """The inverse of `Evidence.to_json` (journal read-back)."""
+    kinds: dict[str, Any] = {
+        "doctor": DoctorEvidence,
+        "stage_probe": ProbeEvidence,
+        "domain_probe": ProbeEvidence,
+        "parity": ParityEvidence,
+        "drain": DrainEvidence,
+        "switch": SwitchEvidence,
+        "quiet": QuietEvidence,
+    }
+    values: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        raw = data.get(name)
+        if isinstance(raw, dict):
+            fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+            values[name] = kind(**fixed)
+    return Evidence(**values)
