@@ -1,0 +1,84 @@
+"""The array-inheritance traps: one ``access_log`` or ``proxy_set_header`` in a location drops
+every one inherited from server/http, silently.
+
+This is how adding a parity log to the callback location silences the site's access log, and
+how adding one header drops ``X-Forwarded-For`` and friends the app relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from doctor.findings import Finding, Severity
+from doctor.mirrors import mirror_targets
+from doctor.model import Index, Location
+from nginx.config import Directive
+
+
+def _dropped(
+    index: Index, loc: Location, name: str, key: Callable[[Directive], str]
+) -> tuple[list[Directive], list[Directive]]:
+    """(the location's own `name` lines, inherited lines whose key the location does not set)."""
+    own = list(index.own(loc.directive, name))
+    if not own:
+        return [], []
+    inherited = index.effective(loc.chain[:-1], name)
+    kept = {key(d) for d in own}
+    return own, [d for d in inherited if key(d) not in kept]
+
+
+def _names(lines: list[Directive], key: Callable[[Directive], str]) -> str:
+    return ", ".join(f"{key(d)} ({d.where})" for d in lines)
+
+
+def access_log_silences_inherited(index: Index) -> Iterator[Finding]:
+    def key(d: Directive) -> str:
+        return d.args[0] if d.args else ""
+
+    for server in index.servers:
+        for loc in server.all_locations():
+            own, dropped = _dropped(index, loc, "access_log", key)
+            if not dropped or any(key(d) == "off" for d in own):
+                continue
+            dropped = [d for d in dropped if key(d) != "off"]
+            if not dropped:
+                continue
+            yield Finding(
+                code="access-log-drops-inherited",
+                severity=Severity.WARNING,
+                where=own[0].where,
+                message=(
+                    f"the `access_log` in {loc.label} replaces the inherited ones: requests "
+                    f"served here are no longer written to {_names(dropped, key)}"
+                ),
+                fix="re-declare the inherited access_log lines in this location",
+            )
+
+
+def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
+    def key(d: Directive) -> str:
+        return d.args[0].lower() if d.args else ""
+
+    targets = set(mirror_targets(index))
+    for server in index.servers:
+        for loc in server.all_locations():
+            own, dropped = _dropped(index, loc, "proxy_set_header", key)
+            if not dropped:
+                continue
+            mirror = loc in targets
+            yield Finding(
+                code="proxy-set-header-drops-inherited",
+                severity=Severity.INFO if mirror else Severity.WARNING,
+                where=own[0].where,
+                message=(
+                    f"the `proxy_set_header` lines in {loc.label} replace the inherited ones: "
+                    f"requests proxied from here no longer carry {_names(dropped, key)}"
+                    + (
+                        " (a mirror target: usually intended, the stage needs none of them)"
+                        if mirror
+                        else " (nginx then sends its defaults, e.g. Host $proxy_host)"
+                    )
+                ),
+                fix="re-declare the inherited proxy_set_header lines the upstream needs in "
+                "this location",
+            )

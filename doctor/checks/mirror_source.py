@@ -1,0 +1,268 @@
+"""Checks on the locations that mirror: does the copy happen, once, with the body?
+
+The mirror runs in nginx's precontent phase, after rewrite, preaccess (``limit_req``) and access
+(``allow``/``deny``, ``auth_request``); a request those phases end is never copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from doctor.findings import Finding, Severity
+from doctor.mirrors import MirrorUse, is_internal, mirror_uses
+from doctor.model import Index, Location, Server
+from nginx.config import Directive
+
+_ENDING_REWRITE_FLAGS = ("last", "redirect", "permanent")
+
+
+def _sources(index: Index) -> dict[Location, list[MirrorUse]]:
+    """Locations that clients reach directly, with their mirrors (internal ones are targets)."""
+    found: dict[Location, list[MirrorUse]] = {}
+    for use in mirror_uses(index):
+        if not is_internal(index, use.source):
+            found.setdefault(use.source, []).append(use)
+    return found
+
+
+def _mirror_text(uses: list[MirrorUse]) -> str:
+    return ", ".join(f"`mirror {u.uri}` ({u.directive.where})" for u in uses)
+
+
+def _ends_rewrite(d: Directive) -> str | None:
+    """Why this ``rewrite`` takes the request away before the mirror, or None."""
+    if len(d.args) < 2:
+        return None
+    replacement, flag = d.args[1], d.args[2] if len(d.args) > 2 else ""
+    if replacement.startswith(("http://", "https://", "$scheme")):
+        return "answers with a redirect"
+    if flag in ("redirect", "permanent"):
+        return "answers with a redirect"
+    if flag == "last":
+        return "sends it to another location (the mirror of this one does not run)"
+    return None
+
+
+def mirror_never_runs(index: Index) -> Iterator[Finding]:
+    servers_done: set[Server] = set()
+    for source, uses in _sources(index).items():
+        mirrors = _mirror_text(uses)
+        server = uses[0].server
+        if server not in servers_done:
+            servers_done.add(server)
+            for d in index.own(server.directive, "return"):
+                yield Finding(
+                    code="mirror-never-runs",
+                    severity=Severity.ERROR,
+                    where=d.where,
+                    message=(
+                        f"`return` at server level answers every request before any location "
+                        f"runs, so {mirrors} in {source.label} never copies anything"
+                    ),
+                    fix="remove the server-level return or move the mirror to the server "
+                    "that actually serves the callbacks",
+                )
+        for d in index.own(source.directive, "return"):
+            yield Finding(
+                code="mirror-never-runs",
+                severity=Severity.ERROR,
+                where=d.where,
+                message=(
+                    f"`return {' '.join(d.args)}` in {source.label} answers in the rewrite "
+                    f"phase, before the mirror: {mirrors} never copies a request"
+                ),
+                fix="mirror in the location that proxies the callback to the app",
+            )
+        for d in index.own(source.directive, "rewrite"):
+            why = _ends_rewrite(d)
+            if why is None:
+                continue
+            yield Finding(
+                code="mirror-never-runs",
+                severity=Severity.WARNING,
+                where=d.where,
+                message=(
+                    f"`rewrite {' '.join(d.args)}` in {source.label} {why} for every URI that "
+                    f"matches {d.args[0]}, before the mirror: those requests are not copied "
+                    f"by {mirrors}"
+                ),
+                fix="put the mirror in the location the request ends up in, or use `break`",
+            )
+        yield from _access_phase(index, source, mirrors)
+
+
+def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Finding]:
+    rules = [
+        d for d in index.effective(source.chain, "allow") + index.effective(source.chain, "deny")
+    ]
+    rules.sort(key=lambda d: (str(d.file), d.line))
+    first = rules[0] if rules else None
+    if first is not None and first.name == "deny" and first.args[:1] == ("all",):
+        yield Finding(
+            code="mirror-never-runs",
+            severity=Severity.ERROR,
+            where=first.where,
+            message=(
+                f"`deny all` applies to {source.label}: every request gets 403 in the access "
+                f"phase, before the mirror, so {mirrors} never copies a request"
+            ),
+            fix="allow the callback sender's addresses before `deny all`, or drop the mirror",
+        )
+    elif any(d.name == "deny" for d in rules):
+        deny = next(d for d in rules if d.name == "deny")
+        yield Finding(
+            code="mirror-skipped-when-denied",
+            severity=Severity.INFO,
+            where=deny.where,
+            message=(
+                f"requests refused by allow/deny in {source.label} get 403 before the mirror "
+                f"and are not copied by {mirrors} (nor proxied: the parity report shows them "
+                "as not mirrored)"
+            ),
+            fix="nothing to do if only unwanted senders are refused",
+        )
+    for name, phase, answer in (
+        ("limit_req", "preaccess", "503"),
+        ("auth_request", "access", "401/403"),
+    ):
+        for d in index.effective(source.chain, name):
+            if d.args[:1] == ("off",):
+                continue
+            yield Finding(
+                code=f"mirror-skipped-by-{name.replace('_', '-')}",
+                severity=Severity.INFO,
+                where=d.where,
+                message=(
+                    f"`{name}` applies to {source.label}: requests it refuses get {answer} in "
+                    f"the {phase} phase, before the mirror, so {mirrors} does not copy them "
+                    "(nor does the app get them; the sender must retry)"
+                ),
+                fix=f"make sure the callback sender passes `{name}`, or accept that refused "
+                "callbacks are neither mirrored nor delivered",
+            )
+
+
+def mirror_without_body(index: Index) -> Iterator[Finding]:
+    for source, uses in _sources(index).items():
+        setting = index.value(source.chain, "mirror_request_body")
+        if setting is not None and setting.args[:1] == ("off",):
+            yield Finding(
+                code="mirror-no-body",
+                severity=Severity.ERROR,
+                where=setting.where,
+                message=(
+                    f"`mirror_request_body off` applies to {source.label}: {_mirror_text(uses)} "
+                    "sends the copy without its body, so the stage (and its queue) receives "
+                    "empty callbacks"
+                ),
+                fix="set `mirror_request_body on;` (the default) in the mirroring location",
+            )
+        elif (buffering := index.value(source.chain, "proxy_request_buffering")) is not None and (
+            buffering.args[:1] == ("off",)
+        ):
+            yield Finding(
+                code="mirror-request-buffering-off",
+                severity=Severity.WARNING,
+                where=buffering.where,
+                message=(
+                    f"`proxy_request_buffering off` in {source.label} has no effect while "
+                    f"{_mirror_text(uses)} copies the body: nginx reads the whole body before "
+                    "the mirror starts, so the app no longer gets it streamed (large uploads "
+                    "wait for the full body, and bodies over client_body_buffer_size go to a "
+                    "temp file)"
+                ),
+                fix="drop `proxy_request_buffering off` there, or keep the mirror out of "
+                "locations that must stream request bodies",
+            )
+
+
+def mirror_target_missing(index: Index) -> Iterator[Finding]:
+    seen: set[tuple[str, Server]] = set()
+    for use in mirror_uses(index):
+        if use.target is not None or "$" in use.uri:
+            continue
+        key = (use.directive.where, use.server)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield Finding(
+            code="mirror-target-missing",
+            severity=Severity.ERROR,
+            where=use.directive.where,
+            message=(
+                f"`mirror {use.uri}` (used by {use.source.label}) names a URI that no location "
+                f"in the server at {use.server.where} serves: each copy ends as a 404 inside "
+                "nginx and nothing reaches the stage"
+            ),
+            fix=f"add `location = {use.uri.split('?', 1)[0]} {{ internal; proxy_pass ...; }}` to "
+            "that server",
+        )
+
+
+def mirror_duplicated(index: Index) -> Iterator[Finding]:
+    for source, uses in _sources(index).items():
+        seen: dict[str, MirrorUse] = {}
+        for use in uses:
+            if use.uri in seen:
+                yield Finding(
+                    code="mirror-duplicate",
+                    severity=Severity.WARNING,
+                    where=use.directive.where,
+                    message=(
+                        f"{source.label} mirrors to {use.uri} twice (also at "
+                        f"{seen[use.uri].directive.where}): the stage gets two copies of each "
+                        "request, so the queue holds duplicates"
+                    ),
+                    fix="keep one `mirror` line per target",
+                )
+            seen.setdefault(use.uri, use)
+
+
+def mirror_at_server_level(index: Index) -> Iterator[Finding]:
+    """``mirror`` in server/http reaches every location that has none of its own."""
+    reported: set[Directive] = set()
+    for server in index.servers:
+        outer = index.own(server.directive, "mirror") or index.own(server.chain[0], "mirror")
+        for line in outer:
+            if line in reported or not line.args or line.args[0] == "off":
+                continue
+            reported.add(line)
+            inheriting = [
+                loc
+                for loc in server.all_locations()
+                if line in index.effective(loc.chain, "mirror") and not is_internal(index, loc)
+            ]
+            overriding = [
+                loc
+                for loc in server.all_locations()
+                if index.own(loc.directive, "mirror")
+                and line not in index.effective(loc.chain, "mirror")
+            ]
+            parts = [
+                f"`mirror {line.args[0]}` at {line.where} applies to every location without "
+                f"a mirror of its own ({_list(inheriting)}): every request to them is copied "
+                "to the stage, not only callbacks, and a request that nginx redirects "
+                "internally (try_files, error_page, rewrite ... last) is copied again in each "
+                "location it enters (the mirror state is reset on an internal redirect): "
+                "duplicates in the queue"
+            ]
+            if overriding:
+                parts.append(
+                    f"{_list(overriding)} declare their own mirror, which replaces this one "
+                    "there (mirror lines do not add up across levels)"
+                )
+            yield Finding(
+                code="mirror-server-level",
+                severity=Severity.WARNING,
+                where=line.where,
+                message="; ".join(parts),
+                fix="move the mirror into the callback location only",
+            )
+
+
+def _list(locations: list[Location], limit: int = 4) -> str:
+    if not locations:
+        return "none"
+    shown = ", ".join(f"{loc.label} ({loc.where})" for loc in locations[:limit])
+    more = len(locations) - limit
+    return shown + (f" and {more} more" if more > 0 else "")

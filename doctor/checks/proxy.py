@@ -1,0 +1,121 @@
+"""Checks on every ``proxy_pass``: DNS at run time and TLS toward https hosts.
+
+These fail only at request time, so ``nginx -t`` accepts them; behind a ``mirror`` they fail
+silently (a mirror subrequest's error reaches only the error log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from doctor.findings import Finding, Severity
+from doctor.model import Chain, Index, ProxyTarget, parse_proxy_pass
+
+
+def _is_aws(host: str | None) -> bool:
+    return host is not None and (host.endswith(".amazonaws.com") or host.endswith(".aws"))
+
+
+def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
+    """A ``proxy_pass`` with variables resolves its host per request, through ``resolver`` only.
+
+    nginx does not use /etc/hosts or the system resolver then; without a ``resolver`` in scope
+    every request fails with ``no resolver defined to resolve HOST`` (the seed's error) and a
+    502, and ``nginx -t`` says nothing because nothing is resolved at load time.
+    """
+    for d, chain in index.proxy_passes:
+        target = parse_proxy_pass(d.args[0])
+        if target is None or not target.has_variables or target.is_ip:
+            continue
+        if index.upstream_for(target) is not None or index.value(chain, "resolver") is not None:
+            continue
+        if target.host is None:
+            yield Finding(
+                code="proxy-pass-no-resolver",
+                severity=Severity.WARNING,
+                where=d.where,
+                message=(
+                    f"`proxy_pass {d.args[0]}` takes its host from a variable and no `resolver` "
+                    "is in scope (http/server/location): unless the value always names an "
+                    "`upstream`, each request fails at run time with `no resolver defined to "
+                    "resolve ...` and a 502; `nginx -t` does not catch this"
+                ),
+                fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to "
+                "this location (or its server/http block), or proxy to an `upstream`",
+            )
+        else:
+            yield Finding(
+                code="proxy-pass-no-resolver",
+                severity=Severity.ERROR,
+                where=d.where,
+                message=(
+                    f"`proxy_pass {d.args[0]}` has variables, so nginx resolves {target.host} "
+                    "per request, and no `resolver` is in scope (http/server/location): every "
+                    f"request fails at run time with `no resolver defined to resolve "
+                    f"{target.host}` and a 502 (for a mirror: every copy is lost, silently); "
+                    "`nginx -t` passes because nothing is resolved at load time"
+                ),
+                fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to "
+                "this location (or its server/http block), with a resolver that answers for "
+                f"{target.host}",
+            )
+
+
+def _https_targets(index: Index) -> Iterator[tuple[str, str, ProxyTarget, Chain]]:
+    for d, chain in index.proxy_passes:
+        target = parse_proxy_pass(d.args[0])
+        if target is not None and target.scheme == "https":
+            yield d.where, d.args[0], target, chain
+
+
+def https_without_sni(index: Index) -> Iterator[Finding]:
+    """nginx sends no SNI to an https upstream unless ``proxy_ssl_server_name on``.
+
+    API Gateway (and CloudFront, and most shared TLS front ends) pick the certificate and the
+    API by SNI: without it the handshake fails and every request is a 502.
+    """
+    for where, arg, target, chain in _https_targets(index):
+        setting = index.value(chain, "proxy_ssl_server_name")
+        if setting is not None and setting.args[:1] == ("on",):
+            continue
+        aws = _is_aws(target.host)
+        host = target.host or "the upstream"
+        yield Finding(
+            code="proxy-ssl-no-sni",
+            severity=Severity.ERROR if aws else Severity.WARNING,
+            where=setting.where if setting is not None else where,
+            message=(
+                f"`proxy_pass {arg}` opens TLS without SNI (`proxy_ssl_server_name` is "
+                f"{'off' if setting is not None else 'off by default'}): "
+                + (
+                    "API Gateway needs SNI to find the API, so the TLS handshake fails and "
+                    "every request gets a 502"
+                    if aws
+                    else f"a server that hosts several names, as most TLS front ends do, "
+                    f"may present the wrong certificate or refuse the handshake for {host}"
+                )
+            ),
+            fix="add `proxy_ssl_server_name on;` (and `proxy_ssl_name HOST;` when proxying "
+            "to an upstream or a variable host) next to the proxy_pass",
+        )
+
+
+def https_without_verify(index: Index) -> Iterator[Finding]:
+    """``proxy_ssl_verify`` is off by default: any certificate is accepted."""
+    for where, arg, _target, chain in _https_targets(index):
+        setting = index.value(chain, "proxy_ssl_verify")
+        if setting is not None and setting.args[:1] == ("on",):
+            continue
+        yield Finding(
+            code="proxy-ssl-no-verify",
+            severity=Severity.WARNING,
+            where=setting.where if setting is not None else where,
+            message=(
+                f"`proxy_pass {arg}` accepts any certificate (`proxy_ssl_verify` is "
+                f"{'off' if setting is not None else 'off by default'}): anyone who can "
+                "answer for that address (DNS spoofing, a hostile network) receives the "
+                "requests, callbacks included, and nginx never notices"
+            ),
+            fix="add `proxy_ssl_verify on;`, `proxy_ssl_trusted_certificate "
+            "/etc/ssl/certs/ca-certificates.crt;` and `proxy_ssl_server_name on;`",
+        )

@@ -1,0 +1,60 @@
+"""Doctor's output: text for people (grouped by severity, colour on a TTY only) and JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from doctor.findings import Finding, Severity
+
+_COLOURS = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_TITLES = {Severity.ERROR: "errors", Severity.WARNING: "warnings", Severity.INFO: "info"}
+
+
+def counts(findings: Sequence[Finding]) -> dict[str, int]:
+    return {s.label: sum(1 for f in findings if f.severity is s) for s in reversed(Severity)}
+
+
+def summary_line(findings: Sequence[Finding]) -> str:
+    c = counts(findings)
+    if not findings:
+        return "no findings"
+    plural = {"error": "errors", "warning": "warnings", "info": "info"}
+    return ", ".join(f"{n} {label if n == 1 else plural[label]}" for label, n in c.items() if n)
+
+
+def as_text(config: str, findings: Sequence[Finding], fail_on: Severity) -> str:
+    """Readable report; ANSI styles are added here and stripped by click.echo off a TTY."""
+    lines = [click.style(f"hookshift doctor: {config}", bold=True)]
+    for severity in reversed(Severity):
+        group = [f for f in findings if f.severity is severity]
+        if not group:
+            continue
+        lines.append("")
+        title = f"{_TITLES[severity]} ({len(group)})"
+        lines.append(click.style(title, fg=_COLOURS[severity], bold=True))
+        for f in group:
+            lines.append(f"  {f.where}  " + click.style(f"[{f.code}]", fg=_COLOURS[severity]))
+            lines.append(f"    {f.message}")
+            lines.append("    " + click.style("fix:", bold=True) + f" {f.fix}")
+    failing = sum(1 for f in findings if f.severity >= fail_on)
+    lines.append("")
+    verdict = (
+        f"fails: {failing} at or above {fail_on.label}"
+        if failing
+        else f"passes --fail-on {fail_on.label}"
+    )
+    lines.append(f"{summary_line(findings)}; {verdict}")
+    return "\n".join(lines)
+
+
+def as_json(config: str, findings: Sequence[Finding], fail_on: Severity) -> dict[str, Any]:
+    return {
+        "config": config,
+        "fail_on": fail_on.label,
+        "counts": counts(findings),
+        "failed": any(f.severity >= fail_on for f in findings),
+        "findings": [f.as_dict() for f in findings],
+    }
