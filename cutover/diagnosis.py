@@ -89,13 +89,15 @@ class Finding:
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """``landed`` is None when no queue was searched (the probe then judges HTTP only)."""
+
     url: str
-    landed: bool
+    landed: bool | None
     findings: tuple[Finding, ...] = field(default_factory=tuple)
 
     @property
     def ok(self) -> bool:
-        return self.landed and not any(f.severity == "error" for f in self.findings)
+        return self.landed is not False and not any(f.severity == "error" for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -416,7 +418,7 @@ def diagnose(obs: ProbeObservation) -> Diagnosis:
         findings += _tls_findings(host, obs.tls, obs.now)
     if obs.http is not None:
         findings += _http_findings(host, path, obs.http)
-    landed = False
+    landed: bool | None = None
     if obs.queue is not None:
         landed, more = _queue_findings(obs.http, obs.queue, obs.sent_body)
         findings += more

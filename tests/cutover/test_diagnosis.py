@@ -1,0 +1,174 @@
+"""From observations to cause + fix: every failure the runbook knows, named correctly."""
+
+from __future__ import annotations
+
+from cutover.diagnosis import (
+    Diagnosis,
+    DnsObservation,
+    HttpObservation,
+    ProbeObservation,
+    QueueObservation,
+    TlsObservation,
+    diagnose,
+)
+
+STAGE = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callback"
+DOMAIN = "https://hooks.example.com/callback"
+NOW = 1_800_000_000.0
+SENT = '{"hookshift_probe": "m", "USERDATA": "a=1&b=2+3 100% 한글"}'
+REGIONAL = "d-xyz789.execute-api.ap-northeast-2.amazonaws.com"
+GOOD_DNS = DnsObservation("NOERROR", (REGIONAL,), ("127.0.0.1",), "127.0.0.1:5353")
+GOOD_TLS = TlsObservation(sans=("hooks.example.com",), not_after=NOW + 90 * 86400)
+
+
+def _obs(url: str = DOMAIN, **kw: object) -> ProbeObservation:
+    base: dict[str, object] = {
+        "dns": GOOD_DNS,
+        "tls": GOOD_TLS,
+        "http": HttpObservation(200, ""),
+        "queue": QueueObservation(True, 1, SENT),
+    }
+    base.update(kw)
+    return ProbeObservation(url, SENT, NOW, **base)  # type: ignore[arg-type]
+
+
+def _codes(d: Diagnosis) -> list[str]:
+    return [f.code for f in d.findings]
+
+
+def test_a_probe_that_landed_intact_is_ok_with_no_findings() -> None:
+    d = diagnose(_obs())
+    assert d.ok and d.landed is True and d.findings == ()
+
+
+def test_nxdomain_on_a_custom_domain_means_not_created_or_not_propagated() -> None:
+    d = diagnose(
+        _obs(
+            dns=DnsObservation("NXDOMAIN", resolver="127.0.0.1:5353"),
+            tls=None,
+            http=None,
+            queue=None,
+        )
+    )
+    assert _codes(d) == ["dns-nxdomain"]
+    assert "not propagated" in d.findings[0].cause
+    assert "d-XXXX.execute-api.REGION.amazonaws.com" in d.findings[0].fix
+    assert not d.ok
+
+
+def test_nxdomain_on_a_stage_host_means_a_wrong_api_id_or_region() -> None:
+    d = diagnose(_obs(STAGE, dns=DnsObservation("NXDOMAIN"), tls=None, http=None, queue=None))
+    assert "wrong API id or region" in d.findings[0].cause
+
+
+def test_a_custom_domain_that_points_elsewhere_is_a_wrong_target() -> None:
+    dns = DnsObservation("NOERROR", ("old-lb.example.net",), ("10.0.0.5",))
+    d = diagnose(_obs(dns=dns))
+    assert _codes(d) == ["dns-wrong-target"]
+    assert "old-lb.example.net" in d.findings[0].cause
+
+
+def test_a_resolver_that_never_answers_is_the_seeds_timeout() -> None:
+    d = diagnose(
+        _obs(dns=DnsObservation("TIMEOUT", resolver="10.0.0.2:53"), tls=None, http=None, queue=None)
+    )
+    assert _codes(d) == ["dns-timeout"]
+    assert "110: Operation timed out" in d.findings[0].cause
+
+
+def test_a_certificate_without_the_host_in_its_sans_is_named_with_its_sans() -> None:
+    tls = TlsObservation("hostname", "Hostname mismatch", ("other.example.org",), NOW + 1e7)
+    d = diagnose(_obs(tls=tls, http=None, queue=None))
+    assert _codes(d) == ["tls-hostname"]
+    assert "other.example.org" in d.findings[0].cause
+
+
+def test_a_certificate_expiring_within_30_days_warns_but_does_not_block() -> None:
+    tls = TlsObservation(sans=("hooks.example.com",), not_after=NOW + 5 * 86400)
+    d = diagnose(_obs(tls=tls))
+    assert _codes(d) == ["tls-expiring"]
+    assert d.findings[0].severity == "warning"
+    assert d.ok
+
+
+def test_expired_and_untrusted_certificates_are_errors() -> None:
+    assert _codes(
+        diagnose(
+            _obs(tls=TlsObservation("expired", "certificate has expired"), http=None, queue=None)
+        )
+    ) == ["tls-expired"]
+    assert _codes(
+        diagnose(_obs(tls=TlsObservation("untrusted", "self-signed"), http=None, queue=None))
+    ) == ["tls-untrusted"]
+
+
+def test_an_endpoint_that_needs_sni_is_noted_for_nginx() -> None:
+    tls = TlsObservation(sans=("hooks.example.com",), not_after=NOW + 1e7, sni_required=True)
+    d = diagnose(_obs(tls=tls))
+    assert _codes(d) == ["tls-sni-required"]
+    assert "proxy_ssl_server_name on" in d.findings[0].fix
+    assert d.ok
+
+
+def test_missing_authentication_token_on_a_domain_points_at_the_base_path_mapping() -> None:
+    http = HttpObservation(403, '{"message":"Missing Authentication Token"}')
+    d = diagnose(_obs(http=http, queue=None))
+    assert _codes(d) == ["missing-auth-token"]
+    assert "base path mapping" in d.findings[0].cause
+
+
+def test_missing_authentication_token_on_a_stage_url_points_at_stage_and_resource() -> None:
+    http = HttpObservation(403, '{"message":"Missing Authentication Token"}')
+    d = diagnose(
+        _obs(STAGE, dns=DnsObservation("NOERROR", (), ("127.0.0.1",)), http=http, queue=None)
+    )
+    assert "wrong stage name or resource path" in d.findings[0].cause
+
+
+def test_415_is_the_content_type_and_passthrough() -> None:
+    d = diagnose(
+        _obs(http=HttpObservation(415, '{"message": "Unsupported Media Type"}'), queue=None)
+    )
+    assert _codes(d) == ["unsupported-media-type"]
+    assert "passthrough" in d.findings[0].cause
+
+
+def test_unknown_operation_names_the_content_type_and_action() -> None:
+    d = diagnose(_obs(http=HttpObservation(404, "<UnknownOperationException/>"), queue=None))
+    assert _codes(d) == ["unknown-operation"]
+    assert "application/x-www-form-urlencoded" in d.findings[0].cause
+    assert "Action=SendMessage" in d.findings[0].cause
+
+
+def test_access_denied_names_role_queue_policy_kms_and_urlencode() -> None:
+    body = '{"Error":{"Code":"AccessDenied","Message":"Access to the resource ... is denied."}}'
+    d = diagnose(_obs(http=HttpObservation(500, body), queue=None))
+    assert _codes(d) == ["access-denied"]
+    cause = d.findings[0].cause
+    for needle in ("sqs:SendMessage", "access policy", "KMS", "$util.urlEncode"):
+        assert needle in cause
+
+
+def test_200_without_a_message_is_the_default_integration_response_trap() -> None:
+    d = diagnose(_obs(queue=QueueObservation(False, 12)))
+    assert _codes(d) == ["accepted-not-queued"]
+    assert "default integration response" in d.findings[0].cause
+    assert d.landed is False and not d.ok
+
+
+def test_a_body_cut_at_the_first_ampersand_is_the_missing_urlencode() -> None:
+    d = diagnose(_obs(queue=QueueObservation(True, 1, SENT.split("&")[0])))
+    assert _codes(d) == ["body-altered"]
+    assert "$util.urlEncode" in d.findings[0].fix
+    assert d.landed is True and not d.ok
+
+
+def test_errors_come_before_warnings() -> None:
+    tls = TlsObservation(sans=("hooks.example.com",), not_after=NOW + 86400)
+    d = diagnose(_obs(tls=tls, queue=QueueObservation(False, 0)))
+    assert _codes(d) == ["accepted-not-queued", "tls-expiring"]
+
+
+def test_without_a_queue_the_probe_judges_http_only() -> None:
+    d = diagnose(_obs(queue=None))
+    assert d.landed is None and d.ok

@@ -1,0 +1,204 @@
+"""Each transition's gates: pass only on the evidence the runbook asks for, and say why not."""
+
+from __future__ import annotations
+
+import pytest
+
+from cutover.stages import (
+    STAGES,
+    DoctorEvidence,
+    DrainEvidence,
+    Evidence,
+    ParityEvidence,
+    ProbeEvidence,
+    QuietEvidence,
+    SwitchEvidence,
+    Thresholds,
+    check_transition,
+    evidence_from_json,
+    next_stage,
+    nginx_counts,
+    previous_stage,
+    quiet_since,
+)
+
+T = Thresholds(min_window=600, min_events=50, quiet_period=3600)
+ENTERED = 1_000_000.0
+GOOD_PROBE = ProbeEvidence("https://abc.execute-api.ap-northeast-2.amazonaws.com/prod/cb", True)
+GOOD_PARITY = ParityEvidence("pass", "", ENTERED + 10, ENTERED + 1000, 500)
+
+
+def _gate(check, name):  # type: ignore[no-untyped-def]
+    return next(r for r in check.results if r.gate == name)
+
+
+def test_the_five_stages_are_in_runbook_order() -> None:
+    assert STAGES == (
+        "baseline",
+        "mirror-stage",
+        "mirror-domain",
+        "vendor-switched",
+        "decommissioned",
+    )
+    assert next_stage("baseline") == "mirror-stage"
+    assert next_stage("decommissioned") is None
+    assert previous_stage("mirror-stage") == "baseline"
+    assert previous_stage("baseline") is None
+
+
+def test_baseline_leaves_with_a_clean_doctor_and_a_landed_stage_probe() -> None:
+    ok = check_transition(
+        "baseline",
+        Evidence(doctor=DoctorEvidence(), stage_probe=GOOD_PROBE),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert ok.passed and ok.to_stage == "mirror-stage"
+
+
+def test_baseline_refuses_on_doctor_errors_naming_them() -> None:
+    check = check_transition(
+        "baseline",
+        Evidence(
+            doctor=DoctorEvidence(errors=("nginx.conf:12: no resolver defined",)),
+            stage_probe=GOOD_PROBE,
+        ),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert not check.passed
+    assert [r.gate for r in check.failed] == ["doctor"]
+    assert "nginx.conf:12: no resolver defined" in check.failed[0].why
+
+
+def test_a_probe_that_did_not_land_fails_with_its_first_finding() -> None:
+    probe = ProbeEvidence(GOOD_PROBE.url, False, ("missing-auth-token: wrong stage",))
+    check = check_transition(
+        "baseline",
+        Evidence(doctor=DoctorEvidence(), stage_probe=probe),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert "missing-auth-token: wrong stage" in _gate(check, "stage-probe").why
+
+
+def test_missing_evidence_fails_and_says_what_to_pass() -> None:
+    check = check_transition("baseline", Evidence(), entered_at=ENTERED, thresholds=T)
+    assert not check.passed
+    assert all("no evidence" in r.why for r in check.failed)
+    assert "--stage-url" in _gate(check, "stage-probe").why
+
+
+def test_mirror_stage_needs_passing_parity_over_window_and_events_and_a_domain_probe() -> None:
+    ok = check_transition(
+        "mirror-stage",
+        Evidence(parity=GOOD_PARITY, domain_probe=GOOD_PROBE),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert ok.passed, ok.failed
+
+
+@pytest.mark.parametrize(
+    ("parity", "gate", "why"),
+    [
+        (
+            ParityEvidence("fail", "3 missing_in_queue", ENTERED, ENTERED + 1000, 500, 3),
+            "parity-stage",
+            "3 missing_in_queue",
+        ),
+        (
+            ParityEvidence("pass", "", ENTERED, ENTERED + 100, 500),
+            "parity-stage-window",
+            "< --min-window 10m",
+        ),
+        (
+            ParityEvidence("pass", "", ENTERED, ENTERED + 1000, 49),
+            "parity-stage-window",
+            "49 events < --min-events 50",
+        ),
+        (
+            ParityEvidence("pass", "", ENTERED - 500, ENTERED + 1000, 500),
+            "parity-stage-window",
+            "before this stage was entered",
+        ),
+    ],
+)
+def test_mirror_stage_refuses_weak_parity(parity: ParityEvidence, gate: str, why: str) -> None:
+    check = check_transition(
+        "mirror-stage",
+        Evidence(parity=parity, domain_probe=GOOD_PROBE),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert not check.passed
+    assert why in _gate(check, gate).why
+
+
+def test_mirror_domain_needs_a_drained_queue_or_confirmed_dedup() -> None:
+    drained = DrainEvidence(archived=480, left_in_queue=0, archive="/var/hookshift/archive")
+    assert check_transition(
+        "mirror-domain",
+        Evidence(parity=GOOD_PARITY, drain=drained),
+        entered_at=ENTERED,
+        thresholds=T,
+    ).passed
+    assert check_transition(
+        "mirror-domain",
+        Evidence(parity=GOOD_PARITY, drain=DrainEvidence(dedup_confirmed=True)),
+        entered_at=ENTERED,
+        thresholds=T,
+    ).passed
+    left = check_transition(
+        "mirror-domain",
+        Evidence(parity=GOOD_PARITY, drain=DrainEvidence(archived=10, left_in_queue=7)),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert not left.passed
+    assert "7 message(s) still in the queue" in _gate(left, "drain").why
+
+
+def test_vendor_switched_needs_direct_arrivals_falling_nginx_and_the_quiet_period() -> None:
+    good = Evidence(
+        switch=SwitchEvidence(
+            direct_arrivals=40, nginx_before=60, nginx_after=2, span_seconds=7200
+        ),
+        quiet=QuietEvidence(seconds_since_last=4000, seconds_in_stage=7200),
+    )
+    assert check_transition("vendor-switched", good, entered_at=ENTERED, thresholds=T).passed
+    still_nginx = Evidence(
+        switch=SwitchEvidence(direct_arrivals=0, nginx_before=60, nginx_after=60, span_seconds=600),
+        quiet=QuietEvidence(seconds_since_last=1, seconds_in_stage=600),
+    )
+    check = check_transition("vendor-switched", still_nginx, entered_at=ENTERED, thresholds=T)
+    assert {r.gate for r in check.failed} == {"direct-arrivals", "nginx-falling", "quiet-period"}
+    assert "still calls nginx" in _gate(check, "direct-arrivals").why
+    assert "did not fall: 60 -> 60" in _gate(check, "nginx-falling").why
+    assert "< --quiet-period 1h" in _gate(check, "quiet-period").why
+
+
+def test_quiet_period_counts_from_the_switch_when_nginx_saw_nothing_since() -> None:
+    assert quiet_since([1.0, 2.0], switch_at=10.0, now=100.0).seconds_since_last is None
+    q = quiet_since([1.0, 50.0], switch_at=10.0, now=100.0)
+    assert q.seconds_since_last == 50.0 and q.seconds_in_stage == 90.0
+
+
+def test_nginx_counts_compare_equal_spans_either_side_of_the_switch() -> None:
+    times = [80.0, 90.0, 95.0, 101.0, 150.0]
+    assert nginx_counts(times, switch_at=100.0, now=120.0) == (3, 1, 20.0)
+
+
+def test_decommissioned_is_final() -> None:
+    check = check_transition("decommissioned", Evidence(), entered_at=ENTERED, thresholds=T)
+    assert not check.passed and check.to_stage is None
+
+
+def test_evidence_round_trips_through_the_journal_form() -> None:
+    evidence = Evidence(
+        doctor=DoctorEvidence(("a:1: x",), 2),
+        stage_probe=GOOD_PROBE,
+        parity=GOOD_PARITY,
+        drain=DrainEvidence(3, 0, "/a"),
+    )
+    assert evidence_from_json(evidence.to_json()) == evidence
