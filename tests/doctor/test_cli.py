@@ -1,0 +1,119 @@
+"""`hookshift doctor` as a user runs it: exit codes, text and JSON output, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.doctor.conftest import line_of, write_config
+from tests.doctor.samples import protected_mirror, seed_mirror
+
+
+def doctor(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookshift", "doctor", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_clean_config_exits_0(tmp_path: Path) -> None:
+    result = doctor("--config", write_config(tmp_path, protected_mirror()))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no findings" in result.stdout
+
+
+def test_seed_config_exits_1_with_errors_grouped_first(tmp_path: Path) -> None:
+    result = doctor("--config", write_config(tmp_path, seed_mirror()))
+    assert result.returncode == 1
+    out = result.stdout
+    assert out.index("errors (") < out.index("warnings (") < out.index("info (")
+    assert "[mirror-wrong-host]" in out and "fix:" in out
+    assert "\x1b[" not in out  # no colour when stdout is not a terminal
+
+
+def test_fail_on_sets_the_threshold(tmp_path: Path) -> None:
+    # only info findings (public resolver): passes by default, fails on info
+    text = protected_mirror().replace("resolver 10.0.0.2", "resolver 1.1.1.1")
+    config = write_config(tmp_path, text)
+    assert doctor("--config", config).returncode == 0
+    assert doctor("--config", config, "--fail-on", "warning").returncode == 0
+    assert doctor("--config", config, "--fail-on", "info").returncode == 1
+
+
+def test_fail_on_warning_fails_on_a_warning(tmp_path: Path) -> None:
+    config = write_config(tmp_path, protected_mirror().replace("internal;", ""))
+    assert doctor("--config", config).returncode == 0
+    assert doctor("--config", config, "--fail-on", "warning").returncode == 1
+
+
+def test_json_output_shape(tmp_path: Path) -> None:
+    config = write_config(tmp_path, seed_mirror())
+    result = doctor("--config", config, "--format", "json")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert set(data) == {"config", "fail_on", "counts", "failed", "findings"}
+    assert data["config"] == str(config) and data["fail_on"] == "error" and data["failed"] is True
+    assert set(data["counts"]) == {"error", "warning", "info"}
+    assert data["counts"]["error"] == sum(1 for f in data["findings"] if f["severity"] == "error")
+    for finding in data["findings"]:
+        assert set(finding) == {"code", "severity", "where", "message", "fix"}
+        assert finding["severity"] in {"error", "warning", "info"}
+        file, line = finding["where"].rsplit(":", 1)
+        assert Path(file).is_file() and line.isdigit()
+    severities = [f["severity"] for f in data["findings"]]
+    order = {"error": 0, "warning": 1, "info": 2}
+    assert severities == sorted(severities, key=order.__getitem__)
+
+
+def test_clean_json_has_no_findings(tmp_path: Path) -> None:
+    result = doctor("--config", write_config(tmp_path, protected_mirror()), "--format", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["findings"] == []
+
+
+def test_findings_name_the_included_file_and_line(tmp_path: Path) -> None:
+    included = {
+        "sites/callback.conf": """\
+            server {
+                listen 8081;
+
+                # the callback receiver
+                location /callback {
+                    proxy_pass https://abc.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri;
+                }
+            }
+            """
+    }
+    config = write_config(tmp_path, "include sites/*.conf;", included)
+    data = json.loads(doctor("--config", config, "--format", "json").stdout)
+    wheres = {f["code"]: f["where"] for f in data["findings"]}
+    expected = line_of(tmp_path / "sites/callback.conf", "proxy_pass https://")
+    assert wheres["proxy-pass-no-resolver"] == expected
+
+
+def test_a_missing_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = doctor("--config", tmp_path / "nope.conf")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope.conf" in lines[0] and "not found" in lines[0]
+
+
+def test_a_malformed_config_is_one_line_with_file_line_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "server { listen 8081;\n location / { return 204;\n}")
+    result = doctor("--config", config)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{config}:" in lines[0]
+
+
+def test_a_missing_include_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "include sites/absent.conf;")
+    result = doctor("--config", config)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "absent.conf" in result.stderr

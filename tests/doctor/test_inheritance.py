@@ -1,0 +1,80 @@
+"""The array-inheritance traps: access_log and proxy_set_header in a location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doctor import Severity, diagnose_file
+from tests.doctor.conftest import Diagnose, codes, line_of, only, write_config
+
+SERVER = """
+server {{
+    listen 8081;
+    access_log /var/log/nginx/site.log;
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    location /callback {{
+        {extra}
+        proxy_pass http://127.0.0.1:9000;
+    }}
+}}
+"""
+
+
+def test_access_log_in_a_location_silences_the_inherited_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path, SERVER.format(extra="access_log /var/log/nginx/parity.log;"))
+    finding = only(diagnose_file(config), "access-log-drops-inherited")
+    assert finding.severity is Severity.WARNING
+    assert finding.where == line_of(config, "parity.log")
+    assert f"/var/log/nginx/site.log ({line_of(config, 'site.log')})" in finding.message
+
+
+def test_access_log_redeclaring_the_inherited_one_is_fine(diagnose_http: Diagnose) -> None:
+    extra = "access_log /var/log/nginx/parity.log; access_log /var/log/nginx/site.log;"
+    assert "access-log-drops-inherited" not in codes(diagnose_http(SERVER.format(extra=extra)))
+
+
+def test_access_log_off_is_deliberate(diagnose_http: Diagnose) -> None:
+    assert "access-log-drops-inherited" not in codes(
+        diagnose_http(SERVER.format(extra="access_log off;"))
+    )
+
+
+def test_access_log_from_http_level_is_also_inherited(diagnose_http: Diagnose) -> None:
+    # the test harness puts an access_log at http level
+    text = "server { listen 8081; location / { access_log /tmp/x.log; return 204; } }"
+    assert "access-log-drops-inherited" in codes(diagnose_http(text))
+
+
+def test_proxy_set_header_in_a_location_lists_the_dropped_headers(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, SERVER.format(extra="proxy_set_header X-Request-Id $request_id;")
+    )
+    finding = only(diagnose_file(config), "proxy-set-header-drops-inherited")
+    assert finding.severity is Severity.WARNING
+    assert finding.where == line_of(config, "X-Request-Id")
+    assert "host (" in finding.message and "x-forwarded-for (" in finding.message
+
+
+def test_proxy_set_header_redeclaring_all_is_fine(diagnose_http: Diagnose) -> None:
+    extra = (
+        "proxy_set_header Host $host; proxy_set_header X-Forwarded-For "
+        "$proxy_add_x_forwarded_for; proxy_set_header X-Request-Id $request_id;"
+    )
+    assert "proxy-set-header-drops-inherited" not in codes(
+        diagnose_http(SERVER.format(extra=extra))
+    )
+
+
+def test_nested_location_inherits_from_its_parent_location(diagnose_http: Diagnose) -> None:
+    text = """
+    server {
+        listen 8081;
+        location /api {
+            proxy_set_header X-A 1;
+            location /api/v2 { proxy_set_header X-B 2; proxy_pass http://127.0.0.1:9000; }
+        }
+    }
+    """
+    finding = only(diagnose_http(text), "proxy-set-header-drops-inherited")
+    assert "x-a (" in finding.message

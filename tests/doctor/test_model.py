@@ -1,0 +1,70 @@
+"""The pure model under the checks: proxy_pass parsing, nginx times, location selection."""
+
+from __future__ import annotations
+
+from doctor.model import build_index, parse_proxy_pass, parse_time
+from nginx.config import load
+from tests.doctor.conftest import write_config
+
+
+def test_proxy_pass_host_literal_before_a_path_variable() -> None:
+    t = parse_proxy_pass("https://abc.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri")
+    assert t is not None
+    assert (t.scheme, t.host, t.port, t.has_variables) == (
+        "https",
+        "abc.execute-api.ap-northeast-2.amazonaws.com",
+        None,
+        True,
+    )
+    assert parse_proxy_pass("http://app$request_uri").host == "app"  # type: ignore[union-attr]
+
+
+def test_proxy_pass_host_from_a_variable_is_unknown() -> None:
+    assert parse_proxy_pass("http://$backend").host is None  # type: ignore[union-attr]
+    assert parse_proxy_pass("http://api$env.example.com/").host is None  # type: ignore[union-attr]
+
+
+def test_proxy_pass_ports_ips_and_unix_sockets() -> None:
+    t = parse_proxy_pass("http://127.0.0.1:9000/x")
+    assert t is not None and t.port == 9000 and t.is_ip
+    t6 = parse_proxy_pass("http://[::1]:9000")
+    assert t6 is not None and t6.is_ip
+    assert parse_proxy_pass("http://unix:/run/app.sock") is None
+
+
+def test_nginx_times() -> None:
+    assert parse_time("500ms") == 0.5
+    assert parse_time("2s") == 2
+    assert parse_time("10") == 10
+    assert parse_time("1m30s") == 90
+    assert parse_time("soon") is None
+
+
+def test_location_selection_follows_nginx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    text = """
+    server {
+        listen 8081;
+        location / { return 204; }
+        location /static/ { return 204; }
+        location ^~ /static/keep/ { return 204; }
+        location ~ \\.php$ { return 204; }
+        location = /exact { return 204; }
+        location /api/ {
+            location ~ /api/v[0-9]+/ { return 204; }
+        }
+    }
+    """
+    server = build_index(load(write_config(tmp_path, text))).servers[0]
+
+    def chosen(uri: str) -> str:
+        loc = server.match(uri)
+        assert loc is not None
+        return " ".join(loc.directive.args)
+
+    assert chosen("/exact") == "= /exact"
+    assert chosen("/exact/more") == "/"
+    assert chosen("/static/a.php") == "~ \\.php$"  # regex beats a plain prefix
+    assert chosen("/static/keep/a.php") == "^~ /static/keep/"  # ^~ stops the regex search
+    assert chosen("/static/a.css") == "/static/"
+    assert chosen("/api/v2/x") == "~ /api/v[0-9]+/"  # nested regex
+    assert chosen("/api/x") == "/api/"

@@ -1,0 +1,109 @@
+"""proxy_pass checks: run-time DNS (`no resolver defined`) and TLS toward https hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doctor import Severity, diagnose_file
+from tests.doctor.conftest import Diagnose, codes, line_of, nginx_t, only, write_config
+
+STAGE = "abc123.execute-api.ap-northeast-2.amazonaws.com"
+
+NO_RESOLVER = f"""
+server {{
+    listen 127.0.0.1:8081;
+    location /callback {{
+        proxy_pass https://{STAGE}/dev$request_uri;
+    }}
+}}
+"""
+
+
+def test_variable_proxy_pass_without_resolver_passes_nginx_t_but_doctor_flags_it(
+    tmp_path: Path, nginx_bin: str
+) -> None:
+    config = write_config(tmp_path, NO_RESOLVER)
+    result = nginx_t(nginx_bin, config)
+    assert result.returncode == 0, result.stderr  # nginx -t accepts it: the trap
+    finding = only(diagnose_file(config), "proxy-pass-no-resolver")
+    assert finding.severity is Severity.ERROR
+    assert finding.where == line_of(config, "proxy_pass https://")
+    assert f"no resolver defined to resolve {STAGE}" in finding.message
+
+
+def test_resolver_inherited_from_server_or_http_satisfies_the_proxy(
+    diagnose_http: Diagnose,
+) -> None:
+    server_level = NO_RESOLVER.replace("listen 127.0.0.1:8081;", "listen 8081; resolver 10.0.0.2;")
+    assert "proxy-pass-no-resolver" not in codes(diagnose_http(server_level))
+    http_level = "resolver 10.0.0.2 valid=10s;\n" + NO_RESOLVER
+    assert "proxy-pass-no-resolver" not in codes(diagnose_http(http_level))
+
+
+def test_resolver_in_a_sibling_location_does_not_count(diagnose_http: Diagnose) -> None:
+    config = NO_RESOLVER.replace(
+        "    location /callback {",
+        "    location /other { resolver 10.0.0.2; }\n    location /callback {",
+    )
+    assert "proxy-pass-no-resolver" in codes(diagnose_http(config))
+
+
+def test_static_proxy_pass_ip_literal_and_upstream_names_need_no_resolver(
+    diagnose_http: Diagnose,
+) -> None:
+    config = """
+    upstream app { server 127.0.0.1:9000; }
+    server {
+        listen 8081;
+        location /a { proxy_pass http://127.0.0.1:9000$request_uri; }
+        location /b { proxy_pass http://app$request_uri; }
+        location /c { proxy_pass http://backend.internal:9000; }
+    }
+    """
+    assert "proxy-pass-no-resolver" not in codes(diagnose_http(config))
+
+
+def test_host_from_a_variable_without_resolver_is_a_warning(diagnose_http: Diagnose) -> None:
+    config = "server { listen 8081; location / { proxy_pass http://$backend; } }"
+    finding = only(diagnose_http(config), "proxy-pass-no-resolver")
+    assert finding.severity is Severity.WARNING
+
+
+def test_https_to_api_gateway_without_sni_is_an_error(diagnose_http: Diagnose) -> None:
+    finding = only(diagnose_http(NO_RESOLVER), "proxy-ssl-no-sni")
+    assert finding.severity is Severity.ERROR
+    assert "SNI" in finding.message
+
+
+def test_https_to_another_host_without_sni_is_a_warning(diagnose_http: Diagnose) -> None:
+    config = "server { listen 8081; location / { proxy_pass https://10.1.2.3:8443; } }"
+    assert only(diagnose_http(config), "proxy-ssl-no-sni").severity is Severity.WARNING
+
+
+def test_sni_on_at_server_level_is_inherited(diagnose_http: Diagnose) -> None:
+    config = NO_RESOLVER.replace("listen 127.0.0.1:8081;", "listen 8081; proxy_ssl_server_name on;")
+    assert "proxy-ssl-no-sni" not in codes(diagnose_http(config))
+
+
+def test_sni_explicitly_off_points_at_the_off_line(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        NO_RESOLVER.replace(
+            "proxy_pass https", "proxy_ssl_server_name off;\n        proxy_pass https"
+        ),
+    )
+    finding = only(diagnose_file(config), "proxy-ssl-no-sni")
+    assert finding.where == line_of(config, "proxy_ssl_server_name off")
+
+
+def test_proxy_ssl_verify_default_and_off_are_flagged_on_is_not(diagnose_http: Diagnose) -> None:
+    assert "proxy-ssl-no-verify" in codes(diagnose_http(NO_RESOLVER))
+    off = NO_RESOLVER.replace("proxy_pass https", "proxy_ssl_verify off;\n        proxy_pass https")
+    assert "proxy-ssl-no-verify" in codes(diagnose_http(off))
+    on = NO_RESOLVER.replace("proxy_pass https", "proxy_ssl_verify on;\n        proxy_pass https")
+    assert "proxy-ssl-no-verify" not in codes(diagnose_http(on))
+
+
+def test_plain_http_proxies_get_no_tls_findings(diagnose_http: Diagnose) -> None:
+    config = "server { listen 8081; location / { proxy_pass http://127.0.0.1:9000; } }"
+    assert not codes(diagnose_http(config)) & {"proxy-ssl-no-sni", "proxy-ssl-no-verify"}

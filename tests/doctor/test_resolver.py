@@ -1,0 +1,42 @@
+"""resolver lines: public resolvers (info, with the trade-off), valid=, ipv6=off."""
+
+from __future__ import annotations
+
+from doctor import Severity
+from tests.doctor.conftest import Diagnose, codes, only
+
+LOC = (
+    "server {{ listen 8081; location / {{ {resolver}"
+    " proxy_pass http://h.internal$request_uri; }} }}"
+)
+
+
+def test_public_resolvers_are_info_and_name_the_trade_off(diagnose_http: Diagnose) -> None:
+    finding = only(
+        diagnose_http(LOC.format(resolver="resolver 1.1.1.1 8.8.8.8:53 valid=10s ipv6=off;")),
+        "resolver-public",
+    )
+    assert finding.severity is Severity.INFO
+    assert "1.1.1.1 (Cloudflare)" in finding.message and "8.8.8.8 (Google)" in finding.message
+    assert "spoofed" in finding.message and "trusted resolver" in finding.fix
+
+
+def test_opendns_and_quad9_count_as_public(diagnose_http: Diagnose) -> None:
+    text = LOC.format(resolver="resolver 208.67.222.222 9.9.9.9 valid=10s ipv6=off;")
+    assert "resolver-public" in codes(diagnose_http(text))
+
+
+def test_an_internal_resolver_is_not_public(diagnose_http: Diagnose) -> None:
+    text = LOC.format(resolver="resolver 10.0.0.2 [fd00::2]:53 valid=10s ipv6=off;")
+    assert codes(diagnose_http(text)) == set()
+
+
+def test_resolver_without_valid_is_info(diagnose_http: Diagnose) -> None:
+    text = LOC.format(resolver="resolver 10.0.0.2 ipv6=off;")
+    finding = only(diagnose_http(text), "resolver-no-valid")
+    assert finding.severity is Severity.INFO and "TTL" in finding.message
+
+
+def test_resolver_without_ipv6_off_is_info(diagnose_http: Diagnose) -> None:
+    text = LOC.format(resolver="resolver 10.0.0.2 valid=30s;")
+    assert only(diagnose_http(text), "resolver-ipv6").severity is Severity.INFO
