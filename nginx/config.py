@@ -31,6 +31,11 @@ class Directive:
     block: tuple[Directive, ...] | None = None
     includes: tuple[Path, ...] = ()
     comment: str | None = None
+    # Offsets into the file's text (nginx.source); -1 when parsed by crossplane, which has none.
+    start: int = -1
+    end: int = -1
+    open_brace: int = -1
+    close_brace: int = -1
 
     @property
     def where(self) -> str:

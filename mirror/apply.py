@@ -1,0 +1,219 @@
+"""Write a plan to disk safely: lock, check, back up, write atomically, validate, roll back.
+
+The order matters:
+
+1. an exclusive lock (``hookshift.lock`` in the backup directory), so two applies never
+   interleave;
+2. every file must still be what the plan was made from (else the plan is stale);
+3. the real ``nginx -t`` must accept the *original*: a config that is already broken is not
+   ours to touch, and its errors would be blamed on hookshift;
+4. each file is copied to a fresh backup directory (with a manifest) before any write;
+5. each file is written through a temp file in the same directory, fsync'd, given the
+   original's mode and owner, and renamed over the original; the directory is fsync'd. A kill
+   -9 at any moment leaves each file entirely old or entirely new;
+6. the real ``nginx -t`` on the result; if it fails, every file is restored;
+7. with ``reload``, ``nginx -s reload``; if that fails, restore and reload again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookshift.errors import InputError, OperationError
+from mirror.plan import MirrorPlan
+from nginx import binary
+from nginx.source import read_text, to_bytes
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One file's change: from `old` to `new` (both full texts)."""
+
+    path: Path
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changed: tuple[Path, ...]
+    backup_dir: Path | None
+    reloaded: bool
+    nginx_output: str
+
+    @property
+    def no_change(self) -> bool:
+        return not self.changed
+
+
+def default_backup_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "hookshift" / "backups"
+
+
+@contextlib.contextmanager
+def locked(backup_dir: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock: a second hookshift writing at once is refused."""
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(backup_dir / "hookshift.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OperationError(
+                f"another hookshift is changing the config (lock {backup_dir}/hookshift.lock)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+PAUSE_ENV = "HOOKSHIFT_PAUSE_AT"
+
+
+def checkpoint(label: str) -> None:
+    """Crash-test hook: with ``HOOKSHIFT_PAUSE_AT=label`` the process stops here and says so.
+
+    Tests kill -9 a paused apply to show that every file is entirely old or entirely new at
+    each step; without the variable this does nothing.
+    """
+    if os.environ.get(PAUSE_ENV) == label:
+        os.write(2, f"hookshift: paused at {label}\n".encode())
+        while True:
+            time.sleep(3600)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: temp file in the same dir, fsync, same mode/owner, rename.
+
+    The temp name is hidden and ends in ``.hookshift-tmp`` so no ``include *.conf`` can pick
+    it up even for the instant it exists.
+    """
+    st = path.stat()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.hookshift-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        checkpoint(f"temp-written:{path.name}")
+        os.chmod(tmp, st.st_mode & 0o7777)
+        with contextlib.suppress(PermissionError):
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def backup(edits: Sequence[Edit], backup_dir: Path) -> Path:
+    """Copy each file's current bytes into a new directory under `backup_dir`, with a manifest."""
+    run = backup_dir / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+    run.mkdir(parents=True, exist_ok=False)
+    manifest = {}
+    for index, edit in enumerate(edits):
+        target = run / f"{index:03d}-{edit.path.name}"
+        target.write_bytes(to_bytes(edit.old))
+        with open(target, "rb") as fh:
+            os.fsync(fh.fileno())
+        manifest[str(edit.path)] = target.name
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync_dir(run)
+    return run
+
+
+def _restore(edits: Sequence[Edit]) -> None:
+    for edit in edits:
+        atomic_write(edit.path, to_bytes(edit.old))
+
+
+def write_edits(
+    edits: Sequence[Edit],
+    *,
+    config: Path,
+    nginx_bin: str,
+    backup_dir: Path,
+    reload: bool,
+    require_valid_original: bool = True,
+    prefix: Path | None = None,
+) -> ApplyResult:
+    """The safe write pipeline shared by apply and remove (see the module docstring)."""
+    edits = [e for e in edits if e.old != e.new]
+    with locked(backup_dir):
+        for edit in edits:
+            if read_text(edit.path) != edit.old:
+                raise OperationError(
+                    f"{edit.path} changed since the plan was made; plan again and re-run"
+                )
+        if not edits:
+            return ApplyResult((), None, False, "")
+        if require_valid_original:
+            before = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+            if not before.ok:
+                raise InputError(
+                    f"nginx -t fails on the original config, refusing to change it: {before.error}",
+                    where=str(config),
+                    fix="make `nginx -t` pass first",
+                )
+        run = backup(edits, backup_dir)
+        checkpoint("backed-up")
+        written: list[Edit] = []
+        try:
+            for edit in edits:
+                atomic_write(edit.path, to_bytes(edit.new))
+                written.append(edit)
+                checkpoint(f"written:{edit.path.name}")
+        except BaseException:
+            _restore(written)
+            raise
+        after = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+        if not after.ok:
+            _restore(edits)
+            raise OperationError(f"nginx -t rejected the result, original restored: {after.error}")
+        reloaded = False
+        if reload:
+            result = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+            if not result.ok:
+                _restore(edits)
+                binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+                raise OperationError(f"nginx -s reload failed, original restored: {result.error}")
+            reloaded = True
+        return ApplyResult(tuple(e.path for e in edits), run, reloaded, after.output)
+
+
+def apply_plan(
+    plan: MirrorPlan,
+    *,
+    nginx_bin: str = "nginx",
+    backup_dir: Path | None = None,
+    reload: bool = False,
+    prefix: Path | None = None,
+) -> ApplyResult:
+    """Write `plan` (no-op when it has no changes, e.g. already applied)."""
+    edits = [Edit(c.path, c.old_text, c.new_text) for c in plan.changes]
+    return write_edits(
+        edits,
+        config=Path(plan.options.config).resolve(),
+        nginx_bin=nginx_bin,
+        backup_dir=backup_dir or default_backup_dir(),
+        reload=reload,
+        prefix=prefix,
+    )

@@ -1,0 +1,282 @@
+"""``hookshift mirror plan|apply|remove``: copy (or forward) the callback path to API Gateway."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hookshift.console import diag, emit_json
+from hookshift.errors import InputError
+from mirror.apply import apply_plan, default_backup_dir
+from mirror.dnscheck import dns_warnings
+from mirror.plan import (
+    DEFAULT_RELAY_SOCKET,
+    DEFAULT_RESOLVERS,
+    DEFAULT_TRUSTED_CA,
+    MirrorOptions,
+    MirrorPlan,
+    make_plan,
+)
+from mirror.remove import remove_marked
+from nginx import binary
+
+EXAMPLES = """
+\b
+Examples:
+  hookshift mirror plan --config /etc/nginx/nginx.conf --path /callback \\
+      --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod \\
+      --parity-log /var/log/nginx/hookshift-parity.log
+  hookshift mirror apply ... (same options) --reload
+  hookshift mirror plan ... --mode forward     (cut-over stage 4: send, not copy)
+  hookshift mirror remove --config /etc/nginx/nginx.conf --reload
+"""
+
+
+def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--config",
+            "config",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="nginx's main config file (includes are followed).",
+        ),
+        click.option("--path", "path", required=True, help="The callback path, e.g. /callback."),
+        click.option(
+            "--stage-url",
+            required=True,
+            help="https://ID.execute-api.REGION.amazonaws.com/STAGE or a custom domain.",
+        ),
+        click.option("--server-name", default=None, help="Host the vendor calls (server_name)."),
+        click.option(
+            "--listen",
+            default=None,
+            help="Socket the vendor reaches: PORT, ADDR:PORT or unix:PATH.",
+        ),
+        click.option(
+            "--resolver",
+            "resolvers",
+            multiple=True,
+            metavar="ADDR[:PORT]",
+            help="DNS resolver for the stage host (repeatable). "
+            f"Default: {' '.join(DEFAULT_RESOLVERS)}.",
+        ),
+        click.option(
+            "--parity-log",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Write the parity log (docs/contracts.md) here.",
+        ),
+        click.option(
+            "--request-id-header",
+            default="X-Request-Id",
+            show_default=True,
+            help="Header carrying nginx's $request_id to the stage.",
+        ),
+        click.option(
+            "--request-id-to-app", is_flag=True, help="Also send the request-id header to the app."
+        ),
+        click.option(
+            "--stage-path",
+            default=None,
+            help="Fixed resource path on the stage instead of STAGE$request_uri.",
+        ),
+        click.option(
+            "--trusted-ca",
+            type=click.Path(path_type=Path),
+            default=DEFAULT_TRUSTED_CA,
+            show_default=True,
+            help="CA bundle to verify the stage's certificate.",
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            default=None,
+            help="Proxy timeout in seconds (default 2 for mirror, 10 for forward).",
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(["mirror", "forward"]),
+            default="mirror",
+            show_default=True,
+            help="mirror: copy to the stage; forward: send instead.",
+        ),
+        click.option(
+            "--relay-socket",
+            default=DEFAULT_RELAY_SOCKET,
+            show_default=True,
+            help="Unix socket of the local relay (two-hop layout, nginx < 1.27.3).",
+        ),
+        click.option("--no-dns-check", is_flag=True, help="Do not query the resolvers."),
+        click.option(
+            "--nginx-bin",
+            default="nginx",
+            show_default=True,
+            help="nginx binary (its version chooses the layout).",
+        ),
+        click.option(
+            "--nginx-version",
+            default=None,
+            metavar="X.Y.Z",
+            help="Plan for this nginx version instead of asking the binary.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["diff", "json"]),
+            default="diff",
+            show_default=True,
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _nginx_facts(nginx_bin: str, version: str | None) -> tuple[tuple[int, int, int], str | None]:
+    if version is not None:
+        return binary.parse_version("/" + version), None
+    if shutil.which(nginx_bin) is None and not Path(nginx_bin).exists():
+        raise InputError(
+            f"nginx binary not found: {nginx_bin}",
+            fix="pass --nginx-bin PATH, or --nginx-version X.Y.Z to plan offline",
+        )
+    defaults = binary.compiled_defaults(nginx_bin)
+    log = defaults.get("http-log-path")
+    if log and not log.startswith("/"):
+        log = f"{defaults.get('prefix', '/usr/share/nginx')}/{log}"
+    return binary.nginx_version(nginx_bin), log
+
+
+def _build(kwargs: dict[str, Any]) -> MirrorPlan:
+    version, access_log = _nginx_facts(kwargs["nginx_bin"], kwargs["nginx_version"])
+    options = MirrorOptions(
+        config=kwargs["config"],
+        path=kwargs["path"],
+        stage_url=kwargs["stage_url"],
+        server_name=kwargs["server_name"],
+        listen=kwargs["listen"],
+        resolvers=tuple(kwargs["resolvers"]) or DEFAULT_RESOLVERS,
+        parity_log=kwargs["parity_log"],
+        request_id_header=kwargs["request_id_header"],
+        request_id_to_app=kwargs["request_id_to_app"],
+        stage_path=kwargs["stage_path"],
+        trusted_ca=kwargs["trusted_ca"],
+        timeout=kwargs["timeout"],
+        mode=kwargs["mode"],
+        relay_socket=kwargs["relay_socket"],
+        default_access_log=access_log,
+    )
+    plan = make_plan(options, version)
+    for warning in plan.warnings:
+        diag("warning", warning)
+    if not kwargs["no_dns_check"]:
+        for warning in dns_warnings(options.resolvers, plan.stage.host):
+            diag("warning", warning)
+    return plan
+
+
+@click.group(epilog=EXAMPLES)
+def mirror() -> None:
+    """Copy (or forward) the callback path to API Gateway by editing nginx byte-preservingly.
+
+    Every inserted line ends with `# hookshift`; `remove` restores each file byte for byte.
+    """
+
+
+@mirror.command(epilog=EXAMPLES)
+@_plan_options
+def plan(**kwargs: Any) -> None:
+    """Show what apply would change (a unified diff, or --format json); change nothing."""
+    result = _build(kwargs)
+    if kwargs["fmt"] == "json":
+        emit_json(result.to_json())
+        return
+    diag(
+        "info",
+        f"{result.mode} via {result.location.description} at {result.location.where} "
+        f"({result.server.description}), layout {result.layout}",
+    )
+    if result.already_applied:
+        diag("ok", "already applied: no change")
+        return
+    click.echo(result.diff(), nl=False)
+
+
+@mirror.command(epilog=EXAMPLES)
+@_plan_options
+@click.option(
+    "--backup-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"Where backups go (default {default_backup_dir()}).",
+)
+@click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
+def apply(**kwargs: Any) -> None:
+    """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
+    result = _build(kwargs)
+    outcome = apply_plan(
+        result,
+        nginx_bin=kwargs["nginx_bin"],
+        backup_dir=kwargs["backup_dir"],
+        reload=kwargs["reload"],
+    )
+    if kwargs["fmt"] == "json":
+        data = result.to_json()
+        data["applied"] = {
+            "changed": [str(p) for p in outcome.changed],
+            "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
+            "reloaded": outcome.reloaded,
+        }
+        emit_json(data)
+        return
+    if outcome.no_change:
+        diag("ok", "already applied: no change")
+        return
+    click.echo(result.diff(), nl=False)
+    diag(
+        "ok",
+        f"applied to {len(outcome.changed)} file(s); backup in {outcome.backup_dir}"
+        + ("; nginx reloaded" if outcome.reloaded else ""),
+    )
+
+
+@mirror.command(epilog=EXAMPLES)
+@click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="nginx's main config file.",
+)
+@click.option("--nginx-bin", default="nginx", show_default=True)
+@click.option("--backup-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def remove(config: Path, nginx_bin: str, backup_dir: Path | None, reload: bool, fmt: str) -> None:
+    """Remove every hookshift line from every file of the config (byte-identical originals)."""
+    from nginx.config import load
+
+    load(config)
+    outcome = remove_marked(config, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload)
+    if fmt == "json":
+        emit_json(
+            {
+                "changed": [str(p) for p in outcome.changed],
+                "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
+                "reloaded": outcome.reloaded,
+            }
+        )
+        return
+    if outcome.no_change:
+        diag("ok", "no hookshift lines found: no change")
+    else:
+        diag(
+            "ok",
+            f"removed from {len(outcome.changed)} file(s); backup in {outcome.backup_dir}"
+            + ("; nginx reloaded" if outcome.reloaded else ""),
+        )

@@ -1,0 +1,482 @@
+"""Decide what to insert where: config texts + options + nginx version -> `MirrorPlan` (pure).
+
+The plan chooses the server and location nginx would use for the callback path
+(`nginx.matching`), renders the lines (`mirror.render`) and splices them into copies of the
+texts (`nginx.splice`). It never writes: `mirror.apply` does, after `nginx -t`.
+
+A config that already carries hookshift's lines is planned on its texts with those lines
+removed; when the result equals what is on disk the plan has no changes (apply twice = no-op),
+otherwise the user is told to remove the old mirror first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hookshift.errors import InputError
+from mirror.render import Layout, Mode, TemplateContext, Tuning, directive
+from mirror.render import http_lines as render_http
+from mirror.render import location_lines as render_location
+from mirror.render import server_lines as render_server
+from nginx import splice
+from nginx.config import Directive, NginxConfig
+from nginx.matching import Match, location_spec, match, server_listens, server_names
+from nginx.source import SourceConfig, load_source, read_text
+
+DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
+DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
+DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
+MIRROR_URI = "/__hookshift_mirror"
+FORWARD_URI = "/__hookshift_forward"
+UPSTREAM = "hookshift_stage"
+RESOLVE_IN_UPSTREAM = (1, 27, 3)
+EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
+@dataclass(frozen=True)
+class MirrorOptions:
+    """What the user asked for (the CLI's options, as data)."""
+
+    config: Path
+    path: str
+    stage_url: str
+    server_name: str | None = None
+    listen: str | None = None
+    resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
+    parity_log: Path | None = None
+    request_id_header: str = "X-Request-Id"
+    request_id_to_app: bool = False
+    stage_path: str | None = None
+    trusted_ca: Path = DEFAULT_TRUSTED_CA
+    timeout: float | None = None
+    mode: Mode = "mirror"
+    relay_socket: str = DEFAULT_RELAY_SOCKET
+    default_access_log: str | None = DEFAULT_ACCESS_LOG
+    layout: Layout | None = None
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @property
+    def effective_timeout(self) -> float:
+        """Mirror copies must fail fast (2 s); forwarded requests are the real thing (10 s)."""
+        if self.timeout is not None:
+            return self.timeout
+        return 2.0 if self.mode == "mirror" else 10.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where copies (or forwarded requests) go."""
+
+    url: str
+    host: str
+    port: int
+    base_path: str
+    kind: str  # "execute-api" or "custom-domain"
+
+    @property
+    def authority(self) -> str:
+        return self.host if self.port == 443 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Place:
+    """A block hookshift chose, named the way diagnostics name it."""
+
+    kind: str
+    where: str
+    description: str
+
+
+@dataclass(frozen=True)
+class InsertionInfo:
+    after_line: int  # 1-based line of the original file holding the block's '{'
+    block: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: Path
+    old_text: str
+    new_text: str
+    insertions: tuple[InsertionInfo, ...]
+
+    @property
+    def old_sha256(self) -> str:
+        return hashlib.sha256(self.old_text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def diff(self) -> str:
+        return "".join(
+            difflib.unified_diff(
+                self.old_text.splitlines(keepends=True),
+                self.new_text.splitlines(keepends=True),
+                fromfile=f"a{self.path}",
+                tofile=f"b{self.path}",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class MirrorPlan:
+    """Everything apply needs and everything a reviewer wants to see."""
+
+    options: MirrorOptions
+    nginx_version: tuple[int, int, int]
+    layout: Layout
+    stage: Stage
+    internal_uri: str
+    server: Place
+    location: Place
+    changes: tuple[FileChange, ...]
+    warnings: tuple[str, ...]
+    already_applied: bool = False
+
+    @property
+    def mode(self) -> Mode:
+        return self.options.mode
+
+    def diff(self) -> str:
+        return "".join(c.diff() for c in self.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "layout": self.layout,
+            "nginx_version": ".".join(map(str, self.nginx_version)),
+            "config": str(self.options.config),
+            "path": self.options.path,
+            "stage": {
+                "url": self.stage.url,
+                "host": self.stage.host,
+                "port": self.stage.port,
+                "base_path": self.stage.base_path,
+                "kind": self.stage.kind,
+            },
+            "internal_uri": self.internal_uri,
+            "server": vars(self.server),
+            "location": vars(self.location),
+            "already_applied": self.already_applied,
+            "files": [
+                {
+                    "path": str(c.path),
+                    "sha256_before": c.old_sha256,
+                    "insertions": [
+                        {"after_line": i.after_line, "block": i.block, "lines": list(i.lines)}
+                        for i in c.insertions
+                    ],
+                    "diff": c.diff(),
+                }
+                for c in self.changes
+            ],
+            "warnings": list(self.warnings),
+        }
+
+
+def parse_stage_url(url: str, stage_path: str | None = None) -> tuple[Stage, list[str]]:
+    """Check the stage URL: https only; an execute-api host needs its stage in the path."""
+    warnings: list[str] = []
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise InputError(
+            f"--stage-url must be https (got {parts.scheme or 'no scheme'}): {url}",
+            fix="use the stage's https URL, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InputError(f"--stage-url has no host: {url}", fix="e.g. https://HOST/STAGE")
+    if parts.query or parts.fragment:
+        raise InputError(
+            f"--stage-url must not have a query or fragment: {url}", fix="drop ?... and #..."
+        )
+    base = parts.path.rstrip("/")
+    if EXECUTE_API.match(host):
+        kind = "execute-api"
+        if not base and stage_path is None:
+            raise InputError(
+                f"--stage-url names an execute-api host without a stage: {url}",
+                fix=f"append the stage name, e.g. {url.rstrip('/')}/prod",
+            )
+    else:
+        kind = "custom-domain"
+        warnings.append(
+            f"{host} is not an execute-api host (*.execute-api.REGION.amazonaws.com); "
+            "treating it as a custom domain mapped to the stage"
+        )
+        try:
+            ipaddress.ip_address(host)
+            warnings.append(
+                f"{host} is an IP address: TLS verification needs a certificate for that address"
+            )
+        except ValueError:
+            pass
+    if stage_path is not None and not stage_path.startswith("/"):
+        raise InputError(f"--stage-path must start with '/': {stage_path}", fix="e.g. /prod/cb")
+    port = parts.port or 443
+    return Stage(url, host, port, base, kind), warnings
+
+
+def _is_off(d: Directive) -> bool:
+    return d.args[:1] == ("off",)
+
+
+def _inherited(config: NginxConfig, levels: list[Directive], name: str) -> list[Directive] | None:
+    """The `name` directives in effect from the nearest level (innermost first) that has any."""
+    for level in levels:
+        found = config.effective_children(level, name)
+        if found:
+            return found
+    return None
+
+
+def _redeclare(d: Directive) -> str:
+    return directive(d.name, *d.args)
+
+
+def _enclosing_http(config: NginxConfig, server: Directive) -> Directive:
+    for d, parents in config.walk():
+        if d is server:
+            http = [p for p in parents if p.name == "http"]
+            if http:
+                return http[-1]
+    raise InputError("the chosen server is not inside an http block", where=server.where)
+
+
+def _describe_server(m: Match, config: NginxConfig) -> str:
+    names = " ".join(server_names(m.server, config)) or '""'
+    listens = ", ".join(str(lst.socket) for lst in server_listens(m.server, config))
+    return f"server_name {names}; listen {listens}"
+
+
+def build_plan(
+    source: SourceConfig,
+    options: MirrorOptions,
+    nginx_version: tuple[int, int, int],
+    on_disk: dict[Path, str] | None = None,
+) -> MirrorPlan:
+    """The plan for `options` on the (marker-free) `source`; `on_disk` = the current texts.
+
+    Pure: reads nothing, writes nothing.
+    """
+    config = source.config
+    stage, warnings = parse_stage_url(options.stage_url, options.stage_path)
+    m = match(config, options.path, host=options.server_name, listen=options.listen)
+    http = _enclosing_http(config, m.server)
+    mode = options.mode
+    if mode == "forward":
+        layout: Layout = "direct"
+    elif options.layout is not None:
+        layout = options.layout
+    else:
+        layout = "upstream-resolve" if nginx_version >= RESOLVE_IN_UPSTREAM else "two-hop"
+    if layout == "upstream-resolve" and nginx_version < RESOLVE_IN_UPSTREAM:
+        raise InputError(
+            "layout upstream-resolve needs nginx >= 1.27.3 (server ... resolve)",
+            fix="use the default two-hop layout on this nginx",
+        )
+    internal_uri = MIRROR_URI if mode == "mirror" else FORWARD_URI
+    _check_free_names(config, internal_uri)
+
+    loc = m.location
+    levels = [*reversed(m.parents), m.server, http]
+    location_names = {d.name for d in config.effective_children(loc)}
+
+    if not m.exact:
+        warnings.append(
+            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: every "
+            f"request it serves is {'mirrored' if mode == 'mirror' else 'forwarded'}; add "
+            f"`location = {options.path} {{ ... }}` to limit it to the callback"
+        )
+    for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
+        if mode == "mirror" and name in location_names:
+            warnings.append(
+                f"location {location_spec(loc)} ({loc.where}) has `{name}`: requests it ends "
+                "before the content phase are not mirrored"
+            )
+    for level in (m.server, http):
+        for d in config.effective_children(level, "mirror"):
+            warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
+
+    log_lines: list[str] = []
+    if options.parity_log is not None:
+        log_lines.append(directive("access_log", str(options.parity_log), "hookshift_parity"))
+    redeclared_logs: list[str] = []
+    if options.parity_log is not None:
+        own = config.effective_children(loc, "access_log")
+        target_levels = levels if mode == "mirror" else [m.server, http]
+        if mode == "mirror" and own:
+            pass  # the location already chose its logs; ours is added beside them
+        else:
+            inherited = _inherited(config, target_levels, "access_log")
+            if inherited is None:
+                if options.default_access_log:
+                    redeclared_logs.append(
+                        directive("access_log", options.default_access_log, "combined")
+                    )
+                else:
+                    warnings.append(
+                        "no access_log is configured and nginx's compiled default is unknown: "
+                        "the default access log stops for this location"
+                    )
+            elif not any(_is_off(d) for d in inherited):
+                redeclared_logs.extend(_redeclare(d) for d in inherited)
+
+    app_header_lines: list[str] = []
+    if mode == "mirror" and options.request_id_to_app:
+        if "proxy_pass" not in location_names:
+            warnings.append(
+                f"--request-id-to-app: location {loc.where} has no proxy_pass; header not added"
+            )
+        else:
+            app_header_lines.append(
+                directive("proxy_set_header", options.request_id_header, "$request_id")
+            )
+            if not config.effective_children(loc, "proxy_set_header"):
+                inherited_headers = _inherited(config, levels[1:], "proxy_set_header") or []
+                app_header_lines.extend(
+                    _redeclare(d)
+                    for d in inherited_headers
+                    if d.args[:1] and d.args[0].lower() != options.request_id_header.lower()
+                )
+
+    mrb = config.effective_children(loc, "mirror_request_body")
+    if mode == "mirror" and mrb and _is_off(mrb[0]):
+        warnings.append(
+            f"mirror_request_body off at {mrb[0].where}: copies reach the stage without a body"
+        )
+
+    stage_path = options.stage_path
+    if stage_path is not None:
+        target = f"https://{stage.authority}{stage_path}$is_args$args"
+        upstream_target = f"https://{UPSTREAM}{stage_path}$is_args$args"
+    else:
+        target = f"https://{stage.authority}{stage.base_path}$request_uri"
+        upstream_target = f"https://{UPSTREAM}{stage.base_path}$request_uri"
+    ctx = TemplateContext(
+        mode=mode,
+        layout=layout,
+        internal_uri=internal_uri,
+        mirror_uri=internal_uri,
+        upstream=UPSTREAM,
+        relay_socket=options.relay_socket,
+        stage_target=target,
+        upstream_target=upstream_target,
+        stage_authority=f"{stage.host}:{stage.port}",
+        tls_name=stage.host,
+        host_header=stage.host,
+        trusted_ca=str(options.trusted_ca),
+        resolvers=options.resolvers,
+        timeout=options.effective_timeout,
+        request_id_header=options.request_id_header,
+        parity_log=options.parity_log is not None,
+        tuning=options.tuning,
+        set_mirror_request_body=not mrb,
+        set_body_buffer="client_body_buffer_size" not in location_names,
+        location_log_lines=tuple(log_lines + redeclared_logs) if mode == "mirror" else (),
+        app_header_lines=tuple(app_header_lines),
+        forward_log_lines=tuple(log_lines + redeclared_logs) if mode == "forward" else (),
+    )
+    inserts: list[tuple[Directive, tuple[str, ...]]] = [
+        (http, render_http(ctx)),
+        (m.server, render_server(ctx)),
+        (loc, render_location(ctx)),
+    ]
+    changes = _splice(source, inserts)
+    already = False
+    if on_disk is not None:
+        marked = {p for p, t in on_disk.items() if splice.has_marks(t)}
+        if marked:
+            planned = {c.path: c.new_text for c in changes}
+            same = all(on_disk.get(p) == planned.get(p, source.texts.get(p)) for p in on_disk)
+            if not same:
+                listing = ", ".join(str(p) for p in sorted(marked))
+                raise InputError(
+                    "the config already has hookshift lines from a different plan",
+                    where=listing,
+                    fix="run `hookshift mirror remove --config ...` first, then apply again",
+                )
+            already = True
+            changes = ()
+    return MirrorPlan(
+        options=options,
+        nginx_version=nginx_version,
+        layout=layout,
+        stage=stage,
+        internal_uri=internal_uri,
+        server=Place("server", m.server.where, _describe_server(m, config)),
+        location=Place("location", loc.where, f"location {location_spec(loc)}"),
+        changes=changes,
+        warnings=tuple(warnings),
+        already_applied=already,
+    )
+
+
+def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
+    for d, _ in config.walk():
+        if d.name == "location" and location_spec(d).pattern == internal_uri:
+            raise InputError(
+                f"the config already has a location {internal_uri}",
+                where=d.where,
+                fix="remove it (hookshift uses that name for its internal location)",
+            )
+        if d.name == "upstream" and d.args[:1] == (UPSTREAM,):
+            raise InputError(
+                f"the config already has an upstream {UPSTREAM}",
+                where=d.where,
+                fix="remove or rename it",
+            )
+
+
+def _splice(
+    source: SourceConfig, inserts: list[tuple[Directive, tuple[str, ...]]]
+) -> tuple[FileChange, ...]:
+    by_file: dict[Path, list[tuple[Directive, tuple[str, ...]]]] = {}
+    for block, lines in inserts:
+        if lines:
+            by_file.setdefault(block.file, []).append((block, lines))
+    changes: list[FileChange] = []
+    for path, items in by_file.items():
+        old = source.texts[path]
+        new = splice.insert(old, [splice.Insertion(b.open_brace, lines) for b, lines in items])
+        infos = tuple(
+            InsertionInfo(
+                old.count("\n", 0, b.open_brace) + 1, f"{b.name} {' '.join(b.args)}".strip(), lines
+            )
+            for b, lines in items
+        )
+        changes.append(FileChange(path, old, new, infos))
+    return tuple(sorted(changes, key=lambda c: str(c.path)))
+
+
+def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
+    """The config without hookshift's lines, and the texts as they are on disk."""
+    on_disk_source = load_source(config_path)
+    on_disk = dict(on_disk_source.texts)
+    if not any(splice.has_marks(t) for t in on_disk.values()):
+        return on_disk_source, on_disk
+    stripped = {p: splice.remove(t) for p, t in on_disk.items()}
+    return load_source(config_path, stripped), on_disk
+
+
+def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
+    """Read the config at `options.config` and plan (the imperative shell around `build_plan`).
+
+    crossplane (`nginx.config.load`) validates first, so a malformed config is reported with
+    its own file:line before anything else happens.
+    """
+    from nginx.config import load
+
+    load(options.config)
+    source, on_disk = stripped_source(Path(options.config))
+    return build_plan(source, options, nginx_version, on_disk)
+
+
+def current_texts(paths: list[Path]) -> dict[Path, str]:
+    return {p: read_text(p) for p in paths}

@@ -1,0 +1,177 @@
+"""Render the lines hookshift inserts, from ``templates/nginx/*.j2``, and why they look so.
+
+What nginx does with a mirror, and the choices that follow from it:
+
+* nginx keeps the client's request open until every ``mirror`` subrequest has finished, so the
+  next request on a keep-alive connection waits for the copy sent to the stage. A slow, dead or
+  unresolvable stage would slow the primary path (issue 6 measured 28k req/s -> 5 req/s with
+  the seed's config and a stage answering after 3 s). Hence:
+
+  - short timeouts everywhere on the mirror side (``--timeout``, default 2 s: connect and DNS at
+    most 1 s, send/read the full value) bound each stall;
+  - a circuit breaker: an ``upstream`` whose primary server has ``max_fails=1
+    fail_timeout=10s`` plus a ``backup`` server that fails at once (a unix socket that does not
+    exist). After one failure the primary is skipped for ``fail_timeout`` and every copy fails
+    in microseconds on the backup, so the primary path runs at full speed while the stage is
+    bad. A single server never trips (nginx ignores ``max_fails`` when there is only one). The
+    copies lost meanwhile are visible in the parity log and re-sent by ``hookshift verify heal``.
+  - ``proxy_next_upstream error timeout http_502 http_504`` so the relay's own 502/504 (stage
+    unreachable, DNS failure, stage timeout) count as failures for the breaker.
+
+* nginx before 1.27.3 resolves the servers of an ``upstream`` once, at start; API Gateway's
+  addresses change. So on those versions the layout is **two-hop**: the mirror location
+  proxies to an upstream whose primary server is a local hookshift-only ``server`` on a unix
+  socket (no port to clash with), and that server does the ``resolver`` + variable
+  ``proxy_pass https://HOST/STAGE$request_uri`` (re-resolved per ``valid=``) with SNI, the
+  stage's name for verification and ``Host``, ``proxy_ssl_verify on`` with a CA bundle. Both
+  re-resolution and the breaker hold.
+
+* From 1.27.3, ``server HOST:443 resolve`` in an upstream with a ``zone`` re-resolves in place,
+  so the layout is **upstream-resolve**: one hop, keep-alive connections to the stage.
+
+* ``access_log`` or ``proxy_set_header`` in a location drops every inherited one, so when
+  hookshift adds one it re-declares the ones that were in effect (the plan computes them).
+  ``client_body_buffer_size`` is raised in the location so ``$request_body`` (logged for the
+  parity report) is in memory.
+
+All figures are parameters (`Tuning`) so the benchmark can try others.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from templates import environment
+
+Layout = Literal["two-hop", "upstream-resolve", "direct"]
+Mode = Literal["mirror", "forward"]
+
+BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The knobs of the protective layout (benchmarked by ``bench``)."""
+
+    max_fails: int = 1
+    fail_timeout: str = "10s"
+    keepalive: int = 16
+    resolver_valid: str = "10s"
+    body_buffer: str = "128k"
+    verify_depth: int = 3
+
+
+@dataclass(frozen=True)
+class TemplateContext:
+    """Everything the templates need, already decided by the plan."""
+
+    mode: Mode
+    layout: Layout
+    internal_uri: str
+    mirror_uri: str
+    upstream: str
+    relay_socket: str
+    stage_target: str
+    upstream_target: str
+    stage_authority: str
+    tls_name: str
+    host_header: str
+    trusted_ca: str
+    resolvers: tuple[str, ...]
+    timeout: float
+    request_id_header: str
+    parity_log: bool
+    tuning: Tuning = field(default_factory=Tuning)
+    set_mirror_request_body: bool = True
+    set_body_buffer: bool = True
+    location_log_lines: tuple[str, ...] = ()
+    app_header_lines: tuple[str, ...] = ()
+    forward_log_lines: tuple[str, ...] = ()
+    breaker_socket: str = BREAKER_SOCKET
+
+    # Derived values the templates read.
+    @property
+    def resolver_args(self) -> str:
+        return " ".join([*self.resolvers, f"valid={self.tuning.resolver_valid}", "ipv6=off"])
+
+    @property
+    def resolver_timeout(self) -> str:
+        return seconds(min(1.0, self.timeout))
+
+    @property
+    def connect_timeout(self) -> str:
+        return seconds(min(1.0, self.timeout))
+
+    @property
+    def io_timeout(self) -> str:
+        return seconds(self.timeout)
+
+    @property
+    def relay_read_timeout(self) -> str:
+        """The first hop waits a little longer than the relay, so the relay reports 502/504."""
+        return seconds(self.timeout + 2 * min(1.0, self.timeout) + 1)
+
+    @property
+    def max_fails(self) -> int:
+        return self.tuning.max_fails
+
+    @property
+    def fail_timeout(self) -> str:
+        return self.tuning.fail_timeout
+
+    @property
+    def keepalive(self) -> int:
+        return self.tuning.keepalive
+
+    @property
+    def body_buffer(self) -> str:
+        return self.tuning.body_buffer
+
+    @property
+    def verify_depth(self) -> int:
+        return self.tuning.verify_depth
+
+
+def seconds(value: float) -> str:
+    """nginx time: whole seconds as ``2s``, fractions as milliseconds (``500ms``)."""
+    ms = round(value * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+_NEEDS_QUOTES = re.compile(r"""[\s;{}#'"\\]""")
+
+
+def quote(arg: str) -> str:
+    """An nginx argument, double-quoted (and escaped) only when it has to be."""
+    if arg and not _NEEDS_QUOTES.search(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def directive(name: str, *args: str) -> str:
+    """One directive on one line: ``name arg ...;`` with nginx quoting."""
+    return " ".join([name, *(quote(a) for a in args)]) + ";"
+
+
+def _lines(template: str, ctx: TemplateContext) -> tuple[str, ...]:
+    env = environment()
+    env.filters.setdefault("q", quote)
+    text = env.get_template(template).render(t=ctx)
+    return tuple(line.rstrip() for line in text.splitlines() if line.strip())
+
+
+def http_lines(ctx: TemplateContext) -> tuple[str, ...]:
+    """Lines for http level: the parity ``log_format`` and the breaker/relay blocks."""
+    return _lines("nginx/http.conf.j2", ctx)
+
+
+def server_lines(ctx: TemplateContext) -> tuple[str, ...]:
+    """The internal mirror (or forward) location for the chosen server."""
+    return _lines("nginx/server.conf.j2", ctx)
+
+
+def location_lines(ctx: TemplateContext) -> tuple[str, ...]:
+    """Lines for the chosen location: ``mirror`` (or the forward ``rewrite``) and logs."""
+    return _lines("nginx/location.conf.j2", ctx)

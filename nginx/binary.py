@@ -1,0 +1,113 @@
+"""Run the real nginx: its version, ``nginx -t`` on a given main config, ``nginx -s reload``.
+
+nginx itself is the only judge of whether a config is valid (crossplane does not know which
+directives exist, which are duplicates, or whether a certificate loads), so every write is
+checked with the binary. Its first ``[emerg]`` line is reported as nginx wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookshift.errors import InputError, OperationError
+
+NGINX_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The outcome of ``nginx -t``: `ok`, nginx's whole output, and its first error line."""
+
+    ok: bool
+    output: str
+    error: str | None
+
+    __test__ = False  # not a pytest class
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=NGINX_TIMEOUT, check=False
+        )
+    except FileNotFoundError:
+        raise InputError(
+            f"nginx binary not found: {argv[0]}", fix="pass --nginx-bin /usr/sbin/nginx"
+        ) from None
+    except PermissionError:
+        raise InputError(
+            f"nginx binary not executable: {argv[0]}", fix="check --nginx-bin"
+        ) from None
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``nginx version: nginx/1.22.1`` (or ``openresty/1.21.4.1``) -> (1, 22, 1)."""
+    match = re.search(r"/(\d+)\.(\d+)\.(\d+)", text)
+    if match is None:
+        raise OperationError(f"cannot read the nginx version from: {text.strip()!r}")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def nginx_version(nginx_bin: str = "nginx") -> tuple[int, int, int]:
+    """The version of the nginx at `nginx_bin` (``nginx -v`` writes it to stderr)."""
+    proc = _run([nginx_bin, "-v"])
+    return parse_version(proc.stderr + proc.stdout)
+
+
+def compiled_defaults(nginx_bin: str = "nginx") -> dict[str, str]:
+    """``nginx -V``'s ``--x-path=VALUE`` options (e.g. ``http-log-path``, ``prefix``)."""
+    proc = _run([nginx_bin, "-V"])
+    return dict(re.findall(r"--([a-z-]+)=(\S+)", proc.stderr + proc.stdout))
+
+
+def _first_error(output: str) -> str | None:
+    for line in output.splitlines():
+        if "[emerg]" in line or "[crit]" in line or "[alert]" in line:
+            return line.strip()
+    for line in output.splitlines():
+        if "test failed" not in line and "syntax is" not in line and line.strip():
+            return line.strip()
+    return None
+
+
+def _base_argv(
+    nginx_bin: str, config: Path, prefix: Path | None, globals_: str | None
+) -> list[str]:
+    argv = [nginx_bin]
+    if prefix is not None:
+        argv += ["-p", f"{prefix}/"]
+    argv += ["-c", str(config)]
+    if globals_:
+        argv += ["-g", globals_]
+    return argv
+
+
+def test_config(
+    config: Path,
+    *,
+    nginx_bin: str = "nginx",
+    prefix: Path | None = None,
+    globals_: str | None = None,
+) -> TestResult:
+    """Run ``nginx -t`` on the main config `config` (``-p``/``-g`` when given)."""
+    proc = _run([*_base_argv(nginx_bin, config, prefix, globals_), "-t"])
+    output = (proc.stderr + proc.stdout).strip()
+    ok = proc.returncode == 0
+    return TestResult(ok, output, None if ok else _first_error(output))
+
+
+def reload(
+    config: Path,
+    *,
+    nginx_bin: str = "nginx",
+    prefix: Path | None = None,
+    globals_: str | None = None,
+) -> TestResult:
+    """``nginx -s reload`` for the nginx running with `config` (found through its pid file)."""
+    proc = _run([*_base_argv(nginx_bin, config, prefix, globals_), "-s", "reload"])
+    output = (proc.stderr + proc.stdout).strip()
+    ok = proc.returncode == 0
+    return TestResult(ok, output, None if ok else _first_error(output))
