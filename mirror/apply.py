@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -126,8 +127,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def backup(edits: Sequence[Edit], backup_dir: Path) -> Path:
     """Copy each file's current bytes into a new directory under `backup_dir`, with a manifest."""
-    run = backup_dir / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
-    run.mkdir(parents=True, exist_ok=False)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=backup_dir))
     manifest = {}
     for index, edit in enumerate(edits):
         target = run / f"{index:03d}-{edit.path.name}"

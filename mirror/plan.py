@@ -15,7 +15,7 @@ import difflib
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -468,14 +468,21 @@ def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
 def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
     """Read the config at `options.config` and plan (the imperative shell around `build_plan`).
 
-    crossplane (`nginx.config.load`) validates first, so a malformed config is reported with
-    its own file:line before anything else happens.
+    hookshift's lexer reads every file (errors as file:line); crossplane reads it too, as a
+    second opinion. crossplane's Lua support is partial (a ``[[ } ]]`` long string breaks it
+    while nginx accepts it), so its disagreement is a warning, and the real ``nginx -t`` at
+    apply time is the judge.
     """
     from nginx.config import load
 
-    load(options.config)
     source, on_disk = stripped_source(Path(options.config))
-    return build_plan(source, options, nginx_version, on_disk)
+    plan = build_plan(source, options, nginx_version, on_disk)
+    try:
+        load(options.config)
+    except InputError as exc:
+        note = f"crossplane cannot parse the config ({exc.line()}); planned with hookshift's lexer"
+        plan = replace(plan, warnings=(*plan.warnings, note))
+    return plan
 
 
 def current_texts(paths: list[Path]) -> dict[Path, str]:

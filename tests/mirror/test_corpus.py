@@ -1,0 +1,110 @@
+"""Every corpus config: plan, apply to a copy, the real nginx -t passes, remove restores bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from mirror.apply import apply_plan
+from mirror.plan import make_plan
+from mirror.remove import remove_marked
+from nginx import binary, splice
+from tests.mirror.helpers import copy_case, options, snapshot
+
+VERSION = (1, 22, 1)
+
+
+class Case(NamedTuple):
+    name: str
+    path: str
+    server_name: str | None
+    listen: str | None
+    location_at: str  # file relative to the case root : line
+
+
+CASES = [
+    Case(
+        "debian",
+        "/bizppurio/callback",
+        "hooks.example.com",
+        "80",
+        "sites-enabled/hooks.example.com:12",
+    ),
+    Case(
+        "debian",
+        "/bizppurio/callback",
+        "hooks.example.com",
+        None,
+        "sites-enabled/hooks.example.com:12",
+    ),
+    Case("crlf", "/kakao/result", "callbacks.local", None, "nginx.conf:19"),
+    Case("oneline", "/cb", None, None, "nginx.conf:4"),
+    Case("nested_regex", "/api/v2/callback/bizppurio", "api.example.com", None, "nginx.conf:18"),
+    Case("nested_regex", "/api/v1/other", None, None, "nginx.conf:14"),
+    Case("nested_regex", "/static/logo.png", None, None, "nginx.conf:27"),
+    Case("nested_regex", "/img/logo.PNG", None, None, "nginx.conf:23"),
+    Case("map_if", "/hooks/sms", None, None, "nginx.conf:22"),
+    Case("lua", "/lua/callback", None, None, "nginx.conf:16"),
+    Case("multi_server", "/cb", "a.hooks.example.com", "8086", "nginx.conf:16"),
+    Case("multi_server", "/cb", "acme.tenants.example.com", "8086", "nginx.conf:21"),
+    Case("multi_server", "/cb", "www.example.com", "8086", "nginx.conf:6"),
+    Case("multi_server", "/cb", "unknown.example.org", "8086", "nginx.conf:11"),
+    Case("multi_server", "/cb", None, "127.0.0.1:8087", "nginx.conf:26"),
+    Case("tls", "/callback", "secure.example.com", None, "nginx.conf:15"),
+    Case("location_include", "/vendor/cb", None, None, "locations/20-callback.conf:2"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}:{c.path}:{c.server_name}")
+@pytest.mark.parametrize("mode", ["mirror", "forward"])
+def test_apply_passes_nginx_t_and_remove_restores_every_byte(
+    case: Case, mode: str, tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case(case.name, tmp_path)
+    root = config.parent
+    before = snapshot(root)
+    plan = make_plan(
+        options(
+            config, case.path, ca_file, server_name=case.server_name, listen=case.listen, mode=mode
+        ),
+        VERSION,
+    )
+    assert plan.location.where == f"{root / case.location_at}"
+    result = apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
+    assert result.changed
+    after = snapshot(root)
+    assert after != before
+    for path, data in after.items():
+        if data != before[path]:
+            assert (
+                splice.remove(data.decode("utf-8", "surrogateescape")).encode(
+                    "utf-8", "surrogateescape"
+                )
+                == before[path]
+            )
+    assert binary.test_config(config, nginx_bin=nginx_bin, prefix=root).ok
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
+    assert snapshot(root) == before
+
+
+def test_crlf_file_gets_crlf_lines_and_tabs(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("crlf", tmp_path)
+    plan = make_plan(options(config, "/kakao/result", ca_file), VERSION)
+    (change,) = plan.changes
+    added = [line for line in change.new_text.split("\n") if line.endswith("# hookshift\r")]
+    assert added, "inserted lines keep the file's CRLF endings"
+    assert all(line.startswith("\t") for line in added)
+    assert "\n" not in change.new_text.replace("\r\n", "")
+
+
+def test_location_in_included_file_is_edited_in_that_file(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("location_include", tmp_path)
+    plan = make_plan(options(config, "/vendor/cb", ca_file), VERSION)
+    changed = {c.path.relative_to(config.parent).as_posix() for c in plan.changes}
+    assert changed == {"nginx.conf", "servers.conf", "locations/20-callback.conf"}
+    cb = next(c for c in plan.changes if c.path.name == "20-callback.conf")
+    assert "  location = /vendor/cb {\n    mirror /__hookshift_mirror;  # hookshift\n" in (
+        cb.new_text
+    )
