@@ -29,6 +29,7 @@ CHECKS: tuple[Check, ...] = (
     mirror_source.mirror_target_missing,
     mirror_source.mirror_duplicated,
     mirror_source.mirror_at_server_level,
+    mirror_source.mirror_twice_via_error_page,
     resolver.public_resolver,
     resolver.resolver_without_valid,
     resolver.resolver_without_ipv6_off,

@@ -241,10 +241,9 @@ def mirror_at_server_level(index: Index) -> Iterator[Finding]:
             parts = [
                 f"`mirror {line.args[0]}` at {line.where} applies to every location without "
                 f"a mirror of its own ({_list(inheriting)}): every request to them is copied "
-                "to the stage, not only callbacks, and a request that nginx redirects "
-                "internally (try_files, error_page, rewrite ... last) is copied again in each "
-                "location it enters (the mirror state is reset on an internal redirect): "
-                "duplicates in the queue"
+                "to the stage, not only callbacks, and a request that `error_page` sends on "
+                "to another location (a 404 or an app's 502 turned into a fallback page) is "
+                "copied again there: duplicates in the queue"
             ]
             if overriding:
                 parts.append(
@@ -257,6 +256,39 @@ def mirror_at_server_level(index: Index) -> Iterator[Finding]:
                 where=line.where,
                 message="; ".join(parts),
                 fix="move the mirror into the callback location only",
+            )
+
+
+def mirror_twice_via_error_page(index: Index) -> Iterator[Finding]:
+    """``error_page`` redirects internally after the content phase, and nginx resets the mirror
+    state on an internal redirect: a target location that mirrors too copies the request again
+    (seen on nginx 1.22: one request, two copies)."""
+    for source, uses in _sources(index).items():
+        for page in index.effective(source.chain, "error_page"):
+            uri = page.args[-1] if page.args else ""
+            if not uri.startswith("/") or "$" in uri:
+                continue
+            landing = uses[0].server.match(uri.split("?", 1)[0])
+            if landing is None:
+                continue
+            again = [
+                d for d in index.effective(landing.chain, "mirror") if d.args and d.args[0] != "off"
+            ]
+            if not again:
+                continue
+            yield Finding(
+                code="mirror-twice-via-error-page",
+                severity=Severity.WARNING,
+                where=page.where,
+                message=(
+                    f"`error_page {' '.join(page.args)}` sends failed requests of {source.label} "
+                    f"to {landing.label} ({landing.where}), which mirrors too (`mirror "
+                    f"{again[0].args[0]}` at {again[0].where}): nginx resets the mirror on "
+                    "that internal redirect, so each such request is copied twice and the "
+                    "queue holds duplicates"
+                ),
+                fix="keep the mirror out of the error_page target (`mirror off;` there), or "
+                "serve the error page from a location that does not mirror",
             )
 
 

@@ -14,7 +14,7 @@ from doctor.mirrors import MirrorUse, is_internal, mirror_targets
 from doctor.model import Index, Location, ProxyTarget, parse_proxy_pass, parse_time, proxy_target_of
 from nginx.config import Directive
 
-MAX_MIRROR_TIMEOUT_S = 5.0
+MAX_MIRROR_TIMEOUT_S = 10.0
 """Above this, one stalled stage request holds a callback connection long enough to matter."""
 
 MIRROR_COST = (

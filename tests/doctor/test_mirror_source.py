@@ -139,8 +139,39 @@ def test_server_level_mirror_lists_inheriting_and_overriding_locations(tmp_path:
     assert finding.where == line_of(config, "mirror /_m;")
     assert line_of(config, "location / {") in finding.message
     assert "location /callback" in finding.message and "replaces" in finding.message
-    assert "internal redirect" in finding.message
+    assert "error_page" in finding.message
 
 
 def test_location_level_mirror_is_not_a_server_level_finding(diagnose_http: Diagnose) -> None:
     assert "mirror-server-level" not in codes(diagnose_http(protected_mirror()))
+
+
+def test_error_page_into_a_location_that_mirrors_too_copies_twice(tmp_path: Path) -> None:
+    text = """
+    server {
+        listen 8081;
+        mirror /_m;
+        location /callback { error_page 502 = /fallback; proxy_pass http://127.0.0.1:9000; }
+        location /fallback { return 200; }
+        location = /_m { internal; return 204; }
+    }
+    """
+    config = write_config(tmp_path, text)
+    finding = only(diagnose_file(config), "mirror-twice-via-error-page")
+    assert finding.where == line_of(config, "error_page 502")
+
+
+def test_error_page_into_a_location_with_mirror_off_is_fine(diagnose_http: Diagnose) -> None:
+    text = """
+    server {
+        listen 8081;
+        location /callback {
+            mirror /_m;
+            error_page 502 = /fallback;
+            proxy_pass http://127.0.0.1:9000;
+        }
+        location /fallback { return 200; }
+        location = /_m { internal; return 204; }
+    }
+    """
+    assert "mirror-twice-via-error-page" not in codes(diagnose_http(text))

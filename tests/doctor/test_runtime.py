@@ -1,0 +1,193 @@
+"""What doctor says happens at run time, shown on the real nginx with real HTTP on loopback.
+
+Each test runs nginx (Debian's binary) in the foreground on a free loopback port, in front of a
+small recording HTTP server, and checks both the behaviour and that doctor flags the config.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from doctor import diagnose_file
+from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from tests.doctor.conftest import only
+
+Seen = list[tuple[str, dict[str, str]]]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: Seen
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[int, Seen]]:
+    """A recording HTTP server on a free loopback port: (port, [(path, headers), ...])."""
+    seen: Seen = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer((LOOPBACK, free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+RunNginx = Callable[[str], tuple[int, Path]]
+
+
+@pytest.fixture
+def run_nginx(tmp_path: Path, nginx_bin: str) -> Iterator[RunNginx]:
+    """run_nginx(server_block_with_{port}) -> (port, error_log): nginx serving it, stopped after."""
+    started: list[ManagedProcess] = []
+
+    def start(server: str) -> tuple[int, Path]:
+        port = free_port()
+        error_log = tmp_path / "error.log"
+        config = tmp_path / "nginx.conf"
+        config.write_text(
+            f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {error_log} info;\n"
+            "events { worker_connections 64; }\n"
+            f"http {{\n  access_log {tmp_path}/access.log;\n"
+            f"  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
+            + textwrap.dedent(server).replace("{port}", str(port))
+            + "\n}\n"
+        )
+        proc = ManagedProcess(
+            "nginx",
+            [nginx_bin, "-p", f"{tmp_path}/", "-c", str(config), "-g", "daemon off;"],
+            tmp_path / "nginx.out",
+        )
+        started.append(proc)
+        proc.start(ready=lambda: wait_for_port(port))
+        return port, config
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+def test_no_resolver_fails_at_run_time_as_doctor_says(run_nginx: RunNginx) -> None:
+    port, config = run_nginx(
+        """
+        server {
+            listen 127.0.0.1:{port};
+            location /callback {
+                proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri;
+            }
+        }
+        """
+    )
+    assert get(port, "/callback") == 502
+    error_log = (config.parent / "error.log").read_text()
+    assert "no resolver defined to resolve abc123.execute-api" in error_log
+    assert only(diagnose_file(config), "proxy-pass-no-resolver")
+
+
+def test_location_proxy_set_header_drops_the_servers_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen]
+) -> None:
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            proxy_set_header X-From-Server yes;
+            location /kept {{ proxy_pass http://127.0.0.1:{app_port}; }}
+            location /dropped {{
+                proxy_set_header X-From-Location yes;
+                proxy_pass http://127.0.0.1:{app_port};
+            }}
+        }}
+        """
+    )
+    assert get(port, "/kept") == 200 and get(port, "/dropped") == 200
+    headers = dict(seen)
+    assert headers["/kept"].get("x-from-server") == "yes"
+    assert "x-from-server" not in headers["/dropped"]
+    finding = only(diagnose_file(config), "proxy-set-header-drops-inherited")
+    assert "location /dropped" in finding.message and "x-from-server" in finding.message
+
+
+def test_return_ends_the_request_before_the_mirror_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen]
+) -> None:
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            location /answered {{ mirror /_m; return 200; }}
+            location /proxied {{ mirror /_m; proxy_pass http://127.0.0.1:{app_port}; }}
+            location = /_m {{ internal; proxy_pass http://127.0.0.1:{app_port}/copy$request_uri; }}
+        }}
+        """
+    )
+    assert get(port, "/answered") == 200
+    assert get(port, "/proxied") == 200
+    wait_for(lambda: "/copy/proxied" in {p for p, _ in seen}, "the copy of /proxied")
+    assert "/copy/answered" not in {p for p, _ in seen}
+    finding = only(diagnose_file(config), "mirror-never-runs")
+    assert "location /answered" in finding.message
+
+
+def test_error_page_into_a_mirroring_location_copies_twice_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen]
+) -> None:
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            mirror /_m;
+            location /static {{ root {{root}}; error_page 404 = /fallback; }}
+            location /fallback {{ proxy_pass http://127.0.0.1:{app_port}; }}
+            location = /_m {{ internal; proxy_pass http://127.0.0.1:{app_port}/copy$request_uri; }}
+        }}
+        """.replace("{root}", "/nonexistent-hookshift-root")
+    )
+    assert get(port, "/static/missing.html") == 200
+    wait_for(lambda: len(seen) >= 3, "the fallback request and two copies")
+    copies = [p for p, _ in seen if p == "/copy/static/missing.html"]
+    assert len(copies) == 2
+    assert only(diagnose_file(config), "mirror-twice-via-error-page")
