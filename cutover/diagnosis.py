@@ -51,6 +51,8 @@ class HttpObservation:
     body: str = ""
     content_type: str = ""
     error: str = ""
+    request_id: str = ""  # x-amzn-RequestId: the key into the stage's execution log
+    execution: str = ""  # the execution log's lines for that request (SQS's own answer)
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,9 @@ def _tls_findings(host: str, tls: TlsObservation, now: float) -> list[Finding]:
 
 
 def _http_findings(host: str, path: str, http: HttpObservation) -> list[Finding]:
-    body = http.body
+    # SQS's answer is in the response only with the default integration response (and not
+    # even there when it maps to an empty 200); the execution log always has it
+    body = f"{http.body}\n{http.execution}".strip()
     custom = not is_execute_api_host(host)
     if http.status == 0:
         return [
@@ -304,6 +308,22 @@ def _http_findings(host: str, path: str, http: HttpObservation) -> list[Finding]
                 "and resource shown in the console; deploy the API to the stage"
             )
         return [Finding("missing-auth-token", "error", cause, fix)]
+    if http.status == 403 and '"Forbidden"' in body:
+        if custom:
+            return [Finding(
+                "no-base-path-mapping", "error",
+                f"API Gateway answered 403 Forbidden for {path} on {host}: the custom domain has "
+                "no base path (API) mapping for this path, or it maps another API",
+                "add an API mapping on the custom domain: API, stage and the base path the "
+                "vendor's URL starts with (empty for the root)",
+            )]  # fmt: skip
+        return [Finding(
+            "forbidden", "error",
+            f"API Gateway answered 403 Forbidden for {path}: a resource policy denies the "
+            "caller, the API is private, or the method requires an API key",
+            "check the API's resource policy and the method's authorization and API key "
+            "settings; the vendor calls without credentials",
+        )]  # fmt: skip
     if http.status == 415:
         return [
             Finding(
@@ -352,6 +372,19 @@ def _http_findings(host: str, path: str, http: HttpObservation) -> list[Finding]
                 "customer-managed key, and use MessageBody=$util.urlEncode($input.body)",
             )
         ]
+    if http.status >= 500 and not http.execution:
+        rid = f" for request {http.request_id}" if http.request_id else ""
+        return [Finding(
+            "integration-failed", "error",
+            f"API Gateway answered {http.status} ({body[:120] or 'empty body'}): the "
+            "integration failed and the integration response hides SQS's answer. Usually SQS "
+            "refused: AccessDenied (execution role or queue policy lacks sqs:SendMessage, KMS "
+            "key policy, special characters without $util.urlEncode) or "
+            "UnknownOperationException (integration Content-Type not "
+            "application/x-www-form-urlencoded, no Action=SendMessage in the template)",
+            f"read the stage's execution log{rid} (pass it with --execution-log to have the "
+            "probe name the cause), or run the method's Test in the console",
+        )]  # fmt: skip
     if http.status >= 400:
         return [
             Finding(

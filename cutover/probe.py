@@ -18,7 +18,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -223,8 +223,50 @@ def post(
     except httpx.HTTPError as exc:
         return HttpObservation(error=f"{type(exc).__name__}: {exc}")
     return HttpObservation(
-        response.status_code, response.text[:2000], response.headers.get("content-type", "")
+        response.status_code,
+        response.text[:2000],
+        response.headers.get("content-type", ""),
+        request_id=response.headers.get("x-amzn-requestid", ""),
     )
+
+
+def execution_lines(log: Path, request_id: str, wait: float = 3.0) -> str:
+    """The stage's execution log entries for ``request_id`` (empty when none appear in time).
+
+    Two shapes: JSON lines with ``request_id`` (the stage emulator's log), or API Gateway's own
+    text lines as CloudWatch holds them, each starting ``(REQUEST_ID)`` (e.g. exported with
+    ``aws logs filter-log-events --log-group-name API-Gateway-Execution-Logs_ID/STAGE``).
+    """
+    if not request_id:
+        return ""
+    deadline = time.monotonic() + wait
+    while True:
+        found: list[str] = []
+        if log.exists():
+            with log.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if request_id not in line:
+                        continue
+                    found.append(_execution_text(line, request_id))
+        text = "\n".join(t for t in found if t)
+        if text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def _execution_text(line: str, request_id: str) -> str:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return line.strip()
+    if not isinstance(data, dict) or data.get("request_id") != request_id:
+        return line.strip() if not isinstance(data, dict) else ""
+    parts = [
+        f"{key}: {data[key]}"
+        for key in ("gateway_response", "integration_status", "integration_response", "error")
+        if data.get(key) not in (None, "")
+    ]
+    return "; ".join(parts)
 
 
 def _messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
@@ -312,6 +354,7 @@ def run_probe(
     resolver: str | None = None,
     ca_file: str | None = None,
     timeout: float = 10.0,
+    execution_log: str | None = None,
 ) -> ProbeObservation:
     """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped)."""
     parts = urlsplit(url)
@@ -336,6 +379,9 @@ def run_probe(
         if tls_obs.error_kind:
             return ProbeObservation(url, body, now, dns_obs, tls_obs)
     http_obs = post(url, address, body, ca_file)
+    if execution_log is not None and http_obs.status and not 200 <= http_obs.status < 300:
+        text = execution_lines(Path(execution_log), http_obs.request_id)
+        http_obs = replace(http_obs, execution=text)
     queue_obs = None
     if queue is not None and 200 <= http_obs.status < 300:
         queue_obs = find_marker(queue, marker, timeout)

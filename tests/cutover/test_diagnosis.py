@@ -172,3 +172,9 @@ def test_errors_come_before_warnings() -> None:
 def test_without_a_queue_the_probe_judges_http_only() -> None:
     d = diagnose(_obs(queue=None))
     assert d.landed is None and d.ok
+
+
+def test_forbidden_on_a_custom_domain_is_the_missing_base_path_mapping() -> None:
+    d = diagnose(_obs(http=HttpObservation(403, '{"message":"Forbidden"}'), queue=None))
+    assert _codes(d) == ["no-base-path-mapping"]
+    assert "API mapping" in d.findings[0].fix
