@@ -387,7 +387,14 @@ class _Handler(BaseHTTPRequestHandler):
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
         if length > self.server.stage.config.max_request_bytes:
-            self.close_connection = True  # do not read 10 MB+ we will not use
+            # read and drop it, so a client still sending gets the 413 instead of a reset
+            self.close_connection = True
+            remaining = min(length, 8 * self.server.stage.config.max_request_bytes)
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             return None
         return self.rfile.read(length) if length else b""
 

@@ -208,9 +208,11 @@ def render(
     }
     try:
         return str(airspeed.Template(template).merge(namespace))
+    except VtlError:
+        raise
     except airspeed.TemplateError as exc:
         raise VtlError(str(exc)) from exc
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except Exception as exc:  # anything a template triggers fails the request, as on AWS
         raise VtlError(f"{type(exc).__name__}: {exc}") from exc
 
 
