@@ -1,0 +1,126 @@
+"""Server and location choice follows nginx's rules; no match or ambiguity is an InputError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from nginx.matching import match, parse_socket
+from nginx.source import load_source
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "nginx.conf"
+    path.write_text("events {}\nhttp {\n" + text + "\n}\n")
+    return path
+
+
+def _where(tmp_path: Path, text: str, path: str, **kw: str | None) -> int:
+    config = load_source(_config(tmp_path, text)).config
+    return match(config, path, **kw).location.line
+
+
+SERVERS = """
+server { listen 80 default_server; server_name _;
+  location / { return 444; } }
+server { listen 80; server_name example.com *.example.com www.example.*;
+  location / { return 200; } }
+server { listen 80; server_name ~^api\\d+\\.example\\.com$ ~^api;
+  location / { return 201; } }
+server { listen 80; server_name a.example.com;
+  location / { return 202; } }
+server { listen 127.0.0.1:80; server_name local;
+  location / { return 203; } }
+"""
+
+
+@pytest.mark.parametrize(
+    ("host", "listen", "line"),
+    [
+        ("a.example.com", "10.0.0.1:80", 11),  # exact beats leading wildcard
+        ("b.example.com", "10.0.0.1:80", 7),  # leading wildcard
+        ("www.example.org", "10.0.0.1:80", 7),  # trailing wildcard
+        ("api7.example.net", "10.0.0.1:80", 9),  # regex (the wildcard classes miss)
+        ("api7.example.com", "10.0.0.1:80", 7),  # leading wildcard beats a regex
+        ("nothing.test", "10.0.0.1:80", 5),  # default_server
+        (None, "10.0.0.1:80", 5),
+        ("a.example.com", "127.0.0.1:80", 13),  # an explicit address wins over *:80
+    ],
+)
+def test_server_choice(tmp_path: Path, host: str | None, listen: str, line: int) -> None:
+    assert _where(tmp_path, SERVERS, "/cb", host=host, listen=listen) == line
+
+
+LOCATIONS = """
+server { listen 80;
+  location / { }
+  location = /exact { }
+  location /exact { }
+  location /api/ {
+    location /api/v1/ { }
+    location ~ ^/api/v1/cb$ { }
+  }
+  location ^~ /static/ { }
+  location ~ \\.png$ { }
+  location ~* \\.JPG$ { }
+  location @named { }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("uri", "line"),
+    [
+        ("/exact", 6),
+        ("/exact/more", 7),
+        ("/api/v1/cb", 10),  # nested regex beats nested prefix
+        ("/api/v1/x", 9),
+        ("/api/v1/x.png", 13),  # outer regex beats nested prefix
+        ("/static/a.png", 12),  # ^~ stops regexes
+        ("/a.jpg", 14),  # ~* is case-insensitive
+        ("/other", 5),
+        ("/cb?x=1", 5),  # query string ignored
+    ],
+)
+def test_location_choice(tmp_path: Path, uri: str, line: int) -> None:
+    assert _where(tmp_path, LOCATIONS, uri) == line
+
+
+def test_no_matching_location_names_the_servers(tmp_path: Path) -> None:
+    text = "server { listen 80; location = /a { } }"
+    with pytest.raises(InputError, match=r"no location matches /b .*nginx.conf:3"):
+        _where(tmp_path, text, "/b")
+
+
+def test_different_servers_on_different_sockets_are_ambiguous(tmp_path: Path) -> None:
+    text = "server { listen 80; location /cb { } }\nserver { listen 8080; location /cb { } }"
+    with pytest.raises(InputError) as err:
+        _where(tmp_path, text, "/cb")
+    assert "nginx.conf:3" in str(err.value) and "nginx.conf:4" in str(err.value)
+    assert "--listen" in str(err.value)
+    assert _where(tmp_path, text, "/cb", listen="8080") == 4
+
+
+def test_a_redirect_only_server_is_not_a_candidate(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80; return 301 https://$host$request_uri; }\n"
+        "server { listen 443; location = /cb { } }"
+    )
+    assert _where(tmp_path, text, "/cb") == 4
+
+
+def test_nobody_listening_lists_the_sockets(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no server listens on 9999.*\*:80"):
+        _where(tmp_path, "server { location / { } }", "/", listen="9999")
+
+
+@pytest.mark.parametrize(
+    ("text", "addr", "port"),
+    [("80", "*", "80"), ("[::]:443", "[::]", "443"), ("127.0.0.1", "127.0.0.1", "80"),
+     ("unix:/run/x.sock", "unix:/run/x.sock", ""), ("localhost:8080", "localhost", "8080")],
+)
+def test_listen_forms(text: str, addr: str, port: str) -> None:
+    socket = parse_socket(text)
+    assert (socket.addr, socket.port) == (addr, port)
