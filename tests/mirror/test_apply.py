@@ -1,0 +1,173 @@
+"""apply/remove: refuse a broken original, roll back a rejected result, idempotent, crash-safe."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError, OperationError
+from mirror.apply import PAUSE_ENV, apply_plan
+from mirror.plan import make_plan
+from mirror.remove import remove_marked
+from tests.mirror.helpers import copy_case, options, snapshot
+
+VERSION = (1, 22, 1)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _plan(config: Path, ca_file: Path, **kw: object):  # type: ignore[no-untyped-def]
+    return make_plan(options(config, "/vendor/cb", ca_file, **kw), VERSION)  # type: ignore[arg-type]
+
+
+def test_apply_refuses_when_the_original_fails_nginx_t(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    (config.parent / "locations" / "10-app.conf").write_text("location / { no_such_directive; }\n")
+    before = snapshot(config.parent)
+    plan = _plan(config, ca_file)
+    with pytest.raises(InputError, match="nginx -t fails on the original.*no_such_directive"):
+        apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == before
+
+
+def test_a_result_that_fails_nginx_t_is_rolled_back(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    before = snapshot(config.parent)
+    plan = _plan(config, ca_file, trusted_ca=tmp_path / "missing-ca.pem")
+    with pytest.raises(OperationError, match="nginx -t rejected the result.*missing-ca.pem"):
+        apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == before
+
+
+def test_apply_twice_changes_nothing_the_second_time(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    first = apply_plan(
+        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent
+    )
+    assert len(first.changed) == 3
+    applied = snapshot(config.parent)
+    again = _plan(config, ca_file)
+    assert again.already_applied and not again.changes
+    second = apply_plan(again, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk")
+    assert second.no_change
+    assert snapshot(config.parent) == applied
+
+
+def test_a_different_plan_on_an_applied_config_asks_for_remove(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    apply_plan(
+        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent
+    )
+    with pytest.raises(InputError, match="already has hookshift lines.*mirror remove"):
+        _plan(config, ca_file, timeout=1.5)
+
+
+def test_mode_and_owner_are_kept_and_backups_hold_the_originals(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    servers = config.parent / "servers.conf"
+    original = servers.read_bytes()
+    os.chmod(servers, 0o640)
+    os.chown(servers, 1234, 2345)
+    result = apply_plan(
+        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent
+    )
+    st = servers.stat()
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 1234, 2345)
+    assert result.backup_dir is not None
+    assert original in [p.read_bytes() for p in result.backup_dir.iterdir()]
+
+
+def test_a_held_lock_refuses_a_second_writer(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    backup_dir = tmp_path / "bk"
+    backup_dir.mkdir()
+    with open(backup_dir / "hookshift.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(OperationError, match="another hookshift"):
+            apply_plan(_plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=backup_dir)
+
+
+def test_a_failed_reload_restores_the_original(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    before = snapshot(config.parent)
+    with pytest.raises(OperationError, match="reload failed, original restored"):
+        # nothing runs with this config, so `nginx -s reload` cannot signal a master
+        apply_plan(
+            _plan(config, ca_file),
+            nginx_bin=nginx_bin,
+            backup_dir=tmp_path / "bk",
+            reload=True,
+            prefix=config.parent,
+        )
+    assert snapshot(config.parent) == before
+
+
+def test_remove_on_a_clean_config_is_a_no_op(tmp_path: Path, nginx_bin: str) -> None:
+    config = copy_case("debian", tmp_path)
+    assert remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk").no_change
+
+
+APPLY_SCRIPT = """
+import sys
+from pathlib import Path
+from mirror.apply import apply_plan
+from mirror.plan import make_plan
+from tests.mirror.helpers import options
+config, ca, bk, nginx = sys.argv[1:5]
+plan = make_plan(options(Path(config), "/vendor/cb", Path(ca)), (1, 22, 1))
+apply_plan(plan, nginx_bin=nginx, backup_dir=Path(bk), prefix=Path(config).parent)
+print("done")
+"""
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["backed-up", "temp-written:20-callback.conf", "written:20-callback.conf",
+     "temp-written:nginx.conf", "written:nginx.conf", "written:servers.conf"],
+)
+def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
+    label: str, tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    before = snapshot(config.parent)
+    planned = {c.path: c.new_text.encode() for c in _plan(config, ca_file).changes}
+    argv = [sys.executable, "-c", APPLY_SCRIPT, str(config), str(ca_file), str(tmp_path / "bk"),
+            nginx_bin]
+    env = {**os.environ, PAUSE_ENV: label, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert f"paused at {label}" in line, line
+    finally:
+        proc.kill()
+        proc.wait()
+    after = snapshot(config.parent)
+    new_files = 0
+    for path, data in before.items():
+        assert after[path] in (data, planned.get(path, data)), f"{path} is half-written"
+        new_files += after[path] != data
+    assert new_files == {"backed-up": 0, "temp-written:20-callback.conf": 0,
+                         "written:20-callback.conf": 1, "temp-written:nginx.conf": 1,
+                         "written:nginx.conf": 2, "written:servers.conf": 3}[label]
+    # the lock died with the process: a rerun finishes the job
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert {p: d for p, d in snapshot(config.parent).items() if p in before} == before
