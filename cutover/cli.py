@@ -48,6 +48,7 @@ def _settings_options(func: Any) -> Any:
         click.option("--server-name", help="Server to pick when several serve the path."),
         click.option("--listen", help="Listen port to pick when several serve the path."),
         click.option("--backup-dir", help="Where the mirror engine keeps its backups."),
+        click.option("--relay-socket", help="The mirror engine's relay socket (two-hop)."),
         click.option("--archive", help="Archive dir for the mirror-period messages (drain)."),
         click.option("--min-window", type=float, help="Parity window, seconds (default 3600)."),
         click.option("--min-events", type=int, help="Parity events (default 100)."),
@@ -62,7 +63,8 @@ def _settings_options(func: Any) -> Any:
 _SETTING_NAMES = (
     "config", "path", "stage_url", "domain_url", "queue", "endpoint_url", "region",
     "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
-    "backup_dir", "archive", "min_window", "min_events", "quiet_period", "probe_timeout",
+    "backup_dir", "relay_socket", "archive", "min_window", "min_events", "quiet_period",
+    "probe_timeout",
 )  # fmt: skip
 
 
@@ -73,7 +75,8 @@ def _pop_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     """File settings made absolute, so the journal works from any directory."""
     out = dict(values)
-    for name in ("config", "parity_log", "nginx_log", "ca_file", "backup_dir", "archive"):
+    files = ("config", "parity_log", "nginx_log", "ca_file", "backup_dir", "archive")
+    for name in files:
         if out.get(name):
             out[name] = str(Path(out[name]).absolute())
     return out
@@ -211,7 +214,12 @@ def _gather(
         if all(r.passed for r in pre.results if r.gate != "drain"):
             found["drain"] = ev.drain(settings, dedup_confirmed)
     if "switch" in needs and settings.queue and (settings.nginx_log or settings.parity_log):
-        found["switch"], found["quiet"] = ev.switch_and_quiet(settings, entered_at, now)
+        previous = stages.previous_stage(stage)
+        before = current.entered(previous) if previous else None
+        previous_at = before.timestamp if before else entered_at
+        found["switch"], found["quiet"] = ev.switch_and_quiet(
+            settings, previous_at, entered_at, now
+        )
     return stages.Evidence(**found), detail
 
 

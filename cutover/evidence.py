@@ -257,14 +257,15 @@ def direct_arrivals(messages: list[dict[str, Any]], since: float) -> int:
 
 
 def switch_and_quiet(
-    settings: Settings, switched_at: float, now: float | None = None
+    settings: Settings, previous_at: float, switched_at: float, now: float | None = None
 ) -> tuple[SwitchEvidence, QuietEvidence]:
+    """Where callbacks arrive since the switch, and nginx's traffic before and after it."""
     now = time.time() if now is None else now
     log = settings.nginx_log or settings.need("parity_log", "to count nginx's callbacks")
     times = nginx_times(log)
-    before, after, span = nginx_counts(times, switched_at, now)
+    before, before_s, after, after_s = nginx_counts(times, previous_at, switched_at, now)
     arrivals = direct_arrivals(_queue_messages(settings), switched_at)
     return (
-        SwitchEvidence(arrivals, before, after, span),
+        SwitchEvidence(arrivals, before, before_s, after, after_s),
         quiet_since(times, switched_at, now),
     )

@@ -114,14 +114,15 @@ def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
     path = settings.need("path", "to find the callback location")
     url = settings.need(shape.target, f"for the {shape.mode} to target")
     args = ["mirror", "apply", "--config", config, "--path", path, "--stage-url", url]
-    if shape.mode == "forward":
-        args.append("--forward")
+    args += ["--mode", shape.mode]
     for resolver in settings.resolvers:
         args += ["--resolver", resolver]
     if settings.parity_log:
         args += ["--parity-log", settings.parity_log]
     if settings.ca_file:
-        args += ["--ca-file", settings.ca_file]
+        args += ["--trusted-ca", settings.ca_file]
+    if settings.relay_socket:
+        args += ["--relay-socket", settings.relay_socket]
     if settings.server_name:
         args += ["--server-name", settings.server_name]
     if settings.listen:

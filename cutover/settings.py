@@ -32,6 +32,7 @@ class Settings:
     server_name: str | None = None
     listen: str | None = None
     backup_dir: str | None = None
+    relay_socket: str | None = None  # the mirror engine's local relay (two-hop layout)
     archive: str | None = None  # where the mirror-period messages are drained
     min_window: float = 3600.0
     min_events: int = 100

@@ -95,12 +95,26 @@ class DrainEvidence:
 
 @dataclass(frozen=True)
 class SwitchEvidence:
-    """After the vendor switch: callbacks without an nginx request id, and nginx's traffic."""
+    """After the vendor switch: callbacks without an nginx request id, and nginx's traffic.
+
+    nginx's rate before is taken over the previous stage (mirror-domain), after over the time
+    since the switch, so both are the same kind of figure however long each stage lasted.
+    """
 
     direct_arrivals: int  # queue messages since the switch without ``nginx_request_id``
-    nginx_before: int  # nginx requests for the path in the span before the switch
-    nginx_after: int  # nginx requests in an equally long span after it
-    span_seconds: float
+    nginx_before: int  # nginx requests for the path during the previous stage
+    before_seconds: float
+    nginx_after: int  # nginx requests since the switch
+    after_seconds: float
+
+    @property
+    def rate_before(self) -> float:
+        """Requests per minute before the switch."""
+        return 60.0 * self.nginx_before / self.before_seconds if self.before_seconds > 0 else 0.0
+
+    @property
+    def rate_after(self) -> float:
+        return 60.0 * self.nginx_after / self.after_seconds if self.after_seconds > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -271,20 +285,16 @@ def gate_switch(switch: SwitchEvidence | None) -> tuple[GateResult, GateResult]:
             "no callback reached the queue without an nginx request id: the vendor still "
             "calls nginx (is the new URL registered at the vendor?)",
         )
-    span = _dur(switch.span_seconds)
-    if switch.nginx_after < switch.nginx_before or switch.nginx_after == 0:
-        falling = GateResult(
-            "nginx-falling",
-            True,
-            f"nginx traffic for the path fell: {switch.nginx_before} -> {switch.nginx_after} "
-            f"per {span}",
-        )
+    rates = (
+        f"{switch.nginx_before} in {_dur(switch.before_seconds)} "
+        f"({switch.rate_before:.1f}/min) -> {switch.nginx_after} in "
+        f"{_dur(switch.after_seconds)} ({switch.rate_after:.1f}/min)"
+    )
+    if switch.nginx_after == 0 or switch.rate_after < switch.rate_before:
+        falling = GateResult("nginx-falling", True, f"nginx traffic for the path fell: {rates}")
     else:
         falling = GateResult(
-            "nginx-falling",
-            False,
-            f"nginx traffic for the path did not fall: {switch.nginx_before} -> "
-            f"{switch.nginx_after} per {span}",
+            "nginx-falling", False, f"nginx traffic for the path did not fall: {rates}"
         )
     return direct, falling
 
@@ -361,15 +371,13 @@ def needed_evidence(stage: str) -> tuple[str, ...]:
     }.get(stage, ())
 
 
-def nginx_counts(times: list[float], switch_at: float, now: float) -> tuple[int, int, float]:
-    """nginx requests in ``[switch_at - span, switch_at)`` and ``[switch_at, now]``.
-
-    The span is the time since the switch, so both counts cover equally long periods.
-    """
-    span = max(now - switch_at, 0.0)
-    before = sum(1 for t in times if switch_at - span <= t < switch_at)
+def nginx_counts(
+    times: list[float], previous_at: float, switch_at: float, now: float
+) -> tuple[int, float, int, float]:
+    """nginx requests in ``[previous_at, switch_at)`` and ``[switch_at, now]``, with durations."""
+    before = sum(1 for t in times if previous_at <= t < switch_at)
     after = sum(1 for t in times if switch_at <= t <= now)
-    return before, after, span
+    return before, switch_at - previous_at, after, max(now - switch_at, 0.0)
 
 
 def quiet_since(times: list[float], switch_at: float, now: float) -> QuietEvidence:

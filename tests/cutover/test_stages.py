@@ -162,19 +162,24 @@ def test_mirror_domain_needs_a_drained_queue_or_confirmed_dedup() -> None:
 def test_vendor_switched_needs_direct_arrivals_falling_nginx_and_the_quiet_period() -> None:
     good = Evidence(
         switch=SwitchEvidence(
-            direct_arrivals=40, nginx_before=60, nginx_after=2, span_seconds=7200
-        ),
+            40, nginx_before=60, before_seconds=3600, nginx_after=2, after_seconds=7200
+        ),  # fmt: skip
         quiet=QuietEvidence(seconds_since_last=4000, seconds_in_stage=7200),
     )
     assert check_transition("vendor-switched", good, entered_at=ENTERED, thresholds=T).passed
     still_nginx = Evidence(
-        switch=SwitchEvidence(direct_arrivals=0, nginx_before=60, nginx_after=60, span_seconds=600),
+        switch=SwitchEvidence(
+            0, nginx_before=60, before_seconds=600, nginx_after=60, after_seconds=600
+        ),  # fmt: skip
         quiet=QuietEvidence(seconds_since_last=1, seconds_in_stage=600),
     )
     check = check_transition("vendor-switched", still_nginx, entered_at=ENTERED, thresholds=T)
     assert {r.gate for r in check.failed} == {"direct-arrivals", "nginx-falling", "quiet-period"}
     assert "still calls nginx" in _gate(check, "direct-arrivals").why
-    assert "did not fall: 60 -> 60" in _gate(check, "nginx-falling").why
+    assert (
+        "did not fall: 60 in 10m (6.0/min) -> 60 in 10m (6.0/min)"
+        in _gate(check, "nginx-falling").why
+    )
     assert "< --quiet-period 1h" in _gate(check, "quiet-period").why
 
 
@@ -184,9 +189,20 @@ def test_quiet_period_counts_from_the_switch_when_nginx_saw_nothing_since() -> N
     assert q.seconds_since_last == 50.0 and q.seconds_in_stage == 90.0
 
 
-def test_nginx_counts_compare_equal_spans_either_side_of_the_switch() -> None:
-    times = [80.0, 90.0, 95.0, 101.0, 150.0]
-    assert nginx_counts(times, switch_at=100.0, now=120.0) == (3, 1, 20.0)
+def test_nginx_counts_split_the_previous_stage_from_the_time_since_the_switch() -> None:
+    times = [10.0, 80.0, 90.0, 95.0, 101.0, 150.0]
+    assert nginx_counts(times, previous_at=50.0, switch_at=100.0, now=120.0) == (3, 50.0, 1, 20.0)
+
+
+def test_a_straggler_after_the_switch_still_counts_as_falling_when_the_rate_dropped() -> None:
+    switch = SwitchEvidence(5, nginx_before=10, before_seconds=5, nginx_after=1, after_seconds=3)
+    check = check_transition(
+        "vendor-switched",
+        Evidence(switch=switch, quiet=QuietEvidence(4000, 4000)),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert check.passed, check.failed
 
 
 def test_decommissioned_is_final() -> None:
