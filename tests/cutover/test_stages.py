@@ -163,14 +163,14 @@ def test_vendor_switched_needs_direct_arrivals_falling_nginx_and_the_quiet_perio
     good = Evidence(
         switch=SwitchEvidence(
             40, nginx_before=60, before_seconds=3600, nginx_after=2, after_seconds=7200
-        ),  # fmt: skip
+        ),
         quiet=QuietEvidence(seconds_since_last=4000, seconds_in_stage=7200),
     )
     assert check_transition("vendor-switched", good, entered_at=ENTERED, thresholds=T).passed
     still_nginx = Evidence(
         switch=SwitchEvidence(
             0, nginx_before=60, before_seconds=600, nginx_after=60, after_seconds=600
-        ),  # fmt: skip
+        ),
         quiet=QuietEvidence(seconds_since_last=1, seconds_in_stage=600),
     )
     check = check_transition("vendor-switched", still_nginx, entered_at=ENTERED, thresholds=T)
