@@ -146,7 +146,7 @@ def template_cmd(**kwargs: Any) -> None:
     Example:
       hookshift apigw template --request-id-header X-Request-Id
     """
-    click.echo(integration.mapping_template(_options_from(kwargs)))
+    click.echo(integration.mapping_template(_options_from(kwargs)), nl=False)
 
 
 @apigw.command("serve")

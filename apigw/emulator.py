@@ -540,6 +540,8 @@ def serve(config: StageConfig) -> RunningStage:
     context = sni_context(certs, config.stage_host, require_sni=config.require_sni)
     stage = Stage(config, SqsIntegration(config.sqs_endpoint, config.region))
     server = _TLSServer((config.host, config.port), context, stage)
-    thread = threading.Thread(target=server.serve_forever, name="apigw-emulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="apigw-emulator", daemon=True
+    )
     thread.start()
     return RunningStage(config, server, thread, certs, owned)
