@@ -339,7 +339,7 @@ def build_plan(
                 directive("proxy_set_header", options.request_id_header, "$request_id")
             )
             if not config.effective_children(loc, "proxy_set_header"):
-                inherited_headers = _inherited(config, levels[1:], "proxy_set_header") or []
+                inherited_headers = _inherited(config, levels, "proxy_set_header") or []
                 app_header_lines.extend(
                     _redeclare(d)
                     for d in inherited_headers

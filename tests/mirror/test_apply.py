@@ -52,7 +52,10 @@ def test_apply_twice_changes_nothing_the_second_time(
 ) -> None:
     config = copy_case("location_include", tmp_path)
     first = apply_plan(
-        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent
+        _plan(config, ca_file),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
     )
     assert len(first.changed) == 3
     applied = snapshot(config.parent)
@@ -68,7 +71,10 @@ def test_a_different_plan_on_an_applied_config_asks_for_remove(
 ) -> None:
     config = copy_case("location_include", tmp_path)
     apply_plan(
-        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent
+        _plan(config, ca_file),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
     )
     with pytest.raises(InputError, match="already has hookshift lines.*mirror remove"):
         _plan(config, ca_file, timeout=1.5)
@@ -83,7 +89,10 @@ def test_mode_and_owner_are_kept_and_backups_hold_the_originals(
     os.chmod(servers, 0o640)
     os.chown(servers, 1234, 2345)
     result = apply_plan(
-        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent
+        _plan(config, ca_file),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
     )
     st = servers.stat()
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, 1234, 2345)
@@ -91,9 +100,7 @@ def test_mode_and_owner_are_kept_and_backups_hold_the_originals(
     assert original in [p.read_bytes() for p in result.backup_dir.iterdir()]
 
 
-def test_a_held_lock_refuses_a_second_writer(
-    tmp_path: Path, nginx_bin: str, ca_file: Path
-) -> None:
+def test_a_held_lock_refuses_a_second_writer(tmp_path: Path, nginx_bin: str, ca_file: Path) -> None:
     config = copy_case("location_include", tmp_path)
     backup_dir = tmp_path / "bk"
     backup_dir.mkdir()
@@ -140,8 +147,14 @@ print("done")
 
 @pytest.mark.parametrize(
     "label",
-    ["backed-up", "temp-written:20-callback.conf", "written:20-callback.conf",
-     "temp-written:nginx.conf", "written:nginx.conf", "written:servers.conf"],
+    [
+        "backed-up",
+        "temp-written:20-callback.conf",
+        "written:20-callback.conf",
+        "temp-written:nginx.conf",
+        "written:nginx.conf",
+        "written:servers.conf",
+    ],
 )
 def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
     label: str, tmp_path: Path, nginx_bin: str, ca_file: Path
@@ -149,8 +162,15 @@ def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
     config = copy_case("location_include", tmp_path)
     before = snapshot(config.parent)
     planned = {c.path: c.new_text.encode() for c in _plan(config, ca_file).changes}
-    argv = [sys.executable, "-c", APPLY_SCRIPT, str(config), str(ca_file), str(tmp_path / "bk"),
-            nginx_bin]
+    argv = [
+        sys.executable,
+        "-c",
+        APPLY_SCRIPT,
+        str(config),
+        str(ca_file),
+        str(tmp_path / "bk"),
+        nginx_bin,
+    ]
     env = {**os.environ, PAUSE_ENV: label, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
@@ -165,9 +185,17 @@ def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
     for path, data in before.items():
         assert after[path] in (data, planned.get(path, data)), f"{path} is half-written"
         new_files += after[path] != data
-    assert new_files == {"backed-up": 0, "temp-written:20-callback.conf": 0,
-                         "written:20-callback.conf": 1, "temp-written:nginx.conf": 1,
-                         "written:nginx.conf": 2, "written:servers.conf": 3}[label]
+    assert (
+        new_files
+        == {
+            "backed-up": 0,
+            "temp-written:20-callback.conf": 0,
+            "written:20-callback.conf": 1,
+            "temp-written:nginx.conf": 1,
+            "written:nginx.conf": 2,
+            "written:servers.conf": 3,
+        }[label]
+    )
     # the lock died with the process: a rerun finishes the job
     remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert {p: d for p, d in snapshot(config.parent).items() if p in before} == before

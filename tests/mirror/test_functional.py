@@ -1,0 +1,201 @@
+"""A running nginx with hookshift's mirror: the app gets the callback, the stage gets a copy,
+the parity log gets the body, the original access_log and inherited headers keep working."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trustme
+
+from mirror.apply import apply_plan
+from mirror.plan import MirrorOptions, make_plan
+from mirror.remove import remove_marked
+from rehearsal.dns import DnsServer
+from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from tests.mirror.servers import RecordingServer
+
+STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
+SAMPLE = (
+    b'{"DEVICE":"AT","CMSGID":"261128091500123at0031servab12","PHONE":"01012345678",'
+    b'"RESULT":"7000","USERDATA":"order=A-1001&coupon=50%+off","MSG":"\xec\x95\x88\xeb\x85\x95"}'
+)
+
+BASE = """user root;
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {p}/access.log;
+    client_body_temp_path {p}/body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name hooks.test;
+        proxy_set_header X-Tenant acme;
+        location = /callback {{ proxy_pass http://127.0.0.1:{app}; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def app() -> Iterator[RecordingServer]:
+    server = RecordingServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stage(ca: trustme.CA) -> Iterator[RecordingServer]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(STAGE_HOST).configure_cert(ctx)
+    server = RecordingServer(tls=ctx).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns() -> Iterator[DnsServer]:
+    with DnsServer([f"{STAGE_HOST}=127.0.0.1"]) as server:
+        yield server
+
+
+def _post(port: int, body: bytes, conn: http.client.HTTPConnection | None = None) -> int:
+    conn = conn or http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    conn.request(
+        "POST",
+        "/callback?src=vendor",
+        body=body,
+        headers={"Host": "hooks.test", "Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def _start_nginx(nginx_bin: str, prefix: Path, port: int) -> ManagedProcess:
+    proc = ManagedProcess(
+        name="nginx",
+        argv=[nginx_bin, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+        log_path=prefix / "nginx.out",
+    )
+    return proc.start(ready=lambda: wait_for_port(port))
+
+
+def _options(prefix: Path, stage_port: int, dns: DnsServer, ca_file: Path) -> MirrorOptions:
+    return MirrorOptions(
+        config=prefix / "nginx.conf",
+        path="/callback",
+        stage_url=f"https://{STAGE_HOST}:{stage_port}/prod",
+        resolvers=(dns.address,),
+        parity_log=prefix / "parity.log",
+        request_id_to_app=True,
+        trusted_ca=ca_file,
+        relay_socket=str(prefix / "relay.sock"),
+        timeout=1.0,
+    )
+
+
+def _wait_for(condition, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_callback_reaches_app_and_stage_and_both_logs(
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    port = free_port()
+    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=port, app=app.port))
+    original = (tmp_path / "nginx.conf").read_bytes()
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
+        result = apply_plan(
+            plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", reload=True, prefix=tmp_path
+        )
+        assert result.reloaded
+        _wait_for(lambda: (tmp_path / "relay.sock").exists(), "the relay socket after reload")
+
+        # the reload is asynchronous: old workers may serve a few more requests
+        def mirrored() -> bool:
+            assert _post(port, SAMPLE) == 200
+            return bool(stage.received)
+
+        _wait_for(mirrored, "a mirrored copy at the stage")
+        copy = stage.received[-1]
+        assert copy.method == "POST"
+        assert copy.path == "/prod/callback?src=vendor"
+        assert copy.body == SAMPLE
+        assert copy.headers["host"] == STAGE_HOST
+        request_id = copy.headers["x-request-id"]
+        assert len(request_id) == 32
+
+        delivered = [r for r in app.received if r.headers.get("x-request-id") == request_id]
+        assert len(delivered) == 1, "the app got the same callback, with the request id"
+        assert delivered[0].body == SAMPLE
+        assert delivered[0].headers["x-tenant"] == "acme", "inherited proxy_set_header kept"
+        assert (STAGE_HOST, "A") in [(n.rstrip("."), t) for n, t in dns.queries]
+
+        _wait_for(lambda: request_id in (tmp_path / "parity.log").read_text(), "parity line")
+        lines = [json.loads(x) for x in (tmp_path / "parity.log").read_text().splitlines()]
+        entry = next(x for x in lines if x["request_id"] == request_id)
+        assert entry["v"] == 1 and entry["status"] == "200" and entry["upstream_status"] == "200"
+        assert entry["body"].encode() == SAMPLE
+        assert entry["uri"] == "/callback?src=vendor"
+        assert entry["mirror"] == "/__hookshift_mirror"
+        access = (tmp_path / "access.log").read_text()
+        assert access.count("POST /callback?src=vendor") >= len(lines), "original log kept"
+
+        remove_marked(
+            tmp_path / "nginx.conf",
+            nginx_bin=nginx_bin,
+            backup_dir=tmp_path / "bk",
+            reload=True,
+            prefix=tmp_path,
+        )
+        assert (tmp_path / "nginx.conf").read_bytes() == original
+        assert _post(port, SAMPLE) == 200
+    finally:
+        nginx.stop()
+
+
+def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
+    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path
+) -> None:
+    port = free_port()
+    dead_port = free_port()  # nothing listens there: every copy is refused
+    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=port, app=app.port))
+    plan = make_plan(replace(_options(tmp_path, dead_port, dns, ca_file)), (1, 22, 1))
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)  # keep-alive
+        statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(20)]
+        assert statuses == [200] * 20
+        assert sorted(r.body for r in app.received) == sorted(
+            SAMPLE + str(i).encode() for i in range(20)
+        )
+        _wait_for(
+            lambda: len((tmp_path / "parity.log").read_text().splitlines()) == 20, "parity lines"
+        )
+    finally:
+        nginx.stop()
