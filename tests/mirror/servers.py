@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = _record
     do_GET = _record
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

@@ -31,7 +31,7 @@ def test_apply_refuses_when_the_original_fails_nginx_t(
     (config.parent / "locations" / "10-app.conf").write_text("location / { no_such_directive; }\n")
     before = snapshot(config.parent)
     plan = _plan(config, ca_file)
-    with pytest.raises(InputError, match="nginx -t fails on the original.*no_such_directive"):
+    with pytest.raises(InputError, match=r"nginx -t fails on the original.*no_such_directive"):
         apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert snapshot(config.parent) == before
 
@@ -42,7 +42,7 @@ def test_a_result_that_fails_nginx_t_is_rolled_back(
     config = copy_case("location_include", tmp_path)
     before = snapshot(config.parent)
     plan = _plan(config, ca_file, trusted_ca=tmp_path / "missing-ca.pem")
-    with pytest.raises(OperationError, match="nginx -t rejected the result.*missing-ca.pem"):
+    with pytest.raises(OperationError, match=r"nginx -t rejected the result.*missing-ca.pem"):
         apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert snapshot(config.parent) == before
 
@@ -76,7 +76,7 @@ def test_a_different_plan_on_an_applied_config_asks_for_remove(
         backup_dir=tmp_path / "bk",
         prefix=config.parent,
     )
-    with pytest.raises(InputError, match="already has hookshift lines.*mirror remove"):
+    with pytest.raises(InputError, match=r"already has hookshift lines.*mirror remove"):
         _plan(config, ca_file, timeout=1.5)
 
 
