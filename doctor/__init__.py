@@ -12,11 +12,29 @@ import os
 
 from doctor.checks import CHECKS, diagnose
 from doctor.findings import Finding, Severity
-from nginx.config import load
+from hookshift.errors import InputError
+from nginx.config import NginxConfig, load
+from nginx.source import load_source
 
-__all__ = ["CHECKS", "Finding", "Severity", "diagnose", "diagnose_file"]
+__all__ = ["CHECKS", "Finding", "Severity", "diagnose", "diagnose_file", "load_config"]
+
+
+def load_config(path: str | os.PathLike[str]) -> NginxConfig:
+    """The config at `path` with its includes, as `mirror plan` reads it.
+
+    crossplane first (the loader every part uses); when it cannot parse a config that nginx
+    accepts (``*_by_lua_block`` bodies), hookshift's own lexer (`nginx.source`), as `mirror plan`
+    does. When both fail, crossplane's error (file:line) is the one reported.
+    """
+    try:
+        return load(path)
+    except InputError as crossplane_error:
+        try:
+            return load_source(path).config
+        except InputError:
+            raise crossplane_error from None
 
 
 def diagnose_file(path: str | os.PathLike[str]) -> tuple[Finding, ...]:
     """Load the config at `path` (with its includes) and diagnose it."""
-    return diagnose(load(path))
+    return diagnose(load_config(path))

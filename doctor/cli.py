@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from doctor import diagnose
+from doctor import diagnose, load_config
 from doctor.findings import Severity
 from doctor.render import as_json, as_text
 from hookshift.console import emit_json
-from nginx.config import load
 
 _SEVERITIES = [s.label for s in reversed(Severity)]
 
@@ -55,7 +54,7 @@ def doctor(config_path: Path, output_format: str, fail_on: str) -> None:
       hookshift doctor --config /etc/nginx/nginx.conf --format json | jq '.findings[]'
     """
     threshold = Severity.parse(fail_on)
-    config = load(config_path)
+    config = load_config(config_path)
     findings = diagnose(config)
     if output_format == "json":
         emit_json(as_json(str(config.main), findings, threshold))

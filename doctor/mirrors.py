@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from doctor.model import Index, Location, Server
+from doctor.model import Index, Location, Server, proxy_target_of
 from nginx.config import Directive
 
 
@@ -49,3 +49,54 @@ def mirror_targets(index: Index) -> dict[Location, list[MirrorUse]]:
         if use.target is not None:
             targets.setdefault(use.target, []).append(use)
     return targets
+
+
+_WILDCARD = {"*", "0.0.0.0", "[::]", ""}
+_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
+
+
+def _address(text: str, default_port: int = 80) -> tuple[str, int | str]:
+    """``unix:/p`` -> ("unix", "/p"); ``127.0.0.1:81`` -> ("127.0.0.1", 81); ``81`` -> ("", 81)."""
+    if text.startswith("unix:"):
+        return "unix", text[5:]
+    if text.isdigit():
+        return "", int(text)
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and (not host.startswith("[") or host.endswith("]")):
+        return host.lower(), int(port)
+    return text.lower(), default_port
+
+
+def _listens_on(listen: tuple[str, int | str], peer: tuple[str, int | str]) -> bool:
+    (lhost, lport), (phost, pport) = listen, peer
+    if lhost == "unix" or phost == "unix":
+        return lhost == phost and lport == pport
+    if lport != pport:
+        return False
+    return lhost in _WILDCARD or lhost == phost or (lhost in _LOOPBACK and phost in _LOOPBACK)
+
+
+def mirror_path_locations(index: Index) -> set[Location]:
+    """Mirror targets plus every location of a local server block they proxy to (the relay of
+    hookshift's two-hop layout): the locations that handle copies, not the callbacks."""
+    targets = set(mirror_targets(index))
+    peers: list[tuple[str, int | str]] = []
+    for target in targets:
+        found = proxy_target_of(index, target)
+        if found is None:
+            continue
+        line, proxy = found
+        upstream = index.upstream_for(proxy)
+        if upstream is not None:
+            peers += [_address(d.args[0]) for d in upstream.children("server") if d.args]
+        elif (rest := line.args[0].split("://", 1)[-1]).startswith("unix:"):
+            peers.append(("unix", rest[5:].split(":", 1)[0]))
+        elif proxy.host is not None:
+            default = 443 if proxy.scheme == "https" else 80
+            peers.append((proxy.host, proxy.port or default))
+    path = set(targets)
+    for server in index.servers:
+        listens = [_address(d.args[0]) for d in index.own(server.directive, "listen") if d.args]
+        if any(_listens_on(listen, peer) for listen in listens for peer in peers):
+            path.update(server.all_locations())
+    return path

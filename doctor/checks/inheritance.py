@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from doctor.findings import Finding, Severity
-from doctor.mirrors import mirror_targets
+from doctor.mirrors import mirror_path_locations
 from doctor.model import Index, Location
 from nginx.config import Directive
 
@@ -59,13 +59,13 @@ def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
     def key(d: Directive) -> str:
         return d.args[0].lower() if d.args else ""
 
-    targets = set(mirror_targets(index))
+    mirror_path = mirror_path_locations(index)
     for server in index.servers:
         for loc in server.all_locations():
             own, dropped = _dropped(index, loc, "proxy_set_header", key)
             if not dropped:
                 continue
-            mirror = loc in targets
+            mirror = loc in mirror_path
             yield Finding(
                 code="proxy-set-header-drops-inherited",
                 severity=Severity.INFO if mirror else Severity.WARNING,
@@ -74,7 +74,7 @@ def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
                     f"the `proxy_set_header` lines in {loc.label} replace the inherited ones: "
                     f"requests proxied from here no longer carry {_names(dropped, key)}"
                     + (
-                        " (a mirror target: usually intended, the stage needs none of them)"
+                        " (it handles mirror copies: usually intended; the stage needs none)"
                         if mirror
                         else " (nginx then sends its defaults, e.g. Host $proxy_host)"
                     )

@@ -6,10 +6,12 @@ silently (a mirror subrequest's error reaches only the error log).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from doctor.findings import Finding, Severity
 from doctor.model import Chain, Index, ProxyTarget, parse_proxy_pass
+from nginx.config import Directive
 
 
 def _is_aws(host: str | None) -> bool:
@@ -30,15 +32,17 @@ def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
         if index.upstream_for(target) is not None or index.value(chain, "resolver") is not None:
             continue
         if target.host is None:
+            if _variable_host_needs_no_dns(index, d.args[0], chain):
+                continue
             yield Finding(
                 code="proxy-pass-no-resolver",
                 severity=Severity.WARNING,
                 where=d.where,
                 message=(
                     f"`proxy_pass {d.args[0]}` takes its host from a variable and no `resolver` "
-                    "is in scope (http/server/location): unless the value always names an "
-                    "`upstream`, each request fails at run time with `no resolver defined to "
-                    "resolve ...` and a 502; `nginx -t` does not catch this"
+                    "is in scope (http/server/location): unless the value is always an IP "
+                    "address or an `upstream` name, each request fails at run time with `no "
+                    "resolver defined to resolve ...` and a 502; `nginx -t` does not catch this"
                 ),
                 fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to "
                 "this location (or its server/http block), or proxy to an `upstream`",
@@ -59,6 +63,47 @@ def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
                 "this location (or its server/http block), with a resolver that answers for "
                 f"{target.host}",
             )
+
+
+def _variable_host_needs_no_dns(index: Index, arg: str, chain: Chain) -> bool:
+    """True when every value the host variable can take (from ``set`` in scope or a ``map``)
+    is known and is an IP address or an upstream name: nginx resolves nothing then."""
+    m = re.match(r"^[a-zA-Z]+://\$\{?(\w+)\}?", arg)
+    if m is None:
+        return False
+    var = "$" + m.group(1)
+    values: list[str] = []
+    for block in chain:
+        for d, _parents in _walk_rewrite_scope(index, block):
+            if d.name == "set" and len(d.args) >= 2 and d.args[0] == var:
+                values.append(d.args[1])
+    for http in index.config.http_blocks():
+        for d in index.config.effective_children(http, "map"):
+            if len(d.args) >= 2 and d.args[1] == var:
+                values += [
+                    c.args[-1]
+                    for c in index.config.effective_children(d)
+                    if c.args and c.name not in ("hostnames", "volatile")
+                ]
+    if not values:
+        return False
+    for value in values:
+        if "$" in value:
+            return False
+        probe = parse_proxy_pass("http://" + value)
+        if probe is None or not (probe.is_ip or index.upstream_for(probe) is not None):
+            return False
+    return True
+
+
+def _walk_rewrite_scope(index: Index, block: Directive) -> list[tuple[Directive, Chain]]:
+    """A block's own directives and those of its ``if`` blocks (``set`` can sit in either)."""
+    found: list[tuple[Directive, Chain]] = []
+    for d in index.config.effective_children(block):
+        found.append((d, (block,)))
+        if d.name == "if" and d.block is not None:
+            found += [(c, (block, d)) for c in index.config.effective_children(d)]
+    return found
 
 
 def _https_targets(index: Index) -> Iterator[tuple[str, str, ProxyTarget, Chain]]:

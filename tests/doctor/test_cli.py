@@ -117,3 +117,21 @@ def test_a_missing_include_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = doctor("--config", config)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "absent.conf" in result.stderr
+
+
+def test_a_config_crossplane_cannot_parse_is_read_with_hookshifts_lexer(tmp_path: Path) -> None:
+    """*_by_lua_block bodies (raw Lua) defeat crossplane; nginx with the Lua module takes them,
+    and so does `mirror plan`, so doctor reads them the same way."""
+    lua = """
+    server {
+        listen 8081;
+        location /cb {
+            access_by_lua_block { local t = { s = "}" } }
+            proxy_pass https://abc.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri;
+        }
+    }
+    """
+    config = write_config(tmp_path, lua)
+    data = json.loads(doctor("--config", config, "--format", "json").stdout)
+    wheres = {f["code"]: f["where"] for f in data["findings"]}
+    assert wheres["proxy-pass-no-resolver"] == line_of(config, "proxy_pass https://")

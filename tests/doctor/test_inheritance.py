@@ -6,6 +6,7 @@ from pathlib import Path
 
 from doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, only, write_config
+from tests.doctor.samples import protected_mirror
 
 SERVER = """
 server {{
@@ -78,3 +79,16 @@ def test_nested_location_inherits_from_its_parent_location(diagnose_http: Diagno
     """
     finding = only(diagnose_http(text), "proxy-set-header-drops-inherited")
     assert "x-a (" in finding.message
+
+
+def test_dropping_headers_where_mirror_copies_are_handled_is_only_info(
+    diagnose_http: Diagnose,
+) -> None:
+    """The mirror target and the local relay it proxies to (two-hop) set their own Host on
+    purpose: the stage needs none of the app's headers."""
+    text = "proxy_set_header X-Vendor $http_user_agent;\n" + protected_mirror(
+        target_extra="proxy_set_header X-Request-Id $request_id;"
+    )
+    findings = [f for f in diagnose_http(text) if f.code == "proxy-set-header-drops-inherited"]
+    assert len(findings) == 2  # the mirror target and the relay's location
+    assert {f.severity for f in findings} == {Severity.INFO}

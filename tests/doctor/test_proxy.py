@@ -107,3 +107,28 @@ def test_proxy_ssl_verify_default_and_off_are_flagged_on_is_not(diagnose_http: D
 def test_plain_http_proxies_get_no_tls_findings(diagnose_http: Diagnose) -> None:
     config = "server { listen 8081; location / { proxy_pass http://127.0.0.1:9000; } }"
     assert not codes(diagnose_http(config)) & {"proxy-ssl-no-sni", "proxy-ssl-no-verify"}
+
+
+def test_host_variable_set_to_an_ip_needs_no_resolver(diagnose_http: Diagnose) -> None:
+    config = """
+    server {
+        listen 8081;
+        set $backend "127.0.0.1:9007";
+        location / { proxy_pass http://$backend; }
+    }
+    """
+    assert "proxy-pass-no-resolver" not in codes(diagnose_http(config))
+
+
+def test_host_variable_mapped_to_upstreams_needs_no_resolver_unless_one_is_a_name(
+    diagnose_http: Diagnose,
+) -> None:
+    config = """
+    upstream blue { server 127.0.0.1:9001; }
+    upstream green { server 127.0.0.1:9002; }
+    map $cookie_slot $pool { default blue; green green; }
+    server { listen 8081; location / { proxy_pass http://$pool; } }
+    """
+    assert "proxy-pass-no-resolver" not in codes(diagnose_http(config))
+    by_name = config.replace("green green;", "green green.internal;")
+    assert "proxy-pass-no-resolver" in codes(diagnose_http(by_name))
