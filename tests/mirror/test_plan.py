@@ -1,0 +1,200 @@
+"""What the plan inserts, for each nginx version, mode and inheritance situation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from mirror.plan import MirrorOptions, make_plan, parse_stage_url
+
+STAGE = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
+
+
+def _write(tmp_path: Path, http_body: str) -> Path:
+    path = tmp_path / "nginx.conf"
+    path.write_text("events {}\nhttp {\n" + http_body + "\n}\n")
+    return path
+
+
+SIMPLE = """    access_log /var/log/app/access.log main buffer=32k;
+    proxy_set_header X-Real-IP $remote_addr;
+    server {
+        listen 80;
+        location = /cb {
+            proxy_pass http://127.0.0.1:9000;
+        }
+    }"""
+
+
+def _opts(config: Path, **kw: object) -> MirrorOptions:
+    base = MirrorOptions(
+        config=config,
+        path="/cb",
+        stage_url=STAGE,
+        parity_log=Path("/var/log/nginx/hookshift-parity.log"),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def _added(plan_text: str) -> list[str]:
+    return [
+        line.strip().removesuffix("# hookshift").strip()
+        for line in plan_text.splitlines()
+        if line.endswith("# hookshift")
+    ]
+
+
+def test_old_nginx_gets_the_two_hop_breaker_layout(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
+    added = _added(plan.changes[0].new_text)
+    assert plan.layout == "two-hop"
+    assert "server unix:/run/hookshift-mirror.sock max_fails=1 fail_timeout=10s;" in added
+    assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in added
+    assert "listen unix:/run/hookshift-mirror.sock;" in added
+    assert "resolver 1.1.1.1 8.8.8.8 valid=10s ipv6=off;" in added
+    assert (
+        "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod$request_uri;"
+        in added
+    )
+    assert "proxy_ssl_server_name on;" in added and "proxy_ssl_verify on;" in added
+    assert "proxy_pass http://hookshift_stage$request_uri;" in added
+    assert "proxy_set_header X-Request-Id $request_id;" in added
+    assert "mirror /__hookshift_mirror;" in added
+    assert all(not a.startswith("zone") for a in added)
+
+
+def test_nginx_1_27_3_resolves_in_the_upstream_with_keepalive(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 27, 3))
+    added = _added(plan.changes[0].new_text)
+    assert plan.layout == "upstream-resolve"
+    assert "zone hookshift_stage 64k;" in added
+    assert (
+        "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 resolve max_fails=1 "
+        "fail_timeout=10s;"
+    ) in added
+    assert "keepalive 16;" in added
+    assert "proxy_pass https://hookshift_stage/prod$request_uri;" in added
+    assert "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;" in added
+    assert not any(a.startswith("listen unix:") for a in added), "no relay server needed"
+
+
+def test_timeouts_are_short_by_default_and_configurable(tmp_path: Path) -> None:
+    config = _write(tmp_path, SIMPLE)
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    assert "proxy_read_timeout 2s;" in added and "resolver_timeout 1s;" in added
+    added = _added(make_plan(_opts(config, timeout=0.5), (1, 22, 1)).changes[0].new_text)
+    assert "proxy_read_timeout 500ms;" in added and "resolver_timeout 500ms;" in added
+
+
+def test_inherited_access_logs_are_redeclared_next_to_the_parity_log(tmp_path: Path) -> None:
+    added = _added(make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1)).changes[0].new_text)
+    assert "access_log /var/log/nginx/hookshift-parity.log hookshift_parity;" in added
+    assert "access_log /var/log/app/access.log main buffer=32k;" in added
+    assert added[0].startswith("log_format hookshift_parity escape=json")
+
+
+def test_the_compiled_default_log_is_redeclared_when_none_is_configured(tmp_path: Path) -> None:
+    config = _write(tmp_path, "server { listen 80; location = /cb { return 200; } }")
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    assert "access_log /var/log/nginx/access.log combined;" in added
+
+
+def test_access_log_off_is_not_redeclared(tmp_path: Path) -> None:
+    config = _write(tmp_path, "access_log off;\nserver { listen 80; location = /cb { } }")
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    in_location = added[added.index("mirror /__hookshift_mirror;") :]
+    assert [a for a in in_location if a.startswith("access_log")] == [
+        "access_log /var/log/nginx/hookshift-parity.log hookshift_parity;"
+    ]
+
+
+def test_request_id_to_app_redeclares_inherited_headers(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), request_id_to_app=True), (1, 22, 1))
+    added = _added(plan.changes[0].new_text)
+    mirror_at = added.index("mirror /__hookshift_mirror;")
+    in_location = added[mirror_at:]
+    assert "proxy_set_header X-Request-Id $request_id;" in in_location
+    assert "proxy_set_header X-Real-IP $remote_addr;" in in_location
+
+
+def test_directives_the_location_already_has_are_not_duplicated(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        "server { listen 80; location = /cb { client_body_buffer_size 1m;"
+        " mirror_request_body on; proxy_pass http://127.0.0.1:1; } }",
+    )
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    in_location = added[added.index("mirror /__hookshift_mirror;") :]
+    assert not any(
+        a.startswith(("client_body_buffer_size", "mirror_request_body")) for a in in_location
+    )
+
+
+def test_forward_mode_sends_the_request_itself_and_says_so(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), mode="forward"), (1, 22, 1))
+    data = plan.to_json()
+    assert data["mode"] == "forward" and data["layout"] == "direct"
+    added = _added(plan.changes[0].new_text)
+    assert "rewrite ^ /__hookshift_forward last;" in added
+    assert "location = /__hookshift_forward {" in added
+    assert (
+        "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod$request_uri;"
+        in added
+    )
+    assert "proxy_read_timeout 10s;" in added
+    assert "access_log /var/log/nginx/hookshift-parity.log hookshift_parity;" in added
+    assert not any(a.startswith("mirror ") for a in added)
+
+
+def test_stage_path_sends_to_a_fixed_resource(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_path="/prod/callbacks"), (1, 22, 1))
+    assert (
+        "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callbacks"
+        "$is_args$args;"
+    ) in _added(plan.changes[0].new_text)
+
+
+def test_json_names_the_chosen_blocks_with_file_and_line(tmp_path: Path) -> None:
+    config = _write(tmp_path, SIMPLE)
+    data = make_plan(_opts(config), (1, 22, 1)).to_json()
+    assert data["server"]["where"] == f"{config}:5"
+    assert data["location"]["where"] == f"{config}:7"
+    assert data["location"]["description"] == "location = /cb"
+    (entry,) = data["files"]
+    assert {i["after_line"] for i in entry["insertions"]} == {2, 5, 7}
+    assert entry["diff"].startswith(f"--- a{config}")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://abc123.execute-api.ap-northeast-2.amazonaws.com/prod", "must be https"),
+        ("https://abc123.execute-api.ap-northeast-2.amazonaws.com", "without a stage"),
+        ("https:///prod", "has no host"),
+        ("https://hooks.example.com/x?y=1", "query"),
+    ],
+)
+def test_bad_stage_urls_are_input_errors(url: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_stage_url(url)
+
+
+def test_a_custom_domain_is_accepted_with_a_warning() -> None:
+    stage, warnings = parse_stage_url("https://hooks.example.com")
+    assert stage.kind == "custom-domain" and stage.base_path == ""
+    assert "not an execute-api host" in warnings[0]
+
+
+def test_a_location_serving_more_than_the_path_is_warned_about(tmp_path: Path) -> None:
+    config = _write(tmp_path, "server { listen 80; location / { proxy_pass http://a; } }")
+    plan = make_plan(_opts(config), (1, 22, 1))
+    assert any("serves more than /cb" in w for w in plan.warnings)
+
+
+def test_a_location_that_returns_is_warned_about(tmp_path: Path) -> None:
+    config = _write(tmp_path, "server { listen 80; location = /cb { return 200; } }")
+    plan = make_plan(_opts(config), (1, 22, 1))
+    assert any("has `return`" in w for w in plan.warnings)
