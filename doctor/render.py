@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,21 @@ from doctor.findings import Finding, Severity
 
 _COLOURS = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _TITLES = {Severity.ERROR: "errors", Severity.WARNING: "warnings", Severity.INFO: "info"}
+
+
+WIDTH = 100
+
+
+def _wrap(text: str, first: str, rest: str) -> list[str]:
+    """Wrap at `WIDTH` without splitting a word (paths and file:line stay whole)."""
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]
 
 
 def counts(findings: Sequence[Finding]) -> dict[str, int]:
@@ -37,8 +53,10 @@ def as_text(config: str, findings: Sequence[Finding], fail_on: Severity) -> str:
         lines.append(click.style(title, fg=_COLOURS[severity], bold=True))
         for f in group:
             lines.append(f"  {f.where}  " + click.style(f"[{f.code}]", fg=_COLOURS[severity]))
-            lines.append(f"    {f.message}")
-            lines.append("    " + click.style("fix:", bold=True) + f" {f.fix}")
+            lines.extend(_wrap(f.message, "    ", "    "))
+            fix = _wrap("fix: " + f.fix, "    ", "         ")
+            fix[0] = fix[0].replace("fix:", click.style("fix:", bold=True), 1)
+            lines.extend(fix)
     failing = sum(1 for f in findings if f.severity >= fail_on)
     lines.append("")
     verdict = (

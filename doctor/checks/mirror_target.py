@@ -17,12 +17,16 @@ from nginx.config import Directive
 MAX_MIRROR_TIMEOUT_S = 10.0
 """Above this, one stalled stage request holds a callback connection long enough to matter."""
 
-MIRROR_COST = (
-    "nginx keeps each request open until its mirror subrequest ends, so a slow or dead stage "
-    "slows the primary callback path: measured on nginx 1.22 (issue 6), 28,454 req/s with no "
-    "mirror fell to 5.3 req/s with a stage answering after 3 s and default timeouts, to 16.6 "
-    "req/s with 1 s timeouts alone, and stayed at 13,068 req/s with an upstream with "
-    "max_fails and a fast-failing backup server (a circuit breaker)"
+STALL_COST = (
+    "nginx keeps each request open until its mirror subrequest ends, so the next callback on "
+    "that connection waits too: issue 6 measured 28,454 req/s with no mirror and 5.3 req/s "
+    "with a stage answering after 3 s under default timeouts"
+)
+BREAKER_COST = (
+    "nginx keeps each request open until its mirror subrequest ends, and without a breaker "
+    "every callback pays the full timeout while the stage is bad: issue 6 measured 16.6 req/s "
+    "(of 28,454 with no mirror) with 1 s timeouts alone against a stage answering after 3 s, "
+    "and 13,068 req/s with an upstream with max_fails and a fast-failing backup server"
 )
 
 
@@ -147,7 +151,7 @@ def mirror_default_timeouts(index: Index) -> Iterator[Finding]:
             where=target.where,
             message=(
                 f"{target.label} (the target of {_sent_by(uses)}) has {', '.join(slow)}: a "
-                f"stage that stalls holds each callback that long. {MIRROR_COST}"
+                f"stage that stalls holds each callback that long. {STALL_COST}"
             ),
             fix="set proxy_connect_timeout, proxy_send_timeout and proxy_read_timeout to 1s-2s "
             "in the mirror location",
@@ -185,7 +189,7 @@ def mirror_without_breaker(index: Index) -> Iterator[Finding]:
             severity=Severity.WARNING,
             where=proxy_line.where,
             message=f"the mirror target of {_sent_by(uses)} has no circuit breaker: {how}. "
-            + MIRROR_COST,
+            + BREAKER_COST,
             fix="proxy the mirror to an `upstream` with `server ... max_fails=1 fail_timeout=10s;`"
             " and a `backup` server that fails at once (on nginx < 1.27.3 the primary is a "
             "local server block that does resolver + proxy_pass to the stage), as `hookshift "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +137,29 @@ def test_a_config_crossplane_cannot_parse_is_read_with_hookshifts_lexer(tmp_path
     data = json.loads(doctor("--config", config, "--format", "json").stdout)
     wheres = {f["code"]: f["where"] for f in data["findings"]}
     assert wheres["proxy-pass-no-resolver"] == line_of(config, "proxy_pass https://")
+
+
+def test_colour_only_on_a_terminal(tmp_path: Path) -> None:
+    config = write_config(tmp_path, seed_mirror())
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hookshift", "doctor", "--config", str(config)],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    chunks = []
+    try:
+        while True:  # read while it writes: a full terminal buffer would block the child
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal and all is read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        returncode = proc.wait(timeout=60)
+    assert returncode == 1
+    assert b"\x1b[31m" in b"".join(chunks)  # errors in red on a TTY
