@@ -54,6 +54,7 @@ def _settings_options(func: Any) -> Any:
         click.option("--min-events", type=int, help="Parity events (default 100)."),
         click.option("--quiet-period", type=float, help="Seconds without a callback at nginx."),
         click.option("--probe-timeout", type=float, help="Seconds to wait for a probe's marker."),
+        click.option("--parity-grace", type=float, help="verify parity --grace, seconds."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -64,7 +65,7 @@ _SETTING_NAMES = (
     "config", "path", "stage_url", "domain_url", "queue", "endpoint_url", "region",
     "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
     "backup_dir", "relay_socket", "archive", "min_window", "min_events", "quiet_period",
-    "probe_timeout",
+    "probe_timeout", "parity_grace",
 )  # fmt: skip
 
 

@@ -104,6 +104,8 @@ def parity(settings: Settings, since: float, until: float) -> ParityEvidence:
             "verify", "parity", "--app", f"nginx:{log}", "--queue", queue,
             "--since", _iso(since), "--until", _iso(until),
             "--min-events", str(settings.min_events), "--format", "json",
+            *(["--grace", str(settings.parity_grace)] if settings.parity_grace is not None
+              else []),
             *_sqs_args(settings),
         ]
     )  # fmt: skip
@@ -146,6 +148,17 @@ def _archive_ids(archive: Path) -> set[str]:
     return ids
 
 
+def _depth(client: Any, queue_url: str) -> int:
+    """Visible + in-flight messages."""
+    attrs = client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+        attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )
+
+
 def drain(settings: Settings, dedup_confirmed: bool) -> DrainEvidence:
     """Move the mirror-period messages into the archive (``verify pull --delete``)."""
     if dedup_confirmed:
@@ -157,22 +170,27 @@ def drain(settings: Settings, dedup_confirmed: bool) -> DrainEvidence:
             f"the drain needs a live queue, not {spec.kind}:",
             fix="pass --queue sqs:QUEUE_URL, or --dedup-confirmed",
         )
-    done = _hookshift(
-        ["verify", "pull", "--queue-url", spec.target, "--archive", archive, "--delete",
-         *_sqs_args(settings)]
-    )  # fmt: skip
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()
-        raise OperationError(f"verify pull failed: {tail[-1] if tail else done.returncode}")
-    from cutover.probe import _sqs_client
+    from cutover.probe import sqs_client
 
-    attrs = _sqs_client(spec).get_queue_attributes(
-        QueueUrl=spec.target,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    left = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
-        attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
-    )
+    client = sqs_client(spec)
+    # a message a parity run just read is invisible for the queue's visibility timeout: the
+    # drain waits for those to come back rather than leave them for the consumer
+    attrs = client.get_queue_attributes(QueueUrl=spec.target, AttributeNames=["VisibilityTimeout"])[
+        "Attributes"
+    ]
+    deadline = time.monotonic() + float(attrs.get("VisibilityTimeout", 30)) + 5.0
+    while True:
+        done = _hookshift(
+            ["verify", "pull", "--queue-url", spec.target, "--archive", archive, "--delete",
+             *_sqs_args(settings)]
+        )  # fmt: skip
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()
+            raise OperationError(f"verify pull failed: {tail[-1] if tail else done.returncode}")
+        left = _depth(client, spec.target)
+        if left == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     return DrainEvidence(
         archived=len(_archive_ids(Path(archive))), left_in_queue=left, archive=archive
     )
@@ -220,14 +238,14 @@ def _queue_messages(settings: Settings, rounds: int = 5) -> list[dict[str, Any]]
     """Messages to classify: a non-destructive peek at a live queue, or the files given."""
     spec = queue_spec(settings)
     if spec.kind in ("archive", "jsonl"):
-        from cutover.probe import _messages_in_files
+        from cutover.probe import messages_in_files
 
         root = Path(spec.target)
         paths = sorted(root.rglob("*.jsonl")) if root.is_dir() else [root]
-        return list(_messages_in_files(paths))
-    from cutover.probe import _sqs_client
+        return list(messages_in_files(paths))
+    from cutover.probe import sqs_client
 
-    client = _sqs_client(spec)
+    client = sqs_client(spec)
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
         reply = client.receive_message(

@@ -269,7 +269,7 @@ def _execution_text(line: str, request_id: str) -> str:
     return "; ".join(parts)
 
 
-def _messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
+def messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
     for path in paths:
         with path.open(encoding="utf-8") as handle:
             for line in handle:
@@ -283,7 +283,7 @@ def _messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
                     yield data
 
 
-def _sqs_client(spec: QueueSpec) -> Any:
+def sqs_client(spec: QueueSpec) -> Any:
     import boto3
 
     region = spec.region
@@ -309,7 +309,7 @@ def find_marker(spec: QueueSpec, marker: str, timeout: float) -> QueueObservatio
             if not root.exists():
                 return QueueObservation(False, error=f"{root} does not exist")
             searched = 0
-            for message in _messages_in_files(paths):
+            for message in messages_in_files(paths):
                 searched += 1
                 body = str(message.get("Body", ""))
                 if marker in body:
@@ -318,7 +318,7 @@ def find_marker(spec: QueueSpec, marker: str, timeout: float) -> QueueObservatio
                 return QueueObservation(False, searched)
             time.sleep(0.5)
     try:
-        client = _sqs_client(spec)
+        client = sqs_client(spec)
         while True:
             wait = max(0, min(2, int(deadline - time.monotonic())))
             reply = client.receive_message(
