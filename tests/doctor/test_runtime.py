@@ -191,3 +191,30 @@ def test_error_page_into_a_mirroring_location_copies_twice_as_doctor_says(
     copies = [p for p, _ in seen if p == "/copy/static/missing.html"]
     assert len(copies) == 2
     assert only(diagnose_file(config), "mirror-twice-via-error-page")
+
+
+def test_rewrite_last_leaves_before_the_mirror_break_stays_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen]
+) -> None:
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            location /last {{ mirror /_m; rewrite ^ /app last; }}
+            location /break {{
+                mirror /_m;
+                rewrite ^ /app break;
+                proxy_pass http://127.0.0.1:{app_port};
+            }}
+            location /app {{ proxy_pass http://127.0.0.1:{app_port}; }}
+            location = /_m {{ internal; proxy_pass http://127.0.0.1:{app_port}/copy$request_uri; }}
+        }}
+        """
+    )
+    assert get(port, "/last") == 200
+    assert get(port, "/break") == 200
+    wait_for(lambda: "/copy/break" in {p for p, _ in seen}, "the copy of /break")
+    assert "/copy/last" not in {p for p, _ in seen}
+    findings = [f for f in diagnose_file(config) if f.code == "mirror-never-runs"]
+    assert len(findings) == 1 and "location /last" in findings[0].message
