@@ -14,6 +14,7 @@ Building callbacks is pure (`make_callbacks`); sending is the shell (`send_callb
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -151,6 +152,9 @@ def send_callbacks(
     target, extra_headers, sni = _connect_to(url, connect_to or {})
     base_headers = {**extra_headers, **(headers or {})}
     extensions = {"sni_hostname": sni} if sni else {}
+    tls: bool | ssl.SSLContext = (
+        ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+    )
     results: dict[int, SendResult] = {}
     lock = threading.Lock()
     sink = record.open("a", encoding="utf-8") if record is not None else None
@@ -158,7 +162,7 @@ def send_callbacks(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     try:
-        with httpx.Client(timeout=timeout, verify=verify, limits=limits) as client:
+        with httpx.Client(timeout=timeout, verify=tls, limits=limits) as client:
 
             def send(index: int, callback: Callback) -> None:
                 delay = started + index / rate - time.monotonic()

@@ -62,7 +62,7 @@ class StackOptions:
     custom_domain: str = CUSTOM_DOMAIN
     domain_target: str = DOMAIN_TARGET
     callback_path: str = CALLBACK_PATH
-    mirror: str = "hookshift"
+    mirror: str = "hookshift"  # or "none"
     parity_log: bool = True
     request_id_header: str = REQUEST_ID_HEADER
     mirror_args: tuple[str, ...] = ()  # extra `hookshift mirror apply` options
@@ -222,6 +222,20 @@ class Stack:
         target = archive_dir or self.workdir / "archive" / secrets.token_hex(4)
         return pull_queue(self.sqs(), self.queue_url, target)
 
+    def pids(self) -> dict[str, int]:
+        """The pid of each part that runs as its own process (DNS runs in this one)."""
+        parts: dict[str, Any] = {
+            "moto": self.moto.process if self.moto else None,
+            "apigw": getattr(self.stage, "process", None),
+            "app": self.app,
+            "nginx": self.nginx.process if self.nginx else None,
+        }
+        return {
+            name: int(proc.pid)
+            for name, proc in parts.items()
+            if isinstance(proc, ManagedProcess) and proc.popen is not None
+        }
+
     def stop(self) -> None:
         """Stop every part, last started first; each by pid; errors do not stop the others."""
         while self._stoppers:
@@ -236,15 +250,22 @@ class Stack:
         self.stop()
 
 
-def start_stack(workdir: Path, options: StackOptions | None = None) -> Stack:
-    """Start the whole stack under `workdir`; on any failure, stop what started and re-raise."""
+def start_stack(
+    workdir: Path, options: StackOptions | None = None, *, moto: MotoServer | None = None
+) -> Stack:
+    """Start the whole stack under `workdir`; on any failure, stop what started and re-raise.
+
+    `moto`: an SQS server to share (tests start one per session); the stack creates its queue
+    there and leaves the server running on `stop()`. Give each sharing stack its own
+    `queue_name`.
+    """
     options = options or StackOptions()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(workdir=workdir, options=options)
     try:
         _start_dns(stack)
-        _start_sqs(stack)
+        _start_sqs(stack, moto)
         _start_stage(stack)
         stack.app_port = free_port()
         stack.start_app()
@@ -267,9 +288,12 @@ def _start_dns(stack: Stack) -> None:
     stack._stoppers.append(stack.dns.stop)
 
 
-def _start_sqs(stack: Stack) -> None:
-    stack.moto = start_moto(stack.workdir / "moto")
-    stack._stoppers.append(stack.moto.stop)
+def _start_sqs(stack: Stack, shared: MotoServer | None) -> None:
+    if shared is not None:
+        stack.moto = shared
+    else:
+        stack.moto = start_moto(stack.workdir / "moto")
+        stack._stoppers.append(stack.moto.stop)
     stack.queue_url = stack.moto.create_queue(stack.options.queue_name)
 
 
@@ -304,15 +328,38 @@ def _start_stage(stack: Stack) -> None:
     stack._stoppers.append(stack.stage.stop)
 
 
+def placeholders(stack: Stack) -> dict[str, str]:
+    """What ``@NAME@`` in `StackOptions.extra_*` snippets stands for (known only once started).
+
+    ``@`` rather than ``$`` or braces, which nginx itself uses.
+    """
+    return {
+        "@STAGE_HOST@": stack.options.stage_host,
+        "@STAGE_PORT@": str(stack.stage_port),
+        "@STAGE_NAME@": stack.options.stage_name,
+        "@STAGE_URL@": stack.stage_url,
+        "@DNS@": stack.dns_address,
+        "@CA@": str(stack.ca_path),
+        "@CALLBACK_PATH@": stack.options.callback_path,
+    }
+
+
+def fill(snippet: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        snippet = snippet.replace(name, value)
+    return snippet
+
+
 def _start_nginx(stack: Stack) -> None:
     o = stack.options
+    values = placeholders(stack)
     stack.config = write_sample_config(
         stack.workdir / "nginx",
         app_port=stack.app_port,
         callback_path=o.callback_path,
-        extra_http=o.extra_http,
-        extra_server=o.extra_server,
-        extra_location=o.extra_location,
+        extra_http=fill(o.extra_http, values),
+        extra_server=fill(o.extra_server, values),
+        extra_location=fill(o.extra_location, values),
     )
     nginx_bin = o.nginx_bin or find_nginx()
     if o.mirror == "hookshift":
