@@ -1,0 +1,309 @@
+"""Where the two sides of a parity check come from, as DuckDB relations with one shape.
+
+Every source becomes rows of ``src, ok, rid, t_ms, body, cls`` (plus ``mid`` and ``replay`` on
+the queue side) so that matching is one SQL query whatever produced the data:
+
+- app side: ``nginx:PATH`` (hookshift's parity log, docs/contracts.md §1; globs and rotated
+  ``.gz``), ``jsonl:PATH`` and ``csv:PATH`` (the app's own export);
+- queue side: ``archive:DIR`` (``hookshift verify pull``'s archive), ``jsonl:PATH`` (Message
+  objects as the AWS CLI prints them), ``sqs:URL`` (pulled into a temporary archive first).
+
+Line-oriented files are read as raw lines (``read_csv`` with a delimiter that valid JSON cannot
+contain), so a malformed line is counted instead of stopping the scan; DuckDB's rejects table
+gives file:line for lines that are not even UTF-8, and `locate_malformed` finds the others.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from hookshift.errors import InputError
+
+APP_KINDS = ("nginx", "jsonl", "csv")
+QUEUE_KINDS = ("sqs", "archive", "jsonl")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed ``KIND:TARGET`` source argument."""
+
+    side: str  # "app" | "queue"
+    kind: str
+    target: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+@dataclass(frozen=True)
+class AppFields:
+    """Field (or column) names of the app's own export (``jsonl:`` and ``csv:`` app sources)."""
+
+    body: str = "body"
+    request_id: str = "request_id"
+    time: str = "time"
+
+
+def parse_source(text: str, side: str) -> SourceSpec:
+    kinds = APP_KINDS if side == "app" else QUEUE_KINDS
+    kind, sep, target = text.partition(":")
+    if not sep or kind not in kinds or not target:
+        raise InputError(
+            f"bad {side} source {text!r}",
+            where=f"--{side}",
+            fix="write one of " + ", ".join(f"{k}:..." for k in kinds),
+        )
+    return SourceSpec(side, kind, target)
+
+
+def resolve_files(spec: SourceSpec) -> list[Path]:
+    """The files a source reads, sorted; an InputError when there are none."""
+    if spec.kind == "archive":
+        root = Path(spec.target)
+        if not root.is_dir():
+            raise InputError(
+                "archive directory not found",
+                where=spec.label,
+                fix="pass the --archive directory of `hookshift verify pull`",
+            )
+        files = sorted(p for p in root.glob("*.jsonl") if p.is_file())
+        if not files:
+            raise InputError(
+                "archive holds no segment (*.jsonl)",
+                where=spec.label,
+                fix="run `hookshift verify pull` into it first",
+            )
+        return files
+    matches = sorted(glob.glob(spec.target)) if glob.has_magic(spec.target) else [spec.target]
+    files = [Path(m) for m in matches if Path(m).is_file()]
+    if not files:
+        raise InputError(
+            "no file matches", where=spec.label, fix="check the path (globs like *.log* work)"
+        )
+    return files
+
+
+def sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _file_list(files: list[Path]) -> str:
+    return "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
+
+
+def lines_sql(files: list[Path], rejects: str) -> str:
+    """Raw lines (``filename, line``) of text files, gzip or not, that never fail on content."""
+    return (
+        f"read_csv({_file_list(files)}, columns={{'line': 'VARCHAR'}}, delim=E'\\x1f', "
+        "quote='', escape='', header=false, auto_detect=false, filename=true, "
+        f"strict_mode=false, store_rejects=true, rejects_table={sql_str(rejects)}, "
+        f"rejects_scan={sql_str(rejects + '_scan')})"
+    )
+
+
+def time_ms_sql(expr: str) -> str:
+    """Epoch milliseconds from ISO 8601 or epoch seconds/milliseconds (as text)."""
+    num = f"try_cast({expr} AS DOUBLE)"
+    return (
+        f"CASE WHEN {num} IS NULL THEN epoch_ms(try_cast({expr} AS TIMESTAMPTZ)) "
+        f"WHEN abs({num}) >= 1e11 THEN round({num})::BIGINT "
+        f"ELSE round({num} * 1000)::BIGINT END"
+    )
+
+
+def _json_path(field: str) -> str:
+    return "$" + "".join('."' + s.replace('"', '\\"') + '"' for s in field.split("."))
+
+
+def _extract(paths: list[str]) -> str:
+    """One parse per line: the listed paths as strings; NULL for a line that is not JSON."""
+    listed = ", ".join(sql_str(p) for p in paths)
+    return f"try(json_extract_string(line, [{listed}]))"
+
+
+NONEMPTY_LINE = "line IS NOT NULL AND trim(line) <> ''"
+
+
+def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
+    """App rows: src, ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected, 'n' not mirrored)."""
+    if spec.kind == "nginx":
+        # upstream_status is empty (or "-") when nginx answered itself: the mirror never ran.
+        # Otherwise its last value ("502, 200" on retries) is what the app finally answered.
+        v = _extract(["$.request_id", "$.msec", "$.body", "$.upstream_status", "$.content_type"])
+        return f"""
+            SELECT src, ok, v[1] AS rid,
+                CASE WHEN ok THEN round(try_cast(v[2] AS DOUBLE) * 1000)::BIGINT END AS t_ms,
+                v[3] AS body,
+                CASE WHEN NOT ok THEN NULL
+                     WHEN coalesce(trim(v[4]), '') IN ('', '-') THEN 'n'
+                     WHEN v[4] LIKE '2__' THEN 'a'
+                     WHEN regexp_extract(v[4], '([0-9]{{3}})\\s*$', 1) LIKE '2__' THEN 'a'
+                     ELSE 'r' END AS cls,
+                v[5] AS ct
+            FROM (
+                SELECT src, v, v IS NOT NULL AND v[3] IS NOT NULL AND v[2] IS NOT NULL AS ok
+                FROM (SELECT filename AS src, {v} AS v FROM {lines_sql(files, "rej_app")}
+                      WHERE {NONEMPTY_LINE})
+            )"""
+    if spec.kind == "jsonl":
+        v = _extract([_json_path(f) for f in (fields.request_id, fields.time, fields.body)])
+        return f"""
+            SELECT src, ok, v[1] AS rid, {time_ms_sql("v[2]")} AS t_ms, v[3] AS body,
+                CASE WHEN ok THEN 'a' END AS cls, NULL::VARCHAR AS ct
+            FROM (
+                SELECT src, v, v IS NOT NULL AND v[3] IS NOT NULL AS ok
+                FROM (SELECT filename AS src, {v} AS v FROM {lines_sql(files, "rej_app")}
+                      WHERE {NONEMPTY_LINE})
+            )"""
+    # csv: the app's own table export, with a header row naming the columns
+    col = _csv_col
+    return f"""
+        SELECT filename AS src, {col(fields.body)} IS NOT NULL AS ok,
+            {col(fields.request_id)} AS rid, {time_ms_sql(col(fields.time))} AS t_ms,
+            {col(fields.body)} AS body,
+            CASE WHEN {col(fields.body)} IS NOT NULL THEN 'a' END AS cls, NULL::VARCHAR AS ct
+        FROM read_csv({_file_list(files)}, header=true, all_varchar=true, filename=true,
+            union_by_name=true, store_rejects=true, rejects_table='rej_app',
+            rejects_scan='rej_app_scan')"""
+
+
+def _csv_col(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def csv_columns(files: list[Path]) -> list[str]:
+    """Header names of the first CSV file (to fail early on a wrong --app-*-field)."""
+    import csv
+
+    with _open_text(files[0]) as fh:
+        return next(csv.reader(fh), [])
+
+
+def queue_rows_sql(files: list[Path]) -> str:
+    """Queue rows from Message-per-line JSONL: src, ok, mid, rid, replay, t_ms, body."""
+    v = _extract(
+        [
+            "$.MessageId",
+            "$.Body",
+            "$.Attributes.SentTimestamp",
+            "$.MessageAttributes.nginx_request_id.StringValue",
+            "$.MessageAttributes.hookshift_replay.StringValue",
+        ]
+    )
+    return f"""
+        SELECT src, ok, v[1] AS mid, coalesce(nullif(v[4], ''), nullif(v[5], '')) AS rid,
+            nullif(v[5], '') AS replay, try_cast(v[3] AS BIGINT) AS t_ms, v[2] AS body
+        FROM (
+            SELECT src, v, v IS NOT NULL AND v[1] IS NOT NULL AND v[2] IS NOT NULL AS ok
+            FROM (SELECT filename AS src, {v} AS v FROM {lines_sql(files, "rej_queue")}
+                  WHERE {NONEMPTY_LINE})
+        )"""
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
+    return path.open("r", encoding="utf-8", errors="replace", newline="\n")
+
+
+def is_messages_document(path: Path) -> bool:
+    """True when a queue JSONL file is really ``{"Messages": [...]}`` (AWS CLI output)."""
+    with _open_text(path) as fh:
+        head = fh.read(4096).lstrip()
+    if not head.startswith("{"):
+        return False
+    first_line = head.split("\n", 1)[0].strip()
+    try:
+        obj = json.loads(first_line)
+    except ValueError:
+        return True  # a pretty-printed document spans lines
+    return isinstance(obj, dict) and "Messages" in obj
+
+
+def messages_documents_to_jsonl(path: Path, out: IO[str]) -> list[str]:
+    """Flatten one or more concatenated ``{"Messages": [...]}`` documents into JSONL lines.
+
+    Returns the problems found (``file:#index: what``); the messages that are fine are written.
+    """
+    problems: list[str] = []
+    with _open_text(path) as fh:
+        text = fh.read()
+    decoder = json.JSONDecoder()
+    pos, doc_no = 0, 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        doc_no += 1
+        line_no = text.count("\n", 0, pos) + 1
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError as exc:
+            problems.append(f"{path}:{line_no}: not a JSON document ({exc.msg})")
+            break
+        messages = doc.get("Messages") if isinstance(doc, dict) else None
+        if not isinstance(messages, list):
+            problems.append(f"{path}:{line_no}: document {doc_no} has no Messages list")
+            continue
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("MessageId"), str):
+                problems.append(f"{path}:{line_no}: Messages[{index}] is not a Message")
+                continue
+            out.write(json.dumps(message, ensure_ascii=False) + "\n")
+    return problems
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with _open_text(path) as fh:
+        for number, line in enumerate(fh, 1):
+            yield number, line.rstrip("\n")
+
+
+def _line_problem(side: str, kind: str, line: str, fields: AppFields) -> str | None:
+    """Why a line is malformed (mirrors the ``ok`` test of the SQL above), or None."""
+    try:
+        obj: Any = json.loads(line)
+    except ValueError as exc:
+        return f"not JSON ({exc.msg})"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    if side == "queue":
+        for name in ("MessageId", "Body"):
+            if not isinstance(obj.get(name), str):
+                return f"no string {name}"
+        return None
+    if kind == "nginx":
+        if not isinstance(obj.get("body"), str):
+            return "no string body (is this hookshift's parity log?)"
+        if "msec" not in obj:
+            return "no msec"
+        return None
+    value: Any = obj
+    for seg in fields.body.split("."):
+        value = value.get(seg) if isinstance(value, dict) else None
+    return None if value is not None else f"no {fields.body} field"
+
+
+def locate_malformed(
+    side: str, kind: str, files: list[Path], fields: AppFields, limit: int
+) -> list[str]:
+    """The first `limit` malformed lines as ``file:line: why`` (a scan that stops early)."""
+    found: list[str] = []
+    for path in files:
+        for number, line in iter_lines(path):
+            if not line.strip():
+                continue
+            problem = _line_problem(side, kind, line, fields)
+            if problem:
+                found.append(f"{path}:{number}: {problem}")
+                if len(found) >= limit:
+                    return found
+    return found
