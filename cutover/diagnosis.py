@@ -10,6 +10,7 @@ certificates, SNI) and the trap of the default integration response (200 even wh
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -108,6 +109,15 @@ class Diagnosis:
             "ok": self.ok,
             "findings": [asdict(f) for f in self.findings],
         }
+
+
+def _is_address(host: str) -> bool:
+    """A literal IP in the URL: nothing to resolve, so nothing DNS can have got wrong."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def is_execute_api_host(host: str) -> bool:
@@ -445,7 +455,7 @@ def diagnose(obs: ProbeObservation) -> Diagnosis:
     host = (parts.hostname or "").lower()
     path = parts.path or "/"
     findings: list[Finding] = []
-    if obs.dns is not None:
+    if obs.dns is not None and not _is_address(host):
         findings += _dns_findings(host, obs.dns)
     if obs.tls is not None:
         findings += _tls_findings(host, obs.tls, obs.now)

@@ -149,7 +149,12 @@ def realize(
         if old.mode is not None:
             remove(settings, reload=reload and new.mode is None)
         if new.mode is not None:
-            apply(settings, new, reload)
+            try:
+                apply(settings, new, reload)
+            except OperationError:
+                if old.mode is not None:  # put the stage we are in back, then report
+                    apply(settings, old, reload)
+                raise
     after = hashes(state, config_files(config))
     return changes(before, after)
 

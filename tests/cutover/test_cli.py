@@ -1,0 +1,130 @@
+"""The cutover and probe commands' contract: one clear line and exit 2 on bad input, exit 1 and
+the gate's name when a gate is not met, and the journal untouched by a refused advance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFIG = """\
+events {}
+http {
+    server {
+        listen 127.0.0.1:8080;
+        location /callback { proxy_pass http://127.0.0.1:9000; }
+    }
+}
+"""
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookshift", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "nginx.conf"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+def test_init_records_baseline_and_status_shows_it(tmp_path: Path, config: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    done = _run("cutover", "init", "--state", str(state), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    status = _run("cutover", "status", "--state", str(state), "--format", "json")
+    data = json.loads(status.stdout)
+    assert data["stage"] == "baseline" and data["next"] == "mirror-stage"
+    assert data["settings"]["config"] == str(config)
+    files = data["history"][0]["evidence"]["files"]
+    assert list(files) == [str(config)]
+    assert (state.parent / (state.name + ".snapshots") / files[str(config)]).read_bytes() == (
+        config.read_bytes()
+    )
+
+
+def test_advance_without_the_evidence_refuses_naming_each_gate(
+    tmp_path: Path, config: Path
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    before = state.read_bytes()
+    done = _run("cutover", "advance", "--state", str(state))
+    assert done.returncode == 1
+    assert "ok   doctor: no errors" in done.stdout
+    assert "FAIL stage-probe: no evidence: pass --stage-url and --queue" in done.stdout
+    assert "not advancing baseline -> mirror-stage: gate(s) not met: stage-probe" in done.stderr
+    assert state.read_bytes() == before
+    assert config.read_text(encoding="utf-8") == CONFIG
+
+
+def test_doctor_errors_block_the_first_advance(tmp_path: Path) -> None:
+    broken = tmp_path / "nginx.conf"
+    broken.write_text(
+        CONFIG.replace(
+            "proxy_pass http://127.0.0.1:9000;",
+            # the seed's mirror target, without its resolver
+            "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri;",
+        ),
+        encoding="utf-8",
+    )
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(broken), "--path", "/callback")
+    done = _run("cutover", "advance", "--state", str(state), "--format", "json")
+    assert done.returncode == 1
+    gates = {g["gate"]: g for g in json.loads(done.stdout)["gates"]}
+    assert gates["doctor"]["passed"] is False
+    assert "nginx.conf:" in gates["doctor"]["why"]
+
+
+@pytest.mark.parametrize("command", ["status", "advance", "rollback"])
+def test_a_foreign_state_file_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+    state = tmp_path / "nginx.conf"
+    state.write_text(CONFIG, encoding="utf-8")
+    done = _run("cutover", command, "--state", str(state))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"{state}:1: not a hookshift cut-over journal" in lines[0]
+    assert state.read_text(encoding="utf-8") == CONFIG
+
+
+def test_init_over_an_existing_file_refuses_and_leaves_it(tmp_path: Path, config: Path) -> None:
+    done = _run("cutover", "init", "--state", str(config), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 2
+    assert config.read_text(encoding="utf-8") == CONFIG
+
+
+def test_rollback_at_baseline_is_bad_input(tmp_path: Path, config: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    done = _run("cutover", "rollback", "--state", str(state))
+    assert done.returncode == 2
+    assert "nothing to roll back" in done.stderr
+
+
+def test_probe_rejects_a_url_that_is_not_https_and_a_bad_queue_source() -> None:
+    done = _run("probe", "ftp://example.com/x")
+    assert done.returncode == 2 and "is not an https URL" in done.stderr
+    done = _run("probe", "https://127.0.0.1:9/x", "--queue", "kafka:topic")
+    assert done.returncode == 2 and "is not sqs:QUEUE_URL" in done.stderr
+
+
+def test_probe_of_a_closed_port_says_there_was_no_answer() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = _run("probe", f"https://127.0.0.1:{port}/prod/callback", "--format", "json")
+    assert done.returncode == 1
+    codes = [f["code"] for f in json.loads(done.stdout)["findings"]]
+    assert codes == ["tls-connect"]
