@@ -216,6 +216,12 @@ def plan(**kwargs: Any) -> None:
     help=f"Where backups go (default {default_backup_dir()}).",
 )
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
+@click.option(
+    "--nginx-prefix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run nginx with -p PREFIX (relative paths in the config resolve there).",
+)
 def apply(**kwargs: Any) -> None:
     """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
     result = _build(kwargs)
@@ -224,6 +230,7 @@ def apply(**kwargs: Any) -> None:
         nginx_bin=kwargs["nginx_bin"],
         backup_dir=kwargs["backup_dir"],
         reload=kwargs["reload"],
+        prefix=kwargs["nginx_prefix"],
     )
     if kwargs["fmt"] == "json":
         data = result.to_json()
@@ -256,13 +263,28 @@ def apply(**kwargs: Any) -> None:
 @click.option("--nginx-bin", default="nginx", show_default=True)
 @click.option("--backup-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
+@click.option(
+    "--nginx-prefix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run nginx with -p PREFIX.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def remove(config: Path, nginx_bin: str, backup_dir: Path | None, reload: bool, fmt: str) -> None:
+def remove(
+    config: Path,
+    nginx_bin: str,
+    backup_dir: Path | None,
+    reload: bool,
+    nginx_prefix: Path | None,
+    fmt: str,
+) -> None:
     """Remove every hookshift line from every file of the config (byte-identical originals)."""
     from nginx.config import load
 
     load(config)
-    outcome = remove_marked(config, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload)
+    outcome = remove_marked(
+        config, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload, prefix=nginx_prefix
+    )
     if fmt == "json":
         emit_json(
             {

@@ -199,3 +199,48 @@ def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
         )
     finally:
         nginx.stop()
+
+
+def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    port = free_port()
+    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=port, app=app.port))
+    options = replace(
+        _options(tmp_path, stage.port, dns, ca_file),
+        mode="forward",
+        request_id_to_app=False,
+        timeout=None,
+    )
+    apply_plan(
+        make_plan(options, (1, 22, 1)),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=tmp_path,
+    )
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post(port, SAMPLE) == 200
+        assert app.received == []
+        (forwarded,) = stage.received
+        assert forwarded.path == "/prod/callback?src=vendor" and forwarded.body == SAMPLE
+        assert forwarded.headers["host"] == STAGE_HOST
+        _wait_for(
+            lambda: (
+                (tmp_path / "parity.log").exists()
+                and (tmp_path / "parity.log").read_text().strip() != ""
+            ),
+            "parity line",
+        )
+        (entry,) = [json.loads(x) for x in (tmp_path / "parity.log").read_text().splitlines()]
+        assert entry["mirror"] == "/__hookshift_forward"
+        assert entry["request_id"] == forwarded.headers["x-request-id"]
+        assert entry["body"].encode() == SAMPLE and entry["upstream_status"] == "200"
+        assert "POST /callback?src=vendor" in (tmp_path / "access.log").read_text()
+    finally:
+        nginx.stop()

@@ -1,0 +1,152 @@
+"""The `hookshift mirror` commands: data on stdout, one-line errors with exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mirror.helpers import STAGE_URL, copy_case, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookshift", "mirror", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+
+
+def _common(config: Path, ca_file: Path) -> list[str]:
+    return [
+        "--config",
+        str(config),
+        "--path",
+        "/kakao/result",
+        "--stage-url",
+        STAGE_URL,
+        "--trusted-ca",
+        str(ca_file),
+        "--relay-socket",
+        str(config.parent / "r.sock"),
+        "--no-dns-check",
+    ]
+
+
+def test_plan_prints_a_diff_and_changes_nothing(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    proc = _run("plan", *_common(config, ca_file))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"--- a{config}")
+    assert "+\t\t\tmirror /__hookshift_mirror;  # hookshift" in proc.stdout
+    assert "location = /kakao/result" in proc.stderr
+    assert snapshot(config.parent) == before
+
+
+def test_plan_json_is_machine_readable(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("crlf", tmp_path)
+    proc = _run("plan", *_common(config, ca_file), "--format", "json", "--nginx-version", "1.27.3")
+    data = json.loads(proc.stdout)
+    assert data["mode"] == "mirror" and data["layout"] == "upstream-resolve"
+    assert data["location"]["where"] == f"{config}:19"
+
+
+def test_apply_then_remove_through_the_cli(tmp_path: Path, ca_file: Path, nginx_bin: str) -> None:
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    bk = str(tmp_path / "bk")
+    applied = _run(
+        "apply",
+        *_common(config, ca_file),
+        "--nginx-bin",
+        nginx_bin,
+        "--backup-dir",
+        bk,
+        "--nginx-prefix",
+        str(config.parent),
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert "applied to 1 file(s)" in applied.stderr
+    again = _run("apply", *_common(config, ca_file), "--nginx-bin", nginx_bin, "--backup-dir", bk)
+    assert again.returncode == 0 and "already applied" in again.stderr
+    removed = _run(
+        "remove",
+        "--config",
+        str(config),
+        "--nginx-bin",
+        nginx_bin,
+        "--backup-dir",
+        bk,
+        "--nginx-prefix",
+        str(config.parent),
+    )
+    assert removed.returncode == 0, removed.stderr
+    assert snapshot(config.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"--stage-url": "http://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"},
+            "must be https",
+        ),
+        ({"--path": "/nothing/here"}, "no location matches /nothing/here"),
+        ({"--config": "/nonexistent/nginx.conf"}, "cannot read nginx config file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    tmp_path: Path, ca_file: Path, nginx_bin: str, change: dict[str, str], message: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    args = _common(config, ca_file)
+    for flag, value in change.items():
+        args[args.index(flag) + 1] = value
+    proc = _run("apply", *args, "--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("hookshift: error:")
+    assert snapshot(config.parent) == before
+
+
+def test_a_missing_include_is_named_with_file_and_line(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("location_include", tmp_path)
+    (config.parent / "servers.conf").unlink()
+    proc = _run(
+        "plan",
+        "--config",
+        str(config),
+        "--path",
+        "/vendor/cb",
+        "--stage-url",
+        STAGE_URL,
+        "--no-dns-check",
+    )
+    assert proc.returncode == 2
+    assert f"{config}:3: include names a file that does not exist" in proc.stderr
+
+
+def test_a_malformed_config_is_named_with_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "nginx.conf"
+    config.write_text("events {}\nhttp {\n  server {\n    listen 80\n  }\n}\n")
+    proc = _run(
+        "plan", "--config", str(config), "--path", "/", "--stage-url", STAGE_URL, "--no-dns-check"
+    )
+    assert proc.returncode == 2
+    assert f"{config}:4:" in proc.stderr
+
+
+def test_help_shows_examples() -> None:
+    proc = _run("plan", "--help")
+    assert proc.returncode == 0
+    assert "--stage-url" in proc.stdout and "Examples:" in proc.stdout
