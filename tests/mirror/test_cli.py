@@ -63,32 +63,14 @@ def test_plan_json_is_machine_readable(tmp_path: Path, ca_file: Path) -> None:
 def test_apply_then_remove_through_the_cli(tmp_path: Path, ca_file: Path, nginx_bin: str) -> None:
     config = copy_case("crlf", tmp_path)
     before = snapshot(config.parent)
-    bk = str(tmp_path / "bk")
-    applied = _run(
-        "apply",
-        *_common(config, ca_file),
-        "--nginx-bin",
-        nginx_bin,
-        "--backup-dir",
-        bk,
-        "--nginx-prefix",
-        str(config.parent),
-    )
+    writer = ["--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk")]
+    writer += ["--nginx-prefix", str(config.parent)]
+    applied = _run("apply", *_common(config, ca_file), *writer)
     assert applied.returncode == 0, applied.stderr
     assert "applied to 1 file(s)" in applied.stderr
-    again = _run("apply", *_common(config, ca_file), "--nginx-bin", nginx_bin, "--backup-dir", bk)
+    again = _run("apply", *_common(config, ca_file), *writer)
     assert again.returncode == 0 and "already applied" in again.stderr
-    removed = _run(
-        "remove",
-        "--config",
-        str(config),
-        "--nginx-bin",
-        nginx_bin,
-        "--backup-dir",
-        bk,
-        "--nginx-prefix",
-        str(config.parent),
-    )
+    removed = _run("remove", "--config", str(config), *writer)
     assert removed.returncode == 0, removed.stderr
     assert snapshot(config.parent) == before
 

@@ -66,6 +66,14 @@ def stage(ca: trustme.CA) -> Iterator[RecordingServer]:
 
 
 @pytest.fixture
+def port(tmp_path: Path, app: RecordingServer) -> int:
+    """A config in `tmp_path` (callback server on the returned port, proxying to `app`)."""
+    chosen = free_port()
+    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=chosen, app=app.port))
+    return chosen
+
+
+@pytest.fixture
 def dns() -> Iterator[DnsServer]:
     with DnsServer([f"{STAGE_HOST}=127.0.0.1"]) as server:
         yield server
@@ -118,13 +126,12 @@ def _wait_for(condition, what: str, timeout: float = 10.0) -> None:  # type: ign
 def test_callback_reaches_app_and_stage_and_both_logs(
     tmp_path: Path,
     nginx_bin: str,
-    app: RecordingServer,
     stage: RecordingServer,
     dns: DnsServer,
     ca_file: Path,
+    app: RecordingServer,
+    port: int,
 ) -> None:
-    port = free_port()
-    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=port, app=app.port))
     original = (tmp_path / "nginx.conf").read_bytes()
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
@@ -179,11 +186,9 @@ def test_callback_reaches_app_and_stage_and_both_logs(
 
 
 def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
-    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path
+    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path, port: int
 ) -> None:
-    port = free_port()
     dead_port = free_port()  # nothing listens there: every copy is refused
-    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=port, app=app.port))
     plan = make_plan(replace(_options(tmp_path, dead_port, dns, ca_file)), (1, 22, 1))
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
     nginx = _start_nginx(nginx_bin, tmp_path, port)
@@ -204,13 +209,12 @@ def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
 def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
     tmp_path: Path,
     nginx_bin: str,
-    app: RecordingServer,
     stage: RecordingServer,
     dns: DnsServer,
     ca_file: Path,
+    app: RecordingServer,
+    port: int,
 ) -> None:
-    port = free_port()
-    (tmp_path / "nginx.conf").write_text(BASE.format(p=tmp_path, port=port, app=app.port))
     options = replace(
         _options(tmp_path, stage.port, dns, ca_file),
         mode="forward",
