@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from apigw import integration
+from apigw.artifacts import FORMATS, ApiSpec, Format, infer_schema, load_samples, render
 from apigw.emulator import CustomDomain, Execution, StageConfig, serve
 from apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, TemplateOptions
 from apigw.tls import CertSpec
@@ -297,3 +298,98 @@ def serve_cmd(
     finally:
         if log is not None:
             log.close()
+
+
+@apigw.command("render")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="What to write.")
+@click.option("--queue-name", required=True, help="The callback queue (NAME or NAME.fifo).")
+@click.option("--api-name", default="hookshift-callbacks", show_default=True)
+@click.option("--stage", default="prod", show_default=True)
+@click.option("--resource", "resource_path", default="/callback", show_default=True)
+@click.option(
+    "--sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A sample callback (JSON, or JSON Lines): the request model is inferred from it.",
+)
+@template_options
+@click.option(
+    "--integration-responses",
+    "response_mode",
+    type=click.Choice(RESPONSE_MODES),
+    default="recommended",
+    show_default=True,
+)
+@click.option("--kms-key-arn", help="The queue's customer-managed KMS key (adds kms: actions).")
+@click.option("--domain", help="Regional custom domain, e.g. hooks.example.com.")
+@click.option("--certificate-arn", help="ACM certificate for --domain (same region as the API).")
+@click.option("--base-path", default="", help="Base path mapping on the domain ('' = root).")
+@click.option("--hosted-zone-id", help="Route 53 zone: adds the alias record for --domain.")
+@click.option(
+    "--queue-policy/--no-queue-policy",
+    default=True,
+    show_default=True,
+    help="Also set the queue's access policy (replaces an existing one).",
+)
+@click.option("--account-id", help="AWS account (OpenAPI only; others use the deploying one).")
+@click.option("--region", help="AWS region (OpenAPI only).")
+@click.option("--role-name", help="Execution role name (default: API_NAME-sqs-send).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (atomically) instead of stdout.",
+)
+def render_cmd(
+    fmt: Format,
+    sample: Path | None,
+    output: Path | None,
+    **kwargs: Any,
+) -> None:
+    """Write the API Gateway -> SQS setup as OpenAPI, CloudFormation or Terraform.
+
+    The mapping template and integration responses are the ones `hookshift apigw serve`
+    rehearses.
+
+    \b
+    Examples:
+      hookshift apigw render --format cloudformation --queue-name kakao-at-result \\
+          --sample callback.json --domain hooks.example.com \\
+          --certificate-arn arn:aws:acm:ap-northeast-2:111122223333:certificate/abcd \\
+          --hosted-zone-id Z123 -o callbacks.cfn.json
+      hookshift apigw render --format openapi --queue-name kakao-at-result \\
+          --account-id 111122223333 --region ap-northeast-2
+      hookshift apigw render --format terraform --queue-name results.fifo --fifo \\
+          --fifo-group-id-path '$.PHONE' --fifo-dedup-id-path '$.CMSGID'
+    """
+    options = _options_from(kwargs)
+    schema = None
+    if sample is not None:
+        try:
+            text = sample.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read sample: {exc}", where=str(sample)) from exc
+        schema = infer_schema(load_samples(text, str(sample)))
+    spec = ApiSpec(template=options, schema=schema, **kwargs)
+    document = render(spec, fmt)
+    if output is None:
+        click.echo(document, nl=False)
+        return
+    _write_atomically(output, document)
+    click.echo(f"wrote {output}", err=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -541,7 +541,10 @@ def serve(config: StageConfig) -> RunningStage:
     stage = Stage(config, SqsIntegration(config.sqs_endpoint, config.region))
     server = _TLSServer((config.host, config.port), context, stage)
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="apigw-emulator", daemon=True
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="apigw-emulator",
+        daemon=True,
     )
     thread.start()
     return RunningStage(config, server, thread, certs, owned)

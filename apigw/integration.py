@@ -165,3 +165,8 @@ def request_content_types() -> tuple[str, ...]:
 
 def response_content_type() -> str:
     return str(_integration_data()["response_content_type"])
+
+
+def integration_method() -> str:
+    """SQS's query protocol takes POST (API Gateway's integration HTTP method)."""
+    return str(_integration_data()["integration_method"])

@@ -72,9 +72,7 @@ def test_serve_process_rehearses_deny_send_and_the_no_action_template(
 def test_template_prints_the_mapping_template() -> None:
     result = _hookshift("template", "--request-id-header", "X-Nginx-Id")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == mapping_template(
-        TemplateOptions(request_id_header="X-Nginx-Id")
-    )
+    assert result.stdout == mapping_template(TemplateOptions(request_id_header="X-Nginx-Id"))
 
 
 def test_bad_options_are_one_line_and_exit_2(tmp_path: Path) -> None:
