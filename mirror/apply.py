@@ -103,8 +103,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: temp file in the same dir, fsync, same mode/owner, rename.
 
     The temp name is hidden and ends in ``.hookshift-tmp`` so no ``include *.conf`` can pick
-    it up even for the instant it exists.
+    it up even for the instant it exists. A symlink (Debian's ``sites-enabled/x ->
+    ../sites-available/x``) stays a symlink: the file it points to is replaced.
     """
+    path = path.resolve()
     st = path.stat()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.hookshift-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,7 +18,7 @@ STAGE_URL = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
 def copy_case(name: str, dest: Path) -> Path:
     """A private copy of corpus case `name` (certs generated for the TLS case); its main file."""
     root = dest / name
-    shutil.copytree(CORPUS / name, root)
+    shutil.copytree(CORPUS / name, root, symlinks=True)
     (root / "logs").mkdir(exist_ok=True)
     if name == "tls":
         ca = trustme.CA()
@@ -34,7 +34,7 @@ def snapshot(root: Path) -> dict[Path, bytes]:
     return {
         p: p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and "logs" not in p.relative_to(root).parts
+        if p.is_file() and not p.is_symlink() and "logs" not in p.relative_to(root).parts
     }
 
 

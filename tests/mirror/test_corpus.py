@@ -39,6 +39,7 @@ CASES = [
         None,
         "sites-enabled/hooks.example.com:12",
     ),
+    Case("debian", "/", None, "80", "sites-enabled/default:14"),
     Case("crlf", "/kakao/result", "callbacks.local", None, "nginx.conf:19"),
     Case("oneline", "/cb", None, None, "nginx.conf:4"),
     Case("nested_regex", "/api/v2/callback/bizppurio", "api.example.com", None, "nginx.conf:18"),
@@ -97,6 +98,23 @@ def test_crlf_file_gets_crlf_lines_and_tabs(tmp_path: Path, ca_file: Path) -> No
     assert added, "inserted lines keep the file's CRLF endings"
     assert all(line.startswith("\t") for line in added)
     assert "\n" not in change.new_text.replace("\r\n", "")
+
+
+def test_a_symlinked_site_stays_a_symlink_and_its_target_is_edited(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("debian", tmp_path)
+    link = config.parent / "sites-enabled" / "hooks.example.com"
+    target = config.parent / "sites-available" / "hooks.example.com"
+    original = target.read_bytes()
+    plan = make_plan(
+        options(config, "/bizppurio/callback", ca_file, server_name="hooks.example.com"), VERSION
+    )
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert b"mirror /__hookshift_mirror;" in target.read_bytes()
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert link.is_symlink() and target.read_bytes() == original
 
 
 def test_location_in_included_file_is_edited_in_that_file(tmp_path: Path, ca_file: Path) -> None:
