@@ -30,7 +30,7 @@ def test_variables_with_braces_stay_one_word() -> None:
 
 def test_lua_block_braces_in_strings_and_comments_do_not_count() -> None:
     text = (
-        "http { init_by_lua_block {\n  local s = \"}\" -- } {\n  local l = [[ } ]]\n}\n"
+        'http { init_by_lua_block {\n  local s = "}" -- } {\n  local l = [[ } ]]\n}\n'
         "server { listen 80; } }\n"
     )
     (http,) = lexer.parse(text)

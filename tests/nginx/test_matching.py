@@ -118,8 +118,13 @@ def test_nobody_listening_lists_the_sockets(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "addr", "port"),
-    [("80", "*", "80"), ("[::]:443", "[::]", "443"), ("127.0.0.1", "127.0.0.1", "80"),
-     ("unix:/run/x.sock", "unix:/run/x.sock", ""), ("localhost:8080", "localhost", "8080")],
+    [
+        ("80", "*", "80"),
+        ("[::]:443", "[::]", "443"),
+        ("127.0.0.1", "127.0.0.1", "80"),
+        ("unix:/run/x.sock", "unix:/run/x.sock", ""),
+        ("localhost:8080", "localhost", "8080"),
+    ],
 )
 def test_listen_forms(text: str, addr: str, port: str) -> None:
     socket = parse_socket(text)

@@ -61,7 +61,10 @@ def test_indentation_follows_the_neighbours_with_tabs() -> None:
     text = "http {\n\tserver {\n\t\tlisten 80;\n\t}\n}\n"
     brace = text.index("{", text.index("server"))
     out = splice.insert(text, [splice.Insertion(brace, ("location = /x {", "    internal;", "}"))])
-    assert "\t\tlocation = /x {  # hookshift\n\t\t\tinternal;  # hookshift\n\t\t}  # hookshift\n" in out
+    assert (
+        "\t\tlocation = /x {  # hookshift\n\t\t\tinternal;  # hookshift\n\t\t}  # hookshift\n"
+        in out
+    )
 
 
 def test_a_comment_after_the_brace_does_not_force_a_split() -> None:
