@@ -121,6 +121,16 @@ _TEMPLATE_OPTIONS = [
 ]
 
 
+response_mode_option = click.option(
+    "--integration-responses",
+    "response_mode",
+    type=click.Choice(RESPONSE_MODES),
+    default="recommended",
+    show_default=True,
+    help="default: every SQS answer -> 200 (the seed's trap); recommended: SQS errors -> 5xx.",
+)
+
+
 def template_options(func: Any) -> Any:
     for option in reversed(_TEMPLATE_OPTIONS):
         func = option(func)
@@ -192,14 +202,7 @@ def template_cmd(**kwargs: Any) -> None:
     help="Use this VTL mapping template instead of hookshift's.",
 )
 @template_options
-@click.option(
-    "--integration-responses",
-    "response_mode",
-    type=click.Choice(RESPONSE_MODES),
-    default="recommended",
-    show_default=True,
-    help="default: every SQS answer -> 200 (the seed's trap); recommended: SQS errors -> 5xx.",
-)
+@response_mode_option
 @click.option(
     "--passthrough",
     type=click.Choice(["NEVER", "WHEN_NO_MATCH"]),
@@ -312,13 +315,7 @@ def serve_cmd(
     help="A sample callback (JSON, or JSON Lines): the request model is inferred from it.",
 )
 @template_options
-@click.option(
-    "--integration-responses",
-    "response_mode",
-    type=click.Choice(RESPONSE_MODES),
-    default="recommended",
-    show_default=True,
-)
+@response_mode_option
 @click.option("--kms-key-arn", help="The queue's customer-managed KMS key (adds kms: actions).")
 @click.option("--domain", help="Regional custom domain, e.g. hooks.example.com.")
 @click.option("--certificate-arn", help="ACM certificate for --domain (same region as the API).")
