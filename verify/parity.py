@@ -547,7 +547,7 @@ def _fetch(
     con.execute(f"CREATE OR REPLACE TEMP TABLE want_{side} (k VARCHAR)")
     con.executemany(f"INSERT INTO want_{side} VALUES (?)", [(k,) for k in keys])
     base = app_rows_sql(spec, files, fields) if spec is not None else queue_rows_sql(files)
-    tokens = []
+    tokens: list[str] = []
     if len(keys) <= PREFILTER_MAX_KEYS and (spec is None or spec.kind != "csv"):
         for k in keys:
             toks = key.literal_tokens(k)

@@ -246,7 +246,7 @@ def messages_documents_to_jsonl(path: Path, out: IO[str]) -> list[str]:
         line_no = text.count("\n", 0, pos) + 1
         try:
             doc, pos = decoder.raw_decode(text, pos)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             problems.append(f"{path}:{line_no}: not a JSON document ({exc.msg})")
             break
         messages = doc.get("Messages") if isinstance(doc, dict) else None
@@ -271,7 +271,7 @@ def _line_problem(side: str, kind: str, line: str, fields: AppFields) -> str | N
     """Why a line is malformed (mirrors the ``ok`` test of the SQL above), or None."""
     try:
         obj: Any = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return f"not JSON ({exc.msg})"
     if not isinstance(obj, dict):
         return "not a JSON object"

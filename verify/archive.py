@@ -1,0 +1,153 @@
+"""The SQS archive (docs/contracts.md §3): JSONL segments, one Message per line, keyed on
+MessageId, written so that a crash at any point loses nothing and duplicates nothing.
+
+- A batch is written and fsync'ed before `hookshift verify pull --delete` deletes it, so a
+  deleted message is always on disk.
+- A message written but not deleted (a kill between the two) comes back after the visibility
+  timeout; the archive knows every MessageId it holds and does not write it twice.
+- A kill in the middle of a write leaves a torn last line; opening the archive cuts it off
+  (that message was not deleted either, so it is received again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+SEGMENT_BYTES = 256 * 1024 * 1024
+ARCHIVE_FIELDS = ("MessageId", "MD5OfBody", "Body", "Attributes", "MessageAttributes")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut an incomplete last line (no newline) off a segment; returns the bytes removed."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        chunk = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            data = fh.read(pos - start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+        return size - keep
+
+
+def _message_id(line: str) -> str | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    mid = obj.get("MessageId") if isinstance(obj, dict) else None
+    return mid if isinstance(mid, str) else None
+
+
+def iter_archive(root: Path) -> Iterator[dict[str, Any]]:
+    """Every archived Message, in segment order (the reader for small archives and tests)."""
+    for seg in sorted(root.glob("*.jsonl")):
+        with seg.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+
+class Archive:
+    """An append-only, fsync'ed, MessageId-keyed archive directory (thread-safe)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._fh: IO[str] | None = None
+        self._written = 0
+        self.repaired_bytes = 0
+
+    def open(self) -> Archive:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for seg in sorted(self.root.glob("*.jsonl")):
+            self.repaired_bytes += repair_torn_tail(seg)
+            with seg.open(encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    mid = _message_id(line)
+                    if mid:
+                        self._seen.add(mid)
+        return self
+
+    def __enter__(self) -> Archive:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._seen
+
+    def _segment(self) -> IO[str]:
+        if self._fh is None or self._written >= SEGMENT_BYTES:
+            if self._fh is not None:
+                self._fh.close()
+            name = f"seg-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+            self._fh = (self.root / name).open("a", encoding="utf-8")
+            self._written = 0
+            _fsync_dir(self.root)
+        return self._fh
+
+    def append(self, messages: Iterable[dict[str, Any]]) -> int:
+        """Write the messages not yet archived, durably; returns how many were new.
+
+        When this returns, every given message is on disk (new or already there), so all of
+        them may be deleted from the queue.
+        """
+        with self._lock:
+            lines: dict[str, str] = {}
+            for message in messages:
+                mid = message.get("MessageId")
+                if not isinstance(mid, str) or mid in self._seen or mid in lines:
+                    continue
+                record = {k: message[k] for k in ARCHIVE_FIELDS if k in message}
+                lines[mid] = json.dumps(record, ensure_ascii=False) + "\n"
+            if not lines:
+                return 0
+            fh = self._segment()
+            data = "".join(lines.values())
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+            self._written += len(data)
+            self._seen.update(lines)  # only once they are on disk
+            return len(lines)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
