@@ -103,6 +103,9 @@ class CallbackApp(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst from nginx (or a CPU-starved accept
+    # loop) overflows it, SYNs are dropped and nginx logs connect timeouts that are not the app's
+    request_queue_size = 511
 
     def __init__(
         self,

@@ -156,6 +156,7 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
     started = time.monotonic()
     diag("info", "starting DNS, SQS (moto), the stage emulator, the app and nginx ...")
     with start_stack(run_dir, StackOptions()) as stack:
+        (run_dir / "pids.json").write_text(json.dumps(stack.pids()) + "\n", encoding="utf-8")
         diag(
             "info", f"nginx {stack.nginx_url} -> app :{stack.app_port}; mirror -> {stack.stage_url}"
         )
@@ -171,7 +172,11 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
         for m in messages
         if (key := body_key(str(m.get("Body", "")))) is not None
     }
+    parity = _parity(stack.parity_log, run_dir / "archive")
     diag("ok", f"done in {time.monotonic() - started:.1f} s; every process stopped")
+    summary = summary_lines(rec, scenario, results, queue_ids)
+    if parity is not None:
+        summary += ["", *parity_lines(parity, stack.parity_log, run_dir / "archive")]
     return {
         "run_dir": str(run_dir),
         "scenario": asdict(scenario),
@@ -179,8 +184,41 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
             k: (len(v) if isinstance(v, tuple) else v) for k, v in asdict(rec).items()
         }
         | {"unaccounted_keys": list(rec.unaccounted)},
-        "summary": summary_lines(rec, scenario, results, queue_ids),
+        "parity": parity,
+        "summary": summary,
     }
+
+
+PARITY_COUNTS = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "app_rejected")
+
+
+def _parity(parity_log: Path, archive: Path) -> dict[str, Any] | None:
+    """hookshift's parity report (verify) over nginx's parity log and the drained queue.
+
+    Everything has settled when this runs (the queue was drained after the last copy landed),
+    so no grace window: a callback not in the queue now is missing.
+    """
+    try:
+        from verify.parity import ParityOptions, run_parity
+    except ImportError:  # a build without the verify package: the summary above still holds
+        return None
+    report = run_parity(
+        f"nginx:{parity_log}", f"archive:{archive}", ParityOptions(grace_s=0, profile="bizppurio")
+    )
+    return dict(report.to_dict())
+
+
+def parity_lines(parity: dict[str, Any], parity_log: Path, archive: Path) -> list[str]:
+    """The parity verdict in a few lines, and the command that gives the full report."""
+    counts = parity.get("counts", {})
+    figures = "  ".join(f"{name} {counts.get(name, 0)}" for name in PARITY_COUNTS)
+    return [
+        f"parity (nginx's view vs the queue, key {parity.get('key')}): "
+        f"{str(parity.get('verdict', '?')).upper()}: {parity.get('reason', '')}",
+        f"  {figures}",
+        f"  full report: hookshift verify parity --app nginx:{parity_log} "
+        f"--queue archive:{archive}",
+    ]
 
 
 def _send(stack: Stack, scenario: DeployScenario, run_dir: Path) -> list[SendResult]:

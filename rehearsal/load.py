@@ -202,10 +202,13 @@ def send_callbacks(
                 if on_result is not None:
                     on_result(result)
 
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="load") as pool:
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="load")
+            try:
                 futures = [pool.submit(send, i, cb) for i, cb in enumerate(callbacks)]
                 for future in futures:
                     future.result()
+            finally:  # on Ctrl-C, drop what has not started instead of sending it all first
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         if sink is not None:
             sink.close()

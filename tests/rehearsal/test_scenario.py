@@ -1,0 +1,108 @@
+"""Where each callback ended up (pure): the rehearsal's verdict must be right before it is shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rehearsal.cli import parity_lines, summary_lines
+from rehearsal.load import SendResult, make_callbacks
+from rehearsal.scenario import DeployScenario, body_key, read_archive, reconcile
+from rehearsal.stack import fill, relay_socket
+
+
+def sent(status: int | None, seq: int) -> SendResult:
+    [callback] = make_callbacks(1, run_id="r", start=seq, unixtime=1795852500)
+    return SendResult(
+        seq=seq,
+        key=callback.key,
+        time=0.0,
+        status=status,
+        error="" if status else "ConnectError: refused",
+        elapsed_ms=1.0,
+        url="http://127.0.0.1:1/cb",
+        body=callback.body.decode("utf-8"),
+    )
+
+
+def test_a_callback_the_app_lost_but_the_queue_holds_is_accounted_for() -> None:
+    ok, lost = sent(200, 0), sent(502, 1)
+    rec = reconcile([ok, lost], app_bodies=[ok.body], queue_bodies=[ok.body, lost.body])
+    assert rec.lost_at_app == (lost.key,)
+    assert rec.lost_at_app_in_queue == (lost.key,)
+    assert rec.unaccounted == ()
+    assert rec.vendor_ok == (ok.key,)
+
+
+def test_a_callback_in_neither_place_is_unaccounted_and_fails_the_verdict() -> None:
+    ok, lost = sent(200, 0), sent(None, 1)
+    rec = reconcile([ok, lost], app_bodies=[ok.body], queue_bodies=[ok.body])
+    assert rec.unaccounted == (lost.key,)
+    lines = summary_lines(rec, DeployScenario(count=2), [ok, lost], {})
+    assert lines[-1].startswith("verdict: FAIL: 1 callbacks")
+
+
+def test_a_queue_body_that_differs_from_what_was_sent_is_a_mismatch() -> None:
+    one = sent(200, 0)
+    broken = one.body.replace("%", "%25")
+    rec = reconcile([one], app_bodies=[one.body], queue_bodies=[broken])
+    assert rec.queue_mismatched == (one.key,)
+
+
+def test_duplicates_and_unparseable_queue_bodies_are_counted_not_matched() -> None:
+    one = sent(200, 0)
+    rec = reconcile([one], app_bodies=[], queue_bodies=[one.body, one.body, "order=A-1"])
+    assert rec.queue_duplicates == 1
+    assert rec.queue_unparseable == 1
+    assert rec.in_queue == (one.key,)
+
+
+def test_body_key_reads_the_vendor_key_and_nothing_else() -> None:
+    assert body_key('{"CMSGID":"abc","X":"1"}') == "abc"
+    assert body_key('{"X":"1"}') is None
+    assert body_key("CMSGID=abc") is None
+    assert body_key("[1, 2]") is None
+
+
+def test_summary_names_the_lost_callbacks_with_their_queue_message_ids() -> None:
+    results = [sent(200, 0), sent(502, 1)]
+    rec = reconcile(results, [results[0].body], [r.body for r in results])
+    lines = summary_lines(rec, DeployScenario(count=2), results, {results[1].key: "mid-1"})
+    text = "\n".join(lines)
+    assert "safe in the queue" in text
+    assert f"{results[1].key}  vendor got HTTP 502" in text
+    assert "mid-1" in text
+    assert lines[-1] == "verdict: every callback sent is in the app or the queue (2/2)"
+
+
+def test_parity_lines_carry_the_verdict_and_the_command_for_the_full_report() -> None:
+    lines = parity_lines(
+        {"verdict": "pass", "reason": "ok", "key": "json:MSGID", "counts": {"matched": 3}},
+        Path("/run/p.log"),
+        Path("/run/archive"),
+    )
+    assert "PASS: ok" in lines[0]
+    assert "matched 3" in lines[1]
+    assert "--app nginx:/run/p.log --queue archive:/run/archive" in lines[2]
+
+
+def test_deploy_defaults_to_forty_percent_of_the_way() -> None:
+    assert DeployScenario(count=200).deploy_seq == 80
+    assert DeployScenario(count=200, deploy_at=5).deploy_seq == 5
+
+
+def test_placeholders_fill_snippets_without_touching_nginx_variables() -> None:
+    snippet = "proxy_pass https://@STAGE_HOST@:@STAGE_PORT@/dev$request_uri;"
+    filled = fill(snippet, {"@STAGE_HOST@": "h.example", "@STAGE_PORT@": "8443"})
+    assert filled == "proxy_pass https://h.example:8443/dev$request_uri;"
+
+
+def test_relay_socket_stays_within_the_unix_socket_path_limit(tmp_path: Path) -> None:
+    assert relay_socket(tmp_path) == tmp_path / "nginx" / "hookshift-relay.sock"
+    deep = tmp_path / ("d" * 120)
+    assert len(str(relay_socket(deep))) < 100
+
+
+def test_archive_segments_are_read_in_order(tmp_path: Path) -> None:
+    (tmp_path / "segment-0002.jsonl").write_text('{"MessageId":"b"}\n')
+    (tmp_path / "segment-0001.jsonl").write_text('{"MessageId":"a"}\n\n')
+    assert [m["MessageId"] for m in read_archive(tmp_path)] == ["a", "b"]
