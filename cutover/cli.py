@@ -469,4 +469,5 @@ def _print_diagnosis(result: Diagnosis, output_format: str) -> None:
         click.echo(f"NOT LANDED: the probe through {result.url} did not reach the queue")
     for finding in result.findings:
         click.echo(f"{finding.severity}: {finding.code}: {finding.cause}")
-        click.echo(f"  fix: {finding.fix}")
+        if finding.severity != "info":
+            click.echo(f"  fix: {finding.fix}")

@@ -283,10 +283,54 @@ def _tls_findings(host: str, tls: TlsObservation, now: float) -> list[Finding]:
     return findings
 
 
+def _sqs_error_findings(body: str) -> list[Finding]:
+    """SQS's own error, read from a response body or the execution log."""
+    if "UnknownOperationException" in body:
+        return [
+            Finding(
+                "unknown-operation",
+                "error",
+                "SQS did not recognise the request (UnknownOperationException): the integration "
+                "request's Content-Type is not application/x-www-form-urlencoded, or the mapping "
+                "template lacks Action=SendMessage",
+                "in the integration request set the header Content-Type to "
+                "'application/x-www-form-urlencoded' and the template to "
+                "Action=SendMessage&MessageBody=$util.urlEncode($input.body)",
+            )
+        ]
+    if "KMS" in body and ("AccessDenied" in body or "KmsAccess" in body or "kms:" in body):
+        return [
+            Finding(
+                "kms-denied",
+                "error",
+                "SQS could not use the queue's KMS key for the execution role",
+                "allow the execution role kms:GenerateDataKey and kms:Decrypt on the key in its "
+                "policy and in the key policy (a customer-managed key)",
+            )
+        ]
+    if "AccessDenied" in body:
+        return [
+            Finding(
+                "access-denied",
+                "error",
+                "SQS refused the message (AccessDenied): the execution role lacks sqs:SendMessage "
+                "on the queue (role policy or the queue's access policy), the queue's KMS key "
+                "policy denies it, or a body with special characters (&, +, %) was sent without "
+                "$util.urlEncode",
+                "grant sqs:SendMessage on the queue ARN to the integration's execution role (and "
+                "in the queue's access policy if it has one), kms:GenerateDataKey for a "
+                "customer-managed key, and use MessageBody=$util.urlEncode($input.body)",
+            )
+        ]
+    return []
+
+
 def _http_findings(host: str, path: str, http: HttpObservation) -> list[Finding]:
     # SQS's answer is in the response only with the default integration response (and not
     # even there when it maps to an empty 200); the execution log always has it
     body = f"{http.body}\n{http.execution}".strip()
+    if 200 <= http.status < 300:
+        return []  # accepted: whether it landed is the queue's finding
     custom = not is_execute_api_host(host)
     if http.status == 0:
         return [
@@ -345,43 +389,9 @@ def _http_findings(host: str, path: str, http: HttpObservation) -> list[Finding]
                 "for Bizppurio), or send that Content-Type",
             )
         ]
-    if "UnknownOperationException" in body:
-        return [
-            Finding(
-                "unknown-operation",
-                "error",
-                "SQS did not recognise the request (UnknownOperationException): the integration "
-                "request's Content-Type is not application/x-www-form-urlencoded, or the mapping "
-                "template lacks Action=SendMessage",
-                "in the integration request set the header Content-Type to "
-                "'application/x-www-form-urlencoded' and the template to "
-                "Action=SendMessage&MessageBody=$util.urlEncode($input.body)",
-            )
-        ]
-    if "KMS" in body and ("AccessDenied" in body or "KmsAccess" in body or "kms:" in body):
-        return [
-            Finding(
-                "kms-denied",
-                "error",
-                "SQS could not use the queue's KMS key for the execution role",
-                "allow the execution role kms:GenerateDataKey and kms:Decrypt on the key in its "
-                "policy and in the key policy (a customer-managed key)",
-            )
-        ]
-    if "AccessDenied" in body:
-        return [
-            Finding(
-                "access-denied",
-                "error",
-                "SQS refused the message (AccessDenied): the execution role lacks sqs:SendMessage "
-                "on the queue (role policy or the queue's access policy), the queue's KMS key "
-                "policy denies it, or a body with special characters (&, +, %) was sent without "
-                "$util.urlEncode",
-                "grant sqs:SendMessage on the queue ARN to the integration's execution role (and "
-                "in the queue's access policy if it has one), kms:GenerateDataKey for a "
-                "customer-managed key, and use MessageBody=$util.urlEncode($input.body)",
-            )
-        ]
+    sqs_errors = _sqs_error_findings(body)
+    if sqs_errors:
+        return sqs_errors
     if http.status >= 500 and not http.execution:
         rid = f" for request {http.request_id}" if http.request_id else ""
         return [Finding(
@@ -444,7 +454,9 @@ def _queue_findings(
                 "map SQS 4xx/5xx to a 5xx method response (integration responses with a selection "
                 "pattern) so the vendor retries; check the integration's queue path override "
                 "(ACCOUNT/QUEUE) points at this queue; read the stage's execution logs",
-            )
+            ),
+            # what SQS really said, when the execution log was read
+            *_sqs_error_findings(http.execution),
         ]
     return False, []
 

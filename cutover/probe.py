@@ -379,10 +379,13 @@ def run_probe(
         if tls_obs.error_kind:
             return ProbeObservation(url, body, now, dns_obs, tls_obs)
     http_obs = post(url, address, body, ca_file)
-    if execution_log is not None and http_obs.status and not 200 <= http_obs.status < 300:
+    accepted = 200 <= http_obs.status < 300
+    queue_obs = None
+    if queue is not None and accepted:
+        queue_obs = find_marker(queue, marker, timeout)
+    # SQS's own answer: behind a 5xx, and behind a 200 that did not land (default responses)
+    missing = not accepted or (queue_obs is not None and not queue_obs.found)
+    if execution_log is not None and http_obs.status and missing:
         text = execution_lines(Path(execution_log), http_obs.request_id)
         http_obs = replace(http_obs, execution=text)
-    queue_obs = None
-    if queue is not None and 200 <= http_obs.status < 300:
-        queue_obs = find_marker(queue, marker, timeout)
     return ProbeObservation(url, body, now, dns_obs, tls_obs, http_obs, queue_obs)

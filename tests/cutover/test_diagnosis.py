@@ -178,3 +178,10 @@ def test_forbidden_on_a_custom_domain_is_the_missing_base_path_mapping() -> None
     d = diagnose(_obs(http=HttpObservation(403, '{"message":"Forbidden"}'), queue=None))
     assert _codes(d) == ["no-base-path-mapping"]
     assert "API mapping" in d.findings[0].fix
+
+
+def test_behind_a_200_that_did_not_land_the_execution_log_names_sqs_answer() -> None:
+    http = HttpObservation(200, "", execution="integration_status: 404; "
+                           "integration_response: <UnknownOperationException/>")  # fmt: skip
+    d = diagnose(_obs(http=http, queue=QueueObservation(False, 0)))
+    assert _codes(d) == ["accepted-not-queued", "unknown-operation"]

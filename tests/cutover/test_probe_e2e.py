@@ -159,10 +159,19 @@ def test_deny_send_behind_the_default_integration_response_is_the_200_trap(
     base: StageConfig, queue: QueueSpec, dns: DnsServer
 ) -> None:
     with serve(replace(base, deny_send=True, response_mode="default")) as stage:
-        d = _probe(stage, stage.invoke_url, queue, dns)
+        d = _probe(stage, stage.invoke_url, queue, dns, execution_log=None)
     assert _codes(d) == ["accepted-not-queued"]
     assert d.landed is False
     assert "default integration response" in d.findings[0].cause
+
+
+def test_behind_the_default_response_the_execution_log_names_the_hidden_error(
+    base: StageConfig, queue: QueueSpec, dns: DnsServer
+) -> None:
+    config = replace(base, integration_content_type="application/json", response_mode="default")
+    with serve(config) as stage:
+        d = _probe(stage, stage.invoke_url, queue, dns)
+    assert _codes(d) == ["accepted-not-queued", "unknown-operation"]
 
 
 @pytest.mark.parametrize(
