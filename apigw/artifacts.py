@@ -189,8 +189,12 @@ class ApiSpec:
         return sorted({str(r.status) for r in self.responses()})
 
     def model_schema(self) -> dict[str, Any]:
-        schema = dict(self.schema) if self.schema else {"type": "object"}
-        return {"$schema": DRAFT4, "title": "Callback", **schema}
+        return self.model_schema_for(self.schema)
+
+    @staticmethod
+    def model_schema_for(schema: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The API Gateway model: a draft 4 schema (``{"type": "object"}`` without samples)."""
+        return {"$schema": DRAFT4, "title": "Callback", **(schema or {"type": "object"})}
 
 
 # ---------------------------------------------------------------------------------------------

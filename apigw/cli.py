@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,28 @@ def _cert_overrides(
             not_before = min(now, not_after) - timedelta(days=90)
         overrides.append((host, CertSpec(sans.get(host, (host,)), not_before, not_after)))
     return tuple(overrides)
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what}: {exc}", where=str(path)) from exc
+
+
+def _request_model(sample: Path | None, model: Path | None) -> dict[str, Any] | None:
+    """The request validator's model: given as a schema file, or inferred from samples."""
+    if model is not None:
+        try:
+            schema: dict[str, Any] = json.loads(_read_text(model, "model"))
+        except ValueError as exc:
+            raise InputError(f"model is not JSON: {exc}", where=str(model)) from exc
+        return schema
+    if sample is not None:
+        return ApiSpec.model_schema_for(
+            infer_schema(load_samples(_read_text(sample, "sample"), str(sample)))
+        )
+    return None
 
 
 def _execution_line(execution: Execution) -> str:
@@ -209,6 +232,16 @@ def template_cmd(**kwargs: Any) -> None:
     default=integration.passthrough_behavior(),
     show_default=True,
 )
+@click.option(
+    "--sample",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Validate requests against a model inferred from this sample (JSON or JSON Lines).",
+)
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Validate requests against this JSON Schema (draft 4), as the request validator does.",
+)
 @click.option("--deny-send", is_flag=True, help="SQS refuses with AccessDenied (IAM failure).")
 @click.option("--no-sni-required", is_flag=True, help="Accept TLS handshakes without SNI.")
 @click.option("--cert-names", multiple=True, metavar="HOST=SAN[,SAN]", help="Wrong-SAN certs.")
@@ -240,6 +273,8 @@ def serve_cmd(
     cert_names: tuple[str, ...],
     cert_days: tuple[str, ...],
     log_file: Path | None,
+    sample: Path | None,
+    model: Path | None,
     **kwargs: Any,
 ) -> None:
     """Run an API Gateway REST API stage with an SQS integration over HTTPS.
@@ -272,6 +307,7 @@ def serve_cmd(
         cert_dir=cert_dir,
         cert_overrides=_cert_overrides(cert_names, cert_days),
         require_sni=not no_sni_required,
+        request_model=_request_model(sample, model),
     )
     stopping = threading.Event()
 
@@ -361,11 +397,7 @@ def render_cmd(
     options = _options_from(kwargs)
     schema = None
     if sample is not None:
-        try:
-            text = sample.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read sample: {exc}", where=str(sample)) from exc
-        schema = infer_schema(load_samples(text, str(sample)))
+        schema = infer_schema(load_samples(_read_text(sample, "sample"), str(sample)))
     spec = ApiSpec(template=options, schema=schema, **kwargs)
     document = render(spec, fmt)
     if output is None:

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +81,7 @@ class StageConfig:
         default_factory=integration.request_content_types
     )
     passthrough_behavior: str = field(default_factory=integration.passthrough_behavior)
+    request_model: Mapping[str, Any] | None = None  # JSON Schema draft 4: the request validator
     deny_send: bool = False
     host: str = "127.0.0.1"
     port: int = 0
@@ -123,7 +124,35 @@ MISSING_AUTH_TOKEN = GatewayResponse(
 FORBIDDEN = GatewayResponse(403, "Forbidden", "ForbiddenException")
 TOO_LARGE = GatewayResponse(413, "Request Too Long", "RequestTooLargeException")
 UNSUPPORTED_MEDIA = GatewayResponse(415, "Unsupported Media Type", "UnsupportedMediaTypeException")
+MISSING_CONTENT_TYPE = GatewayResponse(
+    400, "Missing required request parameters: [Content-Type]", "BadRequestException"
+)
+INVALID_BODY = GatewayResponse(400, "Invalid request body", "BadRequestException")
 INTERNAL_ERROR = GatewayResponse(500, "Internal server error", "InternalServerErrorException")
+
+
+def validate_request(
+    model: Mapping[str, Any], content_type: str | None, body: str, content_types: tuple[str, ...]
+) -> GatewayResponse | None:
+    """The request validator hookshift deploys (body and parameters): 400 as API Gateway gives.
+
+    The Content-Type header is a required parameter; a body whose content type has the model
+    must be JSON that satisfies it (draft 4).
+    """
+    import jsonschema  # only stages with a model need it
+
+    if not content_type:
+        return MISSING_CONTENT_TYPE
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in (t.lower() for t in content_types):
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return INVALID_BODY
+    if not jsonschema.Draft4Validator(model).is_valid(document):
+        return INVALID_BODY
+    return None
 
 
 @dataclass(frozen=True)
@@ -292,6 +321,12 @@ class Stage:
         media_type = content_type.split(";", 1)[0].strip().lower() or "application/json"
         has_template = media_type in (t.lower() for t in self.config.request_content_types)
         text = body.decode("utf-8", errors="replace")
+        if self.config.request_model is not None:
+            invalid = validate_request(
+                self.config.request_model, content_type, text, self.config.request_content_types
+            )
+            if invalid is not None:
+                return gateway(invalid)
         if not has_template and self.config.passthrough_behavior == "NEVER":
             return gateway(UNSUPPORTED_MEDIA)
         context = self._context(request_id, method, host, urlsplit(target).path, headers, source_ip)

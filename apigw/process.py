@@ -8,6 +8,7 @@ command line, waits for the ``ready`` line, and returns the URLs and the CA to t
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -84,6 +85,10 @@ def serve_argv(config: StageConfig, workdir: Path) -> list[str]:
         template_file = workdir / "mapping-template.vtl"
         template_file.write_text(config.template_text, encoding="utf-8")
         argv += ["--template", str(template_file)]
+    if config.request_model is not None:
+        model_file = workdir / "request-model.json"
+        model_file.write_text(json.dumps(config.request_model), encoding="utf-8")
+        argv += ["--model", str(model_file)]
     if config.deny_send:
         argv.append("--deny-send")
     if not config.require_sni:

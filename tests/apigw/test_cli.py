@@ -59,13 +59,17 @@ def test_serve_runs_as_a_process_prints_ready_and_delivers(
     assert "-> 200 SQS 200 (moto)" in emulator.log_path.read_text()
 
 
-def test_serve_process_rehearses_deny_send_and_the_no_action_template(
+def test_serve_process_rehearses_deny_send_and_the_request_validator(
     moto: MotoServer, tmp_path: Path
 ) -> None:
     queue = moto.create_queue(f"cli-{uuid.uuid4().hex[:10]}")
-    config = StageConfig(sqs_endpoint=moto.endpoint, queue_url=queue, deny_send=True)
+    model = {"type": "object", "required": ["CMSGID"]}
+    config = StageConfig(
+        sqs_endpoint=moto.endpoint, queue_url=queue, deny_send=True, request_model=model
+    )
     with start_emulator_process(tmp_path / "deny", config) as emulator:
-        assert post(emulator.invoke_url, "{}", cafile=emulator.ca_pem).status == 500
+        assert post(emulator.invoke_url, '{"CMSGID":"c"}', cafile=emulator.ca_pem).status == 500
+        assert post(emulator.invoke_url, "{}", cafile=emulator.ca_pem).status == 400
     assert "AccessDenied" in emulator.log_path.read_text()
 
 

@@ -361,3 +361,59 @@ def test_stage_config_names_the_stage_host() -> None:
         sqs_endpoint="http://x", queue_url="http://x/1/q", api_id="zz9", region="us-east-1"
     )
     assert config.stage_host == "zz9.execute-api.us-east-1.amazonaws.com"
+
+
+MODEL = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "type": "object",
+    "properties": {"CMSGID": {"type": "string"}, "RESULT": {"type": "string"}},
+    "required": ["CMSGID", "RESULT"],
+}
+
+
+def test_the_request_validator_rejects_what_the_model_does_not_allow(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    emulator, queue = stage(request_model=MODEL)
+    ok = post(
+        emulator.invoke_url, '{"CMSGID":"c1","RESULT":"4100","NEW":"x"}', cafile=emulator.ca_pem
+    )
+    assert ok.status == 200
+    missing = post(emulator.invoke_url, '{"CMSGID":"c2"}', cafile=emulator.ca_pem)
+    assert (missing.status, json.loads(missing.body)) == (400, {"message": "Invalid request body"})
+    not_json = post(emulator.invoke_url, "CMSGID=c3", cafile=emulator.ca_pem)
+    assert not_json.status == 400
+    no_type = request(
+        "POST", emulator.invoke_url, '{"CMSGID":"c4","RESULT":"1"}', cafile=emulator.ca_pem
+    )
+    assert (no_type.status, json.loads(no_type.body)) == (
+        400,
+        {"message": "Missing required request parameters: [Content-Type]"},
+    )
+    assert [m["Body"] for m in receive_all(moto, queue)] == [
+        '{"CMSGID":"c1","RESULT":"4100","NEW":"x"}'
+    ]
+
+
+def test_a_chunked_body_is_read_whole(stage: StageFactory, moto: MotoServer) -> None:
+    emulator, queue = stage()
+    body = TRICKY.encode("utf-8")
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7)
+    )
+    host = emulator.config.stage_host
+    head = (
+        f"POST /prod/callback HTTP/1.1\r\nHost: {host}:{emulator.port}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+    context = ssl.create_default_context(cafile=str(emulator.ca_pem))
+    with (
+        socket.create_connection(("127.0.0.1", emulator.port)) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(head + chunks + b"0\r\n\r\n")
+        reply = b""
+        while chunk := tls.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert [m["Body"] for m in receive_all(moto, queue)] == [TRICKY]
