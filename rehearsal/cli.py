@@ -8,8 +8,10 @@ the app lost during its deploy are in the queue. That is the reason for the migr
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,9 +27,11 @@ from rehearsal.scenario import (
     DeployScenario,
     Reconciliation,
     body_key,
+    read_archive,
     reconcile,
     run_deploy_scenario,
 )
+from rehearsal.sqs import REGION
 from rehearsal.stack import Stack, StackOptions, start_stack
 
 SAMPLES_SHOWN = 5
@@ -163,7 +167,7 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
         results = _send(stack, scenario, run_dir)
         depth = stack.wait_for_queue(len(results))
         diag("info", f"queue holds {depth} messages; draining it into {run_dir / 'archive'}")
-        messages = stack.drain_queue(run_dir / "archive")
+        messages = _pull(stack, run_dir / "archive")
         app_bodies = stack.app_bodies()
     queue_bodies = [str(m.get("Body", "")) for m in messages]
     rec = reconcile(results, app_bodies, queue_bodies)
@@ -172,11 +176,12 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
         for m in messages
         if (key := body_key(str(m.get("Body", "")))) is not None
     }
-    parity = _parity(stack.parity_log, run_dir / "archive")
+    parity = _parity(stack.parity_log, run_dir / "archive", run_dir)
     diag("ok", f"done in {time.monotonic() - started:.1f} s; every process stopped")
     summary = summary_lines(rec, scenario, results, queue_ids)
     if parity is not None:
-        summary += ["", *parity_lines(parity, stack.parity_log, run_dir / "archive")]
+        summary += ["", *parity[1].rstrip("\n").splitlines()]
+        summary += parity_lines(stack.parity_log, run_dir / "archive", run_dir)
     return {
         "run_dir": str(run_dir),
         "scenario": asdict(scenario),
@@ -184,52 +189,79 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
             k: (len(v) if isinstance(v, tuple) else v) for k, v in asdict(rec).items()
         }
         | {"unaccounted_keys": list(rec.unaccounted)},
-        "parity": parity,
+        "parity": parity[0] if parity else None,
         "summary": summary,
     }
+
+
+def _pull(stack: Stack, archive: Path) -> list[dict[str, Any]]:
+    """Drain the queue into the archive with ``hookshift verify pull`` (its code), else boto3."""
+    try:
+        from verify.pull import pull
+    except ImportError:
+        return stack.drain_queue(archive)
+    # moto takes any credentials; the real chain may have none on a fresh machine
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        os.environ.setdefault(name, value)
+    pull(
+        stack.queue_url,
+        archive,
+        endpoint_url=stack.moto_endpoint,
+        region=REGION,
+        delete=True,
+        workers=2,
+        wait_time_s=1,
+        progress=True,
+    )
+    return list(read_archive(archive))
 
 
 PARITY_COUNTS = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "app_rejected")
 
 
-def _parity(parity_log: Path, archive: Path) -> dict[str, Any] | None:
+def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, Any], str] | None:
     """hookshift's parity report (verify) over nginx's parity log and the drained queue.
 
     Everything has settled when this runs (the queue was drained after the last copy landed),
-    so no grace window: a callback not in the queue now is missing.
+    so no grace window: a callback not in the queue now is missing. Returns the JSON report and
+    its text rendering; the HTML report is written to ``run_dir/parity.html``.
     """
     try:
         from verify.parity import ParityOptions, run_parity
+        from verify.report import render_html, render_text
     except ImportError:  # a build without the verify package: the summary above still holds
         return None
     report = run_parity(
         f"nginx:{parity_log}", f"archive:{archive}", ParityOptions(grace_s=0, profile="bizppurio")
     )
-    return dict(report.to_dict())
+    (run_dir / "parity.html").write_text(render_html(report), encoding="utf-8")
+    return dict(report.to_dict()), render_text(report, tty=sys.stdout.isatty())
 
 
-def parity_lines(parity: dict[str, Any], parity_log: Path, archive: Path) -> list[str]:
-    """The parity verdict in a few lines, and the command that gives the full report."""
-    counts = parity.get("counts", {})
-    figures = "  ".join(f"{name} {counts.get(name, 0)}" for name in PARITY_COUNTS)
+def parity_lines(parity_log: Path, archive: Path, run_dir: Path) -> list[str]:
+    """Where the full parity report is, and the command that makes it again."""
     return [
-        f"parity (nginx's view vs the queue, key {parity.get('key')}): "
-        f"{str(parity.get('verdict', '?')).upper()}: {parity.get('reason', '')}",
-        f"  {figures}",
-        f"  full report: hookshift verify parity --app nginx:{parity_log} "
-        f"--queue archive:{archive}",
+        f"parity report (HTML): {run_dir / 'parity.html'}",
+        f"again: hookshift verify parity --app nginx:{parity_log} --queue archive:{archive} "
+        f"--profile bizppurio --grace 0",
     ]
 
 
 def _send(stack: Stack, scenario: DeployScenario, run_dir: Path) -> list[SendResult]:
+    lock = threading.Lock()
     with click.progressbar(
         length=scenario.count, label="sending callbacks", file=sys.stderr
     ) as bar:
+
+        def advance(_: SendResult) -> None:
+            with lock:  # results arrive on the load driver's worker threads
+                bar.update(1)
+
         run = run_deploy_scenario(
             stack,
             scenario,
             run_id=run_dir.name.replace("-", "")[-10:],
             record=run_dir / "sent.jsonl",
-            on_result=lambda _: bar.update(1),
+            on_result=advance,
         )
     return run.results

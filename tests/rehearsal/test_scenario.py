@@ -74,15 +74,10 @@ def test_summary_names_the_lost_callbacks_with_their_queue_message_ids() -> None
     assert lines[-1] == "verdict: every callback sent is in the app or the queue (2/2)"
 
 
-def test_parity_lines_carry_the_verdict_and_the_command_for_the_full_report() -> None:
-    lines = parity_lines(
-        {"verdict": "pass", "reason": "ok", "key": "json:MSGID", "counts": {"matched": 3}},
-        Path("/run/p.log"),
-        Path("/run/archive"),
-    )
-    assert "PASS: ok" in lines[0]
-    assert "matched 3" in lines[1]
-    assert "--app nginx:/run/p.log --queue archive:/run/archive" in lines[2]
+def test_parity_lines_give_the_command_that_makes_the_report_again() -> None:
+    lines = parity_lines(Path("/run/p.log"), Path("/run/archive"), Path("/run"))
+    assert lines[0] == "parity report (HTML): /run/parity.html"
+    assert "--app nginx:/run/p.log --queue archive:/run/archive" in lines[1]
 
 
 def test_deploy_defaults_to_forty_percent_of_the_way() -> None:
