@@ -598,7 +598,9 @@ def _resolve_mismatches(
         return [], 0
     if candidates > PYTHON_COMPARE_MAX:
         return _resolve_mismatches_sql(con, key, app_spec, app_files, queue_files, options)
-    keys = [str(r[0]) for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND ah <> qh")]
+    keys = [
+        str(r[0]) for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND ah <> qh").fetchall()
+    ]
     fields = options.app_fields
     app_recs = _fetch(con, "app", key, app_spec, app_files, keys, fields, per_key=50)
     queue_recs = _fetch(con, "queue", key, None, queue_files, keys, fields, per_key=50)

@@ -1,0 +1,175 @@
+"""Parity classes, keys, windows and verdicts on data with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from tests.verify.conftest import EXPECTED, Scenario, t
+from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
+from verify.parity import ParityOptions, run_parity, verdict_for
+
+
+def test_every_class_is_counted_in_the_scenario(scenario: Scenario) -> None:
+    report = run_parity(
+        f"nginx:{scenario.app_glob}", f"jsonl:{scenario.queue_file}", ParityOptions()
+    )
+    assert report.key == "request_id"
+    assert {k: report.counts[k] for k in EXPECTED} == EXPECTED
+    assert report.verdict == "fail"
+    assert "1 callback(s) the app accepted are missing in the queue" in report.reason
+    assert "1 callback(s) reached the queue with another body" in report.reason
+
+
+def test_samples_name_the_callbacks_of_each_class(scenario: Scenario) -> None:
+    report = run_parity(
+        f"nginx:{scenario.app_glob}", f"jsonl:{scenario.queue_file}", ParityOptions(redact=False)
+    )
+    keys = {name: [s["key"] for s in samples] for name, samples in report.samples.items()}
+    assert keys["missing_in_queue"] == [rid(6)]
+    assert keys["in_flight"] == [rid(13)]
+    assert keys["mismatched"] == [rid(9)]
+    assert sorted(keys["missing_in_app"]) == [rid(8), rid(11)]
+    assert keys["not_mirrored"] == [rid(7)]
+    assert keys["replayed"] == [rid(12)]
+    assert keys["duplicates_queue"] == [rid(4)]
+    assert report.missing_in_queue_keys == [rid(6)]
+    mism = report.samples["mismatched"][0]
+    assert mism["app_body"] == body(9) and "+" not in mism["queue_body"].split("USERDATA")[1]
+    missing = report.samples["missing_in_queue"][0]
+    assert missing["app_body"] == body(6) and missing["queue_body"] is None
+    assert report.samples["matched"][0]["app_body"].startswith('{"DEVICE"')
+
+
+def test_lag_is_sent_timestamp_minus_nginx_time(scenario: Scenario) -> None:
+    report = run_parity(
+        f"nginx:{scenario.app_glob}", f"jsonl:{scenario.queue_file}", ParityOptions()
+    )
+    assert report.lag_ms == {"p50": 40, "p99": 5000, "max": 5000}
+
+
+def test_grace_zero_turns_in_flight_into_missing(scenario: Scenario) -> None:
+    report = run_parity(
+        f"nginx:{scenario.app_glob}", f"jsonl:{scenario.queue_file}", ParityOptions(grace_s=0)
+    )
+    assert report.counts["in_flight"] == 0
+    assert report.counts["missing_in_queue"] == 2
+
+
+def test_since_until_window_limits_both_sides(scenario: Scenario) -> None:
+    options = ParityOptions(since_ms=t(1), until_ms=t(6))  # callbacks 1..5
+    report = run_parity(f"nginx:{scenario.app_glob}", f"jsonl:{scenario.queue_file}", options)
+    assert report.counts["app"] == 5
+    assert report.counts["matched"] == 5
+    assert report.counts["missing_in_queue"] == 0
+    assert report.counts["missing_in_app"] == 0
+    assert report.verdict == "pass"
+    assert report.window["since"].startswith("2026-11-28T07:55:01")
+
+
+def test_min_events_fails_a_run_that_compared_too_little(scenario: Scenario) -> None:
+    options = ParityOptions(since_ms=t(1), until_ms=t(6), min_events=6)
+    report = run_parity(f"nginx:{scenario.app_glob}", f"jsonl:{scenario.queue_file}", options)
+    assert report.verdict == "fail"
+    assert "only 5 callback(s) compared, fewer than --min-events 6" in report.reason
+
+
+def test_verdict_passes_only_without_losses_and_mismatches() -> None:
+    base = {"missing_in_queue": 0, "mismatched": 0, "compared": 3, "in_flight": 1}
+    assert verdict_for(base, 1)[0] == "pass"
+    assert verdict_for(base | {"missing_in_queue": 1}, 1)[0] == "fail"
+    assert verdict_for(base | {"mismatched": 2}, 1)[0] == "fail"
+    assert verdict_for(base, 4)[0] == "fail"
+
+
+def test_bizppurio_profile_counts_vendor_retries_as_duplicates(tmp_path: Path) -> None:
+    # the vendor retried callback 1 (two requests, two request ids, two messages); callback 2
+    # had two different results (a later report for the same message): two callbacks
+    app = [
+        nginx_line(rid(1), T0, body(1)),
+        nginx_line(rid(2), T0 + 1000, body(1)),
+        nginx_line(rid(3), T0 + 2000, body(2, result="3018")),
+        nginx_line(rid(4), T0 + 3000, body(2, result="4100")),
+    ]
+    queue = [
+        message("a", body(1), T0 + 10, request_id=rid(1)),
+        message("b", body(1), T0 + 1010, request_id=rid(2)),
+        message("c", body(2, result="3018"), T0 + 2010, request_id=rid(3)),
+        message("d", body(2, result="4100"), T0 + 3010, request_id=rid(4)),
+    ]
+    write_lines(tmp_path / "p.log", app)
+    write_messages(tmp_path / "q.jsonl", queue)
+    report = run_parity(
+        f"nginx:{tmp_path / 'p.log'}",
+        f"jsonl:{tmp_path / 'q.jsonl'}",
+        ParityOptions(profile="bizppurio"),
+    )
+    assert report.key == "json:MSGID+json:RESULT"
+    c = report.counts
+    assert (c["compared"], c["matched"], c["duplicates_app"], c["duplicates_queue"]) == (3, 3, 1, 1)
+    assert c["mismatched"] == 0 and report.verdict == "pass"
+
+
+def test_json_subfield_and_form_keys(tmp_path: Path) -> None:
+    import urllib.parse
+
+    nested = [f'{{"data":{{"id":"n{i}","text":"가나 & 50%+"}},"seq":{i}}}' for i in range(3)]
+    forms = [
+        urllib.parse.urlencode({"msgid": f"f{i}", "text": "배송 a=b&c+d 100%"}) for i in range(3)
+    ]
+    write_lines(tmp_path / "n.log", [nginx_line(rid(i), T0 + i, b) for i, b in enumerate(nested)])
+    write_messages(
+        tmp_path / "n.jsonl", [message(f"m{i}", b, T0 + i) for i, b in enumerate(nested[:2])]
+    )
+    report = run_parity(
+        f"nginx:{tmp_path / 'n.log'}",
+        f"jsonl:{tmp_path / 'n.jsonl'}",
+        ParityOptions(key="json:data.id", redact=False, grace_s=0),
+    )
+    assert report.counts["matched"] == 2 and report.missing_in_queue_keys == ["n2"]
+
+    form_ct = "application/x-www-form-urlencoded"
+    write_lines(
+        tmp_path / "f.log",
+        [nginx_line(rid(i), T0 + i, b, content_type=form_ct) for i, b in enumerate(forms)],
+    )
+    # the queue holds the same fields, encoded differently (%20 instead of +): still the same
+    requeued = [f.replace("+", "%20") for f in forms]
+    write_messages(
+        tmp_path / "f.jsonl", [message(f"m{i}", b, T0 + i) for i, b in enumerate(requeued)]
+    )
+    report = run_parity(
+        f"nginx:{tmp_path / 'f.log'}",
+        f"jsonl:{tmp_path / 'f.jsonl'}",
+        ParityOptions(key="form:msgid"),
+    )
+    assert report.counts["compared"] == 3
+    assert report.counts["matched"] == 3 and report.counts["mismatched"] == 0
+
+
+def test_sha256_is_the_default_when_the_queue_has_no_request_ids(tmp_path: Path) -> None:
+    write_lines(tmp_path / "p.log", [nginx_line(rid(i), T0 + i, body(i)) for i in range(4)])
+    # the same JSON re-serialised with spaces still hashes the same (minified first)
+    spaced = body(2).replace(",", ", ")
+    write_messages(
+        tmp_path / "q.jsonl",
+        [message("a", body(0), T0), message("b", body(1), T0), message("c", spaced, T0)],
+    )
+    report = run_parity(
+        f"nginx:{tmp_path / 'p.log'}", f"jsonl:{tmp_path / 'q.jsonl'}", ParityOptions(grace_s=0)
+    )
+    assert report.key == "sha256"
+    assert report.counts["matched"] == 3
+    assert report.counts["missing_in_queue"] == 1
+    assert report.warnings and "sha256" in report.warnings[0]
+
+
+def test_bad_key_and_missing_files_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown key part"):
+        run_parity("nginx:x", "jsonl:y", ParityOptions(key="json:A+nope"))
+    with pytest.raises(InputError, match="no file matches"):
+        run_parity(f"nginx:{tmp_path}/none*.log", "jsonl:y", ParityOptions())
+    with pytest.raises(InputError, match="bad app source"):
+        run_parity("syslog:/var/log/x", "jsonl:y", ParityOptions())
