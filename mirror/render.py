@@ -15,8 +15,17 @@ What nginx does with a mirror, and the choices that follow from it:
     in microseconds on the backup, so the primary path runs at full speed while the stage is
     bad. A single server never trips (nginx ignores ``max_fails`` when there is only one). The
     copies lost meanwhile are visible in the parity log and re-sent by ``hookshift verify heal``.
-  - ``proxy_next_upstream error timeout http_502 http_504`` so the relay's own 502/504 (stage
-    unreachable, DNS failure, stage timeout) count as failures for the breaker.
+    nginx's error log says so too: ``upstream server temporarily disabled`` when the breaker
+    opens, one ``[crit] connect() to unix:/nonexistent/...`` for the backup, then ``no live
+    upstreams`` per lost copy (tests/mirror/test_functional.py shows a hanging stage is
+    contacted once, not once per callback).
+  - the upstream has a ``zone``, so the breaker's state (failures, "down until") is shared by
+    every worker instead of each worker having to trip its own;
+  - ``proxy_next_upstream error timeout http_502 http_504 non_idempotent`` so the relay's own
+    502/504 (stage unreachable, DNS failure, stage timeout) count as failures for the breaker,
+    and a POST copy that failed may go on to the backup (which fails at once) instead of
+    being answered from the failed attempt; either way the copy is lost and the parity
+    report shows it.
 
 * nginx before 1.27.3 resolves the servers of an ``upstream`` once, at start; API Gateway's
   addresses change. So on those versions the layout is **two-hop**: the mirror location

@@ -3,9 +3,12 @@ the parity log gets the body, the original access_log and inherited headers keep
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -248,3 +251,47 @@ def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
         assert "POST /callback?src=vendor" in (tmp_path / "access.log").read_text()
     finally:
         nginx.stop()
+
+
+def test_a_hanging_stage_opens_the_breaker_after_one_copy(
+    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path, port: int
+) -> None:
+    """A stage that accepts and never answers is tried once; then the backup fails every copy
+    at once for fail_timeout, so it sees no further connection while the app gets them all."""
+    hang = socket.socket()
+    hang.bind((LOOPBACK, 0))
+    hang.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        hang.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(hang.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    options = replace(_options(tmp_path, hang.getsockname()[1], dns, ca_file), timeout=0.5)
+    apply_plan(
+        make_plan(options, (1, 22, 1)),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=tmp_path,
+    )
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        # one keep-alive connection: nginx reads its next request only after the previous
+        # request's mirror has finished, so the copies go one after another
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+        statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(6)]
+        assert statuses == [200] * 6
+        assert len(app.received) == 6
+        assert len(accepted) == 1, "after one failed copy the breaker keeps the stage out"
+    finally:
+        nginx.stop()
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        hang.close()
