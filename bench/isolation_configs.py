@@ -1,0 +1,187 @@
+"""The front nginx configs the isolation benchmark compares (the nginx that serves the vendor).
+
+Each config is the same callback server (``location /callback/`` proxying to the 2 ms app, as a
+user's config does, without upstream keep-alive) plus one way of mirroring to the stage:
+
+- ``none``: no mirror, the baseline;
+- ``seed``: the seed document's block (variable ``proxy_pass`` to the stage, ``resolver ...
+  valid=10s``, every other setting at nginx's defaults: 60 s proxy timeouts, 30 s
+  ``resolver_timeout``), pointed at the loopback resolver;
+- ``short_timeouts``: the seed's block with 1 s timeouts (research: timeouts alone);
+- ``hookshift``: what ``hookshift mirror plan`` inserts (mirror/, helper A's templates) for
+  nginx 1.22: the two-hop breaker (an ``upstream`` with ``zone``, ``max_fails=1
+  fail_timeout=10s`` and a ``backup`` that fails at once, in front of a local relay server on a
+  unix socket that resolves the stage at run time and speaks TLS to it), plus the parity log;
+- ``pooled`` (research): one hop through an ``upstream`` of the stage's address with the same
+  breaker and TLS keep-alive; what nginx 1.27.3+ ``server HOST resolve`` gives. On 1.22 the
+  address would be fixed at load time, so hookshift does not write it there; the row shows what
+  keep-alive to the stage is worth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.stages import STAGE_PATH, Certs, StageTarget, nginx_prefix, nginx_temp_paths
+from mirror.plan import MirrorOptions, make_plan
+from rehearsal.procs import LOOPBACK
+
+CALLBACK_PREFIX = "/callback/"
+CALLBACK_PATH = "/callback/bizppurio"
+NGINX_VERSION = (1, 22, 1)  # Debian 12's nginx, which the bench runs
+MIRROR_URI = "/_hookshift_mirror"
+VARIANTS = ("none", "seed", "short_timeouts", "hookshift", "pooled")
+
+
+@dataclass(frozen=True)
+class MirrorText:
+    """What one mirror variant adds at http level, in the server and in the callback location."""
+
+    http: str = ""
+    server: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class FrontSpec:
+    """Everything a front config depends on besides the variant."""
+
+    prefix: Path
+    port: int
+    app_port: int
+    target: StageTarget
+    certs: Certs
+    workers: int = 2
+    parity_log: Path | None = None  # hookshift's parity log (the "hookshift" variant only)
+
+
+def seed_mirror(spec: FrontSpec, *, timeouts: str = "") -> MirrorText:
+    """The seed's mirror block, with `timeouts` (directive lines) added for the research row."""
+    return MirrorText(
+        server=(
+            f"        location = {MIRROR_URI} {{\n"
+            "            internal;\n"
+            f"            resolver {spec.target.resolver} valid=10s;\n"
+            f"{timeouts}"
+            f"            proxy_pass https://{spec.target.authority}{STAGE_PATH}$request_uri;\n"
+            "        }\n"
+        ),
+        location=f"            mirror {MIRROR_URI};\n",
+    )
+
+
+SHORT_TIMEOUTS = (
+    "            resolver_timeout 1s;\n"
+    "            proxy_connect_timeout 1s;\n"
+    "            proxy_send_timeout 1s;\n"
+    "            proxy_read_timeout 1s;\n"
+)
+
+
+def pooled_mirror(spec: FrontSpec) -> MirrorText:
+    """One hop: an upstream of the stage's address with the breaker and TLS keep-alive.
+
+    On nginx 1.27.3+ this is ``server HOST:443 resolve`` (re-resolved); on 1.22 the address is
+    fixed when the config loads, so this row measures what TLS keep-alive buys, not a config
+    hookshift can write for 1.22.
+    """
+    dead = spec.prefix / "hookshift-mirror-open-circuit.sock"
+    target = spec.target
+    return MirrorText(
+        http=(
+            "    upstream hookshift_stage {\n"
+            "        zone hookshift_stage 64k;\n"
+            f"        server 127.0.0.1:{target.port} max_fails=1 fail_timeout=10s;\n"
+            f"        server unix:{dead} backup;\n"
+            "        keepalive 16;\n"
+            "    }\n"
+        ),
+        server=(
+            f"        location = {MIRROR_URI} {{\n"
+            "            internal;\n"
+            "            proxy_http_version 1.1;\n"
+            '            proxy_set_header Connection "";\n'
+            f"            proxy_set_header Host {target.host};\n"
+            "            proxy_set_header X-Request-Id $request_id;\n"
+            "            proxy_connect_timeout 1s;\n"
+            "            proxy_send_timeout 1s;\n"
+            "            proxy_read_timeout 1s;\n"
+            "            proxy_next_upstream error timeout http_502 http_504 non_idempotent;\n"
+            "            proxy_ssl_server_name on;\n"
+            f"            proxy_ssl_name {target.host};\n"
+            "            proxy_ssl_verify on;\n"
+            f"            proxy_ssl_trusted_certificate {spec.certs.ca};\n"
+            f"            proxy_pass https://hookshift_stage{STAGE_PATH}$request_uri;\n"
+            "        }\n"
+        ),
+        location=f"            mirror {MIRROR_URI};\n",
+    )
+
+
+def mirror_text(variant: str, spec: FrontSpec) -> MirrorText:
+    """The hand-written mirror of `variant` (``hookshift`` is rendered by `write_front_conf`)."""
+    if variant == "none":
+        return MirrorText()
+    if variant == "seed":
+        return seed_mirror(spec)
+    if variant == "short_timeouts":
+        return seed_mirror(spec, timeouts=SHORT_TIMEOUTS)
+    if variant == "pooled":
+        return pooled_mirror(spec)
+    raise ValueError(f"unknown mirror variant {variant!r} (one of {', '.join(VARIANTS)})")
+
+
+def render_front_conf(mirror: MirrorText, spec: FrontSpec) -> str:
+    """The whole front nginx.conf: the callback server plus `mirror`'s lines."""
+    return (
+        f"{nginx_prefix(spec.prefix)}"
+        f"worker_processes {spec.workers};\n"
+        "worker_rlimit_nofile 16000;\n"
+        "events { worker_connections 8192; }\n"
+        "http {\n"
+        f"    access_log {spec.prefix}/access.log;\n"
+        f"{nginx_temp_paths(spec.prefix)}"
+        f"{mirror.http}"
+        "    server {\n"
+        f"        listen {LOOPBACK}:{spec.port};\n"
+        f"        location {CALLBACK_PREFIX} {{\n"
+        f"{mirror.location}"
+        f"            proxy_pass http://{LOOPBACK}:{spec.app_port};\n"
+        "        }\n"
+        f"{mirror.server}"
+        "    }\n"
+        "}\n"
+    )
+
+
+def hookshift_plan_options(conf: Path, spec: FrontSpec) -> MirrorOptions:
+    """What `hookshift mirror plan` is asked for the bench's config (loopback stage and DNS)."""
+    return MirrorOptions(
+        config=conf,
+        path=CALLBACK_PATH,
+        stage_url=f"https://{spec.target.authority}{STAGE_PATH}",
+        resolvers=(spec.target.resolver,),
+        trusted_ca=spec.certs.ca,
+        relay_socket=str(spec.prefix / "hookshift-mirror.sock"),
+        parity_log=spec.parity_log,
+        default_access_log=str(spec.prefix / "access.log"),
+    )
+
+
+def write_front_conf(variant: str, spec: FrontSpec) -> Path:
+    """Write ``nginx.conf`` for `variant` into the prefix; ``hookshift`` = mirror/'s plan applied.
+
+    The hookshift config is not hand-written here: the no-mirror config is written, then
+    `mirror.plan.make_plan` plans the mirror exactly as ``hookshift mirror plan`` would and its
+    new texts are written over the bench's throw-away copy.
+    """
+    conf = spec.prefix / "nginx.conf"
+    if variant != "hookshift":
+        conf.write_text(render_front_conf(mirror_text(variant, spec), spec), encoding="utf-8")
+        return conf
+    conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
+    plan = make_plan(hookshift_plan_options(conf, spec), NGINX_VERSION)
+    for change in plan.changes:
+        change.path.write_text(change.new_text, encoding="utf-8")
+    return conf
