@@ -30,7 +30,7 @@ from pathlib import Path
 from hookshift.errors import InputError, OperationError
 from mirror.plan import MirrorPlan
 from nginx import binary
-from nginx.source import read_text, to_bytes
+from nginx.source import load_source, read_text, to_bytes
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,22 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temps(config: Path, edits: Sequence[Edit]) -> None:
+    """Delete temp files a killed earlier run left beside any file of the config.
+
+    Only called under the lock, so no other hookshift is writing them now.
+    """
+    try:
+        files = list(load_source(config).texts)
+    except InputError:
+        files = []
+    dirs = {p.resolve().parent for p in [*files, *(e.path for e in edits)]}
+    for directory in dirs:
+        for stale in directory.glob(".*.hookshift-tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
 def backup(edits: Sequence[Edit], backup_dir: Path) -> Path:
     """Copy each file's current bytes into a new directory under `backup_dir`, with a manifest."""
     backup_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +185,7 @@ def write_edits(
                 )
         if not edits:
             return ApplyResult((), None, False, "")
+        remove_stale_temps(config, edits)
         if require_valid_original:
             before = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
             if not before.ok:
