@@ -128,30 +128,42 @@ def wait_for_depth(
 
 
 def pull_queue(
-    client: SqsClient, queue_url: str, archive_dir: Path, *, delete: bool = True
+    client: SqsClient,
+    queue_url: str,
+    archive_dir: Path,
+    *,
+    delete: bool = True,
+    idle_timeout: float = 5.0,
 ) -> list[dict[str, Any]]:
     """Drain the queue into ``archive_dir/segment-0001.jsonl`` (contract 3) and return messages.
 
     Each message is on disk (flushed) before it is deleted, so an interrupted pull loses nothing.
+    It stops when a receive comes back empty and the queue reports nothing visible or in
+    flight (or after `idle_timeout` seconds without a message: someone else holds some).
+    ``hookshift verify pull`` is the full tool; this is the stack's quick drain.
     """
     archive_dir.mkdir(parents=True, exist_ok=True)
     segment = archive_dir / "segment-0001.jsonl"
     messages: list[dict[str, Any]] = []
     seen: set[str] = set()
-    empty_polls = 0
+    last_progress = time.monotonic()
     with segment.open("a", encoding="utf-8") as sink:
-        while empty_polls < 2:
+        while True:
             batch = client.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=10,
-                WaitTimeSeconds=1,
+                WaitTimeSeconds=0,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not batch:
-                empty_polls += 1
+                if queue_depth(client, queue_url) == 0:
+                    break
+                if time.monotonic() - last_progress > idle_timeout:
+                    break
+                time.sleep(0.1)
                 continue
-            empty_polls = 0
+            last_progress = time.monotonic()
             for message in batch:
                 if message["MessageId"] in seen:
                     continue
