@@ -38,6 +38,8 @@ MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
 UPSTREAM = "hookshift_stage"
 RESOLVE_IN_UPSTREAM = (1, 27, 3)
+# http-level directives that would also gate requests to the relay server (a normal request)
+RELAY_BLOCKERS = ("deny", "auth_basic", "auth_request", "limit_req", "limit_conn", "satisfy")
 EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
@@ -303,6 +305,19 @@ def build_plan(
     for level in (m.server, http):
         for d in config.effective_children(level, "mirror"):
             warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
+    for d in config.effective_children(m.server):
+        if d.name in ("rewrite", "return"):
+            warnings.append(
+                f"server-level `{d.name}` ({d.where}) also runs for the mirror subrequest "
+                f"to {internal_uri}; make sure it leaves that URI alone"
+            )
+    if layout == "two-hop":
+        for d in config.effective_children(http):
+            if d.name in RELAY_BLOCKERS:
+                warnings.append(
+                    f"http-level `{d.name}` ({d.where}) also applies to hookshift's relay "
+                    "server: copies may be refused there (move it into the servers it protects)"
+                )
 
     log_lines: list[str] = []
     if options.parity_log is not None:

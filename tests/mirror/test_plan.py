@@ -199,3 +199,14 @@ def test_a_location_that_returns_is_warned_about(tmp_path: Path) -> None:
     config = _write(tmp_path, "server { listen 80; location = /cb { return 200; } }")
     plan = make_plan(_opts(config), (1, 22, 1))
     assert any("has `return`" in w for w in plan.warnings)
+
+
+def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        "limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s;\nlimit_req zone=z;\n"
+        "server { listen 80; rewrite ^/old(.*)$ /new$1; location = /cb { } }",
+    )
+    warnings = make_plan(_opts(config), (1, 22, 1)).warnings
+    assert any(w.startswith("http-level `limit_req`") and f"{config}:4" in w for w in warnings)
+    assert any(w.startswith("server-level `rewrite`") for w in warnings)
