@@ -459,6 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # a burst of mirrored callbacks must not overflow the backlog
 
     def __init__(self, address: tuple[str, int], context: ssl.SSLContext, stage: Stage) -> None:
         self.tls = context
