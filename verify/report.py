@@ -162,7 +162,7 @@ def timeline_svg(report: ParityReport) -> str:
     buckets = report.timeline.get("buckets", [])
     if not buckets:
         return (
-            '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="40" id="timeline">'
+            '<svg width="900" height="40" id="timeline">'
             '<text x="10" y="25">no timed records</text></svg>'
         )
     peak = max(max(b["app"], b["queue"]) for b in buckets) or 1
@@ -171,7 +171,7 @@ def timeline_svg(report: ParityReport) -> str:
     slot = plot_w / len(buckets)
     bar = max(slot * 0.4, 1.0)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" id="timeline" width="{SVG_W}" '
+        f'<svg id="timeline" width="{SVG_W}" '
         f'height="{SVG_H}" viewBox="0 0 {SVG_W} {SVG_H}" role="img" '
         f'aria-label="per-{report.timeline.get("bucket_s", 60)}s timeline of both sides">',
         f'<line x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{SVG_W - 10}" y2="{PAD_T + plot_h}" '
@@ -258,10 +258,10 @@ app <code>{esc(report.sources["app"])}</code> &middot;
 queue <code>{esc(report.sources["queue"])}</code></p>
 <table id="counts"><tr><th>class</th><th>count</th><th>meaning</th></tr>{rows}</table>
 <h2>Timeline (per {report.timeline.get("bucket_s", 60)} s)</h2>
+{timeline_svg(report)}
 <div class="legend"><span style="background:{APP_COLOUR}"></span>app
 <span style="background:{QUEUE_COLOUR}"></span>queue
-<span style="background:{LOSS_COLOUR}"></span>missing in queue</div>
-{timeline_svg(report)}
+<span style="background:{LOSS_COLOUR}"></span>missing in queue (marked above its minute)</div>
 <h2>Samples{" (phone numbers redacted)" if report.redacted else ""}</h2>
 {"".join(sample_html) or "<p>none</p>"}
 {f"<h2>Malformed</h2><ul>{malformed}</ul>" if malformed else ""}

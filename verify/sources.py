@@ -170,7 +170,7 @@ def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
             {col(fields.body)} AS body,
             CASE WHEN {col(fields.body)} IS NOT NULL THEN 'a' END AS cls, NULL::VARCHAR AS ct
         FROM read_csv({_file_list(files)}, header=true, all_varchar=true, filename=true,
-            union_by_name=true, store_rejects=true, rejects_table='rej_app',
+            store_rejects=true, rejects_table='rej_app',
             rejects_scan='rej_app_scan')"""
 
 

@@ -1,0 +1,162 @@
+"""Reports in every format, phone redaction, and the HTML as headless Chromium draws it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.verify import png
+from tests.verify.conftest import EXPECTED, Scenario
+from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
+from verify.parity import ParityOptions, ParityReport, run_parity
+from verify.redact import redact_body
+from verify.report import APP_COLOUR, LOSS_COLOUR, render
+
+RED = tuple(int(LOSS_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+BLUE = tuple(int(APP_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def _loss_band_red_pixels(shot: Path) -> int:
+    """Red pixels in the band just above the timeline's bars, where losses are marked."""
+    _, _, rows = png.decode(shot.read_bytes())
+    first_bar_row = next(y for y, row in enumerate(rows) if png.count_colour([row], BLUE))
+    return png.count_colour(rows[first_bar_row - 16 : first_bar_row], RED)
+
+
+def _report(s: Scenario, **kw: object) -> ParityReport:
+    return run_parity(f"nginx:{s.app_glob}", f"jsonl:{s.queue_file}", ParityOptions(**kw))
+
+
+def test_json_report_carries_the_documented_keys(scenario: Scenario) -> None:
+    data = json.loads(render(_report(scenario), "json"))
+    for name in ("verdict", "reason", "key", "window", "counts", "lag_ms", "samples"):
+        assert name in data
+    for name in (
+        "app",
+        "queue",
+        "matched",
+        "missing_in_queue",
+        "missing_in_app",
+        "duplicates_app",
+        "duplicates_queue",
+        "mismatched",
+        "in_flight",
+        "not_mirrored",
+        "malformed",
+    ):
+        assert name in data["counts"]
+    assert {k: data["counts"][k] for k in EXPECTED} == EXPECTED
+    assert set(data["lag_ms"]) == {"p50", "p99", "max"}
+
+
+def test_samples_are_capped(scenario: Scenario) -> None:
+    report = _report(scenario, samples=1)
+    assert len(report.samples["missing_in_app"]) == 1
+    assert len(report.samples["matched"]) == 1
+
+
+def test_phone_numbers_are_redacted_by_default_and_kept_with_no_redact(scenario: Scenario) -> None:
+    phone = json.loads(body(6))["PHONE"]
+    redacted = render(_report(scenario), "json")
+    assert phone not in redacted and "*******5006" in redacted
+    kept = render(_report(scenario, redact=False), "json")
+    assert phone in kept
+
+
+def test_redaction_covers_json_form_and_free_text() -> None:
+    assert redact_body('{"PHONE":"01012345678","n":{"callback":"0212345678"}}') == (
+        '{"PHONE":"*******5678","n":{"callback":"******5678"}}'
+    )
+    assert redact_body("phone=010-1234-5678&text=hi") == "phone=%2A%2A%2A-%2A%2A%2A%2A-5678&text=hi"
+    assert redact_body("call me at 010-9876-5432") == "call me at ***-****-5432"
+
+
+def test_text_report_is_lines_when_piped_and_a_table_on_a_tty(scenario: Scenario) -> None:
+    report = _report(scenario)
+    piped = render(report, "text")
+    assert piped.startswith("parity: FAIL - ")
+    assert "missing_in_queue: 1" in piped
+    assert "\x1b[" not in piped
+    table = render(report, "text", tty=True)
+    assert "\x1b[" in table and "class" in table and "meaning" in table
+
+
+def test_markdown_report_has_a_counts_table(scenario: Scenario) -> None:
+    md = render(_report(scenario), "md")
+    assert "## Parity: **FAIL**" in md
+    assert "| missing_in_queue | 1 |" in md
+    assert "### mismatched" in md
+
+
+def _chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess[bytes]:
+    binary = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(binary).exists():
+        pytest.fail("chromium is not installed (Debian package `chromium`)")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--hide-scrollbars",
+    ]
+    return subprocess.run([binary, *flags, *args], capture_output=True, timeout=90, check=True)
+
+
+def _html_with_losses(tmp_path: Path) -> ParityReport:
+    # three minutes of callbacks; minute 2 loses two of them
+    app, queue = [], []
+    for n in range(30):
+        t = T0 + n * 6000
+        app.append(nginx_line(rid(n), t, body(n)))
+        if n not in (12, 13):
+            queue.append(message(f"m{n}", body(n), t + 30, request_id=rid(n)))
+    write_lines(tmp_path / "p.log", app)
+    write_messages(tmp_path / "q.jsonl", queue)
+    return run_parity(
+        f"nginx:{tmp_path / 'p.log'}", f"jsonl:{tmp_path / 'q.jsonl'}", ParityOptions()
+    )
+
+
+def test_html_report_renders_in_chromium_with_verdict_counts_and_marked_losses(
+    tmp_path: Path,
+) -> None:
+    report = _html_with_losses(tmp_path)
+    page = tmp_path / "report.html"
+    page.write_text(render(report, "html"), encoding="utf-8")
+    text = page.read_text()
+    for reference in ("src=", "href=", "url(", "@import", "<script"):
+        assert reference not in text  # one self-contained file: nothing to fetch
+    dom = _chromium(["--dump-dom", page.as_uri()], tmp_path).stdout.decode()
+    assert '<div id="verdict">FAIL</div>' in dom
+    assert 'data-class="missing_in_queue"><td>missing_in_queue</td><td class="num">2</td>' in dom
+    assert dom.count('class="bar app"') == 3 and dom.count('class="bar queue"') == 3
+    assert dom.count('class="loss"') == 1  # one minute with losses
+    shot = tmp_path / "shot.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], tmp_path)
+    assert _loss_band_red_pixels(shot) > 10  # the minute with losses is marked red
+
+
+def test_html_report_of_a_clean_run_draws_no_loss_marker(tmp_path: Path) -> None:
+    write_lines(tmp_path / "p.log", [nginx_line(rid(n), T0 + n * 1000, body(n)) for n in range(5)])
+    write_messages(
+        tmp_path / "q.jsonl",
+        [message(f"m{n}", body(n), T0 + n * 1000, request_id=rid(n)) for n in range(5)],
+    )
+    report = run_parity(
+        f"nginx:{tmp_path / 'p.log'}", f"jsonl:{tmp_path / 'q.jsonl'}", ParityOptions()
+    )
+    page = tmp_path / "report.html"
+    page.write_text(render(report, "html"), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], tmp_path)
+    assert _loss_band_red_pixels(shot) == 0
+    _, _, rows = png.decode(shot.read_bytes())
+    assert png.count_colour(rows[:60], (0x2C, 0xA0, 0x2C)) > 50  # PASS, drawn green
