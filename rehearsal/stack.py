@@ -13,7 +13,18 @@ which also runs when a start fails half-way; `with start_stack(...) as stack:` s
 on exceptions and Ctrl-C. (The CLI also turns SIGTERM into that path.)
 
 Other parts reuse it: the cut-over walks it through its stages, the benchmarks point wrk at it,
-the e2e tests break it the ways the seed describes.
+the e2e tests break it the ways the seed describes. What they use:
+
+* ``stack.nginx_url`` (the vendor's URL before the switch), ``stack.stage_url`` /
+  ``stage_callback_url`` (``https://ID.execute-api.REGION.amazonaws.com:PORT/STAGE``),
+  ``custom_domain_url`` / ``custom_domain_callback_url``, ``queue_url``, ``moto_endpoint``,
+  ``dns_address`` (``127.0.0.1:PORT`` for nginx's ``resolver``), ``dns`` (set records, blackhole),
+  ``ca_path`` (trust it to verify the stage), ``connect_to`` (host -> 127.0.0.1 for
+  `rehearsal.load.send_callbacks`), ``app_ledger``, ``parity_log``, ``config`` (the nginx files),
+  ``nginx`` (`rehearsal.nginx_server.NginxServer`: reload, error log), ``pids()``;
+* ``start_app()`` / ``stop_app()`` / ``restart_app()`` (a deploy), ``reload_nginx()``,
+  ``stage_executions()`` (API Gateway's execution log), ``queue_depth()``,
+  ``wait_for_queue(n)``, ``drain_queue()``, ``sqs()`` (a boto3 client), ``stop()``.
 """
 
 from __future__ import annotations
@@ -50,10 +61,15 @@ CUSTOM_DOMAIN = "hooks.example.com"
 class StackOptions:
     """What to start and how. The defaults are the rehearsal: hookshift's mirror, healthy stage.
 
-    ``mirror``: ``"hookshift"`` applies ``hookshift mirror apply`` to the sample config;
-    ``"none"`` leaves the config as the user had it (plus `extra_*` snippets: how a test writes
-    the seed's hand-made mirror). ``stage``: options passed to the stage emulator (integration
-    response mode, template variant, deny_send, ...; see apigw).
+    ``mirror``: ``"hookshift"`` applies ``hookshift mirror apply`` to the sample config
+    (``mirror_args`` adds options, e.g. ``("--timeout", "1")``); ``"none"`` leaves the config
+    as the user had it, plus the `extra_*` snippets: how a test writes the seed's hand-made
+    mirror. Snippets may name what is known only once the stack runs: ``@STAGE_HOST@``,
+    ``@STAGE_PORT@``, ``@STAGE_NAME@``, ``@STAGE_URL@``, ``@DNS@``, ``@CA@``,
+    ``@CALLBACK_PATH@``. ``stage``: `apigw.emulator.StageConfig` fields to override
+    (``response_mode``, ``template``, ``integration_content_type``, ``deny_send``, ...);
+    ``stage_mode``: the emulator in its own process (the rehearsal, benchmarks) or in a thread
+    of this one (cheaper to start; tests).
     """
 
     queue_name: str = "bizppurio-results"
@@ -420,7 +436,8 @@ def apply_mirror(stack: Stack, nginx_bin: str, extra: Sequence[str] = ()) -> Non
     if result.exit_code != 0:
         from hookshift.errors import OperationError
 
-        raise OperationError(f"hookshift mirror apply failed: {result.output.strip()}")
+        why = result.output.strip() or repr(result.exception)
+        raise OperationError(f"hookshift mirror apply failed: {why}") from result.exception
 
 
 def with_options(options: StackOptions, **changes: Any) -> StackOptions:

@@ -1,0 +1,62 @@
+"""The stack's life cycle: a start that fails half-way leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import OperationError
+from rehearsal.sqs import MotoServer
+from rehearsal.stack import StackOptions, start_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (
+                (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            )
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_a_failed_mirror_apply_stops_every_part_already_started(
+    tmp_path: Path, moto: MotoServer, nginx_bin: str
+) -> None:
+    options = StackOptions(
+        queue_name="stack-fail",
+        nginx_bin=nginx_bin,
+        stage_mode="process",
+        mirror_args=("--no-such-option",),
+    )
+    with pytest.raises(OperationError, match=r"(?s)mirror apply failed.*no-such-option"):
+        start_stack(tmp_path, options, moto=moto)
+    assert processes_mentioning(str(tmp_path)) == []  # the app and the emulator are gone
+    assert moto.process.running()  # a shared server is not the stack's to stop
+
+
+def test_seed_style_snippets_get_the_running_stack_values(
+    tmp_path: Path, moto: MotoServer, nginx_bin: str
+) -> None:
+    options = StackOptions(
+        queue_name="stack-snippet",
+        nginx_bin=nginx_bin,
+        stage_mode="thread",
+        mirror="none",
+        extra_server="    # stage @STAGE_URL@ via @DNS@ trusting @CA@\n",
+    )
+    with start_stack(tmp_path, options, moto=moto) as stack:
+        assert stack.config is not None
+        site = stack.config.site.read_text()
+        assert f"# stage {stack.stage_url} via {stack.dns_address} trusting {stack.ca_path}" in site
+        assert "hookshift" not in site  # mirror="none": the config as the user had it
