@@ -327,6 +327,9 @@ def serve_cmd(
     try:
         with serve(config) as running:
             running.set_execution_listener(listener)
+            running.set_tls_failure_listener(
+                lambda message: click.echo(f"tls: {message}", err=True)
+            )
             domains_text = "".join(
                 f" domain={running.domain_url(d.name)}"
                 for d in config.custom_domains

@@ -465,14 +465,22 @@ class _TLSServer(ThreadingHTTPServer):
         self.tls = context
         self.stage = stage
         self.tls_failures: deque[str] = deque(maxlen=1000)
+        self.on_tls_failure: Callable[[str], None] | None = None
         super().__init__(address, _Handler)
+
+    def record_tls_failure(self, message: str) -> None:
+        self.tls_failures.append(message)
+        if self.on_tls_failure is not None:
+            self.on_tls_failure(message)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # the handshake runs in the connection's own thread, so a slow client blocks nobody
+        request.settimeout(30)
         try:
             tls_socket = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
-            self.tls_failures.append(f"{client_address[0]}: {exc}")
+            if not self.tls_failures or "SNI" not in self.tls_failures[-1]:
+                self.record_tls_failure(f"handshake failed with {client_address[0]}: {exc}")
             return
         try:
             super().finish_request(tls_socket, client_address)
@@ -539,6 +547,9 @@ class RunningStage:
     def set_execution_listener(self, listener: Callable[[Execution], None] | None) -> None:
         self._server.stage.on_execution = listener
 
+    def set_tls_failure_listener(self, listener: Callable[[str], None] | None) -> None:
+        self._server.on_tls_failure = listener
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
@@ -573,9 +584,18 @@ def serve(config: StageConfig) -> RunningStage:
     if cert_dir is None:
         owned = cert_dir = Path(tempfile.mkdtemp(prefix="hookshift-apigw-"))
     certs = issue_certs(config, cert_dir)
-    context = sni_context(certs, config.stage_host, require_sni=config.require_sni)
+    refusals: list[Callable[[str], None]] = []  # the server's recorder, once it exists
+
+    def refuse(message: str) -> None:
+        for record in refusals:
+            record(message)
+
+    context = sni_context(
+        certs, config.stage_host, require_sni=config.require_sni, on_refusal=refuse
+    )
     stage = Stage(config, SqsIntegration(config.sqs_endpoint, config.region))
     server = _TLSServer((config.host, config.port), context, stage)
+    refusals.append(server.record_tls_failure)
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.05},

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -93,7 +93,11 @@ def server_context(paths: CertPaths) -> ssl.SSLContext:
 
 
 def sni_context(
-    certs: Mapping[str, CertPaths], default_host: str, *, require_sni: bool = True
+    certs: Mapping[str, CertPaths],
+    default_host: str,
+    *,
+    require_sni: bool = True,
+    on_refusal: Callable[[str], None] | None = None,
 ) -> ssl.SSLContext:
     """A server context that presents the certificate for the SNI name, like API Gateway.
 
@@ -108,7 +112,11 @@ def sni_context(
         sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext
     ) -> int | None:
         if name is None:
-            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE if require_sni else None
+            if not require_sni:
+                return None
+            if on_refusal is not None:
+                on_refusal("handshake refused: the client sent no server name (SNI)")
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
         chosen = contexts.get(name.lower())
         if chosen is not None and chosen is not main:
             sock.context = chosen

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 from apigw.client import post
 from apigw.emulator import CustomDomain, StageConfig
@@ -71,6 +75,18 @@ def test_serve_process_rehearses_deny_send_and_the_request_validator(
         assert post(emulator.invoke_url, '{"CMSGID":"c"}', cafile=emulator.ca_pem).status == 500
         assert post(emulator.invoke_url, "{}", cafile=emulator.ca_pem).status == 400
     assert "AccessDenied" in emulator.log_path.read_text()
+
+
+def test_serve_process_logs_a_refused_no_sni_handshake(moto: MotoServer, tmp_path: Path) -> None:
+    queue = moto.create_queue(f"cli-{uuid.uuid4().hex[:10]}")
+    config = StageConfig(sqs_endpoint=moto.endpoint, queue_url=queue)
+    with start_emulator_process(tmp_path, config) as emulator:
+        with pytest.raises(ssl.SSLError):
+            post(emulator.invoke_url, "{}", cafile=emulator.ca_pem, sni=False)
+        deadline = time.monotonic() + 10
+        while "no server name (SNI)" not in emulator.log_path.read_text():
+            assert time.monotonic() < deadline, emulator.log_path.read_text()
+            time.sleep(0.05)
 
 
 def test_template_prints_the_mapping_template() -> None:

@@ -220,7 +220,7 @@ def test_no_sni_handshake_is_refused(stage: StageFactory) -> None:
     deadline = time.monotonic() + 5
     while not emulator.tls_failures and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert emulator.tls_failures
+    assert emulator.tls_failures == ["handshake refused: the client sent no server name (SNI)"]
     assert emulator.executions == []
 
 
