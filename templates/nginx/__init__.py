@@ -1,0 +1,1 @@
+"""nginx templates (jinja2): what hookshift inserts; rendered by mirror.render."""
