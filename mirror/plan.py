@@ -37,6 +37,7 @@ DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
 UPSTREAM = "hookshift_stage"
+CALLBACK_VAR = "hookshift_callback"  # map: 1 when $request_uri is the callback path
 RESOLVE_IN_UPSTREAM = (1, 27, 3)
 # http-level directives that would also gate requests to the relay server (a normal request)
 RELAY_BLOCKERS = ("deny", "auth_basic", "auth_request", "limit_req", "limit_conn", "satisfy")
@@ -291,10 +292,14 @@ def build_plan(
     location_names = {d.name for d in config.effective_children(loc)}
 
     if not m.exact:
+        what = (
+            f"only {options.path} is copied (a map on $request_uri filters the rest)"
+            if mode == "mirror"
+            else f"only {options.path} is forwarded (the rewrite matches it exactly)"
+        )
         warnings.append(
-            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: every "
-            f"request it serves is {'mirrored' if mode == 'mirror' else 'forwarded'}; add "
-            f"`location = {options.path} {{ ... }}` to limit it to the callback"
+            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: "
+            f"{what}; other paths under it keep going to the app only"
         )
     for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
         if mode == "mirror" and name in location_names:
@@ -319,9 +324,16 @@ def build_plan(
                     "server: copies may be refused there (move it into the servers it protects)"
                 )
 
+    uri = urlsplit(options.path).path
+    # A location that serves more than the callback path gets a filter, so only the callback
+    # is copied (and logged for parity): other requests' copies end at once with 204.
+    path_filter = None if m.exact or mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
     log_lines: list[str] = []
     if options.parity_log is not None:
-        log_lines.append(directive("access_log", str(options.parity_log), "hookshift_parity"))
+        log_args = [str(options.parity_log), "hookshift_parity"]
+        if path_filter is not None:
+            log_args.append(f"if=${CALLBACK_VAR}")
+        log_lines.append(directive("access_log", *log_args))
     redeclared_logs: list[str] = []
     if options.parity_log is not None:
         own = config.effective_children(loc, "access_log")
@@ -397,6 +409,9 @@ def build_plan(
         location_log_lines=tuple(log_lines + redeclared_logs) if mode == "mirror" else (),
         app_header_lines=tuple(app_header_lines),
         forward_log_lines=tuple(log_lines + redeclared_logs) if mode == "forward" else (),
+        path_filter=path_filter,
+        callback_var=CALLBACK_VAR,
+        forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", internal_uri, "last"),
     )
     inserts: list[tuple[Directive, tuple[str, ...]]] = [
         (http, render_http(ctx)),

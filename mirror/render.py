@@ -38,6 +38,11 @@ What nginx does with a mirror, and the choices that follow from it:
 * From 1.27.3, ``server HOST:443 resolve`` in an upstream with a ``zone`` re-resolves in place,
   so the layout is **upstream-resolve**: one hop, keep-alive connections to the stage.
 
+* When the chosen location serves more than the callback path (``location /api/``), a ``map``
+  on ``$request_uri`` marks the callback; the mirror location answers other copies with 204
+  at once (no upstream) and the parity ``access_log`` has ``if=``, so only the callback is
+  copied and logged. In forward mode the ``rewrite`` regex is the exact path.
+
 * ``access_log`` or ``proxy_set_header`` in a location drops every inherited one, so when
   hookshift adds one it re-declares the ones that were in effect (the plan computes them).
   ``client_body_buffer_size`` is raised in the location so ``$request_body`` (logged for the
@@ -98,6 +103,9 @@ class TemplateContext:
     location_log_lines: tuple[str, ...] = ()
     app_header_lines: tuple[str, ...] = ()
     forward_log_lines: tuple[str, ...] = ()
+    path_filter: str | None = None
+    callback_var: str = "hookshift_callback"
+    forward_rewrite: str = ""
     breaker_socket: str = BREAKER_SOCKET
 
     # Derived values the templates read.
@@ -121,6 +129,11 @@ class TemplateContext:
     def relay_read_timeout(self) -> str:
         """The first hop waits a little longer than the relay, so the relay reports 502/504."""
         return seconds(self.timeout + 2 * min(1.0, self.timeout) + 1)
+
+    @property
+    def callback_map_key(self) -> str:
+        """The map key matching the callback's ``$request_uri`` (a quoted ``~regex``)."""
+        return quote(f"~{self.path_filter}")
 
     @property
     def max_fails(self) -> int:

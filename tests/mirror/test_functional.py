@@ -295,3 +295,40 @@ def test_a_hanging_stage_opens_the_breaker_after_one_copy(
         for conn in accepted:
             conn.close()
         hang.close()
+
+
+def test_a_broad_location_copies_and_logs_only_the_callback_path(
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    config = tmp_path / "nginx.conf"
+    config.write_text(config.read_text().replace("location = /callback {", "location / {"))
+    plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
+    assert any("only /callback is copied" in w for w in plan.warnings)
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        for path in ("/other", "/callback/more", "/callback?src=vendor", "/static/app.js"):
+            conn.request("POST", path, body=SAMPLE, headers={"Host": "hooks.test"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        assert [r.path for r in app.received] == [
+            "/other",
+            "/callback/more",
+            "/callback?src=vendor",
+            "/static/app.js",
+        ]
+        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy")
+        assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
+        _wait_for(lambda: (tmp_path / "parity.log").exists(), "the parity log")
+        logged = [json.loads(x)["uri"] for x in (tmp_path / "parity.log").read_text().splitlines()]
+        assert logged == ["/callback?src=vendor"]
+    finally:
+        nginx.stop()

@@ -139,7 +139,7 @@ def test_forward_mode_sends_the_request_itself_and_says_so(tmp_path: Path) -> No
     data = plan.to_json()
     assert data["mode"] == "forward" and data["layout"] == "direct"
     added = _added(plan.changes[0].new_text)
-    assert "rewrite ^ /__hookshift_forward last;" in added
+    assert "rewrite ^/cb$ /__hookshift_forward last;" in added
     assert "location = /__hookshift_forward {" in added
     assert (
         "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod$request_uri;"
