@@ -93,6 +93,10 @@ def summary_lines(
         more = len(rec.lost_at_app_in_queue) - SAMPLES_SHOWN
         if more > 0:
             lines.append(f"  ... and {more} more")
+        lines.append(
+            "Once the vendor posts to API Gateway, a deploy delays such callbacks instead of "
+            "losing them: the consumer reads them from the queue when the app is back."
+        )
     lines.append("")
     if rec.unaccounted:
         lines.append(f"verdict: FAIL: {len(rec.unaccounted)} callbacks are in neither place")
