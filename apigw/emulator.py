@@ -400,6 +400,9 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30
     server: _TLSServer
 
+    def version_string(self) -> str:
+        return self.server_version  # no "Python/3.x" in the Server header
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # executions are recorded by the stage instead
 

@@ -10,7 +10,7 @@ Where the answer comes from (the emulator says so in every ``SqsReply.source``):
 
 * from moto (``source="moto"``): every request that reaches SQS's query protocol — SendMessage,
   its parsing of the form body (so an un-encoded ``&`` truncates ``MessageBody`` exactly as AWS
-  does), queue-not-found, message size against the queue's ``MaximumMessageSize``. moto answers
+  does), queue-not-found, a FIFO queue without ``MessageGroupId``. moto answers
   in XML whatever the Accept header says; its XML is translated to the JSON shape SQS sends
   for ``Accept: application/json`` (the translation is modelled, the content is moto's).
 * modelled here (``source="modelled"``), because moto answers differently from AWS:
@@ -20,12 +20,16 @@ Where the answer comes from (the emulator says so in every ``SqsReply.source``):
   - ``deny_send``: 403 AccessDenied in the seed's JSON shape (the execution role or the queue
     policy lacks ``sqs:SendMessage``); moto does not enforce IAM;
   - an empty ``MessageBody`` (400 MissingParameter) and an empty message attribute value (400
-    InvalidParameterValue): AWS rejects both, moto accepts them.
+    InvalidParameterValue): AWS rejects both, moto accepts them;
+  - a message over the queue's ``MaximumMessageSize`` (asked from moto): SQS counts the UTF-8
+    bytes of the body and the attributes, moto the characters of the body only, so Korean text
+    would pass moto and fail on AWS.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -100,6 +104,32 @@ def modelled_reply(
     return None
 
 
+def message_size(fields: list[tuple[str, str]]) -> int:
+    """SQS's message size: body bytes plus each attribute's name, data type and value bytes."""
+    params = dict(fields)
+    size = len(params.get("MessageBody", "").encode("utf-8"))
+    for key, value in fields:
+        if key.startswith("MessageAttribute.") and key.count(".") >= 2:
+            size += len(value.encode("utf-8"))  # .Name, .Value.DataType, .Value.StringValue
+    return size
+
+
+def oversize_reply(form_body: bytes, maximum: int | None) -> SqsReply | None:
+    """SQS's error for a SendMessage over the queue's MaximumMessageSize (modelled because moto
+    counts characters of the body only, SQS counts bytes of the body and the attributes)."""
+    if maximum is None:
+        return None
+    fields = parse_qsl(form_body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    if dict(fields).get("Action") != "SendMessage" or message_size(fields) <= maximum:
+        return None
+    return _json_error(
+        400,
+        "InvalidParameterValue",
+        f"One or more parameters are invalid. Reason: Message must be shorter than {maximum}"
+        " bytes.",
+    )
+
+
 def _element_to_json(element: ET.Element) -> Any:
     children = list(element)
     if not children:
@@ -141,15 +171,9 @@ class SqsIntegration:
         self.endpoint = endpoint.rstrip("/")
         self.region = region
         self._client = httpx.Client(timeout=timeout)
+        self._max_sizes: dict[str, int | None] = {}
 
-    def send(
-        self, queue_url: str, form_body: bytes, content_type: str, *, deny_send: bool = False
-    ) -> SqsReply:
-        modelled = modelled_reply(
-            form_body, content_type, queue_url, self.region, deny_send=deny_send
-        )
-        if modelled is not None:
-            return modelled
+    def _post(self, queue_url: str, form_body: bytes, content_type: str) -> httpx.Response:
         url = self.endpoint + urlsplit(queue_url).path
         request = AWSRequest(
             method="POST",
@@ -159,9 +183,31 @@ class SqsIntegration:
         )
         SigV4Auth(_CREDENTIALS, "sqs", self.region).add_auth(request)
         try:
-            response = self._client.post(url, content=form_body, headers=dict(request.headers))
+            return self._client.post(url, content=form_body, headers=dict(request.headers))
         except httpx.HTTPError as exc:
             raise IntegrationFailure(f"{type(exc).__name__}: {exc}") from exc
+
+    def maximum_message_size(self, queue_url: str) -> int | None:
+        """The queue's MaximumMessageSize (asked once per queue), None if SQS will not say."""
+        if queue_url not in self._max_sizes:
+            body = b"Action=GetQueueAttributes&AttributeName.1=MaximumMessageSize"
+            try:
+                response = self._post(queue_url, body, FORM)
+                found = re.search(r"<Value>(\d+)</Value>", response.text)
+                self._max_sizes[queue_url] = int(found.group(1)) if found else None
+            except IntegrationFailure:
+                return None
+        return self._max_sizes[queue_url]
+
+    def send(
+        self, queue_url: str, form_body: bytes, content_type: str, *, deny_send: bool = False
+    ) -> SqsReply:
+        modelled = modelled_reply(
+            form_body, content_type, queue_url, self.region, deny_send=deny_send
+        ) or oversize_reply(form_body, self.maximum_message_size(queue_url))
+        if modelled is not None:
+            return modelled
+        response = self._post(queue_url, form_body, content_type)
         text = response.text
         content = response.headers.get("content-type", "")
         if "xml" in content and text.strip().startswith("<"):

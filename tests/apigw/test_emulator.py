@@ -165,9 +165,22 @@ def test_a_message_over_the_queue_limit_gets_sqs_error(
     assert response.status == 500
     [execution] = emulator.executions
     assert execution.integration_status == 400
-    assert execution.integration_source == "moto"
-    assert "Message must be shorter than 262144 bytes" in (execution.integration_response or "")
+    error = json.loads(execution.integration_response or "")["Error"]
+    assert error["Code"] == "InvalidParameterValue"
+    assert error["Message"].endswith("Message must be shorter than 262144 bytes.")
     assert receive_all(moto, queue) == []
+
+
+def test_the_size_limit_counts_utf8_bytes_and_attributes_as_sqs_does(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    emulator, queue = stage(queue_attributes={"MaximumMessageSize": "1024"})
+    korean = json.dumps({"MSG": "배" * 330}, ensure_ascii=False)  # 341 characters, 1001 bytes
+    assert len(korean) < 1024 < len(korean.encode()) + 60  # + the apigw_request_id attribute
+    assert post(emulator.invoke_url, korean, cafile=emulator.ca_pem).status == 500
+    small = json.dumps({"MSG": "배" * 100}, ensure_ascii=False)
+    assert post(emulator.invoke_url, small, cafile=emulator.ca_pem).status == 200
+    assert [m["Body"] for m in receive_all(moto, queue)] == [small]
 
 
 def test_a_body_over_10_mb_is_413_before_any_integration(stage: StageFactory) -> None:
