@@ -196,6 +196,9 @@ def _gather(
     found: dict[str, Any] = {}
     detail: dict[str, Any] = {}
     needs = stages.needed_evidence(stage)
+    # parity first: it archives the queue, and a probe's receive would hide messages from it
+    if "parity" in needs and settings.parity_log and settings.queue:
+        found["parity"] = ev.parity(settings, entered_at, now)
     if "doctor" in needs and settings.config:
         found["doctor"] = ev.doctor(settings)
     if "stage_probe" in needs and settings.stage_url and settings.queue:
@@ -204,8 +207,6 @@ def _gather(
     if "domain_probe" in needs and settings.domain_url and settings.queue:
         found["domain_probe"], diagnosis = ev.probe(settings, "domain_url")
         detail["domain_probe"] = diagnosis.to_json()
-    if "parity" in needs and settings.parity_log and settings.queue:
-        found["parity"] = ev.parity(settings, entered_at, now)
     if "drain" in needs and (dedup_confirmed or (settings.archive and settings.queue)):
         # drain only once the other gates pass: it deletes from the queue
         pre = stages.check_transition(

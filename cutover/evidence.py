@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -95,10 +96,42 @@ def _sqs_args(settings: Settings) -> list[str]:
     return args
 
 
+def _pull_into_archive(settings: Settings, spec: QueueSpec, archive: str) -> None:
+    """``hookshift verify pull --delete``: archived (fsync) before deleted, keyed on MessageId."""
+    done = _hookshift(
+        ["verify", "pull", "--queue-url", spec.target, "--archive", archive, "--delete",
+         "--wait-time", "1", *_sqs_args(settings)]
+    )  # fmt: skip
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()
+        raise OperationError(f"verify pull failed: {tail[-1] if tail else done.returncode}")
+
+
 def parity(settings: Settings, since: float, until: float) -> ParityEvidence:
-    """``hookshift verify parity`` over ``[since, until]`` (the time in the current stage)."""
+    """``hookshift verify parity`` over ``[since, until]`` (the time in the current stage).
+
+    With an archive (``--archive``) and a live queue, the mirror-period messages are first moved
+    into the archive and the report reads it: during the mirror stages the queue holds only
+    copies of callbacks the app already processed, so archiving them early is the drain done in
+    steps, and a report never hides messages behind the visibility timeout.
+    """
     log = settings.need("parity_log", "for the parity report (nginx's parity log)")
     queue = settings.need("queue", "for the parity report")
+    spec = queue_spec(settings)
+    with tempfile.TemporaryDirectory(prefix="hookshift-cutover-") as tmp:
+        if settings.archive and spec.kind == "sqs":
+            _pull_into_archive(settings, spec, settings.archive)
+            queue = f"archive:{settings.archive}"
+            if not any(Path(settings.archive).rglob("*.jsonl")):
+                empty = Path(tmp) / "no-messages-yet.jsonl"  # nothing arrived: still a report
+                empty.write_text("", encoding="utf-8")
+                queue = f"jsonl:{empty}"
+        return _parity_report(settings, log, queue, since, until)
+
+
+def _parity_report(
+    settings: Settings, log: str, queue: str, since: float, until: float
+) -> ParityEvidence:
     done = _hookshift(
         [
             "verify", "parity", "--app", f"nginx:{log}", "--queue", queue,
@@ -173,20 +206,14 @@ def drain(settings: Settings, dedup_confirmed: bool) -> DrainEvidence:
     from cutover.probe import sqs_client
 
     client = sqs_client(spec)
-    # a message a parity run just read is invisible for the queue's visibility timeout: the
-    # drain waits for those to come back rather than leave them for the consumer
+    # messages in flight (another reader's, or still being sent) come back after the queue's
+    # visibility timeout: the drain waits for them rather than leave them for the consumer
     attrs = client.get_queue_attributes(QueueUrl=spec.target, AttributeNames=["VisibilityTimeout"])[
         "Attributes"
     ]
     deadline = time.monotonic() + float(attrs.get("VisibilityTimeout", 30)) + 5.0
     while True:
-        done = _hookshift(
-            ["verify", "pull", "--queue-url", spec.target, "--archive", archive, "--delete",
-             *_sqs_args(settings)]
-        )  # fmt: skip
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()
-            raise OperationError(f"verify pull failed: {tail[-1] if tail else done.returncode}")
+        _pull_into_archive(settings, spec, archive)
         left = _depth(client, spec.target)
         if left == 0 or time.monotonic() > deadline:
             break
