@@ -26,7 +26,12 @@ class MirrorUse:
     inherited: bool  # the line is in an enclosing block (server, http, outer location)
 
 
-def mirror_uses(index: Index) -> Iterator[MirrorUse]:
+def mirror_uses(index: Index) -> tuple[MirrorUse, ...]:
+    """Every (mirroring location, mirror line) pair of the config, computed once per index."""
+    return index.memo("mirror_uses", lambda: tuple(_mirror_uses(index)))
+
+
+def _mirror_uses(index: Index) -> Iterator[MirrorUse]:
     for server in index.servers:
         for loc in server.all_locations():
             own = index.own(loc.directive, "mirror")

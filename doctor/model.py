@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar, cast
 
 from nginx.config import Directive, NginxConfig
 
+T = TypeVar("T")
 Chain = tuple[Directive, ...]
 """Enclosing blocks, outermost first, ending with the block itself: (http, server, location...)."""
 
 
-@dataclass(frozen=True)
+def _identity(d: Directive) -> tuple[object, ...]:
+    """A block is known by where it is written: hashing its whole subtree (the dataclass
+    default) costs O(size of the config) per lookup, which is quadratic over a big config."""
+    return (d.file, d.line, d.name, d.args)
+
+
+@dataclass(frozen=True, eq=False)
 class Location:
     """One ``location`` block with the chain of blocks around it (http, server, ..., itself)."""
 
@@ -49,12 +57,21 @@ class Location:
         for child in self.children:
             yield from child.walk()
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and _identity(self.directive) == _identity(
+            other.directive
+        )
 
-@dataclass(frozen=True)
+    def __hash__(self) -> int:
+        return hash(_identity(self.directive))
+
+
+@dataclass(frozen=True, eq=False)
 class Server:
     directive: Directive
     chain: Chain  # (http, server)
     locations: tuple[Location, ...]  # top level only; nested ones under .children
+    _matches: dict[str, Location | None] = field(default_factory=dict, repr=False)
 
     @property
     def where(self) -> str:
@@ -66,7 +83,16 @@ class Server:
 
     def match(self, uri: str) -> Location | None:
         """The location nginx picks for `uri` in this server (None when none matches)."""
-        return _match(self.locations, uri)
+        cache = self._matches
+        if uri not in cache:
+            cache[uri] = _match(self.locations, uri)
+        return cache[uri]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Server) and _identity(self.directive) == _identity(other.directive)
+
+    def __hash__(self) -> int:
+        return hash(_identity(self.directive))
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,29 @@ class Index:
     config: NginxConfig
     servers: tuple[Server, ...]
     upstreams: dict[str, Directive]
+    _by_name: dict[tuple[object, ...], dict[str, tuple[Directive, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    _memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()` once per index (derived views several checks share)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return cast(T, self._memo[key])
+
+    def _children(self, block: Directive) -> dict[str, tuple[Directive, ...]]:
+        """A block's children (includes expanded) grouped by name, computed once per block."""
+        key = _identity(block)
+        grouped = self._by_name.get(key)
+        if grouped is None:
+            lists: dict[str, list[Directive]] = {}
+            for d in self.config.effective_children(block):
+                lists.setdefault(d.name, []).append(d)
+            grouped = {n: tuple(ds) for n, ds in lists.items()}
+            self._by_name[key] = grouped
+        return grouped
 
     def effective(self, chain: Chain, name: str) -> tuple[Directive, ...]:
         """`name` as nginx applies it in the innermost block of `chain`.
@@ -108,9 +157,9 @@ class Index:
         value for scalar ones (the last line).
         """
         for block in reversed(chain):
-            found = self.config.effective_children(block, name)
+            found = self._children(block).get(name)
             if found:
-                return tuple(found)
+                return found
         return ()
 
     def value(self, chain: Chain, name: str) -> Directive | None:
@@ -118,7 +167,7 @@ class Index:
         return found[-1] if found else None
 
     def own(self, block: Directive, name: str) -> tuple[Directive, ...]:
-        return tuple(self.config.effective_children(block, name))
+        return self._children(block).get(name, ())
 
     def upstream_for(self, target: ProxyTarget) -> Directive | None:
         """The ``upstream`` block a proxy target names (nginx looks these up before DNS)."""
