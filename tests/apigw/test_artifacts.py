@@ -142,6 +142,18 @@ def test_cloudformation_integration_is_the_emulators() -> None:
     assert {r["StatusCode"] for r in method["MethodResponses"]} == {"200", "500", "503"}
 
 
+def test_a_changed_integration_gets_a_new_deployment() -> None:
+    def deployments(spec: ApiSpec) -> set[str]:
+        resources = cloudformation(spec)["Resources"]
+        return {k for k, v in resources.items() if v["Type"] == "AWS::ApiGateway::Deployment"}
+
+    recommended = deployments(_full_spec())
+    assert recommended == deployments(_full_spec())  # stable for the same input
+    assert recommended != deployments(_full_spec(response_mode="default"))
+    stage = cloudformation(_full_spec())["Resources"]["CallbackStage"]["Properties"]
+    assert stage["DeploymentId"] == {"Ref": next(iter(recommended))}
+
+
 def test_the_role_may_only_send_to_that_queue_and_use_its_key() -> None:
     resources = cloudformation(_full_spec())["Resources"]
     [policy] = resources["SqsSendRole"]["Properties"]["Policies"]
