@@ -103,6 +103,12 @@ class InsertionInfo:
     after_line: int  # 1-based line of the original file holding the block's '{'
     block: str
     lines: tuple[str, ...]
+    new_first_line: int  # 1-based line of the first inserted line in the new file
+
+    @property
+    def new_lines(self) -> tuple[int, int]:
+        """The inserted lines' range (first, last) in the new file."""
+        return self.new_first_line, self.new_first_line + len(self.lines) - 1
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,12 @@ class MirrorPlan:
                     "path": str(c.path),
                     "sha256_before": c.old_sha256,
                     "insertions": [
-                        {"after_line": i.after_line, "block": i.block, "lines": list(i.lines)}
+                        {
+                            "after_line": i.after_line,
+                            "new_lines": list(i.new_lines),
+                            "block": i.block,
+                            "lines": list(i.lines),
+                        }
                         for i in c.insertions
                     ],
                     "diff": c.diff(),
@@ -475,13 +486,14 @@ def _splice(
     for path, items in by_file.items():
         old = source.texts[path]
         new = splice.insert(old, [splice.Insertion(b.open_brace, lines) for b, lines in items])
-        infos = tuple(
-            InsertionInfo(
-                old.count("\n", 0, b.open_brace) + 1, f"{b.name} {' '.join(b.args)}".strip(), lines
-            )
-            for b, lines in items
-        )
-        changes.append(FileChange(path, old, new, infos))
+        infos: list[InsertionInfo] = []
+        shift = 0  # lines inserted above, by earlier insertions in this file
+        for b, lines in sorted(items, key=lambda item: item[0].open_brace):
+            after = old.count("\n", 0, b.open_brace) + 1
+            label = f"{b.name} {' '.join(b.args)}".strip()
+            infos.append(InsertionInfo(after, label, lines, after + 1 + shift))
+            shift += len(lines)
+        changes.append(FileChange(path, old, new, tuple(infos)))
     return tuple(sorted(changes, key=lambda c: str(c.path)))
 
 

@@ -166,6 +166,12 @@ def test_json_names_the_chosen_blocks_with_file_and_line(tmp_path: Path) -> None
     assert data["location"]["description"] == "location = /cb"
     (entry,) = data["files"]
     assert {i["after_line"] for i in entry["insertions"]} == {2, 5, 7}
+    numbered = make_plan(_opts(config), (1, 22, 1)).changes[0].new_text.splitlines()
+    for insertion in entry["insertions"]:
+        first, last = insertion["new_lines"]
+        assert len(insertion["lines"]) == last - first + 1
+        assert all(numbered[n - 1].endswith("# hookshift") for n in range(first, last + 1))
+        assert not numbered[last].endswith("# hookshift")
     assert entry["diff"].startswith(f"--- a{config}")
 
 
