@@ -168,17 +168,10 @@ def parity_evidence(report: dict[str, Any], since: float, until: float) -> Parit
 
 
 def _archive_ids(archive: Path) -> set[str]:
-    ids: set[str] = set()
-    for path in sorted(archive.rglob("*.jsonl")) if archive.is_dir() else []:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    message = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(message, dict) and "MessageId" in message:
-                    ids.add(str(message["MessageId"]))
-    return ids
+    from cutover.probe import messages_in_files
+
+    paths = sorted(archive.rglob("*.jsonl")) if archive.is_dir() else []
+    return {str(m["MessageId"]) for m in messages_in_files(paths) if "MessageId" in m}
 
 
 def _depth(client: Any, queue_url: str) -> int:
