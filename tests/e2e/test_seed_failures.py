@@ -10,6 +10,8 @@ stack's own DNS, with SQS on moto.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -50,6 +52,20 @@ def seed_stack(make_stack: MakeStack, *directives: str) -> Stack:
     )
 
 
+def doctor_codes(stack: Stack, severity: str = "error") -> set[str]:
+    """What ``hookshift doctor`` says of the stack's nginx config, before any traffic."""
+    assert stack.config is not None
+    argv = ["doctor", "--config", str(stack.config.main), "--format", "json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "hookshift", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = json.loads(done.stdout)["findings"]
+    return {f["code"] for f in findings if f["severity"] == severity}
+
+
 def assert_delivered_intact(stack: Stack, run_id: str, count: int = 5) -> None:
     """Callbacks sent to nginx arrive in SQS with the vendor's exact bytes, app untouched."""
     callbacks = make_callbacks(count, run_id=run_id)
@@ -67,6 +83,8 @@ def test_seed_mirror_without_resolver_logs_no_resolver_defined_and_sqs_gets_noth
 
     line = error_log_line(stack, r"no resolver defined to resolve")
     assert stack.options.stage_host in line
+    assert stack.nginx is not None and stack.nginx.test().returncode == 0  # nginx -t: fine
+    assert "proxy-pass-no-resolver" in doctor_codes(stack)  # doctor: not fine
     assert [r.status for r in results] == [200]  # the vendor and the app never notice
     assert len(stack.app_bodies()) == 1
     assert stack.stage_executions() == []
@@ -94,6 +112,7 @@ def test_seed_mirror_without_sni_fails_the_tls_handshake_and_sqs_gets_nothing(
 
     line = error_log_line(stack, r"SSL_do_handshake\(\) failed")
     assert "handshake failure" in line
+    assert "proxy-ssl-no-sni" in doctor_codes(stack)
     assert [r.status for r in results] == [200]
     assert stack.stage_executions() == []
     assert stack.queue_depth() == 0
@@ -107,6 +126,7 @@ def test_hookshift_mirror_delivers_what_the_seed_config_lost_byte_for_byte(
     log = hookshift_stack.nginx.error_log()
     assert "no resolver defined" not in log
     assert "SSL_do_handshake() failed" not in log
+    assert doctor_codes(hookshift_stack) == set()
 
 
 def test_each_queue_message_carries_the_nginx_request_id_of_its_parity_log_line(
