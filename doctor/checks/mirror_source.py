@@ -92,10 +92,7 @@ def mirror_never_runs(index: Index) -> Iterator[Finding]:
 
 
 def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Finding]:
-    rules = [
-        d for d in index.effective(source.chain, "allow") + index.effective(source.chain, "deny")
-    ]
-    rules.sort(key=lambda d: (str(d.file), d.line))
+    rules = _access_rules(index, source)
     first = rules[0] if rules else None
     if first is not None and first.name == "deny" and first.args[:1] == ("all",):
         yield Finding(
@@ -140,6 +137,16 @@ def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Find
                 fix=f"make sure the callback sender passes `{name}`, or accept that refused "
                 "callbacks are neither mirrored nor delivered",
             )
+
+
+def _access_rules(index: Index, source: Location) -> list[Directive]:
+    """``allow``/``deny`` in effect, in order: they form one list, inherited only by a block
+    that has neither (a location with one ``allow`` drops the server's ``deny all``)."""
+    for block in reversed(source.chain):
+        rules = [d for d in index.config.effective_children(block) if d.name in ("allow", "deny")]
+        if rules:
+            return rules
+    return []
 
 
 def mirror_without_body(index: Index) -> Iterator[Finding]:

@@ -123,6 +123,8 @@ def https_without_sni(index: Index) -> Iterator[Finding]:
         setting = index.value(chain, "proxy_ssl_server_name")
         if setting is not None and setting.args[:1] == ("on",):
             continue
+        if target.is_ip and index.value(chain, "proxy_ssl_name") is None:
+            continue  # no SNI exists for an IP address
         aws = _is_aws(target.host)
         host = target.host or "the upstream"
         yield Finding(

@@ -56,6 +56,13 @@ def test_deny_all_inherited_from_the_server_counts(diagnose_http: Diagnose) -> N
     assert "mirror-never-runs" in codes(diagnose_http(text))
 
 
+def test_an_allow_in_the_location_replaces_the_servers_deny_all(diagnose_http: Diagnose) -> None:
+    text = protected_mirror(callback_extra="allow 203.0.113.0/24;").replace(
+        "server_name callback.example.com;", "server_name callback.example.com;\n    deny all;"
+    )
+    assert "mirror-never-runs" not in codes(diagnose_http(text))
+
+
 def test_limit_req_and_auth_request_are_reported_as_info(tmp_path: Path) -> None:
     text = "limit_req_zone $binary_remote_addr zone=cb:1m rate=10r/s;\n" + protected_mirror(
         callback_extra="limit_req zone=cb; auth_request /auth;"

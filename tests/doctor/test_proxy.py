@@ -76,8 +76,13 @@ def test_https_to_api_gateway_without_sni_is_an_error(diagnose_http: Diagnose) -
 
 
 def test_https_to_another_host_without_sni_is_a_warning(diagnose_http: Diagnose) -> None:
-    config = "server { listen 8081; location / { proxy_pass https://10.1.2.3:8443; } }"
+    config = "server { listen 8081; location / { proxy_pass https://backend.internal:8443; } }"
     assert only(diagnose_http(config), "proxy-ssl-no-sni").severity is Severity.WARNING
+
+
+def test_https_to_an_ip_address_needs_no_sni(diagnose_http: Diagnose) -> None:
+    config = "server { listen 8081; location / { proxy_pass https://10.1.2.3:8443; } }"
+    assert "proxy-ssl-no-sni" not in codes(diagnose_http(config))
 
 
 def test_sni_on_at_server_level_is_inherited(diagnose_http: Diagnose) -> None:
