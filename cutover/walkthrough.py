@@ -49,14 +49,16 @@ def _shell(command: str, env: dict[str, str]) -> int:
 
 
 def _vendor(stack: Stack, url: str, count: int, via: str) -> None:
-    kwargs = {}
-    if url.startswith("https://"):
-        kwargs = {"verify": str(stack.ca_path), "connect_to": stack.connect_to}
+    tls = url.startswith("https://")
     results = send_callbacks(
-        url, make_callbacks(count, run_id=uuid.uuid4().hex[:8]), rate=20, **kwargs
-    )  # type: ignore[arg-type]
+        url,
+        make_callbacks(count, run_id=uuid.uuid4().hex[:8]),
+        rate=20,
+        verify=str(stack.ca_path) if tls else True,
+        connect_to=stack.connect_to if tls else None,
+    )
     ok = sum(1 for r in results if r.status == 200)
-    _say(f"*The vendor (load driver) sends {count} callbacks {via}: {ok} answered 200.*")
+    _say(f"*The vendor (load driver) sends {count} callback(s) {via}: {ok} answered 200.*")
     _say()
 
 
