@@ -232,7 +232,7 @@ def apply_plan(
     edits = [Edit(c.path, c.old_text, c.new_text) for c in plan.changes]
     return write_edits(
         edits,
-        config=Path(plan.options.config).resolve(),
+        config=Path(os.path.abspath(plan.options.config)),
         nginx_bin=nginx_bin,
         backup_dir=backup_dir or default_backup_dir(),
         reload=reload,

@@ -8,6 +8,7 @@ backup, atomic write, ``nginx -t``, restore on failure, optional reload).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mirror.apply import ApplyResult, Edit, default_backup_dir, write_edits
@@ -34,7 +35,7 @@ def remove_marked(
     prefix: Path | None = None,
 ) -> ApplyResult:
     """Remove every hookshift line from the config at `config_path` (no-op when there is none)."""
-    config = Path(config_path).resolve()
+    config = Path(os.path.abspath(config_path))  # as nginx -c sees it (symlinks kept)
     return write_edits(
         removal_edits(config),
         config=config,

@@ -126,7 +126,7 @@ def load(path: str | os.PathLike[str]) -> NginxConfig:
     Raises `InputError` (one line with file:line) when a file is unreadable or malformed, or
     when an include names a file that does not exist.
     """
-    main = Path(path).resolve()
+    main = Path(os.path.abspath(path))  # symlinks kept: nginx resolves includes beside -c
     if not main.is_file():
         raise InputError(
             "nginx config not found or not a file",

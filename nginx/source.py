@@ -57,7 +57,9 @@ def load_source(
     main: str | os.PathLike[str], texts: Mapping[Path, str] | None = None
 ) -> SourceConfig:
     """Read the configuration at `main` (texts from `texts` where given, else from disk)."""
-    main_path = Path(main).resolve()
+    # not resolve(): nginx takes relative includes from the -c path's own directory, even
+    # when that path is a symlink into another directory
+    main_path = Path(os.path.abspath(main))
     conf_dir = main_path.parent
     overrides = dict(texts or {})
     read: dict[Path, str] = {}

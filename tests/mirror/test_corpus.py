@@ -126,3 +126,22 @@ def test_location_in_included_file_is_edited_in_that_file(tmp_path: Path, ca_fil
     assert "  location = /vendor/cb {\n    mirror /__hookshift_mirror;  # hookshift\n" in (
         cb.new_text
     )
+
+
+def test_a_symlinked_main_config_takes_includes_from_the_link_directory(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """nginx resolves relative includes beside the -c path, not beside the link's target."""
+    config = copy_case("location_include", tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real_main = elsewhere / "nginx.conf"
+    config.rename(real_main)
+    config.symlink_to(real_main)
+    before = snapshot(config.parent)
+    plan = make_plan(options(config, "/vendor/cb", ca_file), VERSION)
+    assert plan.location.where == f"{config.parent / 'locations' / '20-callback.conf'}:2"
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert config.is_symlink() and b"hookshift" in real_main.read_bytes()
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == before
