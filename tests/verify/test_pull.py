@@ -1,0 +1,229 @@
+"""`verify pull` against moto's SQS server: archived before deleted, exactly once after kill -9."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from tests.verify.data import body
+from verify.archive import Archive, iter_archive, repair_torn_tail
+from verify.pull import pull
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+def _fill(moto: MotoServer, n: int, **attributes: str) -> str:
+    url = moto.create_queue(f"pull-{uuid.uuid4().hex[:10]}", **attributes)
+    client = moto.client()
+    for start in range(0, n, 10):
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": body(i),
+                "MessageAttributes": {
+                    "nginx_request_id": {"DataType": "String", "StringValue": f"{i:032x}"}
+                },
+            }
+            for i in range(start, min(start + 10, n))
+        ]
+        client.send_message_batch(QueueUrl=url, Entries=entries)
+    return url
+
+
+def _visible_and_hidden(moto: MotoServer, url: str) -> tuple[int, int]:
+    attrs = moto.client().get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def _archived_ids(archive: Path) -> list[str]:
+    return [m["MessageId"] for m in iter_archive(archive)]
+
+
+def test_pull_with_delete_archives_every_message_once_and_empties_the_queue(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    url = _fill(moto, 25)
+    result = pull(
+        url,
+        tmp_path / "a",
+        endpoint_url=moto.endpoint,
+        region=REGION,
+        delete=True,
+        workers=3,
+        wait_time_s=1,
+        progress=False,
+    )
+    ids = _archived_ids(tmp_path / "a")
+    assert len(ids) == len(set(ids)) == 25 == result.deleted == result.archive_total
+    assert _visible_and_hidden(moto, url) == (0, 0)
+    first = next(iter_archive(tmp_path / "a"))
+    assert first["MessageAttributes"]["nginx_request_id"]["DataType"] == "String"
+    assert "SentTimestamp" in first["Attributes"]
+    assert "ReceiptHandle" not in first  # receipt handles are per receive, not archived
+
+
+def test_pull_without_delete_leaves_the_messages_and_says_they_are_hidden(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    url = _fill(moto, 12, VisibilityTimeout="60")
+    notices: list[str] = []
+    result = pull(
+        url,
+        tmp_path / "a",
+        endpoint_url=moto.endpoint,
+        region=REGION,
+        workers=1,
+        wait_time_s=0,
+        progress=False,
+        notice=notices.append,
+    )
+    assert result.archived == 12 and result.deleted == 0
+    assert "hidden" in notices[0] and "visibility timeout (60 s)" in notices[0]
+    assert _visible_and_hidden(moto, url) == (0, 12)
+
+
+def test_max_stops_the_pull(moto: MotoServer, tmp_path: Path) -> None:
+    url = _fill(moto, 30)
+    result = pull(
+        url,
+        tmp_path / "a",
+        endpoint_url=moto.endpoint,
+        region=REGION,
+        delete=True,
+        max_messages=10,
+        workers=1,
+        wait_time_s=0,
+        progress=False,
+    )
+    assert result.received == 10 and len(_archived_ids(tmp_path / "a")) == 10
+
+
+def test_archive_cuts_a_torn_last_line_and_never_writes_a_message_twice(tmp_path: Path) -> None:
+    seg = tmp_path / "a" / "seg-1.jsonl"
+    seg.parent.mkdir()
+    seg.write_text(json.dumps({"MessageId": "m1", "Body": "x"}) + '\n{"MessageId": "m2", "Bo')
+    with Archive(tmp_path / "a") as archive:
+        assert archive.repaired_bytes == len('{"MessageId": "m2", "Bo')
+        assert "m1" in archive and "m2" not in archive
+        assert (
+            archive.append(
+                [
+                    {"MessageId": "m1", "Body": "x"},
+                    {"MessageId": "m2", "Body": "y"},
+                    {"MessageId": "m2", "Body": "y"},
+                ]
+            )
+            == 1
+        )
+    with Archive(tmp_path / "a") as archive:
+        assert archive.append([{"MessageId": "m2", "Body": "y"}]) == 0
+    assert sorted(_archived_ids(tmp_path / "a")) == ["m1", "m2"]
+    assert repair_torn_tail(seg) == 0
+
+
+@contextlib.contextmanager
+def _pull_process(url: str, archive: Path, endpoint: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [
+        sys.executable,
+        "-m",
+        "hookshift",
+        "verify",
+        "pull",
+        "--queue-url",
+        url,
+        "--archive",
+        str(archive),
+        "--endpoint-url",
+        endpoint,
+        "--delete",
+        "--workers",
+        "2",
+        "--wait-time",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
+def _lines(archive: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in archive.glob("*.jsonl"))
+
+
+def test_kill_9_mid_pull_then_rerun_leaves_every_message_exactly_once(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    total = 150
+    url = _fill(moto, total, VisibilityTimeout="2")
+    archive = tmp_path / "archive"
+    with _pull_process(url, archive, moto.endpoint) as proc:
+        deadline = time.monotonic() + 60
+        while _lines(archive) < 20 if archive.exists() else True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the pull never got going"
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    killed_at = len(set(_archived_ids(archive)))
+    assert 0 < killed_at < total, "the kill must land mid-run"
+    time.sleep(2.5)  # received but undeleted messages become visible again
+    rerun = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hookshift",
+            "verify",
+            "pull",
+            "--queue-url",
+            url,
+            "--archive",
+            str(archive),
+            "--endpoint-url",
+            moto.endpoint,
+            "--delete",
+            "--wait-time",
+            "1",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    summary: dict[str, Any] = json.loads(rerun.stdout)
+    ids = _archived_ids(archive)
+    assert len(ids) == len(set(ids)) == total == summary["archive_total"]
+    assert sorted(ids) == sorted(set(ids))
+    assert _visible_and_hidden(moto, url) == (0, 0)
