@@ -282,6 +282,13 @@ def parse_proxy_pass(arg: str) -> ProxyTarget | None:
     return ProxyTarget(scheme, host.lower(), int(port) if port else None, has_variables)
 
 
+def is_aws_host(host: str | None) -> bool:
+    """An AWS endpoint (API Gateway's execute-api and the rest): foreign to the app's headers."""
+    return host is not None and (
+        host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+    )
+
+
 def proxy_target_of(index: Index, location: Location) -> tuple[Directive, ProxyTarget] | None:
     """The location's own ``proxy_pass`` (not inherited: nginx never inherits it)."""
     for d in index.own(location.directive, "proxy_pass"):

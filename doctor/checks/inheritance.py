@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from doctor.findings import Finding, Severity
 from doctor.mirrors import mirror_path_locations
-from doctor.model import Index, Location
+from doctor.model import Index, Location, is_aws_host, proxy_target_of
 from nginx.config import Directive
 
 
@@ -65,7 +65,9 @@ def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
             own, dropped = _dropped(index, loc, "proxy_set_header", key)
             if not dropped:
                 continue
-            mirror = loc in mirror_path
+            found = proxy_target_of(index, loc)
+            to_aws = found is not None and is_aws_host(found[1].host)
+            mirror = loc in mirror_path or to_aws
             yield Finding(
                 code="proxy-set-header-drops-inherited",
                 severity=Severity.INFO if mirror else Severity.WARNING,
@@ -74,7 +76,8 @@ def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
                     f"the `proxy_set_header` lines in {loc.label} replace the inherited ones: "
                     f"requests proxied from here no longer carry {_names(dropped, key)}"
                     + (
-                        " (it handles mirror copies: usually intended; the stage needs none)"
+                        " (it sends to the stage or handles mirror copies: usually intended, the "
+                        "stage needs none of the app's headers)"
                         if mirror
                         else " (nginx then sends its defaults, e.g. Host $proxy_host)"
                     )

@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 from doctor.findings import Finding, Severity
 from doctor.mirrors import MirrorUse, is_internal, mirror_targets
-from doctor.model import Index, Location, ProxyTarget, parse_proxy_pass, parse_time, proxy_target_of
+from doctor.model import (
+    Index,
+    Location,
+    ProxyTarget,
+    is_aws_host,
+    parse_proxy_pass,
+    parse_time,
+    proxy_target_of,
+)
 from nginx.config import Directive
 
 MAX_MIRROR_TIMEOUT_S = 10.0
@@ -86,7 +94,7 @@ def wrong_host_header(index: Index) -> Iterator[Finding]:
     for server in index.servers:
         for loc in server.all_locations():
             found = proxy_target_of(index, loc)
-            if found and found[1].host and found[1].host.endswith(".amazonaws.com"):
+            if found and is_aws_host(found[1].host):
                 candidates.setdefault(loc, False)
     for loc, is_mirror_target in candidates.items():
         found = proxy_target_of(index, loc)
@@ -107,7 +115,7 @@ def wrong_host_header(index: Index) -> Iterator[Finding]:
             if inherited
             else f"set to {value} at {header.where}"
         )
-        aws = host.endswith(".amazonaws.com")
+        aws = is_aws_host(host)
         yield Finding(
             code="mirror-wrong-host" if is_mirror_target else "proxy-wrong-host",
             severity=Severity.ERROR if aws else Severity.WARNING,

@@ -10,12 +10,8 @@ import re
 from collections.abc import Iterator
 
 from doctor.findings import Finding, Severity
-from doctor.model import Chain, Index, ProxyTarget, parse_proxy_pass
+from doctor.model import Chain, Index, ProxyTarget, is_aws_host, parse_proxy_pass
 from nginx.config import Directive
-
-
-def _is_aws(host: str | None) -> bool:
-    return host is not None and (host.endswith(".amazonaws.com") or host.endswith(".aws"))
 
 
 def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
@@ -125,7 +121,7 @@ def https_without_sni(index: Index) -> Iterator[Finding]:
             continue
         if target.is_ip and index.value(chain, "proxy_ssl_name") is None:
             continue  # no SNI exists for an IP address
-        aws = _is_aws(target.host)
+        aws = is_aws_host(target.host)
         host = target.host or "the upstream"
         yield Finding(
             code="proxy-ssl-no-sni",

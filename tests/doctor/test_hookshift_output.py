@@ -104,8 +104,9 @@ PLAN_WARNS = {"mirror-never-runs": "`return`"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}:{c.path}:{c.server_name}")
-def test_mirror_on_each_corpus_config_adds_no_warning_the_plan_did_not_give(
-    case: Case, tmp_path: Path
+@pytest.mark.parametrize("mode", ["mirror", "forward"])
+def test_each_corpus_config_gets_no_warning_the_plan_did_not_give(
+    case: Case, mode: str, tmp_path: Path
 ) -> None:
     """Over the mirror corpus (real-style configs): doctor's warnings and errors after the
     mirror is applied are those of the original config, plus only what the plan itself warned
@@ -115,7 +116,9 @@ def test_mirror_on_each_corpus_config_adds_no_warning_the_plan_did_not_give(
     config = copy_case(case.name, tmp_path)
     before = Counter(f.code for f in diagnose_file(config) if f.severity >= Severity.WARNING)
     plan = make_plan(
-        corpus_options(config, case.path, ca, server_name=case.server_name, listen=case.listen),
+        corpus_options(
+            config, case.path, ca, server_name=case.server_name, listen=case.listen, mode=mode
+        ),
         (1, 22, 1),
     )
     for change in plan.changes:
