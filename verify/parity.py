@@ -715,7 +715,7 @@ def _matched_head(
         FROM (SELECT *, {key.sql("rid", "body")} AS k
               FROM (SELECT * FROM app_rows WHERE ok AND cls = 'a' LIMIT {HEAD_ROWS})) h
         JOIN c ON c.k = h.k
-        WHERE c.cls = 'both' AND c.ah = c.qh
+        WHERE c.cls = 'both' AND c.ah = c.qh AND c.qrep = 0
         ORDER BY h.t_ms NULLS LAST LIMIT {n + len(mismatched)}
     """).fetchall()
     out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}

@@ -1,0 +1,170 @@
+"""`verify heal`: replays what the mirror lost, marked, exactly once; the next report sees them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from rehearsal.procs import LOOPBACK, free_port
+from rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from tests.verify.data import T0, body, nginx_line, rid, write_lines
+from verify.heal import REPLAY_HEADER, heal
+from verify.parity import ParityOptions, run_parity
+from verify.pull import pull
+from verify.report import render
+
+pytestmark = pytest.mark.e2e
+LOST = (2, 4)
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+def _parity_log(tmp_path: Path) -> Path:
+    form = "application/x-www-form-urlencoded"
+    lines = [nginx_line(rid(n), T0 + n * 1000, body(n)) for n in range(5)]
+    lines[4] = nginx_line(
+        rid(4), T0 + 4000, "text=%EB%B0%B0%EC%86%A1+a%3Db%26c%2B100%25", content_type=form
+    )
+    return write_lines(tmp_path / "parity.log", lines)
+
+
+def _report(tmp_path: Path, archive: Path) -> tuple[dict[str, object], Path]:
+    report = run_parity(
+        f"nginx:{tmp_path / 'parity.log'}", f"archive:{archive}", ParityOptions(grace_s=0)
+    )
+    path = tmp_path / f"report-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(render(report, "json"), encoding="utf-8")
+    return report.to_dict(), path
+
+
+def _queue_with_losses(moto: MotoServer) -> str:
+    url = moto.create_queue(f"heal-{uuid.uuid4().hex[:10]}")
+    client = moto.client()
+    for n in range(4):
+        if n not in LOST:
+            client.send_message(
+                QueueUrl=url,
+                MessageBody=body(n),
+                MessageAttributes={
+                    "nginx_request_id": {"DataType": "String", "StringValue": rid(n)}
+                },
+            )
+    return url
+
+
+def test_heal_to_sqs_replays_the_losses_once_and_the_next_report_passes(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    _parity_log(tmp_path)
+    url = _queue_with_losses(moto)
+    archive = tmp_path / "archive"
+
+    def drain() -> None:
+        pull(
+            url,
+            archive,
+            endpoint_url=moto.endpoint,
+            region=REGION,
+            delete=True,
+            workers=1,
+            wait_time_s=0,
+            progress=False,
+        )
+
+    drain()
+    before, report_path = _report(tmp_path, archive)
+    assert before["verdict"] == "fail"
+    assert before["missing_in_queue_keys"] == [rid(n) for n in LOST]
+
+    target = f"sqs:{url}"
+    dry = heal(report_path, target, endpoint_url=moto.endpoint)
+    assert [i.replay_id for i in dry.to_send] == [rid(n) for n in LOST] and dry.sent == 0
+    drain()
+    assert _report(tmp_path, archive)[0]["counts"]["replayed"] == 0  # a dry run sends nothing
+
+    first = heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
+    second = heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
+    assert (first.sent, second.sent, second.already_sent) == (2, 0, 2)
+
+    drain()
+    after, _ = _report(tmp_path, archive)
+    assert after["verdict"] == "pass"
+    assert after["counts"]["replayed"] == 2 and after["counts"]["missing_in_queue"] == 0
+    assert after["counts"]["duplicates_queue"] == 0  # the second heal sent nothing
+    replayed = {s["key"]: s for s in after["samples"]["replayed"]}
+    assert replayed[rid(2)]["replay_of"] == rid(2)
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), data))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stage() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    port = free_port()
+    handler = type("Recorder", (_Recorder,), {"received": []})
+    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{port}/prod/callback", handler.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_heal_to_a_stage_url_sends_the_original_bytes_with_the_replay_header(
+    tmp_path: Path, stage: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = stage
+    log = _parity_log(tmp_path)
+    report = {
+        "verdict": "fail",
+        "key": "request_id",
+        "sources": {"app": f"nginx:{log}"},
+        "missing_in_queue_keys": [rid(n) for n in LOST],
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    result = heal(path, url, apply=True)
+    assert result.sent == 2 and not result.failed
+    by_id = {h[REPLAY_HEADER]: (h, data) for h, data in received}
+    assert set(by_id) == {rid(2), rid(4)}
+    assert by_id[rid(2)][1].decode() == body(2)
+    headers, data = by_id[rid(4)]
+    assert data == b"text=%EB%B0%B0%EC%86%A1+a%3Db%26c%2B100%25"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert heal(path, url, apply=True).sent == 0
+    assert len(received) == 2
+
+
+def test_heal_rejects_what_is_not_a_parity_report(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text('{"verdict": "pass"}')
+    with pytest.raises(InputError, match="no 'missing_in_queue_keys'"):
+        heal(path, "sqs:https://example.invalid/q")
+    with pytest.raises(InputError, match="report not found"):
+        heal(tmp_path / "none.json", "sqs:https://example.invalid/q")
