@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -43,7 +44,14 @@ def summary_line(findings: Sequence[Finding]) -> str:
 
 def as_text(config: str, findings: Sequence[Finding], fail_on: Severity) -> str:
     """Readable report; ANSI styles are added here and stripped by click.echo off a TTY."""
+    base = str(Path(config).parent).rstrip("/") + "/"
+
+    def short(text: str) -> str:  # file paths relative to the config's directory
+        return text.replace(base, "")
+
     lines = [click.style(f"hookshift doctor: {config}", bold=True)]
+    if findings:
+        lines.append(f"(paths relative to {base})")
     for severity in reversed(Severity):
         group = [f for f in findings if f.severity is severity]
         if not group:
@@ -52,9 +60,10 @@ def as_text(config: str, findings: Sequence[Finding], fail_on: Severity) -> str:
         title = f"{_TITLES[severity]} ({len(group)})"
         lines.append(click.style(title, fg=_COLOURS[severity], bold=True))
         for f in group:
-            lines.append(f"  {f.where}  " + click.style(f"[{f.code}]", fg=_COLOURS[severity]))
-            lines.extend(_wrap(f.message, "    ", "    "))
-            fix = _wrap("fix: " + f.fix, "    ", "         ")
+            code = click.style(f"[{f.code}]", fg=_COLOURS[severity])
+            lines.append(f"  {short(f.where)}  {code}")
+            lines.extend(_wrap(short(f.message), "    ", "    "))
+            fix = _wrap("fix: " + short(f.fix), "    ", "         ")
             fix[0] = fix[0].replace("fix:", click.style("fix:", bold=True), 1)
             lines.extend(fix)
     failing = sum(1 for f in findings if f.severity >= fail_on)
