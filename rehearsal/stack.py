@@ -81,6 +81,7 @@ class StackOptions:
     mirror: str = "hookshift"  # or "none"
     parity_log: bool = True
     request_id_header: str = REQUEST_ID_HEADER
+    request_id_to_app: bool = True  # the app's ledger then carries the id the queue has
     mirror_args: tuple[str, ...] = ()  # extra `hookshift mirror apply` options
     extra_http: str = ""
     extra_server: str = ""
@@ -410,6 +411,8 @@ def mirror_apply_args(stack: Stack, nginx_bin: str) -> list[str]:
     ]
     if o.parity_log:
         args += ["--parity-log", str(stack.parity_log)]
+    if o.request_id_to_app:
+        args.append("--request-id-to-app")
     return [*args, *o.mirror_args]
 
 

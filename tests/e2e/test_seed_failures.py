@@ -129,7 +129,7 @@ def test_hookshift_mirror_delivers_what_the_seed_config_lost_byte_for_byte(
     assert doctor_codes(hookshift_stack) == set()
 
 
-def test_each_queue_message_carries_the_nginx_request_id_of_its_parity_log_line(
+def test_the_nginx_request_id_is_the_same_in_the_parity_log_the_app_and_the_queue(
     hookshift_stack: Stack,
 ) -> None:
     callbacks = make_callbacks(3, run_id="rid")
@@ -142,6 +142,11 @@ def test_each_queue_message_carries_the_nginx_request_id_of_its_parity_log_line(
         attributes = message["MessageAttributes"]
         assert attributes["nginx_request_id"]["StringValue"] == by_body[message["Body"]]
         assert attributes["apigw_request_id"]["StringValue"]
+    # the app got the same id (--request-id-to-app): one key across nginx, the app and SQS
+    app_ids = {r["body"]: r["request_id"] for r in parity_records(hookshift_stack.app_ledger)}
+    for message in messages:
+        nginx_id = message["MessageAttributes"]["nginx_request_id"]["StringValue"]
+        assert app_ids[message["Body"]] == nginx_id
 
 
 @pytest.mark.parametrize(
