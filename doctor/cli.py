@@ -19,7 +19,7 @@ _SEVERITIES = [s.label for s in reversed(Severity)]
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="The main nginx config (its includes are followed).",
 )
 @click.option(

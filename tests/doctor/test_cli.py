@@ -163,3 +163,10 @@ def test_colour_only_on_a_terminal(tmp_path: Path) -> None:
         returncode = proc.wait(timeout=60)
     assert returncode == 1
     assert b"\x1b[31m" in b"".join(chunks)  # errors in red on a TTY
+
+
+def test_a_directory_instead_of_a_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = doctor("--config", tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path) in lines[0]
