@@ -6,11 +6,12 @@ It behaves like API Gateway as far as a client (nginx, the vendor, a probe) and 
   with a base path mapping (``https://DOMAIN/BASE/RESOURCE``); TLS picks the certificate by SNI
   and refuses a handshake without a server name (see ``apigw.tls``);
 * gateway responses API Gateway gives before any integration runs (modelled, AWS's defaults):
-  403 ``Missing Authentication Token`` for an unknown stage, resource or method; 403
-  ``Forbidden`` for a host the API does not serve or a custom-domain path without a base path
-  mapping; 413 for a body over 10 MB; 415 when the request's content type has no mapping
-  template and passthrough is NEVER; 500 ``Internal server error`` when the template fails or
-  SQS cannot be reached;
+  403 ``Missing Authentication Token`` for an unknown stage, resource or method (also behind a
+  custom domain's base path mapping, e.g. ``/STAGE/RESOURCE`` on a root mapping); 403
+  ``Forbidden`` for a host the API does not serve or a custom-domain path that no base path
+  mapping matches; 413 for a body over 10 MB; 415 when the
+  request's content type has no mapping template and passthrough is NEVER; 500 ``Internal
+  server error`` when the template fails or SQS cannot be reached;
 * the integration: the mapping template (``templates/apigw``) rendered with airspeed, sent to
   SQS (moto) as API Gateway sends it (see ``apigw.sqs`` for which SQS answers come from moto
   and which are modelled), and the integration responses (default or recommended) applied to
@@ -183,7 +184,7 @@ def route(config: StageConfig, host_header: str, method: str, path: str) -> Rout
         if base:
             head, _, tail = path.lstrip("/").partition("/")
             if head != base:
-                return FORBIDDEN
+                return FORBIDDEN  # no API mapping matches the path
             rest = "/" + tail
         else:
             rest = path

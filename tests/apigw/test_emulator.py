@@ -280,14 +280,32 @@ def test_custom_domain_with_base_path_mapping_delivers(
     assert emulator.domain_url("hooks.example.com").endswith("/v1/callback")
 
 
-def test_custom_domain_path_without_mapping_is_403_forbidden(stage: StageFactory) -> None:
+def test_custom_domain_path_no_mapping_matches_is_403_forbidden(stage: StageFactory) -> None:
     domains = (CustomDomain("hooks.example.com", "v1"), CustomDomain("bare.example.com", None))
     emulator, _ = stage(custom_domains=domains)
-    wrong_base = f"https://hooks.example.com:{emulator.port}/v2/callback"
-    assert post(wrong_base, "{}", cafile=emulator.ca_pem).status == 403
-    bare = f"https://bare.example.com:{emulator.port}/callback"
-    response = post(bare, "{}", cafile=emulator.ca_pem)
-    assert (response.status, json.loads(response.body)) == (403, {"message": "Forbidden"})
+    for url in (
+        f"https://hooks.example.com:{emulator.port}/v2/callback",
+        f"https://bare.example.com:{emulator.port}/callback",
+    ):
+        response = post(url, "{}", cafile=emulator.ca_pem)
+        assert (response.status, json.loads(response.body)) == (403, {"message": "Forbidden"})
+
+
+def test_custom_domain_wrong_resource_under_a_mapping_is_missing_authentication_token(
+    stage: StageFactory,
+) -> None:
+    # AWS's example: the stage URL's path (/STAGE/RESOURCE) used on a root-mapped domain
+    domains = (CustomDomain("hooks.example.com", "v1"), CustomDomain("root.example.com", ""))
+    emulator, _ = stage(custom_domains=domains)
+    for url in (
+        f"https://hooks.example.com:{emulator.port}/v1/prod/callback",
+        f"https://root.example.com:{emulator.port}/prod/callback",
+    ):
+        response = post(url, "{}", cafile=emulator.ca_pem)
+        assert (response.status, json.loads(response.body)) == (
+            403,
+            {"message": "Missing Authentication Token"},
+        )
 
 
 def test_a_host_header_the_api_does_not_serve_is_forbidden(stage: StageFactory) -> None:
