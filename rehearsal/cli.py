@@ -64,8 +64,8 @@ def summary_lines(
     by_key = {r.key: r for r in results}
     failed = len(rec.sent) - len(rec.vendor_ok)
     lines = [
-        f"{len(rec.sent)} callbacks sent through nginx; the app was deployed at callback "
-        f"{scenario.deploy_seq} (down {scenario.downtime:g} s)",
+        f"{len(rec.sent)} callbacks sent through nginx; the app was deployed when callback "
+        f"{scenario.deploy_seq} was due (down {scenario.downtime:g} s)",
         "",
         f"  vendor got 2xx        {len(rec.vendor_ok):>6}    non-2xx/error {failed:>6}",
         f"  in the app's ledger   {len(rec.in_app):>6}",
