@@ -125,3 +125,18 @@ def test_a_blackholed_process_is_ready_yet_silent(tmp_path: Path) -> None:
             _resolver(port, timeout=0.5).resolve(STAGE, "A")
     finally:
         process.stop()
+
+
+def test_a_bad_record_on_the_command_line_is_one_line_and_exit_2() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "rehearsal.dns", "--record", "no-value"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "NAME=VALUE" in result.stderr
