@@ -28,7 +28,7 @@ from mirror.render import server_lines as render_server
 from nginx import splice
 from nginx.config import Directive, NginxConfig
 from nginx.matching import Match, location_spec, match, server_listens, server_names
-from nginx.source import SourceConfig, load_source, read_text
+from nginx.source import SourceConfig, load_source
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -269,6 +269,199 @@ def _describe_server(m: Match, config: NginxConfig) -> str:
     return f"server_name {names}; listen {listens}"
 
 
+@dataclass(frozen=True)
+class _Scene:
+    """What the plan works on: the chosen blocks and what they already contain."""
+
+    config: NginxConfig
+    match: Match
+    http: Directive
+    mode: Mode
+    layout: Layout
+    internal_uri: str
+
+    @property
+    def location(self) -> Directive:
+        return self.match.location
+
+    @property
+    def levels(self) -> list[Directive]:
+        """The blocks the location inherits from, innermost first."""
+        return [*reversed(self.match.parents), self.match.server, self.http]
+
+    @property
+    def location_names(self) -> set[str]:
+        return {d.name for d in self.config.effective_children(self.location)}
+
+
+def _choose_layout(options: MirrorOptions, version: tuple[int, int, int]) -> Layout:
+    if options.mode == "forward":
+        return "direct"
+    layout = options.layout or ("upstream-resolve" if version >= RESOLVE_IN_UPSTREAM else "two-hop")
+    if layout == "upstream-resolve" and version < RESOLVE_IN_UPSTREAM:
+        raise InputError(
+            "layout upstream-resolve needs nginx >= 1.27.3 (server ... resolve)",
+            fix="use the default two-hop layout on this nginx",
+        )
+    return layout
+
+
+def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
+    """What in the user's config would make the mirror (or forward) do less than asked."""
+    config, loc, m = scene.config, scene.location, scene.match
+    warnings: list[str] = []
+    if not m.exact:
+        what = (
+            f"only {options.path} is copied (a map on $request_uri filters the rest)"
+            if scene.mode == "mirror"
+            else f"only {options.path} is forwarded (the rewrite matches it exactly)"
+        )
+        warnings.append(
+            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: "
+            f"{what}; other paths under it keep going to the app only"
+        )
+    if scene.mode == "mirror":
+        for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
+            if name in scene.location_names:
+                warnings.append(
+                    f"location {location_spec(loc)} ({loc.where}) has `{name}`: requests it "
+                    "ends before the content phase are not mirrored"
+                )
+        mrb = config.effective_children(loc, "mirror_request_body")
+        if mrb and _is_off(mrb[0]):
+            warnings.append(
+                f"mirror_request_body off at {mrb[0].where}: copies reach the stage without a body"
+            )
+    for level in (m.server, scene.http):
+        for d in config.effective_children(level, "mirror"):
+            warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
+    for d in config.effective_children(m.server):
+        if d.name in ("rewrite", "return"):
+            warnings.append(
+                f"server-level `{d.name}` ({d.where}) also runs for the subrequest "
+                f"to {scene.internal_uri}; make sure it leaves that URI alone"
+            )
+    if scene.layout == "two-hop":
+        for d in config.effective_children(scene.http):
+            if d.name in RELAY_BLOCKERS:
+                warnings.append(
+                    f"http-level `{d.name}` ({d.where}) also applies to hookshift's relay "
+                    "server: copies may be refused there (move it into the servers it protects)"
+                )
+    return warnings
+
+
+def _parity_log_lines(
+    scene: _Scene, options: MirrorOptions, path_filter: str | None, warnings: list[str]
+) -> tuple[str, ...]:
+    """The parity ``access_log`` plus the inherited ones it would otherwise silence."""
+    if options.parity_log is None:
+        return ()
+    log_args = [str(options.parity_log), "hookshift_parity"]
+    if path_filter is not None:
+        log_args.append(f"if=${CALLBACK_VAR}")
+    lines = [directive("access_log", *log_args)]
+    if scene.mode == "mirror" and scene.config.effective_children(scene.location, "access_log"):
+        return tuple(lines)  # the location already chose its logs; ours goes beside them
+    # the forward location is new, in the server: it inherits from the server and http only
+    levels = scene.levels if scene.mode == "mirror" else [scene.match.server, scene.http]
+    inherited = _inherited(scene.config, levels, "access_log")
+    if inherited is None:
+        if options.default_access_log:
+            lines.append(directive("access_log", options.default_access_log, "combined"))
+        else:
+            warnings.append(
+                "no access_log is configured and nginx's compiled default is unknown: "
+                "the default access log stops for this location"
+            )
+    elif not any(_is_off(d) for d in inherited):
+        lines.extend(_redeclare(d) for d in inherited)
+    return tuple(lines)
+
+
+def _app_header_lines(
+    scene: _Scene, options: MirrorOptions, warnings: list[str]
+) -> tuple[str, ...]:
+    """``--request-id-to-app``: the header, plus the inherited headers it would silence."""
+    if scene.mode != "mirror" or not options.request_id_to_app:
+        return ()
+    loc = scene.location
+    if "proxy_pass" not in scene.location_names:
+        warnings.append(
+            f"--request-id-to-app: location {loc.where} has no proxy_pass; header not added"
+        )
+        return ()
+    lines = [directive("proxy_set_header", options.request_id_header, "$request_id")]
+    if not scene.config.effective_children(loc, "proxy_set_header"):
+        inherited = _inherited(scene.config, scene.levels, "proxy_set_header") or []
+        lines.extend(
+            _redeclare(d)
+            for d in inherited
+            if d.args[:1] and d.args[0].lower() != options.request_id_header.lower()
+        )
+    return tuple(lines)
+
+
+def _template_context(
+    scene: _Scene, options: MirrorOptions, stage: Stage, warnings: list[str]
+) -> TemplateContext:
+    uri = urlsplit(options.path).path
+    # A location that serves more than the callback path gets a filter, so only the callback
+    # is copied (and logged for parity): other requests' copies end at once with 204.
+    exact = scene.match.exact
+    path_filter = None if exact or scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    log_lines = _parity_log_lines(scene, options, path_filter, warnings)
+    if options.stage_path is not None:
+        suffix = f"{options.stage_path}$is_args$args"
+    else:
+        suffix = f"{stage.base_path}$request_uri"
+    names = scene.location_names
+    return TemplateContext(
+        mode=scene.mode,
+        layout=scene.layout,
+        internal_uri=scene.internal_uri,
+        mirror_uri=scene.internal_uri,
+        upstream=UPSTREAM,
+        relay_socket=options.relay_socket,
+        stage_target=f"https://{stage.authority}{suffix}",
+        upstream_target=f"https://{UPSTREAM}{suffix}",
+        stage_authority=f"{stage.host}:{stage.port}",
+        tls_name=stage.host,
+        host_header=stage.host,
+        trusted_ca=str(options.trusted_ca),
+        resolvers=options.resolvers,
+        timeout=options.effective_timeout,
+        request_id_header=options.request_id_header,
+        parity_log=options.parity_log is not None,
+        tuning=options.tuning,
+        set_mirror_request_body="mirror_request_body" not in names,
+        set_body_buffer="client_body_buffer_size" not in names,
+        location_log_lines=log_lines if scene.mode == "mirror" else (),
+        app_header_lines=_app_header_lines(scene, options, warnings),
+        forward_log_lines=log_lines if scene.mode == "forward" else (),
+        path_filter=path_filter,
+        callback_var=CALLBACK_VAR,
+        forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", scene.internal_uri, "last"),
+    )
+
+
+def _already_applied(
+    changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
+) -> bool:
+    """True when the files on disk already are this plan's result (apply twice = no-op)."""
+    marked = sorted(p for p, t in (on_disk or {}).items() if splice.has_marks(t))
+    if not marked or on_disk is None:
+        return False
+    planned = {c.path: c.new_text for c in changes}
+    if all(text == planned.get(p, source.texts.get(p)) for p, text in on_disk.items()):
+        return True
+    raise InputError(
+        "the config already has hookshift lines from a different plan",
+        where=", ".join(str(p) for p in marked),
+        fix="run `hookshift mirror remove --config ...` first, then apply again",
+    )
+
+
 def build_plan(
     source: SourceConfig,
     options: MirrorOptions,
@@ -282,178 +475,36 @@ def build_plan(
     config = source.config
     stage, warnings = parse_stage_url(options.stage_url, options.stage_path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
-    http = _enclosing_http(config, m.server)
-    mode = options.mode
-    if mode == "forward":
-        layout: Layout = "direct"
-    elif options.layout is not None:
-        layout = options.layout
-    else:
-        layout = "upstream-resolve" if nginx_version >= RESOLVE_IN_UPSTREAM else "two-hop"
-    if layout == "upstream-resolve" and nginx_version < RESOLVE_IN_UPSTREAM:
-        raise InputError(
-            "layout upstream-resolve needs nginx >= 1.27.3 (server ... resolve)",
-            fix="use the default two-hop layout on this nginx",
-        )
-    internal_uri = MIRROR_URI if mode == "mirror" else FORWARD_URI
+    internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
     _check_free_names(config, internal_uri)
-
-    loc = m.location
-    levels = [*reversed(m.parents), m.server, http]
-    location_names = {d.name for d in config.effective_children(loc)}
-
-    if not m.exact:
-        what = (
-            f"only {options.path} is copied (a map on $request_uri filters the rest)"
-            if mode == "mirror"
-            else f"only {options.path} is forwarded (the rewrite matches it exactly)"
-        )
-        warnings.append(
-            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: "
-            f"{what}; other paths under it keep going to the app only"
-        )
-    for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
-        if mode == "mirror" and name in location_names:
-            warnings.append(
-                f"location {location_spec(loc)} ({loc.where}) has `{name}`: requests it ends "
-                "before the content phase are not mirrored"
-            )
-    for level in (m.server, http):
-        for d in config.effective_children(level, "mirror"):
-            warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
-    for d in config.effective_children(m.server):
-        if d.name in ("rewrite", "return"):
-            warnings.append(
-                f"server-level `{d.name}` ({d.where}) also runs for the mirror subrequest "
-                f"to {internal_uri}; make sure it leaves that URI alone"
-            )
-    if layout == "two-hop":
-        for d in config.effective_children(http):
-            if d.name in RELAY_BLOCKERS:
-                warnings.append(
-                    f"http-level `{d.name}` ({d.where}) also applies to hookshift's relay "
-                    "server: copies may be refused there (move it into the servers it protects)"
-                )
-
-    uri = urlsplit(options.path).path
-    # A location that serves more than the callback path gets a filter, so only the callback
-    # is copied (and logged for parity): other requests' copies end at once with 204.
-    path_filter = None if m.exact or mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
-    log_lines: list[str] = []
-    if options.parity_log is not None:
-        log_args = [str(options.parity_log), "hookshift_parity"]
-        if path_filter is not None:
-            log_args.append(f"if=${CALLBACK_VAR}")
-        log_lines.append(directive("access_log", *log_args))
-    redeclared_logs: list[str] = []
-    if options.parity_log is not None:
-        own = config.effective_children(loc, "access_log")
-        target_levels = levels if mode == "mirror" else [m.server, http]
-        if mode == "mirror" and own:
-            pass  # the location already chose its logs; ours is added beside them
-        else:
-            inherited = _inherited(config, target_levels, "access_log")
-            if inherited is None:
-                if options.default_access_log:
-                    redeclared_logs.append(
-                        directive("access_log", options.default_access_log, "combined")
-                    )
-                else:
-                    warnings.append(
-                        "no access_log is configured and nginx's compiled default is unknown: "
-                        "the default access log stops for this location"
-                    )
-            elif not any(_is_off(d) for d in inherited):
-                redeclared_logs.extend(_redeclare(d) for d in inherited)
-
-    app_header_lines: list[str] = []
-    if mode == "mirror" and options.request_id_to_app:
-        if "proxy_pass" not in location_names:
-            warnings.append(
-                f"--request-id-to-app: location {loc.where} has no proxy_pass; header not added"
-            )
-        else:
-            app_header_lines.append(
-                directive("proxy_set_header", options.request_id_header, "$request_id")
-            )
-            if not config.effective_children(loc, "proxy_set_header"):
-                inherited_headers = _inherited(config, levels, "proxy_set_header") or []
-                app_header_lines.extend(
-                    _redeclare(d)
-                    for d in inherited_headers
-                    if d.args[:1] and d.args[0].lower() != options.request_id_header.lower()
-                )
-
-    mrb = config.effective_children(loc, "mirror_request_body")
-    if mode == "mirror" and mrb and _is_off(mrb[0]):
-        warnings.append(
-            f"mirror_request_body off at {mrb[0].where}: copies reach the stage without a body"
-        )
-
-    stage_path = options.stage_path
-    if stage_path is not None:
-        target = f"https://{stage.authority}{stage_path}$is_args$args"
-        upstream_target = f"https://{UPSTREAM}{stage_path}$is_args$args"
-    else:
-        target = f"https://{stage.authority}{stage.base_path}$request_uri"
-        upstream_target = f"https://{UPSTREAM}{stage.base_path}$request_uri"
-    ctx = TemplateContext(
-        mode=mode,
-        layout=layout,
+    scene = _Scene(
+        config=config,
+        match=m,
+        http=_enclosing_http(config, m.server),
+        mode=options.mode,
+        layout=_choose_layout(options, nginx_version),
         internal_uri=internal_uri,
-        mirror_uri=internal_uri,
-        upstream=UPSTREAM,
-        relay_socket=options.relay_socket,
-        stage_target=target,
-        upstream_target=upstream_target,
-        stage_authority=f"{stage.host}:{stage.port}",
-        tls_name=stage.host,
-        host_header=stage.host,
-        trusted_ca=str(options.trusted_ca),
-        resolvers=options.resolvers,
-        timeout=options.effective_timeout,
-        request_id_header=options.request_id_header,
-        parity_log=options.parity_log is not None,
-        tuning=options.tuning,
-        set_mirror_request_body=not mrb,
-        set_body_buffer="client_body_buffer_size" not in location_names,
-        location_log_lines=tuple(log_lines + redeclared_logs) if mode == "mirror" else (),
-        app_header_lines=tuple(app_header_lines),
-        forward_log_lines=tuple(log_lines + redeclared_logs) if mode == "forward" else (),
-        path_filter=path_filter,
-        callback_var=CALLBACK_VAR,
-        forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", internal_uri, "last"),
     )
-    inserts: list[tuple[Directive, tuple[str, ...]]] = [
-        (http, render_http(ctx)),
-        (m.server, render_server(ctx)),
-        (loc, render_location(ctx)),
-    ]
-    changes = _splice(source, inserts)
-    already = False
-    if on_disk is not None:
-        marked = {p for p, t in on_disk.items() if splice.has_marks(t)}
-        if marked:
-            planned = {c.path: c.new_text for c in changes}
-            same = all(on_disk.get(p) == planned.get(p, source.texts.get(p)) for p in on_disk)
-            if not same:
-                listing = ", ".join(str(p) for p in sorted(marked))
-                raise InputError(
-                    "the config already has hookshift lines from a different plan",
-                    where=listing,
-                    fix="run `hookshift mirror remove --config ...` first, then apply again",
-                )
-            already = True
-            changes = ()
+    warnings += _scene_warnings(scene, options)
+    ctx = _template_context(scene, options, stage, warnings)
+    changes = _splice(
+        source,
+        [
+            (scene.http, render_http(ctx)),
+            (m.server, render_server(ctx)),
+            (m.location, render_location(ctx)),
+        ],
+    )
+    already = _already_applied(changes, source, on_disk)
     return MirrorPlan(
         options=options,
         nginx_version=nginx_version,
-        layout=layout,
+        layout=scene.layout,
         stage=stage,
         internal_uri=internal_uri,
         server=Place("server", m.server.where, _describe_server(m, config)),
-        location=Place("location", loc.where, f"location {location_spec(loc)}"),
-        changes=changes,
+        location=Place("location", m.location.where, f"location {location_spec(m.location)}"),
+        changes=() if already else changes,
         warnings=tuple(warnings),
         already_applied=already,
     )
@@ -525,7 +576,3 @@ def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> Mi
         note = f"crossplane cannot parse the config ({exc.line()}); planned with hookshift's lexer"
         plan = replace(plan, warnings=(*plan.warnings, note))
     return plan
-
-
-def current_texts(paths: list[Path]) -> dict[Path, str]:
-    return {p: read_text(p) for p in paths}
