@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -108,9 +109,9 @@ def test_heal_to_sqs_replays_the_losses_once_and_the_next_report_passes(
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         data = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((dict(self.headers), data))
         self.send_response(200)
