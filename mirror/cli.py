@@ -20,6 +20,7 @@ from mirror.plan import (
     MirrorOptions,
     MirrorPlan,
     make_plan,
+    system_ca_bundle,
 )
 from mirror.remove import remove_marked
 from nginx import binary
@@ -88,9 +89,9 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--trusted-ca",
             type=click.Path(path_type=Path),
-            default=DEFAULT_TRUSTED_CA,
-            show_default=True,
-            help="CA bundle to verify the stage's certificate.",
+            default=system_ca_bundle,
+            help=f"CA bundle to verify the stage's certificate (default: the system's, "
+            f"{DEFAULT_TRUSTED_CA} on Debian).",
         ),
         click.option(
             "--timeout",

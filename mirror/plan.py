@@ -31,7 +31,12 @@ from nginx.matching import Match, location_spec, match, server_listens, server_n
 from nginx.source import SourceConfig, load_source
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
-DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
+CA_BUNDLES = (
+    DEFAULT_TRUSTED_CA,
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),  # RHEL, Fedora, Amazon Linux
+    Path("/etc/ssl/cert.pem"),  # Alpine, macOS
+)
 DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 MIRROR_URI = "/__hookshift_mirror"
@@ -42,6 +47,11 @@ RESOLVE_IN_UPSTREAM = (1, 27, 3)
 # http-level directives that would also gate requests to the relay server (a normal request)
 RELAY_BLOCKERS = ("deny", "auth_basic", "auth_request", "limit_req", "limit_conn", "satisfy")
 EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
+def system_ca_bundle() -> Path:
+    """The system's CA bundle (the first that exists), for ``proxy_ssl_trusted_certificate``."""
+    return next((p for p in CA_BUNDLES if p.is_file()), DEFAULT_TRUSTED_CA)
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class MirrorOptions:
     request_id_header: str = "X-Request-Id"
     request_id_to_app: bool = False
     stage_path: str | None = None
-    trusted_ca: Path = DEFAULT_TRUSTED_CA
+    trusted_ca: Path = field(default_factory=system_ca_bundle)
     timeout: float | None = None
     mode: Mode = "mirror"
     relay_socket: str = DEFAULT_RELAY_SOCKET
