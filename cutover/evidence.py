@@ -155,7 +155,10 @@ def _parity_report(
 def parity_evidence(report: dict[str, Any], since: float, until: float) -> ParityEvidence:
     """The gate's view of a parity report (issue 4's JSON: verdict, reason, counts)."""
     counts = report.get("counts", {})
-    compared = int(counts.get("app", 0)) - int(counts.get("in_flight", 0))
+    if "compared" in counts:  # verify's own figure: the callbacks its verdict rests on
+        compared = int(counts["compared"])
+    else:
+        compared = int(counts.get("app", 0)) - int(counts.get("in_flight", 0))
     return ParityEvidence(
         verdict=str(report.get("verdict", "fail")),
         reason=str(report.get("reason", "")),
