@@ -175,6 +175,15 @@ def status(state_path: Path, output_format: str) -> None:
         click.echo(f"since: {entered.time}")
     if nxt:
         click.echo(f"next:  {nxt}, gates read: {', '.join(stages.needed_evidence(current.stage))}")
+    last_advance = next((e for e in reversed(current.entries) if e.action == "advance"), None)
+    if last_advance is not None:
+        click.echo(
+            f"gates of the last advance (#{last_advance.seq}, {last_advance.from_stage} -> "
+            f"{last_advance.to_stage}):"
+        )
+        for gate in last_advance.gates:
+            mark = "ok  " if gate.get("passed") else "FAIL"
+            click.echo(f"  {mark} {gate.get('gate')}: {gate.get('why')}")
     click.echo("history:")
     for entry in current.entries:
         files = f", {len(entry.files)} file(s) changed" if entry.files else ""

@@ -149,6 +149,9 @@ def test_walk_all_five_stages_then_roll_back_each_byte_identical(
     step = _run("cutover", "advance", *s)
     assert step.returncode == 0, step.output
     assert "final report: " in step.output
+    status = _run("cutover", "status", *s)
+    assert "stage: decommissioned" in status.stdout
+    assert "ok   quiet-period: last callback at nginx" in status.stdout
     stack.reload_nginx()
     in_stage["decommissioned"] = _files(stack)
     assert in_stage["decommissioned"] == original
