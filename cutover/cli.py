@@ -406,6 +406,13 @@ def rollback(
     for change in files:
         click.echo(f"  restored {change.path} (sha256 {str(change.sha256_after)[:12]})")
     click.echo(f"nginx files are byte-identical to {target} ({len(expected)} checked)")
+    if stage == "vendor-switched":
+        diag(
+            "warning",
+            "nginx proxies to the app again, but the vendor may still call the custom domain: "
+            f"register the nginx URL (path {settings.path}) at the vendor again if you are "
+            "abandoning the switch, and keep the consumer's deduplication on meanwhile",
+        )
 
 
 def _expected_files(current: journal.Journal, stage: str) -> dict[str, str | None]:
