@@ -12,7 +12,8 @@ The order matters:
    original's mode and owner, and renamed over the original; the directory is fsync'd. A kill
    -9 at any moment leaves each file entirely old or entirely new;
 6. the real ``nginx -t`` on the result; if it fails, every file is restored;
-7. with ``reload``, ``nginx -s reload``; if that fails, restore and reload again.
+7. with ``reload``, ``nginx -s reload``; if that fails, or the running nginx does not take the
+   new config (two-hop: its relay socket never appears), restore and reload again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,8 +175,14 @@ def write_edits(
     reload: bool,
     require_valid_original: bool = True,
     prefix: Path | None = None,
+    took_effect: Callable[[], bool] | None = None,
 ) -> ApplyResult:
-    """The safe write pipeline shared by apply and remove (see the module docstring)."""
+    """The safe write pipeline shared by apply and remove (see the module docstring).
+
+    `took_effect`, polled for a few seconds after a reload, says whether the running nginx
+    really uses the new config: ``nginx -s reload`` only sends a signal, and a master that
+    cannot apply the new config (a socket it cannot bind) keeps the old one and only logs it.
+    """
     edits = [e for e in edits if e.old != e.new]
     with locked(backup_dir):
         for edit in edits:
@@ -216,8 +223,40 @@ def write_edits(
                 _restore(edits)
                 binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
                 raise OperationError(f"nginx -s reload failed, original restored: {result.error}")
+            if took_effect is not None and not _poll(took_effect, RELOAD_WAIT_S):
+                _restore(edits)
+                binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+                raise OperationError(
+                    "nginx did not take the new config after reload (see its error log); "
+                    "original restored"
+                )
             reloaded = True
         return ApplyResult(tuple(e.path for e in edits), run, reloaded, after.output)
+
+
+RELOAD_WAIT_S = 5.0
+
+
+def _poll(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
+    """Two-hop: the relay socket's directory must exist; after a reload the socket must."""
+    if plan.layout != "two-hop" or not plan.changes:
+        return None
+    socket_path = Path(plan.options.relay_socket)
+    if not socket_path.parent.is_dir():
+        raise InputError(
+            f"the relay socket's directory does not exist: {socket_path.parent}",
+            fix="create it or pass --relay-socket in an existing directory nginx can write",
+        )
+    return socket_path.is_socket
 
 
 def apply_plan(
@@ -230,6 +269,7 @@ def apply_plan(
 ) -> ApplyResult:
     """Write `plan` (no-op when it has no changes, e.g. already applied)."""
     edits = [Edit(c.path, c.old_text, c.new_text) for c in plan.changes]
+    relay_listening = _check_relay_socket(plan)
     return write_edits(
         edits,
         config=Path(os.path.abspath(plan.options.config)),
@@ -237,4 +277,5 @@ def apply_plan(
         backup_dir=backup_dir or default_backup_dir(),
         reload=reload,
         prefix=prefix,
+        took_effect=relay_listening,
     )

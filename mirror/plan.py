@@ -39,6 +39,7 @@ CA_BUNDLES = (
 )
 DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
 UPSTREAM = "hookshift_stage"
@@ -487,6 +488,11 @@ def build_plan(
     m = match(config, options.path, host=options.server_name, listen=options.listen)
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
     _check_free_names(config, internal_uri)
+    if len(options.relay_socket.encode()) > UNIX_PATH_MAX:
+        raise InputError(
+            f"--relay-socket path is longer than {UNIX_PATH_MAX} bytes: {options.relay_socket}",
+            fix="choose a shorter path, e.g. /run/hookshift-mirror.sock",
+        )
     scene = _Scene(
         config=config,
         match=m,

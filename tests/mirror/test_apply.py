@@ -202,3 +202,22 @@ def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
         assert apply_plan(_plan(config, ca_file), **writer).changed  # type: ignore[arg-type]
     remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert snapshot(config.parent) == before, "no temp file left behind"
+
+
+def test_a_relay_socket_in_a_missing_directory_is_refused_before_writing(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    before = snapshot(config.parent)
+    plan = _plan(config, ca_file, relay_socket=str(tmp_path / "no-such-dir" / "relay.sock"))
+    with pytest.raises(InputError, match="relay socket's directory does not exist"):
+        apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == before
+
+
+def test_a_relay_socket_path_too_long_for_unix_sockets_is_an_input_error(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    with pytest.raises(InputError, match="longer than 107 bytes"):
+        _plan(config, ca_file, relay_socket="/run/" + "x" * 120 + ".sock")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from hookshift.errors import OperationError
 from mirror.apply import apply_plan
 from mirror.plan import MirrorOptions, make_plan
 from mirror.remove import remove_marked
@@ -330,5 +331,35 @@ def test_a_broad_location_copies_and_logs_only_the_callback_path(
         _wait_for(lambda: (tmp_path / "parity.log").exists(), "the parity log")
         logged = [json.loads(x)["uri"] for x in (tmp_path / "parity.log").read_text().splitlines()]
         assert logged == ["/callback?src=vendor"]
+    finally:
+        nginx.stop()
+
+
+def test_a_reload_nginx_cannot_take_is_rolled_back(
+    tmp_path: Path,
+    nginx_bin: str,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """nginx -t does not bind sockets: a relay path nginx cannot listen on passes -t, and the
+    master keeps the old config on reload. apply notices and restores the original."""
+    blocked = tmp_path / "not-a-socket"
+    blocked.mkdir()  # a directory where the relay socket should go: bind() fails
+    original = (tmp_path / "nginx.conf").read_bytes()
+    options = replace(_options(tmp_path, stage.port, dns, ca_file), relay_socket=str(blocked))
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        with pytest.raises(OperationError, match="did not take the new config"):
+            apply_plan(
+                make_plan(options, (1, 22, 1)),
+                nginx_bin=nginx_bin,
+                backup_dir=tmp_path / "bk",
+                reload=True,
+                prefix=tmp_path,
+            )
+        assert (tmp_path / "nginx.conf").read_bytes() == original
+        assert _post(port, SAMPLE) == 200
     finally:
         nginx.stop()
