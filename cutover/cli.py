@@ -37,6 +37,7 @@ def _settings_options(func: Any) -> Any:
         click.option("--path", help="The callback location's path, e.g. /callback."),
         click.option("--stage-url", help="https://ID.execute-api.REGION.amazonaws.com/STAGE"),
         click.option("--domain-url", help="The custom domain (and base path), https://..."),
+        click.option("--domain-target", help="Its d-XXXX.execute-api.REGION.amazonaws.com name."),
         click.option("--queue", help="sqs:QUEUE_URL, archive:DIR or jsonl:FILE."),
         click.option("--endpoint-url", help="SQS endpoint (default: AWS)."),
         click.option("--region", help="AWS region of the queue."),
@@ -62,7 +63,7 @@ def _settings_options(func: Any) -> Any:
 
 
 _SETTING_NAMES = (
-    "config", "path", "stage_url", "domain_url", "queue", "endpoint_url", "region",
+    "config", "path", "stage_url", "domain_url", "domain_target", "queue", "endpoint_url", "region",
     "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
     "backup_dir", "relay_socket", "archive", "min_window", "min_events", "quiet_period",
     "probe_timeout", "parity_grace",
@@ -436,17 +437,22 @@ def _expected_files(current: journal.Journal, stage: str) -> dict[str, str | Non
 @click.option("--resolver", help="DNS server ADDR[:PORT] to resolve the URL's host with.")
 @click.option("--ca-file", help="CA bundle to verify the certificate (a private CA).")
 @click.option(
+    "--expect-target",
+    metavar="d-XXXX.execute-api.REGION.amazonaws.com",
+    help="The custom domain's target, to check an alias A record against.",
+)
+@click.option(
     "--execution-log",
     type=click.Path(dir_okay=False),
-    help="The stage's execution log (to name SQS's answer behind a 5xx).",
+    help="The stage's execution log (to name SQS's answer behind a 5xx or a lost 200).",
 )
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds to wait for the marker in the queue.")  # fmt: skip
 @_FORMAT
 def probe(
     url: str, queue: str | None, endpoint_url: str | None, region: str | None,
-    resolver: str | None, ca_file: str | None, execution_log: str | None, timeout: float,
-    output_format: str,
+    resolver: str | None, ca_file: str | None, expect_target: str | None,
+    execution_log: str | None, timeout: float, output_format: str,
 ) -> None:  # fmt: skip
     """POST a synthetic callback with a unique marker to URL and find it in the queue.
 
@@ -466,7 +472,7 @@ def probe(
     spec = QueueSpec.parse(queue, endpoint_url=endpoint_url, region=region) if queue else None
     observation = run_probe(
         url, queue=spec, resolver=resolver, ca_file=ca_file, timeout=timeout,
-        execution_log=execution_log,
+        execution_log=execution_log, expect_target=expect_target,
     )  # fmt: skip
     result = diagnose(observation)
     _print_diagnosis(result, output_format)

@@ -31,6 +31,8 @@ class DnsObservation:
     addresses: tuple[str, ...] = ()
     resolver: str = "system"
     error: str = ""
+    expected_target: str = ""  # the custom domain's d-... name, when the operator gave it
+    target_addresses: tuple[str, ...] = ()  # what the same resolver says for it
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,27 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
                     "domain's d-XXXX.execute-api.REGION.amazonaws.com target",
                 )
             ]
-        target = " -> ".join(dns.chain) if dns.chain else ", ".join(dns.addresses)
+        if not dns.chain:  # plain A records: a Route 53 alias looks exactly like this
+            if dns.expected_target and set(dns.addresses) & set(dns.target_addresses):
+                return []
+            if not dns.expected_target:
+                return [
+                    Finding(
+                        "dns-alias-unverified",
+                        "warning",
+                        f"{host} has A records ({', '.join(dns.addresses)}) and no CNAME: a "
+                        "Route 53 alias to the custom domain's target looks like this, and so "
+                        "does a record pointing elsewhere",
+                        "pass --expect-target d-XXXX.execute-api.REGION.amazonaws.com (the "
+                        "custom domain's 'API Gateway domain name') to compare the addresses",
+                    )
+                ]
+            target = (
+                f"{', '.join(dns.addresses)}, none of them an address of {dns.expected_target} "
+                f"({', '.join(dns.target_addresses) or 'no address'})"
+            )
+        else:
+            target = " -> ".join(dns.chain)
         return [
             Finding(
                 "dns-wrong-target",

@@ -67,6 +67,7 @@ def probe(settings: Settings, base: str) -> tuple[ProbeEvidence, Diagnosis]:
         resolver=settings.resolvers[0] if settings.resolvers else None,
         ca_file=settings.ca_file,
         timeout=settings.probe_timeout,
+        expect_target=settings.domain_target if base == "domain_url" else None,
     )
     result = diagnose(observation)
     evidence = ProbeEvidence(

@@ -355,6 +355,7 @@ def run_probe(
     ca_file: str | None = None,
     timeout: float = 10.0,
     execution_log: str | None = None,
+    expect_target: str | None = None,
 ) -> ProbeObservation:
     """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped)."""
     parts = urlsplit(url)
@@ -367,7 +368,13 @@ def run_probe(
     marker = make_marker()
     body = probe_body(marker)
     now = time.time()
-    dns_obs = observe_dns(host, parse_resolver(resolver) if resolver else None)
+    server = parse_resolver(resolver) if resolver else None
+    dns_obs = observe_dns(host, server)
+    if expect_target:
+        expected = observe_dns(expect_target, server)
+        dns_obs = replace(
+            dns_obs, expected_target=expect_target.lower(), target_addresses=expected.addresses
+        )
     observation = ProbeObservation(url=url, sent_body=body, now=now, dns=dns_obs)
     if not dns_obs.addresses:
         return observation

@@ -21,6 +21,7 @@ class Settings:
     path: str | None = None  # the callback location's path, e.g. /callback
     stage_url: str | None = None  # https://ID.execute-api.REGION.amazonaws.com/STAGE
     domain_url: str | None = None  # https://hooks.example.com[/BASEPATH]
+    domain_target: str | None = None  # d-XXXX.execute-api.REGION.amazonaws.com (alias check)
     queue: str | None = None  # sqs:URL | archive:DIR | jsonl:FILE
     endpoint_url: str | None = None  # SQS endpoint (moto in the rehearsal)
     region: str | None = None

@@ -185,3 +185,21 @@ def test_behind_a_200_that_did_not_land_the_execution_log_names_sqs_answer() -> 
                            "integration_response: <UnknownOperationException/>")  # fmt: skip
     d = diagnose(_obs(http=http, queue=QueueObservation(False, 0)))
     assert _codes(d) == ["accepted-not-queued", "unknown-operation"]
+
+
+def test_plain_a_records_on_a_custom_domain_may_be_an_alias_so_they_only_warn() -> None:
+    dns = DnsObservation("NOERROR", (), ("127.0.0.1",))
+    d = diagnose(_obs(dns=dns))
+    assert _codes(d) == ["dns-alias-unverified"]
+    assert d.findings[0].severity == "warning" and d.ok
+
+
+def test_an_alias_is_checked_against_the_expected_targets_addresses() -> None:
+    alias = DnsObservation("NOERROR", (), ("10.0.0.7",), expected_target=REGIONAL,
+                           target_addresses=("10.0.0.7", "10.0.0.8"))  # fmt: skip
+    assert _codes(diagnose(_obs(dns=alias))) == []
+    elsewhere = DnsObservation("NOERROR", (), ("192.0.2.1",), expected_target=REGIONAL,
+                               target_addresses=("10.0.0.7",))  # fmt: skip
+    d = diagnose(_obs(dns=elsewhere))
+    assert _codes(d) == ["dns-wrong-target"]
+    assert "none of them an address of d-xyz789" in d.findings[0].cause

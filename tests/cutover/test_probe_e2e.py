@@ -46,6 +46,8 @@ def dns() -> Iterator[DnsServer]:
         f"{DOMAIN}={REGIONAL}",
         "wrong.example.com=old-lb.example.net",
         "old-lb.example.net=127.0.0.1",
+        "alias.example.com=127.0.0.1",  # an alias A record: no CNAME in the answer
+        "elsewhere.example.com=127.0.0.2",
     ]
     with DnsServer(records) as server:
         yield server
@@ -61,7 +63,8 @@ def queue(moto: MotoServer) -> QueueSpec:
 def base(queue: QueueSpec, moto: MotoServer, tmp_path: Path) -> StageConfig:
     return StageConfig(
         sqs_endpoint=moto.endpoint, queue_url=queue.target, region=REGION,
-        custom_domains=(CustomDomain(DOMAIN, ""), CustomDomain("wrong.example.com", "")),
+        custom_domains=(CustomDomain(DOMAIN, ""), CustomDomain("wrong.example.com", ""),
+                        CustomDomain("alias.example.com", "")),
         cert_dir=tmp_path / "certs",
     )  # fmt: skip
 
@@ -225,6 +228,19 @@ def test_a_custom_domain_pointing_elsewhere_is_a_wrong_target(
         d = _probe(stage, stage.domain_url("wrong.example.com"), queue, dns)
     assert "dns-wrong-target" in _codes(d)
     assert "old-lb.example.net" in d.findings[0].cause
+
+
+def test_an_alias_a_record_is_verified_against_the_expected_target(
+    base: StageConfig, queue: QueueSpec, dns: DnsServer
+) -> None:
+    with serve(base) as stage:
+        url = stage.domain_url("alias.example.com")
+        unverified = _probe(stage, url, queue, dns)
+        verified = _probe(stage, url, queue, dns, expect_target=REGIONAL)
+        elsewhere = _probe(stage, url, queue, dns, expect_target="elsewhere.example.com")
+    assert _codes(unverified) == ["dns-alias-unverified"] and unverified.landed
+    assert _codes(verified) == [] and verified.ok
+    assert "dns-wrong-target" in _codes(elsewhere)
 
 
 def test_a_certificate_for_other_names_is_a_san_mismatch(
