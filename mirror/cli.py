@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -173,11 +174,11 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
         default_access_log=access_log,
     )
     plan = make_plan(options, version)
+    if not kwargs["no_dns_check"]:
+        dns = dns_warnings(options.resolvers, plan.stage.host)
+        plan = dataclasses.replace(plan, warnings=(*plan.warnings, *dns))
     for warning in plan.warnings:
         diag("warning", warning)
-    if not kwargs["no_dns_check"]:
-        for warning in dns_warnings(options.resolvers, plan.stage.host):
-            diag("warning", warning)
     return plan
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rehearsal.dns import DnsServer
 from tests.mirror.helpers import STAGE_URL, copy_case, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +133,16 @@ def test_help_shows_examples() -> None:
     proc = _run("plan", "--help")
     assert proc.returncode == 0
     assert "--stage-url" in proc.stdout and "Examples:" in proc.stdout
+
+
+def test_a_resolver_that_does_not_answer_is_named_in_the_plan(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    args = [a for a in _common(config, ca_file) if a != "--no-dns-check"]
+    with DnsServer(blackhole=True) as dead:
+        proc = _run("plan", *args, "--resolver", dead.address, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = [w for w in json.loads(proc.stdout)["warnings"] if w.startswith("resolver")]
+    assert warning.startswith(f"resolver {dead.address} did not answer")
+    assert f"warning: resolver {dead.address}" in proc.stderr
