@@ -1,6 +1,8 @@
 """Understanding and editing nginx configurations without damaging them.
 
-`config` loads a configuration (every include, comments kept) into an immutable tree;
-`matching` chooses the server and location nginx would; `splice` edits text byte-preservingly;
-`binary` runs the real nginx (``-t``, ``-v``, reload).
+`config` loads a configuration with crossplane (every include, comments kept) into an immutable
+tree; `lexer` and `source` read the same configuration from its text, with the exact offsets of
+every block's braces (and can read texts that are not on disk); `matching` chooses the server
+and location nginx would; `splice` inserts and removes marked lines byte-preservingly;
+`binary` runs the real nginx (``-v``, ``-t``, ``-s reload``).
 """
