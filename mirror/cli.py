@@ -281,9 +281,6 @@ def remove(
     fmt: str,
 ) -> None:
     """Remove every hookshift line from every file of the config (byte-identical originals)."""
-    from nginx.config import load
-
-    load(config)
     outcome = remove_marked(
         config, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload, prefix=nginx_prefix
     )

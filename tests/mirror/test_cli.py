@@ -146,3 +146,20 @@ def test_a_resolver_that_does_not_answer_is_named_in_the_plan(
     (warning,) = [w for w in json.loads(proc.stdout)["warnings"] if w.startswith("resolver")]
     assert warning.startswith(f"resolver {dead.address} did not answer")
     assert f"warning: resolver {dead.address}" in proc.stderr
+
+
+def test_apply_and_remove_work_where_crossplane_cannot_parse_lua(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    config = copy_case("lua", tmp_path)
+    before = snapshot(config.parent)
+    writer = ["--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk")]
+    writer += ["--nginx-prefix", str(config.parent)]
+    args = _common(config, ca_file)
+    args[args.index("--path") + 1] = "/lua/callback"
+    applied = _run("apply", *args, *writer)
+    assert applied.returncode == 0, applied.stderr
+    assert "crossplane cannot parse the config" in applied.stderr
+    removed = _run("remove", "--config", str(config), *writer)
+    assert removed.returncode == 0, removed.stderr
+    assert snapshot(config.parent) == before
