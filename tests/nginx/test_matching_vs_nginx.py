@@ -1,0 +1,103 @@
+"""The matcher agrees with the real nginx: every location answers with its own line number and
+nginx's answer must be the location `nginx.matching.match` chose."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nginx.matching import match
+from nginx.source import load_source
+from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+
+SERVERS = """
+    server {{ listen {addr} default_server; server_name _;
+        location / {{ return 200 "$server_name:L3"; }} }}
+    server {{ listen {addr}; server_name example.com *.example.com www.example.*;
+        location / {{ return 200 "L5"; }}
+        location = /exact {{ return 200 "L6"; }}
+        location /exact {{ return 200 "L7"; }}
+        location /api/ {{ return 200 "L8";
+            location /api/v1/ {{ return 200 "L9"; }}
+            location ~ ^/api/v1/cb$ {{ return 200 "L10"; }}
+        }}
+        location ^~ /static/ {{ return 200 "L12"; }}
+        location ~ \\.png$ {{ return 200 "L13"; }}
+        location ~* \\.JPG$ {{ return 200 "L14"; }}
+        location ~ ^/exact {{ return 200 "L15"; }}
+        location @named {{ return 200 "L16"; }}
+    }}
+    server {{ listen {addr}; server_name ~^api\\d+\\.example\\.net$ a.example.com;
+        location / {{ return 200 "L19"; }}
+        location /cb {{ return 200 "L20"; }} }}
+"""
+
+PREAMBLE_LINES = 5  # pid, error_log, events, http {, access_log
+
+REQUESTS = [
+    (host, uri)
+    for host in (
+        "example.com",
+        "b.example.com",
+        "www.example.org",
+        "a.example.com",
+        "api7.example.net",
+        "unknown.test",
+    )
+    for uri in (
+        "/",
+        "/exact",
+        "/exact/x",
+        "/api/v1/cb",
+        "/api/v1/x",
+        "/api/v1/x.png",
+        "/api/v2",
+        "/static/a.png",
+        "/a.JPG",
+        "/a.jpg",
+        "/cb",
+        "/cbx",
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    prefix = tmp_path_factory.mktemp("match")
+    port = free_port()
+    config = prefix / "nginx.conf"
+    config.write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\nhttp {{\n"
+        f"    access_log off;\n{SERVERS.format(addr=f'{LOOPBACK}:{port}')}}}\n"
+    )
+    proc = ManagedProcess(
+        name="nginx",
+        argv=[nginx_bin, "-p", f"{prefix}/", "-c", str(config), "-g", "daemon off;"],
+        log_path=prefix / "nginx.out",
+    ).start(ready=lambda: wait_for_port(port))
+    try:
+        yield config, port
+    finally:
+        proc.stop()
+
+
+def _ask(port: int, host: str, uri: str) -> str:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
+    conn.request("GET", uri, headers={"Host": host})
+    return conn.getresponse().read().decode()
+
+
+def test_every_request_goes_where_the_matcher_says(running: tuple[Path, int]) -> None:
+    config_path, port = running
+    config = load_source(config_path).config
+    mismatches = []
+    for host, uri in REQUESTS:
+        chosen = match(config, uri, host=host, listen=f"{LOOPBACK}:{port}").location
+        answer = _ask(port, host, uri)
+        # "Ln" is the line within SERVERS; the file has PREAMBLE_LINES lines before it
+        if not answer.endswith(f"L{chosen.line - PREAMBLE_LINES}"):
+            mismatches.append((host, uri, answer, chosen.line - PREAMBLE_LINES))
+    assert mismatches == []
