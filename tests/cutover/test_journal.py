@@ -114,3 +114,20 @@ def test_snapshots_are_content_addressed_and_verified(tmp_path: Path) -> None:
     (journal.snapshot_dir(state) / digest).write_bytes(b"tampered")
     assert journal.load_snapshot(state, digest) is None
     assert journal.load_snapshot(state, "0" * 64) is None
+
+
+def test_a_crash_before_the_rename_leaves_the_old_journal_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    j = _init(state)
+    before = state.read_bytes()
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("power lost")
+
+    monkeypatch.setattr(journal.os, "replace", crash)
+    with pytest.raises(OSError, match="power lost"):
+        journal.append(j, journal.next_entry(j, action="advance", to_stage="mirror-stage"))
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cutover.jsonl"]

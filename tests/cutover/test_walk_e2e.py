@@ -94,6 +94,16 @@ def test_walk_all_five_stages_then_roll_back_each_byte_identical(
     assert refused.returncode == 2 and "nothing to roll back" in refused.output
     in_stage: dict[str, dict[str, bytes]] = {"baseline": original}
 
+    # a change the mirror engine refuses (here: the relay socket's directory does not exist)
+    # leaves the cut-over where it was: journal and nginx files untouched
+    journal_before = state.read_bytes()
+    failed = _run("cutover", "advance", *s, "--relay-socket", "/nonexistent/dir/relay.sock")
+    assert failed.returncode == 1, failed.output
+    assert "mirror apply (mirror -> https://" in failed.stderr
+    assert "/nonexistent/dir" in failed.stderr
+    assert state.read_bytes() == journal_before
+    assert _files(stack) == original
+
     # 1 -> 2: doctor clean and a probe through the stage URL lands
     step = _run("cutover", "advance", *s)
     assert step.returncode == 0, step.output
