@@ -37,6 +37,7 @@ from verify.sources import (
     app_rows_sql,
     csv_columns,
     is_messages_document,
+    lines_sql,
     locate_malformed,
     messages_documents_to_jsonl,
     parse_source,
@@ -66,6 +67,7 @@ COUNT_KEYS = (
     "malformed",
 )
 PREFILTER_MAX_KEYS = 5000
+CONTAINS_MAX_TOKENS = 32
 PYTHON_COMPARE_MAX = 20000
 BODY_SAMPLE_CHARS = 600
 
@@ -369,7 +371,8 @@ def _run(
     cls_sql = _class_sql(end, grace_ms, since, until)
     con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j WHERE k IS NOT NULL")
     counts, lag = _counts(con)
-    mism_keys, mism_total = _resolve_mismatches(con, key, app_spec, app_files, queue_files, options)
+    sides = _Sides(key, app_spec, app_files, queue_files, options)
+    samples, mism_total = _second_read(con, sides)
     counts["mismatched"] = mism_total
     counts["matched"] = counts["compared"] - mism_total
     malformed_examples = _malformed(
@@ -381,7 +384,6 @@ def _run(
             f"{counts['malformed']} malformed record(s), first: {first}",
             fix="fix or drop them, or run without --strict to count and skip them",
         )
-    samples = _samples(con, key, app_spec, app_files, queue_files, mism_keys, options)
     timeline = _timeline(con)
     missing_keys = [
         str(r[0])
@@ -531,6 +533,14 @@ def _first_seen(con: Any) -> int | None:
 # --------------------------------------------------------------------------- second reads
 
 
+def _re2_literal(text: str) -> str:
+    return "".join("\\" + c if c in ".^$|?*+()[]{}\\" else c for c in text)
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _fetch(
     con: Any,
     side: str,
@@ -546,7 +556,6 @@ def _fetch(
         return {}
     con.execute(f"CREATE OR REPLACE TEMP TABLE want_{side} (k VARCHAR)")
     con.executemany(f"INSERT INTO want_{side} VALUES (?)", [(k,) for k in keys])
-    base = app_rows_sql(spec, files, fields) if spec is not None else queue_rows_sql(files)
     tokens: list[str] = []
     if len(keys) <= PREFILTER_MAX_KEYS and (spec is None or spec.kind != "csv"):
         for k in keys:
@@ -555,15 +564,25 @@ def _fetch(
                 tokens = []
                 break
             tokens.append(max(toks, key=len))
+    lines = None
     if tokens:
-        pattern = "|".join(re.escape(t) for t in sorted(set(tokens)))
-        base = base.replace(
-            "WHERE line IS NOT NULL AND trim(line) <> ''",
-            "WHERE line IS NOT NULL AND regexp_matches(line, ?)",
+        # Materialise the few raw lines that can hold a wanted key first: a filter on the rows
+        # below would be merged with their JSON parsing and run after it, on every line.
+        unique = sorted(set(tokens))
+        if len(unique) <= CONTAINS_MAX_TOKENS:
+            prefilter = " OR ".join(f"contains(line, {_sql_literal(t)})" for t in unique)
+        else:  # a constant pattern: compiled once
+            prefilter = f"regexp_matches(line, {_sql_literal('|'.join(map(_re2_literal, unique)))})"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE hits_{side} AS SELECT filename, line "
+            f"FROM {lines_sql(files, 'rej_fetch')} WHERE line IS NOT NULL AND ({prefilter})"
         )
-        params: list[Any] = [pattern]
-    else:
-        params = []
+        lines = f"hits_{side}"
+    base = (
+        app_rows_sql(spec, files, fields, lines)
+        if spec is not None
+        else queue_rows_sql(files, lines)
+    )
     cols = "src, rid, t_ms, body, cls" if side == "app" else "src, rid, t_ms, body, mid, replay"
     order = "t_ms NULLS LAST"
     rows = con.execute(
@@ -572,8 +591,7 @@ def _fetch(
             SELECT *, {key.sql("rid", "body")} AS k FROM ({base}) WHERE ok
         ) WHERE k IN (SELECT k FROM want_{side})
         QUALIFY row_number() OVER (PARTITION BY k ORDER BY {order}) <= {per_key}
-        """,
-        params,
+        """
     ).fetchall()
     names = ["k", *[c.strip() for c in cols.split(",")]]
     out: dict[str, list[dict[str, Any]]] = {}
@@ -583,52 +601,39 @@ def _fetch(
     return out
 
 
-def _resolve_mismatches(
-    con: Any,
-    key: KeySpec,
-    app_spec: SourceSpec,
-    app_files: list[Path],
-    queue_files: list[Path],
-    options: ParityOptions,
-) -> tuple[list[str], int]:
-    """Keys whose raw bodies differ: mismatched only when they differ canonically too."""
-    row = con.execute("SELECT count(*) FROM c WHERE cls = 'both' AND ah <> qh").fetchone()
-    candidates = int(row[0]) if row else 0
-    if not candidates:
-        return [], 0
-    if candidates > PYTHON_COMPARE_MAX:
-        return _resolve_mismatches_sql(con, key, app_spec, app_files, queue_files, options)
-    keys = [
-        str(r[0]) for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND ah <> qh").fetchall()
-    ]
-    fields = options.app_fields
-    app_recs = _fetch(con, "app", key, app_spec, app_files, keys, fields, per_key=50)
-    queue_recs = _fetch(con, "queue", key, None, queue_files, keys, fields, per_key=50)
+@dataclass(frozen=True)
+class _Sides:
+    key: KeySpec
+    app_spec: SourceSpec
+    app_files: list[Path]
+    queue_files: list[Path]
+    options: ParityOptions
+
+
+def _mismatched(
+    keys: list[str],
+    app_recs: dict[str, list[dict[str, Any]]],
+    queue_recs: dict[str, list[dict[str, Any]]],
+) -> list[str]:
+    """Of the keys whose raw bodies differ, those that differ canonically too."""
     mismatched = []
     for k in keys:
         app_bodies = [r["body"] for r in app_recs.get(k, []) if r["cls"] == "a"]
         queue_bodies = [r["body"] for r in queue_recs.get(k, [])]
         if not any(same_body(a, q) for a in app_bodies for q in queue_bodies):
             mismatched.append(k)
-    return mismatched, len(mismatched)
+    return mismatched
 
 
-def _resolve_mismatches_sql(
-    con: Any,
-    key: KeySpec,
-    app_spec: SourceSpec,
-    app_files: list[Path],
-    queue_files: list[Path],
-    options: ParityOptions,
-) -> tuple[list[str], int]:
+def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[str], int]:
     """Many differing bodies (a systematic encoding bug): compare minified JSON in SQL.
 
     Key order differences count as mismatches on this path (JSON is minified, not sorted).
     """
     canon = "hash(CASE WHEN json_valid(body) THEN json(body)::VARCHAR ELSE body END)"
-    ksql = key.sql("rid", "body")
-    app_base = app_rows_sql(app_spec, app_files, options.app_fields)
-    queue_base = queue_rows_sql(queue_files)
+    ksql = sides.key.sql("rid", "body")
+    app_base = app_rows_sql(sides.app_spec, sides.app_files, sides.options.app_fields)
+    queue_base = queue_rows_sql(sides.queue_files)
     con.execute("CREATE TEMP TABLE cand AS SELECT k FROM c WHERE cls = 'both' AND ah <> qh")
     con.execute(f"""
         CREATE TEMP TABLE mism AS
@@ -661,35 +666,65 @@ _QUEUE_SIDE = {"missing_in_app", "duplicates_queue"}
 HEAD_ROWS = 2000
 
 
-def _samples(
-    con: Any,
-    key: KeySpec,
-    app_spec: SourceSpec,
-    app_files: list[Path],
-    queue_files: list[Path],
-    mismatched: list[str],
-    options: ParityOptions,
-) -> dict[str, list[dict[str, Any]]]:
-    """Up to `options.samples` examples per class, with their bodies.
+def _second_read(con: Any, sides: _Sides) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """Samples per class (with bodies) and the mismatch count, in one re-read per side.
 
-    Bodies are not kept by the main pass (that would hold every body in memory), so the
-    problem classes are re-read for just their sample keys, on the side(s) that hold them.
-    Matched samples come from the first records of the app source, whose queue body is the
-    same bytes (that is what matched without canonicalising means): no second read at all.
+    Bodies are not kept by the main pass (that would hold every body in memory), so the keys
+    whose raw bodies differ and the sample keys of the problem classes are re-read together,
+    on the side(s) that hold them, with a substring prefilter on the raw lines. Matched
+    samples come from the first records of the app source, whose queue body is the same bytes
+    (that is what matched without canonicalising means): no re-read for a clean run.
     """
+    key, options = sides.key, sides.options
     n = max(int(options.samples), 0)
+    row = con.execute("SELECT count(*) FROM c WHERE cls = 'both' AND ah <> qh").fetchone()
+    differing = int(row[0]) if row else 0
+    candidates: list[str] = []
+    mismatched: list[str] | None = None
+    mism_total = 0
+    if differing > PYTHON_COMPARE_MAX:
+        mismatched, mism_total = _resolve_mismatches_sql(con, sides)
+    elif differing:
+        candidates = [
+            str(r[0])
+            for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND ah <> qh").fetchall()
+        ]
     picked: dict[str, list[str]] = {}
     for name, cond in _SAMPLE_QUERIES.items():
         rows = con.execute(
             f"SELECT k FROM c WHERE {cond} ORDER BY coalesce(ta, tq) NULLS LAST, k LIMIT {n}"
         ).fetchall()
         picked[name] = [str(r[0]) for r in rows]
-    picked["mismatched"] = mismatched[:n]
-    app_want = sorted({k for c, ks in picked.items() if c not in _QUEUE_SIDE for k in ks})
-    queue_want = sorted({k for c, ks in picked.items() if c not in _APP_SIDE for k in ks})
+    if mismatched is not None:
+        picked["mismatched"] = mismatched[:n]
+    app_want = {k for c, ks in picked.items() if c not in _QUEUE_SIDE for k in ks}
+    queue_want = {k for c, ks in picked.items() if c not in _APP_SIDE for k in ks}
     fields = options.app_fields
-    app_recs = _fetch(con, "app", key, app_spec, app_files, app_want, fields)
-    queue_recs = _fetch(con, "queue", key, None, queue_files, queue_want, fields)
+    per_key = 50 if candidates else 3
+    app_recs = _fetch(
+        con,
+        "app",
+        key,
+        sides.app_spec,
+        sides.app_files,
+        sorted(app_want | set(candidates)),
+        fields,
+        per_key,
+    )
+    queue_recs = _fetch(
+        con,
+        "queue",
+        key,
+        None,
+        sides.queue_files,
+        sorted(queue_want | set(candidates)),
+        fields,
+        per_key,
+    )
+    if mismatched is None:
+        mismatched = _mismatched(candidates, app_recs, queue_recs)
+        mism_total = len(mismatched)
+        picked["mismatched"] = mismatched[:n]
     head = _matched_head(con, key, n, set(mismatched))
     picked["matched"] = list(head)
     for k, (a_rec, q_rec) in head.items():
@@ -701,7 +736,7 @@ def _samples(
             _sample(key, k, app_recs.get(k, []), queue_recs.get(k, []), options.redact)
             for k in picked.get(name, [])
         ]
-    return out
+    return out, mism_total
 
 
 def _matched_head(

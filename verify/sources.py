@@ -108,6 +108,58 @@ def lines_sql(files: list[Path], rejects: str) -> str:
     )
 
 
+QUEUE_COLUMNS = {
+    "MessageId": "VARCHAR",
+    "Body": "VARCHAR",
+    "Attributes": "STRUCT(SentTimestamp VARCHAR)",
+    "MessageAttributes": "STRUCT(nginx_request_id STRUCT(StringValue VARCHAR), "
+    "hookshift_replay STRUCT(StringValue VARCHAR))",
+}
+NGINX_COLUMNS = {
+    name: "VARCHAR" for name in ("request_id", "msec", "body", "upstream_status", "content_type")
+}
+
+
+def read_json_sql(files: list[Path], columns: dict[str, str]) -> str:
+    """DuckDB's JSON reader with only the needed fields typed (the fastest full scan).
+
+    With ignore_errors a line that is not JSON (torn, not UTF-8, raw control characters)
+    becomes a row of NULLs, so it is still counted: as malformed, by the callers' ``ok``.
+    """
+    spec = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in columns.items())
+    return (
+        f"read_json({_file_list(files)}, format='newline_delimited', columns={{{spec}}}, "
+        "ignore_errors=true, filename=true, maximum_object_size=67108864)"
+    )
+
+
+def _nginx_read_json(files: list[Path]) -> str:
+    return f"""
+        SELECT filename AS src, ok, request_id AS rid,
+            CASE WHEN ok THEN round(try_cast(msec AS DOUBLE) * 1000)::BIGINT END AS t_ms,
+            body,
+            CASE WHEN NOT ok THEN NULL
+                 WHEN coalesce(trim(upstream_status), '') IN ('', '-') THEN 'n'
+                 WHEN upstream_status LIKE '2__' THEN 'a'
+                 WHEN regexp_extract(upstream_status, '([0-9]{{3}})\\s*$', 1) LIKE '2__' THEN 'a'
+                 ELSE 'r' END AS cls,
+            content_type AS ct
+        FROM (SELECT *, body IS NOT NULL AND msec IS NOT NULL AS ok
+              FROM {read_json_sql(files, NGINX_COLUMNS)})"""
+
+
+def _jsonl_read_json(files: list[Path], fields: AppFields) -> str:
+    names = dict.fromkeys((fields.body, fields.request_id, fields.time))
+    columns = {name: "VARCHAR" for name in names}
+    col = _csv_col
+    return f"""
+        SELECT filename AS src, ok, {col(fields.request_id)} AS rid,
+            {time_ms_sql(col(fields.time))} AS t_ms, {col(fields.body)} AS body,
+            CASE WHEN ok THEN 'a' END AS cls, NULL::VARCHAR AS ct
+        FROM (SELECT *, {col(fields.body)} IS NOT NULL AS ok
+              FROM {read_json_sql(files, columns)})"""
+
+
 def time_ms_sql(expr: str) -> str:
     """Epoch milliseconds from ISO 8601 or epoch seconds/milliseconds (as text)."""
     num = f"try_cast({expr} AS DOUBLE)"
@@ -128,11 +180,22 @@ def _extract(paths: list[str]) -> str:
     return f"try(json_extract_string(line, [{listed}]))"
 
 
-NONEMPTY_LINE = "line IS NOT NULL AND trim(line) <> ''"
+# not trim(): on long lines it costs more than the JSON parse; blank lines are rare
+NONEMPTY_LINE = "line IS NOT NULL AND line <> ''"
 
 
-def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
-    """App rows: src, ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected, 'n' not mirrored)."""
+def app_rows_sql(
+    spec: SourceSpec, files: list[Path], fields: AppFields, lines: str | None = None
+) -> str:
+    """App rows: src, ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected, 'n' not mirrored).
+
+    `lines` replaces the files with a relation of (filename, line), e.g. prefiltered lines.
+    """
+    if lines is None and spec.kind == "nginx":
+        return _nginx_read_json(files)
+    if lines is None and spec.kind == "jsonl" and "." not in fields.body + fields.time:
+        return _jsonl_read_json(files, fields)
+    source = lines or lines_sql(files, "rej_app")
     if spec.kind == "nginx":
         # upstream_status is empty (or "-") when nginx answered itself: the mirror never ran.
         # Otherwise its last value ("502, 200" on retries) is what the app finally answered.
@@ -149,7 +212,7 @@ def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
                 v[5] AS ct
             FROM (
                 SELECT src, v, v IS NOT NULL AND v[3] IS NOT NULL AND v[2] IS NOT NULL AS ok
-                FROM (SELECT filename AS src, {v} AS v FROM {lines_sql(files, "rej_app")}
+                FROM (SELECT filename AS src, {v} AS v FROM {source}
                       WHERE {NONEMPTY_LINE})
             )"""
     if spec.kind == "jsonl":
@@ -159,7 +222,7 @@ def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
                 CASE WHEN ok THEN 'a' END AS cls, NULL::VARCHAR AS ct
             FROM (
                 SELECT src, v, v IS NOT NULL AND v[3] IS NOT NULL AS ok
-                FROM (SELECT filename AS src, {v} AS v FROM {lines_sql(files, "rej_app")}
+                FROM (SELECT filename AS src, {v} AS v FROM {source}
                       WHERE {NONEMPTY_LINE})
             )"""
     # csv: the app's own table export, with a header row naming the columns
@@ -186,8 +249,18 @@ def csv_columns(files: list[Path]) -> list[str]:
         return next(csv.reader(fh), [])
 
 
-def queue_rows_sql(files: list[Path]) -> str:
+def queue_rows_sql(files: list[Path], lines: str | None = None) -> str:
     """Queue rows from Message-per-line JSONL: src, ok, mid, rid, replay, t_ms, body."""
+    if lines is None:
+        return f"""
+            SELECT filename AS src, MessageId IS NOT NULL AND Body IS NOT NULL AS ok,
+                MessageId AS mid,
+                coalesce(nullif(MessageAttributes.nginx_request_id.StringValue, ''),
+                         nullif(MessageAttributes.hookshift_replay.StringValue, '')) AS rid,
+                nullif(MessageAttributes.hookshift_replay.StringValue, '') AS replay,
+                try_cast(Attributes.SentTimestamp AS BIGINT) AS t_ms, Body AS body
+            FROM {read_json_sql(files, QUEUE_COLUMNS)}"""
+    source = lines
     v = _extract(
         [
             "$.MessageId",
@@ -202,7 +275,7 @@ def queue_rows_sql(files: list[Path]) -> str:
             nullif(v[5], '') AS replay, try_cast(v[3] AS BIGINT) AS t_ms, v[2] AS body
         FROM (
             SELECT src, v, v IS NOT NULL AND v[1] IS NOT NULL AND v[2] IS NOT NULL AS ok
-            FROM (SELECT filename AS src, {v} AS v FROM {lines_sql(files, "rej_queue")}
+            FROM (SELECT filename AS src, {v} AS v FROM {source}
                   WHERE {NONEMPTY_LINE})
         )"""
 
@@ -261,14 +334,19 @@ def messages_documents_to_jsonl(path: Path, out: IO[str]) -> list[str]:
     return problems
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with _open_text(path) as fh:
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
-            yield number, line.rstrip("\n")
+            yield number, line.rstrip(b"\n")
 
 
-def _line_problem(side: str, kind: str, line: str, fields: AppFields) -> str | None:
+def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | None:
     """Why a line is malformed (mirrors the ``ok`` test of the SQL above), or None."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 (byte {exc.start + 1})"
     try:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -299,7 +377,7 @@ def locate_malformed(
     found: list[str] = []
     for path in files:
         for number, line in iter_lines(path):
-            if not line.strip():
+            if not line:
                 continue
             problem = _line_problem(side, kind, line, fields)
             if problem:
