@@ -413,6 +413,31 @@ def _app_header_lines(
     return tuple(lines)
 
 
+def parse_size(text: str) -> int | None:
+    """nginx size syntax: ``512``, ``16k``, ``1m``, ``1g`` -> bytes (None if unreadable)."""
+    match_ = re.fullmatch(r"(\d+)([kKmMgG]?)", text.strip())
+    if match_ is None:
+        return None
+    unit = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match_.group(2).lower()]
+    return int(match_.group(1)) * unit
+
+
+def _needs_body_buffer(scene: _Scene, wanted: str) -> bool:
+    """Raise ``client_body_buffer_size`` in the location only if what is in effect is smaller.
+
+    A value set in the location itself is the user's (a second one is a duplicate), and a
+    larger inherited value must not be lowered.
+    """
+    config = scene.config
+    if config.effective_children(scene.location, "client_body_buffer_size"):
+        return False
+    inherited = _inherited(config, scene.levels, "client_body_buffer_size")
+    if not inherited or not inherited[-1].args:
+        return True
+    current, target = parse_size(inherited[-1].args[0]), parse_size(wanted)
+    return current is None or target is None or current < target
+
+
 def _template_context(
     scene: _Scene, options: MirrorOptions, stage: Stage, warnings: list[str]
 ) -> TemplateContext:
@@ -446,7 +471,7 @@ def _template_context(
         parity_log=options.parity_log is not None,
         tuning=options.tuning,
         set_mirror_request_body="mirror_request_body" not in names,
-        set_body_buffer="client_body_buffer_size" not in names,
+        set_body_buffer=_needs_body_buffer(scene, options.tuning.body_buffer),
         location_log_lines=log_lines if scene.mode == "mirror" else (),
         app_header_lines=_app_header_lines(scene, options, warnings),
         forward_log_lines=log_lines if scene.mode == "forward" else (),

@@ -216,3 +216,18 @@ def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: P
     warnings = make_plan(_opts(config), (1, 22, 1)).warnings
     assert any(w.startswith("http-level `limit_req`") and f"{config}:4" in w for w in warnings)
     assert any(w.startswith("server-level `rewrite`") for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("server_level", "raised"),
+    [("", True), ("client_body_buffer_size 16k;", True), ("client_body_buffer_size 1m;", False)],
+)
+def test_the_body_buffer_is_raised_but_never_lowered(
+    tmp_path: Path, server_level: str, raised: bool
+) -> None:
+    config = _write(
+        tmp_path, f"server {{ listen 80; {server_level} location = /cb {{ return 200; }} }}"
+    )
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    in_location = added[added.index("mirror /__hookshift_mirror;") :]
+    assert ("client_body_buffer_size 128k;" in in_location) is raised
