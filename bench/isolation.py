@@ -30,7 +30,13 @@ from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages
 from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 CLIENTS = ("keepalive", "close")
-MATRIX_VARIANTS = ("none", "seed", "hookshift", "pooled")
+MATRIX_VARIANTS = ("none", "seed", "hookshift", "pooled", "relay")
+# Research rows (not hookshift's config) are measured where they teach something, to keep the
+# whole run under ten minutes: what keep-alive to the stage and a relay are worth.
+RESEARCH_BEHAVIOURS = {
+    "pooled": ("healthy", "healthy_50ms", "blackhole"),
+    "relay": ("healthy", "healthy_50ms", "blackhole"),
+}
 CALLBACK_BODY = (
     '{"DEVICE":"AT","CMSGID":"261128091500123at0031servab12","MSGID":"1128at_KA1200000000000000001",'
     '"PHONE":"01012345678","MEDIA":"KAT","UNIXTIME":"1795852500","RESULT":"7000",'
@@ -59,9 +65,20 @@ class Settings:
     connections: int = 16
     threads: int = 2
     warmup_s: int = 2
-    duration_s: int = 6
+    duration_s: int = 5
     timeout_s: int = 5
     workers: int = 2
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One front config, written and checked, ready to be measured."""
+
+    behaviour: str
+    variant: str
+    client: str
+    conf: Path
+    port: int
 
 
 @dataclass(frozen=True)
@@ -119,8 +136,9 @@ class Bench:
         )
         return path
 
-    def measure(self, behaviour: str, variant: str, client: str) -> Measurement:
-        """Start a front nginx with `variant` mirroring to `behaviour`, warm it, measure it."""
+    def prepare(self, behaviour: str, variant: str, client: str) -> Cell:
+        """Write and check the front config for one cell (all cells are written before any runs,
+        so the configs come from one state of mirror/ even while it is being worked on)."""
         self._cells += 1
         prefix = self.workdir / f"front-{self._cells:02d}-{behaviour}-{variant}-{client}"
         prefix.mkdir(parents=True)
@@ -139,16 +157,20 @@ class Bench:
         )
         if check.returncode != 0:
             raise RuntimeError(f"nginx -t failed on {conf}: {check.stderr.strip()}")
+        return Cell(behaviour, variant, client, conf, spec.port)
+
+    def measure(self, cell: Cell) -> Measurement:
+        """Start the cell's front nginx, warm it up (a breaker trips here), then measure."""
         front = ManagedProcess(
             "front-nginx",
-            [self.nginx_bin, "-g", "daemon off;", "-c", str(conf)],
-            prefix / "stdout.log",
+            [self.nginx_bin, "-g", "daemon off;", "-c", str(cell.conf)],
+            cell.conf.parent / "stdout.log",
         )
-        url = f"http://{LOOPBACK}:{spec.port}{CALLBACK_PATH}"
-        with front.start(ready=lambda: wait_for_port(spec.port)):
-            self._wrk(url, client, self.settings.warmup_s)
-            line = self._wrk(url, client, self.settings.duration_s)
-        return parse_wrk(line, behaviour, variant, client)
+        url = f"http://{LOOPBACK}:{cell.port}{CALLBACK_PATH}"
+        with front.start(ready=lambda: wait_for_port(cell.port)):
+            self._wrk(url, cell.client, self.settings.warmup_s)
+            line = self._wrk(url, cell.client, self.settings.duration_s)
+        return parse_wrk(line, cell.behaviour, cell.variant, cell.client)
 
     def _wrk(self, url: str, client: str, seconds: int) -> str:
         s = self.settings
@@ -178,6 +200,12 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         f"app waits 2 ms per callback; front nginx 1.22 with {settings.workers} workers. "
         "Ratio and p99 delta are against the no-mirror row measured next to it. "
         "Errors: non-2xx, socket errors and wrk timeouts. Findings: docs/isolation.md.",
+        "",
+        "Configs: `none` no mirror; `seed` the seed's block (nginx defaults); `hookshift` what "
+        "`hookshift mirror plan` writes for nginx 1.22 (two-hop breaker, parity log); research "
+        "rows, not written by hookshift: `pooled` one hop with TLS keep-alive to the stage "
+        "(the 1.27.3+ `resolve` layout, fixed address on 1.22), `relay` the two-hop breaker "
+        "behind a relay that answers the copy at once.",
         "",
         "| stage | client | mirror config | req/s | p50 ms | p99 ms | ratio | p99 delta ms "
         "| errors |",
@@ -229,7 +257,9 @@ def run_matrix(
     settings: Settings,
     *,
     keep: bool = False,
+    explicit: bool = False,
 ) -> list[Measurement]:
+    """Measure every cell; research variants only on RESEARCH_BEHAVIOURS unless `explicit`."""
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
@@ -239,20 +269,25 @@ def run_matrix(
     try:
         bench = Bench(workdir, nginx_bin, wrk_bin, settings)
         with bench.stages:
-            for behaviour in behaviours:
-                for client in clients:
-                    for variant in variants:
-                        started = time.monotonic()
-                        m = bench.measure(behaviour, variant, client)
-                        results.append(m)
-                        print(
-                            f"isolation: {behaviour:13} {client:9} {variant:14} "
-                            f"{m.rps:9,.0f} req/s  p50 {m.p50_ms:7.1f} ms  "
-                            f"p99 {m.p99_ms:7.1f} ms  errors {m.errors}  "
-                            f"({time.monotonic() - started:.0f} s)",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+            cells = [
+                bench.prepare(behaviour, variant, client)
+                for behaviour in behaviours
+                for client in clients
+                for variant in variants
+                if explicit or behaviour in RESEARCH_BEHAVIOURS.get(variant, (behaviour,))
+            ]
+            for cell in cells:
+                started = time.monotonic()
+                m = bench.measure(cell)
+                results.append(m)
+                print(
+                    f"isolation: {cell.behaviour:13} {cell.client:9} {cell.variant:14} "
+                    f"{m.rps:9,.0f} req/s  p50 {m.p50_ms:7.1f} ms  "
+                    f"p99 {m.p99_ms:7.1f} ms  errors {m.errors}  "
+                    f"({time.monotonic() - started:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         if keep:
             print(f"isolation: kept {workdir}", file=sys.stderr)
@@ -281,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.client or CLIENTS,
         settings,
         keep=args.keep,
+        explicit=bool(args.variant),
     )
     table = render_table(results, settings)
     if args.no_write:

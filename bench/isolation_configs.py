@@ -31,7 +31,7 @@ CALLBACK_PREFIX = "/callback/"
 CALLBACK_PATH = "/callback/bizppurio"
 NGINX_VERSION = (1, 22, 1)  # Debian 12's nginx, which the bench runs
 MIRROR_URI = "/_hookshift_mirror"
-VARIANTS = ("none", "seed", "short_timeouts", "hookshift", "pooled")
+VARIANTS = ("none", "seed", "short_timeouts", "hookshift", "pooled", "relay")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,73 @@ def pooled_mirror(spec: FrontSpec) -> MirrorText:
     )
 
 
+def relay_mirror(spec: FrontSpec) -> MirrorText:
+    """Research: a relay that answers the copy at once (204) and forwards it in its own mirror.
+
+    nginx releases the vendor's connection only when the mirror subrequest ends; here it ends as
+    soon as the relay (a separate request on a unix socket) has the body. The relay's own
+    request then waits for the stage, behind the same breaker and timeouts as ``hookshift``.
+    """
+    hop = spec.prefix / "relay-hop.sock"
+    relay = spec.prefix / "relay.sock"
+    target = spec.target
+    return MirrorText(
+        http=(
+            "    upstream relay_breaker {\n"
+            "        zone relay_breaker 64k;\n"
+            f"        server unix:{hop} max_fails=1 fail_timeout=10s;\n"
+            "        server unix:/nonexistent/hookshift-breaker-open.sock backup;\n"
+            "        keepalive 16;\n"
+            "    }\n"
+            "    server {\n"
+            f"        listen unix:{hop};\n"
+            "        access_log off;\n"
+            "        location / {\n"
+            f"            resolver {target.resolver} valid=10s ipv6=off;\n"
+            "            resolver_timeout 1s;\n"
+            "            proxy_connect_timeout 1s;\n"
+            "            proxy_send_timeout 2s;\n"
+            "            proxy_read_timeout 2s;\n"
+            "            proxy_ssl_server_name on;\n"
+            f"            proxy_ssl_name {target.host};\n"
+            "            proxy_ssl_verify on;\n"
+            f"            proxy_ssl_trusted_certificate {spec.certs.ca};\n"
+            f"            proxy_set_header Host {target.host};\n"
+            f"            proxy_pass https://{target.authority}{STAGE_PATH}$request_uri;\n"
+            "        }\n"
+            "    }\n"
+            "    server {\n"
+            f"        listen unix:{relay};\n"
+            "        access_log off;\n"
+            "        location / {\n"
+            "            mirror /_relay_forward;\n"
+            f"            proxy_pass http://unix:{relay}:/_relay_accepted;\n"
+            "        }\n"
+            "        location /_relay_accepted { return 204; }\n"
+            "        location = /_relay_forward {\n"
+            "            internal;\n"
+            "            proxy_http_version 1.1;\n"
+            '            proxy_set_header Connection "";\n'
+            "            proxy_connect_timeout 1s;\n"
+            "            proxy_read_timeout 5s;\n"
+            "            proxy_next_upstream error timeout http_502 http_504 non_idempotent;\n"
+            "            proxy_pass http://relay_breaker$request_uri;\n"
+            "        }\n"
+            "    }\n"
+        ),
+        server=(
+            f"        location = {MIRROR_URI} {{\n"
+            "            internal;\n"
+            "            proxy_set_header X-Request-Id $request_id;\n"
+            "            proxy_connect_timeout 1s;\n"
+            "            proxy_read_timeout 1s;\n"
+            f"            proxy_pass http://unix:{relay}:$request_uri;\n"
+            "        }\n"
+        ),
+        location=f"            mirror {MIRROR_URI};\n",
+    )
+
+
 def mirror_text(variant: str, spec: FrontSpec) -> MirrorText:
     """The hand-written mirror of `variant` (``hookshift`` is rendered by `write_front_conf`)."""
     if variant == "none":
@@ -129,6 +196,8 @@ def mirror_text(variant: str, spec: FrontSpec) -> MirrorText:
         return seed_mirror(spec, timeouts=SHORT_TIMEOUTS)
     if variant == "pooled":
         return pooled_mirror(spec)
+    if variant == "relay":
+        return relay_mirror(spec)
     raise ValueError(f"unknown mirror variant {variant!r} (one of {', '.join(VARIANTS)})")
 
 

@@ -112,6 +112,7 @@ def render_backend_conf(
         f"        ssl_certificate {certs.chain};\n"
         f"        ssl_certificate_key {certs.key};\n"
         f"        server_name {STAGE_HOST};\n"
+        "        location = /_empty { return 200 ''; }\n"
     )
     return (
         f"load_module {ECHO_MODULE};\n"
@@ -142,6 +143,7 @@ def render_backend_conf(
         "        location / {\n"
         "            echo_read_request_body;\n"
         f"            echo_sleep {NEAR_STAGE_S};\n"
+        "            echo_exec /_empty;\n"
         "        }\n"
         "    }\n"
         "    server {\n"
@@ -155,7 +157,7 @@ def render_backend_conf(
         "        location / {\n"
         "            echo_read_request_body;\n"
         f"            echo_sleep {SLOW_STAGE_S};\n"
-        "            echo '{\"SendMessageResponse\":{}}';\n"
+        "            echo_exec /_empty;\n"
         "        }\n"
         "    }\n"
         "}\n"
