@@ -24,6 +24,10 @@ _FORMAT = click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
     show_default=True, help="text for people, json for scripts.",
 )  # fmt: skip
+_ADOPT = click.option(
+    "--adopt-edits", is_flag=True,
+    help="Record nginx edits made outside the cut-over in the journal, then go on.",
+)  # fmt: skip
 _STATE = click.option(
     "--state", "state_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="The cut-over journal (created by init, appended by every transition).",
@@ -295,14 +299,15 @@ def _final_report(state_path: Path, current: journal.Journal) -> Path:
 @_settings_options
 @click.option("--reload", is_flag=True, help="Reload nginx after the change (nginx -s reload).")
 @click.option("--dry-run", is_flag=True, help="Check the gates only; change nothing.")
+@_ADOPT
 @click.option(
     "--dedup-confirmed", is_flag=True,
     help="mirror-domain: the consumer deduplicates, so the queue need not be drained.",
 )  # fmt: skip
 @_FORMAT
 def advance(
-    state_path: Path, reload: bool, dry_run: bool, dedup_confirmed: bool, output_format: str,
-    **kwargs: Any,
+    state_path: Path, reload: bool, dry_run: bool, adopt_edits: bool, dedup_confirmed: bool,
+    output_format: str, **kwargs: Any,
 ) -> None:  # fmt: skip
     """Check the gates out of the current stage; if all pass, move to the next stage.
 
@@ -319,6 +324,7 @@ def advance(
     target = stages.next_stage(stage)
     if target is None:
         raise InputError(f"the cut-over is already {stage}: there is no next stage")
+    current = _check_drift(state_path, current, settings, adopt_edits and not dry_run)
     entered = current.entered(stage)
     evidence, detail = _gather(current, settings, dedup_confirmed and not dry_run)
     check = stages.check_transition(
@@ -364,10 +370,12 @@ def advance(
 @click.option("--config", help="Override the nginx config recorded at init.")
 @click.option("--nginx-bin", help="The nginx binary (for nginx -t and reload).")
 @click.option("--reload", is_flag=True, help="Reload nginx after the change.")
+@_ADOPT
 @_FORMAT
 def rollback(
-    state_path: Path, config: str | None, nginx_bin: str | None, reload: bool, output_format: str
-) -> None:
+    state_path: Path, config: str | None, nginx_bin: str | None, reload: bool,
+    adopt_edits: bool, output_format: str,
+) -> None:  # fmt: skip
     """Return to the previous stage; nginx's files come back byte-identical.
 
     \b
@@ -381,16 +389,33 @@ def rollback(
     target = stages.previous_stage(stage)
     if target is None:
         raise InputError("the cut-over is at baseline: there is nothing to roll back")
-    files = nginx_ops.realize(state_path, settings, stage, target, reload)
+    current = _check_drift(state_path, current, settings, adopt_edits)
     expected = _expected_files(current, target)
+    adopted = _adopted_since(current, target)
     config_path = settings.need("config", "to check the nginx files")
+    before = nginx_ops.hashes(state_path, nginx_ops.config_files(config_path))
+    nginx_ops.realize(state_path, settings, stage, target, reload)
+    restored: list[str] = []
+    if not adopted:
+        # the engine reproduces a stage's bytes; if it no longer does (hookshift upgraded
+        # during the cut-over), the bytes recorded for that stage are written back through it
+        restored = nginx_ops.restore(state_path, settings, expected, reload)
     actual = nginx_ops.hashes(state_path, nginx_ops.config_files(config_path))
+    files = nginx_ops.changes(before, actual)
     differ = sorted(p for p in set(expected) | set(actual) if expected.get(p) != actual.get(p))
+    if adopted:  # the recorded bytes predate edits the operator adopted: not comparable
+        diag(
+            "warning",
+            f"edits adopted since {target} was entered (entry #{adopted}): the files "
+            "are the engine's output for that stage with those edits, not the recorded bytes",
+        )
+        differ = []
     journal.append(
         current,
         journal.next_entry(
             current, action="rollback", to_stage=target, files=files,
-            evidence={"byte_identical": not differ, "differ": differ},
+            evidence={"byte_identical": None if adopted else not differ, "differ": differ,
+                      "restored_from_snapshot": restored},
             note=f"reload={'yes' if reload else 'no'}",
         ),
     )  # fmt: skip
@@ -406,7 +431,8 @@ def rollback(
     click.echo(f"rolled back: {stage} -> {target} ({stages.STAGE_SUMMARY[target]})")
     for change in files:
         click.echo(f"  restored {change.path} (sha256 {str(change.sha256_after)[:12]})")
-    click.echo(f"nginx files are byte-identical to {target} ({len(expected)} checked)")
+    if not adopted:
+        click.echo(f"nginx files are byte-identical to {target} ({len(expected)} checked)")
     if stage == "vendor-switched":
         diag(
             "warning",
@@ -414,6 +440,57 @@ def rollback(
             f"register the nginx URL (path {settings.path}) at the vendor again if you are "
             "abandoning the switch, and keep the consumer's deduplication on meanwhile",
         )
+
+
+def _current_files(current: journal.Journal) -> dict[str, str | None]:
+    """The sha256 of every config file as the journal says it is now (after its last entry)."""
+    files: dict[str, str | None] = {}
+    for entry in current.entries:
+        if entry.action == "init":
+            files = dict(entry.evidence.get("files", {}))
+        for change in entry.files:
+            files[change.path] = change.sha256_after
+    return files
+
+
+def _check_drift(
+    state_path: Path, current: journal.Journal, settings: Settings, adopt: bool
+) -> journal.Journal:
+    """Refuse to build on nginx files someone changed since the journal's last entry.
+
+    hookshift's remove + apply would carry such an edit along, and a rollback would undo it
+    without anyone deciding so. ``--adopt-edits`` records the edit as an ``adopt`` entry (files
+    with both hashes) and goes on from there.
+    """
+    recorded = _current_files(current)
+    config = settings.need("config", "to check the nginx files")
+    actual = nginx_ops.hashes(state_path, nginx_ops.config_files(config))
+    changed = nginx_ops.changes(recorded, actual)
+    if not changed:
+        return current
+    if not adopt:
+        names = ", ".join(c.path for c in changed)
+        raise InputError(
+            f"nginx file(s) changed outside the cut-over since entry #{current.last.seq} "
+            f"({current.stage}): {names}",
+            fix="undo the edit, or pass --adopt-edits to record it in the journal and go on",
+        )
+    return journal.append(
+        current,
+        journal.next_entry(
+            current, action="adopt", to_stage=current.stage, files=changed,
+            note="nginx edits made outside the cut-over, adopted by the operator",
+        ),
+    )  # fmt: skip
+
+
+def _adopted_since(current: journal.Journal, stage: str) -> int | None:
+    """The seq of the first ``adopt`` entry after ``stage`` was last entered (None if none)."""
+    entered = current.entered(stage)
+    for entry in current.entries:
+        if entry.action == "adopt" and (entered is None or entry.seq > entered.seq):
+            return entry.seq
+    return None
 
 
 def _expected_files(current: journal.Journal, stage: str) -> dict[str, str | None]:

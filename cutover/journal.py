@@ -105,9 +105,12 @@ class Journal:
         return self.entries[-1]
 
     def entered(self, stage: str) -> Entry | None:
-        """The most recent entry that moved *into* ``stage`` (None if never)."""
+        """The most recent entry that moved *into* ``stage`` (None if never).
+
+        ``adopt`` entries stay in a stage rather than enter it, so they do not count.
+        """
         for entry in reversed(self.entries):
-            if entry.to_stage == stage:
+            if entry.to_stage == stage and entry.action != "adopt":
                 return entry
         return None
 

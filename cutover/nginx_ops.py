@@ -153,10 +153,48 @@ def realize(
                 apply(settings, new, reload)
             except OperationError:
                 if old.mode is not None:  # put the stage we are in back, then report
-                    apply(settings, old, reload)
+                    restore(state, settings, before, reload)
                 raise
     after = hashes(state, config_files(config))
     return changes(before, after)
+
+
+def restore(
+    state: Path, settings: Settings, expected: dict[str, str | None], reload: bool
+) -> list[str]:
+    """Write back the recorded bytes of every file that differs from ``expected``.
+
+    Goes through the mirror engine's safe write pipeline (lock, backup, ``nginx -t`` before and
+    after, atomic write, optional reload). Used when a stage's change failed half-way (remove
+    done, apply refused), and by rollback when the engine's output for a stage no longer matches
+    the bytes recorded then (hookshift upgraded in the middle of a cut-over, say). Returns the
+    paths written.
+    """
+    from mirror.apply import Edit, default_backup_dir, write_edits
+    from nginx.source import read_text
+
+    config = Path(settings.need("config", "to change nginx"))
+    edits: list[Edit] = []
+    for name, digest in sorted(expected.items()):
+        path = Path(name)
+        if digest is None or not path.exists() or journal.sha256_file(path) == digest:
+            continue
+        data = journal.load_snapshot(state, digest)
+        if data is None:
+            raise OperationError(
+                f"{path}: the bytes recorded for this stage (sha256 {digest[:12]}) are not in "
+                f"{journal.snapshot_dir(state)}; restore the file from the mirror engine's backups"
+            )
+        edits.append(Edit(path, read_text(path), data.decode("utf-8", "surrogateescape")))
+    if edits:
+        write_edits(
+            edits,
+            config=config,
+            nginx_bin=settings.nginx_bin or "nginx",
+            backup_dir=Path(settings.backup_dir) if settings.backup_dir else default_backup_dir(),
+            reload=reload,
+        )
+    return [str(e.path) for e in edits]
 
 
 def _tail(done: subprocess.CompletedProcess[str]) -> str:

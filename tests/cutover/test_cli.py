@@ -128,3 +128,25 @@ def test_probe_of_a_closed_port_says_there_was_no_answer() -> None:
     assert done.returncode == 1
     codes = [f["code"] for f in json.loads(done.stdout)["findings"]]
     assert codes == ["tls-connect"]
+
+
+def test_an_edit_outside_the_cut_over_is_refused_until_adopted(
+    tmp_path: Path, config: Path
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    config.write_text(CONFIG.replace("listen 127.0.0.1:8080;", "listen 127.0.0.1:8081;"),
+                      encoding="utf-8")  # fmt: skip
+    refused = _run("cutover", "advance", "--state", str(state))
+    assert refused.returncode == 2
+    assert "changed outside the cut-over since entry #1 (baseline)" in refused.stderr
+    assert "--adopt-edits" in refused.stderr
+    adopted = _run("cutover", "advance", "--state", str(state), "--adopt-edits")
+    assert adopted.returncode == 1  # adopted, then the gates still refuse (no stage URL)
+    data = json.loads(_run("cutover", "status", "--state", str(state), "--format", "json").stdout)
+    last = data["history"][-1]
+    assert last["action"] == "adopt" and last["to"] == "baseline"
+    assert last["files"][0]["path"] == str(config)
+    assert data["entered"] == data["history"][0]["time"]  # adopting does not re-enter the stage
+    again = _run("cutover", "advance", "--state", str(state))
+    assert again.returncode == 1 and "FAIL stage-probe" in again.stdout

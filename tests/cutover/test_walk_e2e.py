@@ -5,6 +5,7 @@ byte-identical to what they were in that stage."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cutover import journal
+from cutover import journal, nginx_ops
+from cutover.settings import Settings
+from hookshift.errors import OperationError
 from rehearsal.load import make_callbacks, send_callbacks
 from rehearsal.sqs import REGION
 from rehearsal.stack import Stack, StackOptions, relay_socket, start_stack
@@ -125,6 +128,12 @@ def test_walk_all_five_stages_then_roll_back_each_byte_identical(
     assert "ok   domain-probe" in step.output
     stack.reload_nginx()
     in_stage["mirror-domain"] = _files(stack)
+    # a retarget is remove + apply: if the apply is refused, the current stage is put back
+    settings = Settings.from_json(journal.read(state).settings)
+    bad = settings.override(relay_socket="/nonexistent/dir/relay.sock")
+    with pytest.raises(OperationError, match="mirror apply"):
+        nginx_ops.realize(state, bad, "mirror-domain", "mirror-stage", reload=False)
+    assert _files(stack) == in_stage["mirror-domain"]
 
     # 3 -> 4: parity against the domain, then the mirror-period messages drained to the archive
     _send_via_nginx(stack, 10)
@@ -173,6 +182,16 @@ def test_walk_all_five_stages_then_roll_back_each_byte_identical(
         assert f"-> {back_to}" in step.output
         assert _files(stack) == in_stage[back_to], back_to
         stack.reload_nginx()
+
+    # the recorded bytes of any stage can be written back through the engine's safe pipeline
+    # (what rollback does when the engine's output for a stage no longer matches the record)
+    def digests(files: dict[str, bytes]) -> dict[str, str | None]:
+        return {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
+
+    written = nginx_ops.restore(state, settings, digests(in_stage["mirror-stage"]), reload=False)
+    assert len(written) == 2 and _files(stack) == in_stage["mirror-stage"]
+    nginx_ops.restore(state, settings, digests(original), reload=False)
+    assert _files(stack) == original
 
     done = journal.read(state)
     assert [e.to_stage for e in done.entries] == [
