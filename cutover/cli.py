@@ -319,6 +319,15 @@ def advance(
       hookshift cutover advance --state cutover.jsonl --reload
       hookshift cutover advance --state cutover.jsonl --min-window 86400 --min-events 5000
     """
+    journal.read(state_path)  # a missing or foreign file is reported before any lock file
+    with journal.locked(state_path):
+        _advance(state_path, reload, dry_run, adopt_edits, dedup_confirmed, output_format, kwargs)
+
+
+def _advance(
+    state_path: Path, reload: bool, dry_run: bool, adopt_edits: bool, dedup_confirmed: bool,
+    output_format: str, kwargs: dict[str, Any],
+) -> None:  # fmt: skip
     current, settings = _load(state_path, _pop_settings(kwargs))
     stage = current.stage
     target = stages.next_stage(stage)
@@ -382,6 +391,15 @@ def rollback(
     Example:
       hookshift cutover rollback --state cutover.jsonl --reload
     """
+    journal.read(state_path)
+    with journal.locked(state_path):
+        _rollback(state_path, config, nginx_bin, reload, adopt_edits, output_format)
+
+
+def _rollback(
+    state_path: Path, config: str | None, nginx_bin: str | None, reload: bool,
+    adopt_edits: bool, output_format: str,
+) -> None:  # fmt: skip
     overrides: dict[str, Any] = {name: None for name in _SETTING_NAMES}
     overrides.update(config=config, nginx_bin=nginx_bin)
     current, settings = _load(state_path, overrides)

@@ -15,11 +15,12 @@ bytes are always an exact prefix of the new (checked before every write: append-
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +114,29 @@ class Journal:
             if entry.to_stage == stage and entry.action != "adopt":
                 return entry
         return None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold ``STATE.lock`` for a whole transition, so two operators cannot run one at once.
+
+    Non-blocking: the second command is refused at once rather than waiting behind a parity
+    run, and it re-reads the journal when it is run again.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OperationError(
+                f"{path}: another `hookshift cutover` command is running on this journal "
+                f"({lock_path} is locked); wait for it and run again"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def now_iso() -> str:

@@ -150,3 +150,21 @@ def test_an_edit_outside_the_cut_over_is_refused_until_adopted(
     assert data["entered"] == data["history"][0]["time"]  # adopting does not re-enter the stage
     again = _run("cutover", "advance", "--state", str(state))
     assert again.returncode == 1 and "FAIL stage-probe" in again.stdout
+
+
+def test_a_second_command_on_the_same_journal_is_refused_while_one_runs(
+    tmp_path: Path, config: Path
+) -> None:
+    from cutover import journal
+
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    with journal.locked(state):
+        done = _run("cutover", "rollback", "--state", str(state))
+    assert done.returncode == 1
+    assert "another `hookshift cutover` command is running on this journal" in done.stderr
+
+
+def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config: Path) -> None:
+    _run("cutover", "advance", "--state", str(config))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nginx.conf"]
