@@ -126,6 +126,16 @@ def init(state_path: Path, **kwargs: Any) -> None:
     settings = Settings().override(**_absolute(_pop_settings(kwargs)))
     config = settings.need("config", "to record the nginx files of the baseline")
     settings.need("path", "to know the callback location")
+    for name in ("stage_url", "domain_url"):
+        url = getattr(settings, name)
+        if url is not None and not url.startswith("https://"):
+            raise InputError(
+                f"--{name.replace('_', '-')} {url!r} is not an https URL",
+                fix="API Gateway is HTTPS only: https://ID.execute-api.REGION.amazonaws.com/STAGE"
+                " or https://your.custom.domain",
+            )
+    if settings.path and not settings.path.startswith("/"):
+        raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
     if state_path.exists():
         journal.read(state_path)  # a foreign file is reported as such
         raise InputError(

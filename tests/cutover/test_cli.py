@@ -168,3 +168,21 @@ def test_a_second_command_on_the_same_journal_is_refused_while_one_runs(
 def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config: Path) -> None:
     _run("cutover", "advance", "--state", str(config))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nginx.conf"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--stage-url", "http://abc.execute-api.ap-northeast-2.amazonaws.com/prod", "not an https"),
+        ("--domain-url", "hooks.example.com", "not an https"),
+        ("--path", "callback", "does not start with /"),
+    ],
+)
+def test_init_rejects_bad_urls_and_paths_writing_nothing(
+    tmp_path: Path, config: Path, option: str, value: str, message: str
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    args = ["--config", str(config), "--path", "/callback", option, value]
+    done = _run("cutover", "init", "--state", str(state), *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert not state.exists()
