@@ -92,7 +92,7 @@ def run(workdir: Path) -> None:
         _say()
         _say("```console")
         for name in ("STATE", "CONF", "CALLBACK", "STAGE_URL", "DOMAIN_URL", "QUEUE", "SQS",
-                     "DNS", "CA", "PARITY_LOG"):  # fmt: skip
+                     "DNS", "CA", "PARITY_LOG", "NGINX", "WORK", "RELAY"):  # fmt: skip
             _say(f"{name}={env[name]}")
         _say("```")
         _say()
