@@ -57,22 +57,6 @@ class KeySpec:
         """A key value as people read it (parts joined with ``+``)."""
         return key.replace(_SEP, " + ")
 
-    def literal_tokens(self, key: str) -> list[str]:
-        """Substrings that a raw source line holding this key must contain (for prefiltering).
-
-        Empty when no safe token exists (form fields are URL-encoded, hashes are not in the
-        line, and values with characters that JSON escapes look different inside a log line).
-        """
-        tokens = []
-        for part, value in zip(self.parts, key.split(_SEP), strict=False):
-            if part.kind in ("request_id", "json") and value and _plain(value):
-                tokens.append(value)
-        return tokens
-
-
-def _plain(value: str) -> bool:
-    return not any(c in value for c in '"\\/') and all(ord(c) >= 0x20 for c in value)
-
 
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

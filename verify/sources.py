@@ -134,6 +134,8 @@ def read_json_sql(files: list[Path], columns: dict[str, str]) -> str:
 
 
 def _nginx_read_json(files: list[Path]) -> str:
+    # upstream_status is empty (or "-") when nginx answered itself: the mirror never ran.
+    # Otherwise its last value ("502, 200" on retries) is what the app finally answered.
     return f"""
         SELECT filename AS src, ok, request_id AS rid,
             CASE WHEN ok THEN round(try_cast(msec AS DOUBLE) * 1000)::BIGINT END AS t_ms,
@@ -184,37 +186,17 @@ def _extract(paths: list[str]) -> str:
 NONEMPTY_LINE = "line IS NOT NULL AND line <> ''"
 
 
-def app_rows_sql(
-    spec: SourceSpec, files: list[Path], fields: AppFields, lines: str | None = None
-) -> str:
+def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
     """App rows: src, ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected, 'n' not mirrored).
 
-    `lines` replaces the files with a relation of (filename, line), e.g. prefiltered lines.
+    DuckDB's JSON reader with typed columns where it can; raw lines and per-line extraction
+    for nested (dotted) field names.
     """
-    if lines is None and spec.kind == "nginx":
-        return _nginx_read_json(files)
-    if lines is None and spec.kind == "jsonl" and "." not in fields.body + fields.time:
-        return _jsonl_read_json(files, fields)
-    source = lines or lines_sql(files, "rej_app")
     if spec.kind == "nginx":
-        # upstream_status is empty (or "-") when nginx answered itself: the mirror never ran.
-        # Otherwise its last value ("502, 200" on retries) is what the app finally answered.
-        v = _extract(["$.request_id", "$.msec", "$.body", "$.upstream_status", "$.content_type"])
-        return f"""
-            SELECT src, ok, v[1] AS rid,
-                CASE WHEN ok THEN round(try_cast(v[2] AS DOUBLE) * 1000)::BIGINT END AS t_ms,
-                v[3] AS body,
-                CASE WHEN NOT ok THEN NULL
-                     WHEN coalesce(trim(v[4]), '') IN ('', '-') THEN 'n'
-                     WHEN v[4] LIKE '2__' THEN 'a'
-                     WHEN regexp_extract(v[4], '([0-9]{{3}})\\s*$', 1) LIKE '2__' THEN 'a'
-                     ELSE 'r' END AS cls,
-                v[5] AS ct
-            FROM (
-                SELECT src, v, v IS NOT NULL AND v[3] IS NOT NULL AND v[2] IS NOT NULL AS ok
-                FROM (SELECT filename AS src, {v} AS v FROM {source}
-                      WHERE {NONEMPTY_LINE})
-            )"""
+        return _nginx_read_json(files)
+    if spec.kind == "jsonl" and "." not in fields.body + fields.time + fields.request_id:
+        return _jsonl_read_json(files, fields)
+    source = lines_sql(files, "rej_app")
     if spec.kind == "jsonl":
         v = _extract([_json_path(f) for f in (fields.request_id, fields.time, fields.body)])
         return f"""
@@ -249,10 +231,9 @@ def csv_columns(files: list[Path]) -> list[str]:
         return next(csv.reader(fh), [])
 
 
-def queue_rows_sql(files: list[Path], lines: str | None = None) -> str:
+def queue_rows_sql(files: list[Path]) -> str:
     """Queue rows from Message-per-line JSONL: src, ok, mid, rid, replay, t_ms, body."""
-    if lines is None:
-        return f"""
+    return f"""
             SELECT filename AS src, MessageId IS NOT NULL AND Body IS NOT NULL AS ok,
                 MessageId AS mid,
                 coalesce(nullif(MessageAttributes.nginx_request_id.StringValue, ''),
@@ -260,24 +241,6 @@ def queue_rows_sql(files: list[Path], lines: str | None = None) -> str:
                 nullif(MessageAttributes.hookshift_replay.StringValue, '') AS replay,
                 try_cast(Attributes.SentTimestamp AS BIGINT) AS t_ms, Body AS body
             FROM {read_json_sql(files, QUEUE_COLUMNS)}"""
-    source = lines
-    v = _extract(
-        [
-            "$.MessageId",
-            "$.Body",
-            "$.Attributes.SentTimestamp",
-            "$.MessageAttributes.nginx_request_id.StringValue",
-            "$.MessageAttributes.hookshift_replay.StringValue",
-        ]
-    )
-    return f"""
-        SELECT src, ok, v[1] AS mid, coalesce(nullif(v[4], ''), nullif(v[5], '')) AS rid,
-            nullif(v[5], '') AS replay, try_cast(v[3] AS BIGINT) AS t_ms, v[2] AS body
-        FROM (
-            SELECT src, v, v IS NOT NULL AND v[1] IS NOT NULL AND v[2] IS NOT NULL AS ok
-            FROM (SELECT filename AS src, {v} AS v FROM {source}
-                  WHERE {NONEMPTY_LINE})
-        )"""
 
 
 def _open_text(path: Path) -> IO[str]:

@@ -227,3 +227,20 @@ def test_kill_9_mid_pull_then_rerun_leaves_every_message_exactly_once(
     assert len(ids) == len(set(ids)) == total == summary["archive_total"]
     assert sorted(ids) == sorted(set(ids))
     assert _visible_and_hidden(moto, url) == (0, 0)
+
+
+def test_parity_reads_a_live_queue_and_says_it_hid_the_messages(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    from tests.verify.data import T0, nginx_line, write_lines
+    from verify.parity import ParityOptions, run_parity
+
+    url = _fill(moto, 12)
+    log = write_lines(
+        tmp_path / "p.log", [nginx_line(f"{i:032x}", T0 + i, body(i)) for i in range(13)]
+    )
+    options = ParityOptions(endpoint_url=moto.endpoint, region=REGION, sqs_wait_s=0, grace_s=0)
+    report = run_parity(f"nginx:{log}", f"sqs:{url}", options)
+    assert report.counts["matched"] == 12
+    assert report.missing_in_queue_keys == [f"{12:032x}"]
+    assert "hidden from its consumers" in report.warnings[0]

@@ -110,3 +110,19 @@ def test_strict_makes_a_malformed_record_fatal(tmp_path: Path) -> None:
     app, queue = _with_malformed(tmp_path)
     with pytest.raises(InputError, match="4 malformed record"):
         run_parity(f"nginx:{app}", f"jsonl:{queue}", ParityOptions(strict=True))
+
+
+def test_jsonl_app_source_with_nested_field_names(tmp_path: Path) -> None:
+    records = [
+        {"req": {"id": rid(n), "at": T0 + n * 1000}, "data": {"raw": body(n)}} for n in range(3)
+    ]
+    records.append({"req": {"id": "x"}})  # no body: malformed
+    app = write_lines(tmp_path / "app.jsonl", [json.dumps(r, ensure_ascii=False) for r in records])
+    fields = ParityOptions().app_fields.__class__("data.raw", "req.id", "req.at")
+    report = run_parity(
+        f"jsonl:{app}",
+        f"jsonl:{_queue(tmp_path, range(3))}",
+        ParityOptions(key="json:MSGID", app_fields=fields),
+    )
+    assert report.counts["matched"] == 3 and report.counts["malformed"] == 1
+    assert report.malformed_examples == [f"{app}:4: no data.raw field"]
