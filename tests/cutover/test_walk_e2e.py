@@ -107,6 +107,12 @@ def test_walk_all_five_stages_then_roll_back_each_byte_identical(
     assert state.read_bytes() == journal_before
     assert _files(stack) == original
 
+    # a dry run checks the gates for real and changes nothing
+    dry = _run("cutover", "advance", *s, "--dry-run")
+    assert dry.returncode == 0, dry.output
+    assert "every gate out of baseline passes; nothing changed" in dry.stderr
+    assert state.read_bytes() == journal_before and _files(stack) == original
+
     # 1 -> 2: doctor clean and a probe through the stage URL lands
     step = _run("cutover", "advance", *s)
     assert step.returncode == 0, step.output
