@@ -548,8 +548,9 @@ def _expected_files(current: journal.Journal, stage: str) -> dict[str, str | Non
 )
 @click.option(
     "--execution-log",
-    type=click.Path(dir_okay=False),
-    help="The stage's execution log (to name SQS's answer behind a 5xx or a lost 200).",
+    metavar="cloudwatch:LOG_GROUP|FILE",
+    help="The stage's execution log, to name SQS's answer behind a 5xx or a lost 200 "
+    "(cloudwatch:API-Gateway-Execution-Logs_APIID/STAGE).",
 )
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds to wait for the marker in the queue.")  # fmt: skip

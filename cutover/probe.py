@@ -230,28 +230,66 @@ def post(
     )
 
 
-def execution_lines(log: Path, request_id: str, wait: float = 3.0) -> str:
+def execution_lines(
+    source: str,
+    request_id: str,
+    wait: float = 3.0,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> str:
     """The stage's execution log entries for ``request_id`` (empty when none appear in time).
 
-    Two shapes: JSON lines with ``request_id`` (the stage emulator's log), or API Gateway's own
-    text lines as CloudWatch holds them, each starting ``(REQUEST_ID)`` (e.g. exported with
-    ``aws logs filter-log-events --log-group-name API-Gateway-Execution-Logs_ID/STAGE``).
+    ``source`` is ``cloudwatch:LOG_GROUP`` (API Gateway's execution logging:
+    ``API-Gateway-Execution-Logs_APIID/STAGE``, read with FilterLogEvents; CloudWatch delivers
+    within seconds, so give it ``wait``), or a file: JSON lines with ``request_id`` (the stage
+    emulator's ``--log``) or API Gateway's text lines, each starting ``(REQUEST_ID)``.
     """
     if not request_id:
         return ""
     deadline = time.monotonic() + wait
     while True:
-        found: list[str] = []
-        if log.exists():
-            with log.open(encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    if request_id not in line:
-                        continue
-                    found.append(_execution_text(line, request_id))
+        if source.startswith("cloudwatch:"):
+            found = _cloudwatch_lines(source.removeprefix("cloudwatch:"), request_id,
+                                      endpoint_url, region)  # fmt: skip
+        else:
+            found = _file_lines(Path(source), request_id)
         text = "\n".join(t for t in found if t)
         if text or time.monotonic() > deadline:
             return text
-        time.sleep(0.1)
+        time.sleep(0.2)
+
+
+def _file_lines(log: Path, request_id: str) -> list[str]:
+    if not log.exists():
+        return []
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        return [_execution_text(line, request_id) for line in handle if request_id in line]
+
+
+def _cloudwatch_lines(
+    group: str, request_id: str, endpoint_url: str | None, region: str | None
+) -> list[str]:
+    import boto3
+
+    client = boto3.client("logs", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+    start_ms = int((time.time() - 3600) * 1000)
+    lines: list[str] = []
+    kwargs: dict[str, Any] = {
+        "logGroupName": group,
+        "filterPattern": f'"{request_id}"',
+        "startTime": start_ms,
+    }
+    try:
+        while True:
+            page = client.filter_log_events(**kwargs)
+            lines += [str(e.get("message", "")).strip() for e in page.get("events", [])]
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+    except Exception as exc:  # botocore's errors: the log is optional evidence
+        return [f"(execution log unreadable: {type(exc).__name__}: {exc})"]
+    return [line for line in lines if request_id in line]
 
 
 def _execution_text(line: str, request_id: str) -> str:
@@ -393,6 +431,11 @@ def run_probe(
     # SQS's own answer: behind a 5xx, and behind a 200 that did not land (default responses)
     missing = not accepted or (queue_obs is not None and not queue_obs.found)
     if execution_log is not None and http_obs.status and missing:
-        text = execution_lines(Path(execution_log), http_obs.request_id)
+        text = execution_lines(
+            execution_log,
+            http_obs.request_id,
+            endpoint_url=queue.endpoint_url if queue else None,
+            region=queue.region if queue else None,
+        )
         http_obs = replace(http_obs, execution=text)
     return ProbeObservation(url, body, now, dns_obs, tls_obs, http_obs, queue_obs)

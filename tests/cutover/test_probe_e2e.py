@@ -4,6 +4,7 @@ diagnosed correctly; and a healthy stage and custom domain where the probe lands
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -311,3 +312,36 @@ def test_the_probe_command_says_landed_in_text(
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("landed: the probe reached the queue through https://")
+
+
+def test_the_execution_log_is_read_from_cloudwatch_as_api_gateway_writes_it(
+    base: StageConfig, queue: QueueSpec, dns: DnsServer, moto: MotoServer
+) -> None:
+    """API Gateway's execution logging writes text lines, each prefixed with the request id,
+    to the log group API-Gateway-Execution-Logs_APIID/STAGE (here: moto's CloudWatch Logs)."""
+    import boto3
+
+    group = f"API-Gateway-Execution-Logs_abc123/prod-{uuid.uuid4().hex[:6]}"
+    logs = boto3.client("logs", endpoint_url=moto.endpoint, region_name=REGION)
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+
+    def to_cloudwatch(execution: Execution) -> None:
+        rid = execution.request_id
+        lines = [
+            f"({rid}) Received response. Status: {execution.integration_status}, "
+            "Integration latency: 2 ms",
+            f"({rid}) Endpoint response body before transformations: "
+            f"{execution.integration_response}",
+        ]
+        now = int(time.time() * 1000)
+        logs.put_log_events(
+            logGroupName=group, logStreamName="s",
+            logEvents=[{"timestamp": now, "message": line} for line in lines],
+        )  # fmt: skip
+
+    config = replace(base, integration_content_type="application/json")
+    with start(config) as stage:
+        stage.set_execution_listener(to_cloudwatch)
+        d = _probe(stage, stage.invoke_url, queue, dns, execution_log=f"cloudwatch:{group}")
+    assert _codes(d) == ["unknown-operation"]
