@@ -60,6 +60,7 @@ def _settings_options(func: Any) -> Any:
         click.option("--quiet-period", type=float, help="Seconds without a callback at nginx."),
         click.option("--probe-timeout", type=float, help="Seconds to wait for a probe's marker."),
         click.option("--parity-grace", type=float, help="verify parity --grace, seconds."),
+        click.option("--execution-log", help="Probes: cloudwatch:LOG_GROUP or FILE."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -70,7 +71,7 @@ _SETTING_NAMES = (
     "config", "path", "stage_url", "domain_url", "domain_target", "queue", "endpoint_url", "region",
     "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
     "backup_dir", "relay_socket", "archive", "min_window", "min_events", "quiet_period",
-    "probe_timeout", "parity_grace",
+    "probe_timeout", "parity_grace", "execution_log",
 )  # fmt: skip
 
 
@@ -85,6 +86,9 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     for name in files:
         if out.get(name):
             out[name] = str(Path(out[name]).absolute())
+    log = out.get("execution_log")
+    if log and not str(log).startswith("cloudwatch:"):
+        out["execution_log"] = str(Path(log).absolute())
     return out
 
 

@@ -68,6 +68,7 @@ def probe(settings: Settings, base: str) -> tuple[ProbeEvidence, Diagnosis]:
         ca_file=settings.ca_file,
         timeout=settings.probe_timeout,
         expect_target=settings.domain_target if base == "domain_url" else None,
+        execution_log=settings.execution_log,
     )
     result = diagnose(observation)
     evidence = ProbeEvidence(

@@ -39,6 +39,7 @@ class Settings:
     min_events: int = 100
     quiet_period: float = 86400.0
     probe_timeout: float = 10.0
+    execution_log: str | None = None  # cloudwatch:GROUP or a file, for the probes' diagnosis
     parity_grace: float | None = None  # verify parity --grace (None: its default)
 
     def to_json(self) -> dict[str, Any]:
