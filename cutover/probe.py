@@ -110,7 +110,9 @@ def observe_dns(
         resolver = (str(server[0]), int(server[1]))
     query = dns.message.make_query(dns.name.from_text(host), dns.rdatatype.A)
     try:
-        reply = dns.query.udp(query, resolver[0], port=resolver[1], timeout=timeout)
+        reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
+            query, resolver[0], port=resolver[1], timeout=timeout
+        )
     except dns.exception.Timeout:
         return DnsObservation("TIMEOUT", resolver=label)
     except OSError as exc:
