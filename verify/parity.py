@@ -113,6 +113,7 @@ class ParityReport:
     duration_s: float
     warnings: list[str] = field(default_factory=list)
     app_fields: dict[str, str] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)  # per phase, for the bench
 
     @property
     def passed(self) -> bool:
@@ -140,6 +141,7 @@ class ParityReport:
             "warnings": self.warnings,
             "generated_at": self.generated_at,
             "duration_s": self.duration_s,
+            "timings_s": self.timings_s,
         }
 
 
@@ -370,6 +372,7 @@ def _run(
                  WHEN qn = 2 THEN 2 END AS qd
         FROM a FULL OUTER JOIN q ON a.hk = q.hk
     """)
+    timings = {"scan_and_join": time.monotonic() - started}
     _exact_queue_duplicates(con, key_sql)
     end_row = con.execute("SELECT max(ta), max(tq) FROM j WHERE k IS NOT NULL").fetchone()
     data_end = max((v for v in (end_row or ()) if v is not None), default=None)
@@ -378,7 +381,9 @@ def _run(
     con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j WHERE k IS NOT NULL")
     counts, lag = _counts(con)
     sides = _Sides(key, app_spec, app_files, queue_files, options)
+    mark = time.monotonic()
     samples, mism_total = _second_read(con, sides)
+    timings["second_read"] = time.monotonic() - mark
     counts["mismatched"] = mism_total
     counts["matched"] = counts["compared"] - mism_total
     malformed_examples = _malformed(
@@ -428,6 +433,7 @@ def _run(
         redacted=options.redact,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 3),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
         warnings=warnings,
         app_fields={
             "body": options.app_fields.body,
