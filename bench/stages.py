@@ -3,10 +3,13 @@
 Every part listens on 127.0.0.1 only:
 
 - a *backend* nginx (its own process, Debian's echo module) that plays the app (reads the body,
-  waits 2 ms, answers 200) and three TLS stages that stand in for API Gateway: *healthy*
-  (answers at once), *5xx* (answers 500 at once) and *slow* (answers after 3 s). nginx plays
-  them rather than Python because the healthy stage and the app see thousands of requests a
-  second, and a Python server would make the benchmark measure Python;
+  waits 2 ms, answers 200) and four TLS stages that stand in for API Gateway: *healthy*
+  (answers at once), *healthy, 50 ms away* (answers after 50 ms, as a regional API Gateway
+  does), *5xx* (answers 500 at once) and *slow* (answers after 3 s). The 200s have an empty
+  body, as hookshift's API Gateway integration response gives (the seed's "empty response"):
+  that matters, because nginx keeps a connection from a mirror only when the answer has no
+  body. nginx plays them rather than Python because the healthy stage and the app see
+  thousands of requests a second, and a Python server would make the benchmark measure Python;
 - a *blackhole* stage: a process that accepts TCP connections and never reads or answers (the
   TLS handshake never completes, as with a hung load balancer);
 - a *refused* stage: a loopback port nobody listens on (connect fails at once: RST);
