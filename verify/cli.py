@@ -270,7 +270,7 @@ def parity_command(
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
     if out is not None:
         write_atomic(out, text)
-        diag("ok" if report.passed else "error", f"{report.verdict}: {report.reason}")
+        diag("ok" if report.passed else "warning", f"parity {report.verdict}: {report.reason}")
         diag("info", f"report written to {out}")
     else:
         click.echo(text, nl=False)

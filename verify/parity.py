@@ -750,6 +750,9 @@ def _matched_head(
     return out
 
 
+_APP_STATUS = {"a": "accepted", "r": "rejected", "n": "not_mirrored"}
+
+
 def _sample(
     key: KeySpec,
     k: str,
@@ -782,6 +785,7 @@ def _sample(
         "request_id": (a or q or {}).get("rid"),
         "message_id": q["mid"] if q else None,
         "replay_of": q["replay"] if q else None,
+        "app_status": _APP_STATUS.get(a["cls"]) if a else None,
         "where": f"{a['src']}" if a else (f"{q['src']}" if q else None),
         "app_body": body(a),
         "queue_body": body(q),

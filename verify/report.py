@@ -95,7 +95,12 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
             lines.append("")
             lines.append(f"{name} (first {len(samples)}):")
             for s in samples:
-                lines.append(f"  {s['key']}  app {s['app_time']}  queue {s['queue_time']}")
+                status = s.get("app_status")
+                note = f" ({status} by the app)" if status and status != "accepted" else ""
+                lines.append(
+                    f"  {s['key']}  app {s['app_time'] or '-'}  queue {s['queue_time'] or '-'}"
+                    f"{note}"
+                )
                 if name == "mismatched":
                     lines.append(f"    app:   {s['app_body']}")
                     lines.append(f"    queue: {s['queue_body']}")
