@@ -364,25 +364,44 @@ def _run(
                   FROM (SELECT *, {key_sql} AS k FROM queue_rows))
             GROUP BY hk
         )
-        SELECT coalesce(a.k, q.k) AS k, coalesce(an, 0) AS an, coalesce(anm, 0) AS anm,
-            coalesce(arej, 0) AS arej, ah, ta, coalesce(abad, 0) AS abad,
-            coalesce(anokey, 0) AS anokey, coalesce(qn, 0) AS qn, coalesce(qrep, 0) AS qrep,
-            qh, tq, qlo, qhi, coalesce(qbad, 0) AS qbad, coalesce(qnokey, 0) AS qnokey,
+        -- one narrow row per key; the key text is kept only where a later step needs it
+        -- (every key but the perfect one-to-one raw matches): 10 M keys fit in memory_limit
+        SELECT coalesce(a.hk, q.hk) AS hk,
+            CASE WHEN an = 1 AND qn = 1 AND ah = qh AND anm = 0 AND arej = 0 AND qrep = 0
+                 THEN NULL ELSE coalesce(a.k, q.k) END AS k,
+            coalesce(an, 0)::INTEGER AS an, coalesce(anm, 0)::INTEGER AS anm,
+            coalesce(arej, 0)::INTEGER AS arej, ta,
+            coalesce(qn, 0)::INTEGER AS qn, coalesce(qrep, 0)::INTEGER AS qrep, tq,
             CASE WHEN coalesce(qn, 0) <= 1 OR qlo = qhi THEN least(coalesce(qn, 0), 1)
-                 WHEN qn = 2 THEN 2 END AS qd
+                 WHEN qn = 2 THEN 2 END::INTEGER AS qd,
+            ah = qh AS same,
+            coalesce(abad, 0)::INTEGER AS abad, coalesce(anokey, 0)::INTEGER AS anokey,
+            coalesce(qbad, 0)::INTEGER AS qbad, coalesce(qnokey, 0)::INTEGER AS qnokey
         FROM a FULL OUTER JOIN q ON a.hk = q.hk
     """)
     timings = {"scan_and_join": time.monotonic() - started}
     _exact_queue_duplicates(con, key_sql)
-    end_row = con.execute("SELECT max(ta), max(tq) FROM j WHERE k IS NOT NULL").fetchone()
+    end_row = con.execute("SELECT max(ta), max(tq) FROM j WHERE hk IS NOT NULL").fetchone()
     data_end = max((v for v in (end_row or ()) if v is not None), default=None)
     end = until if until is not None else data_end
     cls_sql = _class_sql(end, grace_ms, since, until)
-    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j WHERE k IS NOT NULL")
+    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j WHERE hk IS NOT NULL")
     counts, lag = _counts(con)
+    timeline = _timeline(con)
+    missing_keys = [
+        str(r[0])
+        for r in con.execute(
+            f"SELECT k FROM c WHERE cls = 'miq' ORDER BY ta NULLS LAST, k "
+            f"LIMIT {int(options.missing_keys_cap)}"
+        ).fetchall()
+    ]
+    first_seen = _first_seen(con)
     sides = _Sides(key, app_spec, app_files, queue_files, options)
+    picks = _pick(con, sides)
+    con.execute("DROP VIEW c")
+    con.execute("DROP TABLE j")  # free its memory for the re-read
     mark = time.monotonic()
-    samples, mism_total = _second_read(con, sides)
+    samples, mism_total = _second_read(con, sides, picks)
     timings["second_read"] = time.monotonic() - mark
     counts["mismatched"] = mism_total
     counts["matched"] = counts["compared"] - mism_total
@@ -395,14 +414,6 @@ def _run(
             f"{counts['malformed']} malformed record(s), first: {first}",
             fix="fix or drop them, or run without --strict to count and skip them",
         )
-    timeline = _timeline(con)
-    missing_keys = [
-        str(r[0])
-        for r in con.execute(
-            f"SELECT k FROM c WHERE cls = 'miq' ORDER BY ta NULLS LAST, k "
-            f"LIMIT {int(options.missing_keys_cap)}"
-        ).fetchall()
-    ]
     if counts["missing_in_queue"] > len(missing_keys):
         warnings.append(
             f"missing_in_queue_keys lists the first {len(missing_keys)} of "
@@ -421,7 +432,7 @@ def _run(
             "until": iso(until),
             "end": iso(end),
             "grace_s": options.grace_s,
-            "first_seen": iso(_first_seen(con)),
+            "first_seen": iso(first_seen),
         },
         counts=counts,
         lag_ms=lag,
@@ -511,7 +522,7 @@ def _counts(con: Any) -> tuple[dict[str, int], dict[str, int | None]]:
     """).fetchone()
     nulls = con.execute(
         "SELECT coalesce(sum(abad), 0), coalesce(sum(qbad), 0), coalesce(sum(anokey), 0), "
-        "coalesce(sum(qnokey), 0) FROM j WHERE k IS NULL"
+        "coalesce(sum(qnokey), 0) FROM j WHERE hk IS NULL"
     ).fetchone()
     assert row is not None and nulls is not None
     v = [int(x or 0) for x in row[:11]]
@@ -544,7 +555,7 @@ def _int(value: Any) -> int | None:
 
 
 def _first_seen(con: Any) -> int | None:
-    row = con.execute("SELECT least(min(ta), min(tq)) FROM j WHERE k IS NOT NULL").fetchone()
+    row = con.execute("SELECT least(min(ta), min(tq)) FROM j WHERE hk IS NOT NULL").fetchone()
     return _int(row[0]) if row else None
 
 
@@ -621,7 +632,7 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[str], int]:
     ksql = sides.key.sql("rid", "body")
     app_base = app_rows_sql(sides.app_spec, sides.app_files, sides.options.app_fields)
     queue_base = queue_rows_sql(sides.queue_files)
-    con.execute("CREATE TEMP TABLE cand AS SELECT k FROM c WHERE cls = 'both' AND ah <> qh")
+    con.execute("CREATE TEMP TABLE cand AS SELECT k FROM c WHERE cls = 'both' AND NOT same")
     con.execute(f"""
         CREATE TEMP TABLE mism AS
         WITH a AS (SELECT k, list_distinct(list({canon})) AS hs FROM (
@@ -653,18 +664,21 @@ _QUEUE_SIDE = {"missing_in_app", "duplicates_queue"}
 HEAD_ROWS = 2000
 
 
-def _second_read(con: Any, sides: _Sides) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """Samples per class (with bodies) and the mismatch count, in one re-read per side.
+@dataclass
+class _Picks:
+    """What the re-read must fetch, chosen while the per-key table is still there."""
 
-    Bodies are not kept by the main pass (that would hold every body in memory), so the keys
-    whose raw bodies differ and the sample keys of the problem classes are re-read together,
-    on the side(s) that hold them (a clean run re-reads nothing). Matched
-    samples come from the first records of the app source, whose queue body is the same bytes
-    (that is what matched without canonicalising means): no re-read for a clean run.
-    """
-    key, options = sides.key, sides.options
-    n = max(int(options.samples), 0)
-    row = con.execute("SELECT count(*) FROM c WHERE cls = 'both' AND ah <> qh").fetchone()
+    picked: dict[str, list[str]]
+    candidates: list[str]  # keys whose raw bodies differ (compared canonically after the read)
+    mismatched: list[str] | None  # already settled in SQL when there were very many
+    mism_total: int
+    head: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _pick(con: Any, sides: _Sides) -> _Picks:
+    """Sample keys per class, mismatch candidates and matched samples (from the app's head)."""
+    n = max(int(sides.options.samples), 0)
+    row = con.execute("SELECT count(*) FROM c WHERE cls = 'both' AND NOT same").fetchone()
     differing = int(row[0]) if row else 0
     candidates: list[str] = []
     mismatched: list[str] | None = None
@@ -674,7 +688,7 @@ def _second_read(con: Any, sides: _Sides) -> tuple[dict[str, list[dict[str, Any]
     elif differing:
         candidates = [
             str(r[0])
-            for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND ah <> qh").fetchall()
+            for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND NOT same").fetchall()
         ]
     picked: dict[str, list[str]] = {}
     for name, cond in _SAMPLE_QUERIES.items():
@@ -684,6 +698,24 @@ def _second_read(con: Any, sides: _Sides) -> tuple[dict[str, list[dict[str, Any]
         picked[name] = [str(r[0]) for r in rows]
     if mismatched is not None:
         picked["mismatched"] = mismatched[:n]
+    head = _matched_head(con, sides.key, n)
+    return _Picks(picked, candidates, mismatched, mism_total, head)
+
+
+def _second_read(
+    con: Any, sides: _Sides, picks: _Picks
+) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """Samples per class (with bodies) and the mismatch count, in one re-read per side.
+
+    Bodies are not kept by the main pass (that would hold every body in memory), so the keys
+    whose raw bodies differ and the sample keys of the problem classes are re-read together,
+    on the side(s) that hold them (a clean run re-reads nothing). Matched samples come from
+    the first records of the app source, whose queue body is the same bytes (that is what
+    matched without canonicalising means).
+    """
+    key, options = sides.key, sides.options
+    n = max(int(options.samples), 0)
+    picked, candidates = dict(picks.picked), picks.candidates
     app_want = {k for c, ks in picked.items() if c not in _QUEUE_SIDE for k in ks}
     queue_want = {k for c, ks in picked.items() if c not in _APP_SIDE for k in ks}
     fields = options.app_fields
@@ -708,13 +740,13 @@ def _second_read(con: Any, sides: _Sides) -> tuple[dict[str, list[dict[str, Any]
         fields,
         per_key,
     )
+    mismatched, mism_total = picks.mismatched, picks.mism_total
     if mismatched is None:
         mismatched = _mismatched(candidates, app_recs, queue_recs)
         mism_total = len(mismatched)
         picked["mismatched"] = mismatched[:n]
-    head = _matched_head(con, key, n, set(mismatched))
-    picked["matched"] = list(head)
-    for k, (a_rec, q_rec) in head.items():
+    picked["matched"] = list(picks.head)[:n]
+    for k, (a_rec, q_rec) in picks.head.items():
         app_recs[k] = [a_rec]
         queue_recs[k] = [q_rec]
     out: dict[str, list[dict[str, Any]]] = {}
@@ -727,26 +759,25 @@ def _second_read(con: Any, sides: _Sides) -> tuple[dict[str, list[dict[str, Any]
 
 
 def _matched_head(
-    con: Any, key: KeySpec, n: int, mismatched: set[str]
+    con: Any, key: KeySpec, n: int
 ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """Matched samples from the first records of the app source (a read that stops early)."""
     if n <= 0:
         return {}
     rows = con.execute(f"""
         SELECT h.k, h.src, h.rid, h.t_ms, h.body, c.tq
-        FROM (SELECT *, {key.sql("rid", "body")} AS k
-              FROM (SELECT * FROM app_rows WHERE ok AND cls = 'a' LIMIT {HEAD_ROWS})) h
-        JOIN c ON c.k = h.k
-        WHERE c.cls = 'both' AND c.ah = c.qh AND c.qrep = 0
-        ORDER BY h.t_ms NULLS LAST LIMIT {n + len(mismatched)}
+        FROM (SELECT *, {HK} AS hk
+              FROM (SELECT *, {key.sql("rid", "body")} AS k
+                    FROM (SELECT * FROM app_rows WHERE ok AND cls = 'a' LIMIT {HEAD_ROWS}))) h
+        JOIN c ON c.hk = h.hk
+        WHERE c.cls = 'both' AND c.same AND c.qrep = 0
+        ORDER BY h.t_ms NULLS LAST LIMIT {n}
     """).fetchall()
     out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for k, src, rid, t_ms, body, tq in rows:
-        if k in mismatched or k in out or len(out) >= n:
-            continue
         a_rec = {"src": src, "rid": rid, "t_ms": t_ms, "body": body, "cls": "a"}
         q_rec = {"src": None, "rid": rid, "t_ms": tq, "body": body, "mid": None, "replay": None}
-        out[str(k)] = (a_rec, q_rec)
+        out.setdefault(str(k), (a_rec, q_rec))
     return out
 
 
