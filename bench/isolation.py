@@ -202,7 +202,8 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         f"{settings.warmup_s} s warm-up, {settings.settle_s:.0f} s pause (the copies sent "
         f"during the warm-up end: a breaker has tripped), {settings.duration_s} s measured; "
         f"app waits 2 ms per callback; front nginx 1.22 with {settings.workers} workers. "
-        "Ratio and p99 delta are against the no-mirror row measured next to it. "
+        "Ratio and p99 delta are against the no-mirror row of the same stage and client: "
+        "the mean of two runs, one before and one after the configs with a mirror. "
         "Errors: non-2xx, socket errors and wrk timeouts. Findings: docs/isolation.md.",
         "",
         "Configs: `none` no mirror; `seed` the seed's block (nginx defaults); `hookshift` what "
@@ -277,7 +278,7 @@ def run_matrix(
                 bench.prepare(behaviour, variant, client)
                 for behaviour in behaviours
                 for client in clients
-                for variant in variants
+                for variant in bracketed(variants)
                 if explicit or behaviour in RESEARCH_BEHAVIOURS.get(variant, (behaviour,))
             ]
             for cell in cells:
@@ -297,7 +298,37 @@ def run_matrix(
             print(f"isolation: kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return results
+    return merge_baselines(results)
+
+
+def bracketed(variants: Sequence[str]) -> list[str]:
+    """The no-mirror baseline before and after the others, so drift during a group shows less."""
+    if "none" not in variants:
+        return list(variants)
+    return ["none", *(v for v in variants if v != "none"), "none"]
+
+
+def merge_baselines(results: Sequence[Measurement]) -> list[Measurement]:
+    """One no-mirror row per behaviour and client: the mean of the runs that bracket the group."""
+    merged: list[Measurement] = []
+    index: dict[tuple[str, str, str], int] = {}
+    for m in results:
+        if m.key not in index:
+            index[m.key] = len(merged)
+            merged.append(m)
+            continue
+        first = merged[index[m.key]]
+        merged[index[m.key]] = Measurement(
+            behaviour=m.behaviour,
+            variant=m.variant,
+            client=m.client,
+            requests=first.requests + m.requests,
+            rps=(first.rps + m.rps) / 2,
+            p50_ms=(first.p50_ms + m.p50_ms) / 2,
+            p99_ms=(first.p99_ms + m.p99_ms) / 2,
+            errors=first.errors + m.errors,
+        )
+    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> None:
