@@ -158,7 +158,7 @@ def render_markdown(report: ParityReport) -> str:
 
 # --------------------------------------------------------------------------- HTML
 
-SVG_W, SVG_H, PAD_L, PAD_B, PAD_T = 900, 260, 50, 40, 20
+SVG_W, SVG_H, PAD_L, PAD_B, PAD_T = 900, 270, 50, 40, 30
 APP_COLOUR, QUEUE_COLOUR, LOSS_COLOUR = "#1f77b4", "#2ca02c", "#d62728"
 
 
@@ -202,6 +202,8 @@ def timeline_svg(report: ParityReport) -> str:
                 f'<rect class="loss" x="{x:.1f}" y="{PAD_T - 14}" width="{max(bar * 2, 3):.1f}" '
                 f'height="10" fill="{LOSS_COLOUR}"><title>{html.escape(b["start"] or "")}: '
                 f"{lost} missing in queue</title></rect>"
+                f'<text class="loss-count" x="{x:.1f}" y="{PAD_T - 17}" font-size="10" '
+                f'fill="#222">{lost}</text>'
             )
     first, last = buckets[0]["start"] or "", buckets[-1]["start"] or ""
     parts.append(f'<text x="{PAD_L}" y="{SVG_H - 12}" font-size="11">{html.escape(first)}</text>')
