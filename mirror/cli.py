@@ -15,6 +15,7 @@ from hookshift.errors import InputError
 from mirror.apply import apply_plan, default_backup_dir
 from mirror.dnscheck import dns_warnings
 from mirror.plan import (
+    DEFAULT_MIRROR_ERROR_LOG,
     DEFAULT_RELAY_SOCKET,
     DEFAULT_RESOLVERS,
     DEFAULT_TRUSTED_CA,
@@ -33,6 +34,8 @@ Examples:
       --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod \\
       --parity-log /var/log/nginx/hookshift-parity.log
   hookshift mirror apply ... (same options) --reload
+  hookshift mirror plan ... --stage-dns reload (nginx < 1.27.3: keep-alive to the stage;
+      reload nginx periodically so its addresses stay current)
   hookshift mirror plan ... --mode forward     (cut-over stage 4: send, not copy)
   hookshift mirror remove --config /etc/nginx/nginx.conf --reload
 """
@@ -113,6 +116,24 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Unix socket of the local relay (two-hop layout, nginx < 1.27.3).",
         ),
+        click.option(
+            "--mirror-error-log",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="error_log (level warn) of the relay, so an outage's per-copy errors stay out "
+            "of your error log. Default: hookshift-mirror.error.log beside --parity-log, else "
+            f"{DEFAULT_MIRROR_ERROR_LOG}.",
+        ),
+        click.option(
+            "--stage-dns",
+            type=click.Choice(["runtime", "reload"]),
+            default="runtime",
+            show_default=True,
+            help="nginx < 1.27.3 (two-hop): runtime = the relay re-resolves the stage with "
+            "--resolver, a new TLS connection per copy; reload = keep-alive to the stage, whose "
+            "addresses nginx resolves (system resolver) only at start/reload: pair it with a "
+            "periodic `nginx -s reload`.",
+        ),
         click.option("--no-dns-check", is_flag=True, help="Do not query the resolvers."),
         click.option(
             "--nginx-bin",
@@ -172,6 +193,8 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
         mode=kwargs["mode"],
         relay_socket=kwargs["relay_socket"],
         default_access_log=access_log,
+        mirror_error_log=kwargs["mirror_error_log"],
+        stage_dns=kwargs["stage_dns"],
     )
     plan = make_plan(options, version)
     if not kwargs["no_dns_check"]:

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hookshift.errors import InputError
-from mirror.render import Layout, Mode, TemplateContext, Tuning, directive
+from mirror.render import Layout, Mode, StageDns, TemplateContext, Tuning, directive
 from mirror.render import http_lines as render_http
 from mirror.render import location_lines as render_location
 from mirror.render import server_lines as render_server
@@ -39,10 +39,13 @@ CA_BUNDLES = (
 )
 DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
+DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
+MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
 UPSTREAM = "hookshift_stage"
+STAGE_POOL = "hookshift_stage_keepalive"  # --stage-dns reload: the relay's keep-alive upstream
 CALLBACK_VAR = "hookshift_callback"  # map: 1 when $request_uri is the callback path
 RESOLVE_IN_UPSTREAM = (1, 27, 3)
 # http-level directives that would also gate requests to the relay server (a normal request)
@@ -76,6 +79,19 @@ class MirrorOptions:
     default_access_log: str | None = DEFAULT_ACCESS_LOG
     layout: Layout | None = None
     tuning: Tuning = field(default_factory=Tuning)
+    mirror_error_log: Path | None = None
+    stage_dns: StageDns = "runtime"
+
+    @property
+    def effective_mirror_error_log(self) -> Path:
+        """Where the mirror path's errors go: the option, else beside the parity log, else
+        ``/var/log/nginx``. Beside the parity log because that is where the user already put
+        hookshift's logs (and a test or rehearsal prefix stays self-contained)."""
+        if self.mirror_error_log is not None:
+            return self.mirror_error_log
+        if self.parity_log is not None:
+            return self.parity_log.parent / MIRROR_ERROR_LOG_NAME
+        return DEFAULT_MIRROR_ERROR_LOG
 
     @property
     def effective_timeout(self) -> float:
@@ -158,6 +174,8 @@ class MirrorPlan:
     changes: tuple[FileChange, ...]
     warnings: tuple[str, ...]
     already_applied: bool = False
+    stage_dns: StageDns = "runtime"
+    mirror_error_log: Path | None = None
 
     @property
     def mode(self) -> Mode:
@@ -181,6 +199,11 @@ class MirrorPlan:
                 "kind": self.stage.kind,
             },
             "internal_uri": self.internal_uri,
+            "stage_dns": self.stage_dns,
+            "keepalive_to_stage": self.layout == "upstream-resolve" or self.stage_dns == "reload",
+            "mirror_error_log": None
+            if self.mirror_error_log is None
+            else str(self.mirror_error_log),
             "server": vars(self.server),
             "location": vars(self.location),
             "already_applied": self.already_applied,
@@ -478,7 +501,34 @@ def _template_context(
         path_filter=path_filter,
         callback_var=CALLBACK_VAR,
         forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", scene.internal_uri, "last"),
+        mirror_error_log=(
+            str(options.effective_mirror_error_log) if scene.layout == "two-hop" else None
+        ),
+        stage_dns=_stage_dns(scene, options),
+        stage_pool=STAGE_POOL,
+        stage_pool_target=f"https://{STAGE_POOL}{suffix}",
     )
+
+
+def _stage_dns(scene: _Scene, options: MirrorOptions) -> StageDns:
+    """``reload`` only where it means something: the relay of the two-hop layout."""
+    return options.stage_dns if scene.layout == "two-hop" else "runtime"
+
+
+def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
+    if options.stage_dns != "reload":
+        return []
+    if scene.layout != "two-hop":
+        return [
+            f"--stage-dns reload has no effect with the {scene.layout} layout "
+            "(it changes only the two-hop relay)"
+        ]
+    return [
+        f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
+        "--resolver) at start and on each reload only; run `nginx -s reload` periodically "
+        "(e.g. every 5 minutes) so the stage's addresses stay current. A stale address shows "
+        "as mirror losses in the parity report, not as primary-path slowness"
+    ]
 
 
 def _already_applied(
@@ -527,6 +577,7 @@ def build_plan(
         internal_uri=internal_uri,
     )
     warnings += _scene_warnings(scene, options)
+    warnings += _stage_dns_warnings(scene, options, stage)
     ctx = _template_context(scene, options, stage, warnings)
     changes = _splice(
         source,
@@ -548,6 +599,8 @@ def build_plan(
         changes=() if already else changes,
         warnings=tuple(warnings),
         already_applied=already,
+        stage_dns=ctx.stage_dns,
+        mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
     )
 
 
@@ -559,9 +612,9 @@ def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
                 where=d.where,
                 fix="remove it (hookshift uses that name for its internal location)",
             )
-        if d.name == "upstream" and d.args[:1] == (UPSTREAM,):
+        if d.name == "upstream" and d.args[:1] in ((UPSTREAM,), (STAGE_POOL,)):
             raise InputError(
-                f"the config already has an upstream {UPSTREAM}",
+                f"the config already has an upstream {d.args[0]}",
                 where=d.where,
                 fix="remove or rename it",
             )

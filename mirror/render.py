@@ -35,8 +35,42 @@ What nginx does with a mirror, and the choices that follow from it:
   stage's name for verification and ``Host``, ``proxy_ssl_verify on`` with a CA bundle. Both
   re-resolution and the breaker hold.
 
+  The price (docs/isolation.md, mechanism 3): a variable ``proxy_pass`` builds a throw-away
+  upstream per request, which keeps no connection alive and reuses no TLS session, so every
+  copy costs a new TCP connection and a full TLS handshake. On a CPU-bound host that alone
+  took the primary path to about 0.15x of no-mirror with a healthy stage.
+
+* ``--stage-dns reload`` (two-hop only) trades re-resolution for keep-alive: the relay
+  proxies to an ``upstream`` whose server is ``STAGE_HOST:PORT`` with ``keepalive``,
+  ``proxy_http_version 1.1``, ``Connection ""`` and TLS session reuse (SNI, verification and
+  ``Host`` as in ``runtime``). nginx resolves that name with the *system* resolver
+  (``/etc/hosts``, getaddrinfo; not ``--resolver``) when it starts, when ``nginx -t`` runs and
+  on each reload, and nowhere else: **the addresses are fixed until the next reload**, so pair
+  it with a periodic ``nginx -s reload`` (e.g. every few minutes from cron or a systemd
+  timer). A stale address costs copies, not callbacks: the relay answers 502/504, the breaker
+  in front opens, and the losses show up as ``missing_in_queue`` in the parity report (and are
+  re-sent by ``hookshift verify heal``), never as primary-path slowness. The default stays
+  ``runtime`` (today's behaviour: always re-resolved, never kept alive).
+
 * From 1.27.3, ``server HOST:443 resolve`` in an upstream with a ``zone`` re-resolves in place,
   so the layout is **upstream-resolve**: one hop, keep-alive connections to the stage.
+
+* **Keep-alive to the stage needs an empty-body answer** (``reload`` and
+  ``upstream-resolve``). A mirror subrequest is header-only: nginx ends the copy when the
+  stage's response header arrives and never reads a body, and keeps the upstream connection
+  only when there is no body to skip (204, 304 or ``Content-Length: 0``). hookshift's API
+  Gateway integration answers 200 with an empty template (``Content-Length: 0``); keep it that
+  way. A stage answering with a body (a JSON 500, SQS's ``SendMessageResponse``) silently
+  costs a new connection and TLS handshake per copy whatever this config says.
+
+* The relay server has its own ``error_log`` (``--mirror-error-log``, level ``warn``; default
+  beside the parity log, else ``/var/log/nginx/hookshift-mirror.error.log``): the stage's
+  timeouts, refusals, DNS and TLS errors go there instead of the user's error log. The
+  internal mirror location cannot have one that works: nginx switches the connection's log to
+  a location's ``error_log`` only for main requests (``ngx_http_update_location_config``:
+  ``if (r == r->main)``), so the first hop's lines for a copy (``upstream server temporarily
+  disabled``, the backup's ``connect() ... failed`` and one ``no live upstreams`` per copy
+  while the breaker is open) stay in the error log of the callback's own location.
 
 * When the chosen location serves more than the callback path (``location /api/``), a ``map``
   on ``$request_uri`` marks the callback; the mirror location answers other copies with 204
@@ -61,6 +95,7 @@ from templates import environment
 
 Layout = Literal["two-hop", "upstream-resolve", "direct"]
 Mode = Literal["mirror", "forward"]
+StageDns = Literal["runtime", "reload"]
 
 BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
 
@@ -107,6 +142,10 @@ class TemplateContext:
     callback_var: str = "hookshift_callback"
     forward_rewrite: str = ""
     breaker_socket: str = BREAKER_SOCKET
+    mirror_error_log: str | None = None
+    stage_dns: StageDns = "runtime"
+    stage_pool: str = "hookshift_stage_keepalive"
+    stage_pool_target: str = ""
 
     # Derived values the templates read.
     @property

@@ -90,6 +90,35 @@ def test_apply_passes_nginx_t_and_remove_restores_every_byte(
     assert snapshot(root) == before
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}:{c.path}:{c.server_name}")
+def test_stage_dns_reload_passes_nginx_t_and_remove_restores_every_byte(
+    case: Case, tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """nginx resolves the keep-alive upstream's host at -t with the system resolver, so the
+    stage here is `localhost` (getaddrinfo answers it from /etc/hosts, no network)."""
+    config = copy_case(case.name, tmp_path)
+    root = config.parent
+    before = snapshot(root)
+    plan = make_plan(
+        options(
+            config,
+            case.path,
+            ca_file,
+            server_name=case.server_name,
+            listen=case.listen,
+            stage_url="https://localhost/prod",
+            stage_dns="reload",
+        ),
+        VERSION,
+    )
+    assert plan.stage_dns == "reload"
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
+    assert any(b"upstream hookshift_stage_keepalive" in d for d in snapshot(root).values())
+    assert binary.test_config(config, nginx_bin=nginx_bin, prefix=root).ok
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
+    assert snapshot(root) == before
+
+
 def test_crlf_file_gets_crlf_lines_and_tabs(tmp_path: Path, ca_file: Path) -> None:
     config = copy_case("crlf", tmp_path)
     plan = make_plan(options(config, "/kakao/result", ca_file), VERSION)

@@ -206,6 +206,12 @@ def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
         _wait_for(
             lambda: len((tmp_path / "parity.log").read_text().splitlines()) == 20, "parity lines"
         )
+        # the relay's own errors (here: the refused connection that opened the breaker) go to
+        # the mirror's error log, beside the parity log, not to the user's
+        mirror_errors = (tmp_path / "hookshift-mirror.error.log").read_text()
+        assert "server: hookshift-mirror-relay" in mirror_errors
+        assert "Connection refused" in mirror_errors
+        assert "hookshift-mirror-relay" not in (tmp_path / "error.log").read_text()
     finally:
         nginx.stop()
 

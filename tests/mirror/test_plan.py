@@ -231,3 +231,87 @@ def test_the_body_buffer_is_raised_but_never_lowered(
     added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
     in_location = added[added.index("mirror /__hookshift_mirror;") :]
     assert ("client_body_buffer_size 128k;" in in_location) is raised
+
+
+def test_stage_dns_reload_keeps_the_breaker_and_gives_the_relay_a_keepalive_upstream(
+    tmp_path: Path,
+) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_dns="reload"), (1, 22, 1))
+    text = plan.changes[0].new_text
+    added = _added(text)
+    assert plan.layout == "two-hop" and plan.stage_dns == "reload"
+    # the breaker in front is unchanged
+    assert "server unix:/run/hookshift-mirror.sock max_fails=1 fail_timeout=10s;" in added
+    assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in added
+    assert "proxy_pass http://hookshift_stage$request_uri;" in added
+    # the relay keeps connections to the stage, resolved by nginx at start/reload
+    pool = text[text.index("upstream hookshift_stage_keepalive {") :]
+    pool = pool[: pool.index("}")]
+    assert "server abc123.execute-api.ap-northeast-2.amazonaws.com:443;" in pool
+    assert "keepalive 16;" in pool
+    relay = text[text.index("listen unix:/run/hookshift-mirror.sock;") :]
+    relay = relay[: relay.index("proxy_pass")] + relay[relay.index("proxy_pass") :].split("\n")[0]
+    for line in (
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_ssl_session_reuse on;",
+        "proxy_ssl_server_name on;",
+        "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;",
+        "proxy_ssl_verify on;",
+        "proxy_set_header Host abc123.execute-api.ap-northeast-2.amazonaws.com;",
+        "proxy_pass https://hookshift_stage_keepalive/prod$request_uri;",
+    ):
+        assert line in relay, line
+    assert "resolver " not in relay, "no run-time DNS in the relay: the upstream holds the names"
+    assert any("nginx -s reload" in w and "system resolver" in w for w in plan.warnings)
+    as_json = plan.to_json()
+    assert as_json["stage_dns"] == "reload" and as_json["keepalive_to_stage"] is True
+
+
+def test_stage_dns_runtime_is_the_default_and_says_so_in_json(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
+    text = plan.changes[0].new_text
+    assert "hookshift_stage_keepalive" not in text
+    assert plan.to_json()["stage_dns"] == "runtime"
+    assert plan.to_json()["keepalive_to_stage"] is False
+
+
+def test_stage_dns_reload_has_no_effect_on_1_27_3_and_says_so(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_dns="reload"), (1, 27, 3))
+    assert plan.layout == "upstream-resolve" and plan.stage_dns == "runtime"
+    assert "hookshift_stage_keepalive" not in plan.changes[0].new_text
+    assert any("--stage-dns reload has no effect" in w for w in plan.warnings)
+    assert plan.to_json()["keepalive_to_stage"] is True
+
+
+def test_the_relay_logs_errors_beside_the_parity_log_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    config = _write(tmp_path, SIMPLE)
+    plan = make_plan(_opts(config), (1, 22, 1))
+    added = _added(plan.changes[0].new_text)
+    assert "error_log /var/log/nginx/hookshift-mirror.error.log warn;" in added
+    assert plan.to_json()["mirror_error_log"] == "/var/log/nginx/hookshift-mirror.error.log"
+    beside = make_plan(_opts(config, parity_log=tmp_path / "logs" / "parity.log"), (1, 22, 1))
+    assert f"error_log {tmp_path}/logs/hookshift-mirror.error.log warn;" in _added(
+        beside.changes[0].new_text
+    )
+    chosen = make_plan(_opts(config, mirror_error_log=Path("/srv/log/m.log")), (1, 22, 1))
+    assert "error_log /srv/log/m.log warn;" in _added(chosen.changes[0].new_text)
+    no_parity = make_plan(_opts(config, parity_log=None), (1, 22, 1))
+    assert "error_log /var/log/nginx/hookshift-mirror.error.log warn;" in _added(
+        no_parity.changes[0].new_text
+    )
+
+
+def test_the_mirror_error_log_is_only_in_the_relay_server(tmp_path: Path) -> None:
+    """nginx applies a location's error_log to main requests only, never to a mirror
+    subrequest, so one in the internal location would be a no-op; the user's own error logs
+    are left alone."""
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
+    added = _added(plan.changes[0].new_text)
+    assert sum(line.startswith("error_log") for line in added) == 1
+    relay = added[added.index("server_name hookshift-mirror-relay;") :]
+    assert relay[2].startswith("error_log ")
+    newer = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 27, 3))
+    assert not any(line.startswith("error_log") for line in _added(newer.changes[0].new_text))
