@@ -32,7 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
                 )
             )
-        payload = b"ok"
+        payload = server.payload
         self.send_response(200)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -46,17 +46,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RecordingServer(ThreadingHTTPServer):
-    """Answers 200 to everything and keeps what it received."""
+    """Answers 200 to everything and keeps what it received (and how many connections).
+
+    `payload` is the answer's body; an empty one (``Content-Length: 0``) is what lets nginx
+    keep a mirror's connection alive, as API Gateway's empty integration response does.
+    """
 
     daemon_threads = True
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, payload: bytes = b"ok") -> None:
         super().__init__((LOOPBACK, 0), _Handler)
         self.received: list[Received] = []
+        self.connections = 0
+        self.payload = payload
         self.lock = threading.Lock()
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def get_request(self) -> tuple[Any, Any]:
+        accepted = super().get_request()
+        with self.lock:
+            self.connections += 1
+        return accepted
 
     @property
     def port(self) -> int:

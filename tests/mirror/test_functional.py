@@ -369,3 +369,52 @@ def test_a_reload_nginx_cannot_take_is_rolled_back(
         assert _post(port, SAMPLE) == 200
     finally:
         nginx.stop()
+
+
+@pytest.mark.parametrize(("stage_dns", "keeps_alive"), [("reload", True), ("runtime", False)])
+def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
+    stage_dns: str,
+    keeps_alive: bool,
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    ca: trustme.CA,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """With `reload` the relay keeps its TLS connections to the stage (verified, with SNI),
+    so many copies share few connections; with `runtime` every copy opens its own. The stage
+    answers with an empty body, as API Gateway's integration does: that is what lets nginx
+    keep a mirror's connection. `localhost` is resolved by getaddrinfo from /etc/hosts (the
+    upstream's host) and by the loopback DNS server (runtime's resolver)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(ctx)
+    stage = RecordingServer(tls=ctx, payload=b"").start()
+    copies = 8
+    try:
+        with DnsServer(["localhost=127.0.0.1"]) as dns:
+            options = replace(
+                _options(tmp_path, stage.port, dns, ca_file),
+                stage_url=f"https://localhost:{stage.port}/prod",
+                stage_dns=stage_dns,  # type: ignore[arg-type]
+            )
+            plan = make_plan(options, (1, 22, 1))
+            apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
+            nginx = _start_nginx(nginx_bin, tmp_path, port)
+            try:
+                conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+                statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(copies)]
+                assert statuses == [200] * copies
+                _wait_for(lambda: len(stage.received) == copies, "every copy at the stage")
+            finally:
+                nginx.stop()
+        assert sorted(r.body for r in stage.received) == sorted(
+            SAMPLE + str(i).encode() for i in range(copies)
+        )
+        assert {r.headers["host"] for r in stage.received} == {"localhost"}
+        if keeps_alive:
+            assert stage.connections < copies, "copies share kept-alive connections"
+        else:
+            assert stage.connections == copies, "a new connection per copy"
+    finally:
+        stage.stop()
