@@ -299,8 +299,8 @@ def test_a_hanging_stage_opens_the_breaker_after_one_copy(
         nginx.stop()
         stop.set()
         thread.join()
-        for conn in accepted:
-            conn.close()
+        for peer in accepted:
+            peer.close()
         hang.close()
 
 
