@@ -129,7 +129,7 @@ def read_json_sql(files: list[Path], columns: dict[str, str]) -> str:
     spec = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in columns.items())
     return (
         f"read_json({_file_list(files)}, format='newline_delimited', columns={{{spec}}}, "
-        "ignore_errors=true, filename=true, maximum_object_size=67108864)"
+        "ignore_errors=true, filename=true)"
     )
 
 
