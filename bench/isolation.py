@@ -30,10 +30,12 @@ from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages
 from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 CLIENTS = ("keepalive", "close")
-MATRIX_VARIANTS = ("none", "seed", "hookshift", "pooled", "relay")
-# Research rows (not hookshift's config) are measured where they teach something, to keep the
-# whole run under ten minutes: what keep-alive to the stage and a relay are worth.
+MATRIX_VARIANTS = ("none", "seed", "hookshift", "hookshift-keepalive", "pooled", "relay")
+# Research rows (not hookshift's config) and hookshift's --stage-dns reload option are measured
+# where they teach something, to keep the whole run near ten minutes: what keep-alive to the
+# stage and a relay are worth (and, for the option, that the breaker still holds a dead stage).
 RESEARCH_BEHAVIOURS = {
+    "hookshift-keepalive": ("healthy", "healthy_50ms", "5xx", "blackhole"),
     "pooled": ("healthy", "healthy_50ms"),
     "relay": ("healthy", "healthy_50ms"),
 }
@@ -207,7 +209,9 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         "Errors: non-2xx, socket errors and wrk timeouts. Findings: docs/isolation.md.",
         "",
         "Configs: `none` no mirror; `seed` the seed's block (nginx defaults); `hookshift` what "
-        "`hookshift mirror plan` writes for nginx 1.22 (two-hop breaker, parity log); research "
+        "`hookshift mirror plan` writes for nginx 1.22 (two-hop breaker, parity log); "
+        "`hookshift-keepalive` the same with `--stage-dns reload` (TLS keep-alive from the "
+        "relay to the stage, addresses fixed until a reload); research "
         "rows, not written by hookshift: `pooled` one hop with TLS keep-alive to the stage "
         "(the 1.27.3+ `resolve` layout, fixed address on 1.22), `relay` the two-hop breaker "
         "behind a relay that answers the copy at once.",
@@ -286,7 +290,7 @@ def run_matrix(
                 m = bench.measure(cell)
                 results.append(m)
                 print(
-                    f"isolation: {cell.behaviour:13} {cell.client:9} {cell.variant:14} "
+                    f"isolation: {cell.behaviour:13} {cell.client:9} {cell.variant:19} "
                     f"{m.rps:9,.0f} req/s  p50 {m.p50_ms:7.1f} ms  "
                     f"p99 {m.p99_ms:7.1f} ms  errors {m.errors}  "
                     f"({time.monotonic() - started:.0f} s)",

@@ -12,6 +12,11 @@ user's config does, without upstream keep-alive) plus one way of mirroring to th
   nginx 1.22: the two-hop breaker (an ``upstream`` with ``zone``, ``max_fails=1
   fail_timeout=10s`` and a ``backup`` that fails at once, in front of a local relay server on a
   unix socket that resolves the stage at run time and speaks TLS to it), plus the parity log;
+- ``hookshift-keepalive``: the same, planned with ``--stage-dns reload`` (the relay keeps TLS
+  connections to an ``upstream`` of the stage, resolved at start/reload). nginx resolves that
+  upstream's name with the system resolver, which does not know the bench's stage name (only
+  the loopback DNS server does), so the bench writes the address getaddrinfo would return,
+  127.0.0.1, in the upstream's ``server`` line; SNI, verification and ``Host`` keep the name;
 - ``pooled`` (research): one hop through an ``upstream`` of the stage's address with the same
   breaker and TLS keep-alive; what nginx 1.27.3+ ``server HOST resolve`` gives. On 1.22 the
   address would be fixed at load time, so hookshift does not write it there; the row shows what
@@ -20,18 +25,21 @@ user's config does, without upstream keep-alive) plus one way of mirroring to th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.stages import STAGE_PATH, Certs, StageTarget, nginx_prefix, nginx_temp_paths
-from mirror.plan import MirrorOptions, make_plan
+from mirror.plan import STAGE_POOL, MirrorOptions, make_plan
+from mirror.render import StageDns
 from rehearsal.procs import LOOPBACK
 
 CALLBACK_PREFIX = "/callback/"
 CALLBACK_PATH = "/callback/bizppurio"
 NGINX_VERSION = (1, 22, 1)  # Debian 12's nginx, which the bench runs
 MIRROR_URI = "/_hookshift_mirror"
-VARIANTS = ("none", "seed", "short_timeouts", "hookshift", "pooled", "relay")
+# hookshift's own configs, by the --stage-dns each is planned with
+HOOKSHIFT_VARIANTS: dict[str, StageDns] = {"hookshift": "runtime", "hookshift-keepalive": "reload"}
+VARIANTS = ("none", "seed", "short_timeouts", *HOOKSHIFT_VARIANTS, "pooled", "relay")
 
 
 @dataclass(frozen=True)
@@ -246,11 +254,22 @@ def write_front_conf(variant: str, spec: FrontSpec) -> Path:
     new texts are written over the bench's throw-away copy.
     """
     conf = spec.prefix / "nginx.conf"
-    if variant != "hookshift":
+    if variant not in HOOKSHIFT_VARIANTS:
         conf.write_text(render_front_conf(mirror_text(variant, spec), spec), encoding="utf-8")
         return conf
     conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
-    plan = make_plan(hookshift_plan_options(conf, spec), NGINX_VERSION)
+    options = replace(hookshift_plan_options(conf, spec), stage_dns=HOOKSHIFT_VARIANTS[variant])
+    plan = make_plan(options, NGINX_VERSION)
     for change in plan.changes:
-        change.path.write_text(change.new_text, encoding="utf-8")
+        change.path.write_text(_system_resolved(change.new_text, spec), encoding="utf-8")
     return conf
+
+
+def _system_resolved(text: str, spec: FrontSpec) -> str:
+    """The keep-alive upstream's server as getaddrinfo would resolve it (see the module doc)."""
+    server = f"server {spec.target.authority};"
+    if f"upstream {STAGE_POOL} {{" not in text:
+        return text
+    if server not in text:
+        raise RuntimeError(f"planned {STAGE_POOL} upstream has no `{server}` line")
+    return text.replace(server, f"server {LOOPBACK}:{spec.target.port};")

@@ -189,11 +189,24 @@ def test_callback_reaches_app_and_stage_and_both_logs(
         nginx.stop()
 
 
+@pytest.mark.parametrize("stage_dns", ["runtime", "reload"])
 def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
-    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path, port: int
+    stage_dns: str,
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
 ) -> None:
     dead_port = free_port()  # nothing listens there: every copy is refused
-    plan = make_plan(replace(_options(tmp_path, dead_port, dns, ca_file)), (1, 22, 1))
+    options = _options(tmp_path, dead_port, dns, ca_file)
+    if stage_dns == "reload":  # the keep-alive upstream's host must resolve via getaddrinfo
+        options = replace(
+            options, stage_url=f"https://localhost:{dead_port}/prod", stage_dns="reload"
+        )
+    plan = make_plan(options, (1, 22, 1))
+    assert plan.stage_dns == stage_dns
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
