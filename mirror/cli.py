@@ -19,6 +19,7 @@ from mirror.plan import (
     DEFAULT_RELAY_SOCKET,
     DEFAULT_RESOLVERS,
     DEFAULT_TRUSTED_CA,
+    MIRROR_ERROR_LOG_NAME,
     MirrorOptions,
     MirrorPlan,
     make_plan,
@@ -122,7 +123,7 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="error_log (level warn) of the relay, so an outage's per-copy errors stay out "
             "of your error log. Default: hookshift-mirror.error.log beside --parity-log, else "
-            f"{DEFAULT_MIRROR_ERROR_LOG}.",
+            f"beside nginx's compiled-in access log ({DEFAULT_MIRROR_ERROR_LOG} on Debian).",
         ),
         click.option(
             "--stage-dns",
@@ -175,6 +176,16 @@ def _nginx_facts(nginx_bin: str, version: str | None) -> tuple[tuple[int, int, i
     return binary.nginx_version(nginx_bin), log
 
 
+def _mirror_error_log(kwargs: dict[str, Any], access_log: str | None) -> Path | None:
+    """The option; else None (beside the parity log); else beside nginx's compiled access log
+    (a custom build's logs directory rather than Debian's /var/log/nginx)."""
+    if kwargs["mirror_error_log"] is not None or kwargs["parity_log"] is not None:
+        return kwargs["mirror_error_log"]  # type: ignore[no-any-return]
+    if access_log:
+        return Path(access_log).parent / MIRROR_ERROR_LOG_NAME
+    return None
+
+
 def _build(kwargs: dict[str, Any]) -> MirrorPlan:
     version, access_log = _nginx_facts(kwargs["nginx_bin"], kwargs["nginx_version"])
     options = MirrorOptions(
@@ -193,7 +204,7 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
         mode=kwargs["mode"],
         relay_socket=kwargs["relay_socket"],
         default_access_log=access_log,
-        mirror_error_log=kwargs["mirror_error_log"],
+        mirror_error_log=_mirror_error_log(kwargs, access_log),
         stage_dns=kwargs["stage_dns"],
     )
     plan = make_plan(options, version)

@@ -38,6 +38,8 @@ def _common(config: Path, ca_file: Path) -> list[str]:
         str(ca_file),
         "--relay-socket",
         str(config.parent / "r.sock"),
+        "--mirror-error-log",
+        str(config.parent / "logs" / "mirror.error.log"),
         "--no-dns-check",
     ]
 
@@ -163,3 +165,32 @@ def test_apply_and_remove_work_where_crossplane_cannot_parse_lua(
     removed = _run("remove", "--config", str(config), *writer)
     assert removed.returncode == 0, removed.stderr
     assert snapshot(config.parent) == before
+
+
+def test_plan_json_says_stage_dns_and_where_the_relay_logs(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("crlf", tmp_path)
+    args = [*_common(config, ca_file), "--format", "json", "--nginx-version", "1.22.1"]
+    proc = _run("plan", *args, "--stage-dns", "reload")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["layout"] == "two-hop" and data["stage_dns"] == "reload"
+    assert data["keepalive_to_stage"] is True
+    error_log = str(config.parent / "logs" / "mirror.error.log")
+    assert data["mirror_error_log"] == error_log
+    assert f"+\t\terror_log {error_log} warn;  # hookshift" in data["files"][0]["diff"]
+    assert "nginx -s reload" in proc.stderr, "the trade-off is said where the user plans"
+
+
+def test_without_a_parity_log_the_relay_logs_beside_nginx_s_compiled_access_log(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    args = _common(config, ca_file)
+    at = args.index("--mirror-error-log")
+    del args[at : at + 2]
+    proc = _run("plan", *args, "--format", "json", "--nginx-bin", nginx_bin)
+    assert proc.returncode == 0, proc.stderr
+    logs = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr
+    access = next(w for w in logs.split() if w.startswith("--http-log-path="))
+    expected = Path(access.split("=", 1)[1]).parent / "hookshift-mirror.error.log"
+    assert json.loads(proc.stdout)["mirror_error_log"] == str(expected)
