@@ -43,7 +43,11 @@ What nginx does with a mirror, and the choices that follow from it:
 * ``--stage-dns reload`` (two-hop only) trades re-resolution for keep-alive: the relay
   proxies to an ``upstream`` whose server is ``STAGE_HOST:PORT`` with ``keepalive``,
   ``proxy_http_version 1.1``, ``Connection ""`` and TLS session reuse (SNI, verification and
-  ``Host`` as in ``runtime``). nginx resolves that name with the *system* resolver
+  ``Host`` as in ``runtime``), and ``proxy_next_upstream error non_idempotent`` with 2 tries:
+  a kept-alive connection the stage closed while nginx was picking it fails with an error
+  before any answer, and without the retry that copy would be lost *and* the relay's 502
+  would open the breaker for ``fail_timeout``; ``timeout`` stays out (a slow stage must not
+  get the copy twice). nginx resolves that name with the *system* resolver
   (``/etc/hosts``, getaddrinfo; not ``--resolver``) when it starts, when ``nginx -t`` runs and
   on each reload, and nowhere else: **the addresses are fixed until the next reload**, so pair
   it with a periodic ``nginx -s reload`` (e.g. every few minutes from cron or a systemd

@@ -255,6 +255,8 @@ def test_stage_dns_reload_keeps_the_breaker_and_gives_the_relay_a_keepalive_upst
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
         "proxy_ssl_session_reuse on;",
+        "proxy_next_upstream error non_idempotent;",
+        "proxy_next_upstream_tries 2;",
         "proxy_ssl_server_name on;",
         "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;",
         "proxy_ssl_verify on;",
