@@ -1,4 +1,4 @@
-"""The console script's contract: areas load lazily, errors are one line with the right exit code."""
+"""The console script's contract: areas load lazily; errors are one line with an exit code."""
 
 from __future__ import annotations
 
