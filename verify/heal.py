@@ -21,7 +21,8 @@ from typing import Any
 
 from hookshift.errors import InputError, OperationError
 from verify.keys import parse_key
-from verify.sources import AppFields, app_rows_sql, parse_source, resolve_files
+from verify.parity import LITERAL_KEYS_MAX
+from verify.sources import AppFields, app_rows_sql, parse_source, resolve_files, sql_str
 
 REPLAY_HEADER = "X-Hookshift-Replay"
 REPLAY_ATTRIBUTE = "hookshift_replay"
@@ -127,13 +128,17 @@ def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        con.execute("CREATE TEMP TABLE want (k VARCHAR)")
-        con.executemany("INSERT INTO want VALUES (?)", [(k,) for k in keys])
+        if len(keys) <= LITERAL_KEYS_MAX:  # a filter pushed into the scan (see verify.parity)
+            wanted = "(" + ", ".join(sql_str(k) for k in keys) + ")"
+        else:
+            con.execute("CREATE TEMP TABLE want (k VARCHAR)")
+            con.executemany("INSERT INTO want VALUES (?)", [(k,) for k in keys])
+            wanted = "(SELECT k FROM want)"
         rows = con.execute(f"""
             SELECT k, rid, body, ct FROM (
                 SELECT *, {key.sql("rid", "body")} AS k FROM ({app_rows_sql(spec, files, fields)})
                 WHERE ok AND cls = 'a'
-            ) WHERE k IN (SELECT k FROM want)
+            ) WHERE k IN {wanted}
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY t_ms NULLS LAST) = 1
         """).fetchall()
     finally:

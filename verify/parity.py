@@ -42,8 +42,10 @@ from verify.sources import (
     parse_source,
     queue_rows_sql,
     resolve_files,
+    sql_str,
 )
 
+LITERAL_KEYS_MAX = 20000
 CLASSES = (
     "matched",
     "missing_in_queue",
@@ -575,8 +577,15 @@ def _fetch(
     """The records of `keys` on one side (at most `per_key` each, earliest first)."""
     if not keys:
         return {}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE want_{side} (k VARCHAR)")
-    con.executemany(f"INSERT INTO want_{side} VALUES (?)", [(k,) for k in keys])
+    if len(keys) <= LITERAL_KEYS_MAX:
+        # A constant list is a filter DuckDB pushes into the scan (the body is read only for
+        # the rows that pass); a semi-join against a table made it build a hash table of the
+        # whole input instead: 23 s against 4 s on 10 M records.
+        wanted = "(" + ", ".join(sql_str(k) for k in keys) + ")"
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE want_{side} (k VARCHAR)")
+        con.executemany(f"INSERT INTO want_{side} VALUES (?)", [(k,) for k in keys])
+        wanted = f"(SELECT k FROM want_{side})"
     # A full re-read with a semi-join on the wanted keys. A substring prefilter on the raw
     # lines was tried: with ~20 keys (samples of 5 classes) the memmem per key per line costs
     # more than DuckDB's JSON reader, which this is.
@@ -587,7 +596,7 @@ def _fetch(
         f"""
         SELECT k, {cols} FROM (
             SELECT *, {key.sql("rid", "body")} AS k FROM ({base}) WHERE ok
-        ) WHERE k IN (SELECT k FROM want_{side})
+        ) WHERE k IN {wanted}
         QUALIFY row_number() OVER (PARTITION BY k ORDER BY {order}) <= {per_key}
         """
     ).fetchall()
