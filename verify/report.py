@@ -26,6 +26,10 @@ CLASS_HELP = {
     "replayed": "reached the queue only through `hookshift verify heal`",
 }
 BAD = {"missing_in_queue", "mismatched"}
+_STATUS_NOTE = {
+    "rejected": " (the app answered non-2xx)",
+    "not_mirrored": " (nginx answered itself)",
+}
 
 
 def render(report: ParityReport, fmt: str, *, tty: bool = False) -> str:
@@ -95,8 +99,7 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
             lines.append("")
             lines.append(f"{name} (first {len(samples)}):")
             for s in samples:
-                status = s.get("app_status")
-                note = f" ({status} by the app)" if status and status != "accepted" else ""
+                note = _STATUS_NOTE.get(s.get("app_status") or "", "")
                 lines.append(
                     f"  {s['key']}  app {s['app_time'] or '-'}  queue {s['queue_time'] or '-'}"
                     f"{note}"
