@@ -17,6 +17,7 @@ from apigw.artifacts import FORMATS, ApiSpec, Format, infer_schema, load_samples
 from apigw.emulator import CustomDomain, Execution, StageConfig, serve
 from apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, TemplateOptions
 from apigw.tls import CertSpec
+from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 
 
@@ -406,22 +407,5 @@ def render_cmd(
     if output is None:
         click.echo(document, nl=False)
         return
-    _write_atomically(output, document)
+    write_atomic(output, document)
     click.echo(f"wrote {output}", err=True)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

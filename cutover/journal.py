@@ -15,17 +15,15 @@ bytes are always an exact prefix of the new (checked before every write: append-
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hookshift.durable import exclusive_lock, write_atomic
 from hookshift.errors import InputError, OperationError
 
 FORMAT = "hookshift-cutover-journal"
@@ -116,27 +114,18 @@ class Journal:
         return None
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``STATE.lock`` for a whole transition, so two operators cannot run one at once.
 
     Non-blocking: the second command is refused at once rather than waiting behind a parity
     run, and it re-reads the journal when it is run again.
     """
     lock_path = path.with_name(path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OperationError(
-                f"{path}: another `hookshift cutover` command is running on this journal "
-                f"({lock_path} is locked); wait for it and run again"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+    refusal = (
+        f"{path}: another `hookshift cutover` command is running on this journal "
+        f"({lock_path} is locked); wait for it and run again"
+    )
+    return exclusive_lock(lock_path, refusal, mode=0o644)
 
 
 def now_iso() -> str:
@@ -217,29 +206,6 @@ def read(path: Path) -> Journal:
     return Journal(path=path, settings=dict(header.get("settings", {})), entries=entries)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """temp file in the same directory + fsync + rename + fsync(dir): old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _line(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
 
@@ -258,7 +224,7 @@ def create(path: Path, settings: Mapping[str, Any], first: Entry) -> Journal:
         "created": first.time,
         "settings": dict(settings),
     }
-    _atomic_write(path, _line(header) + _line(first.to_json()))
+    write_atomic(path, _line(header) + _line(first.to_json()))
     return read(path)
 
 
@@ -276,7 +242,7 @@ def append(journal: Journal, entry: Entry) -> Journal:
         raise OperationError(f"{path}: entry seq {entry.seq} does not follow the journal")
     new = current + _line(entry.to_json())
     assert new.startswith(current)  # append-only by construction
-    _atomic_write(path, new)
+    write_atomic(path, new)
     return read(path)
 
 
@@ -319,7 +285,7 @@ def store_snapshot(state: Path, data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
     target = snapshot_dir(state) / digest
     if not target.exists():
-        _atomic_write(target, data)
+        write_atomic(target, data)
     return digest
 
 

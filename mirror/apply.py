@@ -19,15 +19,15 @@ The order matters:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hookshift.durable import exclusive_lock, fsync_dir
 from hookshift.errors import InputError, OperationError
 from mirror.plan import MirrorPlan
 from nginx import binary
@@ -60,21 +60,10 @@ def default_backup_dir() -> Path:
     return Path(state) / "hookshift" / "backups"
 
 
-@contextlib.contextmanager
-def locked(backup_dir: Path) -> Iterator[None]:
+def locked(backup_dir: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive, non-blocking lock: a second hookshift writing at once is refused."""
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(backup_dir / "hookshift.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OperationError(
-                f"another hookshift is changing the config (lock {backup_dir}/hookshift.lock)"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+    lock = backup_dir / "hookshift.lock"
+    return exclusive_lock(lock, f"another hookshift is changing the config (lock {lock})")
 
 
 PAUSE_ENV = "HOOKSHIFT_PAUSE_AT"
@@ -90,14 +79,6 @@ def checkpoint(label: str) -> None:
         os.write(2, f"hookshift: paused at {label}\n".encode())
         while True:
             time.sleep(3600)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -125,7 +106,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_temps(config: Path, edits: Sequence[Edit]) -> None:
@@ -157,7 +138,7 @@ def backup(edits: Sequence[Edit], backup_dir: Path) -> Path:
             os.fsync(fh.fileno())
         manifest[str(edit.path)] = target.name
     (run / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    _fsync_dir(run)
+    fsync_dir(run)
     return run
 
 

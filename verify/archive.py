@@ -19,16 +19,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from hookshift.durable import fsync_dir
+
 SEGMENT_BYTES = 256 * 1024 * 1024
 ARCHIVE_FIELDS = ("MessageId", "MD5OfBody", "Body", "Attributes", "MessageAttributes")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -118,7 +112,7 @@ class Archive:
             name = f"seg-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
             self._fh = (self.root / name).open("a", encoding="utf-8")
             self._written = 0
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return self._fh
 
     def append(self, messages: Iterable[dict[str, Any]]) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from hookshift.console import diag, emit_json
+from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 
 
@@ -22,21 +21,6 @@ def verify() -> None:
     hookshift verify parity --app nginx:/var/log/nginx/hookshift-parity.log* --queue archive:DIR
     hookshift verify heal   --report report.json --to https://STAGE_URL [--apply]
     """
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file or nothing (temp file in the same directory, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @verify.command("pull")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_a_crash_before_the_rename_leaves_the_old_journal_and_no_temp_file(
     def crash(src: str, dst: str) -> None:
         raise OSError("power lost")
 
-    monkeypatch.setattr(journal.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # hookshift.durable renames with os.replace
     with pytest.raises(OSError, match="power lost"):
         journal.append(j, journal.next_entry(j, action="advance", to_stage="mirror-stage"))
     assert state.read_bytes() == before
