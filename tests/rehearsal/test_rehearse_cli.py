@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.rehearsal.helpers import processes_mentioning
+
 pytestmark = pytest.mark.e2e
 
 
@@ -35,23 +37,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that name `text` (the run dir: nginx -c, the app, ...)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (
-                (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            )
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 def assert_nothing_left(run_dir: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,24 +9,9 @@ import pytest
 from hookshift.errors import OperationError
 from rehearsal.sqs import MotoServer
 from rehearsal.stack import StackOptions, start_stack
+from tests.rehearsal.helpers import processes_mentioning
 
 pytestmark = pytest.mark.e2e
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (
-                (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            )
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(cmdline)
-    return found
 
 
 def test_a_failed_mirror_apply_stops_every_part_already_started(

@@ -145,27 +145,19 @@ def test_archive_cuts_a_torn_last_line_and_never_writes_a_message_twice(tmp_path
     assert repair_torn_tail(seg) == 0
 
 
+def _pull_argv(url: str, archive: Path, endpoint: str) -> list[str]:
+    """`hookshift verify pull --delete` against the test queue, as a subprocess runs it."""
+    return [
+        sys.executable, "-m", "hookshift", "verify", "pull",
+        "--queue-url", url, "--archive", str(archive), "--endpoint-url", endpoint,
+        "--delete", "--wait-time", "1",
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
 def _pull_process(url: str, archive: Path, endpoint: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [
-        sys.executable,
-        "-m",
-        "hookshift",
-        "verify",
-        "pull",
-        "--queue-url",
-        url,
-        "--archive",
-        str(archive),
-        "--endpoint-url",
-        endpoint,
-        "--delete",
-        "--workers",
-        "2",
-        "--wait-time",
-        "1",
-    ]
+    argv = [*_pull_argv(url, archive, endpoint), "--workers", "2"]
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -199,24 +191,7 @@ def test_kill_9_mid_pull_then_rerun_leaves_every_message_exactly_once(
     assert 0 < killed_at < total, "the kill must land mid-run"
     time.sleep(2.5)  # received but undeleted messages become visible again
     rerun = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hookshift",
-            "verify",
-            "pull",
-            "--queue-url",
-            url,
-            "--archive",
-            str(archive),
-            "--endpoint-url",
-            moto.endpoint,
-            "--delete",
-            "--wait-time",
-            "1",
-            "--format",
-            "json",
-        ],
+        [*_pull_argv(url, archive, moto.endpoint), "--format", "json"],
         capture_output=True,
         timeout=120,
         env=os.environ.copy(),
