@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hookshift.errors import InputError, OperationError
+from verify.fetch import LITERAL_MAX
 from verify.keys import parse_key
-from verify.parity import LITERAL_KEYS_MAX
 from verify.sources import AppFields, app_rows_sql, parse_source, resolve_files, sql_str
 
 REPLAY_HEADER = "X-Hookshift-Replay"
@@ -128,11 +128,11 @@ def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        if len(keys) <= LITERAL_KEYS_MAX:  # a filter pushed into the scan (see verify.parity)
+        if len(keys) <= LITERAL_MAX:  # a filter pushed into the scan (see verify.fetch)
             wanted = "(" + ", ".join(sql_str(k) for k in keys) + ")"
         else:
             con.execute("CREATE TEMP TABLE want (k VARCHAR)")
-            con.executemany("INSERT INTO want VALUES (?)", [(k,) for k in keys])
+            con.execute("INSERT INTO want SELECT unnest($1::VARCHAR[])", [list(keys)])
             wanted = "(SELECT k FROM want)"
         rows = con.execute(f"""
             SELECT k, rid, body, ct FROM (

@@ -1,11 +1,11 @@
 """Parity: does the queue hold every callback the app accepted, with the same body?
 
-One DuckDB pass per side reads every record, extracts its key and a 64-bit hash of its raw body
-and aggregates per key (count, first time, min/max MessageId hash), with ``memory_limit`` and a
-spill directory so inputs larger than RAM are fine; a full outer join of the two aggregates
-classifies every key. Only the keys whose raw bodies differ (usually none) and the few samples
-are read again, with a substring prefilter on the raw lines, and compared canonically in Python.
-The cost is one scan of each input plus a join: close to the floor of any parity computation.
+One DuckDB scan of each side turns every record into a narrow row (key hash, body hash, time,
+class) and tallies them per key (verify/tally.py), with ``memory_limit`` and a spill directory
+so that inputs larger than RAM are fine. Keys that are one accepted app record and one message
+with the same bytes are only counted; the others (usually a handful) are classified one by one,
+and the records that a report shows or that must be compared canonically (raw bodies differ)
+are fetched by key hash (verify/fetch.py), by seeking instead of reading the inputs again.
 
 The classes (docs: issue 4): matched, missing_in_queue, missing_in_app, duplicates_app,
 duplicates_queue, mismatched, in_flight, not_mirrored, plus app_rejected (the app answered
@@ -16,11 +16,13 @@ retries count once); duplicates count the extra copies.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,12 +31,14 @@ from typing import Any
 
 from hookshift.errors import InputError
 from verify.canonical import same_body
+from verify.fetch import Hint, Side, fetch
 from verify.keys import KeySpec, parse_key, resolve_key
 from verify.redact import field_is_phone, mask, redact_body
 from verify.sources import (
     AppFields,
     SourceSpec,
     app_rows_sql,
+    carries_request_ids,
     csv_columns,
     is_messages_document,
     locate_malformed,
@@ -42,10 +46,20 @@ from verify.sources import (
     parse_source,
     queue_rows_sql,
     resolve_files,
-    sql_str,
+)
+from verify.tally import (
+    BUCKET_MS,
+    HK,
+    Bulk,
+    Spread,
+    create_detail,
+    create_rows,
+    hints,
+    null_counts,
+    spread,
+    tally,
 )
 
-LITERAL_KEYS_MAX = 20000
 CLASSES = (
     "matched",
     "missing_in_queue",
@@ -210,7 +224,9 @@ def _connect(options: ParityOptions, tmp: Path) -> Any:
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{options.memory_limit}'")
     con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
-    con.execute("SET preserve_insertion_order = false")
+    # in order: the row table then follows the files' lines, which lets a fetch seek (and it
+    # measured no slower than false here)
+    con.execute("SET preserve_insertion_order = true")
     con.execute(f"SET threads = {options.threads or os.cpu_count() or 2}")
     return con
 
@@ -252,14 +268,21 @@ def _queue_files(
     return out, problems
 
 
-def _probe_key(con: Any) -> KeySpec:
+def _probe_key(
+    con: Any, app: tuple[SourceSpec, list[Path]], queue_files: list[Path], fields: AppFields
+) -> KeySpec:
     """``request_id`` when both sides carry request ids, else ``sha256`` of the body."""
-    have = []
-    for view in ("app_rows", "queue_rows"):
-        row = con.execute(
-            f"SELECT count(rid) FROM (SELECT rid FROM {view} WHERE ok LIMIT 1000)"
-        ).fetchone()
-        have.append(bool(row and row[0]))
+    app_spec, app_files = app
+    have = [
+        carries_request_ids("app", app_spec.kind, app_files, fields),
+        carries_request_ids("queue", "jsonl", queue_files, fields),
+    ]
+    for index, view in enumerate(("app_rows", "queue_rows")):
+        if have[index] is None:  # CSV: ask DuckDB
+            row = con.execute(
+                f"SELECT count(rid) FROM (SELECT rid FROM {view} WHERE ok LIMIT 1000)"
+            ).fetchone()
+            have[index] = bool(row and row[0])
     return parse_key("request_id" if all(have) else "sha256")
 
 
@@ -285,6 +308,7 @@ def run_parity(
                 key,
                 options,
                 started,
+                tmp,
             )
         finally:
             con.close()
@@ -307,14 +331,13 @@ def _run(
     key: KeySpec | None,
     options: ParityOptions,
     started: float,
+    tmp: Path,
 ) -> ParityReport:
     app_spec, app_files = app
     queue_spec, queue_files, doc_problems = queue
     fields = options.app_fields
-    app_base = app_rows_sql(app_spec, app_files, fields)
-    queue_base = queue_rows_sql(queue_files)
-    con.execute(f"CREATE TEMP VIEW app_rows AS {app_base}")
-    con.execute(f"CREATE TEMP VIEW queue_rows AS {queue_base}")
+    con.execute(f"CREATE TEMP VIEW app_rows AS {app_rows_sql(app_spec, app_files, fields)}")
+    con.execute(f"CREATE TEMP VIEW queue_rows AS {queue_rows_sql(queue_files)}")
     warnings: list[str] = []
     if queue_spec.kind == "sqs":
         warnings.append(
@@ -323,7 +346,7 @@ def _run(
             "(hookshift verify pull --delete) and use archive:DIR"
         )
     if key is None:
-        key = _probe_key(con)
+        key = _probe_key(con, (app_spec, app_files), queue_files, fields)
         if key.parts[0].kind == "sha256":
             warnings.append(
                 "no request ids on both sides: matched on sha256 of the body, so a changed body"
@@ -338,73 +361,35 @@ def _run(
         None if since is None else since - grace_ms,
         None if until is None else until + grace_ms,
     )
-    con.execute(f"""
-        CREATE TEMP TABLE j AS
-        WITH a AS (
-            SELECT hk, any_value(k) AS k,
-                count(*) FILTER (cls = 'a' AND win) AS an,
-                count(*) FILTER (cls = 'n' AND win) AS anm,
-                count(*) FILTER (cls = 'r' AND win) AS arej,
-                min(hash(body)) FILTER (cls = 'a' AND win) AS ah,
-                min(t_ms) FILTER (cls = 'a' AND win) AS ta,
-                count(*) FILTER (NOT ok) AS abad,
-                count(*) FILTER (ok AND k IS NULL AND win) AS anokey
-            FROM (SELECT ok, cls, body, t_ms, k, {HK} AS hk, {app_win} AS win
-                  FROM (SELECT *, {key_sql} AS k FROM app_rows))
-            GROUP BY hk
-        ), q AS (
-            SELECT hk, any_value(k) AS k,
-                count(*) FILTER (ok AND win) AS qn,
-                count(*) FILTER (ok AND win AND replay IS NOT NULL) AS qrep,
-                min(hash(body)) FILTER (ok AND win) AS qh,
-                min(t_ms) FILTER (ok AND win) AS tq,
-                min(hash(mid)) FILTER (ok AND win) AS qlo,
-                max(hash(mid)) FILTER (ok AND win) AS qhi,
-                count(*) FILTER (NOT ok) AS qbad,
-                count(*) FILTER (ok AND k IS NULL AND win) AS qnokey
-            FROM (SELECT ok, mid, replay, body, t_ms, k, {HK} AS hk, {queue_win} AS win
-                  FROM (SELECT *, {key_sql} AS k FROM queue_rows))
-            GROUP BY hk
-        )
-        -- one narrow row per key; the key text is kept only where a later step needs it
-        -- (every key but the perfect one-to-one raw matches): 10 M keys fit in memory_limit
-        SELECT coalesce(a.hk, q.hk) AS hk,
-            CASE WHEN an = 1 AND qn = 1 AND ah = qh AND anm = 0 AND arej = 0 AND qrep = 0
-                 THEN NULL ELSE coalesce(a.k, q.k) END AS k,
-            coalesce(an, 0)::INTEGER AS an, coalesce(anm, 0)::INTEGER AS anm,
-            coalesce(arej, 0)::INTEGER AS arej, ta,
-            coalesce(qn, 0)::INTEGER AS qn, coalesce(qrep, 0)::INTEGER AS qrep, tq,
-            CASE WHEN coalesce(qn, 0) <= 1 OR qlo = qhi THEN least(coalesce(qn, 0), 1)
-                 WHEN qn = 2 THEN 2 END::INTEGER AS qd,
-            ah = qh AS same,
-            coalesce(abad, 0)::INTEGER AS abad, coalesce(anokey, 0)::INTEGER AS anokey,
-            coalesce(qbad, 0)::INTEGER AS qbad, coalesce(qnokey, 0)::INTEGER AS qnokey
-        FROM a FULL OUTER JOIN q ON a.hk = q.hk
-    """)
-    timings = {"scan_and_join": time.monotonic() - started}
-    _exact_queue_duplicates(con, key_sql)
-    end_row = con.execute("SELECT max(ta), max(tq) FROM j WHERE hk IS NOT NULL").fetchone()
-    data_end = max((v for v in (end_row or ()) if v is not None), default=None)
-    end = until if until is not None else data_end
-    cls_sql = _class_sql(end, grace_ms, since, until)
-    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j WHERE hk IS NOT NULL")
-    counts, lag = _counts(con)
-    timeline = _timeline(con)
-    missing_keys = [
-        str(r[0])
-        for r in con.execute(
-            f"SELECT k FROM c WHERE cls = 'miq' ORDER BY ta NULLS LAST, k "
-            f"LIMIT {int(options.missing_keys_cap)}"
-        ).fetchall()
-    ]
-    first_seen = _first_seen(con)
-    sides = _Sides(key, app_spec, app_files, queue_files, options)
-    picks = _pick(con, sides)
-    con.execute("DROP VIEW c")
-    con.execute("DROP TABLE j")  # free its memory for the re-read
     mark = time.monotonic()
-    samples, mism_total = _second_read(con, sides, picks)
-    timings["second_read"] = time.monotonic() - mark
+    files = max(len(app_files), len(queue_files))
+    create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows", files)
+    timings = {"scan": time.monotonic() - mark}
+    mark = time.monotonic()
+    bulk = tally(con)
+    create_detail(con)
+    timings["tally"] = time.monotonic() - mark
+    seen = spread(con)
+    end = until if until is not None else seen.newest
+    cls_sql = _class_sql(end, grace_ms, since, until)
+    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j")
+    counts, lag = _counts(con, bulk, null_counts(con))
+    timeline = _timeline(con, seen)
+    first_seen = seen.oldest
+    sides = _Sides(
+        key,
+        _fetch_side("app", key_sql, app_win, app_files, app_spec, fields),
+        _fetch_side("queue", key_sql, queue_win, queue_files, None, fields),
+        app_spec,
+        app_files,
+        queue_files,
+        options,
+        tmp,
+    )
+    picks = _pick(con, sides, app_win)
+    mark = time.monotonic()
+    samples, mism_total, missing_keys = _second_read(con, sides, picks)
+    timings["fetch"] = time.monotonic() - mark
     counts["mismatched"] = mism_total
     counts["matched"] = counts["compared"] - mism_total
     malformed_examples = _malformed(
@@ -456,10 +441,31 @@ def _run(
     )
 
 
-# Group and join on a 64-bit hash of the key (cheaper than strings); the key itself rides along.
-# A collision (~1e-5 for 10 M + 10 M keys) pairs two different callbacks: their bodies differ,
-# so they show as mismatched, never as a silent match.
-HK = "CASE WHEN k IS NULL THEN NULL ELSE hash(k) END"
+def _fetch_side(
+    name: str,
+    key_sql: str,
+    window: str,
+    files: list[Path],
+    spec: SourceSpec | None,
+    fields: AppFields,
+) -> Side:
+    """How verify/fetch.py finds records of one side: the scan's SQL over some files."""
+    rows_sql: Callable[[list[Path]], str]
+    if spec is not None:
+        app_spec = spec
+
+        def app_sql(some: list[Path]) -> str:
+            return app_rows_sql(app_spec, some, fields, rejects="rej_fetch_app")
+
+        rows_sql = app_sql
+        columns: tuple[str, ...] = ("src", "rid", "t_ms", "body", "cls")
+        side, line_per_record = 0, spec.kind != "csv"
+    else:
+        rows_sql = queue_rows_sql
+        columns = ("src", "rid", "t_ms", "body", "mid", "replay")
+        side, line_per_record = 1, True
+    where = f"ok AND ({window})"
+    return Side(name, side, files, rows_sql, key_sql, where, columns, line_per_record)
 
 
 def _window_sql(col: str, lo: int | None, hi: int | None) -> str:
@@ -486,28 +492,27 @@ def _class_sql(end: int | None, grace_ms: int, since: int | None, until: int | N
         ELSE 'none' END"""
 
 
-def _exact_queue_duplicates(con: Any, key_sql: str) -> None:
-    """Count distinct MessageIds exactly for the (rare) keys held by 3+ queue rows.
-
-    The main pass keeps only min/max of the MessageId hashes per key, which settles 0, 1 and 2
-    copies; SQS redelivers a message with the same MessageId, so copies are not messages.
-    """
-    row = con.execute("SELECT count(*) FROM j WHERE qd IS NULL").fetchone()
-    if not row or not row[0]:
-        return
-    con.execute(f"""
-        UPDATE j SET qd = d.n FROM (
-            SELECT k, count(DISTINCT mid) AS n FROM (
-                SELECT mid, k FROM (SELECT mid, ok, {key_sql} AS k FROM queue_rows) WHERE ok
-            ) WHERE k IN (SELECT k FROM j WHERE qd IS NULL) GROUP BY k
-        ) d WHERE j.k = d.k AND j.qd IS NULL
-    """)
+def quantile_disc(hist: Counter[int], q: float) -> int | None:
+    """DuckDB's quantile_disc over a histogram: the value at rank ceil(q * n) (nearest rank)."""
+    n = sum(hist.values())
+    if not n:
+        return None
+    rank = max(math.ceil(q * n), 1)
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen >= rank:
+            return value
+    return max(hist)
 
 
-def _counts(con: Any) -> tuple[dict[str, int], dict[str, int | None]]:
+def _counts(
+    con: Any, bulk: Bulk, nulls: dict[str, int]
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Counts per class: the perfect keys' bulk plus the detail of the others."""
     row = con.execute("""
         SELECT
-            sum(an), sum(qd),
+            coalesce(sum(an), 0), coalesce(sum(qd), 0),
             count(*) FILTER (cls = 'both'),
             count(*) FILTER (cls = 'miq'),
             count(*) FILTER (cls = 'mia'),
@@ -516,23 +521,17 @@ def _counts(con: Any) -> tuple[dict[str, int], dict[str, int | None]]:
             count(*) FILTER (cls = 'fly'),
             coalesce(sum(anm), 0),
             coalesce(sum(arej) FILTER (an = 0), 0),
-            count(*) FILTER (cls = 'both' AND qrep = qn AND qrep > 0),
-            quantile_disc(tq - ta, 0.5) FILTER (cls = 'both'),
-            quantile_disc(tq - ta, 0.99) FILTER (cls = 'both'),
-            max(tq - ta) FILTER (cls = 'both')
+            count(*) FILTER (cls = 'both' AND qrep = qn AND qrep > 0)
         FROM c
     """).fetchone()
-    nulls = con.execute(
-        "SELECT coalesce(sum(abad), 0), coalesce(sum(qbad), 0), coalesce(sum(anokey), 0), "
-        "coalesce(sum(qnokey), 0) FROM j WHERE hk IS NULL"
-    ).fetchone()
-    assert row is not None and nulls is not None
-    v = [int(x or 0) for x in row[:11]]
+    assert row is not None
+    v = [int(x or 0) for x in row]
+    p = bulk.keys
     counts = {
-        "app": v[0],
-        "queue": v[1],
-        "compared": v[2],
-        "matched": v[2],
+        "app": v[0] + p,
+        "queue": v[1] + p,
+        "compared": v[2] + p,
+        "matched": v[2] + p,
         "missing_in_queue": v[3],
         "missing_in_app": v[4],
         "duplicates_app": v[5],
@@ -542,119 +541,80 @@ def _counts(con: Any) -> tuple[dict[str, int], dict[str, int | None]]:
         "not_mirrored": v[8],
         "app_rejected": v[9],
         "replayed": v[10],
-        "unkeyed_app": int(nulls[2]),
-        "unkeyed_queue": int(nulls[3]),
-        "malformed": int(nulls[0]) + int(nulls[1]),
-        "malformed_app": int(nulls[0]),
-        "malformed_queue": int(nulls[1]),
+        "unkeyed_app": nulls["unkeyed_app"],
+        "unkeyed_queue": nulls["unkeyed_queue"],
+        "malformed": nulls["malformed_app"] + nulls["malformed_queue"],
+        "malformed_app": nulls["malformed_app"],
+        "malformed_queue": nulls["malformed_queue"],
     }
-    lag = {"p50": _int(row[11]), "p99": _int(row[12]), "max": _int(row[13])}
+    lags = Counter(bulk.lags)
+    for lag, n in con.execute(
+        "SELECT tq - ta, count(*) FROM c WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
+    ).fetchall():
+        lags[int(lag)] += int(n)
+    lag = {
+        "p50": quantile_disc(lags, 0.5),
+        "p99": quantile_disc(lags, 0.99),
+        "max": max(lags) if lags else None,
+    }
     return counts, lag
 
 
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _first_seen(con: Any) -> int | None:
-    row = con.execute("SELECT least(min(ta), min(tq)) FROM j WHERE hk IS NOT NULL").fetchone()
-    return _int(row[0]) if row else None
-
-
-# --------------------------------------------------------------------------- second reads
-
-
-def _fetch(
-    con: Any,
-    side: str,
-    key: KeySpec,
-    spec: SourceSpec | None,
-    files: list[Path],
-    keys: list[str],
-    fields: AppFields,
-    per_key: int = 3,
-) -> dict[str, list[dict[str, Any]]]:
-    """The records of `keys` on one side (at most `per_key` each, earliest first)."""
-    if not keys:
-        return {}
-    if len(keys) <= LITERAL_KEYS_MAX:
-        # A constant list is a filter DuckDB pushes into the scan (the body is read only for
-        # the rows that pass); a semi-join against a table made it build a hash table of the
-        # whole input instead: 23 s against 4 s on 10 M records.
-        wanted = "(" + ", ".join(sql_str(k) for k in keys) + ")"
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE want_{side} (k VARCHAR)")
-        con.executemany(f"INSERT INTO want_{side} VALUES (?)", [(k,) for k in keys])
-        wanted = f"(SELECT k FROM want_{side})"
-    # A full re-read with a semi-join on the wanted keys. A substring prefilter on the raw
-    # lines was tried: with ~20 keys (samples of 5 classes) the memmem per key per line costs
-    # more than DuckDB's JSON reader, which this is.
-    base = app_rows_sql(spec, files, fields) if spec is not None else queue_rows_sql(files)
-    cols = "src, rid, t_ms, body, cls" if side == "app" else "src, rid, t_ms, body, mid, replay"
-    order = "t_ms NULLS LAST"
-    rows = con.execute(
-        f"""
-        SELECT k, {cols} FROM (
-            SELECT *, {key.sql("rid", "body")} AS k FROM ({base}) WHERE ok
-        ) WHERE k IN {wanted}
-        QUALIFY row_number() OVER (PARTITION BY k ORDER BY {order}) <= {per_key}
-        """
-    ).fetchall()
-    names = ["k", *[c.strip() for c in cols.split(",")]]
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        rec = dict(zip(names, r, strict=True))
-        out.setdefault(str(rec["k"]), []).append(rec)
-    return out
+# --------------------------------------------------------------------------- records by key
 
 
 @dataclass(frozen=True)
 class _Sides:
     key: KeySpec
+    app: Side
+    queue: Side
     app_spec: SourceSpec
     app_files: list[Path]
     queue_files: list[Path]
     options: ParityOptions
+    tmp: Path
 
 
 def _mismatched(
-    keys: list[str],
-    app_recs: dict[str, list[dict[str, Any]]],
-    queue_recs: dict[str, list[dict[str, Any]]],
-) -> list[str]:
+    hks: list[int],
+    app_recs: dict[int, list[dict[str, Any]]],
+    queue_recs: dict[int, list[dict[str, Any]]],
+) -> list[int]:
     """Of the keys whose raw bodies differ, those that differ canonically too."""
     mismatched = []
-    for k in keys:
-        app_bodies = [r["body"] for r in app_recs.get(k, []) if r["cls"] == "a"]
-        queue_bodies = [r["body"] for r in queue_recs.get(k, [])]
+    for hk in hks:
+        app_bodies = [r["body"] for r in app_recs.get(hk, []) if r["cls"] == "a"]
+        queue_bodies = [r["body"] for r in queue_recs.get(hk, [])]
         if not any(same_body(a, q) for a in app_bodies for q in queue_bodies):
-            mismatched.append(k)
+            mismatched.append(hk)
     return mismatched
 
 
-def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[str], int]:
+def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
     """Many differing bodies (a systematic encoding bug): compare minified JSON in SQL.
 
     Key order differences count as mismatches on this path (JSON is minified, not sorted).
     """
     canon = "hash(CASE WHEN json_valid(body) THEN json(body)::VARCHAR ELSE body END)"
     ksql = sides.key.sql("rid", "body")
-    app_base = app_rows_sql(sides.app_spec, sides.app_files, sides.options.app_fields)
-    queue_base = queue_rows_sql(sides.queue_files)
-    con.execute("CREATE TEMP TABLE cand AS SELECT k FROM c WHERE cls = 'both' AND NOT same")
+    app, queue = sides.app, sides.queue
+    con.execute("CREATE TEMP TABLE cand AS SELECT hk FROM c WHERE cls = 'both' AND NOT same")
     con.execute(f"""
         CREATE TEMP TABLE mism AS
-        WITH a AS (SELECT k, list_distinct(list({canon})) AS hs FROM (
-                SELECT *, {ksql} AS k FROM ({app_base}) WHERE ok AND cls = 'a')
-            WHERE k IN (SELECT k FROM cand) GROUP BY k),
-        q AS (SELECT k, list_distinct(list({canon})) AS hs FROM (
-                SELECT *, {ksql} AS k FROM ({queue_base}) WHERE ok)
-            WHERE k IN (SELECT k FROM cand) GROUP BY k)
-        SELECT a.k FROM a JOIN q ON a.k = q.k WHERE NOT list_has_any(a.hs, q.hs)
+        WITH a AS (SELECT hk, list_distinct(list({canon})) AS hs FROM (
+                SELECT *, {HK} AS hk FROM (SELECT *, {ksql} AS k FROM ({app.rows_sql(app.files)})
+                    WHERE {app.where} AND cls = 'a'))
+            WHERE hk IN (SELECT hk FROM cand) GROUP BY hk),
+        q AS (SELECT hk, list_distinct(list({canon})) AS hs FROM (
+                SELECT *, {HK} AS hk FROM (
+                    SELECT *, {ksql} AS k FROM ({queue.rows_sql(queue.files)})
+                    WHERE {queue.where}))
+            WHERE hk IN (SELECT hk FROM cand) GROUP BY hk)
+        SELECT a.hk FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
     """)
     row = con.execute("SELECT count(*) FROM mism").fetchone()
-    keys = [str(r[0]) for r in con.execute("SELECT k FROM mism LIMIT 1000").fetchall()]
-    return keys, int(row[0]) if row else 0
+    hks = [int(r[0]) for r in con.execute("SELECT hk FROM mism ORDER BY hk LIMIT 1000").fetchall()]
+    return hks, int(row[0]) if row else 0
 
 
 _SAMPLE_QUERIES = {
@@ -675,118 +635,176 @@ HEAD_ROWS = 2000
 
 @dataclass
 class _Picks:
-    """What the re-read must fetch, chosen while the per-key table is still there."""
+    """What the fetch must find, chosen from the per-key detail (key hashes)."""
 
-    picked: dict[str, list[str]]
-    candidates: list[str]  # keys whose raw bodies differ (compared canonically after the read)
-    mismatched: list[str] | None  # already settled in SQL when there were very many
+    picked: dict[str, list[int]]
+    candidates: list[int]  # keys whose raw bodies differ (compared canonically after the fetch)
+    mismatched: list[int] | None  # already settled in SQL when there were very many
     mism_total: int
-    head: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+    missing: list[int]  # missing_in_queue, earliest first (their keys are the report's list)
+    head: dict[int, tuple[dict[str, Any], dict[str, Any]]]
 
 
-def _pick(con: Any, sides: _Sides) -> _Picks:
-    """Sample keys per class, mismatch candidates and matched samples (from the app's head)."""
+def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
+    """Sample keys per class, mismatch candidates, missing keys and matched samples."""
     n = max(int(sides.options.samples), 0)
     row = con.execute("SELECT count(*) FROM c WHERE cls = 'both' AND NOT same").fetchone()
     differing = int(row[0]) if row else 0
-    candidates: list[str] = []
-    mismatched: list[str] | None = None
+    candidates: list[int] = []
+    mismatched: list[int] | None = None
     mism_total = 0
     if differing > PYTHON_COMPARE_MAX:
         mismatched, mism_total = _resolve_mismatches_sql(con, sides)
     elif differing:
         candidates = [
-            str(r[0])
-            for r in con.execute("SELECT k FROM c WHERE cls = 'both' AND NOT same").fetchall()
+            int(r[0])
+            for r in con.execute("SELECT hk FROM c WHERE cls = 'both' AND NOT same").fetchall()
         ]
-    picked: dict[str, list[str]] = {}
+    picked: dict[str, list[int]] = {}
     for name, cond in _SAMPLE_QUERIES.items():
         rows = con.execute(
-            f"SELECT k FROM c WHERE {cond} ORDER BY coalesce(ta, tq) NULLS LAST, k LIMIT {n}"
+            f"SELECT hk FROM c WHERE {cond} ORDER BY coalesce(ta, tq) NULLS LAST, hk LIMIT {n}"
         ).fetchall()
-        picked[name] = [str(r[0]) for r in rows]
+        picked[name] = [int(r[0]) for r in rows]
     if mismatched is not None:
         picked["mismatched"] = mismatched[:n]
-    head = _matched_head(con, sides.key, n)
-    return _Picks(picked, candidates, mismatched, mism_total, head)
+    missing = [
+        int(r[0])
+        for r in con.execute(
+            f"SELECT hk FROM c WHERE cls = 'miq' ORDER BY ta NULLS LAST, hk "
+            f"LIMIT {int(sides.options.missing_keys_cap)}"
+        ).fetchall()
+    ]
+    head = _matched_head(con, sides.key, app_win, n)
+    return _Picks(picked, candidates, mismatched, mism_total, missing, head)
+
+
+def _fetch_records(
+    con: Any, sides: _Sides, side: Side, s: int, hks: set[int], complete: set[int], per_key: int
+) -> dict[int, list[dict[str, Any]]]:
+    """The records of `hks` on one side: every one (up to `per_key`) for the keys in
+    `complete` (their bodies are compared), the earliest found for the others (a sample)."""
+    found_at, seen = hints(con, s, sorted(hks), per_key)
+    expected = {hk: (n if hk in complete else 1) for hk, n in seen.items()}
+    return fetch(
+        con,
+        side,
+        [Hint(int(hk), int(f), int(pos)) for hk, f, pos in found_at],
+        expected,
+        per_key,
+        sides.tmp,
+    )
 
 
 def _second_read(
     con: Any, sides: _Sides, picks: _Picks
-) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """Samples per class (with bodies) and the mismatch count, in one re-read per side.
+) -> tuple[dict[str, list[dict[str, Any]]], int, list[str]]:
+    """Samples per class (with bodies), the mismatch count and the missing keys' text.
 
-    Bodies are not kept by the main pass (that would hold every body in memory), so the keys
-    whose raw bodies differ and the sample keys of the problem classes are re-read together,
-    on the side(s) that hold them (a clean run re-reads nothing). Matched samples come from
-    the first records of the app source, whose queue body is the same bytes (that is what
-    matched without canonicalising means).
+    The scan kept no text, so the records of the keys that need it are fetched by key hash
+    (verify/fetch.py), on the side(s) that hold them: a clean run fetches only the matched
+    samples, which come from the first records of the app source (their queue body is the same
+    bytes: that is what a perfect key is).
     """
-    key, options = sides.key, sides.options
+    options = sides.options
     n = max(int(options.samples), 0)
     picked, candidates = dict(picks.picked), picks.candidates
     app_want = {k for c, ks in picked.items() if c not in _QUEUE_SIDE for k in ks}
     queue_want = {k for c, ks in picked.items() if c not in _APP_SIDE for k in ks}
-    fields = options.app_fields
     per_key = 50 if candidates else 3
-    app_recs = _fetch(
-        con,
-        "app",
-        key,
-        sides.app_spec,
-        sides.app_files,
-        sorted(app_want | set(candidates)),
-        fields,
-        per_key,
+    complete = set(candidates)
+    app_recs = _fetch_records(
+        con, sides, sides.app, 0, app_want | complete | set(picks.missing), complete, per_key
     )
-    queue_recs = _fetch(
-        con,
-        "queue",
-        key,
-        None,
-        sides.queue_files,
-        sorted(queue_want | set(candidates)),
-        fields,
-        per_key,
+    queue_recs = _fetch_records(
+        con, sides, sides.queue, 1, queue_want | complete, complete, per_key
     )
+    sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     mismatched, mism_total = picks.mismatched, picks.mism_total
     if mismatched is None:
         mismatched = _mismatched(candidates, app_recs, queue_recs)
         mism_total = len(mismatched)
         picked["mismatched"] = mismatched[:n]
+    sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     picked["matched"] = list(picks.head)[:n]
-    for k, (a_rec, q_rec) in picks.head.items():
-        app_recs[k] = [a_rec]
-        queue_recs[k] = [q_rec]
+    for hk, (a_rec, q_rec) in picks.head.items():
+        app_recs[hk] = [a_rec]
+        queue_recs[hk] = [q_rec]
+        sizes[hk] = (1, 1)
     out: dict[str, list[dict[str, Any]]] = {}
     for name in CLASSES:
         out[name] = [
-            _sample(key, k, app_recs.get(k, []), queue_recs.get(k, []), options.redact)
-            for k in picked.get(name, [])
+            _sample(
+                sides.key,
+                _key_text(hk, app_recs, queue_recs),
+                app_recs.get(hk, []),
+                queue_recs.get(hk, []),
+                sizes.get(hk, (0, 0)),
+                options.redact,
+            )
+            for hk in picked.get(name, [])
         ]
-    return out, mism_total
+    missing_keys = [_key_text(hk, app_recs, queue_recs) for hk in picks.missing if hk in app_recs]
+    return out, mism_total, missing_keys
+
+
+def _record_counts(con: Any, hks: set[int]) -> dict[int, tuple[int, int]]:
+    """Records per key on each side (the fetch finds only what a sample shows)."""
+    if not hks:
+        return {}
+    listed = ", ".join(str(hk) for hk in sorted(hks))
+    rows = con.execute(f"SELECT hk, an + anm + arej, qn FROM j WHERE hk IN ({listed})").fetchall()
+    return {int(hk): (int(a), int(q)) for hk, a, q in rows}
+
+
+def _key_text(
+    hk: int, app_recs: dict[int, list[dict[str, Any]]], queue_recs: dict[int, list[dict[str, Any]]]
+) -> str:
+    for recs in (app_recs.get(hk), queue_recs.get(hk)):
+        if recs:
+            return str(recs[0]["k"])
+    return f"#{hk:016x}"  # not found again (the input changed since the scan)
 
 
 def _matched_head(
-    con: Any, key: KeySpec, n: int
-) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    con: Any, key: KeySpec, app_win: str, n: int
+) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
     """Matched samples from the first records of the app source (a read that stops early)."""
     if n <= 0:
         return {}
     rows = con.execute(f"""
-        SELECT h.k, h.src, h.rid, h.t_ms, h.body, c.tq
-        FROM (SELECT *, {HK} AS hk
-              FROM (SELECT *, {key.sql("rid", "body")} AS k
-                    FROM (SELECT * FROM app_rows WHERE ok AND cls = 'a' LIMIT {HEAD_ROWS}))) h
-        JOIN c ON c.hk = h.hk
-        WHERE c.cls = 'both' AND c.same AND c.qrep = 0
+        SELECT h.hk, h.k, h.src, h.rid, h.t_ms, h.body FROM (
+            SELECT *, {HK} AS hk FROM (
+                SELECT *, {key.sql("rid", "body")} AS k FROM (
+                    SELECT * FROM app_rows WHERE ok AND cls = 'a' AND {app_win} LIMIT {HEAD_ROWS}
+                )
+            )
+        ) h
+        WHERE h.hk IS NOT NULL AND (h.hk NOT IN (SELECT hk FROM np)
+            OR h.hk IN (SELECT hk FROM c WHERE cls = 'both' AND same AND qrep = 0))
         ORDER BY h.t_ms NULLS LAST LIMIT {n}
     """).fetchall()
-    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for k, src, rid, t_ms, body, tq in rows:
-        a_rec = {"src": src, "rid": rid, "t_ms": t_ms, "body": body, "cls": "a"}
-        q_rec = {"src": None, "rid": rid, "t_ms": tq, "body": body, "mid": None, "replay": None}
-        out.setdefault(str(k), (a_rec, q_rec))
+    if not rows:
+        return {}
+    listed = ", ".join(str(int(r[0])) for r in rows)
+    sent = dict(
+        con.execute(
+            f"SELECT hk, min(t) FROM r WHERE s = 1 AND hk IN ({listed}) GROUP BY hk"
+        ).fetchall()
+    )
+    out: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for hk, k, src, rid, t_ms, body in rows:
+        a_rec = {"k": k, "src": src, "rid": rid, "t_ms": t_ms, "body": body, "cls": "a"}
+        q_rec = {
+            "k": k,
+            "src": None,
+            "rid": rid,
+            "t_ms": sent.get(hk),
+            "body": body,
+            "mid": None,
+            "replay": None,
+        }
+        out.setdefault(int(hk), (a_rec, q_rec))
     return out
 
 
@@ -798,6 +816,7 @@ def _sample(
     k: str,
     app_recs: list[dict[str, Any]],
     queue_recs: list[dict[str, Any]],
+    sizes: tuple[int, int],
     redact: bool,
 ) -> dict[str, Any]:
     a = app_recs[0] if app_recs else None
@@ -817,8 +836,8 @@ def _sample(
     queue_t = q["t_ms"] if q else None
     return {
         "key": shown,
-        "app_records": len(app_recs),
-        "queue_records": len(queue_recs),
+        "app_records": sizes[0],
+        "queue_records": sizes[1],
         "app_time": iso(app_t),
         "queue_time": iso(queue_t),
         "lag_ms": None if app_t is None or queue_t is None else int(queue_t - app_t),
@@ -832,39 +851,44 @@ def _sample(
     }
 
 
-def _timeline(con: Any) -> dict[str, Any]:
-    """Per-minute counts of both sides and of the losses (coarser buckets for long windows)."""
-    span = con.execute(
-        "SELECT least(min(ta), min(tq)), greatest(max(ta), max(tq)) FROM c"
-    ).fetchone()
-    if not span or span[0] is None:
-        return {"bucket_s": 60, "buckets": []}
-    lo, hi = int(span[0]), int(span[1])
-    bucket_ms = 60_000
-    while (hi - lo) // bucket_ms > 1440:
-        bucket_ms *= 2
-    rows = con.execute(f"""
+def _timeline(con: Any, seen: Spread) -> dict[str, Any]:
+    """Per-minute counts of both sides and of the losses (coarser buckets for long windows):
+    every record but those of the keys in the detail, which count per key (the first record's
+    minute; distinct messages) with their losses."""
+    names = ("app", "queue", "missing_in_queue", "missing_in_app", "in_flight")
+    minutes: dict[int, list[int]] = {}
+    for (start, side), n in seen.minutes.items():
+        minutes.setdefault(start, [0] * 5)[names.index(side)] += n
+    for row in con.execute(f"""
         SELECT b, sum(app), sum(queue), sum(miq), sum(mia), sum(fly) FROM (
-            SELECT (ta // {bucket_ms}) * {bucket_ms} AS b, an AS app, 0 AS queue,
+            SELECT ta // {BUCKET_MS} * {BUCKET_MS} AS b, an AS app, 0 AS queue,
                 (cls = 'miq')::INT AS miq, 0 AS mia, (cls = 'fly')::INT AS fly
             FROM c WHERE ta IS NOT NULL
             UNION ALL
-            SELECT (tq // {bucket_ms}) * {bucket_ms}, 0, qd, 0, (cls = 'mia')::INT, 0
+            SELECT tq // {BUCKET_MS} * {BUCKET_MS}, 0, qd, 0, (cls = 'mia')::INT, 0
             FROM c WHERE tq IS NOT NULL
-        ) GROUP BY b ORDER BY b
-    """).fetchall()
+        ) GROUP BY b
+    """).fetchall():
+        counts = minutes.setdefault(int(row[0]), [0] * 5)
+        for i in range(5):
+            counts[i] += int(row[i + 1])
+    minutes = {start: counts for start, counts in minutes.items() if any(counts)}
+    if not minutes:
+        return {"bucket_s": 60, "buckets": []}
+    lo, hi = min(minutes), max(minutes)
+    bucket_ms = BUCKET_MS
+    while (hi - lo) // bucket_ms > 1440:
+        bucket_ms *= 2
+    buckets: dict[int, list[int]] = {}
+    for start, counts in minutes.items():
+        total = buckets.setdefault(start // bucket_ms * bucket_ms, [0] * 5)
+        for i in range(5):
+            total[i] += counts[i]
     return {
         "bucket_s": bucket_ms // 1000,
         "buckets": [
-            {
-                "start": iso(int(r[0])),
-                "app": int(r[1]),
-                "queue": int(r[2]),
-                "missing_in_queue": int(r[3]),
-                "missing_in_app": int(r[4]),
-                "in_flight": int(r[5]),
-            }
-            for r in rows
+            {"start": iso(start), **dict(zip(names, buckets[start], strict=True))}
+            for start in sorted(buckets)
         ],
     }
 

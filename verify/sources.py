@@ -137,7 +137,7 @@ def _nginx_read_json(files: list[Path]) -> str:
     # upstream_status is empty (or "-") when nginx answered itself: the mirror never ran.
     # Otherwise its last value ("502, 200" on retries) is what the app finally answered.
     return f"""
-        SELECT filename AS src, ok, request_id AS rid,
+        SELECT filename AS src, f, ok, request_id AS rid,
             CASE WHEN ok THEN round(try_cast(msec AS DOUBLE) * 1000)::BIGINT END AS t_ms,
             body,
             CASE WHEN NOT ok THEN NULL
@@ -146,7 +146,7 @@ def _nginx_read_json(files: list[Path]) -> str:
                  WHEN regexp_extract(upstream_status, '([0-9]{{3}})\\s*$', 1) LIKE '2__' THEN 'a'
                  ELSE 'r' END AS cls,
             content_type AS ct
-        FROM (SELECT *, body IS NOT NULL AND msec IS NOT NULL AS ok
+        FROM (SELECT *, file_index AS f, body IS NOT NULL AND msec IS NOT NULL AS ok
               FROM {read_json_sql(files, NGINX_COLUMNS)})"""
 
 
@@ -155,10 +155,10 @@ def _jsonl_read_json(files: list[Path], fields: AppFields) -> str:
     columns = {name: "VARCHAR" for name in names}
     col = _csv_col
     return f"""
-        SELECT filename AS src, ok, {col(fields.request_id)} AS rid,
+        SELECT filename AS src, f, ok, {col(fields.request_id)} AS rid,
             {time_ms_sql(col(fields.time))} AS t_ms, {col(fields.body)} AS body,
             CASE WHEN ok THEN 'a' END AS cls, NULL::VARCHAR AS ct
-        FROM (SELECT *, {col(fields.body)} IS NOT NULL AS ok
+        FROM (SELECT *, file_index AS f, {col(fields.body)} IS NOT NULL AS ok
               FROM {read_json_sql(files, columns)})"""
 
 
@@ -186,37 +186,41 @@ def _extract(paths: list[str]) -> str:
 NONEMPTY_LINE = "line IS NOT NULL AND line <> ''"
 
 
-def app_rows_sql(spec: SourceSpec, files: list[Path], fields: AppFields) -> str:
-    """App rows: src, ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected, 'n' not mirrored).
+def app_rows_sql(
+    spec: SourceSpec, files: list[Path], fields: AppFields, rejects: str = "rej_app"
+) -> str:
+    """App rows: src, f (file index), ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected,
+    'n' not mirrored).
 
     DuckDB's JSON reader with typed columns where it can; raw lines and per-line extraction
-    for nested (dotted) field names.
+    for nested (dotted) field names. `rejects` names the table of undecodable lines: a re-read
+    of a few records uses another one, so that only the main scan's rejects are counted.
     """
     if spec.kind == "nginx":
         return _nginx_read_json(files)
     if spec.kind == "jsonl" and "." not in fields.body + fields.time + fields.request_id:
         return _jsonl_read_json(files, fields)
-    source = lines_sql(files, "rej_app")
+    source = lines_sql(files, rejects)
     if spec.kind == "jsonl":
         v = _extract([_json_path(f) for f in (fields.request_id, fields.time, fields.body)])
         return f"""
-            SELECT src, ok, v[1] AS rid, {time_ms_sql("v[2]")} AS t_ms, v[3] AS body,
+            SELECT src, f, ok, v[1] AS rid, {time_ms_sql("v[2]")} AS t_ms, v[3] AS body,
                 CASE WHEN ok THEN 'a' END AS cls, NULL::VARCHAR AS ct
             FROM (
-                SELECT src, v, v IS NOT NULL AND v[3] IS NOT NULL AS ok
-                FROM (SELECT filename AS src, {v} AS v FROM {source}
+                SELECT src, f, v, v IS NOT NULL AND v[3] IS NOT NULL AS ok
+                FROM (SELECT filename AS src, file_index AS f, {v} AS v FROM {source}
                       WHERE {NONEMPTY_LINE})
             )"""
     # csv: the app's own table export, with a header row naming the columns
     col = _csv_col
     return f"""
-        SELECT filename AS src, {col(fields.body)} IS NOT NULL AS ok,
+        SELECT filename AS src, file_index AS f, {col(fields.body)} IS NOT NULL AS ok,
             {col(fields.request_id)} AS rid, {time_ms_sql(col(fields.time))} AS t_ms,
             {col(fields.body)} AS body,
             CASE WHEN {col(fields.body)} IS NOT NULL THEN 'a' END AS cls, NULL::VARCHAR AS ct
         FROM read_csv({_file_list(files)}, header=true, all_varchar=true, filename=true,
-            store_rejects=true, rejects_table='rej_app',
-            rejects_scan='rej_app_scan')"""
+            store_rejects=true, rejects_table={sql_str(rejects)},
+            rejects_scan={sql_str(rejects + "_scan")})"""
 
 
 def _csv_col(name: str) -> str:
@@ -232,9 +236,11 @@ def csv_columns(files: list[Path]) -> list[str]:
 
 
 def queue_rows_sql(files: list[Path]) -> str:
-    """Queue rows from Message-per-line JSONL: src, ok, mid, rid, replay, t_ms, body."""
+    """Queue rows from Message-per-line JSONL: src, f (file index), ok, mid, rid, replay, t_ms,
+    body."""
     return f"""
-            SELECT filename AS src, MessageId IS NOT NULL AND Body IS NOT NULL AS ok,
+            SELECT filename AS src, file_index AS f,
+                MessageId IS NOT NULL AND Body IS NOT NULL AS ok,
                 MessageId AS mid,
                 coalesce(nullif(MessageAttributes.nginx_request_id.StringValue, ''),
                          nullif(MessageAttributes.hookshift_replay.StringValue, '')) AS rid,
@@ -348,3 +354,32 @@ def locate_malformed(
                 if len(found) >= limit:
                     return found
     return found
+
+
+def carries_request_ids(
+    side: str, kind: str, files: list[Path], fields: AppFields, lines: int = 1000
+) -> bool | None:
+    """Whether the first records of a source carry request ids (as the row SQL reads them),
+    read in Python: choosing the default key then costs no DuckDB scan. None for CSV."""
+    if kind == "csv":
+        return None
+    if side == "queue":
+        paths = [
+            ["MessageAttributes", "nginx_request_id", "StringValue"],
+            ["MessageAttributes", "hookshift_replay", "StringValue"],
+        ]
+    else:
+        paths = [["request_id"] if kind == "nginx" else fields.request_id.split(".")]
+    with _open_text(files[0]) as fh:
+        for _, line in zip(range(lines), fh, strict=False):
+            try:
+                obj: Any = json.loads(line)
+            except ValueError:
+                continue
+            for path in paths:
+                value: Any = obj
+                for seg in path:
+                    value = value.get(seg) if isinstance(value, dict) else None
+                if value is not None and value != "":
+                    return True
+    return False

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hookshift.errors import InputError
 from tests.verify.conftest import EXPECTED, Scenario, t
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, run_parity, verdict_for
+from verify.parity import ParityOptions, quantile_disc, run_parity, verdict_for
 
 
 def test_every_class_is_counted_in_the_scenario(scenario: Scenario) -> None:
@@ -173,3 +176,59 @@ def test_bad_key_and_missing_files_are_input_errors(tmp_path: Path) -> None:
         run_parity(f"nginx:{tmp_path}/none*.log", "jsonl:y", ParityOptions())
     with pytest.raises(InputError, match="bad app source"):
         run_parity("syslog:/var/log/x", "jsonl:y", ParityOptions())
+
+
+def test_anomalies_spread_through_thousands_of_records_are_all_found(tmp_path: Path) -> None:
+    # big enough that the samples are fetched from blocks of the files, not from whole reads
+    n_total = 4000
+    missing, mismatched, doubled, extra = {17, 1999, 3998}, {5, 2501}, {40, 3001}, {7, 3333}
+    assert all("+" in body(n) for n in mismatched)  # the encoding bug below loses a '+'
+    write_lines(
+        tmp_path / "p.log", [nginx_line(rid(n), T0 + n * 10, body(n)) for n in range(n_total)]
+    )
+    messages = []
+    for n in range(n_total):
+        if n in missing:
+            continue
+        payload = body(n).replace("+", " ") if n in mismatched else body(n)
+        messages.append(message(f"m{n}", payload, T0 + n * 10 + 30, request_id=rid(n)))
+    messages += [message(f"d{n}", body(n), T0 + n * 10 + 90, request_id=rid(n)) for n in doubled]
+    messages += [message(f"x{n}", body(n), T0 + n * 10, request_id=f"x{n}") for n in extra]
+    write_messages(tmp_path / "q.jsonl", messages)
+    report = run_parity(
+        f"nginx:{tmp_path / 'p.log'}",
+        f"jsonl:{tmp_path / 'q.jsonl'}",
+        ParityOptions(grace_s=0, redact=False),
+    )
+    c = report.counts
+    assert (c["app"], c["queue"]) == (n_total, n_total - 3 + 2 + 2)
+    assert (c["missing_in_queue"], c["mismatched"], c["duplicates_queue"]) == (3, 2, 2)
+    assert (c["missing_in_app"], c["matched"]) == (2, n_total - 3 - 2)
+    assert report.missing_in_queue_keys == [rid(n) for n in sorted(missing)]
+    assert {s["key"]: s["app_body"] for s in report.samples["missing_in_queue"]} == {
+        rid(n): body(n) for n in missing
+    }
+    assert sorted(s["key"] for s in report.samples["mismatched"]) == sorted(
+        rid(n) for n in mismatched
+    )
+    dup = {
+        s["key"]: (s["app_records"], s["queue_records"]) for s in report.samples["duplicates_queue"]
+    }
+    assert dup == {rid(n): (1, 2) for n in doubled}
+    assert sorted(s["key"] for s in report.samples["missing_in_app"]) == sorted(
+        f"x{n}" for n in extra
+    )
+    assert report.lag_ms == {"p50": 30, "p99": 30, "max": 30}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5000, 5000), min_size=1, max_size=40), st.sampled_from([0.5, 0.99]))
+def test_lag_quantiles_from_a_histogram_are_duckdbs_quantile_disc(
+    values: list[int], q: float
+) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    row = con.execute(f"SELECT quantile_disc(x, {q}) FROM unnest({values}) t(x)").fetchone()
+    con.close()
+    assert row is not None and quantile_disc(Counter(values), q) == row[0]

@@ -1,0 +1,125 @@
+"""The per-key tally: perfect keys are only counted, every other key is kept for the detail."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pytest
+
+from verify import tally
+from verify.tally import (
+    APP_ACCEPTED,
+    APP_BAD,
+    APP_NOT_MIRRORED,
+    APP_REJECTED,
+    NO_TIME,
+    QUEUE,
+    QUEUE_BAD,
+    QUEUE_REPLAY,
+)
+
+T0 = 1_795_852_500_000
+BODY, OTHER = 11, 22  # body hashes
+
+
+def row(s: int, hk: int, bh: int, t: int | None, c: int, mh: int | None = None) -> tuple[Any, ...]:
+    return (s, 0, hk, bh, t, c | (NO_TIME if t is None else 0), mh)
+
+
+# key -> rows (side, key hash, body hash, time, code[, MessageId hash])
+ROWS = {
+    "perfect": [row(0, 1, BODY, T0, APP_ACCEPTED), row(1, 1, BODY, T0 + 40, QUEUE, 1)],
+    "perfect, queue first": [
+        row(0, 2, BODY, T0 + 60_000, APP_ACCEPTED),
+        row(1, 2, BODY, T0 + 59_990, QUEUE, 2),
+    ],
+    "other body": [row(0, 3, BODY, T0, APP_ACCEPTED), row(1, 3, OTHER, T0 + 40, QUEUE, 3)],
+    "app twice": [
+        row(0, 4, BODY, T0, APP_ACCEPTED),
+        row(0, 4, BODY, T0 + 5, APP_ACCEPTED),
+        row(1, 4, BODY, T0 + 40, QUEUE, 4),
+    ],
+    "replayed": [row(0, 5, BODY, T0, APP_ACCEPTED), row(1, 5, BODY, T0 + 40, QUEUE_REPLAY, 5)],
+    "no time": [row(0, 6, BODY, None, APP_ACCEPTED), row(1, 6, BODY, T0 + 40, QUEUE, 6)],
+    "queue twice": [row(1, 7, BODY, T0, QUEUE, 7), row(1, 7, BODY, T0 + 1, QUEUE, 8)],
+    "not mirrored": [row(0, 8, BODY, T0, APP_NOT_MIRRORED), row(1, 8, BODY, T0 + 40, QUEUE, 9)],
+    "rejected": [row(0, 9, BODY, T0, APP_REJECTED), row(1, 9, BODY, T0 + 40, QUEUE, 10)],
+    "queue only": [row(1, 10, BODY, T0, QUEUE, 11)],
+}
+PERFECT = {"perfect", "perfect, queue first"}
+
+
+@pytest.fixture
+def con() -> Iterator[Any]:
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TEMP TABLE r (s UTINYINT, f USMALLINT, hk UBIGINT, bh UBIGINT, t BIGINT, "
+        "c UTINYINT, mh UINTEGER)"
+    )
+    rows = [r for rs in ROWS.values() for r in rs]
+    rows += [(0, 0, None, 0, None, APP_BAD, None), (1, 0, None, 5, T0, QUEUE, 12)]  # no keys
+    connection.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    yield connection
+    connection.close()
+
+
+def hks(names: set[str]) -> set[int]:
+    return {ROWS[n][0][2] for n in names}
+
+
+@pytest.mark.parametrize("rows_per_partition", [1, 3, 1000])
+def test_only_one_accepted_record_and_one_message_with_the_same_bytes_is_perfect(
+    con: Any, rows_per_partition: int
+) -> None:
+    bulk = tally.tally(con, rows_per_partition)
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert bulk.keys == len(PERFECT)
+    assert others == hks(set(ROWS) - PERFECT)
+    assert bulk.lags == Counter({40: 1, -10: 1})  # SentTimestamp - nginx time, per key
+
+
+def test_the_detail_counts_each_side_of_the_other_keys(con: Any) -> None:
+    tally.tally(con)
+    tally.create_detail(con)
+    detail = {
+        int(r[0]): r[1:]
+        for r in con.execute("SELECT hk, an, anm, arej, qn, qrep, qd, same FROM j").fetchall()
+    }
+    assert detail[3] == (1, 0, 0, 1, 0, 1, False)  # other body
+    assert detail[4] == (2, 0, 0, 1, 0, 1, True)  # app twice
+    assert detail[5] == (1, 0, 0, 1, 1, 1, True)  # replayed
+    assert detail[7] == (0, 0, 0, 2, 0, 2, False)  # queue twice: two messages
+    assert detail[8][:3] == (0, 1, 0) and detail[9][:3] == (0, 0, 1)
+
+
+def test_unkeyed_and_malformed_records_are_counted_per_side(con: Any) -> None:
+    assert tally.null_counts(con) == {
+        "malformed_app": 1,
+        "malformed_queue": 0,
+        "unkeyed_app": 0,
+        "unkeyed_queue": 1,
+    }
+
+
+def test_spread_counts_records_per_minute_but_leaves_the_other_keys_to_the_detail(
+    con: Any,
+) -> None:
+    tally.tally(con)
+    seen = tally.spread(con)
+    assert seen.minutes[(T0, "app")] == 1  # the perfect key; "perfect, queue first" is later
+    assert seen.minutes[(T0, "queue")] == 2  # both perfect keys' messages
+    assert seen.minutes[(T0 + 60_000, "app")] == 1
+    assert seen.oldest == T0 and seen.newest == T0 + 60_000
+
+
+def test_two_rows_of_any_other_codes_never_look_perfect() -> None:
+    codes = [APP_ACCEPTED, APP_NOT_MIRRORED, APP_REJECTED, QUEUE, QUEUE_REPLAY]
+    codes += [c | NO_TIME for c in codes] + [APP_BAD, QUEUE_BAD]
+    looks_perfect = {
+        (a, b) for a, b in itertools.product(codes, repeat=2) if a | b == APP_ACCEPTED | QUEUE
+    }
+    assert looks_perfect == {(APP_ACCEPTED, QUEUE), (QUEUE, APP_ACCEPTED)}

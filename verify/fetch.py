@@ -1,0 +1,281 @@
+"""Fetch a few records, bodies and all, out of inputs that may be larger than RAM.
+
+The parity scan keeps no text (verify/tally.py): it ends knowing, for each record it must show
+(samples) or compare canonically (raw bodies that differ), its key hash, its file and its place
+in that file (the row table is built in file order, so a row's ``rowid`` orders it among the
+file's records). A second full read of both inputs to find a few dozen records would cost as
+much as the scan, so this module seeks instead: it reads the line at every block boundary of a
+file, finds those anchor lines in the row table (same SQL, so the same hashes), and then knows
+which block of bytes holds each wanted record. Only those blocks are read, with the very same
+row SQL, so what is found is exactly what a full read finds. Files that cannot be cut at line
+boundaries (gzip, CSV with quoted newlines) and records not found in their block are read whole,
+but only the files that hold them: slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verify.tally import HK
+
+MIN_BLOCK = 16 * 1024
+MAX_ANCHORS = 32768  # anchor lines read per file, at most
+# An anchor costs about as much as 10 kB of block read around a wanted record (a seek, two
+# reads and its share of a DuckDB read, against DuckDB reading JSON at about 1 GB/s): so many
+# anchors that their cost equals the blocks' is the cheapest, sqrt(wanted * size / 10 kB).
+ANCHOR_COST_BYTES = 10_000
+LITERAL_MAX = 20_000  # wanted keys as an IN list up to this many, else a table
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Where the scan saw one wanted record: key hash, file index, place in the row table."""
+
+    hk: int
+    f: int
+    pos: int
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's inputs and how to read them (the same SQL as the scan)."""
+
+    name: str  # "app" | "queue"
+    s: int  # the side's number in the row table
+    files: list[Path]
+    rows_sql: Callable[[list[Path]], str]  # row SQL over some files (a private rejects table)
+    key_sql: str  # the key over the row SQL's rid and body
+    where: str  # which rows count (ok, and the time window)
+    columns: tuple[str, ...]
+    line_per_record: bool  # False for CSV (a quoted field may hold a newline)
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Anchor lines of one file: their places in the row table and their byte offsets."""
+
+    size: int
+    positions: list[int]  # increasing
+    offsets: list[int]  # increasing, same length
+
+
+@dataclass
+class FetchStats:
+    """How the records were found (tests pin the fast path with it)."""
+
+    window_bytes: int = 0
+    files_read_whole: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- pure planning
+
+
+def block_size(size: int, wanted: int, min_block: int = MIN_BLOCK) -> int:
+    """Bytes between anchors for `wanted` records in a file of `size` bytes."""
+    anchors = min(MAX_ANCHORS, max(1, math.isqrt(wanted * size // ANCHOR_COST_BYTES)))
+    return max(min_block, -(-size // anchors))
+
+
+def block_of(anchors: Anchors, pos: int) -> tuple[int, int]:
+    """The bytes between the last anchor at or before `pos` and the next one."""
+    i = bisect.bisect_right(anchors.positions, pos) - 1
+    start = anchors.offsets[i] if i >= 0 else 0
+    end = anchors.offsets[i + 1] if i + 1 < len(anchors.offsets) else anchors.size
+    return start, end
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping byte ranges covering the given ones."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def shortfall(found: dict[int, list[dict[str, Any]]], expected: dict[int, int]) -> list[int]:
+    """Wanted keys with fewer records found than needed."""
+    return [hk for hk, n in expected.items() if len(found.get(hk, [])) < n]
+
+
+def unique_positions(
+    anchor_rows: list[tuple[Any, Any, Any]], table: dict[tuple[Any, Any, Any], list[int]]
+) -> list[int | None]:
+    """Each anchor's place in the row table, or None when it is not there or not unique."""
+    out: list[int | None] = []
+    for ident in anchor_rows:
+        places = table.get(ident, [])
+        out.append(places[0] if ident[0] is not None and len(places) == 1 else None)
+    return out
+
+
+# --------------------------------------------------------------------------- the edges
+
+
+def anchor_lines(
+    path: Path, wanted: int, min_block: int = MIN_BLOCK
+) -> tuple[int, list[int], list[bytes]]:
+    """The first whole, non-blank line at every block boundary: (file size, offsets, lines)."""
+    size = path.stat().st_size
+    step = block_size(size, wanted, min_block)
+    offsets: list[int] = []
+    lines: list[bytes] = []
+    with path.open("rb") as fh:
+        for boundary in range(step, size, step):
+            fh.seek(boundary - 1)
+            fh.readline()  # to the end of the line that holds byte boundary - 1
+            start = fh.tell()
+            line = fh.readline()
+            while line and not line.strip():
+                start = fh.tell()
+                line = fh.readline()
+            if not line or (offsets and start <= offsets[-1]):
+                continue
+            offsets.append(start)
+            lines.append(line if line.endswith(b"\n") else line + b"\n")
+    return size, offsets, lines
+
+
+def locate_anchors(
+    con: Any, side: Side, f: int, tmp: Path, wanted: int, min_block: int = MIN_BLOCK
+) -> Anchors | None:
+    """Anchor lines of file `f` with their places in the row table; None when unusable."""
+    size, offsets, lines = anchor_lines(side.files[f], wanted, min_block)
+    if not lines:
+        return Anchors(size, [], [])
+    probe = tmp / f"anchors-{side.name}-{f}.jsonl"
+    probe.write_bytes(b"".join(lines))
+    ident = f"""
+        SELECT CASE WHEN ok THEN {HK} END AS hk, hash(body) AS bh, t_ms AS t
+        FROM (SELECT *, {side.key_sql} AS k FROM ({side.rows_sql([probe])}))"""
+    # the rows come back in the order of the probe's lines (preserve_insertion_order)
+    idents = [(r[0], r[1], r[2]) for r in con.execute(ident).fetchall()]
+    if len(idents) != len(lines):
+        return None  # a line the reader skipped: the order cannot be trusted
+    table: dict[tuple[Any, Any, Any], list[int]] = {}
+    for pos, hk, bh, t in con.execute(f"""
+        SELECT rowid, hk, bh, t FROM r
+        WHERE s = {side.s} AND f = {f} AND hk IN (SELECT hk FROM ({ident}) WHERE hk IS NOT NULL)
+    """).fetchall():
+        table.setdefault((hk, bh, t), []).append(int(pos))
+    known = [
+        (p, o)
+        for p, o in zip(unique_positions(idents, table), offsets, strict=True)
+        if p is not None
+    ]
+    # a place out of order (an anchor matched a look-alike) is dropped, not trusted
+    positions: list[int] = []
+    kept: list[int] = []
+    for p, o in known:
+        if not positions or p > positions[-1]:
+            positions.append(p)
+            kept.append(o)
+    return Anchors(size, positions, kept)
+
+
+def _in_list(con: Any, side: Side, hks: list[int]) -> str:
+    if len(hks) <= LITERAL_MAX:
+        return "(" + ", ".join(str(int(h)) for h in hks) + ")"
+    table = f"want_{side.name}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (hk UBIGINT)")
+    con.execute(f"INSERT INTO {table} SELECT unnest($1::UBIGINT[])", [[int(h) for h in hks]])
+    return f"(SELECT hk FROM {table})"
+
+
+def _read(
+    con: Any, side: Side, files: list[Path], hks: list[int], per_key: int
+) -> dict[int, list[dict[str, Any]]]:
+    """The records of `hks` in `files` (at most `per_key` each, earliest first)."""
+    if not files or not hks:
+        return {}
+    cols = ", ".join(side.columns)
+    rows = con.execute(f"""
+        SELECT hk, k, {cols} FROM (
+            SELECT *, {HK} AS hk FROM (
+                SELECT *, {side.key_sql} AS k FROM ({side.rows_sql(files)}) WHERE {side.where}
+            )
+        ) WHERE hk IN {_in_list(con, side, hks)}
+        QUALIFY row_number() OVER (PARTITION BY hk ORDER BY t_ms NULLS LAST, src) <= {per_key}
+    """).fetchall()
+    names = ("hk", "k", *side.columns)
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        rec = dict(zip(names, row, strict=True))
+        out.setdefault(int(rec["hk"]), []).append(rec)
+    for recs in out.values():
+        recs.sort(key=lambda r: (r["t_ms"] is None, r["t_ms"] or 0, str(r["src"])))
+    return out
+
+
+def _windows(
+    con: Any, side: Side, f: int, file_hints: list[Hint], tmp: Path, min_block: int
+) -> Path | None:
+    """A small file holding the blocks of file `f` where its hinted records are, or None."""
+    path = side.files[f]
+    if not side.line_per_record or path.suffix == ".gz":
+        return None
+    anchors = locate_anchors(con, side, f, tmp, len(file_hints), min_block)
+    if anchors is None:
+        return None
+    ranges = merge_ranges([block_of(anchors, h.pos) for h in file_hints])
+    if sum(end - start for start, end in ranges) > anchors.size // 4:
+        return None  # reading a quarter of the file in pieces: read it whole instead
+    window = tmp / f"fetch-{side.name}-{f}.jsonl"
+    with path.open("rb") as src, window.open("wb") as out:
+        for start, end in ranges:
+            src.seek(start)
+            chunk = src.read(end - start)
+            out.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
+    return window
+
+
+def fetch(
+    con: Any,
+    side: Side,
+    hints: list[Hint],
+    expected: dict[int, int],
+    per_key: int,
+    tmp: Path,
+    *,
+    min_block: int = MIN_BLOCK,
+    stats: FetchStats | None = None,
+) -> dict[int, list[dict[str, Any]]]:
+    """The records of the hinted keys: from their blocks where the files allow, else whole
+    files; `expected` says how many records of each key must be found."""
+    stats = stats if stats is not None else FetchStats()
+    if not hints:
+        return {}
+    by_file: dict[int, list[Hint]] = {}
+    for hint in hints:
+        by_file.setdefault(hint.f, []).append(hint)
+    windows: list[Path] = []
+    origin: dict[str, str] = {}
+    whole: set[int] = set()
+    for f, file_hints in sorted(by_file.items()):
+        window = _windows(con, side, f, file_hints, tmp, min_block)
+        if window is None:
+            whole.add(f)
+            continue
+        stats.window_bytes += window.stat().st_size
+        windows.append(window)
+        origin[str(window)] = str(side.files[f])
+    found: dict[int, list[dict[str, Any]]] = {}
+    if windows:
+        found = _read(con, side, windows, sorted(expected), per_key)
+        for recs in found.values():
+            for rec in recs:
+                rec["src"] = origin.get(str(rec["src"]), rec["src"])
+    missing = set(shortfall(found, expected))
+    whole |= {h.f for h in hints if h.hk in missing}
+    if missing and whole:
+        files = [side.files[f] for f in sorted(whole)]
+        stats.files_read_whole += [str(p) for p in files]
+        found.update(_read(con, side, files, sorted(missing), per_key))
+    return found

@@ -1,0 +1,220 @@
+"""Tally both sides per key: one narrow row per record, then a class per key.
+
+Reading the JSON is the cost no parity run can avoid (the floor of issue 4); everything after it
+has to be small next to it. So the scan keeps no text: each record becomes a narrow row of table
+``r`` (side, file index, key hash, body hash, time, class code, MessageId hash). Almost every key
+is then "one accepted app record, one message, the same bytes", which three cheap aggregates
+decide (count, bit_or of the class codes, bit_xor of the body hashes); those keys are only
+counted, with their lag and per-minute buckets, in partitions of the key hash so that the hash
+table stays small. The other keys (usually a handful) are listed in ``np`` and get the full
+per-key detail in table ``j``; their bodies are fetched afterwards (verify/fetch.py).
+
+Keys are grouped on a 64-bit hash: a collision (~1e-5 for 10 M + 10 M keys) pairs two different
+callbacks, which then show as duplicates or mismatched, never as a silent match.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+# class codes of a row (one bit each, so that bit_or tells which kinds a key has)
+APP_ACCEPTED = 1
+APP_NOT_MIRRORED = 2
+APP_REJECTED = 4
+QUEUE = 8
+QUEUE_REPLAY = 16
+APP_BAD = 32
+QUEUE_BAD = 64
+NO_TIME = 128
+PERFECT = "n = 2 AND o = 9 AND x = 0"  # one accepted app record + one message, same bytes
+
+BUCKET_MS = 60_000
+ROWS_PER_PARTITION = 2_500_000
+HK = "CASE WHEN k IS NULL THEN NULL ELSE hash(k) END"
+
+
+@dataclass
+class Bulk:
+    """What the perfect keys add up to (they have no other trace after the tally)."""
+
+    keys: int = 0
+    lags: Counter[int] = field(default_factory=Counter)  # tq - ta -> keys
+
+
+@dataclass
+class Spread:
+    """Both sides per minute, the newest and the oldest record (keys and duplicates aside)."""
+
+    minutes: Counter[tuple[int, str]] = field(default_factory=Counter)  # (start, side) -> rows
+    newest: int | None = None
+    oldest: int | None = None
+
+
+def create_rows(
+    con: Any,
+    key_sql: str,
+    app_where: str,
+    queue_where: str,
+    app_view: str,
+    queue_view: str,
+    files: int = 1,
+) -> None:
+    """Table r: one narrow row per record of both sides (malformed ones too, with no key).
+
+    The connection preserves insertion order, so r is in the order of the files' lines and a
+    row's rowid places it in its file (verify/fetch.py seeks with it). Every byte of a row is
+    paid 20 M times at 10 M callbacks, so the file index is as narrow as the file count allows
+    and the MessageId hash keeps 32 bits (it only tells a key's few messages apart).
+    """
+    file_type = "USMALLINT" if files < 65536 else "UINTEGER"
+    no_time = f"CASE WHEN t_ms IS NULL THEN {NO_TIME} ELSE 0 END"
+    app_code = (
+        f"CASE WHEN NOT ok THEN {APP_BAD} WHEN cls = 'a' THEN {APP_ACCEPTED} "
+        f"WHEN cls = 'n' THEN {APP_NOT_MIRRORED} ELSE {APP_REJECTED} END"
+    )
+    queue_code = (
+        f"CASE WHEN NOT ok THEN {QUEUE_BAD} WHEN replay IS NULL THEN {QUEUE} "
+        f"ELSE {QUEUE_REPLAY} END"
+    )
+
+    def rows(side: int, view: str, code: str, mid: str, where: str) -> str:
+        return f"""
+            SELECT {side}::UTINYINT AS s, f::{file_type} AS f,
+                CASE WHEN ok THEN {HK} END AS hk, hash(body) AS bh, t_ms AS t,
+                ({code} | {no_time})::UTINYINT AS c, {mid} AS mh
+            FROM (SELECT *, {key_sql} AS k FROM {view})
+            WHERE NOT ok OR ({where})"""
+
+    con.execute(
+        "CREATE TEMP TABLE r AS " + rows(0, app_view, app_code, "NULL::UINTEGER", app_where)
+    )
+    con.execute(
+        "INSERT INTO r "
+        + rows(1, queue_view, queue_code, "(hash(mid) >> 32)::UINTEGER", queue_where)
+    )
+
+
+def tally(con: Any, rows_per_partition: int = ROWS_PER_PARTITION) -> Bulk:
+    """Count the perfect keys (with their lags) into a Bulk and list the others in table np.
+
+    Per partition of the key hash: one aggregate per key, folded at once into (other key or
+    lag) groups, so the output is a few hundred rows plus one per other key whatever the input
+    size. Nothing per key is kept: at 10 M keys a table of them would not fit the memory limit
+    beside r.
+    """
+    total_row = con.execute("SELECT count(*) FROM r WHERE hk IS NOT NULL").fetchone()
+    total = int(total_row[0]) if total_row else 0
+    parts = max(1, -(-total // rows_per_partition))
+    bulk = Bulk()
+    others: list[int] = []
+    for part in range(parts):
+        where = "hk IS NOT NULL" + (f" AND hk % {parts} = {part}" if parts > 1 else "")
+        for other, lag, n in con.execute(f"""
+            SELECT other, lag, count(*) FROM (
+                SELECT CASE WHEN {PERFECT} THEN NULL ELSE hk END AS other,
+                    CASE WHEN {PERFECT} THEN d END AS lag
+                FROM (
+                    SELECT hk, count(*) AS n, bit_or(c) AS o, bit_xor(bh) AS x,
+                        sum(CASE WHEN s = 0 THEN -t ELSE t END)::BIGINT AS d
+                    FROM r WHERE {where} GROUP BY hk
+                )
+            ) GROUP BY ALL
+        """).fetchall():
+            if other is not None:
+                others.append(int(other))
+            else:
+                bulk.keys += int(n)
+                bulk.lags[int(lag)] += int(n)
+    con.execute("CREATE TEMP TABLE np (hk UBIGINT)")
+    if others:
+        con.execute("INSERT INTO np SELECT unnest($1::UBIGINT[])", [others])
+    return bulk
+
+
+def spread(con: Any) -> Spread:
+    """Accepted app records and messages per minute (of every key, and of the keys in np,
+    which the caller replaces with their per-key view), the newest and the oldest."""
+    counted = f"hk IS NOT NULL AND (c & 7 = {APP_ACCEPTED} OR s = 1)"
+    out = Spread()
+    minute = f"t // {BUCKET_MS} * {BUCKET_MS}"
+    for start, side, n, newest, oldest in con.execute(f"""
+        SELECT {minute}, s, count(*), max(t), min(t) FROM r
+        WHERE {counted} AND t IS NOT NULL GROUP BY ALL
+    """).fetchall():
+        out.minutes[(int(start), "app" if side == 0 else "queue")] += int(n)
+        out.newest = _max(out.newest, newest)
+        out.oldest = _min(out.oldest, oldest)
+    for start, side, n in con.execute(f"""
+        SELECT {minute}, s, count(*) FROM r
+        WHERE {counted} AND t IS NOT NULL AND hk IN (SELECT hk FROM np) GROUP BY ALL
+    """).fetchall():
+        out.minutes[(int(start), "app" if side == 0 else "queue")] -= int(n)
+    return out
+
+
+def create_detail(con: Any) -> None:
+    """Table j: the full per-key detail of the keys that are not perfect."""
+    app = "s = 0"
+    con.execute(f"""
+        CREATE TEMP TABLE j AS
+        SELECT hk,
+            count(*) FILTER ({app} AND c & 7 = {APP_ACCEPTED})::INTEGER AS an,
+            count(*) FILTER ({app} AND c & 7 = {APP_NOT_MIRRORED})::INTEGER AS anm,
+            count(*) FILTER ({app} AND c & 7 = {APP_REJECTED})::INTEGER AS arej,
+            min(bh) FILTER ({app} AND c & 7 = {APP_ACCEPTED}) AS ah,
+            min(t) FILTER ({app} AND c & 7 = {APP_ACCEPTED}) AS ta,
+            count(*) FILTER (s = 1)::INTEGER AS qn,
+            count(*) FILTER (s = 1 AND c & {QUEUE_REPLAY} <> 0)::INTEGER AS qrep,
+            min(bh) FILTER (s = 1) AS qh,
+            min(t) FILTER (s = 1) AS tq,
+            count(DISTINCT mh) FILTER (s = 1)::INTEGER AS qd,
+            coalesce(min(bh) FILTER ({app} AND c & 7 = {APP_ACCEPTED})
+                = min(bh) FILTER (s = 1), false) AS same
+        FROM r WHERE hk IN (SELECT hk FROM np) GROUP BY hk
+    """)
+
+
+def null_counts(con: Any) -> dict[str, int]:
+    """Malformed records and records without a key, per side."""
+    row = con.execute(f"""
+        SELECT count(*) FILTER (c & {APP_BAD} <> 0), count(*) FILTER (c & {QUEUE_BAD} <> 0),
+            count(*) FILTER (s = 0 AND c & {APP_BAD} = 0),
+            count(*) FILTER (s = 1 AND c & {QUEUE_BAD} = 0)
+        FROM r WHERE hk IS NULL
+    """).fetchone()
+    v = [int(x or 0) for x in (row or (0, 0, 0, 0))]
+    return {
+        "malformed_app": v[0],
+        "malformed_queue": v[1],
+        "unkeyed_app": v[2],
+        "unkeyed_queue": v[3],
+    }
+
+
+def hints(con: Any, side: int, hks: list[int], per_key: int) -> tuple[list[Any], dict[int, int]]:
+    """Where the scan saw the records of `hks` on one side (the earliest `per_key` of each):
+    (key hash, file index, rowid) rows, and how many each key has there."""
+    if not hks:
+        return [], {}
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted (hk UBIGINT)")
+    con.execute("INSERT INTO wanted SELECT unnest($1::UBIGINT[])", [[int(h) for h in hks]])
+    rows = con.execute(f"""
+        SELECT hk, f, rowid FROM r WHERE s = {side} AND hk IN (SELECT hk FROM wanted)
+        QUALIFY row_number() OVER (PARTITION BY hk ORDER BY t NULLS LAST) <= {per_key}
+    """).fetchall()
+    expected: Counter[int] = Counter(int(r[0]) for r in rows)
+    return rows, dict(expected)
+
+
+def _max(a: int | None, b: Any) -> int | None:
+    if b is None:
+        return a
+    return int(b) if a is None else max(a, int(b))
+
+
+def _min(a: int | None, b: Any) -> int | None:
+    if b is None:
+        return a
+    return int(b) if a is None else min(a, int(b))
