@@ -93,22 +93,24 @@ def _with_malformed(tmp_path: Path) -> tuple[Path, Path]:
         fh.write(b'{"v":1,"body":"\xff\xfe not utf-8","msec":"1"}\n')  # line 7
     queue = [json.dumps(message(f"m{n}", body(n), T0 + n, request_id=rid(n))) for n in range(4)]
     queue.append('{"MessageId": "x"}')  # no Body
+    queue.append('{"MessageId": "y", "Bo')  # torn: no MessageId either
     return app, write_lines(tmp_path / "q.jsonl", queue)
 
 
 def test_malformed_records_are_counted_and_located_by_file_and_line(tmp_path: Path) -> None:
     app, queue = _with_malformed(tmp_path)
     report = run_parity(f"nginx:{app}", f"jsonl:{queue}", ParityOptions())
-    assert report.counts["malformed"] == 4
+    assert report.counts["malformed"] == 5
+    assert report.counts["malformed_queue"] == 2
     assert report.counts["matched"] == 4 and report.verdict == "pass"
     where = " ".join(report.malformed_examples)
-    for expected in (f"{app}:3:", f"{app}:5:", f"{app}:7:", f"{queue}:5:"):
+    for expected in (f"{app}:3:", f"{app}:5:", f"{app}:7:", f"{queue}:5:", f"{queue}:6:"):
         assert expected in where
 
 
 def test_strict_makes_a_malformed_record_fatal(tmp_path: Path) -> None:
     app, queue = _with_malformed(tmp_path)
-    with pytest.raises(InputError, match="4 malformed record"):
+    with pytest.raises(InputError, match="5 malformed record"):
         run_parity(f"nginx:{app}", f"jsonl:{queue}", ParityOptions(strict=True))
 
 
