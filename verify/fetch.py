@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verify.tally import HK
+from verify.tally import HK, F
 
 MIN_BLOCK = 16 * 1024
 MAX_ANCHORS = 32768  # anchor lines read per file, at most
@@ -50,6 +50,7 @@ class Side:
     files: list[Path]
     rows_sql: Callable[[list[Path]], str]  # row SQL over some files (a private rejects table)
     key_sql: str  # the key over the row SQL's rid and body
+    rows: str  # the side's rows of the row table r (a rowid range)
     where: str  # which rows count (ok, and the time window)
     columns: tuple[str, ...]
     line_per_record: bool  # False for CSV (a quoted field may hold a newline)
@@ -162,7 +163,7 @@ def locate_anchors(
     table: dict[tuple[Any, Any, Any], list[int]] = {}
     for pos, hk, bh, t in con.execute(f"""
         SELECT rowid, hk, bh, t FROM r
-        WHERE s = {side.s} AND f = {f} AND hk IN (SELECT hk FROM ({ident}) WHERE hk IS NOT NULL)
+        WHERE {side.rows} AND {F} = {f} AND hk IN (SELECT hk FROM ({ident}) WHERE hk IS NOT NULL)
     """).fetchall():
         table.setdefault((hk, bh, t), []).append(int(pos))
     known = [

@@ -49,6 +49,7 @@ from verify.sources import (
 )
 from verify.tally import (
     BUCKET_MS,
+    FILES_MAX,
     HK,
     Bulk,
     Spread,
@@ -56,6 +57,7 @@ from verify.tally import (
     create_rows,
     hints,
     null_counts,
+    side_rows,
     spread,
     tally,
 )
@@ -362,8 +364,12 @@ def _run(
         None if until is None else until + grace_ms,
     )
     mark = time.monotonic()
-    files = max(len(app_files), len(queue_files))
-    create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows", files)
+    if max(len(app_files), len(queue_files)) >= FILES_MAX:
+        raise InputError(
+            f"{FILES_MAX} files or more on one side",
+            fix="merge the files, or compare in several runs with --since/--until",
+        )
+    app_rows = create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows")
     timings = {"scan": time.monotonic() - mark}
     mark = time.monotonic()
     bulk = tally(con)
@@ -378,8 +384,8 @@ def _run(
     first_seen = seen.oldest
     sides = _Sides(
         key,
-        _fetch_side("app", key_sql, app_win, app_files, app_spec, fields),
-        _fetch_side("queue", key_sql, queue_win, queue_files, None, fields),
+        _fetch_side("app", key_sql, app_win, app_files, app_spec, fields, app_rows),
+        _fetch_side("queue", key_sql, queue_win, queue_files, None, fields, app_rows),
         app_spec,
         app_files,
         queue_files,
@@ -448,6 +454,7 @@ def _fetch_side(
     files: list[Path],
     spec: SourceSpec | None,
     fields: AppFields,
+    app_rows: int,
 ) -> Side:
     """How verify/fetch.py finds records of one side: the scan's SQL over some files."""
     rows_sql: Callable[[list[Path]], str]
@@ -465,7 +472,8 @@ def _fetch_side(
         columns = ("src", "rid", "t_ms", "body", "mid", "replay")
         side, line_per_record = 1, True
     where = f"ok AND ({window})"
-    return Side(name, side, files, rows_sql, key_sql, where, columns, line_per_record)
+    rows = side_rows(side, app_rows)
+    return Side(name, side, files, rows_sql, key_sql, rows, where, columns, line_per_record)
 
 
 def _window_sql(col: str, lo: int | None, hi: int | None) -> str:
@@ -675,7 +683,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
             f"LIMIT {int(sides.options.missing_keys_cap)}"
         ).fetchall()
     ]
-    head = _matched_head(con, sides.key, app_win, n)
+    head = _matched_head(con, sides.key, app_win, sides.queue.rows, n)
     return _Picks(picked, candidates, mismatched, mism_total, missing, head)
 
 
@@ -684,7 +692,7 @@ def _fetch_records(
 ) -> dict[int, list[dict[str, Any]]]:
     """The records of `hks` on one side: every one (up to `per_key`) for the keys in
     `complete` (their bodies are compared), the earliest found for the others (a sample)."""
-    found_at, seen = hints(con, s, sorted(hks), per_key)
+    found_at, seen = hints(con, side.rows, sorted(hks), per_key)
     expected = {hk: (n if hk in complete else 1) for hk, n in seen.items()}
     return fetch(
         con,
@@ -767,7 +775,7 @@ def _key_text(
 
 
 def _matched_head(
-    con: Any, key: KeySpec, app_win: str, n: int
+    con: Any, key: KeySpec, app_win: str, queue_rows: str, n: int
 ) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
     """Matched samples from the first records of the app source (a read that stops early)."""
     if n <= 0:
@@ -789,7 +797,7 @@ def _matched_head(
     listed = ", ".join(str(int(r[0])) for r in rows)
     sent = dict(
         con.execute(
-            f"SELECT hk, min(t) FROM r WHERE s = 1 AND hk IN ({listed}) GROUP BY hk"
+            f"SELECT hk, min(t) FROM r WHERE {queue_rows} AND hk IN ({listed}) GROUP BY hk"
         ).fetchall()
     )
     out: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}

@@ -30,6 +30,17 @@ QUEUE_BAD = 64
 NO_TIME = 128
 PERFECT = "n = 2 AND o = 9 AND x = 0"  # one accepted app record + one message, same bytes
 
+# r has four columns, hk, bh, t and m (each column of r costs about half a second at 10 M +
+# 10 M records, whatever its width): m packs the class code, the file index and a 32-bit
+# MessageId hash (it only tells a key's few messages apart). These read them back.
+C = "(m & 255)"
+F = "((m >> 8) & 16777215)"
+MH = "(m >> 32)"
+FILES_MAX = 16_777_216
+_QUEUE_BITS = QUEUE | QUEUE_REPLAY | QUEUE_BAD
+IS_APP = f"(m & {_QUEUE_BITS} = 0)"
+IS_QUEUE = f"(m & {_QUEUE_BITS} <> 0)"
+
 BUCKET_MS = 60_000
 ROWS_PER_PARTITION = 2_500_000
 HK = "CASE WHEN k IS NULL THEN NULL ELSE hash(k) END"
@@ -53,22 +64,15 @@ class Spread:
 
 
 def create_rows(
-    con: Any,
-    key_sql: str,
-    app_where: str,
-    queue_where: str,
-    app_view: str,
-    queue_view: str,
-    files: int = 1,
-) -> None:
-    """Table r: one narrow row per record of both sides (malformed ones too, with no key).
+    con: Any, key_sql: str, app_where: str, queue_where: str, app_view: str, queue_view: str
+) -> int:
+    """Table r: one narrow row per record of both sides (malformed ones too, with no key), the
+    app's first; returns how many rows are the app's.
 
     The connection preserves insertion order, so r is in the order of the files' lines and a
-    row's rowid places it in its file (verify/fetch.py seeks with it). Every byte of a row is
-    paid 20 M times at 10 M callbacks, so the file index is as narrow as the file count allows
-    and the MessageId hash keeps 32 bits (it only tells a key's few messages apart).
+    row's rowid places it in its file (verify/fetch.py seeks with it), and a side is a range
+    of rowids, which DuckDB prunes by.
     """
-    file_type = "USMALLINT" if files < 65536 else "UINTEGER"
     no_time = f"CASE WHEN t_ms IS NULL THEN {NO_TIME} ELSE 0 END"
     app_code = (
         f"CASE WHEN NOT ok THEN {APP_BAD} WHEN cls = 'a' THEN {APP_ACCEPTED} "
@@ -79,21 +83,24 @@ def create_rows(
         f"ELSE {QUEUE_REPLAY} END"
     )
 
-    def rows(side: int, view: str, code: str, mid: str, where: str) -> str:
+    def rows(view: str, code: str, mid: str, where: str) -> str:
+        m = f"({code} | {no_time} | (f::UBIGINT << 8) | ({mid} << 32))"
         return f"""
-            SELECT {side}::UTINYINT AS s, f::{file_type} AS f,
-                CASE WHEN ok THEN {HK} END AS hk, hash(body) AS bh, t_ms AS t,
-                ({code} | {no_time})::UTINYINT AS c, {mid} AS mh
+            SELECT CASE WHEN ok THEN {HK} END AS hk, hash(body) AS bh, t_ms AS t,
+                {m}::UBIGINT AS m
             FROM (SELECT *, {key_sql} AS k FROM {view})
             WHERE NOT ok OR ({where})"""
 
-    con.execute(
-        "CREATE TEMP TABLE r AS " + rows(0, app_view, app_code, "NULL::UINTEGER", app_where)
-    )
-    con.execute(
-        "INSERT INTO r "
-        + rows(1, queue_view, queue_code, "(hash(mid) >> 32)::UINTEGER", queue_where)
-    )
+    con.execute("CREATE TEMP TABLE r AS " + rows(app_view, app_code, "0", app_where))
+    row = con.execute("SELECT count(*) FROM r").fetchone()
+    mid = "coalesce(hash(mid) >> 32, 0)"
+    con.execute("INSERT INTO r " + rows(queue_view, queue_code, mid, queue_where))
+    return int(row[0]) if row else 0
+
+
+def side_rows(side: int, app_rows: int) -> str:
+    """The rows of one side (0 app, 1 queue) as a rowid range."""
+    return f"rowid < {app_rows}" if side == 0 else f"rowid >= {app_rows}"
 
 
 def tally(con: Any, rows_per_partition: int = ROWS_PER_PARTITION) -> Bulk:
@@ -116,8 +123,8 @@ def tally(con: Any, rows_per_partition: int = ROWS_PER_PARTITION) -> Bulk:
                 SELECT CASE WHEN {PERFECT} THEN NULL ELSE hk END AS other,
                     CASE WHEN {PERFECT} THEN d END AS lag
                 FROM (
-                    SELECT hk, count(*) AS n, bit_or(c) AS o, bit_xor(bh) AS x,
-                        sum(CASE WHEN s = 0 THEN -t ELSE t END)::BIGINT AS d
+                    SELECT hk, count(*) AS n, bit_or({C}) AS o, bit_xor(bh) AS x,
+                        sum(CASE WHEN {IS_APP} THEN -t ELSE t END)::BIGINT AS d
                     FROM r WHERE {where} GROUP BY hk
                 )
             ) GROUP BY ALL
@@ -136,18 +143,18 @@ def tally(con: Any, rows_per_partition: int = ROWS_PER_PARTITION) -> Bulk:
 def spread(con: Any) -> Spread:
     """Accepted app records and messages per minute (of every key, and of the keys in np,
     which the caller replaces with their per-key view), the newest and the oldest."""
-    counted = f"hk IS NOT NULL AND (c & 7 = {APP_ACCEPTED} OR s = 1)"
+    counted = f"hk IS NOT NULL AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})"
     out = Spread()
     minute = f"t // {BUCKET_MS} * {BUCKET_MS}"
     for start, side, n, newest, oldest in con.execute(f"""
-        SELECT {minute}, s, count(*), max(t), min(t) FROM r
+        SELECT {minute}, {IS_QUEUE}::INTEGER, count(*), max(t), min(t) FROM r
         WHERE {counted} AND t IS NOT NULL GROUP BY ALL
     """).fetchall():
         out.minutes[(int(start), "app" if side == 0 else "queue")] += int(n)
         out.newest = _max(out.newest, newest)
         out.oldest = _min(out.oldest, oldest)
     for start, side, n in con.execute(f"""
-        SELECT {minute}, s, count(*) FROM r
+        SELECT {minute}, {IS_QUEUE}::INTEGER, count(*) FROM r
         WHERE {counted} AND t IS NOT NULL AND hk IN (SELECT hk FROM np) GROUP BY ALL
     """).fetchall():
         out.minutes[(int(start), "app" if side == 0 else "queue")] -= int(n)
@@ -156,22 +163,22 @@ def spread(con: Any) -> Spread:
 
 def create_detail(con: Any) -> None:
     """Table j: the full per-key detail of the keys that are not perfect."""
-    app = "s = 0"
+    app, queue, c = IS_APP, IS_QUEUE, C
     con.execute(f"""
         CREATE TEMP TABLE j AS
         SELECT hk,
-            count(*) FILTER ({app} AND c & 7 = {APP_ACCEPTED})::INTEGER AS an,
-            count(*) FILTER ({app} AND c & 7 = {APP_NOT_MIRRORED})::INTEGER AS anm,
-            count(*) FILTER ({app} AND c & 7 = {APP_REJECTED})::INTEGER AS arej,
-            min(bh) FILTER ({app} AND c & 7 = {APP_ACCEPTED}) AS ah,
-            min(t) FILTER ({app} AND c & 7 = {APP_ACCEPTED}) AS ta,
-            count(*) FILTER (s = 1)::INTEGER AS qn,
-            count(*) FILTER (s = 1 AND c & {QUEUE_REPLAY} <> 0)::INTEGER AS qrep,
-            min(bh) FILTER (s = 1) AS qh,
-            min(t) FILTER (s = 1) AS tq,
-            count(DISTINCT mh) FILTER (s = 1)::INTEGER AS qd,
-            coalesce(min(bh) FILTER ({app} AND c & 7 = {APP_ACCEPTED})
-                = min(bh) FILTER (s = 1), false) AS same
+            count(*) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED})::INTEGER AS an,
+            count(*) FILTER ({app} AND {c} & 7 = {APP_NOT_MIRRORED})::INTEGER AS anm,
+            count(*) FILTER ({app} AND {c} & 7 = {APP_REJECTED})::INTEGER AS arej,
+            min(bh) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED}) AS ah,
+            min(t) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED}) AS ta,
+            count(*) FILTER ({queue})::INTEGER AS qn,
+            count(*) FILTER ({queue} AND {c} & {QUEUE_REPLAY} <> 0)::INTEGER AS qrep,
+            min(bh) FILTER ({queue}) AS qh,
+            min(t) FILTER ({queue}) AS tq,
+            count(DISTINCT {MH}) FILTER ({queue})::INTEGER AS qd,
+            coalesce(min(bh) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED})
+                = min(bh) FILTER ({queue}), false) AS same
         FROM r WHERE hk IN (SELECT hk FROM np) GROUP BY hk
     """)
 
@@ -179,9 +186,9 @@ def create_detail(con: Any) -> None:
 def null_counts(con: Any) -> dict[str, int]:
     """Malformed records and records without a key, per side."""
     row = con.execute(f"""
-        SELECT count(*) FILTER (c & {APP_BAD} <> 0), count(*) FILTER (c & {QUEUE_BAD} <> 0),
-            count(*) FILTER (s = 0 AND c & {APP_BAD} = 0),
-            count(*) FILTER (s = 1 AND c & {QUEUE_BAD} = 0)
+        SELECT count(*) FILTER ({C} & {APP_BAD} <> 0), count(*) FILTER ({C} & {QUEUE_BAD} <> 0),
+            count(*) FILTER ({IS_APP} AND {C} & {APP_BAD} = 0),
+            count(*) FILTER ({IS_QUEUE} AND {C} & {QUEUE_BAD} = 0)
         FROM r WHERE hk IS NULL
     """).fetchone()
     v = [int(x or 0) for x in (row or (0, 0, 0, 0))]
@@ -193,15 +200,16 @@ def null_counts(con: Any) -> dict[str, int]:
     }
 
 
-def hints(con: Any, side: int, hks: list[int], per_key: int) -> tuple[list[Any], dict[int, int]]:
-    """Where the scan saw the records of `hks` on one side (the earliest `per_key` of each):
-    (key hash, file index, rowid) rows, and how many each key has there."""
+def hints(con: Any, among: str, hks: list[int], per_key: int) -> tuple[list[Any], dict[int, int]]:
+    """Where the scan saw the records of `hks` among the rows `among` (one side), the earliest
+    `per_key` of each: (key hash, file index, rowid) rows, and how many each key has there."""
     if not hks:
         return [], {}
     con.execute("CREATE OR REPLACE TEMP TABLE wanted (hk UBIGINT)")
     con.execute("INSERT INTO wanted SELECT unnest($1::UBIGINT[])", [[int(h) for h in hks]])
     rows = con.execute(f"""
-        SELECT hk, f, rowid FROM r WHERE s = {side} AND hk IN (SELECT hk FROM wanted)
+        SELECT hk, {F}, rowid FROM r
+        WHERE {among} AND hk IN (SELECT hk FROM wanted)
         QUALIFY row_number() OVER (PARTITION BY hk ORDER BY t NULLS LAST) <= {per_key}
     """).fetchall()
     expected: Counter[int] = Counter(int(r[0]) for r in rows)

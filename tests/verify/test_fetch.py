@@ -13,7 +13,7 @@ import pytest
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 from verify import fetch as F
 from verify.sources import AppFields, app_rows_sql, parse_source, queue_rows_sql, resolve_files
-from verify.tally import create_rows, hints
+from verify.tally import create_rows, hints, side_rows
 
 KEY = "nullif(rid, '')"
 N = 3000
@@ -32,7 +32,7 @@ class Scanned:
     def fetch(
         self, side: F.Side, numbers: list[int], stats: F.FetchStats, per_key: int = 3
     ) -> dict[int, list[dict[str, Any]]]:
-        rows, seen = hints(self.con, side.s, [self.hk(n) for n in numbers], per_key)
+        rows, seen = hints(self.con, side.rows, [self.hk(n) for n in numbers], per_key)
         found_at = [F.Hint(int(hk), int(f), int(pos)) for hk, f, pos in rows]
         return F.fetch(
             self.con, side, found_at, seen, per_key, self.tmp, min_block=4096, stats=stats
@@ -47,15 +47,18 @@ def scan(tmp: Path, app_target: str, queue_file: Path) -> Scanned:
     app_files = resolve_files(spec)
     con.execute(f"CREATE TEMP VIEW app_rows AS {app_rows_sql(spec, app_files, AppFields())}")
     con.execute(f"CREATE TEMP VIEW queue_rows AS {queue_rows_sql([queue_file])}")
-    create_rows(con, KEY, "true", "true", "app_rows", "queue_rows")
+    app_rows = create_rows(con, KEY, "true", "true", "app_rows", "queue_rows")
 
     def app_sql(files: list[Path]) -> str:
         return app_rows_sql(spec, files, AppFields(), rejects="rej_fetch_app")
 
     app_cols = ("src", "rid", "t_ms", "body", "cls")
     queue_cols = ("src", "rid", "t_ms", "body", "mid", "replay")
-    app = F.Side("app", 0, app_files, app_sql, KEY, "ok", app_cols, True)
-    queue = F.Side("queue", 1, [queue_file], queue_rows_sql, KEY, "ok", queue_cols, True)
+    app_side, queue_side = side_rows(0, app_rows), side_rows(1, app_rows)
+    app = F.Side("app", 0, app_files, app_sql, KEY, app_side, "ok", app_cols, True)
+    queue = F.Side(
+        "queue", 1, [queue_file], queue_rows_sql, KEY, queue_side, "ok", queue_cols, True
+    )
     return Scanned(con, app, queue, tmp)
 
 
@@ -94,7 +97,7 @@ def test_a_record_far_from_its_time_order_is_found_in_its_block(scanned: Scanned
 
 
 def test_a_record_not_in_its_block_is_found_by_reading_the_file_whole(scanned: Scanned) -> None:
-    rows, seen = hints(scanned.con, 0, [scanned.hk(10)], 3)
+    rows, seen = hints(scanned.con, scanned.app.rows, [scanned.hk(10)], 3)
     wrong_place = [F.Hint(int(hk), int(f), int(pos) + 2000) for hk, f, pos in rows]
     stats = F.FetchStats()
     found = F.fetch(
