@@ -2,10 +2,13 @@
 
 Reading the JSON is the cost no parity run can avoid (the floor of issue 4); everything after it
 has to be small next to it. So the scan keeps no text: each record becomes a narrow row of table
-``r`` (side, file index, key hash, body hash, time, class code, MessageId hash). Almost every key
-is then "one accepted app record, one message, the same bytes", which three cheap aggregates
-decide (count, bit_or of the class codes, bit_xor of the body hashes); those keys are only
-counted, with their lag and per-minute buckets, in partitions of the key hash so that the hash
+``r`` (key hash, body hash, time, and class code, file index and MessageId hash packed in one
+integer). Almost every key is then "one accepted app record, one message, the same bytes",
+which two cheap aggregates decide: the count, and the bit_xor over the key's rows of the body
+hash xor a hash of the class code, which is hash(accepted) xor hash(message) exactly when the
+two bodies are the same and the codes are those two (any other pair of codes gives another
+value: checked for every pair in the tests; different bodies give it with probability 2^-64).
+Those keys are only counted, with their lag, in partitions of the key hash so that the hash
 table stays small. The other keys (usually a handful) are listed in ``np`` and get the full
 per-key detail in table ``j``; their bodies are fetched afterwards (verify/fetch.py).
 
@@ -19,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-# class codes of a row (one bit each, so that bit_or tells which kinds a key has)
+# class codes of a row (one bit each, and a bit for "no time")
 APP_ACCEPTED = 1
 APP_NOT_MIRRORED = 2
 APP_REJECTED = 4
@@ -28,7 +31,9 @@ QUEUE_REPLAY = 16
 APP_BAD = 32
 QUEUE_BAD = 64
 NO_TIME = 128
-PERFECT = "n = 2 AND o = 9 AND x = 0"  # one accepted app record + one message, same bytes
+ROW_MARK = "xor(bh, hash(m & 255))"  # body hash xor a hash of the class code
+# one accepted app record and one message, with the same bytes
+PERFECT = f"n = 2 AND x = xor(hash({APP_ACCEPTED}::UBIGINT), hash({QUEUE}::UBIGINT))"
 
 # r has four columns, hk, bh, t and m (each column of r costs about half a second at 10 M +
 # 10 M records, whatever its width): m packs the class code, the file index and a 32-bit
@@ -123,7 +128,7 @@ def tally(con: Any, rows_per_partition: int = ROWS_PER_PARTITION) -> Bulk:
                 SELECT CASE WHEN {PERFECT} THEN NULL ELSE hk END AS other,
                     CASE WHEN {PERFECT} THEN d END AS lag
                 FROM (
-                    SELECT hk, count(*) AS n, bit_or({C}) AS o, bit_xor(bh) AS x,
+                    SELECT hk, count(*) AS n, bit_xor({ROW_MARK}) AS x,
                         sum(CASE WHEN {IS_APP} THEN -t ELSE t END)::BIGINT AS d
                     FROM r WHERE {where} GROUP BY hk
                 )
