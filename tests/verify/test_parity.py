@@ -232,3 +232,20 @@ def test_lag_quantiles_from_a_histogram_are_duckdbs_quantile_disc(
     row = con.execute(f"SELECT quantile_disc(x, {q}) FROM unnest({values}) t(x)").fetchone()
     con.close()
     assert row is not None and quantile_disc(Counter(values), q) == row[0]
+
+
+def test_inputs_far_larger_than_the_memory_limit_give_the_planted_answer(tmp_path: Path) -> None:
+    import duckdb
+
+    from bench.parity_data import expected, generate
+
+    n = 200_000  # about 220 MB of JSON lines against a 128 MB limit (the reader needs 64 MB)
+    con = duckdb.connect()
+    app, queue = generate(con, n, tmp_path / "data")
+    planted = expected(con, n)
+    con.close()
+    report = run_parity(
+        f"nginx:{app}", f"jsonl:{queue}", ParityOptions(grace_s=0, memory_limit="128MB")
+    )
+    assert {k: report.counts[k] for k in planted} == planted
+    assert len(report.samples["mismatched"]) == planted["mismatched"]

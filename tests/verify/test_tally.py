@@ -81,6 +81,14 @@ def test_only_one_accepted_record_and_one_message_with_the_same_bytes_is_perfect
     assert bulk.lags == Counter({40: 1, -10: 1})  # SentTimestamp - nginx time, per key
 
 
+def test_the_tally_passes_over_the_rows_once_per_partition_but_never_too_often() -> None:
+    assert tally.partitions(1_000, 2_500_000) == 1
+    assert tally.partitions(20_000_000, 2_500_000) == 8
+    assert tally.partitions(tally.PARTITIONS_MAX * 2_500_000, 2_500_000) == tally.PARTITIONS_MAX
+    # past that, r no longer fits in memory: one pass, DuckDB's aggregate spills by itself
+    assert tally.partitions(200_000_000, 2_500_000) == 1
+
+
 def test_the_detail_counts_each_side_of_the_other_keys(con: Any) -> None:
     tally.tally(con)
     tally.create_detail(con)
