@@ -46,7 +46,6 @@ class Side:
     """One side's inputs and how to read them (the same SQL as the scan)."""
 
     name: str  # "app" | "queue"
-    s: int  # the side's number in the row table
     files: list[Path]
     rows_sql: Callable[[list[Path]], str]  # row SQL over some files (a private rejects table)
     key_sql: str  # the key over the row SQL's rid and body

@@ -473,7 +473,7 @@ def _fetch_side(
         side, line_per_record = 1, True
     where = f"ok AND ({window})"
     rows = side_rows(side, app_rows)
-    return Side(name, side, files, rows_sql, key_sql, rows, where, columns, line_per_record)
+    return Side(name, files, rows_sql, key_sql, rows, where, columns, line_per_record)
 
 
 def _window_sql(col: str, lo: int | None, hi: int | None) -> str:
@@ -688,7 +688,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
 
 
 def _fetch_records(
-    con: Any, sides: _Sides, side: Side, s: int, hks: set[int], complete: set[int], per_key: int
+    con: Any, sides: _Sides, side: Side, hks: set[int], complete: set[int], per_key: int
 ) -> dict[int, list[dict[str, Any]]]:
     """The records of `hks` on one side: every one (up to `per_key`) for the keys in
     `complete` (their bodies are compared), the earliest found for the others (a sample)."""
@@ -722,11 +722,9 @@ def _second_read(
     per_key = 50 if candidates else 3
     complete = set(candidates)
     app_recs = _fetch_records(
-        con, sides, sides.app, 0, app_want | complete | set(picks.missing), complete, per_key
+        con, sides, sides.app, app_want | complete | set(picks.missing), complete, per_key
     )
-    queue_recs = _fetch_records(
-        con, sides, sides.queue, 1, queue_want | complete, complete, per_key
-    )
+    queue_recs = _fetch_records(con, sides, sides.queue, queue_want | complete, complete, per_key)
     sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     mismatched, mism_total = picks.mismatched, picks.mism_total
     if mismatched is None:

@@ -55,10 +55,8 @@ def scan(tmp: Path, app_target: str, queue_file: Path) -> Scanned:
     app_cols = ("src", "rid", "t_ms", "body", "cls")
     queue_cols = ("src", "rid", "t_ms", "body", "mid", "replay")
     app_side, queue_side = side_rows(0, app_rows), side_rows(1, app_rows)
-    app = F.Side("app", 0, app_files, app_sql, KEY, app_side, "ok", app_cols, True)
-    queue = F.Side(
-        "queue", 1, [queue_file], queue_rows_sql, KEY, queue_side, "ok", queue_cols, True
-    )
+    app = F.Side("app", app_files, app_sql, KEY, app_side, "ok", app_cols, True)
+    queue = F.Side("queue", [queue_file], queue_rows_sql, KEY, queue_side, "ok", queue_cols, True)
     return Scanned(con, app, queue, tmp)
 
 
