@@ -54,6 +54,12 @@ def _settings_options(func: Any) -> Any:
         click.option("--listen", help="Listen port to pick when several serve the path."),
         click.option("--backup-dir", help="Where the mirror engine keeps its backups."),
         click.option("--relay-socket", help="The mirror engine's relay socket (two-hop)."),
+        click.option(
+            "--stage-dns",
+            type=click.Choice(["runtime", "reload"]),
+            help="The mirror engine's --stage-dns (two-hop; default runtime).",
+        ),
+        click.option("--mirror-error-log", help="The mirror engine's --mirror-error-log."),
         click.option("--archive", help="Archive dir for the mirror-period messages (drain)."),
         click.option("--min-window", type=float, help="Parity window, seconds (default 3600)."),
         click.option("--min-events", type=int, help="Parity events (default 100)."),
@@ -70,8 +76,8 @@ def _settings_options(func: Any) -> Any:
 _SETTING_NAMES = (
     "config", "path", "stage_url", "domain_url", "domain_target", "queue", "endpoint_url", "region",
     "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
-    "backup_dir", "relay_socket", "archive", "min_window", "min_events", "quiet_period",
-    "probe_timeout", "parity_grace", "execution_log",
+    "backup_dir", "relay_socket", "stage_dns", "mirror_error_log", "archive", "min_window",
+    "min_events", "quiet_period", "probe_timeout", "parity_grace", "execution_log",
 )  # fmt: skip
 
 
@@ -82,7 +88,9 @@ def _pop_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     """File settings made absolute, so the journal works from any directory."""
     out = dict(values)
-    files = ("config", "parity_log", "nginx_log", "ca_file", "backup_dir", "archive")
+    files = (
+        "config", "parity_log", "nginx_log", "ca_file", "backup_dir", "archive", "mirror_error_log",
+    )  # fmt: skip
     for name in files:
         if out.get(name):
             out[name] = str(Path(out[name]).absolute())

@@ -107,8 +107,9 @@ def remove(settings: Settings, reload: bool) -> None:
         raise OperationError(f"mirror remove failed: {_tail(done)}")
 
 
-def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
-    """``hookshift mirror apply`` for a mirror or forward shape, toward its URL."""
+def apply_args(settings: Settings, shape: NginxShape) -> list[str]:
+    """The ``hookshift mirror apply`` arguments for a mirror or forward shape: every engine
+    option the operator chose at init goes through, so each stage writes what they planned."""
     assert shape.mode is not None and shape.target is not None
     config = settings.need("config", "to change nginx")
     path = settings.need("path", "to find the callback location")
@@ -117,16 +118,25 @@ def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
     args += ["--mode", shape.mode]
     for resolver in settings.resolvers:
         args += ["--resolver", resolver]
-    if settings.parity_log:
-        args += ["--parity-log", settings.parity_log]
-    if settings.ca_file:
-        args += ["--trusted-ca", settings.ca_file]
-    if settings.relay_socket:
-        args += ["--relay-socket", settings.relay_socket]
-    if settings.server_name:
-        args += ["--server-name", settings.server_name]
-    if settings.listen:
-        args += ["--listen", settings.listen]
+    optional = {
+        "--parity-log": settings.parity_log,
+        "--trusted-ca": settings.ca_file,
+        "--relay-socket": settings.relay_socket,
+        "--stage-dns": settings.stage_dns,
+        "--mirror-error-log": settings.mirror_error_log,
+        "--server-name": settings.server_name,
+        "--listen": settings.listen,
+    }
+    for flag, value in optional.items():
+        if value:
+            args += [flag, value]
+    return args
+
+
+def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
+    """``hookshift mirror apply`` for a mirror or forward shape, toward its URL."""
+    args = apply_args(settings, shape)
+    url = args[args.index("--stage-url") + 1]
     done = _hookshift([*args, *_engine_args(settings, reload)])
     if done.returncode != 0:
         raise OperationError(f"mirror apply ({shape.mode} -> {url}) failed: {_tail(done)}")

@@ -34,6 +34,8 @@ class Settings:
     listen: str | None = None
     backup_dir: str | None = None
     relay_socket: str | None = None  # the mirror engine's local relay (two-hop layout)
+    stage_dns: str | None = None  # mirror --stage-dns: runtime | reload (None: its default)
+    mirror_error_log: str | None = None  # mirror --mirror-error-log (None: its default)
     archive: str | None = None  # where the mirror-period messages are drained
     min_window: float = 3600.0
     min_events: int = 100

@@ -186,3 +186,34 @@ def test_init_rejects_bad_urls_and_paths_writing_nothing(
     done = _run("cutover", "init", "--state", str(state), *args)
     assert done.returncode == 2 and message in done.stderr
     assert not state.exists()
+
+
+def test_init_records_the_mirror_engine_options_each_stage_applies_with(
+    tmp_path: Path, config: Path
+) -> None:
+    from cutover.nginx_ops import SHAPES, apply_args
+    from cutover.settings import Settings
+
+    state = tmp_path / "cutover.jsonl"
+    done = _run("cutover", "init", "--state", str(state), "--config", str(config),
+                "--path", "/callback", "--stage-url", "https://abc.example.test/prod",
+                "--stage-dns", "reload", "--mirror-error-log", "mirror.err.log")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    status = _run("cutover", "status", "--state", str(state), "--format", "json")
+    recorded = json.loads(status.stdout)["settings"]
+    assert recorded["stage_dns"] == "reload"
+    assert Path(recorded["mirror_error_log"]).is_absolute()
+    args = apply_args(Settings.from_json(recorded), SHAPES["mirror-stage"])
+    assert args[args.index("--stage-dns") + 1] == "reload"
+    assert args[args.index("--mirror-error-log") + 1] == recorded["mirror_error_log"]
+    # a journal written before these options existed still applies with the engine's defaults
+    older = {k: v for k, v in recorded.items() if k not in ("stage_dns", "mirror_error_log")}
+    default_args = apply_args(Settings.from_json(older), SHAPES["mirror-stage"])
+    assert "--stage-dns" not in default_args and "--mirror-error-log" not in default_args
+
+
+def test_a_bad_stage_dns_choice_is_a_usage_error(tmp_path: Path, config: Path) -> None:
+    done = _run("cutover", "init", "--state", str(tmp_path / "s.jsonl"), "--config", str(config),
+                "--path", "/callback", "--stage-dns", "sometimes")  # fmt: skip
+    assert done.returncode == 2
+    assert "--stage-dns" in done.stderr
