@@ -176,6 +176,16 @@ class Index:
         return self.upstreams.get(target.host)
 
     @cached_property
+    def upstream_passes(self) -> tuple[tuple[Directive, Chain], ...]:
+        """Every http ``proxy_pass``, ``fastcgi_pass``, ``uwsgi_pass``, ``scgi_pass`` and
+        ``grpc_pass`` with its enclosing blocks: all resolve a variable host the same way."""
+        return tuple(
+            (d, parents)
+            for d, parents in self.config.walk()
+            if d.name in PASS_DIRECTIVES and parents and parents[0].name == "http" and d.args
+        )
+
+    @cached_property
     def proxy_passes(self) -> tuple[tuple[Directive, Chain], ...]:
         """Every http ``proxy_pass`` with its enclosing blocks (outermost first)."""
         return tuple(
@@ -257,6 +267,15 @@ def _regex_matches(pattern: str, uri: str, ignore_case: bool) -> bool:
 # Variables whose value starts with "/" or "?": a host literal right before them is complete.
 _PATH_VARIABLES = ("request_uri", "uri", "document_uri", "is_args", "args", "query_string")
 _PROXY_RE = re.compile(r"^(?P<scheme>[a-zA-Z]+)://(?P<rest>.*)$")
+PASS_DIRECTIVES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass")
+
+
+def pass_url(name: str, arg: str) -> str:
+    """A ``*_pass`` argument as a URL: fastcgi, scgi, uwsgi and grpc may leave out the scheme
+    (``fastcgi_pass php:9000``), which parse_proxy_pass needs."""
+    if name == "proxy_pass" or "://" in arg:
+        return arg
+    return f"{name.split('_', 1)[0]}://{arg}"
 
 
 def parse_proxy_pass(arg: str) -> ProxyTarget | None:

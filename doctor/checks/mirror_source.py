@@ -73,6 +73,8 @@ def mirror_never_runs(index: Index) -> Iterator[Finding]:
                 ),
                 fix="mirror in the location that proxies the callback to the app",
             )
+        for block in (server.directive, source.directive):
+            yield from _returns_in_if(index, block, source, mirrors)
         for d in index.own(source.directive, "rewrite"):
             why = _ends_rewrite(d)
             if why is None:
@@ -89,6 +91,31 @@ def mirror_never_runs(index: Index) -> Iterator[Finding]:
                 fix="put the mirror in the location the request ends up in, or use `break`",
             )
         yield from _access_phase(index, source, mirrors)
+
+
+def _returns_in_if(
+    index: Index, block: Directive, source: Location, mirrors: str
+) -> Iterator[Finding]:
+    """``if (...) { return ...; }`` answers the requests that match before the mirror runs.
+
+    Often on purpose (``if ($request_method != POST) { return 405; }``), so it is told, not
+    blamed: those requests reach neither the app nor the queue, and parity counts them as
+    not mirrored.
+    """
+    for cond in index.own(block, "if"):
+        for d in index.own(cond, "return"):
+            yield Finding(
+                code="mirror-skipped-if",
+                severity=Severity.INFO,
+                where=d.where,
+                message=(
+                    f"requests that match `if ({' '.join(cond.args)})` are answered by "
+                    f"`return {' '.join(d.args)}` in the rewrite phase, before {mirrors} in "
+                    f"{source.label} runs: they are not copied (nor sent to the app)"
+                ),
+                fix="nothing if those requests are not callbacks; otherwise let them through "
+                "to the location that proxies and mirrors",
+            )
 
 
 def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Finding]:

@@ -10,46 +10,50 @@ import re
 from collections.abc import Iterator
 
 from doctor.findings import Finding, Severity
-from doctor.model import Chain, Index, ProxyTarget, is_aws_host, parse_proxy_pass
+from doctor.model import Chain, Index, ProxyTarget, is_aws_host, parse_proxy_pass, pass_url
 from nginx.config import Directive
 
 
 def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
-    """A ``proxy_pass`` with variables resolves its host per request, through ``resolver`` only.
+    """A ``proxy_pass`` (or fastcgi/uwsgi/scgi/grpc_pass) with variables resolves its host per
+    request, through ``resolver`` only.
 
     nginx does not use /etc/hosts or the system resolver then; without a ``resolver`` in scope
     every request fails with ``no resolver defined to resolve HOST`` (the seed's error) and a
     502, and ``nginx -t`` says nothing because nothing is resolved at load time.
     """
-    for d, chain in index.proxy_passes:
-        target = parse_proxy_pass(d.args[0])
+    for d, chain in index.upstream_passes:
+        url = pass_url(d.name, d.args[0])
+        target = parse_proxy_pass(url)
         if target is None or not target.has_variables or target.is_ip:
             continue
         if index.upstream_for(target) is not None or index.value(chain, "resolver") is not None:
             continue
+        code = d.name.replace("_", "-") + "-no-resolver"
+        shown = f"`{d.name} {d.args[0]}`"
         if target.host is None:
-            if _variable_host_needs_no_dns(index, d.args[0], chain):
+            if _variable_host_needs_no_dns(index, url, chain):
                 continue
             yield Finding(
-                code="proxy-pass-no-resolver",
+                code=code,
                 severity=Severity.WARNING,
                 where=d.where,
                 message=(
-                    f"`proxy_pass {d.args[0]}` takes its host from a variable and no `resolver` "
+                    f"{shown} takes its host from a variable and no `resolver` "
                     "is in scope (http/server/location): unless the value is always an IP "
                     "address or an `upstream` name, each request fails at run time with `no "
                     "resolver defined to resolve ...` and a 502; `nginx -t` does not catch this"
                 ),
                 fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to "
-                "this location (or its server/http block), or proxy to an `upstream`",
+                f"this location (or its server/http block), or point {d.name} to an `upstream`",
             )
         else:
             yield Finding(
-                code="proxy-pass-no-resolver",
+                code=code,
                 severity=Severity.ERROR,
                 where=d.where,
                 message=(
-                    f"`proxy_pass {d.args[0]}` has variables, so nginx resolves {target.host} "
+                    f"{shown} has variables, so nginx resolves {target.host} "
                     "per request, and no `resolver` is in scope (http/server/location): every "
                     f"request fails at run time with `no resolver defined to resolve "
                     f"{target.host}` and a 502 (for a mirror: every copy is lost, silently); "

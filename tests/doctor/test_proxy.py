@@ -137,3 +137,28 @@ def test_host_variable_mapped_to_upstreams_needs_no_resolver_unless_one_is_a_nam
     assert "proxy-pass-no-resolver" not in codes(diagnose_http(config))
     by_name = config.replace("green green;", "green green.internal;")
     assert "proxy-pass-no-resolver" in codes(diagnose_http(by_name))
+
+
+def test_fastcgi_uwsgi_scgi_and_grpc_pass_need_a_resolver_for_variable_hosts_too(
+    diagnose_http: Diagnose,
+) -> None:
+    config = """
+    upstream php { server 127.0.0.1:9000; }
+    server {
+        listen 8081;
+        location /a { set $b php.internal:9000; fastcgi_pass $b; }
+        location /b { grpc_pass grpc://$host:50051; }
+        location /c { uwsgi_pass uwsgi://$http_x_app; }
+        location /d { set $b php; fastcgi_pass $b; }
+        location /e { set $b 10.0.0.7:9000; scgi_pass $b; }
+        location /f { fastcgi_pass unix:/run/php/php-fpm.sock; }
+        location /g { resolver 10.0.0.2; set $b php.internal:9000; fastcgi_pass $b; }
+        location /h { fastcgi_pass php.internal:9000; }
+    }
+    """
+    found = {f.code: f for f in diagnose_http(config) if f.code.endswith("-no-resolver")}
+    flagged = sorted(f.where for f in diagnose_http(config) if f.code.endswith("-no-resolver"))
+    assert set(found) == {"fastcgi-pass-no-resolver", "grpc-pass-no-resolver",
+                          "uwsgi-pass-no-resolver"}  # fmt: skip
+    assert len(flagged) == 3  # /a, /b, /c: not an upstream name, an IP, a socket, in scope
+    assert "`fastcgi_pass $b`" in found["fastcgi-pass-no-resolver"].message

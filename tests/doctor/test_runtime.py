@@ -218,3 +218,51 @@ def test_rewrite_last_leaves_before_the_mirror_break_stays_as_doctor_says(
     assert "/copy/last" not in {p for p, _ in seen}
     findings = [f for f in diagnose_file(config) if f.code == "mirror-never-runs"]
     assert len(findings) == 1 and "location /last" in findings[0].message
+
+
+def test_fastcgi_pass_with_a_variable_host_and_no_resolver_fails_as_doctor_says(
+    run_nginx: RunNginx,
+) -> None:
+    port, config = run_nginx(
+        """
+        server {
+            listen 127.0.0.1:{port};
+            location /callback {
+                set $php php.internal.test:9000;
+                fastcgi_temp_path fastcgi;
+                fastcgi_pass $php;
+            }
+        }
+        """
+    )
+    assert get(port, "/callback") == 502
+    error_log = (config.parent / "error.log").read_text()
+    assert "no resolver defined to resolve php.internal.test" in error_log
+    assert only(diagnose_file(config), "fastcgi-pass-no-resolver")
+
+
+def test_return_inside_if_skips_the_mirror_for_matching_requests_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen]
+) -> None:
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            location /callback {{
+                if ($arg_probe) {{ return 204; }}
+                mirror /_m;
+                proxy_pass http://127.0.0.1:{app_port};
+            }}
+            location = /_m {{ internal; proxy_pass http://127.0.0.1:{app_port}/copy$request_uri; }}
+        }}
+        """
+    )
+    assert get(port, "/callback?probe=1") == 204
+    assert get(port, "/callback?n=2") == 200
+    wait_for(lambda: "/copy/callback?n=2" in {p for p, _ in seen}, "the copy of n=2")
+    assert not [p for p, _ in seen if "probe" in p]  # neither copied nor sent to the app
+    finding = only(diagnose_file(config), "mirror-skipped-if")
+    assert finding.severity.name == "INFO"
+    assert "`if ($arg_probe)`" in finding.message and "`return 204`" in finding.message
+    assert "mirror-never-runs" not in {f.code for f in diagnose_file(config)}
