@@ -107,23 +107,6 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-def test_no_resolver_fails_at_run_time_as_doctor_says(run_nginx: RunNginx) -> None:
-    port, config = run_nginx(
-        """
-        server {
-            listen 127.0.0.1:{port};
-            location /callback {
-                proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri;
-            }
-        }
-        """
-    )
-    assert get(port, "/callback") == 502
-    error_log = (config.parent / "error.log").read_text()
-    assert "no resolver defined to resolve abc123.execute-api" in error_log
-    assert only(diagnose_file(config), "proxy-pass-no-resolver")
-
-
 def test_location_proxy_set_header_drops_the_servers_as_doctor_says(
     run_nginx: RunNginx, backend: tuple[int, Seen]
 ) -> None:
@@ -220,25 +203,36 @@ def test_rewrite_last_leaves_before_the_mirror_break_stays_as_doctor_says(
     assert len(findings) == 1 and "location /last" in findings[0].message
 
 
-def test_fastcgi_pass_with_a_variable_host_and_no_resolver_fails_as_doctor_says(
-    run_nginx: RunNginx,
+@pytest.mark.parametrize(
+    ("location", "host", "code"),
+    [
+        (
+            "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/dev$request_uri;",
+            "abc123.execute-api",
+            "proxy-pass-no-resolver",
+        ),
+        (
+            "set $php php.internal.test:9000; fastcgi_temp_path fastcgi; fastcgi_pass $php;",
+            "php.internal.test",
+            "fastcgi-pass-no-resolver",
+        ),
+    ],
+)
+def test_no_resolver_fails_at_run_time_as_doctor_says(
+    run_nginx: RunNginx, location: str, host: str, code: str
 ) -> None:
     port, config = run_nginx(
-        """
-        server {
-            listen 127.0.0.1:{port};
-            location /callback {
-                set $php php.internal.test:9000;
-                fastcgi_temp_path fastcgi;
-                fastcgi_pass $php;
-            }
-        }
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            location /callback {{ {location} }}
+        }}
         """
     )
     assert get(port, "/callback") == 502
     error_log = (config.parent / "error.log").read_text()
-    assert "no resolver defined to resolve php.internal.test" in error_log
-    assert only(diagnose_file(config), "fastcgi-pass-no-resolver")
+    assert f"no resolver defined to resolve {host}" in error_log
+    assert only(diagnose_file(config), code)
 
 
 def test_return_inside_if_skips_the_mirror_for_matching_requests_as_doctor_says(
