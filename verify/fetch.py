@@ -54,6 +54,14 @@ class Side:
     columns: tuple[str, ...]
     line_per_record: bool  # False for CSV (a quoted field may hold a newline)
 
+    def keyed_sql(self, files: list[Path], where: str = "true") -> str:
+        """The rows of `files` that count (and match `where`), with their key k and its hash."""
+        return f"""
+            SELECT *, {HK} AS hk FROM (
+                SELECT *, {self.key_sql} AS k FROM ({self.rows_sql(files)})
+                WHERE {self.where} AND ({where})
+            )"""
+
 
 @dataclass(frozen=True)
 class Anchors:
@@ -197,11 +205,8 @@ def _read(
         return {}
     cols = ", ".join(side.columns)
     rows = con.execute(f"""
-        SELECT hk, k, {cols} FROM (
-            SELECT *, {HK} AS hk FROM (
-                SELECT *, {side.key_sql} AS k FROM ({side.rows_sql(files)}) WHERE {side.where}
-            )
-        ) WHERE hk IN {_in_list(con, side, hks)}
+        SELECT hk, k, {cols} FROM ({side.keyed_sql(files)})
+        WHERE hk IN {_in_list(con, side, hks)}
         QUALIFY row_number() OVER (PARTITION BY hk ORDER BY t_ms NULLS LAST, src) <= {per_key}
     """).fetchall()
     names = ("hk", "k", *side.columns)

@@ -301,6 +301,11 @@ def run_parity(
         if app_spec.kind == "csv":
             _check_csv_fields(app_spec, app_files, options.app_fields)
         queue_files, doc_problems = _queue_files(queue_spec, options, tmp)
+        if max(len(app_files), len(queue_files)) >= FILES_MAX:
+            raise InputError(
+                f"{FILES_MAX} files or more on one side",
+                fix="merge the files, or compare in several runs with --since/--until",
+            )
         con = _connect(options, tmp)
         try:
             return _run(
@@ -364,11 +369,6 @@ def _run(
         None if until is None else until + grace_ms,
     )
     mark = time.monotonic()
-    if max(len(app_files), len(queue_files)) >= FILES_MAX:
-        raise InputError(
-            f"{FILES_MAX} files or more on one side",
-            fix="merge the files, or compare in several runs with --since/--until",
-        )
     app_rows = create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows")
     timings = {"scan": time.monotonic() - mark}
     mark = time.monotonic()
@@ -386,9 +386,6 @@ def _run(
         key,
         _fetch_side("app", key_sql, app_win, app_files, app_spec, fields, app_rows),
         _fetch_side("queue", key_sql, queue_win, queue_files, None, fields, app_rows),
-        app_spec,
-        app_files,
-        queue_files,
         options,
         tmp,
     )
@@ -576,9 +573,6 @@ class _Sides:
     key: KeySpec
     app: Side
     queue: Side
-    app_spec: SourceSpec
-    app_files: list[Path]
-    queue_files: list[Path]
     options: ParityOptions
     tmp: Path
 
@@ -604,20 +598,17 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
     Key order differences count as mismatches on this path (JSON is minified, not sorted).
     """
     canon = "hash(CASE WHEN json_valid(body) THEN json(body)::VARCHAR ELSE body END)"
-    ksql = sides.key.sql("rid", "body")
-    app, queue = sides.app, sides.queue
+
+    def hashes(side: Side, where: str = "true") -> str:
+        return f"""
+            SELECT hk, list_distinct(list({canon})) AS hs
+            FROM ({side.keyed_sql(side.files, where)})
+            WHERE hk IN (SELECT hk FROM cand) GROUP BY hk"""
+
     con.execute("CREATE TEMP TABLE cand AS SELECT hk FROM c WHERE cls = 'both' AND NOT same")
     con.execute(f"""
         CREATE TEMP TABLE mism AS
-        WITH a AS (SELECT hk, list_distinct(list({canon})) AS hs FROM (
-                SELECT *, {HK} AS hk FROM (SELECT *, {ksql} AS k FROM ({app.rows_sql(app.files)})
-                    WHERE {app.where} AND cls = 'a'))
-            WHERE hk IN (SELECT hk FROM cand) GROUP BY hk),
-        q AS (SELECT hk, list_distinct(list({canon})) AS hs FROM (
-                SELECT *, {HK} AS hk FROM (
-                    SELECT *, {ksql} AS k FROM ({queue.rows_sql(queue.files)})
-                    WHERE {queue.where}))
-            WHERE hk IN (SELECT hk FROM cand) GROUP BY hk)
+        WITH a AS ({hashes(sides.app, "cls = 'a'")}), q AS ({hashes(sides.queue)})
         SELECT a.hk FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
     """)
     row = con.execute("SELECT count(*) FROM mism").fetchone()
@@ -688,7 +679,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
 
 
 def _fetch_records(
-    con: Any, sides: _Sides, side: Side, hks: set[int], complete: set[int], per_key: int
+    con: Any, side: Side, hks: set[int], complete: set[int], per_key: int, tmp: Path
 ) -> dict[int, list[dict[str, Any]]]:
     """The records of `hks` on one side: every one (up to `per_key`) for the keys in
     `complete` (their bodies are compared), the earliest found for the others (a sample)."""
@@ -700,7 +691,7 @@ def _fetch_records(
         [Hint(int(hk), int(f), int(pos)) for hk, f, pos in found_at],
         expected,
         per_key,
-        sides.tmp,
+        tmp,
     )
 
 
@@ -721,10 +712,11 @@ def _second_read(
     queue_want = {k for c, ks in picked.items() if c not in _APP_SIDE for k in ks}
     per_key = 50 if candidates else 3
     complete = set(candidates)
-    app_recs = _fetch_records(
-        con, sides, sides.app, app_want | complete | set(picks.missing), complete, per_key
+    app_want |= complete | set(picks.missing)
+    app_recs = _fetch_records(con, sides.app, app_want, complete, per_key, sides.tmp)
+    queue_recs = _fetch_records(
+        con, sides.queue, queue_want | complete, complete, per_key, sides.tmp
     )
-    queue_recs = _fetch_records(con, sides, sides.queue, queue_want | complete, complete, per_key)
     sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     mismatched, mism_total = picks.mismatched, picks.mism_total
     if mismatched is None:

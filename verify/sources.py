@@ -333,10 +333,7 @@ def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | 
         if "msec" not in obj:
             return "no msec"
         return None
-    value: Any = obj
-    for seg in fields.body.split("."):
-        value = value.get(seg) if isinstance(value, dict) else None
-    return None if value is not None else f"no {fields.body} field"
+    return None if _dig(obj, fields.body.split(".")) is not None else f"no {fields.body} field"
 
 
 def locate_malformed(
@@ -376,10 +373,13 @@ def carries_request_ids(
                 obj: Any = json.loads(line)
             except ValueError:
                 continue
-            for path in paths:
-                value: Any = obj
-                for seg in path:
-                    value = value.get(seg) if isinstance(value, dict) else None
-                if value is not None and value != "":
-                    return True
+            if any(_dig(obj, path) not in (None, "") for path in paths):
+                return True
     return False
+
+
+def _dig(obj: Any, path: list[str]) -> Any:
+    """``obj[a][b]...`` for a dotted field name, None where a step is missing."""
+    for seg in path:
+        obj = obj.get(seg) if isinstance(obj, dict) else None
+    return obj

@@ -164,18 +164,14 @@ def spread(con: Any) -> Spread:
     counted = f"hk IS NOT NULL AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})"
     out = Spread()
     minute = f"t // {BUCKET_MS} * {BUCKET_MS}"
-    for start, side, n, newest, oldest in con.execute(f"""
-        SELECT {minute}, {IS_QUEUE}::INTEGER, count(*), max(t), min(t) FROM r
+    for start, side, n, in_np, newest, oldest in con.execute(f"""
+        SELECT {minute}, {IS_QUEUE}::INTEGER, count(*), count(np.hk), max(t), min(t)
+        FROM r LEFT JOIN np USING (hk)
         WHERE {counted} AND t IS NOT NULL GROUP BY ALL
     """).fetchall():
-        out.minutes[(int(start), "app" if side == 0 else "queue")] += int(n)
+        out.minutes[(int(start), "app" if side == 0 else "queue")] += int(n) - int(in_np)
         out.newest = _max(out.newest, newest)
         out.oldest = _min(out.oldest, oldest)
-    for start, side, n in con.execute(f"""
-        SELECT {minute}, {IS_QUEUE}::INTEGER, count(*) FROM r
-        WHERE {counted} AND t IS NOT NULL AND hk IN (SELECT hk FROM np) GROUP BY ALL
-    """).fetchall():
-        out.minutes[(int(start), "app" if side == 0 else "queue")] -= int(n)
     return out
 
 
