@@ -120,11 +120,52 @@ def test_gzip_files_are_read_whole_and_only_they(tmp_path: Path) -> None:
 
 def test_a_block_runs_from_the_last_anchor_at_or_before_a_place_to_the_next() -> None:
     anchors = F.Anchors(size=1000, positions=[10, 20, 30], offsets=[100, 200, 300])
-    assert F.block_of(anchors, 5) == (0, 100)
-    assert F.block_of(anchors, 10) == (100, 200)
-    assert F.block_of(anchors, 29) == (200, 300)
-    assert F.block_of(anchors, 99) == (300, 1000)
-    assert F.block_of(F.Anchors(1000, [], []), 7) == (0, 1000)
+    assert F.blocks_of(anchors, 5) == [(0, 100)]
+    assert F.blocks_of(anchors, 10) == [(100, 200)]
+    assert F.blocks_of(anchors, 29) == [(200, 300)]
+    assert F.blocks_of(anchors, 99) == [(300, 1000)]
+    assert F.blocks_of(F.Anchors(1000, [], []), 7) == [(0, 1000)]
+
+
+def test_where_a_run_of_rows_ends_a_record_is_within_reach_of_either_anchor() -> None:
+    # rows 0-19 hold the second half of the file (one thread), rows 20-39 the first half
+    anchors = F.Anchors(size=1000, positions=[0, 10, 20, 30], offsets=[500, 750, 0, 250], reach=100)
+    assert F.blocks_of(anchors, 5) == [(500, 750)]
+    assert F.blocks_of(anchors, 15) == [(750, 850)]  # nothing before the first line
+    assert F.blocks_of(anchors, 25) == [(0, 250)]
+    assert F.blocks_of(anchors, 35) == [(250, 350)]
+
+
+def test_records_are_found_in_their_blocks_when_the_rows_are_in_two_runs(tmp_path: Path) -> None:
+    write_lines(tmp_path / "p.log", [nginx_line(rid(n), T0 + n, body(n)) for n in range(N)])
+    write_messages(tmp_path / "q.jsonl", [message("m", body(1), T0, request_id=rid(1))])
+    scanned = scan(tmp_path, str(tmp_path / "p.log"), tmp_path / "q.jsonl")
+    # what two threads writing without order can leave: the file's second half first
+    scanned.con.execute(f"""
+        CREATE TEMP TABLE runs AS SELECT * FROM r
+        ORDER BY {scanned.app.rows.replace("<", ">=")}, rowid < {N // 2}, rowid""")
+    scanned.con.execute("DROP TABLE r")
+    scanned.con.execute("ALTER TABLE runs RENAME TO r")
+    wanted = [0, 1, 1234, N // 2 - 1, N // 2, N // 2 + 1, 2998, N - 1]
+    for n in wanted:
+        rows, seen = hints(scanned.con, scanned.app.rows, [scanned.hk(n)], 1)
+        stats = F.FetchStats()
+        found_at = [F.Hint(int(hk), int(f), int(pos)) for hk, f, pos in rows]
+        found = F.fetch(
+            scanned.con,
+            scanned.app,
+            found_at,
+            seen,
+            1,
+            tmp_path,
+            min_block=4096,
+            reach=0,
+            stats=stats,
+        )
+        assert found[scanned.hk(n)][0]["body"] == body(n)
+        assert stats.files_read_whole == []
+        assert 0 < stats.window_bytes < scanned.app.files[0].stat().st_size // 4
+    scanned.con.close()
 
 
 def test_overlapping_blocks_are_read_once() -> None:
