@@ -11,9 +11,8 @@ found is exactly what a full read finds.
 The row table is written by parallel threads without ordering (ordering it cost 3 s of a 14 s
 scan at 10 M + 10 M records, measured): each thread appends the blocks of lines it parsed, in
 file order, so the rows form a few runs, each in file order with gaps where another thread's
-blocks were. Between two anchors of the same run, a record lies between their offsets; where a
-run ends between two anchors, the record is at most a parse block away from the anchor of its
-own run (see `blocks_of`). Files that cannot be cut at line boundaries (gzip, CSV with quoted
+blocks were. An anchor line at every block boundary then bounds each record on both sides in
+its own run (see `blocks_of`). Files that cannot be cut at line boundaries (gzip, CSV with quoted
 newlines) and records not found where expected are read whole, but only the files that hold
 them: slower, never wrong.
 """
@@ -24,6 +23,7 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,9 @@ MAX_ANCHORS = 32768  # anchor lines read per file, at most
 # anchors that their cost equals the blocks' is the cheapest, sqrt(wanted * size / 10 kB).
 ANCHOR_COST_BYTES = 10_000
 LITERAL_MAX = 20_000  # wanted keys as an IN list up to this many, else a table
-# Where a run ends between two anchors, a record can be this much more than a block from the
-# anchor of its run: one piece of the file that a thread parsed (DuckDB's JSON reader hands out
-# about 16 MiB at a time).
-RUN_REACH = 32 * 1024 * 1024
+# At most this many bytes between anchors, so that every piece of a file that one thread parses
+# (DuckDB's JSON reader hands out about 16 MiB at a time) holds at least two anchor lines.
+MAX_BLOCK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,10 @@ class Anchors:
     size: int
     positions: list[int]  # increasing
     offsets: list[int]  # same length; increasing within a run of the row table
-    reach: int = RUN_REACH  # bytes from a run's last (first) anchor to its end (start), at most
+
+    @cached_property
+    def in_file_order(self) -> list[int]:
+        return sorted(self.offsets)
 
 
 @dataclass
@@ -97,26 +99,32 @@ class FetchStats:
 def block_size(size: int, wanted: int, min_block: int = MIN_BLOCK) -> int:
     """Bytes between anchors for `wanted` records in a file of `size` bytes."""
     anchors = min(MAX_ANCHORS, max(1, math.isqrt(wanted * size // ANCHOR_COST_BYTES)))
-    return max(min_block, -(-size // anchors))
+    return min(MAX_BLOCK, max(min_block, -(-size // anchors)))
 
 
 def blocks_of(anchors: Anchors, pos: int) -> list[tuple[int, int]]:
-    """The bytes that hold the record at row `pos`: between the last anchor at or before it
-    and the next one when both are of one run (their offsets increase); else a reach after
-    the first and a reach before the second, one of which is the record's run."""
+    """The bytes that hold the record at row `pos`.
+
+    Let lo be the last anchor at or before `pos` in the row table and hi the next one. The
+    record is in the run of lo, after it, or in the run of hi, before it. Whichever it is, no
+    anchor of its run lies between it and that anchor in the file, so it is before the next
+    anchor line of the file after lo, or after the one before hi (each piece a thread parses
+    holds anchors: MAX_BLOCK). When lo and hi are neighbours in the file, both are one block.
+    """
     i = bisect.bisect_right(anchors.positions, pos) - 1
     lo = anchors.offsets[i] if i >= 0 else None
     hi = anchors.offsets[i + 1] if i + 1 < len(anchors.offsets) else None
     if lo is None and hi is None:
         return [(0, anchors.size)]
-    if lo is not None and hi is not None and lo < hi:
-        return [(lo, hi)]
+    in_file = anchors.in_file_order
     ranges = []
     if lo is not None:
-        ranges.append((lo, min(anchors.size, lo + anchors.reach)))
+        after = bisect.bisect_right(in_file, lo)
+        ranges.append((lo, in_file[after] if after < len(in_file) else anchors.size))
     if hi is not None:
-        ranges.append((max(0, hi - anchors.reach), hi))
-    return [(start, end) for start, end in ranges if start < end]
+        before = bisect.bisect_left(in_file, hi) - 1
+        ranges.append((in_file[before] if before >= 0 else 0, hi))
+    return sorted(set(ranges))
 
 
 def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -174,19 +182,12 @@ def anchor_lines(
 
 
 def locate_anchors(
-    con: Any,
-    side: Side,
-    f: int,
-    tmp: Path,
-    wanted: int,
-    min_block: int = MIN_BLOCK,
-    reach: int = RUN_REACH,
+    con: Any, side: Side, f: int, tmp: Path, wanted: int, min_block: int = MIN_BLOCK
 ) -> Anchors | None:
     """Anchor lines of file `f` with their places in the row table; None when unusable."""
     size, offsets, lines = anchor_lines(side.files[f], wanted, min_block)
-    reach += 2 * block_size(size, wanted, min_block)  # an anchor is a line past its boundary
     if not lines:
-        return Anchors(size, [], [], reach)
+        return Anchors(size, [], [])
     probe = tmp / f"anchors-{side.name}-{f}.jsonl"
     probe.write_bytes(b"".join(lines))
     ident = f"""
@@ -207,7 +208,7 @@ def locate_anchors(
         for p, o in zip(unique_positions(idents, table), offsets, strict=True)
         if p is not None
     )
-    return Anchors(size, [p for p, _ in known], [o for _, o in known], reach)
+    return Anchors(size, [p for p, _ in known], [o for _, o in known])
 
 
 def _in_list(con: Any, side: Side, hks: list[int]) -> str:
@@ -242,13 +243,13 @@ def _read(
 
 
 def _windows(
-    con: Any, side: Side, f: int, file_hints: list[Hint], tmp: Path, min_block: int, reach: int
+    con: Any, side: Side, f: int, file_hints: list[Hint], tmp: Path, min_block: int
 ) -> Path | None:
     """A small file holding the blocks of file `f` where its hinted records are, or None."""
     path = side.files[f]
     if not side.line_per_record or path.suffix == ".gz":
         return None
-    anchors = locate_anchors(con, side, f, tmp, len(file_hints), min_block, reach)
+    anchors = locate_anchors(con, side, f, tmp, len(file_hints), min_block)
     if anchors is None:
         return None
     ranges = merge_ranges([r for h in file_hints for r in blocks_of(anchors, h.pos)])
@@ -272,7 +273,6 @@ def fetch(
     tmp: Path,
     *,
     min_block: int = MIN_BLOCK,
-    reach: int = RUN_REACH,
     stats: FetchStats | None = None,
 ) -> dict[int, list[dict[str, Any]]]:
     """The records of the hinted keys: from their blocks where the files allow, else whole
@@ -287,7 +287,7 @@ def fetch(
     origin: dict[str, str] = {}
     whole: set[int] = set()
     for f, file_hints in sorted(by_file.items()):
-        window = _windows(con, side, f, file_hints, tmp, min_block, reach)
+        window = _windows(con, side, f, file_hints, tmp, min_block)
         if window is None:
             whole.add(f)
             continue

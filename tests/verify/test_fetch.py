@@ -127,13 +127,27 @@ def test_a_block_runs_from_the_last_anchor_at_or_before_a_place_to_the_next() ->
     assert F.blocks_of(F.Anchors(1000, [], []), 7) == [(0, 1000)]
 
 
-def test_where_a_run_of_rows_ends_a_record_is_within_reach_of_either_anchor() -> None:
-    # rows 0-19 hold the second half of the file (one thread), rows 20-39 the first half
-    anchors = F.Anchors(size=1000, positions=[0, 10, 20, 30], offsets=[500, 750, 0, 250], reach=100)
-    assert F.blocks_of(anchors, 5) == [(500, 750)]
-    assert F.blocks_of(anchors, 15) == [(750, 850)]  # nothing before the first line
-    assert F.blocks_of(anchors, 25) == [(0, 250)]
-    assert F.blocks_of(anchors, 35) == [(250, 350)]
+def test_a_record_is_bounded_by_anchor_lines_of_its_own_run() -> None:
+    # a 1000-byte file in four pieces of 250 bytes, parsed by two threads: one wrote rows 0-9
+    # (the first piece) and 10-19 (the third), the other rows 20-29 (second) and 30-39 (fourth)
+    anchors = F.Anchors(
+        size=1000,
+        positions=[2, 7, 12, 17, 22, 27, 32, 37],
+        offsets=[50, 175, 550, 700, 300, 450, 800, 950],
+    )
+    assert F.blocks_of(anchors, 0) == [(0, 50)]
+    assert F.blocks_of(anchors, 3) == [(50, 175)]  # anchors of one run, neighbours in the file
+    # around a gap in the run: the end of one piece or the start of the next
+    assert F.blocks_of(anchors, 9) == [(175, 300), (450, 550)]
+    assert F.blocks_of(anchors, 10) == [(175, 300), (450, 550)]
+    # where the first run ends: its last piece's tail or the second run's first piece's head
+    assert F.blocks_of(anchors, 19) == [(175, 300), (700, 800)]
+    assert F.blocks_of(anchors, 20) == [(175, 300), (700, 800)]
+    assert F.blocks_of(anchors, 39) == [(950, 1000)]
+
+
+def test_no_block_is_longer_than_a_parse_piece_allows() -> None:
+    assert F.block_size(10**12, 1) == F.MAX_BLOCK
 
 
 def test_records_are_found_in_their_blocks_when_the_rows_are_in_two_runs(tmp_path: Path) -> None:
@@ -159,7 +173,6 @@ def test_records_are_found_in_their_blocks_when_the_rows_are_in_two_runs(tmp_pat
             1,
             tmp_path,
             min_block=4096,
-            reach=0,
             stats=stats,
         )
         assert found[scanned.hk(n)][0]["body"] == body(n)

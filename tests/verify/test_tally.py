@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -79,6 +80,73 @@ def test_only_one_accepted_record_and_one_message_with_the_same_bytes_is_perfect
     assert bulk.keys == len(PERFECT)
     assert others == hks(set(ROWS) - PERFECT)
     assert bulk.lags == Counter({40: 1, -10: 1})  # SentTimestamp - nginx time, per key
+
+
+# what a key can be, as rows (side, body hash, time offset, code); None: the time is missing
+KINDS: dict[str, list[tuple[int, int, int | None, int]]] = {
+    "perfect": [(0, BODY, 0, APP_ACCEPTED), (1, BODY, 40, QUEUE)],
+    "other body": [(0, BODY, 0, APP_ACCEPTED), (1, OTHER, 40, QUEUE)],
+    "twice on both sides": [
+        (s, BODY, t, c) for s, c in ((0, APP_ACCEPTED), (1, QUEUE)) for t in (0, 9)
+    ],
+    "app twice": [(0, BODY, 0, APP_ACCEPTED), (0, BODY, 5, APP_ACCEPTED), (1, BODY, 40, QUEUE)],
+    "queue twice": [(0, BODY, 0, APP_ACCEPTED), (1, BODY, 40, QUEUE), (1, BODY, 41, QUEUE)],
+    "replayed": [(0, BODY, 0, APP_ACCEPTED), (1, BODY, 40, QUEUE_REPLAY)],
+    "no time": [(0, BODY, None, APP_ACCEPTED), (1, BODY, 40, QUEUE)],
+    "rejected": [(0, BODY, 0, APP_REJECTED), (1, BODY, 40, QUEUE)],
+    "queue only": [(1, BODY, 40, QUEUE)],
+    "app only": [(0, BODY, 0, APP_ACCEPTED)],
+}
+
+
+def many_keys(seed: int, anomalies: float) -> list[tuple[Any, ...]]:
+    """Keys with random hashes, each of a random kind and lag."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(3000):
+        hk = rng.getrandbits(64)
+        kind = "perfect" if rng.random() > anomalies else rng.choice(list(KINDS)[1:])
+        lag = rng.randint(-50, 5000)
+        for side, bh, t, code in KINDS[kind]:
+            time = None if t is None else T0 + t + (lag if side else 0)
+            rows.append(row(side, hk, bh, time, code, rng.getrandbits(16)))
+    return rows
+
+
+def by_hand(rows: list[tuple[Any, ...]]) -> tuple[int, Counter[int], set[int]]:
+    """Perfect keys, their lags and the other keys, key by key."""
+    keys: dict[int, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        keys.setdefault(r[0], []).append(r)
+    lags: Counter[int] = Counter()
+    others = set()
+    for hk, rs in keys.items():
+        codes = sorted(r[3] & 255 for r in rs)
+        if codes == [APP_ACCEPTED, QUEUE] and rs[0][1] == rs[1][1]:
+            app, queue = sorted(rs, key=lambda r: r[3] & 255)
+            lags[queue[2] - app[2]] += 1
+        else:
+            others.add(hk)
+    return sum(lags.values()), lags, others
+
+
+@pytest.mark.parametrize("rows_per_partition", [1000, 2_500_000])
+def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
+    rows_per_partition: int,
+) -> None:
+    rows = many_keys(7, 0.1)
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE r (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    con.execute(
+        "INSERT INTO r SELECT unnest($1::UBIGINT[]), unnest($2::UBIGINT[]), "
+        "unnest($3::BIGINT[]), unnest($4::UBIGINT[])",
+        columns,
+    )
+    bulk = tally.tally(con, rows_per_partition)
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert (bulk.keys, bulk.lags, others) == by_hand(rows)
+    con.close()
 
 
 def test_the_tally_passes_over_the_rows_once_per_partition_but_never_too_often() -> None:
