@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from bench.results import machine_line, write_section
 
 DEFAULT_N = 1_000_000
 DICT_JOIN_MAX = 1_000_000  # the Python baseline runs on at most this many records per side
-ROUNDS = int(os.environ.get("HOOKSHIFT_BENCH_PARITY_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("HOOKSHIFT_BENCH_PARITY_ROUNDS", "5"))
 # a memory limit below the row table of 10 M + 10 M records (about 640 MB): it spills to disk
 SMALL_MEMORY = "512MB"
 
@@ -204,6 +205,9 @@ def _markdown(
     ]
     for name, seconds, rss, note in rows:
         lines.append(f"| {name} | {seconds:.2f} | {rss:,.0f} | {seconds / floor_s:.2f}x | {note} |")
+    ratios = [
+        round(p / f, 2) for p, f in zip(parity["all_seconds"], floor["all_seconds"], strict=True)
+    ]
     found = parity["counts"]
     checks = ", ".join(
         f"{k} {found[k]:,}" + ("" if found[k] == v else f" (planted {v:,}!)")
@@ -213,7 +217,9 @@ def _markdown(
     lines += [
         "",
         f"Best of {len(parity['all_seconds'])} alternating runs: parity "
-        f"{parity['all_seconds']} s, floor {floor['all_seconds']} s. Parity's phases (best run): "
+        f"{parity['all_seconds']} s, floor {floor['all_seconds']} s; parity over the floor of "
+        f"the same round {ratios}, median {statistics.median(ratios):.2f}x. Parity's phases "
+        "(best run): "
         + ", ".join(f"{k} {v:.2f} s" for k, v in parity["phases"].items())
         + " (the rest: key choice, counts, timeline, samples).",
         f"Floor reader: {fastest} (both readers: "
