@@ -154,6 +154,8 @@ def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
 def test_the_tally_passes_over_the_rows_once_per_partition_but_never_too_often() -> None:
     assert tally.partitions(1_000, 2_500_000) == 1
     assert tally.partitions(20_000_000, 2_500_000) == 8
+    assert tally.partitions(20_000_099, 2_500_000) == 8  # a power of two: a mask of the hash
+    assert tally.partitions(12_000_000, 2_500_000) == 4
     assert tally.partitions(tally.PARTITIONS_MAX * 2_500_000, 2_500_000) == tally.PARTITIONS_MAX
     # past that, r no longer fits in memory: one pass, DuckDB's aggregate spills by itself
     assert tally.partitions(200_000_000, 2_500_000) == 1
