@@ -197,10 +197,19 @@ def locate_anchors(
     idents = [(r[0], r[1], r[2]) for r in con.execute(ident).fetchall()]
     if len(idents) != len(lines):
         return None  # a line the reader skipped: the order cannot be trusted
+    # The anchors' keys in a table, and the file's rows picked after the keys: with the file
+    # test beside the key test, DuckDB hashed the side's rows instead of the keys (75-110 ms
+    # against 10-12 ms on 1 M rows, measured).
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE anchor_keys AS SELECT DISTINCT unnest($1::UBIGINT[]) AS hk",
+        [[int(i[0]) for i in idents if i[0] is not None]],
+    )
     table: dict[tuple[Any, Any, Any], list[int]] = {}
     for pos, hk, bh, t in con.execute(f"""
-        SELECT rowid, hk, bh, t FROM r
-        WHERE {side.rows} AND {F} = {f} AND hk IN (SELECT hk FROM ({ident}) WHERE hk IS NOT NULL)
+        SELECT pos, hk, bh, t FROM (
+            SELECT rowid AS pos, hk, bh, t, m FROM r
+            WHERE {side.rows} AND hk IN (SELECT hk FROM anchor_keys)
+        ) WHERE {F} = {f}
     """).fetchall():
         table.setdefault((hk, bh, t), []).append(int(pos))
     known = sorted(
