@@ -27,7 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from verify.tally import HK, F
+from verify.tally import HK, F, key_table
 
 MIN_BLOCK = 16 * 1024
 MAX_ANCHORS = 32768  # anchor lines read per file, at most
@@ -200,10 +200,7 @@ def locate_anchors(
     # The anchors' keys in a table, and the file's rows picked after the keys: with the file
     # test beside the key test, DuckDB hashed the side's rows instead of the keys (75-110 ms
     # against 10-12 ms on 1 M rows, measured).
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE anchor_keys AS SELECT DISTINCT unnest($1::UBIGINT[]) AS hk",
-        [[int(i[0]) for i in idents if i[0] is not None]],
-    )
+    key_table(con, "anchor_keys", [i[0] for i in idents if i[0] is not None])
     table: dict[tuple[Any, Any, Any], list[int]] = {}
     for pos, hk, bh, t in con.execute(f"""
         SELECT pos, hk, bh, t FROM (
@@ -224,8 +221,7 @@ def _in_list(con: Any, side: Side, hks: list[int]) -> str:
     if len(hks) <= LITERAL_MAX:
         return "(" + ", ".join(str(int(h)) for h in hks) + ")"
     table = f"want_{side.name}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (hk UBIGINT)")
-    con.execute(f"INSERT INTO {table} SELECT unnest($1::UBIGINT[])", [[int(h) for h in hks]])
+    key_table(con, table, hks)
     return f"(SELECT hk FROM {table})"
 
 

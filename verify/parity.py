@@ -717,7 +717,6 @@ def _second_read(
     queue_recs = _fetch_records(
         con, sides.queue, queue_want | complete, complete, per_key, sides.tmp
     )
-    sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     mismatched, mism_total = picks.mismatched, picks.mism_total
     if mismatched is None:
         mismatched = _mismatched(candidates, app_recs, queue_recs)

@@ -160,9 +160,7 @@ def tally(con: Any, rows_per_partition: int = ROWS_PER_PARTITION) -> Bulk:
             else:
                 bulk.keys += int(n)
                 bulk.lags[int(lag)] += int(n)
-    con.execute("CREATE TEMP TABLE np (hk UBIGINT)")
-    if others:
-        con.execute("INSERT INTO np SELECT unnest($1::UBIGINT[])", [others])
+    key_table(con, "np", others)
     return bulk
 
 
@@ -227,8 +225,7 @@ def hints(con: Any, among: str, hks: list[int], per_key: int) -> tuple[list[Any]
     `per_key` of each: (key hash, file index, rowid) rows, and how many each key has there."""
     if not hks:
         return [], {}
-    con.execute("CREATE OR REPLACE TEMP TABLE wanted (hk UBIGINT)")
-    con.execute("INSERT INTO wanted SELECT unnest($1::UBIGINT[])", [[int(h) for h in hks]])
+    key_table(con, "wanted", hks)
     rows = con.execute(f"""
         SELECT hk, {F}, rowid FROM r
         WHERE {among} AND hk IN (SELECT hk FROM wanted)
@@ -236,6 +233,14 @@ def hints(con: Any, among: str, hks: list[int], per_key: int) -> tuple[list[Any]
     """).fetchall()
     expected: Counter[int] = Counter(int(r[0]) for r in rows)
     return rows, dict(expected)
+
+
+def key_table(con: Any, name: str, hks: list[int]) -> None:
+    """A temp table `name` (hk) of key hashes, for a query to pick rows of r by (IN)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest($1::UBIGINT[]) AS hk",
+        [[int(h) for h in hks]],
+    )
 
 
 def _max(a: int | None, b: Any) -> int | None:
