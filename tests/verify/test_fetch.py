@@ -86,6 +86,18 @@ def test_records_are_read_from_their_blocks_only(scanned: Scanned) -> None:
     assert {rec["src"] for recs in found.values() for rec in recs} == {str(scanned.app.files[0])}
 
 
+def test_a_record_between_anchors_of_one_run_is_handed_over_as_its_line_alone(
+    scanned: Scanned,
+) -> None:
+    stats = F.FetchStats()
+    wanted = [1234, 2000]
+    found = scanned.fetch(scanned.app, wanted, stats)
+    assert [found[scanned.hk(n)][0]["body"] for n in wanted] == [body(n) for n in wanted]
+    assert stats.files_read_whole == []  # found where it was looked for
+    lines = scanned.app.files[0].read_bytes().splitlines(keepends=True)
+    assert stats.window_bytes == sum(len(lines[n]) for n in wanted)
+
+
 def test_a_record_far_from_its_time_order_is_found_in_its_block(scanned: Scanned) -> None:
     stats = F.FetchStats()
     found = scanned.fetch(scanned.queue, [5, 77, 2000], stats)
@@ -144,6 +156,30 @@ def test_a_record_is_bounded_by_anchor_lines_of_its_own_run() -> None:
     assert F.blocks_of(anchors, 19) == [(175, 300), (700, 800)]
     assert F.blocks_of(anchors, 20) == [(175, 300), (700, 800)]
     assert F.blocks_of(anchors, 39) == [(950, 1000)]
+
+
+def test_a_record_is_a_known_line_when_its_anchors_are_neighbours_in_the_file_too() -> None:
+    anchors = F.Anchors(  # the two runs above
+        size=1000,
+        positions=[2, 7, 12, 17, 22, 27, 32, 37],
+        offsets=[50, 175, 550, 700, 300, 450, 800, 950],
+    )
+    assert F.exact_span(anchors, 3) == (50, 175, 1, 5)  # rows 2..6 are the lines from 50
+    assert F.exact_span(anchors, 2) == (50, 175, 0, 5)  # the anchor line itself
+    assert F.exact_span(anchors, 24) == (300, 450, 2, 5)
+    assert F.exact_span(anchors, 9) is None  # a gap between its anchors: the blocks
+    assert F.exact_span(anchors, 19) is None  # the first run ends here
+    assert F.exact_span(anchors, 1) is None  # before the first anchor
+    assert F.exact_span(anchors, 37) is None  # after the last
+
+
+def test_a_line_is_taken_only_where_the_block_is_the_lines_the_rows_say() -> None:
+    block = b'{"a":1}\n{"a":22}\n{"a":333}\n'
+    assert F.record_line(block, 1, 3) == (8, 17)
+    assert F.record_line(block, 2, 3) == (17, 27)
+    assert F.record_line(block, 1, 4) is None  # a row more than lines: a line was skipped
+    assert F.record_line(b'{"a":1}\n\n{"a":2}\n', 1, 3) is None  # blank: the reader skips it
+    assert F.record_line(block[:-1], 0, 2) is None  # not whole lines
 
 
 def test_no_block_is_longer_than_a_parse_piece_allows() -> None:
