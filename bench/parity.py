@@ -231,8 +231,8 @@ def _markdown(
         "hash, time, class and place of each record into a narrow table), settles every key "
         "that is one accepted record and one message with the same bytes by counting "
         "(tally, in partitions of the key hash), and reads the records it shows or compares "
-        "canonically from the blocks of the files that hold them (fetch: anchor lines found "
-        "in the row table say which block; no second read of the inputs). Parity's time is "
+        "canonically from the files that hold them (fetch: anchor lines found in the row "
+        "table say which line, or which block; no second read of the inputs). Parity's time is "
         "the `run_parity` call; the floor's is its two queries (neither counts imports).",
         "",
         "Target (issue 4): 10 M + 10 M in <= 60 s, <= 1.5 GB peak RSS, <= 2x the floor. "
