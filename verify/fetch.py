@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from verify.tally import HK, F, key_table
 
@@ -278,30 +278,32 @@ def _read(
     return out
 
 
+def _pieces(src: BinaryIO, anchors: Anchors, pos: int) -> list[tuple[int, int]]:
+    """The bytes of `src` to hand DuckDB for the record at row `pos`: its line where the
+    block around it is the lines its rows say, else its blocks."""
+    span = exact_span(anchors, pos)
+    if span is not None:
+        start, end, index, count = span
+        src.seek(start)
+        line = record_line(src.read(end - start), index, count)
+        if line is not None:
+            return [(start + line[0], start + line[1])]
+    return blocks_of(anchors, pos)
+
+
 def _windows(
     con: Any, side: Side, f: int, file_hints: list[Hint], tmp: Path, min_block: int
 ) -> Path | None:
-    """A small file holding the blocks of file `f` where its hinted records are, or None."""
+    """A small file holding the lines or blocks of file `f` where its hinted records are, or
+    None."""
     path = side.files[f]
     if not side.line_per_record or path.suffix == ".gz":
         return None
     anchors = locate_anchors(con, side, f, tmp, len(file_hints), min_block)
     if anchors is None:
         return None
-    pieces: list[tuple[int, int]] = []
     with path.open("rb") as src:
-        for hint in file_hints:
-            line = None
-            span = exact_span(anchors, hint.pos)
-            if span is not None:
-                start, end, index, count = span
-                src.seek(start)
-                line = record_line(src.read(end - start), index, count)
-            if line is not None:
-                pieces.append((start + line[0], start + line[1]))
-            else:
-                pieces += blocks_of(anchors, hint.pos)
-    ranges = merge_ranges(pieces)
+        ranges = merge_ranges([r for h in file_hints for r in _pieces(src, anchors, h.pos)])
     if sum(end - start for start, end in ranges) > anchors.size // 4:
         return None  # reading a quarter of the file in pieces: read it whole instead
     window = tmp / f"fetch-{side.name}-{f}.jsonl"
