@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,6 +143,28 @@ def test_html_report_renders_in_chromium_with_verdict_counts_and_marked_losses(
     shot = tmp_path / "shot.png"
     _chromium([f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], tmp_path)
     assert _loss_band_red_pixels(shot) > 10  # the minute with losses is marked red
+
+
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+def test_html_report_draws_korean_samples_with_glyphs_not_boxes(tmp_path: Path) -> None:
+    # The report twice, its Hangul all one syllable, then all another: where no font has Hangul
+    # both are drawn as the same missing-glyph boxes, so the two pages look the same.
+    text = render(_html_with_losses(tmp_path), "html")
+    assert HANGUL.search(text)
+    shots = {}
+    for name, syllable, runs in (("bae", "배", 2), ("song", "송", 1)):
+        page = tmp_path / f"{name}.html"
+        page.write_text(HANGUL.sub(syllable, text), encoding="utf-8")
+        for run in range(runs):
+            shot = tmp_path / f"{name}-{run}.png"
+            _chromium([f"--screenshot={shot}", "--window-size=1000,3000", page.as_uri()], tmp_path)
+            shots[f"{name}-{run}"] = shot.read_bytes()
+    deterministic = shots["bae-0"] == shots["bae-1"]
+    boxes = shots["bae-0"] == shots["song-0"]
+    assert deterministic  # so a difference between the two pages counts
+    assert not boxes, "Hangul drawn as boxes: no Korean font (Debian package fonts-nanum)"
 
 
 def test_html_report_of_a_clean_run_draws_no_loss_marker(tmp_path: Path) -> None:
