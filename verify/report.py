@@ -54,6 +54,9 @@ def _count_rows(report: ParityReport) -> list[tuple[str, int, str]]:
     return rows
 
 
+LAG_LABEL = "lag (SentTimestamp - nginx time)"
+
+
 def _lag(report: ParityReport) -> str:
     lag = report.lag_ms
     if lag.get("p50") is None:
@@ -79,7 +82,7 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
         f"parity: {verdict} - {report.reason}",
         f"key: {report.key}   window: {_window(report)}",
         f"app: {report.sources['app']}   queue: {report.sources['queue']}",
-        f"lag (SentTimestamp - nginx time): {_lag(report)}",
+        f"{LAG_LABEL}: {_lag(report)}",
         "",
     ]
     rows = _count_rows(report)
@@ -129,7 +132,7 @@ def render_markdown(report: ParityReport) -> str:
         f"- key: `{report.key}`",
         f"- window: {_window(report)}",
         f"- app: `{report.sources['app']}`, queue: `{report.sources['queue']}`",
-        f"- lag: {_lag(report)}",
+        f"- {LAG_LABEL}: {_lag(report)}",
         "",
         "| class | count | meaning |",
         "|---|---:|---|",
@@ -210,10 +213,11 @@ def timeline_svg(report: ParityReport) -> str:
             )
     first, last = buckets[0]["start"] or "", buckets[-1]["start"] or ""
     parts.append(f'<text x="{PAD_L}" y="{SVG_H - 12}" font-size="11">{html.escape(first)}</text>')
-    parts.append(
-        f'<text x="{SVG_W - 10}" y="{SVG_H - 12}" font-size="11" text-anchor="end">'
-        f"{html.escape(last)}</text>"
-    )
+    if len(buckets) > 1:  # one bucket: its start is already under it
+        parts.append(
+            f'<text x="{SVG_W - 10}" y="{SVG_H - 12}" font-size="11" text-anchor="end">'
+            f"{html.escape(last)}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -263,7 +267,7 @@ code {{ font-size: 12px; word-break: break-all; }}
 <div id="verdict">{esc(report.verdict.upper())}</div>
 <p id="reason">{esc(report.reason)}</p>
 <p>key <code>{esc(report.key)}</code> &middot; window {esc(_window(report))}
-&middot; lag {esc(_lag(report))}<br>
+&middot; {esc(LAG_LABEL)}: {esc(_lag(report))}<br>
 app <code>{esc(report.sources["app"])}</code> &middot;
 queue <code>{esc(report.sources["queue"])}</code></p>
 <table id="counts"><tr><th>class</th><th>count</th><th>meaning</th></tr>{rows}</table>

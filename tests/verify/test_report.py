@@ -15,7 +15,7 @@ from tests.verify.conftest import EXPECTED, Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 from verify.parity import ParityOptions, ParityReport, run_parity
 from verify.redact import redact_body
-from verify.report import APP_COLOUR, LOSS_COLOUR, render
+from verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
 
 RED = tuple(int(LOSS_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
 BLUE = tuple(int(APP_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
@@ -93,6 +93,14 @@ def test_markdown_report_has_a_counts_table(scenario: Scenario) -> None:
     assert "### mismatched" in md
 
 
+def test_every_human_format_says_what_the_lag_measures(scenario: Scenario) -> None:
+    report = _report(scenario)
+    lag = report.lag_ms
+    figures = f"p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms"
+    for fmt in ("text", "md", "html"):
+        assert f"{LAG_LABEL}: {figures}" in render(report, fmt)
+
+
 def _chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess[bytes]:
     binary = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(binary).exists():
@@ -145,6 +153,29 @@ def test_html_report_renders_in_chromium_with_verdict_counts_and_marked_losses(
     assert _loss_band_red_pixels(shot) > 10  # the minute with losses is marked red
 
 
+def _clean_report(tmp_path: Path, n: int) -> ParityReport:
+    write_lines(tmp_path / "p.log", [nginx_line(rid(i), T0 + i * 1000, body(i)) for i in range(n)])
+    write_messages(
+        tmp_path / "q.jsonl",
+        [message(f"m{i}", body(i), T0 + i * 1000, request_id=rid(i)) for i in range(n)],
+    )
+    return run_parity(
+        f"nginx:{tmp_path / 'p.log'}", f"jsonl:{tmp_path / 'q.jsonl'}", ParityOptions()
+    )
+
+
+def test_timeline_names_its_first_and_last_bucket_once_each(tmp_path: Path) -> None:
+    several = _html_with_losses(tmp_path)
+    starts = [b["start"] for b in several.timeline["buckets"]]
+    assert len(starts) == 3
+    svg = timeline_svg(several)
+    assert svg.count(f">{starts[0]}</text>") == 1 and svg.count(f">{starts[-1]}</text>") == 1
+    (tmp_path / "one").mkdir()
+    single = _clean_report(tmp_path / "one", 5)
+    (start,) = [b["start"] for b in single.timeline["buckets"]]
+    assert timeline_svg(single).count(f">{start}</text>") == 1
+
+
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
@@ -168,14 +199,7 @@ def test_html_report_draws_korean_samples_with_glyphs_not_boxes(tmp_path: Path) 
 
 
 def test_html_report_of_a_clean_run_draws_no_loss_marker(tmp_path: Path) -> None:
-    write_lines(tmp_path / "p.log", [nginx_line(rid(n), T0 + n * 1000, body(n)) for n in range(5)])
-    write_messages(
-        tmp_path / "q.jsonl",
-        [message(f"m{n}", body(n), T0 + n * 1000, request_id=rid(n)) for n in range(5)],
-    )
-    report = run_parity(
-        f"nginx:{tmp_path / 'p.log'}", f"jsonl:{tmp_path / 'q.jsonl'}", ParityOptions()
-    )
+    report = _clean_report(tmp_path, 5)
     page = tmp_path / "report.html"
     page.write_text(render(report, "html"), encoding="utf-8")
     shot = tmp_path / "shot.png"
