@@ -373,9 +373,9 @@ def _run(
     timings = {"scan": time.monotonic() - mark}
     mark = time.monotonic()
     bulk = tally(con)
-    create_detail(con)
+    create_detail(con, bulk.rows)
     timings["tally"] = time.monotonic() - mark
-    seen = spread(con)
+    seen = spread(con, bulk.rows)
     end = until if until is not None else seen.newest
     cls_sql = _class_sql(end, grace_ms, since, until)
     con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j")

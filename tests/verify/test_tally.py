@@ -71,12 +71,19 @@ def hks(names: set[str]) -> set[int]:
     return {ROWS[n][0][0] for n in names}
 
 
+# bucket bits 16: the keys' own buckets, the dirty ones grouped from rd; 0: one bucket, dirty,
+# so every row is grouped
+PATHS = [(16, "rd"), (0, "r")]
+
+
 @pytest.mark.parametrize("rows_per_partition", [1, 3, 1000])
+@pytest.mark.parametrize(("bucket_bits", "grouped"), PATHS)
 def test_only_one_accepted_record_and_one_message_with_the_same_bytes_is_perfect(
-    con: Any, rows_per_partition: int
+    con: Any, rows_per_partition: int, bucket_bits: int, grouped: str
 ) -> None:
-    bulk = tally.tally(con, rows_per_partition)
+    bulk = tally.tally(con, rows_per_partition, bucket_bits)
     others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert bulk.rows == grouped
     assert bulk.keys == len(PERFECT)
     assert others == hks(set(ROWS) - PERFECT)
     assert bulk.lags == Counter({40: 1, -10: 1})  # SentTimestamp - nginx time, per key
@@ -101,13 +108,14 @@ KINDS: dict[str, list[tuple[int, int, int | None, int]]] = {
 }
 
 
-def many_keys(seed: int, anomalies: float) -> list[tuple[Any, ...]]:
-    """Keys with random hashes, each of a random kind and lag."""
+def many_keys(seed: int, anomalies: float, kinds: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """Keys with random hashes, each of a random kind (perfect or one of `kinds`) and lag."""
     rng = random.Random(seed)
+    others = kinds if kinds is not None else list(KINDS)[1:]
     rows = []
     for _ in range(3000):
         hk = rng.getrandbits(64)
-        kind = "perfect" if rng.random() > anomalies else rng.choice(list(KINDS)[1:])
+        kind = "perfect" if rng.random() > anomalies else rng.choice(others)
         lag = rng.randint(-50, 5000)
         for side, bh, t, code in KINDS[kind]:
             time = None if t is None else T0 + t + (lag if side else 0)
@@ -132,11 +140,7 @@ def by_hand(rows: list[tuple[Any, ...]]) -> tuple[int, Counter[int], set[int]]:
     return sum(lags.values()), lags, others
 
 
-@pytest.mark.parametrize("rows_per_partition", [1000, 2_500_000])
-def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
-    rows_per_partition: int,
-) -> None:
-    rows = many_keys(7, 0.1)
+def table_r(rows: list[tuple[Any, ...]]) -> Any:
     con = duckdb.connect()
     con.execute("CREATE TEMP TABLE r (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
     columns = [list(c) for c in zip(*rows, strict=True)]
@@ -145,10 +149,66 @@ def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
         "unnest($3::BIGINT[]), unnest($4::UBIGINT[])",
         columns,
     )
-    bulk = tally.tally(con, rows_per_partition)
+    return con
+
+
+@pytest.mark.parametrize("rows_per_partition", [1000, 2_500_000])
+@pytest.mark.parametrize(
+    ("anomalies", "bucket_bits", "both_twice", "grouped"),
+    [
+        (0.1, 16, False, "rd"),  # 3,000 keys in 65,536 buckets: a tenth of them dirty
+        (0.01, 8, False, "rd"),  # about 12 keys a bucket: a few dirty, with perfect keys
+        (0.1, 6, False, "r"),  # 47 keys a bucket: nearly every bucket dirty
+        (0.1, 16, True, "r"),  # keys twice on both sides: the pair count sends all to grouping
+    ],
+)
+def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
+    rows_per_partition: int,
+    anomalies: float,
+    bucket_bits: int,
+    both_twice: bool,
+    grouped: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the join in as many passes as the grouping (1 for 2,500,000 rows a partition, else 4)
+    monkeypatch.setattr(tally, "JOIN_ROWS_PER_PASS", rows_per_partition)
+    kinds = [k for k in list(KINDS)[1:] if both_twice or k != "twice on both sides"]
+    rows = many_keys(7, anomalies, kinds)
+    con = table_r(rows)
+    bulk = tally.tally(con, rows_per_partition, bucket_bits)
     others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert bulk.rows == grouped
     assert (bulk.keys, bulk.lags, others) == by_hand(rows)
     con.close()
+
+
+def perfect_keys_and(kind: str, n: int = 40) -> list[tuple[Any, ...]]:
+    """n perfect keys and one key of `kind`, in one bucket of the sketch (bucket bits 0)."""
+    rows = []
+    for hk, name in [(k, "perfect") for k in range(1, n + 1)] + [(n + 1, kind)]:
+        for side, bh, t, code in KINDS[name]:
+            time = None if t is None else T0 + hk + t
+            rows.append(row(side, hk, bh + hk, time, code, hk))
+    return rows
+
+
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"perfect", "twice on both sides"}))
+def test_the_sketch_finds_a_bucket_dirty_whatever_the_other_key_is(kind: str) -> None:
+    con = table_r(perfect_keys_and(kind))
+    assert tally.sketch(con, 0) == (0, [0])
+    clean = table_r(perfect_keys_and("perfect"))
+    assert tally.sketch(clean, 0) == (41, [])
+
+
+def test_one_key_twice_on_both_sides_passes_the_sketch_but_not_the_pair_count() -> None:
+    rows = perfect_keys_and("twice on both sides")
+    con = table_r(rows)
+    assert tally.sketch(con, 0) == (42, [])  # as many of each, the same bodies
+    assert tally.pair_lags(con, "r")[0] == 44  # 40 pairs, and 2 x 2 for the key twice
+    bulk = tally.tally(con, bucket_bits=0)
+    assert bulk.rows == "r"  # so every key was grouped
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert (bulk.keys, bulk.lags, others) == by_hand(rows)
 
 
 def test_the_tally_passes_over_the_rows_once_per_partition_but_never_too_often() -> None:
@@ -161,9 +221,13 @@ def test_the_tally_passes_over_the_rows_once_per_partition_but_never_too_often()
     assert tally.partitions(200_000_000, 2_500_000) == 1
 
 
-def test_the_detail_counts_each_side_of_the_other_keys(con: Any) -> None:
-    tally.tally(con)
-    tally.create_detail(con)
+@pytest.mark.parametrize(("bucket_bits", "grouped"), PATHS)
+def test_the_detail_counts_each_side_of_the_other_keys(
+    con: Any, bucket_bits: int, grouped: str
+) -> None:
+    bulk = tally.tally(con, bucket_bits=bucket_bits)
+    assert bulk.rows == grouped
+    tally.create_detail(con, bulk.rows)
     detail = {
         int(r[0]): r[1:]
         for r in con.execute("SELECT hk, an, anm, arej, qn, qrep, qd, same FROM j").fetchall()
@@ -184,11 +248,13 @@ def test_unkeyed_and_malformed_records_are_counted_per_side(con: Any) -> None:
     }
 
 
+@pytest.mark.parametrize(("bucket_bits", "grouped"), PATHS)
 def test_spread_counts_records_per_minute_but_leaves_the_other_keys_to_the_detail(
-    con: Any,
+    con: Any, bucket_bits: int, grouped: str
 ) -> None:
-    tally.tally(con)
-    seen = tally.spread(con)
+    bulk = tally.tally(con, bucket_bits=bucket_bits)
+    assert bulk.rows == grouped
+    seen = tally.spread(con, bulk.rows)
     assert seen.minutes[(T0, "app")] == 1  # the perfect key; "perfect, queue first" is later
     assert seen.minutes[(T0, "queue")] == 2  # both perfect keys' messages
     assert seen.minutes[(T0 + 60_000, "app")] == 1
