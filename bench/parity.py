@@ -230,7 +230,8 @@ def _markdown(
         "The floor reads only the key. Parity reads every record once (scan: key hash, body "
         "hash, time, class and place of each record into a narrow table), settles every key "
         "that is one accepted record and one message with the same bytes by counting "
-        "(tally, in partitions of the key hash), and reads the records it shows or compares "
+        "(tally: an aggregate over buckets of the key hash and a hash join; only the buckets "
+        "holding other keys are grouped key by key), and reads the records it shows or compares "
         "canonically from the files that hold them (fetch: anchor lines found in the row "
         "table say which line, or which block; no second read of the inputs). Parity's time is "
         "the `run_parity` call; the floor's is its two queries (neither counts imports).",
