@@ -159,7 +159,7 @@ def table_r(rows: list[tuple[Any, ...]]) -> Any:
         (0.1, 16, False, "rd"),  # 3,000 keys in 65,536 buckets: a tenth of them dirty
         (0.01, 8, False, "rd"),  # about 12 keys a bucket: a few dirty, with perfect keys
         (0.1, 6, False, "r"),  # 47 keys a bucket: nearly every bucket dirty
-        (0.1, 16, True, "r"),  # keys twice on both sides: the pair count sends all to grouping
+        (0.1, 16, True, "rd"),  # keys twice on both sides: their buckets found by pair counts
     ],
 )
 def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
@@ -195,18 +195,26 @@ def perfect_keys_and(kind: str, n: int = 40) -> list[tuple[Any, ...]]:
 @pytest.mark.parametrize("kind", sorted(set(KINDS) - {"perfect", "twice on both sides"}))
 def test_the_sketch_finds_a_bucket_dirty_whatever_the_other_key_is(kind: str) -> None:
     con = table_r(perfect_keys_and(kind))
-    assert tally.sketch(con, 0) == (0, [0])
+    assert tally.sketch(con, 0) == [0]
     clean = table_r(perfect_keys_and("perfect"))
-    assert tally.sketch(clean, 0) == (41, [])
+    assert tally.sketch(clean, 0) == []
+    assert clean.execute("SELECT na, clean FROM sk").fetchall() == [(41, True)]
 
 
 def test_one_key_twice_on_both_sides_passes_the_sketch_but_not_the_pair_count() -> None:
     rows = perfect_keys_and("twice on both sides")
     con = table_r(rows)
-    assert tally.sketch(con, 0) == (42, [])  # as many of each, the same bodies
-    assert tally.pair_lags(con, "r")[0] == 44  # 40 pairs, and 2 x 2 for the key twice
+    assert tally.sketch(con, 0) == []  # as many of each, the same bodies
+    assert con.execute("SELECT na FROM sk").fetchall() == [(42,)]
+    assert sum(tally.pair_lags(con, "r")[0].values()) == 44  # 40 pairs, and 2 x 2 for the key
     bulk = tally.tally(con, bucket_bits=0)
-    assert bulk.rows == "r"  # so every key was grouped
+    assert bulk.rows == "r"  # its bucket is all the buckets: every key was grouped
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert (bulk.keys, bulk.lags, others) == by_hand(rows)
+    # with 4 buckets, only the key's own bucket (41 & 3 = 1) is grouped
+    bulk = tally.tally(con, bucket_bits=2)
+    assert bulk.rows == "rd"
+    assert con.execute("SELECT DISTINCT hk & 3 FROM rd").fetchall() == [(1,)]
     others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
     assert (bulk.keys, bulk.lags, others) == by_hand(rows)
 
