@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from hookshift.console import diag, emit_json
+from hookshift.console import diag, emit_json, stderr_is_tty
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 
@@ -248,7 +250,8 @@ def parity_command(
         and options.since_ms >= options.until_ms
     ):
         raise InputError("--since is not before --until", fix="swap them")
-    report = run_parity(app_source, queue_source, options)
+    with _phase_bar() as progress:
+        report = run_parity(app_source, queue_source, options, progress)
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
@@ -259,6 +262,34 @@ def parity_command(
     else:
         click.echo(text, nl=False)
     ctx.exit(report.exit_code)
+
+
+@contextmanager
+def _phase_bar() -> Iterator[Callable[[str], None] | None]:
+    """A bar on stderr through verify/parity.py's PHASES, on a terminal only (a pipe or a log
+    gets nothing: the report and one-line diagnostics stay what they are)."""
+    if not stderr_is_tty():
+        yield None
+        return
+    from verify.parity import PHASES
+
+    with click.progressbar(
+        length=len(PHASES),
+        label="parity",
+        file=sys.stderr,
+        show_eta=False,
+        item_show_func=lambda phase: phase,
+    ) as bar:
+        started: list[str] = []
+
+        def step(phase: str) -> None:
+            bar.update(1 if started else 0, phase)
+            if not started:
+                bar.render_progress()  # a step of 0 draws nothing: show the first phase now
+            started.append(phase)
+
+        yield step
+        bar.update(1, "done")
 
 
 @verify.command("heal")

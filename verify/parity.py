@@ -83,6 +83,9 @@ COUNT_KEYS = (
     "unkeyed_queue",
     "malformed",
 )
+# what a long run is doing, in order: `run_parity` names each phase as it starts (the CLI draws
+# them as a bar on a terminal)
+PHASES = ("reading both inputs", "pairing keys", "classifying", "fetching samples")
 PYTHON_COMPARE_MAX = 20000
 BODY_SAMPLE_CHARS = 600
 
@@ -289,9 +292,14 @@ def _probe_key(
 
 
 def run_parity(
-    app: str | SourceSpec, queue: str | SourceSpec, options: ParityOptions
+    app: str | SourceSpec,
+    queue: str | SourceSpec,
+    options: ParityOptions,
+    progress: Callable[[str], None] | None = None,
 ) -> ParityReport:
-    """Compare an app-side source with a queue-side source; see the module docstring."""
+    """Compare an app-side source with a queue-side source; see the module docstring.
+
+    `progress` is called with each of PHASES as it starts."""
     started = time.monotonic()
     app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
     queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
@@ -316,6 +324,7 @@ def run_parity(
                 options,
                 started,
                 tmp,
+                progress or (lambda phase: None),
             )
         finally:
             con.close()
@@ -339,6 +348,7 @@ def _run(
     options: ParityOptions,
     started: float,
     tmp: Path,
+    progress: Callable[[str], None],
 ) -> ParityReport:
     app_spec, app_files = app
     queue_spec, queue_files, doc_problems = queue
@@ -368,13 +378,16 @@ def _run(
         None if since is None else since - grace_ms,
         None if until is None else until + grace_ms,
     )
+    progress(PHASES[0])
     mark = time.monotonic()
     app_rows = create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows")
     timings = {"scan": time.monotonic() - mark}
+    progress(PHASES[1])
     mark = time.monotonic()
     bulk = tally(con)
     create_detail(con, bulk.rows)
     timings["tally"] = time.monotonic() - mark
+    progress(PHASES[2])
     seen = spread(con, bulk.rows)
     end = until if until is not None else seen.newest
     cls_sql = _class_sql(end, grace_ms, since, until)
@@ -390,6 +403,7 @@ def _run(
         tmp,
     )
     picks = _pick(con, sides, app_win)
+    progress(PHASES[3])
     mark = time.monotonic()
     samples, mism_total, missing_keys = _second_read(con, sides, picks)
     timings["fetch"] = time.monotonic() - mark

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.verify.conftest import Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
+from verify.parity import PHASES
 
 
 def hookshift(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,6 +37,33 @@ def test_parity_passes_with_exit_0_and_a_text_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("parity: PASS - all 3 compared callback(s)")
     assert "matched: 3" in result.stdout
+
+
+def test_parity_draws_its_phases_on_a_terminal_and_nothing_in_a_pipe(tmp_path: Path) -> None:
+    app, queue = _clean(tmp_path)
+    args = [sys.executable, "-m", "hookshift", "verify", "parity"]
+    args += ["--app", f"nginx:{app}", "--queue", f"jsonl:{queue}", "--format", "json"]
+    master, terminal = pty.openpty()
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=terminal) as proc:
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        stdout = proc.stdout.read() if proc.stdout else b""
+    os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(stdout)["verdict"] == "pass"  # the data on stdout is untouched
+    text = drawn.decode()
+    for phase in (*PHASES, "done"):
+        assert phase in text
+    piped = hookshift("verify", "parity", "--app", f"nginx:{app}", "--queue", f"jsonl:{queue}")
+    assert piped.returncode == 0 and piped.stderr == ""
 
 
 def test_parity_fails_with_exit_1_and_writes_the_report_file(scenario: Scenario) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hookshift.errors import InputError
 from tests.verify.conftest import EXPECTED, Scenario, t
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, quantile_disc, run_parity, verdict_for
+from verify.parity import PHASES, ParityOptions, quantile_disc, run_parity, verdict_for
 
 
 def test_every_class_is_counted_in_the_scenario(scenario: Scenario) -> None:
@@ -24,6 +24,17 @@ def test_every_class_is_counted_in_the_scenario(scenario: Scenario) -> None:
     assert report.verdict == "fail"
     assert "1 callback(s) the app accepted are missing in the queue" in report.reason
     assert "1 callback(s) reached the queue with another body" in report.reason
+
+
+def test_a_run_names_each_phase_as_it_starts_in_order(scenario: Scenario) -> None:
+    seen: list[str] = []
+    run_parity(
+        f"nginx:{scenario.app_glob}",
+        f"jsonl:{scenario.queue_file}",
+        ParityOptions(),
+        seen.append,
+    )
+    assert seen == list(PHASES)
 
 
 def test_samples_name_the_callbacks_of_each_class(scenario: Scenario) -> None:
