@@ -155,6 +155,16 @@ def partitions(rows: int, rows_per_partition: int = ROWS_PER_PARTITION) -> int:
     return 1 << (wanted.bit_length() - 1) if wanted <= PARTITIONS_MAX else 1
 
 
+def key_partitions(con: Any, table: str, rows_per_partition: int) -> list[str]:
+    """The keyed rows of `table` in `partitions`: one condition each, on low bits of the key
+    hash (the passes of the grouping and of the join)."""
+    row = con.execute(f"SELECT count(*) FROM {table} WHERE hk IS NOT NULL").fetchone()
+    parts = partitions(int(row[0]) if row else 0, rows_per_partition)
+    if parts == 1:
+        return ["hk IS NOT NULL"]
+    return [f"hk IS NOT NULL AND (hk & {parts - 1}) = {part}" for part in range(parts)]
+
+
 def tally(
     con: Any, rows_per_partition: int = ROWS_PER_PARTITION, bucket_bits: int = BUCKET_BITS
 ) -> Bulk:
@@ -255,15 +265,12 @@ def pair_lags(con: Any, table: str, coarse: int = 0) -> dict[int, Counter[int]]:
     10 M + 10 M rows two passes took 1.1-1.3 s and 990 MB peak RSS, one pass 1.6 s and 1.2 GB
     (it outgrew the memory limit beside r), four 1.4-2.4 s.
     """
-    total_row = con.execute(f"SELECT count(*) FROM {table} WHERE hk IS NOT NULL").fetchone()
-    parts = partitions(int(total_row[0]) if total_row else 0, JOIN_ROWS_PER_PASS)
     out: dict[int, Counter[int]] = {}
-    for part in range(parts):
-        where = f" AND (hk & {parts - 1}) = {part}" if parts > 1 else ""
+    for part in key_partitions(con, table, JOIN_ROWS_PER_PASS):
         for c, lag, n in con.execute(f"""
             SELECT a.hk & {coarse}, q.t - a.t, count(*)
-            FROM (SELECT hk, t FROM {table} WHERE {C} = {APP_ACCEPTED}{where}) a
-            JOIN (SELECT hk, t FROM {table} WHERE {C} = {QUEUE}{where}) q ON a.hk = q.hk
+            FROM (SELECT hk, t FROM {table} WHERE {C} = {APP_ACCEPTED} AND {part}) a
+            JOIN (SELECT hk, t FROM {table} WHERE {C} = {QUEUE} AND {part}) q ON a.hk = q.hk
             GROUP BY ALL
         """).fetchall():
             out.setdefault(int(c), Counter())[int(lag)] += int(n)
@@ -279,13 +286,9 @@ def group_keys(con: Any, table: str, rows_per_partition: int = ROWS_PER_PARTITIO
     size. Nothing per key is kept: at 10 M keys a table of them would not fit the memory limit
     beside r.
     """
-    total_row = con.execute(f"SELECT count(*) FROM {table} WHERE hk IS NOT NULL").fetchone()
-    total = int(total_row[0]) if total_row else 0
-    parts = partitions(total, rows_per_partition)
     bulk = Bulk(rows=table)
     others: list[int] = []
-    for part in range(parts):
-        where = "hk IS NOT NULL" + (f" AND (hk & {parts - 1}) = {part}" if parts > 1 else "")
+    for part in key_partitions(con, table, rows_per_partition):
         for other, lag, n in con.execute(f"""
             SELECT other, lag, count(*) FROM (
                 SELECT CASE WHEN {PERFECT} THEN NULL ELSE hk END AS other,
@@ -293,7 +296,7 @@ def group_keys(con: Any, table: str, rows_per_partition: int = ROWS_PER_PARTITIO
                 FROM (
                     SELECT hk, count(*) AS n, bit_xor({ROW_MARK}) AS x,
                         sum(CASE WHEN {IS_APP} THEN -t ELSE t END)::BIGINT AS d
-                    FROM {table} WHERE {where} GROUP BY hk
+                    FROM {table} WHERE {part} GROUP BY hk
                 )
             ) GROUP BY ALL
         """).fetchall():
