@@ -95,7 +95,7 @@ def test_every_request_goes_where_the_matcher_says(running: tuple[Path, int]) ->
     config = load_source(config_path).config
     mismatches = []
     for host, uri in REQUESTS:
-        chosen = match(config, uri, host=host, listen=f"{LOOPBACK}:{port}").location
+        chosen = match(config, uri, host=host, listen=f"{LOOPBACK}:{port}", for_app=False).location
         answer = _ask(port, host, uri)
         # "Ln" is the line within SERVERS; the file has PREAMBLE_LINES lines before it
         if not answer.endswith(f"L{chosen.line - PREAMBLE_LINES}"):
