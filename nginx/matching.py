@@ -274,6 +274,11 @@ def match(
     server, socks = receivers[0]
     route = route_of(server)
     assert route is not None
+    if not host and for_app and len(candidates) > 1:
+        info.append(
+            f"{_label(server, config)} is the only server that passes {uri} to an app; "
+            "the plan is for it"
+        )
     if len(route.hops) > 1:
         info.append(f"route: {route.describe()}")
     info.extend(route.assumptions)

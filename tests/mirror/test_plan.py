@@ -222,7 +222,8 @@ def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: P
     config = _write(
         tmp_path,
         "limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s;\nlimit_req zone=z;\n"
-        "server { listen 80; rewrite ^/old(.*)$ /new$1; location = /cb { proxy_pass http://127.0.0.1:1; } }",
+        "server { listen 80; rewrite ^/old(.*)$ /new$1;\n"
+        "location = /cb { proxy_pass http://127.0.0.1:1; } }",
     )
     warnings = make_plan(_opts(config), (1, 22, 1)).warnings
     assert any(w.startswith("http-level `limit_req`") and f"{config}:4" in w for w in warnings)
@@ -238,7 +239,8 @@ def test_the_body_buffer_is_raised_but_never_lowered(
 ) -> None:
     config = _write(
         tmp_path,
-        f"server {{ listen 80; {server_level} location = /cb {{ proxy_pass http://127.0.0.1:1; }} }}",
+        f"server {{ listen 80; {server_level}\n"
+        "location = /cb { proxy_pass http://127.0.0.1:1; } }",
     )
     added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
     in_location = added[added.index("mirror /__hookshift_mirror;") :]
