@@ -38,6 +38,9 @@ OTHER_HANDLERS = (
     "empty_gif",
     "stub_status",
 )
+# A location with one of these answers (or hands on) by itself: an index redirect into it
+# leads somewhere other than the static file handler.
+_NOT_STATIC = (*PASS_DIRECTIVES, *OTHER_HANDLERS, "try_files", "return", "rewrite")
 _REDIRECT_SCHEMES = ("http://", "https://", "$scheme")
 # Variables that take part in a URI's query string only: they never change the path.
 _QUERY_VARS = ("args", "query_string", "is_args")
@@ -280,7 +283,8 @@ def _index(
     uri: str,
     assumptions: list[str],
 ) -> _Leave | None:
-    """``index``: the first index file whose location hands the request to an app."""
+    """``index``: the first index file whose location does not just serve files (an app's
+    entry point, ``index.php``); None when every one leads to static files."""
     entries: tuple[str, ...] = ("index.html",)
     for level in levels:
         found = config.effective_children(level, "index")
@@ -294,8 +298,7 @@ def _index(
         located = find_location(server, target, config)
         if located is None:
             continue
-        handlers = config.effective_children(located[0])
-        if any(h.name in PASS_DIRECTIVES or h.name == "try_files" for h in handlers):
+        if any(h.name in _NOT_STATIC for h in config.effective_children(located[0])):
             assumptions.append(
                 f"`index` sends {uri} to {target}, which nginx checks on disk; taken as "
                 "present (the app's entry point)"
