@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hookshift.errors import InputError
 from nginx.config import Directive, NginxConfig
-from nginx.pcre import compile_pcre
+from nginx.pcre import compile_or_refuse
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,13 @@ def location_spec(location: Directive) -> LocationSpec:
 def location_regex(location: Directive) -> re.Pattern[str]:
     """The compiled regex of a ``~``/``~*`` location; `InputError` when it cannot be read."""
     spec = location_spec(location)
-    try:
-        return compile_pcre(spec.pattern, spec.modifier == "~*")
-    except re.error as exc:
-        raise InputError(
-            f"cannot evaluate the regex of location {spec} ({exc})",
-            where=location.where,
-            fix="pass the exact server with --server-name/--listen or simplify the regex",
-        ) from None
+    return compile_or_refuse(
+        spec.pattern,
+        spec.modifier == "~*",
+        f"location {spec}",
+        location.where,
+        "pass the exact server with --server-name/--listen",
+    )
 
 
 def find_location(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from hookshift.errors import InputError
+
 
 def to_python(pattern: str) -> str:
     """The Python spelling of a PCRE pattern (named groups and back-references renamed)."""
@@ -26,3 +28,18 @@ def compile_pcre(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
     the matcher evaluates, and a big config repeats a few patterns thousands of times.
     """
     return re.compile(to_python(pattern), re.IGNORECASE if ignore_case else 0)
+
+
+def compile_or_refuse(
+    pattern: str, ignore_case: bool, what: str, where: str, fix: str
+) -> re.Pattern[str]:
+    """`compile_pcre`, or `InputError` naming `what` (``location ~ ...``) at `where`: a regex
+    the route depends on must be read, or the choice would be a guess."""
+    try:
+        return compile_pcre(pattern, ignore_case)
+    except re.error as exc:
+        raise InputError(
+            f"cannot evaluate the regex of {what} ({exc})",
+            where=where,
+            fix=f"{fix}, or simplify the regex",
+        ) from None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from hookshift.errors import InputError
 from nginx.config import Directive, NginxConfig
 from nginx.locations import find_location, location_spec, named_location
-from nginx.pcre import compile_pcre
+from nginx.pcre import compile_or_refuse
 from nginx.values import PASS_DIRECTIVES
 
 MAX_REDIRECTS = 10  # nginx: "rewrite or internal redirection cycle" after 10
@@ -167,10 +167,20 @@ def follow(
 def _server_rewrites(
     config: NginxConfig, server: Directive, uri: str
 ) -> tuple[str, Directive | None]:
-    """Run the server's own ``rewrite``/``return`` lines (before any location is chosen)."""
-    for d in config.effective_children(server):
+    """Run the server's own ``rewrite``/``return`` lines (before any location is chosen);
+    there ``last`` stops them like ``break``."""
+    uri, answer, _ = _rewrite_phase(config.effective_children(server), uri)
+    return uri, answer
+
+
+def _rewrite_phase(
+    directives: list[Directive], uri: str
+) -> tuple[str, Directive | None, Directive | None]:
+    """The rewrite module's directives of one block, in order: (URI, the ``return`` or
+    redirecting ``rewrite`` that answers, the ``rewrite ... last`` that leaves)."""
+    for d in directives:
         if d.name == "return":
-            return uri, d
+            return uri, d, None
         if d.name == "break":
             break
         if d.name != "rewrite":
@@ -180,11 +190,13 @@ def _server_rewrites(
             continue
         new_uri, flag = result
         if flag in ("redirect", "permanent", "external"):
-            return uri, d
+            return uri, d, None
         uri = new_uri
-        if flag in ("last", "break"):
+        if flag == "last":
+            return uri, None, d
+        if flag == "break":
             break
-    return uri, None
+    return uri, None, None
 
 
 def _step(
@@ -194,27 +206,13 @@ def _step(
     hop: Hop,
     assumptions: list[str],
 ) -> _Leave | _Stay:
-    location, uri = hop.location, hop.uri
+    location = hop.location
     own = config.effective_children(location)
-    # rewrite phase: the rewrite module's directives, in order
-    for d in own:
-        if d.name == "return":
-            return _Stay(d)
-        if d.name == "break":
-            break
-        if d.name != "rewrite":
-            continue
-        result = _rewrite(d, uri)
-        if result is None:
-            continue
-        new_uri, flag = result
-        if flag in ("redirect", "permanent", "external"):
-            return _Stay(d)
-        if flag == "last":
-            return _Leave(f"rewrite ... last at {d.where}", new_uri, server_rewrites=False)
-        uri = new_uri
-        if flag == "break":
-            break
+    uri, answer, last = _rewrite_phase(own, hop.uri)
+    if answer is not None:
+        return _Stay(answer)
+    if last is not None:
+        return _Leave(f"rewrite ... last at {last.where}", uri, server_rewrites=False)
     levels = [location, *reversed(hop.parents), server, *([http] if http else [])]
     for d in own:
         if d.name == "try_files" and d.args:
@@ -312,14 +310,9 @@ def _rewrite(d: Directive, uri: str) -> tuple[str, str] | None:
     the regex does not match. A replacement that is a URL is flagged ``external``."""
     if len(d.args) < 2:
         return None
-    try:
-        regex = compile_pcre(d.args[0])
-    except re.error as exc:
-        raise InputError(
-            f"cannot evaluate the regex of `rewrite` ({exc})",
-            where=d.where,
-            fix="simplify the regex, or pass --path as the URI the app finally sees",
-        ) from None
+    regex = compile_or_refuse(
+        d.args[0], False, f"`rewrite {d.args[0]}`", d.where, "pass --path as the URI the app sees"
+    )
     found = regex.search(uri)
     if found is None:
         return None

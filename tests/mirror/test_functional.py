@@ -19,7 +19,7 @@ import trustme
 
 from hookshift.errors import OperationError
 from mirror.apply import apply_plan
-from mirror.plan import MirrorOptions, make_plan
+from mirror.plan import MirrorOptions, MirrorPlan, make_plan
 from mirror.remove import remove_marked
 from rehearsal.dns import DnsServer
 from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
@@ -441,6 +441,23 @@ def _post_to(port: int, path: str) -> int:
     return response.status
 
 
+def _planned_with(
+    prefix: Path,
+    location: str,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    nginx_bin: str,
+) -> MirrorPlan:
+    """The callback location of the base config replaced by `location` (its `{` opening the
+    proxying block), planned and applied (nginx not yet started)."""
+    config = prefix / "nginx.conf"
+    config.write_text(config.read_text().replace("location = /callback {", location))
+    plan = make_plan(_options(prefix, stage.port, dns, ca_file), (1, 22, 1))
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=prefix / "bk", prefix=prefix)
+    return plan
+
+
 @pytest.mark.e2e
 def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
     tmp_path: Path,
@@ -453,18 +470,11 @@ def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
 ) -> None:
     """nginx leaves `location /` at try_files, before a mirror there would run: the copy and
     the parity line must come from `@app`, where the content handler runs."""
-    config = tmp_path / "nginx.conf"
-    config.write_text(
-        config.read_text().replace(
-            "location = /callback {",
-            "location / { try_files /nonexistent @app; }\n        location @app {",
-        )
-    )
-    plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
+    hand_off = "location / { try_files /nonexistent @app; }\n        location @app {"
+    plan = _planned_with(tmp_path, hand_off, stage, dns, ca_file, nginx_bin)
     assert plan.location.description == "location @app"
     assert plan.route == "/callback -> location / (try_files) -> location @app"
     assert any(i.startswith("route: /callback -> location /") for i in plan.info)
-    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post_to(port, "/callback?src=vendor") == 200
@@ -475,7 +485,7 @@ def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
         assert [r.path for r in app.received] == ["/callback?src=vendor", "/other"]
         parity = tmp_path / "parity.log"
         _wait_for(lambda: parity.exists() and "/callback" in parity.read_text(), "parity line")
-        logged = [json.loads(x)["uri"] for x in (tmp_path / "parity.log").read_text().splitlines()]
+        logged = [json.loads(x)["uri"] for x in parity.read_text().splitlines()]
         assert logged == ["/callback?src=vendor"]
     finally:
         nginx.stop()
@@ -491,16 +501,10 @@ def test_requests_rewritten_into_an_exact_location_are_not_copied(
     ca_file: Path,
     port: int,
 ) -> None:
-    config = tmp_path / "nginx.conf"
-    config.write_text(
-        config.read_text().replace(
-            "location = /callback {",
-            "location ~ ^/[^/]+/callback$ { rewrite ^ /callback last; }\n"
-            "        location = /callback {",
-        )
+    rewrite = (
+        "location ~ ^/[^/]+/callback$ { rewrite ^ /callback last; }\n        location = /callback {"
     )
-    plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
-    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    _planned_with(tmp_path, rewrite, stage, dns, ca_file, nginx_bin)
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post_to(port, "/tenant1/callback") == 200

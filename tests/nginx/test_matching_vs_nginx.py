@@ -64,15 +64,9 @@ REQUESTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
-    prefix = tmp_path_factory.mktemp("match")
-    port = free_port()
-    config = prefix / "nginx.conf"
-    config.write_text(
-        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\nhttp {{\n"
-        f"    access_log off;\n{SERVERS.format(addr=f'{LOOPBACK}:{port}')}}}\n"
-    )
+def _serving(nginx_bin: str, config: Path, port: int) -> Iterator[tuple[Path, int]]:
+    """Run nginx on `config` (listening on `port`) while the caller yields; stop it by pid."""
+    prefix = config.parent
     proc = ManagedProcess(
         name="nginx",
         argv=[nginx_bin, "-p", f"{prefix}/", "-c", str(config), "-g", "daemon off;"],
@@ -82,6 +76,18 @@ def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield config, port
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    prefix = tmp_path_factory.mktemp("match")
+    port = free_port()
+    config = prefix / "nginx.conf"
+    config.write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\nhttp {{\n"
+        f"    access_log off;\n{SERVERS.format(addr=f'{LOOPBACK}:{port}')}}}\n"
+    )
+    yield from _serving(nginx_bin, config, port)
 
 
 def _ask(port: int, host: str, uri: str) -> str:
@@ -101,7 +107,6 @@ def test_every_request_goes_where_the_matcher_says(running: tuple[Path, int]) ->
         if not answer.endswith(f"L{chosen.line - PREAMBLE_LINES}"):
             mismatches.append((host, uri, answer, chosen.line - PREAMBLE_LINES))
     assert mismatches == [], mismatches
-
 
 
 def _numbered(text: str) -> str:
@@ -166,15 +171,7 @@ def routes(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     port = free_port()
     config = prefix / "nginx.conf"
     config.write_text(_numbered(ROUTES.format(p=prefix, port=port)))
-    proc = ManagedProcess(
-        name="nginx",
-        argv=[nginx_bin, "-p", f"{prefix}/", "-c", str(config), "-g", "daemon off;"],
-        log_path=prefix / "nginx.out",
-    ).start(ready=lambda: wait_for_port(port))
-    try:
-        yield config, port
-    finally:
-        proc.stop()
+    yield from _serving(nginx_bin, config, port)
 
 
 def _post(addr: str, port: int, host: str, uri: str) -> str:
@@ -197,4 +194,3 @@ def test_ipv6_sockets_and_internal_redirects_end_where_the_matcher_says(
         if answer != f"L{chosen.line}":
             mismatches.append((addr, host, uri, answer, chosen.line))
     assert mismatches == [], mismatches
-
