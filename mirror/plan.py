@@ -295,11 +295,10 @@ def _redeclare(d: Directive) -> str:
 
 
 def _enclosing_http(config: NginxConfig, server: Directive) -> Directive:
-    for d, parents in config.walk():
-        if d is server:
-            http = [p for p in parents if p.name == "http"]
-            if http:
-                return http[-1]
+    """Servers sit directly in ``http`` (includes expanded): no need to walk every block."""
+    for http in config.http_blocks():
+        if any(s is server for s in config.effective_children(http, "server")):
+            return http
     raise InputError("the chosen server is not inside an http block", where=server.where)
 
 
