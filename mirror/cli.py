@@ -211,6 +211,8 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
     if not kwargs["no_dns_check"]:
         dns = dns_warnings(options.resolvers, plan.stage.host)
         plan = dataclasses.replace(plan, warnings=(*plan.warnings, *dns))
+    for line in plan.info:
+        diag("info", line)
     for warning in plan.warnings:
         diag("warning", warning)
     return plan

@@ -28,7 +28,9 @@ from mirror.render import server_lines as render_server
 from nginx import splice
 from nginx.config import Directive, NginxConfig
 from nginx.matching import Match, location_spec, match, server_listens, server_names
+from nginx.route import Hop
 from nginx.source import SourceConfig, load_source
+from nginx.values import parse_size
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
@@ -174,6 +176,8 @@ class MirrorPlan:
     changes: tuple[FileChange, ...]
     warnings: tuple[str, ...]
     already_applied: bool = False
+    info: tuple[str, ...] = ()
+    route: str = ""
     stage_dns: StageDns = "runtime"
     mirror_error_log: Path | None = None
 
@@ -225,6 +229,8 @@ class MirrorPlan:
                 for c in self.changes
             ],
             "warnings": list(self.warnings),
+            "info": list(self.info),
+            "route": self.route,
         }
 
 
@@ -289,18 +295,22 @@ def _redeclare(d: Directive) -> str:
 
 
 def _enclosing_http(config: NginxConfig, server: Directive) -> Directive:
-    for d, parents in config.walk():
-        if d is server:
-            http = [p for p in parents if p.name == "http"]
-            if http:
-                return http[-1]
+    """Servers sit directly in ``http`` (includes expanded): no need to walk every block."""
+    for http in config.http_blocks():
+        if any(s is server for s in config.effective_children(http, "server")):
+            return http
     raise InputError("the chosen server is not inside an http block", where=server.where)
 
 
 def _describe_server(m: Match, config: NginxConfig) -> str:
+    """The server as written, and the sockets the plan is for when it listens on more."""
     names = " ".join(server_names(m.server, config)) or '""'
-    listens = ", ".join(str(lst.socket) for lst in server_listens(m.server, config))
-    return f"server_name {names}; listen {listens}"
+    listens = list(dict.fromkeys(str(lst.socket) for lst in server_listens(m.server, config)))
+    chosen = list(dict.fromkeys(str(s) for s in m.sockets))
+    text = f"server_name {names}; listen {', '.join(listens)}"
+    if set(chosen) != set(listens):
+        text += f" (the callback arrives on {', '.join(chosen)})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -316,12 +326,20 @@ class _Scene:
 
     @property
     def location(self) -> Directive:
-        return self.match.location
+        """Where the lines go: a mirror where the content handler runs (the route's last
+        location, reached after any hand-off); a forward's rewrite where the callback's URI is
+        still the one the vendor posted (the first location, before any hand-off)."""
+        return self._hop.location
+
+    @property
+    def _hop(self) -> Hop:
+        route = self.match.route
+        return route.hops[0] if self.mode == "forward" else route.final
 
     @property
     def levels(self) -> list[Directive]:
         """The blocks the location inherits from, innermost first."""
-        return [*reversed(self.match.parents), self.match.server, self.http]
+        return [*reversed(self._hop.parents), self.match.server, self.http]
 
     @property
     def location_names(self) -> set[str]:
@@ -344,16 +362,6 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
     """What in the user's config would make the mirror (or forward) do less than asked."""
     config, loc, m = scene.config, scene.location, scene.match
     warnings: list[str] = []
-    if not m.exact:
-        what = (
-            f"only {options.path} is copied (a map on $request_uri filters the rest)"
-            if scene.mode == "mirror"
-            else f"only {options.path} is forwarded (the rewrite matches it exactly)"
-        )
-        warnings.append(
-            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: "
-            f"{what}; other paths under it keep going to the app only"
-        )
     if scene.mode == "mirror":
         for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
             if name in scene.location_names:
@@ -383,6 +391,23 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
                     "server: copies may be refused there (move it into the servers it protects)"
                 )
     return warnings
+
+
+def _scene_info(scene: _Scene, options: MirrorOptions) -> list[str]:
+    """What the plan chose and why, for a reviewer (not a problem to fix)."""
+    loc = scene.location
+    if scene.match.exact:
+        return list(scene.match.info)
+    what = (
+        "copied and logged for parity (a map on $request_uri filters the rest)"
+        if scene.mode == "mirror"
+        else "forwarded (the rewrite matches it exactly)"
+    )
+    return [
+        *scene.match.info,
+        f"location {location_spec(loc)} ({loc.where}) serves other paths too; "
+        f"only {options.path} is {what}, the others are served as before",
+    ]
 
 
 def _parity_log_lines(
@@ -436,15 +461,6 @@ def _app_header_lines(
     return tuple(lines)
 
 
-def parse_size(text: str) -> int | None:
-    """nginx size syntax: ``512``, ``16k``, ``1m``, ``1g`` -> bytes (None if unreadable)."""
-    match_ = re.fullmatch(r"(\d+)([kKmMgG]?)", text.strip())
-    if match_ is None:
-        return None
-    unit = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match_.group(2).lower()]
-    return int(match_.group(1)) * unit
-
-
 def _needs_body_buffer(scene: _Scene, wanted: str) -> bool:
     """Raise ``client_body_buffer_size`` in the location only if what is in effect is smaller.
 
@@ -465,10 +481,10 @@ def _template_context(
     scene: _Scene, options: MirrorOptions, stage: Stage, warnings: list[str]
 ) -> TemplateContext:
     uri = urlsplit(options.path).path
-    # A location that serves more than the callback path gets a filter, so only the callback
-    # is copied (and logged for parity): other requests' copies end at once with 204.
-    exact = scene.match.exact
-    path_filter = None if exact or scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
+    # elsewhere can bring other requests into it, and only the callback (as the vendor posted
+    # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
+    path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
     log_lines = _parity_log_lines(scene, options, path_filter, warnings)
     if options.stage_path is not None:
         suffix = f"{options.stage_path}$is_args$args"
@@ -577,6 +593,7 @@ def build_plan(
         internal_uri=internal_uri,
     )
     warnings += _scene_warnings(scene, options)
+    info = _scene_info(scene, options)
     warnings += _stage_dns_warnings(scene, options, stage)
     ctx = _template_context(scene, options, stage, warnings)
     changes = _splice(
@@ -584,7 +601,7 @@ def build_plan(
         [
             (scene.http, render_http(ctx)),
             (m.server, render_server(ctx)),
-            (m.location, render_location(ctx)),
+            (scene.location, render_location(ctx)),
         ],
     )
     already = _already_applied(changes, source, on_disk)
@@ -595,10 +612,14 @@ def build_plan(
         stage=stage,
         internal_uri=internal_uri,
         server=Place("server", m.server.where, _describe_server(m, config)),
-        location=Place("location", m.location.where, f"location {location_spec(m.location)}"),
+        location=Place(
+            "location", scene.location.where, f"location {location_spec(scene.location)}"
+        ),
         changes=() if already else changes,
         warnings=tuple(warnings),
         already_applied=already,
+        info=tuple(info),
+        route=m.route.describe(),
         stage_dns=ctx.stage_dns,
         mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
     )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from doctor.findings import Finding, Severity
 from doctor.model import Index
 from nginx.config import Directive
+from nginx.values import resolver_addresses as parse_resolver_addresses
 
 # Open resolvers run for the public; nginx queries them over plain UDP from the internet.
 PUBLIC_RESOLVERS: dict[str, str] = {
@@ -35,17 +36,7 @@ PUBLIC_RESOLVERS: dict[str, str] = {
 
 def resolver_addresses(d: Directive) -> list[str]:
     """The addresses of a ``resolver`` line (parameters like ``valid=`` left out, ports too)."""
-    found = []
-    for arg in d.args:
-        if "=" in arg:
-            continue
-        host = arg
-        if host.startswith("["):
-            host = host[1 : host.index("]")] if "]" in host else host[1:]
-        elif host.count(":") == 1:
-            host = host.split(":", 1)[0]
-        found.append(host)
-    return found
+    return parse_resolver_addresses(d.args)
 
 
 def _public(address: str) -> str | None:
