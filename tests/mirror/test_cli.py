@@ -194,3 +194,67 @@ def test_without_a_parity_log_the_relay_logs_beside_nginx_s_compiled_access_log(
     access = next(w for w in logs.split() if w.startswith("--http-log-path="))
     expected = Path(access.split("=", 1)[1]).parent / "hookshift-mirror.error.log"
     assert json.loads(proc.stdout)["mirror_error_log"] == str(expected)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--path", "/kakao/result\n", "--path must not contain a newline"),
+        ("--path", "/kakao/result;", "--path must not contain ';'"),
+        ("--path", "/kakao/{result}", "--path must not contain '{'"),
+        ("--path", "/kakao/ result", "--path must not contain a space"),
+        ("--path", "/kakao/$result", "--path must not contain '$'"),
+        ("--path", "/kakao/result#x", "--path must not contain '#'"),
+        ("--path", '/kakao/"result"', "--path must not contain '\"'"),
+        ("--path", "/kakao\\result", "--path must not contain '\\'"),
+        ("--stage-url", STAGE_URL + ";return 200", "--stage-url must not contain ';'"),
+        ("--stage-url", STAGE_URL + "$http_x", "--stage-url must not contain '$'"),
+        ("--stage-url", STAGE_URL + "\n", "--stage-url must not contain a newline"),
+        ("--stage-url", STAGE_URL + "/{x}", "--stage-url must not contain '{'"),
+        ("--stage-url", STAGE_URL + " x", "--stage-url must not contain a space"),
+        ("--stage-url", STAGE_URL + "'", "--stage-url must not contain '''"),
+        (
+            "--stage-url",
+            STAGE_URL.replace("https://", "https://user:secret@"),
+            "must not contain a user name or password",
+        ),
+        ("--stage-url", STAGE_URL + "/kakao/result", "already ends with the callback path"),
+    ],
+)
+def test_unsafe_path_or_stage_url_is_refused_in_one_line(
+    tmp_path: Path, ca_file: Path, nginx_bin: str, flag: str, value: str, message: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    args = _common(config, ca_file)
+    args[args.index(flag) + 1] = value
+    proc = _run("apply", *args, "--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(config.parent) == before
+    assert not (tmp_path / "bk").exists()
+
+
+@pytest.mark.parametrize(
+    ("definition", "name"),
+    [
+        ("map $request_uri $hookshift_callback { default 1; }", "$hookshift_callback"),
+        ("geo $hookshift_callback { default 1; }", "$hookshift_callback"),
+        ("log_format hookshift_parity '$request';", "log_format hookshift_parity"),
+        ("upstream hookshift_stage { server 127.0.0.1:9; }", "upstream hookshift_stage"),
+    ],
+)
+def test_a_user_definition_named_like_hookshift_s_is_refused_with_file_and_line(
+    tmp_path: Path, ca_file: Path, definition: str, name: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    text = config.read_bytes().replace(b"http {\r\n", f"http {{\r\n\t{definition}\r\n".encode())
+    config.write_bytes(text)
+    before = snapshot(config.parent)
+    proc = _run("plan", *_common(config, ca_file))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"{config}:10:" in line and name in line and "fix: rename it" in line
+    assert snapshot(config.parent) == before
