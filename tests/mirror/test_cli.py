@@ -258,3 +258,19 @@ def test_a_user_definition_named_like_hookshift_s_is_refused_with_file_and_line(
     (line,) = proc.stderr.strip().splitlines()
     assert f"{config}:10:" in line and name in line and "fix: rename it" in line
     assert snapshot(config.parent) == before
+
+
+def test_a_failed_reload_quotes_nginx_s_error_line_not_its_notice(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    """No nginx runs with this config, so `nginx -s reload` finds no process in the pid file."""
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    writer = ["--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk")]
+    writer += ["--nginx-prefix", str(config.parent), "--reload"]
+    proc = _run("apply", *_common(config, ca_file), *writer)
+    assert proc.returncode == 1, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "reload failed" in x]
+    assert "[error]" in line and "nginx.pid" in line, line
+    assert "signal process started" not in line
+    assert snapshot(config.parent) == before
