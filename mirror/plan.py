@@ -41,6 +41,8 @@ DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
 MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
+DEFAULT_PARITY_LOG = Path("/var/log/nginx/hookshift-parity.log")
+PARITY_LOG_NAME = DEFAULT_PARITY_LOG.name
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
@@ -459,7 +461,22 @@ def _parity_log_lines(
     if path_filter is not None:
         log_args.append(f"if=${CALLBACK_VAR}")
     lines = [directive("access_log", *log_args)]
-    if scene.mode == "mirror" and scene.config.effective_children(scene.location, "access_log"):
+    own = (
+        scene.config.effective_children(scene.location, "access_log")
+        if scene.mode == "mirror"
+        else []
+    )
+    for d in own:
+        if _is_off(d):
+            # nginx lets `access_log off` silence every log of its block, ours included
+            raise InputError(
+                f"location {location_spec(scene.location)} has `access_log off;`: nginx then "
+                "writes no log for the callback, not even the parity log `verify parity` reads",
+                where=d.where,
+                fix="delete that line (the location then logs to the parity log and to the "
+                "access logs it inherits), or pass --no-parity-log",
+            )
+    if own:
         return tuple(lines)  # the location already chose its logs; ours goes beside them
     # the forward location is new, in the server: it inherits from the server and http only
     levels = scene.levels if scene.mode == "mirror" else [scene.match.server, scene.http]

@@ -9,6 +9,7 @@ is reported as nginx wrote it.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,17 @@ def compiled_defaults(nginx_bin: str = "nginx") -> dict[str, str]:
 # say what nginx did, never why it failed.
 _ERROR_LEVELS = ("[emerg]", "[alert]", "[crit]", "[error]", "[warn]")
 _CHATTER = ("[notice]", "[info]", "[debug]", "test failed", "syntax is", "test is successful")
+
+
+def find_binary(nginx_bin: str = "nginx") -> str | None:
+    """`nginx_bin` if it runs, else Debian's ``/usr/sbin/nginx`` when `nginx_bin` is the bare
+    default (``/usr/sbin`` is not on every user's PATH); None when neither exists."""
+    candidates = [nginx_bin] + (["/usr/sbin/nginx"] if nginx_bin == "nginx" else [])
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found is not None:
+            return found
+    return None
 
 
 def _first_error(output: str) -> str | None:
