@@ -28,7 +28,7 @@ from mirror.plan import (
 )
 from mirror.remove import remove_marked
 from nginx import binary
-from nginx.discover import compiled_path, find_main_config
+from nginx.discover import compiled_path, locate_main_config
 
 EXAMPLES = """
 \b
@@ -184,10 +184,6 @@ class _NginxFacts:
     def access_log(self) -> Path | None:
         return compiled_path(self.defaults, "http-log-path")
 
-    @property
-    def conf_path(self) -> Path | None:
-        return compiled_path(self.defaults, "conf-path")
-
 
 def _compiled_defaults(nginx_bin: str) -> dict[str, str]:
     found = binary.find_binary(nginx_bin)
@@ -206,10 +202,10 @@ def _nginx_facts(nginx_bin: str, version: str | None) -> _NginxFacts:
     return _NginxFacts(binary.nginx_version(found), binary.compiled_defaults(found))
 
 
-def main_config(config: Path | None, conf_path: Path | None) -> Path:
+def main_config(config: Path | None, nginx_bin: str) -> Path:
     """The main config to work on (``--config``, the one including a site file, or nginx's
-    compiled-in `conf_path`), saying so on stderr when it is not the file the user passed."""
-    chosen = find_main_config(config, conf_path)
+    compiled-in one), saying so on stderr when it is not the file the user passed."""
+    chosen = locate_main_config(config, nginx_bin)
     if chosen.note:
         diag("info", chosen.note)
     return chosen.path
@@ -243,7 +239,7 @@ def _mirror_error_log(
 
 def _build(kwargs: dict[str, Any]) -> MirrorPlan:
     facts = _nginx_facts(kwargs["nginx_bin"], kwargs["nginx_version"])
-    config = main_config(kwargs["config"], facts.conf_path)
+    config = main_config(kwargs["config"], kwargs["nginx_bin"])
     parity_log = _parity_log(kwargs, facts.access_log)
     options = MirrorOptions(
         config=config,
@@ -367,7 +363,7 @@ def remove(
 ) -> None:
     """Remove every hookshift line from every file of the config (byte-identical originals)."""
     outcome = remove_marked(
-        main_config(config, compiled_path(_compiled_defaults(nginx_bin), "conf-path")),
+        main_config(config, nginx_bin),
         nginx_bin=nginx_bin,
         backup_dir=backup_dir,
         reload=reload,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookshift.errors import InputError
-from nginx import lexer
+from nginx import binary, lexer
 from nginx.source import load_source, read_text
 
 MAIN_NAME = "nginx.conf"
@@ -109,3 +109,14 @@ def find_main_config(given: Path | None, conf_path: Path | None) -> MainConfig:
         f"{given} is a site file (server blocks outside http {{}}) included by no main config",
         fix=f"pass --config {suggestion}, the main config that includes it",
     )
+
+
+def locate_main_config(given: Path | None, nginx_bin: str) -> MainConfig:
+    """`find_main_config`, asking the binary (``nginx -V``) only when `given` is not a main
+    config: a plan on an explicit config needs no nginx on this machine."""
+    conf_path = None
+    if given is None or is_site_file(given):
+        found = binary.find_binary(nginx_bin)
+        if found is not None:
+            conf_path = compiled_path(binary.compiled_defaults(found), "conf-path")
+    return find_main_config(given, conf_path)
