@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ import pytest
 from hookshift.errors import InputError
 from mirror.apply import apply_plan
 from mirror.plan import MirrorOptions, make_plan
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from rehearsal.procs import LOOPBACK, free_port
 from tests.mirror.servers import RecordingServer
+from tests.mirror.test_functional import _start_nginx, _wait_for
 
 CONFIG = """worker_processes 1;
 pid {p}/nginx.pid;
@@ -46,27 +46,12 @@ def app() -> Iterator[RecordingServer]:
     server.stop()
 
 
-def _serve(nginx_bin: str, prefix: Path, port: int) -> ManagedProcess:
-    argv = [nginx_bin, "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"]
-    proc = ManagedProcess(name="nginx", argv=argv, log_path=prefix / "nginx.out")
-    return proc.start(ready=lambda: wait_for_port(port))
-
-
 def _post(port: int) -> int:
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
     conn.request("POST", "/callback", body=b'{"MSGID":"m1"}', headers={"Host": "hooks.test"})
     response = conn.getresponse()
     response.read()
     return response.status
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
@@ -78,10 +63,10 @@ def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
     config.write_text(
         CONFIG.format(p=tmp_path, port=port, app=app.port, extra=f"access_log {parity};")
     )
-    nginx = _serve(nginx_bin, tmp_path, port)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post(port) == 200
-        assert _eventually(lambda: len(app.received) == 1)
+        _wait_for(lambda: len(app.received) == 1, "the callback at the app")
     finally:
         nginx.stop()
     assert parity.read_text() == "", "nginx wrote no line: `off` silences every log there"
@@ -117,10 +102,10 @@ def test_without_the_off_line_the_applied_plan_logs_each_callback(
         mirror_error_log=tmp_path / "mirror.error.log",
     )
     apply_plan(make_plan(options, (1, 22, 1)), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk")
-    nginx = _serve(nginx_bin, tmp_path, port)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post(port) == 200
-        assert _eventually(lambda: parity.exists() and parity.read_text().strip() != "")
+        _wait_for(lambda: parity.exists() and parity.read_text().strip() != "", "a parity line")
     finally:
         nginx.stop()
     (line,) = parity.read_text().splitlines()
