@@ -23,6 +23,7 @@ from mirror.plan import (
     PARITY_LOG_NAME,
     MirrorOptions,
     MirrorPlan,
+    describe_layout,
     make_plan,
     system_ca_bundle,
 )
@@ -117,7 +118,7 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--relay-socket",
             default=DEFAULT_RELAY_SOCKET,
             show_default=True,
-            help="Unix socket of the local relay (two-hop layout, nginx < 1.27.3).",
+            help="Unix socket of the local relay that copies go through on nginx before 1.27.3.",
         ),
         click.option(
             "--mirror-error-log",
@@ -132,7 +133,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["runtime", "reload"]),
             default="runtime",
             show_default=True,
-            help="nginx < 1.27.3 (two-hop): runtime = the relay re-resolves the stage with "
+            help="nginx before 1.27.3 (copies go through a local relay): runtime = the relay "
+            "re-resolves the stage with "
             "--resolver, a new TLS connection per copy; reload = keep-alive to the stage, whose "
             "addresses nginx resolves (system resolver) only at start/reload: pair it with a "
             "periodic `nginx -s reload`.",
@@ -142,7 +144,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--nginx-bin",
             default="nginx",
             show_default=True,
-            help="nginx binary (its version chooses the layout).",
+            help="nginx binary (its version decides how copies reach the stage; nginx -V says "
+            "where its config and logs are).",
         ),
         click.option(
             "--nginx-version",
@@ -288,7 +291,7 @@ def plan(**kwargs: Any) -> None:
     diag(
         "info",
         f"{result.mode} via {result.location.description} at {result.location.where} "
-        f"({result.server.description}), layout {result.layout}",
+        f"({result.server.description}); {describe_layout(result.layout)}",
     )
     if result.already_applied:
         diag("ok", "already applied: no change")

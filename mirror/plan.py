@@ -394,14 +394,28 @@ class _Scene:
         return {d.name for d in self.config.effective_children(self.location)}
 
 
+# How each layout is named to the user (the layout values stay in --format json).
+LAYOUT_WORDS: dict[str, str] = {
+    "two-hop": "copies through a relay on a unix socket (nginx before 1.27.3)",
+    "upstream-resolve": "copies straight to a resolving upstream (nginx 1.27.3+)",
+    "direct": "forwarding straight to the stage",
+}
+
+
+def describe_layout(layout: Layout) -> str:
+    """`layout` in words a user knows."""
+    return LAYOUT_WORDS.get(layout, layout)
+
+
 def _choose_layout(options: MirrorOptions, version: tuple[int, int, int]) -> Layout:
     if options.mode == "forward":
         return "direct"
     layout = options.layout or ("upstream-resolve" if version >= RESOLVE_IN_UPSTREAM else "two-hop")
     if layout == "upstream-resolve" and version < RESOLVE_IN_UPSTREAM:
         raise InputError(
-            "layout upstream-resolve needs nginx >= 1.27.3 (server ... resolve)",
-            fix="use the default two-hop layout on this nginx",
+            "copying straight to a resolving upstream needs nginx 1.27.3 or later "
+            "(`server ... resolve` in an upstream)",
+            fix="let hookshift choose: on this nginx it copies through a relay on a unix socket",
         )
     return layout
 
@@ -601,8 +615,8 @@ def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> 
         return []
     if scene.layout != "two-hop":
         return [
-            f"--stage-dns reload has no effect with the {scene.layout} layout "
-            "(it changes only the two-hop relay)"
+            f"--stage-dns reload has no effect here ({describe_layout(scene.layout)}): "
+            "it changes only the relay used on nginx before 1.27.3"
         ]
     return [
         f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
