@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -367,3 +368,24 @@ def test_a_site_file_no_main_config_includes_is_refused_naming_the_main_config(
     (line,) = proc.stderr.strip().splitlines()
     assert f"{site} is a site file" in line and "included by no main config" in line
     assert "fix: pass --config /" in line
+
+
+def test_plan_finds_debian_s_nginx_when_sbin_is_not_on_path(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    """A user's PATH often lacks /usr/sbin; `plan --config` still needs no --nginx-bin."""
+    if nginx_bin != "/usr/sbin/nginx":
+        pytest.skip("needs Debian's nginx at /usr/sbin/nginx")
+    config = copy_case("crlf", tmp_path)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hookshift", "mirror", "plan", *_common(config, ca_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "relay on a unix socket (nginx before 1.27.3)" in proc.stderr
