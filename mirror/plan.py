@@ -43,6 +43,8 @@ DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
 MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
+DEFAULT_PARITY_LOG = Path("/var/log/nginx/hookshift-parity.log")
+PARITY_LOG_NAME = DEFAULT_PARITY_LOG.name
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
@@ -234,14 +236,65 @@ class MirrorPlan:
         }
 
 
-def parse_stage_url(url: str, stage_path: str | None = None) -> tuple[Stage, list[str]]:
-    """Check the stage URL: https only; an execute-api host needs its stage in the path."""
+# Characters that would end or change an nginx word if written into the config unquoted: a
+# path or URL holding one would become another directive, a variable or a comment.
+_NGINX_SYNTAX = frozenset(";{}$#'\"\\")
+
+
+def _unsafe_char(text: str, extra: str = "") -> str | None:
+    """The first character of `text` that cannot go into an nginx word as it is, described."""
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+                ch, f"the control character {ch!r}"
+            )
+        if ch.isspace():
+            return "a space"
+        if ch in _NGINX_SYNTAX or ch in extra:
+            return f"'{ch}'"
+    return None
+
+
+def check_callback_path(path: str) -> str:
+    """The callback path as it goes into the config: it starts with '/' and holds nothing nginx
+    would read as syntax (a newline would make a filter that never matches)."""
+    bad = _unsafe_char(path)
+    if bad is not None:
+        raise InputError(
+            f"--path must not contain {bad}: {path!r}",
+            fix="pass the path the vendor calls, e.g. --path /callback",
+        )
+    if not path.startswith("/"):
+        raise InputError(f"--path must start with '/': {path}", fix=f"e.g. --path /{path}")
+    return path
+
+
+def parse_stage_url(
+    url: str, stage_path: str | None = None, callback_path: str | None = None
+) -> tuple[Stage, list[str]]:
+    """Check the stage URL: https only; an execute-api host needs its stage in the path.
+
+    The URL is written into ``proxy_pass``, so anything nginx would read as syntax is refused
+    before parsing (``urlsplit`` silently drops newlines and tabs). With `callback_path`, a
+    URL that already ends with it is refused: nginx appends the request's path to it.
+    """
     warnings: list[str] = []
+    bad = _unsafe_char(url)
+    if bad is not None:
+        raise InputError(
+            f"--stage-url must not contain {bad}: {url!r}",
+            fix="pass the stage's URL only, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
     parts = urlsplit(url)
     if parts.scheme != "https":
         raise InputError(
             f"--stage-url must be https (got {parts.scheme or 'no scheme'}): {url}",
             fix="use the stage's https URL, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
+    if "@" in parts.netloc:
+        raise InputError(
+            f"--stage-url must not contain a user name or password: {url}",
+            fix="drop the 'USER:PASSWORD@' part (API Gateway does not read it)",
         )
     host = (parts.hostname or "").lower()
     if not host:
@@ -273,7 +326,20 @@ def parse_stage_url(url: str, stage_path: str | None = None) -> tuple[Stage, lis
             pass
     if stage_path is not None and not stage_path.startswith("/"):
         raise InputError(f"--stage-path must start with '/': {stage_path}", fix="e.g. /prod/cb")
-    port = parts.port or 443
+    callback = (callback_path or "").rstrip("/")
+    if stage_path is None and callback and (base == callback or base.endswith(callback)):
+        stage_root = base[: len(base) - len(callback)]
+        raise InputError(
+            f"--stage-url already ends with the callback path {callback}: copies would go to "
+            f"{base}{callback}, because nginx appends the request's path to the stage URL",
+            fix=f"pass --stage-url https://{parts.netloc}{stage_root}",
+        )
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise InputError(
+            f"--stage-url has an invalid port: {url}", fix="e.g. https://HOST:8443/STAGE"
+        ) from None
     return Stage(url, host, port, base, kind), warnings
 
 
@@ -346,14 +412,28 @@ class _Scene:
         return {d.name for d in self.config.effective_children(self.location)}
 
 
+# How each layout is named to the user (the layout values stay in --format json).
+LAYOUT_WORDS: dict[str, str] = {
+    "two-hop": "copies through a relay on a unix socket (nginx before 1.27.3)",
+    "upstream-resolve": "copies straight to a resolving upstream (nginx 1.27.3+)",
+    "direct": "forwarding straight to the stage",
+}
+
+
+def describe_layout(layout: Layout) -> str:
+    """`layout` in words a user knows."""
+    return LAYOUT_WORDS.get(layout, layout)
+
+
 def _choose_layout(options: MirrorOptions, version: tuple[int, int, int]) -> Layout:
     if options.mode == "forward":
         return "direct"
     layout = options.layout or ("upstream-resolve" if version >= RESOLVE_IN_UPSTREAM else "two-hop")
     if layout == "upstream-resolve" and version < RESOLVE_IN_UPSTREAM:
         raise InputError(
-            "layout upstream-resolve needs nginx >= 1.27.3 (server ... resolve)",
-            fix="use the default two-hop layout on this nginx",
+            "copying straight to a resolving upstream needs nginx 1.27.3 or later "
+            "(`server ... resolve` in an upstream)",
+            fix="let hookshift choose: on this nginx it copies through a relay on a unix socket",
         )
     return layout
 
@@ -420,7 +500,22 @@ def _parity_log_lines(
     if path_filter is not None:
         log_args.append(f"if=${CALLBACK_VAR}")
     lines = [directive("access_log", *log_args)]
-    if scene.mode == "mirror" and scene.config.effective_children(scene.location, "access_log"):
+    own = (
+        scene.config.effective_children(scene.location, "access_log")
+        if scene.mode == "mirror"
+        else []
+    )
+    for d in own:
+        if _is_off(d):
+            # nginx lets `access_log off` silence every log of its block, ours included
+            raise InputError(
+                f"location {location_spec(scene.location)} has `access_log off;`: nginx then "
+                "writes no log for the callback, not even the parity log `verify parity` reads",
+                where=d.where,
+                fix="delete that line (the location then logs to the parity log and to the "
+                "access logs it inherits), or pass --no-parity-log",
+            )
+    if own:
         return tuple(lines)  # the location already chose its logs; ours goes beside them
     # the forward location is new, in the server: it inherits from the server and http only
     levels = scene.levels if scene.mode == "mirror" else [scene.match.server, scene.http]
@@ -536,8 +631,8 @@ def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> 
         return []
     if scene.layout != "two-hop":
         return [
-            f"--stage-dns reload has no effect with the {scene.layout} layout "
-            "(it changes only the two-hop relay)"
+            f"--stage-dns reload has no effect here ({describe_layout(scene.layout)}): "
+            "it changes only the relay used on nginx before 1.27.3"
         ]
     return [
         f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
@@ -575,7 +670,8 @@ def build_plan(
     Pure: reads nothing, writes nothing.
     """
     config = source.config
-    stage, warnings = parse_stage_url(options.stage_url, options.stage_path)
+    path = check_callback_path(options.path)
+    stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
     _check_free_names(config, internal_uri)
@@ -625,7 +721,26 @@ def build_plan(
     )
 
 
+# Directives that define a variable, and which of their arguments names it.
+_VARIABLE_DEFINERS = {"map": -1, "geo": -1, "split_clients": -1, "set": 0, "perl_set": 0}
+_VARIABLE_DEFINER_PREFIXES = ("js_set", "set_by_lua")
+_OWN_PREFIX = "hookshift_"
+
+
+def _defined_variable(d: Directive) -> str | None:
+    """The variable `d` defines (``map $a $b {`` -> ``$b``), if it defines one."""
+    if not d.args:
+        return None
+    if d.name in _VARIABLE_DEFINERS:
+        return d.args[_VARIABLE_DEFINERS[d.name]]
+    if d.name.startswith(_VARIABLE_DEFINER_PREFIXES):
+        return d.args[0]
+    return None
+
+
 def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
+    """Refuse a config that already defines a name hookshift defines: nginx would either
+    reject the duplicate or, for a variable, let the user's definition decide what is copied."""
     for d, _ in config.walk():
         if d.name == "location" and location_spec(d).pattern == internal_uri:
             raise InputError(
@@ -633,11 +748,24 @@ def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
                 where=d.where,
                 fix="remove it (hookshift uses that name for its internal location)",
             )
-        if d.name == "upstream" and d.args[:1] in ((UPSTREAM,), (STAGE_POOL,)):
+        if d.name == "upstream" and d.args[:1] and d.args[0].startswith(_OWN_PREFIX):
             raise InputError(
                 f"the config already has an upstream {d.args[0]}",
                 where=d.where,
-                fix="remove or rename it",
+                fix="rename it (hookshift defines the upstreams named hookshift_...)",
+            )
+        if d.name == "log_format" and d.args[:1] and d.args[0].startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already has a log_format {d.args[0]}",
+                where=d.where,
+                fix="rename it (hookshift defines the log formats named hookshift_...)",
+            )
+        variable = _defined_variable(d)
+        if variable is not None and variable.lstrip("$").startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already defines the variable {variable} (`{d.name}`)",
+                where=d.where,
+                fix="rename it (hookshift defines the variables named $hookshift_...)",
             )
 
 
