@@ -7,7 +7,9 @@ checked with the binary. Its first ``[emerg]`` line is reported as nginx wrote i
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,23 @@ class TestResult:
     __test__ = False  # not a pytest class
 
 
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def locate(nginx_bin: str) -> str:
+    """`nginx_bin` as given when it is a path or on PATH, else found in an sbin directory
+    (cron's ``PATH=/usr/bin:/bin`` leaves out /usr/sbin, where Debian installs nginx)."""
+    if os.sep in nginx_bin or shutil.which(nginx_bin):
+        return nginx_bin
+    for directory in SBIN_DIRS:
+        candidate = os.path.join(directory, nginx_bin)
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+            return candidate
+    return nginx_bin
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    argv = [locate(argv[0]), *argv[1:]]
     try:
         return subprocess.run(
             argv, capture_output=True, text=True, timeout=NGINX_TIMEOUT, check=False
