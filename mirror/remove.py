@@ -15,6 +15,7 @@ writes it (lock, backup, atomic write, ``nginx -t``, restore on failure, optiona
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,7 +47,13 @@ def plan_removal(config_path: Path, records: Mapping[str, FileRecord]) -> Remova
     notes: list[str] = []
     for path, text in sorted(source.texts.items()):
         result = without_ours(text, records.get(str(path)), legacy=not records)
-        notes += _mismatches(path, result)
+        # a line is named as ours without its marker only if it names hookshift's own
+        # locations, upstreams or log format: a bare `}` or `proxy_pass ...;` is anyone's
+        lines = text.splitlines()
+        unmarked = tuple(n for n in result.unmarked if "hookshift" in lines[n - 1])
+        result = dataclasses.replace(result, unmarked=unmarked)
+        if splice.has_marks(text) or unmarked:  # else: nothing of ours left to name
+            notes += _mismatches(path, result)
         if result.text != text:
             edits.append(Edit(path, text, result.text))
     if edits and not records:

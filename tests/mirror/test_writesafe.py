@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,6 +268,19 @@ def test_a_config_applied_without_a_record_is_removed_the_old_way_with_a_warning
     assert LEGACY_NOTE in result.notes
 
 
+def test_remove_after_the_files_were_put_back_by_other_means_is_a_quiet_no_op(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    for path, data in before.items():  # e.g. a cut-over rollback writing recorded bytes
+        path.write_bytes(data)
+    result = _remove(config, nginx_bin, tmp_path / "bk")
+    assert result.no_change and result.notes == ()
+    assert ConfigState.of(config).load().records == {}
+
+
 def test_remove_with_a_missing_nginx_binary_writes_nothing(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -335,6 +351,86 @@ def test_a_non_root_apply_on_a_root_owned_file_is_refused_before_writing(
         _apply(config, ca_file, nginx_bin, tmp_path / "bk")
     assert snapshot(config.parent) == before
     assert not list((tmp_path / "bk").glob("*/manifest.json"))
+
+
+NOBODY_MAIN = (
+    "import sys; sys.path[:0] = sys.argv[1:3]; del sys.argv[1:3]; "
+    "from hookshift.cli import main; main()"
+)
+
+
+@pytest.mark.e2e
+def test_apply_as_an_unprivileged_user_refuses_a_root_owned_file(
+    nginx_bin: str, ca_file: Path
+) -> None:
+    system_python = Path("/usr/bin/python3")
+    if os.geteuid() != 0 or not shutil.which("runuser") or not system_python.exists():
+        pytest.skip("needs root, runuser and /usr/bin/python3")
+    version = subprocess.run(
+        [str(system_python), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        pytest.skip("the system python cannot load this virtualenv's packages")
+    shared = Path(tempfile.mkdtemp(prefix="hookshift-nobody-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)
+        config = multi_file(shared / "conf")
+        for directory in (config.parent, config.parent / "conf.d", config.parent / "logs"):
+            directory.chmod(0o777)  # the caller may write the directories, not the files
+        ca = shared / "ca.pem"
+        shutil.copy(ca_file, ca)
+        ca.chmod(0o644)
+        before = snapshot(config.parent)
+        args = [
+            "mirror",
+            "apply",
+            "--config",
+            str(config),
+            "--path",
+            "/vendor/cb",
+            "--stage-url",
+            STAGE_URL,
+            "--trusted-ca",
+            str(ca),
+            "--no-dns-check",
+            "--parity-log",
+            str(config.parent / "logs" / "parity.log"),
+            "--relay-socket",
+            str(config.parent / "relay.sock"),
+            "--nginx-bin",
+            nginx_bin,
+            "--backup-dir",
+            str(shared / "bk"),
+            "--nginx-prefix",
+            str(config.parent),
+        ]
+        done = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                str(system_python),
+                "-c",
+                NOBODY_MAIN,
+                str(REPO),
+                sysconfig.get_paths()["purelib"],
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "HOOKSHIFT_STATE_DIR": str(shared / "state")},
+        )
+        assert done.returncode == 2, done.stderr
+        assert "owned by uid 0; running as uid" in done.stderr and "Traceback" not in done.stderr
+        assert snapshot(config.parent) == before
+        assert all(p.stat().st_uid == 0 for p in before)
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_read_only_file_is_refused_not_replaced(
