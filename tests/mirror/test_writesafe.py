@@ -281,6 +281,21 @@ def test_remove_after_the_files_were_put_back_by_other_means_is_a_quiet_no_op(
     assert ConfigState.of(config).load().records == {}
 
 
+def test_remove_with_a_hand_broken_marker_restores_what_nginx_rejects(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    text = config.read_text()
+    opening = next(line for line in text.splitlines() if line.strip().startswith("upstream "))
+    config.write_text(text.replace(opening, opening.replace("  # hookshift", "")))
+    edited = snapshot(config.parent)
+    with pytest.raises(OperationError, match="nginx -t rejected the result, original restored"):
+        _remove(config, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == edited
+    assert ConfigState.of(config).load().intent is None
+
+
 def test_remove_with_a_missing_nginx_binary_writes_nothing(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
