@@ -257,6 +257,15 @@ def recover(config: Path) -> tuple[str, ...]:
         return recover_locked(state)
 
 
+def pending_change(config: Path) -> str | None:
+    """What a killed run left unfinished in `config`, said for the user (None: nothing)."""
+    state = ConfigState.of(Path(os.path.abspath(config)))
+    intent = state.load().intent if state.config.is_file() else None
+    if intent is None:
+        return None
+    return f"an interrupted hookshift {intent.op} left {len(intent.files)} file(s) unfinished"
+
+
 class _Failed(Exception):
     """A check after the writes failed (`what`, nginx's `detail`): restore, then report."""
 

@@ -15,7 +15,7 @@ import click
 
 from hookshift.console import diag, emit_json
 from hookshift.errors import InputError
-from mirror.apply import apply_plan, default_backup_dir, recover
+from mirror.apply import apply_plan, default_backup_dir, pending_change, recover
 from mirror.dnscheck import dns_warnings
 from mirror.plan import (
     DEFAULT_MIRROR_ERROR_LOG,
@@ -254,6 +254,9 @@ def mirror() -> None:
 @_plan_options
 def plan(**kwargs: Any) -> None:
     """Show what apply would change (a unified diff, or --format json); change nothing."""
+    pending = pending_change(kwargs["config"])
+    if pending:
+        diag("warning", f"{pending}: the next apply or remove puts them back first")
     result = _build(kwargs)
     if kwargs["fmt"] == "json":
         with _stdout():

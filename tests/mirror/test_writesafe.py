@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from mirror.apply import CHECKPOINT_LOG_ENV, PAUSE_ENV, apply_plan, keep_problem, recover
+from mirror.apply import (
+    CHECKPOINT_LOG_ENV,
+    PAUSE_ENV,
+    apply_plan,
+    keep_problem,
+    pending_change,
+    recover,
+)
 from mirror.plan import make_plan
 from mirror.remove import LEGACY_NOTE, remove_marked
 from mirror.state import ConfigState
@@ -147,6 +154,8 @@ def test_kill_9_at_every_checkpoint_leaves_a_config_nginx_accepts_and_a_rerun_fi
         config, final = fresh(label.replace(":", "-"))
         with paused(op, config, ca_file, nginx_bin, bk, label):
             pass
+        pending = pending_change(config)
+        assert (pending is None) == (label in ("checked", "backed-up", "committed")), label
         test = binary.test_config(config, nginx_bin=nginx_bin, prefix=config.parent)
         assert test.ok, f"killed at {label}: nginx -t fails: {test.error}"
         if op == "apply":
