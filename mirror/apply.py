@@ -172,8 +172,9 @@ def remove_stale_temps(config: Path, edits: Sequence[Edit]) -> None:
                 stale.unlink()
 
 
-def backup(targets: Sequence[_Target], backup_dir: Path) -> Path:
-    """Copy each file's current bytes into a new directory under `backup_dir`, with a manifest.
+def backup(targets: Sequence[_Target], backup_dir: Path) -> tuple[Path, tuple[Path, ...]]:
+    """Copy each file's current bytes into a new directory under `backup_dir`, with a manifest;
+    the directory and each file's copy.
 
     Whole or absent: on a full disk the partial directory is removed and the user told.
     """
@@ -185,8 +186,8 @@ def backup(targets: Sequence[_Target], backup_dir: Path) -> Path:
         raise _backup_error(backup_dir, exc) from None
     try:
         manifest = {}
-        for index, target in enumerate(targets):
-            copy = run / f"{index:03d}-{target.real.name}"
+        copies = tuple(run / f"{i:03d}-{t.real.name}" for i, t in enumerate(targets))
+        for target, copy in zip(targets, copies, strict=True):
             write_exclusive(copy, to_bytes(target.edit.old))
             manifest[str(target.edit.path)] = copy.name
         write_exclusive(run / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
@@ -195,7 +196,7 @@ def backup(targets: Sequence[_Target], backup_dir: Path) -> Path:
     except OSError as exc:
         shutil.rmtree(run, ignore_errors=True)
         raise _backup_error(backup_dir, exc) from None
-    return run
+    return run, copies
 
 
 def _backup_error(backup_dir: Path, exc: OSError) -> InputError:
@@ -384,7 +385,7 @@ def write_locked(
         )
     targets = _targets(edits)
     checkpoint("checked")
-    run = backup(targets, backup_dir)
+    run, copies = backup(targets, backup_dir)
     checkpoint("backed-up")
     saved = state.load()
     intent = Intent(
@@ -392,11 +393,11 @@ def write_locked(
         tuple(
             IntentFile(
                 str(t.real),
-                str(run / f"{index:03d}-{t.real.name}"),
+                str(copy),
                 _sha256(to_bytes(t.edit.old)),
                 _sha256(to_bytes(t.edit.new)),
             )
-            for index, t in enumerate(targets)
+            for t, copy in zip(targets, copies, strict=True)
         ),
     )
     try:
