@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import click
 
 from hookshift.console import diag, emit_json
 from hookshift.errors import InputError
-from mirror.apply import apply_plan, default_backup_dir
+from mirror.apply import apply_plan, default_backup_dir, pending_change, recover
 from mirror.dnscheck import dns_warnings
 from mirror.plan import (
     DEFAULT_MIRROR_ERROR_LOG,
@@ -274,6 +277,29 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
     return plan
 
 
+@contextlib.contextmanager
+def _stdout(after: str = "") -> Iterator[None]:
+    """Output that cannot be written (a full disk, ``> /dev/full``) is one line, exit 2.
+
+    stdout then points at /dev/null so the interpreter's last flush has nowhere to fail.
+    """
+    try:
+        yield
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise InputError(
+            f"cannot write to standard output: {exc.strerror}{after}",
+            fix="send the output to a file on a disk with space, or to a pipe",
+        ) from None
+
+
+def _notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        diag("warning", note)
+
+
 @click.group(epilog=EXAMPLES)
 def mirror() -> None:
     """Copy (or forward) the callback path to API Gateway by editing nginx byte-preservingly.
@@ -286,9 +312,13 @@ def mirror() -> None:
 @_plan_options
 def plan(**kwargs: Any) -> None:
     """Show what apply would change (a unified diff, or --format json); change nothing."""
+    pending = pending_change(kwargs["config"])
+    if pending:
+        diag("warning", f"{pending}: the next apply or remove puts them back first")
     result = _build(kwargs)
     if kwargs["fmt"] == "json":
-        emit_json(result.to_json())
+        with _stdout():
+            emit_json(result.to_json())
         return
     diag(
         "info",
@@ -298,7 +328,8 @@ def plan(**kwargs: Any) -> None:
     if result.already_applied:
         diag("ok", "already applied: no change")
         return
-    click.echo(result.diff(), nl=False)
+    with _stdout():
+        click.echo(result.diff(), nl=False)
 
 
 @mirror.command(epilog=EXAMPLES)
@@ -318,7 +349,11 @@ def plan(**kwargs: Any) -> None:
 )
 def apply(**kwargs: Any) -> None:
     """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
+    _notes(recover(kwargs["config"]))
     result = _build(kwargs)
+    if kwargs["fmt"] != "json" and not result.already_applied:
+        with _stdout("; nothing changed"):  # the diff first: unwritable output changes nothing
+            click.echo(result.diff(), nl=False)
     outcome = apply_plan(
         result,
         nginx_bin=kwargs["nginx_bin"],
@@ -326,6 +361,7 @@ def apply(**kwargs: Any) -> None:
         reload=kwargs["reload"],
         prefix=kwargs["nginx_prefix"],
     )
+    _notes(outcome.notes)
     if kwargs["fmt"] == "json":
         data = result.to_json()
         data["applied"] = {
@@ -333,12 +369,12 @@ def apply(**kwargs: Any) -> None:
             "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
             "reloaded": outcome.reloaded,
         }
-        emit_json(data)
+        with _stdout(" (the config was changed)" if outcome.changed else ""):
+            emit_json(data)
         return
     if outcome.no_change:
         diag("ok", "already applied: no change")
         return
-    click.echo(result.diff(), nl=False)
     diag(
         "ok",
         f"applied to {len(outcome.changed)} file(s); backup in {outcome.backup_dir}"
@@ -366,7 +402,8 @@ def remove(
     nginx_prefix: Path | None,
     fmt: str,
 ) -> None:
-    """Remove every hookshift line from every file of the config (byte-identical originals)."""
+    """Remove the lines hookshift added from every file of the config (byte-identical
+    originals); lines that do not match what apply wrote are named and left in place."""
     outcome = remove_marked(
         main_config(config, nginx_bin),
         nginx_bin=nginx_bin,
@@ -374,14 +411,17 @@ def remove(
         reload=reload,
         prefix=nginx_prefix,
     )
+    _notes(outcome.notes)
     if fmt == "json":
-        emit_json(
-            {
-                "changed": [str(p) for p in outcome.changed],
-                "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
-                "reloaded": outcome.reloaded,
-            }
-        )
+        with _stdout(" (the config was changed)" if outcome.changed else ""):
+            emit_json(
+                {
+                    "changed": [str(p) for p in outcome.changed],
+                    "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
+                    "reloaded": outcome.reloaded,
+                    "warnings": list(outcome.notes),
+                }
+            )
         return
     if outcome.no_change:
         diag("ok", "no hookshift lines found: no change")

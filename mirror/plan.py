@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from mirror.render import Layout, Mode, StageDns, TemplateContext, Tuning, direc
 from mirror.render import http_lines as render_http
 from mirror.render import location_lines as render_location
 from mirror.render import server_lines as render_server
+from mirror.state import ConfigState, without_ours
 from nginx import splice
 from nginx.config import Directive, NginxConfig
 from nginx.matching import Match, location_spec, match, server_listens, server_names
@@ -646,7 +648,7 @@ def _already_applied(
     changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
 ) -> bool:
     """True when the files on disk already are this plan's result (apply twice = no-op)."""
-    marked = sorted(p for p, t in (on_disk or {}).items() if splice.has_marks(t))
+    marked = sorted(p for p, t in (on_disk or {}).items() if t != source.texts.get(p))
     if not marked or on_disk is None:
         return False
     planned = {c.path: c.new_text for c in changes}
@@ -797,7 +799,9 @@ def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
     on_disk = dict(on_disk_source.texts)
     if not any(splice.has_marks(t) for t in on_disk.values()):
         return on_disk_source, on_disk
-    stripped = {p: splice.remove(t) for p, t in on_disk.items()}
+    records = ConfigState.of(Path(os.path.abspath(config_path))).load().records
+    legacy = not records
+    stripped = {p: without_ours(t, records.get(str(p)), legacy).text for p, t in on_disk.items()}
     return load_source(config_path, stripped), on_disk
 
 

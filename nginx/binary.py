@@ -8,6 +8,7 @@ is reported as nginx wrote it.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -30,7 +31,23 @@ class TestResult:
     __test__ = False  # not a pytest class
 
 
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def locate(nginx_bin: str) -> str:
+    """`nginx_bin` as given when it is a path or on PATH, else found in an sbin directory
+    (cron's ``PATH=/usr/bin:/bin`` leaves out /usr/sbin, where Debian installs nginx)."""
+    if os.sep in nginx_bin or shutil.which(nginx_bin):
+        return nginx_bin
+    for directory in SBIN_DIRS:
+        candidate = os.path.join(directory, nginx_bin)
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+            return candidate
+    return nginx_bin
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    argv = [locate(argv[0]), *argv[1:]]
     try:
         return subprocess.run(
             argv, capture_output=True, text=True, timeout=NGINX_TIMEOUT, check=False
@@ -72,14 +89,8 @@ _CHATTER = ("[notice]", "[info]", "[debug]", "test failed", "syntax is", "test i
 
 
 def find_binary(nginx_bin: str = "nginx") -> str | None:
-    """`nginx_bin` if it runs, else Debian's ``/usr/sbin/nginx`` when `nginx_bin` is the bare
-    default (``/usr/sbin`` is not on every user's PATH); None when neither exists."""
-    candidates = [nginx_bin] + (["/usr/sbin/nginx"] if nginx_bin == "nginx" else [])
-    for candidate in candidates:
-        found = shutil.which(candidate)
-        if found is not None:
-            return found
-    return None
+    """The runnable path of `nginx_bin` (see `locate`), or None when there is none."""
+    return shutil.which(locate(nginx_bin))
 
 
 def _first_error(output: str) -> str | None:
