@@ -200,9 +200,9 @@ def heal(
 ) -> HealResult:
     """Re-send the report's missing_in_queue callbacks to `to` (dry run unless `apply`)."""
     report = load_report(report_path)
-    if any("*" in str(k) for k in report["missing_in_queue_keys"][:1]) and report.get("redacted"):
+    if report.get("redacted") and any("*" in str(k) for k in report["missing_in_queue_keys"]):
         raise InputError(
-            "the report's keys are masked (the key holds a phone field)",
+            "the report's keys are masked (they hold a phone number)",
             where=str(report_path),
             fix="rerun verify parity with --no-redact or another --key",
         )

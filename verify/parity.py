@@ -33,7 +33,7 @@ from hookshift.errors import InputError
 from verify.canonical import same_body
 from verify.fetch import Hint, Side, fetch
 from verify.keys import KeySpec, parse_key, resolve_key
-from verify.redact import field_is_phone, mask, redact_body
+from verify.redact import field_is_phone, mask, redact_body, redact_text
 from verify.sources import (
     AppFields,
     SourceSpec,
@@ -424,9 +424,14 @@ def _run(
             f"{counts['missing_in_queue']}: heal in several rounds"
         )
     verdict, reason = verdict_for(counts, options.min_events)
-    if options.redact and any(field_is_phone(p.field) for p in key.parts if p.field):
-        missing_keys = [mask(k) for k in missing_keys]
-        warnings.append("the key holds a phone field: keys are masked, heal cannot use them")
+    if options.redact:
+        shown_keys = [redact_key(key, k) for k in missing_keys]
+        if shown_keys != missing_keys:
+            warnings.append(
+                "some keys hold a phone number: they are masked, heal cannot use them"
+                " (rerun with --no-redact for heal)"
+            )
+        missing_keys = shown_keys
     return ParityReport(
         verdict=verdict,
         reason=reason,
@@ -822,6 +827,16 @@ def _matched_head(
 _APP_STATUS = {"a": "accepted", "r": "rejected", "n": "not_mirrored"}
 
 
+def redact_key(key: KeySpec, text: str) -> str:
+    """A key value as a redacted report shows it: a phone field's value masked, phone numbers
+    in other parts of the body masked; nginx's request ids are not the sender's data."""
+    if any(field_is_phone(p.field) for p in key.parts if p.field):
+        return mask(text)
+    if any(p.kind in ("json", "form") for p in key.parts):
+        return redact_text(text)
+    return text
+
+
 def _sample(
     key: KeySpec,
     k: str,
@@ -832,9 +847,7 @@ def _sample(
 ) -> dict[str, Any]:
     a = app_recs[0] if app_recs else None
     q = queue_recs[0] if queue_recs else None
-    shown = key.display(k)
-    if redact and any(field_is_phone(p.field) for p in key.parts if p.field):
-        shown = mask(shown)
+    shown = redact_key(key, key.display(k)) if redact else key.display(k)
 
     def body(rec: dict[str, Any] | None) -> str | None:
         if rec is None or rec["body"] is None:
