@@ -10,8 +10,10 @@ from pathlib import Path
 import click
 
 from hookshift.console import diag, emit_json, stderr_is_tty
+from hookshift.console import out as print_out
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
+from verify.pull import NetworkLimits
 
 
 @click.group("verify")
@@ -59,6 +61,13 @@ def verify() -> None:
     show_default=True,
     help="A worker stops after this many empty long polls in a row.",
 )
+@click.option(
+    "--network-timeout",
+    type=click.FloatRange(min=0.1, max=30),
+    default=NetworkLimits.read_s,
+    show_default=True,
+    help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
+)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 def pull_command(
     queue_url: str,
@@ -70,6 +79,7 @@ def pull_command(
     workers: int,
     wait_time: int,
     idle_polls: int,
+    network_timeout: float,
     output_format: str,
 ) -> None:
     """Copy a queue into a crash-safe archive (JSONL segments keyed on MessageId).
@@ -85,8 +95,9 @@ def pull_command(
           --archive ./archive --delete
       hookshift verify pull --queue-url URL --archive ./a --endpoint-url http://127.0.0.1:5000
     """
-    from verify.pull import pull
+    from verify.pull import check_queue_url, pull
 
+    check_queue_url(queue_url, endpoint_url)
     result = pull(
         queue_url,
         archive_dir,
@@ -99,11 +110,12 @@ def pull_command(
         idle_polls=idle_polls,
         progress=True,
         notice=lambda text: diag("warning", text),
+        limits=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
     )
     if output_format == "json":
         emit_json({"archive": str(archive_dir), **result.__dict__})
         return
-    click.echo(
+    print_out(
         f"received {result.received}, newly archived {result.archived}, already archived "
         f"{result.already_archived}, deleted {result.deleted}; archive holds "
         f"{result.archive_total} message(s) in {archive_dir}"
@@ -177,6 +189,13 @@ def pull_command(
 @click.option("--app-time-field", default="time", show_default=True)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: sources.")
 @click.option("--region", default=None, help="AWS region for sqs: sources.")
+@click.option(
+    "--network-timeout",
+    type=click.FloatRange(min=0.1, max=30),
+    default=NetworkLimits.read_s,
+    show_default=True,
+    help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
+)
 @click.option("--memory-limit", default="1GB", show_default=True, help="DuckDB memory limit.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option(
@@ -206,6 +225,7 @@ def parity_command(
     app_time_field: str,
     endpoint_url: str | None,
     region: str | None,
+    network_timeout: float,
     memory_limit: str,
     threads: int | None,
     temp_dir: str | None,
@@ -243,6 +263,7 @@ def parity_command(
         temp_dir=temp_dir,
         endpoint_url=endpoint_url,
         region=region,
+        network=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
     )
     if (
         options.since_ms is not None
@@ -260,7 +281,7 @@ def parity_command(
         diag("ok" if report.passed else "warning", f"parity {report.verdict}: {report.reason}")
         diag("info", f"report written to {out}")
     else:
-        click.echo(text, nl=False)
+        print_out(text, nl=False)
     ctx.exit(report.exit_code)
 
 
@@ -353,12 +374,12 @@ def heal_command(
     else:
         verb = "sent" if apply else "would send"
         count = result.sent if apply else len(result.to_send)
-        click.echo(
+        print_out(
             f"{verb} {count} replay(s) to {target}; {result.already_sent} already sent "
             f"earlier (ledger), {len(result.not_found)} not found in the app source"
         )
         for item in result.to_send[:20]:
-            click.echo(f"  {item.key}  replay of {item.replay_id}")
+            print_out(f"  {item.key}  replay of {item.replay_id}")
         if not apply and result.to_send:
             diag("info", "dry run: add --apply to send")
     for failure in result.failed:

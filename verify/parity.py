@@ -16,11 +16,13 @@ retries count once); duplicates count the extra copies.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import re
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,12 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hookshift.errors import InputError
+from hookshift.errors import InputError, OperationError
 from verify.canonical import same_body
 from verify.fetch import Hint, Side, fetch
 from verify.keys import KeySpec, parse_key, resolve_key
+from verify.pull import NetworkLimits
 from verify.redact import field_is_phone, mask, redact_body, redact_text
 from verify.sources import (
+    JSON_RECORD_MAX,
     AppFields,
     SourceSpec,
     app_rows_sql,
@@ -46,6 +50,7 @@ from verify.sources import (
     parse_source,
     queue_rows_sql,
     resolve_files,
+    sql_str,
 )
 from verify.tally import (
     BUCKET_MS,
@@ -112,6 +117,7 @@ class ParityOptions:
     malformed_examples: int = 5
     missing_keys_cap: int = 1_000_000
     sqs_wait_s: int = 5  # long poll of an sqs: source; it ends after one empty poll
+    network: NetworkLimits = field(default_factory=NetworkLimits)  # each SQS call's bound
 
 
 @dataclass(frozen=True)
@@ -227,8 +233,17 @@ def _connect(options: ParityOptions, tmp: Path) -> Any:
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = '{options.memory_limit}'")
-    con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
+    try:
+        con.execute(f"SET memory_limit = {sql_str(options.memory_limit)}")
+    except duckdb.Error:
+        con.close()
+        raise InputError(
+            f"cannot read memory limit {options.memory_limit!r}",
+            where="--memory-limit",
+            fix="write a size such as 1GB or 512MB",
+        ) from None
+    # a path is data, never SQL: quoted as a literal whatever it holds
+    con.execute(f"SET temp_directory = {sql_str(str(tmp / 'spill'))}")
     # in order everywhere but the scan (verify/tally.py): samples and anchor probes come back
     # in the order of the lines they were read from
     con.execute("SET preserve_insertion_order = true")
@@ -253,6 +268,7 @@ def _queue_files(
             delete=False,
             wait_time_s=options.sqs_wait_s,
             progress=False,
+            limits=options.network,
         )
         if not any(archive.glob("*.jsonl")):
             (archive / "empty.jsonl").write_text("", encoding="utf-8")
@@ -304,6 +320,67 @@ def run_parity(
     app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
     queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
     key = resolve_key(options.key, options.profile)
+    if options.temp_dir is not None and not Path(options.temp_dir).is_dir():
+        raise InputError(
+            "not a directory",
+            where=f"--temp-dir {options.temp_dir}",
+            fix="give an existing directory with room for spilled data",
+        )
+    with _unreadable_as_input_error():
+        return _run_parity(app_spec, queue_spec, key, options, started, progress)
+
+
+@contextmanager
+def _unreadable_as_input_error() -> Iterator[None]:
+    """Inputs DuckDB or gzip cannot read (a truncated .gz, a record larger than the JSON
+    reader takes) as one line naming the file, instead of the library's error."""
+    import duckdb
+
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(
+            f"a compressed input is truncated or damaged ({exc})",
+            fix="check the .gz files with `gzip -t`; leave out the damaged one",
+        ) from None
+    except duckdb.InvalidInputException as exc:
+        text = str(exc)
+        if "maximum_object_size" not in text:
+            raise InputError(_first_line(text), fix="check the input files") from None
+        found = re.search(r'reading file "([^"]+)"', text)
+        raise InputError(
+            f"a record is larger than {JSON_RECORD_MAX // (1 << 20)} MiB: no callback is that big",
+            where=found.group(1) if found else None,
+            fix="remove that line (find it with `awk 'length > 16000000 {print NR}' FILE`)",
+        ) from None
+    except duckdb.IOException as exc:
+        text = _first_line(str(exc))
+        if "GZIP" in text or "gzip" in text:
+            raise InputError(
+                f"a compressed input is truncated or damaged ({text})",
+                fix="check the .gz files with `gzip -t`; leave out the damaged one",
+            ) from None
+        raise InputError(text, fix="check that the input files are readable") from None
+    except duckdb.OutOfMemoryException:
+        raise OperationError(
+            "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    """The first line of a DuckDB error, without its ``IO Error:`` label."""
+    lines = text.strip().splitlines()
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else "unreadable input"
+
+
+def _run_parity(
+    app_spec: SourceSpec,
+    queue_spec: SourceSpec,
+    key: KeySpec | None,
+    options: ParityOptions,
+    started: float,
+    progress: Callable[[str], None] | None,
+) -> ParityReport:
     with _workdir(options) as tmp:
         app_files = resolve_files(app_spec)
         if app_spec.kind == "csv":

@@ -26,6 +26,9 @@ from typing import IO, Any
 from hookshift.errors import InputError
 
 APP_KINDS = ("nginx", "jsonl", "csv")
+# the largest record the JSON reader takes (DuckDB's default, stated so errors can name it): a
+# callback is kilobytes, and a larger limit costs every reader thread its buffer
+JSON_RECORD_MAX = 16 * 1024 * 1024
 QUEUE_KINDS = ("sqs", "archive", "jsonl")
 
 
@@ -129,7 +132,7 @@ def read_json_sql(files: list[Path], columns: dict[str, str]) -> str:
     spec = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in columns.items())
     return (
         f"read_json({_file_list(files)}, format='newline_delimited', columns={{{spec}}}, "
-        "ignore_errors=true, filename=true)"
+        f"ignore_errors=true, filename=true, maximum_object_size={JSON_RECORD_MAX})"
     )
 
 
