@@ -15,6 +15,14 @@ from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 from verify.pull import NetworkLimits
 
+NETWORK_TIMEOUT = click.option(
+    "--network-timeout",
+    type=click.FloatRange(min=0.1, max=30),
+    default=NetworkLimits.read_s,
+    show_default=True,
+    help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
+)
+
 
 @click.group("verify")
 def verify() -> None:
@@ -61,13 +69,7 @@ def verify() -> None:
     show_default=True,
     help="A worker stops after this many empty long polls in a row.",
 )
-@click.option(
-    "--network-timeout",
-    type=click.FloatRange(min=0.1, max=30),
-    default=NetworkLimits.read_s,
-    show_default=True,
-    help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
-)
+@NETWORK_TIMEOUT
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 def pull_command(
     queue_url: str,
@@ -189,13 +191,7 @@ def pull_command(
 @click.option("--app-time-field", default="time", show_default=True)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: sources.")
 @click.option("--region", default=None, help="AWS region for sqs: sources.")
-@click.option(
-    "--network-timeout",
-    type=click.FloatRange(min=0.1, max=30),
-    default=NetworkLimits.read_s,
-    show_default=True,
-    help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
-)
+@NETWORK_TIMEOUT
 @click.option("--memory-limit", default="1GB", show_default=True, help="DuckDB memory limit.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option(

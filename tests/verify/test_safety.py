@@ -16,7 +16,8 @@ import pytest
 from hookshift.errors import InputError, OperationError
 from rehearsal.procs import LOOPBACK
 from rehearsal.sqs import CREDENTIALS, REGION
-from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
+from tests.verify.data import T0, body, nginx_line, rid, write_lines
+from tests.verify.test_cli import _clean
 from verify.parity import ParityOptions, run_parity
 from verify.pull import NetworkLimits, pull
 
@@ -38,17 +39,6 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
-
-
-def _clean(tmp_path: Path) -> tuple[Path, Path]:
-    app = write_lines(
-        tmp_path / "p.log", [nginx_line(rid(n), T0 + n * 1000, body(n)) for n in range(3)]
-    )
-    queue = write_messages(
-        tmp_path / "q.jsonl",
-        [message(f"m{n}", body(n), T0 + n * 1000 + 9, request_id=rid(n)) for n in range(3)],
-    )
-    return app, queue
 
 
 @pytest.fixture
