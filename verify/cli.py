@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -189,6 +190,14 @@ def pull_command(
 @click.option("--app-body-field", default="body", show_default=True)
 @click.option("--app-id-field", default="request_id", show_default=True)
 @click.option("--app-time-field", default="time", show_default=True)
+@click.option(
+    "--stage-url",
+    "stage_urls",
+    multiple=True,
+    metavar="URL",
+    help="The stage (or domain) URL the mirror sends to; the report names it, and "
+    "`verify heal` sends only there (repeatable).",
+)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: sources.")
 @click.option("--region", default=None, help="AWS region for sqs: sources.")
 @NETWORK_TIMEOUT
@@ -219,6 +228,7 @@ def parity_command(
     app_body_field: str,
     app_id_field: str,
     app_time_field: str,
+    stage_urls: tuple[str, ...],
     endpoint_url: str | None,
     region: str | None,
     network_timeout: float,
@@ -260,6 +270,7 @@ def parity_command(
         endpoint_url=endpoint_url,
         region=region,
         network=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
+        stage_urls=stage_urls,
     )
     if (
         options.since_ms is not None
@@ -273,12 +284,19 @@ def parity_command(
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
     if out is not None:
-        write_atomic(out, text)
+        _write_private(out, text)
         diag("ok" if report.passed else "warning", f"parity {report.verdict}: {report.reason}")
         diag("info", f"report written to {out}")
     else:
         print_out(text, nl=False)
     ctx.exit(report.exit_code)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
+    if path.is_file():
+        os.chmod(path, path.stat().st_mode & 0o700)
+    write_atomic(path, text, default_mode=0o600)
 
 
 @contextmanager
@@ -330,6 +348,17 @@ def _phase_bar() -> Iterator[Callable[[str], None] | None]:
     default=None,
     help="Ledger of sent replays (default: beside the report).",
 )
+@click.option(
+    "--allow-plain-http-loopback",
+    is_flag=True,
+    help="Allow an http:// target on this machine (a local test stage); never elsewhere.",
+)
+@click.option(
+    "--i-mean-this-target",
+    "other_target",
+    is_flag=True,
+    help="Send to a target the report's run did not use (its heal_targets).",
+)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: targets.")
 @click.option("--region", default=None)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
@@ -340,6 +369,8 @@ def heal_command(
     target: str,
     apply: bool,
     ledger: Path | None,
+    allow_plain_http_loopback: bool,
+    other_target: bool,
     endpoint_url: str | None,
     region: str | None,
     output_format: str,
@@ -348,7 +379,12 @@ def heal_command(
 
     Bodies come from the app source the report names. To a stage URL each is POSTed with
     `X-Hookshift-Replay: <original request id>`; to sqs:URL it is sent with the
-    `hookshift_replay` attribute. A ledger makes a second run send nothing twice.
+    `hookshift_replay` attribute. A ledger makes a second run send nothing twice, and one
+    --apply at a time may use it.
+
+    The bodies are sent as the vendor sent them (phone numbers included): only over https,
+    and only to a target the report's run used (`heal_targets`: the --stage-url given to
+    verify parity, the queue it read) unless --i-mean-this-target.
 
     \b
     Examples:
@@ -364,6 +400,8 @@ def heal_command(
         ledger=ledger,
         endpoint_url=endpoint_url,
         region=region,
+        plain_http_loopback=allow_plain_http_loopback,
+        other_target=other_target,
     )
     if output_format == "json":
         emit_json(result.to_dict())

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hookshift.errors import InputError, OperationError
+from verify.archive import archive_queue_url
 from verify.canonical import same_body
 from verify.fetch import Hint, Side, fetch
 from verify.keys import KeySpec, parse_key, resolve_key
@@ -118,6 +119,7 @@ class ParityOptions:
     missing_keys_cap: int = 1_000_000
     sqs_wait_s: int = 5  # long poll of an sqs: source; it ends after one empty poll
     network: NetworkLimits = field(default_factory=NetworkLimits)  # each SQS call's bound
+    stage_urls: tuple[str, ...] = ()  # where the mirror sends: the report names them for heal
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class ParityReport:
     warnings: list[str] = field(default_factory=list)
     app_fields: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)  # per phase, for the bench
+    heal_targets: list[str] = field(default_factory=list)  # where `verify heal` may send
 
     @property
     def passed(self) -> bool:
@@ -164,6 +167,7 @@ class ParityReport:
             "sources": self.sources,
             "app_fields": self.app_fields,
             "missing_in_queue_keys": self.missing_in_queue_keys,
+            "heal_targets": self.heal_targets,
             "redacted": self.redacted,
             "warnings": self.warnings,
             "generated_at": self.generated_at,
@@ -527,6 +531,7 @@ def _run(
         malformed_examples=malformed_examples,
         sources={"app": app_spec.label, "queue": queue_spec.label},
         missing_in_queue_keys=missing_keys,
+        heal_targets=heal_targets(queue_spec, options),
         redacted=options.redact,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 3),
@@ -538,6 +543,19 @@ def _run(
             "time": options.app_fields.time,
         },
     )
+
+
+def heal_targets(queue: SourceSpec, options: ParityOptions) -> list[str]:
+    """Where this run's callbacks go: the stage URLs the user named, and the queue (given as
+    sqs:URL, or recorded in the archive by `verify pull`)."""
+    targets = list(dict.fromkeys(options.stage_urls))
+    if queue.kind == "sqs":
+        targets.append(f"sqs:{queue.target}")
+    elif queue.kind == "archive":
+        url = archive_queue_url(Path(queue.target))
+        if url is not None:
+            targets.append(f"sqs:{url}")
+    return targets
 
 
 def _fetch_side(

@@ -237,7 +237,7 @@ def pull(
             f" its consumers for the visibility timeout ({vt if vt is not None else '?'} s)"
         )
     shared = _Shared(max_messages)
-    with Archive(archive_dir) as archive:
+    with Archive(archive_dir, queue_url) as archive:
         threads = [
             threading.Thread(
                 target=_worker,
