@@ -185,7 +185,8 @@ def check_target(
 
 
 def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
-    """The first accepted app record of each key, read again from the report's app source."""
+    """The first accepted app record of each key, read again from the report's app source
+    (a record whose body nginx did not log is not found: there is nothing to replay)."""
     import duckdb
 
     if not keys:
@@ -206,7 +207,7 @@ def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
         rows = con.execute(f"""
             SELECT k, rid, body, ct FROM (
                 SELECT *, {key.sql("rid", "body")} AS k FROM ({app_rows_sql(spec, files, fields)})
-                WHERE ok AND cls = 'a'
+                WHERE ok AND cls = 'a' AND body <> ''
             ) WHERE k IN {wanted}
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY t_ms NULLS LAST) = 1
         """).fetchall()

@@ -10,8 +10,10 @@ are fetched by key hash (verify/fetch.py), by seeking instead of reading the inp
 The classes (docs: issue 4): matched, missing_in_queue, missing_in_app, duplicates_app,
 duplicates_queue, mismatched, in_flight, not_mirrored, plus app_rejected (the app answered
 non-2xx: not a callback the app accepted), replayed (matched only through a ``hookshift verify
-heal`` replay), unkeyed and malformed. Counts of classes are per key (one callback and its
-retries count once); duplicates count the extra copies.
+heal`` replay), body_not_logged (the parity log has an empty body because nginx kept the body
+in a temporary file: nothing to compare, not a failure), unkeyed and malformed. Counts of
+classes are per key (one callback and its retries count once); duplicates count the extra
+copies.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ CLASSES = (
     "duplicates_app",
     "duplicates_queue",
     "mismatched",
+    "body_not_logged",
     "in_flight",
     "not_mirrored",
     "app_rejected",
@@ -92,6 +95,14 @@ COUNT_KEYS = (
 # what a long run is doing, in order: `run_parity` names each phase as it starts (the CLI draws
 # them as a bar on a terminal)
 PHASES = ("reading both inputs", "pairing keys", "classifying", "fetching samples")
+# nginx logs $request_body only while the body is in memory; a body larger than
+# client_body_buffer_size goes to a temp file and the log gets an empty string
+BODY_NOT_LOGGED_ADVICE = (
+    "{n} callback(s) have no body in the parity log: nginx kept those bodies in a temporary "
+    "file, where $request_body cannot log them. Set client_body_buffer_size in the callback's "
+    "location above the largest callback (e.g. `client_body_buffer_size 64k;`, the mirror "
+    "apply raises it) and reload nginx; they were not compared"
+)
 PYTHON_COMPARE_MAX = 20000
 BODY_SAMPLE_CHARS = 600
 
@@ -194,7 +205,12 @@ def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
         )
     if problems:
         return "fail", "; ".join(problems)
-    extra = f" ({counts['in_flight']} still in flight)" if counts["in_flight"] else ""
+    notes = []
+    if counts["in_flight"]:
+        notes.append(f"{counts['in_flight']} still in flight")
+    if counts.get("body_not_logged"):
+        notes.append(f"{counts['body_not_logged']} with no body in the log, not compared")
+    extra = f" ({'; '.join(notes)})" if notes else ""
     return "pass", f"all {counts['compared']} compared callback(s) reached the queue intact{extra}"
 
 
@@ -486,9 +502,12 @@ def _run(
     picks = _pick(con, sides, app_win)
     progress(PHASES[3])
     mark = time.monotonic()
-    samples, mism_total, missing_keys = _second_read(con, sides, picks)
+    samples, (mism_total, not_logged), missing_keys = _second_read(con, sides, picks)
     timings["fetch"] = time.monotonic() - mark
     counts["mismatched"] = mism_total
+    # on both sides, but the app side logged no body: not compared, and not a failure
+    counts["compared"] -= not_logged
+    counts["body_not_logged"] = not_logged + counts.pop("unkeyed_app_unlogged")
     counts["matched"] = counts["compared"] - mism_total
     malformed_examples = _malformed(
         con, counts, (app_spec, app_files), queue_files, doc_problems, options
@@ -504,6 +523,8 @@ def _run(
             f"missing_in_queue_keys lists the first {len(missing_keys)} of "
             f"{counts['missing_in_queue']}: heal in several rounds"
         )
+    if counts["body_not_logged"]:
+        warnings.append(BODY_NOT_LOGGED_ADVICE.format(n=counts["body_not_logged"]))
     verdict, reason = verdict_for(counts, options.min_events)
     if options.redact:
         shown_keys = [redact_key(key, k) for k in missing_keys]
@@ -656,11 +677,13 @@ def _counts(
         "duplicates_app": v[5],
         "duplicates_queue": v[6],
         "mismatched": 0,
+        "body_not_logged": 0,
         "in_flight": v[7],
         "not_mirrored": v[8],
         "app_rejected": v[9],
         "replayed": v[10],
         "unkeyed_app": nulls["unkeyed_app"],
+        "unkeyed_app_unlogged": nulls["unkeyed_app_unlogged"],
         "unkeyed_queue": nulls["unkeyed_queue"],
         "malformed": nulls["malformed_app"] + nulls["malformed_queue"],
         "malformed_app": nulls["malformed_app"],
@@ -695,18 +718,23 @@ def _mismatched(
     hks: list[int],
     app_recs: dict[int, list[dict[str, Any]]],
     queue_recs: dict[int, list[dict[str, Any]]],
-) -> list[int]:
-    """Of the keys whose raw bodies differ, those that differ canonically too."""
-    mismatched = []
+) -> tuple[list[int], list[int]]:
+    """Of the keys whose raw bodies differ, those that differ canonically too, and those whose
+    app side logged no body at all (nothing to compare: body_not_logged)."""
+    mismatched, not_logged = [], []
     for hk in hks:
         app_bodies = [r["body"] for r in app_recs.get(hk, []) if r["cls"] == "a"]
         queue_bodies = [r["body"] for r in queue_recs.get(hk, [])]
-        if not any(same_body(a, q) for a in app_bodies for q in queue_bodies):
+        if any(same_body(a, q) for a in app_bodies for q in queue_bodies):
+            continue
+        if app_bodies and all(a == "" for a in app_bodies):
+            not_logged.append(hk)
+        else:
             mismatched.append(hk)
-    return mismatched
+    return mismatched, not_logged
 
 
-def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
+def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int, list[int], int]:
     """Many differing bodies (a systematic encoding bug): compare minified JSON in SQL.
 
     Key order differences count as mismatches on this path (JSON is minified, not sorted).
@@ -715,7 +743,7 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
 
     def hashes(side: Side, where: str = "true") -> str:
         return f"""
-            SELECT hk, list_distinct(list({canon})) AS hs
+            SELECT hk, list_distinct(list({canon})) AS hs, bool_and(body = '') AS unlogged
             FROM ({side.keyed_sql(side.files, where)})
             WHERE hk IN (SELECT hk FROM cand) GROUP BY hk"""
 
@@ -723,11 +751,14 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
     con.execute(f"""
         CREATE TEMP TABLE mism AS
         WITH a AS ({hashes(sides.app, "cls = 'a'")}), q AS ({hashes(sides.queue)})
-        SELECT a.hk FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
+        SELECT a.hk, a.unlogged FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
     """)
-    row = con.execute("SELECT count(*) FROM mism").fetchone()
-    hks = [int(r[0]) for r in con.execute("SELECT hk FROM mism ORDER BY hk LIMIT 1000").fetchall()]
-    return hks, int(row[0]) if row else 0
+    found: list[tuple[list[int], int]] = []
+    for unlogged in ("NOT unlogged", "unlogged"):
+        row = con.execute(f"SELECT count(*) FROM mism WHERE {unlogged}").fetchone()
+        hks = con.execute(f"SELECT hk FROM mism WHERE {unlogged} ORDER BY hk LIMIT 1000")
+        found.append(([int(r[0]) for r in hks.fetchall()], int(row[0]) if row else 0))
+    return found[0][0], found[0][1], found[1][0], found[1][1]
 
 
 _SAMPLE_QUERIES = {
@@ -754,6 +785,8 @@ class _Picks:
     candidates: list[int]  # keys whose raw bodies differ (compared canonically after the fetch)
     mismatched: list[int] | None  # already settled in SQL when there were very many
     mism_total: int
+    not_logged: list[int]  # settled in SQL with mismatched: keys whose app body is empty
+    not_logged_total: int
     missing: list[int]  # missing_in_queue, earliest first (their keys are the report's list)
     head: dict[int, tuple[dict[str, Any], dict[str, Any]]]
 
@@ -766,8 +799,10 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     candidates: list[int] = []
     mismatched: list[int] | None = None
     mism_total = 0
+    not_logged: list[int] = []
+    not_logged_total = 0
     if differing > PYTHON_COMPARE_MAX:
-        mismatched, mism_total = _resolve_mismatches_sql(con, sides)
+        mismatched, mism_total, not_logged, not_logged_total = _resolve_mismatches_sql(con, sides)
     elif differing:
         candidates = [
             int(r[0])
@@ -781,6 +816,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
         picked[name] = [int(r[0]) for r in rows]
     if mismatched is not None:
         picked["mismatched"] = mismatched[:n]
+        picked["body_not_logged"] = not_logged[:n]
     missing = [
         int(r[0])
         for r in con.execute(
@@ -789,7 +825,9 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
         ).fetchall()
     ]
     head = _matched_head(con, sides.key, app_win, sides.queue.rows, n)
-    return _Picks(picked, candidates, mismatched, mism_total, missing, head)
+    return _Picks(
+        picked, candidates, mismatched, mism_total, not_logged, not_logged_total, missing, head
+    )
 
 
 def _fetch_records(
@@ -811,8 +849,9 @@ def _fetch_records(
 
 def _second_read(
     con: Any, sides: _Sides, picks: _Picks
-) -> tuple[dict[str, list[dict[str, Any]]], int, list[str]]:
-    """Samples per class (with bodies), the mismatch count and the missing keys' text.
+) -> tuple[dict[str, list[dict[str, Any]]], tuple[int, int], list[str]]:
+    """Samples per class (with bodies), the mismatched and body_not_logged counts and the
+    missing keys' text.
 
     The scan kept no text, so the records of the keys that need it are fetched by key hash
     (verify/fetch.py), on the side(s) that hold them: a clean run fetches only the matched
@@ -832,10 +871,12 @@ def _second_read(
         con, sides.queue, queue_want | complete, complete, per_key, sides.tmp
     )
     mismatched, mism_total = picks.mismatched, picks.mism_total
+    not_logged_total = picks.not_logged_total
     if mismatched is None:
-        mismatched = _mismatched(candidates, app_recs, queue_recs)
-        mism_total = len(mismatched)
+        mismatched, not_logged = _mismatched(candidates, app_recs, queue_recs)
+        mism_total, not_logged_total = len(mismatched), len(not_logged)
         picked["mismatched"] = mismatched[:n]
+        picked["body_not_logged"] = not_logged[:n]
     sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     picked["matched"] = list(picks.head)[:n]
     for hk, (a_rec, q_rec) in picks.head.items():
@@ -856,7 +897,7 @@ def _second_read(
             for hk in picked.get(name, [])
         ]
     missing_keys = [_key_text(hk, app_recs, queue_recs) for hk in picks.missing if hk in app_recs]
-    return out, mism_total, missing_keys
+    return out, (mism_total, not_logged_total), missing_keys
 
 
 def _record_counts(con: Any, hks: set[int]) -> dict[int, tuple[int, int]]:
