@@ -16,7 +16,7 @@ import pytest
 from hookshift.errors import InputError, OperationError
 from rehearsal.procs import LOOPBACK
 from rehearsal.sqs import CREDENTIALS, REGION
-from tests.verify.data import T0, body, nginx_line, rid, write_lines
+from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 from tests.verify.test_cli import _clean
 from verify.parity import ParityOptions, run_parity
 from verify.pull import NetworkLimits, pull
@@ -180,3 +180,23 @@ def test_a_full_stdout_is_one_line(tmp_path: Path, fmt: str) -> None:
         )  # fmt: skip
     assert result.returncode in (1, 2)
     assert "standard output" in one_line(result)
+
+
+def test_times_beyond_any_date_are_no_time_not_a_crash(tmp_path: Path) -> None:
+    app = write_lines(
+        tmp_path / "p.log",
+        [
+            nginx_line(rid(0), T0, body(0)).replace(f'"msec":"{T0 / 1000:.3f}"', '"msec":"1E20"'),
+            nginx_line(rid(1), T0 + 1000, body(1)),
+        ],
+    )
+    assert '"msec":"1E20"' in app.read_text()
+    queue = write_messages(
+        tmp_path / "q.jsonl",
+        [
+            message("m0", body(0), 10**20, request_id=rid(0)),
+            message("m1", body(1), T0 + 1009, request_id=rid(1)),
+        ],
+    )
+    report = run_parity(f"nginx:{app}", f"jsonl:{queue}", ParityOptions(grace_s=0))
+    assert report.counts["matched"] == 2 and report.passed
