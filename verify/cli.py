@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import click
 
@@ -16,6 +19,8 @@ from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 from verify.pull import NetworkLimits
 
+P = ParamSpec("P")
+R = TypeVar("R")
 NETWORK_TIMEOUT = click.option(
     "--network-timeout",
     type=click.FloatRange(min=0.1, max=30),
@@ -23,6 +28,26 @@ NETWORK_TIMEOUT = click.option(
     show_default=True,
     help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
 )
+
+
+def _one_line_os_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """A path the system refuses (not writable, not a directory, a full disk) as one line."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except OSError as exc:
+            what = exc.strerror or str(exc)
+            if exc.errno == errno.EEXIST:  # making a directory where a file is
+                what = "a file is in the way of a directory"
+            raise InputError(
+                what,
+                where=str(exc.filename) if exc.filename else None,
+                fix="check the path: its directory must exist and be writable, with room left",
+            ) from None
+
+    return run
 
 
 @click.group("verify")
@@ -72,6 +97,7 @@ def verify() -> None:
 )
 @NETWORK_TIMEOUT
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@_one_line_os_errors
 def pull_command(
     queue_url: str,
     archive_dir: Path,
@@ -210,6 +236,7 @@ def pull_command(
     help="Where DuckDB spills (default: the system temp directory).",
 )
 @click.pass_context
+@_one_line_os_errors
 def parity_command(
     ctx: click.Context,
     app_source: str,
@@ -278,6 +305,8 @@ def parity_command(
         and options.since_ms >= options.until_ms
     ):
         raise InputError("--since is not before --until", fix="swap them")
+    if out is not None:
+        _check_out(out)  # before the run: a long run must not end in a refusal
     with _phase_bar() as progress:
         report = run_parity(app_source, queue_source, options, progress)
     if report.counts["malformed"]:
@@ -292,9 +321,21 @@ def parity_command(
     ctx.exit(report.exit_code)
 
 
+def _check_out(path: Path) -> None:
+    """Only a regular file is replaced: the report is written beside the path and renamed over
+    it, which would put a file in place of a device (``--out /dev/stdout``), a pipe or a link."""
+    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+        raise InputError(
+            "not a regular file",
+            where=f"--out {path}",
+            fix="give the path of a report file, or leave out --out to write on stdout",
+        )
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
-    if path.is_file():
+    _check_out(path)
+    if path.exists():
         os.chmod(path, path.stat().st_mode & 0o700)
     write_atomic(path, text, default_mode=0o600)
 
@@ -363,6 +404,7 @@ def _phase_bar() -> Iterator[Callable[[str], None] | None]:
 @click.option("--region", default=None)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
+@_one_line_os_errors
 def heal_command(
     ctx: click.Context,
     report_path: Path,

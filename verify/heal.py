@@ -82,13 +82,39 @@ def load_report(path: Path) -> dict[str, Any]:
             where=str(path),
             fix="use the --format json output of verify parity",
         )
-    for name in ("missing_in_queue_keys", "sources", "key"):
+    shapes: dict[str, type] = {"missing_in_queue_keys": list, "sources": dict, "key": str}
+    for name, shape in shapes.items():
         if name not in data:
             raise InputError(
                 f"report has no {name!r}",
                 where=str(path),
                 fix="use the --format json output of verify parity",
             )
+        if not isinstance(data[name], shape):
+            raise InputError(
+                f"the report's {name!r} is not a {shape.__name__}",
+                where=str(path),
+                fix="use the --format json output of verify parity, unedited",
+            )
+    if not isinstance(data["sources"].get("app"), str):
+        raise InputError(
+            "the report names no app source",
+            where=str(path),
+            fix="use the --format json output of verify parity, unedited",
+        )
+    fields = data.get("app_fields") or {}
+    targets = data.get("heal_targets") or []
+    if not (
+        isinstance(fields, dict)
+        and set(fields) <= {"body", "request_id", "time"}
+        and all(isinstance(v, str) for v in fields.values())
+        and isinstance(targets, list)
+    ):
+        raise InputError(
+            "the report's app_fields or heal_targets are malformed",
+            where=str(path),
+            fix="use the --format json output of verify parity, unedited",
+        )
     return dict(data)
 
 

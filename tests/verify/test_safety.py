@@ -4,7 +4,9 @@ written, no traceback, no hang."""
 from __future__ import annotations
 
 import gzip
+import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -200,3 +202,48 @@ def test_times_beyond_any_date_are_no_time_not_a_crash(tmp_path: Path) -> None:
     )
     report = run_parity(f"nginx:{app}", f"jsonl:{queue}", ParityOptions(grace_s=0))
     assert report.counts["matched"] == 2 and report.passed
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        '{"missing_in_queue_keys": 5, "sources": {"app": "nginx:x"}, "key": "request_id"}',
+        '{"missing_in_queue_keys": [], "sources": [], "key": "request_id"}',
+        '{"missing_in_queue_keys": [], "sources": {"app": 3}, "key": "request_id"}',
+        '{"missing_in_queue_keys": [], "sources": {"app": "nginx:x"}, "key": "request_id",'
+        ' "app_fields": {"payload": "b"}}',
+        "[1, 2]",
+        "{",
+    ],
+)
+def test_heal_with_an_edited_report_is_one_line(tmp_path: Path, report: str) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(report)
+    result = hookshift(
+        "verify", "heal", "--report", str(path), "--to", "https://stage.example/p",
+        "--i-mean-this-target",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert str(path) in one_line(result)
+
+
+def test_out_that_is_a_device_or_under_a_file_is_one_line_and_replaces_nothing(
+    tmp_path: Path,
+) -> None:
+    app, queue = _clean(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for out in (fifo, app / "report.json"):
+        result = hookshift(
+            "verify", "parity", "--app", f"nginx:{app}", "--queue", f"jsonl:{queue}",
+            "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 2
+        one_line(result)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    ledger = hookshift(
+        "verify", "heal", "--report", str(app), "--to", "https://stage.example/p",
+        "--ledger", str(app / "ledger"), "--apply", "--i-mean-this-target",
+    )  # fmt: skip
+    assert ledger.returncode == 2
+    one_line(ledger)
