@@ -88,6 +88,12 @@ def iter_archive(root: Path) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
+def _owner_only(path: Path, most: int) -> None:
+    mode = path.stat().st_mode & 0o7777
+    if mode & ~most:
+        os.chmod(path, mode & most)
+
+
 class Archive:
     """An append-only, fsync'ed, MessageId-keyed archive directory (thread-safe)."""
 
@@ -102,10 +108,12 @@ class Archive:
 
     def open(self) -> Archive:
         self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        _owner_only(self.root, PRIVATE_DIR)  # also an archive made before this rule
         if self.queue_url is not None and archive_queue_url(self.root) is None:
             meta = json.dumps({"queue_url": self.queue_url}) + "\n"
             write_atomic(self.root / META, meta, default_mode=PRIVATE_FILE)
         for seg in sorted(self.root.glob("*.jsonl")):
+            _owner_only(seg, PRIVATE_FILE)
             self.repaired_bytes += repair_torn_tail(seg)
             with seg.open(encoding="utf-8", errors="replace") as fh:
                 for line in fh:

@@ -168,37 +168,31 @@ def _same_target(to: str, known: str) -> bool:
 
 
 def check_target(
-    to: str, report: dict[str, Any], *, plain_http_loopback: bool, other_target: bool
+    to: str,
+    report: dict[str, Any],
+    *,
+    plain_http_loopback: bool,
+    other_target: bool,
+    endpoint_url: str | None = None,
 ) -> None:
     """Refuse a target that would leak the callbacks: not https (plain http to loopback only
-    with `plain_http_loopback`), or not one the report's run used (unless `other_target`)."""
+    with `plain_http_loopback`), or not one the report's run used (unless `other_target`).
+
+    For sqs: the bodies travel to the SQS endpoint (`endpoint_url`, else AWS's own, https),
+    so that is the URL held to the rule; the queue URL only names the queue."""
     if to.startswith("sqs:"):
         from verify.pull import check_queue_url
 
-        check_queue_url(to[4:])
-        if not to[4:].startswith("https://") and not _is_loopback(urlsplit(to[4:]).hostname or ""):
-            raise InputError(
-                "the queue URL is not https", where=f"--to {to}", fix="use the https queue URL"
-            )
+        check_queue_url(to[4:], endpoint_url)
+        if endpoint_url is not None:
+            _check_transport(endpoint_url, "--endpoint-url", plain_http_loopback)
     else:
         parts = urlsplit(to)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise InputError(
                 "not a stage URL", where=f"--to {to}", fix="give https://... or sqs:QUEUE_URL"
             )
-        if parts.scheme == "http":
-            if not _is_loopback(parts.hostname):
-                raise InputError(
-                    "replays carry callbacks unredacted: plain http is refused",
-                    where=f"--to {to}",
-                    fix="use the https stage URL",
-                )
-            if not plain_http_loopback:
-                raise InputError(
-                    "plain http, even to this machine, needs --allow-plain-http-loopback",
-                    where=f"--to {to}",
-                    fix="add --allow-plain-http-loopback for a local test stage",
-                )
+        _check_transport(to, "--to", plain_http_loopback)
     known = [str(t) for t in report.get("heal_targets") or []]
     if other_target or any(_same_target(to, k) for k in known):
         return
@@ -208,6 +202,24 @@ def check_target(
         where=f"--to {to}",
         fix="send to one of those, or add --i-mean-this-target to send elsewhere",
     )
+
+
+def _check_transport(url: str, option: str, plain_http_loopback: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    if not _is_loopback(parts.hostname or ""):
+        raise InputError(
+            "replays carry callbacks unredacted: plain http is refused",
+            where=f"{option} {url}",
+            fix="use the https URL",
+        )
+    if not plain_http_loopback:
+        raise InputError(
+            "plain http, even to this machine, needs --allow-plain-http-loopback",
+            where=f"{option} {url}",
+            fix="add --allow-plain-http-loopback for a local test stage or queue",
+        )
 
 
 def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
@@ -303,7 +315,13 @@ def heal(
             where=str(report_path),
             fix="rerun verify parity with --no-redact or another --key",
         )
-    check_target(to, report, plain_http_loopback=plain_http_loopback, other_target=other_target)
+    check_target(
+        to,
+        report,
+        plain_http_loopback=plain_http_loopback,
+        other_target=other_target,
+        endpoint_url=endpoint_url,
+    )
     ledger_path = ledger or default_ledger(report_path)
     if not apply:
         return _heal(report, to, ledger_path, None)

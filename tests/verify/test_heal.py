@@ -27,6 +27,7 @@ from verify.report import render
 
 pytestmark = pytest.mark.e2e
 LOST = (2, 4)
+LOCAL = {"plain_http_loopback": True}  # moto and the stub stage are plain http on loopback
 
 
 @pytest.fixture(autouse=True)
@@ -95,13 +96,17 @@ def test_heal_to_sqs_replays_the_losses_once_and_the_next_report_passes(
     assert before["missing_in_queue_keys"] == [rid(n) for n in LOST]
 
     target = f"sqs:{url}"
-    dry = heal(report_path, target, endpoint_url=moto.endpoint)
+    dry = heal(report_path, target, endpoint_url=moto.endpoint, plain_http_loopback=True)
     assert [i.replay_id for i in dry.to_send] == [rid(n) for n in LOST] and dry.sent == 0
     drain()
     assert _report(tmp_path, archive)[0]["counts"]["replayed"] == 0  # a dry run sends nothing
 
-    first = heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
-    second = heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
+    with pytest.raises(InputError, match="--allow-plain-http-loopback"):
+        heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
+    with pytest.raises(InputError, match="plain http is refused"):
+        heal(report_path, target, apply=True, endpoint_url="http://sqs.example.test")
+    first = heal(report_path, target, apply=True, endpoint_url=moto.endpoint, **LOCAL)
+    second = heal(report_path, target, apply=True, endpoint_url=moto.endpoint, **LOCAL)
     assert (first.sent, second.sent, second.already_sent) == (2, 0, 2)
 
     drain()
@@ -200,7 +205,6 @@ def _stage_report(tmp_path: Path, targets: list[str]) -> Path:
         ("https://evil.example/prod/callback", {}, "not a target of the report's run"),
         ("https://stage.example/other", {}, "not a target of the report's run"),
         ("https://stage.example:8443/prod", {}, "not a target of the report's run"),
-        ("sqs:http://sqs.example/1/q", {"other_target": True}, "not https"),
         ("ftp://stage.example/prod", {}, "not a stage URL"),
     ],
 )

@@ -82,3 +82,14 @@ def test_the_parity_log_path_may_not_be_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="symlink"):
         precreate_log(link)
     assert mode(secret) == 0o600 and secret.stat().st_uid == os.geteuid()
+
+
+def test_an_archive_made_open_is_closed_when_pulled_into_again(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    root.mkdir(mode=0o755)
+    old = root / "seg-old.jsonl"
+    old.write_text('{"MessageId": "m0", "Body": "x"}\n')
+    old.chmod(0o644)
+    with Archive(root) as archive:
+        assert "m0" in archive
+    assert mode(root) == 0o700 and mode(old) == 0o600
