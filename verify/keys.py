@@ -107,7 +107,7 @@ def _part_sql(part: KeyPart, rid: str, body: str) -> str:
         return f"nullif(url_decode(replace({raw}, '+', ' ')), '')"
     # sha256 of the canonical body: JSON minified (whitespace-insensitive), anything else as is
     return (
-        f"CASE WHEN {body} IS NULL THEN NULL WHEN json_valid({body}) "
+        f"CASE WHEN {body} IS NULL OR {body} = '' THEN NULL WHEN json_valid({body}) "
         f"THEN sha256(json({body})::VARCHAR) ELSE sha256({body}) END"
     )
 
