@@ -41,6 +41,7 @@ from pathlib import Path
 
 from hookshift.durable import TEMP_SUFFIX, fsync_dir, replace_file, write_exclusive
 from hookshift.errors import InputError, OperationError
+from hookshift.logfile import precreate_log
 from mirror.plan import MirrorPlan
 from mirror.state import ConfigState, FileRecord, Intent, IntentFile, Saved, state_root
 from nginx import binary, splice
@@ -551,14 +552,39 @@ def apply_plan(
         str(c.path): FileRecord(*splice.added_marks(c.old_text, c.new_text)) for c in plan.changes
     }
     relay_listening = _check_relay_socket(plan)
-    return write_edits(
-        edits,
-        config=Path(os.path.abspath(plan.options.config)),
-        nginx_bin=nginx_bin,
-        backup_dir=backup_dir or default_backup_dir(),
-        reload=reload,
-        prefix=prefix,
-        took_effect=relay_listening,
-        records=records,
-        op="apply",
-    )
+    parity_log = _parity_log_path(plan, prefix)
+    made_log = parity_log is not None and precreate_log(parity_log)
+    try:
+        return write_edits(
+            edits,
+            config=Path(os.path.abspath(plan.options.config)),
+            nginx_bin=nginx_bin,
+            backup_dir=backup_dir or default_backup_dir(),
+            reload=reload,
+            prefix=prefix,
+            took_effect=relay_listening,
+            records=records,
+            op="apply",
+        )
+    except BaseException:
+        if made_log and parity_log is not None:
+            with contextlib.suppress(OSError):
+                if parity_log.stat().st_size == 0:
+                    parity_log.unlink()
+        raise
+
+
+def _parity_log_path(plan: MirrorPlan, prefix: Path | None) -> Path | None:
+    """Where nginx will open the parity log, when this apply adds it and its directory exists.
+
+    It is made before nginx opens it (``nginx -t`` already does): nginx would create it 0644,
+    readable by every local user, and it holds every callback's body.
+    """
+    log = plan.options.parity_log
+    if log is None or not plan.changes:
+        return None
+    if not log.is_absolute():
+        if prefix is None:
+            return None
+        log = prefix / log
+    return log if log.parent.is_dir() else None

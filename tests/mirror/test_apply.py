@@ -224,3 +224,34 @@ def test_a_relay_socket_path_too_long_for_unix_sockets_is_an_input_error(
     config = copy_case("location_include", tmp_path)
     with pytest.raises(InputError, match="longer than 107 bytes"):
         _plan(config, ca_file, relay_socket="/run/" + "x" * 120 + ".sock")
+
+
+def test_apply_makes_the_parity_log_private_before_nginx_opens_it(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """nginx would create the log 0644 (readable by every local user); it holds callbacks."""
+    config = copy_case("location_include", tmp_path)
+    log = config.parent / "logs" / "parity.log"
+    old_umask = os.umask(0o022)
+    try:
+        apply_plan(
+            _plan(config, ca_file, parity_log=log),
+            nginx_bin=nginx_bin,
+            backup_dir=tmp_path / "bk",
+            prefix=config.parent,
+        )
+    finally:
+        os.umask(old_umask)
+    assert log.is_file()
+    assert log.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_refused_apply_leaves_no_parity_log_behind(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    log = config.parent / "logs" / "parity.log"
+    plan = _plan(config, ca_file, parity_log=log, trusted_ca=tmp_path / "missing-ca.pem")
+    with pytest.raises(OperationError):
+        apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert not log.exists()
