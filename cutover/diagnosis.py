@@ -2,10 +2,11 @@
 
 A probe walks the path a vendor's callback takes: DNS for the host, the TLS handshake, the HTTP
 POST to API Gateway, and SQS. Each step leaves an observation; `diagnose` turns them into
-findings, each with the cause and the fix, most important first. The knowledge is the seed's
-troubleshooting section (UnknownOperationException, AccessDenied, the resolver trouble) plus what
-API Gateway does around a custom domain (base path mappings, regional ``d-...`` targets, ACM
-certificates, SNI) and the trap of the default integration response (200 even when SQS refused).
+findings, each with the cause and the fix, most important first. The knowledge is the failures
+people meet with an nginx mirror to API Gateway (UnknownOperationException, AccessDenied, a
+resolver that does not answer) plus what API Gateway does around a custom domain (base path
+mappings, regional ``d-...`` targets, ACM certificates, SNI) and the trap of the default
+integration response (200 even when SQS refused).
 """
 
 from __future__ import annotations
@@ -156,10 +157,10 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
             Finding(
                 "dns-timeout",
                 "error",
-                f"the resolver {dns.resolver} did not answer for {host} (the seed's `could not be "
-                "resolved (110: Operation timed out)`)",
+                f"the resolver {dns.resolver} did not answer for {host} (nginx logs this as `could "
+                "not be resolved (110: Operation timed out)`)",
                 "use a resolver that answers for the name (internal/VPC resolver, or 1.1.1.1 / "
-                "8.8.8.8 as the seed did), in nginx's `resolver` and here with --resolver",
+                "8.8.8.8), in nginx's `resolver` and here with --resolver",
             )
         ]
     if dns.rcode in ("NODATA", "ERROR") or not dns.addresses:
