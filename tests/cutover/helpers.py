@@ -1,8 +1,8 @@
 """A cut-over on a real nginx config (the rehearsal's sample) without the rest of the stack.
 
 The gates need the whole stack (probes, parity); the crash and bad-input tests only need nginx's
-files to move between stages, so `force` moves them the way a transition does (intent, the
-mirror engine, commit) without asking the gates.
+files to move between stages, so `force` moves them with the mirror engine and journals the
+move without asking the gates.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trustme
 
-from cutover import journal, nginx_ops, transition
+from cutover import journal, nginx_ops
 from cutover.settings import Settings
 from rehearsal.nginx_server import write_sample_config
 from rehearsal.procs import free_port
@@ -63,16 +63,12 @@ def make(tmp_path: Path, nginx_bin: str) -> Cutover:
 
 
 def force(cut: Cutover, target: str) -> None:
-    """Advance to ``target`` as `cutover advance` does once its gates pass."""
+    """Move nginx's files to ``target`` with the engine and journal it, without the gates."""
     current = journal.read(cut.state)
     settings = Settings.from_json(current.settings)
-    begun, intent = transition.begin(
-        current, settings, op="advance", target=target, reload=False, after=None
-    )
-    nginx_ops.realize(cut.state, settings, current.stage, target, reload=False)
-    files = nginx_ops.config_files(str(cut.main))
-    actual = nginx_ops.hashes(cut.state, files)
-    transition.commit(begun, intent, nginx_ops.changes(intent.before, actual), {}, "test")
+    files = nginx_ops.realize(cut.state, settings, current.stage, target, reload=False)
+    entry = journal.next_entry(current, action="advance", to_stage=target, files=files)
+    journal.append(current, entry)
 
 
 def nginx_t(cut: Cutover) -> subprocess.CompletedProcess[str]:
