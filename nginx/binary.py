@@ -2,12 +2,14 @@
 
 nginx itself is the only judge of whether a config is valid (crossplane does not know which
 directives exist, which are duplicates, or whether a certificate loads), so every write is
-checked with the binary. Its first ``[emerg]`` line is reported as nginx wrote it.
+checked with the binary. Its most severe line (``[emerg]``, ``[alert]``, ``[crit]``, ``[error]``)
+is reported as nginx wrote it.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +65,32 @@ def compiled_defaults(nginx_bin: str = "nginx") -> dict[str, str]:
     return dict(re.findall(r"--([a-z-]+)=(\S+)", proc.stderr + proc.stdout))
 
 
-def _first_error(output: str) -> str | None:
-    for line in output.splitlines():
-        if "[emerg]" in line or "[crit]" in line or "[alert]" in line:
-            return line.strip()
-    for line in output.splitlines():
-        if "test failed" not in line and "syntax is" not in line and line.strip():
-            return line.strip()
+# nginx's log levels, most severe first; [notice] and [info] lines (``signal process started``)
+# say what nginx did, never why it failed.
+_ERROR_LEVELS = ("[emerg]", "[alert]", "[crit]", "[error]", "[warn]")
+_CHATTER = ("[notice]", "[info]", "[debug]", "test failed", "syntax is", "test is successful")
+
+
+def find_binary(nginx_bin: str = "nginx") -> str | None:
+    """`nginx_bin` if it runs, else Debian's ``/usr/sbin/nginx`` when `nginx_bin` is the bare
+    default (``/usr/sbin`` is not on every user's PATH); None when neither exists."""
+    candidates = [nginx_bin] + (["/usr/sbin/nginx"] if nginx_bin == "nginx" else [])
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found is not None:
+            return found
     return None
+
+
+def _first_error(output: str) -> str | None:
+    """The line that says why nginx failed: the most severe level present, first of its kind;
+    else the first line that is not nginx's progress chatter."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for level in _ERROR_LEVELS:
+        for line in lines:
+            if level in line:
+                return line
+    return next((line for line in lines if not any(c in line for c in _CHATTER)), None)
 
 
 def _base_argv(

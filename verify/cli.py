@@ -358,7 +358,7 @@ def heal_command(
             f"earlier (ledger), {len(result.not_found)} not found in the app source"
         )
         for item in result.to_send[:20]:
-            click.echo(f"  {item.key}  replay of {item.replay_id}")
+            click.echo(f"  {item.shown}  replay of {item.replay_id}")
         if not apply and result.to_send:
             diag("info", "dry run: add --apply to send")
     for failure in result.failed:

@@ -21,7 +21,7 @@ from typing import Any
 
 from hookshift.errors import InputError, OperationError
 from verify.fetch import LITERAL_MAX
-from verify.keys import parse_key
+from verify.keys import parse_key, show_key
 from verify.sources import AppFields, app_rows_sql, parse_source, resolve_files, sql_str
 
 REPLAY_HEADER = "X-Hookshift-Replay"
@@ -31,6 +31,7 @@ REPLAY_ATTRIBUTE = "hookshift_replay"
 @dataclass(frozen=True)
 class HealItem:
     key: str
+    shown: str  # the key as outputs show it (verify.keys.show_key)
     replay_id: str  # the original request id (the key when the app side has none)
     body: str
     content_type: str
@@ -146,6 +147,7 @@ def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
     return {
         str(k): HealItem(
             key=str(k),
+            shown=show_key(key, str(k)),
             replay_id=str(rid or k),
             body=str(body),
             content_type=str(ct or "application/json"),
@@ -220,7 +222,7 @@ def heal(
             try:
                 send(item)
             except Exception as exc:
-                failed.append(f"{item.key}: {exc}")
+                failed.append(f"{item.shown}: {exc}")
                 continue
             _append_ledger(
                 ledger_path,
