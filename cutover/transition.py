@@ -85,7 +85,7 @@ class Intent:
             user=dict(raw["user"]),
             reload=raw["reload"],
             adopt=tuple(
-                journal.FileChange(f["path"], f["sha256_before"], f["sha256_after"])
+                journal.FileChange(f["path"], f.get("sha256_before"), f.get("sha256_after"))
                 for f in raw["adopt"]
             ),
         )
@@ -111,7 +111,10 @@ def _intent_problem(raw: Any) -> str | None:
         return "reload"
     adopt = raw.get("adopt")
     if not isinstance(adopt, list) or not all(
-        isinstance(f, Mapping) and isinstance(f.get("path"), str) for f in adopt
+        isinstance(f, Mapping)
+        and isinstance(f.get("path"), str)
+        and _hashes_ok({k: f.get(k) for k in ("sha256_before", "sha256_after")})
+        for f in adopt
     ):
         return "adopt"
     return None

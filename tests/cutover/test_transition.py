@@ -218,3 +218,47 @@ def test_cut_over_help_and_findings_use_words_a_user_knows() -> None:
     for text in texts:
         for word in ("seed", "two-hop", "contracts.md", "source document", "issue "):
             assert word not in text.lower(), (word, text)
+
+
+BEFORE = {"/etc/nginx/nginx.conf": "b" * 64}
+AFTER = {"/etc/nginx/nginx.conf": "a" * 64}
+USER = {"/etc/nginx/nginx.conf": "u" * 64}
+OTHER = {"/etc/nginx/nginx.conf": "c" * 64}
+
+
+@pytest.mark.parametrize(
+    ("after", "actual", "user", "applied", "expected"),
+    [
+        (AFTER, AFTER, USER, False, "done"),
+        (AFTER, BEFORE, USER, False, "undone"),
+        (AFTER, OTHER, USER, True, "part-way"),  # known "after": the engine is not asked
+        (None, OTHER, USER, True, "done"),
+        (None, OTHER, USER, False, "part-way"),
+        (None, BEFORE, USER, True, "undone"),
+        (AFTER, OTHER, OTHER, False, "edited"),
+        (None, OTHER, OTHER, True, "edited"),
+    ],
+)
+def test_an_interrupted_transition_is_classified_by_nginx_files(
+    after: dict[str, str | None] | None,
+    actual: dict[str, str | None],
+    user: dict[str, str | None],
+    applied: bool,
+    expected: str,
+) -> None:
+    from cutover.transition import Intent, classify
+
+    intent = Intent(2, "advance", "baseline", "mirror-stage", BEFORE, after, USER, False)
+    assert classify(intent, actual, user, lambda: applied) == expected
+
+
+def test_a_mangled_intent_entry_is_one_line(simple: Path) -> None:
+    current = journal.read(simple)
+    entry = journal.next_entry(current, action="begin", to_stage="mirror-stage",
+                               evidence={"intent": {"op": "advance", "before": None}})  # fmt: skip
+    journal.append(current, entry)
+    done = run("cutover", "status", "--state", str(simple))
+    assert done.returncode == 2
+    line = _one_line(done.stderr)
+    assert line.startswith(f"{simple}:3: not a hookshift cut-over journal: the intent entry #2")
+    assert "mangles a field (before)" in line
