@@ -262,3 +262,24 @@ def test_a_mangled_intent_entry_is_one_line(simple: Path) -> None:
     line = _one_line(done.stderr)
     assert f"{simple}:3: not a hookshift cut-over journal: the intent entry #2" in line
     assert "mangles a field (before)" in line
+
+
+def test_an_advance_killed_after_the_engine_wrote_is_recorded_as_done(
+    tmp_path: Path, nginx_bin: str
+) -> None:
+    """Its "after" is only known to the engine: `mirror plan` is asked whether it is applied."""
+    from cutover import nginx_ops
+
+    cut = make(tmp_path, nginx_bin)
+    _open_intent(cut.state)
+    settings = cut.settings()
+    nginx_ops.realize(cut.state, settings, "baseline", "mirror-stage", reload=False)
+    # (killed here, before the commit)
+    done = run("cutover", "status", "--state", str(cut.state), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert "had changed nginx's files: recorded as done" in done.stderr
+    data = json.loads(done.stdout)
+    assert data["stage"] == "mirror-stage" and data["open_transition"] is None
+    last = data["history"][-1]
+    assert last["action"] == "advance" and last["evidence"]["intent"] == 2
+    assert {f["path"] for f in last["files"]} == {str(cut.main), str(cut.site)}
