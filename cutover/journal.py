@@ -299,6 +299,13 @@ def _check_chain(path: Path, header: Mapping[str, Any], raws: Sequence[Any]) -> 
 
 def read(path: Path) -> Journal:
     """Read a journal back; anything that is not one is a single-line `InputError` (exit 2)."""
+    with contextlib.suppress(OSError):
+        if path.exists() and not path.is_file():  # a FIFO would block the read forever
+            raise InputError(
+                "state file is not a regular file",
+                where=str(path),
+                fix="pass the file written by `hookshift cutover init`",
+            )
     try:
         data = path.read_bytes()
     except FileNotFoundError:

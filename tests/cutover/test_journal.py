@@ -294,3 +294,10 @@ def test_an_open_intent_does_not_move_the_stage(tmp_path: Path) -> None:
     j = journal.append(j, journal.next_entry(j, action="abort", to_stage="baseline"))
     assert j.stage == "baseline" and j.pending is None
     assert j.entered("baseline") == j.entries[0]
+
+
+def test_a_fifo_as_the_state_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "state.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="state file is not a regular file"):
+        journal.read(fifo)
