@@ -118,7 +118,7 @@ def test_kill_9_at_each_point_of_a_rollback(
         (
             "cutover:nginx-changed",
             "had changed nginx's files: recorded as done",
-            ["begin", "advance", "begin", "rollback"],
+            ["advance", "advance", "begin", "rollback"],
         ),
     ],
 )
