@@ -185,7 +185,7 @@ def _resolve(
     return resolution
 
 
-def _settled_by_resolution(resolution: transition.Resolution, op: str) -> bool:
+def _settled_by_resolution(resolution: transition.Resolution, op: str, output_format: str) -> bool:
     """Whether resolving an interrupted transition already did what this command asks.
 
     Run again, the interrupted command finishes (completed: done; undone: it is redone). The
@@ -197,7 +197,10 @@ def _settled_by_resolution(resolution: transition.Resolution, op: str) -> bool:
     same = resolution.intent.op == op
     settled = resolution.outcome == "done" if same else resolution.outcome != "done"
     if settled:
-        diag("ok", f"the cut-over is at {resolution.journal.stage}: nothing more to do")
+        stage = resolution.journal.stage
+        if output_format == "json":
+            emit_json({"stage": stage, "interrupted": resolution.outcome, "changed": False})
+        diag("ok", f"the cut-over is at {stage}: nothing more to do")
     return settled
 
 
@@ -261,6 +264,8 @@ def status(state_path: Path, output_format: str) -> None:
             click.echo(f"  {mark} {gate.get('gate')}: {gate.get('why')}")
     click.echo("history:")
     for entry in current.entries:
+        if entry.action == "begin" and entry is not current.pending:
+            continue  # its commit or abort line follows; the JSON history keeps every entry
         files = f", {len(entry.files)} file(s) changed" if entry.files else ""
         origin = f"{entry.from_stage} -> " if entry.from_stage else ""
         click.echo(f"  {entry.seq:>3}  {entry.time}  {entry.action:<8} {origin}{entry.to_stage}"
@@ -406,7 +411,7 @@ def _advance(
         nginx_ops.check_binary(settings.nginx_bin)
     resolution = _resolve(current, settings, repair=not dry_run, adopt=adopt_edits and not dry_run)
     current = resolution.journal
-    if not dry_run and _settled_by_resolution(resolution, "advance"):
+    if not dry_run and _settled_by_resolution(resolution, "advance", output_format):
         return
     if current.pending is not None:  # a dry run leaves nginx's files as they are
         raise InputError(
@@ -499,7 +504,7 @@ def _rollback(
     nginx_ops.check_binary(settings.nginx_bin)
     resolution = _resolve(current, settings, repair=True, adopt=adopt_edits)
     current = resolution.journal
-    if _settled_by_resolution(resolution, "rollback"):
+    if _settled_by_resolution(resolution, "rollback", output_format):
         return
     stage = current.stage
     target = stages.previous_stage(stage)

@@ -140,6 +140,10 @@ def test_adopted_edits_are_recorded_with_the_rollback_that_builds_on_them(
     assert cut.files()[str(cut.main)] == original[str(cut.main)]
     assert cut.files()[str(cut.site)] == original[str(cut.site)] + b"# ops: reviewed\n"
     assert nginx_t(cut).returncode == 0
+    history = run("cutover", "status", "--state", str(cut.state)).stdout.split("history:")[1]
+    assert [line.split()[2] for line in history.strip().splitlines()] == [
+        "init", "advance", "adopt", "rollback"
+    ]  # fmt: skip
 
 
 def test_decommissioned_says_what_nginx_really_has(tmp_path: Path, nginx_bin: str) -> None:
