@@ -175,11 +175,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _bad(path: Path, line: int, what: str) -> InputError:
+def _bad(path: Path, line: int, what: str, fix: str | None = None) -> InputError:
     return InputError(
         f"not a hookshift cut-over journal: {what}",
         where=f"{path}:{line}",
-        fix="pass the file written by `hookshift cutover init`, or init a new --state file",
+        fix=fix or "pass the file written by `hookshift cutover init`, or init a new --state file",
     )
 
 
@@ -340,7 +340,10 @@ def read(path: Path) -> Journal:
     settings = header.get("settings", {})
     problem = settings_problem(settings)
     if problem is not None:
-        raise _bad(path, 1, problem)
+        raise _bad(
+            path, 1, problem, "put the header's settings back as `hookshift cutover init` wrote "
+            "them (an object; pass one-off values as options instead), or init a new --state file",
+        )  # fmt: skip
     entries = tuple(_entry_from_json(path, n, raw) for n, raw in enumerate(parsed[1:], start=2))
     if not entries:
         raise _bad(path, 2, "no entries (init writes the first one)")
