@@ -132,7 +132,7 @@ def check_binary(nginx_bin: str | None) -> str:
         )
     try:
         binary.nginx_version(found)
-    except OperationError:
+    except (OperationError, subprocess.TimeoutExpired):
         raise InputError(
             f"{found} does not answer `-v` like nginx", fix="pass --nginx-bin with nginx's path"
         ) from None
