@@ -14,11 +14,12 @@ from typing import Any
 
 import click
 
-from cutover import journal, nginx_ops, stages
+from cutover import journal, nginx_ops, stages, transition
 from cutover.diagnosis import Diagnosis
 from cutover.settings import Settings
 from hookshift.console import diag, emit_json
 from hookshift.errors import InputError, OperationError
+from mirror.apply import checkpoint
 
 _FORMAT = click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
@@ -148,6 +149,8 @@ def init(state_path: Path, **kwargs: Any) -> None:
             )
     if settings.path and not settings.path.startswith("/"):
         raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
+    # recorded as a full path: a later run from cron (PATH without /usr/sbin) uses the same nginx
+    settings = settings.override(nginx_bin=nginx_ops.check_binary(settings.nginx_bin))
     if state_path.exists():
         journal.read(state_path)  # a foreign file is reported as such
         raise InputError(
@@ -171,6 +174,36 @@ def _load(state_path: Path, overrides: dict[str, Any]) -> tuple[journal.Journal,
     return current, settings
 
 
+def _resolve(
+    current: journal.Journal, settings: Settings, *, repair: bool, adopt: bool = False
+) -> transition.Resolution:
+    """Settle a transition a killed command left open, saying what became of it."""
+    resolution = transition.resolve(current, settings, repair=repair, adopt=adopt)
+    if resolution.message:
+        level = "warning" if resolution.outcome == "part-way" and not repair else "info"
+        diag(level, resolution.message)
+    return resolution
+
+
+def _settled_by_resolution(resolution: transition.Resolution, op: str, output_format: str) -> bool:
+    """Whether resolving an interrupted transition already did what this command asks.
+
+    Run again, the interrupted command finishes (completed: done; undone: it is redone). The
+    opposite command, run to take the interrupted one back, stops at the stage that one
+    started from: it does not go a stage further.
+    """
+    if resolution.intent is None or resolution.outcome is None:
+        return False
+    same = resolution.intent.op == op
+    settled = resolution.outcome == "done" if same else resolution.outcome != "done"
+    if settled:
+        stage = resolution.journal.stage
+        if output_format == "json":
+            emit_json({"stage": stage, "interrupted": resolution.outcome, "changed": False})
+        diag("ok", f"the cut-over is at {stage}: nothing more to do")
+    return settled
+
+
 @cutover.command("status")
 @_STATE
 @_FORMAT
@@ -182,12 +215,25 @@ def status(state_path: Path, output_format: str) -> None:
       hookshift cutover status --state cutover.jsonl --format json
     """
     current = journal.read(state_path)
+    interrupted: dict[str, Any] | None = None
+    if current.pending is not None:
+        try:
+            with journal.locked(state_path):
+                settings = Settings.from_json(current.settings)
+                current = _resolve(journal.read(state_path), settings, repair=False).journal
+        except OperationError:  # the lock is held: the transition is running right now
+            current = journal.read(state_path)
+            diag("info", "a transition is running now (another command holds the journal)")
+    if current.pending is not None:
+        pending = current.pending
+        interrupted = {"seq": pending.seq, "from": pending.from_stage, "to": pending.to_stage}
     entered = current.entered(current.stage)
     nxt = stages.next_stage(current.stage)
     if output_format == "json":
         emit_json(
             {
                 "stage": current.stage,
+                "open_transition": interrupted,
                 "summary": stages.STAGE_SUMMARY[current.stage],
                 "entered": entered.time if entered else None,
                 "next": nxt,
@@ -198,6 +244,11 @@ def status(state_path: Path, output_format: str) -> None:
         )
         return
     click.echo(f"stage: {current.stage} ({stages.STAGE_SUMMARY[current.stage]})")
+    if interrupted:
+        click.echo(f"open:  {interrupted['from']} -> {interrupted['to']} "
+                   f"(entry #{interrupted['seq']}, not finished)")  # fmt: skip
+    if not current.chained:
+        click.echo("note:  this journal predates the hash chain: edits to it are not detected")
     if entered:
         click.echo(f"since: {entered.time}")
     if nxt:
@@ -213,6 +264,8 @@ def status(state_path: Path, output_format: str) -> None:
             click.echo(f"  {mark} {gate.get('gate')}: {gate.get('why')}")
     click.echo("history:")
     for entry in current.entries:
+        if entry.action == "begin" and entry is not current.pending:
+            continue  # its commit or abort line follows; the JSON history keeps every entry
         files = f", {len(entry.files)} file(s) changed" if entry.files else ""
         origin = f"{entry.from_stage} -> " if entry.from_stage else ""
         click.echo(f"  {entry.seq:>3}  {entry.time}  {entry.action:<8} {origin}{entry.to_stage}"
@@ -351,11 +404,28 @@ def _advance(
     output_format: str, kwargs: dict[str, Any],
 ) -> None:  # fmt: skip
     current, settings = _load(state_path, _pop_settings(kwargs))
+    target = stages.next_stage(current.stage)
+    if target is None and current.pending is None:
+        raise InputError(f"the cut-over is already {current.stage}: there is no next stage")
+    if not dry_run:
+        nginx_ops.check_binary(settings.nginx_bin)
+    resolution = _resolve(current, settings, repair=not dry_run, adopt=adopt_edits and not dry_run)
+    current = resolution.journal
+    if not dry_run and _settled_by_resolution(resolution, "advance", output_format):
+        return
+    if current.pending is not None:  # a dry run leaves nginx's files as they are
+        raise InputError(
+            "a transition that was interrupted part-way is still open",
+            fix="run `hookshift cutover advance` (without --dry-run) or `rollback` to put "
+            "nginx's files back first",
+        )
     stage = current.stage
     target = stages.next_stage(stage)
     if target is None:
         raise InputError(f"the cut-over is already {stage}: there is no next stage")
-    current = _check_drift(state_path, current, settings, adopt_edits and not dry_run)
+    adopted = _drift(state_path, current, settings, adopt_edits and not dry_run)
+    if not dry_run:
+        nginx_ops.preflight(settings, target)
     entered = current.entered(stage)
     evidence, detail = _gather(current, settings, dedup_confirmed and not dry_run)
     check = stages.check_transition(
@@ -370,16 +440,22 @@ def _advance(
             raise click.exceptions.Exit(1)
         diag("info", f"dry run: every gate out of {stage} passes; nothing changed")
         return
-    files = nginx_ops.realize(state_path, settings, stage, target, reload)
-    updated = journal.append(
-        current,
-        journal.next_entry(
-            current, action="advance", to_stage=target,
-            gates=[r.to_json() for r in check.results],
-            evidence={**evidence.to_json(), "detail": detail}, files=files,
-            note=f"reload={'yes' if reload else 'no'}",
-        ),
+    if nginx_ops.SHAPES[target].mode is not None:
+        nginx_ops.apply_args(settings, nginx_ops.SHAPES[target])  # its settings are all set
+    begun, intent = transition.begin(
+        current, settings, op="advance", target=target, reload=reload,
+        after=_after_without_marks(settings, target), adopt=adopted,
+        gates=[r.to_json() for r in check.results],
+        evidence={**evidence.to_json(), "detail": detail},
     )  # fmt: skip
+    try:
+        nginx_ops.realize(state_path, settings, stage, target, reload)
+        checkpoint("cutover:nginx-changed")
+    except (InputError, OperationError, OSError) as exc:
+        transition.undo(begun, intent, settings, exc)
+    actual, _ = _hashes_now(state_path, settings)
+    files = nginx_ops.changes(intent.before, actual)
+    updated = transition.commit(begun, intent, files, {}, f"reload={'yes' if reload else 'no'}")
     extra: dict[str, Any] = {"files": [f.to_json() for f in files]}
     if target == "vendor-switched":
         extra["vendor_url"] = settings.callback_url(settings.domain_url)
@@ -425,23 +501,38 @@ def _rollback(
     overrides: dict[str, Any] = {name: None for name in _SETTING_NAMES}
     overrides.update(config=config, nginx_bin=nginx_bin)
     current, settings = _load(state_path, overrides)
+    nginx_ops.check_binary(settings.nginx_bin)
+    resolution = _resolve(current, settings, repair=True, adopt=adopt_edits)
+    current = resolution.journal
+    if _settled_by_resolution(resolution, "rollback", output_format):
+        return
     stage = current.stage
     target = stages.previous_stage(stage)
     if target is None:
         raise InputError("the cut-over is at baseline: there is nothing to roll back")
-    current = _check_drift(state_path, current, settings, adopt_edits)
+    adopting = _drift(state_path, current, settings, adopt_edits)
+    nginx_ops.preflight(settings, target)
     expected = _expected_files(current, target)
-    adopted = _adopted_since(current, target)
-    config_path = settings.need("config", "to check the nginx files")
-    before = nginx_ops.hashes(state_path, nginx_ops.config_files(config_path))
-    nginx_ops.realize(state_path, settings, stage, target, reload)
+    # edits adopted now are recorded right after the intent (seq + 2), with the commit
+    adopted = _adopted_since(current, target) or (current.last.seq + 2 if adopting else None)
+    after = expected if not adopted else _after_without_marks(settings, target)
+    begun, intent = transition.begin(
+        current, settings, op="rollback", target=target, reload=reload, after=after,
+        adopt=adopting,
+    )  # fmt: skip
     restored: list[str] = []
-    if not adopted:
-        # the engine reproduces a stage's bytes; if it no longer does (hookshift upgraded
-        # during the cut-over), the bytes recorded for that stage are written back through it
-        restored = nginx_ops.restore(state_path, settings, expected, reload)
-    actual = nginx_ops.hashes(state_path, nginx_ops.config_files(config_path))
-    files = nginx_ops.changes(before, actual)
+    try:
+        nginx_ops.realize(state_path, settings, stage, target, reload)
+        checkpoint("cutover:nginx-changed")
+        if not adopted:
+            # the engine reproduces a stage's bytes; if it no longer does (hookshift upgraded
+            # during the cut-over), the bytes recorded for that stage are written back through it
+            restored = nginx_ops.restore(state_path, settings, expected, reload)
+            checkpoint("cutover:restored")
+    except (InputError, OperationError, OSError) as exc:
+        transition.undo(begun, intent, settings, exc)
+    actual, _ = _hashes_now(state_path, settings)
+    files = nginx_ops.changes(intent.before, actual)
     differ = sorted(p for p in set(expected) | set(actual) if expected.get(p) != actual.get(p))
     if adopted:  # the recorded bytes predate edits the operator adopted: not comparable
         diag(
@@ -450,14 +541,11 @@ def _rollback(
             "are the engine's output for that stage with those edits, not the recorded bytes",
         )
         differ = []
-    journal.append(
-        current,
-        journal.next_entry(
-            current, action="rollback", to_stage=target, files=files,
-            evidence={"byte_identical": None if adopted else not differ, "differ": differ,
-                      "restored_from_snapshot": restored},
-            note=f"reload={'yes' if reload else 'no'}",
-        ),
+    transition.commit(
+        begun, intent, files,
+        {"byte_identical": None if adopted else not differ, "differ": differ,
+         "restored_from_snapshot": restored},
+        f"reload={'yes' if reload else 'no'}",
     )  # fmt: skip
     if differ:
         raise OperationError(
@@ -493,35 +581,43 @@ def _current_files(current: journal.Journal) -> dict[str, str | None]:
     return files
 
 
-def _check_drift(
+def _drift(
     state_path: Path, current: journal.Journal, settings: Settings, adopt: bool
-) -> journal.Journal:
-    """Refuse to build on nginx files someone changed since the journal's last entry.
+) -> list[journal.FileChange]:
+    """The nginx edits someone made since the journal's last entry, refused unless adopted.
 
     hookshift's remove + apply would carry such an edit along, and a rollback would undo it
-    without anyone deciding so. ``--adopt-edits`` records the edit as an ``adopt`` entry (files
-    with both hashes) and goes on from there.
+    without anyone deciding so. With ``--adopt-edits`` the edits are returned, to be recorded
+    as an ``adopt`` entry together with the transition that builds on them (a command that
+    fails records nothing).
     """
     recorded = _current_files(current)
-    config = settings.need("config", "to check the nginx files")
-    actual = nginx_ops.hashes(state_path, nginx_ops.config_files(config))
+    actual, _ = _hashes_now(state_path, settings)
     changed = nginx_ops.changes(recorded, actual)
-    if not changed:
-        return current
-    if not adopt:
+    if changed and not adopt:
         names = ", ".join(c.path for c in changed)
         raise InputError(
             f"nginx file(s) changed outside the cut-over since entry #{current.last.seq} "
             f"({current.stage}): {names}",
             fix="undo the edit, or pass --adopt-edits to record it in the journal and go on",
         )
-    return journal.append(
-        current,
-        journal.next_entry(
-            current, action="adopt", to_stage=current.stage, files=changed,
-            note="nginx edits made outside the cut-over, adopted by the operator",
-        ),
-    )  # fmt: skip
+    return changed
+
+
+def _hashes_now(state_path: Path, settings: Settings) -> tuple[dict[str, str | None], list[Path]]:
+    files = nginx_ops.config_files(settings.need("config", "to check the nginx files"))
+    return nginx_ops.hashes(state_path, files), files
+
+
+def _after_without_marks(settings: Settings, target: str) -> dict[str, str | None] | None:
+    """The files after a change to a stage without hookshift's lines: the user's own bytes.
+
+    None for a stage with a mirror or forward, whose bytes only the engine knows.
+    """
+    if nginx_ops.SHAPES[target].mode is not None:
+        return None
+    files = nginx_ops.config_files(settings.need("config", "to change nginx"))
+    return nginx_ops.user_hashes(files)
 
 
 def _adopted_since(current: journal.Journal, stage: str) -> int | None:
@@ -538,6 +634,8 @@ def _expected_files(current: journal.Journal, stage: str) -> dict[str, str | Non
     files: dict[str, str | None] = {}
     state_of: dict[str, dict[str, str | None]] = {}
     for entry in current.entries:
+        if entry.action in ("begin", "abort"):  # an intent, or one undone: no stage's files
+            continue
         if entry.action == "init":
             files = dict(entry.evidence.get("files", {}))
         for change in entry.files:

@@ -2,10 +2,11 @@
 
 A probe walks the path a vendor's callback takes: DNS for the host, the TLS handshake, the HTTP
 POST to API Gateway, and SQS. Each step leaves an observation; `diagnose` turns them into
-findings, each with the cause and the fix, most important first. The knowledge is the seed's
-troubleshooting section (UnknownOperationException, AccessDenied, the resolver trouble) plus what
-API Gateway does around a custom domain (base path mappings, regional ``d-...`` targets, ACM
-certificates, SNI) and the trap of the default integration response (200 even when SQS refused).
+findings, each with the cause and the fix, most important first. The knowledge is the failures
+people meet with an nginx mirror to API Gateway (UnknownOperationException, AccessDenied, a
+resolver that does not answer) plus what API Gateway does around a custom domain (base path
+mappings, regional ``d-...`` targets, ACM certificates, SNI) and the trap of the default
+integration response (200 even when SQS refused).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The imperative shell around `cutover.stages`: each function observes one thing (running the
 doctor, a probe, ``hookshift verify`` or reading logs and the queue) and returns the frozen
 evidence dataclass the pure gate reads. Other parts are called through their documented
-interfaces: doctor's Python API, ``hookshift verify parity/pull`` with ``--format json`` (the
-contract in issue 4), the parity log's format (docs/contracts.md section 1).
+interfaces: doctor's Python API, ``hookshift verify parity/pull`` with ``--format json`` (its
+report), the parity log's format (docs/contracts.md section 1).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _parity_report(
 
 
 def parity_evidence(report: dict[str, Any], since: float, until: float) -> ParityEvidence:
-    """The gate's view of a parity report (issue 4's JSON: verdict, reason, counts)."""
+    """The gate's view of a parity report (verify's JSON: verdict, reason, counts)."""
     counts = report.get("counts", {})
     if "compared" in counts:  # verify's own figure: the callbacks its verdict rests on
         compared = int(counts["compared"])

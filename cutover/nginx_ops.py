@@ -14,21 +14,35 @@ baseline           the user's config, untouched
 mirror-stage       mirror of the callback location -> the stage URL
 mirror-domain      mirror -> the custom domain
 vendor-switched    the location forwards (proxies) to the custom domain
-decommissioned     hookshift's lines removed again (nginx gets no callbacks)
+decommissioned     hookshift's lines removed again: the user's config as it was
+                   (the vendor calls the custom domain, so nginx sees no callbacks)
 =================  ==========================================================
+
+Crash tests stop a transition at a named point with ``HOOKSHIFT_PAUSE_AT`` (the mirror engine's
+mechanism): ``cutover:LABEL`` for the cut-over's own points, ``remove:LABEL`` and
+``apply:LABEL`` for the engine's points inside its remove or apply step (the same label, such as
+``written:nginx.conf``, is reached by both).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cutover import journal
 from cutover.settings import Settings
-from hookshift.errors import OperationError
+from hookshift.errors import InputError, OperationError
+from mirror.apply import PAUSE_ENV, checkpoint
+from nginx import binary, splice
+from nginx.source import read_text, to_bytes
 
 
 @dataclass(frozen=True)
@@ -79,13 +93,117 @@ def changes(
     ]
 
 
+def user_hashes(files: Sequence[Path]) -> dict[str, str | None]:
+    """sha256 of each file without hookshift's lines: what the user wrote, whatever the stage.
+
+    Also exactly what the engine's remove leaves, so it is the "after" of a change to a stage
+    without hookshift's lines.
+    """
+    return {str(p): _sha256(splice.remove(t)) if (t := _text(p)) is not None else None
+            for p in files}  # fmt: skip
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(to_bytes(text)).hexdigest()
+
+
+def check_binary(nginx_bin: str | None) -> str:
+    """The nginx binary's path, checked to be an nginx before anything is written.
+
+    Every change is validated with the real ``nginx -t``; a binary that is missing (a typo,
+    or cron's PATH without /usr/sbin) found only after the first write would leave files
+    unvalidated, so it is refused up front.
+    """
+    name = nginx_bin or "nginx"
+    found = shutil.which(name)
+    if found is None:
+        where = "not on PATH" if os.sep not in name else "no such executable file"
+        raise InputError(
+            f"nginx binary not found: {name} ({where})",
+            fix="pass --nginx-bin with the path of the nginx that serves the config, "
+            "e.g. /usr/sbin/nginx",
+        )
+    try:
+        binary.nginx_version(found)
+    except (OperationError, subprocess.TimeoutExpired):
+        raise InputError(
+            f"{found} does not answer `-v` like nginx", fix="pass --nginx-bin with nginx's path"
+        ) from None
+    return str(Path(found).absolute())
+
+
+def preflight(settings: Settings, target: str) -> None:
+    """Everything a change to ``target`` needs that can be checked before nginx is touched."""
+    config = settings.need("config", "to change nginx")
+    check_binary(settings.nginx_bin)
+    config_files(config)  # readable and parseable
+    if SHAPES[target].mode is None:
+        return
+    if settings.relay_socket and not Path(settings.relay_socket).parent.is_dir():
+        raise InputError(
+            f"the relay socket's directory does not exist: {Path(settings.relay_socket).parent}",
+            fix="create it or pass --relay-socket in an existing directory nginx can write",
+        )
+
+
+def engine_applied(settings: Settings, target: str) -> bool:
+    """Whether nginx's files are exactly the mirror engine's output for ``target``'s shape.
+
+    Asks the engine itself (``mirror plan``, which says "already applied" only when every file
+    equals its plan's result), so the answer cannot drift from what ``mirror apply`` writes.
+    """
+    shape = SHAPES[target]
+    if shape.mode is None:
+        files = config_files(settings.need("config", "to check nginx's files"))
+        return not any(splice.has_marks(t) for p in files if (t := _text(p)) is not None)
+    args = [*apply_args(settings, shape), "--format", "json", "--no-dns-check"]
+    if settings.nginx_bin:
+        args += ["--nginx-bin", settings.nginx_bin]
+    done = _hookshift(args)
+    if done.returncode != 0:
+        return False
+    try:
+        return bool(json.loads(done.stdout).get("already_applied"))
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
 def _hookshift(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hookshift", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """Run the mirror engine; a crash test's ``remove:``/``apply:`` pause point is passed on."""
+    env = dict(os.environ)
+    pause = env.pop(PAUSE_ENV, "")
+    step, _, label = pause.partition(":")
+    if not label or step != args[1]:
+        return subprocess.run(
+            [sys.executable, "-m", "hookshift", *args],
+            capture_output=True, text=True, check=False, env=env,
+        )  # fmt: skip
+    env[PAUSE_ENV] = label
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "hookshift", *args],
+            stdout=out, stderr=subprocess.PIPE, text=True, env=env,
+        ) as proc,
+    ):  # fmt: skip
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:  # the engine's pause notice, shown as it happens
+            lines.append(line)
+            if "paused at" in line:  # named as the caller named it
+                sys.stderr.write(f"hookshift: paused at {pause}\n")
+                sys.stderr.flush()
+        proc.wait()
+        out.seek(0)
+        stdout = out.read()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(lines))
 
 
 def _engine_args(settings: Settings, reload: bool) -> list[str]:
@@ -158,6 +276,7 @@ def realize(
     if old != new:
         if old.mode is not None:
             remove(settings, reload=reload and new.mode is None)
+            checkpoint("cutover:removed")
         if new.mode is not None:
             try:
                 apply(settings, new, reload)
@@ -203,6 +322,9 @@ def restore(
             nginx_bin=settings.nginx_bin or "nginx",
             backup_dir=Path(settings.backup_dir) if settings.backup_dir else default_backup_dir(),
             reload=reload,
+            # the bytes written back passed nginx -t when they were recorded; what they replace
+            # may be a transition killed half-way, which is exactly what must be undone
+            require_valid_original=False,
         )
     return [str(e.path) for e in edits]
 

@@ -274,7 +274,9 @@ def _cloudwatch_lines(
 ) -> list[str]:
     import boto3
 
-    client = boto3.client("logs", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+    client = boto3.client(
+        "logs", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=aws_config()
+    )
     start_ms = int((time.time() - 3600) * 1000)
     lines: list[str] = []
     kwargs: dict[str, Any] = {
@@ -323,6 +325,17 @@ def messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
                     yield data
 
 
+def aws_config() -> Any:
+    """Bounded AWS calls: an endpoint that accepts a connection and never answers fails the
+    probe within seconds (botocore's defaults wait 60 s per attempt, over several attempts).
+    The read timeout stays above the probe's long poll (2 s)."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=5, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+    )
+
+
 def sqs_client(spec: QueueSpec) -> Any:
     import boto3
 
@@ -331,7 +344,9 @@ def sqs_client(spec: QueueSpec) -> Any:
         host = urlsplit(spec.target).hostname or ""
         parts = host.split(".")
         region = parts[1] if len(parts) > 2 and parts[0] == "sqs" else "us-east-1"
-    return boto3.client("sqs", endpoint_url=spec.endpoint_url, region_name=region)
+    return boto3.client(
+        "sqs", endpoint_url=spec.endpoint_url, region_name=region, config=aws_config()
+    )
 
 
 def find_marker(spec: QueueSpec, marker: str, timeout: float) -> QueueObservation:

@@ -7,6 +7,7 @@ them, and the journal must say what they were.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -25,7 +26,7 @@ class Settings:
     queue: str | None = None  # sqs:URL | archive:DIR | jsonl:FILE
     endpoint_url: str | None = None  # SQS endpoint (moto in the rehearsal)
     region: str | None = None
-    parity_log: str | None = None  # the parity log nginx writes (contracts.md section 1)
+    parity_log: str | None = None  # the parity log nginx writes (mirror apply --parity-log)
     nginx_log: str | None = None  # where nginx's traffic for the path is counted (default: parity)
     nginx_bin: str | None = None
     resolvers: tuple[str, ...] = ()  # for nginx's resolver and the probe's DNS
@@ -33,7 +34,7 @@ class Settings:
     server_name: str | None = None
     listen: str | None = None
     backup_dir: str | None = None
-    relay_socket: str | None = None  # the mirror engine's local relay (two-hop layout)
+    relay_socket: str | None = None  # the mirror engine's local relay (nginx < 1.27.3)
     stage_dns: str | None = None  # mirror --stage-dns: runtime | reload (None: its default)
     mirror_error_log: str | None = None  # mirror --mirror-error-log (None: its default)
     archive: str | None = None  # where the mirror-period messages are drained
@@ -51,10 +52,18 @@ class Settings:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Settings:
+        """The settings a journal header holds; unknown names are ignored (a newer hookshift's).
+
+        Raises `ValueError` naming the first setting of the wrong type, so a hand-edited or
+        foreign header is reported as such instead of failing later in the middle of a run.
+        """
+        problem = settings_problem(data)
+        if problem is not None:
+            raise ValueError(problem)
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
         if "resolvers" in values:
-            values["resolvers"] = tuple(values["resolvers"] or ())
+            values["resolvers"] = tuple(values["resolvers"])
         return cls(**values)
 
     def override(self, **changes: Any) -> Settings:
@@ -82,3 +91,32 @@ class Settings:
                 fix=f"pass --{name.replace('_', '-')} (or set it at `hookshift cutover init`)",
             )
         return value
+
+
+def settings_problem(data: Any) -> str | None:
+    """What is wrong with ``data`` as the journal's settings, or None when nothing is.
+
+    Each known setting must be null or of its type: text, a number (zero or more) for the
+    thresholds, a list of text for the resolvers.
+    """
+    if not isinstance(data, Mapping):
+        return f"settings are {json.dumps(data)}, expected an object"
+    for f in fields(Settings):
+        value = data.get(f.name)
+        if value is None:
+            continue
+        kind = str(f.type).split(" |")[0]
+        if kind.startswith("tuple"):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            expected = "a list of text"
+        elif kind in ("float", "int"):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            expected = "a number, zero or more"
+            if kind == "int" and not isinstance(value, int):
+                ok, expected = False, "a whole number, zero or more"
+        else:
+            ok = isinstance(value, str) and value != ""
+            expected = "text"
+        if not ok:
+            return f"setting {f.name!r} is {json.dumps(value)}, expected {expected}"
+    return None

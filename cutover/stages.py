@@ -11,7 +11,9 @@ Stages, in order:
 2. ``mirror-stage``    nginx also mirrors every callback to the API Gateway stage URL.
 3. ``mirror-domain``   the mirror targets the custom domain (DNS, TLS, base path mapping live).
 4. ``vendor-switched`` the vendor calls the custom domain; nginx forwards stragglers there too.
-5. ``decommissioned``  nginx no longer receives callbacks; mirror and forward are removed.
+5. ``decommissioned``  mirror and forward are removed: nginx's config is the user's original
+                       again (it still proxies the path to the app), and the vendor calls the
+                       custom domain, so nginx receives no callbacks.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ STAGE_SUMMARY: dict[str, str] = {
     "mirror-stage": "nginx mirrors every callback to the API Gateway stage URL",
     "mirror-domain": "nginx mirrors every callback to the custom domain",
     "vendor-switched": "the vendor calls the custom domain; nginx forwards stragglers to it",
-    "decommissioned": "mirror and forward removed; nginx no longer serves the callback path",
+    "decommissioned": (
+        "mirror and forward removed: nginx's config is the original again (it would proxy the "
+        "callback path to the app), and the vendor calls the custom domain"
+    ),
 }
 
 

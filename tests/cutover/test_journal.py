@@ -132,3 +132,172 @@ def test_a_crash_before_the_rename_leaves_the_old_journal_and_no_temp_file(
         journal.append(j, journal.next_entry(j, action="advance", to_stage="mirror-stage"))
     assert state.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cutover.jsonl"]
+
+
+def _three(state: Path) -> None:
+    j = _init(state)
+    j = journal.append(j, journal.next_entry(j, action="advance", to_stage="mirror-stage"))
+    journal.append(j, journal.next_entry(j, action="rollback", to_stage="baseline"))
+
+
+@pytest.mark.parametrize("line", [2, 3, 4])
+def test_an_entry_edited_after_it_was_written_is_named_with_its_line(
+    tmp_path: Path, line: int
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _three(state)
+    lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
+    entry = json.loads(lines[line - 1])
+    entry["to"] = "vendor-switched"
+    lines[line - 1] = json.dumps(entry, ensure_ascii=False) + "\n"
+    state.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        journal.read(state)
+    text = info.value.line()
+    assert text.startswith(f"{state}:{line}: this entry was changed after it was written")
+    assert "fix: put the journal back as it was written" in text and "\n" not in text
+
+
+def test_an_edited_header_breaks_the_chain_at_the_first_entry(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _three(state)
+    lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["settings"]["path"] = "/elsewhere"
+    lines[0] = json.dumps(header) + "\n"
+    state.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError, match=r"cutover.jsonl:2: this entry was changed"):
+        journal.read(state)
+
+
+def test_a_recomputed_chain_value_breaks_the_next_entry(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _three(state)
+    lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = json.loads(lines[1])
+    header = json.loads(lines[0])
+    first["note"] = "rewritten"
+    first["chain"] = journal.chain_value(journal.header_value(header), first)
+    lines[1] = json.dumps(first, ensure_ascii=False) + "\n"
+    state.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError, match=r"cutover.jsonl:3: this entry was changed"):
+        journal.read(state)
+
+
+HEADER = {"format": journal.FORMAT, "version": 2, "created": "2026-01-01T00:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (None, "settings are null, expected an object"),
+        ([], "settings are [], expected an object"),
+        ({"min_window": "soon"}, "setting 'min_window' is \"soon\", expected a number"),
+        ({"min_events": 2.5}, "setting 'min_events' is 2.5, expected a whole number"),
+        ({"resolvers": "1.1.1.1"}, "setting 'resolvers' is \"1.1.1.1\", expected a list"),
+        ({"config": 5}, "setting 'config' is 5, expected text"),
+    ],
+)
+def test_a_header_with_settings_of_the_wrong_type_is_one_line(
+    tmp_path: Path, settings: object, expected: str
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _init(state)
+    lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[0] = json.dumps({**HEADER, "settings": settings}) + "\n"
+    state.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        journal.read(state)
+    assert info.value.line().startswith(f"{state}:1: not a hookshift cut-over journal: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("to", "nowhere", "stage 'nowhere' is not one of baseline"),
+        ("action", "teleport", "action 'teleport' is not one of"),
+        ("gates", "all good", "gates is not a list of objects"),
+        ("evidence", [], "evidence is not an object"),
+        ("files", [1], "files is not a list"),
+        ("seq", True, "seq is not a whole number"),
+    ],
+)
+def test_an_entry_with_a_field_of_the_wrong_type_is_one_line(
+    tmp_path: Path, field: str, value: object, expected: str
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _init(state)
+    lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
+    entry = json.loads(lines[1])
+    entry[field] = value
+    lines[1] = json.dumps(entry) + "\n"
+    state.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        journal.read(state)
+    assert info.value.line().startswith(f"{state}:2: not a hookshift cut-over journal")
+    assert expected in info.value.line()
+
+
+def _legacy(state: Path, entries: list[dict[str, object]]) -> None:
+    header = {**HEADER, "version": 1, "settings": {"path": "/callback"}}
+    state.write_text(
+        "".join(json.dumps(line) + "\n" for line in [header, *entries]), encoding="utf-8"
+    )
+
+
+LEGACY_INIT = {
+    "seq": 1, "time": "2026-01-01T00:00:00+00:00", "action": "init", "from": None,
+    "to": "baseline", "gates": [], "evidence": {}, "files": [], "note": "",
+}  # fmt: skip
+
+
+def test_a_journal_from_before_the_chain_is_read_and_appended_without_one(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _legacy(state, [LEGACY_INIT])
+    j = journal.read(state)
+    assert not j.chained and j.stage == "baseline"
+    j = journal.append(j, journal.next_entry(j, action="advance", to_stage="mirror-stage"))
+    assert j.stage == "mirror-stage" and j.last.chain is None
+    assert "chain" not in state.read_text(encoding="utf-8")
+
+
+def test_a_chain_cannot_start_mid_way(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    second = {**LEGACY_INIT, "seq": 2, "action": "advance", "to": "mirror-stage", "chain": "0" * 64}
+    _legacy(state, [LEGACY_INIT, second])
+    with pytest.raises(InputError, match=r"cutover.jsonl:3: .*chain value in a version 1"):
+        journal.read(state)
+    state.write_text(
+        json.dumps({**HEADER, "settings": {}}) + "\n" + json.dumps(LEGACY_INIT) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match=r"cutover.jsonl:2: .*entry has no chain value"):
+        journal.read(state)
+
+
+def test_text_with_unicode_line_separators_reads_back(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    j = _init(state)
+    note = "first\u2028second\u2029third\x85fourth"
+    j = journal.append(j, journal.next_entry(j, action="adopt", to_stage="baseline", note=note))
+    assert journal.read(state).last.note == note
+
+
+def test_an_open_intent_does_not_move_the_stage(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    j = _init(state)
+    j = journal.append(j, journal.next_entry(j, action="begin", to_stage="mirror-stage"))
+    assert j.stage == "baseline" and j.pending is not None
+    assert j.entered("mirror-stage") is None
+    j = journal.append(j, journal.next_entry(j, action="abort", to_stage="baseline"))
+    assert j.stage == "baseline" and j.pending is None
+    assert j.entered("baseline") == j.entries[0]
+
+
+def test_a_fifo_as_the_state_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "state.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="state file is not a regular file"):
+        journal.read(fifo)
