@@ -40,7 +40,7 @@ from pathlib import Path
 from cutover import journal
 from cutover.settings import Settings
 from hookshift.errors import InputError, OperationError
-from mirror.apply import PAUSE_ENV, checkpoint
+from mirror.apply import PAUSE_ENV, checkpoint, recover
 from nginx import binary, splice
 from nginx.source import read_text, to_bytes
 
@@ -286,6 +286,13 @@ def realize(
                 raise
     after = hashes(state, config_files(config))
     return changes(before, after)
+
+
+def settle_engine(settings: Settings) -> tuple[str, ...]:
+    """Let the mirror engine undo its own write that a kill interrupted, so that each of
+    nginx's files is whole (the engine's "before" of that write) before the cut-over compares
+    them with its journal; otherwise the two would each put back a different "before"."""
+    return recover(Path(settings.need("config", "to check nginx's files")))
 
 
 def restore(

@@ -287,6 +287,8 @@ def resolve(
         return Resolution(current)
     state = current.path
     intent = Intent.from_entry(state, pending)
+    if repair:
+        nginx_ops.settle_engine(settings)
     actual, actual_user = _actual(state, settings)
     outcome = classify(
         intent, actual, actual_user, lambda: nginx_ops.engine_applied(settings, intent.to_stage)
