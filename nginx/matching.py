@@ -219,10 +219,10 @@ def _sockets(config: NginxConfig) -> dict[Socket, list[tuple[Directive, bool]]]:
     for server in config.servers():
         for listen in server_listens(server, config):
             entries = table.setdefault(listen.socket, [])
-            if all(s is not server for s, _ in entries):
+            if not entries or entries[-1][0] is not server:  # servers come in order: O(1)
                 entries.append((server, listen.default))
             elif listen.default:
-                entries[:] = [(s, d or s is server) for s, d in entries]
+                entries[-1] = (server, True)
     return table
 
 
