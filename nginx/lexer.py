@@ -53,10 +53,23 @@ class Statement:
 
 
 _ESCAPES = {"t": "\t", "r": "\r", "n": "\n"}
+# deeper nesting is refused: no real configuration comes near it, and every reader of the tree
+# (crossplane's parser among them) may recurse once per level
+MAX_DEPTH = 100
+
+
+def too_deep(where: str) -> InputError:
+    return InputError(
+        f"blocks are nested more than {MAX_DEPTH} deep",
+        where=where,
+        fix="flatten the configuration (nginx configs need a few levels)",
+    )
+
+
 _SPACE = " \t\r\n"
 
 
-def _unescape(raw: str) -> str:
+def unescape(raw: str) -> str:
     """nginx's escape handling when it copies a word: ``\\"`` ``\\'`` ``\\\\`` ``\\t`` ..."""
     out: list[str] = []
     i = 0
@@ -175,7 +188,7 @@ def _scan(text: str, where: str) -> Iterator[_Tok]:
         pos = end
         if group == "word" or group == "dq" or group == "sq":
             raw = m.group(group)
-            word = _unescape(raw) if "\\" in raw else raw
+            word = unescape(raw) if "\\" in raw else raw
             if group == "word" and first and word.endswith("_by_lua_block"):
                 lua_pending = True
             first = False
@@ -228,6 +241,8 @@ def parse(text: str, where: str = "<text>") -> tuple[Statement, ...]:
         elif kind == "open":
             if not words:
                 raise InputError("unexpected '{'", where=f"{where}:{tok[4]}", fix="fix it")
+            if len(stack) >= MAX_DEPTH:
+                raise too_deep(f"{where}:{tok[4]}")
             stack.append((out, words, tok))
             out, words = [], []
         elif kind == "close":
