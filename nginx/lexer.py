@@ -3,8 +3,9 @@
 crossplane reports lines only; an edit that must leave every other byte alone needs the exact
 offset of a block's ``{`` and ``}`` (one-line blocks such as ``location /cb { proxy_pass
 http://app; }`` put several statements on one line). This lexer follows nginx's own rules
-(``ngx_conf_read_token``): whitespace separates words, ``;`` ``{`` ``}`` end them, ``#`` starts a
-comment at a word boundary, quotes group, a backslash escapes the next character, and the body
+(``ngx_conf_read_token``): whitespace, ``;`` and ``{`` end a word (``}`` only stands alone at
+the start of a token), ``#`` starts a comment at a word boundary, quotes group (and must be
+followed by a space, ``;``, ``{`` or ``)``), a backslash escapes the next character, and the body
 of a ``*_by_lua_block`` is raw Lua (braces inside strings and comments do not count).
 
 Text is a ``str`` decoded with ``surrogateescape`` so arbitrary bytes round-trip exactly and
@@ -145,9 +146,11 @@ def _long_bracket(text: str, i: int) -> int | None:
     return len(text) if end < 0 else end + len(close)
 
 
-# One token per match, with the whitespace before it. A word runs until whitespace or one of
-# ``{};``; a backslash takes the next character along, and ``${name}`` stays whole (its brace
-# does not end the word). A quote opens a string only at the start of a token.
+# One token per match, with the whitespace before it, by ``ngx_conf_read_token``'s rules: at
+# the start of a token ``{`` ``}`` ``;`` stand alone, ``#`` starts a comment and a quote a
+# string. A word runs until whitespace, ``;`` or ``{`` (``}`` does not end it, ``/a}b`` is one
+# word); a backslash takes the next character along, and a ``{`` right after ``$`` belongs to
+# the word (``${name}``).
 _SCAN = re.compile(
     r"""[ \t\r\n]*(?:
       (?P<punct>[{};])
@@ -155,11 +158,13 @@ _SCAN = re.compile(
     | "(?P<dq>(?:[^"\\]|\\[\s\S])*)"
     | '(?P<sq>(?:[^'\\]|\\[\s\S])*)'
     | (?P<bad>["'])
-    | (?P<word>(?:\\[\s\S]?|\$\{[^}]*\}?|[^ \t\r\n{};\\])+)
+    | (?P<word>(?:\\[\s\S]?|\$\{|[^ \t\r\n{;\\])+)
     | (?P<end>\Z)
     )""",
     re.X,
 )
+# what nginx accepts right after a closing quote
+_AFTER_QUOTE = frozenset(" \t\r\n;{)")
 _PUNCT: dict[str, TokenKind] = {"{": "open", "}": "close", ";": "semi"}
 
 # (kind, text, start, end, line): tuples, because a big config has hundreds of thousands
@@ -187,6 +192,12 @@ def _scan(text: str, where: str) -> Iterator[_Tok]:
         line += count("\n", pos, start)
         pos = end
         if group == "word" or group == "dq" or group == "sq":
+            if group != "word" and end < len(text) and text[end] not in _AFTER_QUOTE:
+                raise InputError(
+                    f"unexpected {text[end]!r} after a quoted string",
+                    where=f"{where}:{line + count(chr(10), start, end)}",
+                    fix="put a space after the closing quote",
+                )
             raw = m.group(group)
             word = unescape(raw) if "\\" in raw else raw
             if group == "word" and first and word.endswith("_by_lua_block"):

@@ -149,7 +149,7 @@ def _positioned(
     return tuple([convert(st) for st in statements])
 
 
-def _flat(directives: tuple[Directive, ...]) -> list[Directive]:
+def preorder(directives: tuple[Directive, ...]) -> list[Directive]:
     """Statements in pre-order, comments left out (the order `Directive.index` counts)."""
     out: list[Directive] = []
     stack = list(reversed(directives))
@@ -248,8 +248,8 @@ class _Locator:
 
     def _locate(self) -> list[Offsets]:
         statements = lexer.parse(self.text, str(self.path))
-        ours = _flat(_positioned(statements, self.path))
-        check_agreement(_flat(self.tree), ours, self.text)
+        ours = preorder(_positioned(statements, self.path))
+        check_agreement(preorder(self.tree), ours, self.text)
         return [d.offsets for d in ours]
 
 
@@ -289,7 +289,7 @@ def _load_checked(main: str | os.PathLike[str]) -> SourceConfig:
                     else ()
                 ),
             )
-            check_agreement(_flat(tree), _flat(exact), texts[path])
+            check_agreement(preorder(tree), preorder(exact), texts[path])
             files[path] = exact
     return SourceConfig(NginxConfig(main=main_path, files=files), texts)
 
@@ -306,7 +306,7 @@ def load_stripped(main: str | os.PathLike[str]) -> tuple[SourceConfig, dict[Path
     if not any(splice.has_marks(t) for t in on_disk.values()):
         return on_disk_source, on_disk
     for tree in on_disk_source.config.files.values():
-        _ = [d.offsets for d in _flat(tree)[:1]]  # lexes the file, checked against crossplane
+        _ = [d.offsets for d in preorder(tree)[:1]]  # lexes the file, checked against crossplane
     stripped = {p: splice.remove(t) for p, t in on_disk.items()}
     source = load_source(main, stripped)
     return SourceConfig(source.config, source.texts, on_disk_source.warnings), on_disk
