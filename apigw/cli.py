@@ -135,7 +135,7 @@ _TEMPLATE_OPTIONS = [
         type=click.Choice(TEMPLATE_VARIANTS),
         default="recommended",
         show_default=True,
-        help="no-urlencode / no-action reproduce the seed's template mistakes.",
+        help="no-urlencode / no-action reproduce two common template mistakes (for tests).",
     ),
     click.option("--fifo", is_flag=True, help="Send MessageGroupId/MessageDeduplicationId."),
     click.option("--fifo-group-id-path", help="JSON path for MessageGroupId, e.g. $.PHONE."),
@@ -151,7 +151,7 @@ response_mode_option = click.option(
     type=click.Choice(RESPONSE_MODES),
     default="recommended",
     show_default=True,
-    help="default: every SQS answer -> 200 (the seed's trap); recommended: SQS errors -> 5xx.",
+    help="default: every SQS answer -> 200 (hides SQS failures); recommended: SQS errors -> 5xx.",
 )
 
 

@@ -156,10 +156,10 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
             Finding(
                 "dns-timeout",
                 "error",
-                f"the resolver {dns.resolver} did not answer for {host} (the seed's `could not be "
+                f"the resolver {dns.resolver} did not answer for {host} (nginx logs `could not be "
                 "resolved (110: Operation timed out)`)",
                 "use a resolver that answers for the name (internal/VPC resolver, or 1.1.1.1 / "
-                "8.8.8.8 as the seed did), in nginx's `resolver` and here with --resolver",
+                "8.8.8.8), in nginx's `resolver` and here with --resolver",
             )
         ]
     if dns.rcode in ("NODATA", "ERROR") or not dns.addresses:

@@ -15,6 +15,7 @@ from doctor.findings import Finding, Severity
 from hookshift.errors import InputError
 from nginx.config import NginxConfig, load
 from nginx.source import load_source
+from nginx.syntax import check_statement_ends
 
 __all__ = ["CHECKS", "Finding", "Severity", "diagnose", "diagnose_file", "load_config"]
 
@@ -22,17 +23,20 @@ __all__ = ["CHECKS", "Finding", "Severity", "diagnose", "diagnose_file", "load_c
 def load_config(path: str | os.PathLike[str]) -> NginxConfig:
     """The config at `path` with its includes, as `mirror plan` reads it.
 
-    crossplane first (the loader every part uses); when it cannot parse a config that nginx
-    accepts (``*_by_lua_block`` bodies), hookshift's own lexer (`nginx.source`), as `mirror plan`
-    does. When both fail, crossplane's error (file:line) is the one reported.
+    hookshift's lexer reads every file first: it follows nginx's own tokenizer, so a config
+    nginx cannot parse (a missing ``;``) stops here with file:line, where crossplane would
+    accept it. crossplane's tree is then preferred (it keeps comments); where it cannot parse
+    what nginx accepts (``*_by_lua_block`` bodies) the lexer's tree is used.
     """
+    if not os.path.isfile(path):
+        return load(path)  # crossplane's loader names a missing main config
+    source = load_source(path)
+    for file, text in source.texts.items():
+        check_statement_ends(text, str(file))
     try:
         return load(path)
-    except InputError as crossplane_error:
-        try:
-            return load_source(path).config
-        except InputError:
-            raise crossplane_error from None
+    except InputError:
+        return source.config
 
 
 def diagnose_file(path: str | os.PathLike[str]) -> tuple[Finding, ...]:

@@ -9,7 +9,8 @@ import click
 from doctor import diagnose, load_config
 from doctor.findings import Severity
 from doctor.render import as_json, as_text
-from hookshift.console import emit_json
+from hookshift.console import diag, emit_json
+from nginx.discover import locate_main_config
 
 _SEVERITIES = [s.label for s in reversed(Severity)]
 
@@ -18,9 +19,17 @@ _SEVERITIES = [s.label for s in reversed(Severity)]
 @click.option(
     "--config",
     "config_path",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="The main nginx config (its includes are followed).",
+    help="nginx's main config, or a site file it includes (sites-enabled/NAME); its includes "
+    "are followed. Default: the config nginx was built with (nginx -V).",
+)
+@click.option(
+    "--nginx-bin",
+    default="nginx",
+    show_default=True,
+    help="The nginx binary to ask where its config is (nginx -V), when --config is not a "
+    "main config.",
 )
 @click.option(
     "--format",
@@ -37,7 +46,7 @@ _SEVERITIES = [s.label for s in reversed(Severity)]
     show_default=True,
     help="Exit 1 when a finding is at least this severe.",
 )
-def doctor(config_path: Path, output_format: str, fail_on: str) -> None:
+def doctor(config_path: Path | None, nginx_bin: str, output_format: str, fail_on: str) -> None:
     """Find what in an nginx config fails at run time although `nginx -t` accepts it.
 
     Checks proxy_pass DNS (`no resolver defined`), TLS to https upstreams (SNI,
@@ -49,12 +58,16 @@ def doctor(config_path: Path, output_format: str, fail_on: str) -> None:
 
     \b
     Examples:
-      hookshift doctor --config /etc/nginx/nginx.conf
+      hookshift doctor
+      hookshift doctor --config /etc/nginx/sites-enabled/hooks
       hookshift doctor --config /etc/nginx/nginx.conf --fail-on warning
       hookshift doctor --config /etc/nginx/nginx.conf --format json | jq '.findings[]'
     """
     threshold = Severity.parse(fail_on)
-    config = load_config(config_path)
+    chosen = locate_main_config(config_path, nginx_bin)
+    if chosen.note:
+        diag("info", chosen.note)
+    config = load_config(chosen.path)
     findings = diagnose(config)
     if output_format == "json":
         emit_json(as_json(str(config.main), findings, threshold))

@@ -7,20 +7,37 @@ things nginx does at run time, all pure and computed here once:
   sets it; array-like directives (``proxy_set_header``, ``access_log``, ``mirror``, ``allow``/
   ``deny``) are inherited only when the block sets none of them (`effective`);
 - *location selection*: which location serves a URI (`Server.match`), needed to follow a
-  ``mirror`` to the location that sends the copy;
-- *proxy targets*: what a ``proxy_pass`` argument resolves to at run time (`ProxyTarget`).
+  ``mirror`` to the location that sends the copy: nginx's own rules, from `nginx.locations`
+  (the one matcher mirror uses too);
+- *proxy targets*: what a ``proxy_pass`` argument resolves to at run time (`ProxyTarget`,
+  from `nginx.values`, the one value parser).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar, cast
 
+from hookshift.errors import InputError
 from nginx.config import Directive, NginxConfig
+from nginx.locations import find_location, location_spec
+from nginx.values import (
+    PASS_DIRECTIVES,
+    ProxyTarget,
+    parse_proxy_pass,
+    parse_time,
+    pass_url,
+)
+
+__all__ = [
+    "PASS_DIRECTIVES",
+    "ProxyTarget",
+    "parse_proxy_pass",
+    "parse_time",
+    "pass_url",
+]
 
 T = TypeVar("T")
 Chain = tuple[Directive, ...]
@@ -40,7 +57,7 @@ class Location:
     directive: Directive
     chain: Chain
     modifier: str  # "", "=", "^~", "~", "~*" or "@" (named)
-    pattern: str
+    pattern: str  # a named location's pattern keeps its "@" (``@app``)
     children: tuple[Location, ...]
 
     @property
@@ -71,7 +88,9 @@ class Server:
     directive: Directive
     chain: Chain  # (http, server)
     locations: tuple[Location, ...]  # top level only; nested ones under .children
+    config: NginxConfig = field(repr=False)
     _matches: dict[str, Location | None] = field(default_factory=dict, repr=False)
+    _by_directive: dict[int, Location] = field(default_factory=dict, repr=False)
 
     @property
     def where(self) -> str:
@@ -85,7 +104,13 @@ class Server:
         """The location nginx picks for `uri` in this server (None when none matches)."""
         cache = self._matches
         if uri not in cache:
-            cache[uri] = _match(self.locations, uri)
+            try:
+                found = find_location(self.directive, uri, self.config)
+            except InputError:  # a regex Python cannot read: doctor judges what it can
+                found = None
+            if found is not None and not self._by_directive:
+                self._by_directive.update({id(loc.directive): loc for loc in self.all_locations()})
+            cache[uri] = None if found is None else self._by_directive.get(id(found[0]))
         return cache[uri]
 
     def __eq__(self, other: object) -> bool:
@@ -93,29 +118,6 @@ class Server:
 
     def __hash__(self) -> int:
         return hash(_identity(self.directive))
-
-
-@dataclass(frozen=True)
-class ProxyTarget:
-    """A ``proxy_pass`` argument taken apart the way nginx will use it.
-
-    `host` is None when the host part itself comes from a variable (only known per request).
-    """
-
-    scheme: str
-    host: str | None
-    port: int | None
-    has_variables: bool
-
-    @property
-    def is_ip(self) -> bool:
-        if self.host is None:
-            return False
-        try:
-            ipaddress.ip_address(self.host.strip("[]"))
-        except ValueError:
-            return False
-        return True
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ def build_index(config: NginxConfig) -> Index:
                 upstreams[d.args[0]] = d
             elif d.name == "server" and d.block is not None:
                 chain = (http, d)
-                servers.append(Server(d, chain, _locations(config, d, chain)))
+                servers.append(Server(d, chain, _locations(config, d, chain), config))
     return Index(config=config, servers=tuple(servers), upstreams=upstreams)
 
 
@@ -213,92 +215,11 @@ def _locations(config: NginxConfig, block: Directive, chain: Chain) -> tuple[Loc
     for d in config.effective_children(block, "location"):
         if d.block is None or not d.args:
             continue
-        modifier, pattern = split_location_args(d.args)
+        spec = location_spec(d)
+        modifier, pattern = spec.modifier, spec.pattern
         loc_chain = (*chain, d)
         found.append(Location(d, loc_chain, modifier, pattern, _locations(config, d, loc_chain)))
     return tuple(found)
-
-
-def split_location_args(args: tuple[str, ...]) -> tuple[str, str]:
-    """``('=', '/x')`` or the glued ``('=/x',)`` -> ``('=', '/x')``; named -> ``('@', 'name')``."""
-    if len(args) >= 2:
-        return args[0], args[1]
-    arg = args[0]
-    for modifier in ("^~", "~*", "=", "~", "@"):
-        if arg.startswith(modifier):
-            return modifier, arg[len(modifier) :]
-    return "", arg
-
-
-def _match(locations: tuple[Location, ...], uri: str) -> Location | None:
-    """nginx's location choice: exact, then the longest prefix (and its nested locations);
-    ``^~`` stops there, otherwise regexes in order win over the prefix."""
-    for loc in locations:
-        if loc.modifier == "=" and loc.pattern == uri:
-            return loc
-    prefixes = [
-        loc for loc in locations if loc.modifier in ("", "^~") and uri.startswith(loc.pattern)
-    ]
-    best = max(prefixes, key=lambda loc: len(loc.pattern), default=None)
-    chosen = best
-    if best is not None:
-        nested = _match(best.children, uri)
-        if nested is not None:
-            if nested.modifier in ("=", "~", "~*"):
-                return nested
-            chosen = nested
-        if best.modifier == "^~":
-            return chosen
-    for loc in locations:
-        if loc.modifier in ("~", "~*") and _regex_matches(loc.pattern, uri, loc.modifier == "~*"):
-            return loc
-    return chosen
-
-
-def _regex_matches(pattern: str, uri: str, ignore_case: bool) -> bool:
-    # PCRE's (?<name>...) is Python's (?P<name>...); lookbehinds (?<= (?<! stay as they are.
-    python_pattern = re.sub(r"\(\?<(?![=!])", "(?P<", pattern)
-    try:
-        return re.search(python_pattern, uri, re.IGNORECASE if ignore_case else 0) is not None
-    except re.error:
-        return False
-
-
-# Variables whose value starts with "/" or "?": a host literal right before them is complete.
-_PATH_VARIABLES = ("request_uri", "uri", "document_uri", "is_args", "args", "query_string")
-_PROXY_RE = re.compile(r"^(?P<scheme>[a-zA-Z]+)://(?P<rest>.*)$")
-PASS_DIRECTIVES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass")
-
-
-def pass_url(name: str, arg: str) -> str:
-    """A ``*_pass`` argument as a URL: fastcgi, scgi, uwsgi and grpc may leave out the scheme
-    (``fastcgi_pass php:9000``), which parse_proxy_pass needs."""
-    if name == "proxy_pass" or "://" in arg:
-        return arg
-    return f"{name.split('_', 1)[0]}://{arg}"
-
-
-def parse_proxy_pass(arg: str) -> ProxyTarget | None:
-    """Split a ``proxy_pass`` URL; None for forms doctor does not judge (``unix:``, bare vars)."""
-    m = _PROXY_RE.match(arg)
-    if m is None:
-        return None
-    scheme, rest = m.group("scheme").lower(), m.group("rest")
-    if rest.startswith("unix:"):
-        return None
-    has_variables = "$" in arg
-    host_re = re.match(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d+))?", rest)
-    if host_re is None:
-        return ProxyTarget(scheme, None, None, has_variables)
-    host, port = host_re.group(1), host_re.group(2)
-    after = rest[host_re.end() :]
-    if after.startswith("$"):
-        var = re.match(r"^\$\{?(\w+)", after)
-        if var is None or var.group(1) not in _PATH_VARIABLES:
-            return ProxyTarget(scheme, None, None, has_variables)  # host continues in a variable
-    elif after and after[0] not in "/?":
-        return ProxyTarget(scheme, None, None, has_variables)
-    return ProxyTarget(scheme, host.lower(), int(port) if port else None, has_variables)
 
 
 def is_aws_host(host: str | None) -> bool:
@@ -315,17 +236,3 @@ def proxy_target_of(index: Index, location: Location) -> tuple[Directive, ProxyT
         if target is not None:
             return d, target
     return None
-
-
-_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000}
-
-
-def parse_time(text: str) -> float | None:
-    """nginx time (``500ms``, ``2s``, ``1m30s``, ``10``) in seconds; None when not a time."""
-    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|M|y)?", text)
-    if not parts or "".join(n + (u or "") for n, u in parts) != text:
-        return None
-    total = 0.0
-    for number, unit in parts:
-        total += int(number) * (31536000 if unit == "y" else _TIME_UNITS.get(unit or "s", 1))
-    return total

@@ -6,11 +6,15 @@ Data goes to stdout, diagnostics to stderr. Colour is used only when the stream 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from typing import Any
 
 import click
+
+from hookshift.errors import OperationError
 
 _LEVEL_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
@@ -21,9 +25,33 @@ def diag(level: str, message: str) -> None:
     click.echo(f"{label} {message}", err=True)
 
 
+def out(text: str, *, nl: bool = True) -> None:
+    """Write data on stdout; a stdout that cannot take it (a full disk, /dev/full, a closed
+    pipe) is one error line, not a traceback.
+
+    After a failed write, stdout is pointed at /dev/null: Python flushes stdout again at exit,
+    and that second failure would print its own traceback-like noise.
+    """
+    try:
+        click.echo(text, nl=nl)
+    except OSError as exc:
+        _silence_stdout()
+        reason = "the reader went away" if exc.errno == errno.EPIPE else exc.strerror or exc
+        raise OperationError(f"cannot write the output to standard output: {reason}") from None
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture)
+        pass
+
+
 def emit_json(data: Any) -> None:
     """Write machine-readable output on stdout (UTF-8, stable key order as given)."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    out(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def stderr_is_tty() -> bool:

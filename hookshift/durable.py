@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hookshift.errors import OperationError
@@ -38,7 +40,7 @@ def write_atomic(path: Path, data: bytes | str, *, default_mode: int = 0o644) ->
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+            os.fchmod(handle.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -55,7 +57,13 @@ def exclusive_lock(lock_path: Path, refusal: str, *, mode: int = 0o600) -> Itera
     or the journal is told at once, instead of waiting behind it and acting on stale state.
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, mode)
+    with _flocked(os.open(lock_path, os.O_RDWR | os.O_CREAT, mode), refusal):
+        yield
+
+
+@contextlib.contextmanager
+def _flocked(fd: int, refusal: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on the open `fd` (closed on exit)."""
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,3 +72,114 @@ def exclusive_lock(lock_path: Path, refusal: str, *, mode: int = 0o600) -> Itera
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, refusal: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on `directory` itself; a second holder gets
+    `refusal`.
+
+    A directory's inode outlives every file renamed into it, so this locks a whole config
+    tree no matter where each caller keeps its backups, and creates nothing in it.
+    """
+    with _flocked(os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), refusal):
+        yield
+
+
+TEMP_SUFFIX = ".hookshift-tmp"
+
+
+class ReplacedError(OperationError):
+    """The file to replace is not the one that was checked (a symlink or another file took
+    its place meanwhile): nothing was written."""
+
+
+def _open_dir(directory: Path) -> int:
+    return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _same_file(dir_fd: int, name: str, expected: os.stat_result, path: Path) -> os.stat_result:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise ReplacedError(f"{path} disappeared during the change; nothing written") from None
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (
+        expected.st_dev,
+        expected.st_ino,
+    ):
+        raise ReplacedError(
+            f"{path} was replaced (by a symlink or another file) during the change; "
+            "nothing written to it"
+        )
+    return st
+
+
+def write_exclusive(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create `path` (it must not exist; a link there is not followed) holding `data`, fsynced.
+
+    A partial file (disk full) is removed before the error goes up.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def replace_file(
+    path: Path,
+    data: bytes,
+    *,
+    expected: os.stat_result,
+    before_rename: Callable[[], None] | None = None,
+) -> os.stat_result:
+    """Replace the regular file `path` (no symlink anywhere in it) with `data`, whole or not at
+    all, keeping its owner and mode.
+
+    The temp file gets an unpredictable hidden name ending in ``.hookshift-tmp`` (no
+    ``include *.conf`` picks it up), is created exclusively without following links in the
+    directory opened once, and gets its owner and mode through its descriptor: nothing
+    planted at a path in the meantime can redirect a write, a chmod or the rename. `path`
+    must still be the file `expected` describes (checked before the temp file is made and
+    again just before the rename), else `ReplacedError`. A chown that fails is an error:
+    a file silently taken over by the caller's user is not the user's config any more.
+    Returns the new file's status (what the next replacement must find there).
+    """
+    dir_fd = _open_dir(path.parent)
+    try:
+        st = _same_file(dir_fd, path.name, expected, path)
+        tmp = f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+                if (st.st_uid, st.st_gid) != (os.fstat(fd).st_uid, os.fstat(fd).st_gid):
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            finally:
+                os.close(fd)
+            if before_rename is not None:
+                before_rename()
+            _same_file(dir_fd, path.name, expected, path)
+            os.rename(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+        return os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.close(dir_fd)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import shutil
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +14,25 @@ import click
 
 from hookshift.console import diag, emit_json
 from hookshift.errors import InputError
-from mirror.apply import apply_plan, default_backup_dir
+from mirror.apply import apply_plan, default_backup_dir, pending_change, recover
 from mirror.dnscheck import dns_warnings
 from mirror.plan import (
     DEFAULT_MIRROR_ERROR_LOG,
+    DEFAULT_PARITY_LOG,
     DEFAULT_RELAY_SOCKET,
     DEFAULT_RESOLVERS,
     DEFAULT_TRUSTED_CA,
     MIRROR_ERROR_LOG_NAME,
+    PARITY_LOG_NAME,
     MirrorOptions,
     MirrorPlan,
+    describe_layout,
     make_plan,
     system_ca_bundle,
 )
 from mirror.remove import remove_marked
 from nginx import binary
+from nginx.discover import compiled_path, locate_main_config
 
 EXAMPLES = """
 \b
@@ -44,13 +50,7 @@ Examples:
 
 def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option(
-            "--config",
-            "config",
-            required=True,
-            type=click.Path(path_type=Path),
-            help="nginx's main config file (includes are followed).",
-        ),
+        _config_option,
         click.option("--path", "path", required=True, help="The callback path, e.g. /callback."),
         click.option(
             "--stage-url",
@@ -75,7 +75,13 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--parity-log",
             type=click.Path(path_type=Path),
             default=None,
-            help="Write the parity log (docs/contracts.md) here.",
+            help="Where nginx logs each callback for `hookshift verify parity`. Default: "
+            f"{PARITY_LOG_NAME} beside nginx's own access log ({DEFAULT_PARITY_LOG} on Debian).",
+        ),
+        click.option(
+            "--no-parity-log",
+            is_flag=True,
+            help="Write no parity log (then `hookshift verify parity` has nothing to compare).",
         ),
         click.option(
             "--request-id-header",
@@ -115,7 +121,7 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--relay-socket",
             default=DEFAULT_RELAY_SOCKET,
             show_default=True,
-            help="Unix socket of the local relay (two-hop layout, nginx < 1.27.3).",
+            help="Unix socket of the local relay that copies go through on nginx before 1.27.3.",
         ),
         click.option(
             "--mirror-error-log",
@@ -130,7 +136,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["runtime", "reload"]),
             default="runtime",
             show_default=True,
-            help="nginx < 1.27.3 (two-hop): runtime = the relay re-resolves the stage with "
+            help="nginx before 1.27.3 (copies go through a local relay): runtime = the relay "
+            "re-resolves the stage with "
             "--resolver, a new TLS connection per copy; reload = keep-alive to the stage, whose "
             "addresses nginx resolves (system resolver) only at start/reload: pair it with a "
             "periodic `nginx -s reload`.",
@@ -140,7 +147,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--nginx-bin",
             default="nginx",
             show_default=True,
-            help="nginx binary (its version chooses the layout).",
+            help="nginx binary (its version decides how copies reach the stage; nginx -V says "
+            "where its config and logs are).",
         ),
         click.option(
             "--nginx-version",
@@ -161,41 +169,92 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _nginx_facts(nginx_bin: str, version: str | None) -> tuple[tuple[int, int, int], str | None]:
+_config_option = click.option(
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="nginx's main config, or a site file it includes (sites-enabled/NAME); "
+    "includes are followed. Default: the config nginx was built with (nginx -V).",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _NginxFacts:
+    """What the nginx binary says about itself (empty when there is no binary to ask)."""
+
+    version: tuple[int, int, int]
+    defaults: dict[str, str]
+
+    @property
+    def access_log(self) -> Path | None:
+        return compiled_path(self.defaults, "http-log-path")
+
+
+def _compiled_defaults(nginx_bin: str) -> dict[str, str]:
+    found = binary.find_binary(nginx_bin)
+    return binary.compiled_defaults(found) if found is not None else {}
+
+
+def _nginx_facts(nginx_bin: str, version: str | None) -> _NginxFacts:
     if version is not None:
-        return binary.parse_version("/" + version), None
-    if shutil.which(nginx_bin) is None and not Path(nginx_bin).exists():
+        return _NginxFacts(binary.parse_version("/" + version), _compiled_defaults(nginx_bin))
+    found = binary.find_binary(nginx_bin)
+    if found is None:
         raise InputError(
             f"nginx binary not found: {nginx_bin}",
             fix="pass --nginx-bin PATH, or --nginx-version X.Y.Z to plan offline",
         )
-    defaults = binary.compiled_defaults(nginx_bin)
-    log = defaults.get("http-log-path")
-    if log and not log.startswith("/"):
-        log = f"{defaults.get('prefix', '/usr/share/nginx')}/{log}"
-    return binary.nginx_version(nginx_bin), log
+    return _NginxFacts(binary.nginx_version(found), binary.compiled_defaults(found))
 
 
-def _mirror_error_log(kwargs: dict[str, Any], access_log: str | None) -> Path | None:
+def main_config(config: Path | None, nginx_bin: str) -> Path:
+    """The main config to work on (``--config``, the one including a site file, or nginx's
+    compiled-in one), saying so on stderr when it is not the file the user passed."""
+    chosen = locate_main_config(config, nginx_bin)
+    if chosen.note:
+        diag("info", chosen.note)
+    return chosen.path
+
+
+def _parity_log(kwargs: dict[str, Any], access_log: Path | None) -> Path | None:
+    """The option; else beside nginx's own access log, where its operators look for logs."""
+    if kwargs["no_parity_log"]:
+        if kwargs["parity_log"] is not None:
+            raise InputError(
+                "--parity-log and --no-parity-log contradict each other", fix="pass one of them"
+            )
+        diag("info", "no parity log: `hookshift verify parity` needs one to compare against")
+        return None
+    if kwargs["parity_log"] is not None:
+        return kwargs["parity_log"]  # type: ignore[no-any-return]
+    return (access_log.parent if access_log else DEFAULT_PARITY_LOG.parent) / PARITY_LOG_NAME
+
+
+def _mirror_error_log(
+    kwargs: dict[str, Any], parity_log: Path | None, access_log: Path | None
+) -> Path | None:
     """The option; else None (beside the parity log); else beside nginx's compiled access log
     (a custom build's logs directory rather than Debian's /var/log/nginx)."""
-    if kwargs["mirror_error_log"] is not None or kwargs["parity_log"] is not None:
+    if kwargs["mirror_error_log"] is not None or parity_log is not None:
         return kwargs["mirror_error_log"]  # type: ignore[no-any-return]
     if access_log:
-        return Path(access_log).parent / MIRROR_ERROR_LOG_NAME
+        return access_log.parent / MIRROR_ERROR_LOG_NAME
     return None
 
 
 def _build(kwargs: dict[str, Any]) -> MirrorPlan:
-    version, access_log = _nginx_facts(kwargs["nginx_bin"], kwargs["nginx_version"])
+    facts = _nginx_facts(kwargs["nginx_bin"], kwargs["nginx_version"])
+    config = main_config(kwargs["config"], kwargs["nginx_bin"])
+    parity_log = _parity_log(kwargs, facts.access_log)
     options = MirrorOptions(
-        config=kwargs["config"],
+        config=config,
         path=kwargs["path"],
         stage_url=kwargs["stage_url"],
         server_name=kwargs["server_name"],
         listen=kwargs["listen"],
         resolvers=tuple(kwargs["resolvers"]) or DEFAULT_RESOLVERS,
-        parity_log=kwargs["parity_log"],
+        parity_log=parity_log,
         request_id_header=kwargs["request_id_header"],
         request_id_to_app=kwargs["request_id_to_app"],
         stage_path=kwargs["stage_path"],
@@ -203,17 +262,42 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
         timeout=kwargs["timeout"],
         mode=kwargs["mode"],
         relay_socket=kwargs["relay_socket"],
-        default_access_log=access_log,
-        mirror_error_log=_mirror_error_log(kwargs, access_log),
+        default_access_log=None if facts.access_log is None else str(facts.access_log),
+        mirror_error_log=_mirror_error_log(kwargs, parity_log, facts.access_log),
         stage_dns=kwargs["stage_dns"],
     )
-    plan = make_plan(options, version)
+    plan = make_plan(options, facts.version)
     if not kwargs["no_dns_check"]:
         dns = dns_warnings(options.resolvers, plan.stage.host)
         plan = dataclasses.replace(plan, warnings=(*plan.warnings, *dns))
+    for line in plan.info:
+        diag("info", line)
     for warning in plan.warnings:
         diag("warning", warning)
     return plan
+
+
+@contextlib.contextmanager
+def _stdout(after: str = "") -> Iterator[None]:
+    """Output that cannot be written (a full disk, ``> /dev/full``) is one line, exit 2.
+
+    stdout then points at /dev/null so the interpreter's last flush has nowhere to fail.
+    """
+    try:
+        yield
+    except OSError as exc:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise InputError(
+            f"cannot write to standard output: {exc.strerror}{after}",
+            fix="send the output to a file on a disk with space, or to a pipe",
+        ) from None
+
+
+def _notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        diag("warning", note)
 
 
 @click.group(epilog=EXAMPLES)
@@ -228,19 +312,24 @@ def mirror() -> None:
 @_plan_options
 def plan(**kwargs: Any) -> None:
     """Show what apply would change (a unified diff, or --format json); change nothing."""
+    pending = pending_change(kwargs["config"])
+    if pending:
+        diag("warning", f"{pending}: the next apply or remove puts them back first")
     result = _build(kwargs)
     if kwargs["fmt"] == "json":
-        emit_json(result.to_json())
+        with _stdout():
+            emit_json(result.to_json())
         return
     diag(
         "info",
         f"{result.mode} via {result.location.description} at {result.location.where} "
-        f"({result.server.description}), layout {result.layout}",
+        f"({result.server.description}); {describe_layout(result.layout)}",
     )
     if result.already_applied:
         diag("ok", "already applied: no change")
         return
-    click.echo(result.diff(), nl=False)
+    with _stdout():
+        click.echo(result.diff(), nl=False)
 
 
 @mirror.command(epilog=EXAMPLES)
@@ -260,7 +349,11 @@ def plan(**kwargs: Any) -> None:
 )
 def apply(**kwargs: Any) -> None:
     """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
+    _notes(recover(kwargs["config"]))
     result = _build(kwargs)
+    if kwargs["fmt"] != "json" and not result.already_applied:
+        with _stdout("; nothing changed"):  # the diff first: unwritable output changes nothing
+            click.echo(result.diff(), nl=False)
     outcome = apply_plan(
         result,
         nginx_bin=kwargs["nginx_bin"],
@@ -268,6 +361,7 @@ def apply(**kwargs: Any) -> None:
         reload=kwargs["reload"],
         prefix=kwargs["nginx_prefix"],
     )
+    _notes(outcome.notes)
     if kwargs["fmt"] == "json":
         data = result.to_json()
         data["applied"] = {
@@ -275,12 +369,12 @@ def apply(**kwargs: Any) -> None:
             "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
             "reloaded": outcome.reloaded,
         }
-        emit_json(data)
+        with _stdout(" (the config was changed)" if outcome.changed else ""):
+            emit_json(data)
         return
     if outcome.no_change:
         diag("ok", "already applied: no change")
         return
-    click.echo(result.diff(), nl=False)
     diag(
         "ok",
         f"applied to {len(outcome.changed)} file(s); backup in {outcome.backup_dir}"
@@ -289,13 +383,7 @@ def apply(**kwargs: Any) -> None:
 
 
 @mirror.command(epilog=EXAMPLES)
-@click.option(
-    "--config",
-    "config",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="nginx's main config file.",
-)
+@_config_option
 @click.option("--nginx-bin", default="nginx", show_default=True)
 @click.option("--backup-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
@@ -307,25 +395,33 @@ def apply(**kwargs: Any) -> None:
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def remove(
-    config: Path,
+    config: Path | None,
     nginx_bin: str,
     backup_dir: Path | None,
     reload: bool,
     nginx_prefix: Path | None,
     fmt: str,
 ) -> None:
-    """Remove every hookshift line from every file of the config (byte-identical originals)."""
+    """Remove the lines hookshift added from every file of the config (byte-identical
+    originals); lines that do not match what apply wrote are named and left in place."""
     outcome = remove_marked(
-        config, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload, prefix=nginx_prefix
+        main_config(config, nginx_bin),
+        nginx_bin=nginx_bin,
+        backup_dir=backup_dir,
+        reload=reload,
+        prefix=nginx_prefix,
     )
+    _notes(outcome.notes)
     if fmt == "json":
-        emit_json(
-            {
-                "changed": [str(p) for p in outcome.changed],
-                "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
-                "reloaded": outcome.reloaded,
-            }
-        )
+        with _stdout(" (the config was changed)" if outcome.changed else ""):
+            emit_json(
+                {
+                    "changed": [str(p) for p in outcome.changed],
+                    "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
+                    "reloaded": outcome.reloaded,
+                    "warnings": list(outcome.notes),
+                }
+            )
         return
     if outcome.no_change:
         diag("ok", "no hookshift lines found: no change")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,10 +26,13 @@ from mirror.render import Layout, Mode, StageDns, TemplateContext, Tuning, direc
 from mirror.render import http_lines as render_http
 from mirror.render import location_lines as render_location
 from mirror.render import server_lines as render_server
+from mirror.state import ConfigState, without_ours
 from nginx import splice
 from nginx.config import Directive, NginxConfig
 from nginx.matching import Match, location_spec, match, server_listens, server_names
+from nginx.route import Hop
 from nginx.source import SourceConfig, load_stripped
+from nginx.values import parse_size
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
@@ -41,6 +45,8 @@ DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
 MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
+DEFAULT_PARITY_LOG = Path("/var/log/nginx/hookshift-parity.log")
+PARITY_LOG_NAME = DEFAULT_PARITY_LOG.name
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
@@ -174,6 +180,8 @@ class MirrorPlan:
     changes: tuple[FileChange, ...]
     warnings: tuple[str, ...]
     already_applied: bool = False
+    info: tuple[str, ...] = ()
+    route: str = ""
     stage_dns: StageDns = "runtime"
     mirror_error_log: Path | None = None
 
@@ -225,17 +233,70 @@ class MirrorPlan:
                 for c in self.changes
             ],
             "warnings": list(self.warnings),
+            "info": list(self.info),
+            "route": self.route,
         }
 
 
-def parse_stage_url(url: str, stage_path: str | None = None) -> tuple[Stage, list[str]]:
-    """Check the stage URL: https only; an execute-api host needs its stage in the path."""
+# Characters that would end or change an nginx word if written into the config unquoted: a
+# path or URL holding one would become another directive, a variable or a comment.
+_NGINX_SYNTAX = frozenset(";{}$#'\"\\")
+
+
+def _unsafe_char(text: str, extra: str = "") -> str | None:
+    """The first character of `text` that cannot go into an nginx word as it is, described."""
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+                ch, f"the control character {ch!r}"
+            )
+        if ch.isspace():
+            return "a space"
+        if ch in _NGINX_SYNTAX or ch in extra:
+            return f"'{ch}'"
+    return None
+
+
+def check_callback_path(path: str) -> str:
+    """The callback path as it goes into the config: it starts with '/' and holds nothing nginx
+    would read as syntax (a newline would make a filter that never matches)."""
+    bad = _unsafe_char(path)
+    if bad is not None:
+        raise InputError(
+            f"--path must not contain {bad}: {path!r}",
+            fix="pass the path the vendor calls, e.g. --path /callback",
+        )
+    if not path.startswith("/"):
+        raise InputError(f"--path must start with '/': {path}", fix=f"e.g. --path /{path}")
+    return path
+
+
+def parse_stage_url(
+    url: str, stage_path: str | None = None, callback_path: str | None = None
+) -> tuple[Stage, list[str]]:
+    """Check the stage URL: https only; an execute-api host needs its stage in the path.
+
+    The URL is written into ``proxy_pass``, so anything nginx would read as syntax is refused
+    before parsing (``urlsplit`` silently drops newlines and tabs). With `callback_path`, a
+    URL that already ends with it is refused: nginx appends the request's path to it.
+    """
     warnings: list[str] = []
+    bad = _unsafe_char(url)
+    if bad is not None:
+        raise InputError(
+            f"--stage-url must not contain {bad}: {url!r}",
+            fix="pass the stage's URL only, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
     parts = urlsplit(url)
     if parts.scheme != "https":
         raise InputError(
             f"--stage-url must be https (got {parts.scheme or 'no scheme'}): {url}",
             fix="use the stage's https URL, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
+    if "@" in parts.netloc:
+        raise InputError(
+            f"--stage-url must not contain a user name or password: {url}",
+            fix="drop the 'USER:PASSWORD@' part (API Gateway does not read it)",
         )
     host = (parts.hostname or "").lower()
     if not host:
@@ -267,7 +328,20 @@ def parse_stage_url(url: str, stage_path: str | None = None) -> tuple[Stage, lis
             pass
     if stage_path is not None and not stage_path.startswith("/"):
         raise InputError(f"--stage-path must start with '/': {stage_path}", fix="e.g. /prod/cb")
-    port = parts.port or 443
+    callback = (callback_path or "").rstrip("/")
+    if stage_path is None and callback and (base == callback or base.endswith(callback)):
+        stage_root = base[: len(base) - len(callback)]
+        raise InputError(
+            f"--stage-url already ends with the callback path {callback}: copies would go to "
+            f"{base}{callback}, because nginx appends the request's path to the stage URL",
+            fix=f"pass --stage-url https://{parts.netloc}{stage_root}",
+        )
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise InputError(
+            f"--stage-url has an invalid port: {url}", fix="e.g. https://HOST:8443/STAGE"
+        ) from None
     return Stage(url, host, port, base, kind), warnings
 
 
@@ -289,18 +363,22 @@ def _redeclare(d: Directive) -> str:
 
 
 def _enclosing_http(config: NginxConfig, server: Directive) -> Directive:
-    for d, parents in config.walk():
-        if d is server:
-            http = [p for p in parents if p.name == "http"]
-            if http:
-                return http[-1]
+    """Servers sit directly in ``http`` (includes expanded): no need to walk every block."""
+    for http in config.http_blocks():
+        if any(s is server for s in config.effective_children(http, "server")):
+            return http
     raise InputError("the chosen server is not inside an http block", where=server.where)
 
 
 def _describe_server(m: Match, config: NginxConfig) -> str:
+    """The server as written, and the sockets the plan is for when it listens on more."""
     names = " ".join(server_names(m.server, config)) or '""'
-    listens = ", ".join(str(lst.socket) for lst in server_listens(m.server, config))
-    return f"server_name {names}; listen {listens}"
+    listens = list(dict.fromkeys(str(lst.socket) for lst in server_listens(m.server, config)))
+    chosen = list(dict.fromkeys(str(s) for s in m.sockets))
+    text = f"server_name {names}; listen {', '.join(listens)}"
+    if set(chosen) != set(listens):
+        text += f" (the callback arrives on {', '.join(chosen)})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -316,16 +394,37 @@ class _Scene:
 
     @property
     def location(self) -> Directive:
-        return self.match.location
+        """Where the lines go: a mirror where the content handler runs (the route's last
+        location, reached after any hand-off); a forward's rewrite where the callback's URI is
+        still the one the vendor posted (the first location, before any hand-off)."""
+        return self._hop.location
+
+    @property
+    def _hop(self) -> Hop:
+        route = self.match.route
+        return route.hops[0] if self.mode == "forward" else route.final
 
     @property
     def levels(self) -> list[Directive]:
         """The blocks the location inherits from, innermost first."""
-        return [*reversed(self.match.parents), self.match.server, self.http]
+        return [*reversed(self._hop.parents), self.match.server, self.http]
 
     @property
     def location_names(self) -> set[str]:
         return {d.name for d in self.config.effective_children(self.location)}
+
+
+# How each layout is named to the user (the layout values stay in --format json).
+LAYOUT_WORDS: dict[str, str] = {
+    "two-hop": "copies through a relay on a unix socket (nginx before 1.27.3)",
+    "upstream-resolve": "copies straight to a resolving upstream (nginx 1.27.3+)",
+    "direct": "forwarding straight to the stage",
+}
+
+
+def describe_layout(layout: Layout) -> str:
+    """`layout` in words a user knows."""
+    return LAYOUT_WORDS.get(layout, layout)
 
 
 def _choose_layout(options: MirrorOptions, version: tuple[int, int, int]) -> Layout:
@@ -334,8 +433,9 @@ def _choose_layout(options: MirrorOptions, version: tuple[int, int, int]) -> Lay
     layout = options.layout or ("upstream-resolve" if version >= RESOLVE_IN_UPSTREAM else "two-hop")
     if layout == "upstream-resolve" and version < RESOLVE_IN_UPSTREAM:
         raise InputError(
-            "layout upstream-resolve needs nginx >= 1.27.3 (server ... resolve)",
-            fix="use the default two-hop layout on this nginx",
+            "copying straight to a resolving upstream needs nginx 1.27.3 or later "
+            "(`server ... resolve` in an upstream)",
+            fix="let hookshift choose: on this nginx it copies through a relay on a unix socket",
         )
     return layout
 
@@ -344,16 +444,6 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
     """What in the user's config would make the mirror (or forward) do less than asked."""
     config, loc, m = scene.config, scene.location, scene.match
     warnings: list[str] = []
-    if not m.exact:
-        what = (
-            f"only {options.path} is copied (a map on $request_uri filters the rest)"
-            if scene.mode == "mirror"
-            else f"only {options.path} is forwarded (the rewrite matches it exactly)"
-        )
-        warnings.append(
-            f"location {location_spec(loc)} ({loc.where}) serves more than {options.path}: "
-            f"{what}; other paths under it keep going to the app only"
-        )
     if scene.mode == "mirror":
         for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
             if name in scene.location_names:
@@ -385,6 +475,23 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
     return warnings
 
 
+def _scene_info(scene: _Scene, options: MirrorOptions) -> list[str]:
+    """What the plan chose and why, for a reviewer (not a problem to fix)."""
+    loc = scene.location
+    if scene.match.exact:
+        return list(scene.match.info)
+    what = (
+        "copied and logged for parity (a map on $request_uri filters the rest)"
+        if scene.mode == "mirror"
+        else "forwarded (the rewrite matches it exactly)"
+    )
+    return [
+        *scene.match.info,
+        f"location {location_spec(loc)} ({loc.where}) serves other paths too; "
+        f"only {options.path} is {what}, the others are served as before",
+    ]
+
+
 def _parity_log_lines(
     scene: _Scene, options: MirrorOptions, path_filter: str | None, warnings: list[str]
 ) -> tuple[str, ...]:
@@ -395,7 +502,22 @@ def _parity_log_lines(
     if path_filter is not None:
         log_args.append(f"if=${CALLBACK_VAR}")
     lines = [directive("access_log", *log_args)]
-    if scene.mode == "mirror" and scene.config.effective_children(scene.location, "access_log"):
+    own = (
+        scene.config.effective_children(scene.location, "access_log")
+        if scene.mode == "mirror"
+        else []
+    )
+    for d in own:
+        if _is_off(d):
+            # nginx lets `access_log off` silence every log of its block, ours included
+            raise InputError(
+                f"location {location_spec(scene.location)} has `access_log off;`: nginx then "
+                "writes no log for the callback, not even the parity log `verify parity` reads",
+                where=d.where,
+                fix="delete that line (the location then logs to the parity log and to the "
+                "access logs it inherits), or pass --no-parity-log",
+            )
+    if own:
         return tuple(lines)  # the location already chose its logs; ours goes beside them
     # the forward location is new, in the server: it inherits from the server and http only
     levels = scene.levels if scene.mode == "mirror" else [scene.match.server, scene.http]
@@ -436,15 +558,6 @@ def _app_header_lines(
     return tuple(lines)
 
 
-def parse_size(text: str) -> int | None:
-    """nginx size syntax: ``512``, ``16k``, ``1m``, ``1g`` -> bytes (None if unreadable)."""
-    match_ = re.fullmatch(r"(\d+)([kKmMgG]?)", text.strip())
-    if match_ is None:
-        return None
-    unit = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match_.group(2).lower()]
-    return int(match_.group(1)) * unit
-
-
 def _needs_body_buffer(scene: _Scene, wanted: str) -> bool:
     """Raise ``client_body_buffer_size`` in the location only if what is in effect is smaller.
 
@@ -465,10 +578,10 @@ def _template_context(
     scene: _Scene, options: MirrorOptions, stage: Stage, warnings: list[str]
 ) -> TemplateContext:
     uri = urlsplit(options.path).path
-    # A location that serves more than the callback path gets a filter, so only the callback
-    # is copied (and logged for parity): other requests' copies end at once with 204.
-    exact = scene.match.exact
-    path_filter = None if exact or scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
+    # elsewhere can bring other requests into it, and only the callback (as the vendor posted
+    # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
+    path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
     log_lines = _parity_log_lines(scene, options, path_filter, warnings)
     if options.stage_path is not None:
         suffix = f"{options.stage_path}$is_args$args"
@@ -520,8 +633,8 @@ def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> 
         return []
     if scene.layout != "two-hop":
         return [
-            f"--stage-dns reload has no effect with the {scene.layout} layout "
-            "(it changes only the two-hop relay)"
+            f"--stage-dns reload has no effect here ({describe_layout(scene.layout)}): "
+            "it changes only the relay used on nginx before 1.27.3"
         ]
     return [
         f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
@@ -535,7 +648,7 @@ def _already_applied(
     changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
 ) -> bool:
     """True when the files on disk already are this plan's result (apply twice = no-op)."""
-    marked = sorted(p for p, t in (on_disk or {}).items() if splice.has_marks(t))
+    marked = sorted(p for p, t in (on_disk or {}).items() if t != source.texts.get(p))
     if not marked or on_disk is None:
         return False
     planned = {c.path: c.new_text for c in changes}
@@ -559,7 +672,8 @@ def build_plan(
     Pure: reads nothing, writes nothing.
     """
     config = source.config
-    stage, warnings = parse_stage_url(options.stage_url, options.stage_path)
+    path = check_callback_path(options.path)
+    stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
     _check_free_names(config, internal_uri)
@@ -577,6 +691,7 @@ def build_plan(
         internal_uri=internal_uri,
     )
     warnings += _scene_warnings(scene, options)
+    info = _scene_info(scene, options)
     warnings += _stage_dns_warnings(scene, options, stage)
     ctx = _template_context(scene, options, stage, warnings)
     changes = _splice(
@@ -584,7 +699,7 @@ def build_plan(
         [
             (scene.http, render_http(ctx)),
             (m.server, render_server(ctx)),
-            (m.location, render_location(ctx)),
+            (scene.location, render_location(ctx)),
         ],
     )
     already = _already_applied(changes, source, on_disk)
@@ -595,16 +710,39 @@ def build_plan(
         stage=stage,
         internal_uri=internal_uri,
         server=Place("server", m.server.where, _describe_server(m, config)),
-        location=Place("location", m.location.where, f"location {location_spec(m.location)}"),
+        location=Place(
+            "location", scene.location.where, f"location {location_spec(scene.location)}"
+        ),
         changes=() if already else changes,
         warnings=tuple(warnings),
         already_applied=already,
+        info=tuple(info),
+        route=m.route.describe(),
         stage_dns=ctx.stage_dns,
         mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
     )
 
 
+# Directives that define a variable, and which of their arguments names it.
+_VARIABLE_DEFINERS = {"map": -1, "geo": -1, "split_clients": -1, "set": 0, "perl_set": 0}
+_VARIABLE_DEFINER_PREFIXES = ("js_set", "set_by_lua")
+_OWN_PREFIX = "hookshift_"
+
+
+def _defined_variable(d: Directive) -> str | None:
+    """The variable `d` defines (``map $a $b {`` -> ``$b``), if it defines one."""
+    if not d.args:
+        return None
+    if d.name in _VARIABLE_DEFINERS:
+        return d.args[_VARIABLE_DEFINERS[d.name]]
+    if d.name.startswith(_VARIABLE_DEFINER_PREFIXES):
+        return d.args[0]
+    return None
+
+
 def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
+    """Refuse a config that already defines a name hookshift defines: nginx would either
+    reject the duplicate or, for a variable, let the user's definition decide what is copied."""
     for d, _ in config.walk():
         if d.name == "location" and location_spec(d).pattern == internal_uri:
             raise InputError(
@@ -612,11 +750,24 @@ def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
                 where=d.where,
                 fix="remove it (hookshift uses that name for its internal location)",
             )
-        if d.name == "upstream" and d.args[:1] in ((UPSTREAM,), (STAGE_POOL,)):
+        if d.name == "upstream" and d.args[:1] and d.args[0].startswith(_OWN_PREFIX):
             raise InputError(
                 f"the config already has an upstream {d.args[0]}",
                 where=d.where,
-                fix="remove or rename it",
+                fix="rename it (hookshift defines the upstreams named hookshift_...)",
+            )
+        if d.name == "log_format" and d.args[:1] and d.args[0].startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already has a log_format {d.args[0]}",
+                where=d.where,
+                fix="rename it (hookshift defines the log formats named hookshift_...)",
+            )
+        variable = _defined_variable(d)
+        if variable is not None and variable.lstrip("$").startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already defines the variable {variable} (`{d.name}`)",
+                where=d.where,
+                fix="rename it (hookshift defines the variables named $hookshift_...)",
             )
 
 
@@ -644,7 +795,14 @@ def _splice(
 
 def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
     """The config without hookshift's lines, and the texts as they are on disk."""
-    return load_stripped(config_path)
+    path = Path(os.path.abspath(config_path))
+
+    def strip(on_disk: dict[Path, str]) -> dict[Path, str]:
+        records = ConfigState.of(path).load().records
+        legacy = not records
+        return {p: without_ours(t, records.get(str(p)), legacy).text for p, t in on_disk.items()}
+
+    return load_stripped(config_path, strip)
 
 
 def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:

@@ -2,12 +2,15 @@
 
 nginx itself is the only judge of whether a config is valid (crossplane does not know which
 directives exist, which are duplicates, or whether a certificate loads), so every write is
-checked with the binary. Its first ``[emerg]`` line is reported as nginx wrote it.
+checked with the binary. Its most severe line (``[emerg]``, ``[alert]``, ``[crit]``, ``[error]``)
+is reported as nginx wrote it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,23 @@ class TestResult:
     __test__ = False  # not a pytest class
 
 
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def locate(nginx_bin: str) -> str:
+    """`nginx_bin` as given when it is a path or on PATH, else found in an sbin directory
+    (cron's ``PATH=/usr/bin:/bin`` leaves out /usr/sbin, where Debian installs nginx)."""
+    if os.sep in nginx_bin or shutil.which(nginx_bin):
+        return nginx_bin
+    for directory in SBIN_DIRS:
+        candidate = os.path.join(directory, nginx_bin)
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+            return candidate
+    return nginx_bin
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    argv = [locate(argv[0]), *argv[1:]]
     try:
         return subprocess.run(
             argv, capture_output=True, text=True, timeout=NGINX_TIMEOUT, check=False
@@ -63,14 +82,26 @@ def compiled_defaults(nginx_bin: str = "nginx") -> dict[str, str]:
     return dict(re.findall(r"--([a-z-]+)=(\S+)", proc.stderr + proc.stdout))
 
 
+# nginx's log levels, most severe first; [notice] and [info] lines (``signal process started``)
+# say what nginx did, never why it failed.
+_ERROR_LEVELS = ("[emerg]", "[alert]", "[crit]", "[error]", "[warn]")
+_CHATTER = ("[notice]", "[info]", "[debug]", "test failed", "syntax is", "test is successful")
+
+
+def find_binary(nginx_bin: str = "nginx") -> str | None:
+    """The runnable path of `nginx_bin` (see `locate`), or None when there is none."""
+    return shutil.which(locate(nginx_bin))
+
+
 def _first_error(output: str) -> str | None:
-    for line in output.splitlines():
-        if "[emerg]" in line or "[crit]" in line or "[alert]" in line:
-            return line.strip()
-    for line in output.splitlines():
-        if "test failed" not in line and "syntax is" not in line and line.strip():
-            return line.strip()
-    return None
+    """The line that says why nginx failed: the most severe level present, first of its kind;
+    else the first line that is not nginx's progress chatter."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for level in _ERROR_LEVELS:
+        for line in lines:
+            if level in line:
+                return line
+    return next((line for line in lines if not any(c in line for c in _CHATTER)), None)
 
 
 def _base_argv(

@@ -427,6 +427,8 @@ def from_payload(
                 )
             index = counter
             counter += 1
+            if "\\" in name:
+                name = lexer.unescape(name)
             args = tuple(item["args"])
             if "\\" in "".join(args) and not name.endswith("_by_lua_block"):
                 # crossplane keeps escapes such as \n; nginx reads them as the character

@@ -294,8 +294,11 @@ def _load_checked(main: str | os.PathLike[str]) -> SourceConfig:
     return SourceConfig(NginxConfig(main=main_path, files=files), texts)
 
 
-def load_stripped(main: str | os.PathLike[str]) -> tuple[SourceConfig, dict[Path, str]]:
-    """The config without hookshift's lines, and the texts as they are on disk.
+def load_stripped(
+    main: str | os.PathLike[str], strip: Callable[[dict[Path, str]], dict[Path, str]]
+) -> tuple[SourceConfig, dict[Path, str]]:
+    """The config without hookshift's lines (`strip` takes them out of the texts), and the
+    texts as they are on disk.
 
     Planning works on the stripped texts (so a second apply of the same plan changes nothing);
     crossplane can only read what is on disk, so there the lexer reads the stripped texts,
@@ -307,6 +310,5 @@ def load_stripped(main: str | os.PathLike[str]) -> tuple[SourceConfig, dict[Path
         return on_disk_source, on_disk
     for tree in on_disk_source.config.files.values():
         _ = [d.offsets for d in preorder(tree)[:1]]  # lexes the file, checked against crossplane
-    stripped = {p: splice.remove(t) for p, t in on_disk.items()}
-    source = load_source(main, stripped)
+    source = load_source(main, strip(on_disk))
     return SourceConfig(source.config, source.texts, on_disk_source.warnings), on_disk

@@ -10,9 +10,14 @@ the indentation follows the neighbours (tabs stay tabs).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from hookshift.errors import InputError
+from nginx import lexer
 
 MARK = "# hookshift"
 SPLIT = " # hookshift:split"
@@ -45,6 +50,90 @@ def remove(text: str) -> str:
     """`text` without hookshift's lines: the exact inverse of `insert`."""
     kept = "".join(line for line in _lines(text) if not line.rstrip("\r\n").endswith(MARK))
     return kept.replace(SPLIT + "\r\n", "").replace(SPLIT + "\n", "")
+
+
+def added_marks(old: str, new: str) -> tuple[tuple[str, ...], int]:
+    """The marked lines (without line ending) `new` adds to `old`, and how many lines it split.
+
+    What apply records, so that remove can later take out exactly these lines and leave a
+    user's own ``... # hookshift`` lines alone.
+    """
+    a, b = _lines(old), _lines(new)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    added = [
+        line.rstrip("\r\n")
+        for tag, _, _, j1, j2 in matcher.get_opcodes()
+        if tag in ("insert", "replace")
+        for line in b[j1:j2]
+        if line.rstrip("\r\n").endswith(MARK)
+    ]
+    return tuple(added), new.count(SPLIT) - old.count(SPLIT)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """The text without the recorded lines, and what did not go as recorded.
+
+    `foreign` are 1-based numbers (in the text given) of marked lines hookshift did not write
+    (kept); `missing` are recorded lines no longer in the text as written (edited or
+    deleted); `unmarked` are numbers of lines that read like a missing line without its marker.
+    """
+
+    text: str
+    foreign: tuple[int, ...]
+    missing: tuple[str, ...]
+    unmarked: tuple[int, ...]
+
+
+def remove_recorded(text: str, recorded: Sequence[str], splits: int) -> Removal:
+    """`text` without exactly the `recorded` marked lines (and `splits` split markers)."""
+    pending = Counter(recorded)
+    kept: list[tuple[int, str]] = []
+    foreign: list[int] = []
+    for number, line in enumerate(_lines(text), start=1):
+        key = line.rstrip("\r\n")
+        if pending[key] > 0:
+            pending[key] -= 1
+            continue
+        if key.endswith(MARK):
+            foreign.append(number)
+        kept.append((number, line))
+    out = "".join(line for _, line in kept)
+    for _ in range(max(splits, 0)):
+        out = re.sub(re.escape(SPLIT) + r"\r?\n", "", out, count=1)
+    missing = tuple(line for line, count in pending.items() for _ in range(count))
+    bare = {line[: -len(MARK)].strip() for line in missing}
+    unmarked = tuple(n for n, line in kept if line.strip() and line.strip() in bare)
+    return Removal(out, tuple(foreign), missing, unmarked)
+
+
+BLOCK_RANK = {"http": 0, "server": 1}
+
+
+def definition_rank(text: str, where: str = "<text>") -> int:
+    """0 when hookshift's lines in `text` sit in an ``http`` block, 1 in a ``server``, else 2.
+
+    http-level lines define what the others use (``log_format``, ``map``, ``upstream``), so
+    a multi-file write puts lower ranks first and a removal takes them out last: every state
+    in between is a config nginx accepts. A text the lexer cannot read ranks in the middle.
+    """
+    lines = _lines(text)
+
+    def marked(st: lexer.Statement) -> bool:
+        return 0 < st.line <= len(lines) and lines[st.line - 1].rstrip("\r\n").endswith(MARK)
+
+    def ranks(parent: str | None, statements: Iterable[lexer.Statement]) -> Iterable[int]:
+        for st in statements:
+            if marked(st) and parent is not None:
+                yield BLOCK_RANK.get(parent, 2)
+            if st.block is not None:
+                yield from ranks(st.name, st.block)
+
+    try:
+        found = list(ranks(None, lexer.parse(text, where)))
+    except InputError:
+        return 1
+    return min(found, default=1)
 
 
 def indent_unit(text: str) -> str:

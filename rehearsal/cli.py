@@ -33,8 +33,11 @@ from rehearsal.scenario import (
 )
 from rehearsal.sqs import REGION
 from rehearsal.stack import Stack, StackOptions, start_stack
+from verify.keys import PROFILES, parse_key, show_body_key
 
 SAMPLES_SHOWN = 5
+PARITY_PROFILE = "bizppurio"  # the parity check's key; samples are shown by it too
+PARITY_KEY = parse_key(PROFILES[PARITY_PROFILE])
 
 
 def _new_run_dir(base: Path) -> Path:
@@ -86,8 +89,9 @@ def summary_lines(
             sent = by_key[key]
             what = f"HTTP {sent.status}" if sent.status is not None else sent.error.split(":")[0]
             userdata = json.loads(sent.body).get("USERDATA", "")
+            shown = show_body_key(PARITY_KEY, sent.body) or key
             lines.append(
-                f"  {key}  vendor got {what:<14} SQS MessageId {queue_ids.get(key, '?')}  "
+                f"  {shown}  vendor got {what:<14} SQS MessageId {queue_ids.get(key, '?')}  "
                 f"USERDATA {userdata!r}"
             )
         more = len(rec.lost_at_app_in_queue) - SAMPLES_SHOWN
@@ -236,7 +240,9 @@ def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, A
     except ImportError:  # a build without the verify package: the summary above still holds
         return None
     report = run_parity(
-        f"nginx:{parity_log}", f"archive:{archive}", ParityOptions(grace_s=0, profile="bizppurio")
+        f"nginx:{parity_log}",
+        f"archive:{archive}",
+        ParityOptions(grace_s=0, profile=PARITY_PROFILE),
     )
     (run_dir / "parity.html").write_text(render_html(report), encoding="utf-8")
     return dict(report.to_dict()), render_text(report, tty=sys.stdout.isatty())
@@ -247,7 +253,7 @@ def parity_lines(parity_log: Path, archive: Path, run_dir: Path) -> list[str]:
     return [
         f"parity report (HTML): {run_dir / 'parity.html'}",
         f"again: hookshift verify parity --app nginx:{parity_log} --queue archive:{archive} "
-        f"--profile bizppurio --grace 0",
+        f"--profile {PARITY_PROFILE} --grace 0",
     ]
 
 

@@ -411,6 +411,8 @@ def mirror_apply_args(stack: Stack, nginx_bin: str) -> list[str]:
     ]
     if o.parity_log:
         args += ["--parity-log", str(stack.parity_log)]
+    else:  # mirror apply writes one beside nginx's own access log unless told not to
+        args.append("--no-parity-log")
     if o.request_id_to_app:
         args.append("--request-id-to-app")
     return [*args, *o.mirror_args]

@@ -17,6 +17,15 @@ from rehearsal.sqs import MotoServer, start_moto
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _hookshift_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hookshift's per-config state (locks' companions, records) in a fresh directory per test,
+    also for the hookshift processes a test starts."""
+    monkeypatch.setenv("HOOKSHIFT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture(scope="session")
 def nginx_bin() -> str:
     """The real nginx binary (Debian's package, installed by `make` and `.ci/run`)."""

@@ -7,6 +7,10 @@ MessageId, written so that a crash at any point loses nothing and duplicates not
   timeout; the archive knows every MessageId it holds and does not write it twice.
 - A kill in the middle of a write leaves a torn last line; opening the archive cuts it off
   (that message was not deleted either, so it is received again).
+
+Messages carry phone numbers: the directory is the owner's only (0700) and so is every file
+in it (0600), whatever the umask. ``hookshift-archive.json`` records the queue the archive was
+pulled from, so that a report over it names where a heal may send.
 """
 
 from __future__ import annotations
@@ -19,10 +23,23 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from hookshift.durable import fsync_dir
+from hookshift.durable import fsync_dir, write_atomic
 
 SEGMENT_BYTES = 256 * 1024 * 1024
 ARCHIVE_FIELDS = ("MessageId", "MD5OfBody", "Body", "Attributes", "MessageAttributes")
+META = "hookshift-archive.json"
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def archive_queue_url(root: Path) -> str | None:
+    """The queue URL an archive was pulled from (None for an archive made before it was kept)."""
+    try:
+        meta = json.loads((root / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    url = meta.get("queue_url") if isinstance(meta, dict) else None
+    return url if isinstance(url, str) else None
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -71,11 +88,18 @@ def iter_archive(root: Path) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
+def _owner_only(path: Path, most: int) -> None:
+    mode = path.stat().st_mode & 0o7777
+    if mode & ~most:
+        os.chmod(path, mode & most)
+
+
 class Archive:
     """An append-only, fsync'ed, MessageId-keyed archive directory (thread-safe)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, queue_url: str | None = None) -> None:
         self.root = root
+        self.queue_url = queue_url
         self._lock = threading.Lock()
         self._seen: set[str] = set()
         self._fh: IO[str] | None = None
@@ -83,8 +107,13 @@ class Archive:
         self.repaired_bytes = 0
 
     def open(self) -> Archive:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        _owner_only(self.root, PRIVATE_DIR)  # also an archive made before this rule
+        if self.queue_url is not None and archive_queue_url(self.root) is None:
+            meta = json.dumps({"queue_url": self.queue_url}) + "\n"
+            write_atomic(self.root / META, meta, default_mode=PRIVATE_FILE)
         for seg in sorted(self.root.glob("*.jsonl")):
+            _owner_only(seg, PRIVATE_FILE)
             self.repaired_bytes += repair_torn_tail(seg)
             with seg.open(encoding="utf-8", errors="replace") as fh:
                 for line in fh:
@@ -110,7 +139,11 @@ class Archive:
             if self._fh is not None:
                 self._fh.close()
             name = f"seg-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
-            self._fh = (self.root / name).open("a", encoding="utf-8")
+            fd = os.open(
+                self.root / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, PRIVATE_FILE
+            )
+            os.fchmod(fd, PRIVATE_FILE)  # whatever the umask
+            self._fh = os.fdopen(fd, "a", encoding="utf-8")
             self._written = 0
             fsync_dir(self.root)
         return self._fh

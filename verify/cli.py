@@ -2,16 +2,52 @@
 
 from __future__ import annotations
 
+import errno
+import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import click
 
 from hookshift.console import diag, emit_json, stderr_is_tty
+from hookshift.console import out as print_out
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
+from verify.pull import NetworkLimits
+
+P = ParamSpec("P")
+R = TypeVar("R")
+NETWORK_TIMEOUT = click.option(
+    "--network-timeout",
+    type=click.FloatRange(min=0.1, max=30),
+    default=NetworkLimits.read_s,
+    show_default=True,
+    help="Seconds an SQS call may go unanswered beyond its long poll (one retry).",
+)
+
+
+def _one_line_os_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """A path the system refuses (not writable, not a directory, a full disk) as one line."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except OSError as exc:
+            what = exc.strerror or str(exc)
+            if exc.errno == errno.EEXIST:  # making a directory where a file is
+                what = "a file is in the way of a directory"
+            raise InputError(
+                what,
+                where=str(exc.filename) if exc.filename else None,
+                fix="check the path: its directory must exist and be writable, with room left",
+            ) from None
+
+    return run
 
 
 @click.group("verify")
@@ -59,7 +95,9 @@ def verify() -> None:
     show_default=True,
     help="A worker stops after this many empty long polls in a row.",
 )
+@NETWORK_TIMEOUT
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@_one_line_os_errors
 def pull_command(
     queue_url: str,
     archive_dir: Path,
@@ -70,6 +108,7 @@ def pull_command(
     workers: int,
     wait_time: int,
     idle_polls: int,
+    network_timeout: float,
     output_format: str,
 ) -> None:
     """Copy a queue into a crash-safe archive (JSONL segments keyed on MessageId).
@@ -85,8 +124,9 @@ def pull_command(
           --archive ./archive --delete
       hookshift verify pull --queue-url URL --archive ./a --endpoint-url http://127.0.0.1:5000
     """
-    from verify.pull import pull
+    from verify.pull import check_queue_url, pull
 
+    check_queue_url(queue_url, endpoint_url)
     result = pull(
         queue_url,
         archive_dir,
@@ -99,11 +139,12 @@ def pull_command(
         idle_polls=idle_polls,
         progress=True,
         notice=lambda text: diag("warning", text),
+        limits=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
     )
     if output_format == "json":
         emit_json({"archive": str(archive_dir), **result.__dict__})
         return
-    click.echo(
+    print_out(
         f"received {result.received}, newly archived {result.archived}, already archived "
         f"{result.already_archived}, deleted {result.deleted}; archive holds "
         f"{result.archive_total} message(s) in {archive_dir}"
@@ -175,8 +216,17 @@ def pull_command(
 @click.option("--app-body-field", default="body", show_default=True)
 @click.option("--app-id-field", default="request_id", show_default=True)
 @click.option("--app-time-field", default="time", show_default=True)
+@click.option(
+    "--stage-url",
+    "stage_urls",
+    multiple=True,
+    metavar="URL",
+    help="The stage (or domain) URL the mirror sends to; the report names it, and "
+    "`verify heal` sends only there (repeatable).",
+)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: sources.")
 @click.option("--region", default=None, help="AWS region for sqs: sources.")
+@NETWORK_TIMEOUT
 @click.option("--memory-limit", default="1GB", show_default=True, help="DuckDB memory limit.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option(
@@ -186,6 +236,7 @@ def pull_command(
     help="Where DuckDB spills (default: the system temp directory).",
 )
 @click.pass_context
+@_one_line_os_errors
 def parity_command(
     ctx: click.Context,
     app_source: str,
@@ -204,8 +255,10 @@ def parity_command(
     app_body_field: str,
     app_id_field: str,
     app_time_field: str,
+    stage_urls: tuple[str, ...],
     endpoint_url: str | None,
     region: str | None,
+    network_timeout: float,
     memory_limit: str,
     threads: int | None,
     temp_dir: str | None,
@@ -243,6 +296,8 @@ def parity_command(
         temp_dir=temp_dir,
         endpoint_url=endpoint_url,
         region=region,
+        network=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
+        stage_urls=stage_urls,
     )
     if (
         options.since_ms is not None
@@ -250,18 +305,39 @@ def parity_command(
         and options.since_ms >= options.until_ms
     ):
         raise InputError("--since is not before --until", fix="swap them")
+    if out is not None:
+        _check_out(out)  # before the run: a long run must not end in a refusal
     with _phase_bar() as progress:
         report = run_parity(app_source, queue_source, options, progress)
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
     if out is not None:
-        write_atomic(out, text)
+        _write_private(out, text)
         diag("ok" if report.passed else "warning", f"parity {report.verdict}: {report.reason}")
         diag("info", f"report written to {out}")
     else:
-        click.echo(text, nl=False)
+        print_out(text, nl=False)
     ctx.exit(report.exit_code)
+
+
+def _check_out(path: Path) -> None:
+    """Only a regular file is replaced: the report is written beside the path and renamed over
+    it, which would put a file in place of a device (``--out /dev/stdout``), a pipe or a link."""
+    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+        raise InputError(
+            "not a regular file",
+            where=f"--out {path}",
+            fix="give the path of a report file, or leave out --out to write on stdout",
+        )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
+    _check_out(path)
+    if path.exists():
+        os.chmod(path, path.stat().st_mode & 0o700)
+    write_atomic(path, text, default_mode=0o600)
 
 
 @contextmanager
@@ -313,16 +389,30 @@ def _phase_bar() -> Iterator[Callable[[str], None] | None]:
     default=None,
     help="Ledger of sent replays (default: beside the report).",
 )
+@click.option(
+    "--allow-plain-http-loopback",
+    is_flag=True,
+    help="Allow an http:// target on this machine (a local test stage); never elsewhere.",
+)
+@click.option(
+    "--i-mean-this-target",
+    "other_target",
+    is_flag=True,
+    help="Send to a target the report's run did not use (its heal_targets).",
+)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: targets.")
 @click.option("--region", default=None)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
+@_one_line_os_errors
 def heal_command(
     ctx: click.Context,
     report_path: Path,
     target: str,
     apply: bool,
     ledger: Path | None,
+    allow_plain_http_loopback: bool,
+    other_target: bool,
     endpoint_url: str | None,
     region: str | None,
     output_format: str,
@@ -331,7 +421,12 @@ def heal_command(
 
     Bodies come from the app source the report names. To a stage URL each is POSTed with
     `X-Hookshift-Replay: <original request id>`; to sqs:URL it is sent with the
-    `hookshift_replay` attribute. A ledger makes a second run send nothing twice.
+    `hookshift_replay` attribute. A ledger makes a second run send nothing twice, and one
+    --apply at a time may use it.
+
+    The bodies are sent as the vendor sent them (phone numbers included): only over https,
+    and only to a target the report's run used (`heal_targets`: the --stage-url given to
+    verify parity, the queue it read) unless --i-mean-this-target.
 
     \b
     Examples:
@@ -347,18 +442,20 @@ def heal_command(
         ledger=ledger,
         endpoint_url=endpoint_url,
         region=region,
+        plain_http_loopback=allow_plain_http_loopback,
+        other_target=other_target,
     )
     if output_format == "json":
         emit_json(result.to_dict())
     else:
         verb = "sent" if apply else "would send"
         count = result.sent if apply else len(result.to_send)
-        click.echo(
+        print_out(
             f"{verb} {count} replay(s) to {target}; {result.already_sent} already sent "
             f"earlier (ledger), {len(result.not_found)} not found in the app source"
         )
         for item in result.to_send[:20]:
-            click.echo(f"  {item.key}  replay of {item.replay_id}")
+            print_out(f"  {item.shown}  replay of {item.replay_id}")
         if not apply and result.to_send:
             diag("info", "dry run: add --apply to send")
     for failure in result.failed:

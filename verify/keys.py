@@ -9,8 +9,10 @@ source provides (``rid`` and ``body``), so the same key runs on a laptop or on A
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from hookshift.errors import InputError
 
@@ -54,8 +56,36 @@ class KeySpec:
         return f" || '{_SEP}' || ".join(f"({e})" for e in exprs)
 
     def display(self, key: str) -> str:
-        """A key value as people read it (parts joined with ``+``)."""
-        return key.replace(_SEP, " + ")
+        """A key value as people read it: see `show_key`."""
+        return show_key(self, key)
+
+
+def show_key(spec: KeySpec, key: str) -> str:
+    """One callback's key as every output shows it (rehearsal, parity report, heal): a key of
+    several parts names each value by its field, ``MSGID=m1, RESULT=7000``; a key of one part
+    is its value (the report's header names the field)."""
+    values = key.split(_SEP)
+    if len(spec.parts) == 1 or len(values) != len(spec.parts):
+        return key.replace(_SEP, ", ")
+    return ", ".join(f"{p.field or p.kind}={v}" for p, v in zip(spec.parts, values, strict=True))
+
+
+def show_body_key(spec: KeySpec, body: str | bytes) -> str | None:
+    """`show_key` for a JSON body the caller holds (a callback it sent), when every part of
+    `spec` is a JSON field of it; None otherwise."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    values: list[str] = []
+    for part in spec.parts:
+        value: Any = data
+        for seg in part.field.split(".") if part.kind == "json" else ():
+            value = value.get(seg) if isinstance(value, dict) else None
+        if part.kind != "json" or value is None or value == "":
+            return None
+        values.append(value if isinstance(value, str) else json.dumps(value))
+    return show_key(spec, _SEP.join(values))
 
 
 def _sql_str(text: str) -> str:
@@ -77,7 +107,7 @@ def _part_sql(part: KeyPart, rid: str, body: str) -> str:
         return f"nullif(url_decode(replace({raw}, '+', ' ')), '')"
     # sha256 of the canonical body: JSON minified (whitespace-insensitive), anything else as is
     return (
-        f"CASE WHEN {body} IS NULL THEN NULL WHEN json_valid({body}) "
+        f"CASE WHEN {body} IS NULL OR {body} = '' THEN NULL WHEN json_valid({body}) "
         f"THEN sha256(json({body})::VARCHAR) ELSE sha256({body}) END"
     )
 

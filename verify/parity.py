@@ -10,17 +10,21 @@ are fetched by key hash (verify/fetch.py), by seeking instead of reading the inp
 The classes (docs: issue 4): matched, missing_in_queue, missing_in_app, duplicates_app,
 duplicates_queue, mismatched, in_flight, not_mirrored, plus app_rejected (the app answered
 non-2xx: not a callback the app accepted), replayed (matched only through a ``hookshift verify
-heal`` replay), unkeyed and malformed. Counts of classes are per key (one callback and its
-retries count once); duplicates count the extra copies.
+heal`` replay), body_not_logged (the parity log has an empty body because nginx kept the body
+in a temporary file: nothing to compare, not a failure), unkeyed and malformed. Counts of
+classes are per key (one callback and its retries count once); duplicates count the extra
+copies.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import re
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,12 +33,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hookshift.errors import InputError
+from hookshift.errors import InputError, OperationError
+from verify.archive import archive_queue_url
 from verify.canonical import same_body
 from verify.fetch import Hint, Side, fetch
 from verify.keys import KeySpec, parse_key, resolve_key
-from verify.redact import field_is_phone, mask, redact_body
+from verify.pull import NetworkLimits
+from verify.redact import field_is_phone, mask, redact_body, redact_text
 from verify.sources import (
+    JSON_RECORD_MAX,
     AppFields,
     SourceSpec,
     app_rows_sql,
@@ -46,6 +53,7 @@ from verify.sources import (
     parse_source,
     queue_rows_sql,
     resolve_files,
+    sql_str,
 )
 from verify.tally import (
     BUCKET_MS,
@@ -69,6 +77,7 @@ CLASSES = (
     "duplicates_app",
     "duplicates_queue",
     "mismatched",
+    "body_not_logged",
     "in_flight",
     "not_mirrored",
     "app_rejected",
@@ -86,6 +95,14 @@ COUNT_KEYS = (
 # what a long run is doing, in order: `run_parity` names each phase as it starts (the CLI draws
 # them as a bar on a terminal)
 PHASES = ("reading both inputs", "pairing keys", "classifying", "fetching samples")
+# nginx logs $request_body only while the body is in memory; a body larger than
+# client_body_buffer_size goes to a temp file and the log gets an empty string
+BODY_NOT_LOGGED_ADVICE = (
+    "{n} callback(s) have no body in the parity log: nginx kept those bodies in a temporary "
+    "file, where $request_body cannot log them. Set client_body_buffer_size in the callback's "
+    "location above the largest callback (e.g. `client_body_buffer_size 64k;`, the mirror "
+    "apply raises it) and reload nginx; they were not compared"
+)
 PYTHON_COMPARE_MAX = 20000
 BODY_SAMPLE_CHARS = 600
 
@@ -112,6 +129,8 @@ class ParityOptions:
     malformed_examples: int = 5
     missing_keys_cap: int = 1_000_000
     sqs_wait_s: int = 5  # long poll of an sqs: source; it ends after one empty poll
+    network: NetworkLimits = field(default_factory=NetworkLimits)  # each SQS call's bound
+    stage_urls: tuple[str, ...] = ()  # where the mirror sends: the report names them for heal
 
 
 @dataclass(frozen=True)
@@ -135,6 +154,7 @@ class ParityReport:
     warnings: list[str] = field(default_factory=list)
     app_fields: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)  # per phase, for the bench
+    heal_targets: list[str] = field(default_factory=list)  # where `verify heal` may send
 
     @property
     def passed(self) -> bool:
@@ -158,6 +178,7 @@ class ParityReport:
             "sources": self.sources,
             "app_fields": self.app_fields,
             "missing_in_queue_keys": self.missing_in_queue_keys,
+            "heal_targets": self.heal_targets,
             "redacted": self.redacted,
             "warnings": self.warnings,
             "generated_at": self.generated_at,
@@ -184,7 +205,12 @@ def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
         )
     if problems:
         return "fail", "; ".join(problems)
-    extra = f" ({counts['in_flight']} still in flight)" if counts["in_flight"] else ""
+    notes = []
+    if counts["in_flight"]:
+        notes.append(f"{counts['in_flight']} still in flight")
+    if counts.get("body_not_logged"):
+        notes.append(f"{counts['body_not_logged']} with no body in the log, not compared")
+    extra = f" ({'; '.join(notes)})" if notes else ""
     return "pass", f"all {counts['compared']} compared callback(s) reached the queue intact{extra}"
 
 
@@ -227,8 +253,17 @@ def _connect(options: ParityOptions, tmp: Path) -> Any:
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = '{options.memory_limit}'")
-    con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
+    try:
+        con.execute(f"SET memory_limit = {sql_str(options.memory_limit)}")
+    except duckdb.Error:
+        con.close()
+        raise InputError(
+            f"cannot read memory limit {options.memory_limit!r}",
+            where="--memory-limit",
+            fix="write a size such as 1GB or 512MB",
+        ) from None
+    # a path is data, never SQL: quoted as a literal whatever it holds
+    con.execute(f"SET temp_directory = {sql_str(str(tmp / 'spill'))}")
     # in order everywhere but the scan (verify/tally.py): samples and anchor probes come back
     # in the order of the lines they were read from
     con.execute("SET preserve_insertion_order = true")
@@ -253,6 +288,7 @@ def _queue_files(
             delete=False,
             wait_time_s=options.sqs_wait_s,
             progress=False,
+            limits=options.network,
         )
         if not any(archive.glob("*.jsonl")):
             (archive / "empty.jsonl").write_text("", encoding="utf-8")
@@ -304,6 +340,67 @@ def run_parity(
     app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
     queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
     key = resolve_key(options.key, options.profile)
+    if options.temp_dir is not None and not Path(options.temp_dir).is_dir():
+        raise InputError(
+            "not a directory",
+            where=f"--temp-dir {options.temp_dir}",
+            fix="give an existing directory with room for spilled data",
+        )
+    with _unreadable_as_input_error():
+        return _run_parity(app_spec, queue_spec, key, options, started, progress)
+
+
+@contextmanager
+def _unreadable_as_input_error() -> Iterator[None]:
+    """Inputs DuckDB or gzip cannot read (a truncated .gz, a record larger than the JSON
+    reader takes) as one line naming the file, instead of the library's error."""
+    import duckdb
+
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(
+            f"a compressed input is truncated or damaged ({exc})",
+            fix="check the .gz files with `gzip -t`; leave out the damaged one",
+        ) from None
+    except duckdb.InvalidInputException as exc:
+        text = str(exc)
+        if "maximum_object_size" not in text:
+            raise InputError(_first_line(text), fix="check the input files") from None
+        found = re.search(r'reading file "([^"]+)"', text)
+        raise InputError(
+            f"a record is larger than {JSON_RECORD_MAX // (1 << 20)} MiB: no callback is that big",
+            where=found.group(1) if found else None,
+            fix="remove that line (find it with `awk 'length > 16000000 {print NR}' FILE`)",
+        ) from None
+    except duckdb.IOException as exc:
+        text = _first_line(str(exc))
+        if "GZIP" in text or "gzip" in text:
+            raise InputError(
+                f"a compressed input is truncated or damaged ({text})",
+                fix="check the .gz files with `gzip -t`; leave out the damaged one",
+            ) from None
+        raise InputError(text, fix="check that the input files are readable") from None
+    except duckdb.OutOfMemoryException:
+        raise OperationError(
+            "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    """The first line of a DuckDB error, without its ``IO Error:`` label."""
+    lines = text.strip().splitlines()
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else "unreadable input"
+
+
+def _run_parity(
+    app_spec: SourceSpec,
+    queue_spec: SourceSpec,
+    key: KeySpec | None,
+    options: ParityOptions,
+    started: float,
+    progress: Callable[[str], None] | None,
+) -> ParityReport:
     with _workdir(options) as tmp:
         app_files = resolve_files(app_spec)
         if app_spec.kind == "csv":
@@ -405,9 +502,12 @@ def _run(
     picks = _pick(con, sides, app_win)
     progress(PHASES[3])
     mark = time.monotonic()
-    samples, mism_total, missing_keys = _second_read(con, sides, picks)
+    samples, (mism_total, not_logged), missing_keys = _second_read(con, sides, picks)
     timings["fetch"] = time.monotonic() - mark
     counts["mismatched"] = mism_total
+    # on both sides, but the app side logged no body: not compared, and not a failure
+    counts["compared"] -= not_logged
+    counts["body_not_logged"] = not_logged + counts.pop("unkeyed_app_unlogged")
     counts["matched"] = counts["compared"] - mism_total
     malformed_examples = _malformed(
         con, counts, (app_spec, app_files), queue_files, doc_problems, options
@@ -423,10 +523,17 @@ def _run(
             f"missing_in_queue_keys lists the first {len(missing_keys)} of "
             f"{counts['missing_in_queue']}: heal in several rounds"
         )
+    if counts["body_not_logged"]:
+        warnings.append(BODY_NOT_LOGGED_ADVICE.format(n=counts["body_not_logged"]))
     verdict, reason = verdict_for(counts, options.min_events)
-    if options.redact and any(field_is_phone(p.field) for p in key.parts if p.field):
-        missing_keys = [mask(k) for k in missing_keys]
-        warnings.append("the key holds a phone field: keys are masked, heal cannot use them")
+    if options.redact:
+        shown_keys = [redact_key(key, k) for k in missing_keys]
+        if shown_keys != missing_keys:
+            warnings.append(
+                "some keys hold a phone number: they are masked, heal cannot use them"
+                " (rerun with --no-redact for heal)"
+            )
+        missing_keys = shown_keys
     return ParityReport(
         verdict=verdict,
         reason=reason,
@@ -445,6 +552,7 @@ def _run(
         malformed_examples=malformed_examples,
         sources={"app": app_spec.label, "queue": queue_spec.label},
         missing_in_queue_keys=missing_keys,
+        heal_targets=heal_targets(queue_spec, options),
         redacted=options.redact,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 3),
@@ -456,6 +564,19 @@ def _run(
             "time": options.app_fields.time,
         },
     )
+
+
+def heal_targets(queue: SourceSpec, options: ParityOptions) -> list[str]:
+    """Where this run's callbacks go: the stage URLs the user named, and the queue (given as
+    sqs:URL, or recorded in the archive by `verify pull`)."""
+    targets = list(dict.fromkeys(options.stage_urls))
+    if queue.kind == "sqs":
+        targets.append(f"sqs:{queue.target}")
+    elif queue.kind == "archive":
+        url = archive_queue_url(Path(queue.target))
+        if url is not None:
+            targets.append(f"sqs:{url}")
+    return targets
 
 
 def _fetch_side(
@@ -556,11 +677,13 @@ def _counts(
         "duplicates_app": v[5],
         "duplicates_queue": v[6],
         "mismatched": 0,
+        "body_not_logged": 0,
         "in_flight": v[7],
         "not_mirrored": v[8],
         "app_rejected": v[9],
         "replayed": v[10],
         "unkeyed_app": nulls["unkeyed_app"],
+        "unkeyed_app_unlogged": nulls["unkeyed_app_unlogged"],
         "unkeyed_queue": nulls["unkeyed_queue"],
         "malformed": nulls["malformed_app"] + nulls["malformed_queue"],
         "malformed_app": nulls["malformed_app"],
@@ -595,18 +718,23 @@ def _mismatched(
     hks: list[int],
     app_recs: dict[int, list[dict[str, Any]]],
     queue_recs: dict[int, list[dict[str, Any]]],
-) -> list[int]:
-    """Of the keys whose raw bodies differ, those that differ canonically too."""
-    mismatched = []
+) -> tuple[list[int], list[int]]:
+    """Of the keys whose raw bodies differ, those that differ canonically too, and those whose
+    app side logged no body at all (nothing to compare: body_not_logged)."""
+    mismatched, not_logged = [], []
     for hk in hks:
         app_bodies = [r["body"] for r in app_recs.get(hk, []) if r["cls"] == "a"]
         queue_bodies = [r["body"] for r in queue_recs.get(hk, [])]
-        if not any(same_body(a, q) for a in app_bodies for q in queue_bodies):
+        if any(same_body(a, q) for a in app_bodies for q in queue_bodies):
+            continue
+        if app_bodies and all(a == "" for a in app_bodies):
+            not_logged.append(hk)
+        else:
             mismatched.append(hk)
-    return mismatched
+    return mismatched, not_logged
 
 
-def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
+def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int, list[int], int]:
     """Many differing bodies (a systematic encoding bug): compare minified JSON in SQL.
 
     Key order differences count as mismatches on this path (JSON is minified, not sorted).
@@ -615,7 +743,7 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
 
     def hashes(side: Side, where: str = "true") -> str:
         return f"""
-            SELECT hk, list_distinct(list({canon})) AS hs
+            SELECT hk, list_distinct(list({canon})) AS hs, bool_and(body = '') AS unlogged
             FROM ({side.keyed_sql(side.files, where)})
             WHERE hk IN (SELECT hk FROM cand) GROUP BY hk"""
 
@@ -623,11 +751,14 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int]:
     con.execute(f"""
         CREATE TEMP TABLE mism AS
         WITH a AS ({hashes(sides.app, "cls = 'a'")}), q AS ({hashes(sides.queue)})
-        SELECT a.hk FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
+        SELECT a.hk, a.unlogged FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
     """)
-    row = con.execute("SELECT count(*) FROM mism").fetchone()
-    hks = [int(r[0]) for r in con.execute("SELECT hk FROM mism ORDER BY hk LIMIT 1000").fetchall()]
-    return hks, int(row[0]) if row else 0
+    found: list[tuple[list[int], int]] = []
+    for unlogged in ("NOT unlogged", "unlogged"):
+        row = con.execute(f"SELECT count(*) FROM mism WHERE {unlogged}").fetchone()
+        hks = con.execute(f"SELECT hk FROM mism WHERE {unlogged} ORDER BY hk LIMIT 1000")
+        found.append(([int(r[0]) for r in hks.fetchall()], int(row[0]) if row else 0))
+    return found[0][0], found[0][1], found[1][0], found[1][1]
 
 
 _SAMPLE_QUERIES = {
@@ -654,6 +785,8 @@ class _Picks:
     candidates: list[int]  # keys whose raw bodies differ (compared canonically after the fetch)
     mismatched: list[int] | None  # already settled in SQL when there were very many
     mism_total: int
+    not_logged: list[int]  # settled in SQL with mismatched: keys whose app body is empty
+    not_logged_total: int
     missing: list[int]  # missing_in_queue, earliest first (their keys are the report's list)
     head: dict[int, tuple[dict[str, Any], dict[str, Any]]]
 
@@ -666,8 +799,10 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     candidates: list[int] = []
     mismatched: list[int] | None = None
     mism_total = 0
+    not_logged: list[int] = []
+    not_logged_total = 0
     if differing > PYTHON_COMPARE_MAX:
-        mismatched, mism_total = _resolve_mismatches_sql(con, sides)
+        mismatched, mism_total, not_logged, not_logged_total = _resolve_mismatches_sql(con, sides)
     elif differing:
         candidates = [
             int(r[0])
@@ -681,6 +816,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
         picked[name] = [int(r[0]) for r in rows]
     if mismatched is not None:
         picked["mismatched"] = mismatched[:n]
+        picked["body_not_logged"] = not_logged[:n]
     missing = [
         int(r[0])
         for r in con.execute(
@@ -689,7 +825,9 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
         ).fetchall()
     ]
     head = _matched_head(con, sides.key, app_win, sides.queue.rows, n)
-    return _Picks(picked, candidates, mismatched, mism_total, missing, head)
+    return _Picks(
+        picked, candidates, mismatched, mism_total, not_logged, not_logged_total, missing, head
+    )
 
 
 def _fetch_records(
@@ -711,8 +849,9 @@ def _fetch_records(
 
 def _second_read(
     con: Any, sides: _Sides, picks: _Picks
-) -> tuple[dict[str, list[dict[str, Any]]], int, list[str]]:
-    """Samples per class (with bodies), the mismatch count and the missing keys' text.
+) -> tuple[dict[str, list[dict[str, Any]]], tuple[int, int], list[str]]:
+    """Samples per class (with bodies), the mismatched and body_not_logged counts and the
+    missing keys' text.
 
     The scan kept no text, so the records of the keys that need it are fetched by key hash
     (verify/fetch.py), on the side(s) that hold them: a clean run fetches only the matched
@@ -732,10 +871,12 @@ def _second_read(
         con, sides.queue, queue_want | complete, complete, per_key, sides.tmp
     )
     mismatched, mism_total = picks.mismatched, picks.mism_total
+    not_logged_total = picks.not_logged_total
     if mismatched is None:
-        mismatched = _mismatched(candidates, app_recs, queue_recs)
-        mism_total = len(mismatched)
+        mismatched, not_logged = _mismatched(candidates, app_recs, queue_recs)
+        mism_total, not_logged_total = len(mismatched), len(not_logged)
         picked["mismatched"] = mismatched[:n]
+        picked["body_not_logged"] = not_logged[:n]
     sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
     picked["matched"] = list(picks.head)[:n]
     for hk, (a_rec, q_rec) in picks.head.items():
@@ -756,7 +897,7 @@ def _second_read(
             for hk in picked.get(name, [])
         ]
     missing_keys = [_key_text(hk, app_recs, queue_recs) for hk in picks.missing if hk in app_recs]
-    return out, mism_total, missing_keys
+    return out, (mism_total, not_logged_total), missing_keys
 
 
 def _record_counts(con: Any, hks: set[int]) -> dict[int, tuple[int, int]]:
@@ -822,6 +963,16 @@ def _matched_head(
 _APP_STATUS = {"a": "accepted", "r": "rejected", "n": "not_mirrored"}
 
 
+def redact_key(key: KeySpec, text: str) -> str:
+    """A key value as a redacted report shows it: a phone field's value masked, phone numbers
+    in other parts of the body masked; nginx's request ids are not the sender's data."""
+    if any(field_is_phone(p.field) for p in key.parts if p.field):
+        return mask(text)
+    if any(p.kind in ("json", "form") for p in key.parts):
+        return redact_text(text)
+    return text
+
+
 def _sample(
     key: KeySpec,
     k: str,
@@ -832,9 +983,7 @@ def _sample(
 ) -> dict[str, Any]:
     a = app_recs[0] if app_recs else None
     q = queue_recs[0] if queue_recs else None
-    shown = key.display(k)
-    if redact and any(field_is_phone(p.field) for p in key.parts if p.field):
-        shown = mask(shown)
+    shown = redact_key(key, key.display(k)) if redact else key.display(k)
 
     def body(rec: dict[str, Any] | None) -> str | None:
         if rec is None or rec["body"] is None:

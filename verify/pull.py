@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hookshift.errors import InputError, OperationError
 from verify.archive import Archive
@@ -47,29 +48,93 @@ def region_for(queue_url: str, region: str | None) -> str:
     return boto3.session.Session().region_name or "us-east-1"
 
 
-def sqs_client(queue_url: str, endpoint_url: str | None, region: str | None) -> Any:
+@dataclass(frozen=True)
+class NetworkLimits:
+    """How long one SQS call may take: an endpoint that accepts and never answers must not
+    hang a command. The worst case of one call is `worst_s`: with the defaults, a long poll of
+    20 s that never returns fails in 50 s, and the first call (the queue's attributes, no
+    wait) in 10 s."""
+
+    connect_s: float = 5.0
+    read_s: float = 5.0  # beyond the long poll's wait, for a receive
+    attempts: int = 2  # the first try and one retry
+
+    def worst_s(self, wait_s: int = 0) -> float:
+        """How long one call can take before it fails (a connect that hangs gets no read)."""
+        return self.attempts * max(self.connect_s, self.read_s + wait_s)
+
+    def config(self, wait_s: int = 0) -> Any:
+        from botocore.config import Config
+
+        return Config(
+            connect_timeout=self.connect_s,
+            read_timeout=self.read_s + wait_s,
+            retries={"total_max_attempts": self.attempts, "mode": "standard"},
+        )
+
+
+def check_queue_url(queue_url: str, endpoint_url: str | None = None) -> None:
+    """Refuse a queue URL (or endpoint) that is not an http(s) URL, before anything is made."""
+    for option, url in (("--queue-url", queue_url), ("--endpoint-url", endpoint_url)):
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise InputError(
+                f"not a URL: {url!r}",
+                where=option,
+                fix="write the queue URL as SQS shows it: "
+                "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME",
+            )
+
+
+def sqs_client(
+    queue_url: str,
+    endpoint_url: str | None,
+    region: str | None,
+    limits: NetworkLimits | None = None,
+    wait_s: int = 0,
+) -> Any:
     import boto3
 
-    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region_for(queue_url, region))
+    check_queue_url(queue_url, endpoint_url)
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint_url,
+        region_name=region_for(queue_url, region),
+        config=(limits or NetworkLimits()).config(wait_s),
+    )
 
 
-def visibility_timeout(client: Any, queue_url: str) -> int | None:
+def sqs_failure(queue_url: str, exc: BaseException) -> OperationError:
+    """One line for an SQS call that failed (no answer in time, refused, no credentials)."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return OperationError(
+            f"{queue_url}: SQS did not answer in time ({exc}); check --endpoint-url, the "
+            "network and the region"
+        )
+    return OperationError(f"{queue_url}: SQS refused or could not be reached: {exc}")
+
+
+def queue_attributes(client: Any, queue_url: str) -> dict[str, str]:
+    """The queue's attributes: the first call, so a queue that cannot be reached fails here,
+    before the archive is created."""
     try:
-        attrs = client.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"]
-        )["Attributes"]
-        return int(attrs["VisibilityTimeout"])
-    except Exception:
-        return None
+        reply = client.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["VisibilityTimeout", "ApproximateNumberOfMessages"],
+        )
+    except Exception as exc:
+        raise sqs_failure(queue_url, exc) from None
+    return dict(reply.get("Attributes") or {})
 
 
-def approximate_depth(client: Any, queue_url: str) -> int | None:
+def _int_or_none(value: str | None) -> int | None:
     try:
-        attrs = client.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"])
-    except Exception:
+        return int(value) if value is not None else None
+    except ValueError:
         return None
 
 
@@ -149,6 +214,7 @@ def pull(
     idle_polls: int = 1,
     progress: bool = True,
     notice: Callable[[str], None] | None = None,
+    limits: NetworkLimits | None = None,
 ) -> PullResult:
     """Pull the queue into `archive_dir`; stops after `idle_polls` empty long polls per worker
     or `max_messages`. Raises OperationError when SQS refuses (the archive stays consistent)."""
@@ -156,17 +222,22 @@ def pull(
         raise InputError(
             "bad --workers or --wait-time", fix="workers >= 1, wait time 0..20 seconds"
         )
+    check_queue_url(queue_url, endpoint_url)
     started = time.monotonic()
-    clients = [sqs_client(queue_url, endpoint_url, region) for _ in range(workers)]
-    depth = approximate_depth(clients[0], queue_url)
+    limits = limits or NetworkLimits()
+    attrs = queue_attributes(sqs_client(queue_url, endpoint_url, region, limits), queue_url)
+    clients = [
+        sqs_client(queue_url, endpoint_url, region, limits, wait_time_s) for _ in range(workers)
+    ]
+    depth = _int_or_none(attrs.get("ApproximateNumberOfMessages"))
     if not delete and notice is not None:
-        vt = visibility_timeout(clients[0], queue_url)
+        vt = _int_or_none(attrs.get("VisibilityTimeout"))
         notice(
             "without --delete every received message stays in the queue but is hidden from"
             f" its consumers for the visibility timeout ({vt if vt is not None else '?'} s)"
         )
     shared = _Shared(max_messages)
-    with Archive(archive_dir) as archive:
+    with Archive(archive_dir, queue_url) as archive:
         threads = [
             threading.Thread(
                 target=_worker,
@@ -180,8 +251,7 @@ def pull(
         _wait(threads, shared, depth if max_messages is None else max_messages, progress)
         total = len(archive)
     if shared.errors:
-        exc = shared.errors[0]
-        raise OperationError(f"pulling {queue_url} failed: {exc}") from exc
+        raise sqs_failure(queue_url, shared.errors[0]) from None
     return PullResult(
         received=shared.received,
         archived=shared.archived,

@@ -20,6 +20,7 @@ CLASS_HELP = {
     "duplicates_app": "extra copies on the app side (vendor retries)",
     "duplicates_queue": "extra messages on the queue side (retries, at-least-once)",
     "mismatched": "same key, different body after canonical JSON",
+    "body_not_logged": "the parity log has no body (nginx kept it on disk): not compared",
     "in_flight": "missing in the queue but within the grace period: not yet lost",
     "not_mirrored": "nginx answered itself (no upstream): the mirror never ran",
     "app_rejected": "the app answered non-2xx: not a callback the app accepted",
@@ -46,7 +47,7 @@ def _count_rows(report: ParityReport) -> list[tuple[str, int, str]]:
     c = report.counts
     rows = [("app (accepted)", c["app"], "records the app accepted (2xx)")]
     rows.append(("queue", c["queue"], "distinct messages"))
-    rows.append(("compared", c["compared"], "keys on both sides"))
+    rows.append(("compared", c["compared"], "keys on both sides, bodies compared"))
     rows += [(name, c[name], CLASS_HELP[name]) for name in CLASSES]
     rows.append(("malformed", c["malformed"], "records that could not be read"))
     if c["unkeyed_app"] or c["unkeyed_queue"]:
@@ -96,7 +97,13 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
         if tty and name in BAD and value:
             text = click.style(text, fg="red")
         lines.append(text if tty else f"{name}: {value}")
-    for name in ("missing_in_queue", "mismatched", "missing_in_app", "not_mirrored"):
+    for name in (
+        "missing_in_queue",
+        "mismatched",
+        "body_not_logged",
+        "missing_in_app",
+        "not_mirrored",
+    ):
         samples = report.samples.get(name) or []
         if samples:
             lines.append("")

@@ -26,6 +26,9 @@ from typing import IO, Any
 from hookshift.errors import InputError
 
 APP_KINDS = ("nginx", "jsonl", "csv")
+# the largest record the JSON reader takes (DuckDB's default, stated so errors can name it): a
+# callback is kilobytes, and a larger limit costs every reader thread its buffer
+JSON_RECORD_MAX = 16 * 1024 * 1024
 QUEUE_KINDS = ("sqs", "archive", "jsonl")
 
 
@@ -129,7 +132,7 @@ def read_json_sql(files: list[Path], columns: dict[str, str]) -> str:
     spec = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in columns.items())
     return (
         f"read_json({_file_list(files)}, format='newline_delimited', columns={{{spec}}}, "
-        "ignore_errors=true, filename=true)"
+        f"ignore_errors=true, filename=true, maximum_object_size={JSON_RECORD_MAX})"
     )
 
 
@@ -140,7 +143,7 @@ def _nginx_read_json(files: list[Path]) -> str:
     # (instructions counted with callgrind, one thread).
     return f"""
         SELECT filename AS src, f, ok, request_id AS rid,
-            CASE WHEN ok THEN round(try_cast(msec AS DOUBLE) * 1000)::BIGINT END AS t_ms,
+            CASE WHEN ok AND ms BETWEEN 0 AND {MS_MAX} THEN round(ms)::BIGINT END AS t_ms,
             body,
             CASE WHEN NOT ok THEN NULL
                  WHEN upstream_status LIKE '2__' THEN 'a'
@@ -148,7 +151,8 @@ def _nginx_read_json(files: list[Path]) -> str:
                  WHEN regexp_extract(upstream_status, '([0-9]{{3}})\\s*$', 1) LIKE '2__' THEN 'a'
                  ELSE 'r' END AS cls,
             content_type AS ct
-        FROM (SELECT *, file_index AS f, body IS NOT NULL AND msec IS NOT NULL AS ok
+        FROM (SELECT *, file_index AS f, body IS NOT NULL AND msec IS NOT NULL AS ok,
+                try_cast(msec AS DOUBLE) * 1000 AS ms
               FROM {read_json_sql(files, NGINX_COLUMNS)})"""
 
 
@@ -167,11 +171,21 @@ def _jsonl_read_json(files: list[Path], fields: AppFields) -> str:
 def time_ms_sql(expr: str) -> str:
     """Epoch milliseconds from ISO 8601 or epoch seconds/milliseconds (as text)."""
     num = f"try_cast({expr} AS DOUBLE)"
-    return (
+    # try_cast: a time out of BIGINT's range (1e20) is no time, not an error of the whole scan
+    return sane_ms(
         f"CASE WHEN {num} IS NULL THEN epoch_ms(try_cast({expr} AS TIMESTAMPTZ)) "
-        f"WHEN abs({num}) >= 1e11 THEN round({num})::BIGINT "
-        f"ELSE round({num} * 1000)::BIGINT END"
+        f"WHEN abs({num}) >= 1e11 THEN try_cast(round({num}) AS BIGINT) "
+        f"ELSE try_cast(round({num} * 1000) AS BIGINT) END"
     )
+
+
+# epoch milliseconds of 1970-01-01 .. 9999-12-31: a time outside is no time (sums and
+# differences of times stay far from BIGINT's end, and every one can be shown as a date)
+MS_MAX = 253_402_300_799_999
+
+
+def sane_ms(expr: str) -> str:
+    return f"(CASE WHEN ({expr}) BETWEEN 0 AND {MS_MAX} THEN ({expr}) END)"
 
 
 def _json_path(field: str) -> str:
@@ -247,8 +261,9 @@ def queue_rows_sql(files: list[Path]) -> str:
                 coalesce(nullif(MessageAttributes.nginx_request_id.StringValue, ''),
                          nullif(MessageAttributes.hookshift_replay.StringValue, '')) AS rid,
                 nullif(MessageAttributes.hookshift_replay.StringValue, '') AS replay,
-                try_cast(Attributes.SentTimestamp AS BIGINT) AS t_ms, Body AS body
-            FROM {read_json_sql(files, QUEUE_COLUMNS)}"""
+                CASE WHEN ts BETWEEN 0 AND {MS_MAX} THEN ts END AS t_ms, Body AS body
+            FROM (SELECT *, file_index, try_cast(Attributes.SentTimestamp AS BIGINT) AS ts
+                  FROM {read_json_sql(files, QUEUE_COLUMNS)})"""
 
 
 def _open_text(path: Path) -> IO[str]:

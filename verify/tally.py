@@ -357,18 +357,23 @@ def create_detail(con: Any, rows: str = "r") -> None:
 
 def null_counts(con: Any) -> dict[str, int]:
     """Malformed records and records without a key, per side."""
+    # an accepted record with an empty body has no key when the key comes from the body:
+    # nginx kept that body on disk and logged none (counted apart, as body_not_logged)
+    unlogged = f"{C} & {APP_ACCEPTED} <> 0 AND bh = hash(''::VARCHAR)"
     row = con.execute(f"""
         SELECT count(*) FILTER ({C} & {APP_BAD} <> 0), count(*) FILTER ({C} & {QUEUE_BAD} <> 0),
-            count(*) FILTER ({IS_APP} AND {C} & {APP_BAD} = 0),
-            count(*) FILTER ({IS_QUEUE} AND {C} & {QUEUE_BAD} = 0)
+            count(*) FILTER ({IS_APP} AND {C} & {APP_BAD} = 0 AND NOT ({unlogged})),
+            count(*) FILTER ({IS_QUEUE} AND {C} & {QUEUE_BAD} = 0),
+            count(*) FILTER ({IS_APP} AND {unlogged})
         FROM r WHERE hk IS NULL
     """).fetchone()
-    v = [int(x or 0) for x in (row or (0, 0, 0, 0))]
+    v = [int(x or 0) for x in (row or (0, 0, 0, 0, 0))]
     return {
         "malformed_app": v[0],
         "malformed_queue": v[1],
         "unkeyed_app": v[2],
         "unkeyed_queue": v[3],
+        "unkeyed_app_unlogged": v[4],
     }
 
 

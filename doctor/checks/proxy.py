@@ -19,7 +19,7 @@ def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
     request, through ``resolver`` only.
 
     nginx does not use /etc/hosts or the system resolver then; without a ``resolver`` in scope
-    every request fails with ``no resolver defined to resolve HOST`` (the seed's error) and a
+    every request fails with ``no resolver defined to resolve HOST`` and a
     502, and ``nginx -t`` says nothing because nothing is resolved at load time.
     """
     for d, chain in index.upstream_passes:

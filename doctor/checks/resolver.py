@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 
 from doctor.findings import Finding, Severity
 from doctor.model import Index
-from nginx.config import Directive
+from nginx.config import Directive, NginxConfig
+from nginx.splice import MARK
+from nginx.values import resolver_addresses as parse_resolver_addresses
 
 # Open resolvers run for the public; nginx queries them over plain UDP from the internet.
 PUBLIC_RESOLVERS: dict[str, str] = {
@@ -35,17 +38,7 @@ PUBLIC_RESOLVERS: dict[str, str] = {
 
 def resolver_addresses(d: Directive) -> list[str]:
     """The addresses of a ``resolver`` line (parameters like ``valid=`` left out, ports too)."""
-    found = []
-    for arg in d.args:
-        if "=" in arg:
-            continue
-        host = arg
-        if host.startswith("["):
-            host = host[1 : host.index("]")] if "]" in host else host[1:]
-        elif host.count(":") == 1:
-            host = host.split(":", 1)[0]
-        found.append(host)
-    return found
+    return parse_resolver_addresses(d.args)
 
 
 def _public(address: str) -> str | None:
@@ -56,14 +49,35 @@ def _public(address: str) -> str | None:
     return PUBLIC_RESOLVERS.get(str(ip))
 
 
+def _marked_lines(config: NginxConfig) -> set[tuple[Path, int]]:
+    """(file, line) of every line ending in hookshift's ``# hookshift`` mark."""
+    mark = MARK.lstrip("#").strip()
+    marked: set[tuple[Path, int]] = set()
+
+    def visit(ds: tuple[Directive, ...]) -> None:
+        for d in ds:
+            if d.is_comment and (d.comment or "").strip() == mark:
+                marked.add((d.file, d.line))
+            if d.block is not None:
+                visit(d.block)
+
+    for top in config.files.values():
+        visit(top)
+    return marked
+
+
 def _resolvers(index: Index) -> Iterator[Directive]:
+    """The user's ``resolver`` lines. hookshift's own (marked) ones are left out: `mirror plan`
+    chose them with the user (``--resolver``) and says what they trade."""
+    marked = _marked_lines(index.config)
     for d, parents in index.config.walk():
-        if d.name == "resolver" and parents and parents[0].name == "http":
+        is_resolver = d.name == "resolver" and parents and parents[0].name == "http"
+        if is_resolver and (d.file, d.line) not in marked:
             yield d
 
 
 def public_resolver(index: Index) -> Iterator[Finding]:
-    """Public resolvers work (the seed needed them) but trade away the trust of internal DNS."""
+    """Public resolvers resolve any public name but trade away the trust of internal DNS."""
     for d in _resolvers(index):
         public = [f"{a} ({_public(a)})" for a in resolver_addresses(d) if _public(a)]
         if not public:
@@ -74,7 +88,7 @@ def public_resolver(index: Index) -> Iterator[Finding]:
             where=d.where,
             message=(
                 f"nginx asks public resolvers {', '.join(public)} over plain UDP: they resolve "
-                "names the internal DNS may not (the seed's execute-api host), but their "
+                "names the internal DNS may not (an execute-api host), but their "
                 "answers cross the internet and can be spoofed, and they do not see private "
                 "zones (a VPC endpoint or split-horizon name resolves differently)"
             ),

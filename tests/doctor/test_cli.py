@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.doctor.conftest import line_of, write_config
+import pytest
+
+from tests.doctor.conftest import line_of, nginx_t, write_config
 from tests.doctor.samples import protected_mirror, seed_mirror
 
 
@@ -170,3 +172,59 @@ def test_a_directory_instead_of_a_config_is_one_line_and_exit_2(tmp_path: Path) 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(tmp_path) in lines[0]
+
+
+MISSING_SEMICOLON = [
+    pytest.param(
+        "server {\n    listen 8081;\n    location / {\n        proxy_pass http://127.0.0.1:9\n"
+        "    }\n}",
+        4,
+        "statement without ';'",
+        id="before a closing brace",
+    ),
+    pytest.param(
+        "server {\n    listen 8081\n    server_name hooks.example.com;\n}",
+        2,
+        "`listen` runs on into line",
+        id="before the next directive",
+    ),
+]
+
+
+@pytest.mark.parametrize(("http", "line", "message"), MISSING_SEMICOLON)
+def test_a_missing_semicolon_is_one_line_with_file_line_and_exit_2(
+    tmp_path: Path, nginx_bin: str, http: str, line: int, message: str
+) -> None:
+    config = write_config(tmp_path, http)
+    assert nginx_t(nginx_bin, config).returncode != 0, "nginx itself refuses this config"
+    result = doctor("--config", config)
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    (error,) = result.stderr.strip().splitlines()
+    at = int(line_of(config, http.splitlines()[line - 1].strip()).rsplit(":", 1)[1])
+    assert f"{config}:{at}: " in error and message in error, error
+
+
+def test_a_site_file_is_diagnosed_in_the_main_config_that_includes_it(tmp_path: Path) -> None:
+    site = tmp_path / "sites-enabled" / "hooks"
+    config = write_config(
+        tmp_path,
+        "include sites-enabled/*;",
+        files={"sites-enabled/hooks": "server {\n    listen 8081;\n    resolver 1.1.1.1;\n}\n"},
+    )
+    result = doctor("--config", site, "--fail-on", "info")
+    assert result.returncode == 1, result.stderr
+    assert f"info: {site} is a site file; working on the main config {config}" in result.stderr
+    assert "[resolver-public]" in result.stdout and "hooks:3" in result.stdout
+
+
+def test_without_config_doctor_reads_the_config_nginx_was_built_with(nginx_bin: str) -> None:
+    result = doctor("--nginx-bin", nginx_bin, "--format", "json")
+    conf = next(
+        w.split("=", 1)[1]
+        for w in subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr.split()
+        if w.startswith("--conf-path=")
+    )
+    assert f"info: using nginx's main config {conf} (from nginx -V)" in result.stderr
+    if result.returncode != 2:
+        assert json.loads(result.stdout)["config"] == conf

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from doctor.model import build_index, parse_proxy_pass, parse_time
 from nginx.config import load
+from nginx.locations import find_location
 from tests.doctor.conftest import write_config
 
 
@@ -68,3 +69,29 @@ def test_location_selection_follows_nginx(tmp_path) -> None:  # type: ignore[no-
     assert chosen("/static/a.css") == "/static/"
     assert chosen("/api/v2/x") == "~ /api/v[0-9]+/"  # nested regex
     assert chosen("/api/x") == "/api/"
+
+
+def test_doctor_and_mirror_choose_the_same_location(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Locations nested in a regex location are searched (nginx does); a named location is
+    never chosen and keeps its `@` the way hand-offs name it."""
+    text = """
+    server {
+        listen 8081;
+        location / { return 204; }
+        location ~ ^/hooks/ {
+            location ~ /cb$ { return 204; }
+        }
+        location @app { return 204; }
+    }
+    """
+    config = load(write_config(tmp_path, text))
+    server = build_index(config).servers[0]
+    loc = server.match("/hooks/cb")
+    assert loc is not None and " ".join(loc.directive.args) == "~ /cb$"
+    for uri in ("/hooks/cb", "/hooks/x", "/app", "/"):
+        found = find_location(server.directive, uri, config)
+        assert found is not None
+        assert server.match(uri) is not None
+        assert server.match(uri).directive is found[0]  # type: ignore[union-attr]
+    named = [loc for loc in server.all_locations() if loc.modifier == "@"]
+    assert [loc.pattern for loc in named] == ["@app"]

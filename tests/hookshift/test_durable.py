@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from hookshift.durable import exclusive_lock, write_atomic
+from hookshift.durable import (
+    ReplacedError,
+    directory_lock,
+    exclusive_lock,
+    replace_file,
+    write_atomic,
+    write_exclusive,
+)
 from hookshift.errors import OperationError
 
 
@@ -53,3 +60,57 @@ def test_a_second_lock_holder_is_refused_with_the_given_message(tmp_path: Path) 
         pass
     with exclusive_lock(lock, "busy"):  # released after the first holder leaves
         pass
+
+
+def test_replace_file_keeps_owner_and_mode_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "nginx.conf"
+    target.write_bytes(b"old\n")
+    target.chmod(0o640)
+    os.chown(target, 1234, 2345)
+    replace_file(target, b"new\n", expected=os.lstat(target))
+    st = target.stat()
+    assert (target.read_bytes(), st.st_mode & 0o7777, st.st_uid, st.st_gid) == (
+        b"new\n",
+        0o640,
+        1234,
+        2345,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nginx.conf"]
+
+
+def test_replace_file_refuses_a_target_swapped_for_a_symlink_meanwhile(tmp_path: Path) -> None:
+    target = tmp_path / "nginx.conf"
+    target.write_bytes(b"old\n")
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes(b"secret\n")
+    outside.chmod(0o600)
+    expected = os.lstat(target)
+
+    def swap() -> None:
+        target.unlink()
+        target.symlink_to(outside)
+
+    with pytest.raises(ReplacedError, match="was replaced"):
+        replace_file(target, b"new\n", expected=expected, before_rename=swap)
+    assert target.is_symlink() and outside.read_bytes() == b"secret\n"
+    assert outside.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "nginx.conf"]
+
+
+def test_write_exclusive_never_follows_a_planted_link(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes(b"secret\n")
+    (tmp_path / "copy").symlink_to(outside)
+    with pytest.raises(FileExistsError):
+        write_exclusive(tmp_path / "copy", b"x")
+    assert outside.read_bytes() == b"secret\n"
+
+
+def test_a_directory_lock_refuses_a_second_holder(tmp_path: Path) -> None:
+    with (
+        directory_lock(tmp_path, "busy: another writer"),
+        pytest.raises(OperationError, match="busy: another writer"),
+        directory_lock(tmp_path, "busy: another writer"),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []  # nothing created in the config's directory

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -11,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from mirror.apply import PAUSE_ENV, apply_plan
+from mirror.apply import PAUSE_ENV, apply_plan, recover
 from mirror.plan import make_plan
 from mirror.remove import remove_marked
+from mirror.state import ConfigState
+from nginx import binary
 from tests.mirror.helpers import copy_case, options, snapshot
 
 VERSION = (1, 22, 1)
@@ -102,12 +103,11 @@ def test_mode_and_owner_are_kept_and_backups_hold_the_originals(
 
 def test_a_held_lock_refuses_a_second_writer(tmp_path: Path, nginx_bin: str, ca_file: Path) -> None:
     config = copy_case("location_include", tmp_path)
-    backup_dir = tmp_path / "bk"
-    backup_dir.mkdir()
-    with open(backup_dir / "hookshift.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with pytest.raises(OperationError, match="another hookshift"):
-            apply_plan(_plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=backup_dir)
+    with (
+        ConfigState.of(config).locked(),
+        pytest.raises(OperationError, match="another hookshift"),
+    ):
+        apply_plan(_plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk")
 
 
 def test_a_failed_reload_restores_the_original(
@@ -149,11 +149,11 @@ print("done")
     "label",
     [
         "backed-up",
-        "temp-written:20-callback.conf",
-        "written:20-callback.conf",
         "temp-written:nginx.conf",
         "written:nginx.conf",
+        "temp-written:servers.conf",
         "written:servers.conf",
+        "written:20-callback.conf",
     ],
 )
 def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
@@ -189,17 +189,20 @@ def test_kill_9_leaves_each_file_entirely_old_or_entirely_new(
         new_files
         == {
             "backed-up": 0,
-            "temp-written:20-callback.conf": 0,
-            "written:20-callback.conf": 1,
-            "temp-written:nginx.conf": 1,
-            "written:nginx.conf": 2,
-            "written:servers.conf": 3,
+            "temp-written:nginx.conf": 0,
+            "written:nginx.conf": 1,
+            "temp-written:servers.conf": 1,
+            "written:servers.conf": 2,
+            "written:20-callback.conf": 3,
         }[label]
     )
-    # the lock died with the process: the next run takes it, cleans up and finishes the job
-    if new_files == 0:
-        writer = {"nginx_bin": nginx_bin, "backup_dir": tmp_path / "bk", "prefix": config.parent}
-        assert apply_plan(_plan(config, ca_file), **writer).changed  # type: ignore[arg-type]
+    # http level first, then server, then location: every state in between is valid
+    assert binary.test_config(config, nginx_bin=nginx_bin, prefix=config.parent).ok
+    # the lock died with the process: the next run takes it, undoes the unfinished change,
+    # cleans up and does the job
+    recover(config)
+    writer = {"nginx_bin": nginx_bin, "backup_dir": tmp_path / "bk", "prefix": config.parent}
+    assert apply_plan(_plan(config, ca_file), **writer).changed  # type: ignore[arg-type]
     remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert snapshot(config.parent) == before, "no temp file left behind"
 
@@ -221,3 +224,34 @@ def test_a_relay_socket_path_too_long_for_unix_sockets_is_an_input_error(
     config = copy_case("location_include", tmp_path)
     with pytest.raises(InputError, match="longer than 107 bytes"):
         _plan(config, ca_file, relay_socket="/run/" + "x" * 120 + ".sock")
+
+
+def test_apply_makes_the_parity_log_private_before_nginx_opens_it(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """nginx would create the log 0644 (readable by every local user); it holds callbacks."""
+    config = copy_case("location_include", tmp_path)
+    log = config.parent / "logs" / "parity.log"
+    old_umask = os.umask(0o022)
+    try:
+        apply_plan(
+            _plan(config, ca_file, parity_log=log),
+            nginx_bin=nginx_bin,
+            backup_dir=tmp_path / "bk",
+            prefix=config.parent,
+        )
+    finally:
+        os.umask(old_umask)
+    assert log.is_file()
+    assert log.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_refused_apply_leaves_no_parity_log_behind(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = copy_case("location_include", tmp_path)
+    log = config.parent / "logs" / "parity.log"
+    plan = _plan(config, ca_file, parity_log=log, trusted_ca=tmp_path / "missing-ca.pem")
+    with pytest.raises(OperationError):
+        apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert not log.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +41,19 @@ def _common(config: Path, ca_file: Path) -> list[str]:
         str(config.parent / "r.sock"),
         "--mirror-error-log",
         str(config.parent / "logs" / "mirror.error.log"),
+        "--parity-log",
+        str(config.parent / "logs" / "parity.log"),
         "--no-dns-check",
     ]
+
+
+def _without(args: list[str], *flags: str) -> list[str]:
+    """`args` without each of `flags` and its value."""
+    out = list(args)
+    for flag in flags:
+        at = out.index(flag)
+        del out[at : at + 2]
+    return out
 
 
 def test_plan_prints_a_diff_and_changes_nothing(tmp_path: Path, ca_file: Path) -> None:
@@ -185,12 +197,195 @@ def test_without_a_parity_log_the_relay_logs_beside_nginx_s_compiled_access_log(
     tmp_path: Path, ca_file: Path, nginx_bin: str
 ) -> None:
     config = copy_case("crlf", tmp_path)
-    args = _common(config, ca_file)
-    at = args.index("--mirror-error-log")
-    del args[at : at + 2]
+    args = _without(_common(config, ca_file), "--mirror-error-log", "--parity-log")
     proc = _run("plan", *args, "--format", "json", "--nginx-bin", nginx_bin)
     assert proc.returncode == 0, proc.stderr
     logs = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr
     access = next(w for w in logs.split() if w.startswith("--http-log-path="))
     expected = Path(access.split("=", 1)[1]).parent / "hookshift-mirror.error.log"
     assert json.loads(proc.stdout)["mirror_error_log"] == str(expected)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--path", "/kakao/result\n", "--path must not contain a newline"),
+        ("--path", "/kakao/result;", "--path must not contain ';'"),
+        ("--path", "/kakao/{result}", "--path must not contain '{'"),
+        ("--path", "/kakao/ result", "--path must not contain a space"),
+        ("--path", "/kakao/$result", "--path must not contain '$'"),
+        ("--path", "/kakao/result#x", "--path must not contain '#'"),
+        ("--path", '/kakao/"result"', "--path must not contain '\"'"),
+        ("--path", "/kakao\\result", "--path must not contain '\\'"),
+        ("--stage-url", STAGE_URL + ";return 200", "--stage-url must not contain ';'"),
+        ("--stage-url", STAGE_URL + "$http_x", "--stage-url must not contain '$'"),
+        ("--stage-url", STAGE_URL + "\n", "--stage-url must not contain a newline"),
+        ("--stage-url", STAGE_URL + "/{x}", "--stage-url must not contain '{'"),
+        ("--stage-url", STAGE_URL + " x", "--stage-url must not contain a space"),
+        ("--stage-url", STAGE_URL + "'", "--stage-url must not contain '''"),
+        (
+            "--stage-url",
+            STAGE_URL.replace("https://", "https://user:secret@"),
+            "must not contain a user name or password",
+        ),
+        ("--stage-url", STAGE_URL + "/kakao/result", "already ends with the callback path"),
+    ],
+)
+def test_unsafe_path_or_stage_url_is_refused_in_one_line(
+    tmp_path: Path, ca_file: Path, nginx_bin: str, flag: str, value: str, message: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    args = _common(config, ca_file)
+    args[args.index(flag) + 1] = value
+    proc = _run("apply", *args, "--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(config.parent) == before
+    assert not (tmp_path / "bk").exists()
+
+
+@pytest.mark.parametrize(
+    ("definition", "name"),
+    [
+        ("map $request_uri $hookshift_callback { default 1; }", "$hookshift_callback"),
+        ("geo $hookshift_callback { default 1; }", "$hookshift_callback"),
+        ("log_format hookshift_parity '$request';", "log_format hookshift_parity"),
+        ("upstream hookshift_stage { server 127.0.0.1:9; }", "upstream hookshift_stage"),
+    ],
+)
+def test_a_user_definition_named_like_hookshift_s_is_refused_with_file_and_line(
+    tmp_path: Path, ca_file: Path, definition: str, name: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    text = config.read_bytes().replace(b"http {\r\n", f"http {{\r\n\t{definition}\r\n".encode())
+    config.write_bytes(text)
+    before = snapshot(config.parent)
+    proc = _run("plan", *_common(config, ca_file))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"{config}:10:" in line and name in line and "fix: rename it" in line
+    assert snapshot(config.parent) == before
+
+
+def test_a_failed_reload_quotes_nginx_s_error_line_not_its_notice(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    """No nginx runs with this config, so `nginx -s reload` finds no process in the pid file."""
+    config = copy_case("crlf", tmp_path)
+    before = snapshot(config.parent)
+    writer = ["--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk")]
+    writer += ["--nginx-prefix", str(config.parent), "--reload"]
+    proc = _run("apply", *_common(config, ca_file), *writer)
+    assert proc.returncode == 1, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "reload failed" in x]
+    assert "[error]" in line and "nginx.pid" in line, line
+    assert "signal process started" not in line
+    assert snapshot(config.parent) == before
+
+
+def _compiled_access_log(nginx_bin: str) -> Path:
+    logs = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr
+    access = next(w for w in logs.split() if w.startswith("--http-log-path="))
+    return Path(access.split("=", 1)[1])
+
+
+def test_the_parity_log_is_written_by_default_beside_nginx_s_access_log(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    args = _without(_common(config, ca_file), "--parity-log")
+    proc = _run("plan", *args, "--nginx-bin", nginx_bin)
+    assert proc.returncode == 0, proc.stderr
+    parity = _compiled_access_log(nginx_bin).parent / "hookshift-parity.log"
+    assert f"+\t\t\taccess_log {parity} hookshift_parity" in proc.stdout
+
+
+def test_no_parity_log_opts_out_and_says_what_it_costs(tmp_path: Path, ca_file: Path) -> None:
+    config = copy_case("crlf", tmp_path)
+    args = _without(_common(config, ca_file), "--parity-log")
+    proc = _run("plan", *args, "--no-parity-log")
+    assert proc.returncode == 0, proc.stderr
+    assert "hookshift_parity" not in proc.stdout
+    assert "info: no parity log: `hookshift verify parity` needs one" in proc.stderr
+
+
+def test_access_log_off_in_the_callback_location_is_refused_with_file_and_line(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    text = config.read_bytes().replace(
+        b"proxy_pass http://127.0.0.1:9000;", b"access_log off; proxy_pass http://127.0.0.1:9000;"
+    )
+    config.write_bytes(text)
+    before = snapshot(config.parent)
+    proc = _run("plan", *_common(config, ca_file))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"{config}:20: location = /kakao/result has `access_log off;`" in line
+    assert "--no-parity-log" in line
+    assert snapshot(config.parent) == before
+    assert (
+        _run(
+            "plan", *_without(_common(config, ca_file), "--parity-log"), "--no-parity-log"
+        ).returncode
+        == 0
+    )
+
+
+def _debian_site(tmp_path: Path) -> Path:
+    copy_case("debian", tmp_path)
+    return tmp_path / "debian" / "sites-enabled" / "hooks.example.com"
+
+
+def test_a_site_file_leads_to_the_main_config_that_includes_it(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    site = _debian_site(tmp_path)
+    main = tmp_path / "debian" / "nginx.conf"
+    args = _common(site, ca_file)
+    args[args.index("--path") + 1] = "/bizppurio/callback"
+    proc = _run("plan", *args, "--server-name", "hooks.example.com", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert f"info: {site} is a site file; working on the main config {main}" in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["config"] == str(main)
+    assert {f["path"] for f in data["files"]} == {
+        str(main),
+        str(site),
+    }
+
+
+def test_a_site_file_no_main_config_includes_is_refused_naming_the_main_config(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    site = tmp_path / "hooks"
+    site.write_bytes(_debian_site(tmp_path).read_bytes())
+    proc = _run("plan", *_common(site, ca_file), "--server-name", "hooks.example.com")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"{site} is a site file" in line and "included by no main config" in line
+    assert "fix: pass --config /" in line
+
+
+def test_plan_finds_debian_s_nginx_when_sbin_is_not_on_path(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    """A user's PATH often lacks /usr/sbin; `plan --config` still needs no --nginx-bin."""
+    if nginx_bin != "/usr/sbin/nginx":
+        pytest.skip("needs Debian's nginx at /usr/sbin/nginx")
+    config = copy_case("crlf", tmp_path)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hookshift", "mirror", "plan", *_common(config, ca_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "relay on a unix socket (nginx before 1.27.3)" in proc.stderr

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import pytest
 
+from hookshift.errors import InputError
 from mirror.apply import apply_plan
 from mirror.plan import make_plan
 from mirror.remove import remove_marked
@@ -39,19 +40,18 @@ CASES = [
         None,
         "sites-enabled/hooks.example.com:12",
     ),
-    Case("debian", "/", None, "80", "sites-enabled/default:14"),
+    Case("debian_stock", "/bizppurio/callback", "hooks.example.com", None, "sites-enabled/hooks:4"),
+    Case("debian_stock", "/bizppurio/callback", "hooks.example.com", "80", "sites-enabled/hooks:4"),
+    Case("debian_stock", "/bizppurio/callback", None, None, "sites-enabled/hooks:4"),
     Case("crlf", "/kakao/result", "callbacks.local", None, "nginx.conf:19"),
     Case("oneline", "/cb", None, None, "nginx.conf:4"),
     Case("nested_regex", "/api/v2/callback/bizppurio", "api.example.com", None, "nginx.conf:18"),
     Case("nested_regex", "/api/v1/other", None, None, "nginx.conf:14"),
-    Case("nested_regex", "/static/logo.png", None, None, "nginx.conf:27"),
-    Case("nested_regex", "/img/logo.PNG", None, None, "nginx.conf:23"),
     Case("map_if", "/hooks/sms", None, None, "nginx.conf:22"),
     Case("lua", "/lua/callback", None, None, "nginx.conf:16"),
     Case("multi_server", "/cb", "a.hooks.example.com", "8086", "nginx.conf:16"),
     Case("multi_server", "/cb", "acme.tenants.example.com", "8086", "nginx.conf:21"),
     Case("multi_server", "/cb", "www.example.com", "8086", "nginx.conf:6"),
-    Case("multi_server", "/cb", "unknown.example.org", "8086", "nginx.conf:11"),
     Case("multi_server", "/cb", None, "127.0.0.1:8087", "nginx.conf:26"),
     Case("tls", "/callback", "secure.example.com", None, "nginx.conf:15"),
     Case("location_include", "/vendor/cb", None, None, "locations/20-callback.conf:2"),
@@ -117,6 +117,41 @@ def test_stage_dns_reload_passes_nginx_t_and_remove_restores_every_byte(
     assert binary.test_config(config, nginx_bin=nginx_bin, prefix=root).ok
     remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
     assert snapshot(root) == before
+
+
+REFUSED = [
+    ("debian", "/", None, "80", r"try_files \$uri \$uri/ =404.*not passed to an app"),
+    ("nested_regex", "/static/logo.png", None, None, "static file handler"),
+    ("nested_regex", "/img/logo.PNG", None, None, "static file handler"),
+    ("multi_server", "/cb", "unknown.example.org", "8086", "no server is named"),
+    (
+        "debian_stock",
+        "/bizppurio/callback",
+        "hooks.exmaple.com",
+        None,
+        r"--server-name: hooks.example.com\)",
+    ),
+    ("debian_stock", "/bizppurio/callback", "hooks.example.com", "[::]:80", r"listen on \*:80"),
+    ("debian_stock", "/", None, None, r"location / .*=404.*--server-name"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "server_name", "listen", "message"), REFUSED)
+def test_a_place_that_is_not_the_callbacks_receiver_is_refused(
+    name: str,
+    path: str,
+    server_name: str | None,
+    listen: str | None,
+    message: str,
+    tmp_path: Path,
+    ca_file: Path,
+) -> None:
+    config = copy_case(name, tmp_path)
+    before = snapshot(config.parent)
+    opts = options(config, path, ca_file, server_name=server_name, listen=listen)
+    with pytest.raises(InputError, match=message):
+        make_plan(opts, VERSION)
+    assert snapshot(config.parent) == before
 
 
 def test_crlf_file_gets_crlf_lines_and_tabs(tmp_path: Path, ca_file: Path) -> None:

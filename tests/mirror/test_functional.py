@@ -19,7 +19,7 @@ import trustme
 
 from hookshift.errors import OperationError
 from mirror.apply import apply_plan
-from mirror.plan import MirrorOptions, make_plan
+from mirror.plan import MirrorOptions, MirrorPlan, make_plan
 from mirror.remove import remove_marked
 from rehearsal.dns import DnsServer
 from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
@@ -329,7 +329,7 @@ def test_a_broad_location_copies_and_logs_only_the_callback_path(
     config = tmp_path / "nginx.conf"
     config.write_text(config.read_text().replace("location = /callback {", "location / {"))
     plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
-    assert any("only /callback is copied" in w for w in plan.warnings)
+    assert any("only /callback is copied" in i for i in plan.info)
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
@@ -431,3 +431,86 @@ def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
             assert stage.connections == copies, "a new connection per copy"
     finally:
         stage.stop()
+
+
+def _post_to(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    conn.request("POST", path, body=SAMPLE, headers={"Host": "hooks.test"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def _planned_with(
+    prefix: Path,
+    location: str,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    nginx_bin: str,
+) -> MirrorPlan:
+    """The callback location of the base config replaced by `location` (its `{` opening the
+    proxying block), planned and applied (nginx not yet started)."""
+    config = prefix / "nginx.conf"
+    config.write_text(config.read_text().replace("location = /callback {", location))
+    plan = make_plan(_options(prefix, stage.port, dns, ca_file), (1, 22, 1))
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=prefix / "bk", prefix=prefix)
+    return plan
+
+
+@pytest.mark.e2e
+def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """nginx leaves `location /` at try_files, before a mirror there would run: the copy and
+    the parity line must come from `@app`, where the content handler runs."""
+    hand_off = "location / { try_files /nonexistent @app; }\n        location @app {"
+    plan = _planned_with(tmp_path, hand_off, stage, dns, ca_file, nginx_bin)
+    assert plan.location.description == "location @app"
+    assert plan.route == "/callback -> location / (try_files) -> location @app"
+    assert any(i.startswith("route: /callback -> location /") for i in plan.info)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post_to(port, "/callback?src=vendor") == 200
+        assert _post_to(port, "/other") == 200
+        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy at the stage")
+        assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
+        assert stage.received[0].body == SAMPLE
+        assert [r.path for r in app.received] == ["/callback?src=vendor", "/other"]
+        parity = tmp_path / "parity.log"
+        _wait_for(lambda: parity.exists() and "/callback" in parity.read_text(), "parity line")
+        logged = [json.loads(x)["uri"] for x in parity.read_text().splitlines()]
+        assert logged == ["/callback?src=vendor"]
+    finally:
+        nginx.stop()
+
+
+@pytest.mark.e2e
+def test_requests_rewritten_into_an_exact_location_are_not_copied(
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    rewrite = (
+        "location ~ ^/[^/]+/callback$ { rewrite ^ /callback last; }\n        location = /callback {"
+    )
+    _planned_with(tmp_path, rewrite, stage, dns, ca_file, nginx_bin)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post_to(port, "/tenant1/callback") == 200
+        assert _post_to(port, "/callback?src=vendor") == 200
+        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy at the stage")
+        assert [r.path for r in app.received] == ["/callback", "/callback?src=vendor"]
+        assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
+    finally:
+        nginx.stop()

@@ -92,23 +92,31 @@ def test_timeouts_are_short_by_default_and_configurable(tmp_path: Path) -> None:
 
 def test_inherited_access_logs_are_redeclared_next_to_the_parity_log(tmp_path: Path) -> None:
     added = _added(make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1)).changes[0].new_text)
-    assert "access_log /var/log/nginx/hookshift-parity.log hookshift_parity;" in added
+    assert (
+        "access_log /var/log/nginx/hookshift-parity.log hookshift_parity if=$hookshift_callback;"
+        in added
+    )
     assert "access_log /var/log/app/access.log main buffer=32k;" in added
     assert added[0].startswith("log_format hookshift_parity escape=json")
 
 
 def test_the_compiled_default_log_is_redeclared_when_none_is_configured(tmp_path: Path) -> None:
-    config = _write(tmp_path, "server { listen 80; location = /cb { return 200; } }")
+    config = _write(
+        tmp_path, "server { listen 80; location = /cb { proxy_pass http://127.0.0.1:1; } }"
+    )
     added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
     assert "access_log /var/log/nginx/access.log combined;" in added
 
 
 def test_access_log_off_is_not_redeclared(tmp_path: Path) -> None:
-    config = _write(tmp_path, "access_log off;\nserver { listen 80; location = /cb { } }")
+    config = _write(
+        tmp_path,
+        "access_log off;\nserver { listen 80; location = /cb { proxy_pass http://127.0.0.1:1; } }",
+    )
     added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
     in_location = added[added.index("mirror /__hookshift_mirror;") :]
     assert [a for a in in_location if a.startswith("access_log")] == [
-        "access_log /var/log/nginx/hookshift-parity.log hookshift_parity;"
+        "access_log /var/log/nginx/hookshift-parity.log hookshift_parity if=$hookshift_callback;"
     ]
 
 
@@ -195,23 +203,27 @@ def test_a_custom_domain_is_accepted_with_a_warning() -> None:
     assert "not an execute-api host" in warnings[0]
 
 
-def test_a_location_serving_more_than_the_path_is_warned_about(tmp_path: Path) -> None:
+def test_a_location_serving_more_than_the_path_says_only_the_path_is_copied(
+    tmp_path: Path,
+) -> None:
     config = _write(tmp_path, "server { listen 80; location / { proxy_pass http://a; } }")
     plan = make_plan(_opts(config), (1, 22, 1))
-    assert any("serves more than /cb" in w for w in plan.warnings)
+    assert any("serves other paths too; only /cb is copied" in i for i in plan.info)
+    assert not any("keep going to the app only" in w for w in plan.warnings)
 
 
-def test_a_location_that_returns_is_warned_about(tmp_path: Path) -> None:
+def test_a_location_that_returns_is_refused(tmp_path: Path) -> None:
     config = _write(tmp_path, "server { listen 80; location = /cb { return 200; } }")
-    plan = make_plan(_opts(config), (1, 22, 1))
-    assert any("has `return`" in w for w in plan.warnings)
+    with pytest.raises(InputError, match=r"`return 200`.*not passed to an app"):
+        make_plan(_opts(config), (1, 22, 1))
 
 
 def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
         "limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s;\nlimit_req zone=z;\n"
-        "server { listen 80; rewrite ^/old(.*)$ /new$1; location = /cb { } }",
+        "server { listen 80; rewrite ^/old(.*)$ /new$1;\n"
+        "location = /cb { proxy_pass http://127.0.0.1:1; } }",
     )
     warnings = make_plan(_opts(config), (1, 22, 1)).warnings
     assert any(w.startswith("http-level `limit_req`") and f"{config}:4" in w for w in warnings)
@@ -226,7 +238,9 @@ def test_the_body_buffer_is_raised_but_never_lowered(
     tmp_path: Path, server_level: str, raised: bool
 ) -> None:
     config = _write(
-        tmp_path, f"server {{ listen 80; {server_level} location = /cb {{ return 200; }} }}"
+        tmp_path,
+        f"server {{ listen 80; {server_level}\n"
+        "location = /cb { proxy_pass http://127.0.0.1:1; } }",
     )
     added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
     in_location = added[added.index("mirror /__hookshift_mirror;") :]

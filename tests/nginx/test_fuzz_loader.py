@@ -104,7 +104,8 @@ def body(draw: st.DrawFn, depth: int = 0) -> str:
             parts.append(draw(GARBAGE))
         else:
             args = " ".join(draw(st.lists(WORDS, max_size=3)))
-            parts.append(f"{draw(NAMES)} {args};")
+            # a map's or types' entries start with any word, escapes and quotes included
+            parts.append(f"{draw(st.one_of(NAMES, NAMES, WORDS))} {args};")
     return "".join(parts)
 
 

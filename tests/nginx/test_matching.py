@@ -19,7 +19,7 @@ def _config(tmp_path: Path, text: str) -> Path:
 
 def _where(tmp_path: Path, text: str, path: str, **kw: str | None) -> int:
     config = load_source(_config(tmp_path, text)).config
-    return match(config, path, **kw).location.line
+    return match(config, path, for_app=False, **kw).location.line
 
 
 SERVERS = """

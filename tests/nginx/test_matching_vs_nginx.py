@@ -64,15 +64,9 @@ REQUESTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
-    prefix = tmp_path_factory.mktemp("match")
-    port = free_port()
-    config = prefix / "nginx.conf"
-    config.write_text(
-        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\nhttp {{\n"
-        f"    access_log off;\n{SERVERS.format(addr=f'{LOOPBACK}:{port}')}}}\n"
-    )
+def _serving(nginx_bin: str, config: Path, port: int) -> Iterator[tuple[Path, int]]:
+    """Run nginx on `config` (listening on `port`) while the caller yields; stop it by pid."""
+    prefix = config.parent
     proc = ManagedProcess(
         name="nginx",
         argv=[nginx_bin, "-p", f"{prefix}/", "-c", str(config), "-g", "daemon off;"],
@@ -82,6 +76,18 @@ def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield config, port
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def running(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    prefix = tmp_path_factory.mktemp("match")
+    port = free_port()
+    config = prefix / "nginx.conf"
+    config.write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\nhttp {{\n"
+        f"    access_log off;\n{SERVERS.format(addr=f'{LOOPBACK}:{port}')}}}\n"
+    )
+    yield from _serving(nginx_bin, config, port)
 
 
 def _ask(port: int, host: str, uri: str) -> str:
@@ -95,9 +101,96 @@ def test_every_request_goes_where_the_matcher_says(running: tuple[Path, int]) ->
     config = load_source(config_path).config
     mismatches = []
     for host, uri in REQUESTS:
-        chosen = match(config, uri, host=host, listen=f"{LOOPBACK}:{port}").location
+        chosen = match(config, uri, host=host, listen=f"{LOOPBACK}:{port}", for_app=False).location
         answer = _ask(port, host, uri)
         # "Ln" is the line within SERVERS; the file has PREAMBLE_LINES lines before it
         if not answer.endswith(f"L{chosen.line - PREAMBLE_LINES}"):
             mismatches.append((host, uri, answer, chosen.line - PREAMBLE_LINES))
-    assert mismatches == []
+    assert mismatches == [], mismatches
+
+
+def _numbered(text: str) -> str:
+    """Each `L?` becomes `L<line number in the file>`: every location answers its own line."""
+    return "\n".join(line.replace("L?", f"L{n}") for n, line in enumerate(text.split("\n"), 1))
+
+
+ROUTES = """user root;
+pid {p}/nginx.pid;
+error_log {p}/error.log;
+events {{}}
+http {{
+    access_log off;
+    root {p}/html;
+    server {{ listen 127.0.0.1:{port} default_server; server_name v4;
+        location / {{ return 200 "L?"; }}
+        location /cb {{ return 200 "L?"; }}
+    }}
+    server {{ listen [::1]:{port} default_server; server_name v6;
+        location / {{ return 200 "L?"; }}
+        location /cb {{ return 200 "L?"; }}
+    }}
+    server {{ listen 127.0.0.1:{port}; listen [::1]:{port}; server_name routes.test;
+        rewrite ^/v1/(.*)$ /$1 last;
+        location / {{ try_files /nonexistent @app; }}
+        location @app {{ return 200 "L?"; }}
+        location /php/ {{ try_files $uri $uri/ /index.php?$query_string; }}
+        location ~ \\.php$ {{ return 200 "L?"; }}
+        location = /callback {{ return 200 "L?"; }}
+        location ~ ^/[^/]+/callback$ {{ rewrite ^ /callback last; }}
+        location /err/ {{ error_page 404 = @err; try_files $uri =404; }}
+        location @err {{ return 200 "L?"; }}
+        location /idx/ {{ index app.php; }}
+        location /brk/ {{ rewrite ^ /callback break; try_files /nonexistent @brk; }}
+        location @brk {{ return 200 "L?"; }}
+    }}
+}}
+"""
+
+ROUTE_REQUESTS = [
+    ("127.0.0.1", "v4", "/cb"),
+    ("127.0.0.1", "unknown.test", "/x"),
+    ("::1", "v6", "/cb"),
+    ("::1", "unknown.test", "/cb"),
+    ("::1", "routes.test", "/callback"),
+    ("127.0.0.1", "routes.test", "/hooks/cb"),
+    ("127.0.0.1", "routes.test", "/php/cb"),
+    ("127.0.0.1", "routes.test", "/callback"),
+    ("127.0.0.1", "routes.test", "/tenant1/callback"),
+    ("127.0.0.1", "routes.test", "/v1/tenant1/callback"),
+    ("127.0.0.1", "routes.test", "/err/cb"),
+    ("127.0.0.1", "routes.test", "/idx/"),
+    ("127.0.0.1", "routes.test", "/brk/cb"),
+]
+
+
+@pytest.fixture(scope="module")
+def routes(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    prefix = tmp_path_factory.mktemp("routes")
+    (prefix / "html" / "idx").mkdir(parents=True)
+    (prefix / "html" / "idx" / "app.php").write_text("")  # nginx's index checks the disk
+    port = free_port()
+    config = prefix / "nginx.conf"
+    config.write_text(_numbered(ROUTES.format(p=prefix, port=port)))
+    yield from _serving(nginx_bin, config, port)
+
+
+def _post(addr: str, port: int, host: str, uri: str) -> str:
+    conn = http.client.HTTPConnection(addr, port, timeout=5)
+    conn.request("POST", uri, body=b'{"RESULT":"7000"}', headers={"Host": host})
+    return conn.getresponse().read().decode()
+
+
+@pytest.mark.e2e
+def test_ipv6_sockets_and_internal_redirects_end_where_the_matcher_says(
+    routes: tuple[Path, int],
+) -> None:
+    config_path, port = routes
+    config = load_source(config_path).config
+    mismatches = []
+    for addr, host, uri in ROUTE_REQUESTS:
+        listen = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+        chosen = match(config, uri, host=host, listen=listen, for_app=False).location
+        answer = _post(addr, port, host, uri)
+        if answer != f"L{chosen.line}":
+            mismatches.append((addr, host, uri, answer, chosen.line))
+    assert mismatches == [], mismatches

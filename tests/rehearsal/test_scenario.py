@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rehearsal.cli import parity_lines, summary_lines
@@ -69,7 +70,9 @@ def test_summary_names_the_lost_callbacks_with_their_queue_message_ids() -> None
     lines = summary_lines(rec, DeployScenario(count=2), results, {results[1].key: "mid-1"})
     text = "\n".join(lines)
     assert "safe in the queue" in text
-    assert f"{results[1].key}  vendor got HTTP 502" in text
+    fields = json.loads(results[1].body)
+    shown = f"MSGID={fields['MSGID']}, RESULT={fields['RESULT']}"
+    assert f"{shown}  vendor got HTTP 502" in text, "the key as the parity report shows it"
     assert "mid-1" in text
     assert lines[-1] == "verdict: every callback sent is in the app or the queue (2/2)"
 

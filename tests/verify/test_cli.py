@@ -140,9 +140,11 @@ def test_heal_dry_run_says_what_it_would_send(scenario: Scenario) -> None:
         "json",
         "--out",
         str(out),
+        "--stage-url",
+        "https://stage.example.test/prod",
     )
     result = hookshift(
-        "verify", "heal", "--report", str(out), "--to", "http://127.0.0.1:9/prod/callback"
+        "verify", "heal", "--report", str(out), "--to", "https://stage.example.test/prod/callback"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("would send 1 replay(s)")

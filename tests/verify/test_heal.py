@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from subprocess import PIPE
 from typing import ClassVar
 
 import pytest
@@ -23,6 +27,7 @@ from verify.report import render
 
 pytestmark = pytest.mark.e2e
 LOST = (2, 4)
+LOCAL = {"plain_http_loopback": True}  # moto and the stub stage are plain http on loopback
 
 
 @pytest.fixture(autouse=True)
@@ -87,16 +92,21 @@ def test_heal_to_sqs_replays_the_losses_once_and_the_next_report_passes(
     drain()
     before, report_path = _report(tmp_path, archive)
     assert before["verdict"] == "fail"
+    assert before["heal_targets"] == [f"sqs:{url}"]  # recorded in the archive by the pull
     assert before["missing_in_queue_keys"] == [rid(n) for n in LOST]
 
     target = f"sqs:{url}"
-    dry = heal(report_path, target, endpoint_url=moto.endpoint)
+    dry = heal(report_path, target, endpoint_url=moto.endpoint, plain_http_loopback=True)
     assert [i.replay_id for i in dry.to_send] == [rid(n) for n in LOST] and dry.sent == 0
     drain()
     assert _report(tmp_path, archive)[0]["counts"]["replayed"] == 0  # a dry run sends nothing
 
-    first = heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
-    second = heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
+    with pytest.raises(InputError, match="--allow-plain-http-loopback"):
+        heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
+    with pytest.raises(InputError, match="plain http is refused"):
+        heal(report_path, target, apply=True, endpoint_url="http://sqs.example.test")
+    first = heal(report_path, target, apply=True, endpoint_url=moto.endpoint, **LOCAL)
+    second = heal(report_path, target, apply=True, endpoint_url=moto.endpoint, **LOCAL)
     assert (first.sent, second.sent, second.already_sent) == (2, 0, 2)
 
     drain()
@@ -147,10 +157,11 @@ def test_heal_to_a_stage_url_sends_the_original_bytes_with_the_replay_header(
         "key": "request_id",
         "sources": {"app": f"nginx:{log}"},
         "missing_in_queue_keys": [rid(n) for n in LOST],
+        "heal_targets": [url],
     }
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
-    result = heal(path, url, apply=True)
+    result = heal(path, url, apply=True, plain_http_loopback=True)
     assert result.sent == 2 and not result.failed
     by_id = {h[REPLAY_HEADER]: (h, data) for h, data in received}
     assert set(by_id) == {rid(2), rid(4)}
@@ -158,7 +169,7 @@ def test_heal_to_a_stage_url_sends_the_original_bytes_with_the_replay_header(
     headers, data = by_id[rid(4)]
     assert data == b"text=%EB%B0%B0%EC%86%A1+a%3Db%26c%2B100%25"
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert heal(path, url, apply=True).sent == 0
+    assert heal(path, url, apply=True, plain_http_loopback=True).sent == 0
     assert len(received) == 2
 
 
@@ -169,3 +180,82 @@ def test_heal_rejects_what_is_not_a_parity_report(tmp_path: Path) -> None:
         heal(path, "sqs:https://example.invalid/q")
     with pytest.raises(InputError, match="report not found"):
         heal(tmp_path / "none.json", "sqs:https://example.invalid/q")
+
+
+def _stage_report(tmp_path: Path, targets: list[str]) -> Path:
+    log = _parity_log(tmp_path)
+    report = {
+        "verdict": "fail",
+        "key": "request_id",
+        "sources": {"app": f"nginx:{log}"},
+        "missing_in_queue_keys": [rid(n) for n in range(3)],
+        "heal_targets": targets,
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("to", "kw", "refusal"),
+    [
+        ("http://192.0.2.7/prod/callback", {}, "plain http is refused"),
+        ("http://192.0.2.7/prod/callback", {"plain_http_loopback": True}, "plain http is"),
+        ("http://127.0.0.1:9/prod/callback", {}, "--allow-plain-http-loopback"),
+        ("https://evil.example/prod/callback", {}, "not a target of the report's run"),
+        ("https://stage.example/other", {}, "not a target of the report's run"),
+        ("https://stage.example:8443/prod", {}, "not a target of the report's run"),
+        ("ftp://stage.example/prod", {}, "not a stage URL"),
+    ],
+)
+def test_heal_refuses_targets_that_would_leak_the_callbacks(
+    tmp_path: Path, to: str, kw: dict[str, bool], refusal: str
+) -> None:
+    path = _stage_report(tmp_path, ["https://stage.example/prod"])
+    with pytest.raises(InputError, match=refusal):
+        heal(path, to, apply=True, **kw)
+    assert not (tmp_path / "hookshift-heal-ledger.jsonl").exists()
+
+
+def test_heal_sends_to_another_target_only_when_told(
+    tmp_path: Path, stage: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = stage
+    path = _stage_report(tmp_path, ["https://stage.example/prod"])
+    with pytest.raises(InputError, match="--i-mean-this-target"):
+        heal(path, url, apply=True, plain_http_loopback=True)
+    assert received == []
+    result = heal(path, url, apply=True, plain_http_loopback=True, other_target=True)
+    assert result.sent == 3 and len(received) == 3
+
+
+class _SlowCounter(_Recorder):
+    def do_POST(self) -> None:
+        time.sleep(0.3)  # the three runs overlap while each one is sending
+        super().do_POST()
+
+
+def test_three_concurrent_heals_send_each_callback_exactly_once(tmp_path: Path) -> None:
+    port = free_port()
+    handler = type("SlowCounter", (_SlowCounter,), {"received": []})
+    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://{LOOPBACK}:{port}/prod/callback"
+    path = _stage_report(tmp_path, [url])
+    args = [sys.executable, "-m", "hookshift", "verify", "heal", "--report", str(path)]
+    args += ["--to", url, "--apply", "--allow-plain-http-loopback"]
+    try:
+        runs = [subprocess.Popen(args, stdout=PIPE, stderr=PIPE, text=True) for _ in range(3)]
+        results = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    finally:
+        server.shutdown()
+        server.server_close()
+    replays = sorted(h[REPLAY_HEADER] for h, _ in handler.received)
+    assert replays == [rid(n) for n in range(3)], results
+    for code, stderr in results:
+        assert "Traceback" not in stderr
+        assert code == 0 or (code == 1 and "another `hookshift verify heal --apply`" in stderr)
+    ledger = tmp_path / "hookshift-heal-ledger.jsonl"
+    assert len(ledger.read_text().splitlines()) == 3
+    assert ledger.stat().st_mode & 0o777 == 0o600

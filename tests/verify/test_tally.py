@@ -253,6 +253,7 @@ def test_unkeyed_and_malformed_records_are_counted_per_side(con: Any) -> None:
         "malformed_queue": 0,
         "unkeyed_app": 0,
         "unkeyed_queue": 1,
+        "unkeyed_app_unlogged": 0,
     }
 
 

@@ -1,0 +1,70 @@
+"""Log files that hold callbacks, made before nginx opens them.
+
+nginx's master process opens ``access_log`` files as root with mode 0644 when they do not exist,
+so a parity log (every callback's body, phone numbers included) would be world-readable.
+Debian gives nginx's logs ``www-data:adm`` and 0640 (``create 0640 www-data adm`` in
+/etc/logrotate.d/nginx), so a file made that way beforehand is kept by nginx and by logrotate.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from pathlib import Path
+
+from hookshift.errors import InputError
+
+LOG_USER = "www-data"
+LOG_GROUP = "adm"
+LOG_MODE = 0o640
+
+
+def _id(lookup: str, name: str) -> int:
+    try:
+        return pwd.getpwnam(name).pw_uid if lookup == "user" else grp.getgrnam(name).gr_gid
+    except KeyError:
+        return -1  # unknown here: keep what the file gets (os.fchown leaves -1 alone)
+
+
+def precreate_log(
+    path: Path, *, user: str = LOG_USER, group: str = LOG_GROUP, mode: int = LOG_MODE
+) -> bool:
+    """Make `path` an empty log owned by `user`:`group` with `mode`; True if it was made.
+
+    An existing file keeps its owner and content but loses any permission beyond `mode` (a
+    0644 log becomes 0640). A symlink or anything but a regular file is refused: root must not
+    be led to change another file.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
+        made = True
+    except FileExistsError:
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            raise InputError(
+                f"cannot open the log ({exc.strerror})",
+                where=str(path),
+                fix="make it a regular file (not a symlink) or choose another log path",
+            ) from None
+        made = False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(
+                "the log path is not a regular file",
+                where=str(path),
+                fix="choose another log path",
+            )
+        if made:
+            if os.geteuid() == 0:
+                os.fchown(fd, _id("user", user), _id("group", group))
+            os.fchmod(fd, mode)  # whatever the umask
+        elif stat.S_IMODE(info.st_mode) & ~mode:
+            os.fchmod(fd, stat.S_IMODE(info.st_mode) & mode)
+    finally:
+        os.close(fd)
+    return made

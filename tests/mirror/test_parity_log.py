@@ -1,0 +1,112 @@
+"""The parity log with a real nginx: `access_log off;` in the callback location silences it, so
+the plan refuses that location; without the `off` line the applied plan logs each callback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from mirror.apply import apply_plan
+from mirror.plan import MirrorOptions, make_plan
+from rehearsal.procs import LOOPBACK, free_port
+from tests.mirror.servers import RecordingServer
+from tests.mirror.test_functional import _start_nginx, _wait_for
+
+CONFIG = """worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {p}/access.log;
+    client_body_temp_path {p}/body;
+    proxy_temp_path {p}/proxy;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /callback {{
+            access_log off;
+            {extra}
+            proxy_pass http://127.0.0.1:{app};
+        }}
+    }}
+}}
+"""
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def app() -> Iterator[RecordingServer]:
+    server = RecordingServer().start()
+    yield server
+    server.stop()
+
+
+def _post(port: int) -> int:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    conn.request("POST", "/callback", body=b'{"MSGID":"m1"}', headers={"Host": "hooks.test"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
+    tmp_path: Path, nginx_bin: str, app: RecordingServer
+) -> None:
+    port = free_port()
+    parity = tmp_path / "parity.log"
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        CONFIG.format(p=tmp_path, port=port, app=app.port, extra=f"access_log {parity};")
+    )
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post(port) == 200
+        _wait_for(lambda: len(app.received) == 1, "the callback at the app")
+    finally:
+        nginx.stop()
+    assert parity.read_text() == "", "nginx wrote no line: `off` silences every log there"
+
+    config.write_text(CONFIG.format(p=tmp_path, port=port, app=app.port, extra=""))
+    options = MirrorOptions(
+        config=config,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        parity_log=parity,
+        relay_socket=str(tmp_path / "relay.sock"),
+    )
+    with pytest.raises(InputError) as refused:
+        make_plan(options, (1, 22, 1))
+    assert refused.value.where == f"{config}:12"
+
+
+def test_without_the_off_line_the_applied_plan_logs_each_callback(
+    tmp_path: Path, nginx_bin: str, app: RecordingServer, ca_file: Path
+) -> None:
+    port = free_port()
+    parity = tmp_path / "parity.log"
+    config = tmp_path / "nginx.conf"
+    text = CONFIG.format(p=tmp_path, port=port, app=app.port, extra="")
+    config.write_text(text.replace("access_log off;", ""))
+    options = MirrorOptions(
+        config=config,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        parity_log=parity,
+        trusted_ca=ca_file,
+        relay_socket=str(tmp_path / "relay.sock"),
+        mirror_error_log=tmp_path / "mirror.error.log",
+    )
+    apply_plan(make_plan(options, (1, 22, 1)), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk")
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post(port) == 200
+        _wait_for(lambda: parity.exists() and parity.read_text().strip() != "", "a parity line")
+    finally:
+        nginx.stop()
+    (line,) = parity.read_text().splitlines()
+    assert json.loads(line)["uri"] == "/callback"

@@ -1,0 +1,629 @@
+"""apply/remove under faults: kill -9 at every step, planted links, a second writer, owners,
+read-only files and directories, full disks, a missing nginx, unwritable output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError, OperationError
+from mirror.apply import (
+    CHECKPOINT_LOG_ENV,
+    PAUSE_ENV,
+    apply_plan,
+    keep_problem,
+    pending_change,
+    recover,
+)
+from mirror.plan import make_plan
+from mirror.remove import LEGACY_NOTE, remove_marked
+from mirror.state import ConfigState
+from nginx import binary
+from tests.mirror.helpers import STAGE_URL, options, snapshot
+
+VERSION = (1, 22, 1)
+REPO = Path(__file__).resolve().parents[2]
+
+MAIN = """\
+worker_processes 1;
+error_log logs/error.log;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log logs/access.log;
+    include conf.d/*.conf;
+}
+"""
+SITE = """\
+server {
+    listen 127.0.0.1:18080;
+    server_name hooks.example.com;
+    location /vendor/cb {
+        proxy_pass http://127.0.0.1:9;
+    }
+}
+"""
+
+
+def multi_file(root: Path) -> Path:
+    """A config whose http level is in nginx.conf and whose site is in conf.d/b.conf."""
+    (root / "conf.d").mkdir(parents=True)
+    (root / "logs").mkdir()
+    (root / "nginx.conf").write_text(MAIN)
+    (root / "conf.d" / "b.conf").write_text(SITE)
+    return root / "nginx.conf"
+
+
+def _plan(config: Path, ca_file: Path):  # type: ignore[no-untyped-def]
+    return make_plan(options(config, "/vendor/cb", ca_file), VERSION)
+
+
+def _apply(config: Path, ca_file: Path, nginx_bin: str, backup_dir: Path):  # type: ignore[no-untyped-def]
+    recover(config)  # what `hookshift mirror apply` does before planning
+    return apply_plan(
+        _plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=backup_dir, prefix=config.parent
+    )
+
+
+def _remove(config: Path, nginx_bin: str, backup_dir: Path):  # type: ignore[no-untyped-def]
+    return remove_marked(config, nginx_bin=nginx_bin, backup_dir=backup_dir, prefix=config.parent)
+
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from tests.mirror.test_writesafe import _apply, _remove
+op, config, ca, bk, nginx = sys.argv[1:6]
+if op == "apply":
+    _apply(Path(config), Path(ca), nginx, Path(bk))
+else:
+    _remove(Path(config), nginx, Path(bk))
+print("done")
+"""
+
+
+def _start(op: str, config: Path, ca_file: Path, nginx_bin: str, bk: Path, **env: str):  # type: ignore[no-untyped-def]
+    argv = [sys.executable, "-c", SCRIPT, op, str(config), str(ca_file), str(bk), nginx_bin]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+
+
+@contextlib.contextmanager
+def paused(
+    op: str, config: Path, ca_file: Path, nginx_bin: str, bk: Path, label: str
+) -> Iterator[None]:
+    """A hookshift `op` stopped at checkpoint `label`; killed with SIGKILL on exit."""
+    proc = _start(op, config, ca_file, nginx_bin, bk, **{PAUSE_ENV: label})
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert f"paused at {label}" in line, line + proc.stderr.read().decode()
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def checkpoints(op: str, config: Path, ca_file: Path, nginx_bin: str, bk: Path) -> list[str]:
+    log = config.parent.parent / f"{op}-checkpoints.txt"
+    proc = _start(op, config, ca_file, nginx_bin, bk, **{CHECKPOINT_LOG_ENV: str(log)})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return log.read_text().split()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("op", ["apply", "remove"])
+def test_kill_9_at_every_checkpoint_leaves_a_config_nginx_accepts_and_a_rerun_finishes(
+    op: str, tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    bk = tmp_path / "bk"
+
+    def fresh(name: str) -> tuple[Path, dict[Path, bytes]]:
+        """A config ready for `op`, and the bytes the op must end with."""
+        config = multi_file(tmp_path / name)
+        if op == "apply":
+            planned = snapshot(config.parent)
+            planned.update({c.path: c.new_text.encode() for c in _plan(config, ca_file).changes})
+            return config, planned
+        original = snapshot(config.parent)
+        _apply(config, ca_file, nginx_bin, bk)
+        return config, original
+
+    probe, _ = fresh("probe")
+    labels = checkpoints(op, probe, ca_file, nginx_bin, bk)
+    assert {"checked", "backed-up", "intent-recorded", "tested", "committed"} <= set(labels)
+    for name in ("nginx.conf", "b.conf"):
+        assert {f"temp-written:{name}", f"written:{name}"} <= set(labels)
+    # definitions (http level, nginx.conf) before their uses on apply, after them on remove
+    first, second = ("nginx.conf", "b.conf") if op == "apply" else ("b.conf", "nginx.conf")
+    assert labels.index(f"written:{first}") < labels.index(f"written:{second}")
+
+    for label in labels:
+        config, final = fresh(label.replace(":", "-"))
+        with paused(op, config, ca_file, nginx_bin, bk, label):
+            pass
+        pending = pending_change(config)
+        assert (pending is None) == (label in ("checked", "backed-up", "committed")), label
+        test = binary.test_config(config, nginx_bin=nginx_bin, prefix=config.parent)
+        assert test.ok, f"killed at {label}: nginx -t fails: {test.error}"
+        if op == "apply":
+            _apply(config, ca_file, nginx_bin, bk)
+        else:
+            _remove(config, nginx_bin, bk)
+        assert snapshot(config.parent) == final, f"killed at {label}: rerun did not finish"
+        assert ConfigState.of(config).load().intent is None
+
+
+@pytest.mark.e2e
+def test_a_second_apply_with_another_backup_dir_is_refused(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    with (
+        paused("apply", config, ca_file, nginx_bin, tmp_path / "bk1", "backed-up"),
+        pytest.raises(OperationError, match="another hookshift is changing the nginx config"),
+    ):
+        _apply(config, ca_file, nginx_bin, tmp_path / "bk2")
+    assert not (tmp_path / "bk2").exists()
+
+
+def test_a_link_planted_at_a_temp_name_during_nginx_t_is_never_followed(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    outside = tmp_path / "outside" / "secret"
+    outside.parent.mkdir()
+    outside.write_bytes(b"private\n")
+    outside.chmod(0o600)
+    # a "nginx" that, while it runs, plants links where the temp files used to be written
+    wrapper = tmp_path / "nginx-planting-links"
+    links = " ".join(
+        f'"{p.parent}/.{p.name}.$PPID.hookshift-tmp"'
+        for p in (config, config.parent / "conf.d/b.conf")
+    )
+    wrapper.write_text(
+        f'#!/bin/sh\nfor l in {links}; do ln -sfn "{outside}" "$l"; done\nexec {nginx_bin} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    planned = {c.path: c.new_text.encode() for c in _plan(config, ca_file).changes}
+    apply_plan(
+        _plan(config, ca_file),
+        nginx_bin=str(wrapper),
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
+    )
+    assert outside.read_bytes() == b"private\n"
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o600
+    for path, data in planned.items():
+        assert not path.is_symlink() and path.read_bytes() == data
+
+
+def test_a_debian_sites_enabled_symlink_stays_a_symlink(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    available = config.parent / "sites-available"
+    available.mkdir()
+    (config.parent / "conf.d" / "b.conf").rename(available / "b.conf")
+    (config.parent / "conf.d" / "b.conf").symlink_to("../sites-available/b.conf")
+    original = (available / "b.conf").read_bytes()
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    link = config.parent / "conf.d" / "b.conf"
+    assert link.is_symlink() and b"# hookshift" in (available / "b.conf").read_bytes()
+    _remove(config, nginx_bin, tmp_path / "bk")
+    assert link.is_symlink() and (available / "b.conf").read_bytes() == original
+
+
+USER_LINE = "        proxy_set_header X-Team ops; # hookshift\n"
+
+
+def test_remove_takes_out_only_the_lines_apply_wrote(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    site = config.parent / "conf.d" / "b.conf"
+    site.write_text(SITE.replace("        proxy_pass", USER_LINE + "        proxy_pass"))
+    before = snapshot(config.parent)
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    result = _remove(config, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == before, "the user's own marked line stays"
+    foreign = [n for n in result.notes if "did not add it" in n]
+    assert len(foreign) == 1 and re.search(r"b\.conf:\d+: ends in `# hookshift` but", foreign[0])
+
+
+def test_remove_names_an_edited_line_and_one_that_lost_its_marker(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    site = config.parent / "conf.d" / "b.conf"
+    text = site.read_text()
+    mirror_line = next(line for line in text.splitlines() if line.strip().startswith("mirror "))
+    edited = next(line for line in text.splitlines() if "proxy_connect_timeout" in line)
+    text = text.replace(mirror_line, mirror_line.replace("  # hookshift", ""))
+    text = text.replace(edited, edited.replace("proxy_connect_timeout", "proxy_send_timeout"))
+    site.write_text(text)
+    result = _remove(config, nginx_bin, tmp_path / "bk")
+    notes = "\n".join(result.notes)
+    assert "lost its `# hookshift` marker" in notes
+    assert "was edited or deleted" in notes and "proxy_connect_timeout" in notes
+    assert "ends in `# hookshift` but hookshift did not add it" in notes
+    left = site.read_text()
+    assert mirror_line.replace("  # hookshift", "") in left
+    assert edited.replace("proxy_connect_timeout", "proxy_send_timeout") in left
+
+
+def test_a_config_applied_without_a_record_is_removed_the_old_way_with_a_warning(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    ConfigState.of(config).file.unlink()  # what an earlier hookshift left: no record
+    result = _remove(config, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == before
+    assert LEGACY_NOTE in result.notes
+
+
+def test_remove_after_the_files_were_put_back_by_other_means_is_a_quiet_no_op(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    for path, data in before.items():  # e.g. a cut-over rollback writing recorded bytes
+        path.write_bytes(data)
+    result = _remove(config, nginx_bin, tmp_path / "bk")
+    assert result.no_change and result.notes == ()
+    assert ConfigState.of(config).load().records == {}
+
+
+def test_remove_with_a_hand_broken_marker_restores_what_nginx_rejects(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    text = config.read_text()
+    opening = next(line for line in text.splitlines() if line.strip().startswith("upstream "))
+    config.write_text(text.replace(opening, opening.replace("  # hookshift", "")))
+    edited = snapshot(config.parent)
+    with pytest.raises(OperationError, match="nginx -t rejected the result, original restored"):
+        _remove(config, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == edited
+    assert ConfigState.of(config).load().intent is None
+
+
+def test_remove_with_a_missing_nginx_binary_writes_nothing(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    applied = snapshot(config.parent)
+    with pytest.raises(InputError, match="nginx binary not found: /nonexistent"):
+        _remove(config, "/nonexistent", tmp_path / "bk")
+    assert snapshot(config.parent) == applied
+
+
+@pytest.mark.e2e
+def test_remove_finds_nginx_in_sbin_with_crons_path(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    if not nginx_bin.startswith(("/usr/sbin/", "/usr/local/sbin/", "/sbin/")):
+        pytest.skip("nginx is not installed in an sbin directory here")
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hookshift",
+            "mirror",
+            "remove",
+            "--config",
+            str(config),
+            "--backup-dir",
+            str(tmp_path / "bk"),
+            "--nginx-prefix",
+            str(config.parent),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert snapshot(config.parent) == before
+
+
+def test_keep_problem_refuses_what_cannot_keep_owner_and_mode(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text("x")
+    os.chown(path, 0, 0)
+    path.chmod(0o644)
+    st = path.stat()
+    assert keep_problem(st, 0, {0}) is None
+    assert "owned by uid 0" in (keep_problem(st, 1000, {1000, 0}) or ("", ""))[0]
+    os.chown(path, 1000, 0)
+    assert "gid 0" in (keep_problem(path.stat(), 1000, {1000}) or ("", ""))[0]
+    assert keep_problem(path.stat(), 1000, {1000, 0}) is None
+    path.chmod(0o444)
+    assert "read-only (mode 0444)" in (keep_problem(path.stat(), 0, {0}) or ("", ""))[0]
+
+
+def test_a_non_root_apply_on_a_root_owned_file_is_refused_before_writing(
+    tmp_path: Path, nginx_bin: str, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    monkeypatch.setattr(os, "getegid", lambda: 4242)
+    monkeypatch.setattr(os, "getgroups", lambda: [4242])
+    with pytest.raises(InputError, match="owned by uid 0; running as uid 4242"):
+        _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == before
+    assert not list((tmp_path / "bk").glob("*/manifest.json"))
+
+
+NOBODY_MAIN = (
+    "import sys; sys.path[:0] = sys.argv[1:3]; del sys.argv[1:3]; "
+    "from hookshift.cli import main; main()"
+)
+
+
+@pytest.mark.e2e
+def test_apply_as_an_unprivileged_user_refuses_a_root_owned_file(
+    nginx_bin: str, ca_file: Path
+) -> None:
+    system_python = Path("/usr/bin/python3")
+    if os.geteuid() != 0 or not shutil.which("runuser") or not system_python.exists():
+        pytest.skip("needs root, runuser and /usr/bin/python3")
+    version = subprocess.run(
+        [str(system_python), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        pytest.skip("the system python cannot load this virtualenv's packages")
+    shared = Path(tempfile.mkdtemp(prefix="hookshift-nobody-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)
+        config = multi_file(shared / "conf")
+        for directory in (config.parent, config.parent / "conf.d", config.parent / "logs"):
+            directory.chmod(0o777)  # the caller may write the directories, not the files
+        ca = shared / "ca.pem"
+        shutil.copy(ca_file, ca)
+        ca.chmod(0o644)
+        before = snapshot(config.parent)
+        args = [
+            "mirror",
+            "apply",
+            "--config",
+            str(config),
+            "--path",
+            "/vendor/cb",
+            "--stage-url",
+            STAGE_URL,
+            "--trusted-ca",
+            str(ca),
+            "--no-dns-check",
+            "--parity-log",
+            str(config.parent / "logs" / "parity.log"),
+            "--relay-socket",
+            str(config.parent / "relay.sock"),
+            "--nginx-bin",
+            nginx_bin,
+            "--backup-dir",
+            str(shared / "bk"),
+            "--nginx-prefix",
+            str(config.parent),
+        ]
+        done = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "nobody",
+                "--",
+                str(system_python),
+                "-c",
+                NOBODY_MAIN,
+                str(REPO),
+                sysconfig.get_paths()["purelib"],
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "HOOKSHIFT_STATE_DIR": str(shared / "state")},
+        )
+        assert done.returncode == 2, done.stderr
+        assert "owned by uid 0; running as uid" in done.stderr and "Traceback" not in done.stderr
+        assert snapshot(config.parent) == before
+        assert all(p.stat().st_uid == 0 for p in before)
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_a_read_only_file_is_refused_not_replaced(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    site = config.parent / "conf.d" / "b.conf"
+    site.chmod(0o444)
+    before = snapshot(config.parent)
+    with pytest.raises(InputError, match=r"b.conf is read-only \(mode 0444\)"):
+        _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == before
+    assert stat.S_IMODE(site.stat().st_mode) == 0o444
+
+
+def _root_mounts() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+
+
+@contextlib.contextmanager
+def mounted(target: Path, *args: str) -> Iterator[None]:
+    done = subprocess.run(["mount", *args, str(target)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount here: {done.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    with mounted(directory, "--bind", str(directory)):
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True)
+        yield
+
+
+@contextlib.contextmanager
+def full_tmpfs(directory: Path) -> Iterator[None]:
+    """`directory` on a 64 KiB tmpfs; call `fill` after putting files in it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with mounted(directory, "-t", "tmpfs", "-o", "size=64k", "tmpfs"):
+        yield
+
+
+def fill(directory: Path) -> None:
+    fd = os.open(directory / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 512)
+    finally:
+        os.close(fd)
+
+
+def test_an_unwritable_config_directory_is_one_line_and_leaves_no_backup(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    _root_mounts()
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    with read_only(config.parent / "conf.d"), pytest.raises(InputError, match="cannot write in"):
+        _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == before
+    assert not list((tmp_path / "bk").glob("*"))
+
+
+def test_a_full_disk_for_the_config_restores_and_leaves_no_backup(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    _root_mounts()
+    root = tmp_path / "conf"
+    with full_tmpfs(root):
+        config = multi_file(root)
+        plan = _plan(config, ca_file)
+        before = snapshot(config.parent)
+        fill(root)
+        with pytest.raises(InputError, match="No space left on device; original restored"):
+            apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
+        assert snapshot(config.parent) == {
+            **before,
+            root / ".filler": (root / ".filler").read_bytes(),
+        }
+        assert not list(root.rglob("*.hookshift-tmp"))
+    assert not list((tmp_path / "bk").glob("*"))
+    assert ConfigState.of(config).load().intent is None
+
+
+def test_a_full_disk_for_the_backup_writes_nothing_and_leaves_no_empty_backup(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    _root_mounts()
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    bk = tmp_path / "bk"
+    with full_tmpfs(bk):
+        fill(bk)
+        with pytest.raises(InputError, match=r"cannot write the backup in .*No space left"):
+            _apply(config, ca_file, nginx_bin, bk)
+        assert sorted(p.name for p in bk.iterdir()) == [".filler"]
+    assert snapshot(config.parent) == before
+
+
+def _cli(args: list[str], stdout: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookshift", "mirror", *args],
+        stdout=stdout,  # type: ignore[arg-type]
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+
+
+@pytest.mark.e2e
+def test_mirror_commands_with_stdout_on_a_full_device_say_one_line(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    common = [
+        "--config",
+        str(config),
+        "--path",
+        "/vendor/cb",
+        "--stage-url",
+        STAGE_URL,
+        "--parity-log",
+        str(config.parent / "logs" / "parity.log"),
+        "--trusted-ca",
+        str(ca_file),
+        "--relay-socket",
+        str(config.parent / "relay.sock"),
+        "--no-dns-check",
+        "--nginx-bin",
+        nginx_bin,
+    ]
+    apply_args = [
+        *common,
+        "--backup-dir",
+        str(tmp_path / "bk"),
+        "--nginx-prefix",
+        str(config.parent),
+    ]
+    with open("/dev/full", "w") as full:
+        for args in (["plan", *common], ["apply", *apply_args]):
+            done = _cli(args, full)
+            assert done.returncode == 2, done.stderr
+            assert "Traceback" not in done.stderr
+            errors = [line for line in done.stderr.splitlines() if "error" in line]
+            assert (
+                errors == [errors[0]]
+                and "cannot write to standard output: No space left on device" in errors[0]
+            )
+        assert snapshot(config.parent) == before, "apply with unwritable output changes nothing"
+        remove = [
+            "remove",
+            "--config",
+            str(config),
+            "--format",
+            "json",
+            "--nginx-bin",
+            nginx_bin,
+            "--backup-dir",
+            str(tmp_path / "bk"),
+            "--nginx-prefix",
+            str(config.parent),
+        ]
+        done = _cli(remove, full)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot write to standard output" in done.stderr

@@ -1,0 +1,199 @@
+"""The route follows nginx's internal redirects to the location whose content handler runs;
+the server choice is per socket family and refuses what is not the callback's receiver."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from nginx.matching import Match, match
+from nginx.source import load_source
+
+
+def _match(tmp_path: Path, servers: str, path: str = "/callback", **kw: str | None) -> Match:
+    config = tmp_path / "nginx.conf"
+    config.write_text("events {}\nhttp {\n" + servers + "\n}\n")
+    return match(load_source(config).config, path, **kw)
+
+
+def _final(m: Match) -> str:
+    return " ".join(m.location.args)
+
+
+APP = "proxy_pass http://127.0.0.1:9000;"
+
+
+def test_try_files_to_a_named_location_ends_in_it(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        f"server {{ listen 80; location / {{ try_files /nonexistent @app; }}\n"
+        f"location @app {{ {APP} }} }}",
+    )
+    assert _final(m) == "@app"
+    assert m.route.describe() == "/callback -> location / (try_files) -> location @app"
+    assert any("route: /callback -> location / (try_files) -> location @app" in i for i in m.info)
+    assert any("taken as absent" in i for i in m.info)
+
+
+def test_try_files_to_a_uri_is_matched_again(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; root /srv/app/public;\n"
+        "location / { try_files $uri $uri/ /index.php?$query_string; }\n"
+        "location ~ \\.php$ { fastcgi_pass 127.0.0.1:9000; } }",
+    )
+    assert _final(m) == "~ \\.php$"
+    assert m.route.final.uri == "/index.php"
+    assert "location ~ \\.php$ as /index.php" in m.route.describe()
+
+
+def test_rewrite_last_into_an_exact_location(tmp_path: Path) -> None:
+    text = (
+        f"server {{ listen 80; location = /callback {{ {APP} }}\n"
+        "location ~ ^/[^/]+/callback$ { rewrite ^ /callback last; } }"
+    )
+    m = _match(tmp_path, text, "/tenant1/callback")
+    assert _final(m) == "= /callback"
+    assert "(rewrite ... last" in m.route.describe()
+
+
+def test_rewrite_break_stays_and_a_redirect_answers(tmp_path: Path) -> None:
+    text = (
+        f"server {{ listen 80; location /cb {{ rewrite ^/cb(.*)$ /app$1 break; {APP} }}\n"
+        "location /app { return 404; }\n"
+        "location /old { rewrite ^ https://example.com/ permanent; } }"
+    )
+    assert _final(_match(tmp_path, text, "/cb")) == "/cb"
+    with pytest.raises(InputError, match=re.escape("`rewrite ^ https://example.com/ permanent`")):
+        _match(tmp_path, text, "/old")
+
+
+def test_server_level_rewrites_run_before_the_location_is_chosen(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80; rewrite ^/v1/(.*)$ /$1 last;\n"
+        f"location / {{ return 404; }} location = /callback {{ {APP} }} }}"
+    )
+    m = _match(tmp_path, text, "/v1/callback")
+    assert _final(m) == "= /callback"
+
+
+def test_error_page_is_followed_when_it_is_how_the_app_is_reached(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80; error_page 404 = @app;\n"
+        f"location / {{ try_files $uri =404; }} location @app {{ {APP} }} }}"
+    )
+    m = _match(tmp_path, text)
+    assert _final(m) == "@app"
+    assert "error_page 404" in m.route.describe()
+
+
+def test_index_leads_to_the_app_for_a_directory_uri(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80; index index.php;\n"
+        "location / { } location ~ \\.php$ { fastcgi_pass unix:/run/php.sock; } }"
+    )
+    m = _match(tmp_path, text, "/hooks/")
+    assert _final(m) == "~ \\.php$" and m.route.final.uri == "/hooks/index.php"
+
+
+def test_a_redirect_cycle_is_refused(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80; location /a { rewrite ^ /b last; }\n"
+        "location /b { rewrite ^ /a last; } }"
+    )
+    with pytest.raises(InputError, match="more than 10 times"):
+        _match(tmp_path, text, "/a")
+
+
+def test_a_hand_off_to_a_missing_named_location_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="@gone"):
+        _match(tmp_path, "server { listen 80; location / { try_files $uri @gone; } }")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "location / { try_files $uri $uri/ =404; }",
+        "location / { return 200; }",
+        "location / { root /srv; }",
+    ],
+)
+def test_a_location_that_hands_the_path_to_no_app_is_refused(tmp_path: Path, location: str) -> None:
+    with pytest.raises(InputError, match=r"not passed to an app.*--server-name") as err:
+        _match(tmp_path, f"server {{ listen 80; {location} }}")
+    assert "\n" not in str(err.value)
+
+
+STOCK = (
+    "server { listen 80 default_server; listen [::]:80 default_server; root /var/www/html;\n"
+    "  index index.html index.htm index.nginx-debian.html; server_name _;\n"
+    "  location / { try_files $uri $uri/ =404; } }\n"
+    "server { listen 80; server_name hooks.example.com;\n"
+    f"  location /bizppurio/callback {{ {APP} }} }}"
+)
+
+
+def test_the_stock_debian_layout_works_with_the_server_name_alone(tmp_path: Path) -> None:
+    m = _match(tmp_path, STOCK, "/bizppurio/callback", host="hooks.example.com")
+    assert _final(m) == "/bizppurio/callback"
+    assert [str(s) for s in m.sockets] == ["*:80"]
+    assert any(
+        "on [::]:80 a request for it would only reach the default server" in i for i in m.info
+    )
+
+
+@pytest.mark.parametrize("listen", ["80", "*:80", "0.0.0.0:80", "10.0.0.1:80"])
+def test_ipv4_listen_forms_pick_the_ipv4_socket(tmp_path: Path, listen: str) -> None:
+    m = _match(tmp_path, STOCK, "/bizppurio/callback", host="hooks.example.com", listen=listen)
+    assert [str(s) for s in m.sockets] == ["*:80"]
+
+
+def test_the_ipv6_wildcard_is_its_own_socket(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no server named hooks.example.com listens on \[::\]:80"):
+        _match(tmp_path, STOCK, "/bizppurio/callback", host="hooks.example.com", listen="[::]:80")
+
+
+def test_an_ipv6only_off_wildcard_takes_ipv4_too(tmp_path: Path) -> None:
+    text = f"server {{ listen [::]:8080 ipv6only=off; location /callback {{ {APP} }} }}"
+    m = _match(tmp_path, text, listen="127.0.0.1:8080")
+    assert [str(s) for s in m.sockets] == ["[::]:8080"]
+
+
+def test_an_explicit_address_wins_over_the_wildcard_of_its_family(tmp_path: Path) -> None:
+    text = (
+        f"server {{ listen 80; location /callback {{ {APP} }} }}\n"
+        "server { listen 127.0.0.1:80; location /callback { proxy_pass http://127.0.0.1:2; } }\n"
+        "server { listen [::1]:80; location /callback { proxy_pass http://127.0.0.1:3; } }"
+    )
+    assert _match(tmp_path, text, listen="127.0.0.1:80").server.line == 4
+    assert _match(tmp_path, text, listen="10.1.1.1:80").server.line == 3
+    assert _match(tmp_path, text, listen="[::1]:80").server.line == 5
+
+
+def test_an_unknown_server_name_lists_the_closest_names_first(tmp_path: Path) -> None:
+    text = STOCK + "\nserver { listen 80; server_name api.example.org; location / { return 1; } }"
+    with pytest.raises(InputError) as err:
+        _match(tmp_path, text, "/bizppurio/callback", host="hooks.exmaple.com")
+    assert "no server is named hooks.exmaple.com" in str(err.value)
+    assert "--server-name: hooks.example.com, api.example.org" in str(err.value)
+
+
+def test_without_a_server_name_the_only_server_that_passes_the_path_is_chosen(
+    tmp_path: Path,
+) -> None:
+    m = _match(tmp_path, STOCK, "/bizppurio/callback")
+    assert m.server.line == 6
+    assert any("the only server that passes /bizppurio/callback to an app" in i for i in m.info)
+
+
+def test_without_a_server_name_several_receivers_are_refused_by_name(tmp_path: Path) -> None:
+    text = STOCK + f"\nserver {{ listen 80; server_name b.example.com; location / {{ {APP} }} }}"
+    with pytest.raises(InputError) as err:
+        _match(tmp_path, text, "/bizppurio/callback")
+    message = str(err.value)
+    assert "more than one server could receive" in message
+    assert "hooks.example.com" in message and "b.example.com" in message
+    assert "--server-name" in message
