@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.isolation", "bench.parity"]
+BENCHMARKS = ["bench.isolation", "bench.parity", "bench.plan_speed"]
 
 
 def run(names: list[str]) -> int:

@@ -7,6 +7,8 @@ The CLI turns it into one line on stderr and exit code 2, before anything is wri
 
 from __future__ import annotations
 
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {10: "\\n", 13: "\\r"}
+
 
 class InputError(Exception):
     """Bad input or usage: reported as one line, exit code 2, nothing written."""
@@ -24,7 +26,7 @@ class InputError(Exception):
         text = f"{self.where}: {self.what}" if self.where else self.what
         if self.fix:
             text += f" (fix: {self.fix})"
-        return text
+        return text.translate(_CONTROL)  # a quoted value may hold a newline: still one line
 
 
 class OperationError(Exception):

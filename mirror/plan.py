@@ -31,7 +31,7 @@ from nginx import splice
 from nginx.config import Directive, NginxConfig
 from nginx.matching import Match, location_spec, match, server_listens, server_names
 from nginx.route import Hop
-from nginx.source import SourceConfig, load_source
+from nginx.source import SourceConfig, load_stripped
 from nginx.values import parse_size
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
@@ -795,31 +795,23 @@ def _splice(
 
 def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
     """The config without hookshift's lines, and the texts as they are on disk."""
-    on_disk_source = load_source(config_path)
-    on_disk = dict(on_disk_source.texts)
-    if not any(splice.has_marks(t) for t in on_disk.values()):
-        return on_disk_source, on_disk
-    records = ConfigState.of(Path(os.path.abspath(config_path))).load().records
-    legacy = not records
-    stripped = {p: without_ours(t, records.get(str(p)), legacy).text for p, t in on_disk.items()}
-    return load_source(config_path, stripped), on_disk
+    path = Path(os.path.abspath(config_path))
+
+    def strip(on_disk: dict[Path, str]) -> dict[Path, str]:
+        records = ConfigState.of(path).load().records
+        legacy = not records
+        return {p: without_ours(t, records.get(str(p)), legacy).text for p, t in on_disk.items()}
+
+    return load_stripped(config_path, strip)
 
 
 def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
     """Read the config at `options.config` and plan (the imperative shell around `build_plan`).
 
-    hookshift's lexer reads every file (errors as file:line); crossplane reads it too, as a
-    second opinion. crossplane's Lua support is partial (a ``[[ } ]]`` long string breaks it
-    while nginx accepts it), so its disagreement is a warning, and the real ``nginx -t`` at
-    apply time is the judge.
+    crossplane reads the structure and hookshift's lexer the offsets of the edited files
+    (`nginx.source.load_checked`); when crossplane cannot parse the config the lexer reads it
+    alone and the plan says so in a warning.
     """
-    from nginx.config import load
-
     source, on_disk = stripped_source(Path(options.config))
     plan = build_plan(source, options, nginx_version, on_disk)
-    try:
-        load(options.config)
-    except InputError as exc:
-        note = f"crossplane cannot parse the config ({exc.line()}); planned with hookshift's lexer"
-        plan = replace(plan, warnings=(*plan.warnings, note))
-    return plan
+    return replace(plan, warnings=(*plan.warnings, *source.warnings))

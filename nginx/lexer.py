@@ -3,8 +3,9 @@
 crossplane reports lines only; an edit that must leave every other byte alone needs the exact
 offset of a block's ``{`` and ``}`` (one-line blocks such as ``location /cb { proxy_pass
 http://app; }`` put several statements on one line). This lexer follows nginx's own rules
-(``ngx_conf_read_token``): whitespace separates words, ``;`` ``{`` ``}`` end them, ``#`` starts a
-comment at a word boundary, quotes group, a backslash escapes the next character, and the body
+(``ngx_conf_read_token``): whitespace, ``;`` and ``{`` end a word (``}`` only stands alone at
+the start of a token), ``#`` starts a comment at a word boundary, quotes group (and must be
+followed by a space, ``;``, ``{`` or ``)``), a backslash escapes the next character, and the body
 of a ``*_by_lua_block`` is raw Lua (braces inside strings and comments do not count).
 
 Text is a ``str`` decoded with ``surrogateescape`` so arbitrary bytes round-trip exactly and
@@ -13,6 +14,8 @@ offsets are indices into that string.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,10 +54,23 @@ class Statement:
 
 
 _ESCAPES = {"t": "\t", "r": "\r", "n": "\n"}
+# deeper nesting is refused: no real configuration comes near it, and every reader of the tree
+# (crossplane's parser among them) may recurse once per level
+MAX_DEPTH = 100
+
+
+def too_deep(where: str) -> InputError:
+    return InputError(
+        f"blocks are nested more than {MAX_DEPTH} deep",
+        where=where,
+        fix="flatten the configuration (nginx configs need a few levels)",
+    )
+
+
 _SPACE = " \t\r\n"
 
 
-def _unescape(raw: str) -> str:
+def unescape(raw: str) -> str:
     """nginx's escape handling when it copies a word: ``\\"`` ``\\'`` ``\\\\`` ``\\t`` ..."""
     out: list[str] = []
     i = 0
@@ -130,81 +146,88 @@ def _long_bracket(text: str, i: int) -> int | None:
     return len(text) if end < 0 else end + len(close)
 
 
+# One token per match, with the whitespace before it, by ``ngx_conf_read_token``'s rules: at
+# the start of a token ``{`` ``}`` ``;`` stand alone, ``#`` starts a comment and a quote a
+# string. A word runs until whitespace, ``;`` or ``{`` (``}`` does not end it, ``/a}b`` is one
+# word); a backslash takes the next character along, and a ``{`` right after ``$`` belongs to
+# the word (``${name}``).
+_SCAN = re.compile(
+    r"""[ \t\r\n]*(?:
+      (?P<punct>[{};])
+    | (?P<comment>\#[^\n]*)
+    | "(?P<dq>(?:[^"\\]|\\[\s\S])*)"
+    | '(?P<sq>(?:[^'\\]|\\[\s\S])*)'
+    | (?P<bad>["'])
+    | (?P<word>(?:\\[\s\S]?|\$\{|[^ \t\r\n{;\\])+)
+    | (?P<end>\Z)
+    )""",
+    re.X,
+)
+# what nginx accepts right after a closing quote
+_AFTER_QUOTE = frozenset(" \t\r\n;{)")
+_PUNCT: dict[str, TokenKind] = {"{": "open", "}": "close", ";": "semi"}
+
+# (kind, text, start, end, line): tuples, because a big config has hundreds of thousands
+_Tok = tuple[TokenKind, str, int, int, int]
+
+
+def _scan(text: str, where: str) -> Iterator[_Tok]:
+    pos = 0
+    line = 1
+    first = True  # the next word starts a statement
+    lua_pending = False
+    match = _SCAN.match
+    count = text.count
+    while True:
+        m = match(text, pos)
+        if m is None:  # cannot happen: the last alternative matches at any offset
+            raise InputError("unreadable text", where=f"{where}:{line}", fix="check the file")
+        group = m.lastgroup
+        if group is None or group == "end":
+            return
+        start = m.start(group)
+        if group == "dq" or group == "sq":
+            start -= 1  # the token starts at its opening quote
+        end = m.end()
+        line += count("\n", pos, start)
+        pos = end
+        if group == "word" or group == "dq" or group == "sq":
+            if group != "word" and end < len(text) and text[end] not in _AFTER_QUOTE:
+                raise InputError(
+                    f"unexpected {text[end]!r} after a quoted string",
+                    where=f"{where}:{line + count(chr(10), start, end)}",
+                    fix="put a space after the closing quote",
+                )
+            raw = m.group(group)
+            word = unescape(raw) if "\\" in raw else raw
+            if group == "word" and first and word.endswith("_by_lua_block"):
+                lua_pending = True
+            first = False
+            yield ("word", word, start, end, line)
+            line += count("\n", start, end)
+        elif group == "punct":
+            ch = m.group(group)
+            if ch == "{" and lua_pending:
+                close = _skip_lua(text, start, where, line)
+                yield ("open", "{", start, start + 1, line)
+                yield ("raw", text[start + 1 : close], start + 1, close, line)
+                line += count("\n", start, close)
+                yield ("close", "}", close, close + 1, line)
+                pos = close + 1
+            else:
+                yield (_PUNCT[ch], ch, start, end, line)
+            lua_pending = False
+            first = True
+        elif group == "comment":
+            yield ("comment", m.group(group)[1:].rstrip("\r"), start, end, line)
+            first = True
+        else:
+            raise InputError("unterminated quoted string", where=f"{where}:{line}", fix="close it")
+
+
 def lex(text: str, where: str = "<text>") -> list[Token]:
     """Every token of `text`, in order, with offsets and 1-based lines."""
-    tokens: list[Token] = []
-    i = 0
-    n = len(text)
-    line = 1
-    lua_pending = False
-    while i < n:
-        ch = text[i]
-        if ch == "\n":
-            line += 1
-            i += 1
-            continue
-        if ch in _SPACE:
-            i += 1
-            continue
-        if ch == "#":
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            tokens.append(Token("comment", text[i + 1 : end].rstrip("\r"), i, end, line))
-            i = end
-            continue
-        if ch == "{" and lua_pending:
-            close = _skip_lua(text, i, where, line)
-            tokens.append(Token("open", "{", i, i + 1, line))
-            body_line = line
-            line += text.count("\n", i, close)
-            tokens.append(Token("raw", text[i + 1 : close], i + 1, close, body_line))
-            tokens.append(Token("close", "}", close, close + 1, line))
-            i = close + 1
-            lua_pending = False
-            continue
-        if ch in "{};":
-            kind: TokenKind = "open" if ch == "{" else "close" if ch == "}" else "semi"
-            tokens.append(Token(kind, ch, i, i + 1, line))
-            lua_pending = False
-            i += 1
-            continue
-        start = i
-        start_line = line
-        if ch in "\"'":
-            j = i + 1
-            while j < n and text[j] != ch:
-                if text[j] == "\\":
-                    j += 1
-                elif text[j] == "\n":
-                    line += 1
-                j += 1
-            if j >= n:
-                raise InputError(
-                    "unterminated quoted string", where=f"{where}:{start_line}", fix="close it"
-                )
-            word = _unescape(text[i + 1 : j])
-            i = j + 1
-        else:
-            j = i
-            while j < n:
-                c = text[j]
-                if c == "\\" and j + 1 < n:
-                    j += 2
-                    continue
-                if c in _SPACE or c in "{};":
-                    break
-                if c == "$" and j + 1 < n and text[j + 1] == "{":
-                    close = text.find("}", j)
-                    j = n if close < 0 else close + 1
-                    continue
-                j += 1
-            word = _unescape(text[i:j])
-            i = j
-        is_first = not tokens or tokens[-1].kind in ("open", "close", "semi", "comment")
-        if is_first and word.endswith("_by_lua_block"):
-            lua_pending = True
-        tokens.append(Token("word", word, start, i, start_line))
-    return tokens
+    return [Token(*tok) for tok in _scan(text, where)]
 
 
 def parse(text: str, where: str = "<text>") -> tuple[Statement, ...]:
@@ -212,69 +235,51 @@ def parse(text: str, where: str = "<text>") -> tuple[Statement, ...]:
 
     Raises `InputError` with file:line on unbalanced braces or a statement with no ``;``.
     """
-    tokens = lex(text, where)
-    pos = 0
-
-    def block(depth: int) -> tuple[tuple[Statement, ...], int]:
-        nonlocal pos
-        out: list[Statement] = []
-        words: list[Token] = []
-        while pos < len(tokens):
-            tok = tokens[pos]
-            pos += 1
-            if tok.kind == "comment":
-                continue
-            if tok.kind in ("word", "raw"):
-                if tok.kind == "word":
-                    words.append(tok)
-                continue
-            if tok.kind == "semi":
-                if not words:
-                    raise InputError("unexpected ';'", where=f"{where}:{tok.line}", fix="remove it")
-                out.append(
-                    Statement(
-                        words[0].text,
-                        tuple(w.text for w in words[1:]),
-                        words[0].line,
-                        words[0].start,
-                        tok.end,
-                    )
-                )
-                words = []
-                continue
-            if tok.kind == "open":
-                if not words:
-                    raise InputError("unexpected '{'", where=f"{where}:{tok.line}", fix="fix it")
-                children, close = block(depth + 1)
-                out.append(
-                    Statement(
-                        words[0].text,
-                        tuple(w.text for w in words[1:]),
-                        words[0].line,
-                        words[0].start,
-                        close + 1,
-                        tok.start,
-                        close,
-                        children,
-                    )
-                )
-                words = []
-                continue
-            # close
+    out: list[Statement] = []
+    words: list[_Tok] = []
+    # the enclosing blocks: (their parent's statements, their words, their '{' token)
+    stack: list[tuple[list[Statement], list[_Tok], _Tok]] = []
+    for tok in _scan(text, where):
+        kind = tok[0]
+        if kind == "word":
+            words.append(tok)
+        elif kind == "semi":
+            if not words:
+                raise InputError("unexpected ';'", where=f"{where}:{tok[4]}", fix="remove it")
+            head = words[0]
+            out.append(Statement(head[1], tuple(w[1] for w in words[1:]), head[4], head[2], tok[3]))
+            words = []
+        elif kind == "open":
+            if not words:
+                raise InputError("unexpected '{'", where=f"{where}:{tok[4]}", fix="fix it")
+            if len(stack) >= MAX_DEPTH:
+                raise too_deep(f"{where}:{tok[4]}")
+            stack.append((out, words, tok))
+            out, words = [], []
+        elif kind == "close":
             if words:
                 raise InputError(
-                    "statement without ';'", where=f"{where}:{words[0].line}", fix="add ';'"
+                    "statement without ';'", where=f"{where}:{words[0][4]}", fix="add ';'"
                 )
-            if depth == 0:
-                raise InputError("unexpected '}'", where=f"{where}:{tok.line}", fix="remove it")
-            return tuple(out), tok.start
-        if depth != 0:
-            raise InputError("unexpected end of file, expecting '}'", where=where, fix="close it")
-        if words:
-            raise InputError(
-                "statement without ';'", where=f"{where}:{words[0].line}", fix="add ';'"
+            if not stack:
+                raise InputError("unexpected '}'", where=f"{where}:{tok[4]}", fix="remove it")
+            parent, head_words, brace = stack.pop()
+            head = head_words[0]
+            parent.append(
+                Statement(
+                    head[1],
+                    tuple(w[1] for w in head_words[1:]),
+                    head[4],
+                    head[2],
+                    tok[3],
+                    brace[2],
+                    tok[2],
+                    tuple(out),
+                )
             )
-        return tuple(out), len(text)
-
-    statements, _ = block(0)
-    return statements
+            out, words = parent, []
+    if stack:
+        raise InputError("unexpected end of file, expecting '}'", where=where, fix="close it")
+    if words:
+        raise InputError("statement without ';'", where=f"{where}:{words[0][4]}", fix="add ';'")
+    return tuple(out)

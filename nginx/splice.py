@@ -41,6 +41,8 @@ def _lines(text: str) -> list[str]:
 
 
 def has_marks(text: str) -> bool:
+    if MARK not in text:  # the common case, decided without splitting lines
+        return False
     return SPLIT in text or any(line.rstrip("\r\n").endswith(MARK) for line in _lines(text))
 
 

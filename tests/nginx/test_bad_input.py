@@ -1,0 +1,300 @@
+"""Configs that cannot be read: `mirror plan` and `doctor` say so in one line and exit 2.
+
+Each case goes through the command line (`hookshift.cli.main`, in this process), and through
+both readers (`load`: crossplane, `load_source`: the byte lexer). A FIFO and an unreadable
+file are read in a forked child, so that a hang is a failure and not a stuck test run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import select
+import signal
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hookshift.cli import main
+from hookshift.errors import InputError
+from nginx.config import load
+from nginx.source import load_checked, load_source
+from tests.mirror.helpers import STAGE_URL, snapshot
+
+SERVER = (
+    "server {\n    listen 80;\n    location = /callback { proxy_pass http://127.0.0.1:9000; }\n}\n"
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def _call(argv: list[str]) -> Outcome:
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def _plan_argv(config: Path) -> list[str]:
+    return [
+        "mirror",
+        "plan",
+        "--config",
+        str(config),
+        "--path",
+        "/callback",
+        "--stage-url",
+        STAGE_URL,
+        "--no-dns-check",
+        "--nginx-version",
+        "1.22.1",
+    ]
+
+
+def _doctor_argv(config: Path) -> list[str]:
+    return ["doctor", "--config", str(config)]
+
+
+COMMANDS: dict[str, Callable[[Path], list[str]]] = {"plan": _plan_argv, "doctor": _doctor_argv}
+READERS: dict[str, Callable[[Path], object]] = {
+    "crossplane": load,
+    "lexer": load_source,
+    "checked": load_checked,
+}
+
+
+def _assert_one_line(result: Outcome, *words: str) -> None:
+    assert result.code == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def _write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root / "nginx.conf"
+
+
+def _main(http_body: str) -> str:
+    return "events {}\nhttp {\n" + http_body + "}\n"
+
+
+CASES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...]]] = {
+    # a.conf includes b.conf which includes a.conf again
+    "include cycle": (
+        {
+            "nginx.conf": _main("    include a.conf;\n"),
+            "a.conf": SERVER + "include b.conf;\n",
+            "b.conf": "include a.conf;\n",
+        },
+        ("include cycle", "a.conf -> b.conf -> a.conf", "b.conf:1"),
+    ),
+    "file includes itself": (
+        {"nginx.conf": _main("    include nginx.conf;\n")},
+        ("include cycle", "nginx.conf:3"),
+    ),
+    "include of a directory": (
+        {"nginx.conf": _main("    include sites;\n"), "sites/a.conf": SERVER},
+        ("is a directory", "nginx.conf:3", "sites"),
+    ),
+    "glob that matches a directory": (
+        {"nginx.conf": _main("    include sites/*;\n"), "sites/a.conf": SERVER, "sites/d/x": ""},
+        ("is a directory", "nginx.conf:3"),
+    ),
+    "missing semicolon before a brace": (
+        {"nginx.conf": _main("    server {\n        listen 80\n    }\n")},
+        ("nginx.conf:", ";"),  # line 4 (no ';') or 5 (unexpected '}', as nginx says)
+    ),
+    "blocks nested absurdly deep": (
+        {"nginx.conf": _main("if ($a) {" * 300 + "}" * 300 + "\n")},
+        ("nested more than",),
+    ),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_config_is_one_line_exit_2_nothing_written(
+    case: str, command: str, tmp_path: Path
+) -> None:
+    files, words = CASES[case]
+    config = _write(tmp_path, files)
+    before = snapshot(tmp_path)
+    result = _call(COMMANDS[command](config))
+    _assert_one_line(result, *words)
+    assert result.stdout == ""
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_readers_refuse_with_the_place(case: str, reader: str, tmp_path: Path) -> None:
+    files, words = CASES[case]
+    config = _write(tmp_path, files)
+    with pytest.raises(InputError) as err:
+        READERS[reader](config)
+    assert err.value.where is not None and err.value.line().count("\n") == 0
+    if case != "missing semicolon before a brace" or reader != "crossplane":
+        # crossplane's own wording differs; the place is the same
+        assert all(w in err.value.line() for w in words if w not in ("';'",)), err.value.line()
+
+
+NOT_UTF8 = b"\xff\xfe caf\xe9"
+
+
+@pytest.mark.parametrize("where", ["comment", "argument"])
+def test_non_utf8_bytes_round_trip_through_plan(where: str, tmp_path: Path) -> None:
+    header = (
+        b"# " + NOT_UTF8 + b"\n"
+        if where == "comment"
+        else b'    add_header X-Note "' + NOT_UTF8 + b'";\n'
+    )
+    site = (
+        b"server {\n    listen 80;\n"
+        + header
+        + b"    location = /callback { proxy_pass http://127.0.0.1:9000; }\n}\n"
+    )
+    config = _write(tmp_path, {"nginx.conf": _main("    include site.conf;\n"), "site.conf": site})
+    result = _call([*_plan_argv(config), "--format", "json"])
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    # the plan's new text of the site keeps the undecodable bytes where they were
+    from mirror.plan import MirrorOptions, make_plan
+
+    plan = make_plan(
+        MirrorOptions(config=config, path="/callback", stage_url=STAGE_URL), (1, 22, 1)
+    )
+    (change,) = [c for c in plan.changes if c.path.name == "site.conf"]
+    new = change.new_text.encode("utf-8", "surrogateescape")
+    assert NOT_UTF8 in new
+    assert change.old_text.encode("utf-8", "surrogateescape") == site
+    if where == "argument":
+        (directive,) = [d for d in load_checked(config).config.walk() if d[0].name == "add_header"]
+        assert directive[0].args[1].encode("utf-8", "surrogateescape") == NOT_UTF8
+
+
+# --- in a forked child: a FIFO must never be opened, an unreadable file must be named ---
+
+
+@contextlib.contextmanager
+def _world_readable_dir() -> Iterator[Path]:
+    """A directory another user can read (pytest's tmp_path is private to its owner)."""
+    root = Path(tempfile.mkdtemp(prefix="hookshift-bad-input-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        for path in sorted(root.rglob("*"), reverse=True):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        root.rmdir()
+
+
+def _in_child(argv: list[str], uid: int | None = None, timeout: float = 60) -> Outcome:
+    """Run the CLI in a forked child (as `uid` if given); a child that hangs is killed."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(out_r)
+            os.close(err_r)
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            with (
+                os.fdopen(out_w, "w") as out,
+                os.fdopen(err_w, "w") as err,
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(err),
+            ):
+                try:
+                    main(argv)
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    os.close(err_w)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    open_fds = {out_r, err_r}
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"hookshift {' '.join(argv[:2])} hung (killed after {timeout} s)")
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                chunks[fd].append(data)
+            else:
+                open_fds.discard(fd)
+                os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return Outcome(
+        os.waitstatus_to_exitcode(status),
+        b"".join(chunks[out_r]).decode(),
+        b"".join(chunks[err_r]).decode(),
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("fifo_is", ["the main config", "an included file"])
+def test_a_fifo_is_refused_without_opening_it(fifo_is: str, command: str, tmp_path: Path) -> None:
+    if fifo_is == "the main config":
+        config = tmp_path / "nginx.conf"
+        os.mkfifo(config)
+        words: tuple[str, ...] = ("not a regular file", "nginx.conf")
+    else:
+        config = _write(tmp_path, {"nginx.conf": _main("    include site.conf;\n")})
+        os.mkfifo(tmp_path / "site.conf")
+        words = ("not a regular file", "nginx.conf:3", "site.conf")
+    result = _in_child(COMMANDS[command](config))
+    _assert_one_line(result, *words)
+    assert stat.S_ISFIFO(
+        os.stat(tmp_path / ("nginx.conf" if fifo_is == "the main config" else "site.conf")).st_mode
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unreadable_include_is_named(command: str) -> None:
+    with _world_readable_dir() as root:
+        config = _write(
+            root, {"nginx.conf": _main("    include site.conf;\n"), "site.conf": SERVER}
+        )
+        config.chmod(0o644)
+        (root / "site.conf").chmod(0o000)
+        # root reads anything: the child reads as nobody when the tests run as root
+        uid = 65534 if os.geteuid() == 0 else None
+        result = _in_child(COMMANDS[command](config), uid=uid)
+        _assert_one_line(result, "Permission denied", "site.conf")
