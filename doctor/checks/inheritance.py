@@ -20,11 +20,8 @@ def _dropped(
 ) -> tuple[list[Directive], list[Directive]]:
     """(the location's own `name` lines, inherited lines whose key the location does not set)."""
     own = list(index.own(loc.directive, name))
-    if not own:
-        return [], []
-    inherited = index.effective(loc.chain[:-1], name)
     kept = {key(d) for d in own}
-    return own, [d for d in inherited if key(d) not in kept]
+    return own, [d for d in index.inheritance.dropped(loc.chain, name) if key(d) not in kept]
 
 
 def _names(lines: list[Directive], key: Callable[[Directive], str]) -> str:
