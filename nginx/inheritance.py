@@ -231,6 +231,16 @@ class Inheritance:
         """The `name` lines in effect in the innermost block of `chain` (maybe inherited)."""
         return self.lookup(chain, name).lines
 
+    def shared(self, chain: Chain, name: str) -> tuple[Directive, ...]:
+        """Every line of the list `name` belongs to (``allow`` and ``deny`` together), in the
+        order written, as in effect in the innermost block of `chain`: nginx checks them in
+        that order."""
+        found = self.lookup(chain, name)
+        if found.block is None:
+            return ()
+        names = list_of(name)
+        return tuple(d for d in self.config.effective_children(found.block) if d.name in names)
+
     def value(self, chain: Chain, name: str) -> Directive | None:
         """The line that decides a scalar `name` in the innermost block (None: the default)."""
         found = self.effective(chain, name)

@@ -169,11 +169,7 @@ def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Find
 def _access_rules(index: Index, source: Location) -> list[Directive]:
     """``allow``/``deny`` in effect, in order: they form one list, inherited only by a block
     that has neither (a location with one ``allow`` drops the server's ``deny all``)."""
-    for block in reversed(source.chain):
-        rules = [d for d in index.config.effective_children(block) if d.name in ("allow", "deny")]
-        if rules:
-            return rules
-    return []
+    return list(index.inheritance.shared(source.chain, "allow"))
 
 
 def mirror_without_body(index: Index) -> Iterator[Finding]:

@@ -271,3 +271,26 @@ def test_real_nginx_applies_the_headers_the_model_predicts(nginx_bin: str, tmp_p
             assert received == predicted & set(ECHOED), uri
     finally:
         proc.stop()
+
+
+def test_shared_list_keeps_the_written_order(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        """
+        server {
+            listen 8081;
+            deny all;
+            location /a { deny 10.0.0.1; allow 10.0.0.0/8; deny 192.168.0.1; }
+            location /b { }
+        }
+        """,
+    )
+    model = Inheritance(config)
+    a = _chain(config, "http", "server", "location /a")
+    b = _chain(config, "http", "server", "location /b")
+    assert [(d.name, *d.args) for d in model.shared(a, "deny")] == [
+        ("deny", "10.0.0.1"),
+        ("allow", "10.0.0.0/8"),
+        ("deny", "192.168.0.1"),
+    ]
+    assert [(d.name, *d.args) for d in model.shared(b, "allow")] == [("deny", "all")]
