@@ -252,7 +252,7 @@ def mirror_at_server_level(index: Index) -> Iterator[Finding]:
     """``mirror`` in server/http reaches every location that has none of its own."""
     reported: set[Directive] = set()
     for server in index.servers:
-        outer = index.own(server.directive, "mirror") or index.own(server.chain[0], "mirror")
+        outer = index.effective(server.chain, "mirror")
         for line in outer:
             if line in reported or not line.args or line.args[0] == "off":
                 continue
