@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
+import http.client as http_client
 import textwrap
 from pathlib import Path
 
@@ -234,22 +234,19 @@ ORACLE = """
     }}
 """
 ECHOED = ("X-Http", "X-Server", "X-Loc")
-SENT = ("X-Http", "X-Loc", "X-Outer", "X-If")
+SENT = ("X-Http", "X-Server", "X-Loc", "X-Outer", "X-If")
 
 
-@pytest.mark.e2e
-def test_real_nginx_applies_the_headers_the_model_predicts(nginx_bin: str, tmp_path: Path) -> None:
+def _check_against(
+    nginx_bin: str, tmp_path: Path, http: str, cases: dict[str, tuple[str, ...]]
+) -> None:
+    """Run nginx on `http` (a format string with {addr} and {upstream}); for each request of
+    `cases`, the headers it answers with and those its upstream received must be the ones the
+    model puts in effect in the chain of blocks named by the case."""
     port, upstream_port = free_port(), free_port()
     addr, upstream = f"{LOOPBACK}:{port}", f"{LOOPBACK}:{upstream_port}"
-    config = _load(tmp_path, ORACLE.format(addr=addr, upstream=upstream))
+    config = _load(tmp_path, http.format(addr=addr, upstream=upstream))
     model = Inheritance(config)
-    cases = {
-        "/own": ("location /own",),
-        "/bare": ("location /bare",),
-        "/nested/inner": ("location /nested", "location /nested/inner"),
-        "/cond": ("location /cond",),
-        "/cond?x=1": ("location /cond", "if"),
-    }
     proc = ManagedProcess(
         name="nginx",
         argv=[nginx_bin, "-p", f"{tmp_path}/", "-c", str(config.main), "-g", "daemon off;"],
@@ -258,7 +255,7 @@ def test_real_nginx_applies_the_headers_the_model_predicts(nginx_bin: str, tmp_p
     try:
         for uri, blocks in cases.items():
             chain = _chain(config, "http", "server", *blocks)
-            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+            conn = http_client.HTTPConnection(LOOPBACK, port, timeout=10)
             conn.request("GET", uri)
             response = conn.getresponse()
             body = response.read().decode()
@@ -271,6 +268,61 @@ def test_real_nginx_applies_the_headers_the_model_predicts(nginx_bin: str, tmp_p
             assert received == predicted & set(ECHOED), uri
     finally:
         proc.stop()
+
+
+@pytest.mark.e2e
+def test_real_nginx_applies_the_headers_the_model_predicts(nginx_bin: str, tmp_path: Path) -> None:
+    cases = {
+        "/own": ("location /own",),
+        "/bare": ("location /bare",),
+        "/nested/inner": ("location /nested", "location /nested/inner"),
+        "/cond": ("location /cond",),
+        "/cond?x=1": ("location /cond", "if"),
+    }
+    _check_against(nginx_bin, tmp_path, ORACLE, cases)
+
+
+MAINLINE = Path("/opt/hookshift-nginx-mainline/sbin/nginx")
+
+MERGING = """
+    access_log off;
+    add_header X-Http http;
+    server {{
+        listen {addr};
+        add_header_inherit merge;
+        add_header X-Server server;
+        location /merged {{ add_header X-Loc merged; proxy_pass http://{upstream}; }}
+        location /off {{
+            add_header_inherit off;
+            location /off/nested {{ proxy_pass http://{upstream}; }}
+            proxy_pass http://{upstream};
+        }}
+        location /on {{
+            add_header_inherit on;
+            add_header X-Loc on;
+            if ($arg_x) {{ add_header X-If if; }}
+            proxy_pass http://{upstream};
+        }}
+    }}
+    server {{
+        listen {upstream};
+        add_header X-Upstream 1;
+        location / {{ return 200 ""; }}
+    }}
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not MAINLINE.exists(), reason="needs nginx 1.29.3+ (add_header_inherit)")
+def test_mainline_nginx_merges_headers_as_the_model_predicts(tmp_path: Path) -> None:
+    cases = {
+        "/merged": ("location /merged",),
+        "/off": ("location /off",),
+        "/off/nested": ("location /off", "location /off/nested"),
+        "/on": ("location /on",),
+        "/on?x=1": ("location /on", "if"),
+    }
+    _check_against(str(MAINLINE), tmp_path, MERGING, cases)
 
 
 def test_shared_list_keeps_the_written_order(tmp_path: Path) -> None:
