@@ -157,19 +157,20 @@ class Inheritance:
 
     def __init__(self, config: NginxConfig) -> None:
         self.config = config
-        # keyed by id(): the config holds every block alive as long as this object does
-        self._grouped: dict[int, dict[str, tuple[Directive, ...]]] = {}
+        # keyed by id() (hashing a block hashes its whole subtree); each entry keeps its block
+        # alive so that the id cannot be reused by another block while cached
+        self._grouped: dict[int, tuple[Directive, dict[str, tuple[Directive, ...]]]] = {}
 
     def children(self, block: Directive) -> dict[str, tuple[Directive, ...]]:
         """`block`'s children (includes expanded) grouped by name, computed once per block."""
-        grouped = self._grouped.get(id(block))
-        if grouped is None:
+        entry = self._grouped.get(id(block))
+        if entry is None:
             lists: dict[str, list[Directive]] = {}
             for d in self.config.effective_children(block):
                 lists.setdefault(d.name, []).append(d)
-            grouped = {n: tuple(ds) for n, ds in lists.items()}
-            self._grouped[id(block)] = grouped
-        return grouped
+            entry = (block, {n: tuple(ds) for n, ds in lists.items()})
+            self._grouped[id(block)] = entry
+        return entry[1]
 
     def own(self, block: Directive, name: str) -> tuple[Directive, ...]:
         """`block`'s own `name` lines (includes expanded), nothing inherited."""
