@@ -3,9 +3,8 @@
 `nginx.config` gives directives with file:line and includes expanded. Doctor needs three more
 things nginx does at run time, all pure and computed here once:
 
-- *inheritance*: a directive not set in a block is taken from the nearest enclosing block that
-  sets it; array-like directives (``proxy_set_header``, ``access_log``, ``mirror``, ``allow``/
-  ``deny``) are inherited only when the block sets none of them (`effective`);
+- *inheritance*: which lines of a directive apply in a block (`effective`), by the rules of
+  `nginx.inheritance` (the model mirror uses too);
 - *location selection*: which location serves a URI (`Server.match`), needed to follow a
   ``mirror`` to the location that sends the copy: nginx's own rules, from `nginx.locations`
   (the one matcher mirror uses too);
@@ -22,6 +21,7 @@ from typing import TypeVar, cast
 
 from hookshift.errors import InputError
 from nginx.config import Directive, NginxConfig
+from nginx.inheritance import Chain, Inheritance
 from nginx.locations import find_location, location_spec
 from nginx.values import (
     PASS_DIRECTIVES,
@@ -33,6 +33,7 @@ from nginx.values import (
 
 __all__ = [
     "PASS_DIRECTIVES",
+    "Chain",
     "ProxyTarget",
     "parse_proxy_pass",
     "parse_time",
@@ -40,8 +41,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Chain = tuple[Directive, ...]
-"""Enclosing blocks, outermost first, ending with the block itself: (http, server, location...)."""
 
 
 def _identity(d: Directive) -> tuple[object, ...]:
@@ -127,10 +126,6 @@ class Index:
     config: NginxConfig
     servers: tuple[Server, ...]
     upstreams: dict[str, Directive]
-    _by_name: dict[tuple[object, ...], dict[str, tuple[Directive, ...]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-
     _memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
@@ -139,37 +134,20 @@ class Index:
             self._memo[key] = compute()
         return cast(T, self._memo[key])
 
-    def _children(self, block: Directive) -> dict[str, tuple[Directive, ...]]:
-        """A block's children (includes expanded) grouped by name, computed once per block."""
-        key = _identity(block)
-        grouped = self._by_name.get(key)
-        if grouped is None:
-            lists: dict[str, list[Directive]] = {}
-            for d in self.config.effective_children(block):
-                lists.setdefault(d.name, []).append(d)
-            grouped = {n: tuple(ds) for n, ds in lists.items()}
-            self._by_name[key] = grouped
-        return grouped
+    @cached_property
+    def inheritance(self) -> Inheritance:
+        """nginx's inheritance rules over this config (`nginx.inheritance`), cached per block."""
+        return Inheritance(self.config)
 
     def effective(self, chain: Chain, name: str) -> tuple[Directive, ...]:
-        """`name` as nginx applies it in the innermost block of `chain`.
-
-        The innermost block that sets `name` at all wins, with every one of its `name` lines;
-        this is exact for array directives (inherited only when a block sets none) and gives the
-        value for scalar ones (the last line).
-        """
-        for block in reversed(chain):
-            found = self._children(block).get(name)
-            if found:
-                return found
-        return ()
+        """`name` as nginx applies it in the innermost block of `chain` (`nginx.inheritance`)."""
+        return self.inheritance.effective(chain, name)
 
     def value(self, chain: Chain, name: str) -> Directive | None:
-        found = self.effective(chain, name)
-        return found[-1] if found else None
+        return self.inheritance.value(chain, name)
 
     def own(self, block: Directive, name: str) -> tuple[Directive, ...]:
-        return self._children(block).get(name, ())
+        return self.inheritance.own(block, name)
 
     def upstream_for(self, target: ProxyTarget) -> Directive | None:
         """The ``upstream`` block a proxy target names (nginx looks these up before DNS)."""

@@ -29,6 +29,7 @@ from mirror.render import server_lines as render_server
 from mirror.state import ConfigState, without_ours
 from nginx import splice
 from nginx.config import Directive, NginxConfig
+from nginx.inheritance import Inheritance
 from nginx.matching import Match, location_spec, match, server_listens, server_names
 from nginx.route import Hop
 from nginx.source import SourceConfig, load_stripped
@@ -349,13 +350,9 @@ def _is_off(d: Directive) -> bool:
     return d.args[:1] == ("off",)
 
 
-def _inherited(config: NginxConfig, levels: list[Directive], name: str) -> list[Directive] | None:
-    """The `name` directives in effect from the nearest level (innermost first) that has any."""
-    for level in levels:
-        found = config.effective_children(level, name)
-        if found:
-            return found
-    return None
+def _location_chain(scene: _Scene) -> tuple[Directive, ...]:
+    """The blocks around the scene's location, outermost first, ending with it."""
+    return (*reversed(scene.levels), scene.location)
 
 
 def _redeclare(d: Directive) -> str:
@@ -502,11 +499,10 @@ def _parity_log_lines(
     if path_filter is not None:
         log_args.append(f"if=${CALLBACK_VAR}")
     lines = [directive("access_log", *log_args)]
-    own = (
-        scene.config.effective_children(scene.location, "access_log")
-        if scene.mode == "mirror"
-        else []
-    )
+    # the forward location is new, in the server: it inherits from the server and http only
+    chain = _location_chain(scene) if scene.mode == "mirror" else (scene.http, scene.match.server)
+    found = Inheritance(scene.config).lookup(chain, "access_log")
+    own = found.lines if found.block is scene.location else ()
     for d in own:
         if _is_off(d):
             # nginx lets `access_log off` silence every log of its block, ours included
@@ -519,10 +515,8 @@ def _parity_log_lines(
             )
     if own:
         return tuple(lines)  # the location already chose its logs; ours goes beside them
-    # the forward location is new, in the server: it inherits from the server and http only
-    levels = scene.levels if scene.mode == "mirror" else [scene.match.server, scene.http]
-    inherited = _inherited(scene.config, levels, "access_log")
-    if inherited is None:
+    inherited = found.lines
+    if not inherited:
         if options.default_access_log:
             lines.append(directive("access_log", options.default_access_log, "combined"))
         else:
@@ -548,11 +542,11 @@ def _app_header_lines(
         )
         return ()
     lines = [directive("proxy_set_header", options.request_id_header, "$request_id")]
-    if not scene.config.effective_children(loc, "proxy_set_header"):
-        inherited = _inherited(scene.config, scene.levels, "proxy_set_header") or []
+    found = Inheritance(scene.config).lookup(_location_chain(scene), "proxy_set_header")
+    if found.block is not loc:  # the location's own lines would drop the inherited ones
         lines.extend(
             _redeclare(d)
-            for d in inherited
+            for d in found.lines
             if d.args[:1] and d.args[0].lower() != options.request_id_header.lower()
         )
     return tuple(lines)
@@ -564,13 +558,12 @@ def _needs_body_buffer(scene: _Scene, wanted: str) -> bool:
     A value set in the location itself is the user's (a second one is a duplicate), and a
     larger inherited value must not be lowered.
     """
-    config = scene.config
-    if config.effective_children(scene.location, "client_body_buffer_size"):
+    found = Inheritance(scene.config).lookup(_location_chain(scene), "client_body_buffer_size")
+    if found.block is scene.location:
         return False
-    inherited = _inherited(config, scene.levels, "client_body_buffer_size")
-    if not inherited or not inherited[-1].args:
+    if found.value is None or not found.value.args:
         return True
-    current, target = parse_size(inherited[-1].args[0]), parse_size(wanted)
+    current, target = parse_size(found.value.args[0]), parse_size(wanted)
     return current is None or target is None or current < target
 
 

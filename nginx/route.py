@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from hookshift.errors import InputError
 from nginx.config import Directive, NginxConfig
+from nginx.inheritance import effective
 from nginx.locations import find_location, location_spec, named_location
 from nginx.pcre import compile_or_refuse
 from nginx.values import PASS_DIRECTIVES
@@ -256,21 +257,16 @@ def _error_page(config: NginxConfig, levels: list[Directive], code: str, uri: st
 
     ``error_page`` lines are inherited only by blocks that have none of their own.
     """
-    for level in levels:
-        pages = config.effective_children(level, "error_page")
-        if not pages:
-            continue
-        for d in pages:
-            codes = [a for a in d.args[:-1] if a.isdigit()]
-            if code in codes and d.args:
-                target = d.args[-1]
-                via = f"error_page {code} at {d.where}"
-                if target.startswith("@"):
-                    return _Leave(via, uri, named=target)
-                if target.startswith("/"):
-                    return _Leave(via, target.split("?", 1)[0])
-                return None
-        return None
+    for d in effective(config, tuple(reversed(levels)), "error_page"):
+        codes = [a for a in d.args[:-1] if a.isdigit()]
+        if code in codes and d.args:
+            target = d.args[-1]
+            via = f"error_page {code} at {d.where}"
+            if target.startswith("@"):
+                return _Leave(via, uri, named=target)
+            if target.startswith("/"):
+                return _Leave(via, target.split("?", 1)[0])
+            return None
     return None
 
 
@@ -283,12 +279,8 @@ def _index(
 ) -> _Leave | None:
     """``index``: the first index file whose location does not just serve files (an app's
     entry point, ``index.php``); None when every one leads to static files."""
-    entries: tuple[str, ...] = ("index.html",)
-    for level in levels:
-        found = config.effective_children(level, "index")
-        if found:
-            entries = tuple(a for d in found for a in d.args)
-            break
+    found = effective(config, tuple(reversed(levels)), "index")
+    entries = tuple(a for d in found for a in d.args) if found else ("index.html",)
     for entry in entries:
         target = entry if entry.startswith("/") else uri + entry
         if "$" in target:

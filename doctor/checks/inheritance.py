@@ -1,5 +1,5 @@
-"""The array-inheritance traps: one ``access_log`` or ``proxy_set_header`` in a location drops
-every one inherited from server/http, silently.
+"""The array-inheritance traps: one ``access_log`` or ``proxy_set_header`` in a location (or an
+``access_log`` in an ``if`` block inside it) drops every one inherited, silently.
 
 This is how adding a parity log to the callback location silences the site's access log, and
 how adding one header drops ``X-Forwarded-For`` and friends the app relies on.
@@ -11,20 +11,24 @@ from collections.abc import Callable, Iterator
 
 from doctor.findings import Finding, Severity
 from doctor.mirrors import mirror_path_locations
-from doctor.model import Index, Location, is_aws_host, proxy_target_of
+from doctor.model import Chain, Index, Location, is_aws_host, proxy_target_of
 from nginx.config import Directive
 
 
 def _dropped(
-    index: Index, loc: Location, name: str, key: Callable[[Directive], str]
+    index: Index, chain: Chain, name: str, key: Callable[[Directive], str]
 ) -> tuple[list[Directive], list[Directive]]:
-    """(the location's own `name` lines, inherited lines whose key the location does not set)."""
-    own = list(index.own(loc.directive, name))
-    if not own:
-        return [], []
-    inherited = index.effective(loc.chain[:-1], name)
+    """(the block's own `name` lines, inherited lines whose key the block does not set)."""
+    own = list(index.own(chain[-1], name))
     kept = {key(d) for d in own}
-    return own, [d for d in inherited if key(d) not in kept]
+    return own, [d for d in index.inheritance.dropped(chain, name) if key(d) not in kept]
+
+
+def _scopes(index: Index, loc: Location) -> Iterator[tuple[Chain, str]]:
+    """The location and each ``if`` block in it, which nginx runs with settings of its own."""
+    yield loc.chain, loc.label
+    for cond in index.own(loc.directive, "if"):
+        yield (*loc.chain, cond), f"`if ({' '.join(cond.args)})` of {loc.label}"
 
 
 def _names(lines: list[Directive], key: Callable[[Directive], str]) -> str:
@@ -37,22 +41,24 @@ def access_log_silences_inherited(index: Index) -> Iterator[Finding]:
 
     for server in index.servers:
         for loc in server.all_locations():
-            own, dropped = _dropped(index, loc, "access_log", key)
-            if not dropped or any(key(d) == "off" for d in own):
-                continue
-            dropped = [d for d in dropped if key(d) != "off"]
-            if not dropped:
-                continue
-            yield Finding(
-                code="access-log-drops-inherited",
-                severity=Severity.WARNING,
-                where=own[0].where,
-                message=(
-                    f"the `access_log` in {loc.label} replaces the inherited ones: requests "
-                    f"served here are no longer written to {_names(dropped, key)}"
-                ),
-                fix="re-declare the inherited access_log lines in this location",
-            )
+            for chain, label in _scopes(index, loc):
+                own, dropped = _dropped(index, chain, "access_log", key)
+                if not dropped or any(key(d) == "off" for d in own):
+                    continue
+                dropped = [d for d in dropped if key(d) != "off"]
+                if not dropped:
+                    continue
+                yield Finding(
+                    code="access-log-drops-inherited",
+                    severity=Severity.WARNING,
+                    where=own[0].where,
+                    message=(
+                        f"the `access_log` in {label} replaces the inherited ones: requests "
+                        f"served here are no longer written to {_names(dropped, key)}"
+                    ),
+                    fix="re-declare the inherited access_log lines in this "
+                    + ("location" if chain[-1] is loc.directive else "`if` block"),
+                )
 
 
 def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
@@ -62,7 +68,7 @@ def proxy_set_header_drops_inherited(index: Index) -> Iterator[Finding]:
     mirror_path = mirror_path_locations(index)
     for server in index.servers:
         for loc in server.all_locations():
-            own, dropped = _dropped(index, loc, "proxy_set_header", key)
+            own, dropped = _dropped(index, loc.chain, "proxy_set_header", key)
             if not dropped:
                 continue
             found = proxy_target_of(index, loc)

@@ -169,11 +169,7 @@ def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Find
 def _access_rules(index: Index, source: Location) -> list[Directive]:
     """``allow``/``deny`` in effect, in order: they form one list, inherited only by a block
     that has neither (a location with one ``allow`` drops the server's ``deny all``)."""
-    for block in reversed(source.chain):
-        rules = [d for d in index.config.effective_children(block) if d.name in ("allow", "deny")]
-        if rules:
-            return rules
-    return []
+    return list(index.inheritance.shared(source.chain, "allow"))
 
 
 def mirror_without_body(index: Index) -> Iterator[Finding]:
@@ -256,7 +252,7 @@ def mirror_at_server_level(index: Index) -> Iterator[Finding]:
     """``mirror`` in server/http reaches every location that has none of its own."""
     reported: set[Directive] = set()
     for server in index.servers:
-        outer = index.own(server.directive, "mirror") or index.own(server.chain[0], "mirror")
+        outer = index.effective(server.chain, "mirror")
         for line in outer:
             if line in reported or not line.args or line.args[0] == "off":
                 continue

@@ -92,3 +92,25 @@ def test_dropping_headers_where_mirror_copies_are_handled_is_only_info(
     findings = [f for f in diagnose_http(text) if f.code == "proxy-set-header-drops-inherited"]
     assert len(findings) == 2  # the mirror target and the relay's location
     assert {f.severity for f in findings} == {Severity.INFO}
+
+
+def test_access_log_in_an_if_block_silences_the_locations_logs(tmp_path: Path) -> None:
+    """nginx runs an ``if`` in a location with settings of its own: its access_log replaces the
+    location's (a parity log there misses every request for which the condition holds)."""
+    text = """
+    server {
+        listen 8081;
+        location /callback {
+            access_log /var/log/nginx/parity.log;
+            if ($http_x_debug) { access_log /var/log/nginx/debug.log; }
+            proxy_pass http://127.0.0.1:9000;
+        }
+    }
+    """
+    config = write_config(tmp_path, text)
+    findings = [f for f in diagnose_file(config) if f.code == "access-log-drops-inherited"]
+    inside_if = [f for f in findings if f.where == line_of(config, "debug.log")]
+    assert len(inside_if) == 1
+    assert f"/var/log/nginx/parity.log ({line_of(config, 'parity.log')})" in inside_if[0].message
+    assert "`if ($http_x_debug)`" in inside_if[0].message
+    assert "`if` block" in inside_if[0].fix

@@ -95,3 +95,23 @@ def test_doctor_and_mirror_choose_the_same_location(tmp_path) -> None:  # type: 
         assert server.match(uri).directive is found[0]  # type: ignore[union-attr]
     named = [loc for loc in server.all_locations() if loc.modifier == "@"]
     assert [loc.pattern for loc in named] == ["@app"]
+
+
+def test_index_inherits_by_nginx_rules(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """allow/deny are one list (the location's allow drops the server's deny all); a location
+    with an add_header of its own keeps the inherited ones under add_header_inherit merge."""
+    text = """
+    server {
+        listen 8081;
+        deny all;
+        add_header_inherit merge;
+        add_header X-Server 1;
+        location /open { allow 127.0.0.1; add_header X-Open 1; }
+        location /closed { }
+    }
+    """
+    index = build_index(load(write_config(tmp_path, text)))
+    open_, closed = (loc.chain for loc in index.servers[0].all_locations())
+    assert index.effective(open_, "deny") == ()
+    assert [d.args for d in index.effective(closed, "deny")] == [("all",)]
+    assert [d.args[0] for d in index.effective(open_, "add_header")] == ["X-Open", "X-Server"]
