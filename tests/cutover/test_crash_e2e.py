@@ -43,6 +43,7 @@ POINTS = [
     ("cutover:restored", "mirror-stage"),
 ]
 
+
 def _kill_at(cut: Cutover, label: str) -> None:
     env = {**os.environ, PAUSE_ENV: label, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
