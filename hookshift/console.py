@@ -6,15 +6,17 @@ Data goes to stdout, diagnostics to stderr. Colour is used only when the stream 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from hookshift.errors import OperationError
+from hookshift.errors import InputError
 
 _LEVEL_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
@@ -25,19 +27,30 @@ def diag(level: str, message: str) -> None:
     click.echo(f"{label} {message}", err=True)
 
 
-def out(text: str, *, nl: bool = True) -> None:
-    """Write data on stdout; a stdout that cannot take it (a full disk, /dev/full, a closed
-    pipe) is one error line, not a traceback.
+@contextlib.contextmanager
+def stdout_guard(after: str = "") -> Iterator[None]:
+    """Output that cannot be written (a full disk, ``> /dev/full``, a closed pipe) is one
+    error line with exit 2, not a traceback; `after` says what was already done (e.g. that
+    the config was changed).
 
-    After a failed write, stdout is pointed at /dev/null: Python flushes stdout again at exit,
-    and that second failure would print its own traceback-like noise.
+    stdout then points at /dev/null: Python flushes stdout again at exit, and that second
+    failure would print its own traceback-like noise.
     """
     try:
-        click.echo(text, nl=nl)
+        yield
     except OSError as exc:
         _silence_stdout()
         reason = "the reader went away" if exc.errno == errno.EPIPE else exc.strerror or exc
-        raise OperationError(f"cannot write the output to standard output: {reason}") from None
+        raise InputError(
+            f"cannot write to standard output: {reason}{after}",
+            fix="send the output to a file on a disk with space, or to a pipe",
+        ) from None
+
+
+def out(text: str, *, nl: bool = True) -> None:
+    """Write data on stdout (see `stdout_guard` for a stdout that cannot take it)."""
+    with stdout_guard():
+        click.echo(text, nl=nl)
 
 
 def _silence_stdout() -> None:

@@ -262,7 +262,10 @@ def recover(config: Path) -> tuple[str, ...]:
 def pending_change(config: Path) -> str | None:
     """What a killed run left unfinished in `config`, said for the user (None: nothing)."""
     state = ConfigState.of(Path(os.path.abspath(config)))
-    intent = state.load().intent if state.config.is_file() else None
+    try:
+        intent = state.load().intent if state.config.is_file() else None
+    except InputError:
+        return None  # another user's state (root's): only they can apply, and they are told
     if intent is None:
         return None
     return f"an interrupted hookshift {intent.op} left {len(intent.files)} file(s) unfinished"

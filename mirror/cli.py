@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from hookshift.console import diag, emit_json
+from hookshift.console import diag, emit_json, stdout_guard
 from hookshift.errors import InputError
 from mirror.apply import apply_plan, default_backup_dir, pending_change, recover
 from mirror.dnscheck import dns_warnings
@@ -277,24 +274,6 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
     return plan
 
 
-@contextlib.contextmanager
-def _stdout(after: str = "") -> Iterator[None]:
-    """Output that cannot be written (a full disk, ``> /dev/full``) is one line, exit 2.
-
-    stdout then points at /dev/null so the interpreter's last flush has nowhere to fail.
-    """
-    try:
-        yield
-    except OSError as exc:
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        raise InputError(
-            f"cannot write to standard output: {exc.strerror}{after}",
-            fix="send the output to a file on a disk with space, or to a pipe",
-        ) from None
-
-
 def _notes(notes: tuple[str, ...]) -> None:
     for note in notes:
         diag("warning", note)
@@ -317,7 +296,7 @@ def plan(**kwargs: Any) -> None:
         diag("warning", f"{pending}: the next apply or remove puts them back first")
     result = _build(kwargs)
     if kwargs["fmt"] == "json":
-        with _stdout():
+        with stdout_guard():
             emit_json(result.to_json())
         return
     diag(
@@ -328,7 +307,7 @@ def plan(**kwargs: Any) -> None:
     if result.already_applied:
         diag("ok", "already applied: no change")
         return
-    with _stdout():
+    with stdout_guard():
         click.echo(result.diff(), nl=False)
 
 
@@ -352,7 +331,7 @@ def apply(**kwargs: Any) -> None:
     _notes(recover(kwargs["config"]))
     result = _build(kwargs)
     if kwargs["fmt"] != "json" and not result.already_applied:
-        with _stdout("; nothing changed"):  # the diff first: unwritable output changes nothing
+        with stdout_guard("; nothing changed"):  # the diff first: unwritable output changes nothing
             click.echo(result.diff(), nl=False)
     outcome = apply_plan(
         result,
@@ -369,7 +348,7 @@ def apply(**kwargs: Any) -> None:
             "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
             "reloaded": outcome.reloaded,
         }
-        with _stdout(" (the config was changed)" if outcome.changed else ""):
+        with stdout_guard(" (the config was changed)" if outcome.changed else ""):
             emit_json(data)
         return
     if outcome.no_change:
@@ -413,7 +392,7 @@ def remove(
     )
     _notes(outcome.notes)
     if fmt == "json":
-        with _stdout(" (the config was changed)" if outcome.changed else ""):
+        with stdout_guard(" (the config was changed)" if outcome.changed else ""):
             emit_json(
                 {
                     "changed": [str(p) for p in outcome.changed],

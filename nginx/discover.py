@@ -46,6 +46,8 @@ def compiled_path(defaults: Mapping[str, str], key: str) -> Path | None:
 
 def is_site_file(path: Path) -> bool:
     """True when `path` holds http-level blocks (``server {}``) and nothing of a main config."""
+    if not path.is_file():
+        return False  # a FIFO would block the read; loading it as the main config says why
     try:
         statements = lexer.parse(read_text(path), str(path))
     except (OSError, InputError):

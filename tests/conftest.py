@@ -6,15 +6,23 @@ reaches the internet or AWS.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from rehearsal.sqs import MotoServer, start_moto
 
 REPO = Path(__file__).resolve().parents[1]
+
+# CI runs the property tests on the same examples every time (a red CI names a bug found
+# before, reproducible); a developer's run keeps exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)

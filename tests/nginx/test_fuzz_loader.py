@@ -139,7 +139,9 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 def _check_offsets(config: NginxConfig, texts: dict[Path, str]) -> None:
     for d, _ in config.walk():
         text = texts[d.file]
-        assert text[d.start :].startswith(d.name) or d.name != d.name.strip() or "\\" in text
+        written = text[d.start :]
+        quoted = written[:1] in ("'", '"') and written[1:].startswith(d.name)
+        assert written.startswith(d.name) or quoted or d.name != d.name.strip() or "\\" in text
         if d.block is not None:
             assert text[d.open_brace] == "{" and text[d.close_brace] == "}"
 
