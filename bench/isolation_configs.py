@@ -240,7 +240,7 @@ def hookshift_plan_options(conf: Path, spec: FrontSpec) -> MirrorOptions:
         stage_url=f"https://{spec.target.authority}{STAGE_PATH}",
         resolvers=(spec.target.resolver,),
         trusted_ca=spec.certs.ca,
-        relay_socket=str(spec.prefix / "hookshift-mirror.sock"),
+        relay_socket=str(spec.prefix / "hookshift" / "relay.sock"),
         parity_log=spec.parity_log,
         default_access_log=str(spec.prefix / "access.log"),
     )

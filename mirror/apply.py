@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hookshift.durable import exclusive_lock, fsync_dir
 from hookshift.errors import InputError, OperationError
-from mirror.plan import MirrorPlan
+from mirror.plan import MirrorPlan, relay_dir
 from nginx import binary
 from nginx.source import load_source, read_text, to_bytes
 
@@ -228,13 +228,17 @@ def _poll(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
-    """Two-hop: the relay socket's directory must exist; after a reload the socket must."""
-    if plan.layout != "two-hop" or not plan.changes:
+    """Mirror: the relay socket's directory must exist (or its parent, when nginx creates it
+    as hookshift's private one); after a reload the socket must."""
+    if plan.mode != "mirror" or not plan.changes:
         return None
     socket_path = Path(plan.options.relay_socket)
-    if not socket_path.parent.is_dir():
+    needed = socket_path.parent
+    if relay_dir(str(socket_path)) is not None:
+        needed = needed.parent
+    if not needed.is_dir():
         raise InputError(
-            f"the relay socket's directory does not exist: {socket_path.parent}",
+            f"the relay socket's directory does not exist: {needed}",
             fix="create it or pass --relay-socket in an existing directory nginx can write",
         )
     return socket_path.is_socket

@@ -102,6 +102,10 @@ Mode = Literal["mirror", "forward"]
 StageDns = Literal["runtime", "reload"]
 
 BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
+# What a copy must not carry to the stage unless the user keeps it (``--keep-header``).
+CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+RELAY_STAGE_URI = "/__hookshift_stage"
+COPIES_ZONE = "hookshift_copies"
 
 
 @dataclass(frozen=True)
@@ -150,8 +154,21 @@ class TemplateContext:
     stage_dns: StageDns = "runtime"
     stage_pool: str = "hookshift_stage_keepalive"
     stage_pool_target: str = ""
+    callback_path: str = "/"
+    stage_hop_socket: str = ""
+    relay_dir: str | None = None
+    copies_cap: int = 192
+    copies_zone: str = COPIES_ZONE
+    stage_uri: str = RELAY_STAGE_URI
+    strip_headers: tuple[str, ...] = CREDENTIAL_HEADERS
 
     # Derived values the templates read.
+    @property
+    def stage_hop(self) -> bool:
+        """Run-time DNS on nginx < 1.27.3: the breaker's primary is a local stage-hop server,
+        because only a variable ``proxy_pass`` re-resolves and it cannot sit in an upstream."""
+        return self.layout == "two-hop" and self.stage_dns == "runtime"
+
     @property
     def resolver_args(self) -> str:
         return " ".join([*self.resolvers, f"valid={self.tuning.resolver_valid}", "ipv6=off"])

@@ -1,14 +1,17 @@
 """A running nginx with hookshift's mirror: the app gets the callback, the stage gets a copy,
-the parity log gets the body, the original access_log and inherited headers keep working."""
+the parity log gets the body, the original access_log and inherited headers keep working.
+
+The tests marked for both binaries run on Debian's nginx (1.22, run-time DNS through a stage
+hop) and on a current mainline nginx (>= 1.27.3, the stage in a resolving upstream) when
+``HOOKSHIFT_NGINX_MAINLINE`` names one (``.ci/run`` builds it).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import socket
+import os
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +24,8 @@ from hookshift.errors import OperationError
 from mirror.apply import apply_plan
 from mirror.plan import MirrorOptions, make_plan
 from mirror.remove import remove_marked
+from mirror.render import Tuning
+from nginx.binary import nginx_version
 from rehearsal.dns import DnsServer
 from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from tests.mirror.servers import RecordingServer
@@ -51,6 +56,23 @@ http {{
     }}
 }}
 """
+
+
+MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
+Nginx = tuple[str, tuple[int, int, int]]
+
+
+@pytest.fixture(params=["debian", "mainline"])
+def any_nginx(request: pytest.FixtureRequest, nginx_bin: str) -> Nginx:
+    """Each nginx binary there is, with its version (which chooses the layout)."""
+    path = nginx_bin
+    if request.param == "mainline":
+        path = os.environ.get(MAINLINE_ENV, "")
+        if not path:
+            pytest.skip(f"{MAINLINE_ENV} is not set (.ci/run builds nginx 1.31.5 and sets it)")
+        if not os.access(path, os.X_OK):
+            pytest.skip(f"{MAINLINE_ENV}={path} is not an executable")
+    return path, nginx_version(path)
 
 
 @pytest.fixture
@@ -273,48 +295,56 @@ def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
         nginx.stop()
 
 
-def test_a_hanging_stage_opens_the_breaker_after_one_copy(
-    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path, port: int
+@pytest.mark.e2e
+def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
 ) -> None:
-    """A stage that accepts and never answers is tried once; then the backup fails every copy
-    at once for fail_timeout, so it sees no further connection while the app gets them all."""
-    hang = socket.socket()
-    hang.bind((LOOPBACK, 0))
-    hang.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        hang.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(hang.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    options = replace(_options(tmp_path, hang.getsockname()[1], dns, ca_file), timeout=0.5)
+    """While the stage hangs the callbacks go on at once; the copies in flight fail at their
+    timeout and open the breaker, which keeps the stage out until fail_timeout has passed;
+    then the stage gets copies again."""
+    nginx_path, version = any_nginx
+    stage.hanging.set()
+    options = replace(
+        _options(tmp_path, stage.port, dns, ca_file),
+        timeout=0.5,
+        tuning=Tuning(fail_timeout="2s"),
+    )
     apply_plan(
-        make_plan(options, (1, 22, 1)),
-        nginx_bin=nginx_bin,
+        make_plan(options, version),
+        nginx_bin=nginx_path,
         backup_dir=tmp_path / "bk",
         prefix=tmp_path,
     )
-    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    nginx = _start_nginx(nginx_path, tmp_path, port)
     try:
-        # one keep-alive connection: nginx reads its next request only after the previous
-        # request's mirror has finished, so the copies go one after another
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)  # keep-alive
         statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(6)]
-        assert statuses == [200] * 6
+        assert statuses == [200] * 6, "the callbacks do not wait for their hanging copies"
         assert len(app.received) == 6
-        assert len(accepted) == 1, "after one failed copy the breaker keeps the stage out"
+        errors = tmp_path / "hookshift-mirror.error.log"
+        _wait_for(
+            lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
+            "the breaker to open",
+        )
+        held = stage.held
+        assert [_post(port, SAMPLE, conn) for _ in range(6)] == [200] * 6
+        assert stage.held == held, "the open breaker keeps the hanging stage out"
+        stage.hanging.clear()
+
+        def copied() -> bool:
+            assert _post(port, SAMPLE + b"again", conn) == 200
+            return any(r.body == SAMPLE + b"again" for r in stage.received)
+
+        _wait_for(copied, "a copy at the recovered stage", timeout=15)
+        assert "hookshift-mirror" not in (tmp_path / "error.log").read_text()
     finally:
         nginx.stop()
-        stop.set()
-        thread.join()
-        for peer in accepted:
-            peer.close()
-        hang.close()
 
 
 def test_a_broad_location_copies_and_logs_only_the_callback_path(
