@@ -63,6 +63,7 @@ class RecordingServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 1024  # many copies may connect at once
 
     def __init__(
         self,
@@ -82,7 +83,10 @@ class RecordingServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         if tls is not None:
             tls.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)  # type: ignore[assignment,misc]
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            # the handshake runs in the request's thread, so a held request blocks no other
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def get_request(self) -> tuple[Any, Any]:

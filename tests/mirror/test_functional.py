@@ -11,9 +11,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -461,3 +463,214 @@ def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
             assert stage.connections == copies, "a new connection per copy"
     finally:
         stage.stop()
+
+
+def _apply_and_start(
+    tmp_path: Path, any_nginx: Nginx, options: MirrorOptions, port: int
+) -> ManagedProcess:
+    nginx_path, version = any_nginx
+    plan = make_plan(options, version)
+    apply_plan(plan, nginx_bin=nginx_path, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    return _start_nginx(nginx_path, tmp_path, port)
+
+
+@pytest.mark.e2e
+def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentials(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """Body bytes, method, path and query as the vendor sent them; the stage's own Host and
+    SNI; the vendor's credentials left out, its signature header kept."""
+    sent = {
+        "/callback?src=vendor&q=%ED%95%9C+x": SAMPLE,
+        "/callback": bytes(range(256)) * 4,
+        "/callback?empty=1": b"",
+        "/callback?big=1": b"A" * 100_000,
+    }
+    nginx = _apply_and_start(
+        tmp_path, any_nginx, _options(tmp_path, stage.port, dns, ca_file), port
+    )
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        for path, body in sent.items():
+            conn.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    "Host": "hooks.test",
+                    "Authorization": "Bearer vendor-secret",
+                    "Cookie": "session=s3cr3t",
+                    "Proxy-Authorization": "Basic cHJveHk=",
+                    "X-Signature": "sig-123",
+                },
+            )
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        _wait_for(lambda: len(stage.received) >= len(sent), "every copy at the stage")
+    finally:
+        nginx.stop()
+    by_id = {r.headers["x-request-id"]: r for r in app.received}
+    assert len(stage.received) == len(sent)
+    for copy in stage.received:
+        original = by_id[copy.headers["x-request-id"]]
+        assert copy.method == original.method == "POST"
+        assert copy.path == "/prod" + original.path
+        assert copy.body == original.body == sent[original.path]
+        assert copy.headers["host"] == STAGE_HOST
+        assert copy.headers["x-signature"] == "sig-123"
+        for name in ("authorization", "cookie", "proxy-authorization"):
+            assert name not in copy.headers, name
+            assert name in original.headers, "the app still gets it"
+    assert set(stage.sni) == {STAGE_HOST}
+
+
+@pytest.mark.e2e
+def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """nginx makes every unix socket 0666, so the relay's socket lives in a directory nginx
+    creates for its worker user only; and whoever reaches it can send only the callback."""
+    relay = tmp_path / "hookshift" / "relay.sock"
+    options = replace(_options(tmp_path, stage.port, dns, ca_file), relay_socket=str(relay))
+    nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+    try:
+        _wait_for(relay.exists, "the relay socket")
+        assert relay.stat().st_mode & 0o777 == 0o666
+        directory = relay.parent.stat()
+        assert directory.st_mode & 0o777 == 0o700
+        assert directory.st_uid == os.getuid()  # the worker user of this config (`user root`)
+
+        def ask(method: str, path: str) -> int:
+            conn = _UnixConnection(str(relay))
+            conn.request(method, path, body=b"x" if method != "GET" else None)
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status
+
+        assert ask("POST", "/other") == 404
+        assert ask("POST", "/callback/more") == 404
+        assert ask("GET", "/callback") == 403
+        assert ask("PUT", "/callback") == 403
+        assert ask("POST", "/__hookshift_stage") == 404
+        assert ask("POST", "/callback?from=relay") == 204
+        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy")
+    finally:
+        nginx.stop()
+    assert [r.path for r in stage.received] == ["/prod/callback?from=relay"]
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.unix_path)
+
+
+@pytest.mark.e2e
+def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    ca: trustme.CA,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """Run-time DNS (a stage hop on nginx < 1.27.3, ``resolve`` in the upstream from 1.27.3):
+    when the stage's name moves to another address, copies follow it while nginx runs."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(STAGE_HOST).configure_cert(ctx)
+    first = RecordingServer(tls=ctx, payload=b"").start()
+    second = RecordingServer(tls=ctx, payload=b"", host="127.0.0.2", port=first.port).start()
+    try:
+        with DnsServer([f"{STAGE_HOST}=127.0.0.1"], ttl=1) as dns:
+            options = replace(
+                _options(tmp_path, first.port, dns, ca_file), tuning=Tuning(resolver_valid="1s")
+            )
+            nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+            try:
+                conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+
+                def reaches(server: RecordingServer) -> bool:
+                    assert _post(port, SAMPLE, conn) == 200
+                    return bool(server.received)
+
+                _wait_for(lambda: reaches(first), "a copy at the first address")
+                dns.set_records([f"{STAGE_HOST}=127.0.0.2"])
+                _wait_for(lambda: reaches(second), "a copy at the new address", timeout=20)
+                assert nginx.popen is not None and nginx.popen.poll() is None, "no restart"
+            finally:
+                nginx.stop()
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.e2e
+def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """worker_connections 768 and a stage that never answers: the relay holds at most its cap
+    of copies and answers the rest at once, so no vendor connection is refused or reset."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(conf.read_text().replace("worker_connections 64;", "worker_connections 768;"))
+    stage.hanging.set()
+    options = replace(_options(tmp_path, stage.port, dns, ca_file), timeout=10.0)
+    version = any_nginx[1]
+    cap = int(
+        next(
+            line.split()[2].rstrip(";")
+            for line in make_plan(options, version).changes[0].new_text.splitlines()
+            if "limit_conn hookshift_copies" in line
+        )
+    )
+    clients = 2 * cap + 64
+    nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+    try:
+
+        def callback(i: int) -> int:
+            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+            conn.request(
+                "POST",
+                "/callback",
+                body=SAMPLE + str(i).encode(),
+                headers={"Host": "hooks.test", "Connection": "close"},
+            )
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status
+
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            statuses = list(pool.map(callback, range(clients)))
+        assert statuses == [200] * clients
+        _wait_for(lambda: stage.held >= cap, "the copies the relay lets through")
+        relay_log = tmp_path / "hookshift-mirror.error.log"
+        _wait_for(lambda: "limiting connections" in relay_log.read_text(), "dropped copies")
+        assert stage.held == cap, "copies in flight stay at the relay's cap"
+    finally:
+        nginx.stop()
+    assert len(app.received) == clients
