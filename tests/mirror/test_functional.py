@@ -16,8 +16,9 @@ import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -297,8 +298,37 @@ def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
         nginx.stop()
 
 
-@pytest.mark.e2e
-def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
+def _apply_and_start(
+    tmp_path: Path, any_nginx: Nginx, options: MirrorOptions, port: int
+) -> ManagedProcess:
+    nginx_path, version = any_nginx
+    plan = make_plan(options, version)
+    apply_plan(plan, nginx_bin=nginx_path, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    return _start_nginx(nginx_path, tmp_path, port)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A config in `prefix` for one nginx binary, with a running app, TLS stage and DNS."""
+
+    prefix: Path
+    nginx: Nginx
+    app: RecordingServer
+    stage: RecordingServer
+    dns: DnsServer
+    ca_file: Path
+    port: int
+
+    def options(self, **overrides: Any) -> MirrorOptions:
+        base = _options(self.prefix, self.stage.port, self.dns, self.ca_file)
+        return replace(base, **overrides)
+
+    def start(self, options: MirrorOptions) -> ManagedProcess:
+        return _apply_and_start(self.prefix, self.nginx, options, self.port)
+
+
+@pytest.fixture
+def live(
     tmp_path: Path,
     any_nginx: Nginx,
     app: RecordingServer,
@@ -306,45 +336,40 @@ def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
     dns: DnsServer,
     ca_file: Path,
     port: int,
+) -> Live:
+    return Live(tmp_path, any_nginx, app, stage, dns, ca_file, port)
+
+
+@pytest.mark.e2e
+def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
+    live: Live,
 ) -> None:
     """While the stage hangs the callbacks go on at once; the copies in flight fail at their
     timeout and open the breaker, which keeps the stage out until fail_timeout has passed;
     then the stage gets copies again."""
-    nginx_path, version = any_nginx
-    stage.hanging.set()
-    options = replace(
-        _options(tmp_path, stage.port, dns, ca_file),
-        timeout=0.5,
-        tuning=Tuning(fail_timeout="2s"),
-    )
-    apply_plan(
-        make_plan(options, version),
-        nginx_bin=nginx_path,
-        backup_dir=tmp_path / "bk",
-        prefix=tmp_path,
-    )
-    nginx = _start_nginx(nginx_path, tmp_path, port)
+    live.stage.hanging.set()
+    nginx = live.start(live.options(timeout=0.5, tuning=Tuning(fail_timeout="2s")))
     try:
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)  # keep-alive
-        statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(6)]
+        conn = http.client.HTTPConnection(LOOPBACK, live.port, timeout=30)  # keep-alive
+        statuses = [_post(live.port, SAMPLE + str(i).encode(), conn) for i in range(6)]
         assert statuses == [200] * 6, "the callbacks do not wait for their hanging copies"
-        assert len(app.received) == 6
-        errors = tmp_path / "hookshift-mirror.error.log"
+        assert len(live.app.received) == 6
+        errors = live.prefix / "hookshift-mirror.error.log"
         _wait_for(
             lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
             "the breaker to open",
         )
-        held = stage.held
-        assert [_post(port, SAMPLE, conn) for _ in range(6)] == [200] * 6
-        assert stage.held == held, "the open breaker keeps the hanging stage out"
-        stage.hanging.clear()
+        held = live.stage.held
+        assert [_post(live.port, SAMPLE, conn) for _ in range(6)] == [200] * 6
+        assert live.stage.held == held, "the open breaker keeps the hanging stage out"
+        live.stage.hanging.clear()
 
         def copied() -> bool:
-            assert _post(port, SAMPLE + b"again", conn) == 200
-            return any(r.body == SAMPLE + b"again" for r in stage.received)
+            assert _post(live.port, SAMPLE + b"again", conn) == 200
+            return any(r.body == SAMPLE + b"again" for r in live.stage.received)
 
         _wait_for(copied, "a copy at the recovered stage", timeout=15)
-        assert "hookshift-mirror" not in (tmp_path / "error.log").read_text()
+        assert "hookshift-mirror" not in (live.prefix / "error.log").read_text()
     finally:
         nginx.stop()
 
@@ -465,24 +490,9 @@ def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
         stage.stop()
 
 
-def _apply_and_start(
-    tmp_path: Path, any_nginx: Nginx, options: MirrorOptions, port: int
-) -> ManagedProcess:
-    nginx_path, version = any_nginx
-    plan = make_plan(options, version)
-    apply_plan(plan, nginx_bin=nginx_path, backup_dir=tmp_path / "bk", prefix=tmp_path)
-    return _start_nginx(nginx_path, tmp_path, port)
-
-
 @pytest.mark.e2e
 def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentials(
-    tmp_path: Path,
-    any_nginx: Nginx,
-    app: RecordingServer,
-    stage: RecordingServer,
-    dns: DnsServer,
-    ca_file: Path,
-    port: int,
+    live: Live,
 ) -> None:
     """Body bytes, method, path and query as the vendor sent them; the stage's own Host and
     SNI; the vendor's credentials left out, its signature header kept."""
@@ -492,11 +502,9 @@ def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentia
         "/callback?empty=1": b"",
         "/callback?big=1": b"A" * 100_000,
     }
-    nginx = _apply_and_start(
-        tmp_path, any_nginx, _options(tmp_path, stage.port, dns, ca_file), port
-    )
+    nginx = live.start(live.options())
     try:
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        conn = http.client.HTTPConnection(LOOPBACK, live.port, timeout=10)
         for path, body in sent.items():
             conn.request(
                 "POST",
@@ -513,12 +521,12 @@ def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentia
             response = conn.getresponse()
             response.read()
             assert response.status == 200
-        _wait_for(lambda: len(stage.received) >= len(sent), "every copy at the stage")
+        _wait_for(lambda: len(live.stage.received) >= len(sent), "every copy at the stage")
     finally:
         nginx.stop()
-    by_id = {r.headers["x-request-id"]: r for r in app.received}
-    assert len(stage.received) == len(sent)
-    for copy in stage.received:
+    by_id = {r.headers["x-request-id"]: r for r in live.app.received}
+    assert len(live.stage.received) == len(sent)
+    for copy in live.stage.received:
         original = by_id[copy.headers["x-request-id"]]
         assert copy.method == original.method == "POST"
         assert copy.path == "/prod" + original.path
@@ -528,24 +536,17 @@ def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentia
         for name in ("authorization", "cookie", "proxy-authorization"):
             assert name not in copy.headers, name
             assert name in original.headers, "the app still gets it"
-    assert set(stage.sni) == {STAGE_HOST}
+    assert set(live.stage.sni) == {STAGE_HOST}
 
 
 @pytest.mark.e2e
 def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
-    tmp_path: Path,
-    any_nginx: Nginx,
-    app: RecordingServer,
-    stage: RecordingServer,
-    dns: DnsServer,
-    ca_file: Path,
-    port: int,
+    live: Live,
 ) -> None:
     """nginx makes every unix socket 0666, so the relay's socket lives in a directory nginx
     creates for its worker user only; and whoever reaches it can send only the callback."""
-    relay = tmp_path / "hookshift" / "relay.sock"
-    options = replace(_options(tmp_path, stage.port, dns, ca_file), relay_socket=str(relay))
-    nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+    relay = live.prefix / "hookshift" / "relay.sock"
+    nginx = live.start(live.options(relay_socket=str(relay)))
     try:
         _wait_for(relay.exists, "the relay socket")
         assert relay.stat().st_mode & 0o777 == 0o666
@@ -567,10 +568,10 @@ def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
         assert ask("PUT", "/callback") == 403
         assert ask("POST", "/__hookshift_stage") == 404
         assert ask("POST", "/callback?from=relay") == 204
-        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy")
+        _wait_for(lambda: len(live.stage.received) >= 1, "the callback's copy")
     finally:
         nginx.stop()
-    assert [r.path for r in stage.received] == ["/prod/callback?from=relay"]
+    assert [r.path for r in live.stage.received] == ["/prod/callback?from=relay"]
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -625,34 +626,27 @@ def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
 
 @pytest.mark.e2e
 def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
-    tmp_path: Path,
-    any_nginx: Nginx,
-    app: RecordingServer,
-    stage: RecordingServer,
-    dns: DnsServer,
-    ca_file: Path,
-    port: int,
+    live: Live,
 ) -> None:
     """worker_connections 768 and a stage that never answers: the relay holds at most its cap
     of copies and answers the rest at once, so no vendor connection is refused or reset."""
-    conf = tmp_path / "nginx.conf"
+    conf = live.prefix / "nginx.conf"
     conf.write_text(conf.read_text().replace("worker_connections 64;", "worker_connections 768;"))
-    stage.hanging.set()
-    options = replace(_options(tmp_path, stage.port, dns, ca_file), timeout=10.0)
-    version = any_nginx[1]
+    live.stage.hanging.set()
+    options = live.options(timeout=10.0)
     cap = int(
         next(
             line.split()[2].rstrip(";")
-            for line in make_plan(options, version).changes[0].new_text.splitlines()
+            for line in make_plan(options, live.nginx[1]).changes[0].new_text.splitlines()
             if "limit_conn hookshift_copies" in line
         )
     )
     clients = 2 * cap + 64
-    nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+    nginx = live.start(options)
     try:
 
         def callback(i: int) -> int:
-            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+            conn = http.client.HTTPConnection(LOOPBACK, live.port, timeout=30)
             conn.request(
                 "POST",
                 "/callback",
@@ -667,10 +661,10 @@ def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
         with ThreadPoolExecutor(max_workers=64) as pool:
             statuses = list(pool.map(callback, range(clients)))
         assert statuses == [200] * clients
-        _wait_for(lambda: stage.held >= cap, "the copies the relay lets through")
-        relay_log = tmp_path / "hookshift-mirror.error.log"
+        _wait_for(lambda: live.stage.held >= cap, "the copies the relay lets through")
+        relay_log = live.prefix / "hookshift-mirror.error.log"
         _wait_for(lambda: "limiting connections" in relay_log.read_text(), "dropped copies")
-        assert stage.held == cap, "copies in flight stay at the relay's cap"
+        assert live.stage.held == cap, "copies in flight stay at the relay's cap"
     finally:
         nginx.stop()
-    assert len(app.received) == clients
+    assert len(live.app.received) == clients
