@@ -651,7 +651,7 @@ def build_plan(
     if len(stage_hop_socket(options.relay_socket).encode()) > UNIX_PATH_MAX:
         raise InputError(
             f"--relay-socket path is longer than {UNIX_PATH_MAX} bytes: {options.relay_socket}",
-            fix="choose a shorter path, e.g. /run/hookshift-mirror.sock",
+            fix=f"choose a shorter path, e.g. {DEFAULT_RELAY_SOCKET}",
         )
     scene = _Scene(
         config=config,

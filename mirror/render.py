@@ -208,6 +208,12 @@ class TemplateContext:
         return self.tuning.keepalive
 
     @property
+    def stage_keepalive(self) -> int:
+        """Idle connections kept to the stage: as many as copies may be in flight, so a busy
+        second does not close and reopen (a TLS handshake each) what the next one needs."""
+        return max(self.tuning.keepalive, self.copies_cap)
+
+    @property
     def body_buffer(self) -> str:
         return self.tuning.body_buffer
 

@@ -114,7 +114,7 @@ def test_nginx_1_27_3_relay_meets_the_stage_in_a_resolving_upstream(tmp_path: Pa
         "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 resolve max_fails=1 "
         "fail_timeout=10s;"
     ) in breaker
-    assert "keepalive 16;" in breaker
+    assert "keepalive 128;" in breaker, "as many idle connections as copies may be in flight"
     stage = _block(text, "location = /__hookshift_stage {")
     assert "proxy_pass https://hookshift_stage/prod$request_uri;" in stage
     assert "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;" in stage
@@ -331,7 +331,7 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
     breaker = _block(text, "upstream hookshift_stage {")
     assert "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 max_fails=1" in breaker
     assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in breaker
-    assert "keepalive 16;" in breaker
+    assert "keepalive 128;" in breaker, "as many idle connections as copies may be in flight"
     stage = _block(text, "location = /__hookshift_stage {")
     for line in (
         "proxy_http_version 1.1;",
