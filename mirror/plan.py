@@ -397,7 +397,7 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
                 f"server-level `{d.name}` ({d.where}) also runs for the subrequest "
                 f"to {scene.internal_uri}; make sure it leaves that URI alone"
             )
-    if scene.layout == "two-hop":
+    if scene.mode == "mirror":  # every mirror layout has a relay server
         for d in config.effective_children(scene.http):
             if d.name in RELAY_BLOCKERS:
                 warnings.append(

@@ -399,3 +399,10 @@ def test_the_mirror_error_log_is_only_in_hookshifts_servers(tmp_path: Path) -> N
         assert added[added.index(f"server_name {name};") + 2].startswith("error_log ")
     newer = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 27, 3))
     assert sum(line.startswith("error_log") for line in _added(newer.changes[0].new_text)) == 1
+
+
+def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path) -> None:
+    """The relay is a server of its own on nginx >= 1.27.3 too: http-level gates reach it."""
+    config = _write(tmp_path, "deny 10.0.0.0/8;\nserver { listen 80; location = /cb { } }")
+    warnings = make_plan(_opts(config), (1, 27, 3)).warnings
+    assert any(w.startswith("http-level `deny`") for w in warnings)
