@@ -196,16 +196,17 @@ class Bench:
     def measure(self, cell: Cell, nginx_bin: str) -> Measurement:
         """Start the cell's front nginx and drive it from the first request: the onset of the
         fault, then the rest of the run; then count what the stage got."""
+        port = _fresh_port(cell)
         front = ManagedProcess(
             "front-nginx",
             [nginx_bin, "-g", "daemon off;", "-c", str(cell.conf)],
             cell.conf.parent / "stdout.log",
         )
-        url = f"http://{LOOPBACK}:{cell.port}{CALLBACK_PATH}"
+        url = f"http://{LOOPBACK}:{port}{CALLBACK_PATH}"
         s = self.settings
         counting = cell.variant != "none" and self.stages.received(cell.behaviour) is not None
         before = self.stages.received(cell.behaviour) or 0
-        with front.start(ready=lambda: wait_for_port(cell.port)):
+        with front.start(ready=lambda: wait_for_port(port)):
             onset = parse_wrk(self._wrk(url, cell.client, s.onset_s))
             rest = parse_wrk(self._wrk(url, cell.client, s.duration_s - s.onset_s))
             if counting:
@@ -227,6 +228,18 @@ class Bench:
         if done.returncode != 0 or not lines:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
         return lines[-1]
+
+
+def _fresh_port(cell: Cell) -> int:
+    """A port free now for the cell's front: the one chosen when the configs were written may
+    have been taken since (the bench's own connections use ephemeral ports too)."""
+    port = free_port()
+    text = cell.conf.read_text(encoding="utf-8")
+    listen = f"listen {LOOPBACK}:{cell.port};"
+    if listen not in text:
+        raise RuntimeError(f"{cell.conf} has no `{listen}`")
+    cell.conf.write_text(text.replace(listen, f"listen {LOOPBACK}:{port};"), encoding="utf-8")
+    return port
 
 
 def _version(label: str) -> tuple[int, int, int]:
