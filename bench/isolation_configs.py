@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.stages import STAGE_PATH, Certs, StageTarget, nginx_prefix, nginx_temp_paths
-from mirror.plan import STAGE_POOL, MirrorOptions, make_plan
+from mirror.plan import MirrorOptions, make_plan
 from mirror.render import StageDns
 from rehearsal.procs import LOOPBACK
 
@@ -62,6 +62,7 @@ class FrontSpec:
     certs: Certs
     workers: int = 2
     parity_log: Path | None = None  # hookshift's parity log (the "hookshift" variant only)
+    nginx_version: tuple[int, int, int] = NGINX_VERSION  # the front's: it chooses the layout
 
 
 def seed_mirror(spec: FrontSpec, *, timeouts: str = "") -> MirrorText:
@@ -240,7 +241,7 @@ def hookshift_plan_options(conf: Path, spec: FrontSpec) -> MirrorOptions:
         stage_url=f"https://{spec.target.authority}{STAGE_PATH}",
         resolvers=(spec.target.resolver,),
         trusted_ca=spec.certs.ca,
-        relay_socket=str(spec.prefix / "hookshift-mirror.sock"),
+        relay_socket=str(spec.prefix / "hookshift" / "relay.sock"),
         parity_log=spec.parity_log,
         default_access_log=str(spec.prefix / "access.log"),
     )
@@ -259,17 +260,14 @@ def write_front_conf(variant: str, spec: FrontSpec) -> Path:
         return conf
     conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
     options = replace(hookshift_plan_options(conf, spec), stage_dns=HOOKSHIFT_VARIANTS[variant])
-    plan = make_plan(options, NGINX_VERSION)
+    plan = make_plan(options, spec.nginx_version)
     for change in plan.changes:
         change.path.write_text(_system_resolved(change.new_text, spec), encoding="utf-8")
     return conf
 
 
 def _system_resolved(text: str, spec: FrontSpec) -> str:
-    """The keep-alive upstream's server as getaddrinfo would resolve it (see the module doc)."""
-    server = f"server {spec.target.authority};"
-    if f"upstream {STAGE_POOL} {{" not in text:
-        return text
-    if server not in text:
-        raise RuntimeError(f"planned {STAGE_POOL} upstream has no `{server}` line")
-    return text.replace(server, f"server {LOOPBACK}:{spec.target.port};")
+    """A stage server resolved at load time, as getaddrinfo would resolve it (see the module
+    doc); one re-resolved at run time (``resolve``) keeps its name for the loopback DNS."""
+    server = f"server {spec.target.authority} max_fails="
+    return text.replace(server, f"server {LOOPBACK}:{spec.target.port} max_fails=")

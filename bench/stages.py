@@ -107,6 +107,14 @@ def nginx_temp_paths(prefix: Path) -> str:
     return "".join(f"    {name}_temp_path {prefix}/tmp/{name};\n" for name in TEMP_DIRS)
 
 
+COUNTED = ("healthy", "healthy_50ms")  # stages that log each request they answer
+
+
+def received_log(prefix: Path, behaviour: str) -> Path:
+    """One line per request the stage answered (what reached it, to compare with nginx's log)."""
+    return prefix / f"received-{behaviour}.log"
+
+
 def render_backend_conf(
     prefix: Path, certs: Certs, *, app: int, healthy: int, near: int, five_xx: int, slow: int
 ) -> str:
@@ -125,6 +133,7 @@ def render_backend_conf(
         "events { worker_connections 20000; }\n"
         "http {\n"
         "    access_log off;\n"
+        "    log_format counted '.';\n"
         "    keepalive_requests 100000;\n"
         f"{nginx_temp_paths(prefix)}"
         "    server {\n"
@@ -138,11 +147,13 @@ def render_backend_conf(
         "    server {\n"
         f"        listen {LOOPBACK}:{healthy} ssl;\n"
         f"{tls}"
+        f"        access_log {received_log(prefix, 'healthy')} counted;\n"
         "        location / { return 200 ''; }\n"
         "    }\n"
         "    server {\n"
         f"        listen {LOOPBACK}:{near} ssl;\n"
         f"{tls}"
+        f"        access_log {received_log(prefix, 'healthy_50ms')} counted;\n"
         "        location / {\n"
         "            echo_read_request_body;\n"
         f"            echo_sleep {NEAR_STAGE_S};\n"
@@ -189,6 +200,13 @@ class Stages:
     @property
     def app_port(self) -> int:
         return self.ports["app"]
+
+    def received(self, behaviour: str) -> int | None:
+        """Requests the stage of `behaviour` has answered so far (None: not counted)."""
+        if behaviour not in COUNTED:
+            return None
+        path = received_log(self.workdir / "backend", behaviour)
+        return path.stat().st_size // 2 if path.exists() else 0
 
     def target(self, behaviour: str) -> StageTarget:
         """The stage address and resolver that produce `behaviour`."""

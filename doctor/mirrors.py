@@ -81,27 +81,65 @@ def _listens_on(listen: tuple[str, int | str], peer: tuple[str, int | str]) -> b
     return lhost in _WILDCARD or lhost == phost or (lhost in _LOOPBACK and phost in _LOOPBACK)
 
 
+def _peers(index: Index, location: Location) -> list[tuple[str, int | str]]:
+    """The addresses `location` proxies to (an upstream's servers, or the one in the URL)."""
+    for line in index.own(location.directive, "proxy_pass"):
+        if line.args and (rest := line.args[0].split("://", 1)[-1]).startswith("unix:"):
+            return [("unix", rest[5:].split(":", 1)[0])]
+    found = proxy_target_of(index, location)
+    if found is None:
+        return []
+    proxy = found[1]
+    upstream = index.upstream_for(proxy)
+    if upstream is not None:
+        return [_address(d.args[0]) for d in upstream.children("server") if d.args]
+    if proxy.host is not None:
+        return [(proxy.host, proxy.port or (443 if proxy.scheme == "https" else 80))]
+    return []
+
+
+def local_servers(index: Index, location: Location) -> list[Server]:
+    """The servers of this config that `location` proxies to (a local relay, say)."""
+    peers = _peers(index, location)
+    return [
+        server
+        for server in index.servers
+        if any(
+            _listens_on(_address(d.args[0]), peer)
+            for d in index.own(server.directive, "listen")
+            if d.args
+            for peer in peers
+        )
+    ]
+
+
+def proxies_off_host(index: Index, location: Location) -> bool:
+    """True when `location` proxies to some address that is not on this host."""
+    return any(
+        host != "unix" and host not in _LOOPBACK and not host.startswith("127.")
+        for host, _ in _peers(index, location)
+    )
+
+
+def answers_first(index: Index, target: Location) -> bool:
+    """The mirror target hands the copy to a local server that mirrors it on: that relay
+    answers before the stage does, so the callback does not wait for the stage."""
+    return any(
+        index.own(loc.directive, "mirror")
+        for server in local_servers(index, target)
+        for loc in server.all_locations()
+    )
+
+
 def mirror_path_locations(index: Index) -> set[Location]:
-    """Mirror targets plus every location of a local server block they proxy to (the relay of
-    hookshift's two-hop layout): the locations that handle copies, not the callbacks."""
-    targets = set(mirror_targets(index))
-    peers: list[tuple[str, int | str]] = []
-    for target in targets:
-        found = proxy_target_of(index, target)
-        if found is None:
-            continue
-        line, proxy = found
-        upstream = index.upstream_for(proxy)
-        if upstream is not None:
-            peers += [_address(d.args[0]) for d in upstream.children("server") if d.args]
-        elif (rest := line.args[0].split("://", 1)[-1]).startswith("unix:"):
-            peers.append(("unix", rest[5:].split(":", 1)[0]))
-        elif proxy.host is not None:
-            default = 443 if proxy.scheme == "https" else 80
-            peers.append((proxy.host, proxy.port or default))
-    path = set(targets)
-    for server in index.servers:
-        listens = [_address(d.args[0]) for d in index.own(server.directive, "listen") if d.args]
-        if any(_listens_on(listen, peer) for listen in listens for peer in peers):
-            path.update(server.all_locations())
+    """Mirror targets plus every location of a local server block they proxy to (the relays of
+    hookshift's layout): the locations that handle copies, not the callbacks."""
+    path = set(mirror_targets(index))
+    todo = list(path)
+    while todo:
+        for server in local_servers(index, todo.pop()):
+            for loc in server.all_locations():
+                if loc not in path:
+                    path.add(loc)
+                    todo.append(loc)
     return path

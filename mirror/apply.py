@@ -42,7 +42,7 @@ from pathlib import Path
 from hookshift.durable import TEMP_SUFFIX, fsync_dir, replace_file, write_exclusive
 from hookshift.errors import InputError, OperationError
 from hookshift.logfile import precreate_log
-from mirror.plan import MirrorPlan
+from mirror.plan import MirrorPlan, relay_dir
 from mirror.state import ConfigState, FileRecord, Intent, IntentFile, Saved, state_root
 from nginx import binary, splice
 from nginx.source import load_source, read_text, to_bytes
@@ -522,13 +522,17 @@ def _poll(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
-    """Two-hop: the relay socket's directory must exist; after a reload the socket must."""
-    if plan.layout != "two-hop" or not plan.changes:
+    """Mirror: the relay socket's directory must exist (or its parent, when nginx creates it
+    as hookshift's private one); after a reload the socket must."""
+    if plan.mode != "mirror" or not plan.changes:
         return None
     socket_path = Path(plan.options.relay_socket)
-    if not socket_path.parent.is_dir():
+    needed = socket_path.parent
+    if relay_dir(str(socket_path)) is not None:
+        needed = needed.parent
+    if not needed.is_dir():
         raise InputError(
-            f"the relay socket's directory does not exist: {socket_path.parent}",
+            f"the relay socket's directory does not exist: {needed}",
             fix="create it or pass --relay-socket in an existing directory nginx can write",
         )
     return socket_path.is_socket
@@ -552,7 +556,7 @@ def apply_plan(
         key=lambda e: splice.definition_rank(e.new, str(e.path)),
     )
     records = {
-        str(c.path): FileRecord(*splice.added_marks(c.old_text, c.new_text)) for c in plan.changes
+        str(c.path): FileRecord(*splice.added_marks(c.user_text, c.new_text)) for c in plan.changes
     }
     relay_listening = _check_relay_socket(plan)
     parity_log = _parity_log_path(plan, prefix)

@@ -118,7 +118,9 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--relay-socket",
             default=DEFAULT_RELAY_SOCKET,
             show_default=True,
-            help="Unix socket of the local relay that copies go through on nginx before 1.27.3.",
+            help="Unix socket of the local relay that answers the copy at once and sends it on. "
+            "In a directory named hookshift*, nginx creates that directory for its own user "
+            "only; elsewhere any local user could reach the relay.",
         ),
         click.option(
             "--mirror-error-log",
@@ -138,6 +140,14 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--resolver, a new TLS connection per copy; reload = keep-alive to the stage, whose "
             "addresses nginx resolves (system resolver) only at start/reload: pair it with a "
             "periodic `nginx -s reload`.",
+        ),
+        click.option(
+            "--keep-header",
+            "keep_headers",
+            multiple=True,
+            metavar="NAME",
+            help="Send this credential header with the copy (repeatable). By default the copy "
+            "goes without Authorization, Cookie and Proxy-Authorization.",
         ),
         click.option("--no-dns-check", is_flag=True, help="Do not query the resolvers."),
         click.option(
@@ -262,6 +272,7 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
         default_access_log=None if facts.access_log is None else str(facts.access_log),
         mirror_error_log=_mirror_error_log(kwargs, parity_log, facts.access_log),
         stage_dns=kwargs["stage_dns"],
+        keep_headers=tuple(kwargs["keep_headers"]),
     )
     plan = make_plan(options, facts.version)
     if not kwargs["no_dns_check"]:

@@ -6,7 +6,7 @@ texts (`nginx.splice`). It never writes: `mirror.apply` does, after `nginx -t`.
 
 A config that already carries hookshift's lines is planned on its texts with those lines
 removed; when the result equals what is on disk the plan has no changes (apply twice = no-op),
-otherwise the user is told to remove the old mirror first.
+otherwise its changes go from the texts on disk to the new result (an upgrade in one edit).
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hookshift.errors import InputError
-from mirror.render import Layout, Mode, StageDns, TemplateContext, Tuning, directive
+from mirror.render import (
+    CREDENTIAL_HEADERS,
+    Layout,
+    Mode,
+    StageDns,
+    TemplateContext,
+    Tuning,
+    directive,
+)
 from mirror.render import http_lines as render_http
 from mirror.render import location_lines as render_location
 from mirror.render import server_lines as render_server
@@ -42,7 +50,14 @@ CA_BUNDLES = (
     Path("/etc/pki/tls/certs/ca-bundle.crt"),  # RHEL, Fedora, Amazon Linux
     Path("/etc/ssl/cert.pem"),  # Alpine, macOS
 )
-DEFAULT_RELAY_SOCKET = "/run/hookshift-mirror.sock"
+DEFAULT_RELAY_SOCKET = "/run/hookshift/relay.sock"
+# A relay socket in a directory whose name starts so is in hookshift's own directory: nginx
+# creates it at start for its worker user, mode 0700, so only nginx can reach the sockets.
+PRIVATE_RELAY_DIR_PREFIX = "hookshift"
+DEFAULT_WORKER_CONNECTIONS = 512  # nginx's compiled default
+# Copies in flight at the relay hold at most half of worker_connections: each holds the
+# relay's client connection and one to the stage, plus two more through a stage hop.
+COPIES_CONNECTION_SHARE = 2
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
 MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
@@ -88,6 +103,13 @@ class MirrorOptions:
     tuning: Tuning = field(default_factory=Tuning)
     mirror_error_log: Path | None = None
     stage_dns: StageDns = "runtime"
+    keep_headers: tuple[str, ...] = ()
+
+    @property
+    def strip_headers(self) -> tuple[str, ...]:
+        """The credential headers taken off each copy: the defaults the user did not keep."""
+        kept = {name.lower() for name in self.keep_headers}
+        return tuple(h for h in CREDENTIAL_HEADERS if h.lower() not in kept)
 
     @property
     def effective_mirror_error_log(self) -> Path:
@@ -151,6 +173,13 @@ class FileChange:
     old_text: str
     new_text: str
     insertions: tuple[InsertionInfo, ...]
+    # The user's text without hookshift's lines, when `old_text` still holds an earlier
+    # plan's: what hookshift's lines are counted against (remove brings this back).
+    base_text: str | None = None
+
+    @property
+    def user_text(self) -> str:
+        return self.old_text if self.base_text is None else self.base_text
 
     @property
     def old_sha256(self) -> str:
@@ -462,7 +491,7 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
                 f"server-level `{d.name}` ({d.where}) also runs for the subrequest "
                 f"to {scene.internal_uri}; make sure it leaves that URI alone"
             )
-    if scene.layout == "two-hop":
+    if scene.mode == "mirror":  # every mirror layout has a relay server
         for d in config.effective_children(scene.http):
             if d.name in RELAY_BLOCKERS:
                 warnings.append(
@@ -608,12 +637,45 @@ def _template_context(
         callback_var=CALLBACK_VAR,
         forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", scene.internal_uri, "last"),
         mirror_error_log=(
-            str(options.effective_mirror_error_log) if scene.layout == "two-hop" else None
+            str(options.effective_mirror_error_log) if scene.mode == "mirror" else None
         ),
         stage_dns=_stage_dns(scene, options),
         stage_pool=STAGE_POOL,
         stage_pool_target=f"https://{STAGE_POOL}{suffix}",
+        callback_path=uri,
+        stage_hop_socket=stage_hop_socket(options.relay_socket),
+        relay_dir=relay_dir(options.relay_socket),
+        copies_cap=_copies_cap(scene, options),
+        strip_headers=options.strip_headers,
     )
+
+
+def _copies_cap(scene: _Scene, options: MirrorOptions) -> int:
+    """How many copies may be in flight at the relay; the excess is dropped at once."""
+    per_copy = 4 if scene.layout == "two-hop" and options.stage_dns == "runtime" else 2
+    budget = _worker_connections(scene.config) // COPIES_CONNECTION_SHARE
+    return max(1, budget // per_copy)
+
+
+def stage_hop_socket(relay_socket: str) -> str:
+    """The relay's second socket (run-time DNS only), beside the first."""
+    path = Path(relay_socket)
+    return str(path.with_name(f"{path.stem}-stage.sock"))
+
+
+def relay_dir(relay_socket: str) -> str | None:
+    """The relay's directory when it is hookshift's own (nginx then creates it private)."""
+    parent = Path(relay_socket).parent
+    return str(parent) if parent.name.startswith(PRIVATE_RELAY_DIR_PREFIX) else None
+
+
+def _worker_connections(config: NginxConfig) -> int:
+    """``worker_connections`` of the events block (nginx's default when absent)."""
+    for d, parents in config.walk():
+        in_events = any(p.name == "events" for p in parents)
+        if d.name == "worker_connections" and in_events and d.args and d.args[0].isdigit():
+            return int(d.args[0])
+    return DEFAULT_WORKER_CONNECTIONS
 
 
 def _stage_dns(scene: _Scene, options: MirrorOptions) -> StageDns:
@@ -622,36 +684,72 @@ def _stage_dns(scene: _Scene, options: MirrorOptions) -> StageDns:
 
 
 def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
+    warnings = _relay_dir_warnings(scene, options)
     if options.stage_dns != "reload":
-        return []
+        return warnings
     if scene.layout != "two-hop":
         return [
+            *warnings,
             f"--stage-dns reload has no effect here ({describe_layout(scene.layout)}): "
-            "it changes only the relay used on nginx before 1.27.3"
+            "it changes only the relay used on nginx before 1.27.3",
         ]
     return [
+        *warnings,
         f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
         "--resolver) at start and on each reload only; run `nginx -s reload` periodically "
         "(e.g. every 5 minutes) so the stage's addresses stay current. A stale address shows "
-        "as mirror losses in the parity report, not as primary-path slowness"
+        "as mirror losses in the parity report, not as primary-path slowness",
     ]
+
+
+def _relay_dir_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
+    if scene.mode != "mirror" or relay_dir(options.relay_socket) is not None:
+        return []
+    parent = Path(options.relay_socket).parent
+    return [
+        f"the relay socket is in {parent}, which other local users may reach: they could send "
+        "copies to the stage through it. Put it in a directory of its own whose name starts "
+        f"with `{PRIVATE_RELAY_DIR_PREFIX}` (default {DEFAULT_RELAY_SOCKET}): nginx then "
+        "creates that directory for its own user only"
+    ]
+
+
+def _ours_on_disk(source: SourceConfig, on_disk: dict[Path, str] | None) -> bool:
+    """True when some file on disk holds hookshift's lines (its text differs from the text
+    planned on, which has them taken out; a user's own ``# hookshift`` line stays in both)."""
+    return on_disk is not None and any(t != source.texts.get(p) for p, t in on_disk.items())
 
 
 def _already_applied(
     changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
 ) -> bool:
     """True when the files on disk already are this plan's result (apply twice = no-op)."""
-    marked = sorted(p for p, t in (on_disk or {}).items() if t != source.texts.get(p))
-    if not marked or on_disk is None:
+    if on_disk is None or not _ours_on_disk(source, on_disk):
         return False
     planned = {c.path: c.new_text for c in changes}
-    if all(text == planned.get(p, source.texts.get(p)) for p, text in on_disk.items()):
-        return True
-    raise InputError(
-        "the config already has hookshift lines from a different plan",
-        where=", ".join(str(p) for p in marked),
-        fix="run `hookshift mirror remove --config ...` first, then apply again",
-    )
+    return all(text == planned.get(p, source.texts.get(p)) for p, text in on_disk.items())
+
+
+def _upgrade_changes(
+    changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
+) -> tuple[FileChange, ...]:
+    """Changes from the texts on disk when they hold hookshift's lines of another plan.
+
+    The plan was made on the texts without those lines, so each file's new text is known; the
+    edit replaces the old lines with the new ones in one validated apply, and ``remove`` still
+    brings back the user's own bytes (it takes out every marked line, old or new).
+    """
+    if on_disk is None or not _ours_on_disk(source, on_disk):
+        return changes
+    planned = {c.path: c for c in changes}
+    upgraded: list[FileChange] = []
+    for path, text in sorted(on_disk.items(), key=lambda item: str(item[0])):
+        change = planned.get(path)
+        new_text = change.new_text if change is not None else source.texts.get(path, text)
+        if new_text != text:
+            infos = change.insertions if change is not None else ()
+            upgraded.append(FileChange(path, text, new_text, infos, source.texts.get(path)))
+    return tuple(upgraded)
 
 
 def build_plan(
@@ -670,10 +768,10 @@ def build_plan(
     m = match(config, options.path, host=options.server_name, listen=options.listen)
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
     _check_free_names(config, internal_uri)
-    if len(options.relay_socket.encode()) > UNIX_PATH_MAX:
+    if len(stage_hop_socket(options.relay_socket).encode()) > UNIX_PATH_MAX:
         raise InputError(
             f"--relay-socket path is longer than {UNIX_PATH_MAX} bytes: {options.relay_socket}",
-            fix="choose a shorter path, e.g. /run/hookshift-mirror.sock",
+            fix=f"choose a shorter path, e.g. {DEFAULT_RELAY_SOCKET}",
         )
     scene = _Scene(
         config=config,
@@ -696,6 +794,11 @@ def build_plan(
         ],
     )
     already = _already_applied(changes, source, on_disk)
+    if not already:
+        upgraded = _upgrade_changes(changes, source, on_disk)
+        if upgraded != changes:
+            changes = upgraded
+            warnings.append("replaces hookshift's lines of an earlier mirror with this plan's")
     return MirrorPlan(
         options=options,
         nginx_version=nginx_version,

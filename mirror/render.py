@@ -1,84 +1,81 @@
 """Render the lines hookshift inserts, from ``templates/nginx/*.j2``, and why they look so.
 
-What nginx does with a mirror, and the choices that follow from it:
+What nginx does with a mirror, and the choices that follow from it (docs/isolation.md has the
+measurements and the nginx source behind each point):
 
-* nginx keeps the client's request open until every ``mirror`` subrequest has finished, so the
-  next request on a keep-alive connection waits for the copy sent to the stage. A slow, dead or
-  unresolvable stage would slow the primary path (issue 6 measured 28k req/s -> 5 req/s with
-  the seed's config and a stage answering after 3 s). Hence:
+* **The copy must not hold the callback.** nginx finalizes a request, and reads the next one on
+  a keep-alive connection, only when every ``mirror`` subrequest has ended; a copy sent
+  straight to the stage makes every callback wait for the stage (a stage 50 ms away: each
+  keep-alive connection serves one callback per 50 ms; a hanging one: every callback waits the
+  timeout). So the callback's location mirrors to an internal location that hands the copy to
+  a **relay** over a unix socket, with short timeouts and a new connection per copy (the
+  relay's connection stays busy until its own copy ends, so a kept one would make the next
+  copy wait). The relay is a hookshift-only ``server`` whose callback location:
 
-  - short timeouts everywhere on the mirror side (``--timeout``, default 2 s: connect and DNS at
-    most 1 s, send/read the full value) bound each stall;
-  - a circuit breaker: an ``upstream`` whose primary server has ``max_fails=1
-    fail_timeout=10s`` plus a ``backup`` server that fails at once (a unix socket that does not
-    exist). After one failure the primary is skipped for ``fail_timeout`` and every copy fails
-    in microseconds on the backup, so the primary path runs at full speed while the stage is
-    bad. A single server never trips (nginx ignores ``max_fails`` when there is only one). The
-    copies lost meanwhile are visible in the parity log and re-sent by ``hookshift verify heal``.
-    nginx's error log says so too: ``upstream server temporarily disabled`` when the breaker
-    opens, one ``[crit] connect() to unix:/nonexistent/...`` for the backup, then ``no live
-    upstreams`` per lost copy (tests/mirror/test_functional.py shows a hanging stage is
-    contacted once, not once per callback).
-  - the upstream has a ``zone``, so the breaker's state (failures, "down until") is shared by
-    every worker instead of each worker having to trip its own;
-  - ``proxy_next_upstream error timeout http_502 http_504 non_idempotent`` so the relay's own
-    502/504 (stage unreachable, DNS failure, stage timeout) count as failures for the breaker,
-    and a POST copy that failed may go on to the backup (which fails at once) instead of
-    being answered from the failed attempt; either way the copy is lost and the parity
-    report shows it.
+  - mirrors the request on to its internal stage location (the relay's request, not the
+    callback, then waits for the stage; ``proxy_ignore_client_abort on`` there, because the
+    front closes its connection as soon as it has the answer);
+  - answers at once from the content phase without another hop: ``empty_gif`` refuses a POST
+    with 405, and ``error_page 405 =204`` turns that into an empty 204 from a named location.
+    ``return`` cannot do it: it runs in the rewrite phase, before the mirror (precontent),
+    which then never runs; ``try_files ... =204`` runs in the precontent phase before the
+    mirror, too;
+  - caps the copies in flight with ``limit_conn`` on a zone keyed by ``$server_name``
+    (constant in the relay): the count lasts until the relay's request ends, that is until
+    its copy has ended. The cap keeps the connections copies hold to half of
+    ``worker_connections`` (2 per copy, 4 through the stage hop below); the excess is
+    answered 503 at once and lost (parity counts it as ``missing_in_queue``, heal re-sends
+    it), so a hanging stage never uses up the connections the vendor needs;
+  - forwards only the callback path (``location =``) and only POST (``limit_except``):
+    anything else gets 404 or 403. nginx creates unix sockets mode 0666 and has no option to
+    change that, so the relay's socket goes in a directory of its own (default
+    ``/run/hookshift``) that the relay declares as its ``client_body_temp_path``: nginx creates
+    that directory when it starts (and at ``nginx -t``, before it binds the sockets), mode
+    0700, owned by its worker user, so only nginx can reach the sockets, and after a reboot
+    (``/run`` is empty) nginx recreates it. That is done only for a directory whose name
+    starts with ``hookshift``: nginx would chown any directory named so to its user.
+  - has its own ``error_log`` (``--mirror-error-log``, level ``warn``): the stage's timeouts,
+    refusals, DNS and TLS errors, the breaker's ``no live upstreams`` and the cap's drops go
+    there; the front's error log gets nothing per copy.
 
-* nginx before 1.27.3 resolves the servers of an ``upstream`` once, at start; API Gateway's
-  addresses change. So on those versions the layout is **two-hop**: the mirror location
-  proxies to an upstream whose primary server is a local hookshift-only ``server`` on a unix
-  socket (no port to clash with), and that server does the ``resolver`` + variable
-  ``proxy_pass https://HOST/STAGE$request_uri`` (re-resolved per ``valid=``) with SNI, the
-  stage's name for verification and ``Host``, ``proxy_ssl_verify on`` with a CA bundle. Both
-  re-resolution and the breaker hold.
+* **The breaker sits where the relay meets the stage**: an ``upstream`` with a ``zone`` (its
+  state shared by the workers), the stage side as primary with ``max_fails=1
+  fail_timeout=10s``, and a ``backup`` that fails at once (a unix socket that does not exist;
+  nginx ignores ``max_fails`` when an upstream has a single server). After a failure the copies
+  fail in microseconds for ``fail_timeout``, then one copy probes the stage again. With
+  ``proxy_next_upstream ... non_idempotent`` a failed POST copy counts as a failure and goes
+  on to the backup instead of being answered from the failed attempt.
 
-  The price (docs/isolation.md, mechanism 3): a variable ``proxy_pass`` builds a throw-away
-  upstream per request, which keeps no connection alive and reuses no TLS session, so every
-  copy costs a new TCP connection and a full TLS handshake. On a CPU-bound host that alone
-  took the primary path to about 0.15x of no-mirror with a healthy stage.
+* **Re-resolving the stage's name.** nginx before 1.27.3 resolves an ``upstream``'s servers
+  once, at start; API Gateway's addresses change. So on those versions (layout ``two-hop``)
+  the breaker's primary is a **stage hop**, a second hookshift-only server on a unix socket
+  beside the relay's, that does ``resolver`` + variable ``proxy_pass https://HOST/STAGE
+  $request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for verification and
+  ``Host``, ``proxy_ssl_verify on``. A variable ``proxy_pass`` keeps no connection and reuses
+  no TLS session: every copy costs a TCP connection and a full TLS handshake, which on a
+  CPU-bound host is most of the copy's cost. ``--stage-dns reload`` trades re-resolution for
+  keep-alive: the stage itself is the breaker's primary (no stage hop), resolved by the
+  *system* resolver at start, at ``nginx -t`` and on each reload only, so pair it with a
+  periodic ``nginx -s reload``; a stale address costs copies (the breaker opens, parity shows
+  them), never callbacks. From 1.27.3 (layout ``upstream-resolve``), ``server HOST:443
+  resolve`` in the upstream re-resolves in place with keep-alive: one hop from the relay.
 
-* ``--stage-dns reload`` (two-hop only) trades re-resolution for keep-alive: the relay
-  proxies to an ``upstream`` whose server is ``STAGE_HOST:PORT`` with ``keepalive``,
-  ``proxy_http_version 1.1``, ``Connection ""`` and TLS session reuse (SNI, verification and
-  ``Host`` as in ``runtime``), and ``proxy_next_upstream error non_idempotent`` with 2 tries:
-  a kept-alive connection the stage closed while nginx was picking it fails with an error
-  before any answer, and without the retry that copy would be lost *and* the relay's 502
-  would open the breaker for ``fail_timeout``; ``timeout`` stays out (a slow stage must not
-  get the copy twice). nginx resolves that name with the *system* resolver
-  (``/etc/hosts``, getaddrinfo; not ``--resolver``) when it starts, when ``nginx -t`` runs and
-  on each reload, and nowhere else: **the addresses are fixed until the next reload**, so pair
-  it with a periodic ``nginx -s reload`` (e.g. every few minutes from cron or a systemd
-  timer). A stale address costs copies, not callbacks: the relay answers 502/504, the breaker
-  in front opens, and the losses show up as ``missing_in_queue`` in the parity report (and are
-  re-sent by ``hookshift verify heal``), never as primary-path slowness. The default stays
-  ``runtime`` (today's behaviour: always re-resolved, never kept alive).
+* **Keep-alive to the stage** (``reload`` and ``upstream-resolve``) keeps as many idle
+  connections as copies may be in flight (fewer would close and reopen, a handshake each, what
+  the next busy second needs), ``proxy_http_version 1.1`` and ``Connection ""``, and only
+  works when the stage answers with an empty body: a mirror subrequest is header-only, and
+  nginx keeps the connection only when there is no body to skip (204, 304 or
+  ``Content-Length: 0``). hookshift's API Gateway integration answers 200 with an empty
+  template; keep it that way.
 
-* From 1.27.3, ``server HOST:443 resolve`` in an upstream with a ``zone`` re-resolves in place,
-  so the layout is **upstream-resolve**: one hop, keep-alive connections to the stage.
-
-* **Keep-alive to the stage needs an empty-body answer** (``reload`` and
-  ``upstream-resolve``). A mirror subrequest is header-only: nginx ends the copy when the
-  stage's response header arrives and never reads a body, and keeps the upstream connection
-  only when there is no body to skip (204, 304 or ``Content-Length: 0``). hookshift's API
-  Gateway integration answers 200 with an empty template (``Content-Length: 0``); keep it that
-  way. A stage answering with a body (a JSON 500, SQS's ``SendMessageResponse``) silently
-  costs a new connection and TLS handshake per copy whatever this config says.
-
-* The relay server has its own ``error_log`` (``--mirror-error-log``, level ``warn``; default
-  beside the parity log, else ``/var/log/nginx/hookshift-mirror.error.log``): the stage's
-  timeouts, refusals, DNS and TLS errors go there instead of the user's error log. The
-  internal mirror location cannot have one that works: nginx switches the connection's log to
-  a location's ``error_log`` only for main requests (``ngx_http_update_location_config``:
-  ``if (r == r->main)``), so the first hop's lines for a copy (``upstream server temporarily
-  disabled``, the backup's ``connect() ... failed`` and one ``no live upstreams`` per copy
-  while the breaker is open) stay in the error log of the callback's own location.
+* **Credentials stay home.** The stage-facing hop clears ``Authorization``, ``Cookie`` and
+  ``Proxy-Authorization`` (``proxy_set_header NAME ""`` drops the header) unless the user keeps
+  one with ``--keep-header``; the request id header set by the front passes through the relay
+  unchanged (the relay must not set it again: it would send its own ``$request_id``).
 
 * When the chosen location serves more than the callback path (``location /api/``), a ``map``
   on ``$request_uri`` marks the callback; the mirror location answers other copies with 204
-  at once (no upstream) and the parity ``access_log`` has ``if=``, so only the callback is
+  at once (no relay) and the parity ``access_log`` has ``if=``, so only the callback is
   copied and logged. In forward mode the ``rewrite`` regex is the exact path.
 
 * ``access_log`` or ``proxy_set_header`` in a location drops every inherited one, so when
@@ -102,6 +99,10 @@ Mode = Literal["mirror", "forward"]
 StageDns = Literal["runtime", "reload"]
 
 BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
+# What a copy must not carry to the stage unless the user keeps it (``--keep-header``).
+CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+RELAY_STAGE_URI = "/__hookshift_stage"
+COPIES_ZONE = "hookshift_copies"
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,21 @@ class TemplateContext:
     stage_dns: StageDns = "runtime"
     stage_pool: str = "hookshift_stage_keepalive"
     stage_pool_target: str = ""
+    callback_path: str = "/"
+    stage_hop_socket: str = ""
+    relay_dir: str | None = None
+    copies_cap: int = 192
+    copies_zone: str = COPIES_ZONE
+    stage_uri: str = RELAY_STAGE_URI
+    strip_headers: tuple[str, ...] = CREDENTIAL_HEADERS
 
     # Derived values the templates read.
+    @property
+    def stage_hop(self) -> bool:
+        """Run-time DNS on nginx < 1.27.3: the breaker's primary is a local stage-hop server,
+        because only a variable ``proxy_pass`` re-resolves and it cannot sit in an upstream."""
+        return self.layout == "two-hop" and self.stage_dns == "runtime"
+
     @property
     def resolver_args(self) -> str:
         return " ".join([*self.resolvers, f"valid={self.tuning.resolver_valid}", "ipv6=off"])
@@ -189,6 +203,12 @@ class TemplateContext:
     @property
     def keepalive(self) -> int:
         return self.tuning.keepalive
+
+    @property
+    def stage_keepalive(self) -> int:
+        """Idle connections kept to the stage: as many as copies may be in flight, so a busy
+        second does not close and reopen (a TLS handshake each) what the next one needs."""
+        return max(self.tuning.keepalive, self.copies_cap)
 
     @property
     def body_buffer(self) -> str:

@@ -421,12 +421,13 @@ def mirror_apply_args(stack: Stack, nginx_bin: str) -> list[str]:
 def relay_socket(workdir: Path) -> Path:
     """A unix socket path for the mirror's local relay, unique per stack and short enough.
 
-    A socket path is limited to 107 bytes; deep temp dirs fall back to a name in /tmp.
+    A socket path is limited to 107 bytes; deep temp dirs fall back to a name in /tmp. The
+    directory is named ``hookshift*`` so that nginx creates it for its own user only.
     """
-    path = workdir / "nginx" / "hookshift-relay.sock"
-    if len(str(path)) < 100:
+    path = workdir / "nginx" / "hookshift" / "relay.sock"
+    if len(str(path)) < 95:
         return path
-    return Path("/tmp") / f"hookshift-{secrets.token_hex(6)}.sock"
+    return Path("/tmp") / f"hookshift-{secrets.token_hex(6)}" / "relay.sock"
 
 
 def apply_mirror(stack: Stack, nginx_bin: str, extra: Sequence[str] = ()) -> None:

@@ -30,6 +30,8 @@ CHECKS: tuple[Check, ...] = (
     mirror_source.mirror_duplicated,
     mirror_source.mirror_at_server_level,
     mirror_source.mirror_twice_via_error_page,
+    mirror_source.mirror_holds_callback,
+    mirror_source.mirror_forwards_credentials,
     resolver.public_resolver,
     resolver.resolver_without_valid,
     resolver.resolver_without_ipv6_off,

@@ -9,8 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from doctor.findings import Finding, Severity
-from doctor.mirrors import MirrorUse, is_internal, mirror_uses
-from doctor.model import Index, Location, Server
+from doctor.mirrors import (
+    MirrorUse,
+    answers_first,
+    is_internal,
+    mirror_path_locations,
+    mirror_uses,
+    proxies_off_host,
+)
+from doctor.model import Index, Location, Server, proxy_target_of
 from nginx.config import Directive
 
 _ENDING_REWRITE_FLAGS = ("last", "redirect", "permanent")
@@ -328,3 +335,69 @@ def _list(locations: list[Location], limit: int = 4) -> str:
     shown = ", ".join(f"{loc.label} ({loc.where})" for loc in locations[:limit])
     more = len(locations) - limit
     return shown + (f" and {more} more" if more > 0 else "")
+
+
+def mirror_holds_callback(index: Index) -> Iterator[Finding]:
+    """A copy sent straight to the stage holds the callback: nginx finalizes a request, and
+    reads the next one on a keep-alive connection, only when every mirror subrequest has
+    ended. A local relay that answers at once and mirrors on moves that wait off the
+    callback's connection (a relay's own mirror is that relay, not a callback)."""
+    relays = mirror_path_locations(index)
+    for source, uses in _sources(index).items():
+        if source in relays:
+            continue
+        for use in uses:
+            if use.target is None or answers_first(index, use.target):
+                continue
+            yield Finding(
+                code="mirror-holds-callback",
+                severity=Severity.WARNING,
+                where=use.directive.where,
+                message=(
+                    f"the copy holds the callback: `mirror {use.uri}` in {source.label} sends "
+                    f"the copy on to the stage from {use.target.label} ({use.target.where}), "
+                    "and nginx finishes each callback (and reads the next one on a keep-alive "
+                    "connection) only when its copy has ended, so every callback waits for the "
+                    "stage: its latency is added to each one, and a stage that hangs holds "
+                    "each until the proxy timeouts run out"
+                ),
+                fix="send the copy to a local relay that answers at once and copies on to the "
+                "stage (`hookshift mirror apply` writes one)",
+            )
+
+
+CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+
+
+def mirror_forwards_credentials(index: Index) -> Iterator[Finding]:
+    """The location of the mirror path that proxies off this host passes the vendor's
+    credentials on unless it clears them (``proxy_set_header NAME ""``)."""
+    for loc in sorted(mirror_path_locations(index), key=lambda loc: loc.where):
+        found = proxy_target_of(index, loc)
+        if found is None or not proxies_off_host(index, loc):
+            continue
+        if (passing := index.value(loc.chain, "proxy_pass_request_headers")) is not None and (
+            passing.args[:1] == ("off",)
+        ):
+            continue
+        cleared = {
+            d.args[0].lower()
+            for d in index.effective(loc.chain, "proxy_set_header")
+            if len(d.args) == 2 and d.args[1] == ""
+        }
+        passed = [name for name in CREDENTIALS if name not in cleared]
+        if not passed:
+            continue
+        names = ", ".join(passed)
+        yield Finding(
+            code="mirror-forwards-credentials",
+            severity=Severity.WARNING,
+            where=found[0].where,
+            message=(
+                f"{loc.label} sends the copies to the stage with the caller's credential "
+                f"headers ({names}): the vendor's secrets leave this host with every copy and "
+                "land wherever the stage logs or stores requests"
+            ),
+            fix='clear them there, e.g. `proxy_set_header Authorization "";` for each one the '
+            "stage does not need (hookshift's relay does so unless told --keep-header)",
+        )

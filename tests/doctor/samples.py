@@ -1,8 +1,9 @@
 """Configs the doctor tests share: the seed's broken mirror and a protected one.
 
-`protected_mirror()` follows the layout hookshift generates (issue 2 and 6): an internal mirror
-location with short timeouts that proxies to an upstream whose primary is a local server block
-(resolver + variable proxy_pass to the stage, SNI, verification) and whose backup fails at once.
+`protected_mirror()` follows the layout hookshift generates: an internal mirror location with
+short timeouts that hands the copy to a local relay, which answers at once and mirrors it on to
+an upstream whose primary is a local server block (resolver + variable proxy_pass to the stage,
+SNI, verification, credentials cleared) and whose backup fails at once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def protected_mirror(
     callback_extra: str = "",
     target_extra: str = "",
     ca_file: str = "/etc/ssl/certs/ca-certificates.crt",
+    relay_dir: str = "/run/hookshift",
 ) -> str:
     return f"""
 upstream app {{ server 127.0.0.1:9000; }}
@@ -62,6 +64,25 @@ server {{
         proxy_connect_timeout 1s;
         proxy_send_timeout 1s;
         proxy_read_timeout 1s;
+        proxy_pass http://unix:{relay_dir}/relay.sock:$request_uri;
+    }}
+}}
+server {{
+    listen unix:{relay_dir}/relay.sock;
+    client_body_temp_path {relay_dir};
+    location = /bizppurio/callback {{
+        mirror /_hookshift_stage;
+        empty_gif;
+        error_page 405 =204 @accepted;
+    }}
+    location @accepted {{
+        return 204;
+    }}
+    location = /_hookshift_stage {{
+        internal;
+        proxy_connect_timeout 1s;
+        proxy_send_timeout 1s;
+        proxy_read_timeout 5s;
         proxy_pass http://hookshift_stage$request_uri;
     }}
 }}
@@ -77,6 +98,9 @@ server {{
         proxy_ssl_verify on;
         proxy_ssl_trusted_certificate {ca_file};
         proxy_set_header Host {STAGE};
+        proxy_set_header Authorization "";
+        proxy_set_header Cookie "";
+        proxy_set_header Proxy-Authorization "";
         proxy_pass https://{STAGE}/dev$request_uri;
     }}
 }}

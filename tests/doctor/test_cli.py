@@ -50,7 +50,7 @@ def test_fail_on_sets_the_threshold(tmp_path: Path) -> None:
 
 
 def test_fail_on_warning_fails_on_a_warning(tmp_path: Path) -> None:
-    config = write_config(tmp_path, protected_mirror().replace("internal;", ""))
+    config = write_config(tmp_path, protected_mirror().replace("internal;", "", 1))
     assert doctor("--config", config).returncode == 0
     assert doctor("--config", config, "--fail-on", "warning").returncode == 1
 

@@ -33,6 +33,8 @@ def test_seed_example_passes_nginx_t_and_doctor_names_its_runtime_failures(
     }
     warnings = {f.code for f in findings if f.severity is Severity.WARNING}
     assert warnings == {
+        "mirror-holds-callback",
+        "mirror-forwards-credentials",
         "mirror-slow-timeouts",
         "mirror-no-circuit-breaker",
         "mirror-resolver-timeout",

@@ -34,7 +34,7 @@ def test_a_protected_mirror_has_no_warning_or_error(diagnose_http: Diagnose) -> 
 
 
 def test_mirror_target_without_internal_is_flagged(tmp_path: Path) -> None:
-    config = write_config(tmp_path, protected_mirror().replace("internal;", ""))
+    config = write_config(tmp_path, protected_mirror().replace("internal;", "", 1))
     finding = only(diagnose_file(config), "mirror-target-not-internal")
     assert finding.where == line_of(config, "location = /_hookshift_mirror")
     assert "reachable from outside" in finding.message
@@ -131,7 +131,13 @@ def test_nginx_t_accepts_both_the_seed_and_the_protected_config(
     """Doctor's findings are about run time: the real nginx -t passes both configs."""
     ca = tmp_path / "ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca))
-    for name, text in (("seed", seed_mirror()), ("protected", protected_mirror(ca_file=str(ca)))):
+    for name, text in (
+        ("seed", seed_mirror()),
+        (
+            "protected",
+            protected_mirror(ca_file=str(ca), relay_dir=str(tmp_path / "hookshift")),
+        ),
+    ):
         directory = tmp_path / name
         directory.mkdir()
         config = write_config(directory, text)

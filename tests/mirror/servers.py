@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +27,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         server: RecordingServer = self.server  # type: ignore[assignment]
+        if server.hanging.is_set():
+            with server.lock:
+                server.held += 1
+            while server.hanging.is_set() and not server.stopping.is_set():
+                time.sleep(0.02)
+            self.close_connection = True
+            return  # the client gave up long ago: nothing is recorded or answered
         with server.lock:
             server.received.append(
                 Received(
@@ -50,18 +58,35 @@ class RecordingServer(ThreadingHTTPServer):
 
     `payload` is the answer's body; an empty one (``Content-Length: 0``) is what lets nginx
     keep a mirror's connection alive, as API Gateway's empty integration response does.
+    While `hanging` is set, requests are read and never answered (counted in `held`). With
+    TLS, the SNI names clients sent are in `sni`.
     """
 
     daemon_threads = True
+    request_queue_size = 1024  # many copies may connect at once
 
-    def __init__(self, tls: ssl.SSLContext | None = None, payload: bytes = b"ok") -> None:
-        super().__init__((LOOPBACK, 0), _Handler)
+    def __init__(
+        self,
+        tls: ssl.SSLContext | None = None,
+        payload: bytes = b"ok",
+        host: str = LOOPBACK,
+        port: int = 0,
+    ) -> None:
+        super().__init__((host, port), _Handler)
         self.received: list[Received] = []
+        self.sni: list[str | None] = []
+        self.hanging = threading.Event()
+        self.stopping = threading.Event()
+        self.held = 0
         self.connections = 0
         self.payload = payload
         self.lock = threading.Lock()
         if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            tls.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)  # type: ignore[assignment,misc]
+            # the handshake runs in the request's thread, so a held request blocks no other
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def get_request(self) -> tuple[Any, Any]:
@@ -79,5 +104,6 @@ class RecordingServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.shutdown()
         self.server_close()

@@ -67,18 +67,32 @@ def test_apply_twice_changes_nothing_the_second_time(
     assert snapshot(config.parent) == applied
 
 
-def test_a_different_plan_on_an_applied_config_asks_for_remove(
+def test_a_different_plan_on_an_applied_config_upgrades_it_in_one_edit(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
+    """hookshift's lines of an earlier plan are replaced by the new plan's in one validated
+    apply; the result is what the new plan writes on the original, and remove restores it."""
     config = copy_case("location_include", tmp_path)
+    original = snapshot(config.parent)
     apply_plan(
         _plan(config, ca_file),
         nginx_bin=nginx_bin,
         backup_dir=tmp_path / "bk",
         prefix=config.parent,
     )
-    with pytest.raises(InputError, match=r"already has hookshift lines.*mirror remove"):
-        _plan(config, ca_file, timeout=1.5)
+    upgrade = _plan(config, ca_file, timeout=1.5)
+    assert not upgrade.already_applied and upgrade.changes
+    assert any("replaces hookshift's lines" in w for w in upgrade.warnings)
+    apply_plan(upgrade, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    upgraded = snapshot(config.parent)
+
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == original
+    fresh = _plan(config, ca_file, timeout=1.5)
+    assert {c.path: c.new_text.encode() for c in fresh.changes} == {
+        p: b for p, b in upgraded.items() if b != original[p]
+    }
+    assert _plan(config, ca_file).changes, "the original takes a fresh plan"
 
 
 def test_mode_and_owner_are_kept_and_backups_hold_the_originals(

@@ -113,7 +113,7 @@ def test_stage_dns_reload_passes_nginx_t_and_remove_restores_every_byte(
     )
     assert plan.stage_dns == "reload"
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
-    assert any(b"upstream hookshift_stage_keepalive" in d for d in snapshot(root).values())
+    assert any(b"server localhost:443 max_fails" in d for d in snapshot(root).values())
     assert binary.test_config(config, nginx_bin=nginx_bin, prefix=root).ok
     remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=root)
     assert snapshot(root) == before

@@ -1,18 +1,24 @@
 """A running nginx with hookshift's mirror: the app gets the callback, the stage gets a copy,
-the parity log gets the body, the original access_log and inherited headers keep working."""
+the parity log gets the body, the original access_log and inherited headers keep working.
+
+The tests marked for both binaries run on Debian's nginx (1.22, run-time DNS through a stage
+hop) and on a current mainline nginx (>= 1.27.3, the stage in a resolving upstream) when
+``HOOKSHIFT_NGINX_MAINLINE`` names one (``.ci/run`` builds it).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
+import os
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -21,6 +27,8 @@ from hookshift.errors import OperationError
 from mirror.apply import apply_plan
 from mirror.plan import MirrorOptions, MirrorPlan, make_plan
 from mirror.remove import remove_marked
+from mirror.render import Tuning
+from nginx.binary import nginx_version
 from rehearsal.dns import DnsServer
 from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from tests.mirror.servers import RecordingServer
@@ -51,6 +59,23 @@ http {{
     }}
 }}
 """
+
+
+MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
+Nginx = tuple[str, tuple[int, int, int]]
+
+
+@pytest.fixture(params=["debian", "mainline"])
+def any_nginx(request: pytest.FixtureRequest, nginx_bin: str) -> Nginx:
+    """Each nginx binary there is, with its version (which chooses the layout)."""
+    path = nginx_bin
+    if request.param == "mainline":
+        path = os.environ.get(MAINLINE_ENV, "")
+        if not path:
+            pytest.skip(f"{MAINLINE_ENV} is not set (.ci/run builds nginx 1.31.5 and sets it)")
+        if not os.access(path, os.X_OK):
+            pytest.skip(f"{MAINLINE_ENV}={path} is not an executable")
+    return path, nginx_version(path)
 
 
 @pytest.fixture
@@ -273,48 +298,80 @@ def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
         nginx.stop()
 
 
-def test_a_hanging_stage_opens_the_breaker_after_one_copy(
-    tmp_path: Path, nginx_bin: str, app: RecordingServer, dns: DnsServer, ca_file: Path, port: int
+def _apply_and_start(
+    tmp_path: Path, any_nginx: Nginx, options: MirrorOptions, port: int
+) -> ManagedProcess:
+    nginx_path, version = any_nginx
+    plan = make_plan(options, version)
+    apply_plan(plan, nginx_bin=nginx_path, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    return _start_nginx(nginx_path, tmp_path, port)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A config in `prefix` for one nginx binary, with a running app, TLS stage and DNS."""
+
+    prefix: Path
+    nginx: Nginx
+    app: RecordingServer
+    stage: RecordingServer
+    dns: DnsServer
+    ca_file: Path
+    port: int
+
+    def options(self, **overrides: Any) -> MirrorOptions:
+        base = _options(self.prefix, self.stage.port, self.dns, self.ca_file)
+        return replace(base, **overrides)
+
+    def start(self, options: MirrorOptions) -> ManagedProcess:
+        return _apply_and_start(self.prefix, self.nginx, options, self.port)
+
+
+@pytest.fixture
+def live(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> Live:
+    return Live(tmp_path, any_nginx, app, stage, dns, ca_file, port)
+
+
+@pytest.mark.e2e
+def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
+    live: Live,
 ) -> None:
-    """A stage that accepts and never answers is tried once; then the backup fails every copy
-    at once for fail_timeout, so it sees no further connection while the app gets them all."""
-    hang = socket.socket()
-    hang.bind((LOOPBACK, 0))
-    hang.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        hang.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                accepted.append(hang.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    options = replace(_options(tmp_path, hang.getsockname()[1], dns, ca_file), timeout=0.5)
-    apply_plan(
-        make_plan(options, (1, 22, 1)),
-        nginx_bin=nginx_bin,
-        backup_dir=tmp_path / "bk",
-        prefix=tmp_path,
-    )
-    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    """While the stage hangs the callbacks go on at once; the copies in flight fail at their
+    timeout and open the breaker, which keeps the stage out until fail_timeout has passed;
+    then the stage gets copies again."""
+    live.stage.hanging.set()
+    nginx = live.start(live.options(timeout=0.5, tuning=Tuning(fail_timeout="2s")))
     try:
-        # one keep-alive connection: nginx reads its next request only after the previous
-        # request's mirror has finished, so the copies go one after another
-        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
-        statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(6)]
-        assert statuses == [200] * 6
-        assert len(app.received) == 6
-        assert len(accepted) == 1, "after one failed copy the breaker keeps the stage out"
+        conn = http.client.HTTPConnection(LOOPBACK, live.port, timeout=30)  # keep-alive
+        statuses = [_post(live.port, SAMPLE + str(i).encode(), conn) for i in range(6)]
+        assert statuses == [200] * 6, "the callbacks do not wait for their hanging copies"
+        assert len(live.app.received) == 6
+        errors = live.prefix / "hookshift-mirror.error.log"
+        _wait_for(
+            lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
+            "the breaker to open",
+        )
+        held = live.stage.held
+        assert [_post(live.port, SAMPLE, conn) for _ in range(6)] == [200] * 6
+        assert live.stage.held == held, "the open breaker keeps the hanging stage out"
+        live.stage.hanging.clear()
+
+        def copied() -> bool:
+            assert _post(live.port, SAMPLE + b"again", conn) == 200
+            return any(r.body == SAMPLE + b"again" for r in live.stage.received)
+
+        _wait_for(copied, "a copy at the recovered stage", timeout=15)
+        assert "hookshift-mirror" not in (live.prefix / "error.log").read_text()
     finally:
         nginx.stop()
-        stop.set()
-        thread.join()
-        for peer in accepted:
-            peer.close()
-        hang.close()
 
 
 def test_a_broad_location_copies_and_logs_only_the_callback_path(
@@ -514,3 +571,183 @@ def test_requests_rewritten_into_an_exact_location_are_not_copied(
         assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
     finally:
         nginx.stop()
+
+
+@pytest.mark.e2e
+def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentials(
+    live: Live,
+) -> None:
+    """Body bytes, method, path and query as the vendor sent them; the stage's own Host and
+    SNI; the vendor's credentials left out, its signature header kept."""
+    sent = {
+        "/callback?src=vendor&q=%ED%95%9C+x": SAMPLE,
+        "/callback": bytes(range(256)) * 4,
+        "/callback?empty=1": b"",
+        "/callback?big=1": b"A" * 100_000,
+    }
+    nginx = live.start(live.options())
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, live.port, timeout=10)
+        for path, body in sent.items():
+            conn.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    "Host": "hooks.test",
+                    "Authorization": "Bearer vendor-secret",
+                    "Cookie": "session=s3cr3t",
+                    "Proxy-Authorization": "Basic cHJveHk=",
+                    "X-Signature": "sig-123",
+                },
+            )
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        _wait_for(lambda: len(live.stage.received) >= len(sent), "every copy at the stage")
+    finally:
+        nginx.stop()
+    by_id = {r.headers["x-request-id"]: r for r in live.app.received}
+    assert len(live.stage.received) == len(sent)
+    for copy in live.stage.received:
+        original = by_id[copy.headers["x-request-id"]]
+        assert copy.method == original.method == "POST"
+        assert copy.path == "/prod" + original.path
+        assert copy.body == original.body == sent[original.path]
+        assert copy.headers["host"] == STAGE_HOST
+        assert copy.headers["x-signature"] == "sig-123"
+        for name in ("authorization", "cookie", "proxy-authorization"):
+            assert name not in copy.headers, name
+            assert name in original.headers, "the app still gets it"
+    assert set(live.stage.sni) == {STAGE_HOST}
+
+
+@pytest.mark.e2e
+def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
+    live: Live,
+) -> None:
+    """nginx makes every unix socket 0666, so the relay's socket lives in a directory nginx
+    creates for its worker user only; and whoever reaches it can send only the callback."""
+    relay = live.prefix / "hookshift" / "relay.sock"
+    nginx = live.start(live.options(relay_socket=str(relay)))
+    try:
+        _wait_for(relay.exists, "the relay socket")
+        assert relay.stat().st_mode & 0o777 == 0o666
+        directory = relay.parent.stat()
+        assert directory.st_mode & 0o777 == 0o700
+        assert directory.st_uid == os.getuid()  # the worker user of this config (`user root`)
+
+        def ask(method: str, path: str) -> int:
+            conn = _UnixConnection(str(relay))
+            conn.request(method, path, body=b"x" if method != "GET" else None)
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status
+
+        assert ask("POST", "/other") == 404
+        assert ask("POST", "/callback/more") == 404
+        assert ask("GET", "/callback") == 403
+        assert ask("PUT", "/callback") == 403
+        assert ask("POST", "/__hookshift_stage") == 404
+        assert ask("POST", "/callback?from=relay") == 204
+        _wait_for(lambda: len(live.stage.received) >= 1, "the callback's copy")
+    finally:
+        nginx.stop()
+    assert [r.path for r in live.stage.received] == ["/prod/callback?from=relay"]
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.unix_path)
+
+
+@pytest.mark.e2e
+def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    ca: trustme.CA,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """Run-time DNS (a stage hop on nginx < 1.27.3, ``resolve`` in the upstream from 1.27.3):
+    when the stage's name moves to another address, copies follow it while nginx runs."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(STAGE_HOST).configure_cert(ctx)
+    first = RecordingServer(tls=ctx, payload=b"").start()
+    second = RecordingServer(tls=ctx, payload=b"", host="127.0.0.2", port=first.port).start()
+    try:
+        with DnsServer([f"{STAGE_HOST}=127.0.0.1"], ttl=1) as dns:
+            options = replace(
+                _options(tmp_path, first.port, dns, ca_file), tuning=Tuning(resolver_valid="1s")
+            )
+            nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+            try:
+                conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+
+                def reaches(server: RecordingServer) -> bool:
+                    assert _post(port, SAMPLE, conn) == 200
+                    return bool(server.received)
+
+                _wait_for(lambda: reaches(first), "a copy at the first address")
+                dns.set_records([f"{STAGE_HOST}=127.0.0.2"])
+                _wait_for(lambda: reaches(second), "a copy at the new address", timeout=20)
+                assert nginx.popen is not None and nginx.popen.poll() is None, "no restart"
+            finally:
+                nginx.stop()
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.e2e
+def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
+    live: Live,
+) -> None:
+    """worker_connections 768 and a stage that never answers: the relay holds at most its cap
+    of copies and answers the rest at once, so no vendor connection is refused or reset."""
+    conf = live.prefix / "nginx.conf"
+    conf.write_text(conf.read_text().replace("worker_connections 64;", "worker_connections 768;"))
+    live.stage.hanging.set()
+    options = live.options(timeout=10.0)
+    cap = int(
+        next(
+            line.split()[2].rstrip(";")
+            for line in make_plan(options, live.nginx[1]).changes[0].new_text.splitlines()
+            if "limit_conn hookshift_copies" in line
+        )
+    )
+    clients = 2 * cap + 64
+    nginx = live.start(options)
+    try:
+
+        def callback(i: int) -> int:
+            conn = http.client.HTTPConnection(LOOPBACK, live.port, timeout=30)
+            conn.request(
+                "POST",
+                "/callback",
+                body=SAMPLE + str(i).encode(),
+                headers={"Host": "hooks.test", "Connection": "close"},
+            )
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status
+
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            statuses = list(pool.map(callback, range(clients)))
+        assert statuses == [200] * clients
+        _wait_for(lambda: live.stage.held >= cap, "the copies the relay lets through")
+        relay_log = live.prefix / "hookshift-mirror.error.log"
+        _wait_for(lambda: "limiting connections" in relay_log.read_text(), "dropped copies")
+        assert live.stage.held == cap, "copies in flight stay at the relay's cap"
+    finally:
+        nginx.stop()
+    assert len(live.app.received) == clients

@@ -47,39 +47,130 @@ def _added(plan_text: str) -> list[str]:
     ]
 
 
-def test_old_nginx_gets_the_two_hop_breaker_layout(tmp_path: Path) -> None:
+def _block(text: str, opening: str) -> str:
+    """The lines of the block that starts with `opening` (up to its closing brace)."""
+    rest = text[text.index(opening) :]
+    depth, out = 0, []
+    for line in rest.splitlines():
+        out.append(line)
+        depth += line.count("{") - line.count("}")
+        if depth == 0:
+            break
+    return "\n".join(out)
+
+
+def _front_copy_ends_at_the_relay(added: list[str]) -> None:
+    """The callback's copy goes to the local relay only, which answers before the stage."""
+    front = added[added.index("location = /__hookshift_mirror {") :]
+    front = front[: front.index("}") + 1]
+    assert "proxy_pass http://unix:/run/hookshift/relay.sock:$request_uri;" in front
+    assert "proxy_set_header X-Request-Id $request_id;" in front
+    assert not any("https://" in line or "keepalive" in line for line in front)
+
+
+def test_old_nginx_gets_the_answer_first_relay_with_a_stage_hop(tmp_path: Path) -> None:
     plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
-    added = _added(plan.changes[0].new_text)
+    text = plan.changes[0].new_text
+    added = _added(text)
     assert plan.layout == "two-hop"
-    assert "server unix:/run/hookshift-mirror.sock max_fails=1 fail_timeout=10s;" in added
-    assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in added
-    assert "listen unix:/run/hookshift-mirror.sock;" in added
-    assert "resolver 1.1.1.1 8.8.8.8 valid=10s ipv6=off;" in added
-    assert (
-        "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod$request_uri;"
-        in added
-    )
-    assert "proxy_ssl_server_name on;" in added and "proxy_ssl_verify on;" in added
+    _front_copy_ends_at_the_relay(added)
+    relay = _block(text, "location = /cb {  # hookshift")
+    for line in (
+        "mirror /__hookshift_stage;",
+        "empty_gif;",
+        "error_page 405 =204 @hookshift_accepted;",
+        "limit_conn hookshift_copies 64;",  # 4 connections each, half of nginx's default 512
+    ):
+        assert line in relay, line
+    # the breaker sits where the relay meets the stage: its primary is the stage hop
+    breaker = _block(text, "upstream hookshift_stage {")
+    assert "server unix:/run/hookshift/relay-stage.sock max_fails=1 fail_timeout=10s;" in breaker
+    assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in breaker
+    assert "zone hookshift_stage 64k;" in breaker, "the breaker state is shared by all workers"
     assert "proxy_pass http://hookshift_stage$request_uri;" in added
-    assert "proxy_set_header X-Request-Id $request_id;" in added
-    assert "mirror /__hookshift_mirror;" in added
-    assert "zone hookshift_stage 64k;" in added, "the breaker state is shared by all workers"
     assert "proxy_next_upstream error timeout http_502 http_504 non_idempotent;" in added
+    hop = _block(text, "listen unix:/run/hookshift/relay-stage.sock;")
+    for line in (
+        "resolver 1.1.1.1 8.8.8.8 valid=10s ipv6=off;",
+        "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod$request_uri;",
+        "proxy_ssl_server_name on;",
+        "proxy_ssl_verify on;",
+        'proxy_set_header Authorization "";',
+    ):
+        assert line in text[text.index("listen unix:/run/hookshift/relay-stage.sock;") :], line
+    assert hop
+    assert "mirror /__hookshift_mirror;" in added
 
 
-def test_nginx_1_27_3_resolves_in_the_upstream_with_keepalive(tmp_path: Path) -> None:
+def test_nginx_1_27_3_relay_meets_the_stage_in_a_resolving_upstream(tmp_path: Path) -> None:
     plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 27, 3))
-    added = _added(plan.changes[0].new_text)
+    text = plan.changes[0].new_text
+    added = _added(text)
     assert plan.layout == "upstream-resolve"
-    assert "zone hookshift_stage 64k;" in added
+    _front_copy_ends_at_the_relay(added)
+    breaker = _block(text, "upstream hookshift_stage {")
+    assert "zone hookshift_stage 64k;" in breaker
     assert (
         "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 resolve max_fails=1 "
         "fail_timeout=10s;"
-    ) in added
-    assert "keepalive 16;" in added
-    assert "proxy_pass https://hookshift_stage/prod$request_uri;" in added
-    assert "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;" in added
-    assert not any(a.startswith("listen unix:") for a in added), "no relay server needed"
+    ) in breaker
+    assert "keepalive 128;" in breaker, "as many idle connections as copies may be in flight"
+    stage = _block(text, "location = /__hookshift_stage {")
+    assert "proxy_pass https://hookshift_stage/prod$request_uri;" in stage
+    assert "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;" in stage
+    assert "relay-stage.sock" not in text, "no stage hop: the upstream re-resolves"
+    assert "error_log /var/log/nginx/hookshift-mirror.error.log warn;" in added
+
+
+@pytest.mark.parametrize(
+    ("version", "stage_dns", "cap"),
+    [((1, 22, 1), "runtime", 96), ((1, 22, 1), "reload", 192), ((1, 27, 3), "runtime", 192)],
+)
+def test_copies_in_flight_hold_at_most_half_of_worker_connections(
+    tmp_path: Path, version: tuple[int, int, int], stage_dns: str, cap: int
+) -> None:
+    """A copy holds 2 connections (relay in, stage out), 4 through the run-time stage hop."""
+    config = _write(tmp_path, SIMPLE)
+    config.write_text(config.read_text().replace("events {}", "events { worker_connections 768; }"))
+    added = _added(make_plan(_opts(config, stage_dns=stage_dns), version).changes[0].new_text)
+    assert f"limit_conn hookshift_copies {cap};" in added
+    assert "limit_conn_zone $server_name zone=hookshift_copies:1m;" in added
+
+
+def test_the_relay_takes_only_the_callback_path_and_post(tmp_path: Path) -> None:
+    text = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 27, 3)).changes[0].new_text
+    relay = _block(text, "server {  # hookshift")
+    assert "location = /cb {  # hookshift" in relay
+    assert _block(relay, "limit_except POST {").splitlines()[1].strip().startswith("deny all;")
+    assert "return 404;" in _block(relay, "location / {")
+
+
+@pytest.mark.parametrize(
+    ("keep", "stripped"),
+    [
+        ((), ["Authorization", "Cookie", "Proxy-Authorization"]),
+        (("authorization", "X-Signature"), ["Cookie", "Proxy-Authorization"]),
+    ],
+)
+def test_credentials_are_stripped_from_the_copy_unless_kept(
+    tmp_path: Path, keep: tuple[str, ...], stripped: list[str]
+) -> None:
+    for version in ((1, 22, 1), (1, 27, 3)):
+        plan = make_plan(_opts(_write(tmp_path, SIMPLE), keep_headers=keep), version)
+        added = _added(plan.changes[0].new_text)
+        assert [a.split()[1] for a in added if a.endswith(' "";') and "Connection" not in a] == (
+            stripped
+        )
+
+
+def test_the_relay_directory_is_private_only_when_it_is_hookshifts_own(tmp_path: Path) -> None:
+    config = _write(tmp_path, SIMPLE)
+    plan = make_plan(_opts(config), (1, 22, 1))
+    assert "client_body_temp_path /run/hookshift;" in _added(plan.changes[0].new_text)
+    assert not any("other local users" in w for w in plan.warnings)
+    shared = make_plan(_opts(config, relay_socket="/run/hm.sock"), (1, 22, 1))
+    assert not any("client_body_temp_path" in a for a in _added(shared.changes[0].new_text))
+    assert any("/run, which other local users may reach" in w for w in shared.warnings)
 
 
 def test_timeouts_are_short_by_default_and_configurable(tmp_path: Path) -> None:
@@ -247,38 +338,29 @@ def test_the_body_buffer_is_raised_but_never_lowered(
     assert ("client_body_buffer_size 128k;" in in_location) is raised
 
 
-def test_stage_dns_reload_keeps_the_breaker_and_gives_the_relay_a_keepalive_upstream(
-    tmp_path: Path,
-) -> None:
+def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path: Path) -> None:
     plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_dns="reload"), (1, 22, 1))
     text = plan.changes[0].new_text
-    added = _added(text)
     assert plan.layout == "two-hop" and plan.stage_dns == "reload"
-    # the breaker in front is unchanged
-    assert "server unix:/run/hookshift-mirror.sock max_fails=1 fail_timeout=10s;" in added
-    assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in added
-    assert "proxy_pass http://hookshift_stage$request_uri;" in added
-    # the relay keeps connections to the stage, resolved by nginx at start/reload
-    pool = text[text.index("upstream hookshift_stage_keepalive {") :]
-    pool = pool[: pool.index("}")]
-    assert "server abc123.execute-api.ap-northeast-2.amazonaws.com:443;" in pool
-    assert "keepalive 16;" in pool
-    relay = text[text.index("listen unix:/run/hookshift-mirror.sock;") :]
-    relay = relay[: relay.index("proxy_pass")] + relay[relay.index("proxy_pass") :].split("\n")[0]
+    breaker = _block(text, "upstream hookshift_stage {")
+    assert "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 max_fails=1" in breaker
+    assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in breaker
+    assert "keepalive 128;" in breaker, "as many idle connections as copies may be in flight"
+    stage = _block(text, "location = /__hookshift_stage {")
     for line in (
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
-        "proxy_ssl_session_reuse on;",
-        "proxy_next_upstream error non_idempotent;",
+        "proxy_next_upstream error timeout non_idempotent;",
         "proxy_next_upstream_tries 2;",
         "proxy_ssl_server_name on;",
         "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;",
         "proxy_ssl_verify on;",
         "proxy_set_header Host abc123.execute-api.ap-northeast-2.amazonaws.com;",
-        "proxy_pass https://hookshift_stage_keepalive/prod$request_uri;",
+        "proxy_pass https://hookshift_stage/prod$request_uri;",
     ):
-        assert line in relay, line
-    assert "resolver " not in relay, "no run-time DNS in the relay: the upstream holds the names"
+        assert line in stage, line
+    assert "resolver " not in text, "no run-time DNS: the upstream holds the names"
+    assert "relay-stage.sock" not in text, "no stage hop"
     assert any("nginx -s reload" in w and "system resolver" in w for w in plan.warnings)
     as_json = plan.to_json()
     assert as_json["stage_dns"] == "reload" and as_json["keepalive_to_stage"] is True
@@ -320,14 +402,21 @@ def test_the_relay_logs_errors_beside_the_parity_log_unless_told_otherwise(
     )
 
 
-def test_the_mirror_error_log_is_only_in_the_relay_server(tmp_path: Path) -> None:
+def test_the_mirror_error_log_is_only_in_hookshifts_servers(tmp_path: Path) -> None:
     """nginx applies a location's error_log to main requests only, never to a mirror
     subrequest, so one in the internal location would be a no-op; the user's own error logs
     are left alone."""
     plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
     added = _added(plan.changes[0].new_text)
-    assert sum(line.startswith("error_log") for line in added) == 1
-    relay = added[added.index("server_name hookshift-mirror-relay;") :]
-    assert relay[2].startswith("error_log ")
+    assert sum(line.startswith("error_log") for line in added) == 2  # relay and stage hop
+    for name in ("hookshift-mirror-relay", "hookshift-mirror-stage"):
+        assert added[added.index(f"server_name {name};") + 2].startswith("error_log ")
     newer = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 27, 3))
-    assert not any(line.startswith("error_log") for line in _added(newer.changes[0].new_text))
+    assert sum(line.startswith("error_log") for line in _added(newer.changes[0].new_text)) == 1
+
+
+def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path) -> None:
+    """The relay is a server of its own on nginx >= 1.27.3 too: http-level gates reach it."""
+    config = _write(tmp_path, "deny 10.0.0.0/8;\nserver { listen 80; location = /cb { } }")
+    warnings = make_plan(_opts(config), (1, 27, 3)).warnings
+    assert any(w.startswith("http-level `deny`") for w in warnings)

@@ -95,7 +95,7 @@ def test_placeholders_fill_snippets_without_touching_nginx_variables() -> None:
 
 
 def test_relay_socket_stays_within_the_unix_socket_path_limit(tmp_path: Path) -> None:
-    assert relay_socket(tmp_path) == tmp_path / "nginx" / "hookshift-relay.sock"
+    assert relay_socket(tmp_path) == tmp_path / "nginx" / "hookshift" / "relay.sock"
     deep = tmp_path / ("d" * 120)
     assert len(str(relay_socket(deep))) < 100
 
