@@ -61,8 +61,7 @@ def _block(text: str, opening: str) -> str:
 
 def _front_copy_ends_at_the_relay(added: list[str]) -> None:
     """The callback's copy goes to the local relay only, which answers before the stage."""
-    front = added[added.index("location = /__hookshift_mirror {") :]
-    front = front[: front.index("}") + 1]
+    front = _block("\n".join(added), "location = /__hookshift_mirror {").splitlines()
     assert "proxy_pass http://unix:/run/hookshift/relay.sock:$request_uri;" in front
     assert "proxy_set_header X-Request-Id $request_id;" in front
     assert not any("https://" in line or "keepalive" in line for line in front)
@@ -417,6 +416,9 @@ def test_the_mirror_error_log_is_only_in_hookshifts_servers(tmp_path: Path) -> N
 
 def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path) -> None:
     """The relay is a server of its own on nginx >= 1.27.3 too: http-level gates reach it."""
-    config = _write(tmp_path, "deny 10.0.0.0/8;\nserver { listen 80; location = /cb { } }")
+    config = _write(
+        tmp_path,
+        "deny 10.0.0.0/8;\nserver { listen 80; location = /cb { proxy_pass http://127.0.0.1:9000; } }",
+    )
     warnings = make_plan(_opts(config), (1, 27, 3)).warnings
     assert any(w.startswith("http-level `deny`") for w in warnings)
