@@ -40,7 +40,7 @@ from pathlib import Path
 from cutover import journal
 from cutover.settings import Settings
 from hookshift.errors import InputError, OperationError
-from mirror.apply import PAUSE_ENV, checkpoint, recover
+from mirror.apply import PAUSE_ENV, check_relay_directory, checkpoint, recover
 from nginx import binary, splice
 from nginx.source import read_text, to_bytes
 
@@ -146,11 +146,8 @@ def preflight(settings: Settings, target: str) -> None:
     config_files(config)  # readable and parseable
     if SHAPES[target].mode is None:
         return
-    if settings.relay_socket and not Path(settings.relay_socket).parent.is_dir():
-        raise InputError(
-            f"the relay socket's directory does not exist: {Path(settings.relay_socket).parent}",
-            fix="create it or pass --relay-socket in an existing directory nginx can write",
-        )
+    if settings.relay_socket:
+        check_relay_directory(settings.relay_socket)
 
 
 def engine_applied(settings: Settings, target: str) -> bool:

@@ -521,21 +521,26 @@ def _poll(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
-    """Mirror: the relay socket's directory must exist (or its parent, when nginx creates it
-    as hookshift's private one); after a reload the socket must."""
-    if plan.mode != "mirror" or not plan.changes:
-        return None
-    socket_path = Path(plan.options.relay_socket)
-    needed = socket_path.parent
-    if relay_dir(str(socket_path)) is not None:
+def check_relay_directory(relay_socket: str) -> None:
+    """The relay socket's directory must exist, or its parent when nginx creates it as
+    hookshift's private one (``nginx -t`` binds the socket, so this is checked before any
+    write)."""
+    needed = Path(relay_socket).parent
+    if relay_dir(relay_socket) is not None:
         needed = needed.parent
     if not needed.is_dir():
         raise InputError(
             f"the relay socket's directory does not exist: {needed}",
             fix="create it or pass --relay-socket in an existing directory nginx can write",
         )
-    return socket_path.is_socket
+
+
+def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
+    """Mirror: the relay's directory is checked; after a reload the socket must appear."""
+    if plan.mode != "mirror" or not plan.changes:
+        return None
+    check_relay_directory(plan.options.relay_socket)
+    return Path(plan.options.relay_socket).is_socket
 
 
 def apply_plan(

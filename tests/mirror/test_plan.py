@@ -418,7 +418,8 @@ def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path)
     """The relay is a server of its own on nginx >= 1.27.3 too: http-level gates reach it."""
     config = _write(
         tmp_path,
-        "deny 10.0.0.0/8;\nserver { listen 80; location = /cb { proxy_pass http://127.0.0.1:9000; } }",
+        "deny 10.0.0.0/8;\n"
+        "server { listen 80; location = /cb { proxy_pass http://127.0.0.1:9000; } }",
     )
     warnings = make_plan(_opts(config), (1, 27, 3)).warnings
     assert any(w.startswith("http-level `deny`") for w in warnings)
