@@ -35,8 +35,8 @@ from pathlib import Path
 
 import trustme
 
-from rehearsal.dns import DnsServer
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.rehearsal.dns import DnsServer
+from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 STAGE_HOST = "abc123def4.execute-api.ap-northeast-2.amazonaws.com"
 STAGE_PATH = "/dev"

@@ -18,13 +18,13 @@ from hookshift.errors import InputError, OperationError
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
-    "mirror": "mirror.cli:mirror",
-    "doctor": "doctor.cli:doctor",
-    "apigw": "apigw.cli:apigw",
-    "rehearse": "rehearsal.cli:rehearse",
-    "verify": "verify.cli:verify",
-    "cutover": "cutover.cli:cutover",
-    "probe": "cutover.cli:probe",
+    "mirror": "hookshift.mirror.cli:mirror",
+    "doctor": "hookshift.doctor.cli:doctor",
+    "apigw": "hookshift.apigw.cli:apigw",
+    "rehearse": "hookshift.rehearsal.cli:rehearse",
+    "verify": "hookshift.verify.cli:verify",
+    "cutover": "hookshift.cutover.cli:cutover",
+    "probe": "hookshift.cutover.cli:probe",
 }
 
 

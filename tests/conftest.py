@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from rehearsal.sqs import MotoServer, start_moto
+from hookshift.rehearsal.sqs import MotoServer, start_moto
 
 REPO = Path(__file__).resolve().parents[1]
 

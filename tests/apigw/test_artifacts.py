@@ -15,11 +15,18 @@ import pytest
 from cfnlint.api import lint
 from openapi_spec_validator import validate as validate_openapi
 
-from apigw.artifacts import ApiSpec, cloudformation, infer_schema, load_samples, openapi, terraform
-from apigw.client import post
-from apigw.integration import TemplateOptions, integration_responses, mapping_template
+from hookshift.apigw.artifacts import (
+    ApiSpec,
+    cloudformation,
+    infer_schema,
+    load_samples,
+    openapi,
+    terraform,
+)
+from hookshift.apigw.client import post
+from hookshift.apigw.integration import TemplateOptions, integration_responses, mapping_template
 from hookshift.errors import InputError
-from rehearsal.sqs import MotoServer
+from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import StageFactory, receive_all
 
 SAMPLES = [

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apigw.client import post, request
-from apigw.emulator import CustomDomain, StageConfig
-from apigw.integration import TemplateOptions
-from apigw.tls import CertSpec
-from rehearsal.sqs import MotoServer
+from hookshift.apigw.client import post, request
+from hookshift.apigw.emulator import CustomDomain, StageConfig
+from hookshift.apigw.integration import TemplateOptions
+from hookshift.apigw.tls import CertSpec
+from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import StageFactory, receive_all
 
 TRICKY = json.dumps(

@@ -7,7 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
-from cutover.evidence import direct_arrivals, nginx_times, parity_evidence
+from hookshift.cutover.evidence import direct_arrivals, nginx_times, parity_evidence
 
 
 def test_nginx_times_read_the_parity_log_and_combined_logs_with_rotations(tmp_path: Path) -> None:

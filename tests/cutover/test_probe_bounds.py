@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cutover.probe import QueueSpec, find_marker
+from hookshift.cutover.probe import QueueSpec, find_marker
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover import journal
-from cutover.settings import Settings
+from hookshift.cutover import journal
+from hookshift.cutover.settings import Settings
 from tests.cutover.helpers import Cutover, force, make, nginx_t, run
 
 CONFIG = """\
@@ -160,7 +160,7 @@ def test_decommissioned_says_what_nginx_really_has(tmp_path: Path, nginx_bin: st
 
 
 def _open_intent(state: Path, target: str = "mirror-stage") -> None:
-    from cutover import transition
+    from hookshift.cutover import transition
 
     current = journal.read(state)
     settings = Settings.from_json(current.settings)
@@ -210,8 +210,8 @@ def test_files_edited_by_hand_after_an_interruption_are_named_until_adopted(
 
 
 def test_cut_over_help_and_findings_use_words_a_user_knows() -> None:
-    from cutover.diagnosis import diagnose
-    from cutover.probe import DnsObservation
+    from hookshift.cutover.diagnosis import diagnose
+    from hookshift.cutover.probe import DnsObservation
     from tests.cutover.test_diagnosis import _obs  # the probe observations those tests use
 
     texts = [run("cutover", command, "--help").stdout
@@ -250,7 +250,7 @@ def test_an_interrupted_transition_is_classified_by_nginx_files(
     applied: bool,
     expected: str,
 ) -> None:
-    from cutover.transition import Intent, classify
+    from hookshift.cutover.transition import Intent, classify
 
     intent = Intent(2, "advance", "baseline", "mirror-stage", BEFORE, after, USER, False)
     assert classify(intent, actual, user, lambda: applied) == expected
@@ -272,7 +272,7 @@ def test_an_advance_killed_after_the_engine_wrote_is_recorded_as_done(
     tmp_path: Path, nginx_bin: str
 ) -> None:
     """Its "after" is only known to the engine: `mirror plan` is asked whether it is applied."""
-    from cutover import nginx_ops
+    from hookshift.cutover import nginx_ops
 
     cut = make(tmp_path, nginx_bin)
     _open_intent(cut.state)

@@ -6,8 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from doctor import Severity, diagnose_file
-from doctor.examples import SEED_MIRROR
+from hookshift.doctor import Severity, diagnose_file
+from hookshift.doctor.examples import SEED_MIRROR
 from tests.doctor.conftest import line_of
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from doctor import Severity, diagnose_file
-from mirror.plan import MirrorOptions, make_plan
-from nginx.source import to_bytes
+from hookshift.doctor import Severity, diagnose_file
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.nginx.source import to_bytes
 from tests.doctor.conftest import nginx_t, write_config
 from tests.mirror.helpers import copy_case
 from tests.mirror.helpers import options as corpus_options

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trustme
 
-from doctor import Severity, diagnose_file
+from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, nginx_t, only, write_config
 from tests.doctor.samples import protected_mirror, seed_mirror
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctor import Severity, diagnose_file
+from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, nginx_t, only, write_config
 
 STAGE = "abc123.execute-api.ap-northeast-2.amazonaws.com"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from doctor import diagnose_file
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.doctor import diagnose_file
+from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from tests.doctor.conftest import only
 
 Seen = list[tuple[str, dict[str, str]]]

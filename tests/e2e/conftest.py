@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from rehearsal.load import Callback, SendResult, send_callbacks
-from rehearsal.sqs import MotoServer
-from rehearsal.stack import Stack, StackOptions, start_stack
+from hookshift.rehearsal.load import Callback, SendResult, send_callbacks
+from hookshift.rehearsal.sqs import MotoServer
+from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
 
 MakeStack = Callable[..., Stack]
 

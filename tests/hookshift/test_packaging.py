@@ -38,10 +38,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
-def test_the_wheel_carries_every_package_and_its_data(wheel: Path) -> None:
+def test_the_wheel_installs_one_top_level_package_with_its_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
+    top = {n.split("/", 1)[0] for n in names}
+    (dist_info,) = (t for t in top if t.endswith(".dist-info"))
+    assert top == {"hookshift", dist_info}
+    if f"{dist_info}/top_level.txt" in names:
+        assert zipfile.ZipFile(wheel).read(f"{dist_info}/top_level.txt").split() == [b"hookshift"]
     for package in (
-        "hookshift",
         "nginx",
         "mirror",
         "doctor",
@@ -51,12 +55,11 @@ def test_the_wheel_carries_every_package_and_its_data(wheel: Path) -> None:
         "cutover",
         "templates",
     ):
-        assert f"{package}/__init__.py" in names, package
-    assert any(n.startswith("templates/nginx/") and n.endswith(".j2") for n in names)
-    assert "templates/apigw/sqs_send_message.vtl" in names
-    assert "rehearsal/samples/bizppurio-results.jsonl" in names
-    assert "doctor/examples/seed-mirror.conf" in names
-    assert not any(n.startswith("tests/") for n in names)
+        assert f"hookshift/{package}/__init__.py" in names, package
+    assert any(n.startswith("hookshift/templates/nginx/") and n.endswith(".j2") for n in names)
+    assert "hookshift/templates/apigw/sqs_send_message.vtl" in names
+    assert "hookshift/rehearsal/samples/bizppurio-results.jsonl" in names
+    assert "hookshift/doctor/examples/seed-mirror.conf" in names
 
 
 def test_an_installed_copy_plans_a_mirror_from_its_own_templates(
@@ -84,7 +87,7 @@ def test_an_installed_copy_plans_a_mirror_from_its_own_templates(
         [
             sys.executable,
             "-c",
-            "import sys, templates; print(templates.__file__, file=sys.stderr);"
+            "import sys, hookshift.templates as t; print(t.__file__, file=sys.stderr);"
             "from hookshift.cli import main; main()",
             "mirror",
             "plan",

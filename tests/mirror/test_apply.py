@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from mirror.apply import PAUSE_ENV, apply_plan, recover
-from mirror.plan import make_plan
-from mirror.remove import remove_marked
-from mirror.state import ConfigState
-from nginx import binary
+from hookshift.mirror.apply import PAUSE_ENV, apply_plan, recover
+from hookshift.mirror.plan import make_plan
+from hookshift.mirror.remove import remove_marked
+from hookshift.mirror.state import ConfigState
+from hookshift.nginx import binary
 from tests.mirror.helpers import copy_case, options, snapshot
 
 VERSION = (1, 22, 1)
@@ -149,8 +149,8 @@ def test_remove_on_a_clean_config_is_a_no_op(tmp_path: Path, nginx_bin: str) -> 
 APPLY_SCRIPT = """
 import sys
 from pathlib import Path
-from mirror.apply import apply_plan
-from mirror.plan import make_plan
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import make_plan
 from tests.mirror.helpers import options
 config, ca, bk, nginx = sys.argv[1:5]
 plan = make_plan(options(Path(config), "/vendor/cb", Path(ca)), (1, 22, 1))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.dns import DnsServer
+from hookshift.rehearsal.dns import DnsServer
 from tests.mirror.helpers import STAGE_URL, copy_case, snapshot
 
 REPO = Path(__file__).resolve().parents[2]

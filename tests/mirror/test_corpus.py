@@ -8,10 +8,10 @@ from typing import NamedTuple
 import pytest
 
 from hookshift.errors import InputError
-from mirror.apply import apply_plan
-from mirror.plan import make_plan
-from mirror.remove import remove_marked
-from nginx import binary, splice
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import make_plan
+from hookshift.mirror.remove import remove_marked
+from hookshift.nginx import binary, splice
 from tests.mirror.helpers import copy_case, options, snapshot
 
 VERSION = (1, 22, 1)

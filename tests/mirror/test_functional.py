@@ -24,13 +24,13 @@ import pytest
 import trustme
 
 from hookshift.errors import OperationError
-from mirror.apply import apply_plan
-from mirror.plan import MirrorOptions, MirrorPlan, make_plan
-from mirror.remove import remove_marked
-from mirror.render import Tuning
-from nginx.binary import nginx_version
-from rehearsal.dns import DnsServer
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import MirrorOptions, MirrorPlan, make_plan
+from hookshift.mirror.remove import remove_marked
+from hookshift.mirror.render import Tuning
+from hookshift.nginx.binary import nginx_version
+from hookshift.rehearsal.dns import DnsServer
+from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from tests.mirror.servers import RecordingServer
 
 STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from mirror.apply import (
+from hookshift.mirror.apply import (
     CHECKPOINT_LOG_ENV,
     PAUSE_ENV,
     apply_plan,
@@ -26,10 +26,10 @@ from mirror.apply import (
     pending_change,
     recover,
 )
-from mirror.plan import make_plan
-from mirror.remove import LEGACY_NOTE, remove_marked
-from mirror.state import ConfigState
-from nginx import binary
+from hookshift.mirror.plan import make_plan
+from hookshift.mirror.remove import LEGACY_NOTE, remove_marked
+from hookshift.mirror.state import ConfigState
+from hookshift.nginx import binary
 from tests.mirror.helpers import STAGE_URL, options, snapshot
 
 VERSION = (1, 22, 1)

@@ -22,8 +22,8 @@ import pytest
 
 from hookshift.cli import main
 from hookshift.errors import InputError
-from nginx.config import load
-from nginx.source import load_checked, load_source
+from hookshift.nginx.config import load
+from hookshift.nginx.source import load_checked, load_source
 from tests.mirror.helpers import STAGE_URL, snapshot
 
 SERVER = (
@@ -181,7 +181,7 @@ def test_non_utf8_bytes_round_trip_through_plan(where: str, tmp_path: Path) -> N
     assert result.code == 0, result.stderr
     assert "Traceback" not in result.stderr
     # the plan's new text of the site keeps the undecodable bytes where they were
-    from mirror.plan import MirrorOptions, make_plan
+    from hookshift.mirror.plan import MirrorOptions, make_plan
 
     plan = make_plan(
         MirrorOptions(config=config, path="/callback", stage_url=STAGE_URL), (1, 22, 1)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nginx.matching import match
-from nginx.source import load_source
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.nginx.matching import match
+from hookshift.nginx.source import load_source
+from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 SERVERS = """
     server {{ listen {addr} default_server; server_name _;

@@ -12,7 +12,7 @@ import dns.rcode
 import dns.resolver
 import pytest
 
-from rehearsal.dns import Answer, DnsServer, Record, resolve, start_dns_process
+from hookshift.rehearsal.dns import Answer, DnsServer, Record, resolve, start_dns_process
 
 STAGE = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 REGIONAL = "d-xyz789.execute-api.ap-northeast-2.amazonaws.com"
@@ -132,7 +132,7 @@ def test_a_bad_record_on_the_command_line_is_one_line_and_exit_2() -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "rehearsal.dns", "--record", "no-value"],
+        [sys.executable, "-m", "hookshift.rehearsal.dns", "--record", "no-value"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -10,10 +10,16 @@ from typing import Any
 import duckdb
 import pytest
 
+from hookshift.verify import fetch as F
+from hookshift.verify.sources import (
+    AppFields,
+    app_rows_sql,
+    parse_source,
+    queue_rows_sql,
+    resolve_files,
+)
+from hookshift.verify.tally import create_rows, hints, side_rows
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify import fetch as F
-from verify.sources import AppFields, app_rows_sql, parse_source, queue_rows_sql, resolve_files
-from verify.tally import create_rows, hints, side_rows
 
 KEY = "nullif(rid, '')"
 N = 3000

@@ -13,9 +13,9 @@ import pytest
 
 from hookshift.errors import InputError
 from hookshift.logfile import precreate_log
+from hookshift.verify.archive import META, Archive, archive_queue_url
 from tests.verify.data import body, message
 from tests.verify.test_cli import _clean, hookshift
-from verify.archive import META, Archive, archive_queue_url
 
 
 def mode(path: Path) -> int:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from hookshift.verify.parity import ParityOptions, ParityReport, run_parity
+from hookshift.verify.redact import redact_body
+from hookshift.verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
 from tests.verify import png
 from tests.verify.conftest import EXPECTED, Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, ParityReport, run_parity
-from verify.redact import redact_body
-from verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
 
 RED = tuple(int(LOSS_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
 BLUE = tuple(int(APP_COLOUR[i : i + 2], 16) for i in (1, 3, 5))

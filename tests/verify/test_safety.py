@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from rehearsal.procs import LOOPBACK
-from rehearsal.sqs import CREDENTIALS, REGION
+from hookshift.rehearsal.procs import LOOPBACK
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION
+from hookshift.verify.parity import ParityOptions, run_parity
+from hookshift.verify.pull import NetworkLimits, pull
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 from tests.verify.test_cli import _clean
-from verify.parity import ParityOptions, run_parity
-from verify.pull import NetworkLimits, pull
 
 QUICK = NetworkLimits(connect_s=0.5, read_s=0.5, attempts=2)
 

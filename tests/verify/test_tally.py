@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from verify import tally
-from verify.tally import (
+from hookshift.verify import tally
+from hookshift.verify.tally import (
     APP_ACCEPTED,
     APP_BAD,
     APP_NOT_MIRRORED,
