@@ -8,17 +8,19 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hookshift.apigw import integration
 from hookshift.apigw.artifacts import FORMATS, ApiSpec, Format, infer_schema, load_samples, render
-from hookshift.apigw.emulator import CustomDomain, Execution, StageConfig, serve
 from hookshift.apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, TemplateOptions
-from hookshift.apigw.tls import CertSpec
 from hookshift.durable import write_atomic
-from hookshift.errors import InputError
+from hookshift.errors import InputError, MissingExtra, is_missing_extra
+
+if TYPE_CHECKING:  # the emulator needs `hookshift[rehearse]`; template and render do not
+    from hookshift.apigw.emulator import CustomDomain, Execution
+    from hookshift.apigw.tls import CertSpec
 
 
 def _read_template(path: Path | None) -> str | None:
@@ -33,6 +35,8 @@ def _read_template(path: Path | None) -> str | None:
 
 
 def _domains(specs: tuple[str, ...], unmapped: tuple[str, ...]) -> tuple[CustomDomain, ...]:
+    from hookshift.apigw.emulator import CustomDomain
+
     domains = []
     for spec in specs:
         name, _, base = spec.partition("/")
@@ -48,6 +52,8 @@ def _domains(specs: tuple[str, ...], unmapped: tuple[str, ...]) -> tuple[CustomD
 def _cert_overrides(
     names: tuple[str, ...], days: tuple[str, ...]
 ) -> tuple[tuple[str, CertSpec], ...]:
+    from hookshift.apigw.tls import CertSpec
+
     sans: dict[str, tuple[str, ...]] = {}
     for spec in names:
         host, sep, value = spec.partition("=")
@@ -289,6 +295,12 @@ def serve_cmd(
           --queue-url http://127.0.0.1:5000/123456789012/callbacks \\
           --cert-dir /tmp/certs --domain hooks.example.com/v1 --integration-responses default
     """
+    try:
+        from hookshift.apigw.emulator import StageConfig, serve
+    except ModuleNotFoundError as exc:
+        if is_missing_extra(exc):
+            raise MissingExtra("hookshift apigw serve") from exc
+        raise
     config = StageConfig(
         sqs_endpoint=sqs_endpoint,
         queue_url=queue_url,

@@ -41,12 +41,14 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from hookshift.errors import HookshiftError
+
 FORM = "application/x-www-form-urlencoded"
 # dummy credentials: moto ignores the signature but needs a SigV4 header to route to SQS
 _CREDENTIALS = Credentials("testing", "testing")
 
 
-class IntegrationFailure(Exception):
+class IntegrationFailure(HookshiftError):
     """SQS could not be reached (API Gateway: "Execution failed due to configuration error")."""
 
 

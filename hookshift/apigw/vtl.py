@@ -21,8 +21,10 @@ from urllib.parse import quote_plus, unquote_plus
 
 import airspeed
 
+from hookshift.errors import HookshiftError
 
-class VtlError(Exception):
+
+class VtlError(HookshiftError):
     """The template does not parse or fails while rendering (API Gateway answers 500)."""
 
 

@@ -1,10 +1,11 @@
 """The cut-over, rehearsed end to end on the local stack, printed as a transcript.
 
-``python -m hookshift.cutover.walkthrough`` starts the rehearsal stack (real nginx with the sample
-config, the app, the stage emulator over TLS with a custom domain, DNS, SQS on moto; all on loopback),
-then runs the real ``hookshift`` commands of a cut-over against it in a shell and prints each
-command with its real output, as markdown. The vendor is the rehearsal's load driver: first it
-calls nginx, after the switch it calls the custom domain. docs/cutover.md is this transcript.
+``python -m hookshift.cutover.walkthrough`` starts the rehearsal stack (real nginx with the
+sample config, the app, the stage emulator over TLS with a custom domain, DNS, SQS on moto; all
+on loopback), then runs the real ``hookshift`` commands of a cut-over against it in a shell and
+prints each command with its real output, as markdown. The vendor is the rehearsal's load
+driver: first it calls nginx, after the switch it calls the custom domain. docs/cutover.md is
+this transcript.
 
 Short thresholds (seconds, a handful of events) keep it under two minutes; a real cut-over uses
 hours and thousands (the defaults: --min-window 3600, --min-events 100, --quiet-period 86400).
