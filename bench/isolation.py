@@ -32,7 +32,7 @@ from bench.isolation_configs import CALLBACK_PATH, VARIANTS, FrontSpec, write_fr
 from bench.results import machine_line, write_section
 from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages
 from hookshift.nginx.binary import nginx_version
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 CLIENTS = ("keepalive", "close")
 MATRIX_VARIANTS = ("none", "hookshift", "hookshift-keepalive")

@@ -31,7 +31,7 @@ from pathlib import Path
 from bench.stages import STAGE_PATH, Certs, StageTarget, nginx_prefix, nginx_temp_paths
 from hookshift.mirror.plan import MirrorOptions, make_plan
 from hookshift.mirror.render import StageDns
-from hookshift.rehearsal.procs import LOOPBACK
+from hookshift.procs import LOOPBACK
 
 CALLBACK_PREFIX = "/callback/"
 CALLBACK_PATH = "/callback/bizppurio"

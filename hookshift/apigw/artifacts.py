@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -898,7 +898,3 @@ def render(spec: ApiSpec, fmt: Format) -> str:
     if fmt == "terraform":
         return terraform(spec)
     raise InputError(f"unknown format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
-
-
-def schema_from_samples(samples: Iterable[Any]) -> dict[str, Any]:
-    return infer_schema(list(samples))

@@ -132,10 +132,6 @@ def integration_responses(mode: ResponseMode = "recommended") -> tuple[Integrati
     )
 
 
-def response_mode_doc(mode: ResponseMode) -> str:
-    return str(_integration_data()["response_modes"][mode]["doc"])
-
-
 def select_response(
     responses: tuple[IntegrationResponse, ...], backend_status: int
 ) -> IntegrationResponse:

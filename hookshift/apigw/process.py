@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookshift.apigw.emulator import StageConfig
-from hookshift.rehearsal.procs import ManagedProcess, free_port
+from hookshift.procs import ManagedProcess, free_port, wait_until
 
 
 @dataclass
@@ -114,21 +114,13 @@ def start_emulator_process(
     process = ManagedProcess(name="apigw", argv=serve_argv(config, workdir), log_path=log_path)
     ready_line: list[str] = []
 
+    def ready_lines() -> list[str]:
+        return [ln for ln in process.log_text().splitlines() if ln.startswith("ready https://")]
+
     def ready() -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = (
-                log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
-            )
-            for line in text.splitlines():
-                if line.startswith("ready https://"):
-                    ready_line.append(line)
-                    return
-            if not process.running():
-                raise RuntimeError(f"apigw emulator exited; see {log_path}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"apigw emulator not ready after {timeout:.0f}s; see {log_path}")
-            time.sleep(0.05)
+        ready_line.extend(
+            wait_until(ready_lines, f"'ready' in {log_path}", timeout=timeout, process=process)
+        )
 
     process.start(ready=ready)
     fields = ready_line[0].split()

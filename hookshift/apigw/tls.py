@@ -124,8 +124,3 @@ def sni_context(
 
     main.sni_callback = choose
     return main
-
-
-def client_context(ca_pem: Path) -> ssl.SSLContext:
-    """A verifying client context that trusts only the rehearsal CA."""
-    return ssl.create_default_context(cafile=str(ca_pem))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
@@ -216,12 +216,3 @@ def render(
         raise VtlError(str(exc)) from exc
     except Exception as exc:  # anything a template triggers fails the request, as on AWS
         raise VtlError(f"{type(exc).__name__}: {exc}") from exc
-
-
-def render_with_body(template: str, body: str, context: Mapping[str, Any]) -> str:
-    """Render an integration response template: ``$input`` is the integration's response."""
-    return render(template, MethodRequest(body=body), context)
-
-
-def headers_from(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    return tuple((str(k), str(v)) for k, v in pairs)

@@ -54,12 +54,12 @@ class Settings:
     def from_json(cls, data: Mapping[str, Any]) -> Settings:
         """The settings a journal header holds; unknown names are ignored (a newer hookshift's).
 
-        Raises `ValueError` naming the first setting of the wrong type, so a hand-edited or
+        Raises `InputError` naming the first setting of the wrong type, so a hand-edited or
         foreign header is reported as such instead of failing later in the middle of a run.
         """
         problem = settings_problem(data)
         if problem is not None:
-            raise ValueError(problem)
+            raise InputError(problem)
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         if "resolvers" in values:

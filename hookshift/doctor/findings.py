@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hookshift.errors import InputError
+
 
 class Severity(enum.IntEnum):
     """Ordered so that ``finding.severity >= fail_on`` decides the exit code."""
@@ -26,7 +28,9 @@ class Severity(enum.IntEnum):
         try:
             return cls[text.strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown severity {text!r}: use error, warning or info") from None
+            raise InputError(
+                f"unknown severity {text!r}", fix="use error, warning or info"
+            ) from None
 
 
 @dataclass(frozen=True, order=True)

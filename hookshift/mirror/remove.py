@@ -86,12 +86,6 @@ def _mismatches(path: Path, result: splice.Removal) -> list[str]:
     return notes
 
 
-def removal_edits(config_path: Path) -> list[Edit]:
-    """The edits that strip hookshift's lines from every file of the config (uses first)."""
-    state = ConfigState.of(Path(os.path.abspath(config_path)))
-    return list(plan_removal(config_path, state.load().records).edits)
-
-
 def remove_marked(
     config_path: Path,
     *,

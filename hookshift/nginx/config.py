@@ -132,13 +132,6 @@ class NginxConfig:
     def top(self) -> tuple[Directive, ...]:
         return self.files[self.main]
 
-    def expand(self, directives: tuple[Directive, ...] | list[Directive]) -> Iterator[Directive]:
-        """The directives as nginx sees them: each ``include`` replaced by what it includes.
-
-        Comments are skipped. The include directive itself is not yielded.
-        """
-        return iter(self._expanded(directives))
-
     def _expanded(self, directives: tuple[Directive, ...] | list[Directive]) -> list[Directive]:
         out: list[Directive] = []
         for d in directives:  # most blocks include nothing: one plain pass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import glob
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,15 +161,6 @@ def preorder(directives: tuple[Directive, ...]) -> list[Directive]:
         if d.block:
             stack.extend(reversed(d.block))
     return out
-
-
-def _flat_statements(statements: tuple[lexer.Statement, ...]) -> Iterator[lexer.Statement]:
-    stack = list(reversed(statements))
-    while stack:
-        st = stack.pop()
-        yield st
-        if st.block:
-            stack.extend(reversed(st.block))
 
 
 def _exact(text: str) -> bool:

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
 
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, wait_for_port
 
 REQUEST_ID_HEADER = "X-Request-Id"  # docs/contracts.md section 2
 HEALTH_PATH = "/healthz"

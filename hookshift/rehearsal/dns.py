@@ -25,8 +25,7 @@ import signal
 import socket
 import sys
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,7 +34,7 @@ from typing import Any
 from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port_pair
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port_pair, wait_until
 
 DEFAULT_TTL = 5  # short, so a rehearsal that changes a record sees the change soon
 
@@ -236,11 +235,6 @@ class DnsServer:
         self.stop()
 
 
-def records_from_mapping(mapping: Mapping[str, str]) -> list[Record]:
-    """``{"name": "127.0.0.1", "alias": "target.name"}`` -> records (IP => A, name => CNAME)."""
-    return [Record.parse(f"{name}={value}") for name, value in mapping.items()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; print one ``ready`` line once both sockets listen."""
     parser = argparse.ArgumentParser(
@@ -277,22 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def wait_for_dns(port: int, host: str = LOOPBACK, timeout: float = 10.0) -> None:
-    """Block until a DNS server answers on ``host:port`` over UDP (any rcode counts)."""
-    deadline = time.monotonic() + timeout
-    query = DNSRecord.question("ready.invalid").pack()
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.2)
-            try:
-                sock.sendto(query, (host, port))
-                sock.recvfrom(4096)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no DNS answer from {host}:{port}") from None
-
-
 def start_dns_process(
     workdir: Path,
     records: Iterable[Record | str],
@@ -318,13 +296,12 @@ def start_dns_process(
     process = ManagedProcess(name="dns", argv=argv, log_path=log_path)
 
     def ready() -> None:
-        deadline = time.monotonic() + timeout
-        while b"dns ready" not in (log_path.read_bytes() if log_path.exists() else b""):
-            if not process.running():
-                raise RuntimeError(f"dns server exited; see {log_path}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dns server not ready after {timeout:.0f}s; see {log_path}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: "dns ready" in process.log_text(),
+            f"'dns ready' in {log_path}",
+            timeout=timeout,
+            process=process,
+        )
 
     process.start(ready=ready)
     return process, port

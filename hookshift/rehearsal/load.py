@@ -17,12 +17,11 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -213,13 +212,3 @@ def send_callbacks(
         if sink is not None:
             sink.close()
     return [results[cb.seq] for cb in callbacks]
-
-
-def read_sent(path: Path) -> Iterator[dict[str, Any]]:
-    """The records `send_callbacks` wrote to `record`, in completion order."""
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)

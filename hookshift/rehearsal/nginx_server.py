@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hookshift.errors import OperationError
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port, wait_until
 
 CALLBACK_PATH = "/callback/bizppurio"
 SERVER_NAME = "callbacks.example.com"
@@ -62,10 +62,6 @@ class SampleConfig:
     @property
     def access_log(self) -> Path:
         return self.prefix / "logs" / "access.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.prefix / "nginx.pid"
 
 
 def render_main_conf(prefix: Path, *, extra_http: str = "") -> str:
@@ -242,7 +238,7 @@ class NginxServer:
         )
 
     def error_log(self, since: int = 0) -> str:
-        """The error log's text from byte offset `since` (`log_offset()` marks a point)."""
+        """The error log's text from byte offset `since` on."""
         try:
             with self.config.error_log.open("rb") as handle:
                 handle.seek(since)
@@ -250,25 +246,16 @@ class NginxServer:
         except FileNotFoundError:
             return ""
 
-    def log_offset(self) -> int:
-        try:
-            return self.config.error_log.stat().st_size
-        except FileNotFoundError:
-            return 0
-
     def wait_for_error(self, pattern: str, *, since: int = 0, timeout: float = 10.0) -> str:
         """Block until a line matching regex `pattern` is in the error log; return that line."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.error_log(since).splitlines():
-                if regex.search(line):
-                    return line
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no {pattern!r} in {self.config.error_log} after {timeout:.0f}s"
-                )
-            time.sleep(0.05)
+
+        def matching() -> str | None:
+            return next((ln for ln in self.error_log(since).splitlines() if regex.search(ln)), None)
+
+        found = wait_until(matching, f"{pattern!r} in {self.config.error_log}", timeout=timeout)
+        assert found is not None  # wait_until returns only a truthy value
+        return found
 
     def stop(self) -> None:
         if self.process is not None:

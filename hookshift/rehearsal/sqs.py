@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 REGION = "ap-northeast-2"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -61,13 +59,3 @@ def start_moto(workdir: Path, port: int | None = None) -> MotoServer:
     )
     process.start(ready=lambda: wait_for_port(port, timeout=30))
     return MotoServer(process=process, port=port)
-
-
-@contextmanager
-def moto_server(workdir: Path) -> Iterator[MotoServer]:
-    """`start_moto` as a context manager that always stops the server by pid."""
-    server = start_moto(workdir)
-    try:
-        yield server
-    finally:
-        server.stop()

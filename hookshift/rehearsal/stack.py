@@ -22,7 +22,7 @@ the e2e tests break it the ways the seed describes. What they use:
   ``ca_path`` (trust it to verify the stage), ``connect_to`` (host -> 127.0.0.1 for
   `rehearsal.load.send_callbacks`), ``app_ledger``, ``parity_log``, ``config`` (the nginx files),
   ``nginx`` (`rehearsal.nginx_server.NginxServer`: reload, error log), ``pids()``;
-* ``start_app()`` / ``stop_app()`` / ``restart_app()`` (a deploy), ``reload_nginx()``,
+* ``start_app()`` / ``stop_app()`` (a deploy), ``reload_nginx()``,
   ``stage_executions()`` (API Gateway's execution log), ``queue_depth()``,
   ``wait_for_queue(n)``, ``drain_queue()``, ``sqs()`` (a boto3 client), ``stop()``.
 """
@@ -39,6 +39,7 @@ from typing import Any
 
 from hookshift.apigw.emulator import CustomDomain, Execution, RunningStage, StageConfig, serve
 from hookshift.apigw.integration import TemplateOptions
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port
 from hookshift.rehearsal.app import REQUEST_ID_HEADER, read_ledger, start_app
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.rehearsal.nginx_server import (
@@ -48,7 +49,6 @@ from hookshift.rehearsal.nginx_server import (
     find_nginx,
     write_sample_config,
 )
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port
 from hookshift.rehearsal.scenario import pull_queue, queue_depth, wait_for_depth
 from hookshift.rehearsal.sqs import REGION, MotoServer, start_moto
 
@@ -215,11 +215,6 @@ class Stack:
     def stop_app(self) -> None:
         if self.app is not None:
             self.app.stop()
-
-    def restart_app(self) -> None:
-        """A deploy: stop the app, start it again."""
-        self.stop_app()
-        self.start_app()
 
     def reload_nginx(self) -> None:
         assert self.nginx is not None
@@ -444,8 +439,3 @@ def apply_mirror(stack: Stack, nginx_bin: str, extra: Sequence[str] = ()) -> Non
 
         why = result.output.strip() or repr(result.exception)
         raise OperationError(f"hookshift mirror apply failed: {why}") from result.exception
-
-
-def with_options(options: StackOptions, **changes: Any) -> StackOptions:
-    """A copy of `options` with `changes` (a test's variant of the default stack)."""
-    return replace(options, **changes)

@@ -44,10 +44,6 @@ class KeySpec:
     def __str__(self) -> str:
         return "+".join(str(p) for p in self.parts)
 
-    @property
-    def uses_request_id(self) -> bool:
-        return any(p.kind == "request_id" for p in self.parts)
-
     def sql(self, rid: str = "rid", body: str = "body") -> str:
         """A DuckDB expression: the key, or NULL when any part is absent."""
         exprs = [_part_sql(p, rid, body) for p in self.parts]

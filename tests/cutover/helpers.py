@@ -16,8 +16,8 @@ import trustme
 
 from hookshift.cutover import journal, nginx_ops
 from hookshift.cutover.settings import Settings
+from hookshift.procs import free_port
 from hookshift.rehearsal.nginx_server import write_sample_config
-from hookshift.rehearsal.procs import free_port
 
 STAGE_URL = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
 DOMAIN_URL = "https://hooks.example.test"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hookshift.mirror.dnscheck import check_resolver, dns_warnings, split_resolver
+from hookshift.procs import free_port_pair
 from hookshift.rehearsal.dns import DnsServer
-from hookshift.rehearsal.procs import free_port_pair
 
 HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 

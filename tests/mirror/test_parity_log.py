@@ -13,7 +13,7 @@ import pytest
 from hookshift.errors import InputError
 from hookshift.mirror.apply import apply_plan
 from hookshift.mirror.plan import MirrorOptions, make_plan
-from hookshift.rehearsal.procs import LOOPBACK, free_port
+from hookshift.procs import LOOPBACK, free_port
 from tests.mirror.servers import RecordingServer
 from tests.mirror.test_functional import _start_nginx, _wait_for
 

@@ -16,7 +16,7 @@ from hookshift.nginx.inheritance import (
     inherited_from,
     is_array,
 )
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 
 def _load(tmp_path: Path, http: str, files: dict[str, str] | None = None) -> NginxConfig:

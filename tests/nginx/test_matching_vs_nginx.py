@@ -11,7 +11,7 @@ import pytest
 
 from hookshift.nginx.matching import match
 from hookshift.nginx.source import load_source
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 SERVERS = """
     server {{ listen {addr} default_server; server_name _;

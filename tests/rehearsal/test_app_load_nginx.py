@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hookshift.procs import ManagedProcess, free_port
 from hookshift.rehearsal.app import ledger_record, read_ledger, start_app
 from hookshift.rehearsal.load import TRICKY_USERDATA, load_samples, make_callbacks, send_callbacks
 from hookshift.rehearsal.nginx_server import NginxServer, write_sample_config
-from hookshift.rehearsal.procs import ManagedProcess, free_port
 
 
 @pytest.fixture

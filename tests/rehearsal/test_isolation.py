@@ -31,10 +31,10 @@ from bench.isolation_configs import (
 from bench.stages import STAGE_HOST, StageTarget, make_certs
 from hookshift.mirror.apply import apply_plan
 from hookshift.mirror.plan import make_plan
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from hookshift.rehearsal.app import read_ledger, start_app
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.rehearsal.load import Callback, make_callbacks
-from hookshift.rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from hookshift.verify.parity import ParityOptions, run_parity
 
 REPO = Path(__file__).resolve().parents[2]

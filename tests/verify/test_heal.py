@@ -17,7 +17,7 @@ from typing import ClassVar
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.rehearsal.procs import LOOPBACK, free_port
+from hookshift.procs import LOOPBACK, free_port
 from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
 from hookshift.verify.heal import REPLAY_HEADER, heal
 from hookshift.verify.parity import ParityOptions, run_parity

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from hookshift.rehearsal.procs import LOOPBACK
+from hookshift.procs import LOOPBACK
 from hookshift.rehearsal.sqs import CREDENTIALS, REGION
 from hookshift.verify.parity import ParityOptions, run_parity
 from hookshift.verify.pull import NetworkLimits, pull

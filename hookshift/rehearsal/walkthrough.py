@@ -1,6 +1,6 @@
 """The cut-over, rehearsed end to end on the local stack, printed as a transcript.
 
-``python -m hookshift.cutover.walkthrough`` starts the rehearsal stack (real nginx with the
+``python -m hookshift.rehearsal.walkthrough`` starts the rehearsal stack (real nginx with the
 sample config, the app, the stage emulator over TLS with a custom domain, DNS, SQS on moto; all
 on loopback), then runs the real ``hookshift`` commands of a cut-over against it in a shell and
 prints each command with its real output, as markdown. The vendor is the rehearsal's load
@@ -158,7 +158,7 @@ def run(workdir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hookshift.cutover.walkthrough",
+        prog="python -m hookshift.rehearsal.walkthrough",
         description="Rehearse a whole cut-over on the local stack; print the transcript.",
     )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")

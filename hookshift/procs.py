@@ -1,8 +1,10 @@
-"""Starting and stopping the stack's processes: free loopback ports, readiness, stop by pid.
+"""Starting and stopping local processes: free loopback ports, readiness, stop by pid.
 
-Every server the rehearsal, the tests and the benchmarks start goes through `ManagedProcess`,
-so each one is on a port nobody else holds, is known to be ready before it is used, and is
-stopped by its pid (its whole process group) even when the caller is interrupted.
+Every server the stage emulator, the rehearsal, the tests and the benchmarks start goes
+through `ManagedProcess`, so each one is on a port nobody else holds, is known to be ready
+before it is used (`wait_until`), and is stopped by its pid (its whole process group) even when
+the caller is interrupted. It sits below both `apigw` and `rehearsal` so neither imports the
+other for it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,41 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from hookshift.errors import OperationError
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
+
+
+class NotReady(OperationError):
+    """A process exited, or a condition did not hold in time, while it was waited for."""
+
+
+def wait_until(
+    condition: Callable[[], T],
+    what: str,
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    process: ManagedProcess | None = None,
+) -> T:
+    """Poll `condition` until it returns something truthy, and return that.
+
+    Raises `NotReady` naming `what` after `timeout` seconds, or as soon as `process` (the one
+    expected to make the condition true) has exited, with the log to read.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if process is not None and not process.running():
+            raise NotReady(f"{process.name} exited before {what}; see {process.log_path}")
+        if time.monotonic() > deadline:
+            raise NotReady(f"no {what} after {timeout:g}s")
+        time.sleep(interval)
 
 
 def free_port(host: str = LOOPBACK, kind: int = socket.SOCK_STREAM) -> int:
@@ -37,22 +72,20 @@ def free_port_pair(host: str = LOOPBACK) -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no port free for both TCP and UDP on loopback")
+    raise OperationError("no port free for both TCP and UDP on loopback")
 
 
 def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 15.0) -> None:
     """Block until something accepts TCP connections on host:port."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def accepts() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listening on {host}:{port} after {timeout:.0f}s"
-                ) from None
-            time.sleep(0.05)
+            return False
+
+    wait_until(accepts, f"listener on {host}:{port}", timeout=timeout)
 
 
 @dataclass
@@ -89,7 +122,7 @@ class ManagedProcess:
                 self.stop()
                 raise
             if self.popen.poll() is not None:
-                raise RuntimeError(
+                raise NotReady(
                     f"{self.name} exited with {self.popen.returncode}; see {self.log_path}"
                 )
         return self
@@ -101,6 +134,13 @@ class ManagedProcess:
 
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    def log_text(self) -> str:
+        """What the process has written so far (stdout and stderr)."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the process group, SIGKILL it after `timeout`; idempotent."""
