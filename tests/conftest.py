@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -24,6 +26,33 @@ REPO = Path(__file__).resolve().parents[1]
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+# The fast tier (`make check`: pytest -m "not e2e") starts no process. A test that does (nginx,
+# moto, a hookshift subprocess, a wheel build) is marked e2e; this guard fails one that is not,
+# also when the process comes from a session fixture the test is the first to use.
+_RUNNING: list[pytest.Item] = []
+_REAL_POPEN = subprocess.Popen
+
+
+class _GuardedPopen(_REAL_POPEN):  # type: ignore[type-arg]
+    def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+        item = _RUNNING[-1] if _RUNNING else None
+        if item is not None and item.get_closest_marker("e2e") is None:
+            pytest.fail(f"{item.nodeid} starts a process ({args!r}) but is not marked e2e")
+        super().__init__(args, *rest, **kwargs)
+
+
+subprocess.Popen = _GuardedPopen  # type: ignore[misc]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _RUNNING.append(item)
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop()
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ from hookshift.apigw.process import start_emulator_process
 from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import receive_all
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 
 def _hookshift(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

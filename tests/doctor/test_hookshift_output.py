@@ -83,6 +83,7 @@ def test_planned_mirror_has_no_warning_or_error(
     assert serious == [], "\n".join(f"{f.where} [{f.code}] {f.message}" for f in serious)
 
 
+@pytest.mark.e2e
 def test_planned_mirror_is_valid_for_the_real_nginx_and_would_have_been_flagged_before(
     tmp_path: Path, nginx_bin: str
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, nginx_t, only, write_config
 
@@ -19,6 +21,7 @@ server {{
 """
 
 
+@pytest.mark.e2e
 def test_variable_proxy_pass_without_resolver_passes_nginx_t_but_doctor_flags_it(
     tmp_path: Path, nginx_bin: str
 ) -> None:

@@ -20,6 +20,8 @@ from hookshift.doctor import diagnose_file
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port, wait_until
 from tests.doctor.conftest import only
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 Seen = list[tuple[str, dict[str, str]]]
 
 

@@ -32,6 +32,8 @@ from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port, 
 from hookshift.rehearsal.dns import DnsServer
 from tests.mirror.servers import RecordingServer
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 SAMPLE = (
     b'{"DEVICE":"AT","CMSGID":"261128091500123at0031servab12","PHONE":"01012345678",'
@@ -331,7 +333,6 @@ def live(
     return Live(tmp_path, any_nginx, app, stage, dns, ca_file, port)
 
 
-@pytest.mark.e2e
 def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
     live: Live,
 ) -> None:
@@ -506,7 +507,6 @@ def _planned_with(
     return plan
 
 
-@pytest.mark.e2e
 def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
     tmp_path: Path,
     nginx_bin: str,
@@ -539,7 +539,6 @@ def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
         nginx.stop()
 
 
-@pytest.mark.e2e
 def test_requests_rewritten_into_an_exact_location_are_not_copied(
     tmp_path: Path,
     nginx_bin: str,
@@ -564,7 +563,6 @@ def test_requests_rewritten_into_an_exact_location_are_not_copied(
         nginx.stop()
 
 
-@pytest.mark.e2e
 def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentials(
     live: Live,
 ) -> None:
@@ -613,7 +611,6 @@ def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentia
     assert set(live.stage.sni) == {STAGE_HOST}
 
 
-@pytest.mark.e2e
 def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
     live: Live,
 ) -> None:
@@ -659,7 +656,6 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
-@pytest.mark.e2e
 def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
     tmp_path: Path,
     any_nginx: Nginx,
@@ -698,7 +694,6 @@ def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
         second.stop()
 
 
-@pytest.mark.e2e
 def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
     live: Live,
 ) -> None:

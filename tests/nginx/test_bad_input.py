@@ -134,6 +134,7 @@ CASES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...]]] = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_config_is_one_line_exit_2_nothing_written(
@@ -164,6 +165,7 @@ def test_both_readers_refuse_with_the_place(case: str, reader: str, tmp_path: Pa
 NOT_UTF8 = b"\xff\xfe caf\xe9"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("where", ["comment", "argument"])
 def test_non_utf8_bytes_round_trip_through_plan(where: str, tmp_path: Path) -> None:
     header = (

@@ -37,6 +37,8 @@ from hookshift.rehearsal.dns import DnsServer
 from hookshift.rehearsal.load import Callback, make_callbacks
 from hookshift.verify.parity import ParityOptions, run_parity
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 REPO = Path(__file__).resolve().parents[2]
 CALLBACKS = 24  # half on one keep-alive connection, half each on its own closed connection
 

@@ -43,6 +43,7 @@ def test_archive_directory_segments_and_record_are_owner_only(tmp_path: Path) ->
     assert archive_queue_url(root) == url
 
 
+@pytest.mark.e2e
 def test_a_report_file_is_owner_only_also_over_an_older_open_one(tmp_path: Path) -> None:
     app, queue = _clean(tmp_path)
     out = tmp_path / "report.html"
