@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,6 +24,54 @@ def verify() -> None:
     hookshift verify parity --app nginx:/var/log/nginx/hookshift-parity.log* --queue archive:DIR
     hookshift verify heal   --report report.json --to https://STAGE_URL [--apply]
     """
+
+
+def _follow_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `pull --follow` (the run that drains the queue for the mirror period)."""
+    options = [
+        click.option(
+            "--follow",
+            is_flag=True,
+            help="Keep pulling until SIGTERM/SIGINT (needs --delete); see `verify units`.",
+        ),
+        click.option(
+            "--window",
+            default=None,
+            metavar="DURATION",
+            help="The planned mirror period (default with --follow: 7d); warns when the queue"
+            " keeps messages for less than this plus --retention-margin.",
+        ),
+        click.option("--retention-margin", default="1d", show_default=True, metavar="DURATION"),
+        click.option(
+            "--segment-mb",
+            type=click.IntRange(min=1),
+            default=256,
+            show_default=True,
+            help="With --follow: start a new archive segment past this size.",
+        ),
+        click.option(
+            "--segment-age",
+            default="1h",
+            show_default=True,
+            metavar="DURATION",
+            help="With --follow: start a new archive segment after this long.",
+        ),
+        click.option(
+            "--state-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="With --follow: the heartbeat file (default: ARCHIVE/follow-state.json).",
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="With --follow: Prometheus text file for node_exporter's textfile collector.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @verify.command("pull")
@@ -60,6 +109,7 @@ def verify() -> None:
     help="A worker stops after this many empty long polls in a row.",
 )
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@_follow_options
 def pull_command(
     queue_url: str,
     archive_dir: Path,
@@ -71,6 +121,7 @@ def pull_command(
     wait_time: int,
     idle_polls: int,
     output_format: str,
+    **follow_args: Any,
 ) -> None:
     """Copy a queue into a crash-safe archive (JSONL segments keyed on MessageId).
 
@@ -84,8 +135,14 @@ def pull_command(
       hookshift verify pull --queue-url https://sqs.ap-northeast-2.amazonaws.com/123/cb \\
           --archive ./archive --delete
       hookshift verify pull --queue-url URL --archive ./a --endpoint-url http://127.0.0.1:5000
+      hookshift verify pull --queue-url URL --archive /var/lib/hookshift/archive --delete \\
+          --follow --window 7d
     """
     from verify.pull import pull
+
+    common = (queue_url, archive_dir, endpoint_url, region, delete, workers, wait_time)
+    if _pull_follow(*common, max_messages=max_messages, output_format=output_format, **follow_args):
+        return
 
     result = pull(
         queue_url,
@@ -110,6 +167,83 @@ def pull_command(
     )
     if result.delete_failures:
         diag("warning", f"{result.delete_failures} delete(s) failed: they will be received again")
+
+
+def _pull_follow(
+    queue_url: str,
+    archive_dir: Path,
+    endpoint_url: str | None,
+    region: str | None,
+    delete: bool,
+    workers: int,
+    wait_time: int,
+    *,
+    max_messages: int | None,
+    output_format: str,
+    follow: bool,
+    window: str | None,
+    retention_margin: str,
+    segment_mb: int,
+    segment_age: str,
+    state_file: Path | None,
+    metrics_file: Path | None,
+) -> bool:
+    """`pull --follow` (returns True once it stopped), and the retention check of `--follow`
+    and `--window` (a one-shot pull then goes on as usual: returns False)."""
+    if not follow and window is None:
+        return False
+    import threading
+
+    from verify.follow import FollowOptions, stop_on_signals
+    from verify.follow import follow as follow_queue
+    from verify.pull import sqs_client
+    from verify.retention import check_retention, parse_duration, queue_retention_s
+
+    window_s = parse_duration(window or "7d", "--window")
+    margin_s = parse_duration(retention_margin, "--retention-margin")
+    age_s = parse_duration(segment_age, "--segment-age")
+    if follow and not delete:
+        raise InputError(
+            "--follow needs --delete",
+            fix="add --delete: a follow without it would receive the same messages forever",
+        )
+    if follow and max_messages is not None:
+        raise InputError("--max and --follow exclude each other", fix="drop one of them")
+    retention = queue_retention_s(sqs_client(queue_url, endpoint_url, region), queue_url)
+    finding = check_retention(retention, window_s, margin_s, queue=queue_url)
+    if finding is not None:
+        diag("warning", finding.line())
+    if not follow:
+        return False
+    options = FollowOptions(
+        endpoint_url=endpoint_url,
+        region=region,
+        delete=delete,
+        workers=workers,
+        wait_time_s=wait_time,
+        segment_bytes=segment_mb * 1024 * 1024,
+        segment_seconds=float(age_s),
+        state_file=state_file,
+        metrics_file=metrics_file,
+    )
+    stop = threading.Event()
+    with stop_on_signals(stop, lambda text: diag("info", text)):
+        state = follow_queue(
+            queue_url,
+            archive_dir,
+            stop,
+            options,
+            notice=lambda text: diag("info", text),
+            retention_s=retention,
+        )
+    if output_format == "json":
+        emit_json(state.to_dict())
+    else:
+        click.echo(
+            f"stopped: received {state.received}, newly archived {state.archived}, deleted "
+            f"{state.deleted}; archive holds {state.archive_total} message(s) in {archive_dir}"
+        )
+    return True
 
 
 @verify.command("parity")
