@@ -215,3 +215,21 @@ def test_one_shot_pull_with_window_warns_only_when_retention_is_short(
     )
     assert run.returncode == 0, run.stderr.decode()
     assert "keeps messages 4 d, less than the planned window of 2 d plus 3 d" in run.stderr.decode()
+
+
+def test_apigw_artifacts_say_to_keep_messages_14_days() -> None:
+    import hcl2
+
+    from apigw.artifacts import ApiSpec, cloudformation, terraform
+
+    spec = ApiSpec(queue_name="kakao-at-result", account_id="111122223333", region="ap-northeast-2")
+    output = cloudformation(spec)["Outputs"]["QueueRetention"]
+    assert "1209600 s (14 days, the maximum)" in output["Description"]
+    assert "4 days by default" in output["Description"]
+    command = output["Value"]["Fn::Sub"]
+    assert "--queue-name kakao-at-result" in command
+    assert "--attributes MessageRetentionPeriod=1209600" in command
+    text = terraform(spec)
+    assert "# Set the queue's MessageRetentionPeriod to 1209600 s" in text
+    assert "--region ap-northeast-2" in text and "MessageRetentionPeriod=1209600" in text
+    hcl2.loads(text)  # still valid HCL
