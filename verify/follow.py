@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, OperationError
@@ -34,6 +34,7 @@ from verify.archive import SEGMENT_BYTES, Archive
 from verify.pull import BATCH, sqs_client
 
 STATE_NAME = "follow-state.json"
+_State = TypeVar("_State")
 STATE_EVERY_S = 5.0
 BACKOFF_MAX_S = 60.0
 
@@ -72,10 +73,16 @@ def state_path(archive_dir: Path, given: Path | None) -> Path:
 def read_state(path: Path) -> FollowState | None:
     """The follow state at `path`, or None when there is none (or it cannot be read: a
     watcher then treats the pull as never having succeeded)."""
+    return read_json_state(path, FollowState)
+
+
+def read_json_state(path: Path, kind: type[_State]) -> _State | None:
+    """A state file written by `write_atomic` as the dataclass `kind` (fields it does not know
+    are skipped, so an older reader reads a newer file), or None."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        names = FollowState.__dataclass_fields__
-        return FollowState(**{k: v for k, v in data.items() if k in names})
+        names = kind.__dataclass_fields__  # type: ignore[attr-defined]
+        return kind(**{k: v for k, v in data.items() if k in names})
     except (OSError, ValueError, TypeError):
         return None
 
