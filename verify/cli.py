@@ -426,6 +426,173 @@ def _phase_bar() -> Iterator[Callable[[str], None] | None]:
         bar.update(1, "done")
 
 
+@verify.command("watch")
+@click.option(
+    "--app", "app_source", required=True, metavar="SOURCE", help="nginx:PATH or jsonl:PATH."
+)
+@click.option(
+    "--queue",
+    "queue_source",
+    required=True,
+    metavar="SOURCE",
+    help="archive:DIR (what `pull --follow` fills) or jsonl:PATH.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (created; a restart continues it).",
+)
+@click.option("--interval", default="30s", show_default=True, metavar="DURATION")
+@click.option("--once", is_flag=True, help="One update, then exit 0 on pass, 1 on fail.")
+@click.option("--key", default=None, help="As for `verify parity` (kept in the state).")
+@click.option("--profile", type=click.Choice(["bizppurio"]), default=None)
+@click.option("--since", default=None, help="Window start (ISO 8601 or epoch seconds).")
+@click.option("--until", default=None, help="Window end (ISO 8601 or epoch seconds).")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True)
+@click.option("--min-events", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--follow-state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="pull --follow's state file (default for archive:DIR: DIR/follow-state.json).",
+)
+@click.option(
+    "--stale-after",
+    default="15m",
+    show_default=True,
+    metavar="DURATION",
+    help="Alert when the pull has not succeeded for this long.",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Prometheus text file (e.g. /var/lib/node_exporter/textfile/hookshift.prom).",
+)
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT", help="Serve /metrics.")
+@click.option(
+    "--alert-cmd",
+    default=None,
+    metavar="COMMAND",
+    help="Shell command run once per incident (env HOOKSHIFT_ALERT, HOOKSHIFT_ALERT_MESSAGE).",
+)
+@click.option(
+    "--rearm-after",
+    default="10m",
+    show_default=True,
+    metavar="DURATION",
+    help="A loss incident ends when missing_in_queue has not grown for this long.",
+)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def watch_command(
+    ctx: click.Context,
+    app_source: str,
+    queue_source: str,
+    state_dir: Path,
+    interval: str,
+    once: bool,
+    key: str | None,
+    profile: str | None,
+    since: str | None,
+    until: str | None,
+    grace: float,
+    min_events: int,
+    follow_state: Path | None,
+    stale_after: str,
+    metrics_file: Path | None,
+    metrics_listen: str | None,
+    alert_cmd: str | None,
+    rearm_after: str,
+    output_format: str,
+) -> None:
+    """Keep the parity result current as the parity log and the archive grow.
+
+    Each update reads only the lines added since the last one (rotated and compressed logs are
+    followed) and gives the classes and verdict `verify parity` gives over the same files. The
+    result is in STATE/watch-state.json; metrics and alerts as asked. Runs until SIGTERM/SIGINT.
+
+    \b
+    Examples:
+      hookshift verify watch --app 'nginx:/var/log/nginx/hookshift-parity.log*' \\
+          --queue archive:/var/lib/hookshift/archive --state /var/lib/hookshift/watch \\
+          --profile bizppurio --metrics-file /var/lib/node_exporter/textfile/hookshift.prom \\
+          --alert-cmd 'notify-team "$HOOKSHIFT_ALERT_MESSAGE"'
+      hookshift verify watch --app nginx:parity.log --queue archive:./a --state ./w --once
+    """
+    import threading
+
+    from verify.follow import stop_on_signals
+    from verify.metrics import Family, MetricsServer
+    from verify.parity import ParityOptions, parse_time
+    from verify.retention import parse_duration
+    from verify.watch import Outputs, Watcher, publish
+
+    every = parse_duration(interval, "--interval")
+    listen = _host_port(metrics_listen) if metrics_listen else None
+    if follow_state is None and queue_source.startswith("archive:"):
+        beside = Path(queue_source.partition(":")[2]) / "follow-state.json"
+        follow_state = beside if beside.exists() else None  # pulls by hand or by timer: no check
+    outputs = Outputs(
+        follow_state=follow_state,
+        stale_s=parse_duration(stale_after, "--stale-after"),
+        metrics_file=metrics_file,
+        alert_cmd=alert_cmd,
+        rearm_s=parse_duration(rearm_after, "--rearm-after"),
+    )
+    options = ParityOptions(
+        key=key,
+        profile=profile,
+        since_ms=parse_time(since, "--since") if since else None,
+        until_ms=parse_time(until, "--until") if until else None,
+        grace_s=grace,
+        min_events=min_events,
+        memory_limit="512MB",
+    )
+    stop = threading.Event()
+    latest: list[list[Family]] = [[]]
+    server = MetricsServer(*listen, lambda: latest[0]) if listen else None
+    shown: dict[str, int] | None = None
+    with Watcher(app_source, queue_source, state_dir, options) as watcher:
+        if server is not None:
+            server.start()
+        try:
+            with stop_on_signals(stop, lambda text: diag("info", text)):
+                while True:
+                    state = watcher.update()
+                    latest[0] = publish(state, state_dir, outputs, diag)
+                    changed = once or state.counts != shown
+                    if changed and output_format == "json":
+                        emit_json(state.to_dict())
+                    elif changed:
+                        click.echo(_watch_line(state.verdict, state.reason, state.counts))
+                    shown = state.counts
+                    if once or stop.wait(every):
+                        break
+        finally:
+            if server is not None:
+                server.stop()
+    ctx.exit((0 if state.passed else 1) if once else 0)
+
+
+def _watch_line(verdict: str, reason: str, counts: dict[str, int]) -> str:
+    named = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "in_flight")
+    return f"parity {verdict}: {reason} (" + ", ".join(f"{n} {counts[n]}" for n in named) + ")"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(
+            f"cannot read {text!r} as HOST:PORT",
+            where="--metrics-listen",
+            fix="e.g. 127.0.0.1:9464",
+        )
+    return host.strip("[]"), int(port)
+
+
 @verify.command("heal")
 @click.option(
     "--report",

@@ -115,10 +115,12 @@ def parity_families(
 ) -> list[Family]:
     """What `verify watch` reports: callbacks per parity class and the verdict."""
     return [
+        # a gauge although named _total (the name people query): a class's count also falls,
+        # as in_flight callbacks become matched or a heal turns missing ones into replayed
         Family(
             "hookshift_parity_callbacks_total",
             "Callbacks per parity class over the watched window.",
-            "counter",
+            "gauge",
             [({"class": name}, counts.get(name, 0)) for name in classes],
         ),
         Family(

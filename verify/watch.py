@@ -24,11 +24,11 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from hookshift.durable import exclusive_lock, write_atomic
 from hookshift.errors import InputError
@@ -53,6 +53,9 @@ from verify.sources import (
 )
 from verify.tally import APP_ACCEPTED, APP_BAD, IS_QUEUE, QUEUE_BAD, C, create_detail, create_rows
 from verify.tally import tally as tally_rows
+
+if TYPE_CHECKING:
+    from verify.metrics import Family
 
 DB_NAME = "watch.duckdb"
 STATE_NAME = "watch-state.json"
@@ -397,3 +400,54 @@ def watcher(
 ) -> Iterator[Watcher]:
     with Watcher(app, queue, state_dir, options) as w:
         yield w
+
+
+# --------------------------------------------------------------------------- signals out
+
+
+ALERT_MEMORY = "alert-state.json"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a watcher's results go besides its state file."""
+
+    follow_state: Path | None = None  # pull --follow's heartbeat file
+    stale_s: int = 15 * 60
+    metrics_file: Path | None = None
+    alert_cmd: str | None = None
+    rearm_s: float = 600.0
+
+
+def publish(
+    state: WatchState, state_dir: Path, outputs: Outputs, notice: Callable[[str, str], None]
+) -> list[Family]:
+    """Metrics (returned, and written to the textfile) and alerts for one update."""
+    from verify import alert
+    from verify.follow import read_state as read_follow_state
+    from verify.metrics import parity_families, pull_families, write_textfile
+    from verify.parity import CLASSES
+    from verify.retention import check_heartbeat
+
+    now = time.time()
+    families = parity_families(state.counts, CLASSES, state.passed, state.updated_at)
+    finding = None
+    if outputs.follow_state is not None:
+        follow = read_follow_state(outputs.follow_state)
+        if follow is not None:
+            families += pull_families(follow)[:2]  # its heartbeat and the queue's lag
+        finding = check_heartbeat(follow.last_success if follow else None, now, outputs.stale_s)
+    if outputs.metrics_file is not None:
+        write_textfile(outputs.metrics_file, families)
+    memory_path = state_dir / ALERT_MEMORY
+    memory, alerts = alert.evaluate(
+        alert.load(memory_path), now, state.counts["missing_in_queue"], finding, outputs.rearm_s
+    )
+    alert.save(memory_path, memory)
+    for item in alerts:
+        notice("ok" if item.kind == "recovered" else "error", f"alert: {item.message}")
+        if outputs.alert_cmd:
+            problem = alert.run_alert(outputs.alert_cmd, item)
+            if problem:
+                notice("warning", problem)
+    return families
