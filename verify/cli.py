@@ -593,6 +593,122 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+@verify.command("units")
+@click.option("--user", required=True, help="The dedicated system user both services run as.")
+@click.option("--group", default=None, help="Its group (default: the user's name).")
+@click.option("--queue-url", required=True, help="The SQS queue URL.")
+@click.option("--region", default=None, help="AWS region (default: from the URL).")
+@click.option(
+    "--archive",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Absolute archive directory (pull writes, watch reads).",
+)
+@click.option(
+    "--state",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Absolute state directory of the watch.",
+)
+@click.option("--app", "app_source", required=True, metavar="SOURCE", help="As for watch.")
+@click.option("--profile", type=click.Choice(["bizppurio"]), default=None)
+@click.option("--key", default=None)
+@click.option("--window", default="7d", show_default=True, metavar="DURATION")
+@click.option("--metrics-file", type=click.Path(path_type=Path), default=None)
+@click.option("--alert-cmd", default=None, metavar="COMMAND")
+@click.option("--log-group", default="adm", show_default=True, help="Group that reads nginx logs.")
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path),
+    default=Path("/etc/hookshift/aws.env"),
+    show_default=True,
+    help="Optional file of AWS_* variables for the pull.",
+)
+@click.option(
+    "--hookshift-bin",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Absolute path of hookshift (default: the one running).",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+def units_command(
+    user: str,
+    group: str | None,
+    queue_url: str,
+    region: str | None,
+    archive: Path,
+    state: Path,
+    app_source: str,
+    profile: str | None,
+    key: str | None,
+    window: str,
+    metrics_file: Path | None,
+    alert_cmd: str | None,
+    log_group: str,
+    env_file: Path,
+    hookshift_bin: Path | None,
+    out_dir: Path,
+) -> None:
+    """Write systemd units for the mirror period: pull --follow and watch, sandboxed.
+
+    Both run as a dedicated user with NoNewPrivileges, ProtectSystem=strict and PrivateTmp;
+    they may write only the archive, the state directory and the metrics file's directory.
+
+    \b
+    Example:
+      hookshift verify units --user hookshift --queue-url https://sqs.../123/cb \\
+          --archive /var/lib/hookshift/archive --state /var/lib/hookshift/watch \\
+          --app 'nginx:/var/log/nginx/hookshift-parity.log*' --profile bizppurio \\
+          --metrics-file /var/lib/node_exporter/textfile/hookshift.prom \\
+          --out-dir /etc/systemd/system
+    """
+    from verify.retention import parse_duration
+    from verify.units import UnitSpec, render_units
+
+    parse_duration(window, "--window")
+    spec = UnitSpec(
+        hookshift_bin=hookshift_bin or _running_hookshift(),
+        user=user,
+        group=group,
+        queue_url=queue_url,
+        region=region,
+        archive=archive,
+        state=state,
+        app_source=app_source,
+        profile=profile,
+        key=key,
+        window=window,
+        metrics_file=metrics_file,
+        alert_cmd=alert_cmd,
+        log_group=log_group,
+        env_file=env_file,
+    )
+    units = render_units(spec)
+    for name, text in units.items():
+        write_atomic(out_dir / name, text)
+        diag("ok", f"wrote {out_dir / name}")
+    import shlex
+
+    click.echo(
+        f"then, as root: useradd --system --no-create-home {user}; "
+        f"install -d -o {user} -m 0750 {shlex.quote(str(archive))} {shlex.quote(str(state))}; "
+        f"systemctl daemon-reload; systemctl enable --now {' '.join(units)}"
+    )
+
+
+def _running_hookshift() -> Path:
+    import shutil
+
+    found = shutil.which("hookshift")
+    here = Path(sys.executable).with_name("hookshift")
+    return Path(found).resolve() if found else here
+
+
 @verify.command("heal")
 @click.option(
     "--report",
