@@ -1,0 +1,111 @@
+"""What one ``hookshift verify watch`` update costs: 1,000 new callbacks on top of a history
+of N already seen (``HOOKSHIFT_BENCH_WATCH_N``, default "100000,1000000": one run each).
+
+The data is the parity benchmark's (bench/parity_data.py): the history is the files but their
+last 1,000 lines, which are then appended. Writes the "watch" section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from bench.results import machine_line, write_section
+
+NEW = 1000
+HEADER = (
+    "| history (app + queue lines) | first update (s) | update with 1,000 + 1,000 new lines (s)"
+    " | update with no new lines (s) | bytes read by the update | peak RSS (MB) |"
+)
+
+
+def _split(path: Path, keep: Path, rest: Path) -> int:
+    lines = path.read_bytes().splitlines(keepends=True)
+    keep.write_bytes(b"".join(lines[:-NEW]))
+    rest.write_bytes(b"".join(lines[-NEW:]))
+    return len(lines) - NEW
+
+
+def run(n: int, work: Path) -> dict[str, float]:
+    import duckdb
+
+    from bench.parity_data import generate
+    from verify.watch import Watcher
+
+    data = work / f"data-{n}"
+    app, queue = generate(duckdb.connect(), n + NEW, data)
+    log, archive = work / f"w{n}" / "parity.log", work / f"w{n}" / "archive" / "seg-1.jsonl"
+    archive.parent.mkdir(parents=True)
+    seen_app = _split(app, log, data / "app.new")
+    seen_queue = _split(queue, archive, data / "queue.new")
+    with Watcher(f"nginx:{log}", f"archive:{archive.parent}", work / f"st{n}") as w:
+        mark = time.monotonic()
+        first = w.update()
+        bootstrap = time.monotonic() - mark
+        again = []
+        for _ in range(3):  # nothing new: the cost of the classification alone
+            mark = time.monotonic()
+            w.update()
+            again.append(time.monotonic() - mark)
+        with log.open("ab") as fh:
+            fh.write((data / "app.new").read_bytes())
+        with archive.open("ab") as fh:
+            fh.write((data / "queue.new").read_bytes())
+        mark = time.monotonic()
+        last = w.update()
+        update = time.monotonic() - mark
+    assert last.counts["app"] > first.counts["app"]
+    return {
+        "n": n,
+        "seen_app": seen_app,
+        "seen_queue": seen_queue,
+        "bootstrap_s": bootstrap,
+        "idle_s": min(again),
+        "update_s": update,
+        "new_app_bytes": last.new_bytes["app"],
+        "new_queue_bytes": last.new_bytes["queue"],
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    sizes = [int(x) for x in os.environ.get("HOOKSHIFT_BENCH_WATCH_N", "100000,1000000").split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hookshift-bench-watch-") as tmp:
+        for n in sizes:
+            result = run(n, Path(tmp))
+            print(result, flush=True)
+            r = result
+            read = int(r["new_app_bytes"] + r["new_queue_bytes"])
+            rows.append(
+                f"| {r['seen_app']:,.0f} + {r['seen_queue']:,.0f} | {r['bootstrap_s']:.2f} | "
+                f"{r['update_s']:.2f} | {r['idle_s']:.2f} | {read:,} | {r['rss_mb']:.0f} |"
+            )
+    md = f"""## `hookshift verify watch`: the cost of an update (bench/watch_cost.py)
+
+{machine_line()}
+
+History: the parity benchmark's data (Bizppurio-shaped, planted anomalies) but its last
+{NEW:,} lines on each side; then those {NEW:,} + {NEW:,} lines are appended and one update
+reads them. "First update" reads the whole history into the state database; "no new lines"
+is an update that finds nothing new (the classification alone). Peak RSS is the process's
+maximum so far (the runs go in order in one process).
+
+{HEADER}
+|---|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+An update reads only the new bytes, and turns only them into rows. The classes are then
+recomputed over the stored rows with parity's own tally (one aggregate over the whole table),
+so that part of an update grows with the history, at the tally's speed (no file is read
+again).
+"""
+    write_section("watch", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
