@@ -451,3 +451,14 @@ def publish(
             if problem:
                 notice("warning", problem)
     return families
+
+
+def gate_reading(state: WatchState, now: float, max_age_s: float) -> tuple[bool, str]:
+    """Whether a cut-over gate may use this watched result instead of a one-shot parity: it
+    must be recent (the watcher still running). The text names the window it covers."""
+    window = state.window
+    span = f"{window.get('since') or 'the first record'} .. {window.get('end') or 'now'}"
+    age = now - state.updated_at
+    if age > max_age_s:
+        return False, f"the watched parity is {round(age)} s old (watcher stopped?); window {span}"
+    return True, f"watched parity {state.verdict} over {span} (updated {round(age)} s ago)"

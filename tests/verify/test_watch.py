@@ -144,3 +144,17 @@ def test_a_state_directory_is_for_one_pair_of_sources_and_one_key(tmp_path: Path
         ).__enter__()
     with pytest.raises(InputError, match="archive that `hookshift verify pull --follow` fills"):
         Watcher(f"nginx:{log}", "sqs:https://sqs.x/1/q", tmp_path / "st2")
+
+
+def test_a_gate_uses_a_watched_result_only_while_it_is_fresh(tmp_path: Path) -> None:
+    from verify.watch import gate_reading
+
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, _line(1))
+    _append(seg, _msg("m1", 1))
+    with Watcher(f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st") as w:
+        state = w.update()
+    fresh, text = gate_reading(state, state.updated_at + 10, 300)
+    assert fresh and text.startswith("watched parity pass over the first record .. 2026-11-28")
+    stale, text = gate_reading(state, state.updated_at + 900, 300)
+    assert not stale and "900 s old" in text
