@@ -210,6 +210,7 @@ def follow(
     except Exception as exc:
         raise OperationError(f"cannot reach {queue_url}: {exc}") from exc
     path = state_path(archive_dir, options.state_file)
+    previous = read_state(path)
     state = FollowState(
         queue_url=queue_url,
         archive=str(archive_dir),
@@ -217,6 +218,9 @@ def follow(
         started_at=time.time(),
         retention_s=retention_s,
     )
+    if previous is not None and previous.queue_url == queue_url:
+        # the heartbeat survives a restart: a watcher measures the gap, not this process
+        state.last_success = previous.last_success
     loop = _Loop(state, stop, notice)
     with Archive(
         archive_dir, segment_bytes=options.segment_bytes, segment_seconds=options.segment_seconds

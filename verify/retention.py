@@ -87,19 +87,25 @@ def check_retention(
 
 
 def check_heartbeat(
-    last_success: float | None, now: float, stale_s: int = DEFAULT_STALE_S, what: str = "pull"
+    last_success: float | None,
+    now: float,
+    stale_s: int = DEFAULT_STALE_S,
+    started_at: float | None = None,
 ) -> Finding | None:
-    """A finding when the follow mode has not completed a receive for longer than `stale_s`."""
-    if last_success is None:
+    """A finding when the follow mode has not completed a receive for longer than `stale_s`
+    (counted from its start when it has not succeeded yet: a pull just started is not late)."""
+    since = last_success if last_success is not None else started_at
+    if since is None:
         return Finding(
-            f"no {what} has succeeded yet",
+            "no pull has run yet",
             "start `hookshift verify pull --follow` (see `hookshift verify units`)",
         )
-    quiet = now - last_success
+    quiet = now - since
     if quiet <= stale_s:
         return None
+    what = "nothing has pulled from the queue" if last_success else "no pull has succeeded"
     return Finding(
-        f"nothing has pulled from the queue for {human(round(quiet))} (more than {human(stale_s)})",
+        f"{what} for {human(round(quiet))} (more than {human(stale_s)})",
         "check the `hookshift verify pull --follow` service and its log",
     )
 

@@ -436,7 +436,12 @@ def publish(
         follow = read_follow_state(outputs.follow_state)
         if follow is not None:
             families += pull_families(follow)[:2]  # its heartbeat and the queue's lag
-        finding = check_heartbeat(follow.last_success if follow else None, now, outputs.stale_s)
+        finding = check_heartbeat(
+            follow.last_success if follow else None,
+            now,
+            outputs.stale_s,
+            started_at=follow.started_at if follow else None,
+        )
     if outputs.metrics_file is not None:
         write_textfile(outputs.metrics_file, families)
     memory_path = state_dir / ALERT_MEMORY

@@ -112,6 +112,10 @@ def test_a_quiet_pull_is_a_finding() -> None:
     finding = check_heartbeat(1000.0, 1000.0 + 7200, 900)
     assert finding is not None and "for 2 h (more than 15 min)" in finding.what
     assert check_heartbeat(None, 5.0) is not None
+    # a pull that started 1 min ago and has not succeeded yet is not late; after 20 min it is
+    assert check_heartbeat(None, 1060.0, 900, started_at=1000.0) is None
+    late = check_heartbeat(None, 2200.0, 900, started_at=1000.0)
+    assert late is not None and late.what == "no pull has succeeded for 20 min (more than 15 min)"
 
 
 @pytest.mark.parametrize("text", ["", "7x", "-1d", "0s", "d"])
