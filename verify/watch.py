@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "watch.duckdb"
 STATE_NAME = "watch-state.json"
+CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical hash
 HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
 # parity's options (samples, fetching and sqs: sources aside, which a watch has no use for);
 # a long-running process gets a smaller DuckDB memory limit than a one-shot run
@@ -148,7 +149,9 @@ def _connect(db_path: Path, options: ParityOptions, spill: Path) -> Any:
         "pos BIGINT, PRIMARY KEY (side, ident))"
     )
     con.execute("CREATE TABLE IF NOT EXISTS rows (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
-    con.execute("CREATE TABLE IF NOT EXISTS canon (bh UBIGINT PRIMARY KEY, ch UBIGINT)")
+    # no PRIMARY KEY: DuckDB rewrites a table's index at every checkpoint, which made an
+    # update's cost grow with the history; new bodies are told apart by an anti-join instead
+    con.execute("CREATE TABLE IF NOT EXISTS canon (bh UBIGINT, ch UBIGINT)")
     con.execute("CREATE TABLE IF NOT EXISTS rejected (side INTEGER, n BIGINT)")
     return con
 
@@ -312,17 +315,26 @@ class Watcher:
         create_rows(con, key.sql("rid", "body"), "true", "true", "app_rows", "queue_rows")
         con.execute("INSERT INTO rows SELECT hk, bh, t, m FROM r")
         con.execute("DROP TABLE r")
-        bodies = con.execute("""
-            SELECT DISTINCT hash(body), body FROM (
-                SELECT body FROM app_rows WHERE ok UNION ALL SELECT body FROM queue_rows WHERE ok
-            ) WHERE hash(body) NOT IN (SELECT bh FROM canon)
-        """).fetchall()
-        if bodies:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE newb AS
+            SELECT row_number() OVER () AS i, bh, body FROM (
+                SELECT DISTINCT ON (bh) hash(body) AS bh, body FROM (
+                    SELECT body FROM app_rows WHERE ok
+                    UNION ALL SELECT body FROM queue_rows WHERE ok
+                )
+            ) n WHERE NOT EXISTS (SELECT 1 FROM canon c WHERE c.bh = n.bh)
+        """)
+        (total,) = con.execute("SELECT count(*) FROM newb").fetchone()
+        for start in range(0, int(total), CANON_CHUNK):  # bodies held a chunk at a time
+            rows = con.execute(
+                "SELECT bh, body FROM newb WHERE i > ? AND i <= ?",  # (rowids inside a
+                [start, start + CANON_CHUNK],  # transaction start elsewhere)
+            ).fetchall()
             con.execute(
-                "INSERT OR IGNORE INTO canon SELECT * FROM (SELECT unnest($1::UBIGINT[]) AS bh, "
-                "unnest($2::UBIGINT[]) AS ch)",
-                [[int(b) for b, _ in bodies], [_canon_hash(str(t)) for _, t in bodies]],
+                "INSERT INTO canon SELECT unnest($1::UBIGINT[]), unnest($2::UBIGINT[])",
+                [[int(b) for b, _ in rows], [_canon_hash(str(t)) for _, t in rows]],
             )
+        con.execute("DROP TABLE newb")
         tables = {
             str(r[0]) for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         }
