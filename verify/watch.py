@@ -311,7 +311,8 @@ class Watcher:
             f"CREATE OR REPLACE TEMP VIEW app_rows AS {app_rows_sql(self.app, [chunks[0]], fields)}"
         )
         con.execute(f"CREATE OR REPLACE TEMP VIEW queue_rows AS {queue_rows_sql([chunks[1]])}")
-        con.execute("DROP TABLE IF EXISTS r")
+        con.execute("DROP VIEW IF EXISTS c")
+        con.execute("DROP VIEW IF EXISTS r")  # the last classification's
         create_rows(con, key.sql("rid", "body"), "true", "true", "app_rows", "queue_rows")
         con.execute("INSERT INTO rows SELECT hk, bh, t, m FROM r")
         con.execute("DROP TABLE r")
@@ -357,10 +358,13 @@ class Watcher:
         app_win, queue_win = side_windows("t", since, until, grace_ms)
         bad = f"({C} & {APP_BAD | QUEUE_BAD} <> 0)"
         con.execute("DROP VIEW IF EXISTS c")
-        for name in ("j", "np", "sk", "rd", "rd_buckets", "wanted", "r"):
+        for name in ("j", "np", "sk", "rd", "rd_buckets", "wanted"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute("DROP VIEW IF EXISTS r")
+        # a view, not a copy: the tally reads r a few times, copying it cost more (and grew
+        # with the history)
         con.execute(f"""
-            CREATE TEMP TABLE r AS SELECT * FROM rows
+            CREATE TEMP VIEW r AS SELECT * FROM rows
             WHERE {bad} OR (NOT {IS_QUEUE} AND {app_win}) OR ({IS_QUEUE} AND {queue_win})
         """)
         bulk = tally_rows(con)
