@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "watch.duckdb"
 STATE_NAME = "watch-state.json"
+READ_BUDGET = 64 * 1024 * 1024  # new bytes a side per round of an update
 CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical hash
 HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
 # parity's options (samples, fetching and sqs: sources aside, which a watch has no use for);
@@ -115,9 +116,10 @@ def file_identity(path: Path) -> str | None:
     return hashlib.sha256(first).hexdigest()
 
 
-def read_new(path: Path, offset: int, out: IO[bytes]) -> int:
+def read_new(path: Path, offset: int, out: IO[bytes], budget: int | None = None) -> int:
     """Copy the complete lines of `path` after byte `offset` (of its decompressed content) to
-    `out`; returns the new offset (a torn last line is left for the next update)."""
+    `out`, stopping at a line end once `budget` bytes are copied; returns the new offset (a
+    torn last line is left for the next update)."""
     with _open_binary(path) as fh:
         fh.seek(offset)
         pending = b""
@@ -128,6 +130,8 @@ def read_new(path: Path, offset: int, out: IO[bytes]) -> int:
             out.write(data[:cut])
             position += cut
             pending = data[cut:]
+            if budget is not None and position - offset >= budget:
+                break
     return position
 
 
@@ -257,13 +261,21 @@ class Watcher:
         sides = (self._files(self.app), self._files(self.queue))
         new_bytes = {"app": 0, "queue": 0}
         key = self._key(*sides)
-        if key is not None:
+        while key is not None:
+            # in rounds of at most READ_BUDGET bytes a side, each committed: a long history
+            # (the first update, or a watcher stopped for a day) is caught up in bounded
+            # memory, and a kill resumes where the last round ended. The result is computed
+            # once every round is in, never from one side read further than the other.
             with tempfile.TemporaryDirectory(prefix="hs-watch-chunk-") as tmp:
-                chunks, offsets = self._read_chunks(sides, Path(tmp))
-                new_bytes = {"app": chunks[0].stat().st_size, "queue": chunks[1].stat().st_size}
+                chunks, offsets, more = self._read_chunks(sides, Path(tmp))
+                sizes = [chunk.stat().st_size for chunk in chunks]
+                new_bytes = {
+                    "app": new_bytes["app"] + sizes[0],
+                    "queue": new_bytes["queue"] + sizes[1],
+                }
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    if any(new_bytes.values()):
+                    if any(sizes):
                         self._ingest(key, chunks)
                     for side, ident, path, pos in offsets:
                         con.execute(
@@ -274,6 +286,8 @@ class Watcher:
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
+            if not more:
+                break
         state = self._classify(key)
         state.new_bytes = new_bytes
         state.update_s = round(time.monotonic() - started, 3)
@@ -282,13 +296,16 @@ class Watcher:
 
     def _read_chunks(
         self, sides: tuple[list[Path], list[Path]], tmp: Path
-    ) -> tuple[tuple[Path, Path], list[tuple[int, str, Path, int]]]:
+    ) -> tuple[tuple[Path, Path], list[tuple[int, str, Path, int]], bool]:
+        """The new lines of each side into a chunk file (at most about READ_BUDGET bytes a
+        side), the offsets they end at, and whether more is left to read."""
         known = {
             (int(s), str(i)): int(p)
             for s, i, p in self.con.execute("SELECT side, ident, pos FROM files").fetchall()
         }
         offsets: list[tuple[int, str, Path, int]] = []
         chunks = (tmp / "app.jsonl", tmp / "queue.jsonl")
+        more = False
         for side, files in enumerate(sides):
             seen: set[str] = set()
             with chunks[side].open("wb") as out:
@@ -297,11 +314,16 @@ class Watcher:
                     if ident is None or ident in seen:
                         continue  # no complete line yet; or a copy of a file read this round
                     seen.add(ident)
+                    budget = READ_BUDGET - out.tell()
+                    if budget <= 0:
+                        more = True
+                        break
                     start = known.get((side, ident), 0)
-                    end = read_new(path, start, out)
+                    end = read_new(path, start, out, budget)
                     if end != start:
                         offsets.append((side, ident, path, end))
-        return chunks, offsets
+                    more = more or out.tell() >= READ_BUDGET
+        return chunks, offsets, more
 
     def _ingest(self, key: KeySpec, chunks: tuple[Path, Path]) -> None:
         """Rows of the new lines, by parity's own row SQL (verify/tally.py's create_rows)."""

@@ -52,6 +52,7 @@ def test_watch_equals_one_shot_parity_at_every_step(
     tmp_path: Path, options: ParityOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("verify.watch.CANON_CHUNK", 2)  # new bodies hashed over several pages
+    monkeypatch.setattr("verify.watch.READ_BUDGET", 300)  # an update reads in several rounds
     log, seg1 = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
     seg2 = tmp_path / "archive" / "seg-2.jsonl"
     reordered = json.dumps(dict(reversed(json.loads(body(10)).items())), ensure_ascii=False)
