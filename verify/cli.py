@@ -23,6 +23,9 @@ def verify() -> None:
     hookshift verify pull   --queue-url URL --archive DIR [--delete]
     hookshift verify parity --app nginx:/var/log/nginx/hookshift-parity.log* --queue archive:DIR
     hookshift verify heal   --report report.json --to https://STAGE_URL [--apply]
+    hookshift verify pull   --queue-url URL --archive DIR --delete --follow   (the mirror period)
+    hookshift verify watch  --app SOURCE --queue archive:DIR --state DIR
+    hookshift verify units  --user hookshift --queue-url URL --archive DIR --state DIR --app SOURCE
     """
 
 
