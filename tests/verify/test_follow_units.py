@@ -74,6 +74,7 @@ def test_relative_paths_and_odd_users_are_refused() -> None:
         render_units(_spec(user="root; rm"))
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
     for name, text in render_units(_spec()).items():

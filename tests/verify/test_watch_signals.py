@@ -72,6 +72,7 @@ def _watch(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.e2e
 def test_watch_once_alerts_once_across_runs_and_its_metrics_parse(tmp_path: Path) -> None:
     _files(tmp_path, app=10, queue=8)
     first = _watch(tmp_path, "--once")
