@@ -60,6 +60,7 @@ def run(n: int, work: Path) -> dict[str, float]:
     with archive.open("ab") as fh:
         fh.write((data / "queue.new").read_bytes())
     # the steady state, as a restarted service lives it: a fresh process over the history
+    # (its VmHWM: Linux carries ru_maxrss over from the parent across fork and exec)
     script = (
         "import json, resource, sys, time; from pathlib import Path; "
         "from verify.watch import Watcher; "
@@ -67,7 +68,8 @@ def run(n: int, work: Path) -> dict[str, float]:
         "t = time.monotonic(); s = w.update(); u = time.monotonic() - t; "
         "t = time.monotonic(); w.update(); i = time.monotonic() - t; "
         "print(json.dumps({'update_s': u, 'idle_s': i, 'app': s.counts['app'], "
-        "'new': s.new_bytes, 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        "'new': s.new_bytes, 'rss_mb': [int(l.split()[1]) / 1024 for l in "
+        "open('/proc/self/status') if l.startswith('VmHWM')][0]}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
