@@ -92,6 +92,14 @@ def main() -> None:
                 if state["archive_total"] >= sent[0]:
                     break
                 time.sleep(1)
+            attrs = moto.client().get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            left = sum(int(v) for v in attrs.values())  # a pull that fell behind leaves these
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=120)
             log.close()
@@ -123,8 +131,11 @@ of the follow process, sampled every minute after a 30 s warm-up:
 | peak of {len(samples)} samples | {peak:.1f} | |
 
 Exit code after SIGTERM: {proc.returncode}; archive: {len(lines):,} lines in {segments}
-segments, every message sent archived exactly once: {"yes" if once else "NO"}; deleted
-{final["deleted"]:,}, receive errors {final["errors"]}.
+segments, no MessageId twice: {"yes" if len(lines) == len(set(lines)) else "NO"}; every
+message sent archived: {"yes" if once else "NO"}; still in the queue when it was stopped
+(2 min after the sender): {left:,}; archived + still queued = sent:
+{"yes" if len(set(lines)) + left == sent[0] else "NO"}; received {final["received"]:,},
+deleted {final["deleted"]:,}, receive errors {final["errors"]}.
 """
     write_section("follow", md)
     print(md)
