@@ -11,21 +11,32 @@ MessageId, written so that a crash at any point loses nothing and duplicates not
 Messages carry phone numbers: the directory is the owner's only (0700) and so is every file
 in it (0600), whatever the umask. ``hookshift-archive.json`` records the queue the archive was
 pulled from, so that a report over it names where a heal may send.
+
+The MessageIds the archive holds live in an SQLite index beside the segments (INDEX_NAME), not
+in memory, so a pull that follows the queue for days keeps a bounded footprint. The segments
+stay the truth: the index records how many bytes of each segment it covers, committed with the
+ids, and opening the archive indexes only what lies beyond (a kill between the segment's fsync
+and the index's commit); an index that disagrees with the segments is rebuilt from them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from hookshift.durable import fsync_dir, write_atomic
+from hookshift.durable import exclusive_lock, fsync_dir, write_atomic
 
 SEGMENT_BYTES = 256 * 1024 * 1024
+INDEX_NAME = "message-ids.sqlite"
+LOCK_NAME = ".pull.lock"
+_LOOKUP_CHUNK = 500  # ids per IN (...) lookup, under SQLite's bound-parameter limit
 ARCHIVE_FIELDS = ("MessageId", "MD5OfBody", "Body", "Attributes", "MessageAttributes")
 META = "hookshift-archive.json"
 PRIVATE_FILE = 0o600
@@ -95,32 +106,93 @@ def _owner_only(path: Path, most: int) -> None:
 
 
 class Archive:
-    """An append-only, fsync'ed, MessageId-keyed archive directory (thread-safe)."""
+    """An append-only, fsync'ed, MessageId-keyed archive directory (thread-safe).
 
-    def __init__(self, root: Path, queue_url: str | None = None) -> None:
+    One writer at a time: a second pull into the same directory is refused. Segments rotate at
+    `segment_bytes`, and at `segment_seconds` when given, so that a long follow leaves closed
+    files that can be compressed, copied or pruned while it runs.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        queue_url: str | None = None,
+        *,
+        segment_bytes: int = SEGMENT_BYTES,
+        segment_seconds: float | None = None,
+    ) -> None:
         self.root = root
         self.queue_url = queue_url
+        self.segment_bytes = segment_bytes
+        self.segment_seconds = segment_seconds
         self._lock = threading.Lock()
-        self._seen: set[str] = set()
-        self._fh: IO[str] | None = None
-        self._written = 0
+        self._db: sqlite3.Connection | None = None
+        self._held: contextlib.ExitStack | None = None
+        self._fh: IO[bytes] | None = None
+        self._name = ""
+        self._opened_at = 0.0
+        self._total = 0
         self.repaired_bytes = 0
+        self.segments_opened = 0
 
     def open(self) -> Archive:
         self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         _owner_only(self.root, PRIVATE_DIR)  # also an archive made before this rule
-        if self.queue_url is not None and archive_queue_url(self.root) is None:
-            meta = json.dumps({"queue_url": self.queue_url}) + "\n"
-            write_atomic(self.root / META, meta, default_mode=PRIVATE_FILE)
-        for seg in sorted(self.root.glob("*.jsonl")):
-            _owner_only(seg, PRIVATE_FILE)
-            self.repaired_bytes += repair_torn_tail(seg)
-            with seg.open(encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    mid = _message_id(line)
-                    if mid:
-                        self._seen.add(mid)
+        held = contextlib.ExitStack()
+        held.enter_context(
+            exclusive_lock(
+                self.root / LOCK_NAME,
+                f"{self.root}: another `hookshift verify pull` is writing to this archive "
+                "(stop it first, or pull into another directory)",
+            )
+        )
+        self._held = held
+        try:
+            if self.queue_url is not None and archive_queue_url(self.root) is None:
+                meta = json.dumps({"queue_url": self.queue_url}) + "\n"
+                write_atomic(self.root / META, meta, default_mode=PRIVATE_FILE)
+            segments = sorted(self.root.glob("*.jsonl"))
+            for seg in segments:
+                _owner_only(seg, PRIVATE_FILE)
+                self.repaired_bytes += repair_torn_tail(seg)
+            self._db = self._index(segments)
+            row = self._db.execute("SELECT count(*) FROM ids").fetchone()
+            self._total = int(row[0]) if row else 0
+        except BaseException:
+            held.close()
+            raise
         return self
+
+    def _index(self, segments: list[Path]) -> sqlite3.Connection:
+        """The id index, brought up to date with the segments (rebuilt when it cannot be)."""
+        path = self.root / INDEX_NAME
+        db: sqlite3.Connection | None = None
+        covered: dict[str, int] | None = None
+        try:
+            db = _connect_index(path)
+            covered = dict(db.execute("SELECT segment, bytes FROM covered").fetchall())
+        except sqlite3.DatabaseError:
+            pass
+        names = {seg.name: seg.stat().st_size for seg in segments}
+        if (
+            db is None
+            or covered is None
+            or any(name not in names or names[name] < int(size) for name, size in covered.items())
+        ):
+            # segments removed, shrunk or an unreadable index: the ids it holds may name
+            # messages the archive no longer has, and trusting them would drop those for good
+            if db is not None:
+                db.close()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / (INDEX_NAME + suffix)).unlink()
+            db = _connect_index(path)
+            covered = {}
+        for seg in segments:
+            start = int(covered.get(seg.name, 0))
+            if names[seg.name] > start:
+                _index_tail(db, seg, start)
+        return db
 
     def __enter__(self) -> Archive:
         return self.open()
@@ -129,13 +201,31 @@ class Archive:
         self.close()
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._total
 
     def __contains__(self, message_id: object) -> bool:
-        return message_id in self._seen
+        if not isinstance(message_id, str):
+            return False
+        with self._lock:
+            return bool(self._known([message_id]))
 
-    def _segment(self) -> IO[str]:
-        if self._fh is None or self._written >= SEGMENT_BYTES:
+    def _known(self, ids: list[str]) -> set[str]:
+        assert self._db is not None, "open the archive first"
+        found: set[str] = set()
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                r[0] for r in self._db.execute(f"SELECT mid FROM ids WHERE mid IN ({marks})", chunk)
+            )
+        return found
+
+    def _segment(self) -> IO[bytes]:
+        aged = (
+            self.segment_seconds is not None
+            and time.monotonic() - self._opened_at >= self.segment_seconds
+        )
+        if self._fh is None or self._fh.tell() >= self.segment_bytes or aged:
             if self._fh is not None:
                 self._fh.close()
             name = f"seg-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
@@ -143,8 +233,10 @@ class Archive:
                 self.root / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, PRIVATE_FILE
             )
             os.fchmod(fd, PRIVATE_FILE)  # whatever the umask
-            self._fh = os.fdopen(fd, "a", encoding="utf-8")
-            self._written = 0
+            self._fh = os.fdopen(fd, "ab")
+            self._name = name
+            self._opened_at = time.monotonic()
+            self.segments_opened += 1
             fsync_dir(self.root)
         return self._fh
 
@@ -155,22 +247,28 @@ class Archive:
         them may be deleted from the queue.
         """
         with self._lock:
-            lines: dict[str, str] = {}
-            for message in messages:
-                mid = message.get("MessageId")
-                if not isinstance(mid, str) or mid in self._seen or mid in lines:
+            batch = [m for m in messages if isinstance(m.get("MessageId"), str)]
+            known = self._known(sorted({m["MessageId"] for m in batch}))
+            lines: dict[str, bytes] = {}
+            for message in batch:
+                mid = message["MessageId"]
+                if mid in known or mid in lines:
                     continue
                 record = {k: message[k] for k in ARCHIVE_FIELDS if k in message}
-                lines[mid] = json.dumps(record, ensure_ascii=False) + "\n"
+                lines[mid] = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
             if not lines:
                 return 0
             fh = self._segment()
-            data = "".join(lines.values())
-            fh.write(data)
+            fh.write(b"".join(lines.values()))
             fh.flush()
             os.fsync(fh.fileno())
-            self._written += len(data)
-            self._seen.update(lines)  # only once they are on disk
+            assert self._db is not None
+            with self._db:  # only once they are on disk, with the bytes they now cover
+                self._db.executemany("INSERT OR IGNORE INTO ids VALUES (?)", [(m,) for m in lines])
+                self._db.execute(
+                    "INSERT OR REPLACE INTO covered VALUES (?, ?)", (self._name, fh.tell())
+                )
+            self._total += len(lines)
             return len(lines)
 
     def close(self) -> None:
@@ -178,3 +276,45 @@ class Archive:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+
+
+def _connect_index(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        # WAL with synchronous=NORMAL: a kill -9 loses no committed id, a power cut may lose
+        # the last few, which the covered offsets then index again from the segments
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS ids (mid TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS covered (segment TEXT PRIMARY KEY, bytes INTEGER NOT NULL)"
+        )
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    db.isolation_level = "DEFERRED"  # `with db:` groups each batch into one transaction
+    return db
+
+
+def _index_tail(db: sqlite3.Connection, seg: Path, start: int) -> None:
+    """Index the ids in `seg` from byte `start` to its end (complete lines: the tail is
+    repaired first), and record that the index covers it."""
+    with seg.open("rb") as fh:
+        fh.seek(start)
+        with db:
+            batch: list[tuple[str]] = []
+            for line in fh:
+                mid = _message_id(line.decode("utf-8", errors="replace"))
+                if mid:
+                    batch.append((mid,))
+                if len(batch) >= 10_000:
+                    db.executemany("INSERT OR IGNORE INTO ids VALUES (?)", batch)
+                    batch = []
+            db.executemany("INSERT OR IGNORE INTO ids VALUES (?)", batch)
+            db.execute("INSERT OR REPLACE INTO covered VALUES (?, ?)", (seg.name, fh.tell()))

@@ -469,12 +469,7 @@ def _run(
     key_sql = key.sql("rid", "body")
     grace_ms = int(options.grace_s * 1000)
     since, until = options.since_ms, options.until_ms
-    app_win = _window_sql("t_ms", since, until)
-    queue_win = _window_sql(
-        "t_ms",
-        None if since is None else since - grace_ms,
-        None if until is None else until + grace_ms,
-    )
+    app_win, queue_win = side_windows("t_ms", since, until, grace_ms)
     progress(PHASES[0])
     mark = time.monotonic()
     app_rows = create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows")
@@ -485,11 +480,7 @@ def _run(
     create_detail(con, bulk.rows)
     timings["tally"] = time.monotonic() - mark
     progress(PHASES[2])
-    seen = spread(con, bulk.rows)
-    end = until if until is not None else seen.newest
-    cls_sql = _class_sql(end, grace_ms, since, until)
-    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j")
-    counts, lag = _counts(con, bulk, null_counts(con))
+    seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms)
     timeline = _timeline(con, seen)
     first_seen = seen.oldest
     sides = _Sides(
@@ -577,6 +568,30 @@ def heal_targets(queue: SourceSpec, options: ParityOptions) -> list[str]:
         if url is not None:
             targets.append(f"sqs:{url}")
     return targets
+
+
+def classify_rows(
+    con: Any, bulk: Bulk, since: int | None, until: int | None, grace_ms: int
+) -> tuple[Spread, int | None, dict[str, int], dict[str, int | None]]:
+    """Classes and counts of the tallied rows (table r, `tally` and `create_detail` done):
+    view c (a class per key of the detail), the spread, the window's end, the counts (before
+    the canonical compare settles mismatched) and the lag. `verify watch` shares it."""
+    seen = spread(con, bulk.rows)
+    end = until if until is not None else seen.newest
+    cls_sql = _class_sql(end, grace_ms, since, until)
+    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j")
+    counts, lag = _counts(con, bulk, null_counts(con))
+    return seen, end, counts, lag
+
+
+def side_windows(col: str, since: int | None, until: int | None, grace_ms: int) -> tuple[str, str]:
+    """The app's and the queue's rows a window keeps (SQL conditions on `col`): a message may
+    be sent up to the grace after the window's edges. Rows without a time are always kept."""
+    return _window_sql(col, since, until), _window_sql(
+        col,
+        None if since is None else since - grace_ms,
+        None if until is None else until + grace_ms,
+    )
 
 
 def _fetch_side(

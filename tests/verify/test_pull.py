@@ -158,9 +158,11 @@ def _pull_argv(url: str, archive: Path, endpoint: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _pull_process(url: str, archive: Path, endpoint: str) -> Iterator[subprocess.Popen[bytes]]:
+def _pull_process(
+    url: str, archive: Path, endpoint: str, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    argv = [*_pull_argv(url, archive, endpoint), "--workers", "2"]
+    argv = [*_pull_argv(url, archive, endpoint), "--workers", "2", *extra]
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -222,3 +224,56 @@ def test_parity_reads_a_live_queue_and_says_it_hid_the_messages(
     assert report.counts["matched"] == 12
     assert report.missing_in_queue_keys == [f"{12:032x}"]
     assert "hidden from its consumers" in report.warnings[0]
+
+
+def _send(moto: MotoServer, url: str, numbers: range) -> None:
+    client = moto.client()
+    for start in range(numbers.start, numbers.stop, 10):
+        entries = [
+            {"Id": str(i), "MessageBody": body(i)}
+            for i in range(start, min(start + 10, numbers.stop))
+        ]
+        client.send_message_batch(QueueUrl=url, Entries=entries)
+
+
+FOLLOW = ("--follow", "--format", "json")
+
+
+def _wait_lines(archive: Path, at_least: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while not archive.exists() or _lines(archive) < at_least:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"the follow never reached {at_least} messages"
+        time.sleep(0.005)
+
+
+def test_kill_9_mid_follow_then_restart_keeps_every_message_exactly_once(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    """Messages keep arriving while the follow runs; it is killed twice mid-batch, restarted,
+    and finally stopped with SIGTERM: every message is archived once and the queue is empty."""
+    url = moto.create_queue(f"follow-{uuid.uuid4().hex[:10]}", VisibilityTimeout="2")
+    archive = tmp_path / "archive"
+    sent = 0
+    for round_ in range(2):
+        _send(moto, url, range(sent, sent + 100))
+        sent += 100
+        with _pull_process(url, archive, moto.endpoint, *FOLLOW) as proc:
+            _wait_lines(archive, sent - 100 + 20, proc)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        archived = len(set(_archived_ids(archive)))
+        assert archived < sent, f"round {round_}: the kill must land mid-run"
+    time.sleep(2.5)  # received but undeleted messages become visible again
+    with _pull_process(url, archive, moto.endpoint, *FOLLOW) as proc:
+        _send(moto, url, range(sent, sent + 50))
+        sent += 50
+        _wait_lines(archive, sent, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    state: dict[str, Any] = json.loads(out)
+    ids = _archived_ids(archive)
+    assert len(ids) == len(set(ids)) == sent == state["archive_total"]
+    assert state["running"] is False and state["last_success"] is not None
+    assert _visible_and_hidden(moto, url) == (0, 0)

@@ -1,0 +1,165 @@
+"""`verify watch` equals a one-shot `verify parity` over the same files at every step, while
+the files grow, rotate, get compressed, and carry a line still being written."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from hookshift.verify.parity import CLASSES, ParityOptions, run_parity
+from hookshift.verify.watch import Watcher, read_state
+from tests.verify.conftest import t
+from tests.verify.data import body, message, nginx_line, rid
+
+COMPARED = ("app", "queue", "compared", *CLASSES, "unkeyed_app", "unkeyed_queue", "malformed")
+
+
+def _line(n: int) -> bytes:
+    upstream = {7: "", 8: "502", 14: "502, 200"}.get(n, "200")
+    return (nginx_line(rid(n), t(n), body(n), upstream_status=upstream) + "\n").encode()
+
+
+def _msg(mid: str, n: int, payload: str | None = None, **kw: str) -> bytes:
+    m = message(mid, payload or body(n), t(n) + 40, **({"request_id": rid(n)} | kw))
+    return (json.dumps(m, ensure_ascii=False) + "\n").encode()
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        fh.write(data)
+
+
+def _one_shot(root: Path, options: ParityOptions) -> dict[str, int]:
+    report = run_parity(f"nginx:{root / 'parity.log*'}", f"archive:{root / 'archive'}", options)
+    return {k: report.counts[k] for k in COMPARED} | {"verdict": int(report.passed)}
+
+
+def _watched(w: Watcher) -> dict[str, int]:
+    state = w.update()
+    return {k: state.counts[k] for k in COMPARED} | {"verdict": int(state.passed)}
+
+
+WINDOWED = ParityOptions(since_ms=t(3), until_ms=t(12), grace_s=2)
+
+
+@pytest.mark.parametrize("options", [ParityOptions(), WINDOWED], ids=["all", "window"])
+def test_watch_equals_one_shot_parity_at_every_step(
+    tmp_path: Path, options: ParityOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # new bodies hashed over several pages; an update reads in several rounds
+    monkeypatch.setattr("hookshift.verify.watch.CANON_CHUNK", 2)
+    monkeypatch.setattr("hookshift.verify.watch.READ_BUDGET", 300)
+    log, seg1 = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    seg2 = tmp_path / "archive" / "seg-2.jsonl"
+    reordered = json.dumps(dict(reversed(json.loads(body(10)).items())), ensure_ascii=False)
+    steps = []
+
+    def step1() -> None:
+        _append(log, _line(1) + _line(2) + _line(3))
+        _append(seg1, _msg("m1", 1) + _msg("m2", 2))
+
+    def step2() -> None:  # logrotate renames the live log; nginx still writes to it a moment
+        log.rename(tmp_path / "parity.log.1")
+        _append(tmp_path / "parity.log.1", _line(4))
+        _append(log, _line(5) + _line(6))
+        _append(seg1, _msg("m3", 3) + _msg("m4a", 4) + _msg("m4b", 4) + _msg("m5", 5))
+
+    def step3() -> None:  # .1 is compressed to .2.gz, the live log rotates again
+        old = tmp_path / "parity.log.1"
+        (tmp_path / "parity.log.2.gz").write_bytes(gzip.compress(old.read_bytes()))
+        old.unlink()
+        log.rename(old)
+        _append(old, _line(7) + b'{"not json\n')
+        _append(log, _line(8) + _line(9))
+        _append(seg2, _msg("m5", 5) + _msg("m8", 8) + _msg("m9", 9, body(9).replace("+", " ")))
+
+    def step4() -> None:
+        _append(log, _line(10) + _line(12) + _line(13) + _line(14))
+        _append(seg2, _msg("m10", 10, reordered.replace(",", ", ")) + _msg("m11", 11))
+        replay = message("m12", body(12), t(12) + 5000, replay=rid(12))
+        _append(seg2, (json.dumps(replay) + "\n").encode() + _msg("m14", 14))
+
+    steps = [step1, step2, step3, step4]
+    with Watcher(
+        f"nginx:{tmp_path / 'parity.log*'}",
+        f"archive:{tmp_path / 'archive'}",
+        tmp_path / "st",
+        options,
+    ) as w:
+        for number, step in enumerate(steps, 1):
+            step()
+            assert _watched(w) == _one_shot(tmp_path, options), f"after step {number}"
+            assert _watched(w) == _one_shot(tmp_path, options), f"step {number}, nothing new"
+    final = read_state(tmp_path / "st")
+    if options is WINDOWED:
+        assert final is not None and final.counts["app"] < 11
+        return
+    assert final is not None and final.verdict == "fail"
+    assert final.counts["mismatched"] == 1 and final.counts["missing_in_queue"] == 1
+    assert final.counts["matched"] == 8 and final.counts["malformed"] == 1
+    # a new watcher over the same state reads nothing again and gives the same result
+    with Watcher(
+        f"nginx:{tmp_path / 'parity.log*'}", f"archive:{tmp_path / 'archive'}", tmp_path / "st"
+    ) as w:
+        again = w.update()
+        assert again.new_bytes == {"app": 0, "queue": 0}
+        assert again.counts == final.counts
+
+
+def test_a_line_still_being_written_waits_for_its_newline(tmp_path: Path) -> None:
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, _line(1))
+    _append(seg, _msg("m1", 1))
+    whole = _line(2)
+    _append(log, whole[:40])
+    with Watcher(f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st") as w:
+        first = w.update()
+        assert first.counts["app"] == 1 and first.counts["malformed"] == 0
+        _append(log, whole[40:])
+        _append(seg, _msg("m2", 2))
+        assert _watched(w) == _one_shot_single(log, seg.parent)
+
+
+def _one_shot_single(log: Path, archive: Path) -> dict[str, int]:
+    report = run_parity(f"nginx:{log}", f"archive:{archive}", ParityOptions())
+    return {k: report.counts[k] for k in COMPARED} | {"verdict": int(report.passed)}
+
+
+def test_a_state_directory_is_for_one_pair_of_sources_and_one_key(tmp_path: Path) -> None:
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, _line(1))
+    _append(seg, _msg("m1", 1))
+    with Watcher(f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st") as w:
+        assert w.update().key == "request_id"
+    with (
+        pytest.raises(InputError, match="built with key request_id, not sha256"),
+        Watcher(
+            f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st", ParityOptions(key="sha256")
+        ) as w,
+    ):
+        w.update()
+    with pytest.raises(InputError, match="watches app"):
+        Watcher(
+            f"nginx:{tmp_path / 'other.log'}", f"archive:{seg.parent}", tmp_path / "st"
+        ).__enter__()
+    with pytest.raises(InputError, match="archive that `hookshift verify pull --follow` fills"):
+        Watcher(f"nginx:{log}", "sqs:https://sqs.x/1/q", tmp_path / "st2")
+
+
+def test_a_gate_uses_a_watched_result_only_while_it_is_fresh(tmp_path: Path) -> None:
+    from hookshift.verify.watch import gate_reading
+
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, _line(1))
+    _append(seg, _msg("m1", 1))
+    with Watcher(f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st") as w:
+        state = w.update()
+    fresh, text = gate_reading(state, state.updated_at + 10, 300)
+    assert fresh and text.startswith("watched parity pass over the first record .. 2026-11-28")
+    stale, text = gate_reading(state, state.updated_at + 900, 300)
+    assert not stale and "900 s old" in text
