@@ -45,7 +45,7 @@ def _integration_data() -> dict[str, Any]:
 class TemplateOptions:
     """What varies in the mapping template.
 
-    ``variant`` other than ``recommended`` reproduces a seed misconfiguration on purpose
+    ``variant`` other than ``recommended`` reproduces a known misconfiguration on purpose
     (``no-urlencode``: ``MessageBody=$input.body``; ``no-action``: ``Action=SendMessage``
     missing). For FIFO queues the group and deduplication ids come from JSON paths into the
     callback (``$.PHONE``, ``$.CMSGID``), falling back to a constant group and to the API Gateway

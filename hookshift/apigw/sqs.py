@@ -3,7 +3,7 @@
 API Gateway's AWS integration POSTs the rendered template to ``https://sqs.REGION.amazonaws.com/
 ACCOUNT/QUEUE`` (the path override), SigV4-signed with the execution role, with the integration's
 Content-Type and ``Accept: application/json`` — which is why SQS's query-protocol answers reach
-API Gateway as JSON (``{"SendMessageResponse": ...}``, and the seed's ``{"Error": {"Code":
+API Gateway as JSON (``{"SendMessageResponse": ...}``, and the ``{"Error": {"Code":
 "AccessDenied", ...}}``).
 
 Where the answer comes from (the emulator says so in every ``SqsReply.source``):
@@ -15,9 +15,9 @@ Where the answer comes from (the emulator says so in every ``SqsReply.source``):
   for ``Accept: application/json`` (the translation is modelled, the content is moto's).
 * modelled here (``source="modelled"``), because moto answers differently from AWS:
   - Content-Type not ``application/x-www-form-urlencoded``, or no ``Action`` in the form:
-    AWS answers 404 ``<UnknownOperationException/>`` (the seed's log); moto answers 500 or an
-    empty 404;
-  - ``deny_send``: 403 AccessDenied in the seed's JSON shape (the execution role or the queue
+    AWS answers 404 ``<UnknownOperationException/>`` (as a real stage logs it); moto answers 500
+    or an empty 404;
+  - ``deny_send``: 403 AccessDenied in SQS's JSON shape (the execution role or the queue
     policy lacks ``sqs:SendMessage``); moto does not enforce IAM;
   - an empty ``MessageBody`` (400 MissingParameter) and an empty message attribute value (400
     InvalidParameterValue): AWS rejects both, moto accepts them;
@@ -152,7 +152,7 @@ def xml_to_json(xml_text: str) -> str:
     """SQS's XML answer in the JSON shape SQS gives for ``Accept: application/json``.
 
     Errors come as ``{"Error": {...}, "RequestId": ...}`` (the ErrorResponse's contents, the
-    seed's shape); results as ``{"SendMessageResponse": {"SendMessageResult": ...}}``.
+    JSON shape); results as ``{"SendMessageResponse": {"SendMessageResult": ...}}``.
     """
     root = ET.fromstring(xml_text)
     tag = root.tag.rsplit("}", 1)[-1]

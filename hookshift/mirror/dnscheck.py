@@ -1,6 +1,6 @@
 """Ask each configured resolver for the stage host, from this machine, before writing.
 
-The seed's mirror failed at run time with ``could not be resolved (110: Operation timed
+A hand-made mirror fails at run time with ``could not be resolved (110: Operation timed
 out)``: the resolver nginx was given could not answer for the execute-api host, and
 ``nginx -t`` cannot know. A real DNS query (UDP, like nginx's resolver) to each resolver tells
 the user now, naming the resolver that does not answer or answers with nothing.

@@ -1,12 +1,12 @@
 """A tiny authoritative DNS server on loopback, so name resolution in the rehearsal is real.
 
 nginx resolves a variable ``proxy_pass`` host at run time with its own resolver (``resolver
-127.0.0.1:PORT``), probes resolve the custom domain with dnspython, and the seed's failures are
-about exactly that step (``no resolver defined``, ``could not be resolved (110: Operation timed
-out)``). This server answers the names it is given (A records and CNAME chains such as
-``hooks.example.com -> d-abc.execute-api.REGION.amazonaws.com -> 127.0.0.1``), says NXDOMAIN for
-every other name, and in *blackhole* mode never answers at all, which is what a resolver that
-cannot reach a DNS server looks like to nginx (a timeout).
+127.0.0.1:PORT``), probes resolve the custom domain with dnspython, and a hand-made mirror's
+failures are about exactly that step (``no resolver defined``, ``could not be resolved (110:
+Operation timed out)``). This server answers the names it is given (A records and CNAME chains such
+as ``hooks.example.com -> d-abc.execute-api.REGION.amazonaws.com -> 127.0.0.1``), says NXDOMAIN for
+every other name, and in *blackhole* mode never answers at all, which is what a resolver that cannot
+reach a DNS server looks like to nginx (a timeout).
 
 It listens on UDP and TCP on the same port (nginx uses UDP, large answers and some clients TCP),
 runs in a thread (``with DnsServer(records) as dns:``) or as a process::

@@ -8,7 +8,7 @@ temp dirs), so ``nginx -t -c FILE`` and ``nginx -s reload -c FILE`` work without
 nothing touches the system's nginx (/run/nginx.pid, /var/log/nginx).
 
 nginx runs in the foreground (``daemon off``) under `ManagedProcess`, so its master is our child
-and is stopped by pid; ``error_log`` is at ``info`` so the failures the seed describes
+and is stopped by pid; ``error_log`` is at ``info`` so the failures of a hand-made mirror
 (``no resolver defined``, SSL handshake errors) land in ``logs/error.log``.
 """
 
@@ -98,7 +98,7 @@ def render_site_conf(
     """The server that receives the vendor's callbacks and proxies them to the app.
 
     `extra_location` goes inside the callback location and `extra_server` at server level:
-    how a test writes a seed-style (hand-made) mirror into the same config.
+    how a test writes a hand-made mirror into the same config.
     """
     return (
         f"upstream callback_app {{\n"

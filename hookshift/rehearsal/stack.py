@@ -13,7 +13,7 @@ which also runs when a start fails half-way; `with start_stack(...) as stack:` s
 on exceptions and Ctrl-C. (The CLI also turns SIGTERM into that path.)
 
 Other parts reuse it: the cut-over walks it through its stages, the benchmarks point wrk at it,
-the e2e tests break it the ways the seed describes. What they use:
+the e2e tests break it the ways a hand-made mirror breaks. What they use:
 
 * ``stack.nginx_url`` (the vendor's URL before the switch), ``stack.stage_url`` /
   ``stage_callback_url`` (``https://ID.execute-api.REGION.amazonaws.com:PORT/STAGE``),
@@ -63,7 +63,7 @@ class StackOptions:
 
     ``mirror``: ``"hookshift"`` applies ``hookshift mirror apply`` to the sample config
     (``mirror_args`` adds options, e.g. ``("--timeout", "1")``); ``"none"`` leaves the config
-    as the user had it, plus the `extra_*` snippets: how a test writes the seed's hand-made
+    as the user had it, plus the `extra_*` snippets: how a test writes a hand-made
     mirror. Snippets may name what is known only once the stack runs: ``@STAGE_HOST@``,
     ``@STAGE_PORT@``, ``@STAGE_NAME@``, ``@STAGE_URL@``, ``@DNS@``, ``@CA@``,
     ``@CALLBACK_PATH@``. ``stage``: `apigw.emulator.StageConfig` fields to override

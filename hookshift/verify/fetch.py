@@ -8,8 +8,8 @@ finds those anchor lines in the row table (same SQL, so the same hashes), and so
 bytes hold each wanted record. Only those bytes are read, with the very same row SQL, so what is
 found is exactly what a full read finds.
 
-The row table is written by parallel threads without ordering (ordering it cost 0.5-0.7 s of a
-12-13 s scan at 10 M + 10 M records, measured): each thread appends the blocks of lines it
+The row table is written by parallel threads without ordering (ordering it costs scan time and
+memory): each thread appends the blocks of lines it
 parsed, in file order, so the rows form a few runs, each in file order with gaps where another
 thread's blocks were. An anchor line at every block boundary then bounds each record on both
 sides in its own run (see `blocks_of`). Mostly the two anchors around a record are neighbours
@@ -61,7 +61,7 @@ class Side:
     files: list[Path]
     rows_sql: Callable[[list[Path]], str]  # row SQL over some files (a private rejects table)
     key_sql: str  # the key over the row SQL's rid and body
-    rows: str  # the side's rows of the row table r (a rowid range)
+    rows: str  # the side's rows of the row table record_rows (a rowid range)
     where: str  # which rows count (ok, and the time window)
     columns: tuple[str, ...]
     line_per_record: bool  # False for CSV (a quoted field may hold a newline)
@@ -229,13 +229,12 @@ def locate_anchors(
     if len(idents) != len(lines):
         return None  # a line the reader skipped: the order cannot be trusted
     # The anchors' keys in a table, and the file's rows picked after the keys: with the file
-    # test beside the key test, DuckDB hashed the side's rows instead of the keys (75-110 ms
-    # against 10-12 ms on 1 M rows, measured).
+    # test beside the key test, DuckDB hashed the side's rows instead of the keys.
     key_table(con, "anchor_keys", [i[0] for i in idents if i[0] is not None])
     table: dict[tuple[Any, Any, Any], list[int]] = {}
     for pos, hk, bh, t in con.execute(f"""
         SELECT pos, hk, bh, t FROM (
-            SELECT rowid AS pos, hk, bh, t, m FROM r
+            SELECT rowid AS pos, hk, bh, t, m FROM record_rows
             WHERE {side.rows} AND hk IN (SELECT hk FROM anchor_keys)
         ) WHERE {F} = {f}
     """).fetchall():

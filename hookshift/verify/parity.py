@@ -7,7 +7,7 @@ with the same bytes are only counted; the others (usually a handful) are classif
 and the records that a report shows or that must be compared canonically (raw bodies differ)
 are fetched by key hash (verify/fetch.py), by seeking instead of reading the inputs again.
 
-The classes (docs: issue 4): matched, missing_in_queue, missing_in_app, duplicates_app,
+The classes: matched, missing_in_queue, missing_in_app, duplicates_app,
 duplicates_queue, mismatched, in_flight, not_mirrored, plus app_rejected (the app answered
 non-2xx: not a callback the app accepted), replayed (matched only through a ``hookshift verify
 heal`` replay), body_not_logged (the parity log has an empty body because nginx kept the body
@@ -573,13 +573,13 @@ def heal_targets(queue: SourceSpec, options: ParityOptions) -> list[str]:
 def classify_rows(
     con: Any, bulk: Bulk, since: int | None, until: int | None, grace_ms: int
 ) -> tuple[Spread, int | None, dict[str, int], dict[str, int | None]]:
-    """Classes and counts of the tallied rows (table r, `tally` and `create_detail` done):
-    view c (a class per key of the detail), the spread, the window's end, the counts (before
-    the canonical compare settles mismatched) and the lag. `verify watch` shares it."""
+    """Classes and counts of the tallied rows (table record_rows, `tally` and `create_detail` done):
+    view classified (a class per key of the detail), the spread, the window's end, the counts
+    (before the canonical compare settles mismatched) and the lag. `verify watch` shares it."""
     seen = spread(con, bulk.rows)
     end = until if until is not None else seen.newest
     cls_sql = _class_sql(end, grace_ms, since, until)
-    con.execute(f"CREATE TEMP VIEW c AS SELECT *, {cls_sql} AS cls FROM j")
+    con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
     counts, lag = _counts(con, bulk, null_counts(con))
     return seen, end, counts, lag
 
@@ -677,7 +677,7 @@ def _counts(
             coalesce(sum(anm), 0),
             coalesce(sum(arej) FILTER (an = 0), 0),
             count(*) FILTER (cls = 'both' AND qrep = qn AND qrep > 0)
-        FROM c
+        FROM classified
     """).fetchone()
     assert row is not None
     v = [int(x or 0) for x in row]
@@ -706,7 +706,8 @@ def _counts(
     }
     lags = Counter(bulk.lags)
     for lag, n in con.execute(
-        "SELECT tq - ta, count(*) FROM c WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
+        "SELECT tq - ta, count(*) FROM classified"
+        " WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
     ).fetchall():
         lags[int(lag)] += int(n)
     lag = {
@@ -762,7 +763,9 @@ def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int, li
             FROM ({side.keyed_sql(side.files, where)})
             WHERE hk IN (SELECT hk FROM cand) GROUP BY hk"""
 
-    con.execute("CREATE TEMP TABLE cand AS SELECT hk FROM c WHERE cls = 'both' AND NOT same")
+    con.execute(
+        "CREATE TEMP TABLE cand AS SELECT hk FROM classified WHERE cls = 'both' AND NOT same"
+    )
     con.execute(f"""
         CREATE TEMP TABLE mism AS
         WITH a AS ({hashes(sides.app, "cls = 'a'")}), q AS ({hashes(sides.queue)})
@@ -809,7 +812,7 @@ class _Picks:
 def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     """Sample keys per class, mismatch candidates, missing keys and matched samples."""
     n = max(int(sides.options.samples), 0)
-    row = con.execute("SELECT count(*) FROM c WHERE cls = 'both' AND NOT same").fetchone()
+    row = con.execute("SELECT count(*) FROM classified WHERE cls = 'both' AND NOT same").fetchone()
     differing = int(row[0]) if row else 0
     candidates: list[int] = []
     mismatched: list[int] | None = None
@@ -821,12 +824,15 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     elif differing:
         candidates = [
             int(r[0])
-            for r in con.execute("SELECT hk FROM c WHERE cls = 'both' AND NOT same").fetchall()
+            for r in con.execute(
+                "SELECT hk FROM classified WHERE cls = 'both' AND NOT same"
+            ).fetchall()
         ]
     picked: dict[str, list[int]] = {}
     for name, cond in _SAMPLE_QUERIES.items():
         rows = con.execute(
-            f"SELECT hk FROM c WHERE {cond} ORDER BY coalesce(ta, tq) NULLS LAST, hk LIMIT {n}"
+            f"SELECT hk FROM classified WHERE {cond}"
+            f" ORDER BY coalesce(ta, tq) NULLS LAST, hk LIMIT {n}"
         ).fetchall()
         picked[name] = [int(r[0]) for r in rows]
     if mismatched is not None:
@@ -835,7 +841,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     missing = [
         int(r[0])
         for r in con.execute(
-            f"SELECT hk FROM c WHERE cls = 'miq' ORDER BY ta NULLS LAST, hk "
+            f"SELECT hk FROM classified WHERE cls = 'miq' ORDER BY ta NULLS LAST, hk "
             f"LIMIT {int(sides.options.missing_keys_cap)}"
         ).fetchall()
     ]
@@ -920,7 +926,9 @@ def _record_counts(con: Any, hks: set[int]) -> dict[int, tuple[int, int]]:
     if not hks:
         return {}
     listed = ", ".join(str(hk) for hk in sorted(hks))
-    rows = con.execute(f"SELECT hk, an + anm + arej, qn FROM j WHERE hk IN ({listed})").fetchall()
+    rows = con.execute(
+        f"SELECT hk, an + anm + arej, qn FROM key_detail WHERE hk IN ({listed})"
+    ).fetchall()
     return {int(hk): (int(a), int(q)) for hk, a, q in rows}
 
 
@@ -947,8 +955,8 @@ def _matched_head(
                 )
             )
         ) h
-        WHERE h.hk IS NOT NULL AND (h.hk NOT IN (SELECT hk FROM np)
-            OR h.hk IN (SELECT hk FROM c WHERE cls = 'both' AND same AND qrep = 0))
+        WHERE h.hk IS NOT NULL AND (h.hk NOT IN (SELECT hk FROM unsettled_keys)
+            OR h.hk IN (SELECT hk FROM classified WHERE cls = 'both' AND same AND qrep = 0))
         ORDER BY h.t_ms NULLS LAST LIMIT {n}
     """).fetchall()
     if not rows:
@@ -956,7 +964,8 @@ def _matched_head(
     listed = ", ".join(str(int(r[0])) for r in rows)
     sent = dict(
         con.execute(
-            f"SELECT hk, min(t) FROM r WHERE {queue_rows} AND hk IN ({listed}) GROUP BY hk"
+            f"SELECT hk, min(t) FROM record_rows"
+            f" WHERE {queue_rows} AND hk IN ({listed}) GROUP BY hk"
         ).fetchall()
     )
     out: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -1038,10 +1047,10 @@ def _timeline(con: Any, seen: Spread) -> dict[str, Any]:
         SELECT b, sum(app), sum(queue), sum(miq), sum(mia), sum(fly) FROM (
             SELECT ta // {BUCKET_MS} * {BUCKET_MS} AS b, an AS app, 0 AS queue,
                 (cls = 'miq')::INT AS miq, 0 AS mia, (cls = 'fly')::INT AS fly
-            FROM c WHERE ta IS NOT NULL
+            FROM classified WHERE ta IS NOT NULL
             UNION ALL
             SELECT tq // {BUCKET_MS} * {BUCKET_MS}, 0, qd, 0, (cls = 'mia')::INT, 0
-            FROM c WHERE tq IS NOT NULL
+            FROM classified WHERE tq IS NOT NULL
         ) GROUP BY b
     """).fetchall():
         counts = minutes.setdefault(int(row[0]), [0] * 5)

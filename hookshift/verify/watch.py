@@ -1,15 +1,15 @@
 """``hookshift verify watch``: keep the parity result current while the parity log and the
 archive grow, reading only the bytes that are new.
 
-State (a directory): a DuckDB database with one narrow row per record read so far, exactly the
-rows ``verify parity`` builds in its scan (verify/tally.py's table r: key hash, body hash, time,
-class code), plus how far each file has been read, plus a canonical hash per distinct body (so
-that a body that differs only in key order or spacing is not a mismatch, as in parity). An
-update reads the new complete lines of each file, turns them into rows with parity's own SQL,
-and appends them in one transaction with the new offsets (a kill at any point leaves both as
-they were). The classes and the verdict are then recomputed over the table by parity's own
-functions (`tally`, `create_detail`, `classify_rows`, `verdict_for`), so a watched result is a
-one-shot parity over the same files, without reading those files again.
+State (a directory): a DuckDB database with one narrow row per record read so far, exactly the rows
+``verify parity`` builds in its scan (verify/tally.py's table record_rows: key hash, body hash,
+time, class code), plus how far each file has been read, plus a canonical hash per distinct body (so
+that a body that differs only in key order or spacing is not a mismatch, as in parity). An update
+reads the new complete lines of each file, turns them into rows with parity's own SQL, and appends
+them in one transaction with the new offsets (a kill at any point leaves both as they were). The
+classes and the verdict are then recomputed over the table by parity's own functions (`tally`,
+`create_detail`, `classify_rows`, `verdict_for`), so a watched result is a one-shot parity over the
+same files, without reading those files again.
 
 A file is known by its first line (a parity-log line holds the request id and nginx's time, an
 archive line the MessageId), not by its name or inode: a log renamed by logrotate (.log ->
@@ -67,8 +67,8 @@ if TYPE_CHECKING:
 
 DB_NAME = "watch.duckdb"
 STATE_NAME = "watch-state.json"
-# new bytes a side per round of an update: at 1 M + 1 M lines of history a first update
-# peaked at 360 MB with 16 MiB rounds (64 MiB: 470 MB already at 300 k), measured
+# new bytes a side per round of an update: bounds a first update's memory over a long
+# history (larger rounds grew it faster than they saved time)
 READ_BUDGET = 16 * 1024 * 1024
 CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical hash
 HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
@@ -343,11 +343,11 @@ class Watcher:
             f"CREATE OR REPLACE TEMP VIEW app_rows AS {app_rows_sql(self.app, [chunks[0]], fields)}"
         )
         con.execute(f"CREATE OR REPLACE TEMP VIEW queue_rows AS {queue_rows_sql([chunks[1]])}")
-        con.execute("DROP VIEW IF EXISTS c")
-        con.execute("DROP VIEW IF EXISTS r")  # the last classification's
+        con.execute("DROP VIEW IF EXISTS classified")
+        con.execute("DROP VIEW IF EXISTS record_rows")  # the last classification's
         create_rows(con, key.sql("rid", "body"), "true", "true", "app_rows", "queue_rows")
-        con.execute("INSERT INTO rows SELECT hk, bh, t, m FROM r")
-        con.execute("DROP TABLE r")
+        con.execute("INSERT INTO rows SELECT hk, bh, t, m FROM record_rows")
+        con.execute("DROP TABLE record_rows")
         con.execute("""
             CREATE OR REPLACE TEMP TABLE newb AS
             SELECT row_number() OVER () AS i, bh, body FROM (
@@ -389,14 +389,21 @@ class Watcher:
         since, until = opts.since_ms, opts.until_ms
         app_win, queue_win = side_windows("t", since, until, grace_ms)
         bad = f"({C} & {APP_BAD | QUEUE_BAD} <> 0)"
-        con.execute("DROP VIEW IF EXISTS c")
-        for name in ("j", "np", "sk", "rd", "rd_buckets", "wanted"):
+        con.execute("DROP VIEW IF EXISTS classified")
+        for name in (
+            "key_detail",
+            "unsettled_keys",
+            "bucket_sketch",
+            "dirty_rows",
+            "dirty_buckets",
+            "wanted",
+        ):
             con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.execute("DROP VIEW IF EXISTS r")
-        # a view, not a copy: the tally reads r a few times, copying it cost more (and grew
-        # with the history)
+        con.execute("DROP VIEW IF EXISTS record_rows")
+        # a view, not a copy: the tally reads record_rows a few times, copying it cost more (and
+        # grew with the history)
         con.execute(f"""
-            CREATE TEMP VIEW r AS SELECT * FROM rows
+            CREATE TEMP VIEW record_rows AS SELECT * FROM rows
             WHERE {bad} OR (NOT {IS_QUEUE} AND {app_win}) OR ({IS_QUEUE} AND {queue_win})
         """)
         bulk = tally_rows(con)
@@ -431,11 +438,12 @@ def _mismatched(con: Any) -> int:
     """Keys on both sides whose raw bodies differ and no accepted app body says the same as
     any message (parity's canonical compare, over the stored canonical hashes)."""
     row = con.execute(f"""
-        WITH d AS (SELECT hk FROM c WHERE cls = 'both' AND NOT same),
-        a AS (SELECT r.hk, ch FROM r JOIN canon USING (bh)
-              WHERE r.hk IN (SELECT hk FROM d) AND {C} & 7 = {APP_ACCEPTED} AND NOT {IS_QUEUE}),
-        q AS (SELECT r.hk, ch FROM r JOIN canon USING (bh)
-              WHERE r.hk IN (SELECT hk FROM d) AND {IS_QUEUE})
+        WITH d AS (SELECT hk FROM classified WHERE cls = 'both' AND NOT same),
+        a AS (SELECT record_rows.hk, ch FROM record_rows JOIN canon USING (bh)
+              WHERE record_rows.hk IN (SELECT hk FROM d)
+                AND {C} & 7 = {APP_ACCEPTED} AND NOT {IS_QUEUE}),
+        q AS (SELECT record_rows.hk, ch FROM record_rows JOIN canon USING (bh)
+              WHERE record_rows.hk IN (SELECT hk FROM d) AND {IS_QUEUE})
         SELECT count(*) FROM d
         WHERE hk NOT IN (SELECT a.hk FROM a JOIN q ON a.hk = q.hk AND a.ch = q.ch)
     """).fetchone()

@@ -1,6 +1,6 @@
 """Checks on the location that receives mirror copies and sends them to the stage.
 
-nginx keeps each request open until its mirror subrequests end (issue 6): whatever stalls the
+nginx keeps each request open until its mirror subrequests end: whatever stalls the
 mirror target stalls the callback path, so the target must be bounded (short timeouts), must
 stop trying a dead stage (a circuit breaker), and must send what the stage expects (Host).
 """

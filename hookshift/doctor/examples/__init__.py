@@ -5,4 +5,4 @@ from __future__ import annotations
 from pathlib import Path
 
 SEED_MIRROR = Path(__file__).with_name("seed-mirror.conf")
-"""The seed's ``location = /mirror_api_gw`` in a realistic callback server: what doctor flags."""
+"""A hand-made ``location = /mirror_api_gw`` in a realistic callback server: what doctor flags."""
