@@ -185,7 +185,7 @@ def start_app(
 
 
 def _child_env() -> dict[str, str]:
-    """The environment for ``python -m rehearsal...``: this package importable from anywhere."""
+    """The environment for ``python -m hookshift.rehearsal...``: importable from anywhere."""
     root = str(Path(__file__).resolve().parents[2])
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
