@@ -138,6 +138,7 @@ def period(tmp_path: Path, moto: MotoServer, nginx_bin: str) -> Iterator[Period]
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+        stack.stage.stop()  # the test may have started a new stage the stack does not know
         stack.stop()
 
 
