@@ -62,6 +62,11 @@ def _settings_options(func: Any) -> Any:
         ),
         click.option("--mirror-error-log", help="The mirror engine's --mirror-error-log."),
         click.option("--archive", help="Archive dir for the mirror-period messages (drain)."),
+        click.option(
+            "--watch-state",
+            help="The state directory of a running `hookshift verify watch`: the parity gates "
+            "use its result when it is fresh and covers the stage.",
+        ),
         click.option("--min-window", type=float, help="Parity window, seconds (default 3600)."),
         click.option("--min-events", type=int, help="Parity events (default 100)."),
         click.option("--quiet-period", type=float, help="Seconds without a callback at nginx."),
@@ -77,7 +82,8 @@ def _settings_options(func: Any) -> Any:
 _SETTING_NAMES = (
     "config", "path", "stage_url", "domain_url", "domain_target", "queue", "endpoint_url", "region",
     "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
-    "backup_dir", "relay_socket", "stage_dns", "mirror_error_log", "archive", "min_window",
+    "backup_dir", "relay_socket", "stage_dns", "mirror_error_log", "archive", "watch_state",
+    "min_window",
     "min_events", "quiet_period", "probe_timeout", "parity_grace", "execution_log",
 )  # fmt: skip
 
@@ -91,6 +97,7 @@ def _absolute(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     files = (
         "config", "parity_log", "nginx_log", "ca_file", "backup_dir", "archive", "mirror_error_log",
+        "watch_state",
     )  # fmt: skip
     for name in files:
         if out.get(name):

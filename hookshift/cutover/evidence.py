@@ -117,11 +117,14 @@ def parity(settings: Settings, since: float, until: float) -> ParityEvidence:
     copies of callbacks the app already processed, so archiving them early is the drain done in
     steps, and a report never hides messages behind the visibility timeout.
     """
+    watched = watched_parity(settings, since, time.time())
+    if watched is not None:
+        return watched
     log = settings.need("parity_log", "for the parity report (nginx's parity log)")
     queue = settings.need("queue", "for the parity report")
     spec = queue_spec(settings)
     with tempfile.TemporaryDirectory(prefix="hookshift-cutover-") as tmp:
-        if settings.archive and spec.kind == "sqs":
+        if settings.archive and spec.kind == "sqs" and not _followed(settings.archive):
             _pull_into_archive(settings, spec, settings.archive)
             queue = f"archive:{settings.archive}"
             if not any(Path(settings.archive).rglob("*.jsonl")):
@@ -129,6 +132,56 @@ def parity(settings: Settings, since: float, until: float) -> ParityEvidence:
                 empty.write_text("", encoding="utf-8")
                 queue = f"jsonl:{empty}"
         return _parity_report(settings, log, queue, since, until)
+
+
+WATCH_MAX_AGE_S = 600.0  # a watcher updates every 30 s by default: ten minutes is a stopped one
+FOLLOW_MAX_AGE_S = 600.0
+
+
+def watched_parity(settings: Settings, since: float, now: float) -> ParityEvidence | None:
+    """The parity of a running `verify watch` (``--watch-state``), when it is fresh and its
+    window starts in this stage (a window from before would mix in another stage's traffic);
+    else None and the gate runs its own report. The reason names the window it used."""
+    if not settings.watch_state:
+        return None
+    from hookshift.verify.watch import gate_reading, read_state
+
+    state = read_state(Path(settings.watch_state))
+    if state is None:
+        return None
+    usable, text = gate_reading(state, now, WATCH_MAX_AGE_S)
+    start = _epoch(state.window.get("since"))
+    if not usable or start is None or start + 1.0 < since:
+        return None
+    end = _epoch(state.window.get("end")) or state.updated_at
+    counts = state.counts
+    return ParityEvidence(
+        verdict=state.verdict,
+        reason=f"{state.reason}; {text}",
+        window_start=start,
+        window_end=end,
+        compared=max(int(counts.get("compared", 0)), 0),
+        missing_in_queue=int(counts.get("missing_in_queue", 0)),
+        mismatched=int(counts.get("mismatched", 0)),
+    )
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _followed(archive: str) -> bool:
+    """True when `verify pull --follow` keeps this archive current (its state is fresh): the
+    gate reads the archive as it is instead of pulling into it (one writer per archive)."""
+    from hookshift.verify.follow import read_state, state_path
+
+    state = read_state(state_path(Path(archive), None))
+    return state is not None and time.time() - state.updated_at < FOLLOW_MAX_AGE_S
 
 
 def _parity_report(

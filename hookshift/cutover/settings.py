@@ -38,6 +38,7 @@ class Settings:
     stage_dns: str | None = None  # mirror --stage-dns: runtime | reload (None: its default)
     mirror_error_log: str | None = None  # mirror --mirror-error-log (None: its default)
     archive: str | None = None  # where the mirror-period messages are drained
+    watch_state: str | None = None  # `verify watch --state-dir`: parity gates read it when fresh
     min_window: float = 3600.0
     min_events: int = 100
     quiet_period: float = 86400.0

@@ -236,7 +236,7 @@ def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, A
     """
     try:
         from hookshift.verify.parity import ParityOptions, run_parity
-        from hookshift.verify.report import render_html, render_text
+        from hookshift.verify.report import render_html, render_text, write_report
     except ImportError:  # a build without the verify package: the summary above still holds
         return None
     report = run_parity(
@@ -244,7 +244,7 @@ def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, A
         f"archive:{archive}",
         ParityOptions(grace_s=0, profile=PARITY_PROFILE),
     )
-    (run_dir / "parity.html").write_text(render_html(report), encoding="utf-8")
+    write_report(run_dir / "parity.html", render_html(report))
     return dict(report.to_dict()), render_text(report, tty=sys.stdout.isatty())
 
 

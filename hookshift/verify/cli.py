@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -413,7 +412,7 @@ def parity_command(
           --queue jsonl:messages.json --key json:MSGID --since 2026-11-28T09:00Z
     """
     from hookshift.verify.parity import ParityOptions, parse_time, run_parity
-    from hookshift.verify.report import render
+    from hookshift.verify.report import check_report_path, render, write_report
     from hookshift.verify.sources import AppFields
 
     options = ParityOptions(
@@ -442,38 +441,19 @@ def parity_command(
     ):
         raise InputError("--since is not before --until", fix="swap them")
     if out is not None:
-        _check_out(out)  # before the run: a long run must not end in a refusal
+        check_report_path(out)  # before the run: a long run must not end in a refusal
     with _phase_bar() as progress:
         report = run_parity(app_source, queue_source, options, progress)
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
     if out is not None:
-        _write_private(out, text)
+        write_report(out, text)
         diag("ok" if report.passed else "warning", f"parity {report.verdict}: {report.reason}")
         diag("info", f"report written to {out}")
     else:
         print_out(text, nl=False)
     ctx.exit(report.exit_code)
-
-
-def _check_out(path: Path) -> None:
-    """Only a regular file is replaced: the report is written beside the path and renamed over
-    it, which would put a file in place of a device (``--out /dev/stdout``), a pipe or a link."""
-    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
-        raise InputError(
-            "not a regular file",
-            where=f"--out {path}",
-            fix="give the path of a report file, or leave out --out to write on stdout",
-        )
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
-    _check_out(path)
-    if path.exists():
-        os.chmod(path, path.stat().st_mode & 0o700)
-    write_atomic(path, text, default_mode=0o600)
 
 
 @contextmanager

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import html
 import json
+import os
+from pathlib import Path
 from typing import Any
 
+from hookshift.durable import write_atomic
+from hookshift.errors import InputError
 from hookshift.verify.parity import CLASSES, ParityReport
 
 FORMATS = ("text", "json", "md", "html")
@@ -291,3 +295,22 @@ queue <code>{esc(report.sources["queue"])}</code></p>
 in {report.duration_s} s</small></p>
 </body></html>
 """
+
+
+def check_report_path(path: Path) -> None:
+    """Only a regular file is replaced: the report is written beside the path and renamed over
+    it, which would put a file in place of a device (``--out /dev/stdout``), a pipe or a link."""
+    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+        raise InputError(
+            "not a regular file",
+            where=f"--out {path}",
+            fix="give the path of a report file, or leave out --out to write on stdout",
+        )
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
+    check_report_path(path)
+    if path.exists():
+        os.chmod(path, path.stat().st_mode & 0o700)
+    write_atomic(path, text, default_mode=0o600)

@@ -65,6 +65,8 @@ def test_rehearse_shows_the_callbacks_lost_in_the_deploy_safe_in_the_queue(tmp_p
     assert str(run_dir) in stderr  # it says where its files are
     for name in ("sent.jsonl", "app-ledger.jsonl", "nginx/logs/hookshift-parity.log"):
         assert (run_dir / name).exists(), name
+    # the HTML report shows callbacks: readable by its owner only
+    assert (run_dir / "parity.html").stat().st_mode & 0o777 == 0o600
     assert_nothing_left(run_dir)
 
 
