@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all system-deps venv demo test lint typecheck pytest bench clean
+.PHONY: all system-deps venv demo check test lint typecheck pytest bench clean
 
 all: test
 
@@ -24,7 +24,11 @@ venv: $(STAMP)
 demo: system-deps venv
 	$(BIN)/hookshift rehearse
 
-## make test: lint, types and the test suite (real nginx, real TLS/DNS/SQS on loopback)
+## make check: lint, types and the fast tests (no test here starts a process)
+check: venv lint typecheck
+	$(BIN)/pytest -q -m "not e2e"
+
+## make test: lint, types and every test (real nginx, real TLS/DNS/SQS on loopback, the wheel)
 test: system-deps venv lint typecheck pytest
 
 lint: venv

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.results import machine_line, write_section
-from rehearsal.sqs import CREDENTIALS, REGION, start_moto
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, start_moto
 
 
 def rss_mb(pid: int) -> float:

@@ -31,8 +31,8 @@ from pathlib import Path
 from bench.isolation_configs import CALLBACK_PATH, VARIANTS, FrontSpec, write_front_conf
 from bench.results import machine_line, write_section
 from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages
-from nginx.binary import nginx_version
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.nginx.binary import nginx_version
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 CLIENTS = ("keepalive", "close")
 MATRIX_VARIANTS = ("none", "hookshift", "hookshift-keepalive")

@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.stages import STAGE_PATH, Certs, StageTarget, nginx_prefix, nginx_temp_paths
-from mirror.plan import MirrorOptions, make_plan
-from mirror.render import StageDns
-from rehearsal.procs import LOOPBACK
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.mirror.render import StageDns
+from hookshift.procs import LOOPBACK
 
 CALLBACK_PREFIX = "/callback/"
 CALLBACK_PATH = "/callback/bizppurio"

@@ -33,7 +33,7 @@ def _child(kind: str, app: str, queue: str, limit: int) -> dict[str, Any]:
     floor, which times its two queries only)."""
     import duckdb  # noqa: F401
 
-    from verify.parity import ParityOptions, run_parity
+    from hookshift.verify.parity import ParityOptions, run_parity
 
     started = time.perf_counter()
     result: dict[str, Any] = {}

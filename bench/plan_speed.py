@@ -24,8 +24,8 @@ from pathlib import Path
 import crossplane  # type: ignore[import-untyped]
 
 from bench.results import machine_line, write_section
-from mirror.plan import MirrorOptions, make_plan
-from nginx.config import paused_gc
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.nginx.config import paused_gc
 
 SIZES = (10_000, 50_000)
 ROUNDS = 3

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
 
-from rehearsal.dns import DnsServer
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.rehearsal.dns import DnsServer
 
 STAGE_HOST = "abc123def4.execute-api.ap-northeast-2.amazonaws.com"
 STAGE_PATH = "/dev"
@@ -268,15 +267,6 @@ class Stages:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def running_stages(workdir: Path, nginx_bin: str) -> Iterator[Stages]:
-    stages = Stages(workdir, nginx_bin)
-    try:
-        yield stages.start()
-    finally:
-        stages.stop()
 
 
 def _child_env() -> dict[str, str]:

@@ -38,7 +38,7 @@ def _split(path: Path, keep: Path, rest: Path) -> int:
 
 
 def run(n: int, work: Path) -> dict[str, float]:
-    from verify.watch import Watcher
+    from hookshift.verify.watch import Watcher
 
     data = work / f"data-{n}"
     # generated in another process, so that the peak RSS below is the watcher's own

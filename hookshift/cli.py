@@ -14,17 +14,17 @@ from typing import Any
 import click
 
 from hookshift import __version__
-from hookshift.errors import InputError, OperationError
+from hookshift.errors import HookshiftError, MissingExtra, is_missing_extra
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
-    "mirror": "mirror.cli:mirror",
-    "doctor": "doctor.cli:doctor",
-    "apigw": "apigw.cli:apigw",
-    "rehearse": "rehearsal.cli:rehearse",
-    "verify": "verify.cli:verify",
-    "cutover": "cutover.cli:cutover",
-    "probe": "cutover.cli:probe",
+    "mirror": "hookshift.mirror.cli:mirror",
+    "doctor": "hookshift.doctor.cli:doctor",
+    "apigw": "hookshift.apigw.cli:apigw",
+    "rehearse": "hookshift.rehearsal.cli:rehearse",
+    "verify": "hookshift.verify.cli:verify",
+    "cutover": "hookshift.cutover.cli:cutover",
+    "probe": "hookshift.cutover.cli:probe",
 }
 
 
@@ -48,9 +48,26 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name == module_name:  # the area is not built yet
                 return None
+            if is_missing_extra(exc):
+                return _needs_extra(name)
             raise
         command = getattr(module, attr, None)
         return command if isinstance(command, click.Command) else None
+
+
+def _needs_extra(name: str) -> click.Command:
+    """A stand-in for a command whose optional dependencies are not installed: it says which."""
+
+    def refuse() -> None:
+        raise MissingExtra(f"hookshift {name}")
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=f"(not installed: {MissingExtra(f'hookshift {name}').fix})",
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,8 +102,8 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-    except (InputError, OperationError) as exc:
-        click.echo(f"hookshift: error: {exc}", err=True)
+    except HookshiftError as exc:
+        click.echo(f"hookshift: error: {exc.line()}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

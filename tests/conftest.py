@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 from hypothesis import settings
 
-from rehearsal.sqs import MotoServer, start_moto
+from hookshift.rehearsal.sqs import MotoServer, start_moto
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,6 +26,33 @@ REPO = Path(__file__).resolve().parents[1]
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+# The fast tier (`make check`: pytest -m "not e2e") starts no process. A test that does (nginx,
+# moto, a hookshift subprocess, a wheel build) is marked e2e; this guard fails one that is not,
+# also when the process comes from a session fixture the test is the first to use.
+_RUNNING: list[pytest.Item] = []
+_REAL_POPEN = subprocess.Popen
+
+
+class _GuardedPopen(_REAL_POPEN):  # type: ignore[type-arg]
+    def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+        item = _RUNNING[-1] if _RUNNING else None
+        if item is not None and item.get_closest_marker("e2e") is None:
+            pytest.fail(f"{item.nodeid} starts a process ({args!r}) but is not marked e2e")
+        super().__init__(args, *rest, **kwargs)
+
+
+subprocess.Popen = _GuardedPopen  # type: ignore[misc]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _RUNNING.append(item)
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop()
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +83,16 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA bundle for proxy_ssl_trusted_certificate (nginx -t loads it)."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from apigw.emulator import RunningStage, StageConfig, serve
-from rehearsal.sqs import MotoServer
+from hookshift.apigw.emulator import RunningStage, StageConfig, serve
+from hookshift.rehearsal.sqs import MotoServer
 
 StageFactory = Callable[..., tuple[RunningStage, str]]
 

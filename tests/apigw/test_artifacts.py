@@ -15,11 +15,18 @@ import pytest
 from cfnlint.api import lint
 from openapi_spec_validator import validate as validate_openapi
 
-from apigw.artifacts import ApiSpec, cloudformation, infer_schema, load_samples, openapi, terraform
-from apigw.client import post
-from apigw.integration import TemplateOptions, integration_responses, mapping_template
+from hookshift.apigw.artifacts import (
+    ApiSpec,
+    cloudformation,
+    infer_schema,
+    load_samples,
+    openapi,
+    terraform,
+)
+from hookshift.apigw.client import post
+from hookshift.apigw.integration import TemplateOptions, integration_responses, mapping_template
 from hookshift.errors import InputError
-from rehearsal.sqs import MotoServer
+from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import StageFactory, receive_all
 
 SAMPLES = [
@@ -242,6 +249,7 @@ def test_terraform_parses_with_python_hcl2_and_keeps_the_template_literal() -> N
     } <= kinds
 
 
+@pytest.mark.e2e
 def test_terraform_is_accepted_by_terraform_fmt_when_installed(tmp_path: Path) -> None:
     binary = shutil.which("terraform") or shutil.which("tofu")
     if binary is None:
@@ -256,6 +264,7 @@ def test_terraform_is_accepted_by_terraform_fmt_when_installed(tmp_path: Path) -
 # --- the same template, run by the emulator ----------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_deployed_template_delivers_byte_for_byte_in_the_emulator(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -297,6 +306,7 @@ def _render_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_render_cli_writes_a_lint_clean_file_from_a_sample(tmp_path: Path) -> None:
     sample = tmp_path / "callbacks.jsonl"
     sample.write_text("\n".join(json.dumps(s) for s in SAMPLES) + "\n", encoding="utf-8")
@@ -312,6 +322,7 @@ def test_render_cli_writes_a_lint_clean_file_from_a_sample(tmp_path: Path) -> No
     assert model["required"] == ["DEVICE", "CMSGID", "PHONE", "RESULT"]
 
 
+@pytest.mark.e2e
 def test_render_cli_reports_a_bad_sample_line_and_writes_nothing(tmp_path: Path) -> None:
     sample = tmp_path / "bad.jsonl"
     sample.write_text('{"a": 1}\nnot json\n', encoding="utf-8")

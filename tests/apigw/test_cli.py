@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from apigw.client import post
-from apigw.emulator import CustomDomain, StageConfig
-from apigw.integration import TemplateOptions, mapping_template
-from apigw.process import start_emulator_process
-from rehearsal.sqs import MotoServer
+from hookshift.apigw.client import post
+from hookshift.apigw.emulator import CustomDomain, StageConfig
+from hookshift.apigw.integration import TemplateOptions, mapping_template
+from hookshift.apigw.process import start_emulator_process
+from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import receive_all
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 
 def _hookshift(*args: str) -> subprocess.CompletedProcess[str]:

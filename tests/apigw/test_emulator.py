@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apigw.client import post, request
-from apigw.emulator import CustomDomain, StageConfig
-from apigw.integration import TemplateOptions
-from apigw.tls import CertSpec
-from rehearsal.sqs import MotoServer
+from hookshift.apigw.client import post, request
+from hookshift.apigw.emulator import CustomDomain, StageConfig
+from hookshift.apigw.integration import TemplateOptions
+from hookshift.apigw.tls import CertSpec
+from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import StageFactory, receive_all
 
 TRICKY = json.dumps(
@@ -30,6 +30,7 @@ TRICKY = json.dumps(
 )
 
 
+@pytest.mark.e2e
 def test_urlencoded_body_arrives_in_sqs_byte_for_byte(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -47,6 +48,7 @@ def test_urlencoded_body_arrives_in_sqs_byte_for_byte(
     assert "hookshift_replay" not in attributes
 
 
+@pytest.mark.e2e
 def test_request_id_and_replay_attributes_only_when_headers_are_present(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -64,6 +66,7 @@ def test_request_id_and_replay_attributes_only_when_headers_are_present(
     assert by_body['{"a":"2"}']["hookshift_replay"]["StringValue"] == "orig-1"
 
 
+@pytest.mark.e2e
 def test_without_urlencode_the_body_is_cut_at_the_first_ampersand(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -75,6 +78,7 @@ def test_without_urlencode_the_body_is_cut_at_the_first_ampersand(
     assert message["Body"] == "order=A-1001"  # what SQS on AWS keeps, too
 
 
+@pytest.mark.e2e
 def test_without_urlencode_a_json_callback_does_not_arrive_intact(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -84,6 +88,7 @@ def test_without_urlencode_a_json_callback_does_not_arrive_intact(
     assert TRICKY not in bodies
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -105,6 +110,7 @@ def test_unknown_operation_is_what_sqs_answers_and_default_responses_hide_it(
     assert receive_all(moto, queue) == []
 
 
+@pytest.mark.e2e
 def test_unknown_operation_becomes_a_5xx_with_recommended_responses(stage: StageFactory) -> None:
     emulator, _ = stage(integration_content_type="application/json", response_mode="recommended")
     response = post(emulator.invoke_url, TRICKY, cafile=emulator.ca_pem)
@@ -112,6 +118,7 @@ def test_unknown_operation_becomes_a_5xx_with_recommended_responses(stage: Stage
     assert json.loads(response.body)["requestId"] == response.header("x-amzn-RequestId")
 
 
+@pytest.mark.e2e
 def test_deny_send_is_access_denied_hidden_by_default_responses(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -130,6 +137,7 @@ def test_deny_send_is_access_denied_hidden_by_default_responses(
     assert receive_all(moto, queue) == []
 
 
+@pytest.mark.e2e
 def test_deny_send_with_recommended_responses_makes_the_vendor_retry(stage: StageFactory) -> None:
     emulator, _ = stage(deny_send=True, response_mode="recommended")
     response = post(emulator.invoke_url, TRICKY, cafile=emulator.ca_pem)
@@ -137,6 +145,7 @@ def test_deny_send_with_recommended_responses_makes_the_vendor_retry(stage: Stag
     assert json.loads(response.body)["message"] == "callback not queued"
 
 
+@pytest.mark.e2e
 def test_a_successful_send_records_sqs_json_answer_from_moto(stage: StageFactory) -> None:
     emulator, _ = stage()
     post(emulator.invoke_url, TRICKY, cafile=emulator.ca_pem)
@@ -147,6 +156,7 @@ def test_a_successful_send_records_sqs_json_answer_from_moto(stage: StageFactory
     assert (execution.integration_request or "").startswith("Action=SendMessage&MessageBody=%7B")
 
 
+@pytest.mark.e2e
 def test_an_empty_body_is_refused_by_sqs(stage: StageFactory) -> None:
     emulator, _ = stage()
     response = post(emulator.invoke_url, b"", cafile=emulator.ca_pem)
@@ -156,6 +166,7 @@ def test_an_empty_body_is_refused_by_sqs(stage: StageFactory) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_a_message_over_the_queue_limit_gets_sqs_error(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -171,6 +182,7 @@ def test_a_message_over_the_queue_limit_gets_sqs_error(
     assert receive_all(moto, queue) == []
 
 
+@pytest.mark.e2e
 def test_the_size_limit_counts_utf8_bytes_and_attributes_as_sqs_does(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -183,6 +195,7 @@ def test_the_size_limit_counts_utf8_bytes_and_attributes_as_sqs_does(
     assert [m["Body"] for m in receive_all(moto, queue)] == [small]
 
 
+@pytest.mark.e2e
 def test_a_body_over_10_mb_is_413_before_any_integration(stage: StageFactory) -> None:
     emulator, _ = stage()
     response = post(emulator.invoke_url, b"x" * (10 * 1024 * 1024 + 1), cafile=emulator.ca_pem)
@@ -191,6 +204,7 @@ def test_a_body_over_10_mb_is_413_before_any_integration(stage: StageFactory) ->
     assert emulator.executions[0].integration_request is None
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "path", ["/dev/callback", "/prod/other", "/prod", "/", "/callback"], ids=str
 )
@@ -205,6 +219,7 @@ def test_wrong_stage_or_resource_is_403_missing_authentication_token(
     assert response.header("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
 
 
+@pytest.mark.e2e
 def test_a_method_the_resource_does_not_have_is_also_missing_authentication_token(
     stage: StageFactory,
 ) -> None:
@@ -214,6 +229,7 @@ def test_a_method_the_resource_does_not_have_is_also_missing_authentication_toke
     assert json.loads(response.body) == {"message": "Missing Authentication Token"}
 
 
+@pytest.mark.e2e
 def test_a_content_type_without_template_is_415_with_passthrough_never(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -226,6 +242,7 @@ def test_a_content_type_without_template_is_415_with_passthrough_never(
     assert receive_all(moto, queue) == []
 
 
+@pytest.mark.e2e
 def test_no_sni_handshake_is_refused(stage: StageFactory) -> None:
     emulator, _ = stage()
     with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
@@ -237,6 +254,7 @@ def test_no_sni_handshake_is_refused(stage: StageFactory) -> None:
     assert emulator.executions == []
 
 
+@pytest.mark.e2e
 def test_no_sni_is_accepted_when_not_required(stage: StageFactory) -> None:
     emulator, _ = stage(require_sni=False)
     # without SNI the server presents the stage host's certificate: verification still passes
@@ -247,6 +265,7 @@ def test_no_sni_is_accepted_when_not_required(stage: StageFactory) -> None:
             assert tls.getpeercert() is not None
 
 
+@pytest.mark.e2e
 def test_the_certificate_verifies_for_the_stage_host_only(stage: StageFactory) -> None:
     emulator, _ = stage()
     context = ssl.create_default_context(cafile=str(emulator.ca_pem))
@@ -263,6 +282,7 @@ def test_the_certificate_verifies_for_the_stage_host_only(stage: StageFactory) -
         context.wrap_socket(raw, server_hostname=other)
 
 
+@pytest.mark.e2e
 def test_custom_domain_with_base_path_mapping_delivers(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -280,6 +300,7 @@ def test_custom_domain_with_base_path_mapping_delivers(
     assert emulator.domain_url("hooks.example.com").endswith("/v1/callback")
 
 
+@pytest.mark.e2e
 def test_custom_domain_path_no_mapping_matches_is_403_forbidden(stage: StageFactory) -> None:
     domains = (CustomDomain("hooks.example.com", "v1"), CustomDomain("bare.example.com", None))
     emulator, _ = stage(custom_domains=domains)
@@ -291,6 +312,7 @@ def test_custom_domain_path_no_mapping_matches_is_403_forbidden(stage: StageFact
         assert (response.status, json.loads(response.body)) == (403, {"message": "Forbidden"})
 
 
+@pytest.mark.e2e
 def test_custom_domain_wrong_resource_under_a_mapping_is_missing_authentication_token(
     stage: StageFactory,
 ) -> None:
@@ -308,6 +330,7 @@ def test_custom_domain_wrong_resource_under_a_mapping_is_missing_authentication_
         )
 
 
+@pytest.mark.e2e
 def test_a_host_header_the_api_does_not_serve_is_forbidden(stage: StageFactory) -> None:
     # e.g. a mirror that inherits `proxy_set_header Host $host` sends the vendor-facing host
     emulator, _ = stage()
@@ -317,6 +340,7 @@ def test_a_host_header_the_api_does_not_serve_is_forbidden(stage: StageFactory) 
     assert (response.status, json.loads(response.body)) == (403, {"message": "Forbidden"})
 
 
+@pytest.mark.e2e
 def test_expired_and_wrong_name_certificates_can_be_served_for_probes(stage: StageFactory) -> None:
     now = datetime.now(UTC)
     overrides = (
@@ -347,6 +371,7 @@ def test_expired_and_wrong_name_certificates_can_be_served_for_probes(stage: Sta
         assert 9 * 86400 < not_after - time.time() < 11 * 86400
 
 
+@pytest.mark.e2e
 def test_fifo_queue_gets_group_and_dedup_ids_from_the_callback(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -363,6 +388,7 @@ def test_fifo_queue_gets_group_and_dedup_ids_from_the_callback(
     assert messages[0]["Attributes"]["MessageDeduplicationId"] == "k-1"
 
 
+@pytest.mark.e2e
 def test_a_standard_template_on_a_fifo_queue_is_refused_by_sqs(stage: StageFactory) -> None:
     emulator, _ = stage(queue_name=f"fifo-{time.time_ns()}.fifo")
     response = post(emulator.invoke_url, "{}", cafile=emulator.ca_pem)
@@ -370,6 +396,7 @@ def test_a_standard_template_on_a_fifo_queue_is_refused_by_sqs(stage: StageFacto
     assert emulator.executions[0].integration_status == 400
 
 
+@pytest.mark.e2e
 def test_sqs_unreachable_is_500_internal_server_error(stage: StageFactory) -> None:
     emulator, _ = stage(sqs_endpoint="http://127.0.0.1:9")
     response = post(emulator.invoke_url, "{}", cafile=emulator.ca_pem)
@@ -380,6 +407,7 @@ def test_sqs_unreachable_is_500_internal_server_error(stage: StageFactory) -> No
     assert "configuration error" in (emulator.executions[0].error or "")
 
 
+@pytest.mark.e2e
 def test_a_broken_template_file_is_500_internal_server_error(stage: StageFactory) -> None:
     emulator, _ = stage(template_text="Action=SendMessage&MessageBody=$input.json('no-dollar')")
     response = post(emulator.invoke_url, "{}", cafile=emulator.ca_pem)
@@ -402,6 +430,7 @@ MODEL = {
 }
 
 
+@pytest.mark.e2e
 def test_the_request_validator_rejects_what_the_model_does_not_allow(
     stage: StageFactory, moto: MotoServer
 ) -> None:
@@ -426,6 +455,7 @@ def test_the_request_validator_rejects_what_the_model_does_not_allow(
     ]
 
 
+@pytest.mark.e2e
 def test_a_chunked_body_is_read_whole(stage: StageFactory, moto: MotoServer) -> None:
     emulator, queue = stage()
     body = TRICKY.encode("utf-8")

@@ -6,13 +6,20 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from apigw.integration import (
+from hookshift.apigw.integration import (
     TemplateOptions,
     integration_responses,
     mapping_template,
     select_response,
 )
-from apigw.vtl import MethodRequest, VtlError, escape_javascript, java_url_encode, json_path, render
+from hookshift.apigw.vtl import (
+    MethodRequest,
+    VtlError,
+    escape_javascript,
+    java_url_encode,
+    json_path,
+    render,
+)
 from hookshift.errors import InputError
 
 BODY = '{"USERDATA":"order=A-1001&coupon=50%+off","MSG":"배송 안내","N":[1,{"k":"v"}]}'

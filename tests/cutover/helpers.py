@@ -14,10 +14,10 @@ from pathlib import Path
 
 import trustme
 
-from cutover import journal, nginx_ops
-from cutover.settings import Settings
-from rehearsal.nginx_server import write_sample_config
-from rehearsal.procs import free_port
+from hookshift.cutover import journal, nginx_ops
+from hookshift.cutover.settings import Settings
+from hookshift.procs import free_port
+from hookshift.rehearsal.nginx_server import write_sample_config
 
 STAGE_URL = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
 DOMAIN_URL = "https://hooks.example.test"

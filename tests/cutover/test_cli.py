@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 CONFIG = """\
 events {}
 http {
@@ -153,7 +155,7 @@ def test_an_edit_outside_the_cut_over_is_refused_and_a_failed_adopt_records_noth
 def test_a_second_command_on_the_same_journal_is_refused_while_one_runs(
     tmp_path: Path, config: Path
 ) -> None:
-    from cutover import journal
+    from hookshift.cutover import journal
 
     state = tmp_path / "cutover.jsonl"
     _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
@@ -189,8 +191,8 @@ def test_init_rejects_bad_urls_and_paths_writing_nothing(
 def test_init_records_the_mirror_engine_options_each_stage_applies_with(
     tmp_path: Path, config: Path
 ) -> None:
-    from cutover.nginx_ops import SHAPES, apply_args
-    from cutover.settings import Settings
+    from hookshift.cutover.nginx_ops import SHAPES, apply_args
+    from hookshift.cutover.settings import Settings
 
     state = tmp_path / "cutover.jsonl"
     done = _run("cutover", "init", "--state", str(state), "--config", str(config),

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover import journal
-from mirror.apply import PAUSE_ENV
+from hookshift.cutover import journal
+from hookshift.mirror.apply import PAUSE_ENV
 from tests.cutover.helpers import Cutover, force, make, nginx_t, run
 
 pytestmark = pytest.mark.e2e

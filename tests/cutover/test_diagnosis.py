@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cutover.diagnosis import (
+from hookshift.cutover.diagnosis import (
     Diagnosis,
     DnsObservation,
     HttpObservation,

@@ -9,15 +9,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cutover.evidence import (
+from hookshift.cutover.evidence import (
     _followed,
     direct_arrivals,
     nginx_times,
     parity_evidence,
     watched_parity,
 )
-from cutover.settings import Settings
-from verify.watch import WatchState
+from hookshift.cutover.settings import Settings
+from hookshift.verify.watch import WatchState
 
 
 def test_nginx_times_read_the_parity_log_and_combined_logs_with_rotations(tmp_path: Path) -> None:

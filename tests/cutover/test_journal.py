@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover import journal
+from hookshift.cutover import journal
 from hookshift.errors import InputError, OperationError
 
 

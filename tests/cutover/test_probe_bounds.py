@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cutover.probe import QueueSpec, find_marker
+from hookshift.cutover.probe import QueueSpec, find_marker
 
 
 @pytest.fixture
@@ -21,6 +21,7 @@ def silent_endpoint() -> Iterator[str]:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.e2e  # waits out the SQS client's real read timeouts (about 15 s)
 def test_a_queue_endpoint_that_never_answers_is_an_error_not_a_hang(
     silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from apigw.emulator import CustomDomain, Execution, RunningStage, StageConfig
-from apigw.emulator import serve as start
-from apigw.integration import TemplateOptions
-from apigw.tls import CertSpec
-from cutover.diagnosis import Diagnosis, diagnose
-from cutover.probe import QueueSpec, run_probe
+from hookshift.apigw.emulator import CustomDomain, Execution, RunningStage, StageConfig
+from hookshift.apigw.emulator import serve as start
+from hookshift.apigw.integration import TemplateOptions
+from hookshift.apigw.tls import CertSpec
 from hookshift.cli import cli
-from rehearsal.dns import DnsServer
-from rehearsal.sqs import REGION, MotoServer
+from hookshift.cutover.diagnosis import Diagnosis, diagnose
+from hookshift.cutover.probe import QueueSpec, run_probe
+from hookshift.rehearsal.dns import DnsServer
+from hookshift.rehearsal.sqs import REGION, MotoServer
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.stages import (
+from hookshift.cutover.stages import (
     STAGES,
     DoctorEvidence,
     DrainEvidence,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover import journal
-from cutover.settings import Settings
+from hookshift.cutover import journal
+from hookshift.cutover.settings import Settings
 from tests.cutover.helpers import Cutover, force, make, nginx_t, run
 
 CONFIG = """\
@@ -44,6 +44,7 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("nginx_bin", "said"),
     [("/nonexistent/nginx", "nginx binary not found: /nonexistent/nginx"),
@@ -62,11 +63,13 @@ def test_init_refuses_an_nginx_binary_that_is_not_there_or_not_nginx(
     assert not state.exists()
 
 
+@pytest.mark.e2e
 def test_init_records_the_nginx_found_on_path_as_a_full_path(simple: Path) -> None:
     settings = journal.read(simple).settings
     assert settings["nginx_bin"] == shutil.which("nginx")
 
 
+@pytest.mark.e2e
 def test_a_header_with_null_settings_is_one_line_for_every_command(simple: Path) -> None:
     lines = simple.read_text(encoding="utf-8").splitlines(keepends=True)
     header = json.loads(lines[0])
@@ -79,6 +82,7 @@ def test_a_header_with_null_settings_is_one_line_for_every_command(simple: Path)
         assert f"{simple}:1: not a hookshift cut-over journal: settings are null" in line
 
 
+@pytest.mark.e2e
 def test_an_entry_edited_to_another_stage_is_not_believed(simple: Path) -> None:
     lines = simple.read_text(encoding="utf-8").splitlines(keepends=True)
     entry = json.loads(lines[1])
@@ -93,6 +97,7 @@ def _journal_and_files(cut: Cutover) -> tuple[bytes, dict[str, bytes]]:
     return cut.state.read_bytes(), cut.files()
 
 
+@pytest.mark.e2e
 def test_rollback_with_a_missing_nginx_binary_changes_nothing(
     tmp_path: Path, nginx_bin: str
 ) -> None:
@@ -110,6 +115,7 @@ def _edit_site(cut: Cutover) -> None:
         handle.write("# ops: reviewed\n")
 
 
+@pytest.mark.e2e
 def test_a_failed_adopt_edits_appends_nothing(tmp_path: Path, nginx_bin: str) -> None:
     cut = make(tmp_path, nginx_bin)
     force(cut, "mirror-stage")
@@ -124,6 +130,7 @@ def test_a_failed_adopt_edits_appends_nothing(tmp_path: Path, nginx_bin: str) ->
     assert [e["action"] for e in status["history"]] == ["init", "advance"]
 
 
+@pytest.mark.e2e
 def test_adopted_edits_are_recorded_with_the_rollback_that_builds_on_them(
     tmp_path: Path, nginx_bin: str
 ) -> None:
@@ -146,6 +153,7 @@ def test_adopted_edits_are_recorded_with_the_rollback_that_builds_on_them(
     ]  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_decommissioned_says_what_nginx_really_has(tmp_path: Path, nginx_bin: str) -> None:
     cut = make(tmp_path, nginx_bin)
     original = cut.files()
@@ -160,13 +168,14 @@ def test_decommissioned_says_what_nginx_really_has(tmp_path: Path, nginx_bin: st
 
 
 def _open_intent(state: Path, target: str = "mirror-stage") -> None:
-    from cutover import transition
+    from hookshift.cutover import transition
 
     current = journal.read(state)
     settings = Settings.from_json(current.settings)
     transition.begin(current, settings, op="advance", target=target, reload=False, after=None)
 
 
+@pytest.mark.e2e
 def test_an_open_intent_while_its_command_runs_is_left_alone(simple: Path) -> None:
     _open_intent(simple)
     before = simple.read_bytes()
@@ -180,6 +189,7 @@ def test_an_open_intent_while_its_command_runs_is_left_alone(simple: Path) -> No
     assert simple.read_bytes() == before
 
 
+@pytest.mark.e2e
 def test_an_intent_killed_before_nginx_changed_is_recorded_as_aborted(simple: Path) -> None:
     _open_intent(simple)
     done = run("cutover", "status", "--state", str(simple))
@@ -190,6 +200,7 @@ def test_an_intent_killed_before_nginx_changed_is_recorded_as_aborted(simple: Pa
     assert current.stage == "baseline" and current.pending is None
 
 
+@pytest.mark.e2e
 def test_files_edited_by_hand_after_an_interruption_are_named_until_adopted(
     simple: Path,
 ) -> None:
@@ -209,9 +220,10 @@ def test_files_edited_by_hand_after_an_interruption_are_named_until_adopted(
     assert [e.action for e in journal.read(simple).entries] == ["init", "begin", "abort"]
 
 
+@pytest.mark.e2e
 def test_cut_over_help_and_findings_use_words_a_user_knows() -> None:
-    from cutover.diagnosis import diagnose
-    from cutover.probe import DnsObservation
+    from hookshift.cutover.diagnosis import diagnose
+    from hookshift.cutover.probe import DnsObservation
     from tests.cutover.test_diagnosis import _obs  # the probe observations those tests use
 
     texts = [run("cutover", command, "--help").stdout
@@ -250,12 +262,13 @@ def test_an_interrupted_transition_is_classified_by_nginx_files(
     applied: bool,
     expected: str,
 ) -> None:
-    from cutover.transition import Intent, classify
+    from hookshift.cutover.transition import Intent, classify
 
     intent = Intent(2, "advance", "baseline", "mirror-stage", BEFORE, after, USER, False)
     assert classify(intent, actual, user, lambda: applied) == expected
 
 
+@pytest.mark.e2e
 def test_a_mangled_intent_entry_is_one_line(simple: Path) -> None:
     current = journal.read(simple)
     entry = journal.next_entry(current, action="begin", to_stage="mirror-stage",
@@ -268,11 +281,12 @@ def test_a_mangled_intent_entry_is_one_line(simple: Path) -> None:
     assert "mangles a field (before)" in line
 
 
+@pytest.mark.e2e
 def test_an_advance_killed_after_the_engine_wrote_is_recorded_as_done(
     tmp_path: Path, nginx_bin: str
 ) -> None:
     """Its "after" is only known to the engine: `mirror plan` is asked whether it is applied."""
-    from cutover import nginx_ops
+    from hookshift.cutover import nginx_ops
 
     cut = make(tmp_path, nginx_bin)
     _open_intent(cut.state)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from cutover import journal, nginx_ops
-from cutover.settings import Settings
+from hookshift.cutover import journal, nginx_ops
+from hookshift.cutover.settings import Settings
 from hookshift.errors import OperationError
-from rehearsal.load import make_callbacks, send_callbacks
-from rehearsal.sqs import REGION
-from rehearsal.stack import Stack, StackOptions, relay_socket, start_stack
+from hookshift.rehearsal.load import make_callbacks, send_callbacks
+from hookshift.rehearsal.sqs import REGION
+from hookshift.rehearsal.stack import Stack, StackOptions, relay_socket, start_stack
 
 pytestmark = pytest.mark.e2e
 

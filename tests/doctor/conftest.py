@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor import Finding, diagnose_file
+from hookshift.doctor import Finding, diagnose_file
 
 MAIN_TEMPLATE = """\
 worker_processes 1;

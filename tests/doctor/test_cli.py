@@ -14,6 +14,8 @@ import pytest
 from tests.doctor.conftest import line_of, nginx_t, write_config
 from tests.doctor.samples import protected_mirror, seed_mirror
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 
 def doctor(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -6,9 +6,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from doctor import Severity, diagnose_file
-from doctor.examples import SEED_MIRROR
+import pytest
+
+from hookshift.doctor import Severity, diagnose_file
+from hookshift.doctor.examples import SEED_MIRROR
 from tests.doctor.conftest import line_of
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 
 def test_seed_example_passes_nginx_t_and_doctor_names_its_runtime_failures(

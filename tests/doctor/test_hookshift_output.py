@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from doctor import Severity, diagnose_file
-from mirror.plan import MirrorOptions, make_plan
-from nginx.source import to_bytes
+from hookshift.doctor import Severity, diagnose_file
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.nginx.source import to_bytes
 from tests.doctor.conftest import nginx_t, write_config
 from tests.mirror.helpers import copy_case
 from tests.mirror.helpers import options as corpus_options
@@ -83,6 +83,7 @@ def test_planned_mirror_has_no_warning_or_error(
     assert serious == [], "\n".join(f"{f.where} [{f.code}] {f.message}" for f in serious)
 
 
+@pytest.mark.e2e
 def test_planned_mirror_is_valid_for_the_real_nginx_and_would_have_been_flagged_before(
     tmp_path: Path, nginx_bin: str
 ) -> None:

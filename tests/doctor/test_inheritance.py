@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctor import Severity, diagnose_file
+from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, only, write_config
 from tests.doctor.samples import protected_mirror
 

@@ -3,7 +3,7 @@ answers first does not. And the copy must not carry the vendor's credentials off
 
 from __future__ import annotations
 
-from doctor import Severity
+from hookshift.doctor import Severity
 from tests.doctor.conftest import Diagnose, codes, only
 from tests.doctor.samples import protected_mirror, seed_mirror
 

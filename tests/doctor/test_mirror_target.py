@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trustme
 
-from doctor import Severity, diagnose_file
+from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, nginx_t, only, write_config
 from tests.doctor.samples import protected_mirror, seed_mirror
 
@@ -125,6 +126,7 @@ def test_resolver_timeout_default_on_a_resolving_mirror_target_is_flagged(
     assert "mirror-resolver-timeout" not in codes(diagnose_http(bounded))
 
 
+@pytest.mark.e2e
 def test_nginx_t_accepts_both_the_seed_and_the_protected_config(
     tmp_path: Path, nginx_bin: str
 ) -> None:

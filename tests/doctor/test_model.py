@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from doctor.model import build_index, parse_proxy_pass, parse_time
-from nginx.config import load
-from nginx.locations import find_location
+from hookshift.doctor.model import build_index, parse_proxy_pass, parse_time
+from hookshift.nginx.config import load
+from hookshift.nginx.locations import find_location
 from tests.doctor.conftest import write_config
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctor import Severity, diagnose_file
+import pytest
+
+from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, nginx_t, only, write_config
 
 STAGE = "abc123.execute-api.ap-northeast-2.amazonaws.com"
@@ -19,6 +21,7 @@ server {{
 """
 
 
+@pytest.mark.e2e
 def test_variable_proxy_pass_without_resolver_passes_nginx_t_but_doctor_flags_it(
     tmp_path: Path, nginx_bin: str
 ) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import trustme
 
-from doctor import Severity, diagnose_file
-from mirror.plan import make_plan
-from nginx.source import to_bytes
+from hookshift.doctor import Severity, diagnose_file
+from hookshift.mirror.plan import make_plan
+from hookshift.nginx.source import to_bytes
 from tests.doctor.conftest import Diagnose, codes, only
 from tests.mirror.helpers import copy_case
 from tests.mirror.helpers import options as corpus_options

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import textwrap
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from doctor import diagnose_file
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.doctor import diagnose_file
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port, wait_until
 from tests.doctor.conftest import only
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 Seen = list[tuple[str, dict[str, str]]]
 
@@ -99,14 +100,6 @@ def get(port: int, path: str) -> int:
         return exc.code
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.02)
-
-
 def test_location_proxy_set_header_drops_the_servers_as_doctor_says(
     run_nginx: RunNginx, backend: tuple[int, Seen]
 ) -> None:
@@ -148,7 +141,7 @@ def test_return_ends_the_request_before_the_mirror_as_doctor_says(
     )
     assert get(port, "/answered") == 200
     assert get(port, "/proxied") == 200
-    wait_for(lambda: "/copy/proxied" in {p for p, _ in seen}, "the copy of /proxied")
+    wait_until(lambda: "/copy/proxied" in {p for p, _ in seen}, "the copy of /proxied")
     assert "/copy/answered" not in {p for p, _ in seen}
     finding = only(diagnose_file(config), "mirror-never-runs")
     assert "location /answered" in finding.message
@@ -170,7 +163,7 @@ def test_error_page_into_a_mirroring_location_copies_twice_as_doctor_says(
         """.replace("{root}", "/nonexistent-hookshift-root")
     )
     assert get(port, "/static/missing.html") == 200
-    wait_for(lambda: len(seen) >= 3, "the fallback request and two copies")
+    wait_until(lambda: len(seen) >= 3, "the fallback request and two copies")
     copies = [p for p, _ in seen if p == "/copy/static/missing.html"]
     assert len(copies) == 2
     assert only(diagnose_file(config), "mirror-twice-via-error-page")
@@ -197,7 +190,7 @@ def test_rewrite_last_leaves_before_the_mirror_break_stays_as_doctor_says(
     )
     assert get(port, "/last") == 200
     assert get(port, "/break") == 200
-    wait_for(lambda: "/copy/break" in {p for p, _ in seen}, "the copy of /break")
+    wait_until(lambda: "/copy/break" in {p for p, _ in seen}, "the copy of /break")
     assert "/copy/last" not in {p for p, _ in seen}
     findings = [f for f in diagnose_file(config) if f.code == "mirror-never-runs"]
     assert len(findings) == 1 and "location /last" in findings[0].message
@@ -254,7 +247,7 @@ def test_return_inside_if_skips_the_mirror_for_matching_requests_as_doctor_says(
     )
     assert get(port, "/callback?probe=1") == 204
     assert get(port, "/callback?n=2") == 200
-    wait_for(lambda: "/copy/callback?n=2" in {p for p, _ in seen}, "the copy of n=2")
+    wait_until(lambda: "/copy/callback?n=2" in {p for p, _ in seen}, "the copy of n=2")
     assert not [p for p, _ in seen if "probe" in p]  # neither copied nor sent to the app
     finding = only(diagnose_file(config), "mirror-skipped-if")
     assert finding.severity.name == "INFO"

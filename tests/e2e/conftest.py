@@ -8,16 +8,16 @@ is stopped by pid in the fixture finalizer, whatever the test did.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rehearsal.load import Callback, SendResult, send_callbacks
-from rehearsal.sqs import MotoServer
-from rehearsal.stack import Stack, StackOptions, start_stack
+from hookshift.procs import wait_until
+from hookshift.rehearsal.load import Callback, SendResult, send_callbacks
+from hookshift.rehearsal.sqs import MotoServer
+from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
 
 MakeStack = Callable[..., Stack]
 
@@ -77,18 +77,6 @@ def post(stack: Stack, url: str, callbacks: list[Callback]) -> list[SendResult]:
         verify=str(stack.ca_path),
         connect_to=stack.connect_to,
     )
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail the test naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def executions(stack: Stack, count: int) -> list[Any]:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from rehearsal.scenario import DeployScenario, reconcile, run_deploy_scenario
-from rehearsal.sqs import MotoServer
-from rehearsal.stack import Stack, StackOptions, start_stack
+from hookshift.rehearsal.scenario import DeployScenario, reconcile, run_deploy_scenario
+from hookshift.rehearsal.sqs import MotoServer
+from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
 
 pytestmark = pytest.mark.e2e
 

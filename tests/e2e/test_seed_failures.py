@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from apigw.integration import TemplateOptions
-from rehearsal.load import make_callbacks
-from rehearsal.stack import Stack
+from hookshift.apigw.integration import TemplateOptions
+from hookshift.rehearsal.load import make_callbacks
+from hookshift.rehearsal.stack import Stack
 from tests.e2e.conftest import (
     MakeStack,
     error_log_line,

@@ -18,6 +18,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_help_lists_every_area_as_a_command() -> None:
     result = run("--help")
     assert result.returncode == 0
@@ -26,6 +27,7 @@ def test_help_lists_every_area_as_a_command() -> None:
         assert name in listed, f"{name} is not listed: is {cli_module.COMMANDS[name]} importable?"
 
 
+@pytest.mark.e2e
 def test_unknown_command_is_a_usage_error_with_exit_2() -> None:
     result = run("no-such-command")
     assert result.returncode == 2

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "system-deps"
 
 
@@ -25,6 +27,7 @@ def _bash(snippet: str, policy: Path) -> subprocess.CompletedProcess[str]:
 _BLOCK_RUN_RESTORE = 'block_service_starts; "{policy}" || echo "rc=$?"; restore_service_starts'
 
 
+@pytest.mark.e2e
 def test_the_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(SCRIPT)], check=False).returncode == 0
 
@@ -34,6 +37,7 @@ def test_the_old_blanket_stop_is_gone() -> None:
     assert "nginx -s quit" not in text and "pkill" not in text and "killall" not in text
 
 
+@pytest.mark.e2e
 def test_service_starts_are_forbidden_during_the_install_and_allowed_after(
     tmp_path: Path,
 ) -> None:
@@ -43,6 +47,7 @@ def test_service_starts_are_forbidden_during_the_install_and_allowed_after(
     assert not policy.exists()
 
 
+@pytest.mark.e2e
 def test_an_existing_policy_is_put_back_byte_for_byte(tmp_path: Path) -> None:
     policy = tmp_path / "policy-rc.d"
     policy.write_bytes(b"#!/bin/sh\nexit 0\n")
@@ -53,6 +58,7 @@ def test_an_existing_policy_is_put_back_byte_for_byte(tmp_path: Path) -> None:
     assert policy.stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.e2e
 def test_only_masters_that_were_not_running_before_are_stopped(tmp_path: Path) -> None:
     proc = _bash('echo "[$(new_pids "10 20 " "10 20 35 ")]"', tmp_path / "policy-rc.d")
     assert proc.stdout.strip() == "[35 ]"

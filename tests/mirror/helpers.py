@@ -9,7 +9,7 @@ from typing import Any
 
 import trustme
 
-from mirror.plan import MirrorOptions
+from hookshift.mirror.plan import MirrorOptions
 
 CORPUS = Path(__file__).resolve().parents[1] / "nginx" / "corpus"
 STAGE_URL = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from rehearsal.procs import LOOPBACK
+from hookshift.procs import LOOPBACK
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from mirror.apply import PAUSE_ENV, apply_plan, recover
-from mirror.plan import make_plan
-from mirror.remove import remove_marked
-from mirror.state import ConfigState
-from nginx import binary
+from hookshift.mirror.apply import PAUSE_ENV, apply_plan, recover
+from hookshift.mirror.plan import make_plan
+from hookshift.mirror.remove import remove_marked
+from hookshift.mirror.state import ConfigState
+from hookshift.nginx import binary
 from tests.mirror.helpers import copy_case, options, snapshot
 
 VERSION = (1, 22, 1)
@@ -25,6 +25,7 @@ def _plan(config: Path, ca_file: Path, **kw: object):  # type: ignore[no-untyped
     return make_plan(options(config, "/vendor/cb", ca_file, **kw), VERSION)  # type: ignore[arg-type]
 
 
+@pytest.mark.e2e
 def test_apply_refuses_when_the_original_fails_nginx_t(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -37,6 +38,7 @@ def test_apply_refuses_when_the_original_fails_nginx_t(
     assert snapshot(config.parent) == before
 
 
+@pytest.mark.e2e
 def test_a_result_that_fails_nginx_t_is_rolled_back(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -48,6 +50,7 @@ def test_a_result_that_fails_nginx_t_is_rolled_back(
     assert snapshot(config.parent) == before
 
 
+@pytest.mark.e2e
 def test_apply_twice_changes_nothing_the_second_time(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -67,6 +70,7 @@ def test_apply_twice_changes_nothing_the_second_time(
     assert snapshot(config.parent) == applied
 
 
+@pytest.mark.e2e
 def test_a_different_plan_on_an_applied_config_upgrades_it_in_one_edit(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -95,6 +99,7 @@ def test_a_different_plan_on_an_applied_config_upgrades_it_in_one_edit(
     assert _plan(config, ca_file).changes, "the original takes a fresh plan"
 
 
+@pytest.mark.e2e
 def test_mode_and_owner_are_kept_and_backups_hold_the_originals(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -124,6 +129,7 @@ def test_a_held_lock_refuses_a_second_writer(tmp_path: Path, nginx_bin: str, ca_
         apply_plan(_plan(config, ca_file), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk")
 
 
+@pytest.mark.e2e
 def test_a_failed_reload_restores_the_original(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -141,6 +147,7 @@ def test_a_failed_reload_restores_the_original(
     assert snapshot(config.parent) == before
 
 
+@pytest.mark.e2e
 def test_remove_on_a_clean_config_is_a_no_op(tmp_path: Path, nginx_bin: str) -> None:
     config = copy_case("debian", tmp_path)
     assert remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk").no_change
@@ -149,8 +156,8 @@ def test_remove_on_a_clean_config_is_a_no_op(tmp_path: Path, nginx_bin: str) -> 
 APPLY_SCRIPT = """
 import sys
 from pathlib import Path
-from mirror.apply import apply_plan
-from mirror.plan import make_plan
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import make_plan
 from tests.mirror.helpers import options
 config, ca, bk, nginx = sys.argv[1:5]
 plan = make_plan(options(Path(config), "/vendor/cb", Path(ca)), (1, 22, 1))
@@ -159,6 +166,7 @@ print("done")
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "label",
     [
@@ -240,6 +248,7 @@ def test_a_relay_socket_path_too_long_for_unix_sockets_is_an_input_error(
         _plan(config, ca_file, relay_socket="/run/" + "x" * 120 + ".sock")
 
 
+@pytest.mark.e2e
 def test_apply_makes_the_parity_log_private_before_nginx_opens_it(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -260,6 +269,7 @@ def test_apply_makes_the_parity_log_private_before_nginx_opens_it(
     assert log.stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.e2e
 def test_a_refused_apply_leaves_no_parity_log_behind(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:

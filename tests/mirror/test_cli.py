@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.dns import DnsServer
+from hookshift.rehearsal.dns import DnsServer
 from tests.mirror.helpers import STAGE_URL, copy_case, snapshot
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.mirror.helpers import copy_case
 from tests.mirror.test_cli import _common, _run
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 
 def test_keep_header_sends_that_credential_with_the_copy(tmp_path: Path, ca_file: Path) -> None:

@@ -8,10 +8,10 @@ from typing import NamedTuple
 import pytest
 
 from hookshift.errors import InputError
-from mirror.apply import apply_plan
-from mirror.plan import make_plan
-from mirror.remove import remove_marked
-from nginx import binary, splice
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import make_plan
+from hookshift.mirror.remove import remove_marked
+from hookshift.nginx import binary, splice
 from tests.mirror.helpers import copy_case, options, snapshot
 
 VERSION = (1, 22, 1)
@@ -58,6 +58,7 @@ CASES = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}:{c.path}:{c.server_name}")
 @pytest.mark.parametrize("mode", ["mirror", "forward"])
 def test_apply_passes_nginx_t_and_remove_restores_every_byte(
@@ -90,6 +91,7 @@ def test_apply_passes_nginx_t_and_remove_restores_every_byte(
     assert snapshot(root) == before
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}:{c.path}:{c.server_name}")
 def test_stage_dns_reload_passes_nginx_t_and_remove_restores_every_byte(
     case: Case, tmp_path: Path, nginx_bin: str, ca_file: Path
@@ -164,6 +166,7 @@ def test_crlf_file_gets_crlf_lines_and_tabs(tmp_path: Path, ca_file: Path) -> No
     assert "\n" not in change.new_text.replace("\r\n", "")
 
 
+@pytest.mark.e2e
 def test_a_symlinked_site_stays_a_symlink_and_its_target_is_edited(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -192,6 +195,7 @@ def test_location_in_included_file_is_edited_in_that_file(tmp_path: Path, ca_fil
     )
 
 
+@pytest.mark.e2e
 def test_a_symlinked_main_config_takes_includes_from_the_link_directory(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:

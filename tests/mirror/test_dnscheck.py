@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mirror.dnscheck import check_resolver, dns_warnings, split_resolver
-from rehearsal.dns import DnsServer
-from rehearsal.procs import free_port_pair
+from hookshift.mirror.dnscheck import check_resolver, dns_warnings, split_resolver
+from hookshift.procs import free_port_pair
+from hookshift.rehearsal.dns import DnsServer
 
 HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 

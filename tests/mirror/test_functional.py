@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -24,14 +23,16 @@ import pytest
 import trustme
 
 from hookshift.errors import OperationError
-from mirror.apply import apply_plan
-from mirror.plan import MirrorOptions, MirrorPlan, make_plan
-from mirror.remove import remove_marked
-from mirror.render import Tuning
-from nginx.binary import nginx_version
-from rehearsal.dns import DnsServer
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import MirrorOptions, MirrorPlan, make_plan
+from hookshift.mirror.remove import remove_marked
+from hookshift.mirror.render import Tuning
+from hookshift.nginx.binary import nginx_version
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port, wait_until
+from hookshift.rehearsal.dns import DnsServer
 from tests.mirror.servers import RecordingServer
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 SAMPLE = (
@@ -144,14 +145,6 @@ def _options(prefix: Path, stage_port: int, dns: DnsServer, ca_file: Path) -> Mi
     )
 
 
-def _wait_for(condition, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_callback_reaches_app_and_stage_and_both_logs(
     tmp_path: Path,
     nginx_bin: str,
@@ -169,14 +162,14 @@ def test_callback_reaches_app_and_stage_and_both_logs(
             plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", reload=True, prefix=tmp_path
         )
         assert result.reloaded
-        _wait_for(lambda: (tmp_path / "relay.sock").exists(), "the relay socket after reload")
+        wait_until(lambda: (tmp_path / "relay.sock").exists(), "the relay socket after reload")
 
         # the reload is asynchronous: old workers may serve a few more requests
         def mirrored() -> bool:
             assert _post(port, SAMPLE) == 200
             return bool(stage.received)
 
-        _wait_for(mirrored, "a mirrored copy at the stage")
+        wait_until(mirrored, "a mirrored copy at the stage")
         copy = stage.received[-1]
         assert copy.method == "POST"
         assert copy.path == "/prod/callback?src=vendor"
@@ -191,7 +184,7 @@ def test_callback_reaches_app_and_stage_and_both_logs(
         assert delivered[0].headers["x-tenant"] == "acme", "inherited proxy_set_header kept"
         assert (STAGE_HOST, "A") in [(n.rstrip("."), t) for n, t in dns.queries]
 
-        _wait_for(lambda: request_id in (tmp_path / "parity.log").read_text(), "parity line")
+        wait_until(lambda: request_id in (tmp_path / "parity.log").read_text(), "parity line")
         lines = [json.loads(x) for x in (tmp_path / "parity.log").read_text().splitlines()]
         entry = next(x for x in lines if x["request_id"] == request_id)
         assert entry["v"] == 1 and entry["status"] == "200" and entry["upstream_status"] == "200"
@@ -241,7 +234,7 @@ def test_a_dead_stage_does_not_cost_the_app_a_single_callback(
         assert sorted(r.body for r in app.received) == sorted(
             SAMPLE + str(i).encode() for i in range(20)
         )
-        _wait_for(
+        wait_until(
             lambda: len((tmp_path / "parity.log").read_text().splitlines()) == 20, "parity lines"
         )
         # the relay's own errors (here: the refused connection that opened the breaker) go to
@@ -282,7 +275,7 @@ def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
         (forwarded,) = stage.received
         assert forwarded.path == "/prod/callback?src=vendor" and forwarded.body == SAMPLE
         assert forwarded.headers["host"] == STAGE_HOST
-        _wait_for(
+        wait_until(
             lambda: (
                 (tmp_path / "parity.log").exists()
                 and (tmp_path / "parity.log").read_text().strip() != ""
@@ -340,7 +333,6 @@ def live(
     return Live(tmp_path, any_nginx, app, stage, dns, ca_file, port)
 
 
-@pytest.mark.e2e
 def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
     live: Live,
 ) -> None:
@@ -355,7 +347,7 @@ def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
         assert statuses == [200] * 6, "the callbacks do not wait for their hanging copies"
         assert len(live.app.received) == 6
         errors = live.prefix / "hookshift-mirror.error.log"
-        _wait_for(
+        wait_until(
             lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
             "the breaker to open",
         )
@@ -368,7 +360,7 @@ def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
             assert _post(live.port, SAMPLE + b"again", conn) == 200
             return any(r.body == SAMPLE + b"again" for r in live.stage.received)
 
-        _wait_for(copied, "a copy at the recovered stage", timeout=15)
+        wait_until(copied, "a copy at the recovered stage", timeout=15)
         assert "hookshift-mirror" not in (live.prefix / "error.log").read_text()
     finally:
         nginx.stop()
@@ -402,9 +394,9 @@ def test_a_broad_location_copies_and_logs_only_the_callback_path(
             "/callback?src=vendor",
             "/static/app.js",
         ]
-        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy")
+        wait_until(lambda: len(stage.received) >= 1, "the callback's copy")
         assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
-        _wait_for(lambda: (tmp_path / "parity.log").exists(), "the parity log")
+        wait_until(lambda: (tmp_path / "parity.log").exists(), "the parity log")
         logged = [json.loads(x)["uri"] for x in (tmp_path / "parity.log").read_text().splitlines()]
         assert logged == ["/callback?src=vendor"]
     finally:
@@ -475,7 +467,7 @@ def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
                 conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
                 statuses = [_post(port, SAMPLE + str(i).encode(), conn) for i in range(copies)]
                 assert statuses == [200] * copies
-                _wait_for(lambda: len(stage.received) == copies, "every copy at the stage")
+                wait_until(lambda: len(stage.received) == copies, "every copy at the stage")
             finally:
                 nginx.stop()
         assert sorted(r.body for r in stage.received) == sorted(
@@ -515,7 +507,6 @@ def _planned_with(
     return plan
 
 
-@pytest.mark.e2e
 def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
     tmp_path: Path,
     nginx_bin: str,
@@ -536,19 +527,18 @@ def test_a_try_files_hand_off_is_mirrored_where_the_app_is_reached(
     try:
         assert _post_to(port, "/callback?src=vendor") == 200
         assert _post_to(port, "/other") == 200
-        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy at the stage")
+        wait_until(lambda: len(stage.received) >= 1, "the callback's copy at the stage")
         assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
         assert stage.received[0].body == SAMPLE
         assert [r.path for r in app.received] == ["/callback?src=vendor", "/other"]
         parity = tmp_path / "parity.log"
-        _wait_for(lambda: parity.exists() and "/callback" in parity.read_text(), "parity line")
+        wait_until(lambda: parity.exists() and "/callback" in parity.read_text(), "parity line")
         logged = [json.loads(x)["uri"] for x in parity.read_text().splitlines()]
         assert logged == ["/callback?src=vendor"]
     finally:
         nginx.stop()
 
 
-@pytest.mark.e2e
 def test_requests_rewritten_into_an_exact_location_are_not_copied(
     tmp_path: Path,
     nginx_bin: str,
@@ -566,14 +556,13 @@ def test_requests_rewritten_into_an_exact_location_are_not_copied(
     try:
         assert _post_to(port, "/tenant1/callback") == 200
         assert _post_to(port, "/callback?src=vendor") == 200
-        _wait_for(lambda: len(stage.received) >= 1, "the callback's copy at the stage")
+        wait_until(lambda: len(stage.received) >= 1, "the callback's copy at the stage")
         assert [r.path for r in app.received] == ["/callback", "/callback?src=vendor"]
         assert [r.path for r in stage.received] == ["/prod/callback?src=vendor"]
     finally:
         nginx.stop()
 
 
-@pytest.mark.e2e
 def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentials(
     live: Live,
 ) -> None:
@@ -604,7 +593,7 @@ def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentia
             response = conn.getresponse()
             response.read()
             assert response.status == 200
-        _wait_for(lambda: len(live.stage.received) >= len(sent), "every copy at the stage")
+        wait_until(lambda: len(live.stage.received) >= len(sent), "every copy at the stage")
     finally:
         nginx.stop()
     by_id = {r.headers["x-request-id"]: r for r in live.app.received}
@@ -622,7 +611,6 @@ def test_every_copy_arrives_intact_with_the_stages_host_and_sni_and_no_credentia
     assert set(live.stage.sni) == {STAGE_HOST}
 
 
-@pytest.mark.e2e
 def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
     live: Live,
 ) -> None:
@@ -631,7 +619,7 @@ def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
     relay = live.prefix / "hookshift" / "relay.sock"
     nginx = live.start(live.options(relay_socket=str(relay)))
     try:
-        _wait_for(relay.exists, "the relay socket")
+        wait_until(relay.exists, "the relay socket")
         assert relay.stat().st_mode & 0o777 == 0o666
         directory = relay.parent.stat()
         assert directory.st_mode & 0o777 == 0o700
@@ -651,7 +639,7 @@ def test_the_relay_is_private_to_nginx_and_takes_only_the_callback_post(
         assert ask("PUT", "/callback") == 403
         assert ask("POST", "/__hookshift_stage") == 404
         assert ask("POST", "/callback?from=relay") == 204
-        _wait_for(lambda: len(live.stage.received) >= 1, "the callback's copy")
+        wait_until(lambda: len(live.stage.received) >= 1, "the callback's copy")
     finally:
         nginx.stop()
     assert [r.path for r in live.stage.received] == ["/prod/callback?from=relay"]
@@ -668,7 +656,6 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
-@pytest.mark.e2e
 def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
     tmp_path: Path,
     any_nginx: Nginx,
@@ -696,9 +683,9 @@ def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
                     assert _post(port, SAMPLE, conn) == 200
                     return bool(server.received)
 
-                _wait_for(lambda: reaches(first), "a copy at the first address")
+                wait_until(lambda: reaches(first), "a copy at the first address")
                 dns.set_records([f"{STAGE_HOST}=127.0.0.2"])
-                _wait_for(lambda: reaches(second), "a copy at the new address", timeout=20)
+                wait_until(lambda: reaches(second), "a copy at the new address", timeout=20)
                 assert nginx.popen is not None and nginx.popen.poll() is None, "no restart"
             finally:
                 nginx.stop()
@@ -707,7 +694,6 @@ def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
         second.stop()
 
 
-@pytest.mark.e2e
 def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
     live: Live,
 ) -> None:
@@ -744,9 +730,9 @@ def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
         with ThreadPoolExecutor(max_workers=64) as pool:
             statuses = list(pool.map(callback, range(clients)))
         assert statuses == [200] * clients
-        _wait_for(lambda: live.stage.held >= cap, "the copies the relay lets through")
+        wait_until(lambda: live.stage.held >= cap, "the copies the relay lets through")
         relay_log = live.prefix / "hookshift-mirror.error.log"
-        _wait_for(lambda: "limiting connections" in relay_log.read_text(), "dropped copies")
+        wait_until(lambda: "limiting connections" in relay_log.read_text(), "dropped copies")
         assert live.stage.held == cap, "copies in flight stay at the relay's cap"
     finally:
         nginx.stop()

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from mirror.apply import apply_plan
-from mirror.plan import MirrorOptions, make_plan
-from rehearsal.procs import LOOPBACK, free_port
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.procs import LOOPBACK, free_port, wait_until
 from tests.mirror.servers import RecordingServer
-from tests.mirror.test_functional import _start_nginx, _wait_for
+from tests.mirror.test_functional import _start_nginx
 
 CONFIG = """worker_processes 1;
 pid {p}/nginx.pid;
@@ -66,7 +66,7 @@ def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post(port) == 200
-        _wait_for(lambda: len(app.received) == 1, "the callback at the app")
+        wait_until(lambda: len(app.received) == 1, "the callback at the app")
     finally:
         nginx.stop()
     assert parity.read_text() == "", "nginx wrote no line: `off` silences every log there"
@@ -105,7 +105,7 @@ def test_without_the_off_line_the_applied_plan_logs_each_callback(
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post(port) == 200
-        _wait_for(lambda: parity.exists() and parity.read_text().strip() != "", "a parity line")
+        wait_until(lambda: parity.exists() and parity.read_text().strip() != "", "a parity line")
     finally:
         nginx.stop()
     (line,) = parity.read_text().splitlines()

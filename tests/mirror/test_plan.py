@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from mirror.plan import MirrorOptions, make_plan, parse_stage_url
+from hookshift.mirror.plan import MirrorOptions, make_plan, parse_stage_url
 
 STAGE = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
 

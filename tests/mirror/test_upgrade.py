@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.apply import apply_plan
-from mirror.plan import MirrorOptions, make_plan
-from mirror.remove import remove_marked
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.mirror.remove import remove_marked
 
 PREVIOUS = Path(__file__).parent / "previous"
 

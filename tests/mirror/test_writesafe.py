@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from mirror.apply import (
+from hookshift.mirror.apply import (
     CHECKPOINT_LOG_ENV,
     PAUSE_ENV,
     apply_plan,
@@ -26,10 +26,10 @@ from mirror.apply import (
     pending_change,
     recover,
 )
-from mirror.plan import make_plan
-from mirror.remove import LEGACY_NOTE, remove_marked
-from mirror.state import ConfigState
-from nginx import binary
+from hookshift.mirror.plan import make_plan
+from hookshift.mirror.remove import LEGACY_NOTE, remove_marked
+from hookshift.mirror.state import ConfigState
+from hookshift.nginx import binary
 from tests.mirror.helpers import STAGE_URL, options, snapshot
 
 VERSION = (1, 22, 1)
@@ -179,6 +179,7 @@ def test_a_second_apply_with_another_backup_dir_is_refused(
     assert not (tmp_path / "bk2").exists()
 
 
+@pytest.mark.e2e
 def test_a_link_planted_at_a_temp_name_during_nginx_t_is_never_followed(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -210,6 +211,7 @@ def test_a_link_planted_at_a_temp_name_during_nginx_t_is_never_followed(
         assert not path.is_symlink() and path.read_bytes() == data
 
 
+@pytest.mark.e2e
 def test_a_debian_sites_enabled_symlink_stays_a_symlink(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -229,6 +231,7 @@ def test_a_debian_sites_enabled_symlink_stays_a_symlink(
 USER_LINE = "        proxy_set_header X-Team ops; # hookshift\n"
 
 
+@pytest.mark.e2e
 def test_remove_takes_out_only_the_lines_apply_wrote(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -243,6 +246,7 @@ def test_remove_takes_out_only_the_lines_apply_wrote(
     assert len(foreign) == 1 and re.search(r"b\.conf:\d+: ends in `# hookshift` but", foreign[0])
 
 
+@pytest.mark.e2e
 def test_remove_names_an_edited_line_and_one_that_lost_its_marker(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -265,6 +269,7 @@ def test_remove_names_an_edited_line_and_one_that_lost_its_marker(
     assert edited.replace("proxy_connect_timeout", "proxy_send_timeout") in left
 
 
+@pytest.mark.e2e
 def test_a_config_applied_without_a_record_is_removed_the_old_way_with_a_warning(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -277,6 +282,7 @@ def test_a_config_applied_without_a_record_is_removed_the_old_way_with_a_warning
     assert LEGACY_NOTE in result.notes
 
 
+@pytest.mark.e2e
 def test_remove_after_the_files_were_put_back_by_other_means_is_a_quiet_no_op(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -290,6 +296,7 @@ def test_remove_after_the_files_were_put_back_by_other_means_is_a_quiet_no_op(
     assert ConfigState.of(config).load().records == {}
 
 
+@pytest.mark.e2e
 def test_remove_with_a_hand_broken_marker_restores_what_nginx_rejects(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -305,6 +312,7 @@ def test_remove_with_a_hand_broken_marker_restores_what_nginx_rejects(
     assert ConfigState.of(config).load().intent is None
 
 
+@pytest.mark.e2e
 def test_remove_with_a_missing_nginx_binary_writes_nothing(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -363,6 +371,7 @@ def test_keep_problem_refuses_what_cannot_keep_owner_and_mode(tmp_path: Path) ->
     assert "read-only (mode 0444)" in (keep_problem(path.stat(), 0, {0}) or ("", ""))[0]
 
 
+@pytest.mark.e2e
 def test_a_non_root_apply_on_a_root_owned_file_is_refused_before_writing(
     tmp_path: Path, nginx_bin: str, ca_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -457,6 +466,7 @@ def test_apply_as_an_unprivileged_user_refuses_a_root_owned_file(
         shutil.rmtree(shared)
 
 
+@pytest.mark.e2e
 def test_a_read_only_file_is_refused_not_replaced(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -511,6 +521,7 @@ def fill(directory: Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.e2e
 def test_an_unwritable_config_directory_is_one_line_and_leaves_no_backup(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -523,6 +534,7 @@ def test_an_unwritable_config_directory_is_one_line_and_leaves_no_backup(
     assert not list((tmp_path / "bk").glob("*"))
 
 
+@pytest.mark.e2e
 def test_a_full_disk_for_the_config_restores_and_leaves_no_backup(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
@@ -544,6 +556,7 @@ def test_a_full_disk_for_the_config_restores_and_leaves_no_backup(
     assert ConfigState.of(config).load().intent is None
 
 
+@pytest.mark.e2e
 def test_a_full_disk_for_the_backup_writes_nothing_and_leaves_no_empty_backup(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:

@@ -22,8 +22,8 @@ import pytest
 
 from hookshift.cli import main
 from hookshift.errors import InputError
-from nginx.config import load
-from nginx.source import load_checked, load_source
+from hookshift.nginx.config import load
+from hookshift.nginx.source import load_checked, load_source
 from tests.mirror.helpers import STAGE_URL, snapshot
 
 SERVER = (
@@ -134,6 +134,7 @@ CASES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...]]] = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_config_is_one_line_exit_2_nothing_written(
@@ -164,6 +165,7 @@ def test_both_readers_refuse_with_the_place(case: str, reader: str, tmp_path: Pa
 NOT_UTF8 = b"\xff\xfe caf\xe9"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("where", ["comment", "argument"])
 def test_non_utf8_bytes_round_trip_through_plan(where: str, tmp_path: Path) -> None:
     header = (
@@ -181,7 +183,7 @@ def test_non_utf8_bytes_round_trip_through_plan(where: str, tmp_path: Path) -> N
     assert result.code == 0, result.stderr
     assert "Traceback" not in result.stderr
     # the plan's new text of the site keeps the undecodable bytes where they were
-    from mirror.plan import MirrorOptions, make_plan
+    from hookshift.mirror.plan import MirrorOptions, make_plan
 
     plan = make_plan(
         MirrorOptions(config=config, path="/callback", stage_url=STAGE_URL), (1, 22, 1)

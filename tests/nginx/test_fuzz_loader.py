@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hookshift.errors import InputError
-from mirror.plan import MirrorOptions, make_plan
-from nginx.config import Directive, NginxConfig, load
-from nginx.source import (
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.nginx.config import Directive, NginxConfig, load
+from hookshift.nginx.source import (
     SourceConfig,
     check_agreement,
     comparable,

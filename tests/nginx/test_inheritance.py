@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from nginx.config import Directive, NginxConfig, load
-from nginx.inheritance import ARRAY_DIRECTIVES, Inheritance, effective, inherited_from, is_array
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.nginx.config import Directive, NginxConfig, load
+from hookshift.nginx.inheritance import (
+    ARRAY_DIRECTIVES,
+    Inheritance,
+    effective,
+    inherited_from,
+    is_array,
+)
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 
 def _load(tmp_path: Path, http: str, files: dict[str, str] | None = None) -> NginxConfig:

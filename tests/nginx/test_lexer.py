@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hookshift.errors import InputError
-from nginx import lexer
+from hookshift.nginx import lexer
 
 
 def test_one_line_block_braces_have_exact_offsets() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from nginx.matching import match, parse_socket
-from nginx.source import load_source
+from hookshift.nginx.matching import match, parse_socket
+from hookshift.nginx.source import load_source
 
 
 def _config(tmp_path: Path, text: str) -> Path:

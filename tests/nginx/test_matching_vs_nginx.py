@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from nginx.matching import match
-from nginx.source import load_source
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.nginx.matching import match
+from hookshift.nginx.source import load_source
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 SERVERS = """
     server {{ listen {addr} default_server; server_name _;
@@ -180,7 +182,6 @@ def _post(addr: str, port: int, host: str, uri: str) -> str:
     return conn.getresponse().read().decode()
 
 
-@pytest.mark.e2e
 def test_ipv6_sockets_and_internal_redirects_end_where_the_matcher_says(
     routes: tuple[Path, int],
 ) -> None:

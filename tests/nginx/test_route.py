@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from nginx.matching import Match, match
-from nginx.source import load_source
+from hookshift.nginx.matching import Match, match
+from hookshift.nginx.source import load_source
 
 
 def _match(tmp_path: Path, servers: str, path: str = "/callback", **kw: str | None) -> Match:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from nginx.config import NginxConfig, load
-from nginx.source import load_source
+from hookshift.nginx.config import NginxConfig, load
+from hookshift.nginx.source import load_source
 from tests.mirror.helpers import CORPUS, copy_case
 
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "nginx.conf").exists())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nginx import lexer, splice
+from hookshift.nginx import lexer, splice
 
 WORDS = st.sampled_from(["listen", "proxy_pass", "root", "return", "set", "'a b'", '"x;y"', "$v"])
 SPACE = st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\n\n", " # note\n", "\t# c {\r\n"])

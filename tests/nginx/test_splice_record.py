@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nginx import splice
+from hookshift.nginx import splice
 
 SITE = "server {\n    listen 80;\n    location /cb {\n        proxy_pass http://app;\n    }\n}\n"
 USER = "        proxy_set_header X-Team ops; # hookshift\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hookshift.errors import InputError
-from nginx.syntax import check_statement_ends
+from hookshift.nginx.syntax import check_statement_ends
 
 
 @pytest.mark.parametrize(

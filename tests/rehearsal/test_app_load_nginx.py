@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rehearsal.app import ledger_record, read_ledger, start_app
-from rehearsal.load import TRICKY_USERDATA, load_samples, make_callbacks, send_callbacks
-from rehearsal.nginx_server import NginxServer, write_sample_config
-from rehearsal.procs import ManagedProcess, free_port
+from hookshift.procs import ManagedProcess, free_port
+from hookshift.rehearsal.app import ledger_record, read_ledger, start_app
+from hookshift.rehearsal.load import TRICKY_USERDATA, load_samples, make_callbacks, send_callbacks
+from hookshift.rehearsal.nginx_server import NginxServer, write_sample_config
 
 
 @pytest.fixture
@@ -67,6 +67,7 @@ def test_ledger_record_keeps_the_raw_body_and_the_request_id_header() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_app_records_every_accepted_post_byte_for_byte(
     app: tuple[ManagedProcess, int, Path],
 ) -> None:
@@ -78,6 +79,7 @@ def test_app_records_every_accepted_post_byte_for_byte(
     assert recorded == sorted(c.body.decode("utf-8") for c in callbacks)
 
 
+@pytest.mark.e2e
 def test_a_stopped_app_loses_callbacks_and_a_restarted_one_takes_them_again(
     tmp_path: Path, app: tuple[ManagedProcess, int, Path]
 ) -> None:
@@ -95,6 +97,7 @@ def test_a_stopped_app_loses_callbacks_and_a_restarted_one_takes_them_again(
     assert {json.loads(r["body"])["CMSGID"] for r in read_ledger(ledger)} == {r.key for r in up}
 
 
+@pytest.mark.e2e
 def test_load_driver_records_what_it_sent_and_each_status(
     tmp_path: Path, app: tuple[ManagedProcess, int, Path]
 ) -> None:
@@ -108,6 +111,7 @@ def test_load_driver_records_what_it_sent_and_each_status(
     assert {line["body"] for line in lines} == {c.body.decode("utf-8") for c in callbacks}
 
 
+@pytest.mark.e2e
 def test_nginx_proxies_callbacks_to_the_app_and_reloads(
     tmp_path: Path, app: tuple[ManagedProcess, int, Path], nginx_bin: str
 ) -> None:
@@ -126,6 +130,7 @@ def test_nginx_proxies_callbacks_to_the_app_and_reloads(
     assert not nginx.process or not nginx.process.running()
 
 
+@pytest.mark.e2e
 def test_nginx_refuses_to_start_on_a_broken_config(tmp_path: Path, nginx_bin: str) -> None:
     config = write_sample_config(tmp_path / "nginx", app_port=free_port())
     config.site.write_text("server { listen 127.0.0.1:1; bogus_directive on; }\n")

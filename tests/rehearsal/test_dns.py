@@ -12,7 +12,7 @@ import dns.rcode
 import dns.resolver
 import pytest
 
-from rehearsal.dns import Answer, DnsServer, Record, resolve, start_dns_process
+from hookshift.rehearsal.dns import Answer, DnsServer, Record, resolve, start_dns_process
 
 STAGE = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 REGIONAL = "d-xyz789.execute-api.ap-northeast-2.amazonaws.com"
@@ -106,6 +106,7 @@ def test_resolve_does_not_loop_on_a_cname_cycle() -> None:
     assert answer == Answer("NOERROR", (records[0], records[1]))
 
 
+@pytest.mark.e2e
 def test_the_server_runs_as_a_process_for_nginx(tmp_path: Path) -> None:
     process, port = start_dns_process(
         tmp_path, [f"{STAGE}=127.0.0.1", Record("alias", "CNAME", STAGE)]
@@ -118,6 +119,7 @@ def test_the_server_runs_as_a_process_for_nginx(tmp_path: Path) -> None:
     assert not process.running()
 
 
+@pytest.mark.e2e
 def test_a_blackholed_process_is_ready_yet_silent(tmp_path: Path) -> None:
     process, port = start_dns_process(tmp_path, [f"{STAGE}=127.0.0.1"], blackhole=True)
     try:
@@ -127,12 +129,13 @@ def test_a_blackholed_process_is_ready_yet_silent(tmp_path: Path) -> None:
         process.stop()
 
 
+@pytest.mark.e2e
 def test_a_bad_record_on_the_command_line_is_one_line_and_exit_2() -> None:
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "rehearsal.dns", "--record", "no-value"],
+        [sys.executable, "-m", "hookshift.rehearsal.dns", "--record", "no-value"],
         capture_output=True,
         text=True,
         timeout=30,

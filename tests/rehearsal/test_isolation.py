@@ -29,13 +29,15 @@ from bench.isolation_configs import (
     render_front_conf,
 )
 from bench.stages import STAGE_HOST, StageTarget, make_certs
-from mirror.apply import apply_plan
-from mirror.plan import make_plan
-from rehearsal.app import read_ledger, start_app
-from rehearsal.dns import DnsServer
-from rehearsal.load import Callback, make_callbacks
-from rehearsal.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
-from verify.parity import ParityOptions, run_parity
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import make_plan
+from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
+from hookshift.rehearsal.app import read_ledger, start_app
+from hookshift.rehearsal.dns import DnsServer
+from hookshift.rehearsal.load import Callback, make_callbacks
+from hookshift.verify.parity import ParityOptions, run_parity
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 REPO = Path(__file__).resolve().parents[2]
 CALLBACKS = 24  # half on one keep-alive connection, half each on its own closed connection

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rehearsal.cli import parity_lines, summary_lines
-from rehearsal.load import SendResult, make_callbacks
-from rehearsal.scenario import DeployScenario, body_key, read_archive, reconcile
-from rehearsal.stack import fill, relay_socket
+from hookshift.rehearsal.cli import parity_lines, summary_lines
+from hookshift.rehearsal.load import SendResult, make_callbacks
+from hookshift.rehearsal.scenario import DeployScenario, body_key, read_archive, reconcile
+from hookshift.rehearsal.stack import fill, relay_socket
 
 
 def sent(status: int | None, seq: int) -> SendResult:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import OperationError
-from rehearsal.sqs import MotoServer
-from rehearsal.stack import StackOptions, start_stack
+from hookshift.rehearsal.sqs import MotoServer
+from hookshift.rehearsal.stack import StackOptions, start_stack
 from tests.rehearsal.helpers import processes_mentioning
 
 pytestmark = pytest.mark.e2e

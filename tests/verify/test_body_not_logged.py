@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import verify.parity
+from hookshift.verify import parity as parity_module
+from hookshift.verify.parity import ParityOptions, run_parity
+from hookshift.verify.report import FORMATS, render
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, run_parity
-from verify.report import FORMATS, render
 
 
 def _spooled(tmp_path: Path, spooled: tuple[int, ...] = (1, 2)) -> tuple[Path, Path]:
@@ -35,7 +35,7 @@ def test_an_unlogged_body_is_its_own_class_and_the_run_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: bool
 ) -> None:
     if sql:  # the path for very many differing bodies compares them in SQL
-        monkeypatch.setattr(verify.parity, "PYTHON_COMPARE_MAX", 0)
+        monkeypatch.setattr(parity_module, "PYTHON_COMPARE_MAX", 0)
     app, queue = _spooled(tmp_path)
     report = run_parity(f"nginx:{app}", f"jsonl:{queue}", ParityOptions(grace_s=0))
     c = report.counts

@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from hookshift.verify.parity import PHASES
 from tests.verify.conftest import Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import PHASES
+
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 
 def hookshift(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,10 +10,16 @@ from typing import Any
 import duckdb
 import pytest
 
+from hookshift.verify import fetch as F
+from hookshift.verify.sources import (
+    AppFields,
+    app_rows_sql,
+    parse_source,
+    queue_rows_sql,
+    resolve_files,
+)
+from hookshift.verify.tally import create_rows, hints, side_rows
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify import fetch as F
-from verify.sources import AppFields, app_rows_sql, parse_source, queue_rows_sql, resolve_files
-from verify.tally import create_rows, hints, side_rows
 
 KEY = "nullif(rid, '')"
 N = 3000
@@ -40,7 +46,8 @@ class Scanned:
 
 
 def scan(tmp: Path, app_target: str, queue_file: Path) -> Scanned:
-    """What a parity run has after its scan: the views and the row table r, in file order."""
+    """What a parity run has after its scan: the views and the row table record_rows, in file
+    order."""
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
     spec = parse_source(f"nginx:{app_target}", "app")
@@ -192,10 +199,10 @@ def test_records_are_found_in_their_blocks_when_the_rows_are_in_two_runs(tmp_pat
     scanned = scan(tmp_path, str(tmp_path / "p.log"), tmp_path / "q.jsonl")
     # what two threads writing without order can leave: the file's second half first
     scanned.con.execute(f"""
-        CREATE TEMP TABLE runs AS SELECT * FROM r
+        CREATE TEMP TABLE runs AS SELECT * FROM record_rows
         ORDER BY {scanned.app.rows.replace("<", ">=")}, rowid < {N // 2}, rowid""")
-    scanned.con.execute("DROP TABLE r")
-    scanned.con.execute("ALTER TABLE runs RENAME TO r")
+    scanned.con.execute("DROP TABLE record_rows")
+    scanned.con.execute("ALTER TABLE runs RENAME TO record_rows")
     wanted = [0, 1, 1234, N // 2 - 1, N // 2, N // 2 + 1, 2998, N - 1]
     for n in wanted:
         rows, seen = hints(scanned.con, scanned.app.rows, [scanned.hk(n)], 1)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from rehearsal.sqs import CREDENTIALS, REGION, MotoServer
-from verify.archive import INDEX_NAME, Archive, iter_archive
-from verify.follow import read_state
-from verify.retention import (
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from hookshift.verify.archive import INDEX_NAME, Archive, iter_archive
+from hookshift.verify.follow import read_state
+from hookshift.verify.retention import (
     SQS_MAX_RETENTION_S,
     check_heartbeat,
     check_retention,
@@ -224,7 +224,7 @@ def test_one_shot_pull_with_window_warns_only_when_retention_is_short(
 def test_apigw_artifacts_say_to_keep_messages_14_days() -> None:
     import hcl2
 
-    from apigw.artifacts import ApiSpec, cloudformation, terraform
+    from hookshift.apigw.artifacts import ApiSpec, cloudformation, terraform
 
     spec = ApiSpec(queue_name="kakao-at-result", account_id="111122223333", region="ap-northeast-2")
     output = cloudformation(spec)["Outputs"]["QueueRetention"]

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from apigw.process import start_emulator_process
-from rehearsal.load import make_callbacks, send_callbacks
-from rehearsal.scenario import DeployScenario, run_deploy_scenario
-from rehearsal.sqs import CREDENTIALS, REGION, MotoServer
-from rehearsal.stack import Stack, StackOptions, start_stack
-from verify.archive import iter_archive
-from verify.parity import COUNT_KEYS, ParityOptions, run_parity
+from hookshift.apigw.process import start_emulator_process
+from hookshift.rehearsal.load import make_callbacks, send_callbacks
+from hookshift.rehearsal.scenario import DeployScenario, run_deploy_scenario
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
+from hookshift.verify.archive import iter_archive
+from hookshift.verify.parity import COUNT_KEYS, ParityOptions, run_parity
 
 pytestmark = pytest.mark.e2e
 GRACE = 5
@@ -138,6 +138,7 @@ def period(tmp_path: Path, moto: MotoServer, nginx_bin: str) -> Iterator[Period]
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+        stack.stage.stop()  # the test may have started a new stage the stack does not know
         stack.stop()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from verify.units import PULL_UNIT, WATCH_UNIT, UnitSpec, render_units, systemd_quote
+from hookshift.verify.units import PULL_UNIT, WATCH_UNIT, UnitSpec, render_units, systemd_quote
 
 
 def _spec(**changes: object) -> UnitSpec:

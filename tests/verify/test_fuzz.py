@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hookshift.errors import InputError, OperationError
+from hookshift.verify.parity import ParityOptions, run_parity
+from hookshift.verify.report import FORMATS, render
 from tests.verify.data import T0, body, message, nginx_line, rid
-from verify.parity import ParityOptions, run_parity
-from verify.report import FORMATS, render
 
 ODD_TEXT = st.text(
     st.characters(blacklist_categories=("Cs",))

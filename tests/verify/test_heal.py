@@ -17,13 +17,13 @@ from typing import ClassVar
 import pytest
 
 from hookshift.errors import InputError
-from rehearsal.procs import LOOPBACK, free_port
-from rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from hookshift.procs import LOOPBACK, free_port
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from hookshift.verify.heal import REPLAY_HEADER, heal
+from hookshift.verify.parity import ParityOptions, run_parity
+from hookshift.verify.pull import pull
+from hookshift.verify.report import render
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
-from verify.heal import REPLAY_HEADER, heal
-from verify.parity import ParityOptions, run_parity
-from verify.pull import pull
-from verify.report import render
 
 pytestmark = pytest.mark.e2e
 LOST = (2, 4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from verify.keys import PROFILES, parse_key, show_body_key, show_key
+from hookshift.verify.keys import PROFILES, parse_key, show_body_key, show_key
 
 BIZPPURIO = parse_key(PROFILES["bizppurio"])
 

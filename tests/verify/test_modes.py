@@ -13,9 +13,9 @@ import pytest
 
 from hookshift.errors import InputError
 from hookshift.logfile import precreate_log
+from hookshift.verify.archive import META, Archive, archive_queue_url
 from tests.verify.data import body, message
 from tests.verify.test_cli import _clean, hookshift
-from verify.archive import META, Archive, archive_queue_url
 
 
 def mode(path: Path) -> int:
@@ -43,6 +43,7 @@ def test_archive_directory_segments_and_record_are_owner_only(tmp_path: Path) ->
     assert archive_queue_url(root) == url
 
 
+@pytest.mark.e2e
 def test_a_report_file_is_owner_only_also_over_an_older_open_one(tmp_path: Path) -> None:
     app, queue = _clean(tmp_path)
     out = tmp_path / "report.html"

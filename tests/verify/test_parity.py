@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookshift.errors import InputError
+from hookshift.verify.parity import PHASES, ParityOptions, quantile_disc, run_parity, verdict_for
 from tests.verify.conftest import EXPECTED, Scenario, t
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import PHASES, ParityOptions, quantile_disc, run_parity, verdict_for
 
 
 def test_every_class_is_counted_in_the_scenario(scenario: Scenario) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
+from hookshift.verify.archive import Archive, iter_archive, repair_torn_tail
+from hookshift.verify.pull import pull
 from tests.verify.data import body
-from verify.archive import Archive, iter_archive, repair_torn_tail
-from verify.pull import pull
 
 pytestmark = pytest.mark.e2e
 
@@ -212,8 +212,8 @@ def test_kill_9_mid_pull_then_rerun_leaves_every_message_exactly_once(
 def test_parity_reads_a_live_queue_and_says_it_hid_the_messages(
     moto: MotoServer, tmp_path: Path
 ) -> None:
+    from hookshift.verify.parity import ParityOptions, run_parity
     from tests.verify.data import T0, nginx_line, write_lines
-    from verify.parity import ParityOptions, run_parity
 
     url = _fill(moto, 12)
     log = write_lines(

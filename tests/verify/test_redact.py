@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hookshift.verify.parity import ParityOptions, run_parity
+from hookshift.verify.redact import redact_body, redact_text
+from hookshift.verify.report import FORMATS, render
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, run_parity
-from verify.redact import redact_body, redact_text
-from verify.report import FORMATS, render
 
 AREAS = ["010", "011", "016", "017", "018", "019", "02", "031", "032", "033", "041", "042"]
 AREAS += ["043", "044", "051", "052", "053", "054", "055", "061", "062", "063", "064", "070"]

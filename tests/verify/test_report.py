@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from hookshift.verify.parity import ParityOptions, ParityReport, run_parity
+from hookshift.verify.redact import redact_body
+from hookshift.verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
 from tests.verify import png
 from tests.verify.conftest import EXPECTED, Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, ParityReport, run_parity
-from verify.redact import redact_body
-from verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
 
 RED = tuple(int(LOSS_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
 BLUE = tuple(int(APP_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
@@ -134,6 +134,7 @@ def _html_with_losses(tmp_path: Path) -> ParityReport:
     )
 
 
+@pytest.mark.e2e
 def test_html_report_renders_in_chromium_with_verdict_counts_and_marked_losses(
     tmp_path: Path,
 ) -> None:
@@ -179,6 +180,7 @@ def test_timeline_names_its_first_and_last_bucket_once_each(tmp_path: Path) -> N
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
+@pytest.mark.e2e
 def test_html_report_draws_korean_samples_with_glyphs_not_boxes(tmp_path: Path) -> None:
     # The report twice, its Hangul all one syllable, then all another: where no font has Hangul
     # both are drawn as the same missing-glyph boxes, so the two pages look the same.
@@ -198,6 +200,7 @@ def test_html_report_draws_korean_samples_with_glyphs_not_boxes(tmp_path: Path) 
     assert not boxes, "Hangul drawn as boxes: no Korean font (Debian package fonts-nanum)"
 
 
+@pytest.mark.e2e
 def test_html_report_of_a_clean_run_draws_no_loss_marker(tmp_path: Path) -> None:
     report = _clean_report(tmp_path, 5)
     page = tmp_path / "report.html"

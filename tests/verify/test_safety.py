@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from rehearsal.procs import LOOPBACK
-from rehearsal.sqs import CREDENTIALS, REGION
+from hookshift.procs import LOOPBACK
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION
+from hookshift.verify.parity import ParityOptions, run_parity
+from hookshift.verify.pull import NetworkLimits, pull
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 from tests.verify.test_cli import _clean
-from verify.parity import ParityOptions, run_parity
-from verify.pull import NetworkLimits, pull
 
 QUICK = NetworkLimits(connect_s=0.5, read_s=0.5, attempts=2)
 
@@ -96,6 +96,7 @@ def test_pull_from_an_endpoint_that_never_answers_fails_and_creates_nothing(
     assert not archive.exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("aws_env")
 def test_parity_against_an_sqs_endpoint_that_never_answers_is_one_line(
@@ -117,6 +118,7 @@ def test_parity_against_an_sqs_endpoint_that_never_answers_is_one_line(
     assert "did not answer in time" in one_line(result)
 
 
+@pytest.mark.e2e
 def test_pull_with_a_queue_url_that_is_not_a_url_creates_nothing(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     result = hookshift("verify", "pull", "--queue-url", "notaurl", "--archive", str(archive))
@@ -125,6 +127,7 @@ def test_pull_with_a_queue_url_that_is_not_a_url_creates_nothing(tmp_path: Path)
     assert not archive.exists()
 
 
+@pytest.mark.e2e
 def test_a_temp_dir_with_a_quote_is_data_not_sql(tmp_path: Path) -> None:
     app, queue = _clean(tmp_path)
     odd = tmp_path / "it's; DROP"
@@ -144,6 +147,7 @@ def test_a_temp_dir_with_a_quote_is_data_not_sql(tmp_path: Path) -> None:
     assert bad_limit.returncode == 2 and "--memory-limit" in one_line(bad_limit)
 
 
+@pytest.mark.e2e
 def test_a_record_larger_than_the_reader_takes_is_one_line(tmp_path: Path) -> None:
     _, queue = _clean(tmp_path)
     huge = nginx_line(rid(9), T0 + 9000, '{"x":"' + "a" * 50_000_000 + '"}')
@@ -159,6 +163,7 @@ def test_a_record_larger_than_the_reader_takes_is_one_line(tmp_path: Path) -> No
     assert not out.exists()
 
 
+@pytest.mark.e2e
 def test_a_truncated_gz_is_one_line(tmp_path: Path) -> None:
     _, queue = _clean(tmp_path)
     data = gzip.compress(
@@ -172,6 +177,7 @@ def test_a_truncated_gz_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "truncated or damaged" in one_line(result)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_full_stdout_is_one_line(tmp_path: Path, fmt: str) -> None:
     app, queue = _clean(tmp_path)
@@ -204,6 +210,7 @@ def test_times_beyond_any_date_are_no_time_not_a_crash(tmp_path: Path) -> None:
     assert report.counts["matched"] == 2 and report.passed
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "report",
     [
@@ -227,6 +234,7 @@ def test_heal_with_an_edited_report_is_one_line(tmp_path: Path, report: str) -> 
     assert str(path) in one_line(result)
 
 
+@pytest.mark.e2e
 def test_out_that_is_a_device_or_under_a_file_is_one_line_and_replaces_nothing(
     tmp_path: Path,
 ) -> None:

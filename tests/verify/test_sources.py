@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
+from hookshift.verify.parity import ParityOptions, run_parity
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
-from verify.parity import ParityOptions, run_parity
 
 
 def _queue(tmp_path: Path, ns: range) -> Path:

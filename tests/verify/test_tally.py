@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from verify import tally
-from verify.tally import (
+from hookshift.verify import tally
+from hookshift.verify.tally import (
     APP_ACCEPTED,
     APP_BAD,
     APP_NOT_MIRRORED,
@@ -28,7 +28,7 @@ BODY, OTHER = 11, 22  # body hashes
 
 
 def row(s: int, hk: int, bh: int, t: int | None, c: int, mh: int = 0) -> tuple[Any, ...]:
-    """A row of r as the scan writes it: the side is in the class code."""
+    """A row of record_rows as the scan writes it: the side is in the class code."""
     assert (s == 1) == bool(c & (QUEUE | QUEUE_REPLAY | QUEUE_BAD))
     return (hk, bh, t, c | (NO_TIME if t is None else 0) | (mh << 32))
 
@@ -59,10 +59,12 @@ PERFECT = {"perfect", "perfect, queue first"}
 @pytest.fixture
 def con() -> Iterator[Any]:
     connection = duckdb.connect()
-    connection.execute("CREATE TEMP TABLE r (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
+    connection.execute(
+        "CREATE TEMP TABLE record_rows (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)"
+    )
     rows = [r for rs in ROWS.values() for r in rs]
     rows += [(None, 0, None, APP_BAD), (None, 5, T0, QUEUE | 12 << 32)]  # no keys
-    connection.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", rows)
+    connection.executemany("INSERT INTO record_rows VALUES (?, ?, ?, ?)", rows)
     yield connection
     connection.close()
 
@@ -71,9 +73,9 @@ def hks(names: set[str]) -> set[int]:
     return {ROWS[n][0][0] for n in names}
 
 
-# bucket bits 16: the keys' own buckets, the dirty ones grouped from rd; 0: one bucket, dirty,
-# so every row is grouped
-PATHS = [(16, "rd"), (0, "r")]
+# bucket bits 16: the keys' own buckets, the dirty ones grouped from dirty_rows; 0: one bucket,
+# dirty, so every row is grouped
+PATHS = [(16, "dirty_rows"), (0, "record_rows")]
 
 
 @pytest.mark.parametrize("rows_per_partition", [1, 3, 1000])
@@ -82,7 +84,7 @@ def test_only_one_accepted_record_and_one_message_with_the_same_bytes_is_perfect
     con: Any, rows_per_partition: int, bucket_bits: int, grouped: str
 ) -> None:
     bulk = tally.tally(con, rows_per_partition, bucket_bits)
-    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM unsettled_keys").fetchall()}
     assert bulk.rows == grouped
     assert bulk.keys == len(PERFECT)
     assert others == hks(set(ROWS) - PERFECT)
@@ -142,10 +144,10 @@ def by_hand(rows: list[tuple[Any, ...]]) -> tuple[int, Counter[int], set[int]]:
 
 def table_r(rows: list[tuple[Any, ...]]) -> Any:
     con = duckdb.connect()
-    con.execute("CREATE TEMP TABLE r (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
+    con.execute("CREATE TEMP TABLE record_rows (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
     columns = [list(c) for c in zip(*rows, strict=True)]
     con.execute(
-        "INSERT INTO r SELECT unnest($1::UBIGINT[]), unnest($2::UBIGINT[]), "
+        "INSERT INTO record_rows SELECT unnest($1::UBIGINT[]), unnest($2::UBIGINT[]), "
         "unnest($3::BIGINT[]), unnest($4::UBIGINT[])",
         columns,
     )
@@ -156,10 +158,15 @@ def table_r(rows: list[tuple[Any, ...]]) -> Any:
 @pytest.mark.parametrize(
     ("anomalies", "bucket_bits", "both_twice", "grouped"),
     [
-        (0.1, 16, False, "rd"),  # 3,000 keys in 65,536 buckets: a tenth of them dirty
-        (0.01, 8, False, "rd"),  # about 12 keys a bucket: a few dirty, with perfect keys
-        (0.1, 6, False, "r"),  # 47 keys a bucket: nearly every bucket dirty
-        (0.1, 16, True, "rd"),  # keys twice on both sides: their buckets found by pair counts
+        (0.1, 16, False, "dirty_rows"),  # 3,000 keys in 65,536 buckets: a tenth of them dirty
+        (0.01, 8, False, "dirty_rows"),  # about 12 keys a bucket: a few dirty, with perfect keys
+        (0.1, 6, False, "record_rows"),  # 47 keys a bucket: nearly every bucket dirty
+        (
+            0.1,
+            16,
+            True,
+            "dirty_rows",
+        ),  # keys twice on both sides: their buckets found by pair counts
     ],
 )
 def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
@@ -176,7 +183,7 @@ def test_on_many_keys_the_tally_gives_what_a_key_by_key_count_gives(
     rows = many_keys(7, anomalies, kinds)
     con = table_r(rows)
     bulk = tally.tally(con, rows_per_partition, bucket_bits)
-    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM unsettled_keys").fetchall()}
     assert bulk.rows == grouped
     assert (bulk.keys, bulk.lags, others) == by_hand(rows)
     con.close()
@@ -198,24 +205,26 @@ def test_the_sketch_finds_a_bucket_dirty_whatever_the_other_key_is(kind: str) ->
     assert tally.sketch(con, 0) == [0]
     clean = table_r(perfect_keys_and("perfect"))
     assert tally.sketch(clean, 0) == []
-    assert clean.execute("SELECT na, clean FROM sk").fetchall() == [(41, True)]
+    assert clean.execute("SELECT na, clean FROM bucket_sketch").fetchall() == [(41, True)]
 
 
 def test_one_key_twice_on_both_sides_passes_the_sketch_but_not_the_pair_count() -> None:
     rows = perfect_keys_and("twice on both sides")
     con = table_r(rows)
     assert tally.sketch(con, 0) == []  # as many of each, the same bodies
-    assert con.execute("SELECT na FROM sk").fetchall() == [(42,)]
-    assert sum(tally.pair_lags(con, "r")[0].values()) == 44  # 40 pairs, and 2 x 2 for the key
+    assert con.execute("SELECT na FROM bucket_sketch").fetchall() == [(42,)]
+    assert (
+        sum(tally.pair_lags(con, "record_rows")[0].values()) == 44
+    )  # 40 pairs, and 2 x 2 for the key
     bulk = tally.tally(con, bucket_bits=0)
-    assert bulk.rows == "r"  # its bucket is all the buckets: every key was grouped
-    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert bulk.rows == "record_rows"  # its bucket is all the buckets: every key was grouped
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM unsettled_keys").fetchall()}
     assert (bulk.keys, bulk.lags, others) == by_hand(rows)
     # with 4 buckets, only the key's own bucket (41 & 3 = 1) is grouped
     bulk = tally.tally(con, bucket_bits=2)
-    assert bulk.rows == "rd"
-    assert con.execute("SELECT DISTINCT hk & 3 FROM rd").fetchall() == [(1,)]
-    others = {int(r[0]) for r in con.execute("SELECT hk FROM np").fetchall()}
+    assert bulk.rows == "dirty_rows"
+    assert con.execute("SELECT DISTINCT hk & 3 FROM dirty_rows").fetchall() == [(1,)]
+    others = {int(r[0]) for r in con.execute("SELECT hk FROM unsettled_keys").fetchall()}
     assert (bulk.keys, bulk.lags, others) == by_hand(rows)
 
 
@@ -238,7 +247,9 @@ def test_the_detail_counts_each_side_of_the_other_keys(
     tally.create_detail(con, bulk.rows)
     detail = {
         int(r[0]): r[1:]
-        for r in con.execute("SELECT hk, an, anm, arej, qn, qrep, qd, same FROM j").fetchall()
+        for r in con.execute(
+            "SELECT hk, an, anm, arej, qn, qrep, qd, same FROM key_detail"
+        ).fetchall()
     }
     assert detail[3] == (1, 0, 0, 1, 0, 1, False)  # other body
     assert detail[4] == (2, 0, 0, 1, 0, 1, True)  # app twice

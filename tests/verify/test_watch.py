@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
+from hookshift.verify.parity import CLASSES, ParityOptions, run_parity
+from hookshift.verify.watch import Watcher, read_state
 from tests.verify.conftest import t
 from tests.verify.data import body, message, nginx_line, rid
-from verify.parity import CLASSES, ParityOptions, run_parity
-from verify.watch import Watcher, read_state
 
 COMPARED = ("app", "queue", "compared", *CLASSES, "unkeyed_app", "unkeyed_queue", "malformed")
 
@@ -51,8 +51,9 @@ WINDOWED = ParityOptions(since_ms=t(3), until_ms=t(12), grace_s=2)
 def test_watch_equals_one_shot_parity_at_every_step(
     tmp_path: Path, options: ParityOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("verify.watch.CANON_CHUNK", 2)  # new bodies hashed over several pages
-    monkeypatch.setattr("verify.watch.READ_BUDGET", 300)  # an update reads in several rounds
+    # new bodies hashed over several pages; an update reads in several rounds
+    monkeypatch.setattr("hookshift.verify.watch.CANON_CHUNK", 2)
+    monkeypatch.setattr("hookshift.verify.watch.READ_BUDGET", 300)
     log, seg1 = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
     seg2 = tmp_path / "archive" / "seg-2.jsonl"
     reordered = json.dumps(dict(reversed(json.loads(body(10)).items())), ensure_ascii=False)
@@ -151,7 +152,7 @@ def test_a_state_directory_is_for_one_pair_of_sources_and_one_key(tmp_path: Path
 
 
 def test_a_gate_uses_a_watched_result_only_while_it_is_fresh(tmp_path: Path) -> None:
-    from verify.watch import gate_reading
+    from hookshift.verify.watch import gate_reading
 
     log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
     _append(log, _line(1))

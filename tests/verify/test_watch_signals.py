@@ -14,10 +14,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rehearsal.procs import free_port
+from hookshift.procs import free_port
+from hookshift.verify.alert import AlertMemory, evaluate
+from hookshift.verify.retention import Finding
 from tests.verify.data import T0, body, message, nginx_line, rid, write_messages
-from verify.alert import AlertMemory, evaluate
-from verify.retention import Finding
 
 STALE = Finding("nothing has pulled from the queue for 1 h", "restart it")
 

@@ -1,8 +1,0 @@
-"""Example configs shipped with doctor (package data), e.g. for ``make demo`` and the README."""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-SEED_MIRROR = Path(__file__).with_name("seed-mirror.conf")
-"""The seed's ``location = /mirror_api_gw`` in a realistic callback server: what doctor flags."""

@@ -1,0 +1,470 @@
+"""The cut-over state file: an append-only journal of every transition.
+
+WHY a journal and not a "current stage" field: a cut-over runs for days, by several people, and
+each step changes production nginx. Afterwards someone must be able to answer "who moved to the
+custom domain, on what evidence, and which files did that touch". So the file records every
+transition with its time, the evidence its gate used, and every file it changed with the sha256
+before and after; the current stage is simply the target of the last entry that moved or held it.
+
+Format: JSON Lines. Line 1 is a header (``{"format": "hookshift-cutover-journal", "version": 2,
+...}``), every further line one entry. Appending rewrites the whole file through a temp file +
+fsync + rename, so a crash leaves the old journal or the new one, never half a line, and the old
+bytes are always an exact prefix of the new (checked before every write: append-only).
+
+A transition is written in two steps, so a kill at any moment leaves a journal that says what
+was going on: a ``begin`` entry (the intent: from, to, the files' sha256 before and, where known
+in advance, after) before nginx is touched, then the ``advance``/``rollback`` entry (the commit)
+once it is done, or an ``abort`` entry when it was undone. An intent without either is resolved
+by the next command (`cutover.transition`).
+
+The chain: in a version 2 journal every entry carries ``chain``, the sha256 of the previous
+entry's ``chain`` (the header's own sha256 for the first entry), a newline, and the entry's JSON
+without the ``chain`` field. An entry edited after it was written no longer matches its chain
+value, and an entry whose chain value was recomputed breaks the next one's; either is reported as
+one line naming the file and line. What a chain cannot show, and this one does not claim to: that
+entries were cut off the end, or that someone recomputed every value after an edit.
+
+Version 1 journals (written before the chain) are read and appended to as they are, without a
+chain; a chain value in one of them, or an entry without one in a version 2 journal, is refused.
+So a chain always starts at the header: it cannot begin mid-way, after entries nothing vouches for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hookshift.cutover.settings import settings_problem
+from hookshift.durable import exclusive_lock, write_atomic
+from hookshift.errors import InputError, OperationError
+
+FORMAT = "hookshift-cutover-journal"
+VERSION = 2  # chained; version 1 journals are still read (see the module docstring)
+LEGACY_VERSION = 1
+
+#: Entries that move or hold the stage; ``begin`` (an intent) and ``abort`` do neither.
+TRANSITIONS = ("init", "advance", "rollback", "adopt")
+ACTIONS = (*TRANSITIONS, "begin", "abort")
+
+
+def sha256_file(path: Path) -> str | None:
+    """The file's sha256 (hex), or None when it does not exist."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file a transition touched, identified by content before and after."""
+
+    path: str
+    sha256_before: str | None
+    sha256_after: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256_before": self.sha256_before,
+            "sha256_after": self.sha256_after,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line: ``init`` (to baseline), ``advance``, ``rollback``, ``adopt`` (edits made outside
+    the cut-over, recorded), ``begin`` (the intent of a transition) or ``abort`` (one undone)."""
+
+    seq: int
+    time: str  # ISO 8601, UTC
+    action: str
+    from_stage: str | None
+    to_stage: str
+    gates: tuple[dict[str, Any], ...] = ()
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    files: tuple[FileChange, ...] = ()
+    note: str = ""
+    chain: str | None = None  # set when appended to a chained journal
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "seq": self.seq,
+            "time": self.time,
+            "action": self.action,
+            "from": self.from_stage,
+            "to": self.to_stage,
+            "gates": list(self.gates),
+            "evidence": dict(self.evidence),
+            "files": [f.to_json() for f in self.files],
+            "note": self.note,
+        }
+        if self.chain is not None:
+            data["chain"] = self.chain
+        return data
+
+    @property
+    def timestamp(self) -> float:
+        """Epoch seconds of the entry's time."""
+        return datetime.fromisoformat(self.time).timestamp()
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The header (settings chosen at ``init``) and the entries in order."""
+
+    path: Path
+    settings: Mapping[str, Any]
+    entries: tuple[Entry, ...]
+    header_chain: str | None = None  # the chain's start (None: a version 1 journal)
+
+    @property
+    def chained(self) -> bool:
+        return self.header_chain is not None
+
+    @property
+    def stage(self) -> str:
+        """The stage nginx is in: an intent (``begin``) not yet committed does not count."""
+        for entry in reversed(self.entries):
+            if entry.action != "begin":
+                return entry.to_stage
+        raise AssertionError("a journal starts with its init entry")  # read() checks this
+
+    @property
+    def last(self) -> Entry:
+        return self.entries[-1]
+
+    @property
+    def pending(self) -> Entry | None:
+        """The intent of a transition that was begun and neither committed nor aborted."""
+        return self.last if self.last.action == "begin" else None
+
+    def entered(self, stage: str) -> Entry | None:
+        """The most recent entry that moved *into* ``stage`` (None if never).
+
+        ``adopt`` entries stay in a stage rather than enter it, ``begin`` and ``abort`` entries
+        move nothing, so none of them count.
+        """
+        for entry in reversed(self.entries):
+            if entry.to_stage == stage and entry.action in ("init", "advance", "rollback"):
+                return entry
+        return None
+
+
+def locked(path: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold ``STATE.lock`` for a whole transition, so two operators cannot run one at once.
+
+    Non-blocking: the second command is refused at once rather than waiting behind a parity
+    run, and it re-reads the journal when it is run again.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    refusal = (
+        f"{path}: another `hookshift cutover` command is running on this journal "
+        f"({lock_path} is locked); wait for it and run again"
+    )
+    return exclusive_lock(lock_path, refusal, mode=0o644)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _bad(path: Path, line: int, what: str, fix: str | None = None) -> InputError:
+    return InputError(
+        f"not a hookshift cut-over journal: {what}",
+        where=f"{path}:{line}",
+        fix=fix or "pass the file written by `hookshift cutover init`, or init a new --state file",
+    )
+
+
+def _text_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _entry_problem(raw: Mapping[str, Any]) -> str | None:
+    """What is wrong with the types of an entry's fields (None when nothing is)."""
+    from hookshift.cutover.stages import STAGES
+
+    if not isinstance(raw.get("seq"), int) or isinstance(raw.get("seq"), bool):
+        return "seq is not a whole number"
+    if not isinstance(raw.get("time"), str):
+        return "time is not text"
+    if raw.get("action") not in ACTIONS:
+        return f"action {raw.get('action')!r} is not one of {', '.join(ACTIONS)}"
+    if raw.get("to") not in STAGES:
+        return f"stage {raw.get('to')!r} is not one of {', '.join(STAGES)}"
+    if raw.get("from") is not None and raw.get("from") not in STAGES:
+        return f"stage {raw.get('from')!r} is not one of {', '.join(STAGES)}"
+    gates = raw.get("gates", [])
+    if not isinstance(gates, list) or not all(isinstance(g, dict) for g in gates):
+        return "gates is not a list of objects"
+    if not isinstance(raw.get("evidence", {}), dict):
+        return "evidence is not an object"
+    files = raw.get("files", [])
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict)
+        and isinstance(f.get("path"), str)
+        and _text_or_null(f.get("sha256_before"))
+        and _text_or_null(f.get("sha256_after"))
+        for f in files
+    ):
+        return "files is not a list of {path, sha256_before, sha256_after}"
+    if not isinstance(raw.get("note", ""), str):
+        return "note is not text"
+    if not _text_or_null(raw.get("chain")):
+        return "chain is not text"
+    return None
+
+
+def _entry_from_json(path: Path, line: int, raw: Any) -> Entry:
+    if not isinstance(raw, dict):
+        raise _bad(path, line, "entry is not a JSON object")
+    missing = [name for name in ("seq", "time", "action", "to") if name not in raw]
+    if missing:
+        raise _bad(path, line, f"entry lacks a field ({', '.join(missing)})")
+    problem = _entry_problem(raw)
+    if problem is not None:
+        raise _bad(path, line, f"entry mangles a field ({problem})")
+    try:
+        datetime.fromisoformat(raw["time"])
+    except ValueError:
+        raise _bad(path, line, f"entry time {raw['time']!r} is not an ISO 8601 time") from None
+    return Entry(
+        seq=raw["seq"],
+        time=raw["time"],
+        action=raw["action"],
+        from_stage=raw.get("from"),
+        to_stage=raw["to"],
+        gates=tuple(raw.get("gates", [])),
+        evidence=dict(raw.get("evidence", {})),
+        files=tuple(
+            FileChange(f["path"], f.get("sha256_before"), f.get("sha256_after"))
+            for f in raw.get("files", [])
+        ),
+        note=raw.get("note", ""),
+        chain=raw.get("chain"),
+    )
+
+
+def _canonical(obj: Mapping[str, Any]) -> bytes:
+    """An entry's JSON as it is written (key order kept), the chain value left out."""
+    return json.dumps(
+        {k: v for k, v in obj.items() if k != "chain"}, ensure_ascii=False, sort_keys=False
+    ).encode("utf-8")
+
+
+def chain_value(previous: str, obj: Mapping[str, Any]) -> str:
+    """The chain value of an entry: covers the entry and, through ``previous``, all before it."""
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + _canonical(obj)).hexdigest()
+
+
+def header_value(header: Mapping[str, Any]) -> str:
+    """Where the chain starts: the header's own sha256 (so its settings are covered too)."""
+    return hashlib.sha256(_canonical(header)).hexdigest()
+
+
+def _check_chain(path: Path, header: Mapping[str, Any], raws: Sequence[Any]) -> str | None:
+    """Verify every entry's chain value; return the chain's start (None for version 1)."""
+    if header.get("version") == LEGACY_VERSION:
+        for number, raw in enumerate(raws, start=2):
+            if "chain" in raw:
+                raise _bad(
+                    path, number, "a chain value in a version 1 journal (they have no chain)"
+                )
+        return None
+    start = header_value(header)
+    previous = start
+    for number, raw in enumerate(raws, start=2):
+        recorded = raw.get("chain")
+        if recorded is None:
+            raise _bad(path, number, "entry has no chain value (every entry of a version 2 "
+                       "journal has one)")  # fmt: skip
+        if recorded != chain_value(previous, raw):
+            raise InputError(
+                "this entry was changed after it was written: its content (or an earlier line) "
+                "no longer matches its chain value",
+                where=f"{path}:{number}",
+                fix="put the journal back as it was written (it is only ever appended to), or "
+                "start a new journal with `hookshift cutover init`",
+            )
+        previous = recorded
+    return start
+
+
+def read(path: Path) -> Journal:
+    """Read a journal back; anything that is not one is a single-line `InputError` (exit 2)."""
+    with contextlib.suppress(OSError):
+        if path.exists() and not path.is_file():  # a FIFO would block the read forever
+            raise InputError(
+                "state file is not a regular file",
+                where=str(path),
+                fix="pass the file written by `hookshift cutover init`",
+            )
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(
+            "state file does not exist",
+            where=str(path),
+            fix="run `hookshift cutover init --state FILE ...` first",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read state file ({exc.strerror})", where=str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(path, 1, "not UTF-8 text") from None
+    if text and not text.endswith("\n"):
+        raise _bad(path, text.count("\n") + 1, "last line is incomplete (file truncated?)")
+    # not splitlines(): JSON text may hold U+2028 and other line breaks inside strings
+    lines = text.split("\n")[:-1] if text else []
+    if not lines:
+        raise _bad(path, 1, "file is empty")
+    parsed: list[Any] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise _bad(path, number, f"invalid JSON ({exc.msg})") from None
+    header = parsed[0]
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise _bad(path, 1, f"first line is not a {FORMAT} header")
+    if header.get("version") not in (LEGACY_VERSION, VERSION):
+        raise _bad(path, 1, f"journal version {header.get('version')!r}, expected {VERSION}")
+    settings = header.get("settings", {})
+    problem = settings_problem(settings)
+    if problem is not None:
+        raise _bad(
+            path, 1, problem, "put the header's settings back as `hookshift cutover init` wrote "
+            "them (an object; pass one-off values as options instead), or init a new --state file",
+        )  # fmt: skip
+    entries = tuple(_entry_from_json(path, n, raw) for n, raw in enumerate(parsed[1:], start=2))
+    if not entries:
+        raise _bad(path, 2, "no entries (init writes the first one)")
+    for expected, entry in enumerate(entries, start=1):
+        if entry.seq != expected:
+            raise _bad(path, expected + 1, f"entry seq {entry.seq}, expected {expected}")
+    if entries[0].action != "init":
+        raise _bad(path, 2, "the first entry is not the init entry")
+    start = _check_chain(path, header, parsed[1:])
+    return Journal(path=path, settings=dict(settings), entries=entries, header_chain=start)
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
+
+
+def create(path: Path, settings: Mapping[str, Any], first: Entry) -> Journal:
+    """Write a new journal (header + the ``init`` entry); refuses to overwrite an existing one."""
+    if path.exists():
+        raise InputError(
+            "state file already exists",
+            where=str(path),
+            fix="use `hookshift cutover status` on it, or choose another --state path",
+        )
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": first.time,
+        "settings": dict(settings),
+    }
+    first = _chained(header_value(header), first)
+    write_atomic(path, _line(header) + _line(first.to_json()))
+    return read(path)
+
+
+def _chained(previous: str, entry: Entry) -> Entry:
+    bare = replace(entry, chain=None)
+    return replace(bare, chain=chain_value(previous, bare.to_json()))
+
+
+def append(journal: Journal, *entries: Entry) -> Journal:
+    """Append entries in one write; the file on disk must still be the journal we read.
+
+    Several entries go in one write when they only make sense together (edits adopted and the
+    intent of the transition that builds on them): a command that fails before that write
+    leaves the journal exactly as it found it.
+    """
+    path = journal.path
+    current = path.read_bytes()
+    on_disk = read(path)
+    if on_disk.entries != journal.entries:
+        raise OperationError(
+            f"{path}: the journal changed since it was read ({len(on_disk.entries)} entries, "
+            f"expected {len(journal.entries)}); another cutover command ran? retry"
+        )
+    new = current
+    previous = journal.last.chain
+    for number, entry in enumerate(entries, start=len(journal.entries) + 1):
+        if entry.seq != number:
+            raise OperationError(f"{path}: entry seq {entry.seq} does not follow the journal")
+        if journal.chained:
+            assert previous is not None  # read() verified the chain
+            entry = _chained(previous, entry)
+            previous = entry.chain
+        new += _line(entry.to_json())
+    assert new.startswith(current)  # append-only by construction
+    write_atomic(path, new)
+    return read(path)
+
+
+def next_entry(
+    journal: Journal | None,
+    *,
+    after: int = 0,
+    action: str,
+    to_stage: str,
+    gates: Sequence[Mapping[str, Any]] = (),
+    evidence: Mapping[str, Any] | None = None,
+    files: Sequence[FileChange] = (),
+    note: str = "",
+    time: str | None = None,
+) -> Entry:
+    """Build the entry that follows ``journal`` (or the first one when it is None).
+
+    ``after``: how many entries will be appended before this one in the same write.
+    """
+    return Entry(
+        seq=(1 if journal is None else len(journal.entries) + 1) + after,
+        time=time or now_iso(),
+        action=action,
+        from_stage=None if journal is None else journal.stage,
+        to_stage=to_stage,
+        gates=tuple(dict(g) for g in gates),
+        evidence=dict(evidence or {}),
+        files=tuple(files),
+        note=note,
+    )
+
+
+def snapshot_dir(state: Path) -> Path:
+    """Where the nginx file contents named by the journal's sha256s are kept (beside the state).
+
+    The journal names files by hash; the bytes live here, content-addressed, so a rollback can
+    prove (and if ever needed, restore) that a file is byte-identical to an earlier stage.
+    """
+    return state.with_name(state.name + ".snapshots")
+
+
+def store_snapshot(state: Path, data: bytes) -> str:
+    """Keep ``data`` under its sha256 (written atomically, once) and return the hash."""
+    digest = hashlib.sha256(data).hexdigest()
+    target = snapshot_dir(state) / digest
+    if not target.exists():
+        write_atomic(target, data)
+    return digest
+
+
+def load_snapshot(state: Path, digest: str) -> bytes | None:
+    """The bytes stored under ``digest``, verified; None when absent."""
+    try:
+        data = (snapshot_dir(state) / digest).read_bytes()
+    except FileNotFoundError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == digest else None

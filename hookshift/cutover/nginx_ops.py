@@ -1,0 +1,338 @@
+"""Every nginx change of the cut-over, made by the mirror engine (``hookshift mirror``).
+
+The cut-over never writes an nginx file itself: the mirror engine takes the lock, backs the
+files up, writes them atomically, runs the real ``nginx -t`` (and reloads with ``--reload``) and
+restores the backups when anything fails. This module only decides *which* engine operation a
+stage needs, runs it, and measures what it did: the sha256 of every config file before and
+after (for the journal), with the bytes kept in the journal's snapshot store so a rollback can
+prove that each file is byte-identical to the stage it returns to.
+
+What each stage looks like in nginx:
+
+=================  ==========================================================
+baseline           the user's config, untouched
+mirror-stage       mirror of the callback location -> the stage URL
+mirror-domain      mirror -> the custom domain
+vendor-switched    the location forwards (proxies) to the custom domain
+decommissioned     hookshift's lines removed again: the user's config as it was
+                   (the vendor calls the custom domain, so nginx sees no callbacks)
+=================  ==========================================================
+
+Crash tests stop a transition at a named point with ``HOOKSHIFT_PAUSE_AT`` (the mirror engine's
+mechanism): ``cutover:LABEL`` for the cut-over's own points, ``remove:LABEL`` and
+``apply:LABEL`` for the engine's points inside its remove or apply step (the same label, such as
+``written:nginx.conf``, is reached by both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookshift.cutover import journal
+from hookshift.cutover.settings import Settings
+from hookshift.errors import InputError, OperationError
+from hookshift.mirror.apply import PAUSE_ENV, check_relay_directory, checkpoint, recover
+from hookshift.nginx import binary, splice
+from hookshift.nginx.source import read_text, to_bytes
+
+
+@dataclass(frozen=True)
+class NginxShape:
+    """What the mirror engine must have applied for a stage: nothing, a mirror or a forward."""
+
+    mode: str | None  # None | "mirror" | "forward"
+    target: str | None  # "stage_url" | "domain_url"
+
+
+SHAPES: dict[str, NginxShape] = {
+    "baseline": NginxShape(None, None),
+    "mirror-stage": NginxShape("mirror", "stage_url"),
+    "mirror-domain": NginxShape("mirror", "domain_url"),
+    "vendor-switched": NginxShape("forward", "domain_url"),
+    "decommissioned": NginxShape(None, None),
+}
+
+
+def config_files(config: str) -> list[Path]:
+    """The main config and every file it includes (what the engine may change)."""
+    from hookshift.nginx.config import load
+
+    return sorted(load(config).files)
+
+
+def hashes(state: Path, files: Sequence[Path]) -> dict[str, str | None]:
+    """sha256 of each file, keeping its bytes in the journal's snapshot store."""
+    result: dict[str, str | None] = {}
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            result[str(path)] = None
+            continue
+        result[str(path)] = journal.store_snapshot(state, data)
+    return result
+
+
+def changes(
+    before: dict[str, str | None], after: dict[str, str | None]
+) -> list[journal.FileChange]:
+    """The files whose content differs, with both hashes."""
+    return [
+        journal.FileChange(path, before.get(path), after.get(path))
+        for path in sorted(set(before) | set(after))
+        if before.get(path) != after.get(path)
+    ]
+
+
+def user_hashes(files: Sequence[Path]) -> dict[str, str | None]:
+    """sha256 of each file without hookshift's lines: what the user wrote, whatever the stage.
+
+    Also exactly what the engine's remove leaves, so it is the "after" of a change to a stage
+    without hookshift's lines.
+    """
+    return {str(p): _sha256(splice.remove(t)) if (t := _text(p)) is not None else None
+            for p in files}  # fmt: skip
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(to_bytes(text)).hexdigest()
+
+
+def check_binary(nginx_bin: str | None) -> str:
+    """The nginx binary's path, checked to be an nginx before anything is written.
+
+    Every change is validated with the real ``nginx -t``; a binary that is missing (a typo,
+    or cron's PATH without /usr/sbin) found only after the first write would leave files
+    unvalidated, so it is refused up front.
+    """
+    name = nginx_bin or "nginx"
+    found = shutil.which(name)
+    if found is None:
+        where = "not on PATH" if os.sep not in name else "no such executable file"
+        raise InputError(
+            f"nginx binary not found: {name} ({where})",
+            fix="pass --nginx-bin with the path of the nginx that serves the config, "
+            "e.g. /usr/sbin/nginx",
+        )
+    try:
+        binary.nginx_version(found)
+    except (OperationError, subprocess.TimeoutExpired):
+        raise InputError(
+            f"{found} does not answer `-v` like nginx", fix="pass --nginx-bin with nginx's path"
+        ) from None
+    return str(Path(found).absolute())
+
+
+def preflight(settings: Settings, target: str) -> None:
+    """Everything a change to ``target`` needs that can be checked before nginx is touched."""
+    config = settings.need("config", "to change nginx")
+    check_binary(settings.nginx_bin)
+    config_files(config)  # readable and parseable
+    if SHAPES[target].mode is None:
+        return
+    if settings.relay_socket:
+        check_relay_directory(settings.relay_socket)
+
+
+def engine_applied(settings: Settings, target: str) -> bool:
+    """Whether nginx's files are exactly the mirror engine's output for ``target``'s shape.
+
+    Asks the engine itself (``mirror plan``, which says "already applied" only when every file
+    equals its plan's result), so the answer cannot drift from what ``mirror apply`` writes.
+    """
+    shape = SHAPES[target]
+    if shape.mode is None:
+        files = config_files(settings.need("config", "to check nginx's files"))
+        return not any(splice.has_marks(t) for p in files if (t := _text(p)) is not None)
+    args = [*apply_args(settings, shape), "--format", "json", "--no-dns-check"]
+    if settings.nginx_bin:
+        args += ["--nginx-bin", settings.nginx_bin]
+    done = _hookshift(args)
+    if done.returncode != 0:
+        return False
+    try:
+        return bool(json.loads(done.stdout).get("already_applied"))
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _hookshift(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run the mirror engine; a crash test's ``remove:``/``apply:`` pause point is passed on."""
+    env = dict(os.environ)
+    pause = env.pop(PAUSE_ENV, "")
+    step, _, label = pause.partition(":")
+    if not label or step != args[1]:
+        return subprocess.run(
+            [sys.executable, "-m", "hookshift", *args],
+            capture_output=True, text=True, check=False, env=env,
+        )  # fmt: skip
+    env[PAUSE_ENV] = label
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "hookshift", *args],
+            stdout=out, stderr=subprocess.PIPE, text=True, env=env,
+        ) as proc,
+    ):  # fmt: skip
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:  # the engine's pause notice, shown as it happens
+            lines.append(line)
+            if "paused at" in line:  # named as the caller named it
+                sys.stderr.write(f"hookshift: paused at {pause}\n")
+                sys.stderr.flush()
+        proc.wait()
+        out.seek(0)
+        stdout = out.read()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(lines))
+
+
+def _engine_args(settings: Settings, reload: bool) -> list[str]:
+    args: list[str] = []
+    if settings.nginx_bin:
+        args += ["--nginx-bin", settings.nginx_bin]
+    if settings.backup_dir:
+        args += ["--backup-dir", settings.backup_dir]
+    if reload:
+        args.append("--reload")
+    return args
+
+
+def remove(settings: Settings, reload: bool) -> None:
+    """``hookshift mirror remove``: the user's bytes back (a no-op when nothing is applied)."""
+    config = settings.need("config", "to change nginx")
+    done = _hookshift(["mirror", "remove", "--config", config, *_engine_args(settings, reload)])
+    if done.returncode != 0:
+        raise OperationError(f"mirror remove failed: {_tail(done)}")
+
+
+def apply_args(settings: Settings, shape: NginxShape) -> list[str]:
+    """The ``hookshift mirror apply`` arguments for a mirror or forward shape: every engine
+    option the operator chose at init goes through, so each stage writes what they planned."""
+    assert shape.mode is not None and shape.target is not None
+    config = settings.need("config", "to change nginx")
+    path = settings.need("path", "to find the callback location")
+    url = settings.need(shape.target, f"for the {shape.mode} to target")
+    args = ["mirror", "apply", "--config", config, "--path", path, "--stage-url", url]
+    args += ["--mode", shape.mode]
+    for resolver in settings.resolvers:
+        args += ["--resolver", resolver]
+    optional = {
+        "--parity-log": settings.parity_log,
+        "--trusted-ca": settings.ca_file,
+        "--relay-socket": settings.relay_socket,
+        "--stage-dns": settings.stage_dns,
+        "--mirror-error-log": settings.mirror_error_log,
+        "--server-name": settings.server_name,
+        "--listen": settings.listen,
+    }
+    for flag, value in optional.items():
+        if value:
+            args += [flag, value]
+    return args
+
+
+def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
+    """``hookshift mirror apply`` for a mirror or forward shape, toward its URL."""
+    args = apply_args(settings, shape)
+    url = args[args.index("--stage-url") + 1]
+    done = _hookshift([*args, *_engine_args(settings, reload)])
+    if done.returncode != 0:
+        raise OperationError(f"mirror apply ({shape.mode} -> {url}) failed: {_tail(done)}")
+
+
+def realize(
+    state: Path, settings: Settings, current: str, target: str, reload: bool
+) -> list[journal.FileChange]:
+    """Bring nginx from ``current``'s shape to ``target``'s; return the files that changed.
+
+    A change of target or mode is remove + apply: the engine's remove restores the user's
+    bytes exactly, so the apply always starts from the original config and its output is the
+    same for the same stage (which is what makes rollback byte-identical).
+    """
+    config = settings.need("config", "to change nginx")
+    files = config_files(config)
+    before = hashes(state, files)
+    old, new = SHAPES[current], SHAPES[target]
+    if old != new:
+        if old.mode is not None:
+            remove(settings, reload=reload and new.mode is None)
+            checkpoint("cutover:removed")
+        if new.mode is not None:
+            try:
+                apply(settings, new, reload)
+            except OperationError:
+                if old.mode is not None:  # put the stage we are in back, then report
+                    restore(state, settings, before, reload)
+                raise
+    after = hashes(state, config_files(config))
+    return changes(before, after)
+
+
+def settle_engine(settings: Settings) -> tuple[str, ...]:
+    """Let the mirror engine undo its own write that a kill interrupted, so that each of
+    nginx's files is whole (the engine's "before" of that write) before the cut-over compares
+    them with its journal; otherwise the two would each put back a different "before"."""
+    return recover(Path(settings.need("config", "to check nginx's files")))
+
+
+def restore(
+    state: Path, settings: Settings, expected: dict[str, str | None], reload: bool
+) -> list[str]:
+    """Write back the recorded bytes of every file that differs from ``expected``.
+
+    Goes through the mirror engine's safe write pipeline (lock, backup, ``nginx -t`` before and
+    after, atomic write, optional reload). Used when a stage's change failed half-way (remove
+    done, apply refused), and by rollback when the engine's output for a stage no longer matches
+    the bytes recorded then (hookshift upgraded in the middle of a cut-over, say). Returns the
+    paths written.
+    """
+    from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
+    from hookshift.nginx.source import read_text
+
+    config = Path(settings.need("config", "to change nginx"))
+    edits: list[Edit] = []
+    for name, digest in sorted(expected.items()):
+        path = Path(name)
+        if digest is None or not path.exists() or journal.sha256_file(path) == digest:
+            continue
+        data = journal.load_snapshot(state, digest)
+        if data is None:
+            raise OperationError(
+                f"{path}: the bytes recorded for this stage (sha256 {digest[:12]}) are not in "
+                f"{journal.snapshot_dir(state)}; restore the file from the mirror engine's backups"
+            )
+        edits.append(Edit(path, read_text(path), data.decode("utf-8", "surrogateescape")))
+    if edits:
+        write_edits(
+            edits,
+            config=config,
+            nginx_bin=settings.nginx_bin or "nginx",
+            backup_dir=Path(settings.backup_dir) if settings.backup_dir else default_backup_dir(),
+            reload=reload,
+            # the bytes written back passed nginx -t when they were recorded; what they replace
+            # may be a transition killed half-way, which is exactly what must be undone
+            require_valid_original=False,
+        )
+    return [str(e.path) for e in edits]
+
+
+def _tail(done: subprocess.CompletedProcess[str]) -> str:
+    text = (done.stderr or done.stdout or "").strip().splitlines()
+    return text[-1] if text else f"exit {done.returncode}"

@@ -1,0 +1,458 @@
+"""The probe's network side: DNS, TLS, one POST, and a search of the queue for its marker.
+
+Thin on purpose: every step records what it saw in a `diagnosis` observation and never decides
+anything; `cutover.diagnosis.diagnose` does. A step that cannot run because an earlier one
+failed (no address, so no handshake) is simply not observed.
+
+DNS is asked with dnspython against the resolver given (``--resolver 127.0.0.1:5353`` in the
+rehearsal), and the HTTP request then goes to the address that resolver gave, with the host name
+kept for SNI, certificate checks and the Host header: so the probe tests the name the vendor will
+use, exactly as the vendor's resolver would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from hookshift.cutover.diagnosis import (
+    DnsObservation,
+    HttpObservation,
+    ProbeObservation,
+    QueueObservation,
+    TlsObservation,
+)
+from hookshift.errors import InputError
+
+PROBE_FIELD = "hookshift_probe"
+# Special characters and Korean text, after the marker: a template without $util.urlEncode
+# cuts the body at the first '&' (or SQS refuses it), which the probe then sees and names.
+PROBE_TEXT = "hookshift probe: a=1&b=2+3 100% 한글"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """Where to look for the marker: ``sqs:URL`` (live), ``archive:DIR`` or ``jsonl:FILE``."""
+
+    kind: str
+    target: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def parse(
+        cls, spec: str, *, endpoint_url: str | None = None, region: str | None = None
+    ) -> QueueSpec:
+        kind, sep, target = spec.partition(":")
+        if sep and kind in ("sqs", "archive", "jsonl") and target:
+            return cls(kind, target, endpoint_url, region)
+        if spec.startswith(("https://", "http://")):
+            return cls("sqs", spec, endpoint_url, region)
+        raise InputError(
+            f"queue source {spec!r} is not sqs:QUEUE_URL, archive:DIR or jsonl:FILE",
+            fix="e.g. --queue sqs:https://sqs.ap-northeast-2.amazonaws.com/123456789012/results",
+        )
+
+
+def make_marker() -> str:
+    return f"hs-probe-{uuid.uuid4().hex}"
+
+
+def probe_body(marker: str) -> str:
+    """A JSON callback whose first field is the marker (it survives a truncated body)."""
+    return json.dumps(
+        {PROBE_FIELD: marker, "RESULT": "probe", "USERDATA": PROBE_TEXT}, ensure_ascii=False
+    )
+
+
+def parse_resolver(spec: str) -> tuple[str, int]:
+    host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "53")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise InputError(
+            f"resolver {spec!r} is not ADDR[:PORT]", fix="e.g. --resolver 127.0.0.1:5353"
+        ) from None
+
+
+def observe_dns(
+    host: str, resolver: tuple[str, int] | None, timeout: float = 3.0
+) -> DnsObservation:
+    """Ask for ``host``'s A record; collect the CNAME chain and the addresses."""
+    label = f"{resolver[0]}:{resolver[1]}" if resolver else "system resolver"
+    try:
+        socket.inet_aton(host)
+        return DnsObservation("NOERROR", (), (host,), "literal address")
+    except OSError:
+        pass
+    if resolver is None:
+        try:
+            system = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            return DnsObservation("ERROR", resolver=label, error="no system resolver configured")
+        server = (system.nameservers[0], system.port) if system.nameservers else ("", 53)
+        resolver = (str(server[0]), int(server[1]))
+    query = dns.message.make_query(dns.name.from_text(host), dns.rdatatype.A)
+    try:
+        reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
+            query, resolver[0], port=resolver[1], timeout=timeout
+        )
+    except dns.exception.Timeout:
+        return DnsObservation("TIMEOUT", resolver=label)
+    except OSError as exc:
+        return DnsObservation("ERROR", resolver=label, error=str(exc))
+    rcode = dns.rcode.to_text(reply.rcode())
+    chain: list[str] = []
+    addresses: list[str] = []
+    for rrset in reply.answer:
+        for item in rrset:
+            if rrset.rdtype == dns.rdatatype.CNAME:
+                chain.append(str(item.target).rstrip(".").lower())
+            elif rrset.rdtype == dns.rdatatype.A:
+                addresses.append(str(item.address))
+    if rcode == "NOERROR" and not addresses:
+        rcode = "NODATA"
+    return DnsObservation(rcode, tuple(chain), tuple(addresses), label)
+
+
+def _context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    return context
+
+
+def _cert_facts(der: bytes) -> tuple[tuple[str, ...], float | None]:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        sans = tuple(str(n) for n in ext.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        sans = ()
+    return sans, cert.not_valid_after_utc.timestamp()
+
+
+def _handshake(
+    address: str, port: int, server_name: str | None, context: ssl.SSLContext, timeout: float
+) -> bytes:
+    with (
+        socket.create_connection((address, port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        return tls.getpeercert(binary_form=True) or b""
+
+
+def observe_tls(
+    host: str, address: str, port: int, ca_file: str | None, timeout: float = 5.0
+) -> TlsObservation:
+    """Handshake with SNI and verification; then without SNI, to learn whether SNI is needed."""
+    lax = ssl.create_default_context()
+    lax.check_hostname = False
+    lax.verify_mode = ssl.CERT_NONE
+    sni_required: bool | None
+    try:
+        _handshake(address, port, None, lax, timeout)
+        sni_required = False
+    except ssl.SSLError:
+        sni_required = True
+    except OSError:
+        sni_required = None
+    sans: tuple[str, ...] = ()
+    not_after: float | None = None
+    try:
+        der = _handshake(address, port, host, lax, timeout)
+        sans, not_after = _cert_facts(der)
+    except (ssl.SSLError, OSError):
+        pass
+    try:
+        _handshake(address, port, host, _context(ca_file), timeout)
+    except ssl.SSLCertVerificationError as exc:
+        message = exc.verify_message or str(exc)
+        if "Hostname mismatch" in message or "hostname" in message.lower():
+            kind = "hostname"
+        elif "expired" in message.lower():
+            kind = "expired"
+        else:
+            kind = "untrusted"
+        return TlsObservation(kind, message, sans, not_after, sni_required)
+    except ssl.SSLError as exc:
+        return TlsObservation("handshake", exc.reason or str(exc), sans, not_after, sni_required)
+    except OSError as exc:
+        return TlsObservation("connect", exc.strerror or str(exc), sans, not_after, sni_required)
+    return TlsObservation("", "", sans, not_after, sni_required)
+
+
+def post(
+    url: str, address: str, body: str, ca_file: str | None, timeout: float = 10.0
+) -> HttpObservation:
+    """POST ``body`` to ``url`` at ``address`` (Host and SNI stay the URL's host)."""
+    import httpx
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{address}:{parts.port}" if parts.port else address
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = f"{host}:{parts.port}" if parts.port else host
+    verify: Any = _context(ca_file) if parts.scheme == "https" else False
+    try:
+        with httpx.Client(verify=verify, timeout=timeout) as client:
+            response = client.post(
+                target,
+                content=body.encode("utf-8"),
+                headers={
+                    "Host": host_header,
+                    "Content-Type": "application/json",
+                    "User-Agent": "hookshift-probe",
+                },
+                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+            )
+    except httpx.HTTPError as exc:
+        return HttpObservation(error=f"{type(exc).__name__}: {exc}")
+    return HttpObservation(
+        response.status_code,
+        response.text[:2000],
+        response.headers.get("content-type", ""),
+        request_id=response.headers.get("x-amzn-requestid", ""),
+    )
+
+
+def execution_lines(
+    source: str,
+    request_id: str,
+    wait: float = 3.0,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> str:
+    """The stage's execution log entries for ``request_id`` (empty when none appear in time).
+
+    ``source`` is ``cloudwatch:LOG_GROUP`` (API Gateway's execution logging:
+    ``API-Gateway-Execution-Logs_APIID/STAGE``, read with FilterLogEvents; CloudWatch delivers
+    within seconds, so give it ``wait``), or a file: JSON lines with ``request_id`` (the stage
+    emulator's ``--log``) or API Gateway's text lines, each starting ``(REQUEST_ID)``.
+    """
+    if not request_id:
+        return ""
+    deadline = time.monotonic() + wait
+    while True:
+        if source.startswith("cloudwatch:"):
+            found = _cloudwatch_lines(source.removeprefix("cloudwatch:"), request_id,
+                                      endpoint_url, region)  # fmt: skip
+        else:
+            found = _file_lines(Path(source), request_id)
+        text = "\n".join(t for t in found if t)
+        if text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def _file_lines(log: Path, request_id: str) -> list[str]:
+    if not log.exists():
+        return []
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        return [_execution_text(line, request_id) for line in handle if request_id in line]
+
+
+def _cloudwatch_lines(
+    group: str, request_id: str, endpoint_url: str | None, region: str | None
+) -> list[str]:
+    import boto3
+
+    client = boto3.client(
+        "logs", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=aws_config()
+    )
+    start_ms = int((time.time() - 3600) * 1000)
+    lines: list[str] = []
+    kwargs: dict[str, Any] = {
+        "logGroupName": group,
+        "filterPattern": f'"{request_id}"',
+        "startTime": start_ms,
+    }
+    try:
+        while True:
+            page = client.filter_log_events(**kwargs)
+            lines += [str(e.get("message", "")).strip() for e in page.get("events", [])]
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+    except Exception as exc:  # botocore's errors: the log is optional evidence
+        return [f"(execution log unreadable: {type(exc).__name__}: {exc})"]
+    return [line for line in lines if request_id in line]
+
+
+def _execution_text(line: str, request_id: str) -> str:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return line.strip()
+    if not isinstance(data, dict) or data.get("request_id") != request_id:
+        return line.strip() if not isinstance(data, dict) else ""
+    parts = [
+        f"{key}: {data[key]}"
+        for key in ("gateway_response", "integration_status", "integration_response", "error")
+        if data.get(key) not in (None, "")
+    ]
+    return "; ".join(parts)
+
+
+def messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    for path in paths:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(data, dict) and isinstance(data.get("Messages"), list):
+                    yield from (m for m in data["Messages"] if isinstance(m, dict))
+                elif isinstance(data, dict):
+                    yield data
+
+
+def aws_config() -> Any:
+    """Bounded AWS calls: an endpoint that accepts a connection and never answers fails the
+    probe within seconds (botocore's defaults wait 60 s per attempt, over several attempts).
+    The read timeout stays above the probe's long poll (2 s)."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=5, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+    )
+
+
+def sqs_client(spec: QueueSpec) -> Any:
+    import boto3
+
+    region = spec.region
+    if region is None:
+        host = urlsplit(spec.target).hostname or ""
+        parts = host.split(".")
+        region = parts[1] if len(parts) > 2 and parts[0] == "sqs" else "us-east-1"
+    return boto3.client(
+        "sqs", endpoint_url=spec.endpoint_url, region_name=region, config=aws_config()
+    )
+
+
+def find_marker(spec: QueueSpec, marker: str, timeout: float) -> QueueObservation:
+    """Look for ``marker`` in message bodies until found or ``timeout`` seconds passed.
+
+    In a live queue the probe message is deleted once found (it is synthetic: no consumer must
+    process it); every other message seen is made visible again at once.
+    """
+    deadline = time.monotonic() + timeout
+    searched = 0
+    if spec.kind in ("archive", "jsonl"):
+        root = Path(spec.target)
+        while True:
+            paths = sorted(root.rglob("*.jsonl")) if root.is_dir() else [root]
+            if not root.exists():
+                return QueueObservation(False, error=f"{root} does not exist")
+            searched = 0
+            for message in messages_in_files(paths):
+                searched += 1
+                body = str(message.get("Body", ""))
+                if marker in body:
+                    return QueueObservation(True, searched, body)
+            if time.monotonic() > deadline:
+                return QueueObservation(False, searched)
+            time.sleep(0.5)
+    try:
+        client = sqs_client(spec)
+        while True:
+            wait = max(0, min(2, int(deadline - time.monotonic())))
+            reply = client.receive_message(
+                QueueUrl=spec.target,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait,
+                VisibilityTimeout=5,
+                MessageAttributeNames=["All"],
+            )
+            for message in reply.get("Messages", []):
+                searched += 1
+                body = str(message.get("Body", ""))
+                if marker in body:
+                    client.delete_message(
+                        QueueUrl=spec.target, ReceiptHandle=message["ReceiptHandle"]
+                    )
+                    return QueueObservation(True, searched, body)
+                client.change_message_visibility(
+                    QueueUrl=spec.target,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+            if time.monotonic() > deadline:
+                return QueueObservation(False, searched)
+    except Exception as exc:  # botocore's errors: all reported as an observation
+        return QueueObservation(False, searched, error=f"{type(exc).__name__}: {exc}")
+
+
+def run_probe(
+    url: str,
+    *,
+    queue: QueueSpec | None,
+    resolver: str | None = None,
+    ca_file: str | None = None,
+    timeout: float = 10.0,
+    execution_log: str | None = None,
+    expect_target: str | None = None,
+) -> ProbeObservation:
+    """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InputError(
+            f"probe URL {url!r} is not an https URL",
+            fix="e.g. https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callback",
+        )
+    host = parts.hostname
+    marker = make_marker()
+    body = probe_body(marker)
+    now = time.time()
+    server = parse_resolver(resolver) if resolver else None
+    dns_obs = observe_dns(host, server)
+    if expect_target:
+        expected = observe_dns(expect_target, server)
+        dns_obs = replace(
+            dns_obs, expected_target=expect_target.lower(), target_addresses=expected.addresses
+        )
+    observation = ProbeObservation(url=url, sent_body=body, now=now, dns=dns_obs)
+    if not dns_obs.addresses:
+        return observation
+    address = dns_obs.addresses[0]
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    tls_obs = None
+    if parts.scheme == "https":
+        tls_obs = observe_tls(host, address, port, ca_file)
+        if tls_obs.error_kind:
+            return ProbeObservation(url, body, now, dns_obs, tls_obs)
+    http_obs = post(url, address, body, ca_file)
+    accepted = 200 <= http_obs.status < 300
+    queue_obs = None
+    if queue is not None and accepted:
+        queue_obs = find_marker(queue, marker, timeout)
+    # SQS's own answer: behind a 5xx, and behind a 200 that did not land (default responses)
+    missing = not accepted or (queue_obs is not None and not queue_obs.found)
+    if execution_log is not None and http_obs.status and missing:
+        text = execution_lines(
+            execution_log,
+            http_obs.request_id,
+            endpoint_url=queue.endpoint_url if queue else None,
+            region=queue.region if queue else None,
+        )
+        http_obs = replace(http_obs, execution=text)
+    return ProbeObservation(url, body, now, dns_obs, tls_obs, http_obs, queue_obs)

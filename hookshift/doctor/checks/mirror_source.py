@@ -1,0 +1,403 @@
+"""Checks on the locations that mirror: does the copy happen, once, with the body?
+
+The mirror runs in nginx's precontent phase, after rewrite, preaccess (``limit_req``) and access
+(``allow``/``deny``, ``auth_request``); a request those phases end is never copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from hookshift.doctor.findings import Finding, Severity
+from hookshift.doctor.mirrors import (
+    MirrorUse,
+    answers_first,
+    is_internal,
+    mirror_path_locations,
+    mirror_uses,
+    proxies_off_host,
+)
+from hookshift.doctor.model import Index, Location, Server, proxy_target_of
+from hookshift.nginx.config import Directive
+
+_ENDING_REWRITE_FLAGS = ("last", "redirect", "permanent")
+
+
+def _sources(index: Index) -> dict[Location, list[MirrorUse]]:
+    """Locations that clients reach directly, with their mirrors (internal ones are targets)."""
+    found: dict[Location, list[MirrorUse]] = {}
+    for use in mirror_uses(index):
+        if not is_internal(index, use.source):
+            found.setdefault(use.source, []).append(use)
+    return found
+
+
+def _mirror_text(uses: list[MirrorUse]) -> str:
+    return ", ".join(f"`mirror {u.uri}` ({u.directive.where})" for u in uses)
+
+
+def _ends_rewrite(d: Directive) -> str | None:
+    """Why this ``rewrite`` takes the request away before the mirror, or None."""
+    if len(d.args) < 2:
+        return None
+    replacement, flag = d.args[1], d.args[2] if len(d.args) > 2 else ""
+    if replacement.startswith(("http://", "https://", "$scheme")):
+        return "answers with a redirect"
+    if flag in ("redirect", "permanent"):
+        return "answers with a redirect"
+    if flag == "last":
+        return "sends it to another location (the mirror of this one does not run)"
+    return None
+
+
+def mirror_never_runs(index: Index) -> Iterator[Finding]:
+    servers_done: set[Server] = set()
+    for source, uses in _sources(index).items():
+        mirrors = _mirror_text(uses)
+        server = uses[0].server
+        if server not in servers_done:
+            servers_done.add(server)
+            for d in index.own(server.directive, "return"):
+                yield Finding(
+                    code="mirror-never-runs",
+                    severity=Severity.ERROR,
+                    where=d.where,
+                    message=(
+                        f"`return` at server level answers every request before any location "
+                        f"runs, so {mirrors} in {source.label} never copies anything"
+                    ),
+                    fix="remove the server-level return or move the mirror to the server "
+                    "that actually serves the callbacks",
+                )
+        for d in index.own(source.directive, "return"):
+            yield Finding(
+                code="mirror-never-runs",
+                severity=Severity.ERROR,
+                where=d.where,
+                message=(
+                    f"`return {' '.join(d.args)}` in {source.label} answers in the rewrite "
+                    f"phase, before the mirror: {mirrors} never copies a request"
+                ),
+                fix="mirror in the location that proxies the callback to the app",
+            )
+        for block in (server.directive, source.directive):
+            yield from _returns_in_if(index, block, source, mirrors)
+        for d in index.own(source.directive, "rewrite"):
+            why = _ends_rewrite(d)
+            if why is None:
+                continue
+            yield Finding(
+                code="mirror-never-runs",
+                severity=Severity.WARNING,
+                where=d.where,
+                message=(
+                    f"`rewrite {' '.join(d.args)}` in {source.label} {why} for every URI that "
+                    f"matches {d.args[0]}, before the mirror: those requests are not copied "
+                    f"by {mirrors}"
+                ),
+                fix="put the mirror in the location the request ends up in, or use `break`",
+            )
+        yield from _access_phase(index, source, mirrors)
+
+
+def _returns_in_if(
+    index: Index, block: Directive, source: Location, mirrors: str
+) -> Iterator[Finding]:
+    """``if (...) { return ...; }`` answers the requests that match before the mirror runs.
+
+    Often on purpose (``if ($request_method != POST) { return 405; }``), so it is told, not
+    blamed: those requests reach neither the app nor the queue, and parity counts them as
+    not mirrored.
+    """
+    for cond in index.own(block, "if"):
+        for d in index.own(cond, "return"):
+            yield Finding(
+                code="mirror-skipped-if",
+                severity=Severity.INFO,
+                where=d.where,
+                message=(
+                    f"requests that match `if ({' '.join(cond.args)})` are answered by "
+                    f"`return {' '.join(d.args)}` in the rewrite phase, before {mirrors} in "
+                    f"{source.label} runs: they are not copied (nor sent to the app)"
+                ),
+                fix="nothing if those requests are not callbacks; otherwise let them through "
+                "to the location that proxies and mirrors",
+            )
+
+
+def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Finding]:
+    rules = _access_rules(index, source)
+    first = rules[0] if rules else None
+    if first is not None and first.name == "deny" and first.args[:1] == ("all",):
+        yield Finding(
+            code="mirror-never-runs",
+            severity=Severity.ERROR,
+            where=first.where,
+            message=(
+                f"`deny all` applies to {source.label}: every request gets 403 in the access "
+                f"phase, before the mirror, so {mirrors} never copies a request"
+            ),
+            fix="allow the callback sender's addresses before `deny all`, or drop the mirror",
+        )
+    elif any(d.name == "deny" for d in rules):
+        deny = next(d for d in rules if d.name == "deny")
+        yield Finding(
+            code="mirror-skipped-when-denied",
+            severity=Severity.INFO,
+            where=deny.where,
+            message=(
+                f"requests refused by allow/deny in {source.label} get 403 before the mirror "
+                f"and are not copied by {mirrors} (nor proxied: the parity report shows them "
+                "as not mirrored)"
+            ),
+            fix="nothing to do if only unwanted senders are refused",
+        )
+    for name, phase, answer in (
+        ("limit_req", "preaccess", "503"),
+        ("auth_request", "access", "401/403"),
+    ):
+        for d in index.effective(source.chain, name):
+            if d.args[:1] == ("off",):
+                continue
+            yield Finding(
+                code=f"mirror-skipped-by-{name.replace('_', '-')}",
+                severity=Severity.INFO,
+                where=d.where,
+                message=(
+                    f"`{name}` applies to {source.label}: requests it refuses get {answer} in "
+                    f"the {phase} phase, before the mirror, so {mirrors} does not copy them "
+                    "(nor does the app get them; the sender must retry)"
+                ),
+                fix=f"make sure the callback sender passes `{name}`, or accept that refused "
+                "callbacks are neither mirrored nor delivered",
+            )
+
+
+def _access_rules(index: Index, source: Location) -> list[Directive]:
+    """``allow``/``deny`` in effect, in order: they form one list, inherited only by a block
+    that has neither (a location with one ``allow`` drops the server's ``deny all``)."""
+    return list(index.inheritance.shared(source.chain, "allow"))
+
+
+def mirror_without_body(index: Index) -> Iterator[Finding]:
+    for source, uses in _sources(index).items():
+        setting = index.value(source.chain, "mirror_request_body")
+        if setting is not None and setting.args[:1] == ("off",):
+            yield Finding(
+                code="mirror-no-body",
+                severity=Severity.ERROR,
+                where=setting.where,
+                message=(
+                    f"`mirror_request_body off` applies to {source.label}: {_mirror_text(uses)} "
+                    "sends the copy without its body, so the stage (and its queue) receives "
+                    "empty callbacks"
+                ),
+                fix="set `mirror_request_body on;` (the default) in the mirroring location",
+            )
+        elif (buffering := index.value(source.chain, "proxy_request_buffering")) is not None and (
+            buffering.args[:1] == ("off",)
+        ):
+            yield Finding(
+                code="mirror-request-buffering-off",
+                severity=Severity.WARNING,
+                where=buffering.where,
+                message=(
+                    f"`proxy_request_buffering off` in {source.label} has no effect while "
+                    f"{_mirror_text(uses)} copies the body: nginx reads the whole body before "
+                    "the mirror starts, so the app no longer gets it streamed (large uploads "
+                    "wait for the full body, and bodies over client_body_buffer_size go to a "
+                    "temp file)"
+                ),
+                fix="drop `proxy_request_buffering off` there, or keep the mirror out of "
+                "locations that must stream request bodies",
+            )
+
+
+def mirror_target_missing(index: Index) -> Iterator[Finding]:
+    seen: set[tuple[str, Server]] = set()
+    for use in mirror_uses(index):
+        if use.target is not None or "$" in use.uri:
+            continue
+        key = (use.directive.where, use.server)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield Finding(
+            code="mirror-target-missing",
+            severity=Severity.ERROR,
+            where=use.directive.where,
+            message=(
+                f"`mirror {use.uri}` (used by {use.source.label}) names a URI that no location "
+                f"in the server at {use.server.where} serves: each copy ends as a 404 inside "
+                "nginx and nothing reaches the stage"
+            ),
+            fix=f"add `location = {use.uri.split('?', 1)[0]} {{ internal; proxy_pass ...; }}` to "
+            "that server",
+        )
+
+
+def mirror_duplicated(index: Index) -> Iterator[Finding]:
+    for source, uses in _sources(index).items():
+        seen: dict[str, MirrorUse] = {}
+        for use in uses:
+            if use.uri in seen:
+                yield Finding(
+                    code="mirror-duplicate",
+                    severity=Severity.WARNING,
+                    where=use.directive.where,
+                    message=(
+                        f"{source.label} mirrors to {use.uri} twice (also at "
+                        f"{seen[use.uri].directive.where}): the stage gets two copies of each "
+                        "request, so the queue holds duplicates"
+                    ),
+                    fix="keep one `mirror` line per target",
+                )
+            seen.setdefault(use.uri, use)
+
+
+def mirror_at_server_level(index: Index) -> Iterator[Finding]:
+    """``mirror`` in server/http reaches every location that has none of its own."""
+    reported: set[Directive] = set()
+    for server in index.servers:
+        outer = index.effective(server.chain, "mirror")
+        for line in outer:
+            if line in reported or not line.args or line.args[0] == "off":
+                continue
+            reported.add(line)
+            inheriting = [
+                loc
+                for loc in server.all_locations()
+                if line in index.effective(loc.chain, "mirror") and not is_internal(index, loc)
+            ]
+            overriding = [
+                loc
+                for loc in server.all_locations()
+                if index.own(loc.directive, "mirror")
+                and line not in index.effective(loc.chain, "mirror")
+            ]
+            parts = [
+                f"`mirror {line.args[0]}` at {line.where} applies to every location without "
+                f"a mirror of its own ({_list(inheriting)}): every request to them is copied "
+                "to the stage, not only callbacks, and a request that `error_page` sends on "
+                "to another location (a 404 or an app's 502 turned into a fallback page) is "
+                "copied again there: duplicates in the queue"
+            ]
+            if overriding:
+                parts.append(
+                    f"{_list(overriding)} declare their own mirror, which replaces this one "
+                    "there (mirror lines do not add up across levels)"
+                )
+            yield Finding(
+                code="mirror-server-level",
+                severity=Severity.WARNING,
+                where=line.where,
+                message="; ".join(parts),
+                fix="move the mirror into the callback location only",
+            )
+
+
+def mirror_twice_via_error_page(index: Index) -> Iterator[Finding]:
+    """``error_page`` redirects internally after the content phase, and nginx resets the mirror
+    state on an internal redirect: a target location that mirrors too copies the request again
+    (seen on nginx 1.22: one request, two copies)."""
+    for source, uses in _sources(index).items():
+        for page in index.effective(source.chain, "error_page"):
+            uri = page.args[-1] if page.args else ""
+            if not uri.startswith("/") or "$" in uri:
+                continue
+            landing = uses[0].server.match(uri.split("?", 1)[0])
+            if landing is None:
+                continue
+            again = [
+                d for d in index.effective(landing.chain, "mirror") if d.args and d.args[0] != "off"
+            ]
+            if not again:
+                continue
+            yield Finding(
+                code="mirror-twice-via-error-page",
+                severity=Severity.WARNING,
+                where=page.where,
+                message=(
+                    f"`error_page {' '.join(page.args)}` sends failed requests of {source.label} "
+                    f"to {landing.label} ({landing.where}), which mirrors too (`mirror "
+                    f"{again[0].args[0]}` at {again[0].where}): nginx resets the mirror on "
+                    "that internal redirect, so each such request is copied twice and the "
+                    "queue holds duplicates"
+                ),
+                fix="keep the mirror out of the error_page target (`mirror off;` there), or "
+                "serve the error page from a location that does not mirror",
+            )
+
+
+def _list(locations: list[Location], limit: int = 4) -> str:
+    if not locations:
+        return "none"
+    shown = ", ".join(f"{loc.label} ({loc.where})" for loc in locations[:limit])
+    more = len(locations) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def mirror_holds_callback(index: Index) -> Iterator[Finding]:
+    """A copy sent straight to the stage holds the callback: nginx finalizes a request, and
+    reads the next one on a keep-alive connection, only when every mirror subrequest has
+    ended. A local relay that answers at once and mirrors on moves that wait off the
+    callback's connection (a relay's own mirror is that relay, not a callback)."""
+    relays = mirror_path_locations(index)
+    for source, uses in _sources(index).items():
+        if source in relays:
+            continue
+        for use in uses:
+            if use.target is None or answers_first(index, use.target):
+                continue
+            yield Finding(
+                code="mirror-holds-callback",
+                severity=Severity.WARNING,
+                where=use.directive.where,
+                message=(
+                    f"the copy holds the callback: `mirror {use.uri}` in {source.label} sends "
+                    f"the copy on to the stage from {use.target.label} ({use.target.where}), "
+                    "and nginx finishes each callback (and reads the next one on a keep-alive "
+                    "connection) only when its copy has ended, so every callback waits for the "
+                    "stage: its latency is added to each one, and a stage that hangs holds "
+                    "each until the proxy timeouts run out"
+                ),
+                fix="send the copy to a local relay that answers at once and copies on to the "
+                "stage (`hookshift mirror apply` writes one)",
+            )
+
+
+CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+
+
+def mirror_forwards_credentials(index: Index) -> Iterator[Finding]:
+    """The location of the mirror path that proxies off this host passes the vendor's
+    credentials on unless it clears them (``proxy_set_header NAME ""``)."""
+    for loc in sorted(mirror_path_locations(index), key=lambda loc: loc.where):
+        found = proxy_target_of(index, loc)
+        if found is None or not proxies_off_host(index, loc):
+            continue
+        if (passing := index.value(loc.chain, "proxy_pass_request_headers")) is not None and (
+            passing.args[:1] == ("off",)
+        ):
+            continue
+        cleared = {
+            d.args[0].lower()
+            for d in index.effective(loc.chain, "proxy_set_header")
+            if len(d.args) == 2 and d.args[1] == ""
+        }
+        passed = [name for name in CREDENTIALS if name not in cleared]
+        if not passed:
+            continue
+        names = ", ".join(passed)
+        yield Finding(
+            code="mirror-forwards-credentials",
+            severity=Severity.WARNING,
+            where=found[0].where,
+            message=(
+                f"{loc.label} sends the copies to the stage with the caller's credential "
+                f"headers ({names}): the vendor's secrets leave this host with every copy and "
+                "land wherever the stage logs or stores requests"
+            ),
+            fix='clear them there, e.g. `proxy_set_header Authorization "";` for each one the '
+            "stage does not need (hookshift's relay does so unless told --keep-header)",
+        )

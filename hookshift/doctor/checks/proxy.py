@@ -1,0 +1,175 @@
+"""Checks on every ``proxy_pass``: DNS at run time and TLS toward https hosts.
+
+These fail only at request time, so ``nginx -t`` accepts them; behind a ``mirror`` they fail
+silently (a mirror subrequest's error reaches only the error log).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from hookshift.doctor.findings import Finding, Severity
+from hookshift.doctor.model import (
+    Chain,
+    Index,
+    ProxyTarget,
+    is_aws_host,
+    parse_proxy_pass,
+    pass_url,
+)
+from hookshift.nginx.config import Directive
+
+
+def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
+    """A ``proxy_pass`` (or fastcgi/uwsgi/scgi/grpc_pass) with variables resolves its host per
+    request, through ``resolver`` only.
+
+    nginx does not use /etc/hosts or the system resolver then; without a ``resolver`` in scope
+    every request fails with ``no resolver defined to resolve HOST`` and a
+    502, and ``nginx -t`` says nothing because nothing is resolved at load time.
+    """
+    for d, chain in index.upstream_passes:
+        url = pass_url(d.name, d.args[0])
+        target = parse_proxy_pass(url)
+        if target is None or not target.has_variables or target.is_ip:
+            continue
+        if index.upstream_for(target) is not None or index.value(chain, "resolver") is not None:
+            continue
+        code = d.name.replace("_", "-") + "-no-resolver"
+        shown = f"`{d.name} {d.args[0]}`"
+        if target.host is None:
+            if _variable_host_needs_no_dns(index, url, chain):
+                continue
+            yield Finding(
+                code=code,
+                severity=Severity.WARNING,
+                where=d.where,
+                message=(
+                    f"{shown} takes its host from a variable and no `resolver` "
+                    "is in scope (http/server/location): unless the value is always an IP "
+                    "address or an `upstream` name, each request fails at run time with `no "
+                    "resolver defined to resolve ...` and a 502; `nginx -t` does not catch this"
+                ),
+                fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to "
+                f"this location (or its server/http block), or point {d.name} to an `upstream`",
+            )
+        else:
+            yield Finding(
+                code=code,
+                severity=Severity.ERROR,
+                where=d.where,
+                message=(
+                    f"{shown} has variables, so nginx resolves {target.host} "
+                    "per request, and no `resolver` is in scope (http/server/location): every "
+                    f"request fails at run time with `no resolver defined to resolve "
+                    f"{target.host}` and a 502 (for a mirror: every copy is lost, silently); "
+                    "`nginx -t` passes because nothing is resolved at load time"
+                ),
+                fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to "
+                "this location (or its server/http block), with a resolver that answers for "
+                f"{target.host}",
+            )
+
+
+def _variable_host_needs_no_dns(index: Index, arg: str, chain: Chain) -> bool:
+    """True when every value the host variable can take (from ``set`` in scope or a ``map``)
+    is known and is an IP address or an upstream name: nginx resolves nothing then."""
+    m = re.match(r"^[a-zA-Z]+://\$\{?(\w+)\}?", arg)
+    if m is None:
+        return False
+    var = "$" + m.group(1)
+    values: list[str] = []
+    for block in chain:
+        for d, _parents in _walk_rewrite_scope(index, block):
+            if d.name == "set" and len(d.args) >= 2 and d.args[0] == var:
+                values.append(d.args[1])
+    for http in index.config.http_blocks():
+        for d in index.config.effective_children(http, "map"):
+            if len(d.args) >= 2 and d.args[1] == var:
+                values += [
+                    c.args[-1]
+                    for c in index.config.effective_children(d)
+                    if c.args and c.name not in ("hostnames", "volatile")
+                ]
+    if not values:
+        return False
+    for value in values:
+        if "$" in value:
+            return False
+        probe = parse_proxy_pass("http://" + value)
+        if probe is None or not (probe.is_ip or index.upstream_for(probe) is not None):
+            return False
+    return True
+
+
+def _walk_rewrite_scope(index: Index, block: Directive) -> list[tuple[Directive, Chain]]:
+    """A block's own directives and those of its ``if`` blocks (``set`` can sit in either)."""
+    found: list[tuple[Directive, Chain]] = []
+    for d in index.config.effective_children(block):
+        found.append((d, (block,)))
+        if d.name == "if" and d.block is not None:
+            found += [(c, (block, d)) for c in index.config.effective_children(d)]
+    return found
+
+
+def _https_targets(index: Index) -> Iterator[tuple[str, str, ProxyTarget, Chain]]:
+    for d, chain in index.proxy_passes:
+        target = parse_proxy_pass(d.args[0])
+        if target is not None and target.scheme == "https":
+            yield d.where, d.args[0], target, chain
+
+
+def https_without_sni(index: Index) -> Iterator[Finding]:
+    """nginx sends no SNI to an https upstream unless ``proxy_ssl_server_name on``.
+
+    API Gateway (and CloudFront, and most shared TLS front ends) pick the certificate and the
+    API by SNI: without it the handshake fails and every request is a 502.
+    """
+    for where, arg, target, chain in _https_targets(index):
+        setting = index.value(chain, "proxy_ssl_server_name")
+        if setting is not None and setting.args[:1] == ("on",):
+            continue
+        if target.is_ip and index.value(chain, "proxy_ssl_name") is None:
+            continue  # no SNI exists for an IP address
+        aws = is_aws_host(target.host)
+        host = target.host or "the upstream"
+        yield Finding(
+            code="proxy-ssl-no-sni",
+            severity=Severity.ERROR if aws else Severity.WARNING,
+            where=setting.where if setting is not None else where,
+            message=(
+                f"`proxy_pass {arg}` opens TLS without SNI (`proxy_ssl_server_name` is "
+                f"{'off' if setting is not None else 'off by default'}): "
+                + (
+                    "API Gateway needs SNI to find the API, so the TLS handshake fails and "
+                    "every request gets a 502"
+                    if aws
+                    else f"a server that hosts several names, as most TLS front ends do, "
+                    f"may present the wrong certificate or refuse the handshake for {host}"
+                )
+            ),
+            fix="add `proxy_ssl_server_name on;` (and `proxy_ssl_name HOST;` when proxying "
+            "to an upstream or a variable host) next to the proxy_pass",
+        )
+
+
+def https_without_verify(index: Index) -> Iterator[Finding]:
+    """``proxy_ssl_verify`` is off by default: any certificate is accepted."""
+    for where, arg, _target, chain in _https_targets(index):
+        setting = index.value(chain, "proxy_ssl_verify")
+        if setting is not None and setting.args[:1] == ("on",):
+            continue
+        yield Finding(
+            code="proxy-ssl-no-verify",
+            severity=Severity.WARNING,
+            where=setting.where if setting is not None else where,
+            message=(
+                f"`proxy_pass {arg}` accepts any certificate (`proxy_ssl_verify` is "
+                f"{'off' if setting is not None else 'off by default'}): anyone who can "
+                "answer for that address (DNS spoofing, a hostile network) receives the "
+                "requests, callbacks included, and nginx never notices"
+            ),
+            fix="add `proxy_ssl_verify on;`, `proxy_ssl_trusted_certificate "
+            "/etc/ssl/certs/ca-certificates.crt;` and `proxy_ssl_server_name on;`",
+        )

@@ -1,0 +1,602 @@
+"""Write a plan to disk safely: lock, check, back up, record, write in order, validate, commit.
+
+The order matters:
+
+1. an exclusive lock on the config tree (`mirror.state`), so two writers never interleave,
+   whatever backup directories they were given;
+2. a change that a killed earlier run left unfinished is undone first (from its intent
+   record and backup), so every run starts from files that are entirely the user's;
+3. every file must still be what the plan was made from (else the plan is stale);
+4. everything that can fail is checked before the first write: the nginx binary runs, the
+   real ``nginx -t`` accepts the *original* (apply: a config that is already broken is not
+   ours to touch), each file is a regular file whose owner and mode hookshift can keep
+   (a read-only file is refused: someone protected it), its directory is writable;
+5. each file is copied to a fresh backup directory (with a manifest), fsynced;
+6. the intent (which files go from which bytes to which) is recorded durably;
+7. the files are written one by one in the given order, each atomically (`replace_file`):
+   apply puts http-level definitions (``log_format``, ``map``, ``upstream``) before the
+   server and location lines that use them, remove takes uses out before definitions, so a
+   kill -9 between two files leaves a config ``nginx -t`` accepts;
+8. the real ``nginx -t`` on the result; on any failure from the first write on, every file
+   written is restored, the intent cleared and the now useless backup removed;
+9. with ``reload``, ``nginx -s reload``; if that fails, or the running nginx does not take the
+   new config (two-hop: its relay socket never appears), restore and reload again;
+10. commit: the record of the lines apply wrote is updated and the intent cleared, in one
+    atomic write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookshift.durable import TEMP_SUFFIX, fsync_dir, replace_file, write_exclusive
+from hookshift.errors import InputError, OperationError
+from hookshift.logfile import precreate_log
+from hookshift.mirror.plan import MirrorPlan, relay_dir
+from hookshift.mirror.state import ConfigState, FileRecord, Intent, IntentFile, Saved, state_root
+from hookshift.nginx import binary, splice
+from hookshift.nginx.source import load_source, read_text, to_bytes
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One file's change: from `old` to `new` (both full texts)."""
+
+    path: Path
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changed: tuple[Path, ...]
+    backup_dir: Path | None
+    reloaded: bool
+    nginx_output: str
+    notes: tuple[str, ...] = ()  # warnings for the user (an undone interrupted run, ...)
+
+    @property
+    def no_change(self) -> bool:
+        return not self.changed
+
+
+def default_backup_dir() -> Path:
+    return state_root() / "backups"
+
+
+PAUSE_ENV = "HOOKSHIFT_PAUSE_AT"
+CHECKPOINT_LOG_ENV = "HOOKSHIFT_CHECKPOINT_LOG"
+
+
+def checkpoint(label: str) -> None:
+    """Crash-test hook: with ``HOOKSHIFT_PAUSE_AT=label`` the process stops here and says so.
+
+    Tests kill -9 a paused run at each checkpoint to show that the config is valid and
+    recoverable at every step (``HOOKSHIFT_CHECKPOINT_LOG=FILE`` lists the checkpoints a run
+    passes, so the test finds all of them); without the variables this does nothing.
+    """
+    log = os.environ.get(CHECKPOINT_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(label + "\n")
+    if os.environ.get(PAUSE_ENV) == label:
+        os.write(2, f"hookshift: paused at {label}\n".encode())
+        while True:
+            time.sleep(3600)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """An edit with the real file it changes (symlinks resolved once) and that file's status."""
+
+    edit: Edit
+    real: Path
+    stat: os.stat_result
+
+
+def keep_problem(st: os.stat_result, euid: int, groups: set[int]) -> tuple[str, str] | None:
+    """Why a file with status `st` cannot be replaced keeping its owner and mode (what, fix).
+
+    A caller that is not root can give a new file only its own uid and one of its groups:
+    anything else would silently hand the user's config to the caller.
+    """
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file", "point --config at the real nginx config"
+    if not st.st_mode & stat.S_IWUSR:
+        return (
+            f"is read-only (mode {stat.S_IMODE(st.st_mode):04o}): hookshift does not replace a "
+            "file someone protected",
+            "make it writable (chmod u+w) if it is meant to change, then run again",
+        )
+    if euid != 0 and st.st_uid != euid:
+        return (
+            f"is owned by uid {st.st_uid}; running as uid {euid}, hookshift could not keep "
+            "its owner",
+            "run as root (or as its owner)",
+        )
+    if euid != 0 and st.st_gid not in groups:
+        return (
+            f"belongs to gid {st.st_gid}, not a group of uid {euid}: hookshift could not keep "
+            "its group",
+            "run as root",
+        )
+    return None
+
+
+def _targets(edits: Sequence[Edit]) -> list[_Target]:
+    euid = os.geteuid()
+    groups = {os.getegid(), *os.getgroups()}
+    targets: list[_Target] = []
+    for edit in edits:
+        real = Path(os.path.realpath(edit.path))
+        st = os.lstat(real)
+        problem = keep_problem(st, euid, groups)
+        if problem is not None:
+            raise InputError(f"{real} {problem[0]}", where=str(edit.path), fix=problem[1])
+        if not os.access(real.parent, os.W_OK | os.X_OK):
+            raise InputError(
+                f"cannot write in {real.parent} (permission denied or read-only)",
+                where=str(edit.path),
+                fix="run as a user who may change nginx's config (root)",
+            )
+        targets.append(_Target(edit, real, st))
+    return targets
+
+
+def remove_stale_temps(config: Path, edits: Sequence[Edit]) -> None:
+    """Delete temp files a killed earlier run left beside any file of the config.
+
+    Only called under the lock, so no other hookshift is writing them now.
+    """
+    try:
+        files = list(load_source(config).texts)
+    except InputError:
+        files = []
+    dirs = {Path(os.path.realpath(p)).parent for p in [*files, *(e.path for e in edits)]}
+    for directory in dirs:
+        for stale in directory.glob(f".*{TEMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def backup(targets: Sequence[_Target], backup_dir: Path) -> tuple[Path, tuple[Path, ...]]:
+    """Copy each file's current bytes into a new directory under `backup_dir`, with a manifest;
+    the directory and each file's copy.
+
+    Whole or absent: on a full disk the partial directory is removed and the user told.
+    """
+    try:
+        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        run = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=backup_dir))
+    except OSError as exc:
+        raise _backup_error(backup_dir, exc) from None
+    try:
+        manifest = {}
+        copies = tuple(run / f"{i:03d}-{t.real.name}" for i, t in enumerate(targets))
+        for target, copy in zip(targets, copies, strict=True):
+            write_exclusive(copy, to_bytes(target.edit.old))
+            manifest[str(target.edit.path)] = copy.name
+        write_exclusive(run / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+        fsync_dir(run)
+        fsync_dir(backup_dir)
+    except OSError as exc:
+        shutil.rmtree(run, ignore_errors=True)
+        raise _backup_error(backup_dir, exc) from None
+    return run, copies
+
+
+def _backup_error(backup_dir: Path, exc: OSError) -> InputError:
+    return InputError(
+        f"cannot write the backup in {backup_dir}: {exc.strerror}; nothing changed",
+        fix="free space there or pass --backup-dir DIR on a writable disk",
+    )
+
+
+def recover_locked(state: ConfigState) -> tuple[str, ...]:
+    """Undo the change a killed run left unfinished: each file back to its bytes before it.
+
+    Safe to repeat (a file already back is skipped); a file that is neither the before nor
+    the after of that change was edited since, and is not ours to overwrite.
+    """
+    saved = state.load()
+    intent = saved.intent
+    if intent is None:
+        return ()
+    restored = 0
+    for item in reversed(intent.files):
+        path = Path(item.path)
+        try:
+            current: str | None = _sha256(path.read_bytes())
+        except FileNotFoundError:
+            current = None
+        if current == item.old:
+            continue
+        if current != item.new:
+            raise OperationError(
+                f"{path} changed after an interrupted hookshift {intent.op}; its bytes from "
+                f"before that run are in {item.backup}: put the file right by hand, then "
+                f"delete {state.file}"
+            )
+        try:
+            original = Path(item.backup).read_bytes()
+        except OSError as exc:
+            raise OperationError(
+                f"cannot undo an interrupted hookshift {intent.op}: backup {item.backup}: "
+                f"{exc.strerror}"
+            ) from None
+        if _sha256(original) != item.old:
+            raise OperationError(f"the backup {item.backup} does not hold {path}'s old bytes")
+        replace_file(path, original, expected=os.lstat(path))
+        restored += 1
+    state.save(Saved(saved.records, None))
+    return (
+        f"an interrupted hookshift {intent.op} was undone first "
+        f"({restored} file(s) put back as they were)",
+    )
+
+
+def recover(config: Path) -> tuple[str, ...]:
+    """Undo an unfinished change of `config` left by a killed run (before planning on it)."""
+    state = ConfigState.of(Path(os.path.abspath(config)))
+    if not state.config.is_file():
+        return ()  # planning says what is wrong with the path
+    with state.locked():
+        return recover_locked(state)
+
+
+def pending_change(config: Path) -> str | None:
+    """What a killed run left unfinished in `config`, said for the user (None: nothing)."""
+    state = ConfigState.of(Path(os.path.abspath(config)))
+    try:
+        intent = state.load().intent if state.config.is_file() else None
+    except InputError:
+        return None  # another user's state (root's): only they can apply, and they are told
+    if intent is None:
+        return None
+    return f"an interrupted hookshift {intent.op} left {len(intent.files)} file(s) unfinished"
+
+
+class _Failed(Exception):
+    """A check after the writes failed (`what`, nginx's `detail`): restore, then report."""
+
+    def __init__(self, what: str, detail: str | None, reload_after_restore: bool = False) -> None:
+        super().__init__(
+            f"{what}, original restored: {detail}" if detail else f"{what}, original restored"
+        )
+        self.reload_after_restore = reload_after_restore
+
+
+@dataclass
+class _Writer:
+    """The files written so far (with their new status), so they can be put back."""
+
+    written: list[tuple[_Target, os.stat_result]]
+
+    def write(self, target: _Target) -> None:
+        name = target.real.name
+        try:
+            new_stat = replace_file(
+                target.real,
+                to_bytes(target.edit.new),
+                expected=target.stat,
+                before_rename=lambda: checkpoint(f"temp-written:{name}"),
+            )
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the nginx config: {exc.strerror}",
+                where=str(target.edit.path),
+                fix="free space on that disk, or run as a user who may change it",
+            ) from None
+        self.written.append((target, new_stat))
+        checkpoint(f"written:{name}")
+
+    def restore(self) -> None:
+        for target, current in reversed(self.written):
+            replace_file(target.real, to_bytes(target.edit.old), expected=current)
+        self.written.clear()
+
+
+def write_edits(
+    edits: Sequence[Edit],
+    *,
+    config: Path,
+    nginx_bin: str,
+    backup_dir: Path,
+    reload: bool,
+    require_valid_original: bool = True,
+    prefix: Path | None = None,
+    took_effect: Callable[[], bool] | None = None,
+    records: Mapping[str, FileRecord | None] | None = None,
+    op: str = "change",
+) -> ApplyResult:
+    """The safe write pipeline shared by apply, remove and the cut-over (see the module
+    docstring). Files are written in the order of `edits`; each prefix must be a config
+    ``nginx -t`` accepts.
+
+    `took_effect`, polled for a few seconds after a reload, says whether the running nginx
+    really uses the new config: ``nginx -s reload`` only sends a signal, and a master that
+    cannot apply the new config (a socket it cannot bind) keeps the old one and only logs it.
+    `records` (keyed by the edit's path; None deletes) replace the record of the lines
+    hookshift wrote, at commit.
+    """
+    state = ConfigState.of(config)
+    with state.locked():
+        notes = recover_locked(state)
+        return write_locked(
+            state,
+            edits,
+            config=config,
+            nginx_bin=nginx_bin,
+            backup_dir=backup_dir,
+            reload=reload,
+            require_valid_original=require_valid_original,
+            prefix=prefix,
+            took_effect=took_effect,
+            records=records,
+            op=op,
+            notes=notes,
+        )
+
+
+def write_locked(
+    state: ConfigState,
+    edits: Sequence[Edit],
+    *,
+    config: Path,
+    nginx_bin: str,
+    backup_dir: Path,
+    reload: bool,
+    require_valid_original: bool,
+    prefix: Path | None,
+    took_effect: Callable[[], bool] | None,
+    records: Mapping[str, FileRecord | None] | None,
+    op: str,
+    notes: tuple[str, ...],
+) -> ApplyResult:
+    """`write_edits` for a caller that holds ``state.locked()`` and has recovered."""
+    edits = [e for e in edits if e.old != e.new]
+    for edit in edits:
+        if read_text(edit.path) != edit.old:
+            raise OperationError(
+                f"{edit.path} changed since the plan was made; plan again and re-run"
+            )
+    binary.nginx_version(nginx_bin)  # the binary runs, for every operation
+    if not edits:
+        _commit(state, records)
+        return ApplyResult((), None, False, "", notes)
+    remove_stale_temps(config, edits)
+    before = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+    if require_valid_original and not before.ok:
+        raise InputError(
+            f"nginx -t fails on the original config, refusing to change it: {before.error}",
+            where=str(config),
+            fix="make `nginx -t` pass first",
+        )
+    targets = _targets(edits)
+    checkpoint("checked")
+    run, copies = backup(targets, backup_dir)
+    checkpoint("backed-up")
+    saved = state.load()
+    intent = Intent(
+        op,
+        tuple(
+            IntentFile(
+                str(t.real),
+                str(copy),
+                _sha256(to_bytes(t.edit.old)),
+                _sha256(to_bytes(t.edit.new)),
+            )
+            for t, copy in zip(targets, copies, strict=True)
+        ),
+    )
+    try:
+        state.save(Saved(saved.records, intent))
+    except OSError as exc:
+        shutil.rmtree(run, ignore_errors=True)
+        raise InputError(
+            f"cannot record the change in {state.directory}: {exc.strerror}; nothing changed",
+            fix="free space there",
+        ) from None
+    checkpoint("intent-recorded")
+    writer = _Writer([])
+    try:
+        after, reloaded = _write_and_check(
+            writer, targets, config, nginx_bin, prefix, reload, took_effect
+        )
+    except BaseException as exc:
+        _undo(state, saved, writer, run, exc, config, nginx_bin, prefix)
+        raise _user_error(exc) from None
+    _commit(state, records)
+    checkpoint("committed")
+    return ApplyResult(tuple(t.edit.path for t in targets), run, reloaded, after.output, notes)
+
+
+def _write_and_check(
+    writer: _Writer,
+    targets: Sequence[_Target],
+    config: Path,
+    nginx_bin: str,
+    prefix: Path | None,
+    reload: bool,
+    took_effect: Callable[[], bool] | None,
+) -> tuple[binary.TestResult, bool]:
+    for target in targets:
+        writer.write(target)
+    after = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+    if not after.ok:
+        raise _Failed("nginx -t rejected the result", after.error)
+    checkpoint("tested")
+    if not reload:
+        return after, False
+    result = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+    if not result.ok:
+        raise _Failed("nginx -s reload failed", result.error, True)
+    if took_effect is not None and not _poll(took_effect, RELOAD_WAIT_S):
+        raise _Failed(
+            "nginx did not take the new config after reload (see its error log)", None, True
+        )
+    return after, True
+
+
+def _undo(
+    state: ConfigState,
+    saved: Saved,
+    writer: _Writer,
+    run: Path,
+    exc: BaseException,
+    config: Path,
+    nginx_bin: str,
+    prefix: Path | None,
+) -> None:
+    """Put every written file back, clear the intent and drop the backup; if putting back
+    fails, keep both so the next run finishes the job, and say so."""
+    try:
+        writer.restore()
+        state.save(Saved(saved.records, None))
+    except OSError as restore_exc:
+        raise OperationError(
+            f"{_user_error(exc)}; putting the original back failed too "
+            f"({restore_exc.strerror}): run hookshift again to finish restoring "
+            f"(originals in {run})"
+        ) from None
+    shutil.rmtree(run, ignore_errors=True)
+    if isinstance(exc, _Failed) and exc.reload_after_restore:
+        binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    """The one-line error for a failure after the first write (the original is back)."""
+    if isinstance(exc, _Failed):
+        return OperationError(str(exc))
+    if isinstance(exc, InputError):
+        return InputError(f"{exc.what}; original restored", where=exc.where, fix=exc.fix)
+    if isinstance(exc, OperationError):
+        return OperationError(f"{exc}; original restored")
+    if isinstance(exc, OSError):
+        where = exc.filename if isinstance(exc.filename, str) else None
+        return InputError(
+            f"cannot write the nginx config: {exc.strerror}; original restored",
+            where=where,
+            fix="free space on that disk, or run as a user who may change it",
+        )
+    return exc
+
+
+def _commit(state: ConfigState, records: Mapping[str, FileRecord | None] | None) -> None:
+    saved = state.load()
+    merged = dict(saved.records)
+    for path, record in (records or {}).items():
+        if record is None:
+            merged.pop(path, None)
+        else:
+            merged[path] = record
+    if merged != saved.records or saved.intent is not None:
+        state.save(Saved(merged, None))
+
+
+RELOAD_WAIT_S = 5.0
+
+
+def _poll(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def check_relay_directory(relay_socket: str) -> None:
+    """The relay socket's directory must exist, or its parent when nginx creates it as
+    hookshift's private one (``nginx -t`` binds the socket, so this is checked before any
+    write)."""
+    needed = Path(relay_socket).parent
+    if relay_dir(relay_socket) is not None:
+        needed = needed.parent
+    if not needed.is_dir():
+        raise InputError(
+            f"the relay socket's directory does not exist: {needed}",
+            fix="create it or pass --relay-socket in an existing directory nginx can write",
+        )
+
+
+def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
+    """Mirror: the relay's directory is checked; after a reload the socket must appear."""
+    if plan.mode != "mirror" or not plan.changes:
+        return None
+    check_relay_directory(plan.options.relay_socket)
+    return Path(plan.options.relay_socket).is_socket
+
+
+def apply_plan(
+    plan: MirrorPlan,
+    *,
+    nginx_bin: str = "nginx",
+    backup_dir: Path | None = None,
+    reload: bool = False,
+    prefix: Path | None = None,
+) -> ApplyResult:
+    """Write `plan` (no-op when it has no changes, e.g. already applied).
+
+    Files whose new lines sit at http level (definitions) are written before those whose
+    lines use them, and apply records which lines it added to each file for remove.
+    """
+    edits = sorted(
+        (Edit(c.path, c.old_text, c.new_text) for c in plan.changes),
+        key=lambda e: splice.definition_rank(e.new, str(e.path)),
+    )
+    records = {
+        str(c.path): FileRecord(*splice.added_marks(c.user_text, c.new_text)) for c in plan.changes
+    }
+    relay_listening = _check_relay_socket(plan)
+    parity_log = _parity_log_path(plan, prefix)
+    made_log = parity_log is not None and precreate_log(parity_log)
+    try:
+        return write_edits(
+            edits,
+            config=Path(os.path.abspath(plan.options.config)),
+            nginx_bin=nginx_bin,
+            backup_dir=backup_dir or default_backup_dir(),
+            reload=reload,
+            prefix=prefix,
+            took_effect=relay_listening,
+            records=records,
+            op="apply",
+        )
+    except BaseException:
+        if made_log and parity_log is not None:
+            with contextlib.suppress(OSError):
+                if parity_log.stat().st_size == 0:
+                    parity_log.unlink()
+        raise
+
+
+def _parity_log_path(plan: MirrorPlan, prefix: Path | None) -> Path | None:
+    """Where nginx will open the parity log, when this apply adds it and its directory exists.
+
+    It is made before nginx opens it (``nginx -t`` already does): nginx would create it 0644,
+    readable by every local user, and it holds every callback's body.
+    """
+    log = plan.options.parity_log
+    if log is None or not plan.changes:
+        return None
+    if not log.is_absolute():
+        if prefix is None:
+            return None
+        log = prefix / log
+    return log if log.parent.is_dir() else None

@@ -1,0 +1,83 @@
+"""Ask each configured resolver for the stage host, from this machine, before writing.
+
+A hand-made mirror fails at run time with ``could not be resolved (110: Operation timed
+out)``: the resolver nginx was given could not answer for the execute-api host, and
+``nginx -t`` cannot know. A real DNS query (UDP, like nginx's resolver) to each resolver tells
+the user now, naming the resolver that does not answer or answers with nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+DEFAULT_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class ResolverCheck:
+    resolver: str
+    ok: bool
+    detail: str
+
+
+def split_resolver(spec: str) -> tuple[str, int]:
+    """``1.1.1.1`` -> (1.1.1.1, 53); ``127.0.0.1:5353``; ``[::1]:53``."""
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        return host, int(rest.lstrip(":") or 53)
+    if spec.count(":") == 1:
+        host, port = spec.split(":")
+        return host, int(port)
+    return spec, 53
+
+
+def check_resolver(spec: str, host: str, timeout: float = DEFAULT_TIMEOUT) -> ResolverCheck:
+    """Query `spec` for `host`'s A record (what nginx asks with ``ipv6=off``)."""
+    addr, port = split_resolver(spec)
+    query = dns.message.make_query(host, dns.rdatatype.A)
+    try:
+        answer = dns.query.udp(query, addr, port=port, timeout=timeout)
+    except dns.exception.Timeout:
+        return ResolverCheck(spec, False, f"did not answer within {timeout:g}s")
+    except OSError as exc:
+        return ResolverCheck(spec, False, f"cannot be queried: {exc.strerror or exc}")
+    rcode = answer.rcode()
+    if rcode != dns.rcode.NOERROR:
+        return ResolverCheck(spec, False, f"answered {dns.rcode.to_text(rcode)} for {host}")
+    addresses = [
+        item.to_text()
+        for rrset in answer.answer
+        if rrset.rdtype == dns.rdatatype.A
+        for item in rrset
+    ]
+    if not addresses:
+        return ResolverCheck(spec, False, f"gave no address for {host}")
+    return ResolverCheck(spec, True, ", ".join(addresses))
+
+
+def dns_warnings(
+    resolvers: tuple[str, ...], host: str, timeout: float = DEFAULT_TIMEOUT
+) -> list[str]:
+    """One warning per resolver that would leave nginx unable to resolve `host`."""
+    try:
+        ipaddress.ip_address(host)
+        return []  # nginx does not resolve an address
+    except ValueError:
+        pass
+    warnings = []
+    for spec in resolvers:
+        result = check_resolver(spec, host, timeout)
+        if not result.ok:
+            warnings.append(
+                f"resolver {spec} {result.detail}: nginx would log '{host} could not be "
+                "resolved' and drop the mirror copy (pass a resolver that answers with "
+                "--resolver, or --no-dns-check when planning offline)"
+            )
+    return warnings

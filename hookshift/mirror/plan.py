@@ -1,0 +1,913 @@
+"""Decide what to insert where: config texts + options + nginx version -> `MirrorPlan` (pure).
+
+The plan chooses the server and location nginx would use for the callback path
+(`nginx.matching`), renders the lines (`mirror.render`) and splices them into copies of the
+texts (`nginx.splice`). It never writes: `mirror.apply` does, after `nginx -t`.
+
+A config that already carries hookshift's lines is planned on its texts with those lines
+removed; when the result equals what is on disk the plan has no changes (apply twice = no-op),
+otherwise its changes go from the texts on disk to the new result (an upgrade in one edit).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hookshift.errors import InputError
+from hookshift.mirror.render import (
+    CREDENTIAL_HEADERS,
+    Layout,
+    Mode,
+    StageDns,
+    TemplateContext,
+    Tuning,
+    directive,
+)
+from hookshift.mirror.render import http_lines as render_http
+from hookshift.mirror.render import location_lines as render_location
+from hookshift.mirror.render import server_lines as render_server
+from hookshift.mirror.state import ConfigState, without_ours
+from hookshift.nginx import splice
+from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.inheritance import Inheritance
+from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
+from hookshift.nginx.route import Hop
+from hookshift.nginx.source import SourceConfig, load_stripped
+from hookshift.nginx.values import parse_size
+
+DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
+DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
+CA_BUNDLES = (
+    DEFAULT_TRUSTED_CA,
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),  # RHEL, Fedora, Amazon Linux
+    Path("/etc/ssl/cert.pem"),  # Alpine, macOS
+)
+DEFAULT_RELAY_SOCKET = "/run/hookshift/relay.sock"
+# A relay socket in a directory whose name starts so is in hookshift's own directory: nginx
+# creates it at start for its worker user, mode 0700, so only nginx can reach the sockets.
+PRIVATE_RELAY_DIR_PREFIX = "hookshift"
+DEFAULT_WORKER_CONNECTIONS = 512  # nginx's compiled default
+# Copies in flight at the relay hold at most half of worker_connections: each holds the
+# relay's client connection and one to the stage, plus two more through a stage hop.
+COPIES_CONNECTION_SHARE = 2
+DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
+DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
+MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
+DEFAULT_PARITY_LOG = Path("/var/log/nginx/hookshift-parity.log")
+PARITY_LOG_NAME = DEFAULT_PARITY_LOG.name
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
+MIRROR_URI = "/__hookshift_mirror"
+FORWARD_URI = "/__hookshift_forward"
+UPSTREAM = "hookshift_stage"
+STAGE_POOL = "hookshift_stage_keepalive"  # --stage-dns reload: the relay's keep-alive upstream
+CALLBACK_VAR = "hookshift_callback"  # map: 1 when $request_uri is the callback path
+RESOLVE_IN_UPSTREAM = (1, 27, 3)
+# http-level directives that would also gate requests to the relay server (a normal request)
+RELAY_BLOCKERS = ("deny", "auth_basic", "auth_request", "limit_req", "limit_conn", "satisfy")
+EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
+def system_ca_bundle() -> Path:
+    """The system's CA bundle (the first that exists), for ``proxy_ssl_trusted_certificate``."""
+    return next((p for p in CA_BUNDLES if p.is_file()), DEFAULT_TRUSTED_CA)
+
+
+@dataclass(frozen=True)
+class MirrorOptions:
+    """What the user asked for (the CLI's options, as data)."""
+
+    config: Path
+    path: str
+    stage_url: str
+    server_name: str | None = None
+    listen: str | None = None
+    resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
+    parity_log: Path | None = None
+    request_id_header: str = "X-Request-Id"
+    request_id_to_app: bool = False
+    stage_path: str | None = None
+    trusted_ca: Path = field(default_factory=system_ca_bundle)
+    timeout: float | None = None
+    mode: Mode = "mirror"
+    relay_socket: str = DEFAULT_RELAY_SOCKET
+    default_access_log: str | None = DEFAULT_ACCESS_LOG
+    layout: Layout | None = None
+    tuning: Tuning = field(default_factory=Tuning)
+    mirror_error_log: Path | None = None
+    stage_dns: StageDns = "runtime"
+    keep_headers: tuple[str, ...] = ()
+
+    @property
+    def strip_headers(self) -> tuple[str, ...]:
+        """The credential headers taken off each copy: the defaults the user did not keep."""
+        kept = {name.lower() for name in self.keep_headers}
+        return tuple(h for h in CREDENTIAL_HEADERS if h.lower() not in kept)
+
+    @property
+    def effective_mirror_error_log(self) -> Path:
+        """Where the mirror path's errors go: the option, else beside the parity log, else
+        ``/var/log/nginx``. Beside the parity log because that is where the user already put
+        hookshift's logs (and a test or rehearsal prefix stays self-contained)."""
+        if self.mirror_error_log is not None:
+            return self.mirror_error_log
+        if self.parity_log is not None:
+            return self.parity_log.parent / MIRROR_ERROR_LOG_NAME
+        return DEFAULT_MIRROR_ERROR_LOG
+
+    @property
+    def effective_timeout(self) -> float:
+        """Mirror copies must fail fast (2 s); forwarded requests are the real thing (10 s)."""
+        if self.timeout is not None:
+            return self.timeout
+        return 2.0 if self.mode == "mirror" else 10.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where copies (or forwarded requests) go."""
+
+    url: str
+    host: str
+    port: int
+    base_path: str
+    kind: str  # "execute-api" or "custom-domain"
+
+    @property
+    def authority(self) -> str:
+        return self.host if self.port == 443 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Place:
+    """A block hookshift chose, named the way diagnostics name it."""
+
+    kind: str
+    where: str
+    description: str
+
+
+@dataclass(frozen=True)
+class InsertionInfo:
+    after_line: int  # 1-based line of the original file holding the block's '{'
+    block: str
+    lines: tuple[str, ...]
+    new_first_line: int  # 1-based line of the first inserted line in the new file
+
+    @property
+    def new_lines(self) -> tuple[int, int]:
+        """The inserted lines' range (first, last) in the new file."""
+        return self.new_first_line, self.new_first_line + len(self.lines) - 1
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: Path
+    old_text: str
+    new_text: str
+    insertions: tuple[InsertionInfo, ...]
+    # The user's text without hookshift's lines, when `old_text` still holds an earlier
+    # plan's: what hookshift's lines are counted against (remove brings this back).
+    base_text: str | None = None
+
+    @property
+    def user_text(self) -> str:
+        return self.old_text if self.base_text is None else self.base_text
+
+    @property
+    def old_sha256(self) -> str:
+        return hashlib.sha256(self.old_text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def diff(self) -> str:
+        return "".join(
+            difflib.unified_diff(
+                self.old_text.splitlines(keepends=True),
+                self.new_text.splitlines(keepends=True),
+                fromfile=f"a{self.path}",
+                tofile=f"b{self.path}",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class MirrorPlan:
+    """Everything apply needs and everything a reviewer wants to see."""
+
+    options: MirrorOptions
+    nginx_version: tuple[int, int, int]
+    layout: Layout
+    stage: Stage
+    internal_uri: str
+    server: Place
+    location: Place
+    changes: tuple[FileChange, ...]
+    warnings: tuple[str, ...]
+    already_applied: bool = False
+    info: tuple[str, ...] = ()
+    route: str = ""
+    stage_dns: StageDns = "runtime"
+    mirror_error_log: Path | None = None
+
+    @property
+    def mode(self) -> Mode:
+        return self.options.mode
+
+    def diff(self) -> str:
+        return "".join(c.diff() for c in self.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "layout": self.layout,
+            "nginx_version": ".".join(map(str, self.nginx_version)),
+            "config": str(self.options.config),
+            "path": self.options.path,
+            "stage": {
+                "url": self.stage.url,
+                "host": self.stage.host,
+                "port": self.stage.port,
+                "base_path": self.stage.base_path,
+                "kind": self.stage.kind,
+            },
+            "internal_uri": self.internal_uri,
+            "stage_dns": self.stage_dns,
+            "keepalive_to_stage": self.layout == "upstream-resolve" or self.stage_dns == "reload",
+            "mirror_error_log": None
+            if self.mirror_error_log is None
+            else str(self.mirror_error_log),
+            "server": vars(self.server),
+            "location": vars(self.location),
+            "already_applied": self.already_applied,
+            "files": [
+                {
+                    "path": str(c.path),
+                    "sha256_before": c.old_sha256,
+                    "insertions": [
+                        {
+                            "after_line": i.after_line,
+                            "new_lines": list(i.new_lines),
+                            "block": i.block,
+                            "lines": list(i.lines),
+                        }
+                        for i in c.insertions
+                    ],
+                    "diff": c.diff(),
+                }
+                for c in self.changes
+            ],
+            "warnings": list(self.warnings),
+            "info": list(self.info),
+            "route": self.route,
+        }
+
+
+# Characters that would end or change an nginx word if written into the config unquoted: a
+# path or URL holding one would become another directive, a variable or a comment.
+_NGINX_SYNTAX = frozenset(";{}$#'\"\\")
+
+
+def _unsafe_char(text: str, extra: str = "") -> str | None:
+    """The first character of `text` that cannot go into an nginx word as it is, described."""
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+                ch, f"the control character {ch!r}"
+            )
+        if ch.isspace():
+            return "a space"
+        if ch in _NGINX_SYNTAX or ch in extra:
+            return f"'{ch}'"
+    return None
+
+
+def check_callback_path(path: str) -> str:
+    """The callback path as it goes into the config: it starts with '/' and holds nothing nginx
+    would read as syntax (a newline would make a filter that never matches)."""
+    bad = _unsafe_char(path)
+    if bad is not None:
+        raise InputError(
+            f"--path must not contain {bad}: {path!r}",
+            fix="pass the path the vendor calls, e.g. --path /callback",
+        )
+    if not path.startswith("/"):
+        raise InputError(f"--path must start with '/': {path}", fix=f"e.g. --path /{path}")
+    return path
+
+
+def parse_stage_url(
+    url: str, stage_path: str | None = None, callback_path: str | None = None
+) -> tuple[Stage, list[str]]:
+    """Check the stage URL: https only; an execute-api host needs its stage in the path.
+
+    The URL is written into ``proxy_pass``, so anything nginx would read as syntax is refused
+    before parsing (``urlsplit`` silently drops newlines and tabs). With `callback_path`, a
+    URL that already ends with it is refused: nginx appends the request's path to it.
+    """
+    warnings: list[str] = []
+    bad = _unsafe_char(url)
+    if bad is not None:
+        raise InputError(
+            f"--stage-url must not contain {bad}: {url!r}",
+            fix="pass the stage's URL only, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise InputError(
+            f"--stage-url must be https (got {parts.scheme or 'no scheme'}): {url}",
+            fix="use the stage's https URL, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        )
+    if "@" in parts.netloc:
+        raise InputError(
+            f"--stage-url must not contain a user name or password: {url}",
+            fix="drop the 'USER:PASSWORD@' part (API Gateway does not read it)",
+        )
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InputError(f"--stage-url has no host: {url}", fix="e.g. https://HOST/STAGE")
+    if parts.query or parts.fragment:
+        raise InputError(
+            f"--stage-url must not have a query or fragment: {url}", fix="drop ?... and #..."
+        )
+    base = parts.path.rstrip("/")
+    if EXECUTE_API.match(host):
+        kind = "execute-api"
+        if not base and stage_path is None:
+            raise InputError(
+                f"--stage-url names an execute-api host without a stage: {url}",
+                fix=f"append the stage name, e.g. {url.rstrip('/')}/prod",
+            )
+    else:
+        kind = "custom-domain"
+        warnings.append(
+            f"{host} is not an execute-api host (*.execute-api.REGION.amazonaws.com); "
+            "treating it as a custom domain mapped to the stage"
+        )
+        try:
+            ipaddress.ip_address(host)
+            warnings.append(
+                f"{host} is an IP address: TLS verification needs a certificate for that address"
+            )
+        except ValueError:
+            pass
+    if stage_path is not None and not stage_path.startswith("/"):
+        raise InputError(f"--stage-path must start with '/': {stage_path}", fix="e.g. /prod/cb")
+    callback = (callback_path or "").rstrip("/")
+    if stage_path is None and callback and (base == callback or base.endswith(callback)):
+        stage_root = base[: len(base) - len(callback)]
+        raise InputError(
+            f"--stage-url already ends with the callback path {callback}: copies would go to "
+            f"{base}{callback}, because nginx appends the request's path to the stage URL",
+            fix=f"pass --stage-url https://{parts.netloc}{stage_root}",
+        )
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise InputError(
+            f"--stage-url has an invalid port: {url}", fix="e.g. https://HOST:8443/STAGE"
+        ) from None
+    return Stage(url, host, port, base, kind), warnings
+
+
+def _is_off(d: Directive) -> bool:
+    return d.args[:1] == ("off",)
+
+
+def _location_chain(scene: _Scene) -> tuple[Directive, ...]:
+    """The blocks around the scene's location, outermost first, ending with it."""
+    return (*reversed(scene.levels), scene.location)
+
+
+def _redeclare(d: Directive) -> str:
+    return directive(d.name, *d.args)
+
+
+def _enclosing_http(config: NginxConfig, server: Directive) -> Directive:
+    """Servers sit directly in ``http`` (includes expanded): no need to walk every block."""
+    for http in config.http_blocks():
+        if any(s is server for s in config.effective_children(http, "server")):
+            return http
+    raise InputError("the chosen server is not inside an http block", where=server.where)
+
+
+def _describe_server(m: Match, config: NginxConfig) -> str:
+    """The server as written, and the sockets the plan is for when it listens on more."""
+    names = " ".join(server_names(m.server, config)) or '""'
+    listens = list(dict.fromkeys(str(lst.socket) for lst in server_listens(m.server, config)))
+    chosen = list(dict.fromkeys(str(s) for s in m.sockets))
+    text = f"server_name {names}; listen {', '.join(listens)}"
+    if set(chosen) != set(listens):
+        text += f" (the callback arrives on {', '.join(chosen)})"
+    return text
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What the plan works on: the chosen blocks and what they already contain."""
+
+    config: NginxConfig
+    match: Match
+    http: Directive
+    mode: Mode
+    layout: Layout
+    internal_uri: str
+
+    @property
+    def location(self) -> Directive:
+        """Where the lines go: a mirror where the content handler runs (the route's last
+        location, reached after any hand-off); a forward's rewrite where the callback's URI is
+        still the one the vendor posted (the first location, before any hand-off)."""
+        return self._hop.location
+
+    @property
+    def _hop(self) -> Hop:
+        route = self.match.route
+        return route.hops[0] if self.mode == "forward" else route.final
+
+    @property
+    def levels(self) -> list[Directive]:
+        """The blocks the location inherits from, innermost first."""
+        return [*reversed(self._hop.parents), self.match.server, self.http]
+
+    @property
+    def location_names(self) -> set[str]:
+        return {d.name for d in self.config.effective_children(self.location)}
+
+
+# How each layout is named to the user (the layout values stay in --format json).
+LAYOUT_WORDS: dict[str, str] = {
+    "two-hop": "copies through a relay on a unix socket (nginx before 1.27.3)",
+    "upstream-resolve": "copies straight to a resolving upstream (nginx 1.27.3+)",
+    "direct": "forwarding straight to the stage",
+}
+
+
+def describe_layout(layout: Layout) -> str:
+    """`layout` in words a user knows."""
+    return LAYOUT_WORDS.get(layout, layout)
+
+
+def _choose_layout(options: MirrorOptions, version: tuple[int, int, int]) -> Layout:
+    if options.mode == "forward":
+        return "direct"
+    layout = options.layout or ("upstream-resolve" if version >= RESOLVE_IN_UPSTREAM else "two-hop")
+    if layout == "upstream-resolve" and version < RESOLVE_IN_UPSTREAM:
+        raise InputError(
+            "copying straight to a resolving upstream needs nginx 1.27.3 or later "
+            "(`server ... resolve` in an upstream)",
+            fix="let hookshift choose: on this nginx it copies through a relay on a unix socket",
+        )
+    return layout
+
+
+def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
+    """What in the user's config would make the mirror (or forward) do less than asked."""
+    config, loc, m = scene.config, scene.location, scene.match
+    warnings: list[str] = []
+    if scene.mode == "mirror":
+        for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
+            if name in scene.location_names:
+                warnings.append(
+                    f"location {location_spec(loc)} ({loc.where}) has `{name}`: requests it "
+                    "ends before the content phase are not mirrored"
+                )
+        mrb = config.effective_children(loc, "mirror_request_body")
+        if mrb and _is_off(mrb[0]):
+            warnings.append(
+                f"mirror_request_body off at {mrb[0].where}: copies reach the stage without a body"
+            )
+    for level in (m.server, scene.http):
+        for d in config.effective_children(level, "mirror"):
+            warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
+    for d in config.effective_children(m.server):
+        if d.name in ("rewrite", "return"):
+            warnings.append(
+                f"server-level `{d.name}` ({d.where}) also runs for the subrequest "
+                f"to {scene.internal_uri}; make sure it leaves that URI alone"
+            )
+    if scene.mode == "mirror":  # every mirror layout has a relay server
+        for d in config.effective_children(scene.http):
+            if d.name in RELAY_BLOCKERS:
+                warnings.append(
+                    f"http-level `{d.name}` ({d.where}) also applies to hookshift's relay "
+                    "server: copies may be refused there (move it into the servers it protects)"
+                )
+    return warnings
+
+
+def _scene_info(scene: _Scene, options: MirrorOptions) -> list[str]:
+    """What the plan chose and why, for a reviewer (not a problem to fix)."""
+    loc = scene.location
+    if scene.match.exact:
+        return list(scene.match.info)
+    what = (
+        "copied and logged for parity (a map on $request_uri filters the rest)"
+        if scene.mode == "mirror"
+        else "forwarded (the rewrite matches it exactly)"
+    )
+    return [
+        *scene.match.info,
+        f"location {location_spec(loc)} ({loc.where}) serves other paths too; "
+        f"only {options.path} is {what}, the others are served as before",
+    ]
+
+
+def _parity_log_lines(
+    scene: _Scene, options: MirrorOptions, path_filter: str | None, warnings: list[str]
+) -> tuple[str, ...]:
+    """The parity ``access_log`` plus the inherited ones it would otherwise silence."""
+    if options.parity_log is None:
+        return ()
+    log_args = [str(options.parity_log), "hookshift_parity"]
+    if path_filter is not None:
+        log_args.append(f"if=${CALLBACK_VAR}")
+    lines = [directive("access_log", *log_args)]
+    # the forward location is new, in the server: it inherits from the server and http only
+    chain = _location_chain(scene) if scene.mode == "mirror" else (scene.http, scene.match.server)
+    found = Inheritance(scene.config).lookup(chain, "access_log")
+    own = found.lines if found.block is scene.location else ()
+    for d in own:
+        if _is_off(d):
+            # nginx lets `access_log off` silence every log of its block, ours included
+            raise InputError(
+                f"location {location_spec(scene.location)} has `access_log off;`: nginx then "
+                "writes no log for the callback, not even the parity log `verify parity` reads",
+                where=d.where,
+                fix="delete that line (the location then logs to the parity log and to the "
+                "access logs it inherits), or pass --no-parity-log",
+            )
+    if own:
+        return tuple(lines)  # the location already chose its logs; ours goes beside them
+    inherited = found.lines
+    if not inherited:
+        if options.default_access_log:
+            lines.append(directive("access_log", options.default_access_log, "combined"))
+        else:
+            warnings.append(
+                "no access_log is configured and nginx's compiled default is unknown: "
+                "the default access log stops for this location"
+            )
+    elif not any(_is_off(d) for d in inherited):
+        lines.extend(_redeclare(d) for d in inherited)
+    return tuple(lines)
+
+
+def _app_header_lines(
+    scene: _Scene, options: MirrorOptions, warnings: list[str]
+) -> tuple[str, ...]:
+    """``--request-id-to-app``: the header, plus the inherited headers it would silence."""
+    if scene.mode != "mirror" or not options.request_id_to_app:
+        return ()
+    loc = scene.location
+    if "proxy_pass" not in scene.location_names:
+        warnings.append(
+            f"--request-id-to-app: location {loc.where} has no proxy_pass; header not added"
+        )
+        return ()
+    lines = [directive("proxy_set_header", options.request_id_header, "$request_id")]
+    found = Inheritance(scene.config).lookup(_location_chain(scene), "proxy_set_header")
+    if found.block is not loc:  # the location's own lines would drop the inherited ones
+        lines.extend(
+            _redeclare(d)
+            for d in found.lines
+            if d.args[:1] and d.args[0].lower() != options.request_id_header.lower()
+        )
+    return tuple(lines)
+
+
+def _needs_body_buffer(scene: _Scene, wanted: str) -> bool:
+    """Raise ``client_body_buffer_size`` in the location only if what is in effect is smaller.
+
+    A value set in the location itself is the user's (a second one is a duplicate), and a
+    larger inherited value must not be lowered.
+    """
+    found = Inheritance(scene.config).lookup(_location_chain(scene), "client_body_buffer_size")
+    if found.block is scene.location:
+        return False
+    if found.value is None or not found.value.args:
+        return True
+    current, target = parse_size(found.value.args[0]), parse_size(wanted)
+    return current is None or target is None or current < target
+
+
+def _template_context(
+    scene: _Scene, options: MirrorOptions, stage: Stage, warnings: list[str]
+) -> TemplateContext:
+    uri = urlsplit(options.path).path
+    # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
+    # elsewhere can bring other requests into it, and only the callback (as the vendor posted
+    # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
+    path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    log_lines = _parity_log_lines(scene, options, path_filter, warnings)
+    if options.stage_path is not None:
+        suffix = f"{options.stage_path}$is_args$args"
+    else:
+        suffix = f"{stage.base_path}$request_uri"
+    names = scene.location_names
+    return TemplateContext(
+        mode=scene.mode,
+        layout=scene.layout,
+        internal_uri=scene.internal_uri,
+        mirror_uri=scene.internal_uri,
+        upstream=UPSTREAM,
+        relay_socket=options.relay_socket,
+        stage_target=f"https://{stage.authority}{suffix}",
+        upstream_target=f"https://{UPSTREAM}{suffix}",
+        stage_authority=f"{stage.host}:{stage.port}",
+        tls_name=stage.host,
+        host_header=stage.host,
+        trusted_ca=str(options.trusted_ca),
+        resolvers=options.resolvers,
+        timeout=options.effective_timeout,
+        request_id_header=options.request_id_header,
+        parity_log=options.parity_log is not None,
+        tuning=options.tuning,
+        set_mirror_request_body="mirror_request_body" not in names,
+        set_body_buffer=_needs_body_buffer(scene, options.tuning.body_buffer),
+        location_log_lines=log_lines if scene.mode == "mirror" else (),
+        app_header_lines=_app_header_lines(scene, options, warnings),
+        forward_log_lines=log_lines if scene.mode == "forward" else (),
+        path_filter=path_filter,
+        callback_var=CALLBACK_VAR,
+        forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", scene.internal_uri, "last"),
+        mirror_error_log=(
+            str(options.effective_mirror_error_log) if scene.mode == "mirror" else None
+        ),
+        stage_dns=_stage_dns(scene, options),
+        stage_pool=STAGE_POOL,
+        stage_pool_target=f"https://{STAGE_POOL}{suffix}",
+        callback_path=uri,
+        stage_hop_socket=stage_hop_socket(options.relay_socket),
+        relay_dir=relay_dir(options.relay_socket),
+        copies_cap=_copies_cap(scene, options),
+        strip_headers=options.strip_headers,
+    )
+
+
+def _copies_cap(scene: _Scene, options: MirrorOptions) -> int:
+    """How many copies may be in flight at the relay; the excess is dropped at once."""
+    per_copy = 4 if scene.layout == "two-hop" and options.stage_dns == "runtime" else 2
+    budget = _worker_connections(scene.config) // COPIES_CONNECTION_SHARE
+    return max(1, budget // per_copy)
+
+
+def stage_hop_socket(relay_socket: str) -> str:
+    """The relay's second socket (run-time DNS only), beside the first."""
+    path = Path(relay_socket)
+    return str(path.with_name(f"{path.stem}-stage.sock"))
+
+
+def relay_dir(relay_socket: str) -> str | None:
+    """The relay's directory when it is hookshift's own (nginx then creates it private)."""
+    parent = Path(relay_socket).parent
+    return str(parent) if parent.name.startswith(PRIVATE_RELAY_DIR_PREFIX) else None
+
+
+def _worker_connections(config: NginxConfig) -> int:
+    """``worker_connections`` of the events block (nginx's default when absent)."""
+    for d, parents in config.walk():
+        in_events = any(p.name == "events" for p in parents)
+        if d.name == "worker_connections" and in_events and d.args and d.args[0].isdigit():
+            return int(d.args[0])
+    return DEFAULT_WORKER_CONNECTIONS
+
+
+def _stage_dns(scene: _Scene, options: MirrorOptions) -> StageDns:
+    """``reload`` only where it means something: the relay of the two-hop layout."""
+    return options.stage_dns if scene.layout == "two-hop" else "runtime"
+
+
+def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
+    warnings = _relay_dir_warnings(scene, options)
+    if options.stage_dns != "reload":
+        return warnings
+    if scene.layout != "two-hop":
+        return [
+            *warnings,
+            f"--stage-dns reload has no effect here ({describe_layout(scene.layout)}): "
+            "it changes only the relay used on nginx before 1.27.3",
+        ]
+    return [
+        *warnings,
+        f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
+        "--resolver) at start and on each reload only; run `nginx -s reload` periodically "
+        "(e.g. every 5 minutes) so the stage's addresses stay current. A stale address shows "
+        "as mirror losses in the parity report, not as primary-path slowness",
+    ]
+
+
+def _relay_dir_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
+    if scene.mode != "mirror" or relay_dir(options.relay_socket) is not None:
+        return []
+    parent = Path(options.relay_socket).parent
+    return [
+        f"the relay socket is in {parent}, which other local users may reach: they could send "
+        "copies to the stage through it. Put it in a directory of its own whose name starts "
+        f"with `{PRIVATE_RELAY_DIR_PREFIX}` (default {DEFAULT_RELAY_SOCKET}): nginx then "
+        "creates that directory for its own user only"
+    ]
+
+
+def _ours_on_disk(source: SourceConfig, on_disk: dict[Path, str] | None) -> bool:
+    """True when some file on disk holds hookshift's lines (its text differs from the text
+    planned on, which has them taken out; a user's own ``# hookshift`` line stays in both)."""
+    return on_disk is not None and any(t != source.texts.get(p) for p, t in on_disk.items())
+
+
+def _already_applied(
+    changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
+) -> bool:
+    """True when the files on disk already are this plan's result (apply twice = no-op)."""
+    if on_disk is None or not _ours_on_disk(source, on_disk):
+        return False
+    planned = {c.path: c.new_text for c in changes}
+    return all(text == planned.get(p, source.texts.get(p)) for p, text in on_disk.items())
+
+
+def _upgrade_changes(
+    changes: tuple[FileChange, ...], source: SourceConfig, on_disk: dict[Path, str] | None
+) -> tuple[FileChange, ...]:
+    """Changes from the texts on disk when they hold hookshift's lines of another plan.
+
+    The plan was made on the texts without those lines, so each file's new text is known; the
+    edit replaces the old lines with the new ones in one validated apply, and ``remove`` still
+    brings back the user's own bytes (it takes out every marked line, old or new).
+    """
+    if on_disk is None or not _ours_on_disk(source, on_disk):
+        return changes
+    planned = {c.path: c for c in changes}
+    upgraded: list[FileChange] = []
+    for path, text in sorted(on_disk.items(), key=lambda item: str(item[0])):
+        change = planned.get(path)
+        new_text = change.new_text if change is not None else source.texts.get(path, text)
+        if new_text != text:
+            infos = change.insertions if change is not None else ()
+            upgraded.append(FileChange(path, text, new_text, infos, source.texts.get(path)))
+    return tuple(upgraded)
+
+
+def build_plan(
+    source: SourceConfig,
+    options: MirrorOptions,
+    nginx_version: tuple[int, int, int],
+    on_disk: dict[Path, str] | None = None,
+) -> MirrorPlan:
+    """The plan for `options` on the (marker-free) `source`; `on_disk` = the current texts.
+
+    Pure: reads nothing, writes nothing.
+    """
+    config = source.config
+    path = check_callback_path(options.path)
+    stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
+    m = match(config, options.path, host=options.server_name, listen=options.listen)
+    internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
+    _check_free_names(config, internal_uri)
+    if len(stage_hop_socket(options.relay_socket).encode()) > UNIX_PATH_MAX:
+        raise InputError(
+            f"--relay-socket path is longer than {UNIX_PATH_MAX} bytes: {options.relay_socket}",
+            fix=f"choose a shorter path, e.g. {DEFAULT_RELAY_SOCKET}",
+        )
+    scene = _Scene(
+        config=config,
+        match=m,
+        http=_enclosing_http(config, m.server),
+        mode=options.mode,
+        layout=_choose_layout(options, nginx_version),
+        internal_uri=internal_uri,
+    )
+    warnings += _scene_warnings(scene, options)
+    info = _scene_info(scene, options)
+    warnings += _stage_dns_warnings(scene, options, stage)
+    ctx = _template_context(scene, options, stage, warnings)
+    changes = _splice(
+        source,
+        [
+            (scene.http, render_http(ctx)),
+            (m.server, render_server(ctx)),
+            (scene.location, render_location(ctx)),
+        ],
+    )
+    already = _already_applied(changes, source, on_disk)
+    if not already:
+        upgraded = _upgrade_changes(changes, source, on_disk)
+        if upgraded != changes:
+            changes = upgraded
+            warnings.append("replaces hookshift's lines of an earlier mirror with this plan's")
+    return MirrorPlan(
+        options=options,
+        nginx_version=nginx_version,
+        layout=scene.layout,
+        stage=stage,
+        internal_uri=internal_uri,
+        server=Place("server", m.server.where, _describe_server(m, config)),
+        location=Place(
+            "location", scene.location.where, f"location {location_spec(scene.location)}"
+        ),
+        changes=() if already else changes,
+        warnings=tuple(warnings),
+        already_applied=already,
+        info=tuple(info),
+        route=m.route.describe(),
+        stage_dns=ctx.stage_dns,
+        mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
+    )
+
+
+# Directives that define a variable, and which of their arguments names it.
+_VARIABLE_DEFINERS = {"map": -1, "geo": -1, "split_clients": -1, "set": 0, "perl_set": 0}
+_VARIABLE_DEFINER_PREFIXES = ("js_set", "set_by_lua")
+_OWN_PREFIX = "hookshift_"
+
+
+def _defined_variable(d: Directive) -> str | None:
+    """The variable `d` defines (``map $a $b {`` -> ``$b``), if it defines one."""
+    if not d.args:
+        return None
+    if d.name in _VARIABLE_DEFINERS:
+        return d.args[_VARIABLE_DEFINERS[d.name]]
+    if d.name.startswith(_VARIABLE_DEFINER_PREFIXES):
+        return d.args[0]
+    return None
+
+
+def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
+    """Refuse a config that already defines a name hookshift defines: nginx would either
+    reject the duplicate or, for a variable, let the user's definition decide what is copied."""
+    for d, _ in config.walk():
+        if d.name == "location" and location_spec(d).pattern == internal_uri:
+            raise InputError(
+                f"the config already has a location {internal_uri}",
+                where=d.where,
+                fix="remove it (hookshift uses that name for its internal location)",
+            )
+        if d.name == "upstream" and d.args[:1] and d.args[0].startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already has an upstream {d.args[0]}",
+                where=d.where,
+                fix="rename it (hookshift defines the upstreams named hookshift_...)",
+            )
+        if d.name == "log_format" and d.args[:1] and d.args[0].startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already has a log_format {d.args[0]}",
+                where=d.where,
+                fix="rename it (hookshift defines the log formats named hookshift_...)",
+            )
+        variable = _defined_variable(d)
+        if variable is not None and variable.lstrip("$").startswith(_OWN_PREFIX):
+            raise InputError(
+                f"the config already defines the variable {variable} (`{d.name}`)",
+                where=d.where,
+                fix="rename it (hookshift defines the variables named $hookshift_...)",
+            )
+
+
+def _splice(
+    source: SourceConfig, inserts: list[tuple[Directive, tuple[str, ...]]]
+) -> tuple[FileChange, ...]:
+    by_file: dict[Path, list[tuple[Directive, tuple[str, ...]]]] = {}
+    for block, lines in inserts:
+        if lines:
+            by_file.setdefault(block.file, []).append((block, lines))
+    changes: list[FileChange] = []
+    for path, items in by_file.items():
+        old = source.texts[path]
+        new = splice.insert(old, [splice.Insertion(b.open_brace, lines) for b, lines in items])
+        infos: list[InsertionInfo] = []
+        shift = 0  # lines inserted above, by earlier insertions in this file
+        for b, lines in sorted(items, key=lambda item: item[0].open_brace):
+            after = old.count("\n", 0, b.open_brace) + 1
+            label = f"{b.name} {' '.join(b.args)}".strip()
+            infos.append(InsertionInfo(after, label, lines, after + 1 + shift))
+            shift += len(lines)
+        changes.append(FileChange(path, old, new, tuple(infos)))
+    return tuple(sorted(changes, key=lambda c: str(c.path)))
+
+
+def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
+    """The config without hookshift's lines, and the texts as they are on disk."""
+    path = Path(os.path.abspath(config_path))
+
+    def strip(on_disk: dict[Path, str]) -> dict[Path, str]:
+        records = ConfigState.of(path).load().records
+        legacy = not records
+        return {p: without_ours(t, records.get(str(p)), legacy).text for p, t in on_disk.items()}
+
+    return load_stripped(config_path, strip)
+
+
+def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
+    """Read the config at `options.config` and plan (the imperative shell around `build_plan`).
+
+    crossplane reads the structure and hookshift's lexer the offsets of the edited files
+    (`nginx.source.load_checked`); when crossplane cannot parse the config the lexer reads it
+    alone and the plan says so in a warning.
+    """
+    source, on_disk = stripped_source(Path(options.config))
+    plan = build_plan(source, options, nginx_version, on_disk)
+    return replace(plan, warnings=(*plan.warnings, *source.warnings))

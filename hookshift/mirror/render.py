@@ -1,0 +1,262 @@
+"""Render the lines hookshift inserts, from ``templates/nginx/*.j2``, and why they look so.
+
+What nginx does with a mirror, and the choices that follow from it (docs/isolation.md has the
+measurements and the nginx source behind each point):
+
+* **The copy must not hold the callback.** nginx finalizes a request, and reads the next one on
+  a keep-alive connection, only when every ``mirror`` subrequest has ended; a copy sent
+  straight to the stage makes every callback wait for the stage (a stage 50 ms away: each
+  keep-alive connection serves one callback per 50 ms; a hanging one: every callback waits the
+  timeout). So the callback's location mirrors to an internal location that hands the copy to
+  a **relay** over a unix socket, with short timeouts and a new connection per copy (the
+  relay's connection stays busy until its own copy ends, so a kept one would make the next
+  copy wait). The relay is a hookshift-only ``server`` whose callback location:
+
+  - mirrors the request on to its internal stage location (the relay's request, not the
+    callback, then waits for the stage; ``proxy_ignore_client_abort on`` there, because the
+    front closes its connection as soon as it has the answer);
+  - answers at once from the content phase without another hop: ``empty_gif`` refuses a POST
+    with 405, and ``error_page 405 =204`` turns that into an empty 204 from a named location.
+    ``return`` cannot do it: it runs in the rewrite phase, before the mirror (precontent),
+    which then never runs; ``try_files ... =204`` runs in the precontent phase before the
+    mirror, too;
+  - caps the copies in flight with ``limit_conn`` on a zone keyed by ``$server_name``
+    (constant in the relay): the count lasts until the relay's request ends, that is until
+    its copy has ended. The cap keeps the connections copies hold to half of
+    ``worker_connections`` (2 per copy, 4 through the stage hop below); the excess is
+    answered 503 at once and lost (parity counts it as ``missing_in_queue``, heal re-sends
+    it), so a hanging stage never uses up the connections the vendor needs;
+  - forwards only the callback path (``location =``) and only POST (``limit_except``):
+    anything else gets 404 or 403. nginx creates unix sockets mode 0666 and has no option to
+    change that, so the relay's socket goes in a directory of its own (default
+    ``/run/hookshift``) that the relay declares as its ``client_body_temp_path``: nginx creates
+    that directory when it starts (and at ``nginx -t``, before it binds the sockets), mode
+    0700, owned by its worker user, so only nginx can reach the sockets, and after a reboot
+    (``/run`` is empty) nginx recreates it. That is done only for a directory whose name
+    starts with ``hookshift``: nginx would chown any directory named so to its user.
+  - has its own ``error_log`` (``--mirror-error-log``, level ``warn``): the stage's timeouts,
+    refusals, DNS and TLS errors, the breaker's ``no live upstreams`` and the cap's drops go
+    there; the front's error log gets nothing per copy.
+
+* **The breaker sits where the relay meets the stage**: an ``upstream`` with a ``zone`` (its
+  state shared by the workers), the stage side as primary with ``max_fails=1
+  fail_timeout=10s``, and a ``backup`` that fails at once (a unix socket that does not exist;
+  nginx ignores ``max_fails`` when an upstream has a single server). After a failure the copies
+  fail in microseconds for ``fail_timeout``, then one copy probes the stage again. With
+  ``proxy_next_upstream ... non_idempotent`` a failed POST copy counts as a failure and goes
+  on to the backup instead of being answered from the failed attempt.
+
+* **Re-resolving the stage's name.** nginx before 1.27.3 resolves an ``upstream``'s servers
+  once, at start; API Gateway's addresses change. So on those versions (layout ``two-hop``)
+  the breaker's primary is a **stage hop**, a second hookshift-only server on a unix socket
+  beside the relay's, that does ``resolver`` + variable ``proxy_pass https://HOST/STAGE
+  $request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for verification and
+  ``Host``, ``proxy_ssl_verify on``. A variable ``proxy_pass`` keeps no connection and reuses
+  no TLS session: every copy costs a TCP connection and a full TLS handshake, which on a
+  CPU-bound host is most of the copy's cost. ``--stage-dns reload`` trades re-resolution for
+  keep-alive: the stage itself is the breaker's primary (no stage hop), resolved by the
+  *system* resolver at start, at ``nginx -t`` and on each reload only, so pair it with a
+  periodic ``nginx -s reload``; a stale address costs copies (the breaker opens, parity shows
+  them), never callbacks. From 1.27.3 (layout ``upstream-resolve``), ``server HOST:443
+  resolve`` in the upstream re-resolves in place with keep-alive: one hop from the relay.
+
+* **Keep-alive to the stage** (``reload`` and ``upstream-resolve``) keeps as many idle
+  connections as copies may be in flight (fewer would close and reopen, a handshake each, what
+  the next busy second needs), ``proxy_http_version 1.1`` and ``Connection ""``, and only
+  works when the stage answers with an empty body: a mirror subrequest is header-only, and
+  nginx keeps the connection only when there is no body to skip (204, 304 or
+  ``Content-Length: 0``). hookshift's API Gateway integration answers 200 with an empty
+  template; keep it that way.
+
+* **Credentials stay home.** The stage-facing hop clears ``Authorization``, ``Cookie`` and
+  ``Proxy-Authorization`` (``proxy_set_header NAME ""`` drops the header) unless the user keeps
+  one with ``--keep-header``; the request id header set by the front passes through the relay
+  unchanged (the relay must not set it again: it would send its own ``$request_id``).
+
+* When the chosen location serves more than the callback path (``location /api/``), a ``map``
+  on ``$request_uri`` marks the callback; the mirror location answers other copies with 204
+  at once (no relay) and the parity ``access_log`` has ``if=``, so only the callback is
+  copied and logged. In forward mode the ``rewrite`` regex is the exact path.
+
+* ``access_log`` or ``proxy_set_header`` in a location drops every inherited one, so when
+  hookshift adds one it re-declares the ones that were in effect (the plan computes them).
+  ``client_body_buffer_size`` is raised in the location so ``$request_body`` (logged for the
+  parity report) is in memory.
+
+All figures are parameters (`Tuning`) so the benchmark can try others.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hookshift.templates import environment
+
+Layout = Literal["two-hop", "upstream-resolve", "direct"]
+Mode = Literal["mirror", "forward"]
+StageDns = Literal["runtime", "reload"]
+
+BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
+# What a copy must not carry to the stage unless the user keeps it (``--keep-header``).
+CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+RELAY_STAGE_URI = "/__hookshift_stage"
+COPIES_ZONE = "hookshift_copies"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The knobs of the protective layout (benchmarked by ``bench``)."""
+
+    max_fails: int = 1
+    fail_timeout: str = "10s"
+    keepalive: int = 16
+    resolver_valid: str = "10s"
+    body_buffer: str = "128k"
+    verify_depth: int = 3
+
+
+@dataclass(frozen=True)
+class TemplateContext:
+    """Everything the templates need, already decided by the plan."""
+
+    mode: Mode
+    layout: Layout
+    internal_uri: str
+    mirror_uri: str
+    upstream: str
+    relay_socket: str
+    stage_target: str
+    upstream_target: str
+    stage_authority: str
+    tls_name: str
+    host_header: str
+    trusted_ca: str
+    resolvers: tuple[str, ...]
+    timeout: float
+    request_id_header: str
+    parity_log: bool
+    tuning: Tuning = field(default_factory=Tuning)
+    set_mirror_request_body: bool = True
+    set_body_buffer: bool = True
+    location_log_lines: tuple[str, ...] = ()
+    app_header_lines: tuple[str, ...] = ()
+    forward_log_lines: tuple[str, ...] = ()
+    path_filter: str | None = None
+    callback_var: str = "hookshift_callback"
+    forward_rewrite: str = ""
+    breaker_socket: str = BREAKER_SOCKET
+    mirror_error_log: str | None = None
+    stage_dns: StageDns = "runtime"
+    stage_pool: str = "hookshift_stage_keepalive"
+    stage_pool_target: str = ""
+    callback_path: str = "/"
+    stage_hop_socket: str = ""
+    relay_dir: str | None = None
+    copies_cap: int = 192
+    copies_zone: str = COPIES_ZONE
+    stage_uri: str = RELAY_STAGE_URI
+    strip_headers: tuple[str, ...] = CREDENTIAL_HEADERS
+
+    # Derived values the templates read.
+    @property
+    def stage_hop(self) -> bool:
+        """Run-time DNS on nginx < 1.27.3: the breaker's primary is a local stage-hop server,
+        because only a variable ``proxy_pass`` re-resolves and it cannot sit in an upstream."""
+        return self.layout == "two-hop" and self.stage_dns == "runtime"
+
+    @property
+    def resolver_args(self) -> str:
+        return " ".join([*self.resolvers, f"valid={self.tuning.resolver_valid}", "ipv6=off"])
+
+    @property
+    def resolver_timeout(self) -> str:
+        return seconds(min(1.0, self.timeout))
+
+    @property
+    def connect_timeout(self) -> str:
+        return seconds(min(1.0, self.timeout))
+
+    @property
+    def io_timeout(self) -> str:
+        return seconds(self.timeout)
+
+    @property
+    def relay_read_timeout(self) -> str:
+        """The first hop waits a little longer than the relay, so the relay reports 502/504."""
+        return seconds(self.timeout + 2 * min(1.0, self.timeout) + 1)
+
+    @property
+    def callback_map_key(self) -> str:
+        """The map key matching the callback's ``$request_uri`` (a quoted ``~regex``)."""
+        return quote(f"~{self.path_filter}")
+
+    @property
+    def max_fails(self) -> int:
+        return self.tuning.max_fails
+
+    @property
+    def fail_timeout(self) -> str:
+        return self.tuning.fail_timeout
+
+    @property
+    def keepalive(self) -> int:
+        return self.tuning.keepalive
+
+    @property
+    def stage_keepalive(self) -> int:
+        """Idle connections kept to the stage: as many as copies may be in flight, so a busy
+        second does not close and reopen (a TLS handshake each) what the next one needs."""
+        return max(self.tuning.keepalive, self.copies_cap)
+
+    @property
+    def body_buffer(self) -> str:
+        return self.tuning.body_buffer
+
+    @property
+    def verify_depth(self) -> int:
+        return self.tuning.verify_depth
+
+
+def seconds(value: float) -> str:
+    """nginx time: whole seconds as ``2s``, fractions as milliseconds (``500ms``)."""
+    ms = round(value * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+_NEEDS_QUOTES = re.compile(r"""[\s;{}#'"\\]""")
+
+
+def quote(arg: str) -> str:
+    """An nginx argument, double-quoted (and escaped) only when it has to be."""
+    if arg and not _NEEDS_QUOTES.search(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def directive(name: str, *args: str) -> str:
+    """One directive on one line: ``name arg ...;`` with nginx quoting."""
+    return " ".join([name, *(quote(a) for a in args)]) + ";"
+
+
+def _lines(template: str, ctx: TemplateContext) -> tuple[str, ...]:
+    env = environment()
+    env.filters.setdefault("q", quote)
+    text = env.get_template(template).render(t=ctx)
+    return tuple(line.rstrip() for line in text.splitlines() if line.strip())
+
+
+def http_lines(ctx: TemplateContext) -> tuple[str, ...]:
+    """Lines for http level: the parity ``log_format`` and the breaker/relay blocks."""
+    return _lines("nginx/http.conf.j2", ctx)
+
+
+def server_lines(ctx: TemplateContext) -> tuple[str, ...]:
+    """The internal mirror (or forward) location for the chosen server."""
+    return _lines("nginx/server.conf.j2", ctx)
+
+
+def location_lines(ctx: TemplateContext) -> tuple[str, ...]:
+    """Lines for the chosen location: ``mirror`` (or the forward ``rewrite``) and logs."""
+    return _lines("nginx/location.conf.j2", ctx)

@@ -1,0 +1,166 @@
+"""What hookshift keeps about one nginx config between runs: its lock, an unfinished change,
+and the lines apply wrote.
+
+* The lock: one per config tree, an flock on the directory holding the main config (its real
+  path). Whoever runs hookshift and wherever they keep backups, two writers of one config
+  meet there.
+* The intent: recorded durably before the first config file changes and cleared once the
+  change is complete. A run killed in between leaves it, and the next run puts every file
+  back to the bytes it had (from the backup) before doing anything else.
+* The record: the marked lines apply added to each file, so remove takes out exactly those
+  and leaves a user's own ``... # hookshift`` lines alone.
+
+They live in ``<state dir>/configs/<hash of the main config's real path>/state.json``; the
+state dir is ``$HOOKSHIFT_STATE_DIR``, else ``$XDG_STATE_HOME/hookshift``, else
+``~/.local/state/hookshift`` (where the default backups go too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hookshift.durable import directory_lock, write_atomic
+from hookshift.errors import InputError
+from hookshift.nginx import splice
+
+STATE_ENV = "HOOKSHIFT_STATE_DIR"
+
+
+def state_root() -> Path:
+    explicit = os.environ.get(STATE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hookshift"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """The marked lines (no line ending) apply added to one file, and the lines it split."""
+
+    lines: tuple[str, ...]
+    splits: int
+
+
+def without_ours(text: str, record: FileRecord | None, legacy: bool) -> splice.Removal:
+    """`text` without the lines hookshift added to it.
+
+    With a record (`legacy` False), exactly the recorded lines. A config applied by an
+    earlier hookshift has no record (`legacy` True): then every marked line goes, as that
+    version did, but only in a file that shows hookshift's own names (every group of lines
+    apply inserts names its ``__hookshift_`` location or ``hookshift_`` log format or
+    upstream), so a file holding only a user's ``... # hookshift`` lines is left alone.
+    """
+    if legacy:
+        ours = any(
+            "hookshift" in line.rstrip().removesuffix(splice.MARK)
+            for line in text.splitlines()
+            if line.rstrip().endswith(splice.MARK)
+        )
+        return splice.Removal(splice.remove(text) if ours else text, (), (), ())
+    return splice.remove_recorded(
+        text, record.lines if record else (), record.splits if record else 0
+    )
+
+
+@dataclass(frozen=True)
+class IntentFile:
+    """One file of an unfinished change, in write order: its bytes before (`old`, kept at
+    `backup`) and after (`new`), as sha256."""
+
+    path: str
+    backup: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Intent:
+    op: str
+    files: tuple[IntentFile, ...]
+
+
+@dataclass(frozen=True)
+class Saved:
+    records: dict[str, FileRecord]
+    intent: Intent | None
+
+
+@dataclass(frozen=True)
+class ConfigState:
+    """The state of the config whose main file's real path is `config`."""
+
+    config: Path
+    directory: Path
+
+    @classmethod
+    def of(cls, config: Path) -> ConfigState:
+        real = Path(os.path.realpath(config))
+        key = hashlib.sha256(str(real).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        return cls(real, state_root() / "configs" / key)
+
+    @property
+    def file(self) -> Path:
+        return self.directory / "state.json"
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """An exclusive, non-blocking lock on the config tree: a second writer is refused."""
+        if not self.config.is_file():
+            raise InputError(
+                "cannot read nginx config file: no such file",
+                where=str(self.config),
+                fix="check the path given to --config",
+            )
+        return directory_lock(
+            self.config.parent,
+            f"another hookshift is changing the nginx config in {self.config.parent}; "
+            "wait for it to finish",
+        )
+
+    def load(self) -> Saved:
+        try:
+            data = json.loads(self.file.read_bytes())
+            records = {
+                path: FileRecord(tuple(rec["lines"]), int(rec["splits"]))
+                for path, rec in data.get("records", {}).items()
+            }
+            raw = data.get("intent")
+            intent = (
+                None
+                if raw is None
+                else Intent(raw["op"], tuple(IntentFile(**f) for f in raw["files"]))
+            )
+        except FileNotFoundError:
+            return Saved({}, None)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(
+                f"hookshift's state for {self.config} cannot be read ({exc})",
+                where=str(self.file),
+                fix="restore it, or move it away if no hookshift change is pending",
+            ) from None
+        return Saved(records, intent)
+
+    def save(self, saved: Saved) -> None:
+        """Write `saved` durably; with nothing to keep, the state file goes away."""
+        if not saved.records and saved.intent is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.file.unlink()
+            return
+        data: dict[str, Any] = {
+            "config": str(self.config),
+            "records": {
+                path: {"lines": list(rec.lines), "splits": rec.splits}
+                for path, rec in sorted(saved.records.items())
+            },
+            "intent": None
+            if saved.intent is None
+            else {"op": saved.intent.op, "files": [vars(f) for f in saved.intent.files]},
+        }
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self.file, json.dumps(data, indent=2) + "\n", default_mode=0o600)

@@ -1,0 +1,509 @@
+"""Load an nginx configuration into an immutable tree with file:line on every directive.
+
+crossplane parses (every include followed, comments kept); this module turns its payload into
+`Directive` dataclasses and offers the *effective* view in which each ``include`` is replaced by
+the directives of the files it pulled in, in place, as nginx sees them. The tree is for
+understanding only: it is never written back (crossplane's ``build()`` reformats whole files).
+
+crossplane has no byte offsets; a `Directive` built from its payload gets them on demand from a
+locator (`nginx.source` pairs it with hookshift's byte lexer), so a big configuration is lexed
+only in the files that are edited.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import crossplane  # type: ignore[import-untyped]
+import crossplane.parser  # type: ignore[import-untyped]
+from crossplane.errors import (  # type: ignore[import-untyped]
+    NgxParserBaseException,
+    NgxParserSyntaxError,
+)
+
+from hookshift.errors import InputError
+from hookshift.nginx import lexer
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """Where a statement sits in its file's text: `start` is the offset of its first word,
+    `end` one past its ``;`` or ``}``; the braces' offsets are -1 without a block."""
+
+    start: int
+    end: int
+    open_brace: int = -1
+    close_brace: int = -1
+
+
+UNKNOWN = Offsets(-1, -1)
+
+
+class _Offset:
+    """A read-only attribute of a `Directive` that is one of its `Offsets`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, directive: Directive, owner: type | None = None) -> int:
+        value: int = getattr(directive.offsets, self.name)
+        return value
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One directive (or ``#`` comment) as written in one file."""
+
+    name: str
+    args: tuple[str, ...]
+    file: Path
+    line: int
+    block: tuple[Directive, ...] | None = None
+    includes: tuple[Path, ...] = ()
+    comment: str | None = None
+    # position among its file's statements in pre-order, comments left out: how a statement
+    # of crossplane's tree is paired with the byte lexer's
+    index: int = -1
+    located: Offsets | None = field(default=None, compare=False, repr=False)
+    locator: Callable[[Directive], Offsets] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def offsets(self) -> Offsets:
+        """Offsets into the file's text (`nginx.source`); all -1 when nothing can tell."""
+        if self.located is not None:
+            return self.located
+        if self.locator is not None:
+            return self.locator(self)
+        return UNKNOWN
+
+    start = _Offset()
+    end = _Offset()
+    open_brace = _Offset()
+    close_brace = _Offset()
+
+    @property
+    def where(self) -> str:
+        """``file:line``, the way every diagnostic names a place."""
+        return f"{self.file}:{self.line}"
+
+    @property
+    def is_block(self) -> bool:
+        return self.block is not None
+
+    @property
+    def is_comment(self) -> bool:
+        return self.name == "#"
+
+    def children(self, name: str | None = None) -> list[Directive]:
+        """Direct children of a block (comments left out), optionally only those named `name`."""
+        return [
+            d for d in (self.block or ()) if not d.is_comment and (name is None or d.name == name)
+        ]
+
+
+Walked = list[tuple[Directive, tuple[Directive, ...]]]
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """A parsed configuration: the main file and every file it includes.
+
+    The effective children of each block and the walk are computed once and kept: matching
+    and planning ask for them per server, and a big configuration has tens of thousands.
+    Loops, not recursion, so a deep nesting or a long chain of includes cannot exhaust the
+    stack (include cycles are refused when loading).
+    """
+
+    main: Path
+    files: dict[Path, tuple[Directive, ...]] = field(default_factory=dict)
+    _children: dict[int, list[Directive]] = field(default_factory=dict, compare=False, repr=False)
+    _walked: list[Walked] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def top(self) -> tuple[Directive, ...]:
+        return self.files[self.main]
+
+    def _expanded(self, directives: tuple[Directive, ...] | list[Directive]) -> list[Directive]:
+        out: list[Directive] = []
+        for d in directives:  # most blocks include nothing: one plain pass
+            if d.includes and d.name == "include":
+                return self._expanded_includes(directives)
+            if d.name != "#":
+                out.append(d)
+        return out
+
+    def _expanded_includes(
+        self, directives: tuple[Directive, ...] | list[Directive]
+    ) -> list[Directive]:
+        out: list[Directive] = []
+        files = self.files
+        stack: list[Iterator[Directive]] = [iter(directives)]
+        while stack:
+            for d in stack[-1]:
+                name = d.name
+                if name == "#":
+                    continue
+                if name == "include" and d.includes:
+                    stack.append(iter([x for p in d.includes for x in files.get(p, ())]))
+                    break
+                out.append(d)
+            else:
+                stack.pop()
+        return out
+
+    def _all_children(self, block: Directive) -> list[Directive]:
+        found = self._children.get(id(block))
+        if found is None:
+            found = self._children[id(block)] = self._expanded(block.block or ())
+        return found
+
+    def effective_children(self, block: Directive, name: str | None = None) -> list[Directive]:
+        """`block`'s children with includes expanded, optionally only those named `name`."""
+        children = self._all_children(block)
+        if name is None:
+            return list(children)
+        return [d for d in children if d.name == name]
+
+    def http_blocks(self) -> list[Directive]:
+        return [d for d in self._expanded(self.top) if d.name == "http"]
+
+    def servers(self) -> list[Directive]:
+        """Every ``server`` in every ``http`` block, in file order."""
+        return [s for http in self.http_blocks() for s in self.effective_children(http, "server")]
+
+    def walk(self) -> Iterator[tuple[Directive, tuple[Directive, ...]]]:
+        """Every directive with its enclosing blocks (outermost first), includes expanded."""
+        if not self._walked:
+            with paused_gc():
+                self._walked.append(self._walk())
+        return iter(self._walked[0])
+
+    def _walk(self) -> Walked:
+        out: Walked = []
+        stack: list[tuple[Iterator[Directive], tuple[Directive, ...]]] = [
+            (iter(self._expanded(self.top)), ())
+        ]
+        while stack:
+            children, parents = stack[-1]
+            for d in children:
+                out.append((d, parents))
+                if d.block is not None:
+                    stack.append((iter(self._all_children(d)), (*parents, d)))
+                    break
+            else:
+                stack.pop()
+        return out
+
+
+MAIN_FIX = "pass the main config with --config, e.g. /etc/nginx/nginx.conf"
+
+
+def _special_file_error(path: Path, mode: int) -> str | None:
+    """Why nginx cannot read `path` as a config file, judged from its mode (None: it can)."""
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
+
+
+def read_config_file(path: Path, where: str, fix: str = MAIN_FIX, included: bool = False) -> bytes:
+    """The bytes of config file `path`, or `InputError` naming `where` (for an included file,
+    the include's file:line, and the message names the file).
+
+    Opened without blocking and checked to be a regular file before a byte is read: a FIFO
+    given as a config would otherwise wait forever for a writer.
+    """
+    subject = f"included file {path}" if included else "nginx config file"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            problem = _special_file_error(path, os.fstat(fd).st_mode)
+            if problem is not None:
+                raise InputError(f"{subject} {problem}", where=where, fix=fix)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        what = f"include names a file that does not exist: {path}" if included else None
+        raise InputError(
+            what or "cannot read nginx config file: not found",
+            where=where,
+            fix="create the file or remove the include" if included else fix,
+        ) from None
+    except OSError as exc:
+        raise InputError(
+            f"cannot read {subject}: {exc.strerror}",
+            where=where,
+            fix="check the path and its permissions",
+        ) from None
+
+
+def _refuse_special(path: str) -> None:
+    """Raise `OSError` for a path crossplane must not open (a directory, FIFO, device)."""
+    problem = _special_file_error(Path(path), os.stat(path).st_mode)
+    if problem is not None:
+        raise OSError(errno.EINVAL, f"the file {problem}", path)
+
+
+_crossplane_lex = crossplane.parser.lex
+
+
+def _checked_lex(filename: str) -> Any:
+    _refuse_special(filename)
+    return _strict(_crossplane_lex(filename), filename)
+
+
+def _strict(tokens: Iterator[tuple[str, int, bool]], filename: str) -> Iterator[Any]:
+    """crossplane's tokens, refusing the statements nginx refuses and crossplane takes.
+
+    crossplane ends a statement at ``}`` as well as at ``;``: ``listen 80 }`` is accepted, the
+    block then closes one brace later, and the tree is silently wrong.
+    """
+    words = 0
+    line = 1
+    for token, line, quoted in tokens:
+        if not quoted and token in ("{", "}", ";"):
+            if token == "}" and words:
+                raise NgxParserSyntaxError('unexpected "}" (a ";" is missing)', filename, line)
+            if token != "}" and not words:
+                raise NgxParserSyntaxError(f'unexpected "{token}"', filename, line)
+            words = 0
+        elif quoted or not token.startswith("#"):
+            words += 1
+        yield token, line, quoted
+    if words:
+        raise NgxParserSyntaxError('unexpected end of file, expecting ";"', filename, line)
+
+
+def _checked_open(file: str, *args: Any, **kwargs: Any) -> Any:
+    _refuse_special(file)
+    return open(file, *args, **kwargs)
+
+
+# crossplane opens every included file itself (`open` to test an explicit include, `lex` to
+# read one); a FIFO there would block it forever, so both look at the file's type first.
+crossplane.parser.lex = _checked_lex
+crossplane.parser.open = _checked_open
+
+
+def parse_payload(main: Path, where: str) -> dict[str, Any]:
+    """crossplane's payload for the configuration at `main` (its Lua extension on), or
+    `InputError` (one line with file:line) when a file is unreadable or malformed."""
+    read_config_file(main, where)  # a clear error (and no FIFO opened) before crossplane
+    try:
+        payload: dict[str, Any] = crossplane.parse(
+            str(main), comments=True, catch_errors=False, check_ctx=False, check_args=False
+        )
+    except NgxParserBaseException as exc:
+        at = f"{exc.filename}:{exc.lineno}" if exc.lineno else str(exc.filename)
+        raise InputError(
+            f"nginx config does not parse: {exc.strerror}",
+            where=at,
+            fix="correct the config so that `nginx -t` accepts it, then run again",
+        ) from None
+    except OSError as exc:
+        # crossplane does not say which include led to the file; the byte reader does
+        from hookshift.nginx.source import load_source
+
+        load_source(main)
+        raise InputError(
+            f"cannot read nginx config: {exc.strerror}",
+            where=str(exc.filename or main),
+            fix="check the path and its permissions",
+        ) from None
+    except (RecursionError, UnicodeError, ValueError) as exc:
+        raise InputError(
+            f"nginx config does not parse: {type(exc).__name__}",
+            where=str(main),
+            fix="correct the config so that `nginx -t` accepts it, then run again",
+        ) from None
+    if payload["errors"]:
+        first = payload["errors"][0]
+        error = re.sub(r"^\[Errno \d+\] ", "", str(first["error"]))
+        raise InputError(
+            f"nginx config does not load: {error}",
+            where=f"{first['file']}:{first['line']}" if first.get("line") else first["file"],
+            fix="correct the config (or create the missing include) so that `nginx -t` accepts it",
+        )
+    return payload
+
+
+Locate = Callable[[Directive], Offsets]
+
+
+def new_directive(
+    name: str,
+    args: tuple[str, ...],
+    file: Path,
+    line: int,
+    block: tuple[Directive, ...] | None,
+    includes: tuple[Path, ...],
+    comment: str | None,
+    index: int,
+    located: Offsets | None,
+    locator: Locate | None,
+) -> Directive:
+    """`Directive(...)` for the loaders, which build one per statement of a configuration
+    (hundreds of thousands in a big one): a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, three times the cost of filling the instance at once."""
+    d = object.__new__(Directive)
+    d.__dict__.update(
+        name=name,
+        args=args,
+        file=file,
+        line=line,
+        block=block,
+        includes=includes,
+        comment=comment,
+        index=index,
+        located=located,
+        locator=locator,
+    )
+    return d
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Building a big tree allocates hundreds of thousands of objects and no cycles; the cyclic
+    collector would scan the growing heap again and again meanwhile, and scan the finished
+    tree a few more times afterwards as it ages (together a third of a plan's time).
+
+    So the collector waits, and what exists at the end is frozen (`gc.freeze`: left out of
+    later collections). Frozen objects are still freed by reference counting when dropped;
+    only a reference cycle that dies later would wait for `gc.unfreeze`, and the tree has none.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def from_payload(
+    payload: dict[str, Any], main: Path, locators: dict[Path, Locate] | None = None
+) -> NginxConfig:
+    """The tree of crossplane's `payload`; `locators` give each file's offsets on demand.
+
+    Refuses what crossplane lets through and nginx does not: an include of a missing file,
+    include cycles, blocks nested deeper than `lexer.MAX_DEPTH`.
+    """
+    file_paths = [Path(f["file"]) for f in payload["config"]]
+    files: dict[Path, tuple[Directive, ...]] = {}
+    for path, f in zip(file_paths, payload["config"], strict=True):
+        locate = (locators or {}).get(path)
+        counter = 0
+
+        def convert(
+            item: dict[str, Any], depth: int, path: Path = path, locate: Locate | None = locate
+        ) -> Directive:
+            nonlocal counter
+            name: str = item["directive"]
+            if name == "#":
+                return new_directive(
+                    name, (), path, item["line"], None, (), item.get("comment"), -1, None, None
+                )
+            index = counter
+            counter += 1
+            if "\\" in name:
+                name = lexer.unescape(name)
+            args = tuple(item["args"])
+            if "\\" in "".join(args) and not name.endswith("_by_lua_block"):
+                # crossplane keeps escapes such as \n; nginx reads them as the character
+                args = tuple(lexer.unescape(a) for a in args)
+            includes: tuple[Path, ...] = ()
+            if name == "include":
+                includes = tuple(file_paths[i] for i in item.get("includes", ()))
+                if not includes:
+                    _missing_include(args, f"{path}:{item['line']}")
+            block = item.get("block")
+            if block is not None:
+                if depth >= lexer.MAX_DEPTH:
+                    raise lexer.too_deep(f"{path}:{item['line']}")
+                block = tuple([convert(c, depth + 1) for c in block])
+            return new_directive(
+                name, args, path, item["line"], block, includes, None, index, None, locate
+            )
+
+        files[path] = tuple([convert(item, 0) for item in f["parsed"]])
+    config = NginxConfig(main=main, files=files)
+    check_include_cycles(config)
+    return config
+
+
+def _missing_include(args: tuple[str, ...], where: str) -> None:
+    """crossplane silently skips a non-glob include that names no file; nginx refuses it."""
+    target = args[0] if args else ""
+    if not any(ch in target for ch in "*?["):
+        raise InputError(
+            f"include names a file that does not exist: {target}",
+            where=where,
+            fix="create the file or remove the include",
+        )
+
+
+def load(path: str | os.PathLike[str]) -> NginxConfig:
+    """Parse the configuration at `path` with every include.
+
+    Raises `InputError` (one line with file:line) when a file is unreadable or malformed, when
+    an include names a file that does not exist, or when includes form a cycle.
+    """
+    main = Path(os.path.abspath(path))  # symlinks kept: nginx resolves includes beside -c
+    with paused_gc():
+        return from_payload(parse_payload(main, str(path)), main)
+
+
+def check_include_cycles(config: NginxConfig) -> None:
+    """Refuse includes that lead back to a file being included: nginx would recurse forever."""
+    edges: dict[Path, list[Directive]] = {}
+    for path, directives in config.files.items():
+        stack = list(directives)
+        found = edges.setdefault(path, [])
+        while stack:
+            d = stack.pop()
+            if d.includes:
+                found.append(d)
+            if d.block:
+                stack.extend(d.block)
+        found.sort(key=lambda d: d.line)
+    # depth-first, without recursion: a long chain of includes must not exhaust the stack
+    done: set[Path] = set()
+    chain: list[Path] = [config.main]
+    on_chain = {config.main}
+    todo: list[Iterator[tuple[Directive, Path]]] = [
+        iter([(d, t) for d in edges.get(config.main, []) for t in d.includes])
+    ]
+    while todo:
+        step = next(todo[-1], None)
+        if step is None:
+            todo.pop()
+            done.add(chain[-1])
+            on_chain.discard(chain.pop())
+            continue
+        d, target = step
+        if target in on_chain:
+            loop = " -> ".join(p.name for p in chain[chain.index(target) :])
+            raise InputError(
+                f"include cycle: {loop} -> {target.name}",
+                where=d.where,
+                fix="remove the include that leads back to a file already included",
+            )
+        if target not in done:
+            chain.append(target)
+            on_chain.add(target)
+            todo.append(iter([(e, t) for e in edges.get(target, []) for t in e.includes]))

@@ -1,0 +1,404 @@
+"""Choose the server and the location where nginx really runs a request's content handler.
+
+Server: the listening socket, then ``server_name`` in nginx's order (exact name, longest
+leading wildcard, longest trailing wildcard, first matching regex in file order), else the
+socket's ``default_server`` (or its first server). Sockets are per address family: ``listen
+80`` (every IPv4 address) and ``listen [::]:80`` (every IPv6 address) are two sockets; an
+explicit address wins over the wildcard of its family on the same port; ``listen [::]:80
+ipv6only=off`` also takes the IPv4 connections of its port.
+
+Location: `nginx.locations` selects, `nginx.route` follows internal redirects (``try_files``,
+``rewrite ... last``, ``error_page``, ``index``) to the location that answers.
+
+Without ``--server-name`` the server is the one that hands the path to an app; when several
+could, the choice is refused naming them. With it, only sockets where a server carries the
+name count (elsewhere the request would only fall to a default server).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from hookshift.errors import InputError
+from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.locations import LocationSpec, find_location, location_spec
+from hookshift.nginx.pcre import compile_pcre
+from hookshift.nginx.route import Route, follow
+from hookshift.nginx.values import Listen, Socket, parse_listen, parse_socket
+
+__all__ = [
+    "Listen",
+    "LocationSpec",
+    "Match",
+    "Socket",
+    "choose_server",
+    "find_location",
+    "location_spec",
+    "match",
+    "parse_socket",
+    "server_listens",
+    "server_names",
+]
+
+RouteOf = Callable[[Directive], Route | None]
+DEFAULT_LISTEN = Listen(Socket("*", "80"))
+_MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class Match:
+    """The chosen server, the route to the location that answers, the sockets it holds on,
+    and what the choice assumed (lines for the user)."""
+
+    server: Directive
+    route: Route
+    sockets: tuple[Socket, ...]
+    info: tuple[str, ...] = ()
+
+    @property
+    def location(self) -> Directive:
+        """Where the content handler runs: the last location of the route."""
+        return self.route.final.location
+
+    @property
+    def parents(self) -> tuple[Directive, ...]:
+        return self.route.final.parents
+
+    @property
+    def exact(self) -> bool:
+        """True when the location is ``location = /path``."""
+        return location_spec(self.location).modifier == "="
+
+
+@dataclass
+class SocketTable:
+    """Every socket with its servers (in file order) and their ``default_server`` flags."""
+
+    servers: dict[Socket, dict[int, tuple[Directive, bool]]] = field(default_factory=dict)
+    dual_stack: set[Socket] = field(default_factory=set)
+
+    def entries(self, socket: Socket) -> list[tuple[Directive, bool]]:
+        return list(self.servers[socket].values())
+
+
+def server_listens(server: Directive, config: NginxConfig) -> list[Listen]:
+    listens = [parse_listen(d.args) for d in config.effective_children(server, "listen") if d.args]
+    return listens or [DEFAULT_LISTEN]
+
+
+def server_names(server: Directive, config: NginxConfig) -> list[str]:
+    return [a.lower() for d in config.effective_children(server, "server_name") for a in d.args]
+
+
+def _name_rank(name: str, host: str) -> tuple[int, int] | None:
+    """How well server_name `name` matches `host`: (class, -length) or None; lower is better."""
+    if name.startswith("~"):
+        try:
+            return (3, 0) if compile_pcre(name[1:], True).search(host) else None
+        except re.error:
+            return None
+    if name.startswith("."):
+        if host == name[1:]:
+            return (0, 0)
+        return (1, -len(name)) if host.endswith(name) else None
+    if name.startswith("*."):
+        return (1, -len(name)) if host.endswith(name[1:]) else None
+    if name.endswith(".*"):
+        return (2, -len(name)) if host.startswith(name[:-1]) else None
+    return (0, 0) if name == host else None
+
+
+def pick_server(
+    servers: list[tuple[Directive, bool]], host: str | None, config: NginxConfig
+) -> tuple[Directive, bool]:
+    """Among the servers of one socket, the one nginx picks, and whether its name matched
+    `host` (False: the request only falls to the default server)."""
+    if host:
+        host = host.lower().rstrip(".")
+        best: tuple[tuple[int, int], int] | None = None
+        for index, (server, _) in enumerate(servers):
+            for name in server_names(server, config):
+                rank = _name_rank(name, host)
+                if rank is not None and (best is None or (rank, index) < best):
+                    # regexes are tried in config order, so index breaks ties for them too
+                    best = (rank, index)
+        if best is not None:
+            return servers[best[1]][0], True
+    defaults = [s for s, is_default in servers if is_default]
+    return (defaults[0] if defaults else servers[0][0]), False
+
+
+def choose_server(
+    servers: list[tuple[Directive, bool]], host: str | None, config: NginxConfig
+) -> Directive:
+    """Among the servers of one socket (with their default flag), the one nginx picks."""
+    return pick_server(servers, host, config)[0]
+
+
+def socket_table(config: NginxConfig) -> SocketTable:
+    """Linear in the number of ``listen`` lines (a server is found by its id, not a scan)."""
+    table = SocketTable()
+    for server in config.servers():
+        for listen in server_listens(server, config):
+            entries = table.servers.setdefault(listen.socket, {})
+            known = entries.get(id(server))
+            entries[id(server)] = (server, listen.default or (known is not None and known[1]))
+            if listen.dual_stack:
+                table.dual_stack.add(listen.socket)
+    return table
+
+
+def candidate_sockets(table: SocketTable, listen: str | None) -> list[Socket]:
+    """The sockets a request to `listen` (``PORT``, ``ADDR:PORT``, ``[::]:PORT``,
+    ``unix:PATH``) arrives on; every socket when `listen` is None."""
+    sockets = list(table.servers)
+    if listen is None:
+        return sockets
+    wanted = parse_socket(listen)
+    if wanted.family == "unix":
+        return [s for s in sockets if s.addr == wanted.addr]
+    same_port = [s for s in sockets if s.port == wanted.port and s.family != "unix"]
+
+    def wildcard_for(family: str) -> list[Socket]:
+        found = [s for s in same_port if s.wildcard and s.family == family]
+        if not found and family == "inet":
+            found = [s for s in same_port if s in table.dual_stack]
+        return found
+
+    if wanted.wildcard:
+        return wildcard_for(wanted.family) or [s for s in same_port if s.family == wanted.family]
+    explicit = [s for s in same_port if s.addr == wanted.addr]
+    return explicit or wildcard_for(wanted.family)
+
+
+def _label(server: Directive, config: NginxConfig) -> str:
+    names = " ".join(server_names(server, config)) or '""'
+    return f"server_name {names} ({server.where})"
+
+
+def _http_of(config: NginxConfig) -> dict[int, Directive]:
+    return {
+        id(server): http
+        for http in config.http_blocks()
+        for server in config.effective_children(http, "server")
+    }
+
+
+def match(
+    config: NginxConfig,
+    path: str,
+    *,
+    host: str | None = None,
+    listen: str | None = None,
+    for_app: bool = True,
+) -> Match:
+    """The server and the route nginx would use for `path` (query string ignored).
+
+    Raises `InputError` when nothing takes the path or when the choice is not one location.
+    `for_app` (the callback's receiver is wanted) also refuses a route that hands the path to
+    no app, a `host` no server is named, and several servers that could each receive it;
+    without it the answer is nginx's plain choice for a request with that Host.
+    """
+    uri = urlsplit(path).path or "/"
+    if not uri.startswith("/"):
+        raise InputError(f"--path must start with '/': {path}", fix="e.g. --path /callback")
+    table = socket_table(config)
+    if not table.servers:
+        raise InputError(
+            "the config has no server block inside http { }",
+            where=str(config.main),
+            fix="pass the main config (the one with `http {`) with --config",
+        )
+    sockets = candidate_sockets(table, listen)
+    if not sockets:
+        known = ", ".join(sorted({str(s) for s in table.servers}))
+        raise InputError(
+            f"no server listens on {listen}",
+            where=str(config.main),
+            fix=f"pass one of the configured sockets with --listen: {known}",
+        )
+    https = _http_of(config)
+    routes: dict[int, Route | None] = {}
+
+    def route_of(server: Directive) -> Route | None:
+        if id(server) not in routes:
+            routes[id(server)] = follow(config, server, uri, https.get(id(server)))
+        return routes[id(server)]
+
+    info: list[str] = []
+    if host:
+        on: dict[int, tuple[Directive, list[Socket]]] = {}
+        fallen: list[Socket] = []
+        for socket in sockets:
+            server, named = pick_server(table.entries(socket), host, config)
+            if named:
+                on.setdefault(id(server), (server, []))[1].append(socket)
+            else:
+                fallen.append(socket)
+        if not on and for_app:
+            raise _unknown_name(config, table, host, listen)
+        if fallen and on:
+            chosen_socks = [s for _, socks in on.values() for s in socks]
+            info.append(
+                f"{host} is named on {_socks(chosen_socks)}; on {_socks(fallen)} a request for "
+                f"it would only reach the default server, so the plan is for "
+                f"{_socks(chosen_socks)}"
+            )
+        candidates = list(on.values()) or _defaults(config, table, sockets, host)
+    elif not for_app:
+        candidates = _defaults(config, table, sockets, host)
+    else:
+        seen: dict[int, tuple[Directive, list[Socket]]] = {}
+        for socket in sockets:
+            for server, _ in table.entries(socket):
+                seen.setdefault(id(server), (server, []))[1].append(socket)
+        candidates = list(seen.values())
+    receivers = [
+        (s, socks)
+        for s, socks in candidates
+        if (_reaches(route_of(s)) if for_app else _has_location(route_of(s)))
+    ]
+    if not receivers:
+        raise _no_app(config, uri, [s for s, _ in candidates], route_of, host)
+    by_location: dict[int, list[tuple[Directive, list[Socket]]]] = {}
+    for server, socks in receivers:
+        route = route_of(server)
+        assert route is not None
+        by_location.setdefault(id(route.final.location), []).append((server, socks))
+    if len(by_location) > 1:
+        raise _ambiguous(config, uri, receivers, route_of, host)
+    server, socks = receivers[0]
+    route = route_of(server)
+    assert route is not None
+    if not host and for_app and len(candidates) > 1:
+        info.append(
+            f"{_label(server, config)} is the only server that passes {uri} to an app; "
+            "the plan is for it"
+        )
+    if len(route.hops) > 1:
+        info.append(f"route: {route.describe()}")
+    info.extend(route.assumptions)
+    return Match(server, route, tuple(s for _, ss in receivers for s in ss), tuple(info))
+
+
+def _defaults(
+    config: NginxConfig, table: SocketTable, sockets: list[Socket], host: str | None
+) -> list[tuple[Directive, list[Socket]]]:
+    """The server nginx picks on each socket for `host`, with the sockets it is picked on."""
+    found: dict[int, tuple[Directive, list[Socket]]] = {}
+    for socket in sockets:
+        server = pick_server(table.entries(socket), host, config)[0]
+        found.setdefault(id(server), (server, []))[1].append(socket)
+    return list(found.values())
+
+
+def _has_location(route: Route | None) -> bool:
+    return route is not None and bool(route.hops)
+
+
+def _reaches(route: Route | None) -> bool:
+    return route is not None and route.reaches_app
+
+
+def _socks(sockets: Iterable[Socket]) -> str:
+    return ", ".join(dict.fromkeys(str(s) for s in sockets))
+
+
+def _unknown_name(
+    config: NginxConfig, table: SocketTable, host: str, listen: str | None
+) -> InputError:
+    everywhere = [
+        socket for socket in table.servers if pick_server(table.entries(socket), host, config)[1]
+    ]
+    if everywhere:
+        return InputError(
+            f"no server named {host} listens on {listen}",
+            where=str(config.main),
+            fix=f"servers named {host} listen on {_socks(everywhere)}: pass one with --listen",
+        )
+    names = sorted(
+        {n for s in config.servers() for n in server_names(s, config) if n not in ("_", "")}
+    )
+    close = difflib.get_close_matches(host.lower(), names, n=len(names), cutoff=0.0)
+    listed = ", ".join(close[:_MAX_LISTED]) + (", ..." if len(close) > _MAX_LISTED else "")
+    return InputError(
+        f"no server is named {host}",
+        where=str(config.main),
+        fix=(
+            f"pass one of the configured names with --server-name: {listed}"
+            if names
+            else "add `server_name " + host + ";` to the server that proxies the callback"
+        ),
+    )
+
+
+def _no_app(
+    config: NginxConfig,
+    uri: str,
+    servers: list[Directive],
+    route_of: RouteOf,
+    host: str | None,
+) -> InputError:
+    answered = [(s, route_of(s)) for s in servers]
+    with_route = [(s, r) for s, r in answered if r is not None and r.hops]
+    if not with_route:
+        where = ", ".join(dict.fromkeys(s.where for s in servers))
+        return InputError(
+            f"no location matches {uri} in the servers that would answer it ({where})",
+            where=str(config.main),
+            fix="pass the callback's path with --path, or --server-name of the server "
+            "that proxies it",
+        )
+    server, route = with_route[0]
+    final = route.final.location
+    how = f" (reached by {route.describe()})" if len(route.hops) > 1 else ""
+    others = "" if host else _name_hint(config, servers, server)
+    return InputError(
+        f"{uri} on {_label(server, config)} is answered by "
+        f"location {location_spec(final)}{how} with {route.answer}, not passed to an app: "
+        "there is nothing to mirror",
+        where=final.where,
+        fix="pass --path as the callback's path the vendor posts to and --server-name as "
+        f"the name of the server that proxies it to the app{others}",
+    )
+
+
+def _name_hint(config: NginxConfig, servers: list[Directive], skip: Directive) -> str:
+    names = [n for s in servers if s is not skip for n in server_names(s, config) if n != "_"]
+    if not names:
+        return ""
+    return " (configured: " + ", ".join(list(dict.fromkeys(names))[:_MAX_LISTED]) + ")"
+
+
+def _ambiguous(
+    config: NginxConfig,
+    uri: str,
+    receivers: list[tuple[Directive, list[Socket]]],
+    route_of: RouteOf,
+    host: str | None,
+) -> InputError:
+    parts = []
+    for server, socks in receivers[:_MAX_LISTED]:
+        route = route_of(server)
+        assert route is not None
+        final = route.final.location
+        parts.append(
+            f"{_socks(socks)} -> {_label(server, config)}, location {location_spec(final)} "
+            f"{final.where}"
+        )
+    listing = "; ".join(parts)
+    if host:
+        return InputError(
+            f"ambiguous: servers named {host} on different sockets answer {uri} in "
+            f"different locations: {listing}",
+            fix="choose the socket the vendor posts to with --listen ADDR:PORT",
+        )
+    return InputError(
+        f"more than one server could receive {uri}: {listing}",
+        fix="choose the server the vendor posts to with --server-name NAME "
+        "(and --listen ADDR:PORT when one name is on several sockets)",
+    )

@@ -1,0 +1,344 @@
+"""Follow a request through nginx's internal redirects to the location whose content handler
+answers it: the place a ``mirror`` (which runs just before the content handler) must go.
+
+nginx leaves the location it first selects when, in its order of phases:
+
+- a ``rewrite ... last`` matches (location selection again; ``break`` stays; ``redirect``,
+  ``permanent`` and a ``return`` answer the client);
+- ``try_files`` ends in a named location (``@app``), a URI (selected again, server-level
+  rewrites first) or ``=code`` (which ``error_page code`` may hand on);
+- there is no content handler and the URI ends in ``/``: ``index`` redirects to the first index
+  file (only followed where it reaches an app);
+- the static handler answers 404 and ``error_page 404`` hands the request on.
+
+Files on disk cannot be known from the config: a callback is a POST to a path that is not a
+file, so every ``try_files`` file check is taken to fail, and the route says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hookshift.errors import InputError
+from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.inheritance import effective
+from hookshift.nginx.locations import find_location, location_spec, named_location
+from hookshift.nginx.pcre import compile_or_refuse
+from hookshift.nginx.values import PASS_DIRECTIVES
+
+MAX_REDIRECTS = 10  # nginx: "rewrite or internal redirection cycle" after 10
+OTHER_HANDLERS = (
+    "content_by_lua",
+    "content_by_lua_block",
+    "content_by_lua_file",
+    "js_content",
+    "perl",
+    "memcached_pass",
+    "echo",
+    "empty_gif",
+    "stub_status",
+)
+# A location with one of these answers (or hands on) by itself: an index redirect into it
+# leads somewhere other than the static file handler.
+_NOT_STATIC = (*PASS_DIRECTIVES, *OTHER_HANDLERS, "try_files", "return", "rewrite")
+_REDIRECT_SCHEMES = ("http://", "https://", "$scheme")
+# Variables that take part in a URI's query string only: they never change the path.
+_QUERY_VARS = ("args", "query_string", "is_args")
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One location on the way: the URI it saw and how the request got there (``via``)."""
+
+    location: Directive
+    parents: tuple[Directive, ...]
+    uri: str
+    via: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request for `uri` in `server` ends: the hops, and the directive that answers
+    (`end`: a ``*_pass``, another content handler, ``return``, ``try_files =code``; None when
+    nginx's static file handler answers)."""
+
+    server: Directive
+    uri: str
+    hops: tuple[Hop, ...]
+    end: Directive | None
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def final(self) -> Hop:
+        return self.hops[-1]
+
+    @property
+    def reaches_app(self) -> bool:
+        return bool(self.hops) and self.end is not None and self.end.name in PASS_DIRECTIVES
+
+    @property
+    def answer(self) -> str:
+        """How the request is answered, for messages."""
+        if self.end is None:
+            return "nginx's static file handler (files on disk)"
+        return f"`{' '.join((self.end.name, *self.end.args))}` ({self.end.where})"
+
+    def describe(self) -> str:
+        """``/callback -> location / (try_files) -> location @app``."""
+        parts = [self.uri]
+        for i, hop in enumerate(self.hops):
+            label = f"location {location_spec(hop.location)}"
+            previous = self.hops[i - 1].uri if i else self.uri
+            if hop.uri != previous:
+                label += f" as {hop.uri}"
+            if i + 1 < len(self.hops):
+                label += f" ({self.hops[i + 1].via})"
+            parts.append(label)
+        return " -> ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Leave:
+    """The request leaves a location: for `uri`, for a named location, or re-selected."""
+
+    via: str
+    uri: str
+    named: str | None = None
+    server_rewrites: bool = True
+
+
+@dataclass(frozen=True)
+class _Stay:
+    """The request is answered in the location (by `end`), possibly with a rewritten URI."""
+
+    end: Directive | None
+
+
+def follow(
+    config: NginxConfig, server: Directive, uri: str, http: Directive | None = None
+) -> Route | None:
+    """The route of a request for `uri` arriving at `server`; None when no location takes it.
+
+    `http` (the server's enclosing block) lets ``error_page`` set at http level count.
+    Raises `InputError` on a redirect cycle, a hand-off to a location that does not exist, or
+    a target that depends on something only known per request.
+    """
+    assumptions: list[str] = []
+    hops: list[Hop] = []
+    original = uri
+    uri, end = _server_rewrites(config, server, uri)
+    if end is not None:
+        return Route(server, original, (), end)
+    found = find_location(server, uri, config)
+    via = ""
+    for _ in range(MAX_REDIRECTS + 1):
+        if found is None:
+            return None if not hops else Route(server, original, tuple(hops), None)
+        location, parents = found
+        hops.append(Hop(location, parents, uri, via))
+        step = _step(config, server, http, hops[-1], assumptions)
+        if isinstance(step, _Stay):
+            return Route(server, original, tuple(hops), step.end, tuple(assumptions))
+        via, uri = step.via, step.uri
+        if step.named is not None:
+            named = named_location(server, step.named, config)
+            if named is None:
+                raise InputError(
+                    f"{step.via} hands {original} to {step.named}, which this server lacks",
+                    where=location.where,
+                    fix=f"add `location {step.named} {{ ... }}` to the server or fix the hand-off",
+                )
+            found = (named, ())
+            continue
+        if step.server_rewrites:
+            uri, end = _server_rewrites(config, server, uri)
+            if end is not None:
+                return Route(server, original, tuple(hops), end, tuple(assumptions))
+        found = find_location(server, uri, config)
+    chain = " -> ".join(f"location {location_spec(h.location)}" for h in hops[:4])
+    raise InputError(
+        f"{original} is redirected inside nginx more than {MAX_REDIRECTS} times "
+        f"({chain} -> ...): nginx answers it with 500",
+        where=hops[0].location.where,
+        fix="break the redirect cycle in the config (nginx -T shows it), then run again",
+    )
+
+
+def _server_rewrites(
+    config: NginxConfig, server: Directive, uri: str
+) -> tuple[str, Directive | None]:
+    """Run the server's own ``rewrite``/``return`` lines (before any location is chosen);
+    there ``last`` stops them like ``break``."""
+    uri, answer, _ = _rewrite_phase(config.effective_children(server), uri)
+    return uri, answer
+
+
+def _rewrite_phase(
+    directives: list[Directive], uri: str
+) -> tuple[str, Directive | None, Directive | None]:
+    """The rewrite module's directives of one block, in order: (URI, the ``return`` or
+    redirecting ``rewrite`` that answers, the ``rewrite ... last`` that leaves)."""
+    for d in directives:
+        if d.name == "return":
+            return uri, d, None
+        if d.name == "break":
+            break
+        if d.name != "rewrite":
+            continue
+        result = _rewrite(d, uri)
+        if result is None:
+            continue
+        new_uri, flag = result
+        if flag in ("redirect", "permanent", "external"):
+            return uri, d, None
+        uri = new_uri
+        if flag == "last":
+            return uri, None, d
+        if flag == "break":
+            break
+    return uri, None, None
+
+
+def _step(
+    config: NginxConfig,
+    server: Directive,
+    http: Directive | None,
+    hop: Hop,
+    assumptions: list[str],
+) -> _Leave | _Stay:
+    location = hop.location
+    own = config.effective_children(location)
+    uri, answer, last = _rewrite_phase(own, hop.uri)
+    if answer is not None:
+        return _Stay(answer)
+    if last is not None:
+        return _Leave(f"rewrite ... last at {last.where}", uri, server_rewrites=False)
+    levels = [location, *reversed(hop.parents), server, *([http] if http else [])]
+    for d in own:
+        if d.name == "try_files" and d.args:
+            return _try_files(config, levels, d, uri, assumptions)
+    for d in own:
+        if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
+            return _Stay(d)
+    if uri.endswith("/"):
+        leave = _index(config, server, levels, uri, assumptions)
+        if leave is not None:
+            return leave
+    # the static handler: the callback path is not a file, so nginx answers 404
+    leave = _error_page(config, levels, "404", uri)
+    return leave if leave is not None else _Stay(None)
+
+
+def _try_files(
+    config: NginxConfig,
+    levels: list[Directive],
+    d: Directive,
+    uri: str,
+    assumptions: list[str],
+) -> _Leave | _Stay:
+    *files, fallback = d.args
+    if files:
+        assumptions.append(
+            f"`try_files` at {d.where} checks files on disk ({' '.join(files)}); taken as "
+            f"absent, as for a POST to a path that is not a file"
+        )
+    if fallback.startswith("="):
+        leave = _error_page(config, levels, fallback[1:], uri)
+        return leave if leave is not None else _Stay(d)
+    if fallback.startswith("@"):
+        return _Leave("try_files", uri, named=fallback)
+    target = _expand(fallback, uri, None, d)
+    return _Leave("try_files", target)
+
+
+def _error_page(config: NginxConfig, levels: list[Directive], code: str, uri: str) -> _Leave | None:
+    """Where ``error_page`` sends a request answered with `code` (None: nginx answers it).
+
+    ``error_page`` lines are inherited only by blocks that have none of their own.
+    """
+    for d in effective(config, tuple(reversed(levels)), "error_page"):
+        codes = [a for a in d.args[:-1] if a.isdigit()]
+        if code in codes and d.args:
+            target = d.args[-1]
+            via = f"error_page {code} at {d.where}"
+            if target.startswith("@"):
+                return _Leave(via, uri, named=target)
+            if target.startswith("/"):
+                return _Leave(via, target.split("?", 1)[0])
+            return None
+    return None
+
+
+def _index(
+    config: NginxConfig,
+    server: Directive,
+    levels: list[Directive],
+    uri: str,
+    assumptions: list[str],
+) -> _Leave | None:
+    """``index``: the first index file whose location does not just serve files (an app's
+    entry point, ``index.php``); None when every one leads to static files."""
+    found = effective(config, tuple(reversed(levels)), "index")
+    entries = tuple(a for d in found for a in d.args) if found else ("index.html",)
+    for entry in entries:
+        target = entry if entry.startswith("/") else uri + entry
+        if "$" in target:
+            continue
+        located = find_location(server, target, config)
+        if located is None:
+            continue
+        if any(h.name in _NOT_STATIC for h in config.effective_children(located[0])):
+            assumptions.append(
+                f"`index` sends {uri} to {target}, which nginx checks on disk; taken as "
+                "present (the app's entry point)"
+            )
+            return _Leave("index", target)
+    return None
+
+
+def _rewrite(d: Directive, uri: str) -> tuple[str, str] | None:
+    """Apply one ``rewrite regex replacement [flag]`` to `uri`: (new URI, flag) or None when
+    the regex does not match. A replacement that is a URL is flagged ``external``."""
+    if len(d.args) < 2:
+        return None
+    regex = compile_or_refuse(
+        d.args[0], False, f"`rewrite {d.args[0]}`", d.where, "pass --path as the URI the app sees"
+    )
+    found = regex.search(uri)
+    if found is None:
+        return None
+    replacement = d.args[1]
+    flag = d.args[2] if len(d.args) > 2 else ""
+    if replacement.startswith(_REDIRECT_SCHEMES):
+        return uri, "external"
+    return _expand(replacement, uri, found, d), flag
+
+
+def _expand(template: str, uri: str, found: re.Match[str] | None, d: Directive) -> str:
+    """The path a rewrite/try_files target names (the query part dropped: it never selects
+    a location)."""
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name.isdigit():
+            if found is None:
+                return ""
+            index = int(name)
+            return (found.group(index) or "") if index <= (found.re.groups or 0) else ""
+        if found is not None and name in found.re.groupindex:
+            return found.group(name) or ""
+        if name in ("uri", "document_uri"):
+            return uri
+        if name in _QUERY_VARS:
+            return ""
+        raise InputError(
+            f"cannot follow `{d.name}`: its target {template} depends on ${name}, which is "
+            "known only per request",
+            where=d.where,
+            fix="pass --path as the URI the app finally sees, or name the target literally",
+        )
+
+    path = template.split("?", 1)[0]
+    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", value, path)
+    return expanded.split("?", 1)[0] or "/"

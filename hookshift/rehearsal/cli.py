@@ -1,0 +1,277 @@
+"""``hookshift rehearse``: the whole migration on this machine, in under two minutes.
+
+It starts the stack (rehearsal.stack), sends callbacks through nginx while the app is deployed
+part-way, drains the queue into an archive, and shows where every callback ended up: the ones
+the app lost during its deploy are in the queue. That is the reason for the migration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from hookshift.console import diag, emit_json
+from hookshift.errors import InputError
+from hookshift.rehearsal.load import SendResult
+from hookshift.rehearsal.scenario import (
+    DeployScenario,
+    Reconciliation,
+    body_key,
+    read_archive,
+    reconcile,
+    run_deploy_scenario,
+)
+from hookshift.rehearsal.sqs import REGION
+from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
+from hookshift.verify.keys import PROFILES, parse_key, show_body_key
+
+SAMPLES_SHOWN = 5
+PARITY_PROFILE = "bizppurio"  # the parity check's key; samples are shown by it too
+PARITY_KEY = parse_key(PROFILES[PARITY_PROFILE])
+
+
+def _new_run_dir(base: Path) -> Path:
+    """A fresh directory per run under `base`, so a rerun never mixes with an earlier one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(100):
+        candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate.resolve()
+        except FileExistsError:
+            continue
+    raise InputError(f"cannot make a run directory under {base}", fix="pass --workdir")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # the stack's `finally` stops every process by pid
+
+
+def summary_lines(
+    rec: Reconciliation,
+    scenario: DeployScenario,
+    results: list[SendResult],
+    queue_ids: dict[str, str],
+) -> list[str]:
+    """The human summary of a run (pure, so it is tested without processes)."""
+    by_key = {r.key: r for r in results}
+    failed = len(rec.sent) - len(rec.vendor_ok)
+    lines = [
+        f"{len(rec.sent)} callbacks sent through nginx; the app was deployed when callback "
+        f"{scenario.deploy_seq} was due (down {scenario.downtime:g} s)",
+        "",
+        f"  vendor got 2xx        {len(rec.vendor_ok):>6}    non-2xx/error {failed:>6}",
+        f"  in the app's ledger   {len(rec.in_app):>6}",
+        f"  in the queue          {len(rec.in_queue):>6}    (mirrored by nginx to API Gateway)",
+        f"  lost at the app       {len(rec.lost_at_app):>6}    of them in the queue "
+        f"{len(rec.lost_at_app_in_queue):>6}",
+        f"  in neither            {len(rec.unaccounted):>6}",
+        f"  queue body != sent    {len(rec.queue_mismatched):>6}",
+    ]
+    if rec.queue_duplicates or rec.queue_unparseable:
+        lines.append(
+            f"  queue duplicates      {rec.queue_duplicates:>6}    unparseable "
+            f"{rec.queue_unparseable:>6}"
+        )
+    if rec.lost_at_app_in_queue:
+        lines += ["", "Callbacks the app lost during its deploy, safe in the queue:"]
+        for key in rec.lost_at_app_in_queue[:SAMPLES_SHOWN]:
+            sent = by_key[key]
+            what = f"HTTP {sent.status}" if sent.status is not None else sent.error.split(":")[0]
+            userdata = json.loads(sent.body).get("USERDATA", "")
+            shown = show_body_key(PARITY_KEY, sent.body) or key
+            lines.append(
+                f"  {shown}  vendor got {what:<14} SQS MessageId {queue_ids.get(key, '?')}  "
+                f"USERDATA {userdata!r}"
+            )
+        more = len(rec.lost_at_app_in_queue) - SAMPLES_SHOWN
+        if more > 0:
+            lines.append(f"  ... and {more} more")
+        lines.append(
+            "Once the vendor posts to API Gateway, a deploy delays such callbacks instead of "
+            "losing them: the consumer reads them from the queue when the app is back."
+        )
+    lines.append("")
+    if rec.unaccounted:
+        lines.append(f"verdict: FAIL: {len(rec.unaccounted)} callbacks are in neither place")
+    else:
+        lines.append(
+            f"verdict: every callback sent is in the app or the queue "
+            f"({len(rec.sent) - len(rec.unaccounted)}/{len(rec.sent)})"
+        )
+    return lines
+
+
+@click.command("rehearse")
+@click.option("-n", "--count", default=200, show_default=True, help="Callbacks to send.")
+@click.option("--rate", default=50.0, show_default=True, help="Callbacks per second.")
+@click.option(
+    "--downtime", default=1.5, show_default=True, help="Seconds the app is down in the deploy."
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rehearsal-run"),
+    show_default=True,
+    help="Each run gets a fresh sub-directory here (configs, logs, ledger, archive).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def rehearse(count: int, rate: float, downtime: float, workdir: Path, fmt: str) -> None:
+    """Rehearse the migration locally: nginx mirrors callbacks to a local API Gateway stage
+    emulator -> SQS (moto) while the app is deployed; every callback must end up somewhere.
+
+    \b
+    Starts on free loopback ports: DNS, SQS (moto), the stage emulator over TLS, the sample
+    app, and a real nginx with a sample config patched by `hookshift mirror apply`. Sends
+    callbacks, restarts the app part-way, drains the queue and prints the parity summary.
+    Every process is stopped by pid at the end, on error and on Ctrl-C.
+
+    \b
+    Examples:
+      hookshift rehearse
+      hookshift rehearse -n 500 --rate 100 --downtime 3
+      hookshift rehearse --format json --workdir /tmp/rehearsal
+    """
+    if count < 1 or rate <= 0 or downtime < 0:
+        raise InputError(
+            "--count must be >= 1, --rate > 0, --downtime >= 0",
+            fix="e.g. hookshift rehearse -n 200 --rate 50",
+        )
+    run_dir = _new_run_dir(workdir)
+    diag("info", f"run directory: {run_dir}")
+    scenario = DeployScenario(count=count, rate=rate, downtime=downtime)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        report = _run(run_dir, scenario)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if fmt == "json":
+        emit_json(report)
+    else:
+        click.echo("\n".join(report["summary"]))
+        click.echo(f"files: {run_dir}")
+    if report["reconciliation"]["unaccounted"]:
+        sys.exit(1)
+
+
+def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
+    started = time.monotonic()
+    diag("info", "starting DNS, SQS (moto), the stage emulator, the app and nginx ...")
+    with start_stack(run_dir, StackOptions()) as stack:
+        (run_dir / "pids.json").write_text(json.dumps(stack.pids()) + "\n", encoding="utf-8")
+        diag(
+            "info", f"nginx {stack.nginx_url} -> app :{stack.app_port}; mirror -> {stack.stage_url}"
+        )
+        results = _send(stack, scenario, run_dir)
+        depth = stack.wait_for_queue(len(results))
+        diag("info", f"queue holds {depth} messages; draining it into {run_dir / 'archive'}")
+        messages = _pull(stack, run_dir / "archive")
+        app_bodies = stack.app_bodies()
+    queue_bodies = [str(m.get("Body", "")) for m in messages]
+    rec = reconcile(results, app_bodies, queue_bodies)
+    queue_ids = {
+        key: str(m["MessageId"])
+        for m in messages
+        if (key := body_key(str(m.get("Body", "")))) is not None
+    }
+    parity = _parity(stack.parity_log, run_dir / "archive", run_dir)
+    diag("ok", f"done in {time.monotonic() - started:.1f} s; every process stopped")
+    summary = summary_lines(rec, scenario, results, queue_ids)
+    if parity is not None:
+        summary += ["", *parity[1].rstrip("\n").splitlines()]
+        summary += parity_lines(stack.parity_log, run_dir / "archive", run_dir)
+    return {
+        "run_dir": str(run_dir),
+        "scenario": asdict(scenario),
+        "reconciliation": {
+            k: (len(v) if isinstance(v, tuple) else v) for k, v in asdict(rec).items()
+        }
+        | {"unaccounted_keys": list(rec.unaccounted)},
+        "parity": parity[0] if parity else None,
+        "summary": summary,
+    }
+
+
+def _pull(stack: Stack, archive: Path) -> list[dict[str, Any]]:
+    """Drain the queue into the archive with ``hookshift verify pull`` (its code), else boto3."""
+    try:
+        from hookshift.verify.pull import pull
+    except ImportError:
+        return stack.drain_queue(archive)
+    # moto takes any credentials; the real chain may have none on a fresh machine
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        os.environ.setdefault(name, value)
+    pull(
+        stack.queue_url,
+        archive,
+        endpoint_url=stack.moto_endpoint,
+        region=REGION,
+        delete=True,
+        workers=2,
+        wait_time_s=1,
+        progress=True,
+    )
+    return list(read_archive(archive))
+
+
+PARITY_COUNTS = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "app_rejected")
+
+
+def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, Any], str] | None:
+    """hookshift's parity report (verify) over nginx's parity log and the drained queue.
+
+    Everything has settled when this runs (the queue was drained after the last copy landed),
+    so no grace window: a callback not in the queue now is missing. Returns the JSON report and
+    its text rendering; the HTML report is written to ``run_dir/parity.html``.
+    """
+    try:
+        from hookshift.verify.parity import ParityOptions, run_parity
+        from hookshift.verify.report import render_html, render_text, write_report
+    except ImportError:  # a build without the verify package: the summary above still holds
+        return None
+    report = run_parity(
+        f"nginx:{parity_log}",
+        f"archive:{archive}",
+        ParityOptions(grace_s=0, profile=PARITY_PROFILE),
+    )
+    write_report(run_dir / "parity.html", render_html(report))
+    return dict(report.to_dict()), render_text(report, tty=sys.stdout.isatty())
+
+
+def parity_lines(parity_log: Path, archive: Path, run_dir: Path) -> list[str]:
+    """Where the full parity report is, and the command that makes it again."""
+    return [
+        f"parity report (HTML): {run_dir / 'parity.html'}",
+        f"again: hookshift verify parity --app nginx:{parity_log} --queue archive:{archive} "
+        f"--profile {PARITY_PROFILE} --grace 0",
+    ]
+
+
+def _send(stack: Stack, scenario: DeployScenario, run_dir: Path) -> list[SendResult]:
+    lock = threading.Lock()
+    with click.progressbar(
+        length=scenario.count, label="sending callbacks", file=sys.stderr
+    ) as bar:
+
+        def advance(_: SendResult) -> None:
+            with lock:  # results arrive on the load driver's worker threads
+                bar.update(1)
+
+        run = run_deploy_scenario(
+            stack,
+            scenario,
+            run_id=run_dir.name.replace("-", "")[-10:],
+            record=run_dir / "sent.jsonl",
+            on_result=advance,
+        )
+    return run.results

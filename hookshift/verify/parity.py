@@ -1,0 +1,1111 @@
+"""Parity: does the queue hold every callback the app accepted, with the same body?
+
+One DuckDB scan of each side turns every record into a narrow row (key hash, body hash, time,
+class) and tallies them per key (verify/tally.py), with ``memory_limit`` and a spill directory
+so that inputs larger than RAM are fine. Keys that are one accepted app record and one message
+with the same bytes are only counted; the others (usually a handful) are classified one by one,
+and the records that a report shows or that must be compared canonically (raw bodies differ)
+are fetched by key hash (verify/fetch.py), by seeking instead of reading the inputs again.
+
+The classes: matched, missing_in_queue, missing_in_app, duplicates_app,
+duplicates_queue, mismatched, in_flight, not_mirrored, plus app_rejected (the app answered
+non-2xx: not a callback the app accepted), replayed (matched only through a ``hookshift verify
+heal`` replay), body_not_logged (the parity log has an empty body because nginx kept the body
+in a temporary file: nothing to compare, not a failure), unkeyed and malformed. Counts of
+classes are per key (one callback and its retries count once); duplicates count the extra
+copies.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import re
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hookshift.errors import InputError, OperationError
+from hookshift.verify.archive import archive_queue_url
+from hookshift.verify.canonical import same_body
+from hookshift.verify.fetch import Hint, Side, fetch
+from hookshift.verify.keys import KeySpec, parse_key, resolve_key
+from hookshift.verify.pull import NetworkLimits
+from hookshift.verify.redact import field_is_phone, mask, redact_body, redact_text
+from hookshift.verify.sources import (
+    JSON_RECORD_MAX,
+    AppFields,
+    SourceSpec,
+    app_rows_sql,
+    carries_request_ids,
+    csv_columns,
+    is_messages_document,
+    locate_malformed,
+    messages_documents_to_jsonl,
+    parse_source,
+    queue_rows_sql,
+    resolve_files,
+    sql_str,
+)
+from hookshift.verify.tally import (
+    BUCKET_MS,
+    FILES_MAX,
+    HK,
+    Bulk,
+    Spread,
+    create_detail,
+    create_rows,
+    hints,
+    null_counts,
+    side_rows,
+    spread,
+    tally,
+)
+
+CLASSES = (
+    "matched",
+    "missing_in_queue",
+    "missing_in_app",
+    "duplicates_app",
+    "duplicates_queue",
+    "mismatched",
+    "body_not_logged",
+    "in_flight",
+    "not_mirrored",
+    "app_rejected",
+    "replayed",
+)
+COUNT_KEYS = (
+    "app",
+    "queue",
+    "compared",
+    *CLASSES,
+    "unkeyed_app",
+    "unkeyed_queue",
+    "malformed",
+)
+# what a long run is doing, in order: `run_parity` names each phase as it starts (the CLI draws
+# them as a bar on a terminal)
+PHASES = ("reading both inputs", "pairing keys", "classifying", "fetching samples")
+# nginx logs $request_body only while the body is in memory; a body larger than
+# client_body_buffer_size goes to a temp file and the log gets an empty string
+BODY_NOT_LOGGED_ADVICE = (
+    "{n} callback(s) have no body in the parity log: nginx kept those bodies in a temporary "
+    "file, where $request_body cannot log them. Set client_body_buffer_size in the callback's "
+    "location above the largest callback (e.g. `client_body_buffer_size 64k;`, the mirror "
+    "apply raises it) and reload nginx; they were not compared"
+)
+PYTHON_COMPARE_MAX = 20000
+BODY_SAMPLE_CHARS = 600
+
+
+@dataclass(frozen=True)
+class ParityOptions:
+    """Everything that shapes a parity run besides its two sources."""
+
+    key: str | None = None
+    profile: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    grace_s: float = 30.0
+    min_events: int = 1
+    samples: int = 5
+    strict: bool = False
+    redact: bool = True
+    app_fields: AppFields = field(default_factory=AppFields)
+    memory_limit: str = "1GB"
+    threads: int | None = None
+    temp_dir: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    malformed_examples: int = 5
+    missing_keys_cap: int = 1_000_000
+    sqs_wait_s: int = 5  # long poll of an sqs: source; it ends after one empty poll
+    network: NetworkLimits = field(default_factory=NetworkLimits)  # each SQS call's bound
+    stage_urls: tuple[str, ...] = ()  # where the mirror sends: the report names them for heal
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """The verdict and the evidence; `to_dict()` is the JSON report (``--format json``)."""
+
+    verdict: str  # "pass" | "fail"
+    reason: str
+    key: str
+    window: dict[str, Any]
+    counts: dict[str, int]
+    lag_ms: dict[str, int | None]
+    samples: dict[str, list[dict[str, Any]]]
+    timeline: dict[str, Any]
+    malformed_examples: list[str]
+    sources: dict[str, str]
+    missing_in_queue_keys: list[str]
+    redacted: bool
+    generated_at: str
+    duration_s: float
+    warnings: list[str] = field(default_factory=list)
+    app_fields: dict[str, str] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)  # per phase, for the bench
+    heal_targets: list[str] = field(default_factory=list)  # where `verify heal` may send
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "key": self.key,
+            "window": self.window,
+            "counts": self.counts,
+            "lag_ms": self.lag_ms,
+            "samples": self.samples,
+            "timeline": self.timeline,
+            "malformed_examples": self.malformed_examples,
+            "sources": self.sources,
+            "app_fields": self.app_fields,
+            "missing_in_queue_keys": self.missing_in_queue_keys,
+            "heal_targets": self.heal_targets,
+            "redacted": self.redacted,
+            "warnings": self.warnings,
+            "generated_at": self.generated_at,
+            "duration_s": self.duration_s,
+            "timings_s": self.timings_s,
+        }
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
+    """pass when nothing is missing in the queue, nothing mismatched, and enough compared."""
+    problems = []
+    if counts["missing_in_queue"]:
+        problems.append(
+            f"{counts['missing_in_queue']} callback(s) the app accepted are missing in the queue"
+        )
+    if counts["mismatched"]:
+        problems.append(f"{counts['mismatched']} callback(s) reached the queue with another body")
+    if counts["compared"] < min_events:
+        problems.append(
+            f"only {counts['compared']} callback(s) compared, fewer than --min-events {min_events}"
+        )
+    if problems:
+        return "fail", "; ".join(problems)
+    notes = []
+    if counts["in_flight"]:
+        notes.append(f"{counts['in_flight']} still in flight")
+    if counts.get("body_not_logged"):
+        notes.append(f"{counts['body_not_logged']} with no body in the log, not compared")
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    return "pass", f"all {counts['compared']} compared callback(s) reached the queue intact{extra}"
+
+
+def parse_time(text: str, what: str) -> int:
+    """``--since``/``--until``: ISO 8601 (UTC unless it says otherwise) or epoch seconds."""
+    value = text.strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", value):
+        number = float(value)
+        return int(number if abs(number) >= 1e11 else number * 1000)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"cannot read time {text!r}",
+            where=what,
+            fix="use ISO 8601 (2026-11-28T09:15:00Z) or epoch seconds",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@contextmanager
+def _workdir(options: ParityOptions) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="hookshift-parity-", dir=options.temp_dir) as tmp:
+        yield Path(tmp)
+
+
+def _connect(options: ParityOptions, tmp: Path) -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute(f"SET memory_limit = {sql_str(options.memory_limit)}")
+    except duckdb.Error:
+        con.close()
+        raise InputError(
+            f"cannot read memory limit {options.memory_limit!r}",
+            where="--memory-limit",
+            fix="write a size such as 1GB or 512MB",
+        ) from None
+    # a path is data, never SQL: quoted as a literal whatever it holds
+    con.execute(f"SET temp_directory = {sql_str(str(tmp / 'spill'))}")
+    # in order everywhere but the scan (verify/tally.py): samples and anchor probes come back
+    # in the order of the lines they were read from
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(f"SET threads = {options.threads or os.cpu_count() or 2}")
+    return con
+
+
+def _queue_files(
+    spec: SourceSpec, options: ParityOptions, tmp: Path
+) -> tuple[list[Path], list[str]]:
+    """Files holding one Message per line (live queues and CLI documents are converted), and
+    the problems found while converting documents."""
+    if spec.kind == "sqs":
+        from hookshift.verify.pull import pull
+
+        archive = tmp / "sqs-archive"
+        pull(
+            spec.target,
+            archive,
+            endpoint_url=options.endpoint_url,
+            region=options.region,
+            delete=False,
+            wait_time_s=options.sqs_wait_s,
+            progress=False,
+            limits=options.network,
+        )
+        if not any(archive.glob("*.jsonl")):
+            (archive / "empty.jsonl").write_text("", encoding="utf-8")
+        return sorted(archive.glob("*.jsonl")), []
+    files = resolve_files(spec)
+    if spec.kind != "jsonl":
+        return files, []
+    out: list[Path] = []
+    problems: list[str] = []
+    for index, path in enumerate(files):
+        if is_messages_document(path):
+            flat = tmp / f"messages-{index}.jsonl"
+            with flat.open("w", encoding="utf-8") as fh:
+                problems += messages_documents_to_jsonl(path, fh)
+            out.append(flat)
+        else:
+            out.append(path)
+    return out, problems
+
+
+def _probe_key(
+    con: Any, app: tuple[SourceSpec, list[Path]], queue_files: list[Path], fields: AppFields
+) -> KeySpec:
+    """``request_id`` when both sides carry request ids, else ``sha256`` of the body."""
+    app_spec, app_files = app
+    have = [
+        carries_request_ids("app", app_spec.kind, app_files, fields),
+        carries_request_ids("queue", "jsonl", queue_files, fields),
+    ]
+    for index, view in enumerate(("app_rows", "queue_rows")):
+        if have[index] is None:  # CSV: ask DuckDB
+            row = con.execute(
+                f"SELECT count(rid) FROM (SELECT rid FROM {view} WHERE ok LIMIT 1000)"
+            ).fetchone()
+            have[index] = bool(row and row[0])
+    return parse_key("request_id" if all(have) else "sha256")
+
+
+def run_parity(
+    app: str | SourceSpec,
+    queue: str | SourceSpec,
+    options: ParityOptions,
+    progress: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Compare an app-side source with a queue-side source; see the module docstring.
+
+    `progress` is called with each of PHASES as it starts."""
+    started = time.monotonic()
+    app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
+    queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
+    key = resolve_key(options.key, options.profile)
+    if options.temp_dir is not None and not Path(options.temp_dir).is_dir():
+        raise InputError(
+            "not a directory",
+            where=f"--temp-dir {options.temp_dir}",
+            fix="give an existing directory with room for spilled data",
+        )
+    with _unreadable_as_input_error():
+        return _run_parity(app_spec, queue_spec, key, options, started, progress)
+
+
+@contextmanager
+def _unreadable_as_input_error() -> Iterator[None]:
+    """Inputs DuckDB or gzip cannot read (a truncated .gz, a record larger than the JSON
+    reader takes) as one line naming the file, instead of the library's error."""
+    import duckdb
+
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(
+            f"a compressed input is truncated or damaged ({exc})",
+            fix="check the .gz files with `gzip -t`; leave out the damaged one",
+        ) from None
+    except duckdb.InvalidInputException as exc:
+        text = str(exc)
+        if "maximum_object_size" not in text:
+            raise InputError(_first_line(text), fix="check the input files") from None
+        found = re.search(r'reading file "([^"]+)"', text)
+        raise InputError(
+            f"a record is larger than {JSON_RECORD_MAX // (1 << 20)} MiB: no callback is that big",
+            where=found.group(1) if found else None,
+            fix="remove that line (find it with `awk 'length > 16000000 {print NR}' FILE`)",
+        ) from None
+    except duckdb.IOException as exc:
+        text = _first_line(str(exc))
+        if "GZIP" in text or "gzip" in text:
+            raise InputError(
+                f"a compressed input is truncated or damaged ({text})",
+                fix="check the .gz files with `gzip -t`; leave out the damaged one",
+            ) from None
+        raise InputError(text, fix="check that the input files are readable") from None
+    except duckdb.OutOfMemoryException:
+        raise OperationError(
+            "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    """The first line of a DuckDB error, without its ``IO Error:`` label."""
+    lines = text.strip().splitlines()
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else "unreadable input"
+
+
+def _run_parity(
+    app_spec: SourceSpec,
+    queue_spec: SourceSpec,
+    key: KeySpec | None,
+    options: ParityOptions,
+    started: float,
+    progress: Callable[[str], None] | None,
+) -> ParityReport:
+    with _workdir(options) as tmp:
+        app_files = resolve_files(app_spec)
+        if app_spec.kind == "csv":
+            _check_csv_fields(app_spec, app_files, options.app_fields)
+        queue_files, doc_problems = _queue_files(queue_spec, options, tmp)
+        if max(len(app_files), len(queue_files)) >= FILES_MAX:
+            raise InputError(
+                f"{FILES_MAX} files or more on one side",
+                fix="merge the files, or compare in several runs with --since/--until",
+            )
+        con = _connect(options, tmp)
+        try:
+            return _run(
+                con,
+                (app_spec, app_files),
+                (queue_spec, queue_files, doc_problems),
+                key,
+                options,
+                started,
+                tmp,
+                progress or (lambda phase: None),
+            )
+        finally:
+            con.close()
+
+
+def _check_csv_fields(spec: SourceSpec, files: list[Path], fields: AppFields) -> None:
+    columns = csv_columns(files)
+    if fields.body not in columns:
+        raise InputError(
+            f"no column {fields.body!r} in the header ({', '.join(columns) or 'empty'})",
+            where=f"{files[0]}:1",
+            fix="name the body column with --app-body-field",
+        )
+
+
+def _run(
+    con: Any,
+    app: tuple[SourceSpec, list[Path]],
+    queue: tuple[SourceSpec, list[Path], list[str]],
+    key: KeySpec | None,
+    options: ParityOptions,
+    started: float,
+    tmp: Path,
+    progress: Callable[[str], None],
+) -> ParityReport:
+    app_spec, app_files = app
+    queue_spec, queue_files, doc_problems = queue
+    fields = options.app_fields
+    con.execute(f"CREATE TEMP VIEW app_rows AS {app_rows_sql(app_spec, app_files, fields)}")
+    con.execute(f"CREATE TEMP VIEW queue_rows AS {queue_rows_sql(queue_files)}")
+    warnings: list[str] = []
+    if queue_spec.kind == "sqs":
+        warnings.append(
+            "the queue was read without deleting: every message received is hidden from its "
+            "consumers for the visibility timeout; for repeated checks pull it into an archive "
+            "(hookshift verify pull --delete) and use archive:DIR"
+        )
+    if key is None:
+        key = _probe_key(con, (app_spec, app_files), queue_files, fields)
+        if key.parts[0].kind == "sha256":
+            warnings.append(
+                "no request ids on both sides: matched on sha256 of the body, so a changed body"
+                " shows as missing on both sides, not as mismatched"
+            )
+    key_sql = key.sql("rid", "body")
+    grace_ms = int(options.grace_s * 1000)
+    since, until = options.since_ms, options.until_ms
+    app_win, queue_win = side_windows("t_ms", since, until, grace_ms)
+    progress(PHASES[0])
+    mark = time.monotonic()
+    app_rows = create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows")
+    timings = {"scan": time.monotonic() - mark}
+    progress(PHASES[1])
+    mark = time.monotonic()
+    bulk = tally(con)
+    create_detail(con, bulk.rows)
+    timings["tally"] = time.monotonic() - mark
+    progress(PHASES[2])
+    seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms)
+    timeline = _timeline(con, seen)
+    first_seen = seen.oldest
+    sides = _Sides(
+        key,
+        _fetch_side("app", key_sql, app_win, app_files, app_spec, fields, app_rows),
+        _fetch_side("queue", key_sql, queue_win, queue_files, None, fields, app_rows),
+        options,
+        tmp,
+    )
+    picks = _pick(con, sides, app_win)
+    progress(PHASES[3])
+    mark = time.monotonic()
+    samples, (mism_total, not_logged), missing_keys = _second_read(con, sides, picks)
+    timings["fetch"] = time.monotonic() - mark
+    counts["mismatched"] = mism_total
+    # on both sides, but the app side logged no body: not compared, and not a failure
+    counts["compared"] -= not_logged
+    counts["body_not_logged"] = not_logged + counts.pop("unkeyed_app_unlogged")
+    counts["matched"] = counts["compared"] - mism_total
+    malformed_examples = _malformed(
+        con, counts, (app_spec, app_files), queue_files, doc_problems, options
+    )
+    if options.strict and counts["malformed"]:
+        first = malformed_examples[0] if malformed_examples else "see the report"
+        raise InputError(
+            f"{counts['malformed']} malformed record(s), first: {first}",
+            fix="fix or drop them, or run without --strict to count and skip them",
+        )
+    if counts["missing_in_queue"] > len(missing_keys):
+        warnings.append(
+            f"missing_in_queue_keys lists the first {len(missing_keys)} of "
+            f"{counts['missing_in_queue']}: heal in several rounds"
+        )
+    if counts["body_not_logged"]:
+        warnings.append(BODY_NOT_LOGGED_ADVICE.format(n=counts["body_not_logged"]))
+    verdict, reason = verdict_for(counts, options.min_events)
+    if options.redact:
+        shown_keys = [redact_key(key, k) for k in missing_keys]
+        if shown_keys != missing_keys:
+            warnings.append(
+                "some keys hold a phone number: they are masked, heal cannot use them"
+                " (rerun with --no-redact for heal)"
+            )
+        missing_keys = shown_keys
+    return ParityReport(
+        verdict=verdict,
+        reason=reason,
+        key=str(key),
+        window={
+            "since": iso(since),
+            "until": iso(until),
+            "end": iso(end),
+            "grace_s": options.grace_s,
+            "first_seen": iso(first_seen),
+        },
+        counts=counts,
+        lag_ms=lag,
+        samples=samples,
+        timeline=timeline,
+        malformed_examples=malformed_examples,
+        sources={"app": app_spec.label, "queue": queue_spec.label},
+        missing_in_queue_keys=missing_keys,
+        heal_targets=heal_targets(queue_spec, options),
+        redacted=options.redact,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=round(time.monotonic() - started, 3),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        warnings=warnings,
+        app_fields={
+            "body": options.app_fields.body,
+            "request_id": options.app_fields.request_id,
+            "time": options.app_fields.time,
+        },
+    )
+
+
+def heal_targets(queue: SourceSpec, options: ParityOptions) -> list[str]:
+    """Where this run's callbacks go: the stage URLs the user named, and the queue (given as
+    sqs:URL, or recorded in the archive by `verify pull`)."""
+    targets = list(dict.fromkeys(options.stage_urls))
+    if queue.kind == "sqs":
+        targets.append(f"sqs:{queue.target}")
+    elif queue.kind == "archive":
+        url = archive_queue_url(Path(queue.target))
+        if url is not None:
+            targets.append(f"sqs:{url}")
+    return targets
+
+
+def classify_rows(
+    con: Any, bulk: Bulk, since: int | None, until: int | None, grace_ms: int
+) -> tuple[Spread, int | None, dict[str, int], dict[str, int | None]]:
+    """Classes and counts of the tallied rows (table record_rows, `tally` and `create_detail` done):
+    view classified (a class per key of the detail), the spread, the window's end, the counts
+    (before the canonical compare settles mismatched) and the lag. `verify watch` shares it."""
+    seen = spread(con, bulk.rows)
+    end = until if until is not None else seen.newest
+    cls_sql = _class_sql(end, grace_ms, since, until)
+    con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
+    counts, lag = _counts(con, bulk, null_counts(con))
+    return seen, end, counts, lag
+
+
+def side_windows(col: str, since: int | None, until: int | None, grace_ms: int) -> tuple[str, str]:
+    """The app's and the queue's rows a window keeps (SQL conditions on `col`): a message may
+    be sent up to the grace after the window's edges. Rows without a time are always kept."""
+    return _window_sql(col, since, until), _window_sql(
+        col,
+        None if since is None else since - grace_ms,
+        None if until is None else until + grace_ms,
+    )
+
+
+def _fetch_side(
+    name: str,
+    key_sql: str,
+    window: str,
+    files: list[Path],
+    spec: SourceSpec | None,
+    fields: AppFields,
+    app_rows: int,
+) -> Side:
+    """How verify/fetch.py finds records of one side: the scan's SQL over some files."""
+    rows_sql: Callable[[list[Path]], str]
+    if spec is not None:
+        app_spec = spec
+
+        def app_sql(some: list[Path]) -> str:
+            return app_rows_sql(app_spec, some, fields, rejects="rej_fetch_app")
+
+        rows_sql = app_sql
+        columns: tuple[str, ...] = ("src", "rid", "t_ms", "body", "cls")
+        side, line_per_record = 0, spec.kind != "csv"
+    else:
+        rows_sql = queue_rows_sql
+        columns = ("src", "rid", "t_ms", "body", "mid", "replay")
+        side, line_per_record = 1, True
+    where = f"ok AND ({window})"
+    rows = side_rows(side, app_rows)
+    return Side(name, files, rows_sql, key_sql, rows, where, columns, line_per_record)
+
+
+def _window_sql(col: str, lo: int | None, hi: int | None) -> str:
+    terms = [f"{col} IS NULL"]
+    bounds = []
+    if lo is not None:
+        bounds.append(f"{col} >= {int(lo)}")
+    if hi is not None:
+        bounds.append(f"{col} < {int(hi)}")
+    if not bounds:
+        return "true"
+    return f"({terms[0]} OR ({' AND '.join(bounds)}))"
+
+
+def _class_sql(end: int | None, grace_ms: int, since: int | None, until: int | None) -> str:
+    """One class per key: 'both', 'miq' (missing in queue), 'fly', 'mia', or 'none'."""
+    flying = "false" if end is None else f"ta IS NOT NULL AND ta > {int(end) - grace_ms}"
+    in_window = _window_sql("tq", since, until)
+    return f"""CASE
+        WHEN an > 0 AND qd > 0 THEN 'both'
+        WHEN an > 0 AND ({flying}) THEN 'fly'
+        WHEN an > 0 THEN 'miq'
+        WHEN qd > 0 AND {in_window} THEN 'mia'
+        ELSE 'none' END"""
+
+
+def quantile_disc(hist: Counter[int], q: float) -> int | None:
+    """DuckDB's quantile_disc over a histogram: the value at rank ceil(q * n) (nearest rank)."""
+    n = sum(hist.values())
+    if not n:
+        return None
+    rank = max(math.ceil(q * n), 1)
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen >= rank:
+            return value
+    return max(hist)
+
+
+def _counts(
+    con: Any, bulk: Bulk, nulls: dict[str, int]
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Counts per class: the perfect keys' bulk plus the detail of the others."""
+    row = con.execute("""
+        SELECT
+            coalesce(sum(an), 0), coalesce(sum(qd), 0),
+            count(*) FILTER (cls = 'both'),
+            count(*) FILTER (cls = 'miq'),
+            count(*) FILTER (cls = 'mia'),
+            coalesce(sum(an - 1) FILTER (an > 1), 0),
+            coalesce(sum(qd - 1) FILTER (qd > 1), 0),
+            count(*) FILTER (cls = 'fly'),
+            coalesce(sum(anm), 0),
+            coalesce(sum(arej) FILTER (an = 0), 0),
+            count(*) FILTER (cls = 'both' AND qrep = qn AND qrep > 0)
+        FROM classified
+    """).fetchone()
+    assert row is not None
+    v = [int(x or 0) for x in row]
+    p = bulk.keys
+    counts = {
+        "app": v[0] + p,
+        "queue": v[1] + p,
+        "compared": v[2] + p,
+        "matched": v[2] + p,
+        "missing_in_queue": v[3],
+        "missing_in_app": v[4],
+        "duplicates_app": v[5],
+        "duplicates_queue": v[6],
+        "mismatched": 0,
+        "body_not_logged": 0,
+        "in_flight": v[7],
+        "not_mirrored": v[8],
+        "app_rejected": v[9],
+        "replayed": v[10],
+        "unkeyed_app": nulls["unkeyed_app"],
+        "unkeyed_app_unlogged": nulls["unkeyed_app_unlogged"],
+        "unkeyed_queue": nulls["unkeyed_queue"],
+        "malformed": nulls["malformed_app"] + nulls["malformed_queue"],
+        "malformed_app": nulls["malformed_app"],
+        "malformed_queue": nulls["malformed_queue"],
+    }
+    lags = Counter(bulk.lags)
+    for lag, n in con.execute(
+        "SELECT tq - ta, count(*) FROM classified"
+        " WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
+    ).fetchall():
+        lags[int(lag)] += int(n)
+    lag = {
+        "p50": quantile_disc(lags, 0.5),
+        "p99": quantile_disc(lags, 0.99),
+        "max": max(lags) if lags else None,
+    }
+    return counts, lag
+
+
+# --------------------------------------------------------------------------- records by key
+
+
+@dataclass(frozen=True)
+class _Sides:
+    key: KeySpec
+    app: Side
+    queue: Side
+    options: ParityOptions
+    tmp: Path
+
+
+def _mismatched(
+    hks: list[int],
+    app_recs: dict[int, list[dict[str, Any]]],
+    queue_recs: dict[int, list[dict[str, Any]]],
+) -> tuple[list[int], list[int]]:
+    """Of the keys whose raw bodies differ, those that differ canonically too, and those whose
+    app side logged no body at all (nothing to compare: body_not_logged)."""
+    mismatched, not_logged = [], []
+    for hk in hks:
+        app_bodies = [r["body"] for r in app_recs.get(hk, []) if r["cls"] == "a"]
+        queue_bodies = [r["body"] for r in queue_recs.get(hk, [])]
+        if any(same_body(a, q) for a in app_bodies for q in queue_bodies):
+            continue
+        if app_bodies and all(a == "" for a in app_bodies):
+            not_logged.append(hk)
+        else:
+            mismatched.append(hk)
+    return mismatched, not_logged
+
+
+def _resolve_mismatches_sql(con: Any, sides: _Sides) -> tuple[list[int], int, list[int], int]:
+    """Many differing bodies (a systematic encoding bug): compare minified JSON in SQL.
+
+    Key order differences count as mismatches on this path (JSON is minified, not sorted).
+    """
+    canon = "hash(CASE WHEN json_valid(body) THEN json(body)::VARCHAR ELSE body END)"
+
+    def hashes(side: Side, where: str = "true") -> str:
+        return f"""
+            SELECT hk, list_distinct(list({canon})) AS hs, bool_and(body = '') AS unlogged
+            FROM ({side.keyed_sql(side.files, where)})
+            WHERE hk IN (SELECT hk FROM cand) GROUP BY hk"""
+
+    con.execute(
+        "CREATE TEMP TABLE cand AS SELECT hk FROM classified WHERE cls = 'both' AND NOT same"
+    )
+    con.execute(f"""
+        CREATE TEMP TABLE mism AS
+        WITH a AS ({hashes(sides.app, "cls = 'a'")}), q AS ({hashes(sides.queue)})
+        SELECT a.hk, a.unlogged FROM a JOIN q ON a.hk = q.hk WHERE NOT list_has_any(a.hs, q.hs)
+    """)
+    found: list[tuple[list[int], int]] = []
+    for unlogged in ("NOT unlogged", "unlogged"):
+        row = con.execute(f"SELECT count(*) FROM mism WHERE {unlogged}").fetchone()
+        hks = con.execute(f"SELECT hk FROM mism WHERE {unlogged} ORDER BY hk LIMIT 1000")
+        found.append(([int(r[0]) for r in hks.fetchall()], int(row[0]) if row else 0))
+    return found[0][0], found[0][1], found[1][0], found[1][1]
+
+
+_SAMPLE_QUERIES = {
+    "missing_in_queue": "cls = 'miq'",
+    "missing_in_app": "cls = 'mia'",
+    "duplicates_app": "an > 1",
+    "duplicates_queue": "qd > 1",
+    "in_flight": "cls = 'fly'",
+    "not_mirrored": "anm > 0",
+    "app_rejected": "arej > 0 AND an = 0",
+    "replayed": "cls = 'both' AND qrep = qn AND qrep > 0",
+}
+# which side's records a sample of each class shows (the other side has none to show)
+_APP_SIDE = {"missing_in_queue", "duplicates_app", "in_flight", "not_mirrored", "app_rejected"}
+_QUEUE_SIDE = {"missing_in_app", "duplicates_queue"}
+HEAD_ROWS = 2000
+
+
+@dataclass
+class _Picks:
+    """What the fetch must find, chosen from the per-key detail (key hashes)."""
+
+    picked: dict[str, list[int]]
+    candidates: list[int]  # keys whose raw bodies differ (compared canonically after the fetch)
+    mismatched: list[int] | None  # already settled in SQL when there were very many
+    mism_total: int
+    not_logged: list[int]  # settled in SQL with mismatched: keys whose app body is empty
+    not_logged_total: int
+    missing: list[int]  # missing_in_queue, earliest first (their keys are the report's list)
+    head: dict[int, tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
+    """Sample keys per class, mismatch candidates, missing keys and matched samples."""
+    n = max(int(sides.options.samples), 0)
+    row = con.execute("SELECT count(*) FROM classified WHERE cls = 'both' AND NOT same").fetchone()
+    differing = int(row[0]) if row else 0
+    candidates: list[int] = []
+    mismatched: list[int] | None = None
+    mism_total = 0
+    not_logged: list[int] = []
+    not_logged_total = 0
+    if differing > PYTHON_COMPARE_MAX:
+        mismatched, mism_total, not_logged, not_logged_total = _resolve_mismatches_sql(con, sides)
+    elif differing:
+        candidates = [
+            int(r[0])
+            for r in con.execute(
+                "SELECT hk FROM classified WHERE cls = 'both' AND NOT same"
+            ).fetchall()
+        ]
+    picked: dict[str, list[int]] = {}
+    for name, cond in _SAMPLE_QUERIES.items():
+        rows = con.execute(
+            f"SELECT hk FROM classified WHERE {cond}"
+            f" ORDER BY coalesce(ta, tq) NULLS LAST, hk LIMIT {n}"
+        ).fetchall()
+        picked[name] = [int(r[0]) for r in rows]
+    if mismatched is not None:
+        picked["mismatched"] = mismatched[:n]
+        picked["body_not_logged"] = not_logged[:n]
+    missing = [
+        int(r[0])
+        for r in con.execute(
+            f"SELECT hk FROM classified WHERE cls = 'miq' ORDER BY ta NULLS LAST, hk "
+            f"LIMIT {int(sides.options.missing_keys_cap)}"
+        ).fetchall()
+    ]
+    head = _matched_head(con, sides.key, app_win, sides.queue.rows, n)
+    return _Picks(
+        picked, candidates, mismatched, mism_total, not_logged, not_logged_total, missing, head
+    )
+
+
+def _fetch_records(
+    con: Any, side: Side, hks: set[int], complete: set[int], per_key: int, tmp: Path
+) -> dict[int, list[dict[str, Any]]]:
+    """The records of `hks` on one side: every one (up to `per_key`) for the keys in
+    `complete` (their bodies are compared), the earliest found for the others (a sample)."""
+    found_at, seen = hints(con, side.rows, sorted(hks), per_key)
+    expected = {hk: (n if hk in complete else 1) for hk, n in seen.items()}
+    return fetch(
+        con,
+        side,
+        [Hint(int(hk), int(f), int(pos)) for hk, f, pos in found_at],
+        expected,
+        per_key,
+        tmp,
+    )
+
+
+def _second_read(
+    con: Any, sides: _Sides, picks: _Picks
+) -> tuple[dict[str, list[dict[str, Any]]], tuple[int, int], list[str]]:
+    """Samples per class (with bodies), the mismatched and body_not_logged counts and the
+    missing keys' text.
+
+    The scan kept no text, so the records of the keys that need it are fetched by key hash
+    (verify/fetch.py), on the side(s) that hold them: a clean run fetches only the matched
+    samples, which come from the first records of the app source (their queue body is the same
+    bytes: that is what a perfect key is).
+    """
+    options = sides.options
+    n = max(int(options.samples), 0)
+    picked, candidates = dict(picks.picked), picks.candidates
+    app_want = {k for c, ks in picked.items() if c not in _QUEUE_SIDE for k in ks}
+    queue_want = {k for c, ks in picked.items() if c not in _APP_SIDE for k in ks}
+    per_key = 50 if candidates else 3
+    complete = set(candidates)
+    app_want |= complete | set(picks.missing)
+    app_recs = _fetch_records(con, sides.app, app_want, complete, per_key, sides.tmp)
+    queue_recs = _fetch_records(
+        con, sides.queue, queue_want | complete, complete, per_key, sides.tmp
+    )
+    mismatched, mism_total = picks.mismatched, picks.mism_total
+    not_logged_total = picks.not_logged_total
+    if mismatched is None:
+        mismatched, not_logged = _mismatched(candidates, app_recs, queue_recs)
+        mism_total, not_logged_total = len(mismatched), len(not_logged)
+        picked["mismatched"] = mismatched[:n]
+        picked["body_not_logged"] = not_logged[:n]
+    sizes = _record_counts(con, {hk for hks in picked.values() for hk in hks})
+    picked["matched"] = list(picks.head)[:n]
+    for hk, (a_rec, q_rec) in picks.head.items():
+        app_recs[hk] = [a_rec]
+        queue_recs[hk] = [q_rec]
+        sizes[hk] = (1, 1)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in CLASSES:
+        out[name] = [
+            _sample(
+                sides.key,
+                _key_text(hk, app_recs, queue_recs),
+                app_recs.get(hk, []),
+                queue_recs.get(hk, []),
+                sizes.get(hk, (0, 0)),
+                options.redact,
+            )
+            for hk in picked.get(name, [])
+        ]
+    missing_keys = [_key_text(hk, app_recs, queue_recs) for hk in picks.missing if hk in app_recs]
+    return out, (mism_total, not_logged_total), missing_keys
+
+
+def _record_counts(con: Any, hks: set[int]) -> dict[int, tuple[int, int]]:
+    """Records per key on each side (the fetch finds only what a sample shows)."""
+    if not hks:
+        return {}
+    listed = ", ".join(str(hk) for hk in sorted(hks))
+    rows = con.execute(
+        f"SELECT hk, an + anm + arej, qn FROM key_detail WHERE hk IN ({listed})"
+    ).fetchall()
+    return {int(hk): (int(a), int(q)) for hk, a, q in rows}
+
+
+def _key_text(
+    hk: int, app_recs: dict[int, list[dict[str, Any]]], queue_recs: dict[int, list[dict[str, Any]]]
+) -> str:
+    for recs in (app_recs.get(hk), queue_recs.get(hk)):
+        if recs:
+            return str(recs[0]["k"])
+    return f"#{hk:016x}"  # not found again (the input changed since the scan)
+
+
+def _matched_head(
+    con: Any, key: KeySpec, app_win: str, queue_rows: str, n: int
+) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """Matched samples from the first records of the app source (a read that stops early)."""
+    if n <= 0:
+        return {}
+    rows = con.execute(f"""
+        SELECT h.hk, h.k, h.src, h.rid, h.t_ms, h.body FROM (
+            SELECT *, {HK} AS hk FROM (
+                SELECT *, {key.sql("rid", "body")} AS k FROM (
+                    SELECT * FROM app_rows WHERE ok AND cls = 'a' AND {app_win} LIMIT {HEAD_ROWS}
+                )
+            )
+        ) h
+        WHERE h.hk IS NOT NULL AND (h.hk NOT IN (SELECT hk FROM unsettled_keys)
+            OR h.hk IN (SELECT hk FROM classified WHERE cls = 'both' AND same AND qrep = 0))
+        ORDER BY h.t_ms NULLS LAST LIMIT {n}
+    """).fetchall()
+    if not rows:
+        return {}
+    listed = ", ".join(str(int(r[0])) for r in rows)
+    sent = dict(
+        con.execute(
+            f"SELECT hk, min(t) FROM record_rows"
+            f" WHERE {queue_rows} AND hk IN ({listed}) GROUP BY hk"
+        ).fetchall()
+    )
+    out: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for hk, k, src, rid, t_ms, body in rows:
+        a_rec = {"k": k, "src": src, "rid": rid, "t_ms": t_ms, "body": body, "cls": "a"}
+        q_rec = {
+            "k": k,
+            "src": None,
+            "rid": rid,
+            "t_ms": sent.get(hk),
+            "body": body,
+            "mid": None,
+            "replay": None,
+        }
+        out.setdefault(int(hk), (a_rec, q_rec))
+    return out
+
+
+_APP_STATUS = {"a": "accepted", "r": "rejected", "n": "not_mirrored"}
+
+
+def redact_key(key: KeySpec, text: str) -> str:
+    """A key value as a redacted report shows it: a phone field's value masked, phone numbers
+    in other parts of the body masked; nginx's request ids are not the sender's data."""
+    if any(field_is_phone(p.field) for p in key.parts if p.field):
+        return mask(text)
+    if any(p.kind in ("json", "form") for p in key.parts):
+        return redact_text(text)
+    return text
+
+
+def _sample(
+    key: KeySpec,
+    k: str,
+    app_recs: list[dict[str, Any]],
+    queue_recs: list[dict[str, Any]],
+    sizes: tuple[int, int],
+    redact: bool,
+) -> dict[str, Any]:
+    a = app_recs[0] if app_recs else None
+    q = queue_recs[0] if queue_recs else None
+    shown = redact_key(key, key.display(k)) if redact else key.display(k)
+
+    def body(rec: dict[str, Any] | None) -> str | None:
+        if rec is None or rec["body"] is None:
+            return None
+        text = str(rec["body"])
+        text = (redact_body(text) or "") if redact else text
+        return text if len(text) <= BODY_SAMPLE_CHARS else text[:BODY_SAMPLE_CHARS] + "…"
+
+    app_t = a["t_ms"] if a else None
+    queue_t = q["t_ms"] if q else None
+    return {
+        "key": shown,
+        "app_records": sizes[0],
+        "queue_records": sizes[1],
+        "app_time": iso(app_t),
+        "queue_time": iso(queue_t),
+        "lag_ms": None if app_t is None or queue_t is None else int(queue_t - app_t),
+        "request_id": (a or q or {}).get("rid"),
+        "message_id": q["mid"] if q else None,
+        "replay_of": q["replay"] if q else None,
+        "app_status": _APP_STATUS.get(a["cls"]) if a else None,
+        "where": f"{a['src']}" if a else (f"{q['src']}" if q else None),
+        "app_body": body(a),
+        "queue_body": body(q),
+    }
+
+
+def _timeline(con: Any, seen: Spread) -> dict[str, Any]:
+    """Per-minute counts of both sides and of the losses (coarser buckets for long windows):
+    every record but those of the keys in the detail, which count per key (the first record's
+    minute; distinct messages) with their losses."""
+    names = ("app", "queue", "missing_in_queue", "missing_in_app", "in_flight")
+    minutes: dict[int, list[int]] = {}
+    for (start, side), n in seen.minutes.items():
+        minutes.setdefault(start, [0] * 5)[names.index(side)] += n
+    for row in con.execute(f"""
+        SELECT b, sum(app), sum(queue), sum(miq), sum(mia), sum(fly) FROM (
+            SELECT ta // {BUCKET_MS} * {BUCKET_MS} AS b, an AS app, 0 AS queue,
+                (cls = 'miq')::INT AS miq, 0 AS mia, (cls = 'fly')::INT AS fly
+            FROM classified WHERE ta IS NOT NULL
+            UNION ALL
+            SELECT tq // {BUCKET_MS} * {BUCKET_MS}, 0, qd, 0, (cls = 'mia')::INT, 0
+            FROM classified WHERE tq IS NOT NULL
+        ) GROUP BY b
+    """).fetchall():
+        counts = minutes.setdefault(int(row[0]), [0] * 5)
+        for i in range(5):
+            counts[i] += int(row[i + 1])
+    minutes = {start: counts for start, counts in minutes.items() if any(counts)}
+    if not minutes:
+        return {"bucket_s": 60, "buckets": []}
+    lo, hi = min(minutes), max(minutes)
+    bucket_ms = BUCKET_MS
+    while (hi - lo) // bucket_ms > 1440:
+        bucket_ms *= 2
+    buckets: dict[int, list[int]] = {}
+    for start, counts in minutes.items():
+        total = buckets.setdefault(start // bucket_ms * bucket_ms, [0] * 5)
+        for i in range(5):
+            total[i] += counts[i]
+    return {
+        "bucket_s": bucket_ms // 1000,
+        "buckets": [
+            {"start": iso(start), **dict(zip(names, buckets[start], strict=True))}
+            for start in sorted(buckets)
+        ],
+    }
+
+
+def _malformed(
+    con: Any,
+    counts: dict[str, int],
+    app: tuple[SourceSpec, list[Path]],
+    queue_files: list[Path],
+    doc_problems: list[str],
+    options: ParityOptions,
+) -> list[str]:
+    """Malformed records: counted (rejected non-UTF-8 lines too), the first few located."""
+    app_spec, app_files = app
+    examples: list[str] = list(doc_problems)
+    counts["malformed"] += len(doc_problems)
+    counts["malformed_queue"] += len(doc_problems)
+    for side, table in (("app", "rej_app"), ("queue", "rej_queue")):
+        try:
+            rows = con.execute(
+                f"SELECT DISTINCT s.file_path, e.line, e.error_type FROM {table} e "
+                f"JOIN {table}_scan s USING (scan_id, file_id) ORDER BY 1, 2"
+            ).fetchall()
+        except Exception:  # no rejects table: nothing was rejected
+            rows = []
+        counts["malformed"] += len(rows)
+        counts[f"malformed_{side}"] += len(rows)
+        examples.extend(f"{r[0]}:{r[1]}: {str(r[2]).lower()}" for r in rows)
+    limit = options.malformed_examples
+    fields = options.app_fields
+    if counts["malformed_app"] and app_spec.kind != "csv" and len(examples) < limit:
+        examples += locate_malformed("app", app_spec.kind, app_files, fields, limit)
+    if counts["malformed_queue"] and len(examples) < limit:
+        examples += locate_malformed("queue", "jsonl", queue_files, fields, limit)
+    seen: dict[str, None] = dict.fromkeys(examples)
+    return list(seen)[:limit]

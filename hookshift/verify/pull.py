@@ -1,0 +1,284 @@
+"""``hookshift verify pull``: copy an SQS queue into the crash-safe archive (verify.archive).
+
+Several workers long-poll in batches of 10. Each batch is archived (fsync'ed) before it is
+deleted, so with ``--delete`` a kill -9 at any point, then a rerun, leaves every message in the
+archive exactly once: deleted ones are on disk, undeleted ones come back after the visibility
+timeout and are recognised by MessageId. Without ``--delete`` nothing leaves the queue, but
+every received message is hidden from the real consumer for the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hookshift.errors import InputError, OperationError
+from hookshift.verify.archive import Archive
+
+BATCH = 10  # SQS's maximum per ReceiveMessage / DeleteMessageBatch
+
+
+@dataclass(frozen=True)
+class PullResult:
+    received: int
+    archived: int  # new in the archive
+    already_archived: int
+    deleted: int
+    delete_failures: int
+    archive_total: int
+    elapsed_s: float
+
+
+def region_for(queue_url: str, region: str | None) -> str:
+    """The explicit region, else the one in an AWS queue URL, else the credential chain's."""
+    if region:
+        return region
+    match = re.match(r"https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)
+    if match:
+        return match.group(1)
+    import boto3
+
+    return boto3.session.Session().region_name or "us-east-1"
+
+
+@dataclass(frozen=True)
+class NetworkLimits:
+    """How long one SQS call may take: an endpoint that accepts and never answers must not
+    hang a command. The worst case of one call is `worst_s`: with the defaults, a long poll of
+    20 s that never returns fails in 50 s, and the first call (the queue's attributes, no
+    wait) in 10 s."""
+
+    connect_s: float = 5.0
+    read_s: float = 5.0  # beyond the long poll's wait, for a receive
+    attempts: int = 2  # the first try and one retry
+
+    def worst_s(self, wait_s: int = 0) -> float:
+        """How long one call can take before it fails (a connect that hangs gets no read)."""
+        return self.attempts * max(self.connect_s, self.read_s + wait_s)
+
+    def config(self, wait_s: int = 0) -> Any:
+        from botocore.config import Config
+
+        return Config(
+            connect_timeout=self.connect_s,
+            read_timeout=self.read_s + wait_s,
+            retries={"total_max_attempts": self.attempts, "mode": "standard"},
+        )
+
+
+def check_queue_url(queue_url: str, endpoint_url: str | None = None) -> None:
+    """Refuse a queue URL (or endpoint) that is not an http(s) URL, before anything is made."""
+    for option, url in (("--queue-url", queue_url), ("--endpoint-url", endpoint_url)):
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise InputError(
+                f"not a URL: {url!r}",
+                where=option,
+                fix="write the queue URL as SQS shows it: "
+                "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME",
+            )
+
+
+def sqs_client(
+    queue_url: str,
+    endpoint_url: str | None,
+    region: str | None,
+    limits: NetworkLimits | None = None,
+    wait_s: int = 0,
+) -> Any:
+    import boto3
+
+    check_queue_url(queue_url, endpoint_url)
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint_url,
+        region_name=region_for(queue_url, region),
+        config=(limits or NetworkLimits()).config(wait_s),
+    )
+
+
+def sqs_failure(queue_url: str, exc: BaseException) -> OperationError:
+    """One line for an SQS call that failed (no answer in time, refused, no credentials)."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return OperationError(
+            f"{queue_url}: SQS did not answer in time ({exc}); check --endpoint-url, the "
+            "network and the region"
+        )
+    return OperationError(f"{queue_url}: SQS refused or could not be reached: {exc}")
+
+
+def queue_attributes(client: Any, queue_url: str) -> dict[str, str]:
+    """The queue's attributes: the first call, so a queue that cannot be reached fails here,
+    before the archive is created."""
+    try:
+        reply = client.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["VisibilityTimeout", "ApproximateNumberOfMessages"],
+        )
+    except Exception as exc:
+        raise sqs_failure(queue_url, exc) from None
+    return dict(reply.get("Attributes") or {})
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _Shared:
+    def __init__(self, limit: int | None) -> None:
+        self.lock = threading.Lock()
+        self.limit = limit
+        self.received = self.archived = self.already = self.deleted = self.failed = 0
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+
+    def room(self) -> int:
+        with self.lock:
+            if self.limit is None:
+                return BATCH
+            return max(0, min(BATCH, self.limit - self.received))
+
+
+def _worker(
+    client: Any,
+    queue_url: str,
+    archive: Archive,
+    shared: _Shared,
+    delete: bool,
+    wait_time_s: int,
+    idle_polls: int,
+) -> None:
+    idle = 0
+    try:
+        while not shared.stop.is_set():
+            room = shared.room()
+            if room <= 0:
+                return
+            reply = client.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=room,
+                WaitTimeSeconds=wait_time_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = reply.get("Messages", [])
+            new = archive.append(messages) if messages else 0  # durable before any delete
+            with shared.lock:
+                shared.received += len(messages)
+                shared.archived += new
+                shared.already += len(messages) - new
+            if delete and messages:
+                _delete(client, queue_url, messages, shared)
+            # without --delete, a batch of only known messages means we are going round again
+            idle = idle + 1 if not messages or (not delete and new == 0) else 0
+            if idle >= idle_polls:
+                return
+    except BaseException as exc:
+        with shared.lock:
+            shared.errors.append(exc)
+        shared.stop.set()
+
+
+def _delete(client: Any, queue_url: str, messages: list[dict[str, Any]], shared: _Shared) -> None:
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+    reply = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    with shared.lock:
+        shared.deleted += len(reply.get("Successful", []))
+        shared.failed += len(reply.get("Failed", []))
+
+
+def pull(
+    queue_url: str,
+    archive_dir: Path,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    delete: bool = False,
+    max_messages: int | None = None,
+    workers: int = 4,
+    wait_time_s: int = 20,
+    idle_polls: int = 1,
+    progress: bool = True,
+    notice: Callable[[str], None] | None = None,
+    limits: NetworkLimits | None = None,
+) -> PullResult:
+    """Pull the queue into `archive_dir`; stops after `idle_polls` empty long polls per worker
+    or `max_messages`. Raises OperationError when SQS refuses (the archive stays consistent)."""
+    if workers < 1 or not 0 <= wait_time_s <= 20:
+        raise InputError(
+            "bad --workers or --wait-time", fix="workers >= 1, wait time 0..20 seconds"
+        )
+    check_queue_url(queue_url, endpoint_url)
+    started = time.monotonic()
+    limits = limits or NetworkLimits()
+    attrs = queue_attributes(sqs_client(queue_url, endpoint_url, region, limits), queue_url)
+    clients = [
+        sqs_client(queue_url, endpoint_url, region, limits, wait_time_s) for _ in range(workers)
+    ]
+    depth = _int_or_none(attrs.get("ApproximateNumberOfMessages"))
+    if not delete and notice is not None:
+        vt = _int_or_none(attrs.get("VisibilityTimeout"))
+        notice(
+            "without --delete every received message stays in the queue but is hidden from"
+            f" its consumers for the visibility timeout ({vt if vt is not None else '?'} s)"
+        )
+    shared = _Shared(max_messages)
+    with Archive(archive_dir, queue_url) as archive:
+        threads = [
+            threading.Thread(
+                target=_worker,
+                args=(c, queue_url, archive, shared, delete, wait_time_s, idle_polls),
+                daemon=True,
+            )
+            for c in clients
+        ]
+        for t in threads:
+            t.start()
+        _wait(threads, shared, depth if max_messages is None else max_messages, progress)
+        total = len(archive)
+    if shared.errors:
+        raise sqs_failure(queue_url, shared.errors[0]) from None
+    return PullResult(
+        received=shared.received,
+        archived=shared.archived,
+        already_archived=shared.already,
+        deleted=shared.deleted,
+        delete_failures=shared.failed,
+        archive_total=total,
+        elapsed_s=round(time.monotonic() - started, 3),
+    )
+
+
+def _wait(threads: list[threading.Thread], shared: _Shared, total: int | None, bar: bool) -> None:
+    """Join the workers, drawing a progress bar on stderr meanwhile."""
+    if not bar:
+        for t in threads:
+            t.join()
+        return
+    import click
+
+    with click.progressbar(length=max(total or 0, 1), label="pulling", file=sys.stderr) as progress:
+        shown = 0
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+            with shared.lock:
+                now = shared.received
+            progress.update(now - shown)
+            shown = now
+        for t in threads:
+            t.join()
+        progress.update(shared.received - shown)

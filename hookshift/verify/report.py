@@ -1,0 +1,316 @@
+"""Rendering a ParityReport: text (a table on a TTY), JSON, Markdown and one self-contained HTML
+file with an inline SVG timeline. Pure functions from the report to a string.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hookshift.durable import write_atomic
+from hookshift.errors import InputError
+from hookshift.verify.parity import CLASSES, ParityReport
+
+FORMATS = ("text", "json", "md", "html")
+
+# what each class means, in the words a reader of the report needs
+CLASS_HELP = {
+    "matched": "in both, same body",
+    "missing_in_queue": "the app accepted it, the queue never got it: the mirror path lost it",
+    "missing_in_app": "the queue has it, the app did not accept it",
+    "duplicates_app": "extra copies on the app side (vendor retries)",
+    "duplicates_queue": "extra messages on the queue side (retries, at-least-once)",
+    "mismatched": "same key, different body after canonical JSON",
+    "body_not_logged": "the parity log has no body (nginx kept it on disk): not compared",
+    "in_flight": "missing in the queue but within the grace period: not yet lost",
+    "not_mirrored": "nginx answered itself (no upstream): the mirror never ran",
+    "app_rejected": "the app answered non-2xx: not a callback the app accepted",
+    "replayed": "reached the queue only through `hookshift verify heal`",
+}
+BAD = {"missing_in_queue", "mismatched"}
+_STATUS_NOTE = {
+    "rejected": " (the app answered non-2xx)",
+    "not_mirrored": " (nginx answered itself)",
+}
+
+
+def render(report: ParityReport, fmt: str, *, tty: bool = False) -> str:
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "md":
+        return render_markdown(report)
+    if fmt == "html":
+        return render_html(report)
+    return render_text(report, tty=tty)
+
+
+def _count_rows(report: ParityReport) -> list[tuple[str, int, str]]:
+    c = report.counts
+    rows = [("app (accepted)", c["app"], "records the app accepted (2xx)")]
+    rows.append(("queue", c["queue"], "distinct messages"))
+    rows.append(("compared", c["compared"], "keys on both sides, bodies compared"))
+    rows += [(name, c[name], CLASS_HELP[name]) for name in CLASSES]
+    rows.append(("malformed", c["malformed"], "records that could not be read"))
+    if c["unkeyed_app"] or c["unkeyed_queue"]:
+        rows.append(("unkeyed", c["unkeyed_app"] + c["unkeyed_queue"], "records without the key"))
+    return rows
+
+
+LAG_LABEL = "lag (SentTimestamp - nginx time)"
+
+
+def _lag(report: ParityReport) -> str:
+    lag = report.lag_ms
+    if lag.get("p50") is None:
+        return "n/a"
+    return f"p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms"
+
+
+def _window(report: ParityReport) -> str:
+    w = report.window
+    since = w.get("since") or w.get("first_seen") or "start"
+    until = w.get("until") or w.get("end") or "end"
+    return f"{since} .. {until} (grace {w.get('grace_s')} s)"
+
+
+def render_text(report: ParityReport, *, tty: bool = False) -> str:
+    """Plain lines when piped; an aligned, coloured table on a terminal."""
+    import click
+
+    verdict = report.verdict.upper()
+    if tty:
+        verdict = click.style(verdict, fg="green" if report.passed else "red", bold=True)
+    lines = [
+        f"parity: {verdict} - {report.reason}",
+        f"key: {report.key}   window: {_window(report)}",
+        f"app: {report.sources['app']}   queue: {report.sources['queue']}",
+        f"{LAG_LABEL}: {_lag(report)}",
+        "",
+    ]
+    rows = _count_rows(report)
+    width = max(len(r[0]) for r in rows)
+    num_w = max(len(f"{r[1]:,}") for r in rows)
+    if tty:
+        lines.append(f"{'class'.ljust(width)}  {'count'.rjust(num_w)}  meaning")
+        lines.append(f"{'-' * width}  {'-' * num_w}  {'-' * 40}")
+    for name, value, meaning in rows:
+        text = f"{name.ljust(width)}  {f'{value:,}'.rjust(num_w)}  {meaning}"
+        if tty and name in BAD and value:
+            text = click.style(text, fg="red")
+        lines.append(text if tty else f"{name}: {value}")
+    for name in (
+        "missing_in_queue",
+        "mismatched",
+        "body_not_logged",
+        "missing_in_app",
+        "not_mirrored",
+    ):
+        samples = report.samples.get(name) or []
+        if samples:
+            lines.append("")
+            lines.append(f"{name} (first {len(samples)}):")
+            for s in samples:
+                note = _STATUS_NOTE.get(s.get("app_status") or "", "")
+                lines.append(
+                    f"  {s['key']}  app {s['app_time'] or '-'}  queue {s['queue_time'] or '-'}"
+                    f"{note}"
+                )
+                if name == "mismatched":
+                    lines.append(f"    app:   {s['app_body']}")
+                    lines.append(f"    queue: {s['queue_body']}")
+    if report.malformed_examples:
+        lines.append("")
+        lines.append("malformed (first few):")
+        lines += [f"  {m}" for m in report.malformed_examples]
+    for w in report.warnings:
+        lines.append(f"note: {w}")
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: ParityReport) -> str:
+    out = [
+        f"## Parity: **{report.verdict.upper()}**",
+        "",
+        f"{report.reason}",
+        "",
+        f"- key: `{report.key}`",
+        f"- window: {_window(report)}",
+        f"- app: `{report.sources['app']}`, queue: `{report.sources['queue']}`",
+        f"- {LAG_LABEL}: {_lag(report)}",
+        "",
+        "| class | count | meaning |",
+        "|---|---:|---|",
+    ]
+    out += [f"| {n} | {v:,} | {_md_escape(m)} |" for n, v, m in _count_rows(report)]
+    for name in CLASSES:
+        samples = report.samples.get(name) or []
+        if not samples:
+            continue
+        out += [
+            "",
+            f"### {name}",
+            "",
+            "| key | app time | queue time | body |",
+            "|---|---|---|---|",
+        ]
+        for s in samples:
+            body = s.get("app_body") or s.get("queue_body") or ""
+            out.append(
+                f"| `{_md_escape(s['key'])}` | {s['app_time'] or ''} | {s['queue_time'] or ''} "
+                f"| `{_md_escape(body)}` |"
+            )
+    if report.malformed_examples:
+        out += ["", "### malformed", ""] + [f"- `{m}`" for m in report.malformed_examples]
+    if report.warnings:
+        out += [""] + [f"> {w}" for w in report.warnings]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+SVG_W, SVG_H, PAD_L, PAD_B, PAD_T = 900, 270, 50, 40, 30
+APP_COLOUR, QUEUE_COLOUR, LOSS_COLOUR = "#1f77b4", "#2ca02c", "#d62728"
+
+
+def timeline_svg(report: ParityReport) -> str:
+    """Per-bucket bars: app (blue) and queue (green) side by side; losses as red marks on top."""
+    buckets = report.timeline.get("buckets", [])
+    if not buckets:
+        return (
+            '<svg width="900" height="40" id="timeline">'
+            '<text x="10" y="25">no timed records</text></svg>'
+        )
+    peak = max(max(b["app"], b["queue"]) for b in buckets) or 1
+    plot_w = SVG_W - PAD_L - 10
+    plot_h = SVG_H - PAD_B - PAD_T
+    slot = plot_w / len(buckets)
+    bar = max(slot * 0.4, 1.0)
+    parts = [
+        f'<svg id="timeline" width="{SVG_W}" '
+        f'height="{SVG_H}" viewBox="0 0 {SVG_W} {SVG_H}" role="img" '
+        f'aria-label="per-{report.timeline.get("bucket_s", 60)}s timeline of both sides">',
+        f'<line x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{SVG_W - 10}" y2="{PAD_T + plot_h}" '
+        'stroke="#888"/>',
+        f'<text x="4" y="{PAD_T + 10}" font-size="11">{peak:,}</text>',
+        f'<text x="4" y="{PAD_T + plot_h}" font-size="11">0</text>',
+    ]
+    for i, b in enumerate(buckets):
+        x = PAD_L + i * slot
+        for offset, value, colour, cls in (
+            (0.0, b["app"], APP_COLOUR, "app"),
+            (bar, b["queue"], QUEUE_COLOUR, "queue"),
+        ):
+            h = plot_h * value / peak
+            parts.append(
+                f'<rect class="bar {cls}" x="{x + offset:.1f}" y="{PAD_T + plot_h - h:.1f}" '
+                f'width="{bar:.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{html.escape(b['start'] or '')} {cls}: {value}</title></rect>"
+            )
+        lost = b["missing_in_queue"]
+        if lost:
+            parts.append(
+                f'<rect class="loss" x="{x:.1f}" y="{PAD_T - 14}" width="{max(bar * 2, 3):.1f}" '
+                f'height="10" fill="{LOSS_COLOUR}"><title>{html.escape(b["start"] or "")}: '
+                f"{lost} missing in queue</title></rect>"
+                f'<text class="loss-count" x="{x:.1f}" y="{PAD_T - 17}" font-size="10" '
+                f'fill="#222">{lost}</text>'
+            )
+    first, last = buckets[0]["start"] or "", buckets[-1]["start"] or ""
+    parts.append(f'<text x="{PAD_L}" y="{SVG_H - 12}" font-size="11">{html.escape(first)}</text>')
+    if len(buckets) > 1:  # one bucket: its start is already under it
+        parts.append(
+            f'<text x="{SVG_W - 10}" y="{SVG_H - 12}" font-size="11" text-anchor="end">'
+            f"{html.escape(last)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: ParityReport) -> str:
+    """One file, no network: inline CSS and SVG, no scripts."""
+    esc = html.escape
+    colour = "#2ca02c" if report.passed else LOSS_COLOUR
+    rows = "".join(
+        f'<tr class="{"bad" if n in BAD and v else ""}" data-class="{esc(n)}">'
+        f"<td>{esc(n)}</td><td class=num>{v:,}</td><td>{esc(m)}</td></tr>"
+        for n, v, m in _count_rows(report)
+    )
+    sample_html = []
+    for name in CLASSES:
+        samples = report.samples.get(name) or []
+        if not samples:
+            continue
+        items = "".join(
+            f"<tr><td><code>{esc(str(s['key']))}</code></td><td>{esc(str(s['app_time']))}</td>"
+            f"<td>{esc(str(s['queue_time']))}</td>"
+            f"<td><code>{esc(str(s.get('app_body') or ''))}</code></td>"
+            f"<td><code>{esc(str(s.get('queue_body') or ''))}</code></td></tr>"
+            for s in samples
+        )
+        sample_html.append(
+            f'<h3 id="samples-{esc(name)}">{esc(name)}</h3><table class="samples">'
+            "<tr><th>key</th><th>app time</th><th>queue time</th><th>app body</th>"
+            f"<th>queue body</th></tr>{items}</table>"
+        )
+    malformed = "".join(f"<li><code>{esc(m)}</code></li>" for m in report.malformed_examples)
+    notes = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>hookshift parity: {esc(report.verdict)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
+#verdict {{ font-size: 28px; font-weight: bold; color: {colour}; }}
+table {{ border-collapse: collapse; margin: 8px 0; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+tr.bad td {{ background: #fde0e0; }}
+code {{ font-size: 12px; word-break: break-all; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
+</style></head>
+<body>
+<div id="verdict">{esc(report.verdict.upper())}</div>
+<p id="reason">{esc(report.reason)}</p>
+<p>key <code>{esc(report.key)}</code> &middot; window {esc(_window(report))}
+&middot; {esc(LAG_LABEL)}: {esc(_lag(report))}<br>
+app <code>{esc(report.sources["app"])}</code> &middot;
+queue <code>{esc(report.sources["queue"])}</code></p>
+<table id="counts"><tr><th>class</th><th>count</th><th>meaning</th></tr>{rows}</table>
+<h2>Timeline (per {report.timeline.get("bucket_s", 60)} s)</h2>
+{timeline_svg(report)}
+<div class="legend"><span style="background:{APP_COLOUR}"></span>app
+<span style="background:{QUEUE_COLOUR}"></span>queue
+<span style="background:{LOSS_COLOUR}"></span>missing in queue (marked above its minute)</div>
+<h2>Samples{" (phone numbers redacted)" if report.redacted else ""}</h2>
+{"".join(sample_html) or "<p>none</p>"}
+{f"<h2>Malformed</h2><ul>{malformed}</ul>" if malformed else ""}
+{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
+<p><small>generated {esc(report.generated_at)} by hookshift verify parity
+in {report.duration_s} s</small></p>
+</body></html>
+"""
+
+
+def check_report_path(path: Path) -> None:
+    """Only a regular file is replaced: the report is written beside the path and renamed over
+    it, which would put a file in place of a device (``--out /dev/stdout``), a pipe or a link."""
+    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+        raise InputError(
+            "not a regular file",
+            where=f"--out {path}",
+            fix="give the path of a report file, or leave out --out to write on stdout",
+        )
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
+    check_report_path(path)
+    if path.exists():
+        os.chmod(path, path.stat().st_mode & 0o700)
+    write_atomic(path, text, default_mode=0o600)
