@@ -288,6 +288,43 @@ def _pull_follow(
     return True
 
 
+def _comparison_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The key and window options `parity` and `watch` share: one declaration, so the two
+    commands cannot drift apart in what they accept."""
+    options = [
+        click.option(
+            "--key",
+            default=None,
+            help="request_id | json:FIELD[.SUB] | form:FIELD | sha256, joined with +.",
+        ),
+        click.option(
+            "--profile",
+            type=click.Choice(["bizppurio"]),
+            default=None,
+            help="A named key: bizppurio = json:MSGID+json:RESULT.",
+        ),
+        click.option("--since", default=None, help="Window start (ISO 8601 or epoch seconds)."),
+        click.option("--until", default=None, help="Window end (ISO 8601 or epoch seconds)."),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            help="Seconds before the window's end in which a missing message is in flight.",
+        ),
+        click.option(
+            "--min-events",
+            type=click.IntRange(min=0),
+            default=1,
+            show_default=True,
+            help="Fail unless at least this many callbacks were compared.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @verify.command("parity")
 @click.option(
     "--app",
@@ -303,33 +340,7 @@ def _pull_follow(
     metavar="SOURCE",
     help="sqs:QUEUE_URL, archive:DIR or jsonl:PATH (AWS CLI Message objects).",
 )
-@click.option(
-    "--key",
-    default=None,
-    help="request_id | json:FIELD[.SUB] | form:FIELD | sha256, joined with +.",
-)
-@click.option(
-    "--profile",
-    type=click.Choice(["bizppurio"]),
-    default=None,
-    help="A named key: bizppurio = json:MSGID+json:RESULT.",
-)
-@click.option("--since", default=None, help="Window start (ISO 8601 or epoch seconds).")
-@click.option("--until", default=None, help="Window end (ISO 8601 or epoch seconds).")
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds before the window's end in which a missing message is in flight.",
-)
-@click.option(
-    "--min-events",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Fail unless at least this many callbacks were compared.",
-)
+@_comparison_options
 @click.option(
     "--format",
     "output_format",
@@ -504,12 +515,7 @@ def _phase_bar() -> Iterator[Callable[[str], None] | None]:
 )
 @click.option("--interval", default="30s", show_default=True, metavar="DURATION")
 @click.option("--once", is_flag=True, help="One update, then exit 0 on pass, 1 on fail.")
-@click.option("--key", default=None, help="As for `verify parity` (kept in the state).")
-@click.option("--profile", type=click.Choice(["bizppurio"]), default=None)
-@click.option("--since", default=None, help="Window start (ISO 8601 or epoch seconds).")
-@click.option("--until", default=None, help="Window end (ISO 8601 or epoch seconds).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True)
-@click.option("--min-events", type=click.IntRange(min=0), default=1, show_default=True)
+@_comparison_options
 @click.option(
     "--follow-state",
     type=click.Path(dir_okay=False, path_type=Path),
