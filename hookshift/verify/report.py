@@ -12,7 +12,7 @@ from typing import Any
 
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
-from hookshift.verify.parity import CLASSES, ParityReport
+from hookshift.verify.parity import CLASSES, ParityReport, bucket_label
 
 FORMATS = ("text", "json", "md", "html")
 
@@ -76,6 +76,27 @@ def _window(report: ParityReport) -> str:
     return f"{since} .. {until} (grace {w.get('grace_s')} s)"
 
 
+def _per_bucket(report: ParityReport) -> str:
+    """The timeline's bucket as the reports name it: "per 1 s", "per 15 min"."""
+    return f"per {bucket_label(int(report.timeline.get('bucket_s', 60)))}"
+
+
+def _timeline_summary(report: ParityReport) -> str:
+    """The timeline in one line, for the formats that draw none: its bucket, its extent and where
+    the losses are."""
+    buckets = report.timeline.get("buckets") or []
+    if not buckets:
+        return f"{_per_bucket(report)}, no timed records"
+    text = (
+        f"{_per_bucket(report)}, {len(buckets)} bucket(s) from {buckets[0]['start']}"
+        f" to {buckets[-1]['start']}"
+    )
+    lossy = [b for b in buckets if b["missing_in_queue"]]
+    if lossy:
+        text += f"; missing_in_queue in {len(lossy)} of them, the first at {lossy[0]['start']}"
+    return text
+
+
 def render_text(report: ParityReport, *, tty: bool = False) -> str:
     """Plain lines when piped; an aligned, coloured table on a terminal."""
     import click
@@ -88,6 +109,7 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
         f"key: {report.key}   window: {_window(report)}",
         f"app: {report.sources['app']}   queue: {report.sources['queue']}",
         f"{LAG_LABEL}: {_lag(report)}",
+        f"timeline: {_timeline_summary(report)}",
         "",
     ]
     rows = _count_rows(report)
@@ -144,6 +166,7 @@ def render_markdown(report: ParityReport) -> str:
         f"- window: {_window(report)}",
         f"- app: `{report.sources['app']}`, queue: `{report.sources['queue']}`",
         f"- {LAG_LABEL}: {_lag(report)}",
+        f"- timeline: {_timeline_summary(report)}",
         "",
         "| class | count | meaning |",
         "|---|---:|---|",
@@ -195,12 +218,13 @@ def timeline_svg(report: ParityReport) -> str:
     parts = [
         f'<svg id="timeline" width="{SVG_W}" '
         f'height="{SVG_H}" viewBox="0 0 {SVG_W} {SVG_H}" role="img" '
-        f'aria-label="per-{report.timeline.get("bucket_s", 60)}s timeline of both sides">',
+        f'aria-label="timeline of both sides, {_per_bucket(report)}">',
         f'<line x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{SVG_W - 10}" y2="{PAD_T + plot_h}" '
         'stroke="#888"/>',
         f'<text x="4" y="{PAD_T + 10}" font-size="11">{peak:,}</text>',
         f'<text x="4" y="{PAD_T + plot_h}" font-size="11">0</text>',
     ]
+    count_free_x = 0.0
     for i, b in enumerate(buckets):
         x = PAD_L + i * slot
         for offset, value, colour, cls in (
@@ -219,9 +243,15 @@ def timeline_svg(report: ParityReport) -> str:
                 f'<rect class="loss" x="{x:.1f}" y="{PAD_T - 14}" width="{max(bar * 2, 3):.1f}" '
                 f'height="10" fill="{LOSS_COLOUR}"><title>{html.escape(b["start"] or "")}: '
                 f"{lost} missing in queue</title></rect>"
-                f'<text class="loss-count" x="{x:.1f}" y="{PAD_T - 17}" font-size="10" '
-                f'fill="#222">{lost}</text>'
             )
+            # with narrow bars, a count that would overprint the previous one is left to the
+            # mark's tooltip
+            if x >= count_free_x:
+                parts.append(
+                    f'<text class="loss-count" x="{x:.1f}" y="{PAD_T - 17}" font-size="10" '
+                    f'fill="#222">{lost}</text>'
+                )
+                count_free_x = x + 6 * len(str(lost)) + 4
     first, last = buckets[0]["start"] or "", buckets[-1]["start"] or ""
     parts.append(f'<text x="{PAD_L}" y="{SVG_H - 12}" font-size="11">{html.escape(first)}</text>')
     if len(buckets) > 1:  # one bucket: its start is already under it
@@ -282,11 +312,11 @@ code {{ font-size: 12px; word-break: break-all; }}
 app <code>{esc(report.sources["app"])}</code> &middot;
 queue <code>{esc(report.sources["queue"])}</code></p>
 <table id="counts"><tr><th>class</th><th>count</th><th>meaning</th></tr>{rows}</table>
-<h2>Timeline (per {report.timeline.get("bucket_s", 60)} s)</h2>
+<h2>Timeline ({esc(_per_bucket(report))})</h2>
 {timeline_svg(report)}
 <div class="legend"><span style="background:{APP_COLOUR}"></span>app
 <span style="background:{QUEUE_COLOUR}"></span>queue
-<span style="background:{LOSS_COLOUR}"></span>missing in queue (marked above its minute)</div>
+<span style="background:{LOSS_COLOUR}"></span>missing in queue (marked above its bucket)</div>
 <h2>Samples{" (phone numbers redacted)" if report.redacted else ""}</h2>
 {"".join(sample_html) or "<p>none</p>"}
 {f"<h2>Malformed</h2><ul>{malformed}</ul>" if malformed else ""}

@@ -147,11 +147,14 @@ def test_html_report_renders_in_chromium_with_verdict_counts_and_marked_losses(
     dom = _chromium(["--dump-dom", page.as_uri()], tmp_path).stdout.decode()
     assert '<div id="verdict">FAIL</div>' in dom
     assert 'data-class="missing_in_queue"><td>missing_in_queue</td><td class="num">2</td>' in dom
-    assert dom.count('class="bar app"') == 3 and dom.count('class="bar queue"') == 3
-    assert dom.count('class="loss"') == 1  # one minute with losses
+    buckets = report.timeline["buckets"]
+    assert len(buckets) > 3  # three minutes of callbacks: finer than a bar a minute
+    assert dom.count('class="bar app"') == len(buckets) == dom.count('class="bar queue"')
+    lossy = [b for b in buckets if b["missing_in_queue"]]
+    assert dom.count('class="loss"') == len(lossy) == 2  # callbacks 12 and 13, 6 s apart
     shot = tmp_path / "shot.png"
     _chromium([f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], tmp_path)
-    assert _loss_band_red_pixels(shot) > 10  # the minute with losses is marked red
+    assert _loss_band_red_pixels(shot) > 10  # the buckets with losses are marked red
 
 
 def _clean_report(tmp_path: Path, n: int) -> ParityReport:
@@ -168,11 +171,11 @@ def _clean_report(tmp_path: Path, n: int) -> ParityReport:
 def test_timeline_names_its_first_and_last_bucket_once_each(tmp_path: Path) -> None:
     several = _html_with_losses(tmp_path)
     starts = [b["start"] for b in several.timeline["buckets"]]
-    assert len(starts) == 3
+    assert len(starts) > 1
     svg = timeline_svg(several)
     assert svg.count(f">{starts[0]}</text>") == 1 and svg.count(f">{starts[-1]}</text>") == 1
     (tmp_path / "one").mkdir()
-    single = _clean_report(tmp_path / "one", 5)
+    single = _clean_report(tmp_path / "one", 1)
     (start,) = [b["start"] for b in single.timeline["buckets"]]
     assert timeline_svg(single).count(f">{start}</text>") == 1
 
