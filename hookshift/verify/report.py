@@ -7,11 +7,13 @@ from __future__ import annotations
 import html
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
+from hookshift.verify.bodydiff import BodyDiff, diff_bodies, shorten
 from hookshift.verify.parity import CLASSES, ParityReport, bucket_label
 
 FORMATS = ("text", "json", "md", "html")
@@ -143,6 +145,9 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
                 if name == "mismatched":
                     lines.append(f"    app:   {s['app_body']}")
                     lines.append(f"    queue: {s['queue_body']}")
+                    if s.get("app_body") is not None and s.get("queue_body") is not None:
+                        diff = diff_bodies(str(s["app_body"]), str(s["queue_body"]))
+                        lines.append(f"    {first_difference(diff)}")
     if report.malformed_examples:
         lines.append("")
         lines.append("malformed (first few):")
@@ -150,6 +155,16 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
     for w in report.warnings:
         lines.append(f"note: {w}")
     return "\n".join(lines) + "\n"
+
+
+def first_difference(diff: BodyDiff) -> str:
+    """Where two bodies shown part ways, in bytes as `cmp` counts them (and in characters)."""
+    if diff.first_byte is None:
+        return (
+            "the text shown is the same on both sides: the bodies differ in what it leaves out "
+            "(past its end, or digits masked as a phone number)"
+        )
+    return f"first difference at byte {diff.first_byte:,} (character {diff.first_char:,})"
 
 
 def _md_escape(text: Any) -> str:
@@ -263,8 +278,81 @@ def timeline_svg(report: ParityReport) -> str:
     return "".join(parts)
 
 
-def render_html(report: ParityReport) -> str:
-    """One file, no network: inline CSS and SVG, no scripts."""
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(text: str) -> str:
+    """Changed text, HTML-escaped, with characters that draw nothing (line breaks, tabs, zero
+    widths, odd spaces) written as escapes: a change of only those would show as no change."""
+    out = []
+    for c in text:
+        if c != " " and unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Cs"):
+            code = _NAMED_ESCAPES.get(c) or (
+                f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+            )
+            out.append(f'<span class="ctl">{code}</span>')
+        else:
+            out.append(html.escape(c))
+    return "".join(out)
+
+
+def _side_html(kind: str, text: str, tag: str) -> str:
+    if kind == "same":
+        return html.escape(text)
+    if kind == "skipped":
+        return f'<span class="skip">…{len(text):,} characters…</span>' if text else ""
+    if not text:  # the other side has something here
+        return f'<{tag} class="gap" title="the other body has more here"></{tag}>'
+    return f"<{tag}>{_visible(text)}</{tag}>"
+
+
+def diff_cells(app_body: str, queue_body: str) -> tuple[str, str]:
+    """A mismatched sample's two bodies as HTML: what the app body has that the queue body lacks
+    in <del>, the reverse in <ins>, long unchanged runs left out; everything escaped."""
+    diff = diff_bodies(app_body, queue_body)
+    pieces = shorten(diff)
+    app = "".join(_side_html(p.kind, p.app, "del") for p in pieces)
+    queue = "".join(_side_html(p.kind, p.queue, "ins") for p in pieces)
+    where = html.escape(first_difference(diff))
+    return f'<code class="diff">{app}</code><div class="at">{where}</div>', (
+        f'<code class="diff">{queue}</code>'
+    )
+
+
+def _sample_row(name: str, sample: dict[str, Any]) -> str:
+    esc = html.escape
+    app, queue = sample.get("app_body"), sample.get("queue_body")
+    if name == "mismatched" and app is not None and queue is not None:
+        app_cell, queue_cell = diff_cells(str(app), str(queue))
+    else:
+        app_cell, queue_cell = (f"<code>{esc(str(body or ''))}</code>" for body in (app, queue))
+    return (
+        f"<tr><td><code>{esc(str(sample['key']))}</code></td>"
+        f"<td>{esc(str(sample['app_time']))}</td><td>{esc(str(sample['queue_time']))}</td>"
+        f"<td>{app_cell}</td><td>{queue_cell}</td></tr>"
+    )
+
+
+def _refresh_head(refresh_s: int | None) -> str:
+    # a reload in the page itself (no script): the page stays one file that opens anywhere
+    return "" if refresh_s is None else f'<meta http-equiv="refresh" content="{refresh_s}">'
+
+
+def _refresh_note(report: ParityReport, refresh_s: int | None) -> str:
+    if refresh_s is None:
+        return ""
+    return (
+        f'<p id="refresh">generated {html.escape(report.generated_at)}; this page reloads itself '
+        f"every {refresh_s} s. If this time stops moving, nothing is updating the report.</p>"
+    )
+
+
+def render_html(report: ParityReport, *, refresh_s: int | None = None) -> str:
+    """One file, no network: inline CSS and SVG, no scripts. With `refresh_s`, the page reloads
+    itself that often (for a report that a running watch keeps rewriting) and says so, with the
+    time it was generated."""
+    if refresh_s is not None:
+        refresh_s = max(1, int(refresh_s))  # 0 would reload without pause
     esc = html.escape
     colour = "#2ca02c" if report.passed else LOSS_COLOUR
     rows = "".join(
@@ -277,13 +365,7 @@ def render_html(report: ParityReport) -> str:
         samples = report.samples.get(name) or []
         if not samples:
             continue
-        items = "".join(
-            f"<tr><td><code>{esc(str(s['key']))}</code></td><td>{esc(str(s['app_time']))}</td>"
-            f"<td>{esc(str(s['queue_time']))}</td>"
-            f"<td><code>{esc(str(s.get('app_body') or ''))}</code></td>"
-            f"<td><code>{esc(str(s.get('queue_body') or ''))}</code></td></tr>"
-            for s in samples
-        )
+        items = "".join(_sample_row(name, s) for s in samples)
         sample_html.append(
             f'<h3 id="samples-{esc(name)}">{esc(name)}</h3><table class="samples">'
             "<tr><th>key</th><th>app time</th><th>queue time</th><th>app body</th>"
@@ -293,6 +375,7 @@ def render_html(report: ParityReport) -> str:
     notes = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+{_refresh_head(refresh_s)}
 <title>hookshift parity: {esc(report.verdict)}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
@@ -302,11 +385,19 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-a
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 tr.bad td {{ background: #fde0e0; }}
 code {{ font-size: 12px; word-break: break-all; }}
+del, ins {{ text-decoration: none; border-radius: 2px; }}
+del {{ background: #ffc0c0; }}
+ins {{ background: #b8f0b8; }}
+del.gap, ins.gap {{ border-left: 2px solid #d62728; }}
+.ctl {{ color: #a00; font-style: italic; }}
+.skip {{ color: #777; font-style: italic; }}
+.at {{ color: #555; font-size: 12px; }}
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
 </style></head>
 <body>
 <div id="verdict">{esc(report.verdict.upper())}</div>
 <p id="reason">{esc(report.reason)}</p>
+{_refresh_note(report, refresh_s)}
 <p>key <code>{esc(report.key)}</code> &middot; window {esc(_window(report))}
 &middot; {esc(LAG_LABEL)}: {esc(_lag(report))}<br>
 app <code>{esc(report.sources["app"])}</code> &middot;
