@@ -29,6 +29,8 @@ MATCH_CELLS_MAX = 4_000_000
 # an unchanged run this short between two changes reads better as part of one change
 # ("1234" -> "1x3y" is one change, not two with a lone "3" between them)
 MERGE_BELOW = 3
+# leaving out fewer tokens than this saves the reader nothing: they are shown
+SKIP_MIN = 20
 
 
 def tokens(text: str) -> list[str]:
@@ -151,7 +153,7 @@ def _cut(
     what is between them skipped."""
 
     def split(side: tuple[str, ...]) -> tuple[str, str, str]:
-        if len(side) <= keep_head + keep_tail:
+        if len(side) <= keep_head + keep_tail + SKIP_MIN:
             return "".join(side), "", ""
         cut = len(side) - keep_tail
         return "".join(side[:keep_head]), "".join(side[keep_head:cut]), "".join(side[cut:])

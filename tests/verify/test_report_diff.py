@@ -79,6 +79,14 @@ def test_separate_changes_are_shown_apart_with_their_context() -> None:
     assert _joined(pieces) == (app, queue)  # nothing lost: what is left out is only not shown
 
 
+def test_a_short_run_is_shown_rather_than_left_out() -> None:
+    app, queue = "x" * 50 + "A", "x" * 50 + "B"
+    assert [p.kind for p in shorten(diff_bodies(app, queue), context=40)] == ["same", "changed"]
+    app, queue = "x" * 61 + "A", "x" * 61 + "B"
+    pieces = shorten(diff_bodies(app, queue), context=40)
+    assert [(p.kind, len(p.app)) for p in pieces] == [("skipped", 21), ("same", 40), ("changed", 1)]
+
+
 def test_a_long_body_shows_the_context_of_its_difference_not_all_of_it() -> None:
     app = "가" * 500_000 + "A" + "b" * 500_000
     queue = "가" * 500_000 + "B" + "b" * 500_000
