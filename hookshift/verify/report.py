@@ -215,6 +215,8 @@ def render_markdown(report: ParityReport) -> str:
 
 SVG_W, SVG_H, PAD_L, PAD_B, PAD_T = 900, 270, 50, 40, 30
 APP_COLOUR, QUEUE_COLOUR, LOSS_COLOUR = "#1f77b4", "#2ca02c", "#d62728"
+# the background of what only the app body has, and of what only the queue body has
+DEL_COLOUR, INS_COLOUR = "#ffc0c0", "#b8f0b8"
 
 
 def timeline_svg(report: ParityReport) -> str:
@@ -386,8 +388,8 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 tr.bad td {{ background: #fde0e0; }}
 code {{ font-size: 12px; word-break: break-all; }}
 del, ins {{ text-decoration: none; border-radius: 2px; }}
-del {{ background: #ffc0c0; }}
-ins {{ background: #b8f0b8; }}
+del {{ background: {DEL_COLOUR}; }}
+ins {{ background: {INS_COLOUR}; }}
 del.gap, ins.gap {{ border-left: 2px solid #d62728; }}
 .ctl {{ color: #a00; font-style: italic; }}
 .skip {{ color: #777; font-style: italic; }}

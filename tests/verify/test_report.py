@@ -12,13 +12,26 @@ import pytest
 
 from hookshift.verify.parity import ParityOptions, ParityReport, run_parity
 from hookshift.verify.redact import redact_body
-from hookshift.verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
+from hookshift.verify.report import (
+    APP_COLOUR,
+    DEL_COLOUR,
+    INS_COLOUR,
+    LAG_LABEL,
+    LOSS_COLOUR,
+    render,
+    render_html,
+    timeline_svg,
+)
 from tests.verify import png
 from tests.verify.conftest import EXPECTED, Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 
-RED = tuple(int(LOSS_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
-BLUE = tuple(int(APP_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+RED, BLUE = _rgb(LOSS_COLOUR), _rgb(APP_COLOUR)
 
 
 def _loss_band_red_pixels(shot: Path) -> int:
@@ -213,3 +226,20 @@ def test_html_report_of_a_clean_run_draws_no_loss_marker(tmp_path: Path) -> None
     assert _loss_band_red_pixels(shot) == 0
     _, _, rows = png.decode(shot.read_bytes())
     assert png.count_colour(rows[:60], (0x2C, 0xA0, 0x2C)) > 50  # PASS, drawn green
+
+
+@pytest.mark.e2e
+def test_html_report_draws_the_differing_bytes_highlighted_and_keeps_its_refresh(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # callback 9 reached the queue with its "+" decoded to a space: one character each side
+    page = tmp_path / "report.html"
+    page.write_text(render_html(_report(scenario), refresh_s=3600), encoding="utf-8")
+    dom = _chromium(["--dump-dom", page.as_uri()], tmp_path).stdout.decode()
+    assert '<meta http-equiv="refresh" content="3600">' in dom
+    assert "<del>+</del>" in dom and "<ins> </ins>" in dom
+    shot = tmp_path / "shot.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1000,4000", page.as_uri()], tmp_path)
+    _, _, rows = png.decode(shot.read_bytes())
+    assert png.count_colour(rows, _rgb(DEL_COLOUR), tolerance=4) > 20
+    assert png.count_colour(rows, _rgb(INS_COLOUR), tolerance=4) > 20
