@@ -5,7 +5,7 @@ The text is compared as tokens, not characters, so that a highlighted span never
 in two: a percent-encoded character (``%ED%95%9C`` is one Hangul syllable), a JSON escape
 (``\\uD55C``, a surrogate pair, ``\\n``) or one code point (Hangul is one code point, three
 UTF-8 bytes). Bodies can be long; the reader needs the difference and a little around it, so
-`shorten` keeps `context` characters either side of each change and elides the rest.
+`shorten` keeps `context` tokens either side of each change and leaves the rest out.
 """
 
 from __future__ import annotations
