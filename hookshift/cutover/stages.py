@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hookshift.errors import InputError
 from hookshift.verify.retention import (
     DEFAULT_MARGIN_S,
     DEFAULT_STALE_S,
@@ -447,7 +448,7 @@ def check_transition(
     come from this stage, not the one before.
     """
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
+        raise InputError(f"unknown stage {stage!r}", fix=f"one of {', '.join(STAGES)}")
     target = next_stage(stage)
     results: list[GateResult]
     if target is None:
