@@ -228,8 +228,9 @@ class RollbackResult:
         return {
             "from": self.from_stage,
             "to": self.to_stage,
-            # a rollback whose files differ raises; adopted edits are reported in the notes
-            "byte_identical": True,
+            # a rollback whose files differ raises; after adopted edits the recorded bytes are
+            # no measure, so the answer is null (the notes say which edits)
+            "byte_identical": self.byte_identical,
             "files": [f.to_json() for f in self.files],
         }
 
