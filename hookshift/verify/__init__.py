@@ -21,6 +21,10 @@ Use from Python (what the ``hookshift verify`` commands call; nothing printed, e
   export) against the queue side and give a verdict;
 - `heal` -> `HealResult`: re-send what the mirror lost, marked as replays, exactly once;
 - `hookshift.verify.report.render`: a report as text, JSON, Markdown or one HTML file.
+
+The package's `pull`, `parity` and `heal` are these functions, not the modules of the same
+names that hold the engines: import from those by their full name
+(``from hookshift.verify.parity import PHASES``).
 """
 
 from hookshift.verify.api import HealOptions, PullOptions, heal, parity, pull
