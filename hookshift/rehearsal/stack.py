@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,8 +50,8 @@ from hookshift.rehearsal.nginx_server import (
     find_nginx,
     write_sample_config,
 )
-from hookshift.rehearsal.scenario import pull_queue, queue_depth, wait_for_depth
-from hookshift.rehearsal.sqs import REGION, MotoServer, start_moto
+from hookshift.rehearsal.scenario import queue_depth, wait_for_depth
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer, start_moto
 
 API_ID = "abc123defg"
 DOMAIN_TARGET = f"d-xyz789abcd.execute-api.{REGION}.amazonaws.com"
@@ -230,9 +231,20 @@ class Stack:
         return wait_for_depth(self.sqs(), self.queue_url, expected, timeout=timeout)
 
     def drain_queue(self, archive_dir: Path | None = None) -> list[dict[str, Any]]:
-        """Receive and delete every message now in the queue (archived under the workdir)."""
+        """Move every message now in the queue into an archive with hookshift's own pull
+        (archived before deleted; under the workdir unless given) and return what it holds."""
+        from hookshift.verify import PullOptions, pull
+        from hookshift.verify.archive import iter_archive
+
         target = archive_dir or self.workdir / "archive" / secrets.token_hex(4)
-        return pull_queue(self.sqs(), self.queue_url, target)
+        # the pull finds credentials the way it does on a real host; moto takes any
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+        options = PullOptions(
+            endpoint_url=self.moto_endpoint, region=REGION, delete=True, workers=2, wait_time_s=1
+        )
+        pull(self.queue_url, target, options)
+        return list(iter_archive(target))
 
     def pids(self) -> dict[str, int]:
         """The pid of each part that runs as its own process (DNS runs in this one)."""

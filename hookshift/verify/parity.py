@@ -287,7 +287,6 @@ def _queue_files(
             region=options.region,
             delete=False,
             wait_time_s=options.sqs_wait_s,
-            progress=False,
             limits=options.network,
         )
         if not any(archive.glob("*.jsonl")):
