@@ -272,11 +272,8 @@ def restore(
     the bytes recorded then (hookshift upgraded in the middle of a cut-over, say). Returns the
     paths written.
     """
-    from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
-    from hookshift.nginx.source import read_text
-
     config = Path(settings.need("config", "to change nginx"))
-    edits: list[Edit] = []
+    texts: dict[Path, str] = {}
     for name, digest in sorted(expected.items()):
         path = Path(name)
         if digest is None or not path.exists() or journal.sha256_file(path) == digest:
@@ -287,16 +284,13 @@ def restore(
                 f"{path}: the bytes recorded for this stage (sha256 {digest[:12]}) are not in "
                 f"{journal.snapshot_dir(state)}; restore the file from the mirror engine's backups"
             )
-        edits.append(Edit(path, read_text(path), data.decode("utf-8", "surrogateescape")))
-    if edits:
-        write_edits(
-            edits,
-            config=config,
+        texts[path] = data.decode("utf-8", "surrogateescape")
+    if texts:
+        mirror.write_back(
+            config,
+            texts,
             nginx_bin=settings.nginx_bin or "nginx",
-            backup_dir=Path(settings.backup_dir) if settings.backup_dir else default_backup_dir(),
+            backup_dir=_backup_dir(settings),
             reload=reload,
-            # the bytes written back passed nginx -t when they were recorded; what they replace
-            # may be a transition killed half-way, which is exactly what must be undone
-            require_valid_original=False,
         )
-    return [str(e.path) for e in edits]
+    return [str(p) for p in texts]

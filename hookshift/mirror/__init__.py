@@ -19,7 +19,8 @@ config nginx was built with, the parity log beside its access log, the system's 
 ...). Nothing is printed: each result carries its info and warning lines (`Line`). Errors
 are `hookshift.errors.HookshiftError`; bad input is `InputError` (exit code 2), raised before
 anything is written. `recover(config)` undoes a change a killed run left unfinished (apply and
-remove do it first).
+remove do it first); `write_back(config, texts)` puts files back to texts recorded earlier
+through the same safe pipeline (the cut-over's rollback).
 
 Inside: `plan` decides (pure: `plan.make_plan`), `render` holds the templates' choices and why
 (read it before changing the layout), `apply`/`remove` are the only writers, `api` resolves
@@ -41,6 +42,7 @@ from hookshift.mirror.api import (
     recover,
     remove,
     write,
+    write_back,
 )
 
 __all__ = [
@@ -56,4 +58,5 @@ __all__ = [
     "recover",
     "remove",
     "write",
+    "write_back",
 ]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, get_args
 
 from hookshift.errors import InputError
-from hookshift.mirror.apply import apply_plan, pending_change
+from hookshift.mirror.apply import Edit, apply_plan, default_backup_dir, pending_change, write_edits
 from hookshift.mirror.apply import recover as recover_config
 from hookshift.mirror.dnscheck import dns_warnings
 from hookshift.mirror.plan import (
@@ -40,6 +40,7 @@ from hookshift.mirror.remove import remove_marked
 from hookshift.mirror.render import Mode, StageDns
 from hookshift.nginx import binary
 from hookshift.nginx.discover import compiled_path, locate_main_config
+from hookshift.nginx.source import read_text
 
 
 class NoLog(enum.Enum):
@@ -386,3 +387,32 @@ def remove(
         reloaded=outcome.reloaded,
         notes=outcome.notes,
     )
+
+
+def write_back(
+    config: Path,
+    texts: Mapping[Path, str],
+    *,
+    nginx_bin: str = "nginx",
+    backup_dir: Path | None = None,
+    reload: bool = False,
+    prefix: Path | None = None,
+) -> tuple[Path, ...]:
+    """Put each file of `config` named in `texts` back to that text (bytes recorded earlier,
+    e.g. a stage of a cut-over) through the same safe pipeline as apply, in the order given;
+    the files written.
+
+    The files they replace need not pass ``nginx -t``: undoing a change killed half-way is
+    what this is for. The result must pass it, or everything is put back as it was.
+    """
+    edits = [Edit(path, read_text(path), text) for path, text in texts.items()]
+    done = write_edits(
+        edits,
+        config=config,
+        nginx_bin=nginx_bin,
+        backup_dir=backup_dir or default_backup_dir(),
+        reload=reload,
+        require_valid_original=False,
+        prefix=prefix,
+    )
+    return done.changed

@@ -2,11 +2,12 @@
 
 Read as the API's spec: a plan is a diff plus the lines for the user and writes nothing; apply
 then remove gives every file back byte for byte; bad input raises `InputError` (exit code 2)
-before anything is written.
+before anything is written; the other parts call this API, never the command line.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from hookshift import mirror
 from hookshift.errors import HookshiftError, InputError
 from hookshift.mirror.apply import CHECKPOINT_LOG_ENV, checkpoint, checkpoint_step
+from hookshift.nginx.source import read_text
 from tests.mirror.helpers import STAGE_URL, copy_case, snapshot
 
 PACKAGE = Path(__file__).resolve().parents[2] / "hookshift"
@@ -142,6 +144,26 @@ def test_apply_then_remove_gives_every_file_back_byte_for_byte(
 
 
 @pytest.mark.e2e
+def test_write_back_puts_recorded_texts_back_through_the_safe_pipeline(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    request = _request(config, ca_file, nginx_bin=nginx_bin, nginx_version=None)
+    writer = {"backup_dir": tmp_path / "bk", "nginx_bin": nginx_bin, "prefix": config.parent}
+    mirror.apply(request, backup_dir=tmp_path / "bk", prefix=config.parent)
+    applied = snapshot(config.parent)
+    recorded = read_text(config)
+    mirror.remove(config, **writer)
+
+    with pytest.raises(HookshiftError, match="nginx -t rejected the result"):
+        mirror.write_back(config, {config: recorded.replace("http {", "http {{")}, **writer)
+    assert "# hookshift" not in config.read_text()  # refused: the file stays as it was
+
+    assert mirror.write_back(config, {config: recorded}, **writer) == (config,)
+    assert snapshot(config.parent) == applied
+
+
+@pytest.mark.e2e
 def test_a_failed_write_raises_a_hookshift_error_and_puts_nothing_in_place(
     tmp_path: Path, ca_file: Path, nginx_bin: str
 ) -> None:
@@ -173,6 +195,41 @@ def test_checkpoints_inside_a_step_are_named_after_it(
         "remove:written:nginx.conf",
         "cutover:removed",
     ]
+
+
+def _runs_hookshift_or_click(path: Path) -> list[str]:
+    """Where `path` starts ``python -m hookshift`` or imports click's CliRunner."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.List | ast.Tuple):
+            items = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+            if any(items[i : i + 2] == ["-m", "hookshift"] for i in range(len(items))):
+                found.append(f"{path.name}:{node.lineno}: runs `python -m hookshift`")
+        if isinstance(node, ast.ImportFrom) and node.module == "click.testing":
+            found.append(f"{path.name}:{node.lineno}: imports click's test runner")
+    return found
+
+
+# cutover/evidence.py still runs `hookshift verify` as a command until it calls the verify API
+COMMAND_CALLERS = {PACKAGE / "cutover" / "evidence.py"}
+
+
+@pytest.mark.parametrize("part", ["cutover", "rehearsal"])
+def test_the_cut_over_and_the_rehearsal_call_the_api_not_the_command_line(part: str) -> None:
+    files = sorted((PACKAGE / part).rglob("*.py"))
+    assert files
+    found = [hit for f in files if f not in COMMAND_CALLERS for hit in _runs_hookshift_or_click(f)]
+    assert found == []
+
+
+def test_the_scan_finds_a_hookshift_subprocess_and_a_cli_runner(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from click.testing import CliRunner\n"
+        "import subprocess, sys\n"
+        "subprocess.run([sys.executable, '-m', 'hookshift', 'mirror'])\n"
+    )
+    assert len(_runs_hookshift_or_click(sample)) == 2
 
 
 def test_the_api_is_what_the_package_exports() -> None:
