@@ -460,7 +460,7 @@ def _advance(
             stage, target, settings, check, detail, dry_run, notes=tuple(notes.kept)
         )
     if nginx_ops.SHAPES[target].mode is not None:
-        nginx_ops.apply_args(settings, nginx_ops.SHAPES[target])  # its settings are all set
+        nginx_ops.mirror_request(settings, nginx_ops.SHAPES[target])  # its settings are all set
     begun, intent = transition.begin(
         current,
         settings,

@@ -20,6 +20,7 @@ from hookshift.console import diag, emit_json
 from hookshift.cutover import api, stages
 from hookshift.cutover.diagnosis import Diagnosis
 from hookshift.cutover.settings import Settings
+from hookshift.mirror.cli import option_list as mirror_option_list
 
 _FORMAT = click.option(
     "--format",
@@ -46,29 +47,36 @@ _STATE = click.option(
 def _settings_options(func: Any) -> Any:
     """The options that set or override the cut-over's settings (all optional)."""
     options = [
-        click.option("--config", help="The main nginx config (its includes are followed)."),
-        click.option("--path", help="The callback location's path, e.g. /callback."),
-        click.option("--stage-url", help="https://ID.execute-api.REGION.amazonaws.com/STAGE"),
+        *mirror_option_list(
+            "config",
+            "path",
+            "stage_url",
+            recorded=True,
+            help={"config": "The main nginx config (its includes are followed)."},
+        ),
         click.option("--domain-url", help="The custom domain (and base path), https://..."),
         click.option("--domain-target", help="Its d-XXXX.execute-api.REGION.amazonaws.com name."),
         click.option("--queue", help="sqs:QUEUE_URL, archive:DIR or jsonl:FILE."),
         click.option("--endpoint-url", help="SQS endpoint (default: AWS)."),
         click.option("--region", help="AWS region of the queue."),
-        click.option("--parity-log", help="The parity log nginx writes (mirror's --parity-log)."),
+        *mirror_option_list("parity_log", recorded=True),
         click.option("--nginx-log", help="Log to count nginx's callbacks (default: parity log)."),
-        click.option("--nginx-bin", help="The nginx binary (for nginx -t and reload)."),
-        click.option("--resolver", "resolvers", multiple=True, help="DNS ADDR[:PORT]; repeat."),
-        click.option("--ca-file", help="A private CA bundle (probe and nginx verification)."),
-        click.option("--server-name", help="Server to pick when several serve the path."),
-        click.option("--listen", help="Listen port to pick when several serve the path."),
-        click.option("--backup-dir", help="Where the mirror engine keeps its backups."),
-        click.option("--relay-socket", help="The mirror's relay socket (nginx before 1.27.3)."),
-        click.option(
-            "--stage-dns",
-            type=click.Choice(["runtime", "reload"]),
-            help="The mirror's --stage-dns (nginx before 1.27.3; default runtime).",
+        *mirror_option_list(
+            "nginx_bin",
+            "resolvers",
+            recorded=True,
+            help={"resolvers": "DNS resolver ADDR[:PORT] for nginx and the probes (repeatable)."},
         ),
-        click.option("--mirror-error-log", help="The mirror engine's --mirror-error-log."),
+        click.option("--ca-file", help="A private CA bundle (probe and nginx verification)."),
+        *mirror_option_list(
+            "server_name",
+            "listen",
+            "backup_dir",
+            "relay_socket",
+            "stage_dns",
+            "mirror_error_log",
+            recorded=True,
+        ),
         click.option("--archive", help="Archive dir for the mirror-period messages (drain)."),
         click.option(
             "--watch-state",
