@@ -44,7 +44,15 @@ measurements and the nginx source behind each point):
   nginx ignores ``max_fails`` when an upstream has a single server). After a failure the copies
   fail in microseconds for ``fail_timeout``, then one copy probes the stage again. With
   ``proxy_next_upstream ... non_idempotent`` a failed POST copy counts as a failure and goes
-  on to the backup instead of being answered from the failed attempt.
+  on to the backup instead of being answered from the failed attempt. A 5xx answer counts
+  too (``http_500 http_502 http_503 http_504``; through the stage hop the stage's own status
+  passes through the hop, and the hop's 502/504 stand for the stage's timeouts and refusals):
+  a failing stage answers with a body, which nginx cannot keep a connection past (a copy is
+  header-only), so without the breaker every copy to it would cost a new TCP and TLS
+  connection. Counted, it costs one probe copy per ``fail_timeout``. nginx counts a status
+  only while another server is left to try (``tries > 1``): the backup is that server. A 429
+  is not counted: API Gateway answers it when a rate limit is exceeded, the stage still takes
+  copies up to that rate, and one 429 would shut all copies out for ``fail_timeout``.
 
 * **Re-resolving the stage's name.** nginx before 1.27.3 resolves an ``upstream``'s servers
   once, at start; API Gateway's addresses change. So on those versions (layout ``two-hop``)
@@ -103,6 +111,8 @@ BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 RELAY_STAGE_URI = "/__hookshift_stage"
 COPIES_ZONE = "hookshift_copies"
+# What counts as a failed copy for the breaker (``proxy_next_upstream``); 429 is left out.
+BREAKER_FAILURES = ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,10 @@ class TemplateContext:
     def callback_map_key(self) -> str:
         """The map key matching the callback's ``$request_uri`` (a quoted ``~regex``)."""
         return quote(f"~{self.path_filter}")
+
+    @property
+    def breaker_failures(self) -> str:
+        return " ".join(BREAKER_FAILURES)
 
     @property
     def max_fails(self) -> int:

@@ -87,7 +87,10 @@ def test_old_nginx_gets_the_answer_first_relay_with_a_stage_hop(tmp_path: Path) 
     assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in breaker
     assert "zone hookshift_stage 64k;" in breaker, "the breaker state is shared by all workers"
     assert "proxy_pass http://hookshift_stage$request_uri;" in added
-    assert "proxy_next_upstream error timeout http_502 http_504 non_idempotent;" in added
+    assert (
+        "proxy_next_upstream error timeout http_500 http_502 http_503 http_504 non_idempotent;"
+        in added
+    )
     hop = _block(text, "listen unix:/run/hookshift/relay-stage.sock;")
     for line in (
         "resolver 1.1.1.1 8.8.8.8 valid=10s ipv6=off;",
@@ -349,7 +352,7 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
     for line in (
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
-        "proxy_next_upstream error timeout non_idempotent;",
+        "proxy_next_upstream error timeout http_500 http_502 http_503 http_504 non_idempotent;",
         "proxy_next_upstream_tries 2;",
         "proxy_ssl_server_name on;",
         "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;",
