@@ -403,6 +403,10 @@ def mirror_apply_args(stack: Stack, nginx_bin: str) -> list[str]:
         str(stack.ca_path),
         "--relay-socket",
         str(relay_socket(stack.workdir)),
+        # the stage's name is known only to the stack's DNS server: the system resolver, which
+        # nginx < 1.27.3 uses for a stage it keeps connections to, does not ask it
+        "--stage-dns",
+        "runtime",
     ]
     if o.parity_log:
         args += ["--parity-log", str(stack.parity_log)]

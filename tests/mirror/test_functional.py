@@ -142,6 +142,9 @@ def _options(prefix: Path, stage_port: int, dns: DnsServer, ca_file: Path) -> Mi
         trusted_ca=ca_file,
         relay_socket=str(prefix / "relay.sock"),
         timeout=1.0,
+        # the stage's name is known only to the test's DNS server, which nginx asks only with
+        # run-time DNS (the system resolver, which nginx uses on reload, does not know it)
+        stage_dns="runtime",
     )
 
 
