@@ -55,18 +55,20 @@ measurements and the nginx source behind each point):
   copies up to that rate, and one 429 would shut all copies out for ``fail_timeout``.
 
 * **Re-resolving the stage's name.** nginx before 1.27.3 resolves an ``upstream``'s servers
-  once, at start; API Gateway's addresses change. So on those versions (layout ``two-hop``)
-  the breaker's primary is a **stage hop**, a second hookshift-only server on a unix socket
+  only at start, at ``nginx -t`` and on reload (with the *system* resolver), and re-resolves
+  only a variable ``proxy_pass``, which keeps no connection and reuses no TLS session: every
+  copy would cost a TCP connection and a full TLS handshake, most of a copy's cost on a
+  CPU-bound host. So on those versions (layout ``two-hop``) the default (``--stage-dns
+  reload``) makes the stage itself the breaker's primary, with keep-alive, and ``hookshift
+  mirror refresh`` (``mirror/refresh.py``, run by a systemd timer) reloads nginx when the
+  stage's addresses change; a stale address costs copies (the breaker opens, parity shows
+  them), never callbacks. ``--stage-dns runtime`` keeps re-resolution without reloads: the
+  breaker's primary is then a **stage hop**, a second hookshift-only server on a unix socket
   beside the relay's, that does ``resolver`` + variable ``proxy_pass https://HOST/STAGE
   $request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for verification and
-  ``Host``, ``proxy_ssl_verify on``. A variable ``proxy_pass`` keeps no connection and reuses
-  no TLS session: every copy costs a TCP connection and a full TLS handshake, which on a
-  CPU-bound host is most of the copy's cost. ``--stage-dns reload`` trades re-resolution for
-  keep-alive: the stage itself is the breaker's primary (no stage hop), resolved by the
-  *system* resolver at start, at ``nginx -t`` and on each reload only, so pair it with a
-  periodic ``nginx -s reload``; a stale address costs copies (the breaker opens, parity shows
-  them), never callbacks. From 1.27.3 (layout ``upstream-resolve``), ``server HOST:443
-  resolve`` in the upstream re-resolves in place with keep-alive: one hop from the relay.
+  ``Host``, ``proxy_ssl_verify on``, at a handshake per copy. From 1.27.3 (layout
+  ``upstream-resolve``), ``server HOST:443 resolve`` in the upstream re-resolves in place
+  with keep-alive: one hop from the relay, nothing to refresh.
 
 * **Keep-alive to the stage** (``reload`` and ``upstream-resolve``) keeps as many idle
   connections as copies may be in flight (fewer would close and reopen, a handshake each, what
