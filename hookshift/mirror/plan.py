@@ -708,7 +708,7 @@ def _stage_dns_info(scene: _Scene, options: MirrorOptions, stage: Stage) -> list
             f"--stage-dns runtime: the relay re-resolves {stage.host} with --resolver while "
             "nginx runs, at the cost of a new TCP and TLS connection per copy"
         ]
-    chosen = "--stage-dns reload" if options.stage_dns else "stage DNS (nginx before 1.27.3)"
+    chosen = "--stage-dns reload" + ("" if options.stage_dns else " (the default before 1.27.3)")
     return [
         f"{chosen}: the relay keeps connections to {stage.host}, which nginx resolves with "
         "the system resolver (not --resolver) at start and on each reload only. Keep its "
