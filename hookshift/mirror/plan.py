@@ -656,7 +656,7 @@ def _copies_cap(scene: _Scene, options: MirrorOptions) -> int:
     """How many copies may be in flight at the relay; the excess is dropped at once."""
     per_copy = 4 if _stage_dns(scene, options) == "runtime" and scene.layout == "two-hop" else 2
     budget = _worker_connections(scene.config) // COPIES_CONNECTION_SHARE
-    return max(1, budget // per_copy)
+    return max(1, min(options.tuning.max_copies, budget // per_copy))
 
 
 def stage_hop_socket(relay_socket: str) -> str:

@@ -25,7 +25,10 @@ measurements and the nginx source behind each point):
     its copy has ended. The cap keeps the connections copies hold to half of
     ``worker_connections`` (2 per copy, 4 through the stage hop below); the excess is
     answered 503 at once and lost (parity counts it as ``missing_in_queue``, heal re-sends
-    it), so a hanging stage never uses up the connections the vendor needs;
+    it), so a hanging stage never uses up the connections the vendor needs. The cap also has
+    a ceiling (``Tuning.max_copies``): when a stage slows down, every copy in flight may open
+    a connection and make a TLS handshake before the breaker opens, and a cap of thousands
+    (a large ``worker_connections``) would spend the callbacks' CPU on that burst;
   - forwards only the callback path (``location =``) and only POST (``limit_except``):
     anything else gets 404 or 403. nginx creates unix sockets mode 0666 and has no option to
     change that, so the relay's socket goes in a directory of its own (default
@@ -127,6 +130,11 @@ class Tuning:
     resolver_valid: str = "10s"
     body_buffer: str = "128k"
     verify_depth: int = 3
+    # Copies in flight, at most, whatever worker_connections allow: when the stage slows down
+    # each one may open a new connection (a TLS handshake) before the breaker opens, and
+    # thousands of handshakes at once starve the callbacks of CPU. 512 covers a stage 128 ms
+    # away at 4,000 callbacks/s.
+    max_copies: int = 512
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pytest
 
 from hookshift.errors import InputError
 from hookshift.mirror.plan import MirrorOptions, make_plan, parse_stage_url
+from hookshift.mirror.render import Tuning
 
 STAGE = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
 
@@ -445,3 +446,21 @@ def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path)
     )
     warnings = make_plan(_opts(config), (1, 27, 3)).warnings
     assert any(w.startswith("http-level `deny`") for w in warnings)
+
+
+def test_copies_in_flight_have_a_ceiling_whatever_worker_connections_allow(
+    tmp_path: Path,
+) -> None:
+    """Each copy in flight may need a new connection (and TLS handshake) to the stage when a
+    stage slows down; a cap of thousands would spend the onset's CPU on handshakes."""
+    config = _write(tmp_path, SIMPLE)
+    config.write_text(
+        config.read_text().replace("events {}", "events { worker_connections 8192; }")
+    )
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    assert "limit_conn hookshift_copies 512;" in added
+    assert "keepalive 512;" in added, "the pool is sized to the cap"
+    tuned = _opts(config, tuning=Tuning(max_copies=1024))
+    assert "limit_conn hookshift_copies 1024;" in _added(
+        make_plan(tuned, (1, 22, 1)).changes[0].new_text
+    )
