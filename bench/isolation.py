@@ -35,7 +35,7 @@ from hookshift.nginx.binary import nginx_version
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 CLIENTS = ("keepalive", "close")
-MATRIX_VARIANTS = ("none", "hookshift", "hookshift-keepalive")
+MATRIX_VARIANTS = ("none", "hookshift", "hookshift-runtime")
 # --stage-dns reload changes only what hookshift writes for nginx < 1.27.3
 RESOLVE_IN_UPSTREAM = (1, 27, 3)
 MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
@@ -44,7 +44,7 @@ GOAL_P99_MS = 5.0
 # Research rows (not hookshift's config), when asked for with --variant, are measured where
 # they teach something unless --all-behaviours.
 RESEARCH_BEHAVIOURS = {
-    "hookshift-keepalive": ("healthy", "healthy_50ms", "5xx", "blackhole"),
+    "hookshift-runtime": ("healthy", "healthy_50ms", "5xx", "blackhole"),
     "pooled": ("healthy", "healthy_50ms"),
     "relay": ("healthy", "healthy_50ms"),
 }
@@ -168,7 +168,14 @@ class Bench:
         )
         return path
 
-    def prepare(self, binary: tuple[str, str], behaviour: str, variant: str, client: str) -> Cell:
+    def prepare(
+        self,
+        binary: tuple[str, str],
+        behaviour: str,
+        variant: str,
+        client: str,
+        worker_connections: int = FrontSpec.worker_connections,
+    ) -> Cell:
         """Write and check the front config for one cell (all cells are written before any runs,
         so the configs come from one state of mirror/ even while it is being worked on)."""
         label, nginx_bin = binary
@@ -184,6 +191,7 @@ class Bench:
             workers=self.settings.workers,
             parity_log=prefix / "parity.log",
             nginx_version=_version(label),
+            worker_connections=worker_connections,
         )
         conf = write_front_conf(variant, spec)
         check = subprocess.run(
@@ -219,9 +227,10 @@ class Bench:
             cell.binary, cell.behaviour, cell.variant, cell.client, onset, rest, logged, received
         )
 
-    def _wrk(self, url: str, client: str, seconds: int) -> str:
+    def _wrk(self, url: str, client: str, seconds: int, connections: int | None = None) -> str:
         s = self.settings
-        argv = [self.wrk_bin, f"-t{s.threads}", f"-c{s.connections}", f"-d{seconds}s"]
+        argv = [self.wrk_bin, f"-t{s.threads}", f"-c{connections or s.connections}"]
+        argv.append(f"-d{seconds}s")
         argv += [f"--timeout={s.timeout_s}s", "-s", str(self.scripts[client]), url]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith('{"requests"')]
@@ -287,11 +296,12 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         "requests the stage answered / callbacks in the parity log (copies still in flight "
         f"{s.drain_s:.0f} s after the run are missing). Findings: docs/isolation.md.",
         "",
-        "Configs: `none` no mirror; `hookshift` what `hookshift mirror plan` writes for that "
-        "nginx (a relay that answers the copy at once; nginx 1.22: run-time DNS through a "
-        "stage hop, a TLS handshake per copy; from 1.27.3: the stage in a `resolve` upstream "
-        "with keep-alive); `hookshift-keepalive` the same planned with `--stage-dns reload` "
-        "(nginx < 1.27.3 only: keep-alive to the stage, its addresses fixed until a reload).",
+        "Configs: `none` no mirror; `hookshift` what `hookshift mirror plan` writes by "
+        "default for that nginx (a relay that answers the copy at once, keep-alive to the "
+        "stage: nginx 1.22 resolves it at start/reload, `hookshift mirror refresh` reloads it "
+        "when its addresses change; from 1.27.3 a `resolve` upstream); `hookshift-runtime` "
+        "the same planned with `--stage-dns runtime` (nginx < 1.27.3 only: re-resolved at run "
+        "time through a stage hop, a TLS handshake per copy).",
         "",
         "| nginx | stage | client | config | req/s | ratio | first 5 s req/s | ratio "
         "| p99 first 5 s | delta | p99 after | delta | errors | copied |",
@@ -372,7 +382,7 @@ def run_matrix(
                 for client in clients
                 for variant in variants
                 if explicit or behaviour in RESEARCH_BEHAVIOURS.get(variant, (behaviour,))
-                if variant != "hookshift-keepalive" or _version(front[0]) < RESOLVE_IN_UPSTREAM
+                if variant != "hookshift-runtime" or _version(front[0]) < RESOLVE_IN_UPSTREAM
             ]
             for cell, nginx_bin in cells:
                 started = time.monotonic()
@@ -394,6 +404,138 @@ def run_matrix(
     return results
 
 
+# The crowd row: a hanging stage under many truly concurrent vendor connections, with
+# Debian's worker_connections. Copies must never use up the connections the vendor needs.
+CROWD_CLIENTS = 512
+CROWD_WORKER_CONNECTIONS = 768
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """One crowd run: the clients' view, and the connections copies held meanwhile."""
+
+    binary: str
+    variant: str
+    client: str
+    run: Run
+    cap: int | None  # copies in flight the relay lets through (limit_conn), None: no mirror
+    peak_at_stage: int  # most connections to the stage open at once (ss, sampled)
+    not_enough: int  # "worker_connections are not enough" lines in the front's error log
+    dropped: int  # copies the relay answered 503 at once ("limiting connections")
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections whose peer is `port` on loopback (ss)."""
+    done = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return len(done.stdout.splitlines())
+
+
+def _count(path: Path, needle: str) -> int:
+    return path.read_text(errors="replace").count(needle) if path.exists() else 0
+
+
+def measure_crowd(bench: Bench, cell: Cell, nginx_bin: str, seconds: int) -> Crowd:
+    """wrk with CROWD_CLIENTS connections against a front whose stage never answers, while a
+    thread samples the connections open to the stage."""
+    import threading
+
+    stage_port = bench.stages.target("blackhole").port
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.2):
+            peak = max(peak, _connections_to(stage_port))
+
+    port = _fresh_port(cell)
+    front = ManagedProcess(
+        "front-nginx",
+        [nginx_bin, "-g", "daemon off;", "-c", str(cell.conf)],
+        cell.conf.parent / "stdout.log",
+    )
+    sampler = threading.Thread(target=sample, daemon=True)
+    url = f"http://{LOOPBACK}:{port}{CALLBACK_PATH}"
+    with front.start(ready=lambda: wait_for_port(port)):
+        sampler.start()
+        try:
+            run = parse_wrk(bench._wrk(url, cell.client, seconds, CROWD_CLIENTS))
+        finally:
+            stop.set()
+            sampler.join()
+    text = cell.conf.read_text()
+    caps = [ln.split()[2].rstrip(";") for ln in text.splitlines() if "limit_conn hookshift" in ln]
+    prefix = cell.conf.parent
+    return Crowd(
+        cell.binary,
+        cell.variant,
+        cell.client,
+        run,
+        int(caps[0]) if caps else None,
+        peak,
+        _count(prefix / "error.log", "worker_connections are not enough"),
+        _count(prefix / "hookshift-mirror.error.log", "limiting connections"),
+    )
+
+
+def run_crowd(clients: Sequence[str], settings: Settings) -> list[Crowd]:
+    """The crowd row for each binary and client kind: no mirror, then hookshift's default."""
+    wrk_bin = shutil.which("wrk")
+    if wrk_bin is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="hookshift-crowd-"))
+    fronts = binaries()
+    results: list[Crowd] = []
+    try:
+        bench = Bench(workdir, fronts[0][1], wrk_bin, settings)
+        with bench.stages:
+            cells = [
+                (bench.prepare(front, "blackhole", v, c, CROWD_WORKER_CONNECTIONS), front[1])
+                for front in fronts
+                for c in clients
+                for v in ("none", "hookshift")
+            ]
+            for cell, nginx_bin in cells:
+                crowd = measure_crowd(bench, cell, nginx_bin, settings.duration_s)
+                results.append(crowd)
+                print(f"isolation crowd: {crowd}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def render_crowd(results: Sequence[Crowd], settings: Settings) -> str:
+    """The crowd rows as a small table of their own."""
+    lines = [
+        "",
+        f"### A hanging stage under {CROWD_CLIENTS} concurrent clients "
+        f"(`worker_connections {CROWD_WORKER_CONNECTIONS}`)",
+        "",
+        f"wrk: {CROWD_CLIENTS} connections, {settings.threads} threads, {settings.duration_s} s "
+        f"from a fresh front nginx ({settings.workers} workers) whose stage accepts and never "
+        "answers. `at the stage`: most connections to the stage open at once (ss, every "
+        "0.2 s); each copy in flight holds 2 connections (the relay's and the one to the "
+        "stage). `not enough`: nginx's `worker_connections are not enough` lines; `dropped`: "
+        "copies the relay answered 503 at once beyond its cap.",
+        "",
+        "| nginx | client | config | req/s | p99 ms | errors | cap | at the stage "
+        "| not enough | dropped |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in results:
+        lines.append(
+            f"| {c.binary} | {c.client} | {c.variant} | {c.run.rps:,.0f} | {c.run.p99_ms:.1f} "
+            f"| {c.run.errors} | {c.cap if c.cap is not None else '-'} | {c.peak_at_stage} "
+            f"| {c.not_enough} | {c.dropped:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.isolation", description=__doc__)
     parser.add_argument("--behaviour", action="append", choices=BEHAVIOURS)
@@ -405,6 +547,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=Settings.workers)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write RESULTS.md")
+    parser.add_argument(
+        "--crowd",
+        choices=("with", "only", "without"),
+        default="with",
+        help=f"the hanging stage under {CROWD_CLIENTS} clients: with the matrix, only it, or not",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     settings = Settings(
         duration_s=args.duration,
@@ -415,15 +563,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     variants = args.variant or MATRIX_VARIANTS
     if "none" not in variants:
         variants = ["none", *variants]
-    results = run_matrix(
-        args.behaviour or BEHAVIOURS,
-        variants,
-        args.client or CLIENTS,
-        settings,
-        keep=args.keep,
-        explicit=bool(args.variant),
-    )
-    table = render_table(results, settings)
+    table = ""
+    if args.crowd != "only":
+        results = run_matrix(
+            args.behaviour or BEHAVIOURS,
+            variants,
+            args.client or CLIENTS,
+            settings,
+            keep=args.keep,
+            explicit=bool(args.variant),
+        )
+        table = render_table(results, settings)
+    if args.crowd != "without":
+        table += render_crowd(run_crowd(args.client or CLIENTS, settings), settings)
     if args.no_write:
         print(table)
     else:

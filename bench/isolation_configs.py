@@ -8,15 +8,17 @@ user's config does, without upstream keep-alive) plus one way of mirroring to th
   valid=10s``, every other setting at nginx's defaults: 60 s proxy timeouts, 30 s
   ``resolver_timeout``), pointed at the loopback resolver;
 - ``short_timeouts``: the seed's block with 1 s timeouts (research: timeouts alone);
-- ``hookshift``: what ``hookshift mirror plan`` inserts (mirror/, helper A's templates) for
-  nginx 1.22: the two-hop breaker (an ``upstream`` with ``zone``, ``max_fails=1
-  fail_timeout=10s`` and a ``backup`` that fails at once, in front of a local relay server on a
-  unix socket that resolves the stage at run time and speaks TLS to it), plus the parity log;
-- ``hookshift-keepalive``: the same, planned with ``--stage-dns reload`` (the relay keeps TLS
-  connections to an ``upstream`` of the stage, resolved at start/reload). nginx resolves that
-  upstream's name with the system resolver, which does not know the bench's stage name (only
-  the loopback DNS server does), so the bench writes the address getaddrinfo would return,
-  127.0.0.1, in the upstream's ``server`` line; SNI, verification and ``Host`` keep the name;
+- ``hookshift``: what ``hookshift mirror plan`` inserts by default for the front's nginx: a
+  relay on a unix socket that answers the copy at once, and the breaker (an ``upstream`` with
+  ``zone``, ``max_fails=1 fail_timeout=10s`` and a ``backup`` that fails at once) where the
+  relay meets the stage, with keep-alive to the stage (nginx 1.22: the stage's name resolved at
+  start/reload, ``--stage-dns reload``; from 1.27.3: ``server ... resolve``), plus the parity
+  log. nginx 1.22 resolves that upstream's name with the system resolver, which does not know
+  the bench's stage name (only the loopback DNS server does), so the bench writes the address
+  getaddrinfo would return, 127.0.0.1, in the upstream's ``server`` line; SNI, verification and
+  ``Host`` keep the name;
+- ``hookshift-runtime``: the same planned with ``--stage-dns runtime`` (nginx < 1.27.3 only:
+  a stage hop re-resolves the stage with the loopback resolver, a TLS handshake per copy);
 - ``pooled`` (research): one hop through an ``upstream`` of the stage's address with the same
   breaker and TLS keep-alive; what nginx 1.27.3+ ``server HOST resolve`` gives. On 1.22 the
   address would be fixed at load time, so hookshift does not write it there; the row shows what
@@ -37,8 +39,8 @@ CALLBACK_PREFIX = "/callback/"
 CALLBACK_PATH = "/callback/bizppurio"
 NGINX_VERSION = (1, 22, 1)  # Debian 12's nginx, which the bench runs
 MIRROR_URI = "/_hookshift_mirror"
-# hookshift's own configs, by the --stage-dns each is planned with
-HOOKSHIFT_VARIANTS: dict[str, StageDns] = {"hookshift": "runtime", "hookshift-keepalive": "reload"}
+# hookshift's own configs, by the --stage-dns each is planned with (None: the default)
+HOOKSHIFT_VARIANTS: dict[str, StageDns | None] = {"hookshift": None, "hookshift-runtime": "runtime"}
 VARIANTS = ("none", "seed", "short_timeouts", *HOOKSHIFT_VARIANTS, "pooled", "relay")
 
 
@@ -63,6 +65,7 @@ class FrontSpec:
     workers: int = 2
     parity_log: Path | None = None  # hookshift's parity log (the "hookshift" variant only)
     nginx_version: tuple[int, int, int] = NGINX_VERSION  # the front's: it chooses the layout
+    worker_connections: int = 8192  # hookshift sizes its cap on copies in flight from it
 
 
 def seed_mirror(spec: FrontSpec, *, timeouts: str = "") -> MirrorText:
@@ -216,7 +219,7 @@ def render_front_conf(mirror: MirrorText, spec: FrontSpec) -> str:
         f"{nginx_prefix(spec.prefix)}"
         f"worker_processes {spec.workers};\n"
         "worker_rlimit_nofile 16000;\n"
-        "events { worker_connections 8192; }\n"
+        f"events {{ worker_connections {spec.worker_connections}; }}\n"
         "http {\n"
         f"    access_log {spec.prefix}/access.log;\n"
         f"{nginx_temp_paths(spec.prefix)}"

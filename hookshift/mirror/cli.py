@@ -33,8 +33,10 @@ Examples:
       --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod \\
       --parity-log /var/log/nginx/hookshift-parity.log
   hookshift mirror apply ... (same options) --reload
-  hookshift mirror plan ... --stage-dns reload (nginx < 1.27.3: keep-alive to the stage;
-      reload nginx periodically so its addresses stay current)
+  hookshift mirror refresh --config /etc/nginx/nginx.conf  (nginx < 1.27.3: reload nginx
+      when the stage's addresses changed; `mirror refresh-units` runs it every minute)
+  hookshift mirror plan ... --stage-dns runtime (nginx < 1.27.3: re-resolve with
+      --resolver, no reload needed, a new TLS connection per copy)
   hookshift mirror plan ... --mode forward     (cut-over stage 4: send, not copy)
   hookshift mirror remove --config /etc/nginx/nginx.conf --reload
 """
@@ -163,13 +165,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("--stage-dns",),
         {
             "type": click.Choice(["runtime", "reload"]),
-            "default": "runtime",
-            "show_default": True,
-            "help": "nginx before 1.27.3 (copies go through a local relay): runtime = the relay "
-            "re-resolves the stage with "
-            "--resolver, a new TLS connection per copy; reload = keep-alive to the stage, whose "
-            "addresses nginx resolves (system resolver) only at start/reload: pair it with a "
-            "periodic `nginx -s reload`.",
+            "default": None,
+            "help": "nginx before 1.27.3 (copies go through a local relay): reload (default) = "
+            "keep-alive to the stage, whose addresses nginx resolves (system resolver) only at "
+            "start/reload: keep them current with `hookshift mirror refresh`; runtime = the "
+            "relay re-resolves the stage with --resolver, a new TLS connection per copy.",
         },
     ),
     "keep_headers": (
@@ -406,3 +406,117 @@ def remove(
             f"removed from {len(outcome.changed)} file(s); backup in {outcome.backup_dir}"
             + ("; nginx reloaded" if outcome.reloaded else ""),
         )
+
+
+# --- mirror refresh, mirror refresh-units: the stage's addresses on nginx before 1.27.3 ---
+
+_min_interval_option = click.option(
+    "--min-interval",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds: reload nginx for the stage at most this often.",
+)
+
+
+@mirror.command("refresh")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The main nginx config `mirror apply` changed (default: nginx's compiled-in one).",
+)
+@click.option("--nginx-bin", default="nginx", show_default=True)
+@_min_interval_option
+@click.option(
+    "--nginx-prefix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run nginx with -p PREFIX.",
+)
+def refresh_command(
+    config: Path | None, nginx_bin: str, min_interval: float, nginx_prefix: Path | None
+) -> None:
+    """Reload nginx when the stage's addresses changed (nginx before 1.27.3).
+
+    There nginx resolves the stage's name with the system resolver only at start and on
+    reload. This resolves it now and, when the answer differs from the one nginx got at its
+    last reload by this command (or none is recorded), runs nginx -t and nginx -s reload.
+    Exit 0 when nginx is current or was reloaded, 1 when the name does not resolve or nginx
+    refuses, 2 for a config without hookshift's mirror.
+    """
+    from hookshift.mirror.refresh import refresh
+    from hookshift.nginx.discover import locate_main_config
+
+    chosen = locate_main_config(config, nginx_bin)
+    if chosen.note:
+        diag("info", chosen.note)
+    done = refresh(chosen.path, nginx_bin=nginx_bin, prefix=nginx_prefix, min_interval=min_interval)
+    diag("ok", done.describe())
+
+
+@mirror.command("refresh-units")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The main nginx config `mirror apply` changed (absolute).",
+)
+@click.option("--nginx-bin", default="/usr/sbin/nginx", show_default=True)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/var/lib/hookshift"),
+    show_default=True,
+    help="Where the service keeps the addresses nginx was last reloaded with.",
+)
+@click.option("--interval", default="1min", show_default=True, help="How often to check.")
+@_min_interval_option
+@click.option(
+    "--hookshift-bin",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Absolute path of hookshift (default: the one running).",
+)
+@click.option(
+    "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+    show_default=True,
+)  # fmt: skip
+def refresh_units_command(
+    config: Path,
+    nginx_bin: str,
+    state_dir: Path,
+    interval: str,
+    min_interval: float,
+    hookshift_bin: Path | None,
+    out_dir: Path,
+) -> None:
+    """Write a systemd timer that runs `hookshift mirror refresh` (nginx before 1.27.3).
+
+    \b
+    Example:
+      hookshift mirror refresh-units --config /etc/nginx/nginx.conf --out-dir /etc/systemd/system
+      systemctl daemon-reload; systemctl enable --now hookshift-stage-refresh.timer
+    """
+    import shutil
+    import sys
+
+    from hookshift.durable import write_atomic
+    from hookshift.mirror.refresh import TIMER_UNIT, RefreshUnits, render_refresh_units
+
+    found = shutil.which("hookshift")
+    running = Path(found).resolve() if found else Path(sys.executable).with_name("hookshift")
+    units = render_refresh_units(
+        RefreshUnits(
+            hookshift_bin=hookshift_bin or running,
+            config=config,
+            nginx_bin=nginx_bin,
+            state_dir=state_dir,
+            interval=interval,
+            min_interval=min_interval,
+        )
+    )
+    for name, text in units.items():
+        write_atomic(out_dir / name, text)
+        diag("ok", f"wrote {out_dir / name}")
+    click.echo(f"then, as root: systemctl daemon-reload; systemctl enable --now {TIMER_UNIT}")

@@ -102,7 +102,9 @@ class MirrorOptions:
     layout: Layout | None = None
     tuning: Tuning = field(default_factory=Tuning)
     mirror_error_log: Path | None = None
-    stage_dns: StageDns = "runtime"
+    # None: the nginx version's default (keep-alive where nginx can keep it: `reload` before
+    # 1.27.3, `resolve` in the upstream from then on).
+    stage_dns: StageDns | None = None
     keep_headers: tuple[str, ...] = ()
 
     @property
@@ -652,9 +654,9 @@ def _template_context(
 
 def _copies_cap(scene: _Scene, options: MirrorOptions) -> int:
     """How many copies may be in flight at the relay; the excess is dropped at once."""
-    per_copy = 4 if scene.layout == "two-hop" and options.stage_dns == "runtime" else 2
+    per_copy = 4 if _stage_dns(scene, options) == "runtime" and scene.layout == "two-hop" else 2
     budget = _worker_connections(scene.config) // COPIES_CONNECTION_SHARE
-    return max(1, budget // per_copy)
+    return max(1, min(options.tuning.max_copies, budget // per_copy))
 
 
 def stage_hop_socket(relay_socket: str) -> str:
@@ -679,26 +681,42 @@ def _worker_connections(config: NginxConfig) -> int:
 
 
 def _stage_dns(scene: _Scene, options: MirrorOptions) -> StageDns:
-    """``reload`` only where it means something: the relay of the two-hop layout."""
-    return options.stage_dns if scene.layout == "two-hop" else "runtime"
+    """``reload`` only where it means something: the relay of the two-hop layout, where it is
+    the default, because only an ``upstream`` keeps connections (and TLS sessions) to the stage
+    on nginx before 1.27.3; ``runtime`` there costs a TCP and TLS handshake per copy."""
+    if scene.layout != "two-hop":
+        return "runtime"
+    return options.stage_dns or "reload"
 
 
 def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
     warnings = _relay_dir_warnings(scene, options)
-    if options.stage_dns != "reload":
-        return warnings
-    if scene.layout != "two-hop":
-        return [
-            *warnings,
+    if options.stage_dns == "reload" and scene.layout != "two-hop":
+        warnings.append(
             f"--stage-dns reload has no effect here ({describe_layout(scene.layout)}): "
-            "it changes only the relay used on nginx before 1.27.3",
+            "it changes only the relay used on nginx before 1.27.3"
+        )
+    return warnings
+
+
+def _stage_dns_info(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
+    """What the stage's name resolution does and, with ``reload``, how to keep it current."""
+    if scene.mode != "mirror" or scene.layout != "two-hop":
+        return []
+    if _stage_dns(scene, options) == "runtime":
+        return [
+            f"--stage-dns runtime: the relay re-resolves {stage.host} with --resolver while "
+            "nginx runs, at the cost of a new TCP and TLS connection per copy"
         ]
+    chosen = "--stage-dns reload" + ("" if options.stage_dns else " (the default before 1.27.3)")
     return [
-        *warnings,
-        f"--stage-dns reload: nginx resolves {stage.host} with the system resolver (not "
-        "--resolver) at start and on each reload only; run `nginx -s reload` periodically "
-        "(e.g. every 5 minutes) so the stage's addresses stay current. A stale address shows "
-        "as mirror losses in the parity report, not as primary-path slowness",
+        f"{chosen}: the relay keeps connections to {stage.host}, which nginx resolves with "
+        "the system resolver (not --resolver) at start and on each reload only. Keep its "
+        f"addresses current with `hookshift mirror refresh --config {options.config}` (it "
+        "reloads nginx only when they changed; `hookshift mirror refresh-units` writes a "
+        "systemd timer that runs it every minute). A stale address costs copies (the parity "
+        "report shows them), never callbacks. If the system resolver cannot resolve "
+        f"{stage.host}, use --stage-dns runtime"
     ]
 
 
@@ -784,6 +802,7 @@ def build_plan(
     warnings += _scene_warnings(scene, options)
     info = _scene_info(scene, options)
     warnings += _stage_dns_warnings(scene, options, stage)
+    info += _stage_dns_info(scene, options, stage)
     ctx = _template_context(scene, options, stage, warnings)
     changes = _splice(
         source,

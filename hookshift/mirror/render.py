@@ -25,7 +25,10 @@ measurements and the nginx source behind each point):
     its copy has ended. The cap keeps the connections copies hold to half of
     ``worker_connections`` (2 per copy, 4 through the stage hop below); the excess is
     answered 503 at once and lost (parity counts it as ``missing_in_queue``, heal re-sends
-    it), so a hanging stage never uses up the connections the vendor needs;
+    it), so a hanging stage never uses up the connections the vendor needs. The cap also has
+    a ceiling (``Tuning.max_copies``): when a stage slows down, every copy in flight may open
+    a connection and make a TLS handshake before the breaker opens, and a cap of thousands
+    (a large ``worker_connections``) would spend the callbacks' CPU on that burst;
   - forwards only the callback path (``location =``) and only POST (``limit_except``):
     anything else gets 404 or 403. nginx creates unix sockets mode 0666 and has no option to
     change that, so the relay's socket goes in a directory of its own (default
@@ -44,21 +47,31 @@ measurements and the nginx source behind each point):
   nginx ignores ``max_fails`` when an upstream has a single server). After a failure the copies
   fail in microseconds for ``fail_timeout``, then one copy probes the stage again. With
   ``proxy_next_upstream ... non_idempotent`` a failed POST copy counts as a failure and goes
-  on to the backup instead of being answered from the failed attempt.
+  on to the backup instead of being answered from the failed attempt. A 5xx answer counts
+  too (``http_500 http_502 http_503 http_504``; through the stage hop the stage's own status
+  passes through the hop, and the hop's 502/504 stand for the stage's timeouts and refusals):
+  a failing stage answers with a body, which nginx cannot keep a connection past (a copy is
+  header-only), so without the breaker every copy to it would cost a new TCP and TLS
+  connection. Counted, it costs one probe copy per ``fail_timeout``. nginx counts a status
+  only while another server is left to try (``tries > 1``): the backup is that server. A 429
+  is not counted: API Gateway answers it when a rate limit is exceeded, the stage still takes
+  copies up to that rate, and one 429 would shut all copies out for ``fail_timeout``.
 
 * **Re-resolving the stage's name.** nginx before 1.27.3 resolves an ``upstream``'s servers
-  once, at start; API Gateway's addresses change. So on those versions (layout ``two-hop``)
-  the breaker's primary is a **stage hop**, a second hookshift-only server on a unix socket
+  only at start, at ``nginx -t`` and on reload (with the *system* resolver), and re-resolves
+  only a variable ``proxy_pass``, which keeps no connection and reuses no TLS session: every
+  copy would cost a TCP connection and a full TLS handshake, most of a copy's cost on a
+  CPU-bound host. So on those versions (layout ``two-hop``) the default (``--stage-dns
+  reload``) makes the stage itself the breaker's primary, with keep-alive, and ``hookshift
+  mirror refresh`` (``mirror/refresh.py``, run by a systemd timer) reloads nginx when the
+  stage's addresses change; a stale address costs copies (the breaker opens, parity shows
+  them), never callbacks. ``--stage-dns runtime`` keeps re-resolution without reloads: the
+  breaker's primary is then a **stage hop**, a second hookshift-only server on a unix socket
   beside the relay's, that does ``resolver`` + variable ``proxy_pass https://HOST/STAGE
   $request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for verification and
-  ``Host``, ``proxy_ssl_verify on``. A variable ``proxy_pass`` keeps no connection and reuses
-  no TLS session: every copy costs a TCP connection and a full TLS handshake, which on a
-  CPU-bound host is most of the copy's cost. ``--stage-dns reload`` trades re-resolution for
-  keep-alive: the stage itself is the breaker's primary (no stage hop), resolved by the
-  *system* resolver at start, at ``nginx -t`` and on each reload only, so pair it with a
-  periodic ``nginx -s reload``; a stale address costs copies (the breaker opens, parity shows
-  them), never callbacks. From 1.27.3 (layout ``upstream-resolve``), ``server HOST:443
-  resolve`` in the upstream re-resolves in place with keep-alive: one hop from the relay.
+  ``Host``, ``proxy_ssl_verify on``, at a handshake per copy. From 1.27.3 (layout
+  ``upstream-resolve``), ``server HOST:443 resolve`` in the upstream re-resolves in place
+  with keep-alive: one hop from the relay, nothing to refresh.
 
 * **Keep-alive to the stage** (``reload`` and ``upstream-resolve``) keeps as many idle
   connections as copies may be in flight (fewer would close and reopen, a handshake each, what
@@ -103,6 +116,8 @@ BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 RELAY_STAGE_URI = "/__hookshift_stage"
 COPIES_ZONE = "hookshift_copies"
+# What counts as a failed copy for the breaker (``proxy_next_upstream``); 429 is left out.
+BREAKER_FAILURES = ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,11 @@ class Tuning:
     resolver_valid: str = "10s"
     body_buffer: str = "128k"
     verify_depth: int = 3
+    # Copies in flight, at most, whatever worker_connections allow: when the stage slows down
+    # each one may open a new connection (a TLS handshake) before the breaker opens, and
+    # thousands of handshakes at once starve the callbacks of CPU. 512 covers a stage 128 ms
+    # away at 4,000 callbacks/s.
+    max_copies: int = 512
 
 
 @dataclass(frozen=True)
@@ -191,6 +211,10 @@ class TemplateContext:
     def callback_map_key(self) -> str:
         """The map key matching the callback's ``$request_uri`` (a quoted ``~regex``)."""
         return quote(f"~{self.path_filter}")
+
+    @property
+    def breaker_failures(self) -> str:
+        return " ".join(BREAKER_FAILURES)
 
     @property
     def max_fails(self) -> int:

@@ -412,6 +412,9 @@ def mirror_request(stack: Stack, nginx_bin: str) -> MirrorRequest:
         relay_socket=str(relay_socket(stack.workdir)),
         # off: no log at all, not the default one beside nginx's own access log
         parity_log=stack.parity_log if o.parity_log else NO_LOG,
+        # the stage's name is known only to the stack's DNS server: the system resolver, which
+        # nginx < 1.27.3 uses for a stage it keeps connections to, does not ask it
+        stage_dns="runtime",
     )
     return replace(request, **o.mirror_changes)
 

@@ -110,7 +110,8 @@ def run(workdir: Path) -> None:
             "hookshift cutover init --state $STATE --config $CONF --path $CALLBACK "
             "--stage-url $STAGE_URL --domain-url $DOMAIN_URL --queue $QUEUE "
             f"--endpoint-url $SQS --region {REGION} --parity-log $PARITY_LOG "
-            "--archive $WORK/archive --nginx-bin $NGINX --resolver $DNS --ca-file $CA "
+            "--archive $WORK/archive --nginx-bin $NGINX --resolver $DNS --stage-dns runtime "
+            "--ca-file $CA "
             "--backup-dir $WORK/backup --relay-socket $RELAY "
             "--min-window 5 --min-events 10 --quiet-period 5 --parity-grace 1",
             env,

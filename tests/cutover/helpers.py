@@ -54,6 +54,7 @@ def make(tmp_path: Path, nginx_bin: str) -> Cutover:
         "cutover", "init", "--state", str(state), "--config", str(sample.main),
         "--path", sample.callback_path, "--stage-url", STAGE_URL, "--domain-url", DOMAIN_URL,
         "--nginx-bin", nginx_bin, "--resolver", f"127.0.0.1:{free_port()}",
+        "--stage-dns", "runtime",  # the stage's name resolves nowhere (nginx -t must pass)
         "--ca-file", str(ca), "--backup-dir", str(tmp_path / "backup"),
         "--relay-socket", str(tmp_path / "relay.sock"),
         "--parity-log", str(sample.prefix / "logs" / "parity.log"),

@@ -87,6 +87,7 @@ def test_walk_all_five_stages_then_roll_back_each_byte_identical(
         "--endpoint-url", stack.moto_endpoint, "--region", REGION,
         "--parity-log", str(stack.parity_log), "--nginx-bin", stack.nginx.nginx_bin,
         "--resolver", stack.dns_address, "--ca-file", str(stack.ca_path),
+        "--stage-dns", "runtime",  # only the stack's DNS server knows the stage's name
         "--backup-dir", str(tmp_path / "backup"),
         "--relay-socket", str(relay_socket(stack.workdir)),
         "--archive", str(archive), "--min-window", "1", "--min-events", "5",

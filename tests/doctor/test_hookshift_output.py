@@ -89,7 +89,12 @@ def test_planned_mirror_is_valid_for_the_real_nginx_and_would_have_been_flagged_
 ) -> None:
     """The applied plan passes the real nginx -t, and doctor does see the mirror it checks
     (a mirror target with a circuit breaker), so the clean result is not an empty analysis."""
-    config = _planned_and_applied(tmp_path, (1, 22, 1), parity_log=tmp_path / "parity.log")
+    config = _planned_and_applied(
+        tmp_path,
+        (1, 22, 1),
+        parity_log=tmp_path / "parity.log",
+        stage_dns="runtime",  # the stage's name resolves nowhere: nginx -t must not resolve it
+    )
     result = nginx_t(nginx_bin, config)
     assert result.returncode == 0, result.stderr
     text = config.read_text()

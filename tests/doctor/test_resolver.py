@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import trustme
@@ -65,7 +66,8 @@ def test_a_planned_mirror_with_default_resolvers_gets_no_resolver_finding(tmp_pa
     ca_file = tmp_path / "ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca_file))
     config = copy_case("crlf", tmp_path)
-    plan = make_plan(corpus_options(config, "/kakao/result", ca_file), (1, 22, 1))
+    options = corpus_options(config, "/kakao/result", ca_file)
+    plan = make_plan(dataclasses.replace(options, stage_dns="runtime"), (1, 22, 1))
     assert any("resolver 1.1.1.1" in c.new_text for c in plan.changes)
     for change in plan.changes:
         change.path.write_bytes(to_bytes(change.new_text))

@@ -46,5 +46,8 @@ def options(config: Path, path: str, ca_file: Path, **overrides: Any) -> MirrorO
         parity_log=config.parent / "logs" / "parity.log",
         trusted_ca=ca_file,
         relay_socket=str(config.parent / "relay.sock"),
+        # STAGE_URL's host resolves nowhere: nginx -t passes only when nginx resolves it at
+        # run time (with --resolver), not at load time (the default before 1.27.3)
+        stage_dns="runtime",
     )
     return replace(base, **overrides)

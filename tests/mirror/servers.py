@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
         payload = server.payload
-        self.send_response(200)
+        self.send_response(server.status)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -54,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RecordingServer(ThreadingHTTPServer):
-    """Answers 200 to everything and keeps what it received (and how many connections).
+    """Answers everything (200 unless `status` says otherwise) and keeps what it received (and
+    how many connections).
 
     `payload` is the answer's body; an empty one (``Content-Length: 0``) is what lets nginx
     keep a mirror's connection alive, as API Gateway's empty integration response does.
@@ -69,6 +70,7 @@ class RecordingServer(ThreadingHTTPServer):
         self,
         tls: ssl.SSLContext | None = None,
         payload: bytes = b"ok",
+        status: int = 200,
         host: str = LOOPBACK,
         port: int = 0,
     ) -> None:
@@ -80,6 +82,7 @@ class RecordingServer(ThreadingHTTPServer):
         self.held = 0
         self.connections = 0
         self.payload = payload
+        self.status = status
         self.lock = threading.Lock()
         if tls is not None:
             tls.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)  # type: ignore[assignment,misc]

@@ -24,7 +24,7 @@ import trustme
 
 from hookshift.errors import OperationError
 from hookshift.mirror.apply import apply_plan
-from hookshift.mirror.plan import MirrorOptions, MirrorPlan, make_plan
+from hookshift.mirror.plan import RESOLVE_IN_UPSTREAM, MirrorOptions, MirrorPlan, make_plan
 from hookshift.mirror.remove import remove_marked
 from hookshift.mirror.render import Tuning
 from hookshift.nginx.binary import nginx_version
@@ -142,6 +142,9 @@ def _options(prefix: Path, stage_port: int, dns: DnsServer, ca_file: Path) -> Mi
         trusted_ca=ca_file,
         relay_socket=str(prefix / "relay.sock"),
         timeout=1.0,
+        # the stage's name is known only to the test's DNS server, which nginx asks only with
+        # run-time DNS (the system resolver, which nginx uses on reload, does not know it)
+        stage_dns="runtime",
     )
 
 
@@ -737,3 +740,59 @@ def test_a_hanging_stage_under_many_clients_refuses_none_and_caps_the_copies(
     finally:
         nginx.stop()
     assert len(live.app.received) == clients
+
+
+@pytest.mark.parametrize("stage_dns", ["runtime", "reload"])
+def test_a_stage_answering_500_with_a_body_gets_a_probe_per_fail_timeout(
+    stage_dns: str,
+    tmp_path: Path,
+    any_nginx: Nginx,
+    app: RecordingServer,
+    ca: trustme.CA,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """A 5xx counts as a failed copy: the breaker opens on the first one, the copies after it
+    go to the backup and fail at once (a 500 with a body would otherwise cost a new connection
+    per copy), and after fail_timeout one copy probes the stage again. Through the stage hop
+    (runtime DNS on nginx < 1.27.3) the stage's status passes through the hop."""
+    if stage_dns == "reload" and any_nginx[1] >= RESOLVE_IN_UPSTREAM:
+        pytest.skip("--stage-dns changes only the layout of nginx before 1.27.3")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(ctx)
+    failing = RecordingServer(tls=ctx, payload=b'{"message": "Internal server error"}', status=500)
+    failing.start()
+    try:
+        with DnsServer(["localhost=127.0.0.1"]) as dns:
+            options = replace(
+                _options(tmp_path, failing.port, dns, ca_file),
+                stage_url=f"https://localhost:{failing.port}/prod",
+                stage_dns=stage_dns,  # type: ignore[arg-type]
+                tuning=Tuning(fail_timeout="3s"),
+            )
+            nginx = _apply_and_start(tmp_path, any_nginx, options, port)
+            try:
+                conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+                assert _post(port, SAMPLE, conn) == 200
+                wait_until(lambda: len(failing.received) == 1, "the first copy at the stage")
+                errors = tmp_path / "hookshift-mirror.error.log"
+                wait_until(
+                    lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
+                    "the breaker to open on the 500",
+                )
+                callbacks = [SAMPLE + str(i).encode() for i in range(10)]
+                assert [_post(port, body, conn) for body in callbacks] == [200] * 10
+                # the copies went to the backup; at most one more probe if fail_timeout passed
+                assert len(failing.received) <= 2, "the open breaker keeps the stage out"
+
+                def probed() -> bool:
+                    assert _post(port, SAMPLE + b"probe", conn) == 200
+                    return any(r.body == SAMPLE + b"probe" for r in failing.received)
+
+                wait_until(probed, "a probe copy after fail_timeout", timeout=15)
+            finally:
+                nginx.stop()
+        assert len(app.received) >= 12, "every callback reached the app"
+        assert "hookshift-mirror" not in (tmp_path / "error.log").read_text()
+    finally:
+        failing.stop()

@@ -100,6 +100,7 @@ def test_without_the_off_line_the_applied_plan_logs_each_callback(
         trusted_ca=ca_file,
         relay_socket=str(tmp_path / "relay.sock"),
         mirror_error_log=tmp_path / "mirror.error.log",
+        stage_dns="runtime",  # the stage's name resolves nowhere: nginx -t must not resolve it
     )
     apply_plan(make_plan(options, (1, 22, 1)), nginx_bin=nginx_bin, backup_dir=tmp_path / "bk")
     nginx = _start_nginx(nginx_bin, tmp_path, port)

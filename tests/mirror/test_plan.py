@@ -9,6 +9,7 @@ import pytest
 
 from hookshift.errors import InputError
 from hookshift.mirror.plan import MirrorOptions, make_plan, parse_stage_url
+from hookshift.mirror.render import Tuning
 
 STAGE = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
 
@@ -68,7 +69,7 @@ def _front_copy_ends_at_the_relay(added: list[str]) -> None:
 
 
 def test_old_nginx_gets_the_answer_first_relay_with_a_stage_hop(tmp_path: Path) -> None:
-    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_dns="runtime"), (1, 22, 1))
     text = plan.changes[0].new_text
     added = _added(text)
     assert plan.layout == "two-hop"
@@ -87,7 +88,10 @@ def test_old_nginx_gets_the_answer_first_relay_with_a_stage_hop(tmp_path: Path) 
     assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in breaker
     assert "zone hookshift_stage 64k;" in breaker, "the breaker state is shared by all workers"
     assert "proxy_pass http://hookshift_stage$request_uri;" in added
-    assert "proxy_next_upstream error timeout http_502 http_504 non_idempotent;" in added
+    assert (
+        "proxy_next_upstream error timeout http_500 http_502 http_503 http_504 non_idempotent;"
+        in added
+    )
     hop = _block(text, "listen unix:/run/hookshift/relay-stage.sock;")
     for line in (
         "resolver 1.1.1.1 8.8.8.8 valid=10s ipv6=off;",
@@ -174,9 +178,10 @@ def test_the_relay_directory_is_private_only_when_it_is_hookshifts_own(tmp_path:
 
 def test_timeouts_are_short_by_default_and_configurable(tmp_path: Path) -> None:
     config = _write(tmp_path, SIMPLE)
-    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    runtime = _opts(config, stage_dns="runtime")
+    added = _added(make_plan(runtime, (1, 22, 1)).changes[0].new_text)
     assert "proxy_read_timeout 2s;" in added and "resolver_timeout 1s;" in added
-    added = _added(make_plan(_opts(config, timeout=0.5), (1, 22, 1)).changes[0].new_text)
+    added = _added(make_plan(replace(runtime, timeout=0.5), (1, 22, 1)).changes[0].new_text)
     assert "proxy_read_timeout 500ms;" in added and "resolver_timeout 500ms;" in added
 
 
@@ -249,7 +254,12 @@ def test_forward_mode_sends_the_request_itself_and_says_so(tmp_path: Path) -> No
 
 
 def test_stage_path_sends_to_a_fixed_resource(tmp_path: Path) -> None:
-    plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_path="/prod/callbacks"), (1, 22, 1))
+    options = _opts(_write(tmp_path, SIMPLE), stage_path="/prod/callbacks")
+    plan = make_plan(options, (1, 22, 1))
+    assert "proxy_pass https://hookshift_stage/prod/callbacks$is_args$args;" in _added(
+        plan.changes[0].new_text
+    )
+    plan = make_plan(replace(options, stage_dns="runtime"), (1, 22, 1))
     assert (
         "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callbacks"
         "$is_args$args;"
@@ -349,7 +359,7 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
     for line in (
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
-        "proxy_next_upstream error timeout non_idempotent;",
+        "proxy_next_upstream error timeout http_500 http_502 http_503 http_504 non_idempotent;",
         "proxy_next_upstream_tries 2;",
         "proxy_ssl_server_name on;",
         "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;",
@@ -360,17 +370,30 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
         assert line in stage, line
     assert "resolver " not in text, "no run-time DNS: the upstream holds the names"
     assert "relay-stage.sock" not in text, "no stage hop"
-    assert any("nginx -s reload" in w and "system resolver" in w for w in plan.warnings)
+    assert any("hookshift mirror refresh" in i and "system resolver" in i for i in plan.info)
     as_json = plan.to_json()
     assert as_json["stage_dns"] == "reload" and as_json["keepalive_to_stage"] is True
 
 
-def test_stage_dns_runtime_is_the_default_and_says_so_in_json(tmp_path: Path) -> None:
-    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
-    text = plan.changes[0].new_text
-    assert "hookshift_stage_keepalive" not in text
-    assert plan.to_json()["stage_dns"] == "runtime"
-    assert plan.to_json()["keepalive_to_stage"] is False
+def test_stage_dns_reload_is_the_default_before_1_27_3_and_says_how_to_keep_it_current(
+    tmp_path: Path,
+) -> None:
+    """Only an upstream keeps connections (and TLS sessions) to the stage on nginx before
+    1.27.3, so that is the default there; the plan says how its addresses stay current."""
+    config = _write(tmp_path, SIMPLE)
+    plan = make_plan(_opts(config), (1, 22, 1))
+    assert plan.stage_dns == "reload"
+    assert plan.to_json()["keepalive_to_stage"] is True
+    assert "relay-stage.sock" not in plan.changes[0].new_text, "no stage hop"
+    (line,) = [i for i in plan.info if "hookshift mirror refresh" in i]
+    assert f"--config {config}" in line and "refresh-units" in line and "runtime" in line
+    assert not plan.warnings
+    runtime = make_plan(_opts(config, stage_dns="runtime"), (1, 22, 1))
+    assert runtime.to_json()["stage_dns"] == "runtime"
+    assert runtime.to_json()["keepalive_to_stage"] is False
+    assert any("runtime" in i and "per copy" in i for i in runtime.info)
+    assert not any("mirror refresh" in i for i in runtime.info)
+    assert not any("mirror refresh" in i for i in make_plan(_opts(config), (1, 27, 3)).info)
 
 
 def test_stage_dns_reload_has_no_effect_on_1_27_3_and_says_so(tmp_path: Path) -> None:
@@ -405,7 +428,7 @@ def test_the_mirror_error_log_is_only_in_hookshifts_servers(tmp_path: Path) -> N
     """nginx applies a location's error_log to main requests only, never to a mirror
     subrequest, so one in the internal location would be a no-op; the user's own error logs
     are left alone."""
-    plan = make_plan(_opts(_write(tmp_path, SIMPLE)), (1, 22, 1))
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), stage_dns="runtime"), (1, 22, 1))
     added = _added(plan.changes[0].new_text)
     assert sum(line.startswith("error_log") for line in added) == 2  # relay and stage hop
     for name in ("hookshift-mirror-relay", "hookshift-mirror-stage"):
@@ -423,3 +446,21 @@ def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path)
     )
     warnings = make_plan(_opts(config), (1, 27, 3)).warnings
     assert any(w.startswith("http-level `deny`") for w in warnings)
+
+
+def test_copies_in_flight_have_a_ceiling_whatever_worker_connections_allow(
+    tmp_path: Path,
+) -> None:
+    """Each copy in flight may need a new connection (and TLS handshake) to the stage when a
+    stage slows down; a cap of thousands would spend the onset's CPU on handshakes."""
+    config = _write(tmp_path, SIMPLE)
+    config.write_text(
+        config.read_text().replace("events {}", "events { worker_connections 8192; }")
+    )
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    assert "limit_conn hookshift_copies 512;" in added
+    assert "keepalive 512;" in added, "the pool is sized to the cap"
+    tuned = _opts(config, tuning=Tuning(max_copies=1024))
+    assert "limit_conn hookshift_copies 1024;" in _added(
+        make_plan(tuned, (1, 22, 1)).changes[0].new_text
+    )

@@ -34,6 +34,7 @@ def test_the_previous_layout_is_upgraded_in_place_and_removed_byte_for_byte(
         parity_log=tmp_path / "parity.log",
         trusted_ca=tmp_path / "ca.pem",
         relay_socket=str(tmp_path / "hookshift" / "relay.sock"),
+        stage_dns="runtime",  # the stage's name resolves nowhere: nginx -t must not resolve it
     )
     plan = make_plan(options, (1, 22, 1))
     assert plan.changes and not plan.already_applied

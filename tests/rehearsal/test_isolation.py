@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,9 +87,14 @@ def wait_for_lines(path: Path, count: int, timeout: float = 20.0) -> list[dict[s
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("stage_dns", [None, "runtime"], ids=["default", "runtime"])
 def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_copy(
-    tmp_path: Path, nginx_bin: str, dns: DnsServer, dead_stage_port: int
+    tmp_path: Path, nginx_bin: str, dns: DnsServer, dead_stage_port: int, stage_dns: str | None
 ) -> None:
+    """With 1.22's default (keep-alive to a stage named in an upstream, resolved by the system
+    resolver: `localhost` here) and with run-time DNS (the stage's name, from the test's DNS
+    server)."""
+    host = STAGE_HOST if stage_dns == "runtime" else "localhost"
     ledger = tmp_path / "app-ledger.jsonl"
     app_port = free_port()
     prefix = tmp_path / "front"
@@ -97,14 +103,16 @@ def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_cop
         prefix=prefix,
         port=free_port(),
         app_port=app_port,
-        target=StageTarget("dead", STAGE_HOST, dead_stage_port, dns.address),
+        target=StageTarget("dead", host, dead_stage_port, dns.address),
         certs=make_certs(tmp_path / "certs"),
         workers=2,
         parity_log=prefix / "parity.log",
     )
     conf = prefix / "nginx.conf"
     conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
-    plan = make_plan(hookshift_plan_options(conf, spec), NGINX_VERSION)
+    options = replace(hookshift_plan_options(conf, spec), stage_dns=stage_dns)
+    plan = make_plan(options, NGINX_VERSION)
+    assert plan.stage_dns == (stage_dns or "reload")
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "backups")
     assert "hookshift_stage" in conf.read_text(encoding="utf-8")  # the breaker layout is in
 

@@ -1,0 +1,260 @@
+"""Keep the stage's addresses current where nginx resolves them only at start and on reload.
+
+On nginx before 1.27.3 the relay keeps its connections (and TLS sessions) to the stage only
+through an ``upstream`` naming the stage's host, and nginx resolves that name with the system
+resolver when it starts, at ``nginx -t`` and on each reload, never in between (``--stage-dns
+reload``, the default there). API Gateway's addresses change, so something must reload nginx
+when they do, without reloading it for nothing: a reload starts new workers and closes idle
+keep-alive connections, the vendors' included.
+
+`refresh` resolves the stage's host now, the way nginx does (``getaddrinfo``, every address
+family), and compares the answer with what nginx resolved at its last reload by `refresh`,
+recorded in hookshift's state dir beside the config's other state. When they differ (or
+nothing is recorded yet) it runs ``nginx -t`` and ``nginx -s reload`` and records the new
+answer; at most once per `min_interval`, because a name whose answers rotate would otherwise
+reload nginx on every run. A reload or restart by other means resolves afresh too, which can
+only make nginx's addresses newer than the record: the next difference reloads once more.
+
+The stage is read from the config itself: hookshift's ``upstream hookshift_stage`` whose
+primary server is a name (not a unix socket, not ``resolve``). A config whose relay
+re-resolves by itself (``--stage-dns runtime``, nginx 1.27.3+) needs nothing: `refresh` says so
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from hookshift.durable import write_atomic
+from hookshift.errors import InputError, OperationError
+from hookshift.mirror.plan import UPSTREAM
+from hookshift.mirror.state import ConfigState
+from hookshift.nginx import binary
+from hookshift.nginx.config import load
+from hookshift.nginx.values import parse_socket
+
+DEFAULT_MIN_INTERVAL = 300.0
+RECORD_NAME = "stage-dns.json"
+
+Action = Literal["current", "reloaded", "deferred", "not-needed"]
+Resolve = Callable[[str, int], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class StageName:
+    """The stage's host and port as the breaker's upstream names them, and where."""
+
+    host: str
+    port: int
+    where: str
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What `refresh` found and did."""
+
+    action: Action
+    stage: StageName | None
+    addresses: tuple[str, ...] = ()
+    previous: tuple[str, ...] | None = None  # recorded at the last reload; None: no record
+    wait: float = 0.0  # deferred: seconds until a reload is allowed
+
+    def describe(self) -> str:
+        """One line for the user."""
+        if self.stage is None:
+            return (
+                "nothing to refresh: nginx re-resolves the stage by itself with this config "
+                "(run-time DNS or `resolve` in the upstream)"
+            )
+        now = ", ".join(self.addresses)
+        name = self.stage.host
+        if self.action == "current":
+            return f"{name} still resolves to {now}, as at nginx's last reload: nothing to do"
+        was = "not recorded yet" if self.previous is None else ", ".join(self.previous) or "-"
+        if self.action == "deferred":
+            return (
+                f"{name} now resolves to {now} (was {was}); nginx was reloaded for it less than "
+                f"the minimum interval ago: the next run after {self.wait:.0f} s reloads it"
+            )
+        return f"nginx reloaded: {name} now resolves to {now} (was {was})"
+
+
+def system_addresses(host: str, port: int) -> tuple[str, ...]:
+    """The addresses the system resolver gives for `host`, as nginx asks for an upstream's
+    server (``getaddrinfo``, any family, TCP), sorted."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OperationError(
+            f"the system resolver cannot resolve the stage {host} ({exc}); nginx keeps the "
+            "addresses it has, nothing was changed"
+        ) from None
+    return tuple(sorted({str(info[4][0]) for info in found}))
+
+
+def stage_name(config: Path) -> StageName | None:
+    """The stage nginx resolves only at start and reload: the named primary server of
+    hookshift's breaker upstream. None when the config re-resolves by itself; an error when it
+    has no mirror of hookshift's."""
+    parsed = load(config)
+    upstreams = [
+        d
+        for d, _ in parsed.walk()
+        if d.name == "upstream" and d.args[:1] == (UPSTREAM,) and d.is_block
+    ]
+    if not upstreams:
+        raise InputError(
+            f"no mirror of hookshift's in this config (no `upstream {UPSTREAM}`)",
+            where=str(config),
+            fix="pass the main nginx config that `hookshift mirror apply` changed",
+        )
+    for server in parsed.effective_children(upstreams[0], "server"):
+        if not server.args or server.args[0].startswith("unix:") or "resolve" in server.args:
+            continue
+        sock = parse_socket(server.args[0])
+        return StageName(sock.addr.strip("[]"), int(sock.port), server.where)
+    return None
+
+
+def _record_path(config: Path) -> Path:
+    return ConfigState.of(config).directory / RECORD_NAME
+
+
+def _read_record(path: Path, stage: StageName) -> tuple[tuple[str, ...] | None, float]:
+    """The addresses recorded for `stage` and when nginx was reloaded for them."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None, 0.0
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"hookshift's record of the stage's addresses cannot be read ({exc})",
+            where=str(path),
+            fix="move it away: the next refresh reloads nginx once and writes it again",
+        ) from None
+    if not isinstance(data, dict) or [data.get("host"), data.get("port")] != [
+        stage.host,
+        stage.port,
+    ]:
+        return None, 0.0  # another stage: nothing known about this one
+    addresses = data.get("addresses")
+    at = data.get("reloaded_at")
+    if not isinstance(addresses, list) or not isinstance(at, int | float):
+        return None, 0.0
+    return tuple(str(a) for a in addresses), float(at)
+
+
+def refresh(
+    config: Path,
+    *,
+    nginx_bin: str = "nginx",
+    prefix: Path | None = None,
+    min_interval: float = DEFAULT_MIN_INTERVAL,
+    resolve: Resolve = system_addresses,
+    clock: Callable[[], float] = time.time,
+) -> Refresh:
+    """Reload nginx when the stage's addresses changed since its last reload by `refresh`.
+
+    Raises `InputError` for a config without hookshift's mirror, `OperationError` when the
+    name does not resolve, ``nginx -t`` fails or the reload fails (nothing recorded then).
+    """
+    stage = stage_name(config)
+    if stage is None:
+        return Refresh("not-needed", None)
+    addresses = resolve(stage.host, stage.port)
+    record = _record_path(config)
+    previous, reloaded_at = _read_record(record, stage)
+    if previous == addresses:
+        return Refresh("current", stage, addresses, previous)
+    since = clock() - reloaded_at
+    if previous is not None and since < min_interval:
+        return Refresh("deferred", stage, addresses, previous, wait=min_interval - since)
+    with ConfigState.of(config).locked():
+        checked = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+        if not checked.ok:
+            raise OperationError(
+                f"nginx -t failed, nginx was not reloaded: {checked.error or checked.output}"
+            )
+        done = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+        if not done.ok:
+            raise OperationError(f"nginx -s reload failed: {done.error or done.output}")
+    data = {
+        "host": stage.host,
+        "port": stage.port,
+        "addresses": list(addresses),
+        "reloaded_at": clock(),
+    }
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(record, json.dumps(data, indent=2) + "\n", default_mode=0o600)
+    return Refresh("reloaded", stage, addresses, previous)
+
+
+SERVICE_UNIT = "hookshift-stage-refresh.service"
+TIMER_UNIT = "hookshift-stage-refresh.timer"
+
+
+@dataclass(frozen=True)
+class RefreshUnits:
+    """The systemd service and timer that run `refresh` for one config."""
+
+    hookshift_bin: Path
+    config: Path
+    nginx_bin: str = "/usr/sbin/nginx"
+    state_dir: Path = Path("/var/lib/hookshift")
+    interval: str = "1min"
+    min_interval: float = DEFAULT_MIN_INTERVAL
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.hookshift_bin),
+            "mirror",
+            "refresh",
+            "--config",
+            str(self.config),
+            "--nginx-bin",
+            self.nginx_bin,
+            "--min-interval",
+            f"{self.min_interval:g}",
+        ]
+
+
+def render_refresh_units(spec: RefreshUnits) -> dict[str, str]:
+    """File name -> text of the service and its timer."""
+    from hookshift.templates import render
+    from hookshift.verify.units import systemd_quote
+
+    for option, path in {
+        "--hookshift-bin": spec.hookshift_bin,
+        "--config": spec.config,
+        "--state-dir": spec.state_dir,
+    }.items():
+        if not path.is_absolute():
+            raise InputError(
+                f"{path} is not an absolute path",
+                where=option,
+                fix="systemd needs absolute paths: write it from /",
+            )
+    if not re.fullmatch(r"[1-9][0-9]*(s|min|h)", spec.interval):
+        raise InputError(
+            f"{spec.interval!r} is not a time span systemd reads here",
+            where="--interval",
+            fix="a number with s, min or h, e.g. 1min",
+        )
+    exec_start = " ".join(systemd_quote(a) for a in spec.argv())
+    return {
+        SERVICE_UNIT: render(
+            f"systemd/{SERVICE_UNIT}.j2",
+            exec_start=exec_start,
+            state_dir=systemd_quote(str(spec.state_dir)),
+        ),
+        TIMER_UNIT: render(
+            f"systemd/{TIMER_UNIT}.j2", service=SERVICE_UNIT, interval=spec.interval
+        ),
+    }

@@ -1,0 +1,150 @@
+"""`mirror refresh` without nginx: which configs it reads a stage from, what it decides from
+the record of nginx's last reload, and the systemd units that run it. The reloads themselves
+run against a real nginx in ``test_relay_refresh_e2e.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hookshift.cli import cli, main
+from hookshift.errors import InputError
+from hookshift.mirror.plan import MirrorOptions, make_plan
+from hookshift.mirror.refresh import (
+    RECORD_NAME,
+    RefreshUnits,
+    refresh,
+    render_refresh_units,
+    stage_name,
+)
+from hookshift.mirror.state import ConfigState
+
+CONFIG = """events {}
+http {
+    server {
+        listen 8080;
+        location = /cb { proxy_pass http://127.0.0.1:9000; }
+    }
+}
+"""
+HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
+
+
+def _applied(tmp_path: Path, version: tuple[int, int, int], **kw: object) -> Path:
+    """The config with a planned mirror written into it (nginx is not asked)."""
+    config = tmp_path / "nginx.conf"
+    config.write_text(CONFIG)
+    options = MirrorOptions(config=config, path="/cb", stage_url=f"https://{HOST}/prod")
+    plan = make_plan(replace(options, **kw), version)  # type: ignore[arg-type]
+    for change in plan.changes:
+        change.path.write_text(change.new_text)
+    return config
+
+
+def _no_nginx(*_: object, **__: object) -> None:
+    raise AssertionError("nginx must not be asked")
+
+
+def _record(config: Path, addresses: list[str], at: float) -> None:
+    path = ConfigState.of(config).directory / RECORD_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"host": HOST, "port": 443, "addresses": addresses, "reloaded_at": at}
+    path.write_text(json.dumps(data))
+
+
+def test_the_stage_is_the_named_server_of_the_breaker_on_the_default_1_22_layout(
+    tmp_path: Path,
+) -> None:
+    stage = stage_name(_applied(tmp_path, (1, 22, 1)))
+    assert stage is not None and (stage.host, stage.port) == (HOST, 443)
+    assert stage.where.startswith(f"{tmp_path}/nginx.conf:")
+
+
+@pytest.mark.parametrize(("version", "stage_dns"), [((1, 22, 1), "runtime"), ((1, 31, 5), None)])
+def test_a_config_that_re_resolves_by_itself_needs_no_refresh(
+    tmp_path: Path, version: tuple[int, int, int], stage_dns: str | None
+) -> None:
+    config = _applied(tmp_path, version, stage_dns=stage_dns)
+    assert stage_name(config) is None
+    done = refresh(config, resolve=_no_nginx)  # type: ignore[arg-type]
+    assert done.action == "not-needed" and "nothing to refresh" in done.describe()
+
+
+def test_a_config_without_hookshifts_mirror_is_bad_input_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "nginx.conf"
+    config.write_text(CONFIG)
+    with pytest.raises(InputError, match="no mirror of hookshift's"):
+        refresh(config)
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        pytest.raises(SystemExit) as exited,
+    ):
+        main(["mirror", "refresh", "--config", str(config)])
+    assert exited.value.code == 2 and out.getvalue() == ""
+    (line,) = err.getvalue().strip().splitlines()
+    assert "no mirror of hookshift's" in line and "fix:" in line
+
+
+def test_unchanged_addresses_and_a_recent_reload_leave_nginx_alone(tmp_path: Path) -> None:
+    config = _applied(tmp_path, (1, 22, 1))
+    _record(config, ["192.0.2.1", "192.0.2.2"], at=1000.0)
+
+    def answer(*addresses: str) -> object:
+        return lambda host, port: addresses
+
+    current = refresh(config, resolve=answer("192.0.2.1", "192.0.2.2"), clock=lambda: 5000.0)  # type: ignore[arg-type]
+    assert current.action == "current" and "nothing to do" in current.describe()
+    deferred = refresh(
+        config,
+        resolve=answer("192.0.2.3"),  # type: ignore[arg-type]
+        min_interval=300,
+        clock=lambda: 1100.0,
+    )
+    assert deferred.action == "deferred" and deferred.wait == pytest.approx(200.0)
+    assert "192.0.2.3 (was 192.0.2.1, 192.0.2.2)" in deferred.describe()
+
+
+def test_the_units_run_refresh_for_the_config_with_their_own_state_dir(tmp_path: Path) -> None:
+    units = render_refresh_units(
+        RefreshUnits(
+            hookshift_bin=Path("/opt/hookshift/bin/hookshift"),
+            config=Path("/etc/nginx/nginx.conf"),
+            state_dir=Path("/var/lib/hookshift"),
+            interval="2min",
+            min_interval=600,
+        )
+    )
+    service = units["hookshift-stage-refresh.service"]
+    assert (
+        "ExecStart=/opt/hookshift/bin/hookshift mirror refresh --config /etc/nginx/nginx.conf "
+        "--nginx-bin /usr/sbin/nginx --min-interval 600\n"
+    ) in service
+    assert (
+        "Type=oneshot" in service
+        and "Environment=HOOKSHIFT_STATE_DIR=/var/lib/hookshift" in service
+    )
+    timer = units["hookshift-stage-refresh.timer"]
+    assert "OnUnitActiveSec=2min" in timer and "WantedBy=timers.target" in timer
+    with pytest.raises(InputError, match="absolute"):
+        render_refresh_units(RefreshUnits(Path("hookshift"), Path("/etc/nginx/nginx.conf")))
+    with pytest.raises(InputError, match="--interval"):
+        render_refresh_units(
+            RefreshUnits(Path("/usr/bin/hookshift"), Path("/etc/nginx/nginx.conf"), interval="1 m")
+        )
+    out = tmp_path / "units"
+    out.mkdir()
+    result = CliRunner().invoke(
+        cli,
+        ["mirror", "refresh-units", "--config", "/etc/nginx/nginx.conf", "--out-dir", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(units)
+    assert "systemctl enable --now hookshift-stage-refresh.timer" in result.output
