@@ -35,7 +35,7 @@ from hookshift.nginx.binary import nginx_version
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
 CLIENTS = ("keepalive", "close")
-MATRIX_VARIANTS = ("none", "hookshift", "hookshift-runtime")
+MATRIX_VARIANTS = ("none", "hookshift", "hookshift-keepalive")
 # --stage-dns reload changes only what hookshift writes for nginx < 1.27.3
 RESOLVE_IN_UPSTREAM = (1, 27, 3)
 MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
@@ -44,7 +44,7 @@ GOAL_P99_MS = 5.0
 # Research rows (not hookshift's config), when asked for with --variant, are measured where
 # they teach something unless --all-behaviours.
 RESEARCH_BEHAVIOURS = {
-    "hookshift-runtime": ("healthy", "healthy_50ms", "5xx", "blackhole"),
+    "hookshift-keepalive": ("healthy", "healthy_50ms", "slow", "5xx", "blackhole"),
     "pooled": ("healthy", "healthy_50ms"),
     "relay": ("healthy", "healthy_50ms"),
 }
@@ -297,11 +297,11 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         f"{s.drain_s:.0f} s after the run are missing). Findings: docs/isolation.md.",
         "",
         "Configs: `none` no mirror; `hookshift` what `hookshift mirror plan` writes by "
-        "default for that nginx (a relay that answers the copy at once, keep-alive to the "
-        "stage: nginx 1.22 resolves it at start/reload, `hookshift mirror refresh` reloads it "
-        "when its addresses change; from 1.27.3 a `resolve` upstream); `hookshift-runtime` "
-        "the same planned with `--stage-dns runtime` (nginx < 1.27.3 only: re-resolved at run "
-        "time through a stage hop, a TLS handshake per copy).",
+        "default for that nginx (a relay that answers the copy at once; on 1.22 run-time DNS "
+        "through a stage hop, a TLS handshake per copy; from 1.27.3 a `resolve` upstream with "
+        "keep-alive); `hookshift-keepalive` the same planned with `--stage-dns reload` (nginx "
+        "< 1.27.3 only: keep-alive to the stage, resolved at start/reload and kept current by "
+        "`hookshift mirror refresh`).",
         "",
         "| nginx | stage | client | config | req/s | ratio | first 5 s req/s | ratio "
         "| p99 first 5 s | delta | p99 after | delta | errors | copied |",
@@ -382,7 +382,7 @@ def run_matrix(
                 for client in clients
                 for variant in variants
                 if explicit or behaviour in RESEARCH_BEHAVIOURS.get(variant, (behaviour,))
-                if variant != "hookshift-runtime" or _version(front[0]) < RESOLVE_IN_UPSTREAM
+                if variant != "hookshift-keepalive" or _version(front[0]) < RESOLVE_IN_UPSTREAM
             ]
             for cell, nginx_bin in cells:
                 started = time.monotonic()

@@ -11,14 +11,15 @@ user's config does, without upstream keep-alive) plus one way of mirroring to th
 - ``hookshift``: what ``hookshift mirror plan`` inserts by default for the front's nginx: a
   relay on a unix socket that answers the copy at once, and the breaker (an ``upstream`` with
   ``zone``, ``max_fails=1 fail_timeout=10s`` and a ``backup`` that fails at once) where the
-  relay meets the stage, with keep-alive to the stage (nginx 1.22: the stage's name resolved at
-  start/reload, ``--stage-dns reload``; from 1.27.3: ``server ... resolve``), plus the parity
-  log. nginx 1.22 resolves that upstream's name with the system resolver, which does not know
-  the bench's stage name (only the loopback DNS server does), so the bench writes the address
-  getaddrinfo would return, 127.0.0.1, in the upstream's ``server`` line; SNI, verification and
-  ``Host`` keep the name;
-- ``hookshift-runtime``: the same planned with ``--stage-dns runtime`` (nginx < 1.27.3 only:
-  a stage hop re-resolves the stage with the loopback resolver, a TLS handshake per copy);
+  relay meets the stage, plus the parity log. On nginx 1.22 the breaker's primary is a stage
+  hop that re-resolves the stage with the loopback resolver (run-time DNS, a TLS handshake per
+  copy); from 1.27.3 the stage itself, ``server ... resolve``, with keep-alive;
+- ``hookshift-keepalive``: the same planned with ``--stage-dns reload`` (nginx < 1.27.3 only):
+  the stage in the breaker with keep-alive, its name resolved at start/reload. nginx resolves
+  that upstream's name with the system resolver, which does not know the bench's stage name
+  (only the loopback DNS server does), so the bench writes the address getaddrinfo would
+  return, 127.0.0.1, in the upstream's ``server`` line; SNI, verification and ``Host`` keep
+  the name;
 - ``pooled`` (research): one hop through an ``upstream`` of the stage's address with the same
   breaker and TLS keep-alive; what nginx 1.27.3+ ``server HOST resolve`` gives. On 1.22 the
   address would be fixed at load time, so hookshift does not write it there; the row shows what
@@ -40,7 +41,10 @@ CALLBACK_PATH = "/callback/bizppurio"
 NGINX_VERSION = (1, 22, 1)  # Debian 12's nginx, which the bench runs
 MIRROR_URI = "/_hookshift_mirror"
 # hookshift's own configs, by the --stage-dns each is planned with (None: the default)
-HOOKSHIFT_VARIANTS: dict[str, StageDns | None] = {"hookshift": None, "hookshift-runtime": "runtime"}
+HOOKSHIFT_VARIANTS: dict[str, StageDns | None] = {
+    "hookshift": None,
+    "hookshift-keepalive": "reload",
+}
 VARIANTS = ("none", "seed", "short_timeouts", *HOOKSHIFT_VARIANTS, "pooled", "relay")
 
 

@@ -33,10 +33,10 @@ Examples:
       --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod \\
       --parity-log /var/log/nginx/hookshift-parity.log
   hookshift mirror apply ... (same options) --reload
-  hookshift mirror refresh --config /etc/nginx/nginx.conf  (nginx < 1.27.3: reload nginx
-      when the stage's addresses changed; `mirror refresh-units` runs it every minute)
-  hookshift mirror plan ... --stage-dns runtime (nginx < 1.27.3: re-resolve with
-      --resolver, no reload needed, a new TLS connection per copy)
+  hookshift mirror plan ... --stage-dns reload (nginx < 1.27.3: keep-alive to the stage;
+      nginx then needs DNS for the stage's name to start)
+  hookshift mirror refresh --config /etc/nginx/nginx.conf  (with --stage-dns reload: reload
+      nginx when the stage's addresses changed; `mirror refresh-units` runs it every minute)
   hookshift mirror plan ... --mode forward     (cut-over stage 4: send, not copy)
   hookshift mirror remove --config /etc/nginx/nginx.conf --reload
 """
@@ -166,10 +166,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         {
             "type": click.Choice(["runtime", "reload"]),
             "default": None,
-            "help": "nginx before 1.27.3 (copies go through a local relay): reload (default) = "
-            "keep-alive to the stage, whose addresses nginx resolves (system resolver) only at "
-            "start/reload: keep them current with `hookshift mirror refresh`; runtime = the "
-            "relay re-resolves the stage with --resolver, a new TLS connection per copy.",
+            "help": "nginx before 1.27.3 (copies go through a local relay): runtime (default) = "
+            "the relay re-resolves the stage with --resolver, a new TLS connection per copy; "
+            "reload = keep-alive to the stage, whose addresses nginx resolves (system resolver) "
+            "only at start and reload, so nginx cannot start while the stage's name does not "
+            "resolve: keep them current with `hookshift mirror refresh`.",
         },
     ),
     "keep_headers": (

@@ -102,8 +102,8 @@ class MirrorOptions:
     layout: Layout | None = None
     tuning: Tuning = field(default_factory=Tuning)
     mirror_error_log: Path | None = None
-    # None: the nginx version's default (keep-alive where nginx can keep it: `reload` before
-    # 1.27.3, `resolve` in the upstream from then on).
+    # None: the nginx version's default: `runtime` before 1.27.3 (nginx starts whatever DNS
+    # answers), `resolve` in the upstream from then on.
     stage_dns: StageDns | None = None
     keep_headers: tuple[str, ...] = ()
 
@@ -681,12 +681,18 @@ def _worker_connections(config: NginxConfig) -> int:
 
 
 def _stage_dns(scene: _Scene, options: MirrorOptions) -> StageDns:
-    """``reload`` only where it means something: the relay of the two-hop layout, where it is
-    the default, because only an ``upstream`` keeps connections (and TLS sessions) to the stage
-    on nginx before 1.27.3; ``runtime`` there costs a TCP and TLS handshake per copy."""
+    """``runtime`` unless the user asks for ``reload``, and ``reload`` only where it means
+    something (the relay of the two-hop layout, nginx before 1.27.3).
+
+    ``reload`` keeps connections and TLS sessions to the stage (an ``upstream`` naming the
+    stage's host), which is much cheaper per copy, but nginx then resolves that name when it
+    starts and refuses to start when it cannot: a DNS failure at a restart or a boot would take
+    down every site of the server, not just the copies. So it is the user's choice, never the
+    default; ``runtime`` costs a TCP and TLS handshake per copy and nothing at start.
+    """
     if scene.layout != "two-hop":
         return "runtime"
-    return options.stage_dns or "reload"
+    return options.stage_dns or "runtime"
 
 
 def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
@@ -704,19 +710,21 @@ def _stage_dns_info(scene: _Scene, options: MirrorOptions, stage: Stage) -> list
     if scene.mode != "mirror" or scene.layout != "two-hop":
         return []
     if _stage_dns(scene, options) == "runtime":
+        chosen = "--stage-dns runtime" + ("" if options.stage_dns else " (the default)")
         return [
-            f"--stage-dns runtime: the relay re-resolves {stage.host} with --resolver while "
-            "nginx runs, at the cost of a new TCP and TLS connection per copy"
+            f"{chosen}: the relay re-resolves {stage.host} with --resolver while nginx runs, "
+            "at the cost of a new TCP and TLS connection per copy. For a busy callback "
+            "endpoint, --stage-dns reload keeps connections to the stage (nginx then needs the "
+            "stage's name to resolve whenever it starts)"
         ]
-    chosen = "--stage-dns reload" + ("" if options.stage_dns else " (the default before 1.27.3)")
     return [
-        f"{chosen}: the relay keeps connections to {stage.host}, which nginx resolves with "
-        "the system resolver (not --resolver) at start and on each reload only. Keep its "
-        f"addresses current with `hookshift mirror refresh --config {options.config}` (it "
-        "reloads nginx only when they changed; `hookshift mirror refresh-units` writes a "
-        "systemd timer that runs it every minute). A stale address costs copies (the parity "
-        "report shows them), never callbacks. If the system resolver cannot resolve "
-        f"{stage.host}, use --stage-dns runtime"
+        f"--stage-dns reload: the relay keeps connections to {stage.host}, which nginx "
+        "resolves with the system resolver (not --resolver) at start and on each reload only; "
+        "nginx cannot start while that name does not resolve. Keep its addresses current with "
+        f"`hookshift mirror refresh --config {options.config}` (it reloads nginx only when "
+        "they changed; `hookshift mirror refresh-units` writes a systemd timer that runs it "
+        "every minute). A stale address costs copies (the parity report shows them), never "
+        "callbacks"
     ]
 
 

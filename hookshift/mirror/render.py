@@ -61,15 +61,17 @@ measurements and the nginx source behind each point):
   only at start, at ``nginx -t`` and on reload (with the *system* resolver), and re-resolves
   only a variable ``proxy_pass``, which keeps no connection and reuses no TLS session: every
   copy would cost a TCP connection and a full TLS handshake, most of a copy's cost on a
-  CPU-bound host. So on those versions (layout ``two-hop``) the default (``--stage-dns
-  reload``) makes the stage itself the breaker's primary, with keep-alive, and ``hookshift
-  mirror refresh`` (``mirror/refresh.py``, run by a systemd timer) reloads nginx when the
-  stage's addresses change; a stale address costs copies (the breaker opens, parity shows
-  them), never callbacks. ``--stage-dns runtime`` keeps re-resolution without reloads: the
-  breaker's primary is then a **stage hop**, a second hookshift-only server on a unix socket
-  beside the relay's, that does ``resolver`` + variable ``proxy_pass https://HOST/STAGE
-  $request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for verification and
-  ``Host``, ``proxy_ssl_verify on``, at a handshake per copy. From 1.27.3 (layout
+  CPU-bound host. An ``upstream`` naming the stage keeps connections, but nginx must then
+  resolve the name to start at all: a DNS failure at a restart or a boot would stop every site
+  of the server. So on those versions (layout ``two-hop``) the default (``--stage-dns
+  runtime``) makes the breaker's primary a **stage hop**, a second hookshift-only server on a
+  unix socket beside the relay's, that does ``resolver`` + variable ``proxy_pass
+  https://HOST/STAGE$request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for
+  verification and ``Host``, ``proxy_ssl_verify on``, at a handshake per copy.
+  ``--stage-dns reload``, the user's choice for a busy endpoint, makes the stage itself the
+  breaker's primary, with keep-alive, and ``hookshift mirror refresh`` (``mirror/refresh.py``,
+  run by a systemd timer) reloads nginx when the stage's addresses change; a stale address
+  costs copies (the breaker opens, parity shows them), never callbacks. From 1.27.3 (layout
   ``upstream-resolve``), ``server HOST:443 resolve`` in the upstream re-resolves in place
   with keep-alive: one hop from the relay, nothing to refresh.
 

@@ -255,11 +255,11 @@ def test_forward_mode_sends_the_request_itself_and_says_so(tmp_path: Path) -> No
 
 def test_stage_path_sends_to_a_fixed_resource(tmp_path: Path) -> None:
     options = _opts(_write(tmp_path, SIMPLE), stage_path="/prod/callbacks")
-    plan = make_plan(options, (1, 22, 1))
+    plan = make_plan(replace(options, stage_dns="reload"), (1, 22, 1))
     assert "proxy_pass https://hookshift_stage/prod/callbacks$is_args$args;" in _added(
         plan.changes[0].new_text
     )
-    plan = make_plan(replace(options, stage_dns="runtime"), (1, 22, 1))
+    plan = make_plan(options, (1, 22, 1))
     assert (
         "proxy_pass https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callbacks"
         "$is_args$args;"
@@ -375,24 +375,26 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
     assert as_json["stage_dns"] == "reload" and as_json["keepalive_to_stage"] is True
 
 
-def test_stage_dns_reload_is_the_default_before_1_27_3_and_says_how_to_keep_it_current(
+def test_stage_dns_runtime_is_the_default_and_the_plan_names_the_keep_alive_choice(
     tmp_path: Path,
 ) -> None:
-    """Only an upstream keeps connections (and TLS sessions) to the stage on nginx before
-    1.27.3, so that is the default there; the plan says how its addresses stay current."""
+    """The keep-alive layout names the stage's host in an upstream, which nginx must resolve to
+    start at all; a DNS failure at a restart would then stop every site, so it is never the
+    default. The plan says what the default costs and what the choice would cost."""
     config = _write(tmp_path, SIMPLE)
     plan = make_plan(_opts(config), (1, 22, 1))
-    assert plan.stage_dns == "reload"
-    assert plan.to_json()["keepalive_to_stage"] is True
-    assert "relay-stage.sock" not in plan.changes[0].new_text, "no stage hop"
-    (line,) = [i for i in plan.info if "hookshift mirror refresh" in i]
-    assert f"--config {config}" in line and "refresh-units" in line and "runtime" in line
+    assert plan.stage_dns == "runtime"
+    assert plan.to_json()["keepalive_to_stage"] is False
+    assert "hookshift_stage_keepalive" not in plan.changes[0].new_text
+    (line,) = [i for i in plan.info if "per copy" in i]
+    assert "(the default)" in line and "--stage-dns reload" in line and "start" in line
     assert not plan.warnings
-    runtime = make_plan(_opts(config, stage_dns="runtime"), (1, 22, 1))
-    assert runtime.to_json()["stage_dns"] == "runtime"
-    assert runtime.to_json()["keepalive_to_stage"] is False
-    assert any("runtime" in i and "per copy" in i for i in runtime.info)
-    assert not any("mirror refresh" in i for i in runtime.info)
+    reload = make_plan(_opts(config, stage_dns="reload"), (1, 22, 1))
+    assert reload.to_json()["stage_dns"] == "reload"
+    assert reload.to_json()["keepalive_to_stage"] is True
+    (line,) = [i for i in reload.info if "hookshift mirror refresh" in i]
+    assert f"--config {config}" in line and "refresh-units" in line
+    assert "cannot start" in line
     assert not any("mirror refresh" in i for i in make_plan(_opts(config), (1, 27, 3)).info)
 
 

@@ -1,4 +1,4 @@
-"""nginx 1.22 with hookshift's default mirror (keep-alive to the stage, whose name nginx
+"""nginx 1.22 with `--stage-dns reload` (keep-alive to the stage, whose name nginx
 resolves with the system resolver at start and reload only) follows a DNS change of the stage
 after `hookshift mirror refresh`.
 
@@ -77,7 +77,7 @@ def _hookshift(pid: int, *args: str) -> subprocess.CompletedProcess[str]:
     return _inside(pid, sys.executable, "-m", "hookshift", *args)
 
 
-def test_the_default_1_22_layout_follows_a_dns_change_after_mirror_refresh(
+def test_the_keep_alive_1_22_layout_follows_a_dns_change_after_mirror_refresh(
     tmp_path: Path,
     nginx_bin: str,
     namespace: tuple[int, Path],
@@ -105,7 +105,7 @@ def test_the_default_1_22_layout_follows_a_dns_change_after_mirror_refresh(
             "--stage-url", f"https://{STAGE}:{first.port}/prod", "--trusted-ca", str(ca_file),
             "--relay-socket", str(tmp_path / "hookshift" / "relay.sock"),
             "--parity-log", str(tmp_path / "parity.log"), "--backup-dir", str(tmp_path / "bk"),
-            "--no-dns-check",
+            "--no-dns-check", "--stage-dns", "reload",
         )  # fmt: skip
         assert applied.returncode == 0, applied.stderr
         assert "mirror refresh" in applied.stderr, "the plan says how to keep the stage current"

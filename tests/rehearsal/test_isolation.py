@@ -87,14 +87,14 @@ def wait_for_lines(path: Path, count: int, timeout: float = 20.0) -> list[dict[s
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("stage_dns", [None, "runtime"], ids=["default", "runtime"])
+@pytest.mark.parametrize("stage_dns", [None, "reload"], ids=["default", "reload"])
 def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_copy(
     tmp_path: Path, nginx_bin: str, dns: DnsServer, dead_stage_port: int, stage_dns: str | None
 ) -> None:
-    """With 1.22's default (keep-alive to a stage named in an upstream, resolved by the system
-    resolver: `localhost` here) and with run-time DNS (the stage's name, from the test's DNS
-    server)."""
-    host = STAGE_HOST if stage_dns == "runtime" else "localhost"
+    """With 1.22's default (run-time DNS: the stage's name, from the test's DNS server) and
+    with keep-alive to a stage named in an upstream (resolved by the system resolver:
+    `localhost` here)."""
+    host = "localhost" if stage_dns == "reload" else STAGE_HOST
     ledger = tmp_path / "app-ledger.jsonl"
     app_port = free_port()
     prefix = tmp_path / "front"
@@ -112,7 +112,7 @@ def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_cop
     conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
     options = replace(hookshift_plan_options(conf, spec), stage_dns=stage_dns)
     plan = make_plan(options, NGINX_VERSION)
-    assert plan.stage_dns == (stage_dns or "reload")
+    assert plan.stage_dns == (stage_dns or "runtime")
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "backups")
     assert "hookshift_stage" in conf.read_text(encoding="utf-8")  # the breaker layout is in
 
