@@ -295,12 +295,16 @@ class Watcher:
                 f"{self.state_dir}: another `hookshift verify watch` uses this state directory",
             )
         )
-        spill = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hs-watch-")))
-        self.db = _open_state(self.state_dir / DB_NAME)
-        self._stack.callback(self.db.close)
-        self.con = _engine(self.options, spill)
-        self._stack.callback(self.con.close)
-        self._check_sources()
+        try:
+            spill = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hs-watch-"))
+            self.db = _open_state(self.state_dir / DB_NAME)
+            self._stack.callback(self.db.close)
+            self.con = _engine(self.options, Path(spill))
+            self._stack.callback(self.con.close)
+            self._check_sources()
+        except BaseException:
+            self._stack.close()  # the lock and the databases are let go of on a refusal too
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
