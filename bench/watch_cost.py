@@ -67,7 +67,7 @@ def run(n: int, work: Path) -> dict[str, float]:
     # (its VmHWM: Linux carries ru_maxrss over from the parent across fork and exec)
     script = (
         "import json, resource, sys, time; from pathlib import Path; "
-        "from verify.watch import Watcher; "
+        "from hookshift.verify.watch import Watcher; "
         f"w = Watcher({app_src!r}, {queue_src!r}, Path({str(state)!r})); w.__enter__(); "
         "t = time.monotonic(); s = w.update(); u = time.monotonic() - t; "
         "t = time.monotonic(); w.update(); i = time.monotonic() - t; "

@@ -233,9 +233,11 @@ def timeline_svg(report: ParityReport) -> str:
     return "".join(parts)
 
 
-def render_html(report: ParityReport) -> str:
-    """One file, no network: inline CSS and SVG, no scripts."""
+def render_html(report: ParityReport, *, refresh_s: int | None = None) -> str:
+    """One file, no network: inline CSS and SVG, no scripts. With `refresh_s` the page reloads
+    itself that often (a report a running watch rewrites)."""
     esc = html.escape
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     colour = "#2ca02c" if report.passed else LOSS_COLOUR
     rows = "".join(
         f'<tr class="{"bad" if n in BAD and v else ""}" data-class="{esc(n)}">'
@@ -262,7 +264,7 @@ def render_html(report: ParityReport) -> str:
     malformed = "".join(f"<li><code>{esc(m)}</code></li>" for m in report.malformed_examples)
     notes = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{refresh}
 <title>hookshift parity: {esc(report.verdict)}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}

@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ from hookshift.verify.keys import KeySpec, parse_key, resolve_key
 from hookshift.verify.parity import (
     COUNT_KEYS,
     ParityOptions,
+    ParityReport,
     _class_sql,
     iso,
     quantile_disc,
@@ -61,6 +63,7 @@ from hookshift.verify.sources import (
 from hookshift.verify.tally import (
     APP_ACCEPTED,
     APP_BAD,
+    BUCKET_MS,
     IS_QUEUE,
     QUEUE_BAD,
     Bulk,
@@ -159,6 +162,8 @@ def read_new(path: Path, offset: int, out: IO[bytes], budget: int | None = None)
 # way in and back on the way out (a bijection, which is all a hash needs)
 _SHIFT = 1 << 63
 _RESULT_COUNTS = (*COUNT_KEYS, "malformed_app", "malformed_queue")
+TIMELINE = ("app", "queue", "missing_in_queue", "missing_in_app", "in_flight")
+TIMELINE_BUCKETS_MAX = 1440  # a day of minutes; longer windows get wider buckets
 
 
 def _signed(col: str) -> str:
@@ -191,6 +196,9 @@ def _open_state(path: Path) -> sqlite3.Connection:
         # keys the app accepted that the queue has not seen, by the app's time: those within the
         # grace of the window's end are in flight, found by a range on the index
         "pending (hk INTEGER PRIMARY KEY, ta INTEGER NOT NULL)",
+        # the report's timeline: per minute, the app's and the queue's callbacks and the keys
+        # missing on either side (app-only keys at their app time, in flight or not)
+        "minutes (start INTEGER, col INTEGER, n INTEGER, PRIMARY KEY (start, col))",
     ):
         db.execute(f"CREATE TABLE IF NOT EXISTS {ddl}")
     db.execute("CREATE INDEX IF NOT EXISTS rows_hk ON rows (hk)")
@@ -252,6 +260,7 @@ class _Part:
     pending: dict[int, int]
     newest: int | None
     oldest: int | None
+    minutes: Counter[tuple[int, int]]  # (minute, index in TIMELINE) -> n
 
 
 class Watcher:
@@ -448,8 +457,8 @@ class Watcher:
         con.execute(f"CREATE OR REPLACE TEMP VIEW queue_rows AS {queue_rows_sql([chunks[1]])}")
         self._drop_classification()
         create_rows(con, key.sql("rid", "body"), "true", "true", "app_rows", "queue_rows")
-        con.execute("CREATE OR REPLACE TEMP TABLE new_rows AS SELECT * FROM record_rows")
-        con.execute("DROP TABLE record_rows")
+        con.execute("DROP TABLE IF EXISTS new_rows")
+        con.execute("ALTER TABLE record_rows RENAME TO new_rows")
         self._canonical_hashes()
         self._count_rejected()
         touched = [
@@ -529,19 +538,14 @@ class Watcher:
         )
 
     def _drop_classification(self) -> None:
-        for kind, name in (
-            ("VIEW", "classified"),
-            ("TABLE", "key_detail"),
-            ("TABLE", "unsettled_keys"),
-            ("VIEW", "record_rows"),
+        # record_rows is a view here: the table create_rows makes is renamed at once
+        for statement in (
+            "DROP VIEW IF EXISTS classified",
+            "DROP TABLE IF EXISTS key_detail",
+            "DROP TABLE IF EXISTS unsettled_keys",
+            "DROP VIEW IF EXISTS record_rows",
         ):
-            if self.con.execute(
-                "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND temporary"
-                if kind == "VIEW"
-                else "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND temporary",
-                [name],
-            ).fetchone():
-                self.con.execute(f"DROP {kind} {name}")
+            self.con.execute(statement)
 
     def _part(self, table: str) -> _Part:
         """What the rows of `table` (every row of some keys, and rows without a key) add to
@@ -581,7 +585,20 @@ class Watcher:
                 AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})
         """).fetchone()
         newest, oldest = seen if seen else (None, None)
-        return _Part(Counter(counts), lags, pending, newest, oldest)
+        minutes: Counter[tuple[int, int]] = Counter()
+        for start, *values in con.execute(f"""
+            SELECT b, sum(app), sum(queue), sum(miq), sum(mia) FROM (
+                SELECT ta // {BUCKET_MS} * {BUCKET_MS} AS b, an AS app, 0 AS queue,
+                    (cls = 'miq')::INT AS miq, 0 AS mia
+                FROM classified WHERE ta IS NOT NULL
+                UNION ALL
+                SELECT tq // {BUCKET_MS} * {BUCKET_MS}, 0, qd, 0, (cls = 'mia')::INT
+                FROM classified WHERE tq IS NOT NULL
+            ) GROUP BY b
+        """).fetchall():
+            for col, n in enumerate(values):
+                minutes[(int(start), col)] += int(n)
+        return _Part(Counter(counts), lags, pending, newest, oldest, minutes)
 
     def _fold(self, old: _Part, new: _Part) -> None:
         """Take the touched keys' old part out of the sums and put their new part in."""
@@ -593,6 +610,13 @@ class Watcher:
         lags.subtract(old.lags)
         _add(db, "lags", lags)
         db.execute("DELETE FROM lags WHERE n = 0")  # one row per distinct lag: a small table
+        minutes = Counter(new.minutes)
+        minutes.subtract(old.minutes)
+        db.executemany(
+            "INSERT INTO minutes VALUES (?, ?, ?)"
+            " ON CONFLICT (start, col) DO UPDATE SET n = n + excluded.n",
+            [(start, col, n) for (start, col), n in minutes.items() if n],
+        )
         db.execute("DELETE FROM pending WHERE hk IN (SELECT hk FROM temp.touched)")
         db.executemany("INSERT INTO pending VALUES (?, ?)", list(new.pending.items()))
         for name, value, pick in (("newest", new.newest, max), ("oldest", new.oldest, min)):
@@ -657,6 +681,69 @@ class Watcher:
             sources={"app": self.app.label, "queue": self.queue.label},
             updated_at=time.time(),
         )
+
+    def report(self, state: WatchState) -> ParityReport:
+        """The watched result as a parity report (what the HTML page shows): counts, verdict,
+        lags and the timeline from the state; no samples (they would mean reading the files)."""
+        return ParityReport(
+            verdict=state.verdict,
+            reason=state.reason,
+            key=state.key,
+            window=state.window,
+            counts=state.counts,
+            lag_ms=state.lag_ms,
+            samples={},
+            timeline=self._timeline(state),
+            malformed_examples=[],
+            sources=state.sources,
+            missing_in_queue_keys=[],
+            redacted=self.options.redact,
+            generated_at=datetime.fromtimestamp(state.updated_at, UTC).isoformat("T", "seconds"),
+            duration_s=state.update_s,
+            warnings=[
+                "a watch keeps counts, not callbacks: for examples of each class run "
+                "`hookshift verify parity` over the same files"
+            ],
+        )
+
+    def _timeline(self, state: WatchState) -> dict[str, Any]:
+        """Per-minute counts of both sides and of the losses, coarser for long windows (as
+        parity draws them); app-only keys within the grace of the end are in flight."""
+        db = self._db
+        minutes: dict[int, list[int]] = {}
+        for start, col, n in db.execute("SELECT start, col, n FROM minutes WHERE n <> 0"):
+            minutes.setdefault(int(start), [0] * len(TIMELINE))[int(col)] += int(n)
+        end = state.window.get("end")
+        if end is not None:
+            edge = int(datetime.fromisoformat(end).timestamp() * 1000) - int(
+                self.options.grace_s * 1000
+            )
+            for start, n in db.execute(
+                f"SELECT ta / {BUCKET_MS} * {BUCKET_MS}, count(*) FROM pending"  # (times > 0)
+                " WHERE ta > ? GROUP BY 1",
+                [edge],
+            ):
+                counts = minutes.setdefault(int(start), [0] * len(TIMELINE))
+                counts[2] -= int(n)
+                counts[4] += int(n)
+        minutes = {start: counts for start, counts in minutes.items() if any(counts)}
+        if not minutes:
+            return {"bucket_s": BUCKET_MS // 1000, "buckets": []}
+        bucket_ms = BUCKET_MS
+        while (max(minutes) - min(minutes)) // bucket_ms > TIMELINE_BUCKETS_MAX:
+            bucket_ms *= 2
+        buckets: dict[int, list[int]] = {}
+        for start, counts in minutes.items():
+            total = buckets.setdefault(start // bucket_ms * bucket_ms, [0] * len(TIMELINE))
+            for i, n in enumerate(counts):
+                total[i] += n
+        return {
+            "bucket_s": bucket_ms // 1000,
+            "buckets": [
+                {"start": iso(start), **dict(zip(TIMELINE, buckets[start], strict=True))}
+                for start in sorted(buckets)
+            ],
+        }
 
 
 def _add(db: sqlite3.Connection, table: str, deltas: Mapping[Any, int]) -> None:

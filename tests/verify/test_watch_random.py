@@ -114,6 +114,8 @@ def test_watch_equals_one_shot_parity_over_random_histories(
                 done = bound
                 state = watcher.update()
                 report = run_parity(app, queue, options)
+                step = f"after {bound} of {len(records)} records"
                 assert _counts(state.counts, state.passed, state.lag_ms) == _counts(
                     report.counts, report.passed, report.lag_ms
-                ), f"after {bound} of {len(records)} records"
+                ), step
+                assert watcher.report(state).timeline == report.timeline, step
