@@ -262,6 +262,10 @@ class _Part:
     oldest: int | None
     minutes: Counter[tuple[int, int]]  # (minute, index in TIMELINE) -> n
 
+    @classmethod
+    def nothing(cls) -> _Part:
+        return cls(Counter(), Counter(), {}, None, None, Counter())
+
 
 class Watcher:
     """One state directory, watching one app source against one queue source."""
@@ -468,15 +472,13 @@ class Watcher:
             ).fetchall()
         ]
         _fill(db, "touched", touched)
-        _load(
-            con,
-            "old_rows",
-            db.execute(
-                "SELECT hk, bh, t, m FROM rows WHERE hk IN (SELECT hk FROM temp.touched)"
-            ).fetchall(),
-        )
+        old_rows = db.execute(
+            "SELECT hk, bh, t, m FROM rows WHERE hk IN (SELECT hk FROM temp.touched)"
+        ).fetchall()
+        _load(con, "old_rows", old_rows)
         self._load_canon()
-        old = self._part("old_rows")
+        # keys seen for the first time had no part yet
+        old = self._part("old_rows") if old_rows else _Part.nothing()
         con.execute(
             "CREATE OR REPLACE TEMP TABLE all_rows AS"
             " SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows"
