@@ -188,11 +188,11 @@ def _open_state(path: Path) -> sqlite3.Connection:
     for ddl in (
         "meta (name TEXT PRIMARY KEY, value TEXT)",
         "files (side INTEGER, ident TEXT, path TEXT, pos INTEGER, PRIMARY KEY (side, ident))",
-        # every keyed record read so far (parity's narrow row): what a key's class is recomputed
-        # from when a new record of that key arrives
-        "rows (hk INTEGER NOT NULL, bh INTEGER, t INTEGER, m INTEGER)",
-        # a canonical hash per distinct body: bodies that say the same thing are no mismatch
-        "canon (bh INTEGER PRIMARY KEY, ch INTEGER)",
+        # every keyed record read so far (parity's narrow row, and the canonical hash of its
+        # body: bodies that say the same thing are no mismatch): what a key's class is
+        # recomputed from when a new record of that key arrives. The hash sits in the row, not
+        # in a table of its own: one index fewer whose pages each new key dirties
+        "rows (hk INTEGER NOT NULL, bh INTEGER, t INTEGER, m INTEGER, ch INTEGER)",
         # running sums over every key of what parity counts (an app-only key counted missing),
         # and the lags (ms) of the keys seen on both sides
         "totals (name TEXT PRIMARY KEY, n INTEGER)",
@@ -208,7 +208,6 @@ def _open_state(path: Path) -> sqlite3.Connection:
     db.execute("CREATE INDEX IF NOT EXISTS rows_hk ON rows (hk)")
     db.execute("CREATE INDEX IF NOT EXISTS pending_ta ON pending (ta)")
     db.execute("CREATE TEMP TABLE IF NOT EXISTS touched (hk INTEGER PRIMARY KEY)")
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_bh (bh INTEGER PRIMARY KEY)")
     return db
 
 
@@ -236,16 +235,25 @@ def _canon_hash(body: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _load(con: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """A DuckDB temp table of record rows (hk, bh, t, m) from SQLite's signed integers."""
-    cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
+def _load(con: Any, rows: list[tuple[Any, ...]]) -> None:
+    """DuckDB temp table old_rows (hk, bh, t, m) from SQLite's rows (signed, with the
+    canonical hash), and the canonical hashes into table canon (bh, ch)."""
+    cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], [], []]
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT {_unsigned("a")} AS hk, {_unsigned("b")} AS bh, c AS t, {_unsigned("d")} AS m
+        f"""CREATE OR REPLACE TEMP TABLE old_loaded AS
+        SELECT {_unsigned("a")} AS hk, {_unsigned("b")} AS bh, c AS t, {_unsigned("d")} AS m,
+            e AS ch
         FROM (SELECT unnest($1::BIGINT[]) AS a, unnest($2::BIGINT[]) AS b,
-                     unnest($3::BIGINT[]) AS c, unnest($4::BIGINT[]) AS d)""",
+                     unnest($3::BIGINT[]) AS c, unnest($4::BIGINT[]) AS d,
+                     unnest($5::BIGINT[]) AS e)""",
         cols,
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE old_rows AS SELECT hk, bh, t, m FROM old_loaded")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE canon AS SELECT DISTINCT ON (bh) bh, ch FROM (
+            SELECT bh, ch FROM old_loaded UNION ALL SELECT bh, ch FROM new_canon)
+    """)
+    con.execute("DROP TABLE old_loaded")
 
 
 def _fill(db: sqlite3.Connection, table: str, values: list[int]) -> None:
@@ -477,10 +485,9 @@ class Watcher:
         ]
         _fill(db, "touched", touched)
         old_rows = db.execute(
-            "SELECT hk, bh, t, m FROM rows WHERE hk IN (SELECT hk FROM temp.touched)"
+            "SELECT hk, bh, t, m, ch FROM rows WHERE hk IN (SELECT hk FROM temp.touched)"
         ).fetchall()
-        _load(con, "old_rows", old_rows)
-        self._load_canon()
+        _load(con, old_rows)
         # keys seen for the first time had no part yet
         old = self._part("old_rows") if old_rows else _Part.nothing()
         con.execute(
@@ -489,25 +496,31 @@ class Watcher:
         )
         new = self._part("all_rows")
         db.executemany(
-            "INSERT INTO rows VALUES (?, ?, ?, ?)",
+            "INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
             con.execute(
-                f"SELECT {_signed('hk')}, {_signed('bh')}, t, {_signed('m')} FROM new_rows"
-                " WHERE hk IS NOT NULL"
+                f"SELECT {_signed('hk')}, {_signed('bh')}, t, {_signed('m')}, ch"
+                " FROM new_rows LEFT JOIN new_canon USING (bh) WHERE hk IS NOT NULL"
             ).fetchall(),
         )
         self._fold(old, new)
 
     def _canonical_hashes(self) -> None:
-        """The canonical hash of every body the new lines bring (a chunk at a time in Python)."""
-        cursor = self.con.execute(f"""
-            SELECT DISTINCT ON (bh) {_signed("hash(body)")} AS bh, body FROM (
+        """Table new_canon (bh, ch): the canonical hash of every body the new lines bring
+        (the bodies a chunk at a time in Python)."""
+        cursor = self.con.execute("""
+            SELECT DISTINCT ON (bh) hash(body) AS bh, body FROM (
                 SELECT body FROM app_rows WHERE ok UNION ALL SELECT body FROM queue_rows WHERE ok)
         """)
+        bhs: list[int] = []
+        chs: list[int] = []
         while batch := cursor.fetchmany(CANON_CHUNK):
-            self._db.executemany(
-                "INSERT OR IGNORE INTO canon VALUES (?, ?)",
-                [(int(bh), _canon_hash(str(text))) for bh, text in batch],
-            )
+            bhs += [int(bh) for bh, _ in batch]
+            chs += [_canon_hash(str(text)) for _, text in batch]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE new_canon AS"
+            " SELECT unnest($1::UBIGINT[]) AS bh, unnest($2::BIGINT[]) AS ch",
+            [bhs, chs],
+        )
 
     def _count_rejected(self) -> None:
         """Lines the reader could not decode at all (counted malformed, as parity counts them)."""
@@ -525,23 +538,6 @@ class Watcher:
                 _add(self._db, "totals", {f"rejected_{side}": int(row[0])})
             con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute(f"DROP TABLE IF EXISTS {table}_scan")
-
-    def _load_canon(self) -> None:
-        """Table canon in DuckDB: the canonical hashes of the touched keys' bodies."""
-        bhs = self.con.execute(
-            f"SELECT DISTINCT {_signed('bh')} FROM (SELECT bh FROM old_rows"
-            " UNION ALL SELECT bh FROM new_rows WHERE hk IS NOT NULL)"
-        ).fetchall()
-        _fill(self._db, "wanted_bh", [int(b) for (b,) in bhs])
-        pairs = self._db.execute(
-            "SELECT bh, ch FROM canon WHERE bh IN (SELECT bh FROM temp.wanted_bh)"
-        ).fetchall()
-        cols = [list(c) for c in zip(*pairs, strict=True)] if pairs else [[], []]
-        self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE canon AS SELECT {_unsigned("a")} AS bh, b AS ch
-            FROM (SELECT unnest($1::BIGINT[]) AS a, unnest($2::BIGINT[]) AS b)""",
-            cols,
-        )
 
     def _drop_classification(self) -> None:
         # record_rows is a view here: the table create_rows makes is renamed at once
@@ -764,7 +760,7 @@ def _add(db: sqlite3.Connection, table: str, deltas: Mapping[Any, int]) -> None:
 
 def _mismatched(con: Any) -> tuple[int, int]:
     """Keys on both sides whose raw bodies differ and no accepted app body says the same as
-    any message (parity's canonical compare, over the stored canonical hashes): those whose
+    any message (parity's canonical compare, over the canonical hashes in table canon): those whose
     app side logged a body, and those whose app side logged none (not compared)."""
     accepted = f"{C} & 7 = {APP_ACCEPTED} AND NOT {IS_QUEUE}"
     row = con.execute(f"""
