@@ -1,10 +1,10 @@
 """Gathering the evidence a gate needs: doctor, probes, parity, the drain, nginx's traffic.
 
 The imperative shell around `cutover.stages`: each function observes one thing (running the
-doctor, a probe, ``hookshift verify`` or reading logs and the queue) and returns the frozen
-evidence dataclass the pure gate reads. Other parts are called through their documented
-interfaces: doctor's Python API, ``hookshift verify parity/pull`` with ``--format json`` (its
-report), the parity log's format (docs/contracts.md section 1).
+doctor, a probe, verify's pull and parity, or reading logs and the queue) and returns the
+frozen evidence dataclass the pure gate reads. Other parts are called in this process through
+their Python APIs (`hookshift.doctor`, `hookshift.verify`: the parity report's JSON form is
+what the gate reads) and the parity log's format (docs/contracts.md section 1).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import math
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +35,7 @@ from hookshift.cutover.stages import (
     nginx_counts,
     quiet_since,
 )
-from hookshift.errors import InputError, OperationError
+from hookshift.errors import HookshiftError, InputError, OperationError
 
 NGINX_REQUEST_ID = "nginx_request_id"
 
@@ -79,34 +79,17 @@ def probe(settings: Settings, base: str) -> tuple[ProbeEvidence, Diagnosis]:
     return evidence, result
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
-def _hookshift(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hookshift", *args], capture_output=True, text=True, check=False
-    )
-
-
-def _sqs_args(settings: Settings) -> list[str]:
-    args: list[str] = []
-    if settings.endpoint_url:
-        args += ["--endpoint-url", settings.endpoint_url]
-    if settings.region:
-        args += ["--region", settings.region]
-    return args
-
-
 def _pull_into_archive(settings: Settings, spec: QueueSpec, archive: str) -> None:
-    """``hookshift verify pull --delete``: archived (fsync) before deleted, keyed on MessageId."""
-    done = _hookshift(
-        ["verify", "pull", "--queue-url", spec.target, "--archive", archive, "--delete",
-         "--wait-time", "1", *_sqs_args(settings)]
-    )  # fmt: skip
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()
-        raise OperationError(f"verify pull failed: {tail[-1] if tail else done.returncode}")
+    """verify's pull with delete: archived (fsync) before deleted, keyed on MessageId."""
+    from hookshift.verify import PullOptions, pull
+
+    options = PullOptions(
+        endpoint_url=settings.endpoint_url, region=settings.region, delete=True, wait_time_s=1
+    )
+    try:
+        pull(spec.target, Path(archive), options)
+    except HookshiftError as exc:
+        raise OperationError(f"verify pull failed: {exc.line()}") from None
 
 
 def parity(settings: Settings, since: float, until: float) -> ParityEvidence:
@@ -187,24 +170,23 @@ def _followed(archive: str) -> bool:
 def _parity_report(
     settings: Settings, log: str, queue: str, since: float, until: float
 ) -> ParityEvidence:
-    done = _hookshift(
-        [
-            "verify", "parity", "--app", f"nginx:{log}", "--queue", queue,
-            "--since", _iso(since), "--until", _iso(until),
-            "--min-events", str(settings.min_events), "--format", "json",
-            *(["--grace", str(settings.parity_grace)] if settings.parity_grace is not None
-              else []),
-            *_sqs_args(settings),
-        ]
-    )  # fmt: skip
-    if done.returncode not in (0, 1):
-        tail = (done.stderr or done.stdout).strip().splitlines()
-        raise OperationError(f"verify parity failed: {tail[-1] if tail else done.returncode}")
+    from hookshift.verify import ParityOptions
+    from hookshift.verify import parity as parity_report
+
+    options = ParityOptions(
+        since_ms=math.floor(since * 1000),
+        until_ms=math.floor(until * 1000),
+        min_events=settings.min_events,
+        endpoint_url=settings.endpoint_url,
+        region=settings.region,
+    )
+    if settings.parity_grace is not None:
+        options = replace(options, grace_s=settings.parity_grace)
     try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise OperationError("verify parity did not print a JSON report") from None
-    return parity_evidence(report, since, until)
+        report = parity_report(f"nginx:{log}", queue, options)
+    except HookshiftError as exc:
+        raise OperationError(f"verify parity failed: {exc.line()}") from None
+    return parity_evidence(report.to_dict(), since, until)
 
 
 def parity_evidence(report: dict[str, Any], since: float, until: float) -> ParityEvidence:
@@ -226,10 +208,10 @@ def parity_evidence(report: dict[str, Any], since: float, until: float) -> Parit
 
 
 def _archive_ids(archive: Path) -> set[str]:
-    from hookshift.cutover.probe import messages_in_files
+    from hookshift.verify.archive import iter_archive
 
-    paths = sorted(archive.rglob("*.jsonl")) if archive.is_dir() else []
-    return {str(m["MessageId"]) for m in messages_in_files(paths) if "MessageId" in m}
+    messages = iter_archive(archive) if archive.is_dir() else iter(())
+    return {str(m["MessageId"]) for m in messages if "MessageId" in m}
 
 
 def _depth(client: Any, queue_url: str) -> int:

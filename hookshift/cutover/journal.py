@@ -156,6 +156,41 @@ class Journal:
                 return entry
         return None
 
+    def files_now(self) -> dict[str, str | None]:
+        """The sha256 of every nginx file as the journal says it is now (after its last entry);
+        anything else on disk was edited outside the cut-over."""
+        files: dict[str, str | None] = {}
+        for entry in self.entries:
+            if entry.action == "init":
+                files = dict(entry.evidence.get("files", {}))
+            for change in entry.files:
+                files[change.path] = change.sha256_after
+        return files
+
+    def files_in(self, stage: str) -> dict[str, str | None]:
+        """The sha256 of every nginx file as it was when ``stage`` was last reached (empty if
+        never): what a rollback to it must give back byte for byte."""
+        files: dict[str, str | None] = {}
+        state_of: dict[str, dict[str, str | None]] = {}
+        for entry in self.entries:
+            if entry.action in ("begin", "abort"):  # an intent, or one undone: no stage's files
+                continue
+            if entry.action == "init":
+                files = dict(entry.evidence.get("files", {}))
+            for change in entry.files:
+                files[change.path] = change.sha256_after
+            state_of[entry.to_stage] = dict(files)
+        return state_of.get(stage, {})
+
+    def adopted_since(self, stage: str) -> int | None:
+        """The seq of the first ``adopt`` entry after ``stage`` was last entered (None if none):
+        from there on the recorded bytes of ``stage`` predate the operator's own edits."""
+        entered = self.entered(stage)
+        for entry in self.entries:
+            if entry.action == "adopt" and (entered is None or entry.seq > entered.seq):
+                return entry.seq
+        return None
+
 
 def locked(path: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``STATE.lock`` for a whole transition, so two operators cannot run one at once.
@@ -283,8 +318,11 @@ def _check_chain(path: Path, header: Mapping[str, Any], raws: Sequence[Any]) -> 
     for number, raw in enumerate(raws, start=2):
         recorded = raw.get("chain")
         if recorded is None:
-            raise _bad(path, number, "entry has no chain value (every entry of a version 2 "
-                       "journal has one)")  # fmt: skip
+            raise _bad(
+                path,
+                number,
+                "entry has no chain value (every entry of a version 2 journal has one)",
+            )
         if recorded != chain_value(previous, raw):
             raise InputError(
                 "this entry was changed after it was written: its content (or an earlier line) "
@@ -341,9 +379,12 @@ def read(path: Path) -> Journal:
     problem = settings_problem(settings)
     if problem is not None:
         raise _bad(
-            path, 1, problem, "put the header's settings back as `hookshift cutover init` wrote "
+            path,
+            1,
+            problem,
+            "put the header's settings back as `hookshift cutover init` wrote "
             "them (an object; pass one-off values as options instead), or init a new --state file",
-        )  # fmt: skip
+        )
     entries = tuple(_entry_from_json(path, n, raw) for n, raw in enumerate(parsed[1:], start=2))
     if not entries:
         raise _bad(path, 2, "no entries (init writes the first one)")

@@ -1,4 +1,4 @@
-"""Every nginx change of the cut-over, made by the mirror engine (``hookshift mirror``).
+"""Every nginx change of the cut-over, made by the mirror engine (`hookshift.mirror`'s API).
 
 The cut-over never writes an nginx file itself: the mirror engine takes the lock, backs the
 files up, writes them atomically, runs the real ``nginx -t`` (and reloads with ``--reload``) and
@@ -21,26 +21,26 @@ decommissioned     hookshift's lines removed again: the user's config as it was
 Crash tests stop a transition at a named point with ``HOOKSHIFT_PAUSE_AT`` (the mirror engine's
 mechanism): ``cutover:LABEL`` for the cut-over's own points, ``remove:LABEL`` and
 ``apply:LABEL`` for the engine's points inside its remove or apply step (the same label, such as
-``written:nginx.conf``, is reached by both).
+``written:nginx.conf``, is reached by both; `mirror.apply.checkpoint_step` names the step).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hookshift import mirror
 from hookshift.cutover import journal
 from hookshift.cutover.settings import Settings
-from hookshift.errors import InputError, OperationError
-from hookshift.mirror.apply import PAUSE_ENV, check_relay_directory, checkpoint, recover
+from hookshift.errors import HookshiftError, InputError, OperationError
+from hookshift.mirror.apply import check_relay_directory, checkpoint, checkpoint_step, recover
+from hookshift.mirror.plan import DEFAULT_RELAY_SOCKET
+from hookshift.mirror.render import Mode
 from hookshift.nginx import binary, splice
 from hookshift.nginx.source import read_text, to_bytes
 
@@ -49,7 +49,7 @@ from hookshift.nginx.source import read_text, to_bytes
 class NginxShape:
     """What the mirror engine must have applied for a stage: nothing, a mirror or a forward."""
 
-    mode: str | None  # None | "mirror" | "forward"
+    mode: Mode | None  # None: hookshift's lines are out
     target: str | None  # "stage_url" | "domain_url"
 
 
@@ -153,108 +153,77 @@ def preflight(settings: Settings, target: str) -> None:
 def engine_applied(settings: Settings, target: str) -> bool:
     """Whether nginx's files are exactly the mirror engine's output for ``target``'s shape.
 
-    Asks the engine itself (``mirror plan``, which says "already applied" only when every file
-    equals its plan's result), so the answer cannot drift from what ``mirror apply`` writes.
+    Asks the engine itself (its plan, which says "already applied" only when every file
+    equals its result), so the answer cannot drift from what its apply writes.
     """
     shape = SHAPES[target]
     if shape.mode is None:
         files = config_files(settings.need("config", "to check nginx's files"))
         return not any(splice.has_marks(t) for p in files if (t := _text(p)) is not None)
-    args = [*apply_args(settings, shape), "--format", "json", "--no-dns-check"]
-    if settings.nginx_bin:
-        args += ["--nginx-bin", settings.nginx_bin]
-    done = _hookshift(args)
-    if done.returncode != 0:
-        return False
     try:
-        return bool(json.loads(done.stdout).get("already_applied"))
-    except (json.JSONDecodeError, AttributeError):
+        return mirror.plan(mirror_request(settings, shape)).already_applied
+    except HookshiftError:
         return False
 
 
-def _hookshift(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    """Run the mirror engine; a crash test's ``remove:``/``apply:`` pause point is passed on."""
-    env = dict(os.environ)
-    pause = env.pop(PAUSE_ENV, "")
-    step, _, label = pause.partition(":")
-    if not label or step != args[1]:
-        return subprocess.run(
-            [sys.executable, "-m", "hookshift", *args],
-            capture_output=True, text=True, check=False, env=env,
-        )  # fmt: skip
-    env[PAUSE_ENV] = label
-    with (
-        tempfile.TemporaryFile("w+") as out,
-        subprocess.Popen(
-            [sys.executable, "-m", "hookshift", *args],
-            stdout=out, stderr=subprocess.PIPE, text=True, env=env,
-        ) as proc,
-    ):  # fmt: skip
-        assert proc.stderr is not None
-        lines = []
-        for line in proc.stderr:  # the engine's pause notice, shown as it happens
-            lines.append(line)
-            if "paused at" in line:  # named as the caller named it
-                sys.stderr.write(f"hookshift: paused at {pause}\n")
-                sys.stderr.flush()
-        proc.wait()
-        out.seek(0)
-        stdout = out.read()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(lines))
-
-
-def _engine_args(settings: Settings, reload: bool) -> list[str]:
-    args: list[str] = []
-    if settings.nginx_bin:
-        args += ["--nginx-bin", settings.nginx_bin]
-    if settings.backup_dir:
-        args += ["--backup-dir", settings.backup_dir]
-    if reload:
-        args.append("--reload")
-    return args
+def _backup_dir(settings: Settings) -> Path | None:
+    return Path(settings.backup_dir) if settings.backup_dir else None
 
 
 def remove(settings: Settings, reload: bool) -> None:
-    """``hookshift mirror remove``: the user's bytes back (a no-op when nothing is applied)."""
-    config = settings.need("config", "to change nginx")
-    done = _hookshift(["mirror", "remove", "--config", config, *_engine_args(settings, reload)])
-    if done.returncode != 0:
-        raise OperationError(f"mirror remove failed: {_tail(done)}")
+    """The engine's remove: the user's bytes back (a no-op when nothing is applied)."""
+    config = Path(settings.need("config", "to change nginx"))
+    try:
+        with checkpoint_step("remove"):
+            mirror.remove(
+                config,
+                nginx_bin=settings.nginx_bin or "nginx",
+                backup_dir=_backup_dir(settings),
+                reload=reload,
+            )
+    except HookshiftError as exc:
+        raise OperationError(f"mirror remove failed: {exc.line()}") from None
 
 
-def apply_args(settings: Settings, shape: NginxShape) -> list[str]:
-    """The ``hookshift mirror apply`` arguments for a mirror or forward shape: every engine
-    option the operator chose at init goes through, so each stage writes what they planned."""
+def mirror_request(settings: Settings, shape: NginxShape) -> mirror.MirrorRequest:
+    """The engine's request for a mirror or forward shape: every engine option the operator
+    chose at init goes through, so each stage writes what they planned.
+
+    No DNS check: the cut-over's probes check the names each stage needs, and say why.
+    """
     assert shape.mode is not None and shape.target is not None
-    config = settings.need("config", "to change nginx")
-    path = settings.need("path", "to find the callback location")
-    url = settings.need(shape.target, f"for the {shape.mode} to target")
-    args = ["mirror", "apply", "--config", config, "--path", path, "--stage-url", url]
-    args += ["--mode", shape.mode]
-    for resolver in settings.resolvers:
-        args += ["--resolver", resolver]
-    optional = {
-        "--parity-log": settings.parity_log,
-        "--trusted-ca": settings.ca_file,
-        "--relay-socket": settings.relay_socket,
-        "--stage-dns": settings.stage_dns,
-        "--mirror-error-log": settings.mirror_error_log,
-        "--server-name": settings.server_name,
-        "--listen": settings.listen,
-    }
-    for flag, value in optional.items():
-        if value:
-            args += [flag, value]
-    return args
+
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    return mirror.MirrorRequest(
+        config=Path(settings.need("config", "to change nginx")),
+        path=settings.need("path", "to find the callback location"),
+        stage_url=settings.need(shape.target, f"for the {shape.mode} to target"),
+        mode=shape.mode,
+        server_name=settings.server_name,
+        listen=settings.listen,
+        resolvers=settings.resolvers,
+        parity_log=path(settings.parity_log),
+        trusted_ca=path(settings.ca_file),
+        relay_socket=settings.relay_socket or DEFAULT_RELAY_SOCKET,
+        stage_dns=settings.stage_dns,
+        mirror_error_log=path(settings.mirror_error_log),
+        nginx_bin=settings.nginx_bin or "nginx",
+        dns_check=False,
+    )
 
 
 def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
-    """``hookshift mirror apply`` for a mirror or forward shape, toward its URL."""
-    args = apply_args(settings, shape)
-    url = args[args.index("--stage-url") + 1]
-    done = _hookshift([*args, *_engine_args(settings, reload)])
-    if done.returncode != 0:
-        raise OperationError(f"mirror apply ({shape.mode} -> {url}) failed: {_tail(done)}")
+    """The engine's apply for a mirror or forward shape, toward its URL."""
+    request = mirror_request(settings, shape)
+    try:
+        with checkpoint_step("apply"):
+            mirror.apply(request, backup_dir=_backup_dir(settings), reload=reload)
+    except HookshiftError as exc:
+        raise OperationError(
+            f"mirror apply ({shape.mode} -> {request.stage_url}) failed: {exc.line()}"
+        ) from None
 
 
 def realize(
@@ -303,11 +272,8 @@ def restore(
     the bytes recorded then (hookshift upgraded in the middle of a cut-over, say). Returns the
     paths written.
     """
-    from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
-    from hookshift.nginx.source import read_text
-
     config = Path(settings.need("config", "to change nginx"))
-    edits: list[Edit] = []
+    texts: dict[Path, str] = {}
     for name, digest in sorted(expected.items()):
         path = Path(name)
         if digest is None or not path.exists() or journal.sha256_file(path) == digest:
@@ -318,21 +284,13 @@ def restore(
                 f"{path}: the bytes recorded for this stage (sha256 {digest[:12]}) are not in "
                 f"{journal.snapshot_dir(state)}; restore the file from the mirror engine's backups"
             )
-        edits.append(Edit(path, read_text(path), data.decode("utf-8", "surrogateescape")))
-    if edits:
-        write_edits(
-            edits,
-            config=config,
+        texts[path] = data.decode("utf-8", "surrogateescape")
+    if texts:
+        mirror.write_back(
+            config,
+            texts,
             nginx_bin=settings.nginx_bin or "nginx",
-            backup_dir=Path(settings.backup_dir) if settings.backup_dir else default_backup_dir(),
+            backup_dir=_backup_dir(settings),
             reload=reload,
-            # the bytes written back passed nginx -t when they were recorded; what they replace
-            # may be a transition killed half-way, which is exactly what must be undone
-            require_valid_original=False,
         )
-    return [str(e.path) for e in edits]
-
-
-def _tail(done: subprocess.CompletedProcess[str]) -> str:
-    text = (done.stderr or done.stdout or "").strip().splitlines()
-    return text[-1] if text else f"exit {done.returncode}"
+    return [str(p) for p in texts]

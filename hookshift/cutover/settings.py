@@ -14,6 +14,7 @@ from typing import Any
 
 from hookshift.cutover.stages import Thresholds
 from hookshift.errors import InputError
+from hookshift.mirror.render import StageDns
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Settings:
     listen: str | None = None
     backup_dir: str | None = None
     relay_socket: str | None = None  # the mirror engine's local relay (nginx < 1.27.3)
-    stage_dns: str | None = None  # mirror --stage-dns: runtime | reload (None: its default)
+    stage_dns: StageDns | None = None  # mirror --stage-dns (None: its default for the version)
     mirror_error_log: str | None = None  # mirror --mirror-error-log (None: its default)
     archive: str | None = None  # where the mirror-period messages are drained
     watch_state: str | None = None  # `verify watch --state-dir`: parity gates read it when fresh

@@ -3,7 +3,8 @@
 WHY pure: the gates are the whole safety argument of the cut-over ("we moved to the custom domain
 because parity passed over 24 h and 50,000 callbacks"). Keeping them free of I/O means they are
 specified by tests exactly, and the evidence a gate used can be written to the journal verbatim.
-The CLI gathers the evidence (doctor, probes, parity, queue reads) and asks `check_transition`.
+The API (`cutover.gather`) gathers the evidence (doctor, probes, parity, queue reads) and asks
+`check_transition`.
 
 Stages, in order:
 
@@ -18,9 +19,20 @@ Stages, in order:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from hookshift.errors import InputError
+from hookshift.verify.retention import (
+    DEFAULT_MARGIN_S,
+    DEFAULT_STALE_S,
+    SQS_MAX_RETENTION_S,
+    check_heartbeat,
+    check_retention,
+    human,
+)
 
 STAGES: tuple[str, ...] = (
     "baseline",
@@ -55,7 +67,7 @@ def previous_stage(stage: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Evidence: what the CLI observed. Every field is plain data so it can go into the journal.
+# Evidence: what the cut-over observed. Every field is plain data so it can go into the journal.
 
 
 @dataclass(frozen=True)
@@ -131,8 +143,33 @@ class QuietEvidence:
 
 
 @dataclass(frozen=True)
+class RetentionEvidence:
+    """The SQS queue's MessageRetentionPeriod (None: SQS did not say), read before a mirror
+    stage, and where it was read (for the exact command that fixes it)."""
+
+    queue_url: str
+    retention_s: int | None
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class HeartbeatEvidence:
+    """The state of the `verify pull --follow` that keeps the archive: when it last received."""
+
+    archive: str
+    last_success: float | None  # epoch seconds (None: no receive has answered yet)
+    started_at: float
+    checked_at: float
+
+
+@dataclass(frozen=True)
 class Evidence:
-    """Everything a gate may look at; a gate whose evidence is None fails with what to pass."""
+    """Everything a gate may look at; a gate whose evidence is None fails with what to pass.
+
+    Except ``retention`` and ``heartbeat``: their gates only exist when the settings name an SQS
+    queue (an archive or file keeps everything) and a ``pull --follow`` keeps the archive.
+    """
 
     doctor: DoctorEvidence | None = None
     stage_probe: ProbeEvidence | None = None
@@ -141,6 +178,8 @@ class Evidence:
     drain: DrainEvidence | None = None
     switch: SwitchEvidence | None = None
     quiet: QuietEvidence | None = None
+    retention: RetentionEvidence | None = None
+    heartbeat: HeartbeatEvidence | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -332,6 +371,74 @@ def gate_quiet(quiet: QuietEvidence | None, thresholds: Thresholds) -> GateResul
     )
 
 
+def gate_retention(
+    retention: RetentionEvidence, thresholds: Thresholds, margin_s: int = DEFAULT_MARGIN_S
+) -> GateResult:
+    """The queue keeps messages longer than the parity window plus a margin to notice a pull
+    that stopped: else SQS deletes mirrored callbacks nobody read, and parity blames the mirror.
+    """
+    window_s = math.ceil(thresholds.min_window)
+    finding = check_retention(retention.retention_s, window_s, margin_s, queue=retention.queue_url)
+    if finding is None:
+        assert retention.retention_s is not None
+        return GateResult(
+            "queue-retention",
+            True,
+            f"the queue keeps messages {human(retention.retention_s)} >= window "
+            f"{human(window_s)} + {human(margin_s)} of margin",
+        )
+    if not finding.blocking:  # unknown (no sqs:GetQueueAttributes): said, not refused
+        return GateResult("queue-retention", True, finding.line())
+    if window_s + margin_s > SQS_MAX_RETENTION_S:
+        fix = (
+            f"lower --min-window to {human(SQS_MAX_RETENTION_S - margin_s)} at most: SQS keeps "
+            f"messages {human(SQS_MAX_RETENTION_S)} at most"
+        )
+    else:
+        where = "".join(
+            f" --{name} {value}"
+            for name, value in (
+                ("endpoint-url", retention.endpoint_url),
+                ("region", retention.region),
+            )
+            if value
+        )
+        fix = (
+            f"`aws sqs set-queue-attributes --queue-url {retention.queue_url}{where} "
+            f"--attributes MessageRetentionPeriod={SQS_MAX_RETENTION_S}`"
+        )
+    return GateResult("queue-retention", False, f"{finding.what} (fix: {fix})")
+
+
+def gate_heartbeat(heartbeat: HeartbeatEvidence, stale_s: int = DEFAULT_STALE_S) -> GateResult:
+    """The `pull --follow` that keeps the archive still receives: a silent one leaves the
+    mirror-period messages to the queue's retention."""
+    finding = check_heartbeat(
+        heartbeat.last_success, heartbeat.checked_at, stale_s, started_at=heartbeat.started_at
+    )
+    if finding is not None:
+        return GateResult(
+            "pull-heartbeat", False, f"{finding.line()}; it keeps {heartbeat.archive}"
+        )
+    since = heartbeat.last_success if heartbeat.last_success is not None else heartbeat.started_at
+    return GateResult(
+        "pull-heartbeat",
+        True,
+        f"the pull --follow into {heartbeat.archive} answered {_dur(heartbeat.checked_at - since)}"
+        f" ago (<= {human(stale_s)})",
+    )
+
+
+def _mirror_safety(evidence: Evidence, thresholds: Thresholds) -> list[GateResult]:
+    """The gates before a mirror stage that only exist when their evidence does."""
+    results = []
+    if evidence.retention is not None:
+        results.append(gate_retention(evidence.retention, thresholds))
+    if evidence.heartbeat is not None:
+        results.append(gate_heartbeat(evidence.heartbeat))
+    return results
+
+
 def check_transition(
     stage: str, evidence: Evidence, *, entered_at: float, thresholds: Thresholds
 ) -> TransitionCheck:
@@ -341,7 +448,7 @@ def check_transition(
     come from this stage, not the one before.
     """
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
+        raise InputError(f"unknown stage {stage!r}", fix=f"one of {', '.join(STAGES)}")
     target = next_stage(stage)
     results: list[GateResult]
     if target is None:
@@ -350,11 +457,13 @@ def check_transition(
         results = [
             gate_doctor(evidence.doctor),
             gate_probe("stage-probe", evidence.stage_probe, "pass --stage-url and --queue"),
+            *_mirror_safety(evidence, thresholds),
         ]
     elif stage == "mirror-stage":
         results = [
             *gate_parity("parity-stage", evidence.parity, entered_at, thresholds),
             gate_probe("domain-probe", evidence.domain_probe, "pass --domain-url and --queue"),
+            *_mirror_safety(evidence, thresholds),
         ]
     elif stage == "mirror-domain":
         results = [
@@ -367,10 +476,13 @@ def check_transition(
 
 
 def needed_evidence(stage: str) -> tuple[str, ...]:
-    """The evidence fields the gate out of ``stage`` reads (so the CLI gathers only those)."""
+    """The evidence fields the gate out of ``stage`` reads (so only those are gathered).
+
+    ``retention`` stands for the queue's retention and the follow's heartbeat, read together.
+    """
     return {
-        "baseline": ("doctor", "stage_probe"),
-        "mirror-stage": ("parity", "domain_probe"),
+        "baseline": ("doctor", "stage_probe", "retention"),
+        "mirror-stage": ("parity", "domain_probe", "retention"),
         "mirror-domain": ("parity", "drain"),
         "vendor-switched": ("switch", "quiet"),
     }.get(stage, ())
@@ -419,6 +531,8 @@ def evidence_from_json(data: Mapping[str, Any]) -> Evidence:
         "drain": DrainEvidence,
         "switch": SwitchEvidence,
         "quiet": QuietEvidence,
+        "retention": RetentionEvidence,
+        "heartbeat": HeartbeatEvidence,
     }
     values: dict[str, Any] = {}
     for name, kind in kinds.items():

@@ -1,23 +1,43 @@
 """hookshift doctor: findings about an nginx config that ``nginx -t`` does not report.
 
-Public API::
+Use from Python (what ``hookshift doctor`` calls)::
 
-    from hookshift.doctor import diagnose, diagnose_file, Finding, Severity
-    findings = diagnose_file("/etc/nginx/nginx.conf")   # InputError if it does not load
+    from hookshift import doctor
+    report = doctor.check(Path("/etc/nginx/sites-enabled/hooks"))  # or None: nginx -V's
+    report.config        # the main config diagnosed (the one including a site file)
+    report.findings      # Finding(code, severity, where, message, fix), most severe first
+    report.failed(doctor.Severity.WARNING)   # any finding at least that severe?
+    report.info          # lines for the user (which main config was chosen, and why)
+
+A config that cannot be read or parsed raises `hookshift.errors.InputError` (exit code 2).
+`diagnose(config)` checks an already loaded `NginxConfig`; `diagnose_file(path)` loads one
+main config and checks it.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from hookshift.doctor.checks import CHECKS, diagnose
 from hookshift.doctor.findings import Finding, Severity
 from hookshift.errors import InputError
 from hookshift.nginx.config import NginxConfig, load
+from hookshift.nginx.discover import locate_main_config
 from hookshift.nginx.source import load_source
 from hookshift.nginx.syntax import check_statement_ends
 
-__all__ = ["CHECKS", "Finding", "Severity", "diagnose", "diagnose_file", "load_config"]
+__all__ = [
+    "CHECKS",
+    "Finding",
+    "Report",
+    "Severity",
+    "check",
+    "diagnose",
+    "diagnose_file",
+    "load_config",
+]
 
 
 def load_config(path: str | os.PathLike[str]) -> NginxConfig:
@@ -42,3 +62,24 @@ def load_config(path: str | os.PathLike[str]) -> NginxConfig:
 def diagnose_file(path: str | os.PathLike[str]) -> tuple[Finding, ...]:
     """Load the config at `path` (with its includes) and diagnose it."""
     return diagnose(load_config(path))
+
+
+@dataclass(frozen=True)
+class Report:
+    """What doctor found in the main config `config`, and the lines to tell the user first."""
+
+    config: Path
+    findings: tuple[Finding, ...]
+    info: tuple[str, ...] = ()
+
+    def failed(self, threshold: Severity) -> bool:
+        """Whether a finding is at least as severe as `threshold` (the command's exit 1)."""
+        return any(f.severity >= threshold for f in self.findings)
+
+
+def check(config: Path | None = None, *, nginx_bin: str = "nginx") -> Report:
+    """Diagnose `config` with its includes: a main config as it is, a site file in the main
+    config that includes it, None the config `nginx_bin` was built with (``nginx -V``)."""
+    chosen = locate_main_config(config, nginx_bin)
+    loaded = load_config(chosen.path)
+    return Report(Path(loaded.main), diagnose(loaded), (chosen.note,) if chosen.note else ())

@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 
 from hookshift.console import diag, emit_json
-from hookshift.doctor import diagnose, load_config
+from hookshift.doctor import check
 from hookshift.doctor.findings import Severity
 from hookshift.doctor.render import as_json, as_text
-from hookshift.nginx.discover import locate_main_config
 
 _SEVERITIES = [s.label for s in reversed(Severity)]
 
@@ -64,14 +63,12 @@ def doctor(config_path: Path | None, nginx_bin: str, output_format: str, fail_on
       hookshift doctor --config /etc/nginx/nginx.conf --format json | jq '.findings[]'
     """
     threshold = Severity.parse(fail_on)
-    chosen = locate_main_config(config_path, nginx_bin)
-    if chosen.note:
-        diag("info", chosen.note)
-    config = load_config(chosen.path)
-    findings = diagnose(config)
+    report = check(config_path, nginx_bin=nginx_bin)
+    for line in report.info:
+        diag("info", line)
     if output_format == "json":
-        emit_json(as_json(str(config.main), findings, threshold))
+        emit_json(as_json(str(report.config), report.findings, threshold))
     else:
-        click.echo(as_text(str(config.main), findings, threshold))
-    if any(f.severity >= threshold for f in findings):
+        click.echo(as_text(str(report.config), report.findings, threshold))
+    if report.failed(threshold):
         raise click.exceptions.Exit(1)

@@ -1,13 +1,62 @@
 """Copy (or forward) the callback path to API Gateway by editing nginx byte-preservingly.
 
-Public API (used by the rehearsal, the cut-over and the benchmarks)::
+Use from Python (what ``hookshift mirror``, the cut-over and the rehearsal call)::
 
-    from hookshift.mirror.plan import MirrorOptions, make_plan  # options -> MirrorPlan (no writes)
-    from hookshift.mirror.apply import apply_plan           # lock, nginx -t, backup, write, reload
-    from hookshift.mirror.remove import remove_marked       # exact inverse of apply
-    from hookshift.mirror.dnscheck import dns_warnings      # real DNS query to each resolver
-    from hookshift.nginx.binary import nginx_version, test_config, reload
+    from pathlib import Path
+    from hookshift import mirror
 
-`plan` decides (pure), `render` holds the templates' choices and why (read it before changing
-the layout), `apply`/`remove` are the only writers, `cli` is ``hookshift mirror``.
+    request = mirror.MirrorRequest(
+        config=Path("/etc/nginx/nginx.conf"),
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+    )
+    planned = mirror.plan(request)        # PlanResult: .diff(), .lines, .to_json(); no writes
+    done = mirror.apply(request, reload=True)   # ApplyResult: .changed, .backup_dir, .lines
+    mirror.remove(request.config, reload=True)  # RemoveResult: every file byte for byte back
+
+`MirrorRequest` holds what the user chooses; ``None`` leaves a choice to hookshift (the main
+config nginx was built with, the parity log beside its access log, the system's CA bundle,
+...). Nothing is printed: each result carries its info and warning lines (`Line`). Errors
+are `hookshift.errors.HookshiftError`; bad input is `InputError` (exit code 2), raised before
+anything is written. `recover(config)` undoes a change a killed run left unfinished (apply and
+remove do it first); `write_back(config, texts)` puts files back to texts recorded earlier
+through the same safe pipeline (the cut-over's rollback).
+
+Inside: `plan` decides (pure: `plan.make_plan`), `render` holds the templates' choices and why
+(read it before changing the layout), `apply`/`remove` are the only writers, `api` resolves
+defaults from the nginx binary, `cli` is ``hookshift mirror``. The submodules ``plan``,
+``apply`` and ``remove`` are imported by their full names (``from hookshift.mirror.plan
+import make_plan``): in this package's namespace those names are the API's functions.
 """
+
+from hookshift.mirror.api import (
+    NO_LOG,
+    ApplyResult,
+    Line,
+    MirrorRequest,
+    NoLog,
+    PlanResult,
+    RemoveResult,
+    apply,
+    plan,
+    recover,
+    remove,
+    write,
+    write_back,
+)
+
+__all__ = [
+    "NO_LOG",
+    "ApplyResult",
+    "Line",
+    "MirrorRequest",
+    "NoLog",
+    "PlanResult",
+    "RemoveResult",
+    "apply",
+    "plan",
+    "recover",
+    "remove",
+    "write",
+    "write_back",
+]

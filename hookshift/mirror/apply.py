@@ -28,6 +28,7 @@ The order matters:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,19 +79,40 @@ PAUSE_ENV = "HOOKSHIFT_PAUSE_AT"
 CHECKPOINT_LOG_ENV = "HOOKSHIFT_CHECKPOINT_LOG"
 
 
+_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("checkpoint_step", default=None)
+
+
+@contextlib.contextmanager
+def checkpoint_step(step: str) -> Iterator[None]:
+    """Name the checkpoints reached inside as ``STEP:LABEL``.
+
+    A caller that runs apply or remove as one step of its own work (the cut-over: ``apply``,
+    ``remove``) lets a crash test pause inside that step alone, although both steps pass
+    the same labels (``written:nginx.conf``).
+    """
+    token = _STEP.set(step)
+    try:
+        yield
+    finally:
+        _STEP.reset(token)
+
+
 def checkpoint(label: str) -> None:
     """Crash-test hook: with ``HOOKSHIFT_PAUSE_AT=label`` the process stops here and says so.
 
     Tests kill -9 a paused run at each checkpoint to show that the config is valid and
     recoverable at every step (``HOOKSHIFT_CHECKPOINT_LOG=FILE`` lists the checkpoints a run
-    passes, so the test finds all of them); without the variables this does nothing.
+    passes, so the test finds all of them); without the variables this does nothing. Inside
+    `checkpoint_step` the label is prefixed with the step's name.
     """
+    step = _STEP.get()
+    name = f"{step}:{label}" if step else label
     log = os.environ.get(CHECKPOINT_LOG_ENV)
     if log:
         with open(log, "a", encoding="utf-8") as fh:
-            fh.write(label + "\n")
-    if os.environ.get(PAUSE_ENV) == label:
-        os.write(2, f"hookshift: paused at {label}\n".encode())
+            fh.write(name + "\n")
+    if os.environ.get(PAUSE_ENV) == name:
+        os.write(2, f"hookshift: paused at {name}\n".encode())
         while True:
             time.sleep(3600)
 

@@ -1,35 +1,30 @@
-"""``hookshift mirror plan|apply|remove``: copy (or forward) the callback path to API Gateway."""
+"""``hookshift mirror plan|apply|remove``: copy (or forward) the callback path to API Gateway.
+
+A thin layer over `hookshift.mirror.api`: options -> `MirrorRequest` -> the API -> printed.
+The options are declared once, in `OPTIONS`; ``hookshift cutover init`` records the same ones
+(`option_list`), so both commands take the same names, types and choices.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from hookshift.console import diag, emit_json, stdout_guard
 from hookshift.errors import InputError
-from hookshift.mirror.apply import apply_plan, default_backup_dir, pending_change, recover
-from hookshift.mirror.dnscheck import dns_warnings
+from hookshift.mirror import api
+from hookshift.mirror.apply import default_backup_dir
 from hookshift.mirror.plan import (
     DEFAULT_MIRROR_ERROR_LOG,
     DEFAULT_PARITY_LOG,
     DEFAULT_RELAY_SOCKET,
     DEFAULT_RESOLVERS,
     DEFAULT_TRUSTED_CA,
-    MIRROR_ERROR_LOG_NAME,
     PARITY_LOG_NAME,
-    MirrorOptions,
-    MirrorPlan,
-    describe_layout,
-    make_plan,
-    system_ca_bundle,
 )
-from hookshift.mirror.remove import remove_marked
-from hookshift.nginx import binary
-from hookshift.nginx.discover import compiled_path, locate_main_config
 
 EXAMPLES = """
 \b
@@ -45,222 +40,236 @@ Examples:
 """
 
 
-def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        _config_option,
-        click.option("--path", "path", required=True, help="The callback path, e.g. /callback."),
-        click.option(
-            "--stage-url",
-            required=True,
-            help="https://ID.execute-api.REGION.amazonaws.com/STAGE or a custom domain.",
-        ),
-        click.option("--server-name", default=None, help="Host the vendor calls (server_name)."),
-        click.option(
-            "--listen",
-            default=None,
-            help="Socket the vendor reaches: PORT, ADDR:PORT or unix:PATH.",
-        ),
-        click.option(
-            "--resolver",
-            "resolvers",
-            multiple=True,
-            metavar="ADDR[:PORT]",
-            help="DNS resolver for the stage host (repeatable). "
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
+
+# Every option a mirror takes: parameter name -> (click's declarations, click's settings).
+OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "config": (
+        ("--config", "config"),
+        {
+            "default": None,
+            "type": click.Path(path_type=Path),
+            "help": "nginx's main config, or a site file it includes (sites-enabled/NAME); "
+            "includes are followed. Default: the config nginx was built with (nginx -V).",
+        },
+    ),
+    "path": (
+        ("--path", "path"),
+        {"required": True, "help": "The callback path, e.g. /callback."},
+    ),
+    "stage_url": (
+        ("--stage-url",),
+        {
+            "required": True,
+            "help": "https://ID.execute-api.REGION.amazonaws.com/STAGE or a custom domain.",
+        },
+    ),
+    "server_name": (
+        ("--server-name",),
+        {"default": None, "help": "Host the vendor calls (server_name)."},
+    ),
+    "listen": (
+        ("--listen",),
+        {"default": None, "help": "Socket the vendor reaches: PORT, ADDR:PORT or unix:PATH."},
+    ),
+    "resolvers": (
+        ("--resolver", "resolvers"),
+        {
+            "multiple": True,
+            "metavar": "ADDR[:PORT]",
+            "help": "DNS resolver for the stage host (repeatable). "
             f"Default: {' '.join(DEFAULT_RESOLVERS)}.",
-        ),
-        click.option(
-            "--parity-log",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Where nginx logs each callback for `hookshift verify parity`. Default: "
+        },
+    ),
+    "parity_log": (
+        ("--parity-log",),
+        {
+            "type": click.Path(path_type=Path),
+            "default": None,
+            "help": "Where nginx logs each callback for `hookshift verify parity`. Default: "
             f"{PARITY_LOG_NAME} beside nginx's own access log ({DEFAULT_PARITY_LOG} on Debian).",
-        ),
-        click.option(
-            "--no-parity-log",
-            is_flag=True,
-            help="Write no parity log (then `hookshift verify parity` has nothing to compare).",
-        ),
-        click.option(
-            "--request-id-header",
-            default="X-Request-Id",
-            show_default=True,
-            help="Header carrying nginx's $request_id to the stage.",
-        ),
-        click.option(
-            "--request-id-to-app", is_flag=True, help="Also send the request-id header to the app."
-        ),
-        click.option(
-            "--stage-path",
-            default=None,
-            help="Fixed resource path on the stage instead of STAGE$request_uri.",
-        ),
-        click.option(
-            "--trusted-ca",
-            type=click.Path(path_type=Path),
-            default=system_ca_bundle,
-            help=f"CA bundle to verify the stage's certificate (default: the system's, "
+        },
+    ),
+    "no_parity_log": (
+        ("--no-parity-log",),
+        {
+            "is_flag": True,
+            "help": "Write no parity log (then `hookshift verify parity` has nothing to compare).",
+        },
+    ),
+    "request_id_header": (
+        ("--request-id-header",),
+        {
+            "default": "X-Request-Id",
+            "show_default": True,
+            "help": "Header carrying nginx's $request_id to the stage.",
+        },
+    ),
+    "request_id_to_app": (
+        ("--request-id-to-app",),
+        {"is_flag": True, "help": "Also send the request-id header to the app."},
+    ),
+    "stage_path": (
+        ("--stage-path",),
+        {"default": None, "help": "Fixed resource path on the stage instead of STAGE$request_uri."},
+    ),
+    "trusted_ca": (
+        ("--trusted-ca",),
+        {
+            "type": click.Path(path_type=Path),
+            "default": None,
+            "help": "CA bundle to verify the stage's certificate (default: the system's, "
             f"{DEFAULT_TRUSTED_CA} on Debian).",
-        ),
-        click.option(
-            "--timeout",
-            type=float,
-            default=None,
-            help="Proxy timeout in seconds (default 2 for mirror, 10 for forward).",
-        ),
-        click.option(
-            "--mode",
-            type=click.Choice(["mirror", "forward"]),
-            default="mirror",
-            show_default=True,
-            help="mirror: copy to the stage; forward: send instead.",
-        ),
-        click.option(
-            "--relay-socket",
-            default=DEFAULT_RELAY_SOCKET,
-            show_default=True,
-            help="Unix socket of the local relay that answers the copy at once and sends it on. "
-            "In a directory named hookshift*, nginx creates that directory for its own user "
+        },
+    ),
+    "timeout": (
+        ("--timeout",),
+        {
+            "type": float,
+            "default": None,
+            "help": "Proxy timeout in seconds (default 2 for mirror, 10 for forward).",
+        },
+    ),
+    "mode": (
+        ("--mode",),
+        {
+            "type": click.Choice(["mirror", "forward"]),
+            "default": "mirror",
+            "show_default": True,
+            "help": "mirror: copy to the stage; forward: send instead.",
+        },
+    ),
+    "relay_socket": (
+        ("--relay-socket",),
+        {
+            "default": DEFAULT_RELAY_SOCKET,
+            "show_default": True,
+            "help": "Unix socket of the local relay that answers the copy at once and sends it "
+            "on. In a directory named hookshift*, nginx creates that directory for its own user "
             "only; elsewhere any local user could reach the relay.",
-        ),
-        click.option(
-            "--mirror-error-log",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="error_log (level warn) of the relay, so an outage's per-copy errors stay out "
-            "of your error log. Default: hookshift-mirror.error.log beside --parity-log, else "
-            f"beside nginx's compiled-in access log ({DEFAULT_MIRROR_ERROR_LOG} on Debian).",
-        ),
-        click.option(
-            "--stage-dns",
-            type=click.Choice(["runtime", "reload"]),
-            default="runtime",
-            show_default=True,
-            help="nginx before 1.27.3 (copies go through a local relay): runtime = the relay "
+        },
+    ),
+    "mirror_error_log": (
+        ("--mirror-error-log",),
+        {
+            "type": click.Path(path_type=Path),
+            "default": None,
+            "help": "error_log (level warn) of the relay, so an outage's per-copy errors stay "
+            "out of your error log. Default: hookshift-mirror.error.log beside --parity-log, "
+            f"else beside nginx's compiled-in access log ({DEFAULT_MIRROR_ERROR_LOG} on Debian).",
+        },
+    ),
+    "stage_dns": (
+        ("--stage-dns",),
+        {
+            "type": click.Choice(["runtime", "reload"]),
+            "default": "runtime",
+            "show_default": True,
+            "help": "nginx before 1.27.3 (copies go through a local relay): runtime = the relay "
             "re-resolves the stage with "
             "--resolver, a new TLS connection per copy; reload = keep-alive to the stage, whose "
             "addresses nginx resolves (system resolver) only at start/reload: pair it with a "
             "periodic `nginx -s reload`.",
-        ),
-        click.option(
-            "--keep-header",
-            "keep_headers",
-            multiple=True,
-            metavar="NAME",
-            help="Send this credential header with the copy (repeatable). By default the copy "
+        },
+    ),
+    "keep_headers": (
+        ("--keep-header", "keep_headers"),
+        {
+            "multiple": True,
+            "metavar": "NAME",
+            "help": "Send this credential header with the copy (repeatable). By default the copy "
             "goes without Authorization, Cookie and Proxy-Authorization.",
-        ),
-        click.option("--no-dns-check", is_flag=True, help="Do not query the resolvers."),
-        click.option(
-            "--nginx-bin",
-            default="nginx",
-            show_default=True,
-            help="nginx binary (its version decides how copies reach the stage; nginx -V says "
+        },
+    ),
+    "no_dns_check": (
+        ("--no-dns-check",),
+        {"is_flag": True, "help": "Do not query the resolvers."},
+    ),
+    "nginx_bin": (
+        ("--nginx-bin",),
+        {
+            "default": "nginx",
+            "show_default": True,
+            "help": "nginx binary (its version decides how copies reach the stage; nginx -V says "
             "where its config and logs are).",
-        ),
-        click.option(
-            "--nginx-version",
-            default=None,
-            metavar="X.Y.Z",
-            help="Plan for this nginx version instead of asking the binary.",
-        ),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["diff", "json"]),
-            default="diff",
-            show_default=True,
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+        },
+    ),
+    "nginx_version": (
+        ("--nginx-version",),
+        {
+            "default": None,
+            "metavar": "X.Y.Z",
+            "help": "Plan for this nginx version instead of asking the binary.",
+        },
+    ),
+    "backup_dir": (
+        ("--backup-dir",),
+        {
+            "type": click.Path(path_type=Path),
+            "default": None,
+            "help": f"Where backups go (default {default_backup_dir()}).",
+        },
+    ),
+}
+_PLAN_OPTIONS = tuple(n for n in OPTIONS if n != "backup_dir")
+_UNSET_DEFAULTS = ("default", "required", "show_default")
 
 
-_config_option = click.option(
-    "--config",
-    "config",
-    default=None,
-    type=click.Path(path_type=Path),
-    help="nginx's main config, or a site file it includes (sites-enabled/NAME); "
-    "includes are followed. Default: the config nginx was built with (nginx -V).",
+def option_list(
+    *names: str, recorded: bool = False, help: Mapping[str, str] | None = None
+) -> list[Callable[[_Decorated], _Decorated]]:
+    """click's option decorators for the named mirror options (parameter names of `OPTIONS`).
+
+    `recorded`: for a command that records the choices for a later mirror (``cutover init``):
+    nothing is required and nothing has a default, so an option not given stays None (or
+    ``()``) and the mirror decides it when it runs, as ``hookshift mirror`` would. `help`
+    replaces an option's help where the recording command gives it a wider meaning.
+    """
+    decorators = []
+    for name in names:
+        decls, attrs = OPTIONS[name]
+        if recorded:
+            attrs = {k: v for k, v in attrs.items() if k not in _UNSET_DEFAULTS}
+        if help and name in help:
+            attrs = {**attrs, "help": help[name]}
+        decorators.append(click.option(*decls, **attrs))
+    return decorators
+
+
+def mirror_options(*names: str) -> Callable[[_Decorated], _Decorated]:
+    """A decorator adding the named mirror options, in the order given."""
+    decorators = option_list(*names)
+
+    def decorate(fn: _Decorated) -> _Decorated:
+        for option in reversed(decorators):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+_plan_options = mirror_options(*_PLAN_OPTIONS)
+_format_option = click.option(
+    "--format", "fmt", type=click.Choice(["diff", "json"]), default="diff", show_default=True
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class _NginxFacts:
-    """What the nginx binary says about itself (empty when there is no binary to ask)."""
-
-    version: tuple[int, int, int]
-    defaults: dict[str, str]
-
-    @property
-    def access_log(self) -> Path | None:
-        return compiled_path(self.defaults, "http-log-path")
-
-
-def _compiled_defaults(nginx_bin: str) -> dict[str, str]:
-    found = binary.find_binary(nginx_bin)
-    return binary.compiled_defaults(found) if found is not None else {}
-
-
-def _nginx_facts(nginx_bin: str, version: str | None) -> _NginxFacts:
-    if version is not None:
-        return _NginxFacts(binary.parse_version("/" + version), _compiled_defaults(nginx_bin))
-    found = binary.find_binary(nginx_bin)
-    if found is None:
-        raise InputError(
-            f"nginx binary not found: {nginx_bin}",
-            fix="pass --nginx-bin PATH, or --nginx-version X.Y.Z to plan offline",
-        )
-    return _NginxFacts(binary.nginx_version(found), binary.compiled_defaults(found))
-
-
-def main_config(config: Path | None, nginx_bin: str) -> Path:
-    """The main config to work on (``--config``, the one including a site file, or nginx's
-    compiled-in one), saying so on stderr when it is not the file the user passed."""
-    chosen = locate_main_config(config, nginx_bin)
-    if chosen.note:
-        diag("info", chosen.note)
-    return chosen.path
-
-
-def _parity_log(kwargs: dict[str, Any], access_log: Path | None) -> Path | None:
-    """The option; else beside nginx's own access log, where its operators look for logs."""
+def request_from(kwargs: Mapping[str, Any]) -> api.MirrorRequest:
+    """The `MirrorRequest` the plan/apply options describe."""
+    parity_log: Path | api.NoLog | None = kwargs["parity_log"]
     if kwargs["no_parity_log"]:
-        if kwargs["parity_log"] is not None:
+        if parity_log is not None:
             raise InputError(
                 "--parity-log and --no-parity-log contradict each other", fix="pass one of them"
             )
-        diag("info", "no parity log: `hookshift verify parity` needs one to compare against")
-        return None
-    if kwargs["parity_log"] is not None:
-        return kwargs["parity_log"]  # type: ignore[no-any-return]
-    return (access_log.parent if access_log else DEFAULT_PARITY_LOG.parent) / PARITY_LOG_NAME
-
-
-def _mirror_error_log(
-    kwargs: dict[str, Any], parity_log: Path | None, access_log: Path | None
-) -> Path | None:
-    """The option; else None (beside the parity log); else beside nginx's compiled access log
-    (a custom build's logs directory rather than Debian's /var/log/nginx)."""
-    if kwargs["mirror_error_log"] is not None or parity_log is not None:
-        return kwargs["mirror_error_log"]  # type: ignore[no-any-return]
-    if access_log:
-        return access_log.parent / MIRROR_ERROR_LOG_NAME
-    return None
-
-
-def _build(kwargs: dict[str, Any]) -> MirrorPlan:
-    facts = _nginx_facts(kwargs["nginx_bin"], kwargs["nginx_version"])
-    config = main_config(kwargs["config"], kwargs["nginx_bin"])
-    parity_log = _parity_log(kwargs, facts.access_log)
-    options = MirrorOptions(
-        config=config,
+        parity_log = api.NO_LOG
+    return api.MirrorRequest(
+        config=kwargs["config"],
         path=kwargs["path"],
         stage_url=kwargs["stage_url"],
         server_name=kwargs["server_name"],
         listen=kwargs["listen"],
-        resolvers=tuple(kwargs["resolvers"]) or DEFAULT_RESOLVERS,
+        resolvers=tuple(kwargs["resolvers"]),
         parity_log=parity_log,
         request_id_header=kwargs["request_id_header"],
         request_id_to_app=kwargs["request_id_to_app"],
@@ -269,23 +278,21 @@ def _build(kwargs: dict[str, Any]) -> MirrorPlan:
         timeout=kwargs["timeout"],
         mode=kwargs["mode"],
         relay_socket=kwargs["relay_socket"],
-        default_access_log=None if facts.access_log is None else str(facts.access_log),
-        mirror_error_log=_mirror_error_log(kwargs, parity_log, facts.access_log),
+        mirror_error_log=kwargs["mirror_error_log"],
         stage_dns=kwargs["stage_dns"],
         keep_headers=tuple(kwargs["keep_headers"]),
+        nginx_bin=kwargs["nginx_bin"],
+        nginx_version=kwargs["nginx_version"],
+        dns_check=not kwargs["no_dns_check"],
     )
-    plan = make_plan(options, facts.version)
-    if not kwargs["no_dns_check"]:
-        dns = dns_warnings(options.resolvers, plan.stage.host)
-        plan = dataclasses.replace(plan, warnings=(*plan.warnings, *dns))
-    for line in plan.info:
-        diag("info", line)
-    for warning in plan.warnings:
-        diag("warning", warning)
-    return plan
 
 
-def _notes(notes: tuple[str, ...]) -> None:
+def _show(lines: tuple[api.Line, ...]) -> None:
+    for line in lines:
+        diag(line.level, line.text)
+
+
+def _warn(notes: tuple[str, ...]) -> None:
     for note in notes:
         diag("warning", note)
 
@@ -300,21 +307,16 @@ def mirror() -> None:
 
 @mirror.command(epilog=EXAMPLES)
 @_plan_options
-def plan(**kwargs: Any) -> None:
+@_format_option
+def plan(fmt: str, **kwargs: Any) -> None:
     """Show what apply would change (a unified diff, or --format json); change nothing."""
-    pending = pending_change(kwargs["config"])
-    if pending:
-        diag("warning", f"{pending}: the next apply or remove puts them back first")
-    result = _build(kwargs)
-    if kwargs["fmt"] == "json":
+    result = api.plan(request_from(kwargs))
+    _show(result.lines)
+    if fmt == "json":
         with stdout_guard():
             emit_json(result.to_json())
         return
-    diag(
-        "info",
-        f"{result.mode} via {result.location.description} at {result.location.where} "
-        f"({result.server.description}); {describe_layout(result.layout)}",
-    )
+    diag("info", result.summary)
     if result.already_applied:
         diag("ok", "already applied: no change")
         return
@@ -324,12 +326,8 @@ def plan(**kwargs: Any) -> None:
 
 @mirror.command(epilog=EXAMPLES)
 @_plan_options
-@click.option(
-    "--backup-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help=f"Where backups go (default {default_backup_dir()}).",
-)
+@_format_option
+@mirror_options("backup_dir")
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
 @click.option(
     "--nginx-prefix",
@@ -337,30 +335,28 @@ def plan(**kwargs: Any) -> None:
     default=None,
     help="Run nginx with -p PREFIX (relative paths in the config resolve there).",
 )
-def apply(**kwargs: Any) -> None:
+def apply(
+    fmt: str, backup_dir: Path | None, reload: bool, nginx_prefix: Path | None, **kwargs: Any
+) -> None:
     """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
-    _notes(recover(kwargs["config"]))
-    result = _build(kwargs)
-    if kwargs["fmt"] != "json" and not result.already_applied:
+    request = request_from(kwargs)
+    _warn(api.recover(request.config, nginx_bin=request.nginx_bin))
+    planned = api.plan(request)
+    _show(planned.lines)
+    if fmt != "json" and not planned.already_applied:
         with stdout_guard("; nothing changed"):  # the diff first: unwritable output changes nothing
-            click.echo(result.diff(), nl=False)
-    outcome = apply_plan(
-        result,
-        nginx_bin=kwargs["nginx_bin"],
-        backup_dir=kwargs["backup_dir"],
-        reload=kwargs["reload"],
-        prefix=kwargs["nginx_prefix"],
+            click.echo(planned.diff(), nl=False)
+    outcome = api.write(
+        planned,
+        nginx_bin=request.nginx_bin,
+        backup_dir=backup_dir,
+        reload=reload,
+        prefix=nginx_prefix,
     )
-    _notes(outcome.notes)
-    if kwargs["fmt"] == "json":
-        data = result.to_json()
-        data["applied"] = {
-            "changed": [str(p) for p in outcome.changed],
-            "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
-            "reloaded": outcome.reloaded,
-        }
+    _warn(outcome.notes)
+    if fmt == "json":
         with stdout_guard(" (the config was changed)" if outcome.changed else ""):
-            emit_json(data)
+            emit_json(outcome.to_json())
         return
     if outcome.no_change:
         diag("ok", "already applied: no change")
@@ -373,7 +369,7 @@ def apply(**kwargs: Any) -> None:
 
 
 @mirror.command(epilog=EXAMPLES)
-@_config_option
+@mirror_options("config")
 @click.option("--nginx-bin", default="nginx", show_default=True)
 @click.option("--backup-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
@@ -394,24 +390,13 @@ def remove(
 ) -> None:
     """Remove the lines hookshift added from every file of the config (byte-identical
     originals); lines that do not match what apply wrote are named and left in place."""
-    outcome = remove_marked(
-        main_config(config, nginx_bin),
-        nginx_bin=nginx_bin,
-        backup_dir=backup_dir,
-        reload=reload,
-        prefix=nginx_prefix,
+    outcome = api.remove(
+        config, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload, prefix=nginx_prefix
     )
-    _notes(outcome.notes)
+    _show(outcome.lines)
     if fmt == "json":
         with stdout_guard(" (the config was changed)" if outcome.changed else ""):
-            emit_json(
-                {
-                    "changed": [str(p) for p in outcome.changed],
-                    "backup_dir": str(outcome.backup_dir) if outcome.backup_dir else None,
-                    "reloaded": outcome.reloaded,
-                    "warnings": list(outcome.notes),
-                }
-            )
+            emit_json(outcome.to_json())
         return
     if outcome.no_change:
         diag("ok", "no hookshift lines found: no change")

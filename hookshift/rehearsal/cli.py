@@ -8,7 +8,6 @@ the app lost during its deploy are in the queue. That is the reason for the migr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -27,11 +26,9 @@ from hookshift.rehearsal.scenario import (
     DeployScenario,
     Reconciliation,
     body_key,
-    read_archive,
     reconcile,
     run_deploy_scenario,
 )
-from hookshift.rehearsal.sqs import REGION
 from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
 from hookshift.verify.keys import PROFILES, parse_key, show_body_key
 
@@ -175,7 +172,7 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
         results = _send(stack, scenario, run_dir)
         depth = stack.wait_for_queue(len(results))
         diag("info", f"queue holds {depth} messages; draining it into {run_dir / 'archive'}")
-        messages = _pull(stack, run_dir / "archive")
+        messages = stack.drain_queue(run_dir / "archive")
         app_bodies = stack.app_bodies()
     queue_bodies = [str(m.get("Body", "")) for m in messages]
     rec = reconcile(results, app_bodies, queue_bodies)
@@ -202,28 +199,6 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
     }
 
 
-def _pull(stack: Stack, archive: Path) -> list[dict[str, Any]]:
-    """Drain the queue into the archive with ``hookshift verify pull`` (its code), else boto3."""
-    try:
-        from hookshift.verify.pull import pull
-    except ImportError:
-        return stack.drain_queue(archive)
-    # moto takes any credentials; the real chain may have none on a fresh machine
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(name, value)
-    pull(
-        stack.queue_url,
-        archive,
-        endpoint_url=stack.moto_endpoint,
-        region=REGION,
-        delete=True,
-        workers=2,
-        wait_time_s=1,
-        progress=True,
-    )
-    return list(read_archive(archive))
-
-
 PARITY_COUNTS = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "app_rejected")
 
 
@@ -235,11 +210,11 @@ def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, A
     its text rendering; the HTML report is written to ``run_dir/parity.html``.
     """
     try:
-        from hookshift.verify.parity import ParityOptions, run_parity
+        from hookshift.verify import ParityOptions, parity
         from hookshift.verify.report import render_html, render_text, write_report
     except ImportError:  # a build without the verify package: the summary above still holds
         return None
-    report = run_parity(
+    report = parity(
         f"nginx:{parity_log}",
         f"archive:{archive}",
         ParityOptions(grace_s=0, profile=PARITY_PROFILE),

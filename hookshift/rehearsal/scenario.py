@@ -1,9 +1,9 @@
 """The rehearsal's story: callbacks sent while the app is deployed, and where each one ended up.
 
 `run_deploy_scenario` plays the vendor against a running stack and restarts the app part-way
-(a deploy), so some callbacks fail at the app (nginx answers the vendor 502). `pull_queue`
-drains the queue into an archive (docs/contracts.md section 3) and `reconcile` says, per
-callback key, whether the app has it, the queue has it, both, or neither. The claim the
+(a deploy), so some callbacks fail at the app (nginx answers the vendor 502). Once hookshift's
+own pull has drained the queue into an archive (the stack's `drain_queue`), `reconcile` says,
+per callback key, whether the app has it, the queue has it, both, or neither. The claim the
 rehearsal demonstrates: app ledger + queue together hold every callback sent, and the ones
 the deploy cost the app are all in the queue.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,8 +88,6 @@ def reconcile(
 
 
 class SqsClient(Protocol):
-    def receive_message(self, **kwargs: Any) -> dict[str, Any]: ...
-    def delete_message_batch(self, **kwargs: Any) -> dict[str, Any]: ...
     def get_queue_attributes(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
@@ -125,71 +123,6 @@ def wait_for_depth(
         if now > deadline:
             return depth
         time.sleep(0.1)
-
-
-def pull_queue(
-    client: SqsClient,
-    queue_url: str,
-    archive_dir: Path,
-    *,
-    delete: bool = True,
-    idle_timeout: float = 5.0,
-) -> list[dict[str, Any]]:
-    """Drain the queue into ``archive_dir/segment-0001.jsonl`` (contract 3) and return messages.
-
-    Each message is on disk (flushed) before it is deleted, so an interrupted pull loses nothing.
-    It stops when a receive comes back empty and the queue reports nothing visible or in
-    flight (or after `idle_timeout` seconds without a message: someone else holds some).
-    ``hookshift verify pull`` is the full tool; this is the stack's quick drain.
-    """
-    archive_dir.mkdir(parents=True, exist_ok=True)
-    segment = archive_dir / "segment-0001.jsonl"
-    messages: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    last_progress = time.monotonic()
-    with segment.open("a", encoding="utf-8") as sink:
-        while True:
-            batch = client.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not batch:
-                if queue_depth(client, queue_url) == 0:
-                    break
-                if time.monotonic() - last_progress > idle_timeout:
-                    break
-                time.sleep(0.1)
-                continue
-            last_progress = time.monotonic()
-            for message in batch:
-                if message["MessageId"] in seen:
-                    continue
-                seen.add(message["MessageId"])
-                record = {k: v for k, v in message.items() if k != "ReceiptHandle"}
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-                messages.append(record)
-            sink.flush()
-            if delete:
-                client.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(batch)
-                    ],
-                )
-    return messages
-
-
-def read_archive(archive_dir: Path) -> Iterator[dict[str, Any]]:
-    """Every message in an archive directory, segment by segment."""
-    for segment in sorted(archive_dir.glob("*.jsonl")):
-        with segment.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    yield json.loads(line)
 
 
 class DeployableStack(Protocol):

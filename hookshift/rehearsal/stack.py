@@ -31,14 +31,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hookshift import mirror
 from hookshift.apigw.emulator import CustomDomain, Execution, RunningStage, StageConfig, serve
 from hookshift.apigw.integration import TemplateOptions
+from hookshift.errors import HookshiftError, OperationError
+from hookshift.mirror import NO_LOG, MirrorRequest
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port
 from hookshift.rehearsal.app import REQUEST_ID_HEADER, read_ledger, start_app
 from hookshift.rehearsal.dns import DnsServer
@@ -49,8 +53,8 @@ from hookshift.rehearsal.nginx_server import (
     find_nginx,
     write_sample_config,
 )
-from hookshift.rehearsal.scenario import pull_queue, queue_depth, wait_for_depth
-from hookshift.rehearsal.sqs import REGION, MotoServer, start_moto
+from hookshift.rehearsal.scenario import queue_depth, wait_for_depth
+from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer, start_moto
 
 API_ID = "abc123defg"
 DOMAIN_TARGET = f"d-xyz789abcd.execute-api.{REGION}.amazonaws.com"
@@ -61,8 +65,9 @@ CUSTOM_DOMAIN = "hooks.example.com"
 class StackOptions:
     """What to start and how. The defaults are the rehearsal: hookshift's mirror, healthy stage.
 
-    ``mirror``: ``"hookshift"`` applies ``hookshift mirror apply`` to the sample config
-    (``mirror_args`` adds options, e.g. ``("--timeout", "1")``); ``"none"`` leaves the config
+    ``mirror``: ``"hookshift"`` applies hookshift's mirror to the sample config
+    (``mirror_changes``: `hookshift.mirror.MirrorRequest` fields to override, e.g.
+    ``{"timeout": 1.0}``); ``"none"`` leaves the config
     as the user had it, plus the `extra_*` snippets: how a test writes a hand-made
     mirror. Snippets may name what is known only once the stack runs: ``@STAGE_HOST@``,
     ``@STAGE_PORT@``, ``@STAGE_NAME@``, ``@STAGE_URL@``, ``@DNS@``, ``@CA@``,
@@ -82,7 +87,7 @@ class StackOptions:
     parity_log: bool = True
     request_id_header: str = REQUEST_ID_HEADER
     request_id_to_app: bool = True  # the app's ledger then carries the id the queue has
-    mirror_args: tuple[str, ...] = ()  # extra `hookshift mirror apply` options
+    mirror_changes: dict[str, Any] = field(default_factory=dict)  # MirrorRequest fields
     extra_http: str = ""
     extra_server: str = ""
     extra_location: str = ""
@@ -230,9 +235,20 @@ class Stack:
         return wait_for_depth(self.sqs(), self.queue_url, expected, timeout=timeout)
 
     def drain_queue(self, archive_dir: Path | None = None) -> list[dict[str, Any]]:
-        """Receive and delete every message now in the queue (archived under the workdir)."""
+        """Move every message now in the queue into an archive with hookshift's own pull
+        (archived before deleted; under the workdir unless given) and return what it holds."""
+        from hookshift.verify import PullOptions, pull
+        from hookshift.verify.archive import iter_archive
+
         target = archive_dir or self.workdir / "archive" / secrets.token_hex(4)
-        return pull_queue(self.sqs(), self.queue_url, target)
+        # the pull finds credentials the way it does on a real host; moto takes any
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+        options = PullOptions(
+            endpoint_url=self.moto_endpoint, region=REGION, delete=True, workers=2, wait_time_s=1
+        )
+        pull(self.queue_url, target, options)
+        return list(iter_archive(target))
 
     def pids(self) -> dict[str, int]:
         """The pid of each part that runs as its own process (DNS runs in this one)."""
@@ -380,37 +396,24 @@ def _start_nginx(stack: Stack) -> None:
     stack._stoppers.append(stack.nginx.stop)
 
 
-def mirror_apply_args(stack: Stack, nginx_bin: str) -> list[str]:
-    """``hookshift mirror apply`` arguments that point the sample config at this stack's stage."""
+def mirror_request(stack: Stack, nginx_bin: str) -> MirrorRequest:
+    """The mirror request that points the sample config at this stack's stage."""
     assert stack.config is not None
     o = stack.options
-    args = [
-        "--config",
-        str(stack.config.main),
-        "--path",
-        o.callback_path,
-        "--stage-url",
-        stack.stage_url,
-        "--resolver",
-        stack.dns_address,
-        "--nginx-bin",
-        nginx_bin,
-        "--backup-dir",
-        str(stack.workdir / "nginx" / "backup"),
-        "--request-id-header",
-        o.request_id_header,
-        "--trusted-ca",
-        str(stack.ca_path),
-        "--relay-socket",
-        str(relay_socket(stack.workdir)),
-    ]
-    if o.parity_log:
-        args += ["--parity-log", str(stack.parity_log)]
-    else:  # mirror apply writes one beside nginx's own access log unless told not to
-        args.append("--no-parity-log")
-    if o.request_id_to_app:
-        args.append("--request-id-to-app")
-    return [*args, *o.mirror_args]
+    request = MirrorRequest(
+        config=stack.config.main,
+        path=o.callback_path,
+        stage_url=stack.stage_url,
+        resolvers=(stack.dns_address,),
+        nginx_bin=nginx_bin,
+        request_id_header=o.request_id_header,
+        request_id_to_app=o.request_id_to_app,
+        trusted_ca=stack.ca_path,
+        relay_socket=str(relay_socket(stack.workdir)),
+        # off: no log at all, not the default one beside nginx's own access log
+        parity_log=stack.parity_log if o.parity_log else NO_LOG,
+    )
+    return replace(request, **o.mirror_changes)
 
 
 def relay_socket(workdir: Path) -> Path:
@@ -425,17 +428,11 @@ def relay_socket(workdir: Path) -> Path:
     return Path("/tmp") / f"hookshift-{secrets.token_hex(6)}" / "relay.sock"
 
 
-def apply_mirror(stack: Stack, nginx_bin: str, extra: Sequence[str] = ()) -> None:
-    """Apply hookshift's mirror to the stack's nginx config through the real CLI command."""
-    from click.testing import CliRunner
-
-    from hookshift.cli import cli
-
-    result = CliRunner().invoke(
-        cli, ["mirror", "apply", *mirror_apply_args(stack, nginx_bin), *extra]
-    )
-    if result.exit_code != 0:
-        from hookshift.errors import OperationError
-
-        why = result.output.strip() or repr(result.exception)
-        raise OperationError(f"hookshift mirror apply failed: {why}") from result.exception
+def apply_mirror(stack: Stack, nginx_bin: str) -> None:
+    """Apply hookshift's mirror to the stack's nginx config, as `hookshift mirror apply` does."""
+    try:
+        mirror.apply(
+            mirror_request(stack, nginx_bin), backup_dir=stack.workdir / "nginx" / "backup"
+        )
+    except HookshiftError as exc:
+        raise OperationError(f"hookshift mirror apply failed: {exc.line()}") from None

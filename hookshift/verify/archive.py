@@ -91,11 +91,14 @@ def _message_id(line: str) -> str | None:
 
 
 def iter_archive(root: Path) -> Iterator[dict[str, Any]]:
-    """Every archived Message, in segment order (the reader for small archives and tests)."""
+    """Every archived Message, in segment order (the reader for small archives and tests).
+
+    A last line without its newline is a write in progress (a pull running now) or one a kill
+    cut short: it is not a message yet, so it is left out rather than read as a broken one."""
     for seg in sorted(root.glob("*.jsonl")):
         with seg.open(encoding="utf-8") as fh:
             for line in fh:
-                if line.strip():
+                if line.strip() and line.endswith("\n"):
                     yield json.loads(line)
 
 

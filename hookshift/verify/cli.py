@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -16,7 +15,8 @@ from hookshift.console import diag, emit_json, stderr_is_tty
 from hookshift.console import out as print_out
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
-from hookshift.verify.pull import NetworkLimits
+from hookshift.verify.api import os_errors_as_input
+from hookshift.verify.pull import NetworkLimits, PullProgress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,17 +34,8 @@ def _one_line_os_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with os_errors_as_input():
             return command(*args, **kwargs)
-        except OSError as exc:
-            what = exc.strerror or str(exc)
-            if exc.errno == errno.EEXIST:  # making a directory where a file is
-                what = "a file is in the way of a directory"
-            raise InputError(
-                what,
-                where=str(exc.filename) if exc.filename else None,
-                fix="check the path: its directory must exist and be writable, with room left",
-            ) from None
 
     return run
 
@@ -178,16 +169,15 @@ def pull_command(
       hookshift verify pull --queue-url URL --archive /var/lib/hookshift/archive --delete \\
           --follow --window 7d
     """
-    from hookshift.verify.pull import check_queue_url, pull
+    from hookshift.verify.api import PullOptions, pull
+    from hookshift.verify.pull import check_queue_url
 
     check_queue_url(queue_url, endpoint_url)
     common = (queue_url, archive_dir, endpoint_url, region, delete, workers, wait_time)
     if _pull_follow(*common, max_messages=max_messages, output_format=output_format, **follow_args):
         return
 
-    result = pull(
-        queue_url,
-        archive_dir,
+    options = PullOptions(
         endpoint_url=endpoint_url,
         region=region,
         delete=delete,
@@ -195,10 +185,16 @@ def pull_command(
         workers=workers,
         wait_time_s=wait_time,
         idle_polls=idle_polls,
-        progress=True,
-        notice=lambda text: diag("warning", text),
-        limits=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
+        network=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
     )
+    with _pull_bar() as progress:
+        result = pull(
+            queue_url,
+            archive_dir,
+            options,
+            progress=progress,
+            notice=lambda text: diag("warning", text),
+        )
     if output_format == "json":
         emit_json({"archive": str(archive_dir), **result.__dict__})
         return
@@ -209,6 +205,23 @@ def pull_command(
     )
     if result.delete_failures:
         diag("warning", f"{result.delete_failures} delete(s) failed: they will be received again")
+
+
+@contextmanager
+def _pull_bar() -> Iterator[PullProgress]:
+    """A bar on stderr for the messages pulled, drawn once the pull knows how many to expect."""
+    with ExitStack() as stack:
+        bars: list[Any] = []
+
+        def step(received: int, expected: int | None) -> None:
+            if not bars:
+                bar = click.progressbar(
+                    length=max(expected or 0, 1), label="pulling", file=sys.stderr
+                )
+                bars.append(stack.enter_context(bar))
+            bars[0].update(received - bars[0].pos)
+
+        yield step
 
 
 def _pull_follow(
@@ -422,7 +435,8 @@ def parity_command(
       hookshift verify parity --app jsonl:app-export.jsonl --app-body-field payload \\
           --queue jsonl:messages.json --key json:MSGID --since 2026-11-28T09:00Z
     """
-    from hookshift.verify.parity import ParityOptions, parse_time, run_parity
+    from hookshift.verify.api import check_window, parity
+    from hookshift.verify.parity import ParityOptions, parse_time
     from hookshift.verify.report import check_report_path, render, write_report
     from hookshift.verify.sources import AppFields
 
@@ -445,16 +459,11 @@ def parity_command(
         network=NetworkLimits(connect_s=network_timeout, read_s=network_timeout),
         stage_urls=stage_urls,
     )
-    if (
-        options.since_ms is not None
-        and options.until_ms is not None
-        and options.since_ms >= options.until_ms
-    ):
-        raise InputError("--since is not before --until", fix="swap them")
+    check_window(options)
     if out is not None:
         check_report_path(out)  # before the run: a long run must not end in a refusal
     with _phase_bar() as progress:
-        report = run_parity(app_source, queue_source, options, progress)
+        report = parity(app_source, queue_source, options, progress=progress)
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
@@ -870,11 +879,9 @@ def heal_command(
       hookshift verify heal --report report.json --to https://abc.execute-api.../prod/callback
       hookshift verify heal --report report.json --to sqs:https://sqs.../cb --apply
     """
-    from hookshift.verify.heal import heal
+    from hookshift.verify.api import HealOptions, heal
 
-    result = heal(
-        report_path,
-        target,
+    options = HealOptions(
         apply=apply,
         ledger=ledger,
         endpoint_url=endpoint_url,
@@ -882,6 +889,7 @@ def heal_command(
         plain_http_loopback=allow_plain_http_loopback,
         other_target=other_target,
     )
+    result = heal(report_path, target, options)
     if output_format == "json":
         emit_json(result.to_dict())
     else:

@@ -287,7 +287,6 @@ def _queue_files(
             region=options.region,
             delete=False,
             wait_time_s=options.sqs_wait_s,
-            progress=False,
             limits=options.network,
         )
         if not any(archive.glob("*.jsonl")):
@@ -481,7 +480,7 @@ def _run(
     timings["tally"] = time.monotonic() - mark
     progress(PHASES[2])
     seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms)
-    timeline = _timeline(con, seen)
+    timeline = _timeline(con, seen, bulk.rows)
     first_seen = seen.oldest
     sides = _Sides(
         key,
@@ -1035,44 +1034,77 @@ def _sample(
     }
 
 
-def _timeline(con: Any, seen: Spread) -> dict[str, Any]:
-    """Per-minute counts of both sides and of the losses (coarser buckets for long windows):
-    every record but those of the keys in the detail, which count per key (the first record's
-    minute; distinct messages) with their losses."""
+# Readable timeline buckets, in seconds, smallest first; a span too long for the last one gets
+# buckets of whole days.
+TIMELINE_BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200)
+DAY_S = 86_400
+# enough bars to see when something happened, few enough to tell them apart in a report
+TIMELINE_BARS_MAX = 120
+
+
+def _bars_at_most(span_ms: int, bucket_ms: int) -> int:
+    # buckets start on whole multiples of their size: a span can touch one more than it covers
+    return span_ms // bucket_ms + 2
+
+
+def timeline_bucket_s(span_ms: int) -> int:
+    """The smallest readable bucket that draws records `span_ms` apart in at most
+    TIMELINE_BARS_MAX bars: a few seconds of rehearsal get a bar a second, a day one every quarter
+    of an hour, a week one every two hours."""
+    for size in (*TIMELINE_BUCKETS_S, DAY_S):
+        if _bars_at_most(span_ms, size * 1000) <= TIMELINE_BARS_MAX:
+            return size
+    return DAY_S * (span_ms // (DAY_S * 1000 * (TIMELINE_BARS_MAX - 2)) + 1)
+
+
+def bucket_label(bucket_s: int) -> str:
+    """A bucket size as people say it: 1 s, 15 s, 5 min, 2 h, 1 day."""
+    for unit_s, unit in ((DAY_S, " day"), (3600, " h"), (60, " min")):
+        if bucket_s >= unit_s and bucket_s % unit_s == 0:
+            n = bucket_s // unit_s
+            return f"{n}{unit}{'s' if unit == ' day' and n > 1 else ''}"
+    return f"{bucket_s} s"
+
+
+def _timeline(con: Any, seen: Spread, rows: str = "record_rows") -> dict[str, Any]:
+    """Counts of both sides and of the losses per bucket, the bucket chosen from the span of the
+    records (timeline_bucket_s), every bucket from the first with records to the last (an empty
+    one is a gap in the traffic): every record but those of the keys in the detail, which count
+    per key (the first record's bucket; distinct messages) with their losses. `rows` holds every
+    row of the keys in the detail (Bulk.rows)."""
     names = ("app", "queue", "missing_in_queue", "missing_in_app", "in_flight")
-    minutes: dict[int, list[int]] = {}
-    for (start, side), n in seen.minutes.items():
-        minutes.setdefault(start, [0] * 5)[names.index(side)] += n
+    span_ms = 0 if seen.oldest is None or seen.newest is None else seen.newest - seen.oldest
+    bucket_s = timeline_bucket_s(span_ms)
+    empty = {"bucket_s": bucket_s, "bucket": bucket_label(bucket_s), "buckets": []}
+    if seen.oldest is None:
+        return empty
+    bucket_ms = bucket_s * 1000
+    # the spread counts per minute; a finer bucket needs the rows counted again at its size
+    base = seen if bucket_ms % BUCKET_MS == 0 else spread(con, rows, bucket_ms)
+    totals: dict[int, list[int]] = {}
+    for (start, side), n in base.minutes.items():
+        totals.setdefault(start // bucket_ms * bucket_ms, [0] * 5)[names.index(side)] += n
     for row in con.execute(f"""
         SELECT b, sum(app), sum(queue), sum(miq), sum(mia), sum(fly) FROM (
-            SELECT ta // {BUCKET_MS} * {BUCKET_MS} AS b, an AS app, 0 AS queue,
+            SELECT ta // {bucket_ms} * {bucket_ms} AS b, an AS app, 0 AS queue,
                 (cls = 'miq')::INT AS miq, 0 AS mia, (cls = 'fly')::INT AS fly
             FROM classified WHERE ta IS NOT NULL
             UNION ALL
-            SELECT tq // {BUCKET_MS} * {BUCKET_MS}, 0, qd, 0, (cls = 'mia')::INT, 0
+            SELECT tq // {bucket_ms} * {bucket_ms}, 0, qd, 0, (cls = 'mia')::INT, 0
             FROM classified WHERE tq IS NOT NULL
         ) GROUP BY b
     """).fetchall():
-        counts = minutes.setdefault(int(row[0]), [0] * 5)
+        counts = totals.setdefault(int(row[0]), [0] * 5)
         for i in range(5):
             counts[i] += int(row[i + 1])
-    minutes = {start: counts for start, counts in minutes.items() if any(counts)}
-    if not minutes:
-        return {"bucket_s": 60, "buckets": []}
-    lo, hi = min(minutes), max(minutes)
-    bucket_ms = BUCKET_MS
-    while (hi - lo) // bucket_ms > 1440:
-        bucket_ms *= 2
-    buckets: dict[int, list[int]] = {}
-    for start, counts in minutes.items():
-        total = buckets.setdefault(start // bucket_ms * bucket_ms, [0] * 5)
-        for i in range(5):
-            total[i] += counts[i]
+    starts = [start for start, counts in totals.items() if any(counts)]
+    if not starts:
+        return empty
     return {
-        "bucket_s": bucket_ms // 1000,
+        **empty,
         "buckets": [
-            {"start": iso(start), **dict(zip(names, buckets[start], strict=True))}
-            for start in sorted(buckets)
+            {"start": iso(start), **dict(zip(names, totals.get(start, [0] * 5), strict=True))}
+            for start in range(min(starts), max(starts) + 1, bucket_ms)
         ],
     }
 

@@ -10,7 +10,6 @@ every received message is hidden from the real consumer for the visibility timeo
 from __future__ import annotations
 
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,10 @@ from hookshift.errors import InputError, OperationError
 from hookshift.verify.archive import Archive
 
 BATCH = 10  # SQS's maximum per ReceiveMessage / DeleteMessageBatch
+PROGRESS_EVERY_S = 0.2
+
+# called with the messages received so far and how many the pull expects (None: unknown)
+PullProgress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -212,12 +215,15 @@ def pull(
     workers: int = 4,
     wait_time_s: int = 20,
     idle_polls: int = 1,
-    progress: bool = True,
+    progress: PullProgress | None = None,
     notice: Callable[[str], None] | None = None,
     limits: NetworkLimits | None = None,
 ) -> PullResult:
     """Pull the queue into `archive_dir`; stops after `idle_polls` empty long polls per worker
-    or `max_messages`. Raises OperationError when SQS refuses (the archive stays consistent)."""
+    or `max_messages`. Raises OperationError when SQS refuses (the archive stays consistent).
+
+    Nothing is printed: `progress` hears how far the pull got while the workers run, and
+    `notice` gets the warnings a person should read."""
     if workers < 1 or not 0 <= wait_time_s <= 20:
         raise InputError(
             "bad --workers or --wait-time", fix="workers >= 1, wait time 0..20 seconds"
@@ -263,22 +269,22 @@ def pull(
     )
 
 
-def _wait(threads: list[threading.Thread], shared: _Shared, total: int | None, bar: bool) -> None:
-    """Join the workers, drawing a progress bar on stderr meanwhile."""
-    if not bar:
+def _wait(
+    threads: list[threading.Thread],
+    shared: _Shared,
+    total: int | None,
+    progress: PullProgress | None,
+) -> None:
+    """Join the workers, telling `progress` how many messages arrived meanwhile."""
+    if not progress:  # None, or False from a caller that wants no reports
         for t in threads:
             t.join()
         return
-    import click
-
-    with click.progressbar(length=max(total or 0, 1), label="pulling", file=sys.stderr) as progress:
-        shown = 0
-        while any(t.is_alive() for t in threads):
-            time.sleep(0.2)
-            with shared.lock:
-                now = shared.received
-            progress.update(now - shown)
-            shown = now
-        for t in threads:
-            t.join()
-        progress.update(shared.received - shown)
+    while any(t.is_alive() for t in threads):
+        time.sleep(PROGRESS_EVERY_S)
+        with shared.lock:
+            now = shared.received
+        progress(now, total)
+    for t in threads:
+        t.join()
+    progress(shared.received, total)

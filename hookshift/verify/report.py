@@ -7,12 +7,14 @@ from __future__ import annotations
 import html
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
-from hookshift.verify.parity import CLASSES, ParityReport
+from hookshift.verify.bodydiff import BodyDiff, diff_bodies, shorten
+from hookshift.verify.parity import CLASSES, ParityReport, bucket_label
 
 FORMATS = ("text", "json", "md", "html")
 
@@ -76,6 +78,27 @@ def _window(report: ParityReport) -> str:
     return f"{since} .. {until} (grace {w.get('grace_s')} s)"
 
 
+def _per_bucket(report: ParityReport) -> str:
+    """The timeline's bucket as the reports name it: "per 1 s", "per 15 min"."""
+    return f"per {bucket_label(int(report.timeline.get('bucket_s', 60)))}"
+
+
+def _timeline_summary(report: ParityReport) -> str:
+    """The timeline in one line, for the formats that draw none: its bucket, its extent and where
+    the losses are."""
+    buckets = report.timeline.get("buckets") or []
+    if not buckets:
+        return f"{_per_bucket(report)}, no timed records"
+    text = (
+        f"{_per_bucket(report)}, {len(buckets)} bucket(s) from {buckets[0]['start']}"
+        f" to {buckets[-1]['start']}"
+    )
+    lossy = [b for b in buckets if b["missing_in_queue"]]
+    if lossy:
+        text += f"; missing_in_queue in {len(lossy)} of them, the first at {lossy[0]['start']}"
+    return text
+
+
 def render_text(report: ParityReport, *, tty: bool = False) -> str:
     """Plain lines when piped; an aligned, coloured table on a terminal."""
     import click
@@ -88,6 +111,7 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
         f"key: {report.key}   window: {_window(report)}",
         f"app: {report.sources['app']}   queue: {report.sources['queue']}",
         f"{LAG_LABEL}: {_lag(report)}",
+        f"timeline: {_timeline_summary(report)}",
         "",
     ]
     rows = _count_rows(report)
@@ -121,6 +145,9 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
                 if name == "mismatched":
                     lines.append(f"    app:   {s['app_body']}")
                     lines.append(f"    queue: {s['queue_body']}")
+                    if s.get("app_body") is not None and s.get("queue_body") is not None:
+                        diff = diff_bodies(str(s["app_body"]), str(s["queue_body"]))
+                        lines.append(f"    {first_difference(diff)}")
     if report.malformed_examples:
         lines.append("")
         lines.append("malformed (first few):")
@@ -128,6 +155,16 @@ def render_text(report: ParityReport, *, tty: bool = False) -> str:
     for w in report.warnings:
         lines.append(f"note: {w}")
     return "\n".join(lines) + "\n"
+
+
+def first_difference(diff: BodyDiff) -> str:
+    """Where two bodies shown part ways, in bytes as `cmp` counts them (and in characters)."""
+    if diff.first_byte is None:
+        return (
+            "the text shown is the same on both sides: the bodies differ in what it leaves out "
+            "(past its end, or digits masked as a phone number)"
+        )
+    return f"first difference at byte {diff.first_byte:,} (character {diff.first_char:,})"
 
 
 def _md_escape(text: Any) -> str:
@@ -144,6 +181,7 @@ def render_markdown(report: ParityReport) -> str:
         f"- window: {_window(report)}",
         f"- app: `{report.sources['app']}`, queue: `{report.sources['queue']}`",
         f"- {LAG_LABEL}: {_lag(report)}",
+        f"- timeline: {_timeline_summary(report)}",
         "",
         "| class | count | meaning |",
         "|---|---:|---|",
@@ -177,6 +215,8 @@ def render_markdown(report: ParityReport) -> str:
 
 SVG_W, SVG_H, PAD_L, PAD_B, PAD_T = 900, 270, 50, 40, 30
 APP_COLOUR, QUEUE_COLOUR, LOSS_COLOUR = "#1f77b4", "#2ca02c", "#d62728"
+# the background of what only the app body has, and of what only the queue body has
+DEL_COLOUR, INS_COLOUR = "#ffc0c0", "#b8f0b8"
 
 
 def timeline_svg(report: ParityReport) -> str:
@@ -195,12 +235,13 @@ def timeline_svg(report: ParityReport) -> str:
     parts = [
         f'<svg id="timeline" width="{SVG_W}" '
         f'height="{SVG_H}" viewBox="0 0 {SVG_W} {SVG_H}" role="img" '
-        f'aria-label="per-{report.timeline.get("bucket_s", 60)}s timeline of both sides">',
+        f'aria-label="timeline of both sides, {_per_bucket(report)}">',
         f'<line x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{SVG_W - 10}" y2="{PAD_T + plot_h}" '
         'stroke="#888"/>',
         f'<text x="4" y="{PAD_T + 10}" font-size="11">{peak:,}</text>',
         f'<text x="4" y="{PAD_T + plot_h}" font-size="11">0</text>',
     ]
+    count_free_x = 0.0
     for i, b in enumerate(buckets):
         x = PAD_L + i * slot
         for offset, value, colour, cls in (
@@ -219,9 +260,15 @@ def timeline_svg(report: ParityReport) -> str:
                 f'<rect class="loss" x="{x:.1f}" y="{PAD_T - 14}" width="{max(bar * 2, 3):.1f}" '
                 f'height="10" fill="{LOSS_COLOUR}"><title>{html.escape(b["start"] or "")}: '
                 f"{lost} missing in queue</title></rect>"
-                f'<text class="loss-count" x="{x:.1f}" y="{PAD_T - 17}" font-size="10" '
-                f'fill="#222">{lost}</text>'
             )
+            # with narrow bars, a count that would overprint the previous one is left to the
+            # mark's tooltip
+            if x >= count_free_x:
+                parts.append(
+                    f'<text class="loss-count" x="{x:.1f}" y="{PAD_T - 17}" font-size="10" '
+                    f'fill="#222">{lost}</text>'
+                )
+                count_free_x = x + 6 * len(str(lost)) + 4
     first, last = buckets[0]["start"] or "", buckets[-1]["start"] or ""
     parts.append(f'<text x="{PAD_L}" y="{SVG_H - 12}" font-size="11">{html.escape(first)}</text>')
     if len(buckets) > 1:  # one bucket: its start is already under it
@@ -233,11 +280,82 @@ def timeline_svg(report: ParityReport) -> str:
     return "".join(parts)
 
 
-def render_html(report: ParityReport, *, refresh_s: int | None = None) -> str:
-    """One file, no network: inline CSS and SVG, no scripts. With `refresh_s` the page reloads
-    itself that often (a report a running watch rewrites)."""
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(text: str) -> str:
+    """Changed text, HTML-escaped, with characters that draw nothing (line breaks, tabs, zero
+    widths, odd spaces) written as escapes: a change of only those would show as no change."""
+    out = []
+    for c in text:
+        if c != " " and unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Cs"):
+            code = _NAMED_ESCAPES.get(c) or (
+                f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+            )
+            out.append(f'<span class="ctl">{code}</span>')
+        else:
+            out.append(html.escape(c))
+    return "".join(out)
+
+
+def _side_html(kind: str, text: str, tag: str) -> str:
+    if kind == "same":
+        return html.escape(text)
+    if kind == "skipped":
+        return f'<span class="skip">…{len(text):,} characters…</span>' if text else ""
+    if not text:  # the other side has something here
+        return f'<{tag} class="gap" title="the other body has more here"></{tag}>'
+    return f"<{tag}>{_visible(text)}</{tag}>"
+
+
+def diff_cells(app_body: str, queue_body: str) -> tuple[str, str]:
+    """A mismatched sample's two bodies as HTML: what the app body has that the queue body lacks
+    in <del>, the reverse in <ins>, long unchanged runs left out; everything escaped."""
+    diff = diff_bodies(app_body, queue_body)
+    pieces = shorten(diff)
+    app = "".join(_side_html(p.kind, p.app, "del") for p in pieces)
+    queue = "".join(_side_html(p.kind, p.queue, "ins") for p in pieces)
+    where = html.escape(first_difference(diff))
+    return f'<code class="diff">{app}</code><div class="at">{where}</div>', (
+        f'<code class="diff">{queue}</code>'
+    )
+
+
+def _sample_row(name: str, sample: dict[str, Any]) -> str:
     esc = html.escape
-    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
+    app, queue = sample.get("app_body"), sample.get("queue_body")
+    if name == "mismatched" and app is not None and queue is not None:
+        app_cell, queue_cell = diff_cells(str(app), str(queue))
+    else:
+        app_cell, queue_cell = (f"<code>{esc(str(body or ''))}</code>" for body in (app, queue))
+    return (
+        f"<tr><td><code>{esc(str(sample['key']))}</code></td>"
+        f"<td>{esc(str(sample['app_time']))}</td><td>{esc(str(sample['queue_time']))}</td>"
+        f"<td>{app_cell}</td><td>{queue_cell}</td></tr>"
+    )
+
+
+def _refresh_head(refresh_s: int | None) -> str:
+    # a reload in the page itself (no script): the page stays one file that opens anywhere
+    return "" if refresh_s is None else f'<meta http-equiv="refresh" content="{refresh_s}">'
+
+
+def _refresh_note(report: ParityReport, refresh_s: int | None) -> str:
+    if refresh_s is None:
+        return ""
+    return (
+        f'<p id="refresh">generated {html.escape(report.generated_at)}; this page reloads itself '
+        f"every {refresh_s} s. If this time stops moving, nothing is updating the report.</p>"
+    )
+
+
+def render_html(report: ParityReport, *, refresh_s: int | None = None) -> str:
+    """One file, no network: inline CSS and SVG, no scripts. With `refresh_s`, the page reloads
+    itself that often (for a report that a running watch keeps rewriting) and says so, with the
+    time it was generated."""
+    if refresh_s is not None:
+        refresh_s = max(1, int(refresh_s))  # 0 would reload without pause
+    esc = html.escape
     colour = "#2ca02c" if report.passed else LOSS_COLOUR
     rows = "".join(
         f'<tr class="{"bad" if n in BAD and v else ""}" data-class="{esc(n)}">'
@@ -249,13 +367,7 @@ def render_html(report: ParityReport, *, refresh_s: int | None = None) -> str:
         samples = report.samples.get(name) or []
         if not samples:
             continue
-        items = "".join(
-            f"<tr><td><code>{esc(str(s['key']))}</code></td><td>{esc(str(s['app_time']))}</td>"
-            f"<td>{esc(str(s['queue_time']))}</td>"
-            f"<td><code>{esc(str(s.get('app_body') or ''))}</code></td>"
-            f"<td><code>{esc(str(s.get('queue_body') or ''))}</code></td></tr>"
-            for s in samples
-        )
+        items = "".join(_sample_row(name, s) for s in samples)
         sample_html.append(
             f'<h3 id="samples-{esc(name)}">{esc(name)}</h3><table class="samples">'
             "<tr><th>key</th><th>app time</th><th>queue time</th><th>app body</th>"
@@ -264,7 +376,8 @@ def render_html(report: ParityReport, *, refresh_s: int | None = None) -> str:
     malformed = "".join(f"<li><code>{esc(m)}</code></li>" for m in report.malformed_examples)
     notes = "".join(f"<li>{esc(w)}</li>" for w in report.warnings)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">{refresh}
+<html lang="en"><head><meta charset="utf-8">
+{_refresh_head(refresh_s)}
 <title>hookshift parity: {esc(report.verdict)}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
@@ -274,21 +387,29 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-a
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 tr.bad td {{ background: #fde0e0; }}
 code {{ font-size: 12px; word-break: break-all; }}
+del, ins {{ text-decoration: none; border-radius: 2px; }}
+del {{ background: {DEL_COLOUR}; }}
+ins {{ background: {INS_COLOUR}; }}
+del.gap, ins.gap {{ border-left: 2px solid #d62728; }}
+.ctl {{ color: #a00; font-style: italic; }}
+.skip {{ color: #777; font-style: italic; }}
+.at {{ color: #555; font-size: 12px; }}
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
 </style></head>
 <body>
 <div id="verdict">{esc(report.verdict.upper())}</div>
 <p id="reason">{esc(report.reason)}</p>
+{_refresh_note(report, refresh_s)}
 <p>key <code>{esc(report.key)}</code> &middot; window {esc(_window(report))}
 &middot; {esc(LAG_LABEL)}: {esc(_lag(report))}<br>
 app <code>{esc(report.sources["app"])}</code> &middot;
 queue <code>{esc(report.sources["queue"])}</code></p>
 <table id="counts"><tr><th>class</th><th>count</th><th>meaning</th></tr>{rows}</table>
-<h2>Timeline (per {report.timeline.get("bucket_s", 60)} s)</h2>
+<h2>Timeline ({esc(_per_bucket(report))})</h2>
 {timeline_svg(report)}
 <div class="legend"><span style="background:{APP_COLOUR}"></span>app
 <span style="background:{QUEUE_COLOUR}"></span>queue
-<span style="background:{LOSS_COLOUR}"></span>missing in queue (marked above its minute)</div>
+<span style="background:{LOSS_COLOUR}"></span>missing in queue (marked above its bucket)</div>
 <h2>Samples{" (phone numbers redacted)" if report.redacted else ""}</h2>
 {"".join(sample_html) or "<p>none</p>"}
 {f"<h2>Malformed</h2><ul>{malformed}</ul>" if malformed else ""}

@@ -94,7 +94,8 @@ class Bulk:
 class Spread:
     """Both sides per minute, the newest and the oldest record (keys and duplicates aside)."""
 
-    minutes: Counter[tuple[int, str]] = field(default_factory=Counter)  # (start, side) -> rows
+    # (start, side) -> rows; per minute unless spread() was asked for finer buckets
+    minutes: Counter[tuple[int, str]] = field(default_factory=Counter)
     newest: int | None = None
     oldest: int | None = None
 
@@ -311,13 +312,13 @@ def group_keys(con: Any, table: str, rows_per_partition: int = ROWS_PER_PARTITIO
     return bulk
 
 
-def spread(con: Any, rows: str = "record_rows") -> Spread:
-    """Accepted app records and messages per minute (of every key but those in unsettled_keys, which
-    the caller replaces with their per-key view), the newest and the oldest; `rows` holds every row
-    of the keys in unsettled_keys (Bulk.rows)."""
+def spread(con: Any, rows: str = "record_rows", bucket_ms: int = BUCKET_MS) -> Spread:
+    """Accepted app records and messages per minute, or per `bucket_ms` (of every key but those in
+    unsettled_keys, which the caller replaces with their per-key view), the newest and the oldest;
+    `rows` holds every row of the keys in unsettled_keys (Bulk.rows)."""
     counted = f"hk IS NOT NULL AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE}) AND t IS NOT NULL"
     out = Spread()
-    minute = f"t // {BUCKET_MS} * {BUCKET_MS}"
+    minute = f"t // {bucket_ms} * {bucket_ms}"
     for start, side, n, newest, oldest in con.execute(f"""
         SELECT {minute}, {IS_QUEUE}::INTEGER, count(*), max(t), min(t)
         FROM record_rows WHERE {counted} GROUP BY ALL

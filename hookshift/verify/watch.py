@@ -43,12 +43,15 @@ from hookshift.verify.follow import read_json_state
 from hookshift.verify.keys import KeySpec, parse_key, resolve_key
 from hookshift.verify.parity import (
     COUNT_KEYS,
+    TIMELINE_BARS_MAX,
     ParityOptions,
     ParityReport,
     _class_sql,
+    bucket_label,
     iso,
     quantile_disc,
     side_windows,
+    timeline_bucket_s,
     verdict_for,
 )
 from hookshift.verify.parity import _counts as parity_counts
@@ -63,7 +66,6 @@ from hookshift.verify.sources import (
 from hookshift.verify.tally import (
     APP_ACCEPTED,
     APP_BAD,
-    BUCKET_MS,
     IS_QUEUE,
     QUEUE_BAD,
     Bulk,
@@ -164,7 +166,11 @@ def read_new(path: Path, offset: int, out: IO[bytes], budget: int | None = None)
 _SHIFT = 1 << 63
 _RESULT_COUNTS = (*COUNT_KEYS, "malformed_app", "malformed_queue")
 TIMELINE = ("app", "queue", "missing_in_queue", "missing_in_app", "in_flight")
-TIMELINE_BUCKETS_MAX = 1440  # a day of minutes; longer windows get wider buckets
+# the timeline's counts are kept per minute, and per second while the records span so little
+# that parity's timeline may choose a bucket under a minute (the span only grows: once past
+# this, the seconds are dropped for good)
+SECOND, MINUTE = 1000, 60_000
+SECONDS_SPAN_MS = TIMELINE_BARS_MAX * MINUTE
 
 
 def _signed(col: str) -> str:
@@ -205,7 +211,8 @@ def _open_state(path: Path) -> sqlite3.Connection:
         "pending (hk INTEGER PRIMARY KEY, ta INTEGER NOT NULL)",
         # the report's timeline: per minute, the app's and the queue's callbacks and the keys
         # missing on either side (app-only keys at their app time, in flight or not)
-        "minutes (start INTEGER, col INTEGER, n INTEGER, PRIMARY KEY (start, col))",
+        "timeline (grain INTEGER, start INTEGER, col INTEGER, n INTEGER,"
+        " PRIMARY KEY (grain, start, col))",
     ):
         db.execute(f"CREATE TABLE IF NOT EXISTS {ddl}")
     db.execute("CREATE INDEX IF NOT EXISTS rows_hk ON rows (hk)")
@@ -275,7 +282,7 @@ class _Part:
     pending: dict[int, int]
     newest: int | None
     oldest: int | None
-    minutes: Counter[tuple[int, int]]  # (minute, index in TIMELINE) -> n
+    timeline: Counter[tuple[int, int, int]]  # (grain, start, index in TIMELINE) -> n
 
     @classmethod
     def nothing(cls) -> _Part:
@@ -307,6 +314,7 @@ class Watcher:
         self._stack = ExitStack()
         self.con: Any = None
         self.db: sqlite3.Connection | None = None
+        self._seconds = True  # the timeline is still kept per second too
         grace_ms = int(options.grace_s * 1000)
         app_win, queue_win = side_windows("t", options.since_ms, options.until_ms, grace_ms)
         bad = f"({C} & {APP_BAD | QUEUE_BAD} <> 0)"
@@ -330,6 +338,7 @@ class Watcher:
             self.con = _engine(self.options, Path(spill))
             self._stack.callback(self.con.close)
             self._check_sources()
+            self._seconds = _meta(self.db, "seconds") != "dropped"
         except BaseException:
             self._stack.close()  # the lock and the databases are let go of on a refusal too
             raise
@@ -593,20 +602,21 @@ class Watcher:
                 AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})
         """).fetchone()
         newest, oldest = seen if seen else (None, None)
-        minutes: Counter[tuple[int, int]] = Counter()
-        for start, *values in con.execute(f"""
-            SELECT b, sum(app), sum(queue), sum(miq), sum(mia) FROM (
-                SELECT ta // {BUCKET_MS} * {BUCKET_MS} AS b, an AS app, 0 AS queue,
-                    (cls = 'miq')::INT AS miq, 0 AS mia
-                FROM classified WHERE ta IS NOT NULL
-                UNION ALL
-                SELECT tq // {BUCKET_MS} * {BUCKET_MS}, 0, qd, 0, (cls = 'mia')::INT
-                FROM classified WHERE tq IS NOT NULL
-            ) GROUP BY b
-        """).fetchall():
-            for col, n in enumerate(values):
-                minutes[(int(start), col)] += int(n)
-        return _Part(Counter(counts), lags, pending, newest, oldest, minutes)
+        timeline: Counter[tuple[int, int, int]] = Counter()
+        for grain in (MINUTE, SECOND) if self._seconds else (MINUTE,):
+            for start, *values in con.execute(f"""
+                SELECT b, sum(app), sum(queue), sum(miq), sum(mia) FROM (
+                    SELECT ta // {grain} * {grain} AS b, an AS app, 0 AS queue,
+                        (cls = 'miq')::INT AS miq, 0 AS mia
+                    FROM classified WHERE ta IS NOT NULL
+                    UNION ALL
+                    SELECT tq // {grain} * {grain}, 0, qd, 0, (cls = 'mia')::INT
+                    FROM classified WHERE tq IS NOT NULL
+                ) GROUP BY b
+            """).fetchall():
+                for col, n in enumerate(values):
+                    timeline[(grain, int(start), col)] += int(n)
+        return _Part(Counter(counts), lags, pending, newest, oldest, timeline)
 
     def _fold(self, old: _Part, new: _Part) -> None:
         """Take the touched keys' old part out of the sums and put their new part in."""
@@ -618,12 +628,12 @@ class Watcher:
         lags.subtract(old.lags)
         _add(db, "lags", lags)
         db.execute("DELETE FROM lags WHERE n = 0")  # one row per distinct lag: a small table
-        minutes = Counter(new.minutes)
-        minutes.subtract(old.minutes)
+        timeline = Counter(new.timeline)
+        timeline.subtract(old.timeline)
         db.executemany(
-            "INSERT INTO minutes VALUES (?, ?, ?)"
-            " ON CONFLICT (start, col) DO UPDATE SET n = n + excluded.n",
-            [(start, col, n) for (start, col), n in minutes.items() if n],
+            "INSERT INTO timeline VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (grain, start, col) DO UPDATE SET n = n + excluded.n",
+            [(grain, start, col, n) for (grain, start, col), n in timeline.items() if n],
         )
         db.execute("DELETE FROM pending WHERE hk IN (SELECT hk FROM temp.touched)")
         db.executemany("INSERT INTO pending VALUES (?, ?)", list(new.pending.items()))
@@ -633,6 +643,11 @@ class Watcher:
             known = _meta(db, name)
             best = int(value) if known is None else pick(int(known), int(value))
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [name, str(best)])
+        newest, oldest = _meta(db, "newest"), _meta(db, "oldest")
+        if self._seconds and newest and oldest and int(newest) - int(oldest) > SECONDS_SPAN_MS:
+            db.execute("DELETE FROM timeline WHERE grain = ?", [SECOND])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('seconds', 'dropped')")
+            self._seconds = False
 
     def _result(self, key: KeySpec | None) -> WatchState:
         """The result from the sums: the window's end decides which app-only keys are still in
@@ -715,41 +730,49 @@ class Watcher:
         )
 
     def _timeline(self, state: WatchState) -> dict[str, Any]:
-        """Per-minute counts of both sides and of the losses, coarser for long windows (as
-        parity draws them); app-only keys within the grace of the end are in flight."""
+        """Both sides and the losses per bucket, the bucket chosen from the records' span as
+        parity chooses it, every bucket from the first with records to the last; app-only keys
+        within the grace of the end are in flight."""
         db = self._db
-        minutes: dict[int, list[int]] = {}
-        for start, col, n in db.execute("SELECT start, col, n FROM minutes WHERE n <> 0"):
-            minutes.setdefault(int(start), [0] * len(TIMELINE))[int(col)] += int(n)
+        newest, oldest = _meta(db, "newest"), _meta(db, "oldest")
+        span_ms = 0 if newest is None or oldest is None else int(newest) - int(oldest)
+        bucket_s = timeline_bucket_s(span_ms)
+        empty = {"bucket_s": bucket_s, "bucket": bucket_label(bucket_s), "buckets": []}
+        if oldest is None:
+            return empty
+        bucket_ms = bucket_s * 1000
+        grain = MINUTE if bucket_ms % MINUTE == 0 else SECOND
+        totals: dict[int, list[int]] = {}
+        for start, col, n in db.execute(
+            "SELECT start, col, n FROM timeline WHERE grain = ? AND n <> 0", [grain]
+        ):
+            totals.setdefault(int(start) // bucket_ms * bucket_ms, [0] * len(TIMELINE))[
+                int(col)
+            ] += int(n)
         end = state.window.get("end")
         if end is not None:
             edge = int(datetime.fromisoformat(end).timestamp() * 1000) - int(
                 self.options.grace_s * 1000
             )
             for start, n in db.execute(
-                f"SELECT ta / {BUCKET_MS} * {BUCKET_MS}, count(*) FROM pending"  # (times > 0)
+                f"SELECT ta / {bucket_ms} * {bucket_ms}, count(*) FROM pending"  # (times > 0)
                 " WHERE ta > ? GROUP BY 1",
                 [edge],
             ):
-                counts = minutes.setdefault(int(start), [0] * len(TIMELINE))
+                counts = totals.setdefault(int(start), [0] * len(TIMELINE))
                 counts[2] -= int(n)
                 counts[4] += int(n)
-        minutes = {start: counts for start, counts in minutes.items() if any(counts)}
-        if not minutes:
-            return {"bucket_s": BUCKET_MS // 1000, "buckets": []}
-        bucket_ms = BUCKET_MS
-        while (max(minutes) - min(minutes)) // bucket_ms > TIMELINE_BUCKETS_MAX:
-            bucket_ms *= 2
-        buckets: dict[int, list[int]] = {}
-        for start, counts in minutes.items():
-            total = buckets.setdefault(start // bucket_ms * bucket_ms, [0] * len(TIMELINE))
-            for i, n in enumerate(counts):
-                total[i] += n
+        starts = [start for start, counts in totals.items() if any(counts)]
+        if not starts:
+            return empty
         return {
-            "bucket_s": bucket_ms // 1000,
+            **empty,
             "buckets": [
-                {"start": iso(start), **dict(zip(TIMELINE, buckets[start], strict=True))}
-                for start in sorted(buckets)
+                {
+                    "start": iso(start),
+                    **dict(zip(TIMELINE, totals.get(start, [0] * 5), strict=True)),
+                }
+                for start in range(min(starts), max(starts) + 1, bucket_ms)
             ],
         }
 

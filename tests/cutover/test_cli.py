@@ -191,7 +191,7 @@ def test_init_rejects_bad_urls_and_paths_writing_nothing(
 def test_init_records_the_mirror_engine_options_each_stage_applies_with(
     tmp_path: Path, config: Path
 ) -> None:
-    from hookshift.cutover.nginx_ops import SHAPES, apply_args
+    from hookshift.cutover.nginx_ops import SHAPES, mirror_request
     from hookshift.cutover.settings import Settings
 
     state = tmp_path / "cutover.jsonl"
@@ -203,13 +203,13 @@ def test_init_records_the_mirror_engine_options_each_stage_applies_with(
     recorded = json.loads(status.stdout)["settings"]
     assert recorded["stage_dns"] == "reload"
     assert Path(recorded["mirror_error_log"]).is_absolute()
-    args = apply_args(Settings.from_json(recorded), SHAPES["mirror-stage"])
-    assert args[args.index("--stage-dns") + 1] == "reload"
-    assert args[args.index("--mirror-error-log") + 1] == recorded["mirror_error_log"]
+    request = mirror_request(Settings.from_json(recorded), SHAPES["mirror-stage"])
+    assert request.stage_dns == "reload"
+    assert request.mirror_error_log == Path(recorded["mirror_error_log"])
     # a journal written before these options existed still applies with the engine's defaults
     older = {k: v for k, v in recorded.items() if k not in ("stage_dns", "mirror_error_log")}
-    default_args = apply_args(Settings.from_json(older), SHAPES["mirror-stage"])
-    assert "--stage-dns" not in default_args and "--mirror-error-log" not in default_args
+    default = mirror_request(Settings.from_json(older), SHAPES["mirror-stage"])
+    assert default.stage_dns is None and default.mirror_error_log is None
 
 
 def test_a_bad_stage_dns_choice_is_a_usage_error(tmp_path: Path, config: Path) -> None:

@@ -218,3 +218,11 @@ def test_evidence_round_trips_through_the_journal_form() -> None:
         drain=DrainEvidence(3, 0, "/a"),
     )
     assert evidence_from_json(evidence.to_json()) == evidence
+
+
+def test_an_unknown_stage_is_bad_input_not_a_crash() -> None:
+    from hookshift.errors import InputError
+
+    with pytest.raises(InputError, match="unknown stage 'mirror'") as bad:
+        check_transition("mirror", Evidence(), entered_at=ENTERED, thresholds=T)
+    assert "baseline, mirror-stage" in bad.value.line()

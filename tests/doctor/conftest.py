@@ -39,6 +39,17 @@ def write_config(tmp_path: Path, http: str, files: dict[str, str] | None = None)
     return main
 
 
+def write_site(tmp_path: Path) -> tuple[Path, Path]:
+    """A site file ``sites-enabled/hooks`` (a public resolver on its line 3) and the main
+    config that includes it: (site, main)."""
+    main = write_config(
+        tmp_path,
+        "include sites-enabled/*;",
+        files={"sites-enabled/hooks": "server {\n    listen 8081;\n    resolver 1.1.1.1;\n}\n"},
+    )
+    return tmp_path / "sites-enabled" / "hooks", main
+
+
 @pytest.fixture
 def diagnose_http(tmp_path: Path) -> Diagnose:
     """diagnose_http(http_text, files={...}) -> findings for a config with that http block."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor.conftest import line_of, nginx_t, write_config
+from tests.doctor.conftest import line_of, nginx_t, write_config, write_site
 from tests.doctor.samples import protected_mirror, seed_mirror
 
 pytestmark = pytest.mark.e2e  # every test here starts a process
@@ -208,12 +208,7 @@ def test_a_missing_semicolon_is_one_line_with_file_line_and_exit_2(
 
 
 def test_a_site_file_is_diagnosed_in_the_main_config_that_includes_it(tmp_path: Path) -> None:
-    site = tmp_path / "sites-enabled" / "hooks"
-    config = write_config(
-        tmp_path,
-        "include sites-enabled/*;",
-        files={"sites-enabled/hooks": "server {\n    listen 8081;\n    resolver 1.1.1.1;\n}\n"},
-    )
+    site, config = write_site(tmp_path)
     result = doctor("--config", site, "--fail-on", "info")
     assert result.returncode == 1, result.stderr
     assert f"info: {site} is a site file; working on the main config {config}" in result.stderr

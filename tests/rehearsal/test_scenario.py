@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hookshift.rehearsal.cli import parity_lines, summary_lines
 from hookshift.rehearsal.load import SendResult, make_callbacks
-from hookshift.rehearsal.scenario import DeployScenario, body_key, read_archive, reconcile
+from hookshift.rehearsal.scenario import DeployScenario, body_key, reconcile
 from hookshift.rehearsal.stack import fill, relay_socket
 
 
@@ -98,9 +98,3 @@ def test_relay_socket_stays_within_the_unix_socket_path_limit(tmp_path: Path) ->
     assert relay_socket(tmp_path) == tmp_path / "nginx" / "hookshift" / "relay.sock"
     deep = tmp_path / ("d" * 120)
     assert len(str(relay_socket(deep))) < 100
-
-
-def test_archive_segments_are_read_in_order(tmp_path: Path) -> None:
-    (tmp_path / "segment-0002.jsonl").write_text('{"MessageId":"b"}\n')
-    (tmp_path / "segment-0001.jsonl").write_text('{"MessageId":"a"}\n\n')
-    assert [m["MessageId"] for m in read_archive(tmp_path)] == ["a", "b"]

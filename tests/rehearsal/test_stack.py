@@ -21,9 +21,9 @@ def test_a_failed_mirror_apply_stops_every_part_already_started(
         queue_name="stack-fail",
         nginx_bin=nginx_bin,
         stage_mode="process",
-        mirror_args=("--no-such-option",),
+        mirror_changes={"relay_socket": str(tmp_path / "no" / "such" / "dir" / "r.sock")},
     )
-    with pytest.raises(OperationError, match=r"(?s)mirror apply failed.*no-such-option"):
+    with pytest.raises(OperationError, match=r"mirror apply failed.*directory does not exist"):
         start_stack(tmp_path, options, moto=moto)
     assert processes_mentioning(str(tmp_path)) == []  # the app and the emulator are gone
     assert moto.process.running()  # a shared server is not the stack's to stop

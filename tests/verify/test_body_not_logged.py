@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 
-from hookshift.verify import parity as parity_module
 from hookshift.verify.parity import ParityOptions, run_parity
 from hookshift.verify.report import FORMATS, render
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
+
+# the module, not `hookshift.verify.parity` the function the package exports under that name
+parity_module = importlib.import_module("hookshift.verify.parity")
 
 
 def _spooled(tmp_path: Path, spooled: tuple[int, ...] = (1, 2)) -> tuple[Path, Path]:

@@ -12,13 +12,26 @@ import pytest
 
 from hookshift.verify.parity import ParityOptions, ParityReport, run_parity
 from hookshift.verify.redact import redact_body
-from hookshift.verify.report import APP_COLOUR, LAG_LABEL, LOSS_COLOUR, render, timeline_svg
+from hookshift.verify.report import (
+    APP_COLOUR,
+    DEL_COLOUR,
+    INS_COLOUR,
+    LAG_LABEL,
+    LOSS_COLOUR,
+    render,
+    render_html,
+    timeline_svg,
+)
 from tests.verify import png
 from tests.verify.conftest import EXPECTED, Scenario
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 
-RED = tuple(int(LOSS_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
-BLUE = tuple(int(APP_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+RED, BLUE = _rgb(LOSS_COLOUR), _rgb(APP_COLOUR)
 
 
 def _loss_band_red_pixels(shot: Path) -> int:
@@ -147,11 +160,14 @@ def test_html_report_renders_in_chromium_with_verdict_counts_and_marked_losses(
     dom = _chromium(["--dump-dom", page.as_uri()], tmp_path).stdout.decode()
     assert '<div id="verdict">FAIL</div>' in dom
     assert 'data-class="missing_in_queue"><td>missing_in_queue</td><td class="num">2</td>' in dom
-    assert dom.count('class="bar app"') == 3 and dom.count('class="bar queue"') == 3
-    assert dom.count('class="loss"') == 1  # one minute with losses
+    buckets = report.timeline["buckets"]
+    assert len(buckets) > 3  # three minutes of callbacks: finer than a bar a minute
+    assert dom.count('class="bar app"') == len(buckets) == dom.count('class="bar queue"')
+    lossy = [b for b in buckets if b["missing_in_queue"]]
+    assert dom.count('class="loss"') == len(lossy) == 2  # callbacks 12 and 13, 6 s apart
     shot = tmp_path / "shot.png"
     _chromium([f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], tmp_path)
-    assert _loss_band_red_pixels(shot) > 10  # the minute with losses is marked red
+    assert _loss_band_red_pixels(shot) > 10  # the buckets with losses are marked red
 
 
 def _clean_report(tmp_path: Path, n: int) -> ParityReport:
@@ -168,11 +184,11 @@ def _clean_report(tmp_path: Path, n: int) -> ParityReport:
 def test_timeline_names_its_first_and_last_bucket_once_each(tmp_path: Path) -> None:
     several = _html_with_losses(tmp_path)
     starts = [b["start"] for b in several.timeline["buckets"]]
-    assert len(starts) == 3
+    assert len(starts) > 1
     svg = timeline_svg(several)
     assert svg.count(f">{starts[0]}</text>") == 1 and svg.count(f">{starts[-1]}</text>") == 1
     (tmp_path / "one").mkdir()
-    single = _clean_report(tmp_path / "one", 5)
+    single = _clean_report(tmp_path / "one", 1)
     (start,) = [b["start"] for b in single.timeline["buckets"]]
     assert timeline_svg(single).count(f">{start}</text>") == 1
 
@@ -210,3 +226,20 @@ def test_html_report_of_a_clean_run_draws_no_loss_marker(tmp_path: Path) -> None
     assert _loss_band_red_pixels(shot) == 0
     _, _, rows = png.decode(shot.read_bytes())
     assert png.count_colour(rows[:60], (0x2C, 0xA0, 0x2C)) > 50  # PASS, drawn green
+
+
+@pytest.mark.e2e
+def test_html_report_draws_the_differing_bytes_highlighted_and_keeps_its_refresh(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    # callback 9 reached the queue with its "+" decoded to a space: one character each side
+    page = tmp_path / "report.html"
+    page.write_text(render_html(_report(scenario), refresh_s=3600), encoding="utf-8")
+    dom = _chromium(["--dump-dom", page.as_uri()], tmp_path).stdout.decode()
+    assert '<meta http-equiv="refresh" content="3600">' in dom
+    assert "<del>+</del>" in dom and "<ins> </ins>" in dom
+    shot = tmp_path / "shot.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1000,4000", page.as_uri()], tmp_path)
+    _, _, rows = png.decode(shot.read_bytes())
+    assert png.count_colour(rows, _rgb(DEL_COLOUR), tolerance=4) > 20
+    assert png.count_colour(rows, _rgb(INS_COLOUR), tolerance=4) > 20

@@ -3,6 +3,7 @@ the watch's interval; a path the watch could not rewrite is refused before anyth
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -51,3 +52,36 @@ def test_a_page_path_the_watch_cannot_rewrite_is_refused_first(
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"--html {bad}" in err, err
         assert not (tmp_path / "st").exists()
+
+
+def test_the_pages_timeline_follows_the_span_as_paritys_does(tmp_path: Path) -> None:
+    from hookshift.verify.parity import ParityOptions, run_parity
+    from hookshift.verify.watch import Watcher
+
+    log, segment = tmp_path / "p.log", tmp_path / "a" / "seg-1.jsonl"
+    app, queue = f"nginx:{log}", f"archive:{segment.parent}"
+    seen: list[str] = []
+    with Watcher(app, queue, tmp_path / "st", ParityOptions(grace_s=0)) as watcher:
+        # seconds apart, then half an hour, then three hours: a bucket of a second, of a
+        # minute or more, and one past the span that keeps counts per second
+        for step, offsets in enumerate(([0, 1, 3], [1800], [3 * 3600, 3 * 3600 + 7])):
+            for n, offset_s in enumerate(offsets, start=10 * step):
+                when = T0 + offset_s * 1000
+                with log.open("a", encoding="utf-8") as fh:
+                    fh.write(nginx_line(rid(n), when, body(n)) + "\n")
+                if n % 2 == 0:  # every other one reaches the queue
+                    segment.parent.mkdir(exist_ok=True)
+                    msg = message(f"m{n}", body(n), when + 500, request_id=rid(n))
+                    with segment.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(msg) + "\n")
+            state = watcher.update()
+            watched = watcher.report(state).timeline
+            assert watched == run_parity(app, queue, ParityOptions(grace_s=0)).timeline
+            seen.append(watched["bucket"])
+    assert seen[0] == "1 s" and seen[1] != seen[2]
+    # past the span a bucket under a minute could serve, the per-second counts are let go of
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "st" / "watch.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM timeline WHERE grain = 1000").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM timeline WHERE grain = 60000").fetchone()[0] > 0

@@ -1,0 +1,48 @@
+"""`hookshift.doctor.check` from Python: the report the command prints, and nothing printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hookshift import doctor
+from hookshift.errors import InputError
+from tests.doctor.conftest import write_config, write_site
+from tests.doctor.samples import protected_mirror, seed_mirror
+
+
+def test_a_clean_config_gives_a_report_without_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, protected_mirror())
+    report = doctor.check(config, nginx_bin="/nonexistent/nginx")
+    assert report.config == config and report.info == ()
+    assert not report.failed(doctor.Severity.ERROR)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_findings_come_most_severe_first_and_decide_failed(tmp_path: Path) -> None:
+    report = doctor.check(write_config(tmp_path, seed_mirror()))
+    severities = [f.severity for f in report.findings]
+    assert severities == sorted(severities, reverse=True)
+    assert report.failed(doctor.Severity.ERROR)
+    assert "mirror-wrong-host" in {f.code for f in report.findings}
+
+
+def test_a_site_file_is_checked_in_the_main_config_that_includes_it(tmp_path: Path) -> None:
+    site, config = write_site(tmp_path)
+    report = doctor.check(site, nginx_bin="/nonexistent/nginx")
+    assert report.config == config
+    note = f"{site} is a site file; working on the main config {config} that includes it"
+    assert report.info == (note,)
+    assert any(f.where.endswith("hooks:3") for f in report.findings)
+
+
+def test_a_config_that_does_not_parse_raises_input_error_with_exit_code_2(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, "server {\n    listen 80\n}\n")
+    with pytest.raises(InputError) as raised:
+        doctor.check(config)
+    assert raised.value.exit_code == 2 and str(config) in raised.value.line()
