@@ -546,6 +546,13 @@ def _phase_bar() -> Iterator[Callable[[str], None] | None]:
 )
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT", help="Serve /metrics.")
 @click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path),  # checked by _check_html_path: one line, the user's words
+    default=None,
+    help="HTML report rewritten at each update (owner-only); the page reloads every --interval.",
+)
+@click.option(
     "--alert-cmd",
     default=None,
     metavar="COMMAND",
@@ -577,6 +584,7 @@ def watch_command(
     stale_after: str,
     metrics_file: Path | None,
     metrics_listen: str | None,
+    html_path: Path | None,
     alert_cmd: str | None,
     rearm_after: str,
     output_format: str,
@@ -594,16 +602,22 @@ def watch_command(
           --profile bizppurio --metrics-file /var/lib/node_exporter/textfile/hookshift.prom \\
           --alert-cmd 'notify-team "$HOOKSHIFT_ALERT_MESSAGE"'
       hookshift verify watch --app nginx:parity.log --queue archive:./a --state ./w --once
+      hookshift verify watch --app nginx:parity.log --queue archive:./a --state ./w \\
+          --html ./w/parity.html --interval 10s
     """
     import threading
 
     from hookshift.verify.follow import stop_on_signals
     from hookshift.verify.metrics import Family, MetricsServer
     from hookshift.verify.parity import ParityOptions, parse_time
+    from hookshift.verify.report import render_html, write_report
     from hookshift.verify.retention import parse_duration
     from hookshift.verify.watch import Outputs, Watcher, publish
 
     every = parse_duration(interval, "--interval")
+    if html_path is not None:
+        html_path = html_path.absolute()  # the page is rewritten long after a cwd could change
+        _check_html_path(html_path)
     listen = _host_port(metrics_listen) if metrics_listen else None
     if follow_state is None and queue_source.startswith("archive:"):
         beside = Path(queue_source.partition(":")[2]) / "follow-state.json"
@@ -636,6 +650,9 @@ def watch_command(
                 while True:
                     state = watcher.update()
                     latest[0] = publish(state, state_dir, outputs, diag)
+                    if html_path is not None:
+                        page = render_html(watcher.report(state), refresh_s=every)
+                        write_report(html_path, page)
                     changed = once or state.counts != shown
                     if changed and output_format == "json":
                         emit_json(state.to_dict())
@@ -648,6 +665,21 @@ def watch_command(
             if server is not None:
                 server.stop()
     ctx.exit((0 if state.passed else 1) if once else 0)
+
+
+def _check_html_path(path: Path) -> None:
+    """Refuse, before the first update, a page the watch could not replace at every update."""
+    from hookshift.verify.report import check_report_path
+
+    problem = None if path.parent.is_dir() else f"no directory {path.parent}"
+    try:
+        check_report_path(path)
+    except InputError:
+        problem = "not a regular file"
+    if problem:
+        raise InputError(
+            problem, where=f"--html {path}", fix="give the path of a file in an existing directory"
+        )
 
 
 def _watch_line(verdict: str, reason: str, counts: dict[str, int]) -> str:

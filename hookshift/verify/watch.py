@@ -1,15 +1,18 @@
 """``hookshift verify watch``: keep the parity result current while the parity log and the
-archive grow, reading only the bytes that are new.
+archive grow, at a cost per update that depends on what is new, not on the history.
 
-State (a directory): a DuckDB database with one narrow row per record read so far, exactly the rows
-``verify parity`` builds in its scan (verify/tally.py's table record_rows: key hash, body hash,
-time, class code), plus how far each file has been read, plus a canonical hash per distinct body (so
-that a body that differs only in key order or spacing is not a mismatch, as in parity). An update
-reads the new complete lines of each file, turns them into rows with parity's own SQL, and appends
-them in one transaction with the new offsets (a kill at any point leaves both as they were). The
-classes and the verdict are then recomputed over the table by parity's own functions (`tally`,
-`create_detail`, `classify_rows`, `verdict_for`), so a watched result is a one-shot parity over the
-same files, without reading those files again.
+An update reads the new complete lines of each file and turns them into parity's narrow rows
+with parity's own SQL (verify/tally.py's create_rows). The state (SQLite, in a directory) keeps
+every keyed row, running sums of what parity counts over all keys, the lags, and the app-only
+keys by time. The keys the new lines mention are the only ones looked at: their old rows are
+fetched by index, their part of the sums is computed with parity's per-key detail, classes and
+counts (`create_detail`, `_class_sql`, `_counts`) and taken out, then the same over their old
+and new rows together is put back; the rows, the sums and the new offsets are committed in one
+transaction (a kill at any point leaves them as they were). The one class that depends on the
+window's end, in flight, is an app-only key within the grace of the newest record: a range on
+the index of the app-only keys' times, so only keys near the edge are counted. The result is a
+one-shot parity over the same files, without reading them again and without a pass over the
+history.
 
 A file is known by its first line (a parity-log line holds the request id and nginx's time, an
 archive line the MessageId), not by its name or inode: a log renamed by logrotate (.log ->
@@ -22,11 +25,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -37,12 +43,18 @@ from hookshift.verify.follow import read_json_state
 from hookshift.verify.keys import KeySpec, parse_key, resolve_key
 from hookshift.verify.parity import (
     COUNT_KEYS,
+    TIMELINE_BARS_MAX,
     ParityOptions,
-    classify_rows,
+    ParityReport,
+    _class_sql,
+    bucket_label,
     iso,
+    quantile_disc,
     side_windows,
+    timeline_bucket_s,
     verdict_for,
 )
+from hookshift.verify.parity import _counts as parity_counts
 from hookshift.verify.sources import (
     SourceSpec,
     app_rows_sql,
@@ -56,20 +68,22 @@ from hookshift.verify.tally import (
     APP_BAD,
     IS_QUEUE,
     QUEUE_BAD,
+    Bulk,
     C,
     create_detail,
     create_rows,
+    null_counts,
 )
-from hookshift.verify.tally import tally as tally_rows
 
 if TYPE_CHECKING:
     from hookshift.verify.metrics import Family
 
-DB_NAME = "watch.duckdb"
+DB_NAME = "watch.sqlite"
 STATE_NAME = "watch-state.json"
 # new bytes a side per round of an update: bounds a first update's memory over a long
 # history (larger rounds grew it faster than they saved time)
 READ_BUDGET = 16 * 1024 * 1024
+STATE_CACHE_KIB = 128 * 1024
 CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical hash
 HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
 # parity's options (samples, fetching and sqs: sources aside, which a watch has no use for);
@@ -147,36 +161,132 @@ def read_new(path: Path, offset: int, out: IO[bytes], budget: int | None = None)
 
 # --------------------------------------------------------------------------- the database
 
+# SQLite holds integers as signed 64 bits; DuckDB's hashes are unsigned: shifted by 2^63 on the
+# way in and back on the way out (a bijection, which is all a hash needs)
+_SHIFT = 1 << 63
+_RESULT_COUNTS = (*COUNT_KEYS, "malformed_app", "malformed_queue")
+TIMELINE = ("app", "queue", "missing_in_queue", "missing_in_app", "in_flight")
+# the timeline's counts are kept per minute, and per second while the records span so little
+# that parity's timeline may choose a bucket under a minute (the span only grows: once past
+# this, the seconds are dropped for good)
+SECOND, MINUTE = 1000, 60_000
+SECONDS_SPAN_MS = TIMELINE_BARS_MAX * MINUTE
 
-def _connect(db_path: Path, options: ParityOptions, spill: Path) -> Any:
+
+def _signed(col: str) -> str:
+    return f"({col}::HUGEINT - {_SHIFT})::BIGINT"
+
+
+def _unsigned(col: str) -> str:
+    return f"({col}::HUGEINT + {_SHIFT})::UBIGINT"
+
+
+def _open_state(path: Path) -> sqlite3.Connection:
+    """The state: SQLite, because an update looks up and rewrites a few keys among millions,
+    which a B-tree does in time that does not grow with the table (DuckDB rewrites a table's
+    index at every checkpoint and has no cheaper way to find a few rows than a scan)."""
+    db = sqlite3.connect(str(path), isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    # a commit is durable against a kill at once and against a power cut from the next
+    # checkpoint on; a transaction lost to a power cut is read again from the files (its
+    # offsets went with it), so the state is never wrong, only behind
+    db.execute("PRAGMA synchronous = NORMAL")
+    # the key index of a long history: its pages kept in memory make a first update's inserts
+    # (random keys) far cheaper than SQLite's default 2 MiB cache
+    db.execute(f"PRAGMA cache_size = -{STATE_CACHE_KIB}")
+    for ddl in (
+        "meta (name TEXT PRIMARY KEY, value TEXT)",
+        "files (side INTEGER, ident TEXT, path TEXT, pos INTEGER, PRIMARY KEY (side, ident))",
+        # every keyed record read so far (parity's narrow row, and the canonical hash of its
+        # body: bodies that say the same thing are no mismatch): what a key's class is
+        # recomputed from when a new record of that key arrives. The hash sits in the row, not
+        # in a table of its own: one index fewer whose pages each new key dirties
+        "rows (hk INTEGER NOT NULL, bh INTEGER, t INTEGER, m INTEGER, ch INTEGER)",
+        # running sums over every key of what parity counts (an app-only key counted missing),
+        # and the lags (ms) of the keys seen on both sides
+        "totals (name TEXT PRIMARY KEY, n INTEGER)",
+        "lags (lag INTEGER PRIMARY KEY, n INTEGER)",
+        # keys the app accepted that the queue has not seen, by the app's time: those within the
+        # grace of the window's end are in flight, found by a range on the index
+        "pending (hk INTEGER PRIMARY KEY, ta INTEGER NOT NULL)",
+        # the report's timeline: per minute, the app's and the queue's callbacks and the keys
+        # missing on either side (app-only keys at their app time, in flight or not)
+        "timeline (grain INTEGER, start INTEGER, col INTEGER, n INTEGER,"
+        " PRIMARY KEY (grain, start, col))",
+    ):
+        db.execute(f"CREATE TABLE IF NOT EXISTS {ddl}")
+    db.execute("CREATE INDEX IF NOT EXISTS rows_hk ON rows (hk)")
+    db.execute("CREATE INDEX IF NOT EXISTS pending_ta ON pending (ta)")
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS touched (hk INTEGER PRIMARY KEY)")
+    return db
+
+
+def _engine(options: ParityOptions, spill: Path) -> Any:
+    """DuckDB in memory: parity's SQL over the new lines and over the rows of the keys they
+    touch (nothing in it outlives an update)."""
     import duckdb
 
-    con = duckdb.connect(str(db_path))
+    con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{options.memory_limit}'")
     con.execute(f"SET temp_directory = '{spill}'")
     if options.threads:
         con.execute(f"SET threads = {int(options.threads)}")
-    con.execute("CREATE TABLE IF NOT EXISTS meta (name VARCHAR PRIMARY KEY, value VARCHAR)")
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS files (side INTEGER, ident VARCHAR, path VARCHAR, "
-        "pos BIGINT, PRIMARY KEY (side, ident))"
-    )
-    con.execute("CREATE TABLE IF NOT EXISTS rows (hk UBIGINT, bh UBIGINT, t BIGINT, m UBIGINT)")
-    # no PRIMARY KEY: DuckDB rewrites a table's index at every checkpoint, which made an
-    # update's cost grow with the history; new bodies are told apart by an anti-join instead
-    con.execute("CREATE TABLE IF NOT EXISTS canon (bh UBIGINT, ch UBIGINT)")
-    con.execute("CREATE TABLE IF NOT EXISTS rejected (side INTEGER, n BIGINT)")
     return con
 
 
-def _meta(con: Any, name: str) -> str | None:
-    row = con.execute("SELECT value FROM meta WHERE name = ?", [name]).fetchone()
+def _meta(db: sqlite3.Connection, name: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE name = ?", [name]).fetchone()
     return None if row is None else str(row[0])
 
 
 def _canon_hash(body: str) -> int:
-    return int.from_bytes(hashlib.blake2b(canonical(body).encode(), digest_size=8).digest(), "big")
+    digest = hashlib.blake2b(canonical(body).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _load(con: Any, rows: list[tuple[Any, ...]]) -> None:
+    """DuckDB temp table old_rows (hk, bh, t, m) from SQLite's rows (signed, with the
+    canonical hash), and the canonical hashes into table canon (bh, ch)."""
+    cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], [], []]
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE old_loaded AS
+        SELECT {_unsigned("a")} AS hk, {_unsigned("b")} AS bh, c AS t, {_unsigned("d")} AS m,
+            e AS ch
+        FROM (SELECT unnest($1::BIGINT[]) AS a, unnest($2::BIGINT[]) AS b,
+                     unnest($3::BIGINT[]) AS c, unnest($4::BIGINT[]) AS d,
+                     unnest($5::BIGINT[]) AS e)""",
+        cols,
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE old_rows AS SELECT hk, bh, t, m FROM old_loaded")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE canon AS SELECT DISTINCT ON (bh) bh, ch FROM (
+            SELECT bh, ch FROM old_loaded UNION ALL SELECT bh, ch FROM new_canon)
+    """)
+    con.execute("DROP TABLE old_loaded")
+
+
+def _fill(db: sqlite3.Connection, table: str, values: list[int]) -> None:
+    db.execute(f"DELETE FROM temp.{table}")
+    db.executemany(f"INSERT OR IGNORE INTO temp.{table} VALUES (?)", [(v,) for v in values])
+
+
+@dataclass
+class _Part:
+    """What a set of keys adds to the result: parity's counts (an app-only key counted as
+    missing, whatever its time), the lags of the keys on both sides, the app-only keys' times,
+    and the newest and oldest record."""
+
+    counts: Counter[str]
+    lags: Counter[int]
+    pending: dict[int, int]
+    newest: int | None
+    oldest: int | None
+    timeline: Counter[tuple[int, int, int]]  # (grain, start, index in TIMELINE) -> n
+
+    @classmethod
+    def nothing(cls) -> _Part:
+        return cls(Counter(), Counter(), {}, None, None, Counter())
 
 
 class Watcher:
@@ -203,6 +313,15 @@ class Watcher:
         self.options = options
         self._stack = ExitStack()
         self.con: Any = None
+        self.db: sqlite3.Connection | None = None
+        self._seconds = True  # the timeline is still kept per second too
+        grace_ms = int(options.grace_s * 1000)
+        app_win, queue_win = side_windows("t", options.since_ms, options.until_ms, grace_ms)
+        bad = f"({C} & {APP_BAD | QUEUE_BAD} <> 0)"
+        # the rows a one-shot parity with these options keeps (the window is fixed for a state
+        # directory: its sums were made with it)
+        self._kept = f"{bad} OR (NOT {IS_QUEUE} AND {app_win}) OR ({IS_QUEUE} AND {queue_win})"
+        self._class = _class_sql(None, grace_ms, options.since_ms, options.until_ms)
 
     def __enter__(self) -> Watcher:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -212,31 +331,52 @@ class Watcher:
                 f"{self.state_dir}: another `hookshift verify watch` uses this state directory",
             )
         )
-        spill = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hs-watch-")))
-        self.con = _connect(self.state_dir / DB_NAME, self.options, spill)
-        self._stack.callback(self.con.close)
-        self._check_sources()
+        try:
+            spill = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="hs-watch-"))
+            self.db = _open_state(self.state_dir / DB_NAME)
+            self._stack.callback(self.db.close)
+            self.con = _engine(self.options, Path(spill))
+            self._stack.callback(self.con.close)
+            self._check_sources()
+            self._seconds = _meta(self.db, "seconds") != "dropped"
+        except BaseException:
+            self._stack.close()  # the lock and the databases are let go of on a refusal too
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        assert self.db is not None, "use the Watcher as a context manager"
+        return self.db
+
     def _check_sources(self) -> None:
-        for name, value in (("app", self.app.label), ("queue", self.queue.label)):
-            known = _meta(self.con, name)
+        opts = self.options
+        window = json.dumps(
+            [opts.since_ms, opts.until_ms, opts.grace_s if opts.since_ms or opts.until_ms else 0]
+        )
+        for name, value, what in (
+            ("app", self.app.label, f"app {self.app.label}"),
+            ("queue", self.queue.label, f"queue {self.queue.label}"),
+            ("window", window, "this --since/--until (and --grace with them)"),
+        ):
+            known = _meta(self._db, name)
             if known is None:
-                self.con.execute("INSERT INTO meta VALUES (?, ?)", [name, value])
+                self._db.execute("INSERT INTO meta VALUES (?, ?)", [name, value])
             elif known != value:
+                shown = f"{name} {known}" if name != "window" else "another --since/--until/--grace"
                 raise InputError(
-                    f"this state directory watches {name} {known}, not {value}",
+                    f"this state directory watches {shown}, not {what}",
                     where=str(self.state_dir),
-                    fix="pass the same sources, or use a new --state directory",
+                    fix="pass the same options, or use a new --state directory",
                 )
 
     def _key(self, app_files: list[Path], queue_files: list[Path]) -> KeySpec | None:
         """The key: given, or chosen once from the first records as parity chooses it, and
         kept (rows already stored are hashed with it)."""
-        stored = _meta(self.con, "key")
+        stored = _meta(self._db, "key")
         given = resolve_key(self.options.key, self.options.profile)
         if stored is not None:
             if given is not None and str(given) != stored:
@@ -255,7 +395,7 @@ class Watcher:
                 "app", self.app.kind, app_files, fields
             ) and carries_request_ids("queue", "jsonl", queue_files, fields)
             key = parse_key("request_id" if both else "sha256")
-        self.con.execute("INSERT INTO meta VALUES ('key', ?)", [str(key)])
+        self._db.execute("INSERT INTO meta VALUES ('key', ?)", [str(key)])
         return key
 
     def _files(self, spec: SourceSpec) -> list[Path]:
@@ -265,17 +405,16 @@ class Watcher:
             return []  # nothing written yet: the next update looks again
 
     def update(self) -> WatchState:
-        """Read what is new on both sides, store its rows, and recompute the result."""
+        """Read what is new on both sides, fold it into the state, and give the result."""
         started = time.monotonic()
-        con = self.con
+        db = self._db
         sides = (self._files(self.app), self._files(self.queue))
         new_bytes = {"app": 0, "queue": 0}
         key = self._key(*sides)
         while key is not None:
             # in rounds of at most READ_BUDGET bytes a side, each committed: a long history
             # (the first update, or a watcher stopped for a day) is caught up in bounded
-            # memory, and a kill resumes where the last round ended. The result is computed
-            # once every round is in, never from one side read further than the other.
+            # memory, and a kill resumes where the last round ended
             with tempfile.TemporaryDirectory(prefix="hs-watch-chunk-") as tmp:
                 chunks, offsets, more = self._read_chunks(sides, Path(tmp))
                 sizes = [chunk.stat().st_size for chunk in chunks]
@@ -283,22 +422,24 @@ class Watcher:
                     "app": new_bytes["app"] + sizes[0],
                     "queue": new_bytes["queue"] + sizes[1],
                 }
-                con.execute("BEGIN TRANSACTION")
+                db.execute("BEGIN IMMEDIATE")
                 try:
                     if any(sizes):
                         self._ingest(key, chunks)
-                    for side, ident, path, pos in offsets:
-                        con.execute(
-                            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                            [side, ident, str(path), pos],
-                        )
-                    con.execute("COMMIT")
+                    db.executemany(
+                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                        [(side, ident, str(path), pos) for side, ident, path, pos in offsets],
+                    )
+                    db.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
                     raise
             if not more:
                 break
-        state = self._classify(key)
+        # each update writes its own pages back to the database file, so that its cost is
+        # whole (not left to whichever later update crosses SQLite's checkpoint threshold)
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        state = self._result(key)
         state.new_bytes = new_bytes
         state.update_s = round(time.monotonic() - started, 3)
         write_atomic(self.state_dir / STATE_NAME, json.dumps(state.to_dict(), indent=2) + "\n")
@@ -311,7 +452,7 @@ class Watcher:
         side), the offsets they end at, and whether more is left to read."""
         known = {
             (int(s), str(i)): int(p)
-            for s, i, p in self.con.execute("SELECT side, ident, pos FROM files").fetchall()
+            for s, i, p in self._db.execute("SELECT side, ident, pos FROM files").fetchall()
         }
         offsets: list[tuple[int, str, Path, int]] = []
         chunks = (tmp / "app.jsonl", tmp / "queue.jsonl")
@@ -336,118 +477,334 @@ class Watcher:
         return chunks, offsets, more
 
     def _ingest(self, key: KeySpec, chunks: tuple[Path, Path]) -> None:
-        """Rows of the new lines, by parity's own row SQL (verify/tally.py's create_rows)."""
-        con = self.con
+        """Rows of the new lines by parity's own row SQL (verify/tally.py's create_rows); the
+        keys they mention are taken out of the sums with their old rows and put back with
+        their old and new rows together."""
+        con, db = self.con, self._db
         fields = self.options.app_fields
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW app_rows AS {app_rows_sql(self.app, [chunks[0]], fields)}"
         )
         con.execute(f"CREATE OR REPLACE TEMP VIEW queue_rows AS {queue_rows_sql([chunks[1]])}")
-        con.execute("DROP VIEW IF EXISTS classified")
-        con.execute("DROP VIEW IF EXISTS record_rows")  # the last classification's
+        self._drop_classification()
         create_rows(con, key.sql("rid", "body"), "true", "true", "app_rows", "queue_rows")
-        con.execute("INSERT INTO rows SELECT hk, bh, t, m FROM record_rows")
-        con.execute("DROP TABLE record_rows")
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE newb AS
-            SELECT row_number() OVER () AS i, bh, body FROM (
-                SELECT DISTINCT ON (bh) hash(body) AS bh, body FROM (
-                    SELECT body FROM app_rows WHERE ok
-                    UNION ALL SELECT body FROM queue_rows WHERE ok
-                )
-            ) n WHERE NOT EXISTS (SELECT 1 FROM canon c WHERE c.bh = n.bh)
-        """)
-        (total,) = con.execute("SELECT count(*) FROM newb").fetchone()
-        for start in range(0, int(total), CANON_CHUNK):  # bodies held a chunk at a time
-            rows = con.execute(
-                "SELECT bh, body FROM newb WHERE i > ? AND i <= ?",  # (rowids inside a
-                [start, start + CANON_CHUNK],  # transaction start elsewhere)
+        con.execute("DROP TABLE IF EXISTS new_rows")
+        con.execute("ALTER TABLE record_rows RENAME TO new_rows")
+        self._canonical_hashes()
+        self._count_rejected()
+        touched = [
+            int(h)
+            for (h,) in con.execute(
+                f"SELECT DISTINCT {_signed('hk')} FROM new_rows WHERE hk IS NOT NULL"
             ).fetchall()
+        ]
+        _fill(db, "touched", touched)
+        old_rows = db.execute(
+            "SELECT hk, bh, t, m, ch FROM rows WHERE hk IN (SELECT hk FROM temp.touched)"
+        ).fetchall()
+        _load(con, old_rows)
+        # keys seen for the first time had no part yet
+        old = self._part("old_rows") if old_rows else _Part.nothing()
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE all_rows AS"
+            " SELECT * FROM old_rows UNION ALL SELECT * FROM new_rows"
+        )
+        new = self._part("all_rows")
+        db.executemany(
+            "INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
             con.execute(
-                "INSERT INTO canon SELECT unnest($1::UBIGINT[]), unnest($2::UBIGINT[])",
-                [[int(b) for b, _ in rows], [_canon_hash(str(t)) for _, t in rows]],
-            )
-        con.execute("DROP TABLE newb")
+                f"SELECT {_signed('hk')}, {_signed('bh')}, t, {_signed('m')}, ch"
+                " FROM new_rows LEFT JOIN new_canon USING (bh) WHERE hk IS NOT NULL"
+            ).fetchall(),
+        )
+        self._fold(old, new)
+
+    def _canonical_hashes(self) -> None:
+        """Table new_canon (bh, ch): the canonical hash of every body the new lines bring
+        (the bodies a chunk at a time in Python)."""
+        cursor = self.con.execute("""
+            SELECT DISTINCT ON (bh) hash(body) AS bh, body FROM (
+                SELECT body FROM app_rows WHERE ok UNION ALL SELECT body FROM queue_rows WHERE ok)
+        """)
+        bhs: list[int] = []
+        chs: list[int] = []
+        while batch := cursor.fetchmany(CANON_CHUNK):
+            bhs += [int(bh) for bh, _ in batch]
+            chs += [_canon_hash(str(text)) for _, text in batch]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE new_canon AS"
+            " SELECT unnest($1::UBIGINT[]) AS bh, unnest($2::BIGINT[]) AS ch",
+            [bhs, chs],
+        )
+
+    def _count_rejected(self) -> None:
+        """Lines the reader could not decode at all (counted malformed, as parity counts them)."""
+        con = self.con
         tables = {
             str(r[0]) for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         }
         for side, table in ((0, "rej_app"), (1, "rej_queue")):
-            if table not in tables:  # nothing was rejected (a failed query would end the
-                continue  # transaction)
+            if table not in tables:
+                continue
             row = con.execute(
                 f"SELECT count(*) FROM (SELECT DISTINCT file_id, line FROM {table})"
             ).fetchone()
             if row and row[0]:
-                con.execute("INSERT INTO rejected VALUES (?, ?)", [side, int(row[0])])
+                _add(self._db, "totals", {f"rejected_{side}": int(row[0])})
             con.execute(f"DROP TABLE IF EXISTS {table}")
             con.execute(f"DROP TABLE IF EXISTS {table}_scan")
 
-    def _classify(self, key: KeySpec | None) -> WatchState:
+    def _drop_classification(self) -> None:
+        # record_rows is a view here: the table create_rows makes is renamed at once
+        for statement in (
+            "DROP VIEW IF EXISTS classified",
+            "DROP TABLE IF EXISTS key_detail",
+            "DROP TABLE IF EXISTS unsettled_keys",
+            "DROP VIEW IF EXISTS record_rows",
+        ):
+            self.con.execute(statement)
+
+    def _part(self, table: str) -> _Part:
+        """What the rows of `table` (every row of some keys, and rows without a key) add to
+        the result, by parity's own per-key detail, classes and counts."""
         con = self.con
-        opts = self.options
+        self._drop_classification()
+        con.execute(f"CREATE TEMP VIEW record_rows AS SELECT * FROM {table} WHERE {self._kept}")
+        con.execute(
+            "CREATE TEMP TABLE unsettled_keys AS"
+            " SELECT DISTINCT hk FROM record_rows WHERE hk IS NOT NULL"
+        )
+        create_detail(con)
+        con.execute(
+            f"CREATE TEMP VIEW classified AS SELECT *, {self._class} AS cls FROM key_detail"
+        )
+        counts, _ = parity_counts(con, Bulk(), null_counts(con))
+        mismatched, unlogged = _mismatched(con)
+        counts["mismatched"] = mismatched
+        counts["not_logged"] = unlogged
+        lags = Counter(
+            {
+                int(lag): int(n)
+                for lag, n in con.execute(
+                    "SELECT tq - ta, count(*) FROM classified"
+                    " WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
+                ).fetchall()
+            }
+        )
+        pending = {
+            int(hk): int(ta)
+            for hk, ta in con.execute(
+                f"SELECT {_signed('hk')}, ta FROM classified WHERE cls = 'miq' AND ta IS NOT NULL"
+            ).fetchall()
+        }
+        seen = con.execute(f"""
+            SELECT max(t), min(t) FROM record_rows WHERE hk IS NOT NULL AND t IS NOT NULL
+                AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})
+        """).fetchone()
+        newest, oldest = seen if seen else (None, None)
+        timeline: Counter[tuple[int, int, int]] = Counter()
+        for grain in (MINUTE, SECOND) if self._seconds else (MINUTE,):
+            for start, *values in con.execute(f"""
+                SELECT b, sum(app), sum(queue), sum(miq), sum(mia) FROM (
+                    SELECT ta // {grain} * {grain} AS b, an AS app, 0 AS queue,
+                        (cls = 'miq')::INT AS miq, 0 AS mia
+                    FROM classified WHERE ta IS NOT NULL
+                    UNION ALL
+                    SELECT tq // {grain} * {grain}, 0, qd, 0, (cls = 'mia')::INT
+                    FROM classified WHERE tq IS NOT NULL
+                ) GROUP BY b
+            """).fetchall():
+                for col, n in enumerate(values):
+                    timeline[(grain, int(start), col)] += int(n)
+        return _Part(Counter(counts), lags, pending, newest, oldest, timeline)
+
+    def _fold(self, old: _Part, new: _Part) -> None:
+        """Take the touched keys' old part out of the sums and put their new part in."""
+        db = self._db
+        counts = Counter(new.counts)
+        counts.subtract(old.counts)
+        _add(db, "totals", counts)
+        lags = Counter(new.lags)
+        lags.subtract(old.lags)
+        _add(db, "lags", lags)
+        db.execute("DELETE FROM lags WHERE n = 0")  # one row per distinct lag: a small table
+        timeline = Counter(new.timeline)
+        timeline.subtract(old.timeline)
+        db.executemany(
+            "INSERT INTO timeline VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (grain, start, col) DO UPDATE SET n = n + excluded.n",
+            [(grain, start, col, n) for (grain, start, col), n in timeline.items() if n],
+        )
+        db.execute("DELETE FROM pending WHERE hk IN (SELECT hk FROM temp.touched)")
+        db.executemany("INSERT INTO pending VALUES (?, ?)", list(new.pending.items()))
+        for name, value, pick in (("newest", new.newest, max), ("oldest", new.oldest, min)):
+            if value is None:
+                continue
+            known = _meta(db, name)
+            best = int(value) if known is None else pick(int(known), int(value))
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [name, str(best)])
+        newest, oldest = _meta(db, "newest"), _meta(db, "oldest")
+        if self._seconds and newest and oldest and int(newest) - int(oldest) > SECONDS_SPAN_MS:
+            db.execute("DELETE FROM timeline WHERE grain = ?", [SECOND])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('seconds', 'dropped')")
+            self._seconds = False
+
+    def _result(self, key: KeySpec | None) -> WatchState:
+        """The result from the sums: the window's end decides which app-only keys are still in
+        flight (a range on the pending index), the rest is arithmetic."""
+        db, opts = self._db, self.options
         grace_ms = int(opts.grace_s * 1000)
         since, until = opts.since_ms, opts.until_ms
-        app_win, queue_win = side_windows("t", since, until, grace_ms)
-        bad = f"({C} & {APP_BAD | QUEUE_BAD} <> 0)"
-        con.execute("DROP VIEW IF EXISTS classified")
-        for name in (
-            "key_detail",
-            "unsettled_keys",
-            "bucket_sketch",
-            "dirty_rows",
-            "dirty_buckets",
-            "wanted",
-        ):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.execute("DROP VIEW IF EXISTS record_rows")
-        # a view, not a copy: the tally reads record_rows a few times, copying it cost more (and
-        # grew with the history)
-        con.execute(f"""
-            CREATE TEMP VIEW record_rows AS SELECT * FROM rows
-            WHERE {bad} OR (NOT {IS_QUEUE} AND {app_win}) OR ({IS_QUEUE} AND {queue_win})
-        """)
-        bulk = tally_rows(con)
-        create_detail(con, bulk.rows)
-        _, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms)
-        mismatched = _mismatched(con)
-        counts["mismatched"] = mismatched
-        counts["matched"] = counts["compared"] - mismatched
-        for side, n in con.execute("SELECT side, sum(n) FROM rejected GROUP BY side").fetchall():
-            name = "malformed_app" if int(side) == 0 else "malformed_queue"
-            counts[name] += int(n)
-            counts["malformed"] += int(n)
+        sums: Counter[str] = Counter(
+            {str(k): int(n) for k, n in db.execute("SELECT name, n FROM totals").fetchall()}
+        )
+        newest = _meta(db, "newest")
+        end = until if until is not None else (None if newest is None else int(newest))
+        flying = 0
+        if end is not None:
+            row = db.execute("SELECT count(*) FROM pending WHERE ta > ?", [end - grace_ms])
+            flying = int(row.fetchone()[0])
+        rejected = (sums["rejected_0"], sums["rejected_1"])
+        compared = sums["compared"] - sums["not_logged"]
+        counts = {name: sums[name] for name in _RESULT_COUNTS}
+        counts |= {
+            "compared": compared,
+            "mismatched": sums["mismatched"],
+            "matched": compared - sums["mismatched"],
+            "missing_in_queue": sums["missing_in_queue"] - flying,
+            "in_flight": flying,
+            "body_not_logged": sums["not_logged"] + sums["unkeyed_app_unlogged"],
+            "malformed": sums["malformed"] + sum(rejected),
+            "malformed_app": sums["malformed_app"] + rejected[0],
+            "malformed_queue": sums["malformed_queue"] + rejected[1],
+        }
+        hist = Counter(
+            {int(lag): int(n) for lag, n in db.execute("SELECT lag, n FROM lags WHERE n > 0")}
+        )
+        lag = {
+            "p50": quantile_disc(hist, 0.5),
+            "p99": quantile_disc(hist, 0.99),
+            "max": max(hist) if hist else None,
+        }
         verdict, reason = verdict_for(counts, opts.min_events)
+        oldest = _meta(db, "oldest")
         return WatchState(
             verdict=verdict,
             reason=reason,
             key=str(key) if key is not None else "",
-            counts={k: counts.get(k, 0) for k in (*COUNT_KEYS, "malformed_app", "malformed_queue")},
+            counts=counts,
             lag_ms=lag,
             window={
                 "since": iso(since),
                 "until": iso(until),
                 "end": iso(end),
                 "grace_s": opts.grace_s,
+                "first_seen": iso(None if oldest is None else int(oldest)),
             },
             sources={"app": self.app.label, "queue": self.queue.label},
             updated_at=time.time(),
         )
 
+    def report(self, state: WatchState) -> ParityReport:
+        """The watched result as a parity report (what the HTML page shows): counts, verdict,
+        lags and the timeline from the state; no samples (they would mean reading the files)."""
+        return ParityReport(
+            verdict=state.verdict,
+            reason=state.reason,
+            key=state.key,
+            window=state.window,
+            counts=state.counts,
+            lag_ms=state.lag_ms,
+            samples={},
+            timeline=self._timeline(state),
+            malformed_examples=[],
+            sources=state.sources,
+            missing_in_queue_keys=[],
+            redacted=self.options.redact,
+            generated_at=datetime.fromtimestamp(state.updated_at, UTC).isoformat("T", "seconds"),
+            duration_s=state.update_s,
+            warnings=[
+                "a watch keeps counts, not callbacks: for examples of each class run "
+                "`hookshift verify parity` over the same files"
+            ],
+        )
 
-def _mismatched(con: Any) -> int:
+    def _timeline(self, state: WatchState) -> dict[str, Any]:
+        """Both sides and the losses per bucket, the bucket chosen from the records' span as
+        parity chooses it, every bucket from the first with records to the last; app-only keys
+        within the grace of the end are in flight."""
+        db = self._db
+        newest, oldest = _meta(db, "newest"), _meta(db, "oldest")
+        span_ms = 0 if newest is None or oldest is None else int(newest) - int(oldest)
+        bucket_s = timeline_bucket_s(span_ms)
+        empty = {"bucket_s": bucket_s, "bucket": bucket_label(bucket_s), "buckets": []}
+        if oldest is None:
+            return empty
+        bucket_ms = bucket_s * 1000
+        grain = MINUTE if bucket_ms % MINUTE == 0 else SECOND
+        totals: dict[int, list[int]] = {}
+        for start, col, n in db.execute(
+            "SELECT start, col, n FROM timeline WHERE grain = ? AND n <> 0", [grain]
+        ):
+            totals.setdefault(int(start) // bucket_ms * bucket_ms, [0] * len(TIMELINE))[
+                int(col)
+            ] += int(n)
+        end = state.window.get("end")
+        if end is not None:
+            edge = int(datetime.fromisoformat(end).timestamp() * 1000) - int(
+                self.options.grace_s * 1000
+            )
+            for start, n in db.execute(
+                f"SELECT ta / {bucket_ms} * {bucket_ms}, count(*) FROM pending"  # (times > 0)
+                " WHERE ta > ? GROUP BY 1",
+                [edge],
+            ):
+                counts = totals.setdefault(int(start), [0] * len(TIMELINE))
+                counts[2] -= int(n)
+                counts[4] += int(n)
+        starts = [start for start, counts in totals.items() if any(counts)]
+        if not starts:
+            return empty
+        return {
+            **empty,
+            "buckets": [
+                {
+                    "start": iso(start),
+                    **dict(zip(TIMELINE, totals.get(start, [0] * 5), strict=True)),
+                }
+                for start in range(min(starts), max(starts) + 1, bucket_ms)
+            ],
+        }
+
+
+def _add(db: sqlite3.Connection, table: str, deltas: Mapping[Any, int]) -> None:
+    """Add to the named sums of `totals` or the lag counts of `lags`."""
+    column = "name" if table == "totals" else "lag"
+    db.executemany(
+        f"INSERT INTO {table} VALUES (?, ?)"
+        f" ON CONFLICT ({column}) DO UPDATE SET n = n + excluded.n",
+        [(k, int(v)) for k, v in deltas.items() if v],
+    )
+
+
+def _mismatched(con: Any) -> tuple[int, int]:
     """Keys on both sides whose raw bodies differ and no accepted app body says the same as
-    any message (parity's canonical compare, over the stored canonical hashes)."""
+    any message (parity's canonical compare, over the canonical hashes in table canon): those whose
+    app side logged a body, and those whose app side logged none (not compared)."""
+    accepted = f"{C} & 7 = {APP_ACCEPTED} AND NOT {IS_QUEUE}"
     row = con.execute(f"""
         WITH d AS (SELECT hk FROM classified WHERE cls = 'both' AND NOT same),
-        a AS (SELECT record_rows.hk, ch FROM record_rows JOIN canon USING (bh)
-              WHERE record_rows.hk IN (SELECT hk FROM d)
-                AND {C} & 7 = {APP_ACCEPTED} AND NOT {IS_QUEUE}),
+        a AS (SELECT record_rows.hk, ch, bh FROM record_rows JOIN canon USING (bh)
+              WHERE record_rows.hk IN (SELECT hk FROM d) AND {accepted}),
         q AS (SELECT record_rows.hk, ch FROM record_rows JOIN canon USING (bh)
-              WHERE record_rows.hk IN (SELECT hk FROM d) AND {IS_QUEUE})
-        SELECT count(*) FROM d
-        WHERE hk NOT IN (SELECT a.hk FROM a JOIN q ON a.hk = q.hk AND a.ch = q.ch)
+              WHERE record_rows.hk IN (SELECT hk FROM d) AND {IS_QUEUE}),
+        differ AS (SELECT hk FROM d
+              WHERE hk NOT IN (SELECT a.hk FROM a JOIN q ON a.hk = q.hk AND a.ch = q.ch)),
+        unlogged AS (SELECT hk, bool_and(bh = hash(''::VARCHAR)) AS none FROM a GROUP BY hk)
+        SELECT count(*) FILTER (NOT coalesce(none, false)), count(*) FILTER (none)
+        FROM differ LEFT JOIN unlogged USING (hk)
     """).fetchone()
-    return int(row[0]) if row else 0
+    return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
 
 @contextmanager

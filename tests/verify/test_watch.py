@@ -143,6 +143,13 @@ def test_a_state_directory_is_for_one_pair_of_sources_and_one_key(tmp_path: Path
         ) as w,
     ):
         w.update()
+    with (
+        pytest.raises(InputError, match="another --since/--until/--grace"),
+        Watcher(
+            f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st", ParityOptions(since_ms=t(1))
+        ),
+    ):
+        pass  # its sums were made over another window
     with pytest.raises(InputError, match="watches app"):
         Watcher(
             f"nginx:{tmp_path / 'other.log'}", f"archive:{seg.parent}", tmp_path / "st"
