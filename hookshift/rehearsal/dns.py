@@ -218,7 +218,12 @@ class DnsServer:
                 handler=_Handler,
             )
             server.server.daemon_threads = True
-            server.start_thread()
+            # serve_forever checks for shutdown every poll_interval (0.5 s by default, which
+            # every stop would wait out once per server)
+            server.thread = threading.Thread(
+                target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            server.thread.start()
             self._servers.append(server)
         return self
 

@@ -85,7 +85,7 @@ def _counts(counts: dict[str, int], passed: bool, lag: dict[str, int | None]) ->
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
