@@ -577,9 +577,9 @@ def classify_rows(
     (before the canonical compare settles mismatched) and the lag. `verify watch` shares it."""
     seen = spread(con, bulk.rows)
     end = until if until is not None else seen.newest
-    cls_sql = _class_sql(end, grace_ms, since, until)
+    cls_sql = class_sql(end, grace_ms, since, until)
     con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
-    counts, lag = _counts(con, bulk, null_counts(con))
+    counts, lag = class_counts(con, bulk, null_counts(con))
     return seen, end, counts, lag
 
 
@@ -634,7 +634,7 @@ def _window_sql(col: str, lo: int | None, hi: int | None) -> str:
     return f"({terms[0]} OR ({' AND '.join(bounds)}))"
 
 
-def _class_sql(end: int | None, grace_ms: int, since: int | None, until: int | None) -> str:
+def class_sql(end: int | None, grace_ms: int, since: int | None, until: int | None) -> str:
     """One class per key: 'both', 'miq' (missing in queue), 'fly', 'mia', or 'none'."""
     flying = "false" if end is None else f"ta IS NOT NULL AND ta > {int(end) - grace_ms}"
     in_window = _window_sql("tq", since, until)
@@ -660,7 +660,7 @@ def quantile_disc(hist: Counter[int], q: float) -> int | None:
     return max(hist)
 
 
-def _counts(
+def class_counts(
     con: Any, bulk: Bulk, nulls: dict[str, int]
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """Counts per class: the perfect keys' bulk plus the detail of the others."""

@@ -6,7 +6,7 @@ with parity's own SQL (verify/tally.py's create_rows). The state (SQLite, in a d
 every keyed row, running sums of what parity counts over all keys, the lags, and the app-only
 keys by time. The keys the new lines mention are the only ones looked at: their old rows are
 fetched by index, their part of the sums is computed with parity's per-key detail, classes and
-counts (`create_detail`, `_class_sql`, `_counts`) and taken out, then the same over their old
+counts (`create_detail`, `class_sql`, `class_counts`) and taken out, then the same over their old
 and new rows together is put back; the rows, the sums and the new offsets are committed in one
 transaction (a kill at any point leaves them as they were). The one class that depends on the
 window's end, in flight, is an app-only key within the grace of the newest record: a range on
@@ -46,15 +46,15 @@ from hookshift.verify.parity import (
     TIMELINE_BARS_MAX,
     ParityOptions,
     ParityReport,
-    _class_sql,
     bucket_label,
+    class_sql,
     iso,
     quantile_disc,
     side_windows,
     timeline_bucket_s,
     verdict_for,
 )
-from hookshift.verify.parity import _counts as parity_counts
+from hookshift.verify.parity import class_counts as parity_counts
 from hookshift.verify.sources import (
     SourceSpec,
     app_rows_sql,
@@ -321,7 +321,7 @@ class Watcher:
         # the rows a one-shot parity with these options keeps (the window is fixed for a state
         # directory: its sums were made with it)
         self._kept = f"{bad} OR (NOT {IS_QUEUE} AND {app_win}) OR ({IS_QUEUE} AND {queue_win})"
-        self._class = _class_sql(None, grace_ms, options.since_ms, options.until_ms)
+        self._class = class_sql(None, grace_ms, options.since_ms, options.until_ms)
 
     def __enter__(self) -> Watcher:
         self.state_dir.mkdir(parents=True, exist_ok=True)
