@@ -119,19 +119,3 @@ def queue_retention_s(client: Any, queue_url: str) -> int | None:
         return int(attrs["MessageRetentionPeriod"])
     except Exception:
         return None
-
-
-def check_queue(
-    queue_url: str,
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    window_s: int = DEFAULT_WINDOW_S,
-    margin_s: int = DEFAULT_MARGIN_S,
-) -> Finding | None:
-    """`check_retention` of a live queue (reads its attributes): for the cut-over's refusal to
-    enter a mirror stage."""
-    from hookshift.verify.pull import sqs_client
-
-    retention = queue_retention_s(sqs_client(queue_url, endpoint_url, region), queue_url)
-    return check_retention(retention, window_s, margin_s, queue=queue_url)
