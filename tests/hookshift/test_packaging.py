@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,6 +26,16 @@ pytestmark = pytest.mark.e2e  # builds a wheel, installs it, runs it as a proces
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # from a copy without build/ and *.egg-info: setuptools reuses what an earlier build left
+    # there (modules since moved or deleted), which would ship in the wheel
+    source = tmp_path_factory.mktemp("source") / "hookshift"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            "build", "*.egg-info", ".venv", ".git", "rehearsal-run", "__pycache__", ".*_cache"
+        ),
+    )
     subprocess.run(
         [
             sys.executable,
@@ -36,7 +47,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,
