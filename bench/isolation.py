@@ -44,7 +44,7 @@ GOAL_P99_MS = 5.0
 # Research rows (not hookshift's config), when asked for with --variant, are measured where
 # they teach something unless --all-behaviours.
 RESEARCH_BEHAVIOURS = {
-    "hookshift-keepalive": ("healthy", "healthy_50ms", "slow", "5xx", "blackhole"),
+    "hookshift-keepalive": ("healthy", "healthy_50ms", "slow_3s", "5xx", "blackhole"),
     "pooled": ("healthy", "healthy_50ms"),
     "relay": ("healthy", "healthy_50ms"),
 }
