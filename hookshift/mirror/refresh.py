@@ -3,9 +3,9 @@
 On nginx before 1.27.3 the relay keeps its connections (and TLS sessions) to the stage only
 through an ``upstream`` naming the stage's host, and nginx resolves that name with the system
 resolver when it starts, at ``nginx -t`` and on each reload, never in between (``--stage-dns
-reload``, the default there). API Gateway's addresses change, so something must reload nginx
-when they do, without reloading it for nothing: a reload starts new workers and closes idle
-keep-alive connections, the vendors' included.
+reload``, the operator's choice there). API Gateway's addresses change, so something must
+reload nginx when they do, without reloading it for nothing: a reload starts new workers and
+closes idle keep-alive connections, the vendors' included.
 
 `refresh` resolves the stage's host now, the way nginx does (``getaddrinfo``, every address
 family), and compares the answer with what nginx resolved at its last reload by `refresh`,
