@@ -11,12 +11,14 @@ import errno
 import json
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import click
 
 from hookshift.errors import InputError
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 _LEVEL_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
@@ -69,3 +71,11 @@ def emit_json(data: Any) -> None:
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def apply_options(command: _Command, options: Iterable[Callable[[_Command], _Command]]) -> _Command:
+    """`command` with click's option decorators applied so that `--help` lists them in the
+    order given (decorators apply bottom-up, so the list is applied from its end)."""
+    for option in reversed(list(options)):
+        command = option(command)
+    return command

@@ -15,6 +15,7 @@ import click
 from hookshift.apigw import integration
 from hookshift.apigw.artifacts import FORMATS, ApiSpec, Format, infer_schema, load_samples, render
 from hookshift.apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, TemplateOptions
+from hookshift.console import apply_options
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, MissingExtra, is_missing_extra
 
@@ -162,9 +163,7 @@ response_mode_option = click.option(
 
 
 def template_options(func: Any) -> Any:
-    for option in reversed(_TEMPLATE_OPTIONS):
-        func = option(func)
-    return func
+    return apply_options(func, _TEMPLATE_OPTIONS)
 
 
 def _options_from(kwargs: dict[str, Any]) -> TemplateOptions:

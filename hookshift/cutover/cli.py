@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from hookshift.console import diag, emit_json
+from hookshift.console import apply_options, diag, emit_json
 from hookshift.cutover import api, stages
 from hookshift.cutover.diagnosis import Diagnosis
 from hookshift.cutover.settings import Settings
@@ -90,9 +90,7 @@ def _settings_options(func: Any) -> Any:
         click.option("--parity-grace", type=float, help="verify parity --grace, seconds."),
         click.option("--execution-log", help="Probes: cloudwatch:LOG_GROUP or FILE."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return apply_options(func, options)
 
 
 _SETTING_NAMES = (

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hookshift.console import diag, emit_json, stdout_guard
+from hookshift.console import apply_options, diag, emit_json, stdout_guard
 from hookshift.errors import InputError
 from hookshift.mirror import api
 from hookshift.mirror.apply import default_backup_dir
@@ -242,9 +242,7 @@ def mirror_options(*names: str) -> Callable[[_Decorated], _Decorated]:
     decorators = option_list(*names)
 
     def decorate(fn: _Decorated) -> _Decorated:
-        for option in reversed(decorators):
-            fn = option(fn)
-        return fn
+        return apply_options(fn, decorators)
 
     return decorate
 

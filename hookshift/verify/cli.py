@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from hookshift.console import diag, emit_json, stderr_is_tty
+from hookshift.console import apply_options, diag, emit_json, stderr_is_tty
 from hookshift.console import out as print_out
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
@@ -97,9 +97,7 @@ def _follow_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="With --follow: Prometheus text file for node_exporter's textfile collector.",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(command, options)
 
 
 @verify.command("pull")
@@ -333,9 +331,7 @@ def _comparison_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Fail unless at least this many callbacks were compared.",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(command, options)
 
 
 @verify.command("parity")
