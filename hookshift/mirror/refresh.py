@@ -227,27 +227,23 @@ class RefreshUnits:
 
 def render_refresh_units(spec: RefreshUnits) -> dict[str, str]:
     """File name -> text of the service and its timer."""
+    from hookshift.systemd import command_line, require_absolute, systemd_quote
     from hookshift.templates import render
-    from hookshift.verify.units import systemd_quote
 
-    for option, path in {
-        "--hookshift-bin": spec.hookshift_bin,
-        "--config": spec.config,
-        "--state-dir": spec.state_dir,
-    }.items():
-        if not path.is_absolute():
-            raise InputError(
-                f"{path} is not an absolute path",
-                where=option,
-                fix="systemd needs absolute paths: write it from /",
-            )
+    require_absolute(
+        {
+            "--hookshift-bin": spec.hookshift_bin,
+            "--config": spec.config,
+            "--state-dir": spec.state_dir,
+        }
+    )
     if not re.fullmatch(r"[1-9][0-9]*(s|min|h)", spec.interval):
         raise InputError(
             f"{spec.interval!r} is not a time span systemd reads here",
             where="--interval",
             fix="a number with s, min or h, e.g. 1min",
         )
-    exec_start = " ".join(systemd_quote(a) for a in spec.argv())
+    exec_start = command_line(spec.argv())
     return {
         SERVICE_UNIT: render(
             f"systemd/{SERVICE_UNIT}.j2",

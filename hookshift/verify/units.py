@@ -10,18 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookshift.errors import InputError
+from hookshift.systemd import command_line, require_absolute, systemd_quote
 
 PULL_UNIT = "hookshift-pull.service"
 WATCH_UNIT = "hookshift-watch.service"
-
-
-def systemd_quote(arg: str) -> str:
-    """One ExecStart argument as systemd reads it: `%` and `$` would be expanded (specifiers,
-    environment variables) and whitespace would split it."""
-    text = arg.replace("%", "%%").replace("$", "$$")
-    if text and not re.search(r"[\s\"'\\;]", text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -51,23 +43,13 @@ class UnitSpec:
         }
         if self.metrics_file is not None:
             named["--metrics-file"] = self.metrics_file
-        for option, path in named.items():
-            if not path.is_absolute():
-                raise InputError(
-                    f"{path} is not an absolute path",
-                    where=option,
-                    fix="systemd needs absolute paths: write it from /",
-                )
+        require_absolute(named)
         if not re.fullmatch(r"[a-z_][a-z0-9_-]*\$?", self.user):
             raise InputError(
                 f"{self.user!r} is not a user name",
                 where="--user",
                 fix="a system user such as hookshift (useradd --system hookshift)",
             )
-
-
-def _exec(argv: list[str]) -> str:
-    return " ".join(systemd_quote(a) for a in argv)
 
 
 def pull_argv(spec: UnitSpec) -> list[str]:
@@ -106,15 +88,15 @@ def render_units(spec: UnitSpec) -> dict[str, str]:
             f"systemd/{PULL_UNIT}.j2",
             **common,
             env_file=systemd_quote(str(spec.env_file)),
-            exec_start=_exec(pull_argv(spec)),
-            write_paths=" ".join(systemd_quote(str(p)) for p in [spec.archive]),
+            exec_start=command_line(pull_argv(spec)),
+            write_paths=command_line([str(spec.archive)]),
         ),
         WATCH_UNIT: render(
             f"systemd/{WATCH_UNIT}.j2",
             **common,
             pull_unit=PULL_UNIT,
             log_group=spec.log_group,
-            exec_start=_exec(watch_argv(spec)),
-            write_paths=" ".join(systemd_quote(str(p)) for p in watch_paths),
+            exec_start=command_line(watch_argv(spec)),
+            write_paths=command_line(str(p) for p in watch_paths),
         ),
     }

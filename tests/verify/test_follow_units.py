@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.verify.units import PULL_UNIT, WATCH_UNIT, UnitSpec, render_units, systemd_quote
+from hookshift.systemd import systemd_quote
+from hookshift.verify.units import PULL_UNIT, WATCH_UNIT, UnitSpec, render_units
 
 
 def _spec(**changes: object) -> UnitSpec:
