@@ -445,12 +445,10 @@ def refresh_command(
     refuses, 2 for a config without hookshift's mirror.
     """
     from hookshift.mirror.refresh import refresh
-    from hookshift.nginx.discover import locate_main_config
 
-    chosen = locate_main_config(config, nginx_bin)
-    if chosen.note:
-        diag("info", chosen.note)
-    done = refresh(chosen.path, nginx_bin=nginx_bin, prefix=nginx_prefix, min_interval=min_interval)
+    main, located = api.main_config(config, nginx_bin)
+    _show(located)
+    done = refresh(main, nginx_bin=nginx_bin, prefix=nginx_prefix, min_interval=min_interval)
     diag("ok", done.describe())
 
 
