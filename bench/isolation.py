@@ -420,11 +420,12 @@ class Crowd:
     run: Run
     cap: int | None  # copies in flight the relay lets through (limit_conn), None: no mirror
     peak_at_stage: int  # most connections to the stage open at once (ss, sampled)
+    peak_in_worker: int  # most sockets one front worker had open at once (sampled)
     not_enough: int  # "worker_connections are not enough" lines in the front's error log
     dropped: int  # copies the relay answered 503 at once ("limiting connections")
 
 
-def _connections_to(port: int) -> int:
+def connections_to(port: int) -> int:
     """Established TCP connections whose peer is `port` on loopback (ss)."""
     done = subprocess.run(
         ["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
@@ -433,6 +434,35 @@ def _connections_to(port: int) -> int:
         check=False,
     )
     return len(done.stdout.splitlines())
+
+
+def _workers(master: int) -> list[int]:
+    """The pids of `master`'s children (nginx's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                found.append(int(entry.name))
+    return found
+
+
+def _sockets_of(pid: int) -> int:
+    """Sockets `pid` has open (its connections, listening sockets and channels included)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return 0
+    count = 0
+    for fd in fds:
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue
+    return count
 
 
 def _count(path: Path, needle: str) -> int:
@@ -445,13 +475,17 @@ def measure_crowd(bench: Bench, cell: Cell, nginx_bin: str, seconds: int) -> Cro
     import threading
 
     stage_port = bench.stages.target("blackhole").port
-    peak = 0
+    peak = in_worker = 0
     stop = threading.Event()
+    workers: list[int] = []
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, in_worker
         while not stop.wait(0.2):
-            peak = max(peak, _connections_to(stage_port))
+            if len(workers) < bench.settings.workers:
+                workers[:] = _workers(front.pid)
+            peak = max(peak, connections_to(stage_port))
+            in_worker = max([in_worker, *(_sockets_of(pid) for pid in workers)])
 
     port = _fresh_port(cell)
     front = ManagedProcess(
@@ -469,7 +503,9 @@ def measure_crowd(bench: Bench, cell: Cell, nginx_bin: str, seconds: int) -> Cro
             stop.set()
             sampler.join()
     text = cell.conf.read_text()
-    caps = [ln.split()[2].rstrip(";") for ln in text.splitlines() if "limit_conn hookshift" in ln]
+    caps = [
+        ln.split()[2].rstrip(";") for ln in text.splitlines() if "limit_conn hookshift_copies" in ln
+    ]
     prefix = cell.conf.parent
     return Crowd(
         cell.binary,
@@ -478,12 +514,13 @@ def measure_crowd(bench: Bench, cell: Cell, nginx_bin: str, seconds: int) -> Cro
         run,
         int(caps[0]) if caps else None,
         peak,
+        in_worker,
         _count(prefix / "error.log", "worker_connections are not enough"),
         _count(prefix / "hookshift-mirror.error.log", "limiting connections"),
     )
 
 
-def run_crowd(clients: Sequence[str], settings: Settings) -> list[Crowd]:
+def run_crowd(clients: Sequence[str], settings: Settings, *, keep: bool = False) -> list[Crowd]:
     """The crowd row for each binary and client kind: no mirror, then hookshift's default."""
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
@@ -505,7 +542,10 @@ def run_crowd(clients: Sequence[str], settings: Settings) -> list[Crowd]:
                 results.append(crowd)
                 print(f"isolation crowd: {crowd}", file=sys.stderr, flush=True)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            print(f"isolation crowd: kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
@@ -575,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         table = render_table(results, settings)
     if args.crowd != "without":
-        table += render_crowd(run_crowd(args.client or CLIENTS, settings), settings)
+        table += render_crowd(run_crowd(args.client or CLIENTS, settings, keep=args.keep), settings)
     if args.no_write:
         print(table)
     else:

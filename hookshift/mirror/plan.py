@@ -55,9 +55,19 @@ DEFAULT_RELAY_SOCKET = "/run/hookshift/relay.sock"
 # creates it at start for its worker user, mode 0700, so only nginx can reach the sockets.
 PRIVATE_RELAY_DIR_PREFIX = "hookshift"
 DEFAULT_WORKER_CONNECTIONS = 512  # nginx's compiled default
-# Copies in flight at the relay hold at most half of worker_connections: each holds the
-# relay's client connection and one to the stage, plus two more through a stage hop.
-COPIES_CONNECTION_SHARE = 2
+# Copies in flight at the relay hold at most an eighth of worker_connections: each holds the
+# relay's client connection and one to the stage, plus two more through a stage hop. The cap is
+# one count for all workers, so all of them may sit in the worker that has the most clients.
+COPIES_CONNECTION_SHARE = 8
+# Callbacks one worker has in flight with a copy handed to the relay: a thirty-second of
+# worker_connections. A hand-off holds two more of the worker's connections (the front's end
+# and the relay's end of the unix socket) beside the callback's own two, and nginx spreads
+# clients unevenly over workers: with 512 clients and 768 connections one worker already
+# holds about 600 without a mirror, and closes idle vendor connections from 720 on.
+HANDOFF_CONNECTION_SHARE = 32
+# Both bounds allow at least a quiet endpoint's concurrency, whatever worker_connections say:
+# below 512 (nginx's default) the shares above would drop copies of a few callbacks at once.
+MIN_IN_FLIGHT = 16
 DEFAULT_ACCESS_LOG = "/var/log/nginx/access.log"
 DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
 MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
@@ -648,6 +658,7 @@ def _template_context(
         stage_hop_socket=stage_hop_socket(options.relay_socket),
         relay_dir=relay_dir(options.relay_socket),
         copies_cap=_copies_cap(scene, options),
+        handoffs_per_worker=_handoffs_per_worker(scene),
         strip_headers=options.strip_headers,
     )
 
@@ -656,7 +667,15 @@ def _copies_cap(scene: _Scene, options: MirrorOptions) -> int:
     """How many copies may be in flight at the relay; the excess is dropped at once."""
     per_copy = 4 if _stage_dns(scene, options) == "runtime" and scene.layout == "two-hop" else 2
     budget = _worker_connections(scene.config) // COPIES_CONNECTION_SHARE
-    return max(1, min(options.tuning.max_copies, budget // per_copy))
+    return min(options.tuning.max_copies, max(MIN_IN_FLIGHT, budget // per_copy))
+
+
+def _handoffs_per_worker(scene: _Scene) -> int:
+    """How many callbacks one worker may have in flight with a copy handed to the relay; the
+    copies of the others are dropped at once. A worker with more in flight is near the end of
+    its worker_connections, and a hand-off would make nginx close idle vendor connections."""
+    budget = _worker_connections(scene.config) // HANDOFF_CONNECTION_SHARE
+    return max(MIN_IN_FLIGHT, budget)
 
 
 def stage_hop_socket(relay_socket: str) -> str:

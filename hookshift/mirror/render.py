@@ -118,6 +118,7 @@ BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 RELAY_STAGE_URI = "/__hookshift_stage"
 COPIES_ZONE = "hookshift_copies"
+HANDOFFS_ZONE = "hookshift_handoffs"
 # What counts as a failed copy for the breaker (``proxy_next_upstream``); 429 is left out.
 BREAKER_FAILURES = ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
 
@@ -178,6 +179,8 @@ class TemplateContext:
     relay_dir: str | None = None
     copies_cap: int = 192
     copies_zone: str = COPIES_ZONE
+    handoffs_per_worker: int = 48
+    handoffs_zone: str = HANDOFFS_ZONE
     stage_uri: str = RELAY_STAGE_URI
     strip_headers: tuple[str, ...] = CREDENTIAL_HEADERS
 

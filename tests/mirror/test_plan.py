@@ -79,7 +79,7 @@ def test_old_nginx_gets_the_answer_first_relay_with_a_stage_hop(tmp_path: Path) 
         "mirror /__hookshift_stage;",
         "empty_gif;",
         "error_page 405 =204 @hookshift_accepted;",
-        "limit_conn hookshift_copies 64;",  # 4 connections each, half of nginx's default 512
+        "limit_conn hookshift_copies 16;",  # 4 connections each, an eighth of nginx's 512
     ):
         assert line in relay, line
     # the breaker sits where the relay meets the stage: its primary is the stage hop
@@ -117,7 +117,7 @@ def test_nginx_1_27_3_relay_meets_the_stage_in_a_resolving_upstream(tmp_path: Pa
         "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 resolve max_fails=1 "
         "fail_timeout=10s;"
     ) in breaker
-    assert "keepalive 128;" in breaker, "as many idle connections as copies may be in flight"
+    assert "keepalive 32;" in breaker, "as many idle connections as copies may be in flight"
     stage = _block(text, "location = /__hookshift_stage {")
     assert "proxy_pass https://hookshift_stage/prod$request_uri;" in stage
     assert "proxy_ssl_name abc123.execute-api.ap-northeast-2.amazonaws.com;" in stage
@@ -127,17 +127,36 @@ def test_nginx_1_27_3_relay_meets_the_stage_in_a_resolving_upstream(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("version", "stage_dns", "cap"),
-    [((1, 22, 1), "runtime", 96), ((1, 22, 1), "reload", 192), ((1, 27, 3), "runtime", 192)],
+    [((1, 22, 1), "runtime", 24), ((1, 22, 1), "reload", 48), ((1, 27, 3), "runtime", 48)],
 )
-def test_copies_in_flight_hold_at_most_half_of_worker_connections(
+def test_copies_in_flight_hold_at_most_an_eighth_of_worker_connections(
     tmp_path: Path, version: tuple[int, int, int], stage_dns: str, cap: int
 ) -> None:
-    """A copy holds 2 connections (relay in, stage out), 4 through the run-time stage hop."""
+    """A copy holds 2 connections (relay in, stage out), 4 through the run-time stage hop; the
+    cap counts copies of every worker, and they may all sit in the busiest one."""
     config = _write(tmp_path, SIMPLE)
     config.write_text(config.read_text().replace("events {}", "events { worker_connections 768; }"))
     added = _added(make_plan(_opts(config, stage_dns=stage_dns), version).changes[0].new_text)
     assert f"limit_conn hookshift_copies {cap};" in added
     assert "limit_conn_zone $server_name zone=hookshift_copies:1m;" in added
+
+
+@pytest.mark.parametrize(("worker_connections", "handoffs"), [(768, 24), (8192, 256), (None, 16)])
+def test_a_worker_hands_copies_of_a_bounded_number_of_callbacks_to_the_relay(
+    tmp_path: Path, worker_connections: int | None, handoffs: int
+) -> None:
+    """A hand-off holds two more connections of the callback's worker; past a thirty-second of
+    worker_connections (16 at least) a worker drops the copy at once, counted per worker
+    ($pid) and logged below nginx's default error_log level."""
+    config = _write(tmp_path, SIMPLE)
+    if worker_connections is not None:
+        events = f"events {{ worker_connections {worker_connections}; }}"
+        config.write_text(config.read_text().replace("events {}", events))
+    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    front = _block("\n".join(added), "location = /__hookshift_mirror {").splitlines()
+    assert f"limit_conn hookshift_handoffs {handoffs};" in front
+    assert "limit_conn_log_level info;" in front
+    assert "limit_conn_zone $pid zone=hookshift_handoffs:1m;" in added
 
 
 def test_the_relay_takes_only_the_callback_path_and_post(tmp_path: Path) -> None:
@@ -354,7 +373,7 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
     breaker = _block(text, "upstream hookshift_stage {")
     assert "server abc123.execute-api.ap-northeast-2.amazonaws.com:443 max_fails=1" in breaker
     assert "server unix:/nonexistent/hookshift-breaker-open.sock backup;" in breaker
-    assert "keepalive 128;" in breaker, "as many idle connections as copies may be in flight"
+    assert "keepalive 32;" in breaker, "as many idle connections as copies may be in flight"
     stage = _block(text, "location = /__hookshift_stage {")
     for line in (
         "proxy_http_version 1.1;",
@@ -457,7 +476,7 @@ def test_copies_in_flight_have_a_ceiling_whatever_worker_connections_allow(
     stage slows down; a cap of thousands would spend the onset's CPU on handshakes."""
     config = _write(tmp_path, SIMPLE)
     config.write_text(
-        config.read_text().replace("events {}", "events { worker_connections 8192; }")
+        config.read_text().replace("events {}", "events { worker_connections 32768; }")
     )
     added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
     assert "limit_conn hookshift_copies 512;" in added
