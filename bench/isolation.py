@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.isolation_configs import CALLBACK_PATH, VARIANTS, FrontSpec, write_front_conf
-from bench.results import machine_line, write_section
+from bench.results import RESULTS, machine_line, write_section
 from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages
 from hookshift.nginx.binary import nginx_version
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
@@ -408,6 +409,7 @@ def run_matrix(
 # Debian's worker_connections. Copies must never use up the connections the vendor needs.
 CROWD_CLIENTS = 512
 CROWD_WORKER_CONNECTIONS = 768
+CROWD_HEADING = "### A hanging stage under"
 
 
 @dataclass(frozen=True)
@@ -549,31 +551,55 @@ def run_crowd(clients: Sequence[str], settings: Settings, *, keep: bool = False)
     return results
 
 
-def render_crowd(results: Sequence[Crowd], settings: Settings) -> str:
+def render_crowd(results: Sequence[Crowd], settings: Settings, load: str) -> str:
     """The crowd rows as a small table of their own."""
     lines = [
         "",
-        f"### A hanging stage under {CROWD_CLIENTS} concurrent clients "
+        f"{CROWD_HEADING} {CROWD_CLIENTS} concurrent clients "
         f"(`worker_connections {CROWD_WORKER_CONNECTIONS}`)",
         "",
-        f"wrk: {CROWD_CLIENTS} connections, {settings.threads} threads, {settings.duration_s} s "
-        f"from a fresh front nginx ({settings.workers} workers) whose stage accepts and never "
-        "answers. `at the stage`: most connections to the stage open at once (ss, every "
-        "0.2 s); each copy in flight holds 2 connections (the relay's and the one to the "
-        "stage). `not enough`: nginx's `worker_connections are not enough` lines; `dropped`: "
-        "copies the relay answered 503 at once beyond its cap.",
+        machine_line(),
+        f"Load average before the run: {load}"
+        + (
+            ": other work was using the same cores, so read the errors and connection counts "
+            "(what this row checks), not req/s."
+            if float(load.split()[0]) >= 0.5
+            else "."
+        ),
+        "",
+        f"wrk: {CROWD_CLIENTS} keep-alive or `Connection: close` connections, "
+        f"{settings.threads} threads, {settings.duration_s} s from a fresh front nginx "
+        f"({settings.workers} workers, an app that answers after 2 ms) whose stage accepts "
+        "and never answers. `at the stage`: most connections to the stage open at once (ss, "
+        "every 0.2 s), one per copy in flight; each also holds the relay's connection, and two "
+        "more through the stage hop of nginx 1.22. `busiest worker`: most sockets one front "
+        "worker had open at once (sampled; nginx starts closing idle connections when fewer "
+        "than a sixteenth of its connections, 48, are free). "
+        "`not enough`: nginx's `worker_connections are not enough` lines (the `reusing "
+        "connections` one at most once a second per worker); "
+        "`dropped`: copies the relay answered 503 at once beyond its cap (copies a worker did "
+        "not hand over, beyond its hand-off bound, are logged at info and not counted here).",
         "",
         "| nginx | client | config | req/s | p99 ms | errors | cap | at the stage "
-        "| not enough | dropped |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| busiest worker | not enough | dropped |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in results:
         lines.append(
             f"| {c.binary} | {c.client} | {c.variant} | {c.run.rps:,.0f} | {c.run.p99_ms:.1f} "
-            f"| {c.run.errors} | {c.cap if c.cap is not None else '-'} | {c.peak_at_stage} "
-            f"| {c.not_enough} | {c.dropped:,} |"
+            f"| {c.run.errors:,} | {c.cap if c.cap is not None else '-'} | {c.peak_at_stage} "
+            f"| {c.peak_in_worker} | {c.not_enough} | {c.dropped:,} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _matrix_section() -> str:
+    """The isolation section of RESULTS.md as it stands, without its crowd rows (so that
+    ``--crowd only`` replaces those and keeps the matrix)."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    found = re.search(r"<!-- isolation:start -->\n(.*?)<!-- isolation:end -->", text, re.S)
+    section = found.group(1) if found else ""
+    return section.split(CROWD_HEADING, 1)[0].rstrip() + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -615,7 +641,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         table = render_table(results, settings)
     if args.crowd != "without":
-        table += render_crowd(run_crowd(args.client or CLIENTS, settings, keep=args.keep), settings)
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        crowd = run_crowd(args.client or CLIENTS, settings, keep=args.keep)
+        if args.crowd == "only" and not args.no_write:
+            table = _matrix_section()
+        table += render_crowd(crowd, settings, load)
     if args.no_write:
         print(table)
     else:

@@ -10,7 +10,11 @@ measurements and the nginx source behind each point):
   timeout). So the callback's location mirrors to an internal location that hands the copy to
   a **relay** over a unix socket, with short timeouts and a new connection per copy (the
   relay's connection stays busy until its own copy ends, so a kept one would make the next
-  copy wait). The relay is a hookshift-only ``server`` whose callback location:
+  copy wait). A hand-off holds two more of the worker's connections beside the callback's
+  own two, so each worker hands over copies of a bounded number of callbacks at once
+  (``limit_conn`` keyed by ``$pid``, logged at ``info``) and drops the others' copies at once:
+  under a crowd of vendor connections a worker short of connections would close idle ones.
+  The relay is a hookshift-only ``server`` whose callback location:
 
   - mirrors the request on to its internal stage location (the relay's request, not the
     callback, then waits for the stage; ``proxy_ignore_client_abort on`` there, because the
@@ -22,8 +26,9 @@ measurements and the nginx source behind each point):
     mirror, too;
   - caps the copies in flight with ``limit_conn`` on a zone keyed by ``$server_name``
     (constant in the relay): the count lasts until the relay's request ends, that is until
-    its copy has ended. The cap keeps the connections copies hold to half of
-    ``worker_connections`` (2 per copy, 4 through the stage hop below); the excess is
+    its copy has ended. The cap keeps the connections copies hold to an eighth of
+    ``worker_connections`` (2 per copy, 4 through the stage hop below; one count for all
+    workers, which may all sit in the busiest one); the excess is
     answered 503 at once and lost (parity counts it as ``missing_in_queue``, heal re-sends
     it), so a hanging stage never uses up the connections the vendor needs. The cap also has
     a ceiling (``Tuning.max_copies``): when a stage slows down, every copy in flight may open
