@@ -117,6 +117,8 @@ BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
 # What a copy must not carry to the stage unless the user keeps it (``--keep-header``).
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 RELAY_STAGE_URI = "/__hookshift_stage"
+# The stage hop's location that sends a copy by the stage's name when its address fails.
+STAGE_DNS_LOCATION = "@hookshift_stage_dns"
 COPIES_ZONE = "hookshift_copies"
 # What counts as a failed copy for the breaker (``proxy_next_upstream``); 429 is left out.
 BREAKER_FAILURES = ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
@@ -173,11 +175,16 @@ class TemplateContext:
     stage_dns: StageDns = "runtime"
     stage_pool: str = "hookshift_stage_keepalive"
     stage_pool_target: str = ""
+    stage_port: int = 443
+    # The stage's addresses as its name resolved when planning (run-time DNS only): the
+    # relay's keep-alive path; empty, every copy goes by run-time DNS.
+    stage_addresses: tuple[str, ...] = ()
     callback_path: str = "/"
     stage_hop_socket: str = ""
     relay_dir: str | None = None
     copies_cap: int = 192
     copies_zone: str = COPIES_ZONE
+    stage_dns_location: str = STAGE_DNS_LOCATION
     stage_uri: str = RELAY_STAGE_URI
     strip_headers: tuple[str, ...] = CREDENTIAL_HEADERS
 
@@ -187,6 +194,20 @@ class TemplateContext:
         """Run-time DNS on nginx < 1.27.3: the breaker's primary is a local stage-hop server,
         because only a variable ``proxy_pass`` re-resolves and it cannot sit in an upstream."""
         return self.layout == "two-hop" and self.stage_dns == "runtime"
+
+    @property
+    def known_addresses(self) -> bool:
+        """Run-time DNS with the stage's addresses known: the relay keeps connections to those
+        addresses and falls back to the stage hop when they fail."""
+        return self.stage_hop and bool(self.stage_addresses)
+
+    @property
+    def stage_servers(self) -> tuple[str, ...]:
+        """``ADDRESS:PORT`` of each known address (an IPv6 one in brackets)."""
+        return tuple(
+            f"[{a}]:{self.stage_port}" if ":" in a else f"{a}:{self.stage_port}"
+            for a in self.stage_addresses
+        )
 
     @property
     def resolver_args(self) -> str:
