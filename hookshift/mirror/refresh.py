@@ -49,6 +49,7 @@ from hookshift.mirror.state import ConfigState, FileRecord
 from hookshift.nginx import binary
 from hookshift.nginx.config import NginxConfig, load
 from hookshift.nginx.source import read_text
+from hookshift.nginx.splice import MARK
 from hookshift.nginx.values import parse_socket
 
 DEFAULT_MIN_INTERVAL = 300.0
@@ -284,31 +285,58 @@ def _refresh_written(
             "deferred", stage, addresses, written.addresses, min_interval - since, kept=kept
         )
     new = addresses[0]
-    path = server.file
+    rewrite_marked_line(
+        config,
+        server.file,
+        server.line,
+        server.args[0],
+        _server_address(new, written.port),
+        nginx_bin=nginx_bin,
+        prefix=prefix,
+        backup_dir=backup_dir,
+    )
+    _write_record(record, stage, addresses, clock())
+    return Refresh("rewritten", stage, addresses, written.addresses, kept=new)
+
+
+def rewrite_marked_line(
+    config: Path,
+    path: Path,
+    line: int,
+    old: str,
+    new: str,
+    *,
+    nginx_bin: str = "nginx",
+    prefix: Path | None = None,
+    backup_dir: Path | None = None,
+    reload: bool = True,
+) -> None:
+    """Replace `old` by `new` in one of hookshift's lines (`path`, 1-based `line`), and in the
+    record of the lines apply wrote, so that ``mirror remove`` still takes it out: the same safe
+    write as apply (backup, ``nginx -t``, reload, everything put back on failure)."""
     old_text = read_text(path)
     lines = old_text.splitlines(keepends=True)
-    old_line = lines[server.line - 1]
-    new_line = old_line.replace(server.args[0], _server_address(new, written.port), 1)
-    lines[server.line - 1] = new_line
-    state = ConfigState.of(config)
-    recorded = state.load().records.get(str(path))
+    old_line = lines[line - 1]
+    if not old_line.rstrip("\r\n").endswith(MARK) or old not in old_line:
+        raise OperationError(f"{path}:{line} is not the line of hookshift's it should be")
+    new_line = old_line.replace(old, new, 1)
+    lines[line - 1] = new_line
+    recorded = ConfigState.of(config).load().records.get(str(path))
     records: dict[str, FileRecord | None] = {}
     if recorded is not None:
         bare_old, bare_new = old_line.rstrip("\r\n"), new_line.rstrip("\r\n")
-        swapped = tuple(bare_new if line == bare_old else line for line in recorded.lines)
+        swapped = tuple(bare_new if kept == bare_old else kept for kept in recorded.lines)
         records[str(path)] = FileRecord(swapped, recorded.splits)
     write_edits(
         [Edit(path, old_text, "".join(lines))],
         config=config,
         nginx_bin=nginx_bin,
         backup_dir=backup_dir or default_backup_dir(),
-        reload=True,
+        reload=reload,
         prefix=prefix,
         records=records,
         op="refresh",
     )
-    _write_record(record, stage, addresses, clock())
-    return Refresh("rewritten", stage, addresses, written.addresses, kept=new)
 
 
 def _server_address(address: str, port: int) -> str:
