@@ -63,7 +63,9 @@ class MirrorRequest:
     `trusted_ca` is the system's CA bundle; `timeout` depends on `mode`; `mirror_error_log`
     goes beside the parity log; `stage_dns` is the default for the nginx version;
     `nginx_version` is asked of `nginx_bin`. `dns_check` queries each resolver for the stage
-    host (a real DNS query) and adds a warning for each that does not answer.
+    host (a real DNS query) and adds a warning for each that does not answer; on nginx before
+    1.27.3 with run-time DNS the address it gives is written for the relay to keep connections
+    to (without `dns_check`, every copy goes by the name).
     """
 
     path: str
