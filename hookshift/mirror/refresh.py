@@ -396,6 +396,7 @@ def render_refresh_units(spec: RefreshUnits) -> dict[str, str]:
             f"systemd/{SERVICE_UNIT}.j2",
             exec_start=exec_start,
             state_dir=systemd_quote(str(spec.state_dir)),
+            config_dir=systemd_quote(str(spec.config.parent)),
         ),
         TIMER_UNIT: render(
             f"systemd/{TIMER_UNIT}.j2", service=SERVICE_UNIT, interval=spec.interval

@@ -131,6 +131,8 @@ def test_the_units_run_refresh_for_the_config_with_their_own_state_dir(tmp_path:
         "Type=oneshot" in service
         and "Environment=HOOKSHIFT_STATE_DIR=/var/lib/hookshift" in service
     )
+    # /etc is read-only for the service but for the directory where the address is rewritten
+    assert "ProtectSystem=full\n" in service and "ReadWritePaths=/etc/nginx\n" in service
     timer = units["hookshift-stage-refresh.timer"]
     assert "OnUnitActiveSec=2min" in timer and "WantedBy=timers.target" in timer
     with pytest.raises(InputError, match="absolute"):
