@@ -12,8 +12,10 @@ user's config does, without upstream keep-alive) plus one way of mirroring to th
   relay on a unix socket that answers the copy at once, and the breaker (an ``upstream`` with
   ``zone``, ``max_fails=1 fail_timeout=10s`` and a ``backup`` that fails at once) where the
   relay meets the stage, plus the parity log. On nginx 1.22 the breaker's primary is a stage
-  hop that re-resolves the stage with the loopback resolver (run-time DNS, a TLS handshake per
-  copy); from 1.27.3 the stage itself, ``server ... resolve``, with keep-alive;
+  hop that keeps connections to the stage's address as the resolver gave it when planning
+  (127.0.0.1, written into the config) and, when that address fails, re-resolves the stage
+  with the loopback resolver (run-time DNS, a TLS handshake per copy); from 1.27.3 the stage
+  itself, ``server ... resolve``, with keep-alive;
 - ``hookshift-keepalive``: the same planned with ``--stage-dns reload`` (nginx < 1.27.3 only):
   the stage in the breaker with keep-alive, its name resolved at start/reload. nginx resolves
   that upstream's name with the system resolver, which does not know the bench's stage name
@@ -21,9 +23,8 @@ user's config does, without upstream keep-alive) plus one way of mirroring to th
   return, 127.0.0.1, in the upstream's ``server`` line; SNI, verification and ``Host`` keep
   the name;
 - ``pooled`` (research): one hop through an ``upstream`` of the stage's address with the same
-  breaker and TLS keep-alive; what nginx 1.27.3+ ``server HOST resolve`` gives. On 1.22 the
-  address would be fixed at load time, so hookshift does not write it there; the row shows what
-  keep-alive to the stage is worth.
+  breaker and TLS keep-alive; what nginx 1.27.3+ ``server HOST resolve`` gives; the row shows
+  what keep-alive to the stage is worth.
 """
 
 from __future__ import annotations
@@ -266,7 +267,13 @@ def write_front_conf(variant: str, spec: FrontSpec) -> Path:
         conf.write_text(render_front_conf(mirror_text(variant, spec), spec), encoding="utf-8")
         return conf
     conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
-    options = replace(hookshift_plan_options(conf, spec), stage_dns=HOOKSHIFT_VARIANTS[variant])
+    options = replace(
+        hookshift_plan_options(conf, spec),
+        stage_dns=HOOKSHIFT_VARIANTS[variant],
+        # what `hookshift mirror plan` gets from the resolver while the stage's name resolves
+        # (to the loopback stages); the DNS rows then fail the name, not this address
+        stage_addresses=(LOOPBACK,),
+    )
     plan = make_plan(options, spec.nginx_version)
     for change in plan.changes:
         change.path.write_text(_system_resolved(change.new_text, spec), encoding="utf-8")

@@ -591,11 +591,14 @@ def _drift(state_path: Path, current: Journal, settings: Settings, adopt: bool) 
     hookshift's remove + apply would carry such an edit along, and a rollback would undo it
     without anyone deciding so. With ``adopt_edits`` the edits are returned, to be recorded
     as an ``adopt`` entry together with the transition that builds on them (a command that
-    fails records nothing).
+    fails records nothing). A change of hookshift's own lines only (``hookshift mirror
+    refresh`` moving the relay to the stage's new address) is adopted without asking: it is
+    part of the stage, and no byte of the user's changed.
     """
     changed = nginx_ops.changes(current.files_now(), _hashes_now(state_path, settings))
-    if changed and not adopt:
-        names = ", ".join(c.path for c in changed)
+    theirs = [c for c in changed if not nginx_ops.only_hookshift_lines(state_path, c)]
+    if theirs and not adopt:
+        names = ", ".join(c.path for c in theirs)
         raise InputError(
             f"nginx file(s) changed outside the cut-over since entry #{current.last.seq} "
             f"({current.stage}): {names}",

@@ -42,7 +42,7 @@ from hookshift.mirror.apply import check_relay_directory, checkpoint, checkpoint
 from hookshift.mirror.plan import DEFAULT_RELAY_SOCKET
 from hookshift.mirror.render import Mode
 from hookshift.nginx import binary, splice
-from hookshift.nginx.source import read_text, to_bytes
+from hookshift.nginx.source import from_bytes, read_text, to_bytes
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,18 @@ def changes(
         for path in sorted(set(before) | set(after))
         if before.get(path) != after.get(path)
     ]
+
+
+def only_hookshift_lines(state: Path, change: journal.FileChange) -> bool:
+    """Whether `change` touched hookshift's own lines only (``hookshift mirror refresh``
+    rewriting the stage's address), leaving every byte the user wrote as it was."""
+    if change.sha256_before is None or change.sha256_after is None:
+        return False
+    before = journal.load_snapshot(state, change.sha256_before)
+    after = journal.load_snapshot(state, change.sha256_after)
+    if before is None or after is None:
+        return False
+    return splice.remove(from_bytes(before)) == splice.remove(from_bytes(after))
 
 
 def user_hashes(files: Sequence[Path]) -> dict[str, str | None]:

@@ -23,7 +23,7 @@ from typing import Any, Final, get_args
 from hookshift.errors import InputError
 from hookshift.mirror.apply import Edit, apply_plan, default_backup_dir, pending_change, write_edits
 from hookshift.mirror.apply import recover as recover_config
-from hookshift.mirror.dnscheck import dns_warnings
+from hookshift.mirror.dnscheck import look_up_stage
 from hookshift.mirror.plan import (
     DEFAULT_PARITY_LOG,
     DEFAULT_RELAY_SOCKET,
@@ -63,7 +63,9 @@ class MirrorRequest:
     `trusted_ca` is the system's CA bundle; `timeout` depends on `mode`; `mirror_error_log`
     goes beside the parity log; `stage_dns` is the default for the nginx version;
     `nginx_version` is asked of `nginx_bin`. `dns_check` queries each resolver for the stage
-    host (a real DNS query) and adds a warning for each that does not answer.
+    host (a real DNS query) and adds a warning for each that does not answer; on nginx before
+    1.27.3 with run-time DNS the address it gives is written for the relay to keep connections
+    to (without `dns_check`, every copy goes by the name).
     """
 
     path: str
@@ -304,8 +306,11 @@ def plan(request: MirrorRequest) -> PlanResult:
     options = options_for(request, config, facts)
     result = make_plan(options, facts.version)
     if request.dns_check:
-        dns = dns_warnings(options.resolvers, result.stage.host)
-        result = dataclasses.replace(result, warnings=(*result.warnings, *dns))
+        found = look_up_stage(options.resolvers, result.stage.host)
+        if result.keeps_stage_addresses and not result.stage_addresses and found.addresses:
+            options = dataclasses.replace(options, stage_addresses=found.addresses)
+            result = make_plan(options, facts.version)
+        result = dataclasses.replace(result, warnings=(*result.warnings, *found.warnings))
     return PlanResult(
         result, (*lines, *_lines("info", result.info), *_lines("warning", result.warnings))
     )

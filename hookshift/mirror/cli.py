@@ -33,10 +33,10 @@ Examples:
       --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod \\
       --parity-log /var/log/nginx/hookshift-parity.log
   hookshift mirror apply ... (same options) --reload
-  hookshift mirror plan ... --stage-dns reload (nginx < 1.27.3: keep-alive to the stage;
-      nginx then needs DNS for the stage's name to start)
-  hookshift mirror refresh --config /etc/nginx/nginx.conf  (with --stage-dns reload: reload
-      nginx when the stage's addresses changed; `mirror refresh-units` runs it every minute)
+  hookshift mirror plan ... --stage-dns reload (nginx < 1.27.3: the stage's name in an
+      upstream; nginx then needs DNS for it to start)
+  hookshift mirror refresh --config /etc/nginx/nginx.conf  (nginx < 1.27.3: move the relay
+      to the stage's new address; `mirror refresh-units` runs it every minute)
   hookshift mirror plan ... --mode forward     (cut-over stage 4: send, not copy)
   hookshift mirror remove --config /etc/nginx/nginx.conf --reload
 """
@@ -167,10 +167,12 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "type": click.Choice(["runtime", "reload"]),
             "default": None,
             "help": "nginx before 1.27.3 (copies go through a local relay): runtime (default) = "
-            "the relay re-resolves the stage with --resolver, a new TLS connection per copy; "
-            "reload = keep-alive to the stage, whose addresses nginx resolves (system resolver) "
-            "only at start and reload, so nginx cannot start while the stage's name does not "
-            "resolve: keep them current with `hookshift mirror refresh`.",
+            "the relay keeps connections to the address --resolver gives for the stage when "
+            "planning (written into the config) and re-resolves the name, a new TLS connection "
+            "per copy, when that address fails; reload = the stage's name in an upstream, "
+            "resolved (system resolver) only at start and reload, so nginx cannot start while "
+            "it does not resolve. Either way `hookshift mirror refresh` keeps the address "
+            "current.",
         },
     ),
     "keep_headers": (
@@ -436,13 +438,16 @@ _min_interval_option = click.option(
 def refresh_command(
     config: Path | None, nginx_bin: str, min_interval: float, nginx_prefix: Path | None
 ) -> None:
-    """Reload nginx when the stage's addresses changed (nginx before 1.27.3).
+    """Keep the relay on the stage's current address (nginx before 1.27.3).
 
-    There nginx resolves the stage's name with the system resolver only at start and on
-    reload. This resolves it now and, when the answer differs from the one nginx got at its
-    last reload by this command (or none is recorded), runs nginx -t and nginx -s reload.
-    Exit 0 when nginx is current or was reloaded, 1 when the name does not resolve or nginx
-    refuses, 2 for a config without hookshift's mirror.
+    By default (--stage-dns runtime) the relay keeps connections to the stage's address as it
+    resolved when planning: when the relay's resolvers no longer give that address, this
+    rewrites it in the config (backup, nginx -t, reload, put back on failure). With
+    --stage-dns reload nginx resolves the stage's name with the system resolver only at start
+    and on reload: when the answer differs from the one nginx got at its last reload by this
+    command (or none is recorded), this runs nginx -t and nginx -s reload. Either at most once
+    per --min-interval. Exit 0 when nothing was needed or it was done, 1 when the name does
+    not resolve or nginx refuses, 2 for a config without hookshift's mirror.
     """
     from hookshift.mirror.refresh import refresh
 

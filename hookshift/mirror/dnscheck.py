@@ -25,6 +25,7 @@ class ResolverCheck:
     resolver: str
     ok: bool
     detail: str
+    addresses: tuple[str, ...] = ()
 
 
 def split_resolver(spec: str) -> tuple[str, int]:
@@ -59,25 +60,44 @@ def check_resolver(spec: str, host: str, timeout: float = DEFAULT_TIMEOUT) -> Re
     ]
     if not addresses:
         return ResolverCheck(spec, False, f"gave no address for {host}")
-    return ResolverCheck(spec, True, ", ".join(addresses))
+    return ResolverCheck(spec, True, ", ".join(addresses), tuple(addresses))
 
 
-def dns_warnings(
+@dataclass(frozen=True)
+class StageLookup:
+    """What the resolvers said of the stage's host: its addresses, and a warning for each
+    resolver that would leave nginx unable to resolve it."""
+
+    addresses: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def look_up_stage(
     resolvers: tuple[str, ...], host: str, timeout: float = DEFAULT_TIMEOUT
-) -> list[str]:
-    """One warning per resolver that would leave nginx unable to resolve `host`."""
+) -> StageLookup:
+    """Ask every resolver for `host`, as nginx's resolver would; the addresses are those of
+    every resolver that answered, sorted (nginx asks them in turn)."""
     try:
         ipaddress.ip_address(host)
-        return []  # nginx does not resolve an address
+        return StageLookup((host,), ())  # nginx does not resolve an address
     except ValueError:
         pass
     warnings = []
+    found: set[str] = set()
     for spec in resolvers:
         result = check_resolver(spec, host, timeout)
+        found.update(result.addresses)
         if not result.ok:
             warnings.append(
                 f"resolver {spec} {result.detail}: nginx would log '{host} could not be "
                 "resolved' and drop the mirror copy (pass a resolver that answers with "
                 "--resolver, or --no-dns-check when planning offline)"
             )
-    return warnings
+    return StageLookup(tuple(sorted(found, key=ipaddress.ip_address)), tuple(warnings))
+
+
+def dns_warnings(
+    resolvers: tuple[str, ...], host: str, timeout: float = DEFAULT_TIMEOUT
+) -> list[str]:
+    """One warning per resolver that would leave nginx unable to resolve `host`."""
+    return list(look_up_stage(resolvers, host, timeout).warnings)

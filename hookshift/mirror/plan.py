@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from hookshift.errors import InputError
 from hookshift.mirror.render import (
     CREDENTIAL_HEADERS,
+    STAGE_DNS_LOCATION,
     Layout,
     Mode,
     StageDns,
@@ -36,12 +37,12 @@ from hookshift.mirror.render import location_lines as render_location
 from hookshift.mirror.render import server_lines as render_server
 from hookshift.mirror.state import ConfigState, without_ours
 from hookshift.nginx import splice
-from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.config import Directive, NginxConfig, load
 from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
 from hookshift.nginx.route import Hop
 from hookshift.nginx.source import SourceConfig, load_stripped
-from hookshift.nginx.values import parse_size
+from hookshift.nginx.values import parse_size, parse_socket
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
@@ -116,6 +117,10 @@ class MirrorOptions:
     # answers), `resolve` in the upstream from then on.
     stage_dns: StageDns | None = None
     keep_headers: tuple[str, ...] = ()
+    # Run-time DNS only: the stage's addresses as --resolver gives them now (the relay keeps
+    # connections to them). Empty: none known, every copy goes by run-time DNS. The addresses
+    # already in the config for the same stage win, so planning again does not churn them.
+    stage_addresses: tuple[str, ...] = ()
 
     @property
     def strip_headers(self) -> tuple[str, ...]:
@@ -226,10 +231,17 @@ class MirrorPlan:
     route: str = ""
     stage_dns: StageDns = "runtime"
     mirror_error_log: Path | None = None
+    stage_addresses: tuple[str, ...] = ()  # the relay keeps connections to these
 
     @property
     def mode(self) -> Mode:
         return self.options.mode
+
+    @property
+    def keeps_stage_addresses(self) -> bool:
+        """Whether this layout keeps connections to the stage's addresses when it is given
+        them (`MirrorOptions.stage_addresses`): a mirror with run-time DNS before 1.27.3."""
+        return self.mode == "mirror" and self.layout == "two-hop" and self.stage_dns == "runtime"
 
     def diff(self) -> str:
         return "".join(c.diff() for c in self.changes)
@@ -250,7 +262,10 @@ class MirrorPlan:
             },
             "internal_uri": self.internal_uri,
             "stage_dns": self.stage_dns,
-            "keepalive_to_stage": self.layout == "upstream-resolve" or self.stage_dns == "reload",
+            "keepalive_to_stage": self.layout == "upstream-resolve"
+            or self.stage_dns == "reload"
+            or bool(self.stage_addresses),
+            "stage_addresses": list(self.stage_addresses),
             "mirror_error_log": None
             if self.mirror_error_log is None
             else str(self.mirror_error_log),
@@ -609,7 +624,11 @@ def _needs_body_buffer(scene: _Scene, wanted: str) -> bool:
 
 
 def _template_context(
-    scene: _Scene, options: MirrorOptions, stage: Stage, warnings: list[str]
+    scene: _Scene,
+    options: MirrorOptions,
+    stage: Stage,
+    warnings: list[str],
+    stage_addresses: tuple[str, ...] = (),
 ) -> TemplateContext:
     uri = urlsplit(options.path).path
     # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
@@ -654,6 +673,8 @@ def _template_context(
         stage_dns=_stage_dns(scene, options),
         stage_pool=STAGE_POOL,
         stage_pool_target=f"https://{STAGE_POOL}{suffix}",
+        stage_port=stage.port,
+        stage_addresses=stage_addresses,
         callback_path=uri,
         stage_hop_socket=stage_hop_socket(options.relay_socket),
         relay_dir=relay_dir(options.relay_socket),
@@ -724,17 +745,40 @@ def _stage_dns_warnings(scene: _Scene, options: MirrorOptions, stage: Stage) -> 
     return warnings
 
 
-def _stage_dns_info(scene: _Scene, options: MirrorOptions, stage: Stage) -> list[str]:
-    """What the stage's name resolution does and, with ``reload``, how to keep it current."""
+def _kept_by_address(scene: _Scene, options: MirrorOptions) -> bool:
+    """Whether the relay keeps connections to the stage's addresses as resolved when planning:
+    a mirror with run-time DNS on nginx before 1.27.3."""
+    return (
+        scene.mode == "mirror"
+        and scene.layout == "two-hop"
+        and (_stage_dns(scene, options) == "runtime")
+    )
+
+
+def _stage_dns_info(
+    scene: _Scene, options: MirrorOptions, stage: Stage, addresses: tuple[str, ...]
+) -> list[str]:
+    """What the stage's name resolution does and how to keep the addresses current."""
     if scene.mode != "mirror" or scene.layout != "two-hop":
         return []
     if _stage_dns(scene, options) == "runtime":
         chosen = "--stage-dns runtime" + ("" if options.stage_dns else " (the default)")
+        if addresses:
+            return [
+                f"{chosen}: the relay keeps connections to {', '.join(addresses)} (what "
+                f"{stage.host} resolves to now, written into the config, so nginx starts "
+                "whatever DNS answers); when they stop answering, copies go by the name, "
+                "re-resolved with --resolver, at a new TCP and TLS connection each. Keep the "
+                f"addresses current with `hookshift mirror refresh --config {options.config}` "
+                "(it rewrites them, checked with nginx -t, only when the name has moved; "
+                "`hookshift mirror refresh-units` writes a systemd timer that runs it every "
+                "minute)"
+            ]
         return [
-            f"{chosen}: the relay re-resolves {stage.host} with --resolver while nginx runs, "
-            "at the cost of a new TCP and TLS connection per copy. For a busy callback "
-            "endpoint, --stage-dns reload keeps connections to the stage (nginx then needs the "
-            "stage's name to resolve whenever it starts)"
+            f"{chosen}: {stage.host} was not resolved when planning, so the relay re-resolves "
+            "it with --resolver for every copy, at the cost of a new TCP and TLS connection "
+            "each. Plan with a resolver that answers (without --no-dns-check) to keep "
+            "connections to its addresses"
         ]
     return [
         f"--stage-dns reload: the relay keeps connections to {stage.host}, which nginx "
@@ -802,8 +846,10 @@ def build_plan(
     options: MirrorOptions,
     nginx_version: tuple[int, int, int],
     on_disk: dict[Path, str] | None = None,
+    written: WrittenStage | None = None,
 ) -> MirrorPlan:
-    """The plan for `options` on the (marker-free) `source`; `on_disk` = the current texts.
+    """The plan for `options` on the (marker-free) `source`; `on_disk` = the current texts,
+    `written` = the stage addresses they hold.
 
     Pure: reads nothing, writes nothing.
     """
@@ -829,8 +875,11 @@ def build_plan(
     warnings += _scene_warnings(scene, options)
     info = _scene_info(scene, options)
     warnings += _stage_dns_warnings(scene, options, stage)
-    info += _stage_dns_info(scene, options, stage)
-    ctx = _template_context(scene, options, stage, warnings)
+    addresses = (
+        _stage_addresses(options, stage, written) if _kept_by_address(scene, options) else ()
+    )
+    info += _stage_dns_info(scene, options, stage, addresses)
+    ctx = _template_context(scene, options, stage, warnings, addresses)
     changes = _splice(
         source,
         [
@@ -862,6 +911,7 @@ def build_plan(
         route=m.route.describe(),
         stage_dns=ctx.stage_dns,
         mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
+        stage_addresses=ctx.stage_addresses if ctx.known_addresses else (),
     )
 
 
@@ -947,6 +997,80 @@ def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
     return load_stripped(config_path, strip)
 
 
+@dataclass(frozen=True)
+class WrittenStage:
+    """The stage's addresses hookshift wrote for the relay's kept connections (run-time DNS on
+    nginx before 1.27.3), with the stage's name they were resolved for."""
+
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+    servers: tuple[Directive, ...]  # the ``server ADDRESS:PORT ...`` lines, in order
+
+
+def written_stage(config: NginxConfig) -> WrittenStage | None:
+    """The stage addresses in hookshift's keep-alive upstream of `config`, if it has one.
+
+    The name is the one the location proxying to those addresses verifies the stage's
+    certificate for (its ``proxy_ssl_name``), so the addresses belong to that name's stage.
+    """
+    pools = [
+        d
+        for d, _ in config.walk()
+        if d.name == "upstream" and d.args[:1] == (STAGE_POOL,) and d.is_block
+    ]
+    target = f"https://{STAGE_POOL}"
+    names = [
+        name.args[0]
+        for d, parents in config.walk()
+        if d.name == "proxy_pass" and d.args and d.args[0].startswith(target) and parents
+        for name in parents[-1].children("proxy_ssl_name")
+        if name.args
+    ]
+    if not pools or not names:
+        return None
+    servers = tuple(
+        s
+        for s in config.effective_children(pools[0], "server")
+        if s.args and not s.args[0].startswith("unix:")
+    )
+    sockets = [parse_socket(s.args[0]) for s in servers]
+    if not sockets:
+        return None
+    return WrittenStage(
+        host=names[0],
+        port=int(sockets[0].port),
+        addresses=tuple(sock.addr.strip("[]") for sock in sockets),
+        servers=servers,
+    )
+
+
+def relay_resolvers(config: NginxConfig) -> tuple[str, ...]:
+    """The resolvers the stage hop asks when it sends a copy by the stage's name."""
+    for d, parents in config.walk():
+        if d.name == "resolver" and any(
+            p.name == "location" and p.args == (STAGE_DNS_LOCATION,) for p in parents
+        ):
+            return tuple(a for a in d.args if "=" not in a)
+    return ()
+
+
+def _stage_addresses(
+    options: MirrorOptions, stage: Stage, written: WrittenStage | None
+) -> tuple[str, ...]:
+    """The address for the relay's kept connections: the one already written for this stage
+    (so that planning again changes nothing; `hookshift mirror refresh` renews it), else the
+    first the resolver gave now.
+
+    One address, not all: the breaker then sees the stage as one server, so a failed copy is
+    counted at once and goes to the backup instead of being sent again to another address of
+    the same stage (a 5xx would reach the stage once per address).
+    """
+    if written is not None and (written.host, written.port) == (stage.host, stage.port):
+        return written.addresses[:1]
+    return options.stage_addresses[:1]
+
+
 def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
     """Read the config at `options.config` and plan (the imperative shell around `build_plan`).
 
@@ -955,5 +1079,8 @@ def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> Mi
     alone and the plan says so in a warning.
     """
     source, on_disk = stripped_source(Path(options.config))
-    plan = build_plan(source, options, nginx_version, on_disk)
+    written = None
+    if on_disk is not None and any(splice.has_marks(text) for text in on_disk.values()):
+        written = written_stage(load(options.config))
+    plan = build_plan(source, options, nginx_version, on_disk, written)
     return replace(plan, warnings=(*plan.warnings, *source.warnings))

@@ -16,9 +16,17 @@ reload nginx on every run. A reload or restart by other means resolves afresh to
 only make nginx's addresses newer than the record: the next difference reloads once more.
 
 The stage is read from the config itself: hookshift's ``upstream hookshift_stage`` whose
-primary server is a name (not a unix socket, not ``resolve``). A config whose relay
-re-resolves by itself (``--stage-dns runtime``, nginx 1.27.3+) needs nothing: `refresh` says so
-and changes nothing.
+primary server is a name (not a unix socket, not ``resolve``).
+
+The default on those versions (``--stage-dns runtime``) keeps connections to the stage's
+address as it resolved when planning, written into the config (so nginx starts whatever DNS
+answers), and goes by the name, re-resolved at run time, when that address fails. There
+`refresh` asks the relay's own resolvers (as nginx would) and, when the written address is no
+longer among their answers, rewrites it (the same safe write as ``mirror apply``: backup,
+``nginx -t``, reload, everything put back on failure), at most once per `min_interval`. An
+address still answered is kept, so a name whose answers rotate does not rewrite the config
+every run. A config that re-resolves by itself (no address written, or nginx 1.27.3+ with
+``resolve``) needs nothing: `refresh` says so and changes nothing.
 """
 
 from __future__ import annotations
@@ -34,17 +42,22 @@ from typing import Literal
 
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, OperationError
-from hookshift.mirror.plan import UPSTREAM
-from hookshift.mirror.state import ConfigState
+from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
+from hookshift.mirror.dnscheck import look_up_stage
+from hookshift.mirror.plan import UPSTREAM, WrittenStage, relay_resolvers, written_stage
+from hookshift.mirror.state import ConfigState, FileRecord
 from hookshift.nginx import binary
-from hookshift.nginx.config import load
+from hookshift.nginx.config import NginxConfig, load
+from hookshift.nginx.source import read_text
+from hookshift.nginx.splice import MARK
 from hookshift.nginx.values import parse_socket
 
 DEFAULT_MIN_INTERVAL = 300.0
 RECORD_NAME = "stage-dns.json"
 
-Action = Literal["current", "reloaded", "deferred", "not-needed"]
+Action = Literal["current", "reloaded", "rewritten", "deferred", "not-needed"]
 Resolve = Callable[[str, int], tuple[str, ...]]
+LookUp = Callable[[tuple[str, ...], str], tuple[str, ...]]  # resolvers, host -> addresses
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class Refresh:
     addresses: tuple[str, ...] = ()
     previous: tuple[str, ...] | None = None  # recorded at the last reload; None: no record
     wait: float = 0.0  # deferred: seconds until a reload is allowed
+    kept: str | None = None  # the address the relay keeps connections to (run-time DNS)
 
     def describe(self) -> str:
         """One line for the user."""
@@ -75,6 +89,8 @@ class Refresh:
             )
         now = ", ".join(self.addresses)
         name = self.stage.host
+        if self.kept is not None:
+            return self._describe_kept(name, now)
         if self.action == "current":
             return f"{name} still resolves to {now}, as at nginx's last reload: nothing to do"
         was = "not recorded yet" if self.previous is None else ", ".join(self.previous) or "-"
@@ -84,6 +100,24 @@ class Refresh:
                 f"the minimum interval ago: the next run after {self.wait:.0f} s reloads it"
             )
         return f"nginx reloaded: {name} now resolves to {now} (was {was})"
+
+    def _describe_kept(self, name: str, now: str) -> str:
+        was = ", ".join(self.previous or ())
+        if self.action == "current":
+            return (
+                f"{name} resolves to {now}: the relay's kept connections go to {self.kept}, "
+                "one of them; nothing to do"
+            )
+        if self.action == "deferred":
+            return (
+                f"{name} now resolves to {now}, no longer to {was}; the config was rewritten "
+                f"for it less than the minimum interval ago: the next run after {self.wait:.0f} "
+                "s rewrites it (copies go by the name meanwhile)"
+            )
+        return (
+            f"nginx reloaded: the relay's kept connections now go to {self.kept} ({name} "
+            f"resolves to {now}, no longer to {was})"
+        )
 
 
 def system_addresses(host: str, port: int) -> tuple[str, ...]:
@@ -99,11 +133,11 @@ def system_addresses(host: str, port: int) -> tuple[str, ...]:
     return tuple(sorted({str(info[4][0]) for info in found}))
 
 
-def stage_name(config: Path) -> StageName | None:
+def stage_name(config: Path, parsed: NginxConfig | None = None) -> StageName | None:
     """The stage nginx resolves only at start and reload: the named primary server of
     hookshift's breaker upstream. None when the config re-resolves by itself; an error when it
     has no mirror of hookshift's."""
-    parsed = load(config)
+    parsed = parsed or load(config)
     upstreams = [
         d
         for d, _ in parsed.walk()
@@ -151,6 +185,17 @@ def _read_record(path: Path, stage: StageName) -> tuple[tuple[str, ...] | None, 
     return tuple(str(a) for a in addresses), float(at)
 
 
+def resolver_addresses(resolvers: tuple[str, ...], host: str) -> tuple[str, ...]:
+    """The addresses the relay's resolvers give for `host` now, as nginx asks them."""
+    found = look_up_stage(resolvers, host)
+    if not found.addresses:
+        raise OperationError(
+            f"no resolver of the relay ({', '.join(resolvers)}) resolves the stage {host}; "
+            "the relay keeps the address it has, nothing was changed"
+        )
+    return found.addresses
+
+
 def refresh(
     config: Path,
     *,
@@ -158,14 +203,32 @@ def refresh(
     prefix: Path | None = None,
     min_interval: float = DEFAULT_MIN_INTERVAL,
     resolve: Resolve = system_addresses,
+    look_up: LookUp = resolver_addresses,
     clock: Callable[[], float] = time.time,
+    backup_dir: Path | None = None,
 ) -> Refresh:
-    """Reload nginx when the stage's addresses changed since its last reload by `refresh`.
+    """Reload nginx when the stage's addresses changed since its last reload by `refresh`
+    (``--stage-dns reload``), or rewrite the address the relay keeps connections to when its
+    name no longer resolves to it (run-time DNS with a written address).
 
     Raises `InputError` for a config without hookshift's mirror, `OperationError` when the
     name does not resolve, ``nginx -t`` fails or the reload fails (nothing recorded then).
     """
-    stage = stage_name(config)
+    parsed = load(config)
+    written = written_stage(parsed)
+    if written is not None:
+        return _refresh_written(
+            config,
+            parsed,
+            written,
+            nginx_bin=nginx_bin,
+            prefix=prefix,
+            min_interval=min_interval,
+            look_up=look_up,
+            clock=clock,
+            backup_dir=backup_dir,
+        )
+    stage = stage_name(config, parsed)
     if stage is None:
         return Refresh("not-needed", None)
     addresses = resolve(stage.host, stage.port)
@@ -185,15 +248,99 @@ def refresh(
         done = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
         if not done.ok:
             raise OperationError(f"nginx -s reload failed: {done.error or done.output}")
-    data = {
-        "host": stage.host,
-        "port": stage.port,
-        "addresses": list(addresses),
-        "reloaded_at": clock(),
-    }
-    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomic(record, json.dumps(data, indent=2) + "\n", default_mode=0o600)
+    _write_record(record, stage, addresses, clock())
     return Refresh("reloaded", stage, addresses, previous)
+
+
+def _write_record(path: Path, stage: StageName, addresses: tuple[str, ...], at: float) -> None:
+    data = {"host": stage.host, "port": stage.port, "addresses": list(addresses), "reloaded_at": at}
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(data, indent=2) + "\n", default_mode=0o600)
+
+
+def _refresh_written(
+    config: Path,
+    parsed: NginxConfig,
+    written: WrittenStage,
+    *,
+    nginx_bin: str,
+    prefix: Path | None,
+    min_interval: float,
+    look_up: LookUp,
+    clock: Callable[[], float],
+    backup_dir: Path | None,
+) -> Refresh:
+    """Rewrite the relay's kept address when the stage's name no longer resolves to it."""
+    server = written.servers[0]
+    stage = StageName(written.host, written.port, server.where)
+    addresses = look_up(relay_resolvers(parsed), written.host)
+    kept = written.addresses[0]
+    if kept in addresses:
+        return Refresh("current", stage, addresses, written.addresses, kept=kept)
+    record = _record_path(config)
+    _, rewritten_at = _read_record(record, stage)
+    since = clock() - rewritten_at
+    if rewritten_at and since < min_interval:
+        return Refresh(
+            "deferred", stage, addresses, written.addresses, min_interval - since, kept=kept
+        )
+    new = addresses[0]
+    rewrite_marked_line(
+        config,
+        server.file,
+        server.line,
+        server.args[0],
+        _server_address(new, written.port),
+        nginx_bin=nginx_bin,
+        prefix=prefix,
+        backup_dir=backup_dir,
+    )
+    _write_record(record, stage, addresses, clock())
+    return Refresh("rewritten", stage, addresses, written.addresses, kept=new)
+
+
+def rewrite_marked_line(
+    config: Path,
+    path: Path,
+    line: int,
+    old: str,
+    new: str,
+    *,
+    nginx_bin: str = "nginx",
+    prefix: Path | None = None,
+    backup_dir: Path | None = None,
+    reload: bool = True,
+) -> None:
+    """Replace `old` by `new` in one of hookshift's lines (`path`, 1-based `line`), and in the
+    record of the lines apply wrote, so that ``mirror remove`` still takes it out: the same safe
+    write as apply (backup, ``nginx -t``, reload, everything put back on failure)."""
+    old_text = read_text(path)
+    lines = old_text.splitlines(keepends=True)
+    old_line = lines[line - 1]
+    if not old_line.rstrip("\r\n").endswith(MARK) or old not in old_line:
+        raise OperationError(f"{path}:{line} is not the line of hookshift's it should be")
+    new_line = old_line.replace(old, new, 1)
+    lines[line - 1] = new_line
+    recorded = ConfigState.of(config).load().records.get(str(path))
+    records: dict[str, FileRecord | None] = {}
+    if recorded is not None:
+        bare_old, bare_new = old_line.rstrip("\r\n"), new_line.rstrip("\r\n")
+        swapped = tuple(bare_new if kept == bare_old else kept for kept in recorded.lines)
+        records[str(path)] = FileRecord(swapped, recorded.splits)
+    write_edits(
+        [Edit(path, old_text, "".join(lines))],
+        config=config,
+        nginx_bin=nginx_bin,
+        backup_dir=backup_dir or default_backup_dir(),
+        reload=reload,
+        prefix=prefix,
+        records=records,
+        op="refresh",
+    )
+
+
+def _server_address(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 SERVICE_UNIT = "hookshift-stage-refresh.service"
@@ -249,6 +396,7 @@ def render_refresh_units(spec: RefreshUnits) -> dict[str, str]:
             f"systemd/{SERVICE_UNIT}.j2",
             exec_start=exec_start,
             state_dir=systemd_quote(str(spec.state_dir)),
+            config_dir=systemd_quote(str(spec.config.parent)),
         ),
         TIMER_UNIT: render(
             f"systemd/{TIMER_UNIT}.j2", service=SERVICE_UNIT, interval=spec.interval

@@ -70,21 +70,28 @@ measurements and the nginx source behind each point):
   resolve the name to start at all: a DNS failure at a restart or a boot would stop every site
   of the server. So on those versions (layout ``two-hop``) the default (``--stage-dns
   runtime``) makes the breaker's primary a **stage hop**, a second hookshift-only server on a
-  unix socket beside the relay's, that does ``resolver`` + variable ``proxy_pass
-  https://HOST/STAGE$request_uri`` (re-resolved per ``valid=``) with SNI, the stage's name for
-  verification and ``Host``, ``proxy_ssl_verify on``, at a handshake per copy.
-  ``--stage-dns reload``, the user's choice for a busy endpoint, makes the stage itself the
-  breaker's primary, with keep-alive, and ``hookshift mirror refresh`` (``mirror/refresh.py``,
-  run by a systemd timer) reloads nginx when the stage's addresses change; a stale address
-  costs copies (the breaker opens, parity shows them), never callbacks. From 1.27.3 (layout
-  ``upstream-resolve``), ``server HOST:443 resolve`` in the upstream re-resolves in place
-  with keep-alive: one hop from the relay, nothing to refresh.
+  unix socket beside the relay's. The hop keeps connections to the stage's **address** as the
+  resolver gave it when planning (``upstream hookshift_stage_keepalive``, an address nginx
+  needs no DNS for, with a breaker of its own; one address, so a failed copy goes to the
+  backup instead of to another address of the same stage), retries only a connection that
+  fails (``proxy_next_upstream error timeout``: a copy the stage answered is never sent
+  twice), and when that address fails (``error_page 502 504``) sends the copy on by the name:
+  ``resolver`` + variable ``proxy_pass https://HOST/STAGE$request_uri`` (re-resolved per
+  ``valid=``), at a handshake per copy. SNI, the stage's name for verification and ``Host``,
+  ``proxy_ssl_verify on`` on both paths. ``hookshift mirror refresh`` (``mirror/refresh.py``,
+  run by a systemd timer) rewrites the address once the name no longer resolves to it;
+  planning again keeps it. Without an address (planned offline) only the name path is
+  written. ``--stage-dns reload``, the user's choice, makes the stage's name the breaker's
+  primary, with keep-alive, and ``refresh`` reloads nginx when its addresses change; a stale
+  address costs copies (the breaker opens, parity shows them), never callbacks. From 1.27.3
+  (layout ``upstream-resolve``), ``server HOST:443 resolve`` in the upstream re-resolves in
+  place with keep-alive: one hop from the relay, nothing to refresh.
 
-* **Keep-alive to the stage** (``reload`` and ``upstream-resolve``) keeps as many idle
-  connections as copies may be in flight (fewer would close and reopen, a handshake each, what
-  the next busy second needs), ``proxy_http_version 1.1`` and ``Connection ""``, and only
-  works when the stage answers with an empty body: a mirror subrequest is header-only, and
-  nginx keeps the connection only when there is no body to skip (204, 304 or
+* **Keep-alive to the stage** (a known address, ``reload`` and ``upstream-resolve``) keeps as
+  many idle connections as copies may be in flight (fewer would close and reopen, a handshake
+  each, what the next busy second needs), ``proxy_http_version 1.1`` and ``Connection ""``,
+  and only works when the stage answers with an empty body: a mirror subrequest is
+  header-only, and nginx keeps the connection only when there is no body to skip (204, 304 or
   ``Content-Length: 0``). hookshift's API Gateway integration answers 200 with an empty
   template; keep it that way.
 
@@ -122,6 +129,8 @@ BREAKER_SOCKET = "/nonexistent/hookshift-breaker-open.sock"
 # What a copy must not carry to the stage unless the user keeps it (``--keep-header``).
 CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 RELAY_STAGE_URI = "/__hookshift_stage"
+# The stage hop's location that sends a copy by the stage's name when its address fails.
+STAGE_DNS_LOCATION = "@hookshift_stage_dns"
 COPIES_ZONE = "hookshift_copies"
 HANDOFFS_ZONE = "hookshift_handoffs"
 # What counts as a failed copy for the breaker (``proxy_next_upstream``); 429 is left out.
@@ -179,6 +188,10 @@ class TemplateContext:
     stage_dns: StageDns = "runtime"
     stage_pool: str = "hookshift_stage_keepalive"
     stage_pool_target: str = ""
+    stage_port: int = 443
+    # The stage's addresses as its name resolved when planning (run-time DNS only): the
+    # relay's keep-alive path; empty, every copy goes by run-time DNS.
+    stage_addresses: tuple[str, ...] = ()
     callback_path: str = "/"
     stage_hop_socket: str = ""
     relay_dir: str | None = None
@@ -186,6 +199,7 @@ class TemplateContext:
     copies_zone: str = COPIES_ZONE
     handoffs_per_worker: int = 48
     handoffs_zone: str = HANDOFFS_ZONE
+    stage_dns_location: str = STAGE_DNS_LOCATION
     stage_uri: str = RELAY_STAGE_URI
     strip_headers: tuple[str, ...] = CREDENTIAL_HEADERS
 
@@ -195,6 +209,20 @@ class TemplateContext:
         """Run-time DNS on nginx < 1.27.3: the breaker's primary is a local stage-hop server,
         because only a variable ``proxy_pass`` re-resolves and it cannot sit in an upstream."""
         return self.layout == "two-hop" and self.stage_dns == "runtime"
+
+    @property
+    def known_addresses(self) -> bool:
+        """Run-time DNS with the stage's addresses known: the relay keeps connections to those
+        addresses and falls back to the stage hop when they fail."""
+        return self.stage_hop and bool(self.stage_addresses)
+
+    @property
+    def stage_servers(self) -> tuple[str, ...]:
+        """``ADDRESS:PORT`` of each known address (an IPv6 one in brackets)."""
+        return tuple(
+            f"[{a}]:{self.stage_port}" if ":" in a else f"{a}:{self.stage_port}"
+            for a in self.stage_addresses
+        )
 
     @property
     def resolver_args(self) -> str:

@@ -48,7 +48,12 @@ INCLUDE_FIX = "include regular files only, e.g. `include DIR/*.conf;` for the fi
 
 def read_text(path: Path) -> str:
     """A file's bytes as text that round-trips exactly (undecodable bytes kept as surrogates)."""
-    return path.read_bytes().decode("utf-8", "surrogateescape")
+    return from_bytes(path.read_bytes())
+
+
+def from_bytes(data: bytes) -> str:
+    """Bytes of a config file as text that round-trips exactly (see `read_text`)."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def to_bytes(text: str) -> bytes:

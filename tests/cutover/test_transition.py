@@ -12,6 +12,7 @@ import pytest
 
 from hookshift.cutover import journal
 from hookshift.cutover.settings import Settings
+from hookshift.mirror.refresh import rewrite_marked_line
 from tests.cutover.helpers import Cutover, force, make, nginx_t, run
 
 CONFIG = """\
@@ -151,6 +152,34 @@ def test_adopted_edits_are_recorded_with_the_rollback_that_builds_on_them(
     assert [line.split()[2] for line in history.strip().splitlines()] == [
         "init", "advance", "adopt", "rollback"
     ]  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_a_change_of_hookshifts_own_lines_is_adopted_without_asking(
+    tmp_path: Path, nginx_bin: str
+) -> None:
+    """`hookshift mirror refresh` rewrites a line of the mirror's (the stage's address) while a
+    mirror stage runs: that is part of the stage, not an edit of the user's, so a rollback
+    goes on without --adopt-edits, records it, and gives back the user's bytes."""
+    cut = make(tmp_path, nginx_bin)
+    original = cut.files()
+    force(cut, "mirror-stage")
+    lines = cut.main.read_text(encoding="utf-8").splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "fail_timeout=10s;  # hookshift" in text)
+    rewrite_marked_line(
+        cut.main, cut.main, line, "fail_timeout=10s", "fail_timeout=9s",
+        nginx_bin=nginx_bin, backup_dir=tmp_path / "backup", reload=False,
+    )  # fmt: skip
+    assert "fail_timeout=9s;  # hookshift" in cut.main.read_text(encoding="utf-8")
+    done = run("cutover", "rollback", "--state", str(cut.state))
+    assert done.returncode == 0, done.stderr
+    current = journal.read(cut.state)
+    assert [e.action for e in current.entries] == ["init", "advance", "begin", "adopt", "rollback"]
+    assert cut.files() == original
+    force(cut, "mirror-stage")
+    _edit_site(cut)  # the user's own edit is still refused
+    refused = run("cutover", "rollback", "--state", str(cut.state))
+    assert refused.returncode == 2 and "changed outside the cut-over" in refused.stderr
 
 
 @pytest.mark.e2e

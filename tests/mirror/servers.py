@@ -27,6 +27,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         server: RecordingServer = self.server  # type: ignore[assignment]
+        if server.stopping.is_set():
+            self.close_connection = True  # a stopped server serves no kept connection either
+            return
         if server.hanging.is_set():
             with server.lock:
                 server.held += 1

@@ -145,6 +145,9 @@ def _options(prefix: Path, stage_port: int, dns: DnsServer, ca_file: Path) -> Mi
         # the stage's name is known only to the test's DNS server, which nginx asks only with
         # run-time DNS (the system resolver, which nginx uses on reload, does not know it)
         stage_dns="runtime",
+        # what the API gets from that DNS server when it plans (nginx < 1.27.3 keeps
+        # connections to it)
+        stage_addresses=(LOOPBACK,),
     )
 
 
@@ -185,7 +188,7 @@ def test_callback_reaches_app_and_stage_and_both_logs(
         assert len(delivered) == 1, "the app got the same callback, with the request id"
         assert delivered[0].body == SAMPLE
         assert delivered[0].headers["x-tenant"] == "acme", "inherited proxy_set_header kept"
-        assert (STAGE_HOST, "A") in [(n.rstrip("."), t) for n, t in dns.queries]
+        assert dns.queries == [], "the address known when planning needs no DNS per copy"
 
         wait_until(lambda: request_id in (tmp_path / "parity.log").read_text(), "parity line")
         lines = [json.loads(x) for x in (tmp_path / "parity.log").read_text().splitlines()]
@@ -336,6 +339,15 @@ def live(
     return Live(tmp_path, any_nginx, app, stage, dns, ca_file, port)
 
 
+def _relay_breaker_open(error_log: Path) -> bool:
+    """Whether the relay's breaker has opened: its own failure line, not the stage hop's (whose
+    kept connections to the stage's address have a breaker of their own)."""
+    return error_log.exists() and any(
+        "temporarily disabled" in line and "server: hookshift-mirror-relay" in line
+        for line in error_log.read_text().splitlines()
+    )
+
+
 def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
     live: Live,
 ) -> None:
@@ -350,10 +362,7 @@ def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
         assert statuses == [200] * 6, "the callbacks do not wait for their hanging copies"
         assert len(live.app.received) == 6
         errors = live.prefix / "hookshift-mirror.error.log"
-        wait_until(
-            lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
-            "the breaker to open",
-        )
+        wait_until(lambda: _relay_breaker_open(errors), "the breaker to open")
         held = live.stage.held
         assert [_post(live.port, SAMPLE, conn) for _ in range(6)] == [200] * 6
         assert live.stage.held == held, "the open breaker keeps the hanging stage out"
@@ -436,9 +445,18 @@ def test_a_reload_nginx_cannot_take_is_rolled_back(
         nginx.stop()
 
 
-@pytest.mark.parametrize(("stage_dns", "keeps_alive"), [("reload", True), ("runtime", False)])
-def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
+@pytest.mark.parametrize(
+    ("stage_dns", "addresses", "keeps_alive"),
+    [
+        ("reload", (), True),
+        ("runtime", (LOOPBACK,), True),
+        ("runtime", (), False),
+    ],
+    ids=["reload", "runtime-address-known", "runtime-no-address"],
+)
+def test_copies_travel_over_kept_alive_tls_connections_where_the_stage_address_is_known(
     stage_dns: str,
+    addresses: tuple[str, ...],
     keeps_alive: bool,
     tmp_path: Path,
     nginx_bin: str,
@@ -447,11 +465,12 @@ def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
     ca_file: Path,
     port: int,
 ) -> None:
-    """With `reload` the relay keeps its TLS connections to the stage (verified, with SNI),
-    so many copies share few connections; with `runtime` every copy opens its own. The stage
-    answers with an empty body, as API Gateway's integration does: that is what lets nginx
-    keep a mirror's connection. `localhost` is resolved by getaddrinfo from /etc/hosts (the
-    upstream's host) and by the loopback DNS server (runtime's resolver)."""
+    """With `reload`, and with `runtime` given the stage's address when planning, the relay
+    keeps its TLS connections to the stage (verified, with SNI), so many copies share few
+    connections; `runtime` without a known address opens one per copy. The stage answers with
+    an empty body, as API Gateway's integration does: that is what lets nginx keep a mirror's
+    connection. `localhost` is resolved by getaddrinfo from /etc/hosts (the upstream's host)
+    and by the loopback DNS server (runtime's resolver)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("localhost").configure_cert(ctx)
     stage = RecordingServer(tls=ctx, payload=b"").start()
@@ -462,6 +481,7 @@ def test_stage_dns_reload_sends_the_copies_over_kept_alive_tls_connections(
                 _options(tmp_path, stage.port, dns, ca_file),
                 stage_url=f"https://localhost:{stage.port}/prod",
                 stage_dns=stage_dns,  # type: ignore[arg-type]
+                stage_addresses=addresses,
             )
             plan = make_plan(options, (1, 22, 1))
             apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
@@ -668,7 +688,9 @@ def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
     port: int,
 ) -> None:
     """Run-time DNS (a stage hop on nginx < 1.27.3, ``resolve`` in the upstream from 1.27.3):
-    when the stage's name moves to another address, copies follow it while nginx runs."""
+    when the stage's name moves to another address and the old one stops serving, copies
+    follow the name while nginx runs. Before 1.27.3 the relay keeps connections to the address
+    known when planning and goes by the name once that address fails."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert(STAGE_HOST).configure_cert(ctx)
     first = RecordingServer(tls=ctx, payload=b"").start()
@@ -688,7 +710,14 @@ def test_a_dns_change_of_the_stage_is_followed_without_a_reload(
 
                 wait_until(lambda: reaches(first), "a copy at the first address")
                 dns.set_records([f"{STAGE_HOST}=127.0.0.2"])
+                first.stop()
                 wait_until(lambda: reaches(second), "a copy at the new address", timeout=20)
+                bodies = {SAMPLE + str(i).encode() for i in range(5)}
+                assert [_post(port, body, conn) for body in sorted(bodies)] == [200] * 5
+                wait_until(
+                    lambda: bodies <= {r.body for r in second.received},
+                    "every next copy, intact, at the new address",
+                )
                 assert nginx.popen is not None and nginx.popen.poll() is None, "no restart"
             finally:
                 nginx.stop()
@@ -776,10 +805,7 @@ def test_a_stage_answering_500_with_a_body_gets_a_probe_per_fail_timeout(
                 assert _post(port, SAMPLE, conn) == 200
                 wait_until(lambda: len(failing.received) == 1, "the first copy at the stage")
                 errors = tmp_path / "hookshift-mirror.error.log"
-                wait_until(
-                    lambda: errors.exists() and "temporarily disabled" in errors.read_text(),
-                    "the breaker to open on the 500",
-                )
+                wait_until(lambda: _relay_breaker_open(errors), "the breaker to open on the 500")
                 callbacks = [SAMPLE + str(i).encode() for i in range(10)]
                 assert [_post(port, body, conn) for body in callbacks] == [200] * 10
                 # the copies went to the backup; at most one more probe if fail_timeout passed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -394,20 +395,31 @@ def test_stage_dns_reload_puts_the_stage_in_the_breaker_with_keepalive(tmp_path:
     assert as_json["stage_dns"] == "reload" and as_json["keepalive_to_stage"] is True
 
 
-def test_stage_dns_runtime_is_the_default_and_the_plan_names_the_keep_alive_choice(
+def test_stage_dns_runtime_is_the_default_and_keeps_connections_to_the_planned_address(
     tmp_path: Path,
 ) -> None:
-    """The keep-alive layout names the stage's host in an upstream, which nginx must resolve to
-    start at all; a DNS failure at a restart would then stop every site, so it is never the
-    default. The plan says what the default costs and what the choice would cost."""
+    """An upstream naming the stage's host would make nginx resolve it to start at all (a DNS
+    failure at a restart would stop every site), so that is never the default. The default
+    keeps connections to the address the resolver gave when planning, written as an address,
+    and says how to keep it current; without one every copy goes by the name."""
     config = _write(tmp_path, SIMPLE)
     plan = make_plan(_opts(config), (1, 22, 1))
     assert plan.stage_dns == "runtime"
     assert plan.to_json()["keepalive_to_stage"] is False
     assert "hookshift_stage_keepalive" not in plan.changes[0].new_text
-    (line,) = [i for i in plan.info if "per copy" in i]
-    assert "(the default)" in line and "--stage-dns reload" in line and "start" in line
+    (line,) = [i for i in plan.info if "(the default)" in i]
+    assert "not resolved when planning" in line and "new TCP and TLS connection" in line
     assert not plan.warnings
+    known = make_plan(_opts(config, stage_addresses=("192.0.2.10", "192.0.2.11")), (1, 22, 1))
+    assert known.stage_addresses == ("192.0.2.10",), "one address: the breaker's one server"
+    as_json = known.to_json()
+    assert as_json["keepalive_to_stage"] is True and as_json["stage_addresses"] == ["192.0.2.10"]
+    text = known.changes[0].new_text
+    assert "upstream hookshift_stage_keepalive {" in text
+    assert "server 192.0.2.10:443 max_fails=1 fail_timeout=10s;" in text
+    assert not re.search(r"server \S*execute-api", text), "no name for nginx to resolve at start"
+    (line,) = [i for i in known.info if "(the default)" in i]
+    assert "192.0.2.10" in line and f"hookshift mirror refresh --config {config}" in line
     reload = make_plan(_opts(config, stage_dns="reload"), (1, 22, 1))
     assert reload.to_json()["stage_dns"] == "reload"
     assert reload.to_json()["keepalive_to_stage"] is True

@@ -131,6 +131,8 @@ def test_the_units_run_refresh_for_the_config_with_their_own_state_dir(tmp_path:
         "Type=oneshot" in service
         and "Environment=HOOKSHIFT_STATE_DIR=/var/lib/hookshift" in service
     )
+    # /etc is read-only for the service but for the directory where the address is rewritten
+    assert "ProtectSystem=full\n" in service and "ReadWritePaths=/etc/nginx\n" in service
     timer = units["hookshift-stage-refresh.timer"]
     assert "OnUnitActiveSec=2min" in timer and "WantedBy=timers.target" in timer
     with pytest.raises(InputError, match="absolute"):
@@ -148,3 +150,46 @@ def test_the_units_run_refresh_for_the_config_with_their_own_state_dir(tmp_path:
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(units)
     assert "systemctl enable --now hookshift-stage-refresh.timer" in result.output
+
+
+def test_planning_again_keeps_the_address_written_for_the_stage(tmp_path: Path) -> None:
+    """The relay's kept address changes only by `refresh`: a plan made while the name answers
+    otherwise (a rotating answer, a moved stage) finds the config already applied."""
+    config = _applied(tmp_path, (1, 22, 1), stage_addresses=("192.0.2.1",))
+    assert "server 192.0.2.1:443 " in config.read_text()
+    options = MirrorOptions(
+        config=config, path="/cb", stage_url=f"https://{HOST}/prod", stage_addresses=("192.0.2.9",)
+    )
+    again = make_plan(options, (1, 22, 1))
+    assert again.already_applied and again.stage_addresses == ("192.0.2.1",)
+
+
+def test_a_written_address_still_answered_is_kept_and_a_recent_rewrite_defers(
+    tmp_path: Path,
+) -> None:
+    config = _applied(
+        tmp_path, (1, 22, 1), stage_addresses=("192.0.2.1",), resolvers=("127.0.0.1:5353",)
+    )
+    asked: list[tuple[tuple[str, ...], str]] = []
+
+    def answer(*addresses: str) -> object:
+        def look_up(resolvers: tuple[str, ...], host: str) -> tuple[str, ...]:
+            asked.append((resolvers, host))
+            return addresses
+
+        return look_up
+
+    current = refresh(config, look_up=answer("192.0.2.7", "192.0.2.1"), resolve=_no_nginx)  # type: ignore[arg-type]
+    assert current.action == "current" and current.kept == "192.0.2.1"
+    assert asked == [(("127.0.0.1:5353",), HOST)], "the relay's own resolvers are asked"
+    _record(config, ["192.0.2.1"], at=1000.0)
+    before = config.read_bytes()
+    deferred = refresh(
+        config,
+        look_up=answer("192.0.2.3"),  # type: ignore[arg-type]
+        min_interval=300,
+        clock=lambda: 1100.0,
+    )
+    assert deferred.action == "deferred" and deferred.wait == pytest.approx(200.0)
+    assert "no longer to 192.0.2.1" in deferred.describe()
+    assert config.read_bytes() == before, "nothing written while deferred"
