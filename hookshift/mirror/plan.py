@@ -699,6 +699,22 @@ def _handoffs_per_worker(scene: _Scene) -> int:
     return max(MIN_IN_FLIGHT, budget)
 
 
+def _bounds_info(scene: _Scene, ctx: TemplateContext) -> list[str]:
+    """What the two bounds on copies are for this config, and how to raise them: a busy
+    endpoint with a slow app has many callbacks in flight, and their copies beyond the bounds
+    are dropped (the callbacks never are)."""
+    if scene.mode != "mirror":
+        return []
+    return [
+        f"from worker_connections {_worker_connections(scene.config)}: copies of at most "
+        f"{ctx.handoffs_per_worker} callbacks in flight per nginx worker are handed to the "
+        f"relay, and at most {ctx.copies_cap} copies wait for the stage; beyond either, a copy "
+        "is dropped at once (the callback is not affected; the parity report counts it as "
+        "missing_in_queue and `hookshift verify heal` re-sends it). For more callbacks in "
+        "flight (a slow app, a busy endpoint), raise worker_connections in the events block"
+    ]
+
+
 def stage_hop_socket(relay_socket: str) -> str:
     """The relay's second socket (run-time DNS only), beside the first."""
     path = Path(relay_socket)
@@ -880,6 +896,7 @@ def build_plan(
     )
     info += _stage_dns_info(scene, options, stage, addresses)
     ctx = _template_context(scene, options, stage, warnings, addresses)
+    info += _bounds_info(scene, ctx)
     changes = _splice(
         source,
         [

@@ -153,11 +153,16 @@ def test_a_worker_hands_copies_of_a_bounded_number_of_callbacks_to_the_relay(
     if worker_connections is not None:
         events = f"events {{ worker_connections {worker_connections}; }}"
         config.write_text(config.read_text().replace("events {}", events))
-    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    plan = make_plan(_opts(config), (1, 22, 1))
+    added = _added(plan.changes[0].new_text)
     front = _block("\n".join(added), "location = /__hookshift_mirror {").splitlines()
     assert f"limit_conn hookshift_handoffs {handoffs};" in front
     assert "limit_conn_log_level info;" in front
     assert "limit_conn_zone $pid zone=hookshift_handoffs:1m;" in added
+    (said,) = [i for i in plan.info if "callbacks in flight per nginx worker" in i]
+    assert f"copies of at most {handoffs} callbacks" in said, "the plan names the bound"
+    assert f"worker_connections {worker_connections or 512}" in said
+    assert "raise worker_connections in the events block" in said
 
 
 def test_the_relay_takes_only_the_callback_path_and_post(tmp_path: Path) -> None:
