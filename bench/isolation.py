@@ -298,9 +298,10 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         f"{s.drain_s:.0f} s after the run are missing). Findings: docs/isolation.md.",
         "",
         "Configs: `none` no mirror; `hookshift` what `hookshift mirror plan` writes by "
-        "default for that nginx (a relay that answers the copy at once; on 1.22 run-time DNS "
-        "through a stage hop, a TLS handshake per copy; from 1.27.3 a `resolve` upstream with "
-        "keep-alive); `hookshift-keepalive` the same planned with `--stage-dns reload` (nginx "
+        "default for that nginx (a relay that answers the copy at once; on 1.22 a stage hop "
+        "with keep-alive to the stage's address as planned, by name at a TLS handshake per "
+        "copy when that address fails; from 1.27.3 a `resolve` upstream with keep-alive); "
+        "`hookshift-keepalive` the same planned with `--stage-dns reload` (nginx "
         "< 1.27.3 only: keep-alive to the stage, resolved at start/reload and kept current by "
         "`hookshift mirror refresh`).",
         "",

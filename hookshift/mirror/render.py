@@ -73,9 +73,11 @@ measurements and the nginx source behind each point):
   unix socket beside the relay's. The hop keeps connections to the stage's **address** as the
   resolver gave it when planning (``upstream hookshift_stage_keepalive``, an address nginx
   needs no DNS for, with a breaker of its own; one address, so a failed copy goes to the
-  backup instead of to another address of the same stage), retries only a connection that
-  fails (``proxy_next_upstream error timeout``: a copy the stage answered is never sent
-  twice), and when that address fails (``error_page 502 504``) sends the copy on by the name:
+  backup instead of to another address of the same stage), and when that address cannot be
+  used (refused, reset, a certificate that is not the stage's, its breaker open:
+  ``proxy_next_upstream error`` and ``error_page 502``) sends the copy on by the name. A
+  timeout and the stage's own 5xx go back to the relay's breaker instead: a slow stage gets
+  each copy once, and its onset is not a second burst of handshakes. By name:
   ``resolver`` + variable ``proxy_pass https://HOST/STAGE$request_uri`` (re-resolved per
   ``valid=``), at a handshake per copy. SNI, the stage's name for verification and ``Host``,
   ``proxy_ssl_verify on`` on both paths. ``hookshift mirror refresh`` (``mirror/refresh.py``,

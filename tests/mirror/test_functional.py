@@ -364,6 +364,7 @@ def test_a_stage_that_hangs_then_recovers_gets_copies_again_after_fail_timeout(
         errors = live.prefix / "hookshift-mirror.error.log"
         wait_until(lambda: _relay_breaker_open(errors), "the breaker to open")
         held = live.stage.held
+        assert held <= 6, "a copy that timed out is not sent to the stage again"
         assert [_post(live.port, SAMPLE, conn) for _ in range(6)] == [200] * 6
         assert live.stage.held == held, "the open breaker keeps the hanging stage out"
         live.stage.hanging.clear()
