@@ -315,9 +315,9 @@ def rewrite_marked_line(
     record of the lines apply wrote, so that ``mirror remove`` still takes it out: the same safe
     write as apply (backup, ``nginx -t``, reload, everything put back on failure)."""
     old_text = read_text(path)
-    lines = old_text.splitlines(keepends=True)
-    old_line = lines[line - 1]
-    if not old_line.rstrip("\r\n").endswith(MARK) or old not in old_line:
+    lines = old_text.split("\n")  # nginx's lines: LF only (str.splitlines splits on more)
+    old_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    if not old_line.rstrip("\r").endswith(MARK) or old not in old_line:
         raise OperationError(f"{path}:{line} is not the line of hookshift's it should be")
     new_line = old_line.replace(old, new, 1)
     lines[line - 1] = new_line
@@ -328,7 +328,7 @@ def rewrite_marked_line(
         swapped = tuple(bare_new if kept == bare_old else kept for kept in recorded.lines)
         records[str(path)] = FileRecord(swapped, recorded.splits)
     write_edits(
-        [Edit(path, old_text, "".join(lines))],
+        [Edit(path, old_text, "\n".join(lines))],
         config=config,
         nginx_bin=nginx_bin,
         backup_dir=backup_dir or default_backup_dir(),
