@@ -8,7 +8,8 @@ the command prints them. Every error is a `hookshift.errors.HookshiftError` (bad
 
 The request says what the user chose; ``None`` means "the default", which this module works
 out from the nginx binary (its version, where its config and logs are) the way the command
-does. `plan.make_plan` stays pure: it gets every value already decided.
+does. `plan.plan_from` stays pure: it gets every value already decided, and the config is
+read once (`plan.read_plan_source`) however many plans are made of it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from hookshift.mirror.plan import (
     MirrorOptions,
     MirrorPlan,
     describe_layout,
-    make_plan,
+    plan_from,
+    read_plan_source,
     system_ca_bundle,
 )
 from hookshift.mirror.remove import remove_marked
@@ -304,12 +306,13 @@ def plan(request: MirrorRequest) -> PlanResult:
     if request.parity_log is NO_LOG:
         lines = (*lines, Line("info", NO_PARITY_LOG_NOTE))
     options = options_for(request, config, facts)
-    result = make_plan(options, facts.version)
+    read = read_plan_source(config)
+    result = plan_from(read, options, facts.version)
     if request.dns_check:
         found = look_up_stage(options.resolvers, result.stage.host)
         if result.keeps_stage_addresses and not result.stage_addresses and found.addresses:
             options = dataclasses.replace(options, stage_addresses=found.addresses)
-            result = make_plan(options, facts.version)
+            result = plan_from(read, options, facts.version)
         result = dataclasses.replace(result, warnings=(*result.warnings, *found.warnings))
     return PlanResult(
         result, (*lines, *_lines("info", result.info), *_lines("warning", result.warnings))

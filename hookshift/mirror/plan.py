@@ -37,7 +37,7 @@ from hookshift.mirror.render import location_lines as render_location
 from hookshift.mirror.render import server_lines as render_server
 from hookshift.mirror.state import ConfigState, without_ours
 from hookshift.nginx import splice
-from hookshift.nginx.config import Directive, NginxConfig, load
+from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
 from hookshift.nginx.route import Hop
@@ -1002,8 +1002,8 @@ def _splice(
     return tuple(sorted(changes, key=lambda c: str(c.path)))
 
 
-def stripped_source(config_path: Path) -> tuple[SourceConfig, dict[Path, str]]:
-    """The config without hookshift's lines, and the texts as they are on disk."""
+def stripped_source(config_path: Path) -> tuple[SourceConfig, SourceConfig]:
+    """The config without hookshift's lines, and the config as it is on disk."""
     path = Path(os.path.abspath(config_path))
 
     def strip(on_disk: dict[Path, str]) -> dict[Path, str]:
@@ -1088,16 +1088,36 @@ def _stage_addresses(
     return options.stage_addresses[:1]
 
 
-def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
-    """Read the config at `options.config` and plan (the imperative shell around `build_plan`).
+@dataclass(frozen=True)
+class PlanSource:
+    """What planning reads from disk, read once for any number of plans of the same config."""
+
+    stripped: SourceConfig  # the config without hookshift's lines
+    on_disk: dict[Path, str]  # the texts as they are
+    written: WrittenStage | None  # the stage address a mirror of hookshift's already keeps
+
+
+def read_plan_source(config: Path) -> PlanSource:
+    """Read the config at `config` for planning.
 
     crossplane reads the structure and hookshift's lexer the offsets of the edited files
     (`nginx.source.load_checked`); when crossplane cannot parse the config the lexer reads it
     alone and the plan says so in a warning.
     """
-    source, on_disk = stripped_source(Path(options.config))
-    written = None
-    if on_disk is not None and any(splice.has_marks(text) for text in on_disk.values()):
-        written = written_stage(load(options.config))
-    plan = build_plan(source, options, nginx_version, on_disk, written)
-    return replace(plan, warnings=(*plan.warnings, *source.warnings))
+    stripped, on_disk = stripped_source(config)
+    # one and the same when the config holds none of hookshift's lines
+    written = written_stage(on_disk.config) if on_disk is not stripped else None
+    return PlanSource(stripped, dict(on_disk.texts), written)
+
+
+def plan_from(
+    read: PlanSource, options: MirrorOptions, nginx_version: tuple[int, int, int]
+) -> MirrorPlan:
+    """The plan for `options` on a config already read (pure, like `build_plan`)."""
+    plan = build_plan(read.stripped, options, nginx_version, read.on_disk, read.written)
+    return replace(plan, warnings=(*plan.warnings, *read.stripped.warnings))
+
+
+def make_plan(options: MirrorOptions, nginx_version: tuple[int, int, int]) -> MirrorPlan:
+    """Read the config at `options.config` and plan (the imperative shell around `build_plan`)."""
+    return plan_from(read_plan_source(Path(options.config)), options, nginx_version)

@@ -292,19 +292,18 @@ def _load_checked(main: str | os.PathLike[str]) -> SourceConfig:
 
 def load_stripped(
     main: str | os.PathLike[str], strip: Callable[[dict[Path, str]], dict[Path, str]]
-) -> tuple[SourceConfig, dict[Path, str]]:
+) -> tuple[SourceConfig, SourceConfig]:
     """The config without hookshift's lines (`strip` takes them out of the texts), and the
-    texts as they are on disk.
+    config as it is on disk.
 
     Planning works on the stripped texts (so a second apply of the same plan changes nothing);
     crossplane can only read what is on disk, so there the lexer reads the stripped texts,
     after every file on disk has been checked against crossplane.
     """
-    on_disk_source = load_checked(main)
-    on_disk = dict(on_disk_source.texts)
-    if not any(splice.has_marks(t) for t in on_disk.values()):
-        return on_disk_source, on_disk
-    for tree in on_disk_source.config.files.values():
+    on_disk = load_checked(main)
+    if not any(splice.has_marks(t) for t in on_disk.texts.values()):
+        return on_disk, on_disk
+    for tree in on_disk.config.files.values():
         _ = [d.offsets for d in preorder(tree)[:1]]  # lexes the file, checked against crossplane
-    source = load_source(main, strip(on_disk))
-    return SourceConfig(source.config, source.texts, on_disk_source.warnings), on_disk
+    source = load_source(main, strip(dict(on_disk.texts)))
+    return SourceConfig(source.config, source.texts, on_disk.warnings), on_disk
