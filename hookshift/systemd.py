@@ -1,12 +1,16 @@
-"""What every systemd unit hookshift writes needs: arguments quoted as systemd reads them, and
-absolute paths (systemd resolves no relative path in a unit)."""
+"""What every systemd unit hookshift writes needs: arguments quoted as systemd reads them,
+absolute paths (systemd resolves no relative path in a unit), the hookshift to run, and the
+unit files written whole."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 
 
@@ -33,3 +37,19 @@ def require_absolute(paths: Mapping[str, Path]) -> None:
                 where=option,
                 fix="systemd needs absolute paths: write it from /",
             )
+
+
+def running_hookshift() -> Path:
+    """The hookshift a unit runs when none is named: the one on PATH (resolved), else the one
+    installed beside the running Python."""
+    found = shutil.which("hookshift")
+    return Path(found).resolve() if found else Path(sys.executable).with_name("hookshift")
+
+
+def write_units(units: Mapping[str, str], out_dir: Path) -> list[Path]:
+    """Write each unit (file name -> text) into `out_dir`, atomically; the paths written."""
+    written = []
+    for name, text in units.items():
+        write_atomic(out_dir / name, text)
+        written.append(out_dir / name)
+    return written

@@ -500,17 +500,12 @@ def refresh_units_command(
       hookshift mirror refresh-units --config /etc/nginx/nginx.conf --out-dir /etc/systemd/system
       systemctl daemon-reload; systemctl enable --now hookshift-stage-refresh.timer
     """
-    import shutil
-    import sys
-
-    from hookshift.durable import write_atomic
     from hookshift.mirror.refresh import TIMER_UNIT, RefreshUnits, render_refresh_units
+    from hookshift.systemd import running_hookshift, write_units
 
-    found = shutil.which("hookshift")
-    running = Path(found).resolve() if found else Path(sys.executable).with_name("hookshift")
     units = render_refresh_units(
         RefreshUnits(
-            hookshift_bin=hookshift_bin or running,
+            hookshift_bin=hookshift_bin or running_hookshift(),
             config=config,
             nginx_bin=nginx_bin,
             state_dir=state_dir,
@@ -518,7 +513,6 @@ def refresh_units_command(
             min_interval=min_interval,
         )
     )
-    for name, text in units.items():
-        write_atomic(out_dir / name, text)
-        diag("ok", f"wrote {out_dir / name}")
+    for path in write_units(units, out_dir):
+        diag("ok", f"wrote {path}")
     click.echo(f"then, as root: systemctl daemon-reload; systemctl enable --now {TIMER_UNIT}")

@@ -13,7 +13,6 @@ import click
 
 from hookshift.console import apply_options, diag, emit_json, stderr_is_tty
 from hookshift.console import out as print_out
-from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 from hookshift.verify.api import os_errors_as_input
 from hookshift.verify.pull import NetworkLimits, PullProgress
@@ -768,12 +767,13 @@ def units_command(
           --metrics-file /var/lib/node_exporter/textfile/hookshift.prom \\
           --out-dir /etc/systemd/system
     """
+    from hookshift.systemd import running_hookshift, write_units
     from hookshift.verify.retention import parse_duration
     from hookshift.verify.units import UnitSpec, render_units
 
     parse_duration(window, "--window")
     spec = UnitSpec(
-        hookshift_bin=hookshift_bin or _running_hookshift(),
+        hookshift_bin=hookshift_bin or running_hookshift(),
         user=user,
         group=group,
         queue_url=queue_url,
@@ -790,9 +790,8 @@ def units_command(
         env_file=env_file,
     )
     units = render_units(spec)
-    for name, text in units.items():
-        write_atomic(out_dir / name, text)
-        diag("ok", f"wrote {out_dir / name}")
+    for path in write_units(units, out_dir):
+        diag("ok", f"wrote {path}")
     import shlex
 
     click.echo(
@@ -800,14 +799,6 @@ def units_command(
         f"install -d -o {user} -m 0750 {shlex.quote(str(archive))} {shlex.quote(str(state))}; "
         f"systemctl daemon-reload; systemctl enable --now {' '.join(units)}"
     )
-
-
-def _running_hookshift() -> Path:
-    import shutil
-
-    found = shutil.which("hookshift")
-    here = Path(sys.executable).with_name("hookshift")
-    return Path(found).resolve() if found else here
 
 
 @verify.command("heal")
