@@ -50,7 +50,7 @@ from hookshift.nginx import binary
 from hookshift.nginx.config import NginxConfig, load
 from hookshift.nginx.source import read_text
 from hookshift.nginx.splice import MARK
-from hookshift.nginx.values import parse_socket
+from hookshift.nginx.values import address_port, parse_socket
 
 DEFAULT_MIN_INTERVAL = 300.0
 RECORD_NAME = "stage-dns.json"
@@ -290,7 +290,7 @@ def _refresh_written(
         server.file,
         server.line,
         server.args[0],
-        _server_address(new, written.port),
+        address_port(new, written.port),
         nginx_bin=nginx_bin,
         prefix=prefix,
         backup_dir=backup_dir,
@@ -337,10 +337,6 @@ def rewrite_marked_line(
         records=records,
         op="refresh",
     )
-
-
-def _server_address(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 SERVICE_UNIT = "hookshift-stage-refresh.service"

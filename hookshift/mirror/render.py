@@ -121,6 +121,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hookshift.nginx.values import address_port
 from hookshift.templates import environment
 
 Layout = Literal["two-hop", "upstream-resolve", "direct"]
@@ -221,10 +222,7 @@ class TemplateContext:
     @property
     def stage_servers(self) -> tuple[str, ...]:
         """``ADDRESS:PORT`` of each known address (an IPv6 one in brackets)."""
-        return tuple(
-            f"[{a}]:{self.stage_port}" if ":" in a else f"{a}:{self.stage_port}"
-            for a in self.stage_addresses
-        )
+        return tuple(address_port(a, self.stage_port) for a in self.stage_addresses)
 
     @property
     def resolver_args(self) -> str:

@@ -85,6 +85,11 @@ def _normalise_addr(host: str) -> str:
     return host.lower()
 
 
+def address_port(address: str, port: int) -> str:
+    """An address and port as nginx's ``server`` and ``listen`` take them (IPv6 in brackets)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def parse_socket(text: str) -> Socket:
     """``80``, ``127.0.0.1:8080``, ``[::]:443``, ``localhost``, ``*:80``, ``unix:/run/x.sock``."""
     if text.startswith("unix:"):
