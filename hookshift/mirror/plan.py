@@ -1031,11 +1031,7 @@ def written_stage(config: NginxConfig) -> WrittenStage | None:
     The name is the one the location proxying to those addresses verifies the stage's
     certificate for (its ``proxy_ssl_name``), so the addresses belong to that name's stage.
     """
-    pools = [
-        d
-        for d, _ in config.walk()
-        if d.name == "upstream" and d.args[:1] == (STAGE_POOL,) and d.is_block
-    ]
+    pool = config.upstream(STAGE_POOL)
     target = f"https://{STAGE_POOL}"
     names = [
         name.args[0]
@@ -1044,11 +1040,11 @@ def written_stage(config: NginxConfig) -> WrittenStage | None:
         for name in parents[-1].children("proxy_ssl_name")
         if name.args
     ]
-    if not pools or not names:
+    if pool is None or not names:
         return None
     servers = tuple(
         s
-        for s in config.effective_children(pools[0], "server")
+        for s in config.effective_children(pool, "server")
         if s.args and not s.args[0].startswith("unix:")
     )
     sockets = [parse_socket(s.args[0]) for s in servers]

@@ -138,18 +138,14 @@ def stage_name(config: Path, parsed: NginxConfig | None = None) -> StageName | N
     hookshift's breaker upstream. None when the config re-resolves by itself; an error when it
     has no mirror of hookshift's."""
     parsed = parsed or load(config)
-    upstreams = [
-        d
-        for d, _ in parsed.walk()
-        if d.name == "upstream" and d.args[:1] == (UPSTREAM,) and d.is_block
-    ]
-    if not upstreams:
+    breaker = parsed.upstream(UPSTREAM)
+    if breaker is None:
         raise InputError(
             f"no mirror of hookshift's in this config (no `upstream {UPSTREAM}`)",
             where=str(config),
             fix="pass the main nginx config that `hookshift mirror apply` changed",
         )
-    for server in parsed.effective_children(upstreams[0], "server"):
+    for server in parsed.effective_children(breaker, "server"):
         if not server.args or server.args[0].startswith("unix:") or "resolve" in server.args:
             continue
         sock = parse_socket(server.args[0])

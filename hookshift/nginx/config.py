@@ -180,6 +180,17 @@ class NginxConfig:
         """Every ``server`` in every ``http`` block, in file order."""
         return [s for http in self.http_blocks() for s in self.effective_children(http, "server")]
 
+    def upstream(self, name: str) -> Directive | None:
+        """The ``upstream NAME { ... }`` block, if the config has one (nginx refuses two)."""
+        return next(
+            (
+                d
+                for d, _ in self.walk()
+                if d.name == "upstream" and d.args[:1] == (name,) and d.is_block
+            ),
+            None,
+        )
+
     def walk(self) -> Iterator[tuple[Directive, tuple[Directive, ...]]]:
         """Every directive with its enclosing blocks (outermost first), includes expanded."""
         if not self._walked:
