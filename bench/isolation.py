@@ -21,10 +21,12 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +107,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int  # connect/read/write errors, non-2xx answers and wrk timeouts together
+    kinds: tuple[tuple[str, int], ...] = ()  # the errors by wrk's kind, those that occurred
 
     @property
     def rps(self) -> float:
@@ -137,6 +140,9 @@ class Measurement:
         return self.onset.errors + self.rest.errors
 
 
+ERROR_KINDS = ("connect", "read", "write", "status", "timeout")
+
+
 def parse_wrk(line: str) -> Run:
     """The JSON line our wrk script prints in ``done()`` -> a Run."""
     data = json.loads(line)
@@ -145,7 +151,8 @@ def parse_wrk(line: str) -> Run:
         seconds=max(data["duration_us"], 1) / 1e6,
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
-        errors=sum(data[k] for k in ("connect", "read", "write", "status", "timeout")),
+        errors=sum(data[k] for k in ERROR_KINDS),
+        kinds=tuple((k, data[k]) for k in ERROR_KINDS if data[k]),
     )
 
 
@@ -410,6 +417,9 @@ def run_matrix(
 # Debian's worker_connections. Copies must never use up the connections the vendor needs.
 CROWD_CLIENTS = 512
 CROWD_WORKER_CONNECTIONS = 768
+# Runs of each crowd cell: nginx alone sometimes refuses some of a crowd of closing clients (its
+# workers do not share new connections evenly), so one run per config cannot tell the two apart.
+CROWD_RUNS = 3
 CROWD_HEADING = "### A hanging stage under"
 
 
@@ -523,8 +533,11 @@ def measure_crowd(bench: Bench, cell: Cell, nginx_bin: str, seconds: int) -> Cro
     )
 
 
-def run_crowd(clients: Sequence[str], settings: Settings, *, keep: bool = False) -> list[Crowd]:
-    """The crowd row for each binary and client kind: no mirror, then hookshift's default."""
+def run_crowd(
+    clients: Sequence[str], settings: Settings, *, runs: int = CROWD_RUNS, keep: bool = False
+) -> list[Crowd]:
+    """The crowd row for each binary and client kind, `runs` times: no mirror, then hookshift's
+    default, one after the other, so both see the same state of the machine."""
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
@@ -534,16 +547,17 @@ def run_crowd(clients: Sequence[str], settings: Settings, *, keep: bool = False)
     try:
         bench = Bench(workdir, fronts[0][1], wrk_bin, settings)
         with bench.stages:
-            cells = [
-                (bench.prepare(front, "blackhole", v, c, CROWD_WORKER_CONNECTIONS), front[1])
-                for front in fronts
-                for c in clients
-                for v in ("none", "hookshift")
-            ]
-            for cell, nginx_bin in cells:
-                crowd = measure_crowd(bench, cell, nginx_bin, settings.duration_s)
-                results.append(crowd)
-                print(f"isolation crowd: {crowd}", file=sys.stderr, flush=True)
+            for _ in range(runs):
+                cells = [
+                    (bench.prepare(front, "blackhole", v, c, CROWD_WORKER_CONNECTIONS), front[1])
+                    for front in fronts
+                    for c in clients
+                    for v in ("none", "hookshift")
+                ]
+                for cell, nginx_bin in cells:
+                    crowd = measure_crowd(bench, cell, nginx_bin, settings.duration_s)
+                    results.append(crowd)
+                    print(f"isolation crowd: {crowd}", file=sys.stderr, flush=True)
     finally:
         if keep:
             print(f"isolation crowd: kept {workdir}", file=sys.stderr)
@@ -553,7 +567,8 @@ def run_crowd(clients: Sequence[str], settings: Settings, *, keep: bool = False)
 
 
 def render_crowd(results: Sequence[Crowd], settings: Settings, load: str) -> str:
-    """The crowd rows as a small table of their own."""
+    """The crowd rows as a small table of their own, one row per config over its runs."""
+    runs = max(Counter((c.binary, c.client, c.variant) for c in results).values(), default=1)
     lines = [
         "",
         f"{CROWD_HEADING} {CROWD_CLIENTS} concurrent clients "
@@ -571,25 +586,45 @@ def render_crowd(results: Sequence[Crowd], settings: Settings, load: str) -> str
         f"wrk: {CROWD_CLIENTS} keep-alive or `Connection: close` connections, "
         f"{settings.threads} threads, {settings.duration_s} s from a fresh front nginx "
         f"({settings.workers} workers, an app that answers after 2 ms) whose stage accepts "
-        "and never answers. `at the stage`: most connections to the stage open at once (ss, "
+        f"and never answers; {runs} run(s) of each config, without and with the mirror in "
+        "turn. req/s and p99: the median run. `of which`: the errors of all runs by wrk's "
+        "kind (`read`: the connection closed before an answer; `connect`: refused; "
+        "`status`: not 2xx). `at the stage`: most connections to the stage open at once (ss, "
         "every 0.2 s), one per copy in flight; each also holds the relay's connection, and two "
         "more through the stage hop of nginx 1.22. `busiest worker`: most sockets one front "
         "worker had open at once (sampled; nginx starts closing idle connections when fewer "
         "than a sixteenth of its connections, 48, are free). "
         "`not enough`: nginx's `worker_connections are not enough` lines (the `reusing "
         "connections` one at most once a second per worker); "
-        "`dropped`: copies the relay answered 503 at once beyond its cap (copies a worker did "
-        "not hand over, beyond its hand-off bound, are logged at info and not counted here).",
+        "`dropped`: copies the relay answered 503 at once beyond its cap, all runs (copies a "
+        "worker did not hand over, beyond its hand-off bound, are logged at info and not "
+        "counted here).",
         "",
-        "| nginx | client | config | req/s | p99 ms | errors | cap | at the stage "
-        "| busiest worker | not enough | dropped |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| nginx | client | config | req/s | p99 ms | errors in each run | of which "
+        "| cap | at the stage | busiest worker | not enough in each run | dropped |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
+    groups: dict[tuple[str, str, str], list[Crowd]] = {}
     for c in results:
+        groups.setdefault((c.binary, c.client, c.variant), []).append(c)
+    for (binary, client, variant), runs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], CLIENTS.index(kv[0][1]), kv[0][2] != "none")
+    ):
+        kinds: dict[str, int] = {}
+        for c in runs:
+            for kind, count in c.run.kinds:
+                kinds[kind] = kinds.get(kind, 0) + count
+        cap = runs[0].cap
         lines.append(
-            f"| {c.binary} | {c.client} | {c.variant} | {c.run.rps:,.0f} | {c.run.p99_ms:.1f} "
-            f"| {c.run.errors:,} | {c.cap if c.cap is not None else '-'} | {c.peak_at_stage} "
-            f"| {c.peak_in_worker} | {c.not_enough} | {c.dropped:,} |"
+            f"| {binary} | {client} | {variant} "
+            f"| {statistics.median(c.run.rps for c in runs):,.0f} "
+            f"| {statistics.median(c.run.p99_ms for c in runs):.1f} "
+            f"| {' · '.join(f'{c.run.errors:,}' for c in runs)} "
+            f"| {', '.join(f'{k} {n:,}' for k, n in kinds.items()) or '-'} "
+            f"| {cap if cap is not None else '-'} | {max(c.peak_at_stage for c in runs)} "
+            f"| {max(c.peak_in_worker for c in runs)} "
+            f"| {' · '.join(str(c.not_enough) for c in runs)} "
+            f"| {sum(c.dropped for c in runs):,} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -620,6 +655,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="with",
         help=f"the hanging stage under {CROWD_CLIENTS} clients: with the matrix, only it, or not",
     )
+    parser.add_argument(
+        "--crowd-runs", type=int, default=CROWD_RUNS, help="runs of each crowd config"
+    )
     args = parser.parse_args(argv if argv is not None else [])
     settings = Settings(
         duration_s=args.duration,
@@ -643,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         table = render_table(results, settings)
     if args.crowd != "without":
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        crowd = run_crowd(args.client or CLIENTS, settings, keep=args.keep)
+        crowd = run_crowd(args.client or CLIENTS, settings, runs=args.crowd_runs, keep=args.keep)
         if args.crowd == "only" and not args.no_write:
             table = _matrix_section()
         table += render_crowd(crowd, settings, load)
