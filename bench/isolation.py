@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.isolation_configs import CALLBACK_PATH, VARIANTS, FrontSpec, write_front_conf
 from bench.results import RESULTS, machine_line, write_section
-from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages
+from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages, children
 from hookshift.nginx.binary import nginx_version
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
@@ -126,6 +126,8 @@ class Measurement:
     rest: Run
     logged: int | None = None  # callbacks in the parity log
     received: int | None = None  # copies the stage answered
+    front_cpu_s: float = 0.0  # CPU the front nginx used while wrk ran (master and workers)
+    stubs_cpu_s: float = 0.0  # CPU the app and the stage stubs used meanwhile
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -138,6 +140,14 @@ class Measurement:
     @property
     def errors(self) -> int:
         return self.onset.errors + self.rest.errors
+
+    @property
+    def requests(self) -> int:
+        return self.onset.requests + self.rest.requests
+
+    def per_callback_us(self, cpu_s: float) -> float:
+        """CPU microseconds per callback wrk got an answer to."""
+        return cpu_s / max(self.requests, 1) * 1e6
 
 
 ERROR_KINDS = ("connect", "read", "write", "status", "timeout")
@@ -223,8 +233,12 @@ class Bench:
         counting = cell.variant != "none" and self.stages.received(cell.behaviour) is not None
         before = self.stages.received(cell.behaviour) or 0
         with front.start(ready=lambda: wait_for_port(port)):
+            fronts, stubs = [front.pid, *children(front.pid)], self.stages.pids()
+            cpu_before = cpu_seconds(fronts), cpu_seconds(stubs)
             onset = parse_wrk(self._wrk(url, cell.client, s.onset_s))
             rest = parse_wrk(self._wrk(url, cell.client, s.duration_s - s.onset_s))
+            front_cpu = cpu_seconds(fronts) - cpu_before[0]
+            stubs_cpu = cpu_seconds(stubs) - cpu_before[1]
             if counting:
                 time.sleep(s.drain_s)
         logged = received = None
@@ -232,7 +246,16 @@ class Bench:
             logged = len(cell.parity_log.read_bytes().splitlines())
             received = (self.stages.received(cell.behaviour) or 0) - before
         return Measurement(
-            cell.binary, cell.behaviour, cell.variant, cell.client, onset, rest, logged, received
+            cell.binary,
+            cell.behaviour,
+            cell.variant,
+            cell.client,
+            onset,
+            rest,
+            logged,
+            received,
+            front_cpu,
+            stubs_cpu,
         )
 
     def _wrk(self, url: str, client: str, seconds: int, connections: int | None = None) -> str:
@@ -302,7 +325,12 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         "p99 deltas are against the no-mirror row of the same binary, stage and client, "
         "measured just before. Errors: non-2xx, socket errors and wrk timeouts. `copied`: "
         "requests the stage answered / callbacks in the parity log (copies still in flight "
-        f"{s.drain_s:.0f} s after the run are missing). Findings: docs/isolation.md.",
+        f"{s.drain_s:.0f} s after the run are missing). `CPU`: microseconds of CPU per "
+        "callback answered, used by the front nginx (its master and workers: the callback "
+        "path, and with a mirror the relay and the copies) and by the stubs (the app, and the "
+        "stage that stands in for API Gateway, which would not run on this host). All of them "
+        "share the 2 cores with wrk, so a stub's CPU lowers the req/s measured too. "
+        "Findings: docs/isolation.md.",
         "",
         "Configs: `none` no mirror; `hookshift` what `hookshift mirror plan` writes by "
         "default for that nginx (a relay that answers the copy at once; on 1.22 a stage hop "
@@ -313,8 +341,8 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         "`hookshift mirror refresh`).",
         "",
         "| nginx | stage | client | config | req/s | ratio | first 5 s req/s | ratio "
-        "| p99 first 5 s | delta | p99 after | delta | errors | copied |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 first 5 s | delta | p99 after | delta | errors | copied | CPU front | CPU stubs |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         base = by_key.get((m.binary, m.behaviour, "none", m.client))
@@ -332,7 +360,8 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
             f"| {m.binary} | {BEHAVIOUR_TITLES[m.behaviour]} | {m.client} | {m.variant} "
             f"| {m.rps:,.0f} | {ratio} | {m.onset.rps:,.0f} | {onset_ratio} "
             f"| {m.onset.p99_ms:.1f} | {d_onset} | {m.rest.p99_ms:.1f} | {d_rest} "
-            f"| {m.errors} | {_copied(m)} |"
+            f"| {m.errors} | {_copied(m)} | {m.per_callback_us(m.front_cpu_s):.0f} "
+            f"| {m.per_callback_us(m.stubs_cpu_s):.0f} |"
         )
     verdicts = [verdict(m, by_key) for m in results if m.variant == "hookshift"]
     failing = [v for v in verdicts if v is not None]
@@ -449,18 +478,19 @@ def connections_to(port: int) -> int:
     return len(done.stdout.splitlines())
 
 
-def _workers(master: int) -> list[int]:
-    """The pids of `master`'s children (nginx's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                found.append(int(entry.name))
-    return found
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU the processes have used so far (a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
 
 
 def _sockets_of(pid: int) -> int:
@@ -496,7 +526,7 @@ def measure_crowd(bench: Bench, cell: Cell, nginx_bin: str, seconds: int) -> Cro
         nonlocal peak, in_worker
         while not stop.wait(0.2):
             if len(workers) < bench.settings.workers:
-                workers[:] = _workers(front.pid)
+                workers[:] = children(front.pid)
             peak = max(peak, connections_to(stage_port))
             in_worker = max([in_worker, *(_sockets_of(pid) for pid in workers)])
 

@@ -255,6 +255,15 @@ class Stages:
         blackhole.start(ready=lambda: wait_for_port(self.ports["blackhole"]))
         return self
 
+    def pids(self) -> list[int]:
+        """The stubs' processes (the backend nginx's master and workers, the blackhole), for
+        the CPU they use."""
+        found: list[int] = []
+        for process in self._processes:
+            found.append(process.pid)
+            found += children(process.pid)
+        return found
+
     def stop(self) -> None:
         for process in reversed(self._processes):
             process.stop()
@@ -267,6 +276,20 @@ class Stages:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def children(parent: int) -> list[int]:
+    """The pids of `parent`'s children (an nginx master's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
 
 
 def _child_env() -> dict[str, str]:
