@@ -42,6 +42,7 @@ from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
 from hookshift.nginx.route import Hop
 from hookshift.nginx.source import SourceConfig, load_stripped
+from hookshift.nginx.uri import raw_path, request_uri_path
 from hookshift.nginx.values import parse_size, parse_socket
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
@@ -325,6 +326,12 @@ def check_callback_path(path: str) -> str:
         )
     if not path.startswith("/"):
         raise InputError(f"--path must start with '/': {path}", fix=f"e.g. --path /{path}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in request_uri_path(raw_path(path))):
+        raise InputError(
+            f"--path {path} holds an escaped control character, which nginx's locations "
+            "cannot name",
+            fix="pass the path the vendor calls, e.g. --path /callback",
+        )
     return path
 
 
@@ -630,11 +637,13 @@ def _template_context(
     warnings: list[str],
     stage_addresses: tuple[str, ...] = (),
 ) -> TemplateContext:
-    uri = urlsplit(options.path).path
+    uri = raw_path(options.path)
     # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
     # elsewhere can bring other requests into it, and only the callback (as the vendor posted
     # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
     path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    # nginx's own locations and rewrites see the path decoded and normalised ($uri)
+    nginx_uri = request_uri_path(uri)
     log_lines = _parity_log_lines(scene, options, path_filter, warnings)
     if options.stage_path is not None:
         suffix = f"{options.stage_path}$is_args$args"
@@ -666,7 +675,9 @@ def _template_context(
         forward_log_lines=log_lines if scene.mode == "forward" else (),
         path_filter=path_filter,
         callback_var=CALLBACK_VAR,
-        forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", scene.internal_uri, "last"),
+        forward_rewrite=directive(
+            "rewrite", f"^{re.escape(nginx_uri)}$", scene.internal_uri, "last"
+        ),
         mirror_error_log=(
             str(options.effective_mirror_error_log) if scene.mode == "mirror" else None
         ),
@@ -675,7 +686,7 @@ def _template_context(
         stage_pool_target=f"https://{STAGE_POOL}{suffix}",
         stage_port=stage.port,
         stage_addresses=stage_addresses,
-        callback_path=uri,
+        callback_path=nginx_uri,
         stage_hop_socket=stage_hop_socket(options.relay_socket),
         relay_dir=relay_dir(options.relay_socket),
         copies_cap=_copies_cap(scene, options),

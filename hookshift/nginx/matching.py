@@ -21,13 +21,13 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.locations import LocationSpec, find_location, location_spec
 from hookshift.nginx.pcre import compile_pcre
 from hookshift.nginx.route import Route, follow
+from hookshift.nginx.uri import raw_path, request_uri_path
 from hookshift.nginx.values import Listen, Socket, parse_listen, parse_socket
 
 __all__ = [
@@ -196,16 +196,18 @@ def match(
     listen: str | None = None,
     for_app: bool = True,
 ) -> Match:
-    """The server and the route nginx would use for `path` (query string ignored).
+    """The server and the route nginx would use for `path` (query string ignored; the rest
+    decoded and normalised as nginx does before it selects a location).
 
     Raises `InputError` when nothing takes the path or when the choice is not one location.
     `for_app` (the callback's receiver is wanted) also refuses a route that hands the path to
     no app, a `host` no server is named, and several servers that could each receive it;
     without it the answer is nginx's plain choice for a request with that Host.
     """
-    uri = urlsplit(path).path or "/"
-    if not uri.startswith("/"):
+    raw = raw_path(path) or "/"
+    if not raw.startswith("/"):
         raise InputError(f"--path must start with '/': {path}", fix="e.g. --path /callback")
+    uri = request_uri_path(raw)
     table = socket_table(config)
     if not table.servers:
         raise InputError(

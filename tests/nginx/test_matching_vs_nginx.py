@@ -195,3 +195,21 @@ def test_ipv6_sockets_and_internal_redirects_end_where_the_matcher_says(
         if answer != f"L{chosen.line}":
             mismatches.append((addr, host, uri, answer, chosen.line))
     assert mismatches == [], mismatches
+
+
+ESCAPED = ["/%65xact", "//exact", "/api/v2/../v1/cb", "/api/v1%2Fcb", "/api/./v1//cb", "/a%2eJPG"]
+
+
+def test_escaped_and_unnormalised_paths_go_where_the_matcher_says(
+    running: tuple[Path, int],
+) -> None:
+    """nginx decodes %XX, merges slashes and resolves dot segments before it selects."""
+    config_path, port = running
+    config = load_source(config_path).config
+    mismatches = []
+    for uri in ESCAPED:
+        chosen = match(config, uri, host="example.com", listen=f"{LOOPBACK}:{port}", for_app=False)
+        answer = _ask(port, "example.com", uri)
+        if answer != f"L{chosen.location.line - PREAMBLE_LINES}":
+            mismatches.append((uri, answer, chosen.location.line - PREAMBLE_LINES))
+    assert mismatches == [], mismatches
