@@ -144,6 +144,10 @@ http {{
         location /idx/ {{ index app.php; }}
         location /brk/ {{ rewrite ^ /callback break; try_files /nonexistent @brk; }}
         location @brk {{ return 200 "L?"; }}
+        location /l/ {{ if (!-e $request_filename) {{ rewrite ^ /a.php last; }} return 200 "L?"; }}
+        location /ret/ {{ error_page 418 = @err; return 418; }}
+        location /p/ {{ if ($request_method = POST) {{ rewrite ^ /callback last; }} }}
+        location /unk/ {{ if ($http_x_unset) {{ rewrite ^ /cb last; }} return 200 "L?"; }}
     }}
 }}
 """
@@ -162,6 +166,10 @@ ROUTE_REQUESTS = [
     ("127.0.0.1", "routes.test", "/err/cb"),
     ("127.0.0.1", "routes.test", "/idx/"),
     ("127.0.0.1", "routes.test", "/brk/cb"),
+    ("127.0.0.1", "routes.test", "/l/cb"),
+    ("127.0.0.1", "routes.test", "/ret/cb"),
+    ("127.0.0.1", "routes.test", "/p/cb"),
+    ("127.0.0.1", "routes.test", "/unk/cb"),
 ]
 
 

@@ -90,6 +90,43 @@ def test_error_page_is_followed_when_it_is_how_the_app_is_reached(tmp_path: Path
     assert "error_page 404" in m.route.describe()
 
 
+def test_a_file_test_if_rewrites_to_the_front_controller(tmp_path: Path) -> None:
+    """The legacy PHP pattern: the callback is not a file, so the `if` holds."""
+    m = _match(
+        tmp_path,
+        "server { listen 80; root /srv/app;\n"
+        "location / { if (!-e $request_filename) { rewrite ^(.*)$ /index.php?q=$1 last; } }\n"
+        "location ~ \\.php$ { fastcgi_pass 127.0.0.1:9000; } }",
+    )
+    assert _final(m) == "~ \\.php$"
+    assert any("`if (!-e $request_filename)`" in i and "taken as absent" in i for i in m.info)
+
+
+def test_an_if_on_the_method_is_decided_and_any_other_is_said_to_be_skipped(
+    tmp_path: Path,
+) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80;\n"
+        "location / { if ($http_x_test) { return 403; }\n"
+        "  if ($request_method != POST) { return 405; }\n"
+        "  if ($request_method ~* ^post$) { proxy_pass http://127.0.0.1:9000; } } }",
+    )
+    assert _final(m) == "/"
+    assert m.route.end is not None and m.route.end.name == "proxy_pass"
+    assert any("`if ($http_x_test)`" in i and "taken as false" in i for i in m.info)
+
+
+def test_return_of_an_error_code_is_handed_on_by_error_page(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        f"server {{ listen 80; location / {{ error_page 418 = @app; return 418; }}\n"
+        f"location @app {{ {APP} }} }}",
+    )
+    assert _final(m) == "@app"
+    assert "location / (error_page 418" in m.route.describe()
+
+
 def test_index_leads_to_the_app_for_a_directory_uri(tmp_path: Path) -> None:
     text = (
         "server { listen 80; index index.php;\n"
