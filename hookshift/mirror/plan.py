@@ -315,6 +315,44 @@ def _unsafe_char(text: str, extra: str = "") -> str | None:
     return None
 
 
+# An HTTP header name (RFC 9110 token) that nginx reads as a plain word
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!%&*+.^_`|~-]+")
+
+
+def _check_option_words(options: MirrorOptions) -> None:
+    """Refuse option values that would not stay one nginx word (or one sensible value) in the
+    config: a resolver, socket or header name holding a space or `;` would write another
+    directive, which nginx -t may well accept."""
+    for resolver in options.resolvers:
+        bad = _unsafe_char(resolver)
+        if bad is not None or not resolver:
+            raise InputError(
+                f"--resolver must be one ADDR[:PORT], not {resolver!r}",
+                fix="repeat --resolver for each, e.g. --resolver 1.1.1.1 --resolver 8.8.8.8",
+            )
+    bad = _unsafe_char(options.relay_socket)
+    if bad is not None or not options.relay_socket.startswith("/"):
+        raise InputError(
+            f"--relay-socket must be an absolute path without spaces or nginx syntax: "
+            f"{options.relay_socket!r}",
+            fix=f"e.g. --relay-socket {DEFAULT_RELAY_SOCKET}",
+        )
+    for flag, name, example in (
+        ("--request-id-header", options.request_id_header, "X-Request-Id"),
+        *(("--keep-header", h, "X-Signature") for h in options.keep_headers),
+    ):
+        if not _HEADER_NAME.fullmatch(name):
+            raise InputError(
+                f"{flag} must be an HTTP header name, not {name!r}",
+                fix=f"e.g. {flag} {example}",
+            )
+    if options.timeout is not None and not 0 < options.timeout < 86400:
+        raise InputError(
+            f"--timeout must be a number of seconds above 0, not {options.timeout}",
+            fix="e.g. --timeout 2",
+        )
+
+
 def check_callback_path(path: str) -> str:
     """The callback path as it goes into the config: it starts with '/' and holds nothing nginx
     would read as syntax (a newline would make a filter that never matches)."""
@@ -882,6 +920,7 @@ def build_plan(
     """
     config = source.config
     path = check_callback_path(options.path)
+    _check_option_words(options)
     stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI

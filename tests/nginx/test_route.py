@@ -234,3 +234,23 @@ def test_without_a_server_name_several_receivers_are_refused_by_name(tmp_path: P
     assert "more than one server could receive" in message
     assert "hooks.example.com" in message and "b.example.com" in message
     assert "--server-name" in message
+
+
+@pytest.mark.parametrize("listen", ["garbage:xx", "99999", "a b:80", "[::1]:x"])
+def test_a_listen_option_that_names_no_socket_is_refused(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(InputError, match="is not a socket nginx listens on"):
+        _match(tmp_path, f"server {{ listen 80; location / {{ {APP} }} }}", listen=listen)
+
+
+def test_a_host_with_a_port_is_matched_by_its_name_as_nginx_does(tmp_path: Path) -> None:
+    servers = (
+        f"server {{ listen 80 default_server; location / {{ {APP} }} }}\n"
+        f"server {{ listen 80; server_name hooks.test; location /callback {{ {APP} }} }}"
+    )
+    assert _final(_match(tmp_path, servers, host="Hooks.Test:80")) == "/callback"
+
+
+def test_an_unknown_name_where_no_server_has_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no server is named x\.test:80") as err:
+        _match(tmp_path, f"server {{ listen 80; location / {{ {APP} }} }}", host="x.test:80")
+    assert "add `server_name x.test;`" in err.value.line()
