@@ -42,6 +42,7 @@ from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
 from hookshift.nginx.route import Hop
 from hookshift.nginx.source import SourceConfig, load_stripped
+from hookshift.nginx.uri import raw_path, request_uri_path
 from hookshift.nginx.values import parse_size, parse_socket
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
@@ -314,6 +315,44 @@ def _unsafe_char(text: str, extra: str = "") -> str | None:
     return None
 
 
+# An HTTP header name (RFC 9110 token) that nginx reads as a plain word
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!%&*+.^_`|~-]+")
+
+
+def _check_option_words(options: MirrorOptions) -> None:
+    """Refuse option values that would not stay one nginx word (or one sensible value) in the
+    config: a resolver, socket or header name holding a space or `;` would write another
+    directive, which nginx -t may well accept."""
+    for resolver in options.resolvers:
+        bad = _unsafe_char(resolver)
+        if bad is not None or not resolver:
+            raise InputError(
+                f"--resolver must be one ADDR[:PORT], not {resolver!r}",
+                fix="repeat --resolver for each, e.g. --resolver 1.1.1.1 --resolver 8.8.8.8",
+            )
+    bad = _unsafe_char(options.relay_socket)
+    if bad is not None or not options.relay_socket.startswith("/"):
+        raise InputError(
+            f"--relay-socket must be an absolute path without spaces or nginx syntax: "
+            f"{options.relay_socket!r}",
+            fix=f"e.g. --relay-socket {DEFAULT_RELAY_SOCKET}",
+        )
+    for flag, name, example in (
+        ("--request-id-header", options.request_id_header, "X-Request-Id"),
+        *(("--keep-header", h, "X-Signature") for h in options.keep_headers),
+    ):
+        if not _HEADER_NAME.fullmatch(name):
+            raise InputError(
+                f"{flag} must be an HTTP header name, not {name!r}",
+                fix=f"e.g. {flag} {example}",
+            )
+    if options.timeout is not None and not 0 < options.timeout < 86400:
+        raise InputError(
+            f"--timeout must be a number of seconds above 0, not {options.timeout}",
+            fix="e.g. --timeout 2",
+        )
+
+
 def check_callback_path(path: str) -> str:
     """The callback path as it goes into the config: it starts with '/' and holds nothing nginx
     would read as syntax (a newline would make a filter that never matches)."""
@@ -325,6 +364,12 @@ def check_callback_path(path: str) -> str:
         )
     if not path.startswith("/"):
         raise InputError(f"--path must start with '/': {path}", fix=f"e.g. --path /{path}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in request_uri_path(raw_path(path))):
+        raise InputError(
+            f"--path {path} holds an escaped control character, which nginx's locations "
+            "cannot name",
+            fix="pass the path the vendor calls, e.g. --path /callback",
+        )
     return path
 
 
@@ -630,11 +675,13 @@ def _template_context(
     warnings: list[str],
     stage_addresses: tuple[str, ...] = (),
 ) -> TemplateContext:
-    uri = urlsplit(options.path).path
+    uri = raw_path(options.path)
     # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
     # elsewhere can bring other requests into it, and only the callback (as the vendor posted
     # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
     path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    # nginx's own locations and rewrites see the path decoded and normalised ($uri)
+    nginx_uri = request_uri_path(uri)
     log_lines = _parity_log_lines(scene, options, path_filter, warnings)
     if options.stage_path is not None:
         suffix = f"{options.stage_path}$is_args$args"
@@ -666,7 +713,9 @@ def _template_context(
         forward_log_lines=log_lines if scene.mode == "forward" else (),
         path_filter=path_filter,
         callback_var=CALLBACK_VAR,
-        forward_rewrite=directive("rewrite", f"^{re.escape(uri)}$", scene.internal_uri, "last"),
+        forward_rewrite=directive(
+            "rewrite", f"^{re.escape(nginx_uri)}$", scene.internal_uri, "last"
+        ),
         mirror_error_log=(
             str(options.effective_mirror_error_log) if scene.mode == "mirror" else None
         ),
@@ -675,7 +724,7 @@ def _template_context(
         stage_pool_target=f"https://{STAGE_POOL}{suffix}",
         stage_port=stage.port,
         stage_addresses=stage_addresses,
-        callback_path=uri,
+        callback_path=nginx_uri,
         stage_hop_socket=stage_hop_socket(options.relay_socket),
         relay_dir=relay_dir(options.relay_socket),
         copies_cap=_copies_cap(scene, options),
@@ -871,6 +920,7 @@ def build_plan(
     """
     config = source.config
     path = check_callback_path(options.path)
+    _check_option_words(options)
     stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI

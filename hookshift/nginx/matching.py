@@ -18,16 +18,17 @@ name count (elsewhere the request would only fall to a default server).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.locations import LocationSpec, find_location, location_spec
 from hookshift.nginx.pcre import compile_pcre
 from hookshift.nginx.route import Route, follow
+from hookshift.nginx.uri import raw_path, request_uri_path
 from hookshift.nginx.values import Listen, Socket, parse_listen, parse_socket
 
 __all__ = [
@@ -112,13 +113,21 @@ def _name_rank(name: str, host: str) -> tuple[int, int] | None:
     return (0, 0) if name == host else None
 
 
+def request_host(host: str) -> str:
+    """The name nginx matches server_name against for a Host header: lowercased, without
+    its port and trailing dot (``Hooks.Example.com.:8443`` -> ``hooks.example.com``)."""
+    if host.startswith("["):
+        return host.partition("]")[0].lower() + "]"
+    return host.partition(":")[0].lower().rstrip(".")
+
+
 def pick_server(
     servers: list[tuple[Directive, bool]], host: str | None, config: NginxConfig
 ) -> tuple[Directive, bool]:
     """Among the servers of one socket, the one nginx picks, and whether its name matched
     `host` (False: the request only falls to the default server)."""
     if host:
-        host = host.lower().rstrip(".")
+        host = request_host(host)
         best: tuple[tuple[int, int], int] | None = None
         for index, (server, _) in enumerate(servers):
             for name in server_names(server, config):
@@ -159,6 +168,11 @@ def candidate_sockets(table: SocketTable, listen: str | None) -> list[Socket]:
     if listen is None:
         return sockets
     wanted = parse_socket(listen)
+    if wanted.family != "unix" and not _valid_socket(wanted):
+        raise InputError(
+            f"--listen {listen} is not a socket nginx listens on",
+            fix="pass PORT, ADDR:PORT, [IPV6]:PORT or unix:PATH, e.g. --listen 443",
+        )
     if wanted.family == "unix":
         return [s for s in sockets if s.addr == wanted.addr]
     same_port = [s for s in sockets if s.port == wanted.port and s.family != "unix"]
@@ -173,6 +187,23 @@ def candidate_sockets(table: SocketTable, listen: str | None) -> list[Socket]:
         return wildcard_for(wanted.family) or [s for s in same_port if s.family == wanted.family]
     explicit = [s for s in same_port if s.addr == wanted.addr]
     return explicit or wildcard_for(wanted.family)
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _valid_socket(socket: Socket) -> bool:
+    """Whether a socket given on the command line names an address and a port nginx takes."""
+    if not socket.port.isdigit() or not 0 < int(socket.port) < 65536:
+        return False
+    addr = socket.addr.removeprefix("[").removesuffix("]")
+    if addr == "*" or _HOSTNAME.fullmatch(addr):
+        return True
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return True
 
 
 def _label(server: Directive, config: NginxConfig) -> str:
@@ -196,16 +227,18 @@ def match(
     listen: str | None = None,
     for_app: bool = True,
 ) -> Match:
-    """The server and the route nginx would use for `path` (query string ignored).
+    """The server and the route nginx would use for `path` (query string ignored; the rest
+    decoded and normalised as nginx does before it selects a location).
 
     Raises `InputError` when nothing takes the path or when the choice is not one location.
     `for_app` (the callback's receiver is wanted) also refuses a route that hands the path to
     no app, a `host` no server is named, and several servers that could each receive it;
     without it the answer is nginx's plain choice for a request with that Host.
     """
-    uri = urlsplit(path).path or "/"
-    if not uri.startswith("/"):
+    raw = raw_path(path) or "/"
+    if not raw.startswith("/"):
         raise InputError(f"--path must start with '/': {path}", fix="e.g. --path /callback")
+    uri = request_uri_path(raw)
     table = socket_table(config)
     if not table.servers:
         raise InputError(
@@ -323,7 +356,7 @@ def _unknown_name(
     names = sorted(
         {n for s in config.servers() for n in server_names(s, config) if n not in ("_", "")}
     )
-    close = difflib.get_close_matches(host.lower(), names, n=len(names), cutoff=0.0)
+    close = difflib.get_close_matches(request_host(host), names, n=len(names) or 1, cutoff=0.0)
     listed = ", ".join(close[:_MAX_LISTED]) + (", ..." if len(close) > _MAX_LISTED else "")
     return InputError(
         f"no server is named {host}",
@@ -331,7 +364,7 @@ def _unknown_name(
         fix=(
             f"pass one of the configured names with --server-name: {listed}"
             if names
-            else "add `server_name " + host + ";` to the server that proxies the callback"
+            else f"add `server_name {request_host(host)};` to the server that proxies the callback"
         ),
     )
 

@@ -127,9 +127,9 @@ def follow(
     assumptions: list[str] = []
     hops: list[Hop] = []
     original = uri
-    uri, end = _server_rewrites(config, server, uri)
+    uri, end = _server_rewrites(config, server, uri, assumptions)
     if end is not None:
-        return Route(server, original, (), end)
+        return Route(server, original, (), end, tuple(assumptions))
     found = find_location(server, uri, config)
     via = ""
     for _ in range(MAX_REDIRECTS + 1):
@@ -152,7 +152,7 @@ def follow(
             found = (named, ())
             continue
         if step.server_rewrites:
-            uri, end = _server_rewrites(config, server, uri)
+            uri, end = _server_rewrites(config, server, uri, assumptions)
             if end is not None:
                 return Route(server, original, tuple(hops), end, tuple(assumptions))
         found = find_location(server, uri, config)
@@ -166,24 +166,50 @@ def follow(
 
 
 def _server_rewrites(
-    config: NginxConfig, server: Directive, uri: str
+    config: NginxConfig, server: Directive, uri: str, assumptions: list[str]
 ) -> tuple[str, Directive | None]:
     """Run the server's own ``rewrite``/``return`` lines (before any location is chosen);
     there ``last`` stops them like ``break``."""
-    uri, answer, _ = _rewrite_phase(config.effective_children(server), uri)
-    return uri, answer
+    done = _rewrite_phase(config, config.effective_children(server), uri, assumptions)
+    return done.uri, done.answer
+
+
+@dataclass(frozen=True)
+class _Rewritten:
+    """The rewrite module's directives of one block, run: the URI they leave, the ``return``
+    or redirecting ``rewrite`` that answers, the ``rewrite ... last`` that leaves, whether a
+    ``break`` stopped them, and the innermost ``if`` block whose condition held (its
+    configuration serves the request from then on)."""
+
+    uri: str
+    answer: Directive | None = None
+    last: Directive | None = None
+    stopped: bool = False
+    inside: Directive | None = None
 
 
 def _rewrite_phase(
-    directives: list[Directive], uri: str
-) -> tuple[str, Directive | None, Directive | None]:
-    """The rewrite module's directives of one block, in order: (URI, the ``return`` or
-    redirecting ``rewrite`` that answers, the ``rewrite ... last`` that leaves)."""
+    config: NginxConfig,
+    directives: list[Directive],
+    uri: str,
+    assumptions: list[str],
+    inside: Directive | None = None,
+) -> _Rewritten:
+    """Run `directives` in order. An ``if`` whose condition holds runs its block, then the
+    directives after it (nginx compiles both into one program)."""
     for d in directives:
+        if d.name == "if" and d.block is not None:
+            if not _holds(d, assumptions):
+                continue
+            done = _rewrite_phase(config, config.effective_children(d), uri, assumptions, d)
+            if done.answer or done.last or done.stopped:
+                return done
+            uri, inside = done.uri, done.inside
+            continue
         if d.name == "return":
-            return uri, d, None
+            return _Rewritten(uri, answer=d, inside=inside)
         if d.name == "break":
-            break
+            return _Rewritten(uri, stopped=True, inside=inside)
         if d.name != "rewrite":
             continue
         result = _rewrite(d, uri)
@@ -191,13 +217,50 @@ def _rewrite_phase(
             continue
         new_uri, flag = result
         if flag in ("redirect", "permanent", "external"):
-            return uri, d, None
+            return _Rewritten(uri, answer=d, inside=inside)
         uri = new_uri
         if flag == "last":
-            return uri, None, d
+            return _Rewritten(uri, last=d, inside=inside)
         if flag == "break":
-            break
-    return uri, None, None
+            return _Rewritten(uri, stopped=True, inside=inside)
+    return _Rewritten(uri, inside=inside)
+
+
+_FILE_TESTS = ("-f", "-d", "-e", "-x")
+# What a callback's request gives the variables a condition may test: it is a POST
+_KNOWN = {"$request_method": "POST"}
+
+
+def _holds(d: Directive, assumptions: list[str]) -> bool:
+    """Whether the condition of ``if`` `d` holds for the callback. A file test is taken as
+    failing (the callback's path is not a file), as for ``try_files``; a condition on
+    anything else only known per request is taken as false, and the route says so."""
+    words = list(d.args)
+    if words:
+        words[0] = words[0].removeprefix("(")
+        words[-1] = words[-1].removesuffix(")")
+    words = [w for w in words if w]
+    shown = f"`if ({' '.join(words)})` at {d.where}"
+    if len(words) == 2 and words[0].removeprefix("!") in _FILE_TESTS:
+        assumptions.append(
+            f"{shown} checks files on disk; taken as absent, as for a POST to a path that "
+            "is not a file"
+        )
+        return words[0].startswith("!")
+    value = _KNOWN.get(words[0]) if words else None
+    if value is not None and len(words) == 1:
+        return value not in ("", "0")
+    if value is not None and len(words) == 3:
+        op, operand = words[1], words[2]
+        if op in ("=", "!="):
+            return (value == operand) == (op == "=")
+        if op in ("~", "~*", "!~", "!~*"):
+            regex = compile_or_refuse(
+                operand, "*" in op, shown, d.where, "pass --path as the URI the app sees"
+            )
+            return (regex.search(value) is not None) != op.startswith("!")
+    assumptions.append(f"{shown} depends on the request; taken as false (its block skipped)")
+    return False
 
 
 def _step(
@@ -209,16 +272,23 @@ def _step(
 ) -> _Leave | _Stay:
     location = hop.location
     own = config.effective_children(location)
-    uri, answer, last = _rewrite_phase(own, hop.uri)
-    if answer is not None:
-        return _Stay(answer)
-    if last is not None:
-        return _Leave(f"rewrite ... last at {last.where}", uri, server_rewrites=False)
+    done = _rewrite_phase(config, own, hop.uri, assumptions)
+    uri = done.uri
     levels = [location, *reversed(hop.parents), server, *([http] if http else [])]
-    for d in own:
-        if d.name == "try_files" and d.args:
-            return _try_files(config, levels, d, uri, assumptions)
-    for d in own:
+    if done.inside is not None:
+        levels.insert(0, done.inside)
+    if done.answer is not None:
+        leave = _returned(config, levels, done.answer, uri)
+        return leave if leave is not None else _Stay(done.answer)
+    if done.last is not None:
+        return _Leave(f"rewrite ... last at {done.last.where}", uri, server_rewrites=False)
+    if done.inside is None:
+        # an `if` block's configuration has no try_files of its own, and inherits none
+        for d in own:
+            if d.name == "try_files" and d.args:
+                return _try_files(config, levels, d, uri, assumptions)
+    handlers = config.effective_children(done.inside) if done.inside is not None else []
+    for d in (*handlers, *own):
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
             return _Stay(d)
     if uri.endswith("/"):
@@ -228,6 +298,19 @@ def _step(
     # the static handler: the callback path is not a file, so nginx answers 404
     leave = _error_page(config, levels, "404", uri)
     return leave if leave is not None else _Stay(None)
+
+
+def _returned(
+    config: NginxConfig, levels: list[Directive], d: Directive, uri: str
+) -> _Leave | None:
+    """Where ``error_page`` sends a request answered by ``return CODE`` (a code without text:
+    nginx then answers as for an error, and ``error_page`` applies)."""
+    if d.name != "return" or len(d.args) != 1 or not d.args[0].isdigit():
+        return None
+    code = int(d.args[0])
+    if not 300 <= code <= 599 or code == 444:
+        return None
+    return _error_page(config, levels, d.args[0], uri)
 
 
 def _try_files(

@@ -88,6 +88,7 @@ def test_defaults_are_decided_from_the_nginx_binary_and_the_version(
         ({"mode": "copy"}, "mode 'copy' is not one of: mirror, forward"),
         ({"stage_dns": "never"}, "stage_dns 'never' is not one of: runtime, reload"),
         ({"nginx_version": None}, "nginx binary not found: /nonexistent/nginx"),
+        ({"nginx_version": "1.x"}, "--nginx-version must be X.Y.Z, not '1.x'"),
     ],
 )
 def test_bad_input_raises_input_error_with_exit_code_2_and_writes_nothing(

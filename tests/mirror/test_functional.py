@@ -823,3 +823,28 @@ def test_a_stage_answering_500_with_a_body_gets_a_probe_per_fail_timeout(
         assert "hookshift-mirror" not in (tmp_path / "error.log").read_text()
     finally:
         failing.stop()
+
+
+def test_a_percent_escaped_callback_path_is_copied_through_every_hop(live: Live) -> None:
+    """nginx selects locations by the decoded path: the vendor's `/callback/%EC%95%8C...`
+    reaches `location = "/callback/알림"`, and so must the copy at each of the relay's hops."""
+    config = live.prefix / "nginx.conf"
+    escaped = "/callback/%EC%95%8C%EB%A6%BC"
+    config.write_text(
+        config.read_text().replace(
+            "location = /callback {",
+            'location / { return 404; }\n        location = "/callback/알림" {',
+        )
+    )
+    plan = make_plan(live.options(path=escaped), live.nginx[1])
+    assert plan.location.description == "location = /callback/알림"
+    apply_plan(plan, nginx_bin=live.nginx[0], backup_dir=live.prefix / "bk", prefix=live.prefix)
+    nginx = _start_nginx(live.nginx[0], live.prefix, live.port)
+    try:
+        assert _post_to(live.port, f"{escaped}?src=vendor") == 200
+        assert _post_to(live.port, "/callback/other") == 404
+        wait_until(lambda: len(live.stage.received) >= 1, "the callback's copy at the stage")
+        assert [r.path for r in live.stage.received] == [f"/prod{escaped}?src=vendor"]
+        assert [r.path for r in live.app.received] == [f"{escaped}?src=vendor"]
+    finally:
+        nginx.stop()

@@ -502,3 +502,24 @@ def test_copies_in_flight_have_a_ceiling_whatever_worker_connections_allow(
     assert "limit_conn hookshift_copies 1024;" in _added(
         make_plan(tuned, (1, 22, 1)).changes[0].new_text
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("resolvers", ("1.1.1.1; allow all",), "--resolver must be one ADDR[:PORT]"),
+        ("resolvers", ("",), "--resolver must be one ADDR[:PORT]"),
+        ("relay_socket", "relay.sock", "--relay-socket must be an absolute path"),
+        ("relay_socket", "/run/hook shift/r.sock", "--relay-socket must be an absolute path"),
+        ("request_id_header", "X-Id $request_id", "--request-id-header must be an HTTP header"),
+        ("keep_headers", ("X-Sig:1",), "--keep-header must be an HTTP header name"),
+        ("timeout", -1.0, "--timeout must be a number of seconds above 0"),
+        ("timeout", float("nan"), "--timeout must be a number of seconds above 0"),
+    ],
+)
+def test_option_values_that_would_not_stay_one_nginx_word_are_refused(
+    tmp_path: Path, option: str, value: object, message: str
+) -> None:
+    config = _write(tmp_path, SIMPLE)
+    with pytest.raises(InputError, match=re.escape(message)):
+        make_plan(_opts(config, **{option: value}), (1, 22, 1))

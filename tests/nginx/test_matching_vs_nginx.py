@@ -144,6 +144,10 @@ http {{
         location /idx/ {{ index app.php; }}
         location /brk/ {{ rewrite ^ /callback break; try_files /nonexistent @brk; }}
         location @brk {{ return 200 "L?"; }}
+        location /l/ {{ if (!-e $request_filename) {{ rewrite ^ /a.php last; }} return 200 "L?"; }}
+        location /ret/ {{ error_page 418 = @err; return 418; }}
+        location /p/ {{ if ($request_method = POST) {{ rewrite ^ /callback last; }} }}
+        location /unk/ {{ if ($http_x_unset) {{ rewrite ^ /cb last; }} return 200 "L?"; }}
     }}
 }}
 """
@@ -162,6 +166,10 @@ ROUTE_REQUESTS = [
     ("127.0.0.1", "routes.test", "/err/cb"),
     ("127.0.0.1", "routes.test", "/idx/"),
     ("127.0.0.1", "routes.test", "/brk/cb"),
+    ("127.0.0.1", "routes.test", "/l/cb"),
+    ("127.0.0.1", "routes.test", "/ret/cb"),
+    ("127.0.0.1", "routes.test", "/p/cb"),
+    ("127.0.0.1", "routes.test", "/unk/cb"),
 ]
 
 
@@ -194,4 +202,22 @@ def test_ipv6_sockets_and_internal_redirects_end_where_the_matcher_says(
         answer = _post(addr, port, host, uri)
         if answer != f"L{chosen.line}":
             mismatches.append((addr, host, uri, answer, chosen.line))
+    assert mismatches == [], mismatches
+
+
+ESCAPED = ["/%65xact", "//exact", "/api/v2/../v1/cb", "/api/v1%2Fcb", "/api/./v1//cb", "/a%2eJPG"]
+
+
+def test_escaped_and_unnormalised_paths_go_where_the_matcher_says(
+    running: tuple[Path, int],
+) -> None:
+    """nginx decodes %XX, merges slashes and resolves dot segments before it selects."""
+    config_path, port = running
+    config = load_source(config_path).config
+    mismatches = []
+    for uri in ESCAPED:
+        chosen = match(config, uri, host="example.com", listen=f"{LOOPBACK}:{port}", for_app=False)
+        answer = _ask(port, "example.com", uri)
+        if answer != f"L{chosen.location.line - PREAMBLE_LINES}":
+            mismatches.append((uri, answer, chosen.location.line - PREAMBLE_LINES))
     assert mismatches == [], mismatches

@@ -90,6 +90,43 @@ def test_error_page_is_followed_when_it_is_how_the_app_is_reached(tmp_path: Path
     assert "error_page 404" in m.route.describe()
 
 
+def test_a_file_test_if_rewrites_to_the_front_controller(tmp_path: Path) -> None:
+    """The legacy PHP pattern: the callback is not a file, so the `if` holds."""
+    m = _match(
+        tmp_path,
+        "server { listen 80; root /srv/app;\n"
+        "location / { if (!-e $request_filename) { rewrite ^(.*)$ /index.php?q=$1 last; } }\n"
+        "location ~ \\.php$ { fastcgi_pass 127.0.0.1:9000; } }",
+    )
+    assert _final(m) == "~ \\.php$"
+    assert any("`if (!-e $request_filename)`" in i and "taken as absent" in i for i in m.info)
+
+
+def test_an_if_on_the_method_is_decided_and_any_other_is_said_to_be_skipped(
+    tmp_path: Path,
+) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80;\n"
+        "location / { if ($http_x_test) { return 403; }\n"
+        "  if ($request_method != POST) { return 405; }\n"
+        "  if ($request_method ~* ^post$) { proxy_pass http://127.0.0.1:9000; } } }",
+    )
+    assert _final(m) == "/"
+    assert m.route.end is not None and m.route.end.name == "proxy_pass"
+    assert any("`if ($http_x_test)`" in i and "taken as false" in i for i in m.info)
+
+
+def test_return_of_an_error_code_is_handed_on_by_error_page(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        f"server {{ listen 80; location / {{ error_page 418 = @app; return 418; }}\n"
+        f"location @app {{ {APP} }} }}",
+    )
+    assert _final(m) == "@app"
+    assert "location / (error_page 418" in m.route.describe()
+
+
 def test_index_leads_to_the_app_for_a_directory_uri(tmp_path: Path) -> None:
     text = (
         "server { listen 80; index index.php;\n"
@@ -197,3 +234,23 @@ def test_without_a_server_name_several_receivers_are_refused_by_name(tmp_path: P
     assert "more than one server could receive" in message
     assert "hooks.example.com" in message and "b.example.com" in message
     assert "--server-name" in message
+
+
+@pytest.mark.parametrize("listen", ["garbage:xx", "99999", "a b:80", "[::1]:x"])
+def test_a_listen_option_that_names_no_socket_is_refused(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(InputError, match="is not a socket nginx listens on"):
+        _match(tmp_path, f"server {{ listen 80; location / {{ {APP} }} }}", listen=listen)
+
+
+def test_a_host_with_a_port_is_matched_by_its_name_as_nginx_does(tmp_path: Path) -> None:
+    servers = (
+        f"server {{ listen 80 default_server; location / {{ {APP} }} }}\n"
+        f"server {{ listen 80; server_name hooks.test; location /callback {{ {APP} }} }}"
+    )
+    assert _final(_match(tmp_path, servers, host="Hooks.Test:80")) == "/callback"
+
+
+def test_an_unknown_name_where_no_server_has_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no server is named x\.test:80") as err:
+        _match(tmp_path, f"server {{ listen 80; location / {{ {APP} }} }}", host="x.test:80")
+    assert "add `server_name x.test;`" in err.value.line()

@@ -1,0 +1,71 @@
+"""The URI nginx matches locations against (``$uri``) for the path a client sends.
+
+nginx decodes ``%XX`` escapes, merges repeated slashes and resolves ``.`` and ``..`` segments
+before it selects a location (``merge_slashes on``, the default): a vendor that calls
+``/hooks%2Fcb`` or ``//hooks/cb`` reaches ``location /hooks/cb``. A decoded ``/`` or ``.``
+counts like a literal one; a decoded ``%`` is not decoded again.
+"""
+
+from __future__ import annotations
+
+from hookshift.errors import InputError
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _bad(path: str, why: str) -> InputError:
+    return InputError(
+        f"nginx answers 400 Bad Request to the path {path}: {why}",
+        fix="pass the path the vendor calls, e.g. --path /callback",
+    )
+
+
+def _decode(path: str) -> bytes:
+    raw = path.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] != ord("%"):
+            out.append(raw[i])
+            i += 1
+            continue
+        digits = raw[i + 1 : i + 3].decode("ascii", "replace")
+        if len(digits) < 2 or not set(digits) <= _HEX:
+            raise _bad(path, f"'%' at offset {i} is not followed by two hex digits")
+        value = int(digits, 16)
+        if value == 0:
+            raise _bad(path, "it holds %00")
+        out.append(value)
+        i += 3
+    return bytes(out)
+
+
+def raw_path(target: str) -> str:
+    """The path of a request target as the client sends it: up to its query string (``?``)
+    or fragment (``#``). Unlike ``urlsplit``, a leading ``//`` stays part of the path."""
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
+def request_uri_path(path: str) -> str:
+    """``$uri`` for a request whose path (without its query string) is `path`.
+
+    Raises `InputError` where nginx itself answers 400: a bad or NUL escape, or ``..`` above
+    the root.
+    """
+    decoded = _decode(path).decode("utf-8", "surrogateescape")
+    segments: list[str] = []
+    parts = decoded.split("/")[1:]
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
+        if part == "..":
+            if not segments:
+                raise _bad(path, "its '..' climbs above the root")
+            segments.pop()
+            if last:
+                segments.append("")
+        elif part == ".":
+            if last:
+                segments.append("")
+        elif part or last:
+            segments.append(part)
+    return "/" + "/".join(segments)
