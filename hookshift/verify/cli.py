@@ -683,14 +683,27 @@ def _watch_line(verdict: str, reason: str, counts: dict[str, int]) -> str:
 
 
 def _host_port(text: str) -> tuple[str, int]:
+    """``--metrics-listen``: a loopback address (``127.0.0.1:9464``, ``[::1]:9464``,
+    ``localhost:9464``): the endpoint has no authentication, so only this host reaches it (a
+    local scraper, or a proxy the operator puts in front of it, publishes it further)."""
+    from hookshift.verify.heal import is_loopback
+
     host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(
             f"cannot read {text!r} as HOST:PORT",
             where="--metrics-listen",
             fix="e.g. 127.0.0.1:9464",
         )
-    return host.strip("[]"), int(port)
+    if not is_loopback(host):
+        raise InputError(
+            f"{host} is not a loopback address: the metrics would be open to other hosts",
+            where=f"--metrics-listen {text}",
+            fix="listen on 127.0.0.1 or [::1] and scrape there, or use --metrics-file",
+        )
+    return host, int(port)
 
 
 @verify.command("units")
