@@ -77,11 +77,28 @@ class NetworkLimits:
 
 
 def check_queue_url(
-    queue_url: str, endpoint_url: str | None = None, *, option: str = "--queue-url"
+    queue_url: str,
+    endpoint_url: str | None = None,
+    *,
+    option: str = "--queue-url",
+    region: str | None = None,
 ) -> None:
-    """Refuse a queue URL (or endpoint) that is not an http(s) URL, before anything is made.
+    """Refuse a queue URL (or endpoint) that is not an http(s) URL, or a region AWS cannot
+    name, before anything is made.
 
     `option` names the queue URL as the user gave it (``--queue-url``, ``--to sqs:...``)."""
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    try:
+        if region is not None:
+            validate_region_name(region)
+    except InvalidRegionError:
+        raise InputError(
+            f"not an AWS region: {region!r}",
+            where="--region",
+            fix="write a region as AWS names it, e.g. ap-northeast-2",
+        ) from None
     for where, url, fix in (
         (option, queue_url, "write the queue URL as SQS shows it: " + QUEUE_URL_SHAPE),
         ("--endpoint-url", endpoint_url, "write the SQS endpoint, e.g. http://127.0.0.1:5000"),
@@ -103,22 +120,14 @@ def sqs_client(
     wait_s: int = 0,
 ) -> Any:
     import boto3
-    from botocore.exceptions import InvalidRegionError
 
-    check_queue_url(queue_url, endpoint_url)
-    try:
-        return boto3.client(
-            "sqs",
-            endpoint_url=endpoint_url,
-            region_name=region_for(queue_url, region),
-            config=(limits or NetworkLimits()).config(wait_s),
-        )
-    except InvalidRegionError:
-        raise InputError(
-            f"not an AWS region: {region!r}",
-            where="--region",
-            fix="write a region as AWS names it, e.g. ap-northeast-2",
-        ) from None
+    check_queue_url(queue_url, endpoint_url, region=region)
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint_url,
+        region_name=region_for(queue_url, region),
+        config=(limits or NetworkLimits()).config(wait_s),
+    )
 
 
 def sqs_failure(queue_url: str, exc: BaseException) -> OperationError:

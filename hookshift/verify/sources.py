@@ -57,8 +57,8 @@ class AppFields:
 
 def is_http_url(text: str) -> bool:
     """An http(s) URL with a host and, if it has one, a port that exists."""
-    parts = urlsplit(text)
     try:
+        parts = urlsplit(text)  # an unclosed [IPv6 is a ValueError here
         parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
     except ValueError:
         return False
