@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -457,7 +458,7 @@ def parity_command(
     check_window(options)
     if out is not None:
         check_report_path(out)  # before the run: a long run must not end in a refusal
-    with _phase_bar() as progress:
+    with _sigterm_as_interrupt(), _phase_bar() as progress:
         report = parity(app_source, queue_source, options, progress=progress)
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
@@ -469,6 +470,22 @@ def parity_command(
     else:
         print_out(text, nl=False)
     ctx.exit(report.exit_code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a stopped service, `timeout`) unwinds the run as Ctrl-C does: the temporary
+    directory, which holds the messages an sqs: source pulled and what DuckDB spilled, is
+    removed instead of left behind, and no report is written."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -426,6 +426,12 @@ def _unreadable_as_input_error() -> Iterator[None]:
         raise OperationError(
             "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
         ) from None
+    except (duckdb.InterruptException, RuntimeError) as exc:
+        # Ctrl-C (or SIGTERM, which the command turns into it) inside a query comes back
+        # from DuckDB as its own error: it is the interrupt, not a failure of the inputs
+        if isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _first_line(text: str) -> str:

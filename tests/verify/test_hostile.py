@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -186,3 +188,26 @@ def test_a_taken_port_for_metrics_in_the_command_is_one_line(
     assert "cannot listen on 127.0.0.1:" in err
     assert not (tmp_path / "s").exists()
     assert sorted(os.listdir(tmp_path)) == ["p.log", "q.jsonl"]
+
+
+def test_sigterm_during_a_query_unwinds_as_an_interrupt_not_a_traceback() -> None:
+    import duckdb
+
+    from hookshift.verify.cli import _sigterm_as_interrupt
+    from hookshift.verify.parity import _unreadable_as_input_error
+
+    con = duckdb.connect()
+    # the signal comes while the endless query runs (or, on a slow start, just before it)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with (
+            pytest.raises(KeyboardInterrupt),
+            _sigterm_as_interrupt(),
+            _unreadable_as_input_error(),
+        ):
+            con.execute("SELECT sum(hash(range)) FROM range(100000000000)")
+    finally:
+        timer.join()
+        con.close()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
