@@ -12,7 +12,6 @@ nothing twice; a dry run (the default) only says what would be sent.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 import stat
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError, OperationError
+from hookshift.procs import is_loopback
 from hookshift.verify.fetch import LITERAL_MAX
 from hookshift.verify.keys import parse_key, show_key
 from hookshift.verify.sources import (
@@ -190,15 +190,6 @@ def _ledger_writer(path: Path) -> Iterator[Callable[[dict[str, Any]], None]]:
             os.fsync(fd)
 
         yield append
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _same_target(to: str, known: str) -> bool:
