@@ -99,9 +99,15 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # one line like every other refusal; click's own is three (usage, hint, error)
+        command = exc.ctx.command_path if exc.ctx is not None else "hookshift"
+        fix = f"see `{command} --help`"
+        click.echo(f"hookshift: error: {exc.format_message()} (fix: {fix})", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        sys.exit(exc.exit_code)
     except HookshiftError as exc:
         click.echo(f"hookshift: error: {exc.line()}", err=True)
         sys.exit(exc.exit_code)

@@ -9,6 +9,7 @@ at any moment leaves the old file or the new one, never half of either.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -17,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hookshift.errors import OperationError
+from hookshift.errors import InputError, OperationError
 
 
 def fsync_dir(path: Path) -> None:
@@ -57,7 +58,19 @@ def exclusive_lock(lock_path: Path, refusal: str, *, mode: int = 0o600) -> Itera
     or the journal is told at once, instead of waiting behind it and acting on stale state.
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with _flocked(os.open(lock_path, os.O_RDWR | os.O_CREAT, mode), refusal):
+    # not through a link: one planted at the lock's path would create or lock another file
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(lock_path, flags, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise InputError(
+            "is a link, not a lock file",
+            where=str(lock_path),
+            fix="remove the link if you did not put it there",
+        ) from None
+    with _flocked(fd, refusal):
         yield
 
 

@@ -16,7 +16,15 @@ from hookshift.errors import InputError
 
 def systemd_quote(arg: str) -> str:
     """One ExecStart argument as systemd reads it: `%` and `$` would be expanded (specifiers,
-    environment variables) and whitespace would split it."""
+    environment variables) and whitespace would split it. A line break would end the line
+    and start a directive of its own (`ExecStartPre=...`, `User=root`): such a value is
+    refused, as is any other control character."""
+    if re.search(r"[\x00-\x1f\x7f]", arg):
+        raise InputError(
+            f"{arg!r} holds a line break or another control character, which a unit file "
+            "cannot hold in a command line",
+            fix="write the value on one line",
+        )
     text = arg.replace("%", "%%").replace("$", "$$")
     if text and not re.search(r"[\s\"'\\;]", text):
         return text

@@ -33,6 +33,9 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
 def infer_schema(samples: Sequence[Any]) -> dict[str, Any]:
@@ -102,7 +105,11 @@ def load_samples(text: str, where: str) -> list[Any]:
                 fix="give one JSON callback, or one per line (JSON Lines)",
             ) from None
     if not samples:
-        raise InputError("no sample callback in the file", where=where)
+        raise InputError(
+            "no sample callback in the file",
+            where=where,
+            fix="give one JSON callback, or one per line (JSON Lines)",
+        )
     return samples
 
 
@@ -141,8 +148,19 @@ class ApiSpec:
                 f"{'has no' if self.fifo else 'has'} FIFO ids",
                 fix="FIFO queues end in .fifo and need --fifo (and --fifo-group-id-path)",
             )
-        if not self.segments():
-            raise InputError(f"resource path {self.resource_path!r} is empty", fix="e.g. /callback")
+        if not self.segments() or not self.resource_path.startswith("/"):
+            raise InputError(
+                f"resource path {self.resource_path!r} is not a path", fix="e.g. /callback"
+            )
+        if not _STAGE.match(self.stage):
+            raise InputError(
+                f"{self.stage!r} is not an API Gateway stage name",
+                fix="1-128 of A-Z a-z 0-9 _ -, e.g. prod",
+            )
+        if self.account_id is not None and not _ACCOUNT_ID.match(self.account_id):
+            raise InputError(f"{self.account_id!r} is not an AWS account id", fix="its 12 digits")
+        if self.region is not None and not _REGION.match(self.region):
+            raise InputError(f"{self.region!r} is not an AWS region", fix="e.g. ap-northeast-2")
         for segment in self.segments():
             if not _SEGMENT.match(segment):
                 raise InputError(

@@ -18,6 +18,8 @@ from hookshift.apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, Templ
 from hookshift.console import apply_options
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, MissingExtra, is_missing_extra
+from hookshift.procs import is_loopback
+from hookshift.verify.sources import is_http_url
 
 if TYPE_CHECKING:  # the emulator needs `hookshift[rehearse]`; template and render do not
     from hookshift.apigw.emulator import CustomDomain, Execution
@@ -82,11 +84,35 @@ def _cert_overrides(
     return tuple(overrides)
 
 
+def _check_serve_addresses(host: str, sqs_endpoint: str, queue_url: str) -> None:
+    """The emulator listens on loopback only: it sends whatever it is given to the queue
+    without any authentication, so no other host may reach it."""
+    if not is_loopback(host.strip("[]")):
+        raise InputError(
+            f"{host} is not a loopback address: any host could post into the queue",
+            where="--host",
+            fix="listen on 127.0.0.1 or ::1 (the stage emulator is for this machine)",
+        )
+    for option, url in (("--sqs-endpoint", sqs_endpoint), ("--queue-url", queue_url)):
+        if not is_http_url(url):
+            raise InputError(f"not a URL: {url!r}", where=option, fix="e.g. http://127.0.0.1:5000")
+
+
 def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what}: {exc}", where=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"the {what} is not UTF-8 text (byte {exc.start + 1})",
+            where=str(path),
+            fix=f"give the {what} as UTF-8 JSON",
+        ) from None
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the {what}: {exc.strerror or exc}",
+            where=str(path),
+            fix="check the path and that it is readable",
+        ) from None
 
 
 def _request_model(sample: Path | None, model: Path | None) -> dict[str, Any] | None:
@@ -194,8 +220,15 @@ def template_cmd(**kwargs: Any) -> None:
     "--sqs-endpoint", required=True, help="SQS endpoint (moto), e.g. http://127.0.0.1:5000"
 )
 @click.option("--queue-url", required=True, help="The queue's URL (its path is ACCOUNT/QUEUE).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=0, help="Port (default: a free one).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback address to listen on (the stage takes anyone's callbacks into the queue).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
+)
 @click.option(
     "--cert-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -300,6 +333,7 @@ def serve_cmd(
         if is_missing_extra(exc):
             raise MissingExtra("hookshift apigw serve") from exc
         raise
+    _check_serve_addresses(host, sqs_endpoint, queue_url)
     config = StageConfig(
         sqs_endpoint=sqs_endpoint,
         queue_url=queue_url,

@@ -27,6 +27,7 @@ from hookshift.cutover.journal import Entry, FileChange, Journal
 from hookshift.cutover.settings import Settings
 from hookshift.errors import InputError, OperationError
 from hookshift.mirror.apply import checkpoint
+from hookshift.verify.sources import is_http_url
 
 Notice = Callable[[str, str], None]
 """``notice(level, text)``: level is ``info``, ``warning`` or ``ok``."""
@@ -262,7 +263,7 @@ def init(state_path: Path, settings: Settings) -> InitResult:
     settings.need("path", "to know the callback location")
     for name in ("stage_url", "domain_url"):
         url = getattr(settings, name)
-        if url is not None and not url.startswith("https://"):
+        if url is not None and not (url.startswith("https://") and is_http_url(url)):
             raise InputError(
                 f"--{name.replace('_', '-')} {url!r} is not an https URL",
                 fix="API Gateway is HTTPS only: https://ID.execute-api.REGION.amazonaws.com/STAGE"
@@ -270,6 +271,10 @@ def init(state_path: Path, settings: Settings) -> InitResult:
             )
     if settings.path and not settings.path.startswith("/"):
         raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
+    if settings.queue is not None:  # read at every gate: a typo must not wait for the first
+        from hookshift.cutover.probe import QueueSpec
+
+        QueueSpec.parse(settings.queue, endpoint_url=settings.endpoint_url, region=settings.region)
     settings = settings.override(nginx_bin=nginx_ops.check_binary(settings.nginx_bin))
     if state_path.exists():
         journal.read(state_path)  # a foreign file is reported as such

@@ -13,6 +13,7 @@ use, exactly as the vendor's resolver would see it.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import ssl
 import time
@@ -39,6 +40,8 @@ from hookshift.cutover.diagnosis import (
     TlsObservation,
 )
 from hookshift.errors import InputError
+from hookshift.verify.pull import check_queue_url
+from hookshift.verify.sources import is_http_url
 
 PROBE_FIELD = "hookshift_probe"
 # Special characters and Korean text, after the marker: a template without $util.urlEncode
@@ -60,14 +63,16 @@ class QueueSpec:
         cls, spec: str, *, endpoint_url: str | None = None, region: str | None = None
     ) -> QueueSpec:
         kind, sep, target = spec.partition(":")
-        if sep and kind in ("sqs", "archive", "jsonl") and target:
-            return cls(kind, target, endpoint_url, region)
         if spec.startswith(("https://", "http://")):
-            return cls("sqs", spec, endpoint_url, region)
-        raise InputError(
-            f"queue source {spec!r} is not sqs:QUEUE_URL, archive:DIR or jsonl:FILE",
-            fix="e.g. --queue sqs:https://sqs.ap-northeast-2.amazonaws.com/123456789012/results",
-        )
+            kind, target = "sqs", spec
+        elif not (sep and kind in ("sqs", "archive", "jsonl") and target):
+            raise InputError(
+                f"queue source {spec!r} is not sqs:QUEUE_URL, archive:DIR or jsonl:FILE",
+                fix="e.g. --queue sqs:https://sqs.ap-northeast-2.amazonaws.com/123456789012/results",
+            )
+        if kind == "sqs":
+            check_queue_url(target, endpoint_url, option="--queue", region=region)
+        return cls(kind, target, endpoint_url, region)
 
 
 def make_marker() -> str:
@@ -413,13 +418,17 @@ def run_probe(
     expect_target: str | None = None,
 ) -> ProbeObservation:
     """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if not is_http_url(url):
         raise InputError(
             f"probe URL {url!r} is not an https URL",
             fix="e.g. https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callback",
         )
-    host = parts.hostname
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise InputError(
+            f"not a number of seconds: {timeout}", where="--timeout", fix="e.g. --timeout 10"
+        )
+    parts = urlsplit(url)
+    host = parts.hostname or ""  # is_http_url: there is one
     marker = make_marker()
     body = probe_body(marker)
     now = time.time()

@@ -8,8 +8,10 @@ them, and the journal must say what they were.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from hookshift.cutover.stages import Thresholds
@@ -71,6 +73,12 @@ class Settings:
     def override(self, **changes: Any) -> Settings:
         """These settings with every given (not None, not empty) option replacing its value."""
         given = {k: v for k, v in changes.items() if v is not None and v != ()}
+        scalars = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
+        problem = settings_problem(
+            {k: v for k, v in scalars.items() if isinstance(v, int | float | str)}, options=True
+        )
+        if problem is not None:  # refused before a journal or a gate could use it
+            raise InputError(problem, fix="correct the option (see --help)")
         if "resolvers" in given:
             given["resolvers"] = tuple(given["resolvers"])
         return replace(self, **given)
@@ -95,11 +103,12 @@ class Settings:
         return value
 
 
-def settings_problem(data: Any) -> str | None:
+def settings_problem(data: Any, *, options: bool = False) -> str | None:
     """What is wrong with ``data`` as the journal's settings, or None when nothing is.
 
-    Each known setting must be null or of its type: text, a number (zero or more) for the
-    thresholds, a list of text for the resolvers.
+    Each known setting must be null or of its type: text, a number (finite, zero or more) for
+    the thresholds, a list of text for the resolvers. `options`: the values come from the
+    command line, and are named as its options.
     """
     if not isinstance(data, Mapping):
         return f"settings are {json.dumps(data)}, expected an object"
@@ -112,7 +121,12 @@ def settings_problem(data: Any) -> str | None:
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             expected = "a list of text"
         elif kind in ("float", "int"):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            )
             expected = "a number, zero or more"
             if kind == "int" and not isinstance(value, int):
                 ok, expected = False, "a whole number, zero or more"
@@ -120,5 +134,6 @@ def settings_problem(data: Any) -> str | None:
             ok = isinstance(value, str) and value != ""
             expected = "text"
         if not ok:
-            return f"setting {f.name!r} is {json.dumps(value)}, expected {expected}"
+            name = f"--{f.name.replace('_', '-')}" if options else f"setting {f.name!r}"
+            return f"{name} is {json.dumps(value)}, expected {expected}"
     return None

@@ -8,6 +8,7 @@ the app lost during its deploy are in the queue. That is the reason for the migr
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ from hookshift.rehearsal.stack import Stack, StackOptions, start_stack
 from hookshift.verify.keys import PROFILES, parse_key, show_body_key
 
 SAMPLES_SHOWN = 5
+DOWNTIME_MAX_S = 3600  # a deploy longer than an hour is no rehearsal of one
 PARITY_PROFILE = "bizppurio"  # the parity check's key; samples are shown by it too
 PARITY_KEY = parse_key(PROFILES[PARITY_PROFILE])
 
@@ -139,9 +141,10 @@ def rehearse(count: int, rate: float, downtime: float, workdir: Path, fmt: str) 
       hookshift rehearse -n 500 --rate 100 --downtime 3
       hookshift rehearse --format json --workdir /tmp/rehearsal
     """
-    if count < 1 or rate <= 0 or downtime < 0:
+    # written so that nan fails each test (every comparison with it is false)
+    if not (count >= 1 and 0 < rate < math.inf and 0 <= downtime <= DOWNTIME_MAX_S):
         raise InputError(
-            "--count must be >= 1, --rate > 0, --downtime >= 0",
+            f"--count must be >= 1, --rate a number > 0, --downtime 0 to {DOWNTIME_MAX_S} s",
             fix="e.g. hookshift rehearse -n 200 --rate 50",
         )
     run_dir = _new_run_dir(workdir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -457,7 +458,7 @@ def parity_command(
     check_window(options)
     if out is not None:
         check_report_path(out)  # before the run: a long run must not end in a refusal
-    with _phase_bar() as progress:
+    with _sigterm_as_interrupt(), _phase_bar() as progress:
         report = parity(app_source, queue_source, options, progress=progress)
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
@@ -469,6 +470,22 @@ def parity_command(
     else:
         print_out(text, nl=False)
     ctx.exit(report.exit_code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a stopped service, `timeout`) unwinds the run as Ctrl-C does: the temporary
+    directory, which holds the messages an sqs: source pulled and what DuckDB spilled, is
+    removed instead of left behind, and no report is written."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -683,14 +700,27 @@ def _watch_line(verdict: str, reason: str, counts: dict[str, int]) -> str:
 
 
 def _host_port(text: str) -> tuple[str, int]:
+    """``--metrics-listen``: a loopback address (``127.0.0.1:9464``, ``[::1]:9464``,
+    ``localhost:9464``): the endpoint has no authentication, so only this host reaches it (a
+    local scraper, or a proxy the operator puts in front of it, publishes it further)."""
+    from hookshift.procs import is_loopback
+
     host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(
             f"cannot read {text!r} as HOST:PORT",
             where="--metrics-listen",
             fix="e.g. 127.0.0.1:9464",
         )
-    return host.strip("[]"), int(port)
+    if not is_loopback(host):
+        raise InputError(
+            f"{host} is not a loopback address: the metrics would be open to other hosts",
+            where=f"--metrics-listen {text}",
+            fix="listen on 127.0.0.1 or [::1] and scrape there, or use --metrics-file",
+        )
+    return host, int(port)
 
 
 @verify.command("units")

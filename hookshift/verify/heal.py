@@ -11,10 +11,12 @@ nothing twice; a dry run (the default) only says what would be sent.
 
 from __future__ import annotations
 
-import ipaddress
+import errno
 import json
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +25,17 @@ from urllib.parse import urlsplit
 
 from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError, OperationError
+from hookshift.procs import is_loopback
 from hookshift.verify.fetch import LITERAL_MAX
 from hookshift.verify.keys import parse_key, show_key
-from hookshift.verify.sources import AppFields, app_rows_sql, parse_source, resolve_files, sql_str
+from hookshift.verify.sources import (
+    AppFields,
+    app_rows_sql,
+    is_http_url,
+    parse_source,
+    resolve_files,
+    sql_str,
+)
 
 REPLAY_HEADER = "X-Hookshift-Replay"
 REPLAY_ATTRIBUTE = "hookshift_replay"
@@ -126,9 +136,13 @@ def default_ledger(report_path: Path) -> Path:
 def read_ledger(path: Path, target: str) -> set[str]:
     """Keys already sent to `target` (torn last lines from a crash are ignored)."""
     sent: set[str] = set()
-    if not path.exists():
+    try:
+        fd = _open_ledger(path, os.O_RDONLY)
+    except FileNotFoundError:
         return sent
-    for line in path.read_text(encoding="utf-8").splitlines():
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read()
+    for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
@@ -138,29 +152,53 @@ def read_ledger(path: Path, target: str) -> set[str]:
     return sent
 
 
-def _append_ledger(path: Path, entry: dict[str, Any]) -> None:
-    # owner-only, whatever the umask: each line names a callback
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _open_ledger(path: Path, flags: int) -> int:
+    """The ledger's descriptor, never through a link: a link planted at its path would have
+    the replays' lines appended to (and the mode of) whatever file it points at."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        fd = -1
+    if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd >= 0:
+            os.close(fd)
+        raise InputError(
+            "the heal ledger is not a regular file (a link or a directory is there)",
+            where=str(path),
+            fix="remove it if you did not put it there, or give another --ledger",
+        )
+    return fd
+
+
+@contextmanager
+def _ledger_writer(path: Path) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Append entries to the ledger, owner-only whatever the umask (each line names a
+    callback), each fsynced. A torn last line from a crash is ended first, so the next
+    entry is a line of its own and is read back."""
+    fd = _open_ledger(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "r+b") as fh:
+        os.fchmod(fd, 0o600)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            fh.write(b"\n")
+
+        def append(entry: dict[str, Any]) -> None:
+            fh.write(json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
+            fh.flush()
+            os.fsync(fd)
+
+        yield append
 
 
 def _same_target(to: str, known: str) -> bool:
-    """`to` is `known`, or a path under it on the same scheme, host and port."""
+    """`to` is `known`, or a path under it on the same scheme, host and port (a recorded
+    target that is no URL matches nothing)."""
     if to.startswith("sqs:") or known.startswith("sqs:"):
         return to.rstrip("/") == known.rstrip("/")
+    if not is_http_url(known):
+        return False
     a, b = urlsplit(to), urlsplit(known)
     if (a.scheme, a.hostname, a.port) != (b.scheme, b.hostname, b.port):
         return False
@@ -184,12 +222,11 @@ def check_target(
     if to.startswith("sqs:"):
         from hookshift.verify.pull import check_queue_url
 
-        check_queue_url(to[4:], endpoint_url)
+        check_queue_url(to[4:], endpoint_url, option="--to")
         if endpoint_url is not None:
             _check_transport(endpoint_url, "--endpoint-url", plain_http_loopback)
     else:
-        parts = urlsplit(to)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
+        if not is_http_url(to):
             raise InputError(
                 "not a stage URL", where=f"--to {to}", fix="give https://... or sqs:QUEUE_URL"
             )
@@ -209,7 +246,7 @@ def _check_transport(url: str, option: str, plain_http_loopback: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return
-    if not _is_loopback(parts.hostname or ""):
+    if not is_loopback(parts.hostname or ""):
         raise InputError(
             "replays carry callbacks unredacted: plain http is refused",
             where=f"{option} {url}",
@@ -332,17 +369,19 @@ def heal(
         "rerun when it is done (the ledger skips what it sent)"
     )
     lock = ledger_path.with_name(ledger_path.name + ".lock")
-    with exclusive_lock(lock, refusal):
+    with exclusive_lock(lock, refusal), _ledger_writer(ledger_path) as record:
         # read the ledger under the lock: what another run sent is known before choosing
-        return _heal(report, to, ledger_path, _sender(to, endpoint_url, region))
+        return _heal(report, to, ledger_path, (_sender(to, endpoint_url, region), record))
 
 
 def _heal(
     report: dict[str, Any],
     to: str,
     ledger_path: Path,
-    send: Callable[[HealItem], None] | None,
+    apply: tuple[Callable[[HealItem], None], Callable[[dict[str, Any]], None]] | None,
 ) -> HealResult:
+    """Send what the ledger does not hold yet (`apply`: the sender and the ledger's writer;
+    None: a dry run)."""
     done = read_ledger(ledger_path, to)
     keys = [str(k) for k in report["missing_in_queue_keys"]]
     pending = [k for k in keys if k not in done]
@@ -351,15 +390,15 @@ def _heal(
     not_found = tuple(k for k in pending if k not in found)
     sent, failed = 0, []
     for item in to_send:
-        if send is None:  # a dry run
+        if apply is None:  # a dry run
             break
+        send, record = apply
         try:
             send(item)
         except Exception as exc:
             failed.append(f"{item.shown}: {exc}")
             continue
-        _append_ledger(
-            ledger_path,
+        record(
             {
                 "key": item.key,
                 "replay_id": item.replay_id,
@@ -370,7 +409,7 @@ def _heal(
         sent += 1
     return HealResult(
         target=to,
-        applied=send is not None,
+        applied=apply is not None,
         to_send=to_send,
         already_sent=len(keys) - len(pending),
         not_found=not_found,

@@ -25,6 +25,7 @@ KINDS = ("request_id", "json", "form", "sha256")
 PROFILES = {"bizppurio": "json:MSGID+json:RESULT"}
 
 _FIELD = re.compile(r"^[^.+\s][^+\s]*$")
+_JSON_PATH = re.compile(r"^[^.+\s]+(\.[^.+\s]+)*$")  # no empty step: `a..b` names nothing
 _SEP = "\x1f"  # joins the parts of a composite key; cannot occur in a JSON string unescaped
 
 
@@ -121,11 +122,12 @@ def parse_key(text: str) -> KeySpec:
                 fix="use request_id, json:FIELD[.SUB], form:FIELD, sha256, joined with +",
             )
         needs_field = kind in ("json", "form")
-        if needs_field and not _FIELD.match(field):
+        if needs_field and not (_JSON_PATH if kind == "json" else _FIELD).match(field):
             raise InputError(
                 f"key part {item!r} needs a field name",
                 where=f"--key {text}",
-                fix=f"write {kind}:FIELD, e.g. {kind}:MSGID",
+                fix=f"write {kind}:FIELD, e.g. {kind}:MSGID"
+                + (" (or FIELD.SUB, no empty step between dots)" if kind == "json" else ""),
             )
         if not needs_field and field:
             raise InputError(

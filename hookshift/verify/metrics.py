@@ -9,6 +9,7 @@ world-readable like any other textfile-collector file.
 from __future__ import annotations
 
 import math
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hookshift.durable import write_atomic
+from hookshift.errors import InputError
 
 if TYPE_CHECKING:
     from hookshift.verify.follow import FollowState
@@ -159,7 +161,19 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+
+        try:
+            self.server = Server((host, port), Handler)
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+                where="--metrics-listen",
+                fix="choose a free port on a loopback address, e.g. 127.0.0.1:9464",
+            ) from None
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

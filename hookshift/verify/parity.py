@@ -47,6 +47,7 @@ from hookshift.verify.sources import (
     app_rows_sql,
     carries_request_ids,
     csv_columns,
+    is_http_url,
     is_messages_document,
     locate_malformed,
     messages_documents_to_jsonl,
@@ -189,6 +190,32 @@ class ParityReport:
 
 # --------------------------------------------------------------------------- pure helpers
 
+THREADS_MAX = 256  # DuckDB starts every thread it is given at once
+
+
+def check_options(options: ParityOptions) -> None:
+    """Refuse option values no run can use, before any input is read."""
+    if not math.isfinite(options.grace_s) or options.grace_s < 0:
+        raise InputError(
+            f"not a number of seconds: {options.grace_s}",
+            where="--grace",
+            fix="give e.g. --grace 30",
+        )
+    if options.threads is not None and not 1 <= options.threads <= THREADS_MAX:
+        raise InputError(
+            f"{options.threads} threads: at most {THREADS_MAX} can be used",
+            where="--threads",
+            fix="leave it out to use every core",
+        )
+    for url in options.stage_urls:
+        if not is_http_url(url):
+            raise InputError(
+                f"not a URL: {url!r}",
+                where="--stage-url",
+                fix="give the stage URL the mirror sends to, e.g. "
+                "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+            )
+
 
 def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
     """pass when nothing is missing in the queue, nothing mismatched, and enough compared."""
@@ -219,7 +246,7 @@ def parse_time(text: str, what: str) -> int:
     value = text.strip()
     if re.fullmatch(r"-?\d+(\.\d+)?", value):
         number = float(value)
-        return int(number if abs(number) >= 1e11 else number * 1000)
+        return _in_calendar(int(number if abs(number) >= 1e11 else number * 1000), text, what)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -230,7 +257,21 @@ def parse_time(text: str, what: str) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return _in_calendar(int(parsed.timestamp() * 1000), text, what)
+
+
+def _in_calendar(ms: int, text: str, what: str) -> int:
+    """A time between 1970 and 9999: what a log or a queue can hold, and what reports show."""
+    if not 0 <= ms <= TIME_MAX_MS:
+        raise InputError(
+            f"time {text!r} is outside 1970..9999",
+            where=what,
+            fix="use ISO 8601 (2026-11-28T09:15:00Z) or epoch seconds",
+        )
+    return ms
+
+
+TIME_MAX_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
 
 
 def iso(ms: int | None) -> str | None:
@@ -339,6 +380,7 @@ def run_parity(
     app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
     queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
     key = resolve_key(options.key, options.profile)
+    check_options(options)
     if options.temp_dir is not None and not Path(options.temp_dir).is_dir():
         raise InputError(
             "not a directory",
@@ -384,6 +426,12 @@ def _unreadable_as_input_error() -> Iterator[None]:
         raise OperationError(
             "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
         ) from None
+    except (duckdb.InterruptException, RuntimeError) as exc:
+        # Ctrl-C (or SIGTERM, which the command turns into it) inside a query comes back
+        # from DuckDB as its own error: it is the interrupt, not a failure of the inputs
+        if isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _first_line(text: str) -> str:

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from hookshift.errors import InputError, OperationError
 from hookshift.verify.archive import Archive
+from hookshift.verify.sources import is_http_url
 
 BATCH = 10  # SQS's maximum per ReceiveMessage / DeleteMessageBatch
 PROGRESS_EVERY_S = 0.2
@@ -76,19 +76,40 @@ class NetworkLimits:
         )
 
 
-def check_queue_url(queue_url: str, endpoint_url: str | None = None) -> None:
-    """Refuse a queue URL (or endpoint) that is not an http(s) URL, before anything is made."""
-    for option, url in (("--queue-url", queue_url), ("--endpoint-url", endpoint_url)):
+def check_queue_url(
+    queue_url: str,
+    endpoint_url: str | None = None,
+    *,
+    option: str = "--queue-url",
+    region: str | None = None,
+) -> None:
+    """Refuse a queue URL (or endpoint) that is not an http(s) URL, or a region AWS cannot
+    name, before anything is made.
+
+    `option` names the queue URL as the user gave it (``--queue-url``, ``--to sqs:...``)."""
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    try:
+        if region is not None:
+            validate_region_name(region)
+    except InvalidRegionError:
+        raise InputError(
+            f"not an AWS region: {region!r}",
+            where="--region",
+            fix="write a region as AWS names it, e.g. ap-northeast-2",
+        ) from None
+    for where, url, fix in (
+        (option, queue_url, "write the queue URL as SQS shows it: " + QUEUE_URL_SHAPE),
+        ("--endpoint-url", endpoint_url, "write the SQS endpoint, e.g. http://127.0.0.1:5000"),
+    ):
         if url is None:
             continue
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise InputError(
-                f"not a URL: {url!r}",
-                where=option,
-                fix="write the queue URL as SQS shows it: "
-                "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME",
-            )
+        if not is_http_url(url):
+            raise InputError(f"not a URL: {url!r}", where=where, fix=fix)
+
+
+QUEUE_URL_SHAPE = "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME"
 
 
 def sqs_client(
@@ -100,7 +121,7 @@ def sqs_client(
 ) -> Any:
     import boto3
 
-    check_queue_url(queue_url, endpoint_url)
+    check_queue_url(queue_url, endpoint_url, region=region)
     return boto3.client(
         "sqs",
         endpoint_url=endpoint_url,

@@ -32,7 +32,18 @@ def parse_duration(text: str, option: str) -> int:
         raise InputError(
             f"cannot read duration {text!r}", where=option, fix="write e.g. 90s, 15m, 12h, 7d"
         )
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+    seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > DURATION_MAX_S:
+        raise InputError(
+            f"duration {text!r} is longer than {human(DURATION_MAX_S)}",
+            where=option,
+            fix="write e.g. 90s, 15m, 12h, 7d",
+        )
+    return seconds
+
+
+# longer than any mirror period or interval, and short enough for every timer to wait for
+DURATION_MAX_S = 3650 * 86_400
 
 
 def human(seconds: float) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from hookshift.errors import InputError
 
@@ -54,6 +55,16 @@ class AppFields:
     time: str = "time"
 
 
+def is_http_url(text: str) -> bool:
+    """An http(s) URL with a host and, if it has one, a port that exists."""
+    try:
+        parts = urlsplit(text)  # an unclosed [IPv6 is a ValueError here
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return False
+    return parts.scheme in ("https", "http") and bool(parts.hostname)
+
+
 def parse_source(text: str, side: str) -> SourceSpec:
     kinds = APP_KINDS if side == "app" else QUEUE_KINDS
     kind, sep, target = text.partition(":")
@@ -63,6 +74,10 @@ def parse_source(text: str, side: str) -> SourceSpec:
             where=f"--{side}",
             fix="write one of " + ", ".join(f"{k}:..." for k in kinds),
         )
+    if kind == "sqs":
+        from hookshift.verify.pull import check_queue_url
+
+        check_queue_url(target, option=f"--{side}")
     return SourceSpec(side, kind, target)
 
 

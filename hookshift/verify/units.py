@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hookshift.errors import InputError
 from hookshift.systemd import command_line, require_absolute, systemd_quote
+from hookshift.verify.pull import check_queue_url
 
 PULL_UNIT = "hookshift-pull.service"
 WATCH_UNIT = "hookshift-watch.service"
@@ -44,6 +45,13 @@ class UnitSpec:
         if self.metrics_file is not None:
             named["--metrics-file"] = self.metrics_file
         require_absolute(named)
+        if self.user == "root":
+            raise InputError(
+                "the services would run as root, outside the sandbox they are written for",
+                where="--user",
+                fix="a dedicated system user such as hookshift (useradd --system hookshift)",
+            )
+        check_queue_url(self.queue_url, region=self.region)
         if not re.fullmatch(r"[a-z_][a-z0-9_-]*\$?", self.user):
             raise InputError(
                 f"{self.user!r} is not a user name",

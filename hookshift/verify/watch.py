@@ -47,6 +47,7 @@ from hookshift.verify.parity import (
     ParityOptions,
     ParityReport,
     bucket_label,
+    check_options,
     class_sql,
     iso,
     quantile_disc,
@@ -309,6 +310,7 @@ class Watcher:
                 where=f"--queue {queue}",
                 fix="run pull --follow into a directory and pass --queue archive:DIR",
             )
+        check_options(options)
         self.state_dir = state_dir
         self.options = options
         self._stack = ExitStack()

@@ -176,16 +176,25 @@ def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config
         ("--stage-url", "http://abc.execute-api.ap-northeast-2.amazonaws.com/prod", "not an https"),
         ("--domain-url", "hooks.example.com", "not an https"),
         ("--path", "callback", "does not start with /"),
+        ("--stage-url", "https://abc.example:99999/prod", "not an https"),
+        ("--queue", "sqs:https://sqs.example:99999/1/q", "--queue: not a URL"),
+        ("--queue", "results", "is not sqs:QUEUE_URL"),
+        ("--min-window", "-5", "--min-window is -5.0, expected a number"),
+        ("--min-events", "-1", "--min-events is -1, expected a number"),
+        ("--probe-timeout", "inf", "--probe-timeout is Infinity"),
+        ("--parity-grace", "nan", "--parity-grace is NaN"),
+        ("--server-name", "", '--server-name is "", expected text'),
     ],
 )
 def test_init_rejects_bad_urls_and_paths_writing_nothing(
     tmp_path: Path, config: Path, option: str, value: str, message: str
 ) -> None:
     state = tmp_path / "cutover.jsonl"
-    args = ["--config", str(config), "--path", "/callback", option, value]
+    args = ["--config", str(config), "--path", "/callback", f"{option}={value}"]
     done = _run("cutover", "init", "--state", str(state), *args)
     assert done.returncode == 2 and message in done.stderr
-    assert not state.exists()
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nginx.conf"]
 
 
 def test_init_records_the_mirror_engine_options_each_stage_applies_with(

@@ -90,11 +90,16 @@ def test_sigterm_mid_run_stops_every_process_of_the_stack(tmp_path: Path) -> Non
     assert_nothing_left(run_dir_of(tmp_path))
 
 
-def test_bad_numbers_are_one_line_and_exit_2(tmp_path: Path) -> None:
-    process = rehearse(tmp_path, "--count", "0")
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--count", "0"), ("--rate", "nan"), ("--rate", "inf"), ("--downtime", "nan"),
+     ("--downtime", "inf"), ("--downtime", "3601")],
+)  # fmt: skip
+def test_bad_numbers_are_one_line_and_exit_2(tmp_path: Path, option: str, value: str) -> None:
+    process = rehearse(tmp_path, option, value)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
     assert stdout == ""
     assert len(stderr.strip().splitlines()) == 1
-    assert "--count" in stderr
+    assert option in stderr
     assert not list(tmp_path.glob("*"))  # nothing half-made

@@ -73,6 +73,23 @@ def test_relative_paths_and_odd_users_are_refused() -> None:
         render_units(_spec(archive=Path("archive")))
     with pytest.raises(InputError, match=r"--user.*not a user name"):
         render_units(_spec(user="root; rm"))
+    with pytest.raises(InputError, match=r"--user: the services would run as root"):
+        render_units(_spec(user="root"))
+    with pytest.raises(InputError, match=r"--queue-url: not a URL"):
+        render_units(_spec(queue_url="kakao-at-result"))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"alert_cmd": "notify\nExecStartPre=/bin/sh -c 'id > /tmp/x'"},
+        {"alert_cmd": "notify\r\nUser=root"},
+        {"app_source": "nginx:/var/log/nginx/p.log\nUser=root"},
+    ],
+)
+def test_a_value_cannot_start_a_directive_of_its_own(changes: dict[str, str]) -> None:
+    with pytest.raises(InputError, match="holds a line break or another control character"):
+        render_units(_spec(**changes))
 
 
 @pytest.mark.e2e
