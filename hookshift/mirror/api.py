@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,12 +218,13 @@ def nginx_facts(nginx_bin: str, version: str | None = None) -> NginxFacts:
     found = binary.find_binary(nginx_bin)
     defaults = binary.compiled_defaults(found) if found is not None else {}
     if version is not None:
-        if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        number = binary.version_number(version)
+        if number is None:
             raise InputError(
                 f"--nginx-version must be X.Y.Z, not {version!r}",
                 fix="e.g. --nginx-version 1.22.1 (`nginx -v` prints it)",
             )
-        return NginxFacts(binary.parse_version("/" + version), defaults)
+        return NginxFacts(number, defaults)
     if found is None:
         raise InputError(
             f"nginx binary not found: {nginx_bin}",

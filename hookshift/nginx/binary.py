@@ -62,11 +62,22 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         ) from None
 
 
+_VERSION = r"(\d+)\.(\d+)\.(\d+)"
+
+
 def parse_version(text: str) -> tuple[int, int, int]:
     """``nginx version: nginx/1.22.1`` (or ``openresty/1.21.4.1``) -> (1, 22, 1)."""
-    match = re.search(r"/(\d+)\.(\d+)\.(\d+)", text)
+    match = re.search("/" + _VERSION, text)
     if match is None:
         raise OperationError(f"cannot read the nginx version from: {text.strip()!r}")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def version_number(text: str) -> tuple[int, int, int] | None:
+    """``1.22.1`` (a version as a user writes it) -> (1, 22, 1); None when not X.Y.Z."""
+    match = re.fullmatch(_VERSION, text)
+    if match is None:
+        return None
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
