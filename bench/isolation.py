@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.isolation_configs import CALLBACK_PATH, VARIANTS, FrontSpec, write_front_conf
 from bench.results import RESULTS, machine_line, write_section
-from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages, children
+from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages, children, cpu_seconds
 from hookshift.nginx.binary import nginx_version
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 
@@ -476,21 +476,6 @@ def connections_to(port: int) -> int:
         check=False,
     )
     return len(done.stdout.splitlines())
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User and system CPU the processes have used so far (a process gone counts 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
 
 
 def _sockets_of(pid: int) -> int:
