@@ -9,7 +9,8 @@ nginx leaves the location it first selects when, in its order of phases:
   rewrites first) or ``=code`` (which ``error_page code`` may hand on);
 - there is no content handler and the URI ends in ``/``: ``index`` redirects to the first index
   file (only followed where it reaches an app);
-- the static handler answers 404 and ``error_page 404`` hands the request on.
+- the static handler answers 404, or a ``return CODE`` (in the server or the location)
+  answers, and ``error_page`` hands the request on (once, unless ``recursive_error_pages``).
 
 Files on disk cannot be known from the config: a callback is a POST to a path that is not a
 file, so every ``try_files`` file check is taken to fail, and the route says so.
@@ -87,6 +88,8 @@ class Route:
     def describe(self) -> str:
         """``/callback -> location / (try_files) -> location @app``."""
         parts = [self.uri]
+        if self.hops and self.hops[0].via:
+            parts[0] += f" ({self.hops[0].via})"  # the server's own return, handed on
         for i, hop in enumerate(self.hops):
             label = f"location {location_spec(hop.location)}"
             previous = self.hops[i - 1].uri if i else self.uri
@@ -106,6 +109,10 @@ class _Leave:
     uri: str
     named: str | None = None
     server_rewrites: bool = True
+    # handed on by error_page without recursive_error_pages: nginx hands on no further error
+    by_error_page: bool = False
+    # error_page to a URI: nginx makes the request a GET (a named location keeps the method)
+    as_get: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,51 +134,62 @@ def follow(
     assumptions: list[str] = []
     hops: list[Hop] = []
     original = uri
-    uri, end = _server_rewrites(config, server, uri, assumptions)
-    if end is not None:
-        return Route(server, original, (), end, tuple(assumptions))
-    found = find_location(server, uri, config)
-    via = ""
+    error_paged = False
+    method = "POST"  # a callback
+    # the request arrives: the server's rewrites run, then a location is chosen
+    leave = _Leave("", uri)
     for _ in range(MAX_REDIRECTS + 1):
+        uri = leave.uri
+        if leave.named is not None:
+            named = named_location(server, leave.named, config)
+            if named is None:
+                raise InputError(
+                    f"{leave.via} hands {original} to {leave.named}, which this server lacks",
+                    where=hops[-1].location.where if hops else server.where,
+                    fix=f"add `location {leave.named} {{ ... }}` to the server or fix the hand-off",
+                )
+            found: tuple[Directive, tuple[Directive, ...]] | None = (named, ())
+        else:
+            if leave.server_rewrites:
+                done = _server_rewrites(config, server, uri, assumptions, method)
+                uri = done.uri
+                if done.answer is not None:
+                    levels = [server, *([http] if http else [])]
+                    if done.inside is not None:
+                        levels.insert(0, done.inside)
+                    answered = _returned(config, levels, done.answer, uri, error_paged)
+                    if answered is None:
+                        return Route(server, original, tuple(hops), done.answer, tuple(assumptions))
+                    error_paged = error_paged or answered.by_error_page
+                    method = "GET" if answered.as_get else method
+                    leave = answered
+                    continue
+            found = find_location(server, uri, config)
         if found is None:
             return None if not hops else Route(server, original, tuple(hops), None)
         location, parents = found
-        hops.append(Hop(location, parents, uri, via))
-        step = _step(config, server, http, hops[-1], assumptions)
+        hops.append(Hop(location, parents, uri, leave.via))
+        step = _step(config, server, http, hops[-1], assumptions, error_paged, method)
         if isinstance(step, _Stay):
             return Route(server, original, tuple(hops), step.end, tuple(assumptions))
-        via, uri = step.via, step.uri
-        if step.named is not None:
-            named = named_location(server, step.named, config)
-            if named is None:
-                raise InputError(
-                    f"{step.via} hands {original} to {step.named}, which this server lacks",
-                    where=location.where,
-                    fix=f"add `location {step.named} {{ ... }}` to the server or fix the hand-off",
-                )
-            found = (named, ())
-            continue
-        if step.server_rewrites:
-            uri, end = _server_rewrites(config, server, uri, assumptions)
-            if end is not None:
-                return Route(server, original, tuple(hops), end, tuple(assumptions))
-        found = find_location(server, uri, config)
+        error_paged = error_paged or step.by_error_page
+        method = "GET" if step.as_get else method
+        leave = step
     chain = " -> ".join(f"location {location_spec(h.location)}" for h in hops[:4])
     raise InputError(
         f"{original} is redirected inside nginx more than {MAX_REDIRECTS} times "
         f"({chain} -> ...): nginx answers it with 500",
-        where=hops[0].location.where,
+        where=hops[0].location.where if hops else server.where,
         fix="break the redirect cycle in the config (nginx -T shows it), then run again",
     )
 
 
 def _server_rewrites(
-    config: NginxConfig, server: Directive, uri: str, assumptions: list[str]
-) -> tuple[str, Directive | None]:
+    config: NginxConfig, server: Directive, uri: str, assumptions: list[str], method: str
+) -> _Rewritten:
     """Run the server's own ``rewrite``/``return`` lines (before any location is chosen);
     there ``last`` stops them like ``break``."""
-    done = _rewrite_phase(config, config.effective_children(server), uri, assumptions)
-    return done.uri, done.answer
+    return _rewrite_phase(config, config.effective_children(server), uri, assumptions, method)
 
 
 @dataclass(frozen=True)
@@ -193,15 +211,16 @@ def _rewrite_phase(
     directives: list[Directive],
     uri: str,
     assumptions: list[str],
+    method: str,
     inside: Directive | None = None,
 ) -> _Rewritten:
     """Run `directives` in order. An ``if`` whose condition holds runs its block, then the
     directives after it (nginx compiles both into one program)."""
     for d in directives:
         if d.name == "if" and d.block is not None:
-            if not _holds(d, assumptions):
+            if not _holds(d, assumptions, method):
                 continue
-            done = _rewrite_phase(config, config.effective_children(d), uri, assumptions, d)
+            done = _rewrite_phase(config, config.effective_children(d), uri, assumptions, method, d)
             if done.answer or done.last or done.stopped:
                 return done
             uri, inside = done.uri, done.inside
@@ -227,11 +246,9 @@ def _rewrite_phase(
 
 
 _FILE_TESTS = ("-f", "-d", "-e", "-x")
-# What a callback's request gives the variables a condition may test: it is a POST
-_KNOWN = {"$request_method": "POST"}
 
 
-def _holds(d: Directive, assumptions: list[str]) -> bool:
+def _holds(d: Directive, assumptions: list[str], method: str) -> bool:
     """Whether the condition of ``if`` `d` holds for the callback. A file test is taken as
     failing (the callback's path is not a file), as for ``try_files``; a condition on
     anything else only known per request is taken as false, and the route says so."""
@@ -247,7 +264,8 @@ def _holds(d: Directive, assumptions: list[str]) -> bool:
             "is not a file"
         )
         return words[0].startswith("!")
-    value = _KNOWN.get(words[0]) if words else None
+    # the one variable a condition may test that the callback decides: its method
+    value = method if words and words[0] == "$request_method" else None
     if value is not None and len(words) == 1:
         return value not in ("", "0")
     if value is not None and len(words) == 3:
@@ -269,16 +287,18 @@ def _step(
     http: Directive | None,
     hop: Hop,
     assumptions: list[str],
+    error_paged: bool,
+    method: str,
 ) -> _Leave | _Stay:
     location = hop.location
     own = config.effective_children(location)
-    done = _rewrite_phase(config, own, hop.uri, assumptions)
+    done = _rewrite_phase(config, own, hop.uri, assumptions, method)
     uri = done.uri
     levels = [location, *reversed(hop.parents), server, *([http] if http else [])]
     if done.inside is not None:
         levels.insert(0, done.inside)
     if done.answer is not None:
-        leave = _returned(config, levels, done.answer, uri)
+        leave = _returned(config, levels, done.answer, uri, error_paged)
         return leave if leave is not None else _Stay(done.answer)
     if done.last is not None:
         return _Leave(f"rewrite ... last at {done.last.where}", uri, server_rewrites=False)
@@ -286,7 +306,7 @@ def _step(
         # an `if` block's configuration has no try_files of its own, and inherits none
         for d in own:
             if d.name == "try_files" and d.args:
-                return _try_files(config, levels, d, uri, assumptions)
+                return _try_files(config, levels, d, uri, assumptions, error_paged)
     handlers = config.effective_children(done.inside) if done.inside is not None else []
     for d in (*handlers, *own):
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
@@ -296,12 +316,12 @@ def _step(
         if leave is not None:
             return leave
     # the static handler: the callback path is not a file, so nginx answers 404
-    leave = _error_page(config, levels, "404", uri)
+    leave = _error_page(config, levels, "404", uri, error_paged)
     return leave if leave is not None else _Stay(None)
 
 
 def _returned(
-    config: NginxConfig, levels: list[Directive], d: Directive, uri: str
+    config: NginxConfig, levels: list[Directive], d: Directive, uri: str, error_paged: bool
 ) -> _Leave | None:
     """Where ``error_page`` sends a request answered by ``return CODE`` (a code without text:
     nginx then answers as for an error, and ``error_page`` applies)."""
@@ -310,7 +330,7 @@ def _returned(
     code = int(d.args[0])
     if not 300 <= code <= 599 or code == 444:
         return None
-    return _error_page(config, levels, d.args[0], uri)
+    return _error_page(config, levels, d.args[0], uri, error_paged)
 
 
 def _try_files(
@@ -319,6 +339,7 @@ def _try_files(
     d: Directive,
     uri: str,
     assumptions: list[str],
+    error_paged: bool,
 ) -> _Leave | _Stay:
     *files, fallback = d.args
     if files:
@@ -327,7 +348,7 @@ def _try_files(
             f"absent, as for a POST to a path that is not a file"
         )
     if fallback.startswith("="):
-        leave = _error_page(config, levels, fallback[1:], uri)
+        leave = _error_page(config, levels, fallback[1:], uri, error_paged)
         return leave if leave is not None else _Stay(d)
     if fallback.startswith("@"):
         return _Leave("try_files", uri, named=fallback)
@@ -335,20 +356,30 @@ def _try_files(
     return _Leave("try_files", target)
 
 
-def _error_page(config: NginxConfig, levels: list[Directive], code: str, uri: str) -> _Leave | None:
+def _error_page(
+    config: NginxConfig, levels: list[Directive], code: str, uri: str, error_paged: bool
+) -> _Leave | None:
     """Where ``error_page`` sends a request answered with `code` (None: nginx answers it).
 
-    ``error_page`` lines are inherited only by blocks that have none of their own.
+    ``error_page`` lines are inherited only by blocks that have none of their own. A request
+    already handed on by ``error_page`` is not handed on again unless the block that did it
+    has ``recursive_error_pages on``: nginx then answers the code itself.
     """
-    for d in effective(config, tuple(reversed(levels)), "error_page"):
+    if error_paged:
+        return None
+    chain = tuple(reversed(levels))
+    for d in effective(config, chain, "error_page"):
         codes = [a for a in d.args[:-1] if a.isdigit()]
         if code in codes and d.args:
             target = d.args[-1]
             via = f"error_page {code} at {d.where}"
+            recursive = effective(config, chain, "recursive_error_pages")
+            once = not (recursive and tuple(recursive[-1].args[:1]) == ("on",))
             if target.startswith("@"):
-                return _Leave(via, uri, named=target)
+                return _Leave(via, uri, named=target, by_error_page=once)
             if target.startswith("/"):
-                return _Leave(via, target.split("?", 1)[0])
+                via += " (as GET)"
+                return _Leave(via, target.split("?", 1)[0], by_error_page=once, as_get=True)
             return None
     return None
 

@@ -149,6 +149,22 @@ http {{
         location /p/ {{ if ($request_method = POST) {{ rewrite ^ /callback last; }} }}
         location /unk/ {{ if ($http_x_unset) {{ rewrite ^ /cb last; }} return 200 "L?"; }}
     }}
+    server {{ listen 127.0.0.1:{port}; server_name server-return.test;
+        error_page 418 = @srv;
+        if ($request_method = POST) {{ return 418; }}
+        location / {{ return 200 "L?"; }}
+        location @srv {{ return 200 "L?"; }}
+    }}
+    server {{ listen 127.0.0.1:{port}; server_name as-get.test;
+        error_page 418 /elsewhere;
+        if ($request_method = POST) {{ return 418; }}
+        location / {{ return 200 "L?"; }}
+    }}
+    server {{ listen 127.0.0.1:{port}; server_name recursive.test;
+        location / {{ recursive_error_pages on; error_page 404 = @one; return 404; }}
+        location @one {{ error_page 404 = @two; return 404; }}
+        location @two {{ return 200 "L?"; }}
+    }}
 }}
 """
 
@@ -170,6 +186,9 @@ ROUTE_REQUESTS = [
     ("127.0.0.1", "routes.test", "/ret/cb"),
     ("127.0.0.1", "routes.test", "/p/cb"),
     ("127.0.0.1", "routes.test", "/unk/cb"),
+    ("127.0.0.1", "server-return.test", "/cb"),
+    ("127.0.0.1", "as-get.test", "/cb"),
+    ("127.0.0.1", "recursive.test", "/cb"),
 ]
 
 

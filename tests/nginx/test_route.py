@@ -127,6 +127,36 @@ def test_return_of_an_error_code_is_handed_on_by_error_page(tmp_path: Path) -> N
     assert "location / (error_page 418" in m.route.describe()
 
 
+def test_a_server_level_return_is_handed_on_by_error_page(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; error_page 418 = @app;\n"
+        "if ($request_method = POST) { return 418; }\n"
+        f"location / {{ return 404; }} location @app {{ {APP} }} }}",
+    )
+    assert _final(m) == "@app"
+    assert m.route.describe().startswith("/callback (error_page 418 at ")
+
+
+def test_error_page_hands_a_request_on_once_unless_recursive(tmp_path: Path) -> None:
+    """nginx answers a second error itself: a loop through error_page is no redirect cycle."""
+    looping = (
+        "server { listen 80; error_page 404 /missing;\n"
+        "location / { return 404; } location @app { proxy_pass http://127.0.0.1:9000; } }"
+    )
+    with pytest.raises(InputError, match=r"location / as /missing\) with `return 404`"):
+        _match(tmp_path, looping)
+    chained = (
+        "server {{ listen 80;\n"
+        "location / {{ {rec} error_page 404 = @one; return 404; }}\n"
+        "location @one {{ error_page 404 = @app; return 404; }}\n"
+        f"location @app {{{{ {APP} }}}} }}}}"
+    )
+    with pytest.raises(InputError, match=r"is answered by location @one"):
+        _match(tmp_path, chained.format(rec=""))
+    assert _final(_match(tmp_path, chained.format(rec="recursive_error_pages on;"))) == "@app"
+
+
 def test_index_leads_to_the_app_for_a_directory_uri(tmp_path: Path) -> None:
     text = (
         "server { listen 80; index index.php;\n"
