@@ -222,11 +222,19 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
     return []
 
 
+def _port(url: str) -> int:
+    """The port the probe connects to (443 when the URL names none)."""
+    try:
+        return urlsplit(url).port or 443
+    except ValueError:
+        return 443
+
+
 def _days(seconds: float) -> str:
     return f"{seconds / 86400:.0f} day(s)"
 
 
-def _tls_findings(host: str, tls: TlsObservation, now: float) -> list[Finding]:
+def _tls_findings(host: str, port: int, tls: TlsObservation, now: float) -> list[Finding]:
     findings: list[Finding] = []
     sans = ", ".join(tls.sans) if tls.sans else "none"
     if tls.error_kind == "hostname":
@@ -277,8 +285,8 @@ def _tls_findings(host: str, tls: TlsObservation, now: float) -> list[Finding]:
                 "tls-connect",
                 "error",
                 f"no TCP connection to {host}: {tls.error}",
-                "check the address DNS gives and that port 443 is reachable (security groups, "
-                "proxies)",
+                f"check the address DNS gives and that port {port} is reachable (security "
+                "groups, proxies)",
             )
         )
     if tls.not_after is not None and not tls.error_kind:
@@ -493,7 +501,7 @@ def diagnose(obs: ProbeObservation) -> Diagnosis:
     if obs.dns is not None and not _is_address(host):
         findings += _dns_findings(host, obs.dns)
     if obs.tls is not None:
-        findings += _tls_findings(host, obs.tls, obs.now)
+        findings += _tls_findings(host, _port(obs.url), obs.tls, obs.now)
     if obs.http is not None:
         findings += _http_findings(host, path, obs.http)
     landed: bool | None = None

@@ -128,8 +128,9 @@ def test_probe_of_a_closed_port_says_there_was_no_answer() -> None:
         port = sock.getsockname()[1]
     done = _run("probe", f"https://127.0.0.1:{port}/prod/callback", "--format", "json")
     assert done.returncode == 1
-    codes = [f["code"] for f in json.loads(done.stdout)["findings"]]
-    assert codes == ["tls-connect"]
+    findings = json.loads(done.stdout)["findings"]
+    assert [f["code"] for f in findings] == ["tls-connect"]
+    assert f"port {port} is reachable" in findings[0]["fix"]
 
 
 def test_an_edit_outside_the_cut_over_is_refused_and_a_failed_adopt_records_nothing(
