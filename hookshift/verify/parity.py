@@ -588,7 +588,7 @@ def _run(
         samples=samples,
         timeline=timeline,
         malformed_examples=malformed_examples,
-        sources={"app": app_spec.label, "queue": queue_spec.label},
+        sources={"app": app_spec.absolute_label, "queue": queue_spec.absolute_label},
         missing_in_queue_keys=missing_keys,
         heal_targets=heal_targets(queue_spec, options),
         redacted=options.redact,

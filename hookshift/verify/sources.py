@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,14 @@ class SourceSpec:
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.target}"
+
+    @property
+    def absolute_label(self) -> str:
+        """The label with a file path made absolute: a report read later (by ``verify heal``,
+        from another directory) must find the same files."""
+        if self.kind == "sqs":
+            return self.label
+        return f"{self.kind}:{os.path.abspath(self.target)}"
 
 
 @dataclass(frozen=True)

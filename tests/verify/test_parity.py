@@ -260,3 +260,23 @@ def test_inputs_far_larger_than_the_memory_limit_give_the_planted_answer(tmp_pat
     )
     assert {k: report.counts[k] for k in planted} == planted
     assert len(report.samples["mismatched"]) == planted["mismatched"]
+
+
+def test_a_report_names_file_sources_absolutely_so_heal_finds_them_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hookshift.verify.heal import find_bodies
+
+    write_lines(tmp_path / "parity.log", [nginx_line(rid(n), T0 + n, body(n)) for n in range(3)])
+    write_messages(tmp_path / "queue.jsonl", [message("m0", body(0), T0, request_id=rid(0))])
+    monkeypatch.chdir(tmp_path)
+    report = run_parity("nginx:parity.log", "jsonl:./queue.jsonl", ParityOptions(grace_s=0))
+    assert report.sources == {
+        "app": f"nginx:{tmp_path / 'parity.log'}",
+        "queue": f"jsonl:{tmp_path / 'queue.jsonl'}",
+    }
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    found = find_bodies(report.to_dict(), [rid(1), rid(2)])
+    assert {k: v.body for k, v in found.items()} == {rid(1): body(1), rid(2): body(2)}
