@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from bench import stop_on_sigterm
+
 BENCHMARKS = ["bench.isolation", "bench.parity", "bench.plan_speed"]
 
 
@@ -26,4 +28,5 @@ def run(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(run(sys.argv[1:] or BENCHMARKS))

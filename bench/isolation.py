@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import stop_on_sigterm
 from bench.isolation_configs import CALLBACK_PATH, VARIANTS, FrontSpec, write_front_conf
 from bench.results import RESULTS, machine_line, write_section
 from bench.stages import BEHAVIOUR_TITLES, BEHAVIOURS, Stages, children, cpu_seconds
@@ -590,7 +591,7 @@ def render_crowd(results: Sequence[Crowd], settings: Settings, load: str) -> str
         f"(`worker_connections {CROWD_WORKER_CONNECTIONS}`)",
         "",
         machine_line(),
-        f"Load average before the run: {load}"
+        f"Load average before the bench: {load}"
         + (
             ": other work was using the same cores, so read the errors and connection counts "
             "(what this row checks), not req/s."
@@ -684,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "none" not in variants:
         variants = ["none", *variants]
     table = ""
+    # read before the matrix: right after it, the load is the bench's own
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     if args.crowd != "only":
         results = run_matrix(
             args.behaviour or BEHAVIOURS,
@@ -695,7 +698,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         table = render_table(results, settings)
     if args.crowd != "without":
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         crowd = run_crowd(args.client or CLIENTS, settings, runs=args.crowd_runs, keep=args.keep)
         if args.crowd == "only" and not args.no_write:
             table = _matrix_section()
@@ -707,4 +709,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     main(sys.argv[1:])
