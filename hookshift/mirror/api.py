@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -339,12 +339,21 @@ def write(
     backup_dir: Path | None = None,
     reload: bool = False,
     prefix: Path | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Write a plan made by `plan` (lock, ``nginx -t``, backup, atomic writes, ``nginx -t``,
     optional reload; everything put back on failure). A plan already applied writes nothing.
+
+    `ready` runs once every check has passed, just before the first byte is backed up or
+    written: where a caller shows what is about to change.
     """
     outcome = apply_plan(
-        planned.plan, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload, prefix=prefix
+        planned.plan,
+        nginx_bin=nginx_bin,
+        backup_dir=backup_dir,
+        reload=reload,
+        prefix=prefix,
+        ready=ready,
     )
     return ApplyResult(
         planned=planned,

@@ -345,10 +345,15 @@ def write_edits(
     took_effect: Callable[[], bool] | None = None,
     records: Mapping[str, FileRecord | None] | None = None,
     op: str = "change",
+    ready: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """The safe write pipeline shared by apply, remove and the cut-over (see the module
     docstring). Files are written in the order of `edits`; each prefix must be a config
     ``nginx -t`` accepts.
+
+    `ready` runs once every check has passed, before the first byte is backed up or written
+    (a CLI shows the diff there: a refusal shows none, and an error in `ready` changes
+    nothing).
 
     `took_effect`, polled for a few seconds after a reload, says whether the running nginx
     really uses the new config: ``nginx -s reload`` only sends a signal, and a master that
@@ -372,6 +377,7 @@ def write_edits(
             records=records,
             op=op,
             notes=notes,
+            ready=ready,
         )
 
 
@@ -389,6 +395,7 @@ def write_locked(
     records: Mapping[str, FileRecord | None] | None,
     op: str,
     notes: tuple[str, ...],
+    ready: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """`write_edits` for a caller that holds ``state.locked()`` and has recovered."""
     edits = [e for e in edits if e.old != e.new]
@@ -410,6 +417,8 @@ def write_locked(
             fix="make `nginx -t` pass first",
         )
     targets = _targets(edits)
+    if ready is not None:
+        ready()
     checkpoint("checked")
     run, copies = backup(targets, backup_dir)
     checkpoint("backed-up")
@@ -572,8 +581,10 @@ def apply_plan(
     backup_dir: Path | None = None,
     reload: bool = False,
     prefix: Path | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> ApplyResult:
-    """Write `plan` (no-op when it has no changes, e.g. already applied).
+    """Write `plan` (no-op when it has no changes, e.g. already applied); `ready` as for
+    `write_edits`.
 
     Files whose new lines sit at http level (definitions) are written before those whose
     lines use them, and apply records which lines it added to each file for remove.
@@ -599,6 +610,7 @@ def apply_plan(
             took_effect=relay_listening,
             records=records,
             op="apply",
+            ready=ready,
         )
     except BaseException:
         if made_log and parity_log is not None:

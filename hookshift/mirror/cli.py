@@ -343,16 +343,24 @@ def apply(
     request = request_from(kwargs)
     _warn(api.recover(request.config, nginx_bin=request.nginx_bin))
     planned = api.plan(request)
-    _show(planned.lines)
-    if fmt != "json" and not planned.already_applied:
-        with stdout_guard("; nothing changed"):  # the diff first: unwritable output changes nothing
-            click.echo(planned.diff(), nl=False)
+    if planned.already_applied:
+        _show(planned.lines)
+
+    def ready() -> None:
+        # once every check has passed: a refusal is its one line, and an unwritable output
+        # stops the apply before anything changed
+        _show(planned.lines)
+        if fmt != "json":
+            with stdout_guard("; nothing changed"):
+                click.echo(planned.diff(), nl=False)
+
     outcome = api.write(
         planned,
         nginx_bin=request.nginx_bin,
         backup_dir=backup_dir,
         reload=reload,
         prefix=nginx_prefix,
+        ready=ready,
     )
     _warn(outcome.notes)
     if fmt == "json":

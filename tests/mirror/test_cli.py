@@ -121,6 +121,21 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert snapshot(config.parent) == before
 
 
+def test_an_apply_refused_after_planning_is_one_line_with_no_diff(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    config = copy_case("crlf", tmp_path)
+    text = config.read_bytes().replace(b"http {", b"http {\n    no_such_directive on;", 1)
+    config.write_bytes(text)
+    before = snapshot(config.parent)
+    writer = ["--nginx-bin", nginx_bin, "--backup-dir", str(tmp_path / "bk")]
+    proc = _run("apply", *_common(config, ca_file), *writer, "--nginx-prefix", str(config.parent))
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nginx -t fails on the original config" in lines[0], lines
+    assert snapshot(config.parent) == before
+
+
 def test_a_missing_include_is_named_with_file_and_line(tmp_path: Path, ca_file: Path) -> None:
     config = copy_case("location_include", tmp_path)
     (config.parent / "servers.conf").unlink()
