@@ -1,0 +1,157 @@
+"""The route agrees with the real nginx on generated servers: hundreds of combinations of
+``return``, ``error_page`` (named and URI, ``recursive_error_pages``), ``try_files``,
+``rewrite`` and ``if`` on the method, at server and location level. Every answer the config
+can give names its own line; nginx's answer to a POST of the callback must be the one the
+route ends in, or, where nginx answers by itself (an error page, a redirect cycle), the route
+must not end in a line."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hookshift.errors import InputError
+from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.route import follow
+from hookshift.nginx.source import load_source
+from hookshift.procs import LOOPBACK, free_port
+from tests.mirror.test_functional import Nginx
+from tests.mirror.test_functional import any_nginx as any_nginx  # both binaries, as there
+from tests.nginx.test_matching_vs_nginx import _serving
+
+pytestmark = pytest.mark.e2e  # starts nginx
+
+SERVERS = 600
+CALLBACK = "/cb/x"
+URIS = ("/cb/x", "/z/y", "/q")
+CODES = ("404", "418", "403")
+LOCATIONS = ("/cb/", "= /cb/x", "~ ^/z/", "/z/", "^~ /cb/x")
+ANSWER = 'return 200 "L?";'
+
+
+def _location_lines(rng: random.Random) -> list[str]:
+    pool = [
+        lambda: ANSWER,
+        lambda: ANSWER,
+        lambda: 'if ($request_method = GET) { return 200 "L?"; }',
+        lambda: f"return {rng.choice(CODES)};",
+        lambda: f"error_page {rng.choice(CODES)} {rng.choice(('@a', '@b', *URIS))};",
+        lambda: f"try_files /nonexistent {rng.choice(('@a', '@b', '=404', '=418', *URIS))};",
+        lambda: f"rewrite ^ {rng.choice(URIS)} {rng.choice(('last', 'break'))};",
+        lambda: f"if ($request_method = POST) {{ return {rng.choice(CODES)}; }}",
+        lambda: 'if ($request_method = GET) { return 200 "L?"; }',
+        lambda: "recursive_error_pages on;",
+    ]
+    return _once_each(rng.choice(pool)() for _ in range(rng.randint(0, 3)))
+
+
+def _once_each(lines: Iterator[str]) -> list[str]:
+    """Drop a second ``try_files`` or ``recursive_error_pages``: nginx refuses duplicates."""
+    kept: list[str] = []
+    for line in lines:
+        word = line.split()[0]
+        if word in ("try_files", "recursive_error_pages") and any(k.startswith(word) for k in kept):
+            continue
+        kept.append(line)
+    return kept
+
+
+def _server_lines(rng: random.Random) -> list[str]:
+    pool = [
+        lambda: f"error_page {rng.choice(CODES)} {rng.choice(('@a', *URIS))};",
+        lambda: "if ($request_method = POST) { return 418; }",
+        lambda: "rewrite ^/cb/(.*)$ /z/$1 last;",
+        lambda: f"return {rng.choice(CODES)};",
+        lambda: "recursive_error_pages on;",
+    ]
+    return _once_each(rng.choice(pool)() for _ in range(rng.randint(0, 2)))
+
+
+def _server(rng: random.Random, n: int, port: int) -> list[str]:
+    lines = [f"server {{ listen {LOOPBACK}:{port}; server_name s{n}.test;"]
+    lines += [f"    {line}" for line in _server_lines(rng)]
+    chosen = [loc for loc in LOCATIONS if rng.random() < 0.4]
+    for spec in ("/", *chosen, "@a", "@b"):
+        lines.append(f"    location {spec} {{")
+        lines += [f"        {line}" for line in _location_lines(rng)]
+        lines.append("    }")
+    lines.append("}")
+    return lines
+
+
+def _numbered(lines: list[str]) -> str:
+    return "\n".join(line.replace("L?", f"L{n}") for n, line in enumerate(lines, 1)) + "\n"
+
+
+@pytest.fixture
+def generated(any_nginx: Nginx, tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    nginx_bin, _ = any_nginx
+    prefix = tmp_path
+    (prefix / "html").mkdir()
+    port = free_port()
+    rng = random.Random(20261206)
+    lines = [
+        # the workers must see the (empty) root: a file test that cannot read it answers 403
+        "user root;" if os.geteuid() == 0 else "",
+        f"pid {prefix}/nginx.pid;",
+        f"error_log {prefix}/error.log;",
+        "events {}",
+        "http {",
+        "access_log off;",
+        f"root {prefix}/html;",
+    ]
+    for n in range(SERVERS):
+        lines += _server(rng, n, port)
+    lines.append("}")
+    config = prefix / "nginx.conf"
+    config.write_text(_numbered(lines))
+    yield from _serving(nginx_bin, config, port)
+
+
+def _routed(config: NginxConfig, server: Directive, http_block: Directive) -> str:
+    """The answer the route says nginx gives: ``L<n>`` (a line), ``500`` (a redirect cycle)
+    or ``itself`` (nginx's own page for an error code)."""
+    try:
+        route = follow(config, server, CALLBACK, http_block)
+    except InputError as exc:
+        assert "redirected inside nginx" in str(exc), exc
+        return "500"
+    end = route.end if route is not None else None
+    if end is not None and end.name == "return" and end.args[:1] == ("200",):
+        return end.args[1]
+    return "itself"
+
+
+def _answered(port: int, host: str) -> str:
+    """nginx's answer to a POST of the callback, in the same terms."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
+    conn.request("POST", CALLBACK, body=b'{"RESULT":"7000"}', headers={"Host": host})
+    reply = conn.getresponse()
+    body = reply.read().decode(errors="replace")
+    if re.fullmatch(r"L\d+", body):
+        return body
+    return "500" if reply.status == 500 else "itself"
+
+
+def test_generated_servers_route_where_nginx_answers(generated: tuple[Path, int]) -> None:
+    config_path, port = generated
+    config = load_source(config_path).config
+    http_block = config.http_blocks()[0]
+    mismatches = []
+    kinds: Counter[str] = Counter()
+    for server in config.servers():
+        host = server.children("server_name")[0].args[0]
+        said, got = _routed(config, server, http_block), _answered(port, host)
+        kinds[got[0]] += 1
+        if got != said:
+            mismatches.append((host, said, got))
+    assert mismatches == [], mismatches[:10]
+    # the generator reaches each kind of answer often enough to mean something
+    assert kinds["L"] > SERVERS / 10 and kinds["i"] > SERVERS / 10 and kinds["5"] > 0, kinds
