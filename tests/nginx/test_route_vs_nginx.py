@@ -8,7 +8,6 @@ must not end in a line."""
 from __future__ import annotations
 
 import http.client
-import os
 import random
 import re
 from collections import Counter
@@ -24,7 +23,7 @@ from hookshift.nginx.source import load_source
 from hookshift.procs import LOOPBACK, free_port
 from tests.mirror.test_functional import Nginx
 from tests.mirror.test_functional import any_nginx as any_nginx  # both binaries, as there
-from tests.nginx.test_matching_vs_nginx import _serving
+from tests.nginx.oracle import serve
 
 pytestmark = pytest.mark.e2e  # starts nginx
 
@@ -86,33 +85,16 @@ def _server(rng: random.Random, n: int, port: int) -> list[str]:
     return lines
 
 
-def _numbered(lines: list[str]) -> str:
-    return "\n".join(line.replace("L?", f"L{n}") for n, line in enumerate(lines, 1)) + "\n"
-
-
 @pytest.fixture
 def generated(any_nginx: Nginx, tmp_path: Path) -> Iterator[tuple[Path, int]]:
     nginx_bin, _ = any_nginx
-    prefix = tmp_path
-    (prefix / "html").mkdir()
+    (tmp_path / "html").mkdir()
     port = free_port()
     rng = random.Random(20261206)
-    lines = [
-        # the workers must see the (empty) root: a file test that cannot read it answers 403
-        "user root;" if os.geteuid() == 0 else "",
-        f"pid {prefix}/nginx.pid;",
-        f"error_log {prefix}/error.log;",
-        "events {}",
-        "http {",
-        "access_log off;",
-        f"root {prefix}/html;",
-    ]
+    lines = [f"root {tmp_path}/html;"]
     for n in range(SERVERS):
         lines += _server(rng, n, port)
-    lines.append("}")
-    config = prefix / "nginx.conf"
-    config.write_text(_numbered(lines))
-    yield from _serving(nginx_bin, config, port)
+    yield from serve(nginx_bin, tmp_path, port, lines)
 
 
 def _routed(config: NginxConfig, server: Directive, http_block: Directive) -> str:
