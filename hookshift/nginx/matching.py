@@ -1,8 +1,9 @@
 """Choose the server and the location where nginx really runs a request's content handler.
 
 Server: the listening socket, then ``server_name`` in nginx's order (exact name, longest
-leading wildcard, longest trailing wildcard, first matching regex in file order), else the
-socket's ``default_server`` (or its first server). Sockets are per address family: ``listen
+leading wildcard, longest trailing wildcard, first matching regex in file order; a name two
+servers of a socket declare belongs to the first), else the socket's ``default_server`` (or
+its first server). Sockets are per address family: ``listen
 80`` (every IPv4 address) and ``listen [::]:80`` (every IPv6 address) are two sockets; an
 explicit address wins over the wildcard of its family on the same port; ``listen [::]:80
 ipv6only=off`` also takes the IPv4 connections of its port.
@@ -92,25 +93,69 @@ def server_listens(server: Directive, config: NginxConfig) -> list[Listen]:
 
 
 def server_names(server: Directive, config: NginxConfig) -> list[str]:
-    return [a.lower() for d in config.effective_children(server, "server_name") for a in d.args]
+    """The server's names as nginx keeps them: lowercased, except regular expressions."""
+    return [
+        a if a.startswith("~") else a.lower()
+        for d in config.effective_children(server, "server_name")
+        for a in d.args
+    ]
 
 
-def _name_rank(name: str, host: str) -> tuple[int, int] | None:
-    """How well server_name `name` matches `host`: (class, -length) or None; lower is better."""
-    if name.startswith("~"):
-        try:
-            return (3, 0) if compile_pcre(name[1:], True).search(host) else None
-        except re.error:
-            return None
-    if name.startswith("."):
-        if host == name[1:]:
-            return (0, 0)
-        return (1, -len(name)) if host.endswith(name) else None
-    if name.startswith("*."):
-        return (1, -len(name)) if host.endswith(name[1:]) else None
-    if name.endswith(".*"):
-        return (2, -len(name)) if host.startswith(name[:-1]) else None
-    return (0, 0) if name == host else None
+@dataclass
+class _NameTables:
+    """nginx's server-name tables of one socket (`ngx_hash_add_key`): each name goes to the
+    first server that declares it; a later one is ignored ("conflicting server name").
+    ``.example.com`` takes ``example.com`` in the exact table as well as ``*.example.com``'s
+    place in the leading-wildcard one, and is ignored as a whole when the exact name was
+    taken first."""
+
+    exact: dict[str, int] = field(default_factory=dict)
+    head: dict[str, tuple[int, bool]] = field(default_factory=dict)  # (server, bare name too)
+    tail: dict[str, int] = field(default_factory=dict)
+    regexes: list[tuple[re.Pattern[str] | None, int]] = field(default_factory=list)
+    taken: set[str] = field(default_factory=set)  # the exact table's conflict check
+
+    def add(self, name: str, index: int) -> None:
+        if name.startswith("~"):
+            # nginx compiles a name with an upper-case letter caseless (the host is lowercase)
+            caseless = re.search("[A-Z]", name) is not None
+            try:
+                self.regexes.append((compile_pcre(name[1:], caseless), index))
+            except re.error:
+                self.regexes.append((None, index))
+            return
+        if len(name) > 1 and name.startswith("."):
+            bare = name[1:]
+            if bare in self.taken:
+                return
+            self.taken.add(bare)
+            self.head.setdefault(bare, (index, True))
+        elif len(name) > 2 and name.startswith("*."):
+            self.head.setdefault(name[2:], (index, False))
+        elif len(name) > 2 and name.endswith(".*"):
+            self.tail.setdefault(name[:-2], index)
+        elif name not in self.taken:
+            self.taken.add(name)
+            self.exact[name] = index
+
+    def find(self, host: str) -> int | None:
+        """The server for `host`: exact name, longest leading wildcard, longest trailing
+        wildcard, first matching regex in file order."""
+        if host in self.exact:
+            return self.exact[host]
+        labels = host.split(".")
+        for i in range(len(labels)):
+            found = self.head.get(".".join(labels[i:]))
+            # `*.example.com` wants a label in front; `.example.com` also takes the bare name
+            if found is not None and (i > 0 or found[1]):
+                return found[0]
+        for j in range(len(labels) - 1, 0, -1):
+            if ".".join(labels[:j]) in self.tail:
+                return self.tail[".".join(labels[:j])]
+        for regex, index in self.regexes:
+            if regex is not None and regex.search(host):
+                return index
+        return None
 
 
 def request_host(host: str) -> str:
@@ -127,16 +172,13 @@ def pick_server(
     """Among the servers of one socket, the one nginx picks, and whether its name matched
     `host` (False: the request only falls to the default server)."""
     if host:
-        host = request_host(host)
-        best: tuple[tuple[int, int], int] | None = None
+        tables = _NameTables()
         for index, (server, _) in enumerate(servers):
             for name in server_names(server, config):
-                rank = _name_rank(name, host)
-                if rank is not None and (best is None or (rank, index) < best):
-                    # regexes are tried in config order, so index breaks ties for them too
-                    best = (rank, index)
-        if best is not None:
-            return servers[best[1]][0], True
+                tables.add(name, index)
+        found = tables.find(request_host(host))
+        if found is not None:
+            return servers[found][0], True
     defaults = [s for s, is_default in servers if is_default]
     return (defaults[0] if defaults else servers[0][0]), False
 
