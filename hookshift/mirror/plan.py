@@ -923,6 +923,15 @@ def build_plan(
     _check_option_words(options)
     stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
+    if m.route.as_get:
+        raise InputError(
+            f"{options.path} reaches the app only after `error_page` made the vendor's POST a "
+            f"GET ({m.route.describe()}): the app does not get the callback as sent, and "
+            "neither would a copy",
+            where=m.route.final.location.where,
+            fix="hand it on to a named location (`error_page CODE = @app;`), which keeps the "
+            "method, or proxy the callback path to the app directly",
+        )
     internal_uri = MIRROR_URI if options.mode == "mirror" else FORWARD_URI
     _check_free_names(config, internal_uri)
     if len(stage_hop_socket(options.relay_socket).encode()) > UNIX_PATH_MAX:

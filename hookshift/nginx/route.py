@@ -56,6 +56,7 @@ class Hop:
     parents: tuple[Directive, ...]
     uri: str
     via: str = ""
+    method: str = "POST"  # an error_page to a URI on the way made it a GET
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class Route:
     @property
     def final(self) -> Hop:
         return self.hops[-1]
+
+    @property
+    def as_get(self) -> bool:
+        """The request reaches its last location as a GET (``error_page`` to a URI)."""
+        return bool(self.hops) and self.final.method != "POST"
 
     @property
     def reaches_app(self) -> bool:
@@ -168,7 +174,7 @@ def follow(
         if found is None:
             return None if not hops else Route(server, original, tuple(hops), None)
         location, parents = found
-        hops.append(Hop(location, parents, uri, leave.via))
+        hops.append(Hop(location, parents, uri, leave.via, method))
         step = _step(config, server, http, hops[-1], assumptions, error_paged, method)
         if isinstance(step, _Stay):
             return Route(server, original, tuple(hops), step.end, tuple(assumptions))

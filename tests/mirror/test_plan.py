@@ -343,6 +343,24 @@ def test_a_location_that_returns_is_refused(tmp_path: Path) -> None:
         make_plan(_opts(config), (1, 22, 1))
 
 
+def test_an_app_reached_through_error_page_to_a_uri_is_refused_and_a_named_one_is_not(
+    tmp_path: Path,
+) -> None:
+    """error_page to a URI makes the vendor's POST a GET; to a named location it stays a POST."""
+    served = "location / {{ return 404; }} location {target} {{ proxy_pass http://127.0.0.1:9; }}"
+    config = _write(
+        tmp_path,
+        "server { listen 80; error_page 404 /app;\n" + served.format(target="= /app") + " }",
+    )
+    with pytest.raises(InputError, match=r"made the vendor's POST a GET.*error_page CODE = @app"):
+        make_plan(_opts(config), (1, 22, 1))
+    config = _write(
+        tmp_path,
+        "server { listen 80; error_page 404 = @app;\n" + served.format(target="@app") + " }",
+    )
+    assert make_plan(_opts(config), (1, 22, 1)).changes
+
+
 def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
