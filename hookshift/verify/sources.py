@@ -377,6 +377,35 @@ def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | 
     return None if _dig(obj, fields.body.split(".")) is not None else f"no {fields.body} field"
 
 
+TAIL_READ = 64 * 1024  # enough for a callback; a longer unfinished line is one too
+
+
+def unfinished_last_line(path: Path) -> int | None:
+    """The number of `path`'s last line when it has no newline yet and is not a whole JSON
+    record: nginx is still writing it (a reader caught it half-way). None otherwise, and for
+    compressed files (rotated ones, complete)."""
+    if path.suffix == ".gz":
+        return None
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        if size == 0:
+            return None
+        fh.seek(max(0, size - TAIL_READ))
+        tail = fh.read()
+    if tail.endswith(b"\n"):
+        return None
+    last = tail.rpartition(b"\n")[2]
+    if not last.strip():
+        return None
+    try:
+        json.loads(last)
+        return None  # a whole record without its newline: read like any other
+    except ValueError:
+        pass
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) + 1
+
+
 def locate_malformed(
     side: str, kind: str, files: list[Path], fields: AppFields, limit: int
 ) -> list[str]:

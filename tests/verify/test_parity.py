@@ -280,3 +280,20 @@ def test_a_report_names_file_sources_absolutely_so_heal_finds_them_from_anywhere
     monkeypatch.chdir(elsewhere)
     found = find_bodies(report.to_dict(), [rid(1), rid(2)])
     assert {k: v.body for k, v in found.items()} == {rid(1): body(1), rid(2): body(2)}
+
+
+def test_a_log_line_nginx_is_still_writing_is_left_out_not_malformed(tmp_path: Path) -> None:
+    lines = [nginx_line(rid(n), T0 + n, body(n)) for n in range(4)]
+    log = tmp_path / "parity.log"
+    log.write_text("".join(line + "\n" for line in lines[:3]) + lines[3][: len(lines[3]) // 2])
+    queue = [message(f"m{n}", body(n), T0 + n, request_id=rid(n)) for n in range(3)]
+    write_messages(tmp_path / "queue.jsonl", queue)
+    options = ParityOptions(grace_s=0, strict=True)
+    report = run_parity(f"nginx:{log}", f"jsonl:{tmp_path / 'queue.jsonl'}", options)
+    assert report.counts["malformed"] == 0 and report.counts["app"] == 3
+    assert report.verdict == "pass" and report.malformed_examples == []
+    assert any(w.startswith(f"{log}:4: the last line has no end yet") for w in report.warnings)
+    # a broken line that is not the last is still malformed
+    log.write_text(lines[3][:20] + "\n" + "".join(line + "\n" for line in lines[:3]))
+    with pytest.raises(InputError, match=r"1 malformed record\(s\), first: .*parity.log:1:"):
+        run_parity(f"nginx:{log}", f"jsonl:{tmp_path / 'queue.jsonl'}", options)
