@@ -301,7 +301,7 @@ def match(
 
     def route_of(server: Directive) -> Route | None:
         if id(server) not in routes:
-            routes[id(server)] = follow(config, server, uri, https.get(id(server)))
+            routes[id(server)] = follow(config, server, uri, https.get(id(server)), raw)
         return routes[id(server)]
 
     info: list[str] = []

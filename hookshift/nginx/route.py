@@ -128,12 +128,27 @@ class _Stay:
     end: Directive | None
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What an ``if`` may test that the callback decides besides the URI: its method (a POST,
+    until ``error_page`` to a URI makes it a GET) and the path as the vendor sent it (its
+    query string, if the vendor adds one, is not known)."""
+
+    method: str
+    request_uri: str
+
+
 def follow(
-    config: NginxConfig, server: Directive, uri: str, http: Directive | None = None
+    config: NginxConfig,
+    server: Directive,
+    uri: str,
+    http: Directive | None = None,
+    request_uri: str | None = None,
 ) -> Route | None:
     """The route of a request for `uri` arriving at `server`; None when no location takes it.
 
-    `http` (the server's enclosing block) lets ``error_page`` set at http level count.
+    `http` (the server's enclosing block) lets ``error_page`` set at http level count;
+    `request_uri` is the path as sent (escapes kept), for ``$request_uri`` (default `uri`).
     Raises `InputError` on a redirect cycle, a hand-off to a location that does not exist, or
     a target that depends on something only known per request.
     """
@@ -141,7 +156,7 @@ def follow(
     hops: list[Hop] = []
     original = uri
     error_paged = False
-    method = "POST"  # a callback
+    request = _Request("POST", request_uri if request_uri is not None else uri)
     # the request arrives: the server's rewrites run, then a location is chosen
     leave = _Leave("", uri)
     for _ in range(MAX_REDIRECTS + 1):
@@ -157,7 +172,7 @@ def follow(
             found: tuple[Directive, tuple[Directive, ...]] | None = (named, ())
         else:
             if leave.server_rewrites:
-                done = _server_rewrites(config, server, uri, assumptions, method)
+                done = _server_rewrites(config, server, uri, assumptions, request)
                 uri = done.uri
                 if done.answer is not None:
                     levels = [server, *([http] if http else [])]
@@ -167,19 +182,19 @@ def follow(
                     if answered is None:
                         return Route(server, original, tuple(hops), done.answer, tuple(assumptions))
                     error_paged = error_paged or answered.by_error_page
-                    method = "GET" if answered.as_get else method
+                    request = _Request("GET", request.request_uri) if answered.as_get else request
                     leave = answered
                     continue
             found = find_location(server, uri, config)
         if found is None:
             return None if not hops else Route(server, original, tuple(hops), None)
         location, parents = found
-        hops.append(Hop(location, parents, uri, leave.via, method))
-        step = _step(config, server, http, hops[-1], assumptions, error_paged, method)
+        hops.append(Hop(location, parents, uri, leave.via, request.method))
+        step = _step(config, server, http, hops[-1], assumptions, error_paged, request)
         if isinstance(step, _Stay):
             return Route(server, original, tuple(hops), step.end, tuple(assumptions))
         error_paged = error_paged or step.by_error_page
-        method = "GET" if step.as_get else method
+        request = _Request("GET", request.request_uri) if step.as_get else request
         leave = step
     chain = " -> ".join(f"location {location_spec(h.location)}" for h in hops[:4])
     raise InputError(
@@ -191,11 +206,11 @@ def follow(
 
 
 def _server_rewrites(
-    config: NginxConfig, server: Directive, uri: str, assumptions: list[str], method: str
+    config: NginxConfig, server: Directive, uri: str, assumptions: list[str], request: _Request
 ) -> _Rewritten:
     """Run the server's own ``rewrite``/``return`` lines (before any location is chosen);
     there ``last`` stops them like ``break``."""
-    return _rewrite_phase(config, config.effective_children(server), uri, assumptions, method)
+    return _rewrite_phase(config, config.effective_children(server), uri, assumptions, request)
 
 
 @dataclass(frozen=True)
@@ -217,16 +232,18 @@ def _rewrite_phase(
     directives: list[Directive],
     uri: str,
     assumptions: list[str],
-    method: str,
+    request: _Request,
     inside: Directive | None = None,
 ) -> _Rewritten:
     """Run `directives` in order. An ``if`` whose condition holds runs its block, then the
     directives after it (nginx compiles both into one program)."""
     for d in directives:
         if d.name == "if" and d.block is not None:
-            if not _holds(d, assumptions, method):
+            if not _holds(d, assumptions, request, uri):
                 continue
-            done = _rewrite_phase(config, config.effective_children(d), uri, assumptions, method, d)
+            done = _rewrite_phase(
+                config, config.effective_children(d), uri, assumptions, request, d
+            )
             if done.answer or done.last or done.stopped:
                 return done
             uri, inside = done.uri, done.inside
@@ -254,7 +271,7 @@ def _rewrite_phase(
 _FILE_TESTS = ("-f", "-d", "-e", "-x")
 
 
-def _holds(d: Directive, assumptions: list[str], method: str) -> bool:
+def _holds(d: Directive, assumptions: list[str], request: _Request, uri: str) -> bool:
     """Whether the condition of ``if`` `d` holds for the callback. A file test is taken as
     failing (the callback's path is not a file), as for ``try_files``; a condition on
     anything else only known per request is taken as false, and the route says so."""
@@ -270,13 +287,19 @@ def _holds(d: Directive, assumptions: list[str], method: str) -> bool:
             "is not a file"
         )
         return words[0].startswith("!")
-    # the one variable a condition may test that the callback decides: its method
-    value = method if words and words[0] == "$request_method" else None
+    # the variables a condition may test that the callback decides
+    known = {
+        "$request_method": request.method,
+        "$uri": uri,
+        "$document_uri": uri,
+        "$request_uri": request.request_uri,
+    }
+    value = known.get(words[0]) if words else None
     if value is not None and len(words) == 1:
         return value not in ("", "0")
     if value is not None and len(words) == 3:
         op, operand = words[1], words[2]
-        if op in ("=", "!="):
+        if op in ("=", "!=") and "$" not in operand:  # a variable there is per request
             return (value == operand) == (op == "=")
         if op in ("~", "~*", "!~", "!~*"):
             regex = compile_or_refuse(
@@ -294,11 +317,11 @@ def _step(
     hop: Hop,
     assumptions: list[str],
     error_paged: bool,
-    method: str,
+    request: _Request,
 ) -> _Leave | _Stay:
     location = hop.location
     own = config.effective_children(location)
-    done = _rewrite_phase(config, own, hop.uri, assumptions, method)
+    done = _rewrite_phase(config, own, hop.uri, assumptions, request)
     uri = done.uri
     levels = [location, *reversed(hop.parents), server, *([http] if http else [])]
     if done.inside is not None:

@@ -117,6 +117,21 @@ def test_an_if_on_the_method_is_decided_and_any_other_is_said_to_be_skipped(
     assert any("`if ($http_x_test)`" in i and "taken as false" in i for i in m.info)
 
 
+def test_an_if_on_the_uri_is_decided_and_one_comparing_with_a_variable_is_not(
+    tmp_path: Path,
+) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; location / {\n"
+        "  if ($request_uri ~ ^/other) { return 403; }\n"
+        "  if ($uri ~ ^/callback$) { proxy_pass http://127.0.0.1:9000; }\n"
+        "  if ($uri = $host) { return 403; } } }",
+    )
+    assert m.route.end is not None and m.route.end.name == "proxy_pass"
+    assert any("`if ($uri = $host)`" in i and "taken as false" in i for i in m.info)
+    assert not any("$request_uri ~ ^/other" in i for i in m.info)
+
+
 def test_return_of_an_error_code_is_handed_on_by_error_page(tmp_path: Path) -> None:
     m = _match(
         tmp_path,

@@ -1,6 +1,7 @@
 """The route agrees with the real nginx on generated servers: hundreds of combinations of
 ``return``, ``error_page`` (named and URI, ``recursive_error_pages``), ``try_files``,
-``rewrite`` and ``if`` on the method, at server and location level. Every answer the config
+``rewrite`` and ``if`` on the method, the URI and the request's URI, at server and location
+level. Every answer the config
 can give names its own line; nginx's answer to a POST of the callback must be the one the
 route ends in, or, where nginx answers by itself (an error page, a redirect cycle), the route
 must not end in a line."""
@@ -47,6 +48,10 @@ def _location_lines(rng: random.Random) -> list[str]:
         lambda: f"if ($request_method = POST) {{ return {rng.choice(CODES)}; }}",
         lambda: 'if ($request_method = GET) { return 200 "L?"; }',
         lambda: "recursive_error_pages on;",
+        lambda: 'if ($uri ~ ^/z/) { return 200 "L?"; }',
+        lambda: f"if ($request_uri ~ ^/cb) {{ return {rng.choice(CODES)}; }}",
+        lambda: "if ($uri = /cb/x) { rewrite ^ /z/y last; }",
+        lambda: 'if ($request_uri != /cb/x) { return 200 "L?"; }',
     ]
     return _once_each(rng.choice(pool)() for _ in range(rng.randint(0, 3)))
 
