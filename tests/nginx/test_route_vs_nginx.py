@@ -52,6 +52,9 @@ def _location_lines(rng: random.Random) -> list[str]:
         lambda: f"if ($request_uri ~ ^/cb) {{ return {rng.choice(CODES)}; }}",
         lambda: "if ($uri = /cb/x) { rewrite ^ /z/y last; }",
         lambda: 'if ($request_uri != /cb/x) { return 200 "L?"; }',
+        lambda: f"rewrite ^/cb/(.*)$ /z/$1 {rng.choice(('last', 'break'))};",
+        lambda: "rewrite ^/z/(.*)$ /cb/$1 last;",
+        lambda: f"try_files $uri $uri/ {rng.choice(('@a', '=404', *URIS))};",
     ]
     return _once_each(rng.choice(pool)() for _ in range(rng.randint(0, 3)))
 
