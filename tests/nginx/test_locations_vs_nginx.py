@@ -2,8 +2,7 @@
 and regular-expression locations (case-sensitive and not), nested ones, and request paths
 with escapes (of letters, slashes and dots), doubled slashes and dot segments, some above the
 root (nginx answers those 400, and the matcher refuses them). Every location answers with its
-own line;
-nginx's answer must be the location `nginx.matching.match` chooses."""
+own line; nginx's answer must be the location `nginx.matching.match` chooses."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """The route agrees with the real nginx on generated servers: hundreds of combinations of
 ``return``, ``error_page`` (named and URI, ``recursive_error_pages``), ``try_files``,
 ``rewrite`` and ``if`` on the method, the URI and the request's URI, at server and location
-level. Every answer the config
-can give names its own line; nginx's answer to a POST of the callback must be the one the
-route ends in, or, where nginx answers by itself (an error page, a redirect cycle), the route
-must not end in a line."""
+level. Every answer the config can give names its own line; nginx's answer to a POST of the
+callback must be the one the route ends in, or, where nginx answers by itself (an error page,
+a redirect cycle), the route must not end in a line."""
 
 from __future__ import annotations
 
