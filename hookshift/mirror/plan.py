@@ -40,7 +40,7 @@ from hookshift.nginx import splice
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
-from hookshift.nginx.route import Hop
+from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
 from hookshift.nginx.uri import raw_path, request_uri_path
 from hookshift.nginx.values import parse_size, parse_socket
@@ -557,12 +557,6 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
     for level in (m.server, scene.http):
         for d in config.effective_children(level, "mirror"):
             warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
-    for d in config.effective_children(m.server):
-        if d.name in ("rewrite", "return"):
-            warnings.append(
-                f"server-level `{d.name}` ({d.where}) also runs for the subrequest "
-                f"to {scene.internal_uri}; make sure it leaves that URI alone"
-            )
     if scene.mode == "mirror":  # every mirror layout has a relay server
         for d in config.effective_children(scene.http):
             if d.name in RELAY_BLOCKERS:
@@ -947,6 +941,16 @@ def build_plan(
         layout=_choose_layout(options, nginx_version),
         internal_uri=internal_uri,
     )
+    taken = server_takes(config, m.server, internal_uri)
+    if taken is not None:
+        shown = " ".join((taken.name, *taken.args))
+        raise InputError(
+            f"the server-level `{shown}` also takes hookshift's subrequest to {internal_uri} "
+            "(nginx runs a server's own rewrites for subrequests too): no copy would reach "
+            "the stage, and the request would go where that line sends it",
+            where=taken.where,
+            fix="move it into the locations it is meant for (for example `location / { ... }`)",
+        )
     warnings += _scene_warnings(scene, options)
     info = _scene_info(scene, options)
     warnings += _stage_dns_warnings(scene, options, stage)

@@ -205,6 +205,21 @@ def follow(
     )
 
 
+def server_takes(config: NginxConfig, server: Directive, uri: str) -> Directive | None:
+    """The server-level ``return`` or ``rewrite`` that takes a POST for `uri` before any
+    location is chosen (it answers it, or sends it to another URI); None when they leave it
+    alone. Subrequests run them too: a ``mirror`` subrequest to an internal location is one."""
+    done = _server_rewrites(config, server, uri, [], _Request("POST", uri))
+    if done.answer is not None:
+        return done.answer
+    if done.last is not None or done.uri != uri:
+        rewrites = [
+            d for d in config.effective_children(done.inside or server) if d.name == "rewrite"
+        ]
+        return done.last or (rewrites[0] if rewrites else server)
+    return None
+
+
 def _server_rewrites(
     config: NginxConfig, server: Directive, uri: str, assumptions: list[str], request: _Request
 ) -> _Rewritten:

@@ -361,7 +361,7 @@ def test_an_app_reached_through_error_page_to_a_uri_is_refused_and_a_named_one_i
     assert make_plan(_opts(config), (1, 22, 1)).changes
 
 
-def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: Path) -> None:
+def test_http_level_gates_are_warned_about(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
         "limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s;\nlimit_req zone=z;\n"
@@ -370,7 +370,31 @@ def test_http_level_gates_and_server_level_rewrites_are_warned_about(tmp_path: P
     )
     warnings = make_plan(_opts(config), (1, 22, 1)).warnings
     assert any(w.startswith("http-level `limit_req`") and f"{config}:4" in w for w in warnings)
-    assert any(w.startswith("server-level `rewrite`") for w in warnings)
+    assert not any("server-level" in w for w in warnings)  # it leaves hookshift's URIs alone
+
+
+@pytest.mark.parametrize(
+    "server_level",
+    [
+        "rewrite ^ /elsewhere last;",
+        "if ($request_method = POST) { return 418; } error_page 418 = @app;",
+        "if ($uri ~ ^/__) { return 403; }",
+    ],
+)
+def test_a_server_level_line_that_takes_the_copy_subrequest_is_refused(
+    tmp_path: Path, server_level: str
+) -> None:
+    """nginx runs a server's own rewrites for the mirror subrequest too: the copy would be
+    answered there, or sent where that line sends it (even to the app, a second time)."""
+    config = _write(
+        tmp_path,
+        f"server {{ listen 80; {server_level}\n"
+        "location = /cb { proxy_pass http://127.0.0.1:1; }\n"
+        "location = /elsewhere { proxy_pass http://127.0.0.1:1; }\n"
+        "location @app { proxy_pass http://127.0.0.1:1; } }",
+    )
+    with pytest.raises(InputError, match=r"also takes hookshift's subrequest to /__hookshift"):
+        make_plan(_opts(config), (1, 22, 1))
 
 
 @pytest.mark.parametrize(
