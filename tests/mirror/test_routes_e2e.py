@@ -1,0 +1,114 @@
+"""The mirror goes where nginx really hands the callback to the app, on routes that reach it
+the long way: named locations behind try_files, error_page (in the location, at server level,
+recursive), rewrites (last, break, in an if on the request's URI), nested locations and an
+app inside an `if`. For each, the plan is applied, the real nginx serves a POST of the
+callback, and the app must get it once and the stage one copy with the same bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.plan import make_plan
+from hookshift.procs import wait_until
+from hookshift.rehearsal.dns import DnsServer
+from tests.mirror.servers import RecordingServer
+from tests.mirror.test_functional import (
+    SAMPLE,
+    _options,
+    _post_to,
+    _start_nginx,
+)
+from tests.mirror.test_functional import app as app  # the fixtures, as there
+from tests.mirror.test_functional import dns as dns
+from tests.mirror.test_functional import port as port
+from tests.mirror.test_functional import stage as stage
+
+pytestmark = pytest.mark.e2e  # starts nginx, the app and the stage
+
+APP = "proxy_pass http://127.0.0.1:{app};"
+# (server-level lines, locations): each reaches the app for POST /callback by another road
+ROUTES = {
+    "try_files to a named location": (
+        "",
+        "location / {{ try_files /nonexistent @app; }} location @app {{ " + APP + " }}",
+    ),
+    "the static 404 handed on by error_page": (
+        "",
+        "location / {{ error_page 404 = @app; }} location @app {{ " + APP + " }}",
+    ),
+    "return 418 handed on by error_page": (
+        "",
+        "location / {{ error_page 418 = @app; return 418; }} location @app {{ " + APP + " }}",
+    ),
+    "a server-level return on the callback's URI handed on by error_page": (
+        "error_page 418 = @app; if ($uri = /callback) {{ return 418; }}",
+        "location / {{ return 404; }} location @app {{ " + APP + " }}",
+    ),
+    "error_page twice, recursive": (
+        "",
+        "location / {{ recursive_error_pages on; error_page 404 = @one; return 404; }} "
+        "location @one {{ error_page 404 = @app; return 404; }} "
+        "location @app {{ " + APP + " }}",
+    ),
+    "rewrite last from a regex location": (
+        "",
+        "location ~ ^/call {{ rewrite ^/callback$ /app/cb last; }} location /app/ {{ "
+        + APP
+        + " }}",
+    ),
+    "rewrite in an if on the request's URI": (
+        "",
+        "location /callback {{ if ($request_uri ~ ^/callback) {{ rewrite ^ /x last; }} }} "
+        "location = /x {{ " + APP + " }}",
+    ),
+    "rewrite break, then the app in the same location": (
+        "",
+        "location = /callback {{ rewrite ^ /hooks/in break; " + APP + " }}",
+    ),
+    "a nested regex location": (
+        "",
+        "location / {{ location ~ back$ {{ " + APP + " }} }}",
+    ),
+    "the app inside an if": (
+        "",
+        "location /callback {{ if ($request_method = POST) {{ " + APP + " }} }}",
+    ),
+    "try_files $uri, then a named location": (
+        "",
+        "location ^~ /call {{ try_files $uri $uri/ @app; }} location @app {{ " + APP + " }}",
+    ),
+}
+
+
+@pytest.mark.parametrize("road", list(ROUTES))
+def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(
+    road: str,
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    server_lines, locations = ROUTES[road]
+    config = tmp_path / "nginx.conf"
+    callback = f"location = /callback {{ proxy_pass http://127.0.0.1:{app.port}; }}"
+    text = config.read_text()
+    assert callback in text
+    replaced = (server_lines + "\n        " + locations).format(app=app.port)
+    config.write_text(text.replace(callback, replaced))
+    (tmp_path / "html").mkdir(exist_ok=True)
+    plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
+    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post_to(port, "/callback?src=vendor") == 200
+        wait_until(lambda: len(stage.received) >= 1, f"the copy at the stage ({plan.route})")
+        assert [r.body for r in app.received] == [SAMPLE]
+        assert [(r.path, r.body) for r in stage.received] == [("/prod/callback?src=vendor", SAMPLE)]
+    finally:
+        nginx.stop()
