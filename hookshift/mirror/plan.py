@@ -941,7 +941,9 @@ def build_plan(
         layout=_choose_layout(options, nginx_version),
         internal_uri=internal_uri,
     )
-    taken = server_takes(config, m.server, internal_uri)
+    # the mirror's subrequest starts at the server's rewrites; forward mode's `rewrite ...
+    # last` goes straight to location selection
+    taken = server_takes(config, m.server, internal_uri) if options.mode == "mirror" else None
     if taken is not None:
         shown = " ".join((taken.name, *taken.args))
         raise InputError(

@@ -395,6 +395,8 @@ def test_a_server_level_line_that_takes_the_copy_subrequest_is_refused(
     )
     with pytest.raises(InputError, match=r"also takes hookshift's subrequest to /__hookshift"):
         make_plan(_opts(config), (1, 22, 1))
+    # forward mode's rewrite ... last goes to location selection, past the server's rewrites
+    assert make_plan(_opts(config, mode="forward"), (1, 22, 1)).changes
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ callback, and the app must get it once and the stage one copy with the same byte
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,42 @@ def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(
         assert _post_to(port, "/callback?src=vendor") == 200
         wait_until(lambda: len(stage.received) >= 1, f"the copy at the stage ({plan.route})")
         assert [r.body for r in app.received] == [SAMPLE]
+        assert [(r.path, r.body) for r in stage.received] == [("/prod/callback?src=vendor", SAMPLE)]
+    finally:
+        nginx.stop()
+
+
+def test_forward_mode_passes_a_server_level_guard_on_its_own_uri(
+    tmp_path: Path,
+    nginx_bin: str,
+    app: RecordingServer,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """Forward mode's `rewrite ... last` goes to location selection, past the server's own
+    rewrites: a guard there on paths like hookshift's internal one does not stop it (the
+    mirror's subrequest would be stopped, and mirror mode refuses such a config)."""
+    config = tmp_path / "nginx.conf"
+    text = config.read_text()
+    config.write_text(
+        text.replace(
+            "server_name hooks.test;",
+            "server_name hooks.test;\n        if ($uri ~ ^/__) { return 403; }",
+        )
+    )
+    options = replace(_options(tmp_path, stage.port, dns, ca_file), mode="forward", timeout=None)
+    apply_plan(
+        make_plan(options, (1, 22, 1)),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=tmp_path,
+    )
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post_to(port, "/callback?src=vendor") == 200
+        assert app.received == []
         assert [(r.path, r.body) for r in stage.received] == [("/prod/callback?src=vendor", SAMPLE)]
     finally:
         nginx.stop()
