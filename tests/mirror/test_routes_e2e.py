@@ -6,7 +6,7 @@ callback, and the app must get it once and the stage one copy with the same byte
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -84,9 +84,22 @@ ROUTES = {
 }
 
 
-@pytest.mark.parametrize("road", list(ROUTES))
-def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(
-    road: str,
+@dataclass(frozen=True)
+class Bed:
+    """A callback server's config in `prefix` (proxying to `app`, listening on `port`), the
+    stage, its DNS server and CA, and the nginx binary."""
+
+    prefix: Path
+    nginx_bin: str
+    app: RecordingServer
+    stage: RecordingServer
+    dns: DnsServer
+    ca_file: Path
+    port: int
+
+
+@pytest.fixture
+def bed(
     tmp_path: Path,
     nginx_bin: str,
     app: RecordingServer,
@@ -94,7 +107,13 @@ def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(
     dns: DnsServer,
     ca_file: Path,
     port: int,
-) -> None:
+) -> Bed:
+    return Bed(tmp_path, nginx_bin, app, stage, dns, ca_file, port)
+
+
+@pytest.mark.parametrize("road", list(ROUTES))
+def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(road: str, bed: Bed) -> None:
+    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
     server_lines, locations = ROUTES[road]
     config = tmp_path / "nginx.conf"
     callback = f"location = /callback {{ proxy_pass http://127.0.0.1:{app.port}; }}"
@@ -103,7 +122,7 @@ def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(
     replaced = (server_lines + "\n        " + locations).format(app=app.port)
     config.write_text(text.replace(callback, replaced))
     (tmp_path / "html").mkdir(exist_ok=True)
-    plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
+    plan = make_plan(_options(tmp_path, stage.port, bed.dns, bed.ca_file), (1, 22, 1))
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
@@ -115,18 +134,11 @@ def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(
         nginx.stop()
 
 
-def test_forward_mode_passes_a_server_level_guard_on_its_own_uri(
-    tmp_path: Path,
-    nginx_bin: str,
-    app: RecordingServer,
-    stage: RecordingServer,
-    dns: DnsServer,
-    ca_file: Path,
-    port: int,
-) -> None:
+def test_forward_mode_passes_a_server_level_guard_on_its_own_uri(bed: Bed) -> None:
     """Forward mode's `rewrite ... last` goes to location selection, past the server's own
     rewrites: a guard there on paths like hookshift's internal one does not stop it (the
     mirror's subrequest would be stopped, and mirror mode refuses such a config)."""
+    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
     config = tmp_path / "nginx.conf"
     text = config.read_text()
     config.write_text(
@@ -135,7 +147,9 @@ def test_forward_mode_passes_a_server_level_guard_on_its_own_uri(
             "server_name hooks.test;\n        if ($uri ~ ^/__) { return 403; }",
         )
     )
-    options = replace(_options(tmp_path, stage.port, dns, ca_file), mode="forward", timeout=None)
+    options = replace(
+        _options(tmp_path, stage.port, bed.dns, bed.ca_file), mode="forward", timeout=None
+    )
     apply_plan(
         make_plan(options, (1, 22, 1)),
         nginx_bin=nginx_bin,
