@@ -3,10 +3,10 @@
 Server: the listening socket, then ``server_name`` in nginx's order (exact name, longest
 leading wildcard, longest trailing wildcard, first matching regex in file order; a name two
 servers of a socket declare belongs to the first), else the socket's ``default_server`` (or
-its first server). Sockets are per address family: ``listen
-80`` (every IPv4 address) and ``listen [::]:80`` (every IPv6 address) are two sockets; an
-explicit address wins over the wildcard of its family on the same port; ``listen [::]:80
-ipv6only=off`` also takes the IPv4 connections of its port.
+its first server). Sockets are per address family: ``listen 80`` (every IPv4 address) and
+``listen [::]:80`` (every IPv6 address) are two sockets; an explicit address wins over the
+wildcard of its family on the same port; ``listen [::]:80 ipv6only=off`` also takes the IPv4
+connections of its port.
 
 Location: `nginx.locations` selects, `nginx.route` follows internal redirects (``try_files``,
 ``rewrite ... last``, ``error_page``, ``index``) to the location that answers.
@@ -150,8 +150,9 @@ class _NameTables:
             if found is not None and (i > 0 or found[1]):
                 return found[0]
         for j in range(len(labels) - 1, 0, -1):
-            if ".".join(labels[:j]) in self.tail:
-                return self.tail[".".join(labels[:j])]
+            tail = self.tail.get(".".join(labels[:j]))  # `www.example.*` wants a label after
+            if tail is not None:
+                return tail
         for regex, index in self.regexes:
             if regex is not None and regex.search(host):
                 return index

@@ -213,10 +213,9 @@ def server_takes(config: NginxConfig, server: Directive, uri: str) -> Directive 
     if done.answer is not None:
         return done.answer
     if done.last is not None or done.uri != uri:
-        rewrites = [
-            d for d in config.effective_children(done.inside or server) if d.name == "rewrite"
-        ]
-        return done.last or (rewrites[0] if rewrites else server)
+        levels = [done.inside, server] if done.inside is not None else [server]
+        rewrites = [d for b in levels for d in config.effective_children(b, "rewrite")]
+        return done.last or next((d for d in rewrites if _rewrite(d, uri)), server)
     return None
 
 

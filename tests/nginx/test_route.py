@@ -299,3 +299,21 @@ def test_an_unknown_name_where_no_server_has_one_is_refused_in_one_line(tmp_path
     with pytest.raises(InputError, match=r"no server is named x\.test:80") as err:
         _match(tmp_path, f"server {{ listen 80; location / {{ {APP} }} }}", host="x.test:80")
     assert "add `server_name x.test;`" in err.value.line()
+
+
+def test_the_server_line_that_takes_a_uri_is_the_one_named(tmp_path: Path) -> None:
+    from hookshift.nginx.route import server_takes
+
+    config_path = tmp_path / "nginx.conf"
+    config_path.write_text(
+        "events {}\nhttp { server { listen 80;\n"
+        "rewrite ^/v1/(.*)$ /$1;\nrewrite ^/__ /x;\n"
+        "if ($uri ~ ^/blocked) { return 403; }\nlocation / { return 200; } } }\n"
+    )
+    config = load_source(config_path).config
+    (server,) = config.servers()
+    taken = server_takes(config, server, "/__hookshift_mirror")
+    assert taken is not None and taken.args == ("^/__", "/x")
+    blocked = server_takes(config, server, "/blocked")
+    assert blocked is not None and blocked.name == "return"
+    assert server_takes(config, server, "/callback") is None
