@@ -75,6 +75,10 @@ class Listen:
 def _normalise_addr(host: str) -> str:
     if host in ("", "*", "0.0.0.0"):
         return "*"
+    if host.lower() == "localhost":
+        # nginx resolves the name when it starts: it shares 127.0.0.1's socket (and [::1]'s
+        # where the hosts file names it too, which a vendor's callback never reaches)
+        return "127.0.0.1"
     if host.startswith("["):
         inner = host[1:-1]
         try:

@@ -123,7 +123,7 @@ def test_nobody_listening_lists_the_sockets(tmp_path: Path) -> None:
         ("[::]:443", "[::]", "443"),
         ("127.0.0.1", "127.0.0.1", "80"),
         ("unix:/run/x.sock", "unix:/run/x.sock", ""),
-        ("localhost:8080", "localhost", "8080"),
+        ("localhost:8080", "127.0.0.1", "8080"),  # nginx resolves it when it starts
     ],
 )
 def test_listen_forms(text: str, addr: str, port: str) -> None:

@@ -149,6 +149,9 @@ http {{
         location /p/ {{ if ($request_method = POST) {{ rewrite ^ /callback last; }} }}
         location /unk/ {{ if ($http_x_unset) {{ rewrite ^ /cb last; }} return 200 "L?"; }}
     }}
+    server {{ listen localhost:{port}; server_name by-name.test;
+        location / {{ return 200 "L?"; }}
+    }}
     server {{ listen 127.0.0.1:{port}; server_name server-return.test;
         error_page 418 = @srv;
         if ($request_method = POST) {{ return 418; }}
@@ -186,6 +189,7 @@ ROUTE_REQUESTS = [
     ("127.0.0.1", "routes.test", "/ret/cb"),
     ("127.0.0.1", "routes.test", "/p/cb"),
     ("127.0.0.1", "routes.test", "/unk/cb"),
+    ("127.0.0.1", "by-name.test", "/cb"),
     ("127.0.0.1", "server-return.test", "/cb"),
     ("127.0.0.1", "as-get.test", "/cb"),
     ("127.0.0.1", "recursive.test", "/cb"),
