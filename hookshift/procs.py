@@ -10,7 +10,6 @@ other for it.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
@@ -24,16 +23,6 @@ from typing import TypeVar
 from hookshift.errors import OperationError
 
 LOOPBACK = "127.0.0.1"
-
-
-def is_loopback(host: str) -> bool:
-    """`host` (a name or an address, IPv6 without brackets) reaches this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 T = TypeVar("T")

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hookshift.addresses import is_http_url, is_loopback
 from hookshift.apigw import integration
 from hookshift.apigw.artifacts import FORMATS, ApiSpec, Format, infer_schema, load_samples, render
 from hookshift.apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, TemplateOptions
 from hookshift.console import apply_options
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, MissingExtra, is_missing_extra
-from hookshift.procs import is_loopback
-from hookshift.verify.sources import is_http_url
 
 if TYPE_CHECKING:  # the emulator needs `hookshift[rehearse]`; template and render do not
     from hookshift.apigw.emulator import CustomDomain, Execution

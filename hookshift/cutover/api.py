@@ -21,13 +21,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from hookshift.addresses import is_http_url
 from hookshift.cutover import journal, nginx_ops, report, stages, transition
 from hookshift.cutover.gather import gather
 from hookshift.cutover.journal import Entry, FileChange, Journal
 from hookshift.cutover.settings import Settings
 from hookshift.errors import InputError, OperationError
 from hookshift.mirror.apply import checkpoint
-from hookshift.verify.sources import is_http_url
 
 Notice = Callable[[str, str], None]
 """``notice(level, text)``: level is ``info``, ``warning`` or ``ok``."""

@@ -32,6 +32,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from hookshift.addresses import is_http_url
 from hookshift.cutover.diagnosis import (
     DnsObservation,
     HttpObservation,
@@ -41,7 +42,6 @@ from hookshift.cutover.diagnosis import (
 )
 from hookshift.errors import InputError
 from hookshift.verify.pull import check_queue_url
-from hookshift.verify.sources import is_http_url
 
 PROBE_FIELD = "hookshift_probe"
 # Special characters and Korean text, after the marker: a template without $util.urlEncode

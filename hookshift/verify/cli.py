@@ -703,7 +703,7 @@ def _host_port(text: str) -> tuple[str, int]:
     """``--metrics-listen``: a loopback address (``127.0.0.1:9464``, ``[::1]:9464``,
     ``localhost:9464``): the endpoint has no authentication, so only this host reaches it (a
     local scraper, or a proxy the operator puts in front of it, publishes it further)."""
-    from hookshift.procs import is_loopback
+    from hookshift.addresses import is_loopback
 
     host, sep, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):

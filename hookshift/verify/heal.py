@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hookshift.addresses import is_http_url, is_loopback
 from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError, OperationError
-from hookshift.procs import is_loopback
 from hookshift.verify.fetch import LITERAL_MAX
 from hookshift.verify.keys import parse_key, show_key
 from hookshift.verify.sources import (
     AppFields,
     app_rows_sql,
-    is_http_url,
     parse_source,
     resolve_files,
     sql_str,

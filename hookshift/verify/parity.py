@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hookshift.addresses import is_http_url
 from hookshift.errors import InputError, OperationError
 from hookshift.verify.archive import archive_queue_url
 from hookshift.verify.canonical import same_body
@@ -47,7 +48,6 @@ from hookshift.verify.sources import (
     app_rows_sql,
     carries_request_ids,
     csv_columns,
-    is_http_url,
     is_messages_document,
     locate_malformed,
     messages_documents_to_jsonl,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hookshift.addresses import is_http_url
 from hookshift.errors import InputError, OperationError
 from hookshift.verify.archive import Archive
-from hookshift.verify.sources import is_http_url
 
 BATCH = 10  # SQS's maximum per ReceiveMessage / DeleteMessageBatch
 PROGRESS_EVERY_S = 0.2

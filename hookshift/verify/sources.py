@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from hookshift.errors import InputError
 
@@ -62,16 +61,6 @@ class AppFields:
     body: str = "body"
     request_id: str = "request_id"
     time: str = "time"
-
-
-def is_http_url(text: str) -> bool:
-    """An http(s) URL with a host and, if it has one, a port that exists."""
-    try:
-        parts = urlsplit(text)  # an unclosed [IPv6 is a ValueError here
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
-    except ValueError:
-        return False
-    return parts.scheme in ("https", "http") and bool(parts.hostname)
 
 
 def parse_source(text: str, side: str) -> SourceSpec:
