@@ -674,8 +674,9 @@ def _template_context(
     # elsewhere can bring other requests into it, and only the callback (as the vendor posted
     # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
     path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
-    # nginx's own locations and rewrites see the path decoded and normalised ($uri)
-    nginx_uri = request_uri_path(uri)
+    # nginx's own locations and rewrites see the path decoded and normalised ($uri), as the
+    # route that chose the location did
+    nginx_uri = scene.match.route.uri
     log_lines = _parity_log_lines(scene, options, path_filter, warnings)
     if options.stage_path is not None:
         suffix = f"{options.stage_path}$is_args$args"
@@ -945,9 +946,8 @@ def build_plan(
     # last` goes straight to location selection
     taken = server_takes(config, m.server, internal_uri) if options.mode == "mirror" else None
     if taken is not None:
-        shown = " ".join((taken.name, *taken.args))
         raise InputError(
-            f"the server-level `{shown}` also takes hookshift's subrequest to {internal_uri} "
+            f"the server-level `{taken.text}` also takes hookshift's subrequest to {internal_uri} "
             "(nginx runs a server's own rewrites for subrequests too): no copy would reach "
             "the stage, and the request would go where that line sends it",
             where=taken.where,

@@ -96,6 +96,11 @@ class Directive:
         return f"{self.file}:{self.line}"
 
     @property
+    def text(self) -> str:
+        """``name arg ...`` (no block, no ``;``), the way messages quote a directive."""
+        return " ".join((self.name, *self.args))
+
+    @property
     def is_block(self) -> bool:
         return self.block is not None
 

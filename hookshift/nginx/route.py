@@ -89,7 +89,7 @@ class Route:
         """How the request is answered, for messages."""
         if self.end is None:
             return "nginx's static file handler (files on disk)"
-        return f"`{' '.join((self.end.name, *self.end.args))}` ({self.end.where})"
+        return f"`{self.end.text}` ({self.end.where})"
 
     def describe(self) -> str:
         """``/callback -> location / (try_files) -> location @app``."""

@@ -75,7 +75,7 @@ def mirror_never_runs(index: Index) -> Iterator[Finding]:
                 severity=Severity.ERROR,
                 where=d.where,
                 message=(
-                    f"`return {' '.join(d.args)}` in {source.label} answers in the rewrite "
+                    f"`{d.text}` in {source.label} answers in the rewrite "
                     f"phase, before the mirror: {mirrors} never copies a request"
                 ),
                 fix="mirror in the location that proxies the callback to the app",
@@ -91,7 +91,7 @@ def mirror_never_runs(index: Index) -> Iterator[Finding]:
                 severity=Severity.WARNING,
                 where=d.where,
                 message=(
-                    f"`rewrite {' '.join(d.args)}` in {source.label} {why} for every URI that "
+                    f"`{d.text}` in {source.label} {why} for every URI that "
                     f"matches {d.args[0]}, before the mirror: those requests are not copied "
                     f"by {mirrors}"
                 ),
@@ -117,7 +117,7 @@ def _returns_in_if(
                 where=d.where,
                 message=(
                     f"requests that match `if ({' '.join(cond.args)})` are answered by "
-                    f"`return {' '.join(d.args)}` in the rewrite phase, before {mirrors} in "
+                    f"`{d.text}` in the rewrite phase, before {mirrors} in "
                     f"{source.label} runs: they are not copied (nor sent to the app)"
                 ),
                 fix="nothing if those requests are not callbacks; otherwise let them through "
@@ -318,7 +318,7 @@ def mirror_twice_via_error_page(index: Index) -> Iterator[Finding]:
                 severity=Severity.WARNING,
                 where=page.where,
                 message=(
-                    f"`error_page {' '.join(page.args)}` sends failed requests of {source.label} "
+                    f"`{page.text}` sends failed requests of {source.label} "
                     f"to {landing.label} ({landing.where}), which mirrors too (`mirror "
                     f"{again[0].args[0]}` at {again[0].where}): nginx resets the mirror on "
                     "that internal redirect, so each such request is copied twice and the "
