@@ -944,7 +944,11 @@ def build_plan(
     )
     # the mirror's subrequest starts at the server's rewrites; forward mode's `rewrite ...
     # last` goes straight to location selection
-    taken = server_takes(config, m.server, internal_uri) if options.mode == "mirror" else None
+    taken = (
+        server_takes(config, m.server, internal_uri, raw_path(options.path) or "/")
+        if options.mode == "mirror"
+        else None
+    )
     if taken is not None:
         raise InputError(
             f"the server-level `{taken.text}` also takes hookshift's subrequest to {internal_uri} "

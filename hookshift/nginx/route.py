@@ -135,7 +135,7 @@ class _Request:
     query string, if the vendor adds one, is not known)."""
 
     method: str
-    request_uri: str
+    request_uri: str | None  # None: not known (any path a location takes)
 
 
 def follow(
@@ -205,11 +205,17 @@ def follow(
     )
 
 
-def server_takes(config: NginxConfig, server: Directive, uri: str) -> Directive | None:
+def server_takes(
+    config: NginxConfig, server: Directive, uri: str, request_uri: str | None = None
+) -> Directive | None:
     """The server-level ``return`` or ``rewrite`` that takes a POST for `uri` before any
     location is chosen (it answers it, or sends it to another URI); None when they leave it
-    alone. Subrequests run them too: a ``mirror`` subrequest to an internal location is one."""
-    done = _server_rewrites(config, server, uri, [], _Request("POST", uri))
+    alone. Subrequests run them too: a ``mirror`` subrequest to an internal location is one.
+
+    A subrequest keeps its main request's ``$request_uri``: `request_uri` is that path as the
+    vendor sent it, or None when it is not known (a condition on it is then taken as false).
+    """
+    done = _server_rewrites(config, server, uri, [], _Request("POST", request_uri))
     if done.answer is not None:
         return done.answer
     if done.last is not None or done.uri != uri:
@@ -302,12 +308,9 @@ def _holds(d: Directive, assumptions: list[str], request: _Request, uri: str) ->
         )
         return words[0].startswith("!")
     # the variables a condition may test that the callback decides
-    known = {
-        "$request_method": request.method,
-        "$uri": uri,
-        "$document_uri": uri,
-        "$request_uri": request.request_uri,
-    }
+    known = {"$request_method": request.method, "$uri": uri, "$document_uri": uri}
+    if request.request_uri is not None:
+        known["$request_uri"] = request.request_uri
     value = known.get(words[0]) if words else None
     if value is not None and len(words) == 1:
         return value not in ("", "0")

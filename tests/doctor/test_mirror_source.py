@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hookshift.doctor import Severity, diagnose_file
 from tests.doctor.conftest import Diagnose, codes, line_of, only, write_config
 from tests.doctor.samples import protected_mirror
@@ -182,3 +184,45 @@ def test_error_page_into_a_location_with_mirror_off_is_fine(diagnose_http: Diagn
     }
     """
     assert "mirror-twice-via-error-page" not in codes(diagnose_http(text))
+
+
+@pytest.mark.parametrize(
+    ("hand_on", "never_run"),
+    [
+        ("error_page 404 = @app;", ["location /app"]),
+        # a URI goes through the server's rewrites again: the same return answers it
+        ("error_page 404 = /app;", ["location /app", "location @app"]),
+    ],
+)
+def test_a_server_level_return_lets_the_mirror_run_only_where_error_page_hands_it_on(
+    diagnose_http: Diagnose, hand_on: str, never_run: list[str]
+) -> None:
+    text = f"""
+    server {{
+        listen 127.0.0.1:8081;
+        {hand_on}
+        return 404;
+        location /app {{ mirror /_m; proxy_pass http://127.0.0.1:9000; }}
+        location @app {{ mirror /_m; proxy_pass http://127.0.0.1:9000; }}
+        location = /_m {{ internal; proxy_pass http://127.0.0.1:9001; }}
+    }}
+    """
+    findings = [f for f in diagnose_http(text) if f.code == "mirror-never-runs"]
+    named = [
+        label
+        for label in ("location /app", "location @app")
+        for f in findings
+        if label in f.message
+    ]
+    assert named == never_run
+
+
+def test_a_server_level_guard_on_the_mirror_uri_takes_every_copy(tmp_path: Path) -> None:
+    text = protected_mirror().replace(
+        "server_name callback.example.com;",
+        "server_name callback.example.com;\n    if ($uri ~ ^/_) { return 403; }",
+    )
+    config = write_config(tmp_path, text)
+    finding = only(diagnose_file(config), "mirror-copy-taken")
+    assert finding.severity is Severity.ERROR
+    assert finding.where == line_of(config, "return 403;")

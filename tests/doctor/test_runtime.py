@@ -253,3 +253,64 @@ def test_return_inside_if_skips_the_mirror_for_matching_requests_as_doctor_says(
     assert finding.severity.name == "INFO"
     assert "`if ($arg_probe)`" in finding.message and "`return 204`" in finding.message
     assert "mirror-never-runs" not in {f.code for f in diagnose_file(config)}
+
+
+@pytest.mark.parametrize(
+    ("server_level", "taken"),
+    [
+        ("if ($uri ~ ^/_) { return 403; }", "return 403"),
+        ("rewrite ^/_m$ /elsewhere last;", "rewrite ^/_m$ /elsewhere last"),
+        ("if ($request_uri ~ ^/_) { return 403; }", None),  # a copy keeps the callback's
+    ],
+)
+def test_a_server_level_line_takes_the_mirror_copies_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen], server_level: str, taken: str | None
+) -> None:
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            {server_level}
+            location /callback {{ mirror /_m; proxy_pass http://127.0.0.1:{app_port}; }}
+            location = /_m {{ internal; proxy_pass http://127.0.0.1:{app_port}/copy$request_uri; }}
+            location = /elsewhere {{ return 204; }}
+        }}
+        """
+    )
+    assert get(port, "/callback") == 200
+    assert get(port, "/callback?n=2") == 200
+    wait_until(lambda: "/callback?n=2" in {p for p, _ in seen}, "the second callback")
+    findings = [f for f in diagnose_file(config) if f.code == "mirror-copy-taken"]
+    if taken is None:
+        wait_until(lambda: "/copy/callback?n=2" in {p for p, _ in seen}, "the second copy")
+        assert findings == []
+    else:
+        assert not [p for p, _ in seen if p.startswith("/copy")]
+        (finding,) = findings
+        assert f"`{taken}`" in finding.message and "`mirror /_m`" in finding.message
+
+
+def test_a_server_level_return_handed_to_the_mirroring_location_as_doctor_says(
+    run_nginx: RunNginx, backend: tuple[int, Seen]
+) -> None:
+    """error_page hands the callback on to the location that mirrors, so its mirror runs;
+    the copy meets the same return and is handed to the app too (as the mirror's URI)."""
+    app_port, seen = backend
+    port, config = run_nginx(
+        f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            error_page 418 = @app;
+            return 418;
+            location @app {{ mirror /_m; proxy_pass http://127.0.0.1:{app_port}; }}
+            location = /_m {{ internal; proxy_pass http://127.0.0.1:{app_port}/copy$request_uri; }}
+        }}
+        """
+    )
+    assert get(port, "/callback") == 200
+    wait_until(lambda: len(seen) >= 2, "the callback and its copy")
+    assert [p for p, _ in seen] == ["/callback", "/_m"]  # none went to /copy
+    codes = {f.code for f in diagnose_file(config)}
+    assert "mirror-never-runs" not in codes
+    assert "mirror-copy-taken" in codes

@@ -399,6 +399,17 @@ def test_a_server_level_line_that_takes_the_copy_subrequest_is_refused(
     assert make_plan(_opts(config, mode="forward"), (1, 22, 1)).changes
 
 
+def test_a_server_level_guard_on_the_request_uri_leaves_the_copy_alone(tmp_path: Path) -> None:
+    """A subrequest keeps its main request's $request_uri (the callback's path), so a guard
+    on it does not see hookshift's internal URI."""
+    config = _write(
+        tmp_path,
+        "server { listen 80; if ($request_uri ~ ^/__) { return 403; }\n"
+        "location = /cb { proxy_pass http://127.0.0.1:1; } }",
+    )
+    assert make_plan(_opts(config), (1, 22, 1)).changes
+
+
 @pytest.mark.parametrize(
     ("server_level", "raised"),
     [("", True), ("client_body_buffer_size 16k;", True), ("client_body_buffer_size 1m;", False)],

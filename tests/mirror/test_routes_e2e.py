@@ -48,6 +48,10 @@ ROUTES = {
         "error_page 418 = @app; if ($uri = /callback) {{ return 418; }}",
         "location / {{ return 404; }} location @app {{ " + APP + " }}",
     ),
+    "past a server-level guard on the request's URI, which the copy keeps": (
+        "if ($request_uri ~ ^/__) {{ return 403; }}",
+        "location /callback {{ " + APP + " }}",
+    ),
     "error_page twice, recursive": (
         "",
         "location / {{ recursive_error_pages on; error_page 404 = @one; return 404; }} "

@@ -25,6 +25,7 @@ CHECKS: tuple[Check, ...] = (
     mirror_target.mirror_without_breaker,
     mirror_target.mirror_resolver_timeout,
     mirror_source.mirror_never_runs,
+    mirror_source.mirror_copy_taken,
     mirror_source.mirror_without_body,
     mirror_source.mirror_target_missing,
     mirror_source.mirror_duplicated,

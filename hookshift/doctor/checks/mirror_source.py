@@ -18,7 +18,10 @@ from hookshift.doctor.mirrors import (
     proxies_off_host,
 )
 from hookshift.doctor.model import Index, Location, Server, proxy_target_of
+from hookshift.errors import InputError
 from hookshift.nginx.config import Directive
+from hookshift.nginx.locations import location_spec
+from hookshift.nginx.route import follow, server_takes
 
 _ENDING_REWRITE_FLAGS = ("last", "redirect", "permanent")
 
@@ -50,13 +53,26 @@ def _ends_rewrite(d: Directive) -> str | None:
     return None
 
 
+def _server_return_blocks(index: Index, server: Server, source: Location) -> bool:
+    """Whether the server's own ``return`` keeps every request from `source`: it answers
+    before any location is chosen, unless ``error_page`` hands the request on to `source`.
+    Asked of the route nginx takes for a path the location serves ("/" for a regex)."""
+    spec = location_spec(source.directive)
+    literal = spec.modifier in ("", "=", "^~") and spec.pattern.startswith("/")
+    try:
+        route = follow(
+            index.config, server.directive, spec.pattern if literal else "/", server.chain[0]
+        )
+    except InputError:
+        return True
+    return route is None or all(hop.location is not source.directive for hop in route.hops)
+
+
 def mirror_never_runs(index: Index) -> Iterator[Finding]:
-    servers_done: set[Server] = set()
     for source, uses in _sources(index).items():
         mirrors = _mirror_text(uses)
         server = uses[0].server
-        if server not in servers_done:
-            servers_done.add(server)
+        if index.own(server.directive, "return") and _server_return_blocks(index, server, source):
             for d in index.own(server.directive, "return"):
                 yield Finding(
                     code="mirror-never-runs",
@@ -177,6 +193,53 @@ def _access_rules(index: Index, source: Location) -> list[Directive]:
     """``allow``/``deny`` in effect, in order: they form one list, inherited only by a block
     that has neither (a location with one ``allow`` drops the server's ``deny all``)."""
     return list(index.inheritance.shared(source.chain, "allow"))
+
+
+def mirror_copy_taken(index: Index) -> Iterator[Finding]:
+    """nginx runs a server's own rewrite phase for every subrequest, a mirror's copy included:
+    a server-level ``return`` or ``rewrite`` that matches the mirror's URI answers each copy, or
+    sends it elsewhere (to the app, a second time, when ``error_page`` hands it there). A copy
+    keeps its callback's method and ``$request_uri``."""
+    seen: set[tuple[Server, str]] = set()
+    for use in mirror_uses(index):
+        path = use.uri.split("?", 1)[0]
+        if "$" in path or (use.server, path) in seen or is_internal(index, use.source):
+            continue
+        seen.add((use.server, path))
+        try:
+            taken = server_takes(index.config, use.server.directive, path)
+        except InputError:
+            continue
+        if taken is None:
+            continue
+        if taken in index.own(use.server.directive, "return") and _server_return_blocks(
+            index, use.server, use.source
+        ):
+            continue  # the callbacks themselves never reach the mirror: mirror-never-runs
+        answered = taken.name == "return" or (
+            len(taken.args) > 1
+            and (
+                taken.args[1].startswith(("http://", "https://", "$scheme"))
+                or taken.args[2:3] in (("redirect",), ("permanent",))
+            )
+        )
+        where_to = (
+            "answers each copy there" if answered else "sends each copy where that line sends it"
+        )
+        target = use.target.label if use.target is not None else use.uri
+        yield Finding(
+            code="mirror-copy-taken",
+            severity=Severity.ERROR,
+            where=taken.where,
+            message=(
+                f"the server-level `{taken.text}` also takes the copies of `mirror {use.uri}` "
+                f"({use.directive.where}, in {use.source.label}): nginx runs a server's own "
+                f"rewrites for a mirror's subrequest too, so it {where_to} and none reaches "
+                f"{target}"
+            ),
+            fix=f"move that line into the locations it is meant for (for example "
+            f"`location / {{ ... }}`), or make it leave {path} alone",
+        )
 
 
 def mirror_without_body(index: Index) -> Iterator[Finding]:
