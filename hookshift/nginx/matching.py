@@ -302,7 +302,14 @@ def match(
 
     def route_of(server: Directive) -> Route | None:
         if id(server) not in routes:
-            routes[id(server)] = follow(config, server, uri, https.get(id(server)), raw)
+            routes[id(server)] = follow(
+                config,
+                server,
+                uri,
+                https.get(id(server)),
+                raw,
+                request_host(host) if host else None,
+            )
         return routes[id(server)]
 
     info: list[str] = []
@@ -355,7 +362,7 @@ def match(
             f"{_label(server, config)} is the only server that passes {uri} to an app; "
             "the plan is for it"
         )
-    if len(route.hops) > 1:
+    if len(route.hops) > 1 or route.hops[0].via or route.hops[0].uri != route.uri:
         info.append(f"route: {route.describe()}")
     info.extend(route.assumptions)
     return Match(server, route, tuple(s for _, ss in receivers for s in ss), tuple(info))
@@ -421,6 +428,25 @@ def _no_app(
 ) -> InputError:
     answered = [(s, route_of(s)) for s in servers]
     with_route = [(s, r) for s, r in answered if r is not None and r.hops]
+    at_server = [(s, r) for s, r in answered if r is not None and not r.hops and r.end]
+    if not with_route and at_server:
+        server, route = at_server[0]
+        assert route.end is not None
+        redirect = route.end.name == "rewrite" or any(
+            a.startswith(("http://", "https://", "$scheme")) for a in route.end.args[1:]
+        )
+        return InputError(
+            f"{uri} on {_label(server, config)} is answered by {route.answer} before any "
+            "location is chosen, not passed to an app: there is nothing to mirror",
+            where=route.end.where,
+            fix=(
+                "pass --listen with the socket where the callback reaches the app (this one "
+                "redirects: the https one, e.g. --listen 443)"
+                if redirect
+                else "pass --listen and --server-name of the server that proxies the callback "
+                "to the app"
+            ),
+        )
     if not with_route:
         where = ", ".join(dict.fromkeys(s.where for s in servers))
         return InputError(

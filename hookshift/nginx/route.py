@@ -19,7 +19,7 @@ file, so every ``try_files`` file check is taken to fail, and the route says so.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
@@ -136,6 +136,7 @@ class _Request:
 
     method: str
     request_uri: str | None  # None: not known (any path a location takes)
+    host: str | None = None  # $host: the Host the vendor sends, when known
 
 
 def follow(
@@ -144,11 +145,13 @@ def follow(
     uri: str,
     http: Directive | None = None,
     request_uri: str | None = None,
+    host: str | None = None,
 ) -> Route | None:
     """The route of a request for `uri` arriving at `server`; None when no location takes it.
 
     `http` (the server's enclosing block) lets ``error_page`` set at http level count;
-    `request_uri` is the path as sent (escapes kept), for ``$request_uri`` (default `uri`).
+    `request_uri` is the path as sent (escapes kept), for ``$request_uri`` (default `uri`);
+    `host` is ``$host`` (the Host header as nginx keeps it: lowercase, no port), when known.
     Raises `InputError` on a redirect cycle, a hand-off to a location that does not exist, or
     a target that depends on something only known per request.
     """
@@ -156,7 +159,7 @@ def follow(
     hops: list[Hop] = []
     original = uri
     error_paged = False
-    request = _Request("POST", request_uri if request_uri is not None else uri)
+    request = _Request("POST", request_uri if request_uri is not None else uri, host)
     # the request arrives: the server's rewrites run, then a location is chosen
     leave = _Leave("", uri)
     for _ in range(MAX_REDIRECTS + 1):
@@ -173,6 +176,9 @@ def follow(
         else:
             if leave.server_rewrites:
                 done = _server_rewrites(config, server, uri, assumptions, request)
+                if done.uri != uri and not leave.via:
+                    by = f" at {done.last.where}" if done.last is not None else ""
+                    leave = replace(leave, via=f"the server's rewrite{by}")
                 uri = done.uri
                 if done.answer is not None:
                     levels = [server, *([http] if http else [])]
@@ -182,10 +188,19 @@ def follow(
                     if answered is None:
                         return Route(server, original, tuple(hops), done.answer, tuple(assumptions))
                     error_paged = error_paged or answered.by_error_page
-                    request = _Request("GET", request.request_uri) if answered.as_get else request
+                    request = replace(request, method="GET") if answered.as_get else request
                     leave = answered
                     continue
             found = find_location(server, uri, config)
+        if found is None and leave.named is None:
+            away = _no_location(config, server, http, uri, assumptions, error_paged)
+            if isinstance(away, _Stay):
+                return Route(server, original, tuple(hops), away.end, tuple(assumptions))
+            if away is not None:
+                error_paged = error_paged or away.by_error_page
+                request = replace(request, method="GET") if away.as_get else request
+                leave = away
+                continue
         if found is None:
             return None if not hops else Route(server, original, tuple(hops), None)
         location, parents = found
@@ -194,7 +209,7 @@ def follow(
         if isinstance(step, _Stay):
             return Route(server, original, tuple(hops), step.end, tuple(assumptions))
         error_paged = error_paged or step.by_error_page
-        request = _Request("GET", request.request_uri) if step.as_get else request
+        request = replace(request, method="GET") if step.as_get else request
         leave = step
     chain = " -> ".join(f"location {location_spec(h.location)}" for h in hops[:4])
     raise InputError(
@@ -311,6 +326,8 @@ def _holds(d: Directive, assumptions: list[str], request: _Request, uri: str) ->
     known = {"$request_method": request.method, "$uri": uri, "$document_uri": uri}
     if request.request_uri is not None:
         known["$request_uri"] = request.request_uri
+    if request.host is not None:
+        known["$host"] = request.host
     value = known.get(words[0]) if words else None
     if value is not None and len(words) == 1:
         return value not in ("", "0")
@@ -350,9 +367,10 @@ def _step(
         return _Leave(f"rewrite ... last at {done.last.where}", uri, server_rewrites=False)
     if done.inside is None:
         # an `if` block's configuration has no try_files of its own, and inherits none
+        app = next((d for d in own if d.name in PASS_DIRECTIVES), None)
         for d in own:
             if d.name == "try_files" and d.args:
-                return _try_files(config, levels, d, uri, assumptions, error_paged)
+                return _try_files(config, levels, d, uri, assumptions, error_paged, app)
     handlers = config.effective_children(done.inside) if done.inside is not None else []
     for d in (*handlers, *own):
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
@@ -364,6 +382,27 @@ def _step(
     # the static handler: the callback path is not a file, so nginx answers 404
     leave = _error_page(config, levels, "404", uri, error_paged)
     return leave if leave is not None else _Stay(None)
+
+
+def _no_location(
+    config: NginxConfig,
+    server: Directive,
+    http: Directive | None,
+    uri: str,
+    assumptions: list[str],
+    error_paged: bool,
+) -> _Leave | _Stay | None:
+    """No location takes `uri`: the server's own configuration serves it. Its ``try_files``
+    applies there and only there (no location inherits it), then the static handler, whose
+    404 ``error_page`` may hand the request on. None: nginx answers 404 itself."""
+    levels = [server, *([http] if http else [])]
+    for d in config.effective_children(server):
+        if d.name == "try_files" and d.args:
+            step = _try_files(config, levels, d, uri, assumptions, error_paged)
+            if isinstance(step, _Leave):
+                return replace(step, via=f"the server's try_files at {d.where}")
+            return step if step.end is not None else None
+    return _error_page(config, levels, "404", uri, error_paged)
 
 
 def _returned(
@@ -386,8 +425,19 @@ def _try_files(
     uri: str,
     assumptions: list[str],
     error_paged: bool,
+    app: Directive | None = None,
 ) -> _Leave | _Stay:
+    """``try_files``: its file checks are taken as failing (a callback is a POST to a path
+    that is not a file), except where a location passes only existing files to its app
+    (``try_files $fastcgi_script_name =404`` before ``fastcgi_pass``): the callback reaches
+    that app today, so its script is there."""
     *files, fallback = d.args
+    if files and fallback.startswith("=") and app is not None:
+        assumptions.append(
+            f"`try_files` at {d.where} passes only files on disk ({' '.join(files)}) to "
+            f"`{app.name}`; taken as present (the script that receives the callback)"
+        )
+        return _Stay(app)
     if files:
         assumptions.append(
             f"`try_files` at {d.where} checks files on disk ({' '.join(files)}); taken as "

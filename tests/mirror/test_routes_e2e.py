@@ -81,6 +81,14 @@ ROUTES = {
         "",
         "location /callback {{ if ($request_method = POST) {{ " + APP + " }} }}",
     ),
+    "the server's try_files, where no location takes the path": (
+        "try_files /nonexistent @app;",
+        "location ^~ /assets/ {{ return 404; }} location @app {{ " + APP + " }}",
+    ),
+    "an app location that takes only files on disk (the callback's script is one)": (
+        "",
+        "location /callback {{ try_files $uri =404; " + APP + " }}",
+    ),
     "try_files $uri, then a named location": (
         "",
         "location ^~ /call {{ try_files $uri $uri/ @app; }} location @app {{ " + APP + " }}",
@@ -126,6 +134,8 @@ def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(road: str, bed: 
     replaced = (server_lines + "\n        " + locations).format(app=app.port)
     config.write_text(text.replace(callback, replaced))
     (tmp_path / "html").mkdir(exist_ok=True)
+    if "=404" in locations:
+        (tmp_path / "html" / "callback").write_text("the callback's script")
     plan = make_plan(_options(tmp_path, stage.port, bed.dns, bed.ca_file), (1, 22, 1))
     apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
     nginx = _start_nginx(nginx_bin, tmp_path, port)

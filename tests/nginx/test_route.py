@@ -80,6 +80,75 @@ def test_server_level_rewrites_run_before_the_location_is_chosen(tmp_path: Path)
     assert _final(m) == "= /callback"
 
 
+def test_a_server_level_rewrite_is_shown_in_the_route(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80; rewrite ^/hooks/(.*)$ /api/v2/$1 last;\n"
+        f"location / {{ return 404; }} location = /api/v2/callback {{ {APP} }} }}"
+    )
+    m = _match(tmp_path, text, "/hooks/callback")
+    assert _final(m) == "= /api/v2/callback"
+    assert any(
+        i.startswith("route: /hooks/callback (the server's rewrite at ")
+        and i.endswith("-> location = /api/v2/callback as /api/v2/callback")
+        for i in m.info
+    ), m.info
+
+
+def test_the_servers_own_try_files_applies_where_no_location_takes_the_path(
+    tmp_path: Path,
+) -> None:
+    """Puma's and Passenger's templates: nginx inherits try_files into no location."""
+    text = (
+        "server { listen 80; root /srv/app/public;\n"
+        "try_files $uri/index.html $uri @puma;\n"
+        "location ^~ /assets/ { expires max; }\n"
+        f"location @puma {{ {APP} }} }}"
+    )
+    m = _match(tmp_path, text, "/webhooks/status")
+    assert _final(m) == "@puma"
+    assert m.route.describe().startswith("/webhooks/status (the server's try_files at ")
+    with pytest.raises(InputError, match="not passed to an app"):
+        _match(tmp_path, text, "/assets/callback")  # a location takes it: no try_files there
+
+
+def test_the_servers_404_is_handed_on_by_error_page_where_no_location_takes_the_path(
+    tmp_path: Path,
+) -> None:
+    text = f"server {{ listen 80; error_page 404 = @app; location @app {{ {APP} }} }}"
+    assert _final(_match(tmp_path, text)) == "@app"
+
+
+def test_a_php_location_passes_its_existing_script_to_the_app(tmp_path: Path) -> None:
+    """Debian's snippets/fastcgi-php.conf checks `$fastcgi_script_name` before fastcgi_pass:
+    the front controller (or the callback's script) is there, or the site would not work."""
+    text = (
+        "server { listen 80; root /var/www/wordpress; index index.php;\n"
+        "location / { try_files $uri $uri/ /index.php$is_args$args; }\n"
+        "location ~ \\.php$ { try_files $fastcgi_script_name =404;\n"
+        "  fastcgi_pass unix:/run/php/php8.2-fpm.sock; } }"
+    )
+    for path in ("/wp-json/wc/v3/webhooks/1", "/pg/notify.php"):
+        m = _match(tmp_path, text, path)
+        assert _final(m) == "~ \\.php$"
+        assert any("taken as present" in i for i in m.info)
+
+
+def test_an_if_on_the_host_is_decided_for_the_server_name_given(tmp_path: Path) -> None:
+    """certbot's redirect server: `if ($host = NAME) { return 301 ...; }` then `return 404`."""
+    text = (
+        "server { listen 80; server_name shop.test;\n"
+        "  if ($host = shop.test) { return 301 https://$host$request_uri; }\n"
+        "  return 404; }\n"
+        f"server {{ listen 443; server_name shop.test; location / {{ {APP} }} }}"
+    )
+    with pytest.raises(InputError) as err:
+        _match(tmp_path, text, host="Shop.Test", listen="80")
+    line = err.value.line()
+    assert "`return 301 https://$host$request_uri`" in line and "before any location" in line
+    assert "--listen 443" in line
+    assert _final(_match(tmp_path, text, host="shop.test", listen="443")) == "/"
+
+
 def test_error_page_is_followed_when_it_is_how_the_app_is_reached(tmp_path: Path) -> None:
     text = (
         "server { listen 80; error_page 404 = @app;\n"
