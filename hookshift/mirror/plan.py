@@ -957,6 +957,8 @@ def build_plan(
             where=taken.where,
             fix="move it into the locations it is meant for (for example `location / { ... }`)",
         )
+    for block in (scene.location, m.server):
+        _refuse_shared(config, block)
     warnings += _scene_warnings(scene, options)
     info = _scene_info(scene, options)
     warnings += _stage_dns_warnings(scene, options, stage)
@@ -1047,6 +1049,31 @@ def _check_free_names(config: NginxConfig, internal_uri: str) -> None:
                 where=d.where,
                 fix="rename it (hookshift defines the variables named $hookshift_...)",
             )
+
+
+def _refuse_shared(config: NginxConfig, block: Directive) -> None:
+    """hookshift's lines go into the file that holds `block`: when that file is included in
+    several places, they would mirror (and log for parity) the requests of each."""
+    homes = config.homes(block)
+    if len(homes) < 2:
+        return
+    places = []
+    for parents in homes:
+        server = next((p for p in reversed(parents) if p.name == "server"), None)
+        if server is None:
+            places.append(parents[-1].where if parents else str(config.main))
+            continue
+        names = " ".join(server_names(server, config)[:2])
+        places.append(f"the server at {server.where}" + (f" ({names})" if names else ""))
+    label = f"{block.name} {' '.join(block.args)}".strip()
+    raise InputError(
+        f"{label} is in {block.file}, which is included in {len(homes)} places "
+        f"({'; '.join(places)}): hookshift's lines there would copy the callbacks of each to "
+        "the stage and log them for parity",
+        where=block.where,
+        fix="give the server that receives the callbacks its own copy of that block (in its "
+        "own file, or written into it), then run again",
+    )
 
 
 def _splice(

@@ -203,6 +203,12 @@ class NginxConfig:
                 self._walked.append(self._walk())
         return iter(self._walked[0])
 
+    def homes(self, block: Directive) -> list[tuple[Directive, ...]]:
+        """The enclosing blocks of each place `block` sits: more than one when its file is
+        included more than once (a snippet of locations shared by several servers). A line
+        written into it applies in every one of them."""
+        return [parents for d, parents in self.walk() if d is block]
+
     def _walk(self) -> Walked:
         out: Walked = []
         stack: list[tuple[Iterator[Directive], tuple[Directive, ...]]] = [
@@ -291,6 +297,8 @@ def _strict(tokens: Iterator[tuple[str, int, bool]], filename: str) -> Iterator[
     words = 0
     line = 1
     for token, line, quoted in tokens:
+        if token.startswith(lexer.BOM):
+            raise NgxParserSyntaxError(f"{lexer.BOM_ERROR}; {lexer.BOM_FIX}", filename, line)
         if not quoted and token in ("{", "}", ";"):
             if token == "}" and words:
                 raise NgxParserSyntaxError('unexpected "}" (a ";" is missing)', filename, line)

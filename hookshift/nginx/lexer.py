@@ -230,11 +230,22 @@ def lex(text: str, where: str = "<text>") -> list[Token]:
     return [Token(*tok) for tok in _scan(text, where)]
 
 
+BOM = "\ufeff"  # what some Windows editors write before a file's first byte
+BOM_ERROR = (
+    "the file starts with a UTF-8 byte order mark, which nginx takes as part of the first "
+    "word (unknown directive)"
+)
+BOM_FIX = "save the file without it (sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)"
+
+
 def parse(text: str, where: str = "<text>") -> tuple[Statement, ...]:
     """The statements of `text` as a tree with offsets (comments are left out).
 
-    Raises `InputError` with file:line on unbalanced braces or a statement with no ``;``.
+    Raises `InputError` with file:line on unbalanced braces, a statement with no ``;`` or a
+    byte order mark (nginx refuses all three).
     """
+    if text.startswith(BOM):
+        raise InputError(BOM_ERROR, where=f"{where}:1", fix=BOM_FIX)
     out: list[Statement] = []
     words: list[_Tok] = []
     # the enclosing blocks: (their parent's statements, their words, their '{' token)
@@ -279,7 +290,14 @@ def parse(text: str, where: str = "<text>") -> tuple[Statement, ...]:
             )
             out, words = parent, []
     if stack:
-        raise InputError("unexpected end of file, expecting '}'", where=where, fix="close it")
+        _, head_words, brace = stack[-1]
+        opened = " ".join(w[1] for w in head_words)
+        raise InputError(
+            f"unexpected end of file, expecting '}}': `{opened} {{` (line {brace[4]}) is not "
+            "closed",
+            where=f"{where}:{text.count(chr(10)) + 1}",
+            fix="add the missing '}' (the block that lacks it may be one inside that one)",
+        )
     if words:
         raise InputError("statement without ';'", where=f"{where}:{words[0][4]}", fix="add ';'")
     return tuple(out)

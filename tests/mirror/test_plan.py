@@ -578,3 +578,23 @@ def test_option_values_that_would_not_stay_one_nginx_word_are_refused(
     config = _write(tmp_path, SIMPLE)
     with pytest.raises(InputError, match=re.escape(message)):
         make_plan(_opts(config, **{option: value}), (1, 22, 1))
+
+
+def test_a_location_in_a_snippet_two_servers_include_is_refused(tmp_path: Path) -> None:
+    """Lines written into a shared snippet would mirror and log the other server's callbacks
+    (its app would even get the copies: it has no internal mirror location)."""
+    (tmp_path / "webhooks.conf").write_text(
+        "location /webhooks/ { proxy_pass http://127.0.0.1:9000; }\n"
+    )
+    config = _write(
+        tmp_path,
+        "server { listen 80; server_name api.test; include webhooks.conf; }\n"
+        "server { listen 80; server_name staging.test; include webhooks.conf; }",
+    )
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(InputError) as err:
+        make_plan(_opts(config, path="/webhooks/sms", server_name="api.test"), (1, 22, 1))
+    line = err.value.line()
+    assert f"{tmp_path / 'webhooks.conf'}:1" in line and "included in 2 places" in line
+    assert "(api.test)" in line and "(staging.test)" in line
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -127,6 +127,14 @@ CASES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...]]] = {
         {"nginx.conf": _main("    server {\n        listen 80\n    }\n")},
         ("nginx.conf:", ";"),  # line 4 (no ';') or 5 (unexpected '}', as nginx says)
     ),
+    "an included file saved with a byte order mark": (
+        {"nginx.conf": _main("    include a.conf;\n"), "a.conf": "\ufeff" + SERVER},
+        ("byte order mark", "a.conf:1", "without it"),
+    ),
+    "a block left open": (
+        {"nginx.conf": "events {}\nhttp {\n    server {\n        location / {\n        }\n"},
+        ("unexpected end of file", "nginx.conf:6"),  # where nginx -t says it
+    ),
     "blocks nested absurdly deep": (
         {"nginx.conf": _main("if ($a) {" * 300 + "}" * 300 + "\n")},
         ("nested more than",),
@@ -157,8 +165,10 @@ def test_both_readers_refuse_with_the_place(case: str, reader: str, tmp_path: Pa
     with pytest.raises(InputError) as err:
         READERS[reader](config)
     assert err.value.where is not None and err.value.line().count("\n") == 0
-    if case != "missing semicolon before a brace" or reader != "crossplane":
-        # crossplane's own wording differs; the place is the same
+    if case not in ("missing semicolon before a brace", "a block left open") or (
+        reader != "crossplane"
+    ):
+        # crossplane's own wording (and line at the end of a file) differs
         assert all(w in err.value.line() for w in words if w not in ("';'",)), err.value.line()
 
 

@@ -46,7 +46,7 @@ def test_crlf_lines_are_counted() -> None:
 
 @pytest.mark.parametrize(
     ("text", "line"),
-    [("http {\n  listen 80\n}\n", 2), ("a;\n}\n", 2), ("http {\n a;\n", None), ('a "x;\n', 1)],
+    [("http {\n  listen 80\n}\n", 2), ("a;\n}\n", 2), ("http {\n a;\n", 3), ('a "x;\n', 1)],
 )
 def test_malformed_text_is_an_input_error_with_a_line(text: str, line: int | None) -> None:
     with pytest.raises(InputError) as err:
