@@ -112,6 +112,19 @@ def test_proxy_ssl_verify_default_and_off_are_flagged_on_is_not(diagnose_http: D
     assert "proxy-ssl-no-verify" not in codes(diagnose_http(on))
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1:8443", "[::1]:8443", "localhost:8443"])
+def test_an_unverified_loopback_upstream_is_not_flagged(diagnose_http: Diagnose, host: str) -> None:
+    """Nothing sits between nginx and a loopback address to answer in its place."""
+    config = f"server {{ listen 8081; location / {{ proxy_pass https://{host}; }} }}"
+    assert "proxy-ssl-no-verify" not in codes(diagnose_http(config))
+
+
+def test_the_verify_fix_for_an_address_does_not_ask_for_sni(diagnose_http: Diagnose) -> None:
+    config = "server { listen 8081; location / { proxy_pass https://203.0.113.7:8443; } }"
+    finding = only(diagnose_http(config), "proxy-ssl-no-verify")
+    assert "proxy_ssl_verify on" in finding.fix and "proxy_ssl_server_name" not in finding.fix
+
+
 def test_plain_http_proxies_get_no_tls_findings(diagnose_http: Diagnose) -> None:
     config = "server { listen 8081; location / { proxy_pass http://127.0.0.1:9000; } }"
     assert not codes(diagnose_http(config)) & {"proxy-ssl-no-sni", "proxy-ssl-no-verify"}

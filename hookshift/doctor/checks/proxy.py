@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from hookshift.addresses import is_loopback
 from hookshift.doctor.findings import Finding, Severity
 from hookshift.doctor.model import (
     Chain,
@@ -155,11 +156,15 @@ def https_without_sni(index: Index) -> Iterator[Finding]:
 
 
 def https_without_verify(index: Index) -> Iterator[Finding]:
-    """``proxy_ssl_verify`` is off by default: any certificate is accepted."""
-    for where, arg, _target, chain in _https_targets(index):
+    """``proxy_ssl_verify`` is off by default: any certificate is accepted. Not told of a
+    loopback address: the requests never leave the host, so no one on the way can answer."""
+    for where, arg, target, chain in _https_targets(index):
         setting = index.value(chain, "proxy_ssl_verify")
         if setting is not None and setting.args[:1] == ("on",):
             continue
+        if target.host is not None and is_loopback(target.host.strip("[]")):
+            continue
+        sni = "" if target.is_ip else " and `proxy_ssl_server_name on;`"
         yield Finding(
             code="proxy-ssl-no-verify",
             severity=Severity.WARNING,
@@ -171,5 +176,5 @@ def https_without_verify(index: Index) -> Iterator[Finding]:
                 "requests, callbacks included, and nginx never notices"
             ),
             fix="add `proxy_ssl_verify on;`, `proxy_ssl_trusted_certificate "
-            "/etc/ssl/certs/ca-certificates.crt;` and `proxy_ssl_server_name on;`",
+            f"/etc/ssl/certs/ca-certificates.crt;`{sni}",
         )
