@@ -42,7 +42,7 @@ from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
 from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
-from hookshift.nginx.uri import raw_path, request_uri_path
+from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
 from hookshift.nginx.values import parse_size, parse_socket
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
@@ -570,17 +570,27 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
 def _scene_info(scene: _Scene, options: MirrorOptions) -> list[str]:
     """What the plan chose and why, for a reviewer (not a problem to fix)."""
     loc = scene.location
+    path = raw_path(options.path)
+    query = (
+        [
+            f"the query string in --path ({options.path[len(path) :]}) is not matched: {path} is "
+            "copied with whatever query string the vendor sends"
+        ]
+        if options.path != path
+        else []
+    )
     if scene.match.exact:
-        return list(scene.match.info)
+        return [*query, *scene.match.info]
     what = (
         "copied and logged for parity (a map on $request_uri filters the rest)"
         if scene.mode == "mirror"
         else "forwarded (the rewrite matches it exactly)"
     )
     return [
+        *query,
         *scene.match.info,
         f"location {location_spec(loc)} ({loc.where}) serves other paths too; "
-        f"only {options.path} is {what}, the others are served as before",
+        f"only {path} is {what}, the others are served as before",
     ]
 
 
@@ -619,7 +629,14 @@ def _parity_log_lines(
                 "no access_log is configured and nginx's compiled default is unknown: "
                 "the default access log stops for this location"
             )
-    elif not any(_is_off(d) for d in inherited):
+    elif off := next((d for d in inherited if _is_off(d)), None):
+        warnings.append(
+            f"`access_log off;` ({off.where}) applies to location "
+            f"{location_spec(scene.location)}; the parity log written there records each "
+            f"callback, body included, in {options.parity_log} (the location's other logs stay "
+            "off). Pass --no-parity-log to keep it off"
+        )
+    else:
         lines.extend(_redeclare(d) for d in inherited)
     return tuple(lines)
 
@@ -673,7 +690,7 @@ def _template_context(
     # Every location gets the filter, exact ones too: a rewrite, try_files or error_page
     # elsewhere can bring other requests into it, and only the callback (as the vendor posted
     # it, `$request_uri`) is copied and logged; other requests' copies end at once with 204.
-    path_filter = None if scene.mode == "forward" else f"^{re.escape(uri)}(\\?|$)"
+    path_filter = None if scene.mode == "forward" else f"^{request_uri_pattern(uri)}(\\?|$)"
     # nginx's own locations and rewrites see the path decoded and normalised ($uri), as the
     # route that chose the location did
     nginx_uri = scene.match.route.uri

@@ -8,6 +8,8 @@ counts like a literal one; a decoded ``%`` is not decoded again.
 
 from __future__ import annotations
 
+import re
+
 from hookshift.errors import InputError
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -69,3 +71,47 @@ def request_uri_path(path: str) -> str:
         elif part or last:
             segments.append(part)
     return "/" + "/".join(segments)
+
+
+def request_uri_pattern(path: str) -> str:
+    """A regex for `path` as a client sends it at the start of ``$request_uri``.
+
+    A letter outside ASCII reaches nginx either as its UTF-8 bytes or escaped (``%EC%BD%9C``,
+    in upper or lower case), depending on the vendor's HTTP library, whichever form `path`
+    is given in; both are matched. An escape of an ASCII byte is matched in either case;
+    everything else as given.
+    """
+    raw = path.encode("utf-8", "surrogateescape")
+    out: list[str] = []
+    letters = bytearray()  # the bytes of a run of non-ASCII letters
+
+    def end_letters() -> None:
+        if letters:
+            as_text = letters.decode("utf-8", "surrogateescape")
+            escaped = "".join(f"%{_either_case(f'{b:02X}')}" for b in letters)
+            out.append(f"(?:{re.escape(as_text)}|{escaped})")
+            letters.clear()
+
+    i = 0
+    while i < len(raw):
+        digits = raw[i + 1 : i + 3].decode("ascii", "replace")
+        if raw[i] == ord("%") and len(digits) == 2 and set(digits) <= _HEX:
+            if int(digits, 16) >= 0x80:
+                letters.append(int(digits, 16))
+            else:
+                end_letters()
+                out.append("%" + _either_case(digits.upper()))
+            i += 3
+        elif raw[i] >= 0x80:
+            letters.append(raw[i])
+            i += 1
+        else:
+            end_letters()
+            out.append(re.escape(chr(raw[i])))
+            i += 1
+    end_letters()
+    return "".join(out)
+
+
+def _either_case(hex_digits: str) -> str:
+    return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in hex_digits)

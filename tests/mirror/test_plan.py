@@ -228,12 +228,15 @@ def test_the_compiled_default_log_is_redeclared_when_none_is_configured(tmp_path
     assert "access_log /var/log/nginx/access.log combined;" in added
 
 
-def test_access_log_off_is_not_redeclared(tmp_path: Path) -> None:
+def test_access_log_off_is_not_redeclared_and_the_parity_log_is_told(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
         "access_log off;\nserver { listen 80; location = /cb { proxy_pass http://127.0.0.1:1; } }",
     )
-    added = _added(make_plan(_opts(config), (1, 22, 1)).changes[0].new_text)
+    plan = make_plan(_opts(config), (1, 22, 1))
+    (told,) = [w for w in plan.warnings if w.startswith("`access_log off;`")]
+    assert f"({config}:3)" in told and "body included" in told and "--no-parity-log" in told
+    added = _added(plan.changes[0].new_text)
     in_location = added[added.index("mirror /__hookshift_mirror;") :]
     assert [a for a in in_location if a.startswith("access_log")] == [
         "access_log /var/log/nginx/hookshift-parity.log hookshift_parity if=$hookshift_callback;"
@@ -598,3 +601,12 @@ def test_a_location_in_a_snippet_two_servers_include_is_refused(tmp_path: Path) 
     assert f"{tmp_path / 'webhooks.conf'}:1" in line and "included in 2 places" in line
     assert "(api.test)" in line and "(staging.test)" in line
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_query_string_in_the_path_is_said_not_to_be_matched(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path, "server { listen 80; location /cb { proxy_pass http://127.0.0.1:1; } }"
+    )
+    plan = make_plan(_opts(config, path="/cb?v=2"), (1, 22, 1))
+    assert any(i.startswith("the query string in --path (?v=2) is not matched") for i in plan.info)
+    assert r'"~^/cb(\\?|$)" 1;' in plan.changes[0].new_text  # nginx unescapes the \\

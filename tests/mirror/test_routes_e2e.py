@@ -6,6 +6,7 @@ callback, and the app must get it once and the stage one copy with the same byte
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from hookshift.mirror.apply import apply_plan
 from hookshift.mirror.plan import make_plan
-from hookshift.procs import wait_until
+from hookshift.procs import LOOPBACK, wait_until
 from hookshift.rehearsal.dns import DnsServer
 from tests.mirror.servers import RecordingServer
 from tests.mirror.test_functional import (
@@ -175,5 +176,48 @@ def test_forward_mode_passes_a_server_level_guard_on_its_own_uri(bed: Bed) -> No
         assert _post_to(port, "/callback?src=vendor") == 200
         assert app.received == []
         assert [(r.path, r.body) for r in stage.received] == [("/prod/callback?src=vendor", SAMPLE)]
+    finally:
+        nginx.stop()
+
+
+def _post_raw(port: int, target: bytes) -> int:
+    """POST with the request target as these bytes: a client that sends UTF-8 unescaped."""
+    with socket.create_connection((LOOPBACK, port), timeout=10) as conn:
+        conn.sendall(
+            b"POST " + target + b" HTTP/1.1\r\nHost: hooks.test\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(SAMPLE)).encode() + b"\r\n\r\n" + SAMPLE
+        )
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("given", ["/hooks/콜백", "/hooks/%ec%bd%9c%eb%b0%b1"])
+def test_a_path_outside_ascii_is_copied_in_each_form_a_client_sends(given: str, bed: Bed) -> None:
+    """Vendors' HTTP libraries send a Korean path escaped in upper or lower case, or as its
+    UTF-8 bytes: the callback is copied and logged for parity in each form."""
+    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
+    config = tmp_path / "nginx.conf"
+    config.write_text(config.read_text().replace("location = /callback", "location /hooks/"))
+    options = replace(_options(tmp_path, stage.port, bed.dns, bed.ca_file), path=given)
+    apply_plan(
+        make_plan(options, (1, 22, 1)),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=tmp_path,
+    )
+    sent = [b"/hooks/%EC%BD%9C%EB%B0%B1", b"/hooks/%ec%bd%9c%eb%b0%b1", "/hooks/콜백".encode()]
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert [_post_raw(port, target) for target in sent] == [200, 200, 200]
+        assert _post_raw(port, b"/hooks/other") == 200  # served, neither copied nor logged
+        wait_until(lambda: len(stage.received) >= 3, "a copy of each form at the stage")
+        assert len(app.received) == 4
+        assert sorted(r.path.encode("latin-1") for r in stage.received) == sorted(
+            b"/prod" + target for target in sent
+        )
+        logged = (tmp_path / "parity.log").read_text().splitlines()
+        assert len(logged) == 3
     finally:
         nginx.stop()

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.nginx.uri import raw_path, request_uri_path
+from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
 
 
 @pytest.mark.parametrize(
@@ -47,3 +49,20 @@ def test_paths_nginx_answers_400_are_refused(sent: str) -> None:
 def test_a_leading_double_slash_stays_in_the_raw_path() -> None:
     assert raw_path("//callback?x=1") == "//callback"
     assert raw_path("/cb#frag") == "/cb"
+
+
+@pytest.mark.parametrize(
+    "given", ["/hooks/콜백", "/hooks/%EC%BD%9C%EB%B0%B1", "/hooks/%ec%bd%9C%eb%b0%b1"]
+)
+def test_a_path_outside_ascii_matches_each_form_a_client_sends(given: str) -> None:
+    pattern = re.compile(request_uri_pattern(given))
+    for sent in ("/hooks/콜백", "/hooks/%EC%BD%9C%EB%B0%B1", "/hooks/%ec%bd%9c%eb%b0%b1"):
+        assert pattern.fullmatch(sent), sent
+    assert not pattern.fullmatch("/hooks/콜")
+
+
+def test_an_ascii_path_matches_as_given_and_escapes_in_either_case() -> None:
+    pattern = re.compile(request_uri_pattern("/pg/v1.0/a%2fb"))
+    assert pattern.fullmatch("/pg/v1.0/a%2Fb") and pattern.fullmatch("/pg/v1.0/a%2fb")
+    assert not pattern.fullmatch("/pg/v1x0/a%2fb")  # a dot is a dot
+    assert request_uri_pattern("/bizppurio/callback") == "/bizppurio/callback"
