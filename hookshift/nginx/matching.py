@@ -322,8 +322,16 @@ def match(
                 on.setdefault(id(server), (server, []))[1].append(socket)
             else:
                 fallen.append(socket)
-        if not on and for_app:
+        if not on and for_app and not _is_address(request_host(host)):
             raise _unknown_name(config, table, host, listen)
+        if not on and for_app:
+            # a vendor that posts to an address: nginx gives it to each socket's default server
+            defaults = _defaults(config, table, sockets, host)
+            info.append(
+                f"no server is named {request_host(host)}: nginx gives a request for that "
+                "address to the default server of its socket, so the plan is for "
+                + "; ".join(f"{_label(s, config)} on {_socks(socks)}" for s, socks in defaults)
+            )
         if fallen and on:
             chosen_socks = [s for _, socks in on.values() for s in socks]
             info.append(
@@ -389,6 +397,14 @@ def _reaches(route: Route | None) -> bool:
 
 def _socks(sockets: Iterable[Socket]) -> str:
     return ", ".join(dict.fromkeys(str(s) for s in sockets))
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _unknown_name(

@@ -386,3 +386,15 @@ def test_the_server_line_that_takes_a_uri_is_the_one_named(tmp_path: Path) -> No
     blocked = server_takes(config, server, "/blocked")
     assert blocked is not None and blocked.name == "return"
     assert server_takes(config, server, "/callback") is None
+
+
+def test_a_vendor_posting_to_an_address_gets_the_default_server(tmp_path: Path) -> None:
+    text = (
+        f"server {{ listen 80; server_name www.test; location / {{ {APP} }} }}\n"
+        f"server {{ listen 80 default_server; server_name _; location /api/ {{ {APP} }} }}"
+    )
+    m = _match(tmp_path, text, "/api/callback", host="203.0.113.5")
+    assert _final(m) == "/api/"
+    assert any(i.startswith("no server is named 203.0.113.5: nginx gives") for i in m.info)
+    with pytest.raises(InputError, match=r"no server is named ww\.test"):
+        _match(tmp_path, text, "/api/callback", host="ww.test")  # a name: a typo, refused
