@@ -64,7 +64,8 @@ class MirrorRequest:
     `plan.DEFAULT_RESOLVERS`; `parity_log` goes beside nginx's own access log (`NO_LOG`: none);
     `trusted_ca` is the system's CA bundle; `timeout` depends on `mode`; `mirror_error_log`
     goes beside the parity log; `stage_dns` is the default for the nginx version;
-    `nginx_version` is asked of `nginx_bin`. `dns_check` queries each resolver for the stage
+    `nginx_version` is asked of `nginx_bin`; `nginx_prefix` is nginx's ``-p``, under which
+    relative paths resolve (nginx -V's too). `dns_check` queries each resolver for the stage
     host (a real DNS query) and adds a warning for each that does not answer; on nginx before
     1.27.3 with run-time DNS the address it gives is written for the relay to keep connections
     to (without `dns_check`, every copy goes by the name).
@@ -89,6 +90,7 @@ class MirrorRequest:
     keep_headers: tuple[str, ...] = ()
     nginx_bin: str = "nginx"
     nginx_version: str | None = None
+    nginx_prefix: Path | None = None  # nginx's -p: where relative paths resolve
     dns_check: bool = True
 
 
@@ -206,17 +208,22 @@ class NginxFacts:
     """What the nginx binary says about itself (no defaults when there is no binary to ask)."""
 
     version: tuple[int, int, int]
-    defaults: Mapping[str, str]
+    defaults: Mapping[str, str] | None  # None: no binary to ask
 
     @property
     def access_log(self) -> Path | None:
         return compiled_path(self.defaults, "http-log-path")
 
 
-def nginx_facts(nginx_bin: str, version: str | None = None) -> NginxFacts:
-    """The binary's version (or `version`, to plan offline) and its compiled-in paths."""
+def nginx_facts(
+    nginx_bin: str, version: str | None = None, prefix: Path | None = None
+) -> NginxFacts:
+    """The binary's version (or `version`, to plan offline) and its compiled-in paths (under
+    `prefix` when nginx runs with ``-p``)."""
     found = binary.find_binary(nginx_bin)
-    defaults = binary.compiled_defaults(found) if found is not None else {}
+    defaults = binary.compiled_defaults(found) if found is not None else None
+    if defaults is not None and prefix is not None:
+        defaults = {**defaults, "prefix": str(prefix)}
     if version is not None:
         number = binary.version_number(version)
         if number is None:
@@ -303,7 +310,7 @@ def plan(request: MirrorRequest) -> PlanResult:
     A change that a killed earlier run left unfinished is named in a warning: the next apply
     or remove puts those files back first.
     """
-    facts = nginx_facts(request.nginx_bin, request.nginx_version)
+    facts = nginx_facts(request.nginx_bin, request.nginx_version, request.nginx_prefix)
     config, lines = main_config(request.config, request.nginx_bin)
     pending = pending_change(config)
     if pending:

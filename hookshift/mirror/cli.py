@@ -205,6 +205,15 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "help": "Plan for this nginx version instead of asking the binary.",
         },
     ),
+    "nginx_prefix": (
+        ("--nginx-prefix",),
+        {
+            "type": click.Path(path_type=Path),
+            "default": None,
+            "help": "nginx's -p PREFIX: relative paths in the config, and nginx -V's, resolve "
+            "there (apply runs nginx -t with it).",
+        },
+    ),
     "backup_dir": (
         ("--backup-dir",),
         {
@@ -284,6 +293,7 @@ def request_from(kwargs: Mapping[str, Any]) -> api.MirrorRequest:
         keep_headers=tuple(kwargs["keep_headers"]),
         nginx_bin=kwargs["nginx_bin"],
         nginx_version=kwargs["nginx_version"],
+        nginx_prefix=kwargs["nginx_prefix"],
         dns_check=not kwargs["no_dns_check"],
     )
 
@@ -330,15 +340,7 @@ def plan(fmt: str, **kwargs: Any) -> None:
 @_format_option
 @mirror_options("backup_dir")
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
-@click.option(
-    "--nginx-prefix",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run nginx with -p PREFIX (relative paths in the config resolve there).",
-)
-def apply(
-    fmt: str, backup_dir: Path | None, reload: bool, nginx_prefix: Path | None, **kwargs: Any
-) -> None:
+def apply(fmt: str, backup_dir: Path | None, reload: bool, **kwargs: Any) -> None:
     """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
     request = request_from(kwargs)
     _warn(api.recover(request.config, nginx_bin=request.nginx_bin))
@@ -359,7 +361,7 @@ def apply(
         nginx_bin=request.nginx_bin,
         backup_dir=backup_dir,
         reload=reload,
-        prefix=nginx_prefix,
+        prefix=request.nginx_prefix,
         ready=ready,
     )
     _warn(outcome.notes)

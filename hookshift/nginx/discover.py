@@ -34,14 +34,28 @@ class MainConfig:
     note: str | None = None
 
 
-def compiled_path(defaults: Mapping[str, str], key: str) -> Path | None:
-    """``nginx -V``'s ``--KEY=`` path, made absolute under ``--prefix`` as nginx does."""
-    value = defaults.get(key)
+# What nginx's configure script compiles in when it is not told otherwise: a build from source
+# (``./configure && make install``) prints none of these in ``nginx -V``.
+BUILT_IN_PATHS = {
+    "prefix": "/usr/local/nginx",
+    "conf-path": "conf/nginx.conf",
+    "http-log-path": "logs/access.log",
+    "error-log-path": "logs/error.log",
+}
+
+
+def compiled_path(defaults: Mapping[str, str] | None, key: str) -> Path | None:
+    """``nginx -V``'s ``--KEY=`` path, made absolute under ``--prefix`` as nginx does; nginx's
+    built-in default where ``nginx -V`` names none. None when there is no binary to ask
+    (`defaults` None)."""
+    if defaults is None:
+        return None
+    value = defaults.get(key) or BUILT_IN_PATHS.get(key)
     if not value:
         return None
     if value.startswith("/"):
         return Path(value)
-    return Path(defaults.get("prefix", "/usr/share/nginx")) / value
+    return Path(defaults.get("prefix") or BUILT_IN_PATHS["prefix"]) / value
 
 
 def is_site_file(path: Path) -> bool:

@@ -234,3 +234,21 @@ def test_the_api_is_what_the_package_exports() -> None:
     assert {"MirrorRequest", "plan", "apply", "remove", "recover"} <= set(mirror.__all__)
     assert mirror.plan.__module__ == "hookshift.mirror.api"
     assert os.path.basename(sys.modules["hookshift.mirror.plan"].__file__ or "") == "plan.py"
+
+
+@pytest.mark.e2e  # asks the binary (nginx -V)
+def test_a_source_built_nginx_keeps_the_parity_log_under_its_prefix(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    """`./configure && make install` prints only --prefix in nginx -V: its logs are in
+    PREFIX/logs, and under -p PREFIX when nginx runs with one."""
+    built = os.environ.get("HOOKSHIFT_NGINX_MAINLINE", "")
+    if not built:
+        pytest.skip("HOOKSHIFT_NGINX_MAINLINE is not set (.ci/run builds nginx 1.31.5 and sets it)")
+    config = copy_case("crlf", tmp_path)
+    on_binary = {"nginx_bin": built, "nginx_version": None, "parity_log": None}
+    installed = Path(built).resolve().parents[1]  # PREFIX/sbin/nginx
+    planned = mirror.plan(_request(config, ca_file, **on_binary))
+    assert f"access_log {installed}/logs/hookshift-parity.log " in planned.diff()
+    planned = mirror.plan(_request(config, ca_file, **on_binary, nginx_prefix=tmp_path))
+    assert f"access_log {tmp_path}/logs/hookshift-parity.log " in planned.diff()
