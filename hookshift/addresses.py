@@ -21,6 +21,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_ip_address(host: str) -> bool:
+    """`host` is an IPv4 or IPv6 address (brackets allowed), not a name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def is_http_url(text: str) -> bool:
     """An http(s) URL with a host and, if it has one, a port that exists."""
     try:

@@ -19,11 +19,11 @@ name count (elsewhere the request would only fall to a default server).
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from hookshift.addresses import is_ip_address
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.locations import LocationSpec, find_location, location_spec
@@ -240,13 +240,7 @@ def _valid_socket(socket: Socket) -> bool:
     if not socket.port.isdigit() or not 0 < int(socket.port) < 65536:
         return False
     addr = socket.addr.removeprefix("[").removesuffix("]")
-    if addr == "*" or _HOSTNAME.fullmatch(addr):
-        return True
-    try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return True
+    return addr == "*" or bool(_HOSTNAME.fullmatch(addr)) or is_ip_address(addr)
 
 
 def _label(server: Directive, config: NginxConfig) -> str:
@@ -322,7 +316,7 @@ def match(
                 on.setdefault(id(server), (server, []))[1].append(socket)
             else:
                 fallen.append(socket)
-        if not on and for_app and not _is_address(request_host(host)):
+        if not on and for_app and not is_ip_address(request_host(host)):
             raise _unknown_name(config, table, host, listen)
         if not on and for_app:
             # a vendor that posts to an address: nginx gives it to each socket's default server
@@ -397,14 +391,6 @@ def _reaches(route: Route | None) -> bool:
 
 def _socks(sockets: Iterable[Socket]) -> str:
     return ", ".join(dict.fromkeys(str(s) for s in sockets))
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _unknown_name(

@@ -10,10 +10,14 @@ nginx leaves the location it first selects when, in its order of phases:
 - there is no content handler and the URI ends in ``/``: ``index`` redirects to the first index
   file (only followed where it reaches an app);
 - the static handler answers 404, or a ``return CODE`` (in the server or the location)
-  answers, and ``error_page`` hands the request on (once, unless ``recursive_error_pages``).
+  answers, and ``error_page`` hands the request on (once, unless ``recursive_error_pages``);
+- no location takes the URI: the server's own ``try_files`` applies (no location inherits
+  it), else the static handler's 404.
 
 Files on disk cannot be known from the config: a callback is a POST to a path that is not a
-file, so every ``try_files`` file check is taken to fail, and the route says so.
+file, so a ``try_files`` file check is taken to fail, except in a location that passes only
+existing files to its app (the script that receives the callback is there); the route says
+which.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from hookshift.addresses import is_ip_address
+
 Family = Literal["inet", "inet6", "unix"]
 
 PASS_DIRECTIVES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass")
@@ -131,13 +133,7 @@ class ProxyTarget:
 
     @property
     def is_ip(self) -> bool:
-        if self.host is None:
-            return False
-        try:
-            ipaddress.ip_address(self.host.strip("[]"))
-        except ValueError:
-            return False
-        return True
+        return self.host is not None and is_ip_address(self.host)
 
 
 # Variables whose value starts with "/" or "?": a host literal right before them is complete.
