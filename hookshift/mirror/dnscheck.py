@@ -17,6 +17,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from hookshift.nginx.values import parse_resolver
+
 DEFAULT_TIMEOUT = 2.0
 
 
@@ -28,20 +30,9 @@ class ResolverCheck:
     addresses: tuple[str, ...] = ()
 
 
-def split_resolver(spec: str) -> tuple[str, int]:
-    """``1.1.1.1`` -> (1.1.1.1, 53); ``127.0.0.1:5353``; ``[::1]:53``."""
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        return host, int(rest.lstrip(":") or 53)
-    if spec.count(":") == 1:
-        host, port = spec.split(":")
-        return host, int(port)
-    return spec, 53
-
-
 def check_resolver(spec: str, host: str, timeout: float = DEFAULT_TIMEOUT) -> ResolverCheck:
     """Query `spec` for `host`'s A record (what nginx asks with ``ipv6=off``)."""
-    addr, port = split_resolver(spec)
+    addr, port = parse_resolver(spec)
     query = dns.message.make_query(host, dns.rdatatype.A)
     try:
         answer = dns.query.udp(query, addr, port=port, timeout=timeout)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hookshift.addresses import dns_host
 from hookshift.errors import InputError
 from hookshift.mirror.render import (
     CREDENTIAL_HEADERS,
@@ -43,7 +44,7 @@ from hookshift.nginx.matching import Match, location_spec, match, server_listens
 from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
 from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
-from hookshift.nginx.values import parse_size, parse_socket
+from hookshift.nginx.values import parse_resolver, parse_size, parse_socket
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
@@ -160,7 +161,8 @@ class Stage:
 
     @property
     def authority(self) -> str:
-        return self.host if self.port == 443 else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return host if self.port == 443 else f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -324,12 +326,7 @@ def _check_option_words(options: MirrorOptions) -> None:
     config: a resolver, socket or header name holding a space or `;` would write another
     directive, which nginx -t may well accept."""
     for resolver in options.resolvers:
-        bad = _unsafe_char(resolver)
-        if bad is not None or not resolver:
-            raise InputError(
-                f"--resolver must be one ADDR[:PORT], not {resolver!r}",
-                fix="repeat --resolver for each, e.g. --resolver 1.1.1.1 --resolver 8.8.8.8",
-            )
+        parse_resolver(resolver)
     bad = _unsafe_char(options.relay_socket)
     if bad is not None or not options.relay_socket.startswith("/"):
         raise InputError(
@@ -389,7 +386,13 @@ def parse_stage_url(
             f"--stage-url must not contain {bad}: {url!r}",
             fix="pass the stage's URL only, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [IPv6 address
+        raise InputError(
+            f"--stage-url is not a URL: {url}",
+            fix="pass the stage's https URL, e.g. https://abc123.execute-api.REGION.amazonaws.com/prod",
+        ) from None
     if parts.scheme != "https":
         raise InputError(
             f"--stage-url must be https (got {parts.scheme or 'no scheme'}): {url}",
@@ -400,9 +403,20 @@ def parse_stage_url(
             f"--stage-url must not contain a user name or password: {url}",
             fix="drop the 'USER:PASSWORD@' part (API Gateway does not read it)",
         )
-    host = (parts.hostname or "").lower()
-    if not host:
+    given = parts.hostname or ""
+    if not given:
         raise InputError(f"--stage-url has no host: {url}", fix="e.g. https://HOST/STAGE")
+    try:
+        host = dns_host(given)
+    except ValueError as exc:
+        raise InputError(
+            f"--stage-url's host {given!r} is {exc}", fix="pass the stage's host as DNS knows it"
+        ) from None
+    if host != given.lower():
+        warnings.append(
+            f"the stage's host {given} is written as {host}, the form DNS, TLS (SNI) and the "
+            "Host header carry"
+        )
     if parts.query or parts.fragment:
         raise InputError(
             f"--stage-url must not have a query or fragment: {url}", fix="drop ?... and #..."

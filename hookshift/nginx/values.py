@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hookshift.addresses import is_ip_address
+from hookshift.errors import InputError
 
 Family = Literal["inet", "inet6", "unix"]
 
@@ -170,6 +171,40 @@ def parse_proxy_pass(arg: str) -> ProxyTarget | None:
     elif after and after[0] not in "/?":
         return ProxyTarget(scheme, None, None, has_variables)
     return ProxyTarget(scheme, host.lower(), int(port) if port else None, has_variables)
+
+
+RESOLVER_FIX = "pass an address and an optional port, e.g. --resolver 1.1.1.1 or 127.0.0.1:5353"
+
+
+def parse_resolver(spec: str, flag: str = "--resolver") -> tuple[str, int]:
+    """One DNS server as nginx's ``resolver`` takes it and a DNS query can use: an IPv4
+    address or an IPv6 one in brackets, with an optional port (53 by default): ``1.1.1.1`` ->
+    (1.1.1.1, 53), ``127.0.0.1:5353``, ``[::1]``, ``[::1]:53``.
+
+    `InputError` (one line, naming `flag`) for anything else: nginx -t would refuse the
+    config, and a DNS query to it cannot be sent.
+    """
+    host, port = spec, "53"
+    if spec.startswith("["):
+        host, closed, rest = spec[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            host = ""
+        port = rest[1:] if rest else "53"
+    elif spec.count(":") == 1:
+        host, _, port = spec.partition(":")
+    elif ":" in spec:
+        raise InputError(
+            f"{flag} {spec!r}: nginx takes an IPv6 resolver in brackets", fix=f"--resolver [{spec}]"
+        )
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise InputError(
+            f"{flag} {spec!r} is not an IP address with an optional port", fix=RESOLVER_FIX
+        ) from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"{flag} {spec!r}: the port must be 1-65535", fix=RESOLVER_FIX)
+    return str(address), int(port)
 
 
 def resolver_addresses(args: tuple[str, ...]) -> list[str]:

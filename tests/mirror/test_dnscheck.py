@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hookshift.mirror.dnscheck import check_resolver, dns_warnings, split_resolver
+from hookshift.mirror.dnscheck import check_resolver, dns_warnings
+from hookshift.nginx.values import parse_resolver
 from hookshift.procs import free_port_pair
 from hookshift.rehearsal.dns import DnsServer
 
@@ -43,6 +44,7 @@ def test_an_address_needs_no_resolver() -> None:
 
 
 def test_resolver_forms() -> None:
-    assert split_resolver("1.1.1.1") == ("1.1.1.1", 53)
-    assert split_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
-    assert split_resolver("[::1]:53") == ("::1", 53)
+    assert parse_resolver("1.1.1.1") == ("1.1.1.1", 53)
+    assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_resolver("[::1]:53") == ("::1", 53)
+    assert parse_resolver("[::1]") == ("::1", 53)

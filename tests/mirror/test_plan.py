@@ -318,11 +318,32 @@ def test_json_names_the_chosen_blocks_with_file_and_line(tmp_path: Path) -> None
         ("https://abc123.execute-api.ap-northeast-2.amazonaws.com", "without a stage"),
         ("https:///prod", "has no host"),
         ("https://hooks.example.com/x?y=1", "query"),
+        ("https://[::1", "is not a URL"),
+        ("https://-bad.example.com/prod", "not a host name DNS can hold"),
+        ("https://host_name.example.com/prod", "not a host name DNS can hold"),
+        ("https://" + "a" * 64 + ".example.com/prod", "not a host name DNS can hold"),
     ],
 )
 def test_bad_stage_urls_are_input_errors(url: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_stage_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "authority"),
+    [
+        ("https://콜백.example.com/prod", "xn--3h3bn46a.example.com", "xn--3h3bn46a.example.com"),
+        ("https://Hooks.Example.COM./prod", "hooks.example.com", "hooks.example.com"),
+        ("https://[::1]:8443/prod", "::1", "[::1]:8443"),
+    ],
+)
+def test_the_stage_host_is_written_as_dns_tls_and_host_carry_it(
+    url: str, host: str, authority: str
+) -> None:
+    stage, warnings = parse_stage_url(url)
+    assert (stage.host, stage.authority) == (host, authority)
+    if host != "::1":
+        assert any(f"is written as {host}" in w for w in warnings)
 
 
 def test_a_custom_domain_is_accepted_with_a_warning() -> None:
@@ -565,8 +586,8 @@ def test_copies_in_flight_have_a_ceiling_whatever_worker_connections_allow(
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("resolvers", ("1.1.1.1; allow all",), "--resolver must be one ADDR[:PORT]"),
-        ("resolvers", ("",), "--resolver must be one ADDR[:PORT]"),
+        ("resolvers", ("1.1.1.1; allow all",), "is not an IP address with an optional port"),
+        ("resolvers", ("",), "is not an IP address with an optional port"),
         ("relay_socket", "relay.sock", "--relay-socket must be an absolute path"),
         ("relay_socket", "/run/hook shift/r.sock", "--relay-socket must be an absolute path"),
         ("request_id_header", "X-Id $request_id", "--request-id-header must be an HTTP header"),
