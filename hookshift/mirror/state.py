@@ -92,6 +92,30 @@ class Saved:
     intent: Intent | None
 
 
+def _records(data: Any) -> dict[str, FileRecord]:
+    """The state file's records, each checked to be strings and a count (ValueError if not)."""
+    records: dict[str, FileRecord] = {}
+    for path, rec in dict(data.get("records", {})).items():
+        lines, splits = rec["lines"], rec["splits"]
+        if not (isinstance(lines, list) and all(isinstance(x, str) for x in lines)):
+            raise ValueError("lines")
+        if not isinstance(splits, int) or isinstance(splits, bool):
+            raise ValueError("splits")
+        records[str(path)] = FileRecord(tuple(lines), splits)
+    return records
+
+
+def _intent(data: Any) -> Intent | None:
+    raw = data.get("intent")
+    if raw is None:
+        return None
+    files = tuple(IntentFile(**f) for f in raw["files"])
+    fields = (raw["op"], *(v for f in files for v in vars(f).values()))
+    if not all(isinstance(v, str) for v in fields):
+        raise ValueError("intent")
+    return Intent(raw["op"], files)
+
+
 @dataclass(frozen=True)
 class ConfigState:
     """The state of the config whose main file's real path is `config`."""
@@ -124,27 +148,23 @@ class ConfigState:
         )
 
     def load(self) -> Saved:
+        """The saved state; `InputError` when the file is not what hookshift writes (an edit
+        by hand, a disk that lost part of it): acting on a damaged record could take out
+        lines that are not hookshift's."""
         try:
             data = json.loads(self.file.read_bytes())
-            records = {
-                path: FileRecord(tuple(rec["lines"]), int(rec["splits"]))
-                for path, rec in data.get("records", {}).items()
-            }
-            raw = data.get("intent")
-            intent = (
-                None
-                if raw is None
-                else Intent(raw["op"], tuple(IntentFile(**f) for f in raw["files"]))
-            )
+            return Saved(_records(data), _intent(data))
         except FileNotFoundError:
             return Saved({}, None)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InputError(
-                f"hookshift's state for {self.config} cannot be read ({exc})",
-                where=str(self.file),
-                fix="restore it, or move it away if no hookshift change is pending",
-            ) from None
-        return Saved(records, intent)
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror})"
+        except (ValueError, TypeError, KeyError, AttributeError):
+            problem = "is damaged: it is not what hookshift writes"
+        raise InputError(
+            f"hookshift's state for {self.config} {problem}",
+            where=str(self.file),
+            fix="restore it, or move it away if no hookshift change is pending",
+        )
 
     def save(self, saved: Saved) -> None:
         """Write `saved` durably; with nothing to keep, the state file goes away."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,19 @@ def locate(nginx_bin: str) -> str:
     return nginx_bin
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], timeout: float = NGINX_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run nginx and wait for it, at most `timeout` seconds. It runs in a session of its own,
+    so that a binary that never answers is stopped with everything it started (a wrapper
+    script's children would otherwise outlive it)."""
     argv = [locate(argv[0]), *argv[1:]]
     try:
-        return subprocess.run(
-            argv, capture_output=True, text=True, timeout=NGINX_TIMEOUT, check=False
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise InputError(
@@ -60,6 +69,22 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         raise InputError(
             f"nginx binary not executable: {argv[0]}", fix="check --nginx-bin"
         ) from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        command = " ".join(argv[:1] + [a for a in argv[1:] if a.startswith("-")][-1:])
+        late = f"`{command}` did not finish within {timeout:g} s"
+        if argv[-1] in ("-v", "-V"):  # the binary given does not say what it is
+            raise InputError(
+                late, fix="pass --nginx-bin PATH of nginx (e.g. /usr/sbin/nginx)"
+            ) from None
+        raise OperationError(
+            f"{late}: nginx waits while the system resolver looks up a host that an upstream "
+            "or proxy_pass names; check DNS on this host"
+        ) from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 _VERSION = r"(\d+)\.(\d+)\.(\d+)"
@@ -69,7 +94,12 @@ def parse_version(text: str) -> tuple[int, int, int]:
     """``nginx version: nginx/1.22.1`` (or ``openresty/1.21.4.1``) -> (1, 22, 1)."""
     match = re.search("/" + _VERSION, text)
     if match is None:
-        raise OperationError(f"cannot read the nginx version from: {text.strip()!r}")
+        said = text.strip().splitlines()[0][:200] if text.strip() else "nothing"
+        raise InputError(
+            f"this is not nginx: `-v` printed {said!r}, not its version",
+            fix="pass --nginx-bin PATH of nginx (e.g. /usr/sbin/nginx), or --nginx-version "
+            "X.Y.Z to plan offline",
+        )
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 

@@ -279,3 +279,28 @@ def test_a_refused_apply_leaves_no_parity_log_behind(
     with pytest.raises(OperationError):
         apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert not log.exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '{"records": {"F": {"lines": [1, 2, 3], "splits": 0}}}',
+        '{"records": {"F": {"lines": ["x  # hookshift"], "splits": "0"}}}',
+        '{"records": ["F"]}',
+        '{"intent": {"op": "apply", "files": [{"path": 1}]}}',
+        "[1, 2]",
+        "{not json",
+        "\xff\xfe",
+    ],
+)
+def test_a_damaged_state_file_is_named_in_the_users_words(tmp_path: Path, damage: str) -> None:
+    config = tmp_path / "nginx.conf"
+    config.write_text("events {}\n")
+    state = ConfigState.of(config)
+    state.directory.mkdir(parents=True, exist_ok=True)
+    state.file.write_bytes(damage.replace("F", str(config)).encode("utf-8", "surrogateescape"))
+    with pytest.raises(InputError) as err:
+        state.load()
+    line = err.value.line()
+    assert line.startswith(f"{state.file}: hookshift's state for {config} is damaged")
+    assert "object" not in line and "Expecting" not in line and "codec" not in line
