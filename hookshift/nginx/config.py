@@ -285,6 +285,10 @@ _crossplane_lex = crossplane.parser.lex
 
 def _checked_lex(filename: str) -> Any:
     _refuse_special(filename)
+    # crossplane builds a comment one character at a time: a token nginx would refuse as too
+    # long would take it quadratic time
+    with open(filename, "rb") as f:
+        lexer.check_token_lengths(f.read().decode("utf-8", "surrogateescape"), filename)
     return _strict(_crossplane_lex(filename), filename)
 
 

@@ -163,6 +163,13 @@ _SCAN = re.compile(
     )""",
     re.X,
 )
+# nginx reads a config through a 4096-byte buffer and refuses a word, quoted string or comment
+# that fills it ("too long parameter"); hookshift refuses the same, and so never spends more
+# than linear time on a pathological one
+MAX_TOKEN_BYTES = 4096
+# a run of characters that may hold such a token (a character is at most 3 bytes here)
+_LONG = (MAX_TOKEN_BYTES + 2) // 3
+_MAYBE_LONG = re.compile(rf"[^ \t\r\n;{{}}]{{{_LONG},}}|#[^\n]{{{_LONG},}}|[\"'][^\"']{{{_LONG},}}")
 # what nginx accepts right after a closing quote
 _AFTER_QUOTE = frozenset(" \t\r\n;{)")
 _PUNCT: dict[str, TokenKind] = {"{": "open", "}": "close", ";": "semi"}
@@ -191,6 +198,8 @@ def _scan(text: str, where: str) -> Iterator[_Tok]:
         end = m.end()
         line += count("\n", pos, start)
         pos = end
+        if end - start >= _LONG and group in ("word", "dq", "sq", "comment"):
+            _check_length(text[start : end - 1 if group in ("dq", "sq") else end], where, line)
         if group == "word" or group == "dq" or group == "sq":
             if group != "word" and end < len(text) and text[end] not in _AFTER_QUOTE:
                 raise InputError(
@@ -223,6 +232,24 @@ def _scan(text: str, where: str) -> Iterator[_Tok]:
             first = True
         else:
             raise InputError("unterminated quoted string", where=f"{where}:{line}", fix="close it")
+
+
+def _check_length(token: str, where: str, line: int) -> None:
+    size = len(token.encode("utf-8", "surrogateescape"))
+    if size >= MAX_TOKEN_BYTES:
+        kind = {"#": "comment", '"': "quoted string", "'": "quoted string"}.get(token[0], "word")
+        raise InputError(
+            f"a {kind} of {size} bytes starts here: nginx refuses one of {MAX_TOKEN_BYTES} "
+            "bytes or more (too long parameter)",
+            where=f"{where}:{line}",
+            fix="split a long comment over several lines" if kind == "comment" else "shorten it",
+        )
+
+
+def check_token_lengths(text: str, where: str) -> None:
+    """`InputError` for a token nginx refuses as too long; quick when there is none."""
+    if _MAYBE_LONG.search(text):
+        parse(text, where)
 
 
 def lex(text: str, where: str = "<text>") -> list[Token]:

@@ -135,6 +135,10 @@ CASES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...]]] = {
         {"nginx.conf": "events {}\nhttp {\n    server {\n        location / {\n        }\n"},
         ("unexpected end of file", "nginx.conf:6"),  # where nginx -t says it
     ),
+    "a comment nginx refuses as too long (a megabyte, read in linear time)": (
+        {"nginx.conf": "#" + "x" * 1_000_000 + "\n" + _main("")},
+        ("nginx.conf:1", "a comment of 1000001 bytes", "too long parameter"),
+    ),
     "blocks nested absurdly deep": (
         {"nginx.conf": _main("if ($a) {" * 300 + "}" * 300 + "\n")},
         ("nested more than",),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from hookshift.errors import InputError
@@ -52,3 +55,41 @@ def test_malformed_text_is_an_input_error_with_a_line(text: str, line: int | Non
     with pytest.raises(InputError) as err:
         lexer.parse(text, "f.conf")
     assert err.value.where == (f"f.conf:{line}" if line else "f.conf")
+
+
+@pytest.mark.e2e  # runs nginx -t
+@pytest.mark.parametrize(
+    "token",
+    [
+        # nginx's exact limit moves by a byte or two with where the token sits in its
+        # 4096-byte read buffer; these are clear of that
+        "#" + "x" * 4000,
+        "#" + "x" * 4200,
+        "#" + "콜" * 1300,  # 3901 bytes
+        "#" + "콜" * 1400,  # 4201 bytes in 1401 characters
+        '"' + "x" * 4000 + '"',
+        '"' + "x" * 4200 + '"',
+        "x" * 4000,
+        "x" * 4200,
+    ],
+)
+def test_a_token_is_too_long_exactly_where_nginx_says_so(
+    token: str, tmp_path: Path, nginx_bin: str
+) -> None:
+    text = f"events {{}}\nhttp {{ log_format x {token}\n; }}\n"
+    config = tmp_path / "nginx.conf"
+    config.write_text(text)
+    checked = subprocess.run(
+        [nginx_bin, "-t", "-p", str(tmp_path), "-c", str(config), "-g", f"pid {tmp_path}/p;"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    refused_by_nginx = "too long parameter" in checked.stderr
+    try:
+        lexer.parse(text, "f.conf")
+        refused = False
+    except InputError as err:
+        assert "too long parameter" in err.line() and err.where == "f.conf:2"
+        refused = True
+    assert refused == refused_by_nginx, checked.stderr
