@@ -43,6 +43,7 @@ from hookshift.nginx.inheritance import Inheritance
 from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
 from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
+from hookshift.nginx.syntax import check_statement_ends
 from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
 from hookshift.nginx.values import parse_resolver, parse_size, parse_socket
 
@@ -1236,8 +1237,18 @@ def read_plan_source(config: Path) -> PlanSource:
 def plan_from(
     read: PlanSource, options: MirrorOptions, nginx_version: tuple[int, int, int]
 ) -> MirrorPlan:
-    """The plan for `options` on a config already read (pure, like `build_plan`)."""
-    plan = build_plan(read.stripped, options, nginx_version, read.on_disk, read.written)
+    """The plan for `options` on a config already read (pure, like `build_plan`).
+
+    A plan refused for what the config holds (no server, no location) may stem from a
+    forgotten ``;`` that joined two lines into one statement: then that is what is said, with
+    its line, rather than a fix to --path or --server-name that would not help.
+    """
+    try:
+        plan = build_plan(read.stripped, options, nginx_version, read.on_disk, read.written)
+    except InputError:
+        for file, text in read.on_disk.items():
+            check_statement_ends(text, str(file))
+        raise
     return replace(plan, warnings=(*plan.warnings, *read.stripped.warnings))
 
 

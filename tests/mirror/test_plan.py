@@ -631,3 +631,16 @@ def test_a_query_string_in_the_path_is_said_not_to_be_matched(tmp_path: Path) ->
     plan = make_plan(_opts(config, path="/cb?v=2"), (1, 22, 1))
     assert any(i.startswith("the query string in --path (?v=2) is not matched") for i in plan.info)
     assert r'"~^/cb(\\?|$)" 1;' in plan.changes[0].new_text  # nginx unescapes the \\
+
+
+def test_a_forgotten_semicolon_is_named_instead_of_the_path(tmp_path: Path) -> None:
+    """`server_name x` + `location ...` on the next line: nginx reads the location as server
+    names; the plan finds no location, and says why rather than blaming --path."""
+    config = _write(
+        tmp_path,
+        "server { listen 80;\n  server_name hooks.test\n"
+        "  location /cb { proxy_pass http://127.0.0.1:1; } }",
+    )
+    with pytest.raises(InputError) as err:
+        make_plan(_opts(config), (1, 22, 1))
+    assert err.value.where == f"{config}:4" and "runs on into line 5" in err.value.line()
