@@ -8,6 +8,7 @@ imports (boto3, duckdb) are paid only by the commands that use them.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -90,7 +91,9 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning known errors into one line and an exit code."""
     try:
-        rv = cli.main(args=argv, prog_name="hookshift", standalone_mode=False)
+        # NO_COLOR (no-color.org), set to anything but empty, turns colour off on a TTY too
+        color = False if os.environ.get("NO_COLOR") else None
+        rv = cli.main(args=argv, prog_name="hookshift", standalone_mode=False, color=color)
         if isinstance(rv, int) and not isinstance(rv, bool):
             sys.exit(rv)  # ctx.exit(code) in non-standalone mode comes back as a return value
         return rv

@@ -361,7 +361,11 @@ def check_callback_path(path: str) -> str:
             fix="pass the path the vendor calls, e.g. --path /callback",
         )
     if not path.startswith("/"):
-        raise InputError(f"--path must start with '/': {path}", fix=f"e.g. --path /{path}")
+        raise InputError(
+            f"--path must start with '/': {path!r}",
+            fix="pass the path the vendor posts to, as in its URL (e.g. --path /callback), not a "
+            "location pattern",
+        )
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in request_uri_path(raw_path(path))):
         raise InputError(
             f"--path {path} holds an escaped control character, which nginx's locations "

@@ -211,9 +211,15 @@ def candidate_sockets(table: SocketTable, listen: str | None) -> list[Socket]:
     if listen is None:
         return sockets
     wanted = parse_socket(listen)
-    if wanted.family != "unix" and not _valid_socket(wanted):
+    unclosed = listen.startswith("[") and "]" not in listen
+    if (
+        not listen.strip()
+        or unclosed
+        or (wanted.family == "unix" and wanted.addr in ("", "unix:"))
+        or (wanted.family != "unix" and not _valid_socket(wanted))
+    ):
         raise InputError(
-            f"--listen {listen} is not a socket nginx listens on",
+            f"--listen {listen!r} is not a socket nginx listens on",
             fix="pass PORT, ADDR:PORT, [IPV6]:PORT or unix:PATH, e.g. --listen 443",
         )
     if wanted.family == "unix":
@@ -240,6 +246,8 @@ def _valid_socket(socket: Socket) -> bool:
     if not socket.port.isdigit() or not 0 < int(socket.port) < 65536:
         return False
     addr = socket.addr.removeprefix("[").removesuffix("]")
+    if re.fullmatch(r"[0-9.]+", addr):  # digits and dots: an IPv4 address or nothing
+        return is_ip_address(addr)
     return addr == "*" or bool(_HOSTNAME.fullmatch(addr)) or is_ip_address(addr)
 
 
@@ -274,7 +282,11 @@ def match(
     """
     raw = raw_path(path) or "/"
     if not raw.startswith("/"):
-        raise InputError(f"--path must start with '/': {path}", fix="e.g. --path /callback")
+        raise InputError(
+            f"--path must start with '/': {path!r}",
+            fix="pass the path the vendor posts to, as in its URL (e.g. --path /callback), not a "
+            "location pattern",
+        )
     uri = request_uri_path(raw)
     table = socket_table(config)
     if not table.servers:

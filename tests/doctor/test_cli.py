@@ -143,13 +143,14 @@ def test_a_config_crossplane_cannot_parse_is_read_with_hookshifts_lexer(tmp_path
     assert wheres["proxy-pass-no-resolver"] == line_of(config, "proxy_pass https://")
 
 
-def test_colour_only_on_a_terminal(tmp_path: Path) -> None:
-    config = write_config(tmp_path, seed_mirror())
+def _on_a_terminal(config: Path, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Run doctor with its stdout on a pseudo-terminal: (exit code, what it wrote there)."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hookshift", "doctor", "--config", str(config)],
         stdout=follower,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     os.close(follower)
     chunks = []
@@ -165,8 +166,16 @@ def test_colour_only_on_a_terminal(tmp_path: Path) -> None:
     finally:
         os.close(leader)
         returncode = proc.wait(timeout=60)
-    assert returncode == 1
-    assert b"\x1b[31m" in b"".join(chunks)  # errors in red on a TTY
+    return returncode, b"".join(chunks)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(tmp_path: Path) -> None:
+    config = write_config(tmp_path, seed_mirror())
+    code, shown = _on_a_terminal(config)
+    assert code == 1
+    assert b"\x1b[31m" in shown  # errors in red on a TTY
+    code, shown = _on_a_terminal(config, {"NO_COLOR": "1"})
+    assert code == 1 and b"errors" in shown and b"\x1b[" not in shown
 
 
 def test_a_directory_instead_of_a_config_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -644,3 +644,18 @@ def test_a_forgotten_semicolon_is_named_instead_of_the_path(tmp_path: Path) -> N
     with pytest.raises(InputError) as err:
         make_plan(_opts(config), (1, 22, 1))
     assert err.value.where == f"{config}:4" and "runs on into line 5" in err.value.line()
+
+
+@pytest.mark.parametrize("path", ["", "callback", "~^/callback", "=/callback"])
+def test_a_path_that_is_not_a_url_path_is_refused_with_what_to_pass(
+    tmp_path: Path, path: str
+) -> None:
+    config = _write(
+        tmp_path, "server { listen 80; location /cb { proxy_pass http://127.0.0.1:1; } }"
+    )
+    with pytest.raises(InputError) as err:
+        make_plan(_opts(config, path=path), (1, 22, 1))
+    assert err.value.line() == (
+        f"--path must start with '/': {path!r} (fix: pass the path the vendor posts to, as in "
+        "its URL (e.g. --path /callback), not a location pattern)"
+    )

@@ -350,7 +350,9 @@ def test_without_a_server_name_several_receivers_are_refused_by_name(tmp_path: P
     assert "--server-name" in message
 
 
-@pytest.mark.parametrize("listen", ["garbage:xx", "99999", "a b:80", "[::1]:x"])
+@pytest.mark.parametrize(
+    "listen", ["garbage:xx", "99999", "a b:80", "[::1]:x", "", "[::1", "1.2.3.4.5:80", "unix:"]
+)
 def test_a_listen_option_that_names_no_socket_is_refused(tmp_path: Path, listen: str) -> None:
     with pytest.raises(InputError, match="is not a socket nginx listens on"):
         _match(tmp_path, f"server {{ listen 80; location / {{ {APP} }} }}", listen=listen)
