@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +22,20 @@ from hookshift.errors import InputError
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 _LEVEL_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
+
+
+class ConfigPath(click.Path):
+    """A path option naming a config hookshift reads itself: an empty value is refused, and
+    an unreadable file is left to hookshift's reader, which says why in the user's terms
+    (click would only say "not readable")."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, readable=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: pass the config's path", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def diag(level: str, message: str) -> None:

@@ -8,6 +8,7 @@ Debian gives nginx's logs ``www-data:adm`` and 0640 (``create 0640 www-data adm`
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -28,6 +29,17 @@ def _id(lookup: str, name: str) -> int:
         return -1  # unknown here: keep what the file gets (os.fchown leaves -1 alone)
 
 
+def _cannot_open(path: Path, exc: OSError) -> InputError:
+    denied = exc.errno in (errno.EACCES, errno.EPERM)
+    return InputError(
+        f"cannot open the log ({exc.strerror})",
+        where=str(path),
+        fix="run as a user that may write it (nginx's logs are root's), or choose another log path"
+        if denied
+        else "make it a regular file (not a symlink) or choose another log path",
+    )
+
+
 def precreate_log(
     path: Path, *, user: str = LOG_USER, group: str = LOG_GROUP, mode: int = LOG_MODE
 ) -> bool:
@@ -45,12 +57,10 @@ def precreate_log(
         try:
             fd = os.open(path, flags)
         except OSError as exc:
-            raise InputError(
-                f"cannot open the log ({exc.strerror})",
-                where=str(path),
-                fix="make it a regular file (not a symlink) or choose another log path",
-            ) from None
+            raise _cannot_open(path, exc) from None
         made = False
+    except OSError as exc:
+        raise _cannot_open(path, exc) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hookshift.console import diag, emit_json
+from hookshift.console import ConfigPath, diag, emit_json
 from hookshift.doctor import check
 from hookshift.doctor.findings import Severity
 from hookshift.doctor.render import as_json, as_text
@@ -19,7 +19,7 @@ _SEVERITIES = [s.label for s in reversed(Severity)]
     "--config",
     "config_path",
     default=None,
-    type=click.Path(path_type=Path),
+    type=ConfigPath(),
     help="nginx's main config, or a site file it includes (sites-enabled/NAME); its includes "
     "are followed. Default: the config nginx was built with (nginx -V).",
 )

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hookshift.console import apply_options, diag, emit_json, stdout_guard
+from hookshift.console import ConfigPath, apply_options, diag, emit_json, stdout_guard
 from hookshift.errors import InputError
 from hookshift.mirror import api
 from hookshift.mirror.apply import default_backup_dir
@@ -50,7 +50,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("--config", "config"),
         {
             "default": None,
-            "type": click.Path(path_type=Path),
+            "type": ConfigPath(),
             "help": "nginx's main config, or a site file it includes (sites-enabled/NAME); "
             "includes are followed. Default: the config nginx was built with (nginx -V).",
         },
@@ -433,7 +433,7 @@ _min_interval_option = click.option(
 @mirror.command("refresh")
 @click.option(
     "--config",
-    type=click.Path(path_type=Path),
+    type=ConfigPath(),
     default=None,
     help="The main nginx config `mirror apply` changed (default: nginx's compiled-in one).",
 )
@@ -470,7 +470,7 @@ def refresh_command(
 @mirror.command("refresh-units")
 @click.option(
     "--config",
-    type=click.Path(path_type=Path),
+    type=ConfigPath(),
     required=True,
     help="The main nginx config `mirror apply` changed (absolute).",
 )

@@ -314,3 +314,10 @@ def test_an_unreadable_include_is_named(command: str) -> None:
         uid = 65534 if os.geteuid() == 0 else None
         result = _in_child(COMMANDS[command](config), uid=uid)
         _assert_one_line(result, "Permission denied", "site.conf")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_empty_config_option_is_refused_as_empty(command: str, tmp_path: Path) -> None:
+    argv = COMMANDS[command](tmp_path / "nginx.conf")
+    argv[argv.index("--config") + 1] = ""
+    _assert_one_line(_call(argv), "'--config': is empty")
