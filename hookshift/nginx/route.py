@@ -197,7 +197,7 @@ def follow(
                     continue
             found = find_location(server, uri, config)
         if found is None and leave.named is None:
-            away = _no_location(config, server, http, uri, assumptions, error_paged)
+            away = _no_location(config, server, http, uri, assumptions, error_paged, request)
             if isinstance(away, _Stay):
                 return Route(server, original, tuple(hops), away.end, tuple(assumptions))
             if away is not None:
@@ -240,7 +240,7 @@ def server_takes(
     if done.last is not None or done.uri != uri:
         levels = [done.inside, server] if done.inside is not None else [server]
         rewrites = [d for b in levels for d in config.effective_children(b, "rewrite")]
-        return done.last or next((d for d in rewrites if _rewrite(d, uri)), server)
+        return done.last or next((d for d in rewrites if _rewrite(d, uri, request_uri)), server)
     return None
 
 
@@ -256,14 +256,17 @@ def _server_rewrites(
 class _Rewritten:
     """The rewrite module's directives of one block, run: the URI they leave, the ``return``
     or redirecting ``rewrite`` that answers, the ``rewrite ... last`` that leaves, whether a
-    ``break`` stopped them, and the innermost ``if`` block whose condition held (its
-    configuration serves the request from then on)."""
+    ``break`` stopped them, the innermost ``if`` block whose condition held (its
+    configuration serves the request from then on), and the last ``rewrite`` without a flag
+    that matched (``break`` forgets it, as nginx's own flag does)."""
 
     uri: str
     answer: Directive | None = None
     last: Directive | None = None
     stopped: bool = False
     inside: Directive | None = None
+    # a rewrite without a flag that matched: the location is chosen again once the phase ends
+    changed: Directive | None = None
 
 
 def _rewrite_phase(
@@ -276,6 +279,7 @@ def _rewrite_phase(
 ) -> _Rewritten:
     """Run `directives` in order. An ``if`` whose condition holds runs its block, then the
     directives after it (nginx compiles both into one program)."""
+    changed: Directive | None = None
     for d in directives:
         if d.name == "if" and d.block is not None:
             if not _holds(d, assumptions, request, uri):
@@ -284,27 +288,28 @@ def _rewrite_phase(
                 config, config.effective_children(d), uri, assumptions, request, d
             )
             if done.answer or done.last or done.stopped:
-                return done
-            uri, inside = done.uri, done.inside
+                return done if done.answer or done.last else replace(done, changed=None)
+            uri, inside, changed = done.uri, done.inside, done.changed or changed
             continue
         if d.name == "return":
-            return _Rewritten(uri, answer=d, inside=inside)
+            return _Rewritten(uri, answer=d, inside=inside, changed=changed)
         if d.name == "break":
             return _Rewritten(uri, stopped=True, inside=inside)
         if d.name != "rewrite":
             continue
-        result = _rewrite(d, uri)
+        result = _rewrite(d, uri, request.request_uri)
         if result is None:
             continue
         new_uri, flag = result
         if flag in ("redirect", "permanent", "external"):
-            return _Rewritten(uri, answer=d, inside=inside)
+            return _Rewritten(uri, answer=d, inside=inside, changed=changed)
         uri = new_uri
         if flag == "last":
             return _Rewritten(uri, last=d, inside=inside)
         if flag == "break":
             return _Rewritten(uri, stopped=True, inside=inside)
-    return _Rewritten(uri, inside=inside)
+        changed = d
+    return _Rewritten(uri, inside=inside, changed=changed)
 
 
 _FILE_TESTS = ("-f", "-d", "-e", "-x")
@@ -369,12 +374,14 @@ def _step(
         return leave if leave is not None else _Stay(done.answer)
     if done.last is not None:
         return _Leave(f"rewrite ... last at {done.last.where}", uri, server_rewrites=False)
+    if done.changed is not None:  # nginx chooses the location again after the phase
+        return _Leave(f"rewrite at {done.changed.where}", uri, server_rewrites=False)
     if done.inside is None:
         # an `if` block's configuration has no try_files of its own, and inherits none
         app = next((d for d in own if d.name in PASS_DIRECTIVES), None)
         for d in own:
             if d.name == "try_files" and d.args:
-                return _try_files(config, levels, d, uri, assumptions, error_paged, app)
+                return _try_files(config, levels, d, uri, assumptions, error_paged, app, request)
     handlers = config.effective_children(done.inside) if done.inside is not None else []
     for d in (*handlers, *own):
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
@@ -395,6 +402,7 @@ def _no_location(
     uri: str,
     assumptions: list[str],
     error_paged: bool,
+    request: _Request,
 ) -> _Leave | _Stay | None:
     """No location takes `uri`: the server's own configuration serves it. Its ``try_files``
     applies there and only there (no location inherits it), then the static handler, whose
@@ -402,7 +410,7 @@ def _no_location(
     levels = [server, *([http] if http else [])]
     for d in config.effective_children(server):
         if d.name == "try_files" and d.args:
-            step = _try_files(config, levels, d, uri, assumptions, error_paged)
+            step = _try_files(config, levels, d, uri, assumptions, error_paged, None, request)
             if isinstance(step, _Leave):
                 return replace(step, via=f"the server's try_files at {d.where}")
             return step if step.end is not None else None
@@ -430,6 +438,7 @@ def _try_files(
     assumptions: list[str],
     error_paged: bool,
     app: Directive | None = None,
+    request: _Request | None = None,
 ) -> _Leave | _Stay:
     """``try_files``: its file checks are taken as failing (a callback is a POST to a path
     that is not a file), except where a location passes only existing files to its app
@@ -452,7 +461,7 @@ def _try_files(
         return leave if leave is not None else _Stay(d)
     if fallback.startswith("@"):
         return _Leave("try_files", uri, named=fallback)
-    target = _expand(fallback, uri, None, d)
+    target = _expand(fallback, uri, None, d, request.request_uri if request else None)
     return _Leave("try_files", target)
 
 
@@ -511,7 +520,7 @@ def _index(
     return None
 
 
-def _rewrite(d: Directive, uri: str) -> tuple[str, str] | None:
+def _rewrite(d: Directive, uri: str, request_uri: str | None = None) -> tuple[str, str] | None:
     """Apply one ``rewrite regex replacement [flag]`` to `uri`: (new URI, flag) or None when
     the regex does not match. A replacement that is a URL is flagged ``external``."""
     if len(d.args) < 2:
@@ -526,12 +535,19 @@ def _rewrite(d: Directive, uri: str) -> tuple[str, str] | None:
     flag = d.args[2] if len(d.args) > 2 else ""
     if replacement.startswith(_REDIRECT_SCHEMES):
         return uri, "external"
-    return _expand(replacement, uri, found, d), flag
+    return _expand(replacement, uri, found, d, request_uri), flag
 
 
-def _expand(template: str, uri: str, found: re.Match[str] | None, d: Directive) -> str:
+def _expand(
+    template: str,
+    uri: str,
+    found: re.Match[str] | None,
+    d: Directive,
+    request_uri: str | None = None,
+) -> str:
     """The path a rewrite/try_files target names (the query part dropped: it never selects
-    a location)."""
+    a location). ``$request_uri`` is the callback's path as the vendor sends it, when known
+    (Nextcloud's ``/index.php$request_uri``)."""
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)
@@ -544,6 +560,8 @@ def _expand(template: str, uri: str, found: re.Match[str] | None, d: Directive) 
             return found.group(name) or ""
         if name in ("uri", "document_uri"):
             return uri
+        if name == "request_uri" and request_uri is not None:
+            return request_uri
         if name in _QUERY_VARS:
             return ""
         raise InputError(

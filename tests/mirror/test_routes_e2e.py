@@ -1,7 +1,8 @@
 """The mirror goes where nginx really hands the callback to the app, on routes that reach it
 the long way: named locations behind try_files, error_page (in the location, at server level,
-recursive), rewrites (last, break, in an if on the request's URI), nested locations and an
-app inside an `if`. For each, the plan is applied, the real nginx serves a POST of the
+recursive), rewrites (last, break, without a flag, in an if on the request's URI), targets
+built from $request_uri, the server's own try_files, nested locations and an app inside an
+`if`. For each, the plan is applied, the real nginx serves a POST of the
 callback, and the app must get it once and the stage one copy with the same bytes."""
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ ROUTES = {
     "an app location that takes only files on disk (the callback's script is one)": (
         "",
         "location /callback {{ try_files $uri =404; " + APP + " }}",
+    ),
+    "try_files to /index.php$request_uri (Nextcloud's current config)": (
+        "",
+        "location / {{ try_files $uri $uri/ /index.php$request_uri; }} "
+        "location ~ \\.php(?:$|/) {{ " + APP + " }}",
+    ),
+    "a rewrite without a flag (Nextcloud's older config)": (
+        "",
+        "location / {{ rewrite ^ /index.php; }} location ~ \\.php$ {{ " + APP + " }}",
     ),
     "try_files $uri, then a named location": (
         "",

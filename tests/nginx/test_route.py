@@ -400,3 +400,24 @@ def test_a_vendor_posting_to_an_address_gets_the_default_server(tmp_path: Path) 
     assert any(i.startswith("no server is named 203.0.113.5: nginx gives") for i in m.info)
     with pytest.raises(InputError, match=r"no server is named ww\.test"):
         _match(tmp_path, text, "/api/callback", host="ww.test")  # a name: a typo, refused
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "location / { try_files $uri $uri/ /index.php$request_uri; }",  # Nextcloud's current
+        "location / { rewrite ^ /index.php; }",  # its older config: a rewrite without a flag
+    ],
+)
+def test_nextclouds_front_controller_is_followed(tmp_path: Path, front: str) -> None:
+    text = f"server {{ listen 80; {front}\nlocation ~ \\.php(?:$|/) {{ {APP} }} }}"
+    m = _match(tmp_path, text, "/apps/integration_github/webhook")
+    assert _final(m) == "~ \\.php(?:$|/)"
+
+
+def test_a_rewrite_without_a_flag_that_matches_again_is_a_cycle(tmp_path: Path) -> None:
+    """nginx chooses the location again after any rewrite without a flag, even one that
+    leaves the URI as it was: ten times, then 500."""
+    text = f"server {{ listen 80; location / {{ rewrite ^(.*)$ $1; {APP} }} }}"
+    with pytest.raises(InputError, match="redirected inside nginx more than 10 times"):
+        _match(tmp_path, text)

@@ -1,7 +1,8 @@
 """The route agrees with the real nginx on generated servers: hundreds of combinations of
 ``return``, ``error_page`` (named and URI, ``recursive_error_pages``), ``try_files``,
-``rewrite`` and ``if`` on the method, the URI and the request's URI, at server and location
-level, and servers where no location takes the callback. Every answer the config can give
+``rewrite`` (with and without a flag, to targets built from ``$request_uri``) and ``if`` on
+the method, the URI and the request's URI, at server and location level, and servers where no
+location takes the callback. Every answer the config can give
 names its own line; nginx's answer to a POST of the callback must be the one the route ends
 in, or, where nginx answers by itself (an error page, a redirect cycle), the route must not
 end in a line."""
@@ -55,6 +56,11 @@ def _location_lines(rng: random.Random) -> list[str]:
         lambda: f"rewrite ^/cb/(.*)$ /z/$1 {rng.choice(('last', 'break'))};",
         lambda: "rewrite ^/z/(.*)$ /cb/$1 last;",
         lambda: f"try_files $uri $uri/ {rng.choice(('@a', '=404', *URIS))};",
+        # without a flag: the location is chosen again once the rewrite phase ends
+        lambda: f"rewrite ^ {rng.choice(URIS)};",
+        lambda: "rewrite ^/cb/(.*)$ /z/$1;",
+        lambda: "try_files /nonexistent /z$request_uri;",
+        lambda: f"rewrite ^ /z$request_uri {rng.choice(('last', ''))};",
     ]
     return _once_each(rng.choice(pool)() for _ in range(rng.randint(0, 3)))
 
