@@ -177,7 +177,7 @@ class Place:
 
 @dataclass(frozen=True)
 class InsertionInfo:
-    after_line: int  # 1-based line of the original file holding the block's '{'
+    after_line: int  # 1-based line of the original file holding the block's '{' (or the ';')
     block: str
     lines: tuple[str, ...]
     new_first_line: int  # 1-based line of the first inserted line in the new file
@@ -1007,9 +1007,9 @@ def build_plan(
     changes = _splice(
         source,
         [
-            (scene.http, render_http(ctx)),
-            (m.server, render_server(ctx)),
-            (scene.location, render_location(ctx)),
+            (scene.http, render_http(ctx), _after_map_hash_sizes(config, scene.http)),
+            (m.server, render_server(ctx), None),
+            (scene.location, render_location(ctx), None),
         ],
     )
     already = _already_applied(changes, source, on_disk)
@@ -1112,21 +1112,39 @@ def _refuse_shared(config: NginxConfig, block: Directive) -> None:
     )
 
 
+# nginx fixes the map hash's sizes at the first `map` of an http block: a map_hash_* line after
+# hookshift's map would be "duplicate", so the map (with the rest of the http lines) follows it
+_MAP_HASH_SIZES = ("map_hash_bucket_size", "map_hash_max_size")
+
+
+def _after_map_hash_sizes(config: NginxConfig, http: Directive) -> Directive | None:
+    """The statement of the http block, as written in its file, after which hookshift's http
+    lines go: the last that sets a map hash size (or includes one); None: right after ``{``."""
+    sizes = [d for d in config.effective_children(http) if d.name in _MAP_HASH_SIZES]
+    return config.written_in(http, sizes[-1]) if sizes else None
+
+
 def _splice(
-    source: SourceConfig, inserts: list[tuple[Directive, tuple[str, ...]]]
+    source: SourceConfig, inserts: list[tuple[Directive, tuple[str, ...], Directive | None]]
 ) -> tuple[FileChange, ...]:
-    by_file: dict[Path, list[tuple[Directive, tuple[str, ...]]]] = {}
-    for block, lines in inserts:
+    """The file changes that put each insertion's lines into its block: right after the
+    ``{``, or after the statement given with it (which sits in the same file)."""
+    by_file: dict[Path, list[tuple[Directive, tuple[str, ...], Directive | None]]] = {}
+    for block, lines, anchor in inserts:
         if lines:
-            by_file.setdefault(block.file, []).append((block, lines))
+            by_file.setdefault(block.file, []).append((block, lines, anchor))
     changes: list[FileChange] = []
     for path, items in by_file.items():
         old = source.texts[path]
-        new = splice.insert(old, [splice.Insertion(b.open_brace, lines) for b, lines in items])
+        placed = [
+            splice.Insertion(b.open_brace, lines, anchor.end if anchor is not None else -1)
+            for b, lines, anchor in items
+        ]
+        new = splice.insert(old, placed)
         infos: list[InsertionInfo] = []
         shift = 0  # lines inserted above, by earlier insertions in this file
-        for b, lines in sorted(items, key=lambda item: item[0].open_brace):
-            after = old.count("\n", 0, b.open_brace) + 1
+        for (b, lines, _), ins in sorted(zip(items, placed, strict=True), key=lambda i: i[1].at):
+            after = old.count("\n", 0, ins.at) + 1
             label = f"{b.name} {' '.join(b.args)}".strip()
             infos.append(InsertionInfo(after, label, lines, after + 1 + shift))
             shift += len(lines)

@@ -203,6 +203,21 @@ class NginxConfig:
                 self._walked.append(self._walk())
         return iter(self._walked[0])
 
+    def written_in(self, block: Directive, target: Directive) -> Directive | None:
+        """The statement of `block`, as written in its own file, that is `target` or the
+        ``include`` that brings `target` in (through any depth of includes); None when
+        `target` is not among `block`'s children."""
+        for child in block.block or ():
+            if child is target:
+                return child
+            if (
+                child.name == "include"
+                and child.includes
+                and any(d is target for d in self._expanded_includes([child]))
+            ):
+                return child
+        return None
+
     def homes(self, block: Directive) -> list[tuple[Directive, ...]]:
         """The enclosing blocks of each place `block` sits: more than one when its file is
         included more than once (a snippet of locations shared by several servers). A line

@@ -26,13 +26,20 @@ TEMPLATE_INDENT = "    "  # inserted lines are written with 4 spaces per level, 
 
 @dataclass(frozen=True)
 class Insertion:
-    """Lines to put just inside the block whose ``{`` is at offset `brace`.
+    """Lines to put just inside the block whose ``{`` is at offset `brace`, or, with `after`
+    (one past a ``;`` in that block), right after that statement instead.
 
     `lines` are indented with 4 spaces per level relative to the block's body.
     """
 
     brace: int
     lines: tuple[str, ...]
+    after: int = -1
+
+    @property
+    def at(self) -> int:
+        """The offset the lines follow."""
+        return self.after if self.after >= 0 else self.brace
 
 
 def _lines(text: str) -> list[str]:
@@ -179,10 +186,14 @@ def _render(lines: Iterable[str], base: str, unit: str, eol: str) -> str:
 
 
 def insert(text: str, insertions: Iterable[Insertion]) -> str:
-    """`text` with each insertion's lines placed right after its ``{`` (marked, re-indented)."""
+    """`text` with each insertion's lines placed right after its ``{`` or its statement
+    (marked, re-indented)."""
     unit = indent_unit(text)
     out = text
-    for ins in sorted(insertions, key=lambda i: i.brace, reverse=True):
+    for ins in sorted(insertions, key=lambda i: i.at, reverse=True):
+        if ins.after >= 0:
+            out = _insert_after(out, ins, unit)
+            continue
         if out[ins.brace] != "{":
             raise ValueError(f"offset {ins.brace} is not a '{{'")
         eol = _eol_for(out, ins.brace)
@@ -199,6 +210,22 @@ def insert(text: str, insertions: Iterable[Insertion]) -> str:
             added = SPLIT + eol + _render(ins.lines, block_indent + unit, unit, eol)
             out = out[: ins.brace + 1] + added + out[ins.brace + 1 :]
     return out
+
+
+def _insert_after(text: str, ins: Insertion, unit: str) -> str:
+    """The lines after the statement that ends at `ins.after`, at that statement's line's
+    indentation; on a line of its own when other statements follow it on that line (split
+    there with a marker, which removal takes out again)."""
+    if text[ins.after - 1] != ";":
+        raise ValueError(f"offset {ins.after} does not follow a ';'")
+    eol = _eol_for(text, ins.after)
+    nl = text.find("\n", ins.after)
+    rest = text[ins.after : len(text) if nl < 0 else nl].rstrip("\r")
+    indent = _leading(text, _line_start(text, ins.after - 1))
+    if nl >= 0 and (not rest.strip() or rest.lstrip().startswith("#")):
+        return text[: nl + 1] + _render(ins.lines, indent, unit, eol) + text[nl + 1 :]
+    added = SPLIT + eol + _render(ins.lines, indent, unit, eol)
+    return text[: ins.after] + added + text[ins.after :]
 
 
 def _body_indent(text: str, pos: int, block_indent: str, unit: str) -> str:

@@ -304,3 +304,34 @@ def test_a_damaged_state_file_is_named_in_the_users_words(tmp_path: Path, damage
     line = err.value.line()
     assert line.startswith(f"{state.file}: hookshift's state for {config} is damaged")
     assert "object" not in line and "Expecting" not in line and "codec" not in line
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("where", ["in the http block", "in a file it includes"])
+def test_a_map_hash_size_set_after_the_start_of_http_still_passes_nginx_t(
+    tmp_path: Path, nginx_bin: str, ca_file: Path, where: str
+) -> None:
+    """nginx fixes the map hash sizes at the first map: hookshift's goes after the line that
+    sets them (ingress-nginx writes map_hash_bucket_size into every config it renders)."""
+    config = copy_case("location_include", tmp_path)
+    text = config.read_text()
+    if where == "in the http block":
+        sizes = "    map_hash_bucket_size 128;\n"
+    else:
+        (config.parent / "hashes.conf").write_text("map_hash_max_size 4096;\n")
+        sizes = "    include hashes.conf;\n"
+    config.write_text(text.replace("http {\n", "http {\n    access_log logs/a.log;\n" + sizes))
+    original = snapshot(config.parent)
+    applied = apply_plan(
+        _plan(config, ca_file),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
+    )  # nginx -t passed on the result
+    assert applied.changed
+    lines = config.read_text().splitlines()
+    assert lines.index(sizes.rstrip("\n")) < next(
+        i for i, line in enumerate(lines) if line.lstrip().startswith("map $request_uri")
+    )
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk2", prefix=config.parent)
+    assert snapshot(config.parent) == original

@@ -45,6 +45,35 @@ def test_remove_of_insert_is_identity(data: st.DataObject) -> None:
         lexer.lex(inserted)
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_remove_of_insert_after_statements_is_identity(data: st.DataObject) -> None:
+    text = data.draw(configs())
+    ends = [t.end for t in lexer.lex(text) if t.kind == "semi"]
+    chosen = data.draw(st.lists(st.sampled_from(ends), unique=True)) if ends else []
+    lines = data.draw(st.lists(st.sampled_from(["map $a $b {", "    default 0;", "}"]), min_size=1))
+    inserted = splice.insert(text, [splice.Insertion(-1, tuple(lines), end) for end in chosen])
+    assert splice.remove(inserted) == text
+    lexer.lex(inserted)
+
+
+def test_lines_after_a_statement_keep_its_indentation_or_split_its_line() -> None:
+    text = "http {\n    map_hash_max_size 4096;\n    server { }\n}\n"
+    end = text.index(";") + 1
+    assert splice.insert(text, [splice.Insertion(-1, ("map $a $b {}",), end)]) == (
+        "http {\n    map_hash_max_size 4096;\n    map $a $b {}  # hookshift\n    server { }\n}\n"
+    )
+    one_line = "http { map_hash_max_size 4096; server { } }\n"
+    out = splice.insert(
+        one_line, [splice.Insertion(-1, ("map $a $b {}",), one_line.index(";") + 1)]
+    )
+    assert out == (
+        "http { map_hash_max_size 4096; # hookshift:split\nmap $a $b {}  # hookshift\n"
+        " server { } }\n"
+    )
+    assert splice.remove(out) == one_line
+
+
 def test_one_line_block_is_split_after_the_brace() -> None:
     text = "http { server { location /cb { proxy_pass http://app; } } }\n"
     brace = text.index("{", text.index("location"))
