@@ -89,16 +89,18 @@ def parity(
     options: ParityOptions | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> ParityReport:
     """Match the app side (``nginx:PATH``, ``jsonl:PATH``, ``csv:PATH``) against the queue side
     (``archive:DIR``, ``jsonl:PATH``, ``sqs:QUEUE_URL``). `progress` hears each phase as it
-    starts (`hookshift.verify.parity.PHASES`)."""
+    starts (`hookshift.verify.parity.PHASES`); `notice` hears, as it happens, a line left out
+    because nginx is still writing it (the report notes it too)."""
     from hookshift.verify.parity import run_parity
 
     options = options or ParityOptions()
     check_window(options)
     with os_errors_as_input():
-        return run_parity(app, queue, options, progress)
+        return run_parity(app, queue, options, progress, notice)
 
 
 def check_window(options: ParityOptions) -> None:

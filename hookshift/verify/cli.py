@@ -262,6 +262,8 @@ def _pull_follow(
         )
     if follow and max_messages is not None:
         raise InputError("--max and --follow exclude each other", fix="drop one of them")
+    if follow:
+        _check_follow_outputs(archive_dir, state_file, metrics_file)
     retention = queue_retention_s(sqs_client(queue_url, endpoint_url, region), queue_url)
     finding = check_retention(retention, window_s, margin_s, queue=queue_url)
     if finding is not None:
@@ -297,6 +299,27 @@ def _pull_follow(
             f"{state.deleted}; archive holds {state.archive_total} message(s) in {archive_dir}"
         )
     return True
+
+
+def _check_follow_outputs(
+    archive_dir: Path, state_file: Path | None, metrics_file: Path | None
+) -> None:
+    """The heartbeat and the metrics file are rewritten all the time: never over the archive's
+    segments or index, and only in a directory that exists (the archive, which the pull
+    creates, counts as one)."""
+    import os
+
+    from hookshift.verify.outputs import check_not_input, check_output
+    from hookshift.verify.sources import SourceSpec
+
+    archive = [SourceSpec("queue", "archive", str(archive_dir))]
+    for option, path in (("--state-file", state_file), ("--metrics-file", metrics_file)):
+        if path is None:
+            continue
+        if os.path.abspath(path.parent) == os.path.abspath(archive_dir):
+            check_not_input(path, option, archive)
+        else:
+            check_output(path, option, archive)
 
 
 def _comparison_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -457,9 +480,22 @@ def parity_command(
     )
     check_window(options)
     if out is not None:
-        check_report_path(out)  # before the run: a long run must not end in a refusal
+        # before the run: a long run must not end in a refusal, nor in overwriting its input
+        from hookshift.verify.outputs import check_output
+        from hookshift.verify.sources import parse_source
+
+        check_report_path(out)
+        check_output(
+            out, "--out", [parse_source(app_source, "app"), parse_source(queue_source, "queue")]
+        )
     with _sigterm_as_interrupt(), _phase_bar() as progress:
-        report = parity(app_source, queue_source, options, progress=progress)
+        report = parity(
+            app_source,
+            queue_source,
+            options,
+            progress=progress,
+            notice=lambda text: diag("warning", text),
+        )
     if report.counts["malformed"]:
         diag("warning", f"{report.counts['malformed']} malformed record(s) skipped")
     text = render(report, output_format, tty=out is None and sys.stdout.isatty())
@@ -630,6 +666,7 @@ def watch_command(
     if html_path is not None:
         html_path = html_path.absolute()  # the page is rewritten long after a cwd could change
         _check_html_path(html_path)
+    _check_watch_outputs(app_source, queue_source, html_path, metrics_file)
     listen = _host_port(metrics_listen) if metrics_listen else None
     if follow_state is None and queue_source.startswith("archive:"):
         beside = Path(queue_source.partition(":")[2]) / "follow-state.json"
@@ -692,6 +729,20 @@ def _check_html_path(path: Path) -> None:
         raise InputError(
             problem, where=f"--html {path}", fix="give the path of a file in an existing directory"
         )
+
+
+def _check_watch_outputs(
+    app_source: str, queue_source: str, html_path: Path | None, metrics_file: Path | None
+) -> None:
+    """The page and the metrics file are rewritten at every update: never over an input,
+    and only in a directory that exists."""
+    from hookshift.verify.outputs import check_output
+    from hookshift.verify.sources import parse_source
+
+    sources = [parse_source(app_source, "app"), parse_source(queue_source, "queue")]
+    for option, path in (("--html", html_path), ("--metrics-file", metrics_file)):
+        if path is not None:
+            check_output(path, option, sources)
 
 
 def _watch_line(verdict: str, reason: str, counts: dict[str, int]) -> str:
@@ -820,6 +871,12 @@ def units_command(
         env_file=env_file,
     )
     units = render_units(spec)
+    if not out_dir.is_dir():  # a mistyped path must not grow a tree of directories
+        raise InputError(
+            "no such directory",
+            where=f"--out-dir {out_dir}",
+            fix="give an existing directory, e.g. --out-dir /etc/systemd/system",
+        )
     for path in write_units(units, out_dir):
         diag("ok", f"wrote {path}")
     import shlex

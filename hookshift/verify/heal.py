@@ -27,13 +27,15 @@ from hookshift.addresses import is_http_url, is_loopback
 from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError, OperationError
 from hookshift.verify.fetch import LITERAL_MAX
-from hookshift.verify.keys import parse_key, show_key
+from hookshift.verify.keys import KeySpec, parse_key, show_key
 from hookshift.verify.sources import (
     AppFields,
+    SourceSpec,
     app_rows_sql,
     parse_source,
     resolve_files,
     sql_str,
+    unreadable_as_input_error,
 )
 
 REPLAY_HEADER = "X-Hookshift-Replay"
@@ -71,29 +73,54 @@ class HealResult:
         }
 
 
+NOT_A_REPORT = "is not a hookshift parity report"
+# what each field the heal reads must hold, as the report's reader would say it
+_REPORT_SHAPES: dict[str, tuple[type, str]] = {
+    "missing_in_queue_keys": (list, "a list of keys"),
+    "sources": (dict, "the app and queue sources by name"),
+    "key": (str, "the key's name"),
+}
+
+
 def load_report(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(
             "report not found",
             where=str(path),
             fix="write one with `hookshift verify parity --format json --out FILE`",
         ) from None
-    except ValueError as exc:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
         raise InputError(
-            f"not a JSON report ({exc})",
+            f"{NOT_A_REPORT}: not UTF-8 text at byte {exc.start + 1}",
+            where=f"{path}:{line}",
+            fix="use the --format json output of verify parity",
+        ) from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise InputError(
+            f"{NOT_A_REPORT}: nested too deep to be one",
             where=str(path),
+            fix="use the --format json output of verify parity",
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{NOT_A_REPORT} (JSON expected; unreadable at character {exc.colno} of this line)",
+            where=f"{path}:{exc.lineno}",
             fix="use the --format json output of verify parity",
         ) from None
     if not isinstance(data, dict):
         raise InputError(
-            "not a parity report",
+            f"{NOT_A_REPORT} (a JSON object expected)",
             where=str(path),
             fix="use the --format json output of verify parity",
         )
-    shapes: dict[str, type] = {"missing_in_queue_keys": list, "sources": dict, "key": str}
-    for name, shape in shapes.items():
+    for name, (shape, meaning) in _REPORT_SHAPES.items():
         if name not in data:
             raise InputError(
                 f"report has no {name!r}",
@@ -102,7 +129,7 @@ def load_report(path: Path) -> dict[str, Any]:
             )
         if not isinstance(data[name], shape):
             raise InputError(
-                f"the report's {name!r} is not a {shape.__name__}",
+                f"{NOT_A_REPORT}: its {name!r} does not hold {meaning}",
                 where=str(path),
                 fix="use the --format json output of verify parity, unedited",
             )
@@ -218,6 +245,9 @@ def check_target(
 
     For sqs: the bodies travel to the SQS endpoint (`endpoint_url`, else AWS's own, https),
     so that is the URL held to the rule; the queue URL only names the queue."""
+    _refuse_user_info(to, "--to")
+    if endpoint_url is not None:
+        _refuse_user_info(endpoint_url, "--endpoint-url")
     if to.startswith("sqs:"):
         from hookshift.verify.pull import check_queue_url
 
@@ -238,6 +268,24 @@ def check_target(
         f"not a target of the report's run (it used: {used})",
         where=f"--to {to}",
         fix="send to one of those, or add --i-mean-this-target to send elsewhere",
+    )
+
+
+def _refuse_user_info(url: str, option: str) -> None:
+    """A user name or password in the URL is refused, and not echoed: the outputs would show
+    it, and a stage or SQS authenticates otherwise (API Gateway does not read it)."""
+    sqs, rest = ("sqs:", url[4:]) if url.startswith("sqs:") else ("", url)
+    try:
+        parts = urlsplit(rest)
+    except ValueError:
+        return  # not a URL: the checks after this one say so
+    if "@" not in parts.netloc:
+        return
+    shown = sqs + parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    raise InputError(
+        "a URL with a user name or password is refused (it would be shown in the outputs)",
+        where=f"{option} {shown}",
+        fix="drop the 'USER:PASSWORD@' part: the stage and SQS do not read it",
     )
 
 
@@ -262,14 +310,33 @@ def _check_transport(url: str, option: str, plain_http_loopback: bool) -> None:
 def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
     """The first accepted app record of each key, read again from the report's app source
     (a record whose body nginx did not log is not found: there is nothing to replay)."""
-    import duckdb
-
     if not keys:
         return {}
     spec = parse_source(report["sources"]["app"], "app")
     fields = AppFields(**report.get("app_fields") or {})
-    files = resolve_files(spec)
     key = parse_key(report["key"])
+    with _as_report_app_source(), unreadable_as_input_error(spec):
+        files = resolve_files(spec)
+        return _find_bodies(spec, files, fields, key, keys)
+
+
+@contextmanager
+def _as_report_app_source() -> Iterator[None]:
+    """An input error about the files heal reads names where they come from: the report's app
+    source, which may have changed (logrotate) since the report was made."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(
+            f"{exc.what} (a file of the report's app source)", where=exc.where, fix=exc.fix
+        ) from None
+
+
+def _find_bodies(
+    spec: SourceSpec, files: list[Path], fields: AppFields, key: KeySpec, keys: list[str]
+) -> dict[str, HealItem]:
+    import duckdb
+
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
@@ -361,6 +428,7 @@ def heal(
         endpoint_url=endpoint_url,
     )
     ledger_path = ledger or default_ledger(report_path)
+    _check_ledger_path(ledger_path, ledger is None, report_path, report)
     if not apply:
         return _heal(report, to, ledger_path, None)
     refusal = (
@@ -371,6 +439,31 @@ def heal(
     with exclusive_lock(lock, refusal), _ledger_writer(ledger_path) as record:
         # read the ledger under the lock: what another run sent is known before choosing
         return _heal(report, to, ledger_path, (_sender(to, endpoint_url, region), record))
+
+
+def _check_ledger_path(
+    path: Path, default: bool, report_path: Path, report: dict[str, Any]
+) -> None:
+    """The ledger is appended to: never the report, nor a file the report's sources read (an
+    archive segment, the parity log), and only in a directory that exists. A dry run is
+    refused alike, so that it says what --apply would do."""
+    from hookshift.verify.outputs import check_output
+
+    sources: list[SourceSpec] = []
+    for side in ("app", "queue"):
+        label = report["sources"].get(side)
+        if isinstance(label, str):
+            try:
+                sources.append(parse_source(label, side))
+            except InputError:
+                continue  # a source heal does not read; find_bodies judges the app's
+    check_output(
+        path,
+        "the ledger beside the report" if default else "--ledger",
+        sources,
+        {report_path: "--report"},
+        fix="give --ledger a path outside the inputs",
+    )
 
 
 def _heal(

@@ -18,13 +18,11 @@ copies.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import re
 import tempfile
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hookshift.addresses import is_http_url
-from hookshift.errors import InputError, OperationError
+from hookshift.errors import InputError
 from hookshift.verify.archive import archive_queue_url
 from hookshift.verify.canonical import same_body
 from hookshift.verify.fetch import Hint, Side, fetch
@@ -42,11 +40,12 @@ from hookshift.verify.keys import KeySpec, parse_key, resolve_key
 from hookshift.verify.pull import NetworkLimits
 from hookshift.verify.redact import field_is_phone, mask, redact_body, redact_text
 from hookshift.verify.sources import (
-    JSON_RECORD_MAX,
+    SHAPES,
     AppFields,
     SourceSpec,
     app_rows_sql,
     carries_request_ids,
+    check_some_record,
     csv_columns,
     is_messages_document,
     locate_malformed,
@@ -56,12 +55,16 @@ from hookshift.verify.sources import (
     resolve_files,
     sql_str,
     unfinished_last_line,
+    unreadable_as_input_error,
 )
 from hookshift.verify.tally import (
+    APP_BAD,
     BUCKET_MS,
     FILES_MAX,
     HK,
+    QUEUE_BAD,
     Bulk,
+    C,
     Spread,
     create_detail,
     create_rows,
@@ -351,10 +354,15 @@ def _queue_files(
 
 
 def _probe_key(
-    con: Any, app: tuple[SourceSpec, list[Path]], queue_files: list[Path], fields: AppFields
-) -> KeySpec:
-    """``request_id`` when both sides carry request ids, else ``sha256`` of the body."""
+    con: Any,
+    app: tuple[SourceSpec, list[Path]],
+    queue: tuple[SourceSpec, list[Path]],
+    fields: AppFields,
+) -> tuple[KeySpec, list[str]]:
+    """``request_id`` when both sides carry request ids, else ``sha256`` of the body; and the
+    sources whose first records carry none (what the report's note names)."""
     app_spec, app_files = app
+    queue_spec, queue_files = queue
     have = [
         carries_request_ids("app", app_spec.kind, app_files, fields),
         carries_request_ids("queue", "jsonl", queue_files, fields),
@@ -365,7 +373,8 @@ def _probe_key(
                 f"SELECT count(rid) FROM (SELECT rid FROM {view} WHERE ok LIMIT 1000)"
             ).fetchone()
             have[index] = bool(row and row[0])
-    return parse_key("request_id" if all(have) else "sha256")
+    without = [spec.label for spec, ok in zip((app_spec, queue_spec), have, strict=True) if not ok]
+    return parse_key("request_id" if all(have) else "sha256"), without
 
 
 def run_parity(
@@ -373,10 +382,13 @@ def run_parity(
     queue: str | SourceSpec,
     options: ParityOptions,
     progress: Callable[[str], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> ParityReport:
     """Compare an app-side source with a queue-side source; see the module docstring.
 
-    `progress` is called with each of PHASES as it starts."""
+    `progress` is called with each of PHASES as it starts; `notice` with what a person
+    watching the run should hear at once (a line left out because nginx is still writing it),
+    which the report also notes."""
     started = time.monotonic()
     app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
     queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
@@ -388,57 +400,15 @@ def run_parity(
             where=f"--temp-dir {options.temp_dir}",
             fix="give an existing directory with room for spilled data",
         )
-    with _unreadable_as_input_error():
-        return _run_parity(app_spec, queue_spec, key, options, started, progress)
-
-
-@contextmanager
-def _unreadable_as_input_error() -> Iterator[None]:
-    """Inputs DuckDB or gzip cannot read (a truncated .gz, a record larger than the JSON
-    reader takes) as one line naming the file, instead of the library's error."""
-    import duckdb
-
-    try:
-        yield
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise InputError(
-            f"a compressed input is truncated or damaged ({exc})",
-            fix="check the .gz files with `gzip -t`; leave out the damaged one",
-        ) from None
-    except duckdb.InvalidInputException as exc:
-        text = str(exc)
-        if "maximum_object_size" not in text:
-            raise InputError(_first_line(text), fix="check the input files") from None
-        found = re.search(r'reading file "([^"]+)"', text)
-        raise InputError(
-            f"a record is larger than {JSON_RECORD_MAX // (1 << 20)} MiB: no callback is that big",
-            where=found.group(1) if found else None,
-            fix="remove that line (find it with `awk 'length > 16000000 {print NR}' FILE`)",
-        ) from None
-    except duckdb.IOException as exc:
-        text = _first_line(str(exc))
-        if "GZIP" in text or "gzip" in text:
-            raise InputError(
-                f"a compressed input is truncated or damaged ({text})",
-                fix="check the .gz files with `gzip -t`; leave out the damaged one",
-            ) from None
-        raise InputError(text, fix="check that the input files are readable") from None
-    except duckdb.OutOfMemoryException:
-        raise OperationError(
-            "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
-        ) from None
-    except (duckdb.InterruptException, RuntimeError) as exc:
-        # Ctrl-C (or SIGTERM, which the command turns into it) inside a query comes back
-        # from DuckDB as its own error: it is the interrupt, not a failure of the inputs
-        if isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted":
-            raise KeyboardInterrupt from None
-        raise
-
-
-def _first_line(text: str) -> str:
-    """The first line of a DuckDB error, without its ``IO Error:`` label."""
-    lines = text.strip().splitlines()
-    return re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else "unreadable input"
+    with unreadable_as_input_error(app_spec, queue_spec):
+        return _run_parity(
+            app_spec,
+            queue_spec,
+            key,
+            options,
+            started,
+            (progress or (lambda phase: None), notice or (lambda text: None)),
+        )
 
 
 def _run_parity(
@@ -447,7 +417,7 @@ def _run_parity(
     key: KeySpec | None,
     options: ParityOptions,
     started: float,
-    progress: Callable[[str], None] | None,
+    callbacks: tuple[Callable[[str], None], Callable[[str], None]],
 ) -> ParityReport:
     with _workdir(options) as tmp:
         app_files = resolve_files(app_spec)
@@ -469,7 +439,7 @@ def _run_parity(
                 options,
                 started,
                 tmp,
-                progress or (lambda phase: None),
+                callbacks,
             )
         finally:
             con.close()
@@ -493,8 +463,9 @@ def _run(
     options: ParityOptions,
     started: float,
     tmp: Path,
-    progress: Callable[[str], None],
+    callbacks: tuple[Callable[[str], None], Callable[[str], None]],
 ) -> ParityReport:
+    progress, notice = callbacks
     app_spec, app_files = app
     queue_spec, queue_files, doc_problems = queue
     fields = options.app_fields
@@ -508,11 +479,12 @@ def _run(
             "(hookshift verify pull --delete) and use archive:DIR"
         )
     if key is None:
-        key = _probe_key(con, (app_spec, app_files), queue_files, fields)
-        if key.parts[0].kind == "sha256":
+        key, without = _probe_key(con, (app_spec, app_files), (queue_spec, queue_files), fields)
+        if without:
             warnings.append(
-                "no request ids on both sides: matched on sha256 of the body, so a changed body"
-                " shows as missing on both sides, not as mismatched"
+                f"the first records of {' and of '.join(without)} carry no request id: matched"
+                " on sha256 of the body, so a changed body shows as missing on both sides, not"
+                " as mismatched"
             )
     key_sql = key.sql("rid", "body")
     grace_ms = int(options.grace_s * 1000)
@@ -551,8 +523,19 @@ def _run(
     malformed_examples = _malformed(
         con, counts, (app_spec, app_files), queue_files, doc_problems, options
     )
-    malformed_examples = _leave_out_unfinished(
-        app_spec, app_files, counts, malformed_examples, warnings
+    malformed_examples, unfinished = _leave_out_unfinished(
+        app_spec, app_files, counts, malformed_examples
+    )
+    for line in unfinished.values():
+        warnings.append(line)
+        notice(line)
+    _check_readable(
+        con,
+        counts,
+        (app_spec, app_files, frozenset(unfinished)),
+        (queue_spec, queue_files, doc_problems),
+        fields,
+        app_rows,
     )
     if options.strict and counts["malformed"]:
         first = malformed_examples[0] if malformed_examples else "see the report"
@@ -1166,12 +1149,13 @@ def _leave_out_unfinished(
     app_files: list[Path],
     counts: dict[str, int],
     examples: list[str],
-    warnings: list[str],
-) -> list[str]:
+) -> tuple[list[str], dict[tuple[Path, int], str]]:
     """A log line nginx is still writing is not a malformed record: it is left out of the
-    counts and the examples, and the next run reads it whole."""
+    counts and the examples, and the next run reads it whole. Returns the examples left and
+    each such line with the notice that names it."""
+    unfinished: dict[tuple[Path, int], str] = {}
     if app_spec.kind == "csv":
-        return examples
+        return examples, unfinished
     for path in app_files:
         if counts["malformed_app"] == 0:  # the common case reads no file
             break
@@ -1181,11 +1165,47 @@ def _leave_out_unfinished(
         counts["malformed_app"] -= 1
         counts["malformed"] -= 1
         examples = [e for e in examples if not e.startswith(f"{path}:{line}:")]
-        warnings.append(
+        unfinished[(path, line)] = (
             f"{path}:{line}: the last line has no end yet (nginx is still writing it): left "
             "out; the next run reads it"
         )
-    return examples
+    return examples, unfinished
+
+
+def _check_readable(
+    con: Any,
+    counts: dict[str, int],
+    app: tuple[SourceSpec, list[Path], frozenset[tuple[Path, int]]],
+    queue: tuple[SourceSpec, list[Path], list[str]],
+    fields: AppFields,
+    app_rows: int,
+) -> None:
+    """A side that gave malformed records and not one record is input that could not be
+    read (a JSON array given as JSONL, another log), not a verdict: every callback would count
+    as lost. Costs nothing unless a side has malformed records."""
+    app_spec, app_files, unfinished = app
+    queue_spec, queue_files, doc_problems = queue
+    for index, (side, bad) in enumerate((("app", APP_BAD), ("queue", QUEUE_BAD))):
+        if not counts[f"malformed_{side}"] or (side == "app" and app_spec.kind == "csv"):
+            continue
+        row = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM record_rows WHERE {side_rows(index, app_rows)}"
+            f" AND {C} & {bad} = 0 LIMIT 1)"
+        ).fetchone()
+        if row and row[0]:
+            continue  # the scan kept a record of this side (the window may leave some out)
+        if side == "app":
+            check_some_record("app", app_spec, app_files, fields, unfinished)
+            continue
+        check_some_record("queue", queue_spec, queue_files, fields)
+        if doc_problems:  # the documents held no message that could be read
+            found = re.match(r"(.*?:\d+): (.*)", doc_problems[0])
+            raise InputError(
+                f"no message of {queue_spec.label} could be read; "
+                + (found.group(2) if found else doc_problems[0]),
+                where=found.group(1) if found else None,
+                fix=f"give --queue a source of {SHAPES['queue']}",
+            )
 
 
 def _malformed(

@@ -19,12 +19,15 @@ import glob
 import gzip
 import json
 import os
+import re
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from hookshift.errors import InputError
+from hookshift.errors import InputError, OperationError
 
 APP_KINDS = ("nginx", "jsonl", "csv")
 # the largest record the JSON reader takes (DuckDB's default, stated so errors can name it): a
@@ -83,6 +86,13 @@ def resolve_files(spec: SourceSpec) -> list[Path]:
     """The files a source reads, sorted; an InputError when there are none."""
     if spec.kind == "archive":
         root = Path(spec.target)
+        if root.exists() and not root.is_dir():
+            raise InputError(
+                "is a file, not the archive directory",
+                where=spec.label,
+                fix="pass the --archive directory of `hookshift verify pull` (the one holding "
+                "its *.jsonl segments), or --queue jsonl:FILE for one file of messages",
+            )
         if not root.is_dir():
             raise InputError(
                 "archive directory not found",
@@ -97,6 +107,14 @@ def resolve_files(spec: SourceSpec) -> list[Path]:
                 fix="run `hookshift verify pull` into it first",
             )
         return files
+    if not glob.has_magic(spec.target) and Path(spec.target).is_dir():
+        example = "parity.log*" if spec.kind == "nginx" else f"*.{spec.kind}"
+        raise InputError(
+            "is a directory: the source names files",
+            where=spec.label,
+            fix=f"name the files in it, e.g. {spec.kind}:"
+            f"{os.path.join(spec.target, example)} (quoted, so that the shell leaves the glob)",
+        )
     matches = sorted(glob.glob(spec.target)) if glob.has_magic(spec.target) else [spec.target]
     files = [Path(m) for m in matches if Path(m).is_file()]
     if not files:
@@ -319,7 +337,10 @@ def messages_documents_to_jsonl(path: Path, out: IO[str]) -> list[str]:
         try:
             doc, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{line_no}: not a JSON document ({exc.msg})")
+            problems.append(
+                f"{path}:{exc.lineno}: not a JSON document (unreadable at character "
+                f"{exc.colno} of that line)"
+            )
             break
         messages = doc.get("Messages") if isinstance(doc, dict) else None
         if not isinstance(messages, list):
@@ -349,7 +370,9 @@ def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | 
     try:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg})"
+        return f"not JSON (unreadable at character {exc.pos + 1})"
+    if isinstance(obj, list):
+        return "a JSON array, not one JSON object per line"
     if not isinstance(obj, dict):
         return "not a JSON object"
     if side == "queue":
@@ -395,28 +418,78 @@ def unfinished_last_line(path: Path) -> int | None:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) + 1
 
 
+def _malformed_lines(
+    side: str, kind: str, files: list[Path], fields: AppFields
+) -> Iterator[tuple[Path, int, str | None]]:
+    """Every non-blank line of the files with why it is malformed (None: a record)."""
+    for path in files:
+        for number, line in iter_lines(path):
+            if line:
+                yield path, number, _line_problem(side, kind, line, fields)
+
+
 def locate_malformed(
     side: str, kind: str, files: list[Path], fields: AppFields, limit: int
 ) -> list[str]:
     """The first `limit` malformed lines as ``file:line: why`` (a scan that stops early)."""
     found: list[str] = []
-    for path in files:
-        for number, line in iter_lines(path):
-            if not line:
-                continue
-            problem = _line_problem(side, kind, line, fields)
-            if problem:
-                found.append(f"{path}:{number}: {problem}")
-                if len(found) >= limit:
-                    return found
+    for path, number, problem in _malformed_lines(side, kind, files, fields):
+        if problem:
+            found.append(f"{path}:{number}: {problem}")
+            if len(found) >= limit:
+                break
     return found
 
 
+SHAPES = {
+    "queue": "one SQS message per line, a JSON object with MessageId and Body (what `hookshift "
+    "verify pull` archives, or the Messages of `aws sqs receive-message`)",
+    "nginx": "hookshift's parity log: one JSON object per line, written by the hookshift_parity "
+    "log_format that `hookshift mirror apply` adds",
+    "jsonl": "one JSON object per line, its body in the field --app-body-field names",
+}
+
+
+def check_some_record(
+    side: str,
+    spec: SourceSpec,
+    files: list[Path],
+    fields: AppFields,
+    skip: frozenset[tuple[Path, int]] = frozenset(),
+) -> None:
+    """Refuse a source none of whose lines is a record (a JSON array given as JSONL, another
+    log): its callbacks would all count as lost, when in truth it could not be read. Stops at
+    the first record; `skip` holds lines that are not judged (one nginx is still writing)."""
+    first: tuple[Path, int, str] | None = None
+    for path, number, problem in _malformed_lines(side, spec.kind, files, fields):
+        if problem is None:
+            return
+        if first is None and (path, number) not in skip:
+            first = (path, number, problem)
+    if first is None:
+        return
+    path, number, problem = first
+    shape = SHAPES["queue" if side == "queue" else spec.kind]
+    raise InputError(
+        f"no record of {spec.label} could be read; the first line: {problem}",
+        where=f"{path}:{number}",
+        fix=f"give --{side} a source of {shape}",
+    )
+
+
+# how far the key probe reads past lines that are not records (junk, a torn line) before it
+# gives up on a side
+PROBE_LINES_MAX = 100_000
+
+
 def carries_request_ids(
-    side: str, kind: str, files: list[Path], fields: AppFields, lines: int = 1000
+    side: str, kind: str, files: list[Path], fields: AppFields, records: int = 1000
 ) -> bool | None:
     """Whether the first records of a source carry request ids (as the row SQL reads them),
-    read in Python: choosing the default key then costs no DuckDB scan. None for CSV."""
+    read in Python: choosing the default key then costs no DuckDB scan. None for CSV.
+
+    The files are read in order until records turn up: right after logrotate the first file
+    (the live log, which sorts first) is empty and the rotated ones hold the records."""
     if kind == "csv":
         return None
     if side == "queue":
@@ -426,14 +499,24 @@ def carries_request_ids(
         ]
     else:
         paths = [["request_id"] if kind == "nginx" else fields.request_id.split(".")]
-    with _open_text(files[0]) as fh:
-        for _, line in zip(range(lines), fh, strict=False):
-            try:
-                obj: Any = json.loads(line)
-            except ValueError:
-                continue
-            if any(_dig(obj, path) not in (None, "") for path in paths):
-                return True
+    seen, lines = 0, 0
+    for path in files:
+        with _open_text(path) as fh:
+            for line in fh:
+                lines += 1
+                if lines > PROBE_LINES_MAX:
+                    return False
+                try:
+                    obj: Any = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                if any(_dig(obj, path) not in (None, "") for path in paths):
+                    return True
+                seen += 1
+                if seen >= records:
+                    return False
     return False
 
 
@@ -442,3 +525,152 @@ def _dig(obj: Any, path: list[str]) -> Any:
     for seg in path:
         obj = obj.get(seg) if isinstance(obj, dict) else None
     return obj
+
+
+# --------------------------------------------------------------------------- unreadable inputs
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_problem(path: Path) -> tuple[str, str] | None:
+    """What is wrong with a ``.gz`` file and how to fix it, in the words of the person who has
+    to; None when it decompresses whole. Reads it all: only for an error already seen.
+
+    zlib is driven member by member (not through `gzip`) so that the place of the damage is
+    exact: the lines before it came out whole."""
+    lines = members = produced = 0
+    started = False  # a member begun and not ended yet
+    inflate = zlib.decompressobj(wbits=31)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            data = block
+            while data:
+                if not started and members and not data.startswith(GZIP_MAGIC):
+                    if data.strip(b"\0"):  # zeros pad a tape block; anything else is junk
+                        return (
+                            f"bytes that are not gzip follow its compressed data "
+                            f"(after line {lines})",
+                            f"read it from a copy without them (`zcat {path} > FILE` keeps the "
+                            "data), or leave it out of the source",
+                        )
+                    break
+                started = True
+                try:
+                    out = inflate.decompress(data)
+                except zlib.error:
+                    if members == 0 and produced == 0 and not block.startswith(GZIP_MAGIC):
+                        return (
+                            "not a gzip file, though its name ends in .gz",
+                            "decompress or rename it, or leave it out of the source",
+                        )
+                    return f"its compressed data is damaged {_after(lines)}", _RESTORE
+                lines += out.count(b"\n")
+                produced += len(out)
+                data = b""
+                if inflate.eof:
+                    members, started = members + 1, False
+                    data = inflate.unused_data
+                    inflate = zlib.decompressobj(wbits=31)
+    if started:
+        return f"the compressed file is truncated {_after(lines)}", _RESTORE
+    return None
+
+
+_RESTORE = "restore it from a backup, or leave it out of the source (a narrower glob)"
+
+
+def _after(lines: int) -> str:
+    return f"after line {lines}" if lines else "before its first line ends"
+
+
+def _damaged_gzip(named: str | None, specs: tuple[SourceSpec, ...]) -> InputError:
+    """The error for a compressed input that does not decompress: the file DuckDB named, else
+    the first damaged ``.gz`` among the sources' files."""
+    candidates = [Path(named)] if named else []
+    for spec in specs:
+        if spec.kind != "sqs":
+            try:
+                candidates += [p for p in resolve_files(spec) if p.suffix == ".gz"]
+            except InputError:
+                continue
+    for path in candidates:
+        found = gzip_problem(path) if path.is_file() else None
+        if found is not None:
+            return InputError(found[0], where=str(path), fix=found[1])
+    return InputError(
+        "a compressed input is truncated or damaged",
+        where=named,
+        fix="check the .gz files with `gzip -t`; leave out the damaged one",
+    )
+
+
+def first_line_longer_than(path: Path, limit: int) -> int | None:
+    """The number of the first line of `path` longer than `limit` bytes (None: none is)."""
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    number, length = 1, 0  # the line being read, and its bytes so far
+    with opener(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            parts = chunk.split(b"\n")
+            if length + len(parts[0]) > limit:
+                return number
+            if len(parts) == 1:
+                length += len(parts[0])
+                continue
+            for index, part in enumerate(parts[1:], 1):
+                if len(part) > limit:
+                    return number + index
+            number += len(parts) - 1
+            length = len(parts[-1])
+    return None
+
+
+def _first_line(text: str) -> str:
+    """The first line of a DuckDB error, without its ``IO Error:`` label."""
+    lines = text.strip().splitlines()
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0]) if lines else "unreadable input"
+
+
+@contextmanager
+def unreadable_as_input_error(*specs: SourceSpec) -> Iterator[None]:
+    """Inputs DuckDB or gzip cannot read (a damaged .gz, a record larger than the JSON reader
+    takes) as one line naming the file, instead of the library's error; the files of `specs`
+    are where a damaged .gz is looked for when the library does not name it."""
+    import duckdb
+
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise _damaged_gzip(None, specs) from None
+    except duckdb.InvalidInputException as exc:
+        text = str(exc)
+        if "maximum_object_size" not in text:
+            raise InputError(_first_line(text), fix="check the input files") from None
+        found = re.search(r'reading file "([^"]+)"', text)
+        where = found.group(1) if found else None
+        line = None
+        if where is not None and Path(where).is_file():
+            line = first_line_longer_than(Path(where), JSON_RECORD_MAX)
+        raise InputError(
+            f"a record is larger than {JSON_RECORD_MAX // (1 << 20)} MiB: no callback is that big",
+            where=where if line is None else f"{where}:{line}",
+            fix="remove that line"
+            if line is not None
+            else "remove that line (find it with `awk 'length > 16000000 {print NR}' FILE`)",
+        ) from None
+    except duckdb.IOException as exc:
+        text = _first_line(str(exc))
+        if "GZIP" in text or "gzip" in text:
+            named = re.search(r"GZIP stream: (.+)$", text)
+            raise _damaged_gzip(named.group(1) if named else None, specs) from None
+        raise InputError(text, fix="check that the input files are readable") from None
+    except duckdb.OutOfMemoryException:
+        raise OperationError(
+            "the comparison ran out of memory (fix: raise --memory-limit or give --temp-dir)"
+        ) from None
+    except (duckdb.InterruptException, RuntimeError) as exc:
+        # Ctrl-C (or SIGTERM, which the command turns into it) inside a query comes back
+        # from DuckDB as its own error: it is the interrupt, not a failure of the inputs
+        if isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise

@@ -326,6 +326,15 @@ class Watcher:
         self._class = class_sql(None, grace_ms, options.since_ms, options.until_ms)
 
     def __enter__(self) -> Watcher:
+        from hookshift.verify.outputs import check_not_input
+
+        for name in (DB_NAME, STATE_NAME, ALERT_MEMORY):
+            check_not_input(
+                self.state_dir / name,
+                "--state",
+                (self.app, self.queue),
+                fix="give --state a directory the sources do not read",
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._stack.enter_context(
             exclusive_lock(

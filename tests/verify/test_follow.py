@@ -164,6 +164,7 @@ def test_sigterm_stops_the_follow_cleanly_with_state_and_metrics(
         entries = [{"Id": str(j), "MessageBody": f"body {i + j}"} for j in range(10)]
         client.send_message_batch(QueueUrl=short, Entries=entries)
     archive, metrics = tmp_path / "a", tmp_path / "m" / "hookshift_pull.prom"
+    metrics.parent.mkdir()  # an output's directory must exist: a typo grows no tree
     argv = [
         "--queue-url", short, "--archive", str(archive), "--endpoint-url", moto.endpoint,
         "--delete", "--follow", "--wait-time", "1", "--metrics-file", str(metrics),

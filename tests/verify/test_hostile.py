@@ -195,7 +195,7 @@ def test_sigterm_during_a_query_unwinds_as_an_interrupt_not_a_traceback() -> Non
     import duckdb
 
     from hookshift.verify.cli import _sigterm_as_interrupt
-    from hookshift.verify.parity import _unreadable_as_input_error
+    from hookshift.verify.sources import unreadable_as_input_error
 
     con = duckdb.connect()
     con.execute("SET threads = 1")  # a few seconds of work at most, even when it is not stopped
@@ -206,7 +206,7 @@ def test_sigterm_during_a_query_unwinds_as_an_interrupt_not_a_traceback() -> Non
         with (
             pytest.raises(KeyboardInterrupt),
             _sigterm_as_interrupt(),
-            _unreadable_as_input_error(),
+            unreadable_as_input_error(),
         ):
             timer.start()
             con.execute("SELECT sum(hash(range)) FROM range(2000000000)")
