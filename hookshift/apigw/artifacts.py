@@ -36,6 +36,13 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 _STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
+_BASE_PATH = re.compile(r"^[A-Za-z0-9$_.+!*'()-]+$")
+ROLE_NAME_RULE = "1-64 of A-Z a-z 0-9 _+=,.@-"
+ROLE_SUFFIX = "-sqs-send"  # the execution role's name: API name + this, unless given
+#: Deeper than any callback; the JSON decoder and the schema inference recurse per level.
+MAX_SAMPLE_DEPTH = 64
+SAMPLE_FIX = "give one JSON callback (an object), or one per line (JSON Lines)"
 
 
 def infer_schema(samples: Sequence[Any]) -> dict[str, Any]:
@@ -86,18 +93,69 @@ def _json_type(value: Any) -> str:
     return "null"
 
 
-def load_samples(text: str, where: str) -> list[Any]:
-    """One JSON document, or JSON Lines (one callback per line)."""
+def _depth(value: Any) -> int:
+    """How deeply `value` nests objects and arrays (a scalar is 0), without recursing."""
+    deepest = 0
+    todo = [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _sample(text: str, where: str) -> Any:
+    """One sample callback: a JSON object nested at most `MAX_SAMPLE_DEPTH` levels (text that
+    is no JSON raises the decoder's ValueError)."""
     try:
-        return [json.loads(text)]
-    except ValueError:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+        depth = MAX_SAMPLE_DEPTH + 1
+    else:
+        depth = _depth(value)
+    if depth > MAX_SAMPLE_DEPTH:
+        raise InputError(
+            f"nested deeper than {MAX_SAMPLE_DEPTH} levels: not a callback", where=where,
+            fix=SAMPLE_FIX,
+        )  # fmt: skip
+    if not isinstance(value, dict):
+        raise InputError(
+            f"a sample callback is a JSON object, not {_article(_json_type(value))}",
+            where=where,
+            fix=SAMPLE_FIX,
+        )
+    return value
+
+
+def _article(kind: str) -> str:
+    return {"array": "an array", "integer": "a number", "object": "an object"}.get(
+        kind, f"a {kind}"
+    )
+
+
+def load_samples(text: str, where: str) -> list[Any]:
+    """One JSON document, or JSON Lines (one callback per line); each a JSON object.
+
+    A vendor's callback is an object; anything else (an array, a bare string) or anything
+    nested deeper than `MAX_SAMPLE_DEPTH` is refused rather than turned into a model that
+    rejects every real callback.
+    """
+    try:
+        return [_sample(text, where)]
+    except ValueError:  # not one JSON document: JSON Lines, then
         pass
     samples = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            samples.append(json.loads(line))
+            samples.append(_sample(line, f"{where}:{number}"))
         except ValueError as exc:
             raise InputError(
                 f"not JSON: {exc.args[0]}",
@@ -116,7 +174,17 @@ def load_samples(text: str, where: str) -> list[Any]:
 @dataclass(frozen=True)
 class ApiSpec:
     """What to build. Account and region are needed only for OpenAPI (CloudFormation and
-    Terraform take them from the deploying account)."""
+    Terraform take them from the deploying account).
+
+    Names are checked as AWS checks them, so a mistake is told here and not by a failed stack:
+
+    - the API name: required (not empty), printable;
+    - the execution role (``role_name``, else the API name + ``-sqs-send``): IAM's RoleName,
+      1-64 of ``A-Z a-z 0-9 _+=,.@-`` (no ``/``: a path is another field);
+    - the base path: one segment of ``A-Z a-z 0-9 $-_.+!*'()`` (a BasePathMapping; slashes
+      around it are dropped, and empty maps the domain's root);
+    - the certificate: an ACM ARN, ``arn:aws:acm:REGION:ACCOUNT:certificate/ID``.
+    """
 
     queue_name: str
     api_name: str = "hookshift-callbacks"
@@ -167,20 +235,54 @@ class ApiSpec:
                     f"resource path segment {segment!r} is not supported",
                     fix="use literal segments like /bizppurio/callback",
                 )
+        self._check_names()
         if self.domain is not None:
             if not _DOMAIN.match(self.domain):
                 raise InputError(
                     f"{self.domain!r} is not a domain name", fix="e.g. hooks.example.com"
                 )
-            if self.certificate_arn is None or not _ACM_ARN.match(self.certificate_arn):
+            if self.certificate_arn is None:
                 raise InputError(
                     "a custom domain needs its ACM certificate ARN (in the API's region)",
                     fix="--certificate-arn arn:aws:acm:REGION:ACCOUNT:certificate/ID",
+                )
+            if not _ACM_ARN.fullmatch(self.certificate_arn):
+                raise InputError(
+                    f"{self.certificate_arn!r} is not an ACM certificate ARN",
+                    fix="--certificate-arn arn:aws:acm:REGION:ACCOUNT:certificate/ID (the "
+                    "certificate's ARN in ACM, in the API's region)",
                 )
         if self.kms_key_arn is not None and not _KMS_KEY_ARN.match(self.kms_key_arn):
             raise InputError(
                 f"{self.kms_key_arn!r} is not a KMS key ARN",
                 fix="arn:aws:kms:REGION:ACCOUNT:key/KEY-ID (the queue's customer-managed key)",
+            )
+
+    def _check_names(self) -> None:
+        """The API, role and base path names, by the rules in the class docstring."""
+        if not self.api_name or not self.api_name.isprintable():
+            raise InputError(
+                f"{self.api_name!r} is not an API name (AWS requires one, printable)",
+                fix="e.g. --api-name hookshift-callbacks",
+            )
+        if self.role_name is not None and not _ROLE_NAME.fullmatch(self.role_name):
+            raise InputError(
+                f"{self.role_name!r} is not an IAM role name",
+                fix=f"--role-name of {ROLE_NAME_RULE}, e.g. hookshift-callbacks-sqs-send",
+            )
+        if not _ROLE_NAME.fullmatch(self.role):
+            raise InputError(
+                f"the execution role's name {self.role!r} (the API name + {ROLE_SUFFIX}) is not "
+                "an IAM role name",
+                fix=f"pass --role-name ({ROLE_NAME_RULE}), or an --api-name of those characters, "
+                f"at most {64 - len(ROLE_SUFFIX)} long",
+            )
+        base = self.base_path.strip("/")
+        if base and not _BASE_PATH.fullmatch(base):
+            raise InputError(
+                f"{self.base_path!r} is not a base path API Gateway maps",
+                fix="one segment of A-Z a-z 0-9 $-_.+!*'(), e.g. --base-path v1 "
+                "('' maps the domain's root)",
             )
 
     @property
@@ -196,7 +298,7 @@ class ApiSpec:
 
     @property
     def role(self) -> str:
-        return self.role_name or f"{self.api_name}-sqs-send"
+        return self.role_name or f"{self.api_name}{ROLE_SUFFIX}"
 
     def mapping_template(self) -> str:
         return integration.mapping_template(self.template)

@@ -129,6 +129,22 @@ def _request_model(sample: Path | None, model: Path | None) -> dict[str, Any] | 
     return None
 
 
+def _check_output_directory(output: Path) -> None:
+    """Refuse ``-o`` into a directory that does not exist, before anything is built: the
+    atomic write would create every missing directory, anywhere (as root: under any home)."""
+    parent = output.parent
+    if not parent.exists():
+        raise InputError(
+            f"directory {parent} does not exist",
+            where=f"-o {output}",
+            fix="create the directory first, or write elsewhere",
+        )
+    if not parent.is_dir():
+        raise InputError(
+            f"{parent} is not a directory", where=f"-o {output}", fix="write into a directory"
+        )
+
+
 def _execution_line(execution: Execution) -> str:
     what = execution.gateway_response or (
         f"SQS {execution.integration_status} ({execution.integration_source}): "
@@ -442,6 +458,8 @@ def render_cmd(
       hookshift apigw render --format terraform --queue-name results.fifo --fifo \\
           --fifo-group-id-path '$.PHONE' --fifo-dedup-id-path '$.CMSGID'
     """
+    if output is not None:
+        _check_output_directory(output)
     options = _options_from(kwargs)
     schema = None
     if sample is not None:

@@ -15,14 +15,14 @@ the intent, change nginx through the mirror engine and commit (`cutover.transiti
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from hookshift.addresses import is_http_url
-from hookshift.cutover import journal, nginx_ops, report, stages, transition
+from hookshift.cutover import journal, nginx_ops, probe, report, stages, transition
 from hookshift.cutover.gather import gather
 from hookshift.cutover.journal import Entry, FileChange, Journal
 from hookshift.cutover.settings import Settings
@@ -256,26 +256,34 @@ def init(state_path: Path, settings: Settings) -> InitResult:
     """Start a cut-over journal at baseline, recording the settings and the nginx files' bytes.
 
     Needs ``config`` and ``path``; the nginx binary is recorded as a full path (a later run from
-    cron, whose PATH lacks /usr/sbin, uses the same nginx).
+    cron, whose PATH lacks /usr/sbin, uses the same nginx). Every setting a later stage uses is
+    checked first, the mirror engine's by the engine itself (`nginx_ops.check_engine_options`):
+    a typo found on Thursday's advance would stop a cut-over that Monday's init accepted.
     """
     settings = settings.override(**absolute({n: getattr(settings, n) for n in SETTING_NAMES}))
     config = settings.need("config", "to record the nginx files of the baseline")
     settings.need("path", "to know the callback location")
     for name in ("stage_url", "domain_url"):
         url = getattr(settings, name)
-        if url is not None and not (url.startswith("https://") and is_http_url(url)):
+        option = f"--{name.replace('_', '-')}"
+        if url is not None and not url.startswith("https://"):
             raise InputError(
-                f"--{name.replace('_', '-')} {url!r} is not an https URL",
+                f"{option} {url!r} is not an https URL",
                 fix="API Gateway is HTTPS only: https://ID.execute-api.REGION.amazonaws.com/STAGE"
                 " or https://your.custom.domain",
             )
+        if url is not None:
+            probe.check_url(url, option)
     if settings.path and not settings.path.startswith("/"):
         raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
     if settings.queue is not None:  # read at every gate: a typo must not wait for the first
-        from hookshift.cutover.probe import QueueSpec
-
-        QueueSpec.parse(settings.queue, endpoint_url=settings.endpoint_url, region=settings.region)
+        probe.QueueSpec.parse(
+            settings.queue, endpoint_url=settings.endpoint_url, region=settings.region
+        )
+    if settings.ca_file is not None:
+        probe.check_ca_file(settings.ca_file)
     settings = settings.override(nginx_bin=nginx_ops.check_binary(settings.nginx_bin))
+    nginx_ops.check_engine_options(settings)
     if state_path.exists():
         journal.read(state_path)  # a foreign file is reported as such
         raise InputError(
@@ -327,9 +335,14 @@ def advance(
     are ignored). ``dry_run`` gathers the evidence and checks the gates but changes neither
     nginx nor the queue nor the journal. ``adopt_edits`` records nginx edits made outside the
     cut-over and goes on; without it they are refused.
+
+    A dry run leaves no lock file behind: when none exists, no command has ever held the lock,
+    so there is no transition to settle and none to wait for; it then runs without one, and
+    refuses (rather than settles) a transition that begins meanwhile.
     """
     journal.read(state_path)  # a missing or foreign file is reported before any lock file
-    with journal.locked(state_path):
+    held = not dry_run or journal.lock_path(state_path).exists()
+    with journal.locked(state_path) if held else contextlib.nullcontext():
         return _advance(
             state_path,
             _overrides(overrides),
@@ -338,6 +351,7 @@ def advance(
             adopt_edits=adopt_edits,
             dedup_confirmed=dedup_confirmed,
             notes=_Notes(notice),
+            settle=held,
         )
 
 
@@ -424,10 +438,16 @@ def _advance(
     adopt_edits: bool,
     dedup_confirmed: bool,
     notes: _Notes,
+    settle: bool = True,
 ) -> AdvanceResult:
     current, settings = _load(state_path, overrides)
     if stages.next_stage(current.stage) is None and current.pending is None:
         raise InputError(f"the cut-over is already {current.stage}: there is no next stage")
+    if not settle and current.pending is not None:  # begun since the unlocked dry run started
+        raise OperationError(
+            f"{state_path}: a transition is running now (another command holds the journal); "
+            "run the dry run again when it is done"
+        )
     if not dry_run:
         nginx_ops.check_binary(settings.nginx_bin)
     resolution = _resolve(

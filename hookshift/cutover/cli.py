@@ -360,7 +360,8 @@ def rollback(
     type=float,
     default=10.0,
     show_default=True,
-    help="Seconds to wait for the marker in the queue.",
+    help="Seconds each step may take: DNS (at most 3), the TLS handshake (5), the POST (10), "
+    "and the search for the marker in the queue.",
 )
 @_FORMAT
 def probe(

@@ -25,7 +25,11 @@ _CLOUDFRONT_TARGET = re.compile(r"^[a-z0-9]+\.cloudfront\.net$")
 
 @dataclass(frozen=True)
 class DnsObservation:
-    """The answer for the host: ``rcode`` is NOERROR, NXDOMAIN, NODATA, TIMEOUT or ERROR."""
+    """The answer for the host: ``rcode`` is NOERROR, NXDOMAIN, NODATA, TIMEOUT or ERROR.
+
+    ``source`` is ``system`` for a name this machine answers itself (``localhost``): no DNS
+    was asked, so there is nothing about DNS records to judge.
+    """
 
     rcode: str
     chain: tuple[str, ...] = ()  # CNAME targets in order
@@ -34,17 +38,24 @@ class DnsObservation:
     error: str = ""
     expected_target: str = ""  # the custom domain's d-... name, when the operator gave it
     target_addresses: tuple[str, ...] = ()  # what the same resolver says for it
+    source: str = "dns"  # "dns" | "system"
+    # what this machine's own lookup (hosts file) gives for a name DNS does not know
+    local_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class TlsObservation:
-    """The handshake with SNI = host (``error_kind`` empty on success) and without SNI."""
+    """The handshake with SNI = host (``error_kind`` empty on success) and without SNI.
 
-    error_kind: str = ""  # "", "hostname", "expired", "untrusted", "handshake", "connect"
+    ``silent``: the TCP connection was made and the handshake got no answer in time.
+    """
+
+    error_kind: str = ""  # "", "hostname", "expired", "untrusted", "handshake", "connect", "silent"
     error: str = ""
     sans: tuple[str, ...] = ()
     not_after: float | None = None  # epoch seconds
     sni_required: bool | None = None  # True when a handshake without SNI is refused
+    address: str = ""  # the address connected to
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,29 @@ def is_execute_api_host(host: str) -> bool:
     return _EXECUTE_API.match(host.lower()) is not None
 
 
+def _local_only(dns: DnsObservation) -> str:
+    """The words for a name only this machine's hosts file knows (else nothing)."""
+    if not dns.local_addresses:
+        return ""
+    return (
+        f"; only this machine's hosts file gives it an address ({', '.join(dns.local_addresses)}),"
+        " which the vendor's resolver never reads"
+    )
+
+
 def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
+    if dns.source == "system":
+        if dns.addresses:
+            return []
+        return [
+            Finding(
+                "dns-no-address",
+                "error",
+                f"{host} has no address: {dns.error or 'this machine does not resolve it'}",
+                "add it to this machine's hosts file (127.0.0.1 localhost), or probe the "
+                "address itself: https://127.0.0.1:PORT/PATH",
+            )
+        ]
     custom = not is_execute_api_host(host)
     if dns.rcode == "NXDOMAIN":
         if custom:
@@ -137,7 +170,7 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
                     "dns-nxdomain",
                     "error",
                     f"{host} does not exist in DNS (NXDOMAIN from {dns.resolver}): the custom "
-                    "domain's record was not created or has not propagated yet",
+                    f"domain's record was not created or has not propagated yet{_local_only(dns)}",
                     "create the API Gateway custom domain name (regional), then a CNAME or alias "
                     f"record {host} -> its d-XXXX.execute-api.REGION.amazonaws.com target; "
                     "wait for the TTL and retry",
@@ -148,7 +181,7 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
                 "dns-nxdomain",
                 "error",
                 f"{host} does not exist in DNS (NXDOMAIN from {dns.resolver}): wrong API id or "
-                "region, or the API was deleted",
+                f"region, or the API was deleted{_local_only(dns)}",
                 "copy the invoke URL from the API Gateway console (Stages -> Invoke URL)",
             )
         ]
@@ -168,7 +201,8 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
             Finding(
                 "dns-no-address",
                 "error",
-                f"{host} has no address ({dns.rcode}{': ' + dns.error if dns.error else ''})",
+                f"{host} has no address ({dns.rcode}{': ' + dns.error if dns.error else ''})"
+                f"{_local_only(dns)}",
                 "point the name at API Gateway: a CNAME/alias to the custom domain's "
                 "d-XXXX.execute-api.REGION.amazonaws.com target",
             )
@@ -230,6 +264,13 @@ def _port(url: str) -> int:
         return 443
 
 
+def _endpoint(host: str, port: int, address: str) -> str:
+    """``host:port``, and the address connected to when the host is a name."""
+    shown = f"[{host}]" if ":" in host else host
+    via = f" ({address})" if address and address != host else ""
+    return f"{shown}:{port}{via}"
+
+
 def _days(seconds: float) -> str:
     return f"{seconds / 86400:.0f} day(s)"
 
@@ -284,9 +325,20 @@ def _tls_findings(host: str, port: int, tls: TlsObservation, now: float) -> list
             Finding(
                 "tls-connect",
                 "error",
-                f"no TCP connection to {host}: {tls.error}",
+                f"no TCP connection to {_endpoint(host, port, tls.address)}: {tls.error}",
                 f"check the address DNS gives and that port {port} is reachable (security "
                 "groups, proxies)",
+            )
+        )
+    elif tls.error_kind == "silent":
+        findings.append(
+            Finding(
+                "tls-no-answer",
+                "error",
+                f"the TCP connection to {_endpoint(host, port, tls.address)} was made but the TLS "
+                f"handshake got {tls.error}: something that is not HTTPS listens there",
+                f"check the URL's port ({port}) and the address DNS gives: API Gateway answers "
+                "TLS on 443; a plain HTTP or other service never answers a TLS handshake",
             )
         )
     if tls.not_after is not None and not tls.error_kind:

@@ -192,18 +192,25 @@ class Journal:
         return None
 
 
+def lock_path(path: Path) -> Path:
+    """``STATE.lock``, beside the journal; once made it stays (see `locked`)."""
+    return path.with_name(path.name + ".lock")
+
+
 def locked(path: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``STATE.lock`` for a whole transition, so two operators cannot run one at once.
 
     Non-blocking: the second command is refused at once rather than waiting behind a parity
-    run, and it re-reads the journal when it is run again.
+    run, and it re-reads the journal when it is run again. The lock file is never removed:
+    a command that unlinked it while another had it open would let a third lock a new file
+    beside the held one.
     """
-    lock_path = path.with_name(path.name + ".lock")
+    lock = lock_path(path)
     refusal = (
         f"{path}: another `hookshift cutover` command is running on this journal "
-        f"({lock_path} is locked); wait for it and run again"
+        f"({lock} is locked); wait for it and run again"
     )
-    return exclusive_lock(lock_path, refusal, mode=0o644)
+    return exclusive_lock(lock, refusal, mode=0o644)
 
 
 def now_iso() -> str:
@@ -356,8 +363,8 @@ def read(path: Path) -> Journal:
         raise InputError(f"cannot read state file ({exc.strerror})", where=str(path)) from None
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _bad(path, 1, "not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise _bad(path, data.count(b"\n", 0, exc.start) + 1, "not UTF-8 text") from None
     if text and not text.endswith("\n"):
         raise _bad(path, text.count("\n") + 1, "last line is incomplete (file truncated?)")
     # not splitlines(): JSON text may hold U+2028 and other line breaks inside strings

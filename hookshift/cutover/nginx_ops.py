@@ -144,7 +144,7 @@ def check_binary(nginx_bin: str | None) -> str:
         )
     try:
         binary.nginx_version(found)
-    except (OperationError, subprocess.TimeoutExpired):
+    except (HookshiftError, subprocess.TimeoutExpired):  # its fix offers --nginx-version: not ours
         raise InputError(
             f"{found} does not answer `-v` like nginx", fix="pass --nginx-bin with nginx's path"
         ) from None
@@ -224,6 +224,26 @@ def mirror_request(settings: Settings, shape: NginxShape) -> mirror.MirrorReques
         nginx_bin=settings.nginx_bin or "nginx",
         dns_check=False,
     )
+
+
+#: What the engine plans toward when neither URL is set yet (the options are checked all the same)
+STAND_IN_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def check_engine_options(settings: Settings) -> None:
+    """Refuse the mirror engine's options (listen, server name, resolvers, path, the URLs...)
+    as ``hookshift mirror plan --no-dns-check`` would, before a journal records them.
+
+    The engine plans the first stage that mirrors, offline, and the plan is thrown away: only
+    its refusal counts. So the engine stays the one place that knows a valid option, and init
+    takes exactly what each stage's apply will take. With no URL yet, it plans toward
+    `STAND_IN_URL`.
+    """
+    target = "stage_url" if settings.stage_url else "domain_url"
+    if settings.stage_url is None and settings.domain_url is None:
+        settings = settings.override(stage_url=STAND_IN_URL)
+        target = "stage_url"
+    mirror.plan(mirror_request(settings, NginxShape("mirror", target)))
 
 
 def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:

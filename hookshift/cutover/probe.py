@@ -7,13 +7,20 @@ failed (no address, so no handshake) is simply not observed.
 DNS is asked with dnspython against the resolver given (``--resolver 127.0.0.1:5353`` in the
 rehearsal), and the HTTP request then goes to the address that resolver gave, with the host name
 kept for SNI, certificate checks and the Host header: so the probe tests the name the vendor will
-use, exactly as the vendor's resolver would see it.
+use, exactly as the vendor's resolver would see it. Two kinds of host are not DNS's to answer:
+an address in the URL, and ``localhost`` (with its ``*.localhost`` names, RFC 6761), which this
+machine resolves itself (its hosts file) and no DNS server knows.
+
+Every network step waits at most ``--timeout`` seconds (and no more than its own cap, `STEP_CAPS`),
+so a port that accepts TCP and never speaks TLS costs one timeout, not minutes. What a step saw
+is kept in the user's words: no OpenSSL source positions (``_ssl.c:989``) and no exception names.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import ssl
 import time
@@ -32,7 +39,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from hookshift.addresses import is_http_url
+from hookshift.addresses import is_ip_address
 from hookshift.cutover.diagnosis import (
     DnsObservation,
     HttpObservation,
@@ -41,12 +48,18 @@ from hookshift.cutover.diagnosis import (
     TlsObservation,
 )
 from hookshift.errors import InputError
+from hookshift.nginx.values import parse_resolver
 from hookshift.verify.pull import check_queue_url
 
 PROBE_FIELD = "hookshift_probe"
 # Special characters and Korean text, after the marker: a template without $util.urlEncode
 # cuts the body at the first '&' (or SQS refuses it), which the probe then sees and names.
 PROBE_TEXT = "hookshift probe: a=1&b=2+3 100% 한글"
+#: The most each network step waits, in seconds; ``--timeout`` shortens them, never lengthens.
+STEP_CAPS = {"dns": 3.0, "tls": 5.0, "http": 10.0}
+URL_EXAMPLE = "e.g. https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callback"
+# where OpenSSL's messages name its own source: "(_ssl.c:1006)" or "_ssl.c:989: "
+_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)|_ssl\.c:\d+:\s*")
 
 
 @dataclass(frozen=True)
@@ -86,26 +99,96 @@ def probe_body(marker: str) -> str:
     )
 
 
-def parse_resolver(spec: str) -> tuple[str, int]:
-    host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "53")
+def check_url(url: str, name: str = "probe URL") -> str:
+    """``url`` as the probe (or a cut-over setting) takes it: http(s), a host, and a port that
+    exists. The refusal says which of these is wrong, the port by its number."""
     try:
-        return host, int(port)
+        parts = urlsplit(url)  # an unclosed [IPv6 is a ValueError here
     except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InputError(f"{name} {url!r} is not an https URL", fix=URL_EXAMPLE)
+    host_port = parts.netloc.rpartition("@")[2]
+    port = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
+    _, colon, number = port.partition(":")
+    if colon and number:
+        if not (number.isascii() and number.isdigit()):
+            raise InputError(
+                f"{name} {url!r}: the port {number!r} is not a number", fix=URL_EXAMPLE
+            )
+        if not 0 < int(number) < 65536:
+            raise InputError(
+                f"{name} {url!r}: the port {number} is out of range (1-65535)",
+                fix="give the port the endpoint listens on, or none for 443",
+            )
+    return url
+
+
+def check_ca_file(ca_file: str) -> Path:
+    """The CA bundle, checked before anything is sent: a file holding PEM certificates.
+
+    A missing or wrong bundle would otherwise surface in the middle of the TLS step, where it
+    reads like a network or handshake failure and sends the user to the wrong place.
+    """
+    where = f"--ca-file {ca_file}"
+    fix = "pass the PEM bundle of the CA that signed the server's certificate"
+    path = Path(ca_file)
+    if not path.exists():
+        raise InputError("not found", where=where, fix=fix)
+    if not path.is_file():  # a directory, or a FIFO whose read would block
+        raise InputError("not a file", where=where, fix=fix)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", where=where, fix=fix) from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise InputError("no PEM certificate in it", where=where, fix=fix)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
         raise InputError(
-            f"resolver {spec!r} is not ADDR[:PORT]", fix="e.g. --resolver 127.0.0.1:5353"
+            "its PEM certificates cannot be read (cut short or damaged?)", where=where, fix=fix
         ) from None
+    return path
+
+
+def is_local_name(host: str) -> bool:
+    """``localhost`` and ``*.localhost``: names this machine answers itself (RFC 6761)."""
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _system_addresses(host: str) -> tuple[str, ...]:
+    """What this machine resolves ``host`` to (its hosts file first, as every program's
+    getaddrinfo does), IPv4 first; empty when it does not."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return ()
+    v4 = [str(a[4][0]) for a in found if a[0] == socket.AF_INET]
+    v6 = [str(a[4][0]) for a in found if a[0] == socket.AF_INET6]
+    return tuple(dict.fromkeys(v4 + v6))
 
 
 def observe_dns(
     host: str, resolver: tuple[str, int] | None, timeout: float = 3.0
 ) -> DnsObservation:
-    """Ask for ``host``'s A record; collect the CNAME chain and the addresses."""
+    """Ask for ``host``'s A record; collect the CNAME chain and the addresses.
+
+    An address needs no DNS, and ``localhost`` is asked of this machine, as every program on it
+    would. A name DNS does not know (asked of the system's resolver) is also looked up the
+    system's way, so the diagnosis can say when only this machine's hosts file has it.
+    """
     label = f"{resolver[0]}:{resolver[1]}" if resolver else "system resolver"
-    try:
-        socket.inet_aton(host)
-        return DnsObservation("NOERROR", (), (host,), "literal address")
-    except OSError:
-        pass
+    if is_ip_address(host):
+        return DnsObservation("NOERROR", (), (host.strip("[]"),), "literal address")
+    if is_local_name(host):
+        mine = _system_addresses(host)
+        if mine:
+            return DnsObservation("NOERROR", (), mine, "this machine", source="system")
+        error = "this machine does not resolve it (no entry in its hosts file)"
+        return DnsObservation("ERROR", resolver="this machine", error=error, source="system")
+    system_asked = resolver is None
     if resolver is None:
         try:
             system = dns.resolver.Resolver()
@@ -121,7 +204,7 @@ def observe_dns(
     except dns.exception.Timeout:
         return DnsObservation("TIMEOUT", resolver=label)
     except OSError as exc:
-        return DnsObservation("ERROR", resolver=label, error=str(exc))
+        return DnsObservation("ERROR", resolver=label, error=plain_words(exc))
     rcode = dns.rcode.to_text(reply.rcode())
     chain: list[str] = []
     addresses: list[str] = []
@@ -133,12 +216,31 @@ def observe_dns(
                 addresses.append(str(item.address))
     if rcode == "NOERROR" and not addresses:
         rcode = "NODATA"
-    return DnsObservation(rcode, tuple(chain), tuple(addresses), label)
+    local: tuple[str, ...] = ()
+    if system_asked and rcode in ("NXDOMAIN", "NODATA"):
+        local = _system_addresses(host)
+    return DnsObservation(rcode, tuple(chain), tuple(addresses), label, local_addresses=local)
 
 
 def _context(ca_file: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=ca_file)
     return context
+
+
+def plain_words(exc: BaseException) -> str:
+    """What went wrong, in words: OpenSSL's reason, or the system's, without source positions."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return _SSL_SOURCE.sub("", text).strip() or "no reason given"
+
+
+class _NoConnection(Exception):
+    """The TCP connection itself failed (refused, unreachable, or no answer in time)."""
+
+
+class _Silent(Exception):
+    """TCP connected, and the TLS handshake got no answer in time."""
 
 
 def _cert_facts(der: bytes) -> tuple[tuple[str, ...], float | None]:
@@ -156,17 +258,30 @@ def _cert_facts(der: bytes) -> tuple[tuple[str, ...], float | None]:
 def _handshake(
     address: str, port: int, server_name: str | None, context: ssl.SSLContext, timeout: float
 ) -> bytes:
-    with (
-        socket.create_connection((address, port), timeout=timeout) as raw,
-        context.wrap_socket(raw, server_hostname=server_name) as tls,
-    ):
-        return tls.getpeercert(binary_form=True) or b""
+    """One TLS handshake; the TCP connect and the handshake each wait at most ``timeout``."""
+    try:
+        raw = socket.create_connection((address, port), timeout=timeout)
+    except TimeoutError:
+        raise _NoConnection(f"no answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise _NoConnection(plain_words(exc)) from None
+    with raw:
+        try:
+            tls = context.wrap_socket(raw, server_hostname=server_name)
+        except TimeoutError:  # connected, and the peer said nothing within the timeout
+            raise _Silent(f"no answer within {timeout:g} s") from None
+        with tls:
+            return tls.getpeercert(binary_form=True) or b""
 
 
 def observe_tls(
     host: str, address: str, port: int, ca_file: str | None, timeout: float = 5.0
 ) -> TlsObservation:
-    """Handshake with SNI and verification; then without SNI, to learn whether SNI is needed."""
+    """Handshake without SNI, to learn whether SNI is needed; then with SNI and verification.
+
+    When the first handshake cannot connect, or connects and hears nothing, the others would
+    only wait the same way: the observation says so at once.
+    """
     lax = ssl.create_default_context()
     lax.check_hostname = False
     lax.verify_mode = ssl.CERT_NONE
@@ -174,6 +289,10 @@ def observe_tls(
     try:
         _handshake(address, port, None, lax, timeout)
         sni_required = False
+    except _NoConnection as exc:
+        return TlsObservation("connect", str(exc), address=address)
+    except _Silent as exc:
+        return TlsObservation("silent", str(exc), address=address)
     except ssl.SSLError:
         sni_required = True
     except OSError:
@@ -183,24 +302,29 @@ def observe_tls(
     try:
         der = _handshake(address, port, host, lax, timeout)
         sans, not_after = _cert_facts(der)
-    except (ssl.SSLError, OSError):
+    except (_NoConnection, _Silent, ssl.SSLError, OSError):
         pass
+    seen = TlsObservation(
+        sans=sans, not_after=not_after, sni_required=sni_required, address=address
+    )
     try:
         _handshake(address, port, host, _context(ca_file), timeout)
     except ssl.SSLCertVerificationError as exc:
-        message = exc.verify_message or str(exc)
+        message = exc.verify_message or plain_words(exc)
         if "Hostname mismatch" in message or "hostname" in message.lower():
             kind = "hostname"
         elif "expired" in message.lower():
             kind = "expired"
         else:
             kind = "untrusted"
-        return TlsObservation(kind, message, sans, not_after, sni_required)
-    except ssl.SSLError as exc:
-        return TlsObservation("handshake", exc.reason or str(exc), sans, not_after, sni_required)
-    except OSError as exc:
-        return TlsObservation("connect", exc.strerror or str(exc), sans, not_after, sni_required)
-    return TlsObservation("", "", sans, not_after, sni_required)
+        return replace(seen, error_kind=kind, error=message)
+    except _NoConnection as exc:
+        return replace(seen, error_kind="connect", error=str(exc))
+    except _Silent as exc:
+        return replace(seen, error_kind="silent", error=str(exc))
+    except (ssl.SSLError, OSError) as exc:  # an SSLError is an OSError: the handshake failed
+        return replace(seen, error_kind="handshake", error=plain_words(exc))
+    return seen
 
 
 def post(
@@ -211,9 +335,9 @@ def post(
 
     parts = urlsplit(url)
     host = parts.hostname or ""
-    netloc = f"{address}:{parts.port}" if parts.port else address
+    netloc = _authority(address, parts.port)
     target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = f"{host}:{parts.port}" if parts.port else host
+    host_header = _authority(host, parts.port)
     verify: Any = _context(ca_file) if parts.scheme == "https" else False
     try:
         with httpx.Client(verify=verify, timeout=timeout) as client:
@@ -227,14 +351,22 @@ def post(
                 },
                 extensions={"sni_hostname": host} if parts.scheme == "https" else {},
             )
+    except httpx.TimeoutException:
+        return HttpObservation(error=f"no answer within {timeout:g} s")
     except httpx.HTTPError as exc:
-        return HttpObservation(error=f"{type(exc).__name__}: {exc}")
+        return HttpObservation(error=plain_words(exc))
     return HttpObservation(
         response.status_code,
         response.text[:2000],
         response.headers.get("content-type", ""),
         request_id=response.headers.get("x-amzn-requestid", ""),
     )
+
+
+def _authority(host: str, port: int | None) -> str:
+    """``host[:port]`` for a URL or a Host header (an IPv6 address in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port else shown
 
 
 def execution_lines(
@@ -417,25 +549,29 @@ def run_probe(
     execution_log: str | None = None,
     expect_target: str | None = None,
 ) -> ProbeObservation:
-    """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped)."""
-    if not is_http_url(url):
-        raise InputError(
-            f"probe URL {url!r} is not an https URL",
-            fix="e.g. https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callback",
-        )
+    """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped).
+
+    The input is checked before anything is sent: the URL, ``--timeout``, the resolver and the
+    CA bundle. Each network step waits at most ``timeout`` seconds (within `STEP_CAPS`); the
+    queue is searched for ``timeout`` seconds.
+    """
+    check_url(url)
     if not (math.isfinite(timeout) and timeout >= 0):
         raise InputError(
             f"not a number of seconds: {timeout}", where="--timeout", fix="e.g. --timeout 10"
         )
+    server = parse_resolver(resolver) if resolver else None
+    if ca_file is not None:
+        check_ca_file(ca_file)
+    step = {name: min(cap, timeout) if timeout > 0 else cap for name, cap in STEP_CAPS.items()}
     parts = urlsplit(url)
-    host = parts.hostname or ""  # is_http_url: there is one
+    host = parts.hostname or ""  # check_url: there is one
     marker = make_marker()
     body = probe_body(marker)
     now = time.time()
-    server = parse_resolver(resolver) if resolver else None
-    dns_obs = observe_dns(host, server)
+    dns_obs = observe_dns(host, server, step["dns"])
     if expect_target:
-        expected = observe_dns(expect_target, server)
+        expected = observe_dns(expect_target, server, step["dns"])
         dns_obs = replace(
             dns_obs, expected_target=expect_target.lower(), target_addresses=expected.addresses
         )
@@ -446,10 +582,10 @@ def run_probe(
     port = parts.port or (443 if parts.scheme == "https" else 80)
     tls_obs = None
     if parts.scheme == "https":
-        tls_obs = observe_tls(host, address, port, ca_file)
+        tls_obs = observe_tls(host, address, port, ca_file, step["tls"])
         if tls_obs.error_kind:
             return ProbeObservation(url, body, now, dns_obs, tls_obs)
-    http_obs = post(url, address, body, ca_file)
+    http_obs = post(url, address, body, ca_file, step["http"])
     accepted = 200 <= http_obs.status < 300
     queue_obs = None
     if queue is not None and accepted:

@@ -177,7 +177,7 @@ def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config
         ("--stage-url", "http://abc.execute-api.ap-northeast-2.amazonaws.com/prod", "not an https"),
         ("--domain-url", "hooks.example.com", "not an https"),
         ("--path", "callback", "does not start with /"),
-        ("--stage-url", "https://abc.example:99999/prod", "not an https"),
+        ("--stage-url", "https://abc.example:99999/prod", "the port 99999 is out of range"),
         ("--queue", "sqs:https://sqs.example:99999/1/q", "--queue: not a URL"),
         ("--queue", "results", "is not sqs:QUEUE_URL"),
         ("--min-window", "-5", "--min-window is -5.0, expected a number"),
@@ -185,6 +185,7 @@ def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config
         ("--probe-timeout", "inf", "--probe-timeout is Infinity"),
         ("--parity-grace", "nan", "--parity-grace is NaN"),
         ("--server-name", "", '--server-name is "", expected text'),
+        ("--ca-file", "/nonexistent/ca.pem", "--ca-file /nonexistent/ca.pem: not found"),
     ],
 )
 def test_init_rejects_bad_urls_and_paths_writing_nothing(
@@ -227,3 +228,56 @@ def test_a_bad_stage_dns_choice_is_a_usage_error(tmp_path: Path, config: Path) -
                 "--path", "/callback", "--stage-dns", "sometimes")  # fmt: skip
     assert done.returncode == 2
     assert "--stage-dns" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--listen", "abc", "no server listens on abc"),
+        ("--listen", "127.0.0.1:9999", "no server listens on 127.0.0.1:9999"),
+        ("--resolver", "999.1.1.1", "--resolver '999.1.1.1' is not an IP address"),
+        ("--resolver", "abc:xyz", "--resolver 'abc:xyz' is not an IP address"),
+        ("--resolver", "127.0.0.1:99999", "the port must be 1-65535"),
+        ("--path", "/elsewhere", "no location matches /elsewhere"),
+    ],
+)
+@pytest.mark.parametrize(
+    "url", [(), ("--stage-url", "https://abc.execute-api.us-east-1.amazonaws.com/prod")]
+)
+def test_init_refuses_what_mirror_plan_refuses_writing_nothing(
+    tmp_path: Path, config: Path, option: str, value: str, message: str, url: tuple[str, ...]
+) -> None:
+    """The mirror engine's options are the engine's to judge, with or without a URL yet."""
+    state = tmp_path / "cutover.jsonl"
+    args = ["--config", str(config), "--path", "/callback", *url, f"{option}={value}"]
+    done = _run("cutover", "init", "--state", str(state), *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    plan = _run("mirror", "plan", "--nginx-version", "1.22.1", "--no-dns-check",
+                "--stage-url", "https://abc.execute-api.us-east-1.amazonaws.com/prod",
+                *args[:4], f"{option}={value}")  # fmt: skip
+    assert plan.returncode == 2 and message in plan.stderr, plan.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nginx.conf"]
+
+
+def test_a_dry_run_leaves_no_lock_file_beside_the_journal(tmp_path: Path, config: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = _run("cutover", "advance", "--state", str(state), "--dry-run")
+    assert done.returncode == 1 and "FAIL stage-probe" in done.stdout, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert "cutover.jsonl.lock" not in before
+
+
+def test_a_dry_run_still_waits_for_a_transition_that_holds_the_lock(
+    tmp_path: Path, config: Path
+) -> None:
+    from hookshift.cutover import journal
+
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    with journal.locked(state):
+        done = _run("cutover", "advance", "--state", str(state), "--dry-run")
+    assert done.returncode == 1
+    assert "another `hookshift cutover` command is running on this journal" in done.stderr

@@ -203,3 +203,30 @@ def test_an_alias_is_checked_against_the_expected_targets_addresses() -> None:
     d = diagnose(_obs(dns=elsewhere))
     assert _codes(d) == ["dns-wrong-target"]
     assert "none of them an address of d-xyz789" in d.findings[0].cause
+
+
+def test_a_name_only_this_machines_hosts_file_knows_is_still_missing_from_dns() -> None:
+    dns = DnsObservation("NXDOMAIN", resolver="system resolver", local_addresses=("10.0.0.5",))
+    d = diagnose(_obs(dns=dns, tls=None, http=None, queue=None))
+    assert _codes(d) == ["dns-nxdomain"]
+    assert "only this machine's hosts file gives it an address (10.0.0.5)" in d.findings[0].cause
+
+
+def test_localhost_resolved_by_this_machine_gets_no_dns_record_advice() -> None:
+    local = DnsObservation("NOERROR", (), ("127.0.0.1",), "this machine", source="system")
+    d = diagnose(_obs("https://localhost:8443/callback", dns=local, tls=GOOD_TLS))
+    assert not [c for c in _codes(d) if c.startswith("dns-")]
+    unknown = DnsObservation("ERROR", resolver="this machine", error="no entry", source="system")
+    d = diagnose(_obs("https://api.localhost/callback", dns=unknown, tls=None, http=None,
+                      queue=None))  # fmt: skip
+    assert _codes(d) == ["dns-no-address"]
+    assert "custom domain" not in d.findings[0].cause and "hosts file" in d.findings[0].fix
+
+
+def test_a_port_that_connects_and_never_answers_tls_is_not_a_missing_connection() -> None:
+    silent = TlsObservation("silent", "no answer within 1 s", address="127.0.0.1")
+    d = diagnose(_obs(tls=silent, http=None, queue=None))
+    assert _codes(d) == ["tls-no-answer"]
+    cause = d.findings[0].cause
+    assert "hooks.example.com:443 (127.0.0.1) was made but the TLS handshake got no answer" in cause
+    assert "not HTTPS" in cause and "no TCP connection" not in cause

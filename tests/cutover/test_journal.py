@@ -301,3 +301,14 @@ def test_a_fifo_as_the_state_file_is_refused_without_waiting(tmp_path: Path) -> 
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="state file is not a regular file"):
         journal.read(fifo)
+
+
+def test_bytes_that_are_not_utf8_are_reported_at_their_own_line(tmp_path: Path) -> None:
+    state = tmp_path / "state.jsonl"
+    _init(state)
+    header, entry = state.read_bytes().split(b"\n")[:2]
+    state.write_bytes(header + b"\n" + entry[:-1] + b'\xff"}\n')
+    with pytest.raises(
+        InputError, match=r"state\.jsonl:2: not a hookshift cut-over journal: not UTF-8"
+    ):
+        journal.read(state)

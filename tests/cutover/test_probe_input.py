@@ -2,19 +2,81 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from hookshift.cutover.probe import QueueSpec, run_probe
 from hookshift.cutover.settings import Settings
 from hookshift.errors import InputError
+from tests.refusals import refusal
 
 
-@pytest.mark.parametrize(
-    "url", ["https://127.0.0.1:99999/callback", "https://[::1/callback", "callback"]
-)
+@pytest.mark.parametrize("url", ["https://[::1/callback", "callback", "ftp://host/x"])
 def test_a_probe_url_that_is_no_url_is_refused(url: str) -> None:
     with pytest.raises(InputError, match="is not an https URL"):
         run_probe(url, queue=None)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://127.0.0.1:99999/x", "the port 99999 is out of range (1-65535)"),
+        ("https://127.0.0.1:0/x", "the port 0 is out of range (1-65535)"),
+        ("https://[::1]:99999/x", "the port 99999 is out of range (1-65535)"),
+        ("https://host.example:https/x", "the port 'https' is not a number"),
+    ],
+)
+def test_a_probe_url_with_a_port_that_cannot_be_is_refused_naming_the_port(
+    url: str, says: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        run_probe(url, queue=None)
+    assert says in refused.value.line()
+    assert "not an https URL" not in refused.value.line()
+
+
+@pytest.mark.parametrize(
+    ("resolver", "says"),
+    [
+        ("999.1.1.1", "--resolver '999.1.1.1' is not an IP address with an optional port"),
+        ("127.0.0.1:99999", "--resolver '127.0.0.1:99999': the port must be 1-65535"),
+        ("abc:xyz", "--resolver 'abc:xyz' is not an IP address with an optional port"),
+    ],
+)
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_a_resolver_that_is_no_address_and_port_is_one_line_before_any_query(
+    capsys: pytest.CaptureFixture[str], resolver: str, says: str, output: str
+) -> None:
+    err = refusal(capsys, "probe", "https://hooks.example.com/callback", "--resolver", resolver,
+                  "--timeout", "1", "--format", output)  # fmt: skip
+    assert says in err
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda d: d / "missing.pem", "not found"),
+        (lambda d: d, "not a file"),
+        (lambda d: _write(d / "nginx.conf", "events {}\n"), "no PEM certificate in it"),
+        (
+            lambda d: _write(d / "cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n"),
+            "its PEM certificates cannot be read",
+        ),
+    ],
+)
+def test_a_ca_file_that_holds_no_certificate_is_refused_not_blamed_on_the_network(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Callable[[Path], Path], says: str
+) -> None:
+    ca = make(tmp_path)
+    err = refusal(capsys, "probe", "https://127.0.0.1:9/cb", "--ca-file", str(ca), "--timeout", "1")
+    assert f"--ca-file {ca}: {says}" in err
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 @pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
