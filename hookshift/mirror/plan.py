@@ -40,12 +40,19 @@ from hookshift.mirror.state import ConfigState, without_ours
 from hookshift.nginx import splice
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import Inheritance
-from hookshift.nginx.matching import Match, location_spec, match, server_listens, server_names
+from hookshift.nginx.matching import (
+    Match,
+    location_spec,
+    match,
+    request_host,
+    server_listens,
+    server_names,
+)
 from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
 from hookshift.nginx.syntax import check_statement_ends
 from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
-from hookshift.nginx.values import parse_resolver, parse_size, parse_socket
+from hookshift.nginx.values import REQUEST_BUFFERING, parse_resolver, parse_size, parse_socket
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
@@ -562,16 +569,35 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
     config, loc, m = scene.config, scene.location, scene.match
     warnings: list[str] = []
     if scene.mode == "mirror":
-        for name in ("return", "rewrite", "limit_req", "auth_request", "deny"):
+        # a `return` or `rewrite` of the location itself did not end the callback (the route
+        # reached the app through it); these may refuse some callbacks
+        for name in ("limit_req", "auth_request", "deny"):
             if name in scene.location_names:
                 warnings.append(
                     f"location {location_spec(loc)} ({loc.where}) has `{name}`: requests it "
                     "ends before the content phase are not mirrored"
                 )
+        for d in _request_buffering_off(scene):
+            warnings.append(
+                f"`{d.text}` ({d.where}) stops streaming request bodies in location "
+                f"{location_spec(loc)}: a mirror there makes nginx read each request's whole "
+                "body before passing it on, every request of the location, not only the "
+                "callback (uploads wait for their last byte)"
+            )
         mrb = config.effective_children(loc, "mirror_request_body")
         if mrb and _is_off(mrb[0]):
             warnings.append(
                 f"mirror_request_body off at {mrb[0].where}: copies reach the stage without a body"
+            )
+    if options.server_name:
+        host = request_host(options.server_name)
+        names = server_names(m.server, config)
+        if host not in names:
+            warnings.append(
+                f"{host} reaches the server at {m.server.where} ({' '.join(names) or 'no name'}) "
+                "through a wildcard, a regular expression or as its default server: callbacks "
+                f"to {raw_path(options.path)} for the other hosts it takes are copied and logged "
+                "for parity too (the filter is on the path, not the host)"
             )
     for level in (m.server, scene.http):
         for d in config.effective_children(level, "mirror"):
@@ -583,6 +609,45 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
                     f"http-level `{d.name}` ({d.where}) also applies to hookshift's relay "
                     "server: copies may be refused there (move it into the servers it protects)"
                 )
+    return warnings
+
+
+def _request_buffering_off(scene: _Scene) -> list[Directive]:
+    inheritance = Inheritance(scene.config)
+    found = (inheritance.value(_location_chain(scene), n) for n in REQUEST_BUFFERING)
+    return [d for d in found if d is not None and _is_off(d)]
+
+
+# the words a tool writes at the top of a file it generates (Plesk, gitlab-ctl, ingress-nginx)
+_GENERATED = re.compile(
+    r"do not (?:modify|edit)|(?:auto(?:matically)?[- ])?generated (?:by|automatically)|"
+    r"automatically generated|"
+    r"managed by|changes (?:will|may) be (?:lost|erased|overwritten)",
+    re.IGNORECASE,
+)
+
+
+def _generated_warnings(changes: tuple[FileChange, ...]) -> list[str]:
+    """A file a tool writes again drops hookshift's lines with the user's: say so up front."""
+    warnings = []
+    for change in changes:
+        head = change.old_text.split("\n", 30)[:30]
+        found = next(
+            (
+                (n, line)
+                for n, line in enumerate(head, 1)
+                if line.lstrip().startswith("#") and _GENERATED.search(line)
+            ),
+            None,
+        )
+        if found is not None:
+            n, line = found
+            warnings.append(
+                f"{change.path} looks written by a tool (line {n}: {line.strip()[:80]!r}): when "
+                "the tool writes it again, hookshift's lines there go and copies stop; run "
+                "`hookshift mirror apply` again after each time, or move the callback's location "
+                "where the tool keeps your own lines"
+            )
     return warnings
 
 
@@ -1012,6 +1077,7 @@ def build_plan(
             (scene.location, render_location(ctx), None),
         ],
     )
+    warnings += _generated_warnings(changes)
     already = _already_applied(changes, source, on_disk)
     if not already:
         upgraded = _upgrade_changes(changes, source, on_disk)

@@ -446,8 +446,10 @@ def _no_app(
     if not with_route and at_server:
         server, route = at_server[0]
         assert route.end is not None
+        targets = route.end.args[1:]
+        to_https = any(a.startswith("https://") for a in targets)
         redirect = route.end.name == "rewrite" or any(
-            a.startswith(("http://", "https://", "$scheme")) for a in route.end.args[1:]
+            a.startswith(("http://", "$scheme")) for a in targets
         )
         return InputError(
             f"{uri} on {_label(server, config)} is answered by {route.answer} before any "
@@ -455,7 +457,10 @@ def _no_app(
             where=route.end.where,
             fix=(
                 "pass --listen with the socket where the callback reaches the app (this one "
-                "redirects: the https one, e.g. --listen 443)"
+                "redirects to https: the https one, e.g. --listen 443)"
+                if to_https
+                else "pass --path (and --server-name) as the URL the vendor really posts to: "
+                "a vendor does not follow a redirect with its POST"
                 if redirect
                 else "pass --listen and --server-name of the server that proxies the callback "
                 "to the app"

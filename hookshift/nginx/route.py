@@ -320,11 +320,18 @@ def _holds(d: Directive, assumptions: list[str], request: _Request, uri: str) ->
     failing (the callback's path is not a file), as for ``try_files``; a condition on
     anything else only known per request is taken as false, and the route says so."""
     words = list(d.args)
+    # the parentheses are the first and last word's, or words of their own; an empty word
+    # between them is an operand (`if ($http_host = "")`)
     if words:
         words[0] = words[0].removeprefix("(")
+        if not words[0]:
+            words.pop(0)
+    if words:
         words[-1] = words[-1].removesuffix(")")
-    words = [w for w in words if w]
-    shown = f"`if ({' '.join(words)})` at {d.where}"
+        if not words[-1]:
+            words.pop()
+    written = " ".join(w or '""' for w in words)
+    shown = f"`if ({written})` at {d.where}"
     if len(words) == 2 and words[0].removeprefix("!") in _FILE_TESTS:
         assumptions.append(
             f"{shown} checks files on disk; taken as absent, as for a POST to a path that "
@@ -337,6 +344,9 @@ def _holds(d: Directive, assumptions: list[str], request: _Request, uri: str) ->
         known["$request_uri"] = request.request_uri
     if request.host is not None:
         known["$host"] = request.host
+    if request.host is not None and words[:1] == ["$http_host"] and words[2:] == [""]:
+        # the Host header, which a vendor posting to that name sends: not empty
+        return words[1] == "!="
     value = known.get(words[0]) if words else None
     if value is not None and len(words) == 1:
         return value not in ("", "0")

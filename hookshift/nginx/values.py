@@ -16,6 +16,14 @@ Family = Literal["inet", "inet6", "unix"]
 PASS_DIRECTIVES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass")
 """The content handlers that hand a request to an app (the callback's receiver)."""
 
+REQUEST_BUFFERING = (
+    "proxy_request_buffering",
+    "fastcgi_request_buffering",
+    "uwsgi_request_buffering",
+    "scgi_request_buffering",
+)
+"""What turns off reading a request's whole body before passing it on (``off``: streamed)."""
+
 
 def parse_size(text: str) -> int | None:
     """nginx size syntax: ``512``, ``16k``, ``1m``, ``1g`` -> bytes (None if unreadable)."""

@@ -226,3 +226,12 @@ def test_a_server_level_guard_on_the_mirror_uri_takes_every_copy(tmp_path: Path)
     finding = only(diagnose_file(config), "mirror-copy-taken")
     assert finding.severity is Severity.ERROR
     assert finding.where == line_of(config, "return 403;")
+
+
+@pytest.mark.parametrize(
+    "name", ["proxy_request_buffering", "fastcgi_request_buffering", "uwsgi_request_buffering"]
+)
+def test_every_kind_of_streamed_body_is_told_under_a_mirror(tmp_path: Path, name: str) -> None:
+    config = write_config(tmp_path, protected_mirror(callback_extra=f"{name} off;"))
+    finding = only(diagnose_file(config), "mirror-request-buffering-off")
+    assert f"`{name} off`" in finding.message and finding.where == line_of(config, name)

@@ -659,3 +659,58 @@ def test_a_path_that_is_not_a_url_path_is_refused_with_what_to_pass(
         f"--path must start with '/': {path!r} (fix: pass the path the vendor posts to, as in "
         "its URL (e.g. --path /callback), not a location pattern)"
     )
+
+
+@pytest.mark.parametrize(
+    "setting", ["proxy_request_buffering off;", "fastcgi_request_buffering off;"]
+)
+def test_a_location_that_streams_bodies_is_warned_about(tmp_path: Path, setting: str) -> None:
+    config = _write(
+        tmp_path,
+        f"server {{ listen 80; location /cb {{ {setting} proxy_pass http://127.0.0.1:1; }} }}",
+    )
+    warnings = make_plan(_opts(config), (1, 22, 1)).warnings
+    assert any(w.startswith(f"`{setting[:-1]}` ({config}:3) stops streaming") for w in warnings)
+
+
+def test_a_break_or_a_rewrite_of_the_location_itself_is_not_warned_about(tmp_path: Path) -> None:
+    """The route reached the app through them: they did not end the callback."""
+    config = _write(
+        tmp_path,
+        "server { listen 80; location /api/ { rewrite ^/api/(.*)$ /$1 break;\n"
+        "rewrite ^/other$ /x last; proxy_pass http://127.0.0.1:1; } }",
+    )
+    assert not make_plan(_opts(config, path="/api/cb"), (1, 22, 1)).warnings
+
+
+def test_a_file_a_tool_writes_again_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "vhost.conf").write_text(
+        "# DO NOT MODIFY THIS FILE BECAUSE IT WAS GENERATED AUTOMATICALLY\n"
+        "server { listen 80; location /cb { proxy_pass http://127.0.0.1:1; } }\n"
+    )
+    config = _write(tmp_path, "include vhost.conf;")
+    (told,) = [w for w in make_plan(_opts(config), (1, 22, 1)).warnings if "by a tool" in w]
+    assert told.startswith(f"{tmp_path / 'vhost.conf'} looks written by a tool (line 1:")
+
+
+@pytest.mark.parametrize(
+    ("names", "warned"),
+    [
+        ("hooks.test", False),
+        ("*.hooks.test", True),
+        ("~^(?<tenant>[a-z]+)\\.hooks\\.test$", True),
+        (".hooks.test", True),
+    ],
+)
+def test_a_server_that_takes_other_hosts_too_is_warned_about(
+    tmp_path: Path, names: str, warned: bool
+) -> None:
+    """The filter is on the path: another tenant's callbacks would be copied and logged."""
+    host = "hooks.test" if names in ("hooks.test", ".hooks.test") else "acme.hooks.test"
+    config = _write(
+        tmp_path,
+        f"server {{ listen 80; server_name {names};\n"
+        "location /cb { proxy_pass http://127.0.0.1:1; } }",
+    )
+    warnings = make_plan(_opts(config, server_name=host), (1, 22, 1)).warnings
+    assert any("for the other hosts it takes are copied" in w for w in warnings) is warned

@@ -421,3 +421,27 @@ def test_a_rewrite_without_a_flag_that_matches_again_is_a_cycle(tmp_path: Path) 
     text = f"server {{ listen 80; location / {{ rewrite ^(.*)$ $1; {APP} }} }}"
     with pytest.raises(InputError, match="redirected inside nginx more than 10 times"):
         _match(tmp_path, text)
+
+
+def test_a_redirect_on_the_same_scheme_asks_for_the_path_the_vendor_posts_to(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "server { listen 80; server_name ci.test; rewrite ^/jenkins$ /jenkins/ permanent;\n"
+        f"location /jenkins/ {{ {APP} }} }}"
+    )
+    with pytest.raises(InputError) as err:
+        _match(tmp_path, text, "/jenkins", host="ci.test")
+    assert "a vendor does not follow a redirect with its POST" in err.value.line()
+    assert "443" not in err.value.line()
+
+
+def test_an_empty_host_test_is_shown_and_decided_for_a_named_vendor(tmp_path: Path) -> None:
+    """GitLab's `if ($http_host = "")`: a vendor posting to a name sends that Host."""
+    text = (
+        'server { listen 80; server_name git.test; if ($http_host = "") { return 444; }\n'
+        f"location / {{ {APP} }} }}"
+    )
+    assert _final(_match(tmp_path, text, host="git.test")) == "/"
+    unnamed = _match(tmp_path, text)
+    assert any('`if ($http_host = "")`' in i and "taken as false" in i for i in unnamed.info)

@@ -22,6 +22,7 @@ from hookshift.errors import InputError
 from hookshift.nginx.config import Directive
 from hookshift.nginx.locations import location_spec
 from hookshift.nginx.route import follow, server_takes
+from hookshift.nginx.values import REQUEST_BUFFERING
 
 _ENDING_REWRITE_FLAGS = ("last", "redirect", "permanent")
 
@@ -257,21 +258,23 @@ def mirror_without_body(index: Index) -> Iterator[Finding]:
                 ),
                 fix="set `mirror_request_body on;` (the default) in the mirroring location",
             )
-        elif (buffering := index.value(source.chain, "proxy_request_buffering")) is not None and (
-            buffering.args[:1] == ("off",)
-        ):
+            continue
+        for name in REQUEST_BUFFERING:
+            buffering = index.value(source.chain, name)
+            if buffering is None or buffering.args[:1] != ("off",):
+                continue
             yield Finding(
                 code="mirror-request-buffering-off",
                 severity=Severity.WARNING,
                 where=buffering.where,
                 message=(
-                    f"`proxy_request_buffering off` in {source.label} has no effect while "
+                    f"`{name} off` in {source.label} has no effect while "
                     f"{_mirror_text(uses)} copies the body: nginx reads the whole body before "
                     "the mirror starts, so the app no longer gets it streamed (large uploads "
                     "wait for the full body, and bodies over client_body_buffer_size go to a "
                     "temp file)"
                 ),
-                fix="drop `proxy_request_buffering off` there, or keep the mirror out of "
+                fix=f"drop `{name} off` there, or keep the mirror out of "
                 "locations that must stream request bodies",
             )
 
