@@ -143,3 +143,10 @@ def mirror_path_locations(index: Index) -> set[Location]:
                     path.add(loc)
                     todo.append(loc)
     return path
+
+
+def unix_only(index: Index, server: Server) -> bool:
+    """The server listens on unix sockets only: local processes reach it (a relay of copies),
+    no vendor does."""
+    listens = [d.args[0] for d in index.own(server.directive, "listen") if d.args]
+    return bool(listens) and all(a.startswith("unix:") for a in listens)

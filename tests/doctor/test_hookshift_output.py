@@ -138,3 +138,20 @@ def test_each_corpus_config_gets_no_warning_the_plan_did_not_give(
         and not any(PLAN_WARNS.get(f.code, "\0") in warning for warning in plan.warnings)
     ]
     assert unexplained == [], "\n".join(f"{f.where} [{f.code}] {f.message}" for f in unexplained)
+
+
+@pytest.mark.parametrize("version", [(1, 22, 1), (1, 27, 3)], ids=["two-hop", "upstream-resolve"])
+def test_a_relay_whose_feeding_lines_were_taken_out_is_named_as_such(
+    tmp_path: Path, version: tuple[int, int, int]
+) -> None:
+    """A tool wrote the site file again (Plesk, gitlab-ctl): the relay is left with nothing
+    feeding it. That is what doctor says, not that the relay holds callbacks."""
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    config = copy_case("location_include", tmp_path)
+    plan = make_plan(corpus_options(config, "/vendor/cb", ca), version)
+    for change in plan.changes:
+        if change.path.parent.name != "locations":  # the callback's file is written again
+            change.path.write_text(change.new_text)
+    codes = {f.code for f in diagnose_file(config)}
+    assert "relay-unfed" in codes and "mirror-holds-callback" not in codes

@@ -32,6 +32,7 @@ CHECKS: tuple[Check, ...] = (
     mirror_source.mirror_at_server_level,
     mirror_source.mirror_twice_via_error_page,
     mirror_source.mirror_holds_callback,
+    mirror_source.relay_unfed,
     mirror_source.mirror_forwards_credentials,
     resolver.public_resolver,
     resolver.resolver_without_valid,

@@ -16,6 +16,7 @@ from hookshift.doctor.mirrors import (
     mirror_path_locations,
     mirror_uses,
     proxies_off_host,
+    unix_only,
 )
 from hookshift.doctor.model import Index, Location, Server, proxy_target_of
 from hookshift.errors import InputError
@@ -410,7 +411,7 @@ def mirror_holds_callback(index: Index) -> Iterator[Finding]:
     callback's connection (a relay's own mirror is that relay, not a callback)."""
     relays = mirror_path_locations(index)
     for source, uses in _sources(index).items():
-        if source in relays:
+        if source in relays or unix_only(index, uses[0].server):
             continue
         for use in uses:
             if use.target is None or answers_first(index, use.target):
@@ -430,6 +431,29 @@ def mirror_holds_callback(index: Index) -> Iterator[Finding]:
                 fix="send the copy to a local relay that answers at once and copies on to the "
                 "stage (`hookshift mirror apply` writes one)",
             )
+
+
+def relay_unfed(index: Index) -> Iterator[Finding]:
+    """A relay (a server on unix sockets only, whose location mirrors copies on) that no
+    mirror hands anything: the lines that fed it were taken out, by hand or by a tool that
+    writes its file again (Plesk, gitlab-ctl, an ingress controller)."""
+    fed = mirror_path_locations(index)
+    for source, uses in _sources(index).items():
+        if source in fed or not unix_only(index, uses[0].server):
+            continue
+        yield Finding(
+            code="relay-unfed",
+            severity=Severity.WARNING,
+            where=source.where,
+            message=(
+                f"{source.label} copies on ({_mirror_text(uses)}) what local servers hand it "
+                "over its unix socket, but no location of this config mirrors to it: no "
+                "callback is copied (the mirror lines that fed it were taken out, by hand or "
+                "by a tool that wrote their file again)"
+            ),
+            fix="run `hookshift mirror apply` again to put the mirror back (or `hookshift "
+            "mirror remove` to take the relay out too)",
+        )
 
 
 CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
