@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hookshift.errors import InputError
 from hookshift.mirror.apply import (
     ApplyResult,
     Edit,
@@ -60,6 +61,17 @@ def plan_removal(config_path: Path, records: Mapping[str, FileRecord]) -> Remova
         result = dataclasses.replace(result, unmarked=unmarked)
         if splice.has_marks(text) or unmarked:  # else: nothing of ours left to name
             notes += _mismatches(path, result)
+        left = splice.stranded(text, result.removed)
+        if left is not None:
+            raise InputError(
+                f"`{lines[left - 1].strip()}` sits inside a block hookshift added, but is not "
+                "what hookshift wrote: removing the block would leave it outside, where it "
+                "applies to the whole enclosing block (an edited `return` would answer every "
+                "request there)",
+                where=f"{path}:{left}",
+                fix="put back the line hookshift wrote (the backup from apply has it) or delete "
+                "this one, then run remove again",
+            )
         if result.text != text:
             edits.append(Edit(path, text, result.text))
     if edits and not records:

@@ -62,12 +62,15 @@ def is_site_file(path: Path) -> bool:
     """True when `path` holds http-level blocks (``server {}``) and nothing of a main config."""
     if not path.is_file():
         return False  # a FIFO would block the read; loading it as the main config says why
+    names: set[str] = set()
     try:
-        statements = lexer.parse(read_text(path), str(path))
+        for name in lexer.top_level_names(read_text(path), str(path)):
+            if name in _MAIN_ONLY:
+                return False  # a main config says so in its first lines: read no further
+            names.add(name)
     except (OSError, InputError):
         return False  # unreadable or malformed: loading it as the main config says why
-    names = {st.name for st in statements}
-    return not names & _MAIN_ONLY and bool(names & _HTTP_LEVEL)
+    return bool(names & _HTTP_LEVEL)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -252,6 +252,21 @@ def check_token_lengths(text: str, where: str) -> None:
         parse(text, where)
 
 
+def top_level_names(text: str, where: str = "<text>") -> Iterator[str]:
+    """The names of the statements at the top of `text`, read lazily: a caller that learns
+    what it needs from the first few (``events`` says "a main config") reads no further."""
+    depth = 0
+    first = True
+    for kind, word, _, _, _ in _scan(text, where):
+        if kind == "word":
+            if first and depth == 0:
+                yield word
+            first = False
+        elif kind in ("open", "close", "semi"):
+            depth += {"open": 1, "close": -1}.get(kind, 0)
+            first = True
+
+
 def lex(text: str, where: str = "<text>") -> list[Token]:
     """Every token of `text`, in order, with offsets and 1-based lines."""
     return [Token(*tok) for tok in _scan(text, where)]

@@ -90,6 +90,29 @@ class Removal:
     foreign: tuple[int, ...]
     missing: tuple[str, ...]
     unmarked: tuple[int, ...]
+    removed: frozenset[int] = frozenset()  # 1-based numbers of the lines taken out
+
+
+def stranded(text: str, removed: frozenset[int]) -> int | None:
+    """The first line that stays (a statement of it) while a block around it goes: taking out
+    `removed` would leave it one level up (an edited ``return`` of hookshift's location then
+    answers every request of the server). None when every kept line keeps its blocks."""
+    if not removed:
+        return None
+    opened: list[int] = []  # the lines of the enclosing blocks' `{`
+    for token in lexer.lex(text):
+        if token.kind == "open":
+            opened.append(token.line)
+        elif token.kind == "close":
+            if opened:
+                opened.pop()
+        elif (
+            token.kind != "comment"
+            and token.line not in removed
+            and any(line in removed for line in opened)
+        ):
+            return token.line
+    return None
 
 
 def remove_recorded(text: str, recorded: Sequence[str], splits: int) -> Removal:
@@ -111,7 +134,9 @@ def remove_recorded(text: str, recorded: Sequence[str], splits: int) -> Removal:
     missing = tuple(line for line, count in pending.items() for _ in range(count))
     bare = {line[: -len(MARK)].strip() for line in missing}
     unmarked = tuple(n for n, line in kept if line.strip() and line.strip() in bare)
-    return Removal(out, tuple(foreign), missing, unmarked)
+    numbers = {n for n, _ in kept}
+    removed = frozenset(n for n in range(1, len(_lines(text)) + 1) if n not in numbers)
+    return Removal(out, tuple(foreign), missing, unmarked, removed)
 
 
 BLOCK_RANK = {"http": 0, "server": 1}

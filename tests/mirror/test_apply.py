@@ -335,3 +335,31 @@ def test_a_map_hash_size_set_after_the_start_of_http_still_passes_nginx_t(
     )
     remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk2", prefix=config.parent)
     assert snapshot(config.parent) == original
+
+
+@pytest.mark.e2e
+def test_remove_refuses_to_strand_an_edited_line_of_a_block_it_takes_out(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """An operator changed `return 204;` in hookshift's internal location: taking out the
+    rest of the block would leave the edited return at server level, answering every
+    callback itself (the vendor gets 200, the app nothing). Remove refuses, writing nothing."""
+    config = copy_case("location_include", tmp_path)
+    apply_plan(
+        _plan(config, ca_file),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
+    )
+    site = config.parent / "servers.conf"
+    text = site.read_text()
+    assert "return 204;  # hookshift" in text
+    site.write_text(text.replace("return 204;  # hookshift", "return 200;  # hookshift", 1))
+    edited = snapshot(config.parent)
+    with pytest.raises(InputError) as err:
+        remove_marked(
+            config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk2", prefix=config.parent
+        )
+    line = err.value.line()
+    assert f"{site}:" in line and "`return 200;  # hookshift` sits inside a block" in line
+    assert snapshot(config.parent) == edited
