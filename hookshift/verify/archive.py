@@ -53,6 +53,19 @@ def archive_queue_url(root: Path) -> str | None:
     return url if isinstance(url, str) else None
 
 
+def archive_drained_at(root: Path) -> int | None:
+    """When (epoch ms) a pull into the archive last found the queue empty: every message sent
+    before then that the queue still held is in the archive. None when no pull recorded it.
+    A callback older than that (and its grace) that the archive lacks is missing, not in
+    flight."""
+    try:
+        meta = json.loads((root / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    at = meta.get("drained_at_ms") if isinstance(meta, dict) else None
+    return at if isinstance(at, int) and not isinstance(at, bool) else None
+
+
 def repair_torn_tail(path: Path) -> int:
     """Cut an incomplete last line (no newline) off a segment; returns the bytes removed."""
     size = path.stat().st_size
@@ -202,6 +215,17 @@ class Archive:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def mark_drained(self, at_ms: int) -> None:
+        """Record that a receive begun at `at_ms` found the queue empty (`archive_drained_at`)."""
+        with self._lock:
+            if at_ms <= (archive_drained_at(self.root) or 0):
+                return
+            meta: dict[str, object] = {"drained_at_ms": at_ms}
+            url = self.queue_url or archive_queue_url(self.root)
+            if url is not None:
+                meta = {"queue_url": url, **meta}
+            write_atomic(self.root / META, json.dumps(meta) + "\n", default_mode=PRIVATE_FILE)
 
     def __len__(self) -> int:
         return self._total

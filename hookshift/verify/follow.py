@@ -149,6 +149,7 @@ def _worker(
     backoff = 1.0
     while not loop.stop.is_set():
         try:
+            asked_ms = int(time.time() * 1000)
             reply = client.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=BATCH,
@@ -157,6 +158,8 @@ def _worker(
                 MessageAttributeNames=["All"],
             )
             messages = reply.get("Messages", [])
+            if not messages:
+                archive.mark_drained(asked_ms)
             # the batch in hand is finished even when a stop was asked meanwhile
             new = archive.append(messages) if messages else 0  # durable before any delete
             deleted = failed = 0

@@ -33,7 +33,7 @@ from typing import Any
 
 from hookshift.addresses import is_http_url
 from hookshift.errors import InputError
-from hookshift.verify.archive import archive_queue_url
+from hookshift.verify.archive import archive_drained_at, archive_queue_url
 from hookshift.verify.canonical import same_body
 from hookshift.verify.fetch import Hint, Side, fetch
 from hookshift.verify.keys import KeySpec, parse_key, resolve_key
@@ -500,7 +500,8 @@ def _run(
     create_detail(con, bulk.rows)
     timings["tally"] = time.monotonic() - mark
     progress(PHASES[2])
-    seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms)
+    read_at = queue_read_at(queue_spec, int(time.time() * 1000))
+    seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms, read_at)
     timeline = _timeline(con, seen, bulk.rows)
     first_seen = seen.oldest
     sides = _Sides(
@@ -604,14 +605,34 @@ def heal_targets(queue: SourceSpec, options: ParityOptions) -> list[str]:
     return targets
 
 
+def queue_read_at(spec: SourceSpec, now_ms: int) -> int | None:
+    """When the queue side was read (epoch ms): now for the queue itself, the last pull that
+    found it empty for an archive; None when nothing says (a file of messages)."""
+    if spec.kind == "sqs":
+        return now_ms
+    if spec.kind == "archive":
+        return archive_drained_at(Path(spec.target))
+    return None
+
+
 def classify_rows(
-    con: Any, bulk: Bulk, since: int | None, until: int | None, grace_ms: int
+    con: Any,
+    bulk: Bulk,
+    since: int | None,
+    until: int | None,
+    grace_ms: int,
+    read_at: int | None = None,
 ) -> tuple[Spread, int | None, dict[str, int], dict[str, int | None]]:
     """Classes and counts of the tallied rows (table record_rows, `tally` and `create_detail` done):
     view classified (a class per key of the detail), the spread, the window's end, the counts
-    (before the canonical compare settles mismatched) and the lag. `verify watch` shares it."""
+    (before the canonical compare settles mismatched) and the lag. `verify watch` shares it.
+
+    A callback is in flight when it came within the grace of the window's end: `until`, else
+    when the queue was read (`read_at`), else the newest record. Not the newest record when
+    the read time is known: after traffic stops, copies lost at the end would otherwise stay
+    in flight however long ago they were lost."""
     seen = spread(con, bulk.rows)
-    end = until if until is not None else seen.newest
+    end = until if until is not None else read_at if read_at is not None else seen.newest
     cls_sql = class_sql(end, grace_ms, since, until)
     con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
     counts, lag = class_counts(con, bulk, null_counts(con))

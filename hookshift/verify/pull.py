@@ -264,6 +264,7 @@ def pull(
             f" its consumers for the visibility timeout ({vt if vt is not None else '?'} s)"
         )
     shared = _Shared(max_messages)
+    begun_ms = int(time.time() * 1000)
     with Archive(archive_dir, queue_url) as archive:
         threads = [
             threading.Thread(
@@ -277,6 +278,8 @@ def pull(
             t.start()
         _wait(threads, shared, depth if max_messages is None else max_messages, progress)
         total = len(archive)
+        if not shared.errors and (max_messages is None or shared.received < max_messages):
+            archive.mark_drained(begun_ms)  # every worker ended on an empty poll
     if shared.errors:
         raise sqs_failure(queue_url, shared.errors[0]) from None
     return PullResult(

@@ -51,6 +51,7 @@ from hookshift.verify.parity import (
     class_sql,
     iso,
     quantile_disc,
+    queue_read_at,
     side_windows,
     timeline_bucket_s,
     verdict_for,
@@ -670,7 +671,14 @@ class Watcher:
             {str(k): int(n) for k, n in db.execute("SELECT name, n FROM totals").fetchall()}
         )
         newest = _meta(db, "newest")
-        end = until if until is not None else (None if newest is None else int(newest))
+        read_at = queue_read_at(self.queue, int(time.time() * 1000))  # as parity measures it
+        end = (
+            until
+            if until is not None
+            else read_at
+            if read_at is not None
+            else (None if newest is None else int(newest))
+        )
         flying = 0
         if end is not None:
             row = db.execute("SELECT count(*) FROM pending WHERE ta > ?", [end - grace_ms])

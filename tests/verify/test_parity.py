@@ -297,3 +297,30 @@ def test_a_log_line_nginx_is_still_writing_is_left_out_not_malformed(tmp_path: P
     log.write_text(lines[3][:20] + "\n" + "".join(line + "\n" for line in lines[:3]))
     with pytest.raises(InputError, match=r"1 malformed record\(s\), first: .*parity.log:1:"):
         run_parity(f"nginx:{log}", f"jsonl:{tmp_path / 'queue.jsonl'}", options)
+
+
+def test_copies_lost_at_the_end_are_missing_once_a_pull_found_the_queue_empty(
+    tmp_path: Path,
+) -> None:
+    """Traffic stops; the last copies never reach the queue (a burst over the relay's cap).
+    Measured from the newest record they would stay "in flight" for ever, and parity would
+    pass; measured from when a pull found the queue empty, they are missing."""
+    from hookshift.verify.archive import Archive
+
+    lines = [nginx_line(rid(n), T0 + n * 1000, body(n)) for n in range(1, 11)]
+    write_lines(tmp_path / "parity.log", lines)
+    archive = tmp_path / "archive"
+    write_messages(
+        tmp_path / "sent.jsonl",
+        [message(f"m{n}", body(n), T0 + n * 1000 + 40) for n in range(1, 5)],
+    )
+    archive.mkdir(mode=0o700)
+    (archive / "seg-000001.jsonl").write_bytes((tmp_path / "sent.jsonl").read_bytes())
+    app, queue = f"nginx:{tmp_path / 'parity.log'}", f"archive:{archive}"
+    before = run_parity(app, queue, ParityOptions(grace_s=30))
+    assert before.counts["in_flight"] == 6 and before.verdict == "pass"  # nothing says when
+    with Archive(archive, None) as pulled:
+        pulled.mark_drained(T0 + 10_000 + 60_000)  # a pull a minute after the last callback
+    after = run_parity(app, queue, ParityOptions(grace_s=30))
+    assert after.counts["in_flight"] == 0 and after.counts["missing_in_queue"] == 6
+    assert after.verdict == "fail"

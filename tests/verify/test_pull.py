@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
-from hookshift.verify.archive import Archive, iter_archive, repair_torn_tail
+from hookshift.verify.archive import Archive, archive_drained_at, iter_archive, repair_torn_tail
 from hookshift.verify.pull import pull
 from tests.verify.data import body
 
@@ -67,6 +67,7 @@ def test_pull_with_delete_archives_every_message_once_and_empties_the_queue(
     moto: MotoServer, tmp_path: Path
 ) -> None:
     url = _fill(moto, 25)
+    begun_ms = int(time.time() * 1000)
     result = pull(
         url,
         tmp_path / "a",
@@ -87,6 +88,9 @@ def test_pull_with_delete_archives_every_message_once_and_empties_the_queue(
     assert first["MessageAttributes"]["nginx_request_id"]["DataType"] == "String"
     assert "SentTimestamp" in first["Attributes"]
     assert "ReceiptHandle" not in first  # receipt handles are per receive, not archived
+    # it found the queue empty: parity counts copies older than that as missing, not in flight
+    drained = archive_drained_at(tmp_path / "a")
+    assert drained is not None and begun_ms <= drained <= int(time.time() * 1000)
 
 
 def test_pull_without_delete_leaves_the_messages_and_says_they_are_hidden(
@@ -123,6 +127,7 @@ def test_max_stops_the_pull(moto: MotoServer, tmp_path: Path) -> None:
         progress=False,
     )
     assert result.received == 10 and len(_archived_ids(tmp_path / "a")) == 10
+    assert archive_drained_at(tmp_path / "a") is None  # stopped with messages left
 
 
 def test_archive_cuts_a_torn_last_line_and_never_writes_a_message_twice(tmp_path: Path) -> None:
