@@ -266,9 +266,14 @@ def recover_locked(state: ConfigState) -> tuple[str, ...]:
         replace_file(path, original, expected=os.lstat(path))
         restored += 1
     state.save(Saved(saved.records, None))
+    running = (
+        "; it was reloading nginx, which may still run that change: reload it (--reload)"
+        if intent.reload
+        else ""
+    )
     return (
         f"an interrupted hookshift {intent.op} was undone first "
-        f"({restored} file(s) put back as they were)",
+        f"({restored} file(s) put back as they were){running}",
     )
 
 
@@ -305,9 +310,11 @@ class _Failed(Exception):
 
 @dataclass
 class _Writer:
-    """The files written so far (with their new status), so they can be put back."""
+    """The files written so far (with their new status), so they can be put back, and
+    whether nginx was sent a reload (then it may run them: it is reloaded after)."""
 
     written: list[tuple[_Target, os.stat_result]]
+    reload_sent: bool = False
 
     def write(self, target: _Target) -> None:
         name = target.real.name
@@ -407,7 +414,9 @@ def write_locked(
     binary.nginx_version(nginx_bin)  # the binary runs, for every operation
     if not edits:
         _commit(state, records)
-        return ApplyResult((), None, False, "", notes)
+        # asked to reload, nginx runs what is on disk after it, changed or not (an interrupted
+        # run's reload may have left it on another config)
+        return ApplyResult((), None, reload and _reload_as_is(config, nginx_bin, prefix), "", notes)
     remove_stale_temps(config, edits)
     before = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
     if require_valid_original and not before.ok:
@@ -425,7 +434,8 @@ def write_locked(
     saved = state.load()
     intent = Intent(
         op,
-        tuple(
+        reload=reload,
+        files=tuple(
             IntentFile(
                 str(t.real),
                 str(copy),
@@ -474,6 +484,7 @@ def _write_and_check(
     checkpoint("tested")
     if not reload:
         return after, False
+    writer.reload_sent = True  # from here an interruption may leave nginx on the new config
     result = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
     if not result.ok:
         raise _Failed("nginx -s reload failed", result.error, True)
@@ -506,8 +517,19 @@ def _undo(
             f"(originals in {run})"
         ) from None
     shutil.rmtree(run, ignore_errors=True)
-    if isinstance(exc, _Failed) and exc.reload_after_restore:
+    if writer.reload_sent or (isinstance(exc, _Failed) and exc.reload_after_restore):
         binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+
+
+def _reload_as_is(config: Path, nginx_bin: str, prefix: Path | None) -> bool:
+    """Reload nginx on the config as it is on disk, after ``nginx -t`` passes on it."""
+    checked = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+    if not checked.ok:
+        raise OperationError(f"nginx -t fails on the config, not reloaded: {checked.error}")
+    result = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
+    if not result.ok:
+        raise OperationError(f"nginx -s reload failed: {result.error}")
+    return True
 
 
 def _user_error(exc: BaseException) -> BaseException:
@@ -613,7 +635,8 @@ def apply_plan(
             ready=ready,
         )
     except BaseException:
-        if made_log and parity_log is not None:
+        # a reload may have reached nginx, which then holds the log open: it stays
+        if made_log and parity_log is not None and not reload:
             with contextlib.suppress(OSError):
                 if parity_log.stat().st_size == 0:
                     parity_log.unlink()

@@ -370,7 +370,7 @@ def apply(fmt: str, backup_dir: Path | None, reload: bool, **kwargs: Any) -> Non
             emit_json(outcome.to_json())
         return
     if outcome.no_change:
-        diag("ok", "already applied: no change")
+        diag("ok", "already applied: no change" + ("; nginx reloaded" if outcome.reloaded else ""))
         return
     diag(
         "ok",
@@ -410,7 +410,11 @@ def remove(
             emit_json(outcome.to_json())
         return
     if outcome.no_change:
-        diag("ok", "no hookshift lines found: no change")
+        diag(
+            "ok",
+            "no hookshift lines found: no change"
+            + ("; nginx reloaded" if outcome.reloaded else ""),
+        )
     else:
         diag(
             "ok",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,21 @@ def plan_removal(config_path: Path, records: Mapping[str, FileRecord]) -> Remova
     return Removal(tuple(edits), tuple(notes))
 
 
+_UNIX_LISTEN = re.compile(r"^\s*listen\s+unix:(\S+?);.*" + re.escape(splice.MARK) + r"\s*$")
+
+
+def _removed_sockets(edits: tuple[Edit, ...]) -> tuple[str, ...]:
+    """The unix sockets of hookshift's relay that the edits take out (and that exist now)."""
+    found = []
+    for edit in edits:
+        kept = set(edit.new.splitlines())
+        for line in edit.old.splitlines():
+            m = _UNIX_LISTEN.match(line)
+            if m and line not in kept and os.path.exists(m.group(1)):
+                found.append(m.group(1))
+    return tuple(found)
+
+
 def _mismatches(path: Path, result: splice.Removal) -> list[str]:
     notes = [
         f"{path}:{n}: ends in `# hookshift` but hookshift did not add it: left in place"
@@ -113,6 +129,7 @@ def remove_marked(
         recovered = recover_locked(state)
         saved = state.load()
         removal = plan_removal(config, saved.records)
+        sockets = _removed_sockets(removal.edits)
         return write_locked(
             state,
             removal.edits,
@@ -122,7 +139,8 @@ def remove_marked(
             reload=reload,
             require_valid_original=False,
             prefix=prefix,
-            took_effect=None,
+            # nginx deletes a unix socket it stops listening on: gone, the reload took effect
+            took_effect=(lambda: not any(os.path.exists(p) for p in sockets)) if sockets else None,
             records=dict.fromkeys(saved.records),
             op="remove",
             notes=(*recovered, *removal.notes),

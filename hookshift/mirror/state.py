@@ -84,6 +84,7 @@ class IntentFile:
 class Intent:
     op: str
     files: tuple[IntentFile, ...]
+    reload: bool = False  # nginx was to be reloaded: undone, it may run the change meanwhile
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,10 @@ def _intent(data: Any) -> Intent | None:
         return None
     files = tuple(IntentFile(**f) for f in raw["files"])
     fields = (raw["op"], *(v for f in files for v in vars(f).values()))
-    if not all(isinstance(v, str) for v in fields):
+    reload = raw.get("reload", False)
+    if not all(isinstance(v, str) for v in fields) or not isinstance(reload, bool):
         raise ValueError("intent")
-    return Intent(raw["op"], files)
+    return Intent(raw["op"], files, reload)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,11 @@ class ConfigState:
             },
             "intent": None
             if saved.intent is None
-            else {"op": saved.intent.op, "files": [vars(f) for f in saved.intent.files]},
+            else {
+                "op": saved.intent.op,
+                "files": [vars(f) for f in saved.intent.files],
+                "reload": saved.intent.reload,
+            },
         }
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(self.file, json.dumps(data, indent=2) + "\n", default_mode=0o600)

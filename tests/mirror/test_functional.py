@@ -23,7 +23,7 @@ import pytest
 import trustme
 
 from hookshift.errors import OperationError
-from hookshift.mirror.apply import apply_plan
+from hookshift.mirror.apply import Edit, apply_plan, write_edits
 from hookshift.mirror.plan import RESOLVE_IN_UPSTREAM, MirrorOptions, MirrorPlan, make_plan
 from hookshift.mirror.remove import remove_marked
 from hookshift.mirror.render import Tuning
@@ -200,7 +200,7 @@ def test_callback_reaches_app_and_stage_and_both_logs(
         access = (tmp_path / "access.log").read_text()
         assert access.count("POST /callback?src=vendor") >= len(lines), "original log kept"
 
-        remove_marked(
+        removed = remove_marked(
             tmp_path / "nginx.conf",
             nginx_bin=nginx_bin,
             backup_dir=tmp_path / "bk",
@@ -208,7 +208,52 @@ def test_callback_reaches_app_and_stage_and_both_logs(
             prefix=tmp_path,
         )
         assert (tmp_path / "nginx.conf").read_bytes() == original
+        # the reload took effect before remove returned: nginx let go of the relay's socket
+        assert removed.reloaded and not (tmp_path / "relay.sock").exists()
         assert _post(port, SAMPLE) == 200
+        again = remove_marked(
+            tmp_path / "nginx.conf",
+            nginx_bin=nginx_bin,
+            backup_dir=tmp_path / "bk",
+            reload=True,
+            prefix=tmp_path,
+        )
+        assert again.no_change and again.reloaded  # asked to reload: nginx runs what is on disk
+    finally:
+        nginx.stop()
+
+
+def test_an_apply_interrupted_after_its_reload_puts_nginx_back_on_the_original(
+    tmp_path: Path,
+    nginx_bin: str,
+    stage: RecordingServer,
+    dns: DnsServer,
+    ca_file: Path,
+    port: int,
+) -> None:
+    """Ctrl-C while nginx takes the reload: the files go back, and so must nginx (a second
+    reload), or it would go on mirroring a config that is no longer on disk."""
+    original = (tmp_path / "nginx.conf").read_bytes()
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        plan = make_plan(_options(tmp_path, stage.port, dns, ca_file), (1, 22, 1))
+
+        def interrupted() -> bool:
+            wait_until(lambda: (tmp_path / "relay.sock").exists(), "nginx on the new config")
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            write_edits(
+                [Edit(c.path, c.old_text, c.new_text) for c in plan.changes],
+                config=tmp_path / "nginx.conf",
+                nginx_bin=nginx_bin,
+                backup_dir=tmp_path / "bk",
+                reload=True,
+                prefix=tmp_path,
+                took_effect=interrupted,
+            )
+        assert (tmp_path / "nginx.conf").read_bytes() == original
+        wait_until(lambda: not (tmp_path / "relay.sock").exists(), "nginx back on the original")
     finally:
         nginx.stop()
 

@@ -255,18 +255,20 @@ def test_remove_names_an_edited_line_and_one_that_lost_its_marker(
     site = config.parent / "conf.d" / "b.conf"
     text = site.read_text()
     mirror_line = next(line for line in text.splitlines() if line.strip().startswith("mirror "))
-    edited = next(line for line in text.splitlines() if "proxy_connect_timeout" in line)
+    # a line of the callback's own location, which stays (one of hookshift's own blocks would
+    # be refused: the edited line would be stranded outside it)
+    edited = next(line for line in text.splitlines() if "client_body_buffer_size" in line)
     text = text.replace(mirror_line, mirror_line.replace("  # hookshift", ""))
-    text = text.replace(edited, edited.replace("proxy_connect_timeout", "proxy_send_timeout"))
+    text = text.replace(edited, edited.replace("128k", "256k"))
     site.write_text(text)
     result = _remove(config, nginx_bin, tmp_path / "bk")
     notes = "\n".join(result.notes)
     assert "lost its `# hookshift` marker" in notes
-    assert "was edited or deleted" in notes and "proxy_connect_timeout" in notes
+    assert "was edited or deleted" in notes and "client_body_buffer_size 128k" in notes
     assert "ends in `# hookshift` but hookshift did not add it" in notes
     left = site.read_text()
     assert mirror_line.replace("  # hookshift", "") in left
-    assert edited.replace("proxy_connect_timeout", "proxy_send_timeout") in left
+    assert edited.replace("128k", "256k") in left
 
 
 @pytest.mark.e2e
