@@ -230,7 +230,8 @@ def _backup_error(backup_dir: Path, exc: OSError) -> InputError:
 
 
 def recover_locked(state: ConfigState) -> tuple[str, ...]:
-    """Undo the change a killed run left unfinished: each file back to its bytes before it.
+    """Undo the change a killed run left unfinished: each file back to its bytes before it,
+    and no temp file of its left beside them.
 
     Safe to repeat (a file already back is skipped); a file that is neither the before nor
     the after of that change was edited since, and is not ours to overwrite.
@@ -266,6 +267,7 @@ def recover_locked(state: ConfigState) -> tuple[str, ...]:
         replace_file(path, original, expected=os.lstat(path))
         restored += 1
     state.save(Saved(saved.records, None))
+    remove_stale_temps(state.config, [])  # a temp file the killed run was about to rename
     running = (
         "; it was reloading nginx, which may still run that change: reload it (--reload)"
         if intent.reload

@@ -642,3 +642,19 @@ def test_mirror_commands_with_stdout_on_a_full_device_say_one_line(
         done = _cli(remove, full)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "cannot write to standard output" in done.stderr
+
+
+@pytest.mark.e2e
+def test_remove_after_an_apply_killed_before_its_rename_leaves_no_temp_file(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """The undo of the killed apply takes its temp file too: remove gives back the files as
+    they were, and nothing beside them."""
+    config = multi_file(tmp_path / "conf")
+    original = snapshot(config.parent)
+    with paused("apply", config, ca_file, nginx_bin, tmp_path / "bk", "temp-written:b.conf"):
+        pass
+    assert list((config.parent / "conf.d").glob(".*hookshift-tmp"))  # what the kill left
+    _remove(config, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) == original
+    assert not list(config.parent.rglob(".*hookshift-tmp"))
