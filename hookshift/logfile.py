@@ -9,9 +9,11 @@ Debian gives nginx's logs ``www-data:adm`` and 0640 (``create 0640 www-data adm`
 from __future__ import annotations
 
 import errno
+import fnmatch
 import grp
 import os
 import pwd
+import re
 import stat
 from pathlib import Path
 
@@ -78,3 +80,46 @@ def precreate_log(
     finally:
         os.close(fd)
     return made
+
+
+LOGROTATE_DIR = Path("/etc/logrotate.d")
+
+
+def rotation_keeps_private(log: Path, logrotate_dir: Path = LOGROTATE_DIR) -> bool:
+    """Whether a logrotate rule rotates `log` so that the new file stays private: one whose
+    path glob takes it and that ``copytruncate``s it (the file itself stays) or ``create``s the
+    new one without any permission for others. Without such a rule, nginx opens the next log
+    itself after a rotation, 0644."""
+    try:
+        files = sorted(p for p in logrotate_dir.iterdir() if p.is_file())
+    except OSError:
+        return False
+    for rule in files:
+        try:
+            text = rule.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for paths, body in re.findall(r"([^{}]*?)\{([^{}]*)\}", text):
+            globs = [p.strip("\"'") for p in paths.split() if p.startswith(("/", '"/', "'/"))]
+            if not any(fnmatch.fnmatch(str(log), g) for g in globs):
+                continue
+            words = [line.split() for line in body.splitlines() if line.split()]
+            if any(w[0] == "copytruncate" for w in words):
+                return True
+            create = [w for w in words if w[0] == "create"]
+            mode = create[-1][1] if create and len(create[-1]) > 1 else None
+            return mode is not None and mode.isdigit() and int(mode, 8) & 0o007 == 0
+    return False
+
+
+def rotation_warning(log: Path, logrotate_dir: Path = LOGROTATE_DIR) -> str | None:
+    """What to tell the user about rotating the parity log at `log` (None: it stays private)."""
+    if rotation_keeps_private(log, logrotate_dir):
+        return None
+    return (
+        f"no logrotate rule keeps {log} private when it is rotated: nginx then opens the next "
+        "one itself, readable by every local user (0644), and it holds every callback's body. "
+        f"Add one, e.g. /etc/logrotate.d/hookshift: `{log} {{ daily rotate 14 compress "
+        "delaycompress missingok notifempty create 0640 www-data adm sharedscripts postrotate "
+        "invoke-rc.d nginx rotate >/dev/null 2>&1 endscript }` (one directive per line)"
+    )

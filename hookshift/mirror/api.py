@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, get_args
 
 from hookshift.errors import InputError
+from hookshift.logfile import rotation_warning
 from hookshift.mirror.apply import Edit, apply_plan, default_backup_dir, pending_change, write_edits
 from hookshift.mirror.apply import recover as recover_config
 from hookshift.mirror.dnscheck import look_up_stage
@@ -327,6 +328,9 @@ def plan(request: MirrorRequest) -> PlanResult:
             options = dataclasses.replace(options, stage_addresses=found.addresses)
             result = plan_from(read, options, facts.version)
         result = dataclasses.replace(result, warnings=(*result.warnings, *found.warnings))
+    rotation = rotation_warning(options.parity_log) if options.parity_log is not None else None
+    if rotation is not None:
+        result = dataclasses.replace(result, warnings=(*result.warnings, rotation))
     return PlanResult(
         result, (*lines, *_lines("info", result.info), *_lines("warning", result.warnings))
     )

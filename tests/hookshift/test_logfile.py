@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.logfile import precreate_log
+from hookshift.logfile import precreate_log, rotation_keeps_private, rotation_warning
 
 NOBODY = 65534
 
@@ -40,3 +40,42 @@ def test_a_log_in_a_directory_the_user_may_not_write_names_the_cause(tmp_path: P
         f"{logs / 'hookshift-parity.log'}: cannot open the log (Permission denied) (fix: run "
         "as a user that may write it (nginx's logs are root's), or choose another log path)"
     )
+
+
+DEBIAN_RULE = """/var/log/nginx/*.log {
+	daily
+	rotate 14
+	create 0640 www-data adm
+	sharedscripts
+	postrotate
+		invoke-rc.d nginx rotate >/dev/null 2>&1
+	endscript
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "log", "private"),
+    [
+        (DEBIAN_RULE, "/var/log/nginx/hookshift-parity.log", True),
+        (DEBIAN_RULE, "/srv/logs/hookshift-parity.log", False),  # no rule takes it
+        (DEBIAN_RULE.replace("0640", "0644"), "/var/log/nginx/hookshift-parity.log", False),
+        (
+            DEBIAN_RULE.replace("create 0640 www-data adm", "copytruncate"),
+            "/var/log/nginx/p.log",
+            True,
+        ),
+        (DEBIAN_RULE.replace("\tcreate 0640 www-data adm\n", ""), "/var/log/nginx/p.log", False),
+    ],
+)
+def test_a_parity_log_stays_private_only_under_a_rule_that_keeps_it_so(
+    tmp_path: Path, rule: str, log: str, private: bool
+) -> None:
+    """nginx opens the next log itself after a rotation, 0644, unless logrotate creates it
+    (or truncates it in place): the parity log holds every callback's body."""
+    (tmp_path / "nginx").write_text(rule)
+    assert rotation_keeps_private(Path(log), tmp_path) is private
+    warning = rotation_warning(Path(log), tmp_path)
+    assert (warning is None) is private
+    if warning is not None:
+        assert f"no logrotate rule keeps {log} private" in warning and "create 0640" in warning
