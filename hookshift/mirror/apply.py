@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import hashlib
 import json
 import os
@@ -223,10 +224,23 @@ def backup(targets: Sequence[_Target], backup_dir: Path) -> tuple[Path, tuple[Pa
 
 
 def _backup_error(backup_dir: Path, exc: OSError) -> InputError:
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
     return InputError(
         f"cannot write the backup in {backup_dir}: {exc.strerror}; nothing changed",
-        fix="free space there or pass --backup-dir DIR on a writable disk",
+        fix="free space there or pass --backup-dir DIR on a writable disk"
+        if full
+        else "pass --backup-dir DIR in a directory you may write",
     )
+
+
+def check_backup_dir(backup_dir: Path) -> None:
+    """Refuse a backup directory that cannot take a backup, before anything is shown or
+    written (the backup itself comes after the plan is shown)."""
+    try:
+        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=backup_dir))
+    except OSError as exc:
+        raise _backup_error(backup_dir, exc) from None
 
 
 def recover_locked(state: ConfigState) -> tuple[str, ...]:
@@ -428,6 +442,7 @@ def write_locked(
             fix="make `nginx -t` pass first",
         )
     targets = _targets(edits)
+    check_backup_dir(backup_dir)
     if ready is not None:
         ready()
     checkpoint("checked")

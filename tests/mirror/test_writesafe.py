@@ -658,3 +658,43 @@ def test_remove_after_an_apply_killed_before_its_rename_leaves_no_temp_file(
     _remove(config, nginx_bin, tmp_path / "bk")
     assert snapshot(config.parent) == original
     assert not list(config.parent.rglob(".*hookshift-tmp"))
+
+
+@pytest.mark.e2e
+def test_a_backup_dir_that_cannot_be_made_is_refused_before_the_diff_is_shown(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """Nothing changes, so nothing is shown as a change: the refusal is the one line."""
+    config = multi_file(tmp_path / "conf")
+    before = snapshot(config.parent)
+    (tmp_path / "a-file").write_text("")
+    done = _cli(
+        [
+            "apply",
+            "--config",
+            str(config),
+            "--path",
+            "/vendor/cb",
+            "--stage-url",
+            STAGE_URL,
+            "--parity-log",
+            str(config.parent / "logs" / "parity.log"),
+            "--trusted-ca",
+            str(ca_file),
+            "--relay-socket",
+            str(config.parent / "relay.sock"),
+            "--no-dns-check",
+            "--nginx-bin",
+            nginx_bin,
+            "--nginx-prefix",
+            str(config.parent),
+            "--backup-dir",
+            str(tmp_path / "a-file" / "bk"),
+        ],
+        subprocess.PIPE,
+    )
+    assert done.returncode == 2 and done.stdout == "", done.stdout[:200]
+    assert done.stderr.strip().endswith(
+        "(fix: pass --backup-dir DIR in a directory you may write)"
+    ), done.stderr
+    assert snapshot(config.parent) == before
