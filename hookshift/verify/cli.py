@@ -663,6 +663,9 @@ def watch_command(
     from hookshift.verify.watch import Outputs, Watcher, publish
 
     every = parse_duration(interval, "--interval")
+    inside_state = [p for p in (html_path, metrics_file) if p is not None]
+    if any(p.absolute().parent == state_dir.absolute() for p in inside_state):
+        state_dir.mkdir(parents=True, exist_ok=True)  # the watch makes it anyway: a page in it
     if html_path is not None:
         html_path = html_path.absolute()  # the page is rewritten long after a cwd could change
         _check_html_path(html_path)

@@ -42,6 +42,13 @@ def test_each_update_writes_a_page_that_refreshes_at_the_interval(tmp_path: Path
     assert "<td class=num>2</td>" in text and 'class="bar app"' in text
 
 
+def test_a_page_in_the_state_directory_the_watch_makes_is_written(tmp_path: Path) -> None:
+    """--help's own example: `--state ./w --html ./w/parity.html` on a first run."""
+    _files(tmp_path)
+    assert _watch(tmp_path, "--html", str(tmp_path / "st" / "parity.html")) == 1
+    assert (tmp_path / "st" / "parity.html").read_text(encoding="utf-8").startswith("<!")
+
+
 def test_a_page_path_the_watch_cannot_rewrite_is_refused_first(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
