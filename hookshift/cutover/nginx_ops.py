@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -94,15 +95,35 @@ def changes(
 
 
 def only_hookshift_lines(state: Path, change: journal.FileChange) -> bool:
-    """Whether `change` touched hookshift's own lines only (``hookshift mirror refresh``
-    rewriting the stage's address), leaving every byte the user wrote as it was."""
+    """Whether `change` is ``hookshift mirror refresh`` rewriting the stage's address: one
+    of hookshift's ``server ADDRESS`` lines swapped, every other byte as it was. Anything else
+    (the mirror taken out or put in by hand, another line of hookshift's edited) is an edit
+    made outside the cut-over."""
     if change.sha256_before is None or change.sha256_after is None:
         return False
     before = journal.load_snapshot(state, change.sha256_before)
     after = journal.load_snapshot(state, change.sha256_after)
     if before is None or after is None:
         return False
-    return splice.remove(from_bytes(before)) == splice.remove(from_bytes(after))
+    old, new = from_bytes(before), from_bytes(after)
+    if splice.remove(old) != splice.remove(new):
+        return False
+    # refresh swaps the one `server ADDRESS ...` line of the stage's upstream; a mirror taken
+    # out (or put in) by hand, or another of hookshift's lines edited, is the operator's
+    ours_before, ours_after = _marked(old), _marked(new)
+    if len(ours_before) != len(ours_after):
+        return False
+    swapped = [(a, b) for a, b in zip(ours_before, ours_after, strict=True) if a != b]
+    return len(swapped) <= 1 and all(
+        _STAGE_SERVER.match(a) and _STAGE_SERVER.match(b) for a, b in swapped
+    )
+
+
+_STAGE_SERVER = re.compile(r"\s*server\s+\S+")
+
+
+def _marked(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.rstrip().endswith(splice.MARK)]
 
 
 def user_hashes(files: Sequence[Path]) -> dict[str, str | None]:

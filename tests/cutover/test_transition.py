@@ -183,6 +183,21 @@ def test_a_change_of_hookshifts_own_lines_is_adopted_without_asking(
 
 
 @pytest.mark.e2e
+def test_a_mirror_taken_out_by_hand_is_an_outside_edit_not_the_stages(
+    tmp_path: Path, nginx_bin: str
+) -> None:
+    """`hookshift mirror remove` run by hand mid-window leaves the user's bytes as they were,
+    but no callback is copied from then on: the cut-over must not go on as if the stage ran."""
+    from hookshift.mirror.remove import remove_marked
+
+    cut = make(tmp_path, nginx_bin)
+    force(cut, "mirror-stage")
+    remove_marked(cut.main, nginx_bin=nginx_bin, backup_dir=tmp_path / "backup")
+    refused = run("cutover", "advance", "--state", str(cut.state), "--dry-run")
+    assert refused.returncode == 2 and "changed outside the cut-over" in refused.stderr
+
+
+@pytest.mark.e2e
 def test_decommissioned_says_what_nginx_really_has(tmp_path: Path, nginx_bin: str) -> None:
     cut = make(tmp_path, nginx_bin)
     original = cut.files()
