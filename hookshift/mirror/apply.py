@@ -20,9 +20,13 @@ The order matters:
 8. the real ``nginx -t`` on the result; on any failure from the first write on, every file
    written is restored, the intent cleared and the now useless backup removed;
 9. with ``reload``, ``nginx -s reload``; if that fails, or the running nginx does not take the
-   new config (two-hop: its relay socket never appears), restore and reload again;
+   new config (apply: the relay's socket never appears; remove: it never goes), or the run is
+   interrupted once the signal is sent, restore and reload again;
 10. commit: the record of the lines apply wrote is updated and the intent cleared, in one
     atomic write.
+
+With ``reload`` and nothing to change, nginx is reloaded on the config as it is (after
+``nginx -t``): the run leaves nginx on what is on disk, whatever an interrupted run left.
 """
 
 from __future__ import annotations
