@@ -110,7 +110,7 @@ def only_hookshift_lines(state: Path, change: journal.FileChange) -> bool:
         return False
     # refresh swaps the one `server ADDRESS ...` line of the stage's upstream; a mirror taken
     # out (or put in) by hand, or another of hookshift's lines edited, is the operator's
-    ours_before, ours_after = _marked(old), _marked(new)
+    ours_before, ours_after = splice.marked_lines(old), splice.marked_lines(new)
     if len(ours_before) != len(ours_after):
         return False
     swapped = [(a, b) for a, b in zip(ours_before, ours_after, strict=True) if a != b]
@@ -120,10 +120,6 @@ def only_hookshift_lines(state: Path, change: journal.FileChange) -> bool:
 
 
 _STAGE_SERVER = re.compile(r"\s*server\s+\S+")
-
-
-def _marked(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.rstrip().endswith(splice.MARK)]
 
 
 def user_hashes(files: Sequence[Path]) -> dict[str, str | None]:

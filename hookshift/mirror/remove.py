@@ -81,15 +81,15 @@ def plan_removal(config_path: Path, records: Mapping[str, FileRecord]) -> Remova
     return Removal(tuple(edits), tuple(notes))
 
 
-_UNIX_LISTEN = re.compile(r"^\s*listen\s+unix:(\S+?);.*" + re.escape(splice.MARK) + r"\s*$")
+_UNIX_LISTEN = re.compile(r"\s*listen\s+unix:(\S+?);")
 
 
 def _removed_sockets(edits: tuple[Edit, ...]) -> tuple[str, ...]:
     """The unix sockets of hookshift's relay that the edits take out (and that exist now)."""
     found = []
     for edit in edits:
-        kept = set(edit.new.splitlines())
-        for line in edit.old.splitlines():
+        kept = set(splice.marked_lines(edit.new))
+        for line in splice.marked_lines(edit.old):
             m = _UNIX_LISTEN.match(line)
             if m and line not in kept and os.path.exists(m.group(1)):
                 found.append(m.group(1))

@@ -53,6 +53,11 @@ def has_marks(text: str) -> bool:
     return SPLIT in text or any(line.rstrip("\r\n").endswith(MARK) for line in _lines(text))
 
 
+def marked_lines(text: str) -> list[str]:
+    """The lines of `text` that end in hookshift's mark (without their line ending)."""
+    return [line.rstrip("\r\n") for line in _lines(text) if line.rstrip("\r\n").endswith(MARK)]
+
+
 def remove(text: str) -> str:
     """`text` without hookshift's lines: the exact inverse of `insert`."""
     kept = "".join(line for line in _lines(text) if not line.rstrip("\r\n").endswith(MARK))

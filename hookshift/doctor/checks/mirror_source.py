@@ -218,13 +218,7 @@ def mirror_copy_taken(index: Index) -> Iterator[Finding]:
             index, use.server, use.source
         ):
             continue  # the callbacks themselves never reach the mirror: mirror-never-runs
-        answered = taken.name == "return" or (
-            len(taken.args) > 1
-            and (
-                taken.args[1].startswith(("http://", "https://", "$scheme"))
-                or taken.args[2:3] in (("redirect",), ("permanent",))
-            )
-        )
+        answered = taken.name == "return" or _ends_rewrite(taken) == "answers with a redirect"
         where_to = (
             "answers each copy there" if answered else "sends each copy where that line sends it"
         )
