@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.mirror.apply import apply_plan
-from hookshift.mirror.plan import make_plan
+from hookshift.mirror.plan import MirrorOptions, MirrorPlan, make_plan
 from hookshift.procs import LOOPBACK, wait_until
 from hookshift.rehearsal.dns import DnsServer
 from tests.mirror.servers import RecordingServer
@@ -120,6 +120,18 @@ class Bed:
     ca_file: Path
     port: int
 
+    def options(self) -> MirrorOptions:
+        """The bed's mirror options, as test_functional plans them."""
+        return _options(self.prefix, self.stage.port, self.dns, self.ca_file)
+
+    def apply(self, options: MirrorOptions) -> MirrorPlan:
+        """Plan `options` for nginx 1.22's layout and apply it to the bed's config."""
+        plan = make_plan(options, (1, 22, 1))
+        apply_plan(
+            plan, nginx_bin=self.nginx_bin, backup_dir=self.prefix / "bk", prefix=self.prefix
+        )
+        return plan
+
 
 @pytest.fixture
 def bed(
@@ -147,8 +159,7 @@ def test_the_callback_is_copied_where_nginx_hands_it_to_the_app(road: str, bed: 
     (tmp_path / "html").mkdir(exist_ok=True)
     if "=404" in locations:
         (tmp_path / "html" / "callback").write_text("the callback's script")
-    plan = make_plan(_options(tmp_path, stage.port, bed.dns, bed.ca_file), (1, 22, 1))
-    apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=tmp_path)
+    plan = bed.apply(bed.options())
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post_to(port, "/callback?src=vendor") == 200
@@ -172,15 +183,7 @@ def test_forward_mode_passes_a_server_level_guard_on_its_own_uri(bed: Bed) -> No
             "server_name hooks.test;\n        if ($uri ~ ^/__) { return 403; }",
         )
     )
-    options = replace(
-        _options(tmp_path, stage.port, bed.dns, bed.ca_file), mode="forward", timeout=None
-    )
-    apply_plan(
-        make_plan(options, (1, 22, 1)),
-        nginx_bin=nginx_bin,
-        backup_dir=tmp_path / "bk",
-        prefix=tmp_path,
-    )
+    bed.apply(replace(bed.options(), mode="forward", timeout=None))
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:
         assert _post_to(port, "/callback?src=vendor") == 200
@@ -210,13 +213,7 @@ def test_a_path_outside_ascii_is_copied_in_each_form_a_client_sends(given: str, 
     tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
     config = tmp_path / "nginx.conf"
     config.write_text(config.read_text().replace("location = /callback", "location /hooks/"))
-    options = replace(_options(tmp_path, stage.port, bed.dns, bed.ca_file), path=given)
-    apply_plan(
-        make_plan(options, (1, 22, 1)),
-        nginx_bin=nginx_bin,
-        backup_dir=tmp_path / "bk",
-        prefix=tmp_path,
-    )
+    bed.apply(replace(bed.options(), path=given))
     sent = [b"/hooks/%EC%BD%9C%EB%B0%B1", b"/hooks/%ec%bd%9c%eb%b0%b1", "/hooks/콜백".encode()]
     nginx = _start_nginx(nginx_bin, tmp_path, port)
     try:

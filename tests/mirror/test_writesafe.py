@@ -574,6 +574,27 @@ def test_a_full_disk_for_the_backup_writes_nothing_and_leaves_no_empty_backup(
     assert snapshot(config.parent) == before
 
 
+def _plan_args(config: Path, ca_file: Path, nginx_bin: str) -> list[str]:
+    """`mirror plan`'s options for the callback of `multi_file`, everything in its tree."""
+    return [
+        "--config",
+        str(config),
+        "--path",
+        "/vendor/cb",
+        "--stage-url",
+        STAGE_URL,
+        "--parity-log",
+        str(config.parent / "logs" / "parity.log"),
+        "--trusted-ca",
+        str(ca_file),
+        "--relay-socket",
+        str(config.parent / "relay.sock"),
+        "--no-dns-check",
+        "--nginx-bin",
+        nginx_bin,
+    ]
+
+
 def _cli(args: list[str], stdout: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hookshift", "mirror", *args],
@@ -591,23 +612,7 @@ def test_mirror_commands_with_stdout_on_a_full_device_say_one_line(
 ) -> None:
     config = multi_file(tmp_path / "conf")
     before = snapshot(config.parent)
-    common = [
-        "--config",
-        str(config),
-        "--path",
-        "/vendor/cb",
-        "--stage-url",
-        STAGE_URL,
-        "--parity-log",
-        str(config.parent / "logs" / "parity.log"),
-        "--trusted-ca",
-        str(ca_file),
-        "--relay-socket",
-        str(config.parent / "relay.sock"),
-        "--no-dns-check",
-        "--nginx-bin",
-        nginx_bin,
-    ]
+    common = _plan_args(config, ca_file, nginx_bin)
     apply_args = [
         *common,
         "--backup-dir",
@@ -671,21 +676,7 @@ def test_a_backup_dir_that_cannot_be_made_is_refused_before_the_diff_is_shown(
     done = _cli(
         [
             "apply",
-            "--config",
-            str(config),
-            "--path",
-            "/vendor/cb",
-            "--stage-url",
-            STAGE_URL,
-            "--parity-log",
-            str(config.parent / "logs" / "parity.log"),
-            "--trusted-ca",
-            str(ca_file),
-            "--relay-socket",
-            str(config.parent / "relay.sock"),
-            "--no-dns-check",
-            "--nginx-bin",
-            nginx_bin,
+            *_plan_args(config, ca_file, nginx_bin),
             "--nginx-prefix",
             str(config.parent),
             "--backup-dir",
