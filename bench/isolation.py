@@ -341,8 +341,9 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         "< 1.27.3 only: keep-alive to the stage, resolved at start/reload and kept current by "
         "`hookshift mirror refresh`).",
         "",
-        "| nginx | stage | client | config | req/s | ratio | first 5 s req/s | ratio "
-        "| p99 first 5 s | delta | p99 after | delta | errors | copied | CPU front | CPU stubs |",
+        f"| nginx | stage | client | config | req/s | ratio | first {s.onset_s} s req/s | ratio "
+        f"| p99 first {s.onset_s} s | delta | p99 after | delta | errors | copied | CPU front "
+        "| CPU stubs |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
@@ -364,28 +365,34 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
             f"| {m.errors} | {_copied(m)} | {m.per_callback_us(m.front_cpu_s):.0f} "
             f"| {m.per_callback_us(m.stubs_cpu_s):.0f} |"
         )
-    verdicts = [verdict(m, by_key) for m in results if m.variant == "hookshift"]
+    verdicts = [verdict(m, by_key, s.onset_s) for m in results if m.variant == "hookshift"]
     failing = [v for v in verdicts if v is not None]
     lines.append("")
     goal = f"hookshift >= {GOAL_RATIO}x no-mirror req/s, p99 within {GOAL_P99_MS:.0f} ms"
     if failing:
-        lines.append(f"Goal ({goal}, in the first 5 s and after) **not met** for:")
+        lines.append(f"Goal ({goal}, in the first {s.onset_s} s and after) **not met** for:")
         lines += [f"- {v}" for v in failing]
     elif verdicts:
-        lines.append(f"Goal met ({goal}, in the first 5 s and after) in every row of this run.")
+        lines.append(
+            f"Goal met ({goal}, in the first {s.onset_s} s and after) in every row of this run."
+        )
     return "\n".join(lines) + "\n"
 
 
-def verdict(m: Measurement, by_key: dict[tuple[str, str, str, str], Measurement]) -> str | None:
-    """None when `m` meets the goal, else what falls short and by how much."""
+def verdict(
+    m: Measurement, by_key: dict[tuple[str, str, str, str], Measurement], onset_s: int
+) -> str | None:
+    """None when `m` meets the goal, else what falls short and by how much (`onset_s`: the
+    length of the onset window, reported on its own)."""
     base = by_key.get((m.binary, m.behaviour, "none", m.client))
     if base is None:
         return None
     problems = []
-    for what, mine, theirs in (("", m.rps, base.rps), ("first 5 s ", m.onset.rps, base.onset.rps)):
+    first = f"first {onset_s} s"
+    for what, mine, theirs in (("", m.rps, base.rps), (f"{first} ", m.onset.rps, base.onset.rps)):
         if mine < GOAL_RATIO * theirs:
             problems.append(f"{what}req/s {mine / theirs:.2f}x")
-    for what, run, ref in (("first 5 s", m.onset, base.onset), ("after", m.rest, base.rest)):
+    for what, run, ref in ((first, m.onset, base.onset), ("after", m.rest, base.rest)):
         if run.p99_ms > ref.p99_ms + GOAL_P99_MS:
             problems.append(f"p99 {what} +{run.p99_ms - ref.p99_ms:.1f} ms")
     if m.logged and m.received is not None and m.received < 0.999 * m.logged:
@@ -429,7 +436,8 @@ def run_matrix(
                 results.append(m)
                 print(
                     f"isolation: {cell.binary} {cell.behaviour:13} {cell.client:9} "
-                    f"{cell.variant:10} {m.rps:7,.0f} req/s  first 5 s {m.onset.rps:7,.0f} "
+                    f"{cell.variant:10} {m.rps:7,.0f} req/s  first {settings.onset_s} s "
+                    f"{m.onset.rps:7,.0f} "
                     f"p99 {m.onset.p99_ms:6.1f} ms  after p99 {m.rest.p99_ms:6.1f} ms  "
                     f"errors {m.errors}  {_copied(m)}  ({time.monotonic() - started:.0f} s)",
                     file=sys.stderr,
@@ -623,24 +631,24 @@ def render_crowd(results: Sequence[Crowd], settings: Settings, load: str) -> str
     groups: dict[tuple[str, str, str], list[Crowd]] = {}
     for c in results:
         groups.setdefault((c.binary, c.client, c.variant), []).append(c)
-    for (binary, client, variant), runs in sorted(
+    for (binary, client, variant), group in sorted(
         groups.items(), key=lambda kv: (kv[0][0], CLIENTS.index(kv[0][1]), kv[0][2] != "none")
     ):
         kinds: dict[str, int] = {}
-        for c in runs:
+        for c in group:
             for kind, count in c.run.kinds:
                 kinds[kind] = kinds.get(kind, 0) + count
-        cap = runs[0].cap
+        cap = group[0].cap
         lines.append(
             f"| {binary} | {client} | {variant} "
-            f"| {statistics.median(c.run.rps for c in runs):,.0f} "
-            f"| {statistics.median(c.run.p99_ms for c in runs):.1f} "
-            f"| {' · '.join(f'{c.run.errors:,}' for c in runs)} "
+            f"| {statistics.median(c.run.rps for c in group):,.0f} "
+            f"| {statistics.median(c.run.p99_ms for c in group):.1f} "
+            f"| {' · '.join(f'{c.run.errors:,}' for c in group)} "
             f"| {', '.join(f'{k} {n:,}' for k, n in kinds.items()) or '-'} "
-            f"| {cap if cap is not None else '-'} | {max(c.peak_at_stage for c in runs)} "
-            f"| {max(c.peak_in_worker for c in runs)} "
-            f"| {' · '.join(str(c.not_enough) for c in runs)} "
-            f"| {sum(c.dropped for c in runs):,} |"
+            f"| {cap if cap is not None else '-'} | {max(c.peak_at_stage for c in group)} "
+            f"| {max(c.peak_in_worker for c in group)} "
+            f"| {' · '.join(str(c.not_enough) for c in group)} "
+            f"| {sum(c.dropped for c in group):,} |"
         )
     return "\n".join(lines) + "\n"
 
