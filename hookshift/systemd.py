@@ -1,13 +1,14 @@
 """What every systemd unit hookshift writes needs: arguments quoted as systemd reads them,
-absolute paths (systemd resolves no relative path in a unit), the hookshift to run, and the
-unit files written whole."""
+absolute paths (systemd resolves no relative path in a unit), paths the unit's sandbox does not
+hide, the hookshift to run, and the unit files written whole."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from hookshift.durable import write_atomic
@@ -45,6 +46,97 @@ def require_absolute(paths: Mapping[str, Path]) -> None:
                 where=option,
                 fix="systemd needs absolute paths: write it from /",
             )
+
+
+# What the sandbox of hookshift's services (templates/systemd/_hardening.j2) hides from them:
+# ProtectHome=yes leaves these empty and inaccessible; PrivateTmp=yes gives each service a /tmp
+# and /var/tmp of its own, emptied when it stops.
+SANDBOX_HIDES: dict[Path, str] = {
+    Path("/home"): "ProtectHome=yes",
+    Path("/root"): "ProtectHome=yes",
+    Path("/run/user"): "ProtectHome=yes",
+    Path("/tmp"): "PrivateTmp=yes",
+    Path("/var/tmp"): "PrivateTmp=yes",
+}
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """A path a sandboxed service cannot reach: ``path`` (``given``, or where its links lead)
+    is under ``top``, which ``directive`` hides; ``via`` says how the path came up when it is
+    not the one the user gave (``its #! line names ...``)."""
+
+    given: Path
+    path: Path
+    top: Path
+    directive: str
+    via: str = ""
+
+    def reason(self, them: str = "the services") -> str:
+        """Why `them` cannot reach it, in the user's words."""
+        parts = [self.via] if self.via else []
+        if self.path != self.given:
+            parts.append(f"{'a link' if self.via else 'it is a link'} to {self.path}")
+        if self.directive == "PrivateTmp=yes":
+            rule = f"{self.directive} gives {them} a private {self.top}, emptied at every stop"
+        else:
+            rule = f"{self.directive} hides {self.top} from {them}"
+        return ", ".join([*parts, f"and {rule}"]) if parts else rule
+
+
+def hidden(path: Path, via: str = "", hides: Mapping[Path, str] = SANDBOX_HIDES) -> Hidden | None:
+    """Where the sandbox (`hides`: directory -> the directive that hides it) hides `path`, as
+    written or with its links resolved; None when the service sees it."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a loop of links: the path as written is all there is
+        real = path
+    for seen in dict.fromkeys((path, real)):
+        for top, directive in hides.items():
+            if seen.is_relative_to(top):
+                return Hidden(path, seen, top, directive, via)
+    return None
+
+
+def _program_paths(program: Path) -> Iterator[tuple[Path, str]]:
+    """What running `program` reads: the file, the interpreter on its #! line, and the Python a
+    virtualenv's interpreter was made from (its pyvenv.cfg ``home``), which holds the standard
+    library even when the venv copied the interpreter itself."""
+    yield program, ""
+    if not program.is_file():  # not there yet (or a FIFO, whose read would block)
+        return
+    try:
+        with program.open("rb") as handle:
+            first = handle.readline(4096)
+    except OSError:  # not readable here: only the path itself is known
+        return
+    if not first.startswith(b"#!"):
+        return
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words or not words[0].startswith("/") or Path(words[0]).name == "env":
+        return  # `#!/usr/bin/env python3`: found on the service's PATH, not known here
+    interpreter = Path(words[0])
+    yield interpreter, f"its #! line names {interpreter}"
+    config = interpreter.parent.parent / "pyvenv.cfg"  # a venv: VENV/bin/python
+    try:
+        lines = config.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name.strip() == "home" and value.strip().startswith("/"):
+            home = Path(value.strip())
+            yield home, f"its #! line names a virtualenv made from the Python in {home}"
+
+
+def hidden_program(program: Path, hides: Mapping[Path, str] = SANDBOX_HIDES) -> Hidden | None:
+    """Where the sandbox hides what running `program` needs (see `_program_paths`), if it
+    hides any of it."""
+    for path, via in _program_paths(program):
+        found = hidden(path, via, hides)
+        if found is not None:
+            return found
+    return None
 
 
 def running_hookshift() -> Path:

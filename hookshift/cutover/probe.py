@@ -9,7 +9,9 @@ rehearsal), and the HTTP request then goes to the address that resolver gave, wi
 kept for SNI, certificate checks and the Host header: so the probe tests the name the vendor will
 use, exactly as the vendor's resolver would see it. Two kinds of host are not DNS's to answer:
 an address in the URL, and ``localhost`` (with its ``*.localhost`` names, RFC 6761), which this
-machine resolves itself (its hosts file) and no DNS server knows.
+machine resolves itself (its hosts file) and no DNS server knows. Those steps are
+`hookshift.stagehttp`'s, which `verify heal` uses to send replays the same way; this module turns
+what each one saw into an observation.
 
 Every network step waits at most ``--timeout`` seconds (and no more than its own cap, `STEP_CAPS`),
 so a port that accepts TCP and never speaks TLS costs one timeout, not minutes. What a step saw
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import socket
 import ssl
 import time
 import uuid
@@ -29,17 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import dns.exception
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
-
-from hookshift.addresses import is_ip_address
 from hookshift.cutover.diagnosis import (
     DnsObservation,
     HttpObservation,
@@ -49,6 +40,17 @@ from hookshift.cutover.diagnosis import (
 )
 from hookshift.errors import InputError
 from hookshift.nginx.values import parse_resolver
+from hookshift.stagehttp import (
+    NoConnection,
+    Silent,
+    StageClient,
+    StageUnreachable,
+    handshake,
+    plain_words,
+    resolve,
+    tls_context,
+)
+from hookshift.stagehttp import check_ca_file as check_ca_file  # the cut-over's settings use it
 from hookshift.verify.pull import check_queue_url
 
 PROBE_FIELD = "hookshift_probe"
@@ -58,8 +60,6 @@ PROBE_TEXT = "hookshift probe: a=1&b=2+3 100% 한글"
 #: The most each network step waits, in seconds; ``--timeout`` shortens them, never lengthens.
 STEP_CAPS = {"dns": 3.0, "tls": 5.0, "http": 10.0}
 URL_EXAMPLE = "e.g. https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod/callback"
-# where OpenSSL's messages name its own source: "(_ssl.c:1006)" or "_ssl.c:989: "
-_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)|_ssl\.c:\d+:\s*")
 
 
 @dataclass(frozen=True)
@@ -124,123 +124,23 @@ def check_url(url: str, name: str = "probe URL") -> str:
     return url
 
 
-def check_ca_file(ca_file: str) -> Path:
-    """The CA bundle, checked before anything is sent: a file holding PEM certificates.
-
-    A missing or wrong bundle would otherwise surface in the middle of the TLS step, where it
-    reads like a network or handshake failure and sends the user to the wrong place.
-    """
-    where = f"--ca-file {ca_file}"
-    fix = "pass the PEM bundle of the CA that signed the server's certificate"
-    path = Path(ca_file)
-    if not path.exists():
-        raise InputError("not found", where=where, fix=fix)
-    if not path.is_file():  # a directory, or a FIFO whose read would block
-        raise InputError("not a file", where=where, fix=fix)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror})", where=where, fix=fix) from None
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise InputError("no PEM certificate in it", where=where, fix=fix)
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except ssl.SSLError:
-        raise InputError(
-            "its PEM certificates cannot be read (cut short or damaged?)", where=where, fix=fix
-        ) from None
-    return path
-
-
-def is_local_name(host: str) -> bool:
-    """``localhost`` and ``*.localhost``: names this machine answers itself (RFC 6761)."""
-    name = host.rstrip(".").lower()
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def _system_addresses(host: str) -> tuple[str, ...]:
-    """What this machine resolves ``host`` to (its hosts file first, as every program's
-    getaddrinfo does), IPv4 first; empty when it does not."""
-    try:
-        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return ()
-    v4 = [str(a[4][0]) for a in found if a[0] == socket.AF_INET]
-    v6 = [str(a[4][0]) for a in found if a[0] == socket.AF_INET6]
-    return tuple(dict.fromkeys(v4 + v6))
-
-
 def observe_dns(
     host: str, resolver: tuple[str, int] | None, timeout: float = 3.0
 ) -> DnsObservation:
-    """Ask for ``host``'s A record; collect the CNAME chain and the addresses.
-
-    An address needs no DNS, and ``localhost`` is asked of this machine, as every program on it
-    would. A name DNS does not know (asked of the system's resolver) is also looked up the
-    system's way, so the diagnosis can say when only this machine's hosts file has it.
-    """
-    label = f"{resolver[0]}:{resolver[1]}" if resolver else "system resolver"
-    if is_ip_address(host):
-        return DnsObservation("NOERROR", (), (host.strip("[]"),), "literal address")
-    if is_local_name(host):
-        mine = _system_addresses(host)
-        if mine:
-            return DnsObservation("NOERROR", (), mine, "this machine", source="system")
-        error = "this machine does not resolve it (no entry in its hosts file)"
-        return DnsObservation("ERROR", resolver="this machine", error=error, source="system")
-    system_asked = resolver is None
-    if resolver is None:
-        try:
-            system = dns.resolver.Resolver()
-        except dns.resolver.NoResolverConfiguration:
-            return DnsObservation("ERROR", resolver=label, error="no system resolver configured")
-        server = (system.nameservers[0], system.port) if system.nameservers else ("", 53)
-        resolver = (str(server[0]), int(server[1]))
-    query = dns.message.make_query(dns.name.from_text(host), dns.rdatatype.A)
-    try:
-        reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
-            query, resolver[0], port=resolver[1], timeout=timeout
-        )
-    except dns.exception.Timeout:
-        return DnsObservation("TIMEOUT", resolver=label)
-    except OSError as exc:
-        return DnsObservation("ERROR", resolver=label, error=plain_words(exc))
-    rcode = dns.rcode.to_text(reply.rcode())
-    chain: list[str] = []
-    addresses: list[str] = []
-    for rrset in reply.answer:
-        for item in rrset:
-            if rrset.rdtype == dns.rdatatype.CNAME:
-                chain.append(str(item.target).rstrip(".").lower())
-            elif rrset.rdtype == dns.rdatatype.A:
-                addresses.append(str(item.address))
-    if rcode == "NOERROR" and not addresses:
-        rcode = "NODATA"
-    local: tuple[str, ...] = ()
-    if system_asked and rcode in ("NXDOMAIN", "NODATA"):
-        local = _system_addresses(host)
-    return DnsObservation(rcode, tuple(chain), tuple(addresses), label, local_addresses=local)
-
-
-def _context(ca_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file)
-    return context
-
-
-def plain_words(exc: BaseException) -> str:
-    """What went wrong, in words: OpenSSL's reason, or the system's, without source positions."""
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return _SSL_SOURCE.sub("", text).strip() or "no reason given"
-
-
-class _NoConnection(Exception):
-    """The TCP connection itself failed (refused, unreachable, or no answer in time)."""
-
-
-class _Silent(Exception):
-    """TCP connected, and the TLS handshake got no answer in time."""
+    """Ask for ``host``'s A record; collect the CNAME chain and the addresses (`stagehttp.resolve`:
+    an address needs no DNS, ``localhost`` is this machine's, and a name DNS does not know is
+    also looked up the system's way, so the diagnosis can say when only this machine's hosts
+    file has it)."""
+    answer = resolve(host, resolver, timeout)
+    return DnsObservation(
+        answer.rcode,
+        answer.chain,
+        answer.addresses,
+        answer.resolver,
+        error=answer.error,
+        source=answer.source,
+        local_addresses=answer.local_addresses,
+    )
 
 
 def _cert_facts(der: bytes) -> tuple[tuple[str, ...], float | None]:
@@ -253,25 +153,6 @@ def _cert_facts(der: bytes) -> tuple[tuple[str, ...], float | None]:
     except x509.ExtensionNotFound:
         sans = ()
     return sans, cert.not_valid_after_utc.timestamp()
-
-
-def _handshake(
-    address: str, port: int, server_name: str | None, context: ssl.SSLContext, timeout: float
-) -> bytes:
-    """One TLS handshake; the TCP connect and the handshake each wait at most ``timeout``."""
-    try:
-        raw = socket.create_connection((address, port), timeout=timeout)
-    except TimeoutError:
-        raise _NoConnection(f"no answer within {timeout:g} s") from None
-    except OSError as exc:
-        raise _NoConnection(plain_words(exc)) from None
-    with raw:
-        try:
-            tls = context.wrap_socket(raw, server_hostname=server_name)
-        except TimeoutError:  # connected, and the peer said nothing within the timeout
-            raise _Silent(f"no answer within {timeout:g} s") from None
-        with tls:
-            return tls.getpeercert(binary_form=True) or b""
 
 
 def observe_tls(
@@ -287,11 +168,11 @@ def observe_tls(
     lax.verify_mode = ssl.CERT_NONE
     sni_required: bool | None
     try:
-        _handshake(address, port, None, lax, timeout)
+        handshake(address, port, None, lax, timeout)
         sni_required = False
-    except _NoConnection as exc:
+    except NoConnection as exc:
         return TlsObservation("connect", str(exc), address=address)
-    except _Silent as exc:
+    except Silent as exc:
         return TlsObservation("silent", str(exc), address=address)
     except ssl.SSLError:
         sni_required = True
@@ -300,15 +181,15 @@ def observe_tls(
     sans: tuple[str, ...] = ()
     not_after: float | None = None
     try:
-        der = _handshake(address, port, host, lax, timeout)
+        der = handshake(address, port, host, lax, timeout)
         sans, not_after = _cert_facts(der)
-    except (_NoConnection, _Silent, ssl.SSLError, OSError):
+    except (NoConnection, Silent, ssl.SSLError, OSError):
         pass
     seen = TlsObservation(
         sans=sans, not_after=not_after, sni_required=sni_required, address=address
     )
     try:
-        _handshake(address, port, host, _context(ca_file), timeout)
+        handshake(address, port, host, tls_context(ca_file), timeout)
     except ssl.SSLCertVerificationError as exc:
         message = exc.verify_message or plain_words(exc)
         if "Hostname mismatch" in message or "hostname" in message.lower():
@@ -318,9 +199,9 @@ def observe_tls(
         else:
             kind = "untrusted"
         return replace(seen, error_kind=kind, error=message)
-    except _NoConnection as exc:
+    except NoConnection as exc:
         return replace(seen, error_kind="connect", error=str(exc))
-    except _Silent as exc:
+    except Silent as exc:
         return replace(seen, error_kind="silent", error=str(exc))
     except (ssl.SSLError, OSError) as exc:  # an SSLError is an OSError: the handshake failed
         return replace(seen, error_kind="handshake", error=plain_words(exc))
@@ -331,42 +212,19 @@ def post(
     url: str, address: str, body: str, ca_file: str | None, timeout: float = 10.0
 ) -> HttpObservation:
     """POST ``body`` to ``url`` at ``address`` (Host and SNI stay the URL's host)."""
-    import httpx
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = _authority(address, parts.port)
-    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    host_header = _authority(host, parts.port)
-    verify: Any = _context(ca_file) if parts.scheme == "https" else False
     try:
-        with httpx.Client(verify=verify, timeout=timeout) as client:
-            response = client.post(
-                target,
-                content=body.encode("utf-8"),
-                headers={
-                    "Host": host_header,
-                    "Content-Type": "application/json",
-                    "User-Agent": "hookshift-probe",
-                },
-                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
-            )
-    except httpx.TimeoutException:
-        return HttpObservation(error=f"no answer within {timeout:g} s")
-    except httpx.HTTPError as exc:
-        return HttpObservation(error=plain_words(exc))
+        with StageClient(
+            url, address, ca_file=ca_file, timeout=timeout, user_agent="hookshift-probe"
+        ) as stage:
+            response = stage.post(body.encode("utf-8"), {"Content-Type": "application/json"})
+    except StageUnreachable as exc:
+        return HttpObservation(error=exc.words)
     return HttpObservation(
         response.status_code,
         response.text[:2000],
         response.headers.get("content-type", ""),
         request_id=response.headers.get("x-amzn-requestid", ""),
     )
-
-
-def _authority(host: str, port: int | None) -> str:
-    """``host[:port]`` for a URL or a Host header (an IPv6 address in brackets)."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"{shown}:{port}" if port else shown
 
 
 def execution_lines(

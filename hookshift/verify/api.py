@@ -51,6 +51,8 @@ class HealOptions:
     region: str | None = None
     plain_http_loopback: bool = False  # an http:// target on this machine (a local test stage)
     other_target: bool = False  # a target the report's run did not use
+    resolver: str | None = None  # ADDR[:PORT]: the DNS server that knows a stage URL's host
+    ca_file: str | None = None  # the CA bundle a stage URL's certificate is checked against
 
 
 def pull(
@@ -126,6 +128,8 @@ def heal(report: Path, target: str, options: HealOptions | None = None) -> HealR
             region=options.region,
             plain_http_loopback=options.plain_http_loopback,
             other_target=options.other_target,
+            resolver=options.resolver,
+            ca_file=options.ca_file,
         )
 
 

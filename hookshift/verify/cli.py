@@ -851,13 +851,13 @@ def units_command(
           --metrics-file /var/lib/node_exporter/textfile/hookshift.prom \\
           --out-dir /etc/systemd/system
     """
-    from hookshift.systemd import running_hookshift, write_units
+    from hookshift.systemd import write_units
     from hookshift.verify.retention import parse_duration
     from hookshift.verify.units import UnitSpec, render_units
 
     parse_duration(window, "--window")
     spec = UnitSpec(
-        hookshift_bin=hookshift_bin or running_hookshift(),
+        hookshift_bin=hookshift_bin,
         user=user,
         group=group,
         queue_url=queue_url,
@@ -923,6 +923,18 @@ def units_command(
     is_flag=True,
     help="Send to a target the report's run did not use (its heal_targets).",
 )
+@click.option(
+    "--resolver",
+    default=None,
+    metavar="ADDR[:PORT]",
+    help="DNS server to resolve a stage URL's host with (a private resolver).",
+)
+@click.option(
+    "--ca-file",
+    default=None,
+    metavar="PATH",
+    help="CA bundle to verify a stage URL's certificate with (a private CA).",
+)
 @click.option("--endpoint-url", default=None, help="SQS endpoint for sqs: targets.")
 @click.option("--region", default=None)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
@@ -936,6 +948,8 @@ def heal_command(
     ledger: Path | None,
     allow_plain_http_loopback: bool,
     other_target: bool,
+    resolver: str | None,
+    ca_file: str | None,
     endpoint_url: str | None,
     region: str | None,
     output_format: str,
@@ -951,10 +965,17 @@ def heal_command(
     and only to a target the report's run used (`heal_targets`: the --stage-url given to
     verify parity, the queue it read) unless --i-mean-this-target.
 
+    With --apply, a stage URL is resolved (at --resolver when given) and its certificate
+    checked (against --ca-file when given) before anything is sent: a stage that cannot be
+    reached is one line, with nothing sent. A stage that stops answering part-way stops the
+    run; what was sent is in the ledger, and a rerun sends the rest.
+
     \b
     Examples:
       hookshift verify heal --report report.json --to https://abc.execute-api.../prod/callback
       hookshift verify heal --report report.json --to sqs:https://sqs.../cb --apply
+      hookshift verify heal --report report.json --to https://abc.execute-api.../prod/callback \\
+          --resolver 10.0.0.2 --ca-file /etc/ssl/private-ca.pem --apply
     """
     from hookshift.verify.api import HealOptions, heal
 
@@ -965,6 +986,8 @@ def heal_command(
         region=region,
         plain_http_loopback=allow_plain_http_loopback,
         other_target=other_target,
+        resolver=resolver,
+        ca_file=ca_file,
     )
     result = heal(report_path, target, options)
     if output_format == "json":

@@ -7,6 +7,13 @@ mapping template turns it into the ``hookshift_replay`` message attribute), or s
 with that attribute. The next parity report matches a replay to its original and counts it as
 ``replayed``. A ledger (append-only, fsync'ed, one line per sent callback) makes a rerun send
 nothing twice; a dry run (the default) only says what would be sent.
+
+A stage URL is looked up once, before anything is sent: with ``--resolver`` at that DNS server
+(a stage behind a private resolver), else this machine's way; its certificate is checked against
+``--ca-file`` or the system's CAs, with the stage's name as SNI and ``Host`` (hookshift.stagehttp,
+the probe's own steps). A target that cannot be reached is one line, with nothing sent and the
+ledger untouched, and a stage that stops answering part-way stops the run at once: one line, not
+one per callback, and what was sent stays in the ledger for the rerun.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import ssl
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +34,22 @@ from urllib.parse import urlsplit
 from hookshift.addresses import is_http_url, is_loopback
 from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError, OperationError
+from hookshift.nginx.values import parse_resolver
+from hookshift.stagehttp import (
+    Answer,
+    NoConnection,
+    Silent,
+    StageClient,
+    StageUnreachable,
+    authority,
+    check_ca_file,
+    connect,
+    handshake,
+    plain_words,
+    resolve,
+    system_lookup,
+    tls_context,
+)
 from hookshift.verify.fetch import LITERAL_MAX
 from hookshift.verify.keys import KeySpec, parse_key, show_key
 from hookshift.verify.sources import (
@@ -40,6 +64,11 @@ from hookshift.verify.sources import (
 
 REPLAY_HEADER = "X-Hookshift-Replay"
 REPLAY_ATTRIBUTE = "hookshift_replay"
+# the most each step towards a stage waits, in seconds (the probe's caps)
+DNS_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 5.0
+SEND_TIMEOUT = 10.0
+TO_QUEUE = "send to the queue: --to sqs:QUEUE_URL"
 
 
 @dataclass(frozen=True)
@@ -367,38 +396,181 @@ def _find_bodies(
     }
 
 
-def _sender(to: str, endpoint_url: str | None, region: str | None) -> Callable[[HealItem], None]:
+class _Unreachable(Exception):
+    """The target stopped answering: the run stops here instead of failing every callback
+    left the same way."""
+
+    def __init__(self, words: str, *, delivered: bool) -> None:
+        super().__init__(words)
+        self.words = words
+        self.delivered = delivered  # the callback in hand may have reached it
+
+
+@contextmanager
+def _sender(
+    to: str,
+    endpoint_url: str | None,
+    region: str | None,
+    address: str | None,
+    ca_file: str | None,
+) -> Iterator[Callable[[HealItem], None]]:
+    """What sends one replay to `to` (a stage URL: at `address`, the one `reach_stage` checked).
+    A refusal of one callback (a non-2xx answer) raises OperationError; a target that cannot be
+    reached raises _Unreachable."""
     if to.startswith("sqs:"):
+        from botocore.exceptions import ConnectionError as NoConnectionToSqs
+        from botocore.exceptions import HTTPClientError
+
         from hookshift.verify.pull import sqs_client
 
         queue_url = to[4:]
         client = sqs_client(queue_url, endpoint_url, region)
 
         def send_sqs(item: HealItem) -> None:
-            client.send_message(
-                QueueUrl=queue_url,
-                MessageBody=item.body,
-                MessageAttributes={
-                    REPLAY_ATTRIBUTE: {"DataType": "String", "StringValue": item.replay_id}
-                },
-            )
+            try:
+                client.send_message(
+                    QueueUrl=queue_url,
+                    MessageBody=item.body,
+                    MessageAttributes={
+                        REPLAY_ATTRIBUTE: {"DataType": "String", "StringValue": item.replay_id}
+                    },
+                )
+            except NoConnectionToSqs as exc:  # no connection was made: nothing reached SQS
+                raise _Unreachable(str(exc), delivered=False) from None
+            except HTTPClientError as exc:  # sent, and the answer was lost
+                raise _Unreachable(str(exc), delivered=True) from None
 
-        return send_sqs
-    import httpx
+        yield send_sqs
+        return
+    with StageClient(to, address, ca_file=ca_file, timeout=SEND_TIMEOUT) as stage:
 
-    # no redirects: a 3xx must not carry the bodies somewhere check_target never saw
-    http = httpx.Client(timeout=10.0, follow_redirects=False)
+        def send_http(item: HealItem) -> None:
+            headers = {"Content-Type": item.content_type, REPLAY_HEADER: item.replay_id}
+            try:
+                reply = stage.post(item.body.encode("utf-8"), headers)
+            except StageUnreachable as exc:
+                raise _Unreachable(exc.words, delivered=exc.delivered) from None
+            if not 200 <= reply.status_code < 300:
+                raise OperationError(f"{to} answered {reply.status_code}: {reply.text[:200]}")
 
-    def send_http(item: HealItem) -> None:
-        reply = http.post(
-            to,
-            content=item.body.encode("utf-8"),
-            headers={"Content-Type": item.content_type, REPLAY_HEADER: item.replay_id},
+        yield send_http
+
+
+def check_stage_options(
+    to: str, resolver: str | None, ca_file: str | None
+) -> tuple[str, int] | None:
+    """`resolver` read (the one reader of a resolver, nginx.values.parse_resolver) and `ca_file`
+    checked, before anything is sent. Both are for a stage URL: an sqs: target is sent by the
+    AWS SDK, which takes neither, and plain http has no certificate to check."""
+    if to.startswith("sqs:"):
+        for option, value in (("--resolver", resolver), ("--ca-file", ca_file)):
+            if value is not None:
+                raise InputError(
+                    "is for a stage URL: an sqs: target is sent by the AWS SDK, which uses "
+                    "this machine's resolver and CAs",
+                    where=f"{option} {value}",
+                    fix=f"drop {option}, or give --to the stage's https URL",
+                )
+        return None
+    if ca_file is not None and urlsplit(to).scheme != "https":
+        raise InputError(
+            f"checks a TLS certificate, and --to {to} is plain http",
+            where=f"--ca-file {ca_file}",
+            fix="drop --ca-file, or give --to the stage's https URL",
         )
-        if not 200 <= reply.status_code < 300:
-            raise OperationError(f"{to} answered {reply.status_code}: {reply.text[:200]}")
+    server = parse_resolver(resolver) if resolver is not None else None
+    if ca_file is not None:
+        check_ca_file(ca_file)
+    return server
 
-    return send_http
+
+def reach_stage(to: str, resolver: tuple[str, int] | None, ca_file: str | None) -> str:
+    """The address `to`'s host resolves to (at `resolver`, else this machine's way), once a TCP
+    connection and, for https, a verified TLS handshake (SNI: the host) were made to it.
+
+    InputError (exit 2) for a name that does not exist there; OperationError for a resolver or
+    a stage that does not answer or a certificate that is refused. Either way nothing was sent.
+    """
+    parts = urlsplit(to)
+    host = parts.hostname or ""  # check_target: there is one
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    answer = resolve(host, resolver, DNS_TIMEOUT) if resolver else system_lookup(host)
+    if not answer.addresses:
+        raise _unresolved(host, answer, named=resolver is not None)
+    address = answer.addresses[0]
+    at = f"{host} at {authority(address, port)}"
+    try:
+        if https:
+            handshake(address, port, host, tls_context(ca_file), CONNECT_TIMEOUT)
+        else:
+            connect(address, port, CONNECT_TIMEOUT).close()
+    except NoConnection as exc:
+        raise OperationError(
+            f"cannot connect to {at}: {exc}; nothing was sent (fix: check that the stage is up "
+            f"and listens on port {port}, then rerun, or {TO_QUEUE})"
+        ) from None
+    except Silent as exc:
+        raise OperationError(
+            f"{at} accepted TCP but answered no TLS handshake ({exc}): something that is not "
+            f"HTTPS listens there; nothing was sent (fix: check the port in --to)"
+        ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise OperationError(_refused_certificate(at, exc, ca_file)) from None
+    except OSError as exc:  # an SSLError is an OSError: the handshake failed
+        raise OperationError(
+            f"the TLS handshake with {at} failed: {plain_words(exc)}; nothing was sent "
+            "(fix: check that --to is the stage's https URL)"
+        ) from None
+    return address
+
+
+def _unresolved(host: str, answer: Answer, *, named: bool) -> InputError | OperationError:
+    """Why `host` has no address, as one line: bad input when the name does not exist there
+    (the host or the resolver given is wrong), a failed step when asking failed."""
+    if named:
+        fix = f"check --resolver, or {TO_QUEUE}"
+        asked = f"at {answer.resolver}"
+    else:
+        fix = (
+            "check the host in --to (a stage behind a private DNS: --resolver ADDR[:PORT]), "
+            f"or {TO_QUEUE}"
+        )
+        asked = "on this machine (hosts file and DNS)"
+    if answer.rcode == "NXDOMAIN":
+        return InputError(f"cannot resolve {host}: no such name {asked}; nothing was sent", fix=fix)
+    if answer.rcode == "NODATA":
+        return InputError(
+            f"cannot resolve {host}: the name has no IPv4 address (A record) {asked}; "
+            "nothing was sent",
+            fix=fix,
+        )
+    if answer.rcode == "TIMEOUT":
+        why = f"no answer {asked} within {DNS_TIMEOUT:g} s"
+        if named:
+            fix = (
+                f"check that a DNS server answers at {answer.resolver} (--resolver), or {TO_QUEUE}"
+            )
+    elif answer.rcode == "ERROR":
+        why = f"asking {answer.resolver} failed: {answer.error or 'no reason given'}"
+    else:  # SERVFAIL, REFUSED: the server answered, and not with the name
+        why = f"{answer.resolver} answered {answer.rcode}"
+    return OperationError(f"cannot resolve {host}: {why}; nothing was sent (fix: {fix})")
+
+
+def _refused_certificate(at: str, exc: ssl.SSLCertVerificationError, ca_file: str | None) -> str:
+    """The line for a certificate the handshake refused, with the fix for its reason: a name it
+    does not hold, an expiry, or a CA that is not trusted (a private CA needs --ca-file)."""
+    message = exc.verify_message or plain_words(exc)
+    if "hostname" in message.lower():
+        fix = "give --to a name the stage's certificate holds"
+    elif "expired" in message.lower():
+        fix = "renew the stage's certificate"
+    elif ca_file is not None:
+        fix = f"--ca-file {ca_file} is not the CA that signed it: give that CA's bundle"
+    else:
+        fix = "for a private CA, pass its bundle with --ca-file PATH"
+    return f"the certificate of {at} is refused: {message}; nothing was sent (fix: {fix})"
 
 
 def heal(
@@ -411,8 +583,12 @@ def heal(
     region: str | None = None,
     plain_http_loopback: bool = False,
     other_target: bool = False,
+    resolver: str | None = None,
+    ca_file: str | None = None,
 ) -> HealResult:
-    """Re-send the report's missing_in_queue callbacks to `to` (dry run unless `apply`)."""
+    """Re-send the report's missing_in_queue callbacks to `to` (dry run unless `apply`); a
+    stage URL's host is resolved at `resolver` (``ADDR[:PORT]``) when given, and its
+    certificate checked against `ca_file` when given."""
     report = load_report(report_path)
     if report.get("redacted") and any("*" in str(k) for k in report["missing_in_queue_keys"]):
         raise InputError(
@@ -427,18 +603,33 @@ def heal(
         other_target=other_target,
         endpoint_url=endpoint_url,
     )
+    server = check_stage_options(to, resolver, ca_file)
     ledger_path = ledger or default_ledger(report_path)
     _check_ledger_path(ledger_path, ledger is None, report_path, report)
     if not apply:
         return _heal(report, to, ledger_path, None)
+    address = None
+    if not to.startswith("sqs:") and _anything_left(report, to, ledger_path):
+        address = reach_stage(to, server, ca_file)
     refusal = (
         f"another `hookshift verify heal --apply` is sending with the ledger {ledger_path}; "
         "rerun when it is done (the ledger skips what it sent)"
     )
     lock = ledger_path.with_name(ledger_path.name + ".lock")
-    with exclusive_lock(lock, refusal), _ledger_writer(ledger_path) as record:
+    with (
+        exclusive_lock(lock, refusal),
+        _ledger_writer(ledger_path) as record,
+        _sender(to, endpoint_url, region, address, ca_file) as send,
+    ):
         # read the ledger under the lock: what another run sent is known before choosing
-        return _heal(report, to, ledger_path, (_sender(to, endpoint_url, region), record))
+        return _heal(report, to, ledger_path, (send, record))
+
+
+def _anything_left(report: dict[str, Any], to: str, ledger_path: Path) -> bool:
+    """Whether the report lists a callback the ledger does not hold yet (read without the
+    lock: a rerun that has nothing left to send needs no stage)."""
+    done = read_ledger(ledger_path, to)
+    return any(str(k) not in done for k in report["missing_in_queue_keys"])
 
 
 def _check_ledger_path(
@@ -487,6 +678,8 @@ def _heal(
         send, record = apply
         try:
             send(item)
+        except _Unreachable as exc:
+            raise OperationError(_stopped(to, exc, item, sent, len(to_send))) from None
         except Exception as exc:
             failed.append(f"{item.shown}: {exc}")
             continue
@@ -508,3 +701,13 @@ def _heal(
         sent=sent,
         failed=tuple(failed),
     )
+
+
+def _stopped(to: str, exc: _Unreachable, item: HealItem, sent: int, total: int) -> str:
+    """The one line of a run the target stopped part-way: what was sent stays in the ledger."""
+    line = f"{to} stopped answering after {sent} of {total} replay(s): {exc.words}"
+    if exc.delivered:
+        line += f"; {item.shown} may have reached it, and a rerun sends it again"
+    if not sent:
+        return f"{line}; nothing was sent (fix: rerun when it answers)"
+    return f"{line}; the {sent} sent are in the ledger (fix: rerun when it answers: it skips them)"

@@ -759,18 +759,36 @@ def class_counts(
         "malformed_app": nulls["malformed_app"],
         "malformed_queue": nulls["malformed_queue"],
     }
-    lags = Counter(bulk.lags)
-    for lag, n in con.execute(
-        "SELECT tq - ta, count(*) FROM classified"
-        " WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
-    ).fetchall():
-        lags[int(lag)] += int(n)
-    lag = {
+    return counts, lag_summary(bulk.lags + detail_lags(con))
+
+
+def detail_lags(con: Any) -> Counter[int]:
+    """The lags (ms) of the classified keys that reached the queue through the mirror: the
+    mirror's first copy's SentTimestamp minus the nginx time, lag -> keys.
+
+    A heal replay is left out (a key that only a replay brought is `replayed`; one with both
+    counts its mirror copy's lag): its SentTimestamp is when `verify heal` ran, hours or days
+    after the callback, which says nothing about the mirror. The bulk's perfect keys are a
+    record and a plain message, so their lags are the mirror's too. `verify watch` shares it.
+    """
+    return Counter(
+        {
+            int(lag): int(n)
+            for lag, n in con.execute(
+                "SELECT tm - ta, count(*) FROM classified"
+                " WHERE cls = 'both' AND tm - ta IS NOT NULL GROUP BY 1"
+            ).fetchall()
+        }
+    )
+
+
+def lag_summary(lags: Counter[int]) -> dict[str, int | None]:
+    """The report's lag figures from a histogram (lag -> keys): p50, p99 and max, in ms."""
+    return {
         "p50": quantile_disc(lags, 0.5),
         "p99": quantile_disc(lags, 0.99),
         "max": max(lags) if lags else None,
     }
-    return counts, lag
 
 
 # --------------------------------------------------------------------------- records by key

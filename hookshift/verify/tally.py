@@ -84,7 +84,7 @@ class Bulk:
     """What the perfect keys add up to (they have no other trace after the tally)."""
 
     keys: int = 0
-    lags: Counter[int] = field(default_factory=Counter)  # tq - ta -> keys
+    lags: Counter[int] = field(default_factory=Counter)  # SentTimestamp - nginx time -> keys
     # the table that holds every row of the keys in unsettled_keys: "dirty_rows" or all of
     # "record_rows"
     rows: str = "record_rows"
@@ -350,6 +350,8 @@ def create_detail(con: Any, rows: str = "record_rows") -> None:
             count(*) FILTER ({queue} AND {c} & {QUEUE_REPLAY} <> 0)::INTEGER AS qrep,
             min(bh) FILTER ({queue}) AS qh,
             min(t) FILTER ({queue}) AS tq,
+            -- the first copy the mirror sent: a replay's time is when heal ran, not the mirror's
+            min(t) FILTER ({queue} AND {c} & {QUEUE_REPLAY} = 0) AS tm,
             count(DISTINCT {MH}) FILTER ({queue})::INTEGER AS qd,
             coalesce(min(bh) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED})
                 = min(bh) FILTER ({queue}), false) AS same

@@ -1,25 +1,55 @@
 """systemd units for the mirror period: ``pull --follow`` and ``watch``, rendered with the
 user's paths (templates/systemd/) and sandboxed: a dedicated user, a read-only system, no new
 privileges, and write access only to the archive, the state and the metrics directories.
+
+The sandbox hides home directories (``ProtectHome=yes``: /home, /root, /run/user) and gives each
+service a private /tmp and /var/tmp. A path the services need there is refused before anything
+is written, rather than opened up: a service that cannot exec its binary or write its archive
+fails only when systemd starts it, and opening a home directory to it (``ReadWritePaths=
+/home/ops``, or ``ProtectHome=read-only``) would hand the whole of it to the service. A path in
+/tmp would be worse: the archive would live in the service's private /tmp, which is emptied at
+every stop, after pull deleted its messages from the queue. The services' files belong under
+/var/lib, /var/log and /opt, as any system service's do.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from hookshift.errors import InputError
-from hookshift.systemd import command_line, require_absolute, systemd_quote
+from hookshift.systemd import (
+    command_line,
+    hidden,
+    hidden_program,
+    require_absolute,
+    running_hookshift,
+    systemd_quote,
+)
 from hookshift.verify.pull import check_queue_url
 
 PULL_UNIT = "hookshift-pull.service"
 WATCH_UNIT = "hookshift-watch.service"
 
 
+INSTALL_OUTSIDE_HOME = (
+    "install hookshift with the system's Python outside home directories: "
+    "/usr/bin/python3 -m venv /opt/hookshift && /opt/hookshift/bin/pip install hookshift, "
+    "then --hookshift-bin /opt/hookshift/bin/hookshift"
+)
+# where each path the services use belongs, for the fix of a path the sandbox hides
+_SYSTEM_PLACES = {
+    "--archive": "--archive /var/lib/hookshift/archive",
+    "--state": "--state /var/lib/hookshift/watch",
+    "--metrics-file": "--metrics-file /var/lib/node_exporter/textfile/hookshift.prom",
+}
+
+
 @dataclass(frozen=True)
 class UnitSpec:
-    hookshift_bin: Path
+    hookshift_bin: Path | None  # None: the hookshift running (systemd.running_hookshift)
     user: str
     queue_url: str
     archive: Path
@@ -35,9 +65,14 @@ class UnitSpec:
     log_group: str = "adm"
     env_file: Path = Path("/etc/hookshift/aws.env")
 
+    @property
+    def executable(self) -> Path:
+        """The hookshift both units run."""
+        return self.hookshift_bin or running_hookshift()
+
     def check(self) -> None:
         named = {
-            "--hookshift-bin": self.hookshift_bin,
+            "--hookshift-bin": self.executable,
             "--archive": self.archive,
             "--state": self.state,
             "--env-file": self.env_file,
@@ -58,10 +93,69 @@ class UnitSpec:
                 where="--user",
                 fix="a system user such as hookshift (useradd --system hookshift)",
             )
+        self.check_sandbox()
+
+    def check_sandbox(self) -> None:
+        """Refuse a path the services' sandbox hides from them (module docstring): the
+        hookshift they run (with its Python), the paths they write, the parity log the watch
+        reads and the alert command it runs. The --env-file is read by systemd itself, before
+        the sandbox is set up, so it may be anywhere."""
+        program = self.executable
+        found = hidden_program(program)
+        if found is not None:
+            where = (
+                f"--hookshift-bin {program}"
+                if self.hookshift_bin is not None
+                else f"hookshift {program} (the one running: no --hookshift-bin given)"
+            )
+            raise InputError(
+                f"the services cannot run it: {found.reason('them')}",
+                where=where,
+                fix=INSTALL_OUTSIDE_HOME,
+            )
+        written = {"--archive": self.archive, "--state": self.state}
+        if self.metrics_file is not None:
+            written["--metrics-file"] = self.metrics_file
+        for option, path in written.items():
+            found = hidden(path)
+            if found is not None:
+                raise InputError(
+                    f"hidden from the services: {found.reason('them')}",
+                    where=f"{option} {path}",
+                    fix="give it a place of its own outside home directories and /tmp, e.g. "
+                    + _SYSTEM_PLACES[option],
+                )
+        kind, _, target = self.app_source.partition(":")
+        found = hidden(Path(target)) if target.startswith("/") else None
+        if found is not None:
+            raise InputError(
+                f"the watch cannot read it: {found.reason('it')}",
+                where=f"--app {self.app_source}",
+                fix="keep the parity log where nginx keeps its logs, e.g. "
+                f"--app '{kind}:/var/log/nginx/hookshift-parity.log*'",
+            )
+        self._check_alert_program()
+
+    def _check_alert_program(self) -> None:
+        """The alert command's program, when it is named by its path (a shell runs the
+        command line, so only its first word can be known here)."""
+        try:
+            words = shlex.split(self.alert_cmd or "")
+        except ValueError:
+            return  # the shell will say what is wrong with it
+        if not words or not words[0].startswith("/"):
+            return
+        found = hidden_program(Path(words[0]))
+        if found is not None:
+            raise InputError(
+                f"the watch cannot run {words[0]}: {found.reason('it')}",
+                where=f"--alert-cmd {self.alert_cmd}",
+                fix="install the command outside home directories and /tmp, e.g. in /usr/local/bin",
+            )
 
 
 def pull_argv(spec: UnitSpec) -> list[str]:
-    argv = [str(spec.hookshift_bin), "verify", "pull", "--queue-url", spec.queue_url]
+    argv = [str(spec.executable), "verify", "pull", "--queue-url", spec.queue_url]
     argv += ["--archive", str(spec.archive), "--delete", "--follow", "--window", spec.window]
     if spec.region:
         argv += ["--region", spec.region]
@@ -69,7 +163,7 @@ def pull_argv(spec: UnitSpec) -> list[str]:
 
 
 def watch_argv(spec: UnitSpec) -> list[str]:
-    argv = [str(spec.hookshift_bin), "verify", "watch", "--app", spec.app_source]
+    argv = [str(spec.executable), "verify", "watch", "--app", spec.app_source]
     argv += ["--queue", f"archive:{spec.archive}", "--state", str(spec.state)]
     if spec.profile:
         argv += ["--profile", spec.profile]

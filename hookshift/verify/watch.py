@@ -49,8 +49,9 @@ from hookshift.verify.parity import (
     bucket_label,
     check_options,
     class_sql,
+    detail_lags,
     iso,
-    quantile_disc,
+    lag_summary,
     queue_read_at,
     side_windows,
     timeline_bucket_s,
@@ -594,15 +595,7 @@ class Watcher:
         mismatched, unlogged = _mismatched(con)
         counts["mismatched"] = mismatched
         counts["not_logged"] = unlogged
-        lags = Counter(
-            {
-                int(lag): int(n)
-                for lag, n in con.execute(
-                    "SELECT tq - ta, count(*) FROM classified"
-                    " WHERE cls = 'both' AND tq - ta IS NOT NULL GROUP BY 1"
-                ).fetchall()
-            }
-        )
+        lags = detail_lags(con)
         pending = {
             int(hk): int(ta)
             for hk, ta in con.execute(
@@ -700,11 +693,7 @@ class Watcher:
         hist = Counter(
             {int(lag): int(n) for lag, n in db.execute("SELECT lag, n FROM lags WHERE n > 0")}
         )
-        lag = {
-            "p50": quantile_disc(hist, 0.5),
-            "p99": quantile_disc(hist, 0.99),
-            "max": max(hist) if hist else None,
-        }
+        lag = lag_summary(hist)
         verdict, reason = verdict_for(counts, opts.min_events)
         oldest = _meta(db, "oldest")
         return WatchState(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,15 @@ import pytest
 from hookshift.errors import InputError
 from hookshift.systemd import systemd_quote
 from hookshift.verify.units import PULL_UNIT, WATCH_UNIT, UnitSpec, render_units
+from tests.refusals import refusal
+
+# where an ops engineer installs hookshift for its services (the units only name it)
+HOOKSHIFT = Path("/opt/hookshift/bin/hookshift")
 
 
 def _spec(**changes: object) -> UnitSpec:
     base: dict[str, object] = {
-        "hookshift_bin": Path(sys.executable).with_name("hookshift"),
+        "hookshift_bin": HOOKSHIFT,
         "user": "hookshift",
         "queue_url": "https://sqs.ap-northeast-2.amazonaws.com/123456789012/kakao-at-result",
         "archive": Path("/var/lib/hookshift/archive"),
@@ -49,7 +53,7 @@ def test_units_are_sandboxed_to_their_own_paths() -> None:
         == '"/var/lib/hookshift/watch state" /var/lib/node_exporter/textfile'
     )
     assert " --delete --follow --window 7d" in pull["ExecStart"]
-    assert pull["ExecStart"].startswith(str(Path(sys.executable).with_name("hookshift")) + " ")
+    assert pull["ExecStart"].startswith(f"{HOOKSHIFT} verify pull ")
     # the alert command reaches hookshift literally: systemd would expand $ and %
     assert '--alert-cmd "notify-team \\"$$HOOKSHIFT_ALERT_MESSAGE\\" 100%%"' in watch["ExecStart"]
 
@@ -95,7 +99,11 @@ def test_a_value_cannot_start_a_directive_of_its_own(changes: dict[str, str]) ->
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
-    for name, text in render_units(_spec()).items():
+    # systemd-analyze checks that ExecStart's program exists: one that does, outside home
+    # directories (a hookshift installed for development may live in one, which the units
+    # would refuse)
+    stand_in = Path(shutil.which("true") or "/bin/true")
+    for name, text in render_units(_spec(hookshift_bin=stand_in)).items():
         (tmp_path / name).write_text(text)
     run = subprocess.run(
         ["systemd-analyze", "verify", *(str(tmp_path / n) for n in (PULL_UNIT, WATCH_UNIT))],
@@ -116,8 +124,110 @@ def test_the_units_command_writes_both_files(tmp_path: Path) -> None:
         "verify", "units", "--user", "hookshift", "--queue-url", "https://sqs.x/1/q",
         "--archive", "/srv/hs/archive", "--state", "/srv/hs/watch",
         "--app", "nginx:/var/log/nginx/p.log*", "--out-dir", str(tmp_path),
+        "--hookshift-bin", str(HOOKSHIFT),
     ]  # fmt: skip
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 0, result.output
     assert (tmp_path / PULL_UNIT).exists() and (tmp_path / WATCH_UNIT).exists()
     assert "systemctl enable --now hookshift-pull.service hookshift-watch.service" in result.output
+
+
+# ---------------------------------------------------------------- paths the sandbox hides
+
+UNITS = ("verify", "units", "--user", "hookshift", "--queue-url",
+         "https://sqs.ap-northeast-2.amazonaws.com/123456789012/kakao-at-result")  # fmt: skip
+PLACES = {
+    "--archive": "/var/lib/hookshift/archive",
+    "--state": "/var/lib/hookshift/watch",
+    "--app": "nginx:/var/log/nginx/hookshift-parity.log*",
+    "--hookshift-bin": str(HOOKSHIFT),
+}
+
+
+def _units(out_dir: Path, **changes: str) -> list[str]:
+    places = PLACES | {f"--{k.replace('_', '-')}": v for k, v in changes.items()}
+    return [*UNITS, *(w for option, value in places.items() for w in (option, value)),
+            "--out-dir", str(out_dir)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("option", "path", "says"),
+    [
+        ("--archive", "/home/ops/archive", "ProtectHome=yes hides /home from them"),
+        ("--state", "/root/hookshift/watch", "ProtectHome=yes hides /root from them"),
+        ("--metrics-file", "/run/user/1000/hookshift.prom",
+         "ProtectHome=yes hides /run/user from them"),
+        ("--archive", "/tmp/archive", "PrivateTmp=yes gives them a private /tmp, emptied at "
+         "every stop"),
+        ("--state", "/var/tmp/watch", "PrivateTmp=yes gives them a private /var/tmp"),
+    ],
+)  # fmt: skip
+def test_a_path_the_services_write_where_their_sandbox_hides_it_is_refused_naming_a_place(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, path: str, says: str
+) -> None:
+    option_name = option.removeprefix("--").replace("-", "_")
+    err = refusal(capsys, *_units(tmp_path, **{option_name: path}))
+    assert err.startswith(f"hookshift: error: {option} {path}: hidden from the services: {says}")
+    assert "(fix: give it a place of its own outside home directories and /tmp, e.g. " in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hookshift_installed_in_a_home_directory_is_refused_with_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = "/home/ops/.local/bin/hookshift"
+    err = refusal(capsys, *_units(tmp_path, hookshift_bin=binary))
+    assert err == (
+        f"hookshift: error: --hookshift-bin {binary}: the services cannot run it: "
+        "ProtectHome=yes hides /home from them (fix: install hookshift with the system's "
+        "Python outside home directories: /usr/bin/python3 -m venv /opt/hookshift && "
+        "/opt/hookshift/bin/pip install hookshift, then --hookshift-bin "
+        "/opt/hookshift/bin/hookshift)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_running_hookshift_is_judged_when_no_bin_is_given(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hookshift on PATH is the one running; here it sits in /tmp (whatever TMPDIR says),
+    # and the services' /tmp is another
+    with tempfile.TemporaryDirectory(dir="/tmp") as bin_dir:
+        running = Path(bin_dir) / "hookshift"
+        running.write_text("#!/bin/sh\n", encoding="utf-8")
+        running.chmod(0o755)
+        monkeypatch.setenv("PATH", bin_dir)
+        argv = [w for w in _units(tmp_path) if w not in ("--hookshift-bin", str(HOOKSHIFT))]
+        err = refusal(capsys, *argv)
+    assert err.startswith(
+        f"hookshift: error: hookshift {running} (the one running: no --hookshift-bin given): "
+        "the services cannot run it: PrivateTmp=yes gives them a private /tmp"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_parity_log_or_alert_command_in_a_home_directory_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = refusal(capsys, *_units(tmp_path, app="nginx:/home/ops/logs/parity.log*"))
+    assert err == (
+        "hookshift: error: --app nginx:/home/ops/logs/parity.log*: the watch cannot read it: "
+        "ProtectHome=yes hides /home from it (fix: keep the parity log where nginx keeps its "
+        "logs, e.g. --app 'nginx:/var/log/nginx/hookshift-parity.log*')\n"
+    )
+    command = '/root/bin/notify "$HOOKSHIFT_ALERT_MESSAGE"'
+    err = refusal(capsys, *_units(tmp_path, alert_cmd=command))
+    assert f"--alert-cmd {command}: the watch cannot run /root/bin/notify: ProtectHome" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_paths_outside_what_the_sandbox_hides_are_written_as_given() -> None:
+    units = render_units(_spec(
+        archive=Path("/srv/hookshift/archive"), state=Path("/var/lib/hookshift/watch"),
+        app_source="nginx:/var/log/nginx/hookshift-parity.log*",
+        alert_cmd="logger -t hookshift \"$HOOKSHIFT_ALERT_MESSAGE\"",
+        env_file=Path("/root/aws.env"),  # read by systemd itself, before the sandbox
+    ))  # fmt: skip
+    pull = _directives(units[PULL_UNIT])
+    assert pull["ReadWritePaths"] == "/srv/hookshift/archive"
+    assert pull["EnvironmentFile"] == "-/root/aws.env"

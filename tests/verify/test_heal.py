@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import pytest
 
+from hookshift.cli import main
 from hookshift.errors import InputError
 from hookshift.procs import LOOPBACK, free_port
 from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
@@ -259,3 +260,22 @@ def test_three_concurrent_heals_send_each_callback_exactly_once(tmp_path: Path) 
     ledger = tmp_path / "hookshift-heal-ledger.jsonl"
     assert len(ledger.read_text().splitlines()) == 3
     assert ledger.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_queue_endpoint_that_refuses_stops_the_run_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = f"http://{LOOPBACK}:{free_port()}"  # nothing listens there
+    target = f"sqs:{endpoint}/123456789012/results"
+    path = _stage_report(tmp_path, [target])
+    with pytest.raises(SystemExit) as exited:
+        main(["verify", "heal", "--report", str(path), "--to", target, "--endpoint-url",
+              endpoint, "--allow-plain-http-loopback", "--apply"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert (exited.value.code, out) == (1, "")
+    assert err == (
+        f"hookshift: error: {target} stopped answering after 0 of 3 replay(s): Could not "
+        f'connect to the endpoint URL: "{endpoint}/"; nothing was sent (fix: rerun when it '
+        "answers)\n"
+    )
+    assert (tmp_path / "hookshift-heal-ledger.jsonl").read_text() == ""

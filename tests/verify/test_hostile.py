@@ -152,7 +152,7 @@ def test_heal_never_appends_through_a_link_planted_at_the_ledger(
     assert received == []
     assert victim.read_text() == "keep\n" and victim.stat().st_mode & 0o777 == 0o644
     lock = tmp_path / "hookshift-heal-ledger.jsonl.lock"
-    lock.unlink()
+    assert not lock.exists()  # refused before the stage is looked for, the lock taken
     lock.symlink_to(tmp_path / "made-by-the-lock")
     (tmp_path / "hookshift-heal-ledger.jsonl").unlink()
     with pytest.raises(InputError, match="a link, not a lock file"):

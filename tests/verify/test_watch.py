@@ -111,6 +111,23 @@ def test_watch_equals_one_shot_parity_at_every_step(
         assert again.counts == final.counts
 
 
+def test_watch_leaves_heal_replays_out_of_the_lag_as_parity_does(tmp_path: Path) -> None:
+    """A replay arrives when heal ran (here an hour after the callback): the watched lag, like
+    the one-shot report's, is the mirror's alone, also once a replay comes in a later update."""
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, b"".join(_line(n) for n in range(1, 6)))
+    _append(seg, _msg("m1", 1) + _msg("m2", 2) + _msg("m3", 3))
+    hour = 3_600_000
+    replays = [message(f"r{n}", body(n), t(n) + hour, replay=rid(n)) for n in (4, 5)]
+    with Watcher(f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st") as w:
+        assert w.update().lag_ms == {"p50": 40, "p99": 40, "max": 40}
+        _append(seg, "".join(json.dumps(r) + "\n" for r in replays).encode())
+        watched = w.update()
+    report = run_parity(f"nginx:{log}", f"archive:{seg.parent}", ParityOptions())
+    assert watched.counts["replayed"] == report.counts["replayed"] == 2
+    assert watched.lag_ms == report.lag_ms == {"p50": 40, "p99": 40, "max": 40}
+
+
 def test_a_line_still_being_written_waits_for_its_newline(tmp_path: Path) -> None:
     log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
     _append(log, _line(1))

@@ -1,0 +1,320 @@
+"""Reaching a stage by its name through a resolver the user names: DNS asked of that resolver, a
+TLS handshake and a POST to the address it gave, with the name kept for SNI, the certificate
+check and the ``Host`` header.
+
+A stage behind a private resolver or CA is reached the way the vendor's side will reach it only
+if the name is looked up there and the certificate is checked against that CA. Two parts need
+this: the cut-over's probe (which observes each step for a diagnosis) and ``verify heal`` (which
+sends the replays and must stop at once when the stage cannot be reached). Both import it from
+here, below every part, so that neither imports the other.
+
+Nothing here decides or prints: a lookup returns what the resolver said (`Answer`), a failed
+connection raises with the reason in the user's words (`plain_words`: no OpenSSL source positions
+such as ``_ssl.c:989``, no exception names), and the caller says what it means for its command.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from hookshift.addresses import is_ip_address
+from hookshift.errors import InputError
+
+if TYPE_CHECKING:
+    import httpx
+
+# where OpenSSL's messages name its own source ("(_ssl.c:1006)", "_ssl.c:989: "), and the
+# system's error number before its words ("[Errno 111] Connection refused", as httpx passes it on)
+_NOT_WORDS = re.compile(r"\s*\(_ssl\.c:\d+\)|_ssl\.c:\d+:\s*|\[Errno -?\d+\]\s*")
+# getaddrinfo's answers that mean the name does not exist (rather than that asking failed)
+_NO_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def plain_words(exc: BaseException) -> str:
+    """What went wrong, in words: OpenSSL's reason, or the system's, without source positions."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return _NOT_WORDS.sub("", text).strip() or "no reason given"
+
+
+def check_ca_file(ca_file: str) -> Path:
+    """The CA bundle, checked before anything is sent: a file holding PEM certificates.
+
+    A missing or wrong bundle would otherwise surface in the middle of the TLS step, where it
+    reads like a network or handshake failure and sends the user to the wrong place.
+    """
+    where = f"--ca-file {ca_file}"
+    fix = "pass the PEM bundle of the CA that signed the server's certificate"
+    path = Path(ca_file)
+    if not path.exists():
+        raise InputError("not found", where=where, fix=fix)
+    if not path.is_file():  # a directory, or a FIFO whose read would block
+        raise InputError("not a file", where=where, fix=fix)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", where=where, fix=fix) from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise InputError("no PEM certificate in it", where=where, fix=fix)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        raise InputError(
+            "its PEM certificates cannot be read (cut short or damaged?)", where=where, fix=fix
+        ) from None
+    return path
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificates verified against `ca_file` (a private CA), else the system's CAs."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+# --------------------------------------------------------------------------- names
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What was said for a host: ``rcode`` is NOERROR, NXDOMAIN, NODATA, TIMEOUT or ERROR (or
+    another DNS code such as SERVFAIL), ``resolver`` who was asked, as the user knows it.
+
+    ``source`` is ``system`` when this machine answered itself (its hosts file, getaddrinfo)
+    rather than a DNS server; ``local_addresses`` is what this machine's own lookup gives for a
+    name the system's DNS server does not know (a hosts-file entry).
+    """
+
+    rcode: str
+    chain: tuple[str, ...] = ()  # CNAME targets in order
+    addresses: tuple[str, ...] = ()
+    resolver: str = "system resolver"
+    error: str = ""
+    source: str = "dns"  # "dns" | "system"
+    local_addresses: tuple[str, ...] = ()
+
+
+def is_local_name(host: str) -> bool:
+    """``localhost`` and ``*.localhost``: names this machine answers itself (RFC 6761)."""
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _getaddrinfo(host: str) -> tuple[tuple[str, ...], socket.gaierror | None]:
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return (), exc
+    except (OSError, UnicodeError):
+        return (), None
+    v4 = [str(a[4][0]) for a in found if a[0] == socket.AF_INET]
+    v6 = [str(a[4][0]) for a in found if a[0] == socket.AF_INET6]
+    return tuple(dict.fromkeys(v4 + v6)), None
+
+
+def system_addresses(host: str) -> tuple[str, ...]:
+    """What this machine resolves ``host`` to (its hosts file first, as every program's
+    getaddrinfo does), IPv4 first; empty when it does not."""
+    return _getaddrinfo(host)[0]
+
+
+def system_lookup(host: str) -> Answer:
+    """``host`` looked up this machine's way (hosts file, then its DNS), as any program on it
+    would connect: the lookup a sender uses when no resolver is named."""
+    label = "this machine's resolver"
+    if is_ip_address(host):
+        return Answer("NOERROR", (), (host.strip("[]"),), "literal address")
+    addresses, error = _getaddrinfo(host)
+    if addresses:
+        return Answer("NOERROR", (), addresses, label, source="system")
+    if error is not None and error.errno in _NO_NAME:
+        return Answer("NXDOMAIN", resolver=label, error=plain_words(error), source="system")
+    words = plain_words(error) if error is not None else "not a name it can look up"
+    return Answer("ERROR", resolver=label, error=words, source="system")
+
+
+def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -> Answer:
+    """Ask `resolver` (the system's first DNS server when None) for ``host``'s A record; collect
+    the CNAME chain and the addresses.
+
+    An address needs no DNS, and ``localhost`` is asked of this machine, as every program on it
+    would: no DNS server knows it. A name the system's DNS server does not know is also looked
+    up the system's way (``local_addresses``), so a caller can say when only this machine's
+    hosts file has it.
+    """
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+
+    label = f"{resolver[0]}:{resolver[1]}" if resolver else "system resolver"
+    if is_ip_address(host):
+        return Answer("NOERROR", (), (host.strip("[]"),), "literal address")
+    if is_local_name(host):
+        mine = system_addresses(host)
+        if mine:
+            return Answer("NOERROR", (), mine, "this machine", source="system")
+        error = "this machine does not resolve it (no entry in its hosts file)"
+        return Answer("ERROR", resolver="this machine", error=error, source="system")
+    system_asked = resolver is None
+    if resolver is None:
+        try:
+            system = dns.resolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            return Answer("ERROR", resolver=label, error="no system resolver configured")
+        server = (system.nameservers[0], system.port) if system.nameservers else ("", 53)
+        resolver = (str(server[0]), int(server[1]))
+    query = dns.message.make_query(dns.name.from_text(host), dns.rdatatype.A)
+    try:
+        reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
+            query, resolver[0], port=resolver[1], timeout=timeout
+        )
+    except dns.exception.Timeout:
+        return Answer("TIMEOUT", resolver=label)
+    except OSError as exc:
+        return Answer("ERROR", resolver=label, error=plain_words(exc))
+    rcode = dns.rcode.to_text(reply.rcode())
+    chain: list[str] = []
+    addresses: list[str] = []
+    for rrset in reply.answer:
+        for item in rrset:
+            if rrset.rdtype == dns.rdatatype.CNAME:
+                chain.append(str(item.target).rstrip(".").lower())
+            elif rrset.rdtype == dns.rdatatype.A:
+                addresses.append(str(item.address))
+    if rcode == "NOERROR" and not addresses:
+        rcode = "NODATA"
+    local: tuple[str, ...] = ()
+    if system_asked and rcode in ("NXDOMAIN", "NODATA"):
+        local = system_addresses(host)
+    return Answer(rcode, tuple(chain), tuple(addresses), label, local_addresses=local)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+class NoConnection(Exception):
+    """The TCP connection itself failed (refused, unreachable, or no answer in time)."""
+
+
+class Silent(Exception):
+    """TCP connected, and the TLS handshake got no answer in time."""
+
+
+def connect(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``address:port``, waiting at most ``timeout`` (`NoConnection`)."""
+    try:
+        return socket.create_connection((address.strip("[]"), port), timeout=timeout)
+    except TimeoutError:
+        raise NoConnection(f"no answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise NoConnection(plain_words(exc)) from None
+
+
+def handshake(
+    address: str, port: int, server_name: str | None, context: ssl.SSLContext, timeout: float
+) -> bytes:
+    """One TLS handshake; the TCP connect and the handshake each wait at most ``timeout``.
+    Returns the server's certificate (DER); a refused certificate raises ssl's own error."""
+    with connect(address, port, timeout) as raw:
+        try:
+            tls = context.wrap_socket(raw, server_hostname=server_name)
+        except TimeoutError:  # connected, and the peer said nothing within the timeout
+            raise Silent(f"no answer within {timeout:g} s") from None
+        with tls:
+            return tls.getpeercert(binary_form=True) or b""
+
+
+def authority(host: str, port: int | None) -> str:
+    """``host[:port]`` for a URL or a Host header (an IPv6 address in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port else shown
+
+
+class StageUnreachable(Exception):
+    """A request got no answer. ``delivered`` is False when no connection was made (the stage
+    cannot have it), True when the request may have reached the stage before the answer was
+    lost (a read timeout, a connection closed mid-answer)."""
+
+    def __init__(self, words: str, *, delivered: bool) -> None:
+        super().__init__(words)
+        self.words = words
+        self.delivered = delivered
+
+
+class StageClient:
+    """POSTs to one stage URL at one address (None: wherever this machine resolves the name),
+    keeping connections open between requests.
+
+    The URL's host stays the ``Host`` header, the TLS server name (SNI) and the name the
+    certificate must hold, so a stage reached through another resolver's address answers and
+    is checked exactly as it would be by name. Redirects are not followed: a 3xx must not carry
+    a body somewhere nobody checked.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        address: str | None = None,
+        *,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
+        user_agent: str = "hookshift",
+    ) -> None:
+        import httpx
+
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        https = parts.scheme == "https"
+        self.timeout = timeout
+        netloc = authority(address or host, parts.port)
+        self._target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        self._headers = {"Host": authority(host, parts.port), "User-Agent": user_agent}
+        self._extensions: dict[str, Any] = {"sni_hostname": host} if https else {}
+        verify: Any = tls_context(ca_file) if https else False
+        self._client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+
+    def post(self, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+        """POST `body` with `headers`; `StageUnreachable` when no answer came."""
+        import httpx
+
+        try:
+            return self._client.post(
+                self._target,
+                content=body,
+                headers={**self._headers, **headers},
+                extensions=self._extensions,
+            )
+        except httpx.TimeoutException as exc:
+            raise StageUnreachable(
+                f"no answer within {self.timeout:g} s",
+                delivered=not isinstance(exc, httpx.ConnectTimeout),
+            ) from None
+        except httpx.HTTPError as exc:
+            raise StageUnreachable(
+                plain_words(exc), delivered=not isinstance(exc, httpx.ConnectError)
+            ) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> StageClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

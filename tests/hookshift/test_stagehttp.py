@@ -1,0 +1,46 @@
+"""The stage-reaching steps the probe and `verify heal` share, where no network is needed:
+what a failure says, and hosts no DNS server is asked about."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from hookshift.stagehttp import authority, plain_words, resolve, system_lookup
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+        (OSError("[Errno 111] Connection refused"), "Connection refused"),  # as httpx passes it
+        (
+            OSError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"),
+            "[SSL: WRONG_VERSION_NUMBER] wrong version number",
+        ),
+        (OSError(""), "no reason given"),
+    ],
+)
+def test_a_failure_is_said_without_error_numbers_or_openssl_source_positions(
+    error: OSError, words: str
+) -> None:
+    assert plain_words(error) == words
+
+
+def test_a_certificate_error_is_said_by_its_reason() -> None:
+    error = ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] ... (_ssl.c:1006)")
+    error.reason = "CERTIFICATE_VERIFY_FAILED"
+    assert plain_words(error) == "CERTIFICATE_VERIFY_FAILED"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]"])
+def test_an_address_is_its_own_answer_whoever_would_be_asked(host: str) -> None:
+    nobody = ("127.0.0.1", 9)  # a resolver that would never answer: it is not asked
+    assert resolve(host, nobody).addresses == (host.strip("[]"),)
+    assert system_lookup(host).addresses == (host.strip("[]"),)
+
+
+def test_an_ipv6_address_is_bracketed_in_a_url_and_a_host_header() -> None:
+    assert authority("::1", 8443) == "[::1]:8443"
+    assert authority("abc.example", None) == "abc.example"

@@ -1,0 +1,270 @@
+"""`verify heal` to a stage behind a private resolver and CA: a real DNS server and a real TLS
+stage on loopback. The replays reach the stage at the address that resolver gives, with the
+stage's name as Host and SNI; a stage that cannot be reached is one line with nothing sent, and
+one that stops part-way stops the run with what was sent kept in the ledger."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from hookshift.cli import main
+from hookshift.procs import LOOPBACK
+from hookshift.rehearsal.dns import DnsServer
+from hookshift.verify.heal import REPLAY_HEADER
+from tests.verify.data import T0, body, nginx_line, rid, write_lines
+
+pytestmark = pytest.mark.e2e
+
+STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
+UNKNOWN_HOST = "zzz999.execute-api.ap-northeast-2.amazonaws.com"
+
+
+@dataclass
+class Received:
+    sni: str | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class TlsStage:
+    """An HTTPS stage on loopback that records each POST with the SNI it came with, and takes
+    only `connections` connections (the last one included) before it stops listening, like a
+    stage that goes away part-way."""
+
+    context: ssl.SSLContext
+    connections: int | None = None
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOOPBACK, self.port))
+        self._listener.listen(16)
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, host: str = STAGE_HOST) -> str:
+        return f"https://{host}:{self.port}/prod/callback"
+
+    def _serve(self) -> None:
+        taken = 0
+        with self._listener:
+            while not self._stop.is_set() and self._listener.fileno() != -1:
+                try:
+                    conn, _ = self._listener.accept()
+                except TimeoutError:
+                    continue
+                taken += 1
+                if taken == self.connections:
+                    self._listener.close()  # before answering: the next connect is refused
+                with conn:
+                    self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        names: list[str | None] = []
+        self.context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+        conn.settimeout(5)
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        return  # a handshake only (the check before sending)
+                    data += chunk
+                head, _, rest = data.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")[1:]
+                headers = dict(line.split(": ", 1) for line in lines)
+                length = int(headers.get("Content-Length", "0"))
+                while len(rest) < length:
+                    rest += tls.recv(65536)
+                self.received.append(Received(names[0] if names else None, headers, rest))
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        except (ssl.SSLError, OSError):
+            return  # a client that refused the certificate
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def stage_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(STAGE_HOST).configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def stage(stage_context: ssl.SSLContext) -> Iterator[TlsStage]:
+    running = TlsStage(stage_context)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def dns() -> Iterator[DnsServer]:
+    with DnsServer([f"{STAGE_HOST}={LOOPBACK}"]) as server:
+        yield server
+
+
+def _report(tmp_path: Path, target: str, lost: int = 2) -> Path:
+    lines = [nginx_line(rid(n), T0 + n * 1000, body(n)) for n in range(lost + 3)]
+    log = write_lines(tmp_path / "parity.log", lines)
+    report = {
+        "verdict": "fail",
+        "key": "request_id",
+        "sources": {"app": f"nginx:{log}"},
+        "missing_in_queue_keys": [rid(n) for n in range(lost)],
+        "heal_targets": [target],
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    return path
+
+
+def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`hookshift verify heal ARGV`: its exit code, stdout and stderr."""
+    try:
+        main(["verify", "heal", *argv])
+        code = 0
+    except SystemExit as exited:
+        code = exited.code if isinstance(exited.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _ledger(tmp_path: Path) -> list[str]:
+    path = tmp_path / "hookshift-heal-ledger.jsonl"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_heal_sends_through_the_private_resolver_to_the_stage_with_its_name_as_host_and_sni(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stage: TlsStage,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    report = _report(tmp_path, stage.url())
+    code, out, err = _heal(
+        capsys, "--report", str(report), "--to", stage.url(), "--resolver", dns.address,
+        "--ca-file", str(ca_file), "--apply",
+    )  # fmt: skip
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"sent 2 replay(s) to {stage.url()}; 0 already sent earlier")
+    assert [r.sni for r in stage.received] == [STAGE_HOST, STAGE_HOST]
+    assert {r.headers["Host"] for r in stage.received} == {f"{STAGE_HOST}:{stage.port}"}
+    by_replay = {r.headers[REPLAY_HEADER]: r.body for r in stage.received}
+    assert by_replay == {rid(0): body(0).encode(), rid(1): body(1).encode()}
+    assert len(_ledger(tmp_path)) == 2
+
+
+def test_a_name_the_resolver_does_not_know_is_one_line_exit_2_and_nothing_is_sent(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stage: TlsStage,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    url = stage.url(UNKNOWN_HOST)
+    report = _report(tmp_path, url, lost=30)
+    code, out, err = _heal(
+        capsys, "--report", str(report), "--to", url, "--resolver", dns.address,
+        "--ca-file", str(ca_file), "--apply",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == (
+        f"hookshift: error: cannot resolve {UNKNOWN_HOST}: no such name at {dns.address}; "
+        "nothing was sent (fix: check --resolver, or send to the queue: --to sqs:QUEUE_URL)\n"
+    )
+    assert stage.received == []
+    assert not (tmp_path / "hookshift-heal-ledger.jsonl").exists()
+
+
+def test_a_private_ca_left_out_is_named_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stage: TlsStage, dns: DnsServer
+) -> None:
+    report = _report(tmp_path, stage.url())
+    code, out, err = _heal(
+        capsys, "--report", str(report), "--to", stage.url(), "--resolver", dns.address, "--apply"
+    )
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        f"hookshift: error: the certificate of {STAGE_HOST} at {LOOPBACK}:{stage.port} is "
+        "refused: unable to get local issuer certificate; nothing was sent"
+    ), err
+    assert "(fix: for a private CA, pass its bundle with --ca-file PATH)" in err
+    assert stage.received == [] and _ledger(tmp_path) == []
+
+
+def test_a_stage_that_is_down_is_one_line_with_nothing_sent(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stage: TlsStage,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    stage.stop()  # the port is free again: nothing listens there
+    report = _report(tmp_path, stage.url(), lost=30)
+    code, out, err = _heal(
+        capsys, "--report", str(report), "--to", stage.url(), "--resolver", dns.address,
+        "--ca-file", str(ca_file), "--apply",
+    )  # fmt: skip
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"hookshift: error: cannot connect to {STAGE_HOST} at {LOOPBACK}:{stage.port}: "
+        "Connection refused; nothing was sent (fix: "
+    ), err
+    assert err.count("\n") == 1 and _ledger(tmp_path) == []
+
+
+def test_a_stage_that_goes_away_part_way_stops_the_run_and_a_rerun_sends_the_rest(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stage_context: ssl.SSLContext,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    # the check before sending, then one replay; then nothing listens on the port
+    first = TlsStage(stage_context, connections=2)
+    url = first.url()
+    report = _report(tmp_path, url, lost=30)
+    argv = ["--report", str(report), "--to", url, "--resolver", dns.address]
+    argv += ["--ca-file", str(ca_file), "--apply"]
+    try:
+        code, out, err = _heal(capsys, *argv)
+    finally:
+        first.stop()
+    assert (code, out) == (1, "")
+    assert err == (
+        f"hookshift: error: {url} stopped answering after 1 of 30 replay(s): "
+        "Connection refused; the 1 sent are in the ledger "
+        "(fix: rerun when it answers: it skips them)\n"
+    )
+    assert len(first.received) == 1 and len(_ledger(tmp_path)) == 1
+
+    second = TlsStage(stage_context, port=first.port)  # the stage is back
+    try:
+        code, out, err = _heal(capsys, *argv)
+    finally:
+        second.stop()
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"sent 29 replay(s) to {url}; 1 already sent earlier (ledger)")
+    sent = [r.headers[REPLAY_HEADER] for r in first.received + second.received]
+    assert sorted(sent) == [rid(n) for n in range(30)]
