@@ -35,6 +35,7 @@ Notice = Callable[[str, str], None]
 #: Settings that name files: recorded absolute, so the journal works from any directory.
 FILE_SETTINGS = (
     "config",
+    "nginx_prefix",
     "parity_log",
     "nginx_log",
     "ca_file",
@@ -283,6 +284,7 @@ def init(state_path: Path, settings: Settings) -> InitResult:
     if settings.ca_file is not None:
         probe.check_ca_file(settings.ca_file)
     settings = settings.override(nginx_bin=nginx_ops.check_binary(settings.nginx_bin))
+    nginx_ops.check_prefix(settings.nginx_prefix)
     nginx_ops.check_engine_options(settings)
     if state_path.exists():
         journal.read(state_path)  # a foreign file is reported as such
@@ -332,9 +334,14 @@ def advance(
     """Check the gates out of the current stage and, when all pass, move nginx to the next.
 
     ``overrides`` replace recorded settings for this run (by `Settings` field name; None values
-    are ignored). ``dry_run`` gathers the evidence and checks the gates but changes neither
-    nginx nor the queue nor the journal. ``adopt_edits`` records nginx edits made outside the
-    cut-over and goes on; without it they are refused.
+    are ignored). ``dry_run`` runs every check the change would run before its first write
+    (the nginx binary, edits made outside the cut-over, the mirror engine's plan of the next
+    stage), gathers the evidence and checks the gates, but changes neither nginx nor the
+    journal: a dry run that passes promises an advance that passes the same checks. Its
+    evidence is gathered for real, so with ``--archive`` the parity and drain gates move
+    messages from the SQS queue into the archive as an advance's do.
+    ``adopt_edits`` records nginx edits made outside the cut-over and goes on; without it they
+    are refused.
 
     A dry run leaves no lock file behind: when none exists, no command has ever held the lock,
     so there is no transition to settle and none to wait for; it then runs without one, and
@@ -448,8 +455,7 @@ def _advance(
             f"{state_path}: a transition is running now (another command holds the journal); "
             "run the dry run again when it is done"
         )
-    if not dry_run:
-        nginx_ops.check_binary(settings.nginx_bin)
+    nginx_ops.check_binary(settings.nginx_bin)
     resolution = _resolve(
         current, settings, notes, repair=not dry_run, adopt=adopt_edits and not dry_run
     )
@@ -469,23 +475,24 @@ def _advance(
     target = stages.next_stage(stage)
     if target is None:
         raise InputError(f"the cut-over is already {stage}: there is no next stage")
-    adopted = _drift(state_path, current, settings, adopt_edits and not dry_run)
-    if not dry_run:
-        nginx_ops.preflight(settings, target)
+    # from here to the intent, a dry run checks what the change checks: edits it would adopt
+    # (recorded only with its intent), then the change itself, the engine's plan included
+    adopted = _drift(state_path, current, settings, adopt_edits, keep=not dry_run)
+    nginx_ops.preflight(settings, target)
     entered = current.entered(stage)
-    evidence, detail = gather(current, settings, dedup_confirmed=dedup_confirmed and not dry_run)
+    evidence, detail = gather(current, settings, dedup_confirmed=dedup_confirmed)
     check = stages.check_transition(
         stage,
         evidence,
         entered_at=entered.timestamp if entered else time.time(),
         thresholds=settings.thresholds,
     )
+    if check.passed and nginx_ops.SHAPES[target].mode is not None:
+        nginx_ops.mirror_request(settings, nginx_ops.SHAPES[target])  # its settings are all set
     if not check.passed or dry_run:
         return AdvanceResult(
             stage, target, settings, check, detail, dry_run, notes=tuple(notes.kept)
         )
-    if nginx_ops.SHAPES[target].mode is not None:
-        nginx_ops.mirror_request(settings, nginx_ops.SHAPES[target])  # its settings are all set
     begun, intent = transition.begin(
         current,
         settings,
@@ -610,7 +617,9 @@ def _rollback(
     )
 
 
-def _drift(state_path: Path, current: Journal, settings: Settings, adopt: bool) -> list[FileChange]:
+def _drift(
+    state_path: Path, current: Journal, settings: Settings, adopt: bool, *, keep: bool = True
+) -> list[FileChange]:
     """The nginx edits someone made since the journal's last entry, refused unless adopted.
 
     hookshift's remove + apply would carry such an edit along, and a rollback would undo it
@@ -618,9 +627,11 @@ def _drift(state_path: Path, current: Journal, settings: Settings, adopt: bool) 
     as an ``adopt`` entry together with the transition that builds on them (a command that
     fails records nothing). A change of hookshift's own lines only (``hookshift mirror
     refresh`` moving the relay to the stage's new address) is adopted without asking: it is
-    part of the stage, and no byte of the user's changed.
+    part of the stage, and no byte of the user's changed. Not ``keep``: the files' bytes now
+    are not kept in the snapshot store (a dry run, which records nothing).
     """
-    changed = nginx_ops.changes(current.files_now(), _hashes_now(state_path, settings))
+    now = _hashes_now(state_path, settings, keep=keep)
+    changed = nginx_ops.changes(current.files_now(), now)
     theirs = [c for c in changed if not nginx_ops.only_hookshift_lines(state_path, c)]
     if theirs and not adopt:
         names = ", ".join(c.path for c in theirs)
@@ -632,9 +643,11 @@ def _drift(state_path: Path, current: Journal, settings: Settings, adopt: bool) 
     return changed
 
 
-def _hashes_now(state_path: Path, settings: Settings) -> dict[str, str | None]:
+def _hashes_now(
+    state_path: Path, settings: Settings, *, keep: bool = True
+) -> dict[str, str | None]:
     files = nginx_ops.config_files(settings.need("config", "to check the nginx files"))
-    return nginx_ops.hashes(state_path, files)
+    return nginx_ops.hashes(state_path, files, keep=keep)
 
 
 def _after_without_marks(settings: Settings, target: str) -> dict[str, str | None] | None:

@@ -63,9 +63,14 @@ def _settings_options(func: Any) -> Any:
         click.option("--nginx-log", help="Log to count nginx's callbacks (default: parity log)."),
         *mirror_option_list(
             "nginx_bin",
+            "nginx_prefix",
             "resolvers",
             recorded=True,
-            help={"resolvers": "DNS resolver ADDR[:PORT] for nginx and the probes (repeatable)."},
+            help={
+                "resolvers": "DNS resolver ADDR[:PORT] for nginx and the probes (repeatable).",
+                "nginx_prefix": "nginx's -p PREFIX (GitLab Omnibus, a source build): relative "
+                "paths in the config resolve there; every stage's nginx -t and reload use it.",
+            },
         ),
         click.option("--ca-file", help="A private CA bundle (probe and nginx verification)."),
         *mirror_option_list(
@@ -95,10 +100,10 @@ def _settings_options(func: Any) -> Any:
 
 _SETTING_NAMES = (
     "config", "path", "stage_url", "domain_url", "domain_target", "queue", "endpoint_url", "region",
-    "parity_log", "nginx_log", "nginx_bin", "resolvers", "ca_file", "server_name", "listen",
-    "backup_dir", "relay_socket", "stage_dns", "mirror_error_log", "archive", "watch_state",
-    "min_window",
-    "min_events", "quiet_period", "probe_timeout", "parity_grace", "execution_log",
+    "parity_log", "nginx_log", "nginx_bin", "nginx_prefix", "resolvers", "ca_file", "server_name",
+    "listen", "backup_dir", "relay_socket", "stage_dns", "mirror_error_log", "archive",
+    "watch_state", "min_window", "min_events", "quiet_period", "probe_timeout", "parity_grace",
+    "execution_log",
 )  # fmt: skip
 
 
@@ -226,7 +231,11 @@ def _print_settled(settled: api.Settled | None, output_format: str) -> bool:
 @_STATE
 @_settings_options
 @click.option("--reload", is_flag=True, help="Reload nginx after the change (nginx -s reload).")
-@click.option("--dry-run", is_flag=True, help="Check the gates only; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Run the advance's checks and gates; change neither nginx nor the journal.",
+)
 @_ADOPT
 @click.option(
     "--dedup-confirmed",

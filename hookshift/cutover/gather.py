@@ -43,12 +43,19 @@ def gather(
     if "domain_probe" in needs and settings.domain_url and settings.queue:
         found["domain_probe"], diagnosis = ev.probe(settings, "domain_url")
         detail["domain_probe"] = diagnosis.to_json()
-    if "drain" in needs and (dedup_confirmed or (settings.archive and settings.queue)):
-        pre = stages.check_transition(
-            stage, stages.Evidence(**found), entered_at=entered_at, thresholds=settings.thresholds
-        )
-        if all(r.passed for r in pre.results if r.gate != "drain"):
-            found["drain"] = ev.drain(settings, dedup_confirmed)
+    if "drain" in needs:
+        # the gate reads it when the drain does not run: what the operator has yet to pass
+        setup = stages.DrainSetup(settings.archive, settings.queue, dedup_confirmed)
+        found["drain_setup"] = setup
+        if setup.missing is None:
+            pre = stages.check_transition(
+                stage,
+                stages.Evidence(**found),
+                entered_at=entered_at,
+                thresholds=settings.thresholds,
+            )
+            if all(r.passed for r in pre.results if r.gate != "drain"):
+                found["drain"] = ev.drain(settings, dedup_confirmed)
     if "switch" in needs and settings.queue and (settings.nginx_log or settings.parity_log):
         previous = stages.previous_stage(stage)
         before = current.entered(previous) if previous else None

@@ -70,8 +70,9 @@ def config_files(config: str) -> list[Path]:
     return sorted(load(config).files)
 
 
-def hashes(state: Path, files: Sequence[Path]) -> dict[str, str | None]:
-    """sha256 of each file, keeping its bytes in the journal's snapshot store."""
+def hashes(state: Path, files: Sequence[Path], *, keep: bool = True) -> dict[str, str | None]:
+    """sha256 of each file, keeping its bytes in the journal's snapshot store (unless not
+    ``keep``: a dry run writes nothing, not even a snapshot)."""
     result: dict[str, str | None] = {}
     for path in files:
         try:
@@ -79,8 +80,22 @@ def hashes(state: Path, files: Sequence[Path]) -> dict[str, str | None]:
         except FileNotFoundError:
             result[str(path)] = None
             continue
-        result[str(path)] = journal.store_snapshot(state, data)
+        digest = journal.store_snapshot(state, data) if keep else hashlib.sha256(data).hexdigest()
+        result[str(path)] = digest
     return result
+
+
+def _recorded_or_current(state: Path, path: str, digest: str) -> bytes | None:
+    """The bytes the snapshot store keeps under ``digest``, else the file's own while it still
+    has them (a dry run hashes the files without keeping them)."""
+    data = journal.load_snapshot(state, digest)
+    if data is None:
+        try:
+            current = Path(path).read_bytes()
+        except OSError:
+            return None
+        data = current if hashlib.sha256(current).hexdigest() == digest else None
+    return data
 
 
 def changes(
@@ -102,7 +117,7 @@ def only_hookshift_lines(state: Path, change: journal.FileChange) -> bool:
     if change.sha256_before is None or change.sha256_after is None:
         return False
     before = journal.load_snapshot(state, change.sha256_before)
-    after = journal.load_snapshot(state, change.sha256_after)
+    after = _recorded_or_current(state, change.path, change.sha256_after)
     if before is None or after is None:
         return False
     old, new = from_bytes(before), from_bytes(after)
@@ -168,15 +183,45 @@ def check_binary(nginx_bin: str | None) -> str:
     return str(Path(found).absolute())
 
 
+def check_prefix(prefix: str | None) -> None:
+    """Refuse an nginx ``-p`` prefix that is not a directory, before a journal records it.
+
+    nginx does not check it either: ``nginx -t -p TYPO/`` passes on a config whose paths are
+    all absolute, and the mistake would show only at a reload that finds no pid file there.
+    """
+    if prefix is not None and not Path(prefix).is_dir():
+        problem = "not a directory" if Path(prefix).exists() else "no such directory"
+        raise InputError(
+            f"--nginx-prefix {prefix}: {problem}",
+            fix="pass the directory nginx is started with (its -p), or leave --nginx-prefix out "
+            "when nginx runs without -p",
+        )
+
+
+def prefix_of(settings: Settings) -> Path | None:
+    """nginx's ``-p`` for every ``nginx -t`` and reload the engine runs (None: none)."""
+    return Path(settings.nginx_prefix) if settings.nginx_prefix else None
+
+
 def preflight(settings: Settings, target: str) -> None:
-    """Everything a change to ``target`` needs that can be checked before nginx is touched."""
+    """Everything a change to ``target`` is checked for before anything is written: bad input
+    a dry run must refuse exactly as the change itself would, so that a dry run that passes
+    promises a change that can be made.
+
+    The engine plans ``target``'s shape offline (`check_engine_options`), on the config as it
+    now is: the engine's remove before an apply only takes hookshift's lines out, and its plan
+    already reads the config without them.
+    """
     config = settings.need("config", "to change nginx")
     check_binary(settings.nginx_bin)
+    check_prefix(settings.nginx_prefix)
     config_files(config)  # readable and parseable
-    if SHAPES[target].mode is None:
+    shape = SHAPES[target]
+    if shape.mode is None:
         return
     if settings.relay_socket:
         check_relay_directory(settings.relay_socket)
+    check_engine_options(settings, shape)
 
 
 def engine_applied(settings: Settings, target: str) -> bool:
@@ -209,6 +254,7 @@ def remove(settings: Settings, reload: bool) -> None:
                 nginx_bin=settings.nginx_bin or "nginx",
                 backup_dir=_backup_dir(settings),
                 reload=reload,
+                prefix=prefix_of(settings),
             )
     except HookshiftError as exc:
         raise OperationError(f"mirror remove failed: {exc.line()}") from None
@@ -239,6 +285,7 @@ def mirror_request(settings: Settings, shape: NginxShape) -> mirror.MirrorReques
         stage_dns=settings.stage_dns,
         mirror_error_log=path(settings.mirror_error_log),
         nginx_bin=settings.nginx_bin or "nginx",
+        nginx_prefix=prefix_of(settings),
         dns_check=False,
     )
 
@@ -247,20 +294,24 @@ def mirror_request(settings: Settings, shape: NginxShape) -> mirror.MirrorReques
 STAND_IN_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 
 
-def check_engine_options(settings: Settings) -> None:
+def check_engine_options(settings: Settings, shape: NginxShape | None = None) -> None:
     """Refuse the mirror engine's options (listen, server name, resolvers, path, the URLs...)
-    as ``hookshift mirror plan --no-dns-check`` would, before a journal records them.
+    as ``hookshift mirror plan --no-dns-check`` would, before a journal records them or a
+    change relies on them.
 
-    The engine plans the first stage that mirrors, offline, and the plan is thrown away: only
-    its refusal counts. So the engine stays the one place that knows a valid option, and init
-    takes exactly what each stage's apply will take. With no URL yet, it plans toward
-    `STAND_IN_URL`.
+    The engine plans ``shape`` (by default the first stage that mirrors), offline, and the
+    plan is thrown away: only its refusal counts. So the engine stays the one place that knows
+    a valid option, and init and every advance take exactly what the stage's apply will take.
+    Without the shape's URL yet it plans toward `STAND_IN_URL`: the URL is asked for by the
+    gate that needs it, with the other gates, rather than as an error that hides them.
     """
-    target = "stage_url" if settings.stage_url else "domain_url"
-    if settings.stage_url is None and settings.domain_url is None:
-        settings = settings.override(stage_url=STAND_IN_URL)
-        target = "stage_url"
-    mirror.plan(mirror_request(settings, NginxShape("mirror", target)))
+    if shape is None:
+        first = "domain_url" if settings.stage_url is None and settings.domain_url else "stage_url"
+        shape = NginxShape("mirror", first)
+    assert shape.target is not None
+    if getattr(settings, shape.target) is None:
+        settings = settings.override(**{shape.target: STAND_IN_URL})
+    mirror.plan(mirror_request(settings, shape))
 
 
 def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
@@ -268,7 +319,9 @@ def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:
     request = mirror_request(settings, shape)
     try:
         with checkpoint_step("apply"):
-            mirror.apply(request, backup_dir=_backup_dir(settings), reload=reload)
+            mirror.apply(
+                request, backup_dir=_backup_dir(settings), reload=reload, prefix=prefix_of(settings)
+            )
     except HookshiftError as exc:
         raise OperationError(
             f"mirror apply ({shape.mode} -> {request.stage_url}) failed: {exc.line()}"
@@ -341,5 +394,6 @@ def restore(
             nginx_bin=settings.nginx_bin or "nginx",
             backup_dir=_backup_dir(settings),
             reload=reload,
+            prefix=prefix_of(settings),
         )
     return [str(p) for p in texts]

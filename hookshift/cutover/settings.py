@@ -32,6 +32,7 @@ class Settings:
     parity_log: str | None = None  # the parity log nginx writes (mirror apply --parity-log)
     nginx_log: str | None = None  # where nginx's traffic for the path is counted (default: parity)
     nginx_bin: str | None = None
+    nginx_prefix: str | None = None  # nginx's -p: where the config's relative paths resolve
     resolvers: tuple[str, ...] = ()  # for nginx's resolver and the probe's DNS
     ca_file: str | None = None  # a private CA (rehearsal): probe + nginx verification
     server_name: str | None = None

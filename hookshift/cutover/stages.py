@@ -111,6 +111,35 @@ class DrainEvidence:
 
 
 @dataclass(frozen=True)
+class DrainSetup:
+    """What the operator gave the drain, known before it runs: the archive the mirror-period
+    messages go to and the queue they come from, or the consumer's deduplication confirmed.
+
+    The drain runs only once every other gate passed (it deletes from the queue), so a drain
+    gate without `DrainEvidence` says from this whether anything is missing on the operator's
+    side, rather than asking for an ``--archive`` that was given.
+    """
+
+    archive: str | None = None
+    queue: str | None = None
+    dedup_confirmed: bool = False
+
+    @property
+    def missing(self) -> str | None:
+        """What to pass before the drain can run (None: nothing)."""
+        if self.dedup_confirmed or (self.archive and self.queue):
+            return None
+        if self.archive:
+            return (
+                f"pass --queue sqs:QUEUE_URL to drain it into {self.archive}, or --dedup-confirmed"
+            )
+        return NO_DRAIN
+
+
+NO_DRAIN = "pass --archive PATH to drain the mirror-period messages, or --dedup-confirmed"
+
+
+@dataclass(frozen=True)
 class SwitchEvidence:
     """After the vendor switch: callbacks without an nginx request id, and nginx's traffic.
 
@@ -180,6 +209,7 @@ class Evidence:
     quiet: QuietEvidence | None = None
     retention: RetentionEvidence | None = None
     heartbeat: HeartbeatEvidence | None = None
+    drain_setup: DrainSetup | None = None  # None: not known, so the drain gate asks for all
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -286,12 +316,29 @@ def gate_parity(
     return verdict, window
 
 
-def gate_drain(drain: DrainEvidence | None) -> GateResult:
+def gate_drain(
+    drain: DrainEvidence | None,
+    setup: DrainSetup | None = None,
+    blocked_by: tuple[str, ...] = (),
+) -> GateResult:
+    """The mirror-period messages are out of the queue (or the consumer deduplicates them).
+
+    Without `DrainEvidence` the drain did not run. When ``blocked_by`` (the gates before it)
+    failed, that is the reason given, and an option is asked for only when `setup` shows it
+    missing: an operator who gave ``--archive`` must not be told to pass it. Otherwise the
+    drain could not run for what `setup` lacks (unknown: everything the drain can use).
+    """
     if drain is None:
-        return _missing(
-            "drain",
-            "pass --archive PATH to drain the mirror-period messages, or --dedup-confirmed",
-        )
+        if blocked_by:
+            missing = setup.missing if setup is not None else None
+            return GateResult(
+                "drain",
+                False,
+                f"not checked: {', '.join(blocked_by)} failed (the queue is drained only once "
+                f"every other gate passes)" + (f"; also {missing}" if missing else ""),
+            )
+        missing = setup.missing if setup is not None else NO_DRAIN
+        return _missing("drain", missing or "the mirror-period messages were not drained")
     if drain.dedup_confirmed:
         return GateResult(
             "drain", True, "the consumer's deduplication was confirmed by the operator"
@@ -466,10 +513,9 @@ def check_transition(
             *_mirror_safety(evidence, thresholds),
         ]
     elif stage == "mirror-domain":
-        results = [
-            *gate_parity("parity-domain", evidence.parity, entered_at, thresholds),
-            gate_drain(evidence.drain),
-        ]
+        parity = gate_parity("parity-domain", evidence.parity, entered_at, thresholds)
+        blocked = tuple(r.gate for r in parity if not r.passed)
+        results = [*parity, gate_drain(evidence.drain, evidence.drain_setup, blocked)]
     else:  # vendor-switched
         results = [*gate_switch(evidence.switch), gate_quiet(evidence.quiet, thresholds)]
     return TransitionCheck(stage, target, tuple(results))
@@ -533,6 +579,7 @@ def evidence_from_json(data: Mapping[str, Any]) -> Evidence:
         "quiet": QuietEvidence,
         "retention": RetentionEvidence,
         "heartbeat": HeartbeatEvidence,
+        "drain_setup": DrainSetup,
     }
     values: dict[str, Any] = {}
     for name, kind in kinds.items():

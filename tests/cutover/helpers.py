@@ -44,8 +44,9 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-def make(tmp_path: Path, nginx_bin: str) -> Cutover:
-    """A sample nginx config under ``tmp_path`` and a cut-over journal at baseline on it."""
+def make(tmp_path: Path, nginx_bin: str, *init_args: str) -> Cutover:
+    """A sample nginx config under ``tmp_path`` and a cut-over journal at baseline on it
+    (``init_args``: more `cutover init` options)."""
     sample = write_sample_config(tmp_path / "nginx", app_port=free_port())
     ca = tmp_path / "ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca))
@@ -57,17 +58,17 @@ def make(tmp_path: Path, nginx_bin: str) -> Cutover:
         "--stage-dns", "runtime",  # the stage's name resolves nowhere (nginx -t must pass)
         "--ca-file", str(ca), "--backup-dir", str(tmp_path / "backup"),
         "--relay-socket", str(tmp_path / "relay.sock"),
-        "--parity-log", str(sample.prefix / "logs" / "parity.log"),
+        "--parity-log", str(sample.prefix / "logs" / "parity.log"), *init_args,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return Cutover(state, sample.main, sample.site, nginx_bin)
 
 
-def force(cut: Cutover, target: str) -> None:
+def force(cut: Cutover, target: str, *, reload: bool = False) -> None:
     """Move nginx's files to ``target`` with the engine and journal it, without the gates."""
     current = journal.read(cut.state)
     settings = Settings.from_json(current.settings)
-    files = nginx_ops.realize(cut.state, settings, current.stage, target, reload=False)
+    files = nginx_ops.realize(cut.state, settings, current.stage, target, reload=reload)
     entry = journal.next_entry(current, action="advance", to_stage=target, files=files)
     journal.append(current, entry)
 

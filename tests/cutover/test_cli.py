@@ -186,6 +186,8 @@ def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config
         ("--parity-grace", "nan", "--parity-grace is NaN"),
         ("--server-name", "", '--server-name is "", expected text'),
         ("--ca-file", "/nonexistent/ca.pem", "--ca-file /nonexistent/ca.pem: not found"),
+        ("--nginx-prefix", "/nonexistent/nginx", "--nginx-prefix /nonexistent/nginx: no such dir"),
+        ("--nginx-prefix", "/dev/null", "--nginx-prefix /dev/null: not a directory"),
     ],
 )
 def test_init_rejects_bad_urls_and_paths_writing_nothing(
@@ -281,3 +283,91 @@ def test_a_dry_run_still_waits_for_a_transition_that_holds_the_lock(
         done = _run("cutover", "advance", "--state", str(state), "--dry-run")
     assert done.returncode == 1
     assert "another `hookshift cutover` command is running on this journal" in done.stderr
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def _everything(root: Path) -> dict[Path, bytes | None]:
+    """Every file and directory under `root`: a file's bytes (None for a directory)."""
+    return {p: None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def _dry_run_then_advance(state: Path, *options: str) -> tuple[str, str]:
+    """The dry run's error line and the advance's, each checked to have written nothing (the
+    dry run not even a lock file)."""
+    before = _everything(state.parent)
+    dry = _run("cutover", "advance", "--state", str(state), "--dry-run", *options)
+    assert dry.returncode == 2, dry.stdout + dry.stderr
+    assert _everything(state.parent) == before
+    real = _run("cutover", "advance", "--state", str(state), *options)
+    assert real.returncode == 2, real.stdout + real.stderr
+    assert {p: v for p, v in _everything(state.parent).items() if p in before} == before
+    return _one_line(dry.stderr), _one_line(real.stderr)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--nginx-bin", "/nonexistent/nginx", "nginx binary not found: /nonexistent/nginx"),
+        ("--relay-socket", "/nonexistent/dir/r.sock", "relay socket's directory does not exist"),
+        ("--nginx-prefix", "/nonexistent/nginx", "--nginx-prefix /nonexistent/nginx: no such"),
+        ("--listen", "127.0.0.1:9999", "no server listens on 127.0.0.1:9999"),
+    ],
+)
+def test_a_dry_run_refuses_in_the_same_line_what_the_advance_refuses_before_writing(
+    tmp_path: Path, config: Path, option: str, value: str, message: str
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    dry, real = _dry_run_then_advance(state, f"{option}={value}")
+    assert dry == real and message in dry
+
+
+def test_a_dry_run_with_adopt_edits_plans_the_edited_config_as_the_advance_does(
+    tmp_path: Path, config: Path
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    config.write_text(CONFIG.replace("location /callback", "location /results"), encoding="utf-8")
+    dry, real = _dry_run_then_advance(state, "--adopt-edits")
+    assert dry == real and "no location matches /callback" in dry
+
+
+ASK_FOR_ARCHIVE = "pass --archive PATH to drain the mirror-period messages, or --dedup-confirmed"
+
+
+@pytest.mark.parametrize(
+    ("archive", "options", "asked"),
+    [
+        (True, (), None),  # --archive given at init: not asked for again
+        (False, (), ASK_FOR_ARCHIVE),
+        (False, ("--dry-run", "--dedup-confirmed"), None),  # the dry run takes it, too
+    ],
+)
+def test_a_failed_parity_leaves_the_drain_unchecked_and_asks_only_for_what_is_missing(
+    tmp_path: Path, nginx_bin: str, archive: bool, options: tuple[str, ...], asked: str | None
+) -> None:
+    from tests.cutover.helpers import force, make
+
+    queue = tmp_path / "queue.jsonl"
+    queue.write_text("", encoding="utf-8")
+    drain_to = ("--archive", str(tmp_path / "archive")) if archive else ()
+    cut = make(tmp_path, nginx_bin, "--queue", f"jsonl:{queue}", *drain_to)
+    force(cut, "mirror-stage")
+    force(cut, "mirror-domain")
+    done = _run("cutover", "advance", "--state", str(cut.state), *options)
+    assert done.returncode == 1, done.stderr
+    assert "FAIL parity-domain" in done.stdout
+    (drain,) = [line for line in done.stdout.splitlines() if " drain: " in line]
+    assert drain.startswith(
+        "FAIL drain: not checked: parity-domain, parity-domain-window failed (the queue is "
+        "drained only once every other gate passes)"
+    ), drain
+    if asked is None:
+        assert "--" not in drain
+    else:
+        assert drain.endswith(f"; also {asked}")

@@ -8,12 +8,15 @@ from hookshift.cutover.stages import (
     STAGES,
     DoctorEvidence,
     DrainEvidence,
+    DrainSetup,
     Evidence,
+    GateResult,
     ParityEvidence,
     ProbeEvidence,
     QuietEvidence,
     SwitchEvidence,
     Thresholds,
+    TransitionCheck,
     check_transition,
     evidence_from_json,
     next_stage,
@@ -28,7 +31,7 @@ GOOD_PROBE = ProbeEvidence("https://abc.execute-api.ap-northeast-2.amazonaws.com
 GOOD_PARITY = ParityEvidence("pass", "", ENTERED + 10, ENTERED + 1000, 500)
 
 
-def _gate(check, name):  # type: ignore[no-untyped-def]
+def _gate(check: TransitionCheck, name: str) -> GateResult:
     return next(r for r in check.results if r.gate == name)
 
 
@@ -159,6 +162,46 @@ def test_mirror_domain_needs_a_drained_queue_or_confirmed_dedup() -> None:
     assert "7 message(s) still in the queue" in _gate(left, "drain").why
 
 
+ARCHIVE = "/var/lib/hookshift/archive"
+QUEUE = "sqs:https://sqs.ap-northeast-2.amazonaws.com/123456789012/results"
+FAILED_PARITY = ParityEvidence("fail", "3 missing_in_queue", ENTERED + 10, ENTERED + 1000, 500, 3)
+
+
+def _drain_why(evidence: Evidence) -> str:
+    check = check_transition("mirror-domain", evidence, entered_at=ENTERED, thresholds=T)
+    assert not check.passed
+    return _gate(check, "drain").why
+
+
+def test_a_failed_parity_leaves_the_drain_unchecked_without_asking_for_the_archive_given() -> None:
+    given = DrainSetup(archive=ARCHIVE, queue=QUEUE)
+    assert _drain_why(Evidence(parity=FAILED_PARITY, drain_setup=given)) == (
+        "not checked: parity-domain failed (the queue is drained only once every other gate passes)"
+    )
+    short = ParityEvidence("pass", "", ENTERED + 10, ENTERED + 100, 500)
+    assert _drain_why(Evidence(parity=short, drain_setup=given)).startswith(
+        "not checked: parity-domain-window failed"
+    )
+    confirmed = DrainSetup(dedup_confirmed=True)
+    assert "--" not in _drain_why(Evidence(parity=FAILED_PARITY, drain_setup=confirmed))
+
+
+def test_the_drain_asks_for_the_archive_only_when_it_is_missing() -> None:
+    no_archive = DrainSetup(queue=QUEUE)
+    assert _drain_why(Evidence(parity=FAILED_PARITY, drain_setup=no_archive)) == (
+        "not checked: parity-domain failed (the queue is drained only once every other gate "
+        "passes); also pass --archive PATH to drain the mirror-period messages, or "
+        "--dedup-confirmed"
+    )
+    assert _drain_why(Evidence(parity=GOOD_PARITY, drain_setup=no_archive)) == (
+        "no evidence: pass --archive PATH to drain the mirror-period messages, or --dedup-confirmed"
+    )
+    no_queue = DrainSetup(archive=ARCHIVE)
+    assert _drain_why(Evidence(parity=GOOD_PARITY, drain_setup=no_queue)) == (
+        f"no evidence: pass --queue sqs:QUEUE_URL to drain it into {ARCHIVE}, or --dedup-confirmed"
+    )
+
+
 def test_vendor_switched_needs_direct_arrivals_falling_nginx_and_the_quiet_period() -> None:
     good = Evidence(
         switch=SwitchEvidence(
@@ -216,6 +259,7 @@ def test_evidence_round_trips_through_the_journal_form() -> None:
         stage_probe=GOOD_PROBE,
         parity=GOOD_PARITY,
         drain=DrainEvidence(3, 0, "/a"),
+        drain_setup=DrainSetup("/a", QUEUE),
     )
     assert evidence_from_json(evidence.to_json()) == evidence
 
