@@ -9,7 +9,8 @@ Use from Python (what ``hookshift doctor`` calls)::
     report.failed(doctor.Severity.WARNING)   # any finding at least that severe?
     report.info          # lines for the user (which main config was chosen, and why)
 
-A config that cannot be read or parsed raises `hookshift.errors.InputError` (exit code 2).
+A config that cannot be read or parsed, or that serves no HTTP (no ``server`` inside ``http {}``,
+as `mirror plan` refuses it), raises `hookshift.errors.InputError` (exit code 2).
 `diagnose(config)` checks an already loaded `NginxConfig`; `diagnose_file(path)` loads one
 main config and checks it.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from hookshift.doctor.checks import CHECKS, diagnose
 from hookshift.doctor.findings import Finding, Severity
 from hookshift.errors import InputError
-from hookshift.nginx.config import NginxConfig, load
+from hookshift.nginx.config import NginxConfig, check_serves_http, load
 from hookshift.nginx.discover import locate_main_config
 from hookshift.nginx.source import load_source
 from hookshift.nginx.syntax import check_statement_ends
@@ -46,13 +47,16 @@ def load_config(path: str | os.PathLike[str]) -> NginxConfig:
     hookshift's lexer reads every file first: it follows nginx's own tokenizer, so a config
     nginx cannot parse (a missing ``;``) stops here with file:line, where crossplane would
     accept it. crossplane's tree is then preferred (it keeps comments); where it cannot parse
-    what nginx accepts (``*_by_lua_block`` bodies) the lexer's tree is used.
+    what nginx accepts (``*_by_lua_block`` bodies) the lexer's tree is used. A config with no
+    ``server`` inside ``http {}`` is refused (`check_serves_http`): finding nothing wrong in it
+    would read as a clean bill.
     """
     if not os.path.isfile(path):
         return load(path)  # crossplane's loader names a missing main config
     source = load_source(path)
     for file, text in source.texts.items():
         check_statement_ends(text, str(file))
+    check_serves_http(source.config)
     try:
         return load(path)
     except InputError:

@@ -27,11 +27,10 @@ from hookshift.mirror.apply import Edit, apply_plan, default_backup_dir, pending
 from hookshift.mirror.apply import recover as recover_config
 from hookshift.mirror.dnscheck import look_up_stage
 from hookshift.mirror.plan import (
-    DEFAULT_PARITY_LOG,
+    BESIDE_ACCESS_LOG,
     DEFAULT_RELAY_SOCKET,
     DEFAULT_RESOLVERS,
-    MIRROR_ERROR_LOG_NAME,
-    PARITY_LOG_NAME,
+    Beside,
     MirrorOptions,
     MirrorPlan,
     describe_layout,
@@ -42,7 +41,7 @@ from hookshift.mirror.plan import (
 from hookshift.mirror.remove import remove_marked
 from hookshift.mirror.render import Mode, StageDns
 from hookshift.nginx import binary
-from hookshift.nginx.discover import compiled_path, locate_main_config
+from hookshift.nginx.discover import BUILT_IN_PATHS, compiled_path, locate_main_config
 from hookshift.nginx.source import read_text
 
 
@@ -62,9 +61,10 @@ class MirrorRequest:
 
     ``None`` (and an empty tuple) leave the choice to hookshift: `config` is nginx's compiled-in
     main config (a site file leads to the main config that includes it); `resolvers` are
-    `plan.DEFAULT_RESOLVERS`; `parity_log` goes beside nginx's own access log (`NO_LOG`: none);
-    `trusted_ca` is the system's CA bundle; `timeout` depends on `mode`; `mirror_error_log`
-    goes beside the parity log; `stage_dns` is the default for the nginx version;
+    `plan.DEFAULT_RESOLVERS`; `parity_log` goes beside the access log nginx writes for the
+    callback (`NO_LOG`: none); `trusted_ca` is the system's CA bundle; `timeout` depends on
+    `mode`; `mirror_error_log` goes beside a `parity_log` given, else beside that access log;
+    `stage_dns` is the default for the nginx version;
     `nginx_version` is asked of `nginx_bin`; `nginx_prefix` is nginx's ``-p``, under which
     relative paths resolve (nginx -V's too). `dns_check` queries each resolver for the stage
     host (a real DNS query) and adds a warning for each that does not answer; on nginx before
@@ -206,14 +206,26 @@ class RemoveResult(_Written):
 
 @dataclass(frozen=True)
 class NginxFacts:
-    """What the nginx binary says about itself (no defaults when there is no binary to ask)."""
+    """What the nginx binary says about itself (no defaults when there is no binary to ask),
+    and its prefix when it runs with ``-p``."""
 
     version: tuple[int, int, int]
     defaults: Mapping[str, str] | None  # None: no binary to ask
+    run_prefix: Path | None = None  # nginx's -p
 
     @property
     def access_log(self) -> Path | None:
         return compiled_path(self.defaults, "http-log-path")
+
+    @property
+    def prefix(self) -> Path | None:
+        """Where nginx resolves a relative log path: ``-p``, else the compiled ``--prefix``;
+        None when neither is known."""
+        if self.run_prefix is not None:
+            return self.run_prefix
+        if self.defaults is None:
+            return None
+        return Path(self.defaults.get("prefix") or BUILT_IN_PATHS["prefix"])
 
 
 def nginx_facts(
@@ -232,13 +244,13 @@ def nginx_facts(
                 f"--nginx-version must be X.Y.Z, not {version!r}",
                 fix="e.g. --nginx-version 1.22.1 (`nginx -v` prints it)",
             )
-        return NginxFacts(number, defaults)
+        return NginxFacts(number, defaults, prefix)
     if found is None:
         raise InputError(
             f"nginx binary not found: {nginx_bin}",
             fix="pass --nginx-bin PATH, or --nginx-version X.Y.Z to plan offline",
         )
-    return NginxFacts(binary.nginx_version(found), defaults)
+    return NginxFacts(binary.nginx_version(found), defaults, prefix)
 
 
 def main_config(config: Path | None, nginx_bin: str = "nginx") -> tuple[Path, tuple[Line, ...]]:
@@ -247,25 +259,12 @@ def main_config(config: Path | None, nginx_bin: str = "nginx") -> tuple[Path, tu
     return chosen.path, _lines("info", [chosen.note] if chosen.note else [])
 
 
-def _parity_log(chosen: Path | NoLog | None, access_log: Path | None) -> Path | None:
-    """The choice; else beside nginx's own access log, where its operators look for logs."""
-    if chosen is NO_LOG:
+def _parity_log(chosen: Path | NoLog | None) -> Path | Beside | None:
+    """The choice; else beside the access log nginx writes for the callback, which the plan
+    finds in the config."""
+    if isinstance(chosen, NoLog):
         return None
-    if isinstance(chosen, Path):
-        return chosen
-    return (access_log.parent if access_log else DEFAULT_PARITY_LOG.parent) / PARITY_LOG_NAME
-
-
-def _mirror_error_log(
-    chosen: Path | None, parity_log: Path | None, access_log: Path | None
-) -> Path | None:
-    """The choice; else None (the plan puts it beside the parity log); else beside nginx's
-    compiled access log (a custom build's logs directory rather than Debian's)."""
-    if chosen is not None or parity_log is not None:
-        return chosen
-    if access_log:
-        return access_log.parent / MIRROR_ERROR_LOG_NAME
-    return None
+    return BESIDE_ACCESS_LOG if chosen is None else chosen
 
 
 def _check_choice(name: str, value: object, allowed: object) -> None:
@@ -279,7 +278,6 @@ def options_for(request: MirrorRequest, config: Path, facts: NginxFacts) -> Mirr
     _check_choice("mode", request.mode, Mode)
     if request.stage_dns is not None:
         _check_choice("stage_dns", request.stage_dns, StageDns)
-    parity_log = _parity_log(request.parity_log, facts.access_log)
     chosen: dict[str, Any] = {}
     if request.stage_dns is not None:
         chosen["stage_dns"] = request.stage_dns
@@ -290,7 +288,7 @@ def options_for(request: MirrorRequest, config: Path, facts: NginxFacts) -> Mirr
         server_name=request.server_name,
         listen=request.listen,
         resolvers=request.resolvers or DEFAULT_RESOLVERS,
-        parity_log=parity_log,
+        parity_log=_parity_log(request.parity_log),
         request_id_header=request.request_id_header,
         request_id_to_app=request.request_id_to_app,
         stage_path=request.stage_path,
@@ -299,7 +297,8 @@ def options_for(request: MirrorRequest, config: Path, facts: NginxFacts) -> Mirr
         mode=request.mode,
         relay_socket=request.relay_socket,
         default_access_log=None if facts.access_log is None else str(facts.access_log),
-        mirror_error_log=_mirror_error_log(request.mirror_error_log, parity_log, facts.access_log),
+        nginx_prefix=facts.prefix,
+        mirror_error_log=request.mirror_error_log,
         keep_headers=request.keep_headers,
         **chosen,
     )
@@ -328,7 +327,7 @@ def plan(request: MirrorRequest) -> PlanResult:
             options = dataclasses.replace(options, stage_addresses=found.addresses)
             result = plan_from(read, options, facts.version)
         result = dataclasses.replace(result, warnings=(*result.warnings, *found.warnings))
-    rotation = rotation_warning(options.parity_log) if options.parity_log is not None else None
+    rotation = rotation_warning(result.parity_log) if result.parity_log is not None else None
     if rotation is not None:
         result = dataclasses.replace(result, warnings=(*result.warnings, rotation))
     return PlanResult(

@@ -670,7 +670,7 @@ def _parity_log_path(plan: MirrorPlan, prefix: Path | None) -> Path | None:
     It is made before nginx opens it (``nginx -t`` already does): nginx would create it 0644,
     readable by every local user, and it holds every callback's body.
     """
-    log = plan.options.parity_log
+    log = plan.parity_log
     if log is None or not plan.changes:
         return None
     if not log.is_absolute():

@@ -18,7 +18,6 @@ from hookshift.errors import InputError
 from hookshift.mirror import api
 from hookshift.mirror.apply import default_backup_dir
 from hookshift.mirror.plan import (
-    DEFAULT_MIRROR_ERROR_LOG,
     DEFAULT_PARITY_LOG,
     DEFAULT_RELAY_SOCKET,
     DEFAULT_RESOLVERS,
@@ -89,7 +88,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "type": click.Path(path_type=Path),
             "default": None,
             "help": "Where nginx logs each callback for `hookshift verify parity`. Default: "
-            f"{PARITY_LOG_NAME} beside nginx's own access log ({DEFAULT_PARITY_LOG} on Debian).",
+            f"{PARITY_LOG_NAME} beside the access log nginx writes for the callback's location "
+            "(a relative one under --nginx-prefix), else beside nginx's compiled-in one "
+            f"({DEFAULT_PARITY_LOG} on Debian).",
         },
     ),
     "no_parity_log": (
@@ -158,7 +159,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "default": None,
             "help": "error_log (level warn) of the relay, so an outage's per-copy errors stay "
             "out of your error log. Default: hookshift-mirror.error.log beside --parity-log, "
-            f"else beside nginx's compiled-in access log ({DEFAULT_MIRROR_ERROR_LOG} on Debian).",
+            "else where the parity log goes by default (see --parity-log).",
         },
     ),
     "stage_dns": (

@@ -12,13 +12,14 @@ otherwise its changes go from the texts on disk to the new result (an upgrade in
 from __future__ import annotations
 
 import difflib
+import enum
 import hashlib
 import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from hookshift.addresses import dns_host
@@ -39,7 +40,7 @@ from hookshift.mirror.render import server_lines as render_server
 from hookshift.mirror.state import ConfigState, without_ours
 from hookshift.nginx import splice
 from hookshift.nginx.config import Directive, NginxConfig
-from hookshift.nginx.inheritance import Inheritance
+from hookshift.nginx.inheritance import Found, Inheritance
 from hookshift.nginx.matching import (
     Match,
     location_spec,
@@ -52,7 +53,13 @@ from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
 from hookshift.nginx.syntax import check_statement_ends
 from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
-from hookshift.nginx.values import REQUEST_BUFFERING, parse_resolver, parse_size, parse_socket
+from hookshift.nginx.values import (
+    REQUEST_BUFFERING,
+    log_file,
+    parse_resolver,
+    parse_size,
+    parse_socket,
+)
 
 DEFAULT_RESOLVERS = ("1.1.1.1", "8.8.8.8")
 DEFAULT_TRUSTED_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian, Ubuntu
@@ -84,6 +91,9 @@ DEFAULT_MIRROR_ERROR_LOG = Path("/var/log/nginx/hookshift-mirror.error.log")
 MIRROR_ERROR_LOG_NAME = DEFAULT_MIRROR_ERROR_LOG.name
 DEFAULT_PARITY_LOG = Path("/var/log/nginx/hookshift-parity.log")
 PARITY_LOG_NAME = DEFAULT_PARITY_LOG.name
+# Where an access log is a device (``/dev/stdout`` in a container), not a file in a directory
+# of logs: hookshift's own logs cannot go beside it.
+_DEVICE_DIRS = (Path("/dev"), Path("/proc"))
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 MIRROR_URI = "/__hookshift_mirror"
 FORWARD_URI = "/__hookshift_forward"
@@ -101,9 +111,27 @@ def system_ca_bundle() -> Path:
     return next((p for p in CA_BUNDLES if p.is_file()), DEFAULT_TRUSTED_CA)
 
 
+class Beside(enum.Enum):
+    """Where hookshift's logs go when the user names no file for them."""
+
+    ACCESS_LOG = "beside the callback's access log"
+
+
+BESIDE_ACCESS_LOG: Final = Beside.ACCESS_LOG
+"""`MirrorOptions.parity_log`'s value for "hookshift-parity.log in the directory of the access log
+nginx writes for the callback": where the operators already read, rotate and keep logs."""
+
+
 @dataclass(frozen=True)
 class MirrorOptions:
-    """What the user asked for (the CLI's options, as data)."""
+    """What the user asked for (the CLI's options, as data).
+
+    `parity_log` None writes none; `mirror_error_log` None puts the relay's error log beside a
+    `parity_log` the user named, else beside the callback's access log. `nginx_prefix` is
+    where nginx resolves a relative log path (its ``-p``, else its compiled ``--prefix``;
+    None: not known, and such a path stays relative); `default_access_log` is nginx's compiled
+    one, which applies where no ``access_log`` does.
+    """
 
     config: Path
     path: str
@@ -111,7 +139,7 @@ class MirrorOptions:
     server_name: str | None = None
     listen: str | None = None
     resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
-    parity_log: Path | None = None
+    parity_log: Path | Beside | None = None
     request_id_header: str = "X-Request-Id"
     request_id_to_app: bool = False
     stage_path: str | None = None
@@ -120,6 +148,7 @@ class MirrorOptions:
     mode: Mode = "mirror"
     relay_socket: str = DEFAULT_RELAY_SOCKET
     default_access_log: str | None = DEFAULT_ACCESS_LOG
+    nginx_prefix: Path | None = None
     layout: Layout | None = None
     tuning: Tuning = field(default_factory=Tuning)
     mirror_error_log: Path | None = None
@@ -137,17 +166,6 @@ class MirrorOptions:
         """The credential headers taken off each copy: the defaults the user did not keep."""
         kept = {name.lower() for name in self.keep_headers}
         return tuple(h for h in CREDENTIAL_HEADERS if h.lower() not in kept)
-
-    @property
-    def effective_mirror_error_log(self) -> Path:
-        """Where the mirror path's errors go: the option, else beside the parity log, else
-        ``/var/log/nginx``. Beside the parity log because that is where the user already put
-        hookshift's logs (and a test or rehearsal prefix stays self-contained)."""
-        if self.mirror_error_log is not None:
-            return self.mirror_error_log
-        if self.parity_log is not None:
-            return self.parity_log.parent / MIRROR_ERROR_LOG_NAME
-        return DEFAULT_MIRROR_ERROR_LOG
 
     @property
     def effective_timeout(self) -> float:
@@ -243,6 +261,7 @@ class MirrorPlan:
     stage_dns: StageDns = "runtime"
     mirror_error_log: Path | None = None
     stage_addresses: tuple[str, ...] = ()  # the relay keeps connections to these
+    parity_log: Path | None = None  # the file nginx writes it to (None: no parity log)
 
     @property
     def mode(self) -> Mode:
@@ -280,6 +299,7 @@ class MirrorPlan:
             "mirror_error_log": None
             if self.mirror_error_log is None
             else str(self.mirror_error_log),
+            "parity_log": None if self.parity_log is None else str(self.parity_log),
             "server": vars(self.server),
             "location": vars(self.location),
             "already_applied": self.already_applied,
@@ -678,19 +698,95 @@ def _scene_info(scene: _Scene, options: MirrorOptions) -> list[str]:
     ]
 
 
+def _access_logs(scene: _Scene) -> Found:
+    """The ``access_log`` lines nginx applies where the callback is logged: the mirrored
+    location's; the forward location is new, in the server, and inherits from it and http."""
+    chain = _location_chain(scene) if scene.mode == "mirror" else (scene.http, scene.match.server)
+    return Inheritance(scene.config).lookup(chain, "access_log")
+
+
+@dataclass(frozen=True)
+class _Logs:
+    """The files hookshift's logs go to, and a line for the user when hookshift chose them."""
+
+    parity: Path | None
+    mirror_error: Path | None  # the relay's; None without a relay (forward)
+    info: tuple[str, ...] = ()
+
+
+def _log_dir(scene: _Scene, options: MirrorOptions) -> tuple[Path, str]:
+    """The directory of the access log nginx writes for the callback, and how to name it.
+
+    The operators already read, rotate and back up that directory, and nginx can write there:
+    the first line in effect that is a file in a fixed directory (no variable, no device);
+    else nginx's compiled-in access log, which nginx writes wherever no ``access_log`` applies
+    (even under ``-p`` when it was compiled absolute, as Debian's is).
+    """
+    for d in _access_logs(scene).lines:
+        file = log_file(d.args[0], options.nginx_prefix) if d.args else None
+        if file is None or "$" in str(file.parent):
+            continue
+        if any(file.is_relative_to(device) for device in _DEVICE_DIRS):
+            continue
+        return (
+            file.parent,
+            f"beside the access log nginx writes for the callback (`{d.text}` at {d.where})",
+        )
+    if options.default_access_log:
+        return Path(options.default_access_log).parent, (
+            f"beside nginx's compiled-in access log {options.default_access_log}"
+        )
+    if options.nginx_prefix is not None:
+        return options.nginx_prefix / "logs", "in the logs directory of nginx's prefix"
+    return DEFAULT_PARITY_LOG.parent, "in /var/log/nginx (there is no nginx binary to ask)"
+
+
+def _hookshift_logs(scene: _Scene, options: MirrorOptions) -> _Logs:
+    """The parity log and the relay's error log: where the user said, else in `_log_dir`.
+
+    The relay's error log goes beside a parity log the user placed (hookshift's logs stay
+    together, and a test prefix stays self-contained). When hookshift chose a place, a line
+    says which and why: `verify parity` is pointed at that file.
+    """
+    directory, why = _log_dir(scene, options)
+    chosen = options.parity_log
+    parity = directory / PARITY_LOG_NAME if isinstance(chosen, Beside) else chosen
+    error = options.mirror_error_log
+    if scene.mode != "mirror":
+        error = None  # no relay
+    elif error is None and isinstance(chosen, Path):
+        error = chosen.parent / MIRROR_ERROR_LOG_NAME
+    elif error is None:
+        error = directory / MIRROR_ERROR_LOG_NAME
+        if parity is None:
+            told = f"the relay's error log goes to {error}, {why}; --mirror-error-log puts it"
+            return _Logs(parity, error, (f"{told} elsewhere",))
+        told = (
+            f"the parity log goes to {parity} and the relay's error log to {error}, {why}; "
+            "--parity-log and --mirror-error-log put them"
+        )
+        return _Logs(parity, error, (f"{told} elsewhere",))
+    if isinstance(chosen, Beside):
+        told = f"the parity log goes to {parity}, {why}; --parity-log puts it"
+        return _Logs(parity, error, (f"{told} elsewhere",))
+    return _Logs(parity, error)
+
+
 def _parity_log_lines(
-    scene: _Scene, options: MirrorOptions, path_filter: str | None, warnings: list[str]
+    scene: _Scene,
+    options: MirrorOptions,
+    parity_log: Path | None,
+    path_filter: str | None,
+    warnings: list[str],
 ) -> tuple[str, ...]:
     """The parity ``access_log`` plus the inherited ones it would otherwise silence."""
-    if options.parity_log is None:
+    if parity_log is None:
         return ()
-    log_args = [str(options.parity_log), "hookshift_parity"]
+    log_args = [str(parity_log), "hookshift_parity"]
     if path_filter is not None:
         log_args.append(f"if=${CALLBACK_VAR}")
     lines = [directive("access_log", *log_args)]
-    # the forward location is new, in the server: it inherits from the server and http only
-    chain = _location_chain(scene) if scene.mode == "mirror" else (scene.http, scene.match.server)
-    found = Inheritance(scene.config).lookup(chain, "access_log")
+    found = _access_logs(scene)
     own = found.lines if found.block is scene.location else ()
     for d in own:
         if _is_off(d):
@@ -717,7 +813,7 @@ def _parity_log_lines(
         warnings.append(
             f"`access_log off;` ({off.where}) applies to location "
             f"{location_spec(scene.location)}; the parity log written there records each "
-            f"callback, body included, in {options.parity_log} (the location's other logs stay "
+            f"callback, body included, in {parity_log} (the location's other logs stay "
             "off). Pass --no-parity-log to keep it off"
         )
     else:
@@ -767,6 +863,7 @@ def _template_context(
     scene: _Scene,
     options: MirrorOptions,
     stage: Stage,
+    logs: _Logs,
     warnings: list[str],
     stage_addresses: tuple[str, ...] = (),
 ) -> TemplateContext:
@@ -778,7 +875,7 @@ def _template_context(
     # nginx's own locations and rewrites see the path decoded and normalised ($uri), as the
     # route that chose the location did
     nginx_uri = scene.match.route.uri
-    log_lines = _parity_log_lines(scene, options, path_filter, warnings)
+    log_lines = _parity_log_lines(scene, options, logs.parity, path_filter, warnings)
     if options.stage_path is not None:
         suffix = f"{options.stage_path}$is_args$args"
     else:
@@ -800,7 +897,7 @@ def _template_context(
         resolvers=options.resolvers,
         timeout=options.effective_timeout,
         request_id_header=options.request_id_header,
-        parity_log=options.parity_log is not None,
+        parity_log=logs.parity is not None,
         tuning=options.tuning,
         set_mirror_request_body="mirror_request_body" not in names,
         set_body_buffer=_needs_body_buffer(scene, options.tuning.body_buffer),
@@ -812,9 +909,7 @@ def _template_context(
         forward_rewrite=directive(
             "rewrite", f"^{re.escape(nginx_uri)}$", scene.internal_uri, "last"
         ),
-        mirror_error_log=(
-            str(options.effective_mirror_error_log) if scene.mode == "mirror" else None
-        ),
+        mirror_error_log=None if logs.mirror_error is None else str(logs.mirror_error),
         stage_dns=_stage_dns(scene, options),
         stage_pool=STAGE_POOL,
         stage_pool_target=f"https://{STAGE_POOL}{suffix}",
@@ -1067,7 +1162,9 @@ def build_plan(
         _stage_addresses(options, stage, written) if _kept_by_address(scene, options) else ()
     )
     info += _stage_dns_info(scene, options, stage, addresses)
-    ctx = _template_context(scene, options, stage, warnings, addresses)
+    logs = _hookshift_logs(scene, options)
+    info += logs.info
+    ctx = _template_context(scene, options, stage, logs, warnings, addresses)
     info += _bounds_info(scene, ctx)
     changes = _splice(
         source,
@@ -1102,6 +1199,7 @@ def build_plan(
         stage_dns=ctx.stage_dns,
         mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
         stage_addresses=ctx.stage_addresses if ctx.known_addresses else (),
+        parity_log=logs.parity,
     )
 
 

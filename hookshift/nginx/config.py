@@ -242,6 +242,7 @@ class NginxConfig:
 
 
 MAIN_FIX = "pass the main config with --config, e.g. /etc/nginx/nginx.conf"
+NOT_TEXT_FIX = "pass nginx's main config, a text file, with --config (e.g. /etc/nginx/nginx.conf)"
 
 
 def _special_file_error(path: Path, mode: int) -> str | None:
@@ -253,12 +254,40 @@ def _special_file_error(path: Path, mode: int) -> str | None:
     return None
 
 
+# Bytes no text config holds: C0 controls but tab, newline, vertical tab, form feed and carriage
+# return, and DEL. Bytes from 0x80 up are left alone: UTF-8, Latin-1 or EUC-KR comments use them.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])
+# How much of a file is looked at for control characters, and the share of them that makes it
+# binary: random bytes have one in nine, a text config none (a stray escape at most).
+_SNIFF_BYTES = 1 << 16
+_CONTROL_SHARE = 20  # one byte in 20
+
+
+def _binary_error(data: bytes) -> str | None:
+    """Why `data` is not the text of a config (None: it may be).
+
+    A NUL byte anywhere (binary data, or text saved as UTF-16), or control characters in more
+    than one byte in 20 of the first 64 KiB. nginx reads such a file as words and reports an
+    unknown directive or an unclosed block somewhere inside it, which sends the user looking
+    for a typo in a file that was never a config. Both tests run at C speed, so a big config
+    costs a scan for a NUL and one of 64 KiB.
+    """
+    if b"\0" in data:
+        return "it holds NUL bytes"
+    head = data[:_SNIFF_BYTES]
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    if controls * _CONTROL_SHARE > len(head):
+        return f"{controls} of its first {len(head)} bytes are control characters"
+    return None
+
+
 def read_config_file(path: Path, where: str, fix: str = MAIN_FIX, included: bool = False) -> bytes:
     """The bytes of config file `path`, or `InputError` naming `where` (for an included file,
     the include's file:line, and the message names the file).
 
     Opened without blocking and checked to be a regular file before a byte is read: a FIFO
-    given as a config would otherwise wait forever for a writer.
+    given as a config would otherwise wait forever for a writer. A file that is not text
+    (`_binary_error`) is refused here, the one place every reader gets a config's bytes from.
     """
     subject = f"included file {path}" if included else "nginx config file"
     try:
@@ -270,7 +299,7 @@ def read_config_file(path: Path, where: str, fix: str = MAIN_FIX, included: bool
             chunks = []
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
-            return b"".join(chunks)
+            data = b"".join(chunks)
         finally:
             os.close(fd)
     except FileNotFoundError:
@@ -286,6 +315,14 @@ def read_config_file(path: Path, where: str, fix: str = MAIN_FIX, included: bool
             where=where,
             fix="check the path and its permissions",
         ) from None
+    binary = _binary_error(data)
+    if binary is not None:
+        raise InputError(
+            f"{subject} is not text: {binary} (a binary file, or text saved as UTF-16)",
+            where=where,
+            fix="include only nginx config files (text)" if included else NOT_TEXT_FIX,
+        )
+    return data
 
 
 def _refuse_special(path: str) -> None:
@@ -299,11 +336,16 @@ _crossplane_lex = crossplane.parser.lex
 
 
 def _checked_lex(filename: str) -> Any:
-    _refuse_special(filename)
+    """crossplane's lexer on a file read first through `read_config_file`: a file that is no
+    regular file or no text stops there, as an `OSError` whose place (the include that named
+    it) `parse_payload` finds with the byte reader."""
+    try:
+        data = read_config_file(Path(filename), filename, included=True)
+    except InputError as exc:
+        raise OSError(errno.EINVAL, exc.what, filename) from None
     # crossplane builds a comment one character at a time: a token nginx would refuse as too
     # long would take it quadratic time
-    with open(filename, "rb") as f:
-        lexer.check_token_lengths(f.read().decode("utf-8", "surrogateescape"), filename)
+    lexer.check_token_lengths(data.decode("utf-8", "surrogateescape"), filename)
     return _strict(_crossplane_lex(filename), filename)
 
 
@@ -509,6 +551,36 @@ def load(path: str | os.PathLike[str]) -> NginxConfig:
     main = Path(os.path.abspath(path))  # symlinks kept: nginx resolves includes beside -c
     with paused_gc():
         return from_payload(parse_payload(main, str(path)), main)
+
+
+SERVES_HTTP_FIX = (
+    "pass nginx's main config (the one with `events {` and `http {`) with --config, e.g. "
+    "/etc/nginx/nginx.conf"
+)
+
+
+def check_serves_http(config: NginxConfig) -> None:
+    """Refuse a config in which nginx serves no HTTP request: no ``server`` inside ``http {}``.
+
+    An empty file, or one without ``http`` (only a ``stream`` proxy, a file of maps), has no
+    callback to mirror and nothing for doctor to judge: a plan would find no location and
+    doctor no fault, a clean bill for a file ``nginx -t`` refuses or that is not the config the
+    callbacks reach. Every command that reasons about the HTTP side asks this first, so they
+    refuse such a file with the same line.
+    """
+    if config.servers():
+        return
+    if not any(not d.is_comment for tree in config.files.values() for d in tree):
+        raise InputError(
+            "the config holds no directives (the file is empty or only comments)",
+            where=str(config.main),
+            fix=SERVES_HTTP_FIX,
+        )
+    raise InputError(
+        "the config has no server block inside http { }",
+        where=str(config.main),
+        fix=SERVES_HTTP_FIX,
+    )
 
 
 def check_include_cycles(config: NginxConfig) -> None:

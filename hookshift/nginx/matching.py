@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from hookshift.addresses import is_ip_address
 from hookshift.errors import InputError
-from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.config import Directive, NginxConfig, check_serves_http
 from hookshift.nginx.locations import LocationSpec, find_location, location_spec
 from hookshift.nginx.pcre import compile_pcre
 from hookshift.nginx.route import Route, follow
@@ -288,13 +288,8 @@ def match(
             "location pattern",
         )
     uri = request_uri_path(raw)
+    check_serves_http(config)
     table = socket_table(config)
-    if not table.servers:
-        raise InputError(
-            "the config has no server block inside http { }",
-            where=str(config.main),
-            fix="pass the main config (the one with `http {`) with --config",
-        )
     sockets = candidate_sockets(table, listen)
     if not sockets:
         known = ", ".join(sorted({str(s) for s in table.servers}))

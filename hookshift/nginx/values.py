@@ -1,11 +1,12 @@
 """nginx directive values, read once for every part: sizes, times, ``listen``, ``*_pass``
-targets and ``resolver`` addresses."""
+targets, ``resolver`` addresses and the files logs are written to."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from hookshift.addresses import is_ip_address
@@ -228,3 +229,23 @@ def resolver_addresses(args: tuple[str, ...]) -> list[str]:
             host = host.split(":", 1)[0]
         found.append(host)
     return found
+
+
+# Log targets that are no file: syslog, and the error log's standard error and memory buffer.
+_NOT_A_FILE = ("syslog:", "memory:")
+
+
+def log_file(target: str, prefix: Path | None) -> Path | None:
+    """The file nginx writes for the first argument of ``access_log`` or ``error_log``.
+
+    nginx resolves a relative path under its prefix (``-p``, else the compiled ``--prefix``),
+    not under the config's directory as it does for ``include``: `prefix` is that, and a
+    relative path stays relative when it is None (nginx resolves one written beside it the
+    same way). None for ``off`` and the targets that are not a file.
+    """
+    if target in ("off", "stderr") or target.startswith(_NOT_A_FILE):
+        return None
+    path = Path(target)
+    if path.is_absolute() or prefix is None:
+        return path
+    return prefix / path

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hookshift import doctor
+from hookshift import doctor, mirror
 from hookshift.errors import InputError
 from tests.doctor.conftest import write_config, write_site
 from tests.doctor.samples import protected_mirror, seed_mirror
@@ -46,3 +46,39 @@ def test_a_config_that_does_not_parse_raises_input_error_with_exit_code_2(
     with pytest.raises(InputError) as raised:
         doctor.check(config)
     assert raised.value.exit_code == 2 and str(config) in raised.value.line()
+
+
+NOT_SERVING = {
+    "an empty file": ("", "the config holds no directives"),
+    "comments only": ("# nginx.conf\n# (to be written)\n", "the config holds no directives"),
+    "events only": ("events {}\n", "the config has no server block inside http { }"),
+    "an http block without servers": (
+        "events {}\nhttp {\n    access_log off;\n}\n",
+        "the config has no server block inside http { }",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_SERVING))
+def test_a_config_that_serves_no_http_is_refused_as_mirror_plan_refuses_it(
+    case: str, tmp_path: Path
+) -> None:
+    """Finding nothing wrong in a file that serves no callback would read as a clean bill."""
+    text, what = NOT_SERVING[case]
+    config = tmp_path / "nginx.conf"
+    config.write_text(text)
+    with pytest.raises(InputError) as refused:
+        doctor.check(config, nginx_bin="/nonexistent/nginx")
+    assert refused.value.exit_code == 2
+    assert refused.value.what.startswith(what) and refused.value.where == str(config)
+    request = mirror.MirrorRequest(
+        config=config,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        nginx_bin="/nonexistent/nginx",
+        nginx_version="1.22.1",
+        dns_check=False,
+    )
+    with pytest.raises(InputError) as planned:
+        mirror.plan(request)
+    assert planned.value.line() == refused.value.line()

@@ -213,16 +213,22 @@ def test_plan_json_says_stage_dns_and_where_the_relay_logs(tmp_path: Path, ca_fi
     assert "mirror refresh" in proc.stderr, "the trade-off is said where the user plans"
 
 
-def test_without_a_parity_log_the_relay_logs_beside_nginx_s_compiled_access_log(
+def test_without_a_parity_log_the_relay_logs_beside_the_callback_s_access_log(
     tmp_path: Path, ca_file: Path, nginx_bin: str
 ) -> None:
+    """crlf's `access_log logs/access.log` is under nginx's -p; without an access_log, nginx
+    writes its compiled-in one."""
     config = copy_case("crlf", tmp_path)
     args = _without(_common(config, ca_file), "--mirror-error-log", "--parity-log")
-    proc = _run("plan", *args, "--format", "json", "--nginx-bin", nginx_bin)
+    args += ["--format", "json", "--nginx-bin", nginx_bin]
+    proc = _run("plan", *args, "--nginx-prefix", str(config.parent))
     assert proc.returncode == 0, proc.stderr
-    logs = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr
-    access = next(w for w in logs.split() if w.startswith("--http-log-path="))
-    expected = Path(access.split("=", 1)[1]).parent / "hookshift-mirror.error.log"
+    expected = config.parent / "logs" / "hookshift-mirror.error.log"
+    assert json.loads(proc.stdout)["mirror_error_log"] == str(expected)
+    config.write_bytes(config.read_bytes().replace(b"\taccess_log logs/access.log main;\r\n", b""))
+    proc = _run("plan", *args, "--nginx-prefix", str(config.parent))
+    assert proc.returncode == 0, proc.stderr
+    expected = _compiled_access_log(nginx_bin).parent / "hookshift-mirror.error.log"
     assert json.loads(proc.stdout)["mirror_error_log"] == str(expected)
 
 
@@ -306,18 +312,37 @@ def test_a_failed_reload_quotes_nginx_s_error_line_not_its_notice(
     assert snapshot(config.parent) == before
 
 
+def _compiled(nginx_bin: str, option: str) -> Path:
+    said = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr
+    value = next(w for w in said.split() if w.startswith(f"--{option}="))
+    return Path(value.split("=", 1)[1])
+
+
 def _compiled_access_log(nginx_bin: str) -> Path:
-    logs = subprocess.run([nginx_bin, "-V"], capture_output=True, text=True).stderr
-    access = next(w for w in logs.split() if w.startswith("--http-log-path="))
-    return Path(access.split("=", 1)[1])
+    return _compiled(nginx_bin, "http-log-path")
+
+
+def _compiled_prefix(nginx_bin: str) -> Path:
+    return _compiled(nginx_bin, "prefix")
 
 
 def test_the_parity_log_is_written_by_default_beside_nginx_s_access_log(
     tmp_path: Path, ca_file: Path, nginx_bin: str
 ) -> None:
     config = copy_case("crlf", tmp_path)
-    args = _without(_common(config, ca_file), "--parity-log")
-    proc = _run("plan", *args, "--nginx-bin", nginx_bin)
+    args = [*_without(_common(config, ca_file), "--parity-log"), "--nginx-bin", nginx_bin]
+    proc = _run("plan", *args, "--nginx-prefix", str(config.parent))
+    assert proc.returncode == 0, proc.stderr
+    parity = config.parent / "logs" / "hookshift-parity.log"  # crlf's logs/access.log under -p
+    assert f"+\t\t\taccess_log {parity} hookshift_parity" in proc.stdout
+    said = f"info: the parity log goes to {parity}, beside the access log nginx writes for the"
+    assert said in proc.stderr
+    compiled_prefix = _compiled_prefix(nginx_bin)
+    proc = _run("plan", *args)
+    parity = compiled_prefix / "logs" / "hookshift-parity.log"  # as nginx resolves it without -p
+    assert f"+\t\t\taccess_log {parity} hookshift_parity" in proc.stdout
+    config.write_bytes(config.read_bytes().replace(b"\taccess_log logs/access.log main;\r\n", b""))
+    proc = _run("plan", *args, "--nginx-prefix", str(config.parent))
     assert proc.returncode == 0, proc.stderr
     parity = _compiled_access_log(nginx_bin).parent / "hookshift-parity.log"
     assert f"+\t\t\taccess_log {parity} hookshift_parity" in proc.stdout

@@ -1,5 +1,6 @@
 """The parity log with a real nginx: `access_log off;` in the callback location silences it, so
-the plan refuses that location; without the `off` line the applied plan logs each callback."""
+the plan refuses that location; without the `off` line the applied plan logs each callback; and
+by default it lands beside the access log nginx really writes, also under `-p`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hookshift.cli import main
 from hookshift.errors import InputError
 from hookshift.mirror.apply import apply_plan
 from hookshift.mirror.plan import MirrorOptions, make_plan
@@ -111,3 +113,52 @@ def test_without_the_off_line_the_applied_plan_logs_each_callback(
         nginx.stop()
     (line,) = parity.read_text().splitlines()
     assert json.loads(line)["uri"] == "/callback"
+
+
+PREFIXED = """worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log logs/access.log;
+    client_body_temp_path logs/body;
+    proxy_temp_path logs/proxy;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /callback {{
+            proxy_pass http://127.0.0.1:{app};
+        }}
+    }}
+}}
+"""
+
+
+def test_under_nginx_prefix_the_logs_go_where_that_nginx_writes_its_access_log(
+    tmp_path: Path, nginx_bin: str, app: RecordingServer, ca_file: Path
+) -> None:
+    """nginx run with -p resolves `access_log logs/access.log` under its prefix; the applied
+    mirror's parity log and relay error log sit in that directory, not in the compiled-in
+    /var/log/nginx of the system's nginx."""
+    port = free_port()
+    prefix = tmp_path / "ng"
+    (prefix / "logs").mkdir(parents=True)
+    config = prefix / "nginx.conf"
+    config.write_text(PREFIXED.format(port=port, app=app.port))
+    args = ["mirror", "apply", "--config", str(config), "--path", "/callback"]
+    args += ["--stage-url", "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"]
+    args += ["--nginx-bin", nginx_bin, "--nginx-prefix", f"{prefix}/", "--no-dns-check"]
+    args += ["--stage-dns", "runtime", "--trusted-ca", str(ca_file)]
+    args += ["--relay-socket", str(tmp_path / "relay.sock"), "--backup-dir", str(tmp_path / "bk")]
+    main(args)  # returns: applied, nginx -t -p passed on the result
+    text = config.read_text()
+    assert "/var/log/nginx" not in text
+    assert f"error_log {prefix}/logs/hookshift-mirror.error.log warn;" in text
+    nginx = _start_nginx(nginx_bin, prefix, port)
+    parity = prefix / "logs" / "hookshift-parity.log"
+    try:
+        assert _post(port) == 200
+        wait_until(lambda: parity.exists() and parity.read_text().strip() != "", "a parity line")
+    finally:
+        nginx.stop()
+    assert json.loads(parity.read_text().splitlines()[0])["uri"] == "/callback"
+    assert "POST /callback" in (prefix / "logs" / "access.log").read_text()

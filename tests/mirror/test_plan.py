@@ -521,7 +521,7 @@ def test_stage_dns_reload_has_no_effect_on_1_27_3_and_says_so(tmp_path: Path) ->
     assert plan.to_json()["keepalive_to_stage"] is True
 
 
-def test_the_relay_logs_errors_beside_the_parity_log_unless_told_otherwise(
+def test_the_relay_logs_errors_beside_the_parity_log_else_beside_the_access_log(
     tmp_path: Path,
 ) -> None:
     config = _write(tmp_path, SIMPLE)
@@ -536,9 +536,14 @@ def test_the_relay_logs_errors_beside_the_parity_log_unless_told_otherwise(
     chosen = make_plan(_opts(config, mirror_error_log=Path("/srv/log/m.log")), (1, 22, 1))
     assert "error_log /srv/log/m.log warn;" in _added(chosen.changes[0].new_text)
     no_parity = make_plan(_opts(config, parity_log=None), (1, 22, 1))
-    assert "error_log /var/log/nginx/hookshift-mirror.error.log warn;" in _added(
+    assert "error_log /var/log/app/hookshift-mirror.error.log warn;" in _added(
         no_parity.changes[0].new_text
     )
+    assert (
+        "the relay's error log goes to /var/log/app/hookshift-mirror.error.log, beside the "
+        "access log nginx writes for the callback (`access_log /var/log/app/access.log main "
+        f"buffer=32k` at {config}:3); --mirror-error-log puts it elsewhere"
+    ) in no_parity.info
 
 
 def test_the_mirror_error_log_is_only_in_hookshifts_servers(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 import select
 import signal
 import stat
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,10 +27,12 @@ from hookshift.errors import InputError
 from hookshift.nginx.config import load
 from hookshift.nginx.source import load_checked, load_source
 from tests.mirror.helpers import STAGE_URL, snapshot
+from tests.refusals import refusal
 
 SERVER = (
     "server {\n    listen 80;\n    location = /callback { proxy_pass http://127.0.0.1:9000; }\n}\n"
 )
+RANDOM = random.Random(25).randbytes(25 * 1024)  # what `head -c 25K /dev/urandom` gives
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,22 @@ CASES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...]]] = {
     "blocks nested absurdly deep": (
         {"nginx.conf": _main("if ($a) {" * 300 + "}" * 300 + "\n")},
         ("nested more than",),
+    ),
+    "a binary file as the main config": (
+        {"nginx.conf": bytes(range(256)) * 100},
+        ("nginx.conf: nginx config file is not text", "NUL bytes", "a text file"),
+    ),
+    "an included file of random bytes": (
+        {"nginx.conf": _main("    include blob.conf;\n"), "blob.conf": RANDOM},
+        ("nginx.conf:3", "included file", "blob.conf is not text", "NUL bytes"),
+    ),
+    "a config saved as UTF-16": (
+        {"nginx.conf": _main(SERVER).encode("utf-16")},
+        ("nginx.conf: nginx config file is not text", "UTF-16"),
+    ),
+    "an included file of control characters without a NUL": (
+        {"nginx.conf": _main("    include ctl.conf;\n"), "ctl.conf": bytes(range(1, 32)) * 40},
+        ("nginx.conf:3", "ctl.conf is not text", "are control characters"),
     ),
 }
 
@@ -321,3 +341,94 @@ def test_an_empty_config_option_is_refused_as_empty(command: str, tmp_path: Path
     argv = COMMANDS[command](tmp_path / "nginx.conf")
     argv[argv.index("--config") + 1] = ""
     _assert_one_line(_call(argv), "'--config': is empty")
+
+
+# --- a file that is not text: refused by every command that reads a config, as nginx does ---
+
+NOT_TEXT = {
+    "bytes 0..255": bytes(range(256)) * 100,
+    "random bytes": RANDOM,
+    "UTF-16": _main(SERVER).encode("utf-16"),
+}
+
+
+def _every_command(config: Path) -> dict[str, list[str]]:
+    """Each command that reads a config, with what it needs to get that far."""
+    plan_args = ["--path", "/callback", "--stage-url", STAGE_URL, "--no-dns-check"]
+    return {
+        "mirror plan": ["mirror", "plan", "--config", str(config), *plan_args],
+        "mirror apply": ["mirror", "apply", "--config", str(config), *plan_args],
+        "mirror remove": ["mirror", "remove", "--config", str(config)],
+        "mirror refresh": ["mirror", "refresh", "--config", str(config)],
+        "doctor": ["doctor", "--config", str(config)],
+    }
+
+
+@pytest.mark.e2e  # nginx -t is the oracle; apply asks nginx -V
+@pytest.mark.parametrize("content", sorted(NOT_TEXT))
+def test_a_file_that_is_not_text_is_refused_by_every_command_in_one_line(
+    content: str, tmp_path: Path, nginx_bin: str
+) -> None:
+    config = _write(tmp_path, {"nginx.conf": NOT_TEXT[content]})
+    checked = subprocess.run(
+        [nginx_bin, "-t", "-p", f"{tmp_path}/", "-c", str(config)],
+        capture_output=True,
+        check=False,
+    )
+    assert checked.returncode != 0  # nginx refuses it too, naming some "directive" inside
+    before = snapshot(tmp_path)
+    for command, argv in _every_command(config).items():
+        result = _call([*argv, "--nginx-bin", nginx_bin])
+        _assert_one_line(result, f"{config}: nginx config file is not text")
+        assert result.stdout == "", command
+    assert snapshot(tmp_path) == before
+
+
+ODD_TEXT = {
+    "EUC-KR comments": "# 콜백 수신 서버\n".encode("euc-kr"),
+    "Latin-1 comments": "# réception des rappels\n".encode("latin-1"),
+    "CRLF line endings": b"# hooks\r\n",
+    "a form feed and an escape in a comment": b"# \x0c section \x1b[1m\n",
+}
+
+
+@pytest.mark.e2e  # nginx -t is the oracle
+@pytest.mark.parametrize("odd", sorted(ODD_TEXT))
+def test_text_configs_with_odd_bytes_are_still_read(
+    odd: str, tmp_path: Path, nginx_bin: str
+) -> None:
+    head = ODD_TEXT[odd]
+    text = (
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n    access_log {tmp_path}/access.log;\n{SERVER}}}\n"
+    ).encode()
+    if head.endswith(b"\r\n"):
+        text = text.replace(b"\n", b"\r\n")
+    config = _write(tmp_path, {"nginx.conf": head + text})
+    checked = subprocess.run(
+        [nginx_bin, "-t", "-p", f"{tmp_path}/", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    for reader in READERS.values():
+        reader(config)
+    relay = ["--relay-socket", str(tmp_path / "r.sock")]
+    planned = _call([*_plan_argv(config), "--nginx-bin", nginx_bin, *relay])
+    assert planned.code == 0, planned.stderr
+    doctored = _call([*_doctor_argv(config), "--nginx-bin", nginx_bin])
+    assert doctored.code in (0, 1), doctored.stderr  # findings, but read
+
+
+@pytest.mark.parametrize(
+    "text", ["", "# only a comment\n", "events {}\n"], ids=["empty", "comments", "events only"]
+)
+def test_a_config_that_serves_no_http_is_the_same_one_line_for_doctor_and_plan(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write(tmp_path, {"nginx.conf": text})
+    offline = ["--nginx-bin", "/nonexistent/nginx"]
+    said = refusal(capsys, *_doctor_argv(config), *offline)
+    assert said.startswith(f"hookshift: error: {config}: the config ")
+    assert refusal(capsys, *_plan_argv(config), *offline) == said

@@ -1,4 +1,5 @@
-"""Directive values hookshift writes from the user's options: what it takes, nginx takes."""
+"""Directive values hookshift writes from the user's options: what it takes, nginx takes; and
+the values it reads, as nginx reads them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.nginx.values import parse_resolver
+from hookshift.nginx.values import log_file, parse_resolver
 
 TAKEN = {
     "1.1.1.1": ("1.1.1.1", 53),
@@ -46,3 +47,24 @@ def test_every_resolver_taken_passes_nginx_t(tmp_path: Path, nginx_bin: str) -> 
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+LOG_PREFIX = Path("/srv/sandbox/ng")
+
+
+@pytest.mark.parametrize(
+    ("target", "prefix", "file"),
+    [
+        ("/var/log/nginx/access.log", LOG_PREFIX, Path("/var/log/nginx/access.log")),
+        ("logs/access.log", LOG_PREFIX, LOG_PREFIX / "logs" / "access.log"),
+        ("logs/access.log", None, Path("logs/access.log")),
+        ("off", LOG_PREFIX, None),
+        ("syslog:server=unix:/dev/log", LOG_PREFIX, None),
+        ("stderr", LOG_PREFIX, None),
+        ("memory:32m", LOG_PREFIX, None),
+    ],
+)
+def test_a_log_target_is_the_file_nginx_opens(
+    target: str, prefix: Path | None, file: Path | None
+) -> None:
+    assert log_file(target, prefix) == file
