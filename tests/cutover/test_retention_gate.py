@@ -9,11 +9,13 @@ import pytest
 from hookshift.cutover.stages import (
     DoctorEvidence,
     Evidence,
+    GateResult,
     HeartbeatEvidence,
     ParityEvidence,
     ProbeEvidence,
     RetentionEvidence,
     Thresholds,
+    TransitionCheck,
     check_transition,
     evidence_from_json,
     needed_evidence,
@@ -30,16 +32,22 @@ PROBE = ProbeEvidence("https://abc.execute-api.ap-northeast-2.amazonaws.com/prod
 PARITY = ParityEvidence("pass", "", ENTERED + 1, ENTERED + 2 * HOUR, 500)
 
 
-def _check(stage: str, evidence: Evidence, min_window: float = HOUR):  # type: ignore[no-untyped-def]
+def _check(stage: str, evidence: Evidence, min_window: float = HOUR) -> TransitionCheck:
     thresholds = Thresholds(min_window=min_window, min_events=10)
     return check_transition(stage, evidence, entered_at=ENTERED, thresholds=thresholds)
 
 
-def _baseline(**extra: object) -> Evidence:
-    return Evidence(doctor=DoctorEvidence(), stage_probe=PROBE, **extra)  # type: ignore[arg-type]
+def _baseline(
+    *,
+    retention: RetentionEvidence | None = None,
+    heartbeat: HeartbeatEvidence | None = None,
+) -> Evidence:
+    return Evidence(
+        doctor=DoctorEvidence(), stage_probe=PROBE, retention=retention, heartbeat=heartbeat
+    )
 
 
-def _gate(check, name):  # type: ignore[no-untyped-def]
+def _gate(check: TransitionCheck, name: str) -> GateResult:
     return next(r for r in check.results if r.gate == name)
 
 

@@ -266,8 +266,7 @@ def test_files_edited_by_hand_after_an_interruption_are_named_until_adopted(
 
 @pytest.mark.e2e
 def test_cut_over_help_and_findings_use_words_a_user_knows() -> None:
-    from hookshift.cutover.diagnosis import diagnose
-    from hookshift.cutover.probe import DnsObservation
+    from hookshift.cutover.diagnosis import DnsObservation, diagnose
     from tests.cutover.test_diagnosis import _obs  # the probe observations those tests use
 
     texts = [run("cutover", command, "--help").stdout
@@ -280,10 +279,11 @@ def test_cut_over_help_and_findings_use_words_a_user_knows() -> None:
             assert word not in text.lower(), (word, text)
 
 
-BEFORE = {"/etc/nginx/nginx.conf": "b" * 64}
-AFTER = {"/etc/nginx/nginx.conf": "a" * 64}
-USER = {"/etc/nginx/nginx.conf": "u" * 64}
-OTHER = {"/etc/nginx/nginx.conf": "c" * 64}
+# file -> sha256 (None: absent), as an intent records them
+BEFORE: dict[str, str | None] = {"/etc/nginx/nginx.conf": "b" * 64}
+AFTER: dict[str, str | None] = {"/etc/nginx/nginx.conf": "a" * 64}
+USER: dict[str, str | None] = {"/etc/nginx/nginx.conf": "u" * 64}
+OTHER: dict[str, str | None] = {"/etc/nginx/nginx.conf": "c" * 64}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,25 @@ def stack(tmp_path: Path, nginx_bin: str) -> Iterator[Stack]:
         yield s
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class _Ran:
+    """A finished command: its exit code, stdout and stderr, and `output` (both, in that order)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _run(*args: str) -> _Ran:
     """The real console script (exit codes and stdout/stderr exactly as a user sees them)."""
     done = subprocess.run(
         [sys.executable, "-m", "hookshift", *args], capture_output=True, text=True, check=False
     )
-    done.output = done.stdout + done.stderr  # type: ignore[attr-defined]
-    return done
+    return _Ran(done.returncode, done.stdout, done.stderr)
 
 
 def _files(stack: Stack) -> dict[str, bytes]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hookshift.apigw.emulator import Execution
 from hookshift.procs import wait_until
 from hookshift.rehearsal.load import Callback, SendResult, send_callbacks
 from hookshift.rehearsal.sqs import MotoServer
@@ -79,14 +80,14 @@ def post(stack: Stack, url: str, callbacks: list[Callback]) -> list[SendResult]:
     )
 
 
-def executions(stack: Stack, count: int) -> list[Any]:
+def executions(stack: Stack, count: int) -> list[Execution]:
     """Wait until the stage has handled `count` requests; return its execution log."""
-    return list(
-        wait_until(
-            lambda: (e := stack.stage_executions()) and len(e) >= count and e,
-            f"{count} stage executions",
-        )
-    )
+
+    def enough() -> list[Execution]:  # empty (falsy) until there are `count` of them
+        e = stack.stage_executions()
+        return e if len(e) >= count else []
+
+    return wait_until(enough, f"{count} stage executions")
 
 
 def queue_bodies(stack: Stack, expected: int) -> list[str]:

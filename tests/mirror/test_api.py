@@ -131,19 +131,19 @@ def test_apply_then_remove_gives_every_file_back_byte_for_byte(
     config = copy_case("crlf", tmp_path)
     before = snapshot(config.parent)
     request = _request(config, ca_file, nginx_bin=nginx_bin, nginx_version=None)
-    writer = {"backup_dir": tmp_path / "bk", "prefix": config.parent}
+    bk, prefix = tmp_path / "bk", config.parent
 
-    applied = mirror.apply(request, **writer)
+    applied = mirror.apply(request, backup_dir=bk, prefix=prefix)
     assert applied.changed == (config,) and applied.backup_dir is not None
     assert "# hookshift" in config.read_text()
     assert applied.to_json()["applied"]["changed"] == [str(config)]
-    assert mirror.apply(request, **writer).no_change  # twice is a no-op
+    assert mirror.apply(request, backup_dir=bk, prefix=prefix).no_change  # twice is a no-op
     assert mirror.plan(request).already_applied
 
-    removed = mirror.remove(config, nginx_bin=nginx_bin, **writer)
+    removed = mirror.remove(config, nginx_bin=nginx_bin, backup_dir=bk, prefix=prefix)
     assert removed.changed == (config,) and removed.lines == ()
     assert snapshot(config.parent) == before
-    assert mirror.remove(config, nginx_bin=nginx_bin, **writer).no_change
+    assert mirror.remove(config, nginx_bin=nginx_bin, backup_dir=bk, prefix=prefix).no_change
 
 
 @pytest.mark.e2e
@@ -152,17 +152,26 @@ def test_write_back_puts_recorded_texts_back_through_the_safe_pipeline(
 ) -> None:
     config = copy_case("crlf", tmp_path)
     request = _request(config, ca_file, nginx_bin=nginx_bin, nginx_version=None)
-    writer = {"backup_dir": tmp_path / "bk", "nginx_bin": nginx_bin, "prefix": config.parent}
-    mirror.apply(request, backup_dir=tmp_path / "bk", prefix=config.parent)
+    bk, prefix = tmp_path / "bk", config.parent
+    mirror.apply(request, backup_dir=bk, prefix=prefix)
     applied = snapshot(config.parent)
     recorded = read_text(config)
-    mirror.remove(config, **writer)
+    mirror.remove(config, backup_dir=bk, nginx_bin=nginx_bin, prefix=prefix)
 
     with pytest.raises(HookshiftError, match="nginx -t rejected the result"):
-        mirror.write_back(config, {config: recorded.replace("http {", "http {{")}, **writer)
+        mirror.write_back(
+            config,
+            {config: recorded.replace("http {", "http {{")},
+            backup_dir=bk,
+            nginx_bin=nginx_bin,
+            prefix=prefix,
+        )
     assert "# hookshift" not in config.read_text()  # refused: the file stays as it was
 
-    assert mirror.write_back(config, {config: recorded}, **writer) == (config,)
+    written = mirror.write_back(
+        config, {config: recorded}, backup_dir=bk, nginx_bin=nginx_bin, prefix=prefix
+    )
+    assert written == (config,)
     assert snapshot(config.parent) == applied
 
 

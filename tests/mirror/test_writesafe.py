@@ -14,6 +14,7 @@ import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -595,10 +596,10 @@ def _plan_args(config: Path, ca_file: Path, nginx_bin: str) -> list[str]:
     ]
 
 
-def _cli(args: list[str], stdout: object) -> subprocess.CompletedProcess[str]:
+def _cli(args: list[str], stdout: int | IO[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hookshift", "mirror", *args],
-        stdout=stdout,  # type: ignore[arg-type]
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -30,6 +31,8 @@ from hookshift.nginx.source import (
     preorder,
 )
 from tests.mirror.helpers import CORPUS, STAGE_URL, copy_case
+
+T = TypeVar("T")
 
 NAMES = st.sampled_from(
     ["listen", "server_name", "proxy_pass", "return", "set", "add_header", "root", "try_files"]
@@ -158,7 +161,7 @@ def _offsets(config: NginxConfig) -> list[tuple[str, int, int, int, int, int]]:
     ]
 
 
-def _outcome(fn: Callable[[], object]) -> object:
+def _outcome(fn: Callable[[], T]) -> T | InputError:
     """What `fn` returns, or the InputError it raises (anything else fails the test)."""
     try:
         return fn()
@@ -199,8 +202,7 @@ def test_generated_configs_give_a_result_or_one_input_error(files: dict[str, str
             else:
                 # never paired wrongly: refused when the offsets are asked for
                 assert isinstance(checked, InputError) or isinstance(
-                    _outcome(lambda: _offsets(checked.config)),
-                    InputError,  # type: ignore[union-attr]
+                    _outcome(lambda: _offsets(checked.config)), InputError
                 )
     finally:
         shutil.rmtree(root)

@@ -13,10 +13,17 @@ from hookshift.nginx.matching import Match, match
 from hookshift.nginx.source import load_source
 
 
-def _match(tmp_path: Path, servers: str, path: str = "/callback", **kw: str | None) -> Match:
+def _match(
+    tmp_path: Path,
+    servers: str,
+    path: str = "/callback",
+    *,
+    host: str | None = None,
+    listen: str | None = None,
+) -> Match:
     config = tmp_path / "nginx.conf"
     config.write_text("events {}\nhttp {\n" + servers + "\n}\n")
-    return match(load_source(config).config, path, **kw)
+    return match(load_source(config).config, path, host=host, listen=listen)
 
 
 def _final(m: Match) -> str:

@@ -13,7 +13,7 @@ import http.client
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ ANSWER = 'return 200 "L?";'
 
 
 def _location_lines(rng: random.Random) -> list[str]:
-    pool = [
+    pool: list[Callable[[], str]] = [
         lambda: ANSWER,
         lambda: ANSWER,
         lambda: 'if ($request_method = GET) { return 200 "L?"; }',
@@ -77,7 +77,7 @@ def _once_each(lines: Iterator[str]) -> list[str]:
 
 
 def _server_lines(rng: random.Random) -> list[str]:
-    pool = [
+    pool: list[Callable[[], str]] = [
         lambda: f"error_page {rng.choice(CODES)} {rng.choice(('@a', *URIS))};",
         lambda: "if ($request_method = POST) { return 418; }",
         lambda: "rewrite ^/cb/(.*)$ /z/$1 last;",

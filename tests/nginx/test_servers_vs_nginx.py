@@ -70,7 +70,7 @@ def _server(
 
 
 @pytest.fixture
-def generated(any_nginx: Nginx, tmp_path: Path) -> Iterator[tuple[Path, tuple[int, int]]]:
+def generated(any_nginx: Nginx, tmp_path: Path) -> Iterator[tuple[Path, tuple[int, ...]]]:
     """CONFIGS configs side by side would need as many nginx; one config holds them all by
     giving each its own two ports."""
     nginx_bin, _ = any_nginx

@@ -32,6 +32,7 @@ from bench.isolation_configs import (
 from bench.stages import STAGE_HOST, StageTarget, make_certs
 from hookshift.mirror.apply import apply_plan
 from hookshift.mirror.plan import make_plan
+from hookshift.mirror.render import StageDns
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port
 from hookshift.rehearsal.app import read_ledger, start_app
 from hookshift.rehearsal.dns import DnsServer
@@ -89,7 +90,7 @@ def wait_for_lines(path: Path, count: int, timeout: float = 20.0) -> list[dict[s
 
 @pytest.mark.parametrize("stage_dns", [None, "reload"], ids=["default", "reload"])
 def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_copy(
-    tmp_path: Path, nginx_bin: str, dns: DnsServer, dead_stage_port: int, stage_dns: str | None
+    tmp_path: Path, nginx_bin: str, dns: DnsServer, dead_stage_port: int, stage_dns: StageDns | None
 ) -> None:
     """With 1.22's default (run-time DNS: the stage's name, from the test's DNS server) and
     with keep-alive to a stage named in an upstream (resolved by the system resolver:
@@ -99,6 +100,7 @@ def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_cop
     app_port = free_port()
     prefix = tmp_path / "front"
     prefix.mkdir()
+    parity_log = prefix / "parity.log"
     spec = FrontSpec(
         prefix=prefix,
         port=free_port(),
@@ -106,7 +108,7 @@ def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_cop
         target=StageTarget("dead", host, dead_stage_port, dns.address),
         certs=make_certs(tmp_path / "certs"),
         workers=2,
-        parity_log=prefix / "parity.log",
+        parity_log=parity_log,
     )
     conf = prefix / "nginx.conf"
     conf.write_text(render_front_conf(MirrorText(), spec), encoding="utf-8")
@@ -131,7 +133,7 @@ def test_dead_stage_loses_no_callback_at_the_app_and_parity_names_every_lost_cop
             conn = http.client.HTTPConnection(LOOPBACK, spec.port, timeout=30)
             statuses.append(post(conn, cb, close=True))
             conn.close()
-        logged = wait_for_lines(spec.parity_log, CALLBACKS)  # type: ignore[arg-type]
+        logged = wait_for_lines(parity_log, CALLBACKS)
         # the callbacks are done before their copies: those wait at the relay for the stage
         relay_log = prefix / "hookshift-mirror.error.log"
         deadline = time.monotonic() + 20

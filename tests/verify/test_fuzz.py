@@ -17,7 +17,7 @@ from hookshift.verify.report import FORMATS, render
 from tests.verify.data import T0, body, message, nginx_line, rid
 
 ODD_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",))
+    st.characters(blacklist_categories=["Cs"])
     | st.sampled_from(["\u2028", "\u0000", "\ufeff", "\u202e", "가", "😀", "\\", '"', "\n"]),
     max_size=40,
 )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from subprocess import PIPE
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,7 +28,6 @@ from tests.verify.data import T0, body, nginx_line, rid, write_lines
 
 pytestmark = pytest.mark.e2e
 LOST = (2, 4)
-LOCAL = {"plain_http_loopback": True}  # moto and the stub stage are plain http on loopback
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +46,7 @@ def _parity_log(tmp_path: Path) -> Path:
     return write_lines(tmp_path / "parity.log", lines)
 
 
-def _report(tmp_path: Path, archive: Path) -> tuple[dict[str, object], Path]:
+def _report(tmp_path: Path, archive: Path) -> tuple[dict[str, Any], Path]:
     report = run_parity(
         f"nginx:{tmp_path / 'parity.log'}", f"archive:{archive}", ParityOptions(grace_s=0)
     )
@@ -87,7 +86,7 @@ def test_heal_to_sqs_replays_the_losses_once_and_the_next_report_passes(
             delete=True,
             workers=1,
             wait_time_s=0,
-            progress=False,
+            progress=None,
         )
 
     drain()
@@ -106,8 +105,13 @@ def test_heal_to_sqs_replays_the_losses_once_and_the_next_report_passes(
         heal(report_path, target, apply=True, endpoint_url=moto.endpoint)
     with pytest.raises(InputError, match="plain http is refused"):
         heal(report_path, target, apply=True, endpoint_url="http://sqs.example.test")
-    first = heal(report_path, target, apply=True, endpoint_url=moto.endpoint, **LOCAL)
-    second = heal(report_path, target, apply=True, endpoint_url=moto.endpoint, **LOCAL)
+    # moto is plain http on loopback
+    first = heal(
+        report_path, target, apply=True, endpoint_url=moto.endpoint, plain_http_loopback=True
+    )
+    second = heal(
+        report_path, target, apply=True, endpoint_url=moto.endpoint, plain_http_loopback=True
+    )
     assert (first.sent, second.sent, second.already_sent) == (2, 0, 2)
 
     drain()
@@ -137,12 +141,15 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def stage() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     port = free_port()
-    handler = type("Recorder", (_Recorder,), {"received": []})
-    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+
+    class Recorder(_Recorder):
+        received: ClassVar[list[tuple[dict[str, str], bytes]]] = []  # this server's own
+
+    server = ThreadingHTTPServer((LOOPBACK, port), Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{LOOPBACK}:{port}/prod/callback", handler.received
+        yield f"http://{LOOPBACK}:{port}/prod/callback", Recorder.received
     finally:
         server.shutdown()
         server.server_close()
@@ -198,23 +205,23 @@ def _stage_report(tmp_path: Path, targets: list[str]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("to", "kw", "refusal"),
+    ("to", "plain_http_loopback", "refusal"),
     [
-        ("http://192.0.2.7/prod/callback", {}, "plain http is refused"),
-        ("http://192.0.2.7/prod/callback", {"plain_http_loopback": True}, "plain http is"),
-        ("http://127.0.0.1:9/prod/callback", {}, "--allow-plain-http-loopback"),
-        ("https://evil.example/prod/callback", {}, "not a target of the report's run"),
-        ("https://stage.example/other", {}, "not a target of the report's run"),
-        ("https://stage.example:8443/prod", {}, "not a target of the report's run"),
-        ("ftp://stage.example/prod", {}, "not a stage URL"),
+        ("http://192.0.2.7/prod/callback", False, "plain http is refused"),
+        ("http://192.0.2.7/prod/callback", True, "plain http is"),
+        ("http://127.0.0.1:9/prod/callback", False, "--allow-plain-http-loopback"),
+        ("https://evil.example/prod/callback", False, "not a target of the report's run"),
+        ("https://stage.example/other", False, "not a target of the report's run"),
+        ("https://stage.example:8443/prod", False, "not a target of the report's run"),
+        ("ftp://stage.example/prod", False, "not a stage URL"),
     ],
 )
 def test_heal_refuses_targets_that_would_leak_the_callbacks(
-    tmp_path: Path, to: str, kw: dict[str, bool], refusal: str
+    tmp_path: Path, to: str, plain_http_loopback: bool, refusal: str
 ) -> None:
     path = _stage_report(tmp_path, ["https://stage.example/prod"])
     with pytest.raises(InputError, match=refusal):
-        heal(path, to, apply=True, **kw)
+        heal(path, to, apply=True, plain_http_loopback=plain_http_loopback)
     assert not (tmp_path / "hookshift-heal-ledger.jsonl").exists()
 
 
@@ -238,8 +245,11 @@ class _SlowCounter(_Recorder):
 
 def test_three_concurrent_heals_send_each_callback_exactly_once(tmp_path: Path) -> None:
     port = free_port()
-    handler = type("SlowCounter", (_SlowCounter,), {"received": []})
-    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+
+    class SlowCounter(_SlowCounter):
+        received: ClassVar[list[tuple[dict[str, str], bytes]]] = []  # this server's own
+
+    server = ThreadingHTTPServer((LOOPBACK, port), SlowCounter)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://{LOOPBACK}:{port}/prod/callback"
@@ -252,7 +262,7 @@ def test_three_concurrent_heals_send_each_callback_exactly_once(tmp_path: Path) 
     finally:
         server.shutdown()
         server.server_close()
-    replays = sorted(h[REPLAY_HEADER] for h, _ in handler.received)
+    replays = sorted(h[REPLAY_HEADER] for h, _ in SlowCounter.received)
     assert replays == [rid(n) for n in range(3)], results
     for code, stderr in results:
         assert "Traceback" not in stderr

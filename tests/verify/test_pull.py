@@ -76,7 +76,7 @@ def test_pull_with_delete_archives_every_message_once_and_empties_the_queue(
         delete=True,
         workers=3,
         wait_time_s=1,
-        progress=False,
+        progress=None,
     )
     ids = _archived_ids(tmp_path / "a")
     assert len(ids) == len(set(ids)) == 25 == result.archived == result.archive_total
@@ -105,7 +105,7 @@ def test_pull_without_delete_leaves_the_messages_and_says_they_are_hidden(
         region=REGION,
         workers=1,
         wait_time_s=0,
-        progress=False,
+        progress=None,
         notice=notices.append,
     )
     assert result.archived == 12 and result.deleted == 0
@@ -124,7 +124,7 @@ def test_max_stops_the_pull(moto: MotoServer, tmp_path: Path) -> None:
         max_messages=10,
         workers=1,
         wait_time_s=0,
-        progress=False,
+        progress=None,
     )
     assert result.received == 10 and len(_archived_ids(tmp_path / "a")) == 10
     assert archive_drained_at(tmp_path / "a") is None  # stopped with messages left

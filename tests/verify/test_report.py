@@ -41,8 +41,8 @@ def _loss_band_red_pixels(shot: Path) -> int:
     return png.count_colour(rows[first_bar_row - 16 : first_bar_row], RED)
 
 
-def _report(s: Scenario, **kw: object) -> ParityReport:
-    return run_parity(f"nginx:{s.app_glob}", f"jsonl:{s.queue_file}", ParityOptions(**kw))
+def _report(s: Scenario, options: ParityOptions | None = None) -> ParityReport:
+    return run_parity(f"nginx:{s.app_glob}", f"jsonl:{s.queue_file}", options or ParityOptions())
 
 
 def test_json_report_carries_the_documented_keys(scenario: Scenario) -> None:
@@ -68,7 +68,7 @@ def test_json_report_carries_the_documented_keys(scenario: Scenario) -> None:
 
 
 def test_samples_are_capped(scenario: Scenario) -> None:
-    report = _report(scenario, samples=1)
+    report = _report(scenario, ParityOptions(samples=1))
     assert len(report.samples["missing_in_app"]) == 1
     assert len(report.samples["matched"]) == 1
 
@@ -77,7 +77,7 @@ def test_phone_numbers_are_redacted_by_default_and_kept_with_no_redact(scenario:
     phone = json.loads(body(6))["PHONE"]
     redacted = render(_report(scenario), "json")
     assert phone not in redacted and "*******5006" in redacted
-    kept = render(_report(scenario, redact=False), "json")
+    kept = render(_report(scenario, ParityOptions(redact=False)), "json")
     assert phone in kept
 
 

@@ -101,7 +101,7 @@ KINDS: dict[str, list[tuple[int, int, int | None, int]]] = {
     "app twice": [(0, BODY, 0, APP_ACCEPTED), (0, BODY, 5, APP_ACCEPTED), (1, BODY, 40, QUEUE)],
     "queue twice": [(0, BODY, 0, APP_ACCEPTED), (1, BODY, 40, QUEUE), (1, BODY, 41, QUEUE)],
     # two of the three messages cancel in the bit_xor: only the count tells
-    "queue thrice": [(0, BODY, 0, APP_ACCEPTED)] + [(1, BODY, 40 + i, QUEUE) for i in range(3)],
+    "queue thrice": [(0, BODY, 0, APP_ACCEPTED), *[(1, BODY, 40 + i, QUEUE) for i in range(3)]],
     "replayed": [(0, BODY, 0, APP_ACCEPTED), (1, BODY, 40, QUEUE_REPLAY)],
     "no time": [(0, BODY, None, APP_ACCEPTED), (1, BODY, 40, QUEUE)],
     "rejected": [(0, BODY, 0, APP_REJECTED), (1, BODY, 40, QUEUE)],
