@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,6 +22,8 @@ import click
 
 from hookshift.console import diag, emit_json
 from hookshift.errors import InputError
+from hookshift.mirror.plan import MIRROR_ERROR_LOG_NAME
+from hookshift.mirror.render import COPIES_ZONE, HANDOFFS_ZONE
 from hookshift.rehearsal.load import SendResult
 from hookshift.rehearsal.scenario import (
     DeployScenario,
@@ -61,8 +63,10 @@ def summary_lines(
     scenario: DeployScenario,
     results: list[SendResult],
     queue_ids: dict[str, str],
+    drops: RelayDrops | None = None,
 ) -> list[str]:
-    """The human summary of a run (pure, so it is tested without processes)."""
+    """The human summary of a run (pure, so it is tested without processes). `drops`: the
+    copies the mirror's bounds dropped, which explain callbacks in neither place."""
     by_key = {r.key: r for r in results}
     failed = len(rec.sent) - len(rec.vendor_ok)
     lines = [
@@ -101,6 +105,13 @@ def summary_lines(
             "losing them: the consumer reads them from the queue when the app is back."
         )
     lines.append("")
+    if rec.unaccounted and drops is not None and drops.total:
+        lines.append(
+            f"The mirror dropped {drops.total} copies at its bounds ({drops.at_cap} at the "
+            f"relay's cap of copies in flight, {drops.at_handoff} at a worker's hand-off bound; "
+            f"{drops.where}): the stage answered too slowly for the rate. Raise "
+            "worker_connections to raise both; `hookshift verify heal` re-sends such copies."
+        )
     if rec.unaccounted:
         lines.append(f"verdict: FAIL: {len(rec.unaccounted)} callbacks are in neither place")
     else:
@@ -186,7 +197,8 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
     }
     parity = _parity(stack.parity_log, run_dir / "archive", run_dir)
     diag("ok", f"done in {time.monotonic() - started:.1f} s; every process stopped")
-    summary = summary_lines(rec, scenario, results, queue_ids)
+    drops = relay_drops(stack.parity_log.parent)
+    summary = summary_lines(rec, scenario, results, queue_ids, drops)
     if parity is not None:
         summary += ["", *parity[1].rstrip("\n").splitlines()]
         summary += parity_lines(stack.parity_log, run_dir / "archive", run_dir)
@@ -200,6 +212,38 @@ def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:
         "parity": parity[0] if parity else None,
         "summary": summary,
     }
+
+
+@dataclass(frozen=True)
+class RelayDrops:
+    """Copies the mirror dropped at once at its bounds, as nginx logged them."""
+
+    at_cap: int  # the relay's limit on copies in flight (its own error log)
+    at_handoff: int  # a front worker's limit on copies being handed over (nginx's error log)
+    where: str
+
+    @property
+    def total(self) -> int:
+        return self.at_cap + self.at_handoff
+
+
+def relay_drops(logs: Path) -> RelayDrops:
+    """Count the drops in the rehearsal nginx's logs directory: the relay logs its cap's at
+    ``warn`` in its own error log, a worker its hand-off bound's at ``info`` in nginx's (the
+    rehearsal logs ``info``)."""
+
+    def count(name: str, zone: str) -> int:
+        needle = f'limiting connections by zone "{zone}"'.encode()
+        try:
+            return sum(needle in line for line in (logs / name).read_bytes().splitlines())
+        except OSError:
+            return 0
+
+    return RelayDrops(
+        at_cap=count(MIRROR_ERROR_LOG_NAME, COPIES_ZONE),
+        at_handoff=count("error.log", HANDOFFS_ZONE),
+        where=f"{logs / MIRROR_ERROR_LOG_NAME}, {logs / 'error.log'}",
+    )
 
 
 PARITY_COUNTS = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "app_rejected")

@@ -29,6 +29,7 @@ from hookshift.procs import LOOPBACK, ManagedProcess, free_port, wait_for_port, 
 CALLBACK_PATH = "/callback/bizppurio"
 SERVER_NAME = "callbacks.example.com"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+WORKER_CONNECTIONS = 4096
 
 
 def find_nginx() -> str:
@@ -77,8 +78,12 @@ def render_main_conf(prefix: Path, *, extra_http: str = "") -> str:
         f"pid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/logs/error.log info;\n"
         f"\n"
+        # room for the mirror's bounds: its relay caps the copies in flight at an eighth of
+        # worker_connections, and the stage emulator (Python, SQS on moto, on the same cores as
+        # the load) can take a few hundred ms per copy at a burst of 100 callbacks/s
+        f"worker_rlimit_nofile 16384;\n"
         f"events {{\n"
-        f"    worker_connections 1024;\n"
+        f"    worker_connections {WORKER_CONNECTIONS};\n"
         f"}}\n"
         f"\n"
         f"http {{\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hookshift.rehearsal.cli import parity_lines, summary_lines
+from hookshift.rehearsal.cli import RelayDrops, parity_lines, relay_drops, summary_lines
 from hookshift.rehearsal.load import SendResult, make_callbacks
 from hookshift.rehearsal.scenario import DeployScenario, body_key, reconcile
 from hookshift.rehearsal.stack import fill, relay_socket
@@ -40,6 +40,31 @@ def test_a_callback_in_neither_place_is_unaccounted_and_fails_the_verdict() -> N
     assert rec.unaccounted == (lost.key,)
     lines = summary_lines(rec, DeployScenario(count=2), [ok, lost], {})
     assert lines[-1].startswith("verdict: FAIL: 1 callbacks")
+
+
+def test_callbacks_in_neither_place_are_explained_by_the_copies_the_mirror_dropped() -> None:
+    ok, lost = sent(200, 0), sent(502, 1)
+    rec = reconcile([ok, lost], app_bodies=[ok.body], queue_bodies=[ok.body])
+    drops = RelayDrops(at_cap=3, at_handoff=1, where="logs/hookshift-mirror.error.log")
+    text = "\n".join(summary_lines(rec, DeployScenario(count=2), [ok, lost], {}, drops))
+    assert "The mirror dropped 4 copies at its bounds (3 at the relay's cap" in text
+    assert "1 at a worker's hand-off bound; logs/hookshift-mirror.error.log" in text
+    assert "Raise worker_connections" in text
+    nothing_lost = reconcile([ok], app_bodies=[ok.body], queue_bodies=[ok.body])
+    quiet = summary_lines(nothing_lost, DeployScenario(count=1), [ok], {}, drops)
+    assert not any("dropped" in line for line in quiet), "only a loss needs explaining"
+
+
+def test_the_drops_are_counted_from_the_lines_nginx_logs_for_each_bound(tmp_path: Path) -> None:
+    cap = 'limiting connections by zone "hookshift_copies", client: unix:'
+    handoff = 'limiting connections by zone "hookshift_handoffs", client: 127.0.0.1'
+    (tmp_path / "hookshift-mirror.error.log").write_text(
+        f"2026/12/07 03:15:21 [warn] 1#1: *1 {cap}\n" * 2 + "[warn] upstream timed out\n"
+    )
+    (tmp_path / "error.log").write_text(f"[info] 1#1: *9 {handoff}\n[info] {cap}\n")
+    drops = relay_drops(tmp_path)
+    assert (drops.at_cap, drops.at_handoff, drops.total) == (2, 1, 3)
+    assert relay_drops(tmp_path / "missing").total == 0
 
 
 def test_a_queue_body_that_differs_from_what_was_sent_is_a_mismatch() -> None:
