@@ -83,7 +83,7 @@ def cli() -> None:
           --stage-url https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod
       hookshift mirror apply ...        (same options, validated with nginx -t)
       hookshift verify parity --app nginx:/var/log/nginx/hookshift-parity.log --queue sqs:URL
-      hookshift cutover init|status|advance|rollback --state cutover.json
+      hookshift cutover init|status|advance|rollback --state cutover.jsonl
     Rehearse all of it locally first:  hookshift rehearse
     """
 

@@ -47,7 +47,11 @@ class OperationError(HookshiftError):
     exit_code = 1
 
 
-REHEARSE_EXTRA = "pip install 'hookshift[rehearse]'"
+# hookshift is installed from its repository (or a wheel built from it), not from an index
+REHEARSE_EXTRA = (
+    "install hookshift with its rehearse extra: pip install '/path/to/hookshift[rehearse]' "
+    "(the repository), or run `make venv` in it"
+)
 # the top-level modules only `hookshift[rehearse]` brings (the stage emulator, SQS on moto, DNS)
 REHEARSE_MODULES = frozenset({"airspeed", "trustme", "dnslib", "moto", "flask", "werkzeug"})
 

@@ -205,5 +205,5 @@ def test_a_test_bed_command_names_the_extra_in_one_line(
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
     assert command in result.stderr
-    assert "pip install 'hookshift[rehearse]'" in result.stderr
+    assert "pip install '/path/to/hookshift[rehearse]'" in result.stderr
     assert "Traceback" not in result.stderr
