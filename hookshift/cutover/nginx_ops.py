@@ -39,6 +39,7 @@ from hookshift import mirror
 from hookshift.cutover import journal
 from hookshift.cutover.settings import Settings
 from hookshift.errors import HookshiftError, InputError, OperationError
+from hookshift.mirror import check_prefix as check_prefix  # init's gates call it from here
 from hookshift.mirror.apply import check_relay_directory, checkpoint, checkpoint_step, recover
 from hookshift.mirror.plan import DEFAULT_RELAY_SOCKET
 from hookshift.mirror.render import Mode
@@ -181,21 +182,6 @@ def check_binary(nginx_bin: str | None) -> str:
             f"{found} does not answer `-v` like nginx", fix="pass --nginx-bin with nginx's path"
         ) from None
     return str(Path(found).absolute())
-
-
-def check_prefix(prefix: str | None) -> None:
-    """Refuse an nginx ``-p`` prefix that is not a directory, before a journal records it.
-
-    nginx does not check it either: ``nginx -t -p TYPO/`` passes on a config whose paths are
-    all absolute, and the mistake would show only at a reload that finds no pid file there.
-    """
-    if prefix is not None and not Path(prefix).is_dir():
-        problem = "not a directory" if Path(prefix).exists() else "no such directory"
-        raise InputError(
-            f"--nginx-prefix {prefix}: {problem}",
-            fix="pass the directory nginx is started with (its -p), or leave --nginx-prefix out "
-            "when nginx runs without -p",
-        )
 
 
 def prefix_of(settings: Settings) -> Path | None:

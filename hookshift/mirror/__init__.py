@@ -20,9 +20,11 @@ config nginx was built with, the parity log beside its access log, the system's 
 are `hookshift.errors.HookshiftError`; bad input is `InputError` (exit code 2), raised before
 anything is written. `recover(config)` undoes a change a killed run left unfinished (apply and
 remove do it first); `write_back(config, texts)` puts files back to texts recorded earlier
-through the same safe pipeline (the cut-over's rollback). With ``stage_dns="reload"`` (nginx
-before 1.27.3), `hookshift.mirror.refresh.refresh(config)` reloads nginx when the stage's
-addresses changed (what ``hookshift mirror refresh`` and its systemd timer run).
+through the same safe pipeline (the cut-over's rollback). `check_prefix(prefix)` refuses an
+nginx ``-p`` that is not a directory; every call above that takes one refuses it first. With
+``stage_dns="reload"`` (nginx before 1.27.3), `hookshift.mirror.refresh.refresh(config)`
+reloads nginx when the stage's addresses changed (what ``hookshift mirror refresh`` and its
+systemd timer run).
 
 Inside: `plan` decides (pure: `plan.make_plan`), `render` holds the templates' choices and why
 (read it before changing the layout), `apply`/`remove` are the only writers, `api` resolves
@@ -40,6 +42,7 @@ from hookshift.mirror.api import (
     PlanResult,
     RemoveResult,
     apply,
+    check_prefix,
     plan,
     recover,
     remove,
@@ -56,6 +59,7 @@ __all__ = [
     "PlanResult",
     "RemoveResult",
     "apply",
+    "check_prefix",
     "plan",
     "recover",
     "remove",

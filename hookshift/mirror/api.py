@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,11 +229,35 @@ class NginxFacts:
         return Path(self.defaults.get("prefix") or BUILT_IN_PATHS["prefix"])
 
 
+PREFIX_FIX = (
+    "pass the directory nginx is started with (its -p), or leave --nginx-prefix out when nginx "
+    "runs without -p"
+)
+
+
+def check_prefix(prefix: str | os.PathLike[str] | None) -> None:
+    """Refuse an nginx ``-p`` prefix that is not a directory, before nginx is run or anything
+    is written.
+
+    nginx does not check it: ``nginx -t -p TYPO/`` passes on a config whose paths are all
+    absolute, so a typo would show only at a reload that finds no pid file there, or as logs
+    written in the wrong place. Every call of this API that takes a prefix refuses it first,
+    and so does the cut-over before its journal records one.
+    """
+    if prefix is None:
+        return
+    path = Path(prefix)
+    if not path.is_dir():
+        problem = "not a directory" if path.exists() else "no such directory"
+        raise InputError(f"--nginx-prefix {os.fspath(prefix)}: {problem}", fix=PREFIX_FIX)
+
+
 def nginx_facts(
     nginx_bin: str, version: str | None = None, prefix: Path | None = None
 ) -> NginxFacts:
     """The binary's version (or `version`, to plan offline) and its compiled-in paths (under
     `prefix` when nginx runs with ``-p``)."""
+    check_prefix(prefix)
     found = binary.find_binary(nginx_bin)
     defaults = binary.compiled_defaults(found) if found is not None else None
     if defaults is not None and prefix is not None:
@@ -357,6 +382,7 @@ def write(
     `ready` runs once every check has passed, just before the first byte is backed up or
     written: where a caller shows what is about to change.
     """
+    check_prefix(prefix)
     outcome = apply_plan(
         planned.plan,
         nginx_bin=nginx_bin,
@@ -387,6 +413,8 @@ def apply(
     paths in the config resolve there); `reload` runs ``nginx -s reload`` after ``nginx -t``
     passes and checks that the running nginx took the new config.
     """
+    check_prefix(request.nginx_prefix)  # before the recovery, which may already write
+    check_prefix(prefix)
     recovered = recover(request.config, nginx_bin=request.nginx_bin)
     done = write(
         plan(request),
@@ -408,6 +436,7 @@ def remove(
 ) -> RemoveResult:
     """Take hookshift's lines out of every file of the config: each file byte-identical to what
     it was before apply. Lines that do not match what apply wrote stay, each named in a note."""
+    check_prefix(prefix)
     path, located = main_config(config, nginx_bin)
     outcome = remove_marked(
         path, nginx_bin=nginx_bin, backup_dir=backup_dir, reload=reload, prefix=prefix
@@ -438,6 +467,7 @@ def write_back(
     The files they replace need not pass ``nginx -t``: undoing a change killed half-way is
     what this is for. The result must pass it, or everything is put back as it was.
     """
+    check_prefix(prefix)
     edits = [Edit(path, read_text(path), text) for path, text in texts.items()]
     done = write_edits(
         edits,

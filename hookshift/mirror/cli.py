@@ -344,6 +344,7 @@ def plan(fmt: str, **kwargs: Any) -> None:
 def apply(fmt: str, backup_dir: Path | None, reload: bool, **kwargs: Any) -> None:
     """Apply the plan: lock, nginx -t, backup, atomic writes, nginx -t, optional reload."""
     request = request_from(kwargs)
+    api.check_prefix(request.nginx_prefix)  # the recovery below may already write
     _warn(api.recover(request.config, nginx_bin=request.nginx_bin))
     planned = api.plan(request)
     if planned.already_applied:
@@ -466,6 +467,7 @@ def refresh_command(
     """
     from hookshift.mirror.refresh import refresh
 
+    api.check_prefix(nginx_prefix)  # a typo, said before nginx -V is asked for the config
     main, located = api.main_config(config, nginx_bin)
     _show(located)
     done = refresh(main, nginx_bin=nginx_bin, prefix=nginx_prefix, min_interval=min_interval)
@@ -481,11 +483,18 @@ def refresh_command(
 )
 @click.option("--nginx-bin", default="/usr/sbin/nginx", show_default=True)
 @click.option(
+    "--nginx-prefix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="nginx's -p PREFIX, when it is started with one: the service runs refresh with it.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
-    default=Path("/var/lib/hookshift"),
-    show_default=True,
-    help="Where the service keeps the addresses nginx was last reloaded with.",
+    default=None,
+    help="hookshift's state dir for the service: the one `mirror apply` and `remove` use, so "
+    "that a line refresh rewrites stays hookshift's to remove. Default: this hookshift's "
+    "($HOOKSHIFT_STATE_DIR, else ~/.local/state/hookshift).",
 )
 @click.option("--interval", default="1min", show_default=True, help="How often to check.")
 @_min_interval_option
@@ -502,7 +511,8 @@ def refresh_command(
 def refresh_units_command(
     config: Path,
     nginx_bin: str,
-    state_dir: Path,
+    nginx_prefix: Path | None,
+    state_dir: Path | None,
     interval: str,
     min_interval: float,
     hookshift_bin: Path | None,
@@ -510,22 +520,31 @@ def refresh_units_command(
 ) -> None:
     """Write a systemd timer that runs `hookshift mirror refresh` (nginx before 1.27.3).
 
+    The service runs as root in a sandbox (/usr, /etc and home directories read-only, a private
+    /tmp). What refresh and nginx -t write there is opened to it (found here in the config and
+    `nginx -V`), and a path it needs in /tmp is refused.
+
     \b
     Example:
       hookshift mirror refresh-units --config /etc/nginx/nginx.conf --out-dir /etc/systemd/system
       systemctl daemon-reload; systemctl enable --now hookshift-stage-refresh.timer
     """
-    from hookshift.mirror.refresh import TIMER_UNIT, RefreshUnits, render_refresh_units
-    from hookshift.systemd import running_hookshift, write_units
+    from hookshift.mirror.refresh import TIMER_UNIT, RefreshUnits, nginx_paths, render_refresh_units
+    from hookshift.systemd import write_units
 
+    api.check_prefix(nginx_prefix)
+    main, located = api.main_config(config, nginx_bin)
+    _show(located)
     units = render_refresh_units(
         RefreshUnits(
-            hookshift_bin=hookshift_bin or running_hookshift(),
-            config=config,
+            hookshift_bin=hookshift_bin,
+            config=main,
             nginx_bin=nginx_bin,
             state_dir=state_dir,
             interval=interval,
             min_interval=min_interval,
+            nginx_prefix=nginx_prefix,
+            nginx=nginx_paths(main, nginx_bin, nginx_prefix),
         )
     )
     for path in write_units(units, out_dir):

@@ -27,30 +27,50 @@ longer among their answers, rewrites it (the same safe write as ``mirror apply``
 address still answered is kept, so a name whose answers rotate does not rewrite the config
 every run. A config that re-resolves by itself (no address written, or nginx 1.27.3+ with
 ``resolve``) needs nothing: `refresh` says so and changes nothing.
+
+`render_refresh_units` writes the systemd service and timer that run `refresh` every minute,
+as root in a sandbox. Everything `refresh` does must still work there: read the config tree,
+replace a file beside itself, keep its record and backups in the state dir `mirror apply` and
+`remove` use, and run ``nginx -t`` (which opens every log and the pid file for writing) and
+``nginx -s reload``. `RefreshUnits` opens exactly those paths and refuses, when the units are
+written, a path the sandbox would hide.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, OperationError
+from hookshift.mirror.api import check_prefix
 from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
 from hookshift.mirror.dnscheck import look_up_stage
 from hookshift.mirror.plan import UPSTREAM, WrittenStage, relay_resolvers, written_stage
-from hookshift.mirror.state import ConfigState, FileRecord
+from hookshift.mirror.state import ConfigState, FileRecord, state_root
 from hookshift.nginx import binary
 from hookshift.nginx.config import NginxConfig, load
+from hookshift.nginx.discover import BUILT_IN_PATHS
 from hookshift.nginx.source import read_text
-from hookshift.nginx.splice import MARK
-from hookshift.nginx.values import address_port, parse_socket
+from hookshift.nginx.splice import MARK, has_marks
+from hookshift.nginx.values import address_port, log_file, parse_socket
+from hookshift.systemd import (
+    SANDBOX_HIDES,
+    Hidden,
+    command_line,
+    hidden,
+    hidden_program,
+    require_absolute,
+    running_hookshift,
+    systemd_quote,
+)
 
 DEFAULT_MIN_INTERVAL = 300.0
 RECORD_NAME = "stage-dns.json"
@@ -210,6 +230,7 @@ def refresh(
     Raises `InputError` for a config without hookshift's mirror, `OperationError` when the
     name does not resolve, ``nginx -t`` fails or the reload fails (nothing recorded then).
     """
+    check_prefix(prefix)
     parsed = load(config)
     written = written_stage(parsed)
     if written is not None:
@@ -338,57 +359,268 @@ def rewrite_marked_line(
 SERVICE_UNIT = "hookshift-stage-refresh.service"
 TIMER_UNIT = "hookshift-stage-refresh.timer"
 
+# What the service's sandbox (templates/systemd/hookshift-stage-refresh.service.j2) does to the
+# paths `refresh` uses. PrivateTmp=yes gives it a /tmp and /var/tmp of its own: nothing of the
+# host's is there, and what it writes there is gone at its stop. ProtectHome=read-only and
+# ProtectSystem=full leave the other paths readable, and writable only where ReadWritePaths
+# opens them.
+_PRIVATE = {top: rule for top, rule in SANDBOX_HIDES.items() if rule == "PrivateTmp=yes"}
+_READ_ONLY = {
+    **{
+        top: "ProtectHome=read-only"
+        for top, rule in SANDBOX_HIDES.items()
+        if rule == "ProtectHome=yes"
+    },
+    **dict.fromkeys(map(Path, ("/usr", "/boot", "/efi", "/etc")), "ProtectSystem=full"),
+}
+NGINX_PID_PATH = "logs/nginx.pid"  # nginx's built-in --pid-path, under its prefix
+_OUTSIDE_TMP = (
+    "install it outside /tmp and /var/tmp, e.g. /usr/bin/python3 -m venv /opt/hookshift && "
+    "/opt/hookshift/bin/pip install hookshift, then --hookshift-bin /opt/hookshift/bin/hookshift"
+)
+
+
+@dataclass(frozen=True)
+class NginxPaths:
+    """What `refresh` makes nginx read and write besides hookshift's own state, which the
+    service's sandbox must leave it (`nginx_paths` finds them)."""
+
+    files: tuple[Path, ...]  # the config and every file it includes: nginx -t reads them all
+    edited: tuple[Path, ...]  # those refresh (or its recovery of a killed write) may replace
+    logs: tuple[Path, ...]  # the log files nginx -t opens for writing
+    pid: Path  # nginx -t opens it for writing too; nginx -s reload reads it to find nginx
+
+
+def nginx_paths(
+    config: Path,
+    nginx_bin: str = "nginx",
+    prefix: Path | None = None,
+    defaults: Mapping[str, str] | None = None,
+) -> NginxPaths:
+    """The `NginxPaths` of the main config `config` for the nginx at `nginx_bin` started with
+    `prefix` (its ``-p``), resolved as nginx resolves them: a relative path under the prefix,
+    else under the compiled-in one. `defaults` are ``nginx -V``'s paths (asked of `nginx_bin`
+    when None).
+
+    The edited files are those holding an ``http`` block (where the stage's address is
+    written) and those holding hookshift's lines. The logs are every ``access_log`` and
+    ``error_log`` file plus nginx's compiled-in ones, which it opens where the config names
+    none; a path with a variable is opened per request, not by ``nginx -t``.
+    """
+    check_prefix(prefix)
+    if defaults is None:
+        found = binary.find_binary(nginx_bin)
+        if found is None:
+            raise InputError(
+                f"nginx binary not found: {nginx_bin}",
+                where="--nginx-bin",
+                fix="pass the path of the nginx that serves the config, e.g. /usr/sbin/nginx",
+            )
+        defaults = binary.compiled_defaults(found)
+    chosen = {**defaults, "prefix": str(prefix)} if prefix is not None else dict(defaults)
+    root = Path(chosen.get("prefix") or BUILT_IN_PATHS["prefix"])
+    parsed = load(config)
+    logs = [
+        log_file(chosen.get(key) or BUILT_IN_PATHS[key], root)
+        for key in ("error-log-path", "http-log-path")
+    ]
+    pid = chosen.get("pid-path") or NGINX_PID_PATH
+    for d, parents in parsed.walk():
+        if d.name in ("access_log", "error_log") and d.args and "$" not in d.args[0]:
+            logs.append(log_file(d.args[0], root))
+        elif d.name == "pid" and d.args and not parents:
+            pid = d.args[0]
+    edited = {d.file for d in parsed.http_blocks()}
+    edited.update(path for path in parsed.files if has_marks(read_text(path)))
+    return NginxPaths(
+        files=tuple(parsed.files),
+        edited=tuple(sorted(edited)),
+        logs=tuple(dict.fromkeys(log for log in logs if log is not None)),
+        pid=Path(pid) if Path(pid).is_absolute() else root / pid,
+    )
+
 
 @dataclass(frozen=True)
 class RefreshUnits:
-    """The systemd service and timer that run `refresh` for one config."""
+    """The systemd service and timer that run `refresh` for one config.
 
-    hookshift_bin: Path
+    `hookshift_bin` None: the hookshift running (`hookshift.systemd.running_hookshift`).
+    `state_dir` None: this hookshift's state dir (`state.state_root`), where `mirror apply`
+    and `remove` run from here keep the record of the lines they wrote: refresh must update
+    that record when it rewrites the stage's address, or `remove` would not take the rewritten
+    line out. `nginx`: what `nginx_paths` found; None leaves only the config's own directory
+    writable and checks only the config's own path.
+    """
+
+    hookshift_bin: Path | None
     config: Path
     nginx_bin: str = "/usr/sbin/nginx"
-    state_dir: Path = Path("/var/lib/hookshift")
+    state_dir: Path | None = None
     interval: str = "1min"
     min_interval: float = DEFAULT_MIN_INTERVAL
+    nginx_prefix: Path | None = None
+    nginx: NginxPaths | None = None
+
+    @property
+    def executable(self) -> Path:
+        return self.hookshift_bin or running_hookshift()
+
+    @property
+    def state(self) -> Path:
+        return self.state_dir or state_root()
 
     def argv(self) -> list[str]:
+        prefix = ["--nginx-prefix", str(self.nginx_prefix)] if self.nginx_prefix else []
         return [
-            str(self.hookshift_bin),
+            str(self.executable),
             "mirror",
             "refresh",
             "--config",
             str(self.config),
             "--nginx-bin",
             self.nginx_bin,
+            *prefix,
             "--min-interval",
             f"{self.min_interval:g}",
         ]
 
+    def write_paths(self) -> list[str]:
+        """The service's ReadWritePaths: the directory of each file refresh may replace (it
+        writes a temp file beside it and renames it), the state dir (its record, the intent of
+        a write, the backups) and each directory where nginx -t opens a log or the pid file
+        (it does, to create it) that the sandbox would leave read-only. ``-``: ignored while it
+        does not exist (the state dir before the first apply; a directory nginx itself would
+        fail on)."""
+        edited = self.nginx.edited if self.nginx is not None else (self.config,)
+        dirs = list(dict.fromkeys(Path(os.path.realpath(path)).parent for path in edited))
+        optional = [self.state]
+        written = (*self.nginx.logs, self.nginx.pid) if self.nginx is not None else ()
+        for path in written:
+            where = Path(os.path.realpath(path)).parent
+            if (
+                not any(where.is_relative_to(d) for d in [*dirs, *optional])
+                and hidden(path, hides=_PRIVATE) is None  # nginx -t writes a private copy
+                and hidden(where, hides=_READ_ONLY) is not None
+            ):
+                optional.append(where)
+        return [*map(str, dirs), *(f"-{path}" for path in optional)]
+
+    def check(self) -> None:
+        """Refuse, before anything is written, what the unit could not do in its sandbox or
+        would do against the wrong record (see `_check_sandbox` and `_check_record`)."""
+        named = {"--config": self.config, "--state-dir": self.state}
+        if self.hookshift_bin is not None:
+            named = {"--hookshift-bin": self.hookshift_bin, **named}
+        if self.nginx_prefix is not None:
+            named["--nginx-prefix"] = self.nginx_prefix
+        require_absolute(named)
+        if not re.fullmatch(r"[1-9][0-9]*(s|min|h)", self.interval):
+            raise InputError(
+                f"{self.interval!r} is not a time span systemd reads here",
+                where="--interval",
+                fix="a number with s, min or h, e.g. 1min",
+            )
+        check_prefix(self.nginx_prefix)
+        self._check_sandbox()
+        self._check_record()
+
+    def _check_sandbox(self) -> None:
+        """Refuse a path the service needs that its private /tmp hides: the hookshift it runs
+        (with its Python), nginx, every file of the config, nginx's prefix and pid file (the
+        reload finds nginx through it), and the state dir (emptied at every stop: the record of
+        nginx's last reload would be lost, and nginx reloaded every run). Home directories and
+        the system stay readable, and what refresh writes there is opened by `write_paths`."""
+        program = self.executable
+        _refuse(
+            hidden_program(program, hides=_PRIVATE),
+            "the service cannot run it",
+            f"--hookshift-bin {program}"
+            if self.hookshift_bin is not None
+            else f"hookshift {program} (the one running: no --hookshift-bin given)",
+            _OUTSIDE_TMP,
+        )
+        if self.nginx_bin.startswith("/"):
+            _refuse(
+                hidden_program(Path(self.nginx_bin), hides=_PRIVATE),
+                "the service cannot run it",
+                f"--nginx-bin {self.nginx_bin}",
+                "pass the nginx that serves the config, e.g. /usr/sbin/nginx",
+            )
+        for path in self.nginx.files if self.nginx is not None else (self.config,):
+            named = f"--config {self.config}"
+            _refuse(
+                hidden(path, hides=_PRIVATE),
+                "the service cannot read it",
+                named if path == self.config else f"{path} (included by {named})",
+                "keep nginx's config where nginx keeps it, e.g. /etc/nginx",
+            )
+        if self.nginx_prefix is not None:
+            _refuse(
+                hidden(self.nginx_prefix, hides=_PRIVATE),
+                "the service cannot reach nginx's files there",
+                f"--nginx-prefix {self.nginx_prefix}",
+                "run nginx with its files outside /tmp and /var/tmp",
+            )
+        if self.nginx is not None:
+            _refuse(
+                hidden(self.nginx.pid, hides=_PRIVATE),
+                "the service cannot find nginx to reload it",
+                f"{self.nginx.pid} (nginx's pid file)",
+                "keep nginx's pid file outside /tmp and /var/tmp, e.g. `pid /run/nginx.pid;`",
+            )
+        _refuse(
+            hidden(self.state, hides=_PRIVATE),
+            "the service cannot keep its state there",
+            self._state_option,
+            "keep hookshift's state outside /tmp and /var/tmp: pass --state-dir "
+            "/var/lib/hookshift, and run `mirror apply` and `remove` with "
+            "HOOKSHIFT_STATE_DIR=/var/lib/hookshift",
+        )
+
+    @property
+    def _state_option(self) -> str:
+        if self.state_dir is not None:
+            return f"--state-dir {self.state_dir}"
+        return f"hookshift's state dir {self.state} (no --state-dir given)"
+
+    def _check_record(self) -> None:
+        """Refuse a state dir other than the one holding the record of the lines `mirror apply`
+        wrote into the config from here: when refresh rewrites the stage's address it updates
+        the record it finds, and `mirror remove`, reading the other one, would refuse the
+        rewritten line as not hookshift's."""
+        here = ConfigState.of(self.config)
+        chosen = ConfigState.of(self.config, self.state)
+        if here.directory.resolve() == chosen.directory.resolve():
+            return
+        if here.file.exists() and not chosen.file.exists():
+            raise InputError(
+                f"the lines `mirror apply` wrote into {self.config} are recorded in "
+                f"{here.directory}, not under this state dir: after the service rewrote the "
+                "stage's address there, `mirror remove` would refuse that line",
+                where=self._state_option,
+                fix="leave --state-dir out, or move that directory into "
+                f"{chosen.directory.parent} and run `mirror apply` and `remove` with "
+                f"HOOKSHIFT_STATE_DIR={self.state}",
+            )
+
+
+def _refuse(found: Hidden | None, what: str, where: str, fix: str) -> None:
+    """One refusal of a path the service's sandbox hides (`found`; None: nothing to refuse)."""
+    if found is not None:
+        raise InputError(f"{what}: {found.reason('the service')}", where=where, fix=fix)
+
 
 def render_refresh_units(spec: RefreshUnits) -> dict[str, str]:
-    """File name -> text of the service and its timer."""
-    from hookshift.systemd import command_line, require_absolute, systemd_quote
+    """File name -> text of the service and its timer, after `RefreshUnits.check`."""
     from hookshift.templates import render
 
-    require_absolute(
-        {
-            "--hookshift-bin": spec.hookshift_bin,
-            "--config": spec.config,
-            "--state-dir": spec.state_dir,
-        }
-    )
-    if not re.fullmatch(r"[1-9][0-9]*(s|min|h)", spec.interval):
-        raise InputError(
-            f"{spec.interval!r} is not a time span systemd reads here",
-            where="--interval",
-            fix="a number with s, min or h, e.g. 1min",
-        )
-    exec_start = command_line(spec.argv())
+    spec.check()
     return {
         SERVICE_UNIT: render(
             f"systemd/{SERVICE_UNIT}.j2",
-            exec_start=exec_start,
-            state_dir=systemd_quote(str(spec.state_dir)),
-            config_dir=systemd_quote(str(spec.config.parent)),
+            exec_start=command_line(spec.argv()),
+            state_dir=systemd_quote(str(spec.state)),
+            write_paths=[systemd_quote(path) for path in spec.write_paths()],
         ),
         TIMER_UNIT: render(
             f"systemd/{TIMER_UNIT}.j2", service=SERVICE_UNIT, interval=spec.interval

@@ -126,10 +126,11 @@ class ConfigState:
     directory: Path
 
     @classmethod
-    def of(cls, config: Path) -> ConfigState:
+    def of(cls, config: Path, root: Path | None = None) -> ConfigState:
+        """The state of `config` kept under `root` (default: `state_root`, this hookshift's)."""
         real = Path(os.path.realpath(config))
         key = hashlib.sha256(str(real).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        return cls(real, state_root() / "configs" / key)
+        return cls(real, (root or state_root()) / "configs" / key)
 
     @property
     def file(self) -> Path:
