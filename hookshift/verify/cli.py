@@ -441,10 +441,11 @@ def parity_command(
     threads: int | None,
     temp_dir: str | None,
 ) -> None:
-    """Match what the app accepted against what reached the queue; give a verdict.
+    """Match what nginx passed to the app against what reached the queue; give a verdict.
 
-    PASS when nothing the app accepted is missing in the queue, nothing arrived with another
-    body, and at least --min-events callbacks were compared. Exit 0 pass, 1 fail, 2 bad input.
+    PASS when nothing nginx passed to the app (accepted or rejected) is missing in the queue,
+    nothing arrived with another body, and at least --min-events callbacks were compared. Exit
+    0 pass, 1 fail, 2 bad input.
 
     \b
     Examples:

@@ -1,12 +1,13 @@
 """``hookshift verify heal``: re-send what the mirror lost, marked as a replay, exactly once.
 
-The parity report lists the keys that are ``missing_in_queue``; their bodies are read again
-from the app source the report names (the parity log keeps every body). Each one is sent with a
-replay marker: to a stage URL as the ``X-Hookshift-Replay: <original request id>`` header (the
-mapping template turns it into the ``hookshift_replay`` message attribute), or straight to SQS
-with that attribute. The next parity report matches a replay to its original and counts it as
-``replayed``. A ledger (append-only, fsync'ed, one line per sent callback) makes a rerun send
-nothing twice; a dry run (the default) only says what would be sent.
+The parity report lists the keys that are ``missing_in_queue`` (the app accepted them, or
+only rejected them: nginx passed them to the app, so the mirror copied them); their bodies are
+read again from the app source the report names (the parity log keeps every body). Each one is
+sent with a replay marker: to a stage URL as the ``X-Hookshift-Replay: <original request id>``
+header (the mapping template turns it into the ``hookshift_replay`` message attribute), or
+straight to SQS with that attribute. The next parity report matches a replay to its original
+and counts it as ``replayed``. A ledger (append-only, fsync'ed, one line per sent callback)
+makes a rerun send nothing twice; a dry run (the default) only says what would be sent.
 
 A stage URL is looked up once, before anything is sent: with ``--resolver`` at that DNS server
 (a stage behind a private resolver), else this machine's way; its certificate is checked against
@@ -337,8 +338,10 @@ def _check_transport(url: str, option: str, plain_http_loopback: bool) -> None:
 
 
 def find_bodies(report: dict[str, Any], keys: list[str]) -> dict[str, HealItem]:
-    """The first accepted app record of each key, read again from the report's app source
-    (a record whose body nginx did not log is not found: there is nothing to replay)."""
+    """The first accepted app record of each key, else its first rejected one (a key the app
+    only rejected is missing in the queue too: the mirror ran for it), read again from the
+    report's app source (a record whose body nginx did not log is not found: there is nothing
+    to replay; nor is one nginx answered itself, which the mirror never copied)."""
     if not keys:
         return {}
     spec = parse_source(report["sources"]["app"], "app")
@@ -378,9 +381,10 @@ def _find_bodies(
         rows = con.execute(f"""
             SELECT k, rid, body, ct FROM (
                 SELECT *, {key.sql("rid", "body")} AS k FROM ({app_rows_sql(spec, files, fields)})
-                WHERE ok AND cls = 'a' AND body <> ''
+                WHERE ok AND cls IN ('a', 'r') AND body <> ''
             ) WHERE k IN {wanted}
-            QUALIFY row_number() OVER (PARTITION BY k ORDER BY t_ms NULLS LAST) = 1
+            QUALIFY row_number() OVER (
+                PARTITION BY k ORDER BY cls = 'r', t_ms NULLS LAST) = 1
         """).fetchall()
     finally:
         con.close()

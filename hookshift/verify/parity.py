@@ -1,4 +1,4 @@
-"""Parity: does the queue hold every callback the app accepted, with the same body?
+"""Parity: does the queue hold every callback nginx passed to the app, with the same body?
 
 One DuckDB scan of each side turns every record into a narrow row (key hash, body hash, time,
 class) and tallies them per key (verify/tally.py), with ``memory_limit`` and a spill directory
@@ -9,11 +9,18 @@ are fetched by key hash (verify/fetch.py), by seeking instead of reading the inp
 
 The classes: matched, missing_in_queue, missing_in_app, duplicates_app,
 duplicates_queue, mismatched, in_flight, not_mirrored, plus app_rejected (the app answered
-non-2xx: not a callback the app accepted), replayed (matched only through a ``hookshift verify
-heal`` replay), body_not_logged (the parity log has an empty body because nginx kept the body
-in a temporary file: nothing to compare, not a failure), unkeyed and malformed. Counts of
+non-2xx: not a callback the app accepted), replayed (in the queue only through a ``hookshift
+verify heal`` replay), body_not_logged (the parity log has an empty body because nginx kept the
+body in a temporary file: nothing to compare, not a failure), unkeyed and malformed. Counts of
 classes are per key (one callback and its retries count once); duplicates count the extra
 copies.
+
+The mirror copies every callback nginx passes to the app, whatever the app answers: its
+subrequest starts before the content phase that proxies to the app. So a key the app only
+rejected (non-2xx, or not reachable while it deploys) and that the queue lacks is
+missing_in_queue too (``missing_in_queue_rejected`` counts those): its copy is one the mirror
+lost, and ``verify heal`` re-sends it. With a copy in the queue it is missing_in_app: the app
+lost it, the queue has it.
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ COUNT_KEYS = (
     "queue",
     "compared",
     *CLASSES,
+    "missing_in_queue_rejected",  # of missing_in_queue, the keys the app only rejected
     "unkeyed_app",
     "unkeyed_queue",
     "malformed",
@@ -224,10 +232,14 @@ def check_options(options: ParityOptions) -> None:
 def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
     """pass when nothing is missing in the queue, nothing mismatched, and enough compared."""
     problems = []
-    if counts["missing_in_queue"]:
+    missing, rejected = counts["missing_in_queue"], counts.get("missing_in_queue_rejected", 0)
+    if missing and rejected:
         problems.append(
-            f"{counts['missing_in_queue']} callback(s) the app accepted are missing in the queue"
+            f"{missing} callback(s) nginx passed to the app are missing in the queue"
+            f" ({rejected} of them the app rejected)"
         )
+    elif missing:
+        problems.append(f"{missing} callback(s) the app accepted are missing in the queue")
     if counts["mismatched"]:
         problems.append(f"{counts['mismatched']} callback(s) reached the queue with another body")
     if counts["compared"] < min_events:
@@ -628,9 +640,10 @@ def classify_rows(
     (before the canonical compare settles mismatched) and the lag. `verify watch` shares it.
 
     A callback is in flight when it came within the grace of the window's end: `until`, else
-    when the queue was read (`read_at`), else the newest record. Not the newest record when
-    the read time is known: after traffic stops, copies lost at the end would otherwise stay
-    in flight however long ago they were lost."""
+    when the queue was read (`read_at`), else the newest record (an accepted or a rejected app
+    record, or a message: tally.SEEN). Not the newest record when the read time is known: after
+    traffic stops, copies lost at the end would otherwise stay in flight however long ago they
+    were lost."""
     seen = spread(con, bulk.rows)
     end = until if until is not None else read_at if read_at is not None else seen.newest
     cls_sql = class_sql(end, grace_ms, since, until)
@@ -690,15 +703,32 @@ def _window_sql(col: str, lo: int | None, hi: int | None) -> str:
     return f"({terms[0]} OR ({' AND '.join(bounds)}))"
 
 
+# A key's time on the app side: its first accepted record's, else (a key the app only rejected)
+# its first rejected record's. In flight is judged by it, and the timeline puts a loss there.
+KEY_TIME = "(CASE WHEN an > 0 THEN ta ELSE tr END)"
+# keys in the queue only through `verify heal` replays: matched ones, and ones the app only
+# rejected (missing_in_app: the app lost them, a replay brought them to the queue)
+REPLAYED = "(qrep = qn AND qrep > 0 AND (cls = 'both' OR (cls = 'mia' AND arej > 0)))"
+
+
 def class_sql(end: int | None, grace_ms: int, since: int | None, until: int | None) -> str:
-    """One class per key: 'both', 'miq' (missing in queue), 'fly', 'mia', or 'none'."""
-    flying = "false" if end is None else f"ta IS NOT NULL AND ta > {int(end) - grace_ms}"
+    """One class per key: 'both', 'miq' (missing in queue), 'fly', 'mia', or 'none'.
+
+    A key with an accepted record is judged by those. A key the app only rejected and the
+    queue lacks is missing (or in flight) alike, by its rejected record's time: the mirror ran
+    for it (module docstring). With a message it is the app's loss (mia), as a queue-only key."""
+
+    def flying(col: str) -> str:
+        return "false" if end is None else f"{col} IS NOT NULL AND {col} > {int(end) - grace_ms}"
+
     in_window = _window_sql("tq", since, until)
     return f"""CASE
         WHEN an > 0 AND qd > 0 THEN 'both'
-        WHEN an > 0 AND ({flying}) THEN 'fly'
+        WHEN an > 0 AND ({flying("ta")}) THEN 'fly'
         WHEN an > 0 THEN 'miq'
         WHEN qd > 0 AND {in_window} THEN 'mia'
+        WHEN arej > 0 AND qd = 0 AND ({flying("tr")}) THEN 'fly'
+        WHEN arej > 0 AND qd = 0 THEN 'miq'
         ELSE 'none' END"""
 
 
@@ -720,7 +750,7 @@ def class_counts(
     con: Any, bulk: Bulk, nulls: dict[str, int]
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """Counts per class: the perfect keys' bulk plus the detail of the others."""
-    row = con.execute("""
+    row = con.execute(f"""
         SELECT
             coalesce(sum(an), 0), coalesce(sum(qd), 0),
             count(*) FILTER (cls = 'both'),
@@ -731,7 +761,8 @@ def class_counts(
             count(*) FILTER (cls = 'fly'),
             coalesce(sum(anm), 0),
             coalesce(sum(arej) FILTER (an = 0), 0),
-            count(*) FILTER (cls = 'both' AND qrep = qn AND qrep > 0)
+            count(*) FILTER {REPLAYED},
+            count(*) FILTER (cls = 'miq' AND an = 0)
         FROM classified
     """).fetchone()
     assert row is not None
@@ -743,6 +774,7 @@ def class_counts(
         "compared": v[2] + p,
         "matched": v[2] + p,
         "missing_in_queue": v[3],
+        "missing_in_queue_rejected": v[11],
         "missing_in_app": v[4],
         "duplicates_app": v[5],
         "duplicates_queue": v[6],
@@ -860,7 +892,7 @@ _SAMPLE_QUERIES = {
     "in_flight": "cls = 'fly'",
     "not_mirrored": "anm > 0",
     "app_rejected": "arej > 0 AND an = 0",
-    "replayed": "cls = 'both' AND qrep = qn AND qrep > 0",
+    "replayed": REPLAYED,
 }
 # which side's records a sample of each class shows (the other side has none to show)
 _APP_SIDE = {"missing_in_queue", "duplicates_app", "in_flight", "not_mirrored", "app_rejected"}
@@ -905,7 +937,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     for name, cond in _SAMPLE_QUERIES.items():
         rows = con.execute(
             f"SELECT hk FROM classified WHERE {cond}"
-            f" ORDER BY coalesce(ta, tq) NULLS LAST, hk LIMIT {n}"
+            f" ORDER BY coalesce(ta, tq, tr) NULLS LAST, hk LIMIT {n}"
         ).fetchall()
         picked[name] = [int(r[0]) for r in rows]
     if mismatched is not None:
@@ -914,7 +946,7 @@ def _pick(con: Any, sides: _Sides, app_win: str) -> _Picks:
     missing = [
         int(r[0])
         for r in con.execute(
-            f"SELECT hk FROM classified WHERE cls = 'miq' ORDER BY ta NULLS LAST, hk "
+            f"SELECT hk FROM classified WHERE cls = 'miq' ORDER BY {KEY_TIME} NULLS LAST, hk "
             f"LIMIT {int(sides.options.missing_keys_cap)}"
         ).fetchall()
     ]
@@ -1160,9 +1192,9 @@ def _timeline(con: Any, seen: Spread, rows: str = "record_rows") -> dict[str, An
         totals.setdefault(start // bucket_ms * bucket_ms, [0] * 5)[names.index(side)] += n
     for row in con.execute(f"""
         SELECT b, sum(app), sum(queue), sum(miq), sum(mia), sum(fly) FROM (
-            SELECT ta // {bucket_ms} * {bucket_ms} AS b, an AS app, 0 AS queue,
+            SELECT {KEY_TIME} // {bucket_ms} * {bucket_ms} AS b, an AS app, 0 AS queue,
                 (cls = 'miq')::INT AS miq, 0 AS mia, (cls = 'fly')::INT AS fly
-            FROM classified WHERE ta IS NOT NULL
+            FROM classified WHERE {KEY_TIME} IS NOT NULL
             UNION ALL
             SELECT tq // {bucket_ms} * {bucket_ms}, 0, qd, 0, (cls = 'mia')::INT, 0
             FROM classified WHERE tq IS NOT NULL

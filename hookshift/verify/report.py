@@ -21,7 +21,9 @@ FORMATS = ("text", "json", "md", "html")
 # what each class means, in the words a reader of the report needs
 CLASS_HELP = {
     "matched": "in both, same body",
-    "missing_in_queue": "the app accepted it, the queue never got it: the mirror path lost it",
+    "missing_in_queue": (
+        "nginx passed it to the app, the queue never got it: the mirror path lost it"
+    ),
     "missing_in_app": "the queue has it, the app did not accept it",
     "duplicates_app": "extra copies on the app side (vendor retries)",
     "duplicates_queue": "extra messages on the queue side (retries, at-least-once)",
@@ -29,7 +31,7 @@ CLASS_HELP = {
     "body_not_logged": "the parity log has no body (nginx kept it on disk): not compared",
     "in_flight": "missing in the queue but within the grace period: not yet lost",
     "not_mirrored": "nginx answered itself (no upstream): the mirror never ran",
-    "app_rejected": "the app answered non-2xx: not a callback the app accepted",
+    "app_rejected": "the app answered non-2xx; still mirrored (no copy: missing_in_queue)",
     "replayed": "reached the queue only through `hookshift verify heal`",
 }
 BAD = {"missing_in_queue", "mismatched"}
@@ -54,11 +56,18 @@ def _count_rows(report: ParityReport) -> list[tuple[str, int, str]]:
     rows = [("app (accepted)", c["app"], "records the app accepted (2xx)")]
     rows.append(("queue", c["queue"], "distinct messages"))
     rows.append(("compared", c["compared"], "keys on both sides, bodies compared"))
-    rows += [(name, c[name], CLASS_HELP[name]) for name in CLASSES]
+    rows += [(name, c[name], _class_help(name, c)) for name in CLASSES]
     rows.append(("malformed", c["malformed"], "records that could not be read"))
     if c["unkeyed_app"] or c["unkeyed_queue"]:
         rows.append(("unkeyed", c["unkeyed_app"] + c["unkeyed_queue"], "records without the key"))
     return rows
+
+
+def _class_help(name: str, counts: dict[str, int]) -> str:
+    rejected = counts.get("missing_in_queue_rejected", 0)
+    if name == "missing_in_queue" and rejected:
+        return f"{CLASS_HELP[name]} ({rejected} of them the app rejected)"
+    return CLASS_HELP[name]
 
 
 LAG_LABEL = "lag (SentTimestamp - nginx time)"

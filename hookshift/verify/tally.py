@@ -56,6 +56,11 @@ FILES_MAX = 16_777_216
 _QUEUE_BITS = QUEUE | QUEUE_REPLAY | QUEUE_BAD
 IS_APP = f"(m & {_QUEUE_BITS} = 0)"
 IS_QUEUE = f"(m & {_QUEUE_BITS} <> 0)"
+# the rows the timeline counts: accepted app records and messages
+COUNTED = f"({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})"
+# the rows whose times make the newest and the oldest record (the window's end when nothing
+# else gives one): those and the rejected app records, whose keys are judged by their time too
+SEEN = f"({C} & 7 IN ({APP_ACCEPTED}, {APP_REJECTED}) OR {IS_QUEUE})"
 
 ROW_MARK = f"xor(bh, hash({C}))"  # body hash xor a hash of the class code
 # one accepted app record and one message, with the same bytes
@@ -92,7 +97,8 @@ class Bulk:
 
 @dataclass
 class Spread:
-    """Both sides per minute, the newest and the oldest record (keys and duplicates aside)."""
+    """Both sides per minute, the newest and the oldest record (keys and duplicates aside; the
+    rejected app records count for the newest and the oldest only)."""
 
     # (start, side) -> rows; per minute unless spread() was asked for finer buckets
     minutes: Counter[tuple[int, str]] = field(default_factory=Counter)
@@ -314,24 +320,39 @@ def group_keys(con: Any, table: str, rows_per_partition: int = ROWS_PER_PARTITIO
 
 def spread(con: Any, rows: str = "record_rows", bucket_ms: int = BUCKET_MS) -> Spread:
     """Accepted app records and messages per minute, or per `bucket_ms` (of every key but those in
-    unsettled_keys, which the caller replaces with their per-key view), the newest and the oldest;
-    `rows` holds every row of the keys in unsettled_keys (Bulk.rows)."""
-    counted = f"hk IS NOT NULL AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE}) AND t IS NOT NULL"
+    unsettled_keys, which the caller replaces with their per-key view), the newest and the oldest
+    (of those and of the rejected app records); `rows` holds every row of the keys in
+    unsettled_keys (Bulk.rows)."""
+    counted = f"hk IS NOT NULL AND {COUNTED} AND t IS NOT NULL"
     out = Spread()
     minute = f"t // {bucket_ms} * {bucket_ms}"
-    for start, side, n, newest, oldest in con.execute(f"""
-        SELECT {minute}, {IS_QUEUE}::INTEGER, count(*), max(t), min(t)
-        FROM record_rows WHERE {counted} GROUP BY ALL
+    # grouped by class code, read by spread_code: cheaper than COUNTED and SEEN on every row
+    for start, code, n, newest, oldest in con.execute(f"""
+        SELECT {minute}, {C}, count(*), max(t), min(t)
+        FROM record_rows WHERE hk IS NOT NULL AND t IS NOT NULL GROUP BY ALL
     """).fetchall():
-        out.minutes[(int(start), "app" if side == 0 else "queue")] += int(n)
-        out.newest = _max(out.newest, newest)
-        out.oldest = _min(out.oldest, oldest)
+        side, seen = spread_code(int(code))
+        if side is not None:
+            out.minutes[(int(start), side)] += int(n)
+        if seen:
+            out.newest = _max(out.newest, newest)
+            out.oldest = _min(out.oldest, oldest)
     for start, side, n in con.execute(f"""
         SELECT {minute}, {IS_QUEUE}::INTEGER, count(*)
         FROM {rows} WHERE {counted} AND hk IN (SELECT hk FROM unsettled_keys) GROUP BY ALL
     """).fetchall():
         out.minutes[(int(start), "app" if side == 0 else "queue")] -= int(n)
     return out
+
+
+def spread_code(code: int) -> tuple[str | None, bool]:
+    """What a row of class code `code` is to the spread: the side whose minutes count it (None
+    for none: COUNTED), and whether its time is one of the newest and the oldest record's
+    (SEEN)."""
+    if code & _QUEUE_BITS:
+        return "queue", True
+    app = code & 7
+    return ("app" if app == APP_ACCEPTED else None), app in (APP_ACCEPTED, APP_REJECTED)
 
 
 def create_detail(con: Any, rows: str = "record_rows") -> None:
@@ -346,6 +367,8 @@ def create_detail(con: Any, rows: str = "record_rows") -> None:
             count(*) FILTER ({app} AND {c} & 7 = {APP_REJECTED})::INTEGER AS arej,
             min(bh) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED}) AS ah,
             min(t) FILTER ({app} AND {c} & 7 = {APP_ACCEPTED}) AS ta,
+            -- a key the app only rejected is judged by its first rejected record's time
+            min(t) FILTER ({app} AND {c} & 7 = {APP_REJECTED}) AS tr,
             count(*) FILTER ({queue})::INTEGER AS qn,
             count(*) FILTER ({queue} AND {c} & {QUEUE_REPLAY} <> 0)::INTEGER AS qrep,
             min(bh) FILTER ({queue}) AS qh,

@@ -9,10 +9,10 @@ fetched by index, their part of the sums is computed with parity's per-key detai
 counts (`create_detail`, `class_sql`, `class_counts`) and taken out, then the same over their old
 and new rows together is put back; the rows, the sums and the new offsets are committed in one
 transaction (a kill at any point leaves them as they were). The one class that depends on the
-window's end, in flight, is an app-only key within the grace of the newest record: a range on
-the index of the app-only keys' times, so only keys near the edge are counted. The result is a
-one-shot parity over the same files, without reading them again and without a pass over the
-history.
+window's end, in flight, is an app-only key (accepted, or only rejected) within the grace of
+the window's end: a range on the index of the app-only keys' times, so only keys near the edge
+are counted. The result is a one-shot parity over the same files, without reading them again
+and without a pass over the history.
 
 A file is known by its first line (a parity-log line holds the request id and nginx's time, an
 archive line the MessageId), not by its name or inode: a log renamed by logrotate (.log ->
@@ -43,6 +43,7 @@ from hookshift.verify.follow import read_json_state
 from hookshift.verify.keys import KeySpec, parse_key, resolve_key
 from hookshift.verify.parity import (
     COUNT_KEYS,
+    KEY_TIME,
     TIMELINE_BARS_MAX,
     ParityOptions,
     ParityReport,
@@ -71,6 +72,7 @@ from hookshift.verify.tally import (
     APP_BAD,
     IS_QUEUE,
     QUEUE_BAD,
+    SEEN,
     Bulk,
     C,
     create_detail,
@@ -89,6 +91,10 @@ READ_BUDGET = 16 * 1024 * 1024
 STATE_CACHE_KIB = 128 * 1024
 CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical hash
 HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
+# the version of parity's per-key rules a state directory's sums were made with (meta 'rules');
+# 2: a key the app only rejected, with no copy in the queue, is missing_in_queue, and rejected
+# records count for the newest and the oldest record
+RULES = "2"
 # parity's options (samples, fetching and sqs: sources aside, which a watch has no use for);
 # a long-running process gets a smaller DuckDB memory limit than a one-shot run
 WATCH_OPTIONS = ParityOptions(memory_limit="512MB")
@@ -184,6 +190,12 @@ def _unsigned(col: str) -> str:
     return f"({col}::HUGEINT + {_SHIFT})::UBIGINT"
 
 
+# keys nginx passed to the app that the queue has not seen, by the key's app time (parity's
+# KEY_TIME), and whether the app only rejected them: those within the grace of the window's end
+# are in flight, found by a range on the index
+_PENDING = "pending (hk INTEGER PRIMARY KEY, ta INTEGER NOT NULL, rejected INTEGER NOT NULL)"
+
+
 def _open_state(path: Path) -> sqlite3.Connection:
     """The state: SQLite, because an update looks up and rewrites a few keys among millions,
     which a B-tree does in time that does not grow with the table (DuckDB rewrites a table's
@@ -209,9 +221,7 @@ def _open_state(path: Path) -> sqlite3.Connection:
         # and the lags (ms) of the keys seen on both sides
         "totals (name TEXT PRIMARY KEY, n INTEGER)",
         "lags (lag INTEGER PRIMARY KEY, n INTEGER)",
-        # keys the app accepted that the queue has not seen, by the app's time: those within the
-        # grace of the window's end are in flight, found by a range on the index
-        "pending (hk INTEGER PRIMARY KEY, ta INTEGER NOT NULL)",
+        _PENDING,
         # the report's timeline: per minute, the app's and the queue's callbacks and the keys
         # missing on either side (app-only keys at their app time, in flight or not)
         "timeline (grain INTEGER, start INTEGER, col INTEGER, n INTEGER,"
@@ -282,7 +292,7 @@ class _Part:
 
     counts: Counter[str]
     lags: Counter[int]
-    pending: dict[int, int]
+    pending: dict[int, tuple[int, int]]  # key -> (app time, 1 when the app only rejected it)
     newest: int | None
     oldest: int | None
     timeline: Counter[tuple[int, int, int]]  # (grain, start, index in TIMELINE) -> n
@@ -366,6 +376,7 @@ class Watcher:
         return self.db
 
     def _check_sources(self) -> None:
+        self._check_rules()
         opts = self.options
         window = json.dumps(
             [opts.since_ms, opts.until_ms, opts.grace_s if opts.since_ms or opts.until_ms else 0]
@@ -385,6 +396,29 @@ class Watcher:
                     where=str(self.state_dir),
                     fix="pass the same options, or use a new --state directory",
                 )
+
+    def _check_rules(self) -> None:
+        """The sums hold each key's part by the per-key rules (RULES) of the hookshift that
+        made them; an update takes a touched key's old part out by the rules of this one. So a
+        directory that read files under other rules (or before RULES was recorded) is refused."""
+        db = self._db
+        known = _meta(db, "rules")
+        if known is None and db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+            # nothing read yet: a table of an older layout holds nothing either
+            columns = {str(r[1]) for r in db.execute("PRAGMA table_info(pending)").fetchall()}
+            if "rejected" not in columns:
+                db.execute("DROP TABLE pending")
+                db.execute(f"CREATE TABLE {_PENDING}")
+                db.execute("CREATE INDEX pending_ta ON pending (ta)")
+            db.execute("INSERT INTO meta VALUES ('rules', ?)", [RULES])
+            return
+        if known != RULES:
+            raise InputError(
+                "this state directory was made by an older hookshift, whose parity rules differ"
+                " (a key the app only rejected, with no copy in the queue, was counted nowhere)",
+                where=str(self.state_dir),
+                fix="use a new --state directory (its first update reads the files again)",
+            )
 
     def _key(self, app_files: list[Path], queue_files: list[Path]) -> KeySpec | None:
         """The key: given, or chosen once from the first records as parity chooses it, and
@@ -597,23 +631,24 @@ class Watcher:
         counts["not_logged"] = unlogged
         lags = detail_lags(con)
         pending = {
-            int(hk): int(ta)
-            for hk, ta in con.execute(
-                f"SELECT {_signed('hk')}, ta FROM classified WHERE cls = 'miq' AND ta IS NOT NULL"
+            int(hk): (int(ta), int(rejected))
+            for hk, ta, rejected in con.execute(
+                f"SELECT {_signed('hk')}, {KEY_TIME}, (an = 0)::INTEGER FROM classified"
+                f" WHERE cls = 'miq' AND {KEY_TIME} IS NOT NULL"
             ).fetchall()
         }
         seen = con.execute(f"""
-            SELECT max(t), min(t) FROM record_rows WHERE hk IS NOT NULL AND t IS NOT NULL
-                AND ({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})
+            SELECT max(t), min(t) FROM record_rows
+            WHERE hk IS NOT NULL AND t IS NOT NULL AND {SEEN}
         """).fetchone()
         newest, oldest = seen if seen else (None, None)
         timeline: Counter[tuple[int, int, int]] = Counter()
         for grain in (MINUTE, SECOND) if self._seconds else (MINUTE,):
             for start, *values in con.execute(f"""
                 SELECT b, sum(app), sum(queue), sum(miq), sum(mia) FROM (
-                    SELECT ta // {grain} * {grain} AS b, an AS app, 0 AS queue,
+                    SELECT {KEY_TIME} // {grain} * {grain} AS b, an AS app, 0 AS queue,
                         (cls = 'miq')::INT AS miq, 0 AS mia
-                    FROM classified WHERE ta IS NOT NULL
+                    FROM classified WHERE {KEY_TIME} IS NOT NULL
                     UNION ALL
                     SELECT tq // {grain} * {grain}, 0, qd, 0, (cls = 'mia')::INT
                     FROM classified WHERE tq IS NOT NULL
@@ -641,7 +676,10 @@ class Watcher:
             [(grain, start, col, n) for (grain, start, col), n in timeline.items() if n],
         )
         db.execute("DELETE FROM pending WHERE hk IN (SELECT hk FROM temp.touched)")
-        db.executemany("INSERT INTO pending VALUES (?, ?)", list(new.pending.items()))
+        db.executemany(
+            "INSERT INTO pending VALUES (?, ?, ?)",
+            [(hk, ta, rejected) for hk, (ta, rejected) in new.pending.items()],
+        )
         for name, value, pick in (("newest", new.newest, max), ("oldest", new.oldest, min)):
             if value is None:
                 continue
@@ -672,10 +710,13 @@ class Watcher:
             if read_at is not None
             else (None if newest is None else int(newest))
         )
-        flying = 0
+        flying = flying_rejected = 0
         if end is not None:
-            row = db.execute("SELECT count(*) FROM pending WHERE ta > ?", [end - grace_ms])
-            flying = int(row.fetchone()[0])
+            row = db.execute(
+                "SELECT count(*), coalesce(sum(rejected), 0) FROM pending WHERE ta > ?",
+                [end - grace_ms],
+            ).fetchone()
+            flying, flying_rejected = int(row[0]), int(row[1])
         rejected = (sums["rejected_0"], sums["rejected_1"])
         compared = sums["compared"] - sums["not_logged"]
         counts = {name: sums[name] for name in _RESULT_COUNTS}
@@ -684,6 +725,7 @@ class Watcher:
             "mismatched": sums["mismatched"],
             "matched": compared - sums["mismatched"],
             "missing_in_queue": sums["missing_in_queue"] - flying,
+            "missing_in_queue_rejected": sums["missing_in_queue_rejected"] - flying_rejected,
             "in_flight": flying,
             "body_not_logged": sums["not_logged"] + sums["unkeyed_app_unlogged"],
             "malformed": sums["malformed"] + sum(rejected),

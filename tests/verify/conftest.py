@@ -35,6 +35,7 @@ EXPECTED = {
     "matched": 8,
     "mismatched": 1,
     "missing_in_queue": 1,
+    "missing_in_queue_rejected": 0,  # 8 was rejected and its copy is in the queue
     "in_flight": 1,
     "missing_in_app": 2,
     "not_mirrored": 1,

@@ -24,7 +24,7 @@ from hookshift.verify.heal import REPLAY_HEADER, heal
 from hookshift.verify.parity import ParityOptions, run_parity
 from hookshift.verify.pull import pull
 from hookshift.verify.report import render
-from tests.verify.data import T0, body, nginx_line, rid, write_lines
+from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 
 pytestmark = pytest.mark.e2e
 LOST = (2, 4)
@@ -179,6 +179,33 @@ def test_heal_to_a_stage_url_sends_the_original_bytes_with_the_replay_header(
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert heal(path, url, apply=True, plain_http_loopback=True).sent == 0
     assert len(received) == 2
+
+
+def test_heal_re_sends_a_callback_the_app_rejected_whose_copy_was_lost(
+    tmp_path: Path, stage: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    """The app answered 502 while it deployed and the mirror's copy was lost: parity lists the
+    callback as missing_in_queue, and heal sends the rejected record's body."""
+    url, received = stage
+    lines = [nginx_line(rid(n), T0 + n * 1000, body(n), upstream_status="502") for n in (1, 2)]
+    write_lines(tmp_path / "parity.log", [nginx_line(rid(0), T0, body(0)), *lines])
+    queue = write_messages(
+        tmp_path / "queue.jsonl",
+        [message(f"m{n}", body(n), T0 + n * 1000 + 40, request_id=rid(n)) for n in (0, 1)],
+    )
+    report = run_parity(
+        f"nginx:{tmp_path / 'parity.log'}",
+        f"jsonl:{queue}",
+        ParityOptions(grace_s=0, stage_urls=(url,)),
+    )
+    assert report.missing_in_queue_keys == [rid(2)]
+    assert report.counts["missing_in_queue_rejected"] == 1
+    path = tmp_path / "report.json"
+    path.write_text(render(report, "json"), encoding="utf-8")
+    result = heal(path, url, apply=True, plain_http_loopback=True)
+    assert (result.sent, result.not_found, result.failed) == (1, (), ())
+    [(headers, data)] = received
+    assert (headers[REPLAY_HEADER], data.decode()) == (rid(2), body(2))
 
 
 def test_heal_rejects_what_is_not_a_parity_report(tmp_path: Path) -> None:

@@ -107,6 +107,9 @@ KINDS: dict[str, list[tuple[int, int, int | None, int]]] = {
     "rejected": [(0, BODY, 0, APP_REJECTED), (1, BODY, 40, QUEUE)],
     "queue only": [(1, BODY, 40, QUEUE)],
     "app only": [(0, BODY, 0, APP_ACCEPTED)],
+    # the app only rejected it and the mirror's copy was lost (missing_in_queue)
+    "rejected only": [(0, BODY, 0, APP_REJECTED)],
+    "rejected, then accepted": [(0, BODY, 0, APP_REJECTED), (0, BODY, 9, APP_ACCEPTED)],
 }
 
 
@@ -251,11 +254,15 @@ def test_the_detail_counts_each_side_of_the_other_keys(
             "SELECT hk, an, anm, arej, qn, qrep, qd, same FROM key_detail"
         ).fetchall()
     }
+    times = {int(r[0]): r[1:] for r in con.execute("SELECT hk, ta, tr FROM key_detail").fetchall()}
     assert detail[3] == (1, 0, 0, 1, 0, 1, False)  # other body
     assert detail[4] == (2, 0, 0, 1, 0, 1, True)  # app twice
     assert detail[5] == (1, 0, 0, 1, 1, 1, True)  # replayed
     assert detail[7] == (0, 0, 0, 2, 0, 2, False)  # queue twice: two messages
     assert detail[8][:3] == (0, 1, 0) and detail[9][:3] == (0, 0, 1)
+    # the first accepted record's time, and the first rejected one's (a key the app only
+    # rejected is judged by it)
+    assert times[3] == (T0, None) and times[9] == (None, T0)
 
 
 def test_unkeyed_and_malformed_records_are_counted_per_side(con: Any) -> None:
@@ -295,3 +302,30 @@ def test_two_rows_of_any_other_codes_never_look_perfect(con: Any) -> None:
         ).fetchone()[0]
     }
     assert looks_perfect == {(APP_ACCEPTED, QUEUE), (QUEUE, APP_ACCEPTED)}
+
+
+def test_the_spread_reads_each_class_code_as_the_sql_rules_say(con: Any) -> None:
+    """spread() groups by class code and reads the codes in Python (cheaper than evaluating
+    COUNTED and SEEN on every row); watch evaluates SEEN in SQL: they must agree."""
+    for code in (APP_ACCEPTED, APP_NOT_MIRRORED, APP_REJECTED, QUEUE, QUEUE_REPLAY):
+        counted, seen, queue = con.execute(
+            f"SELECT {tally.COUNTED}, {tally.SEEN}, {tally.IS_QUEUE}"
+            " FROM (SELECT $1::UBIGINT AS m)",
+            [code],
+        ).fetchone()
+        side = ("queue" if queue else "app") if counted else None
+        assert tally.spread_code(code) == (side, seen), code
+    # a rejected record's time counts for the newest and the oldest, not in the minutes
+    assert tally.spread_code(APP_REJECTED) == (None, True)
+    assert tally.spread_code(APP_NOT_MIRRORED) == (None, False)
+
+
+def test_a_rejected_record_can_be_the_newest_and_the_oldest(con: Any) -> None:
+    con.execute(
+        "INSERT INTO record_rows VALUES (99, 1, ?, ?), (98, 1, ?, ?), (97, 1, ?, ?)",
+        [T0 + 600_000, APP_REJECTED, T0 - 600_000, APP_REJECTED, T0 + 900_000, APP_NOT_MIRRORED],
+    )
+    tally.tally(con)
+    seen = tally.spread(con)
+    assert (seen.oldest, seen.newest) == (T0 - 600_000, T0 + 600_000)
+    assert seen.minutes[(T0 + 600_000, "app")] == 0 and (T0 - 600_000, "app") not in seen.minutes

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.verify.parity import CLASSES, ParityOptions, run_parity
+from hookshift.verify.parity import COUNT_KEYS, ParityOptions, run_parity
 from hookshift.verify.watch import Watcher, read_state
 from tests.verify.conftest import t
-from tests.verify.data import body, message, nginx_line, rid
+from tests.verify.data import T0, body, message, nginx_line, rid
 
-COMPARED = ("app", "queue", "compared", *CLASSES, "unkeyed_app", "unkeyed_queue", "malformed")
+COMPARED = COUNT_KEYS  # every count, missing_in_queue_rejected too
 
 
 def _line(n: int) -> bytes:
@@ -109,6 +109,103 @@ def test_watch_equals_one_shot_parity_at_every_step(
         again = w.update()
         assert again.new_bytes == {"app": 0, "queue": 0}
         assert again.counts == final.counts
+
+
+def _at(n: int, seconds: float, upstream: str) -> bytes:
+    return (
+        nginx_line(rid(n), T0 + int(seconds * 1000), body(n), upstream_status=upstream) + "\n"
+    ).encode()
+
+
+def _sent(mid: str, n: int, sent_ms: int, **kw: str) -> bytes:
+    m = message(mid, body(n), sent_ms, **({"request_id": rid(n)} | kw))
+    return (json.dumps(m, ensure_ascii=False) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ParityOptions(),
+        ParityOptions(grace_s=0),
+        ParityOptions(since_ms=T0 + 2000, until_ms=T0 + 61_500, grace_s=2),
+    ],
+    ids=["grace 30", "grace 0", "window"],
+)
+def test_watch_classes_keys_the_app_only_rejected_as_parity_does(
+    tmp_path: Path, options: ParityOptions
+) -> None:
+    """Keys the app only rejected (the app deploying): without a copy missing_in_queue, or in
+    flight within the grace; a copy that comes in a later update makes one missing_in_app; a
+    heal replay makes another replayed. At every step the watch says what parity says."""
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    day = 86_400_000
+
+    def step1() -> None:  # 2 and 3 rejected, copies not in yet: in flight with a grace
+        _append(log, _at(1, 1, "200") + _at(2, 2, "502") + _at(3, 3, "502") + _at(4, 4, ""))
+        _append(seg, _sent("m1", 1, T0 + 1040))
+
+    def step2() -> None:  # 3's copy comes late; 6 rejected at the edge
+        _append(log, _at(5, 60, "200") + _at(6, 61, "504") + _at(8, 5, "502, 502"))
+        _append(seg, _sent("m3", 3, T0 + 3900) + _sent("m5", 5, T0 + 60_040))
+
+    def step3() -> None:  # heal replays 2 a day later; 7 rejected and its copy in one update
+        _append(log, _at(7, 62, "502"))
+        _append(seg, _sent("r2", 2, T0 + day, replay=rid(2)) + _sent("m7", 7, T0 + 62_040))
+
+    with Watcher(f"nginx:{log}", f"archive:{seg.parent}", tmp_path / "st", options) as w:
+        for number, step in enumerate((step1, step2, step3), 1):
+            step()
+            state = w.update()
+            report = run_parity(f"nginx:{log}", f"archive:{seg.parent}", options)
+            watched = {k: state.counts[k] for k in COMPARED}
+            assert watched == {k: report.counts[k] for k in COMPARED}, f"after step {number}"
+            assert (state.verdict, state.reason) == (report.verdict, report.reason), number
+            assert w.report(state).timeline == report.timeline, f"after step {number}"
+            if number == 1 and options.grace_s == 30:
+                assert state.counts["in_flight"] == 2 and state.counts["missing_in_queue"] == 0
+    if options.since_ms is not None:
+        return
+    c = state.counts
+    # 6 and 8 are missing (8 after nginx's own retry), 2 replayed, 3 and 7 in the app's loss
+    assert (c["missing_in_queue"], c["missing_in_queue_rejected"], c["in_flight"]) == (2, 2, 0)
+    assert (c["missing_in_app"], c["replayed"], c["app_rejected"], c["matched"]) == (3, 1, 5, 2)
+    assert state.reason.startswith(
+        "2 callback(s) nginx passed to the app are missing in the queue (2 of them the app"
+    )
+
+
+def test_a_state_directory_from_before_rejected_keys_were_counted_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Its sums left out the keys the app only rejected: an update would take them out of
+    sums they are not in. A directory that read nothing yet is brought up to date instead."""
+    import sqlite3
+
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, _line(1))
+    _append(seg, _msg("m1", 1))
+    app, queue = f"nginx:{log}", f"archive:{seg.parent}"
+    with Watcher(app, queue, tmp_path / "st") as w:
+        w.update()
+    db = sqlite3.connect(tmp_path / "st" / "watch.sqlite")
+    db.execute("DELETE FROM meta WHERE name = 'rules'")
+    db.commit()
+    db.close()
+    with (
+        pytest.raises(InputError, match="made by an older hookshift") as refused,
+        Watcher(app, queue, tmp_path / "st"),
+    ):
+        pass
+    assert refused.value.fix is not None and "new --state directory" in refused.value.fix
+    # an older directory that read nothing: its old pending table is replaced
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    db = sqlite3.connect(empty / "watch.sqlite")
+    db.execute("CREATE TABLE pending (hk INTEGER PRIMARY KEY, ta INTEGER NOT NULL)")
+    db.commit()
+    db.close()
+    with Watcher(app, queue, empty) as w:
+        assert w.update().counts["matched"] == 1
 
 
 def test_watch_leaves_heal_replays_out_of_the_lag_as_parity_does(tmp_path: Path) -> None:
