@@ -246,9 +246,6 @@ def relay_drops(logs: Path) -> RelayDrops:
     )
 
 
-PARITY_COUNTS = ("app", "queue", "matched", "missing_in_queue", "missing_in_app", "app_rejected")
-
-
 def _parity(parity_log: Path, archive: Path, run_dir: Path) -> tuple[dict[str, Any], str] | None:
     """hookshift's parity report (verify) over nginx's parity log and the drained queue.
 
