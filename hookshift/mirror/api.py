@@ -24,9 +24,16 @@ from typing import Any, Final, get_args
 
 from hookshift.errors import InputError
 from hookshift.logfile import rotation_warning
-from hookshift.mirror.apply import Edit, apply_plan, default_backup_dir, pending_change, write_edits
+from hookshift.mirror.apply import (
+    Edit,
+    apply_plan,
+    default_backup_dir,
+    missing_directories,
+    pending_change,
+    write_edits,
+)
 from hookshift.mirror.apply import recover as recover_config
-from hookshift.mirror.dnscheck import look_up_stage
+from hookshift.mirror.dnscheck import host_resolver, look_up_stage
 from hookshift.mirror.plan import (
     BESIDE_ACCESS_LOG,
     DEFAULT_RELAY_SOCKET,
@@ -34,6 +41,7 @@ from hookshift.mirror.plan import (
     Beside,
     MirrorOptions,
     MirrorPlan,
+    default_resolvers_info,
     describe_layout,
     plan_from,
     read_plan_source,
@@ -333,7 +341,10 @@ def plan(request: MirrorRequest) -> PlanResult:
     """What apply would change (the diff) and why, without writing anything.
 
     A change that a killed earlier run left unfinished is named in a warning: the next apply
-    or remove puts those files back first.
+    or remove puts those files back first; so is each directory the result needs that does
+    not exist here (apply refuses it, in the same words). Without `MirrorRequest.resolvers`
+    an info line says what asking the public `DEFAULT_RESOLVERS` trades, and suggests this
+    host's resolver (/etc/resolv.conf).
     """
     facts = nginx_facts(request.nginx_bin, request.nginx_version, request.nginx_prefix)
     config, lines = main_config(request.config, request.nginx_bin)
@@ -352,6 +363,13 @@ def plan(request: MirrorRequest) -> PlanResult:
             options = dataclasses.replace(options, stage_addresses=found.addresses)
             result = plan_from(read, options, facts.version)
         result = dataclasses.replace(result, warnings=(*result.warnings, *found.warnings))
+    if not request.resolvers and result.asks_resolvers:
+        told = default_resolvers_info(result, host_resolver())
+        result = dataclasses.replace(result, info=(*result.info, told))
+    # what apply would refuse on this machine (the plan may be for another one)
+    missing = tuple(problem.line() for problem in missing_directories(result))
+    if missing:
+        result = dataclasses.replace(result, warnings=(*result.warnings, *missing))
     rotation = rotation_warning(result.parity_log) if result.parity_log is not None else None
     if rotation is not None:
         result = dataclasses.replace(result, warnings=(*result.warnings, rotation))

@@ -52,6 +52,7 @@ from hookshift.mirror.plan import MirrorPlan, relay_dir
 from hookshift.mirror.state import ConfigState, FileRecord, Intent, IntentFile, Saved, state_root
 from hookshift.nginx import binary, splice
 from hookshift.nginx.source import load_source, read_text, to_bytes
+from hookshift.nginx.values import log_file
 
 
 @dataclass(frozen=True)
@@ -595,25 +596,127 @@ def _poll(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def relay_directory_problem(relay_socket: str) -> InputError | None:
+    """Why nginx could not bind the relay socket: its directory does not exist, or its parent
+    when nginx creates it as hookshift's private one (None: it can)."""
+    needed = Path(relay_socket).parent
+    if relay_dir(relay_socket) is not None:
+        needed = needed.parent
+    if needed.is_dir():
+        return None
+    return InputError(
+        f"the relay socket's directory does not exist: {needed}",
+        fix="create it or pass --relay-socket in an existing directory nginx can write",
+    )
+
+
 def check_relay_directory(relay_socket: str) -> None:
     """The relay socket's directory must exist, or its parent when nginx creates it as
     hookshift's private one (``nginx -t`` binds the socket, so this is checked before any
     write)."""
-    needed = Path(relay_socket).parent
-    if relay_dir(relay_socket) is not None:
-        needed = needed.parent
-    if not needed.is_dir():
-        raise InputError(
-            f"the relay socket's directory does not exist: {needed}",
-            fix="create it or pass --relay-socket in an existing directory nginx can write",
+    problem = relay_directory_problem(relay_socket)
+    if problem is not None:
+        raise problem
+
+
+@dataclass(frozen=True)
+class _Log:
+    """One of hookshift's logs: the file nginx opens, and who put it there."""
+
+    name: str  # "the parity log"
+    path: Path  # as the plan writes it into the config
+    option: str  # the option that moves it
+    given: Path | None = None  # the value of `option` it comes from; None: hookshift's default
+
+
+def _logs(plan: MirrorPlan) -> list[_Log]:
+    options = plan.options
+    parity_given = options.parity_log if isinstance(options.parity_log, Path) else None
+    logs = []
+    if plan.parity_log is not None:
+        logs.append(_Log("the parity log", plan.parity_log, "--parity-log", parity_given))
+    error = plan.mirror_error_log
+    if error is not None and options.mirror_error_log is not None:
+        logs.append(
+            _Log("the relay's error log", error, "--mirror-error-log", options.mirror_error_log)
         )
+    elif error is not None and parity_given is not None:  # beside the parity log given
+        logs.append(_Log("the relay's error log", error, "--parity-log", parity_given))
+    elif error is not None:
+        logs.append(_Log("the relay's error log", error, "--mirror-error-log"))
+    return logs
+
+
+def _and(words: Sequence[str]) -> str:
+    return " and ".join(dict.fromkeys(words))
+
+
+def _log_directory_problem(plan: MirrorPlan, directory: Path, logs: list[_Log]) -> InputError:
+    """The refusal of hookshift's `logs` in `directory`, which does not exist, naming the
+    option each came from, or hookshift's default place."""
+    named: dict[str, list[str]] = {}  # an option as given -> the logs it places, its own first
+    for log in logs:
+        if log.given is not None:
+            named.setdefault(f"{log.option} {log.given}", []).append(log.name)
+    subjects = [
+        f"{option} (and {_and(names[1:])} beside it)" if names[1:] else option
+        for option, names in named.items()
+    ]
+    defaults = [log.name for log in logs if log.given is None]
+    if defaults:
+        place = plan.default_log_place or f"in {directory}"
+        subjects.append(f"{_and(defaults)}, placed by default {place}")
+    return InputError(
+        f"the directory {directory} does not exist, and nginx does not create log directories",
+        where=_and(subjects),
+        fix=f"create it, or pass {_and([log.option for log in logs])} in a directory that exists",
+    )
+
+
+def log_directory_problems(plan: MirrorPlan, prefix: Path | None = None) -> list[InputError]:
+    """A problem for each directory of hookshift's logs (the parity log, the relay's error log)
+    that does not exist: nginx opens both at ``nginx -t`` and creates no directory for them.
+
+    A relative path is resolved under `prefix` (nginx's ``-p``), else under the plan's
+    prefix; it is not checked when neither is known, nor is a path holding a variable.
+    """
+    base = prefix or plan.options.nginx_prefix
+    by_directory: dict[Path, list[_Log]] = {}
+    for log in _logs(plan):
+        file = log_file(str(log.path), base)
+        if file is None or not file.is_absolute() or "$" in str(file):
+            continue
+        by_directory.setdefault(file.parent, []).append(log)
+    return [
+        _log_directory_problem(plan, directory, logs)
+        for directory, logs in by_directory.items()
+        if not directory.is_dir()
+    ]
+
+
+def missing_directories(plan: MirrorPlan, prefix: Path | None = None) -> list[InputError]:
+    """What the plan's lines need that does not exist on this machine, each said as its
+    refusal: the relay socket's directory (but hookshift's own, which nginx creates) and the
+    directories of hookshift's logs. ``nginx -t`` would fail on the result.
+
+    One place for both commands: apply refuses the first before anything is shown or written;
+    plan says each in a warning, in the same words (a plan may be made on another machine
+    than the one it is applied on). A plan that changes nothing needs nothing.
+    """
+    if not plan.changes:
+        return []
+    problems = []
+    if plan.mode == "mirror":
+        relay = relay_directory_problem(plan.options.relay_socket)
+        if relay is not None:
+            problems.append(relay)
+    return [*problems, *log_directory_problems(plan, prefix)]
 
 
 def _check_relay_socket(plan: MirrorPlan) -> Callable[[], bool] | None:
-    """Mirror: the relay's directory is checked; after a reload the socket must appear."""
+    """Mirror: after a reload the relay's socket must appear."""
     if plan.mode != "mirror" or not plan.changes:
         return None
-    check_relay_directory(plan.options.relay_socket)
     return Path(plan.options.relay_socket).is_socket
 
 
@@ -639,6 +742,9 @@ def apply_plan(
     records = {
         str(c.path): FileRecord(*splice.added_marks(c.user_text, c.new_text)) for c in plan.changes
     }
+    missing = missing_directories(plan, prefix)
+    if missing:
+        raise missing[0]
     relay_listening = _check_relay_socket(plan)
     parity_log = _parity_log_path(plan, prefix)
     made_log = parity_log is not None and precreate_log(parity_log)

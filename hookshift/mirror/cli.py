@@ -261,7 +261,13 @@ def mirror_options(*names: str) -> Callable[[_Decorated], _Decorated]:
 
 _plan_options = mirror_options(*_PLAN_OPTIONS)
 _format_option = click.option(
-    "--format", "fmt", type=click.Choice(["diff", "json"]), default="diff", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["diff", "json"]),
+    default="diff",
+    show_default=True,
+    help="diff: the unified diff on stdout (what was chosen and why on stderr); json: the plan "
+    "(apply: and what was written) as one JSON object on stdout.",
 )
 
 
@@ -381,10 +387,13 @@ def apply(fmt: str, backup_dir: Path | None, reload: bool, **kwargs: Any) -> Non
     )
 
 
+_NGINX_BIN_HELP = "nginx binary (for nginx -t and the reload)."
+
+
 @mirror.command(epilog=EXAMPLES)
 @mirror_options("config")
-@click.option("--nginx-bin", default="nginx", show_default=True)
-@click.option("--backup-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--nginx-bin", default="nginx", show_default=True, help=_NGINX_BIN_HELP)
+@mirror_options("backup_dir")
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
 @click.option(
     "--nginx-prefix",
@@ -392,7 +401,15 @@ def apply(fmt: str, backup_dir: Path | None, reload: bool, **kwargs: Any) -> Non
     default=None,
     help="Run nginx with -p PREFIX.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: what was done, on stderr; json: the files changed, the backup and the lines "
+    "left in place as one JSON object on stdout.",
+)
 def remove(
     config: Path | None,
     nginx_bin: str,
@@ -443,7 +460,7 @@ _min_interval_option = click.option(
     default=None,
     help="The main nginx config `mirror apply` changed (default: nginx's compiled-in one).",
 )
-@click.option("--nginx-bin", default="nginx", show_default=True)
+@click.option("--nginx-bin", default="nginx", show_default=True, help=_NGINX_BIN_HELP)
 @_min_interval_option
 @click.option(
     "--nginx-prefix",
@@ -464,6 +481,13 @@ def refresh_command(
     command (or none is recorded), this runs nginx -t and nginx -s reload. Either at most once
     per --min-interval. Exit 0 when nothing was needed or it was done, 1 when the name does
     not resolve or nginx refuses, 2 for a config without hookshift's mirror.
+
+    \b
+    Examples:
+      hookshift mirror refresh --config /etc/nginx/nginx.conf
+      hookshift mirror refresh --config /etc/nginx/nginx.conf --min-interval 60
+      hookshift mirror refresh-units --config /etc/nginx/nginx.conf \\
+          --out-dir /etc/systemd/system   (a systemd timer runs it every minute)
     """
     from hookshift.mirror.refresh import refresh
 
@@ -481,7 +505,13 @@ def refresh_command(
     required=True,
     help="The main nginx config `mirror apply` changed (absolute).",
 )
-@click.option("--nginx-bin", default="/usr/sbin/nginx", show_default=True)
+@click.option(
+    "--nginx-bin",
+    default="/usr/sbin/nginx",
+    show_default=True,
+    help="Absolute path of the nginx that serves the config: the service runs refresh with it "
+    "(nginx -V here says where its logs and pid file are).",
+)
 @click.option(
     "--nginx-prefix",
     type=click.Path(path_type=Path),
@@ -507,6 +537,7 @@ def refresh_command(
 @click.option(
     "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
     show_default=True,
+    help="Where the service and timer files are written (/etc/systemd/system to install them).",
 )  # fmt: skip
 def refresh_units_command(
     config: Path,
@@ -529,12 +560,19 @@ def refresh_units_command(
       hookshift mirror refresh-units --config /etc/nginx/nginx.conf --out-dir /etc/systemd/system
       systemctl daemon-reload; systemctl enable --now hookshift-stage-refresh.timer
     """
-    from hookshift.mirror.refresh import TIMER_UNIT, RefreshUnits, nginx_paths, render_refresh_units
+    from hookshift.mirror.refresh import (
+        TIMER_UNIT,
+        RefreshUnits,
+        nginx_paths,
+        render_refresh_units,
+        require_mirror,
+    )
     from hookshift.systemd import write_units
 
     api.check_prefix(nginx_prefix)
     main, located = api.main_config(config, nginx_bin)
     _show(located)
+    require_mirror(main)  # what refresh refuses: its timer would fail every run
     units = render_refresh_units(
         RefreshUnits(
             hookshift_bin=hookshift_bin,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 import dns.exception
 import dns.message
@@ -17,9 +18,11 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from hookshift.errors import InputError
 from hookshift.nginx.values import parse_resolver
 
 DEFAULT_TIMEOUT = 2.0
+RESOLV_CONF = Path("/etc/resolv.conf")
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,27 @@ def dns_warnings(
 ) -> list[str]:
     """One warning per resolver that would leave nginx unable to resolve `host`."""
     return list(look_up_stage(resolvers, host, timeout).warnings)
+
+
+def host_resolver(resolv_conf: Path = RESOLV_CONF) -> str | None:
+    """The first ``nameserver`` of `resolv_conf` that nginx's ``resolver`` can take (this
+    host's resolver: the VPC's on an EC2 instance, systemd-resolved's 127.0.0.53, ...), as
+    ``--resolver`` takes it; None when there is none (an IPv6 address with a zone is not one)
+    or the file cannot be read."""
+    try:
+        text = resolv_conf.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "nameserver":
+            continue
+        address = words[1]
+        spec = f"[{address}]" if ":" in address else address
+        try:
+            parse_resolver(spec)
+        except InputError:
+            continue
+        if "%" not in address:
+            return spec
+    return None

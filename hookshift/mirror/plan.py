@@ -262,6 +262,9 @@ class MirrorPlan:
     mirror_error_log: Path | None = None
     stage_addresses: tuple[str, ...] = ()  # the relay keeps connections to these
     parity_log: Path | None = None  # the file nginx writes it to (None: no parity log)
+    # Why hookshift put a log of its own where it did, for a log the user placed no file for
+    # ("beside the access log nginx writes for the callback (...)"); empty when none.
+    default_log_place: str = ""
 
     @property
     def mode(self) -> Mode:
@@ -272,6 +275,13 @@ class MirrorPlan:
         """Whether this layout keeps connections to the stage's addresses when it is given
         them (`MirrorOptions.stage_addresses`): a mirror with run-time DNS before 1.27.3."""
         return self.mode == "mirror" and self.layout == "two-hop" and self.stage_dns == "runtime"
+
+    @property
+    def asks_resolvers(self) -> bool:
+        """Whether hookshift's lines hold a ``resolver`` (`MirrorOptions.resolvers`) that nginx
+        asks for the stage's address: every layout but the relay with ``--stage-dns reload``,
+        where nginx resolves the name with the system resolver at start and reload."""
+        return not (self.layout == "two-hop" and self.stage_dns == "reload")
 
     def diff(self) -> str:
         return "".join(c.diff() for c in self.changes)
@@ -324,6 +334,27 @@ class MirrorPlan:
             "info": list(self.info),
             "route": self.route,
         }
+
+
+def default_resolvers_info(plan: MirrorPlan, host_resolver: str | None) -> str:
+    """The line that says what asking `DEFAULT_RESOLVERS` trades, for a plan whose resolvers
+    the user did not choose, and which resolver to ask instead (`host_resolver`: this host's,
+    from /etc/resolv.conf, when known)."""
+    who = "the relay" if plan.mode == "mirror" else "the forward location"
+    instead = (
+        f"this host's resolver instead, pass --resolver {host_resolver} (the first nameserver "
+        "in /etc/resolv.conf)"
+        if host_resolver is not None
+        else "the host's or the VPC's resolver instead, pass --resolver ADDR (the nameserver in "
+        "/etc/resolv.conf; 169.254.169.253 in an AWS VPC)"
+    )
+    public = " and ".join(plan.options.resolvers)
+    return (
+        f"--resolver not given: {who} asks the public resolvers {public} for the stage's "
+        "address, over plain UDP across the internet (an answer can be spoofed on the way, "
+        "though proxy_ssl_verify still checks the stage's certificate, and they do not see "
+        f"private zones such as a VPC endpoint's). To ask {instead}"
+    )
 
 
 # Characters that would end or change an nginx word if written into the config unquoted: a
@@ -712,6 +743,7 @@ class _Logs:
     parity: Path | None
     mirror_error: Path | None  # the relay's; None without a relay (forward)
     info: tuple[str, ...] = ()
+    default_place: str = ""  # why the directory, when hookshift chose it for a log
 
 
 def _log_dir(scene: _Scene, options: MirrorOptions) -> tuple[Path, str]:
@@ -760,15 +792,15 @@ def _hookshift_logs(scene: _Scene, options: MirrorOptions) -> _Logs:
         error = directory / MIRROR_ERROR_LOG_NAME
         if parity is None:
             told = f"the relay's error log goes to {error}, {why}; --mirror-error-log puts it"
-            return _Logs(parity, error, (f"{told} elsewhere",))
+            return _Logs(parity, error, (f"{told} elsewhere",), why)
         told = (
             f"the parity log goes to {parity} and the relay's error log to {error}, {why}; "
             "--parity-log and --mirror-error-log put them"
         )
-        return _Logs(parity, error, (f"{told} elsewhere",))
+        return _Logs(parity, error, (f"{told} elsewhere",), why)
     if isinstance(chosen, Beside):
         told = f"the parity log goes to {parity}, {why}; --parity-log puts it"
-        return _Logs(parity, error, (f"{told} elsewhere",))
+        return _Logs(parity, error, (f"{told} elsewhere",), why)
     return _Logs(parity, error)
 
 
@@ -1200,6 +1232,7 @@ def build_plan(
         mirror_error_log=None if ctx.mirror_error_log is None else Path(ctx.mirror_error_log),
         stage_addresses=ctx.stage_addresses if ctx.known_addresses else (),
         parity_log=logs.parity,
+        default_log_place=logs.default_place,
     )
 
 

@@ -56,7 +56,7 @@ from hookshift.mirror.dnscheck import look_up_stage
 from hookshift.mirror.plan import UPSTREAM, WrittenStage, relay_resolvers, written_stage
 from hookshift.mirror.state import ConfigState, FileRecord, state_root
 from hookshift.nginx import binary
-from hookshift.nginx.config import NginxConfig, load
+from hookshift.nginx.config import Directive, NginxConfig, load
 from hookshift.nginx.discover import BUILT_IN_PATHS
 from hookshift.nginx.source import read_text
 from hookshift.nginx.splice import MARK, has_marks
@@ -153,10 +153,10 @@ def system_addresses(host: str, port: int) -> tuple[str, ...]:
     return tuple(sorted({str(info[4][0]) for info in found}))
 
 
-def stage_name(config: Path, parsed: NginxConfig | None = None) -> StageName | None:
-    """The stage nginx resolves only at start and reload: the named primary server of
-    hookshift's breaker upstream. None when the config re-resolves by itself; an error when it
-    has no mirror of hookshift's."""
+def require_mirror(config: Path, parsed: NginxConfig | None = None) -> Directive:
+    """hookshift's breaker upstream in the main config `config`, which every mirror of
+    hookshift's has. `InputError` when there is none: `refresh` has nothing to keep current
+    there, and the timer `refresh-units` would write for it would fail every run."""
     parsed = parsed or load(config)
     breaker = parsed.upstream(UPSTREAM)
     if breaker is None:
@@ -165,6 +165,15 @@ def stage_name(config: Path, parsed: NginxConfig | None = None) -> StageName | N
             where=str(config),
             fix="pass the main nginx config that `hookshift mirror apply` changed",
         )
+    return breaker
+
+
+def stage_name(config: Path, parsed: NginxConfig | None = None) -> StageName | None:
+    """The stage nginx resolves only at start and reload: the named primary server of
+    hookshift's breaker upstream. None when the config re-resolves by itself; an error when it
+    has no mirror of hookshift's (`require_mirror`)."""
+    parsed = parsed or load(config)
+    breaker = require_mirror(config, parsed)
     for server in parsed.effective_children(breaker, "server"):
         if not server.args or server.args[0].startswith("unix:") or "resolve" in server.args:
             continue

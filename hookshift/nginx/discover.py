@@ -126,7 +126,8 @@ def find_main_config(given: Path | None, conf_path: Path | None) -> MainConfig:
     suggestion = conf_path or DEBIAN_CONF_PATH
     raise InputError(
         f"{given} is a site file (server blocks outside http {{}}) included by no main config",
-        fix=f"pass --config {suggestion}, the main config that includes it",
+        fix=f"pass the main config that includes it with --config (e.g. {suggestion}), or "
+        "include it there",
     )
 
 

@@ -252,8 +252,11 @@ def _valid_socket(socket: Socket) -> bool:
 
 
 def _label(server: Directive, config: NginxConfig) -> str:
+    """The server by its names, at the line that names them (its first ``server_name``; the
+    ``server {`` line for a server without one)."""
     names = " ".join(server_names(server, config)) or '""'
-    return f"server_name {names} ({server.where})"
+    named = config.effective_children(server, "server_name")
+    return f"server_name {names} ({(named[0] if named else server).where})"
 
 
 def _http_of(config: NginxConfig) -> dict[int, Directive]:

@@ -39,6 +39,36 @@ def test_a_site_file_is_checked_in_the_main_config_that_includes_it(tmp_path: Pa
     assert any(f.where.endswith("hooks:3") for f in report.findings)
 
 
+def test_a_site_file_no_main_config_includes_is_refused_with_a_fix_that_does_not_contradict(
+    tmp_path: Path,
+) -> None:
+    """The main config suggested does not include the site file (else it would be used): the
+    fix says to pass the one that does, or to include the file there."""
+    site, _ = write_site(tmp_path)
+    lone = tmp_path / "some" / "dir" / "hooks"
+    lone.parent.mkdir(parents=True)
+    lone.write_bytes(site.read_bytes())
+    with pytest.raises(InputError) as refused:
+        doctor.check(lone, nginx_bin="/nonexistent/nginx")
+    assert refused.value.exit_code == 2
+    assert refused.value.line() == (
+        f"{lone} is a site file (server blocks outside http {{}}) included by no main config "
+        "(fix: pass the main config that includes it with --config (e.g. "
+        "/etc/nginx/nginx.conf), or include it there)"
+    )
+    request = mirror.MirrorRequest(
+        config=lone,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        nginx_bin="/nonexistent/nginx",
+        nginx_version="1.22.1",
+        dns_check=False,
+    )
+    with pytest.raises(InputError) as planned:
+        mirror.plan(request)
+    assert planned.value.line() == refused.value.line()
+
+
 def test_a_config_that_does_not_parse_raises_input_error_with_exit_code_2(
     tmp_path: Path,
 ) -> None:

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
 from hookshift.mirror.plan import MirrorOptions
 
 CORPUS = Path(__file__).resolve().parents[1] / "nginx" / "corpus"
 STAGE_URL = "https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod"
+# Corpus case debian_stock with a mirror of hookshift's applied, as `mirror plan` made it once
+# (--server-name hooks.example.com, Debian's defaults, nginx 1.22.1, run-time DNS keeping the
+# stage's address 192.0.2.10): in the repository, outside /tmp, for what needs a config with a
+# mirror where a systemd service could read it (`mirror refresh-units`). Without hookshift's
+# lines it is debian_stock byte for byte (tests/mirror/test_refresh_units.py checks).
+APPLIED = Path(__file__).resolve().parent / "applied" / "debian_stock" / "nginx.conf"
+
+
+# what a systemd service with PrivateTmp=yes does not see of the host
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+
+
+@contextlib.contextmanager
+def seen_by_a_service(config: Path) -> Iterator[Path]:
+    """`config` (a main config in the repository), or the same file in a copy of its directory
+    that a service with a private /tmp can see: `mirror refresh-units` refuses a config such a
+    service could not read, and a clone of the repository may sit under /tmp. The copy goes in
+    /var/lib, which needs root (as CI runs); elsewhere the test is skipped, saying why."""
+    tree = config.parent
+    if not any(tree.resolve().is_relative_to(top) for top in PRIVATE_TMP):
+        yield config
+        return
+    if os.geteuid() != 0:
+        pytest.skip(f"{tree} is under /tmp, which the service's private /tmp hides; a copy "
+                    "outside it needs root (/var/lib)")  # fmt: skip
+    base = Path(tempfile.mkdtemp(prefix="hookshift-tests-", dir="/var/lib"))
+    try:
+        shutil.copytree(tree, base / tree.name, symlinks=True)
+        yield base / tree.name / config.name
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def copy_case(name: str, dest: Path) -> Path:
@@ -51,3 +88,19 @@ def options(config: Path, path: str, ca_file: Path, **overrides: Any) -> MirrorO
         stage_dns="runtime",
     )
     return replace(base, **overrides)
+
+
+def run_in_process(*argv: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``hookshift ARGV`` run in this process (no process is
+    started: a test that never reaches nginx stays in the fast tier)."""
+    from hookshift.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv))
+        except SystemExit as exited:
+            code = exited.code
+    assert isinstance(code, int)
+    return code, out.getvalue(), err.getvalue()

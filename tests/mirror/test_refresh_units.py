@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hookshift.cli import main
 from hookshift.errors import InputError
+from hookshift.mirror.plan import written_stage
 from hookshift.mirror.refresh import (
     SERVICE_UNIT,
     TIMER_UNIT,
@@ -27,12 +29,14 @@ from hookshift.mirror.refresh import (
     nginx_paths,
     render_refresh_units,
 )
-from hookshift.mirror.state import ConfigState, FileRecord, Saved
+from hookshift.mirror.state import ConfigState, FileRecord, Saved, without_ours
 from hookshift.nginx import binary
-from tests.mirror.helpers import CORPUS
+from hookshift.nginx.config import load
+from hookshift.nginx.source import load_source
+from tests.mirror.helpers import APPLIED, CORPUS, seen_by_a_service
 
 HOOKSHIFT = Path("/opt/hookshift/bin/hookshift")
-DEBIAN = CORPUS / "debian_stock" / "nginx.conf"  # outside /tmp, where the service can read it
+DEBIAN = CORPUS / "debian_stock" / "nginx.conf"
 # what Debian's nginx -V says (a build from source says none of these)
 DEBIAN_V = {
     "prefix": "/usr/share/nginx",
@@ -233,15 +237,29 @@ def debian_nginx(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binary, "compiled_defaults", lambda name="nginx": dict(DEBIAN_V))
 
 
+@pytest.fixture
+def applied() -> Iterator[Path]:
+    """The config with a mirror, where the service could read it."""
+    with seen_by_a_service(APPLIED) as config:
+        yield config
+
+
+@pytest.fixture
+def debian() -> Iterator[Path]:
+    """Debian's layout without a mirror, where the service could read it."""
+    with seen_by_a_service(DEBIAN) as config:
+        yield config
+
+
 @pytest.mark.usefixtures("debian_nginx")
 def test_the_command_writes_units_for_the_config_tree_and_the_state_dir_of_mirror_apply(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, applied: Path
 ) -> None:
     monkeypatch.setenv("HOOKSHIFT_STATE_DIR", "/var/lib/hookshift-of-this-user")
     out = tmp_path / "units"
     out.mkdir()
     code, stdout, stderr = _hookshift(
-        "mirror", "refresh-units", "--config", str(DEBIAN), "--hookshift-bin", str(HOOKSHIFT),
+        "mirror", "refresh-units", "--config", str(applied), "--hookshift-bin", str(HOOKSHIFT),
         "--nginx-prefix", "/", "--out-dir", str(out),
     )  # fmt: skip
     assert code == 0, stderr
@@ -253,8 +271,10 @@ def test_the_command_writes_units_for_the_config_tree_and_the_state_dir_of_mirro
         "HOOKSHIFT_STATE_DIR=/var/lib/hookshift-of-this-user"
     ]
     assert "--nginx-prefix / " in _directives(service, "ExecStart")[0]
+    # the main config's directory (the http lines) and the site's (the symlink's target)
     assert _directives(service, "ReadWritePaths") == [
-        str(DEBIAN.parent),
+        str(applied.parent),
+        str(applied.parent / "sites-available"),
         "-/var/lib/hookshift-of-this-user",
     ]
 
@@ -279,14 +299,47 @@ def test_the_command_writes_units_for_the_config_tree_and_the_state_dir_of_mirro
     ids=["prefix", "state-dir", "hookshift"],
 )
 def test_the_command_refuses_in_one_line_writing_nothing(
-    tmp_path: Path, options: tuple[str, ...], line: str
+    tmp_path: Path, options: tuple[str, ...], line: str, applied: Path
 ) -> None:
     base = {"--hookshift-bin": str(HOOKSHIFT), "--state-dir": "/var/lib/hookshift"}
     base.update(zip(options[::2], options[1::2], strict=True))
     argv = [word for pair in base.items() for word in pair]
     code, stdout, stderr = _hookshift(
-        "mirror", "refresh-units", "--config", str(DEBIAN), *argv, "--out-dir", str(tmp_path)
+        "mirror", "refresh-units", "--config", str(applied), *argv, "--out-dir", str(tmp_path)
     )
     assert code == 2 and stdout == ""
     assert stderr.startswith(f"hookshift: error: {line}") and stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("debian_nginx")
+def test_a_config_without_a_mirror_of_hookshift_s_is_refused_as_refresh_refuses_it(
+    tmp_path: Path, debian: Path
+) -> None:
+    """`mirror refresh` exits 2 on it: a timer running it would fail every minute."""
+    argv = ["--hookshift-bin", str(HOOKSHIFT), "--state-dir", "/var/lib/hookshift"]
+    code, stdout, stderr = _hookshift(
+        "mirror", "refresh-units", "--config", str(debian), *argv, "--out-dir", str(tmp_path)
+    )
+    assert code == 2 and stdout == ""
+    assert stderr == (
+        f"hookshift: error: {debian}: no mirror of hookshift's in this config (no `upstream "
+        "hookshift_stage`) (fix: pass the main nginx config that `hookshift mirror apply` "
+        "changed)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    refresh = _hookshift("mirror", "refresh", "--config", str(debian))
+    assert refresh == (2, "", stderr)
+
+
+def test_the_applied_config_is_debian_stock_with_a_mirror_of_hookshift_s() -> None:
+    """The fixture the commands above run on: what `mirror remove` takes out leaves the corpus
+    case byte for byte, and refresh finds the stage's address it keeps."""
+    applied, corpus = load_source(APPLIED), load_source(DEBIAN)
+    relative = {p.relative_to(APPLIED.parent): t for p, t in applied.texts.items()}
+    assert relative.keys() == {p.relative_to(DEBIAN.parent) for p in corpus.texts}
+    for path, text in corpus.texts.items():
+        kept = without_ours(relative[path.relative_to(DEBIAN.parent)], None, legacy=True).text
+        assert kept == text, path
+    stage = written_stage(load(APPLIED))
+    assert stage is not None and stage.addresses == ("192.0.2.10",)

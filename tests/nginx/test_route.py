@@ -347,6 +347,29 @@ def test_without_a_server_name_the_only_server_that_passes_the_path_is_chosen(
     assert any("the only server that passes /bizppurio/callback to an app" in i for i in m.info)
 
 
+def test_a_server_named_in_a_line_is_cited_at_its_server_name_line(tmp_path: Path) -> None:
+    """Debian's site file: `server {` on line 1, `server_name hooks.example.com;` on line 3."""
+    (tmp_path / "sites-enabled").mkdir()
+    site = tmp_path / "sites-enabled" / "hooks"
+    site.write_text(
+        f"server {{\n\tlisten 80;\n\tserver_name hooks.example.com;\n"
+        f"\tlocation /bizppurio/callback {{\n\t\t{APP}\n\t}}\n}}\n"
+    )
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        "events {}\nhttp {\n"
+        "server { listen 80 default_server; location / { return 404; } }\n"
+        "include sites-enabled/*;\n}\n"
+    )
+    m = match(load_source(config).config, "/bizppurio/callback")
+    (line,) = [i for i in m.info if "the only server" in i]
+    assert line.startswith(f"server_name hooks.example.com ({site}:3) is the only server")
+    # a server without a name is cited at its `server {` line
+    with pytest.raises(InputError) as refused:
+        match(load_source(config).config, "/other")
+    assert f'server_name "" ({config}:3)' in str(refused.value)
+
+
 def test_without_a_server_name_several_receivers_are_refused_by_name(tmp_path: Path) -> None:
     text = STOCK + f"\nserver {{ listen 80; server_name b.example.com; location / {{ {APP} }} }}"
     with pytest.raises(InputError) as err:

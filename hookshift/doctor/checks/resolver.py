@@ -68,7 +68,8 @@ def _marked_lines(config: NginxConfig) -> set[tuple[Path, int]]:
 
 def _resolvers(index: Index) -> Iterator[Directive]:
     """The user's ``resolver`` lines. hookshift's own (marked) ones are left out: `mirror plan`
-    chose them with the user (``--resolver``) and says what they trade."""
+    chose them with the user (``--resolver``), and without one says in an info line what its
+    public default ones trade and which resolver of this host to pass instead."""
     marked = _marked_lines(index.config)
     for d, parents in index.config.walk():
         is_resolver = d.name == "resolver" and parents and parents[0].name == "http"
