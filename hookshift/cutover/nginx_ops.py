@@ -40,7 +40,13 @@ from hookshift.cutover import journal
 from hookshift.cutover.settings import Settings
 from hookshift.errors import HookshiftError, InputError, OperationError
 from hookshift.mirror import check_prefix as check_prefix  # init's gates call it from here
-from hookshift.mirror.apply import check_relay_directory, checkpoint, checkpoint_step, recover
+from hookshift.mirror.apply import (
+    check_relay_directory,
+    checkpoint,
+    checkpoint_step,
+    missing_directories,
+    recover,
+)
 from hookshift.mirror.plan import DEFAULT_RELAY_SOCKET
 from hookshift.mirror.render import Mode
 from hookshift.nginx import binary, splice
@@ -207,7 +213,11 @@ def preflight(settings: Settings, target: str) -> None:
         return
     if settings.relay_socket:
         check_relay_directory(settings.relay_socket)
-    check_engine_options(settings, shape)
+    planned = check_engine_options(settings, shape)
+    # what the engine's apply refuses before it writes (log directories nginx would not
+    # create): refused here too, so that a dry run refuses it as the change would
+    for problem in missing_directories(planned.plan, prefix_of(settings)):
+        raise problem
 
 
 def engine_applied(settings: Settings, target: str) -> bool:
@@ -280,7 +290,7 @@ def mirror_request(settings: Settings, shape: NginxShape) -> mirror.MirrorReques
 STAND_IN_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 
 
-def check_engine_options(settings: Settings, shape: NginxShape | None = None) -> None:
+def check_engine_options(settings: Settings, shape: NginxShape | None = None) -> mirror.PlanResult:
     """Refuse the mirror engine's options (listen, server name, resolvers, path, the URLs...)
     as ``hookshift mirror plan --no-dns-check`` would, before a journal records them or a
     change relies on them.
@@ -290,6 +300,7 @@ def check_engine_options(settings: Settings, shape: NginxShape | None = None) ->
     a valid option, and init and every advance take exactly what the stage's apply will take.
     Without the shape's URL yet it plans toward `STAND_IN_URL`: the URL is asked for by the
     gate that needs it, with the other gates, rather than as an error that hides them.
+    Returns the plan, for what else it must find on this machine (`preflight`).
     """
     if shape is None:
         first = "domain_url" if settings.stage_url is None and settings.domain_url else "stage_url"
@@ -297,7 +308,7 @@ def check_engine_options(settings: Settings, shape: NginxShape | None = None) ->
     assert shape.target is not None
     if getattr(settings, shape.target) is None:
         settings = settings.override(**{shape.target: STAND_IN_URL})
-    mirror.plan(mirror_request(settings, shape))
+    return mirror.plan(mirror_request(settings, shape))
 
 
 def apply(settings: Settings, shape: NginxShape, reload: bool) -> None:

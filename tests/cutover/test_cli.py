@@ -316,6 +316,7 @@ def _dry_run_then_advance(state: Path, *options: str) -> tuple[str, str]:
         ("--relay-socket", "/nonexistent/dir/r.sock", "relay socket's directory does not exist"),
         ("--nginx-prefix", "/nonexistent/nginx", "--nginx-prefix /nonexistent/nginx: no such"),
         ("--listen", "127.0.0.1:9999", "no server listens on 127.0.0.1:9999"),
+        ("--parity-log", "/nonexistent/logs/p.log", "the directory /nonexistent/logs does not"),
     ],
 )
 def test_a_dry_run_refuses_in_the_same_line_what_the_advance_refuses_before_writing(
