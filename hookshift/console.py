@@ -24,18 +24,28 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 _LEVEL_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
 
-class ConfigPath(click.Path):
+class NonEmptyPath(click.Path):
+    """A path option that refuses an empty value: click would take ``""`` as the current
+    directory, and a path that is checked only for existing would pass. `hint` says what to
+    pass instead."""
+
+    def __init__(self, hint: str) -> None:
+        super().__init__(path_type=Path, readable=False)
+        self.hint = hint
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"is empty: {self.hint}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class ConfigPath(NonEmptyPath):
     """A path option naming a config hookshift reads itself: an empty value is refused, and
     an unreadable file is left to hookshift's reader, which says why in the user's terms
     (click would only say "not readable")."""
 
     def __init__(self) -> None:
-        super().__init__(path_type=Path, readable=False)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and not value.strip():
-            self.fail("is empty: pass the config's path", param, ctx)
-        return super().convert(value, param, ctx)
+        super().__init__("pass the config's path")
 
 
 def diag(level: str, message: str) -> None:

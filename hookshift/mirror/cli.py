@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hookshift.console import ConfigPath, apply_options, diag, emit_json, stdout_guard
+from hookshift.console import ConfigPath, NonEmptyPath, apply_options, diag, emit_json, stdout_guard
 from hookshift.errors import InputError
 from hookshift.mirror import api
 from hookshift.mirror.apply import default_backup_dir
@@ -42,6 +42,12 @@ Examples:
 
 
 _Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
+
+# nginx's -p: an empty value would be taken as the current directory
+PREFIX_TYPE = NonEmptyPath(
+    "pass the directory nginx is started with (its -p), or leave --nginx-prefix out"
+)
+
 
 # Every option a mirror takes: parameter name -> (click's declarations, click's settings).
 OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
@@ -209,7 +215,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "nginx_prefix": (
         ("--nginx-prefix",),
         {
-            "type": click.Path(path_type=Path),
+            "type": PREFIX_TYPE,
             "default": None,
             "help": "nginx's -p PREFIX: relative paths in the config, and nginx -V's, resolve "
             "there (apply runs nginx -t with it).",
@@ -397,7 +403,7 @@ _NGINX_BIN_HELP = "nginx binary (for nginx -t and the reload)."
 @click.option("--reload", is_flag=True, help="nginx -s reload after a successful nginx -t.")
 @click.option(
     "--nginx-prefix",
-    type=click.Path(path_type=Path),
+    type=PREFIX_TYPE,
     default=None,
     help="Run nginx with -p PREFIX.",
 )
@@ -464,7 +470,7 @@ _min_interval_option = click.option(
 @_min_interval_option
 @click.option(
     "--nginx-prefix",
-    type=click.Path(path_type=Path),
+    type=PREFIX_TYPE,
     default=None,
     help="Run nginx with -p PREFIX.",
 )
@@ -514,7 +520,7 @@ def refresh_command(
 )
 @click.option(
     "--nginx-prefix",
-    type=click.Path(path_type=Path),
+    type=PREFIX_TYPE,
     default=None,
     help="nginx's -p PREFIX, when it is started with one: the service runs refresh with it.",
 )

@@ -576,6 +576,14 @@ def check_serves_http(config: NginxConfig) -> None:
             where=str(config.main),
             fix=SERVES_HTTP_FIX,
         )
+    if not any(d.name == "http" and not parents for d, parents in config.walk()):
+        # a stream proxy or a file of maps: nginx serves no HTTP with it at all
+        raise InputError(
+            "the config has no http { } block: nginx serves no HTTP request with it",
+            where=str(config.main),
+            fix="pass the main config of the nginx that receives the callbacks (one with "
+            "`http {`), e.g. /etc/nginx/nginx.conf",
+        )
     raise InputError(
         "the config has no server block inside http { }",
         where=str(config.main),

@@ -211,6 +211,17 @@ def parse_resolver(spec: str, flag: str = "--resolver") -> tuple[str, int]:
         raise InputError(
             f"{flag} {spec!r} is not an IP address with an optional port", fix=RESOLVER_FIX
         ) from None
+    # nginx reads what is in brackets as IPv6 only, and takes no zone (fe80::1%eth0)
+    if spec.startswith("[") and address.version == 4:
+        raise InputError(
+            f"{flag} {spec!r}: brackets are for an IPv6 address",
+            fix=f"{flag} {host}" + (f":{port}" if port != "53" else ""),
+        )
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        raise InputError(
+            f"{flag} {spec!r}: nginx takes no zone (%{address.scope_id}) in a resolver address",
+            fix=RESOLVER_FIX,
+        )
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"{flag} {spec!r}: the port must be 1-65535", fix=RESOLVER_FIX)
     return str(address), int(port)

@@ -81,7 +81,12 @@ def test_a_config_that_does_not_parse_raises_input_error_with_exit_code_2(
 NOT_SERVING = {
     "an empty file": ("", "the config holds no directives"),
     "comments only": ("# nginx.conf\n# (to be written)\n", "the config holds no directives"),
-    "events only": ("events {}\n", "the config has no server block inside http { }"),
+    "events only": ("events {}\n", "the config has no http { } block: nginx serves no HTTP"),
+    "a stream proxy": (
+        "events {}\nstream {\n    server {\n        listen 9000;\n        proxy_pass 127.0.0.1:9;\n"
+        "    }\n}\n",
+        "the config has no http { } block: nginx serves no HTTP",
+    ),
     "an http block without servers": (
         "events {}\nhttp {\n    access_log off;\n}\n",
         "the config has no server block inside http { }",

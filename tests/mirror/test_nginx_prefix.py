@@ -130,6 +130,21 @@ def test_every_mirror_command_refuses_a_prefix_that_is_not_a_directory_writing_n
     assert config.read_bytes() == pending  # not even the killed run's change was undone
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("mirror", "plan", *PLAN_ARGS), ("mirror", "apply", *PLAN_ARGS), ("mirror", "remove")],
+    ids=lambda c: c[1],
+)
+def test_an_empty_prefix_is_refused_not_taken_as_the_current_directory(
+    tmp_path: Path, config: Path, command: tuple[str, ...]
+) -> None:
+    before = _everything(tmp_path)
+    code, out, err = _hookshift(*command, "--config", str(config), "--nginx-prefix", "")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--nginx-prefix" in err and "is empty: pass the directory nginx is started with" in err
+    assert _everything(tmp_path) == before
+
+
 def test_the_api_refuses_the_prefix_before_anything_in_every_call_that_takes_one(
     tmp_path: Path, config: Path
 ) -> None:

@@ -17,7 +17,12 @@ TAKEN = {
     "[::1]": ("::1", 53),
     "[2001:db8::53]:5353": ("2001:db8::53", 5353),
 }
-REFUSED = ("127.0.0.1:99999", "1.1.1.1:0", "abc:xyz", "999.1.1.1", "::1", "[::1", "", "1.1.1.1 ")
+# nginx refuses the last two too (an IPv4 address in brackets, an IPv6 zone)
+NGINX_REFUSES = ("[127.0.0.1]:5353", "[fe80::1%eth0]")
+REFUSED = (
+    "127.0.0.1:99999", "1.1.1.1:0", "abc:xyz", "999.1.1.1", "::1", "[::1", "", "1.1.1.1 ",
+    *NGINX_REFUSES,
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("spec", sorted(TAKEN))
@@ -68,3 +73,19 @@ def test_a_log_target_is_the_file_nginx_opens(
     target: str, prefix: Path | None, file: Path | None
 ) -> None:
     assert log_file(target, prefix) == file
+
+
+@pytest.mark.e2e  # runs nginx -t
+@pytest.mark.parametrize("spec", NGINX_REFUSES)
+def test_nginx_t_refuses_the_forms_refused_that_look_like_addresses(
+    tmp_path: Path, nginx_bin: str, spec: str
+) -> None:
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{ resolver {spec}; }}\n"
+    )
+    checked = subprocess.run(
+        [nginx_bin, "-t", "-p", str(tmp_path), "-c", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode != 0 and "resolver" in checked.stderr, checked.stderr
