@@ -20,6 +20,7 @@ is kept in the user's words: no OpenSSL source positions (``_ssl.c:989``) and no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import ssl
@@ -344,11 +345,24 @@ def sqs_client(spec: QueueSpec) -> Any:
     )
 
 
+def _release(client: Any, queue_url: str, handles: list[str]) -> None:
+    """Make the messages the search received visible again, ten to a call (SQS's batch)."""
+    for start in range(0, len(handles), 10):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+            for i, handle in enumerate(handles[start : start + 10])
+        ]
+        with contextlib.suppress(Exception):  # SQS shows them again after their timeout anyway
+            client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+
+
 def find_marker(spec: QueueSpec, marker: str, timeout: float) -> QueueObservation:
     """Look for ``marker`` in message bodies until found or ``timeout`` seconds passed.
 
     In a live queue the probe message is deleted once found (it is synthetic: no consumer must
-    process it); every other message seen is made visible again at once.
+    process it). The other messages received stay hidden until the search ends, then are made
+    visible again: a queue holding the mirror period's copies returns them ten at a time, and
+    each shown again at once would come back before the marker does.
     """
     deadline = time.monotonic() + timeout
     searched = 0
@@ -369,30 +383,33 @@ def find_marker(spec: QueueSpec, marker: str, timeout: float) -> QueueObservatio
             time.sleep(0.5)
     try:
         client = sqs_client(spec)
-        while True:
-            wait = max(0, min(2, int(deadline - time.monotonic())))
-            reply = client.receive_message(
-                QueueUrl=spec.target,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=wait,
-                VisibilityTimeout=5,
-                MessageAttributeNames=["All"],
-            )
-            for message in reply.get("Messages", []):
-                searched += 1
-                body = str(message.get("Body", ""))
-                if marker in body:
-                    client.delete_message(
-                        QueueUrl=spec.target, ReceiptHandle=message["ReceiptHandle"]
-                    )
-                    return QueueObservation(True, searched, body)
-                client.change_message_visibility(
+        seen: list[str] = []  # receipt handles of the other messages, hidden while searching
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                wait = max(0, min(2, int(left)))
+                reply = client.receive_message(
                     QueueUrl=spec.target,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=0,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=wait,
+                    # hidden until the search ends, so that the next receive gets other
+                    # messages (made visible again at once below; by SQS after this at worst)
+                    VisibilityTimeout=int(max(left, 0)) + 10,
+                    MessageAttributeNames=["All"],
                 )
-            if time.monotonic() > deadline:
-                return QueueObservation(False, searched)
+                for message in reply.get("Messages", []):
+                    searched += 1
+                    body = str(message.get("Body", ""))
+                    if marker in body:
+                        client.delete_message(
+                            QueueUrl=spec.target, ReceiptHandle=message["ReceiptHandle"]
+                        )
+                        return QueueObservation(True, searched, body)
+                    seen.append(message["ReceiptHandle"])
+                if time.monotonic() > deadline:
+                    return QueueObservation(False, searched)
+        finally:
+            _release(client, spec.target, seen)
     except Exception as exc:  # botocore's errors: all reported as an observation
         return QueueObservation(False, searched, error=f"{type(exc).__name__}: {exc}")
 

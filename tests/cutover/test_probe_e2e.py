@@ -120,6 +120,27 @@ def test_a_probe_through_the_custom_domain_lands_and_the_message_is_gone_after(
     assert attrs["ApproximateNumberOfMessages"] == "0"  # the synthetic message was deleted
 
 
+def test_a_probe_finds_its_message_behind_the_mirror_period_s_and_leaves_those_visible(
+    base: StageConfig, queue: QueueSpec, dns: DnsServer, moto: MotoServer
+) -> None:
+    """A queue that holds the mirror period's copies returns them ten at a time: each shown
+    again at once would come back before the probe's own message."""
+    client = moto.client()
+    for i in range(25):
+        client.send_message(QueueUrl=queue.target, MessageBody=json.dumps({"MSGID": f"m{i}"}))
+    with serve(base) as stage:
+        d = _probe(stage, stage.invoke_url, queue, dns)
+    assert d.landed is True and d.ok, d.findings
+    left = client.receive_message(
+        QueueUrl=queue.target, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+    )
+    assert len(left.get("Messages", [])) == 10, "the others are visible again at once"
+    attrs = client.get_queue_attributes(
+        QueueUrl=queue.target, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "25"  # only the probe's message was deleted
+
+
 def test_wrong_stage_is_missing_authentication_token(
     base: StageConfig, queue: QueueSpec, dns: DnsServer
 ) -> None:
