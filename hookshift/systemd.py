@@ -14,6 +14,14 @@ from pathlib import Path
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 
+# Where a unit's hookshift belongs, and how it gets there: a venv of the system's Python outside
+# the directories the sandbox hides, installed from hookshift's repository or a wheel built
+# from it (hookshift is not installed from a package index)
+SYSTEM_HOOKSHIFT = Path("/opt/hookshift/bin/hookshift")
+INSTALL_HOOKSHIFT = (
+    "/usr/bin/python3 -m venv /opt/hookshift && /opt/hookshift/bin/pip install /path/to/hookshift"
+)
+
 
 def systemd_quote(arg: str) -> str:
     """One ExecStart argument as systemd reads it: `%` and `$` would be expanded (specifiers,

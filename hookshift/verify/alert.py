@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hookshift.durable import write_atomic
 from hookshift.verify.follow import read_json_state
+from hookshift.verify.private import write_private
 from hookshift.verify.retention import Finding, human
 
 DEFAULT_REARM_S = 600
@@ -82,7 +82,7 @@ def load(path: Path) -> AlertMemory:
 
 
 def save(path: Path, memory: AlertMemory) -> None:
-    write_atomic(path, json.dumps(asdict(memory)) + "\n")
+    write_private(path, json.dumps(asdict(memory)) + "\n")
 
 
 def run_alert(command: str, alert: Alert) -> str | None:

@@ -9,7 +9,8 @@ MessageId, written so that a crash at any point loses nothing and duplicates not
   (that message was not deleted either, so it is received again).
 
 Messages carry phone numbers: the directory is the owner's only (0700) and so is every file
-in it (0600), whatever the umask. ``hookshift-archive.json`` records the queue the archive was
+in it (0600: segments, the index and its companions, the record), whatever the umask
+(verify.private). ``hookshift-archive.json`` records the queue the archive was
 pulled from, so that a report over it names where a heal may send.
 
 The MessageIds the archive holds live in an SQLite index beside the segments (INDEX_NAME), not
@@ -31,7 +32,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from hookshift.durable import exclusive_lock, fsync_dir, write_atomic
+from hookshift.durable import exclusive_lock, fsync_dir
+from hookshift.verify.private import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    connect_private,
+    make_dirs,
+    owner_only,
+    write_private,
+)
 
 SEGMENT_BYTES = 256 * 1024 * 1024
 INDEX_NAME = "message-ids.sqlite"
@@ -39,8 +48,6 @@ LOCK_NAME = ".pull.lock"
 _LOOKUP_CHUNK = 500  # ids per IN (...) lookup, under SQLite's bound-parameter limit
 ARCHIVE_FIELDS = ("MessageId", "MD5OfBody", "Body", "Attributes", "MessageAttributes")
 META = "hookshift-archive.json"
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
 
 
 def archive_queue_url(root: Path) -> str | None:
@@ -115,12 +122,6 @@ def iter_archive(root: Path) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
 
 
-def _owner_only(path: Path, most: int) -> None:
-    mode = path.stat().st_mode & 0o7777
-    if mode & ~most:
-        os.chmod(path, mode & most)
-
-
 class Archive:
     """An append-only, fsync'ed, MessageId-keyed archive directory (thread-safe).
 
@@ -152,8 +153,8 @@ class Archive:
         self.segments_opened = 0
 
     def open(self) -> Archive:
-        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        _owner_only(self.root, PRIVATE_DIR)  # also an archive made before this rule
+        make_dirs(self.root)
+        owner_only(self.root, PRIVATE_DIR)  # also an archive made before this rule
         held = contextlib.ExitStack()
         held.enter_context(
             exclusive_lock(
@@ -166,10 +167,10 @@ class Archive:
         try:
             if self.queue_url is not None and archive_queue_url(self.root) is None:
                 meta = json.dumps({"queue_url": self.queue_url}) + "\n"
-                write_atomic(self.root / META, meta, default_mode=PRIVATE_FILE)
+                write_private(self.root / META, meta)
             segments = sorted(self.root.glob("*.jsonl"))
             for seg in segments:
-                _owner_only(seg, PRIVATE_FILE)
+                owner_only(seg)
                 self.repaired_bytes += repair_torn_tail(seg)
             self._db = self._index(segments)
             row = self._db.execute("SELECT count(*) FROM ids").fetchone()
@@ -225,7 +226,7 @@ class Archive:
             url = self.queue_url or archive_queue_url(self.root)
             if url is not None:
                 meta = {"queue_url": url, **meta}
-            write_atomic(self.root / META, json.dumps(meta) + "\n", default_mode=PRIVATE_FILE)
+            write_private(self.root / META, json.dumps(meta) + "\n")
 
     def __len__(self) -> int:
         return self._total
@@ -312,7 +313,7 @@ class Archive:
 
 
 def _connect_index(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db = connect_private(path, check_same_thread=False)
     try:
         # WAL with synchronous=NORMAL: a kill -9 loses no committed id, a power cut may lose
         # the last few, which the covered offsets then index again from the segments

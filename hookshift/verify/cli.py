@@ -110,7 +110,12 @@ def _follow_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Archive directory (created; a rerun continues it).",
 )
 @click.option("--endpoint-url", default=None, help="SQS endpoint (e.g. a local moto server).")
-@click.option("--region", default=None, help="AWS region (default: from the URL or profile).")
+@click.option(
+    "--region",
+    default=None,
+    help="AWS region (default: the one in an sqs.REGION.amazonaws.com URL, else the AWS "
+    "config's); a queue URL of an --endpoint-url names none: give the queue's.",
+)
 @click.option("--delete", is_flag=True, help="Delete each message once it is durably archived.")
 @click.option(
     "--max",
@@ -163,7 +168,8 @@ def pull_command(
     Examples:
       hookshift verify pull --queue-url https://sqs.ap-northeast-2.amazonaws.com/123/cb \\
           --archive ./archive --delete
-      hookshift verify pull --queue-url URL --archive ./a --endpoint-url http://127.0.0.1:5000
+      hookshift verify pull --queue-url http://127.0.0.1:5000/123456789012/cb --archive ./a \\
+          --endpoint-url http://127.0.0.1:5000 --region ap-northeast-2
       hookshift verify pull --queue-url URL --archive /var/lib/hookshift/archive --delete \\
           --follow --window 7d
     """
@@ -249,8 +255,8 @@ def _pull_follow(
 
     from hookshift.verify.follow import FollowOptions, stop_on_signals
     from hookshift.verify.follow import follow as follow_queue
-    from hookshift.verify.pull import sqs_client
-    from hookshift.verify.retention import check_retention, parse_duration, queue_retention_s
+    from hookshift.verify.pull import queue_attributes, sqs_client
+    from hookshift.verify.retention import check_retention, parse_duration
 
     window_s = parse_duration(window or "7d", "--window")
     margin_s = parse_duration(retention_margin, "--retention-margin")
@@ -264,7 +270,16 @@ def _pull_follow(
         raise InputError("--max and --follow exclude each other", fix="drop one of them")
     if follow:
         _check_follow_outputs(archive_dir, state_file, metrics_file)
-    retention = queue_retention_s(sqs_client(queue_url, endpoint_url, region), queue_url)
+    # the first call: a queue that cannot be reached fails here, in one line (sqs_failure)
+    attrs = queue_attributes(
+        sqs_client(queue_url, endpoint_url, region),
+        queue_url,
+        ("MessageRetentionPeriod",),
+        endpoint_url=endpoint_url,
+        region=region,
+    )
+    period = attrs.get("MessageRetentionPeriod")
+    retention = int(period) if period and period.isdigit() else None
     finding = check_retention(retention, window_s, margin_s, queue=queue_url)
     if finding is not None:
         diag("warning", finding.line())
@@ -666,7 +681,7 @@ def watch_command(
     every = parse_duration(interval, "--interval")
     inside_state = [p for p in (html_path, metrics_file) if p is not None]
     if any(p.absolute().parent == state_dir.absolute() for p in inside_state):
-        state_dir.mkdir(parents=True, exist_ok=True)  # the watch makes it anyway: a page in it
+        _make_state_dir(state_dir, metrics_file)
     if html_path is not None:
         html_path = html_path.absolute()  # the page is rewritten long after a cwd could change
         _check_html_path(html_path)
@@ -718,6 +733,16 @@ def watch_command(
             if server is not None:
                 server.stop()
     ctx.exit((0 if state.passed else 1) if once else 0)
+
+
+def _make_state_dir(state_dir: Path, metrics_file: Path | None) -> None:
+    """The state directory, made before the watch makes it because a page or the metrics file
+    goes in it: the owner's only (verify.private), unless node_exporter, which runs as a user
+    of its own, must read the metrics file in it."""
+    from hookshift.verify.private import PRIVATE_DIR, make_dirs
+
+    shared = metrics_file is not None and metrics_file.absolute().parent == state_dir.absolute()
+    make_dirs(state_dir, 0o755 if shared else PRIVATE_DIR)
 
 
 def _check_html_path(path: Path) -> None:
@@ -813,7 +838,8 @@ def _host_port(text: str) -> tuple[str, int]:
     "--hookshift-bin",
     type=click.Path(path_type=Path),
     default=None,
-    help="Absolute path of hookshift (default: the one running).",
+    help="Absolute path of the hookshift the units run, outside home directories (default: "
+    "the one running); one not on this machine yet is written with a warning.",
 )
 @click.option(
     "--out-dir",
@@ -845,12 +871,13 @@ def units_command(
     they may write only the archive, the state directory and the metrics file's directory.
 
     \b
-    Example:
-      hookshift verify units --user hookshift --queue-url https://sqs.../123/cb \\
+    Example (hookshift installed for the services in /opt/hookshift, outside home directories):
+      hookshift verify units --user hookshift \\
+          --queue-url https://sqs.ap-northeast-2.amazonaws.com/123456789012/cb \\
           --archive /var/lib/hookshift/archive --state /var/lib/hookshift/watch \\
           --app 'nginx:/var/log/nginx/hookshift-parity.log*' --profile bizppurio \\
           --metrics-file /var/lib/node_exporter/textfile/hookshift.prom \\
-          --out-dir /etc/systemd/system
+          --hookshift-bin /opt/hookshift/bin/hookshift --out-dir /etc/systemd/system
     """
     from hookshift.systemd import write_units
     from hookshift.verify.retention import parse_duration
@@ -881,13 +908,16 @@ def units_command(
             where=f"--out-dir {out_dir}",
             fix="give an existing directory, e.g. --out-dir /etc/systemd/system",
         )
+    missing = spec.missing_here()
+    if missing is not None:
+        diag("warning", missing)
     for path in write_units(units, out_dir):
         diag("ok", f"wrote {path}")
     import shlex
 
     click.echo(
         f"then, as root: useradd --system --no-create-home {user}; "
-        f"install -d -o {user} -m 0750 {shlex.quote(str(archive))} {shlex.quote(str(state))}; "
+        f"install -d -o {user} -m 0700 {shlex.quote(str(archive))} {shlex.quote(str(state))}; "
         f"systemctl daemon-reload; systemctl enable --now {' '.join(units)}"
     )
 

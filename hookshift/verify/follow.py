@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hookshift.durable import write_atomic
-from hookshift.errors import InputError, OperationError
+from hookshift.errors import InputError
 from hookshift.verify.archive import SEGMENT_BYTES, Archive
-from hookshift.verify.pull import BATCH, sqs_client
+from hookshift.verify.private import write_private
+from hookshift.verify.pull import BATCH, sqs_client, sqs_failure
 
 STATE_NAME = "follow-state.json"
 _State = TypeVar("_State")
@@ -88,7 +88,7 @@ def read_json_state(path: Path, kind: type[_State]) -> _State | None:
 
 
 def write_state(path: Path, state: FollowState) -> None:
-    write_atomic(path, json.dumps(state.to_dict(), indent=2) + "\n")
+    write_private(path, json.dumps(state.to_dict(), indent=2) + "\n")
 
 
 @dataclass(frozen=True)
@@ -199,8 +199,9 @@ def follow(
 ) -> FollowState:
     """Pull until `stop` is set; returns the final state (also written to the state file).
 
-    Raises OperationError when the queue cannot be reached at the start (a wrong URL or
-    credentials should fail at once, not be retried for days)."""
+    Raises OperationError when the queue cannot be reached at the start, InputError when it
+    does not exist there (a wrong URL, region or credentials should fail at once, not be
+    retried for days)."""
     if options.workers < 1 or not 0 <= options.wait_time_s <= 20:
         raise InputError(
             "bad --workers or --wait-time", fix="workers >= 1, wait time 0..20 seconds"
@@ -212,7 +213,9 @@ def follow(
     try:
         clients[0].get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     except Exception as exc:
-        raise OperationError(f"cannot reach {queue_url}: {exc}") from exc
+        raise sqs_failure(
+            queue_url, exc, endpoint_url=options.endpoint_url, region=options.region
+        ) from None
     path = state_path(archive_dir, options.state_file)
     previous = read_state(path)
     state = FollowState(

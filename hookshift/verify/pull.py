@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hookshift.addresses import is_http_url
-from hookshift.errors import InputError, OperationError
+from hookshift.errors import HookshiftError, InputError, OperationError
 from hookshift.verify.archive import Archive
 
 BATCH = 10  # SQS's maximum per ReceiveMessage / DeleteMessageBatch
@@ -39,13 +39,24 @@ class PullResult:
     elapsed_s: float
 
 
+def url_region(queue_url: str) -> str | None:
+    """The region an AWS queue URL names (``https://sqs.REGION.amazonaws.com/...``); None for
+    another endpoint's URL (a local emulator's ``http://127.0.0.1:5000/ACCOUNT/NAME``)."""
+    match = re.match(r"https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)
+    return match.group(1) if match else None
+
+
 def region_for(queue_url: str, region: str | None) -> str:
-    """The explicit region, else the one in an AWS queue URL, else the credential chain's."""
+    """The explicit region, else the one in an AWS queue URL, else the credential chain's.
+
+    An endpoint other than AWS's (``--endpoint-url``) keeps its queues per region as AWS does,
+    and its queue URLs do not name one: a queue made there in another region than this one
+    does not exist for the client (`sqs_failure` then says so, naming the region)."""
     if region:
         return region
-    match = re.match(r"https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)
-    if match:
-        return match.group(1)
+    named = url_region(queue_url)
+    if named:
+        return named
     import boto3
 
     return boto3.session.Session().region_name or "us-east-1"
@@ -130,10 +141,41 @@ def sqs_client(
     )
 
 
-def sqs_failure(queue_url: str, exc: BaseException) -> OperationError:
-    """One line for an SQS call that failed (no answer in time, refused, no credentials)."""
-    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+# what SQS answers for a queue URL it does not know, in its query and its JSON protocol
+NO_SUCH_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
+
+def sqs_failure(
+    queue_url: str,
+    exc: BaseException,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> HookshiftError:
+    """One line for an SQS call that failed (no such queue, no answer in time, refused, no
+    credentials). A queue that does not exist is bad input (exit 2): the line names the
+    endpoint and the region it was looked for in, since a queue URL that is not AWS's does not
+    name its region."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+
+    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+    if code in NO_SUCH_QUEUE:
+        used = region_for(queue_url, region)
+        if endpoint_url and region is None and url_region(queue_url) is None:
+            return InputError(
+                f"no such queue at --endpoint-url {endpoint_url} in the default region {used}: "
+                "its URL names no region",
+                where=queue_url,
+                fix="add --region with the region the queue was created in, e.g. --region "
+                "ap-northeast-2",
+            )
+        endpoint = f" --endpoint-url {endpoint_url}" if endpoint_url else ""
+        return InputError(
+            f"no such queue{' at' + endpoint if endpoint else ''} in region {used}",
+            where=queue_url,
+            fix=f"check the queue URL and the region against `aws sqs list-queues{endpoint} "
+            f"--region {used}`",
+        )
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
         return OperationError(
             f"{queue_url}: SQS did not answer in time ({exc}); check --endpoint-url, the "
@@ -142,16 +184,20 @@ def sqs_failure(queue_url: str, exc: BaseException) -> OperationError:
     return OperationError(f"{queue_url}: SQS refused or could not be reached: {exc}")
 
 
-def queue_attributes(client: Any, queue_url: str) -> dict[str, str]:
-    """The queue's attributes: the first call, so a queue that cannot be reached fails here,
-    before the archive is created."""
+def queue_attributes(
+    client: Any,
+    queue_url: str,
+    names: tuple[str, ...] = ("VisibilityTimeout", "ApproximateNumberOfMessages"),
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> dict[str, str]:
+    """The queue's attributes `names`: the first call, so a queue that cannot be reached fails
+    here (`sqs_failure`), before the archive is created."""
     try:
-        reply = client.get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=["VisibilityTimeout", "ApproximateNumberOfMessages"],
-        )
+        reply = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(names))
     except Exception as exc:
-        raise sqs_failure(queue_url, exc) from None
+        raise sqs_failure(queue_url, exc, endpoint_url=endpoint_url, region=region) from None
     return dict(reply.get("Attributes") or {})
 
 
@@ -241,7 +287,8 @@ def pull(
     limits: NetworkLimits | None = None,
 ) -> PullResult:
     """Pull the queue into `archive_dir`; stops after `idle_polls` empty long polls per worker
-    or `max_messages`. Raises OperationError when SQS refuses (the archive stays consistent).
+    or `max_messages`. Raises OperationError when SQS refuses, InputError when the queue does
+    not exist there (the archive stays consistent).
 
     Nothing is printed: `progress` hears how far the pull got while the workers run, and
     `notice` gets the warnings a person should read."""
@@ -252,7 +299,12 @@ def pull(
     check_queue_url(queue_url, endpoint_url)
     started = time.monotonic()
     limits = limits or NetworkLimits()
-    attrs = queue_attributes(sqs_client(queue_url, endpoint_url, region, limits), queue_url)
+    attrs = queue_attributes(
+        sqs_client(queue_url, endpoint_url, region, limits),
+        queue_url,
+        endpoint_url=endpoint_url,
+        region=region,
+    )
     clients = [
         sqs_client(queue_url, endpoint_url, region, limits, wait_time_s) for _ in range(workers)
     ]
@@ -281,7 +333,9 @@ def pull(
         if not shared.errors and (max_messages is None or shared.received < max_messages):
             archive.mark_drained(begun_ms)  # every worker ended on an empty poll
     if shared.errors:
-        raise sqs_failure(queue_url, shared.errors[0]) from None
+        raise sqs_failure(
+            queue_url, shared.errors[0], endpoint_url=endpoint_url, region=region
+        ) from None
     return PullResult(
         received=shared.received,
         archived=shared.archived,

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import unicodedata
 from pathlib import Path
 from typing import Any
 
-from hookshift.durable import write_atomic
 from hookshift.errors import InputError
 from hookshift.verify.bodydiff import BodyDiff, diff_bodies, shorten
 from hookshift.verify.parity import CLASSES, ParityReport, bucket_label
+from hookshift.verify.private import write_private
 
 FORMATS = ("text", "json", "md", "html")
 
@@ -84,7 +83,16 @@ def _window(report: ParityReport) -> str:
     w = report.window
     since = w.get("since") or w.get("first_seen") or "start"
     until = w.get("until") or w.get("end") or "end"
-    return f"{since} .. {until} (grace {w.get('grace_s')} s)"
+    return f"{since} .. {until} (grace {seconds(w.get('grace_s'))} s)"
+
+
+def seconds(value: object) -> str:
+    """A number of seconds as people write it, whether it came as an int or a float: ``0``,
+    ``30``, ``2.5``, ``1209600`` (the command line gives floats, Python callers often ints;
+    ``:g`` would write a fortnight as 1.2096e+06)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "?"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _per_bucket(report: ParityReport) -> str:
@@ -443,6 +451,4 @@ def check_report_path(path: Path) -> None:
 def write_report(path: Path, text: str) -> None:
     """Write a report owner-only (its samples are callbacks), also over an older, more open one."""
     check_report_path(path)
-    if path.exists():
-        os.chmod(path, path.stat().st_mode & 0o700)
-    write_atomic(path, text, default_mode=0o600)
+    write_private(path, text)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from hookshift.errors import InputError
 from hookshift.systemd import (
+    INSTALL_HOOKSHIFT,
+    SYSTEM_HOOKSHIFT,
     command_line,
     hidden,
     hidden_program,
@@ -36,8 +38,7 @@ WATCH_UNIT = "hookshift-watch.service"
 
 INSTALL_OUTSIDE_HOME = (
     "install hookshift with the system's Python outside home directories: "
-    "/usr/bin/python3 -m venv /opt/hookshift && /opt/hookshift/bin/pip install hookshift, "
-    "then --hookshift-bin /opt/hookshift/bin/hookshift"
+    f"{INSTALL_HOOKSHIFT}, then --hookshift-bin {SYSTEM_HOOKSHIFT}"
 )
 # where each path the services use belongs, for the fix of a path the sandbox hides
 _SYSTEM_PLACES = {
@@ -95,6 +96,24 @@ class UnitSpec:
             )
         self.check_sandbox()
 
+    def missing_here(self) -> str | None:
+        """A warning line when the hookshift the units run is not on this machine. Not a
+        refusal: the units may be written here for a host where it will be installed (where
+        they would fail only when systemd starts them)."""
+        program = self.executable
+        if program.exists():
+            return None
+        return (
+            f"{self._named_bin()}: does not exist on this machine; the units are written all "
+            f"the same, for a host where it is installed (install it: {INSTALL_HOOKSHIFT})"
+        )
+
+    def _named_bin(self) -> str:
+        """The hookshift the units run, as the user named it (or did not)."""
+        if self.hookshift_bin is not None:
+            return f"--hookshift-bin {self.hookshift_bin}"
+        return f"hookshift {self.executable} (the one running: no --hookshift-bin given)"
+
     def check_sandbox(self) -> None:
         """Refuse a path the services' sandbox hides from them (module docstring): the
         hookshift they run (with its Python), the paths they write, the parity log the watch
@@ -103,14 +122,9 @@ class UnitSpec:
         program = self.executable
         found = hidden_program(program)
         if found is not None:
-            where = (
-                f"--hookshift-bin {program}"
-                if self.hookshift_bin is not None
-                else f"hookshift {program} (the one running: no --hookshift-bin given)"
-            )
             raise InputError(
                 f"the services cannot run it: {found.reason('them')}",
-                where=where,
+                where=self._named_bin(),
                 fix=INSTALL_OUTSIDE_HOME,
             )
         written = {"--archive": self.archive, "--state": self.state}

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hookshift.durable import exclusive_lock, write_atomic
+from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError
 from hookshift.verify.canonical import canonical
 from hookshift.verify.follow import read_json_state
@@ -59,6 +59,7 @@ from hookshift.verify.parity import (
     verdict_for,
 )
 from hookshift.verify.parity import class_counts as parity_counts
+from hookshift.verify.private import connect_private, make_dirs, write_private
 from hookshift.verify.sources import (
     SourceSpec,
     app_rows_sql,
@@ -200,7 +201,7 @@ def _open_state(path: Path) -> sqlite3.Connection:
     """The state: SQLite, because an update looks up and rewrites a few keys among millions,
     which a B-tree does in time that does not grow with the table (DuckDB rewrites a table's
     index at every checkpoint and has no cheaper way to find a few rows than a scan)."""
-    db = sqlite3.connect(str(path), isolation_level=None)
+    db = connect_private(path)
     db.execute("PRAGMA journal_mode = WAL")
     # a commit is durable against a kill at once and against a power cut from the next
     # checkpoint on; a transaction lost to a power cut is read again from the files (its
@@ -347,7 +348,7 @@ class Watcher:
                 (self.app, self.queue),
                 fix="give --state a directory the sources do not read",
             )
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.state_dir)
         self._stack.enter_context(
             exclusive_lock(
                 self.state_dir / ".watch.lock",
@@ -489,7 +490,7 @@ class Watcher:
         state = self._result(key)
         state.new_bytes = new_bytes
         state.update_s = round(time.monotonic() - started, 3)
-        write_atomic(self.state_dir / STATE_NAME, json.dumps(state.to_dict(), indent=2) + "\n")
+        write_private(self.state_dir / STATE_NAME, json.dumps(state.to_dict(), indent=2) + "\n")
         return state
 
     def _read_chunks(

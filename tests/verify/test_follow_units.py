@@ -3,9 +3,11 @@ accepted by systemd's own checker."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -130,6 +132,8 @@ def test_the_units_command_writes_both_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / PULL_UNIT).exists() and (tmp_path / WATCH_UNIT).exists()
     assert "systemctl enable --now hookshift-pull.service hookshift-watch.service" in result.output
+    # the directories the services write are made the owner's only, as verify makes its own
+    assert "install -d -o hookshift -m 0700 /srv/hs/archive /srv/hs/watch;" in result.output
 
 
 # ---------------------------------------------------------------- paths the sandbox hides
@@ -181,7 +185,7 @@ def test_a_hookshift_installed_in_a_home_directory_is_refused_with_how_to_instal
         f"hookshift: error: --hookshift-bin {binary}: the services cannot run it: "
         "ProtectHome=yes hides /home from them (fix: install hookshift with the system's "
         "Python outside home directories: /usr/bin/python3 -m venv /opt/hookshift && "
-        "/opt/hookshift/bin/pip install hookshift, then --hookshift-bin "
+        "/opt/hookshift/bin/pip install /path/to/hookshift, then --hookshift-bin "
         "/opt/hookshift/bin/hookshift)\n"
     )
     assert list(tmp_path.iterdir()) == []
@@ -231,3 +235,70 @@ def test_paths_outside_what_the_sandbox_hides_are_written_as_given() -> None:
     pull = _directives(units[PULL_UNIT])
     assert pull["ReadWritePaths"] == "/srv/hookshift/archive"
     assert pull["EnvironmentFile"] == "-/root/aws.env"
+
+
+# ---------------------------------------------------------------- the hookshift the units run
+
+
+def _help_example(*command: str) -> list[str]:
+    """The example of `hookshift COMMAND --help`, as a user would paste it (without the
+    leading ``hookshift``)."""
+    from click.testing import CliRunner
+
+    from hookshift.cli import cli
+
+    shown = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200).output
+    block = shown.split("Example", 1)[1].split("\n\n", 1)[0].split("\n", 1)[1]
+    return shlex.split(block.replace("\\\n", " "))[1:]
+
+
+def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
+    """`hookshift ARGV` in this process: its exit code, stdout and stderr."""
+    from hookshift.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_help_example_works_where_the_running_hookshift_is_in_a_home_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a venv made by `make` in a checkout under /root: the services could not run it
+    monkeypatch.setattr(
+        "hookshift.verify.units.running_hookshift",
+        lambda: Path("/root/hookshift/.venv/bin/hookshift"),
+    )
+    argv = _help_example("verify", "units")
+    assert argv[-2:] == ["--out-dir", "/etc/systemd/system"]
+    code, _, err = _run(capsys, [*argv[:-1], str(tmp_path)])
+    assert code == 0, err
+    pull = _directives((tmp_path / PULL_UNIT).read_text())
+    assert pull["ExecStart"].startswith("/opt/hookshift/bin/hookshift verify pull ")
+
+
+def test_a_hookshift_bin_not_on_this_machine_is_written_with_one_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    elsewhere = f"/opt/hookshift-{uuid.uuid4().hex[:8]}/bin/hookshift"  # installed later, there
+    code, out, err = _run(capsys, _units(tmp_path, hookshift_bin=elsewhere))
+    assert code == 0 and "systemctl enable --now" in out
+    assert (tmp_path / PULL_UNIT).exists() and (tmp_path / WATCH_UNIT).exists()
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: --hookshift-bin {elsewhere}: does not exist on this machine; the units are "
+        "written all the same, for a host where it is installed (install it: /usr/bin/python3 "
+        "-m venv /opt/hookshift && /opt/hookshift/bin/pip install /path/to/hookshift)"
+    ]
+
+
+def test_a_hookshift_bin_on_this_machine_is_written_without_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    present = shutil.which("true") or "/bin/true"  # a program outside home directories and /tmp
+    code, _, err = _run(capsys, _units(tmp_path, hookshift_bin=present))
+    assert code == 0 and "warning:" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -282,3 +283,77 @@ def test_kill_9_mid_follow_then_restart_keeps_every_message_exactly_once(
     assert len(ids) == len(set(ids)) == sent == state["archive_total"]
     assert state["running"] is False and state["last_success"] is not None
     assert _visible_and_hidden(moto, url) == (0, 0)
+
+
+# ------------------------------------------------- a local endpoint, as `pull --help` shows it
+
+
+def _fresh_machine(tmp_path: Path) -> dict[str, str]:
+    """A new user's environment: credentials, and no region configured anywhere."""
+    unset = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    return env | {
+        "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+    }
+
+
+def _help_example_against(moto: MotoServer, queue_name: str, archive: Path) -> list[str]:
+    """`verify pull --help`'s example for a local endpoint, pointed at this moto and queue."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "hookshift", "verify", "pull", "--help"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    lines = shown.replace("\\\n", " ").splitlines()
+    example = next(line for line in lines if "--endpoint-url http://127.0.0.1:5000" in line)
+    example = example.replace("127.0.0.1:5000", f"127.0.0.1:{moto.port}")
+    argv = shlex.split(example.replace("/cb ", f"/{queue_name} ").replace("./a ", f"{archive} "))
+    assert argv[0] == "hookshift" and "--region" in argv
+    return [sys.executable, "-m", "hookshift", *argv[1:]]
+
+
+def test_the_help_example_for_a_local_endpoint_pulls_as_written(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    name = f"cb-{uuid.uuid4().hex[:10]}"
+    url = moto.create_queue(name)  # in the rehearsal's region, ap-northeast-2
+    _send(moto, url, range(3))
+    argv = _help_example_against(moto, name, tmp_path / "a")
+    run = subprocess.run(argv, capture_output=True, text=True, env=_fresh_machine(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("received 3, newly archived 3")
+
+
+@pytest.mark.parametrize("follow", [(), ("--delete", "--follow")], ids=["once", "follow"])
+def test_a_local_queue_looked_for_in_another_region_is_one_line_naming_the_region(
+    moto: MotoServer, tmp_path: Path, follow: tuple[str, ...]
+) -> None:
+    url = moto.create_queue(f"cb-{uuid.uuid4().hex[:10]}")  # in ap-northeast-2
+    archive = tmp_path / "a"
+    argv = [sys.executable, "-m", "hookshift", "verify", "pull", "--queue-url", url,
+            "--archive", str(archive), "--endpoint-url", moto.endpoint, *follow]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, env=_fresh_machine(tmp_path))
+    assert run.returncode == 2
+    assert run.stderr == (
+        f"hookshift: error: {url}: no such queue at --endpoint-url {moto.endpoint} in the "
+        "default region us-east-1: its URL names no region (fix: add --region with the region "
+        "the queue was created in, e.g. --region ap-northeast-2)\n"
+    )
+    assert not archive.exists()
+
+
+def test_a_queue_missing_in_the_region_given_is_one_line_with_how_to_list_them(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    url = moto.create_queue(f"cb-{uuid.uuid4().hex[:10]}").rpartition("/")[0] + "/no-such-queue"
+    argv = [sys.executable, "-m", "hookshift", "verify", "pull", "--queue-url", url,
+            "--archive", str(tmp_path / "a"), "--endpoint-url", moto.endpoint,
+            "--region", REGION]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, env=_fresh_machine(tmp_path))
+    assert run.returncode == 2
+    assert run.stderr == (
+        f"hookshift: error: {url}: no such queue at --endpoint-url {moto.endpoint} in region "
+        f"{REGION} (fix: check the queue URL and the region against `aws sqs list-queues "
+        f"--endpoint-url {moto.endpoint} --region {REGION}`)\n"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -97,6 +98,17 @@ def test_text_report_is_lines_when_piped_and_a_table_on_a_tty(scenario: Scenario
     assert "\x1b[" not in piped
     table = render(report, "text", tty=True)
     assert "\x1b[" in table and "class" in table and "meaning" in table
+
+
+def test_the_grace_reads_the_same_whether_given_as_an_int_or_a_float(scenario: Scenario) -> None:
+    # the rehearsal passes grace_s=0, `verify parity --grace 0` passes 0.0
+    by_python = _report(scenario, ParityOptions(grace_s=0))
+    by_cli = _report(scenario, ParityOptions(grace_s=0.0))
+    for fmt in ("text", "md", "html"):
+        assert "(grace 0 s)" in render(by_python, fmt) and "(grace 0 s)" in render(by_cli, fmt)
+    for given, shown in ((30.0, "30"), (2.5, "2.5"), (1_209_600.0, "1209600")):
+        report = dataclasses.replace(by_cli, window={**by_cli.window, "grace_s": given})
+        assert f"(grace {shown} s)" in render(report, "text")
 
 
 def test_markdown_report_has_a_counts_table(scenario: Scenario) -> None:
