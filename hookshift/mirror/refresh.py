@@ -62,7 +62,9 @@ from hookshift.nginx.source import read_text
 from hookshift.nginx.splice import MARK, has_marks
 from hookshift.nginx.values import address_port, log_file, parse_socket
 from hookshift.systemd import (
+    INSTALL_HOOKSHIFT,
     SANDBOX_HIDES,
+    SYSTEM_HOOKSHIFT,
     Hidden,
     command_line,
     hidden,
@@ -384,8 +386,8 @@ _READ_ONLY = {
 }
 NGINX_PID_PATH = "logs/nginx.pid"  # nginx's built-in --pid-path, under its prefix
 _OUTSIDE_TMP = (
-    "install it outside /tmp and /var/tmp, e.g. /usr/bin/python3 -m venv /opt/hookshift && "
-    "/opt/hookshift/bin/pip install hookshift, then --hookshift-bin /opt/hookshift/bin/hookshift"
+    f"install it outside /tmp and /var/tmp, e.g. {INSTALL_HOOKSHIFT}, then --hookshift-bin "
+    f"{SYSTEM_HOOKSHIFT}"
 )
 
 

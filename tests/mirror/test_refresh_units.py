@@ -313,6 +313,21 @@ def test_the_command_refuses_in_one_line_writing_nothing(
 
 
 @pytest.mark.usefixtures("debian_nginx")
+def test_the_fix_for_a_hidden_hookshift_installs_it_from_its_repository_not_an_index(
+    tmp_path: Path, applied: Path
+) -> None:
+    code, _, stderr = _hookshift(
+        "mirror", "refresh-units", "--config", str(applied), "--hookshift-bin",
+        "/var/tmp/hookshift", "--state-dir", "/var/lib/hookshift", "--out-dir", str(tmp_path),
+    )  # fmt: skip
+    assert code == 2
+    assert "pip install /path/to/hookshift, then --hookshift-bin /opt/hookshift/bin/hookshift" in (
+        stderr
+    )
+    assert "pip install hookshift" not in stderr  # an index holds no hookshift: another project
+
+
+@pytest.mark.usefixtures("debian_nginx")
 def test_a_config_without_a_mirror_of_hookshift_s_is_refused_as_refresh_refuses_it(
     tmp_path: Path, debian: Path
 ) -> None:
