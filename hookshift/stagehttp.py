@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from hookshift.addresses import is_ip_address
+from hookshift.addresses import dns_host, is_ip_address
 from hookshift.errors import InputError
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -
     import dns.rdatatype
     import dns.resolver
 
-    label = f"{resolver[0]}:{resolver[1]}" if resolver else "system resolver"
+    label = authority(*resolver) if resolver else "system resolver"  # [::1]:53, not ::1:53
     if is_ip_address(host):
         return Answer("NOERROR", (), (host.strip("[]"),), "literal address")
     if is_local_name(host):
@@ -235,6 +235,17 @@ def handshake(
             return tls.getpeercert(binary_form=True) or b""
 
 
+def wire_name(host: str) -> str:
+    """`host` as the Host header and SNI carry it: a name with letters outside ASCII as its
+    IDNA A-label (``xn--...``; httpx and ssl would fail to encode it), others as given."""
+    if host.isascii():
+        return host
+    try:
+        return dns_host(host)
+    except ValueError:
+        return host  # the caller's own check says what is wrong with it
+
+
 def authority(host: str, port: int | None) -> str:
     """``host[:port]`` for a URL or a Host header (an IPv6 address in brackets)."""
     shown = f"[{host}]" if ":" in host else host
@@ -274,23 +285,31 @@ class StageClient:
         import httpx
 
         parts = urlsplit(url)
-        host = parts.hostname or ""
+        host = wire_name(parts.hostname or "")
         https = parts.scheme == "https"
         self.timeout = timeout
         netloc = authority(address or host, parts.port)
+        self._scheme_netloc = (parts.scheme, netloc)
         self._target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         self._headers = {"Host": authority(host, parts.port), "User-Agent": user_agent}
         self._extensions: dict[str, Any] = {"sni_hostname": host} if https else {}
         verify: Any = tls_context(ca_file) if https else False
         self._client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
-        """POST `body` with `headers`; `StageUnreachable` when no answer came."""
+    def post(
+        self, body: bytes, headers: Mapping[str, str], *, path: str | None = None
+    ) -> httpx.Response:
+        """POST `body` with `headers` to the URL's path, or to `path` (a request target: path
+        and query, on the same stage); `StageUnreachable` when no answer came."""
         import httpx
 
+        target = self._target
+        if path is not None:
+            where, _, query = path.partition("?")
+            target = urlunsplit((*self._scheme_netloc, where or "/", query, ""))
         try:
             return self._client.post(
-                self._target,
+                target,
                 content=body,
                 headers={**self._headers, **headers},
                 extensions=self._extensions,

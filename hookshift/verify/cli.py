@@ -934,7 +934,8 @@ def units_command(
     "--to",
     "target",
     required=True,
-    help="A stage URL (https://.../prod/callback) or sqs:QUEUE_URL.",
+    help="The stage URL the mirror sends to (https://.../prod; each replay goes to it + its "
+    "callback's request path, as the mirror's copy did), or sqs:QUEUE_URL.",
 )
 @click.option("--apply", is_flag=True, help="Send (default: dry run, says what it would send).")
 @click.option(
@@ -988,9 +989,12 @@ def heal_command(
     """Re-send the callbacks the mirror lost (missing_in_queue), marked as replays.
 
     Bodies come from the app source the report names. To a stage URL each is POSTed with
-    `X-Hookshift-Replay: <original request id>`; to sqs:URL it is sent with the
-    `hookshift_replay` attribute. A ledger makes a second run send nothing twice, and one
-    --apply at a time may use it.
+    `X-Hookshift-Replay: <original request id>`, where the mirror sent its copy: the stage URL
+    + the callback's request URI from the parity log (a --to that already ends with that path
+    is not given it twice; for an app source without URIs, --to is the full URL). To sqs:URL
+    it is sent with the `hookshift_replay` attribute. A ledger, keyed on the place each was
+    sent to however the URL is written, makes a second run send nothing twice, and one --apply
+    at a time may use it.
 
     The bodies are sent as the vendor sent them (phone numbers included): only over https,
     and only to a target the report's run used (`heal_targets`: the --stage-url given to
@@ -998,14 +1002,15 @@ def heal_command(
 
     With --apply, a stage URL is resolved (at --resolver when given) and its certificate
     checked (against --ca-file when given) before anything is sent: a stage that cannot be
-    reached is one line, with nothing sent. A stage that stops answering part-way stops the
-    run; what was sent is in the ledger, and a rerun sends the rest.
+    reached is one line, with nothing sent. A stage that stops answering part-way, or refuses
+    3 replays in a row the same way (e.g. 403), stops the run with one line; what was sent is
+    in the ledger, and a rerun sends the rest.
 
     \b
     Examples:
-      hookshift verify heal --report report.json --to https://abc.execute-api.../prod/callback
+      hookshift verify heal --report report.json --to https://abc.execute-api.../prod
       hookshift verify heal --report report.json --to sqs:https://sqs.../cb --apply
-      hookshift verify heal --report report.json --to https://abc.execute-api.../prod/callback \\
+      hookshift verify heal --report report.json --to https://abc.execute-api.../prod \\
           --resolver 10.0.0.2 --ca-file /etc/ssl/private-ca.pem --apply
     """
     from hookshift.verify.api import HealOptions, heal
@@ -1025,12 +1030,16 @@ def heal_command(
         emit_json(result.to_dict())
     else:
         verb = "sent" if apply else "would send"
-        count = result.sent if apply else len(result.to_send)
+        listed = result.sent_items if apply else result.to_send
+        places = result.places
+        where = places[0] if len(places) == 1 else target
+        if len(places) > 1:
+            where += " + each callback's path"
         print_out(
-            f"{verb} {count} replay(s) to {target}; {result.already_sent} already sent "
+            f"{verb} {len(listed)} replay(s) to {where}; {result.already_sent} already sent "
             f"earlier (ledger), {len(result.not_found)} not found in the app source"
         )
-        for item in result.to_send[:20]:
+        for item in listed[:20]:  # only what was sent (or would be): a refused one is no replay
             print_out(f"  {item.shown}  replay of {item.replay_id}")
         if not apply and result.to_send:
             diag("info", "dry run: add --apply to send")

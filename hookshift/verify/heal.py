@@ -5,16 +5,20 @@ only rejected them: nginx passed them to the app, so the mirror copied them); th
 read again from the app source the report names (the parity log keeps every body). Each one is
 sent with a replay marker: to a stage URL as the ``X-Hookshift-Replay: <original request id>``
 header (the mapping template turns it into the ``hookshift_replay`` message attribute), or
-straight to SQS with that attribute. The next parity report matches a replay to its original
-and counts it as ``replayed``. A ledger (append-only, fsync'ed, one line per sent callback)
-makes a rerun send nothing twice; a dry run (the default) only says what would be sent.
+straight to SQS with that attribute. A replay goes where the mirror sent its copy: the stage
+URL + the callback's request URI from the parity log (``proxy_pass https://STAGE$request_uri``;
+`replay_url`). The next parity report matches a replay to its original and counts it as
+``replayed``. A ledger (append-only, fsync'ed, one line per sent callback, keyed on the place
+it went to however its URL is written: `ledger_place`) makes a rerun send nothing twice; a dry
+run (the default) only says what would be sent.
 
 A stage URL is looked up once, before anything is sent: with ``--resolver`` at that DNS server
 (a stage behind a private resolver), else this machine's way; its certificate is checked against
 ``--ca-file`` or the system's CAs, with the stage's name as SNI and ``Host`` (hookshift.stagehttp,
 the probe's own steps). A target that cannot be reached is one line, with nothing sent and the
-ledger untouched, and a stage that stops answering part-way stops the run at once: one line, not
-one per callback, and what was sent stays in the ledger for the rerun.
+ledger untouched, and a stage that stops answering part-way, or refuses REFUSALS_TO_STOP
+replays in a row the same way, stops the run at once: one line, not one per callback, and what
+was sent stays in the ledger for the rerun. A host outside ASCII is reached by its ``xn--`` form.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from hookshift.addresses import is_http_url, is_loopback
+from hookshift.addresses import dns_host, is_http_url, is_ip_address, is_loopback
 from hookshift.durable import exclusive_lock
 from hookshift.errors import InputError, OperationError
 from hookshift.nginx.values import parse_resolver
@@ -50,6 +54,7 @@ from hookshift.stagehttp import (
     resolve,
     system_lookup,
     tls_context,
+    wire_name,
 )
 from hookshift.verify.fetch import LITERAL_MAX
 from hookshift.verify.keys import KeySpec, parse_key, show_key
@@ -70,6 +75,9 @@ DNS_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 5.0
 SEND_TIMEOUT = 10.0
 TO_QUEUE = "send to the queue: --to sqs:QUEUE_URL"
+# a run stops when this many replays in a row are refused the same way (the same HTTP status,
+# or the same SQS error code): the rest would be refused alike, one request and one line each
+REFUSALS_TO_STOP = 3
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class HealItem:
     replay_id: str  # the original request id (the key when the app side has none)
     body: str
     content_type: str
+    uri: str | None = None  # the request URI nginx logged (path and query); None: not known
 
 
 @dataclass(frozen=True)
@@ -90,15 +99,21 @@ class HealResult:
     not_found: tuple[str, ...]  # keys whose body is not in the app source any more
     sent: int
     failed: tuple[str, ...]
+    sent_items: tuple[HealItem, ...] = ()  # the ones the target accepted in this run
+    places: tuple[str, ...] = ()  # where the replays of to_send go (replay_url), each once
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "applied": self.applied,
-            "to_send": [{"key": i.key, "replay_id": i.replay_id} for i in self.to_send],
+            "to_send": [
+                {"key": i.key, "replay_id": i.replay_id, "to": replay_url(self.target, i.uri)}
+                for i in self.to_send
+            ],
             "already_sent": self.already_sent,
             "not_found": list(self.not_found),
             "sent": self.sent,
+            "sent_keys": [i.key for i in self.sent_items],
             "failed": list(self.failed),
         }
 
@@ -163,6 +178,13 @@ def load_report(path: Path) -> dict[str, Any]:
                 where=str(path),
                 fix="use the --format json output of verify parity, unedited",
             )
+    if not all(isinstance(k, str) for k in data["missing_in_queue_keys"]):
+        raise InputError(
+            "the report is damaged: its 'missing_in_queue_keys' holds something that is not a "
+            "key (a key is a string)",
+            where=str(path),
+            fix="use the --format json output of verify parity, unedited",
+        )
     if not isinstance(data["sources"].get("app"), str):
         raise InputError(
             "the report names no app source",
@@ -176,6 +198,7 @@ def load_report(path: Path) -> dict[str, Any]:
         and set(fields) <= {"body", "request_id", "time"}
         and all(isinstance(v, str) for v in fields.values())
         and isinstance(targets, list)
+        and all(isinstance(t, str) for t in targets)
     ):
         raise InputError(
             "the report's app_fields or heal_targets are malformed",
@@ -189,9 +212,60 @@ def default_ledger(report_path: Path) -> Path:
     return report_path.parent / "hookshift-heal-ledger.jsonl"
 
 
-def read_ledger(path: Path, target: str) -> set[str]:
-    """Keys already sent to `target` (torn last lines from a crash are ignored)."""
-    sent: set[str] = set()
+def ledger_place(url: str) -> str:
+    """Where `url` sends, as one text however it is written: the heal ledger's entries are
+    keyed on it, so that the same place is the same entry. Scheme and host lowercased, the host
+    as DNS carries it (IDNA ``xn--``), the default port dropped, the trailing slash dropped; the
+    query and fragment dropped too: neither chooses where a replay lands (API Gateway routes on
+    the path; --to refuses both). ``sqs:`` targets alike (the queue URL's). A text that is no
+    URL is returned as it is (it matches only itself)."""
+    prefix, rest = ("sqs:", url[4:]) if url.startswith("sqs:") else ("", url)
+    try:
+        parts = urlsplit(rest)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.hostname:
+        return url
+    try:
+        host = dns_host(parts.hostname)
+    except ValueError:
+        host = parts.hostname
+    shown_port = None if port == {"https": 443, "http": 80}[scheme] else port
+    netloc = authority(host.strip("[]"), shown_port)
+    return prefix + urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _at_or_below(place: str, base: str) -> bool:
+    """`place` (a ledger place) is `base` or a path below it."""
+    return place == base or place.startswith(base + "/")
+
+
+def replay_url(to: str, uri: str | None) -> str:
+    """Where the replay of a callback whose request URI was `uri` goes: where the mirror sent
+    its copy, the stage URL + the request URI (path and query: nginx's
+    ``proxy_pass https://STAGE$request_uri``). A `to` whose path already ends with the
+    callback's path is the stage URL with that path written out: the path is not added twice
+    (the mirror refuses a --stage-url that ends with the callback path, so no stage of it has a
+    path ending so). With no URI (an app source other than the parity log), `to` is the full
+    URL. An sqs: target is the queue, whatever the path."""
+    if not uri or not uri.startswith("/") or to.startswith("sqs:"):
+        return to
+    parts = urlsplit(to)
+    path, _, query = uri.partition("?")
+    base = parts.path.rstrip("/")
+    own = path.rstrip("/")
+    if own and base.endswith(own):
+        base = base[: len(base) - len(own)]
+    return urlunsplit((parts.scheme, parts.netloc, base + path, query, ""))
+
+
+def read_ledger(path: Path) -> dict[str, set[str]]:
+    """Each key in the ledger, with the places it was sent to (`ledger_place`; a ledger of an
+    older hookshift holds the --to as given, read the same way). Torn last lines from a crash
+    are ignored."""
+    sent: dict[str, set[str]] = {}
     try:
         fd = _open_ledger(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -203,9 +277,16 @@ def read_ledger(path: Path, target: str) -> set[str]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("to") == target:
-            sent.add(str(entry.get("key")))
+        if isinstance(entry, dict) and isinstance(entry.get("to"), str):
+            sent.setdefault(str(entry.get("key")), set()).add(ledger_place(entry["to"]))
     return sent
+
+
+def _sent_before(places: set[str] | None, to: str) -> bool:
+    """Whether a key the ledger holds at `places` was sent to `to` already: to it, or to a
+    path below it (a replay goes to --to + its callback's path)."""
+    here = ledger_place(to)
+    return any(_at_or_below(place, here) for place in places or ())
 
 
 def _open_ledger(path: Path, flags: int) -> int:
@@ -249,17 +330,13 @@ def _ledger_writer(path: Path) -> Iterator[Callable[[dict[str, Any]], None]]:
 
 
 def _same_target(to: str, known: str) -> bool:
-    """`to` is `known`, or a path under it on the same scheme, host and port (a recorded
-    target that is no URL matches nothing)."""
+    """`to` is `known`, or a path under it on the same scheme, host and port, however either
+    is written (`ledger_place`); a recorded target that is no URL matches nothing."""
     if to.startswith("sqs:") or known.startswith("sqs:"):
-        return to.rstrip("/") == known.rstrip("/")
+        return ledger_place(to) == ledger_place(known)
     if not is_http_url(known):
         return False
-    a, b = urlsplit(to), urlsplit(known)
-    if (a.scheme, a.hostname, a.port) != (b.scheme, b.hostname, b.port):
-        return False
-    base = b.path.rstrip("/")
-    return a.path.rstrip("/") == base or a.path.startswith(base + "/")
+    return _at_or_below(ledger_place(to), ledger_place(known))
 
 
 def check_target(
@@ -289,6 +366,7 @@ def check_target(
             raise InputError(
                 "not a stage URL", where=f"--to {to}", fix="give https://... or sqs:QUEUE_URL"
             )
+        _check_stage_url(to)
         _check_transport(to, "--to", plain_http_loopback)
     known = [str(t) for t in report.get("heal_targets") or []]
     if other_target or any(_same_target(to, k) for k in known):
@@ -299,6 +377,33 @@ def check_target(
         where=f"--to {to}",
         fix="send to one of those, or add --i-mean-this-target to send elsewhere",
     )
+
+
+def _check_stage_url(to: str) -> None:
+    """A stage URL names one place: a port that exists, a host DNS can hold, and no query or
+    fragment (each replay carries its callback's own query, from the parity log)."""
+    parts = urlsplit(to)
+    if parts.port == 0:
+        raise InputError(
+            "port 0 is no port a stage listens on (1-65535)",
+            where=f"--to {to}",
+            fix="give the stage's port, or none for 443",
+        )
+    try:
+        dns_host(parts.hostname or "")
+    except ValueError as exc:
+        raise InputError(
+            f"its host {parts.hostname} is {exc}",
+            where=f"--to {to}",
+            fix="give the stage's host as DNS knows it",
+        ) from None
+    if parts.query or parts.fragment or to.endswith(("?", "#")):
+        raise InputError(
+            "a stage URL has no query or fragment: each replay carries its callback's own "
+            "query (from the parity log)",
+            where=f"--to {to}",
+            fix="drop ?... and #...",
+        )
 
 
 def _refuse_user_info(url: str, option: str) -> None:
@@ -379,8 +484,9 @@ def _find_bodies(
             con.execute("INSERT INTO want SELECT unnest($1::VARCHAR[])", [list(keys)])
             wanted = "(SELECT k FROM want)"
         rows = con.execute(f"""
-            SELECT k, rid, body, ct FROM (
-                SELECT *, {key.sql("rid", "body")} AS k FROM ({app_rows_sql(spec, files, fields)})
+            SELECT k, rid, body, ct, uri FROM (
+                SELECT *, {key.sql("rid", "body")} AS k
+                FROM ({app_rows_sql(spec, files, fields, uri=True)})
                 WHERE ok AND cls IN ('a', 'r') AND body <> ''
             ) WHERE k IN {wanted}
             QUALIFY row_number() OVER (
@@ -395,8 +501,9 @@ def _find_bodies(
             replay_id=str(rid or k),
             body=str(body),
             content_type=str(ct or "application/json"),
+            uri=str(uri) if uri else None,
         )
-        for k, rid, body, ct in rows
+        for k, rid, body, ct, uri in rows
     }
 
 
@@ -410,6 +517,79 @@ class _Unreachable(Exception):
         self.delivered = delivered  # the callback in hand may have reached it
 
 
+class _Refused(Exception):
+    """The target answered, and refused this replay: `status` (an HTTP status, or SQS's error
+    code), in `words` (what, and where); `fix` is what to do when every replay is refused so."""
+
+    def __init__(self, status: str, words: str, fix: str) -> None:
+        super().__init__(words)
+        self.status = status
+        self.words = words
+        self.fix = fix
+
+
+# Sends one replay (the item, and the URL it goes to: replay_url); see _sender
+Send = Callable[[HealItem, str], None]
+
+
+def _said(text: str) -> str:
+    """What an answer's body says, on one line: API Gateway's ``{"message": ...}``, else the
+    text itself, cut short."""
+    said: Any = text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        said = data.get("message") or data.get("Message") or text
+    words = " ".join(str(said).split())
+    return (words[:200] + "...") if len(words) > 200 else words or "(no body)"
+
+
+def _stage_refusal(url: str, status: int, text: str) -> _Refused:
+    """A stage's non-2xx answer to a replay sent to `url`, with what to do when it answers
+    every replay so."""
+    said = _said(text)
+    path = urlsplit(url).path or "/"
+    if status == 403 and "missing authentication token" in said.lower():
+        fix = (
+            f"the stage has no POST resource at {path}: give --to the stage's URL, as the "
+            "mirror's --stage-url (each replay goes to it + its callback's path, as the "
+            "mirror's copies do)"
+        )
+    elif status in (401, 403):
+        fix = (
+            "the stage refuses these requests (an authorizer, resource policy or WAF): "
+            "let them through, then rerun"
+        )
+    elif status == 404:
+        fix = f"nothing answers POST at {path}: check the stage in --to"
+    elif status == 429:
+        fix = "the stage throttles: rerun later (the ledger skips what was sent)"
+    elif status >= 500:
+        fix = (
+            "the stage's integration fails (its SQS access or mapping template): "
+            "check its execution log, then rerun"
+        )
+    else:
+        fix = "check what the stage accepts, then rerun (the ledger skips what was sent)"
+    return _Refused(str(status), f"{url} answered {status} {said}", fix)
+
+
+def _queue_refusal(queue_url: str, exc: Any) -> _Refused:
+    """SQS's refusal of a SendMessage (a botocore ClientError)."""
+    error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+    code = str(error.get("Code") or "an error")
+    said = " ".join(str(error.get("Message") or "").split()) or "(no message)"
+    if "AccessDenied" in code:
+        fix = "give these credentials sqs:SendMessage on the queue, then rerun"
+    elif "NonExistentQueue" in code or "QueueDoesNotExist" in code:
+        fix = "check the queue URL in --to (and --region, --endpoint-url)"
+    else:
+        fix = "check the queue, then rerun (the ledger skips what was sent)"
+    return _Refused(code, f"sqs:{queue_url} refused it: {code}: {said}", fix)
+
+
 @contextmanager
 def _sender(
     to: str,
@@ -417,20 +597,20 @@ def _sender(
     region: str | None,
     address: str | None,
     ca_file: str | None,
-) -> Iterator[Callable[[HealItem], None]]:
-    """What sends one replay to `to` (a stage URL: at `address`, the one `reach_stage` checked).
-    A refusal of one callback (a non-2xx answer) raises OperationError; a target that cannot be
-    reached raises _Unreachable."""
+) -> Iterator[Send]:
+    """What sends one replay (a stage URL: to the replay's URL at `address`, the one
+    `reach_stage` checked). A refusal of one callback (a non-2xx answer, an SQS error) raises
+    _Refused; a target that cannot be reached raises _Unreachable."""
     if to.startswith("sqs:"):
+        from botocore.exceptions import ClientError, HTTPClientError
         from botocore.exceptions import ConnectionError as NoConnectionToSqs
-        from botocore.exceptions import HTTPClientError
 
         from hookshift.verify.pull import sqs_client
 
         queue_url = to[4:]
         client = sqs_client(queue_url, endpoint_url, region)
 
-        def send_sqs(item: HealItem) -> None:
+        def send_sqs(item: HealItem, url: str) -> None:
             try:
                 client.send_message(
                     QueueUrl=queue_url,
@@ -443,19 +623,23 @@ def _sender(
                 raise _Unreachable(str(exc), delivered=False) from None
             except HTTPClientError as exc:  # sent, and the answer was lost
                 raise _Unreachable(str(exc), delivered=True) from None
+            except ClientError as exc:  # SQS answered, and refused it
+                raise _queue_refusal(queue_url, exc) from None
 
         yield send_sqs
         return
     with StageClient(to, address, ca_file=ca_file, timeout=SEND_TIMEOUT) as stage:
 
-        def send_http(item: HealItem) -> None:
+        def send_http(item: HealItem, url: str) -> None:
             headers = {"Content-Type": item.content_type, REPLAY_HEADER: item.replay_id}
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
             try:
-                reply = stage.post(item.body.encode("utf-8"), headers)
+                reply = stage.post(item.body.encode("utf-8"), headers, path=path)
             except StageUnreachable as exc:
                 raise _Unreachable(exc.words, delivered=exc.delivered) from None
             if not 200 <= reply.status_code < 300:
-                raise OperationError(f"{to} answered {reply.status_code}: {reply.text[:200]}")
+                raise _stage_refusal(url, reply.status_code, reply.text)
 
         yield send_http
 
@@ -494,19 +678,23 @@ def reach_stage(to: str, resolver: tuple[str, int] | None, ca_file: str | None) 
 
     InputError (exit 2) for a name that does not exist there; OperationError for a resolver or
     a stage that does not answer or a certificate that is refused. Either way nothing was sent.
+    A name with letters outside ASCII is looked up, and sent as SNI, in its ``xn--`` form.
     """
     parts = urlsplit(to)
     host = parts.hostname or ""  # check_target: there is one
+    name = wire_name(host)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    answer = resolve(host, resolver, DNS_TIMEOUT) if resolver else system_lookup(host)
+    answer = resolve(name, resolver, DNS_TIMEOUT) if resolver else system_lookup(name)
     if not answer.addresses:
         raise _unresolved(host, answer, named=resolver is not None)
     address = answer.addresses[0]
-    at = f"{host} at {authority(address, port)}"
+    at = authority(address, port)
+    if not is_ip_address(host):
+        at = f"{host} at {at}"
     try:
         if https:
-            handshake(address, port, host, tls_context(ca_file), CONNECT_TIMEOUT)
+            handshake(address, port, name, tls_context(ca_file), CONNECT_TIMEOUT)
         else:
             connect(address, port, CONNECT_TIMEOUT).close()
     except NoConnection as exc:
@@ -632,8 +820,8 @@ def heal(
 def _anything_left(report: dict[str, Any], to: str, ledger_path: Path) -> bool:
     """Whether the report lists a callback the ledger does not hold yet (read without the
     lock: a rerun that has nothing left to send needs no stage)."""
-    done = read_ledger(ledger_path, to)
-    return any(str(k) not in done for k in report["missing_in_queue_keys"])
+    done = read_ledger(ledger_path)
+    return any(not _sent_before(done.get(k), to) for k in report["missing_in_queue_keys"])
 
 
 def _check_ledger_path(
@@ -665,46 +853,76 @@ def _heal(
     report: dict[str, Any],
     to: str,
     ledger_path: Path,
-    apply: tuple[Callable[[HealItem], None], Callable[[dict[str, Any]], None]] | None,
+    apply: tuple[Send, Callable[[dict[str, Any]], None]] | None,
 ) -> HealResult:
     """Send what the ledger does not hold yet (`apply`: the sender and the ledger's writer;
-    None: a dry run)."""
-    done = read_ledger(ledger_path, to)
+    None: a dry run), each replay to its callback's place (`replay_url`). A run stops when
+    REFUSALS_TO_STOP replays in a row are refused the same way."""
+    done = read_ledger(ledger_path)
     keys = [str(k) for k in report["missing_in_queue_keys"]]
-    pending = [k for k in keys if k not in done]
+    pending = [k for k in keys if not _sent_before(done.get(k), to)]
     found = find_bodies(report, pending)
     to_send = tuple(found[k] for k in pending if k in found)
     not_found = tuple(k for k in pending if k not in found)
-    sent, failed = 0, []
+    sent: list[HealItem] = []
+    failed: list[str] = []
+    streak: list[_Refused] = []  # the refusals in a row, all of one status
     for item in to_send:
         if apply is None:  # a dry run
             break
         send, record = apply
+        url = replay_url(to, item.uri)
         try:
-            send(item)
+            send(item, url)
         except _Unreachable as exc:
-            raise OperationError(_stopped(to, exc, item, sent, len(to_send))) from None
-        except Exception as exc:
+            raise OperationError(_stopped(to, exc, item, len(sent), len(to_send))) from None
+        except _Refused as exc:
+            streak = [*streak, exc] if streak and streak[-1].status == exc.status else [exc]
+            failed.append(f"{item.shown}: {exc.words}")
+            if len(streak) == REFUSALS_TO_STOP:
+                others = len(failed) - len(streak)
+                raise OperationError(_refused_stop(exc, len(sent), len(to_send), others)) from None
+            continue
+        except Exception as exc:  # this callback could not be sent (e.g. a header it cannot carry)
             failed.append(f"{item.shown}: {exc}")
             continue
+        streak = []
         record(
             {
                 "key": item.key,
                 "replay_id": item.replay_id,
-                "to": to,
+                "to": ledger_place(url),
                 "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
-        sent += 1
+        sent.append(item)
     return HealResult(
         target=to,
         applied=apply is not None,
         to_send=to_send,
         already_sent=len(keys) - len(pending),
         not_found=not_found,
-        sent=sent,
+        sent=len(sent),
         failed=tuple(failed),
+        sent_items=tuple(sent),
+        places=tuple(dict.fromkeys(replay_url(to, item.uri) for item in to_send)),
     )
+
+
+def _refused_stop(last: _Refused, sent: int, total: int, others: int) -> str:
+    """The one line of a run stopped by replays refused the same way, REFUSALS_TO_STOP in a
+    row: the rest would be refused alike. What was accepted stays in the ledger."""
+    line = (
+        f"stopped after {REFUSALS_TO_STOP} replays in a row were refused the same way "
+        f"({sent + others + REFUSALS_TO_STOP} of {total} tried): {last.words}"
+    )
+    if others:
+        line += f"; {others} other replay(s) refused before"
+    if sent:
+        line += f"; the {sent} accepted are in the ledger, and a rerun skips them"
+    else:
+        line += "; none was accepted"
+    return f"{line} (fix: {last.fix})"
 
 
 def _stopped(to: str, exc: _Unreachable, item: HealItem, sent: int, total: int) -> str:

@@ -167,7 +167,7 @@ def read_json_sql(files: list[Path], columns: dict[str, str]) -> str:
     )
 
 
-def _nginx_read_json(files: list[Path]) -> str:
+def _nginx_read_json(files: list[Path], uri: bool = False) -> str:
     # upstream_status is empty (or "-") when nginx answered itself: the mirror never ran.
     # Otherwise its last value ("502, 200" on retries) is what the app finally answered. The
     # common answer is tested first: trim() on every line cost 5% of the app side's scan
@@ -181,10 +181,10 @@ def _nginx_read_json(files: list[Path]) -> str:
                  WHEN coalesce(trim(upstream_status), '') IN ('', '-') THEN 'n'
                  WHEN regexp_extract(upstream_status, '([0-9]{{3}})\\s*$', 1) LIKE '2__' THEN 'a'
                  ELSE 'r' END AS cls,
-            content_type AS ct
+            content_type AS ct{", uri" if uri else ""}
         FROM (SELECT *, file_index AS f, body IS NOT NULL AND msec IS NOT NULL AS ok,
                 try_cast(msec AS DOUBLE) * 1000 AS ms
-              FROM {read_json_sql(files, NGINX_COLUMNS)})"""
+              FROM {read_json_sql(files, NGINX_COLUMNS | ({"uri": "VARCHAR"} if uri else {}))})"""
 
 
 def _jsonl_read_json(files: list[Path], fields: AppFields) -> str:
@@ -234,17 +234,25 @@ NONEMPTY_LINE = "line IS NOT NULL AND line <> ''"
 
 
 def app_rows_sql(
-    spec: SourceSpec, files: list[Path], fields: AppFields, rejects: str = "rej_app"
+    spec: SourceSpec,
+    files: list[Path],
+    fields: AppFields,
+    rejects: str = "rej_app",
+    *,
+    uri: bool = False,
 ) -> str:
     """App rows: src, f (file index), ok, rid, t_ms, body, cls ('a' accepted, 'r' rejected,
-    'n' not mirrored).
+    'n' not mirrored), ct; with `uri`, also the request URI (path and query) the parity log
+    has, NULL for the other sources.
 
     DuckDB's JSON reader with typed columns where it can; raw lines and per-line extraction
     for nested (dotted) field names. `rejects` names the table of undecodable lines: a re-read
     of a few records uses another one, so that only the main scan's rejects are counted.
     """
     if spec.kind == "nginx":
-        return _nginx_read_json(files)
+        return _nginx_read_json(files, uri)
+    if uri:
+        return f"SELECT *, NULL::VARCHAR AS uri FROM ({app_rows_sql(spec, files, fields, rejects)})"
     if spec.kind == "jsonl" and "." not in fields.body + fields.time + fields.request_id:
         return _jsonl_read_json(files, fields)
     source = lines_sql(files, rejects)

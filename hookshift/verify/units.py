@@ -14,6 +14,8 @@ every stop, after pull deleted its messages from the queue. The services' files 
 
 from __future__ import annotations
 
+import glob
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from hookshift.systemd import (
     systemd_quote,
 )
 from hookshift.verify.pull import check_queue_url
+from hookshift.verify.sources import parse_source
 
 PULL_UNIT = "hookshift-pull.service"
 WATCH_UNIT = "hookshift-watch.service"
@@ -81,6 +84,10 @@ class UnitSpec:
         if self.metrics_file is not None:
             named["--metrics-file"] = self.metrics_file
         require_absolute(named)
+        # the watch runs from /: a relative parity log would be looked for under it
+        app = parse_source(self.app_source, "app")
+        require_absolute({f"--app {self.app_source}": Path(app.target)})
+        self.check_apart()
         if self.user == "root":
             raise InputError(
                 "the services would run as root, outside the sandbox they are written for",
@@ -95,6 +102,39 @@ class UnitSpec:
                 fix="a system user such as hookshift (useradd --system hookshift)",
             )
         self.check_sandbox()
+
+    def check_apart(self) -> None:
+        """The archive is pull's alone: its segments, its index and its follow state, pruned
+        by its retention. The watch's --state is a directory of its own (not the archive, not
+        inside it, nor holding it: each service may write only its own), and the parity log
+        the watch reads is not in the archive (where pull's segments are)."""
+        archive, state = _real(self.archive), _real(self.state)
+        if state == archive or archive in state.parents:
+            what = "is the archive" if state == archive else "is inside the archive"
+            raise InputError(
+                f"{what} (--archive {self.archive}): the watch's files would sit among the "
+                "segments pull writes and prunes, and both services would write one directory",
+                where=f"--state {self.state}",
+                fix="give the watch a directory of its own, e.g. " + _SYSTEM_PLACES["--state"],
+            )
+        if state in archive.parents:
+            raise InputError(
+                f"is inside the watch's state directory (--state {self.state}): the watch "
+                "could write the archive, which is pull's alone",
+                where=f"--archive {self.archive}",
+                fix="give each a directory of its own, e.g. "
+                f"{_SYSTEM_PLACES['--archive']} and {_SYSTEM_PLACES['--state']}",
+            )
+        kind, _, target = self.app_source.partition(":")
+        fixed = _fixed_part(target)
+        if fixed == archive or archive in fixed.parents:
+            raise InputError(
+                f"is inside the archive (--archive {self.archive}), which holds pull's "
+                "segments of queue messages, not the parity log",
+                where=f"--app {self.app_source}",
+                fix="give the parity log nginx writes, e.g. "
+                f"--app '{kind}:/var/log/nginx/hookshift-parity.log*'",
+            )
 
     def missing_here(self) -> str | None:
         """A warning line when the hookshift the units run is not on this machine. Not a
@@ -166,6 +206,20 @@ class UnitSpec:
                 where=f"--alert-cmd {self.alert_cmd}",
                 fix="install the command outside home directories and /tmp, e.g. in /usr/local/bin",
             )
+
+
+def _real(path: Path) -> Path:
+    """`path` with its links followed as far as it exists on this machine (the units may be
+    written for another host: the rest is taken as written)."""
+    return Path(os.path.realpath(path))
+
+
+def _fixed_part(pattern: str) -> Path:
+    """The part of a source's path before its first glob character (the path itself when it
+    has none), links followed."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return _real(Path(*parts[:fixed]) if fixed else Path("/"))
 
 
 def pull_argv(spec: UnitSpec) -> list[str]:

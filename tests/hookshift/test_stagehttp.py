@@ -3,11 +3,12 @@ what a failure says, and hosts no DNS server is asked about."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import pytest
 
-from hookshift.stagehttp import authority, plain_words, resolve, system_lookup
+from hookshift.stagehttp import authority, plain_words, resolve, system_lookup, wire_name
 
 
 @pytest.mark.parametrize(
@@ -44,3 +45,16 @@ def test_an_address_is_its_own_answer_whoever_would_be_asked(host: str) -> None:
 def test_an_ipv6_address_is_bracketed_in_a_url_and_a_host_header() -> None:
     assert authority("::1", 8443) == "[::1]:8443"
     assert authority("abc.example", None) == "abc.example"
+
+
+def test_an_ipv6_resolver_is_named_in_brackets_as_it_is_given() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as silent:  # reads, never answers
+        silent.bind(("::1", 0))
+        port = silent.getsockname()[1]
+        answer = resolve("stage.example.test", ("::1", port), timeout=0.2)
+    assert (answer.rcode, answer.resolver) == ("TIMEOUT", f"[::1]:{port}")
+
+
+def test_a_host_outside_ascii_is_carried_as_its_idna_form() -> None:
+    assert wire_name("bücher.example.test") == "xn--bcher-kva.example.test"
+    assert wire_name("Stage.Example.test") == "Stage.Example.test"  # ascii: as given

@@ -85,6 +85,57 @@ def test_relative_paths_and_odd_users_are_refused() -> None:
         render_units(_spec(queue_url="kakao-at-result"))
 
 
+def test_a_relative_parity_log_is_refused_like_a_relative_archive(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The watch runs from /: a relative --app would be looked for there."""
+    err = refusal(capsys, *_units(tmp_path, app="nginx:relative/parity.log"))
+    assert err == (
+        "hookshift: error: --app nginx:relative/parity.log: relative/parity.log is not an "
+        "absolute path (fix: systemd needs absolute paths: write it from /)\n"
+    )
+    err = refusal(capsys, *_units(tmp_path, archive="relative/archive"))
+    assert err.startswith("hookshift: error: --archive: relative/archive is not an absolute path")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"state": "/var/lib/hookshift/archive"},
+         "--state /var/lib/hookshift/archive: is the archive (--archive "
+         "/var/lib/hookshift/archive): the watch's files would sit among the segments pull "
+         "writes and prunes, and both services would write one directory (fix: give the watch "
+         "a directory of its own, e.g. --state /var/lib/hookshift/watch)"),
+        ({"state": "/var/lib/hookshift/archive/watch/"},
+         "--state /var/lib/hookshift/archive/watch: is inside the archive (--archive "),
+        ({"archive": "/var/lib/hookshift/watch/archive"},
+         "--archive /var/lib/hookshift/watch/archive: is inside the watch's state directory "
+         "(--state /var/lib/hookshift/watch): the watch could write the archive"),
+        ({"app": "nginx:/var/lib/hookshift/archive/seg.jsonl"},
+         "--app nginx:/var/lib/hookshift/archive/seg.jsonl: is inside the archive (--archive "
+         "/var/lib/hookshift/archive), which holds pull's segments of queue messages, not the "
+         "parity log (fix: give the parity log nginx writes, e.g. "
+         "--app 'nginx:/var/log/nginx/hookshift-parity.log*')"),
+        ({"app": "nginx:/var/lib/hookshift/archive/*.jsonl"},
+         "--app nginx:/var/lib/hookshift/archive/*.jsonl: is inside the archive"),
+    ],
+)  # fmt: skip
+def test_the_archive_is_pull_s_alone_neither_the_watch_s_state_nor_a_parity_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, changes: dict[str, str], says: str
+) -> None:
+    err = refusal(capsys, *_units(tmp_path, **changes))
+    assert err.startswith(f"hookshift: error: {says}"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_beside_the_archive_with_a_name_that_starts_alike_is_written() -> None:
+    units = render_units(
+        _spec(state=Path("/var/lib/hookshift/archive2"), app_source="nginx:/var/log/archive.log")
+    )
+    assert "--state /var/lib/hookshift/archive2" in _directives(units[WATCH_UNIT])["ExecStart"]
+
+
 @pytest.mark.parametrize(
     "changes",
     [

@@ -316,3 +316,96 @@ def test_a_queue_endpoint_that_refuses_stops_the_run_with_one_line(
         "answers)\n"
     )
     assert (tmp_path / "hookshift-heal-ledger.jsonl").read_text() == ""
+
+
+def _answering(statuses: dict[str, int]) -> type[_Recorder]:
+    """A stage that answers the status `statuses` names for a replay id (200 for the others),
+    with API Gateway's JSON message."""
+
+    class Answering(_Recorder):
+        received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+        def do_POST(self) -> None:
+            data = self.rfile.read(int(self.headers["Content-Length"]))
+            self.received.append((dict(self.headers), data))
+            status = statuses.get(self.headers[REPLAY_HEADER], 200)
+            said = b"{}" if status == 200 else b'{"message":"Invalid request\\nbody"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(said)))
+            self.end_headers()
+            self.wfile.write(said)
+
+    return Answering
+
+
+@pytest.fixture
+def serve_stage() -> Iterator[Any]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def serve(handler: type[_Recorder]) -> str:
+        server = ThreadingHTTPServer((LOOPBACK, free_port()), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://{LOOPBACK}:{server.server_address[1]}/prod"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(["verify", "heal", *argv])
+        code = 0
+    except SystemExit as exited:
+        code = exited.code if isinstance(exited.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_replay_the_stage_refuses_is_listed_as_not_sent_and_not_as_a_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], serve_stage: Any
+) -> None:
+    url = serve_stage(_answering({rid(1): 400}))
+    path = _stage_report(tmp_path, [url])
+    code, out, err = _run(
+        capsys, "--report", str(path), "--to", url, "--allow-plain-http-loopback", "--apply"
+    )
+    assert code == 1
+    assert out == (
+        f"sent 2 replay(s) to {url}/callback; 0 already sent earlier (ledger), 0 not found in "
+        f"the app source\n  {rid(0)}  replay of {rid(0)}\n  {rid(2)}  replay of {rid(2)}\n"
+    )
+    assert err == f"error: not sent: {rid(1)}: {url}/callback answered 400 Invalid request body\n"
+
+
+def test_replays_refused_the_same_way_three_in_a_row_stop_the_run_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], serve_stage: Any
+) -> None:
+    handler = _answering({rid(n): 503 for n in range(1, 5)} | {rid(1): 500})
+    url = serve_stage(handler)
+    log = _parity_log(tmp_path)
+    report = {
+        "verdict": "fail",
+        "key": "request_id",
+        "sources": {"app": f"nginx:{log}"},
+        "missing_in_queue_keys": [rid(n) for n in range(5)],
+        "heal_targets": [url],
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    code, out, err = _run(
+        capsys, "--report", str(path), "--to", url, "--allow-plain-http-loopback", "--apply"
+    )
+    assert (code, out) == (1, "")
+    assert err == (
+        "hookshift: error: stopped after 3 replays in a row were refused the same way (5 of 5 "
+        f"tried): {url}/callback answered 503 Invalid request body; 1 other replay(s) refused "
+        "before; the 1 accepted are in the ledger, and a rerun skips them (fix: the stage's "
+        "integration fails (its SQS access or mapping template): check its execution log, then "
+        "rerun)\n"
+    )
+    assert len(handler.received) == 5
+    ledger = (tmp_path / "hookshift-heal-ledger.jsonl").read_text().splitlines()
+    assert [json.loads(line)["key"] for line in ledger] == [rid(0)]

@@ -268,3 +268,75 @@ def test_a_stage_that_goes_away_part_way_stops_the_run_and_a_rerun_sends_the_res
     assert out.startswith(f"sent 29 replay(s) to {url}; 1 already sent earlier (ledger)")
     sent = [r.headers[REPLAY_HEADER] for r in first.received + second.received]
     assert sorted(sent) == [rid(n) for n in range(30)]
+
+
+IDN_HOST = "bücher.example.test"
+IDN_WIRE = "xn--bcher-kva.example.test"  # what DNS, the certificate, SNI and Host carry
+
+
+def test_a_stage_host_outside_ascii_is_reached_by_its_idna_form_as_the_mirror_writes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ca: trustme.CA, ca_file: Path
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(IDN_WIRE).configure_cert(context)
+    stage = TlsStage(context)
+    url = f"https://{IDN_HOST}:{stage.port}/prod/callback"
+    report = _report(tmp_path, f"https://{IDN_HOST}:{stage.port}/prod")
+    try:
+        with DnsServer([f"{IDN_WIRE}={LOOPBACK}"]) as server:
+            code, out, err = _heal(
+                capsys, "--report", str(report), "--to", url, "--resolver", server.address,
+                "--ca-file", str(ca_file), "--apply", "--i-mean-this-target",
+            )  # fmt: skip
+    finally:
+        stage.stop()
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"sent 2 replay(s) to {url}; 0 already sent earlier")
+    assert [r.sni for r in stage.received] == [IDN_WIRE, IDN_WIRE]
+    assert {r.headers["Host"] for r in stage.received} == {f"{IDN_WIRE}:{stage.port}"}
+
+
+def test_the_ledger_knows_a_place_however_its_url_is_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    stage: TlsStage,
+    dns: DnsServer,
+    ca_file: Path,
+) -> None:
+    report = _report(tmp_path, f"https://{STAGE_HOST}:{stage.port}/prod", lost=10)
+    common = ["--report", str(report), "--resolver", dns.address, "--ca-file", str(ca_file)]
+    code, out, err = _heal(capsys, *common, "--to", stage.url(), "--apply")
+    assert (code, err) == (0, ""), err
+    assert len(stage.received) == 10
+    base = f"{STAGE_HOST}:{stage.port}/prod"
+    for to in (
+        f"https://{base}/callback/",  # a trailing slash
+        f"https://{base.upper().replace('/PROD', '/prod')}/callback",  # the host in capitals
+        f"HTTPS://{base}/callback",
+        f"https://{base}",  # the stage URL: each replay goes to it + /callback
+        f"https://{base}/",
+    ):
+        code, out, err = _heal(capsys, *common, "--to", to, "--apply")
+        assert (code, err) == (0, ""), (to, err)
+        assert out.startswith(f"sent 0 replay(s) to {to}; 10 already sent earlier (ledger)"), to
+    assert len(stage.received) == 10
+
+
+def test_a_ledger_written_by_an_older_hookshift_is_read_the_same_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stage: TlsStage, dns: DnsServer
+) -> None:
+    """Older ledgers hold the --to as it was given (then the URL each replay was POSTed to)."""
+    report = _report(tmp_path, f"https://{STAGE_HOST}:{stage.port}/prod", lost=3)
+    old_to = f"https://{STAGE_HOST.upper()}:{stage.port}/prod/callback/"
+    lines = [
+        json.dumps({"key": rid(n), "replay_id": rid(n), "to": old_to, "sent_at": "2026-11-28"})
+        for n in range(3)
+    ]
+    (tmp_path / "hookshift-heal-ledger.jsonl").write_text("\n".join(lines) + "\n")
+    code, out, err = _heal(
+        capsys, "--report", str(report), "--to", f"https://{STAGE_HOST}:{stage.port}/prod",
+        "--resolver", dns.address, "--apply",
+    )  # fmt: skip
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"sent 0 replay(s) to https://{STAGE_HOST}:{stage.port}/prod; 3 already")
+    assert stage.received == []
