@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -88,19 +87,3 @@ def options(config: Path, path: str, ca_file: Path, **overrides: Any) -> MirrorO
         stage_dns="runtime",
     )
     return replace(base, **overrides)
-
-
-def run_in_process(*argv: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``hookshift ARGV`` run in this process (no process is
-    started: a test that never reaches nginx stays in the fast tier)."""
-    from hookshift.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code: object = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(argv))
-        except SystemExit as exited:
-            code = exited.code
-    assert isinstance(code, int)
-    return code, out.getvalue(), err.getvalue()

@@ -13,7 +13,8 @@ from hookshift import mirror
 from hookshift.mirror import api
 from hookshift.mirror.dnscheck import host_resolver
 from hookshift.mirror.plan import DEFAULT_RESOLVERS
-from tests.mirror.helpers import STAGE_URL, copy_case, run_in_process
+from tests.in_process import run_in_process
+from tests.mirror.helpers import STAGE_URL, copy_case
 
 PUBLIC = "--resolver not given: the relay asks the public resolvers 1.1.1.1 and 8.8.8.8"
 

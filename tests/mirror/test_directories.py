@@ -16,7 +16,8 @@ import pytest
 
 from hookshift import mirror
 from hookshift.errors import InputError
-from tests.mirror.helpers import STAGE_URL, copy_case, run_in_process, snapshot
+from tests.in_process import run_in_process
+from tests.mirror.helpers import STAGE_URL, copy_case, snapshot
 
 ERROR = "hookshift: error: "
 

@@ -7,7 +7,7 @@ import click
 import pytest
 
 from hookshift.mirror.cli import mirror
-from tests.mirror.helpers import run_in_process
+from tests.in_process import run_in_process
 
 COMMANDS = sorted(mirror.commands)
 

@@ -6,21 +6,19 @@ written, a killed earlier run's recovery included."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hookshift import mirror
-from hookshift.cli import main
 from hookshift.errors import InputError
 from hookshift.mirror.refresh import refresh
 from hookshift.mirror.state import ConfigState, Intent, IntentFile, Saved, state_root
 from hookshift.nginx import binary
+from tests.in_process import run_in_process
 from tests.mirror.helpers import STAGE_URL
 
 CONFIG = """events {}
@@ -77,20 +75,6 @@ def _killed_change(config: Path, backup_dir: Path) -> bytes:
     return new
 
 
-def _hookshift(*argv: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``hookshift ARGV`` run in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with (
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-        pytest.raises(SystemExit) as exited,
-    ):
-        main(list(argv))
-    code = exited.value.code
-    assert isinstance(code, int)
-    return code, out.getvalue(), err.getvalue()
-
-
 PLAN_ARGS = (
     "--path",
     "/cb",
@@ -120,7 +104,7 @@ def test_every_mirror_command_refuses_a_prefix_that_is_not_a_directory_writing_n
     pending = _killed_change(config, tmp_path / "backup")
     before, state = _everything(tmp_path), _everything(state_root())
 
-    code, out, err = _hookshift(
+    code, out, err = run_in_process(
         "mirror", *command, "--config", str(config), "--nginx-prefix", str(prefix)
     )
 
@@ -139,7 +123,7 @@ def test_an_empty_prefix_is_refused_not_taken_as_the_current_directory(
     tmp_path: Path, config: Path, command: tuple[str, ...]
 ) -> None:
     before = _everything(tmp_path)
-    code, out, err = _hookshift(*command, "--config", str(config), "--nginx-prefix", "")
+    code, out, err = run_in_process(*command, "--config", str(config), "--nginx-prefix", "")
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "--nginx-prefix" in err and "is empty: pass the directory nginx is started with" in err
     assert _everything(tmp_path) == before

@@ -10,15 +10,12 @@ No process is started here: ``nginx -V``'s answer is given (the CLI's own run of
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hookshift.cli import main
 from hookshift.errors import InputError
 from hookshift.mirror.plan import written_stage
 from hookshift.mirror.refresh import (
@@ -33,6 +30,7 @@ from hookshift.mirror.state import ConfigState, FileRecord, Saved, without_ours
 from hookshift.nginx import binary
 from hookshift.nginx.config import load
 from hookshift.nginx.source import load_source
+from tests.in_process import run_in_process
 from tests.mirror.helpers import APPLIED, CORPUS, seen_by_a_service
 
 HOOKSHIFT = Path("/opt/hookshift/bin/hookshift")
@@ -217,19 +215,6 @@ def test_the_state_dir_must_hold_the_record_apply_wrote_from_here() -> None:
     assert refused.value.fix is not None and refused.value.fix.startswith("leave --state-dir out")
 
 
-def _hookshift(*argv: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``hookshift ARGV`` run in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    code: object = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(argv))
-        except SystemExit as exited:
-            code = exited.code
-    assert isinstance(code, int)
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture
 def debian_nginx(monkeypatch: pytest.MonkeyPatch) -> None:
     """nginx -V answers as Debian's nginx does, without running one."""
@@ -258,7 +243,7 @@ def test_the_command_writes_units_for_the_config_tree_and_the_state_dir_of_mirro
     monkeypatch.setenv("HOOKSHIFT_STATE_DIR", "/var/lib/hookshift-of-this-user")
     out = tmp_path / "units"
     out.mkdir()
-    code, stdout, stderr = _hookshift(
+    code, stdout, stderr = run_in_process(
         "mirror", "refresh-units", "--config", str(applied), "--hookshift-bin", str(HOOKSHIFT),
         "--nginx-prefix", "/", "--out-dir", str(out),
     )  # fmt: skip
@@ -304,7 +289,7 @@ def test_the_command_refuses_in_one_line_writing_nothing(
     base = {"--hookshift-bin": str(HOOKSHIFT), "--state-dir": "/var/lib/hookshift"}
     base.update(zip(options[::2], options[1::2], strict=True))
     argv = [word for pair in base.items() for word in pair]
-    code, stdout, stderr = _hookshift(
+    code, stdout, stderr = run_in_process(
         "mirror", "refresh-units", "--config", str(applied), *argv, "--out-dir", str(tmp_path)
     )
     assert code == 2 and stdout == ""
@@ -316,7 +301,7 @@ def test_the_command_refuses_in_one_line_writing_nothing(
 def test_the_fix_for_a_hidden_hookshift_installs_it_from_its_repository_not_an_index(
     tmp_path: Path, applied: Path
 ) -> None:
-    code, _, stderr = _hookshift(
+    code, _, stderr = run_in_process(
         "mirror", "refresh-units", "--config", str(applied), "--hookshift-bin",
         "/var/tmp/hookshift", "--state-dir", "/var/lib/hookshift", "--out-dir", str(tmp_path),
     )  # fmt: skip
@@ -333,7 +318,7 @@ def test_a_config_without_a_mirror_of_hookshift_s_is_refused_as_refresh_refuses_
 ) -> None:
     """`mirror refresh` exits 2 on it: a timer running it would fail every minute."""
     argv = ["--hookshift-bin", str(HOOKSHIFT), "--state-dir", "/var/lib/hookshift"]
-    code, stdout, stderr = _hookshift(
+    code, stdout, stderr = run_in_process(
         "mirror", "refresh-units", "--config", str(debian), *argv, "--out-dir", str(tmp_path)
     )
     assert code == 2 and stdout == ""
@@ -343,7 +328,7 @@ def test_a_config_without_a_mirror_of_hookshift_s_is_refused_as_refresh_refuses_
         "changed)\n"
     )
     assert list(tmp_path.iterdir()) == []
-    refresh = _hookshift("mirror", "refresh", "--config", str(debian))
+    refresh = run_in_process("mirror", "refresh", "--config", str(debian))
     assert refresh == (2, "", stderr)
 
 

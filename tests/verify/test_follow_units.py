@@ -15,6 +15,7 @@ import pytest
 from hookshift.errors import InputError
 from hookshift.systemd import systemd_quote
 from hookshift.verify.units import PULL_UNIT, WATCH_UNIT, UnitSpec, render_units
+from tests.in_process import run_captured
 from tests.refusals import refusal
 
 # where an ops engineer installs hookshift for its services (the units only name it)
@@ -303,19 +304,6 @@ def _help_example(*command: str) -> list[str]:
     return shlex.split(block.replace("\\\n", " "))[1:]
 
 
-def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
-    """`hookshift ARGV` in this process: its exit code, stdout and stderr."""
-    from hookshift.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exited:
-        code = int(exited.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_the_help_example_works_where_the_running_hookshift_is_in_a_home_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -326,7 +314,7 @@ def test_the_help_example_works_where_the_running_hookshift_is_in_a_home_directo
     )
     argv = _help_example("verify", "units")
     assert argv[-2:] == ["--out-dir", "/etc/systemd/system"]
-    code, _, err = _run(capsys, [*argv[:-1], str(tmp_path)])
+    code, _, err = run_captured(capsys, *argv[:-1], str(tmp_path))
     assert code == 0, err
     pull = _directives((tmp_path / PULL_UNIT).read_text())
     assert pull["ExecStart"].startswith("/opt/hookshift/bin/hookshift verify pull ")
@@ -336,7 +324,7 @@ def test_a_hookshift_bin_not_on_this_machine_is_written_with_one_warning(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     elsewhere = f"/opt/hookshift-{uuid.uuid4().hex[:8]}/bin/hookshift"  # installed later, there
-    code, out, err = _run(capsys, _units(tmp_path, hookshift_bin=elsewhere))
+    code, out, err = run_captured(capsys, *_units(tmp_path, hookshift_bin=elsewhere))
     assert code == 0 and "systemctl enable --now" in out
     assert (tmp_path / PULL_UNIT).exists() and (tmp_path / WATCH_UNIT).exists()
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
@@ -351,5 +339,5 @@ def test_a_hookshift_bin_on_this_machine_is_written_without_a_warning(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     present = shutil.which("true") or "/bin/true"  # a program outside home directories and /tmp
-    code, _, err = _run(capsys, _units(tmp_path, hookshift_bin=present))
+    code, _, err = run_captured(capsys, *_units(tmp_path, hookshift_bin=present))
     assert code == 0 and "warning:" not in err

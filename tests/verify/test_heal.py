@@ -24,10 +24,16 @@ from hookshift.verify.heal import REPLAY_HEADER, heal
 from hookshift.verify.parity import ParityOptions, run_parity
 from hookshift.verify.pull import pull
 from hookshift.verify.report import render
+from tests.in_process import run_captured
 from tests.verify.data import T0, body, message, nginx_line, rid, write_lines, write_messages
 
 pytestmark = pytest.mark.e2e
 LOST = (2, 4)
+
+
+def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`hookshift verify heal ARGV`: its exit code, stdout and stderr."""
+    return run_captured(capsys, "verify", "heal", *argv)
 
 
 @pytest.fixture(autouse=True)
@@ -354,23 +360,21 @@ def serve_stage() -> Iterator[Any]:
         server.server_close()
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(["verify", "heal", *argv])
-        code = 0
-    except SystemExit as exited:
-        code = exited.code if isinstance(exited.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_a_replay_the_stage_refuses_is_listed_as_not_sent_and_not_as_a_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], serve_stage: Any
 ) -> None:
     url = serve_stage(_answering({rid(1): 400}))
     path = _stage_report(tmp_path, [url])
-    code, out, err = _run(
-        capsys, "--report", str(path), "--to", url, "--allow-plain-http-loopback", "--apply"
+    code, out, err = run_captured(
+        capsys,
+        "verify",
+        "heal",
+        "--report",
+        str(path),
+        "--to",
+        url,
+        "--allow-plain-http-loopback",
+        "--apply",
     )
     assert code == 1
     assert out == (
@@ -395,8 +399,16 @@ def test_replays_refused_the_same_way_three_in_a_row_stop_the_run_with_one_line(
     }
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
-    code, out, err = _run(
-        capsys, "--report", str(path), "--to", url, "--allow-plain-http-loopback", "--apply"
+    code, out, err = run_captured(
+        capsys,
+        "verify",
+        "heal",
+        "--report",
+        str(path),
+        "--to",
+        url,
+        "--allow-plain-http-loopback",
+        "--apply",
     )
     assert (code, out) == (1, "")
     assert err == (

@@ -15,16 +15,21 @@ import pytest
 
 from hookshift.apigw.emulator import RunningStage, StageConfig
 from hookshift.apigw.emulator import serve as start
-from hookshift.cli import main
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
 from hookshift.verify.heal import REPLAY_ATTRIBUTE
+from tests.in_process import run_captured
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
 
 pytestmark = pytest.mark.e2e
 
 STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 LOST = 5
+
+
+def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`hookshift verify heal ARGV`: its exit code, stdout and stderr."""
+    return run_captured(capsys, "verify", "heal", *argv)
 
 
 @pytest.fixture(autouse=True)
@@ -74,16 +79,6 @@ def _report(tmp_path: Path, stage_url: str, uri: str) -> Path:
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report), encoding="utf-8")
     return path
-
-
-def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(["verify", "heal", *argv])
-        code = 0
-    except SystemExit as exited:
-        code = exited.code if isinstance(exited.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _queued(moto: MotoServer, queue_url: str) -> dict[str, str]:

@@ -16,16 +16,21 @@ from pathlib import Path
 import pytest
 import trustme
 
-from hookshift.cli import main
 from hookshift.procs import LOOPBACK
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.verify.heal import REPLAY_HEADER
+from tests.in_process import run_captured
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
 
 pytestmark = pytest.mark.e2e
 
 STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 UNKNOWN_HOST = "zzz999.execute-api.ap-northeast-2.amazonaws.com"
+
+
+def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`hookshift verify heal ARGV`: its exit code, stdout and stderr."""
+    return run_captured(capsys, "verify", "heal", *argv)
 
 
 @dataclass
@@ -137,17 +142,6 @@ def _report(tmp_path: Path, target: str, lost: int = 2) -> Path:
     return path
 
 
-def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """`hookshift verify heal ARGV`: its exit code, stdout and stderr."""
-    try:
-        main(["verify", "heal", *argv])
-        code = 0
-    except SystemExit as exited:
-        code = exited.code if isinstance(exited.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _ledger(tmp_path: Path) -> list[str]:
     path = tmp_path / "hookshift-heal-ledger.jsonl"
     return path.read_text().splitlines() if path.exists() else []
@@ -200,8 +194,17 @@ def test_a_private_ca_left_out_is_named_before_anything_is_sent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stage: TlsStage, dns: DnsServer
 ) -> None:
     report = _report(tmp_path, stage.url())
-    code, out, err = _heal(
-        capsys, "--report", str(report), "--to", stage.url(), "--resolver", dns.address, "--apply"
+    code, out, err = run_captured(
+        capsys,
+        "verify",
+        "heal",
+        "--report",
+        str(report),
+        "--to",
+        stage.url(),
+        "--resolver",
+        dns.address,
+        "--apply",
     )
     assert (code, out) == (1, "")
     assert err.count("\n") == 1, err
