@@ -365,10 +365,8 @@ def test_a_replay_the_stage_refuses_is_listed_as_not_sent_and_not_as_a_replay(
 ) -> None:
     url = serve_stage(_answering({rid(1): 400}))
     path = _stage_report(tmp_path, [url])
-    code, out, err = run_captured(
+    code, out, err = _heal(
         capsys,
-        "verify",
-        "heal",
         "--report",
         str(path),
         "--to",
@@ -399,10 +397,8 @@ def test_replays_refused_the_same_way_three_in_a_row_stop_the_run_with_one_line(
     }
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
-    code, out, err = run_captured(
+    code, out, err = _heal(
         capsys,
-        "verify",
-        "heal",
         "--report",
         str(path),
         "--to",

@@ -194,10 +194,8 @@ def test_a_private_ca_left_out_is_named_before_anything_is_sent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stage: TlsStage, dns: DnsServer
 ) -> None:
     report = _report(tmp_path, stage.url())
-    code, out, err = run_captured(
+    code, out, err = _heal(
         capsys,
-        "verify",
-        "heal",
         "--report",
         str(report),
         "--to",
