@@ -367,7 +367,7 @@ def plan(request: MirrorRequest) -> PlanResult:
         told = default_resolvers_info(result, host_resolver())
         result = dataclasses.replace(result, info=(*result.info, told))
     # what apply would refuse on this machine (the plan may be for another one)
-    missing = tuple(problem.line() for problem in missing_directories(result))
+    missing = tuple(problem.line() for problem in missing_directories(result, request.nginx_prefix))
     if missing:
         result = dataclasses.replace(result, warnings=(*result.warnings, *missing))
     rotation = rotation_warning(result.parity_log) if result.parity_log is not None else None

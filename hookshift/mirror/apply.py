@@ -651,9 +651,13 @@ def _and(words: Sequence[str]) -> str:
     return " and ".join(dict.fromkeys(words))
 
 
-def _log_directory_problem(plan: MirrorPlan, directory: Path, logs: list[_Log]) -> InputError:
+def _log_directory_problem(
+    plan: MirrorPlan, directory: Path, logs: list[_Log], *, compiled_prefix: bool = False
+) -> InputError:
     """The refusal of hookshift's `logs` in `directory`, which does not exist, naming the
-    option each came from, or hookshift's default place."""
+    option each came from, or hookshift's default place. `compiled_prefix`: a relative path was
+    resolved under nginx's compiled prefix, for want of a ``-p``: the likelier mistake is then
+    a missing --nginx-prefix."""
     named: dict[str, list[str]] = {}  # an option as given -> the logs it places, its own first
     for log in logs:
         if log.given is not None:
@@ -666,10 +670,16 @@ def _log_directory_problem(plan: MirrorPlan, directory: Path, logs: list[_Log]) 
     if defaults:
         place = plan.default_log_place or f"in {directory}"
         subjects.append(f"{_and(defaults)}, placed by default {place}")
+    fix = f"create it, or pass {_and([log.option for log in logs])} in a directory that exists"
+    if compiled_prefix:
+        fix = (
+            "pass --nginx-prefix DIR if nginx is started with -p DIR (a relative log path "
+            f"resolves under it; without it, under nginx's compiled prefix), or {fix}"
+        )
     return InputError(
         f"the directory {directory} does not exist, and nginx does not create log directories",
         where=_and(subjects),
-        fix=f"create it, or pass {_and([log.option for log in logs])} in a directory that exists",
+        fix=fix,
     )
 
 
@@ -682,13 +692,18 @@ def log_directory_problems(plan: MirrorPlan, prefix: Path | None = None) -> list
     """
     base = prefix or plan.options.nginx_prefix
     by_directory: dict[Path, list[_Log]] = {}
+    relative: set[Path] = set()  # directories reached from a relative path
     for log in _logs(plan):
         file = log_file(str(log.path), base)
         if file is None or not file.is_absolute() or "$" in str(file):
             continue
         by_directory.setdefault(file.parent, []).append(log)
+        if not log.path.is_absolute() or (log.given is None and plan.default_log_relative):
+            relative.add(file.parent)
     return [
-        _log_directory_problem(plan, directory, logs)
+        _log_directory_problem(
+            plan, directory, logs, compiled_prefix=prefix is None and directory in relative
+        )
         for directory, logs in by_directory.items()
         if not directory.is_dir()
     ]

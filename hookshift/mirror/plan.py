@@ -265,6 +265,8 @@ class MirrorPlan:
     # Why hookshift put a log of its own where it did, for a log the user placed no file for
     # ("beside the access log nginx writes for the callback (...)"); empty when none.
     default_log_place: str = ""
+    # that place was a relative path resolved under nginx's prefix (-p, else the compiled one)
+    default_log_relative: bool = False
 
     @property
     def mode(self) -> Mode:
@@ -744,10 +746,12 @@ class _Logs:
     mirror_error: Path | None  # the relay's; None without a relay (forward)
     info: tuple[str, ...] = ()
     default_place: str = ""  # why the directory, when hookshift chose it for a log
+    default_relative: bool = False  # that directory is a relative path under nginx's prefix
 
 
-def _log_dir(scene: _Scene, options: MirrorOptions) -> tuple[Path, str]:
-    """The directory of the access log nginx writes for the callback, and how to name it.
+def _log_dir(scene: _Scene, options: MirrorOptions) -> tuple[Path, str, bool]:
+    """The directory of the access log nginx writes for the callback, how to name it, and
+    whether it is a relative path resolved under nginx's prefix.
 
     The operators already read, rotate and back up that directory, and nginx can write there:
     the first line in effect that is a file in a fixed directory (no variable, no device);
@@ -763,14 +767,17 @@ def _log_dir(scene: _Scene, options: MirrorOptions) -> tuple[Path, str]:
         return (
             file.parent,
             f"beside the access log nginx writes for the callback (`{d.text}` at {d.where})",
+            not Path(d.args[0]).is_absolute(),
         )
     if options.default_access_log:
-        return Path(options.default_access_log).parent, (
-            f"beside nginx's compiled-in access log {options.default_access_log}"
+        return (
+            Path(options.default_access_log).parent,
+            f"beside nginx's compiled-in access log {options.default_access_log}",
+            False,
         )
     if options.nginx_prefix is not None:
-        return options.nginx_prefix / "logs", "in the logs directory of nginx's prefix"
-    return DEFAULT_PARITY_LOG.parent, "in /var/log/nginx (there is no nginx binary to ask)"
+        return options.nginx_prefix / "logs", "in the logs directory of nginx's prefix", True
+    return DEFAULT_PARITY_LOG.parent, "in /var/log/nginx (there is no nginx binary to ask)", False
 
 
 def _hookshift_logs(scene: _Scene, options: MirrorOptions) -> _Logs:
@@ -780,7 +787,7 @@ def _hookshift_logs(scene: _Scene, options: MirrorOptions) -> _Logs:
     together, and a test prefix stays self-contained). When hookshift chose a place, a line
     says which and why: `verify parity` is pointed at that file.
     """
-    directory, why = _log_dir(scene, options)
+    directory, why, relative = _log_dir(scene, options)
     chosen = options.parity_log
     parity = directory / PARITY_LOG_NAME if isinstance(chosen, Beside) else chosen
     error = options.mirror_error_log
@@ -792,15 +799,15 @@ def _hookshift_logs(scene: _Scene, options: MirrorOptions) -> _Logs:
         error = directory / MIRROR_ERROR_LOG_NAME
         if parity is None:
             told = f"the relay's error log goes to {error}, {why}; --mirror-error-log puts it"
-            return _Logs(parity, error, (f"{told} elsewhere",), why)
+            return _Logs(parity, error, (f"{told} elsewhere",), why, relative)
         told = (
             f"the parity log goes to {parity} and the relay's error log to {error}, {why}; "
             "--parity-log and --mirror-error-log put them"
         )
-        return _Logs(parity, error, (f"{told} elsewhere",), why)
+        return _Logs(parity, error, (f"{told} elsewhere",), why, relative)
     if isinstance(chosen, Beside):
         told = f"the parity log goes to {parity}, {why}; --parity-log puts it"
-        return _Logs(parity, error, (f"{told} elsewhere",), why)
+        return _Logs(parity, error, (f"{told} elsewhere",), why, relative)
     return _Logs(parity, error)
 
 
@@ -1233,6 +1240,7 @@ def build_plan(
         stage_addresses=ctx.stage_addresses if ctx.known_addresses else (),
         parity_log=logs.parity,
         default_log_place=logs.default_place,
+        default_log_relative=logs.default_relative,
     )
 
 

@@ -182,3 +182,22 @@ def test_a_relative_log_is_checked_under_nginx_s_prefix_and_not_when_it_is_unkno
         f"--parity-log nowhere/parity.log (and the relay's error log beside it): the directory "
         f"{config.parent}/nowhere does not exist"
     )
+
+
+@pytest.mark.e2e  # asks the real nginx -V for its compiled prefix
+def test_a_relative_log_under_the_compiled_prefix_names_nginx_prefix_in_the_fix(
+    tmp_path: Path, ca_file: Path, nginx_bin: str
+) -> None:
+    """An nginx run with -p resolves `access_log logs/...` under it; without --nginx-prefix,
+    hookshift resolves it under the compiled prefix, where logs/ is usually missing."""
+    config = copy_case("crlf", tmp_path)  # `access_log logs/access.log main;`
+    compiled = Path("/usr/share/nginx/logs")  # Debian's nginx: --prefix=/usr/share/nginx
+    if compiled.exists():
+        pytest.skip(f"{compiled} exists on this machine: nothing is missing there")
+    line = _apply_refuses(config, ca_file, tmp_path, "--nginx-bin", nginx_bin)
+    assert f"the directory {compiled} does not exist" in line
+    assert "(fix: pass --nginx-prefix DIR if nginx is started with -p DIR" in line
+    prefix = ["--nginx-prefix", str(config.parent)]
+    (config.parent / "logs").rmdir()
+    with_prefix = _apply_refuses(config, ca_file, tmp_path, "--nginx-bin", nginx_bin, *prefix)
+    assert "--nginx-prefix DIR" not in with_prefix, "the prefix was given: create it, not -p"
