@@ -113,9 +113,8 @@ def host_resolver(resolv_conf: Path = RESOLV_CONF) -> str | None:
         address = words[1]
         spec = f"[{address}]" if ":" in address else address
         try:
-            parse_resolver(spec)
+            parse_resolver(spec)  # refuses an IPv6 address with a zone too, as nginx does
         except InputError:
             continue
-        if "%" not in address:
-            return spec
+        return spec
     return None

@@ -12,6 +12,21 @@ from tests.doctor.conftest import write_config, write_site
 from tests.doctor.samples import protected_mirror, seed_mirror
 
 
+def _offline_plan_refusal(config: Path) -> str:
+    """The line `mirror plan` refuses `config` with, planned offline (no nginx, no DNS)."""
+    request = mirror.MirrorRequest(
+        config=config,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        nginx_bin="/nonexistent/nginx",
+        nginx_version="1.22.1",
+        dns_check=False,
+    )
+    with pytest.raises(InputError) as planned:
+        mirror.plan(request)
+    return planned.value.line()
+
+
 def test_a_clean_config_gives_a_report_without_findings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,17 +71,7 @@ def test_a_site_file_no_main_config_includes_is_refused_with_a_fix_that_does_not
         "(fix: pass the main config that includes it with --config (e.g. "
         "/etc/nginx/nginx.conf), or include it there)"
     )
-    request = mirror.MirrorRequest(
-        config=lone,
-        path="/callback",
-        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
-        nginx_bin="/nonexistent/nginx",
-        nginx_version="1.22.1",
-        dns_check=False,
-    )
-    with pytest.raises(InputError) as planned:
-        mirror.plan(request)
-    assert planned.value.line() == refused.value.line()
+    assert _offline_plan_refusal(lone) == refused.value.line()
 
 
 def test_a_config_that_does_not_parse_raises_input_error_with_exit_code_2(
@@ -106,14 +111,4 @@ def test_a_config_that_serves_no_http_is_refused_as_mirror_plan_refuses_it(
         doctor.check(config, nginx_bin="/nonexistent/nginx")
     assert refused.value.exit_code == 2
     assert refused.value.what.startswith(what) and refused.value.where == str(config)
-    request = mirror.MirrorRequest(
-        config=config,
-        path="/callback",
-        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
-        nginx_bin="/nonexistent/nginx",
-        nginx_version="1.22.1",
-        dns_check=False,
-    )
-    with pytest.raises(InputError) as planned:
-        mirror.plan(request)
-    assert planned.value.line() == refused.value.line()
+    assert _offline_plan_refusal(config) == refused.value.line()
