@@ -559,7 +559,8 @@ def refresh_units_command(
 
     The service runs as root in a sandbox (/usr, /etc and home directories read-only, a private
     /tmp). What refresh and nginx -t write there is opened to it (found here in the config and
-    `nginx -V`), and a path it needs in /tmp is refused.
+    `nginx -V`), and a path it needs in /tmp is refused. Nothing is written for a config that
+    re-resolves the stage by itself (nginx >= 1.27.3, or no address of the stage written).
 
     \b
     Example:
@@ -568,17 +569,21 @@ def refresh_units_command(
     """
     from hookshift.mirror.refresh import (
         TIMER_UNIT,
+        Refresh,
         RefreshUnits,
+        needs_refresh,
         nginx_paths,
         render_refresh_units,
-        require_mirror,
     )
     from hookshift.systemd import write_units
 
     api.check_prefix(nginx_prefix)
     main, located = api.main_config(config, nginx_bin)
     _show(located)
-    require_mirror(main)  # what refresh refuses: its timer would fail every run
+    # a config without a mirror is refused, as refresh refuses it: its timer would fail
+    if not needs_refresh(main):
+        diag("ok", f"{Refresh('not-needed', None).describe()}; no units written")
+        return
     units = render_refresh_units(
         RefreshUnits(
             hookshift_bin=hookshift_bin,

@@ -184,6 +184,16 @@ def stage_name(config: Path, parsed: NginxConfig | None = None) -> StageName | N
     return None
 
 
+def needs_refresh(config: Path, parsed: NginxConfig | None = None) -> bool:
+    """Whether `refresh` has anything to keep current in `config`: a stage address written
+    into the relay's keep-alive upstream, or a stage name nginx resolves only at start and
+    reload. A config that re-resolves by itself (``resolve``, run-time DNS alone) needs no
+    timer. An error when it has no mirror of hookshift's (`require_mirror`)."""
+    parsed = parsed or load(config)
+    require_mirror(config, parsed)
+    return written_stage(parsed) is not None or stage_name(config, parsed) is not None
+
+
 def _record_path(config: Path) -> Path:
     return ConfigState.of(config).directory / RECORD_NAME
 

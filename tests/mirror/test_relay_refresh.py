@@ -184,3 +184,27 @@ def test_a_written_address_still_answered_is_kept_and_a_recent_rewrite_defers(
     assert deferred.action == "deferred" and deferred.wait == pytest.approx(200.0)
     assert "no longer to 192.0.2.1" in deferred.describe()
     assert config.read_bytes() == before, "nothing written while deferred"
+
+
+@pytest.mark.parametrize("version", [(1, 22, 1), (1, 31, 5)], ids=["run-time-dns", "resolve"])
+def test_no_timer_is_written_for_a_config_that_re_resolves_by_itself(
+    tmp_path: Path, version: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer there would run a refresh that has nothing to do, every minute, for good."""
+    from hookshift.nginx import binary
+    from tests.in_process import run_in_process
+
+    monkeypatch.setattr(binary, "find_binary", lambda name="nginx": "/usr/sbin/nginx")
+    monkeypatch.setattr(binary, "compiled_defaults", lambda name="nginx": {})
+    config = _applied(tmp_path, version)
+    out = tmp_path / "units"
+    out.mkdir()
+    code, stdout, stderr = run_in_process(
+        "mirror", "refresh-units", "--config", str(config), "--out-dir", str(out)
+    )
+    assert code == 0 and stdout == ""
+    assert stderr.endswith(
+        "nothing to refresh: nginx re-resolves the stage by itself with this config (run-time "
+        "DNS or `resolve` in the upstream); no units written\n"
+    )
+    assert list(out.iterdir()) == []
