@@ -679,6 +679,11 @@ def watch_command(
     from hookshift.verify.watch import Outputs, Watcher, publish
 
     every = parse_duration(interval, "--interval")
+    if queue_source.startswith("archive:"):
+        from hookshift.verify.units import check_state_apart
+
+        archive = queue_source.partition(":")[2]
+        check_state_apart(Path(archive), state_dir, f"--queue {queue_source}")
     inside_state = [p for p in (html_path, metrics_file) if p is not None]
     if any(p.absolute().parent == state_dir.absolute() for p in inside_state):
         _make_state_dir(state_dir, metrics_file)

@@ -51,6 +51,31 @@ _SYSTEM_PLACES = {
 }
 
 
+def check_state_apart(archive: Path, state: Path, named: str | None = None) -> None:
+    """Refuse a watch's `state` directory that is the archive `pull` fills, lies inside it or
+    holds it: the archive is pull's alone (its segments, its index and its follow state, pruned
+    by its retention), and the watch writes only its own directory. `named`: how the user
+    named the archive (default ``--archive DIR``, as units takes it)."""
+    named = named or f"--archive {archive}"
+    real_archive, real_state = _real(archive), _real(state)
+    if real_state == real_archive or real_archive in real_state.parents:
+        what = "is the archive" if real_state == real_archive else "is inside the archive"
+        raise InputError(
+            f"{what} ({named}): the watch's files would sit among the segments pull writes "
+            "and prunes, and pull and the watch would both write one directory",
+            where=f"--state {state}",
+            fix="give the watch a directory of its own, e.g. " + _SYSTEM_PLACES["--state"],
+        )
+    if real_state in real_archive.parents:
+        raise InputError(
+            f"is inside the watch's state directory (--state {state}): the watch could write "
+            "the archive, which is pull's alone",
+            where=named,
+            fix="give each a directory of its own, e.g. "
+            f"{_SYSTEM_PLACES['--archive']} and {_SYSTEM_PLACES['--state']}",
+        )
+
+
 @dataclass(frozen=True)
 class UnitSpec:
     hookshift_bin: Path | None  # None: the hookshift running (systemd.running_hookshift)
@@ -108,23 +133,8 @@ class UnitSpec:
         by its retention. The watch's --state is a directory of its own (not the archive, not
         inside it, nor holding it: each service may write only its own), and the parity log
         the watch reads is not in the archive (where pull's segments are)."""
-        archive, state = _real(self.archive), _real(self.state)
-        if state == archive or archive in state.parents:
-            what = "is the archive" if state == archive else "is inside the archive"
-            raise InputError(
-                f"{what} (--archive {self.archive}): the watch's files would sit among the "
-                "segments pull writes and prunes, and both services would write one directory",
-                where=f"--state {self.state}",
-                fix="give the watch a directory of its own, e.g. " + _SYSTEM_PLACES["--state"],
-            )
-        if state in archive.parents:
-            raise InputError(
-                f"is inside the watch's state directory (--state {self.state}): the watch "
-                "could write the archive, which is pull's alone",
-                where=f"--archive {self.archive}",
-                fix="give each a directory of its own, e.g. "
-                f"{_SYSTEM_PLACES['--archive']} and {_SYSTEM_PLACES['--state']}",
-            )
+        check_state_apart(self.archive, self.state)
+        archive = _real(self.archive)
         kind, _, target = self.app_source.partition(":")
         fixed = _fixed_part(target)
         if fixed == archive or archive in fixed.parents:

@@ -106,8 +106,8 @@ def test_a_relative_parity_log_is_refused_like_a_relative_archive(
         ({"state": "/var/lib/hookshift/archive"},
          "--state /var/lib/hookshift/archive: is the archive (--archive "
          "/var/lib/hookshift/archive): the watch's files would sit among the segments pull "
-         "writes and prunes, and both services would write one directory (fix: give the watch "
-         "a directory of its own, e.g. --state /var/lib/hookshift/watch)"),
+         "writes and prunes, and pull and the watch would both write one directory (fix: "
+         "give the watch a directory of its own, e.g. --state /var/lib/hookshift/watch)"),
         ({"state": "/var/lib/hookshift/archive/watch/"},
          "--state /var/lib/hookshift/archive/watch: is inside the archive (--archive "),
         ({"archive": "/var/lib/hookshift/watch/archive"},

@@ -162,11 +162,38 @@ def test_watch_refuses_a_state_directory_its_app_glob_reads(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     _, archive = _inputs(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "parity.log").rename(logs / "parity.log")
     before = _bytes_of(tmp_path)
-    err = refusal(capsys, "verify", "watch", "--app", f"nginx:{tmp_path}/*",
-                  "--queue", f"archive:{archive}", "--state", str(tmp_path), "--once")  # fmt: skip
-    assert "--state" in err and f"is a name the input nginx:{tmp_path}/*" in err
+    err = refusal(capsys, "verify", "watch", "--app", f"nginx:{logs}/*",
+                  "--queue", f"archive:{archive}", "--state", str(logs), "--once")  # fmt: skip
+    assert "--state" in err and f"is a name the input nginx:{logs}/*" in err
     assert _bytes_of(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("state", "archive", "says"),
+    [
+        ("archive", "archive", "--state {state}: is the archive (--queue archive:{archive})"),
+        ("archive/w", "archive", "--state {state}: is inside the archive (--queue archive:"),
+        ("w", "w/archive", "--queue archive:{archive}: is inside the watch's state directory"),
+    ],
+    ids=["same", "state-inside", "archive-inside"],
+)
+def test_watch_refuses_a_state_directory_that_is_in_or_holds_the_archive(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, state: str, archive: str, says: str
+) -> None:
+    """The archive is pull's alone, as `verify units` refuses it: the watch writes its own."""
+    log, _ = _inputs(tmp_path / "in")
+    write_messages(tmp_path / archive / "seg-000001.jsonl", [message("m0", body(0), T0)])
+    before = _bytes_of(tmp_path)
+    err = refusal(capsys, "verify", "watch", "--app", f"nginx:{log}",
+                  "--queue", f"archive:{tmp_path / archive}", "--state", str(tmp_path / state),
+                  "--once")  # fmt: skip
+    assert says.format(state=tmp_path / state, archive=tmp_path / archive) in err
+    assert _bytes_of(tmp_path) == before
+    assert sorted(p.name for p in (tmp_path / archive).iterdir()) == ["seg-000001.jsonl"]
 
 
 @pytest.mark.parametrize("option", ["--state-file", "--metrics-file"])
