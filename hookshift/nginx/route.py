@@ -30,7 +30,7 @@ from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import effective
 from hookshift.nginx.locations import find_location, location_spec, named_location
 from hookshift.nginx.pcre import compile_or_refuse
-from hookshift.nginx.values import PASS_DIRECTIVES
+from hookshift.nginx.values import PASS_DIRECTIVES, if_condition
 
 MAX_REDIRECTS = 10  # nginx: "rewrite or internal redirection cycle" after 10
 OTHER_HANDLERS = (
@@ -319,17 +319,7 @@ def _holds(d: Directive, assumptions: list[str], request: _Request, uri: str) ->
     """Whether the condition of ``if`` `d` holds for the callback. A file test is taken as
     failing (the callback's path is not a file), as for ``try_files``; a condition on
     anything else only known per request is taken as false, and the route says so."""
-    words = list(d.args)
-    # the parentheses are the first and last word's, or words of their own; an empty word
-    # between them is an operand (`if ($http_host = "")`)
-    if words:
-        words[0] = words[0].removeprefix("(")
-        if not words[0]:
-            words.pop(0)
-    if words:
-        words[-1] = words[-1].removesuffix(")")
-        if not words[-1]:
-            words.pop()
+    words = list(if_condition(d.args))
     written = " ".join(w or '""' for w in words)
     shown = f"`if ({written})` at {d.where}"
     if len(words) == 2 and words[0].removeprefix("!") in _FILE_TESTS:

@@ -41,6 +41,7 @@ from hookshift.nginx.config import (
     paused_gc,
     read_config_file,
 )
+from hookshift.nginx.values import if_condition
 
 GLOB_CHARS = "*?["
 INCLUDE_FIX = "include regular files only, e.g. `include DIR/*.conf;` for the files of a directory"
@@ -182,18 +183,20 @@ def _exact(text: str) -> bool:
     return True
 
 
-def comparable(name: str, args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """A statement as both readers must agree on it.
+def comparable(
+    name: str, args: tuple[str, ...], *, lexed: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """A statement as both readers must agree on it; `lexed`: read by the byte lexer.
 
     A Lua block's body is compared as part of the text, not as arguments (crossplane passes
-    it as one); crossplane strips the parentheses of an ``if`` condition, nginx keeps them in
-    the first and last words.
+    it as one). crossplane strips the parentheses of an ``if`` condition as nginx does (a
+    word they leave empty dropped); the byte lexer keeps them, so only its words are stripped
+    here: the condition's own parentheses, as in ``(bot|crawler))``, stay.
     """
     if name.endswith("_by_lua_block"):
         return name, ()
-    if name == "if" and args:
-        joined = " ".join(args)
-        return name, tuple(joined.removeprefix("(").removesuffix(")").strip().split(" "))
+    if lexed and name == "if" and args:
+        return name, if_condition(args)
     return name, args
 
 
@@ -210,9 +213,9 @@ def check_agreement(theirs: list[Directive], ours: list[Directive], text: str) -
     lines = exact or "\r" not in text.replace("\r\n", "\n")
     for cp, lx in zip(theirs, ours, strict=False):
         args = lx.args if exact else tuple(_as_crossplane_reads(a) for a in lx.args)
-        if comparable(cp.name, cp.args) != comparable(_as_crossplane_reads(lx.name), args) or (
-            lines and cp.line != lx.line
-        ):
+        if comparable(cp.name, cp.args) != comparable(
+            _as_crossplane_reads(lx.name), args, lexed=True
+        ) or (lines and cp.line != lx.line):
             raise InputError(
                 f"hookshift reads `{lx.name}` (line {lx.line}) differently from crossplane "
                 f"(`{cp.name}`, line {cp.line})",

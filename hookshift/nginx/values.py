@@ -26,6 +26,21 @@ REQUEST_BUFFERING = (
 """What turns off reading a request's whole body before passing it on (``off``: streamed)."""
 
 
+def if_condition(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The words of an ``if`` condition as nginx reads them from the statement's words: the
+    first word's ``(`` and the last word's ``)`` taken off, and a word that leaves empty
+    dropped (a ``""`` operand stays). crossplane's words come stripped already, and a
+    condition nginx accepts then starts with a variable or a test: left as they are."""
+    if not (words and words[0].startswith("(") and words[-1].endswith(")")):
+        return words
+    inner = list(words)
+    inner[0] = inner[0][1:].lstrip()
+    inner[-1] = inner[-1][:-1].rstrip()
+    start = 0 if inner[0] else 1
+    end = len(inner) - (0 if inner[-1] else 1)
+    return tuple(inner[start:end])
+
+
 def parse_size(text: str) -> int | None:
     """nginx size syntax: ``512``, ``16k``, ``1m``, ``1g`` -> bytes (None if unreadable)."""
     found = re.fullmatch(r"(\d+)([kKmMgG]?)", text.strip())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.nginx.config import Directive, NginxConfig
+from hookshift.nginx.config import Directive, NginxConfig, load
 from hookshift.nginx.route import follow
 from hookshift.nginx.source import load_source
 from hookshift.procs import LOOPBACK, free_port
@@ -61,6 +61,9 @@ def _location_lines(rng: random.Random) -> list[str]:
         lambda: "rewrite ^/cb/(.*)$ /z/$1;",
         lambda: "try_files /nonexistent /z$request_uri;",
         lambda: f"rewrite ^ /z$request_uri {rng.choice(('last', ''))};",
+        # a condition's own parentheses at its end, bare and quoted
+        lambda: f"if ($request_uri ~* ^/(cb|q)) {{ return {rng.choice(CODES)}; }}",
+        lambda: 'if ($uri ~ "^/(z)/") { return 200 "L?"; }',
     ]
     return _once_each(rng.choice(pool)() for _ in range(rng.randint(0, 3)))
 
@@ -144,17 +147,20 @@ def _answered(port: int, host: str) -> str:
 
 
 def test_generated_servers_route_where_nginx_answers(generated: tuple[Path, int]) -> None:
+    """With both readers' trees: crossplane's (what plan routes on) and the byte lexer's
+    (doctor's when crossplane cannot parse a config), which keeps an ``if``'s parentheses."""
     config_path, port = generated
-    config = load_source(config_path).config
-    http_block = config.http_blocks()[0]
+    trees = [load(config_path), load_source(config_path).config]
     mismatches = []
     kinds: Counter[str] = Counter()
-    for server in config.servers():
-        host = server.children("server_name")[0].args[0]
-        said, got = _routed(config, server, http_block), _answered(port, host)
+    for servers in zip(*(tree.servers() for tree in trees), strict=True):
+        host = servers[0].children("server_name")[0].args[0]
+        got = _answered(port, host)
         kinds[got[0]] += 1
-        if got != said:
-            mismatches.append((host, said, got))
+        for tree, server in zip(trees, servers, strict=True):
+            said = _routed(tree, server, tree.http_blocks()[0])
+            if got != said:
+                mismatches.append((host, said, got))
     assert mismatches == [], mismatches[:10]
     # the generator reaches each kind of answer often enough to mean something
     assert kinds["L"] > SERVERS / 15 and kinds["i"] > SERVERS / 10 and kinds["5"] > 0, kinds
