@@ -4,6 +4,12 @@ An exact ``=`` match ends the search; else the longest matching prefix is rememb
 nested locations are searched the same way; unless that prefix is ``^~``, the regexes (``~``,
 ``~*``) of the level are tried in order and the first match wins (and its nested locations are
 searched). Named ``@`` locations never match a request: only a hand-off reaches them.
+
+One case ends the search without a location's content: a URI one ``/`` short of a ``location``
+whose name ends in ``/`` and which passes requests on (``proxy_pass`` and the other
+``*_pass``: nginx's ``auto_redirect``) is answered with a 301 to the URI with the ``/``, unless
+a location named exactly the URI (``=`` or prefix) takes it; regexes are not tried
+(``ngx_http_core_find_static_location`` returns ``NGX_DONE``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from dataclasses import dataclass
 
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.pcre import compile_or_refuse
+from hookshift.nginx.values import PASS_DIRECTIVES
+
+# the handlers that make nginx redirect a URI one `/` short of their location's name
+_AUTO_REDIRECT = (*PASS_DIRECTIVES, "memcached_pass")
 
 
 @dataclass(frozen=True)
@@ -54,13 +64,32 @@ def location_regex(location: Directive) -> re.Pattern[str]:
     )
 
 
+@dataclass(frozen=True)
+class Located:
+    """The location nginx uses for a URI, the locations enclosing it (outermost first), and
+    whether nginx answers there with its own 301 to the URI with a ``/`` (`redirects`)."""
+
+    location: Directive
+    parents: tuple[Directive, ...]
+    redirects: bool = False
+
+
 def find_location(
     block: Directive, uri: str, config: NginxConfig, parents: tuple[Directive, ...] = ()
 ) -> tuple[Directive, tuple[Directive, ...]] | None:
     """The location nginx uses for `uri` inside `block` (a server or location), with the
     locations enclosing it (outermost first); None when no location matches."""
+    found = locate(block, uri, config, parents)
+    return None if found is None else (found.location, found.parents)
+
+
+def locate(
+    block: Directive, uri: str, config: NginxConfig, parents: tuple[Directive, ...] = ()
+) -> Located | None:
+    """`find_location`, saying also whether nginx redirects `uri` there instead of serving it
+    (a location named `uri` + ``/`` that passes requests on: see the module doc)."""
     found = _find(block, uri, config, parents)
-    return None if found is None else (found[0], found[1])
+    return None if found is None else Located(found[0], found[1], found[3])
 
 
 def named_location(server: Directive, name: str, config: NginxConfig) -> Directive | None:
@@ -74,13 +103,17 @@ def named_location(server: Directive, name: str, config: NginxConfig) -> Directi
 
 def _find(
     block: Directive, uri: str, config: NginxConfig, parents: tuple[Directive, ...]
-) -> tuple[Directive, tuple[Directive, ...], bool] | None:
-    """(location, parents, final): final is nginx's NGX_OK (exact or regex: search over)."""
+) -> tuple[Directive, tuple[Directive, ...], bool, bool] | None:
+    """(location, parents, final, redirects): final is nginx's NGX_OK (exact or regex: search
+    over), redirects its NGX_DONE (the 301 of `_redirects_to_slash`)."""
     specs = [(loc, location_spec(loc)) for loc in config.effective_children(block, "location")]
     for loc, spec in specs:
         if spec.modifier == "=" and spec.pattern == uri:
-            return loc, parents, True
-    found: tuple[Directive, tuple[Directive, ...], bool] | None = None
+            return loc, parents, True, False
+    redirect = _redirects_to_slash(specs, uri, config)
+    if redirect is not None:
+        return redirect, parents, True, True
+    found: tuple[Directive, tuple[Directive, ...], bool, bool] | None = None
     noregex = False
     prefixes = [
         (loc, spec)
@@ -90,7 +123,7 @@ def _find(
     if prefixes:
         loc, spec = max(prefixes, key=lambda p: len(p[1].pattern))
         noregex = spec.modifier == "^~"
-        found = (loc, parents, False)
+        found = (loc, parents, False, False)
         nested = _find(loc, uri, config, (*parents, loc))
         if nested is not None:
             if nested[2]:
@@ -101,6 +134,21 @@ def _find(
             if spec.modifier in ("~", "~*") and location_regex(loc).search(uri):
                 nested = _find(loc, uri, config, (*parents, loc))
                 if nested is not None:
-                    return nested[0], nested[1], True
-                return loc, parents, True
+                    return nested[0], nested[1], True, nested[3]
+                return loc, parents, True, False
     return found
+
+
+def _redirects_to_slash(
+    specs: list[tuple[Directive, LocationSpec]], uri: str, config: NginxConfig
+) -> Directive | None:
+    """The location nginx redirects `uri` to with a ``/`` added, at one level: named `uri` +
+    ``/`` (``=``, ``^~`` or prefix) with a ``*_pass`` of its own (one inside an ``if`` does
+    not count: it is the ``if``'s), when no prefix location is named `uri` itself."""
+    if not uri or any(spec.modifier in ("", "^~") and spec.pattern == uri for _, spec in specs):
+        return None
+    for loc, spec in specs:
+        named = spec.modifier in ("=", "", "^~") and spec.pattern == uri + "/"
+        if named and any(d.name in _AUTO_REDIRECT for d in config.effective_children(loc)):
+            return loc
+    return None

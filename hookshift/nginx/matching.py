@@ -476,13 +476,20 @@ def _no_app(
     final = route.final.location
     how = f" (reached by {route.describe()})" if len(route.hops) > 1 else ""
     others = "" if host else _name_hint(config, servers, server)
+    fix = (
+        f"if the vendor posts to {route.final.uri}/, pass --path {route.final.uri}/ (a vendor "
+        f"does not follow a redirect with its POST); else add `location = {route.final.uri}` "
+        "that proxies it to the app"
+        if route.redirects_to_slash
+        else "pass --path as the callback's path the vendor posts to and --server-name as the "
+        f"name of the server that proxies it to the app{others}"
+    )
     return InputError(
         f"{uri} on {_label(server, config)} is answered by "
         f"location {location_spec(final)}{how} with {route.answer}, not passed to an app: "
         "there is nothing to mirror",
         where=final.where,
-        fix="pass --path as the callback's path the vendor posts to and --server-name as "
-        f"the name of the server that proxies it to the app{others}",
+        fix=fix,
     )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import effective
-from hookshift.nginx.locations import find_location, location_spec, named_location
+from hookshift.nginx.locations import find_location, locate, location_spec, named_location
 from hookshift.nginx.pcre import compile_or_refuse
 from hookshift.nginx.values import PASS_DIRECTIVES, if_condition
 
@@ -89,10 +89,21 @@ class Route:
         return bool(self.hops) and self.end is not None and self.end.name in PASS_DIRECTIVES
 
     @property
+    def redirects_to_slash(self) -> bool:
+        """nginx answers with its own 301 to the URI with a ``/`` added (`end` is then the
+        ``location`` named so, which passes requests on)."""
+        return self.end is not None and self.end.name == "location"
+
+    @property
     def answer(self) -> str:
         """How the request is answered, for messages."""
         if self.end is None:
             return "nginx's static file handler (files on disk)"
+        if self.redirects_to_slash:
+            return (
+                f"nginx's own 301 redirect to {self.final.uri}/ (the location's name ends in / "
+                "and it passes requests on)"
+            )
         return f"`{self.end.text}` ({self.end.where})"
 
     def describe(self) -> str:
@@ -195,7 +206,13 @@ def follow(
                     request = replace(request, method="GET") if answered.as_get else request
                     leave = answered
                     continue
-            found = find_location(server, uri, config)
+            located = locate(server, uri, config)
+            if located is not None and located.redirects:
+                # nginx answers with its own 301 before the location's phases run
+                hops.append(Hop(located.location, located.parents, uri, leave.via, request.method))
+                end = located.location
+                return Route(server, original, tuple(hops), end, tuple(assumptions))
+            found = None if located is None else (located.location, located.parents)
         if found is None and leave.named is None:
             away = _no_location(config, server, http, uri, assumptions, error_paged, request)
             if isinstance(away, _Stay):

@@ -2,7 +2,9 @@
 and regular-expression locations (case-sensitive and not), nested ones, and request paths
 with escapes (of letters, slashes and dots), doubled slashes and dot segments, some above the
 root (nginx answers those 400, and the matcher refuses them). Every location answers with its
-own line; nginx's answer must be the location `nginx.matching.match` chooses."""
+own line; nginx's answer must be the location `nginx.matching.match` chooses. Some locations
+whose name ends in ``/`` pass the request to an app (a second server that answers with the
+line the location names in a header): nginx redirects the path one ``/`` short of them (301)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,18 @@ def _path(rng: random.Random, segments: int, slash: bool = False) -> str:
     return path + "/" if slash else path
 
 
-def _locations(rng: random.Random, depth: int, parent: str | None) -> list[str]:
+def _answer(rng: random.Random, spec: str, app_port: int) -> list[str]:
+    """The location's answer: its own line, or (for some named with a final ``/``) the app's
+    answer with that line, so that nginx's redirect to such a location is exercised."""
+    if spec.endswith("/") and not spec.startswith("~") and rng.random() < 0.5:
+        return [
+            '    proxy_set_header X-Location "L?";',
+            f"    proxy_pass http://{LOOPBACK}:{app_port};",
+        ]
+    return [f"    {ANSWER}"]
+
+
+def _locations(rng: random.Random, depth: int, parent: str | None, app_port: int) -> list[str]:
     """Location blocks (as lines); under a prefix `parent`, prefixes extend it."""
     lines: list[str] = []
     seen: set[str] = set()
@@ -52,9 +65,10 @@ def _locations(rng: random.Random, depth: int, parent: str | None) -> list[str]:
             continue
         seen.add(key)
         lines.append(f"location {spec} {{")
-        lines.append(f"    {ANSWER}")
+        lines += _answer(rng, spec, app_port)
         if kind in ("prefix", "^~") and depth < 2 and rng.random() < 0.4:
-            lines += [f"    {line}" for line in _locations(rng, depth + 1, spec.split()[-1])]
+            nested = _locations(rng, depth + 1, spec.split()[-1], app_port)
+            lines += [f"    {line}" for line in nested]
         lines.append("}")
     return lines
 
@@ -105,12 +119,12 @@ def _paths(config: NginxConfig, server: Directive) -> list[str]:
 @pytest.fixture
 def generated(any_nginx: Nginx, tmp_path: Path) -> Iterator[tuple[Path, int]]:
     nginx_bin, _ = any_nginx
-    port = free_port()
+    port, app_port = free_port(), free_port()
     rng = random.Random(20261206)
-    lines: list[str] = []
+    lines = [f"server {{ listen {LOOPBACK}:{app_port}; return 200 $http_x_location; }}"]
     for n in range(SERVERS):
         lines.append(f"server {{ listen {LOOPBACK}:{port}; server_name s{n}.test;")
-        lines += [f"    {line}" for line in _locations(rng, 0, None)]
+        lines += [f"    {line}" for line in _locations(rng, 0, None, app_port)]
         lines += ["    location / {", f"        {ANSWER}", "    }"]
         lines.append("}")
     yield from serve(nginx_bin, tmp_path, port, lines)
@@ -121,7 +135,7 @@ def _answered(port: int, host: str, uri: str) -> str:
     conn.request("POST", uri, body=b"{}", headers={"Host": host})
     reply = conn.getresponse()
     body = reply.read().decode(errors="replace")
-    return "400" if reply.status == 400 else body
+    return str(reply.status) if reply.status in (301, 400) else body
 
 
 def test_generated_locations_are_chosen_as_nginx_chooses(generated: tuple[Path, int]) -> None:
@@ -130,7 +144,8 @@ def test_generated_locations_are_chosen_as_nginx_chooses(generated: tuple[Path, 
     rng = random.Random(7)
     mismatches = []
     elsewhere = 0  # requests a location other than `location /` took
-    for n, server in enumerate(config.servers()):
+    redirected = 0
+    for n, server in enumerate(config.servers()[1:]):
         host = f"s{n}.test"
         known = _paths(config, server)
         for _ in range(REQUESTS_PER_SERVER):
@@ -139,6 +154,9 @@ def test_generated_locations_are_chosen_as_nginx_chooses(generated: tuple[Path, 
                 chosen = match(config, uri, host=host, listen=f"{LOOPBACK}:{port}", for_app=False)
                 said = f"L{chosen.location.line + 1}"  # its answer is the line after it
                 elsewhere += tuple(chosen.location.args) != ("/",)
+                if chosen.route is not None and chosen.route.redirects_to_slash:
+                    said = "301"
+                    redirected += 1
             except InputError as exc:
                 # a path nginx itself refuses is refused, saying so
                 said = "400" if "nginx answers 400 Bad Request" in str(exc) else f"refused: {exc}"
@@ -147,3 +165,4 @@ def test_generated_locations_are_chosen_as_nginx_chooses(generated: tuple[Path, 
                 mismatches.append((host, uri, said, got))
     assert mismatches == [], mismatches[:10]
     assert elsewhere > SERVERS * REQUESTS_PER_SERVER / 4  # the generator reaches them
+    assert redirected > 10, redirected

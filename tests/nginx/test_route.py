@@ -475,3 +475,50 @@ def test_an_empty_host_test_is_shown_and_decided_for_a_named_vendor(tmp_path: Pa
     assert _final(_match(tmp_path, text, host="git.test")) == "/"
     unnamed = _match(tmp_path, text)
     assert any('`if ($http_host = "")`' in i and "taken as false" in i for i in unnamed.info)
+
+
+def test_a_path_one_slash_short_of_a_proxied_location_is_nginx_s_own_redirect(
+    tmp_path: Path,
+) -> None:
+    """nginx answers /callback with a 301 to /callback/ when `location /callback/` passes to
+    an app, before any regex or `location /`: a vendor's POST never reaches an app there."""
+    servers = (
+        "server { listen 80; location /callback/ { proxy_pass http://127.0.0.1:9000; }\n"
+        "location ~ ^/callback$ { proxy_pass http://127.0.0.1:9001; }\n"
+        "location / { proxy_pass http://127.0.0.1:9002; } }"
+    )
+    with pytest.raises(InputError) as refused:
+        _match(tmp_path, servers)
+    assert refused.value.where is not None and refused.value.where.endswith("nginx.conf:3")
+    assert "with nginx's own 301 redirect to /callback/" in refused.value.what
+    assert refused.value.fix is not None
+    assert refused.value.fix.startswith("if the vendor posts to /callback/, pass --path /callback/")
+
+
+@pytest.mark.parametrize(
+    "taken_by",
+    [
+        "location = /callback { proxy_pass http://127.0.0.1:9001; }",
+        "location /callback { proxy_pass http://127.0.0.1:9001; }",
+    ],
+    ids=["exact", "prefix"],
+)
+def test_a_location_named_the_path_itself_takes_it_before_the_redirect(
+    tmp_path: Path, taken_by: str
+) -> None:
+    m = _match(
+        tmp_path,
+        f"server {{ listen 80; location /callback/ {{ {APP} }}\n{taken_by} }}",
+    )
+    assert m.route.reaches_app and _final(m).endswith("/callback")
+
+
+def test_a_pass_inside_an_if_makes_no_redirect(tmp_path: Path) -> None:
+    """The `if` is a location of its own to nginx: the redirect is the location's only."""
+    m = _match(
+        tmp_path,
+        "server { listen 80;\n"
+        "location /callback/ { if ($request_method = POST) { proxy_pass http://127.0.0.1:9; } }\n"
+        f"location / {{ {APP} }} }}",
+    )
+    assert _final(m) == "/" and m.route.reaches_app
