@@ -30,6 +30,52 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+PRIVATE_DIR = 0o700
+
+
+def make_private_dirs(path: Path, mode: int = PRIVATE_DIR) -> None:
+    """Create `path` and each missing parent with `mode` whatever the umask (``mkdir -p``
+    would give the parents 0777 less the umask: world-writable under ``umask 000``, where
+    another user could plant what hookshift later trusts). An existing directory is left as
+    it is."""
+    if path.is_dir():
+        return
+    if path.parent != path:
+        make_private_dirs(path.parent, mode)
+    try:
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return  # made meanwhile by another process
+    os.chmod(path, mode)
+
+
+def foreign_hold(path: Path) -> str | None:
+    """Why another user could have put `path` (a file or directory) where it is, or could
+    change it: it, a directory above it or a symlink on the way belongs to someone other than
+    root and this user, or it or a directory above it is writable by others (group or world)
+    without the sticky bit that keeps them from renaming what is not theirs. None when only
+    root and this user could. OpenSSH's rule for ``authorized_keys`` (StrictModes)."""
+    me = os.geteuid()
+    written = Path(os.path.abspath(path))
+    chains = (written, *written.parents), (real := Path(os.path.realpath(path)), *real.parents)
+    for current in dict.fromkeys(p for chain in chains for p in chain):
+        try:
+            info = current.lstat()
+        except OSError:
+            continue  # not made yet (or not reachable): nothing anyone put there
+        if info.st_uid not in (0, me):
+            return f"{current} belongs to another user (uid {info.st_uid})"
+        if stat.S_ISLNK(info.st_mode):
+            continue  # a link's own mode means nothing; where it leads is checked too
+        loose = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if loose and not (stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX):
+            mode = stat.S_IMODE(info.st_mode)
+            return f"{current} may be written by other users (mode {mode:04o})"
+    return None
+
+
 def write_atomic(path: Path, data: bytes | str, *, default_mode: int = 0o644) -> None:
     """Replace `path` with `data` (str is written as UTF-8), keeping an existing file's mode."""
     payload = data.encode("utf-8") if isinstance(data, str) else data

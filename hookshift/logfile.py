@@ -49,8 +49,13 @@ def precreate_log(
 
     An existing file keeps its owner and content but loses any permission beyond `mode` (a
     0644 log becomes 0640). A symlink or anything but a regular file is refused: root must not
-    be led to change another file.
+    be led to change another file. So is a log that another user could read or replace: one
+    they own (only root, `user` and whoever runs this may), one with a second name (a hard
+    link, which keeps its own permissions' reach), or one in a directory anyone may write
+    without the sticky bit (they could put their own file in its place before nginx reopens
+    it).
     """
+    _check_log_directory(path)
     flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
@@ -71,6 +76,8 @@ def precreate_log(
                 where=str(path),
                 fix="choose another log path",
             )
+        if not made:
+            _check_existing_log(path, info, user)
         if made:
             if os.geteuid() == 0:
                 os.fchown(fd, _id("user", user), _id("group", group))
@@ -80,6 +87,42 @@ def precreate_log(
     finally:
         os.close(fd)
     return made
+
+
+def _check_log_directory(path: Path) -> None:
+    directory = path.parent
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return  # said by the open that follows
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        raise InputError(
+            f"the log's directory {directory} may be written by any user "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}): one could put a file of theirs in the "
+            "log's place and read every callback nginx writes to it",
+            where=str(path),
+            fix="choose a log directory only root and nginx may write, e.g. /var/log/nginx",
+        )
+
+
+def _check_existing_log(path: Path, info: os.stat_result, user: str) -> None:
+    allowed = {0, os.geteuid(), _id("user", user)}
+    if info.st_uid not in allowed:
+        raise InputError(
+            f"the log file belongs to another user (uid {info.st_uid}), who could read every "
+            "callback nginx writes to it",
+            where=str(path),
+            fix="remove it (hookshift makes the log anew, private to nginx) or choose another "
+            "log path",
+        )
+    if info.st_nlink > 1:
+        raise InputError(
+            f"the log file has {info.st_nlink - 1} other name(s) (hard links): whoever made "
+            "one could read every callback nginx writes to it",
+            where=str(path),
+            fix="remove it (hookshift makes the log anew, private to nginx) or choose another "
+            "log path",
+        )
 
 
 LOGROTATE_DIR = Path("/etc/logrotate.d")

@@ -45,7 +45,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hookshift.durable import TEMP_SUFFIX, fsync_dir, replace_file, write_exclusive
+from hookshift.durable import (
+    TEMP_SUFFIX,
+    fsync_dir,
+    make_private_dirs,
+    replace_file,
+    write_exclusive,
+)
 from hookshift.errors import InputError, OperationError
 from hookshift.logfile import precreate_log
 from hookshift.mirror.plan import MirrorPlan, relay_dir
@@ -208,7 +214,7 @@ def backup(targets: Sequence[_Target], backup_dir: Path) -> tuple[Path, tuple[Pa
     Whole or absent: on a full disk the partial directory is removed and the user told.
     """
     try:
-        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(backup_dir)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         run = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=backup_dir))
     except OSError as exc:
@@ -242,7 +248,7 @@ def check_backup_dir(backup_dir: Path) -> None:
     """Refuse a backup directory that cannot take a backup, before anything is shown or
     written (the backup itself comes after the plan is shown)."""
     try:
-        backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(backup_dir)
         os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=backup_dir))
     except OSError as exc:
         raise _backup_error(backup_dir, exc) from None

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hookshift.durable import write_atomic
+from hookshift.durable import make_private_dirs, write_atomic
 from hookshift.errors import InputError, OperationError
 from hookshift.mirror.api import check_prefix
 from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
@@ -292,7 +292,7 @@ def refresh(
 
 def _write_record(path: Path, stage: StageName, addresses: tuple[str, ...], at: float) -> None:
     data = {"host": stage.host, "port": stage.port, "addresses": list(addresses), "reloaded_at": at}
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     write_atomic(path, json.dumps(data, indent=2) + "\n", default_mode=0o600)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hookshift.durable import directory_lock, write_atomic
+from hookshift.durable import directory_lock, foreign_hold, make_private_dirs, write_atomic
 from hookshift.errors import InputError
 from hookshift.nginx import splice
 
@@ -153,7 +153,18 @@ class ConfigState:
     def load(self) -> Saved:
         """The saved state; `InputError` when the file is not what hookshift writes (an edit
         by hand, a disk that lost part of it): acting on a damaged record could take out
-        lines that are not hookshift's."""
+        lines that are not hookshift's. Also when another user could have written or replaced
+        it (`durable.foreign_hold`): an unfinished change recorded there names files and
+        backups that the next run writes back, as whoever runs it."""
+        held = foreign_hold(self.file) if os.path.lexists(self.file) else None
+        if held is not None:
+            raise InputError(
+                f"hookshift's state for {self.config} cannot be trusted: {held}, so what it "
+                "records could be another user's",
+                where=str(self.file),
+                fix="make the state dir and the directories above it writable by you only "
+                f"(chown, chmod go-w), or set {STATE_ENV} to a directory only you can write",
+            )
         try:
             data = json.loads(self.file.read_bytes())
             return Saved(_records(data), _intent(data))
@@ -189,5 +200,13 @@ class ConfigState:
                 "reload": saved.intent.reload,
             },
         }
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(self.directory)
+        held = foreign_hold(self.directory)
+        if held is not None:
+            raise InputError(
+                f"hookshift will not keep its state for {self.config} there: {held}, so another "
+                "user could replace what it records",
+                where=str(self.directory),
+                fix=f"set {STATE_ENV} to a directory only you can write",
+            )
         write_atomic(self.file, json.dumps(data, indent=2) + "\n", default_mode=0o600)

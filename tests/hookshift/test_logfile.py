@@ -79,3 +79,38 @@ def test_a_parity_log_stays_private_only_under_a_rule_that_keeps_it_so(
     assert (warning is None) is private
     if warning is not None:
         assert f"no logrotate rule keeps {log} private" in warning and "create 0640" in warning
+
+
+def test_a_log_directory_anyone_may_write_is_refused_unless_sticky(tmp_path: Path) -> None:
+    """Anyone could put a file of theirs where nginx reopens the log after a rotation; a
+    sticky directory (as /tmp) lets them add names, not replace ours."""
+    open_dir, sticky = tmp_path / "open", tmp_path / "sticky"
+    for directory, mode in ((open_dir, 0o777), (sticky, 0o1777)):
+        directory.mkdir()
+        directory.chmod(mode)
+    with pytest.raises(InputError) as refused:
+        precreate_log(open_dir / "parity.log")
+    assert "may be written by any user (mode 0777)" in refused.value.what
+    assert not (open_dir / "parity.log").exists()
+    assert precreate_log(sticky / "parity.log")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_an_existing_log_of_another_user_is_refused_and_left_alone(tmp_path: Path) -> None:
+    log = tmp_path / "parity.log"
+    log.write_text("")
+    log.chmod(0o666)
+    os.chown(log, NOBODY, NOBODY)
+    with pytest.raises(InputError, match=r"belongs to another user \(uid 65534\)"):
+        precreate_log(log)
+    assert (log.stat().st_uid, log.stat().st_mode & 0o777) == (NOBODY, 0o666)
+
+
+def test_an_existing_log_with_a_second_name_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "parity.log"
+    log.write_text("")
+    os.link(log, tmp_path / "copy-of-every-callback")
+    with pytest.raises(InputError, match=r"1 other name\(s\) \(hard links\)"):
+        precreate_log(log)
+    (tmp_path / "copy-of-every-callback").unlink()
+    assert precreate_log(log) is False  # kept: made by this user, one name

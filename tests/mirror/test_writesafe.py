@@ -414,8 +414,10 @@ def test_apply_as_an_unprivileged_user_refuses_a_root_owned_file(
     try:
         shared.chmod(0o777)
         config = multi_file(shared / "conf")
-        for directory in (config.parent, config.parent / "conf.d", config.parent / "logs"):
+        for directory in (config.parent, config.parent / "conf.d"):
             directory.chmod(0o777)  # the caller may write the directories, not the files
+        # sticky, or the parity log's place is refused first (anyone could replace it)
+        (config.parent / "logs").chmod(0o1777)
         ca = shared / "ca.pem"
         shutil.copy(ca_file, ca)
         ca.chmod(0o644)
