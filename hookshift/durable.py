@@ -170,6 +170,11 @@ def _same_file(dir_fd: int, name: str, expected: os.stat_result, path: Path) -> 
             f"{path} was replaced (by a symlink or another file) during the change; "
             "nothing written to it"
         )
+    if (st.st_size, st.st_mtime_ns) != (expected.st_size, expected.st_mtime_ns):
+        # written in place (an editor that keeps the inode, `>>`): replacing it would lose that
+        raise ReplacedError(
+            f"{path} was changed by someone else during the change; nothing written to it"
+        )
     return st
 
 
@@ -210,8 +215,9 @@ def replace_file(
     ``include *.conf`` picks it up), is created exclusively without following links in the
     directory opened once, and gets its owner and mode through its descriptor: nothing
     planted at a path in the meantime can redirect a write, a chmod or the rename. `path`
-    must still be the file `expected` describes (checked before the temp file is made and
-    again just before the rename), else `ReplacedError`. A chown that fails is an error:
+    must still be the file `expected` describes, with its size and modification time (checked
+    before the temp file is made and again just before the rename), else `ReplacedError`. A
+    chown that fails is an error:
     a file silently taken over by the caller's user is not the user's config any more.
     Returns the new file's status (what the next replacement must find there).
     """

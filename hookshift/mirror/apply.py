@@ -431,13 +431,13 @@ def write_locked(
     notes: tuple[str, ...],
     ready: Callable[[], None] | None = None,
 ) -> ApplyResult:
-    """`write_edits` for a caller that holds ``state.locked()`` and has recovered."""
+    """`write_edits` for a caller that holds ``state.locked()`` and has recovered.
+
+    Every edit's file must still hold its `old` text, an edit that changes nothing included
+    (a plan that found the change made already: another run may have undone it since).
+    """
+    _check_unchanged(edits)
     edits = [e for e in edits if e.old != e.new]
-    for edit in edits:
-        if read_text(edit.path) != edit.old:
-            raise OperationError(
-                f"{edit.path} changed since the plan was made; plan again and re-run"
-            )
     binary.nginx_version(nginx_bin)  # the binary runs, for every operation
     if not edits:
         _commit(state, records)
@@ -453,6 +453,9 @@ def write_locked(
             fix="make `nginx -t` pass first",
         )
     targets = _targets(edits)
+    # nginx -t takes seconds on a big config: an edit made meanwhile in place (same file) is
+    # caught here, and one made after this by the size and time the writes check
+    _check_unchanged(edits)
     check_backup_dir(backup_dir)
     if ready is not None:
         ready()
@@ -490,9 +493,25 @@ def write_locked(
     except BaseException as exc:
         _undo(state, saved, writer, run, exc, config, nginx_bin, prefix)
         raise _user_error(exc) from None
-    _commit(state, records)
+    try:
+        _commit(state, records)
+    except OSError as exc:
+        # the files are written and checked; only hookshift's record of them is missing
+        raise OperationError(
+            f"the change is in place and nginx -t passes, but hookshift could not record it in "
+            f"{state.directory} ({exc.strerror}): free space there, then run the same command "
+            "again, which puts the files back first and then makes the change again"
+        ) from None
     checkpoint("committed")
     return ApplyResult(tuple(t.edit.path for t in targets), run, reloaded, after.output, notes)
+
+
+def _check_unchanged(edits: Sequence[Edit]) -> None:
+    for edit in edits:
+        if read_text(edit.path) != edit.old:
+            raise OperationError(
+                f"{edit.path} changed since the plan was made; plan again and re-run"
+            )
 
 
 def _write_and_check(
@@ -759,7 +778,7 @@ def apply_plan(
     edits = sorted(
         (Edit(c.path, c.old_text, c.new_text) for c in plan.changes),
         key=lambda e: splice.definition_rank(e.new, str(e.path)),
-    )
+    ) or [Edit(path, text, text) for path, text in plan.applied_texts]
     records = {
         str(c.path): FileRecord(*splice.added_marks(c.user_text, c.new_text)) for c in plan.changes
     }

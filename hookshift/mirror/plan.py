@@ -267,6 +267,9 @@ class MirrorPlan:
     default_log_place: str = ""
     # that place was a relative path resolved under nginx's prefix (-p, else the compiled one)
     default_log_relative: bool = False
+    # Already applied: each file holding hookshift's lines as the plan found it, which apply
+    # checks under its lock (another run may have taken the lines out since).
+    applied_texts: tuple[tuple[Path, str], ...] = ()
 
     @property
     def mode(self) -> Mode:
@@ -1241,6 +1244,19 @@ def build_plan(
         parity_log=logs.parity,
         default_log_place=logs.default_place,
         default_log_relative=logs.default_relative,
+        applied_texts=_applied_texts(source, on_disk) if already else (),
+    )
+
+
+def _applied_texts(
+    source: SourceConfig, on_disk: dict[Path, str] | None
+) -> tuple[tuple[Path, str], ...]:
+    """The files on disk that hold hookshift's lines (they differ from the texts planned on,
+    which have them taken out), with their texts."""
+    return tuple(
+        (path, text)
+        for path, text in sorted((on_disk or {}).items(), key=lambda item: str(item[0]))
+        if text != source.texts.get(path)
     )
 
 

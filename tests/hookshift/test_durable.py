@@ -97,6 +97,22 @@ def test_replace_file_refuses_a_target_swapped_for_a_symlink_meanwhile(tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "nginx.conf"]
 
 
+def test_replace_file_refuses_a_target_written_in_place_meanwhile(tmp_path: Path) -> None:
+    """Same file, new bytes (`>>`, an editor that keeps the inode): replacing would lose them."""
+    target = tmp_path / "nginx.conf"
+    target.write_bytes(b"old\n")
+    expected = os.lstat(target)
+
+    def append() -> None:
+        with target.open("ab") as handle:
+            handle.write(b"# a colleague's line\n")
+
+    with pytest.raises(ReplacedError, match="was changed by someone else"):
+        replace_file(target, b"new\n", expected=expected, before_rename=append)
+    assert target.read_bytes() == b"old\n# a colleague's line\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nginx.conf"]
+
+
 def test_write_exclusive_never_follows_a_planted_link(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.write_bytes(b"secret\n")

@@ -692,3 +692,84 @@ def test_a_backup_dir_that_cannot_be_made_is_refused_before_the_diff_is_shown(
         "(fix: pass --backup-dir DIR in a directory you may write)"
     ), done.stderr
     assert snapshot(config.parent) == before
+
+
+@pytest.mark.e2e
+def test_an_edit_made_in_place_while_nginx_t_runs_is_kept_and_the_apply_refused(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """A colleague appends to the site file (same inode) during apply's first nginx -t, which
+    takes seconds on a big config: writing the planned text would lose their line."""
+    config = multi_file(tmp_path / "conf")
+    site = config.parent / "conf.d" / "b.conf"
+    slow = tmp_path / "nginx"
+    slow.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -t "*) if [ ! -e {tmp_path}/edited ]; then : > {tmp_path}/edited; '
+        f"echo '# colleague: added by hand' >> {site}; fi;; esac\n"
+        f'exec {nginx_bin} "$@"\n'
+    )
+    slow.chmod(0o755)
+    plan = _plan(config, ca_file)
+    with pytest.raises(OperationError, match=r"b\.conf changed since the plan was made"):
+        apply_plan(plan, nginx_bin=str(slow), backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert site.read_text() == SITE + "# colleague: added by hand\n"
+    assert "hookshift" not in config.read_text() and not (tmp_path / "bk").exists()
+
+
+@pytest.mark.e2e
+def test_an_already_applied_plan_undone_since_by_remove_is_refused_not_called_done(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """Planned while applied ("no change"), then a remove ran before the apply took the lock:
+    saying "already applied" would leave the user believing the mirror is there."""
+    config = multi_file(tmp_path / "conf")
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    stale = _plan(config, ca_file)
+    assert stale.already_applied
+    _remove(config, nginx_bin, tmp_path / "bk")
+    before = snapshot(config.parent)
+    with pytest.raises(OperationError, match="changed since the plan was made"):
+        apply_plan(stale, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == before
+
+
+@pytest.mark.e2e
+def test_a_record_that_cannot_be_kept_after_the_writes_is_one_line_saying_what_stands(
+    tmp_path: Path, nginx_bin: str, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are written and nginx -t passed when hookshift's state cannot take the
+    record (a full or read-only disk): the user is told that, and how the next run settles it."""
+    _root_mounts()
+    monkeypatch.setenv("HOOKSHIFT_STATE_DIR", str(tmp_path / "state"))
+    config = multi_file(tmp_path / "conf")
+    directory = ConfigState.of(config).directory
+    directory.mkdir(parents=True)
+    calls = tmp_path / "tests"
+    wrapper = tmp_path / "nginx"
+    # the second nginx -t is apply's check of the result: then the state dir goes read-only
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -t "*) echo t >> {calls};\n'
+        f'  if [ "$(wc -l < {calls})" -eq 2 ]; then mount --bind {directory} {directory} && '
+        f"mount -o remount,ro,bind {directory}; fi;; esac\n"
+        f'exec {nginx_bin} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    try:
+        with pytest.raises(OperationError) as failed:
+            apply_plan(
+                _plan(config, ca_file),
+                nginx_bin=str(wrapper),
+                backup_dir=tmp_path / "bk",
+                prefix=config.parent,
+            )
+    finally:
+        subprocess.run(["umount", str(directory)], check=False, capture_output=True)
+    line = str(failed.value)
+    assert "the change is in place and nginx -t passes, but hookshift could not record it" in line
+    assert "Read-only file system" in line and "\n" not in line
+    assert "hookshift" in config.read_text()  # as said: in place
+    # and as said, the next run puts the files back before doing anything else
+    assert "undone first" in recover(config)[0]
+    assert "hookshift" not in config.read_text()
