@@ -22,6 +22,7 @@ and the index's commit); an index that disagrees with the segments is rebuilt fr
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -48,6 +49,24 @@ LOCK_NAME = ".pull.lock"
 _LOOKUP_CHUNK = 500  # ids per IN (...) lookup, under SQLite's bound-parameter limit
 ARCHIVE_FIELDS = ("MessageId", "MD5OfBody", "Body", "Attributes", "MessageAttributes")
 META = "hookshift-archive.json"
+
+
+def _blob_text(value: object) -> str:
+    """A Binary attribute's value (bytes from boto3) as base64 text: how the AWS CLI prints
+    every blob, so an archive line reads like a Message of `aws sqs receive-message`."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not a part of an SQS Message")
+
+
+def message_line(message: dict[str, Any]) -> bytes:
+    """The archive line of a received Message: its ARCHIVE_FIELDS as one JSON object.
+
+    SQS lets a sender attach Binary message attributes (``BinaryValue``, ``BinaryListValues``),
+    which boto3 hands over as bytes; they are kept as base64 text, so that the message is
+    archived (and deleted) like any other instead of stopping its whole batch."""
+    record = {k: message[k] for k in ARCHIVE_FIELDS if k in message}
+    return (json.dumps(record, ensure_ascii=False, default=_blob_text) + "\n").encode("utf-8")
 
 
 def archive_queue_url(root: Path) -> str | None:
@@ -282,8 +301,7 @@ class Archive:
                 mid = message["MessageId"]
                 if mid in known or mid in lines:
                     continue
-                record = {k: message[k] for k in ARCHIVE_FIELDS if k in message}
-                lines[mid] = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+                lines[mid] = message_line(message)
             if not lines:
                 return 0
             fh = self._segment()

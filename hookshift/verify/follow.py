@@ -11,6 +11,10 @@ run of days:
 - an error from SQS (throttling, a network blip, expired credentials) does not end the run: the
   worker backs off and tries again, and the state file carries the error, so a watcher sees
   the pull fall silent (``last_success`` stops moving) instead of a service that exited;
+- a batch that SQS delivered and the archive did not take (a full disk, a bug in hookshift) is
+  not deleted, and it stops the heartbeat until a batch is archived again: its messages are
+  only hidden for the visibility timeout, so the empty receives meanwhile prove neither that
+  the pull works nor, until that timeout has passed, that the queue is drained;
 - nothing in memory grows with the number of messages (the id index is on disk; segments rotate
   by size and age).
 """
@@ -31,12 +35,21 @@ from typing import Any, TypeVar
 from hookshift.errors import InputError
 from hookshift.verify.archive import SEGMENT_BYTES, Archive
 from hookshift.verify.private import write_private
-from hookshift.verify.pull import BATCH, sqs_client, sqs_failure
+from hookshift.verify.pull import (
+    BATCH,
+    BatchNotArchived,
+    SqsCallFailed,
+    archive_batch,
+    sqs_call,
+    sqs_client,
+    sqs_failure,
+)
 
 STATE_NAME = "follow-state.json"
 _State = TypeVar("_State")
 STATE_EVERY_S = 5.0
 BACKOFF_MAX_S = 60.0
+VISIBILITY_MAX_S = 12 * 3600  # SQS's longest visibility timeout: when the queue's is unknown
 
 
 @dataclass
@@ -114,24 +127,63 @@ class _Loop:
     notice: Callable[[str], None]
     lock: threading.Lock = field(default_factory=threading.Lock)
     failing: bool = False  # in an incident of SQS errors (noticed once, until one succeeds)
+    # a batch SQS delivered was not archived: its messages are hidden for the visibility
+    # timeout, not gone, so an empty receive meanwhile is no heartbeat; a batch archived and
+    # deleted after it is
+    unhandled: bool = False
+    visibility_s: float = VISIBILITY_MAX_S
+    # until when (monotonic) a failed round may keep messages hidden, neither archived nor
+    # deleted: an empty receive begun before then does not show the queue drained
+    hidden_until: float = 0.0
 
-    def succeeded(self, now: float, lag_s: float) -> None:
+    def answered(self, now: float, lag_s: float, messages: int) -> bool:
+        """Record a round that went through (receive, archive, delete); False when it does not
+        count as the heartbeat: an empty one while a batch is unhandled."""
         with self.lock:
-            self.state.last_success = now
-            self.state.queue_lag_s = lag_s
             if self.failing:
                 self.failing = False
                 self.notice("the queue answers again")
+            if self.unhandled and not messages:
+                return False
+            self.state.last_success = now
+            self.state.queue_lag_s = lag_s
+            if self.unhandled:
+                self.unhandled = False
+                self.notice("batches are archived again")
+            return True
 
-    def failed(self, exc: BaseException) -> None:
-        text = f"{type(exc).__name__}: {exc}"
+    def drained(self, asked_at: float) -> bool:
+        """Whether an empty receive begun at `asked_at` (monotonic) shows the queue drained:
+        no failed round can still hide a message from it."""
         with self.lock:
-            self.state.errors += 1
-            self.state.last_error = text
+            return asked_at >= self.hidden_until
+
+    def failed(self, exc: SqsCallFailed) -> None:
+        with self.lock:
+            self._count(str(exc))
             first = not self.failing
             self.failing = True
         if first:
-            self.notice(f"receiving from the queue failed, retrying with back-off: {text}")
+            self.notice(f"receiving from the queue failed, retrying with back-off: {exc}")
+
+    def mishandled(self, exc: Exception, what: str) -> None:
+        """A batch SQS delivered that hookshift (or its archive) did not finish: `what` says
+        what became of its messages."""
+        with self.lock:
+            self._count(f"{type(exc).__name__}: {exc}")
+            first = not self.unhandled
+            self.unhandled = True
+        if first:
+            self.notice(
+                f"{what}, an error in hookshift or the archive, not in SQS; retrying with"
+                f" back-off: {type(exc).__name__}: {exc}"
+            )
+
+    def _count(self, text: str) -> None:
+        # a receive that timed out may have been served, hiding its batch like one not archived
+        self.hidden_until = time.monotonic() + self.visibility_s
+        self.state.errors += 1
+        self.state.last_error = text
 
 
 def _lag_s(messages: list[dict[str, Any]], now: float) -> float:
@@ -148,9 +200,11 @@ def _worker(
 ) -> None:
     backoff = 1.0
     while not loop.stop.is_set():
+        messages: list[dict[str, Any]] = []
         try:
-            asked_ms = int(time.time() * 1000)
-            reply = client.receive_message(
+            asked_ms, asked_at = int(time.time() * 1000), time.monotonic()
+            reply = sqs_call(
+                client.receive_message,
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=BATCH,
                 WaitTimeSeconds=opts.wait_time_s,
@@ -158,17 +212,15 @@ def _worker(
                 MessageAttributeNames=["All"],
             )
             messages = reply.get("Messages", [])
-            if not messages:
-                archive.mark_drained(asked_ms)
             # the batch in hand is finished even when a stop was asked meanwhile
-            new = archive.append(messages) if messages else 0  # durable before any delete
+            new = archive_batch(archive, messages)  # durable before any delete
             deleted = failed = 0
             if opts.delete and messages:
                 entries = [
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                     for i, m in enumerate(messages)
                 ]
-                answer = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+                answer = sqs_call(client.delete_message_batch, QueueUrl=queue_url, Entries=entries)
                 deleted = len(answer.get("Successful", []))
                 failed = len(answer.get("Failed", []))
             now = time.time()
@@ -180,10 +232,27 @@ def _worker(
                 s.deleted += deleted
                 s.delete_failures += failed
                 s.archive_total = len(archive)
-            loop.succeeded(now, _lag_s(messages, now))
+            counted = loop.answered(now, _lag_s(messages, now), len(messages))
+            if counted and not messages and loop.drained(asked_at):
+                archive.mark_drained(asked_ms)
             backoff = 1.0
         except Exception as exc:
-            loop.failed(exc)
+            if isinstance(exc, SqsCallFailed):
+                loop.failed(exc)
+            elif isinstance(exc, BatchNotArchived):
+                loop.mishandled(
+                    exc.cause,
+                    f"a batch of {exc.messages} message(s) could not be archived and none was"
+                    " deleted: they come back after the visibility timeout",
+                )
+            else:
+                loop.mishandled(
+                    exc,
+                    f"a batch of {len(messages)} message(s) was not finished: what was not"
+                    " deleted comes back after the visibility timeout"
+                    if messages
+                    else "an empty receive was not finished",
+                )
             loop.stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -211,11 +280,14 @@ def follow(
         for _ in range(options.workers)
     ]
     try:
-        clients[0].get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        attrs = clients[0].get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"]
+        )
     except Exception as exc:
         raise sqs_failure(
             queue_url, exc, endpoint_url=options.endpoint_url, region=options.region
         ) from None
+    visibility = str((attrs.get("Attributes") or {}).get("VisibilityTimeout", ""))
     path = state_path(archive_dir, options.state_file)
     previous = read_state(path)
     state = FollowState(
@@ -229,6 +301,8 @@ def follow(
         # the heartbeat survives a restart: a watcher measures the gap, not this process
         state.last_success = previous.last_success
     loop = _Loop(state, stop, notice)
+    if visibility.isdigit():
+        loop.visibility_s = float(visibility)
     with Archive(
         archive_dir, segment_bytes=options.segment_bytes, segment_seconds=options.segment_seconds
     ) as archive:

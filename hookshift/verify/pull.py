@@ -223,6 +223,61 @@ class _Shared:
             return max(0, min(BATCH, self.limit - self.received))
 
 
+class SqsCallFailed(Exception):
+    """An SQS call raised `cause` (refused, no answer, no credentials): what `sqs_failure`
+    reports. Kept apart from hookshift's own errors, which must never read as SQS's."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
+def sqs_call(method: Callable[..., Any], **params: Any) -> Any:
+    """`method(**params)` on an SQS client; whatever it raises comes out as SqsCallFailed."""
+    try:
+        return method(**params)
+    except Exception as exc:
+        raise SqsCallFailed(exc) from exc
+
+
+class BatchNotArchived(Exception):
+    """Messages SQS delivered that the archive did not take (`cause`: a full disk, or a bug in
+    hookshift). None of them is deleted: they come back after the visibility timeout."""
+
+    def __init__(self, messages: int, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.messages = messages
+        self.cause = cause
+
+
+def archive_batch(archive: Archive, messages: list[dict[str, Any]]) -> int:
+    """`archive.append(messages)` (durable before any delete); a failure is BatchNotArchived."""
+    if not messages:
+        return 0
+    try:
+        return archive.append(messages)
+    except Exception as exc:
+        raise BatchNotArchived(len(messages), exc) from exc
+
+
+def batch_failure(queue_url: str, archive_dir: Path, exc: BatchNotArchived) -> HookshiftError:
+    """One line for a batch the archive did not take: the archive's fault or hookshift's,
+    never SQS's, and the messages are still in the queue."""
+    kept = (
+        f"none of its {exc.messages} message(s) was deleted: they stay in the queue and come"
+        " back after the visibility timeout"
+    )
+    cause = exc.cause
+    if isinstance(cause, OSError):
+        return OperationError(
+            f"{archive_dir}: cannot write the archive ({cause.strerror or cause}); {kept}"
+        )
+    return OperationError(
+        f"{queue_url}: a batch received from the queue could not be archived ({exc}), an error"
+        f" in hookshift, not in SQS; {kept} (please report this line as a bug)"
+    )
+
+
 def _worker(
     client: Any,
     queue_url: str,
@@ -238,7 +293,8 @@ def _worker(
             room = shared.room()
             if room <= 0:
                 return
-            reply = client.receive_message(
+            reply = sqs_call(
+                client.receive_message,
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=room,
                 WaitTimeSeconds=wait_time_s,
@@ -246,7 +302,7 @@ def _worker(
                 MessageAttributeNames=["All"],
             )
             messages = reply.get("Messages", [])
-            new = archive.append(messages) if messages else 0  # durable before any delete
+            new = archive_batch(archive, messages)  # durable before any delete
             with shared.lock:
                 shared.received += len(messages)
                 shared.archived += new
@@ -265,7 +321,7 @@ def _worker(
 
 def _delete(client: Any, queue_url: str, messages: list[dict[str, Any]], shared: _Shared) -> None:
     entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-    reply = client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    reply = sqs_call(client.delete_message_batch, QueueUrl=queue_url, Entries=entries)
     with shared.lock:
         shared.deleted += len(reply.get("Successful", []))
         shared.failed += len(reply.get("Failed", []))
@@ -287,8 +343,9 @@ def pull(
     limits: NetworkLimits | None = None,
 ) -> PullResult:
     """Pull the queue into `archive_dir`; stops after `idle_polls` empty long polls per worker
-    or `max_messages`. Raises OperationError when SQS refuses, InputError when the queue does
-    not exist there (the archive stays consistent).
+    or `max_messages`. Raises OperationError when SQS refuses or a batch cannot be archived
+    (`batch_failure`: it is not deleted), InputError when the queue does not exist there (the
+    archive stays consistent).
 
     Nothing is printed: `progress` hears how far the pull got while the workers run, and
     `notice` gets the warnings a person should read."""
@@ -333,9 +390,14 @@ def pull(
         if not shared.errors and (max_messages is None or shared.received < max_messages):
             archive.mark_drained(begun_ms)  # every worker ended on an empty poll
     if shared.errors:
-        raise sqs_failure(
-            queue_url, shared.errors[0], endpoint_url=endpoint_url, region=region
-        ) from None
+        first = shared.errors[0]
+        if isinstance(first, SqsCallFailed):
+            raise sqs_failure(
+                queue_url, first.cause, endpoint_url=endpoint_url, region=region
+            ) from None
+        if isinstance(first, BatchNotArchived):
+            raise batch_failure(queue_url, archive_dir, first) from first.cause
+        raise first  # a bug of hookshift's: its traceback, not a line blaming SQS
     return PullResult(
         received=shared.received,
         archived=shared.archived,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -357,3 +358,61 @@ def test_a_queue_missing_in_the_region_given_is_one_line_with_how_to_list_them(
         f"{REGION} (fix: check the queue URL and the region against `aws sqs list-queues "
         f"--endpoint-url {moto.endpoint} --region {REGION}`)\n"
     )
+
+
+# ------------------------------------------------------------ messages with Binary attributes
+
+
+def test_a_binary_attribute_is_archived_as_base64_with_its_batch_and_parity_reads_it(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    """SQS lets a sender attach Binary attributes, which boto3 hands over as bytes: the message
+    is archived and deleted with its batch, the value as the AWS CLI prints it (base64), and
+    the String and Number attributes and the system attributes as they came."""
+    from hookshift.verify.parity import ParityOptions, run_parity
+    from tests.verify.data import T0, nginx_line, write_lines
+
+    url = moto.create_queue(f"bin-{uuid.uuid4().hex[:10]}")
+    client = moto.client()
+    sent = {}
+    for i in range(6):
+        attributes: dict[str, Any] = {
+            "nginx_request_id": {"DataType": "String", "StringValue": f"{i:032x}"}
+        }
+        if i == 3:
+            attributes |= {
+                "sig": {"DataType": "Binary", "BinaryValue": b"\x01\x02"},
+                "blobs": {"DataType": "Binary", "BinaryListValues": [b"\xff", b"hi"]},
+                "tries": {"DataType": "Number", "StringValue": "7"},
+            }
+        reply = client.send_message(QueueUrl=url, MessageBody=body(i), MessageAttributes=attributes)
+        sent[reply["MessageId"]] = i
+    archive = tmp_path / "a"
+    run = subprocess.run(
+        [*_pull_argv(url, archive, moto.endpoint), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("received 6, newly archived 6, already archived 0, deleted 6")
+    assert _visible_and_hidden(moto, url) == (0, 0)
+    archived = {m["MessageId"]: m for m in iter_archive(archive)}
+    assert sorted(archived) == sorted(sent)
+    signed = next(m for mid, m in archived.items() if sent[mid] == 3)
+    assert signed["Body"] == body(3)
+    assert signed["MessageAttributes"] == {
+        "nginx_request_id": {"StringValue": f"{3:032x}", "DataType": "String"},
+        "sig": {"BinaryValue": "AQI=", "DataType": "Binary"},
+        "blobs": {"BinaryListValues": ["/w==", "aGk="], "DataType": "Binary"},
+        "tries": {"StringValue": "7", "DataType": "Number"},
+    }
+    assert signed["Attributes"]["SentTimestamp"].isdigit()
+    assert signed["MD5OfBody"] == hashlib.md5(body(3).encode()).hexdigest()
+    # parity reads the archive, the signed message among the others, keyed on the request id
+    log = write_lines(
+        tmp_path / "p.log", [nginx_line(f"{i:032x}", T0 + i, body(i)) for i in range(6)]
+    )
+    report = run_parity(f"nginx:{log}", f"archive:{archive}", ParityOptions(grace_s=0))
+    assert report.verdict == "pass"
+    assert report.counts["matched"] == 6 and report.counts["malformed"] == 0
