@@ -19,6 +19,7 @@ from hookshift.apigw.integration import RESPONSE_MODES, TEMPLATE_VARIANTS, Templ
 from hookshift.console import apply_options
 from hookshift.durable import write_atomic
 from hookshift.errors import InputError, MissingExtra, is_missing_extra
+from hookshift.private import open_private
 
 if TYPE_CHECKING:  # the emulator needs `hookshift[rehearse]`; template and render do not
     from hookshift.apigw.emulator import CustomDomain, Execution
@@ -304,7 +305,8 @@ def template_cmd(**kwargs: Any) -> None:
     "--log",
     "log_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Append every execution as a JSON line to this file.",
+    help="Append every execution as a JSON line to this file (the owner's only: it holds "
+    "the callbacks' bodies).",
 )
 def serve_cmd(
     sqs_endpoint: str,
@@ -377,12 +379,12 @@ def serve_cmd(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log = log_file.open("a", encoding="utf-8") if log_file else None
+    log = open_private(log_file) if log_file else None
 
     def listener(execution: Execution) -> None:
         click.echo(_execution_line(execution), err=True)
         if log is not None:
-            log.write(execution.log_line() + "\n")
+            log.write((execution.log_line() + "\n").encode("utf-8"))
             log.flush()
 
     try:

@@ -27,6 +27,7 @@ from hookshift.cutover.gather import gather
 from hookshift.cutover.journal import Entry, FileChange, Journal
 from hookshift.cutover.settings import Settings
 from hookshift.errors import InputError, OperationError
+from hookshift.mirror.api import main_config
 from hookshift.mirror.apply import checkpoint
 
 Notice = Callable[[str, str], None]
@@ -71,6 +72,7 @@ class InitResult:
     state_path: Path
     settings: Settings
     files: tuple[str, ...]
+    notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def stage(self) -> str:
@@ -253,16 +255,20 @@ def absolute(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def init(state_path: Path, settings: Settings) -> InitResult:
+def init(state_path: Path, settings: Settings, *, notice: Notice | None = None) -> InitResult:
     """Start a cut-over journal at baseline, recording the settings and the nginx files' bytes.
 
     Needs ``config`` and ``path``; the nginx binary is recorded as a full path (a later run from
-    cron, whose PATH lacks /usr/sbin, uses the same nginx). Every setting a later stage uses is
-    checked first, the mirror engine's by the engine itself (`nginx_ops.check_engine_options`):
-    a typo found on Thursday's advance would stop a cut-over that Monday's init accepted.
+    cron, whose PATH lacks /usr/sbin, uses the same nginx). A site file (``sites-enabled/hooks``)
+    is recorded as the main config that includes it, found as ``hookshift mirror`` finds it:
+    every stage hashes and changes the main config's files, and the journal cannot be corrected
+    once written. Every setting a later stage uses is checked first, the mirror engine's by the
+    engine itself (`nginx_ops.check_engine_options`): a typo found on Thursday's advance would
+    stop a cut-over that Monday's init accepted.
     """
+    notes = _Notes(notice)
     settings = settings.override(**absolute({n: getattr(settings, n) for n in SETTING_NAMES}))
-    config = settings.need("config", "to record the nginx files of the baseline")
+    settings.need("config", "to record the nginx files of the baseline")
     settings.need("path", "to know the callback location")
     for name in ("stage_url", "domain_url"):
         url = getattr(settings, name)
@@ -277,6 +283,12 @@ def init(state_path: Path, settings: Settings) -> InitResult:
             probe.check_url(url, option)
     if settings.path and not settings.path.startswith("/"):
         raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
+    if settings.probe_timeout <= 0:  # each probe's --timeout: a probe cannot wait no time
+        raise InputError(
+            f"not a number of seconds above 0: {settings.probe_timeout:g}",
+            where="--probe-timeout",
+            fix="e.g. --probe-timeout 10",
+        )
     if settings.queue is not None:  # read at every gate: a typo must not wait for the first
         probe.QueueSpec.parse(
             settings.queue, endpoint_url=settings.endpoint_url, region=settings.region
@@ -284,6 +296,8 @@ def init(state_path: Path, settings: Settings) -> InitResult:
     if settings.ca_file is not None:
         probe.check_ca_file(settings.ca_file)
     settings = settings.override(nginx_bin=nginx_ops.check_binary(settings.nginx_bin))
+    settings = _main_config(settings, notes)
+    config = settings.need("config", "to record the nginx files of the baseline")
     nginx_ops.check_prefix(settings.nginx_prefix)
     nginx_ops.check_engine_options(settings)
     if state_path.exists():
@@ -298,7 +312,7 @@ def init(state_path: Path, settings: Settings) -> InitResult:
         None, action="init", to_stage="baseline", evidence={"files": files}, note="cut-over started"
     )
     journal.create(state_path, settings.to_json(), first)
-    return InitResult(state_path, settings, tuple(files))
+    return InitResult(state_path, settings, tuple(files), tuple(notes.kept))
 
 
 def status(state_path: Path, *, notice: Notice | None = None) -> StatusResult:
@@ -400,10 +414,25 @@ def _overrides(values: Mapping[str, Any] | None) -> dict[str, Any]:
     return given
 
 
-def _load(state_path: Path, overrides: Mapping[str, Any]) -> tuple[Journal, Settings]:
+def _load(
+    state_path: Path, overrides: Mapping[str, Any], notes: _Notes
+) -> tuple[Journal, Settings]:
     current = journal.read(state_path)
     settings = Settings.from_json(current.settings).override(**absolute(overrides))
+    if overrides.get("config"):
+        settings = _main_config(settings, notes)
     return current, settings
+
+
+def _main_config(settings: Settings, notes: _Notes) -> Settings:
+    """``config`` as the main config: a site file leads to the main config including it (the
+    mirror engine's rule, `hookshift.mirror.api.main_config`), said in a note; a site file no
+    main config includes is refused."""
+    given = Path(settings.need("config", "to find the nginx files"))
+    main, located = main_config(given, settings.nginx_bin or "nginx")
+    for line in located:
+        notes(line.level, line.text)
+    return settings.override(config=str(main.absolute()))
 
 
 def _resolve(
@@ -447,7 +476,7 @@ def _advance(
     notes: _Notes,
     settle: bool = True,
 ) -> AdvanceResult:
-    current, settings = _load(state_path, overrides)
+    current, settings = _load(state_path, overrides, notes)
     if stages.next_stage(current.stage) is None and current.pending is None:
         raise InputError(f"the cut-over is already {current.stage}: there is no next stage")
     if not settle and current.pending is not None:  # begun since the unlocked dry run started
@@ -534,7 +563,7 @@ def _rollback(
     adopt_edits: bool,
     notes: _Notes,
 ) -> RollbackResult:
-    current, settings = _load(state_path, {"config": config, "nginx_bin": nginx_bin})
+    current, settings = _load(state_path, {"config": config, "nginx_bin": nginx_bin}, notes)
     nginx_ops.check_binary(settings.nginx_bin)
     resolution = _resolve(current, settings, notes, repair=True, adopt=adopt_edits)
     current = resolution.journal

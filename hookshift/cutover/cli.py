@@ -52,7 +52,10 @@ def _settings_options(func: Any) -> Any:
             "path",
             "stage_url",
             recorded=True,
-            help={"config": "The main nginx config (its includes are followed)."},
+            help={
+                "config": "The main nginx config (its includes are followed), or a site file: "
+                "the main config including it is recorded."
+            },
         ),
         click.option("--domain-url", help="The custom domain (and base path), https://..."),
         click.option("--domain-target", help="Its d-XXXX.execute-api.REGION.amazonaws.com name."),
@@ -146,7 +149,7 @@ def init(state_path: Path, **kwargs: Any) -> None:
       hookshift cutover init --state cutover.jsonl --config /etc/nginx/nginx.conf \\
           --path /callback --stage-url https://abc.execute-api.ap-northeast-2.amazonaws.com/prod
     """
-    done = api.init(state_path, Settings().override(**_pop_settings(kwargs)))
+    done = api.init(state_path, Settings().override(**_pop_settings(kwargs)), notice=diag)
     click.echo(f"baseline: {stages.STAGE_SUMMARY['baseline']}")
     click.echo(f"journal: {state_path} ({len(done.files)} nginx file(s) recorded)")
     click.echo(f"next: hookshift cutover advance --state {state_path}")

@@ -89,6 +89,8 @@ class ProbeObservation:
     tls: TlsObservation | None = None
     http: HttpObservation | None = None
     queue: QueueObservation | None = None
+    # a queue to search was given: a probe stopped before the search did not land
+    queue_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ class Finding:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """``landed`` is None when no queue was searched (the probe then judges HTTP only)."""
+    """``landed`` is None when no queue was given (the probe then judges HTTP only); with a
+    queue it is False unless the marker was found there, also when an earlier step (DNS, TLS,
+    the POST, reading the queue) stopped the probe before the search."""
 
     url: str
     landed: bool | None
@@ -504,11 +508,13 @@ def _queue_findings(
     http: HttpObservation | None, queue: QueueObservation, sent: str
 ) -> tuple[bool, list[Finding]]:
     if queue.error:
+        # no POST yet: the queue is read before the probe is sent (`probe.check_queue`)
+        unsent = ", so the probe was not sent" if http is None else ""
         return False, [
             Finding(
                 "queue-unreadable",
                 "error",
-                f"could not read the queue: {queue.error}",
+                f"could not read the queue{unsent}: {queue.error}",
                 "check --queue (sqs:QUEUE_URL, archive:PATH or jsonl:PATH), --endpoint-url and "
                 "the credentials",
             )
@@ -556,7 +562,7 @@ def diagnose(obs: ProbeObservation) -> Diagnosis:
         findings += _tls_findings(host, _port(obs.url), obs.tls, obs.now)
     if obs.http is not None:
         findings += _http_findings(host, path, obs.http)
-    landed: bool | None = None
+    landed: bool | None = False if obs.queue_given else None
     if obs.queue is not None:
         landed, more = _queue_findings(obs.http, obs.queue, obs.sent_body)
         findings += more

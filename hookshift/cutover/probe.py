@@ -52,7 +52,7 @@ from hookshift.stagehttp import (
     tls_context,
 )
 from hookshift.stagehttp import check_ca_file as check_ca_file  # the cut-over's settings use it
-from hookshift.verify.pull import check_queue_url
+from hookshift.verify.pull import check_queue_url, region_for, sqs_failure
 
 PROBE_FIELD = "hookshift_probe"
 # Special characters and Korean text, after the marker: a template without $util.urlEncode
@@ -333,16 +333,37 @@ def aws_config() -> Any:
 
 
 def sqs_client(spec: QueueSpec) -> Any:
+    """A client in the region ``verify pull`` would use for the same options (`region_for`),
+    so that both find the same queue and name the same region when it is not there."""
     import boto3
 
-    region = spec.region
-    if region is None:
-        host = urlsplit(spec.target).hostname or ""
-        parts = host.split(".")
-        region = parts[1] if len(parts) > 2 and parts[0] == "sqs" else "us-east-1"
     return boto3.client(
-        "sqs", endpoint_url=spec.endpoint_url, region_name=region, config=aws_config()
+        "sqs",
+        endpoint_url=spec.endpoint_url,
+        region_name=region_for(spec.target, spec.region),
+        config=aws_config(),
     )
+
+
+def check_queue(spec: QueueSpec | None) -> QueueObservation | None:
+    """Read the live queue's attributes before the probe is sent: None when it can be read.
+
+    The stage enqueues the probe whatever queue the probe reads, and only the probe deletes
+    it; a probe that cannot read its queue would leave a synthetic callback there for the
+    consumer. A queue that does not exist where it was looked for (a wrong URL or region) is
+    bad input, in ``verify pull``'s words; any other failure comes back as an observation, and
+    nothing is sent.
+    """
+    if spec is None or spec.kind != "sqs":
+        return None
+    try:
+        sqs_client(spec).get_queue_attributes(QueueUrl=spec.target, AttributeNames=["QueueArn"])
+    except Exception as exc:  # botocore's errors
+        failure = sqs_failure(spec.target, exc, endpoint_url=spec.endpoint_url, region=spec.region)
+        if isinstance(failure, InputError):
+            raise failure from None
+        return QueueObservation(False, error=f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def _release(client: Any, queue_url: str, handles: list[str]) -> None:
@@ -426,31 +447,38 @@ def run_probe(
 ) -> ProbeObservation:
     """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped).
 
-    The input is checked before anything is sent: the URL, ``--timeout``, the resolver and the
-    CA bundle. Each network step waits at most ``timeout`` seconds (within `STEP_CAPS`); the
-    queue is searched for ``timeout`` seconds.
+    The input is checked before anything is sent: the URL, ``--timeout``, the resolver, the
+    CA bundle, and that the live queue can be read (`check_queue`). Each network step waits at
+    most ``timeout`` seconds (within `STEP_CAPS`); the queue is searched for ``timeout``
+    seconds.
     """
     check_url(url)
-    if not (math.isfinite(timeout) and timeout >= 0):
+    if not (math.isfinite(timeout) and timeout > 0):
         raise InputError(
-            f"not a number of seconds: {timeout}", where="--timeout", fix="e.g. --timeout 10"
+            f"not a number of seconds above 0: {timeout:g}",
+            where="--timeout",
+            fix="e.g. --timeout 10",
         )
     server = parse_resolver(resolver) if resolver else None
     if ca_file is not None:
         check_ca_file(ca_file)
-    step = {name: min(cap, timeout) if timeout > 0 else cap for name, cap in STEP_CAPS.items()}
+    step = {name: min(cap, timeout) for name, cap in STEP_CAPS.items()}
     parts = urlsplit(url)
     host = parts.hostname or ""  # check_url: there is one
     marker = make_marker()
     body = probe_body(marker)
     now = time.time()
+    observation = ProbeObservation(url, body, now, queue_given=queue is not None)
+    unreadable = check_queue(queue)
+    if unreadable is not None:
+        return replace(observation, queue=unreadable)
     dns_obs = observe_dns(host, server, step["dns"])
     if expect_target:
         expected = observe_dns(expect_target, server, step["dns"])
         dns_obs = replace(
             dns_obs, expected_target=expect_target.lower(), target_addresses=expected.addresses
         )
-    observation = ProbeObservation(url=url, sent_body=body, now=now, dns=dns_obs)
+    observation = replace(observation, dns=dns_obs)
     if not dns_obs.addresses:
         return observation
     address = dns_obs.addresses[0]
@@ -458,8 +486,9 @@ def run_probe(
     tls_obs = None
     if parts.scheme == "https":
         tls_obs = observe_tls(host, address, port, ca_file, step["tls"])
+        observation = replace(observation, tls=tls_obs)
         if tls_obs.error_kind:
-            return ProbeObservation(url, body, now, dns_obs, tls_obs)
+            return observation
     http_obs = post(url, address, body, ca_file, step["http"])
     accepted = 200 <= http_obs.status < 300
     queue_obs = None
@@ -475,4 +504,4 @@ def run_probe(
             region=queue.region if queue else None,
         )
         http_obs = replace(http_obs, execution=text)
-    return ProbeObservation(url, body, now, dns_obs, tls_obs, http_obs, queue_obs)
+    return replace(observation, http=http_obs, queue=queue_obs)

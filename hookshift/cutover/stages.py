@@ -140,6 +140,21 @@ NO_DRAIN = "pass --archive PATH to drain the mirror-period messages, or --dedup-
 
 
 @dataclass(frozen=True)
+class ProbeSetup:
+    """What the operator gave a probe that could not run: its URL and the queue its marker
+    lands in, so the gate asks only for what is missing, not for an option that was given."""
+
+    url: str | None = None
+    queue: str | None = None
+
+    def missing(self, url_option: str) -> str:
+        """What to pass before the probe can run, `url_option` naming its URL's option."""
+        names = [name for name, value in ((url_option, self.url), ("--queue", self.queue))
+                 if not value]  # fmt: skip
+        return "pass " + " and ".join(names or [url_option, "--queue"])
+
+
+@dataclass(frozen=True)
 class SwitchEvidence:
     """After the vendor switch: callbacks without an nginx request id, and nginx's traffic.
 
@@ -210,6 +225,7 @@ class Evidence:
     retention: RetentionEvidence | None = None
     heartbeat: HeartbeatEvidence | None = None
     drain_setup: DrainSetup | None = None  # None: not known, so the drain gate asks for all
+    probe_setup: ProbeSetup | None = None  # None: not known, so a probe gate asks for all
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -271,9 +287,13 @@ def gate_doctor(doctor: DoctorEvidence | None) -> GateResult:
     return GateResult("doctor", True, f"no errors ({doctor.warnings} warning(s))")
 
 
-def gate_probe(gate: str, probe: ProbeEvidence | None, what: str) -> GateResult:
+def gate_probe(
+    gate: str, probe: ProbeEvidence | None, url_option: str, setup: ProbeSetup | None = None
+) -> GateResult:
+    """The probe's marker landed in the queue; without a probe, what to pass for one (all of
+    it unless `setup` says what was given)."""
     if probe is None:
-        return _missing(gate, what)
+        return _missing(gate, (setup or ProbeSetup()).missing(url_option))
     if probe.landed:
         return GateResult(gate, True, f"probe through {probe.url} landed in the queue")
     cause = probe.findings[0] if probe.findings else "no finding recorded"
@@ -503,13 +523,13 @@ def check_transition(
     elif stage == "baseline":
         results = [
             gate_doctor(evidence.doctor),
-            gate_probe("stage-probe", evidence.stage_probe, "pass --stage-url and --queue"),
+            gate_probe("stage-probe", evidence.stage_probe, "--stage-url", evidence.probe_setup),
             *_mirror_safety(evidence, thresholds),
         ]
     elif stage == "mirror-stage":
         results = [
             *gate_parity("parity-stage", evidence.parity, entered_at, thresholds),
-            gate_probe("domain-probe", evidence.domain_probe, "pass --domain-url and --queue"),
+            gate_probe("domain-probe", evidence.domain_probe, "--domain-url", evidence.probe_setup),
             *_mirror_safety(evidence, thresholds),
         ]
     elif stage == "mirror-domain":
@@ -580,6 +600,7 @@ def evidence_from_json(data: Mapping[str, Any]) -> Evidence:
         "retention": RetentionEvidence,
         "heartbeat": HeartbeatEvidence,
         "drain_setup": DrainSetup,
+        "probe_setup": ProbeSetup,
     }
     values: dict[str, Any] = {}
     for name, kind in kinds.items():

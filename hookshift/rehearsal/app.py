@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
 
+from hookshift.private import make_dirs, open_private
 from hookshift.procs import LOOPBACK, ManagedProcess, wait_for_port
 
 REQUEST_ID_HEADER = "X-Request-Id"  # docs/contracts.md section 2
@@ -43,14 +44,15 @@ HEALTH_PATH = "/healthz"
 
 
 class Ledger:
-    """An append-only JSONL file; each line is on disk before `append` returns."""
+    """An append-only JSONL file, its owner's only (it holds whole callbacks); each line is on
+    disk before `append` returns."""
 
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
         self.path = path
         self.fsync = fsync
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = path.open("ab")
+        make_dirs(path.parent)
+        self._file: BinaryIO = open_private(path)
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -24,6 +26,7 @@ from hookshift.console import diag, emit_json
 from hookshift.errors import InputError
 from hookshift.mirror.plan import MIRROR_ERROR_LOG_NAME
 from hookshift.mirror.render import COPIES_ZONE, HANDOFFS_ZONE
+from hookshift.private import PRIVATE_DIR, make_dirs
 from hookshift.rehearsal.load import SendResult
 from hookshift.rehearsal.scenario import (
     DeployScenario,
@@ -42,15 +45,21 @@ PARITY_KEY = parse_key(PROFILES[PARITY_PROFILE])
 
 
 def _new_run_dir(base: Path) -> Path:
-    """A fresh directory per run under `base`, so a rerun never mixes with an earlier one."""
+    """A fresh directory per run under `base`, so a rerun never mixes with an earlier one.
+
+    The owner's only (0700, whatever the umask): the app's ledger, what was sent and the
+    stage's execution log hold whole callbacks, phone numbers included.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    make_dirs(base)
     for n in range(100):
         candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
         try:
-            candidate.mkdir(parents=True)
-            return candidate.resolve()
+            candidate.mkdir(mode=PRIVATE_DIR)
         except FileExistsError:
             continue
+        os.chmod(candidate, PRIVATE_DIR)
+        return candidate.resolve()
     raise InputError(f"cannot make a run directory under {base}", fix="pass --workdir")
 
 
@@ -144,7 +153,9 @@ def rehearse(count: int, rate: float, downtime: float, workdir: Path, fmt: str) 
     Starts on free loopback ports: DNS, SQS (moto), the stage emulator over TLS, the sample
     app, and a real nginx with a sample config patched by `hookshift mirror apply`. Sends
     callbacks, restarts the app part-way, drains the queue and prints the parity summary.
-    Every process is stopped by pid at the end, on error and on Ctrl-C.
+    Every process is stopped by pid at the end, on error and on Ctrl-C. Exit 1 when the
+    verdict is FAIL: a callback in neither the app nor the queue, or the parity check failed
+    (also when no callback the app accepted was left to compare: raise -n).
 
     \b
     Examples:
@@ -152,12 +163,7 @@ def rehearse(count: int, rate: float, downtime: float, workdir: Path, fmt: str) 
       hookshift rehearse -n 500 --rate 100 --downtime 3
       hookshift rehearse --format json --workdir /tmp/rehearsal
     """
-    # written so that nan fails each test (every comparison with it is false)
-    if not (count >= 1 and 0 < rate < math.inf and 0 <= downtime <= DOWNTIME_MAX_S):
-        raise InputError(
-            f"--count must be >= 1, --rate a number > 0, --downtime 0 to {DOWNTIME_MAX_S} s",
-            fix="e.g. hookshift rehearse -n 200 --rate 50",
-        )
+    check_scenario(count, rate, downtime)
     run_dir = _new_run_dir(workdir)
     diag("info", f"run directory: {run_dir}")
     scenario = DeployScenario(count=count, rate=rate, downtime=downtime)
@@ -171,8 +177,42 @@ def rehearse(count: int, rate: float, downtime: float, workdir: Path, fmt: str) 
     else:
         click.echo("\n".join(report["summary"]))
         click.echo(f"files: {run_dir}")
-    if report["reconciliation"]["unaccounted"]:
+    if failed(report):
         sys.exit(1)
+
+
+def check_scenario(count: int, rate: float, downtime: float) -> None:
+    """Refuse the first option that is out of range, by its name (one line for each).
+
+    Each test is written so that nan fails it: every comparison with nan is false.
+    """
+    if not count >= 1:
+        raise InputError(
+            f"not a number of callbacks of 1 or more: {count}", where="--count", fix="e.g. -n 200"
+        )
+    if not 0 < rate < math.inf:
+        raise InputError(
+            f"not a number of callbacks per second above 0: {rate:g}",
+            where="--rate",
+            fix="e.g. --rate 50",
+        )
+    if not 0 <= downtime <= DOWNTIME_MAX_S:
+        raise InputError(
+            f"not a number of seconds from 0 to {DOWNTIME_MAX_S}: {downtime:g}",
+            where="--downtime",
+            fix="e.g. --downtime 1.5",
+        )
+
+
+def failed(report: Mapping[str, Any]) -> bool:
+    """The rehearsal's verdict is FAIL: a callback is in neither the app nor the queue, or its
+    parity check failed. A parity check with nothing to compare (every callback arrived while
+    the app was down) fails too: a PASS over no callback would vouch for nothing, so the run
+    says so in its exit code rather than in a line a script never reads."""
+    parity = report.get("parity")
+    return bool(report["reconciliation"]["unaccounted"]) or (
+        parity is not None and parity.get("verdict") != "pass"
+    )
 
 
 def _run(run_dir: Path, scenario: DeployScenario) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from hookshift.private import open_private
+
 SAMPLES_FILE = "bizppurio-results.jsonl"
 CONTENT_TYPE = "application/json"
 
@@ -156,7 +158,7 @@ def send_callbacks(
     )
     results: dict[int, SendResult] = {}
     lock = threading.Lock()
-    sink = record.open("a", encoding="utf-8") if record is not None else None
+    sink = open_private(record) if record is not None else None  # bodies: the owner's only
     started = time.monotonic()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
@@ -196,7 +198,8 @@ def send_callbacks(
                 with lock:
                     results[callback.seq] = result
                     if sink is not None:
-                        sink.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+                        line = json.dumps(asdict(result), ensure_ascii=False) + "\n"
+                        sink.write(line.encode("utf-8"))
                         sink.flush()
                 if on_result is not None:
                     on_result(result)

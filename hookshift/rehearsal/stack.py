@@ -43,6 +43,7 @@ from hookshift.apigw.emulator import CustomDomain, Execution, RunningStage, Stag
 from hookshift.apigw.integration import TemplateOptions
 from hookshift.errors import HookshiftError, OperationError
 from hookshift.mirror import NO_LOG, MirrorRequest
+from hookshift.private import make_dirs
 from hookshift.procs import LOOPBACK, ManagedProcess, free_port
 from hookshift.rehearsal.app import REQUEST_ID_HEADER, read_ledger, start_app
 from hookshift.rehearsal.dns import DnsServer
@@ -289,7 +290,7 @@ def start_stack(
     """
     options = options or StackOptions()
     workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_dirs(workdir)  # 0700 when made here: the app's ledger and the stage's log hold callbacks
     stack = Stack(workdir=workdir, options=options)
     try:
         _start_dns(stack)

@@ -2,72 +2,30 @@
 whatever the umask and also when an older run left them more open.
 
 They hold callbacks (archive segments, reports, the heal ledger) or what points at them
-(MessageIds, keys, body hashes, counts: the archive's index, the watch's state), and a umask of
-022 would leave every one of them readable by any user of the host. The one exception is the
-metrics textfile (verify.metrics), which node_exporter reads as a user of its own and which
-holds counts and times only.
-
-SQLite creates a database 0644 less the umask and gives its ``-wal`` and ``-shm`` files the
-database's mode: a database made 0600 before SQLite opens it keeps all three private.
+(MessageIds, keys, body hashes, counts: the archive's index, the watch's state). The one
+exception is the metrics textfile (verify.metrics), which node_exporter reads as a user of its
+own and which holds counts and times only. The rule itself is `hookshift.private`, shared with
+the stage emulator's log and the rehearsal.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
-import stat
-from pathlib import Path
+from hookshift.private import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    SQLITE_COMPANIONS,
+    connect_private,
+    make_dirs,
+    owner_only,
+    write_private,
+)
 
-from hookshift.durable import write_atomic
-
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
-SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
-
-
-def owner_only(path: Path, most: int = PRIVATE_FILE) -> None:
-    """Take from `path` every permission bit `most` does not allow (nothing is added)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & ~most:
-        os.chmod(path, mode & most)
-
-
-def make_dirs(path: Path, mode: int = PRIVATE_DIR) -> None:
-    """Create `path` and its missing parents, each with `mode` whatever the umask; an existing
-    directory is left as it is (the operator may have opened it on purpose)."""
-    if path.is_dir():
-        return
-    if path.parent != path:
-        make_dirs(path.parent, mode)
-    try:
-        path.mkdir(mode=mode)
-    except FileExistsError:
-        if not path.is_dir():
-            raise
-        return  # made meanwhile by another process
-    os.chmod(path, mode)
-
-
-def write_private(path: Path, data: bytes | str) -> None:
-    """Replace `path` atomically with `data`, 0600 (an older, more open file included)."""
-    if path.exists():
-        owner_only(path)
-    write_atomic(path, data, default_mode=PRIVATE_FILE)
-
-
-def connect_private(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
-    """An SQLite connection to `path` in autocommit mode (the caller opens its transactions),
-    with the database and its companions 0600: created so before SQLite opens them, tightened
-    when an older run left them open."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
-    try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & ~PRIVATE_FILE:
-            os.fchmod(fd, mode & PRIVATE_FILE)
-    finally:
-        os.close(fd)
-    for suffix in SQLITE_COMPANIONS:
-        with contextlib.suppress(FileNotFoundError):
-            owner_only(path.with_name(path.name + suffix))
-    return sqlite3.connect(path, check_same_thread=check_same_thread, isolation_level=None)
+__all__ = [
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "SQLITE_COMPANIONS",
+    "connect_private",
+    "make_dirs",
+    "owner_only",
+    "write_private",
+]

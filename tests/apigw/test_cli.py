@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import stat
 import subprocess
 import sys
 import time
@@ -89,6 +91,27 @@ def test_serve_process_logs_a_refused_no_sni_handshake(moto: MotoServer, tmp_pat
         while "no server name (SNI)" not in emulator.log_path.read_text():
             assert time.monotonic() < deadline, emulator.log_path.read_text()
             time.sleep(0.05)
+
+
+def test_the_execution_log_holding_callbacks_is_its_owner_s_only_whatever_the_umask(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    queue = moto.create_queue(f"cli-{uuid.uuid4().hex[:10]}")
+    config = StageConfig(sqs_endpoint=moto.endpoint, queue_url=queue)
+    older = tmp_path / "older" / "apigw-executions.jsonl"
+    older.parent.mkdir()
+    older.write_text("", encoding="utf-8")
+    older.chmod(0o644)  # left open by an earlier run
+    previous = os.umask(0o022)  # the serve process inherits it
+    try:
+        for workdir in (tmp_path / "fresh", older.parent):
+            with start_emulator_process(workdir, config) as emulator:
+                body = '{"PHONE":"01000007919"}'
+                assert post(emulator.invoke_url, body, cafile=emulator.ca_pem).status == 200
+            assert "01000007919" in emulator.executions_path.read_text(encoding="utf-8")
+            assert stat.S_IMODE(emulator.executions_path.stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
 
 
 def test_template_prints_the_mapping_template() -> None:

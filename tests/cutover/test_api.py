@@ -86,6 +86,46 @@ def test_init_then_status_then_a_dry_run_that_refuses_without_changing_anything(
     assert _files(sample) == before
 
 
+def test_init_on_a_site_file_records_the_main_config_that_includes_it(
+    tmp_path: Path, sample: SampleConfig, nginx_bin: str
+) -> None:
+    heard: list[tuple[str, str]] = []
+    started = cutover.init(
+        tmp_path / "cutover.jsonl",
+        cutover.Settings(config=str(sample.site), path=sample.callback_path, nginx_bin=nginx_bin),
+        notice=lambda level, text: heard.append((level, text)),
+    )
+    # what `hookshift mirror plan` works on for the same file: every later stage changes it
+    assert started.settings.config == str(sample.main)
+    assert set(started.files) == {str(sample.main), str(sample.site)}
+    assert (
+        heard
+        == list(started.notes)
+        == [
+            (
+                "info",
+                f"{sample.site} is a site file; working on the main config {sample.main} that "
+                "includes it",
+            )
+        ]
+    )
+    dry = cutover.advance(started.state_path, dry_run=True)
+    assert {g.gate: g.passed for g in dry.gates}["doctor"]
+
+
+def test_the_stage_probe_gate_asks_only_for_the_queue_when_the_stage_url_was_given(
+    tmp_path: Path, sample: SampleConfig, nginx_bin: str
+) -> None:
+    state = _start(
+        tmp_path,
+        sample,
+        nginx_bin,
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+    )
+    gates = {g.gate: g for g in cutover.advance(state, dry_run=True).gates}
+    assert gates["stage-probe"].why == "no evidence: pass --queue"
+
+
 def test_the_command_prints_what_the_api_returns(
     tmp_path: Path, sample: SampleConfig, nginx_bin: str
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hookshift.cutover.diagnosis import (
     Diagnosis,
     DnsObservation,
@@ -172,6 +174,32 @@ def test_errors_come_before_warnings() -> None:
 def test_without_a_queue_the_probe_judges_http_only() -> None:
     d = diagnose(_obs(queue=None))
     assert d.landed is None and d.ok
+
+
+@pytest.mark.parametrize(
+    "stopped",
+    [
+        {"dns": DnsObservation("NXDOMAIN"), "tls": None, "http": None},
+        {"tls": TlsObservation(error_kind="hostname", error="mismatch"), "http": None},
+        {"http": HttpObservation(403, '{"message":"Forbidden"}')},
+    ],
+)
+def test_with_a_queue_a_probe_stopped_before_the_search_did_not_land(
+    stopped: dict[str, object],
+) -> None:
+    d = diagnose(_obs(DOMAIN, queue=None, queue_given=True, **stopped))
+    assert d.landed is False and not d.ok
+    assert d.to_json()["landed"] is False
+
+
+def test_a_queue_that_cannot_be_read_is_said_to_have_stopped_the_probe_before_it_was_sent() -> None:
+    unreadable = QueueObservation(False, error="AccessDenied: not allowed")
+    d = diagnose(_obs(dns=None, tls=None, http=None, queue=unreadable, queue_given=True))
+    assert _codes(d) == ["queue-unreadable"]
+    assert d.findings[0].cause == (
+        "could not read the queue, so the probe was not sent: AccessDenied: not allowed"
+    )
+    assert d.landed is False
 
 
 def test_forbidden_on_a_custom_domain_is_the_missing_base_path_mapping() -> None:

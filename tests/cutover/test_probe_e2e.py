@@ -25,6 +25,7 @@ from hookshift.cutover.diagnosis import Diagnosis, diagnose
 from hookshift.cutover.probe import QueueSpec, run_probe
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.rehearsal.sqs import REGION, MotoServer
+from tests.refusals import refusal
 
 pytestmark = pytest.mark.e2e
 
@@ -319,6 +320,31 @@ def test_the_probe_command_prints_json_and_exits_1_on_failure(
     data = json.loads(result.stdout)
     assert data["ok"] is False
     assert data["findings"][0]["code"] == "access-denied"
+
+
+def test_a_queue_in_another_region_is_refused_before_the_probe_is_sent(
+    base: StageConfig,
+    queue: QueueSpec,
+    dns: DnsServer,
+    moto: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with serve(base) as stage:
+        err = refusal(
+            capsys, "probe", stage.invoke_url, "--queue", f"sqs:{queue.target}",
+            "--endpoint-url", moto.endpoint, "--region", "us-east-1", "--resolver", dns.address,
+            "--ca-file", str(stage.ca_pem), "--timeout", "2",
+        )  # fmt: skip
+        assert stage.executions == []  # nothing reached the stage
+    assert err == (
+        f"hookshift: error: {queue.target}: no such queue at --endpoint-url {moto.endpoint} in "
+        f"region us-east-1 (fix: check the queue URL and the region against `aws sqs "
+        f"list-queues --endpoint-url {moto.endpoint} --region us-east-1`)\n"
+    )
+    attributes = moto.client().get_queue_attributes(
+        QueueUrl=queue.target, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"  # no synthetic callback left
 
 
 def test_the_probe_command_says_landed_in_text(

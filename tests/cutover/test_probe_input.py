@@ -79,10 +79,17 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("timeout", [-1.0, 0.0, float("nan"), float("inf")])
 def test_a_probe_timeout_that_is_no_number_of_seconds_is_refused(timeout: float) -> None:
     with pytest.raises(InputError, match="--timeout: not a number of seconds"):
         run_probe("https://127.0.0.1:9/callback", queue=None, timeout=timeout)
+
+
+def test_a_probe_timeout_of_zero_is_one_line_like_a_negative_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = refusal(capsys, "probe", "https://127.0.0.1:9/cb", "--timeout", "0")
+    assert "--timeout: not a number of seconds above 0: 0" in err
 
 
 @pytest.mark.parametrize(

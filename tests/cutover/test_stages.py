@@ -13,6 +13,7 @@ from hookshift.cutover.stages import (
     GateResult,
     ParityEvidence,
     ProbeEvidence,
+    ProbeSetup,
     QuietEvidence,
     SwitchEvidence,
     Thresholds,
@@ -90,6 +91,32 @@ def test_missing_evidence_fails_and_says_what_to_pass() -> None:
     assert not check.passed
     assert all("no evidence" in r.why for r in check.failed)
     assert "--stage-url" in _gate(check, "stage-probe").why
+
+
+@pytest.mark.parametrize(
+    ("setup", "asked"),
+    [
+        (ProbeSetup(url=GOOD_PROBE.url), "pass --queue"),
+        (ProbeSetup(queue="sqs:https://sqs.example/1/q"), "pass --stage-url"),
+        (ProbeSetup(), "pass --stage-url and --queue"),
+        (None, "pass --stage-url and --queue"),
+    ],
+)
+def test_a_probe_that_could_not_run_asks_only_for_what_was_not_given(
+    setup: ProbeSetup | None, asked: str
+) -> None:
+    evidence = Evidence(doctor=DoctorEvidence(), probe_setup=setup)
+    check = check_transition("baseline", evidence, entered_at=ENTERED, thresholds=T)
+    assert _gate(check, "stage-probe").why == f"no evidence: {asked}"
+    domain = check_transition(
+        "mirror-stage",
+        Evidence(parity=GOOD_PARITY, probe_setup=setup),
+        entered_at=ENTERED,
+        thresholds=T,
+    )
+    assert _gate(domain, "domain-probe").why == (
+        f"no evidence: {asked.replace('--stage-url', '--domain-url')}"
+    )
 
 
 def test_mirror_stage_needs_passing_parity_over_window_and_events_and_a_domain_probe() -> None:

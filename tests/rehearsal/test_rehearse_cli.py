@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -68,6 +69,32 @@ def test_rehearse_shows_the_callbacks_lost_in_the_deploy_safe_in_the_queue(tmp_p
     # the HTML report shows callbacks: readable by its owner only
     assert (run_dir / "parity.html").stat().st_mode & 0o777 == 0o600
     assert_nothing_left(run_dir)
+
+
+def test_every_file_of_a_run_that_holds_callbacks_is_its_owner_s_only(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hookshift", "rehearse", "--workdir", str(tmp_path),
+         "-n", "20", "--rate", "40", "--downtime", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0o022,
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    run_dir = run_dir_of(tmp_path)
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    for name in ("app-ledger.jsonl", "sent.jsonl", "apigw/apigw-executions.jsonl"):
+        assert "01000" in (run_dir / name).read_text(encoding="utf-8"), name  # phone numbers
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
+
+
+def test_a_run_whose_parity_check_fails_exits_1(tmp_path: Path) -> None:
+    # one callback, due while the app is down: the app accepts nothing, so parity compares none
+    process = rehearse(tmp_path, "-n", "1", "--downtime", "3", "--format", "json")
+    stdout, stderr = process.communicate(timeout=120)
+    report = json.loads(stdout)
+    assert report["reconciliation"]["unaccounted"] == 0  # the callback itself is in the queue
+    assert report["parity"]["verdict"] == "fail", report["parity"]["reason"]
+    assert process.returncode == 1, stderr
+    assert_nothing_left(run_dir_of(tmp_path))
 
 
 def test_sigterm_mid_run_stops_every_process_of_the_stack(tmp_path: Path) -> None:

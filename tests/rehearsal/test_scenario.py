@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from hookshift.rehearsal.cli import RelayDrops, parity_lines, relay_drops, summary_lines
+import pytest
+
+from hookshift.rehearsal.cli import (
+    RelayDrops,
+    failed,
+    parity_lines,
+    relay_drops,
+    summary_lines,
+)
 from hookshift.rehearsal.load import SendResult, make_callbacks
 from hookshift.rehearsal.scenario import DeployScenario, body_key, reconcile
 from hookshift.rehearsal.stack import fill, relay_socket
@@ -123,3 +132,21 @@ def test_relay_socket_stays_within_the_unix_socket_path_limit(tmp_path: Path) ->
     assert relay_socket(tmp_path) == tmp_path / "nginx" / "hookshift" / "relay.sock"
     deep = tmp_path / ("d" * 120)
     assert len(str(relay_socket(deep))) < 100
+
+
+@pytest.mark.parametrize(
+    ("unaccounted", "parity", "is_failed"),
+    [
+        (0, {"verdict": "pass"}, False),
+        (0, None, False),  # a build without verify: the reconciliation alone decides
+        (1, {"verdict": "pass"}, True),
+        (0, {"verdict": "fail", "reason": "1 callback(s) missing from the queue"}, True),
+        # nothing to compare (every callback came while the app was down): no PASS to vouch
+        (0, {"verdict": "fail", "reason": "only 0 callback(s) compared"}, True),
+    ],
+)
+def test_the_run_fails_when_a_callback_is_lost_or_its_parity_check_fails(
+    unaccounted: int, parity: dict[str, Any] | None, is_failed: bool
+) -> None:
+    report = {"reconciliation": {"unaccounted": unaccounted}, "parity": parity}
+    assert failed(report) is is_failed
