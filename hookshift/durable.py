@@ -51,15 +51,17 @@ def make_private_dirs(path: Path, mode: int = PRIVATE_DIR) -> None:
     os.chmod(path, mode)
 
 
-def foreign_hold(path: Path) -> str | None:
+def foreign_hold(path: Path, levels: int | None = None) -> str | None:
     """Why another user could have put `path` (a file or directory) where it is, or could
     change it: it, a directory above it or a symlink on the way belongs to someone other than
     root and this user, or it or a directory above it is writable by others (group or world)
     without the sticky bit that keeps them from renaming what is not theirs. None when only
-    root and this user could. OpenSSH's rule for ``authorized_keys`` (StrictModes)."""
+    root and this user could. OpenSSH's rule for ``authorized_keys`` (StrictModes). `levels`:
+    how many directories above `path` are looked at (None: all of them)."""
     me = os.geteuid()
     written = Path(os.path.abspath(path))
-    chains = (written, *written.parents), (real := Path(os.path.realpath(path)), *real.parents)
+    real = Path(os.path.realpath(path))
+    chains = [(p, *p.parents)[: None if levels is None else levels + 1] for p in (written, real)]
     for current in dict.fromkeys(p for chain in chains for p in chain):
         try:
             info = current.lstat()

@@ -14,13 +14,15 @@ database's mode: a database made 0600 before SQLite opens it keeps all three pri
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from hookshift.durable import write_atomic
+from hookshift.durable import foreign_hold, make_private_dirs, write_atomic
+from hookshift.errors import InputError
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -28,31 +30,65 @@ SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def owner_only(path: Path, most: int = PRIVATE_FILE) -> None:
-    """Take from `path` every permission bit `most` does not allow (nothing is added)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & ~most:
-        os.chmod(path, mode & most)
+    """Take from `path` every permission bit `most` does not allow (nothing is added), through
+    a descriptor of `path` itself: a symlink there is refused, not followed (a chmod through a
+    link planted there would reach any file, /etc/passwd included)."""
+    fd = _open_own(path, os.O_RDONLY)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & ~most:
+            os.fchmod(fd, mode & most)
+    finally:
+        os.close(fd)
+
+
+def _open_own(path: Path, flags: int, mode: int = PRIVATE_FILE) -> int:
+    """`os.open` without following a symlink at `path` (never blocking on a FIFO): a link or
+    anything but a regular file or directory is one line."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise _not_ours(path, "a symlink") from None
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind not in (stat.S_IFREG, stat.S_IFDIR):
+        os.close(fd)
+        raise _not_ours(path, "not a regular file")
+    if flags & (os.O_WRONLY | os.O_RDWR):
+        os.set_blocking(fd, True)
+    return fd
+
+
+def _not_ours(path: Path, what: str) -> InputError:
+    return InputError(
+        f"is {what}, not a file hookshift wrote: it is not followed nor changed",
+        where=str(path),
+        fix="remove it if you did not put it there",
+    )
 
 
 def make_dirs(path: Path, mode: int = PRIVATE_DIR) -> None:
     """Create `path` and its missing parents, each with `mode` whatever the umask; an existing
-    directory is left as it is (the operator may have opened it on purpose)."""
-    if path.is_dir():
-        return
-    if path.parent != path:
-        make_dirs(path.parent, mode)
-    try:
-        path.mkdir(mode=mode)
-    except FileExistsError:
-        if not path.is_dir():
-            raise
-        return  # made meanwhile by another process
-    os.chmod(path, mode)
+    directory is left as it is (the operator may have opened it on purpose), unless another
+    user could put files or links in it, or swap it (`durable.foreign_hold`, for it and the
+    directory above): what hookshift writes there holds callbacks, and it writes as whoever
+    runs it."""
+    make_private_dirs(path, mode)
+    held = foreign_hold(path, levels=1)
+    if held is not None:
+        raise InputError(
+            f"{held}: another user could put links or files of theirs among what hookshift "
+            "writes there",
+            where=str(path),
+            fix="give a directory only you (or root) can write, or run as the user that owns it",
+        )
 
 
 def write_private(path: Path, data: bytes | str) -> None:
-    """Replace `path` atomically with `data`, 0600 (an older, more open file included)."""
-    if path.exists():
+    """Replace `path` atomically with `data`, 0600 (an older, more open file included; a
+    symlink there is refused, even one that leads nowhere)."""
+    if os.path.lexists(path):
         owner_only(path)
     write_atomic(path, data, default_mode=PRIVATE_FILE)
 
@@ -60,7 +96,7 @@ def write_private(path: Path, data: bytes | str) -> None:
 def open_private(path: Path) -> BinaryIO:
     """`path` opened to append to, 0600: created so (never readable by others, not even for an
     instant), tightened when an older run left it more open."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    fd = _open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & ~PRIVATE_FILE:
@@ -75,7 +111,7 @@ def connect_private(path: Path, *, check_same_thread: bool = True) -> sqlite3.Co
     """An SQLite connection to `path` in autocommit mode (the caller opens its transactions),
     with the database and its companions 0600: created so before SQLite opens them, tightened
     when an older run left them open."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    fd = _open_own(path, os.O_RDWR | os.O_CREAT)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & ~PRIVATE_FILE:
