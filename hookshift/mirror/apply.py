@@ -453,6 +453,7 @@ def write_locked(
             fix="make `nginx -t` pass first",
         )
     targets = _targets(edits)
+    notes += tuple(_hard_link_note(t) for t in targets if t.stat.st_nlink > 1)
     # nginx -t takes seconds on a big config: an edit made meanwhile in place (same file) is
     # caught here, and one made after this by the size and time the writes check
     _check_unchanged(edits)
@@ -504,6 +505,17 @@ def write_locked(
         ) from None
     checkpoint("committed")
     return ApplyResult(tuple(t.edit.path for t in targets), run, reloaded, after.output, notes)
+
+
+def _hard_link_note(target: _Target) -> str:
+    """A file with other names keeps them on its old bytes: the change is a new file renamed
+    into place (the only write a kill cannot tear), which a hard link does not follow."""
+    others = target.stat.st_nlink - 1
+    return (
+        f"{target.edit.path} had {others} other name(s) (hard links): they keep the text from "
+        "before this change, and only this path has it (nginx reads this path); make the "
+        "other name a symlink if it should follow"
+    )
 
 
 def _check_unchanged(edits: Sequence[Edit]) -> None:

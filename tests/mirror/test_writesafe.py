@@ -773,3 +773,20 @@ def test_a_record_that_cannot_be_kept_after_the_writes_is_one_line_saying_what_s
     # and as said, the next run puts the files back before doing anything else
     assert "undone first" in recover(config)[0]
     assert "hookshift" not in config.read_text()
+
+
+@pytest.mark.e2e
+def test_a_hard_linked_file_is_changed_at_its_own_path_and_the_user_told(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    config = multi_file(tmp_path / "conf")
+    site = config.parent / "conf.d" / "b.conf"
+    other = tmp_path / "sites-available-b.conf"
+    os.link(site, other)
+    result = _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    assert "hookshift" in site.read_text() and other.read_text() == SITE
+    assert [n for n in result.notes if "hard links" in n] == [
+        f"{site} had 1 other name(s) (hard links): they keep the text from before this change, "
+        "and only this path has it (nginx reads this path); make the other name a symlink if "
+        "it should follow"
+    ]
