@@ -14,11 +14,10 @@ a location named exactly the URI (``=`` or prefix) takes it; regexes are not tri
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from hookshift.nginx.config import Directive, NginxConfig
-from hookshift.nginx.pcre import compile_or_refuse
+from hookshift.nginx.pcre import NginxRegex, compile_or_refuse
 from hookshift.nginx.values import PASS_DIRECTIVES
 
 # the handlers that make nginx redirect a URI one `/` short of their location's name
@@ -52,7 +51,7 @@ def location_spec(location: Directive) -> LocationSpec:
     return LocationSpec("", arg)
 
 
-def location_regex(location: Directive) -> re.Pattern[str]:
+def location_regex(location: Directive) -> NginxRegex:
     """The compiled regex of a ``~``/``~*`` location; `InputError` when it cannot be read."""
     spec = location_spec(location)
     return compile_or_refuse(

@@ -27,7 +27,7 @@ from hookshift.addresses import is_ip_address
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig, check_serves_http
 from hookshift.nginx.locations import LocationSpec, find_location, location_spec
-from hookshift.nginx.pcre import compile_pcre
+from hookshift.nginx.pcre import NginxRegex, compile_pcre
 from hookshift.nginx.route import Route, follow
 from hookshift.nginx.uri import raw_path, request_uri_path
 from hookshift.nginx.values import Listen, Socket, parse_listen, parse_socket
@@ -112,7 +112,7 @@ class _NameTables:
     exact: dict[str, int] = field(default_factory=dict)
     head: dict[str, tuple[int, bool]] = field(default_factory=dict)  # (server, bare name too)
     tail: dict[str, int] = field(default_factory=dict)
-    regexes: list[tuple[re.Pattern[str] | None, int]] = field(default_factory=list)
+    regexes: list[tuple[NginxRegex | None, int]] = field(default_factory=list)
     taken: set[str] = field(default_factory=set)  # the exact table's conflict check
 
     def add(self, name: str, index: int) -> None:

@@ -29,7 +29,7 @@ from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import effective
 from hookshift.nginx.locations import find_location, locate, location_spec, named_location
-from hookshift.nginx.pcre import compile_or_refuse
+from hookshift.nginx.pcre import NginxMatch, compile_or_refuse
 from hookshift.nginx.values import PASS_DIRECTIVES, if_condition
 
 MAX_REDIRECTS = 10  # nginx: "rewrite or internal redirection cycle" after 10
@@ -558,7 +558,7 @@ def _rewrite(d: Directive, uri: str, request_uri: str | None = None) -> tuple[st
 def _expand(
     template: str,
     uri: str,
-    found: re.Match[str] | None,
+    found: NginxMatch | None,
     d: Directive,
     request_uri: str | None = None,
 ) -> str:
@@ -572,8 +572,8 @@ def _expand(
             if found is None:
                 return ""
             index = int(name)
-            return (found.group(index) or "") if index <= (found.re.groups or 0) else ""
-        if found is not None and name in found.re.groupindex:
+            return (found.group(index) or "") if index <= found.groups else ""
+        if found is not None and name in found.groupindex:
             return found.group(name) or ""
         if name in ("uri", "document_uri"):
             return uri
