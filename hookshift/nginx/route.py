@@ -99,6 +99,11 @@ class Route:
         """How the request is answered, for messages."""
         if self.end is None:
             return "nginx's static file handler (files on disk)"
+        if self.end.name == "internal":
+            return (
+                f"nginx's own 404: the location is `internal` ({self.end.where}), reached only "
+                "by a redirect inside nginx, never by a client's request"
+            )
         if self.redirects_to_slash:
             return (
                 f"nginx's own 301 redirect to {self.final.uri}/ (the location's name ends in / "
@@ -213,6 +218,19 @@ def follow(
                 end = located.location
                 return Route(server, original, tuple(hops), end, tuple(assumptions))
             found = None if located is None else (located.location, located.parents)
+            internal = _internal_only(config, found) if not hops and not leave.via else None
+            if found is not None and internal is not None:
+                # the vendor's own request: nginx answers 404 before the location's phases,
+                # which error_page may hand on (inside nginx, where `internal` lets it in)
+                hops.append(Hop(found[0], found[1], uri, leave.via, request.method))
+                levels = [found[0], *reversed(found[1]), server, *([http] if http else [])]
+                handed = _error_page(config, levels, "404", uri, error_paged)
+                if handed is None:
+                    return Route(server, original, tuple(hops), internal, tuple(assumptions))
+                error_paged = error_paged or handed.by_error_page
+                request = replace(request, method="GET") if handed.as_get else request
+                leave = handed
+                continue
         if found is None and leave.named is None:
             away = _no_location(config, server, http, uri, assumptions, error_paged, request)
             if isinstance(away, _Stay):
@@ -381,11 +399,13 @@ def _step(
 ) -> _Leave | _Stay:
     location = hop.location
     own = config.effective_children(location)
+    outer = [location, *reversed(hop.parents), server, *([http] if http else [])]
+    limited = _limit_except(config, location, request)
+    if limited is not None:
+        return _limited_step(config, server, [limited, *outer], hop.uri, assumptions, error_paged)
     done = _rewrite_phase(config, own, hop.uri, assumptions, request)
     uri = done.uri
-    levels = [location, *reversed(hop.parents), server, *([http] if http else [])]
-    if done.inside is not None:
-        levels.insert(0, done.inside)
+    levels = [done.inside, *outer] if done.inside is not None else outer
     if done.answer is not None:
         leave = _returned(config, levels, done.answer, uri, error_paged)
         return leave if leave is not None else _Stay(done.answer)
@@ -393,6 +413,10 @@ def _step(
         return _Leave(f"rewrite ... last at {done.last.where}", uri, server_rewrites=False)
     if done.changed is not None:  # nginx chooses the location again after the phase
         return _Leave(f"rewrite at {done.changed.where}", uri, server_rewrites=False)
+    denied = _denied(config, outer, assumptions)
+    if denied is not None:  # the access phase: 403, which error_page may hand on
+        leave = _error_page(config, levels, "403", uri, error_paged)
+        return leave if leave is not None else _Stay(denied)
     if done.inside is None:
         # an `if` block's configuration has no try_files of its own, and inherits none
         app = next((d for d in own if d.name in PASS_DIRECTIVES), None)
@@ -408,6 +432,49 @@ def _step(
         if leave is not None:
             return leave
     # the static handler: the callback path is not a file, so nginx answers 404
+    leave = _error_page(config, levels, "404", uri, error_paged)
+    return leave if leave is not None else _Stay(None)
+
+
+def _limit_except(config: NginxConfig, location: Directive, request: _Request) -> Directive | None:
+    """The location's ``limit_except`` block when it does not name the request's method (GET
+    names HEAD too): nginx then runs the request with that block's configuration."""
+    for block in config.effective_children(location, "limit_except"):
+        named = {a.upper() for a in block.args}
+        if request.method not in named and not (request.method == "HEAD" and "GET" in named):
+            return block
+    return None
+
+
+def _limited_step(
+    config: NginxConfig,
+    server: Directive,
+    levels: list[Directive],
+    uri: str,
+    assumptions: list[str],
+    error_paged: bool,
+) -> _Leave | _Stay:
+    """A location's step for a method its ``limit_except`` (``levels[0]``) does not name. The
+    block is a configuration of its own: the location's ``return``, ``rewrite``, ``if`` and
+    ``try_files`` are not its (they are not inherited), its access rules (else the location's)
+    decide, and only a ``*_pass`` of the location carries into it as the content handler."""
+    block, location = levels[0], levels[1]
+    assumptions.append(
+        f"`limit_except {' '.join(block.args)}` at {block.where} does not name POST: nginx "
+        "runs the callback with that block's configuration (the location's return, rewrite, "
+        "if and try_files do not apply to it)"
+    )
+    denied = _denied(config, levels, assumptions)
+    if denied is not None:
+        leave = _error_page(config, levels, "403", uri, error_paged)
+        return leave if leave is not None else _Stay(denied)
+    for d in config.effective_children(location):
+        if d.name in PASS_DIRECTIVES:
+            return _Stay(d)
+    if uri.endswith("/"):
+        leave = _index(config, server, levels, uri, assumptions)
+        if leave is not None:
+            return leave
     leave = _error_page(config, levels, "404", uri, error_paged)
     return leave if leave is not None else _Stay(None)
 
@@ -480,6 +547,44 @@ def _try_files(
         return _Leave("try_files", uri, named=fallback)
     target = _expand(fallback, uri, None, d, request.request_uri if request else None)
     return _Leave("try_files", target)
+
+
+def _internal_only(
+    config: NginxConfig, found: tuple[Directive, tuple[Directive, ...]] | None
+) -> Directive | None:
+    """The ``internal`` that makes nginx answer a client's own request for `found` with 404
+    (nested locations inherit it); a rewrite or a redirect inside nginx on the way lifts it."""
+    if found is None:
+        return None
+    location, parents = found
+    for block in (location, *reversed(parents)):
+        for d in config.effective_children(block, "internal"):
+            return d
+    return None
+
+
+def _denied(
+    config: NginxConfig, levels: list[Directive], assumptions: list[str]
+) -> Directive | None:
+    """The ``deny all`` that answers the callback with 403 in the access phase, or None.
+
+    The rules are those of the innermost level that has any (``allow``/``deny`` are inherited
+    as a list); the first rule that matches wins, so only a first rule for ``all`` is decided
+    here: one for addresses depends on where the vendor posts from (taken as letting it
+    through, and said)."""
+    for block in levels:
+        rules = [d for d in config.effective_children(block) if d.name in ("allow", "deny")]
+        if not rules:
+            continue
+        first = rules[0]
+        if first.args[:1] == ("all",):
+            return first if first.name == "deny" else None
+        assumptions.append(
+            f"`{first.text}` at {first.where} lets through only some addresses; the "
+            "vendor's is taken as one of them (the callback reaches the app today)"
+        )
+        return None
+    return None
 
 
 def _error_page(

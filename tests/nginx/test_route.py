@@ -522,3 +522,55 @@ def test_a_pass_inside_an_if_makes_no_redirect(tmp_path: Path) -> None:
         f"location / {{ {APP} }} }}",
     )
     assert _final(m) == "/" and m.route.reaches_app
+
+
+def test_an_internal_location_answers_a_client_s_own_request_with_404(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as refused:
+        _match(tmp_path, f"server {{ listen 80; location /callback {{ internal; {APP} }} }}")
+    assert "nginx's own 404: the location is `internal`" in refused.value.what
+
+
+def test_an_internal_location_is_reached_by_a_redirect_inside_nginx(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; rewrite ^/callback$ /app/callback last;\n"
+        f"location /app/ {{ internal; {APP} }} }}",
+    )
+    assert _final(m) == "/app/" and m.route.reaches_app
+
+
+@pytest.mark.parametrize(
+    "guard",
+    ["deny all;", "limit_except GET { deny all; }", "limit_except GET HEAD { deny all; }"],
+)
+def test_a_location_that_denies_the_callback_s_post_is_refused(tmp_path: Path, guard: str) -> None:
+    with pytest.raises(InputError) as refused:
+        _match(tmp_path, f"server {{ listen 80; location /callback {{ {guard} {APP} }} }}")
+    assert "with `deny all`" in refused.value.what
+
+
+def test_limit_except_that_names_post_or_lets_the_vendor_through_reaches_the_app(
+    tmp_path: Path,
+) -> None:
+    named = _match(
+        tmp_path,
+        f"server {{ listen 80; location /callback {{ limit_except POST {{ deny all; }} {APP} }} }}",
+    )
+    assert named.route.reaches_app
+    by_address = _match(
+        tmp_path,
+        "server { listen 80; location /callback {\n"
+        f"limit_except GET {{ allow 203.0.113.0/24; deny all; }} {APP} }} }}",
+    )
+    assert by_address.route.reaches_app
+    assert any("allow 203.0.113.0/24" in i and "taken as one of them" in i for i in by_address.info)
+
+
+def test_a_limited_method_skips_the_location_s_return_as_nginx_does(tmp_path: Path) -> None:
+    """The block is a configuration of its own: a `return` of the location is not in it."""
+    m = _match(
+        tmp_path,
+        "server { listen 80; location /callback {\n"
+        f"return 403; limit_except GET {{ }} {APP} }} }}",
+    )
+    assert m.route.reaches_app

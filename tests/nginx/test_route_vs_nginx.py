@@ -1,8 +1,9 @@
 """The route agrees with the real nginx on generated servers: hundreds of combinations of
 ``return``, ``error_page`` (named and URI, ``recursive_error_pages``), ``try_files``,
-``rewrite`` (with and without a flag, to targets built from ``$request_uri``) and ``if`` on
-the method, the URI and the request's URI, at server and location level, and servers where no
-location takes the callback. Every answer the config can give
+``rewrite`` (with and without a flag, to targets built from ``$request_uri``), ``if`` on
+the method, the URI and the request's URI, ``allow``/``deny``, ``limit_except`` and
+``internal``, at server and location level, and servers where no location takes the
+callback. Every answer the config can give
 names its own line; nginx's answer to a POST of the callback must be the one the route ends
 in, or, where nginx answers by itself (an error page, a redirect cycle), the route must not
 end in a line."""
@@ -61,6 +62,11 @@ def _location_lines(rng: random.Random) -> list[str]:
         lambda: "rewrite ^/cb/(.*)$ /z/$1;",
         lambda: "try_files /nonexistent /z$request_uri;",
         lambda: f"rewrite ^ /z$request_uri {rng.choice(('last', ''))};",
+        # the access phase (after the rewrite phase, before try_files) and `internal`
+        lambda: rng.choice(
+            ("deny all;", "limit_except GET { deny all; }", f"allow {LOOPBACK}; deny all;")
+        ),
+        lambda: "internal;",
         # a condition's own parentheses at its end, bare and quoted
         lambda: f"if ($request_uri ~* ^/(cb|q)) {{ return {rng.choice(CODES)}; }}",
         lambda: 'if ($uri ~ "^/(z)/") { return 200 "L?"; }',
@@ -69,11 +75,13 @@ def _location_lines(rng: random.Random) -> list[str]:
 
 
 def _once_each(lines: Iterator[str]) -> list[str]:
-    """Drop a second ``try_files`` or ``recursive_error_pages``: nginx refuses duplicates."""
+    """Drop a second ``try_files``, ``recursive_error_pages``, ``limit_except`` or
+    ``internal``: nginx refuses duplicates."""
     kept: list[str] = []
     for line in lines:
-        word = line.split()[0]
-        if word in ("try_files", "recursive_error_pages") and any(k.startswith(word) for k in kept):
+        word = line.split()[0].rstrip(";")
+        once = ("try_files", "recursive_error_pages", "limit_except", "internal")
+        if word in once and any(k.startswith(word) for k in kept):
             continue
         kept.append(line)
     return kept
