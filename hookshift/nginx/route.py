@@ -427,11 +427,23 @@ def _step(
     for d in (*handlers, *own):
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
             return _Stay(d)
+    return _static(config, server, levels, uri, assumptions, error_paged)
+
+
+def _static(
+    config: NginxConfig,
+    server: Directive,
+    levels: list[Directive],
+    uri: str,
+    assumptions: list[str],
+    error_paged: bool,
+) -> _Leave | _Stay:
+    """No content handler of its own: ``index`` for a directory's URI, else the static file
+    handler, whose 404 (the callback path is not a file) ``error_page`` may hand on."""
     if uri.endswith("/"):
         leave = _index(config, server, levels, uri, assumptions)
         if leave is not None:
             return leave
-    # the static handler: the callback path is not a file, so nginx answers 404
     leave = _error_page(config, levels, "404", uri, error_paged)
     return leave if leave is not None else _Stay(None)
 
@@ -471,12 +483,7 @@ def _limited_step(
     for d in config.effective_children(location):
         if d.name in PASS_DIRECTIVES:
             return _Stay(d)
-    if uri.endswith("/"):
-        leave = _index(config, server, levels, uri, assumptions)
-        if leave is not None:
-            return leave
-    leave = _error_page(config, levels, "404", uri, error_paged)
-    return leave if leave is not None else _Stay(None)
+    return _static(config, server, levels, uri, assumptions, error_paged)
 
 
 def _no_location(
