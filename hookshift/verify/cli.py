@@ -727,6 +727,9 @@ def watch_command(
                         page = render_html(watcher.report(state), refresh_s=every)
                         write_report(html_path, page)
                     changed = once or state.counts != shown
+                    if changed:
+                        for line in state.warnings:  # records without the key, clocks
+                            diag("warning", line)
                     if changed and output_format == "json":
                         emit_json(state.to_dict())
                     elif changed:

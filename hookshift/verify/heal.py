@@ -485,7 +485,7 @@ def _find_bodies(
             wanted = "(SELECT k FROM want)"
         rows = con.execute(f"""
             SELECT k, rid, body, ct, uri FROM (
-                SELECT *, {key.sql("rid", "body")} AS k
+                SELECT *, {key.matching_sql("rid", "body")} AS k
                 FROM ({app_rows_sql(spec, files, fields, uri=True)})
                 WHERE ok AND cls IN ('a', 'r') AND body <> ''
             ) WHERE k IN {wanted}

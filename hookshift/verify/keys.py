@@ -27,6 +27,9 @@ PROFILES = {"bizppurio": "json:MSGID+json:RESULT"}
 _FIELD = re.compile(r"^[^.+\s][^+\s]*$")
 _JSON_PATH = re.compile(r"^[^.+\s]+(\.[^.+\s]+)*$")  # no empty step: `a..b` names nothing
 _SEP = "\x1f"  # joins the parts of a composite key; cannot occur in a JSON string unescaped
+# begins the key of a record matched by nginx's request id because it lacks the key's fields
+# (see KeySpec.fallback_sql); a key taken from a body never begins with it
+BY_REQUEST_ID = "\x1e"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,28 @@ class KeySpec:
             return exprs[0]
         return f" || '{_SEP}' || ".join(f"({e})" for e in exprs)
 
+    @property
+    def has_fallback(self) -> bool:
+        """Whether a record without this key is matched by its request id instead: a key of
+        body fields only. A vendor often posts a second shape (a report of another kind)
+        without those fields; both its log line and its queue copy carry nginx's request id
+        (docs/contracts.md), which pairs them as surely. A key with request_id or sha256 has no
+        other id to fall back on."""
+        return all(p.kind in ("json", "form") for p in self.parts)
+
+    def fallback_sql(self, rid: str = "rid", body: str = "body") -> str:
+        """A DuckDB expression: the request-id key of a record with a body (an empty one is a
+        body nginx did not log: body_not_logged), NULL when there is none or no fallback."""
+        if not self.has_fallback:
+            return "NULL::VARCHAR"
+        return f"CASE WHEN {body} <> '' AND {rid} <> '' THEN chr({ord(BY_REQUEST_ID)}) || {rid} END"
+
+    def matching_sql(self, rid: str = "rid", body: str = "body") -> str:
+        """What a record is matched by: the key, else the request-id fallback."""
+        if not self.has_fallback:
+            return self.sql(rid, body)
+        return f"coalesce({self.sql(rid, body)}, {self.fallback_sql(rid, body)})"
+
     def display(self, key: str) -> str:
         """A key value as people read it: see `show_key`."""
         return show_key(self, key)
@@ -60,7 +85,10 @@ class KeySpec:
 def show_key(spec: KeySpec, key: str) -> str:
     """One callback's key as every output shows it (rehearsal, parity report, heal): a key of
     several parts names each value by its field, ``MSGID=m1, RESULT=7000``; a key of one part
-    is its value (the report's header names the field)."""
+    is its value (the report's header names the field). A record matched by its request id
+    instead shows as ``request_id=...``."""
+    if key.startswith(BY_REQUEST_ID):
+        return f"request_id={key[len(BY_REQUEST_ID) :]}"
     values = key.split(_SEP)
     if len(spec.parts) == 1 or len(values) != len(spec.parts):
         return key.replace(_SEP, ", ")

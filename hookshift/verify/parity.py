@@ -15,6 +15,12 @@ body in a temporary file: nothing to compare, not a failure), unkeyed and malfor
 classes are per key (one callback and its retries count once); duplicates count the extra
 copies.
 
+A record without the key's fields (a second shape of callback the vendor posts) is matched by
+nginx's request id instead, which the parity log and the mirror's copy both carry
+(keys.KeySpec.fallback_sql), and classified like any other: counted as by_request_id. One with
+neither is unkeyed: nothing can pair it, so an accepted one fails the verdict (unkeyed_accepted)
+rather than pass unseen; and a key no record has at all is bad input, not a verdict.
+
 The mirror copies every callback nginx passes to the app, whatever the app answers: its
 subrequest starts before the content phase that proxies to the app. So a key the app only
 rejected (non-2xx, or not reachable while it deploys) and that the queue lacks is
@@ -43,7 +49,7 @@ from hookshift.errors import InputError
 from hookshift.verify.archive import archive_drained_at, archive_queue_url
 from hookshift.verify.canonical import same_body
 from hookshift.verify.fetch import Hint, Side, fetch
-from hookshift.verify.keys import KeySpec, parse_key, resolve_key
+from hookshift.verify.keys import BY_REQUEST_ID, PROFILES, KeySpec, parse_key, resolve_key
 from hookshift.verify.pull import NetworkLimits
 from hookshift.verify.redact import field_is_phone, mask, redact_body, redact_text
 from hookshift.verify.sources import (
@@ -54,11 +60,14 @@ from hookshift.verify.sources import (
     carries_request_ids,
     check_some_record,
     csv_columns,
+    first_bodies,
     is_messages_document,
+    live_files,
     locate_malformed,
     messages_documents_to_jsonl,
     parse_source,
     queue_rows_sql,
+    repair_undecodable,
     resolve_files,
     sql_str,
     unfinished_last_line,
@@ -67,6 +76,7 @@ from hookshift.verify.sources import (
 from hookshift.verify.tally import (
     APP_BAD,
     BUCKET_MS,
+    BY_REQUEST_ID_BIT,
     FILES_MAX,
     HK,
     QUEUE_BAD,
@@ -103,8 +113,13 @@ COUNT_KEYS = (
     "missing_in_queue_rejected",  # of missing_in_queue, the keys the app only rejected
     "unkeyed_app",
     "unkeyed_queue",
+    "unkeyed_accepted",  # of unkeyed_app, the accepted records: not compared, not a pass
+    "by_request_id_app",  # records without the key, matched by nginx's request id instead
+    "by_request_id_queue",
     "malformed",
 )
+# a median lag beyond this (either sign) is no network's: the clocks disagree
+SKEW_MS = 60_000
 # what a long run is doing, in order: `run_parity` names each phase as it starts (the CLI draws
 # them as a bar on a terminal)
 PHASES = ("reading both inputs", "pairing keys", "classifying", "fetching samples")
@@ -242,6 +257,11 @@ def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
         problems.append(f"{missing} callback(s) the app accepted are missing in the queue")
     if counts["mismatched"]:
         problems.append(f"{counts['mismatched']} callback(s) reached the queue with another body")
+    if counts.get("unkeyed_accepted"):
+        problems.append(
+            f"{counts['unkeyed_accepted']} record(s) the app accepted have neither the key nor a"
+            " request id: they could not be compared"
+        )
     if counts["compared"] < min_events:
         problems.append(
             f"only {counts['compared']} callback(s) compared, fewer than --min-events {min_events}"
@@ -253,6 +273,10 @@ def verdict_for(counts: dict[str, int], min_events: int) -> tuple[str, str]:
         notes.append(f"{counts['in_flight']} still in flight")
     if counts.get("body_not_logged"):
         notes.append(f"{counts['body_not_logged']} with no body in the log, not compared")
+    if counts.get("by_request_id_app"):
+        notes.append(
+            f"{counts['by_request_id_app']} app record(s) without the key matched by request id"
+        )
     extra = f" ({'; '.join(notes)})" if notes else ""
     return "pass", f"all {counts['compared']} compared callback(s) reached the queue intact{extra}"
 
@@ -399,8 +423,8 @@ def run_parity(
     """Compare an app-side source with a queue-side source; see the module docstring.
 
     `progress` is called with each of PHASES as it starts; `notice` with what a person
-    watching the run should hear at once (a line left out because nginx is still writing it),
-    which the report also notes."""
+    watching the run should hear at once (a line left out because nginx is still writing it,
+    records without the key, clocks that disagree), which the report also notes."""
     started = time.monotonic()
     app_spec = app if isinstance(app, SourceSpec) else parse_source(app, "app")
     queue_spec = queue if isinstance(queue, SourceSpec) else parse_source(queue, "queue")
@@ -498,13 +522,23 @@ def _run(
                 " on sha256 of the body, so a changed body shows as missing on both sides, not"
                 " as mismatched"
             )
-    key_sql = key.sql("rid", "body")
+    key_sql = key.matching_sql("rid", "body")
     grace_ms = int(options.grace_s * 1000)
     since, until = options.since_ms, options.until_ms
     app_win, queue_win = side_windows("t_ms", since, until, grace_ms)
     progress(PHASES[0])
     mark = time.monotonic()
-    app_rows = create_rows(con, key_sql, app_win, queue_win, "app_rows", "queue_rows")
+    repaired = _Repaired(app_spec, app_files, fields, tmp)
+    app_rows = create_rows(
+        con,
+        key.sql("rid", "body"),
+        app_win,
+        queue_win,
+        "app_rows",
+        "queue_rows",
+        fallback_sql=key.fallback_sql("rid", "body"),
+        more_app=lambda: repaired.rows_sql(con),
+    )
     timings = {"scan": time.monotonic() - mark}
     progress(PHASES[1])
     mark = time.monotonic()
@@ -512,13 +546,21 @@ def _run(
     create_detail(con, bulk.rows)
     timings["tally"] = time.monotonic() - mark
     progress(PHASES[2])
-    read_at = queue_read_at(queue_spec, int(time.time() * 1000))
-    seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms, read_at)
+    now_ms = int(time.time() * 1000)
+    read_at = queue_read_at(queue_spec, now_ms)
+    seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms, read_at, now_ms)
+    _check_key(con, key, options, counts, ((app_spec, app_files), (queue_spec, queue_files)))
+    for line in (key_warning(key, counts), clock_warning(lag)):
+        if line:
+            warnings.append(line)
+            notice(line)
     timeline = _timeline(con, seen, bulk.rows)
     first_seen = seen.oldest
     sides = _Sides(
         key,
-        _fetch_side("app", key_sql, app_win, app_files, app_spec, fields, app_rows),
+        _fetch_side(
+            "app", key_sql, app_win, repaired.files, app_spec, fields, app_rows, repaired.origins
+        ),
         _fetch_side("queue", key_sql, queue_win, queue_files, None, fields, app_rows),
         options,
         tmp,
@@ -536,6 +578,7 @@ def _run(
     malformed_examples = _malformed(
         con, counts, (app_spec, app_files), queue_files, doc_problems, options
     )
+    malformed_examples = repaired.settle(counts, malformed_examples)
     malformed_examples, unfinished = _leave_out_unfinished(
         app_spec, app_files, counts, malformed_examples
     )
@@ -634,6 +677,7 @@ def classify_rows(
     until: int | None,
     grace_ms: int,
     read_at: int | None = None,
+    now_ms: int | None = None,
 ) -> tuple[Spread, int | None, dict[str, int], dict[str, int | None]]:
     """Classes and counts of the tallied rows (table record_rows, `tally` and `create_detail` done):
     view classified (a class per key of the detail), the spread, the window's end, the counts
@@ -643,10 +687,11 @@ def classify_rows(
     when the queue was read (`read_at`), else the newest record (an accepted or a rejected app
     record, or a message: tally.SEEN). Not the newest record when the read time is known: after
     traffic stops, copies lost at the end would otherwise stay in flight however long ago they
-    were lost."""
+    were lost. Nor one timed after `in_flight_latest` (`now_ms`: this run's clock)."""
     seen = spread(con, bulk.rows)
     end = until if until is not None else read_at if read_at is not None else seen.newest
-    cls_sql = class_sql(end, grace_ms, since, until)
+    latest = None if end is None or now_ms is None else in_flight_latest(end, now_ms, grace_ms)
+    cls_sql = class_sql(end, grace_ms, since, until, latest)
     con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
     counts, lag = class_counts(con, bulk, null_counts(con))
     return seen, end, counts, lag
@@ -670,14 +715,18 @@ def _fetch_side(
     spec: SourceSpec | None,
     fields: AppFields,
     app_rows: int,
+    origins: dict[str, str] | None = None,
 ) -> Side:
-    """How verify/fetch.py finds records of one side: the scan's SQL over some files."""
+    """How verify/fetch.py finds records of one side: the scan's SQL over some files (with
+    `origins`, the copies of lines repaired after the scan named as the files they came from)."""
     rows_sql: Callable[[list[Path]], str]
     if spec is not None:
         app_spec = spec
 
         def app_sql(some: list[Path]) -> str:
-            return app_rows_sql(app_spec, some, fields, rejects="rej_fetch_app")
+            return named_as(
+                app_rows_sql(app_spec, some, fields, rejects="rej_fetch_app"), origins or {}
+            )
 
         rows_sql = app_sql
         columns: tuple[str, ...] = ("src", "rid", "t_ms", "body", "cls")
@@ -711,15 +760,34 @@ KEY_TIME = "(CASE WHEN an > 0 THEN ta ELSE tr END)"
 REPLAYED = "(qrep = qn AND qrep > 0 AND (cls = 'both' OR (cls = 'mia' AND arej > 0)))"
 
 
-def class_sql(end: int | None, grace_ms: int, since: int | None, until: int | None) -> str:
+def in_flight_latest(end: int, now_ms: int, grace_ms: int) -> int:
+    """The latest time a record in flight may have: now (the window's end if later), plus the
+    grace. A record logged after the queue was last found empty may well still be on its way
+    (a live mirror period); one logged later than now cannot be: it comes from a clock ahead
+    of this host's, and is missing like any other (`clock_warning` says so)."""
+    return max(end, now_ms) + grace_ms
+
+
+def class_sql(
+    end: int | None,
+    grace_ms: int,
+    since: int | None,
+    until: int | None,
+    latest: int | None = None,
+) -> str:
     """One class per key: 'both', 'miq' (missing in queue), 'fly', 'mia', or 'none'.
 
     A key with an accepted record is judged by those. A key the app only rejected and the
     queue lacks is missing (or in flight) alike, by its rejected record's time: the mirror ran
-    for it (module docstring). With a message it is the app's loss (mia), as a queue-only key."""
+    for it (module docstring). With a message it is the app's loss (mia), as a queue-only key.
+
+    In flight is `end - grace < t`, and `t <= latest` when given (`in_flight_latest`)."""
 
     def flying(col: str) -> str:
-        return "false" if end is None else f"{col} IS NOT NULL AND {col} > {int(end) - grace_ms}"
+        if end is None:
+            return "false"
+        upper = "" if latest is None else f" AND {col} <= {int(latest)}"
+        return f"{col} IS NOT NULL AND {col} > {int(end) - grace_ms}{upper}"
 
     in_window = _window_sql("tq", since, until)
     return f"""CASE
@@ -787,6 +855,9 @@ def class_counts(
         "unkeyed_app": nulls["unkeyed_app"],
         "unkeyed_app_unlogged": nulls["unkeyed_app_unlogged"],
         "unkeyed_queue": nulls["unkeyed_queue"],
+        "unkeyed_accepted": nulls["unkeyed_accepted"],
+        "by_request_id_app": nulls["by_request_id_app"],
+        "by_request_id_queue": nulls["by_request_id_queue"],
         "malformed": nulls["malformed_app"] + nulls["malformed_queue"],
         "malformed_app": nulls["malformed_app"],
         "malformed_queue": nulls["malformed_queue"],
@@ -1055,7 +1126,7 @@ def _matched_head(
     rows = con.execute(f"""
         SELECT h.hk, h.k, h.src, h.rid, h.t_ms, h.body FROM (
             SELECT *, {HK} AS hk FROM (
-                SELECT *, {key.sql("rid", "body")} AS k FROM (
+                SELECT *, {key.matching_sql("rid", "body")} AS k FROM (
                     SELECT * FROM app_rows WHERE ok AND cls = 'a' AND {app_win} LIMIT {HEAD_ROWS}
                 )
             )
@@ -1095,6 +1166,8 @@ _APP_STATUS = {"a": "accepted", "r": "rejected", "n": "not_mirrored"}
 def redact_key(key: KeySpec, text: str) -> str:
     """A key value as a redacted report shows it: a phone field's value masked, phone numbers
     in other parts of the body masked; nginx's request ids are not the sender's data."""
+    if text.startswith((BY_REQUEST_ID, "request_id=")):  # matched by request id: no body field
+        return text
     if any(field_is_phone(p.field) for p in key.parts if p.field):
         return mask(text)
     if any(p.kind in ("json", "form") for p in key.parts):
@@ -1223,14 +1296,16 @@ def _leave_out_unfinished(
 ) -> tuple[list[str], dict[tuple[Path, int], str]]:
     """A log line nginx is still writing is not a malformed record: it is left out of the
     counts and the examples, and the next run reads it whole. Returns the examples left and
-    each such line with the notice that names it."""
+    each such line with the notice that names it.
+
+    Only a file nginx may still write (sources.live_files) can end in such a line: a rotated
+    one that ends without a newline was cut short and is never written again, so its last line
+    is malformed like any other, named by file:line."""
     unfinished: dict[tuple[Path, int], str] = {}
     if app_spec.kind == "csv":
         return examples, unfinished
-    for path in app_files:
-        if counts["malformed_app"] == 0:  # the common case reads no file
-            break
-        line = unfinished_last_line(path)
+    for path in live_files(app_files) if counts["malformed_app"] else []:
+        line = unfinished_last_line(path)  # (the common case reads no file)
         if line is None:
             continue
         counts["malformed_app"] -= 1
@@ -1311,3 +1386,188 @@ def _malformed(
         examples += locate_malformed("queue", "jsonl", queue_files, fields, limit)
     seen: dict[str, None] = dict.fromkeys(examples)
     return list(seen)[:limit]
+
+
+# --------------------------------------------------------------------------- inputs as delivered
+
+
+def named_as(rows_sql: str, origins: dict[str, str]) -> str:
+    """Rows whose src is a copy (`origins`: copy -> the file it came from) named as that file."""
+    if not origins:
+        return rows_sql
+    cases = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in origins.items())
+    return f"SELECT * REPLACE (CASE src {cases} ELSE src END AS src) FROM ({rows_sql})"
+
+
+class _Repaired:
+    """App lines that are not UTF-8, read as the queue got their bodies (sources.as_delivered).
+
+    The scan counts such a line malformed (DuckDB reads UTF-8 only). Only when the app side
+    has malformed rows are its files checked (the common case pays one count over the row
+    table); the lines found are copied, repaired, and their rows go in after the app's, with
+    file indexes after the app's files. `settle` then takes them out of the malformed count."""
+
+    def __init__(self, spec: SourceSpec, files: list[Path], fields: AppFields, tmp: Path):
+        self.spec, self.fields, self.tmp = spec, fields, tmp
+        self.app_files = files
+        self.found: list[tuple[Path, Path, list[int]]] = []
+
+    @property
+    def files(self) -> list[Path]:
+        return self.app_files + [copy for _, copy, _ in self.found]
+
+    @property
+    def origins(self) -> dict[str, str]:
+        return {str(copy): str(path) for path, copy, _ in self.found}
+
+    def rows_sql(self, con: Any) -> str | None:
+        if self.spec.kind == "csv":
+            return None
+        row = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM record_rows WHERE {C} & {APP_BAD} <> 0 LIMIT 1)"
+        ).fetchone()
+        if not row or not row[0]:
+            return None
+        self.found = repair_undecodable(self.app_files, self.tmp)
+        if not self.found:
+            return None
+        copies = [copy for _, copy, _ in self.found]
+        rows = app_rows_sql(self.spec, copies, self.fields, rejects="rej_repaired_app")
+        first = len(self.app_files)
+        return named_as(f"SELECT * REPLACE (f + {first} AS f) FROM ({rows})", self.origins)
+
+    def settle(self, counts: dict[str, int], examples: list[str]) -> list[str]:
+        """The repaired lines are read from their copies (as records, or as malformed there):
+        their failed read of the file itself is not counted, nor shown."""
+        lines = {f"{path}:{n}:" for path, _, numbers in self.found for n in numbers}
+        if not lines:
+            return examples
+        taken = min(len(lines), counts["malformed_app"])
+        counts["malformed_app"] -= taken
+        counts["malformed"] -= taken
+        return [
+            e for e in examples if not (e.endswith("invalid unicode") and e.split(" ")[0] in lines)
+        ]
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def clock_warning(lag: dict[str, int | None]) -> str | None:
+    """A median lag no network gives: the nginx host's clock and the clock of the queue (SQS's
+    SentTimestamp, and the pull host's that says when it was read) disagree. Records are judged
+    in flight or lost by those times, so the verdict is only as right as the clocks."""
+    p50 = lag.get("p50")
+    if p50 is None or abs(p50) <= SKEW_MS:
+        return None
+    side = "ahead of" if p50 < 0 else "behind"
+    return (
+        f"the median lag is {p50:,} ms (about {_duration(abs(p50))}): the nginx host's clock"
+        f" looks {side} the queue's (SentTimestamp) and the pull host's. Records are judged in"
+        " flight or lost by their times, so sync the clocks of the nginx host and the pull"
+        " host (NTP) and run again"
+    )
+
+
+def _duration(ms: int) -> str:
+    for unit_ms, unit in ((86_400_000, "day"), (3_600_000, "h"), (60_000, "min")):
+        if ms >= unit_ms:
+            return f"{ms / unit_ms:.1f} {unit}"
+    return f"{ms / 1000:.0f} s"
+
+
+def lacking_key(counts: dict[str, int]) -> tuple[int, int]:
+    """App records and messages with no value for the key (matched by request id or not)."""
+    return (
+        counts["unkeyed_app"] + counts["by_request_id_app"],
+        counts["unkeyed_queue"] + counts["by_request_id_queue"],
+    )
+
+
+def key_warning(key: KeySpec | str, counts: dict[str, int]) -> str | None:
+    """The records that lack the key, in one line: how many, and what became of them."""
+    app_n, queue_n = lacking_key(counts)
+    if not app_n and not queue_n:
+        return None
+    text = (
+        f"{app_n:,} app record(s) and {queue_n:,} queue message(s) have no value for the key {key}"
+    )
+    by_rid = counts["by_request_id_app"] + counts["by_request_id_queue"]
+    if by_rid:
+        text += f"; {by_rid:,} of them matched by nginx's request id instead"
+    unkeyed = counts["unkeyed_app"] + counts["unkeyed_queue"]
+    if unkeyed:
+        text += f"; {unkeyed:,} carry no request id either and were not compared"
+    return text
+
+
+def no_key_error(
+    key: KeySpec,
+    options: ParityOptions,
+    counts: dict[str, int],
+    labels: tuple[str, str],
+    bodies: list[str],
+) -> InputError:
+    """A key no record has: not a verdict (every record would be unmatched by it) but the
+    wrong key for these inputs."""
+    app_n, queue_n = lacking_key(counts)
+    return InputError(
+        f"the key matches no record: none of the {app_n:,} app record(s) and {queue_n:,}"
+        f" message(s) of {labels[0]} and {labels[1]} has a value for {key}",
+        where=f"--profile {options.profile}" if options.profile else f"--key {key}",
+        fix=key_suggestion(bodies),
+    )
+
+
+def _check_key(
+    con: Any,
+    key: KeySpec,
+    options: ParityOptions,
+    counts: dict[str, int],
+    sources: tuple[tuple[SourceSpec, list[Path]], tuple[SourceSpec, list[Path]]],
+) -> None:
+    """Refuse a key no record has, when the app has records without it (costs nothing while
+    every app record has it)."""
+    if not lacking_key(counts)[0]:
+        return
+    row = con.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM record_rows"
+        f" WHERE hk IS NOT NULL AND m & {BY_REQUEST_ID_BIT} = 0 LIMIT 1)"
+    ).fetchone()
+    if row and row[0]:
+        return
+    (app_spec, app_files), (queue_spec, queue_files) = sources
+    bodies = first_bodies("app", app_spec.kind, app_files, options.app_fields)
+    bodies += first_bodies("queue", "jsonl", queue_files, options.app_fields)
+    raise no_key_error(key, options, counts, (app_spec.label, queue_spec.label), bodies)
+
+
+def key_suggestion(bodies: list[str]) -> str:
+    """The --profile or --key that fits bodies of the inputs (what the key error's fix names):
+    a profile whose fields one of them has, else the fields they have."""
+    import json
+    from urllib.parse import parse_qsl
+
+    seen: dict[tuple[str, str], None] = {}  # (kind, field), in the order first seen
+    for body in bodies:
+        try:
+            data = json.loads(body)
+            names = [("json", str(k)) for k in data] if isinstance(data, dict) else []
+        except ValueError:
+            names = [("form", k) for k, _ in parse_qsl(body, keep_blank_values=True)]
+        for name, spec in PROFILES.items():
+            if all((p.kind, p.field) in names for p in parse_key(spec).parts):
+                return f"pass --profile {name} (some bodies are {name}'s), or {_DEFAULT_KEY}"
+        seen.update(dict.fromkeys(names))
+    if seen:
+        kind = next(iter(seen))[0]
+        fields = [f for k, f in seen if k == kind]
+        shown = ", ".join(fields[:8]) + (", ..." if len(fields) > 8 else "")
+        return f"pass --key {kind}:FIELD with a field the bodies have ({shown}), or {_DEFAULT_KEY}"
+    return _DEFAULT_KEY
+
+
+_DEFAULT_KEY = (
+    "leave --key and --profile out to match on nginx's request id (the body's sha256 when a side"
+    " has none)"
+)

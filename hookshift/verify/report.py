@@ -57,8 +57,17 @@ def _count_rows(report: ParityReport) -> list[tuple[str, int, str]]:
     rows.append(("compared", c["compared"], "keys on both sides, bodies compared"))
     rows += [(name, c[name], _class_help(name, c)) for name in CLASSES]
     rows.append(("malformed", c["malformed"], "records that could not be read"))
+    by_rid = c.get("by_request_id_app", 0) + c.get("by_request_id_queue", 0)
+    if by_rid:
+        rows.append(("by_request_id", by_rid, "records without the key, matched by request id"))
     if c["unkeyed_app"] or c["unkeyed_queue"]:
-        rows.append(("unkeyed", c["unkeyed_app"] + c["unkeyed_queue"], "records without the key"))
+        rows.append(
+            (
+                "unkeyed",
+                c["unkeyed_app"] + c["unkeyed_queue"],
+                "records with neither the key nor a request id: not compared",
+            )
+        )
     return rows
 
 
@@ -81,9 +90,13 @@ def _lag(report: ParityReport) -> str:
 
 def _window(report: ParityReport) -> str:
     w = report.window
-    since = w.get("since") or w.get("first_seen") or "start"
-    until = w.get("until") or w.get("end") or "end"
-    return f"{since} .. {until} (grace {seconds(w.get('grace_s'))} s)"
+    since = w.get("since") or w.get("first_seen")
+    until = w.get("until") or w.get("end")
+    grace = f"(grace {seconds(w.get('grace_s'))} s)"
+    if w.get("first_seen") is None and not w.get("since") and not w.get("until"):
+        read = f", the queue read at {w['end']}" if w.get("end") else ""
+        return f"no record has a time{read} {grace}"
+    return f"{since or 'the first record'} .. {until or 'the last record'} {grace}"
 
 
 def seconds(value: object) -> str:

@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import re
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,10 +119,39 @@ def resolve_files(spec: SourceSpec) -> list[Path]:
     matches = sorted(glob.glob(spec.target)) if glob.has_magic(spec.target) else [spec.target]
     files = [Path(m) for m in matches if Path(m).is_file()]
     if not files:
+        others = [m for m in matches if os.path.exists(m)]
+        if others:  # /dev/null, a fifo, a socket: there, but nothing a parity run can read
+            raise InputError(
+                f"{others[0]} is not a regular file",
+                where=spec.label,
+                fix="name the log or export file itself (globs like *.log* work)",
+            )
         raise InputError(
             "no file matches", where=spec.label, fix="check the path (globs like *.log* work)"
         )
     return files
+
+
+# how long a rotated file may still be written: nginx writes to the renamed file until it
+# reopens its logs, which logrotate's postrotate asks for at once
+ROTATED_QUIET_S = 60.0
+
+
+def live_files(files: list[Path], now: float | None = None) -> list[Path]:
+    """The files of a source a writer may still be appending to. A file whose name extends
+    another's (``p.log.1``, ``p.log-20261207`` beside ``p.log``) or that is compressed was
+    rotated: nginx no longer writes it once it has reopened its logs (a minute at most), so a
+    last line without its end there was cut short for good (a crash, a full disk)."""
+    names = [str(p) for p in files]
+    now = time.time() if now is None else now
+    live = []
+    for path, name in zip(files, names, strict=True):
+        if path.suffix == ".gz":
+            continue
+        rotated = any(other != name and name.startswith(other) for other in names)
+        if not rotated or now - path.stat().st_mtime < ROTATED_QUIET_S:
+            live.append(path)
+    return live
 
 
 def sql_str(text: str) -> str:
@@ -370,11 +400,14 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | None:
-    """Why a line is malformed (mirrors the ``ok`` test of the SQL above), or None."""
+    """Why a line is malformed (mirrors the ``ok`` test of the SQL above, with an app line that
+    is not UTF-8 read as `repair_undecodable` gives it to that SQL), or None."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"not UTF-8 (byte {exc.start + 1})"
+        if side == "queue":  # SQS holds only UTF-8: such a line is not a message
+            return f"not UTF-8 (byte {exc.start + 1})"
+        line = raw.decode("utf-8", "replace")
     try:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -398,6 +431,55 @@ def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | 
 
 
 TAIL_READ = 64 * 1024  # enough for a callback; a longer unfinished line is one too
+CHECK_BLOCK = 1 << 20
+
+
+def as_delivered(block: bytes) -> bytes:
+    """Whole lines as the queue holds their bodies: every byte sequence that is not UTF-8 made
+    U+FFFD, as API Gateway and SQS make it. nginx's escape=json passes a body's bytes >= 0x80
+    through as they came, so a vendor posting EUC-KR (or any bytes) writes log lines that are
+    not UTF-8, while its queue copy has U+FFFD in their place. Valid UTF-8 comes back as is."""
+    try:
+        block.decode("utf-8")
+        return block
+    except UnicodeDecodeError:
+        return block.decode("utf-8", "replace").encode("utf-8")
+
+
+def repair_undecodable(files: list[Path], out_dir: Path) -> list[tuple[Path, Path, list[int]]]:
+    """The lines of `files` that are not UTF-8, as `as_delivered` makes them, one copy per file
+    that has them in `out_dir`: (the file, its copy, the numbers of those lines). DuckDB's
+    readers cannot take such a line at all, so parity reads the copies beside the files.
+
+    Checked a block of whole lines at a time (a block of UTF-8, the common case, costs one
+    decode in C); only a block that fails is looked at line by line."""
+    out: list[tuple[Path, Path, list[int]]] = []
+    for index, path in enumerate(files):
+        numbers: list[int] = []
+        copy = out_dir / f"as-delivered-{index}.jsonl"
+        opener: Any = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh, copy.open("wb") as sink:
+            pending, seen = b"", 0
+            while True:
+                chunk = fh.read(CHECK_BLOCK)
+                data = pending + chunk
+                # whole lines only: a last line without its end is judged as it is (torn)
+                cut = data.rfind(b"\n") + 1
+                block, pending = data[:cut], data[cut:]
+                if block and as_delivered(block) is not block:
+                    for number, line in enumerate(block.split(b"\n"), seen + 1):
+                        fixed = as_delivered(line)
+                        if fixed is not line:
+                            numbers.append(number)
+                            sink.write(fixed + b"\n")
+                seen += block.count(b"\n")
+                if not chunk:
+                    break
+        if numbers:
+            out.append((path, copy, numbers))
+        else:
+            copy.unlink()
+    return out
 
 
 def unfinished_last_line(path: Path) -> int | None:
@@ -526,6 +608,29 @@ def carries_request_ids(
                 if seen >= records:
                     return False
     return False
+
+
+def first_bodies(
+    side: str, kind: str, files: list[Path], fields: AppFields, n: int = 50
+) -> list[str]:
+    """The bodies of the first `n` records of a source (what a key error's fix looks at)."""
+    if kind == "csv":
+        return []
+    path = ["Body"] if side == "queue" else ["body"] if kind == "nginx" else fields.body.split(".")
+    bodies: list[str] = []
+    for name in files:
+        with _open_text(name) as fh:
+            for line in fh:
+                try:
+                    obj: Any = json.loads(line)
+                except ValueError:
+                    continue
+                body = _dig(obj, path)
+                if isinstance(body, str) and body:
+                    bodies.append(body)
+                    if len(bodies) >= n:
+                        return bodies
+    return bodies
 
 
 def _dig(obj: Any, path: list[str]) -> Any:

@@ -33,6 +33,7 @@ different callbacks, which then show as duplicates or mismatched, never as a sil
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +47,15 @@ APP_BAD = 32
 QUEUE_BAD = 64
 NO_TIME = 128
 
-# record_rows has four columns, hk, bh, t and m: m packs the class code, the file index and a 32-bit
+# record_rows has four columns, hk, bh, t and m: m packs the class code, the file index, a bit
+# for a record keyed by its request id (it lacks the key: keys.KeySpec.fallback_sql) and a 32-bit
 # MessageId hash (it only tells a key's few messages apart), because every column of record_rows
 # costs scan time whatever its width. These read them back.
 C = "(m & 255)"
-F = "((m >> 8) & 16777215)"
+F = "((m >> 8) & 8388607)"
 MH = "(m >> 32)"
-FILES_MAX = 16_777_216
+FILES_MAX = 8_388_608
+BY_REQUEST_ID_BIT = 1 << 31
 _QUEUE_BITS = QUEUE | QUEUE_REPLAY | QUEUE_BAD
 IS_APP = f"(m & {_QUEUE_BITS} = 0)"
 IS_QUEUE = f"(m & {_QUEUE_BITS} <> 0)"
@@ -107,10 +110,22 @@ class Spread:
 
 
 def create_rows(
-    con: Any, key_sql: str, app_where: str, queue_where: str, app_view: str, queue_view: str
+    con: Any,
+    key_sql: str,
+    app_where: str,
+    queue_where: str,
+    app_view: str,
+    queue_view: str,
+    *,
+    fallback_sql: str = "NULL::VARCHAR",
+    more_app: Callable[[], str | None] | None = None,
 ) -> int:
     """Table record_rows: one narrow row per record of both sides (malformed ones too, with no key),
     the app's first; returns how many rows are the app's.
+
+    A record `key_sql` finds no key in is keyed by `fallback_sql` (its request id), marked with
+    BY_REQUEST_ID_BIT. `more_app`, called once the app's rows are written, may give SQL of
+    more app rows (lines repaired after the scan): they go in before the queue's.
 
     The rows are written without preserving their order (ordering them costs scan time and
     memory): each thread's rows still follow the file,
@@ -128,17 +143,28 @@ def create_rows(
     )
 
     def rows(view: str, code: str, mid: str, where: str) -> str:
-        m = f"({code} | {no_time} | (f::UBIGINT << 8) | ({mid} << 32))"
+        if fallback_sql == "NULL::VARCHAR":  # a key with no fallback: nothing more per row
+            keyed, by_rid = f"SELECT *, {key_sql} AS k FROM {view}", "0"
+        else:
+            keyed = f"""
+                SELECT *, coalesce(k0, kf) AS k FROM (
+                    SELECT *, CASE WHEN k0 IS NULL THEN {fallback_sql} END AS kf FROM (
+                        SELECT *, {key_sql} AS k0 FROM {view}))"""
+            by_rid = f"CASE WHEN kf IS NULL THEN 0 ELSE {BY_REQUEST_ID_BIT} END"
+        m = f"({code} | {no_time} | (f::UBIGINT << 8) | {by_rid} | ({mid} << 32))"
         return f"""
             SELECT CASE WHEN ok THEN {HK} END AS hk, hash(body) AS bh, t_ms AS t,
                 {m}::UBIGINT AS m
-            FROM (SELECT *, {key_sql} AS k FROM {view})
+            FROM ({keyed})
             WHERE NOT ok OR ({where})"""
 
     (ordered,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
     con.execute("SET preserve_insertion_order = false")
     try:
         con.execute("CREATE TEMP TABLE record_rows AS " + rows(app_view, app_code, "0", app_where))
+        extra = more_app() if more_app is not None else None
+        if extra is not None:
+            con.execute("INSERT INTO record_rows " + rows(f"({extra})", app_code, "0", app_where))
         row = con.execute("SELECT count(*) FROM record_rows").fetchone()
         mid = "coalesce(hash(mid) >> 32, 0)"
         con.execute("INSERT INTO record_rows " + rows(queue_view, queue_code, mid, queue_where))
@@ -383,24 +409,34 @@ def create_detail(con: Any, rows: str = "record_rows") -> None:
 
 
 def null_counts(con: Any) -> dict[str, int]:
-    """Malformed records and records without a key, per side."""
+    """Malformed records and records without a key, per side: those with no key at all
+    (unkeyed; the accepted ones apart: the verdict cannot vouch for them) and those keyed by
+    their request id instead (by_request_id)."""
     # an accepted record with an empty body has no key when the key comes from the body:
     # nginx kept that body on disk and logged none (counted apart, as body_not_logged)
     unlogged = f"{C} & {APP_ACCEPTED} <> 0 AND bh = hash(''::VARCHAR)"
+    unkeyed = f"hk IS NULL AND {IS_APP} AND {C} & {APP_BAD} = 0 AND NOT ({unlogged})"
+    by_rid = f"hk IS NOT NULL AND m & {BY_REQUEST_ID_BIT} <> 0"
     row = con.execute(f"""
         SELECT count(*) FILTER ({C} & {APP_BAD} <> 0), count(*) FILTER ({C} & {QUEUE_BAD} <> 0),
-            count(*) FILTER ({IS_APP} AND {C} & {APP_BAD} = 0 AND NOT ({unlogged})),
-            count(*) FILTER ({IS_QUEUE} AND {C} & {QUEUE_BAD} = 0),
-            count(*) FILTER ({IS_APP} AND {unlogged})
-        FROM record_rows WHERE hk IS NULL
+            count(*) FILTER ({unkeyed}),
+            count(*) FILTER (hk IS NULL AND {IS_QUEUE} AND {C} & {QUEUE_BAD} = 0),
+            count(*) FILTER (hk IS NULL AND {IS_APP} AND {unlogged}),
+            count(*) FILTER ({unkeyed} AND {C} & 7 = {APP_ACCEPTED}),
+            count(*) FILTER ({by_rid} AND {IS_APP}),
+            count(*) FILTER ({by_rid} AND {IS_QUEUE})
+        FROM record_rows WHERE hk IS NULL OR m & {BY_REQUEST_ID_BIT} <> 0
     """).fetchone()
-    v = [int(x or 0) for x in (row or (0, 0, 0, 0, 0))]
+    v = [int(x or 0) for x in (row or (0,) * 8)]
     return {
         "malformed_app": v[0],
         "malformed_queue": v[1],
         "unkeyed_app": v[2],
         "unkeyed_queue": v[3],
         "unkeyed_app_unlogged": v[4],
+        "unkeyed_accepted": v[5],
+        "by_request_id_app": v[6],
+        "by_request_id_queue": v[7],
     }
 
 

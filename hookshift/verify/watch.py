@@ -50,9 +50,14 @@ from hookshift.verify.parity import (
     bucket_label,
     check_options,
     class_sql,
+    clock_warning,
     detail_lags,
+    in_flight_latest,
     iso,
+    key_warning,
+    lacking_key,
     lag_summary,
+    no_key_error,
     queue_read_at,
     side_windows,
     timeline_bucket_s,
@@ -63,7 +68,10 @@ from hookshift.verify.private import connect_private, make_dirs, write_private
 from hookshift.verify.sources import (
     SourceSpec,
     app_rows_sql,
+    as_delivered,
     carries_request_ids,
+    first_bodies,
+    live_files,
     parse_source,
     queue_rows_sql,
     resolve_files,
@@ -71,6 +79,7 @@ from hookshift.verify.sources import (
 from hookshift.verify.tally import (
     APP_ACCEPTED,
     APP_BAD,
+    BY_REQUEST_ID_BIT,
     IS_QUEUE,
     QUEUE_BAD,
     SEEN,
@@ -94,8 +103,9 @@ CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical h
 HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
 # the version of parity's per-key rules a state directory's sums were made with (meta 'rules');
 # 2: a key the app only rejected, with no copy in the queue, is missing_in_queue, and rejected
-# records count for the newest and the oldest record
-RULES = "2"
+# records count for the newest and the oldest record; 3: a record without the key is matched by
+# its request id (and kept), and an app line that is not UTF-8 is read as the queue got it
+RULES = "3"
 # parity's options (samples, fetching and sqs: sources aside, which a watch has no use for);
 # a long-running process gets a smaller DuckDB memory limit than a one-shot run
 WATCH_OPTIONS = ParityOptions(memory_limit="512MB")
@@ -115,6 +125,7 @@ class WatchState:
     updated_at: float
     new_bytes: dict[str, int] = field(default_factory=dict)  # read by the last update
     update_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # parity's: records without the key, clocks
 
     @property
     def passed(self) -> bool:
@@ -150,10 +161,21 @@ def file_identity(path: Path) -> str | None:
     return hashlib.sha256(first).hexdigest()
 
 
-def read_new(path: Path, offset: int, out: IO[bytes], budget: int | None = None) -> int:
+def read_new(
+    path: Path,
+    offset: int,
+    out: IO[bytes],
+    budget: int | None = None,
+    *,
+    final: bool = False,
+    delivered: bool = False,
+) -> int:
     """Copy the complete lines of `path` after byte `offset` (of its decompressed content) to
-    `out`, stopping at a line end once `budget` bytes are copied; returns the new offset (a
-    torn last line is left for the next update)."""
+    `out`, stopping at a line end once `budget` bytes are copied; returns the new offset. A
+    torn last line is left for the next update, unless the file is `final` (rotated: nobody
+    will finish it), when it is copied as a line of its own, to be counted malformed. With
+    `delivered`, lines that are not UTF-8 are copied as the queue got their bodies
+    (sources.as_delivered), as parity reads them."""
     with _open_binary(path) as fh:
         fh.seek(offset)
         pending = b""
@@ -161,11 +183,14 @@ def read_new(path: Path, offset: int, out: IO[bytes], budget: int | None = None)
         while chunk := fh.read(1 << 20):
             data = pending + chunk
             cut = data.rfind(b"\n") + 1
-            out.write(data[:cut])
+            out.write(as_delivered(data[:cut]) if delivered else data[:cut])
             position += cut
             pending = data[cut:]
             if budget is not None and position - offset >= budget:
-                break
+                return position
+        if final and pending:
+            out.write((as_delivered(pending) if delivered else pending) + b"\n")
+            position += len(pending)
     return position
 
 
@@ -416,7 +441,7 @@ class Watcher:
         if known != RULES:
             raise InputError(
                 "this state directory was made by an older hookshift, whose parity rules differ"
-                " (a key the app only rejected, with no copy in the queue, was counted nowhere)",
+                " (records without the key, a key the app only rejected: counted otherwise now)",
                 where=str(self.state_dir),
                 fix="use a new --state directory (its first update reads the files again)",
             )
@@ -446,6 +471,23 @@ class Watcher:
         self._db.execute("INSERT INTO meta VALUES ('key', ?)", [str(key)])
         return key
 
+    def _check_key(self, key: KeySpec, sides: tuple[list[Path], list[Path]]) -> None:
+        """Refuse a key no record read so far has, as parity refuses it (in the transaction
+        of the round that found it: nothing of it is kept)."""
+        db = self._db
+        names = ("unkeyed_app", "unkeyed_queue", "by_request_id_app", "by_request_id_queue")
+        sums = dict(db.execute("SELECT name, n FROM totals").fetchall())
+        counts = {name: int(sums.get(name, 0)) for name in names}
+        if not lacking_key(counts)[0]:  # messages alone: nothing to compare them with yet
+            return
+        keyed = db.execute(f"SELECT 1 FROM rows WHERE m & {BY_REQUEST_ID_BIT} = 0 LIMIT 1")
+        if keyed.fetchone() is not None:
+            return
+        fields = self.options.app_fields
+        bodies = first_bodies("app", self.app.kind, sides[0], fields)
+        bodies += first_bodies("queue", "jsonl", sides[1], fields)
+        raise no_key_error(key, self.options, counts, (self.app.label, self.queue.label), bodies)
+
     def _files(self, spec: SourceSpec) -> list[Path]:
         try:
             return resolve_files(spec)
@@ -474,6 +516,7 @@ class Watcher:
                 try:
                     if any(sizes):
                         self._ingest(key, chunks)
+                        self._check_key(key, sides)
                     db.executemany(
                         "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                         [(side, ident, str(path), pos) for side, ident, path, pos in offsets],
@@ -481,6 +524,9 @@ class Watcher:
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
+                    if db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+                        # nothing read: the next run may choose another key
+                        db.execute("DELETE FROM meta WHERE name = 'key'")
                     raise
             if not more:
                 break
@@ -507,6 +553,7 @@ class Watcher:
         more = False
         for side, files in enumerate(sides):
             seen: set[str] = set()
+            live = set(live_files(files)) if side == 0 else set(files)
             with chunks[side].open("wb") as out:
                 for path in files:
                     ident = file_identity(path)
@@ -518,7 +565,8 @@ class Watcher:
                         more = True
                         break
                     start = known.get((side, ident), 0)
-                    end = read_new(path, start, out, budget)
+                    final = path not in live  # a rotated log: its torn last line is final
+                    end = read_new(path, start, out, budget, final=final, delivered=side == 0)
                     if end != start:
                         offsets.append((side, ident, path, end))
                     more = more or out.tell() >= READ_BUDGET
@@ -535,7 +583,15 @@ class Watcher:
         )
         con.execute(f"CREATE OR REPLACE TEMP VIEW queue_rows AS {queue_rows_sql([chunks[1]])}")
         self._drop_classification()
-        create_rows(con, key.sql("rid", "body"), "true", "true", "app_rows", "queue_rows")
+        create_rows(
+            con,
+            key.sql("rid", "body"),
+            "true",
+            "true",
+            "app_rows",
+            "queue_rows",
+            fallback_sql=key.fallback_sql("rid", "body"),
+        )
         con.execute("DROP TABLE IF EXISTS new_rows")
         con.execute("ALTER TABLE record_rows RENAME TO new_rows")
         self._canonical_hashes()
@@ -703,7 +759,8 @@ class Watcher:
             {str(k): int(n) for k, n in db.execute("SELECT name, n FROM totals").fetchall()}
         )
         newest = _meta(db, "newest")
-        read_at = queue_read_at(self.queue, int(time.time() * 1000))  # as parity measures it
+        now_ms = int(time.time() * 1000)
+        read_at = queue_read_at(self.queue, now_ms)  # as parity measures it
         end = (
             until
             if until is not None
@@ -713,9 +770,9 @@ class Watcher:
         )
         flying = flying_rejected = 0
         if end is not None:
-            row = db.execute(
-                "SELECT count(*), coalesce(sum(rejected), 0) FROM pending WHERE ta > ?",
-                [end - grace_ms],
+            row = db.execute(  # parity's in flight: end - grace < t <= in_flight_latest
+                "SELECT count(*), coalesce(sum(rejected), 0) FROM pending WHERE ta > ? AND ta <= ?",
+                [end - grace_ms, in_flight_latest(end, now_ms, grace_ms)],
             ).fetchone()
             flying, flying_rejected = int(row[0]), int(row[1])
         rejected = (sums["rejected_0"], sums["rejected_1"])
@@ -739,6 +796,7 @@ class Watcher:
         lag = lag_summary(hist)
         verdict, reason = verdict_for(counts, opts.min_events)
         oldest = _meta(db, "oldest")
+        warnings = [w for w in (key_warning(self._key_text(key), counts), clock_warning(lag)) if w]
         return WatchState(
             verdict=verdict,
             reason=reason,
@@ -754,7 +812,12 @@ class Watcher:
             },
             sources={"app": self.app.label, "queue": self.queue.label},
             updated_at=time.time(),
+            warnings=warnings,
         )
+
+    @staticmethod
+    def _key_text(key: KeySpec | None) -> str:
+        return str(key) if key is not None else ""
 
     def report(self, state: WatchState) -> ParityReport:
         """The watched result as a parity report (what the HTML page shows): counts, verdict,
@@ -775,8 +838,9 @@ class Watcher:
             generated_at=datetime.fromtimestamp(state.updated_at, UTC).isoformat("T", "seconds"),
             duration_s=state.update_s,
             warnings=[
+                *state.warnings,
                 "a watch keeps counts, not callbacks: for examples of each class run "
-                "`hookshift verify parity` over the same files"
+                "`hookshift verify parity` over the same files",
             ],
         )
 
@@ -802,13 +866,13 @@ class Watcher:
             ] += int(n)
         end = state.window.get("end")
         if end is not None:
-            edge = int(datetime.fromisoformat(end).timestamp() * 1000) - int(
-                self.options.grace_s * 1000
-            )
+            grace_ms = int(self.options.grace_s * 1000)
+            end_ms = int(datetime.fromisoformat(end).timestamp() * 1000)
+            latest = in_flight_latest(end_ms, int(time.time() * 1000), grace_ms)
             for start, n in db.execute(
                 f"SELECT ta / {bucket_ms} * {bucket_ms}, count(*) FROM pending"  # (times > 0)
-                " WHERE ta > ? GROUP BY 1",
-                [edge],
+                " WHERE ta > ? AND ta <= ? GROUP BY 1",
+                [end_ms - grace_ms, latest],
             ):
                 counts = totals.setdefault(int(start), [0] * len(TIMELINE))
                 counts[2] -= int(n)

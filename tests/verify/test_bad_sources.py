@@ -118,7 +118,7 @@ def test_the_sha256_note_names_the_side_whose_records_carry_no_request_id(
         ("queue", "1\n2\n", "not a JSON object"),
         ("queue", '\n{"Id": "1"}\n', "no string MessageId"),
         ("app", "[1, 2, 3]\n[4]\n", "a JSON array, not one JSON object"),
-        ("app", "\xff not text\n", "not UTF-8"),
+        ("app", "\xff not text\n", "not JSON"),  # read as the queue would get its body
     ],
 )
 def test_a_source_of_malformed_lines_only_is_bad_input_not_a_lost_callback(

@@ -99,7 +99,16 @@ def _classify(
 
 
 NO_NULLS = dict.fromkeys(
-    ("unkeyed_app", "unkeyed_app_unlogged", "unkeyed_queue", "malformed_app", "malformed_queue"),
+    (
+        "unkeyed_app",
+        "unkeyed_app_unlogged",
+        "unkeyed_queue",
+        "unkeyed_accepted",
+        "by_request_id_app",
+        "by_request_id_queue",
+        "malformed_app",
+        "malformed_queue",
+    ),
     0,
 )
 

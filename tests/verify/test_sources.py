@@ -90,7 +90,8 @@ def _with_malformed(tmp_path: Path) -> tuple[Path, Path]:
     lines.insert(4, "[1, 2]")  # line 5: JSON but not a record
     app = write_lines(tmp_path / "p.log", lines)
     with app.open("ab") as fh:
-        fh.write(b'{"v":1,"body":"\xff\xfe not utf-8","msec":"1"}\n')  # line 7
+        # line 7: not UTF-8 (read as the queue would get it), and no msec
+        fh.write(b'{"v":1,"body":"\xff\xfe not utf-8"}\n')
     queue = [json.dumps(message(f"m{n}", body(n), T0 + n, request_id=rid(n))) for n in range(4)]
     queue.append('{"MessageId": "x"}')  # no Body
     queue.append('{"MessageId": "y", "Bo')  # torn: no MessageId either

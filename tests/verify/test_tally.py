@@ -272,6 +272,9 @@ def test_unkeyed_and_malformed_records_are_counted_per_side(con: Any) -> None:
         "unkeyed_app": 0,
         "unkeyed_queue": 1,
         "unkeyed_app_unlogged": 0,
+        "unkeyed_accepted": 0,
+        "by_request_id_app": 0,
+        "by_request_id_queue": 0,
     }
 
 
