@@ -50,17 +50,26 @@ def load_config(path: str | os.PathLike[str]) -> NginxConfig:
     what nginx accepts (``*_by_lua_block`` bodies) the lexer's tree is used. A config with no
     ``server`` inside ``http {}`` is refused (`check_serves_http`): finding nothing wrong in it
     would read as a clean bill.
+
+    The lexer's tree is let go before crossplane reads (and read again in the rare case its
+    tree is the one used), so a big config is never in memory as two trees and a payload.
     """
     if not os.path.isfile(path):
         return load(path)  # crossplane's loader names a missing main config
+    _check_with_lexer(path)
+    try:
+        return load(path)
+    except InputError:
+        return load_source(path).config
+
+
+def _check_with_lexer(path: str | os.PathLike[str]) -> None:
+    """What `load_config` refuses from hookshift's lexer: a file nginx cannot parse, a ``;``
+    missing between two lines, a config that serves no HTTP."""
     source = load_source(path)
     for file, text in source.texts.items():
         check_statement_ends(text, str(file))
     check_serves_http(source.config)
-    try:
-        return load(path)
-    except InputError:
-        return source.config
 
 
 def diagnose_file(path: str | os.PathLike[str]) -> tuple[Finding, ...]:

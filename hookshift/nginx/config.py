@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import crossplane  # type: ignore[import-untyped]
@@ -34,10 +35,12 @@ from hookshift.errors import InputError
 from hookshift.nginx import lexer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Offsets:
     """Where a statement sits in its file's text: `start` is the offset of its first word,
-    `end` one past its ``;`` or ``}``; the braces' offsets are -1 without a block."""
+    `end` one past its ``;`` or ``}``; the braces' offsets are -1 without a block.
+
+    Slotted: a file read by hookshift's lexer has one for each of its statements."""
 
     start: int
     end: int
@@ -59,9 +62,13 @@ class _Offset:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Directive:
-    """One directive (or ``#`` comment) as written in one file."""
+    """One directive (or ``#`` comment) as written in one file.
+
+    Slotted: a big configuration has hundreds of thousands of statements, and an instance
+    dictionary would take more memory than the statement's own fields.
+    """
 
     name: str
     args: tuple[str, ...]
@@ -386,11 +393,17 @@ crossplane.parser.open = _checked_open
 
 def parse_payload(main: Path, where: str) -> dict[str, Any]:
     """crossplane's payload for the configuration at `main` (its Lua extension on), or
-    `InputError` (one line with file:line) when a file is unreadable or malformed."""
+    `InputError` (one line with file:line) when a file is unreadable or malformed.
+
+    The payload comes back detached from crossplane (`_detached`), so it is freed as soon as
+    the caller drops it.
+    """
     read_config_file(main, where)  # a clear error (and no FIFO opened) before crossplane
     try:
-        payload: dict[str, Any] = crossplane.parse(
-            str(main), comments=True, catch_errors=False, check_ctx=False, check_args=False
+        payload = _detached(
+            crossplane.parse(
+                str(main), comments=True, catch_errors=False, check_ctx=False, check_args=False
+            )
         )
     except NgxParserBaseException as exc:
         at = f"{exc.filename}:{exc.lineno}" if exc.lineno else str(exc.filename)
@@ -426,6 +439,20 @@ def parse_payload(main: Path, where: str) -> dict[str, Any]:
     return payload
 
 
+def _detached(payload: dict[str, Any]) -> dict[str, Any]:
+    """A dict holding `payload`'s entries, which are taken out of it.
+
+    ``crossplane.parse`` builds the payload inside a recursive closure that refers to it, a
+    reference cycle: only the cyclic collector frees it, and `paused_gc` freezes whatever
+    exists when a loader ends, so the whole payload (every statement as dicts and lists)
+    would stay in memory for the rest of the process. Emptying crossplane's own dict leaves
+    the cycle holding nothing of size.
+    """
+    detached = dict(payload)
+    payload.clear()
+    return detached
+
+
 Locate = Callable[[Directive], Offsets]
 
 
@@ -443,25 +470,42 @@ def new_directive(
 ) -> Directive:
     """`Directive(...)` for the loaders, which build one per statement of a configuration
     (hundreds of thousands in a big one): a frozen dataclass's ``__init__`` sets each field
-    through ``object.__setattr__``, three times the cost of filling the instance at once."""
+    through ``object.__setattr__``; the slots' own descriptors fill the instance at a third
+    of that cost."""
     d = object.__new__(Directive)
-    d.__dict__.update(
-        name=name,
-        args=args,
-        file=file,
-        line=line,
-        block=block,
-        includes=includes,
-        comment=comment,
-        index=index,
-        located=located,
-        locator=locator,
-    )
+    _set_name(d, name)
+    _set_args(d, args)
+    _set_file(d, file)
+    _set_line(d, line)
+    _set_block(d, block)
+    _set_includes(d, includes)
+    _set_comment(d, comment)
+    _set_index(d, index)
+    _set_located(d, located)
+    _set_locator(d, locator)
     return d
 
 
+def _slot_setter(name: str) -> Callable[[Directive, Any], None]:
+    """The ``__set__`` of `Directive`'s slot `name`, which writes past the frozen check."""
+    setter: Callable[[Directive, Any], None] = vars(Directive)[name].__set__
+    return setter
+
+
+_set_name = _slot_setter("name")
+_set_args = _slot_setter("args")
+_set_file = _slot_setter("file")
+_set_line = _slot_setter("line")
+_set_block = _slot_setter("block")
+_set_includes = _slot_setter("includes")
+_set_comment = _slot_setter("comment")
+_set_index = _slot_setter("index")
+_set_located = _slot_setter("located")
+_set_locator = _slot_setter("locator")
+
+
 @contextmanager
-def paused_gc() -> Iterator[None]:
+def paused_gc(freeze: bool = True) -> Iterator[None]:
     """Building a big tree allocates hundreds of thousands of objects and no cycles; the cyclic
     collector would scan the growing heap again and again meanwhile, and scan the finished
     tree a few more times afterwards as it ages (together a third of a plan's time).
@@ -469,13 +513,17 @@ def paused_gc() -> Iterator[None]:
     So the collector waits, and what exists at the end is frozen (`gc.freeze`: left out of
     later collections). Frozen objects are still freed by reference counting when dropped;
     only a reference cycle that dies later would wait for `gc.unfreeze`, and the tree has none.
+    Without `freeze` the collector only waits: for work in the middle of a command that
+    builds big temporaries and keeps little, where freezing would also keep whatever garbage
+    cycles the command has made so far.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
 
@@ -485,12 +533,19 @@ def from_payload(
 ) -> NginxConfig:
     """The tree of crossplane's `payload`; `locators` give each file's offsets on demand.
 
+    The payload is consumed: each file's statements are taken out of it once converted, so
+    the payload and the tree of a big configuration are never both whole in memory. Names
+    and arguments are interned: crossplane makes a new string of every word, and a big
+    configuration repeats the same few (``proxy_set_header``, ``Host``, ``$host``) in every
+    server.
+
     Refuses what crossplane lets through and nginx does not: an include of a missing file,
     include cycles, blocks nested deeper than `lexer.MAX_DEPTH`.
     """
     file_paths = [Path(f["file"]) for f in payload["config"]]
     files: dict[Path, tuple[Directive, ...]] = {}
     for path, f in zip(file_paths, payload["config"], strict=True):
+        parsed: list[dict[str, Any]] = f.pop("parsed")
         locate = (locators or {}).get(path)
         counter = 0
 
@@ -507,7 +562,8 @@ def from_payload(
             counter += 1
             if "\\" in name:
                 name = lexer.unescape(name)
-            args = tuple(item["args"])
+            name = intern(name)
+            args = tuple(map(intern, item["args"]))
             if "\\" in "".join(args) and not name.endswith("_by_lua_block"):
                 # crossplane keeps escapes such as \n; nginx reads them as the character
                 args = tuple(lexer.unescape(a) for a in args)
@@ -525,7 +581,7 @@ def from_payload(
                 name, args, path, item["line"], block, includes, None, index, None, locate
             )
 
-        files[path] = tuple([convert(item, 0) for item in f["parsed"]])
+        files[path] = tuple([convert(item, 0) for item in parsed])
     config = NginxConfig(main=main, files=files)
     check_include_cycles(config)
     return config

@@ -24,9 +24,11 @@ from hookshift.errors import InputError
 TokenKind = Literal["word", "open", "close", "semi", "comment", "raw"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Token:
-    """One token: `text` is the unquoted, unescaped value; `start`/`end` index the source."""
+    """One token: `text` is the unquoted, unescaped value; `start`/`end` index the source.
+
+    Slotted, as are `Statement`s: a big file has hundreds of thousands of either."""
 
     kind: TokenKind
     text: str
@@ -35,7 +37,7 @@ class Token:
     line: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Statement:
     """A directive as written: its words and where it sits in the text.
 
@@ -167,15 +169,30 @@ _SCAN = re.compile(
 # that fills it ("too long parameter"); hookshift refuses the same, and so never spends more
 # than linear time on a pathological one
 MAX_TOKEN_BYTES = 4096
-# a run of characters that may hold such a token (a character is at most 3 bytes here)
+# where a token nginx refuses as too long may be (a character is at most 3 bytes here): a run
+# of `_LONG` word characters (tried from the run's first only), a comment, or a quoted string of
+# `_LONG` characters that do not close it (an escaped quote does not). A string is only looked
+# for from a quote that can open one, at the start of a token: after whitespace, ``;``, ``{``,
+# ``}`` or another quote; the quote that closes a string follows its text, so a big file whose
+# short strings lie far apart matches nothing and is not lexed twice.
 _LONG = (MAX_TOKEN_BYTES + 2) // 3
-_MAYBE_LONG = re.compile(rf"[^ \t\r\n;{{}}]{{{_LONG},}}|#[^\n]{{{_LONG},}}|[\"'][^\"']{{{_LONG},}}")
+_WORD_CHAR = r"[^ \t\r\n;{}]"
+_MAYBE_LONG = re.compile(
+    rf"""
+      (?<!{_WORD_CHAR}){_WORD_CHAR}{{{_LONG},}}
+    | \#[^\n]{{{_LONG},}}
+    | "(?<![^\s;{{}}"']")(?:[^"\\]|\\[\s\S]){{{_LONG},}}
+    | '(?<![^\s;{{}}"']')(?:[^'\\]|\\[\s\S]){{{_LONG},}}
+    """,
+    re.X,
+)
 # what nginx accepts right after a closing quote
 _AFTER_QUOTE = frozenset(" \t\r\n;{)")
 _PUNCT: dict[str, TokenKind] = {"{": "open", "}": "close", ";": "semi"}
 
 # (kind, text, start, end, line): tuples, because a big config has hundreds of thousands
-_Tok = tuple[TokenKind, str, int, int, int]
+RawToken = tuple[TokenKind, str, int, int, int]
+_Tok = RawToken
 
 
 def _scan(text: str, where: str) -> Iterator[_Tok]:
@@ -270,6 +287,12 @@ def top_level_names(text: str, where: str = "<text>") -> Iterator[str]:
 def lex(text: str, where: str = "<text>") -> list[Token]:
     """Every token of `text`, in order, with offsets and 1-based lines."""
     return [Token(*tok) for tok in _scan(text, where)]
+
+
+def scan(text: str, where: str = "<text>") -> Iterator[RawToken]:
+    """`lex`'s tokens one at a time, as tuples ``(kind, text, start, end, line)``: for a reader
+    that looks at each token once, so that a big file is never held as a list of tokens."""
+    return _scan(text, where)
 
 
 BOM = "\ufeff"  # what some Windows editors write before a file's first byte

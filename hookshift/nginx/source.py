@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import glob
 import os
+from array import array
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from hookshift.errors import InputError
 from hookshift.nginx import lexer, splice
@@ -206,9 +208,31 @@ def _as_crossplane_reads(value: str) -> str:
     return raw.replace("\r\n", "\n").replace("\r", "\n")
 
 
+class Read(Protocol):
+    """What `check_agreement` compares of a statement: a `Directive` or a `lexer.Statement`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def args(self) -> tuple[str, ...]: ...
+
+    @property
+    def line(self) -> int: ...
+
+
 def check_agreement(theirs: list[Directive], ours: list[Directive], text: str) -> None:
     """Refuse a file the two readers see differently: an edit placed by one of them could
     land somewhere the other (and maybe nginx) does not expect."""
+    either = theirs or ours
+    _check_agreement(theirs, ours, text, either[0].file if either else Path())
+
+
+def _check_agreement(
+    theirs: Sequence[Directive], ours: Sequence[Read], text: str, file: Path
+) -> None:
+    """`check_agreement` of crossplane's statements of `file` with the lexer's, which may be
+    its bare `lexer.Statement`s."""
     exact = _exact(text)
     lines = exact or "\r" not in text.replace("\r\n", "\n")
     for cp, lx in zip(theirs, ours, strict=False):
@@ -219,37 +243,59 @@ def check_agreement(theirs: list[Directive], ours: list[Directive], text: str) -
             raise InputError(
                 f"hookshift reads `{lx.name}` (line {lx.line}) differently from crossplane "
                 f"(`{cp.name}`, line {cp.line})",
-                where=lx.where,
+                where=f"{file}:{lx.line}",
                 fix="simplify the quoting or escapes of that statement, then run again",
             )
     if len(theirs) != len(ours):
         d = (theirs if len(theirs) > len(ours) else ours)[min(len(theirs), len(ours))]
         raise InputError(
             "hookshift and crossplane find a different number of statements in this file",
-            where=d.where,
+            where=f"{file}:{d.line}",
             fix="simplify the quoting or escapes of that statement, then run again",
         )
 
 
 class _Locator:
-    """Offsets for the statements of one file, lexed and checked the first time one is asked."""
+    """Offsets for the statements of one file, lexed and checked the first time one is asked.
+
+    They are kept as four integers a statement in one array (start, end, ``{``, ``}``): an
+    edited file may be the whole configuration, and an `Offsets` object per statement would
+    cost more memory than its text.
+    """
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
         self.tree: tuple[Directive, ...] = ()
-        self._offsets: list[Offsets] | None = None
+        self._offsets: array[int] | None = None
 
     def __call__(self, d: Directive) -> Offsets:
         if self._offsets is None:
-            self._offsets = self._locate()
-        return self._offsets[d.index]
+            with paused_gc(freeze=False):
+                self._offsets = self._locate()
+        i = 4 * d.index
+        start, end, open_brace, close_brace = self._offsets[i : i + 4]
+        return Offsets(start, end, open_brace, close_brace)
 
-    def _locate(self) -> list[Offsets]:
-        statements = lexer.parse(self.text, str(self.path))
-        ours = preorder(_positioned(statements, self.path))
-        check_agreement(preorder(self.tree), ours, self.text)
-        return [d.offsets for d in ours]
+    def _locate(self) -> array[int]:
+        ours = _statements_in_preorder(lexer.parse(self.text, str(self.path)))
+        _check_agreement(preorder(self.tree), ours, self.text, self.path)
+        offsets = array("q")
+        for st in ours:
+            offsets.extend((st.start, st.end, st.open_brace, st.close_brace))
+        return offsets
+
+
+def _statements_in_preorder(statements: tuple[lexer.Statement, ...]) -> list[lexer.Statement]:
+    """The lexer's statements in the order `preorder` gives a file's `Directive`s."""
+    out: list[lexer.Statement] = []
+    stack = list(reversed(statements))
+    while stack:
+        st = stack.pop()
+        out.append(st)
+        if st.block:
+            stack.extend(reversed(st.block))
+    return out
 
 
 def load_checked(main: str | os.PathLike[str]) -> SourceConfig:

@@ -14,37 +14,36 @@ from crossplane.analyzer import DIRECTIVES  # type: ignore[import-untyped]
 from hookshift.errors import InputError
 from hookshift.nginx import lexer
 
-_STATEMENT_ENDS = ("open", "close", "semi")
-
-
-def _is_quoted(text: str, token: lexer.Token) -> bool:
-    return text[token.start : token.start + 1] in ("'", '"')
+_STATEMENT_ENDS = ("open", "close", "semi", "raw")
 
 
 def check_statement_ends(text: str, where: str) -> None:
-    """Raise `InputError` at the first line that seems to miss its ``;``."""
-    tokens = [t for t in lexer.lex(text, where) if t.kind != "comment"]
-    statement: lexer.Token | None = None
-    for i, tok in enumerate(tokens):
-        if tok.kind in _STATEMENT_ENDS or tok.kind == "raw":
+    """Raise `InputError` at the first line that seems to miss its ``;``.
+
+    The tokens are read once, as they come (`lexer.scan`), so a big file is never held as a
+    list of them: a directive name that starts a line inside a statement is held until the
+    next token says whether words follow it on that line.
+    """
+    statement: str | None = None  # the first word of the statement being read
+    previous_line = 0  # the line of the token before this one, comments left out
+    suspect: tuple[str, int, int] | None = None  # (name, its line, the line before it)
+    for kind, word, start, _, line in lexer.scan(text, where):
+        if kind == "comment":
+            continue
+        if suspect is not None:
+            name, name_line, before = suspect
+            suspect = None
+            if statement is not None and kind == "word" and line == name_line:
+                raise InputError(
+                    f"`{statement}` runs on into line {name_line}, so nginx reads "
+                    f"`{name}` as one of its arguments",
+                    where=f"{where}:{before}",
+                    fix=f"end line {before} with ';'",
+                )
+        if kind in _STATEMENT_ENDS:
             statement = None
-            continue
-        if statement is None:
-            statement = tok
-            continue
-        previous = tokens[i - 1]
-        following = tokens[i + 1] if i + 1 < len(tokens) else None
-        if (
-            tok.line > previous.line
-            and tok.text in DIRECTIVES
-            and not _is_quoted(text, tok)
-            and following is not None
-            and following.kind == "word"
-            and following.line == tok.line
-        ):
-            raise InputError(
-                f"`{statement.text}` runs on into line {tok.line}, so nginx reads "
-                f"`{tok.text}` as one of its arguments",
-                where=f"{where}:{previous.line}",
-                fix=f"end line {previous.line} with ';'",
-            )
+        elif statement is None:
+            statement = word
+        elif line > previous_line and word in DIRECTIVES and text[start] not in "'\"":
+            suspect = (word, line, previous_line)
+        previous_line = line
