@@ -127,15 +127,26 @@ _REPORT_SHAPES: dict[str, tuple[type, str]] = {
 }
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def _read_report(path: Path) -> bytes:
+    """The report file's bytes; a FIFO or a device is refused before it is read (one would
+    never end: a FIFO nobody writes, /dev/zero)."""
+    fix = "write one with `hookshift verify parity --format json --out FILE`"
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
+        raise InputError("report not found", where=str(path), fix=fix) from None
+    except OSError as exc:
         raise InputError(
-            "report not found",
-            where=str(path),
-            fix="write one with `hookshift verify parity --format json --out FILE`",
+            f"cannot read the report ({exc.strerror})", where=str(path), fix=fix
         ) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError("not a regular file, so not a report", where=str(path), fix=fix)
+        return handle.read()
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    raw = _read_report(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

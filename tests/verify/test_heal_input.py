@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -205,3 +206,18 @@ def test_a_stage_named_by_its_ipv6_address_is_shown_once_in_brackets(
     assert err.startswith(
         f"hookshift: error: cannot connect to [::1]:{port}: Connection refused; nothing was sent"
     ), err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_report_that_is_not_a_regular_file_is_refused_without_reading_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+) -> None:
+    """A FIFO nobody writes would block forever, /dev/zero would fill the memory."""
+    if kind == "fifo":
+        report = tmp_path / "report.json"
+        os.mkfifo(report)
+    else:
+        report = Path("/dev/zero")
+    err = refusal(capsys, "verify", "heal", "--report", str(report), "--to", STAGE)
+    assert err.startswith(f"hookshift: error: {report}: not a regular file, so not a report")
+    assert not (tmp_path / "hookshift-heal-ledger.jsonl").exists()
