@@ -145,9 +145,16 @@ def read_state(path: Path) -> WatchState | None:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
+    try:
+        if path.suffix == ".gz":
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return path.open("rb")
+    except PermissionError:
+        raise InputError(
+            "cannot read it (permission denied)",
+            where=str(path),
+            fix="run the watch as a user who may read nginx's logs (root, or one in group adm)",
+        ) from None
 
 
 def file_identity(path: Path) -> str | None:
@@ -227,7 +234,16 @@ def _open_state(path: Path) -> sqlite3.Connection:
     which a B-tree does in time that does not grow with the table (DuckDB rewrites a table's
     index at every checkpoint and has no cheaper way to find a few rows than a scan)."""
     db = connect_private(path)
-    db.execute("PRAGMA journal_mode = WAL")
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.DatabaseError:
+        db.close()
+        raise InputError(
+            "is not the watch's state (a damaged file, or another one)",
+            where=str(path),
+            fix="move the state directory away and give --state a new one (the watch reads "
+            "the logs and the archive again from their start)",
+        ) from None
     # a commit is durable against a kill at once and against a power cut from the next
     # checkpoint on; a transaction lost to a power cut is read again from the files (its
     # offsets went with it), so the state is never wrong, only behind
@@ -373,7 +389,14 @@ class Watcher:
                 (self.app, self.queue),
                 fix="give --state a directory the sources do not read",
             )
-        make_dirs(self.state_dir)
+        try:
+            make_dirs(self.state_dir)
+        except OSError as exc:
+            raise InputError(
+                f"cannot make the state directory ({exc.strerror})",
+                where=f"--state {self.state_dir}",
+                fix="give a directory you may write",
+            ) from None
         self._stack.enter_context(
             exclusive_lock(
                 self.state_dir / ".watch.lock",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from hookshift.errors import InputError
 from hookshift.verify.parity import COUNT_KEYS, ParityOptions, run_parity
-from hookshift.verify.watch import Watcher, read_state
+from hookshift.verify.watch import Watcher, file_identity, read_state
 from tests.verify.conftest import t
 from tests.verify.data import T0, body, message, nginx_line, rid
 
@@ -284,3 +285,49 @@ def test_a_gate_uses_a_watched_result_only_while_it_is_fresh(tmp_path: Path) -> 
     assert fresh and text.startswith("watched parity pass over the first record .. 2026-11-28")
     stale, text = gate_reading(state, state.updated_at + 900, 300)
     assert not stale and "900 s old" in text
+
+
+def test_a_state_file_that_is_not_the_watch_s_is_refused_in_one_line(tmp_path: Path) -> None:
+    log, seg = tmp_path / "parity.log", tmp_path / "archive" / "seg-1.jsonl"
+    _append(log, _line(1))
+    _append(seg, _msg("m1", 1))
+    state = tmp_path / "st"
+    state.mkdir(mode=0o700)
+    (state / "watch.sqlite").write_text("junk\n")
+    with (
+        pytest.raises(InputError, match="is not the watch's state") as refused,
+        Watcher(f"nginx:{log}", f"archive:{seg.parent}", state),
+    ):
+        pass
+    assert refused.value.where == str(state / "watch.sqlite")
+    assert (state / "watch.sqlite").read_text() == "junk\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_a_log_the_watch_may_not_read_is_named_in_one_line(tmp_path: Path) -> None:
+    """As a user outside group adm would run it: nginx's logs are root's, 0640."""
+    log = tmp_path / "parity.log"
+    _append(log, _line(1))
+    log.chmod(0o600)
+    tmp_path.chmod(0o755)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child drops to nobody, tries, and reports the line it got
+        os.close(read)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            file_identity(log)
+            os.write(write, b"read")
+        except InputError as exc:
+            os.write(write, str(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert said == (
+        f"{log}: cannot read it (permission denied) (fix: run the watch as a user who may read "
+        "nginx's logs (root, or one in group adm))"
+    )
