@@ -86,6 +86,41 @@ def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
     assert refused.value.where == f"{config}:12"
 
 
+def test_an_access_log_of_an_if_in_the_location_replaces_the_parity_log_so_the_plan_refuses(
+    tmp_path: Path, nginx_bin: str, app: RecordingServer
+) -> None:
+    """For the callbacks an `if` holds for (JSON ones here), nginx writes the `if` block's
+    logs only: the location's parity log would miss them."""
+    port = free_port()
+    parity = tmp_path / "parity.log"
+    config = tmp_path / "nginx.conf"
+    guard = "if ($http_content_type ~* json) { access_log off; }"
+    text = CONFIG.format(p=tmp_path, port=port, app=app.port, extra=guard)
+    config.write_text(text.replace("access_log off;\n", f"access_log {parity};\n", 1))
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        conn.request("POST", "/callback", body=b"{}", headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        wait_until(lambda: len(app.received) == 1, "the callback at the app")
+    finally:
+        nginx.stop()
+    assert parity.read_text() == "", "the if block's `off` held for the JSON callback"
+
+    config.write_text(text.replace("access_log off;\n", "", 1))
+    options = MirrorOptions(
+        config=config,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        parity_log=parity,
+        relay_socket=str(tmp_path / "relay.sock"),
+    )
+    with pytest.raises(InputError) as refused:
+        make_plan(options, (1, 22, 1))
+    assert refused.value.where == f"{config}:12"
+    assert "an `if` in location = /callback has its own `access_log off`" in refused.value.what
+
+
 def test_without_the_off_line_the_applied_plan_logs_each_callback(
     tmp_path: Path, nginx_bin: str, app: RecordingServer, ca_file: Path
 ) -> None:
