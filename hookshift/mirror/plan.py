@@ -1212,6 +1212,12 @@ def build_plan(
         _refuse_shared(config, block)
     warnings += _scene_warnings(scene, options)
     info = _scene_info(scene, options)
+    if raw_path(options.path) != options.path:
+        info.append(
+            f"--path {options.path}: only the path {raw_path(options.path) or '/'} is planned "
+            "on (nginx chooses a location by the path alone); callbacks with any query string "
+            "are copied, each with the query the vendor sent"
+        )
     warnings += _stage_dns_warnings(scene, options, stage)
     addresses = (
         _stage_addresses(options, stage, written) if _kept_by_address(scene, options) else ()

@@ -159,6 +159,23 @@ class _NameTables:
         return None
 
 
+def check_host(host: str) -> None:
+    """Refuse a Host nothing could send: empty (leaving the option out means the server that
+    answers without a name), or with spaces (one pasted with a blank at its end would be
+    shown back invisibly in every refusal)."""
+    if not host.strip():
+        raise InputError(
+            "--server-name is empty",
+            fix="leave --server-name out (the default server of the socket answers), or give "
+            "the host name the vendor posts to",
+        )
+    if any(c.isspace() for c in host):
+        raise InputError(
+            f"--server-name {host!r}: a host name has no spaces",
+            fix=f"--server-name {host.strip() if host.strip().isprintable() else 'NAME'}",
+        )
+
+
 def request_host(host: str) -> str:
     """The name nginx matches server_name against for a Host header: lowercased, without
     its port and trailing dot (``Hooks.Example.com.:8443`` -> ``hooks.example.com``)."""
@@ -291,6 +308,8 @@ def match(
             "location pattern",
         )
     uri = request_uri_path(raw)
+    if host is not None:
+        check_host(host)
     check_serves_http(config)
     table = socket_table(config)
     sockets = candidate_sockets(table, listen)

@@ -719,3 +719,29 @@ def test_a_server_that_takes_other_hosts_too_is_warned_about(
     )
     warnings = make_plan(_opts(config, server_name=host), (1, 22, 1)).warnings
     assert any("for the other hosts it takes are copied" in w for w in warnings) is warned
+
+
+def test_a_query_in_path_is_said_to_be_left_out_of_the_plan(tmp_path: Path) -> None:
+    plan = make_plan(_opts(_write(tmp_path, SIMPLE), path="/cb?type=result"), (1, 22, 1))
+    assert plan.location.where.endswith(":7")
+    assert any(
+        i.startswith("--path /cb?type=result: only the path /cb is planned on") for i in plan.info
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "says", "fix"),
+    [
+        ("", "--server-name is empty", "leave --server-name out"),
+        ("hooks.example.com ", "--server-name 'hooks.example.com ': a host name has no spaces",
+         "--server-name hooks.example.com"),
+    ],
+    ids=["empty", "trailing-space"],
+)  # fmt: skip
+def test_a_server_name_nothing_could_send_is_refused(
+    tmp_path: Path, name: str, says: str, fix: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        make_plan(_opts(_write(tmp_path, SIMPLE), server_name=name), (1, 22, 1))
+    assert refused.value.what == says
+    assert refused.value.fix is not None and refused.value.fix.startswith(fix)
