@@ -41,6 +41,7 @@ from hookshift.mirror.state import ConfigState, without_ours
 from hookshift.nginx import splice
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import Found, Inheritance
+from hookshift.nginx.locations import duplicate_locations
 from hookshift.nginx.matching import (
     Match,
     location_spec,
@@ -1169,6 +1170,14 @@ def build_plan(
     _check_option_words(options)
     stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
+    for first, again in duplicate_locations(m.server, config):
+        raise InputError(
+            f"location {location_spec(again)} repeats the one at {first.where}: nginx -t "
+            "fails on this config (`duplicate location`), so the plan's location choice would "
+            "be a guess",
+            where=again.where,
+            fix="merge the two blocks into one, or delete one, then plan again",
+        )
     if m.route.as_get:
         raise InputError(
             f"{options.path} reaches the app only after `error_page` made the vendor's POST a "

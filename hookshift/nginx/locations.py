@@ -91,6 +91,24 @@ def locate(
     return None if found is None else Located(found[0], found[1], found[3])
 
 
+def duplicate_locations(block: Directive, config: NginxConfig) -> list[tuple[Directive, Directive]]:
+    """(first, again) for each ``location`` in `block` (a server or location, nested ones
+    included) that repeats an earlier one's name at its level: nginx refuses the config
+    (``duplicate location``). Prefix and ``^~`` locations share one name space, exact and
+    named ones each their own; regexes may repeat."""
+    seen: dict[tuple[str, str], Directive] = {}
+    found: list[tuple[Directive, Directive]] = []
+    for loc in config.effective_children(block, "location"):
+        spec = location_spec(loc)
+        if spec.modifier not in ("~", "~*"):
+            kind = "prefix" if spec.modifier in ("", "^~") else spec.modifier
+            first = seen.setdefault((kind, spec.pattern), loc)
+            if first is not loc:
+                found.append((first, loc))
+        found += duplicate_locations(loc, config)
+    return found
+
+
 def named_location(server: Directive, name: str, config: NginxConfig) -> Directive | None:
     """The server's ``location @name`` (named locations live at server level only)."""
     for loc in config.effective_children(server, "location"):

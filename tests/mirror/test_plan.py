@@ -745,3 +745,17 @@ def test_a_server_name_nothing_could_send_is_refused(
         make_plan(_opts(_write(tmp_path, SIMPLE), server_name=name), (1, 22, 1))
     assert refused.value.what == says
     assert refused.value.fix is not None and refused.value.fix.startswith(fix)
+
+
+def test_a_server_with_a_repeated_location_is_refused_naming_both(tmp_path: Path) -> None:
+    """nginx -t refuses it (`duplicate location`): which one nginx would use is no question."""
+    config = _write(
+        tmp_path,
+        "    server {\n        listen 80;\n"
+        "        location /cb { proxy_pass http://127.0.0.1:9000; }\n"
+        "        location ^~ /cb { proxy_pass http://127.0.0.1:9001; }\n    }",
+    )
+    with pytest.raises(InputError) as refused:
+        make_plan(_opts(config), (1, 22, 1))
+    assert refused.value.where == f"{config}:6"
+    assert refused.value.what.startswith(f"location ^~ /cb repeats the one at {config}:5")

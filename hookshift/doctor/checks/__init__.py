@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from hookshift.doctor.checks import inheritance, mirror_source, mirror_target, proxy, resolver
+from hookshift.doctor.checks import (
+    inheritance,
+    loads,
+    mirror_source,
+    mirror_target,
+    proxy,
+    resolver,
+)
 from hookshift.doctor.findings import Finding, sort_key
 from hookshift.doctor.model import Index, build_index
 from hookshift.nginx.config import NginxConfig
@@ -16,6 +23,7 @@ from hookshift.nginx.config import NginxConfig
 Check = Callable[[Index], Iterable[Finding]]
 
 CHECKS: tuple[Check, ...] = (
+    loads.duplicate_location,
     proxy.proxy_pass_without_resolver,
     proxy.https_without_sni,
     proxy.https_without_verify,
