@@ -35,11 +35,16 @@ def owner_only(path: Path, most: int = PRIVATE_FILE) -> None:
     link planted there would reach any file, /etc/passwd included)."""
     fd = _open_own(path, os.O_RDONLY)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & ~most:
-            os.fchmod(fd, mode & most)
+        _tighten(fd, most)
     finally:
         os.close(fd)
+
+
+def _tighten(fd: int, most: int = PRIVATE_FILE) -> None:
+    """Take from the open file `fd` every permission bit `most` does not allow."""
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & ~most:
+        os.fchmod(fd, mode & most)
 
 
 def _open_own(path: Path, flags: int, mode: int = PRIVATE_FILE) -> int:
@@ -98,9 +103,7 @@ def open_private(path: Path) -> BinaryIO:
     instant), tightened when an older run left it more open."""
     fd = _open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & ~PRIVATE_FILE:
-            os.fchmod(fd, mode & PRIVATE_FILE)
+        _tighten(fd)
         return os.fdopen(fd, "ab")
     except BaseException:
         os.close(fd)
@@ -113,9 +116,7 @@ def connect_private(path: Path, *, check_same_thread: bool = True) -> sqlite3.Co
     when an older run left them open."""
     fd = _open_own(path, os.O_RDWR | os.O_CREAT)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & ~PRIVATE_FILE:
-            os.fchmod(fd, mode & PRIVATE_FILE)
+        _tighten(fd)
     finally:
         os.close(fd)
     for suffix in SQLITE_COMPANIONS:

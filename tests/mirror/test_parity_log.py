@@ -56,6 +56,17 @@ def _post(port: int) -> int:
     return response.status
 
 
+def _plan_with_parity_log(config: Path, parity: Path) -> None:
+    options = MirrorOptions(
+        config=config,
+        path="/callback",
+        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
+        parity_log=parity,
+        relay_socket=str(config.parent / "relay.sock"),
+    )
+    make_plan(options, (1, 22, 1))
+
+
 def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
     tmp_path: Path, nginx_bin: str, app: RecordingServer
 ) -> None:
@@ -74,15 +85,8 @@ def test_access_log_off_silences_a_parity_log_beside_it_so_the_plan_refuses_it(
     assert parity.read_text() == "", "nginx wrote no line: `off` silences every log there"
 
     config.write_text(CONFIG.format(p=tmp_path, port=port, app=app.port, extra=""))
-    options = MirrorOptions(
-        config=config,
-        path="/callback",
-        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
-        parity_log=parity,
-        relay_socket=str(tmp_path / "relay.sock"),
-    )
     with pytest.raises(InputError) as refused:
-        make_plan(options, (1, 22, 1))
+        _plan_with_parity_log(config, parity)
     assert refused.value.where == f"{config}:12"
 
 
@@ -108,15 +112,8 @@ def test_an_access_log_of_an_if_in_the_location_replaces_the_parity_log_so_the_p
     assert parity.read_text() == "", "the if block's `off` held for the JSON callback"
 
     config.write_text(text.replace("access_log off;\n", "", 1))
-    options = MirrorOptions(
-        config=config,
-        path="/callback",
-        stage_url="https://abc123.execute-api.ap-northeast-2.amazonaws.com/prod",
-        parity_log=parity,
-        relay_socket=str(tmp_path / "relay.sock"),
-    )
     with pytest.raises(InputError) as refused:
-        make_plan(options, (1, 22, 1))
+        _plan_with_parity_log(config, parity)
     assert refused.value.where == f"{config}:12"
     assert "an `if` in location = /callback has its own `access_log off`" in refused.value.what
 
