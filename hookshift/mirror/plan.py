@@ -829,17 +829,20 @@ def _parity_log_lines(
     if path_filter is not None:
         log_args.append(f"if=${CALLBACK_VAR}")
     lines = [directive("access_log", *log_args)]
-    for block in scene.config.effective_children(scene.location, "if"):
+    for block in scene.config.effective_children(scene.location):
+        posts = block.name == "limit_except" and "POST" not in {a.upper() for a in block.args}
         logs = scene.config.effective_children(block, "access_log")
-        if logs:
-            # an `if` block's logs replace the location's for the requests it holds for
+        if logs and (block.name == "if" or posts):
+            # such a block's logs replace the location's for the requests it takes
+            what = "`if`" if block.name == "if" else f"`limit_except {' '.join(block.args)}`"
+            which = "its condition holds for" if block.name == "if" else "it takes (POST)"
             raise InputError(
-                f"an `if` in location {location_spec(scene.location)} has its own "
-                f"`{logs[0].text}`: for the callbacks its condition holds for, nginx writes "
-                "that log instead of the location's, the parity log included, and "
-                "`verify parity` would count them lost",
+                f"an {what} in location {location_spec(scene.location)} has its own "
+                f"`{logs[0].text}`: for the callbacks {which}, nginx writes that log instead "
+                "of the location's, the parity log included, and `verify parity` would count "
+                "them lost",
                 where=logs[0].where,
-                fix="move that access_log out of the `if` (e.g. `access_log ... if=$var;` "
+                fix=f"move that access_log out of the {what} (e.g. `access_log ... if=$var;` "
                 "with a map), or pass --no-parity-log",
             )
     found = _access_logs(scene)

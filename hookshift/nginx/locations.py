@@ -94,13 +94,13 @@ def locate(
 def duplicate_locations(block: Directive, config: NginxConfig) -> list[tuple[Directive, Directive]]:
     """(first, again) for each ``location`` in `block` (a server or location, nested ones
     included) that repeats an earlier one's name at its level: nginx refuses the config
-    (``duplicate location``). Prefix and ``^~`` locations share one name space, exact and
-    named ones each their own; regexes may repeat."""
+    (``duplicate location``). Prefix and ``^~`` locations share one name space, exact ones
+    their own; regexes and named locations may repeat (nginx uses the first)."""
     seen: dict[tuple[str, str], Directive] = {}
     found: list[tuple[Directive, Directive]] = []
     for loc in config.effective_children(block, "location"):
         spec = location_spec(loc)
-        if spec.modifier not in ("~", "~*"):
+        if spec.modifier not in ("~", "~*", "@"):
             kind = "prefix" if spec.modifier in ("", "^~") else spec.modifier
             first = seen.setdefault((kind, spec.pattern), loc)
             if first is not loc:

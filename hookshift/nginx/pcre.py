@@ -15,18 +15,50 @@ groups back as text.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from hookshift.errors import InputError
 
+# PCRE's POSIX classes (only inside a bracket expression), in the C locale nginx's PCRE uses
+_POSIX_CLASSES = {
+    "alpha": "A-Za-z",
+    "digit": "0-9",
+    "alnum": "A-Za-z0-9",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": "\\t\\n\\x0b\\x0c\\r ",
+    "blank": " \\t",
+    "xdigit": "0-9A-Fa-f",
+    "word": "A-Za-z0-9_",
+    "punct": "!-/:-@\\[-`{-~",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "print": " -~",
+    "graph": "!-~",
+    "ascii": "\\x00-\\x7f",
+}
+_POSIX = re.compile(r"(?<!\\)\[:(\^?)([a-z]+):\]")
+# `{,n}`: a quantifier to Python, literal text to the PCRE2 nginx links (before 10.43)
+_OPEN_MIN = re.compile(r"(?<!\\)\{(,\d+)\}")
+
+
+def _posix_class(found: re.Match[str]) -> str:
+    negated, name = found.groups()
+    if negated or name not in _POSIX_CLASSES:
+        raise re.error(f"POSIX class [:{negated}{name}:] is not one hookshift reads")
+    return _POSIX_CLASSES[name]
+
 
 def to_python(pattern: str) -> str:
-    """The Python spelling of a PCRE pattern (named groups and back-references renamed)."""
+    """The Python spelling of a PCRE pattern: named groups and back-references renamed, POSIX
+    classes (``[[:digit:]]``) spelled out, and ``{,n}`` kept literal as nginx's PCRE2 reads it."""
     py = re.sub(r"\(\?<(?![=!])([A-Za-z_]\w*)>", r"(?P<\1>", pattern)
     py = re.sub(r"\(\?'([A-Za-z_]\w*)'", r"(?P<\1>", py)
-    return re.sub(r"\\k<([A-Za-z_]\w*)>", r"(?P=\1)", py)
+    py = re.sub(r"\\k<([A-Za-z_]\w*)>", r"(?P=\1)", py)
+    py = _POSIX.sub(_posix_class, py)
+    return _OPEN_MIN.sub(r"\\{\1\\}", py)
 
 
 def _as_bytes(text: str) -> str:
@@ -77,7 +109,10 @@ def compile_pcre(pattern: str, ignore_case: bool = False) -> NginxRegex:
     the matcher evaluates, and a big config repeats a few patterns thousands of times.
     """
     flags = re.ASCII | (re.IGNORECASE if ignore_case else 0)
-    return NginxRegex(re.compile(to_python(_as_bytes(pattern)), flags))
+    with warnings.catch_warnings():
+        # "possible nested set" (a `[[` PCRE reads as it always did): not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        return NginxRegex(re.compile(to_python(_as_bytes(pattern)), flags))
 
 
 def compile_or_refuse(

@@ -212,21 +212,24 @@ def follow(
                     leave = answered
                     continue
             located = locate(server, uri, config)
-            if located is not None and located.redirects:
-                # nginx answers with its own 301 before the location's phases run
-                hops.append(Hop(located.location, located.parents, uri, leave.via, request.method))
-                end = located.location
-                return Route(server, original, tuple(hops), end, tuple(assumptions))
             found = None if located is None else (located.location, located.parents)
             internal = _internal_only(config, found) if not hops and not leave.via else None
-            if found is not None and internal is not None:
-                # the vendor's own request: nginx answers 404 before the location's phases,
-                # which error_page may hand on (inside nginx, where `internal` lets it in)
-                hops.append(Hop(found[0], found[1], uri, leave.via, request.method))
-                levels = [found[0], *reversed(found[1]), server, *([http] if http else [])]
-                handed = _error_page(config, levels, "404", uri, error_paged)
+            if located is not None and (internal is not None or located.redirects):
+                # nginx answers before the location's phases: 404 to a client's own request
+                # for an internal location, else its 301 to the URI with a `/`; error_page may
+                # hand either on (inside nginx, where `internal` lets the request in)
+                hops.append(Hop(located.location, located.parents, uri, leave.via, request.method))
+                levels = [
+                    located.location,
+                    *reversed(located.parents),
+                    server,
+                    *([http] if http else []),
+                ]
+                code = "404" if internal is not None else "301"
+                handed = _error_page(config, levels, code, uri, error_paged)
                 if handed is None:
-                    return Route(server, original, tuple(hops), internal, tuple(assumptions))
+                    end = internal if internal is not None else located.location
+                    return Route(server, original, tuple(hops), end, tuple(assumptions))
                 error_paged = error_paged or handed.by_error_page
                 request = replace(request, method="GET") if handed.as_get else request
                 leave = handed
@@ -469,7 +472,7 @@ def _limited_step(
     """A location's step for a method its ``limit_except`` (``levels[0]``) does not name. The
     block is a configuration of its own: the location's ``return``, ``rewrite``, ``if`` and
     ``try_files`` are not its (they are not inherited), its access rules (else the location's)
-    decide, and only a ``*_pass`` of the location carries into it as the content handler."""
+    decide, and its own ``*_pass``, else the location's, is the content handler."""
     block, location = levels[0], levels[1]
     assumptions.append(
         f"`limit_except {' '.join(block.args)}` at {block.where} does not name POST: nginx "
@@ -480,7 +483,7 @@ def _limited_step(
     if denied is not None:
         leave = _error_page(config, levels, "403", uri, error_paged)
         return leave if leave is not None else _Stay(denied)
-    for d in config.effective_children(location):
+    for d in (*config.effective_children(block), *config.effective_children(location)):
         if d.name in PASS_DIRECTIVES:
             return _Stay(d)
     return _static(config, server, levels, uri, assumptions, error_paged)
@@ -583,13 +586,32 @@ def _denied(
         rules = [d for d in config.effective_children(block) if d.name in ("allow", "deny")]
         if not rules:
             continue
-        first = rules[0]
-        if first.args[:1] == ("all",):
-            return first if first.name == "deny" else None
-        assumptions.append(
-            f"`{first.text}` at {first.where} lets through only some addresses; the "
-            "vendor's is taken as one of them (the callback reaches the app today)"
-        )
+        for rule in rules:
+            if rule.args[:1] == ("all",):
+                if rule.name == "allow":
+                    return None
+                satisfy = effective(config, tuple(reversed(levels)), "satisfy")
+                auth = [
+                    d
+                    for name in ("auth_basic", "auth_request", "auth_jwt")
+                    for d in effective(config, tuple(reversed(levels)), name)
+                    if d.args[:1] != ("off",)
+                ]
+                if satisfy and satisfy[-1].args[:1] == ("any",) and auth:
+                    assumptions.append(
+                        f"`{rule.text}` at {rule.where} is passed by `{auth[0].text}` "
+                        f"({auth[0].where}) under `satisfy any`; the vendor is taken as "
+                        "sending what it asks (the callback reaches the app today)"
+                    )
+                    return None
+                return rule
+            if rule.name == "allow":
+                assumptions.append(
+                    f"`{rule.text}` at {rule.where} lets through only some addresses; the "
+                    "vendor's is taken as one of them (the callback reaches the app today)"
+                )
+                return None
+            # `deny ADDRESS`: the vendor's is taken as another address; the next rule decides
         return None
     return None
 

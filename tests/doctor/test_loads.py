@@ -37,14 +37,15 @@ def test_a_repeated_location_is_an_error_as_nginx_t_says(
 
 
 @pytest.mark.e2e
-def test_an_exact_and_a_prefix_location_of_one_path_and_repeated_regexes_load(
+def test_an_exact_and_a_prefix_location_of_one_path_and_repeated_regexes_and_names_load(
     tmp_path: Path, nginx_bin: str
 ) -> None:
     config = write_config(
         tmp_path,
         "server {\nlisten 127.0.0.1:8081;\nlocation = /cb { return 200; }\n"
         "location /cb { return 201; }\nlocation ~ ^/x { return 200; }\n"
-        "location ~ ^/x { return 201; }\n}",
+        "location ~ ^/x { return 201; }\nlocation @n { return 200; }\n"
+        "location @n { return 201; }\n}",
     )
     assert nginx_t(nginx_bin, config).returncode == 0
     assert "duplicate-location" not in codes(diagnose_file(config))

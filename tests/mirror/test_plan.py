@@ -759,3 +759,33 @@ def test_a_server_with_a_repeated_location_is_refused_naming_both(tmp_path: Path
         make_plan(_opts(config), (1, 22, 1))
     assert refused.value.where == f"{config}:6"
     assert refused.value.what.startswith(f"location ^~ /cb repeats the one at {config}:5")
+
+
+def test_a_limit_except_that_takes_post_with_its_own_access_log_is_refused(
+    tmp_path: Path,
+) -> None:
+    config = _write(
+        tmp_path,
+        "    server {\n        listen 80;\n        location = /cb {\n"
+        "            limit_except GET { access_log off; }\n"
+        "            proxy_pass http://127.0.0.1:9000;\n        }\n    }",
+    )
+    with pytest.raises(InputError) as refused:
+        make_plan(_opts(config), (1, 22, 1))
+    assert refused.value.where == f"{config}:6"
+    assert "`limit_except GET` in location = /cb has its own `access_log off`" in (
+        refused.value.what
+    )
+
+
+def test_named_locations_may_repeat_as_nginx_lets_them(tmp_path: Path) -> None:
+    """nginx -t accepts two `location @app` and uses the first."""
+    config = _write(
+        tmp_path,
+        "    server {\n        listen 80;\n"
+        "        location = /cb { try_files /none @app; }\n"
+        "        location @app { proxy_pass http://127.0.0.1:9000; }\n"
+        "        location @app { proxy_pass http://127.0.0.1:9001; }\n    }",
+    )
+    plan = make_plan(_opts(config), (1, 22, 1))
+    assert plan.location.where == f"{config}:6"

@@ -34,6 +34,8 @@ SEGMENTS = ("a", "b", "ab", "A", "x.png", "x.PNG", "cb", "콜백", "ä")
 REGEXES = (
     "^/a", "\\.png$", "/b$", "^/a/.*b", "^/cb", "[A-Z]", "^/ab?/", "^/\\w+$", "^/..$",
     "^/콜", '"^/.{3}/"', "\\bb\\b", "Ä",
+    # POSIX classes, and `{,n}`: literal to nginx's PCRE2, a quantifier to Python
+    "^/[[:alpha:]]+$", '"^/a{,2}$"', '"^/a{,2}"', "[[:punct:]]",
 )  # fmt: skip
 ANSWER = 'return 200 "L?";'
 

@@ -574,3 +574,54 @@ def test_a_limited_method_skips_the_location_s_return_as_nginx_does(tmp_path: Pa
         f"return 403; limit_except GET {{ }} {APP} }} }}",
     )
     assert m.route.reaches_app
+
+
+def test_a_pass_inside_limit_except_is_the_content_handler_for_the_method_it_limits(
+    tmp_path: Path,
+) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; location /callback {\n"
+        "limit_except GET { proxy_pass http://127.0.0.1:9001; } return 403; } }",
+    )
+    assert m.route.reaches_app and m.route.end is not None
+    assert m.route.end.args == ("http://127.0.0.1:9001",)
+
+
+def test_an_internal_location_named_with_a_slash_answers_404_before_its_redirect(
+    tmp_path: Path,
+) -> None:
+    """nginx checks `internal` before it redirects: error_page 404 may then hand it on."""
+    m = _match(
+        tmp_path,
+        "server { listen 80; error_page 404 = @app;\n"
+        f"location /callback/ {{ internal; {APP} }} location @app {{ {APP} }} }}",
+    )
+    assert _final(m) == "@app"
+
+
+def test_nginx_s_own_redirect_is_handed_on_by_error_page_301(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; error_page 301 = @app;\n"
+        f"location /callback/ {{ {APP} }} location @app {{ {APP} }} }}",
+    )
+    assert _final(m) == "@app" and m.route.reaches_app
+
+
+def test_satisfy_any_lets_authentication_pass_what_deny_all_refuses(tmp_path: Path) -> None:
+    m = _match(
+        tmp_path,
+        "server { listen 80; location /callback { satisfy any; deny all;\n"
+        f'auth_basic "vendor"; auth_basic_user_file /etc/nginx/htpasswd; {APP} }} }}',
+    )
+    assert m.route.reaches_app
+    assert any("under `satisfy any`" in i for i in m.info)
+
+
+def test_deny_rules_for_addresses_before_deny_all_deny_everyone(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="with `deny all`"):
+        _match(
+            tmp_path,
+            f"server {{ listen 80; location /callback {{ deny 10.0.0.0/8; deny all; {APP} }} }}",
+        )
