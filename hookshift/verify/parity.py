@@ -550,7 +550,8 @@ def _run(
     read_at = queue_read_at(queue_spec, now_ms)
     seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms, read_at, now_ms)
     _check_key(con, key, options, counts, ((app_spec, app_files), (queue_spec, queue_files)))
-    for line in (key_warning(key, counts), clock_warning(lag)):
+    stale = stale_drain_warning(read_at, now_ms, counts["in_flight"])
+    for line in (key_warning(key, counts), clock_warning(lag), stale):
         if line:
             warnings.append(line)
             notice(line)
@@ -690,8 +691,11 @@ def classify_rows(
     were lost. Nor one timed after `in_flight_latest` (`now_ms`: this run's clock)."""
     seen = spread(con, bulk.rows)
     end = until if until is not None else read_at if read_at is not None else seen.newest
-    latest = None if end is None or now_ms is None else in_flight_latest(end, now_ms, grace_ms)
-    cls_sql = class_sql(end, grace_ms, since, until, latest)
+    judged = flight_edge(end, read_at)
+    latest = (
+        None if judged is None or now_ms is None else in_flight_latest(judged, now_ms, grace_ms)
+    )
+    cls_sql = class_sql(judged, grace_ms, since, until, latest)
     con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
     counts, lag = class_counts(con, bulk, null_counts(con))
     return seen, end, counts, lag
@@ -758,6 +762,29 @@ KEY_TIME = "(CASE WHEN an > 0 THEN ta ELSE tr END)"
 # keys in the queue only through `verify heal` replays: matched ones, and ones the app only
 # rejected (missing_in_app: the app lost them, a replay brought them to the queue)
 REPLAYED = "(qrep = qn AND qrep > 0 AND (cls = 'both' OR (cls = 'mia' AND arej > 0)))"
+
+
+def flight_edge(end: int | None, read_at: int | None) -> int | None:
+    """What a callback's copy is judged in flight against: when the queue was read, when that
+    is known (a copy of one logged well before then has arrived, whatever the window's end:
+    an `--until` past it leaves the newer ones unjudged, not missing), else the window's end."""
+    return read_at if read_at is not None else end
+
+
+STALE_DRAIN_MS = 10 * 60_000
+
+
+def stale_drain_warning(read_at: int | None, now_ms: int, in_flight: int) -> str | None:
+    """A line when callbacks are left in flight because the queue was last found empty long
+    ago (no `pull` since): they are not judged until it is pulled again."""
+    if read_at is None or not in_flight or now_ms - read_at < STALE_DRAIN_MS:
+        return None
+    minutes = (now_ms - read_at) // 60_000
+    return (
+        f"the queue was last found empty {minutes} min ago: {in_flight:,} callback(s) logged "
+        "since are in flight, not judged; pull the queue again (hookshift verify pull, or keep "
+        "`pull --follow` running) to judge them"
+    )
 
 
 def in_flight_latest(end: int, now_ms: int, grace_ms: int) -> int:

@@ -52,6 +52,7 @@ from hookshift.verify.parity import (
     class_sql,
     clock_warning,
     detail_lags,
+    flight_edge,
     in_flight_latest,
     iso,
     key_warning,
@@ -60,6 +61,7 @@ from hookshift.verify.parity import (
     no_key_error,
     queue_read_at,
     side_windows,
+    stale_drain_warning,
     timeline_bucket_s,
     verdict_for,
 )
@@ -792,10 +794,11 @@ class Watcher:
             else (None if newest is None else int(newest))
         )
         flying = flying_rejected = 0
-        if end is not None:
-            row = db.execute(  # parity's in flight: end - grace < t <= in_flight_latest
+        judged = flight_edge(end, read_at)
+        if judged is not None:
+            row = db.execute(  # parity's in flight: edge - grace < t <= in_flight_latest
                 "SELECT count(*), coalesce(sum(rejected), 0) FROM pending WHERE ta > ? AND ta <= ?",
-                [end - grace_ms, in_flight_latest(end, now_ms, grace_ms)],
+                [judged - grace_ms, in_flight_latest(judged, now_ms, grace_ms)],
             ).fetchone()
             flying, flying_rejected = int(row[0]), int(row[1])
         rejected = (sums["rejected_0"], sums["rejected_1"])
@@ -819,7 +822,10 @@ class Watcher:
         lag = lag_summary(hist)
         verdict, reason = verdict_for(counts, opts.min_events)
         oldest = _meta(db, "oldest")
-        warnings = [w for w in (key_warning(self._key_text(key), counts), clock_warning(lag)) if w]
+        stale = stale_drain_warning(read_at, now_ms, flying)
+        warnings = [
+            w for w in (key_warning(self._key_text(key), counts), clock_warning(lag), stale) if w
+        ]
         return WatchState(
             verdict=verdict,
             reason=reason,

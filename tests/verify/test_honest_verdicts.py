@@ -288,3 +288,33 @@ def test_a_source_that_is_not_a_regular_file_says_so(
         "hookshift: error: nginx:/dev/null: /dev/null is not a regular file (fix: name the log"
         " or export file itself (globs like *.log* work))\n"
     )
+
+
+def test_an_until_after_the_last_drain_leaves_the_newer_callbacks_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The queue was read before they were logged: their copies may not be pulled yet,
+    whatever window end the user asks for."""
+    t0 = int(time.time() * 1000) - 30_000
+    bodies = {n: body(n) for n in range(20)}
+    app, _ = _write(tmp_path, bodies, t0=t0)
+    queue = _drained_archive(tmp_path, bodies, lost={17, 18, 19}, read_ms=t0 - 30_000, t0=t0)
+    options = ParityOptions(profile="bizppurio", grace_s=30, until_ms=t0 + 3_600_000)
+    report = run_parity(app, queue, options)
+    assert (report.counts["missing_in_queue"], report.counts["in_flight"]) == (0, 3)
+    _agree(report, _watched(app, queue, tmp_path / "state", options))
+
+
+def test_callbacks_left_in_flight_by_a_drain_long_ago_are_said_to_be_unjudged(
+    tmp_path: Path,
+) -> None:
+    t0 = int(time.time() * 1000) - 60_000
+    bodies = {n: body(n) for n in range(20)}
+    app, _ = _write(tmp_path, bodies, t0=t0)
+    queue = _drained_archive(tmp_path, bodies, lost={17, 18, 19}, read_ms=t0 - 3_600_000, t0=t0)
+    options = ParityOptions(profile="bizppurio", grace_s=30)
+    report = run_parity(app, queue, options)
+    assert report.counts["in_flight"] == 3
+    (stale,) = [w for w in report.warnings if "last found empty" in w]
+    assert stale.startswith("the queue was last found empty 61 min ago: 3 callback(s)")
+    assert stale in _watched(app, queue, tmp_path / "state", options).warnings
