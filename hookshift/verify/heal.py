@@ -28,6 +28,7 @@ import json
 import os
 import ssl
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from hookshift.verify.sources import (
     SourceSpec,
     app_rows_sql,
     parse_source,
+    repair_undecodable,
     resolve_files,
     sql_str,
     unreadable_as_input_error,
@@ -494,15 +496,27 @@ def _find_bodies(
             con.execute("CREATE TEMP TABLE want (k VARCHAR)")
             con.execute("INSERT INTO want SELECT unnest($1::VARCHAR[])", [list(keys)])
             wanted = "(SELECT k FROM want)"
-        rows = con.execute(f"""
-            SELECT k, rid, body, ct, uri FROM (
-                SELECT *, {key.matching_sql("rid", "body")} AS k
-                FROM ({app_rows_sql(spec, files, fields, uri=True)})
-                WHERE ok AND cls IN ('a', 'r') AND body <> ''
-            ) WHERE k IN {wanted}
-            QUALIFY row_number() OVER (
-                PARTITION BY k ORDER BY cls = 'r', t_ms NULLS LAST) = 1
-        """).fetchall()
+
+        def scan(paths: list[Path]) -> list[Any]:
+            return con.execute(f"""
+                SELECT k, rid, body, ct, uri FROM (
+                    SELECT *, {key.matching_sql("rid", "body")} AS k
+                    FROM ({app_rows_sql(spec, paths, fields, uri=True)})
+                    WHERE ok AND cls IN ('a', 'r') AND body <> ''
+                ) WHERE k IN {wanted}
+                QUALIFY row_number() OVER (
+                    PARTITION BY k ORDER BY cls = 'r', t_ms NULLS LAST) = 1
+            """).fetchall()
+
+        rows = scan(files)
+        if len(rows) < len(keys) and spec.kind != "csv":
+            # lines that are not UTF-8 (a vendor posting EUC-KR), which parity compares as the
+            # queue got them: replayed the same way, the stage makes of them what it made then
+            with tempfile.TemporaryDirectory(prefix="hookshift-heal-") as tmp:
+                copies = [copy for _, copy, _ in repair_undecodable(files, Path(tmp))]
+                if copies:
+                    found = {row[0] for row in rows}
+                    rows += [row for row in scan(copies) if row[0] not in found]
     finally:
         con.close()
     return {

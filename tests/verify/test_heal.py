@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from subprocess import PIPE
@@ -417,3 +418,28 @@ def test_replays_refused_the_same_way_three_in_a_row_stop_the_run_with_one_line(
     assert len(handler.received) == 5
     ledger = (tmp_path / "hookshift-heal-ledger.jsonl").read_text().splitlines()
     assert [json.loads(line)["key"] for line in ledger] == [rid(0)]
+
+
+def test_heal_replays_a_lost_callback_whose_body_is_not_utf8_as_the_queue_got_it(
+    tmp_path: Path, stage: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    """A vendor posting EUC-KR: parity finds the lost copy, and heal must find its body too
+    (every invalid byte sequence a U+FFFD, as API Gateway put the others in the queue)."""
+    from tests.verify.test_honest_verdicts import PROFILE, _euc_kr_lines
+
+    url, received = stage
+    euc, delivered = _euc_kr_lines(range(3))
+    log = tmp_path / "parity.log"
+    log.write_bytes(b"".join(line + b"\n" for line in euc))
+    queue = write_messages(
+        tmp_path / "q.jsonl",
+        [message(f"m{n}", delivered[n], T0 + n * 1000 + 50, request_id=rid(n)) for n in (0, 1)],
+    )
+    report = run_parity(f"nginx:{log}", f"jsonl:{queue}", replace(PROFILE, stage_urls=(url,)))
+    assert report.counts["missing_in_queue"] == 1
+    path = tmp_path / "report.json"
+    path.write_text(render(report, "json"), encoding="utf-8")
+    result = heal(path, url, apply=True, plain_http_loopback=True)
+    assert (result.sent, result.not_found) == (1, ())
+    [(headers, data)] = received
+    assert (headers[REPLAY_HEADER], data.decode()) == (rid(2), delivered[2])
