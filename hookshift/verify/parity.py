@@ -577,9 +577,8 @@ def _run(
     counts["body_not_logged"] = not_logged + counts.pop("unkeyed_app_unlogged")
     counts["matched"] = counts["compared"] - mism_total
     malformed_examples = _malformed(
-        con, counts, (app_spec, app_files), queue_files, doc_problems, options
+        con, counts, (app_spec, app_files), queue_files, doc_problems, options, repaired.settle
     )
-    malformed_examples = repaired.settle(counts, malformed_examples)
     malformed_examples, unfinished = _leave_out_unfinished(
         app_spec, app_files, counts, malformed_examples
     )
@@ -1388,8 +1387,11 @@ def _malformed(
     queue_files: list[Path],
     doc_problems: list[str],
     options: ParityOptions,
+    settle: Callable[[dict[str, int], list[str]], list[str]] | None = None,
 ) -> list[str]:
-    """Malformed records: counted (rejected non-UTF-8 lines too), the first few located."""
+    """Malformed records: counted (rejected non-UTF-8 lines too), the first few located.
+    `settle` takes out lines read after all (repaired) before any is looked for line by line:
+    a search over every line of a big log for records that are not malformed at all."""
     app_spec, app_files = app
     examples: list[str] = list(doc_problems)
     counts["malformed"] += len(doc_problems)
@@ -1405,6 +1407,8 @@ def _malformed(
         counts["malformed"] += len(rows)
         counts[f"malformed_{side}"] += len(rows)
         examples.extend(f"{r[0]}:{r[1]}: {str(r[2]).lower()}" for r in rows)
+    if settle is not None:
+        examples = settle(counts, examples)
     limit = options.malformed_examples
     fields = options.app_fields
     if counts["malformed_app"] and app_spec.kind != "csv" and len(examples) < limit:

@@ -129,3 +129,22 @@ def test_jsonl_app_source_with_nested_field_names(tmp_path: Path) -> None:
     )
     assert report.counts["matched"] == 3 and report.counts["malformed"] == 1
     assert report.malformed_examples == [f"{app}:4: no data.raw field"]
+
+
+def test_lines_that_are_not_utf8_are_found_with_their_numbers_and_repaired(
+    tmp_path: Path,
+) -> None:
+    """Several in one block, one at the end without a newline's company, the rest left alone."""
+    from hookshift.verify.sources import repair_undecodable
+
+    euc = "배송".encode("euc-kr")
+    lines = [b"ok 1", b"bad " + euc, b"ok 3", b"ok 4", euc + b" bad", b"bad \xff at end"]
+    log = tmp_path / "parity.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    ((path, copy, numbers),) = repair_undecodable([log], out)
+    assert (path, numbers) == (log, [2, 5, 6])
+    assert copy.read_bytes().decode("utf-8").splitlines() == [
+        line.decode("utf-8", "replace") for line in (lines[1], lines[4], lines[5])
+    ]
