@@ -40,6 +40,8 @@ from hookshift.verify.pull import (
     BatchNotArchived,
     SqsCallFailed,
     archive_batch,
+    hidden_by_others,
+    hidden_notice,
     sqs_call,
     sqs_client,
     sqs_failure,
@@ -127,6 +129,7 @@ class _Loop:
     notice: Callable[[str], None]
     lock: threading.Lock = field(default_factory=threading.Lock)
     failing: bool = False  # in an incident of SQS errors (noticed once, until one succeeds)
+    told_hidden: bool = False  # another reader's hidden messages were noticed
     # a batch SQS delivered was not archived: its messages are hidden for the visibility
     # timeout, not gone, so an empty receive meanwhile is no heartbeat; a batch archived and
     # deleted after it is
@@ -157,6 +160,14 @@ class _Loop:
         no failed round can still hide a message from it."""
         with self.lock:
             return asked_at >= self.hidden_until
+
+    def hidden(self) -> None:
+        """Messages another reader hides: said once until the queue is drained again."""
+        with self.lock:
+            first = not self.told_hidden
+            self.told_hidden = True
+        if first:
+            self.notice(hidden_notice())
 
     def failed(self, exc: SqsCallFailed) -> None:
         with self.lock:
@@ -234,7 +245,13 @@ def _worker(
                 s.archive_total = len(archive)
             counted = loop.answered(now, _lag_s(messages, now), len(messages))
             if counted and not messages and loop.drained(asked_at):
-                archive.mark_drained(asked_ms)
+                if not opts.delete:
+                    pass  # what it received stays hidden: it cannot tell a drained queue
+                elif hidden_by_others(client, queue_url, 0):
+                    loop.hidden()
+                else:
+                    loop.told_hidden = False
+                    archive.mark_drained(asked_ms)
             backoff = 1.0
         except Exception as exc:
             if isinstance(exc, SqsCallFailed):

@@ -115,6 +115,36 @@ def test_pull_without_delete_leaves_the_messages_and_says_they_are_hidden(
     assert _visible_and_hidden(moto, url) == (0, 12)
 
 
+def test_messages_another_reader_hides_keep_the_queue_from_being_recorded_drained(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    """A consumer (or a parity run on the live queue) holds two messages within their
+    visibility timeout: the pull finds the queue empty, but a parity run trusting that would
+    call those two callbacks lost, and heal would send them again."""
+    url = _fill(moto, 5, VisibilityTimeout="120")
+    moto.client().receive_message(QueueUrl=url, MaxNumberOfMessages=2)
+    notices: list[str] = []
+    result = pull(
+        url,
+        tmp_path / "a",
+        endpoint_url=moto.endpoint,
+        region=REGION,
+        delete=True,
+        workers=1,
+        wait_time_s=0,
+        progress=None,
+        notice=notices.append,
+    )
+    assert (result.archived, result.deleted) == (3, 3)
+    assert archive_drained_at(tmp_path / "a") is None
+    assert notices == [
+        "2 message(s) in the queue are hidden by another reader (within their visibility "
+        "timeout, e.g. a `verify parity --queue sqs:` or a consumer): the queue is not recorded "
+        "as drained, so parity leaves the newest callbacks in flight; pull again once they are "
+        "visible"
+    ]
+
+
 def test_max_stops_the_pull(moto: MotoServer, tmp_path: Path) -> None:
     url = _fill(moto, 30)
     result = pull(
