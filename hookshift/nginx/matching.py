@@ -499,6 +499,9 @@ def _no_app(
         f"if the vendor posts to {route.final.uri}/, pass --path {route.final.uri}/ (a vendor "
         f"does not follow a redirect with its POST); else add `location = {route.final.uri}` "
         "that proxies it to the app"
+        if route.redirects_to_slash and len(route.hops) == 1
+        else f"make {uri} reach the app without nginx's redirect of {route.final.uri} (for "
+        f"example a target of {route.final.uri}/ in the line that sends it there)"
         if route.redirects_to_slash
         else "pass --path as the callback's path the vendor posts to and --server-name as the "
         f"name of the server that proxies it to the app{others}"

@@ -625,3 +625,15 @@ def test_deny_rules_for_addresses_before_deny_all_deny_everyone(tmp_path: Path) 
             tmp_path,
             f"server {{ listen 80; location /callback {{ deny 10.0.0.0/8; deny all; {APP} }} }}",
         )
+
+
+def test_a_redirect_reached_inside_nginx_is_not_fixed_by_another_path(tmp_path: Path) -> None:
+    """The vendor posts /callback; nginx's 301 is of the URI a rewrite made of it."""
+    with pytest.raises(InputError) as refused:
+        _match(
+            tmp_path,
+            "server { listen 80; location /callback { rewrite ^ /app last; }\n"
+            f"location /app/ {{ {APP} }} }}",
+        )
+    assert refused.value.fix is not None
+    assert refused.value.fix.startswith("make /callback reach the app without nginx's redirect")
