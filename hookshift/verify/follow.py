@@ -161,13 +161,15 @@ class _Loop:
         with self.lock:
             return asked_at >= self.hidden_until
 
-    def hidden(self) -> None:
-        """Messages another reader hides: said once until the queue is drained again."""
+    def none_hidden(self, others: int | None) -> bool:
+        """Whether an empty receive may record the queue drained: no message hidden by another
+        reader (`others`, None: not known), said once while they stay hidden."""
         with self.lock:
             first = not self.told_hidden
-            self.told_hidden = True
-        if first:
-            self.notice(hidden_notice())
+            self.told_hidden = others != 0
+        if others != 0 and first:
+            self.notice(hidden_notice(others))
+        return others == 0
 
     def failed(self, exc: SqsCallFailed) -> None:
         with self.lock:
@@ -245,12 +247,10 @@ def _worker(
                 s.archive_total = len(archive)
             counted = loop.answered(now, _lag_s(messages, now), len(messages))
             if counted and not messages and loop.drained(asked_at):
-                if not opts.delete:
-                    pass  # what it received stays hidden: it cannot tell a drained queue
-                elif hidden_by_others(client, queue_url, 0):
-                    loop.hidden()
-                else:
-                    loop.told_hidden = False
+                # with --delete, a message still hidden is another reader's; without it, this
+                # pull's own receipts hide messages, and an empty receive decides as before
+                others = hidden_by_others(client, queue_url, 0) if opts.delete else 0
+                if loop.none_hidden(others):
                     archive.mark_drained(asked_ms)
             backoff = 1.0
         except Exception as exc:

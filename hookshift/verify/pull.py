@@ -278,27 +278,32 @@ def batch_failure(queue_url: str, archive_dir: Path, exc: BatchNotArchived) -> H
     )
 
 
-def hidden_by_others(client: Any, queue_url: str, ours: int) -> int:
+def hidden_by_others(client: Any, queue_url: str, ours: int) -> int | None:
     """Messages in the queue no receive can see now beyond the `ours` this pull keeps hidden
     (received, not deleted): another reader's, within their visibility timeout. From SQS's
-    approximate count, so at worst a queue is recorded drained a pull later."""
+    approximate count, so at worst a queue is recorded drained a pull later. None when SQS
+    does not say."""
     try:
         attrs = client.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
         )["Attributes"]
-    except Exception:  # cannot tell: not drained, as far as anyone knows
-        return 1
+    except Exception:  # botocore's errors: the receive went through, this one did not
+        return None
     return max(0, (_int_or_none(attrs.get("ApproximateNumberOfMessagesNotVisible")) or 0) - ours)
 
 
-def hidden_notice(others: int | None = None) -> str:
-    """What a pull says when another reader hides messages (`others`: how many, if known)."""
-    some = "messages" if others is None else f"{others} message(s)"
+def hidden_notice(others: int | None) -> str:
+    """Why a pull that found the queue empty does not record it drained: `others` messages
+    another reader hides (None: SQS did not say whether any are hidden)."""
+    some = (
+        "SQS did not say whether messages in the queue are hidden by another reader"
+        if others is None
+        else f"{others} message(s) in the queue are hidden by another reader"
+    )
     return (
-        f"{some} in the queue are hidden by another reader (within their "
-        "visibility timeout, e.g. a `verify parity --queue sqs:` or a consumer): the queue is "
-        "not recorded as drained, so parity leaves the newest callbacks in flight; pull again "
-        "once they are visible"
+        f"{some} (within their visibility timeout, e.g. a `verify parity --queue sqs:` or a "
+        "consumer): the queue is not recorded as drained, so parity leaves the newest callbacks "
+        "in flight; pull again once they are visible"
     )
 
 
@@ -415,11 +420,10 @@ def pull(
             # every worker ended on an empty poll; messages another reader holds hidden are not
             # gone, and a parity run on this archive would call their callbacks lost
             others = hidden_by_others(clients[0], queue_url, shared.received - shared.deleted)
-            if others:
-                if notice is not None:
-                    notice(hidden_notice(others))
-            else:
+            if others == 0:
                 archive.mark_drained(begun_ms)
+            elif notice is not None:
+                notice(hidden_notice(others))
     if shared.errors:
         first = shared.errors[0]
         if isinstance(first, SqsCallFailed):
