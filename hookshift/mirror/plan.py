@@ -1119,9 +1119,8 @@ def _relay_dir_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
 
 
 def _ours_on_disk(source: SourceConfig, on_disk: dict[Path, str] | None) -> bool:
-    """True when some file on disk holds hookshift's lines (its text differs from the text
-    planned on, which has them taken out; a user's own ``# hookshift`` line stays in both)."""
-    return on_disk is not None and any(t != source.texts.get(p) for p, t in on_disk.items())
+    """True when some file on disk holds hookshift's lines (`_applied_texts`)."""
+    return bool(_applied_texts(source, on_disk))
 
 
 def _already_applied(
@@ -1282,8 +1281,9 @@ def build_plan(
 def _applied_texts(
     source: SourceConfig, on_disk: dict[Path, str] | None
 ) -> tuple[tuple[Path, str], ...]:
-    """The files on disk that hold hookshift's lines (they differ from the texts planned on,
-    which have them taken out), with their texts."""
+    """The files on disk that hold hookshift's lines, with their texts: those that differ from
+    the text planned on, which has them taken out (a user's own ``# hookshift`` line stays in
+    both)."""
     return tuple(
         (path, text)
         for path, text in sorted((on_disk or {}).items(), key=lambda item: str(item[0]))

@@ -219,12 +219,7 @@ def follow(
                 # for an internal location, else its 301 to the URI with a `/`; error_page may
                 # hand either on (inside nginx, where `internal` lets the request in)
                 hops.append(Hop(located.location, located.parents, uri, leave.via, request.method))
-                levels = [
-                    located.location,
-                    *reversed(located.parents),
-                    server,
-                    *([http] if http else []),
-                ]
+                levels = _levels(located.location, located.parents, server, http)
                 code = "404" if internal is not None else "301"
                 handed = _error_page(config, levels, code, uri, error_paged)
                 if handed is None:
@@ -402,7 +397,7 @@ def _step(
 ) -> _Leave | _Stay:
     location = hop.location
     own = config.effective_children(location)
-    outer = [location, *reversed(hop.parents), server, *([http] if http else [])]
+    outer = _levels(location, hop.parents, server, http)
     limited = _limit_except(config, location, request)
     if limited is not None:
         return _limited_step(config, server, [limited, *outer], hop.uri, assumptions, error_paged)
@@ -431,6 +426,14 @@ def _step(
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
             return _Stay(d)
     return _static(config, server, levels, uri, assumptions, error_paged)
+
+
+def _levels(
+    location: Directive, parents: tuple[Directive, ...], server: Directive, http: Directive | None
+) -> list[Directive]:
+    """The blocks whose settings apply in `location`, innermost first (what `_error_page` and
+    `_denied` walk)."""
+    return [location, *reversed(parents), server, *([http] if http else [])]
 
 
 def _static(
