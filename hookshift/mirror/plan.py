@@ -1172,7 +1172,9 @@ def build_plan(
     _check_option_words(options)
     stage, warnings = parse_stage_url(options.stage_url, options.stage_path, path)
     m = match(config, options.path, host=options.server_name, listen=options.listen)
-    for first, again in duplicate_locations(m.server, config):
+    repeated = duplicate_locations(m.server, config)
+    if repeated:
+        first, again = repeated[0]
         raise InputError(
             f"location {location_spec(again)} repeats the one at {first.where}: nginx -t "
             "fails on this config (`duplicate location`), so the plan's location choice would "
