@@ -24,9 +24,9 @@ venv: $(STAMP)
 demo: system-deps venv
 	$(BIN)/hookshift rehearse
 
-## make check: lint, types and the fast tests (no test here starts a process)
+## make check: lint, types and the fast tests (no test here starts a process), on every core
 check: venv lint typecheck
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e" -n auto
 
 ## make test: lint, types and every test (real nginx, real TLS/DNS/SQS on loopback, the wheel)
 test: system-deps venv lint typecheck pytest
