@@ -676,7 +676,7 @@ def watch_command(
     from hookshift.verify.parity import ParityOptions, parse_time
     from hookshift.verify.report import render_html, write_report
     from hookshift.verify.retention import parse_duration
-    from hookshift.verify.watch import Outputs, Watcher, publish
+    from hookshift.verify.watch import Outputs, Watcher, missing_dirs, publish, remove_if_empty
 
     every = parse_duration(interval, "--interval")
     if queue_source.startswith("archive:"):
@@ -685,61 +685,67 @@ def watch_command(
         archive = queue_source.partition(":")[2]
         check_state_apart(Path(archive), state_dir, f"--queue {queue_source}")
     inside_state = [p for p in (html_path, metrics_file) if p is not None]
+    made = missing_dirs(state_dir)  # taken back when the watch is refused before a result
     if any(p.absolute().parent == state_dir.absolute() for p in inside_state):
         _make_state_dir(state_dir, metrics_file)
-    if html_path is not None:
-        html_path = html_path.absolute()  # the page is rewritten long after a cwd could change
-        _check_html_path(html_path)
-    _check_watch_outputs(app_source, queue_source, html_path, metrics_file)
-    listen = _host_port(metrics_listen) if metrics_listen else None
-    if follow_state is None and queue_source.startswith("archive:"):
-        beside = Path(queue_source.partition(":")[2]) / "follow-state.json"
-        follow_state = beside if beside.exists() else None  # pulls by hand or by timer: no check
-    outputs = Outputs(
-        follow_state=follow_state,
-        stale_s=parse_duration(stale_after, "--stale-after"),
-        metrics_file=metrics_file,
-        alert_cmd=alert_cmd,
-        rearm_s=parse_duration(rearm_after, "--rearm-after"),
-    )
-    options = ParityOptions(
-        key=key,
-        profile=profile,
-        since_ms=parse_time(since, "--since") if since else None,
-        until_ms=parse_time(until, "--until") if until else None,
-        grace_s=grace,
-        min_events=min_events,
-        memory_limit="512MB",
-    )
-    stop = threading.Event()
-    latest: list[list[Family]] = [[]]
-    server = MetricsServer(*listen, lambda: latest[0]) if listen else None
-    shown: dict[str, int] | None = None
-    with Watcher(app_source, queue_source, state_dir, options) as watcher:
-        if server is not None:
-            server.start()
-        try:
-            with stop_on_signals(stop, lambda text: diag("info", text)):
-                while True:
-                    state = watcher.update()
-                    latest[0] = publish(state, state_dir, outputs, diag)
-                    if html_path is not None:
-                        page = render_html(watcher.report(state), refresh_s=every)
-                        write_report(html_path, page)
-                    changed = once or state.counts != shown
-                    if changed:
-                        for line in state.warnings:  # records without the key, clocks
-                            diag("warning", line)
-                    if changed and output_format == "json":
-                        emit_json(state.to_dict())
-                    elif changed:
-                        click.echo(_watch_line(state.verdict, state.reason, state.counts))
-                    shown = state.counts
-                    if once or stop.wait(every):
-                        break
-        finally:
+    try:
+        if html_path is not None:
+            html_path = html_path.absolute()  # the page is rewritten long after a cwd could change
+            _check_html_path(html_path)
+        _check_watch_outputs(app_source, queue_source, html_path, metrics_file)
+        listen = _host_port(metrics_listen) if metrics_listen else None
+        if follow_state is None and queue_source.startswith("archive:"):
+            beside = Path(queue_source.partition(":")[2]) / "follow-state.json"
+            # pulls by hand or by timer leave no follow state: then there is no check
+            follow_state = beside if beside.exists() else None
+        outputs = Outputs(
+            follow_state=follow_state,
+            stale_s=parse_duration(stale_after, "--stale-after"),
+            metrics_file=metrics_file,
+            alert_cmd=alert_cmd,
+            rearm_s=parse_duration(rearm_after, "--rearm-after"),
+        )
+        options = ParityOptions(
+            key=key,
+            profile=profile,
+            since_ms=parse_time(since, "--since") if since else None,
+            until_ms=parse_time(until, "--until") if until else None,
+            grace_s=grace,
+            min_events=min_events,
+            memory_limit="512MB",
+        )
+        stop = threading.Event()
+        latest: list[list[Family]] = [[]]
+        server = MetricsServer(*listen, lambda: latest[0]) if listen else None
+        shown: dict[str, int] | None = None
+        with Watcher(app_source, queue_source, state_dir, options) as watcher:
             if server is not None:
-                server.stop()
+                server.start()
+            try:
+                with stop_on_signals(stop, lambda text: diag("info", text)):
+                    while True:
+                        state = watcher.update()
+                        latest[0] = publish(state, state_dir, outputs, diag)
+                        if html_path is not None:
+                            page = render_html(watcher.report(state), refresh_s=every)
+                            write_report(html_path, page)
+                        changed = once or state.counts != shown
+                        if changed:
+                            for line in state.warnings:  # records without the key, clocks
+                                diag("warning", line)
+                        if changed and output_format == "json":
+                            emit_json(state.to_dict())
+                        elif changed:
+                            click.echo(_watch_line(state.verdict, state.reason, state.counts))
+                        shown = state.counts
+                        if once or stop.wait(every):
+                            break
+            finally:
+                if server is not None:
+                    server.stop()
+    except InputError:
+        remove_if_empty(made)  # a refused watch leaves no state directory behind
+        raise
     ctx.exit((0 if state.passed else 1) if once else 0)
 
 

@@ -83,6 +83,7 @@ from hookshift.verify.tally import (
     Bulk,
     C,
     Spread,
+    Strays,
     create_detail,
     create_rows,
     hints,
@@ -551,7 +552,7 @@ def _run(
     seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms, read_at, now_ms)
     _check_key(con, key, options, counts, ((app_spec, app_files), (queue_spec, queue_files)))
     stale = stale_drain_warning(read_at, now_ms, counts["in_flight"])
-    for line in (key_warning(key, counts), clock_warning(lag), stale):
+    for line in (key_warning(key, counts), clock_warning(lag), stray_warning(seen.strays), stale):
         if line:
             warnings.append(line)
             notice(line)
@@ -582,14 +583,17 @@ def _run(
     malformed_examples, unfinished = _leave_out_unfinished(
         app_spec, app_files, counts, malformed_examples
     )
-    for line in unfinished.values():
+    malformed_examples, being_pulled = _leave_out_unpulled(
+        queue_spec, queue_files, counts, malformed_examples
+    )
+    for line in (*unfinished.values(), *being_pulled.values()):
         warnings.append(line)
         notice(line)
     _check_readable(
         con,
         counts,
         (app_spec, app_files, frozenset(unfinished)),
-        (queue_spec, queue_files, doc_problems),
+        (queue_spec, queue_files, doc_problems, frozenset(being_pulled)),
         fields,
         app_rows,
     )
@@ -688,7 +692,7 @@ def classify_rows(
     record, or a message: tally.SEEN). Not the newest record when the read time is known: after
     traffic stops, copies lost at the end would otherwise stay in flight however long ago they
     were lost. Nor one timed after `in_flight_latest` (`now_ms`: this run's clock)."""
-    seen = spread(con, bulk.rows)
+    seen = on_bulk(spread(con, bulk.rows), grace_ms)
     end = until if until is not None else read_at if read_at is not None else seen.newest
     judged = flight_edge(end, read_at)
     latest = (
@@ -698,6 +702,74 @@ def classify_rows(
     con.execute(f"CREATE TEMP VIEW classified AS SELECT *, {cls_sql} AS cls FROM key_detail")
     counts, lag = class_counts(con, bulk, null_counts(con))
     return seen, end, counts, lag
+
+
+# A message sent this far before the first app record or after the last (or the app records'
+# own span, or the grace, when longer) is far from them: the mirror's copy is sent within
+# seconds of the callback it copies
+STRAY_FAR_MS = 10 * 60_000
+# so few such messages beside the rest that they are strays (kept in the queue for a day, sent
+# again by hand, a wrong clock), not a queue that covers more time than the log
+STRAYS_FEW = 3
+STRAYS_SHARE = 0.01
+
+
+def on_bulk(seen: Spread, grace_ms: int) -> Spread:
+    """`seen` with the newest and the oldest record of the bulk, and the strays named: a few
+    mirror's copies sent far from the app's records would otherwise stretch the window (its
+    end judges what is in flight) and the timeline's span (its bars become hours wide) to
+    reach them. They are still compared by key; only their times are left out. A heal replay
+    is never a stray: it is sent when heal runs, and says the queue was read after that.
+
+    Decided per bucket of `seen.queue_spans` (a minute): parity and `verify watch` keep the
+    same buckets, so they leave out the same messages."""
+    app_oldest, app_newest, spans = seen.app_oldest, seen.app_newest, seen.queue_spans
+    if app_oldest is None or app_newest is None or not spans:
+        return seen
+    far = max(STRAY_FAR_MS, grace_ms, app_newest - app_oldest)
+    low, high = app_oldest - far, app_newest + far
+
+    def stray(span: list[int]) -> bool:
+        return span[2] < low or span[1] > high
+
+    strays = [span for span in spans.values() if stray(span)]
+    count = sum(span[0] for span in strays)
+    total = sum(span[0] for span in spans.values())
+    if not strays or count > max(STRAYS_FEW, total * STRAYS_SHARE):
+        return seen
+    kept = [span for span in spans.values() if not stray(span)]
+    seen.newest = max([app_newest, *(span[2] for span in kept), *_known(seen.kept_newest)])
+    seen.oldest = min([app_oldest, *(span[1] for span in kept), *_known(seen.kept_oldest)])
+    seen.strays = Strays(
+        count,
+        max((app_oldest - span[1] for span in strays if span[2] < low), default=0),
+        max((span[2] - app_newest for span in strays if span[1] > high), default=0),
+    )
+    return seen
+
+
+def _known(value: int | None) -> list[int]:
+    return [] if value is None else [value]
+
+
+def stray_warning(strays: Strays | None) -> str | None:
+    """The line that names the messages `on_bulk` leaves out of the window and the timeline."""
+    if strays is None:
+        return None
+    where = [
+        f"up to {_duration(ms)} {side}"
+        for ms, side in (
+            (strays.before_ms, "before the first app record"),
+            (strays.after_ms, "after the last"),
+        )
+        if ms
+    ]
+    return (
+        f"{strays.count:,} queue message(s) were sent far from the app's records"
+        f" ({' and '.join(where)}): a SentTimestamp a mirror's copy does not have (a message"
+        " kept or sent again long after, or a clock); the window and the timeline leave them"
+        " out, and they are still matched by key"
+    )
 
 
 def side_windows(col: str, since: int | None, until: int | None, grace_ms: int) -> tuple[str, str]:
@@ -1302,7 +1374,7 @@ def _timeline(con: Any, seen: Spread, rows: str = "record_rows") -> dict[str, An
         counts = totals.setdefault(int(row[0]), [0] * 5)
         for i in range(5):
             counts[i] += int(row[i + 1])
-    starts = [start for start, counts in totals.items() if any(counts)]
+    starts = on_the_bulk(totals, seen, bucket_ms)
     if not starts:
         return empty
     return {
@@ -1312,6 +1384,16 @@ def _timeline(con: Any, seen: Spread, rows: str = "record_rows") -> dict[str, An
             for start in range(min(starts), max(starts) + 1, bucket_ms)
         ],
     }
+
+
+def on_the_bulk(totals: dict[int, list[int]], seen: Spread, bucket_ms: int) -> list[int]:
+    """The buckets of `totals` with counts, the strays' left out (`on_bulk`: they lie past the
+    bulk's newest or oldest record)."""
+    starts = [start for start, counts in totals.items() if any(counts)]
+    if seen.strays is None or seen.oldest is None or seen.newest is None:
+        return starts
+    first, last = seen.oldest // bucket_ms * bucket_ms, seen.newest // bucket_ms * bucket_ms
+    return [start for start in starts if first <= start <= last]
 
 
 def _leave_out_unfinished(
@@ -1344,11 +1426,39 @@ def _leave_out_unfinished(
     return examples, unfinished
 
 
+def _leave_out_unpulled(
+    queue_spec: SourceSpec,
+    queue_files: list[Path],
+    counts: dict[str, int],
+    examples: list[str],
+) -> tuple[list[str], dict[tuple[Path, int], str]]:
+    """An archive segment's last line that `verify pull` is still writing (it appends a batch
+    while the check reads) is no malformed message: left out as `_leave_out_unfinished`
+    leaves nginx's. Nor is one a killed pull left: it deletes a batch from the queue only once
+    the whole batch is on disk, so that batch is pulled again, and pull repairs the torn end
+    when it next opens the archive. `verify watch` reads only whole lines of a segment too."""
+    unfinished: dict[tuple[Path, int], str] = {}
+    if queue_spec.kind != "archive" or not counts["malformed_queue"]:
+        return examples, unfinished
+    for path in queue_files:
+        line = unfinished_last_line(path)
+        if line is None:
+            continue
+        counts["malformed_queue"] -= 1
+        counts["malformed"] -= 1
+        examples = [e for e in examples if not e.startswith(f"{path}:{line}:")]
+        unfinished[(path, line)] = (
+            f"{path}:{line}: the last line has no end yet (`hookshift verify pull` is still"
+            " writing it): left out; the next run reads it"
+        )
+    return examples, unfinished
+
+
 def _check_readable(
     con: Any,
     counts: dict[str, int],
     app: tuple[SourceSpec, list[Path], frozenset[tuple[Path, int]]],
-    queue: tuple[SourceSpec, list[Path], list[str]],
+    queue: tuple[SourceSpec, list[Path], list[str], frozenset[tuple[Path, int]]],
     fields: AppFields,
     app_rows: int,
 ) -> None:
@@ -1356,7 +1466,7 @@ def _check_readable(
     read (a JSON array given as JSONL, another log), not a verdict: every callback would count
     as lost. Costs nothing unless a side has malformed records."""
     app_spec, app_files, unfinished = app
-    queue_spec, queue_files, doc_problems = queue
+    queue_spec, queue_files, doc_problems, being_pulled = queue
     for index, (side, bad) in enumerate((("app", APP_BAD), ("queue", QUEUE_BAD))):
         if not counts[f"malformed_{side}"] or (side == "app" and app_spec.kind == "csv"):
             continue
@@ -1369,7 +1479,7 @@ def _check_readable(
         if side == "app":
             check_some_record("app", app_spec, app_files, fields, unfinished)
             continue
-        check_some_record("queue", queue_spec, queue_files, fields)
+        check_some_record("queue", queue_spec, queue_files, fields, being_pulled)
         if doc_problems:  # the documents held no message that could be read
             found = re.match(r"(.*?:\d+): (.*)", doc_problems[0])
             raise InputError(
@@ -1573,22 +1683,35 @@ def _check_key(
     raise no_key_error(key, options, counts, (app_spec.label, queue_spec.label), bodies)
 
 
-def key_suggestion(bodies: list[str]) -> str:
-    """The --profile or --key that fits bodies of the inputs (what the key error's fix names):
-    a profile whose fields one of them has, else the fields they have."""
+def _body_fields(body: str) -> list[tuple[str, str]]:
+    """The (kind, field) pairs a key could name in `body`: a JSON object's top-level fields, or
+    a form body's names."""
     import json
     from urllib.parse import parse_qsl
 
+    try:
+        data = json.loads(body)
+        return [("json", str(k)) for k in data] if isinstance(data, dict) else []
+    except ValueError:
+        return [("form", k) for k, _ in parse_qsl(body, keep_blank_values=True)]
+
+
+def _fitting_profile(names: list[tuple[str, str]]) -> str | None:
+    for name, spec in PROFILES.items():
+        if all((p.kind, p.field) in names for p in parse_key(spec).parts):
+            return name
+    return None
+
+
+def key_suggestion(bodies: list[str]) -> str:
+    """The --profile or --key that fits bodies of the inputs (what the key error's fix names):
+    a profile whose fields one of them has, else the fields they have."""
     seen: dict[tuple[str, str], None] = {}  # (kind, field), in the order first seen
     for body in bodies:
-        try:
-            data = json.loads(body)
-            names = [("json", str(k)) for k in data] if isinstance(data, dict) else []
-        except ValueError:
-            names = [("form", k) for k, _ in parse_qsl(body, keep_blank_values=True)]
-        for name, spec in PROFILES.items():
-            if all((p.kind, p.field) in names for p in parse_key(spec).parts):
-                return f"pass --profile {name} (some bodies are {name}'s), or {_DEFAULT_KEY}"
+        names = _body_fields(body)
+        name = _fitting_profile(names)
+        if name is not None:
+            return f"pass --profile {name} (some bodies are {name}'s), or {_DEFAULT_KEY}"
         seen.update(dict.fromkeys(names))
     if seen:
         kind = next(iter(seen))[0]
@@ -1602,3 +1725,29 @@ _DEFAULT_KEY = (
     "leave --key and --profile out to match on nginx's request id (the body's sha256 when a side"
     " has none)"
 )
+
+
+def key_contradicted(key: KeySpec, bodies: list[str]) -> bool:
+    """Whether bodies without the key show that the key is wrong for these callbacks, rather
+    than that none that carries it has come yet (a vendor's second shape of callback can come
+    first, matched by nginx's request id meanwhile): a key with no request-id fallback; bodies
+    none of which is of the key's kind (JSON for a form key, a form for a JSON key); bodies
+    of a known profile; or a body with one of the key's fields under another case (`msgid` for
+    `MSGID`)."""
+    if not key.has_fallback:
+        return True
+    kinds = {p.kind for p in key.parts}
+    named = {p.field.split(".")[0] for p in key.parts}
+    folded = {field.lower() for field in named}
+    shapes = [_body_fields(body) for body in bodies]
+    if shapes and not any(kind in kinds for names in shapes for kind, _ in names):
+        return True
+    for names in shapes:
+        if _fitting_profile(names) is not None:
+            return True
+        if any(
+            kind in kinds and field not in named and field.lower() in folded
+            for kind, field in names
+        ):
+            return True
+    return False

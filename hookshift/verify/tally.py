@@ -61,6 +61,8 @@ IS_APP = f"(m & {_QUEUE_BITS} = 0)"
 IS_QUEUE = f"(m & {_QUEUE_BITS} <> 0)"
 # the rows the timeline counts: accepted app records and messages
 COUNTED = f"({C} & 7 = {APP_ACCEPTED} OR {IS_QUEUE})"
+# a plain message: the mirror's copy (not a heal replay)
+PLAIN_COPY = f"({C} & {_QUEUE_BITS} = {QUEUE})"
 # the rows whose times make the newest and the oldest record (the window's end when nothing
 # else gives one): those and the rejected app records, whose keys are judged by their time too
 SEEN = f"({C} & 7 IN ({APP_ACCEPTED}, {APP_REJECTED}) OR {IS_QUEUE})"
@@ -98,6 +100,16 @@ class Bulk:
     rows: str = "record_rows"
 
 
+@dataclass(frozen=True)
+class Strays:
+    """A few messages sent far from the app's records (parity.on_bulk): how many, and how far
+    the farthest is before the first app record and after the last (0: none on that side)."""
+
+    count: int
+    before_ms: int
+    after_ms: int
+
+
 @dataclass
 class Spread:
     """Both sides per minute, the newest and the oldest record (keys and duplicates aside; the
@@ -107,6 +119,16 @@ class Spread:
     minutes: Counter[tuple[int, str]] = field(default_factory=Counter)
     newest: int | None = None
     oldest: int | None = None
+    # what tells a mirror's copy sent far from the rest (parity.on_bulk): the newest and the
+    # oldest app record, the same of every record but the mirror's copies (the app's and heal's
+    # replays, sent when heal ran), and the mirror's copies per minute (or bucket): start ->
+    # [messages, oldest, newest]
+    app_newest: int | None = None
+    app_oldest: int | None = None
+    kept_newest: int | None = None
+    kept_oldest: int | None = None
+    queue_spans: dict[int, list[int]] = field(default_factory=dict)
+    strays: Strays | None = None  # set with the bulk's newest and oldest by parity.on_bulk
 
 
 def create_rows(
@@ -363,12 +385,29 @@ def spread(con: Any, rows: str = "record_rows", bucket_ms: int = BUCKET_MS) -> S
         if seen:
             out.newest = _max(out.newest, newest)
             out.oldest = _min(out.oldest, oldest)
+        if seen and side != "queue":
+            out.app_newest = _max(out.app_newest, newest)
+            out.app_oldest = _min(out.app_oldest, oldest)
+        if int(code) & _QUEUE_BITS == QUEUE:
+            add_span(out.queue_spans, int(start), int(n), int(oldest), int(newest))
+        elif seen:
+            out.kept_newest = _max(out.kept_newest, newest)
+            out.kept_oldest = _min(out.kept_oldest, oldest)
     for start, side, n in con.execute(f"""
         SELECT {minute}, {IS_QUEUE}::INTEGER, count(*)
         FROM {rows} WHERE {counted} AND hk IN (SELECT hk FROM unsettled_keys) GROUP BY ALL
     """).fetchall():
         out.minutes[(int(start), "app" if side == 0 else "queue")] -= int(n)
     return out
+
+
+def add_span(spans: dict[int, list[int]], start: int, n: int, oldest: int, newest: int) -> None:
+    """Count `n` messages from `oldest` to `newest` in the bucket at `start` of `spans`."""
+    span = spans.get(start)
+    if span is None:
+        spans[start] = [n, oldest, newest]
+    else:
+        span[0], span[1], span[2] = span[0] + n, min(span[1], oldest), max(span[2], newest)
 
 
 def spread_code(code: int) -> tuple[str | None, bool]:

@@ -22,9 +22,11 @@ follows the part already read is read.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+import os
 import sqlite3
 import tempfile
 import time
@@ -55,18 +57,22 @@ from hookshift.verify.parity import (
     flight_edge,
     in_flight_latest,
     iso,
+    key_contradicted,
     key_warning,
     lacking_key,
     lag_summary,
     no_key_error,
+    on_bulk,
+    on_the_bulk,
     queue_read_at,
     side_windows,
     stale_drain_warning,
+    stray_warning,
     timeline_bucket_s,
     verdict_for,
 )
 from hookshift.verify.parity import class_counts as parity_counts
-from hookshift.verify.private import connect_private, make_dirs, write_private
+from hookshift.verify.private import SQLITE_COMPANIONS, connect_private, make_dirs, write_private
 from hookshift.verify.sources import (
     SourceSpec,
     app_rows_sql,
@@ -83,10 +89,13 @@ from hookshift.verify.tally import (
     APP_BAD,
     BY_REQUEST_ID_BIT,
     IS_QUEUE,
+    PLAIN_COPY,
     QUEUE_BAD,
     SEEN,
     Bulk,
     C,
+    Spread,
+    add_span,
     create_detail,
     create_rows,
     null_counts,
@@ -97,6 +106,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "watch.sqlite"
 STATE_NAME = "watch-state.json"
+LOCK_NAME = ".watch.lock"
 # new bytes a side per round of an update: bounds a first update's memory over a long
 # history (larger rounds grew it faster than they saved time)
 READ_BUDGET = 16 * 1024 * 1024
@@ -270,6 +280,9 @@ def _open_state(path: Path) -> sqlite3.Connection:
         # missing on either side (app-only keys at their app time, in flight or not)
         "timeline (grain INTEGER, start INTEGER, col INTEGER, n INTEGER,"
         " PRIMARY KEY (grain, start, col))",
+        # the messages per minute (how many, the oldest and the newest) and, in meta, the app's
+        # newest and oldest record: what tells the strays parity leaves out of the window
+        "queue_spans (start INTEGER PRIMARY KEY, n INTEGER, oldest INTEGER, newest INTEGER)",
     ):
         db.execute(f"CREATE TABLE IF NOT EXISTS {ddl}")
     db.execute("CREATE INDEX IF NOT EXISTS rows_hk ON rows (hk)")
@@ -367,8 +380,12 @@ class Watcher:
                 fix="run pull --follow into a directory and pass --queue archive:DIR",
             )
         check_options(options)
+        # a --key or --profile no run can use is refused before the state directory is made
+        self._given = resolve_key(options.key, options.profile)
         self.state_dir = state_dir
         self.options = options
+        self._made: list[Path] = []  # what this watcher created, let go of on a first refusal
+        self._kept_any = False  # an update committed something: a refusal later keeps it
         self._stack = ExitStack()
         self.con: Any = None
         self.db: sqlite3.Connection | None = None
@@ -391,6 +408,12 @@ class Watcher:
                 (self.app, self.queue),
                 fix="give --state a directory the sources do not read",
             )
+        self._made = missing_dirs(self.state_dir)
+        self._made += [
+            self.state_dir / name
+            for name in (DB_NAME, LOCK_NAME)
+            if not os.path.lexists(self.state_dir / name)
+        ]
         try:
             make_dirs(self.state_dir)
         except OSError as exc:
@@ -401,7 +424,7 @@ class Watcher:
             ) from None
         self._stack.enter_context(
             exclusive_lock(
-                self.state_dir / ".watch.lock",
+                self.state_dir / LOCK_NAME,
                 f"{self.state_dir}: another `hookshift verify watch` uses this state directory",
             )
         )
@@ -415,11 +438,32 @@ class Watcher:
             self._seconds = _meta(self.db, "seconds") != "dropped"
         except BaseException:
             self._stack.close()  # the lock and the databases are let go of on a refusal too
+            self._forget()
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stack.close()
+        if exc_type is not None:
+            self._forget()
+
+    def _forget(self) -> None:
+        """Remove what this watcher created when it ends in a refusal before any update kept
+        something: a refused watch writes nothing (a service restarted on it would otherwise
+        leave a state directory that looks like a watch's)."""
+        if self._kept_any:
+            return
+        for path in reversed(self._made):  # files first, then the deepest directory
+            if path.name == DB_NAME:
+                for suffix in ("", *SQLITE_COMPANIONS):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.with_name(path.name + suffix).unlink()
+            elif path.name == LOCK_NAME:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            else:
+                remove_if_empty([path])
+        self._made = []
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -454,7 +498,12 @@ class Watcher:
         directory that read files under other rules (or before RULES was recorded) is refused."""
         db = self._db
         known = _meta(db, "rules")
-        if known is None and db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+        unread = db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
+        if unread:
+            # the strays are told from queue_spans, kept from the first file read on (a
+            # directory that read files before keeps none: its window takes every message)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('spans', '1')")
+        if known is None and unread:
             # nothing read yet: a table of an older layout holds nothing either
             columns = {str(r[1]) for r in db.execute("PRAGMA table_info(pending)").fetchall()}
             if "rejected" not in columns:
@@ -475,7 +524,7 @@ class Watcher:
         """The key: given, or chosen once from the first records as parity chooses it, and
         kept (rows already stored are hashed with it)."""
         stored = _meta(self._db, "key")
-        given = resolve_key(self.options.key, self.options.profile)
+        given = self._given
         if stored is not None:
             if given is not None and str(given) != stored:
                 raise InputError(
@@ -496,22 +545,56 @@ class Watcher:
         self._db.execute("INSERT INTO meta VALUES ('key', ?)", [str(key)])
         return key
 
-    def _check_key(self, key: KeySpec, sides: tuple[list[Path], list[Path]]) -> None:
-        """Refuse a key no record read so far has, as parity refuses it (in the transaction
-        of the round that found it: nothing of it is kept)."""
+    def _check_key(self, key: KeySpec, chunks: tuple[Path, Path]) -> None:
+        """Refuse a key no record read so far has when the data shows it is the wrong one, as
+        parity refuses it (in the transaction of the round that found it: nothing of it is
+        kept); `chunks` hold this round's new lines.
+
+        Unlike a one-shot parity, a watch starts before most callbacks have come: the first
+        ones may all be a vendor's second shape, without the key's fields, matched by nginx's
+        request id meanwhile. That is not refused (a service would restart on it until a
+        keyed callback came): the result says the key has matched nothing yet
+        (`_waiting_warning`). A key the bodies contradict (parity.key_contradicted), or
+        records that carry no request id either, are refused."""
         db = self._db
+        if _meta(db, "keyed") == "1":
+            return
         names = ("unkeyed_app", "unkeyed_queue", "by_request_id_app", "by_request_id_queue")
         sums = dict(db.execute("SELECT name, n FROM totals").fetchall())
         counts = {name: int(sums.get(name, 0)) for name in names}
         if not lacking_key(counts)[0]:  # messages alone: nothing to compare them with yet
             return
-        keyed = db.execute(f"SELECT 1 FROM rows WHERE m & {BY_REQUEST_ID_BIT} = 0 LIMIT 1")
-        if keyed.fetchone() is not None:
+        keyed = self.con.execute(
+            f"SELECT 1 FROM new_rows WHERE hk IS NOT NULL AND m & {BY_REQUEST_ID_BIT} = 0 LIMIT 1"
+        ).fetchone()
+        if keyed is None and _meta(db, "keyed") is None:  # rows stored before this was kept
+            keyed = db.execute(
+                f"SELECT 1 FROM rows WHERE m & {BY_REQUEST_ID_BIT} = 0 LIMIT 1"
+            ).fetchone()
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('keyed', ?)", ["0" if keyed is None else "1"]
+        )
+        if keyed is not None:
             return
         fields = self.options.app_fields
-        bodies = first_bodies("app", self.app.kind, sides[0], fields)
-        bodies += first_bodies("queue", "jsonl", sides[1], fields)
+        bodies = first_bodies("app", self.app.kind, [chunks[0]], fields)
+        bodies += first_bodies("queue", "jsonl", [chunks[1]], fields)
+        if not counts["unkeyed_app"] and not key_contradicted(key, bodies):
+            return
         raise no_key_error(key, self.options, counts, (self.app.label, self.queue.label), bodies)
+
+    def _waiting_warning(self, key: KeySpec | None, counts: dict[str, int]) -> str | None:
+        """The line a result carries while no callback has had a value for the key (see
+        `_check_key`): a wrong key looks the same until a keyed callback comes."""
+        lacking = lacking_key(counts)[0]
+        if key is None or not lacking or _meta(self._db, "keyed") != "0":
+            return None
+        return (
+            f"no callback so far has a value for the key {key}: the {lacking:,} so far were"
+            " matched by nginx's request id (a vendor's other kind of callback can come"
+            " first); if none ever has a value for it, the key is wrong: stop the watch and"
+            " start it with the right --key or --profile and a new --state directory"
+        )
 
     def _files(self, spec: SourceSpec) -> list[Path]:
         try:
@@ -541,12 +624,13 @@ class Watcher:
                 try:
                     if any(sizes):
                         self._ingest(key, chunks)
-                        self._check_key(key, sides)
+                        self._check_key(key, chunks)
                     db.executemany(
                         "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                         [(side, ident, str(path), pos) for side, ident, path, pos in offsets],
                     )
                     db.execute("COMMIT")
+                    self._kept_any = self._kept_any or bool(offsets)
                 except BaseException:
                     db.execute("ROLLBACK")
                     if db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
@@ -562,6 +646,7 @@ class Watcher:
         state.new_bytes = new_bytes
         state.update_s = round(time.monotonic() - started, 3)
         write_private(self.state_dir / STATE_NAME, json.dumps(state.to_dict(), indent=2) + "\n")
+        self._kept_any = True
         return state
 
     def _read_chunks(
@@ -619,6 +704,7 @@ class Watcher:
         )
         con.execute("DROP TABLE IF EXISTS new_rows")
         con.execute("ALTER TABLE record_rows RENAME TO new_rows")
+        self._keep_spans()
         self._canonical_hashes()
         self._count_rejected()
         touched = [
@@ -647,6 +733,54 @@ class Watcher:
             ).fetchall(),
         )
         self._fold(old, new)
+
+    def _keep_spans(self) -> None:
+        """The new rows' part of what tells the strays (tally.Spread: the app's newest and
+        oldest record, the same of the records that are not a mirror's copy, the copies per
+        minute; keyed rows with a time, in the window, as parity's spread counts them)."""
+        db = self._db
+        rows = f"FROM new_rows WHERE hk IS NOT NULL AND t IS NOT NULL AND ({self._kept})"
+        app, kept = (
+            self.con.execute(f"SELECT max(t), min(t) {rows} AND {SEEN} AND {which}").fetchone()
+            for which in (f"NOT {IS_QUEUE}", f"NOT {PLAIN_COPY}")
+        )
+        for name, value, pick in (
+            ("app_newest", app[0], max),
+            ("app_oldest", app[1], min),
+            ("kept_newest", kept[0], max),
+            ("kept_oldest", kept[1], min),
+        ):
+            if value is not None:
+                known = _meta(db, name)
+                best = int(value) if known is None else pick(int(known), int(value))
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [name, str(best)])
+        db.executemany(
+            "INSERT INTO queue_spans VALUES (?, ?, ?, ?) ON CONFLICT (start) DO UPDATE SET"
+            " n = n + excluded.n, oldest = min(oldest, excluded.oldest),"
+            " newest = max(newest, excluded.newest)",
+            self.con.execute(
+                f"SELECT t // {MINUTE} * {MINUTE}, count(*), min(t), max(t) {rows}"
+                f" AND {PLAIN_COPY} GROUP BY 1"
+            ).fetchall(),
+        )
+
+    def _seen(self) -> Spread:
+        """The newest and the oldest record, of the bulk when a few messages are strays
+        (parity.on_bulk, over the same minutes parity keeps)."""
+        db = self._db
+
+        def number(name: str) -> int | None:
+            value = _meta(db, name)
+            return None if value is None else int(value)
+
+        seen = Spread(newest=number("newest"), oldest=number("oldest"))
+        if _meta(db, "spans") != "1":
+            return seen
+        seen.app_newest, seen.app_oldest = number("app_newest"), number("app_oldest")
+        seen.kept_newest, seen.kept_oldest = number("kept_newest"), number("kept_oldest")
+        for start, n, oldest, newest in db.execute("SELECT * FROM queue_spans"):
+            add_span(seen.queue_spans, int(start), int(n), int(oldest), int(newest))
+        return on_bulk(seen, int(self.options.grace_s * 1000))
 
     def _canonical_hashes(self) -> None:
         """Table new_canon (bh, ch): the canonical hash of every body the new lines bring
@@ -768,8 +902,10 @@ class Watcher:
             known = _meta(db, name)
             best = int(value) if known is None else pick(int(known), int(value))
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [name, str(best)])
-        newest, oldest = _meta(db, "newest"), _meta(db, "oldest")
-        if self._seconds and newest and oldest and int(newest) - int(oldest) > SECONDS_SPAN_MS:
+        # the span of the bulk, as the timeline draws it (strays aside: parity.on_bulk)
+        seen = self._seen() if self._seconds else Spread()
+        newest, oldest = seen.newest, seen.oldest
+        if self._seconds and newest and oldest and newest - oldest > SECONDS_SPAN_MS:
             db.execute("DELETE FROM timeline WHERE grain = ?", [SECOND])
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seconds', 'dropped')")
             self._seconds = False
@@ -783,16 +919,10 @@ class Watcher:
         sums: Counter[str] = Counter(
             {str(k): int(n) for k, n in db.execute("SELECT name, n FROM totals").fetchall()}
         )
-        newest = _meta(db, "newest")
+        seen = self._seen()
         now_ms = int(time.time() * 1000)
         read_at = queue_read_at(self.queue, now_ms)  # as parity measures it
-        end = (
-            until
-            if until is not None
-            else read_at
-            if read_at is not None
-            else (None if newest is None else int(newest))
-        )
+        end = until if until is not None else read_at if read_at is not None else seen.newest
         flying = flying_rejected = 0
         judged = flight_edge(end, read_at)
         if judged is not None:
@@ -821,10 +951,19 @@ class Watcher:
         )
         lag = lag_summary(hist)
         verdict, reason = verdict_for(counts, opts.min_events)
-        oldest = _meta(db, "oldest")
         stale = stale_drain_warning(read_at, now_ms, flying)
+        waiting = self._waiting_warning(key, counts)
+        strays = stray_warning(seen.strays)
         warnings = [
-            w for w in (key_warning(self._key_text(key), counts), clock_warning(lag), stale) if w
+            w
+            for w in (
+                key_warning(self._key_text(key), counts),
+                waiting,
+                clock_warning(lag),
+                strays,
+                stale,
+            )
+            if w
         ]
         return WatchState(
             verdict=verdict,
@@ -837,7 +976,7 @@ class Watcher:
                 "until": iso(until),
                 "end": iso(end),
                 "grace_s": opts.grace_s,
-                "first_seen": iso(None if oldest is None else int(oldest)),
+                "first_seen": iso(seen.oldest),
             },
             sources={"app": self.app.label, "queue": self.queue.label},
             updated_at=time.time(),
@@ -878,8 +1017,9 @@ class Watcher:
         parity chooses it, every bucket from the first with records to the last; app-only keys
         within the grace of the end are in flight."""
         db = self._db
-        newest, oldest = _meta(db, "newest"), _meta(db, "oldest")
-        span_ms = 0 if newest is None or oldest is None else int(newest) - int(oldest)
+        seen = self._seen()
+        newest, oldest = seen.newest, seen.oldest
+        span_ms = 0 if newest is None or oldest is None else newest - oldest
         bucket_s = timeline_bucket_s(span_ms)
         empty = {"bucket_s": bucket_s, "bucket": bucket_label(bucket_s), "buckets": []}
         if oldest is None:
@@ -906,7 +1046,7 @@ class Watcher:
                 counts = totals.setdefault(int(start), [0] * len(TIMELINE))
                 counts[2] -= int(n)
                 counts[4] += int(n)
-        starts = [start for start, counts in totals.items() if any(counts)]
+        starts = on_the_bulk(totals, seen, bucket_ms)
         if not starts:
             return empty
         return {
@@ -949,6 +1089,25 @@ def _mismatched(con: Any) -> tuple[int, int]:
         FROM differ LEFT JOIN unlogged USING (hk)
     """).fetchone()
     return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
+
+def missing_dirs(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, outermost first (what making it
+    creates)."""
+    missing = []
+    for each in (path, *path.parents):
+        if os.path.lexists(each):
+            break
+        missing.append(each)
+    return missing[::-1]
+
+
+def remove_if_empty(dirs: list[Path]) -> None:
+    """Remove the directories of `dirs` that are empty, deepest first (a refusal takes back
+    the ones it made; one that holds anything is left)."""
+    for path in reversed(dirs):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 @contextmanager
