@@ -29,7 +29,7 @@ from hookshift.nginx.config import Directive, NginxConfig, check_serves_http
 from hookshift.nginx.locations import LocationSpec, find_location, location_spec
 from hookshift.nginx.pcre import NginxRegex, compile_pcre
 from hookshift.nginx.route import Route, follow
-from hookshift.nginx.uri import raw_path, request_uri_path
+from hookshift.nginx.uri import raw_path, request_uri_path, sent_path
 from hookshift.nginx.values import Listen, Socket, parse_listen, parse_socket
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
 RouteOf = Callable[[Directive], Route | None]
 DEFAULT_LISTEN = Listen(Socket("*", "80"))
 _MAX_LISTED = 8
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class SocketTable:
 
     servers: dict[Socket, dict[int, tuple[Directive, bool]]] = field(default_factory=dict)
     dual_stack: set[Socket] = field(default_factory=set)
+    ssl: set[Socket] = field(default_factory=set)  # one `listen ... ssl` makes the socket TLS
 
     def entries(self, socket: Socket) -> list[tuple[Directive, bool]]:
         return list(self.servers[socket].values())
@@ -92,10 +94,18 @@ def server_listens(server: Directive, config: NginxConfig) -> list[Listen]:
     return listens or [DEFAULT_LISTEN]
 
 
+def ascii_lower(text: str) -> str:
+    """`text` with A-Z lowercased and nothing else, as nginx lowercases host names
+    (``ngx_strlow``): str.lower() would also fold letters nginx keeps as their bytes (the
+    Kelvin sign K becomes k, Ä becomes ä), and so pick a server nginx does not."""
+    return text.translate(_ASCII_LOWER)
+
+
 def server_names(server: Directive, config: NginxConfig) -> list[str]:
-    """The server's names as nginx keeps them: lowercased, except regular expressions."""
+    """The server's names as nginx keeps them: lowercased (A-Z only), except regular
+    expressions."""
     return [
-        a if a.startswith("~") else a.lower()
+        a if a.startswith("~") else ascii_lower(a)
         for d in config.effective_children(server, "server_name")
         for a in d.args
     ]
@@ -180,8 +190,8 @@ def request_host(host: str) -> str:
     """The name nginx matches server_name against for a Host header: lowercased, without
     its port and trailing dot (``Hooks.Example.com.:8443`` -> ``hooks.example.com``)."""
     if host.startswith("["):
-        return host.partition("]")[0].lower() + "]"
-    return host.partition(":")[0].lower().rstrip(".")
+        return ascii_lower(host.partition("]")[0]) + "]"
+    return ascii_lower(host.partition(":")[0]).rstrip(".")
 
 
 def pick_server(
@@ -218,6 +228,8 @@ def socket_table(config: NginxConfig) -> SocketTable:
             entries[id(server)] = (server, listen.default or (known is not None and known[1]))
             if listen.dual_stack:
                 table.dual_stack.add(listen.socket)
+            if listen.ssl:
+                table.ssl.add(listen.socket)
     return table
 
 
@@ -308,6 +320,8 @@ def match(
             "location pattern",
         )
     uri = request_uri_path(raw)
+    # what nginx selects the location by where `merge_slashes off` applies (see `_merging`)
+    unmerged = request_uri_path(raw, merge_slashes=False)
     if host is not None:
         check_host(host)
     check_serves_http(config)
@@ -322,18 +336,24 @@ def match(
         )
     https = _http_of(config)
     routes: dict[int, Route | None] = {}
+    kept: set[int] = set()  # the servers whose requests keep their repeated slashes
+    merging: dict[int, dict[bool, list[Socket]]] = {}
 
-    def route_of(server: Directive) -> Route | None:
-        if id(server) not in routes:
-            routes[id(server)] = follow(
+    # `$request_uri` as the vendor's HTTP library most likely sends it (escaped)
+    sent = sent_path(raw)
+
+    def route_of(server: Directive, request_uri: str = sent) -> Route | None:
+        key = id(server) if request_uri == sent else -id(server)
+        if key not in routes:
+            routes[key] = follow(
                 config,
                 server,
-                uri,
+                unmerged if id(server) in kept else uri,
                 https.get(id(server)),
-                raw,
+                request_uri,
                 request_host(host) if host else None,
             )
-        return routes[id(server)]
+        return routes[key]
 
     info: list[str] = []
     if host:
@@ -371,6 +391,9 @@ def match(
             for server, _ in table.entries(socket):
                 seen.setdefault(id(server), (server, []))[1].append(socket)
         candidates = list(seen.values())
+    if unmerged != uri:
+        merging = {id(s): _merging(config, table, s, socks, https) for s, socks in candidates}
+        kept.update(key for key, found in merging.items() if list(found) == [False])
     receivers = [
         (s, socks)
         for s, socks in candidates
@@ -393,10 +416,80 @@ def match(
             f"{_label(server, config)} is the only server that passes {uri} to an app; "
             "the plan is for it"
         )
+    if len(merging.get(id(server), {})) > 1:
+        found = merging[id(server)]
+        raise InputError(
+            f"nginx merges the repeated slashes of {raw} on {_socks(found[True])} but not on "
+            f"{_socks(found[False])} (the `merge_slashes` of the server that reads the request "
+            f"line there), so {_label(server, config)} would route it two ways",
+            where=server.where,
+            fix="pass the socket the vendor posts to with --listen",
+        )
+    if sent != raw:
+        info.extend(_unescaped(raw, sent, route, lambda: route_of(server, raw)))
+    if id(server) in kept:
+        info.append(
+            f"`merge_slashes off` applies to {raw}: nginx selects the location by {unmerged}, "
+            "its repeated slashes kept"
+        )
     if len(route.hops) > 1 or route.hops[0].via or route.hops[0].uri != route.uri:
         info.append(f"route: {route.describe()}")
     info.extend(route.assumptions)
     return Match(server, route, tuple(s for _, ss in receivers for s in ss), tuple(info))
+
+
+def _unescaped(
+    raw: str, sent: str, route: Route, unescaped: Callable[[], Route | None]
+) -> list[str]:
+    """What the plan says when `raw` has letters outside ASCII: the route is for `sent`, the
+    escaped form most HTTP libraries send; where the raw UTF-8 bytes (curl's form) would
+    take the request elsewhere (a condition on, or a target built from, ``$request_uri``),
+    that is said too."""
+    try:
+        other = unescaped()
+        differs = other is None or (other.final.location, other.end) != (
+            route.final.location,
+            route.end,
+        )
+        elsewhere = other.answer if other is not None and other.hops else "no location"
+    except InputError as exc:
+        differs, elsewhere = True, f"a refusal ({exc.what})"
+    if not differs:
+        return []
+    return [
+        f"the route takes the vendor as sending {raw} escaped, {sent} (as most HTTP libraries "
+        f"do): nginx's $request_uri then leads to {route.answer}; sent as raw UTF-8 (as curl "
+        f"does) it would lead to {elsewhere}"
+    ]
+
+
+def _merging(
+    config: NginxConfig,
+    table: SocketTable,
+    server: Directive,
+    sockets: list[Socket],
+    https: dict[int, Directive],
+) -> dict[bool, list[Socket]]:
+    """Which of `sockets` merge repeated slashes (True) for a request `server` answers, and
+    which do not (False).
+
+    nginx normalises the path as it reads the request line, before the Host header, so the
+    ``merge_slashes`` that applies is not the named server's: on a plain socket it is the
+    default server's, on a TLS socket the server the vendor's SNI names (the one it posts
+    to).
+    """
+    found: dict[bool, list[Socket]] = {}
+    for socket in sockets:
+        decider = (
+            server if socket in table.ssl else pick_server(table.entries(socket), None, config)[0]
+        )
+        blocks = [decider, *([https[id(decider)]] if id(decider) in https else [])]
+        setting = next(
+            (d for b in blocks for d in config.effective_children(b, "merge_slashes")), None
+        )
+        merged = setting is None or setting.args[:1] != ("off",)
+        found.setdefault(merged, []).append(socket)
+    return found
 
 
 def _defaults(

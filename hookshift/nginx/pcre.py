@@ -2,7 +2,10 @@
 
 PCRE and Python agree on the syntax nginx configs use, except for named groups: PCRE's
 ``(?<name>...)`` and ``(?'name'...)`` are Python's ``(?P<name>...)``; lookbehinds ``(?<=``
-and ``(?<!`` stay as they are.
+and ``(?<!`` stay as they are; and for an option set in the middle of a pattern
+(``^/hooks/(?i)callback``), which Python takes only at the very start: PCRE applies it to the
+rest of its group, and to the later alternatives of the group too, and Python says the same
+with a scoped group around each (``^/hooks/(?i:callback)``).
 
 nginx runs PCRE without its UTF mode: a pattern and the URI it is matched against are bytes.
 ``.`` is one byte (a Korean syllable is three), ``\\w``, ``\\d``, ``\\s`` and ``\b`` and a
@@ -42,6 +45,12 @@ _POSIX_CLASSES = {
 _POSIX = re.compile(r"(?<!\\)\[:(\^?)([a-z]+):\]")
 # `{,n}`: a quantifier to Python, literal text to the PCRE2 nginx links (before 10.43)
 _OPEN_MIN = re.compile(r"(?<!\\)\{(,\d+)\}")
+# an option setting of its own, `(?i)` or `(?-i)`, as opposed to a group `(?i:...)`
+_OPTIONS = re.compile(r"\(\?([a-zA-Z]*(?:-[a-zA-Z]*)?)\)")
+# how a group opens: `(`, `(?:`, `(?=`, `(?!`, `(?<=`, `(?<!`, `(?>`, `(?P<name>`, `(?i:`
+_OPENER = re.compile(r"\((?:\?(?:P<\w+>|<[=!]|[:=!>]|[a-zA-Z]*(?:-[a-zA-Z]*)?:))?")
+# the options Python can scope to a group (`(?x)`'s comments could hide a parenthesis)
+_SCOPED = frozenset("ims-")
 
 
 def _posix_class(found: re.Match[str]) -> str:
@@ -58,7 +67,91 @@ def to_python(pattern: str) -> str:
     py = re.sub(r"\(\?'([A-Za-z_]\w*)'", r"(?P<\1>", py)
     py = re.sub(r"\\k<([A-Za-z_]\w*)>", r"(?P=\1)", py)
     py = _POSIX.sub(_posix_class, py)
-    return _OPEN_MIN.sub(r"\\{\1\\}", py)
+    return _scoped_options(_OPEN_MIN.sub(r"\\{\1\\}", py))
+
+
+def _scoped_options(pattern: str) -> str:
+    """`pattern` with each option setting after its start (``a(?i)b|c``) made a scoped group
+    over what PCRE applies it to (``a(?i:b)|(?i:c)``); unchanged when there is none, so a
+    leading ``(?x)`` stays Python's own."""
+    if not any(found.start() for found in _OPTIONS.finditer(pattern)):
+        return pattern
+    converted, end = _alternatives(pattern, 0)
+    if end != len(pattern):
+        raise re.error("unbalanced parenthesis", pattern, end)
+    return converted
+
+
+def _alternatives(pattern: str, i: int) -> tuple[str, int]:
+    """The alternatives from `i` to the ``)`` that closes their group (or the end),
+    converted, and where they end. An option set in one alternative holds in the later ones."""
+    branches: list[str] = []
+    carried: list[str] = []
+    while True:
+        text, options, i = _branch(pattern, i)
+        for option in reversed(carried):
+            text = f"(?{option}:{text})"
+        branches.append(text)
+        carried += options
+        if i < len(pattern) and pattern[i] == "|":
+            i += 1
+            continue
+        return "|".join(branches), i
+
+
+def _branch(pattern: str, i: int) -> tuple[str, list[str], int]:
+    """One alternative from `i` to its ``|`` or ``)``, converted; the options it sets at its
+    own level (in order); where it ends."""
+    out: list[str] = []
+    while i < len(pattern) and pattern[i] not in "|)":
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif char == "[":
+            end = _class_end(pattern, i)
+            out.append(pattern[i:end])
+            i = end
+        elif char != "(":
+            out.append(char)
+            i += 1
+        elif (options := _OPTIONS.match(pattern, i)) is not None:
+            option = options.group(1)
+            if not set(option) <= _SCOPED or option.strip("-") == "":
+                raise re.error(f"option (?{option}) in the middle of a regex", pattern, i)
+            rest, more, i = _branch(pattern, options.end())
+            out.append(f"(?{option}:{rest})")
+            return "".join(out), [option, *more], i
+        elif pattern.startswith("(?#", i):
+            end = pattern.find(")", i)
+            if end < 0:
+                raise re.error("missing ), unterminated comment", pattern, i)
+            out.append(pattern[i : end + 1])
+            i = end + 1
+        else:
+            opener = _OPENER.match(pattern, i)
+            assert opener is not None  # a bare `(` matches
+            inner, end = _alternatives(pattern, opener.end())
+            if end >= len(pattern):
+                raise re.error("missing ), unterminated subpattern", pattern, i)
+            out.append(f"{opener.group(0)}{inner})")
+            i = end + 1
+    return "".join(out), [], i
+
+
+def _class_end(pattern: str, i: int) -> int:
+    """Where the bracket expression that opens at `i` ends (after its ``]``); a ``]`` right
+    after ``[`` or ``[^`` is a member."""
+    j = i + 1
+    if pattern.startswith("^", j):
+        j += 1
+    if pattern.startswith("]", j):
+        j += 1
+    while j < len(pattern) and pattern[j] != "]":
+        j += 2 if pattern[j] == "\\" else 1
+    if j >= len(pattern):
+        raise re.error("unterminated character set", pattern, i)
+    return j + 1
 
 
 def _as_bytes(text: str) -> str:

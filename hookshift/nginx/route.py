@@ -28,7 +28,13 @@ from dataclasses import dataclass, replace
 from hookshift.errors import InputError
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import effective
-from hookshift.nginx.locations import find_location, locate, location_spec, named_location
+from hookshift.nginx.locations import (
+    find_location,
+    locate,
+    location_regex,
+    location_spec,
+    named_location,
+)
 from hookshift.nginx.pcre import NginxMatch, compile_or_refuse
 from hookshift.nginx.values import PASS_DIRECTIVES, if_condition
 
@@ -149,6 +155,21 @@ class _Stay:
 
 
 @dataclass(frozen=True)
+class _Captures:
+    """What ``$1``... and a named capture (``$rest``) hold: nginx keeps the groups of the last
+    regex that matched (the location's, then each ``rewrite``'s that matches), and each named
+    group as a variable until a later regex sets it again."""
+
+    last: NginxMatch | None = None
+    named: tuple[tuple[str, str], ...] = ()
+
+    def after(self, found: NginxMatch) -> _Captures:
+        names = dict(self.named)
+        names.update((name, found.group(name) or "") for name in found.groupindex)
+        return _Captures(found, tuple(names.items()))
+
+
+@dataclass(frozen=True)
 class _Request:
     """What an ``if`` may test that the callback decides besides the URI: its method (a POST,
     until ``error_page`` to a URI makes it a GET) and the path as the vendor sent it (its
@@ -196,9 +217,10 @@ def follow(
         else:
             if leave.server_rewrites:
                 done = _server_rewrites(config, server, uri, assumptions, request)
-                if done.uri != uri and not leave.via:
-                    by = f" at {done.last.where}" if done.last is not None else ""
-                    leave = replace(leave, via=f"the server's rewrite{by}")
+                if done.rewrote is not None and not leave.via:
+                    # nginx counts any rewrite that matched as its own redirect, even one that
+                    # leaves the URI as it was: an `internal` location then lets it in
+                    leave = replace(leave, via=f"the server's rewrite at {done.rewrote.where}")
                 uri = done.uri
                 if done.answer is not None:
                     levels = [server, *([http] if http else [])]
@@ -290,8 +312,9 @@ class _Rewritten:
     """The rewrite module's directives of one block, run: the URI they leave, the ``return``
     or redirecting ``rewrite`` that answers, the ``rewrite ... last`` that leaves, whether a
     ``break`` stopped them, the innermost ``if`` block whose condition held (its
-    configuration serves the request from then on), and the last ``rewrite`` without a flag
-    that matched (``break`` forgets it, as nginx's own flag does)."""
+    configuration serves the request from then on), the last ``rewrite`` without a flag
+    that matched (``break`` forgets it, as nginx's own flag does), and the last ``rewrite``
+    of any flag that matched (`rewrote`)."""
 
     uri: str
     answer: Directive | None = None
@@ -300,6 +323,10 @@ class _Rewritten:
     inside: Directive | None = None
     # a rewrite without a flag that matched: the location is chosen again once the phase ends
     changed: Directive | None = None
+    # a rewrite that matched, even to the same URI: nginx then marks the request as its own
+    # redirect, which an `internal` location lets in
+    rewrote: Directive | None = None
+    captures: _Captures = _Captures()
 
 
 def _rewrite_phase(
@@ -309,6 +336,8 @@ def _rewrite_phase(
     assumptions: list[str],
     request: _Request,
     inside: Directive | None = None,
+    rewrote: Directive | None = None,
+    captures: _Captures = _Captures(),
 ) -> _Rewritten:
     """Run `directives` in order. An ``if`` whose condition holds runs its block, then the
     directives after it (nginx compiles both into one program)."""
@@ -317,32 +346,36 @@ def _rewrite_phase(
         if d.name == "if" and d.block is not None:
             if not _holds(d, assumptions, request, uri):
                 continue
-            done = _rewrite_phase(
-                config, config.effective_children(d), uri, assumptions, request, d
-            )
+            children = config.effective_children(d)
+            done = _rewrite_phase(config, children, uri, assumptions, request, d, rewrote, captures)
             if done.answer or done.last or done.stopped:
                 return done if done.answer or done.last else replace(done, changed=None)
             uri, inside, changed = done.uri, done.inside, done.changed or changed
+            rewrote, captures = done.rewrote, done.captures
             continue
         if d.name == "return":
-            return _Rewritten(uri, answer=d, inside=inside, changed=changed)
+            return _Rewritten(
+                uri, answer=d, inside=inside, changed=changed, rewrote=rewrote, captures=captures
+            )
         if d.name == "break":
-            return _Rewritten(uri, stopped=True, inside=inside)
+            return _Rewritten(uri, stopped=True, inside=inside, rewrote=rewrote, captures=captures)
         if d.name != "rewrite":
             continue
-        result = _rewrite(d, uri, request.request_uri)
+        result = _rewrite(d, uri, request.request_uri, captures)
         if result is None:
             continue
-        new_uri, flag = result
+        new_uri, flag, captures = result
         if flag in ("redirect", "permanent", "external"):
-            return _Rewritten(uri, answer=d, inside=inside, changed=changed)
-        uri = new_uri
+            return _Rewritten(
+                uri, answer=d, inside=inside, changed=changed, rewrote=rewrote, captures=captures
+            )
+        uri, rewrote = new_uri, d
         if flag == "last":
-            return _Rewritten(uri, last=d, inside=inside)
+            return _Rewritten(uri, last=d, inside=inside, rewrote=d, captures=captures)
         if flag == "break":
-            return _Rewritten(uri, stopped=True, inside=inside)
+            return _Rewritten(uri, stopped=True, inside=inside, rewrote=d, captures=captures)
         changed = d
-    return _Rewritten(uri, inside=inside, changed=changed)
+    return _Rewritten(uri, inside=inside, changed=changed, rewrote=rewrote, captures=captures)
 
 
 _FILE_TESTS = ("-f", "-d", "-e", "-x")
@@ -401,7 +434,9 @@ def _step(
     limited = _limit_except(config, location, request)
     if limited is not None:
         return _limited_step(config, server, [limited, *outer], hop.uri, assumptions, error_paged)
-    done = _rewrite_phase(config, own, hop.uri, assumptions, request)
+    done = _rewrite_phase(
+        config, own, hop.uri, assumptions, request, captures=_location_captures(hop)
+    )
     uri = done.uri
     levels = [done.inside, *outer] if done.inside is not None else outer
     if done.answer is not None:
@@ -420,12 +455,25 @@ def _step(
         app = next((d for d in own if d.name in PASS_DIRECTIVES), None)
         for d in own:
             if d.name == "try_files" and d.args:
-                return _try_files(config, levels, d, uri, assumptions, error_paged, app, request)
+                return _try_files(
+                    config, levels, d, uri, assumptions, error_paged, app, request, done.captures
+                )
     handlers = config.effective_children(done.inside) if done.inside is not None else []
     for d in (*handlers, *own):
         if d.name in PASS_DIRECTIVES or d.name in OTHER_HANDLERS:
             return _Stay(d)
     return _static(config, server, levels, uri, assumptions, error_paged)
+
+
+def _location_captures(hop: Hop) -> _Captures:
+    """The groups of the regex location that took the request (the innermost on the way:
+    the last regex nginx matched), for ``$1`` or ``$name`` in its ``try_files`` or
+    rewrites."""
+    for block in (hop.location, *reversed(hop.parents)):
+        if location_spec(block).modifier in ("~", "~*"):
+            found = location_regex(block).search(hop.uri)
+            return _Captures().after(found) if found is not None else _Captures()
+    return _Captures()
 
 
 def _levels(
@@ -536,6 +584,7 @@ def _try_files(
     error_paged: bool,
     app: Directive | None = None,
     request: _Request | None = None,
+    captures: _Captures = _Captures(),
 ) -> _Leave | _Stay:
     """``try_files``: its file checks are taken as failing (a callback is a POST to a path
     that is not a file), except where a location passes only existing files to its app
@@ -558,7 +607,7 @@ def _try_files(
         return leave if leave is not None else _Stay(d)
     if fallback.startswith("@"):
         return _Leave("try_files", uri, named=fallback)
-    target = _expand(fallback, uri, None, d, request.request_uri if request else None)
+    target = _expand(fallback, uri, captures, d, request.request_uri if request else None)
     return _Leave("try_files", target)
 
 
@@ -674,9 +723,13 @@ def _index(
     return None
 
 
-def _rewrite(d: Directive, uri: str, request_uri: str | None = None) -> tuple[str, str] | None:
-    """Apply one ``rewrite regex replacement [flag]`` to `uri`: (new URI, flag) or None when
-    the regex does not match. A replacement that is a URL is flagged ``external``."""
+def _rewrite(
+    d: Directive, uri: str, request_uri: str | None = None, captures: _Captures = _Captures()
+) -> tuple[str, str, _Captures] | None:
+    """Apply one ``rewrite regex replacement [flag]`` to `uri`: (new URI, flag, the captures
+    from then on) or None when the regex does not match. A replacement that is a URL is
+    flagged ``external``. `captures` are those of the regexes matched before (their named
+    groups stay variables)."""
     if len(d.args) < 2:
         return None
     regex = compile_or_refuse(
@@ -685,33 +738,35 @@ def _rewrite(d: Directive, uri: str, request_uri: str | None = None) -> tuple[st
     found = regex.search(uri)
     if found is None:
         return None
+    captures = captures.after(found)
     replacement = d.args[1]
     flag = d.args[2] if len(d.args) > 2 else ""
     if replacement.startswith(_REDIRECT_SCHEMES):
-        return uri, "external"
-    return _expand(replacement, uri, found, d, request_uri), flag
+        return uri, "external", captures
+    return _expand(replacement, uri, captures, d, request_uri), flag, captures
 
 
 def _expand(
     template: str,
     uri: str,
-    found: NginxMatch | None,
+    captures: _Captures,
     d: Directive,
     request_uri: str | None = None,
 ) -> str:
     """The path a rewrite/try_files target names (the query part dropped: it never selects
     a location). ``$request_uri`` is the callback's path as the vendor sends it, when known
-    (Nextcloud's ``/index.php$request_uri``)."""
+    (Nextcloud's ``/index.php$request_uri``). ``$1`` to ``$9`` are one digit each (``$10``
+    is ``$1`` and a 0), as nginx reads them."""
 
     def value(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2)
+        name = m.group(1) or m.group(2) or m.group(3)
+        found = captures.last
         if name.isdigit():
-            if found is None:
-                return ""
             index = int(name)
-            return (found.group(index) or "") if index <= found.groups else ""
-        if found is not None and name in found.groupindex:
-            return found.group(name) or ""
+            return (found.group(index) or "") if found and index <= found.groups else ""
+        named = dict(captures.named)
+        if name in named:
+            return named[name]
         if name in ("uri", "document_uri"):
             return uri
         if name == "request_uri" and request_uri is not None:
@@ -726,5 +781,5 @@ def _expand(
         )
 
     path = template.split("?", 1)[0]
-    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", value, path)
+    expanded = re.sub(r"\$\{(\w+)\}|\$([1-9])|\$(\w+)", value, path)
     return expanded.split("?", 1)[0] or "/"

@@ -3,7 +3,9 @@
 nginx decodes ``%XX`` escapes, merges repeated slashes and resolves ``.`` and ``..`` segments
 before it selects a location (``merge_slashes on``, the default): a vendor that calls
 ``/hooks%2Fcb`` or ``//hooks/cb`` reaches ``location /hooks/cb``. A decoded ``/`` or ``.``
-counts like a literal one; a decoded ``%`` is not decoded again.
+counts like a literal one; a decoded ``%`` is not decoded again. With ``merge_slashes off``
+each empty segment stays (``/hooks//cb`` is not ``/hooks/cb``), and ``..`` removes one as it
+removes any other.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def raw_path(target: str) -> str:
     return target.split("?", 1)[0].split("#", 1)[0]
 
 
-def request_uri_path(path: str) -> str:
-    """``$uri`` for a request whose path (without its query string) is `path`.
+def request_uri_path(path: str, merge_slashes: bool = True) -> str:
+    """``$uri`` for a request whose path (without its query string) is `path`, under
+    nginx's ``merge_slashes`` setting for the request.
 
     Raises `InputError` where nginx itself answers 400: a bad or NUL escape, or ``..`` above
     the root.
@@ -68,9 +71,19 @@ def request_uri_path(path: str) -> str:
         elif part == ".":
             if last:
                 segments.append("")
-        elif part or last:
+        elif part or last or not merge_slashes:
             segments.append(part)
     return "/" + "/".join(segments)
+
+
+def sent_path(path: str) -> str:
+    """`path` as an HTTP client puts it on the request line, nginx's ``$request_uri``: each
+    byte outside printable ASCII escaped (``/hooks/콜`` -> ``/hooks/%EC%BD%9C``, upper-case
+    hex, as browsers' URL parsers and the common HTTP libraries write it), the rest as given.
+    nginx answers 400 to a space or control character sent as it is; a letter outside ASCII
+    may also arrive as its raw UTF-8 bytes (curl sends it so), which the caller must weigh."""
+    raw = path.encode("utf-8", "surrogateescape")
+    return "".join(f"%{b:02X}" if b <= 0x20 or b >= 0x7F else chr(b) for b in raw)
 
 
 def request_uri_pattern(path: str) -> str:

@@ -91,12 +91,13 @@ class Socket:
 
 @dataclass(frozen=True)
 class Listen:
-    """One ``listen`` line: the socket, ``default_server``, and ``ipv6only=off`` (an IPv6
-    wildcard that also takes the IPv4 connections of its port)."""
+    """One ``listen`` line: the socket, ``default_server``, ``ipv6only=off`` (an IPv6
+    wildcard that also takes the IPv4 connections of its port) and ``ssl``."""
 
     socket: Socket
     default: bool = False
     dual_stack: bool = False
+    ssl: bool = False
 
 
 def _normalise_addr(host: str) -> str:
@@ -141,7 +142,7 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
     socket = parse_socket(args[0])
     default = any(a in ("default_server", "default") for a in args[1:])
     dual = socket.addr == "[::]" and "ipv6only=off" in args[1:]
-    return Listen(socket, default, dual)
+    return Listen(socket, default, dual, "ssl" in args[1:])
 
 
 @dataclass(frozen=True)

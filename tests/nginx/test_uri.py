@@ -8,7 +8,7 @@ import re
 import pytest
 
 from hookshift.errors import InputError
-from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
+from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern, sent_path
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,27 @@ from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
 )
 def test_the_path_is_decoded_and_normalised_as_nginx_does(sent: str, seen: str) -> None:
     assert request_uri_path(sent) == seen
+
+
+@pytest.mark.parametrize(
+    ("sent", "seen"),
+    [
+        ("/a//b", "/a//b"),
+        ("//q", "//q"),
+        ("/a%2F%2Fb", "/a//b"),
+        ("/a/x//../b", "/a/x/b"),
+        ("/a/x/..//b", "/a//b"),
+        ("/a/.//b", "/a//b"),
+        ("//..", "/"),
+    ],
+)
+def test_without_merge_slashes_each_empty_segment_stays(sent: str, seen: str) -> None:
+    assert request_uri_path(sent, merge_slashes=False) == seen
+
+
+def test_the_path_is_sent_with_letters_outside_ascii_escaped() -> None:
+    assert sent_path("/hooks/콜백") == "/hooks/%EC%BD%9C%EB%B0%B1"
+    assert sent_path("/a%2fb/c d") == "/a%2fb/c%20d"  # an escape as given stays as given
 
 
 @pytest.mark.parametrize("sent", ["/%2e%2e/q", "/..", "/a/../..", "/a%zz", "/a%2", "/a%00b"])
