@@ -129,3 +129,22 @@ def test_nobody_listening_lists_the_sockets(tmp_path: Path) -> None:
 def test_listen_forms(text: str, addr: str, port: str) -> None:
     socket = parse_socket(text)
     assert (socket.addr, socket.port) == (addr, port)
+
+
+@pytest.mark.parametrize(
+    ("host", "fix"),
+    [
+        ("콜백.example.com", "--server-name xn--3h3bn46a.example.com"),
+        ("Ärger.de", "--server-name xn--rger-koa.de"),
+    ],
+    ids=["korean", "umlaut"],
+)
+def test_a_server_name_outside_ascii_is_refused_with_its_xn_form(
+    tmp_path: Path, host: str, fix: str
+) -> None:
+    """A client sends such a name in its IDNA form: nginx 1.31.5 answers 400 to it as typed,
+    and 1.22 would only match a server_name spelled the same way."""
+    with pytest.raises(InputError) as refused:
+        _where(tmp_path, SERVERS, "/cb", host=host)
+    assert refused.value.what.startswith(f"--server-name {host}: a client sends a name outside")
+    assert refused.value.fix == fix
