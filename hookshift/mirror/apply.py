@@ -10,14 +10,20 @@ The order matters:
 4. everything that can fail is checked before the first write: the nginx binary runs, the
    real ``nginx -t`` accepts the *original* (apply: a config that is already broken is not
    ours to touch), each file is a regular file whose owner and mode hookshift can keep
-   (a read-only file is refused: someone protected it), its directory is writable;
+   (a read-only file is refused: someone protected it), its directory is writable, and the
+   real ``nginx -t`` accepts the *result*, run on copies of the changed files beside the main
+   file (`nginx.shadow`): a result nginx rejects is refused with no file of the user's
+   written, and a kill during that check (seconds on a big config) leaves them as they
+   were. When the copies cannot be made, the check after the writes (8) decides alone, and
+   the user is told;
 5. each file is copied to a fresh backup directory (with a manifest), fsynced;
 6. the intent (which files go from which bytes to which) is recorded durably;
 7. the files are written one by one in the given order, each atomically (`replace_file`):
    apply puts http-level definitions (``log_format``, ``map``, ``upstream``) before the
    server and location lines that use them, remove takes uses out before definitions, so a
    kill -9 between two files leaves a config ``nginx -t`` accepts;
-8. the real ``nginx -t`` on the result; on any failure from the first write on, every file
+8. the real ``nginx -t`` on the result in place, the final word (something may differ from
+   the copies: a file changed meanwhile); on any failure from the first write on, every file
    written is restored, the intent cleared and the now useless backup removed;
 9. with ``reload``, ``nginx -s reload``; if that fails, or the running nginx does not take the
    new config (apply: the relay's socket never appears; remove: it never goes), or the run is
@@ -56,7 +62,7 @@ from hookshift.errors import InputError, OperationError
 from hookshift.logfile import precreate_log
 from hookshift.mirror.plan import MirrorPlan, relay_dir
 from hookshift.mirror.state import ConfigState, FileRecord, Intent, IntentFile, Saved, state_root
-from hookshift.nginx import binary, splice
+from hookshift.nginx import binary, shadow, splice
 from hookshift.nginx.source import load_source, read_text, to_bytes
 from hookshift.nginx.values import log_file
 
@@ -201,6 +207,7 @@ def remove_stale_temps(config: Path, edits: Sequence[Edit]) -> None:
     except InputError:
         files = []
     dirs = {Path(os.path.realpath(p)).parent for p in [*files, *(e.path for e in edits)]}
+    dirs.add(Path(os.path.abspath(config)).parent)  # the copies of `nginx.shadow` (a link's dir)
     for directory in dirs:
         for stale in directory.glob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
@@ -454,6 +461,8 @@ def write_locked(
         )
     targets = _targets(edits)
     notes += tuple(_hard_link_note(t) for t in targets if t.stat.st_nlink > 1)
+    if before.ok:  # else the copies would fail as the original does, telling nothing
+        notes += _check_result_before_writing(config, targets, nginx_bin, prefix)
     # nginx -t takes seconds on a big config: an edit made meanwhile in place (same file) is
     # caught here, and one made after this by the size and time the writes check
     _check_unchanged(edits)
@@ -524,6 +533,55 @@ def _check_unchanged(edits: Sequence[Edit]) -> None:
             raise OperationError(
                 f"{edit.path} changed since the plan was made; plan again and re-run"
             )
+
+
+def _check_result_before_writing(
+    config: Path, targets: Sequence[_Target], nginx_bin: str, prefix: Path | None
+) -> tuple[str, ...]:
+    """``nginx -t`` on the result before any file is written (`nginx.shadow`): a result it
+    rejects is refused, every file untouched. A note for the user when the check could not
+    be made; the check in place after the writes then decides alone, as it always does.
+
+    A copy could behave unlike the file it stands for (a module reading a path beside the
+    file that names it): when the result's copies fail, the same copies of the original
+    must pass for the failure to be the result's, else the copies are not trusted.
+    """
+    result = _test_copies(config, {t.real: t.edit.new for t in targets}, nginx_bin, prefix)
+    if isinstance(result, str):
+        return (_unchecked_note(result),)
+    if result.ok:
+        return ()
+    original = _test_copies(config, {t.real: t.edit.old for t in targets}, nginx_bin, prefix)
+    if isinstance(original, str):
+        return (_unchecked_note(original),)
+    if not original.ok:
+        why = f"nginx -t rejects hookshift's copy of the original config too: {original.error}"
+        return (_unchecked_note(why),)
+    said = f": {result.error}" if result.error else ""
+    raise OperationError(f"nginx -t rejected the result, nothing changed{said}")
+
+
+def _test_copies(
+    config: Path, texts: Mapping[Path, str], nginx_bin: str, prefix: Path | None
+) -> binary.TestResult | str:
+    """``nginx -t`` on copies of the config with `texts` in place; why not, when it cannot."""
+    try:
+        return shadow.check_result(
+            config,
+            texts,
+            nginx_bin=nginx_bin,
+            prefix=prefix,
+            before_test=lambda: checkpoint("copies-written"),
+        )
+    except shadow.ShadowUnavailable as exc:
+        return str(exc)
+
+
+def _unchecked_note(why: str) -> str:
+    return (
+        f"nginx -t could not check the result before it was written ({why}); it checked the "
+        "files once written, as the last check always does"
+    )
 
 
 def _write_and_check(

@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hookshift.errors import InputError, OperationError
-from hookshift.mirror.apply import PAUSE_ENV, apply_plan, recover
+from hookshift.mirror.apply import PAUSE_ENV, Edit, apply_plan, recover, write_edits
 from hookshift.mirror.plan import make_plan
 from hookshift.mirror.remove import remove_marked
 from hookshift.mirror.state import ConfigState
 from hookshift.nginx import binary
 from tests.mirror.helpers import copy_case, options, snapshot
+from tests.nginx.test_shadow import debian_stock
 
 VERSION = (1, 22, 1)
 REPO = Path(__file__).resolve().parents[2]
@@ -38,14 +40,164 @@ def test_apply_refuses_when_the_original_fails_nginx_t(
     assert snapshot(config.parent) == before
 
 
+MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
+
+
+@pytest.fixture(params=["debian", "mainline"])
+def nginx(request: pytest.FixtureRequest, nginx_bin: str) -> str:
+    """Each nginx binary there is: Debian's, and the mainline build when one is named."""
+    if request.param == "debian":
+        return nginx_bin
+    path = os.environ.get(MAINLINE_ENV, "")
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip(f"{MAINLINE_ENV} does not name an nginx binary (.ci/run builds one)")
+    return path
+
+
+def _plan_for(config: Path, nginx: str, ca_file: Path, **kw: object):  # type: ignore[no-untyped-def]
+    options_ = options(config, "/vendor/cb", ca_file, **kw)  # type: ignore[arg-type]
+    return make_plan(options_, binary.nginx_version(nginx))
+
+
+def _files(root: Path) -> dict[Path, tuple[int, int, bytes]]:
+    """Every file under `root` (logs left out, hidden ones in): inode, mtime and bytes."""
+    return {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and "logs" not in p.relative_to(root).parts
+    }
+
+
 @pytest.mark.e2e
-def test_a_result_that_fails_nginx_t_is_rolled_back(
+def test_a_result_nginx_rejects_is_refused_before_any_file_is_written(
+    tmp_path: Path, nginx: str, ca_file: Path
+) -> None:
+    """Not written and put back: never written (same inode, same time), no backup made."""
+    config = copy_case("location_include", tmp_path)
+    before = _files(config.parent)
+    plan = _plan_for(config, nginx, ca_file, trusted_ca=tmp_path / "missing-ca.pem")
+    assert len(plan.changes) == 3
+    with pytest.raises(
+        OperationError, match=r"^nginx -t rejected the result, nothing changed: .*missing-ca\.pem"
+    ) as refused:
+        apply_plan(plan, nginx_bin=nginx, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert ".hookshift-check-" not in str(refused.value)
+    assert _files(config.parent) == before
+    assert not (tmp_path / "bk").exists()
+    assert ConfigState.of(config).load().intent is None
+
+
+@pytest.mark.e2e
+def test_a_rejected_result_names_the_users_file_and_line(tmp_path: Path, nginx: str) -> None:
+    """nginx ran on copies of the files; its error names the user's file, at the line the
+    user's file has (line 3: the file starts with a comment)."""
+    config = copy_case("location_include", tmp_path)
+    site = config.parent / "locations" / "20-callback.conf"
+    old = site.read_text()
+    new = old.replace("{\n", "{\n    no_such_directive on;\n", 1)
+    before = _files(config.parent)
+    with pytest.raises(
+        OperationError, match="nginx -t rejected the result, nothing changed"
+    ) as refused:
+        write_edits(
+            [Edit(site, old, new)],
+            config=config,
+            nginx_bin=nginx,
+            backup_dir=tmp_path / "bk",
+            reload=False,
+            prefix=config.parent,
+        )
+    assert str(refused.value).endswith(f'unknown directive "no_such_directive" in {site}:3')
+    assert _files(config.parent) == before
+
+
+KILLED_AT_SECOND_T = """#!/bin/sh
+case " $* " in *" -t "*) echo t >> {calls}
+  if [ "$(wc -l < {calls})" -eq 2 ]; then kill -9 $PPID; fi;; esac
+exec {nginx} "$@"
+"""
+
+
+@pytest.mark.e2e
+def test_a_kill_during_the_check_of_a_rejected_result_leaves_the_users_files_as_they_were(
+    tmp_path: Path, nginx: str, ca_file: Path
+) -> None:
+    """apply's second ``nginx -t`` (the result's; seconds on a big config) is killed: the
+    files on disk are still the user's, which nginx accepts, and a rerun finds nothing to undo
+    and no copy left behind."""
+    config = copy_case("location_include", tmp_path)
+    before = _files(config.parent)
+    wrapper = tmp_path / "nginx"
+    wrapper.write_text(KILLED_AT_SECOND_T.format(calls=tmp_path / "calls", nginx=nginx))
+    wrapper.chmod(0o755)
+    missing_ca = tmp_path / "missing-ca.pem"  # a result nginx rejects
+    argv = [sys.executable, "-c", APPLY_SCRIPT, str(config), str(missing_ca), str(tmp_path / "bk")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([*argv, str(wrapper)], capture_output=True, env=env, check=False)
+    assert done.returncode == -9, done.stderr.decode()
+    assert (tmp_path / "calls").read_text() == "t\nt\n"
+    kept = {p: v for p, v in _files(config.parent).items() if ".hookshift-check-" not in p.name}
+    assert kept == before
+    assert binary.test_config(config, nginx_bin=nginx, prefix=config.parent).ok
+    assert recover(config) == ()  # nothing was written, so nothing to undo
+    apply_plan(
+        _plan_for(config, nginx, ca_file),
+        nginx_bin=nginx,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
+    )
+    remove_marked(config, nginx_bin=nginx, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert {p: v[2] for p, v in _files(config.parent).items()} == {
+        p: v[2] for p, v in before.items()
+    }, "a copy left by the killed run stays behind"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("absolute", [True, False], ids=["absolute-includes", "relative-includes"])
+def test_debians_stock_layout_is_checked_before_writing_and_applied(
+    tmp_path: Path, nginx: str, ca_file: Path, absolute: bool
+) -> None:
+    """nginx.conf including conf.d/*.conf and sites-enabled/*, links to sites-available: the
+    check on copies runs (no note says it could not), the result is written, links stay."""
+    config = debian_stock(tmp_path, absolute)
+    root = config.parent
+    opts = options(config, "/bizppurio/callback", ca_file)
+    plan = make_plan(opts, binary.nginx_version(nginx))
+    assert {c.path.name for c in plan.changes} >= {"nginx.conf", "hooks"}
+    result = apply_plan(plan, nginx_bin=nginx, backup_dir=tmp_path / "bk", prefix=root)
+    assert not [n for n in result.notes if "could not check the result" in n], result.notes
+    assert (root / "sites-enabled" / "hooks").is_symlink()
+    assert "hookshift" in (root / "sites-available" / "hooks").read_text()
+    assert not list(root.glob(".hookshift-check-*"))
+    remove_marked(config, nginx_bin=nginx, backup_dir=tmp_path / "bk", prefix=root)
+    bad = make_plan(replace(opts, trusted_ca=tmp_path / "missing.pem"), binary.nginx_version(nginx))
+    before = _files(root)
+    with pytest.raises(OperationError, match="nginx -t rejected the result, nothing changed"):
+        apply_plan(bad, nginx_bin=nginx, backup_dir=tmp_path / "bk", prefix=root)
+    assert _files(root) == before
+
+
+@pytest.mark.e2e
+def test_where_no_copy_can_be_checked_the_result_is_checked_in_place_and_the_user_told(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
+    """A site file whose name an include cannot spell (``[``): as before, the result is
+    written, checked in place, and put back when nginx rejects it."""
     config = copy_case("location_include", tmp_path)
+    (config.parent / "locations" / "05-x[1].conf").write_text("location /x { return 204; }\n")
     before = snapshot(config.parent)
+    result = apply_plan(
+        _plan(config, ca_file),
+        nginx_bin=nginx_bin,
+        backup_dir=tmp_path / "bk",
+        prefix=config.parent,
+    )
+    assert [n for n in result.notes if "could not check the result before it was written" in n]
+    assert "05-x[1].conf holds a glob character" in " ".join(result.notes)
+    remove_marked(config, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
+    assert snapshot(config.parent) == before
     plan = _plan(config, ca_file, trusted_ca=tmp_path / "missing-ca.pem")
-    with pytest.raises(OperationError, match=r"nginx -t rejected the result.*missing-ca.pem"):
+    with pytest.raises(OperationError, match=r"nginx -t rejected the result, original restored"):
         apply_plan(plan, nginx_bin=nginx_bin, backup_dir=tmp_path / "bk", prefix=config.parent)
     assert snapshot(config.parent) == before
 

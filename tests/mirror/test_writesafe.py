@@ -144,7 +144,14 @@ def test_kill_9_at_every_checkpoint_leaves_a_config_nginx_accepts_and_a_rerun_fi
 
     probe, _ = fresh("probe")
     labels = checkpoints(op, probe, ca_file, nginx_bin, bk)
-    assert {"checked", "backed-up", "intent-recorded", "tested", "committed"} <= set(labels)
+    assert {
+        "copies-written",
+        "checked",
+        "backed-up",
+        "intent-recorded",
+        "tested",
+        "committed",
+    } <= set(labels)
     for name in ("nginx.conf", "b.conf"):
         assert {f"temp-written:{name}", f"written:{name}"} <= set(labels)
     # definitions (http level, nginx.conf) before their uses on apply, after them on remove
@@ -156,7 +163,8 @@ def test_kill_9_at_every_checkpoint_leaves_a_config_nginx_accepts_and_a_rerun_fi
         with paused(op, config, ca_file, nginx_bin, bk, label):
             pass
         pending = pending_change(config)
-        assert (pending is None) == (label in ("checked", "backed-up", "committed")), label
+        unrecorded = ("copies-written", "checked", "backed-up", "committed")
+        assert (pending is None) == (label in unrecorded), label
         test = binary.test_config(config, nginx_bin=nginx_bin, prefix=config.parent)
         assert test.ok, f"killed at {label}: nginx -t fails: {test.error}"
         if op == "apply":
@@ -300,7 +308,7 @@ def test_remove_after_the_files_were_put_back_by_other_means_is_a_quiet_no_op(
 
 
 @pytest.mark.e2e
-def test_remove_with_a_hand_broken_marker_restores_what_nginx_rejects(
+def test_remove_with_a_hand_broken_marker_refuses_what_nginx_rejects(
     tmp_path: Path, nginx_bin: str, ca_file: Path
 ) -> None:
     config = multi_file(tmp_path / "conf")
@@ -309,7 +317,7 @@ def test_remove_with_a_hand_broken_marker_restores_what_nginx_rejects(
     opening = next(line for line in text.splitlines() if line.strip().startswith("upstream "))
     config.write_text(text.replace(opening, opening.replace("  # hookshift", "")))
     edited = snapshot(config.parent)
-    with pytest.raises(OperationError, match="nginx -t rejected the result, original restored"):
+    with pytest.raises(OperationError, match="nginx -t rejected the result, nothing changed"):
         _remove(config, nginx_bin, tmp_path / "bk")
     assert snapshot(config.parent) == edited
     assert ConfigState.of(config).load().intent is None
@@ -747,11 +755,12 @@ def test_a_record_that_cannot_be_kept_after_the_writes_is_one_line_saying_what_s
     directory.mkdir(parents=True)
     calls = tmp_path / "tests"
     wrapper = tmp_path / "nginx"
-    # the second nginx -t is apply's check of the result: then the state dir goes read-only
+    # the third nginx -t (after the original's and the result's on copies) is apply's check
+    # of the result in place: then the state dir goes read-only
     wrapper.write_text(
         "#!/bin/sh\n"
         f'case " $* " in *" -t "*) echo t >> {calls};\n'
-        f'  if [ "$(wc -l < {calls})" -eq 2 ]; then mount --bind {directory} {directory} && '
+        f'  if [ "$(wc -l < {calls})" -eq 3 ]; then mount --bind {directory} {directory} && '
         f"mount -o remount,ro,bind {directory}; fi;; esac\n"
         f'exec {nginx_bin} "$@"\n'
     )
