@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -270,31 +270,7 @@ def init(state_path: Path, settings: Settings, *, notice: Notice | None = None) 
     settings = settings.override(**absolute({n: getattr(settings, n) for n in SETTING_NAMES}))
     settings.need("config", "to record the nginx files of the baseline")
     settings.need("path", "to know the callback location")
-    for name in ("stage_url", "domain_url"):
-        url = getattr(settings, name)
-        option = f"--{name.replace('_', '-')}"
-        if url is not None and not url.startswith("https://"):
-            raise InputError(
-                f"{option} {url!r} is not an https URL",
-                fix="API Gateway is HTTPS only: https://ID.execute-api.REGION.amazonaws.com/STAGE"
-                " or https://your.custom.domain",
-            )
-        if url is not None:
-            probe.check_url(url, option)
-    if settings.path and not settings.path.startswith("/"):
-        raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
-    if settings.probe_timeout <= 0:  # each probe's --timeout: a probe cannot wait no time
-        raise InputError(
-            f"not a number of seconds above 0: {settings.probe_timeout:g}",
-            where="--probe-timeout",
-            fix="e.g. --probe-timeout 10",
-        )
-    if settings.queue is not None:  # read at every gate: a typo must not wait for the first
-        probe.QueueSpec.parse(
-            settings.queue, endpoint_url=settings.endpoint_url, region=settings.region
-        )
-    if settings.ca_file is not None:
-        probe.check_ca_file(settings.ca_file)
+    check_settings(settings, SETTING_NAMES)
     settings = settings.override(nginx_bin=nginx_ops.check_binary(settings.nginx_bin))
     settings = _main_config(settings, notes)
     config = settings.need("config", "to record the nginx files of the baseline")
@@ -307,12 +283,55 @@ def init(state_path: Path, settings: Settings, *, notice: Notice | None = None) 
             where=str(state_path),
             fix="use `hookshift cutover status` on it, or choose another --state path",
         )
-    files = nginx_ops.hashes(state_path, nginx_ops.config_files(config))
-    first = journal.next_entry(
-        None, action="init", to_stage="baseline", evidence={"files": files}, note="cut-over started"
-    )
-    journal.create(state_path, settings.to_json(), first)
+    try:
+        files = nginx_ops.hashes(state_path, nginx_ops.config_files(config))
+        first = journal.next_entry(
+            None,
+            action="init",
+            to_stage="baseline",
+            evidence={"files": files},
+            note="cut-over started",
+        )
+        journal.create(state_path, settings.to_json(), first)
+    except OSError as exc:  # the journal's directory: another user's, or not a directory
+        raise journal.cannot_write(state_path, exc) from None
     return InitResult(state_path, settings, tuple(files), tuple(notes.kept))
+
+
+def check_settings(settings: Settings, names: Collection[str]) -> None:
+    """Refuse, as bad input, what is wrong with the settings ``names`` before anything uses
+    them: init checks every one it records, advance and rollback each one an option overrides
+    (the same option must be refused in the same words wherever it is given, and the mirror
+    engine's message, which knows only its own option names, would name another option)."""
+    for name in ("stage_url", "domain_url"):
+        url = getattr(settings, name)
+        option = f"--{name.replace('_', '-')}"
+        if name not in names or url is None:
+            continue
+        if not url.startswith("https://"):
+            raise InputError(
+                f"{option} {url!r} is not an https URL",
+                fix="API Gateway is HTTPS only: https://ID.execute-api.REGION.amazonaws.com/STAGE"
+                " or https://your.custom.domain",
+            )
+        probe.check_url(url, option)
+    if "path" in names and settings.path and not settings.path.startswith("/"):
+        raise InputError(f"--path {settings.path!r} does not start with /", fix="e.g. /callback")
+    # each probe's --timeout: a probe cannot wait no time
+    if "probe_timeout" in names and settings.probe_timeout <= 0:
+        raise InputError(
+            f"not a number of seconds above 0: {settings.probe_timeout:g}",
+            where="--probe-timeout",
+            fix="e.g. --probe-timeout 10",
+        )
+    # the queue is read at every gate: a typo must not wait for the first
+    queue_given = any(n in names for n in ("queue", "endpoint_url", "region"))
+    if queue_given and settings.queue is not None:
+        probe.QueueSpec.parse(
+            settings.queue, endpoint_url=settings.endpoint_url, region=settings.region
+        )
+    if "ca_file" in names and settings.ca_file is not None:
+        probe.check_ca_file(settings.ca_file)
 
 
 def status(state_path: Path, *, notice: Notice | None = None) -> StatusResult:
@@ -350,7 +369,8 @@ def advance(
     ``overrides`` replace recorded settings for this run (by `Settings` field name; None values
     are ignored). ``dry_run`` runs every check the change would run before its first write
     (the nginx binary, edits made outside the cut-over, the mirror engine's plan of the next
-    stage), gathers the evidence and checks the gates, but changes neither nginx nor the
+    stage, the real ``nginx -t`` on the config now and on copies of what the change would
+    write), gathers the evidence and checks the gates, but changes neither nginx nor the
     journal: a dry run that passes promises an advance that passes the same checks. Its
     evidence is gathered for real, so with ``--archive`` the parity and drain gates move
     messages from the SQS queue into the archive as an advance's do.
@@ -381,18 +401,22 @@ def rollback(
     *,
     config: str | None = None,
     nginx_bin: str | None = None,
+    nginx_prefix: str | None = None,
     reload: bool = False,
     adopt_edits: bool = False,
     notice: Notice | None = None,
 ) -> RollbackResult:
     """Go back one stage; nginx's files come back byte-identical to that stage's (raises
-    `OperationError` naming the files when they do not)."""
+    `OperationError` naming the files when they do not).
+
+    ``config``, ``nginx_bin`` and ``nginx_prefix`` override the settings recorded at init for
+    this run, as advance's options do (nginx moved, or was started with another ``-p``).
+    """
     journal.read(state_path)
     with journal.locked(state_path):
         return _rollback(
             state_path,
-            config=config,
-            nginx_bin=nginx_bin,
+            {"config": config, "nginx_bin": nginx_bin, "nginx_prefix": nginx_prefix},
             reload=reload,
             adopt_edits=adopt_edits,
             notes=_Notes(notice),
@@ -419,6 +443,7 @@ def _load(
 ) -> tuple[Journal, Settings]:
     current = journal.read(state_path)
     settings = Settings.from_json(current.settings).override(**absolute(overrides))
+    check_settings(settings, {name for name, value in overrides.items() if value not in (None, ())})
     if overrides.get("config"):
         settings = _main_config(settings, notes)
     return current, settings
@@ -508,6 +533,9 @@ def _advance(
     # (recorded only with its intent), then the change itself, the engine's plan included
     adopted = _drift(state_path, current, settings, adopt_edits, keep=not dry_run)
     nginx_ops.preflight(settings, target)
+    untested = nginx_ops.check_result(settings, target)
+    if untested is not None:
+        notes("warning", untested)
     entered = current.entered(stage)
     evidence, detail = gather(current, settings, dedup_confirmed=dedup_confirmed)
     check = stages.check_transition(
@@ -556,14 +584,13 @@ def _advance(
 
 def _rollback(
     state_path: Path,
+    overrides: Mapping[str, Any],
     *,
-    config: str | None,
-    nginx_bin: str | None,
     reload: bool,
     adopt_edits: bool,
     notes: _Notes,
 ) -> RollbackResult:
-    current, settings = _load(state_path, {"config": config, "nginx_bin": nginx_bin}, notes)
+    current, settings = _load(state_path, overrides, notes)
     nginx_ops.check_binary(settings.nginx_bin)
     resolution = _resolve(current, settings, notes, repair=True, adopt=adopt_edits)
     current = resolution.journal

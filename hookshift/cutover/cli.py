@@ -44,19 +44,21 @@ _STATE = click.option(
 )
 
 
+#: The recorded mirror options' help where the cut-over gives them a wider meaning; one text
+#: for init, advance and rollback, so the same option reads the same in each
+_HELP = {
+    "config": "The main nginx config (its includes are followed), or a site file: "
+    "the main config including it is recorded.",
+    "resolvers": "DNS resolver ADDR[:PORT] for nginx and the probes (repeatable).",
+    "nginx_prefix": "nginx's -p PREFIX (GitLab Omnibus, a source build): relative "
+    "paths in the config resolve there; every stage's nginx -t and reload use it.",
+}
+
+
 def _settings_options(func: Any) -> Any:
     """The options that set or override the cut-over's settings (all optional)."""
     options = [
-        *mirror_option_list(
-            "config",
-            "path",
-            "stage_url",
-            recorded=True,
-            help={
-                "config": "The main nginx config (its includes are followed), or a site file: "
-                "the main config including it is recorded."
-            },
-        ),
+        *mirror_option_list("config", "path", "stage_url", recorded=True, help=_HELP),
         click.option("--domain-url", help="The custom domain (and base path), https://..."),
         click.option("--domain-target", help="Its d-XXXX.execute-api.REGION.amazonaws.com name."),
         click.option("--queue", help="sqs:QUEUE_URL, archive:DIR or jsonl:FILE."),
@@ -69,11 +71,7 @@ def _settings_options(func: Any) -> Any:
             "nginx_prefix",
             "resolvers",
             recorded=True,
-            help={
-                "resolvers": "DNS resolver ADDR[:PORT] for nginx and the probes (repeatable).",
-                "nginx_prefix": "nginx's -p PREFIX (GitLab Omnibus, a source build): relative "
-                "paths in the config resolve there; every stage's nginx -t and reload use it.",
-            },
+            help=_HELP,
         ),
         click.option("--ca-file", help="A private CA bundle (probe and nginx verification)."),
         *mirror_option_list(
@@ -98,6 +96,13 @@ def _settings_options(func: Any) -> Any:
         click.option("--parity-grace", type=float, help="verify parity --grace, seconds."),
         click.option("--execution-log", help="Probes: cloudwatch:LOG_GROUP or FILE."),
     ]
+    return apply_options(func, options)
+
+
+def _nginx_overrides(func: Any) -> Any:
+    """The settings rollback may override: where nginx's files are and how nginx is run (the
+    same options, with the same help, as advance's)."""
+    options = mirror_option_list("config", "nginx_bin", "nginx_prefix", recorded=True, help=_HELP)
     return apply_options(func, options)
 
 
@@ -307,15 +312,15 @@ def advance(
 
 @cutover.command("rollback")
 @_STATE
-@click.option("--config", help="Override the nginx config recorded at init.")
-@click.option("--nginx-bin", help="The nginx binary (for nginx -t and reload).")
+@_nginx_overrides
 @click.option("--reload", is_flag=True, help="Reload nginx after the change.")
 @_ADOPT
 @_FORMAT
 def rollback(
     state_path: Path,
-    config: str | None,
+    config: Path | None,
     nginx_bin: str | None,
+    nginx_prefix: Path | None,
     reload: bool,
     adopt_edits: bool,
     output_format: str,
@@ -328,8 +333,9 @@ def rollback(
     """
     result = api.rollback(
         state_path,
-        config=config,
+        config=str(config) if config else None,
         nginx_bin=nginx_bin,
+        nginx_prefix=str(nginx_prefix) if nginx_prefix else None,
         reload=reload,
         adopt_edits=adopt_edits,
         notice=diag,

@@ -32,17 +32,19 @@ So a chain always starts at the header: it cannot begin mid-way, after entries n
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hookshift.cutover.settings import settings_problem
-from hookshift.durable import exclusive_lock, write_atomic
+from hookshift.durable import exclusive_lock, make_private_dirs, write_atomic
 from hookshift.errors import InputError, OperationError
+from hookshift.private import PRIVATE_DIR, PRIVATE_FILE, owner_only
 
 FORMAT = "hookshift-cutover-journal"
 VERSION = 2  # chained; version 1 journals are still read (see the module docstring)
@@ -210,7 +212,33 @@ def locked(path: Path) -> contextlib.AbstractContextManager[None]:
         f"{path}: another `hookshift cutover` command is running on this journal "
         f"({lock} is locked); wait for it and run again"
     )
-    return exclusive_lock(lock, refusal, mode=0o644)
+    return _opened(exclusive_lock(lock, refusal, mode=0o644), lock)
+
+
+@contextlib.contextmanager
+def _opened(lock: contextlib.AbstractContextManager[None], where: Path) -> Iterator[None]:
+    """`lock` held, a lock file that cannot be opened (the journal's directory belongs to
+    another user, a directory sits at its path) being bad input said in one line: the
+    command has not begun, and nothing was written."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lock)
+        except OSError as exc:
+            raise cannot_write(where, exc) from None
+        yield
+
+
+def cannot_write(path: Path, exc: OSError) -> InputError:
+    """A file beside the journal (its lock, its snapshots, itself) that cannot be written."""
+    why = exc.strerror
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # mkdir's words for the same thing
+        why = "a file stands where a directory must be"
+    return InputError(
+        f"cannot write beside the cut-over journal: {why}",
+        where=str(exc.filename or path),
+        fix="run as the user who owns the journal's directory (or make it writable), or "
+        "remove what is in the way there",
+    )
 
 
 def now_iso() -> str:
@@ -501,11 +529,20 @@ def snapshot_dir(state: Path) -> Path:
 
 
 def store_snapshot(state: Path, data: bytes) -> str:
-    """Keep ``data`` under its sha256 (written atomically, once) and return the hash."""
+    """Keep ``data`` under its sha256 (written atomically, once) and return the hash.
+
+    The store is its owner's only (0700, files 0600): an nginx file may be readable by root
+    alone (credentials in a ``proxy_set_header``, an ``auth_basic_user_file``'s neighbours), and
+    a copy here must not widen who can read it. A store made more open by an older hookshift is
+    closed on the next write.
+    """
     digest = hashlib.sha256(data).hexdigest()
-    target = snapshot_dir(state) / digest
+    store = snapshot_dir(state)
+    make_private_dirs(store)
+    owner_only(store, PRIVATE_DIR)
+    target = store / digest
     if not target.exists():
-        write_atomic(target, data)
+        write_atomic(target, data, default_mode=PRIVATE_FILE)
     return digest
 
 

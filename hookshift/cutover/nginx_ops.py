@@ -26,10 +26,12 @@ mechanism): ``cutover:LABEL`` for the cut-over's own points, ``remove:LABEL`` an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,8 +51,9 @@ from hookshift.mirror.apply import (
 )
 from hookshift.mirror.plan import DEFAULT_RELAY_SOCKET
 from hookshift.mirror.render import Mode
-from hookshift.nginx import binary, splice
+from hookshift.nginx import binary, shadow, splice
 from hookshift.nginx.source import from_bytes, read_text, to_bytes
+from hookshift.nginx.values import log_file
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,120 @@ def preflight(settings: Settings, target: str) -> None:
     # create): refused here too, so that a dry run refuses it as the change would
     for problem in missing_directories(planned.plan, prefix_of(settings)):
         raise problem
+
+
+def check_result(settings: Settings, target: str) -> str | None:
+    """The real ``nginx -t`` on what the change to ``target`` would write, before anything is.
+
+    `preflight` only asks the engine to plan offline; a plan nginx rejects (an upstream name
+    that does not resolve with ``--stage-dns reload``, a CA bundle nginx cannot load) would
+    otherwise be found by the change itself, after a dry run had passed and the gates had
+    drained the queue. The config as it is now must pass, as the engine demands before it
+    changes anything; the result is tested on copies (`nginx.shadow`), so none of the user's
+    files is written, and nginx's message names them.
+
+    Returns a note when the result could not be tested that way (the change still tests it in
+    place, after its writes, and puts everything back if nginx refuses). Nothing to test when
+    the stage's URL is not set yet: the gate that needs it asks for it.
+    """
+    shape = SHAPES[target]
+    if shape.target is not None and getattr(settings, shape.target) is None:
+        return None
+    config = Path(settings.need("config", "to change nginx")).absolute()
+    nginx_bin = settings.nginx_bin or "nginx"
+    prefix = prefix_of(settings)
+    now = binary.test_config(config, nginx_bin=nginx_bin, prefix=prefix)
+    if not now.ok:
+        raise InputError(
+            "nginx -t fails on the config as it is now, refusing to change it: "
+            f"{_nginx_said(now.error)}",
+            where=str(config),
+            fix="make `nginx -t` pass first",
+        )
+    texts, opened = _texts_of(settings, target, config, prefix)
+    if not texts:
+        return None
+    # nginx -t opens (creates) the logs the result names: hookshift's new ones are taken away
+    # again when it made them, so a dry run leaves no file behind (the change makes them
+    # owner-only before nginx opens them, `mirror.apply`)
+    new_logs = [log for log in opened if not log.exists()]
+    try:
+        result = _test_copies(config, texts, nginx_bin, prefix)
+    finally:
+        _remove_empty(new_logs)
+    if isinstance(result, str) or result.ok:
+        return result if isinstance(result, str) else None
+    # copies that fail for the config as it is now would blame the result for nothing
+    current = {path: read_text(path) for path in texts}
+    original = _test_copies(config, current, nginx_bin, prefix)
+    if isinstance(original, str):
+        return original
+    if not original.ok:
+        return _untested(f"nginx -t rejects a copy of the config as it is: {original.error}")
+    raise InputError(
+        f"nginx -t rejects the config that {target} would write: {_nginx_said(result.error)}",
+        where=str(config),
+        fix="correct what nginx names (an option given to advance overrides the one recorded "
+        "at init); nothing was changed",
+    )
+
+
+#: what nginx puts before each error line: its time and its pid#connection
+_NGINX_STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
+
+
+def _nginx_said(error: str | None) -> str:
+    """nginx's error line without its time and pid, so the same refusal reads the same in
+    a dry run and in the change (and in a test)."""
+    return _NGINX_STAMP.sub(r"\1 ", error or "no error line (see nginx -t)")
+
+
+def _texts_of(
+    settings: Settings, target: str, config: Path, prefix: Path | None
+) -> tuple[dict[Path, str], list[Path]]:
+    """Each file the change to ``target`` would write (by its real path) with its new text,
+    and the files of hookshift's logs in it (which nginx -t opens).
+
+    The engine's plan already reads the config without hookshift's lines, so its result is
+    what the change's remove + apply writes; a stage without a mirror is the user's bytes.
+    """
+    shape = SHAPES[target]
+    if shape.mode is None:
+        texts = {p: t for p in config_files(str(config)) if (t := _text(p)) is not None}
+        marked = {p: t for p, t in texts.items() if splice.has_marks(t)}
+        return {Path(os.path.realpath(p)): splice.remove(t) for p, t in marked.items()}, []
+    planned = mirror.plan(mirror_request(settings, shape)).plan
+    base = prefix or planned.options.nginx_prefix
+    named = [log for log in (planned.parity_log, planned.mirror_error_log) if log is not None]
+    logs = [log_file(str(log), base) for log in named]
+    opened = [log for log in logs if log is not None and log.is_absolute()]
+    return {Path(os.path.realpath(c.path)): c.new_text for c in planned.changes}, opened
+
+
+def _remove_empty(files: Sequence[Path]) -> None:
+    """Remove each of ``files`` that is an empty regular file (one nginx -t just made)."""
+    for path in files:
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+                path.unlink()
+
+
+def _test_copies(
+    config: Path, texts: dict[Path, str], nginx_bin: str, prefix: Path | None
+) -> binary.TestResult | str:
+    """``nginx -t`` with ``texts`` in place of the files, on copies; a note when it cannot be."""
+    try:
+        return shadow.check_result(config, texts, nginx_bin=nginx_bin, prefix=prefix)
+    except shadow.ShadowUnavailable as exc:
+        return _untested(str(exc))
+
+
+def _untested(why: str) -> str:
+    return (
+        f"the result was not tested with nginx -t before the change ({why}); the change "
+        "tests it after writing and puts every file back if nginx refuses it"
+    )
 
 
 def engine_applied(settings: Settings, target: str) -> bool:

@@ -372,3 +372,74 @@ def test_a_failed_parity_leaves_the_drain_unchecked_and_asks_only_for_what_is_mi
         assert "--" not in drain
     else:
         assert drain.endswith(f"; also {asked}")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        # the engine knows only --stage-url: it would name the wrong option
+        ("--domain-url", "http://hooks.example.test", "--domain-url 'http://hooks.example.test' "
+         "is not an https URL"),
+        ("--probe-timeout", "0", "--probe-timeout: not a number of seconds above 0: 0"),
+        ("--ca-file", "/nonexistent/ca.pem", "--ca-file /nonexistent/ca.pem: not found"),
+        ("--path", "callback", "--path 'callback' does not start with /"),
+    ],
+)  # fmt: skip
+def test_advance_refuses_an_option_in_the_words_init_refuses_it(
+    tmp_path: Path, config: Path, option: str, value: str, message: str
+) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    refused_at_init = _run("cutover", "init", "--state", str(tmp_path / "other.jsonl"),
+                           "--config", str(config), "--path", "/callback",
+                           f"{option}={value}")  # fmt: skip
+    assert refused_at_init.returncode == 2 and message in refused_at_init.stderr
+    dry, real = _dry_run_then_advance(state, f"{option}={value}")
+    assert dry == real and message in dry, dry
+
+
+def test_the_snapshots_of_nginx_files_are_their_owners_only(tmp_path: Path, config: Path) -> None:
+    """A config only root may read (credentials in it) is not copied where anyone can."""
+    import stat
+
+    config.chmod(0o600)
+    state = tmp_path / "cutover.jsonl"
+    done = _run("cutover", "init", "--state", str(state), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    store = tmp_path / "cutover.jsonl.snapshots"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    (kept,) = store.iterdir()
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert kept.read_bytes() == config.read_bytes()
+
+
+@pytest.mark.parametrize("command", [("advance",), ("advance", "--dry-run"), ("rollback",)])
+def test_a_lock_file_that_cannot_be_opened_is_one_line_and_nothing_written(
+    tmp_path: Path, config: Path, command: tuple[str, ...]
+) -> None:
+    """The journal's directory belongs to another user, or something sits at the lock's path:
+    the command has not begun."""
+    state = tmp_path / "cutover.jsonl"
+    _run("cutover", "init", "--state", str(state), "--config", str(config), "--path", "/callback")
+    (tmp_path / "cutover.jsonl.lock").mkdir()
+    before = _everything(tmp_path)
+    done = _run("cutover", *command, "--state", str(state))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = _one_line(done.stderr)
+    assert f"{state}.lock: cannot write beside the cut-over journal: Is a directory" in line
+    assert _everything(tmp_path) == before
+
+
+def test_init_where_the_journal_cannot_be_written_is_one_line(tmp_path: Path, config: Path) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("", encoding="utf-8")
+    before = _everything(tmp_path)
+    done = _run("cutover", "init", "--state", str(not_a_dir / "cutover.jsonl"),
+                "--config", str(config), "--path", "/callback")  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = _one_line(done.stderr)
+    assert "cannot write beside the cut-over journal: a file stands where a directory must be" in (
+        line
+    )
+    assert _everything(tmp_path) == before

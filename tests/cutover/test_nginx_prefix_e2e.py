@@ -145,3 +145,37 @@ def test_without_the_prefix_the_same_nginx_cannot_be_changed(
         force(cut, "mirror-stage", reload=True)
     assert cut.files() == original
     assert not prefix.relay.exists()
+
+
+def test_rollback_takes_the_prefix_as_an_override_as_advance_does(
+    tmp_path: Path, prefix: Prefixed, nginx_bin: str, running: ManagedProcess
+) -> None:
+    """A journal started without --nginx-prefix (the operator learned of nginx's -p later, and
+    advanced with the option): the rollback needs the same override to test and reload."""
+    from hookshift.cutover import journal, nginx_ops
+
+    cut = _init(tmp_path, prefix, nginx_bin)
+    original = cut.files()
+    current = journal.read(cut.state)
+    settings = cut.settings().override(nginx_prefix=str(prefix.root))
+    moved = nginx_ops.realize(cut.state, settings, "baseline", "mirror-stage", reload=True)
+    journal.append(current, journal.next_entry(current, action="advance",
+                                               to_stage="mirror-stage", files=moved))  # fmt: skip
+    assert prefix.relay.is_socket()
+    journal_before = cut.state.read_bytes()
+    mirrored = cut.files()
+
+    for bad, says in (("", "is empty"), (str(tmp_path / "nowhere"), "no such directory")):
+        refused = run("cutover", "rollback", "--state", str(cut.state), "--nginx-prefix", bad)
+        assert refused.returncode == 2, refused.stderr
+        assert says in refused.stderr and "--nginx-prefix" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert cut.files() == mirrored and cut.state.read_bytes() == journal_before
+
+    back = run("cutover", "rollback", "--state", str(cut.state), "--reload",
+               "--nginx-prefix", str(prefix.root))  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert "nginx files are byte-identical to baseline" in back.stdout
+    assert cut.files() == original
+    assert not prefix.relay.exists()  # the running nginx (found through the prefix) reloaded
+    assert running.running()
