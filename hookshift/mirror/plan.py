@@ -1395,6 +1395,7 @@ def _splice(
             for b, lines, anchor in items
         ]
         new = splice.insert(old, placed)
+        _check_reversible(path, old, new, placed)
         infos: list[InsertionInfo] = []
         shift = 0  # lines inserted above, by earlier insertions in this file
         for (b, lines, _), ins in sorted(zip(items, placed, strict=True), key=lambda i: i[1].at):
@@ -1404,6 +1405,40 @@ def _splice(
             shift += len(lines)
         changes.append(FileChange(path, old, new, tuple(infos)))
     return tuple(sorted(changes, key=lambda c: str(c.path)))
+
+
+def _check_reversible(path: Path, old: str, new: str, placed: list[splice.Insertion]) -> None:
+    """Refuse a change that `mirror remove` could not undo byte for byte.
+
+    Remove takes out the marked lines apply recorded as added. A line of the user's that ends
+    in ``# hookshift`` and goes on after the ``{`` (or ``;``) the lines go after is split
+    there, and its rest then ends in the mark and reads as added: remove would take the
+    user's own statements out with hookshift's, and nginx -t would refuse the result.
+    """
+    recorded, splits = splice.added_marks(old, new)
+    if splice.remove_recorded(new, recorded, splits).text == old:
+        return
+    for ins in placed:
+        start = old.rfind("\n", 0, ins.at) + 1
+        end = old.find("\n", ins.at)
+        line = old[start : len(old) if end < 0 else end].rstrip("\r")
+        if line.endswith(splice.MARK):
+            number = old.count("\n", 0, start) + 1
+            token = "`{`" if ins.after < 0 else f"`{old[start : ins.after].strip()}`"
+            raise InputError(
+                f"`{line.strip()}` ends in `{splice.MARK}`, the mark hookshift puts on each "
+                "line it adds, and hookshift's lines go in the middle of it: the rest of it "
+                "would read as one of them, and `mirror remove` would take it out too",
+                where=f"{path}:{number}",
+                fix=f"end that line's comment some other way than `{splice.MARK}`, or break the "
+                f"line after {token}, then plan again",
+            )
+    raise InputError(
+        f"hookshift's lines could not be told apart from this file's own lines that end in "
+        f"`{splice.MARK}`, so `mirror remove` could not give the file back byte for byte",
+        where=str(path),
+        fix=f"end those comments some other way than `{splice.MARK}`, then plan again",
+    )
 
 
 def stripped_source(config_path: Path) -> tuple[SourceConfig, SourceConfig]:

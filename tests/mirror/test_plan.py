@@ -789,3 +789,42 @@ def test_named_locations_may_repeat_as_nginx_lets_them(tmp_path: Path) -> None:
     )
     plan = make_plan(_opts(config), (1, 22, 1))
     assert plan.location.where == f"{config}:6"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the location's line goes on after its `{` and ends in the mark
+        "    server {\n        listen 80;\n"
+        "        location = /cb { proxy_pass http://127.0.0.1:9000; }  # hookshift\n    }",
+        # the same with the http-level lines going after a map hash size on such a line
+        "    map_hash_bucket_size 128; proxy_buffering on;  # hookshift\n" + SIMPLE,
+    ],
+    ids=["location", "after a statement"],
+)
+def test_a_users_line_ending_in_the_mark_that_would_be_split_is_refused(
+    tmp_path: Path, body: str
+) -> None:
+    """`mirror remove` takes out the marked lines apply added: the rest of a split user line
+    that ends in the mark would read as added, and remove would take the user's statements."""
+    config = _write(tmp_path, body)
+    with pytest.raises(InputError) as err:
+        make_plan(_opts(config), (1, 22, 1))
+    line = next(n for n, text in enumerate(body.splitlines(), start=3) if "  # hookshift" in text)
+    assert err.value.where == f"{config}:{line}"
+    assert "ends in `# hookshift`" in str(err.value)
+
+
+def test_a_users_line_ending_in_the_mark_that_stays_whole_is_given_back_by_remove(
+    tmp_path: Path,
+) -> None:
+    """Lines hookshift does not split may end in the mark: the record tells them apart."""
+    from hookshift.nginx import splice
+
+    body = SIMPLE.replace("location = /cb {", "location = /cb {  # hookshift").replace(
+        "listen 80;", "listen 80;  # hookshift"
+    )
+    config = _write(tmp_path, body)
+    change = make_plan(_opts(config), (1, 22, 1)).changes[0]
+    recorded, splits = splice.added_marks(change.old_text, change.new_text)
+    assert splice.remove_recorded(change.new_text, recorded, splits).text == change.old_text
