@@ -53,7 +53,7 @@ from hookshift.nginx.matching import (
 from hookshift.nginx.route import Hop, server_takes
 from hookshift.nginx.source import SourceConfig, load_stripped
 from hookshift.nginx.syntax import check_statement_ends
-from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern
+from hookshift.nginx.uri import raw_path, request_uri_path, request_uri_pattern, sent_path
 from hookshift.nginx.values import (
     REQUEST_BUFFERING,
     log_file,
@@ -1209,7 +1209,7 @@ def build_plan(
     # the mirror's subrequest starts at the server's rewrites; forward mode's `rewrite ...
     # last` goes straight to location selection
     taken = (
-        server_takes(config, m.server, internal_uri, raw_path(options.path) or "/")
+        server_takes(config, m.server, internal_uri, sent_path(raw_path(options.path) or "/"))
         if options.mode == "mirror"
         else None
     )

@@ -459,13 +459,15 @@ def _unescaped(
     escaped form most HTTP libraries send; where the raw UTF-8 bytes (curl's form) would
     take the request elsewhere (a condition on, or a target built from, ``$request_uri``),
     that is said too."""
+
+    def ends(r: Route) -> tuple[Directive | None, Directive | None]:
+        # a server-level `return` answers before any location: a route without hops
+        return (r.final.location if r.hops else None, r.end)
+
     try:
         other = unescaped()
-        differs = other is None or (other.final.location, other.end) != (
-            route.final.location,
-            route.end,
-        )
-        elsewhere = other.answer if other is not None and other.hops else "no location"
+        differs = other is None or ends(other) != ends(route)
+        elsewhere = "no location" if other is None else other.answer
     except InputError as exc:
         differs, elsewhere = True, f"a refusal ({exc.what})"
     if not differs:

@@ -423,6 +423,19 @@ def test_a_server_level_line_that_takes_the_copy_subrequest_is_refused(
     assert make_plan(_opts(config, mode="forward"), (1, 22, 1)).changes
 
 
+def test_the_copy_subrequest_sees_the_request_uri_as_the_main_request_does(tmp_path: Path) -> None:
+    """The subrequest keeps its main request's $request_uri, which the route takes as most
+    HTTP libraries send a path outside ASCII: escaped. A server-level guard on the raw form
+    takes neither the callback nor its copy, and is no reason to refuse."""
+    config = _write(
+        tmp_path,
+        'server { listen 80; if ($request_uri = "/콜백") { return 403; }\n'
+        "location = /콜백 { proxy_pass http://127.0.0.1:1; } }",
+    )
+    plan = make_plan(_opts(config, path="/콜백"), (1, 22, 1))
+    assert plan.location.where.endswith(":4")
+
+
 def test_a_server_level_guard_on_the_request_uri_leaves_the_copy_alone(tmp_path: Path) -> None:
     """A subrequest keeps its main request's $request_uri (the callback's path), so a guard
     on it does not see hookshift's internal URI."""
