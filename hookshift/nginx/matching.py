@@ -527,6 +527,15 @@ def _reaches(route: Route | None) -> bool:
     return route is not None and route.reaches_app
 
 
+def _tls_example(config: NginxConfig) -> str:
+    """A TLS socket of the config, as --listen takes it (443 when none is configured)."""
+    tls = sorted(socket_table(config).ssl, key=lambda s: (s.family != "inet", s.port, s.addr))
+    if not tls:
+        return "443"
+    first = tls[0]
+    return str(first) if first.family == "unix" or not first.wildcard else first.port
+
+
 def _socks(sockets: Iterable[Socket]) -> str:
     return ", ".join(dict.fromkeys(str(s) for s in sockets))
 
@@ -583,7 +592,7 @@ def _no_app(
             where=route.end.where,
             fix=(
                 "pass --listen with the socket where the callback reaches the app (this one "
-                "redirects to https: the https one, e.g. --listen 443)"
+                f"redirects to https: the https one, e.g. --listen {_tls_example(config)})"
                 if to_https
                 else "pass --path (and --server-name) as the URL the vendor really posts to: "
                 "a vendor does not follow a redirect with its POST"

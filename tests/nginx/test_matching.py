@@ -148,3 +148,27 @@ def test_a_server_name_outside_ascii_is_refused_with_its_xn_form(
         _where(tmp_path, SERVERS, "/cb", host=host)
     assert refused.value.what.startswith(f"--server-name {host}: a client sends a name outside")
     assert refused.value.fix == fix
+
+
+@pytest.mark.parametrize(
+    ("tls_listen", "example"),
+    [
+        ("18443 ssl", "--listen 18443"),
+        ("127.0.0.2:8443 ssl", "--listen 127.0.0.2:8443"),
+        (None, "--listen 443"),
+    ],
+    ids=["wildcard", "address", "no-tls-server"],
+)
+def test_a_redirect_to_https_names_the_configs_own_https_socket(
+    tmp_path: Path, tls_listen: str | None, example: str
+) -> None:
+    tls = (
+        f"server {{ listen {tls_listen}; location = /cb {{ proxy_pass http://127.0.0.1:1; }} }}"
+        if tls_listen
+        else ""
+    )
+    text = f"server {{ listen 80; return 301 https://$host$request_uri; }}\n{tls}"
+    with pytest.raises(InputError) as refused:
+        _where(tmp_path, text, "/cb", listen="80")
+    assert refused.value.fix is not None
+    assert f"redirects to https: the https one, e.g. {example})" in refused.value.fix
