@@ -283,7 +283,7 @@ def template_cmd(**kwargs: Any) -> None:
 @response_mode_option
 @click.option(
     "--passthrough",
-    type=click.Choice(["NEVER", "WHEN_NO_MATCH"]),
+    type=click.Choice(["NEVER", "WHEN_NO_TEMPLATES", "WHEN_NO_MATCH"]),
     default=integration.passthrough_behavior(),
     show_default=True,
 )

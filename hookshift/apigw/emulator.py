@@ -10,12 +10,14 @@ It behaves like API Gateway as far as a client (nginx, the vendor, a probe) and 
   custom domain's base path mapping, e.g. ``/STAGE/RESOURCE`` on a root mapping); 403
   ``Forbidden`` for a host the API does not serve or a custom-domain path that no base path
   mapping matches; 413 for a body over 10 MB; 415 when the
-  request's content type has no mapping template and passthrough is NEVER; 500 ``Internal
+  request's content type has no mapping template and passthrough is NEVER or
+  WHEN_NO_TEMPLATES; 500 ``Internal
   server error`` when the template fails or SQS cannot be reached;
 * the integration: the mapping template (``templates/apigw``) rendered with airspeed, sent to
   SQS (moto) as API Gateway sends it (see ``apigw.sqs`` for which SQS answers come from moto
   and which are modelled), and the integration responses (default or recommended) applied to
-  SQS's status.
+  SQS's status; an integration response without a template (or an empty one, which API Gateway
+  stores as none) passes SQS's answer through as the body.
 
 Every request is recorded as an ``Execution`` (what API Gateway's execution log would show:
 the rendered integration request, SQS's status and body) so tests and the rehearsal can say
@@ -44,7 +46,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from hookshift.apigw import integration
-from hookshift.apigw.integration import ResponseMode, TemplateOptions
+from hookshift.apigw.integration import IntegrationResponse, ResponseMode, TemplateOptions
 from hookshift.apigw.sqs import IntegrationFailure, SqsIntegration, SqsReply
 from hookshift.apigw.tls import CertPaths, CertSpec, make_certs, sni_context
 from hookshift.apigw.vtl import MethodRequest, VtlError, render
@@ -78,6 +80,8 @@ class StageConfig:
     template_text: str | None = None  # a mapping template file's text, instead of hookshift's
     integration_content_type: str = field(default_factory=integration.integration_content_type)
     response_mode: ResponseMode = "recommended"
+    # integration responses of the caller's own (e.g. a console setup), instead of response_mode's
+    integration_responses: tuple[IntegrationResponse, ...] | None = None
     request_content_types: tuple[str, ...] = field(
         default_factory=integration.request_content_types
     )
@@ -130,6 +134,9 @@ MISSING_CONTENT_TYPE = GatewayResponse(
 )
 INVALID_BODY = GatewayResponse(400, "Invalid request body", "BadRequestException")
 INTERNAL_ERROR = GatewayResponse(500, "Internal server error", "InternalServerErrorException")
+# The stage always has mapping templates, so WHEN_NO_TEMPLATES refuses an unmapped content type
+# with 415 just as NEVER does; only WHEN_NO_MATCH passes the body through.
+_REFUSE_UNMAPPED = frozenset({"NEVER", "WHEN_NO_TEMPLATES"})
 
 
 def validate_request(
@@ -148,7 +155,8 @@ def validate_request(
     if media_type not in (t.lower() for t in content_types):
         return None
     try:
-        document = json.loads(body)
+        # an empty body is validated as {}, the same body the mapping template sees
+        document = json.loads(body or "{}")
     except ValueError:
         return INVALID_BODY
     if not jsonschema.Draft4Validator(model).is_valid(document):
@@ -231,7 +239,11 @@ class Stage:
         self.config = config
         self.sqs = sqs
         self.template = config.mapping_template()
-        self.responses = integration.integration_responses(config.response_mode)
+        self.responses = (
+            config.integration_responses
+            if config.integration_responses is not None
+            else integration.integration_responses(config.response_mode)
+        )
         self.executions: deque[Execution] = deque(maxlen=10_000)
         self.on_execution: Callable[[Execution], None] | None = None
 
@@ -328,7 +340,7 @@ class Stage:
             )
             if invalid is not None:
                 return gateway(invalid)
-        if not has_template and self.config.passthrough_behavior == "NEVER":
+        if not has_template and self.config.passthrough_behavior in _REFUSE_UNMAPPED:
             return gateway(UNSUPPORTED_MEDIA)
         context = self._context(request_id, method, host, urlsplit(target).path, headers, source_ip)
         query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
@@ -361,7 +373,12 @@ class Stage:
     ) -> Reply:
         chosen = integration.select_response(self.responses, reply.status)
         try:
-            out = render(chosen.template, MethodRequest(body=reply.body), context)
+            # no template: API Gateway passes the integration response body through unchanged
+            out = (
+                render(chosen.template, MethodRequest(body=reply.body), context)
+                if chosen.template
+                else reply.body
+            )
         except VtlError as exc:
             self._record(
                 Execution(

@@ -21,6 +21,9 @@ Where the answer comes from (the emulator says so in every ``SqsReply.source``):
     policy lacks ``sqs:SendMessage``); moto does not enforce IAM;
   - an empty ``MessageBody`` (400 MissingParameter) and an empty message attribute value (400
     InvalidParameterValue): AWS rejects both, moto accepts them;
+  - a body or attribute value with a character outside the set SQS allows (``#x9 | #xA | #xD |
+    #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF``, e.g. U+0001 or U+FFFF): AWS answers 400
+    InvalidMessageContents, moto keeps the message;
   - a message over the queue's ``MaximumMessageSize`` (asked from moto): SQS counts the UTF-8
     bytes of the body and the attributes, moto the characters of the body only, so Korean text
     would pass moto and fail on AWS.
@@ -72,6 +75,10 @@ def _json_error(status: int, code: str, message: str, kind: str = "Sender") -> S
     return SqsReply(status, json.dumps(body, separators=(",", ":")), "application/json", "modelled")
 
 
+# what SQS accepts in a message body and attribute values (the XML 1.0 Char production)
+_INVALID_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _request_id() -> str:
     return str(uuid.uuid4())
 
@@ -94,6 +101,16 @@ def modelled_reply(
                 400, "MissingParameter", "The request must contain the parameter MessageBody."
             )
         for key, value in fields:
+            if key == "MessageBody" or key.endswith(".StringValue"):
+                bad = _INVALID_CHAR.search(value)
+                if bad is not None:
+                    return _json_error(
+                        400,
+                        "InvalidMessageContents",
+                        f"Invalid binary character '#x{ord(bad.group()):X}' was found in the"
+                        " message body, the set of allowed characters is #x9 | #xA | #xD |"
+                        " #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                    )
             if key.startswith("MessageAttribute.") and key.endswith(".StringValue") and not value:
                 index = key.split(".")[1]
                 name = params.get(f"MessageAttribute.{index}.Name", f"#{index}")

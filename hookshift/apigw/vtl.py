@@ -157,11 +157,16 @@ class MethodRequest:
 
 
 class Input:
-    """``$input``: the body, the parameters, and JSON paths into the body."""
+    """``$input``: the body, the parameters, and JSON paths into the body.
+
+    ``$input.body`` of an empty request body is ``{}`` on API Gateway, whatever the content
+    type, so an empty callback reaches SQS as the message ``{}`` rather than being refused for
+    an empty ``MessageBody``.
+    """
 
     def __init__(self, request: MethodRequest) -> None:
         self._request = request
-        self.body = request.body
+        self.body = request.body or "{}"
 
     def _document(self) -> Any:
         try:

@@ -25,6 +25,7 @@ from hookshift.apigw.artifacts import (
 )
 from hookshift.apigw.client import post
 from hookshift.apigw.integration import TemplateOptions, integration_responses, mapping_template
+from hookshift.apigw.vtl import MethodRequest, render
 from hookshift.errors import InputError
 from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import StageFactory, receive_all
@@ -147,6 +148,31 @@ def test_cloudformation_integration_is_the_emulators() -> None:
         (r.selection_pattern, r.status) for r in integration_responses("recommended")
     ]
     assert {r["StatusCode"] for r in method["MethodResponses"]} == {"200", "500", "503"}
+
+
+@pytest.mark.parametrize("mode", ["default", "recommended"])
+def test_the_success_response_body_is_empty_in_every_artifact(mode: str) -> None:
+    # API Gateway stores an empty response template as none and then passes SQS's answer
+    # (SendMessageResponse) through as the body: the empty body needs a template that renders
+    # nothing.
+    spec = _full_spec(response_mode=mode)
+    cfn = cloudformation(spec)["Resources"]["CallbackPost"]["Properties"]["Integration"]
+    api = openapi(spec)["paths"][spec.path]["post"]["x-amazon-apigateway-integration"]
+    tf = _resources(hcl2.loads(terraform(spec)), "aws_api_gateway_integration_response")
+    found = {
+        "cloudformation": next(
+            r["ResponseTemplates"]["application/json"]
+            for r in cfn["IntegrationResponses"]
+            if r["StatusCode"] == "200"
+        ),
+        "openapi": api["responses"]["default"]["responseTemplates"]["application/json"],
+        "terraform": _hcl_text(tf["sqs_200"]["response_templates"]['"application/json"']),
+    }
+    for fmt, template in found.items():
+        assert template.strip(), f"{fmt}: an empty template passes SQS's answer through"
+        context = {"requestId": "r-1"}
+        answer = '{"SendMessageResponse":{"SendMessageResult":{"MessageId":"m-1"}}}'
+        assert render(template, MethodRequest(body=answer), context) == "", fmt
 
 
 def test_a_changed_integration_gets_a_new_deployment() -> None:

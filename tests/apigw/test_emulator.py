@@ -12,7 +12,7 @@ import pytest
 
 from hookshift.apigw.client import post, request
 from hookshift.apigw.emulator import CustomDomain, StageConfig
-from hookshift.apigw.integration import TemplateOptions
+from hookshift.apigw.integration import IntegrationResponse, TemplateOptions
 from hookshift.apigw.tls import CertSpec
 from hookshift.rehearsal.sqs import MotoServer
 from tests.apigw.conftest import StageFactory, receive_all
@@ -157,13 +157,61 @@ def test_a_successful_send_records_sqs_json_answer_from_moto(stage: StageFactory
 
 
 @pytest.mark.e2e
-def test_an_empty_body_is_refused_by_sqs(stage: StageFactory) -> None:
-    emulator, _ = stage()
+def test_an_empty_body_arrives_as_an_empty_object(stage: StageFactory, moto: MotoServer) -> None:
+    emulator, queue = stage()
     response = post(emulator.invoke_url, b"", cafile=emulator.ca_pem)
-    assert response.status == 500
-    assert json.loads(emulator.executions[0].integration_response or "")["Error"]["Code"] == (
-        "MissingParameter"
+    assert (response.status, response.body) == (200, b"")
+    assert [m["Body"] for m in receive_all(moto, queue)] == ["{}"]
+
+
+@pytest.mark.e2e
+def test_the_request_validator_checks_an_empty_body_as_an_empty_object(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    loose, loose_queue = stage(request_model={"type": "object"})
+    assert post(loose.invoke_url, b"", cafile=loose.ca_pem).status == 200
+    assert [m["Body"] for m in receive_all(moto, loose_queue)] == ["{}"]
+    strict, strict_queue = stage(request_model=MODEL)
+    response = post(strict.invoke_url, b"", cafile=strict.ca_pem)
+    assert (response.status, json.loads(response.body)) == (
+        400,
+        {"message": "Invalid request body"},
     )
+    assert receive_all(moto, strict_queue) == []
+
+
+@pytest.mark.e2e
+def test_an_empty_response_template_passes_sqs_answer_through(stage: StageFactory) -> None:
+    # what a console or CLI setup with an empty template gives: API Gateway keeps no template
+    emulator, _ = stage(integration_responses=(IntegrationResponse(None, 200, ""),))
+    response = post(emulator.invoke_url, TRICKY, cafile=emulator.ca_pem)
+    assert response.status == 200
+    answer = json.loads(response.body)
+    assert answer["SendMessageResponse"]["SendMessageResult"]["MessageId"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("char", ["\x01", "\ufffe", "\uffff"], ids=["x1", "xFFFE", "xFFFF"])
+def test_a_character_sqs_does_not_allow_is_refused_and_the_vendor_retries(
+    stage: StageFactory, moto: MotoServer, char: str
+) -> None:
+    emulator, queue = stage()
+    response = post(emulator.invoke_url, f'{{"MSG":"a{char}"}}'.encode(), cafile=emulator.ca_pem)
+    assert response.status == 500
+    [execution] = emulator.executions
+    assert execution.integration_status == 400
+    error = json.loads(execution.integration_response or "")["Error"]
+    assert error["Code"] == "InvalidMessageContents"
+    assert f"'#x{ord(char):X}'" in error["Message"]
+    assert receive_all(moto, queue) == []
+
+
+@pytest.mark.e2e
+def test_characters_sqs_allows_arrive_intact(stage: StageFactory, moto: MotoServer) -> None:
+    emulator, queue = stage()
+    body = '{"MSG":"tab\there\r\n😀 \ud7ff\ue000\ufffd 배송 a+b%20&c=d ~*"}'
+    assert post(emulator.invoke_url, body.encode(), cafile=emulator.ca_pem).status == 200
+    assert [m["Body"] for m in receive_all(moto, queue)] == [body]
 
 
 @pytest.mark.e2e
@@ -239,6 +287,22 @@ def test_a_content_type_without_template_is_415_with_passthrough_never(
     )
     assert response.status == 415
     assert json.loads(response.body) == {"message": "Unsupported Media Type"}
+    assert receive_all(moto, queue) == []
+
+
+@pytest.mark.e2e
+def test_when_no_templates_also_refuses_a_content_type_without_template(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    emulator, queue = stage(passthrough_behavior="WHEN_NO_TEMPLATES")
+    response = post(
+        emulator.invoke_url, "a=1", {"Content-Type": "text/plain"}, cafile=emulator.ca_pem
+    )
+    assert (response.status, json.loads(response.body)) == (
+        415,
+        {"message": "Unsupported Media Type"},
+    )
+    assert emulator.executions[0].integration_request is None
     assert receive_all(moto, queue) == []
 
 

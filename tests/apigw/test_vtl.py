@@ -75,6 +75,14 @@ def test_input_json_and_path_evaluate_json_paths() -> None:
     assert json_path({"a": [0, {"b": 2}]}, "$['a'][1].b") == 2
 
 
+def test_input_body_of_an_empty_request_is_an_empty_object() -> None:
+    # API Gateway renders $input.body of an empty body as {} (whatever the content type), so
+    # SQS gets the message {} instead of refusing an empty MessageBody
+    assert render("$input.body", MethodRequest(body=""), {}) == "{}"
+    form = render(mapping_template(), MethodRequest(body=""), {"requestId": "r"})
+    assert form.startswith("Action=SendMessage&MessageBody=%7B%7D&")
+
+
 def test_context_values_render() -> None:
     assert _render("$context.requestId $context.identity.sourceIp") == "rid-1 1.2.3.4"
 
