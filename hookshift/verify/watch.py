@@ -116,8 +116,9 @@ HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its fir
 # the version of parity's per-key rules a state directory's sums were made with (meta 'rules');
 # 2: a key the app only rejected, with no copy in the queue, is missing_in_queue, and rejected
 # records count for the newest and the oldest record; 3: a record without the key is matched by
-# its request id (and kept), and an app line that is not UTF-8 is read as the queue got it
-RULES = "3"
+# its request id (and kept), and an app line that is not UTF-8 is read as the queue got it; 4: an
+# empty body is the same callback as `{}` (what API Gateway sends SQS for it)
+RULES = "4"
 # parity's options (samples, fetching and sqs: sources aside, which a watch has no use for);
 # a long-running process gets a smaller DuckDB memory limit than a one-shot run
 WATCH_OPTIONS = ParityOptions(memory_limit="512MB")
