@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hookshift import mirror
+from hookshift.apigw.artifacts import ApiSpec
 from hookshift.apigw.emulator import CustomDomain, Execution, RunningStage, StageConfig, serve
 from hookshift.apigw.integration import TemplateOptions
 from hookshift.errors import HookshiftError, OperationError
@@ -339,6 +340,9 @@ def stage_config(stack: Stack) -> StageConfig:
         resource_path=o.callback_path,
         custom_domains=(CustomDomain(o.custom_domain, ""),),
         template=TemplateOptions(request_id_header=o.request_id_header),
+        # the request validator `hookshift apigw template` deploys: Content-Type required, the
+        # body a JSON object, so a callback AWS would refuse is refused here too
+        request_model=ApiSpec.model_schema_for(None),
         cert_dir=stack.tls_dir,
         host=LOOPBACK,
         port=free_port(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -225,3 +226,24 @@ def test_the_same_callback_through_the_stage_url_and_the_custom_domain_lands_in_
     assert [r.status for r in first + second] == [200, 200]
     bodies = queue_bodies(hookshift_stack, 2)
     assert sorted(json.loads(b)["CMSGID"] for b in bodies) == sorted(c.key for c in callbacks)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"[1, 2]", "application/json"),
+        (b"MSGID=1&RESULT=7000", "application/x-www-form-urlencoded"),
+    ],
+    ids=["json-array", "form"],
+)
+def test_the_rehearsal_stage_refuses_what_the_deployed_api_refuses(
+    hookshift_stack: Stack, body: bytes, content_type: str
+) -> None:
+    """The rehearsal's stage validates requests as the API `hookshift apigw template` deploys
+    (a JSON object body, passthrough NEVER), so a vendor that AWS would refuse is refused in
+    the rehearsal too, not shown as landing."""
+    (good,) = make_callbacks(1, run_id="valid")
+    bad = replace(good, seq=good.seq + 1, body=body, content_type=content_type)
+    results = post(hookshift_stack, hookshift_stack.stage_callback_url, [good, bad])
+    assert [r.status for r in results] == [200, 400 if content_type == "application/json" else 415]
+    assert [json.loads(b)["CMSGID"] for b in queue_bodies(hookshift_stack, 1)] == [good.key]
