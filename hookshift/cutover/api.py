@@ -16,8 +16,10 @@ the intent, change nginx through the mirror engine and commit (`cutover.transiti
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -252,6 +254,9 @@ def absolute(values: Mapping[str, Any]) -> dict[str, Any]:
     log = out.get("execution_log")
     if log and not str(log).startswith("cloudwatch:"):
         out["execution_log"] = str(Path(log).absolute())
+    kind, colon, target = str(out.get("queue") or "").partition(":")
+    if colon and target and kind in ("archive", "jsonl"):  # sqs: names a URL, not a file
+        out["queue"] = f"{kind}:{Path(target).absolute()}"
     return out
 
 
@@ -267,6 +272,7 @@ def init(state_path: Path, settings: Settings, *, notice: Notice | None = None) 
     stop a cut-over that Monday's init accepted.
     """
     notes = _Notes(notice)
+    journal.check_writable(state_path)
     settings = settings.override(**absolute({n: getattr(settings, n) for n in SETTING_NAMES}))
     settings.need("config", "to record the nginx files of the baseline")
     settings.need("path", "to know the callback location")
@@ -283,18 +289,25 @@ def init(state_path: Path, settings: Settings, *, notice: Notice | None = None) 
             where=str(state_path),
             fix="use `hookshift cutover status` on it, or choose another --state path",
         )
+    store = journal.snapshot_dir(state_path)
+    fresh = not os.path.lexists(store)
     try:
-        files = nginx_ops.hashes(state_path, nginx_ops.config_files(config))
-        first = journal.next_entry(
-            None,
-            action="init",
-            to_stage="baseline",
-            evidence={"files": files},
-            note="cut-over started",
-        )
-        journal.create(state_path, settings.to_json(), first)
-    except OSError as exc:  # the journal's directory: another user's, or not a directory
-        raise journal.cannot_write(state_path, exc) from None
+        try:
+            files = nginx_ops.hashes(state_path, nginx_ops.config_files(config))
+            first = journal.next_entry(
+                None,
+                action="init",
+                to_stage="baseline",
+                evidence={"files": files},
+                note="cut-over started",
+            )
+            journal.create(state_path, settings.to_json(), first)
+        except OSError as exc:  # the journal's directory: another user's, or not a directory
+            raise journal.cannot_write(state_path, exc) from None
+    except journal.Unwritable:  # a full disk: the snapshots kept so far go with the journal
+        if fresh:
+            shutil.rmtree(store, ignore_errors=True)
+        raise
     return InitResult(state_path, settings, tuple(files), tuple(notes.kept))
 
 
@@ -327,31 +340,60 @@ def check_settings(settings: Settings, names: Collection[str]) -> None:
     # the queue is read at every gate: a typo must not wait for the first
     queue_given = any(n in names for n in ("queue", "endpoint_url", "region"))
     if queue_given and settings.queue is not None:
-        probe.QueueSpec.parse(
+        spec = probe.QueueSpec.parse(
             settings.queue, endpoint_url=settings.endpoint_url, region=settings.region
         )
+        probe.check_queue_path(spec)
+    if "execution_log" in names and settings.execution_log is not None:
+        probe.check_execution_log(settings.execution_log)
     if "ca_file" in names and settings.ca_file is not None:
         probe.check_ca_file(settings.ca_file)
 
 
 def status(state_path: Path, *, notice: Notice | None = None) -> StatusResult:
     """The journal's stage and history; a transition a killed command left open is settled
-    when that needs no change to nginx (else it is reported as open)."""
+    when that needs no change to nginx (else it is reported as open).
+
+    Settling writes to the journal, so it is left to a command that may: status is what an
+    auditor with read access runs, and when the journal must not be written (a symlink,
+    another user's: `journal.write_problem`) or its lock cannot be taken (a read-only
+    directory), the open transition is shown as it stands, with why it was not settled.
+    """
     notes = _Notes(notice)
     current = journal.read(state_path)
     if current.pending is not None:
-        try:
-            with journal.locked(state_path):
-                settings = Settings.from_json(current.settings)
-                current = _resolve(journal.read(state_path), settings, notes, repair=False).journal
-        except OperationError:  # the lock is held: the transition is running right now
-            current = journal.read(state_path)
-            notes("info", "a transition is running now (another command holds the journal)")
+        current = _settle_for_status(state_path, current, notes)
     pending = current.pending
     opened = None
     if pending is not None and pending.from_stage is not None:
         opened = OpenTransition(pending.seq, pending.from_stage, pending.to_stage)
     return StatusResult(current, opened, tuple(notes.kept))
+
+
+def _settle_for_status(state_path: Path, current: Journal, notes: _Notes) -> Journal:
+    """`current` with its open transition settled when that is safe and needs no change to
+    nginx; as read, with a note saying why, when it is not."""
+    unwritable = journal.write_problem(state_path)
+    if unwritable is not None:
+        notes("info", f"the open transition is shown as it stands, not settled: {unwritable.what}")
+        return current
+    try:
+        with journal.locked(state_path):
+            settings = Settings.from_json(current.settings)
+            return _resolve(journal.read(state_path), settings, notes, repair=False).journal
+    except journal.LockUnavailable as exc:  # a read-only user or directory
+        notes(
+            "info",
+            f"the open transition is shown as it stands, not settled: its lock {exc.where} "
+            f"cannot be taken ({exc.why})",
+        )
+        return current
+    except journal.Unwritable as exc:  # a full disk: the journal is as it was
+        notes("info", f"the open transition is shown as it stands, not settled: {exc.what}")
+        return journal.read(state_path)
+    except OperationError:  # the lock is held: the transition is running right now
+        notes("info", "a transition is running now (another command holds the journal)")
+        return journal.read(state_path)
 
 
 def advance(
@@ -382,6 +424,7 @@ def advance(
     refuses (rather than settles) a transition that begins meanwhile.
     """
     journal.read(state_path)  # a missing or foreign file is reported before any lock file
+    journal.check_writable(state_path)  # a dry run may settle (write) as the advance does
     held = not dry_run or journal.lock_path(state_path).exists()
     with journal.locked(state_path) if held else contextlib.nullcontext():
         return _advance(
@@ -413,6 +456,7 @@ def rollback(
     this run, as advance's options do (nginx moved, or was started with another ``-p``).
     """
     journal.read(state_path)
+    journal.check_writable(state_path)
     with journal.locked(state_path):
         return _rollback(
             state_path,
@@ -566,9 +610,10 @@ def _advance(
         checkpoint("cutover:nginx-changed")
     except (InputError, OperationError, OSError) as exc:
         transition.undo(begun, intent, settings, exc)
-    actual = _hashes_now(state_path, settings)
-    files = nginx_ops.changes(intent.before, actual)
-    updated = transition.commit(begun, intent, files, {}, f"reload={'yes' if reload else 'no'}")
+    with _recording(stage, target):
+        actual = _hashes_now(state_path, settings)
+        files = nginx_ops.changes(intent.before, actual)
+        updated = transition.commit(begun, intent, files, {}, f"reload={'yes' if reload else 'no'}")
     final = report.write(state_path, updated) if target == "decommissioned" else None
     return AdvanceResult(
         stage,
@@ -629,7 +674,8 @@ def _rollback(
             checkpoint("cutover:restored")
     except (InputError, OperationError, OSError) as exc:
         transition.undo(begun, intent, settings, exc)
-    actual = _hashes_now(state_path, settings)
+    with _recording(stage, target):
+        actual = _hashes_now(state_path, settings)
     files = nginx_ops.changes(intent.before, actual)
     differ = sorted(p for p in set(expected) | set(actual) if expected.get(p) != actual.get(p))
     if adopted:  # the recorded bytes predate edits the operator adopted: not comparable
@@ -639,17 +685,18 @@ def _rollback(
             "are the engine's output for that stage with those edits, not the recorded bytes",
         )
         differ = []
-    transition.commit(
-        begun,
-        intent,
-        files,
-        {
-            "byte_identical": None if adopted else not differ,
-            "differ": differ,
-            "restored_from_snapshot": restored,
-        },
-        f"reload={'yes' if reload else 'no'}",
-    )
+    with _recording(stage, target):
+        transition.commit(
+            begun,
+            intent,
+            files,
+            {
+                "byte_identical": None if adopted else not differ,
+                "differ": differ,
+                "restored_from_snapshot": restored,
+            },
+            f"reload={'yes' if reload else 'no'}",
+        )
     if differ:
         raise OperationError(
             f"rolled back to {target}, but {len(differ)} file(s) differ from that stage: "
@@ -671,6 +718,20 @@ def _rollback(
         reminder=reminder,
         notes=tuple(notes.kept),
     )
+
+
+@contextlib.contextmanager
+def _recording(stage: str, target: str) -> Iterator[None]:
+    """Record a change nginx has already had: a journal that cannot be written now (a full
+    disk) is not bad input with nothing done, so it says what was done and what settles it."""
+    try:
+        yield
+    except journal.Unwritable as exc:
+        raise OperationError(
+            f"nginx's files were changed ({stage} -> {target}), but the journal could not "
+            f"record it: {exc.line()}; once it can be written, the next `hookshift cutover` "
+            "command finds the open transition and records what nginx's files show"
+        ) from None
 
 
 def _drift(

@@ -35,6 +35,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from hookshift.cutover.settings import settings_problem
-from hookshift.durable import exclusive_lock, make_private_dirs, write_atomic
+from hookshift.durable import exclusive_lock, foreign_hold, make_private_dirs, write_atomic
 from hookshift.errors import InputError, OperationError
 from hookshift.private import PRIVATE_DIR, PRIVATE_FILE, owner_only
 
@@ -194,6 +195,56 @@ class Journal:
         return None
 
 
+def write_problem(path: Path) -> InputError | None:
+    """Why a command must not write the journal at `path` (None when it may).
+
+    A symlink there is not followed: the journal is replaced through a temp file and a
+    rename, which would put a regular file in the link's place, and the journal the link led
+    to would silently stop being written. Following it instead would let whoever could plant
+    the link send root's writes elsewhere, and the lock beside the link would not be the lock
+    beside the journal. So the journal is written only at its own path.
+
+    A journal another user could write or replace (it, or its directory, is theirs, or open to
+    others without the sticky bit: `durable.foreign_hold`, OpenSSH's StrictModes rule) is
+    refused too: its header names the nginx binary hookshift runs and the files it rewrites,
+    as whoever runs it, root included.
+    """
+    if path.is_symlink():
+        return InputError(
+            f"the cut-over journal is a symlink (to {os.readlink(path)}): hookshift writes a "
+            "journal only at its own path, never through a link",
+            where=str(path),
+            fix=f"if you made the link, pass --state {os.path.realpath(path)}; "
+            "else remove the link",
+        )
+    held = foreign_hold(path, levels=1)
+    if held is not None:
+        return InputError(
+            f"{held}: another user could replace the cut-over journal, and with it the nginx "
+            "binary hookshift runs and the files it rewrites",
+            where=str(path),
+            fix="keep the journal in a directory only you (or root) can write (chown, "
+            "chmod go-w), or run as the user that owns it",
+        )
+    return None
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before anything is done, a journal a command must not write (`write_problem`)."""
+    problem = write_problem(path)
+    if problem is not None:
+        raise problem
+
+
+class LockUnavailable(InputError):
+    """The lock file beside the journal cannot be opened (nothing has begun); ``why`` says
+    so in a few words, for a command that goes on without the lock (status)."""
+
+    def __init__(self, refusal: InputError, why: str) -> None:
+        super().__init__(refusal.what, where=refusal.where, fix=refusal.fix)
+        self.why = why
+
+
 def lock_path(path: Path) -> Path:
     """``STATE.lock``, beside the journal; once made it stays (see `locked`)."""
     return path.with_name(path.name + ".lock")
@@ -224,21 +275,50 @@ def _opened(lock: contextlib.AbstractContextManager[None], where: Path) -> Itera
         try:
             stack.enter_context(lock)
         except OSError as exc:
-            raise cannot_write(where, exc) from None
+            raise LockUnavailable(cannot_write(where, exc), _why(exc)) from None
+        except InputError as exc:  # a link at the lock's path
+            raise LockUnavailable(exc, exc.what) from None
         yield
 
 
-def cannot_write(path: Path, exc: OSError) -> InputError:
+class Unwritable(InputError):
+    """The journal, its lock or its snapshot store could not be written; what was there is
+    as it was (every write is whole or not at all)."""
+
+
+def cannot_write(path: Path, exc: OSError) -> Unwritable:
     """A file beside the journal (its lock, its snapshots, itself) that cannot be written."""
-    why = exc.strerror
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # mkdir's words for the same thing
-        why = "a file stands where a directory must be"
-    return InputError(
-        f"cannot write beside the cut-over journal: {why}",
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space on that disk (df -h), or keep the journal on another one"
+    elif exc.errno == errno.EROFS:
+        fix = "keep the journal on a disk mounted read-write, or remount it"
+    else:
+        fix = (
+            "run as the user who owns the journal's directory (or make it writable), or "
+            "remove what is in the way there"
+        )
+    return Unwritable(
+        f"cannot write beside the cut-over journal: {_why(exc)}",
         where=str(exc.filename or path),
-        fix="run as the user who owns the journal's directory (or make it writable), or "
-        "remove what is in the way there",
+        fix=fix,
     )
+
+
+def _write(path: Path, data: bytes, *, default_mode: int = 0o644) -> None:
+    """`write_atomic`, its failure (a full disk, a read-only one) one line naming `path`."""
+    try:
+        write_atomic(path, data, default_mode=default_mode)
+    except OSError as exc:
+        if exc.errno is None:  # not the system's refusal: no words for the user to act on
+            raise
+        exc.filename = None  # the temp file's name would mean nothing to the user
+        raise cannot_write(path, exc) from None
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # mkdir's words for the same thing
+        return "a file stands where a directory must be"
+    return exc.strerror or str(exc)
 
 
 def now_iso() -> str:
@@ -358,6 +438,18 @@ def _check_chain(path: Path, header: Mapping[str, Any], raws: Sequence[Any]) -> 
                 number,
                 "entry has no chain value (every entry of a version 2 journal has one)",
             )
+        if recorded != chain_value(previous, raw) and number == 2:
+            # the first entry's chain starts from the header's own hash: which of the two
+            # was changed, nothing recorded can tell, and the header (the settings) is the
+            # one edited by hand more often
+            raise InputError(
+                "the header (line 1, with the settings) or the init entry (line 2) was changed "
+                "after it was written: they no longer match line 2's chain value",
+                where=f"{path}:1",
+                fix="put the journal back as it was written (it is only ever appended to; "
+                "pass one-off settings as options instead), or start a new journal with "
+                "`hookshift cutover init`",
+            )
         if recorded != chain_value(previous, raw):
             raise InputError(
                 "this entry was changed after it was written: its content (or an earlier line) "
@@ -393,6 +485,20 @@ def read(path: Path) -> Journal:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _bad(path, data.count(b"\n", 0, exc.start) + 1, "not UTF-8 text") from None
+    crlf = text.find("\r\n")
+    if crlf != -1:
+        # hookshift writes LF only; CRLF means an editor (or a checkout with autocrlf) saved
+        # the file again. Its entries may still read the same, but appends would mix line
+        # ends, and what was saved is no longer the bytes hookshift wrote: say so, and how
+        # to put them back (the chain hashes the entries' content, so it holds again after)
+        raise _bad(
+            path,
+            text.count("\n", 0, crlf) + 1,
+            "CRLF line ends (hookshift writes LF only: the file was saved again by another "
+            "program)",
+            f"put the line ends back, e.g. sed -i 's/\\r$//' {path}, then run the command "
+            "again (the chain is checked on the content, which CRLF did not change)",
+        )
     if text and not text.endswith("\n"):
         raise _bad(path, text.count("\n") + 1, "last line is incomplete (file truncated?)")
     # not splitlines(): JSON text may hold U+2028 and other line breaks inside strings
@@ -408,8 +514,17 @@ def read(path: Path) -> Journal:
     header = parsed[0]
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _bad(path, 1, f"first line is not a {FORMAT} header")
-    if header.get("version") not in (LEGACY_VERSION, VERSION):
-        raise _bad(path, 1, f"journal version {header.get('version')!r}, expected {VERSION}")
+    version = header.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise InputError(
+            f"the cut-over journal is version {version}, written by a newer hookshift; this "
+            f"one reads versions {LEGACY_VERSION} and {VERSION}",
+            where=f"{path}:1",
+            fix="run the hookshift that wrote it (upgrade this one); an older one must not "
+            "append to it",
+        )
+    if version not in (LEGACY_VERSION, VERSION):
+        raise _bad(path, 1, f"journal version {version!r}, expected {VERSION}")
     settings = header.get("settings", {})
     problem = settings_problem(settings)
     if problem is not None:
@@ -451,7 +566,8 @@ def create(path: Path, settings: Mapping[str, Any], first: Entry) -> Journal:
         "settings": dict(settings),
     }
     first = _chained(header_value(header), first)
-    write_atomic(path, _line(header) + _line(first.to_json()))
+    check_writable(path)
+    _write(path, _line(header) + _line(first.to_json()))
     return read(path)
 
 
@@ -468,6 +584,7 @@ def append(journal: Journal, *entries: Entry) -> Journal:
     leaves the journal exactly as it found it.
     """
     path = journal.path
+    check_writable(path)  # the commands refuse it first; never write through a link here
     current = path.read_bytes()
     on_disk = read(path)
     if on_disk.entries != journal.entries:
@@ -486,7 +603,7 @@ def append(journal: Journal, *entries: Entry) -> Journal:
             previous = entry.chain
         new += _line(entry.to_json())
     assert new.startswith(current)  # append-only by construction
-    write_atomic(path, new)
+    _write(path, new)
     return read(path)
 
 
@@ -538,11 +655,14 @@ def store_snapshot(state: Path, data: bytes) -> str:
     """
     digest = hashlib.sha256(data).hexdigest()
     store = snapshot_dir(state)
-    make_private_dirs(store)
+    try:
+        make_private_dirs(store)
+    except OSError as exc:
+        raise cannot_write(store, exc) from None
     owner_only(store, PRIVATE_DIR)
     target = store / digest
     if not target.exists():
-        write_atomic(target, data, default_mode=PRIVATE_FILE)
+        _write(target, data, default_mode=PRIVATE_FILE)
     return digest
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import ssl
 import time
 import uuid
@@ -87,6 +88,61 @@ class QueueSpec:
         if kind == "sqs":
             check_queue_url(target, endpoint_url, option="--queue", region=region)
         return cls(kind, target, endpoint_url, region)
+
+
+def check_queue_path(spec: QueueSpec) -> None:
+    """An ``archive:DIR`` or ``jsonl:FILE`` queue that can be searched, checked before the
+    probe is sent: searched afterwards, a typo would read as a probe that did not land (and
+    the synthetic callback would be in the real queue by then)."""
+    if spec.kind == "sqs":
+        return
+    where = f"--queue {spec.kind}:{spec.target}"
+    path = Path(spec.target)
+    if spec.kind == "archive":
+        fix = (
+            "pass the --archive directory of `hookshift verify pull` (the one holding its "
+            "*.jsonl segments), or --queue jsonl:FILE for one file of messages"
+        )
+        if not path.exists():
+            raise InputError("archive directory not found", where=where, fix=fix)
+        if not path.is_dir():
+            raise InputError("is a file, not the archive directory", where=where, fix=fix)
+        try:
+            with contextlib.closing(os.scandir(path)) as entries:
+                next(entries, None)
+        except OSError as exc:
+            raise InputError(f"cannot be read ({exc.strerror})", where=where, fix=fix) from None
+        return
+    _check_readable_file(path, where, "pass a file of SQS messages (JSON lines, as the AWS CLI "
+                         "prints them), or --queue archive:DIR for `hookshift verify pull`'s "
+                         "archive")  # fmt: skip
+
+
+def check_execution_log(source: str) -> None:
+    """``--execution-log``, checked before the probe is sent: it is read only when the probe
+    fails, where a wrong path would silently leave out the very answer it was given for."""
+    where = f"--execution-log {source}"
+    if source.startswith("cloudwatch:"):
+        if not source.removeprefix("cloudwatch:").strip():
+            raise InputError(
+                "names no log group",
+                where=where,
+                fix="e.g. --execution-log cloudwatch:API-Gateway-Execution-Logs_APIID/STAGE",
+            )
+        return
+    _check_readable_file(Path(source), where, "pass the stage's execution log file (the stage "
+                         "emulator's --log), or cloudwatch:LOG_GROUP")  # fmt: skip
+
+
+def _check_readable_file(path: Path, where: str, fix: str) -> None:
+    if not path.exists():
+        raise InputError("no such file", where=where, fix=fix)
+    if not path.is_file():  # a directory, or a FIFO whose read would block
+        raise InputError("not a regular file", where=where, fix=fix)
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror})", where=where, fix=fix) from None
 
 
 def make_marker() -> str:
@@ -308,8 +364,15 @@ def _execution_text(line: str, request_id: str) -> str:
 
 
 def messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    """The SQS messages in `paths`, read as they are being written: a line that is not (yet)
+    a JSON message is passed over, and so is a byte that is not UTF-8 (the marker is ASCII,
+    and one bad byte must not end the search in a traceback after the probe was sent)."""
     for path in paths:
-        with path.open(encoding="utf-8") as handle:
+        try:
+            handle = path.open(encoding="utf-8", errors="replace")
+        except FileNotFoundError:  # a segment renamed or removed since it was listed
+            continue
+        with handle:
             for line in handle:
                 try:
                     data = json.loads(line)
@@ -448,7 +511,8 @@ def run_probe(
     """Observe every step for one probe of ``url`` (the steps a failure makes moot are skipped).
 
     The input is checked before anything is sent: the URL, ``--timeout``, the resolver, the
-    CA bundle, and that the live queue can be read (`check_queue`). Each network step waits at
+    CA bundle, the queue's and execution log's paths, and that the live queue can be read
+    (`check_queue`). Each network step waits at
     most ``timeout`` seconds (within `STEP_CAPS`); the queue is searched for ``timeout``
     seconds.
     """
@@ -462,6 +526,10 @@ def run_probe(
     server = parse_resolver(resolver) if resolver else None
     if ca_file is not None:
         check_ca_file(ca_file)
+    if queue is not None:
+        check_queue_path(queue)
+    if execution_log is not None:
+        check_execution_log(execution_log)
     step = {name: min(cap, timeout) for name, cap in STEP_CAPS.items()}
     parts = urlsplit(url)
     host = parts.hostname or ""  # check_url: there is one

@@ -278,3 +278,23 @@ def test_a_follow_that_stopped_pulling_refuses_the_mirror_stage(
     assert gates["queue-retention"].passed
     assert not gates["pull-heartbeat"].passed
     assert gates["pull-heartbeat"].why.startswith("nothing has pulled from the queue for 3 h")
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "archive"])
+def test_a_relative_queue_file_is_recorded_absolute_as_every_other_file_setting(
+    tmp_path: Path,
+    sample: SampleConfig,
+    nginx_bin: str,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    """Recorded as typed, ``jsonl:q.jsonl`` would name another file (or none) when the next
+    advance runs from another directory, as cron does."""
+    target = tmp_path / "queue"
+    if kind == "jsonl":
+        target.write_text("", encoding="utf-8")
+    else:
+        target.mkdir()
+    monkeypatch.chdir(tmp_path)
+    state = _start(tmp_path, sample, nginx_bin, queue=f"{kind}:queue")
+    assert journal.read(state).settings["queue"] == f"{kind}:{target}"

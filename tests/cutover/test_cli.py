@@ -3,9 +3,12 @@ the gate's name when a gate is not met, and the journal untouched by a refused a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -188,6 +191,9 @@ def test_a_foreign_state_file_gets_no_lock_file_beside_it(tmp_path: Path, config
         ("--ca-file", "/nonexistent/ca.pem", "--ca-file /nonexistent/ca.pem: not found"),
         ("--nginx-prefix", "/nonexistent/nginx", "--nginx-prefix /nonexistent/nginx: no such dir"),
         ("--nginx-prefix", "/dev/null", "--nginx-prefix /dev/null: not a directory"),
+        ("--queue", "jsonl:/nonexistent/q.jsonl", "--queue jsonl:/nonexistent/q.jsonl: no such"),
+        ("--queue", "archive:/nonexistent/a", "--queue archive:/nonexistent/a: archive directory"),
+        ("--execution-log", "/nonexistent/x.log", "--execution-log /nonexistent/x.log: no such"),
     ],
 )
 def test_init_rejects_bad_urls_and_paths_writing_nothing(
@@ -383,6 +389,10 @@ def test_a_failed_parity_leaves_the_drain_unchecked_and_asks_only_for_what_is_mi
         ("--probe-timeout", "0", "--probe-timeout: not a number of seconds above 0: 0"),
         ("--ca-file", "/nonexistent/ca.pem", "--ca-file /nonexistent/ca.pem: not found"),
         ("--path", "callback", "--path 'callback' does not start with /"),
+        ("--queue", "jsonl:/nonexistent/q.jsonl", "--queue jsonl:/nonexistent/q.jsonl: no such "
+         "file"),
+        ("--execution-log", "/nonexistent/x.log", "--execution-log /nonexistent/x.log: no such "
+         "file"),
     ],
 )  # fmt: skip
 def test_advance_refuses_an_option_in_the_words_init_refuses_it(
@@ -443,3 +453,180 @@ def test_init_where_the_journal_cannot_be_written_is_one_line(tmp_path: Path, co
         line
     )
     assert _everything(tmp_path) == before
+
+
+def _journal_with_an_open_transition(tmp_path: Path, config: Path) -> Path:
+    """A journal whose last entry is an intent (what a command killed right after writing it
+    leaves); nginx untouched, so a command that may write settles it as aborted."""
+    from hookshift.cutover import journal, transition
+    from hookshift.cutover.settings import Settings
+
+    state = tmp_path / "cutover.jsonl"
+    done = _run("cutover", "init", "--state", str(state), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    current = journal.read(state)
+    settings = Settings.from_json(current.settings)
+    transition.begin(current, settings, op="advance", target="mirror-stage", reload=False,
+                     after=None)  # fmt: skip
+    return state
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_status_shows_an_open_transition_when_its_lock_cannot_be_taken(
+    tmp_path: Path, config: Path, output: str
+) -> None:
+    """status is read-only for whoever cannot write beside the journal: it shows the open
+    transition as it stands and says why it was not settled."""
+    state = _journal_with_an_open_transition(tmp_path, config)
+    (tmp_path / "cutover.jsonl.lock").mkdir()  # what cannot be opened, as for a read-only user
+    before = _everything(tmp_path)
+    done = _run("cutover", "status", "--state", str(state), "--format", output)
+    assert done.returncode == 0, done.stderr
+    assert _everything(tmp_path) == before
+    assert (
+        "info: the open transition is shown as it stands, not settled: its lock "
+        f"{state}.lock cannot be taken (Is a directory)"
+    ) in done.stderr
+    if output == "json":
+        data = json.loads(done.stdout)
+        assert data["open_transition"] == {"seq": 2, "from": "baseline", "to": "mirror-stage"}
+    else:
+        assert "open:  baseline -> mirror-stage (entry #2, not finished)" in done.stdout
+
+
+def test_status_with_its_lock_settles_the_same_open_transition(
+    tmp_path: Path, config: Path
+) -> None:
+    """The contrast: with the lock at hand, status records the untouched transition as
+    aborted (so the test above shows a difference the lock makes, not another state)."""
+    state = _journal_with_an_open_transition(tmp_path, config)
+    done = _run("cutover", "status", "--state", str(state), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["open_transition"] is None
+    assert "recorded as aborted" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("advance",), ("advance", "--dry-run"), ("rollback",), ("init", "--path", "/callback")],
+)
+def test_a_symlinked_journal_is_refused_and_neither_it_nor_the_link_is_changed(
+    tmp_path: Path, config: Path, command: tuple[str, ...]
+) -> None:
+    """Written through a temp file and a rename, the link would become a regular file and
+    the journal it led to would silently stop being written; followed, a link another user
+    planted would redirect root's writes. So it is refused, naming the journal's own path."""
+    real = tmp_path / "journals" / "cutover.jsonl"
+    real.parent.mkdir()
+    done = _run("cutover", "init", "--state", str(real), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    link = tmp_path / "cutover.jsonl"
+    link.symlink_to(real if command[0] != "init" else tmp_path / "journals" / "new.jsonl")
+    before = _everything(real.parent)
+    done = _run("cutover", *command, "--state", str(link), "--config", str(config))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = _one_line(done.stderr)
+    assert f"{link}: the cut-over journal is a symlink (to " in line
+    assert "(fix: if you made the link, pass --state " in line
+    assert link.is_symlink() and _everything(real.parent) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cutover.jsonl", "journals", "nginx.conf"]
+
+
+def test_status_reads_a_symlinked_journal_and_leaves_its_open_transition_as_it_is(
+    tmp_path: Path, config: Path
+) -> None:
+    state = _journal_with_an_open_transition(tmp_path, config)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(state)
+    before = _everything(tmp_path)
+    done = _run("cutover", "status", "--state", str(link))
+    assert done.returncode == 0, done.stderr
+    assert "open:  baseline -> mirror-stage (entry #2, not finished)" in done.stdout
+    assert "not settled: the cut-over journal is a symlink" in done.stderr
+    assert link.is_symlink() and _everything(tmp_path) == before
+
+
+@pytest.mark.parametrize("how", ["group-writable directory", "another user's journal"])
+def test_a_journal_another_user_could_replace_is_refused_before_anything_runs(
+    tmp_path: Path, config: Path, how: str
+) -> None:
+    """Its header names the nginx binary hookshift runs and the files it rewrites, as root."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    state = shared / "cutover.jsonl"
+    done = _run("cutover", "init", "--state", str(state), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    if how == "group-writable directory":
+        shared.chmod(0o770)
+        says = f"{shared} may be written by other users (mode 0770)"
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("only root can give a file to another user")
+        os.chown(state, 65534, 65534)
+        says = f"{state} belongs to another user (uid 65534)"
+    before = _everything(tmp_path)
+    for command in (("advance",), ("advance", "--dry-run"), ("rollback",)):
+        done = _run("cutover", *command, "--state", str(state))
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = _one_line(done.stderr)
+        assert f"{state}: {says}: another user could replace the cut-over journal" in line
+        assert _everything(tmp_path) == before
+    assert _run("cutover", "status", "--state", str(state)).returncode == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a small tmpfs of its own, to be filled (skipped where one cannot be
+    mounted: not root, or no mount in this container)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
+                              str(disk)], capture_output=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("a tmpfs cannot be mounted here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def _fill(disk: Path) -> None:
+    """Take every byte left on `disk`."""
+    with (disk / "filler").open("ab", buffering=0) as out, contextlib.suppress(OSError):
+        while out.write(b"\0" * 4096):  # unbuffered: nothing is left to fail at close
+            pass
+
+
+def test_init_on_a_full_disk_is_one_line_and_leaves_nothing(full_disk: Path, config: Path) -> None:
+    _fill(full_disk)
+    state = full_disk / "cutover.jsonl"
+    done = _run("cutover", "init", "--state", str(state), "--config", str(config),
+                "--path", "/callback")  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = _one_line(done.stderr)
+    assert "cannot write beside the cut-over journal: No space left on device (fix: free " in line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_on_a_full_disk_status_shows_and_the_others_refuse_in_one_line(
+    full_disk: Path, config: Path
+) -> None:
+    """status shows the open transition it cannot settle; advance and rollback, which must
+    write their intent first, refuse before touching nginx."""
+    state = _journal_with_an_open_transition(full_disk, config)
+    _fill(full_disk)
+    before = _everything(full_disk)
+    done = _run("cutover", "status", "--state", str(state))
+    assert done.returncode == 0, done.stderr
+    assert "open:  baseline -> mirror-stage (entry #2, not finished)" in done.stdout
+    assert "not settled: cannot write beside the cut-over journal: No space left" in done.stderr
+    for command in (("advance",), ("advance", "--dry-run"), ("rollback",)):
+        done = _run("cutover", *command, "--state", str(state))
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = _one_line(done.stderr)
+        assert f"{state}: cannot write beside the cut-over journal: No space left" in line
+        assert _everything(full_disk) == {**before, full_disk / "cutover.jsonl.lock": b""}
+    assert config.read_text(encoding="utf-8") == CONFIG

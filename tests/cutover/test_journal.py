@@ -154,11 +154,21 @@ def test_an_entry_edited_after_it_was_written_is_named_with_its_line(
     with pytest.raises(InputError) as info:
         journal.read(state)
     text = info.value.line()
-    assert text.startswith(f"{state}:{line}: this entry was changed after it was written")
+    if line == 2:  # the init entry's chain also covers the header: the two are named
+        assert text.startswith(f"{state}:1: {HEADER_OR_INIT}")
+    else:
+        assert text.startswith(f"{state}:{line}: this entry was changed after it was written")
     assert "fix: put the journal back as it was written" in text and "\n" not in text
 
 
-def test_an_edited_header_breaks_the_chain_at_the_first_entry(tmp_path: Path) -> None:
+HEADER_OR_INIT = (
+    "the header (line 1, with the settings) or the init entry (line 2) was changed after it "
+    "was written"
+)
+
+
+def test_an_edited_header_is_named_at_line_1(tmp_path: Path) -> None:
+    """The settings are what a hand edits: the line that holds them is named first."""
     state = tmp_path / "cutover.jsonl"
     _three(state)
     lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -166,8 +176,72 @@ def test_an_edited_header_breaks_the_chain_at_the_first_entry(tmp_path: Path) ->
     header["settings"]["path"] = "/elsewhere"
     lines[0] = json.dumps(header) + "\n"
     state.write_text("".join(lines), encoding="utf-8")
-    with pytest.raises(InputError, match=r"cutover.jsonl:2: this entry was changed"):
+    with pytest.raises(InputError) as info:
         journal.read(state)
+    assert info.value.line().startswith(f"{state}:1: {HEADER_OR_INIT}")
+
+
+def test_a_journal_saved_with_crlf_line_ends_is_refused_with_the_way_back(
+    tmp_path: Path,
+) -> None:
+    """hookshift writes LF only; CRLF means another program saved the file again. What the
+    fix given does (sed) puts the bytes back, and the chain holds again."""
+    state = tmp_path / "cutover.jsonl"
+    _three(state)
+    written = state.read_bytes()
+    state.write_bytes(written.replace(b"\n", b"\r\n"))
+    with pytest.raises(InputError) as info:
+        journal.read(state)
+    line = info.value.line()
+    assert line.startswith(f"{state}:1: not a hookshift cut-over journal: CRLF line ends")
+    assert f"sed -i 's/\\r$//' {state}" in line and "\n" not in line
+    state.write_bytes(state.read_bytes().replace(b"\r\n", b"\n"))  # what that sed does
+    assert state.read_bytes() == written
+    assert len(journal.read(state).entries) == 3
+
+
+def test_a_crlf_line_end_further_down_is_named_with_its_line(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _three(state)
+    lines = state.read_bytes().split(b"\n")
+    lines[2] += b"\r"
+    state.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputError, match=r"cutover\.jsonl:3: .*CRLF line ends"):
+        journal.read(state)
+
+
+def test_a_journal_from_a_newer_hookshift_says_so(tmp_path: Path) -> None:
+    state = tmp_path / "cutover.jsonl"
+    _three(state)
+    lines = state.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["version"] = journal.VERSION + 1
+    lines[0] = json.dumps(header) + "\n"
+    state.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        journal.read(state)
+    assert info.value.line().startswith(
+        f"{state}:1: the cut-over journal is version {journal.VERSION + 1}, written by a newer "
+        "hookshift; this one reads versions 1 and 2 (fix: run the hookshift that wrote it"
+    )
+
+
+def test_a_journal_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    """The link stays, the journal it leads to is not replaced behind it: refused."""
+    real = tmp_path / "real.jsonl"
+    j = _init(real)
+    link = tmp_path / "cutover.jsonl"
+    link.symlink_to(real)
+    before = real.read_bytes()
+    via_link = journal.read(link)
+    with pytest.raises(InputError, match=r"cutover\.jsonl: the cut-over journal is a symlink"):
+        journal.append(via_link, journal.next_entry(j, action="advance", to_stage="mirror-stage"))
+    assert link.is_symlink() and real.read_bytes() == before
+    fresh = tmp_path / "new.jsonl"
+    fresh.symlink_to(tmp_path / "nowhere.jsonl")
+    with pytest.raises(InputError, match="is a symlink"):
+        _init(fresh)
+    assert fresh.is_symlink() and not (tmp_path / "nowhere.jsonl").exists()
 
 
 def test_a_recomputed_chain_value_breaks_the_next_entry(tmp_path: Path) -> None:

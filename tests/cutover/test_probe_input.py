@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,69 @@ def test_a_cut_over_threshold_that_is_no_number_is_refused_when_given() -> None:
     with pytest.raises(InputError, match="--quiet-period is -1"):
         Settings().override(quiet_period=-1)
     assert Settings().override(min_events=0).min_events == 0
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A loopback port that takes connections (the kernel completes them into the backlog):
+    whether the probe connected is known, without answering it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)
+        yield server
+
+
+def _connected(server: socket.socket) -> bool:
+    try:
+        conn, _ = server.accept()
+    except BlockingIOError:
+        return False
+    conn.close()
+    return True
+
+
+@pytest.mark.parametrize(
+    ("option", "make", "says"),
+    [
+        ("--queue", lambda d: f"jsonl:{d / 'missing.jsonl'}", "no such file"),
+        ("--queue", lambda d: f"jsonl:{d}", "not a regular file"),
+        ("--queue", lambda d: f"archive:{d / 'missing'}", "archive directory not found"),
+        ("--queue", lambda d: f"archive:{_write(d / 'q.jsonl', '')}",
+         "is a file, not the archive directory"),
+        ("--execution-log", lambda d: str(d / "missing.log"), "no such file"),
+        ("--execution-log", lambda d: str(d), "not a regular file"),
+        ("--execution-log", lambda d: "cloudwatch:", "names no log group"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_a_queue_or_execution_log_path_that_cannot_be_read_is_refused_before_sending(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    listener: socket.socket,
+    option: str,
+    make: Callable[[Path], str],
+    says: str,
+    output: str,
+) -> None:
+    """Read only after the POST, a wrong path would read as a probe that did not land (or
+    leave out the very answer the log was given for), with the synthetic callback sent."""
+    value = make(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    port = listener.getsockname()[1]
+    err = refusal(capsys, "probe", f"http://127.0.0.1:{port}/callback", option, value,
+                  "--timeout", "1", "--format", output)  # fmt: skip
+    assert f"{option} {value}: {says}" in err
+    assert not _connected(listener)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_queue_file_with_a_byte_that_is_not_utf8_is_still_searched(tmp_path: Path) -> None:
+    """The search runs after the probe was sent: a bad byte in another line (a segment cut
+    mid-character) must neither end it in a traceback nor hide the marker."""
+    from hookshift.cutover.probe import find_marker
+
+    queue = tmp_path / "q.jsonl"
+    queue.write_bytes(
+        b'{"Body": "caf\xc3"}\n{"Body": "{\\"hookshift_probe\\": \\"hs-probe-1\\"}"}\n'
+    )
+    found = find_marker(QueueSpec("jsonl", str(queue)), "hs-probe-1", timeout=0)
+    assert found.found and found.searched == 2
