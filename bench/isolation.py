@@ -320,7 +320,8 @@ def render_table(results: Sequence[Measurement], settings: Settings) -> str:
         machine_line(),
         "",
         f"wrk: {s.connections} connections, {s.threads} threads; each config runs "
-        f"{s.duration_s} s from a fresh front nginx ({s.workers} workers) whose stage "
+        f"{s.duration_s} s from a fresh front nginx ({s.workers} workers, `worker_connections "
+        f"{FrontSpec.worker_connections}`) whose stage "
         f"misbehaves from the first copy: the first {s.onset_s} s (the fault's onset) are "
         "measured on their own, then the rest. The app waits 2 ms per callback. Ratios and "
         "p99 deltas are against the no-mirror row of the same binary, stage and client, "
