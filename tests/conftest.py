@@ -75,6 +75,23 @@ def nginx_bin() -> str:
     return found
 
 
+MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
+
+
+@pytest.fixture(params=["debian", "mainline"])
+def each_nginx(request: pytest.FixtureRequest, nginx_bin: str) -> str:
+    """Each nginx binary there is: Debian's, and the mainline build HOOKSHIFT_NGINX_MAINLINE
+    names (.ci/run builds nginx 1.31.5 and sets it; without it that case skips, saying so)."""
+    if request.param == "debian":
+        return nginx_bin
+    path = os.environ.get(MAINLINE_ENV, "")
+    if not path:
+        pytest.skip(f"{MAINLINE_ENV} is not set (.ci/run builds nginx 1.31.5 and sets it)")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{MAINLINE_ENV}={path} is not an executable")
+    return path
+
+
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """One moto SQS server for the session; tests make their own uniquely named queues."""

@@ -1409,21 +1409,9 @@ def _leave_out_unfinished(
     Only a file nginx may still write (sources.live_files) can end in such a line: a rotated
     one that ends without a newline was cut short and is never written again, so its last line
     is malformed like any other, named by file:line."""
-    unfinished: dict[tuple[Path, int], str] = {}
-    if app_spec.kind == "csv":
-        return examples, unfinished
-    for path in live_files(app_files) if counts["malformed_app"] else []:
-        line = unfinished_last_line(path)  # (the common case reads no file)
-        if line is None:
-            continue
-        counts["malformed_app"] -= 1
-        counts["malformed"] -= 1
-        examples = [e for e in examples if not e.startswith(f"{path}:{line}:")]
-        unfinished[(path, line)] = (
-            f"{path}:{line}: the last line has no end yet (nginx is still writing it): left "
-            "out; the next run reads it"
-        )
-    return examples, unfinished
+    if app_spec.kind == "csv" or not counts["malformed_app"]:
+        return examples, {}
+    return _leave_out_torn(live_files(app_files), "app", "nginx is", counts, examples)
 
 
 def _leave_out_unpulled(
@@ -1437,19 +1425,28 @@ def _leave_out_unpulled(
     leaves nginx's. Nor is one a killed pull left: it deletes a batch from the queue only once
     the whole batch is on disk, so that batch is pulled again, and pull repairs the torn end
     when it next opens the archive. `verify watch` reads only whole lines of a segment too."""
-    unfinished: dict[tuple[Path, int], str] = {}
     if queue_spec.kind != "archive" or not counts["malformed_queue"]:
-        return examples, unfinished
-    for path in queue_files:
-        line = unfinished_last_line(path)
+        return examples, {}
+    writer = "`hookshift verify pull` is"
+    return _leave_out_torn(queue_files, "queue", writer, counts, examples)
+
+
+def _leave_out_torn(
+    files: list[Path], side: str, writer: str, counts: dict[str, int], examples: list[str]
+) -> tuple[list[str], dict[tuple[Path, int], str]]:
+    """Leave out of `side`'s malformed counts and `examples` the last line of each of `files`
+    that has no end yet (`writer` still writing it); each such line with its notice."""
+    unfinished: dict[tuple[Path, int], str] = {}
+    for path in files:
+        line = unfinished_last_line(path)  # (the common case reads no file)
         if line is None:
             continue
-        counts["malformed_queue"] -= 1
+        counts[f"malformed_{side}"] -= 1
         counts["malformed"] -= 1
         examples = [e for e in examples if not e.startswith(f"{path}:{line}:")]
         unfinished[(path, line)] = (
-            f"{path}:{line}: the last line has no end yet (`hookshift verify pull` is still"
-            " writing it): left out; the next run reads it"
+            f"{path}:{line}: the last line has no end yet ({writer} still writing it): left "
+            "out; the next run reads it"
         )
     return examples, unfinished
 

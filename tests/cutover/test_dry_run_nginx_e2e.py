@@ -7,7 +7,6 @@ advance does, in the same line, with none of the user's files written and no fil
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,11 @@ from tests.cutover.helpers import Cutover, make, nginx_t, run
 
 pytestmark = pytest.mark.e2e  # a real nginx tests every result
 
-MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
 
-
-@pytest.fixture(params=["debian", "mainline"])
-def any_nginx(request: pytest.FixtureRequest, nginx_bin: str) -> str:
-    if request.param == "debian":
-        return nginx_bin
-    path = os.environ.get(MAINLINE_ENV, "")
-    if not path or not os.access(path, os.X_OK):
-        pytest.skip(f"{MAINLINE_ENV} does not name an nginx binary (.ci/run builds 1.31.5)")
-    return path
+@pytest.fixture
+def any_nginx(each_nginx: str) -> str:
+    """Each nginx binary there is (conftest's each_nginx)."""
+    return each_nginx
 
 
 def _everything(root: Path) -> dict[Path, bytes | None]:

@@ -40,18 +40,10 @@ def test_apply_refuses_when_the_original_fails_nginx_t(
     assert snapshot(config.parent) == before
 
 
-MAINLINE_ENV = "HOOKSHIFT_NGINX_MAINLINE"
-
-
-@pytest.fixture(params=["debian", "mainline"])
-def nginx(request: pytest.FixtureRequest, nginx_bin: str) -> str:
-    """Each nginx binary there is: Debian's, and the mainline build when one is named."""
-    if request.param == "debian":
-        return nginx_bin
-    path = os.environ.get(MAINLINE_ENV, "")
-    if not path or not os.access(path, os.X_OK):
-        pytest.skip(f"{MAINLINE_ENV} does not name an nginx binary (.ci/run builds one)")
-    return path
+@pytest.fixture
+def nginx(each_nginx: str) -> str:
+    """Each nginx binary there is (conftest's each_nginx)."""
+    return each_nginx
 
 
 def _plan_for(config: Path, nginx: str, ca_file: Path, **kw: object):  # type: ignore[no-untyped-def]
