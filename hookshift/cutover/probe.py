@@ -25,12 +25,13 @@ import json
 import math
 import os
 import ssl
+import stat
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from hookshift.cutover.diagnosis import (
@@ -363,14 +364,28 @@ def _execution_text(line: str, request_id: str) -> str:
     return "; ".join(parts)
 
 
+def _open_segment(path: Path) -> TextIO | None:
+    """`path` opened for reading when it is a regular file; None when it is gone (renamed or
+    removed since it was listed) or is something else. A FIFO named like a segment would
+    block the search for ever: opened without blocking, and passed over once seen for what it
+    is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, encoding="utf-8", errors="replace")
+
+
 def messages_in_files(paths: list[Path]) -> Iterator[dict[str, Any]]:
     """The SQS messages in `paths`, read as they are being written: a line that is not (yet)
     a JSON message is passed over, and so is a byte that is not UTF-8 (the marker is ASCII,
     and one bad byte must not end the search in a traceback after the probe was sent)."""
     for path in paths:
-        try:
-            handle = path.open(encoding="utf-8", errors="replace")
-        except FileNotFoundError:  # a segment renamed or removed since it was listed
+        handle = _open_segment(path)
+        if handle is None:
             continue
         with handle:
             for line in handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -180,3 +181,20 @@ def test_a_queue_file_with_a_byte_that_is_not_utf8_is_still_searched(tmp_path: P
     )
     found = find_marker(QueueSpec("jsonl", str(queue)), "hs-probe-1", timeout=0)
     assert found.found and found.searched == 2
+
+
+def test_a_fifo_named_like_a_segment_in_an_archive_is_passed_over_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: the search, run after the probe
+    was sent, would hang for ever on one named like a segment."""
+    from hookshift.cutover.probe import find_marker
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    os.mkfifo(archive / "seg-000001.jsonl")
+    (archive / "seg-000002.jsonl").write_text(
+        '{"Body": "{\\"hookshift_probe\\": \\"hs-probe-1\\"}"}\n', encoding="utf-8"
+    )
+    found = find_marker(QueueSpec("archive", str(archive)), "hs-probe-1", timeout=0)
+    assert found.found and found.searched == 1
