@@ -329,6 +329,13 @@ def read_config_file(path: Path, where: str, fix: str = MAIN_FIX, included: bool
             where=where,
             fix="include only nginx config files (text)" if included else NOT_TEXT_FIX,
         )
+    if data.lstrip().startswith(b"-----BEGIN "):
+        # nginx would read its base64 as a directive without ';' and say only that
+        raise InputError(
+            f"{subject} is a PEM file (a certificate or a key), not an nginx config",
+            where=where,
+            fix="include only nginx config files" if included else NOT_TEXT_FIX,
+        )
     return data
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 from hookshift.cli import main
 from hookshift.errors import InputError
@@ -380,6 +381,30 @@ def test_a_file_that_is_not_text_is_refused_by_every_command_in_one_line(
     for command, argv in _every_command(config).items():
         result = _call([*argv, "--nginx-bin", nginx_bin])
         _assert_one_line(result, f"{config}: nginx config file is not text")
+        assert result.stdout == "", command
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.e2e  # nginx -t is the oracle; apply asks nginx -V
+def test_a_certificate_given_as_the_config_is_named_for_what_it_is(
+    tmp_path: Path, ca: trustme.CA, nginx_bin: str
+) -> None:
+    """nginx reads a PEM file's base64 as a directive and says only that a ';' is missing:
+    a user who passed the certificate instead of the config is told so."""
+    config = tmp_path / "hooks.example.com.pem"
+    config.write_bytes(ca.cert_pem.bytes())
+    checked = subprocess.run(
+        [nginx_bin, "-t", "-p", f"{tmp_path}/", "-c", str(config)],
+        capture_output=True,
+        check=False,
+    )
+    assert checked.returncode != 0
+    before = snapshot(tmp_path)
+    for command, argv in _every_command(config).items():
+        result = _call([*argv, "--nginx-bin", nginx_bin])
+        _assert_one_line(
+            result, f"{config}: nginx config file is a PEM file (a certificate or a key)"
+        )
         assert result.stdout == "", command
     assert snapshot(tmp_path) == before
 
