@@ -155,14 +155,24 @@ def rotation_keeps_private(log: Path, logrotate_dir: Path = LOGROTATE_DIR) -> bo
     return False
 
 
-def rotation_warning(log: Path, logrotate_dir: Path = LOGROTATE_DIR) -> str | None:
-    """What to tell the user about rotating the parity log at `log` (None: it stays private)."""
+def rotation_warning(
+    log: Path, logrotate_dir: Path = LOGROTATE_DIR, worker: tuple[str, str] | None = None
+) -> str | None:
+    """What to tell the user about rotating the parity log at `log` (None: it stays private).
+
+    The rule it suggests creates the next log for nginx's workers: `worker` (the config's
+    ``user`` and group), Debian's ``www-data adm`` when the config names www-data or no one (a
+    rule naming a user or group the host lacks makes logrotate fail); and reopens nginx's
+    logs as Debian's init script does there, else with ``nginx -s reopen``."""
     if rotation_keeps_private(log, logrotate_dir):
         return None
+    debian = worker is None or worker[0] == "www-data"
+    owner = "www-data adm" if debian or worker is None else " ".join(worker)
+    reopen = "invoke-rc.d nginx rotate" if debian else "nginx -s reopen"
     return (
         f"no logrotate rule keeps {log} private when it is rotated: nginx then opens the next "
         "one itself, readable by every local user (0644), and it holds every callback's body. "
         f"Add one, e.g. /etc/logrotate.d/hookshift: `{log} {{ daily rotate 14 compress "
-        "delaycompress missingok notifempty create 0640 www-data adm sharedscripts postrotate "
-        "invoke-rc.d nginx rotate >/dev/null 2>&1 endscript }` (one directive per line)"
+        f"delaycompress missingok notifempty create 0640 {owner} sharedscripts postrotate "
+        f"{reopen} >/dev/null 2>&1 endscript }}` (one directive per line)"
     )

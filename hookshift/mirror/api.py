@@ -370,7 +370,11 @@ def plan(request: MirrorRequest) -> PlanResult:
     missing = tuple(problem.line() for problem in missing_directories(result, request.nginx_prefix))
     if missing:
         result = dataclasses.replace(result, warnings=(*result.warnings, *missing))
-    rotation = rotation_warning(result.parity_log) if result.parity_log is not None else None
+    rotation = (
+        rotation_warning(result.parity_log, worker=read.stripped.config.worker_user())
+        if result.parity_log is not None
+        else None
+    )
     if rotation is not None:
         result = dataclasses.replace(result, warnings=(*result.warnings, rotation))
     return PlanResult(

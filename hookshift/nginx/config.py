@@ -210,6 +210,15 @@ class NginxConfig:
                 self._walked.append(self._walk())
         return iter(self._walked[0])
 
+    def worker_user(self) -> tuple[str, str] | None:
+        """The user and group nginx's workers run as, as ``user USER [GROUP]`` in the main
+        context says (the group defaults to the user's name); None when the config does not
+        say (nginx then takes its built-in default)."""
+        for d, parents in self.walk():
+            if d.name == "user" and not parents and d.args:
+                return d.args[0], d.args[1] if len(d.args) > 1 else d.args[0]
+        return None
+
     def written_in(self, block: Directive, target: Directive) -> Directive | None:
         """The statement of `block`, as written in its own file, that is `target` or the
         ``include`` that brings `target` in (through any depth of includes); None when

@@ -114,3 +114,33 @@ def test_an_existing_log_with_a_second_name_is_refused(tmp_path: Path) -> None:
         precreate_log(log)
     (tmp_path / "copy-of-every-callback").unlink()
     assert precreate_log(log) is False  # kept: made by this user, one name
+
+
+@pytest.mark.parametrize(
+    ("worker", "create", "reopen"),
+    [
+        (None, "create 0640 www-data adm", "invoke-rc.d nginx rotate"),
+        (("www-data", "www-data"), "create 0640 www-data adm", "invoke-rc.d nginx rotate"),
+        (("nginx", "nginx"), "create 0640 nginx nginx", "nginx -s reopen"),
+    ],
+    ids=["no user", "debian", "rhel"],
+)
+def test_the_suggested_rule_names_the_user_nginx_runs_as(
+    tmp_path: Path, worker: tuple[str, str] | None, create: str, reopen: str
+) -> None:
+    """A rule that names a user or group the host lacks (adm on RHEL) makes logrotate fail."""
+    warning = rotation_warning(Path("/var/log/nginx/p.log"), tmp_path, worker=worker)
+    assert warning is not None
+    assert f" {create} " in warning and f"postrotate {reopen} >/dev/null" in warning
+
+
+def test_the_user_nginx_runs_as_is_read_from_the_main_context(tmp_path: Path) -> None:
+    from hookshift.nginx.source import load_source
+
+    config = tmp_path / "nginx.conf"
+    config.write_text("user nginx;\nevents {}\nhttp { server { listen 80; } }\n")
+    assert load_source(config).config.worker_user() == ("nginx", "nginx")
+    config.write_text("user web staff;\nevents {}\nhttp {}\n")
+    assert load_source(config).config.worker_user() == ("web", "staff")
+    config.write_text("events {}\nhttp {}\n")
+    assert load_source(config).config.worker_user() is None
