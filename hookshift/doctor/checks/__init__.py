@@ -27,6 +27,7 @@ CHECKS: tuple[Check, ...] = (
     proxy.proxy_pass_without_resolver,
     proxy.https_without_sni,
     proxy.https_without_verify,
+    proxy.https_upstream_block_name,
     mirror_target.mirror_target_not_internal,
     mirror_target.wrong_host_header,
     mirror_target.mirror_default_timeouts,

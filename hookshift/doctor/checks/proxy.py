@@ -40,7 +40,11 @@ def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
         code = d.name.replace("_", "-") + "-no-resolver"
         shown = f"`{d.name} {d.args[0]}`"
         if target.host is None:
-            if _variable_host_needs_no_dns(index, url, chain):
+            names = _variable_host_names(index, url, chain)
+            if names == []:
+                continue
+            if names:
+                yield _every_request_unresolved(d, names)
                 continue
             yield Finding(
                 code=code,
@@ -73,12 +77,14 @@ def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
             )
 
 
-def _variable_host_needs_no_dns(index: Index, arg: str, chain: Chain) -> bool:
-    """True when every value the host variable can take (from ``set`` in scope or a ``map``)
-    is known and is an IP address or an upstream name: nginx resolves nothing then."""
+def _variable_host_names(index: Index, arg: str, chain: Chain) -> list[str] | None:
+    """The host names nginx must resolve for a variable host (from ``set`` in scope or a
+    ``map``), when every value it can take is known: [] when each is an IP address or an
+    upstream name (nginx resolves nothing then); the names when each value is one, so every
+    request needs DNS; None when some value is unknown or only some are names."""
     m = re.match(r"^[a-zA-Z]+://\$\{?(\w+)\}?", arg)
     if m is None:
-        return False
+        return None
     var = "$" + m.group(1)
     values: list[str] = []
     for block in chain:
@@ -94,14 +100,37 @@ def _variable_host_needs_no_dns(index: Index, arg: str, chain: Chain) -> bool:
                     if c.args and c.name not in ("hostnames", "volatile")
                 ]
     if not values:
-        return False
+        return None
+    names: list[str] = []
     for value in values:
         if "$" in value:
-            return False
+            return None
         probe = parse_proxy_pass("http://" + value)
-        if probe is None or not (probe.is_ip or index.upstream_for(probe) is not None):
-            return False
-    return True
+        if probe is None or probe.host is None:
+            return None
+        if not (probe.is_ip or index.upstream_for(probe) is not None):
+            names.append(probe.host)
+    if names and len(names) < len(values):
+        return None  # only the requests that get a name fail: the hedged warning says so
+    return list(dict.fromkeys(names))
+
+
+def _every_request_unresolved(d: Directive, names: list[str]) -> Finding:
+    """A variable host that is always a name, with no resolver: nginx never resolves it."""
+    return Finding(
+        code=d.name.replace("_", "-") + "-no-resolver",
+        severity=Severity.ERROR,
+        where=d.where,
+        message=(
+            f"`{d.name} {d.args[0]}` takes its host from a variable that is always a name "
+            f"({', '.join(names)}), so nginx resolves it per request, and no `resolver` is in "
+            "scope (http/server/location): every request fails at run time with `no resolver "
+            f"defined to resolve {names[0]}` and a 502; `nginx -t` passes because nothing is "
+            "resolved at load time"
+        ),
+        fix="add `resolver ADDR valid=10s ipv6=off;` and `resolver_timeout 2s;` to this "
+        f"location (or its server/http block), with a resolver that answers for {names[0]}",
+    )
 
 
 def _walk_rewrite_scope(index: Index, block: Directive) -> list[tuple[Directive, Chain]]:
@@ -164,7 +193,7 @@ def https_without_verify(index: Index) -> Iterator[Finding]:
             continue
         if target.host is not None and is_loopback(target.host.strip("[]")):
             continue
-        sni = "" if target.is_ip else " and `proxy_ssl_server_name on;`"
+        sni = _sni_fix(index, target, chain)
         yield Finding(
             code="proxy-ssl-no-verify",
             severity=Severity.WARNING,
@@ -177,4 +206,68 @@ def https_without_verify(index: Index) -> Iterator[Finding]:
             ),
             fix="add `proxy_ssl_verify on;`, `proxy_ssl_trusted_certificate "
             f"/etc/ssl/certs/ca-certificates.crt;`{sni}",
+        )
+
+
+def _names_upstream_block(index: Index, target: ProxyTarget, chain: Chain) -> bool:
+    """The target is an ``upstream`` block and no ``proxy_ssl_name`` is in scope: nginx then
+    takes the block's name (``$proxy_host``) as the TLS name."""
+    return index.upstream_for(target) is not None and index.value(chain, "proxy_ssl_name") is None
+
+
+def _sni_fix(index: Index, target: ProxyTarget, chain: Chain) -> str:
+    """What to add beside ``proxy_ssl_verify on`` so the certificate is checked against the
+    right name: verifying against an upstream block's name fails every request."""
+    parts = []
+    if _names_upstream_block(index, target, chain):
+        parts.append("`proxy_ssl_name HOST;` (the name on the upstream's certificate)")
+    setting = index.value(chain, "proxy_ssl_server_name")
+    if not target.is_ip and (setting is None or setting.args[:1] != ("on",)):
+        parts.append("`proxy_ssl_server_name on;`")
+    return "".join(f" and {part}" for part in parts)
+
+
+def https_upstream_block_name(index: Index) -> Iterator[Finding]:
+    """``proxy_pass https://NAME`` to an ``upstream NAME`` block without ``proxy_ssl_name``:
+    nginx uses NAME itself as the TLS name.
+
+    With ``proxy_ssl_verify on`` the certificate is checked against NAME, which no certificate
+    carries: every request is a 502 (``upstream SSL certificate does not match "NAME"``).
+    With only ``proxy_ssl_server_name on``, NAME is what the server is told in SNI, so a server
+    that picks its certificate or site by SNI answers for the wrong one. ``nginx -t`` checks
+    neither; a ``proxy_ssl_name`` set at http or server level covers the location.
+    """
+    for where, arg, target, chain in _https_targets(index):
+        if not _names_upstream_block(index, target, chain):
+            continue
+        verify = index.value(chain, "proxy_ssl_verify")
+        sni = index.value(chain, "proxy_ssl_server_name")
+        name = target.host
+        if verify is not None and verify.args[:1] == ("on",):
+            severity = Severity.ERROR
+            effect = (
+                f"`proxy_ssl_verify on` ({verify.where}) checks the upstream's certificate "
+                f'against "{name}", the block\'s name: unless the certificate names exactly '
+                f"that, every request fails with `upstream SSL certificate does not match "
+                f'"{name}"` and a 502'
+            )
+        elif sni is not None and sni.args[:1] == ("on",):
+            severity = Severity.WARNING
+            effect = (
+                f'`proxy_ssl_server_name on` ({sni.where}) sends SNI "{name}": a server that '
+                "picks its certificate or site by SNI answers for the wrong one or refuses the "
+                "handshake"
+            )
+        else:
+            continue  # nginx computes no TLS name then; https_without_sni tells of the SNI
+        yield Finding(
+            code="proxy-ssl-name-is-upstream",
+            severity=severity,
+            where=where,
+            message=(
+                f"`proxy_pass {arg}` names the upstream block `{name}` and no `proxy_ssl_name` "
+                f'is in scope, so nginx uses "{name}" as the TLS name: {effect}'
+            ),
+            fix="add `proxy_ssl_name HOST;` (the name on the upstream's certificate) next to "
+            "the proxy_pass or at server/http level",
         )

@@ -1,0 +1,184 @@
+"""Shapes of production configs doctor judged wrong, shown on the real nginx on loopback.
+
+``proxy_pass https://NAME`` to an ``upstream NAME`` block: the TLS name is NAME itself unless
+``proxy_ssl_name`` says otherwise. A host variable ``set`` to a name needs a resolver on every
+request, not only on some."""
+
+from __future__ import annotations
+
+import ssl
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import trustme
+
+from hookshift.doctor import Severity, diagnose_file
+from hookshift.procs import ManagedProcess, free_port, wait_for_port
+from tests.doctor.conftest import Diagnose, codes, line_of, only
+from tests.doctor.test_runtime import get
+from tests.mirror.servers import RecordingServer
+
+HOST = "api.example.com"
+
+
+@pytest.fixture
+def tls_upstream(ca: trustme.CA) -> Iterator[RecordingServer]:
+    """A TLS server on loopback holding a certificate for HOST, recording the SNI it gets."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(HOST).configure_cert(ctx)
+    server = RecordingServer(tls=ctx).start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def _serve(tmp_path: Path, nginx_bin: str, http: str) -> Iterator[tuple[int, Path]]:
+    port = free_port()
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n  access_log {tmp_path}/access.log;\n"
+        f"  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
+        + textwrap.dedent(http).replace("{port}", str(port))
+        + "\n}\n"
+    )
+    proc = ManagedProcess(
+        "nginx",
+        [nginx_bin, "-p", f"{tmp_path}/", "-c", str(config), "-g", "daemon off;"],
+        tmp_path / "nginx.out",
+    )
+    proc.start(ready=lambda: wait_for_port(port))
+    try:
+        yield port, config
+    finally:
+        proc.stop()
+
+
+def _http(upstream_port: int, ca_file: Path, http_level: str) -> str:
+    """TLS settings at http level (where a production config often keeps them), one upstream."""
+    return f"""
+        {http_level}
+        proxy_ssl_trusted_certificate {ca_file};
+        upstream backend {{ server 127.0.0.1:{upstream_port}; }}
+        server {{
+            listen 127.0.0.1:{{port}};
+            location /api/ {{ proxy_pass https://backend; }}
+        }}
+        """
+
+
+@pytest.mark.e2e
+def test_verify_against_the_upstream_block_name_fails_every_request_as_doctor_says(
+    tmp_path: Path, each_nginx: str, tls_upstream: RecordingServer, ca_file: Path
+) -> None:
+    http = _http(tls_upstream.port, ca_file, "proxy_ssl_verify on; proxy_ssl_server_name on;")
+    with _serve(tmp_path, each_nginx, http) as (port, config):
+        assert get(port, "/api/x") == 502
+        assert tls_upstream.sni == ["backend"]
+        error_log = (tmp_path / "error.log").read_text()
+        assert 'upstream SSL certificate does not match "backend"' in error_log
+        finding = only(diagnose_file(config), "proxy-ssl-name-is-upstream")
+        assert finding.severity is Severity.ERROR
+        assert finding.where == line_of(config, "proxy_pass https://backend")
+        assert "proxy_ssl_name" in finding.fix
+
+
+@pytest.mark.e2e
+def test_proxy_ssl_name_at_http_level_covers_the_upstream_as_doctor_says(
+    tmp_path: Path, each_nginx: str, tls_upstream: RecordingServer, ca_file: Path
+) -> None:
+    http = _http(
+        tls_upstream.port,
+        ca_file,
+        f"proxy_ssl_verify on; proxy_ssl_server_name on; proxy_ssl_name {HOST};",
+    )
+    with _serve(tmp_path, each_nginx, http) as (port, config):
+        assert get(port, "/api/x") == 200
+        assert tls_upstream.sni == [HOST]
+        assert "proxy-ssl-name-is-upstream" not in codes(diagnose_file(config))
+
+
+@pytest.mark.e2e
+def test_sni_only_sends_the_upstream_block_name_as_doctor_says(
+    tmp_path: Path, each_nginx: str, tls_upstream: RecordingServer, ca_file: Path
+) -> None:
+    http = _http(tls_upstream.port, ca_file, "proxy_ssl_server_name on;")
+    with _serve(tmp_path, each_nginx, http) as (port, config):
+        assert get(port, "/api/x") == 200  # nothing is verified: the wrong name goes unnoticed
+        assert tls_upstream.sni == ["backend"]
+        finding = only(diagnose_file(config), "proxy-ssl-name-is-upstream")
+        assert finding.severity is Severity.WARNING
+        assert 'SNI "backend"' in finding.message
+
+
+def test_the_verify_fix_names_proxy_ssl_name_for_an_upstream_block(
+    diagnose_http: Diagnose,
+) -> None:
+    """Following the fix for an unverified upstream block as written must not break it: without
+    proxy_ssl_name, `proxy_ssl_verify on` checks the certificate against the block's name."""
+    found = diagnose_http(
+        """
+        proxy_ssl_server_name on;
+        upstream backend { server 127.0.0.1:9443; }
+        server { listen 127.0.0.1:8081; location / { proxy_pass https://backend; } }
+        """
+    )
+    fix = only(found, "proxy-ssl-no-verify").fix
+    assert "proxy_ssl_name" in fix
+    assert "proxy_ssl_server_name" not in fix  # already on at http level
+
+
+def test_a_host_name_is_verified_against_itself(diagnose_http: Diagnose) -> None:
+    """A host that names no upstream block is its own TLS name, which is right."""
+    found = diagnose_http(
+        f"""
+        proxy_ssl_verify on;
+        proxy_ssl_server_name on;
+        upstream backend {{ server 127.0.0.1:9443; }}
+        server {{
+            listen 127.0.0.1:8081;
+            location / {{ proxy_pass https://{HOST}; }}
+        }}
+        """
+    )
+    assert "proxy-ssl-name-is-upstream" not in codes(found)
+
+
+@pytest.mark.e2e
+def test_a_host_variable_set_to_a_name_fails_every_request_as_doctor_says(
+    tmp_path: Path, each_nginx: str
+) -> None:
+    http = f"""
+        server {{
+            listen 127.0.0.1:{{port}};
+            location /api/ {{
+                set $stage {HOST};
+                proxy_pass http://$stage/x;
+            }}
+        }}
+        """
+    with _serve(tmp_path, each_nginx, http) as (port, config):
+        assert get(port, "/api/x") == 502
+        error_log = (tmp_path / "error.log").read_text()
+        assert f"no resolver defined to resolve {HOST}" in error_log
+        finding = only(diagnose_file(config), "proxy-pass-no-resolver")
+        assert finding.severity is Severity.ERROR
+        assert f"no resolver defined to resolve {HOST}" in finding.message
+
+
+def test_a_host_variable_mapped_to_names_and_upstreams_stays_a_warning(
+    diagnose_http: Diagnose,
+) -> None:
+    """Only the requests that get the name fail there, so it is not every request."""
+    found = diagnose_http(
+        """
+        upstream blue { server 127.0.0.1:9001; }
+        map $cookie_slot $pool { default blue; green green.internal; }
+        server { listen 8081; location / { proxy_pass http://$pool; } }
+        """
+    )
+    assert only(found, "proxy-pass-no-resolver").severity is Severity.WARNING
