@@ -141,8 +141,8 @@ def system_lookup(host: str) -> Answer:
 
 
 def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -> Answer:
-    """Ask `resolver` (the system's first DNS server when None) for ``host``'s A record; collect
-    the CNAME chain and the addresses.
+    """Ask `resolver` (the system's first DNS server when None) for ``host``'s A records, or its
+    AAAA records when it has no A; collect the CNAME chain and the addresses.
 
     An address needs no DNS, and ``localhost`` is asked of this machine, as every program on it
     would: no DNS server knows it. A name the system's DNS server does not know is also looked
@@ -174,26 +174,31 @@ def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -
             return Answer("ERROR", resolver=label, error="no system resolver configured")
         server = (system.nameservers[0], system.port) if system.nameservers else ("", 53)
         resolver = (str(server[0]), int(server[1]))
-    query = dns.message.make_query(dns.name.from_text(host), dns.rdatatype.A)
-    try:
-        reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
-            query, resolver[0], port=resolver[1], timeout=timeout
-        )
-    except dns.exception.Timeout:
-        return Answer("TIMEOUT", resolver=label)
-    except OSError as exc:
-        return Answer("ERROR", resolver=label, error=plain_words(exc))
-    rcode = dns.rcode.to_text(reply.rcode())
-    chain: list[str] = []
-    addresses: list[str] = []
-    for rrset in reply.answer:
-        for item in rrset:
-            if rrset.rdtype == dns.rdatatype.CNAME:
-                chain.append(str(item.target).rstrip(".").lower())
-            elif rrset.rdtype == dns.rdatatype.A:
-                addresses.append(str(item.address))
-    if rcode == "NOERROR" and not addresses:
-        rcode = "NODATA"
+    # A first; AAAA only when the name has no A: an IPv6-only stage is reached at all, and a
+    # stage with both over IPv4, which every network on the way carries
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        query = dns.message.make_query(dns.name.from_text(host), rdtype)
+        try:
+            reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
+                query, resolver[0], port=resolver[1], timeout=timeout
+            )
+        except dns.exception.Timeout:
+            return Answer("TIMEOUT", resolver=label)
+        except OSError as exc:
+            return Answer("ERROR", resolver=label, error=plain_words(exc))
+        rcode = dns.rcode.to_text(reply.rcode())
+        chain: list[str] = []
+        addresses: list[str] = []
+        for rrset in reply.answer:
+            for item in rrset:
+                if rrset.rdtype == dns.rdatatype.CNAME:
+                    chain.append(str(item.target).rstrip(".").lower())
+                elif rrset.rdtype == rdtype:
+                    addresses.append(str(item.address))
+        if rcode == "NOERROR" and not addresses:
+            rcode = "NODATA"
+        if rcode != "NODATA":
+            break
     local: tuple[str, ...] = ()
     if system_asked and rcode in ("NXDOMAIN", "NODATA"):
         local = system_addresses(host)
@@ -263,6 +268,15 @@ class StageUnreachable(Exception):
         self.delivered = delivered
 
 
+def _as_bytes(headers: Mapping[str, str | bytes]) -> dict[bytes, bytes]:
+    """Headers as httpx sends them unchanged: text encodes as ASCII (a name, a URL's host),
+    bytes stay as given (a value outside ASCII, as its UTF-8)."""
+    return {
+        name.encode("ascii"): value if isinstance(value, bytes) else value.encode("ascii")
+        for name, value in headers.items()
+    }
+
+
 class StageClient:
     """POSTs to one stage URL at one address (None: wherever this machine resolves the name),
     keeping connections open between requests.
@@ -297,10 +311,11 @@ class StageClient:
         self._client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
 
     def post(
-        self, body: bytes, headers: Mapping[str, str], *, path: str | None = None
+        self, body: bytes, headers: Mapping[str, str | bytes], *, path: str | None = None
     ) -> httpx.Response:
         """POST `body` with `headers` to the URL's path, or to `path` (a request target: path
-        and query, on the same stage); `StageUnreachable` when no answer came."""
+        and query, on the same stage); `StageUnreachable` when no answer came. A header value
+        outside ASCII is given as bytes (its UTF-8): as text it could not be sent at all."""
         import httpx
 
         target = self._target
@@ -311,7 +326,7 @@ class StageClient:
             return self._client.post(
                 target,
                 content=body,
-                headers={**self._headers, **headers},
+                headers=_as_bytes({**self._headers, **headers}),
                 extensions=self._extensions,
             )
         except httpx.TimeoutException as exc:

@@ -185,7 +185,8 @@ def check_url(url: str, name: str = "probe URL") -> str:
 def observe_dns(
     host: str, resolver: tuple[str, int] | None, timeout: float = 3.0
 ) -> DnsObservation:
-    """Ask for ``host``'s A record; collect the CNAME chain and the addresses (`stagehttp.resolve`:
+    """Ask for ``host``'s A records (AAAA when it has none); collect the CNAME chain and the
+    addresses (`stagehttp.resolve`:
     an address needs no DNS, ``localhost`` is this machine's, and a name DNS does not know is
     also looked up the system's way, so the diagnosis can say when only this machine's hosts
     file has it)."""

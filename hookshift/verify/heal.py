@@ -656,7 +656,12 @@ def _sender(
     with StageClient(to, address, ca_file=ca_file, timeout=SEND_TIMEOUT) as stage:
 
         def send_http(item: HealItem, url: str) -> None:
-            headers = {"Content-Type": item.content_type, REPLAY_HEADER: item.replay_id}
+            # the id as UTF-8 bytes: a key taken from the callback (Korean text) is not ASCII,
+            # which is all a header given as text may hold, and the stage must get it unchanged
+            headers = {
+                "Content-Type": item.content_type.encode("utf-8"),
+                REPLAY_HEADER: item.replay_id.encode("utf-8"),
+            }
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             try:
@@ -758,7 +763,7 @@ def _unresolved(host: str, answer: Answer, *, named: bool) -> InputError | Opera
         return InputError(f"cannot resolve {host}: no such name {asked}; nothing was sent", fix=fix)
     if answer.rcode == "NODATA":
         return InputError(
-            f"cannot resolve {host}: the name has no IPv4 address (A record) {asked}; "
+            f"cannot resolve {host}: the name has no address (no A or AAAA record) {asked}; "
             "nothing was sent",
             fix=fix,
         )
