@@ -149,7 +149,9 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
 class ProxyTarget:
     """A ``proxy_pass`` argument taken apart the way nginx will use it.
 
-    `host` is None when the host part itself comes from a variable (only known per request).
+    `host` is None when the host part itself comes from a variable (only known per request);
+    `scheme` is the variable's text (``$scheme``) when the scheme comes from one, neither
+    ``http`` nor ``https`` until a request is made.
     """
 
     scheme: str
@@ -164,7 +166,8 @@ class ProxyTarget:
 
 # Variables whose value starts with "/" or "?": a host literal right before them is complete.
 _PATH_VARIABLES = ("request_uri", "uri", "document_uri", "is_args", "args", "query_string")
-_PROXY_RE = re.compile(r"^(?P<scheme>[a-zA-Z]+)://(?P<rest>.*)$")
+# the scheme may come from a variable (`$scheme://host`): the host is still known
+_PROXY_RE = re.compile(r"^(?P<scheme>[a-zA-Z]+|\$\{?\w+\}?)://(?P<rest>.*)$")
 
 
 def pass_url(name: str, arg: str) -> str:

@@ -209,6 +209,11 @@ def test_rewrite_last_leaves_before_the_mirror_break_stays_as_doctor_says(
             "php.internal.test",
             "fastcgi-pass-no-resolver",
         ),
+        (  # the scheme alone is a variable: the host is still resolved per request
+            "proxy_pass $scheme://backend.internal.test;",
+            "backend.internal.test",
+            "proxy-pass-no-resolver",
+        ),
     ],
 )
 def test_no_resolver_fails_at_run_time_as_doctor_says(
