@@ -82,23 +82,7 @@ def _variable_host_names(index: Index, arg: str, chain: Chain) -> list[str] | No
     ``map``), when every value it can take is known: [] when each is an IP address or an
     upstream name (nginx resolves nothing then); the names when each value is one, so every
     request needs DNS; None when some value is unknown or only some are names."""
-    m = re.match(r"^[a-zA-Z]+://\$\{?(\w+)\}?", arg)
-    if m is None:
-        return None
-    var = "$" + m.group(1)
-    values: list[str] = []
-    for block in chain:
-        for d, _parents in _walk_rewrite_scope(index, block):
-            if d.name == "set" and len(d.args) >= 2 and d.args[0] == var:
-                values.append(d.args[1])
-    for http in index.config.http_blocks():
-        for d in index.config.effective_children(http, "map"):
-            if len(d.args) >= 2 and d.args[1] == var:
-                values += [
-                    c.args[-1]
-                    for c in index.config.effective_children(d)
-                    if c.args and c.name not in ("hostnames", "volatile")
-                ]
+    values = _variable_values(index, arg, chain)
     if not values:
         return None
     names: list[str] = []
@@ -113,6 +97,29 @@ def _variable_host_names(index: Index, arg: str, chain: Chain) -> list[str] | No
     if names and len(names) < len(values):
         return None  # only the requests that get a name fail: the hedged warning says so
     return list(dict.fromkeys(names))
+
+
+def _variable_values(index: Index, arg: str, chain: Chain) -> list[str]:
+    """Every value the host variable of `arg` (``SCHEME://$var...``) is given: by ``set`` in
+    scope or by a ``map``; empty when the host is no variable or nothing gives it one."""
+    m = re.match(r"^[a-zA-Z]+://\$\{?(\w+)\}?", arg)
+    if m is None:
+        return []
+    var = "$" + m.group(1)
+    values: list[str] = []
+    for block in chain:
+        for d, _parents in _walk_rewrite_scope(index, block):
+            if d.name == "set" and len(d.args) >= 2 and d.args[0] == var:
+                values.append(d.args[1])
+    for http in index.config.http_blocks():
+        for d in index.config.effective_children(http, "map"):
+            if len(d.args) >= 2 and d.args[1] == var:
+                values += [
+                    c.args[-1]
+                    for c in index.config.effective_children(d)
+                    if c.args and c.name not in ("hostnames", "volatile")
+                ]
+    return values
 
 
 def _every_request_unresolved(d: Directive, names: list[str]) -> Finding:
@@ -193,7 +200,7 @@ def https_without_verify(index: Index) -> Iterator[Finding]:
             continue
         if target.host is not None and is_loopback(target.host.strip("[]")):
             continue
-        sni = _sni_fix(index, target, chain)
+        sni = _sni_fix(index, arg, target, chain)
         yield Finding(
             code="proxy-ssl-no-verify",
             severity=Severity.WARNING,
@@ -209,17 +216,28 @@ def https_without_verify(index: Index) -> Iterator[Finding]:
         )
 
 
-def _names_upstream_block(index: Index, target: ProxyTarget, chain: Chain) -> bool:
-    """The target is an ``upstream`` block and no ``proxy_ssl_name`` is in scope: nginx then
-    takes the block's name (``$proxy_host``) as the TLS name."""
-    return index.upstream_for(target) is not None and index.value(chain, "proxy_ssl_name") is None
+def _upstream_tls_names(index: Index, arg: str, target: ProxyTarget, chain: Chain) -> list[str]:
+    """The ``upstream`` blocks whose names nginx takes as the TLS name (``$proxy_host``) for
+    `arg`, when no ``proxy_ssl_name`` is in scope: the block named in the URL, or, for a host
+    variable, the blocks every value it is given names (a `map` choosing a pool per request).
+    Empty when the name is set, or some value is not a block (its host is then the name)."""
+    if index.value(chain, "proxy_ssl_name") is not None:
+        return []
+    if target.host is not None:
+        return [target.host] if index.upstream_for(target) is not None else []
+    values = _variable_values(index, arg, chain)
+    probes = [parse_proxy_pass("https://" + v) for v in values if "$" not in v]
+    blocks = [
+        p.host for p in probes if p is not None and p.host and index.upstream_for(p) is not None
+    ]
+    return list(dict.fromkeys(blocks)) if values and len(blocks) == len(values) else []
 
 
-def _sni_fix(index: Index, target: ProxyTarget, chain: Chain) -> str:
+def _sni_fix(index: Index, arg: str, target: ProxyTarget, chain: Chain) -> str:
     """What to add beside ``proxy_ssl_verify on`` so the certificate is checked against the
     right name: verifying against an upstream block's name fails every request."""
     parts = []
-    if _names_upstream_block(index, target, chain):
+    if _upstream_tls_names(index, arg, target, chain):
         parts.append("`proxy_ssl_name HOST;` (the name on the upstream's certificate)")
     setting = index.value(chain, "proxy_ssl_server_name")
     if not target.is_ip and (setting is None or setting.args[:1] != ("on",)):
@@ -238,11 +256,17 @@ def https_upstream_block_name(index: Index) -> Iterator[Finding]:
     neither; a ``proxy_ssl_name`` set at http or server level covers the location.
     """
     for where, arg, target, chain in _https_targets(index):
-        if not _names_upstream_block(index, target, chain):
+        names = _upstream_tls_names(index, arg, target, chain)
+        if not names:
             continue
         verify = index.value(chain, "proxy_ssl_verify")
         sni = index.value(chain, "proxy_ssl_server_name")
-        name = target.host
+        name = names[0]
+        blocks = (
+            f"the upstream block `{name}`"
+            if len(names) == 1
+            else ("upstream blocks (" + ", ".join(f"`{n}`" for n in names) + ")")
+        )
         if verify is not None and verify.args[:1] == ("on",):
             severity = Severity.ERROR
             effect = (
@@ -265,8 +289,8 @@ def https_upstream_block_name(index: Index) -> Iterator[Finding]:
             severity=severity,
             where=where,
             message=(
-                f"`proxy_pass {arg}` names the upstream block `{name}` and no `proxy_ssl_name` "
-                f'is in scope, so nginx uses "{name}" as the TLS name: {effect}'
+                f"`proxy_pass {arg}` names {blocks} and no `proxy_ssl_name` is in scope, so "
+                f'nginx uses the block\'s name ("{name}") as the TLS name: {effect}'
             ),
             fix="add `proxy_ssl_name HOST;` (the name on the upstream's certificate) next to "
             "the proxy_pass or at server/http level",
