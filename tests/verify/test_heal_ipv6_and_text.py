@@ -9,11 +9,8 @@ the stage must get byte for byte so that the replay is matched to the callback i
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from hookshift.rehearsal.dns import DnsServer
 from hookshift.verify.heal import REPLAY_HEADER
 from tests.in_process import run_captured
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
+from tests.verify.tls_stage import Received, TlsStage
 
 pytestmark = pytest.mark.e2e
 
@@ -30,77 +28,11 @@ STAGE_HOST = "v6only.execute-api.ap-northeast-2.amazonaws.com"
 KOREAN_ID = "주문-1002-배송"
 
 
-@dataclass
-class Received:
-    sni: str | None
-    headers: dict[bytes, bytes]  # as sent: a value outside ASCII stays its bytes
-    body: bytes
-
-
-@dataclass
-class V6Stage:
-    """An HTTPS stage listening on ``::1`` only, recording each POST with the SNI it came with."""
-
-    context: ssl.SSLContext
-    port: int = 0
-    received: list[Received] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._listener = socket.socket(socket.AF_INET6)
-        self._listener.bind(("::1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def url(self) -> str:
-        return f"https://{STAGE_HOST}:{self.port}/prod"
-
-    def _serve(self) -> None:
-        with self._listener:
-            while not self._stop.is_set():
-                try:
-                    conn, _ = self._listener.accept()
-                except TimeoutError:
-                    continue
-                with conn:
-                    self._answer(conn)
-
-    def _answer(self, conn: socket.socket) -> None:
-        names: list[str | None] = []
-        self.context.sni_callback = lambda _sock, name, _ctx: names.append(name)
-        conn.settimeout(5)
-        try:
-            with self.context.wrap_socket(conn, server_side=True) as tls:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = tls.recv(65536)
-                    if not chunk:
-                        return  # a handshake only (the check before sending)
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                pairs = (line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
-                headers = {name.lower(): value for name, value in pairs}
-                length = int(headers.get(b"content-length", b"0"))
-                while len(rest) < length:
-                    rest += tls.recv(65536)
-                self.received.append(Received(names[0] if names else None, headers, rest))
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-        except (ssl.SSLError, OSError):
-            return
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
-def stage(ca: trustme.CA) -> Iterator[V6Stage]:
+def stage(ca: trustme.CA) -> Iterator[TlsStage]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(STAGE_HOST).configure_cert(context)
-    running = V6Stage(context)
+    running = TlsStage(context, STAGE_HOST, address="::1")  # listening on IPv6 only
     yield running
     running.stop()
 
@@ -126,8 +58,13 @@ def _report(tmp_path: Path, target: str, keys: list[str]) -> Path:
     return path
 
 
+def _sent(received: Received, header: str) -> bytes:
+    """The bytes of a header as the stage got them."""
+    return received.headers[header].encode("latin-1")
+
+
 def _heal(
-    capsys: pytest.CaptureFixture[str], report: Path, stage: V6Stage, dns: DnsServer, ca: Path
+    capsys: pytest.CaptureFixture[str], report: Path, stage: TlsStage, dns: DnsServer, ca: Path
 ) -> tuple[int, str, str]:
     argv = ["--report", str(report), "--to", stage.url(), "--resolver", dns.address]
     return run_captured(capsys, "verify", "heal", *argv, "--ca-file", str(ca), "--apply")
@@ -136,7 +73,7 @@ def _heal(
 def test_a_stage_with_only_an_ipv6_address_is_reached_over_ipv6_by_its_name(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    stage: V6Stage,
+    stage: TlsStage,
     dns: DnsServer,
     ca_file: Path,
 ) -> None:
@@ -145,16 +82,15 @@ def test_a_stage_with_only_an_ipv6_address_is_reached_over_ipv6_by_its_name(
     assert (code, err) == (0, ""), err
     assert out.startswith(f"sent 2 replay(s) to {stage.url()}")
     assert [r.sni for r in stage.received] == [STAGE_HOST, STAGE_HOST]
-    host = f"{STAGE_HOST}:{stage.port}".encode()
-    assert {r.headers[b"host"] for r in stage.received} == {host}
-    by_replay = {r.headers[REPLAY_HEADER.lower().encode()]: r.body for r in stage.received}
+    assert {r.headers["Host"] for r in stage.received} == {f"{STAGE_HOST}:{stage.port}"}
+    by_replay = {_sent(r, REPLAY_HEADER): r.body for r in stage.received}
     assert by_replay == {rid(0).encode(): body(0).encode(), rid(1).encode(): body(1).encode()}
 
 
 def test_a_replay_id_in_korean_reaches_the_stage_as_its_utf8_and_the_ledger_keeps_it(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    stage: V6Stage,
+    stage: TlsStage,
     dns: DnsServer,
     ca_file: Path,
 ) -> None:
@@ -162,7 +98,7 @@ def test_a_replay_id_in_korean_reaches_the_stage_as_its_utf8_and_the_ledger_keep
     code, out, err = _heal(capsys, report, stage, dns, ca_file)
     assert (code, err) == (0, ""), err
     assert f"  {KOREAN_ID}  replay of {KOREAN_ID}\n" in out
-    by_replay = {r.headers[REPLAY_HEADER.lower().encode()]: r.body for r in stage.received}
+    by_replay = {_sent(r, REPLAY_HEADER): r.body for r in stage.received}
     assert by_replay == {rid(0).encode(): body(0).encode(), KOREAN_ID.encode(): body(1).encode()}
     ledger = tmp_path / "hookshift-heal-ledger.jsonl"
     rows = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]

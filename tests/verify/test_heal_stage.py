@@ -6,11 +6,8 @@ one that stops part-way stops the run with what was sent kept in the ledger."""
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from hookshift.rehearsal.dns import DnsServer
 from hookshift.verify.heal import REPLAY_HEADER
 from tests.in_process import run_captured
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
+from tests.verify.tls_stage import TlsStage
 
 pytestmark = pytest.mark.e2e
 
@@ -33,80 +31,6 @@ def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
     return run_captured(capsys, "verify", "heal", *argv)
 
 
-@dataclass
-class Received:
-    sni: str | None
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class TlsStage:
-    """An HTTPS stage on loopback that records each POST with the SNI it came with, and takes
-    only `connections` connections (the last one included) before it stops listening, like a
-    stage that goes away part-way."""
-
-    context: ssl.SSLContext
-    connections: int | None = None
-    port: int = 0
-    received: list[Received] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((LOOPBACK, self.port))
-        self._listener.listen(16)
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def url(self, host: str = STAGE_HOST) -> str:
-        return f"https://{host}:{self.port}/prod/callback"
-
-    def _serve(self) -> None:
-        taken = 0
-        with self._listener:
-            while not self._stop.is_set() and self._listener.fileno() != -1:
-                try:
-                    conn, _ = self._listener.accept()
-                except TimeoutError:
-                    continue
-                taken += 1
-                if taken == self.connections:
-                    self._listener.close()  # before answering: the next connect is refused
-                with conn:
-                    self._answer(conn)
-
-    def _answer(self, conn: socket.socket) -> None:
-        names: list[str | None] = []
-        self.context.sni_callback = lambda _sock, name, _ctx: names.append(name)
-        conn.settimeout(5)
-        try:
-            with self.context.wrap_socket(conn, server_side=True) as tls:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = tls.recv(65536)
-                    if not chunk:
-                        return  # a handshake only (the check before sending)
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")[1:]
-                headers = dict(line.split(": ", 1) for line in lines)
-                length = int(headers.get("Content-Length", "0"))
-                while len(rest) < length:
-                    rest += tls.recv(65536)
-                self.received.append(Received(names[0] if names else None, headers, rest))
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-        except (ssl.SSLError, OSError):
-            return  # a client that refused the certificate
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def stage_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -116,7 +40,7 @@ def stage_context(ca: trustme.CA) -> ssl.SSLContext:
 
 @pytest.fixture
 def stage(stage_context: ssl.SSLContext) -> Iterator[TlsStage]:
-    running = TlsStage(stage_context)
+    running = TlsStage(stage_context, STAGE_HOST)
     yield running
     running.stop()
 
@@ -243,7 +167,7 @@ def test_a_stage_that_goes_away_part_way_stops_the_run_and_a_rerun_sends_the_res
     ca_file: Path,
 ) -> None:
     # the check before sending, then one replay; then nothing listens on the port
-    first = TlsStage(stage_context, connections=2)
+    first = TlsStage(stage_context, STAGE_HOST, connections=2)
     url = first.url()
     report = _report(tmp_path, url, lost=30)
     argv = ["--report", str(report), "--to", url, "--resolver", dns.address]
@@ -260,7 +184,7 @@ def test_a_stage_that_goes_away_part_way_stops_the_run_and_a_rerun_sends_the_res
     )
     assert len(first.received) == 1 and len(_ledger(tmp_path)) == 1
 
-    second = TlsStage(stage_context, port=first.port)  # the stage is back
+    second = TlsStage(stage_context, STAGE_HOST, port=first.port)  # the stage is back
     try:
         code, out, err = _heal(capsys, *argv)
     finally:
@@ -280,7 +204,7 @@ def test_a_stage_host_outside_ascii_is_reached_by_its_idna_form_as_the_mirror_wr
 ) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(IDN_WIRE).configure_cert(context)
-    stage = TlsStage(context)
+    stage = TlsStage(context, STAGE_HOST)
     url = f"https://{IDN_HOST}:{stage.port}/prod/callback"
     report = _report(tmp_path, f"https://{IDN_HOST}:{stage.port}/prod")
     try:
