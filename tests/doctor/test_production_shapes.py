@@ -71,11 +71,28 @@ def _http(upstream_port: int, ca_file: Path, http_level: str) -> str:
         """
 
 
+POOL_MAP = "map $http_x_pool $pool { default backend; canary backend; }"
+
+
 @pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("target", "at_http"),
+    [("backend", ""), ("$pool", POOL_MAP)],
+    ids=["the block named", "a map choosing the block"],
+)
 def test_verify_against_the_upstream_block_name_fails_every_request_as_doctor_says(
-    tmp_path: Path, each_nginx: str, tls_upstream: RecordingServer, ca_file: Path
+    tmp_path: Path,
+    each_nginx: str,
+    tls_upstream: RecordingServer,
+    ca_file: Path,
+    target: str,
+    at_http: str,
 ) -> None:
-    http = _http(tls_upstream.port, ca_file, "proxy_ssl_verify on; proxy_ssl_server_name on;")
+    """The TLS name is the block's name, whether the URL names the block or a variable (a
+    `map` choosing the pool per request) holds it."""
+    verify = f"{at_http}\nproxy_ssl_verify on; proxy_ssl_server_name on;"
+    http = _http(tls_upstream.port, ca_file, verify)
+    http = http.replace("proxy_pass https://backend;", f"proxy_pass https://{target};")
     with _serve(tmp_path, each_nginx, http) as (port, config):
         assert get(port, "/api/x") == 502
         assert tls_upstream.sni == ["backend"]
@@ -83,29 +100,8 @@ def test_verify_against_the_upstream_block_name_fails_every_request_as_doctor_sa
         assert 'upstream SSL certificate does not match "backend"' in error_log
         finding = only(diagnose_file(config), "proxy-ssl-name-is-upstream")
         assert finding.severity is Severity.ERROR
-        assert finding.where == line_of(config, "proxy_pass https://backend")
+        assert finding.where == line_of(config, f"proxy_pass https://{target}")
         assert "proxy_ssl_name" in finding.fix
-
-
-@pytest.mark.e2e
-def test_a_map_choosing_upstream_blocks_has_the_same_tls_name_as_doctor_says(
-    tmp_path: Path, each_nginx: str, tls_upstream: RecordingServer, ca_file: Path
-) -> None:
-    """`proxy_pass https://$pool` where a map gives the pool per request: the TLS name is the
-    block's name the variable holds, as with the name written out."""
-    http = _http(tls_upstream.port, ca_file, "proxy_ssl_verify on; proxy_ssl_server_name on;")
-    http = http.replace(
-        "upstream backend {",
-        "map $http_x_pool $pool { default backend; canary backend; }\n        upstream backend {",
-    ).replace("proxy_pass https://backend;", "proxy_pass https://$pool;")
-    with _serve(tmp_path, each_nginx, http) as (port, config):
-        assert get(port, "/api/x") == 502
-        assert tls_upstream.sni == ["backend"]
-        error_log = (tmp_path / "error.log").read_text()
-        assert 'upstream SSL certificate does not match "backend"' in error_log
-        finding = only(diagnose_file(config), "proxy-ssl-name-is-upstream")
-        assert finding.severity is Severity.ERROR
-        assert finding.where == line_of(config, "proxy_pass https://$pool")
         assert '"backend"' in finding.message
 
 
