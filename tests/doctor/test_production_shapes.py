@@ -7,18 +7,15 @@ request, not only on some."""
 from __future__ import annotations
 
 import ssl
-import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import trustme
 
 from hookshift.doctor import Severity, diagnose_file
-from hookshift.procs import ManagedProcess, free_port, wait_for_port
 from tests.doctor.conftest import Diagnose, codes, line_of, only
-from tests.doctor.test_runtime import get
+from tests.doctor.test_runtime import get, nginx_serving
 from tests.mirror.servers import RecordingServer
 
 HOST = "api.example.com"
@@ -32,30 +29,6 @@ def tls_upstream(ca: trustme.CA) -> Iterator[RecordingServer]:
     server = RecordingServer(tls=ctx).start()
     yield server
     server.stop()
-
-
-@contextmanager
-def _serve(tmp_path: Path, nginx_bin: str, http: str) -> Iterator[tuple[int, Path]]:
-    port = free_port()
-    config = tmp_path / "nginx.conf"
-    config.write_text(
-        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{\n  access_log {tmp_path}/access.log;\n"
-        f"  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
-        + textwrap.dedent(http).replace("{port}", str(port))
-        + "\n}\n"
-    )
-    proc = ManagedProcess(
-        "nginx",
-        [nginx_bin, "-p", f"{tmp_path}/", "-c", str(config), "-g", "daemon off;"],
-        tmp_path / "nginx.out",
-    )
-    proc.start(ready=lambda: wait_for_port(port))
-    try:
-        yield port, config
-    finally:
-        proc.stop()
 
 
 def _http(upstream_port: int, ca_file: Path, http_level: str) -> str:
@@ -93,7 +66,7 @@ def test_verify_against_the_upstream_block_name_fails_every_request_as_doctor_sa
     verify = f"{at_http}\nproxy_ssl_verify on; proxy_ssl_server_name on;"
     http = _http(tls_upstream.port, ca_file, verify)
     http = http.replace("proxy_pass https://backend;", f"proxy_pass https://{target};")
-    with _serve(tmp_path, each_nginx, http) as (port, config):
+    with nginx_serving(tmp_path, each_nginx, http) as (port, config):
         assert get(port, "/api/x") == 502
         assert tls_upstream.sni == ["backend"]
         error_log = (tmp_path / "error.log").read_text()
@@ -114,7 +87,7 @@ def test_proxy_ssl_name_at_http_level_covers_the_upstream_as_doctor_says(
         ca_file,
         f"proxy_ssl_verify on; proxy_ssl_server_name on; proxy_ssl_name {HOST};",
     )
-    with _serve(tmp_path, each_nginx, http) as (port, config):
+    with nginx_serving(tmp_path, each_nginx, http) as (port, config):
         assert get(port, "/api/x") == 200
         assert tls_upstream.sni == [HOST]
         assert "proxy-ssl-name-is-upstream" not in codes(diagnose_file(config))
@@ -125,7 +98,7 @@ def test_sni_only_sends_the_upstream_block_name_as_doctor_says(
     tmp_path: Path, each_nginx: str, tls_upstream: RecordingServer, ca_file: Path
 ) -> None:
     http = _http(tls_upstream.port, ca_file, "proxy_ssl_server_name on;")
-    with _serve(tmp_path, each_nginx, http) as (port, config):
+    with nginx_serving(tmp_path, each_nginx, http) as (port, config):
         assert get(port, "/api/x") == 200  # nothing is verified: the wrong name goes unnoticed
         assert tls_upstream.sni == ["backend"]
         finding = only(diagnose_file(config), "proxy-ssl-name-is-upstream")
@@ -179,7 +152,7 @@ def test_a_host_variable_set_to_a_name_fails_every_request_as_doctor_says(
             }}
         }}
         """
-    with _serve(tmp_path, each_nginx, http) as (port, config):
+    with nginx_serving(tmp_path, each_nginx, http) as (port, config):
         assert get(port, "/api/x") == 502
         error_log = (tmp_path / "error.log").read_text()
         assert f"no resolver defined to resolve {HOST}" in error_log

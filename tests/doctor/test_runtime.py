@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -61,35 +62,41 @@ def backend() -> Iterator[tuple[int, Seen]]:
 RunNginx = Callable[[str], tuple[int, Path]]
 
 
+@contextmanager
+def nginx_serving(tmp_path: Path, nginx_bin: str, http: str) -> Iterator[tuple[int, Path]]:
+    """nginx serving `http` (the http block's content, `{port}` in it filled in) from a
+    config in `tmp_path`: (port, config), stopped by pid after."""
+    port = free_port()
+    config = tmp_path / "nginx.conf"
+    config.write_text(
+        f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log info;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n  access_log {tmp_path}/access.log;\n"
+        f"  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
+        + textwrap.dedent(http).replace("{port}", str(port))
+        + "\n}\n"
+    )
+    proc = ManagedProcess(
+        "nginx",
+        [nginx_bin, "-p", f"{tmp_path}/", "-c", str(config), "-g", "daemon off;"],
+        tmp_path / "nginx.out",
+    )
+    proc.start(ready=lambda: wait_for_port(port))
+    try:
+        yield port, config
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
 def run_nginx(tmp_path: Path, nginx_bin: str) -> Iterator[RunNginx]:
-    """run_nginx(server_block_with_{port}) -> (port, error_log): nginx serving it, stopped after."""
-    started: list[ManagedProcess] = []
+    """run_nginx(server_block_with_{port}) -> (port, config): nginx serving it, stopped after."""
+    with ExitStack() as started:
 
-    def start(server: str) -> tuple[int, Path]:
-        port = free_port()
-        error_log = tmp_path / "error.log"
-        config = tmp_path / "nginx.conf"
-        config.write_text(
-            f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {error_log} info;\n"
-            "events { worker_connections 64; }\n"
-            f"http {{\n  access_log {tmp_path}/access.log;\n"
-            f"  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
-            + textwrap.dedent(server).replace("{port}", str(port))
-            + "\n}\n"
-        )
-        proc = ManagedProcess(
-            "nginx",
-            [nginx_bin, "-p", f"{tmp_path}/", "-c", str(config), "-g", "daemon off;"],
-            tmp_path / "nginx.out",
-        )
-        started.append(proc)
-        proc.start(ready=lambda: wait_for_port(port))
-        return port, config
+        def start(server: str) -> tuple[int, Path]:
+            return started.enter_context(nginx_serving(tmp_path, nginx_bin, server))
 
-    yield start
-    for proc in started:
-        proc.stop()
+        yield start
 
 
 def get(port: int, path: str) -> int:
