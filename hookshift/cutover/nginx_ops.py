@@ -258,21 +258,21 @@ def check_result(settings: Settings, target: str) -> str | None:
     # again when it made them, so a dry run leaves no file behind (the change makes them
     # owner-only before nginx opens them, `mirror.apply`)
     new_logs = [log for log in opened if not log.exists()]
+    current = {path: read_text(path) for path in texts}
     try:
-        result = _test_copies(config, texts, nginx_bin, prefix)
+        judged = shadow.judge(config, texts, current, nginx_bin=nginx_bin, prefix=prefix)
     finally:
         _remove_empty(new_logs)
-    if isinstance(result, str) or result.ok:
-        return result if isinstance(result, str) else None
-    # copies that fail for the config as it is now would blame the result for nothing
-    current = {path: read_text(path) for path in texts}
-    original = _test_copies(config, current, nginx_bin, prefix)
-    if isinstance(original, str):
-        return original
-    if not original.ok:
-        return _untested(f"nginx -t rejects a copy of the config as it is: {original.error}")
+    if judged.unavailable is not None:
+        return _untested(judged.unavailable)
+    if judged.original_rejected is not None:
+        error = judged.original_rejected.error
+        return _untested(f"nginx -t rejects a copy of the config as it is: {error}")
+    if judged.rejected is None:
+        return None
     raise InputError(
-        f"nginx -t rejects the config that {target} would write: {_nginx_said(result.error)}",
+        "nginx -t rejects the config that "
+        f"{target} would write: {_nginx_said(judged.rejected.error)}",
         where=str(config),
         fix="correct what nginx names (an option given to advance overrides the one recorded "
         "at init); nothing was changed",
@@ -318,16 +318,6 @@ def _remove_empty(files: Sequence[Path]) -> None:
             info = path.lstat()
             if stat.S_ISREG(info.st_mode) and info.st_size == 0:
                 path.unlink()
-
-
-def _test_copies(
-    config: Path, texts: dict[Path, str], nginx_bin: str, prefix: Path | None
-) -> binary.TestResult | str:
-    """``nginx -t`` with ``texts`` in place of the files, on copies; a note when it cannot be."""
-    try:
-        return shadow.check_result(config, texts, nginx_bin=nginx_bin, prefix=prefix)
-    except shadow.ShadowUnavailable as exc:
-        return _untested(str(exc))
 
 
 def _untested(why: str) -> str:

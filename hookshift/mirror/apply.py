@@ -538,43 +538,27 @@ def _check_unchanged(edits: Sequence[Edit]) -> None:
 def _check_result_before_writing(
     config: Path, targets: Sequence[_Target], nginx_bin: str, prefix: Path | None
 ) -> tuple[str, ...]:
-    """``nginx -t`` on the result before any file is written (`nginx.shadow`): a result it
-    rejects is refused, every file untouched. A note for the user when the check could not
-    be made; the check in place after the writes then decides alone, as it always does.
-
-    A copy could behave unlike the file it stands for (a module reading a path beside the
-    file that names it): when the result's copies fail, the same copies of the original
-    must pass for the failure to be the result's, else the copies are not trusted.
-    """
-    result = _test_copies(config, {t.real: t.edit.new for t in targets}, nginx_bin, prefix)
-    if isinstance(result, str):
-        return (_unchecked_note(result),)
-    if result.ok:
-        return ()
-    original = _test_copies(config, {t.real: t.edit.old for t in targets}, nginx_bin, prefix)
-    if isinstance(original, str):
-        return (_unchecked_note(original),)
-    if not original.ok:
-        why = f"nginx -t rejects hookshift's copy of the original config too: {original.error}"
+    """``nginx -t`` on the result before any file is written (`nginx.shadow.judge`): a result
+    it rejects is refused, every file untouched. A note for the user when the check could not
+    be made; the check in place after the writes then decides alone, as it always does."""
+    judged = shadow.judge(
+        config,
+        {t.real: t.edit.new for t in targets},
+        {t.real: t.edit.old for t in targets},
+        nginx_bin=nginx_bin,
+        prefix=prefix,
+        before_test=lambda: checkpoint("copies-written"),
+    )
+    if judged.unavailable is not None:
+        return (_unchecked_note(judged.unavailable),)
+    if judged.original_rejected is not None:
+        error = judged.original_rejected.error
+        why = f"nginx -t rejects hookshift's copy of the original config too: {error}"
         return (_unchecked_note(why),)
-    said = f": {result.error}" if result.error else ""
+    if judged.rejected is None:
+        return ()
+    said = f": {judged.rejected.error}" if judged.rejected.error else ""
     raise OperationError(f"nginx -t rejected the result, nothing changed{said}")
-
-
-def _test_copies(
-    config: Path, texts: Mapping[Path, str], nginx_bin: str, prefix: Path | None
-) -> binary.TestResult | str:
-    """``nginx -t`` on copies of the config with `texts` in place; why not, when it cannot."""
-    try:
-        return shadow.check_result(
-            config,
-            texts,
-            nginx_bin=nginx_bin,
-            prefix=prefix,
-            before_test=lambda: checkpoint("copies-written"),
-        )
-    except shadow.ShadowUnavailable as exc:
-        return str(exc)
 
 
 def _unchecked_note(why: str) -> str:

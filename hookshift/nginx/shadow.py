@@ -108,6 +108,47 @@ def check_result(
     return _in_users_words(result, {str(copy): str(path) for path, copy in names.items()})
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What ``nginx -t`` on copies says of a change (`judge`): `rejected`, nginx's verdict
+    on the result when the copies are to be believed; else, when the check could not be made,
+    `unavailable` (why no copies) or `original_rejected` (nginx rejects the copies of the
+    files as they are too). All None: the result passes."""
+
+    rejected: binary.TestResult | None = None
+    unavailable: str | None = None
+    original_rejected: binary.TestResult | None = None
+
+
+def judge(
+    config: Path,
+    result: Mapping[Path, str],
+    original: Mapping[Path, str],
+    *,
+    nginx_bin: str,
+    prefix: Path | None,
+    before_test: Callable[[], None] | None = None,
+) -> Judgement:
+    """``nginx -t`` on copies holding `result`, and, when nginx rejects them, on the same
+    copies holding `original` (the files' texts as they are).
+
+    A copy could behave unlike the file it stands for (a module reading a path beside the file
+    that names it): a rejection is the result's only when the original's copies pass, else
+    the copies are not trusted and the caller checks in place."""
+    try:
+        tested = check_result(
+            config, result, nginx_bin=nginx_bin, prefix=prefix, before_test=before_test
+        )
+        if tested.ok:
+            return Judgement()
+        before = check_result(
+            config, original, nginx_bin=nginx_bin, prefix=prefix, before_test=before_test
+        )
+    except ShadowUnavailable as exc:
+        return Judgement(unavailable=str(exc))
+    return Judgement(original_rejected=before) if not before.ok else Judgement(rejected=tested)
+
+
 def _write_new(path: Path, data: bytes, written: list[Path]) -> None:
     """Create `path` (a link planted there is not followed) holding `data`, readable by this
     user only (a config may hold secrets); it joins `written` before its first byte, so a
