@@ -247,7 +247,7 @@ def check_result(settings: Settings, target: str) -> str | None:
     if not now.ok:
         raise InputError(
             "nginx -t fails on the config as it is now, refusing to change it: "
-            f"{_nginx_said(now.error)}",
+            f"{binary.without_stamp(now.error)}",
             where=str(config),
             fix="make `nginx -t` pass first",
         )
@@ -272,21 +272,11 @@ def check_result(settings: Settings, target: str) -> str | None:
         return None
     raise InputError(
         "nginx -t rejects the config that "
-        f"{target} would write: {_nginx_said(judged.rejected.error)}",
+        f"{target} would write: {binary.without_stamp(judged.rejected.error)}",
         where=str(config),
         fix="correct what nginx names (an option given to advance overrides the one recorded "
         "at init); nothing was changed",
     )
-
-
-#: what nginx puts before each error line: its time and its pid#connection
-_NGINX_STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
-
-
-def _nginx_said(error: str | None) -> str:
-    """nginx's error line without its time and pid, so the same refusal reads the same in
-    a dry run and in the change (and in a test)."""
-    return _NGINX_STAMP.sub(r"\1 ", error or "no error line (see nginx -t)")
 
 
 def _texts_of(

@@ -129,6 +129,16 @@ _ERROR_LEVELS = ("[emerg]", "[alert]", "[crit]", "[error]", "[warn]")
 _CHATTER = ("[notice]", "[info]", "[debug]", "test failed", "syntax is", "test is successful")
 
 
+#: what nginx puts before each error line: its time and its pid#connection
+_STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\[\w+\]) \d+#\d+: ")
+
+
+def without_stamp(error: str | None) -> str:
+    """nginx's error line without its time and pid, so the same refusal reads the same each
+    time it is given (in a dry run and in the change, and in a test)."""
+    return _STAMP.sub(r"\1 ", error or "no error line (see nginx -t)")
+
+
 def find_binary(nginx_bin: str = "nginx") -> str | None:
     """The runnable path of `nginx_bin` (see `locate`), or None when there is none."""
     return shutil.which(locate(nginx_bin))
