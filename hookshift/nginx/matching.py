@@ -225,6 +225,26 @@ def pick_server(
     return (defaults[0] if defaults else servers[0][0]), False
 
 
+def reachable_servers(
+    servers: list[tuple[Directive, bool]], config: NginxConfig
+) -> list[Directive]:
+    """The servers of one socket that some request can reach: the default one, and each
+    that keeps at least one of its names in nginx's tables there. A server whose every name
+    an earlier server took ("conflicting server name ... ignored") answers nothing on it."""
+    tables = _NameTables()
+    for index, (server, _) in enumerate(servers):
+        for name in server_names(server, config):
+            tables.add(name, index)
+    named = {
+        *tables.exact.values(),
+        *(index for index, _ in tables.head.values()),
+        *tables.tail.values(),
+        *(index for _, index in tables.regexes),
+    }
+    default = pick_server(servers, None, config)[0]
+    return [s for i, (s, _) in enumerate(servers) if i in named or s is default]
+
+
 def choose_server(
     servers: list[tuple[Directive, bool]], host: str | None, config: NginxConfig
 ) -> Directive:
@@ -402,7 +422,7 @@ def match(
     else:
         seen: dict[int, tuple[Directive, list[Socket]]] = {}
         for socket in sockets:
-            for server, _ in table.entries(socket):
+            for server in reachable_servers(table.entries(socket), config):
                 seen.setdefault(id(server), (server, []))[1].append(socket)
         candidates = list(seen.values())
     if unmerged != uri:

@@ -172,3 +172,28 @@ def test_a_redirect_to_https_names_the_configs_own_https_socket(
         _where(tmp_path, text, "/cb", listen="80")
     assert refused.value.fix is not None
     assert f"redirects to https: the https one, e.g. {example})" in refused.value.fix
+
+
+def test_a_server_whose_every_name_an_earlier_one_took_receives_nothing(tmp_path: Path) -> None:
+    # nginx -t: conflicting server name "hooks.example.com" on 0.0.0.0:80, ignored
+    text = (
+        "server { listen 80 default_server; server_name hooks.example.com;\n"
+        "  location /cb { proxy_pass http://127.0.0.1:9001; } }\n"
+        "server { listen 80; server_name hooks.example.com;\n"
+        "  location /cb { proxy_pass http://127.0.0.1:9002; } }"
+    )
+    config = load_source(_config(tmp_path, text)).config
+    assert match(config, "/cb").location.line == 4
+
+
+def test_a_server_with_one_name_of_its_own_left_still_receives(tmp_path: Path) -> None:
+    text = (
+        "server { listen 80 default_server; server_name hooks.example.com;\n"
+        "  location /cb { proxy_pass http://127.0.0.1:9001; } }\n"
+        "server { listen 80; server_name hooks.example.com api.example.com;\n"
+        "  location /cb { proxy_pass http://127.0.0.1:9002; } }"
+    )
+    config = load_source(_config(tmp_path, text)).config
+    with pytest.raises(InputError, match="more than one server could receive") as err:
+        match(config, "/cb")
+    assert "nginx.conf:4" in str(err.value) and "nginx.conf:6" in str(err.value)
