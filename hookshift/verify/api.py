@@ -15,6 +15,7 @@ exit 2, for bad input, before anything is written; `OperationError` for a step t
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,6 +134,11 @@ def heal(report: Path, target: str, options: HealOptions | None = None) -> HealR
         )
 
 
+def _dangling(path: str | bytes | os.PathLike[str]) -> bool:
+    """Whether `path` is a symbolic link whose target is missing (mkdir then says it exists)."""
+    return os.path.islink(path) and not os.path.exists(path)
+
+
 @contextmanager
 def os_errors_as_input() -> Iterator[None]:
     """A path the system refuses (not writable, not a directory, a full disk) as bad input with
@@ -141,10 +147,10 @@ def os_errors_as_input() -> Iterator[None]:
         yield
     except OSError as exc:
         what = exc.strerror or str(exc)
-        if exc.errno == errno.EEXIST:  # making a directory where a file is
+        fix = "check the path: its directory must exist and be writable, with room left"
+        if exc.errno == errno.EEXIST and exc.filename and _dangling(exc.filename):
+            what = f"a symbolic link to {os.readlink(exc.filename)}, which does not exist"
+            fix = "create the directory it points to, or give the path of a directory"
+        elif exc.errno == errno.EEXIST:  # making a directory where a file is
             what = "a file is in the way of a directory"
-        raise InputError(
-            what,
-            where=str(exc.filename) if exc.filename else None,
-            fix="check the path: its directory must exist and be writable, with room left",
-        ) from None
+        raise InputError(what, where=str(exc.filename) if exc.filename else None, fix=fix) from None

@@ -395,15 +395,16 @@ def pull(
         sqs_client(queue_url, endpoint_url, region, limits, wait_time_s) for _ in range(workers)
     ]
     depth = _int_or_none(attrs.get("ApproximateNumberOfMessages"))
-    if not delete and notice is not None:
-        vt = _int_or_none(attrs.get("VisibilityTimeout"))
-        notice(
-            "without --delete every received message stays in the queue but is hidden from"
-            f" its consumers for the visibility timeout ({vt if vt is not None else '?'} s)"
-        )
     shared = _Shared(max_messages)
     begun_ms = int(time.time() * 1000)
     with Archive(archive_dir, queue_url) as archive:
+        # said once the archive is open: a refused archive is the only line the user needs
+        if not delete and notice is not None:
+            vt = _int_or_none(attrs.get("VisibilityTimeout"))
+            notice(
+                "without --delete every received message stays in the queue but is hidden from"
+                f" its consumers for the visibility timeout ({vt if vt is not None else '?'} s)"
+            )
         threads = [
             threading.Thread(
                 target=_worker,

@@ -390,6 +390,25 @@ def test_a_queue_missing_in_the_region_given_is_one_line_with_how_to_list_them(
     )
 
 
+def test_an_archive_that_is_a_dangling_link_is_one_line_naming_where_it_points(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    url = moto.create_queue(f"cb-{uuid.uuid4().hex[:10]}")
+    archive = tmp_path / "a"
+    archive.symlink_to(tmp_path / "gone")
+    argv = [sys.executable, "-m", "hookshift", "verify", "pull", "--queue-url", url,
+            "--archive", str(archive), "--endpoint-url", moto.endpoint,
+            "--region", REGION]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, env=_fresh_machine(tmp_path))
+    assert run.returncode == 2
+    # one line: no warning about --delete before it, since nothing was pulled
+    assert run.stderr == (
+        f"hookshift: error: {archive}: a symbolic link to {tmp_path / 'gone'}, which does not "
+        "exist (fix: create the directory it points to, or give the path of a directory)\n"
+    )
+    assert not (tmp_path / "gone").exists()
+
+
 # ------------------------------------------------------------ messages with Binary attributes
 
 
