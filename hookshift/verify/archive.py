@@ -32,8 +32,10 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from hookshift.durable import exclusive_lock, fsync_dir
+from hookshift.errors import InputError
 from hookshift.verify.private import (
     PRIVATE_DIR,
     PRIVATE_FILE,
@@ -77,6 +79,19 @@ def archive_queue_url(root: Path) -> str | None:
         return None
     url = meta.get("queue_url") if isinstance(meta, dict) else None
     return url if isinstance(url, str) else None
+
+
+def same_queue(recorded: str | None, url: str) -> bool:
+    """Whether `url` names the queue an archive records: the same account and queue name (the
+    last two steps of the path). The host may be written another way (the legacy
+    ``REGION.queue.amazonaws.com``, a local endpoint on another port), the queue is the same."""
+    if recorded is None:
+        return True
+
+    def tail(text: str) -> list[str]:
+        return [step for step in urlsplit(text).path.split("/") if step][-2:]
+
+    return tail(recorded) == tail(url)
 
 
 def archive_drained_at(root: Path) -> int | None:
@@ -184,9 +199,18 @@ class Archive:
         )
         self._held = held
         try:
-            if self.queue_url is not None and archive_queue_url(self.root) is None:
+            recorded = archive_queue_url(self.root)
+            if self.queue_url is not None and recorded is None:
                 meta = json.dumps({"queue_url": self.queue_url}) + "\n"
                 write_private(self.root / META, meta)
+            elif self.queue_url is not None and not same_queue(recorded, self.queue_url):
+                raise InputError(
+                    f"the archive holds the messages of another queue, {recorded}",
+                    where=str(self.root),
+                    fix=f"pull {self.queue_url} into another directory: a parity check over "
+                    "one archive compares the app with every message in it, and heal sends "
+                    "to the queue it records",
+                )
             segments = sorted(self.root.glob("*.jsonl"))
             for seg in segments:
                 owner_only(seg)

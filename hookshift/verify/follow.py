@@ -321,7 +321,10 @@ def follow(
     if visibility.isdigit():
         loop.visibility_s = float(visibility)
     with Archive(
-        archive_dir, segment_bytes=options.segment_bytes, segment_seconds=options.segment_seconds
+        archive_dir,
+        queue_url,
+        segment_bytes=options.segment_bytes,
+        segment_seconds=options.segment_seconds,
     ) as archive:
         state.archive_total = len(archive)
         threads = [

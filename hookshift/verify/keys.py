@@ -128,8 +128,11 @@ def _part_sql(part: KeyPart, rid: str, body: str) -> str:
         )
     if part.kind == "form":
         pattern = "(?:^|&)" + re.escape(part.field) + "=([^&]*)"
-        raw = f"regexp_extract({body}, {_sql_str(pattern)}, 1)"
-        return f"nullif(url_decode(replace({raw}, '+', ' ')), '')"
+        raw = f"replace(regexp_extract({body}, {_sql_str(pattern)}, 1), '+', ' ')"
+        # a value whose escapes are not UTF-8 (a form sent in EUC-KR: %B9%E8) cannot be
+        # decoded, and url_decode stops the whole query on it: such a value is its own key as
+        # written, the same on both sides (API Gateway passes the body through as it came)
+        return f"nullif(coalesce(try(url_decode({raw})), {raw}), '')"
     # sha256 of the canonical body: JSON minified (whitespace-insensitive), anything else as is
     return (
         f"CASE WHEN {body} IS NULL OR {body} = '' THEN NULL WHEN json_valid({body}) "

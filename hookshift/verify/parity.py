@@ -62,6 +62,7 @@ from hookshift.verify.sources import (
     csv_columns,
     first_bodies,
     is_messages_document,
+    leave_out_copies,
     live_files,
     locate_malformed,
     messages_documents_to_jsonl,
@@ -395,23 +396,26 @@ def _probe_key(
     app: tuple[SourceSpec, list[Path]],
     queue: tuple[SourceSpec, list[Path]],
     fields: AppFields,
-) -> tuple[KeySpec, list[str]]:
-    """``request_id`` when both sides carry request ids, else ``sha256`` of the body; and the
-    sources whose first records carry none (what the report's note names)."""
-    app_spec, app_files = app
-    queue_spec, queue_files = queue
-    have = [
-        carries_request_ids("app", app_spec.kind, app_files, fields),
-        carries_request_ids("queue", "jsonl", queue_files, fields),
-    ]
-    for index, view in enumerate(("app_rows", "queue_rows")):
-        if have[index] is None:  # CSV: ask DuckDB
+) -> tuple[KeySpec, list[str], list[str]]:
+    """``request_id`` when both sides carry request ids, else ``sha256`` of the body; the
+    sources whose first records carry none (what the report's note names); and the sources
+    that hold no record at all, which say nothing about the key (an empty parity log is no
+    log without request ids)."""
+    sides = (("app", app, "app_rows"), ("queue", queue, "queue_rows"))
+    have: list[bool | None] = []
+    for side, (spec, files), view in sides:
+        if spec.kind == "csv":  # ask DuckDB
             row = con.execute(
-                f"SELECT count(rid) FROM (SELECT rid FROM {view} WHERE ok LIMIT 1000)"
+                f"SELECT count(*), count(rid) FROM (SELECT rid FROM {view} WHERE ok LIMIT 1000)"
             ).fetchone()
-            have[index] = bool(row and row[0])
-    without = [spec.label for spec, ok in zip((app_spec, queue_spec), have, strict=True) if not ok]
-    return parse_key("request_id" if all(have) else "sha256"), without
+            have.append(None if not row or not row[0] else bool(row[1]))
+        else:
+            kind = spec.kind if side == "app" else "jsonl"
+            have.append(carries_request_ids(side, kind, files, fields))
+    labels = [spec.label for _, (spec, _), _ in sides]
+    without = [label for label, ok in zip(labels, have, strict=True) if ok is False]
+    empty = [label for label, ok in zip(labels, have, strict=True) if ok is None]
+    return parse_key("sha256" if without else "request_id"), without, empty
 
 
 def run_parity(
@@ -506,9 +510,16 @@ def _run(
     app_spec, app_files = app
     queue_spec, queue_files, doc_problems = queue
     fields = options.app_fields
+    warnings: list[str] = []
+    # what the person running the check hears at once, said once the inputs are known to be
+    # readable: a refusal is the one line they get
+    heard: list[str] = []
+    if app_spec.kind == "nginx":
+        app_files, copies = leave_out_copies(app_files)
+        warnings += copies
+        heard += copies
     con.execute(f"CREATE TEMP VIEW app_rows AS {app_rows_sql(app_spec, app_files, fields)}")
     con.execute(f"CREATE TEMP VIEW queue_rows AS {queue_rows_sql(queue_files)}")
-    warnings: list[str] = []
     if queue_spec.kind == "sqs":
         warnings.append(
             "the queue was read without deleting: every message received is hidden from its "
@@ -516,13 +527,17 @@ def _run(
             "(hookshift verify pull --delete) and use archive:DIR"
         )
     if key is None:
-        key, without = _probe_key(con, (app_spec, app_files), (queue_spec, queue_files), fields)
+        key, without, empty = _probe_key(
+            con, (app_spec, app_files), (queue_spec, queue_files), fields
+        )
         if without:
             warnings.append(
                 f"the first records of {' and of '.join(without)} carry no request id: matched"
                 " on sha256 of the body, so a changed body shows as missing on both sides, not"
                 " as mismatched"
             )
+        for label in empty:
+            warnings.append(f"{label} holds no record")
     key_sql = key.matching_sql("rid", "body")
     grace_ms = int(options.grace_s * 1000)
     since, until = options.since_ms, options.until_ms
@@ -552,10 +567,17 @@ def _run(
     seen, end, counts, lag = classify_rows(con, bulk, since, until, grace_ms, read_at, now_ms)
     _check_key(con, key, options, counts, ((app_spec, app_files), (queue_spec, queue_files)))
     stale = stale_drain_warning(read_at, now_ms, counts["in_flight"])
-    for line in (key_warning(key, counts), clock_warning(lag), stray_warning(seen.strays), stale):
+    skewed = window_skew_warning(lag, grace_ms, since, until)
+    for line in (
+        key_warning(key, counts),
+        clock_warning(lag),
+        skewed,
+        stray_warning(seen.strays),
+        stale,
+    ):
         if line:
             warnings.append(line)
-            notice(line)
+            heard.append(line)
     timeline = _timeline(con, seen, bulk.rows)
     first_seen = seen.oldest
     sides = _Sides(
@@ -588,7 +610,7 @@ def _run(
     )
     for line in (*unfinished.values(), *being_pulled.values()):
         warnings.append(line)
-        notice(line)
+        heard.append(line)
     _check_readable(
         con,
         counts,
@@ -603,6 +625,8 @@ def _run(
             f"{counts['malformed']} malformed record(s), first: {first}",
             fix="fix or drop them, or run without --strict to count and skip them",
         )
+    for line in heard:
+        notice(line)
     if counts["missing_in_queue"] > len(missing_keys):
         warnings.append(
             f"missing_in_queue_keys lists the first {len(missing_keys)} of "
@@ -1604,6 +1628,27 @@ def clock_warning(lag: dict[str, int | None]) -> str | None:
         f" looks {side} the queue's (SentTimestamp) and the pull host's. Records are judged in"
         " flight or lost by their times, so sync the clocks of the nginx host and the pull"
         " host (NTP) and run again"
+    )
+
+
+def window_skew_warning(
+    lag: dict[str, int | None], grace_ms: int, since: int | None, until: int | None
+) -> str | None:
+    """A median lag beyond the grace when --since/--until cut the window: the queue side is
+    cut by SentTimestamp, the grace past the app's edges, so with clocks that far apart the
+    copies of the callbacks near an edge fall outside it. Those callbacks then show as missing
+    in the queue (and messages as missing in the app), though every copy arrived. A wider
+    grace takes them in; `clock_warning` says when the clocks are off by more than any
+    network's lag, this says so sooner, when a window makes a smaller gap matter."""
+    p50 = lag.get("p50")
+    if (since is None and until is None) or p50 is None or abs(p50) <= grace_ms:
+        return None
+    grace_s = math.ceil((abs(p50) + grace_ms) / 1000)
+    return (
+        f"the median lag is {p50:,} ms, more than the grace ({grace_ms / 1000:g} s): the nginx"
+        " host's clock and the queue's (SentTimestamp) disagree, so the copies of callbacks"
+        " near the --since/--until edges were sent outside the window and those callbacks"
+        f" show as missing; run again with --grace {grace_s}, and sync the clocks (NTP)"
     )
 
 

@@ -158,6 +158,9 @@ def _redact_obj(obj: Any) -> Any:
     return obj
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def redact_body(body: str | None) -> str | None:
     """A body with phone-like fields masked; JSON stays JSON (compact), forms stay forms."""
     if body is None:
@@ -168,7 +171,10 @@ def redact_body(body: str | None) -> str | None:
             parsed = json.loads(stripped)
         except ValueError:
             return redact_text(body)
-        return json.dumps(_redact_obj(parsed), ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(_redact_obj(parsed), ensure_ascii=False, separators=(",", ":"))
+        # a \\ud83d escape without its pair (an emoji cut in half by a vendor's length limit)
+        # parses to a lone surrogate, which no UTF-8 output can hold: written back as its escape
+        return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if "=" in body and "\n" not in body and " " not in body:
         pairs = parse_qsl(body, keep_blank_values=True)
         if pairs:

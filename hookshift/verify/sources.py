@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import json
 import os
 import re
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,14 @@ def resolve_files(spec: SourceSpec) -> list[Path]:
                 where=spec.label,
                 fix="pass the --archive directory of `hookshift verify pull`",
             )
-        files = sorted(p for p in root.glob("*.jsonl") if p.is_file())
+        # a closed segment may be compressed (seg-....jsonl.gz); one gzip is writing still has
+        # its segment beside it, which holds every message the .gz will
+        plain = {p.name for p in root.glob("*.jsonl")}
+        files = sorted(
+            p
+            for p in (*root.glob("*.jsonl"), *root.glob("*.jsonl.gz"))
+            if p.is_file() and not (p.suffix == ".gz" and p.name[: -len(".gz")] in plain)
+        )
         if not files:
             raise InputError(
                 "archive holds no segment (*.jsonl)",
@@ -152,6 +160,84 @@ def live_files(files: list[Path], now: float | None = None) -> list[Path]:
         if not rotated or now - path.stat().st_mtime < ROTATED_QUIET_S:
             live.append(path)
     return live
+
+
+# a first line longer than this is told apart by its first 64 KiB
+HEAD_BYTES = 64 * 1024
+
+
+def head_identity(read: Callable[[int], bytes]) -> str | None:
+    """A hash of a file's first line (`read` gives its bytes, decompressed), or None while it
+    has no complete line: what tells one log from another whatever its name (`verify watch`
+    follows a log through logrotate's renames by it).
+
+    A parity-log line holds nginx's request id and time, so two files that begin with the same
+    line are one log and a copy of it: logrotate's copytruncate caught while it copies, or its
+    compress while gzip writes the ``.gz`` beside the file it then removes."""
+    head = b""
+    # in small reads that stop at the first line's end: a .gz that gzip is still writing
+    # decompresses only so far, and its first line is all this needs
+    while b"\n" not in head and len(head) < HEAD_BYTES:
+        piece = read(min(4096, HEAD_BYTES - len(head)))
+        if not piece:
+            return None
+        head += piece
+    end = head.find(b"\n")
+    first = head[:HEAD_BYTES] if end < 0 else head[:end]
+    return hashlib.sha256(first).hexdigest()
+
+
+def _inflating(raw: IO[bytes]) -> Callable[[int], bytes]:
+    """A reader of a .gz file as far as it decompresses: Python's gzip refuses a read that
+    reaches the end of a file gzip is still writing (EOFError), though its first lines are
+    there."""
+    inflate = zlib.decompressobj(wbits=31)
+
+    def read(size: int) -> bytes:
+        while True:
+            data = inflate.unconsumed_tail or raw.read(1 << 14)
+            if not data:
+                return b""
+            out = inflate.decompress(data, size)
+            if out:
+                return out
+
+    return read
+
+
+def leave_out_copies(files: list[Path]) -> tuple[list[Path], list[str]]:
+    """The files of a parity log without the copies of another (`head_identity`), and a line
+    naming each copy left out. The first file of each first line is read, as `verify watch`
+    reads it: the sorted names put the log before its copy (``p.log`` before the ``p.log.1``
+    copytruncate is writing), and the copy holds no line the log lacks; a ``.gz`` beside the
+    file it compresses is left out too. Read both, every callback in them would count twice.
+    A file that cannot be decompressed otherwise is kept: reading it names the damage."""
+    kept: list[Path] = []
+    first: dict[str, Path] = {}
+    notes: list[str] = []
+    names = set(files)
+    for path in files:
+        plain = path.with_suffix("")
+        if path.suffix == ".gz" and plain in names:
+            # gzip writes p.log.2.gz from p.log.2 and removes p.log.2 once done: while both
+            # are there, the .gz may not even hold a whole first line yet
+            notes.append(f"{path} is {plain} being compressed: left out, {plain} is read")
+            continue
+        try:
+            with path.open("rb") as raw:
+                ident = head_identity(_inflating(raw) if path.suffix == ".gz" else raw.read)
+        except (OSError, zlib.error):
+            ident = None
+        if ident is not None and ident in first:
+            notes.append(
+                f"{path} begins with the same line as {first[ident]}: a copy of it (logrotate's"
+                " copytruncate copying it), left out"
+            )
+            continue
+        if ident is not None:
+            first[ident] = path
+        kept.append(path)
+    return kept, notes
 
 
 def sql_str(text: str) -> str:
@@ -336,22 +422,37 @@ def queue_rows_sql(files: list[Path]) -> str:
 
 
 def _open_text(path: Path) -> IO[str]:
+    """A file as text, a byte-order mark dropped: Excel's "CSV UTF-8" and PowerShell's
+    `Out-File -Encoding utf8` begin with one, which DuckDB's readers skip too."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
-    return path.open("r", encoding="utf-8", errors="replace", newline="\n")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="\n")
+    return path.open("r", encoding="utf-8-sig", errors="replace", newline="\n")
+
+
+# how a document of `aws sqs receive-message` opens: a line of its own (pretty-printed, the
+# CLI's default) or the Messages key (compact, `jq -c`, several documents on one line)
+_DOCUMENT_OPENING = re.compile(r'\{\s*("Messages"\s*:.*)?', re.DOTALL)
 
 
 def is_messages_document(path: Path) -> bool:
-    """True when a queue JSONL file is really ``{"Messages": [...]}`` (AWS CLI output)."""
+    """True when a queue JSONL file is really ``{"Messages": [...]}`` (AWS CLI output).
+
+    Judged by the first line read whole (up to the longest record a reader takes): a Message
+    of a large callback makes a line far longer than any fixed head, and a cut-off Message
+    line must not pass for a document's opening."""
+    first = ""
     with _open_text(path) as fh:
-        head = fh.read(4096).lstrip()
-    if not head.startswith("{"):
+        while not first:
+            line = fh.readline(JSON_RECORD_MAX + 1)
+            if not line:
+                break
+            first = line.strip()
+    if not first.startswith("{"):
         return False
-    first_line = head.split("\n", 1)[0].strip()
     try:
-        obj = json.loads(first_line)
+        obj = json.loads(first)
     except ValueError:
-        return True  # a pretty-printed document spans lines
+        return _DOCUMENT_OPENING.fullmatch(first) is not None
     return isinstance(obj, dict) and "Messages" in obj
 
 
@@ -399,6 +500,11 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, line.rstrip(b"\n")
 
 
+# the start of a line of nginx's `combined` (or `main`) log format: the access log given where
+# the parity log was meant, the likeliest mistake with an nginx source
+_ACCESS_LOG_LINE = re.compile(r'\S+ \S+ \S+ \[[^\]]+\] "')
+
+
 def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | None:
     """Why a line is malformed (mirrors the ``ok`` test of the SQL above, with an app line that
     is not UTF-8 read as `repair_undecodable` gives it to that SQL), or None."""
@@ -411,6 +517,8 @@ def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | 
     try:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
+        if _ACCESS_LOG_LINE.match(line):
+            return "a line of an access log (nginx's combined format), not JSON"
         return f"not JSON (unreadable at character {exc.pos + 1})"
     if isinstance(obj, list):
         return "a JSON array, not one JSON object per line"
@@ -430,7 +538,7 @@ def _line_problem(side: str, kind: str, raw: bytes, fields: AppFields) -> str | 
     return None if _dig(obj, fields.body.split(".")) is not None else f"no {fields.body} field"
 
 
-TAIL_READ = 64 * 1024  # enough for a callback; a longer unfinished line is one too
+TAIL_READ = 64 * 1024  # the step of the backward search for a file's last line
 CHECK_BLOCK = 1 << 20
 
 
@@ -508,11 +616,22 @@ def unfinished_last_line(path: Path) -> int | None:
         size = fh.seek(0, 2)
         if size == 0:
             return None
-        fh.seek(max(0, size - TAIL_READ))
-        tail = fh.read()
-    if tail.endswith(b"\n"):
-        return None
-    last = tail.rpartition(b"\n")[2]
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return None
+        # the whole last line, however long (a record of a 1 MB callback is a whole record
+        # too), up to the longest record the reader takes: a longer line is no record
+        pos = size
+        while pos > 0 and size - pos <= JSON_RECORD_MAX:
+            start = max(0, pos - TAIL_READ)
+            fh.seek(start)
+            newline = fh.read(pos - start).rfind(b"\n")
+            if newline >= 0:
+                pos = start + newline + 1
+                break
+            pos = start
+        fh.seek(pos)
+        last = fh.read()
     if not last.strip():
         return None
     try:
@@ -592,7 +711,9 @@ def carries_request_ids(
     side: str, kind: str, files: list[Path], fields: AppFields, records: int = 1000
 ) -> bool | None:
     """Whether the first records of a source carry request ids (as the row SQL reads them),
-    read in Python: choosing the default key then costs no DuckDB scan. None for CSV.
+    read in Python: choosing the default key then costs no DuckDB scan. None for CSV, and for
+    a source that holds no record yet (a parity log nginx has just created): it says nothing
+    about the records to come.
 
     The files are read in order until records turn up: right after logrotate the first file
     (the live log, which sorts first) is empty and the rotated ones hold the records."""
@@ -623,7 +744,7 @@ def carries_request_ids(
                 seen += 1
                 if seen >= records:
                     return False
-    return False
+    return False if seen else None
 
 
 def first_bodies(

@@ -70,6 +70,7 @@ from hookshift.verify.parity import (
     stray_warning,
     timeline_bucket_s,
     verdict_for,
+    window_skew_warning,
 )
 from hookshift.verify.parity import class_counts as parity_counts
 from hookshift.verify.private import SQLITE_COMPANIONS, connect_private, make_dirs, write_private
@@ -79,6 +80,7 @@ from hookshift.verify.sources import (
     as_delivered,
     carries_request_ids,
     first_bodies,
+    head_identity,
     live_files,
     parse_source,
     queue_rows_sql,
@@ -112,7 +114,6 @@ LOCK_NAME = ".watch.lock"
 READ_BUDGET = 16 * 1024 * 1024
 STATE_CACHE_KIB = 128 * 1024
 CANON_CHUNK = 50_000  # bodies brought into Python at once for their canonical hash
-HEAD_BYTES = 64 * 1024  # a first line longer than this is identified by its first 64 KiB
 # the version of parity's per-key rules a state directory's sums were made with (meta 'rules');
 # 2: a key the app only rejected, with no copy in the queue, is missing_in_queue, and rejected
 # records count for the newest and the oldest record; 3: a record without the key is matched by
@@ -171,14 +172,10 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 
 def file_identity(path: Path) -> str | None:
-    """A hash of the file's first line (decompressed), or None while it has no complete line."""
+    """What tells the file apart from the others (sources.head_identity), or None while it has
+    no complete line."""
     with _open_binary(path) as fh:
-        head = fh.read(HEAD_BYTES)
-    end = head.find(b"\n")
-    if end < 0 and len(head) < HEAD_BYTES:
-        return None
-    first = head if end < 0 else head[:end]
-    return hashlib.sha256(first).hexdigest()
+        return head_identity(fh.read)
 
 
 def read_new(
@@ -539,10 +536,15 @@ class Watcher:
             if not app_files or not queue_files:
                 return None  # wait for both sides to have a line
             fields = self.options.app_fields
-            both = carries_request_ids(
-                "app", self.app.kind, app_files, fields
-            ) and carries_request_ids("queue", "jsonl", queue_files, fields)
-            key = parse_key("request_id" if both else "sha256")
+            have = (
+                carries_request_ids("app", self.app.kind, app_files, fields),
+                carries_request_ids("queue", "jsonl", queue_files, fields),
+            )
+            if None in have:
+                # a file with no record yet (the parity log nginx creates on reload) says
+                # nothing of the records to come, and the key chosen is kept for good
+                return None
+            key = parse_key("request_id" if all(have) else "sha256")
         self._db.execute("INSERT INTO meta VALUES ('key', ?)", [str(key)])
         return key
 
@@ -961,6 +963,7 @@ class Watcher:
                 key_warning(self._key_text(key), counts),
                 waiting,
                 clock_warning(lag),
+                window_skew_warning(lag, grace_ms, since, until),
                 strays,
                 stale,
             )

@@ -212,7 +212,7 @@ def test_one_shot_pull_with_window_warns_only_when_retention_is_short(
     assert run.returncode == 0, run.stderr.decode()
     assert "less than the planned window" not in run.stderr.decode()
     short = moto.create_queue(f"f-{uuid.uuid4().hex[:8]}")
-    argv[1] = short
+    argv[1], argv[3] = short, str(tmp_path / "b")  # an archive holds one queue
     run = subprocess.run(
         _hookshift(*argv, "--window", "2d", "--retention-margin", "3d", "--wait-time", "0"),
         capture_output=True,
