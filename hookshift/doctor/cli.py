@@ -50,7 +50,8 @@ def doctor(config_path: Path | None, nginx_bin: str, output_format: str, fail_on
 
     Checks proxy_pass DNS (`no resolver defined`), TLS to https upstreams (SNI,
     verification), mirrors (targets, timeouts, circuit breaker, requests that end before the
-    mirror runs, duplicates) and the inheritance traps of access_log and proxy_set_header.
+    mirror runs, copies sent without their body or refused by a relay, duplicates) and the
+    inheritance traps of access_log and proxy_set_header.
 
     Exit status: 0 nothing at or above --fail-on, 1 findings at or above it, 2 the config
     cannot be read or parsed.

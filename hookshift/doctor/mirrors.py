@@ -72,13 +72,41 @@ def _address(text: str, default_port: int = 80) -> tuple[str, int | str]:
     return text.lower(), default_port
 
 
-def _listens_on(listen: tuple[str, int | str], peer: tuple[str, int | str]) -> bool:
-    (lhost, lport), (phost, pport) = listen, peer
-    if lhost == "unix" or phost == "unix":
-        return lhost == phost and lport == pport
-    if lport != pport:
-        return False
-    return lhost in _WILDCARD or lhost == phost or (lhost in _LOOPBACK and phost in _LOOPBACK)
+def _is_local(host: str) -> bool:
+    """A peer address that is this host whatever its interfaces: loopback (or the wildcard,
+    which the kernel connects to this host too)."""
+    return host in _LOOPBACK or host in _WILDCARD or host.startswith("127.")
+
+
+def _listen_keys(peer: tuple[str, int | str]) -> list[tuple[str, int | str]]:
+    """The ``listen`` addresses that receive what is sent to `peer`: the same address; a
+    wildcard one only for a peer known to be this host (``listen 443`` does not make every
+    remote host on port 443, the stage itself, a server of this config); any loopback name
+    for a loopback one."""
+    host, port = peer
+    keys = [peer]
+    if host == "unix":
+        return keys
+    if _is_local(host):
+        keys += [(w, port) for w in _WILDCARD]
+    if host in _LOOPBACK:
+        keys += [(name, port) for name in _LOOPBACK]
+    return keys
+
+
+def _listening(index: Index) -> dict[tuple[str, int | str], list[int]]:
+    """Each ``listen`` address of the config with the servers (by position) on it, built once:
+    asking every server for every mirror location is quadratic over a big config."""
+
+    def build() -> dict[tuple[str, int | str], list[int]]:
+        found: dict[tuple[str, int | str], list[int]] = {}
+        for i, server in enumerate(index.servers):
+            for d in index.own(server.directive, "listen"):
+                if d.args:
+                    found.setdefault(_address(d.args[0]), []).append(i)
+        return found
+
+    return index.memo("listening", build)
 
 
 def _peers(index: Index, location: Location) -> list[tuple[str, int | str]]:
@@ -100,17 +128,14 @@ def _peers(index: Index, location: Location) -> list[tuple[str, int | str]]:
 
 def local_servers(index: Index, location: Location) -> list[Server]:
     """The servers of this config that `location` proxies to (a local relay, say)."""
-    peers = _peers(index, location)
-    return [
-        server
-        for server in index.servers
-        if any(
-            _listens_on(_address(d.args[0]), peer)
-            for d in index.own(server.directive, "listen")
-            if d.args
-            for peer in peers
-        )
-    ]
+    listening = _listening(index)
+    hits = {
+        i
+        for peer in _peers(index, location)
+        for key in _listen_keys(peer)
+        for i in listening.get(key, ())
+    }
+    return [index.servers[i] for i in sorted(hits)]
 
 
 def proxies_off_host(index: Index, location: Location) -> bool:

@@ -14,8 +14,9 @@ things nginx does at run time, all pure and computed here once:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TypeVar, cast
 
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# The port nginx gives a ``*_pass`` URL that names none (fastcgi, uwsgi and scgi need one).
+_DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443}
 
 
 def _identity(d: Directive) -> tuple[object, ...]:
@@ -156,6 +160,30 @@ class Index:
         return self.upstreams.get(target.host)
 
     @cached_property
+    def load_time_upstreams(self) -> frozenset[tuple[str, int]]:
+        """(host, port) of every ``*_pass`` without variables: nginx makes each an upstream
+        of its own at load time, resolved then, and a variable URL naming the same host and
+        port (``proxy_pass http://localhost:8000$request_uri`` beside ``proxy_pass
+        http://localhost:8000``) uses it instead of asking a ``resolver``."""
+        found: set[tuple[str, int]] = set()
+        for d, _chain in self.upstream_passes:
+            if "$" in d.args[0]:
+                continue
+            target = parse_proxy_pass(pass_url(d.name, d.args[0]))
+            port = None if target is None else target.port or _DEFAULT_PORTS.get(target.scheme)
+            if target is not None and target.host is not None and port is not None:
+                found.add((target.host, port))
+        return frozenset(found)
+
+    def resolved_at_load(self, target: ProxyTarget) -> bool:
+        """Whether nginx finds `target`'s host among its upstreams (an ``upstream`` block, or
+        one a ``*_pass`` without variables made), so a variable URL needs no ``resolver``."""
+        if self.upstream_for(target) is not None:
+            return True
+        port = target.port or _DEFAULT_PORTS.get(target.scheme)
+        return target.host is not None and (target.host, port) in self.load_time_upstreams
+
+    @cached_property
     def upstream_passes(self) -> tuple[tuple[Directive, Chain], ...]:
         """Every http ``proxy_pass``, ``fastcgi_pass``, ``uwsgi_pass``, ``scgi_pass`` and
         ``grpc_pass`` with its enclosing blocks: all resolve a variable host the same way."""
@@ -210,7 +238,66 @@ def is_aws_host(host: str | None) -> bool:
 def proxy_target_of(index: Index, location: Location) -> tuple[Directive, ProxyTarget] | None:
     """The location's own ``proxy_pass`` (not inherited: nginx never inherits it)."""
     for d in index.own(location.directive, "proxy_pass"):
-        target = parse_proxy_pass(d.args[0]) if d.args else None
+        target = pass_target(index, d, location.chain) if d.args else None
         if target is not None:
             return d, target
     return None
+
+
+def pass_target(index: Index, d: Directive, chain: Chain) -> ProxyTarget | None:
+    """What the ``*_pass`` line `d` in the blocks `chain` sends to. A URL that starts with a
+    variable holding the scheme too (``set $stage https://HOST; proxy_pass $stage$request_uri;``,
+    the usual way to make nginx resolve a name per request) is read through the values that
+    variable is given, when they all name the same scheme, host and port."""
+    url = pass_url(d.name, d.args[0])
+    target = parse_proxy_pass(url)
+    if target is not None:
+        return target
+    m = re.match(r"^\$\{?(\w+)\}?(.*)$", d.args[0])
+    if m is None:
+        return None
+    values = variable_values(index, "$" + m.group(1), chain)
+    if not values or any("$" in v for v in values):
+        return None
+    found = {parse_proxy_pass(pass_url(d.name, value + m.group(2))) for value in values}
+    if len(found) != 1 or (only := found.pop()) is None:
+        return None
+    return replace(only, has_variables=True)
+
+
+def variable_values(index: Index, var: str, chain: Chain) -> list[str]:
+    """Every value `var` (``$name``) is given: by ``set`` in the blocks of `chain` (or an ``if``
+    in them), by a ``map`` or by a ``geo`` (a pool per client network)."""
+    values: list[str] = []
+    for block in chain:
+        if block.name == "http":
+            continue  # `set` is not allowed there
+        for d in _rewrite_scope(index, block):
+            if d.name == "set" and len(d.args) >= 2 and d.args[0] == var:
+                values.append(d.args[1])
+    for http in index.config.http_blocks():
+        for d in index.config.effective_children(http, "map"):
+            if len(d.args) >= 2 and d.args[1] == var:
+                values += [
+                    c.args[-1]
+                    for c in index.config.effective_children(d)
+                    if c.args and c.name not in ("hostnames", "volatile")
+                ]
+        for d in index.config.effective_children(http, "geo"):
+            if d.args and d.args[-1] == var:
+                values += [
+                    c.args[0]
+                    for c in index.config.effective_children(d)
+                    if len(c.args) == 1 and c.name not in ("delete", "proxy")
+                ]
+    return values
+
+
+def _rewrite_scope(index: Index, block: Directive) -> list[Directive]:
+    """A block's own directives and those of its ``if`` blocks (``set`` can sit in either)."""
+    found: list[Directive] = []
+    for d in index.config.effective_children(block):
+        found.append(d)
+        if d.name == "if" and d.block is not None:
+            found += index.config.effective_children(d)
+    return found

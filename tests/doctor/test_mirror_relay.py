@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hookshift.doctor import Severity
 from tests.doctor.conftest import Diagnose, codes, only
-from tests.doctor.samples import protected_mirror, seed_mirror
+from tests.doctor.samples import STAGE, protected_mirror, seed_mirror
 
 # What hookshift wrote before its relay answered first: the copy goes through a local server
 # that proxies on to the stage, so the callback still waits for the stage.
@@ -50,3 +50,59 @@ def test_a_copy_that_forwards_credentials_is_flagged_with_the_headers_it_passes(
     finding = only(diagnose_http(cookie_kept), "mirror-forwards-credentials")
     assert "(cookie)" in finding.message
     assert "mirror-forwards-credentials" not in codes(diagnose_http(protected_mirror()))
+
+
+# A certbot-managed site: the callback server listens on 443 on every address, and its mirror
+# sends the copy straight to the stage, also on 443.
+CERTBOT_SITE = f"""
+upstream app {{ server 127.0.0.1:9000; }}
+server {{
+    server_name hooks.example.com;
+    proxy_set_header Host $host;
+    location /bizppurio/callback {{
+        mirror /mirror_api_gw;
+        proxy_pass http://app;
+    }}
+    location /admin/ {{
+        proxy_set_header X-Admin 1;
+        proxy_pass http://app;
+    }}
+    location = /mirror_api_gw {{
+        internal;
+        proxy_set_header Host {STAGE};
+        proxy_pass https://{STAGE}/dev$request_uri;
+    }}
+    listen 443 ssl; # managed by Certbot
+    listen [::]:443 ssl ipv6only=on; # managed by Certbot
+}}
+"""
+
+
+def test_a_server_on_the_stages_port_is_not_taken_for_a_relay(diagnose_http: Diagnose) -> None:
+    """`listen 443` takes what is sent to this host's port 443, not to the stage's: the copy
+    still goes to the stage from the callback's own request, and the site's other locations
+    are the app's, not the mirror's."""
+    found = diagnose_http(CERTBOT_SITE)
+    held = only(found, "mirror-holds-callback")
+    assert "`mirror /mirror_api_gw` in location /bizppurio/callback" in held.message
+    dropped = [f for f in found if f.code == "proxy-set-header-drops-inherited"]
+    admin = next(f for f in dropped if "location /admin/" in f.message)
+    assert admin.severity is Severity.WARNING
+    assert "sends to the stage" not in admin.message
+
+
+def test_a_relay_on_a_loopback_port_of_a_wildcard_listen_answers_first(
+    diagnose_http: Diagnose,
+) -> None:
+    """The other side: a relay server on `listen 8099` (every address) is reached through
+    127.0.0.1:8099, so the callback does not wait for the stage."""
+    relay = (
+        protected_mirror()
+        .replace(
+            "proxy_pass http://unix:/run/hookshift/relay.sock:$request_uri;",
+            "proxy_pass http://127.0.0.1:8099$request_uri;",
+        )
+        .replace("listen unix:/run/hookshift/relay.sock;", "listen 8099;")
+    )
+    assert relay.count("8099") == 2
+    assert "mirror-holds-callback" not in codes(diagnose_http(relay))

@@ -161,7 +161,7 @@ def test_error_page_into_a_location_that_mirrors_too_copies_twice(tmp_path: Path
         listen 8081;
         mirror /_m;
         location /callback { error_page 502 = /fallback; proxy_pass http://127.0.0.1:9000; }
-        location /fallback { return 200; }
+        location /fallback { proxy_pass http://127.0.0.1:9001; }
         location = /_m { internal; return 204; }
     }
     """

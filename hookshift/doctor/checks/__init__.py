@@ -33,6 +33,8 @@ CHECKS: tuple[Check, ...] = (
     mirror_target.mirror_default_timeouts,
     mirror_target.mirror_without_breaker,
     mirror_target.mirror_resolver_timeout,
+    mirror_target.relay_refuses_copies,
+    mirror_target.mirror_path_drops_body,
     mirror_source.mirror_never_runs,
     mirror_source.mirror_copy_taken,
     mirror_source.mirror_without_body,

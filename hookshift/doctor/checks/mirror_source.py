@@ -71,6 +71,7 @@ def _server_return_blocks(index: Index, server: Server, source: Location) -> boo
 
 
 def mirror_never_runs(index: Index) -> Iterator[Finding]:
+    relays = mirror_path_locations(index)
     for source, uses in _sources(index).items():
         mirrors = _mirror_text(uses)
         server = uses[0].server
@@ -115,7 +116,53 @@ def mirror_never_runs(index: Index) -> Iterator[Finding]:
                 ),
                 fix="put the mirror in the location the request ends up in, or use `break`",
             )
-        yield from _access_phase(index, source, mirrors)
+        yield from _try_files_first(index, server, source, mirrors)
+        if source not in relays:  # a relay's refusals are relay-refuses-copies
+            yield from _access_phase(index, source, mirrors)
+
+
+def _named(server: Server, name: str) -> Location | None:
+    """The server's ``location @name`` (named locations live at server level only)."""
+    return next(
+        (loc for loc in server.locations if loc.modifier == "@" and loc.pattern == name), None
+    )
+
+
+def _try_files_first(
+    index: Index, server: Server, source: Location, mirrors: str
+) -> Iterator[Finding]:
+    """``try_files`` and ``mirror`` run in the same phase, ``try_files`` first: a request no
+    file answers (a callback: a POST to a path that is not a file) is handed to the fallback
+    before the mirror of this location runs. It is copied only if the fallback mirrors."""
+    for d in index.own(source.directive, "try_files"):
+        fallback = d.args[-1] if len(d.args) >= 2 else ""
+        if not fallback or fallback.startswith("="):
+            continue  # answered here (the app gets none of those requests either)
+        if fallback.startswith("@"):
+            landing = _named(server, fallback)
+        elif "$" in (path := fallback.split("?", 1)[0]):
+            continue  # where it lands depends on the request
+        else:
+            landing = server.match(path)
+        if landing is None:
+            continue
+        mirrored = [
+            m for m in index.effective(landing.chain, "mirror") if m.args and m.args[0] != "off"
+        ]
+        if mirrored:
+            continue
+        yield Finding(
+            code="mirror-never-runs",
+            severity=Severity.ERROR,
+            where=d.where,
+            message=(
+                f"`{d.text}` in {source.label} hands every request no file answers (every "
+                f"callback) to {landing.label} before the mirror: nginx runs try_files first, "
+                f"so {mirrors} never copies a callback, and {landing.label} ({landing.where}) "
+                "does not mirror"
+            ),
+            fix=f"move the mirror into {landing.label}, where the callbacks are proxied",
+        )
 
 
 def _returns_in_if(
@@ -146,7 +193,20 @@ def _returns_in_if(
 def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Finding]:
     rules = _access_rules(index, source)
     first = rules[0] if rules else None
-    if first is not None and first.name == "deny" and first.args[:1] == ("all",):
+    deny_all = first is not None and first.name == "deny" and first.args[:1] == ("all",)
+    if first is not None and deny_all and _satisfy_any_auth(index, source):
+        yield Finding(
+            code="mirror-skipped-when-denied",
+            severity=Severity.INFO,
+            where=first.where,
+            message=(
+                f"`deny all` applies to {source.label}, but under `satisfy any` a request that "
+                "passes authentication is let in: requests that fail both get 401/403 before "
+                f"the mirror and are not copied by {mirrors} (nor proxied)"
+            ),
+            fix="nothing to do if the callback sender authenticates",
+        )
+    elif first is not None and deny_all:
         yield Finding(
             code="mirror-never-runs",
             severity=Severity.ERROR,
@@ -172,6 +232,7 @@ def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Find
         )
     for name, phase, answer in (
         ("limit_req", "preaccess", "503"),
+        ("auth_basic", "access", "401"),
         ("auth_request", "access", "401/403"),
     ):
         for d in index.effective(source.chain, name):
@@ -189,6 +250,18 @@ def _access_phase(index: Index, source: Location, mirrors: str) -> Iterator[Find
                 fix=f"make sure the callback sender passes `{name}`, or accept that refused "
                 "callbacks are neither mirrored nor delivered",
             )
+
+
+def _satisfy_any_auth(index: Index, source: Location) -> bool:
+    """``satisfy any`` with an authentication in effect: passing it lets a request in whatever
+    ``deny`` says, so even ``deny all`` refuses only requests that fail both."""
+    satisfy = index.value(source.chain, "satisfy")
+    if satisfy is None or satisfy.args[:1] != ("any",):
+        return False
+    return any(
+        (d := index.value(source.chain, name)) is not None and d.args[:1] != ("off",)
+        for name in ("auth_basic", "auth_request")
+    )
 
 
 def _access_rules(index: Index, source: Location) -> list[Directive]:
@@ -359,16 +432,19 @@ def mirror_at_server_level(index: Index) -> Iterator[Finding]:
 
 def mirror_twice_via_error_page(index: Index) -> Iterator[Finding]:
     """``error_page`` redirects internally after the content phase, and nginx resets the mirror
-    state on an internal redirect: a target location that mirrors too copies the request again
-    (seen on nginx 1.22: one request, two copies)."""
+    state on an internal redirect, to a named location too: a target location that mirrors
+    copies the request again (seen on nginx 1.22: one request, two copies)."""
     for source, uses in _sources(index).items():
         for page in index.effective(source.chain, "error_page"):
             uri = page.args[-1] if page.args else ""
-            if not uri.startswith("/") or "$" in uri:
+            if uri.startswith("@"):
+                landing = _named(uses[0].server, uri)
+            elif uri.startswith("/") and "$" not in uri:
+                landing = uses[0].server.match(uri.split("?", 1)[0])
+            else:
                 continue
-            landing = uses[0].server.match(uri.split("?", 1)[0])
-            if landing is None:
-                continue
+            if landing is None or index.own(landing.directive, "return"):
+                continue  # a return answers before the mirror there
             again = [
                 d for d in index.effective(landing.chain, "mirror") if d.args and d.args[0] != "off"
             ]

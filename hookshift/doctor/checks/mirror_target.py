@@ -7,16 +7,21 @@ stop trying a dead stage (a circuit breaker), and must send what the stage expec
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 from hookshift.doctor.findings import Finding, Severity
-from hookshift.doctor.mirrors import MirrorUse, is_internal, mirror_targets
+from hookshift.doctor.mirrors import (
+    MirrorUse,
+    is_internal,
+    mirror_path_locations,
+    mirror_targets,
+)
 from hookshift.doctor.model import (
     Index,
     Location,
     ProxyTarget,
     is_aws_host,
-    parse_proxy_pass,
     parse_time,
     proxy_target_of,
 )
@@ -211,10 +216,10 @@ def mirror_resolver_timeout(index: Index) -> Iterator[Finding]:
         found = proxy_target_of(index, target)
         if found is None:
             continue
-        proxy = parse_proxy_pass(found[0].args[0])
-        if proxy is None or not proxy.has_variables or proxy.is_ip:
+        proxy = found[1]
+        if not proxy.has_variables or proxy.is_ip:
             continue
-        if index.upstream_for(proxy) is not None:
+        if index.resolved_at_load(proxy):
             continue
         d = index.value(target.chain, "resolver_timeout")
         seconds = parse_time(d.args[0]) if d is not None and d.args else None
@@ -232,4 +237,142 @@ def mirror_resolver_timeout(index: Index) -> Iterator[Finding]:
                 "holds every callback that long"
             ),
             fix="add `resolver_timeout 2s;` next to the resolver",
+        )
+
+
+def _first_matching_rule(rules: tuple[Directive, ...], peer: str) -> Directive | None:
+    """The ``allow``/``deny`` rule nginx applies to a client at `peer` (``unix:`` for a unix
+    socket): the first that matches; None when none does (the request is let in)."""
+    for rule in rules:
+        arg = rule.args[0] if rule.args else ""
+        if arg == "all" or arg == peer:
+            return rule
+        if peer == "unix:" or arg == "unix:":
+            continue
+        try:
+            if ipaddress.ip_address(peer) in ipaddress.ip_network(arg, strict=False):
+                return rule
+        except ValueError:
+            continue
+    return None
+
+
+def _relay_locations(index: Index) -> Iterator[tuple[Location, str]]:
+    """Locations of the mirror path that a copy reaches as a request of its own (a relay's,
+    proxied to over a local socket, not a mirror subrequest, which skips the access phases),
+    with the address nginx sees the copy come from."""
+    targets = mirror_targets(index)
+    for loc in sorted(mirror_path_locations(index), key=lambda loc: loc.where):
+        if loc in targets or loc.modifier == "@" or is_internal(index, loc):
+            continue
+        if not (index.own(loc.directive, "mirror") or index.own(loc.directive, "proxy_pass")):
+            continue  # not where a copy goes (a catch-all `return 404`)
+        listens = [d.args[0] for d in index.own(loc.chain[1], "listen") if d.args]
+        yield loc, "unix:" if any(a.startswith("unix:") for a in listens) else "127.0.0.1"
+
+
+def _labels(locations: list[Location]) -> str:
+    return ", ".join(f"{loc.label} ({loc.where})" for loc in locations)
+
+
+def relay_refuses_copies(index: Index) -> Iterator[Finding]:
+    """A relay is a server like any other: ``allow``/``deny``, ``auth_basic``, and
+    ``limit_req`` or ``limit_conn`` at http level (an allow-list dropped into conf.d) apply to
+    it too, and refuse the copies there while the callbacks pass at the front. One finding per
+    line, naming every relay location it reaches."""
+    denied: dict[Directive, list[tuple[Location, str]]] = {}
+    auths: dict[Directive, list[tuple[Location, str]]] = {}
+    limits: dict[Directive, list[tuple[Location, str]]] = {}
+    for loc, peer in _relay_locations(index):
+        passes = [
+            auth
+            for name in ("auth_basic", "auth_request")
+            if (auth := index.value(loc.chain, name)) is not None and auth.args[:1] != ("off",)
+        ]
+        for auth in passes:
+            auths.setdefault(auth, []).append((loc, peer))
+        satisfy = index.value(loc.chain, "satisfy")
+        # under `satisfy any` a copy with the credentials passes whatever `deny` says: the
+        # authentication's finding tells of the others
+        if not (passes and satisfy is not None and satisfy.args[:1] == ("any",)):
+            rule = _first_matching_rule(index.inheritance.shared(loc.chain, "allow"), peer)
+            if rule is not None and rule.name == "deny":
+                denied.setdefault(rule, []).append((loc, peer))
+        for name in ("limit_req", "limit_conn"):
+            # a cap set in the relay's own server is the relay's (hookshift's caps its
+            # copies so); one from http level is meant for the vendors
+            caps = index.inheritance.lookup(loc.chain, name)
+            dry_run = index.value(loc.chain, f"{name}_dry_run")
+            if caps.block is None or caps.block.name != "http":
+                continue
+            if dry_run is None or dry_run.args[:1] != ("on",):
+                for limit in caps.lines:
+                    limits.setdefault(limit, []).append((loc, peer))
+    for rule, found in denied.items():
+        peer = found[0][1]
+        yield Finding(
+            code="relay-refuses-copies",
+            severity=Severity.ERROR,
+            where=rule.where,
+            message=(
+                f"`{rule.text}` applies to {_labels([loc for loc, _ in found])}, which relay "
+                f"the copies to the stage: a copy reaches them from {peer} (nginx itself, "
+                "over a local socket), so every copy gets 403 there and none reaches the "
+                "stage, while the callbacks themselves pass"
+            ),
+            fix=f"add `allow {peer};` before it there, or move the rules from http level "
+            "into the servers they protect",
+        )
+    for auth, found in auths.items():
+        yield Finding(
+            code="relay-refuses-copies",
+            severity=Severity.WARNING,
+            where=auth.where,
+            message=(
+                f"`{auth.text}` applies to {_labels([loc for loc, _ in found])}, which relay "
+                "the copies to the stage: a copy without the credentials it asks for is "
+                "refused there (401/403) and never reaches the stage"
+            ),
+            fix=f"add `{auth.name} off;` there, or move it from http level into the "
+            "servers it protects",
+        )
+    for limit, found in limits.items():
+        peer = found[0][1]
+        yield Finding(
+            code="relay-refuses-copies",
+            severity=Severity.WARNING,
+            where=limit.where,
+            message=(
+                f"`{limit.text}` applies to {_labels([loc for loc, _ in found])}, which "
+                f"relay the copies to the stage: every copy comes from {peer}, so all the "
+                "senders' callbacks share one allowance there"
+                + (" (of connections at once)" if limit.name == "limit_conn" else "")
+                + ", and copies over it get 503 and never reach the stage"
+            ),
+            fix=f"move `{limit.name}` from http level into the servers it protects, or add "
+            f"`{limit.name}_dry_run on;` in the relay's server",
+        )
+
+
+def mirror_path_drops_body(index: Index) -> Iterator[Finding]:
+    """``proxy_pass_request_body off`` where the copies are proxied on (nginx's own mirror
+    example puts it in the mirror location, to log requests without their bodies) sends each
+    copy without its body: the stage queues empty callbacks."""
+    for loc in sorted(mirror_path_locations(index), key=lambda loc: loc.where):
+        if not index.own(loc.directive, "proxy_pass"):
+            continue
+        setting = index.value(loc.chain, "proxy_pass_request_body")
+        if setting is None or setting.args[:1] != ("off",):
+            continue
+        yield Finding(
+            code="mirror-no-body",
+            severity=Severity.ERROR,
+            where=setting.where,
+            message=(
+                f"`proxy_pass_request_body off` applies to {loc.label} ({loc.where}), which "
+                "proxies the copies on: each copy leaves without its body, so the stage (and "
+                "its queue) receives empty callbacks"
+            ),
+            fix="remove `proxy_pass_request_body off` (and a `proxy_set_header Content-Length "
+            '"";` beside it) from the locations the copies go through',
         )

@@ -17,7 +17,9 @@ from hookshift.doctor.model import (
     ProxyTarget,
     is_aws_host,
     parse_proxy_pass,
+    pass_target,
     pass_url,
+    variable_values,
 )
 from hookshift.nginx.config import Directive
 
@@ -32,10 +34,10 @@ def proxy_pass_without_resolver(index: Index) -> Iterator[Finding]:
     """
     for d, chain in index.upstream_passes:
         url = pass_url(d.name, d.args[0])
-        target = parse_proxy_pass(url)
+        target = pass_target(index, d, chain)
         if target is None or not target.has_variables or target.is_ip:
             continue
-        if index.upstream_for(target) is not None or index.value(chain, "resolver") is not None:
+        if index.resolved_at_load(target) or index.value(chain, "resolver") is not None:
             continue
         code = d.name.replace("_", "-") + "-no-resolver"
         shown = f"`{d.name} {d.args[0]}`"
@@ -86,13 +88,14 @@ def _variable_host_names(index: Index, arg: str, chain: Chain) -> list[str] | No
     if not values:
         return None
     names: list[str] = []
+    scheme = arg.split("://", 1)[0]
     for value in values:
         if "$" in value:
             return None
-        probe = parse_proxy_pass("http://" + value)
+        probe = parse_proxy_pass(f"{scheme}://{value}")
         if probe is None or probe.host is None:
             return None
-        if not (probe.is_ip or index.upstream_for(probe) is not None):
+        if not (probe.is_ip or index.resolved_at_load(probe)):
             names.append(probe.host)
     if names and len(names) < len(values):
         return None  # only the requests that get a name fail: the hedged warning says so
@@ -100,26 +103,10 @@ def _variable_host_names(index: Index, arg: str, chain: Chain) -> list[str] | No
 
 
 def _variable_values(index: Index, arg: str, chain: Chain) -> list[str]:
-    """Every value the host variable of `arg` (``SCHEME://$var...``) is given: by ``set`` in
-    scope or by a ``map``; empty when the host is no variable or nothing gives it one."""
+    """Every value the host variable of `arg` (``SCHEME://$var...``) is given (`variable_values`);
+    empty when the host is no variable or nothing gives it one."""
     m = re.match(r"^[a-zA-Z]+://\$\{?(\w+)\}?", arg)
-    if m is None:
-        return []
-    var = "$" + m.group(1)
-    values: list[str] = []
-    for block in chain:
-        for d, _parents in _walk_rewrite_scope(index, block):
-            if d.name == "set" and len(d.args) >= 2 and d.args[0] == var:
-                values.append(d.args[1])
-    for http in index.config.http_blocks():
-        for d in index.config.effective_children(http, "map"):
-            if len(d.args) >= 2 and d.args[1] == var:
-                values += [
-                    c.args[-1]
-                    for c in index.config.effective_children(d)
-                    if c.args and c.name not in ("hostnames", "volatile")
-                ]
-    return values
+    return [] if m is None else variable_values(index, "$" + m.group(1), chain)
 
 
 def _every_request_unresolved(d: Directive, names: list[str]) -> Finding:
@@ -140,19 +127,9 @@ def _every_request_unresolved(d: Directive, names: list[str]) -> Finding:
     )
 
 
-def _walk_rewrite_scope(index: Index, block: Directive) -> list[tuple[Directive, Chain]]:
-    """A block's own directives and those of its ``if`` blocks (``set`` can sit in either)."""
-    found: list[tuple[Directive, Chain]] = []
-    for d in index.config.effective_children(block):
-        found.append((d, (block,)))
-        if d.name == "if" and d.block is not None:
-            found += [(c, (block, d)) for c in index.config.effective_children(d)]
-    return found
-
-
 def _https_targets(index: Index) -> Iterator[tuple[str, str, ProxyTarget, Chain]]:
     for d, chain in index.proxy_passes:
-        target = parse_proxy_pass(d.args[0])
+        target = pass_target(index, d, chain)
         if target is not None and target.scheme == "https":
             yield d.where, d.args[0], target, chain
 
