@@ -40,11 +40,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import fcntl
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import stat
+import struct
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,9 +65,17 @@ from hookshift.durable import (
 from hookshift.errors import InputError, OperationError
 from hookshift.logfile import precreate_log
 from hookshift.mirror.plan import MirrorPlan, relay_dir
-from hookshift.mirror.state import ConfigState, FileRecord, Intent, IntentFile, Saved, state_root
+from hookshift.mirror.state import (
+    ConfigState,
+    FileRecord,
+    Intent,
+    IntentFile,
+    Saved,
+    same_file_keys,
+    state_root,
+)
 from hookshift.nginx import binary, shadow, splice
-from hookshift.nginx.source import load_source, read_text, to_bytes
+from hookshift.nginx.source import GLOB_CHARS, load_source, preorder, read_text, to_bytes
 from hookshift.nginx.values import log_file
 
 
@@ -177,6 +189,47 @@ def keep_problem(st: os.stat_result, euid: int, groups: set[int]) -> tuple[str, 
     return None
 
 
+# Linux inode flags (``chattr``): FS_IOC_GETFLAGS is _IOR('f', 1, long).
+_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1
+_IMMUTABLE_FL = 0x10
+_APPEND_FL = 0x20
+
+
+def _inode_flags(path: Path) -> int:
+    """`path`'s ``chattr`` flags (0 where the file system or the platform has none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        found = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return int.from_bytes(found[:4], sys.byteorder)
+
+
+def attribute_problem(real: Path) -> tuple[str, str] | None:
+    """Why the file `real` cannot be replaced whatever its mode says (what, fix): it or its
+    directory is immutable or append-only (``chattr +i``, ``+a``). A rename onto such a file,
+    or in such a directory, fails even for root, and only once the backup is made and other
+    files are written; someone set it to keep the file as it is."""
+    for path in (real, real.parent):
+        flags = _inode_flags(path)
+        if not flags & (_IMMUTABLE_FL | _APPEND_FL):
+            continue
+        what, letter = ("immutable", "i") if flags & _IMMUTABLE_FL else ("append-only", "a")
+        subject = "is" if path == real else f"is in {path}, which is"
+        return (
+            f"{subject} {what} (chattr +{letter}): no one can replace it there, root included, "
+            "and hookshift does not change a file someone protected",
+            f"if it is meant to change, run `chattr -{letter} {path}`, run again, then "
+            f"`chattr +{letter} {path}`",
+        )
+    return None
+
+
 def _targets(edits: Sequence[Edit]) -> list[_Target]:
     euid = os.geteuid()
     groups = {os.getegid(), *os.getgroups()}
@@ -184,7 +237,7 @@ def _targets(edits: Sequence[Edit]) -> list[_Target]:
     for edit in edits:
         real = Path(os.path.realpath(edit.path))
         st = os.lstat(real)
-        problem = keep_problem(st, euid, groups)
+        problem = keep_problem(st, euid, groups) or attribute_problem(real)
         if problem is not None:
             raise InputError(f"{real} {problem[0]}", where=str(edit.path), fix=problem[1])
         if not os.access(real.parent, os.W_OK | os.X_OK):
@@ -251,9 +304,60 @@ def _backup_error(backup_dir: Path, exc: OSError) -> InputError:
     )
 
 
-def check_backup_dir(backup_dir: Path) -> None:
-    """Refuse a backup directory that cannot take a backup, before anything is shown or
-    written (the backup itself comes after the plan is shown)."""
+def _path_parts(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+def _glob_matches(pattern: list[str], path: list[str]) -> bool:
+    """Whether the glob `pattern` matches `path` (both as components), as nginx's glob(3)
+    does: ``*`` stays within a component and does not match a leading dot."""
+    return len(pattern) == len(path) and all(
+        fnmatch.fnmatchcase(part, glob) and (not part.startswith(".") or glob.startswith("."))
+        for part, glob in zip(path, pattern, strict=True)
+    )
+
+
+def backup_dir_included(config: Path, backup_dir: Path) -> str | None:
+    """The ``include`` (`file:line` and pattern) whose glob would match what a backup puts
+    under `backup_dir`: a directory hookshift creates for it, the run's directory, or a
+    file in that; None when none does.
+
+    nginx reads every file and directory an include glob matches, and fails on a directory
+    (``pread() ... Is a directory``): a backup directory made where ``include conf.d/*;``
+    looks would break ``nginx -t`` on the user's own config, and stay after the run.
+    """
+    base = Path(os.path.abspath(backup_dir))
+    run = base / time.strftime("%Y%m%dT%H%M%SZ-probe", time.gmtime())  # as `backup` names it
+    made = [p for p in (base, *base.parents) if not p.exists()]
+    made += [run, run / "manifest.json", run / "000-nginx.conf"]
+    try:
+        source = load_source(config)
+    except InputError:
+        return None  # the checks before this one say what is wrong with the config
+    conf_dir = source.main.parent
+    for tree in source.config.files.values():
+        for d in preorder(tree):
+            if d.name != "include" or not d.args or not any(c in d.args[0] for c in GLOB_CHARS):
+                continue  # one file, which exists: nothing hookshift makes is it
+            full = d.args[0] if os.path.isabs(d.args[0]) else str(conf_dir / d.args[0])
+            pattern = _path_parts(os.path.normpath(full))
+            if any(_glob_matches(pattern, _path_parts(str(p))) for p in made):
+                return f"`include {d.args[0]};` at {d.where}"
+    return None
+
+
+def check_backup_dir(backup_dir: Path, config: Path | None = None) -> None:
+    """Refuse a backup directory that cannot take a backup, or that the config of `config`
+    would read (`backup_dir_included`), before anything is shown or written (the backup itself
+    comes after the plan is shown)."""
+    included = None if config is None else backup_dir_included(config, backup_dir)
+    if included is not None:
+        raise InputError(
+            f"the backup directory {backup_dir} is where {included} reads: nginx would read "
+            "the backups as config (a directory there fails nginx -t); nothing changed",
+            fix="pass --backup-dir DIR outside the directories the config includes from "
+            f"(the default, {default_backup_dir()}, is)",
+        )
     try:
         make_private_dirs(backup_dir)
         os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=backup_dir))
@@ -466,7 +570,7 @@ def write_locked(
     # nginx -t takes seconds on a big config: an edit made meanwhile in place (same file) is
     # caught here, and one made after this by the size and time the writes check
     _check_unchanged(edits)
-    check_backup_dir(backup_dir)
+    check_backup_dir(backup_dir, config)
     if ready is not None:
         ready()
     checkpoint("checked")
@@ -655,6 +759,8 @@ def _commit(state: ConfigState, records: Mapping[str, FileRecord | None] | None)
     saved = state.load()
     merged = dict(saved.records)
     for path, record in (records or {}).items():
+        for other in same_file_keys(merged, path):
+            del merged[other]  # the same file named another way: this record replaces it
         if record is None:
             merged.pop(path, None)
         else:

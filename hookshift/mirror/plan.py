@@ -37,7 +37,7 @@ from hookshift.mirror.render import (
 from hookshift.mirror.render import http_lines as render_http
 from hookshift.mirror.render import location_lines as render_location
 from hookshift.mirror.render import server_lines as render_server
-from hookshift.mirror.state import ConfigState, without_ours
+from hookshift.mirror.state import ConfigState, record_for, without_ours
 from hookshift.nginx import splice
 from hookshift.nginx.config import Directive, NginxConfig
 from hookshift.nginx.inheritance import Found, Inheritance
@@ -656,16 +656,89 @@ def _scene_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
                 f"to {raw_path(options.path)} for the other hosts it takes are copied and logged "
                 "for parity too (the filter is on the path, not the host)"
             )
-    for level in (m.server, scene.http):
-        for d in config.effective_children(level, "mirror"):
-            warnings.append(f"`mirror` at {level.name} level ({d.where}) mirrors a second time")
-    if scene.mode == "mirror":  # every mirror layout has a relay server
+    if scene.mode == "mirror":
+        warnings += _kept_mirror_warnings(scene)
+        warnings += _body_file_warnings(scene, options)
+        # every mirror layout has a relay server
         for d in config.effective_children(scene.http):
             if d.name in RELAY_BLOCKERS:
                 warnings.append(
                     f"http-level `{d.name}` ({d.where}) also applies to hookshift's relay "
                     "server: copies may be refused there (move it into the servers it protects)"
                 )
+    return warnings
+
+
+def _kept_mirrors(scene: _Scene) -> tuple[Directive, ...]:
+    """The ``mirror`` lines the callback's location inherits, which hookshift declares again
+    beside its own there: nginx's ``mirror`` is all or nothing per block, so a location with a
+    ``mirror`` of its own drops every inherited one, and the user's mirror (an audit copy, a
+    shadow app) would stop getting the callbacks.
+
+    A ``mirror off`` of the location's own is refused: nginx takes no other ``mirror`` line
+    beside it (``"mirror" directive is duplicate``), and it says that this location is not
+    to be mirrored.
+    """
+    found = Inheritance(scene.config).lookup(_location_chain(scene), "mirror")
+    if found.block is scene.location:
+        off = next((d for d in found.lines if _is_off(d)), None)
+        if off is not None:
+            raise InputError(
+                f"location {location_spec(scene.location)} has `mirror off;`: nginx takes no "
+                "other `mirror` line beside it, so hookshift cannot copy the callback there",
+                where=off.where,
+                fix="delete that line if the callbacks may be copied (the `mirror` lines of the "
+                "enclosing blocks then apply there too, and hookshift keeps them), then plan "
+                "again",
+            )
+        return ()
+    return tuple(d for d in found.lines if not _is_off(d))
+
+
+def _kept_mirror_warnings(scene: _Scene) -> list[str]:
+    """What keeping the inherited mirrors (`_kept_mirrors`) changes for them."""
+    kept = _kept_mirrors(scene)
+    if not kept:
+        return []
+    spec = location_spec(scene.location)
+    said = ", ".join(f"`{d.text}` ({d.where})" for d in kept)
+    warnings = [
+        f"location {spec} inherits {said}: hookshift declares it again there beside its own "
+        "`mirror` (nginx would drop it otherwise); a later change of that line reaches "
+        f"location {spec} only when `hookshift mirror apply` runs again"
+    ]
+    body = Inheritance(scene.config).value(_location_chain(scene), "mirror_request_body")
+    if body is not None and _is_off(body) and "mirror_request_body" not in scene.location_names:
+        warnings.append(
+            f"`{body.text}` ({body.where}) applies to location {spec}; hookshift turns it on "
+            "there (its copies need the body), so the mirror it inherits gets the callback's "
+            "body too"
+        )
+    return warnings
+
+
+def _body_file_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
+    """``client_body_in_file_only``: nginx writes each request body to a file and keeps none
+    in memory, so ``$request_body`` is empty; with ``on`` the files are never deleted."""
+    inheritance = Inheritance(scene.config)
+    spec = location_spec(scene.location)
+    warnings = []
+    here = inheritance.value(_location_chain(scene), "client_body_in_file_only")
+    if here is not None and not _is_off(here) and options.parity_log is not None:
+        warnings.append(
+            f"`{here.text}` ({here.where}) applies to location {spec}: nginx keeps each "
+            "callback's body in a file only, so the parity log gets no body and `verify "
+            "parity` compares none (each callback is body_not_logged); the copies to the stage "
+            "keep their bodies"
+        )
+    top = inheritance.value((scene.http,), "client_body_in_file_only")
+    if top is not None and top.args[:1] == ("on",):
+        warnings.append(
+            f"http-level `{top.text}` ({top.where}) also applies to hookshift's relay server, "
+            "where nginx then keeps each copy's body as a file it never deletes (in the relay's "
+            "client_body_temp_path), until the disk is full: move it into the servers or "
+            "locations that need it"
+        )
     return warnings
 
 
@@ -961,6 +1034,9 @@ def _template_context(
         set_mirror_request_body="mirror_request_body" not in names,
         set_body_buffer=_needs_body_buffer(scene, options.tuning.body_buffer),
         location_log_lines=log_lines if scene.mode == "mirror" else (),
+        kept_mirror_lines=tuple(_redeclare(d) for d in _kept_mirrors(scene))
+        if scene.mode == "mirror"
+        else (),
         app_header_lines=_app_header_lines(scene, options, warnings),
         forward_log_lines=log_lines if scene.mode == "forward" else (),
         path_filter=path_filter,
@@ -1448,7 +1524,7 @@ def stripped_source(config_path: Path) -> tuple[SourceConfig, SourceConfig]:
     def strip(on_disk: dict[Path, str]) -> dict[Path, str]:
         records = ConfigState.of(path).load().records
         legacy = not records
-        return {p: without_ours(t, records.get(str(p)), legacy).text for p, t in on_disk.items()}
+        return {p: without_ours(t, record_for(records, p), legacy).text for p, t in on_disk.items()}
 
     return load_stripped(config_path, strip)
 

@@ -54,7 +54,7 @@ from hookshift.mirror.api import check_prefix
 from hookshift.mirror.apply import Edit, default_backup_dir, write_edits
 from hookshift.mirror.dnscheck import look_up_stage
 from hookshift.mirror.plan import UPSTREAM, WrittenStage, relay_resolvers, written_stage
-from hookshift.mirror.state import ConfigState, FileRecord, state_root
+from hookshift.mirror.state import ConfigState, FileRecord, record_for, state_root
 from hookshift.nginx import binary
 from hookshift.nginx.config import Directive, NginxConfig, load
 from hookshift.nginx.discover import BUILT_IN_PATHS
@@ -359,7 +359,7 @@ def rewrite_marked_line(
         raise OperationError(f"{path}:{line} is not the line of hookshift's it should be")
     new_line = old_line.replace(old, new, 1)
     lines[line - 1] = new_line
-    recorded = ConfigState.of(config).load().records.get(str(path))
+    recorded = record_for(ConfigState.of(config).load().records, path)
     records: dict[str, FileRecord | None] = {}
     if recorded is not None:
         bare_old, bare_new = old_line.rstrip("\r\n"), new_line.rstrip("\r\n")

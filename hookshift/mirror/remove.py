@@ -30,7 +30,7 @@ from hookshift.mirror.apply import (
     recover_locked,
     write_locked,
 )
-from hookshift.mirror.state import ConfigState, FileRecord, without_ours
+from hookshift.mirror.state import ConfigState, FileRecord, record_for, without_ours
 from hookshift.nginx import splice
 from hookshift.nginx.source import load_source
 
@@ -53,8 +53,13 @@ def plan_removal(config_path: Path, records: Mapping[str, FileRecord]) -> Remova
     source = load_source(config_path)
     edits: list[Edit] = []
     notes: list[str] = []
+    seen: set[str] = set()
     for path, text in sorted(source.texts.items()):
-        result = without_ours(text, records.get(str(path)), legacy=not records)
+        real = os.path.realpath(path)
+        if real in seen:
+            continue  # one file included by two paths: taken out once
+        seen.add(real)
+        result = without_ours(text, record_for(records, path), legacy=not records)
         # a line is named as ours without its marker only if it names hookshift's own
         # locations, upstreams or log format: a bare `}` or `proxy_pass ...;` is anyone's
         lines = text.splitlines()

@@ -181,6 +181,9 @@ class TemplateContext:
     set_mirror_request_body: bool = True
     set_body_buffer: bool = True
     location_log_lines: tuple[str, ...] = ()
+    # The `mirror` lines the location inherits, declared again beside hookshift's own: nginx
+    # takes a block's own `mirror` lines instead of the inherited ones, not as well.
+    kept_mirror_lines: tuple[str, ...] = ()
     app_header_lines: tuple[str, ...] = ()
     forward_log_lines: tuple[str, ...] = ()
     path_filter: str | None = None
@@ -320,5 +323,9 @@ def server_lines(ctx: TemplateContext) -> tuple[str, ...]:
 
 
 def location_lines(ctx: TemplateContext) -> tuple[str, ...]:
-    """Lines for the chosen location: ``mirror`` (or the forward ``rewrite``) and logs."""
-    return _lines("nginx/location.conf.j2", ctx)
+    """Lines for the chosen location: ``mirror`` (or the forward ``rewrite``) and logs; the
+    inherited ``mirror`` lines right after hookshift's (`TemplateContext.kept_mirror_lines`)."""
+    lines = _lines("nginx/location.conf.j2", ctx)
+    if ctx.mode != "mirror" or not ctx.kept_mirror_lines:
+        return lines
+    return (lines[0], *ctx.kept_mirror_lines, *lines[1:])

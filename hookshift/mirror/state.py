@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,28 @@ class FileRecord:
 
     lines: tuple[str, ...]
     splits: int
+
+
+def record_for(records: Mapping[str, FileRecord], path: Path | str) -> FileRecord | None:
+    """The record of the file at `path`: kept under that path, else under another path of
+    the same file.
+
+    A record is keyed by the path the config's includes give its file, from the main config
+    as it was named. The same config named through a symlinked directory (``/etc/nginx`` a link
+    to ``/srv/nginx``), or by its real path, gives its files other paths: remove, refresh and
+    a second apply must find what apply recorded however the config is named now.
+    """
+    found = records.get(str(path))
+    if found is not None:
+        return found
+    real = os.path.realpath(path)
+    return next((rec for key, rec in records.items() if os.path.realpath(key) == real), None)
+
+
+def same_file_keys(records: Mapping[str, object], path: Path | str) -> list[str]:
+    """The keys of `records` other than `path` that name the same file (see `record_for`)."""
+    real = os.path.realpath(path)
+    return [key for key in records if key != str(path) and os.path.realpath(key) == real]
 
 
 def without_ours(text: str, record: FileRecord | None, legacy: bool) -> splice.Removal:

@@ -841,3 +841,100 @@ def test_a_users_line_ending_in_the_mark_that_stays_whole_is_given_back_by_remov
     change = make_plan(_opts(config), (1, 22, 1)).changes[0]
     recorded, splits = splice.added_marks(change.old_text, change.new_text)
     assert splice.remove_recorded(change.new_text, recorded, splits).text == change.old_text
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        (SIMPLE.replace("listen 80;", "listen 80;\n        mirror /audit;"), ["mirror /audit;"]),
+        (
+            "    mirror /audit;\n    mirror /shadow;\n" + SIMPLE,
+            ["mirror /audit;", "mirror /shadow;"],
+        ),
+        (
+            SIMPLE.replace(
+                "location = /cb {\n            proxy_pass http://127.0.0.1:9000;\n        }",
+                "location / {\n            mirror /audit;\n"
+                "            location = /cb { proxy_pass http://127.0.0.1:9000; }\n        }",
+            ),
+            ["mirror /audit;"],
+        ),
+        (SIMPLE.replace("listen 80;", "listen 80;\n        mirror off;"), []),
+    ],
+    ids=["server", "http, two", "enclosing location", "server's off"],
+)
+def test_the_mirrors_a_location_inherits_are_declared_again_beside_hookshifts(
+    tmp_path: Path, body: str, kept: list[str]
+) -> None:
+    """nginx's `mirror` is all or nothing per block: hookshift's own line in the callback's
+    location would drop the mirrors it inherits (an audit copy), so they are declared again
+    there, right after hookshift's, and said in a warning."""
+    plan = make_plan(_opts(_write(tmp_path, body)), (1, 22, 1))
+    added = _added(plan.changes[0].new_text)
+    at = added.index("mirror /__hookshift_mirror;")
+    assert added[at + 1 : at + 1 + len(kept)] == kept
+    assert [
+        line for line in added if line.startswith("mirror /") and "hookshift" not in line
+    ] == kept
+    said = [w for w in plan.warnings if "declares it again" in w]
+    assert len(said) == (1 if kept else 0)
+    assert not any("mirrors a second time" in w for w in plan.warnings)
+
+
+def test_a_location_that_turns_mirroring_off_is_refused(tmp_path: Path) -> None:
+    """nginx refuses any other `mirror` beside a block's own `mirror off` ("is duplicate")."""
+    config = _write(
+        tmp_path,
+        SIMPLE.replace("listen 80;", "listen 80;\n        mirror /audit;").replace(
+            "proxy_pass http://127.0.0.1:9000;",
+            "mirror off;\n            proxy_pass http://127.0.0.1:9000;",
+        ),
+    )
+    with pytest.raises(
+        InputError, match=r"has `mirror off;`: nginx takes no other `mirror`"
+    ) as err:
+        make_plan(_opts(config), (1, 22, 1))
+    assert err.value.where == f"{config}:9"
+
+
+@pytest.mark.parametrize(
+    ("body", "parity_said", "relay_said"),
+    [
+        (SIMPLE.replace("listen 80;", "listen 80;\n        client_body_in_file_only clean;"), 1, 0),
+        ("    client_body_in_file_only on;\n" + SIMPLE, 1, 1),
+        (
+            "    client_body_in_file_only on;\n"
+            + SIMPLE.replace(
+                "location = /cb {", "location = /cb {\n client_body_in_file_only off;"
+            ),
+            0,
+            1,
+        ),
+        ("    client_body_in_file_only off;\n" + SIMPLE, 0, 0),
+    ],
+    ids=["server clean", "http on", "http on, location off", "off"],
+)
+def test_bodies_kept_in_files_only_are_said(
+    tmp_path: Path, body: str, parity_said: int, relay_said: int
+) -> None:
+    """With client_body_in_file_only nginx keeps a body in a file only: `$request_body` is
+    empty, so the parity log holds no body (checked with the real nginx); at http level `on`
+    reaches the relay too, which then keeps every copy as a file it never deletes."""
+    plan = make_plan(_opts(_write(tmp_path, body)), (1, 22, 1))
+    assert len([w for w in plan.warnings if "the parity log gets no body" in w]) == parity_said
+    assert len([w for w in plan.warnings if "never deletes" in w]) == relay_said
+    quiet = make_plan(_opts(_write(tmp_path, body), parity_log=None), (1, 22, 1))
+    assert not any("the parity log gets no body" in w for w in quiet.warnings)
+
+
+def test_an_inherited_mirror_request_body_off_turned_on_for_the_kept_mirror_is_said(
+    tmp_path: Path,
+) -> None:
+    """One mirror_request_body applies to every mirror of a location: hookshift's copies need
+    the body, so the user's kept mirror gets it too there, and the plan says so."""
+    body = SIMPLE.replace(
+        "listen 80;", "listen 80;\n        mirror /audit;\n        mirror_request_body off;"
+    )
+    plan = make_plan(_opts(_write(tmp_path, body)), (1, 22, 1))
+    assert "mirror_request_body on;" in _added(plan.changes[0].new_text)
+    assert any("gets the callback's body too" in w for w in plan.warnings)

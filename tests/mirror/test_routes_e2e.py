@@ -228,3 +228,33 @@ def test_a_path_outside_ascii_is_copied_in_each_form_a_client_sends(given: str, 
         assert len(logged) == 3
     finally:
         nginx.stop()
+
+
+@pytest.mark.parametrize("level", ["server", "enclosing location"])
+def test_a_mirror_the_callback_inherits_keeps_its_copy(level: str, bed: Bed) -> None:
+    """A location with a `mirror` of its own drops the ones it inherits: with hookshift's line
+    there, the user's audit mirror would silently stop getting callbacks; it gets each one as
+    before, and the stage its copy."""
+    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
+    audit = RecordingServer().start()
+    config = tmp_path / "nginx.conf"
+    callback = f"location = /callback {{ proxy_pass http://127.0.0.1:{app.port}; }}"
+    audit_location = f"location = /audit {{ internal; proxy_pass http://127.0.0.1:{audit.port}; }}"
+    if level == "server":
+        replaced = f"mirror /audit; {callback} {audit_location}"
+    else:
+        replaced = f"location / {{ mirror /audit; {callback} }} {audit_location}"
+    config.write_text(config.read_text().replace(callback, replaced))
+    try:
+        bed.apply(bed.options())
+        nginx = _start_nginx(nginx_bin, tmp_path, port)
+        try:
+            assert _post_to(port, "/callback") == 200
+            wait_until(lambda: len(stage.received) >= 1, "the copy at the stage")
+            wait_until(lambda: len(audit.received) >= 1, "the user's own mirror's copy")
+            assert [r.body for r in app.received] == [SAMPLE]
+            assert [r.body for r in audit.received] == [SAMPLE]
+        finally:
+            nginx.stop()
+    finally:
+        audit.stop()

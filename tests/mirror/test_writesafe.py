@@ -4,10 +4,12 @@ read-only files and directories, full disks, a missing nginx, unwritable output.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -491,6 +493,135 @@ def test_a_read_only_file_is_refused_not_replaced(
         _apply(config, ca_file, nginx_bin, tmp_path / "bk")
     assert snapshot(config.parent) == before
     assert stat.S_IMODE(site.stat().st_mode) == 0o444
+
+
+# Linux inode flags, set as `chattr` does (no process): FS_IOC_SETFLAGS is _IOW('f', 2, long).
+_FS_IOC_SETFLAGS = (1 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 2
+_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1
+
+
+@contextlib.contextmanager
+def _chattr(path: Path, flag: int) -> Iterator[None]:
+    """`path` with inode flag `flag` (0x10 immutable, 0x20 append-only) set meanwhile; the test
+    is skipped where it cannot be set (not root, a file system without flags)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to set an inode flag (chattr)")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        try:
+            old = int.from_bytes(fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))[:4], sys.byteorder)
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, (old | flag).to_bytes(8, sys.byteorder))
+        except OSError as exc:
+            pytest.skip(f"cannot set inode flags on {path}: {exc.strerror}")
+        try:
+            yield
+        finally:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, old.to_bytes(8, sys.byteorder))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("flag", "on_directory", "said"),
+    [
+        (0x10, False, r"b.conf is immutable \(chattr \+i\)"),
+        (0x20, False, r"b.conf is append-only \(chattr \+a\)"),
+        (0x20, True, r"b.conf is in .*conf.d, which is append-only \(chattr \+a\)"),
+    ],
+    ids=["immutable file", "append-only file", "append-only directory"],
+)
+def test_a_file_protected_by_an_inode_flag_is_refused_before_anything_is_written(
+    tmp_path: Path, nginx_bin: str, ca_file: Path, flag: int, on_directory: bool, said: str
+) -> None:
+    """No rename can replace an immutable or append-only file (or one in an append-only
+    directory), root's neither, whatever the mode says: refused up front in one line, with no
+    backup made and no other file written first and put back."""
+    config = multi_file(tmp_path / "conf")
+    site = config.parent / "conf.d" / "b.conf"
+    before = _files(config.parent)
+    with _chattr(site.parent if on_directory else site, flag):
+        with pytest.raises(InputError, match=said) as refused:
+            _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+        assert "chattr -" in (refused.value.fix or "")
+        assert _files(config.parent) == before
+    assert not (tmp_path / "bk").exists()
+
+
+def _files(root: Path) -> dict[Path, tuple[int, int, bytes]]:
+    """Every file under `root` (logs left out): inode, mtime and bytes (a file written and put
+    back differs)."""
+    return {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and "logs" not in p.relative_to(root).parts
+    }
+
+
+@pytest.mark.e2e
+def test_a_config_applied_through_a_symlinked_directory_is_removed_through_its_real_path(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """What apply recorded is found however the config is named later (/etc/nginx a link to
+    /srv/nginx): remove gives every file back byte for byte, with no line called foreign."""
+    config = multi_file(tmp_path / "real")
+    (tmp_path / "etc").symlink_to(config.parent)
+    before = snapshot(config.parent)
+    _apply(tmp_path / "etc" / "nginx.conf", ca_file, nginx_bin, tmp_path / "bk")
+    assert snapshot(config.parent) != before
+    removed = _remove(config, nginx_bin, tmp_path / "bk")
+    assert removed.notes == ()
+    assert snapshot(config.parent) == before
+    assert ConfigState.of(config).load().records == {}
+
+
+@pytest.mark.e2e
+def test_a_file_included_by_two_paths_is_removed_once_with_no_line_called_foreign(
+    tmp_path: Path, nginx_bin: str, ca_file: Path
+) -> None:
+    """Debian's sites-enabled link and a second include of the file in sites-available: nginx
+    reads one file twice, by two names. apply records its lines under the name it planned
+    on; remove takes them out once and does not call them another's under the other name."""
+    config = multi_file(tmp_path / "conf")
+    available = config.parent / "sites-available"
+    available.mkdir()
+    (config.parent / "conf.d" / "b.conf").rename(available / "b.conf")
+    (config.parent / "conf.d" / "b.conf").symlink_to("../sites-available/b.conf")
+    config.write_text(
+        config.read_text().replace(
+            "include conf.d/*.conf;", "include conf.d/*.conf;\n    include sites-available/b.conf;"
+        )
+    )
+    before = snapshot(config.parent)
+    _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    removed = _remove(config, nginx_bin, tmp_path / "bk")
+    assert removed.notes == ()
+    assert snapshot(config.parent) == before
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("op", ["apply", "remove"])
+def test_a_backup_dir_an_include_glob_would_read_is_refused_and_not_made(
+    tmp_path: Path, nginx_bin: str, ca_file: Path, op: str
+) -> None:
+    """`include conf.d/*;` reads every file and directory there, and nginx -t fails on a
+    directory: a backup directory made there would break the user's own config for good."""
+    config = multi_file(tmp_path / "conf")
+    config.write_text(config.read_text().replace("include conf.d/*.conf;", "include conf.d/*;"))
+    if op == "remove":
+        _apply(config, ca_file, nginx_bin, tmp_path / "bk")
+    before = _files(config.parent)
+    backups = config.parent / "conf.d" / "backups"
+    with pytest.raises(
+        InputError, match=r"is where `include conf.d/\*;` at .*nginx.conf:\d+ reads"
+    ):
+        if op == "apply":
+            _apply(config, ca_file, nginx_bin, backups)
+        else:
+            _remove(config, nginx_bin, backups)
+    assert not backups.exists()
+    assert _files(config.parent) == before
+    assert binary.test_config(config, nginx_bin=nginx_bin, prefix=config.parent).ok
 
 
 def _root_mounts() -> None:
