@@ -203,6 +203,33 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+# Attributes a new file gets from the system, not from the file it replaces: copying them
+# needs privileges a writer may lack, and the system sets them as it does for any new file.
+_SYSTEM_SET = ("security.", "trusted.")
+
+
+def _copy_xattrs(dir_fd: int, name: str, fd: int) -> None:
+    """Give the open file `fd` the extended attributes of `name` (in `dir_fd`): its ACL
+    (``system.posix_acl_access``, after the mode, whose group bits it then sets as they were)
+    and ``user.*`` attributes. A rename puts a new inode in place, which has none of them: a
+    deploy user granted access by ``setfacl`` would lose it. Nothing to copy on a file system
+    without extended attributes."""
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        try:
+            names = os.listxattr(src)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return
+            raise
+        for attr in names:
+            if attr.startswith(_SYSTEM_SET):
+                continue
+            os.setxattr(fd, attr, os.getxattr(src, attr))
+    finally:
+        os.close(src)
+
+
 def replace_file(
     path: Path,
     data: bytes,
@@ -236,6 +263,7 @@ def replace_file(
                 if (st.st_uid, st.st_gid) != (os.fstat(fd).st_uid, os.fstat(fd).st_gid):
                     os.fchown(fd, st.st_uid, st.st_gid)
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                _copy_xattrs(dir_fd, path.name, fd)
             finally:
                 os.close(fd)
             if before_rename is not None:

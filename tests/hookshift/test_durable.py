@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,34 @@ def test_a_directory_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     ):
         pass
     assert list(tmp_path.iterdir()) == []  # nothing created in the config's directory
+
+
+# an ACL as the kernel stores it (`system.posix_acl_access`): version 2, then (tag, perm, id)
+# entries; user::rw- user:1234:r-- group::r-- mask::r-- other::---
+_NO_ID = 0xFFFFFFFF
+_ACL = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", tag, perm, ident)
+    for tag, perm, ident in (
+        (0x01, 6, _NO_ID),
+        (0x02, 4, 1234),
+        (0x04, 4, _NO_ID),
+        (0x10, 4, _NO_ID),
+        (0x20, 0, _NO_ID),
+    )
+)
+
+
+def test_replace_file_keeps_the_files_acl_and_user_attributes(tmp_path: Path) -> None:
+    target = tmp_path / "site.conf"
+    target.write_bytes(b"server { }\n")
+    try:
+        os.setxattr(target, "system.posix_acl_access", _ACL)
+        os.setxattr(target, "user.deploy", b"ticket-42")
+    except OSError as exc:  # a file system without extended attributes has nothing to keep
+        pytest.skip(f"extended attributes not supported under {tmp_path}: {exc}")
+    mode = target.stat().st_mode
+    replace_file(target, b"server { listen 80; }\n", expected=os.lstat(target))
+    assert target.read_bytes() == b"server { listen 80; }\n"
+    assert os.getxattr(target, "system.posix_acl_access") == _ACL
+    assert os.getxattr(target, "user.deploy") == b"ticket-42"
+    assert target.stat().st_mode == mode  # the mask's bits, shown as the group's
