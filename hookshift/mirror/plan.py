@@ -718,8 +718,9 @@ def _kept_mirror_warnings(scene: _Scene) -> list[str]:
 
 
 def _body_file_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
-    """``client_body_in_file_only``: nginx writes each request body to a file and keeps none
-    in memory, so ``$request_body`` is empty; with ``on`` the files are never deleted."""
+    """``client_body_in_file_only`` in the callback's location: nginx writes each request body
+    to a file and keeps none in memory, so ``$request_body`` is empty. (hookshift's relay sets
+    it off for itself, so an http-level one keeps no copy's body as a file.)"""
     inheritance = Inheritance(scene.config)
     spec = location_spec(scene.location)
     warnings = []
@@ -730,14 +731,6 @@ def _body_file_warnings(scene: _Scene, options: MirrorOptions) -> list[str]:
             "callback's body in a file only, so the parity log gets no body and `verify "
             "parity` compares none (each callback is body_not_logged); the copies to the stage "
             "keep their bodies"
-        )
-    top = inheritance.value((scene.http,), "client_body_in_file_only")
-    if top is not None and top.args[:1] == ("on",):
-        warnings.append(
-            f"http-level `{top.text}` ({top.where}) also applies to hookshift's relay server, "
-            "where nginx then keeps each copy's body as a file it never deletes (in the relay's "
-            "client_body_temp_path), until the disk is full: move it into the servers or "
-            "locations that need it"
         )
     return warnings
 

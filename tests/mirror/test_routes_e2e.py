@@ -258,3 +258,29 @@ def test_a_mirror_the_callback_inherits_keeps_its_copy(level: str, bed: Bed) -> 
             nginx.stop()
     finally:
         audit.stop()
+
+
+def test_http_level_body_files_and_subrequest_logging_stay_the_users(bed: Bed) -> None:
+    """`client_body_in_file_only on` and `log_subrequest on` at http level are the user's for
+    their own requests: the relay keeps no copy's body as a file (nothing would delete it) and
+    the copy's hand-off adds no line to the user's access log."""
+    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
+    config = tmp_path / "nginx.conf"
+    text = config.read_text()
+    config.write_text(
+        text.replace(
+            "http {\n", "http {\n    client_body_in_file_only on;\n    log_subrequest on;\n"
+        )
+    )
+    bed.apply(bed.options())
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post_to(port, "/callback") == 200
+        wait_until(lambda: len(stage.received) >= 1, "the copy at the stage")
+        assert [r.body for r in app.received] == [SAMPLE]
+    finally:
+        nginx.stop()
+    kept = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.isdigit()]  # body files
+    assert len(kept) == 1  # the callback's own body file, which the user asked nginx to keep
+    logged = (tmp_path / "access.log").read_text().splitlines()
+    assert len(logged) == 1 and "POST /callback " in logged[0]
