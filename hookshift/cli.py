@@ -102,9 +102,13 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # a group run without its command: its help is the answer, not an error line around it
+        click.echo(exc.format_message(), err=True)
+        sys.exit(2)
     except click.UsageError as exc:
         # one line like every other refusal; click's own is three (usage, hint, error)
-        command = exc.ctx.command_path if exc.ctx is not None else "hookshift"
+        command = exc.ctx.command_path if exc.ctx is not None else _command_path(argv)
         fix = f"see `{command} --help`"
         click.echo(f"hookshift: error: {exc.format_message()} (fix: {fix})", err=True)
         sys.exit(2)
@@ -117,6 +121,25 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _command_path(argv: list[str] | None) -> str:
+    """The command a usage error belongs to when click did not say (an option's missing
+    value is refused before the command's context exists): the leading words of the command
+    line that name a group's command, so the fix points at that command's --help."""
+    words = sys.argv[1:] if argv is None else argv
+    path = ["hookshift"]
+    command: click.Command = cli
+    ctx = click.Context(cli, info_name="hookshift")
+    for word in words:
+        if not isinstance(command, click.Group):
+            break
+        found = command.get_command(ctx, word)
+        if found is None:
+            break
+        path.append(word)
+        command = found
+    return " ".join(path)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,16 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 _LEVEL_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
+EXIT_SIGPIPE = 128 + 13  # what a shell reports for a process SIGPIPE ended
+
 
 class NonEmptyPath(click.Path):
     """A path option that refuses an empty value: click would take ``""`` as the current
     directory, and a path that is checked only for existing would pass. `hint` says what to
     pass instead."""
 
-    def __init__(self, hint: str) -> None:
-        super().__init__(path_type=Path, readable=False)
+    def __init__(self, hint: str, *, file_okay: bool = True) -> None:
+        super().__init__(path_type=Path, readable=False, file_okay=file_okay)
         self.hint = hint
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -54,24 +56,44 @@ def diag(level: str, message: str) -> None:
     click.echo(f"{label} {message}", err=True)
 
 
+#: The `after` of every `stdout_guard` open, outermost first: the guard around one write
+#: (`out`, `emit_json`) is often inside a command's own, which knows what was already done.
+_AFTER: list[str] = []
+
+
 @contextlib.contextmanager
 def stdout_guard(after: str = "") -> Iterator[None]:
     """Output that cannot be written (a full disk, ``> /dev/full``, a closed pipe) is one
     error line with exit 2, not a traceback; `after` says what was already done (e.g. that
-    the config was changed).
+    the config was changed). Guards nest: the line carries the `after` of each one open.
+    A pipe whose reader stopped reading (``| head``) when nothing was done ends the command
+    quietly instead (exit 141): the reader chose to stop, and no line is needed.
 
     stdout then points at /dev/null: Python flushes stdout again at exit, and that second
     failure would print its own traceback-like noise.
     """
+    _AFTER.append(after)
     try:
         yield
     except OSError as exc:
         _silence_stdout()
-        reason = "the reader went away" if exc.errno == errno.EPIPE else exc.strerror or exc
+        done = "".join(_AFTER)
+        if exc.errno != errno.EPIPE:
+            raise InputError(
+                f"cannot write to standard output: {exc.strerror or exc}{done}",
+                fix="send the output to a file on a disk with space, or to a pipe",
+            ) from None
+        if not done:
+            # the reader took what it wanted (`| head`) and nothing else is lost: end quietly,
+            # with the status of a process ended by SIGPIPE, as other Unix tools do
+            raise click.exceptions.Exit(EXIT_SIGPIPE) from None
         raise InputError(
-            f"cannot write to standard output: {reason}{after}",
-            fix="send the output to a file on a disk with space, or to a pipe",
+            f"cannot write to standard output: the reader went away{done}",
+            fix="keep the reader open until the output ends (`| head` closes it early), or "
+            "send the output to a file",
         ) from None
+    finally:
+        _AFTER.pop()
 
 
 def out(text: str, *, nl: bool = True) -> None:

@@ -27,7 +27,9 @@ vendor's traffic) and recorded in an append-only journal, the ``state_path``::
 - `advance(state_path, *, overrides, reload, dry_run, adopt_edits, dedup_confirmed)
   -> AdvanceResult`: a gate that is not met is returned (``passed`` False), not raised, and
   nothing changes.
-- `rollback(state_path, *, config, nginx_bin, reload, adopt_edits) -> RollbackResult`.
+- `rollback(state_path, *, config, nginx_bin, reload, adopt_edits) -> RollbackResult`; a
+  rollback whose files differ from the stage's recorded bytes raises `NotByteIdentical`,
+  whose ``result`` says what it did.
 
 Nothing is printed: pass ``notice=`` (``(level, text)``) to hear what happens as it happens;
 every result keeps the notices in ``notes``. Errors are `hookshift.errors.InputError` (bad input,
@@ -37,6 +39,7 @@ exit code 2, nothing written) and `OperationError` (a step failed, exit code 1).
 from hookshift.cutover.api import (
     AdvanceResult,
     InitResult,
+    NotByteIdentical,
     Notice,
     OpenTransition,
     RollbackResult,
@@ -54,6 +57,7 @@ __all__ = [
     "AdvanceResult",
     "GateResult",
     "InitResult",
+    "NotByteIdentical",
     "Notice",
     "OpenTransition",
     "RollbackResult",

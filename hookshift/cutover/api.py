@@ -80,6 +80,14 @@ class InitResult:
     def stage(self) -> str:
         return "baseline"
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "state": str(self.state_path),
+            "files": list(self.files),
+            "settings": self.settings.to_json(),
+        }
+
 
 @dataclass(frozen=True)
 class OpenTransition:
@@ -119,7 +127,14 @@ class StatusResult:
 
     @property
     def needs(self) -> tuple[str, ...]:
+        """The evidence the next advance gathers (the fields of `stages.Evidence`)."""
         return stages.needed_evidence(self.stage)
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """The gates of the next advance, by the names it reports them under."""
+        queue = str(self.journal.settings.get("queue") or "")
+        return stages.gate_names(self.stage, sqs_queue=queue.startswith("sqs:"))
 
     @property
     def last_advance(self) -> Entry | None:
@@ -134,6 +149,7 @@ class StatusResult:
             "entered": entered.time if entered else None,
             "next": self.next_stage,
             "needs": list(self.needs),
+            "gates": list(self.gates),
             "settings": dict(self.journal.settings),
             "history": [e.to_json() for e in self.journal.entries],
         }
@@ -216,7 +232,8 @@ class RollbackResult:
     """A rollback: the files it put back, and whether they equal the recorded bytes.
 
     ``byte_identical`` is None when edits adopted since the stage was entered make the recorded
-    bytes no measure; ``reminder`` says what nginx cannot undo (the vendor's registration).
+    bytes no measure, False (with the files in ``differ``) only on a `NotByteIdentical`;
+    ``reminder`` says what nginx cannot undo (the vendor's registration).
     """
 
     from_stage: str
@@ -227,6 +244,7 @@ class RollbackResult:
     reminder: str | None = None
     settled: Settled | None = None
     notes: tuple[tuple[str, str], ...] = ()
+    differ: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         if self.settled is not None:
@@ -234,11 +252,22 @@ class RollbackResult:
         return {
             "from": self.from_stage,
             "to": self.to_stage,
-            # a rollback whose files differ raises; after adopted edits the recorded bytes are
-            # no measure, so the answer is null (the notes say which edits)
+            # after adopted edits the recorded bytes are no measure, so the answer is null
+            # (the notes say which edits)
             "byte_identical": self.byte_identical,
+            "differ": list(self.differ),
             "files": [f.to_json() for f in self.files],
         }
+
+
+class NotByteIdentical(OperationError):
+    """A rollback went back to its stage, and the journal records it, but nginx's files differ
+    from the bytes recorded for that stage. ``result`` is what it did (``byte_identical``
+    False, the files in ``differ``): like a gate's verdict, a script reads it as data."""
+
+    def __init__(self, message: str, result: RollbackResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,7 +479,7 @@ def rollback(
     notice: Notice | None = None,
 ) -> RollbackResult:
     """Go back one stage; nginx's files come back byte-identical to that stage's (raises
-    `OperationError` naming the files when they do not).
+    `NotByteIdentical`, an `OperationError` naming the files, when they do not).
 
     ``config``, ``nginx_bin`` and ``nginx_prefix`` override the settings recorded at init for
     this run, as advance's options do (nginx moved, or was started with another ``-p``).
@@ -490,7 +519,17 @@ def _load(
     check_settings(settings, {name for name, value in overrides.items() if value not in (None, ())})
     if overrides.get("config"):
         settings = _main_config(settings, notes)
+        recorded = current.settings.get("config")
+        if isinstance(recorded, str) and _same_file(recorded, settings.config):
+            # the recorded file by another name (a symlinked directory, ``..``): the journal
+            # knows its files by the recorded names, and another name for one of them would
+            # read as an edit made outside the cut-over
+            settings = settings.override(config=recorded)
     return current, settings
+
+
+def _same_file(a: str, b: str | None) -> bool:
+    return b is not None and os.path.realpath(a) == os.path.realpath(b)
 
 
 def _main_config(settings: Settings, notes: _Notes) -> Settings:
@@ -581,7 +620,12 @@ def _advance(
     if untested is not None:
         notes("warning", untested)
     entered = current.entered(stage)
-    evidence, detail = gather(current, settings, dedup_confirmed=dedup_confirmed)
+    evidence, detail = gather(
+        current,
+        settings,
+        dedup_confirmed=dedup_confirmed,
+        progress=lambda text: notes("info", text),
+    )
     check = stages.check_transition(
         stage,
         evidence,
@@ -697,11 +741,6 @@ def _rollback(
             },
             f"reload={'yes' if reload else 'no'}",
         )
-    if differ:
-        raise OperationError(
-            f"rolled back to {target}, but {len(differ)} file(s) differ from that stage: "
-            f"{', '.join(differ)}"
-        )
     reminder = None
     if stage == "vendor-switched":
         reminder = (
@@ -709,15 +748,23 @@ def _rollback(
             f"register the nginx URL (path {settings.path}) at the vendor again if you are "
             "abandoning the switch, and keep the consumer's deduplication on meanwhile"
         )
-    return RollbackResult(
+    result = RollbackResult(
         stage,
         target,
         tuple(files),
         checked=len(expected),
-        byte_identical=None if adopted else True,
+        byte_identical=None if adopted else not differ,
         reminder=reminder,
         notes=tuple(notes.kept),
+        differ=tuple(differ),
     )
+    if differ:
+        raise NotByteIdentical(
+            f"rolled back to {target}, but {len(differ)} file(s) differ from that stage: "
+            f"{', '.join(differ)}",
+            result,
+        )
+    return result
 
 
 @contextlib.contextmanager
@@ -755,9 +802,21 @@ def _drift(
         raise InputError(
             f"nginx file(s) changed outside the cut-over since entry #{current.last.seq} "
             f"({current.stage}): {names}",
-            fix="undo the edit, or pass --adopt-edits to record it in the journal and go on",
+            fix=f"{_how_to_see(state_path, theirs[0])}undo the edit, or pass --adopt-edits to "
+            "record it in the journal and go on",
         )
     return changed
+
+
+def _how_to_see(state_path: Path, change: FileChange) -> str:
+    """The command that shows an edit made outside the cut-over: the journal keeps the bytes
+    it recorded, and the operator must see what changed before undoing or adopting it."""
+    if change.sha256_before is None:
+        return ""
+    recorded = journal.snapshot_dir(state_path) / change.sha256_before
+    if not recorded.is_file():
+        return ""
+    return f"`diff {recorded} {change.path}` shows the edit; "
 
 
 def _hashes_now(

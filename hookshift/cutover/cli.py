@@ -11,15 +11,20 @@ stdout, the API's notices and the verdict on stderr.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 
-from hookshift.console import apply_options, diag, emit_json
-from hookshift.cutover import api, stages
+from hookshift.console import apply_options, diag, emit_json, stdout_guard
+from hookshift.cutover import api, journal, stages
 from hookshift.cutover.diagnosis import Diagnosis
 from hookshift.cutover.settings import Settings
+from hookshift.errors import HookshiftError
 from hookshift.mirror.cli import option_list as mirror_option_list
 
 _FORMAT = click.option(
@@ -48,7 +53,7 @@ _STATE = click.option(
 #: for init, advance and rollback, so the same option reads the same in each
 _HELP = {
     "config": "The main nginx config (its includes are followed), or a site file: "
-    "the main config including it is recorded.",
+    "the main config including it is used.",
     "resolvers": "DNS resolver ADDR[:PORT] for nginx and the probes (repeatable).",
     "nginx_prefix": "nginx's -p PREFIX (GitLab Omnibus, a source build): relative "
     "paths in the config resolve there; every stage's nginx -t and reload use it.",
@@ -119,6 +124,57 @@ def _pop_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {name: kwargs.pop(name) for name in _SETTING_NAMES}
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _entries(state_path: Path) -> int | None:
+    """How many entries the journal holds (None: there is none, or it cannot be read)."""
+    try:
+        return len(journal.read(state_path).entries)
+    except HookshiftError:
+        return None
+
+
+def _where_left(state_path: Path, before: int | None) -> str:
+    """Where an interrupted command left the cut-over, from its journal (`before`: its
+    entries when the command started)."""
+    now = _entries(state_path)
+    if now is None:
+        return "no journal was written" if before is None else "the journal cannot be read now"
+    current = journal.read(state_path)
+    opened = current.pending
+    if opened is not None:
+        return (
+            f"the transition {opened.from_stage} -> {opened.to_stage} (entry #{opened.seq}) "
+            "is open and nginx's files may be part-way: the next `hookshift cutover advance` "
+            "or `rollback` settles it first (`hookshift cutover status` shows it)"
+        )
+    if now == before:
+        return (
+            f"nothing was recorded: the cut-over is still at {current.stage}, nginx's files "
+            "are as they were"
+        )
+    return f"the cut-over is at {current.stage} (`hookshift cutover status` shows its history)"
+
+
+@contextlib.contextmanager
+def _interruptible(state_path: Path) -> Iterator[None]:
+    """Ctrl-C, or SIGTERM (``timeout``, a stopped service), while a command runs: the mirror
+    engine puts back a write it had begun as the interrupt unwinds it, and the operator hears
+    where the cut-over was left (exit 130). SIGTERM would otherwise end the process where it
+    stands, silently, leaving even the engine's half-done write to the next command."""
+    before = _entries(state_path)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"hookshift: interrupted: {_where_left(state_path, before)}", err=True)
+        raise click.exceptions.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @click.group("cutover", context_settings={"help_option_names": ["-h", "--help"]})
 def cutover() -> None:
     """Move the vendor's callbacks to the API Gateway custom domain, stage by stage.
@@ -146,7 +202,8 @@ def cutover() -> None:
 @cutover.command("init")
 @_STATE
 @_settings_options
-def init(state_path: Path, **kwargs: Any) -> None:
+@_FORMAT
+def init(state_path: Path, output_format: str, **kwargs: Any) -> None:
     """Start a cut-over journal at `baseline`, recording the settings and the config's hashes.
 
     \b
@@ -154,10 +211,15 @@ def init(state_path: Path, **kwargs: Any) -> None:
       hookshift cutover init --state cutover.jsonl --config /etc/nginx/nginx.conf \\
           --path /callback --stage-url https://abc.execute-api.ap-northeast-2.amazonaws.com/prod
     """
-    done = api.init(state_path, Settings().override(**_pop_settings(kwargs)), notice=diag)
-    click.echo(f"baseline: {stages.STAGE_SUMMARY['baseline']}")
-    click.echo(f"journal: {state_path} ({len(done.files)} nginx file(s) recorded)")
-    click.echo(f"next: hookshift cutover advance --state {state_path}")
+    with _interruptible(state_path):
+        done = api.init(state_path, Settings().override(**_pop_settings(kwargs)), notice=diag)
+    with stdout_guard(f" (the journal {state_path} was started at baseline)"):
+        if output_format == "json":
+            emit_json(done.to_json())
+            return
+        click.echo(f"baseline: {stages.STAGE_SUMMARY['baseline']}")
+        click.echo(f"journal: {state_path} ({len(done.files)} nginx file(s) recorded)")
+        click.echo(f"next: hookshift cutover advance --state {state_path} --reload")
 
 
 @cutover.command("status")
@@ -171,9 +233,14 @@ def status(state_path: Path, output_format: str) -> None:
       hookshift cutover status --state cutover.jsonl --format json
     """
     result = api.status(state_path, notice=diag)
-    if output_format == "json":
-        emit_json(result.to_json())
-        return
+    with stdout_guard():
+        if output_format == "json":
+            emit_json(result.to_json())
+        else:
+            _print_status(result)
+
+
+def _print_status(result: api.StatusResult) -> None:
     current = result.journal
     click.echo(f"stage: {result.stage} ({result.summary})")
     opened = result.open_transition
@@ -186,7 +253,7 @@ def status(state_path: Path, output_format: str) -> None:
     if result.entered:
         click.echo(f"since: {result.entered.time}")
     if result.next_stage:
-        click.echo(f"next:  {result.next_stage}, gates read: {', '.join(result.needs)}")
+        click.echo(f"next:  {result.next_stage}, gates: {', '.join(result.gates)}")
     last = result.last_advance
     if last is not None:
         click.echo(
@@ -201,11 +268,23 @@ def status(state_path: Path, output_format: str) -> None:
             continue  # its commit or abort line follows; the JSON history keeps every entry
         files = f", {len(entry.files)} file(s) changed" if entry.files else ""
         origin = f"{entry.from_stage} -> " if entry.from_stage else ""
+        shown = entry.to_stage
+        voided = _voided(current, entry)
+        if voided is not None:  # "abort X -> X" would not say which transition was not made
+            origin, shown = f"{voided.from_stage} -> ", voided.to_stage
         note = f"  # {entry.note}" if entry.note else ""
         click.echo(
-            f"  {entry.seq:>3}  {entry.time}  {entry.action:<8} {origin}{entry.to_stage}"
-            f"{files}{note}"
+            f"  {entry.seq:>3}  {entry.time}  {entry.action:<8} {origin}{shown}{files}{note}"
         )
+
+
+def _voided(current: journal.Journal, entry: journal.Entry) -> journal.Entry | None:
+    """The intent an ``abort`` entry voids (its ``begin``), when the journal names it."""
+    seq = entry.evidence.get("intent") if entry.action == "abort" else None
+    if not isinstance(seq, int) or not 0 < seq <= len(current.entries):
+        return None
+    begun = current.entries[seq - 1]
+    return begun if begun.action == "begin" and begun.from_stage is not None else None
 
 
 def _print_gates(check: stages.TransitionCheck) -> None:
@@ -262,7 +341,8 @@ def advance(
 ) -> None:
     """Check the gates out of the current stage; if all pass, move to the next stage.
 
-    Refuses with exit 1, listing every gate that is not met and why.
+    Refuses with exit 1, listing every gate that is not met and why. The settings recorded at
+    init are used; an option given here replaces its setting for this run only.
 
     \b
     Examples:
@@ -270,23 +350,23 @@ def advance(
       hookshift cutover advance --state cutover.jsonl --reload
       hookshift cutover advance --state cutover.jsonl --min-window 86400 --min-events 5000
     """
-    result = api.advance(
-        state_path,
-        overrides=_pop_settings(kwargs),
-        reload=reload,
-        dry_run=dry_run,
-        adopt_edits=adopt_edits,
-        dedup_confirmed=dedup_confirmed,
-        notice=diag,
-    )
-    if _print_settled(result.settled, output_format):
+    with _interruptible(state_path):
+        result = api.advance(
+            state_path,
+            overrides=_pop_settings(kwargs),
+            reload=reload,
+            dry_run=dry_run,
+            adopt_edits=adopt_edits,
+            dedup_confirmed=dedup_confirmed,
+            notice=diag,
+        )
+    moved = result.advanced or result.settled is not None
+    with stdout_guard(_moved(result.from_stage, result.to_stage, result.settled) if moved else ""):
+        _print_advance(result, output_format)
+    if result.settled is not None:
         return
     check = result.check
     assert check is not None
-    if output_format == "json":
-        emit_json(result.to_json())
-    else:
-        _print_gates(check)
     if not result.advanced:
         if not check.passed:
             failed = ", ".join(r.gate for r in check.failed)
@@ -298,7 +378,35 @@ def advance(
             raise click.exceptions.Exit(1)
         diag("info", f"dry run: every gate out of {result.from_stage} passes; nothing changed")
         return
+    if result.settled is None and result.files and not reload:
+        diag("warning", NOT_RELOADED)
+
+
+#: Files changed without --reload: the running nginx keeps the config it last loaded, and the
+#: next gates (parity over the mirror's copies) would measure that instead of the new stage.
+NOT_RELOADED = (
+    "nginx was not reloaded: it keeps serving the config it last loaded until it is "
+    "(nginx -s reload, or --reload next time)"
+)
+
+
+def _moved(from_stage: str, to_stage: str | None, settled: api.Settled | None) -> str:
+    """What an output failure after a transition must not hide: where the cut-over now is."""
+    if settled is not None:
+        return f" (the cut-over is at {settled.stage}: `hookshift cutover status` shows it)"
+    return f" (the cut-over moved {from_stage} -> {to_stage}: `hookshift cutover status` shows it)"
+
+
+def _print_advance(result: api.AdvanceResult, output_format: str) -> None:
+    if _print_settled(result.settled, output_format):
+        return
+    check = result.check
+    assert check is not None
     if output_format == "json":
+        emit_json(result.to_json())
+        return
+    _print_gates(check)
+    if not result.advanced:
         return
     target = str(result.to_stage)
     click.echo(f"advanced: {result.from_stage} -> {target} ({stages.STAGE_SUMMARY[target]})")
@@ -327,19 +435,37 @@ def rollback(
 ) -> None:
     """Return to the previous stage; nginx's files come back byte-identical.
 
+    --config, --nginx-bin and --nginx-prefix replace what init recorded, for this run only
+    (nginx moved, or runs with another -p).
+
     \b
     Example:
       hookshift cutover rollback --state cutover.jsonl --reload
     """
-    result = api.rollback(
-        state_path,
-        config=str(config) if config else None,
-        nginx_bin=nginx_bin,
-        nginx_prefix=str(nginx_prefix) if nginx_prefix else None,
-        reload=reload,
-        adopt_edits=adopt_edits,
-        notice=diag,
-    )
+    try:
+        with _interruptible(state_path):
+            result = api.rollback(
+                state_path,
+                config=str(config) if config else None,
+                nginx_bin=nginx_bin,
+                nginx_prefix=str(nginx_prefix) if nginx_prefix else None,
+                reload=reload,
+                adopt_edits=adopt_edits,
+                notice=diag,
+            )
+    except api.NotByteIdentical as exc:  # done and recorded: its result is data, as a gate's
+        with stdout_guard(_moved(exc.result.from_stage, exc.result.to_stage, None)):
+            _print_rollback(exc.result, output_format)
+        raise
+    with stdout_guard(_moved(result.from_stage, result.to_stage, result.settled)):
+        _print_rollback(result, output_format)
+    if result.settled is None and result.files and not reload:
+        diag("warning", NOT_RELOADED)
+    if result.settled is None and result.reminder:
+        diag("warning", result.reminder)
+
+
+def _print_rollback(result: api.RollbackResult, output_format: str) -> None:
     if _print_settled(result.settled, output_format):
         return
     if output_format == "json":
@@ -351,8 +477,6 @@ def rollback(
         click.echo(f"  restored {change.path} (sha256 {str(change.sha256_after)[:12]})")
     if result.byte_identical:
         click.echo(f"nginx files are byte-identical to {target} ({result.checked} checked)")
-    if result.reminder:
-        diag("warning", result.reminder)
 
 
 @click.command("probe")
@@ -420,7 +544,8 @@ def probe(
         expect_target=expect_target,
     )
     result = diagnose(observation)
-    _print_diagnosis(result, output_format)
+    with stdout_guard():
+        _print_diagnosis(result, output_format)
     if not result.ok:
         raise click.exceptions.Exit(1)
 

@@ -16,7 +16,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -225,8 +225,11 @@ def _depth(client: Any, queue_url: str) -> int:
     )
 
 
-def drain(settings: Settings, dedup_confirmed: bool) -> DrainEvidence:
-    """Move the mirror-period messages into the archive (``verify pull --delete``)."""
+def drain(
+    settings: Settings, dedup_confirmed: bool, progress: Callable[[str], None] | None = None
+) -> DrainEvidence:
+    """Move the mirror-period messages into the archive (``verify pull --delete``);
+    ``progress`` hears that it started, and when it waits for messages in flight."""
     if dedup_confirmed:
         return DrainEvidence(dedup_confirmed=True)
     archive = settings.need("archive", "to drain the mirror-period messages (or --dedup-confirmed)")
@@ -244,12 +247,23 @@ def drain(settings: Settings, dedup_confirmed: bool) -> DrainEvidence:
     attrs = client.get_queue_attributes(QueueUrl=spec.target, AttributeNames=["VisibilityTimeout"])[
         "Attributes"
     ]
-    deadline = time.monotonic() + float(attrs.get("VisibilityTimeout", 30)) + 5.0
+    wait_s = float(attrs.get("VisibilityTimeout", 30)) + 5.0
+    deadline = time.monotonic() + wait_s
+    say = progress or (lambda text: None)
+    say(f"drain: moving the queue's messages into {archive} ...")
+    waiting = False
     while True:
         _pull_into_archive(settings, spec, archive)
         left = _depth(client, spec.target)
         if left == 0 or time.monotonic() > deadline:
             break
+        if not waiting:
+            waiting = True
+            say(
+                f"drain: {left} message(s) still in the queue (in flight at another reader, "
+                f"or just sent): waiting up to {wait_s:.0f} s (the queue's visibility timeout) "
+                "for them ..."
+            )
         time.sleep(1.0)
     return DrainEvidence(
         archived=len(_archive_ids(Path(archive))), left_in_queue=left, archive=archive

@@ -10,6 +10,7 @@ needs and puts them together into `stages.Evidence` for the pure gates.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,21 @@ from hookshift.cutover import journal, stages
 from hookshift.cutover.settings import Settings
 
 
+def _quiet(text: str) -> None:
+    return None
+
+
 def gather(
-    current: journal.Journal, settings: Settings, *, dedup_confirmed: bool
+    current: journal.Journal,
+    settings: Settings,
+    *,
+    dedup_confirmed: bool,
+    progress: Callable[[str], None] = _quiet,
 ) -> tuple[stages.Evidence, dict[str, Any]]:
     """The evidence of the gate out of the current stage, and detail for the report (the
-    probes' full diagnosis)."""
+    probes' full diagnosis). ``progress`` hears of each step that may take long (a probe waits
+    for its marker, the parity report and the drain pull the queue), before it starts: an
+    advance may otherwise sit silent for minutes."""
     stage = current.stage
     entered = current.entered(stage)
     entered_at = entered.timestamp if entered else time.time()
@@ -34,6 +45,7 @@ def gather(
         found["retention"] = retention(settings)
         found["heartbeat"] = heartbeat(settings, now)
     if "parity" in needs and settings.parity_log and settings.queue:
+        progress(f"parity: comparing nginx's parity log with {settings.queue} ...")
         found["parity"] = ev.parity(settings, entered_at, now)
     if "doctor" in needs and settings.config:
         found["doctor"] = ev.doctor(settings)
@@ -42,6 +54,8 @@ def gather(
             continue
         url = getattr(settings, url_setting)
         if url and settings.queue:
+            target = settings.callback_url(url)
+            progress(f"probe: posting a marker to {target} and looking for it in the queue ...")
             found[name], diagnosis = ev.probe(settings, url_setting)
             detail[name] = diagnosis.to_json()
         else:  # the gate asks for what is missing of the two
@@ -58,7 +72,7 @@ def gather(
                 thresholds=settings.thresholds,
             )
             if all(r.passed for r in pre.results if r.gate != "drain"):
-                found["drain"] = ev.drain(settings, dedup_confirmed)
+                found["drain"] = ev.drain(settings, dedup_confirmed, progress)
     if "switch" in needs and settings.queue and (settings.nginx_log or settings.parity_log):
         previous = stages.previous_stage(stage)
         before = current.entered(previous) if previous else None

@@ -541,6 +541,20 @@ def check_transition(
     return TransitionCheck(stage, target, tuple(results))
 
 
+def gate_names(stage: str, *, sqs_queue: bool) -> tuple[str, ...]:
+    """The gates out of ``stage`` by the names an advance reports them under (none out of the
+    last stage). ``sqs_queue``: the settings name an SQS queue, whose retention is a gate
+    before each mirror stage; the heartbeat gate of a ``pull --follow`` is left out, as it
+    exists only once one runs."""
+    if next_stage(stage) is None:
+        return ()
+    check = check_transition(stage, Evidence(), entered_at=0.0, thresholds=Thresholds())
+    names = tuple(result.gate for result in check.results)
+    if sqs_queue and "retention" in needed_evidence(stage):
+        names += ("queue-retention",)
+    return names
+
+
 def needed_evidence(stage: str) -> tuple[str, ...]:
     """The evidence fields the gate out of ``stage`` reads (so only those are gathered).
 

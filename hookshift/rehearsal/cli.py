@@ -7,6 +7,7 @@ the app lost during its deploy are in the queue. That is the reason for the migr
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from typing import Any
 
 import click
 
-from hookshift.console import diag, emit_json
+from hookshift.console import NonEmptyPath, diag, emit_json
 from hookshift.errors import InputError
 from hookshift.mirror.plan import MIRROR_ERROR_LOG_NAME
 from hookshift.mirror.render import COPIES_ZONE, HANDOFFS_ZONE
@@ -51,16 +52,29 @@ def _new_run_dir(base: Path) -> Path:
     stage's execution log hold whole callbacks, phone numbers included.
     """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    make_dirs(base)
-    for n in range(100):
-        candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
-        try:
-            candidate.mkdir(mode=PRIVATE_DIR)
-        except FileExistsError:
-            continue
-        os.chmod(candidate, PRIVATE_DIR)
-        return candidate.resolve()
+    try:
+        make_dirs(base)
+        for n in range(100):
+            candidate = base / (stamp if n == 0 else f"{stamp}-{n}")
+            try:
+                candidate.mkdir(mode=PRIVATE_DIR)
+            except FileExistsError:
+                continue
+            os.chmod(candidate, PRIVATE_DIR)
+            return candidate.resolve()
+    except OSError as exc:  # a file on the way, a read-only or full disk, another user's
+        raise InputError(
+            f"cannot make the run directory: {_why(exc)}",
+            where=str(exc.filename or base),
+            fix="pass --workdir with a directory you can write",
+        ) from None
     raise InputError(f"cannot make a run directory under {base}", fix="pass --workdir")
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir's words for a file in the way
+        return "a file stands where a directory must be"
+    return exc.strerror or str(exc)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -139,7 +153,7 @@ def summary_lines(
 )
 @click.option(
     "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NonEmptyPath("pass a directory, e.g. --workdir rehearsal-run", file_okay=False),
     default=Path("rehearsal-run"),
     show_default=True,
     help="Each run gets a fresh sub-directory here (configs, logs, ledger, archive).",

@@ -33,13 +33,22 @@ def _say(text: str = "") -> None:
 
 
 def _shell(command: str, env: dict[str, str]) -> int:
-    """Run ``command`` in bash with ``env``; print it and its output as a console block."""
+    """Run ``command`` in bash with ``env``; print it and its output as a console block.
+
+    stdout and stderr share one pipe, unbuffered, so the block shows them in the order a
+    terminal does (what a command says it is doing comes before what it found).
+    """
     done = subprocess.run(
-        ["bash", "-c", command], env=env, capture_output=True, text=True, check=False
+        ["bash", "-c", command],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
     )
     _say("```console")
     _say(f"$ {command}")
-    out = (done.stdout + done.stderr).rstrip()
+    out = done.stdout.rstrip()
     if out:
         _say(out)
     if done.returncode:
