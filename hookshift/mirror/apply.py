@@ -439,10 +439,15 @@ def pending_change(config: Path) -> str | None:
 class _Failed(Exception):
     """A check after the writes failed (`what`, nginx's `detail`): restore, then report."""
 
-    def __init__(self, what: str, detail: str | None, reload_after_restore: bool = False) -> None:
-        super().__init__(
-            f"{what}, original restored: {detail}" if detail else f"{what}, original restored"
-        )
+    def __init__(
+        self,
+        what: str,
+        detail: str | None,
+        reload_after_restore: bool = False,
+        fix: str | None = None,
+    ) -> None:
+        text = f"{what}, original restored: {detail}" if detail else f"{what}, original restored"
+        super().__init__(f"{text} (fix: {fix})" if fix else text)
         self.reload_after_restore = reload_after_restore
 
 
@@ -692,7 +697,12 @@ def _write_and_check(
     writer.reload_sent = True  # from here an interruption may leave nginx on the new config
     result = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
     if not result.ok:
-        raise _Failed("nginx -s reload failed", result.error, True)
+        raise _Failed(
+            "nginx -s reload failed",
+            binary.without_stamp(result.error),
+            True,
+            binary.reload_fix(result.error),
+        )
     if took_effect is not None and not _poll(took_effect, RELOAD_WAIT_S):
         raise _Failed(
             "nginx did not take the new config after reload (see its error log)", None, True
@@ -733,7 +743,9 @@ def _reload_as_is(config: Path, nginx_bin: str, prefix: Path | None) -> bool:
         raise OperationError(f"nginx -t fails on the config, not reloaded: {checked.error}")
     result = binary.reload(config, nginx_bin=nginx_bin, prefix=prefix)
     if not result.ok:
-        raise OperationError(f"nginx -s reload failed: {result.error}")
+        fix = binary.reload_fix(result.error)
+        said = f"nginx -s reload failed: {binary.without_stamp(result.error)}"
+        raise OperationError(f"{said} (fix: {fix})" if fix else said)
     return True
 
 

@@ -139,6 +139,22 @@ def without_stamp(error: str | None) -> str:
     return _STAMP.sub(r"\1 ", error or "no error line (see nginx -t)")
 
 
+# how `nginx -s` says that no nginx runs with the config: its pid file is missing or empty
+_NOT_RUNNING = re.compile(r'invalid PID number|\.pid" failed \(2: ')
+
+
+def reload_fix(error: str | None) -> str | None:
+    """What to do about a failed ``nginx -s reload``, when nginx's words tell: no nginx runs
+    with this config (a reload signals the master named in the pid file), so nothing can
+    reload it; None when the words say something else."""
+    if error is None or not _NOT_RUNNING.search(error):
+        return None
+    return (
+        "no nginx is running with this config (its pid file names none): start nginx (e.g. "
+        "`systemctl start nginx`) and run again, or run without --reload and start it later"
+    )
+
+
 def find_binary(nginx_bin: str = "nginx") -> str | None:
     """The runnable path of `nginx_bin` (see `locate`), or None when there is none."""
     return shutil.which(locate(nginx_bin))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -309,6 +310,8 @@ def test_a_failed_reload_quotes_nginx_s_error_line_not_its_notice(
     (line,) = [x for x in proc.stderr.splitlines() if "reload failed" in x]
     assert "[error]" in line and "nginx.pid" in line, line
     assert "signal process started" not in line
+    assert not re.search(r"\d{4}/\d\d/\d\d \d\d:\d\d", line), line  # nginx's time stamp
+    assert "fix: no nginx is running with this config" in line and "--reload" in line
     assert snapshot(config.parent) == before
 
 
