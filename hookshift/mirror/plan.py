@@ -103,7 +103,19 @@ STAGE_POOL = "hookshift_stage_keepalive"  # --stage-dns reload: the relay's keep
 CALLBACK_VAR = "hookshift_callback"  # map: 1 when $request_uri is the callback path
 RESOLVE_IN_UPSTREAM = (1, 27, 3)
 # http-level directives that would also gate requests to the relay server (a normal request)
-RELAY_BLOCKERS = ("deny", "auth_basic", "auth_request", "limit_req", "limit_conn", "satisfy")
+# http-level access control meant for the vendor's servers, which hookshift's relay servers (on
+# a private unix socket) turn off for themselves: a block with an `allow`/`deny` list of its own
+# drops the inherited one, and a block's own `auth_*` replaces the inherited.
+RELAY_ACCESS_OFF = {
+    "allow": "allow all;",
+    "deny": "allow all;",
+    "auth_basic": "auth_basic off;",
+    "auth_request": "auth_request off;",
+}
+# http-level limits the relay cannot turn off for itself (`limit_req` has no `off`; the stage
+# hop's location has no `limit_conn` of its own), keyed there by the one client address of a
+# unix socket, so every copy shares one limit
+RELAY_BLOCKERS = ("limit_req", "limit_conn")
 EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
@@ -1049,7 +1061,16 @@ def _template_context(
         copies_cap=_copies_cap(scene, options),
         handoffs_per_worker=_handoffs_per_worker(scene),
         strip_headers=options.strip_headers,
+        relay_access_lines=_relay_access_lines(scene),
     )
+
+
+def _relay_access_lines(scene: _Scene) -> tuple[str, ...]:
+    """What the relay servers say to leave the http level's access control to the vendor's
+    servers: only for directives the config uses there (so an nginx built without a module
+    never meets its directive)."""
+    used = {d.name for d in scene.config.effective_children(scene.http)}
+    return tuple(dict.fromkeys(line for name, line in RELAY_ACCESS_OFF.items() if name in used))
 
 
 def _copies_cap(scene: _Scene, options: MirrorOptions) -> int:

@@ -185,6 +185,8 @@ class TemplateContext:
     # takes a block's own `mirror` lines instead of the inherited ones, not as well.
     kept_mirror_lines: tuple[str, ...] = ()
     app_header_lines: tuple[str, ...] = ()
+    # In each relay server: the http level's allow/deny and authentication turned off there.
+    relay_access_lines: tuple[str, ...] = ()
     forward_log_lines: tuple[str, ...] = ()
     path_filter: str | None = None
     callback_var: str = "hookshift_callback"

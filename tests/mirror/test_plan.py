@@ -572,15 +572,28 @@ def test_the_mirror_error_log_is_only_in_hookshifts_servers(tmp_path: Path) -> N
     assert sum(line.startswith("error_log") for line in _added(newer.changes[0].new_text)) == 1
 
 
-def test_http_level_gates_are_warned_about_on_every_relay_layout(tmp_path: Path) -> None:
-    """The relay is a server of its own on nginx >= 1.27.3 too: http-level gates reach it."""
+@pytest.mark.parametrize("version", [(1, 22, 1), (1, 27, 3)])
+def test_http_level_gates_reach_every_relay_layout(
+    tmp_path: Path, version: tuple[int, int, int]
+) -> None:
+    """The relay is a server of its own on every layout: it turns the http level's allow/deny
+    list and authentication off for itself (each relay server once), and says which
+    http-level limits it cannot turn off."""
     config = _write(
         tmp_path,
-        "deny 10.0.0.0/8;\n"
+        "deny 10.0.0.0/8;\nauth_basic hooks;\nlimit_req zone=z;\n"
         "server { listen 80; location = /cb { proxy_pass http://127.0.0.1:9000; } }",
     )
-    warnings = make_plan(_opts(config), (1, 27, 3)).warnings
-    assert any(w.startswith("http-level `deny`") for w in warnings)
+    plan = make_plan(_opts(config), version)
+    added = _added(plan.changes[0].new_text)
+    relays = added.count("server_name hookshift-mirror-relay;") + added.count(
+        "server_name hookshift-mirror-stage;"
+    )
+    assert relays >= 1
+    assert added.count("allow all;") == added.count("auth_basic off;") == relays
+    assert "auth_request off;" not in added  # not used: a build without the module is fine
+    gated = [w for w in plan.warnings if w.startswith("http-level")]
+    assert len(gated) == 1 and gated[0].startswith("http-level `limit_req`")
 
 
 def test_copies_in_flight_have_a_ceiling_whatever_worker_connections_allow(

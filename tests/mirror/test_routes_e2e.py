@@ -284,3 +284,29 @@ def test_http_level_body_files_and_subrequest_logging_stay_the_users(bed: Bed) -
     assert len(kept) == 1  # the callback's own body file, which the user asked nginx to keep
     logged = (tmp_path / "access.log").read_text().splitlines()
     assert len(logged) == 1 and "POST /callback " in logged[0]
+
+
+def test_http_level_access_control_for_the_vendors_servers_leaves_the_relay_alone(
+    bed: Bed,
+) -> None:
+    """A config that denies everyone and asks for a password at http level, and lets the
+    vendor in per server: the relay servers (a private unix socket) turn both off for
+    themselves, so the copy reaches the stage (before, the relay answered 403 to every copy)."""
+    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
+    (tmp_path / "htpasswd").write_text("ops:$apr1$3P8Tn6gS$ZyHJPLZ4b3Xf1JN4.9VYc.\n")
+    config = tmp_path / "nginx.conf"
+    text = config.read_text()
+    http_level = "    deny all;\n    auth_basic admin;\n    auth_basic_user_file htpasswd;\n"
+    vendor = "server_name hooks.test;\n        allow 127.0.0.1;\n        auth_basic off;"
+    config.write_text(
+        text.replace("http {\n", "http {\n" + http_level).replace("server_name hooks.test;", vendor)
+    )
+    plan = bed.apply(bed.options())
+    assert not any("also applies to hookshift's relay" in w for w in plan.warnings)
+    nginx = _start_nginx(nginx_bin, tmp_path, port)
+    try:
+        assert _post_to(port, "/callback") == 200
+        wait_until(lambda: len(stage.received) >= 1, "the copy at the stage")
+        assert [r.body for r in stage.received] == [SAMPLE]
+    finally:
+        nginx.stop()
