@@ -292,7 +292,7 @@ def test_http_level_access_control_for_the_vendors_servers_leaves_the_relay_alon
     """A config that denies everyone and asks for a password at http level, and lets the
     vendor in per server: the relay servers (a private unix socket) turn both off for
     themselves, so the copy reaches the stage (before, the relay answered 403 to every copy)."""
-    tmp_path, nginx_bin, app, stage, port = bed.prefix, bed.nginx_bin, bed.app, bed.stage, bed.port
+    tmp_path, nginx_bin, stage, port = bed.prefix, bed.nginx_bin, bed.stage, bed.port
     (tmp_path / "htpasswd").write_text("ops:$apr1$3P8Tn6gS$ZyHJPLZ4b3Xf1JN4.9VYc.\n")
     config = tmp_path / "nginx.conf"
     text = config.read_text()
