@@ -24,6 +24,12 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _interruptible() -> None:
+    """SIGINT as a terminal's process gets it: a suite run in the background of a script (CI)
+    inherits SIGINT ignored, Python then keeps it ignored, and Ctrl-C could not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stopped_at(cut: Cutover, label: str, signum: int) -> subprocess.CompletedProcess[str]:
     """``cutover rollback`` paused at ``label``, then sent ``signum`` (the process alone, as
     ``kill`` or ``timeout`` sends it; a terminal's Ctrl-C reaches the same Python process)."""
@@ -31,7 +37,7 @@ def _stopped_at(cut: Cutover, label: str, signum: int) -> subprocess.CompletedPr
     proc = subprocess.Popen(
         [sys.executable, "-m", "hookshift", "cutover", "rollback", "--state", str(cut.state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_interruptible,
     )  # fmt: skip
     assert proc.stderr is not None and proc.stdout is not None
     seen = []
