@@ -333,6 +333,33 @@ def _openapi_integration_responses(spec: ApiSpec) -> dict[str, Any]:
     return out
 
 
+def openapi_schema(schema: Any) -> Any:
+    """A draft 4 model as an OpenAPI 3.0 Schema Object, which knows no ``null`` type and no
+    list of types.
+
+    Such a field (a sample had ``null``, or a string here and a number there) is left without a
+    type rather than written as ``nullable``: whether an import into API Gateway keeps
+    ``nullable`` is not documented, and a model that lost it would refuse with 400 every callback
+    whose field is null. CloudFormation and Terraform keep the exact draft 4 model.
+    """
+    if not isinstance(schema, Mapping):
+        return schema
+    out = dict(schema)
+    kind = out.get("type")
+    if isinstance(kind, list) or kind == "null":
+        del out["type"]
+    for key in ("properties", "patternProperties"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = {name: openapi_schema(sub) for name, sub in out[key].items()}
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = openapi_schema(out[key])
+    for key in ("items", "allOf", "anyOf", "oneOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [openapi_schema(sub) for sub in out[key]]
+    return out
+
+
 def openapi(spec: ApiSpec) -> dict[str, Any]:
     if spec.account_id is None or spec.region is None:
         raise InputError(
@@ -340,7 +367,9 @@ def openapi(spec: ApiSpec) -> dict[str, Any]:
             fix="pass --account-id and --region",
         )
     content_types = integration.request_content_types()
-    schema = {k: v for k, v in spec.model_schema().items() if k not in {"$schema", "title"}}
+    schema = openapi_schema(
+        {k: v for k, v in spec.model_schema().items() if k not in {"$schema", "title"}}
+    )
     responses = {
         status: {
             "description": "callback queued" if status == "200" else "callback not queued",

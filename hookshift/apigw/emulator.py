@@ -11,8 +11,10 @@ It behaves like API Gateway as far as a client (nginx, the vendor, a probe) and 
   ``Forbidden`` for a host the API does not serve or a custom-domain path that no base path
   mapping matches; 413 for a body over 10 MB; 415 when the
   request's content type has no mapping template and passthrough is NEVER or
-  WHEN_NO_TEMPLATES; 500 ``Internal
-  server error`` when the template fails or SQS cannot be reached;
+  WHEN_NO_TEMPLATES; 400 ``Could not parse request body into json`` when the template reads a
+  JSON path from a body that is not JSON; 500 ``Internal server error`` when the template fails
+  or SQS cannot be reached; 504 ``Endpoint request timed out`` when SQS does not answer within
+  the integration timeout (29 s);
 * the integration: the mapping template (``templates/apigw``) rendered with airspeed, sent to
   SQS (moto) as API Gateway sends it (see ``apigw.sqs`` for which SQS answers come from moto
   and which are modelled), and the integration responses (default or recommended) applied to
@@ -47,11 +49,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from hookshift.apigw import integration
 from hookshift.apigw.integration import IntegrationResponse, ResponseMode, TemplateOptions
-from hookshift.apigw.sqs import IntegrationFailure, SqsIntegration, SqsReply
+from hookshift.apigw.sqs import IntegrationFailure, IntegrationTimeout, SqsIntegration, SqsReply
 from hookshift.apigw.tls import CertPaths, CertSpec, make_certs, sni_context
-from hookshift.apigw.vtl import MethodRequest, VtlError, render
+from hookshift.apigw.vtl import BodyNotJson, MethodRequest, VtlError, render
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway REST API payload limit
+INTEGRATION_TIMEOUT_S = 29.0  # a REST API integration's default timeout
 DEFAULT_ACCOUNT = "123456789012"
 
 
@@ -94,6 +97,7 @@ class StageConfig:
     cert_overrides: tuple[tuple[str, CertSpec], ...] = ()  # (served host, what its cert says)
     require_sni: bool = True
     max_request_bytes: int = MAX_REQUEST_BYTES
+    integration_timeout: float = INTEGRATION_TIMEOUT_S
 
     @property
     def stage_host(self) -> str:
@@ -134,6 +138,8 @@ MISSING_CONTENT_TYPE = GatewayResponse(
 )
 INVALID_BODY = GatewayResponse(400, "Invalid request body", "BadRequestException")
 INTERNAL_ERROR = GatewayResponse(500, "Internal server error", "InternalServerErrorException")
+# INTEGRATION_TIMEOUT in API Gateway's gateway responses: the vendor gets a 504 it can retry
+INTEGRATION_TIMEOUT = GatewayResponse(504, "Endpoint request timed out", "")
 # The stage always has mapping templates, so WHEN_NO_TEMPLATES refuses an unmapped content type
 # with 415 just as NEVER does; only WHEN_NO_MATCH passes the body through.
 _REFUSE_UNMAPPED = frozenset({"NEVER", "WHEN_NO_TEMPLATES"})
@@ -287,7 +293,7 @@ class Stage:
             (
                 ("Content-Type", "application/json"),
                 ("x-amzn-RequestId", request_id),
-                ("x-amzn-ErrorType", response.error_type),
+                *((("x-amzn-ErrorType", response.error_type),) if response.error_type else ()),
             ),
         )
 
@@ -348,6 +354,9 @@ class Stage:
             method_request = MethodRequest(body=text, headers=tuple(headers), querystring=query)
             try:
                 rendered = render(self.template, method_request, context).encode("utf-8")
+            except BodyNotJson as exc:
+                message = f"Could not parse request body into json: {exc}"
+                return gateway(GatewayResponse(400, message, "BadRequestException"), message)
             except VtlError as exc:
                 return gateway(INTERNAL_ERROR, f"mapping template failed: {exc}")
         else:
@@ -359,6 +368,8 @@ class Stage:
                 self.config.integration_content_type,
                 deny_send=self.config.deny_send,
             )
+        except IntegrationTimeout as exc:
+            return gateway(INTEGRATION_TIMEOUT, f"Execution failed due to a timeout error: {exc}")
         except IntegrationFailure as exc:
             return gateway(INTERNAL_ERROR, f"Execution failed due to configuration error: {exc}")
         return self._integration_response(reply, rendered, context, base, target)
@@ -614,7 +625,8 @@ def serve(config: StageConfig) -> RunningStage:
     context = sni_context(
         certs, config.stage_host, require_sni=config.require_sni, on_refusal=refuse
     )
-    stage = Stage(config, SqsIntegration(config.sqs_endpoint, config.region))
+    sqs = SqsIntegration(config.sqs_endpoint, config.region, timeout=config.integration_timeout)
+    stage = Stage(config, sqs)
     server = _TLSServer((config.host, config.port), context, stage)
     refusals.append(server.record_tls_failure)
     thread = threading.Thread(

@@ -21,6 +21,9 @@ Where the answer comes from (the emulator says so in every ``SqsReply.source``):
     policy lacks ``sqs:SendMessage``); moto does not enforce IAM;
   - an empty ``MessageBody`` (400 MissingParameter) and an empty message attribute value (400
     InvalidParameterValue): AWS rejects both, moto accepts them;
+  - a FIFO ``MessageGroupId`` or ``MessageDeduplicationId`` that is not 1-128 ASCII letters,
+    digits or punctuation (a Korean name, a space): AWS answers 400 InvalidParameterValue, moto
+    keeps the message;
   - a body or attribute value with a character outside the set SQS allows (``#x9 | #xA | #xD |
     #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF``, e.g. U+0001 or U+FFFF): AWS answers 400
     InvalidMessageContents, moto keeps the message;
@@ -55,6 +58,10 @@ class IntegrationFailure(HookshiftError):
     """SQS could not be reached (API Gateway: "Execution failed due to configuration error")."""
 
 
+class IntegrationTimeout(IntegrationFailure):
+    """SQS did not answer within the integration timeout (API Gateway answers 504)."""
+
+
 @dataclass(frozen=True)
 class SqsReply:
     """SQS's answer to the integration request, as API Gateway receives it."""
@@ -77,6 +84,8 @@ def _json_error(status: int, code: str, message: str, kind: str = "Sender") -> S
 
 # what SQS accepts in a message body and attribute values (the XML 1.0 Char production)
 _INVALID_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# FIFO ids: 1-128 of A-Z a-z 0-9 and ASCII punctuation (SQS's quotas); moto checks neither
+_FIFO_ID = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
 
 
 def _request_id() -> str:
@@ -111,6 +120,14 @@ def modelled_reply(
                         " message body, the set of allowed characters is #x9 | #xA | #xD |"
                         " #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
                     )
+            fifo_id = key in ("MessageGroupId", "MessageDeduplicationId")
+            if fifo_id and not _FIFO_ID.fullmatch(value):
+                return _json_error(
+                    400,
+                    "InvalidParameterValue",
+                    f"Value {value} for parameter {key} is invalid. Reason: {key} can only include"
+                    " alphanumeric and punctuation characters. 1 to 128 in length.",
+                )
             if key.startswith("MessageAttribute.") and key.endswith(".StringValue") and not value:
                 index = key.split(".")[1]
                 name = params.get(f"MessageAttribute.{index}.Name", f"#{index}")
@@ -203,6 +220,8 @@ class SqsIntegration:
         SigV4Auth(_CREDENTIALS, "sqs", self.region).add_auth(request)
         try:
             return self._client.post(url, content=form_body, headers=dict(request.headers))
+        except httpx.TimeoutException as exc:
+            raise IntegrationTimeout(f"{type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise IntegrationFailure(f"{type(exc).__name__}: {exc}") from exc
 
@@ -214,6 +233,8 @@ class SqsIntegration:
                 response = self._post(queue_url, body, FORM)
                 found = re.search(r"<Value>(\d+)</Value>", response.text)
                 self._max_sizes[queue_url] = int(found.group(1)) if found else None
+            except IntegrationTimeout:
+                raise  # SQS is as slow for the SendMessage: one timeout, not two in a row
             except IntegrationFailure:
                 return None
         return self._max_sizes[queue_url]

@@ -28,6 +28,16 @@ class VtlError(HookshiftError):
     """The template does not parse or fails while rendering (API Gateway answers 500)."""
 
 
+class BodyNotJson(VtlError):
+    """The template asked for a JSON path into a body that is not JSON.
+
+    API Gateway parses the body only when a template calls ``$input.path`` or ``$input.json``
+    (``$input.body`` alone takes any text), and then refuses the request with 400 ``Could not
+    parse request body into json: ...`` before any integration runs: a vendor usually does not
+    retry a 400, so a FIFO template reading ids from a callback that is not JSON loses it.
+    """
+
+
 class VtlMap(dict[str, Any]):
     """A dict with the java.util.Map methods templates call (``size()``, ``keySet()``, ...)."""
 
@@ -47,8 +57,35 @@ class VtlMap(dict[str, Any]):
         return [VtlMap(key=k, value=v) for k, v in self.items()]
 
 
+class JavaBoolean:
+    """A JSON boolean as Velocity holds it: renders ``true``/``false`` (Python's would render
+    ``True``), and is still false in ``#if`` and equal to the ``true``/``false`` literals."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def __str__(self) -> str:
+        return "true" if self.value else "false"
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == (other.value if isinstance(other, JavaBoolean) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
 def to_vtl(value: Any) -> Any:
-    """Wrap nested dicts so templates can call Map methods at any depth."""
+    """Wrap nested dicts so templates can call Map methods at any depth, and booleans so they
+    render as Java's."""
+    if isinstance(value, bool):
+        return JavaBoolean(value)
     if isinstance(value, Mapping):
         return VtlMap({str(k): to_vtl(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
@@ -74,7 +111,7 @@ def escape_javascript(value: Any) -> str:
     for char in str(value):
         if char in _JS_ESCAPES:
             out.append(_JS_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) > 0x7E:
+        elif ord(char) < 0x20 or ord(char) > 0x7F:  # commons-lang leaves DEL (0x7F) as is
             if ord(char) > 0xFFFF:  # a surrogate pair, as Java's UTF-16 strings hold it
                 code = ord(char) - 0x10000
                 out.append(f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}")
@@ -169,10 +206,13 @@ class Input:
         self.body = request.body or "{}"
 
     def _document(self) -> Any:
+        """The body as JSON; an empty body is ``{}`` here too, as for ``$input.body``."""
+        if not self._request.body:
+            return {}
         try:
-            return json.loads(self._request.body) if self._request.body.strip() else None
-        except ValueError:
-            return None  # not JSON: paths are empty, as a missing field would be
+            return json.loads(self._request.body)
+        except ValueError as exc:
+            raise BodyNotJson(f"Could not parse payload into json: {exc}") from None
 
     def params(self, name: str | None = None) -> Any:
         """``$input.params()`` (all, by location) or ``$input.params('x')`` (path/query/header)."""
@@ -218,6 +258,8 @@ def render(
     except VtlError:
         raise
     except airspeed.TemplateError as exc:
+        if isinstance(exc.__cause__, BodyNotJson):  # airspeed wraps what a method call raised
+            raise exc.__cause__ from None
         raise VtlError(str(exc)) from exc
     except Exception as exc:  # anything a template triggers fails the request, as on AWS
         raise VtlError(f"{type(exc).__name__}: {exc}") from exc

@@ -239,6 +239,21 @@ def test_openapi_passes_the_spec_validator_and_carries_the_integration() -> None
     }
 
 
+def test_openapi_writes_null_and_mixed_fields_as_openapi_3_0_can() -> None:
+    # OpenAPI 3.0 has no "null" type and no list of types: such a field takes any value there
+    samples = [{"A": None, "B": 1, "C": {"D": None}}, {"A": "x", "B": "y", "C": {"D": 2}}]
+    spec = _full_spec(schema=infer_schema(samples))
+    document = openapi(spec)
+    validate_openapi(document)
+    callback = document["components"]["schemas"]["Callback"]
+    assert callback["properties"]["A"] == {} and callback["properties"]["B"] == {}
+    assert callback["properties"]["C"]["properties"]["D"] == {}
+    assert callback["required"] == ["A", "B", "C"]
+    # CloudFormation keeps the exact draft 4 model
+    model = cloudformation(spec)["Resources"]["CallbackModel"]["Properties"]["Schema"]
+    assert model["properties"]["A"] == {"type": ["null", "string"]}
+
+
 def test_openapi_needs_account_and_region() -> None:
     with pytest.raises(InputError, match="account id and region"):
         openapi(_full_spec(account_id=None))

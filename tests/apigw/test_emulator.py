@@ -453,6 +453,68 @@ def test_fifo_queue_gets_group_and_dedup_ids_from_the_callback(
 
 
 @pytest.mark.e2e
+def test_a_fifo_template_refuses_a_body_that_is_not_json_with_400_as_aws_does(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    options = TemplateOptions(fifo=True, fifo_group_id_path="$.PHONE")
+    emulator, queue = stage(template=options, queue_name=f"fifo-{time.time_ns()}.fifo")
+    response = post(emulator.invoke_url, "PHONE=010&RESULT=7000", cafile=emulator.ca_pem)
+    assert response.status == 400
+    assert json.loads(response.body)["message"].startswith(
+        "Could not parse request body into json: Could not parse payload into json"
+    )
+    assert emulator.executions[0].integration_request is None
+    assert receive_all(moto, queue) == []
+
+
+@pytest.mark.e2e
+def test_a_fifo_group_id_sqs_does_not_allow_is_refused_as_aws_does(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    # SQS takes 1-128 ASCII letters, digits and punctuation as a group id; moto takes anything
+    options = TemplateOptions(fifo=True, fifo_group_id_path="$.NAME")
+    emulator, queue = stage(template=options, queue_name=f"fifo-{time.time_ns()}.fifo")
+    response = post(emulator.invoke_url, '{"NAME":"홍 길동"}', cafile=emulator.ca_pem)
+    assert response.status == 500
+    [execution] = emulator.executions
+    assert execution.integration_status == 400
+    error = json.loads(execution.integration_response or "")["Error"]
+    assert error["Code"] == "InvalidParameterValue"
+    assert "MessageGroupId" in error["Message"]
+    assert receive_all(moto, queue) == []
+
+
+@pytest.mark.e2e
+def test_a_form_encoded_vendor_arrives_byte_for_byte_when_its_type_has_the_template(
+    stage: StageFactory, moto: MotoServer
+) -> None:
+    form_type = "application/x-www-form-urlencoded"
+    emulator, queue = stage(request_content_types=("application/json", form_type))
+    body = "MSGID=1&USERDATA=50%25+off+%26+%EB%B0%B0%EC%86%A1&NOTE=a=b%0D%0A"
+    headers = {"Content-Type": f"{form_type}; charset=UTF-8"}
+    response = post(emulator.invoke_url, body, headers, cafile=emulator.ca_pem)
+    assert response.status == 200
+    assert [m["Body"] for m in receive_all(moto, queue)] == [body]
+
+
+@pytest.mark.e2e
+def test_sqs_that_does_not_answer_in_time_is_504_endpoint_request_timed_out(
+    stage: StageFactory,
+) -> None:
+    with socket.socket() as silent:  # accepts the connection and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        emulator, _ = stage(sqs_endpoint=endpoint, integration_timeout=0.3)
+        response = post(emulator.invoke_url, "{}", cafile=emulator.ca_pem)
+    assert (response.status, json.loads(response.body)) == (
+        504,
+        {"message": "Endpoint request timed out"},
+    )
+    assert "timeout" in (emulator.executions[0].error or "")
+
+
+@pytest.mark.e2e
 def test_a_standard_template_on_a_fifo_queue_is_refused_by_sqs(stage: StageFactory) -> None:
     emulator, _ = stage(queue_name=f"fifo-{time.time_ns()}.fifo")
     response = post(emulator.invoke_url, "{}", cafile=emulator.ca_pem)

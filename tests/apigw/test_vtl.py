@@ -13,6 +13,7 @@ from hookshift.apigw.integration import (
     select_response,
 )
 from hookshift.apigw.vtl import (
+    BodyNotJson,
     MethodRequest,
     VtlError,
     escape_javascript,
@@ -56,6 +57,12 @@ def test_escape_javascript_escapes_quotes_slashes_controls_and_non_ascii() -> No
     assert escape_javascript("😀") == "\\uD83D\\uDE00"
 
 
+def test_escape_javascript_leaves_del_as_commons_lang_does() -> None:
+    # commons-lang escapes below 0x20 and above 0x7F; DEL itself passes through
+    assert escape_javascript("a\x7fb\x1f") == "a\x7fb\\u001F"
+    assert escape_javascript("\x80") == "\\u0080"
+
+
 def test_input_params_finds_path_then_query_then_header_case_insensitively() -> None:
     headers = (("X-Request-Id", "abc"), ("Content-Type", "application/json"))
     assert _render("$input.params('x-request-id')|$input.params('q')", headers=headers) == "abc|1"
@@ -81,6 +88,33 @@ def test_input_body_of_an_empty_request_is_an_empty_object() -> None:
     assert render("$input.body", MethodRequest(body=""), {}) == "{}"
     form = render(mapping_template(), MethodRequest(body=""), {"requestId": "r"})
     assert form.startswith("Action=SendMessage&MessageBody=%7B%7D&")
+
+
+def test_input_json_and_path_of_an_empty_request_see_an_empty_object() -> None:
+    # the same {} that $input.body gives: a FIFO template falls back to its default ids
+    assert render("$input.json('$')", MethodRequest(body=""), {}) == "{}"
+    assert render("[$!input.path('$.CMSGID')]", MethodRequest(body=""), {}) == "[]"
+
+
+def test_a_json_path_into_a_body_that_is_not_json_is_body_not_json() -> None:
+    form = MethodRequest(body="MSGID=1&USERDATA=50%25+off")
+    # $input.body takes any text; only a JSON path parses the body, and then fails
+    assert (
+        render("$util.urlEncode($input.body)", form, {}) == "MSGID%3D1%26USERDATA%3D50%2525%2Boff"
+    )
+    for template in ("$input.path('$.MSGID')", "#set($g = $input.json('$'))$g"):
+        with pytest.raises(BodyNotJson, match="Could not parse payload into json"):
+            render(template, form, {})
+
+
+def test_a_json_boolean_renders_as_velocity_does_and_keeps_its_truth() -> None:
+    # Velocity (Java) renders true/false; a FIFO id read from a boolean field must match AWS
+    request = MethodRequest(body='{"OK":true,"NO":false}')
+    template = "$input.path('$.OK')|$input.path('$.NO')|#if($input.path('$.NO'))t#{else}f#end"
+    assert render(template + "|#if($input.path('$.OK') == true)eq#end", request, {}) == (
+        "true|false|f|eq"
+    )
+    assert render("$util.parseJson($input.body).NO", request, {}) == "false"
 
 
 def test_context_values_render() -> None:
