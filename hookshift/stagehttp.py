@@ -15,9 +15,11 @@ such as ``_ssl.c:989``, no exception names), and the caller says what it means f
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,27 @@ _NOT_WORDS = re.compile(r"\s*\(_ssl\.c:\d+\)|_ssl\.c:\d+:\s*|\[Errno -?\d+\]\s*"
 _NO_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
+# OpenSSL's reasons whose code alone sends the reader to the wrong place, with what they mean
+# for a stage; the code stays in the words, so it can still be searched for
+_TLS_REASONS = {
+    reason: "no TLS version both sides accept: the server offers only versions older than "
+    f"TLS 1.2, which this machine refuses ({reason})"
+    for reason in (
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "WRONG_SSL_VERSION",
+    )
+} | {
+    "WRONG_VERSION_NUMBER": "the answer is not TLS: something other than HTTPS (plain HTTP?) "
+    "listens there (WRONG_VERSION_NUMBER)",
+}
+
+
 def plain_words(exc: BaseException) -> str:
     """What went wrong, in words: OpenSSL's reason, or the system's, without source positions."""
     if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
+        return _TLS_REASONS.get(str(exc.reason), str(exc.reason))
     text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return _NOT_WORDS.sub("", text).strip() or "no reason given"
 
@@ -80,6 +99,17 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 # --------------------------------------------------------------------------- names
+
+# what a resolver's refusal to give an answer means, for the codes that are not about the name
+_RCODE_WORDS = {
+    "SERVFAIL": "could not resolve it (the name's DNS servers failed or did not answer, or "
+    "DNSSEC validation failed)",
+    "REFUSED": "refuses to answer it (it is not a resolver this machine may use, or not for "
+    "this name)",
+}
+#: What a reply that is no DNS answer to the question means (a port where another service
+#: listens, such as an echo or a syslog server, or a resolver that mangles its replies)
+NOT_DNS = "its reply is not a DNS answer to the question: is a DNS server listening there?"
 
 
 @dataclass(frozen=True)
@@ -176,8 +206,12 @@ def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -
         resolver = (str(server[0]), int(server[1]))
     # A first; AAAA only when the name has no A: an IPv6-only stage is reached at all, and a
     # stage with both over IPv4, which every network on the way carries
+    try:
+        name = dns.name.from_text(host)
+    except dns.exception.DNSException:  # an empty label, one over 63 octets
+        return Answer("ERROR", resolver=label, error="not a name DNS can hold")
     for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-        query = dns.message.make_query(dns.name.from_text(host), rdtype)
+        query = dns.message.make_query(name, rdtype)
         try:
             reply, _ = dns.query.udp_with_fallback(  # TCP when the answer is truncated
                 query, resolver[0], port=resolver[1], timeout=timeout
@@ -186,6 +220,8 @@ def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -
             return Answer("TIMEOUT", resolver=label)
         except OSError as exc:
             return Answer("ERROR", resolver=label, error=plain_words(exc))
+        except dns.exception.DNSException:  # cut short, malformed, or not a reply to the query
+            return Answer("ERROR", resolver=label, error=NOT_DNS)
         rcode = dns.rcode.to_text(reply.rcode())
         chain: list[str] = []
         addresses: list[str] = []
@@ -199,6 +235,9 @@ def resolve(host: str, resolver: tuple[str, int] | None, timeout: float = 3.0) -
             rcode = "NODATA"
         if rcode != "NODATA":
             break
+    said = _RCODE_WORDS.get(rcode, "")
+    if said:
+        return Answer(rcode, tuple(chain), tuple(addresses), label, error=f"{label} {said}")
     local: tuple[str, ...] = ()
     if system_asked and rcode in ("NXDOMAIN", "NODATA"):
         local = system_addresses(host)
@@ -242,9 +281,10 @@ def handshake(
 
 def wire_name(host: str) -> str:
     """`host` as the Host header and SNI carry it: a name with letters outside ASCII as its
-    IDNA A-label (``xn--...``; httpx and ssl would fail to encode it), others as given."""
+    IDNA A-label (``xn--...``; httpx and ssl would fail to encode it), others as given but for
+    the trailing dot of a fully qualified name (a Host or SNI with it matches no certificate)."""
     if host.isascii():
-        return host
+        return host.removesuffix(".")
     try:
         return dns_host(host)
     except ValueError:
@@ -277,6 +317,23 @@ def _as_bytes(headers: Mapping[str, str | bytes]) -> dict[bytes, bytes]:
     }
 
 
+#: The environment variables that send an HTTP client through a proxy (curl's and httpx's
+#: names, in both cases)
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+#: The most of an answer's body that is read: a stage's answer (API Gateway's error, SQS's
+#: reply) is a few hundred bytes, and a body without end must not fill memory
+ANSWER_LIMIT = 64 * 1024
+
+
+def ignored_proxies() -> tuple[str, ...]:
+    """The proxy variables set in this environment, which `StageClient` does not use (named,
+    so that the caller can say so)."""
+    found: list[str] = []
+    for name in PROXY_VARIABLES:
+        found += [v for v in (name, name.lower()) if os.environ.get(v, "").strip()]
+    return tuple(found)
+
+
 class StageClient:
     """POSTs to one stage URL at one address (None: wherever this machine resolves the name),
     keeping connections open between requests.
@@ -285,6 +342,12 @@ class StageClient:
     certificate must hold, so a stage reached through another resolver's address answers and
     is checked exactly as it would be by name. Redirects are not followed: a 3xx must not carry
     a body somewhere nobody checked.
+
+    The connection is direct whatever proxy the environment names (``HTTPS_PROXY`` and the
+    others, `ignored_proxies`): nginx and the vendor reach the stage directly, so an answer
+    through a proxy would say whether the proxy took the request, not the stage; and the
+    address looked up at the resolver given is the one connected to. An answer's body is read
+    up to `ANSWER_LIMIT` bytes and for at most ``timeout`` seconds once its status came.
     """
 
     def __init__(
@@ -308,7 +371,9 @@ class StageClient:
         self._headers = {"Host": authority(host, parts.port), "User-Agent": user_agent}
         self._extensions: dict[str, Any] = {"sni_hostname": host} if https else {}
         verify: Any = tls_context(ca_file) if https else False
-        self._client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+        self._client = httpx.Client(
+            verify=verify, timeout=timeout, follow_redirects=False, trust_env=False
+        )
 
     def post(
         self, body: bytes, headers: Mapping[str, str | bytes], *, path: str | None = None
@@ -322,13 +387,15 @@ class StageClient:
         if path is not None:
             where, _, query = path.partition("?")
             target = urlunsplit((*self._scheme_netloc, where or "/", query, ""))
+        request = self._client.build_request(
+            "POST",
+            target,
+            content=body,
+            headers=_as_bytes({**self._headers, **headers}),
+            extensions=self._extensions,
+        )
         try:
-            return self._client.post(
-                target,
-                content=body,
-                headers=_as_bytes({**self._headers, **headers}),
-                extensions=self._extensions,
-            )
+            response = self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise StageUnreachable(
                 f"no answer within {self.timeout:g} s",
@@ -338,6 +405,33 @@ class StageClient:
             raise StageUnreachable(
                 plain_words(exc), delivered=not isinstance(exc, httpx.ConnectError)
             ) from None
+        try:
+            content = self._read_body(response)
+        finally:
+            response.close()  # a body not read to its end closes the connection with it
+        # the status and headers as they came, with the body read (already decoded)
+        kept = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(response.status_code, headers=kept, content=content, request=request)
+
+    def _read_body(self, response: httpx.Response) -> bytes:
+        """At most `ANSWER_LIMIT` bytes of the body, for at most ``timeout`` seconds. The
+        status is the stage's answer: a body cut short, or one that stalls, leaves what came."""
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        content = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) >= ANSWER_LIMIT or time.monotonic() > deadline:
+                    break
+        except httpx.HTTPError:  # the connection closed or stalled part-way through the body
+            pass
+        return bytes(content[:ANSWER_LIMIT])
 
     def close(self) -> None:
         self._client.close()

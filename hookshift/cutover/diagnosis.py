@@ -315,15 +315,19 @@ def _tls_findings(host: str, port: int, tls: TlsObservation, now: float) -> list
         )
     elif tls.error_kind == "handshake":
         sni = " (the server refuses clients without SNI)" if tls.sni_required else ""
-        findings.append(
-            Finding(
-                "tls-handshake",
-                "error",
-                f"the TLS handshake with {host} failed: {tls.error}{sni}",
-                "check that the name is the custom domain or stage host API Gateway serves; "
-                "nginx needs `proxy_ssl_server_name on` and `proxy_ssl_name` set to it",
-            )
+        fix = (
+            "check that the name is the custom domain or stage host API Gateway serves; "
+            "nginx needs `proxy_ssl_server_name on` and `proxy_ssl_name` set to it"
         )
+        if "no TLS version both sides accept" in tls.error:
+            fix = (
+                "the endpoint must accept TLS 1.2 or later, as API Gateway does: check what "
+                "answers at this address (an old load balancer or proxy in front of it?)"
+            )
+        findings.append(
+            Finding("tls-handshake", "error", f"the TLS handshake with {host} failed: "
+                    f"{tls.error}{sni}", fix)
+        )  # fmt: skip
     elif tls.error_kind == "connect":
         findings.append(
             Finding(
@@ -426,6 +430,20 @@ def _http_findings(host: str, path: str, http: HttpObservation) -> list[Finding]
                 "error",
                 f"no HTTP answer from {host}: {http.error}",
                 "check that the endpoint is reachable and answers HTTPS",
+            )
+        ]
+    if 300 <= http.status < 400:
+        return [
+            Finding(
+                "http-redirect",
+                "error",
+                f"{host} answered {http.status} to POST {path}: {http.error or 'a redirect'}; "
+                "a vendor that follows it sends the callback somewhere nobody checked (after a "
+                "301 or 302 as a GET, without its body), one that does not loses it",
+                "give the probe, nginx and the vendor the URL the stage answers itself: the "
+                "invoke URL (https://ID.execute-api.REGION.amazonaws.com/STAGE/RESOURCE) or the "
+                "custom domain with its base path, exactly as the redirect's target if that is "
+                "the stage",
             )
         ]
     if http.status == 403 and "Missing Authentication Token" in body:
@@ -553,7 +571,7 @@ def _queue_findings(
 def diagnose(obs: ProbeObservation) -> Diagnosis:
     """Every finding for one probe, errors first; ``landed`` says whether the marker arrived."""
     parts = urlsplit(obs.url)
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().removesuffix(".")  # the name as DNS and TLS see it
     path = parts.path or "/"
     findings: list[Finding] = []
     if obs.dns is not None and not _is_address(host):

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from hookshift.addresses import dns_host
+from hookshift.console import diag
 from hookshift.cutover.diagnosis import (
     DnsObservation,
     HttpObservation,
@@ -49,6 +51,7 @@ from hookshift.stagehttp import (
     StageClient,
     StageUnreachable,
     handshake,
+    ignored_proxies,
     plain_words,
     resolve,
     tls_context,
@@ -157,29 +160,60 @@ def probe_body(marker: str) -> str:
     )
 
 
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: its user and password (``https://user:pass@host``) as
+    ``***`` (a user name alone may be a token)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    end = min(ends) if ends else len(rest)
+    _, at, host_port = rest[:end].rpartition("@")
+    return f"{scheme}{sep}***@{host_port}{rest[end:]}" if at else url
+
+
 def check_url(url: str, name: str = "probe URL") -> str:
-    """``url`` as the probe (or a cut-over setting) takes it: http(s), a host, and a port that
-    exists. The refusal says which of these is wrong, the port by its number."""
+    """``url`` as the probe (or a cut-over setting) takes it: http(s), a host DNS can hold, a
+    port that exists, and no user name or password. The refusal says which of these is wrong,
+    the port by its number, and never shows a password."""
+    shown = shown_url(url)
     try:
         parts = urlsplit(url)  # an unclosed [IPv6 is a ValueError here
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InputError(f"{name} {url!r} is not an https URL", fix=URL_EXAMPLE)
-    host_port = parts.netloc.rpartition("@")[2]
+        raise InputError(f"{name} {shown!r} is not an https URL", fix=URL_EXAMPLE)
+    if "@" in parts.netloc:
+        # API Gateway takes no credentials in the URL, nginx's proxy_pass none either: the
+        # probe would test a URL the mirror and the stage never see
+        raise InputError(
+            f"{name} {shown!r} holds a user name or password, which API Gateway does not take",
+            fix="give the URL without the user:password@ part",
+        )
+    host_port = parts.netloc
     port = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
     _, colon, number = port.partition(":")
     if colon and number:
         if not (number.isascii() and number.isdigit()):
             raise InputError(
-                f"{name} {url!r}: the port {number!r} is not a number", fix=URL_EXAMPLE
+                f"{name} {shown!r}: the port {number!r} is not a number", fix=URL_EXAMPLE
             )
         if not 0 < int(number) < 65536:
             raise InputError(
-                f"{name} {url!r}: the port {number} is out of range (1-65535)",
+                f"{name} {shown!r}: the port {number} is out of range (1-65535)",
                 fix="give the port the endpoint listens on, or none for 443",
             )
+    try:
+        dns_host(parts.hostname)  # dnspython, ssl and httpx would each fail on it their way
+    except ValueError as exc:
+        raise InputError(f"{name} {shown!r}: its host is {exc}", fix=URL_EXAMPLE) from None
     return url
+
+
+def url_host(url: str) -> str:
+    """The host of a `check_url`-checked ``url`` as DNS, SNI and the ``Host`` header carry it
+    (`dns_host`: lowercase, ``xn--`` for letters outside ASCII, no trailing dot)."""
+    return dns_host(urlsplit(url).hostname or "")
 
 
 def observe_dns(
@@ -217,15 +251,19 @@ def _cert_facts(der: bytes) -> tuple[tuple[str, ...], float | None]:
 def observe_tls(
     host: str, address: str, port: int, ca_file: str | None, timeout: float = 5.0
 ) -> TlsObservation:
-    """Handshake without SNI, to learn whether SNI is needed; then with SNI and verification.
+    """Handshake without SNI, then with it, to learn whether SNI is needed; then with SNI and
+    verification.
 
-    When the first handshake cannot connect, or connects and hears nothing, the others would
-    only wait the same way: the observation says so at once.
+    SNI is needed only when the handshake without it fails and the one with it does not: a
+    server no handshake reaches (TLS 1.0 only, not TLS at all) needs something else. When
+    the first handshake cannot connect, or connects and hears nothing, the others would only
+    wait the same way: the observation says so at once.
     """
     lax = ssl.create_default_context()
     lax.check_hostname = False
     lax.verify_mode = ssl.CERT_NONE
-    sni_required: bool | None
+    sni_required: bool | None = None
+    refused_without_sni = False
     try:
         handshake(address, port, None, lax, timeout)
         sni_required = False
@@ -234,14 +272,16 @@ def observe_tls(
     except Silent as exc:
         return TlsObservation("silent", str(exc), address=address)
     except ssl.SSLError:
-        sni_required = True
+        refused_without_sni = True
     except OSError:
-        sni_required = None
+        pass
     sans: tuple[str, ...] = ()
     not_after: float | None = None
     try:
         der = handshake(address, port, host, lax, timeout)
         sans, not_after = _cert_facts(der)
+        if refused_without_sni:
+            sni_required = True
     except (NoConnection, Silent, ssl.SSLError, OSError):
         pass
     seen = TlsObservation(
@@ -257,6 +297,7 @@ def observe_tls(
             kind = "expired"
         else:
             kind = "untrusted"
+            message += _ca_environment(ca_file)
         return replace(seen, error_kind=kind, error=message)
     except NoConnection as exc:
         return replace(seen, error_kind="connect", error=str(exc))
@@ -267,10 +308,32 @@ def observe_tls(
     return seen
 
 
+def _ca_environment(ca_file: str | None) -> str:
+    """What the environment did to the CAs a certificate was checked against, for a refused
+    one: OpenSSL reads the system's CAs from SSL_CERT_FILE / SSL_CERT_DIR when set (as nginx
+    does not), and other tools' CA variables are not read at all."""
+    if ca_file is not None:
+        return ""
+    said = [
+        f"; the system's CAs were read from {name}={os.environ[name]} (set in the environment)"
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+        if os.environ.get(name)
+    ]
+    said += [
+        f"; {name}={os.environ[name]} is set in the environment, which the probe does not "
+        "read: pass that bundle with --ca-file"
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
+        if os.environ.get(name)
+    ]
+    return "".join(said)
+
+
 def post(
     url: str, address: str, body: str, ca_file: str | None, timeout: float = 10.0
 ) -> HttpObservation:
-    """POST ``body`` to ``url`` at ``address`` (Host and SNI stay the URL's host)."""
+    """POST ``body`` to ``url`` at ``address`` (Host and SNI stay the URL's host). A redirect
+    is not followed, and ``error`` says where it points: a callback sent there would reach
+    something nobody checked."""
     try:
         with StageClient(
             url, address, ca_file=ca_file, timeout=timeout, user_agent="hookshift-probe"
@@ -278,10 +341,16 @@ def post(
             response = stage.post(body.encode("utf-8"), {"Content-Type": "application/json"})
     except StageUnreachable as exc:
         return HttpObservation(error=exc.words)
+    error = ""
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("location", "")
+        where = f"to {shown_url(location)}" if location else "without a Location"
+        error = f"it redirects {where}; not followed: a callback must reach the stage itself"
     return HttpObservation(
         response.status_code,
         response.text[:2000],
         response.headers.get("content-type", ""),
+        error=error,
         request_id=response.headers.get("x-amzn-requestid", ""),
     )
 
@@ -539,6 +608,7 @@ def run_probe(
             where="--timeout",
             fix="e.g. --timeout 10",
         )
+    host = url_host(url)
     server = parse_resolver(resolver) if resolver else None
     if ca_file is not None:
         check_ca_file(ca_file)
@@ -546,9 +616,17 @@ def run_probe(
         check_queue_path(queue)
     if execution_log is not None:
         check_execution_log(execution_log)
+    proxies = ignored_proxies()
+    if proxies:  # said, so that an operator behind a proxy knows what the probe tested
+        are = "is" if len(proxies) == 1 else "are"
+        diag(
+            "info",
+            f"{', '.join(proxies)} in the environment {are} not used: the probe connects to the "
+            "stage directly, as nginx and the vendor do (through a proxy it would test the "
+            "proxy, not the stage)",
+        )
     step = {name: min(cap, timeout) for name, cap in STEP_CAPS.items()}
     parts = urlsplit(url)
-    host = parts.hostname or ""  # check_url: there is one
     marker = make_marker()
     body = probe_body(marker)
     now = time.time()

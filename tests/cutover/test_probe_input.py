@@ -198,3 +198,35 @@ def test_a_fifo_named_like_a_segment_in_an_archive_is_passed_over_not_waited_on(
     )
     found = find_marker(QueueSpec("archive", str(archive)), "hs-probe-1", timeout=0)
     assert found.found and found.searched == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://ops:s3cret@hooks.example.com/callback", "holds a user name or password"),
+        ("https://s3cret@hooks.example.com:8443/callback", "holds a user name or password"),
+        ("https://ops:s3cret@[::1/callback", "is not an https URL"),
+        ("https://ops:s3cret@127.0.0.1:99999/callback", "holds a user name or password"),
+    ],
+)
+def test_a_probe_url_with_credentials_is_refused_without_showing_them(
+    capsys: pytest.CaptureFixture[str], url: str, says: str
+) -> None:
+    """API Gateway takes no credentials in the URL (nor does nginx's proxy_pass), and the
+    line that refuses them must not print them."""
+    err = refusal(capsys, "probe", url, "--timeout", "1")
+    assert says in err and "https://***@" in err
+    assert "s3cret" not in err and "ops" not in err
+
+
+@pytest.mark.parametrize(
+    "host", [f"{'a' * 64}.example.com", "hooks..example.com", "-hooks.example.com"]
+)
+def test_a_probe_url_whose_host_dns_cannot_hold_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """dnspython would raise on the label before asking (a traceback), or DNS be asked for a
+    name that cannot exist."""
+    err = refusal(capsys, "probe", f"https://{host}/callback", "--resolver", "127.0.0.1:9",
+                  "--timeout", "1")  # fmt: skip
+    assert f"probe URL 'https://{host}/callback': its host is not a host name DNS can hold" in err

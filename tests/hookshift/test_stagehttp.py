@@ -58,3 +58,32 @@ def test_an_ipv6_resolver_is_named_in_brackets_as_it_is_given() -> None:
 def test_a_host_outside_ascii_is_carried_as_its_idna_form() -> None:
     assert wire_name("bücher.example.test") == "xn--bcher-kva.example.test"
     assert wire_name("Stage.Example.test") == "Stage.Example.test"  # ascii: as given
+
+
+def test_a_fully_qualified_name_is_carried_without_its_trailing_dot() -> None:
+    """``name.`` is the same name to DNS; as SNI or a Host header it matches no certificate."""
+    assert wire_name("hooks.example.com.") == "hooks.example.com"
+    assert wire_name("bücher.example.test.") == "xn--bcher-kva.example.test"
+
+
+@pytest.mark.parametrize(
+    ("reason", "says"),
+    [
+        ("TLSV1_ALERT_PROTOCOL_VERSION", "no TLS version both sides accept"),
+        ("UNSUPPORTED_PROTOCOL", "no TLS version both sides accept"),
+        ("WRONG_VERSION_NUMBER", "the answer is not TLS"),
+    ],
+)
+def test_a_tls_failure_whose_code_misleads_is_said_in_words_keeping_the_code(
+    reason: str, says: str
+) -> None:
+    error = ssl.SSLError(1, f"[SSL: {reason}] ... (_ssl.c:1006)")
+    error.reason = reason
+    assert plain_words(error).startswith(says) and f"({reason})" in plain_words(error)
+
+
+@pytest.mark.parametrize("host", [f"{'a' * 64}.example.test", "a..example.test"])
+def test_a_name_dns_cannot_hold_is_an_answer_not_an_exception(host: str) -> None:
+    nobody = ("127.0.0.1", 9)  # never asked: the name cannot be put in a query
+    answer = resolve(host, nobody, timeout=0.2)
+    assert (answer.rcode, answer.error) == ("ERROR", "not a name DNS can hold")
