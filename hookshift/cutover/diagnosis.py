@@ -201,14 +201,22 @@ def _dns_findings(host: str, dns: DnsObservation) -> list[Finding]:
             )
         ]
     if dns.rcode in ("NODATA", "ERROR") or not dns.addresses:
+        # NODATA: the name exists with no address; any other code is the resolver's failure
+        # (SERVFAIL, REFUSED, a reply that is not DNS), which says nothing about the name
+        fix = (
+            "point the name at API Gateway: a CNAME/alias to the custom domain's "
+            "d-XXXX.execute-api.REGION.amazonaws.com target"
+            if dns.rcode == "NODATA"
+            else f"check the resolver {dns.resolver}, or pass --resolver with one that answers "
+            "for this name (e.g. the first nameserver in /etc/resolv.conf)"
+        )
         return [
             Finding(
                 "dns-no-address",
                 "error",
                 f"{host} has no address ({dns.rcode}{': ' + dns.error if dns.error else ''})"
                 f"{_local_only(dns)}",
-                "point the name at API Gateway: a CNAME/alias to the custom domain's "
-                "d-XXXX.execute-api.REGION.amazonaws.com target",
+                fix,
             )
         ]
     if custom:

@@ -417,6 +417,8 @@ def test_a_resolver_that_fails_or_refuses_is_named_with_what_that_means(
                                       "--resolver", resolver, "--timeout", "1")  # fmt: skip
     assert code == 1 and err == "", err
     assert f"{STAGE_HOST} has no address ({rcode}: {resolver} {says} (" in out
+    assert f"check the resolver {resolver}, or pass --resolver" in out  # not the name's fault
+    assert "point the name at API Gateway" not in out
 
 
 def test_a_custom_domain_whose_cname_chain_ends_in_ipv6_only_is_reached_there(
