@@ -669,14 +669,23 @@ def watch_command(
       hookshift verify watch --app nginx:parity.log --queue archive:./a --state ./w \\
           --html ./w/parity.html --interval 10s
     """
+    import sqlite3
     import threading
 
+    from hookshift.errors import OperationError
     from hookshift.verify.follow import stop_on_signals
     from hookshift.verify.metrics import Family, MetricsServer
     from hookshift.verify.parity import ParityOptions, parse_time
     from hookshift.verify.report import render_html, write_report
     from hookshift.verify.retention import parse_duration
-    from hookshift.verify.watch import Outputs, Watcher, missing_dirs, publish, remove_if_empty
+    from hookshift.verify.watch import (
+        Outputs,
+        Watcher,
+        missing_dirs,
+        publish,
+        remove_if_empty,
+        system_refusal,
+    )
 
     every = parse_duration(interval, "--interval")
     if queue_source.startswith("archive:"):
@@ -694,12 +703,15 @@ def watch_command(
             _check_html_path(html_path)
         _check_watch_outputs(app_source, queue_source, html_path, metrics_file)
         listen = _host_port(metrics_listen) if metrics_listen else None
-        if follow_state is None and queue_source.startswith("archive:"):
-            beside = Path(queue_source.partition(":")[2]) / "follow-state.json"
-            # pulls by hand or by timer leave no follow state: then there is no check
-            follow_state = beside if beside.exists() else None
+        beside = follow_state is None and queue_source.startswith("archive:")
+        if beside:
+            # checked once it exists (Outputs.follow_state_if_there): the pull started with
+            # the watch (the units start both at once) writes it a moment after the watch's
+            # start; pulls by hand or by timer leave none, and then there is no check
+            follow_state = Path(queue_source.partition(":")[2]) / "follow-state.json"
         outputs = Outputs(
             follow_state=follow_state,
+            follow_state_if_there=beside,
             stale_s=parse_duration(stale_after, "--stale-after"),
             metrics_file=metrics_file,
             alert_cmd=alert_cmd,
@@ -718,17 +730,30 @@ def watch_command(
         latest: list[list[Family]] = [[]]
         server = MetricsServer(*listen, lambda: latest[0]) if listen else None
         shown: dict[str, int] | None = None
+        trouble = _Trouble()
         with Watcher(app_source, queue_source, state_dir, options) as watcher:
             if server is not None:
                 server.start()
             try:
                 with stop_on_signals(stop, lambda text: diag("info", text)):
                     while True:
-                        state = watcher.update()
-                        latest[0] = publish(state, state_dir, outputs, diag)
-                        if html_path is not None:
-                            page = render_html(watcher.report(state), refresh_s=every)
-                            write_report(html_path, page)
+                        try:
+                            state = watcher.update()
+                            latest[0] = publish(state, state_dir, outputs, trouble.notice)
+                            if html_path is not None:
+                                page = render_html(watcher.report(state), refresh_s=every)
+                                write_report(html_path, page)
+                        except (OSError, sqlite3.OperationalError) as exc:
+                            line = system_refusal(state_dir, exc)
+                            if line is None:
+                                raise
+                            if once:
+                                raise OperationError(line) from None
+                            trouble.warn(line)  # a service keeps watching, and says it once
+                            if stop.wait(every):
+                                break
+                            continue
+                        trouble.round_done()
                         changed = once or state.counts != shown
                         if changed:
                             for line in state.warnings:  # records without the key, clocks
@@ -747,6 +772,38 @@ def watch_command(
         remove_if_empty(made)  # a refused watch leaves no state directory behind
         raise
     ctx.exit((0 if state.passed else 1) if once else 0)
+
+
+class _Trouble:
+    """What keeps a running watch from writing its files (a full disk, a directory it may not
+    write): each line said once while the trouble lasts, and its end said too, so that a
+    service's journal holds a line per incident, not one per --interval."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+        self.this_round = False
+
+    def warn(self, line: str) -> None:
+        self.this_round = True
+        if line not in self.said:
+            self.said.add(line)
+            diag("warning", line)
+
+    def notice(self, level: str, text: str) -> None:
+        """publish's notices: an output it could not write is trouble; the alerts and what
+        became of their command pass as they come."""
+        from hookshift.verify.watch import UNWRITABLE
+
+        if level == "warning" and text.startswith(UNWRITABLE):
+            self.warn(text)
+        else:
+            diag(level, text)
+
+    def round_done(self) -> None:
+        if not self.this_round and self.said:
+            diag("ok", "the watch writes its files again")
+            self.said.clear()
+        self.this_round = False
 
 
 def _make_state_dir(state_dir: Path, metrics_file: Path | None) -> None:
@@ -927,13 +984,28 @@ def units_command(
         diag("warning", missing)
     for path in write_units(units, out_dir):
         diag("ok", f"wrote {path}")
+    click.echo(_units_setup(user, archive, state, metrics_file, list(units)))
+
+
+def _units_setup(
+    user: str, archive: Path, state: Path, metrics_file: Path | None, units: list[str]
+) -> str:
+    """The commands that let the units start: systemd refuses to start a service whose
+    ReadWritePaths names a directory that does not exist (status 226/NAMESPACE), and the
+    sandbox lets the service write only where its user may: the archive and the state are the
+    user's only (they hold callbacks); the metrics file's directory is the user's too and
+    stays readable, for node_exporter."""
     import shlex
 
-    click.echo(
-        f"then, as root: useradd --system --no-create-home {user}; "
-        f"install -d -o {user} -m 0700 {shlex.quote(str(archive))} {shlex.quote(str(state))}; "
-        f"systemctl daemon-reload; systemctl enable --now {' '.join(units)}"
-    )
+    readable = [] if metrics_file is None else [metrics_file.parent]
+    private = [p for p in (archive, state) if p not in readable]
+    line = f"then, as root: useradd --system --no-create-home {user}; "
+    for mode, dirs in (("0700", private), ("0755", readable)):
+        if dirs:
+            line += (
+                f"install -d -o {user} -m {mode} {' '.join(shlex.quote(str(d)) for d in dirs)}; "
+            )
+    return line + f"systemctl daemon-reload; systemctl enable --now {' '.join(units)}"
 
 
 @verify.command("heal")
@@ -1057,6 +1129,15 @@ def heal_command(
             print_out(f"  {item.shown}  replay of {item.replay_id}")
         if not apply and result.to_send:
             diag("info", "dry run: add --apply to send")
+    if result.in_doubt:
+        shown = ", ".join(result.in_doubt[:5]) + (" ..." if len(result.in_doubt) > 5 else "")
+        diag(
+            "warning",
+            f"{len(result.in_doubt)} replay(s) held back ({shown}): an earlier run stopped while "
+            "sending them, so they may have reached the target; they are sent once a parity "
+            "report over the queue read a minute or more after that still lists them missing "
+            "(fix: pull the queue, run verify parity again, and heal with that report)",
+        )
     for failure in result.failed:
         diag("error", f"not sent: {failure}")
     if result.failed:

@@ -8,8 +8,10 @@ header (the mapping template turns it into the ``hookshift_replay`` message attr
 straight to SQS with that attribute. A replay goes where the mirror sent its copy: the stage
 URL + the callback's request URI from the parity log (``proxy_pass https://STAGE$request_uri``;
 `replay_url`). The next parity report matches a replay to its original and counts it as
-``replayed``. A ledger (append-only, fsync'ed, one line per sent callback, keyed on the place
-it went to however its URL is written: `ledger_place`) makes a rerun send nothing twice; a dry
+``replayed``. A ledger (append-only, fsync'ed, keyed on the place each replay went to however
+its URL is written: `ledger_place`) makes a rerun send nothing twice: each replay is written
+in it before its request goes out and again once answered, so a run killed in between leaves
+the replay in doubt, held back until a report shows it did not arrive (`_in_doubt`). A dry
 run (the default) only says what would be sent.
 
 A stage URL is looked up once, before anything is sent: with ``--resolver`` at that DNS server
@@ -24,6 +26,7 @@ was sent stays in the ledger for the rerun. A host outside ASCII is reached by i
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import ssl
@@ -103,6 +106,9 @@ class HealResult:
     failed: tuple[str, ...]
     sent_items: tuple[HealItem, ...] = ()  # the ones the target accepted in this run
     places: tuple[str, ...] = ()  # where the replays of to_send go (replay_url), each once
+    # keys an earlier run was sending when it stopped (a kill, a lost answer): they may have
+    # reached the target, and are held back until a report shows they did not (`_in_doubt`)
+    in_doubt: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +123,7 @@ class HealResult:
             "sent": self.sent,
             "sent_keys": [i.key for i in self.sent_items],
             "failed": list(self.failed),
+            "in_doubt": list(self.in_doubt),
         }
 
 
@@ -274,15 +281,34 @@ def replay_url(to: str, uri: str | None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, base + path, query, ""))
 
 
-def read_ledger(path: Path) -> dict[str, set[str]]:
-    """Each key in the ledger, with the places it was sent to (`ledger_place`; a ledger of an
-    older hookshift holds the --to as given, read the same way). Torn last lines from a crash
-    are ignored."""
-    sent: dict[str, set[str]] = {}
+# The ledger's lines. A replay is written ahead ({"sending_at": ...}) before its request goes
+# out, and settled after: sent ({"sent_at": ...}, also every line of an older hookshift) or
+# not sent ({"not_sent_at": ...}: refused, or no connection was made). A replay whose line
+# was written ahead and never settled was in flight when its run stopped (kill -9, a power
+# cut, an answer lost): it may have reached the target, so it is not sent again blindly.
+SENDING, NOT_SENT = "sending_at", "not_sent_at"
+# a replay the stage took reaches the queue within this (API Gateway sends it to SQS before it
+# answers): a report over a queue read later than this after it was sent says where it is
+SETTLE_MS = 60_000
+
+
+@dataclass
+class Ledger:
+    """What the ledger says: the places each key was sent to (`ledger_place`), and the replays
+    an earlier run was sending when it stopped: (key, place) -> when (epoch ms)."""
+
+    sent: dict[str, set[str]]
+    sending: dict[tuple[str, str], int]
+
+
+def read_ledger(path: Path) -> Ledger:
+    """The ledger at `path` (a ledger of an older hookshift holds the --to as given, read the
+    same way). Torn last lines from a crash are ignored."""
+    ledger = Ledger({}, {})
     try:
         fd = _open_ledger(path, os.O_RDONLY)
     except FileNotFoundError:
-        return sent
+        return ledger
     with os.fdopen(fd, "rb") as fh:
         data = fh.read()
     for line in data.decode("utf-8", errors="replace").splitlines():
@@ -290,9 +316,25 @@ def read_ledger(path: Path) -> dict[str, set[str]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("to"), str):
-            sent.setdefault(str(entry.get("key")), set()).add(ledger_place(entry["to"]))
-    return sent
+        if not (isinstance(entry, dict) and isinstance(entry.get("to"), str)):
+            continue
+        key, place = str(entry.get("key")), ledger_place(entry["to"])
+        if SENDING in entry:
+            ledger.sending[(key, place)] = _epoch_ms(entry[SENDING])
+            continue
+        ledger.sending.pop((key, place), None)
+        if NOT_SENT not in entry:
+            ledger.sent.setdefault(key, set()).add(place)
+    return ledger
+
+
+def _epoch_ms(text: object) -> int:
+    """An ISO time of the ledger as epoch ms; one that cannot be read as the latest time
+    possible (nothing can show such a replay did not arrive: it stays held back)."""
+    try:
+        return int(datetime.fromisoformat(str(text)).timestamp() * 1000)
+    except ValueError:
+        return 2**62
 
 
 def _sent_before(places: set[str] | None, to: str) -> bool:
@@ -300,6 +342,36 @@ def _sent_before(places: set[str] | None, to: str) -> bool:
     path below it (a replay goes to --to + its callback's path)."""
     here = ledger_place(to)
     return any(_at_or_below(place, here) for place in places or ())
+
+
+def _in_doubt(ledger: Ledger, key: str, to: str, report: dict[str, Any]) -> bool:
+    """Whether `key` was being sent to `to` (or below it) when an earlier run stopped, and the
+    report does not show that the replay missed the queue: the report must have read the queue
+    SETTLE_MS after the replay went out and still list the key missing (parity counts a replay
+    that arrived as replayed, not missing). Its window's end is when the queue was read
+    (an archive's last drained pull), unless --until chose it."""
+    here = ledger_place(to)
+    sending = [
+        t for (k, place), t in ledger.sending.items() if k == key and _at_or_below(place, here)
+    ]
+    if not sending:
+        return False
+    window = report.get("window")
+    window = window if isinstance(window, dict) else {}
+    end = window.get("end") if not window.get("until") else None
+    return end is None or not _end_is_read_time(report) or _epoch_ms(end) < max(sending) + SETTLE_MS
+
+
+def _end_is_read_time(report: dict[str, Any]) -> bool:
+    """Whether the report's window ends when its queue was read: an archive's does once a
+    pull found the queue empty (its drained mark, which stays), and the end of one without it
+    is only its newest record, which says nothing of a replay."""
+    label = report["sources"].get("queue")
+    if not isinstance(label, str) or not label.startswith("archive:"):
+        return True
+    from hookshift.verify.archive import archive_drained_at
+
+    return archive_drained_at(Path(label.partition(":")[2])) is not None
 
 
 def _open_ledger(path: Path, flags: int) -> int:
@@ -847,11 +919,19 @@ def heal(
         return _heal(report, to, ledger_path, (send, record))
 
 
+def _plan(report: dict[str, Any], to: str, ledger: Ledger) -> tuple[list[str], list[str]]:
+    """The report's keys the ledger does not hold as sent to `to`: those to send, and those
+    held back because an earlier run may have sent them (`_in_doubt`)."""
+    keys = [str(k) for k in report["missing_in_queue_keys"]]
+    pending = [k for k in keys if not _sent_before(ledger.sent.get(k), to)]
+    held = [k for k in pending if _in_doubt(ledger, k, to, report)]
+    return [k for k in pending if k not in held], held
+
+
 def _anything_left(report: dict[str, Any], to: str, ledger_path: Path) -> bool:
     """Whether the report lists a callback the ledger does not hold yet (read without the
     lock: a rerun that has nothing left to send needs no stage)."""
-    done = read_ledger(ledger_path)
-    return any(not _sent_before(done.get(k), to) for k in report["missing_in_queue_keys"])
+    return bool(_plan(report, to, read_ledger(ledger_path))[0])
 
 
 def _check_ledger_path(
@@ -888,9 +968,8 @@ def _heal(
     """Send what the ledger does not hold yet (`apply`: the sender and the ledger's writer;
     None: a dry run), each replay to its callback's place (`replay_url`). A run stops when
     REFUSALS_TO_STOP replays in a row are refused the same way."""
-    done = read_ledger(ledger_path)
     keys = [str(k) for k in report["missing_in_queue_keys"]]
-    pending = [k for k in keys if not _sent_before(done.get(k), to)]
+    pending, held = _plan(report, to, read_ledger(ledger_path))
     found = find_bodies(report, pending)
     to_send = tuple(found[k] for k in pending if k in found)
     not_found = tuple(k for k in pending if k not in found)
@@ -902,11 +981,17 @@ def _heal(
             break
         send, record = apply
         url = replay_url(to, item.uri)
+        entry = {"key": item.key, "replay_id": item.replay_id, "to": ledger_place(url)}
+        settle = functools.partial(_settle, record, entry)
+        settle(SENDING)  # written ahead: a run killed during the request leaves it in doubt
         try:
             send(item, url)
         except _Unreachable as exc:
+            if not exc.delivered:
+                settle(NOT_SENT)
             raise OperationError(_stopped(to, exc, item, len(sent), len(to_send))) from None
         except _Refused as exc:
+            settle(NOT_SENT)
             streak = [*streak, exc] if streak and streak[-1].status == exc.status else [exc]
             failed.append(f"{item.shown}: {exc.words}")
             if len(streak) == REFUSALS_TO_STOP:
@@ -914,29 +999,29 @@ def _heal(
                 raise OperationError(_refused_stop(exc, len(sent), len(to_send), others)) from None
             continue
         except Exception as exc:  # this callback could not be sent (e.g. a header it cannot carry)
+            settle(NOT_SENT)
             failed.append(f"{item.shown}: {exc}")
             continue
         streak = []
-        record(
-            {
-                "key": item.key,
-                "replay_id": item.replay_id,
-                "to": ledger_place(url),
-                "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        settle("sent_at")
         sent.append(item)
     return HealResult(
         target=to,
         applied=apply is not None,
         to_send=to_send,
-        already_sent=len(keys) - len(pending),
+        already_sent=len(keys) - len(pending) - len(held),
         not_found=not_found,
         sent=len(sent),
         failed=tuple(failed),
         sent_items=tuple(sent),
         places=tuple(dict.fromkeys(replay_url(to, item.uri) for item in to_send)),
+        in_doubt=tuple(held),
     )
+
+
+def _settle(record: Callable[[dict[str, Any]], None], entry: dict[str, Any], outcome: str) -> None:
+    """Append `entry` to the ledger with `outcome` (SENDING, NOT_SENT or sent_at) and its time."""
+    record({**entry, outcome: datetime.now(UTC).isoformat(timespec="milliseconds")})
 
 
 def _refused_stop(last: _Refused, sent: int, total: int, others: int) -> str:
@@ -959,7 +1044,10 @@ def _stopped(to: str, exc: _Unreachable, item: HealItem, sent: int, total: int) 
     """The one line of a run the target stopped part-way: what was sent stays in the ledger."""
     line = f"{to} stopped answering after {sent} of {total} replay(s): {exc.words}"
     if exc.delivered:
-        line += f"; {item.shown} may have reached it, and a rerun sends it again"
+        line += (
+            f"; {item.shown} may have reached it: a rerun holds it back until a parity report "
+            "shows it did not"
+        )
     if not sent:
         return f"{line}; nothing was sent (fix: rerun when it answers)"
     return f"{line}; the {sent} sent are in the ledger (fix: rerun when it answers: it skips them)"

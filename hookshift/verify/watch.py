@@ -23,6 +23,7 @@ follows the part already read is read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -30,6 +31,7 @@ import os
 import sqlite3
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from hookshift.durable import exclusive_lock
-from hookshift.errors import InputError
+from hookshift.errors import InputError, OperationError
 from hookshift.verify.canonical import canonical
 from hookshift.verify.follow import read_json_state
 from hookshift.verify.keys import KeySpec, parse_key, resolve_key
@@ -171,11 +173,19 @@ def _open_binary(path: Path) -> IO[bytes]:
         ) from None
 
 
+# what Python's gzip raises for a .gz that gzip is still writing (its end not there yet)
+_GZIP_UNFINISHED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
 def file_identity(path: Path) -> str | None:
     """What tells the file apart from the others (sources.head_identity), or None while it has
-    no complete line."""
+    no complete line: also a .gz that gzip has only begun to write (logrotate's compress),
+    whose first line does not decompress yet; the file it compresses is beside it."""
     with _open_binary(path) as fh:
-        return head_identity(fh.read)
+        try:
+            return head_identity(fh.read)
+        except _GZIP_UNFINISHED:
+            return None
 
 
 def read_new(
@@ -193,10 +203,12 @@ def read_new(
     will finish it), when it is copied as a line of its own, to be counted malformed. With
     `delivered`, lines that are not UTF-8 are copied as the queue got their bodies
     (sources.as_delivered), as parity reads them."""
-    with _open_binary(path) as fh:
+    with _open_binary(path) as fh, contextlib.suppress(*_GZIP_UNFINISHED):
+        # a .gz gzip is still writing is read as far as it goes, in whole lines; the rest is
+        # read at a later update, from the offset returned
+        position = offset
         fh.seek(offset)
         pending = b""
-        position = offset
         while chunk := fh.read(1 << 20):
             data = pending + chunk
             cut = data.rfind(b"\n") + 1
@@ -246,14 +258,77 @@ def _open_state(path: Path) -> sqlite3.Connection:
     db = connect_private(path)
     try:
         db.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
         db.close()
+        if _system_refused(exc):  # a full disk is no damage: the state is kept as it is
+            raise OperationError(state_unwritable(path.parent, exc)) from None
         raise InputError(
             "is not the watch's state (a damaged file, or another one)",
             where=str(path),
             fix="move the state directory away and give --state a new one (the watch reads "
             "the logs and the archive again from their start)",
         ) from None
+    try:
+        _prepare_state(db)
+    except sqlite3.OperationalError as exc:
+        db.close()
+        raise OperationError(state_unwritable(path.parent, exc)) from None
+    return db
+
+
+# how the line of a file the watch could not write begins (`state_unwritable`, `_unwritable`)
+UNWRITABLE = "cannot write "
+# SQLite's names for a write the system refused (a full disk, an I/O error, a read-only
+# mount, a file it may not create), as opposed to a file that is no database of the watch's
+_SYSTEM_REFUSALS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+
+
+def _system_refused(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the system refused a write, not because of the file."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    return name.startswith(_SYSTEM_REFUSALS)
+
+
+# errnos of a write the system refused: the disk or the quota full, a read-only mount, an
+# I/O error; and no permission, for a file in the state directory
+_REFUSED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+_FORBIDDEN_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+
+
+def system_refusal(state_dir: Path, exc: BaseException) -> str | None:
+    """The line for an update the system did not let the watch keep (`state_unwritable`), or
+    None when `exc` is something else (a bug, which is not to be hidden behind this line)."""
+    if isinstance(exc, OSError) and (
+        exc.errno in _REFUSED_ERRNOS
+        or (
+            exc.errno in _FORBIDDEN_ERRNOS
+            and Path(os.fsdecode(exc.filename or "")).is_relative_to(state_dir)
+        )
+    ):
+        return state_unwritable(state_dir, exc)
+    if isinstance(exc, sqlite3.Error) and _system_refused(exc):
+        return state_unwritable(state_dir, exc)
+    return None
+
+
+def state_unwritable(state_dir: Path, exc: BaseException) -> str:
+    """The one line of a state directory the system does not let the watch write (a full disk,
+    a read-only mount): what is there is kept, and an update that could not be kept is read
+    again by the next one."""
+    if isinstance(exc, OSError):
+        why = exc.strerror or str(exc)
+        where = exc.filename or state_dir
+    else:
+        why, where = str(exc), state_dir / DB_NAME
+    return (
+        f"{UNWRITABLE}the watch's state in {state_dir} ({where}: {why}); the last result "
+        "stands and nothing read is lost: the next update (or run) reads again what this one "
+        "could not keep (fix: free space on its disk, or make the directory writable)"
+    )
+
+
+def _prepare_state(db: sqlite3.Connection) -> None:
+    """The state's tables and indexes, made when missing."""
     # a commit is durable against a kill at once and against a power cut from the next
     # checkpoint on; a transaction lost to a power cut is read again from the files (its
     # offsets went with it), so the state is never wrong, only behind
@@ -286,7 +361,6 @@ def _open_state(path: Path) -> sqlite3.Connection:
     db.execute("CREATE INDEX IF NOT EXISTS rows_hk ON rows (hk)")
     db.execute("CREATE INDEX IF NOT EXISTS pending_ta ON pending (ta)")
     db.execute("CREATE TEMP TABLE IF NOT EXISTS touched (hk INTEGER PRIMARY KEY)")
-    return db
 
 
 def _engine(options: ParityOptions, spill: Path) -> Any:
@@ -635,10 +709,13 @@ class Watcher:
                     db.execute("COMMIT")
                     self._kept_any = self._kept_any or bool(offsets)
                 except BaseException:
-                    db.execute("ROLLBACK")
-                    if db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
-                        # nothing read: the next run may choose another key
-                        db.execute("DELETE FROM meta WHERE name = 'key'")
+                    # SQLite has rolled back already when a write failed (a full disk)
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.OperationalError):  # the disk still full
+                        if db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+                            # nothing read: the next run may choose another key
+                            db.execute("DELETE FROM meta WHERE name = 'key'")
                     raise
             if not more:
                 break
@@ -1133,6 +1210,10 @@ class Outputs:
     """Where a watcher's results go besides its state file."""
 
     follow_state: Path | None = None  # pull --follow's heartbeat file
+    # the heartbeat file is the archive's own, not one the user named: it is checked once it
+    # exists (a pull started with the watch writes it a moment later; a pull by hand or by
+    # timer writes none, and then there is no heartbeat to check)
+    follow_state_if_there: bool = False
     stale_s: int = 15 * 60
     metrics_file: Path | None = None
     alert_cmd: str | None = None
@@ -1152,7 +1233,9 @@ def publish(
     now = time.time()
     families = parity_families(state.counts, CLASSES, state.passed, state.updated_at)
     finding = None
-    if outputs.follow_state is not None:
+    if outputs.follow_state is not None and (
+        not outputs.follow_state_if_there or os.path.lexists(outputs.follow_state)
+    ):
         follow = read_follow_state(outputs.follow_state)
         if follow is not None:
             families += pull_families(follow)[:2]  # its heartbeat and the queue's lag
@@ -1163,12 +1246,18 @@ def publish(
             started_at=follow.started_at if follow else None,
         )
     if outputs.metrics_file is not None:
-        write_textfile(outputs.metrics_file, families)
+        try:
+            write_textfile(outputs.metrics_file, families)
+        except OSError as exc:  # the alerts below matter more than the textfile
+            notice("warning", _unwritable("the metrics file", outputs.metrics_file, exc))
     memory_path = state_dir / ALERT_MEMORY
     memory, alerts = alert.evaluate(
         alert.load(memory_path), now, state.counts["missing_in_queue"], finding, outputs.rearm_s
     )
-    alert.save(memory_path, memory)
+    try:
+        alert.save(memory_path, memory)
+    except OSError as exc:  # the alert is run all the same: a lost one is worse than a repeat
+        notice("warning", _unwritable("the alerts' memory", memory_path, exc))
     for item in alerts:
         notice("ok" if item.kind == "recovered" else "error", f"alert: {item.message}")
         if outputs.alert_cmd:
@@ -1176,6 +1265,16 @@ def publish(
             if problem:
                 notice("warning", problem)
     return families
+
+
+def _unwritable(what: str, path: Path, exc: OSError) -> str:
+    """The line of an output the system did not let the watch write (a full disk, a directory
+    it may not write): the watch goes on without it."""
+    return (
+        f"{UNWRITABLE}{what} {path}: {exc.strerror or exc}; the watch goes on "
+        "and writes it at the next update that can (fix: free space on its disk, or let the "
+        "watch's user write its directory)"
+    )
 
 
 def gate_reading(state: WatchState, now: float, max_age_s: float) -> tuple[bool, str]:

@@ -188,6 +188,46 @@ def test_the_units_command_writes_both_files(tmp_path: Path) -> None:
     assert "install -d -o hookshift -m 0700 /srv/hs/archive /srv/hs/watch;" in result.output
 
 
+@pytest.mark.parametrize(
+    ("metrics", "made"),
+    [
+        # node_exporter's textfile directory: systemd refuses to start a unit whose
+        # ReadWritePaths names a directory that does not exist (226/NAMESPACE), and the
+        # sandbox opens it only as far as the user may write it
+        (
+            "/var/lib/node_exporter/textfile/hs.prom",
+            "install -d -o hookshift -m 0700 /srv/hs/archive /srv/hs/watch; "
+            "install -d -o hookshift -m 0755 /var/lib/node_exporter/textfile;",
+        ),
+        # in the state directory, which node_exporter must then read
+        (
+            "/srv/hs/watch/hs.prom",
+            "install -d -o hookshift -m 0700 /srv/hs/archive; "
+            "install -d -o hookshift -m 0755 /srv/hs/watch;",
+        ),
+    ],
+)
+def test_the_units_command_says_how_to_make_every_directory_the_units_write(
+    tmp_path: Path, metrics: str, made: str
+) -> None:
+    from click.testing import CliRunner
+
+    from hookshift.cli import cli
+
+    argv = [
+        "verify", "units", "--user", "hookshift", "--queue-url", "https://sqs.x/1/q",
+        "--archive", "/srv/hs/archive", "--state", "/srv/hs/watch",
+        "--app", "nginx:/var/log/nginx/p.log*", "--out-dir", str(tmp_path),
+        "--hookshift-bin", str(HOOKSHIFT), "--metrics-file", metrics,
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    watch = _directives((tmp_path / WATCH_UNIT).read_text())
+    written = shlex.split(watch["ReadWritePaths"])
+    assert f" {made} systemctl daemon-reload;" in result.output
+    assert all(f" {path}" in made for path in written)  # each made before the unit starts
+
+
 # ---------------------------------------------------------------- paths the sandbox hides
 
 UNITS = ("verify", "units", "--user", "hookshift", "--queue-url",

@@ -17,7 +17,7 @@ from hookshift.apigw.emulator import RunningStage, StageConfig
 from hookshift.apigw.emulator import serve as start
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.rehearsal.sqs import CREDENTIALS, REGION, MotoServer
-from hookshift.verify.heal import REPLAY_ATTRIBUTE
+from hookshift.verify.heal import REPLAY_ATTRIBUTE, read_ledger
 from tests.in_process import run_captured
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
 
@@ -149,5 +149,6 @@ def test_a_stage_that_refuses_every_replay_stops_after_three_with_one_line_and_w
         "replay goes to it + its callback's path, as the mirror's copies do))\n"
     )
     assert [e.status for e in executions] == [403, 403, 403]
-    assert (tmp_path / "hookshift-heal-ledger.jsonl").read_text() == ""
+    ledger = read_ledger(tmp_path / "hookshift-heal-ledger.jsonl")
+    assert (ledger.sent, ledger.sending) == ({}, {})  # not sent, and known not to be
     assert _queued(moto, queue_url) == {}
