@@ -41,8 +41,39 @@ def systemd_quote(arg: str) -> str:
 
 
 def command_line(argv: Iterable[str]) -> str:
-    """An ExecStart (or ReadWritePaths) value: each argument quoted, separated by spaces."""
+    """An ExecStart value: each argument quoted, separated by spaces."""
     return " ".join(systemd_quote(a) for a in argv)
+
+
+def _one_line(value: str) -> None:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise InputError(
+            f"{value!r} holds a line break or another control character, which a unit file "
+            "cannot hold",
+            fix="use a path without one",
+        )
+
+
+def unit_path(path: str) -> str:
+    """A directive that takes one path, the rest of its line (``EnvironmentFile=``): systemd
+    expands `%` specifiers there but neither unquotes nor expands `$`, so quotes or a doubled
+    `$` would become part of the name (a quoted path is "not absolute", and systemd ignores
+    the directive with only a log line)."""
+    _one_line(path)
+    return path.replace("%", "%%")
+
+
+def path_list(paths: Iterable[str]) -> str:
+    """A directive that takes paths separated by spaces (``ReadWritePaths=``): each quoted when
+    it holds a space or a quote, `%` doubled; `$` is not expanded there, so it stays single."""
+    words = []
+    for path in paths:
+        _one_line(path)
+        text = path.replace("%", "%%")
+        if re.search(r"[\s\"'\\]", text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        words.append(text)
+    return " ".join(words)
 
 
 def require_absolute(paths: Mapping[str, Path]) -> None:

@@ -69,6 +69,7 @@ from hookshift.systemd import (
     command_line,
     hidden,
     hidden_program,
+    path_list,
     require_absolute,
     running_hookshift,
     systemd_quote,
@@ -641,7 +642,7 @@ def render_refresh_units(spec: RefreshUnits) -> dict[str, str]:
             f"systemd/{SERVICE_UNIT}.j2",
             exec_start=command_line(spec.argv()),
             state_dir=systemd_quote(str(spec.state)),
-            write_paths=[systemd_quote(path) for path in spec.write_paths()],
+            write_paths=[path_list([path]) for path in spec.write_paths()],
         ),
         TIMER_UNIT: render(
             f"systemd/{TIMER_UNIT}.j2", service=SERVICE_UNIT, interval=spec.interval

@@ -28,9 +28,10 @@ from hookshift.systemd import (
     command_line,
     hidden,
     hidden_program,
+    path_list,
     require_absolute,
     running_hookshift,
-    systemd_quote,
+    unit_path,
 )
 from hookshift.verify.pull import check_queue_url
 from hookshift.verify.sources import parse_source
@@ -267,9 +268,9 @@ def render_units(spec: UnitSpec) -> dict[str, str]:
         PULL_UNIT: render(
             f"systemd/{PULL_UNIT}.j2",
             **common,
-            env_file=systemd_quote(str(spec.env_file)),
+            env_file=unit_path(str(spec.env_file)),
             exec_start=command_line(pull_argv(spec)),
-            write_paths=command_line([str(spec.archive)]),
+            write_paths=path_list([str(spec.archive)]),
         ),
         WATCH_UNIT: render(
             f"systemd/{WATCH_UNIT}.j2",
@@ -277,6 +278,6 @@ def render_units(spec: UnitSpec) -> dict[str, str]:
             pull_unit=PULL_UNIT,
             log_group=spec.log_group,
             exec_start=command_line(watch_argv(spec)),
-            write_paths=command_line(str(p) for p in watch_paths),
+            write_paths=path_list(str(p) for p in watch_paths),
         ),
     }

@@ -381,3 +381,34 @@ def test_a_hookshift_bin_on_this_machine_is_written_without_a_warning(
     present = shutil.which("true") or "/bin/true"  # a program outside home directories and /tmp
     code, _, err = run_captured(capsys, *_units(tmp_path, hookshift_bin=present))
     assert code == 0 and "warning:" not in err
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_an_env_file_and_paths_with_spaces_percent_and_dollar_reach_systemd_as_written(
+    tmp_path: Path,
+) -> None:
+    """EnvironmentFile= takes the rest of its line as one path (no quotes: a quoted path is
+    "not absolute" and systemd ignores the credentials with a log line only); ReadWritePaths=
+    unquotes but does not expand `$`. systemd's own checker reads them back."""
+    stand_in = Path(shutil.which("true") or "/bin/true")
+    units = render_units(
+        _spec(
+            hookshift_bin=stand_in,
+            env_file=Path("/etc/hookshift/aws creds 100%.env"),
+            archive=Path("/var/lib/hookshift/archive $1"),
+        )
+    )
+    pull = _directives(units[PULL_UNIT])
+    assert pull["EnvironmentFile"] == "-/etc/hookshift/aws creds 100%%.env"
+    assert pull["ReadWritePaths"] == '"/var/lib/hookshift/archive $1"'
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    run = subprocess.run(
+        ["systemd-analyze", "verify", *(str(tmp_path / n) for n in (PULL_UNIT, WATCH_UNIT))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "EnvironmentFile" not in run.stderr and "not absolute" not in run.stderr, run.stderr
