@@ -55,6 +55,8 @@ def test_units_are_sandboxed_to_their_own_paths() -> None:
         watch["ReadWritePaths"]
         == '"/var/lib/hookshift/watch state" /var/lib/node_exporter/textfile'
     )
+    for unit in (pull, watch):  # bad input is not mended by a restart every 10 s
+        assert (unit["Restart"], unit["RestartPreventExitStatus"]) == ("always", "2")
     assert " --delete --follow --window 7d" in pull["ExecStart"]
     assert pull["ExecStart"].startswith(f"{HOOKSHIFT} verify pull ")
     # the alert command reaches hookshift literally: systemd would expand $ and %
