@@ -9,6 +9,16 @@ when there is one) and *how to fix it*. The CLI turns it into one line on stderr
 
 from __future__ import annotations
 
+__all__ = [
+    "REHEARSE_EXTRA",
+    "REHEARSE_MODULES",
+    "HookshiftError",
+    "InputError",
+    "MissingExtra",
+    "OperationError",
+    "is_missing_extra",
+]
+
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if c != 9} | {10: "\\n", 13: "\\r"}
 
 
@@ -53,7 +63,9 @@ REHEARSE_EXTRA = (
     "(the repository), or run `make venv` in it"
 )
 # the top-level modules only `hookshift[rehearse]` brings (the stage emulator, SQS on moto, DNS)
-REHEARSE_MODULES = frozenset({"airspeed", "trustme", "dnslib", "moto", "flask", "werkzeug"})
+REHEARSE_MODULES = frozenset(
+    {"airspeed", "trustme", "dnslib", "moto", "flask", "werkzeug", "jsonschema"}
+)
 
 
 class MissingExtra(InputError):

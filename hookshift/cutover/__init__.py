@@ -27,9 +27,11 @@ vendor's traffic) and recorded in an append-only journal, the ``state_path``::
 - `advance(state_path, *, overrides, reload, dry_run, adopt_edits, dedup_confirmed)
   -> AdvanceResult`: a gate that is not met is returned (``passed`` False), not raised, and
   nothing changes.
-- `rollback(state_path, *, config, nginx_bin, reload, adopt_edits) -> RollbackResult`; a
-  rollback whose files differ from the stage's recorded bytes raises `NotByteIdentical`,
-  whose ``result`` says what it did.
+- `rollback(state_path, *, config, nginx_bin, nginx_prefix, reload, adopt_edits)
+  -> RollbackResult`; ``config``, ``nginx_bin`` and ``nginx_prefix`` override the settings
+  recorded at init for this run (nginx moved, or runs with another ``-p``). A rollback whose
+  files differ from the stage's recorded bytes raises `NotByteIdentical`, whose ``result``
+  says what it did.
 
 Nothing is printed: pass ``notice=`` (``(level, text)``) to hear what happens as it happens;
 every result keeps the notices in ``notes``. Errors are `hookshift.errors.InputError` (bad input,
