@@ -300,6 +300,7 @@ def init(state_path: Path, settings: Settings, *, notice: Notice | None = None) 
     engine itself (`nginx_ops.check_engine_options`): a typo found on Thursday's advance would
     stop a cut-over that Monday's init accepted.
     """
+    state_path = Path(state_path)  # a str is taken as a path too
     notes = _Notes(notice)
     journal.check_writable(state_path)
     settings = settings.override(**absolute({n: getattr(settings, n) for n in SETTING_NAMES}))
@@ -388,6 +389,7 @@ def status(state_path: Path, *, notice: Notice | None = None) -> StatusResult:
     another user's: `journal.write_problem`) or its lock cannot be taken (a read-only
     directory), the open transition is shown as it stands, with why it was not settled.
     """
+    state_path = Path(state_path)  # a str is taken as a path too
     notes = _Notes(notice)
     current = journal.read(state_path)
     if current.pending is not None:
@@ -452,6 +454,7 @@ def advance(
     so there is no transition to settle and none to wait for; it then runs without one, and
     refuses (rather than settles) a transition that begins meanwhile.
     """
+    state_path = Path(state_path)  # a str is taken as a path too
     journal.read(state_path)  # a missing or foreign file is reported before any lock file
     journal.check_writable(state_path)  # a dry run may settle (write) as the advance does
     held = not dry_run or journal.lock_path(state_path).exists()
@@ -484,6 +487,7 @@ def rollback(
     ``config``, ``nginx_bin`` and ``nginx_prefix`` override the settings recorded at init for
     this run, as advance's options do (nginx moved, or was started with another ``-p``).
     """
+    state_path = Path(state_path)  # a str is taken as a path too
     journal.read(state_path)
     journal.check_writable(state_path)
     with journal.locked(state_path):

@@ -90,9 +90,9 @@ class Report:
         return any(f.severity >= threshold for f in self.findings)
 
 
-def check(config: Path | None = None, *, nginx_bin: str = "nginx") -> Report:
+def check(config: str | os.PathLike[str] | None = None, *, nginx_bin: str = "nginx") -> Report:
     """Diagnose `config` with its includes: a main config as it is, a site file in the main
     config that includes it, None the config `nginx_bin` was built with (``nginx -V``)."""
-    chosen = locate_main_config(config, nginx_bin)
+    chosen = locate_main_config(None if config is None else Path(config), nginx_bin)
     loaded = load_config(chosen.path)
     return Report(Path(loaded.main), diagnose(loaded), (chosen.note,) if chosen.note else ())

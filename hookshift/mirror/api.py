@@ -103,6 +103,15 @@ class MirrorRequest:
     nginx_prefix: Path | None = None  # nginx's -p: where relative paths resolve
     dns_check: bool = True
 
+    def __post_init__(self) -> None:
+        # a path given as a str (as `open` takes one) is a Path from here on
+        for name in ("config", "trusted_ca", "mirror_error_log", "nginx_prefix"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+        if isinstance(self.parity_log, str) and self.parity_log != NO_LOG:
+            object.__setattr__(self, "parity_log", Path(self.parity_log))
+
 
 @dataclass(frozen=True)
 class Line:

@@ -148,9 +148,12 @@ def _read_report(path: Path) -> bytes:
         raise InputError(
             f"cannot read the report ({exc.strerror})", where=str(path), fix=fix
         ) from None
+    # checked on the descriptor before Python wraps it: a directory opens, and its wrapper
+    # refuses it in words naming the descriptor's number, not the path
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError("not a regular file, so not a report", where=str(path), fix=fix)
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError("not a regular file, so not a report", where=str(path), fix=fix)
         return handle.read()
 
 
