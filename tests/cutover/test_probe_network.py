@@ -25,31 +25,12 @@ from hookshift.procs import LOOPBACK
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.stagehttp import ANSWER_LIMIT, StageClient, resolve
 from tests.in_process import run_captured
-from tests.verify.tls_stage import TlsStage
+from tests.verify.tls_stage import STAGE_HOST, TlsStage
+from tests.verify.tls_stage import dns as dns  # fixtures, as named
+from tests.verify.tls_stage import stage as stage
+from tests.verify.tls_stage import stage_context as stage_context
 
 pytestmark = pytest.mark.e2e  # servers on loopback, and real timeouts waited out
-
-STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
-
-
-@pytest.fixture(scope="module")
-def stage_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(STAGE_HOST).configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def stage(stage_context: ssl.SSLContext) -> Iterator[TlsStage]:
-    running = TlsStage(stage_context, STAGE_HOST)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[DnsServer]:
-    with DnsServer([f"{STAGE_HOST}={LOOPBACK}"]) as server:
-        yield server
 
 
 @pytest.fixture

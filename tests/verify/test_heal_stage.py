@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,37 +17,19 @@ from hookshift.rehearsal.dns import DnsServer
 from hookshift.verify.heal import REPLAY_HEADER
 from tests.in_process import run_captured
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
-from tests.verify.tls_stage import TlsStage
+from tests.verify.tls_stage import STAGE_HOST, TlsStage
+from tests.verify.tls_stage import dns as dns  # fixtures, as named
+from tests.verify.tls_stage import stage as stage
+from tests.verify.tls_stage import stage_context as stage_context
 
 pytestmark = pytest.mark.e2e
 
-STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 UNKNOWN_HOST = "zzz999.execute-api.ap-northeast-2.amazonaws.com"
 
 
 def _heal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """`hookshift verify heal ARGV`: its exit code, stdout and stderr."""
     return run_captured(capsys, "verify", "heal", *argv)
-
-
-@pytest.fixture(scope="module")
-def stage_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(STAGE_HOST).configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def stage(stage_context: ssl.SSLContext) -> Iterator[TlsStage]:
-    running = TlsStage(stage_context, STAGE_HOST)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[DnsServer]:
-    with DnsServer([f"{STAGE_HOST}={LOOPBACK}"]) as server:
-        yield server
 
 
 def _report(tmp_path: Path, target: str, lost: int = 2) -> Path:

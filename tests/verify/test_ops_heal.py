@@ -19,17 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import trustme
 
 from hookshift.procs import LOOPBACK
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.verify.heal import REPLAY_HEADER, SETTLE_MS, read_ledger
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
-from tests.verify.tls_stage import Received, TlsStage
+from tests.verify.tls_stage import STAGE_HOST, Received, TlsStage
+from tests.verify.tls_stage import stage_context as stage_context  # a fixture, as named
 
 pytestmark = pytest.mark.e2e
 
-STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 LOST = 4
 HELD = 1  # the replay (by its place among the lost) the stage takes and never answers
 
@@ -66,13 +65,6 @@ class HoldingStage(TlsStage):
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
         except (ssl.SSLError, OSError):
             return
-
-
-@pytest.fixture(scope="module")
-def stage_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(STAGE_HOST).configure_cert(context)
-    return context
 
 
 @pytest.fixture

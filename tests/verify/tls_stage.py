@@ -1,15 +1,24 @@
-"""An HTTPS stage on loopback for `verify heal`'s tests: it records each POST with the SNI it
-came with, and its headers as sent (decoded as latin-1, so a value outside ASCII keeps its bytes:
-``value.encode("latin-1")`` gives them back)."""
+"""An HTTPS stage on loopback for the tests that send to one (`verify heal`, `probe`): it records
+each POST with the SNI it came with, and its headers as sent (decoded as latin-1, so a value
+outside ASCII keeps its bytes: ``value.encode("latin-1")`` gives them back). The fixtures below
+serve it as STAGE_HOST, named by a DNS server on loopback; a test module takes them with
+``from tests.verify.tls_stage import dns as dns`` (and ``stage``, ``stage_context``)."""
 
 from __future__ import annotations
 
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
+import trustme
+
 from hookshift.procs import LOOPBACK
+from hookshift.rehearsal.dns import DnsServer
+
+STAGE_HOST = "abc123.execute-api.ap-northeast-2.amazonaws.com"
 
 
 @dataclass
@@ -87,3 +96,25 @@ class TlsStage:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def stage_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context with STAGE_HOST's certificate, from the suite's CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(STAGE_HOST).configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def stage(stage_context: ssl.SSLContext) -> Iterator[TlsStage]:
+    running = TlsStage(stage_context, STAGE_HOST)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def dns() -> Iterator[DnsServer]:
+    """A DNS server on loopback that answers STAGE_HOST with the loopback address."""
+    with DnsServer([f"{STAGE_HOST}={LOOPBACK}"]) as server:
+        yield server
