@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,8 @@ import pytest
 from hookshift.cutover.probe import QueueSpec, run_probe
 from hookshift.cutover.settings import Settings
 from hookshift.errors import InputError
+from tests.cutover.listener import connected as _connected
+from tests.cutover.listener import listener as listener  # a fixture, as named
 from tests.refusals import refusal
 
 
@@ -115,24 +117,6 @@ def test_a_cut_over_threshold_that_is_no_number_is_refused_when_given() -> None:
     with pytest.raises(InputError, match="--quiet-period is -1"):
         Settings().override(quiet_period=-1)
     assert Settings().override(min_events=0).min_events == 0
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A loopback port that takes connections (the kernel completes them into the backlog):
-    whether the probe connected is known, without answering it."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        server.setblocking(False)
-        yield server
-
-
-def _connected(server: socket.socket) -> bool:
-    try:
-        conn, _ = server.accept()
-    except BlockingIOError:
-        return False
-    conn.close()
-    return True
 
 
 @pytest.mark.parametrize(

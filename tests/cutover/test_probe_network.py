@@ -24,6 +24,8 @@ from hookshift.cutover.probe import observe_tls, post, run_probe
 from hookshift.procs import LOOPBACK
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.stagehttp import ANSWER_LIMIT, StageClient, resolve
+from tests.cutover.listener import connected as _connected
+from tests.cutover.listener import listener as listener  # a fixture, as named
 from tests.in_process import run_captured
 from tests.verify.tls_stage import STAGE_HOST, TlsStage
 from tests.verify.tls_stage import dns as dns  # fixtures, as named
@@ -31,24 +33,6 @@ from tests.verify.tls_stage import stage as stage
 from tests.verify.tls_stage import stage_context as stage_context
 
 pytestmark = pytest.mark.e2e  # servers on loopback, and real timeouts waited out
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A loopback port that takes connections into its backlog and never answers: whether
-    anything connected is known without answering it."""
-    with socket.create_server((LOOPBACK, 0)) as server:
-        server.setblocking(False)
-        yield server
-
-
-def _connected(server: socket.socket) -> bool:
-    try:
-        conn, _ = server.accept()
-    except BlockingIOError:
-        return False
-    conn.close()
-    return True
 
 
 # --------------------------------------------------------------------------- proxies

@@ -37,6 +37,23 @@ def _spec(**changes: object) -> UnitSpec:
     return UnitSpec(**(base | changes))  # type: ignore[arg-type]
 
 
+# systemd-analyze checks that ExecStart's program exists: one that does, outside home
+# directories (a hookshift installed for development may live in one, which the units refuse)
+STAND_IN = Path(shutil.which("true") or "/bin/true")
+
+
+def _systemd_verify(tmp_path: Path, units: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """systemd's own checker run on the units, written into `tmp_path`."""
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    return subprocess.run(
+        ["systemd-analyze", "verify", *(str(tmp_path / n) for n in (PULL_UNIT, WATCH_UNIT))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _directives(text: str) -> dict[str, str]:
     return dict(
         line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
@@ -155,18 +172,7 @@ def test_a_value_cannot_start_a_directive_of_its_own(changes: dict[str, str]) ->
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
-    # systemd-analyze checks that ExecStart's program exists: one that does, outside home
-    # directories (a hookshift installed for development may live in one, which the units
-    # would refuse)
-    stand_in = Path(shutil.which("true") or "/bin/true")
-    for name, text in render_units(_spec(hookshift_bin=stand_in)).items():
-        (tmp_path / name).write_text(text)
-    run = subprocess.run(
-        ["systemd-analyze", "verify", *(str(tmp_path / n) for n in (PULL_UNIT, WATCH_UNIT))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = _systemd_verify(tmp_path, render_units(_spec(hookshift_bin=STAND_IN)))
     assert run.returncode == 0, run.stderr
     assert str(tmp_path) not in run.stderr, run.stderr  # no warning about our files
 
@@ -393,10 +399,9 @@ def test_an_env_file_and_paths_with_spaces_percent_and_dollar_reach_systemd_as_w
     """EnvironmentFile= takes the rest of its line as one path (no quotes: a quoted path is
     "not absolute" and systemd ignores the credentials with a log line only); ReadWritePaths=
     unquotes but does not expand `$`. systemd's own checker reads them back."""
-    stand_in = Path(shutil.which("true") or "/bin/true")
     units = render_units(
         _spec(
-            hookshift_bin=stand_in,
+            hookshift_bin=STAND_IN,
             env_file=Path("/etc/hookshift/aws creds 100%.env"),
             archive=Path("/var/lib/hookshift/archive $1"),
         )
@@ -404,13 +409,6 @@ def test_an_env_file_and_paths_with_spaces_percent_and_dollar_reach_systemd_as_w
     pull = _directives(units[PULL_UNIT])
     assert pull["EnvironmentFile"] == "-/etc/hookshift/aws creds 100%%.env"
     assert pull["ReadWritePaths"] == '"/var/lib/hookshift/archive $1"'
-    for name, text in units.items():
-        (tmp_path / name).write_text(text)
-    run = subprocess.run(
-        ["systemd-analyze", "verify", *(str(tmp_path / n) for n in (PULL_UNIT, WATCH_UNIT))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = _systemd_verify(tmp_path, units)
     assert run.returncode == 0, run.stderr
     assert "EnvironmentFile" not in run.stderr and "not absolute" not in run.stderr, run.stderr
