@@ -334,7 +334,11 @@ def options_for(request: MirrorRequest, config: Path, facts: NginxFacts) -> Mirr
         request_id_header=request.request_id_header,
         request_id_to_app=request.request_id_to_app,
         stage_path=request.stage_path,
-        trusted_ca=request.trusted_ca or system_ca_bundle(),
+        # a path on the command line is the user's, from where they are: nginx would read a
+        # relative one from its own config directory
+        trusted_ca=Path(request.trusted_ca).absolute()
+        if request.trusted_ca
+        else system_ca_bundle(),
         timeout=request.timeout,
         mode=request.mode,
         relay_socket=request.relay_socket,

@@ -263,3 +263,16 @@ def test_a_source_built_nginx_keeps_the_parity_log_under_its_prefix(
     assert f"access_log {installed}/logs/hookshift-parity.log " in planned.diff()
     planned = mirror.plan(_request(config, ca_file, **on_binary, nginx_prefix=tmp_path))
     assert f"access_log {tmp_path}/logs/hookshift-parity.log " in planned.diff()
+
+
+def test_a_relative_trusted_ca_is_the_file_where_the_user_is(
+    tmp_path: Path, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nginx reads a relative proxy_ssl_trusted_certificate from its own config directory:
+    the plan writes the file the user named, from where they named it."""
+    config = copy_case("crlf", tmp_path)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "stage-ca.pem").write_bytes(ca_file.read_bytes())
+    monkeypatch.chdir(tmp_path / "here")
+    planned = mirror.plan(_request(config, ca_file, trusted_ca=Path("stage-ca.pem")))
+    assert f"proxy_ssl_trusted_certificate {tmp_path / 'here' / 'stage-ca.pem'};" in planned.diff()
