@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
 from hookshift.cutover.diagnosis import diagnose
 from hookshift.cutover.probe import observe_tls, post, run_probe
@@ -307,9 +307,13 @@ def _udp_answering(answer: Callable[[bytes], bytes]) -> Iterator[str]:
             while True:
                 try:
                     data, peer = server.recvfrom(4096)
+                    if peer is None:  # the socket was closed under the wait: the test is over
+                        return
                     server.sendto(answer(data), peer)
                 except OSError:
                     return
+                except DNSError:  # a datagram the stand-in cannot answer: wait for the next
+                    continue
 
         threading.Thread(target=serve, daemon=True).start()
         yield f"{LOOPBACK}:{server.getsockname()[1]}"
