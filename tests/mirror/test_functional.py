@@ -344,7 +344,10 @@ def test_forward_mode_sends_the_callback_to_the_stage_instead_of_the_app(
         assert entry["mirror"] == "/__hookshift_forward"
         assert entry["request_id"] == forwarded.headers["x-request-id"]
         assert entry["body"].encode() == SAMPLE and entry["upstream_status"] == "200"
-        assert "POST /callback?src=vendor" in (tmp_path / "access.log").read_text()
+        wait_until(  # written just after the parity line
+            lambda: "POST /callback?src=vendor" in (tmp_path / "access.log").read_text(),
+            "the original access log's line",
+        )
     finally:
         nginx.stop()
 
