@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from hookshift.procs import LOOPBACK
 from hookshift.rehearsal.dns import DnsServer
 from hookshift.verify.heal import REPLAY_HEADER, SETTLE_MS, read_ledger
 from tests.verify.data import T0, body, nginx_line, rid, write_lines
 from tests.verify.tls_stage import STAGE_HOST, Received, TlsStage
+from tests.verify.tls_stage import dns as dns  # fixtures, as named
 from tests.verify.tls_stage import stage_context as stage_context  # a fixture, as named
 
 pytestmark = pytest.mark.e2e
@@ -42,29 +41,12 @@ class HoldingStage(TlsStage):
     holding: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
-    def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        try:
-            with self.context.wrap_socket(conn, server_side=True) as tls:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = tls.recv(65536)
-                    if not chunk:
-                        return  # the check before sending: a handshake only
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")[1:]
-                headers = dict(line.split(": ", 1) for line in lines)
-                while len(rest) < int(headers.get("Content-Length", "0")):
-                    rest += tls.recv(65536)
-                self.received.append(Received(None, headers, rest))
-                if headers.get(REPLAY_HEADER) == self.hold and not self.holding.is_set():
-                    self.holding.set()
-                    self.release.wait(60)
-                    return  # its sender is gone: no answer
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-        except (ssl.SSLError, OSError):
-            return
+    def answers(self, received: Received) -> bool:
+        if received.headers.get(REPLAY_HEADER) == self.hold and not self.holding.is_set():
+            self.holding.set()
+            self.release.wait(60)
+            return False  # its sender is gone: no answer
+        return True
 
 
 @pytest.fixture
@@ -73,12 +55,6 @@ def stage(stage_context: ssl.SSLContext) -> Iterator[HoldingStage]:
     yield running
     running.release.set()
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[DnsServer]:
-    with DnsServer([f"{STAGE_HOST}={LOOPBACK}"]) as server:
-        yield server
 
 
 def _report(tmp_path: Path, target: str, name: str, read_at: datetime | None) -> Path:

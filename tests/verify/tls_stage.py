@@ -88,10 +88,18 @@ class TlsStage:
                 length = int(headers.get("Content-Length", "0"))
                 while len(rest) < length:
                     rest += tls.recv(65536)
-                self.received.append(Received(names[0] if names else None, headers, rest))
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                received = Received(names[0] if names else None, headers, rest)
+                self.received.append(received)
+                if self.answers(received):
+                    tls.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    )
         except (ssl.SSLError, OSError):
             return  # a client that refused the certificate
+
+    def answers(self, received: Received) -> bool:
+        """Whether the stage answers this request (a stage that holds one overrides it)."""
+        return True
 
     def stop(self) -> None:
         self._stop.set()
